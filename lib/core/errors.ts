@@ -1,0 +1,80 @@
+/**
+ * The one table of coded errors. Code branches on `err.code`, never on
+ * `instanceof`: errors cross IPC and the meta port as `{ code, message, details }`
+ * and are rebuilt on the other side with {@link fromWire}.
+ */
+
+interface ErrorSpec {
+  readonly message: string
+  /** HTTP status where an HTTP answer carries this error. */
+  readonly status: number
+}
+
+export const ERRORS = {
+  ESPRA_ERR_INTERNAL: { message: 'internal error', status: 500 },
+  ESPRA_ERR_CONFIG_INVALID: { message: 'invalid configuration', status: 500 },
+  ESPRA_ERR_CONFIG_FILE: { message: 'cannot read config file', status: 500 },
+  ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
+  ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load', status: 500 },
+  ESPRA_ERR_LISTEN: { message: 'cannot listen', status: 500 },
+  ESPRA_ERR_FRAME_TOO_LARGE: { message: 'frame exceeds the size limit', status: 413 },
+  ESPRA_ERR_FRAME_MALFORMED: { message: 'frame is not valid msgpack', status: 400 },
+  ESPRA_ERR_META_PROTOCOL: { message: 'meta protocol violation', status: 400 },
+  ESPRA_ERR_META_VERSION: { message: 'unsupported meta protocol version', status: 400 },
+  ESPRA_ERR_META_AUTH: { message: 'authentication failed', status: 401 },
+  ESPRA_ERR_META_TIMEOUT: { message: 'meta request timed out', status: 504 },
+  ESPRA_ERR_META_CLOSED: { message: 'meta connection closed', status: 503 },
+  ESPRA_ERR_META_UNKNOWN_OP: { message: 'unknown meta operation', status: 400 },
+  ESPRA_ERR_META_BAD_REQUEST: { message: 'bad meta request', status: 400 },
+  ESPRA_ERR_SEED_UNREACHABLE: { message: 'no seed reachable', status: 503 },
+  ESPRA_ERR_NOT_REGISTERED: { message: 'peer has not registered as a node', status: 409 },
+  ESPRA_ERR_CHILD_CRASHLOOP: { message: 'child is crash-looping; restarts stopped', status: 503 },
+  ESPRA_ERR_IPC_TIMEOUT: { message: 'no reply from child', status: 504 },
+  ESPRA_ERR_NOT_IMPLEMENTED: { message: 'not implemented yet', status: 501 },
+  ESPRA_ERR_HTTP_NOT_FOUND: { message: 'not found', status: 404 },
+  ESPRA_ERR_HTTP_DRAINING: { message: 'node is draining', status: 503 },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof ERRORS
+
+/** What an error looks like on the wire (IPC, meta port, HTTP JSON bodies). */
+export interface WireError {
+  code: string
+  message: string
+  details?: Record<string, unknown>
+}
+
+export class EspraError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly details: Record<string, unknown> | undefined
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(message ?? ERRORS[code].message)
+    this.name = 'EspraError'
+    this.code = code
+    this.status = ERRORS[code].status
+    this.details = details
+  }
+
+  toWire(): WireError {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details }
+  }
+}
+
+/** Rebuilds an error received from a peer; unknown codes keep their text. */
+export function fromWire(wire: WireError): EspraError {
+  const code = (wire.code in ERRORS ? wire.code : 'ESPRA_ERR_INTERNAL') as ErrorCode
+  return new EspraError(code, wire.message, wire.details)
+}
+
+/** Turns anything thrown into a wire error without leaking stack traces. */
+export function toWire(err: unknown): WireError {
+  const { code, message, details } = (err ?? {}) as Partial<EspraError>
+  if (typeof code === 'string' && code in ERRORS) {
+    return details === undefined ? { code, message: String(message) } : { code, message: String(message), details }
+  }
+  return { code: 'ESPRA_ERR_INTERNAL', message: typeof message === 'string' ? message : String(err) }
+}
