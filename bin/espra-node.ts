@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+/**
+ * The espra-node binary: builds the command tree and hands off. A child forked
+ * by a node parent (ESPRA_CHILD set at fork time) takes the child path instead.
+ */
+import { Command, Option } from 'commander'
+import { ROLE_NAMES, NODE_OPTIONS } from '../lib/core/config.js'
+import { VERSION } from '../lib/core/version.js'
+import { exitOnError, rolesHelp, runNodeCommand } from '../lib/cli/run-node.js'
+import { configCheck, configDefaults } from '../lib/cli/config-commands.js'
+import { runUp } from '../lib/cli/up.js'
+import { runChild } from '../lib/process/child.js'
+import { adminNodes, adminStatus } from '../roles/admin/cli.js'
+import { ROLES } from '../roles/registry.js'
+
+function nodeOptions(cmd: Command): Command {
+  for (const o of NODE_OPTIONS) {
+    cmd.addOption(new Option(o.flag, `${o.doc} (env ${o.env}; default: ${o.defaultText})`))
+  }
+  return cmd.option('--config <file>', 'JSON config file; keys are the option names in camelCase (env ESPRA_CONFIG)')
+}
+
+function connectOptions(cmd: Command): Command {
+  return cmd
+    .option('--seed <list>', 'seed meta address host:port (default: from <data-dir>/cluster.json, else 127.0.0.1:7000)')
+    .option('--data-dir <dir>', 'state directory written by `up` (default: ./.espra)')
+    .option('--secret-file <file>', 'cluster secret file (default: <data-dir>/secret; ESPRA_SECRET overrides)')
+}
+
+function buildProgram(): Command {
+  const program = new Command('espra-node')
+    .description('Run a real-time web platform on a fleet of machines. Start a node with --role, or a local cluster with `up`.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+  nodeOptions(program).addHelpText('after', rolesHelp(ROLES)).action((_opts, cmd: Command) => runNodeCommand(ROLES, cmd))
+
+  program
+    .command('up')
+    .description('run a whole cluster on this machine: one seed and one node of every role, until Ctrl-C')
+    .option('--data-dir <dir>', 'state directory (secret, cluster.json, logs)', '.espra')
+    .option('--children <n>', 'children per node (default: CPU count)')
+    .option('--port-base <port>', `use ports from <port> up instead of the defaults (meta port, then ${ROLE_NAMES.length} role ports)`)
+    .option('--log-level <level>', 'log level of every node', 'info')
+    .action((opts) => runUp(opts))
+
+  const admin = program.command('admin').description('inspect a running cluster over the seed\'s meta port')
+  connectOptions(admin.command('status').description('cluster summary and every node')).action((opts) => adminStatus(opts))
+  connectOptions(admin.command('nodes').description('list every node'))
+    .option('--json', 'print one JSON array (fields: id, role, region, address, port, pid, children, version, build, health, heartbeatAgeMs, load, ...)')
+    .option('--watch', 'redraw the list as nodes join, leave or change health (Ctrl-C to stop)')
+    .action((opts) => adminNodes(opts))
+
+  const config = program.command('config').description('check or print configuration')
+  nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(
+    (_opts, cmd: Command) => configCheck(cmd),
+  )
+  config.command('defaults').description('print every option with its flag, environment variable and default').option('--json', 'as JSON').action((opts) => configDefaults(opts))
+
+  program.command('version').description('print the version').action(() => console.log(VERSION))
+  return program
+}
+
+if (process.env['ESPRA_CHILD']) {
+  runChild(ROLES)
+} else {
+  buildProgram().parseAsync(process.argv).catch(exitOnError)
+}

@@ -1,0 +1,107 @@
+/**
+ * `espra-node admin …`: operator commands over the seed's meta port. Run in
+ * the directory where `up` was started, they find the cluster with no flags.
+ */
+import { resolve } from 'node:path'
+import { parseHostPort, readSecret } from '../../lib/core/config.js'
+import { EspraError } from '../../lib/core/errors.js'
+import { createLogger } from '../../lib/core/log.js'
+import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
+import { createMetaClient } from '../../lib/transport/meta-client.js'
+import { formatNodes, formatSummary, type NodeView } from './format.js'
+
+export interface ConnectOptions {
+  seed?: string
+  dataDir?: string
+  secretFile?: string
+}
+
+const REQUEST_TIMEOUT_MS = 5000
+
+/** Flags, then ESPRA_* environment, then the state directory `up` wrote, then the defaults. */
+export function resolveTarget(opts: ConnectOptions, env: NodeJS.ProcessEnv = process.env): { seeds: string[]; secret: string } {
+  const dataDir = resolve(opts.dataDir ?? env['ESPRA_DATA_DIR'] ?? '.espra')
+  const list = opts.seed ?? env['ESPRA_SEED'] ?? readClusterFile(dataDir)?.seed ?? '127.0.0.1:7000'
+  const seeds = list.split(',').map((s) => {
+    try {
+      const { host, port } = parseHostPort(s)
+      return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+    } catch (reason) {
+      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--seed: ${String(reason)}`, { option: '--seed' })
+    }
+  })
+  const secret = readSecret(env, resolve(opts.secretFile ?? env['ESPRA_SECRET_FILE'] ?? secretPath(dataDir)))
+  return { seeds, secret }
+}
+
+async function connect(opts: ConnectOptions, onPush?: (op: string, body: unknown) => void) {
+  const { seeds, secret } = resolveTarget(opts)
+  const client = createMetaClient({
+    seeds,
+    secret,
+    peer: { kind: 'admin' },
+    maxFrame: 16 * 1024 ** 2,
+    log: createLogger('silent', { role: 'admin-cli', node: 'cli' }),
+    reconnect: false,
+    ...(onPush ? { onPush } : {}),
+  })
+  await client.ready
+  return client
+}
+
+async function listNodes(client: Awaited<ReturnType<typeof connect>>): Promise<NodeView[]> {
+  return client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS)
+}
+
+export async function adminStatus(opts: ConnectOptions): Promise<void> {
+  const client = await connect(opts)
+  try {
+    const nodes = await listNodes(client)
+    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n\n${formatNodes(nodes)}\n`)
+  } finally {
+    await client.close()
+  }
+}
+
+export async function adminNodes(opts: ConnectOptions & { json?: boolean; watch?: boolean }): Promise<void> {
+  if (!opts.watch) {
+    const client = await connect(opts)
+    try {
+      const nodes = await listNodes(client)
+      process.stdout.write(opts.json ? `${JSON.stringify(nodes)}\n` : `${formatNodes(nodes)}\n`)
+    } finally {
+      await client.close()
+    }
+    return
+  }
+  // Watch: redraw on every event from the seed and once a second for heartbeat ages.
+  let redraw = (): void => {}
+  const client = await connect(opts, (op) => op === 'event' && redraw())
+  await client.request('subscribe', { events: true }, REQUEST_TIMEOUT_MS)
+  let busy = false
+  redraw = () => {
+    if (busy) return
+    busy = true
+    listNodes(client)
+      .then((nodes) => {
+        const body = opts.json ? JSON.stringify(nodes) : `${new Date().toISOString()}\n${formatNodes(nodes)}`
+        process.stdout.write(process.stdout.isTTY && !opts.json ? `\x1b[2J\x1b[H${body}\n` : `${body}\n`)
+      })
+      .catch((err: Error) => process.stderr.write(`espra-node: ${err.message}\n`))
+      .finally(() => (busy = false))
+  }
+  redraw()
+  const timer = setInterval(redraw, 1000)
+  await new Promise<void>((done) => {
+    const stop = (): void => done()
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+    client.on('disconnected', () => {
+      process.stderr.write('espra-node: seed connection lost\n')
+      process.exitCode = 1
+      done()
+    })
+  })
+  clearInterval(timer)
+  await client.close()
+}

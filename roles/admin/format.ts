@@ -1,0 +1,58 @@
+/** Plain-text views of the registry for the admin CLI (and later the dashboard). */
+
+/** One node as the seed reports it (docs/meta-protocol.md, `NodeView`). */
+export interface NodeView {
+  id: string
+  role: string
+  region: string
+  address: string
+  port: number
+  metricsPort: number
+  pid: number
+  children: number
+  childrenWanted: number
+  version: string
+  build: string | null
+  health: 'ok' | 'draining' | 'degraded' | 'suspect'
+  startedAt: number
+  registeredAt: number
+  heartbeatAgeMs: number
+  connected: boolean
+  load: { connections: number; rps: number; rssBytes: number; lagMs: number }
+}
+
+const COLUMNS: [string, (n: NodeView) => string][] = [
+  ['ID', (n) => n.id],
+  ['ROLE', (n) => n.role],
+  ['REGION', (n) => n.region],
+  ['ADDRESS', (n) => `${n.address}:${n.port}`],
+  ['METRICS', (n) => String(n.metricsPort)],
+  ['PID', (n) => String(n.pid)],
+  ['CHILDREN', (n) => `${n.children}/${n.childrenWanted}`],
+  ['VERSION', (n) => n.version],
+  ['BUILD', (n) => n.build ?? '-'],
+  ['HEALTH', (n) => n.health],
+  ['HEARTBEAT', (n) => `${(n.heartbeatAgeMs / 1000).toFixed(1)}s`],
+  ['CONNS', (n) => String(n.load.connections)],
+  ['REQ/S', (n) => n.load.rps.toFixed(0)],
+  ['RSS', (n) => `${(n.load.rssBytes / 1024 ** 2).toFixed(0)}MB`],
+  ['LAG', (n) => `${n.load.lagMs.toFixed(1)}ms`],
+]
+
+export function formatNodes(nodes: readonly NodeView[]): string {
+  if (nodes.length === 0) return '(no nodes registered)'
+  const sorted = [...nodes].sort((a, b) => a.role.localeCompare(b.role) || a.id.localeCompare(b.id))
+  const rows = [COLUMNS.map(([title]) => title), ...sorted.map((n) => COLUMNS.map(([, cell]) => cell(n)))]
+  const widths = COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
+
+export function formatSummary(seed: string, nodes: readonly NodeView[]): string {
+  const byHealth = new Map<string, number>()
+  for (const n of nodes) byHealth.set(n.health, (byHealth.get(n.health) ?? 0) + 1)
+  const roles = new Map<string, number>()
+  for (const n of nodes) roles.set(n.role, (roles.get(n.role) ?? 0) + 1)
+  const health = [...byHealth].map(([h, c]) => `${c} ${h}`).join(', ') || 'none'
+  const perRole = [...roles].sort().map(([r, c]) => `${r} ${c}`).join(', ') || 'none'
+  return `seed ${seed}: ${nodes.length} nodes (${health})\nroles: ${perRole}`
+}

@@ -1,0 +1,110 @@
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { defaultNodeId, loadConfig, NODE_OPTIONS, parseDuration, parseHostPort, parseSize, printable } from '../../../lib/core/config.js'
+
+const SECRET = 'x'.repeat(32)
+const dir = mkdtempSync(join(tmpdir(), 'espra-config-'))
+const env = (extra: Record<string, string> = {}) => ({ ESPRA_SECRET: SECRET, ...extra })
+
+function configFile(data: unknown): string {
+  const file = join(dir, `c${Math.random().toString(16).slice(2)}.json`)
+  writeFileSync(file, typeof data === 'string' ? data : JSON.stringify(data))
+  return file
+}
+
+t.test('defaults fill everything and depend on earlier options', async (t) => {
+  const c = loadConfig({ flags: { role: 'live' }, env: env() })
+  t.equal(c.port, 8083, 'live has its own default port')
+  t.equal(c.metricsPort, 9083)
+  t.equal(c.region, 'us-1')
+  t.equal(c.heartbeatTimeout, 3000)
+  t.equal(c.seedGrace, 6000, 'grace defaults to twice the heartbeat timeout')
+  t.same(c.seed, ['127.0.0.1:7000'])
+  t.equal(c.nodeId, defaultNodeId('live', 8083))
+  t.ok(Object.isFrozen(c), 'frozen')
+  t.throws(() => {
+    ;(c as { port: number }).port = 1
+  }, TypeError)
+})
+
+t.test('precedence: defaults < file < env < flags', async (t) => {
+  const file = configFile({ role: 'proxy', region: 'eu-1', children: 3, port: 9000, drainTimeout: '2s' })
+  const fromFile = loadConfig({ flags: {}, env: env(), file })
+  t.match(fromFile, { role: 'proxy', region: 'eu-1', children: 3, port: 9000, drainTimeout: 2000 })
+
+  const fromEnv = loadConfig({ flags: {}, env: env({ ESPRA_REGION: 'ap-1', ESPRA_CHILDREN: '4' }), file })
+  t.match(fromEnv, { region: 'ap-1', children: 4, port: 9000 }, 'env beats the file')
+
+  const fromFlags = loadConfig({ flags: { region: 'sa-1', port: '9100' }, env: env({ ESPRA_REGION: 'ap-1' }), file })
+  t.match(fromFlags, { region: 'sa-1', port: 9100, children: 3 }, 'flags beat env and file')
+
+  const viaEnvFile = loadConfig({ flags: {}, env: env({ ESPRA_CONFIG: file }) })
+  t.equal(viaEnvFile.region, 'eu-1', 'ESPRA_CONFIG names the file too')
+})
+
+t.test('invalid values name the option and what is allowed', async (t) => {
+  const cases: [Record<string, unknown>, Record<string, string>, RegExp][] = [
+    [{ role: 'nope' }, {}, /^--role: must be one of seed, proxy, live, fileserver, app, mail, admin \(got "nope"\)$/],
+    [{ role: 'live', children: '0' }, {}, /^--children: must be an integer from 1 to 256/],
+    [{ role: 'live', port: '70000' }, {}, /^--port: must be an integer from 1 to 65535/],
+    [{ role: 'live', drainTimeout: 'soon' }, {}, /^--drain-timeout: must be a duration/],
+    [{ role: 'live', seed: 'nohost' }, {}, /^--seed: must be host:port/],
+    [{ role: 'live', region: 'US 1' }, {}, /^--region: must be lower-case/],
+    [{ role: 'live' }, { ESPRA_MAX_CHILD_RSS: 'lots' }, /^ESPRA_MAX_CHILD_RSS: must be a size/],
+    [{ role: 'live' }, { ESPRA_LOG_LEVEL: 'loud' }, /^ESPRA_LOG_LEVEL: must be one of fatal/],
+    [{}, {}, /^--role: is required/],
+  ]
+  for (const [flags, extra, message] of cases) {
+    t.throws(() => loadConfig({ flags, env: env(extra) }), { code: 'ESPRA_ERR_CONFIG_INVALID', message }, String(message))
+  }
+})
+
+t.test('config file problems are clear', async (t) => {
+  t.throws(() => loadConfig({ flags: { role: 'live' }, env: env(), file: join(dir, 'missing.json') }), {
+    message: /^--config: cannot read .*missing\.json \(ENOENT\)$/,
+  })
+  t.throws(() => loadConfig({ flags: { role: 'live' }, env: env(), file: configFile('{not json') }), { message: /is not valid JSON/ })
+  t.throws(() => loadConfig({ flags: { role: 'live' }, env: env(), file: configFile([1]) }), { message: /must hold a JSON object/ })
+  t.throws(() => loadConfig({ flags: { role: 'live' }, env: env(), file: configFile({ prot: 1 }) }), { message: /unknown key 'prot'/ })
+  t.throws(() => loadConfig({ flags: {}, env: env(), file: configFile({ role: 'live', children: 'many' }) }), {
+    message: /^config file key 'children': must be an integer/,
+  })
+})
+
+t.test('the secret comes from ESPRA_SECRET or the secret file and is never printed', async (t) => {
+  const secretFile = join(dir, 'secret')
+  writeFileSync(secretFile, `${'s'.repeat(40)}\n`)
+  const c = loadConfig({ flags: { role: 'seed', secretFile }, env: {} })
+  t.equal(c.secret, 's'.repeat(40), 'trailing newline trimmed')
+  t.notOk('secret' in printable(c))
+  t.equal(loadConfig({ flags: { role: 'seed', secretFile }, env: env() }).secret, SECRET, 'ESPRA_SECRET wins')
+  t.throws(() => loadConfig({ flags: { role: 'seed', secretFile: join(dir, 'none') }, env: {} }), { code: 'ESPRA_ERR_SECRET_MISSING' })
+  t.throws(() => loadConfig({ flags: { role: 'seed' }, env: { ESPRA_SECRET: 'short' } }), {
+    message: /^ESPRA_SECRET: the cluster secret must be at least 16 characters$/,
+  })
+})
+
+t.test('parsers', async (t) => {
+  t.equal(parseDuration('250ms'), 250)
+  t.equal(parseDuration('1.5s'), 1500)
+  t.equal(parseDuration('2m'), 120_000)
+  t.equal(parseDuration(42), 42)
+  t.throws(() => parseDuration('-1s'))
+  t.equal(parseSize('64KB'), 65536)
+  t.equal(parseSize('1gb'), 1024 ** 3)
+  t.throws(() => parseSize('1TB'))
+  t.same(parseHostPort('[::1]:7000'), { host: '::1', port: 7000 })
+  t.throws(() => parseHostPort('host:0'))
+  const c = loadConfig({ flags: { role: 'live', seed: 'a.example:7000,[::1]:7001' }, env: env() })
+  t.same(c.seed, ['a.example:7000', '[::1]:7001'])
+})
+
+t.test('every option has a flag, an env name and docs', async (t) => {
+  for (const o of NODE_OPTIONS) {
+    t.match(o.flag, /^--[a-z-]+ <[a-z]+>$/, o.key)
+    t.match(o.env, /^ESPRA_[A-Z_]+$/, o.key)
+    t.ok(o.doc.length > 10, `${o.key} is documented`)
+  }
+})
