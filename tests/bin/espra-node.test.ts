@@ -1,0 +1,75 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { NODE_OPTIONS, ROLE_NAMES } from '../../lib/core/config.js'
+import { runCli } from '../helpers/up.js'
+
+const env = { ...process.env, ESPRA_SECRET: 'y'.repeat(32) }
+
+t.test('--help is complete: every option, its env name, every role and what it does not do yet', async (t) => {
+  const r = await runCli(['--help'], { env })
+  t.equal(r.code, 0)
+  for (const o of NODE_OPTIONS) {
+    t.match(r.stdout, o.flag.split(' ')[0]!, `documents ${o.flag}`)
+    t.match(r.stdout, o.env, `names ${o.env}`)
+  }
+  for (const role of ROLE_NAMES) t.match(r.stdout, new RegExp(`^  ${role} `, 'm'), `describes ${role}`)
+  t.match(r.stdout, 'not built yet')
+  for (const sub of ['up', 'admin', 'config', 'version']) t.match(r.stdout, new RegExp(`^  ${sub}\\b`, 'm'), `lists ${sub}`)
+})
+
+t.test('bad values exit 2 with one line naming the option and what is allowed', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--role=live', '--children=0'], /^espra-node: --children: must be an integer from 1 to 256 \(got "0"\)\n$/],
+    [['--role=wizard'], /^espra-node: --role: must be one of seed, proxy, live, fileserver, app, mail, admin/],
+    [['--role=live', '--drain-timeout=forever'], /^espra-node: --drain-timeout: must be a duration/],
+    [['--role=live', '--seed=nowhere'], /^espra-node: --seed: must be host:port/],
+    [['--region=us-1'], /^espra-node: --role: is required/],
+  ]
+  for (const [args, message] of cases) {
+    const r = await runCli(args, { env })
+    t.equal(r.code, 2, `${args.join(' ')} exits 2`)
+    t.match(r.stderr, message)
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+  }
+  const unknown = await runCli(['--role=live', '--bogus'], { env })
+  t.equal(unknown.code, 2, 'unknown option exits 2')
+  t.match(unknown.stderr, /unknown option '--bogus'/)
+  const noSecret = await runCli(['config', 'check', '--role=seed', '--secret-file=/nonexistent/secret'], { env: { ...process.env, ESPRA_SECRET: '' } })
+  t.equal(noSecret.code, 2)
+  t.match(noSecret.stderr, /^espra-node: --secret-file: cannot read \/nonexistent\/secret \(ENOENT\)/)
+})
+
+t.test('config check prints the resolved config without the secret', async (t) => {
+  const r = await runCli(['config', 'check', '--role=proxy', '--children=3'], { env: { ...env, ESPRA_REGION: 'eu-1' } })
+  t.equal(r.code, 0, r.stderr)
+  const config = JSON.parse(r.stdout) as Record<string, unknown>
+  t.match(config, { role: 'proxy', children: 3, region: 'eu-1', port: 8080 })
+  t.notOk('secret' in config)
+  t.notMatch(r.stdout, 'y'.repeat(32))
+})
+
+t.test('config defaults lists every option', async (t) => {
+  const r = await runCli(['config', 'defaults', '--json'])
+  t.equal(r.code, 0)
+  t.same((JSON.parse(r.stdout) as { key: string }[]).map((o) => o.key), NODE_OPTIONS.map((o) => o.key))
+})
+
+t.test('version', async (t) => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  const r = await runCli(['version'])
+  t.equal(r.stdout.trim(), pkg.version)
+})
+
+t.test('admin against no seed fails clearly', async (t) => {
+  const r = await runCli(['admin', 'nodes', '--seed', '127.0.0.1:1'], { env })
+  t.equal(r.code, 1)
+  t.match(r.stderr, /^espra-node: ESPRA_ERR_SEED_UNREACHABLE: /)
+})
+
+t.test('README documents every option', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  for (const o of NODE_OPTIONS) {
+    t.match(readme, o.flag.split(' ')[0]!, `README has ${o.flag}`)
+    t.match(readme, o.env, `README has ${o.env}`)
+  }
+})
