@@ -27,7 +27,11 @@ export function encodeFrame(value: unknown): Buffer {
  * unusable: drop the peer.
  */
 export class FrameDecoder {
-  readonly maxFrame: number
+  /**
+   * Largest payload accepted. Writable so a server can start a connection with
+   * a small limit while the peer is unauthenticated and raise it afterwards.
+   */
+  maxFrame: number
   private buffered: Buffer[] = []
   private size = 0
   /** Payload length of the frame being read, or -1 while reading a header. */

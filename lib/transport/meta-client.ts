@@ -1,0 +1,298 @@
+/**
+ * The seed link for node parents and the admin CLI: connects to the first
+ * reachable seed, authenticates both ways, and (with `reconnect`) walks the
+ * seed list round-robin with exponential backoff and jitter whenever the link
+ * drops. `onConnect` runs after every (re)connect, so registration and
+ * subscriptions are redone against whichever seed answers.
+ */
+import { connect } from 'node:net'
+import { parseHostPort } from '../core/config.js'
+import { EspraError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
+import { MetaSession } from './meta-session.js'
+
+export interface MetaPeerIdentity {
+  kind: 'node' | 'admin'
+  id?: string
+}
+
+export interface MetaClientOptions {
+  /** `host:port` list, IPv6 hosts in brackets; the first reachable one is used. */
+  readonly seeds: readonly string[]
+  readonly secret: string
+  readonly peer: MetaPeerIdentity
+  readonly maxFrame: number
+  readonly log: Logger
+  /** Keep reconnecting after a drop (nodes); false for one-shot callers (CLI). */
+  readonly reconnect: boolean
+  /** Runs after every (re)connect and authentication, before `connected` turns true. */
+  readonly onConnect?: (client: MetaClient) => Promise<void> | void
+  /** One-way messages from the seed (`routing`, `event`, ...). */
+  readonly onPush?: (op: string, body: unknown) => void
+  /** TCP connect plus handshake must finish within this (5 s). */
+  readonly handshakeTimeoutMs?: number
+  readonly requestTimeoutMs?: number
+  /**
+   * Ping the seed when nothing was sent or received for this long (5 s; 0 off).
+   * Keeps idle admin links under the seed's 15 s idle limit and notices a seed
+   * that vanished without closing the connection.
+   */
+  readonly keepAliveMs?: number
+  readonly backoffMinMs?: number
+  readonly backoffMaxMs?: number
+}
+
+export type MetaClientEvent = 'connected' | 'disconnected'
+
+export interface MetaClient {
+  /** True while authenticated and `onConnect` has finished. */
+  readonly connected: boolean
+  /** Address of the seed currently linked, or null. */
+  readonly seed: string | null
+  /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is false and every seed failed. */
+  readonly ready: Promise<void>
+  /** Rejects at once with `ESPRA_ERR_META_CLOSED` when no seed is linked. */
+  request<T = unknown>(op: string, body: unknown, timeoutMs?: number): Promise<T>
+  /** One-way message; false when no seed is linked (dropped) or the link is congested. */
+  send(op: string, body: unknown): boolean
+  on(event: MetaClientEvent, listener: () => void): void
+  /** Stops reconnecting and ends the link after pending requests settle. */
+  close(): Promise<void>
+  destroy(err?: Error): void
+}
+
+const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
+
+/** Creates the client and starts connecting at once. */
+export function createMetaClient(options: MetaClientOptions): MetaClient {
+  return new SeedLink(options)
+}
+
+class SeedLink implements MetaClient {
+  readonly ready: Promise<void>
+  private readonly opts: MetaClientOptions
+  private readonly key: Buffer
+  private readonly targets: { address: string; host: string; port: number }[]
+  private session: MetaSession<SeedLink> | null = null
+  private linked = false
+  private stopped = false
+  private connecting: MetaSession<SeedLink> | null = null
+  private wake: (() => void) | null = null
+  private readonly listeners = new Map<MetaClientEvent, (() => void)[]>()
+  private settleReady!: (err?: Error) => void
+  private readonly loop: Promise<void>
+
+  constructor(opts: MetaClientOptions) {
+    if (opts.seeds.length === 0) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', 'no seed address given')
+    this.opts = opts
+    this.key = deriveMetaKey(opts.secret)
+    this.targets = opts.seeds.map((address) => {
+      try {
+        return { address, ...parseHostPort(address) }
+      } catch (reason) {
+        throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `seed address: ${String(reason)}`)
+      }
+    })
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.settleReady = (err) => (err ? reject(err) : resolve())
+    })
+    // Callers that never await `ready` must not crash the process with an unhandled rejection.
+    this.ready.catch(() => {})
+    this.loop = this.run()
+  }
+
+  get connected(): boolean {
+    return this.linked
+  }
+
+  get seed(): string | null {
+    return this.linked && this.session ? this.session.remote : null
+  }
+
+  request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
+    if (!this.session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
+    return this.session.request<T>(op, body, timeoutMs)
+  }
+
+  send(op: string, body: unknown): boolean {
+    return this.session ? this.session.send(op, body) : false
+  }
+
+  on(event: MetaClientEvent, listener: () => void): void {
+    const list = this.listeners.get(event) ?? []
+    list.push(listener)
+    this.listeners.set(event, list)
+  }
+
+  async close(): Promise<void> {
+    this.stop(new EspraError('ESPRA_ERR_META_CLOSED', 'meta client closed before it connected'))
+    this.connecting?.destroy()
+    await this.session?.close()
+    await this.loop
+  }
+
+  destroy(err?: Error): void {
+    this.stop(err ?? new EspraError('ESPRA_ERR_META_CLOSED', 'meta client destroyed'))
+    this.connecting?.destroy()
+    this.session?.destroy(err)
+  }
+
+  private stop(readyError: Error): void {
+    this.stopped = true
+    this.settleReady(readyError)
+    this.wake?.()
+  }
+
+  private emit(event: MetaClientEvent): void {
+    for (const listener of this.listeners.get(event) ?? []) {
+      try {
+        listener()
+      } catch (err) {
+        this.opts.log.error({ err, event }, 'meta client listener failed')
+      }
+    }
+  }
+
+  private async run(): Promise<void> {
+    const errors = new Map<string, string>()
+    let index = 0
+    let failures = 0
+    while (!this.stopped) {
+      const target = this.targets[index]!
+      let session: MetaSession<SeedLink> | null = null
+      try {
+        session = await this.handshake(target)
+        this.session = session
+        await this.opts.onConnect?.(this)
+        if (session.state !== 'open') throw new EspraError('ESPRA_ERR_META_CLOSED', `seed ${target.address} closed the link during onConnect`)
+      } catch (err) {
+        this.session = null
+        session?.destroy(err as Error)
+        if (this.stopped) break
+        failures++
+        errors.set(target.address, (err as Error).message)
+        this.logFailure(target.address, err as Error, failures)
+        index = (index + 1) % this.targets.length
+        if (!this.opts.reconnect && failures >= this.targets.length) {
+          const list = [...errors].map(([a, m]) => `${a}: ${m}`)
+          this.stop(new EspraError('ESPRA_ERR_SEED_UNREACHABLE', `no seed reachable (${list.join('; ')})`, { seeds: this.opts.seeds, errors: list }))
+          break
+        }
+        if (this.opts.reconnect) await this.sleep(this.backoff(failures))
+        continue
+      }
+      failures = 0
+      errors.clear()
+      await this.serve(session, target.address)
+      if (!this.opts.reconnect || this.stopped) break
+      // Retry the seed we just lost first (it may only be restarting), after a short jittered pause.
+      await this.sleep(this.backoff(1))
+    }
+    this.stopped = true
+  }
+
+  /** Holds the link until it closes, pinging while idle. */
+  private async serve(session: MetaSession<SeedLink>, address: string): Promise<void> {
+    const closed = new Promise<EspraError | null>((resolve) => session.onClose(resolve))
+    this.linked = true
+    this.opts.log.info({ seed: address }, 'meta link up')
+    this.settleReady()
+    this.emit('connected')
+    const keepAlive = this.opts.keepAliveMs ?? 5000
+    const timer = keepAlive > 0 ? this.keepAlive(session, keepAlive) : null
+    const reason = await closed
+    if (timer) clearInterval(timer)
+    this.linked = false
+    this.session = null
+    if (!this.stopped) this.opts.log.warn({ seed: address, code: reason?.code, reason: reason?.message ?? 'seed closed the connection' }, 'meta link down')
+    this.emit('disconnected')
+  }
+
+  private keepAlive(session: MetaSession<SeedLink>, keepAliveMs: number): NodeJS.Timeout {
+    const tick = Math.max(10, Math.floor(keepAliveMs / 5))
+    let inFlight = false
+    return setInterval(() => {
+      const now = Date.now()
+      const quiet = Math.max(now - session.lastSentAt, now - session.lastReceivedAt)
+      if (inFlight || quiet < keepAliveMs - tick) return
+      inFlight = true
+      session.request('ping', {}, keepAliveMs).then(
+        () => (inFlight = false),
+        (err: EspraError) => {
+          inFlight = false
+          if (err.code === 'ESPRA_ERR_META_TIMEOUT') session.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `seed did not answer a ping within ${keepAliveMs} ms`))
+        },
+      )
+    }, tick).unref()
+  }
+
+  private async handshake(target: { address: string; host: string; port: number }): Promise<MetaSession<SeedLink>> {
+    const ms = this.opts.handshakeTimeoutMs ?? 5000
+    const socket = connect({ host: target.host, port: target.port })
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true, 10_000)
+    const session = new MetaSession<SeedLink>({
+      socket, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this, remote: target.address,
+      onMessage: (op, body) => this.opts.onPush?.(op, body),
+      ...(this.opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.opts.requestTimeoutMs } : {}),
+    })
+    this.connecting = session
+    if (this.stopped) session.destroy()
+    const timer = setTimeout(() => {
+      session.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `handshake with seed ${target.address} did not finish within ${ms} ms`))
+    }, ms)
+    try {
+      const hello = await session.nextFrame()
+      if (hello['t'] !== 'hello') throw protocolError(`seed sent '${String(hello['t'])}' instead of hello`)
+      if (hello['v'] !== META_VERSION) {
+        throw new EspraError('ESPRA_ERR_META_VERSION', `seed speaks meta protocol v${String(hello['v'])}, this build v${META_VERSION}`)
+      }
+      const seedNonce = hello['nonce']
+      if (!isNonce(seedNonce)) throw protocolError('seed hello carries no valid nonce')
+      const nonce = newNonce()
+      const { kind, id } = this.opts.peer
+      session.writeValue({ t: 'auth', v: META_VERSION, nonce, proof: clientProof(this.key, seedNonce, nonce), peer: id === undefined ? { kind } : { kind, id } })
+      const welcome = await session.nextFrame()
+      if (welcome['t'] !== 'welcome') throw protocolError(`seed sent '${String(welcome['t'])}' instead of welcome`)
+      if (!proofMatches(serverProof(this.key, nonce, seedNonce), welcome['proof'])) {
+        throw new EspraError('ESPRA_ERR_META_AUTH', `seed ${target.address} could not prove it knows the cluster secret`)
+      }
+      session.open()
+      return session
+    } finally {
+      clearTimeout(timer)
+      this.connecting = null
+    }
+  }
+
+  /** Exponential backoff with equal jitter: the n-th failure waits in [d/2, d]. */
+  private backoff(failures: number): number {
+    const min = this.opts.backoffMinMs ?? 100
+    const max = this.opts.backoffMaxMs ?? 5000
+    const d = Math.min(max, min * 2 ** Math.min(failures - 1, 16))
+    return d / 2 + Math.random() * (d / 2)
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = null
+        resolve()
+      }, ms)
+      this.wake = () => {
+        clearTimeout(timer)
+        this.wake = null
+        resolve()
+      }
+    })
+  }
+
+  // First failure of an outage is a warning; repeats are quieter so a long outage does not flood the log.
+  private logFailure(seed: string, err: Error, failures: number): void {
+    const line = { seed, code: (err as EspraError).code, reason: err.message, failures }
+    if (failures === 1 || failures % 20 === 0) this.opts.log.warn(line, 'meta link attempt failed')
+    else this.opts.log.debug(line, 'meta link attempt failed')
+  }
+}

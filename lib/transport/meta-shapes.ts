@@ -1,0 +1,148 @@
+/**
+ * The bodies the meta protocol carries (docs/meta-protocol.md, "Shapes"), and
+ * their validators. They live in lib/ so node parents and the admin CLI build
+ * the same shapes the seed checks.
+ */
+import { ROLE_NAMES, type RoleName } from '../core/config.js'
+import { EspraError } from '../core/errors.js'
+
+/** What a node reports about its own health. */
+export type ReportedHealth = 'ok' | 'draining' | 'degraded'
+/** Health as the seed sees it: `suspect` once the node's connection closed. */
+export type NodeHealth = ReportedHealth | 'suspect'
+
+export const REPORTED_HEALTH: readonly ReportedHealth[] = ['ok', 'draining', 'degraded']
+
+/** Body of `register`: who a node is and how to reach it. */
+export interface NodeInfo {
+  id: string
+  role: RoleName
+  region: string
+  address: string
+  port: number
+  /** 0 when the node serves no metrics. */
+  metricsPort: number
+  pid: number
+  version: string
+  children: number
+  childrenWanted: number
+  build: string | null
+  health: ReportedHealth
+  /** Node start time, ms since the epoch. */
+  startedAt: number
+}
+
+export interface NodeLoad {
+  connections: number
+  rps: number
+  rssBytes: number
+  lagMs: number
+}
+
+/** Body of the one-way `heartbeat` message. */
+export interface HeartbeatBody {
+  health: ReportedHealth
+  children: number
+  build: string | null
+  load: NodeLoad
+}
+
+/** A registry entry as `nodes` answers it and `event` pushes carry it. */
+export interface NodeView extends Omit<NodeInfo, 'health'> {
+  health: NodeHealth
+  heartbeatAgeMs: number
+  load: NodeLoad
+  connected: boolean
+  registeredAt: number
+}
+
+/** The healthy Live nodes of one region, sorted by id. */
+export interface RoutingTable {
+  region: string
+  /** Grows on every change, also across seed restarts (it is time-based). */
+  version: number
+  nodes: { id: string; address: string; port: number }[]
+}
+
+export type NodeEventType = 'joined' | 'left' | 'health'
+
+/** Body of the one-way `event` push to subscribers. */
+export interface NodeEvent {
+  type: NodeEventType
+  /** When the seed saw it, ms since the epoch. */
+  at: number
+  node: NodeView
+  reason?: string
+}
+
+export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+export const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/
+const ADDRESS = /^[A-Za-z0-9.:\-[\]]{1,253}$/
+const VERSION_TEXT = /^[\x21-\x7e]{1,64}$/
+const BUILD = /^[\x21-\x7e]{1,128}$/
+
+const isInt = (v: unknown, min: number, max: number): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+const isAmount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0
+const matches = (v: unknown, re: RegExp): v is string => typeof v === 'string' && re.test(v)
+const isBuild = (v: unknown): v is string | null => v === null || matches(v, BUILD)
+const isHealth = (v: unknown): v is ReportedHealth => v === 'ok' || v === 'draining' || v === 'degraded'
+
+/** True for a msgpack map decoded as a plain object. */
+export function isMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
+}
+
+function bad(field: string, allowed: string): EspraError {
+  return new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} must be ${allowed}`, { field })
+}
+
+/**
+ * Checks a `register` body and returns a clean copy (unknown keys dropped).
+ * Throws `ESPRA_ERR_META_BAD_REQUEST` naming the first bad field.
+ */
+export function parseNodeInfo(body: unknown): NodeInfo {
+  if (!isMap(body)) throw bad('body', 'a map')
+  const b = body
+  if (!matches(b['id'], NODE_ID)) throw bad('id', 'letters, digits, ".", "_" and "-", at most 64')
+  if (!ROLE_NAMES.includes(b['role'] as RoleName)) throw bad('role', `one of ${ROLE_NAMES.join(', ')}`)
+  if (!matches(b['region'], REGION)) throw bad('region', 'lower-case letters, digits and dashes, at most 32')
+  if (!matches(b['address'], ADDRESS)) throw bad('address', 'a host name or IP address')
+  if (!isInt(b['port'], 1, 65535)) throw bad('port', 'an integer from 1 to 65535')
+  if (!isInt(b['metricsPort'], 0, 65535)) throw bad('metricsPort', 'an integer from 0 to 65535')
+  if (!isInt(b['pid'], 0, 2 ** 32)) throw bad('pid', 'a process id')
+  if (!matches(b['version'], VERSION_TEXT)) throw bad('version', 'printable text, at most 64')
+  if (!isInt(b['children'], 0, 1024)) throw bad('children', 'an integer from 0 to 1024')
+  if (!isInt(b['childrenWanted'], 0, 1024)) throw bad('childrenWanted', 'an integer from 0 to 1024')
+  if (!isBuild(b['build'])) throw bad('build', 'null or printable text, at most 128')
+  if (!isHealth(b['health'])) throw bad('health', `one of ${REPORTED_HEALTH.join(', ')}`)
+  if (!isAmount(b['startedAt'])) throw bad('startedAt', 'ms since the epoch')
+  return {
+    id: b['id'], role: b['role'] as RoleName, region: b['region'], address: b['address'], port: b['port'],
+    metricsPort: b['metricsPort'], pid: b['pid'], version: b['version'], children: b['children'],
+    childrenWanted: b['childrenWanted'], build: b['build'], health: b['health'], startedAt: b['startedAt'],
+  }
+}
+
+/**
+ * Checks a heartbeat body in place, on the hot path: returns null when it is
+ * valid, else a short reason. It allocates nothing for a valid body.
+ */
+export function heartbeatProblem(body: unknown): string | null {
+  if (!isMap(body)) return 'heartbeat body is not a map'
+  if (!isHealth(body['health'])) return 'heartbeat health is invalid'
+  if (!isInt(body['children'], 0, 1024)) return 'heartbeat children is invalid'
+  if (!isBuild(body['build'])) return 'heartbeat build is invalid'
+  const load = body['load']
+  if (!isMap(load)) return 'heartbeat load is not a map'
+  if (!isAmount(load['connections']) || !isAmount(load['rps']) || !isAmount(load['rssBytes']) || !isAmount(load['lagMs'])) {
+    return 'heartbeat load figures must be non-negative numbers'
+  }
+  return null
+}
+
+/** Checks a region name received in a request body. */
+export function parseRegion(value: unknown, field = 'region'): string {
+  if (!matches(value, REGION)) throw bad(field, 'lower-case letters, digits and dashes, at most 32')
+  return value
+}

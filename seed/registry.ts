@@ -1,0 +1,246 @@
+/**
+ * The node registry and failure detector (docs/meta-protocol.md, "Failure
+ * detection"). Seed state is soft: it is rebuilt from re-registrations.
+ *
+ * Scaling: records sit in one list ordered by last heartbeat (a heartbeat
+ * moves its record to the tail in O(1)), so one interval sweep only looks at
+ * the head of the list, however many nodes there are. No timer per node.
+ */
+import type { HeartbeatBody, NodeEvent, NodeHealth, NodeInfo, NodeLoad, NodeView } from '../lib/transport/meta-shapes.js'
+
+/** The connection a node registered over; the registry closes it when the node is evicted or replaced. */
+export interface RegistryLink {
+  close(reason: 'replaced' | 'timeout'): void
+}
+
+export interface RegistryOptions {
+  readonly heartbeatTimeoutMs: number
+  /** Nobody is evicted for this long after start (nodes are re-registering). */
+  readonly graceMs: number
+  /** Sweep period; default a tenth of the timeout, at most 100 ms. */
+  readonly sweepMs?: number
+}
+
+/** Where a node was before a change, so routing can tell which regions it touched. */
+export interface NodeChange {
+  readonly node: Readonly<NodeRecord>
+  readonly before: { readonly role: string; readonly region: string; readonly health: NodeHealth } | null
+  readonly removed: boolean
+}
+
+/** A registry entry; `records()` hands these out read-only. */
+export interface NodeRecord extends Omit<NodeView, 'heartbeatAgeMs' | 'connected'> {
+  link: RegistryLink | null
+  /** performance.now() of the last register or heartbeat: immune to wall-clock jumps. */
+  seenAt: number
+  prev: NodeRecord | null
+  next: NodeRecord | null
+}
+
+export class Registry {
+  private readonly nodes = new Map<string, NodeRecord>()
+  private head: NodeRecord | null = null
+  private tail: NodeRecord | null = null
+  private readonly timeoutMs: number
+  private readonly sweeper: NodeJS.Timeout
+  private readonly graceTimer: NodeJS.Timeout | null
+  private graceValue: boolean
+  private readonly eventListeners: ((event: NodeEvent) => void)[] = []
+  private readonly changeListeners: ((change: NodeChange) => void)[] = []
+  private readonly graceListeners: (() => void)[] = []
+
+  constructor(opts: RegistryOptions) {
+    this.timeoutMs = opts.heartbeatTimeoutMs
+    this.graceValue = opts.graceMs > 0
+    this.graceTimer = this.graceValue ? setTimeout(() => this.endGrace(), opts.graceMs).unref() : null
+    this.sweeper = setInterval(() => this.sweep(), opts.sweepMs ?? Math.min(100, Math.ceil(opts.heartbeatTimeoutMs / 10))).unref()
+  }
+
+  get size(): number {
+    return this.nodes.size
+  }
+
+  /** True while the start-up grace lasts. */
+  get inGrace(): boolean {
+    return this.graceValue
+  }
+
+  onEvent(listener: (event: NodeEvent) => void): void {
+    this.eventListeners.push(listener)
+  }
+
+  /** Called for every change that can alter routing: join, leave, health, address. */
+  onChange(listener: (change: NodeChange) => void): void {
+    this.changeListeners.push(listener)
+  }
+
+  onGraceEnd(listener: () => void): void {
+    this.graceListeners.push(listener)
+  }
+
+  /**
+   * Adds or refreshes a node. When another link holds the id, the new one
+   * wins and the old link is closed.
+   */
+  register(info: NodeInfo, link: RegistryLink): void {
+    const now = performance.now()
+    const old = this.nodes.get(info.id)
+    if (old === undefined) {
+      const record: NodeRecord = {
+        ...info, load: { connections: 0, rps: 0, rssBytes: 0, lagMs: 0 }, registeredAt: Date.now(),
+        link, seenAt: now, prev: null, next: null,
+      }
+      this.nodes.set(info.id, record)
+      this.append(record)
+      this.emit('joined', record)
+      this.changed(record, null, false)
+      return
+    }
+    const before = { role: old.role, region: old.region, health: old.health }
+    const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
+    const previousLink = old.link
+    Object.assign(old, info)
+    old.link = link
+    this.touch(old, now)
+    if (previousLink && previousLink !== link) previousLink.close('replaced')
+    if (before.health !== old.health) this.emit('health', old, previousLink === null ? 'reconnected' : undefined)
+    if (moved || before.health !== old.health) this.changed(old, before, false)
+  }
+
+  /** Applies a heartbeat from `link`; false when that link holds no registered node. */
+  heartbeat(id: string, link: RegistryLink, body: HeartbeatBody): boolean {
+    const record = this.nodes.get(id)
+    if (record === undefined || record.link !== link) return false
+    this.touch(record, performance.now())
+    record.children = body.children
+    record.build = body.build
+    const load = record.load
+    load.connections = body.load.connections
+    load.rps = body.load.rps
+    load.rssBytes = body.load.rssBytes
+    load.lagMs = body.load.lagMs
+    if (record.health !== body.health) {
+      const before = { role: record.role, region: record.region, health: record.health }
+      record.health = body.health
+      this.emit('health', record)
+      this.changed(record, before, false)
+    }
+    return true
+  }
+
+  /** The node leaves at once (`left`, reason `deregistered`). */
+  deregister(id: string, link: RegistryLink): boolean {
+    const record = this.nodes.get(id)
+    if (record === undefined || record.link !== link) return false
+    this.remove(record, 'deregistered')
+    return true
+  }
+
+  /** The node's link closed without deregister: suspect at once, out of routing. */
+  disconnected(id: string, link: RegistryLink): void {
+    const record = this.nodes.get(id)
+    if (record === undefined || record.link !== link) return
+    record.link = null
+    if (record.health === 'suspect') return
+    const before = { role: record.role, region: record.region, health: record.health }
+    record.health = 'suspect'
+    this.emit('health', record, 'disconnected')
+    this.changed(record, before, false)
+  }
+
+  view(id: string): NodeView | undefined {
+    const record = this.nodes.get(id)
+    return record && toView(record, performance.now())
+  }
+
+  list(filter: { role?: string; region?: string } = {}): NodeView[] {
+    const now = performance.now()
+    const out: NodeView[] = []
+    for (const r of this.nodes.values()) {
+      if ((filter.role === undefined || r.role === filter.role) && (filter.region === undefined || r.region === filter.region)) out.push(toView(r, now))
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  /** Every record, for routing to filter; read-only by contract. */
+  records(): IterableIterator<Readonly<NodeRecord>> {
+    return this.nodes.values()
+  }
+
+  close(): void {
+    clearInterval(this.sweeper)
+    if (this.graceTimer) clearTimeout(this.graceTimer)
+  }
+
+  /** Evicts every node silent for the timeout; nothing during grace. */
+  sweep(): void {
+    if (this.graceValue) return
+    const deadline = performance.now() - this.timeoutMs
+    while (this.head !== null && this.head.seenAt <= deadline) {
+      const record = this.head
+      const link = record.link
+      this.remove(record, 'timeout')
+      link?.close('timeout')
+    }
+  }
+
+  private endGrace(): void {
+    this.graceValue = false
+    this.sweep()
+    for (const listener of this.graceListeners) listener()
+  }
+
+  private remove(record: NodeRecord, reason: string): void {
+    this.nodes.delete(record.id)
+    this.unlink(record)
+    record.link = null
+    this.emit('left', record, reason)
+    this.changed(record, { role: record.role, region: record.region, health: record.health }, true)
+  }
+
+  private emit(type: NodeEvent['type'], record: NodeRecord, reason?: string): void {
+    if (this.eventListeners.length === 0) return
+    const event: NodeEvent = { type, at: Date.now(), node: toView(record, performance.now()) }
+    if (reason !== undefined) event.reason = reason
+    for (const listener of this.eventListeners) listener(event)
+  }
+
+  private changed(node: NodeRecord, before: NodeChange['before'], removed: boolean): void {
+    for (const listener of this.changeListeners) listener({ node, before, removed })
+  }
+
+  // ---- the list ordered by seenAt ----
+
+  private touch(record: NodeRecord, now: number): void {
+    record.seenAt = now
+    if (this.tail === record) return
+    this.unlink(record)
+    this.append(record)
+  }
+
+  private append(record: NodeRecord): void {
+    record.prev = this.tail
+    record.next = null
+    if (this.tail) this.tail.next = record
+    else this.head = record
+    this.tail = record
+  }
+
+  private unlink(record: NodeRecord): void {
+    if (record.prev) record.prev.next = record.next
+    else if (this.head === record) this.head = record.next
+    if (record.next) record.next.prev = record.prev
+    else if (this.tail === record) this.tail = record.prev
+    record.prev = record.next = null
+  }
+}
+
+function toView(r: NodeRecord, now: number): NodeView {
+  const load: NodeLoad = { connections: r.load.connections, rps: r.load.rps, rssBytes: r.load.rssBytes, lagMs: r.load.lagMs }
+  return {
+    id: r.id, role: r.role, region: r.region, address: r.address, port: r.port, metricsPort: r.metricsPort, pid: r.pid,
+    version: r.version, children: r.children, childrenWanted: r.childrenWanted, build: r.build, health: r.health,
+    startedAt: r.startedAt, heartbeatAgeMs: Math.max(0, Math.round(now - r.seenAt)), load, connected: r.link !== null,
+    registeredAt: r.registeredAt,
+  }
+}

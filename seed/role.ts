@@ -1,0 +1,19 @@
+/**
+ * The seed role: the coordinator. It runs in the node's parent process only
+ * (the registry must live in one place) and serves the meta port.
+ */
+import type { Role } from '../lib/process/role.js'
+import { startSeed } from './seed.js'
+
+export const seedRole: Role = {
+  name: 'seed',
+  summary: 'coordinator: node registry, failure detection and per-region routing tables on the internal meta port',
+  notYet: [
+    'app-build store and push to nodes',
+    'cluster config store and push',
+    'embedded datastore host (upload tokens, file records, vhosts, build and deploy history)',
+    'state hand-over between seeds (understudy seeds rebuild from re-registrations only)',
+  ],
+  forks: false,
+  parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log }),
+}

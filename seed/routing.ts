@@ -1,0 +1,126 @@
+/**
+ * Per-region routing tables: the healthy (`ok`) Live nodes of each region,
+ * sorted by id, with a time-based version so it keeps growing across seed
+ * restarts. A table is pushed to that region's subscribers only when its
+ * node list changes; during the seed's start-up grace pushes are held and
+ * each subscribed region's table is pushed once when the grace ends.
+ */
+import { encodeMessage } from '../lib/transport/meta-session.js'
+import type { RoutingTable } from '../lib/transport/meta-shapes.js'
+import type { NodeChange, Registry } from './registry.js'
+
+/** Anything that can take a pre-encoded push frame (a meta session). */
+export interface RoutingSubscriber {
+  sendEncoded(frame: Buffer): boolean
+}
+
+export class Routing {
+  private readonly registry: Registry
+  private readonly tables = new Map<string, RoutingTable>()
+  private readonly subscribers = new Map<string, Set<RoutingSubscriber>>()
+  private readonly dirty = new Set<string>()
+  private flushQueued = false
+  private lastVersion = 0
+  private closed = false
+
+  constructor(registry: Registry) {
+    this.registry = registry
+    registry.onChange((change) => this.noteChange(change))
+    registry.onGraceEnd(() => this.pushAll())
+  }
+
+  /** The current table of a region (computed now if it changed). */
+  table(region: string): RoutingTable {
+    if (this.dirty.has(region)) this.flush()
+    let table = this.tables.get(region)
+    if (table === undefined) {
+      table = { region, version: this.nextVersion(), nodes: this.compute(region) }
+      this.tables.set(region, table)
+    }
+    return table
+  }
+
+  /** Adds a subscriber; it gets the current table at once unless the seed is in its grace. */
+  subscribe(region: string, subscriber: RoutingSubscriber): void {
+    let set = this.subscribers.get(region)
+    if (set === undefined) this.subscribers.set(region, (set = new Set()))
+    if (set.has(subscriber)) return
+    set.add(subscriber)
+    // After the current tick, so a `subscribe` answer goes out before the first push.
+    if (!this.registry.inGrace) {
+      queueMicrotask(() => {
+        if (!this.closed && set.has(subscriber)) subscriber.sendEncoded(encodeMessage('routing', this.table(region)))
+      })
+    }
+  }
+
+  unsubscribe(region: string, subscriber: RoutingSubscriber): void {
+    const set = this.subscribers.get(region)
+    if (set?.delete(subscriber) && set.size === 0) this.subscribers.delete(region)
+  }
+
+  close(): void {
+    this.closed = true
+    this.subscribers.clear()
+  }
+
+  private noteChange(change: NodeChange): void {
+    const { node, before } = change
+    if (node.role === 'live') this.dirty.add(node.region)
+    if (before && before.role === 'live') this.dirty.add(before.region)
+    if (this.dirty.size > 0 && !this.flushQueued) {
+      // Coalesce: a sweep that evicts many nodes yields one push per region.
+      this.flushQueued = true
+      queueMicrotask(() => this.flush())
+    }
+  }
+
+  private flush(): void {
+    this.flushQueued = false
+    for (const region of this.dirty) {
+      const nodes = this.compute(region)
+      const previous = this.tables.get(region)
+      if (previous && sameNodes(previous.nodes, nodes)) continue
+      const table: RoutingTable = { region, version: this.nextVersion(), nodes }
+      this.tables.set(region, table)
+      if (!this.registry.inGrace && !this.closed) this.push(table)
+    }
+    this.dirty.clear()
+  }
+
+  private pushAll(): void {
+    this.flush()
+    for (const region of this.subscribers.keys()) this.push(this.table(region))
+  }
+
+  private push(table: RoutingTable): void {
+    const set = this.subscribers.get(table.region)
+    if (set === undefined) return
+    const frame = encodeMessage('routing', table)
+    for (const subscriber of set) subscriber.sendEncoded(frame)
+  }
+
+  private compute(region: string): RoutingTable['nodes'] {
+    const nodes: RoutingTable['nodes'] = []
+    for (const r of this.registry.records()) {
+      if (r.role === 'live' && r.region === region && r.health === 'ok') nodes.push({ id: r.id, address: r.address, port: r.port })
+    }
+    return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  /** Milliseconds since the epoch, bumped when two changes share a millisecond. */
+  private nextVersion(): number {
+    this.lastVersion = Math.max(Date.now(), this.lastVersion + 1)
+    return this.lastVersion
+  }
+}
+
+function sameNodes(a: RoutingTable['nodes'], b: RoutingTable['nodes']): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!
+    const y = b[i]!
+    if (x.id !== y.id || x.address !== y.address || x.port !== y.port) return false
+  }
+  return true
+}

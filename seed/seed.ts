@@ -1,0 +1,142 @@
+/**
+ * The seed: meta server + registry + routing, wired through one literal
+ * op→handler table per message kind (docs/meta-protocol.md, "Requests to the
+ * seed" and "One-way messages").
+ */
+import type { NodeConfig } from '../lib/core/config.js'
+import { EspraError } from '../lib/core/errors.js'
+import type { Logger } from '../lib/core/log.js'
+import type { Handle } from '../lib/process/role.js'
+import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
+import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
+import { startMetaServer, type MetaPeer, type MetaServerOptions } from './meta-server.js'
+import { Registry, type RegistryLink } from './registry.js'
+import { Routing } from './routing.js'
+
+export interface SeedOptions {
+  readonly config: NodeConfig
+  readonly log: Logger
+  /** Meta-port deadlines and limits; the documented defaults apply when absent (tests shorten them). */
+  readonly meta?: Pick<MetaServerOptions, 'handshakeTimeoutMs' | 'frameTimeoutMs' | 'idleTimeoutMs' | 'maxUnauthenticated'>
+}
+
+export interface SeedHandle extends Handle {
+  /** The meta port actually bound (useful with port 0). */
+  readonly port: number
+  readonly registry: Registry
+}
+
+const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', message)
+
+/** Starts the seed's meta port on `config.bind`:`config.metaPort`. */
+export async function startSeed({ config, log, meta = {} }: SeedOptions): Promise<SeedHandle> {
+  const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
+  const routing = new Routing(registry)
+  const eventSubscribers = new Set<MetaPeer>()
+  const routingRegions = new Map<MetaPeer, Set<string>>()
+  const links = new WeakMap<MetaPeer, RegistryLink>()
+  const registered = { seed: config.nodeId, heartbeatInterval: config.heartbeatInterval, heartbeatTimeout: config.heartbeatTimeout }
+
+  // One link object per peer, made on first register: the registry closes it on eviction or replacement.
+  function linkOf(peer: MetaPeer): RegistryLink {
+    let link = links.get(peer)
+    if (link === undefined) {
+      link = {
+        close(reason) {
+          peer.nodeId = null
+          peer.session.destroy(reason === 'replaced'
+            ? new EspraError('ESPRA_ERR_META_REPLACED', 'another connection registered this node id')
+            : new EspraError('ESPRA_ERR_META_IDLE', `no heartbeat for ${config.heartbeatTimeout} ms; evicted`))
+        },
+      }
+      links.set(peer, link)
+    }
+    return link
+  }
+
+  const handlers = new Map<string, RequestHandler<MetaPeer>>([
+    ['register', (body, peer) => {
+      if (peer.kind !== 'node') throw badRequest('only node peers register')
+      const info = parseNodeInfo(body)
+      if (peer.id !== null && peer.id !== info.id) throw badRequest(`this connection authenticated as '${peer.id}', not '${info.id}'`)
+      if (peer.nodeId !== null && peer.nodeId !== info.id) throw badRequest(`this connection already registered '${peer.nodeId}'`)
+      registry.register(info, linkOf(peer))
+      peer.nodeId = info.id
+      return registered
+    }],
+    ['deregister', (_body, peer) => {
+      if (peer.nodeId === null) throw new EspraError('ESPRA_ERR_NOT_REGISTERED')
+      registry.deregister(peer.nodeId, linkOf(peer))
+      peer.nodeId = null
+      return {}
+    }],
+    ['nodes', (body) => {
+      const filter = isMap(body) ? body : {}
+      const role = filter['role']
+      if (role !== undefined && typeof role !== 'string') throw badRequest('role must be a string')
+      const region = filter['region'] === undefined ? undefined : parseRegion(filter['region'])
+      return registry.list({ ...(role !== undefined ? { role } : {}), ...(region !== undefined ? { region } : {}) })
+    }],
+    ['routing', (body) => routing.table(parseRegion(isMap(body) ? body['region'] : undefined))],
+    ['subscribe', (body, peer) => {
+      if (!isMap(body)) throw badRequest('body must be a map')
+      const events = body['events']
+      if (events !== undefined && typeof events !== 'boolean') throw badRequest('events must be a boolean')
+      const region = body['routing'] === undefined ? undefined : parseRegion(body['routing'], 'routing')
+      if (region !== undefined) {
+        let regions = routingRegions.get(peer)
+        if (regions === undefined) routingRegions.set(peer, (regions = new Set()))
+        regions.add(region)
+        routing.subscribe(region, peer.session)
+      }
+      if (events === true) eventSubscribers.add(peer)
+      return {}
+    }],
+    ['ping', () => ({ now: Date.now() })],
+  ])
+
+  const messages = new Map<string, MessageHandler<MetaPeer>>([
+    ['heartbeat', (body, peer) => {
+      const problem = heartbeatProblem(body)
+      if (problem !== null) throw badRequest(problem)
+      // A heartbeat racing ahead of `register` after a reconnect is harmless: ignore it.
+      if (peer.nodeId !== null) registry.heartbeat(peer.nodeId, linkOf(peer), body as HeartbeatBody)
+    }],
+  ])
+
+  registry.onEvent((event) => {
+    if (eventSubscribers.size === 0) return
+    const frame = encodeMessage('event', event)
+    for (const peer of eventSubscribers) peer.session.sendEncoded(frame)
+  })
+
+  const server = await startMetaServer({
+    ...meta, host: config.bind, port: config.metaPort, secret: config.secret, seedId: config.nodeId,
+    maxFrame: config.maxFrame, log, handlers, messages,
+    onPeerClosed(peer) {
+      if (peer.nodeId !== null) registry.disconnected(peer.nodeId, linkOf(peer))
+      eventSubscribers.delete(peer)
+      for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
+      routingRegions.delete(peer)
+    },
+  }).catch((err: unknown) => {
+    registry.close()
+    throw err
+  })
+  log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout }, 'seed started')
+
+  return {
+    port: server.port,
+    registry,
+    async close() {
+      routing.close()
+      registry.close()
+      await server.close()
+    },
+    destroy(err?: Error) {
+      routing.close()
+      registry.close()
+      server.destroy(err)
+    },
+  }
+}
