@@ -3,39 +3,15 @@
  * exports one object of this shape; the lifecycle around it (forking,
  * supervision, seed link, health, drain) lives once in `lib/process`.
  */
-import type { TemplatedApp } from 'uWebSockets.js'
 import type { NodeConfig, RoleName } from '../core/config.js'
 import type { Logger } from '../core/log.js'
+import type { NodeState, SeedPush } from '../core/node-state.js'
+import type { TemplatedApp } from '../http/uws.js'
 
 /** Anything running: `close()` lets queued work finish, `destroy()` stops now. */
 export interface Handle {
   close(): Promise<void>
   destroy(err?: Error): void
-}
-
-/** What the parent knows and pushes to its children; shown by health checks. */
-export interface NodeState {
-  readonly draining: boolean
-  readonly childrenAlive: number
-  readonly childrenWanted: number
-  readonly seedConnected: boolean
-  readonly build: string | null
-  /** Names of children that crash-looped and are no longer restarted. */
-  readonly crashLooping: readonly number[]
-  /** Last routing table received from the seed (proxy nodes). */
-  readonly routing: RoutingTable | null
-}
-
-export interface RoutingTable {
-  readonly region: string
-  readonly version: number
-  readonly nodes: readonly { readonly id: string; readonly address: string; readonly port: number }[]
-}
-
-/** One-way push from the seed, relayed by the parent to every child. */
-export interface SeedPush {
-  readonly op: string
-  readonly body: unknown
 }
 
 export interface ChildContext {
@@ -67,6 +43,11 @@ export interface Role {
    * keeps its registry in one process, so it runs in its parent only.
    */
   readonly forks: boolean
+  /**
+   * What the parent subscribes to at the seed on every (re)connect, e.g.
+   * `{routing: region}` for proxies; pushes that follow reach every child.
+   */
+  subscribe?(config: NodeConfig): Record<string, unknown>
   /** Role work in the parent process (the seed's meta server). */
   parent?(ctx: ParentContext): Promise<Handle>
   /** Adds the role's routes to a child's app; runs before the child listens. */

@@ -1,0 +1,30 @@
+/**
+ * The node state a parent keeps and pushes to its children over IPC, so
+ * every child's health answer is current. It lives in core because both the
+ * http layer (health) and the process layer (supervision) read it.
+ */
+
+/** What the parent knows and pushes to its children; shown by health checks. */
+export interface NodeState {
+  readonly draining: boolean
+  readonly childrenAlive: number
+  readonly childrenWanted: number
+  readonly seedConnected: boolean
+  readonly build: string | null
+  /** Indices of children that crash-looped and are no longer restarted. */
+  readonly crashLooping: readonly number[]
+  /** Last routing table received from the seed (proxy nodes). */
+  readonly routing: RoutingTable | null
+}
+
+export interface RoutingTable {
+  readonly region: string
+  readonly version: number
+  readonly nodes: readonly { readonly id: string; readonly address: string; readonly port: number }[]
+}
+
+/** One-way push from the seed, relayed by the parent to every child. */
+export interface SeedPush {
+  readonly op: string
+  readonly body: unknown
+}

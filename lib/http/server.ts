@@ -1,0 +1,251 @@
+/**
+ * A uWS app whose route handlers are wrapped once, at registration, so the
+ * node can count in-flight requests and drain without dropping any:
+ * stop accepting, answer every response with `Connection: close`, and close
+ * the app once nothing is in flight and the connections have gone quiet.
+ */
+import { STATUS_CODES } from 'node:http'
+import { ERRORS, EspraError, toWire, type ErrorCode } from '../core/errors.js'
+import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js'
+
+type Handler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>
+type Register = (pattern: string, handler: Handler) => TemplatedApp
+
+const ROUTE_METHODS = ['get', 'post', 'put', 'del', 'patch', 'options', 'head', 'connect', 'trace', 'any'] as const
+
+/** Per-response bookkeeping kept on the response object itself (no side map to clean up). */
+const OPEN = Symbol('espra.open')
+const BODY = Symbol('espra.bodyStarted')
+const ABORT = Symbol('espra.onAborted')
+interface Tracked extends HttpResponse {
+  [OPEN]?: boolean
+  [BODY]?: boolean
+  [ABORT]?: (() => void) | undefined
+}
+
+export interface HttpServerStats {
+  /** Requests whose response has not finished yet. */
+  inflight: number
+  /** Long-lived work counted with {@link HttpServer.track} (e.g. WebSockets). */
+  tracked: number
+  /** Requests started since the server was made. */
+  requests: number
+}
+
+export interface DrainOptions {
+  /** Hard deadline: whatever is still in flight then is cut. */
+  timeoutMs: number
+  /** How long nothing must happen before the app closes (keep-alive clients get to hear `Connection: close`). */
+  quietMs?: number
+}
+
+export interface HttpServer {
+  /** The uWS app; routes added to it are tracked. */
+  readonly app: TemplatedApp
+  readonly draining: boolean
+  /** Listens (SO_REUSEPORT, uWS's default) and resolves the bound port; rejects with `ESPRA_ERR_LISTEN`. */
+  listen(host: string, port: number): Promise<number>
+  stats(): HttpServerStats
+  /** Counts work that must finish before the server may close; call the result once when it has. */
+  track(): () => void
+  /** Stops accepting, sends `Connection: close`, closes when idle or at the deadline; resolves what was cut. */
+  drain(opts: DrainOptions): Promise<{ cut: number }>
+  /** Closes every listener and connection now. */
+  destroy(): void
+}
+
+const STATUS_LINES = new Map<number, string>()
+
+/** `200` → `'200 OK'`: uWS wants the reason phrase. */
+export function statusLine(status: number): string {
+  let line = STATUS_LINES.get(status)
+  if (line === undefined) STATUS_LINES.set(status, (line = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`))
+  return line
+}
+
+/** Writes a whole JSON response; call it synchronously in the handler or inside `res.cork`. */
+export function sendJson(res: HttpResponse, status: number, body: unknown): void {
+  res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json').end(JSON.stringify(body))
+}
+
+/**
+ * Wraps `app`'s route methods. Every handler gets an `onAborted` before it
+ * runs (so a handler that awaits cannot abort the process) and thrown or
+ * rejected errors become a 500 plus one `onError` call.
+ */
+export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => void): HttpServer {
+  let inflight = 0
+  let tracked = 0
+  let requests = 0
+  let draining = false
+  let lastActivity = Date.now()
+  let listenSocket: us_listen_socket | null = null
+  let drained: Promise<{ cut: number }> | null = null
+
+  function finish(res: Tracked): void {
+    if (!res[OPEN]) return
+    res[OPEN] = false
+    inflight--
+    lastActivity = Date.now()
+  }
+
+  // Shared replacements installed on each response as own properties: no per-request closures but the abort one.
+  // Captured from the first response (they live on the shared native prototype).
+  let baseEnd: HttpResponse['end'] | undefined
+  let baseTryEnd: HttpResponse['tryEnd']
+  let baseWrite: HttpResponse['write']
+  let baseEndWithoutBody: HttpResponse['endWithoutBody']
+  let baseOnAborted: HttpResponse['onAborted']
+  let baseUpgrade: (...args: unknown[]) => void
+  function end(this: Tracked, body?: Parameters<HttpResponse['end']>[0], close?: boolean): HttpResponse {
+    try {
+      return baseEnd!.call(this, body, close || draining)
+    } finally {
+      finish(this)
+    }
+  }
+  function endWithoutBody(this: Tracked, length?: number, close?: boolean): HttpResponse {
+    try {
+      return baseEndWithoutBody.call(this, length, close || draining)
+    } finally {
+      finish(this)
+    }
+  }
+  // Streamed bodies cannot ask uWS to close, so while draining the header tells the client not to reuse the socket.
+  function startBody(res: Tracked): void {
+    if (res[BODY]) return
+    res[BODY] = true
+    if (draining) res.writeHeader('Connection', 'close')
+  }
+  function write(this: Tracked, chunk: Parameters<HttpResponse['write']>[0]): boolean {
+    startBody(this)
+    return baseWrite.call(this, chunk)
+  }
+  function tryEnd(this: Tracked, chunk: Parameters<HttpResponse['tryEnd']>[0], total: number): [boolean, boolean] {
+    startBody(this)
+    const result = baseTryEnd.call(this, chunk, total)
+    if (result[1]) finish(this)
+    return result
+  }
+  function onAborted(this: Tracked, handler: () => void): HttpResponse {
+    this[ABORT] = handler
+    return this
+  }
+  function upgrade(this: Tracked, ...args: unknown[]): void {
+    try {
+      baseUpgrade.apply(this, args)
+    } finally {
+      finish(this)
+    }
+  }
+
+  function fail(res: Tracked, err: unknown): void {
+    onError(err)
+    if (!res[OPEN] || res[BODY]) return
+    const wire = toWire(err)
+    const status = ERRORS[wire.code as ErrorCode]?.status ?? 500
+    try {
+      // Unexpected errors answer with the code only: their text may carry internals.
+      res.cork(() => sendJson(res, status, wire.code === 'ESPRA_ERR_INTERNAL' ? { code: wire.code, message: 'internal error' } : wire))
+    } catch {
+      res.close()
+    }
+  }
+
+  function wrap(handler: Handler): Handler {
+    return (raw, req) => {
+      const res = raw as Tracked
+      if (baseEnd === undefined) {
+        baseEnd = res.end
+        baseTryEnd = res.tryEnd
+        baseWrite = res.write
+        baseEndWithoutBody = res.endWithoutBody
+        baseOnAborted = res.onAborted
+        baseUpgrade = (res as unknown as { upgrade: (...args: unknown[]) => void }).upgrade
+      }
+      inflight++
+      requests++
+      lastActivity = Date.now()
+      res[OPEN] = true
+      res.end = end
+      res.endWithoutBody = endWithoutBody
+      res.write = write
+      res.tryEnd = tryEnd
+      ;(res as unknown as { upgrade: typeof upgrade }).upgrade = upgrade
+      baseOnAborted.call(res, () => {
+        finish(res)
+        res[ABORT]?.()
+      })
+      res.onAborted = onAborted
+      try {
+        const result = handler(res, req)
+        if (result !== undefined) result.then(undefined, (err: unknown) => fail(res, err))
+      } catch (err) {
+        fail(res, err)
+      }
+    }
+  }
+
+  for (const method of ROUTE_METHODS) {
+    const register = (app[method] as Register).bind(app)
+    ;(app as unknown as Record<string, Register>)[method] = (pattern, handler) => register(pattern, wrap(handler))
+  }
+
+  return {
+    app,
+    get draining() {
+      return draining
+    },
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        app.listen(host, port, (socket) => {
+          if (!socket) {
+            reject(new EspraError('ESPRA_ERR_LISTEN', `cannot listen on ${host}:${port} (in use by a process without SO_REUSEPORT, or not permitted)`, { host, port }))
+            return
+          }
+          listenSocket = socket
+          resolve(uws.us_socket_local_port(socket as never))
+        })
+      })
+    },
+    stats: () => ({ inflight, tracked, requests }),
+    track() {
+      tracked++
+      let done = false
+      return () => {
+        if (done) return
+        done = true
+        tracked--
+        lastActivity = Date.now()
+      }
+    },
+    drain({ timeoutMs, quietMs = 500 }) {
+      if (drained) return drained
+      draining = true
+      // Close the listener first: clients told `Connection: close` then reconnect to the other listeners only.
+      if (listenSocket) uws.us_listen_socket_close(listenSocket)
+      listenSocket = null
+      lastActivity = Date.now()
+      const deadline = lastActivity + timeoutMs
+      drained = new Promise((resolve) => {
+        const check = (): void => {
+          const now = Date.now()
+          const idle = inflight === 0 && tracked === 0 && now - lastActivity >= Math.min(quietMs, timeoutMs)
+          if (!idle && now < deadline) return
+          clearInterval(timer)
+          const cut = inflight + tracked
+          app.close()
+          resolve({ cut })
+        }
+        const timer = setInterval(check, 25)
+        check()
+      })
+      return drained
+    },
+    destroy() {
+      draining = true
+      listenSocket = null
+      app.close()
+    },
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The child side of a node: one single-threaded process serving the role's
+ * public port next to its siblings (SO_REUSEPORT). It takes its whole config
+ * from the parent's first IPC message, reports `listening` (or a start-up
+ * failure), sends stats every second, and drains when told to.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import type { NodeConfig, RoleName } from '../core/config.js'
+import { EspraError, toWire } from '../core/errors.js'
+import { createLogger, type Logger } from '../core/log.js'
+import type { NodeState, SeedPush } from '../core/node-state.js'
+import { addHealthRoute } from '../http/health.js'
+import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
+import { uws } from '../http/uws.js'
+import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from './ipc.js'
+import { createChildRegistry } from './metrics.js'
+import type { Registry } from 'prom-client'
+import type { Handle, Role } from './role.js'
+
+const STATS_INTERVAL_MS = 1000
+const INIT_TIMEOUT_MS = 10_000
+const LAG_RESOLUTION_MS = 10
+
+type Init = Extract<ToChild, { t: 'init' }>
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v)
+    Object.freeze(value)
+  }
+  return value
+}
+
+/**
+ * Runs this process as a child of a node parent (the CLI calls it when
+ * `ESPRA_CHILD` is set). Never reads argv, env or files for config.
+ */
+export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>): Promise<void> {
+  if (!process.send) throw new EspraError('ESPRA_ERR_INTERNAL', 'a child needs an IPC channel: start it through a node parent')
+  // The parent runs shutdown; Ctrl-C in a terminal signals the whole process group, so children leave it to the parent.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
+
+  let log: Logger | undefined
+  let leaving = false
+  // No orphans: a child whose parent vanished has nobody to supervise or drain it.
+  process.on('disconnect', () => {
+    if (leaving) return
+    log?.warn('parent went away: exiting')
+    process.exit(1)
+  })
+  process.on('uncaughtException', (err) => {
+    log?.fatal({ err }, 'uncaught exception: exiting')
+    process.exit(1)
+  })
+
+  let state: NodeState | undefined
+  let server: HttpServer | undefined
+  let roleHandle: Handle | void
+  const pushListeners: ((push: SeedPush) => void)[] = []
+  let registry: Registry | undefined
+  let gotInit!: (init: Init) => void
+  const initialised = new Promise<Init>((resolve) => (gotInit = resolve))
+  let setUp!: () => void
+  // Settles once the child listens or has given up; a drain waits for it.
+  const settled = new Promise<void>((resolve) => (setUp = resolve))
+  let drained: Promise<void> | undefined
+
+  const ipc = createIpcEndpoint<ToChild, ToParent>(
+    process as unknown as IpcPort,
+    {
+      init: (msg) => gotInit(msg),
+      state: (msg) => void (state = msg.state),
+      push: (msg) => {
+        for (const listener of pushListeners) listener(msg.push)
+      },
+      drain: (msg) => {
+        leaving = true
+        drained ??= settled.then(() => drain(msg.timeoutMs))
+      },
+      metrics: () => registry?.getMetricsAsJSON() ?? [],
+    },
+    (msg) => log?.warn({ msg }, 'ignoring an unknown IPC message'),
+  )
+
+  const timeout = setTimeout(() => process.exit(1), INIT_TIMEOUT_MS)
+  const init = await initialised
+  clearTimeout(timeout)
+  const config: NodeConfig = deepFreeze(init.config)
+  state = init.state
+  log = createLogger(config.logLevel, { role: config.role, node: config.nodeId, child: init.index })
+  const childLog = log
+
+  const app = uws.App()
+  server = createHttpServer(app, (err) => childLog.error({ err }, 'request handler failed'))
+  registry = createChildRegistry(server.stats)
+  const role = roles[config.role]
+
+  async function drain(timeoutMs: number): Promise<void> {
+    const [{ cut }] = await Promise.all([server!.drain({ timeoutMs }), roleHandle?.close()])
+    if (cut > 0) childLog.warn({ cut }, `drain deadline reached: ${cut} requests cut`)
+    childLog.info('drained: exiting')
+    process.exit(0)
+  }
+
+  try {
+    if (!role) throw new EspraError('ESPRA_ERR_INTERNAL', `role '${config.role}' has no child side`)
+    addHealthRoute(app, { config, startedAt: init.startedAt, state: () => state!, answeringChildIsAlive: true })
+    roleHandle = await role.child?.({
+      config,
+      log,
+      app,
+      state: () => state!,
+      onPush: (listener) => void pushListeners.push(listener),
+      track: server.track,
+    })
+    // Last, so role routes win; uWS also ranks wildcards below static and parameter routes.
+    app.any('/*', (res, req) => {
+      sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` })
+    })
+    const port = await server.listen(config.bind, config.port)
+    if (!drained) ipc.send({ t: 'listening', port })
+    log.info({ port }, 'child listening')
+    setUp()
+  } catch (err) {
+    log.error({ err }, 'child cannot start')
+    leaving = true
+    // Exit only once the parent has the reason: it decides whether this is fatal.
+    process.send({ t: 'failed', err: toWire(err) } satisfies ToParent, () => process.exit(1))
+    return
+  }
+
+  const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS })
+  lag.enable()
+  let lastRequests = 0
+  let lastAt = Date.now()
+  setInterval(() => {
+    const { inflight, tracked, requests } = server!.stats()
+    const now = Date.now()
+    const stats: ChildStats = {
+      rssBytes: process.memoryUsage.rss(),
+      inflight,
+      tracked,
+      rps: Math.round(((requests - lastRequests) * 1000) / Math.max(1, now - lastAt)),
+      // The histogram measures whole timer periods; the lag is what exceeds the period.
+      lagMs: Math.max(0, lag.max / 1e6 - LAG_RESOLUTION_MS),
+    }
+    lastRequests = requests
+    lastAt = now
+    lag.reset()
+    ipc.send({ t: 'stats', stats })
+  }, STATS_INTERVAL_MS).unref()
+}

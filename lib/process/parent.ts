@@ -1,0 +1,189 @@
+/**
+ * The parent of a node: the one lifecycle every role shares. It starts the
+ * role's parent work, forks and supervises the children, links to the seed,
+ * serves metrics, and owns the signals: SIGHUP replaces children one at a
+ * time, SIGTERM/SIGINT run the stop sequence (a second one forces).
+ */
+import type { Server } from 'node:http'
+import type { NodeConfig } from '../core/config.js'
+import { createLogger, type Logger } from '../core/log.js'
+import type { NodeState, RoutingTable } from '../core/node-state.js'
+import { addHealthRoute, healthWord } from '../http/health.js'
+import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
+import { uws } from '../http/uws.js'
+import type { NodeLoad } from '../transport/meta-shapes.js'
+import { createParentMetrics, serveMetrics } from './metrics.js'
+import type { Handle, Role } from './role.js'
+import { createSeedLink, type SeedLink } from './seed-link.js'
+import { createSupervisor, type Supervisor } from './supervisor.js'
+
+const METRICS_TIMEOUT_MS = 2000
+/** The whole stop sequence must end this long after the drain deadline, or the node forces. */
+const STOP_GRACE_MS = 10_000
+
+function sameState(a: NodeState, b: NodeState): boolean {
+  return (
+    a.draining === b.draining && a.childrenAlive === b.childrenAlive && a.childrenWanted === b.childrenWanted &&
+    a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing &&
+    a.crashLooping.join() === b.crashLooping.join()
+  )
+}
+
+function isRoutingTable(body: unknown): body is RoutingTable {
+  const t = body as Partial<RoutingTable> | null
+  return typeof t === 'object' && t !== null && typeof t.region === 'string' && typeof t.version === 'number' && Array.isArray(t.nodes)
+}
+
+/** Roles that do not fork (the seed) answer health checks from the parent on the public port. */
+async function serveHealthInParent(config: NodeConfig, startedAt: number, state: () => NodeState, log: Logger): Promise<HttpServer> {
+  const server = createHttpServer(uws.App(), (err) => log.error({ err }, 'health handler failed'))
+  addHealthRoute(server.app, { config, startedAt, state, answeringChildIsAlive: false })
+  server.app.any('/*', (res) => sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: 'not found' }))
+  await server.listen(config.bind, config.port)
+  return server
+}
+
+/**
+ * Runs a node of `role` until it has fully stopped. Rejects when the node
+ * cannot start (e.g. `ESPRA_ERR_LISTEN`); the caller exits non-zero.
+ */
+export async function runNode(role: Role, config: NodeConfig): Promise<void> {
+  const startedAt = Date.now()
+  const log = createLogger(config.logLevel, { role: config.role, node: config.nodeId })
+  for (const item of role.notYet) log.info({ notYet: item }, `not built yet: ${item}`)
+
+  let state: NodeState = Object.freeze({
+    draining: false, childrenAlive: 0, childrenWanted: role.forks ? config.children : 0,
+    seedConnected: false, build: null, crashLooping: [], routing: null,
+  })
+  let supervisor: Supervisor | null = null
+  let link: SeedLink | null = null
+
+  /** Recomputes the node state; on a change every child hears it and the seed hears a health change at once. */
+  function update(patch: Partial<NodeState> = {}): void {
+    const next: NodeState = {
+      ...state, ...patch,
+      childrenAlive: supervisor?.alive() ?? 0,
+      crashLooping: supervisor?.crashLooping() ?? [],
+      seedConnected: link?.connected ?? false,
+    }
+    if (sameState(state, next)) return
+    const before = healthWord(state)
+    state = Object.freeze(next)
+    supervisor?.broadcast({ t: 'state', state })
+    const after = healthWord(state)
+    // Before 'node started' the node is coming up, not changing health.
+    if (after !== before && link) {
+      log[after === 'degraded' ? 'error' : 'info']({ health: after, was: before, childrenAlive: state.childrenAlive, crashLooping: state.crashLooping }, `node health: ${after}`)
+      link?.heartbeat()
+    }
+  }
+
+  function load(): NodeLoad {
+    const all = supervisor?.stats() ?? []
+    return {
+      connections: all.reduce((n, s) => n + s.inflight + s.tracked, 0),
+      rps: all.reduce((n, s) => n + s.rps, 0),
+      rssBytes: all.reduce((n, s) => n + s.rssBytes, process.memoryUsage.rss()),
+      lagMs: all.reduce((n, s) => Math.max(n, s.lagMs), 0),
+    }
+  }
+
+  const metrics = createParentMetrics(
+    () => ({ childrenAlive: state.childrenAlive, childrenWanted: state.childrenWanted, crashLooping: state.crashLooping.length, seedConnected: state.seedConnected, draining: state.draining }),
+    () => supervisor?.metrics(METRICS_TIMEOUT_MS) ?? Promise.resolve([]),
+  )
+
+  // Start-up: anything that fails here is an error the operator must see; undo what started and reject.
+  let roleHandle: Handle | undefined
+  let localHealth: HttpServer | null = null
+  let metricsServer: Server | null = null
+  try {
+    metricsServer = await serveMetrics(config.metricsBind, config.metricsPort, metrics, log)
+    roleHandle = await role.parent?.({ config, log })
+    if (role.forks) {
+      supervisor = createSupervisor({ config, log, startedAt, state: () => state, onChange: () => update(), onCrash: metrics.childCrashed })
+      await supervisor.start()
+    } else {
+      localHealth = await serveHealthInParent(config, startedAt, () => state, log)
+    }
+  } catch (err) {
+    log.error({ err }, 'node cannot start')
+    supervisor?.killAll()
+    localHealth?.destroy()
+    roleHandle?.destroy(err as Error)
+    metricsServer?.close()
+    throw err
+  }
+
+  link = createSeedLink({
+    config, role, log, startedAt, load,
+    state: () => state,
+    onChange: () => update(),
+    onPush(op, body) {
+      if (op === 'routing' && isRoutingTable(body)) {
+        if (body.version !== state.routing?.version) log.info({ version: body.version, nodes: body.nodes.length }, 'routing table received')
+        update({ routing: body })
+      }
+      supervisor?.broadcast({ t: 'push', push: { op, body } })
+    },
+  })
+  update()
+  log.info({ port: config.port, children: state.childrenAlive, metricsPort: config.metricsPort }, 'node started')
+
+  return new Promise<void>((resolve) => {
+    let stopping = false
+
+    /** The stop sequence, in order; each step says why it comes where it does. */
+    async function stop(signal: string): Promise<void> {
+      log.info({ signal }, 'stopping: failing health checks, then draining')
+      const force = setTimeout(() => forceStop('the stop sequence overran its deadline'), config.drainTimeout + STOP_GRACE_MS)
+      force.unref()
+      // 1. Every child answers health 503 at once, so load balancers stop sending new work.
+      update({ draining: true })
+      // 2. Leave the seed's registry (and so the routing tables) while still serving.
+      await link!.deregister()
+      // 3. (later issue) ELB: deregister this target and wait out the target group's deregistration delay.
+      // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
+      await Promise.all([supervisor?.drainAll(config.drainTimeout), localHealth?.drain({ timeoutMs: config.drainTimeout })])
+      // 5. Close the link before the role's parent work: the seed's own link goes to its meta server.
+      await link!.close()
+      await roleHandle?.close()
+      metricsServer!.closeAllConnections()
+      await new Promise((done) => metricsServer!.close(done))
+      clearTimeout(force)
+      for (const [sig, handler] of handlers) process.off(sig, handler)
+      log.info('stopped')
+      resolve()
+    }
+
+    function forceStop(why: string): never {
+      log.warn(`forcing stop: ${why}`)
+      supervisor?.killAll()
+      process.exit(1)
+    }
+
+    const onStop = (signal: NodeJS.Signals): void => {
+      if (stopping) forceStop(`second ${signal}`)
+      stopping = true
+      stop(signal).catch((err: unknown) => {
+        log.error({ err }, 'stop sequence failed')
+        forceStop('the stop sequence failed')
+      })
+    }
+    const onHup = (): void => {
+      if (stopping) return
+      if (!supervisor) {
+        log.info('SIGHUP: this role runs in its parent only; nothing to replace')
+        return
+      }
+      supervisor.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
+    }
+    const handlers: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [
+      ['SIGTERM', onStop],
+      ['SIGINT', onStop],
+      ['SIGHUP', onHup],
+    ]
+    for (const [sig, handler] of handlers) process.on(sig, handler)
+  })
+}

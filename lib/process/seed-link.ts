@@ -1,0 +1,113 @@
+/**
+ * A node parent's link to the seed: register on every (re)connect, subscribe
+ * to what the role wants, heartbeat, and hand every push to the parent. The
+ * node keeps serving with its last state while no seed is reachable.
+ */
+import type { NodeConfig } from '../core/config.js'
+import type { Logger } from '../core/log.js'
+import type { NodeState } from '../core/node-state.js'
+import { VERSION } from '../core/version.js'
+import { healthWord } from '../http/health.js'
+import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
+import type { HeartbeatBody, NodeInfo, NodeLoad } from '../transport/meta-shapes.js'
+import type { Role } from './role.js'
+
+const DEREGISTER_TIMEOUT_MS = 2000
+
+export interface SeedLinkOptions {
+  readonly config: NodeConfig
+  readonly role: Role
+  readonly log: Logger
+  readonly startedAt: number
+  state(): NodeState
+  load(): NodeLoad
+  onPush(op: string, body: unknown): void
+  /** The link went up or down. */
+  onChange(): void
+}
+
+export interface SeedLink {
+  readonly connected: boolean
+  /** Sends a heartbeat now (also on every interval tick). */
+  heartbeat(): void
+  /** Leaves the registry; from then on no re-registration and no heartbeats. */
+  deregister(): Promise<void>
+  close(): Promise<void>
+}
+
+export function createSeedLink(opts: SeedLinkOptions): SeedLink {
+  const { config, role, log } = opts
+  let deregistered = false
+
+  function info(): NodeInfo {
+    const state = opts.state()
+    return {
+      id: config.nodeId,
+      role: config.role,
+      region: config.region,
+      address: config.advertise,
+      port: config.port,
+      metricsPort: config.metricsPort,
+      pid: process.pid,
+      version: VERSION,
+      children: state.childrenAlive,
+      childrenWanted: state.childrenWanted,
+      build: state.build,
+      health: healthWord(state),
+      startedAt: opts.startedAt,
+    }
+  }
+
+  function heartbeatBody(): HeartbeatBody {
+    const state = opts.state()
+    return { health: healthWord(state), children: state.childrenAlive, build: state.build, load: opts.load() }
+  }
+
+  const client: MetaClient = createMetaClient({
+    // The seed registers with its own meta port like any node, so it shows in the registry too.
+    seeds: config.role === 'seed' ? [`127.0.0.1:${config.metaPort}`] : config.seed,
+    secret: config.secret,
+    peer: { kind: 'node', id: config.nodeId },
+    maxFrame: config.maxFrame,
+    log,
+    reconnect: true,
+    async onConnect(link) {
+      if (deregistered) return
+      await link.request('register', info())
+      const subscription = role.subscribe?.(config)
+      if (subscription) await link.request('subscribe', subscription)
+      log.info({ seed: link.seed }, 'registered with the seed')
+    },
+    onPush: (op, body) => opts.onPush(op, body),
+  })
+  client.on('connected', opts.onChange)
+  client.on('disconnected', opts.onChange)
+
+  const heartbeat = (): void => {
+    if (client.connected && !deregistered) client.send('heartbeat', heartbeatBody())
+  }
+  const timer = setInterval(heartbeat, config.heartbeatInterval)
+  timer.unref()
+
+  return {
+    get connected() {
+      return client.connected
+    },
+    heartbeat,
+    async deregister() {
+      if (deregistered) return
+      deregistered = true
+      if (!client.connected) return
+      try {
+        await client.request('deregister', {}, DEREGISTER_TIMEOUT_MS)
+        log.info('deregistered from the seed')
+      } catch (err) {
+        log.warn({ err }, 'could not deregister from the seed; it will drop this node when heartbeats stop')
+      }
+    },
+    async close() {
+      clearInterval(timer)
+      await client.close()
+    },
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * Forks and supervises a node's children. A child that exits unasked is a
+ * crash: it is restarted with exponential backoff, and a slot that crashes
+ * {@link CRASH_LOOP_COUNT} times within {@link CRASH_LOOP_WINDOW_MS} is left
+ * down (crash-looping) until the next reload. Replacement always starts the
+ * new child first and drains the old one only once the new one listens.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import type { NodeConfig } from '../core/config.js'
+import { EspraError, fromWire } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import type { NodeState } from '../core/node-state.js'
+import { createIpcEndpoint, type ChildStats, type IpcEndpoint, type IpcPort, type ToChild, type ToParent } from './ipc.js'
+import type { MetricsJson } from './metrics.js'
+
+export const CRASH_LOOP_COUNT = 5
+export const CRASH_LOOP_WINDOW_MS = 60_000
+const BACKOFF_FIRST_MS = 100
+const BACKOFF_MAX_MS = 10_000
+/** Past the drain deadline a child gets this long to exit before SIGKILL. */
+const EXIT_GRACE_MS = 2000
+/** A child is replaced for RSS only after running this long, so a too-low limit cannot spin. */
+const RSS_MIN_AGE_MS = 5000
+
+interface Worker {
+  readonly index: number
+  readonly proc: ChildProcess
+  readonly ipc: IpcEndpoint<ToChild>
+  readonly startedAt: number
+  listening: boolean
+  /** Set when we asked it to go: its exit is intended, not a crash. */
+  leaving: boolean
+  stats: ChildStats | null
+  /** Resolves once it listens; rejects if it fails or exits first. */
+  readonly ready: Promise<void>
+  readonly exited: Promise<void>
+}
+
+interface Slot {
+  readonly index: number
+  current: Worker | null
+  crashes: number[]
+  crashLooping: boolean
+  replacing: boolean
+  restartTimer: NodeJS.Timeout | null
+}
+
+export interface SupervisorOptions {
+  readonly config: NodeConfig
+  readonly log: Logger
+  readonly startedAt: number
+  /** The state a new child starts with. */
+  state(): NodeState
+  /** Children alive or crash-looping changed. */
+  onChange(): void
+  onCrash(): void
+}
+
+export interface Supervisor {
+  /** Forks every child; rejects with the first start-up failure (e.g. `ESPRA_ERR_LISTEN`). */
+  start(): Promise<void>
+  /** Replaces every child one at a time (SIGHUP); crash-looping slots get a fresh start. */
+  reload(reason: string): Promise<void>
+  broadcast(msg: ToChild): void
+  /** Tells every child to drain and waits for all to exit (SIGKILL past the deadline). */
+  drainAll(timeoutMs: number): Promise<void>
+  /** SIGKILLs every child now. */
+  killAll(): void
+  alive(): number
+  crashLooping(): number[]
+  /** Latest stats of every running child. */
+  stats(): ChildStats[]
+  /** Every listening child's metrics; a child that does not answer in time is left out. */
+  metrics(timeoutMs: number): Promise<MetricsJson[]>
+}
+
+export function createSupervisor(opts: SupervisorOptions): Supervisor {
+  const { config, log } = opts
+  const slots: Slot[] = Array.from({ length: config.children }, (_, index) => ({
+    index, current: null, crashes: [], crashLooping: false, replacing: false, restartTimer: null,
+  }))
+  const workers = new Set<Worker>()
+  let stopping = false
+  let queue: Promise<void> = Promise.resolve()
+  let rssLimitTooLowWarned = false
+
+  function spawn(index: number): Worker {
+    const proc = fork(process.argv[1]!, [], {
+      env: { ...process.env, ESPRA_CHILD: '1' },
+      execArgv: process.execArgv,
+      serialization: 'advanced',
+    })
+    let onReady!: () => void
+    let onNotReady!: (err: Error) => void
+    const ready = new Promise<void>((resolve, reject) => ((onReady = resolve), (onNotReady = reject)))
+    ready.catch(() => {}) // observed by whoever awaits it; never an unhandled rejection
+    const worker: Worker = {
+      index, proc, startedAt: Date.now(), listening: false, leaving: false, stats: null, ready,
+      exited: new Promise((resolve) => proc.once('exit', () => resolve())),
+      ipc: createIpcEndpoint<ToParent, ToChild>(proc as unknown as IpcPort, {
+        listening: () => {
+          worker.listening = true
+          log.info({ child: index, childPid: proc.pid }, `child ${index} listening`)
+          onReady()
+        },
+        failed: (msg) => onNotReady(fromWire(msg.err)),
+        stats: (msg) => {
+          worker.stats = msg.stats
+          checkRss(worker)
+        },
+      }, (msg) => log.warn({ child: index, msg }, 'ignoring an unknown IPC message from a child')),
+    }
+    workers.add(worker)
+    proc.once('exit', (code, signal) => {
+      workers.delete(worker)
+      worker.ipc.close()
+      onNotReady(new EspraError('ESPRA_ERR_INTERNAL', `child ${index} exited before listening (code ${code}, signal ${signal})`, { exited: true }))
+      onExit(worker, code, signal)
+    })
+    proc.on('error', (err) => log.error({ err, child: index }, 'child process error'))
+    worker.ipc.send({ t: 'init', index, startedAt: opts.startedAt, config, state: opts.state() })
+    log.debug({ child: index, childPid: proc.pid }, `child ${index} forked`)
+    return worker
+  }
+
+  function onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    const slot = slots[worker.index]!
+    if (worker.leaving || stopping) {
+      log.info({ child: worker.index, childPid: worker.proc.pid, code, signal }, `child ${worker.index} exited`)
+      return
+    }
+    log.warn({ child: worker.index, childPid: worker.proc.pid, code, signal }, `child ${worker.index} crashed`)
+    opts.onCrash()
+    // A replacement that died before listening is not the slot's child: the old one keeps serving.
+    if (slot.current !== worker) return
+    slot.current = null
+    const now = Date.now()
+    slot.crashes = slot.crashes.filter((at) => at > now - CRASH_LOOP_WINDOW_MS)
+    slot.crashes.push(now)
+    if (slot.crashes.length >= CRASH_LOOP_COUNT) {
+      slot.crashLooping = true
+      log.error(
+        { child: worker.index, crashes: slot.crashes.length, code: 'ESPRA_ERR_CHILD_CRASHLOOP' },
+        `child ${worker.index} is crash-looping (${slot.crashes.length} crashes within ${CRASH_LOOP_WINDOW_MS / 1000}s): not restarting it; SIGHUP retries`,
+      )
+    } else if (!slot.replacing) {
+      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (slot.crashes.length - 1))
+      log.info({ child: worker.index, delayMs: delay }, `restarting child ${worker.index} in ${delay}ms`)
+      slot.restartTimer = setTimeout(() => restart(slot), delay)
+    }
+    opts.onChange()
+  }
+
+  function restart(slot: Slot): void {
+    slot.restartTimer = null
+    if (stopping) return
+    const worker = spawn(slot.index)
+    slot.current = worker
+    worker.ready.then(opts.onChange, () => {})
+  }
+
+  /** Asks a child to drain and exit; SIGKILL if it outlives the deadline. */
+  async function retire(worker: Worker, timeoutMs: number): Promise<void> {
+    worker.leaving = true
+    worker.ipc.send({ t: 'drain', timeoutMs })
+    const kill = setTimeout(() => {
+      log.warn({ child: worker.index, childPid: worker.proc.pid }, `child ${worker.index} did not exit after draining: killing it`)
+      worker.proc.kill('SIGKILL')
+    }, timeoutMs + EXIT_GRACE_MS)
+    await worker.exited
+    clearTimeout(kill)
+  }
+
+  /** New child first; the old one drains only once the new one listens. */
+  async function replace(slot: Slot, reason: string): Promise<void> {
+    if (stopping) return
+    if (slot.restartTimer) clearTimeout(slot.restartTimer)
+    slot.restartTimer = null
+    slot.replacing = true
+    const old = slot.current
+    const next = spawn(slot.index)
+    try {
+      await next.ready
+    } catch (err) {
+      log.error({ err, child: slot.index }, `replacement for child ${slot.index} failed to start; keeping the old one`)
+      next.leaving = true
+      next.proc.kill('SIGKILL')
+      slot.replacing = false
+      if (!slot.current && !slot.crashLooping) restart(slot)
+      return
+    } finally {
+      slot.replacing = false
+    }
+    slot.current = next
+    slot.crashLooping = false
+    opts.onChange()
+    log.info({ child: slot.index, oldPid: old?.proc.pid, newPid: next.proc.pid, reason }, `child ${slot.index} replaced (${reason})`)
+    if (old && old.proc.exitCode === null && old.proc.signalCode === null) await retire(old, config.drainTimeout)
+  }
+
+  function enqueue(job: () => Promise<void>): Promise<void> {
+    queue = queue.then(job, job)
+    return queue
+  }
+
+  function checkRss(worker: Worker): void {
+    const limit = config.maxChildRss
+    const rss = worker.stats?.rssBytes ?? 0
+    if (limit === 0 || rss <= limit || worker.leaving || !worker.listening || stopping) return
+    const slot = slots[worker.index]!
+    if (slot.current !== worker || slot.replacing) return
+    const ageMs = Date.now() - worker.startedAt
+    if (ageMs < RSS_MIN_AGE_MS) {
+      if (!rssLimitTooLowWarned) {
+        rssLimitTooLowWarned = true
+        log.warn({ rssBytes: rss, maxChildRss: limit }, 'a fresh child is already over --max-child-rss: children will be replaced again and again; raise the limit')
+      }
+      return
+    }
+    slot.replacing = true // until the queued replacement runs, so stats do not queue it twice
+    log.warn({ child: worker.index, childPid: worker.proc.pid, rssBytes: rss, maxChildRss: limit, ageMs }, `child ${worker.index} RSS ${rss} bytes is over --max-child-rss ${limit}: replacing it`)
+    void enqueue(() => replace(slot, 'max-child-rss'))
+  }
+
+  return {
+    async start() {
+      for (const slot of slots) slot.current = spawn(slot.index)
+      const outcomes = await Promise.allSettled(slots.map((slot) => slot.current!.ready))
+      // A child that reports it cannot start (port taken, bad role setup) is a start-up error the
+      // operator must see, not something to retry; a child that just died is restarted like any crash.
+      for (const outcome of outcomes) {
+        if (outcome.status === 'rejected' && !(outcome.reason as EspraError).details?.['exited']) throw outcome.reason
+      }
+      opts.onChange()
+    },
+    reload(reason) {
+      return enqueue(async () => {
+        log.info({ reason }, 'replacing children one at a time')
+        for (const slot of slots) {
+          if (slot.crashLooping) slot.crashes = []
+          await replace(slot, reason)
+        }
+        log.info({ reason }, 'all children replaced')
+      })
+    },
+    broadcast(msg) {
+      for (const worker of workers) worker.ipc.send(msg)
+    },
+    async drainAll(timeoutMs) {
+      stopping = true
+      for (const slot of slots) if (slot.restartTimer) clearTimeout(slot.restartTimer)
+      await Promise.all([...workers].map((worker) => retire(worker, timeoutMs)))
+    },
+    killAll() {
+      stopping = true
+      for (const worker of workers) {
+        worker.leaving = true
+        worker.proc.kill('SIGKILL')
+      }
+    },
+    alive: () => slots.filter((s) => s.current?.listening).length,
+    crashLooping: () => slots.filter((s) => s.crashLooping).map((s) => s.index),
+    stats: () => [...workers].flatMap((w) => (w.stats ? [w.stats] : [])),
+    async metrics(timeoutMs) {
+      const listening = [...workers].filter((w) => w.listening && !w.leaving)
+      const answers = await Promise.allSettled(listening.map((w) => w.ipc.request<MetricsJson>({ t: 'metrics' }, timeoutMs)))
+      return answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []))
+    },
+  }
+}
