@@ -76,7 +76,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       await link.request('register', info())
       const subscription = role.subscribe?.(config)
       if (subscription) await link.request('subscribe', subscription)
-      log.info({ seed: link.seed }, 'registered with the seed')
+      log.info('registered with the seed')
     },
     onPush: (op, body) => opts.onPush(op, body),
   })
