@@ -1,0 +1,160 @@
+/**
+ * Starts real `espra-node` processes (from dist: build first) on fresh ports,
+ * collects their JSON log lines, and always kills them and their children at
+ * teardown.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { request, type Agent } from 'node:http'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { BIN, pidAlive, waitFor } from './up.js'
+
+export { pidAlive, waitFor }
+
+export const SECRET = 'test-cluster-secret-0123456789'
+
+export interface LogLine {
+  level: string
+  msg: string
+  pid: number
+  child?: number
+  childPid?: number
+  [key: string]: unknown
+}
+
+/** A port nobody listens on right now (bound on port 0, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export interface StartedNode {
+  readonly proc: ChildProcess
+  readonly port: number
+  readonly metricsPort: number
+  readonly logs: LogLine[]
+  readonly stderr: () => string
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  waitForLog(pred: (line: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>
+  /** Pids of children that reported listening and have not exited. */
+  childPids(): number[]
+  /** SIGTERM, then SIGKILL (parent and every child seen) if it does not exit in time. */
+  stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+export interface StartOptions {
+  /** Resolve at once instead of waiting for 'node started'. */
+  noWait?: boolean
+}
+
+/**
+ * Spawns `espra-node --role=<role>` with fresh public and metrics ports. Flags
+ * are `--key=value`; `seed` defaults to an address nobody listens on.
+ */
+export async function startNode(t: Test, role: string, flags: Record<string, string | number> = {}, opts: StartOptions = {}): Promise<StartedNode> {
+  const port = Number(flags['port'] ?? (await freePort()))
+  const metricsPort = Number(flags['metrics-port'] ?? (await freePort()))
+  const all: Record<string, string | number> = {
+    seed: `127.0.0.1:${await freePort()}`,
+    'data-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-')),
+    bind: '127.0.0.1',
+    advertise: '127.0.0.1',
+    ...flags,
+    role,
+    port,
+    'metrics-port': metricsPort,
+  }
+  const args = [BIN, ...Object.entries(all).map(([k, v]) => `--${k}=${v}`)]
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ESPRA_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const logs: LogLine[] = []
+  let stderr = ''
+  let partial = ''
+  proc.stdout!.on('data', (chunk: Buffer) => {
+    const text = partial + chunk.toString('utf8')
+    const lines = text.split('\n')
+    partial = lines.pop()!
+    for (const line of lines) {
+      try {
+        logs.push(JSON.parse(line) as LogLine)
+      } catch {
+        stderr += `${line}\n`
+      }
+    }
+  })
+  proc.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })))
+
+  const seenChildren = (): Set<number> => new Set(logs.flatMap((l) => (typeof l.childPid === 'number' ? [l.childPid] : [])))
+  const killAll = (): void => {
+    for (const pid of [proc.pid!, ...seenChildren()]) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+  }
+  t.teardown(killAll)
+
+  const node: StartedNode = {
+    proc, port, metricsPort, logs, exited,
+    stderr: () => stderr,
+    waitForLog: (pred, what, timeoutMs = 15_000) => waitFor(`log: ${what}`, () => logs.find(pred), timeoutMs),
+    childPids() {
+      const gone = new Set(logs.filter((l) => /^child \d+ (exited|crashed)$/.test(l.msg)).map((l) => l.childPid))
+      return logs.filter((l) => /^child \d+ listening$/.test(l.msg) && !gone.has(l.childPid)).map((l) => l.childPid!)
+    },
+    async stop(timeoutMs = 20_000) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM')
+      const timer = setTimeout(killAll, timeoutMs)
+      const result = await exited
+      clearTimeout(timer)
+      return result
+    },
+  }
+  if (!opts.noWait) {
+    await Promise.race([
+      node.waitForLog((l) => l.msg === 'node started', `${role} started`, 20_000),
+      exited.then(({ code }) => {
+        throw new Error(`${role} exited (code ${code}) before it started: ${stderr}`)
+      }),
+    ])
+  }
+  return node
+}
+
+export interface HttpAnswer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+/** One GET over node:http; `agent` false opens a fresh connection. */
+export function get(port: number, path: string, agent: Agent | false = false): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** The parsed health answer of a node. */
+export async function health(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const answer = await get(port, '/_espra/health')
+  return { status: answer.status, body: JSON.parse(answer.body) as Record<string, unknown> }
+}
