@@ -8,6 +8,7 @@
  * frames so a flood cannot exhaust memory.
  */
 import { createServer, type Server, type Socket } from 'node:net'
+import { encodeFrame } from '../lib/codec/frame.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from '../lib/transport/meta-auth.js'
@@ -61,6 +62,7 @@ export interface MetaServer {
 }
 
 const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
+const BUSY_FRAME = encodeFrame({ t: 'error', ...new EspraError('ESPRA_ERR_META_BUSY').toWire() })
 
 /** Listens on the meta port; resolves once listening. */
 export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServer> {
@@ -76,6 +78,9 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
   let busySuppressed = 0
 
   function refuseBusy(socket: Socket): void {
+    // The frame fits the kernel's send buffer of a fresh socket, so it goes out before the close.
+    socket.on('error', () => {})
+    socket.write(BUSY_FRAME)
     socket.destroy()
     // One line per refused peer would let a flood flood the log too: at most one per second.
     const now = Date.now()
