@@ -19,6 +19,8 @@ export interface Load {
   readonly result: LoadResult
   /** Stops sending; resolves once every connection's last request has settled. */
   stop(): Promise<LoadResult>
+  /** Resolves once every connection stopped by itself (see `until`). */
+  finished(): Promise<LoadResult>
 }
 
 export interface LoadOptions {
@@ -52,6 +54,11 @@ export function startLoad(port: number, opts: LoadOptions): Load {
     result,
     async stop() {
       running = false
+      await Promise.all(loops)
+      agent.destroy()
+      return result
+    },
+    async finished() {
       await Promise.all(loops)
       agent.destroy()
       return result
