@@ -1,0 +1,113 @@
+// The child-side drain, in-process on a real uWS app with a slow route: in-flight work finishes, nothing is reset.
+import t from 'tap'
+import type { Test } from 'tap'
+import { Agent, request } from 'node:http'
+import { createServer } from 'node:net'
+import { createHttpServer, sendJson, type HttpServer } from '../../../lib/http/server.js'
+import { uws } from '../../../lib/http/uws.js'
+import { EspraError } from '../../../lib/core/errors.js'
+import { get } from '../../helpers/cluster.js'
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** A server with `/slow?ms=N` answering after N ms, `/fast`, `/throw`, `/reject` and `/stream`. */
+async function serve(t: Test): Promise<{ server: HttpServer; port: number; errors: unknown[] }> {
+  const errors: unknown[] = []
+  const server = createHttpServer(uws.App(), (err) => errors.push(err))
+  server.app.get('/slow', (res, req) => {
+    const ms = Number(req.getQuery('ms') ?? 300)
+    let aborted = false
+    res.onAborted(() => (aborted = true))
+    setTimeout(() => {
+      if (!aborted) res.cork(() => sendJson(res, 200, { slept: ms }))
+    }, ms)
+  })
+  server.app.get('/fast', (res) => sendJson(res, 200, { fast: true }))
+  server.app.get('/throw', () => {
+    throw new Error('secret internals')
+  })
+  server.app.get('/reject', async (res) => {
+    await sleep(5)
+    void res
+    throw new EspraError('ESPRA_ERR_HTTP_DRAINING')
+  })
+  server.app.get('/stream', (res) => {
+    res.writeStatus('200 OK')
+    res.write('part one, ')
+    res.tryEnd('part two', 'part one, '.length + 'part two'.length)
+  })
+  const port = await server.listen('127.0.0.1', 0)
+  t.teardown(() => server.destroy())
+  return { server, port, errors }
+}
+
+t.test('drain lets slow in-flight requests finish, closes keep-alive connections, refuses new ones', async (t) => {
+  const { server, port } = await serve(t)
+  const agent = new Agent({ keepAlive: true, maxSockets: 20 })
+  t.teardown(() => agent.destroy())
+  const streamAgent = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => streamAgent.destroy())
+  t.equal((await get(port, '/fast', streamAgent)).headers['connection'], undefined, 'keep-alive before the drain')
+  const slow = Array.from({ length: 20 }, () => get(port, '/slow?ms=400', agent))
+  await sleep(100)
+  t.equal(server.stats().inflight, 20, '20 requests in flight')
+  const drained = server.drain({ timeoutMs: 5000, quietMs: 100 })
+  t.ok(server.draining)
+  const streamed = await get(port, '/stream', streamAgent)
+  t.equal(streamed.body, 'part one, part two')
+  t.equal(streamed.headers['connection'], 'close', 'a streamed answer also says Connection: close')
+  const answers = await Promise.all(slow)
+  t.ok(answers.every((a) => a.status === 200), 'every in-flight request answered 200')
+  t.ok(answers.every((a) => a.headers['connection'] === 'close'), 'with Connection: close')
+  t.same(await drained, { cut: 0 }, 'nothing cut')
+  t.same(server.stats(), { inflight: 0, tracked: 0, requests: 22 })
+  await t.rejects(get(port, '/fast'), { code: 'ECONNREFUSED' }, 'no longer accepting')
+})
+
+t.test('drain waits for tracked work and cuts what outlives the deadline', async (t) => {
+  const { server, port } = await serve(t)
+  const untrack = server.track()
+  const stuck = get(port, '/slow?ms=3000').catch((err: NodeJS.ErrnoException) => err.code)
+  await sleep(50)
+  const started = Date.now()
+  const drained = server.drain({ timeoutMs: 300 })
+  t.equal(server.drain({ timeoutMs: 10 }), drained, 'a second drain joins the first')
+  t.same(await drained, { cut: 2 }, 'the slow request and the tracked work were cut')
+  t.ok(Date.now() - started < 1000, 'at the deadline')
+  t.equal(await stuck, 'ECONNRESET', 'the cut request saw its connection close')
+  untrack()
+  untrack()
+  t.equal(server.stats().tracked, 0, 'untrack is idempotent')
+})
+
+t.test('handler errors become coded JSON answers; aborted requests leave nothing in flight', async (t) => {
+  const { server, port, errors } = await serve(t)
+  const thrown = await get(port, '/throw')
+  t.equal(thrown.status, 500)
+  t.same(JSON.parse(thrown.body), { code: 'ESPRA_ERR_INTERNAL', message: 'internal error' }, 'internals not leaked')
+  const rejected = await get(port, '/reject')
+  t.equal(rejected.status, 503)
+  t.equal(JSON.parse(rejected.body).code, 'ESPRA_ERR_HTTP_DRAINING')
+  t.equal(errors.length, 2, 'both reported')
+  const streamed = await get(port, '/stream')
+  t.equal(streamed.body, 'part one, part two')
+
+  const req = request({ host: '127.0.0.1', port, path: '/slow?ms=500', agent: false })
+  req.on('error', () => {})
+  req.end()
+  await sleep(50)
+  t.equal(server.stats().inflight, 1)
+  req.destroy()
+  await sleep(50)
+  t.equal(server.stats().inflight, 0, 'an aborted request is no longer in flight')
+})
+
+t.test('listen reports a port it cannot have as ESPRA_ERR_LISTEN', async (t) => {
+  const blocker = createServer()
+  await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve))
+  t.teardown(() => blocker.close())
+  const port = (blocker.address() as { port: number }).port
+  const server = createHttpServer(uws.App(), () => {})
+  t.teardown(() => server.destroy())
+  await t.rejects(server.listen('127.0.0.1', port), { code: 'ESPRA_ERR_LISTEN' })
+})
