@@ -184,8 +184,14 @@ class SeedLink implements MetaClient {
       }
       failures = 0
       errors.clear()
-      await this.serve(session, target.address)
+      const reason = await this.serve(session, target.address)
       if (!this.opts.reconnect || this.stopped) break
+      if (reason?.code === 'ESPRA_ERR_META_REPLACED') {
+        // Two live processes claim one node id: back off fully so they do not take turns at full speed.
+        this.opts.log.error({ seed: target.address, id: this.opts.peer.id }, 'another process registered this node id; check --node-id')
+        await this.sleep(this.opts.backoffMaxMs ?? 5000)
+        continue
+      }
       // Retry the seed we just lost first (it may only be restarting), after a short jittered pause.
       await this.sleep(this.backoff(1))
     }
@@ -193,7 +199,7 @@ class SeedLink implements MetaClient {
   }
 
   /** Holds the link until it closes, pinging while idle. */
-  private async serve(session: MetaSession<SeedLink>, address: string): Promise<void> {
+  private async serve(session: MetaSession<SeedLink>, address: string): Promise<EspraError | null> {
     const closed = new Promise<EspraError | null>((resolve) => session.onClose(resolve))
     this.linked = true
     this.opts.log.info({ seed: address }, 'meta link up')
@@ -207,6 +213,7 @@ class SeedLink implements MetaClient {
     this.session = null
     if (!this.stopped) this.opts.log.warn({ seed: address, code: reason?.code, reason: reason?.message ?? 'seed closed the connection' }, 'meta link down')
     this.emit('disconnected')
+    return reason
   }
 
   private keepAlive(session: MetaSession<SeedLink>, keepAliveMs: number): NodeJS.Timeout {

@@ -48,11 +48,11 @@ export const heartbeat = (health: NodeInfo['health'] = 'ok') => ({
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Polls until `check` returns a truthy value or the time runs out. */
-export async function until<T>(check: () => T, timeoutMs = 3000, what = 'condition'): Promise<T> {
+export async function until<T>(check: () => T | null | undefined | false | 0 | '', timeoutMs = 3000, what = 'condition'): Promise<T> {
   const end = Date.now() + timeoutMs
   for (;;) {
     const value = check()
-    if (value) return value
+    if (value) return value as T
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await sleep(10)
   }

@@ -45,7 +45,7 @@ export async function nodeClient(
   id: string,
   info: Partial<NodeInfo> = {},
   opts: Partial<MetaClientOptions> & { everyMs?: number } = {},
-): Promise<MetaClient & { stopHeartbeat(): void; health: NodeInfo['health'] }> {
+): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health']): void }> {
   const state = { health: info.health ?? ('ok' as NodeInfo['health']) }
   const c = client(t, port, {
     peer: { kind: 'node', id },
@@ -57,12 +57,7 @@ export async function nodeClient(
   await c.ready
   return Object.assign(c, {
     stopHeartbeat: () => clearInterval(timer),
-    get health() {
-      return state.health
-    },
-    set health(h: NodeInfo['health']) {
-      state.health = h
-    },
+    setHealth: (health: NodeInfo['health']) => void (state.health = health),
   })
 }
 

@@ -1,0 +1,82 @@
+import t from 'tap'
+import type { RoutingTable } from '../../lib/transport/meta-shapes.js'
+import { sleep, until } from '../helpers/meta.js'
+import { client, nodeClient, startTestSeed, watcher } from '../helpers/seed.js'
+
+const ids = (table: RoutingTable | undefined) => table?.nodes.map((n) => n.id)
+
+t.test('a region table is pushed on change only, and its version grows', async (t) => {
+  const { port } = await startTestSeed(t, { heartbeatTimeout: 300 })
+  const proxy = await watcher(t, port, { routing: 'eu-1' })
+  await until(() => proxy.tables.length === 1, 2000, 'the table at subscribe')
+  t.match(proxy.tables[0], { region: 'eu-1', nodes: [] })
+
+  const b = await nodeClient(t, port, 'live-b', { region: 'eu-1', port: 9002 })
+  await until(() => proxy.tables.length === 2, 2000, 'a push for live-b')
+  const a = await nodeClient(t, port, 'live-a', { region: 'eu-1', port: 9001 })
+  await until(() => proxy.tables.length === 3, 2000, 'a push for live-a')
+  t.same(proxy.tables[2]!.nodes, [
+    { id: 'live-a', address: '127.0.0.1', port: 9001 },
+    { id: 'live-b', address: '127.0.0.1', port: 9002 },
+  ], 'healthy Live nodes, sorted by id')
+
+  await nodeClient(t, port, 'live-other-region', { region: 'us-1' })
+  await nodeClient(t, port, 'app-1', { region: 'eu-1', role: 'app' })
+  await sleep(300) // heartbeats flow all this time
+  t.equal(proxy.tables.length, 3, 'no push for other regions, other roles or plain heartbeats')
+
+  b.setHealth('draining')
+  await until(() => proxy.tables.length === 4, 2000, 'a push when live-b drains')
+  t.same(ids(proxy.tables[3]), ['live-a'])
+  await a.close()
+  await until(() => proxy.tables.length === 5, 2000, 'a push when live-a disconnects')
+  t.same(ids(proxy.tables[4]), [], 'a suspect node leaves routing at once')
+
+  const versions = proxy.tables.map((table) => table.version)
+  t.ok(versions.every((v, i) => i === 0 || v > versions[i - 1]!), `versions grow: ${versions.join(', ')}`)
+  t.ok(versions[0]! >= Date.now() - 60_000, 'versions are time-based')
+  const asked = await proxy.client.request<RoutingTable>('routing', { region: 'eu-1' })
+  t.same(asked, proxy.tables[4], 'the routing request answers the same table')
+  t.equal(proxy.tables.length, 5)
+})
+
+t.test('routing pushes are held during grace and pushed once at its end', async (t) => {
+  const { port } = await startTestSeed(t, { heartbeatTimeout: 2000, seedGrace: 600 })
+  const proxy = await watcher(t, port, { routing: 'us-1' })
+  const otherProxy = await watcher(t, port, { routing: 'us-1' })
+  await nodeClient(t, port, 'live-1')
+  await nodeClient(t, port, 'live-2')
+  await sleep(300)
+  t.equal(proxy.tables.length, 0, 'nothing pushed during grace (proxies keep their last table)')
+  await until(() => proxy.tables.length === 1 && otherProxy.tables.length === 1, 2000, 'the push at grace end')
+  t.same(ids(proxy.tables[0]), ['live-1', 'live-2'], 'the rebuilt table')
+  await sleep(200)
+  t.equal(proxy.tables.length, 1, 'pushed once')
+  t.same(otherProxy.tables, proxy.tables, 'every subscriber gets the same table')
+})
+
+t.test('the version grows across seed restarts', async (t) => {
+  const first = await startTestSeed(t)
+  const admin = client(t, first.port)
+  await admin.ready
+  const before = await admin.request<RoutingTable>('routing', { region: 'us-1' })
+  await admin.close()
+  await first.seed.close()
+  const second = await startTestSeed(t)
+  const admin2 = client(t, second.port)
+  await admin2.ready
+  const after = await admin2.request<RoutingTable>('routing', { region: 'us-1' })
+  t.ok(after.version > before.version, `${after.version} > ${before.version}`)
+})
+
+t.test('unsubscribed on close: a closed proxy gets nothing and costs nothing', async (t) => {
+  const { port } = await startTestSeed(t)
+  const proxy = await watcher(t, port, { routing: 'us-1' })
+  await until(() => proxy.tables.length === 1)
+  await proxy.client.close()
+  const stay = await watcher(t, port, { routing: 'us-1' })
+  await until(() => stay.tables.length === 1)
+  await nodeClient(t, port, 'live-x')
+  await until(() => stay.tables.length === 2)
+  t.equal(proxy.tables.length, 1)
+})
