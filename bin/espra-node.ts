@@ -32,6 +32,7 @@ function buildProgram(): Command {
     .description('Run a real-time web platform on a fleet of machines. Start a node with --role, or a local cluster with `up`.')
     .version(VERSION, '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
+    .enablePositionalOptions()
     .exitOverride()
   nodeOptions(program).addHelpText('after', rolesHelp(ROLES)).action((_opts, cmd: Command) => runNodeCommand(ROLES, cmd))
 
