@@ -94,6 +94,39 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     () => supervisor?.metrics(METRICS_TIMEOUT_MS) ?? Promise.resolve([]),
   )
 
+  // Signals are handled from the first moment: SIGHUP's default action would kill a node still starting.
+  let running = false
+  let stopSignal: NodeJS.Signals | null = null
+  let resolveStopped!: () => void
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve))
+
+  function forceStop(why: string): never {
+    log.warn(`forcing stop: ${why}`)
+    supervisor?.killAll()
+    process.exit(1)
+  }
+
+  const onStop = (signal: NodeJS.Signals): void => {
+    if (stopSignal) forceStop(`second ${signal}`)
+    stopSignal = signal
+    if (running) beginStop(signal)
+    else log.info({ signal }, 'stop requested while starting: stopping once started')
+  }
+  const onHup = (): void => {
+    if (!running || stopSignal) return void log.info('SIGHUP ignored: the node is starting or stopping')
+    if (!supervisor) return void log.info('SIGHUP: this role runs in its parent only; nothing to replace')
+    supervisor.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
+  }
+  const signalHandlers: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [
+    ['SIGTERM', onStop],
+    ['SIGINT', onStop],
+    ['SIGHUP', onHup],
+  ]
+  for (const [sig, handler] of signalHandlers) process.on(sig, handler)
+  const releaseSignals = (): void => {
+    for (const [sig, handler] of signalHandlers) process.off(sig, handler)
+  }
+
   // Start-up: anything that fails here is an error the operator must see; undo what started and reject.
   let roleHandle: Handle | undefined
   let localHealth: HttpServer | null = null
@@ -109,6 +142,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     }
   } catch (err) {
     log.error({ err }, 'node cannot start')
+    releaseSignals()
     supervisor?.killAll()
     localHealth?.destroy()
     roleHandle?.destroy(err as Error)
@@ -131,59 +165,37 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   update()
   log.info({ port: config.port, children: state.childrenAlive, metricsPort: config.metricsPort }, 'node started')
 
-  return new Promise<void>((resolve) => {
-    let stopping = false
+  /** The stop sequence, in order; each step says why it comes where it does. */
+  async function stop(signal: NodeJS.Signals): Promise<void> {
+    log.info({ signal }, 'stopping: failing health checks, then draining')
+    const force = setTimeout(() => forceStop('the stop sequence overran its deadline'), config.drainTimeout + STOP_GRACE_MS)
+    force.unref()
+    // 1. Every child answers health 503 at once, so load balancers stop sending new work.
+    update({ draining: true })
+    // 2. Leave the seed's registry (and so the routing tables) while still serving.
+    await link!.deregister()
+    // 3. (later issue) ELB: deregister this target and wait out the target group's deregistration delay.
+    // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
+    await Promise.all([supervisor?.drainAll(config.drainTimeout), localHealth?.drain({ timeoutMs: config.drainTimeout })])
+    // 5. Close the link before the role's parent work: the seed's own link goes to its meta server.
+    await link!.close()
+    await roleHandle?.close()
+    metricsServer!.closeAllConnections()
+    await new Promise((done) => metricsServer!.close(done))
+    clearTimeout(force)
+    releaseSignals()
+    log.info('stopped')
+    resolveStopped()
+  }
 
-    /** The stop sequence, in order; each step says why it comes where it does. */
-    async function stop(signal: string): Promise<void> {
-      log.info({ signal }, 'stopping: failing health checks, then draining')
-      const force = setTimeout(() => forceStop('the stop sequence overran its deadline'), config.drainTimeout + STOP_GRACE_MS)
-      force.unref()
-      // 1. Every child answers health 503 at once, so load balancers stop sending new work.
-      update({ draining: true })
-      // 2. Leave the seed's registry (and so the routing tables) while still serving.
-      await link!.deregister()
-      // 3. (later issue) ELB: deregister this target and wait out the target group's deregistration delay.
-      // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
-      await Promise.all([supervisor?.drainAll(config.drainTimeout), localHealth?.drain({ timeoutMs: config.drainTimeout })])
-      // 5. Close the link before the role's parent work: the seed's own link goes to its meta server.
-      await link!.close()
-      await roleHandle?.close()
-      metricsServer!.closeAllConnections()
-      await new Promise((done) => metricsServer!.close(done))
-      clearTimeout(force)
-      for (const [sig, handler] of handlers) process.off(sig, handler)
-      log.info('stopped')
-      resolve()
-    }
+  function beginStop(signal: NodeJS.Signals): void {
+    stop(signal).catch((err: unknown) => {
+      log.error({ err }, 'stop sequence failed')
+      forceStop('the stop sequence failed')
+    })
+  }
 
-    function forceStop(why: string): never {
-      log.warn(`forcing stop: ${why}`)
-      supervisor?.killAll()
-      process.exit(1)
-    }
-
-    const onStop = (signal: NodeJS.Signals): void => {
-      if (stopping) forceStop(`second ${signal}`)
-      stopping = true
-      stop(signal).catch((err: unknown) => {
-        log.error({ err }, 'stop sequence failed')
-        forceStop('the stop sequence failed')
-      })
-    }
-    const onHup = (): void => {
-      if (stopping) return
-      if (!supervisor) {
-        log.info('SIGHUP: this role runs in its parent only; nothing to replace')
-        return
-      }
-      supervisor.reload('SIGHUP').catch((err: unknown) => log.error({ err }, 'reload failed'))
-    }
-    const handlers: [NodeJS.Signals, (signal: NodeJS.Signals) => void][] = [
-      ['SIGTERM', onStop],
-      ['SIGINT', onStop],
-      ['SIGHUP', onHup],
-    ]
-    for (const [sig, handler] of handlers) process.on(sig, handler)
-  })
+  running = true
+  if (stopSignal) beginStop(stopSignal)
+  return stopped
 }

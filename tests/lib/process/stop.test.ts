@@ -45,3 +45,19 @@ t.test('the seed parent serves health itself and stops on SIGTERM', async (t) =>
   t.same(await node.stop(), { code: 0, signal: null })
   t.ok(node.logs.some((l) => l.msg === 'deregistered from the seed'))
 })
+
+t.test('signals during start-up: SIGHUP does not kill the node, SIGTERM stops it once started', async (t) => {
+  const hup = await startNode(t, 'app', { children: 2 }, { noWait: true })
+  await hup.waitForLog((l) => l.msg.startsWith('not built yet:'), 'parent running')
+  hup.proc.kill('SIGHUP')
+  await hup.waitForLog((l) => l.msg === 'node started', 'started despite SIGHUP')
+  t.equal((await health(hup.port)).status, 200)
+  await hup.stop()
+
+  const term = await startNode(t, 'app', { children: 2 }, { noWait: true })
+  await term.waitForLog((l) => l.msg.startsWith('not built yet:'), 'parent running')
+  term.proc.kill('SIGTERM')
+  t.same(await term.exited, { code: 0, signal: null }, 'clean exit')
+  t.ok(term.logs.some((l) => l.msg === 'stopped'))
+  t.ok(term.childPids().every((pid) => !pidAlive(pid)), 'no child left')
+})
