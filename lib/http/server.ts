@@ -89,24 +89,21 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
     lastActivity = Date.now()
   }
 
-  // Shared replacements installed on each response as own properties: no per-request closures but the abort one.
-  // Captured from the first response (they live on the shared native prototype).
-  let baseEnd: HttpResponse['end'] | undefined
-  let baseTryEnd: HttpResponse['tryEnd']
-  let baseWrite: HttpResponse['write']
-  let baseEndWithoutBody: HttpResponse['endWithoutBody']
-  let baseOnAborted: HttpResponse['onAborted']
-  let baseUpgrade: (...args: unknown[]) => void
+  // The native methods, captured from the first response (they live on the shared native prototype).
+  // The replacements below are shared functions installed as own properties: no per-request closures
+  // but the abort one.
+  type Upgrade = (...args: unknown[]) => void
+  let base: Pick<HttpResponse, 'end' | 'endWithoutBody' | 'write' | 'tryEnd' | 'onAborted'> & { upgrade: Upgrade }
   function end(this: Tracked, body?: Parameters<HttpResponse['end']>[0], close?: boolean): HttpResponse {
     try {
-      return baseEnd!.call(this, body, close || draining)
+      return base.end.call(this, body, close || draining)
     } finally {
       finish(this)
     }
   }
   function endWithoutBody(this: Tracked, length?: number, close?: boolean): HttpResponse {
     try {
-      return baseEndWithoutBody.call(this, length, close || draining)
+      return base.endWithoutBody.call(this, length, close || draining)
     } finally {
       finish(this)
     }
@@ -119,11 +116,11 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   }
   function write(this: Tracked, chunk: Parameters<HttpResponse['write']>[0]): boolean {
     startBody(this)
-    return baseWrite.call(this, chunk)
+    return base.write.call(this, chunk)
   }
   function tryEnd(this: Tracked, chunk: Parameters<HttpResponse['tryEnd']>[0], total: number): [boolean, boolean] {
     startBody(this)
-    const result = baseTryEnd.call(this, chunk, total)
+    const result = base.tryEnd.call(this, chunk, total)
     if (result[1]) finish(this)
     return result
   }
@@ -133,7 +130,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   }
   function upgrade(this: Tracked, ...args: unknown[]): void {
     try {
-      baseUpgrade.apply(this, args)
+      base.upgrade.apply(this, args)
     } finally {
       finish(this)
     }
@@ -141,7 +138,9 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
 
   function fail(res: Tracked, err: unknown): void {
     onError(err)
-    if (!res[OPEN] || res[BODY]) return
+    if (!res[OPEN]) return
+    // A half-sent body cannot turn into an error answer: cut the connection so the client sees it failed.
+    if (res[BODY]) return void res.close()
     const wire = toWire(err)
     const status = ERRORS[wire.code as ErrorCode]?.status ?? 500
     try {
@@ -155,13 +154,9 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   function wrap(handler: Handler): Handler {
     return (raw, req) => {
       const res = raw as Tracked
-      if (baseEnd === undefined) {
-        baseEnd = res.end
-        baseTryEnd = res.tryEnd
-        baseWrite = res.write
-        baseEndWithoutBody = res.endWithoutBody
-        baseOnAborted = res.onAborted
-        baseUpgrade = (res as unknown as { upgrade: (...args: unknown[]) => void }).upgrade
+      base ??= {
+        end: res.end, endWithoutBody: res.endWithoutBody, write: res.write, tryEnd: res.tryEnd,
+        onAborted: res.onAborted, upgrade: (res as unknown as { upgrade: Upgrade }).upgrade,
       }
       inflight++
       requests++
@@ -172,7 +167,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       res.write = write
       res.tryEnd = tryEnd
       ;(res as unknown as { upgrade: typeof upgrade }).upgrade = upgrade
-      baseOnAborted.call(res, () => {
+      base.onAborted.call(res, () => {
         finish(res)
         res[ABORT]?.()
       })
