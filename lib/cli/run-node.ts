@@ -35,7 +35,11 @@ export async function runNodeCommand(roles: Readonly<Record<RoleName, Role>>, cm
   }
   const config = configFromCommand(cmd)
   // A node started by `espra-node up` stops when `up` goes away, so no node outlives it.
-  if (process.env['ESPRA_UP'] && process.send) process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
+  // The channel is unref'd so it never keeps a stopped node alive.
+  if (process.env['ESPRA_UP'] && process.channel) {
+    process.channel.unref()
+    process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
+  }
   await assertPortFree(config.bind, config.port, '--port')
   await assertPortFree(config.metricsBind, config.metricsPort, '--metrics-port')
   if (config.role === 'seed') await assertPortFree(config.bind, config.metaPort, '--meta-port')

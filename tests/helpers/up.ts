@@ -97,6 +97,10 @@ export async function startUp(t: Test, extra: string[] = []): Promise<UpCluster>
   proc.stdout!.on('data', (d) => (out += d))
   proc.stderr!.on('data', (d) => (out += d))
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)))
+  // If the test process itself is killed, `up` goes too (and its nodes follow it).
+  const killOnExit = (): void => void proc.kill('SIGKILL')
+  process.once('exit', killOnExit)
+  void exited.then(() => process.off('exit', killOnExit))
   t.teardown(async () => {
     if (proc.exitCode === null) {
       proc.kill('SIGINT')
