@@ -97,6 +97,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
     if (closing || unauthenticated >= maxUnauthenticated) return refuseBusy(socket)
     socket.setNoDelay(true)
     let authenticated = false
+    // The session takes its context at construction and the context names the session: fill in both halves.
     const peer = { kind: null, id: null, nodeId: null } as unknown as MetaPeer
     const session = new MetaSession<MetaPeer>({
       socket, log, context: peer, maxFrame: opts.handshakeMaxFrame ?? 4096,

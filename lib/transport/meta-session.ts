@@ -288,7 +288,7 @@ export class MetaSession<C = unknown> {
     }
     const t = value['t']
     if (t === 'error') {
-      const wire = isMap(value) && typeof value['code'] === 'string' && typeof value['message'] === 'string'
+      const wire = typeof value['code'] === 'string' && typeof value['message'] === 'string'
         ? fromWire({ code: value['code'], message: `peer said: ${clip(value['message'])}` })
         : protocolError('peer sent a malformed error')
       this.finish(wire, false)
