@@ -5,16 +5,16 @@
  * failure), sends stats every second, and drains when told to.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import type { Registry } from 'prom-client'
 import type { NodeConfig, RoleName } from '../core/config.js'
 import { EspraError, toWire } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
 import { addHealthRoute } from '../http/health.js'
-import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
+import { createHttpServer, sendJson } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from './ipc.js'
 import { createChildRegistry } from './metrics.js'
-import type { Registry } from 'prom-client'
 import type { Handle, Role } from './role.js'
 
 const STATS_INTERVAL_MS = 1000
@@ -54,7 +54,6 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   })
 
   let state: NodeState | undefined
-  let server: HttpServer | undefined
   let roleHandle: Handle | void
   const pushListeners: ((push: SeedPush) => void)[] = []
   let registry: Registry | undefined
@@ -91,13 +90,13 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   const childLog = log
 
   const app = uws.App()
-  server = createHttpServer(app, (err) => childLog.error({ err }, 'request handler failed'))
+  const server = createHttpServer(app, (err) => childLog.error({ err }, 'request handler failed'))
   registry = createChildRegistry(server.stats)
   const role = roles[config.role]
 
   async function drain(timeoutMs: number): Promise<void> {
-    const [{ cut }] = await Promise.all([server!.drain({ timeoutMs }), roleHandle?.close()])
-    if (cut > 0) childLog.warn({ cut }, `drain deadline reached: ${cut} requests cut`)
+    const [{ cut }] = await Promise.all([server.drain({ timeoutMs }), roleHandle?.close()])
+    if (cut > 0) childLog.warn({ cut }, `drain deadline reached: ${cut} requests or tracked connections cut`)
     childLog.info('drained: exiting')
     process.exit(0)
   }
@@ -134,7 +133,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   let lastRequests = 0
   let lastAt = Date.now()
   setInterval(() => {
-    const { inflight, tracked, requests } = server!.stats()
+    const { inflight, tracked, requests } = server.stats()
     const now = Date.now()
     const stats: ChildStats = {
       rssBytes: process.memoryUsage.rss(),
