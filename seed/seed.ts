@@ -9,7 +9,7 @@ import type { Logger } from '../lib/core/log.js'
 import type { Handle } from '../lib/process/role.js'
 import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
-import { startMetaServer, type MetaPeer, type MetaServerOptions } from './meta-server.js'
+import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 

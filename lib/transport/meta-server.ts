@@ -1,5 +1,5 @@
 /**
- * The seed's meta port: a TCP server that authenticates every peer
+ * The seed's meta port (and the Live nodes' internal link): a TCP server that authenticates every peer
  * (docs/meta-protocol.md, "Handshake") and then serves the seed's op tables
  * over a {@link MetaSession}. A bad peer (wrong secret or version, garbage,
  * oversized or stalled frames, unknown message types, silence) is dropped with
@@ -8,12 +8,12 @@
  * frames so a flood cannot exhaust memory.
  */
 import { createServer, type Server, type Socket } from 'node:net'
-import { encodeFrame } from '../lib/codec/frame.js'
-import { EspraError } from '../lib/core/errors.js'
-import type { Logger } from '../lib/core/log.js'
-import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from '../lib/transport/meta-auth.js'
-import { MetaSession, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
-import { isMap } from '../lib/transport/meta-shapes.js'
+import { encodeFrame } from '../codec/frame.js'
+import { EspraError } from '../core/errors.js'
+import type { Logger } from '../core/log.js'
+import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
+import { MetaSession, type MessageHandler, type RequestHandler } from './meta-session.js'
+import { isMap } from './meta-shapes.js'
 
 export type PeerKind = 'node' | 'admin'
 
@@ -51,6 +51,8 @@ export interface MetaServerOptions {
   readonly maxUnauthenticated?: number
   /** Frame limit before authentication (4 KB; `auth` is about 150 bytes). */
   readonly handshakeMaxFrame?: number
+  /** Names the port in logs ('meta port'; Live nodes: 'live link'). */
+  readonly label?: string
 }
 
 export interface MetaServer {
@@ -178,7 +180,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
   server.on('error', (err) => log.error({ err }, 'meta server error'))
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : opts.port
-  log.info({ host: opts.host, port }, 'meta port listening')
+  log.info({ host: opts.host, port }, `${opts.label ?? 'meta port'} listening`)
 
   return {
     port,
