@@ -10,11 +10,11 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { SECRET } from './meta.js'
 import { BIN, pidAlive, waitFor } from './up.js'
 
-export { pidAlive, waitFor }
+export { pidAlive, SECRET, waitFor }
 
-export const SECRET = 'test-cluster-secret-0123456789'
 
 export interface LogLine {
   level: string
