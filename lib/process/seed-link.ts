@@ -35,6 +35,12 @@ export interface SeedLink {
   close(): Promise<void>
 }
 
+/** The seed registers with its own meta port: on loopback unless it is bound to one address only. */
+function ownMetaAddress(config: NodeConfig): string {
+  const host = config.bind === '0.0.0.0' || config.bind === '::' ? '127.0.0.1' : config.bind
+  return host.includes(':') ? `[${host}]:${config.metaPort}` : `${host}:${config.metaPort}`
+}
+
 export function createSeedLink(opts: SeedLinkOptions): SeedLink {
   const { config, role, log } = opts
   let deregistered = false
@@ -65,7 +71,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
 
   const client: MetaClient = createMetaClient({
     // The seed registers with its own meta port like any node, so it shows in the registry too.
-    seeds: config.role === 'seed' ? [`127.0.0.1:${config.metaPort}`] : config.seed,
+    seeds: config.role === 'seed' ? [ownMetaAddress(config)] : config.seed,
     secret: config.secret,
     peer: { kind: 'node', id: config.nodeId },
     maxFrame: config.maxFrame,
