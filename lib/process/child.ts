@@ -20,6 +20,7 @@ import type { Handle, Role } from './role.js'
 const STATS_INTERVAL_MS = 1000
 const INIT_TIMEOUT_MS = 10_000
 const LAG_RESOLUTION_MS = 10
+const ROLE_REQUEST_TIMEOUT_MS = 10_000
 
 type Init = Extract<ToChild, { t: 'init' }>
 
@@ -56,6 +57,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   let state: NodeState | undefined
   let roleHandle: Handle | void
   const pushListeners: ((push: SeedPush) => void)[] = []
+  const roleListeners: ((body: unknown) => void)[] = []
   let registry: Registry | undefined
   let gotInit!: (init: Init) => void
   const initialised = new Promise<Init>((resolve) => (gotInit = resolve))
@@ -77,6 +79,9 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
         drained ??= settled.then(() => drain(msg.timeoutMs))
       },
       metrics: () => registry?.getMetricsAsJSON() ?? [],
+      role: (msg) => {
+        for (const listener of roleListeners) listener(msg.body)
+      },
     },
     (msg) => log?.warn({ msg }, 'ignoring an unknown IPC message'),
   )
@@ -111,6 +116,11 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
       state: () => state!,
       onPush: (listener) => void pushListeners.push(listener),
       track: server.track,
+      parent: {
+        send: (body) => ipc.send({ t: 'role', body }),
+        request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
+        onMessage: (listener) => void roleListeners.push(listener),
+      },
     })
     // Last, so role routes win; uWS also ranks wildcards below static and parameter routes.
     app.any('/*', (res, req) => {

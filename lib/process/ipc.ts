@@ -27,12 +27,17 @@ export type ToChild =
   | { t: 'push'; push: SeedPush }
   | { t: 'drain'; timeoutMs: number }
   | { t: 'metrics'; seq: number }
+  /** Role traffic (`ParentContext.children`); the body is the role's own. */
+  | { t: 'role'; body: unknown }
 
 /** Child → parent. */
 export type ToParent =
   | { t: 'listening'; port: number }
   | { t: 'failed'; err: WireError }
   | { t: 'stats'; stats: ChildStats }
+  /** Role traffic (`ChildContext.parent`): one-way, or a request answered by the parent's role. */
+  | { t: 'role'; body: unknown }
+  | { t: 'role-req'; seq: number; body: unknown }
 
 type Reply = { t: 'reply'; seq: number; ok: true; body: unknown } | { t: 'reply'; seq: number; ok: false; err: WireError }
 

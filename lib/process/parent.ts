@@ -7,13 +7,13 @@
 import type { Server } from 'node:http'
 import type { NodeConfig } from '../core/config.js'
 import { createLogger, type Logger } from '../core/log.js'
-import type { NodeState, RoutingTable } from '../core/node-state.js'
+import type { NodeState, RoutingTable, SeedPush } from '../core/node-state.js'
 import { addHealthRoute, healthWord } from '../http/health.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import type { NodeLoad } from '../transport/meta-shapes.js'
 import { createParentMetrics, serveMetrics } from './metrics.js'
-import type { Handle, Role } from './role.js'
+import type { ChildrenChannel, Handle, Role } from './role.js'
 import { createSeedLink, type SeedLink } from './seed-link.js'
 import { createSupervisor, type Supervisor } from './supervisor.js'
 
@@ -127,15 +127,35 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     for (const [sig, handler] of signalHandlers) process.off(sig, handler)
   }
 
+  // The role's own IPC with its children and its view of seed pushes; wired to the supervisor once it exists.
+  const roleListeners = { message: [] as ((child: number, body: unknown) => void)[], exit: [] as ((child: number) => void)[], push: [] as ((push: SeedPush) => void)[] }
+  let roleRequest: ((child: number, body: unknown) => unknown) | undefined
+  const children: ChildrenChannel = {
+    broadcast: (body) => supervisor?.broadcast({ t: 'role', body }),
+    send: (child, body) => supervisor?.sendTo(child, { t: 'role', body }) ?? false,
+    onMessage: (listener) => void roleListeners.message.push(listener),
+    onRequest: (handler) => void (roleRequest = handler),
+    onExit: (listener) => void roleListeners.exit.push(listener),
+  }
+
   // Start-up: anything that fails here is an error the operator must see; undo what started and reject.
   let roleHandle: Handle | undefined
   let localHealth: HttpServer | null = null
   let metricsServer: Server | null = null
   try {
     metricsServer = await serveMetrics(config.metricsBind, config.metricsPort, metrics, log)
-    roleHandle = await role.parent?.({ config, log })
+    roleHandle = await role.parent?.({ config, log, children, onPush: (listener) => void roleListeners.push.push(listener) })
     if (role.forks) {
-      supervisor = createSupervisor({ config, log, startedAt, state: () => state, onChange: () => update(), onCrash: metrics.childCrashed })
+      supervisor = createSupervisor({
+        config, log, startedAt, state: () => state, onChange: () => update(), onCrash: metrics.childCrashed,
+        onRole: (child, body) => {
+          for (const listener of roleListeners.message) listener(child, body)
+        },
+        ...(roleRequest ? { onRoleRequest: roleRequest } : {}),
+        onExit: (child) => {
+          for (const listener of roleListeners.exit) listener(child)
+        },
+      })
       await supervisor.start()
     } else {
       localHealth = await serveHealthInParent(config, startedAt, () => state, log)
@@ -159,6 +179,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
         if (body.version !== state.routing?.version) log.info({ version: body.version, nodes: body.nodes.length }, 'routing table received')
         update({ routing: body })
       }
+      for (const listener of roleListeners.push) listener({ op, body })
       supervisor?.broadcast({ t: 'push', push: { op, body } })
     },
   })

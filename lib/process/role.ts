@@ -25,11 +25,38 @@ export interface ChildContext {
   onPush(listener: (push: SeedPush) => void): void
   /** Count work that must finish before this child may exit (e.g. a WebSocket). */
   track(): () => void
+  /** The role's own traffic with its parent (whatever `ParentContext.children` sends). */
+  readonly parent: ParentChannel
+}
+
+/** A child's side of the role's IPC with its parent. Messages keep their order. */
+export interface ParentChannel {
+  /** One-way message to the parent's `children.onMessage`. */
+  send(body: unknown): void
+  /** Request answered by the parent's `children.onRequest`; rejects with its coded error or `ESPRA_ERR_IPC_TIMEOUT`. */
+  request<R>(body: unknown, timeoutMs?: number): Promise<R>
+  onMessage(listener: (body: unknown) => void): void
+}
+
+/** The parent's side of the role's IPC with its children; children are named by their pid. */
+export interface ChildrenChannel {
+  broadcast(body: unknown): void
+  /** False when that child is gone. */
+  send(child: number, body: unknown): boolean
+  onMessage(listener: (child: number, body: unknown) => void): void
+  /** One handler; its return value (or promise, or throw) is the answer. */
+  onRequest(handler: (child: number, body: unknown) => unknown): void
+  /** A child process exited (crash, replacement or stop): forget what it held. */
+  onExit(listener: (child: number) => void): void
 }
 
 export interface ParentContext {
   readonly config: NodeConfig
   readonly log: Logger
+  /** The role's own traffic with its children. */
+  readonly children: ChildrenChannel
+  /** Subscribe to seed pushes (routing tables and the like), as children do. */
+  onPush(listener: (push: SeedPush) => void): void
 }
 
 export interface Role {

@@ -54,6 +54,12 @@ export interface SupervisorOptions {
   /** Children alive or crash-looping changed. */
   onChange(): void
   onCrash(): void
+  /** Role traffic from a child (named by its pid). */
+  onRole?(child: number, body: unknown): void
+  /** Role request from a child; the result is the answer. */
+  onRoleRequest?(child: number, body: unknown): unknown
+  /** Any child process exited. */
+  onExit?(child: number): void
 }
 
 export interface Supervisor {
@@ -62,6 +68,8 @@ export interface Supervisor {
   /** Replaces every child one at a time (SIGHUP); crash-looping slots get a fresh start. */
   reload(reason: string): Promise<void>
   broadcast(msg: ToChild): void
+  /** Sends to one child by pid; false when it is gone. */
+  sendTo(child: number, msg: ToChild): boolean
   /** Tells every child to drain and waits for all to exit (SIGKILL past the deadline). */
   drainAll(timeoutMs: number): Promise<void>
   /** SIGKILLs every child now. */
@@ -108,6 +116,11 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
           worker.stats = msg.stats
           checkRss(worker)
         },
+        role: (msg) => opts.onRole?.(proc.pid!, msg.body),
+        'role-req': (msg) => {
+          if (!opts.onRoleRequest) throw new EspraError('ESPRA_ERR_INTERNAL', 'this role answers no requests from its children')
+          return opts.onRoleRequest(proc.pid!, msg.body)
+        },
       }, (msg) => log.warn({ child: index, msg }, 'ignoring an unknown IPC message from a child')),
     }
     workers.add(worker)
@@ -116,6 +129,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       worker.ipc.close()
       onNotReady(new EspraError('ESPRA_ERR_INTERNAL', `child ${index} exited before listening (code ${code}, signal ${signal})`, { exited: true }))
       onExit(worker, code, signal)
+      opts.onExit?.(proc.pid!)
     })
     proc.on('error', (err) => log.error({ err, child: index }, 'child process error'))
     worker.ipc.send({ t: 'init', index, startedAt: opts.startedAt, config, state: opts.state() })
@@ -245,6 +259,14 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     },
     broadcast(msg) {
       for (const worker of workers) worker.ipc.send(msg)
+    },
+    sendTo(child, msg) {
+      for (const worker of workers) {
+        if (worker.proc.pid !== child) continue
+        worker.ipc.send(msg)
+        return true
+      }
+      return false
     },
     async drainAll(timeoutMs) {
       stopping = true

@@ -2,6 +2,7 @@
 import t from 'tap'
 import { fork } from 'node:child_process'
 import { resolve } from 'node:path'
+import { EspraError } from '../../../lib/core/errors.js'
 import type { NodeState } from '../../../lib/core/node-state.js'
 import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from '../../../lib/process/ipc.js'
 
@@ -11,13 +12,18 @@ const STATE: NodeState = { draining: false, childrenAlive: 1, childrenWanted: 1,
 t.test('parent and child talk through tagged messages', async (t) => {
   const proc = fork(PEER, [], { execArgv: ['--import', 'tsx'], serialization: 'advanced' })
   t.teardown(() => proc.kill('SIGKILL'))
-  const seen: { listening: number[]; failed: string[]; stats: ChildStats[] } = { listening: [], failed: [], stats: [] }
+  const seen: { listening: number[]; failed: string[]; stats: ChildStats[]; role: unknown[] } = { listening: [], failed: [], stats: [], role: [] }
   const ipc = createIpcEndpoint<ToParent, ToChild>(
     proc as unknown as IpcPort,
     {
       listening: (msg) => void seen.listening.push(msg.port),
       failed: (msg) => void seen.failed.push(msg.err.message),
       stats: (msg) => void seen.stats.push(msg.stats),
+      role: (msg) => void seen.role.push(msg.body),
+      'role-req': (msg) => {
+        if ((msg.body as { fail?: boolean }).fail) throw new EspraError('ESPRA_ERR_HTTP_DRAINING')
+        return { echo: msg.body }
+      },
     },
     () => t.fail('the child sent nothing unknown'),
   )
@@ -39,6 +45,11 @@ t.test('parent and child talk through tagged messages', async (t) => {
   ipc.send({ t: 'push', push: { op: 'routing', body: { version: 1 } } })
   await until(() => seen.failed.length > 0)
   t.same(seen.failed, ['echo routing'])
+
+  ipc.send({ t: 'role', body: { n: 1 } })
+  ipc.send({ t: 'role', body: { fail: true } })
+  await until(() => seen.role.length === 2)
+  t.same(seen.role, [{ answer: { echo: { n: 1 } } }, { error: 'ESPRA_ERR_HTTP_DRAINING' }], 'role requests from the child are answered by the parent, errors by code')
 
   proc.send({ t: 'bogus' })
   proc.send('not even tagged')
