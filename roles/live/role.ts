@@ -1,14 +1,34 @@
-/** The live role: real-time clients and the notification hub for other nodes. */
+/**
+ * The live role: real-time clients (WebSocket, SSE, long-poll, HTTP) and
+ * channels with ordered history, recovery and presence. The parent is the
+ * node's hub (roles/live/node.ts); children hold the client connections.
+ * Protocol: docs/live-protocol.md.
+ */
 import type { Role } from '../../lib/process/role.js'
+import { createLiveChild } from './child.js'
+import { addHttp } from './http.js'
+import { startLiveNode } from './node.js'
+import { addWebSocket } from './ws.js'
 
 export const liveRole: Role = {
   name: 'live',
   summary: 'real-time: WebSocket, SSE and long-poll clients, channels, presence, notifications',
   notYet: [
-    'WebSocket, SSE and long-poll client endpoints',
-    'channels with pub/sub, ordered history and recovery',
-    'presence',
-    'notification hub for other nodes (upload progress, file and cache invalidation, build updates)',
+    'notification hub producers (upload progress, file and cache invalidation, build updates): lib/live/publisher.ts is the way in, nothing publishes yet',
+    'history that survives a restart of a channel\'s home node (history is in memory; see docs/live-protocol.md)',
   ],
   forks: true,
+  // Homes are picked over the region's routing table; every (re)connect resubscribes.
+  subscribe: (config) => ({ routing: config.region }),
+  parent: (ctx) => startLiveNode(ctx),
+  async child(ctx) {
+    const live = createLiveChild(ctx)
+    const ws = addWebSocket(live)
+    const http = addHttp(live)
+    const close = (): void => {
+      ws.close()
+      http.close()
+    }
+    return { close: async () => close(), destroy: close }
+  },
 }

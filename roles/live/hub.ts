@@ -1,0 +1,198 @@
+/**
+ * The home side of channels: for every channel homed on this node it assigns
+ * sequence numbers, keeps bounded history, tracks presence, and sends each
+ * event once to every interested node (a "sink": this node itself or a peer
+ * on the internal link). Lives in the node's parent process; single-threaded,
+ * so every channel's order is the order `publish` is called in.
+ */
+
+/** One message as stored and sent. */
+export interface LiveMessage {
+  readonly ch: string
+  readonly seq: number
+  readonly ts: number
+  readonly data: unknown
+}
+
+export interface Member {
+  readonly user: string
+  readonly info?: Record<string, unknown> | undefined
+}
+
+/** What the home sends to interested nodes. */
+export type HubEvent =
+  | ({ k: 'msg' } & LiveMessage)
+  | { k: 'presence'; ch: string; joins: Member[]; leaves: string[] }
+
+export interface Sink {
+  readonly id: string
+  send(event: HubEvent): void
+}
+
+/** Answer to a subscription or a history read. */
+export interface Catchup {
+  /** The channel's current (last assigned) sequence. */
+  seq: number
+  /** False when `since` is not covered by history: the client missed messages it cannot get back. */
+  recovered: boolean
+  /** Messages after `since`, up to `seq`, in order (empty when not recovered or no `since`). */
+  messages: LiveMessage[]
+}
+
+interface Channel {
+  seq: number
+  history: LiveMessage[]
+  /** Index of the oldest kept message in `history` (a queue without O(n) shifts). */
+  head: number
+  /** Last publish, subscription or presence change (ms); idle channels are forgotten only after the history age. */
+  touched: number
+  readonly sinks: Set<Sink>
+  readonly members: Map<string, { info?: Record<string, unknown> | undefined; sinks: Set<string> }>
+}
+
+export interface HubOptions {
+  readonly historySize: number
+  readonly historyAgeMs: number
+  /** Clock (ms) for tests. */
+  readonly now?: () => number
+}
+
+/** Presence answers list at most this many members (the count is always exact). */
+export const PRESENCE_LIST_LIMIT = 1000
+
+export class Hub {
+  private readonly channels = new Map<string, Channel>()
+  private readonly opts: HubOptions
+  private readonly now: () => number
+
+  constructor(opts: HubOptions) {
+    this.opts = opts
+    this.now = opts.now ?? Date.now
+  }
+
+  get size(): number {
+    return this.channels.size
+  }
+
+  /**
+   * A channel new to this home starts its sequence at a time-based base
+   * (µs since the epoch), above anything an earlier home of the channel can
+   * have assigned: a `since` from before the move is detectably not covered.
+   */
+  private channel(ch: string): Channel {
+    let c = this.channels.get(ch)
+    if (c) c.touched = this.now()
+    else {
+      c = { seq: this.now() * 1000, history: [], head: 0, touched: this.now(), sinks: new Set(), members: new Map() }
+      this.channels.set(ch, c)
+    }
+    return c
+  }
+
+  private trim(c: Channel): void {
+    const oldest = this.now() - this.opts.historyAgeMs
+    while (c.head < c.history.length && (c.history.length - c.head > this.opts.historySize || c.history[c.head]!.ts < oldest)) c.head++
+    if (c.head > 1024 && c.head * 2 > c.history.length) {
+      c.history = c.history.slice(c.head)
+      c.head = 0
+    }
+  }
+
+  publish(ch: string, data: unknown): { seq: number; ts: number } {
+    const c = this.channel(ch)
+    const msg: LiveMessage = { ch, seq: ++c.seq, ts: this.now(), data }
+    if (this.opts.historySize > 0) c.history.push(msg)
+    this.trim(c)
+    const event: HubEvent = { k: 'msg', ...msg }
+    for (const sink of c.sinks) sink.send(event)
+    return { seq: msg.seq, ts: msg.ts }
+  }
+
+  /** What a client that last saw `since` missed (no `since`: nothing, recovered). */
+  catchup(ch: string, since: number | undefined, limit = Infinity): Catchup {
+    const c = this.channel(ch)
+    this.trim(c)
+    if (since === undefined || since === c.seq) return { seq: c.seq, recovered: true, messages: [] }
+    const first = c.head < c.history.length ? c.history[c.head]!.seq : c.seq + 1
+    if (since > c.seq || since < first - 1) return { seq: c.seq, recovered: false, messages: [] }
+    const messages: LiveMessage[] = []
+    // Sequences are contiguous within one home's history, so the start is an index.
+    for (let i = c.head + (since - first + 1); i < c.history.length && messages.length < limit; i++) messages.push(c.history[i]!)
+    return { seq: c.seq, recovered: true, messages }
+  }
+
+  /** Registers `sink` for the channel's events and answers its catch-up in the same step (no gap, no overlap). */
+  subscribe(sink: Sink, ch: string, since?: number): Catchup {
+    const answer = this.catchup(ch, since)
+    this.channel(ch).sinks.add(sink)
+    return answer
+  }
+
+  unsubscribe(sink: Sink, ch: string): void {
+    const c = this.channels.get(ch)
+    if (!c) return
+    c.sinks.delete(sink)
+    this.forgetIfIdle(ch, c)
+  }
+
+  join(sink: Sink, ch: string, member: Member): void {
+    const c = this.channel(ch)
+    let m = c.members.get(member.user)
+    if (!m) {
+      m = { info: member.info, sinks: new Set() }
+      c.members.set(member.user, m)
+      this.emit(c, { k: 'presence', ch, joins: [member], leaves: [] })
+    }
+    m.sinks.add(sink.id)
+  }
+
+  leave(sink: Sink, ch: string, user: string): void {
+    const c = this.channels.get(ch)
+    const m = c?.members.get(user)
+    if (!c || !m || !m.sinks.delete(sink.id) || m.sinks.size > 0) return
+    c.members.delete(user)
+    this.emit(c, { k: 'presence', ch, joins: [], leaves: [user] })
+  }
+
+  presence(ch: string): { count: number; members: Member[] } {
+    const c = this.channels.get(ch)
+    const members: Member[] = []
+    for (const [user, m] of c?.members ?? []) {
+      if (members.length >= PRESENCE_LIST_LIMIT) break
+      members.push(m.info === undefined ? { user } : { user, info: m.info })
+    }
+    return { count: c?.members.size ?? 0, members }
+  }
+
+  /** A sink went away (peer link closed): drop its interest and its members. */
+  dropSink(sink: Sink): void {
+    for (const [ch, c] of this.channels) {
+      c.sinks.delete(sink)
+      const leaves: string[] = []
+      for (const [user, m] of c.members) {
+        if (m.sinks.delete(sink.id) && m.sinks.size === 0) {
+          c.members.delete(user)
+          leaves.push(user)
+        }
+      }
+      if (leaves.length > 0) this.emit(c, { k: 'presence', ch, joins: [], leaves })
+      this.forgetIfIdle(ch, c)
+    }
+  }
+
+  /** Drops channels with nothing left (no interest, members or history); their next message starts a new base. */
+  sweep(): void {
+    for (const [ch, c] of this.channels) {
+      this.trim(c)
+      this.forgetIfIdle(ch, c)
+    }
+  }
+
+  private forgetIfIdle(ch: string, c: Channel): void {
+    if (c.sinks.size === 0 && c.members.size === 0 && c.head >= c.history.length && this.now() - c.touched > this.opts.historyAgeMs) this.channels.delete(ch)
+  }
+
+  private emit(c: Channel, event: HubEvent): void {
+    for (const sink of c.sinks) sink.send(event)
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The operations a channel's home answers, and the internal link's op tables
+ * over them (docs/live-protocol.md, "Internal link"). The same operations
+ * serve this node's own children (sink = the node itself) and peers on the
+ * link (sink = that peer's session), so both paths behave the same.
+ */
+import { isChannel } from '../../lib/live/channel.js'
+import type { MessageHandler, RequestHandler } from '../../lib/transport/meta-session.js'
+import type { MetaPeer } from '../../lib/transport/meta-server.js'
+import { isMap } from '../../lib/transport/meta-shapes.js'
+import { encodeMessage } from '../../lib/transport/meta-session.js'
+import { LiveError, liveErrorOf } from './errors.js'
+import type { Hub, HubEvent, Member, Sink } from './hub.js'
+
+export interface HomeOps {
+  sub(sink: Sink, body: Record<string, unknown>): unknown
+  unsub(sink: Sink, body: Record<string, unknown>): unknown
+  pub(sink: Sink, body: Record<string, unknown>): unknown
+  hist(sink: Sink, body: Record<string, unknown>): unknown
+  presence(sink: Sink, body: Record<string, unknown>): unknown
+  join(sink: Sink, body: Record<string, unknown>): unknown
+  leave(sink: Sink, body: Record<string, unknown>): unknown
+}
+
+const MAX_HISTORY_LIMIT = 10_000
+
+function channel(body: Record<string, unknown>): string {
+  if (!isChannel(body['ch'])) throw new LiveError('BAD_CHANNEL')
+  return body['ch']
+}
+
+function optionalSeq(body: Record<string, unknown>, key: string): number | undefined {
+  const v = body[key]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new LiveError('BAD_FIELD', `${key} must be a non-negative integer`)
+  return v
+}
+
+function member(value: unknown): Member {
+  if (!isMap(value) || typeof value['user'] !== 'string' || value['user'].length === 0) throw new LiveError('BAD_FIELD', 'member must be {user, info?}')
+  return isMap(value['info']) ? { user: value['user'], info: value['info'] } : { user: value['user'] }
+}
+
+/** The home's operations over a hub; bad bodies throw coded Live errors. */
+export function createHomeOps(hub: Hub): HomeOps {
+  return {
+    sub: (sink, body) => hub.subscribe(sink, channel(body), optionalSeq(body, 'since')),
+    unsub: (sink, body) => hub.unsubscribe(sink, channel(body)),
+    pub: (_sink, body) => hub.publish(channel(body), body['data'] ?? null),
+    hist: (_sink, body) => {
+      const limit = optionalSeq(body, 'limit') ?? MAX_HISTORY_LIMIT
+      return hub.catchup(channel(body), optionalSeq(body, 'since'), Math.min(limit, MAX_HISTORY_LIMIT))
+    },
+    presence: (_sink, body) => hub.presence(channel(body)),
+    join: (sink, body) => hub.join(sink, channel(body), member(body['member'])),
+    leave: (sink, body) => {
+      if (typeof body['user'] !== 'string') throw new LiveError('BAD_FIELD', 'user must be a string')
+      hub.leave(sink, channel(body), body['user'])
+    },
+  }
+}
+
+const REQUESTS = ['sub', 'pub', 'hist', 'presence'] as const
+const MESSAGES = ['unsub', 'join', 'leave'] as const
+
+/**
+ * Op tables for the link server. Each authenticated peer session is one sink;
+ * requests answer `{err: {code, message}}` rather than failing, so Live codes
+ * survive the hop. Malformed one-way messages are logged and ignored.
+ */
+export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: string, err: LiveError) => void) {
+  const sinks = new WeakMap<MetaPeer, Sink>()
+  let n = 0
+  const sinkOf = (peer: MetaPeer): Sink => {
+    let sink = sinks.get(peer)
+    if (!sink) {
+      // Unique per session: a node that reconnects must not lose the members its new session adds.
+      const id = `${peer.id ?? peer.remote}#${++n}`
+      sink = { id, send: (event: HubEvent) => void peer.session.sendEncoded(encodeMessage('ev', event)) }
+      sinks.set(peer, sink)
+    }
+    return sink
+  }
+  const handlers = new Map<string, RequestHandler<MetaPeer>>([['ping', () => ({ now: Date.now() })]])
+  for (const op of REQUESTS) {
+    handlers.set(op, (body, peer) => {
+      try {
+        if (!isMap(body)) throw new LiveError('BAD_FIELD', 'body must be a map')
+        return ops[op](sinkOf(peer), body) ?? {}
+      } catch (err) {
+        const e = liveErrorOf(err)
+        return { err: { code: e.code, message: e.message } }
+      }
+    })
+  }
+  const messages = new Map<string, MessageHandler<MetaPeer>>()
+  for (const op of MESSAGES) {
+    messages.set(op, (body, peer) => {
+      try {
+        if (!isMap(body)) throw new LiveError('BAD_FIELD', 'body must be a map')
+        ops[op](sinkOf(peer), body)
+      } catch (err) {
+        onBadMessage(op, liveErrorOf(err))
+      }
+    })
+  }
+  return {
+    handlers,
+    messages,
+    onPeerClosed(peer: MetaPeer): void {
+      const sink = sinks.get(peer)
+      if (sink) hub.dropSink(sink)
+    },
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * A Live node's parent: the node's hub. It homes channels (roles/live/hub.ts),
+ * serves the internal link other nodes reach it on (the meta protocol's
+ * framing and handshake: lib/transport/meta-server.ts), links to the homes of
+ * the channels its children's clients use, and relays between those and its
+ * children. Homes are picked by rendezvous hashing over the seed's routing
+ * table for the region; a node the table does not list (yet) homes everything.
+ */
+import type { RoutingTable } from '../../lib/core/node-state.js'
+import { Rendezvous } from '../../lib/routing/rendezvous.js'
+import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
+import { startMetaServer } from '../../lib/transport/meta-server.js'
+import type { Handle, ParentContext } from '../../lib/process/role.js'
+import { LiveError, liveErrorOf } from './errors.js'
+import { Hub, type Catchup, type HubEvent, type Member, type Sink } from './hub.js'
+import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
+import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
+
+const HOME_TIMEOUT_MS = 5000
+const SWEEP_MS = 10_000
+
+interface Local {
+  home: string
+  /** Last sequence relayed to the children (-1: none yet). Events at or below it are duplicates. */
+  lastSeq: number
+  readonly children: Set<number>
+  /** Subscriptions still waiting for the home's answer: the home's interest must not be dropped under them. */
+  pending: number
+  readonly users: Map<string, { member: Member; children: Set<number> }>
+}
+
+interface Peer {
+  readonly client: MetaClient
+  readonly address: string
+}
+
+export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
+  const { config, log, children } = ctx
+  const self = config.nodeId
+  const hub = new Hub({ historySize: config.liveHistorySize, historyAgeMs: config.liveHistoryAge })
+  const local = new Map<string, Local>()
+  const peers = new Map<string, Peer>()
+  let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
+  let listed = false
+
+  const selfSink: Sink = { id: self, send: (event) => deliver(event, self) }
+  const homeOps: HomeOps = createHomeOps(hub)
+
+  function homeOf(ch: string): string {
+    return listed && table ? table.pick(ch)!.id : self
+  }
+
+  // ---- events from homes to this node's children ----
+
+  function deliver(event: HubEvent, from: string): void {
+    const l = local.get(event.ch)
+    if (!l || l.home !== from) return
+    if (event.k === 'msg') {
+      if (event.seq <= l.lastSeq) return
+      l.lastSeq = event.seq
+    }
+    for (const child of l.children) children.send(child, event)
+  }
+
+  // ---- talking to a channel's home (this node or a peer) ----
+
+  function peer(id: string): Peer {
+    let p = peers.get(id)
+    if (p) return p
+    const entry = table?.nodes.find((n) => n.id === id)
+    if (!entry) throw new LiveError('UNAVAILABLE', `node ${id} is not in the routing table`)
+    const address = `${entry.address.includes(':') ? `[${entry.address}]` : entry.address}:${entry.port + config.liveLinkOffset}`
+    const client = createMetaClient({
+      seeds: [address], secret: config.secret, peer: { kind: 'node', id: self }, maxFrame: config.maxFrame, log, reconnect: true,
+      backoffMaxMs: 2000,
+      onPush: (op, body) => {
+        if (op === 'ev') deliver(body as HubEvent, id)
+      },
+      // After every (re)connect: renew this node's interest and members at that home, recovering what was missed.
+      onConnect: async (link) => {
+        for (const [ch, l] of local) if (l.home === id && l.lastSeq >= 0) resubscribe(ch, l, (op, body) => link.request(op, body, HOME_TIMEOUT_MS))
+      },
+    })
+    p = { client, address }
+    peers.set(id, p)
+    return p
+  }
+
+  async function connected(p: Peer): Promise<void> {
+    if (p.client.connected) return
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new LiveError('UNAVAILABLE', `home link ${p.address} is down`)), HOME_TIMEOUT_MS)
+      p.client.on('connected', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>): Promise<T> {
+    if (home === self) return homeOps[op](selfSink, body) as T
+    const p = peer(home)
+    await connected(p)
+    const answer = await p.client.request<T | WireFailure>(op, body, HOME_TIMEOUT_MS)
+    if (isFailure(answer)) throw Object.assign(new LiveError('INTERNAL', answer.err.message), { code: answer.err.code })
+    return answer as T
+  }
+
+  function homeSend(home: string, op: 'unsub' | 'join' | 'leave', body: Record<string, unknown>): void {
+    if (home === self) homeOps[op](selfSink, body)
+    else peers.get(home)?.client.send(op, body)
+  }
+
+  /** Renews interest after a move or a reconnect; what cannot be recovered resets the children's subscribers. */
+  function resubscribe(ch: string, l: Local, request: (op: string, body: unknown) => Promise<unknown>): void {
+    const home = l.home
+    request('sub', l.lastSeq >= 0 ? { ch, since: l.lastSeq } : { ch }).then(
+      (answer) => {
+        if (local.get(ch) !== l || l.home !== home || isFailure(answer)) return
+        const c = answer as Catchup
+        if (c.recovered) {
+          for (const m of c.messages) deliver({ k: 'msg', ...m }, home)
+        } else {
+          l.lastSeq = c.seq
+          for (const child of l.children) children.send(child, { k: 'reset', ch, seq: c.seq })
+        }
+        for (const { member } of l.users.values()) homeSend(home, 'join', { ch, member })
+      },
+      (err: unknown) => log.warn({ ch, home, err: (err as Error).message }, 'live: could not renew a channel at its home; retrying on the next link or routing change'),
+    )
+  }
+
+  function release(ch: string, l: Local): void {
+    if (l.children.size > 0 || l.pending > 0 || l.users.size > 0 || local.get(ch) !== l) return
+    local.delete(ch)
+    homeSend(l.home, 'unsub', { ch })
+  }
+
+  function localFor(ch: string): Local {
+    let l = local.get(ch)
+    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, users: new Map() }))
+    return l
+  }
+
+  // ---- children ----
+
+  async function answerChild(child: number, req: ChildRequest): Promise<unknown> {
+    switch (req.k) {
+      case 'sub': {
+        const l = localFor(req.ch)
+        l.pending++
+        try {
+          const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
+          if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
+          l.children.add(child)
+          return answer
+        } finally {
+          l.pending--
+          release(req.ch, l)
+        }
+      }
+      case 'hist':
+        return homeRequest(homeOf(req.ch), 'hist', { ch: req.ch, since: req.since, limit: req.limit })
+      case 'pub':
+        return homeRequest(homeOf(req.ch), 'pub', { ch: req.ch, data: req.data })
+      case 'presence':
+        return homeRequest(homeOf(req.ch), 'presence', { ch: req.ch })
+    }
+  }
+
+  children.onRequest((child, body) =>
+    answerChild(child, body as ChildRequest).catch((err: unknown) => {
+      const e = liveErrorOf(err)
+      if (e.code === 5000) log.error({ err }, 'live: request failed')
+      return { err: { code: e.code, message: e.message } } satisfies WireFailure
+    }),
+  )
+
+  children.onMessage((child, body) => {
+    const msg = body as ChildMessage
+    const l = local.get(msg.ch)
+    if (!l) return
+    if (msg.k === 'unsub') {
+      l.children.delete(child)
+    } else if (msg.k === 'join') {
+      let u = l.users.get(msg.member.user)
+      if (!u) {
+        l.users.set(msg.member.user, (u = { member: msg.member, children: new Set() }))
+        homeSend(l.home, 'join', { ch: msg.ch, member: msg.member })
+      }
+      u.children.add(child)
+    } else if (msg.k === 'leave') {
+      dropUser(msg.ch, l, msg.user, child)
+    }
+    release(msg.ch, l)
+  })
+
+  function dropUser(ch: string, l: Local, user: string, child: number): void {
+    const u = l.users.get(user)
+    if (!u || !u.children.delete(child) || u.children.size > 0) return
+    l.users.delete(user)
+    homeSend(l.home, 'leave', { ch, user })
+  }
+
+  children.onExit((child) => {
+    for (const [ch, l] of local) {
+      l.children.delete(child)
+      for (const user of [...l.users.keys()]) dropUser(ch, l, user, child)
+      release(ch, l)
+    }
+  })
+
+  // ---- routing ----
+
+  function onRouting(next: RoutingTable): void {
+    if (next.region !== config.region) return
+    table = new Rendezvous(next.nodes)
+    listed = next.nodes.some((n) => n.id === self)
+    const ids = new Set(next.nodes.map((n) => n.id))
+    let moved = 0
+    for (const [ch, l] of local) {
+      const home = homeOf(ch)
+      if (home === l.home) continue
+      moved++
+      homeSend(l.home, 'unsub', { ch })
+      l.home = home
+      if (home === self) resubscribe(ch, l, async (op, body) => homeOps[op as keyof HomeOps](selfSink, body as Record<string, unknown>))
+      else {
+        try {
+          const p = peer(home)
+          resubscribe(ch, l, async (op, body) => {
+            await connected(p)
+            return p.client.request(op, body, HOME_TIMEOUT_MS)
+          })
+        } catch (err) {
+          log.warn({ ch, home, err: (err as Error).message }, 'live: new home unreachable')
+        }
+      }
+    }
+    for (const [id, p] of peers) {
+      if (ids.has(id)) continue
+      peers.delete(id)
+      p.client.destroy()
+    }
+    log.info({ version: next.version, nodes: next.nodes.length, listed, moved }, 'live: routing table applied')
+  }
+  ctx.onPush((push) => {
+    if (push.op === 'routing') onRouting(push.body as RoutingTable)
+  })
+
+  // ---- the internal link ----
+
+  const linkOps = createLinkHandlers(homeOps, hub, (op, err) => log.warn({ op, code: err.code, reason: err.message }, 'live link: ignored a malformed message'))
+  const link = await startMetaServer({
+    host: config.bind, port: config.port + config.liveLinkOffset, secret: config.secret, seedId: self,
+    maxFrame: config.maxFrame, log, label: 'live link', ...linkOps,
+  })
+  const sweep = setInterval(() => hub.sweep(), SWEEP_MS)
+  sweep.unref()
+
+  return {
+    async close() {
+      clearInterval(sweep)
+      for (const p of peers.values()) p.client.destroy()
+      await link.close()
+    },
+    destroy(err) {
+      clearInterval(sweep)
+      for (const p of peers.values()) p.client.destroy()
+      link.destroy(err)
+    },
+  }
+}
