@@ -36,8 +36,8 @@ export class LiveError extends Error {
 export const CLOSE = {
   /** The node is stopping or restarting: reconnect (through the proxy) with `since`. */
   RECONNECT: { code: 1012, reason: 'reconnect' },
-  /** A frame past the hard limit (uWS closes these itself). */
-  TOO_BIG: { code: 1009, reason: 'message too big' },
+  /** Too many errors in a row: the connection is abusive. */
+  POLICY: { code: 1008, reason: 'too many errors' },
 } as const
 
 /** Maps anything thrown on the Live path to a wire code; unknown errors become INTERNAL. */

@@ -2,7 +2,7 @@
  * WebSocket at `/ws` (docs/live-protocol.md, "WebSocket"): JSON text frames,
  * or msgpack binary frames with the `espra.msgpack` subprotocol. Every op is
  * answered; an error answers that op only. A connection is closed only when
- * it is abusive: a frame past the hard size limit (1009), falling behind by
+ * it is abusive: a frame past the hard size limit (dropped by uWS), falling behind by
  * more than --live-max-backpressure, or too many errors in a row (1008).
  */
 import { isChannel } from '../../lib/live/channel.js'
@@ -59,11 +59,10 @@ export function addWebSocket(live: LiveChild): { close(): void } {
       conn.errorsSince = now
     }
     send(ws, { op: 'err', code: e.code, message: e.message, ...(ch !== undefined ? { ch } : {}), ...(id !== undefined ? { id } : {}), data: { op: typeof op === 'string' ? op.slice(0, 32) : null } })
-    if (++conn.errors > MAX_ERRORS) ws.end(1008, 'too many errors')
+    if (++conn.errors > MAX_ERRORS) ws.end(CLOSE.POLICY.code, CLOSE.POLICY.reason)
   }
 
   function decode(conn: Conn, message: ArrayBuffer, isBinary: boolean): Record<string, unknown> {
-    if (message.byteLength > config.liveMaxMessage) throw new LiveError('TOO_LARGE', `frame of ${message.byteLength} bytes exceeds ${config.liveMaxMessage}`)
     if (isBinary !== conn.mp) throw new LiveError('BAD_FRAME', conn.mp ? 'text frame on a msgpack connection' : 'binary frame on a JSON connection')
     let value: unknown
     try {
@@ -209,6 +208,8 @@ export function addWebSocket(live: LiveChild): { close(): void } {
       let frame: Record<string, unknown> | undefined
       try {
         frame = decode(conn, message, isBinary)
+        // Checked after decoding (the frame is bounded by maxPayloadLength) so the error can name the op and id.
+        if (message.byteLength > config.liveMaxMessage) throw new LiveError('TOO_LARGE', `frame of ${message.byteLength} bytes exceeds ${config.liveMaxMessage}`)
         handle(ws, conn, frame)
       } catch (err) {
         const e = liveErrorOf(err)

@@ -1,0 +1,123 @@
+/**
+ * Real clients for Live tests: a WebSocket client (the `ws` package) that
+ * keeps every frame it receives, SSE and HTTP over node:http, and tokens
+ * minted with the test cluster secret.
+ */
+import { request } from 'node:http'
+import { Packr } from 'msgpackr'
+import WebSocket from 'ws'
+import type { Test } from 'tap'
+import { deriveTokenKey, mintToken, type MintOptions } from '../../lib/live/token.js'
+import { SECRET, waitFor } from './cluster.js'
+
+export type Frame = Record<string, unknown> & { op: string }
+
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
+const key = deriveTokenKey(SECRET)
+
+export function token(opts: Partial<MintOptions> = {}): string {
+  return mintToken(key, { ttlMs: 3_600_000, ...opts })
+}
+
+export interface LiveClient {
+  readonly ws: WebSocket
+  readonly frames: Frame[]
+  readonly closed: Promise<{ code: number; reason: string }>
+  send(frame: unknown): void
+  sendRaw(data: string | Buffer, binary?: boolean): void
+  /** The first frame (at or after `from`) matching, waiting for it. */
+  next(pred: (f: Frame) => boolean, what: string, timeoutMs?: number): Promise<Frame>
+  /** Sends a frame with a fresh id and waits for the answer carrying that id. */
+  call(frame: Record<string, unknown>, timeoutMs?: number): Promise<Frame>
+  messages(ch: string): Frame[]
+  close(): void
+}
+
+let ids = 0
+
+export async function connectLive(t: Test, port: number, opts: { token?: string; msgpack?: boolean } = {}): Promise<LiveClient> {
+  const q = opts.token ? `?token=${encodeURIComponent(opts.token)}` : ''
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws${q}`, opts.msgpack ? ['espra.msgpack'] : [])
+  const frames: Frame[] = []
+  ws.on('message', (data: Buffer, isBinary: boolean) => frames.push((isBinary ? packr.unpack(data) : JSON.parse(data.toString('utf8'))) as Frame))
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+  ws.on('error', () => {})
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode })))
+    ws.once('error', reject)
+  })
+  t.teardown(() => ws.terminate())
+  const client: LiveClient = {
+    ws, frames, closed,
+    send: (frame) => ws.send(opts.msgpack ? packr.pack(frame) : JSON.stringify(frame), { binary: !!opts.msgpack }),
+    sendRaw: (data, binary = false) => ws.send(data, { binary }),
+    next: (pred, what, timeoutMs = 10_000) => waitFor(what, () => frames.find(pred), timeoutMs),
+    async call(frame, timeoutMs) {
+      const id = ++ids
+      client.send({ ...frame, id })
+      return client.next((f) => f['id'] === id, `answer to ${JSON.stringify(frame)}`, timeoutMs)
+    },
+    messages: (ch) => frames.filter((f) => f.op === 'msg' && f['ch'] === ch),
+    close: () => ws.close(),
+  }
+  return client
+}
+
+export interface HttpAnswer {
+  status: number
+  body: Record<string, unknown>
+}
+
+export function http(port: number, method: string, path: string, opts: { body?: string; token?: string; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { ...opts.headers }
+    if (opts.token) headers['authorization'] = `Bearer ${opts.token}`
+    const req = request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (text += d))
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Record<string, unknown> }))
+    })
+    req.on('error', reject)
+    req.end(opts.body)
+  })
+}
+
+export interface SseStream {
+  readonly events: { id: string; data: Frame }[]
+  next(pred: (e: { id: string; data: Frame }) => boolean, what: string): Promise<{ id: string; data: Frame }>
+  close(): void
+}
+
+export function sse(t: Test, port: number, path: string, lastEventId?: string): Promise<SseStream> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = lastEventId ? { 'last-event-id': lastEventId } : {}
+    const req = request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      if (res.statusCode !== 200) return reject(Object.assign(new Error(`sse refused: ${res.statusCode}`), { status: res.statusCode }))
+      const events: { id: string; data: Frame }[] = []
+      let buf = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => {
+        buf += d
+        let cut: number
+        while ((cut = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, cut)
+          buf = buf.slice(cut + 2)
+          let id = ''
+          let data = ''
+          for (const line of block.split('\n')) {
+            if (line.startsWith('id: ')) id = line.slice(4)
+            else if (line.startsWith('data: ')) data += line.slice(6)
+          }
+          if (data) events.push({ id, data: JSON.parse(data) as Frame })
+        }
+      })
+      res.on('error', () => {})
+      resolve({ events, next: (pred, what) => waitFor(what, () => events.find(pred), 10_000), close: () => req.destroy() })
+    })
+    req.on('error', () => {})
+    t.teardown(() => req.destroy())
+    req.end()
+  })
+}
