@@ -26,6 +26,9 @@ export const DEFAULT_PORTS: Readonly<Record<RoleName, number>> = Object.freeze({
   admin: 8085,
 })
 
+export const BLOB_STORES = ['local', 's3'] as const
+export type BlobStoreKind = (typeof BLOB_STORES)[number]
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
@@ -50,6 +53,14 @@ export interface NodeConfig {
   readonly heartbeatTimeout: number
   readonly seedGrace: number
   readonly maxFrame: number
+  /** Where files and builds are stored (`--blob-store`). */
+  readonly blobStore: BlobStoreKind
+  readonly blobDir: string
+  /** Required when blobStore is s3. */
+  readonly s3Bucket: string | null
+  readonly s3Region: string
+  /** An S3-compatible endpoint (path style); null for AWS. */
+  readonly s3Endpoint: string | null
   readonly liveHistorySize: number
   readonly liveHistoryAge: number
   readonly livePollTimeout: number
@@ -323,6 +334,34 @@ export const NODE_OPTIONS = [
     doc: 'live: the internal link listens on the public port plus this; must be the same on every node of a region',
     default: constant(2000), parse: integer(1, 60_000),
   }),
+  // ---- storage (nodes that store files and builds) ----
+  option({
+    key: 'blobStore', flag: '--blob-store <kind>', env: 'ESPRA_BLOB_STORE', defaultText: 'local',
+    doc: `where files and builds are stored: ${BLOB_STORES.join(', ')} (s3 needs --s3-bucket)`,
+    default: constant('local'), parse: oneOf(BLOB_STORES),
+  }),
+  option({
+    key: 'blobDir', flag: '--blob-dir <dir>', env: 'ESPRA_BLOB_DIR', defaultText: '<data-dir>/blobs',
+    doc: 'directory of the local blob store',
+    default: (c) => resolve(String(c['dataDir']), 'blobs'), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a directory path')(raw)),
+  }),
+  option({
+    key: 's3Bucket', flag: '--s3-bucket <name>', env: 'ESPRA_S3_BUCKET', defaultText: '(none)',
+    doc: 'bucket of the s3 blob store',
+    default: constant(null),
+    parse: text(/^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name: 3 to 63 lower-case letters, digits, "." and "-"'),
+  }),
+  option({
+    key: 's3Region', flag: '--s3-region <region>', env: 'ESPRA_S3_REGION', defaultText: 'us-east-1',
+    doc: 'region of the S3 bucket',
+    default: constant('us-east-1'), parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'a region name such as eu-west-1'),
+  }),
+  option({
+    key: 's3Endpoint', flag: '--s3-endpoint <url>', env: 'ESPRA_S3_ENDPOINT', defaultText: '(AWS)',
+    doc: 'an S3-compatible service instead of AWS, http(s)://host[:port], addressed path style',
+    default: constant(null),
+    parse: (raw) => text(/^https?:\/\/[^\s/?#@]+\/?$/, 'an http(s)://host[:port] URL')(raw).replace(/\/$/, ''),
+  }),
 ] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
@@ -386,6 +425,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
     }
   }
   if (out['role'] === undefined) fail('--role', `is required: one of ${ROLE_NAMES.join(', ')}`)
+  if (out['blobStore'] === 's3' && out['s3Bucket'] === null) fail('--s3-bucket', 'is required when --blob-store is s3')
   out['secret'] = readSecret(sources.env, String(out['secretFile']))
   return Object.freeze(out) as unknown as NodeConfig
 }

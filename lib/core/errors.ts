@@ -37,6 +37,13 @@ export const ERRORS = {
   ESPRA_ERR_NOT_IMPLEMENTED: { message: 'not implemented yet', status: 501 },
   ESPRA_ERR_HTTP_NOT_FOUND: { message: 'not found', status: 404 },
   ESPRA_ERR_HTTP_DRAINING: { message: 'node is draining', status: 503 },
+  ESPRA_ERR_STORAGE_KEY: { message: 'invalid storage key', status: 400 },
+  ESPRA_ERR_STORAGE_INVALID: { message: 'invalid storage request', status: 400 },
+  ESPRA_ERR_STORAGE_RANGE: { message: 'range not satisfiable', status: 416 },
+  ESPRA_ERR_STORAGE_UNAVAILABLE: { message: 'storage backend unreachable', status: 503 },
+  ESPRA_ERR_STORAGE_FAILED: { message: 'storage backend refused the request', status: 502 },
+  ESPRA_ERR_DATASTORE_INVALID: { message: 'invalid datastore record', status: 400 },
+  ESPRA_ERR_DATASTORE_SCHEMA: { message: 'datastore schema cannot be used by this version', status: 500 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

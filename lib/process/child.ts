@@ -10,12 +10,13 @@ import type { NodeConfig, RoleName } from '../core/config.js'
 import { EspraError, toWire } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
-import { addHealthRoute } from '../http/health.js'
+import { addHealthRoute, healthAnswer } from '../http/health.js'
 import { createHttpServer, sendJson } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from './ipc.js'
 import { createChildRegistry } from './metrics.js'
-import type { Handle, Role } from './role.js'
+import type { Handle, Listener, Role } from './role.js'
+import { LISTEN_FD } from './shared-socket.js'
 
 const STATS_INTERVAL_MS = 1000
 const INIT_TIMEOUT_MS = 10_000
@@ -96,11 +97,14 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
 
   const app = uws.App()
   const server = createHttpServer(app, (err) => childLog.error({ err }, 'request handler failed'))
-  registry = createChildRegistry(server.stats)
+  // A role with its own listener (Role.listen) serves the public port instead of the uWS app.
+  let listener: Listener | undefined
+  const serverStats = () => (listener ?? server).stats()
+  registry = createChildRegistry(serverStats)
   const role = roles[config.role]
 
   async function drain(timeoutMs: number): Promise<void> {
-    const [{ cut }] = await Promise.all([server.drain({ timeoutMs }), roleHandle?.close()])
+    const [{ cut }] = await Promise.all([listener ? listener.drain(timeoutMs) : server.drain({ timeoutMs }), roleHandle?.close()])
     if (cut > 0) childLog.warn({ cut }, `drain deadline reached: ${cut} requests or tracked connections cut`)
     childLog.info('drained: exiting')
     process.exit(0)
@@ -108,25 +112,37 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
 
   try {
     if (!role) throw new EspraError('ESPRA_ERR_INTERNAL', `role '${config.role}' has no child side`)
-    addHealthRoute(app, { config, startedAt: init.startedAt, state: () => state!, answeringChildIsAlive: true })
-    roleHandle = await role.child?.({
-      config,
-      log,
-      app,
-      state: () => state!,
-      onPush: (listener) => void pushListeners.push(listener),
-      track: server.track,
-      parent: {
-        send: (body) => ipc.send({ t: 'role', body }),
-        request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
-        onMessage: (listener) => void roleListeners.push(listener),
-      },
-    })
-    // Last, so role routes win; uWS also ranks wildcards below static and parameter routes.
-    app.any('/*', (res, req) => {
-      sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` })
-    })
-    const port = await server.listen(config.bind, config.port)
+    let port: number
+    if (role.listen) {
+      const healthSource = { config, startedAt: init.startedAt, state: () => state!, answeringChildIsAlive: true }
+      listener = await role.listen({
+        config, log, fd: LISTEN_FD,
+        state: () => state!,
+        onPush: (l) => void pushListeners.push(l),
+        health: () => healthAnswer(healthSource),
+      })
+      port = listener.port
+    } else {
+      addHealthRoute(app, { config, startedAt: init.startedAt, state: () => state!, answeringChildIsAlive: true })
+      roleHandle = await role.child?.({
+        config,
+        log,
+        app,
+        state: () => state!,
+        onPush: (listener) => void pushListeners.push(listener),
+        track: server.track,
+        parent: {
+          send: (body) => ipc.send({ t: 'role', body }),
+          request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
+          onMessage: (listener) => void roleListeners.push(listener),
+        },
+      })
+      // Last, so role routes win; uWS also ranks wildcards below static and parameter routes.
+      app.any('/*', (res, req) => {
+        sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` })
+      })
+      port = await server.listen(config.bind, config.port)
+    }
     if (!drained) ipc.send({ t: 'listening', port })
     log.info({ port }, 'child listening')
     setUp()
@@ -143,7 +159,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   let lastRequests = 0
   let lastAt = Date.now()
   setInterval(() => {
-    const { inflight, tracked, requests } = server.stats()
+    const { inflight, tracked, requests } = serverStats()
     const now = Date.now()
     const stats: ChildStats = {
       rssBytes: process.memoryUsage.rss(),

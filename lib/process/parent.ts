@@ -15,6 +15,7 @@ import type { NodeLoad } from '../transport/meta-shapes.js'
 import { createParentMetrics, serveMetrics } from './metrics.js'
 import type { ChildrenChannel, Handle, Role } from './role.js'
 import { createSeedLink, type SeedLink } from './seed-link.js'
+import { bindSharedSocket, type SharedSocket } from './shared-socket.js'
 import { createSupervisor, type Supervisor } from './supervisor.js'
 
 const METRICS_TIMEOUT_MS = 2000
@@ -142,11 +143,15 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   let roleHandle: Handle | undefined
   let localHealth: HttpServer | null = null
   let metricsServer: Server | null = null
+  let shared: SharedSocket | null = null
   try {
     metricsServer = await serveMetrics(config.metricsBind, config.metricsPort, metrics, log)
     roleHandle = await role.parent?.({ config, log, children, onPush: (listener) => void roleListeners.push.push(listener) })
     if (role.forks) {
+      // A role with its own listener gets the public port bound once here, shared by every child.
+      if (role.listen) shared = await bindSharedSocket(config.bind, config.port)
       supervisor = createSupervisor({
+        ...(shared ? { listenFd: shared.fd } : {}),
         config, log, startedAt, state: () => state, onChange: () => update(), onCrash: metrics.childCrashed,
         onRole: (child, body) => {
           for (const listener of roleListeners.message) listener(child, body)
@@ -165,6 +170,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     releaseSignals()
     supervisor?.killAll()
     localHealth?.destroy()
+    shared?.close()
     roleHandle?.destroy(err as Error)
     metricsServer?.close()
     throw err
@@ -198,6 +204,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     // 3. (later issue) ELB: deregister this target and wait out the target group's deregistration delay.
     // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
     await Promise.all([supervisor?.drainAll(config.drainTimeout), localHealth?.drain({ timeoutMs: config.drainTimeout })])
+    shared?.close()
     // 5. Close the link before the role's parent work: the seed's own link goes to its meta server.
     await link!.close()
     await roleHandle?.close()

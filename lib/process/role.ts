@@ -6,6 +6,7 @@
 import type { NodeConfig, RoleName } from '../core/config.js'
 import type { Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
+import type { HttpServerStats } from '../http/server.js'
 import type { TemplatedApp } from '../http/uws.js'
 
 /** Anything running: `close()` lets queued work finish, `destroy()` stops now. */
@@ -50,6 +51,26 @@ export interface ChildrenChannel {
   onExit(listener: (child: number) => void): void
 }
 
+/** What a role that brings its own listener gets in each child (instead of a uWS app). */
+export interface ListenContext {
+  readonly config: NodeConfig
+  readonly log: Logger
+  /** The node's public socket, bound once by the parent; every child inherits it as this fd. */
+  readonly fd: number
+  state(): NodeState
+  onPush(listener: (push: SeedPush) => void): void
+  /** The health answer every node serves on `GET /_espra/health`, as this child would give it. */
+  health(): { status: number; body: Record<string, unknown> }
+}
+
+/** A listener a role brings: the child reports its port, samples its stats and drains it. */
+export interface Listener extends Handle {
+  readonly port: number
+  stats(): HttpServerStats
+  /** Stops accepting, lets in-flight work finish (connections told to close), cuts at the deadline. */
+  drain(timeoutMs: number): Promise<{ cut: number }>
+}
+
 export interface ParentContext {
   readonly config: NodeConfig
   readonly log: Logger
@@ -79,4 +100,12 @@ export interface Role {
   parent?(ctx: ParentContext): Promise<Handle>
   /** Adds the role's routes to a child's app; runs before the child listens. */
   child?(ctx: ChildContext): Promise<Handle | void>
+  /**
+   * For a role that serves its public port itself instead of through the
+   * child's uWS app (the proxy's raw TCP front); runs instead of `child`. The
+   * parent binds the port once and every child listens on that one socket
+   * (see lib/process/shared-socket.ts). The listener answers
+   * `GET /_espra/health` itself.
+   */
+  listen?(ctx: ListenContext): Promise<Listener>
 }

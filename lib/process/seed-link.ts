@@ -82,6 +82,9 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       await link.request('register', info())
       const subscription = role.subscribe?.(config)
       if (subscription) await link.request('subscribe', subscription)
+      // A node that routes and has no table yet asks for it outright (the subscription's push follows too).
+      const region = subscription?.['routing']
+      if (typeof region === 'string' && opts.state().routing === null) opts.onPush('routing', await link.request('routing', { region }))
       log.info('registered with the seed')
     },
     onPush: (op, body) => opts.onPush(op, body),

@@ -60,6 +60,8 @@ export interface SupervisorOptions {
   onRoleRequest?(child: number, body: unknown): unknown
   /** Any child process exited. */
   onExit?(child: number): void
+  /** The shared public socket every child inherits as fd LISTEN_FD (roles with their own listener). */
+  listenFd?: number
 }
 
 export interface Supervisor {
@@ -97,6 +99,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       env: { ...process.env, ESPRA_CHILD: '1' },
       execArgv: process.execArgv,
       serialization: 'advanced',
+      ...(opts.listenFd === undefined ? {} : { stdio: ['inherit', 'inherit', 'inherit', 'ipc', opts.listenFd] }),
     })
     let onReady!: () => void
     let onNotReady!: (err: Error) => void

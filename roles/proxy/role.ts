@@ -1,19 +1,40 @@
 /**
- * The proxy role: the edge for the live hosts. It subscribes to its region's
- * routing table, which every child keeps (and shows in its health answer).
+ * The proxy role: the edge for the live hosts (`<region>.live.<domain>`).
+ * Each child serves the node's shared public socket with a raw HTTP/1.1
+ * front (./core.ts, ./connection.ts): quick answers for what must not reach
+ * a Live node, a routing key per request, rendezvous hashing over the seed's
+ * routing table for its region, then bytes streamed both ways.
  */
+import type { RoutingTable } from '../../lib/core/node-state.js'
 import type { Role } from '../../lib/process/role.js'
+import { startProxy } from './core.js'
+
+function isRoutingTable(body: unknown): body is RoutingTable {
+  const t = body as Partial<RoutingTable> | null
+  return typeof t === 'object' && t !== null && typeof t.version === 'number' && Array.isArray(t.nodes)
+}
 
 export const proxyRole: Role = {
   name: 'proxy',
-  summary: 'edge for <region>.live.<domain>: routes each request to the Live node the seed\'s routing table picks',
+  summary: 'edge for <region>.live.<domain>: routes each request to the Live node the seed\'s routing table picks and streams it both ways',
   notYet: [
-    'mapping each request to a routing key (channel or session from the path, a cookie, or a header)',
-    'picking the Live node by rendezvous hashing over the routing table',
-    'streaming requests both ways to the Live node (HTTP, WebSocket, SSE, long-poll)',
-    'optional TLS termination (8443)',
+    'optional TLS termination (--tls-cert, --tls-key, 8443) and the HTTP to HTTPS redirect',
+    'retrying an idempotent request whose kept-alive Live connection closed under it (answered 502 today)',
   ],
   forks: true,
   // Every (re)connect resubscribes; the seed answers with the current table at once.
   subscribe: (config) => ({ routing: config.region }),
+  async listen(ctx) {
+    const proxy = await startProxy(
+      { config: ctx.config, log: ctx.log, health: ctx.health, routing: ctx.state().routing },
+      { fd: ctx.fd },
+    )
+    let version = ctx.state().routing?.version ?? -1
+    ctx.onPush((push) => {
+      if (push.op !== 'routing' || !isRoutingTable(push.body) || push.body.version === version) return
+      version = push.body.version
+      proxy.setRouting(push.body)
+    })
+    return proxy
+  },
 }

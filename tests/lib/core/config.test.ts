@@ -103,8 +103,26 @@ t.test('parsers', async (t) => {
 
 t.test('every option has a flag, an env name and docs', async (t) => {
   for (const o of NODE_OPTIONS) {
-    t.match(o.flag, /^--[a-z-]+ <[a-z]+>$/, o.key)
-    t.match(o.env, /^ESPRA_[A-Z_]+$/, o.key)
+    t.match(o.flag, /^--[a-z][a-z0-9-]+ <[a-z]+>$/, o.key)
+    t.match(o.env, /^ESPRA_[A-Z0-9_]+$/, o.key)
     t.ok(o.doc.length > 10, `${o.key} is documented`)
+  }
+})
+
+t.test('storage options: defaults, s3 needs a bucket, values are checked', async (t) => {
+  const c = loadConfig({ flags: { role: 'fileserver', dataDir: dir }, env: env() })
+  t.match(c, { blobStore: 'local', blobDir: join(dir, 'blobs'), s3Bucket: null, s3Region: 'us-east-1', s3Endpoint: null })
+  const s3 = loadConfig({ flags: { role: 'fileserver', blobStore: 's3', s3Bucket: 'espra-files', s3Endpoint: 'http://127.0.0.1:4568/' }, env: env({ ESPRA_S3_REGION: 'eu-west-1' }) })
+  t.match(s3, { blobStore: 's3', s3Bucket: 'espra-files', s3Region: 'eu-west-1', s3Endpoint: 'http://127.0.0.1:4568' })
+  const cases: [Record<string, unknown>, Record<string, string>, RegExp][] = [
+    [{ blobStore: 's3' }, {}, /^--s3-bucket: is required when --blob-store is s3$/],
+    [{ blobStore: 'ftp' }, {}, /^--blob-store: must be one of local, s3/],
+    [{}, { ESPRA_S3_BUCKET: 'Bad_Bucket' }, /^ESPRA_S3_BUCKET: must be an S3 bucket name/],
+    [{}, { ESPRA_S3_BUCKET: '192.168.1.1' }, /^ESPRA_S3_BUCKET: must be an S3 bucket name/],
+    [{ s3Endpoint: 'ftp://x' }, {}, /^--s3-endpoint: must be an http\(s\):\/\/host\[:port\] URL/],
+    [{ s3Endpoint: 'http://user@host/path' }, {}, /^--s3-endpoint: must be/],
+  ]
+  for (const [flags, extra, message] of cases) {
+    t.throws(() => loadConfig({ flags: { role: 'fileserver', ...flags }, env: env(extra) }), { code: 'ESPRA_ERR_CONFIG_INVALID', message }, String(message))
   }
 })

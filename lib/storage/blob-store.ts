@@ -1,0 +1,86 @@
+/**
+ * The blob store: one small interface, two backends chosen at construction
+ * (a local directory, the default under `up`; S3 or any S3-compatible
+ * service). Keys and options are checked once, in `blob-key.ts`, with the
+ * same rules for both backends, so a key that works locally works on S3.
+ *
+ * Failures carry codes: `ESPRA_ERR_STORAGE_KEY` / `_INVALID` (bad input),
+ * `_RANGE` (416), `_UNAVAILABLE` (backend unreachable: retry later),
+ * `_FAILED` (backend refused). A missing key is `null`, not an error.
+ */
+import type { Readable } from 'node:stream'
+import type { NodeConfig } from '../core/config.js'
+import type { ByteRange, PutOptions } from './blob-key.js'
+import { createLocalBlobStore } from './local-blob-store.js'
+import { createS3BlobStore, type S3BlobStoreOptions } from './s3-blob-store.js'
+
+export type { ByteRange, PutOptions } from './blob-key.js'
+
+export interface PutResult {
+  readonly key: string
+  /** Bytes stored. */
+  readonly size: number
+  /** Opaque version tag without quotes (MD5 hex for single-part objects). */
+  readonly etag: string
+}
+
+export interface BlobInfo {
+  readonly key: string
+  /** Size of the whole object, also when a range was read. */
+  readonly size: number
+  readonly contentType: string
+  readonly contentEncoding: string | null
+  readonly metadata: Readonly<Record<string, string>>
+  readonly etag: string
+  readonly lastModified: Date
+}
+
+export interface BlobObject extends BlobInfo {
+  /** The bytes; consume or destroy it. */
+  readonly body: Readable
+  /** Inclusive offsets of the bytes in `body` when a range was asked for, else null. */
+  readonly range: { readonly start: number; readonly end: number } | null
+}
+
+export interface BlobListEntry {
+  readonly key: string
+  readonly size: number
+  readonly etag: string
+  readonly lastModified: Date
+}
+
+export interface BlobStore {
+  readonly kind: 'local' | 's3'
+  /** Stores `body` under `key` (replacing any object there) once every byte is durable. */
+  put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<PutResult>
+  /** The object, or null when there is none. */
+  get(key: string, options?: { range?: ByteRange }): Promise<BlobObject | null>
+  head(key: string): Promise<BlobInfo | null>
+  /** Removes the object; no error when there is none. */
+  delete(key: string): Promise<void>
+  /**
+   * Every object whose key starts with `prefix`, fetched lazily. The local
+   * backend and AWS S3 yield them in key order; some S3-compatible servers
+   * use their own order.
+   */
+  list(prefix?: string): AsyncIterable<BlobListEntry>
+  close(): Promise<void>
+}
+
+export type BlobStoreConfig =
+  | { readonly kind: 'local'; readonly dir: string }
+  | ({ readonly kind: 's3' } & S3BlobStoreOptions)
+
+/** Picks and builds the backend. */
+export function createBlobStore(config: BlobStoreConfig): Promise<BlobStore> {
+  return config.kind === 'local' ? createLocalBlobStore(config.dir) : Promise.resolve(createS3BlobStore(config))
+}
+
+/** The blob-store part of a node's config (`--blob-store`, `--blob-dir`, `--s3-*`). */
+export function blobStoreConfig(config: NodeConfig): BlobStoreConfig {
+  if (config.blobStore === 'local') return { kind: 'local', dir: config.blobDir }
+  return {
+    kind: 's3', bucket: config.s3Bucket!, region: config.s3Region,
+    ...(config.s3Endpoint !== null ? { endpoint: config.s3Endpoint } : {}),
+  }
+}

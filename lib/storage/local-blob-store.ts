@@ -1,0 +1,301 @@
+/**
+ * The local-directory blob store (the default under `up`).
+ *
+ * Layout: key `a/b/c` lives in directory `<root>/a/b` as two files, its
+ * metadata sidecar `c#meta` (JSON) and its bytes `c#d-<random>`. `#` is not
+ * allowed in keys, so object files never collide with the directories of
+ * longer keys (`a` and `a/b` can both exist, as on S3).
+ *
+ * A put writes the bytes to a fresh file and fsyncs it, then writes the
+ * sidecar to a temp file, fsyncs it and renames it over `c#meta`: that rename
+ * is the one commit point, so readers see the old object or the new one,
+ * never a mix. The old bytes file is removed after the commit; a reader that
+ * loses that race re-reads the sidecar.
+ *
+ * Nothing outside the root is read or written: keys are checked (no `..`,
+ * no absolute paths), every directory on the way is `lstat`ed and a symlink
+ * is refused, reads check the directory's real path, and files are opened
+ * with O_NOFOLLOW.
+ *
+ * Limits: concurrent puts of one key from several processes may leave an
+ * unreferenced bytes file behind (never a broken object); deleting leaves
+ * empty directories in place.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { lstat, mkdir, open, readdir, realpath, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { join, sep } from 'node:path'
+import type { Readable } from 'node:stream'
+import { EspraError } from '../core/errors.js'
+import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
+import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult } from './blob-store.js'
+
+const META = '#meta'
+const DATA = /^#d-[0-9a-f]{16}$/
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW
+const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+
+interface Sidecar {
+  v: 1
+  key: string
+  /** File name of the bytes, in the same directory. */
+  data: string
+  size: number
+  etag: string
+  contentType: string
+  contentEncoding: string | null
+  metadata: Record<string, string>
+  lastModified: number
+}
+
+const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException)?.code ?? '')
+
+function fsFailure(err: unknown, what: string): EspraError {
+  if (err instanceof EspraError) return err
+  const code = (err as NodeJS.ErrnoException)?.code ?? 'error'
+  return new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${what}: ${code}`, { errno: code })
+}
+
+const escapes = (what: string) =>
+  new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${what} leads outside the store root (symlink)`, { reason: 'symlink' })
+
+/** Opens (creating it if needed) the store rooted at `dir`. */
+export async function createLocalBlobStore(dir: string): Promise<BlobStore> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o750 })
+    return new LocalBlobStore(await realpath(dir))
+  } catch (err) {
+    throw fsFailure(err, `cannot open ${dir}`)
+  }
+}
+
+class LocalBlobStore implements BlobStore {
+  readonly kind = 'local' as const
+  private closed = false
+
+  constructor(private readonly root: string) {}
+
+  async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<PutResult> {
+    this.checkOpen()
+    checkKey(key)
+    const opts = checkPutOptions(options)
+    const segments = key.split('/')
+    const name = segments.pop()!
+    const dir = await this.ensureDir(segments)
+    const dataName = `${name}#d-${randomBytes(8).toString('hex')}`
+    const dataPath = join(dir, dataName)
+    let size = 0
+    const md5 = createHash('md5')
+    try {
+      await withFile(dataPath, async (fh) => {
+        const write = async (chunk: Buffer) => {
+          md5.update(chunk)
+          size += chunk.length
+          for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten
+        }
+        if (Buffer.isBuffer(body)) await write(body)
+        else for await (const chunk of body) await write(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer))
+      })
+    } catch (err) {
+      await unlink(dataPath).catch(() => {})
+      throw Buffer.isBuffer(body) || (err as NodeJS.ErrnoException)?.syscall ? fsFailure(err, `writing ${key}`) : err
+    }
+    const etag = md5.digest('hex')
+    const previous = await this.readSidecar(dir, name)
+    const sidecar: Sidecar = { v: 1, key, data: dataName, size, etag, ...opts, lastModified: Date.now() }
+    const tmp = join(dir, `${name}#tmp-${randomBytes(8).toString('hex')}`)
+    try {
+      await withFile(tmp, (fh) => fh.writeFile(JSON.stringify(sidecar)))
+      await rename(tmp, join(dir, name + META))
+      await syncDir(dir)
+    } catch (err) {
+      await Promise.all([unlink(tmp).catch(() => {}), unlink(dataPath).catch(() => {})])
+      throw fsFailure(err, `committing ${key}`)
+    }
+    if (previous && previous.data !== dataName) await unlink(join(dir, previous.data)).catch(() => {})
+    return { key, size, etag }
+  }
+
+  async get(key: string, options: { range?: ByteRange } = {}): Promise<BlobObject | null> {
+    this.checkOpen()
+    checkKey(key)
+    const range = options.range === undefined ? null : checkRange(options.range)
+    const [dir, name] = await this.locate(key)
+    if (dir === null) return null
+    // The sidecar may be replaced between reading it and opening its bytes: re-read it then.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const sidecar = await this.readSidecar(dir, name)
+      if (sidecar === null) return null
+      let fh: FileHandle
+      try {
+        fh = await open(join(dir, sidecar.data), READ_FLAGS)
+      } catch (err) {
+        if (isErrno(err, 'ENOENT')) continue
+        throw fsFailure(err, `opening ${key}`)
+      }
+      try {
+        const { size } = await fh.stat()
+        if (size !== sidecar.size) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${key} holds ${size} bytes, its sidecar says ${sidecar.size}`)
+        const span = range === null ? null : resolveRange(range, size)
+        const body = span === null
+          ? fh.createReadStream({ autoClose: true })
+          : fh.createReadStream({ autoClose: true, start: span.start, end: span.end })
+        return { ...info(sidecar), body, range: span }
+      } catch (err) {
+        await fh.close()
+        throw fsFailure(err, `reading ${key}`)
+      }
+    }
+    throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `local blob store: ${key} kept changing while being read`)
+  }
+
+  async head(key: string): Promise<BlobInfo | null> {
+    this.checkOpen()
+    checkKey(key)
+    const [dir, name] = await this.locate(key)
+    const sidecar = dir === null ? null : await this.readSidecar(dir, name)
+    return sidecar === null ? null : info(sidecar)
+  }
+
+  async delete(key: string): Promise<void> {
+    this.checkOpen()
+    checkKey(key)
+    const [dir, name] = await this.locate(key)
+    const sidecar = dir === null ? null : await this.readSidecar(dir, name)
+    if (dir === null || sidecar === null) return
+    try {
+      await unlink(join(dir, name + META))
+      await syncDir(dir)
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw fsFailure(err, `deleting ${key}`)
+    }
+    await unlink(join(dir, sidecar.data)).catch(() => {})
+  }
+
+  async *list(prefix?: string): AsyncIterable<BlobListEntry> {
+    this.checkOpen()
+    const p = checkPrefix(prefix)
+    const base = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : ''
+    const [dir] = base === '' ? [this.root] : await this.locate(`${base}/x`)
+    if (dir === null) return
+    const keys: string[] = []
+    await walk(dir, base, keys)
+    // Keys are ASCII, so string order is S3's binary order.
+    keys.sort()
+    for (const key of keys) {
+      if (!key.startsWith(p)) continue
+      const slash = key.lastIndexOf('/')
+      const sidecar = await this.readSidecar(join(this.root, key.slice(0, Math.max(slash, 0))), key.slice(slash + 1))
+      if (sidecar !== null) yield { key, size: sidecar.size, etag: sidecar.etag, lastModified: new Date(sidecar.lastModified) }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'local blob store is closed')
+  }
+
+  /** The key's directory (null when it does not exist) and file name; refuses a directory reached through a symlink. */
+  private async locate(key: string): Promise<[string | null, string]> {
+    const slash = key.lastIndexOf('/')
+    const name = key.slice(slash + 1)
+    const dir = slash < 0 ? this.root : join(this.root, key.slice(0, slash))
+    let real: string
+    try {
+      real = await realpath(dir)
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return [null, name]
+      throw fsFailure(err, `resolving ${key}`)
+    }
+    if (real !== dir) throw escapes(`the directory of ${key}`)
+    return [dir, name]
+  }
+
+  /** Creates the key's directories one at a time, refusing anything that is not a plain directory. */
+  private async ensureDir(segments: string[]): Promise<string> {
+    let dir = this.root
+    for (const segment of segments) {
+      dir = join(dir, segment)
+      try {
+        await mkdir(dir, { mode: 0o750 })
+      } catch (err) {
+        if (!isErrno(err, 'EEXIST')) throw fsFailure(err, `creating ${dir}`)
+      }
+      const st = await lstat(dir).catch((err) => {
+        throw fsFailure(err, `checking ${dir}`)
+      })
+      if (st.isSymbolicLink()) throw escapes(dir.slice(this.root.length + 1))
+      if (!st.isDirectory()) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${dir} is not a directory`)
+    }
+    if (!(dir === this.root || dir.startsWith(this.root + sep))) throw escapes(dir)
+    return dir
+  }
+
+  private async readSidecar(dir: string, name: string): Promise<Sidecar | null> {
+    let text: string
+    try {
+      const fh = await open(join(dir, name + META), READ_FLAGS)
+      try {
+        text = await fh.readFile('utf8')
+      } finally {
+        await fh.close()
+      }
+    } catch (err) {
+      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null
+      if (isErrno(err, 'ELOOP')) throw escapes(`${name}${META}`)
+      throw fsFailure(err, `reading ${name}${META}`)
+    }
+    const sidecar = JSON.parse(text) as Sidecar
+    if (sidecar.v !== 1 || typeof sidecar.data !== 'string' || !sidecar.data.startsWith(name) || !DATA.test(sidecar.data.slice(name.length))) {
+      throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${join(dir, name + META)} is not a valid sidecar`)
+    }
+    return sidecar
+  }
+}
+
+function info(s: Sidecar): BlobInfo {
+  return {
+    key: s.key, size: s.size, contentType: s.contentType, contentEncoding: s.contentEncoding,
+    metadata: s.metadata, etag: s.etag, lastModified: new Date(s.lastModified),
+  }
+}
+
+/** Creates `path` exclusively, runs `fill`, fsyncs and closes. */
+async function withFile(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
+  const fh = await open(path, CREATE_FLAGS, 0o640)
+  try {
+    await fill(fh)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Collects every key under `dir` (whose key prefix is `base`); symlinks and foreign files are skipped. */
+async function walk(dir: string, base: string, out: string[]): Promise<void> {
+  let entries
+  try {
+    entries = await readdir(dir, { withFileTypes: true })
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return
+    throw fsFailure(err, `listing ${dir}`)
+  }
+  for (const e of entries) {
+    const key = base === '' ? e.name : `${base}/${e.name}`
+    if (e.isDirectory()) await walk(join(dir, e.name), key, out)
+    else if (e.isFile() && e.name.endsWith(META) && e.name.indexOf('#') === e.name.length - META.length) out.push(key.slice(0, -META.length))
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * What the proxy says itself: quick answers (built once, at start-up, as
+ * whole response buffers) and the few facts it reads from a Live node's
+ * response head to frame it.
+ */
+import { STATUS_CODES } from 'node:http'
+import { ERRORS, type ErrorCode } from '../../lib/core/errors.js'
+
+/** A whole JSON response, ready to write. */
+export function jsonResponse(status: number, body: unknown, opts: { close?: boolean; headers?: Record<string, string> } = {}): Buffer {
+  const text = JSON.stringify(body)
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nCache-Control: no-store\r\n`
+  for (const [name, value] of Object.entries(opts.headers ?? {})) head += `${name}: ${value}\r\n`
+  if (opts.close) head += 'Connection: close\r\n'
+  return Buffer.from(`${head}\r\n${text}`, 'utf8')
+}
+
+/** A coded error answer: `{code, message}` with the status from the error table. */
+export function errorResponse(code: ErrorCode, message: string = ERRORS[code].message, opts: { close?: boolean; headers?: Record<string, string> } = {}): Buffer {
+  return jsonResponse(ERRORS[code].status, { code, message }, opts)
+}
+
+export interface ResponseHead {
+  readonly status: number
+  /** -1 when absent. */
+  readonly contentLength: number
+  readonly chunked: boolean
+  /** The Live node will close after this response. */
+  readonly close: boolean
+}
+
+/** Parses a response head (ending with CRLF CRLF); null when it is not HTTP/1.x. */
+export function parseResponseHead(head: string): ResponseHead | null {
+  if (!head.startsWith('HTTP/1.') || head.charCodeAt(8) !== 0x20) return null
+  const status = (head.charCodeAt(9) - 48) * 100 + (head.charCodeAt(10) - 48) * 10 + (head.charCodeAt(11) - 48)
+  if (!(status >= 100 && status <= 999)) return null
+  let contentLength = -1
+  let chunked = false
+  let close = head.charCodeAt(7) === 0x30 // HTTP/1.0: close unless it says keep-alive
+  let pos = head.indexOf('\r\n') + 2
+  const end = head.length - 2
+  while (pos < end) {
+    const eol = head.indexOf('\r\n', pos)
+    const colon = head.indexOf(':', pos)
+    if (colon < 0 || colon > eol) return null
+    const n = colon - pos
+    if (n === 14 || n === 17 || n === 10) {
+      const name = head.slice(pos, colon).toLowerCase()
+      if (name === 'content-length') {
+        contentLength = Number(head.slice(colon + 1, eol).trim())
+        if (!Number.isSafeInteger(contentLength) || contentLength < 0) return null
+      } else if (name === 'transfer-encoding') {
+        chunked = /(^|,)\s*chunked\s*$/i.test(head.slice(colon + 1, eol))
+      } else if (name === 'connection') {
+        const v = head.slice(colon + 1, eol).toLowerCase()
+        if (v.includes('close')) close = true
+        else if (v.includes('keep-alive')) close = false
+      }
+    }
+    pos = eol + 2
+  }
+  return { status, contentLength, chunked, close }
+}
+
+/** The same head saying `Connection: close` (any Connection header replaced). Rare path: strings are fine. */
+export function withConnectionClose(head: string): Buffer {
+  const stripped = head.slice(0, -2).replace(/^connection:[^\r]*\r\n/gim, '')
+  return Buffer.from(`${stripped}Connection: close\r\n\r\n`, 'latin1')
+}

@@ -1,0 +1,620 @@
+/**
+ * One client connection through the proxy: one state machine per direction.
+ *
+ * Client → Live: request heads are parsed (just enough to route and frame),
+ * re-written only to add the X-Forwarded-* lines, and forwarded with their
+ * bodies as the bytes came. Live → client: response heads are parsed only to
+ * find where each response ends; the bytes are forwarded untouched (a head
+ * is re-written only to say `Connection: close` when the proxy is closing).
+ *
+ * Each client connection has its own keep-alive connection to the Live node
+ * its requests route to, so responses come back in request order with no
+ * pool and no re-framing. A request that routes to another node waits until
+ * the current node has answered everything before it; after a 101 both
+ * sockets are piped as a tunnel (WebSocket).
+ */
+import { connect, type Socket } from 'node:net'
+import type { RoutingNode } from './core.js'
+import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
+import { parseResponseHead, withConnectionClose } from './answers.js'
+import type { ProxyCore } from './core.js'
+import { parseRequestHead, type RequestHead } from './request-head.js'
+
+/** Buffer's native latin1 slice (what `toString('latin1', ...)` ends in, without its argument checks). */
+const latin1 = (buf: Buffer, start: number, end: number): string => (buf as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(start, end)
+
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1')
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1')
+/** A WebSocket being closed for a node that left gets this long to reach a frame boundary. */
+const WS_CLOSE_GRACE_MS = 1000
+/** Largest response head accepted from a Live node. */
+const MAX_RESPONSE_HEAD = 64 * 1024
+
+const enum In {
+  Head,
+  BodyLength,
+  BodyChunked,
+  /** Parsing paused: an earlier response must finish first (or the 101 to an upgrade). */
+  Waiting,
+  Tunnel,
+  /** The client said close, or was answered with close: nothing more is read. */
+  Done,
+}
+
+const enum Out {
+  Head,
+  BodyLength,
+  BodyChunked,
+  /** No framing: the body ends when the Live node closes. */
+  BodyEof,
+  Tunnel,
+}
+
+interface Expect {
+  readonly head: boolean
+  readonly upgrade: boolean
+  readonly websocket: boolean
+}
+
+/** The connection to one Live node, owned by one client connection. */
+class Upstream {
+  readonly socket: Socket
+  state = Out.Head
+  pending: Buffer | null = null
+  remaining = 0
+  readonly chunks = new ChunkedScanner()
+  readonly queue: Expect[] = []
+  /** The head of the response now streaming has been forwarded. */
+  headSent = false
+  ws: WsFrameTracker | null = null
+  closed = false
+
+  constructor(readonly node: RoutingNode) {
+    this.socket = connect({ host: node.address, port: node.port, noDelay: true })
+  }
+}
+
+export class ClientConnection {
+  readonly address: string
+  lastSeen: number
+  private state = In.Head
+  private pending: Buffer | null = null
+  private remaining = 0
+  private readonly chunks = new ChunkedScanner()
+  private up: Upstream | null = null
+  /** Close the client once every answer it is owed went out. */
+  private closeAfter = false
+  private overConnectionLimit = false
+  /** The request being read said `Connection: close`: nothing after it is read. */
+  private last = false
+  /** The head about to be parsed again was already counted and rate-limited. */
+  private replay = false
+  private isTunnel = false
+  private goingAway = false
+  private closed = false
+  /** A quick answer owed after the responses still in flight (then the connection closes). */
+  private owedAnswer: Buffer | null = null
+  private xffBoth: Buffer | null = null
+  private xffOnly: Buffer | null = null
+  private clientBlocked = false
+  private upBlocked = false
+
+  constructor(
+    readonly socket: Socket,
+    private readonly core: ProxyCore,
+  ) {
+    const raw = socket.remoteAddress ?? ''
+    this.address = raw.startsWith('::ffff:') ? raw.slice(7) : raw
+    this.lastSeen = core.tick
+    this.overConnectionLimit = !core.limits.connect(this.address)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
+    socket.on('error', () => {})
+    socket.on('close', () => this.onClientClose())
+    socket.on('drain', () => this.onClientDrain())
+  }
+
+  /** Nothing is owed to the client and nothing half-read: closing now loses nothing. */
+  get idle(): boolean {
+    return (this.state === In.Head && this.pending === null) && (this.up === null || this.up.queue.length === 0)
+  }
+
+  get tunnel(): boolean {
+    return this.state === In.Tunnel
+  }
+
+  get waitingForHead(): boolean {
+    return this.state === In.Head && this.pending !== null
+  }
+
+  /** The Live node this connection talks to, if any. */
+  get nodeId(): string | undefined {
+    return this.up?.node.id
+  }
+
+  // ---- client → Live ----
+
+  private onClientData(chunk: Buffer): void {
+    this.lastSeen = this.core.tick
+    switch (this.state) {
+      case In.Tunnel:
+        return this.writeUp(chunk)
+      case In.Waiting:
+        this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
+        return
+      case In.Done:
+        return
+      default: {
+        let buf = chunk
+        if (this.pending !== null) {
+          buf = Buffer.concat([this.pending, chunk])
+          this.pending = null
+        }
+        // Pipelined requests and a head with its body leave in one write.
+        const up = this.up
+        up?.socket.cork()
+        this.consume(buf, 0)
+        up?.socket.uncork()
+      }
+    }
+  }
+
+  private consume(buf: Buffer, start: number): void {
+    let off = start
+    const len = buf.length
+    while (off < len) {
+      switch (this.state) {
+        case In.Head: {
+          const idx = buf.indexOf(CRLFCRLF, off)
+          if (idx < 0) {
+            if (len - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+            this.pending = off === 0 ? buf : buf.subarray(off)
+            return
+          }
+          if (idx + 4 - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+          off = this.onHead(buf, off, idx + 4)
+          if (off < 0) return
+          break
+        }
+        case In.BodyLength: {
+          const n = Math.min(this.remaining, len - off)
+          this.writeUp(off === 0 && n === len ? buf : buf.subarray(off, off + n))
+          off += n
+          this.remaining -= n
+          if (this.remaining === 0) this.endOfRequest()
+          break
+        }
+        case In.BodyChunked: {
+          const end = this.chunks.scan(buf, off, len)
+          if (this.chunks.error) return this.destroy()
+          this.writeUp(buf.subarray(off, end))
+          off = end
+          if (this.chunks.done) this.endOfRequest()
+          break
+        }
+        case In.Waiting:
+          this.pending = buf.subarray(off)
+          return
+        case In.Tunnel:
+          return this.writeUp(buf.subarray(off))
+        case In.Done:
+          return
+      }
+    }
+  }
+
+  /** Handles one request head; returns where its body starts, or -1 when parsing stops here. */
+  private onHead(buf: Buffer, start: number, headEnd: number): number {
+    const core = this.core
+    const text = latin1(buf, start, headEnd)
+    const head = parseRequestHead(text, core.headSpec)
+    if (this.replay) this.replay = false
+    else {
+      core.requests++
+      if (head === null) return this.refuse(core.answers.badRequest)
+      if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
+      if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
+    }
+    if (head === null) return this.refuse(core.answers.badRequest)
+    const hasBody = head.contentLength > 0 || head.chunked
+
+    // Quick answers: never reach a Live node. In order behind any answer still owed.
+    if ((head.method === 'GET' || head.method === 'HEAD') && core.isHealthPath(head.target)) {
+      return this.answerLocally(buf, start, headEnd, core.healthAnswer(head.method === 'HEAD'), head.close || hasBody || core.draining)
+    }
+    if (!core.servesHost(head.host)) return this.answerLocally(buf, start, headEnd, core.answers.unknownHost, head.close || hasBody)
+    const table = core.table
+    if (table === null) return this.answerLocally(buf, start, headEnd, core.answers.noTable, true)
+    const node = table.pick(core.routeKeys.key(head, this.address))
+    if (node === undefined) return this.answerLocally(buf, start, headEnd, core.answers.noNode, true)
+
+    let up = this.up
+    if (up !== null && (up.node !== node || up.closed)) {
+      // Responses come back in request order: the next node waits until this one has answered.
+      if (up.queue.length > 0) return this.wait(buf, start)
+      this.dropUpstream()
+      up = null
+    }
+    if (up === null) up = this.openUpstream(node)
+    this.writeHead(buf, start, headEnd, text, head)
+    up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket })
+    core.inflight++
+    if (head.close) this.last = this.closeAfter = true
+    if (head.upgrade) {
+      // Until the answer: a 101 makes the rest tunnel bytes, anything else the next request.
+      this.state = In.Waiting
+      this.pending = headEnd < buf.length ? buf.subarray(headEnd) : null
+      this.socket.pause()
+      return -1
+    }
+    if (head.chunked) {
+      this.state = In.BodyChunked
+      this.chunks.reset()
+    } else if (head.contentLength > 0) {
+      this.state = In.BodyLength
+      this.remaining = head.contentLength
+    } else {
+      this.endOfRequest()
+      if (this.last) return -1
+    }
+    return headEnd
+  }
+
+  /** Forwards a request head with X-Forwarded-For / -Proto added (an existing X-Forwarded-For is extended). */
+  private writeHead(buf: Buffer, start: number, headEnd: number, text: string, head: RequestHead): void {
+    if (head.xffStart < 0) {
+      const add = head.hasProto ? (this.xffOnly ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\n`, 'latin1')) : (this.xffBoth ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\nX-Forwarded-Proto: ${this.core.scheme}\r\n`, 'latin1'))
+      const size = headEnd - start
+      const out = Buffer.allocUnsafe(size + add.length)
+      buf.copy(out, 0, start, headEnd - 2)
+      add.copy(out, size - 2)
+      out[out.length - 2] = 0x0d
+      out[out.length - 1] = 0x0a
+      this.writeUp(out)
+      return
+    }
+    const proto = head.hasProto ? '' : `X-Forwarded-Proto: ${this.core.scheme}\r\n`
+    const rebuilt = `${text.slice(0, head.xffStart)}X-Forwarded-For: ${head.xff}, ${this.address}\r\n${text.slice(head.xffEnd, -2)}${proto}\r\n`
+    this.writeUp(Buffer.from(rebuilt, 'latin1'))
+  }
+
+  private endOfRequest(): void {
+    this.state = this.last ? In.Done : In.Head
+  }
+
+  private writeUp(chunk: Buffer): void {
+    const up = this.up
+    if (up === null || chunk.length === 0) return
+    if (!up.socket.write(chunk) && !this.clientBlocked) {
+      this.clientBlocked = true
+      this.socket.pause()
+    }
+  }
+
+  /** Writes a quick answer once nothing else is owed before it; -1 stops parsing (waiting or closed). */
+  private answerLocally(buf: Buffer, start: number, headEnd: number, answer: Buffer, close: boolean): number {
+    if (this.up !== null && this.up.queue.length > 0) return this.wait(buf, start)
+    if (close) {
+      this.endClient(answer)
+      return -1
+    }
+    this.socket.write(answer)
+    return headEnd
+  }
+
+  /** A request that cannot be read on: answer and close (never forwarded); returns -1 (parsing stops). */
+  private refuse(answer: Buffer): -1 {
+    this.state = In.Done
+    this.pending = null
+    if (this.up !== null && this.up.queue.length > 0) {
+      // Answers owed before this one come first.
+      this.closeAfter = true
+      this.owedAnswer = answer
+      return -1
+    }
+    this.endClient(answer)
+    return -1
+  }
+
+  /** Ends the client connection after `last`; reading on lets the close complete. */
+  private endClient(last?: Buffer): void {
+    this.state = In.Done
+    this.socket.resume()
+    if (last === undefined) this.socket.end()
+    else this.socket.end(last)
+  }
+
+  private wait(buf: Buffer, from: number): number {
+    this.state = In.Waiting
+    this.pending = buf.subarray(from)
+    this.replay = true
+    this.socket.pause()
+    return -1
+  }
+
+  /** Everything owed was answered: read on from where parsing stopped. */
+  private resume(): void {
+    if (this.state !== In.Waiting || this.closed) return
+    this.state = In.Head
+    const pending = this.pending
+    this.pending = null
+    if (!this.clientBlocked) this.socket.resume()
+    if (pending !== null) {
+      this.up?.socket.cork()
+      const up = this.up
+      this.consume(pending, 0)
+      up?.socket.uncork()
+    }
+  }
+
+  private onClientDrain(): void {
+    if (this.upBlocked) {
+      this.upBlocked = false
+      this.up?.socket.resume()
+    }
+  }
+
+  // ---- Live → client ----
+
+  private openUpstream(node: RoutingNode): Upstream {
+    const up = new Upstream(node)
+    this.up = up
+    up.socket.on('data', (chunk: Buffer) => this.onUpData(up, chunk))
+    up.socket.on('error', () => {})
+    up.socket.on('close', () => this.onUpClose(up))
+    up.socket.on('drain', () => {
+      if (this.clientBlocked) {
+        this.clientBlocked = false
+        if (this.state !== In.Waiting && this.state !== In.Done) this.socket.resume()
+      }
+    })
+    return up
+  }
+
+  private writeClient(up: Upstream, chunk: Buffer): void {
+    if (chunk.length === 0) return
+    if (!this.socket.write(chunk) && !this.upBlocked) {
+      this.upBlocked = true
+      up.socket.pause()
+    }
+  }
+
+  private onUpData(up: Upstream, chunk: Buffer): void {
+    if (up !== this.up || this.closed) return void up.socket.destroy()
+    this.lastSeen = this.core.tick
+    if (up.state === Out.Tunnel) {
+      if (up.ws !== null) {
+        if (this.goingAway) return this.wsGoAwayFrom(up, chunk)
+        up.ws.track(chunk, 0, chunk.length)
+      }
+      return this.writeClient(up, chunk)
+    }
+    let buf = chunk
+    if (up.pending !== null) {
+      buf = Buffer.concat([up.pending, chunk])
+      up.pending = null
+    }
+    const len = buf.length
+    let off = 0
+    let from = 0 // first byte not yet forwarded
+    while (off < len) {
+      switch (up.state) {
+        case Out.Head: {
+          const idx = buf.indexOf(CRLFCRLF, off)
+          if (idx < 0) {
+            if (len - off > MAX_RESPONSE_HEAD) return this.upstreamFailed(up)
+            this.writeClient(up, buf.subarray(from, off))
+            up.pending = buf.subarray(off)
+            return
+          }
+          const headEnd = idx + 4
+          const text = latin1(buf, off, headEnd)
+          const res = parseResponseHead(text)
+          const expect = up.queue[0]
+          if (res === null || expect === undefined) return this.upstreamFailed(up)
+          if (res.status < 200 && res.status !== 101) {
+            off = headEnd // informational: forwarded as is, the final answer follows
+            break
+          }
+          if (res.status === 101 && !expect.upgrade) return this.upstreamFailed(up)
+          if (res.status === 101) {
+            this.writeClient(up, buf.subarray(from, len))
+            return this.becomeTunnel(up, expect, buf, headEnd)
+          }
+          if (res.close) this.closeAfter = true
+          if (this.closeAfter || this.core.draining) {
+            this.writeClient(up, buf.subarray(from, off))
+            this.writeClient(up, withConnectionClose(text))
+            from = headEnd
+            this.closeAfter = true
+          }
+          up.headSent = true
+          off = headEnd
+          if (expect.head || res.status === 204 || res.status === 304) {
+            from = this.responseDone(up, buf, from, off)
+          } else if (res.chunked) {
+            up.state = Out.BodyChunked
+            up.chunks.reset()
+          } else if (res.contentLength >= 0) {
+            if (res.contentLength === 0) from = this.responseDone(up, buf, from, off)
+            else {
+              up.state = Out.BodyLength
+              up.remaining = res.contentLength
+            }
+          } else {
+            up.state = Out.BodyEof
+            this.closeAfter = true
+          }
+          break
+        }
+        case Out.BodyLength: {
+          const n = Math.min(up.remaining, len - off)
+          off += n
+          up.remaining -= n
+          if (up.remaining === 0) from = this.responseDone(up, buf, from, off)
+          break
+        }
+        case Out.BodyChunked: {
+          off = up.chunks.scan(buf, off, len)
+          if (up.chunks.error) return this.upstreamFailed(up)
+          if (up.chunks.done) from = this.responseDone(up, buf, from, off)
+          break
+        }
+        case Out.BodyEof:
+          off = len
+          break
+      }
+      if (this.closed || up !== this.up) return
+    }
+    if (from === 0 && off === len) this.writeClient(up, buf)
+    else this.writeClient(up, buf.subarray(from, off))
+  }
+
+  /** One response fully read: forward it, then act on what comes next. Returns the new "forwarded up to". */
+  private responseDone(up: Upstream, buf: Buffer, from: number, off: number): number {
+    this.writeClient(up, from === 0 && off === buf.length ? buf : buf.subarray(from, off))
+    up.queue.shift()
+    this.core.inflight--
+    up.state = Out.Head
+    up.headSent = false
+    if (up.queue.length > 0) return off
+    if (this.closeAfter) {
+      this.closeClient()
+      return buf.length
+    }
+    if (this.state === In.Waiting) queueMicrotask(() => this.resume())
+    return off
+  }
+
+  private becomeTunnel(up: Upstream, expect: Expect, buf: Buffer, headEnd: number): void {
+    up.queue.shift()
+    this.core.inflight--
+    up.state = Out.Tunnel
+    this.state = In.Tunnel
+    this.isTunnel = true
+    this.core.tunnels++
+    if (expect.websocket) {
+      up.ws = new WsFrameTracker()
+      up.ws.track(buf, headEnd, buf.length)
+    }
+    const pending = this.pending
+    this.pending = null
+    if (pending !== null) this.writeUp(pending)
+    if (!this.clientBlocked) this.socket.resume()
+    if (this.goingAway) this.goAway()
+  }
+
+  private onUpClose(up: Upstream): void {
+    up.closed = true
+    if (up !== this.up || this.closed) return
+    if (up.state === Out.BodyEof) {
+      // The body ran until the close: the response is complete.
+      up.queue.shift()
+      this.core.inflight--
+      return this.closeClient()
+    }
+    if (up.state === Out.Tunnel) return this.closeClient()
+    if (up.queue.length === 0) {
+      // An idle keep-alive connection closed by the Live node: the next request opens another.
+      this.up = null
+      if (this.state === In.Waiting) queueMicrotask(() => this.resume())
+      return
+    }
+    this.upstreamFailed(up)
+  }
+
+  /** The Live node failed mid-exchange: a 502 if the client has heard nothing of this answer yet, else a cut. */
+  private upstreamFailed(up: Upstream): void {
+    const answered = up.headSent
+    this.core.inflight -= up.queue.length
+    up.queue.length = 0
+    up.closed = true
+    up.socket.destroy()
+    this.up = null
+    if (answered) return this.destroy()
+    this.endClient(this.goingAway ? this.core.answers.nodeGone : this.core.answers.upstreamFailed)
+  }
+
+  // ---- closing ----
+
+  private dropUpstream(): void {
+    const up = this.up
+    if (up === null) return
+    this.core.inflight -= up.queue.length
+    up.queue.length = 0
+    up.closed = true
+    up.socket.destroy()
+    this.up = null
+  }
+
+  private closeClient(): void {
+    this.dropUpstream()
+    if (!this.closed) this.endClient(this.owedAnswer ?? undefined)
+  }
+
+  destroy(): void {
+    this.state = In.Done
+    this.dropUpstream()
+    this.socket.destroy()
+  }
+
+  private onClientClose(): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.isTunnel) this.core.tunnels--
+    this.dropUpstream()
+    this.core.forget(this)
+  }
+
+  /** Stop: idle connections close now; busy ones close after what they are owed. */
+  drain(): void {
+    this.closeAfter = true
+    if (this.idle) return this.closeClient()
+    if (this.state === In.Tunnel) this.goAway()
+  }
+
+  /**
+   * The Live node this connection talks to left the routing table. An idle
+   * connection just forgets it (its next request routes afresh); a request
+   * still waiting gets a 503 telling the client to retry; a WebSocket gets a
+   * close frame 1012 (service restart) between two frames; a streaming
+   * chunked response (SSE) is ended cleanly between two chunks; anything
+   * else is cut. Clients reconnect through the proxy to the key's new owner.
+   */
+  goAway(): void {
+    const up = this.up
+    if (up === null) return
+    this.goingAway = true
+    if (up.queue.length === 0 && up.state !== Out.Tunnel) return this.dropUpstream()
+    if (up.state === Out.Tunnel) {
+      if (up.ws === null) return this.destroy()
+      if (up.ws.atBoundary) return this.wsClose()
+      setTimeout(() => this.destroy(), WS_CLOSE_GRACE_MS).unref()
+      return
+    }
+    if (!up.headSent) return this.upstreamFailed(up)
+    if (up.state === Out.BodyChunked && up.chunks.atChunkBoundary) {
+      this.socket.write(LAST_CHUNK)
+      return this.closeClient()
+    }
+    this.destroy()
+  }
+
+  private wsGoAwayFrom(up: Upstream, chunk: Buffer): void {
+    // Forward only up to the end of the frame in flight, then close between frames.
+    const ws = up.ws!
+    let i = 0
+    while (i < chunk.length && !ws.atBoundary) {
+      ws.track(chunk, i, i + 1)
+      i++
+    }
+    this.writeClient(up, chunk.subarray(0, i))
+    if (ws.atBoundary) this.wsClose()
+  }
+
+  private wsClose(): void {
+    this.state = In.Done
+    this.socket.write(wsCloseFrame(1012, 'live node left: reconnect'))
+    this.closeClient()
+  }
+}

@@ -1,0 +1,94 @@
+import t from 'tap'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createBlobStore } from '../../../lib/storage/blob-store.js'
+import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
+import { blobStoreContract, readAll } from '../../helpers/blob-store-contract.js'
+
+const tmp = (name: string) => mkdtempSync(join(tmpdir(), `espra-blobs-${name}-`))
+
+t.test('contract', async (t) => {
+  blobStoreContract(t, () => createBlobStore({ kind: 'local', dir: join(tmp('contract'), 'blobs') }))
+})
+
+t.test('layout: a sidecar and a bytes file per key; no temp files left', async (t) => {
+  const root = tmp('layout')
+  const store = await createLocalBlobStore(root)
+  await store.put('a/b', Buffer.from('one'))
+  await store.put('a/b', Buffer.from('two'))
+  const files = readdirSync(join(root, 'a')).sort()
+  t.equal(files.length, 2, 'the old bytes file is gone after an overwrite')
+  t.equal(files[1], 'b#meta')
+  t.match(files[0], /^b#d-[0-9a-f]{16}$/)
+  t.match(JSON.parse(readFileSync(join(root, 'a', 'b#meta'), 'utf8')), { v: 1, key: 'a/b', data: files[0], size: 3 })
+  await store.delete('a/b')
+  t.same(readdirSync(join(root, 'a')), [], 'delete removes both files')
+  const reopened = await createLocalBlobStore(root)
+  await store.put('kept', Buffer.from('durable'))
+  t.equal((await readAll((await reopened.get('kept'))!.body)).toString(), 'durable', 'another instance on the same root sees it')
+})
+
+t.test('a symlink inside the root never leads outside it', async (t) => {
+  const root = tmp('root')
+  const outside = tmp('outside')
+  writeFileSync(join(outside, 'secret#meta'), JSON.stringify({ v: 1, key: 'secret', data: 'secret#d-0000000000000000', size: 6 }))
+  writeFileSync(join(outside, 'secret#d-0000000000000000'), 'secret')
+  const store = await createLocalBlobStore(root)
+  symlinkSync(outside, join(root, 'link'))
+  await t.rejects(store.put('link/x', Buffer.from('x')), { code: 'ESPRA_ERR_STORAGE_FAILED', details: { reason: 'symlink' } })
+  await t.rejects(store.put('link/deeper/x', Buffer.from('x')), { code: 'ESPRA_ERR_STORAGE_FAILED' })
+  t.same(readdirSync(outside).sort(), ['secret#d-0000000000000000', 'secret#meta'], 'nothing was written outside')
+  await t.rejects(store.get('link/secret'), { code: 'ESPRA_ERR_STORAGE_FAILED', details: { reason: 'symlink' } })
+  await t.rejects(store.head('link/secret'), { code: 'ESPRA_ERR_STORAGE_FAILED' })
+  await t.rejects(store.delete('link/secret'), { code: 'ESPRA_ERR_STORAGE_FAILED' })
+  t.ok(existsSync(join(outside, 'secret#meta')), 'nothing was deleted outside')
+  const listed = []
+  for await (const e of store.list()) listed.push(e.key)
+  t.same(listed, [], 'list does not follow the link')
+
+  // A symlinked sidecar or bytes file in a real directory is refused too (O_NOFOLLOW).
+  mkdirSync(join(root, 'd'))
+  symlinkSync(join(outside, 'secret#meta'), join(root, 'd', 'secret#meta'))
+  await t.rejects(store.get('d/secret'), { code: 'ESPRA_ERR_STORAGE_FAILED' })
+})
+
+t.test('readers see the old object or the new one, never a mix', async (t) => {
+  const store = await createLocalBlobStore(tmp('race'))
+  const a = Buffer.alloc(256 * 1024, 'a')
+  const b = Buffer.alloc(128 * 1024, 'b')
+  await store.put('flip', a)
+  let writes = 0
+  const writer = (async () => {
+    for (; writes < 30; writes++) await store.put('flip', writes % 2 ? a : b)
+  })()
+  let reads = 0
+  while (writes < 30) {
+    const got = await store.get('flip')
+    const body = await readAll(got!.body)
+    if (body.length !== got!.size || !(body.equals(a) || body.equals(b))) t.fail('a torn read')
+    reads++
+  }
+  await writer
+  t.ok(reads > 0, `${reads} reads during ${writes} overwrites`)
+})
+
+t.test('list yields keys in binary key order, as S3 does', async (t) => {
+  const store = await createLocalBlobStore(tmp('order'))
+  for (const key of ['l/a/b', 'l/b', 'l/a-c', 'l/a', 'l/A']) await store.put(key, Buffer.from(key))
+  const keys = []
+  for await (const e of store.list('l/')) keys.push(e.key)
+  t.same(keys, ['l/A', 'l/a', 'l/a-c', 'l/a/b', 'l/b'])
+})
+
+t.test('a closed store refuses work', async (t) => {
+  const store = await createLocalBlobStore(tmp('closed'))
+  await store.close()
+  await t.rejects(store.get('x'), { code: 'ESPRA_ERR_STORAGE_UNAVAILABLE' })
+})
+
+t.test('a root that cannot be created fails clearly', async (t) => {
+  const file = join(tmp('file'), 'plain')
+  writeFileSync(file, 'x')
+  await t.rejects(createLocalBlobStore(join(file, 'blobs')), { code: 'ESPRA_ERR_STORAGE_FAILED' })
+})
