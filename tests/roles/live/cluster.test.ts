@@ -1,0 +1,94 @@
+// Two real Live nodes and a seed: every subscriber gets every message of a channel in order, exactly once,
+// whichever node it is on and whichever node the publish came through; after kill -9 of a node, a reconnect
+// recovers completely or says recovered:false.
+import t, { type Test } from 'tap'
+import { Rendezvous } from '../../../lib/routing/rendezvous.js'
+import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
+import { connectLive, http, token, type LiveClient } from '../../helpers/live.js'
+
+const metaPort = await freePort()
+const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
+const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
+const a = await startNode(t, 'live', { ...seedFlags, 'node-id': 'live-a', children: 2 })
+const b = await startNode(t, 'live', { ...seedFlags, 'node-id': 'live-b', children: 2 })
+t.teardown(async () => {
+  await Promise.all([a.stop(), b.stop()])
+  await seed.stop()
+})
+for (const node of [a, b]) await node.waitForLog((l) => l.msg === 'live: routing table applied' && l['nodes'] === 2 && l['listed'] === true, 'both nodes listed')
+
+const homes = new Rendezvous([{ id: 'live-a' }, { id: 'live-b' }])
+const CHANNELS = Array.from({ length: 12 }, (_, i) => `room:${i}`)
+const tok = token({ sub: ['room:*'], pub: ['room:*'] })
+t.ok(CHANNELS.some((ch) => homes.pick(ch)!.id === 'live-a') && CHANNELS.some((ch) => homes.pick(ch)!.id === 'live-b'), 'channels are homed on both nodes')
+
+function checkStream(t: Test, c: LiveClient, ch: string, from: number, count: number, label: string): void {
+  const seqs = c.messages(ch).map((f) => f['seq'] as number)
+  t.same(seqs, Array.from({ length: count }, (_, i) => from + 1 + i), `${label} ${ch}: ${count} messages, in order, once`)
+}
+
+t.test('ordering and exactly-once across two nodes, publishes through both', async (t) => {
+  const clients = [await connectLive(t, a.port, { token: tok }), await connectLive(t, b.port, { token: tok }), await connectLive(t, b.port, { token: tok, msgpack: true })]
+  const start = new Map<string, number>()
+  for (const c of clients) {
+    for (const ch of CHANNELS) {
+      const ok = await c.call({ op: 'sub', ch })
+      t.equal(ok.op, 'sub-ok')
+      const seen = start.get(ch)
+      if (seen === undefined) start.set(ch, ok['seq'] as number)
+      else t.equal(ok['seq'], seen, `${ch}: one sequence whatever the node`)
+    }
+  }
+  const PER = 20
+  const pubs: Promise<unknown>[] = []
+  for (let i = 0; i < PER; i++) {
+    for (const ch of CHANNELS) {
+      pubs.push(http(a.port, 'POST', `/pub/${ch}`, { body: JSON.stringify({ i, via: 'a' }), token: tok }))
+      pubs.push(clients[1]!.call({ op: 'pub', ch, data: { i, via: 'b' } }))
+    }
+  }
+  await Promise.all(pubs)
+  for (const c of clients) await waitFor('every message', () => CHANNELS.every((ch) => c.messages(ch).length >= 2 * PER), 20_000)
+  for (const [n, c] of clients.entries()) for (const ch of CHANNELS) checkStream(t, c, ch, start.get(ch)!, 2 * PER, `client ${n}`)
+  const first = clients[0]!.messages('room:0').map((f) => JSON.stringify(f['data']))
+  t.same(clients[2]!.messages('room:0').map((f) => JSON.stringify(f['data'])), first, 'same order of the same messages on both nodes')
+  for (const c of clients) c.close()
+})
+
+t.test('kill -9 of a Live node: reconnects recover completely or say recovered:false; the survivor homes everything', async (t) => {
+  const onA = await connectLive(t, a.port, { token: tok })
+  const onB = await connectLive(t, b.port, { token: tok })
+  const last = new Map<string, number>()
+  for (const ch of CHANNELS) {
+    await onA.call({ op: 'sub', ch })
+    const ok = await onB.call({ op: 'sub', ch })
+    const ack = await onA.call({ op: 'pub', ch, data: 'before' })
+    t.equal(ack.op, 'ack')
+    last.set(ch, ack['seq'] as number)
+    t.ok(ok['seq'] as number < (ack['seq'] as number))
+  }
+  await waitFor('onB saw every message', () => CHANNELS.every((ch) => onB.messages(ch).length === 1))
+  b.proc.kill('SIGKILL')
+  for (const pid of b.childPids()) process.kill(pid, 'SIGKILL')
+  await onB.closed
+  await a.waitForLog((l) => l.msg === 'live: routing table applied' && l['nodes'] === 1, 'a alone in the table', 20_000)
+  const movedAway = CHANNELS.filter((ch) => homes.pick(ch)!.id === 'live-b')
+  for (const ch of movedAway) {
+    await onA.next((f) => f.op === 'sub-ok' && f['ch'] === ch && f['recovered'] === false && f['id'] === undefined, `reset of ${ch} on the survivor`)
+  }
+  for (const ch of CHANNELS) {
+    const ack = await onA.call({ op: 'pub', ch, data: 'after' })
+    t.equal(ack.op, 'ack', `${ch} publishes after the death`)
+  }
+  const again = await connectLive(t, a.port, { token: tok })
+  for (const ch of CHANNELS) {
+    const ok = await again.call({ op: 'sub', ch, since: last.get(ch) })
+    if (homes.pick(ch)!.id === 'live-a') {
+      t.equal(ok['recovered'], true, `${ch} (home survived): recovered`)
+      await again.next((f) => f.op === 'msg' && f['ch'] === ch && f['data'] === 'after', `${ch} missed message`)
+      t.same(again.messages(ch).map((f) => f['data']), ['after'], `${ch}: exactly what was missed`)
+    } else {
+      t.equal(ok['recovered'], false, `${ch} (home died): recovered:false, never a silent gap`)
+    }
+  }
+})
