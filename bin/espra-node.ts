@@ -11,6 +11,7 @@ import { configCheck, configDefaults } from '../lib/cli/config-commands.js'
 import { runUp } from '../lib/cli/up.js'
 import { runChild } from '../lib/process/child.js'
 import { adminNodes, adminStatus } from '../roles/admin/cli.js'
+import { adminToken } from '../roles/admin/token.js'
 import { ROLES } from '../roles/registry.js'
 
 function nodeOptions(cmd: Command): Command {
@@ -51,6 +52,16 @@ function buildProgram(): Command {
     .option('--json', 'print one JSON array (fields: id, role, region, address, port, pid, children, version, build, health, heartbeatAgeMs, load, ...)')
     .option('--watch', 'redraw the list as nodes join, leave or change health (Ctrl-C to stop)')
     .action((opts) => adminNodes(opts))
+
+  const collect = (value: string, previous: string[] = []) => [...previous, value]
+  connectOptions(admin.command('token').description('mint a Live capability token (printed alone on stdout)'))
+    .option('--sub <patterns>', 'channel patterns it may subscribe to, e.g. room:* (repeatable, comma-separated)', collect)
+    .option('--pub <patterns>', 'channel patterns it may publish to', collect)
+    .option('--presence <patterns>', 'channel patterns whose presence it may read', collect)
+    .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h', '1h')
+    .option('--user <id>', 'member id: the holder counts in presence as this user')
+    .option('--info <json>', 'member info shown in presence (a JSON object)')
+    .action((opts) => adminToken(opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

@@ -37,6 +37,7 @@ export const ERRORS = {
   ESPRA_ERR_NOT_IMPLEMENTED: { message: 'not implemented yet', status: 501 },
   ESPRA_ERR_HTTP_NOT_FOUND: { message: 'not found', status: 404 },
   ESPRA_ERR_HTTP_DRAINING: { message: 'node is draining', status: 503 },
+  ESPRA_ERR_LIVE_PUBLISH: { message: 'publish to a Live channel failed', status: 502 },
   ESPRA_ERR_PROXY_BAD_REQUEST: { message: 'malformed HTTP request', status: 400 },
   ESPRA_ERR_PROXY_HEADERS_TOO_LARGE: { message: 'request head larger than --max-header-size', status: 431 },
   ESPRA_ERR_PROXY_TOO_MANY_CONNECTIONS: { message: 'too many connections from this address', status: 429 },

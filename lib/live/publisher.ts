@@ -1,0 +1,82 @@
+/**
+ * Publishing to Live channels from any node (fileserver, app, seed, ...):
+ * give it the region's routing table from the seed and it sends each publish
+ * to the channel's home Live node over the internal link (authenticated with
+ * the cluster secret), the same path a client's publish takes.
+ */
+import type { Logger } from '../core/log.js'
+import { EspraError } from '../core/errors.js'
+import type { RoutingTable } from '../core/node-state.js'
+import { Rendezvous } from '../routing/rendezvous.js'
+import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
+import { isChannel } from './channel.js'
+
+export interface LivePublisherOptions {
+  readonly secret: string
+  /** Identity on the link (this node's id). */
+  readonly id: string
+  readonly log: Logger
+  /** `--live-link-offset` of the Live nodes (2000). */
+  readonly linkOffset?: number
+  readonly maxFrame?: number
+  readonly timeoutMs?: number
+}
+
+export interface LivePublisher {
+  /** Replaces the routing table (call it with every `routing` push). */
+  setRouting(table: RoutingTable): void
+  /** Resolves the message's sequence and timestamp; rejects with `ESPRA_ERR_LIVE_PUBLISH` (details.code: the Live code). */
+  publish(ch: string, data: unknown): Promise<{ seq: number; ts: number }>
+  close(): Promise<void>
+}
+
+export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
+  const offset = opts.linkOffset ?? 2000
+  const timeoutMs = opts.timeoutMs ?? 5000
+  let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
+  const links = new Map<string, { client: MetaClient; address: string }>()
+
+  function link(node: { id: string; address: string; port: number }): MetaClient {
+    const address = `${node.address.includes(':') ? `[${node.address}]` : node.address}:${node.port + offset}`
+    const known = links.get(node.id)
+    if (known && known.address === address) return known.client
+    known?.client.destroy()
+    const client = createMetaClient({
+      seeds: [address], secret: opts.secret, peer: { kind: 'node', id: opts.id }, maxFrame: opts.maxFrame ?? 1024 ** 2,
+      log: opts.log, reconnect: true, backoffMaxMs: 2000, onPush: () => {},
+    })
+    links.set(node.id, { client, address })
+    return client
+  }
+
+  return {
+    setRouting(next) {
+      table = new Rendezvous(next.nodes)
+      const ids = new Set(next.nodes.map((n) => n.id))
+      for (const [id, l] of links) {
+        if (ids.has(id)) continue
+        l.client.destroy()
+        links.delete(id)
+      }
+    },
+    async publish(ch, data) {
+      if (!isChannel(ch)) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `bad channel name '${String(ch).slice(0, 140)}'`, { code: 4002 })
+      const home = table?.pick(ch)
+      if (!home) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', 'no Live node in the routing table', { code: 5030 })
+      const client = link(home)
+      if (!client.connected) {
+        await Promise.race([
+          new Promise<void>((resolve) => client.on('connected', resolve)),
+          new Promise<void>((_, reject) => setTimeout(() => reject(new EspraError('ESPRA_ERR_LIVE_PUBLISH', `home ${home.id} unreachable`, { code: 5030 })), timeoutMs).unref()),
+        ])
+      }
+      const answer = await client.request<{ seq: number; ts: number } | { err: { code: number; message: string } }>('pub', { ch, data }, timeoutMs)
+      if ('err' in answer) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', answer.err.message, { code: answer.err.code })
+      return answer
+    },
+    async close() {
+      await Promise.all([...links.values()].map((l) => l.client.close()))
+      links.clear()
+    },
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * `espra-node admin token`: mints a Live capability token (lib/live/token.ts)
+ * with the key derived from the cluster secret, found like every admin
+ * command's (flags, ESPRA_*, the state directory `up` wrote). Prints the token
+ * alone on stdout.
+ */
+import { parseDuration } from '../../lib/core/config.js'
+import { EspraError } from '../../lib/core/errors.js'
+import { deriveTokenKey, mintToken } from '../../lib/live/token.js'
+import { resolveTarget, type ConnectOptions } from './cli.js'
+
+export interface TokenOptions extends ConnectOptions {
+  sub?: string[]
+  pub?: string[]
+  presence?: string[]
+  ttl?: string
+  user?: string
+  info?: string
+}
+
+const list = (values: string[] | undefined): string[] => (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean)
+
+export function adminToken(opts: TokenOptions): void {
+  const { secret } = resolveTarget(opts)
+  let ttlMs: number
+  try {
+    ttlMs = parseDuration(opts.ttl ?? '1h')
+  } catch (reason) {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--ttl: ${String(reason)}`, { option: '--ttl' })
+  }
+  let info: Record<string, unknown> | undefined
+  if (opts.info !== undefined) {
+    try {
+      info = JSON.parse(opts.info) as Record<string, unknown>
+    } catch {
+      info = undefined
+    }
+    if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--info: must be a JSON object', { option: '--info' })
+  }
+  const token = mintToken(deriveTokenKey(secret), {
+    sub: list(opts.sub), pub: list(opts.pub), presence: list(opts.presence), ttlMs,
+    ...(opts.user !== undefined ? { user: opts.user } : {}),
+    ...(info !== undefined ? { info } : {}),
+  })
+  process.stdout.write(`${token}\n`)
+}
