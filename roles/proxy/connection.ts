@@ -208,19 +208,19 @@ export class ClientConnection {
     const core = this.core
     const text = latin1(buf, start, headEnd)
     const head = parseRequestHead(text, core.headSpec)
-    if (this.replay) this.replay = false
-    else {
-      core.requests++
-      if (head === null) return this.refuse(core.answers.badRequest)
-      if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
-      if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
-    }
+    const replay = this.replay
+    this.replay = false
     if (head === null) return this.refuse(core.answers.badRequest)
     const hasBody = head.contentLength > 0 || head.chunked
-
     // Quick answers: never reach a Live node. In order behind any answer still owed.
+    // Health checks come first: a load balancer's checks are never limited.
     if ((head.method === 'GET' || head.method === 'HEAD') && core.isHealthPath(head.target)) {
       return this.answerLocally(buf, start, headEnd, core.healthAnswer(head.method === 'HEAD'), head.close || hasBody || core.draining)
+    }
+    if (!replay) {
+      core.requests++
+      if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
+      if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
     }
     if (!core.servesHost(head.host)) return this.answerLocally(buf, start, headEnd, core.answers.unknownHost, head.close || hasBody)
     const table = core.table

@@ -1,0 +1,309 @@
+// The proxy for real: a real seed, a real proxy node (2 children), real HTTP backends registered as Live nodes.
+import { createServer, request, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
+import t, { type Test } from 'tap'
+import { WebSocket, WebSocketServer } from 'ws'
+import { Rendezvous } from '../../../lib/routing/rendezvous.js'
+import { freePort, health, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { nodeClient } from '../../helpers/seed.js'
+
+const HOST = 'us-1.live.localhost'
+const FAST = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '1s', 'seed-grace': '200ms' }
+
+interface Backend {
+  id: string
+  port: number
+  server: Server
+  /** Requests that reached this backend. */
+  hits: IncomingMessage[]
+  connections: number
+  /** Open SSE responses, to push events from the test. */
+  streams: ServerResponse[]
+  wss: WebSocketServer
+}
+
+/** A plain node:http server standing in for a Live node's HTTP endpoint. */
+async function startBackend(t: Test, id: string): Promise<Backend> {
+  const port = await freePort()
+  const backend: Backend = { id, port, hits: [], connections: 0, streams: [], server: undefined as unknown as Server, wss: new WebSocketServer({ noServer: true }) }
+  backend.server = createServer((req, res) => {
+    backend.hits.push(req)
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (d: string) => (body += d))
+    req.on('end', () => {
+      if (req.url === '/sse') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write(`data: hello from ${id}\n\n`)
+        backend.streams.push(res)
+        return
+      }
+      if (req.url === '/chunked') {
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.write('one,')
+        res.write('two,')
+        res.end('three')
+        return
+      }
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ id, method: req.method, url: req.url, body, headers: req.headers }))
+    })
+  })
+  backend.server.on('connection', () => backend.connections++)
+  backend.server.on('upgrade', (req, socket, head) => {
+    backend.wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data) => ws.send(`${id}:${String(data)}`))
+    })
+  })
+  await new Promise<void>((resolve) => backend.server.listen(port, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const c of backend.wss.clients) c.terminate()
+    backend.server.closeAllConnections()
+    backend.server.close()
+  })
+  return backend
+}
+
+interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+function send(port: number, opts: { path?: string; method?: string; headers?: Record<string, string>; body?: string | string[]; agent?: Agent | false }): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: opts.path ?? '/', method: opts.method ?? 'GET', agent: opts.agent ?? false, headers: { host: HOST, ...opts.headers } }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    if (Array.isArray(opts.body)) for (const part of opts.body) req.write(part)
+    else if (opts.body !== undefined) req.write(opts.body)
+    req.end()
+  })
+}
+
+/** Writes raw bytes and reads until the proxy closes the connection. */
+function raw(port: number, bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(bytes))
+    let out = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => (out += d))
+    socket.on('close', () => resolve(out))
+    socket.on('error', reject)
+  })
+}
+
+const totalHits = (backends: Backend[]) => backends.reduce((n, b) => n + b.hits.length, 0)
+
+async function cluster(t: Test, proxyFlags: Record<string, string | number> = {}, liveIds = ['live-a', 'live-b']) {
+  const metaPort = await freePort()
+  const seed = `127.0.0.1:${metaPort}`
+  await startNode(t, 'seed', { 'meta-port': metaPort, ...FAST })
+  const backends = await Promise.all(liveIds.map((id) => startBackend(t, id)))
+  const lives = await Promise.all(backends.map((b) => nodeClient(t, metaPort, b.id, { role: 'live', port: b.port, address: '127.0.0.1' })))
+  const proxy = await startNode(t, 'proxy', { seed, children: 2, ...FAST, ...proxyFlags })
+  await waitForTable(proxy, liveIds)
+  const table = new Rendezvous(liveIds.map((id) => ({ id })))
+  return { proxy, backends, lives, table, metaPort }
+}
+
+async function waitForTable(proxy: StartedNode, ids: string[]): Promise<void> {
+  // Both children must have the table: the health answer of either one shows it.
+  for (let i = 0; i < 6; i++) {
+    await waitFor(`proxy routing table is ${ids.join(',')}`, async () => {
+      const routing = (await health(proxy.port)).body['routing'] as { nodes: { id: string }[] } | undefined
+      return routing !== undefined && routing.nodes.map((n) => n.id).sort().join(',') === [...ids].sort().join(',')
+    })
+  }
+}
+
+t.test('quick answers never reach a Live node', async (t) => {
+  const { proxy, backends } = await cluster(t, { 'max-header-size': '2KB' })
+
+  const unknown = await send(proxy.port, { headers: { host: 'example.com' } })
+  t.equal(unknown.status, 404)
+  t.match(JSON.parse(unknown.body), { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: /us-1\.live\.localhost/ })
+
+  const malformed = await raw(proxy.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nNo colon here\r\n\r\n`)
+  t.match(malformed, /^HTTP\/1\.1 400 Bad Request\r\n/)
+  t.match(malformed, /ESPRA_ERR_PROXY_BAD_REQUEST/)
+  const smuggle = await raw(proxy.port, `POST / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`)
+  t.match(smuggle, /^HTTP\/1\.1 400 /, 'Content-Length with Transfer-Encoding is refused')
+  const garbage = await raw(proxy.port, 'hello there\r\n\r\n')
+  t.match(garbage, /^HTTP\/1\.1 400 /)
+
+  const big = await raw(proxy.port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Big: ${'a'.repeat(4096)}\r\n\r\n`)
+  t.match(big, /^HTTP\/1\.1 431 /)
+  t.match(big, /ESPRA_ERR_PROXY_HEADERS_TOO_LARGE/)
+
+  const h = await send(proxy.port, { path: '/_espra/health', headers: { host: '10.0.0.5:8080' } })
+  t.equal(h.status, 200, 'health answers on the proxy itself, whatever the Host')
+  t.match(JSON.parse(h.body), { ok: true, role: 'proxy' })
+
+  t.equal(totalHits(backends), 0, 'no backend saw any of these')
+  const ok = await send(proxy.port, {})
+  t.equal(ok.status, 200, 'a good request does get through')
+  t.equal(totalHits(backends), 1)
+})
+
+t.test('per-address limits answer 429 without reaching a Live node', async (t) => {
+  const { proxy, backends } = await cluster(t, { children: 1, 'max-rps-per-address': 5, 'max-conns-per-address': 3 }, ['live-a'])
+  // 20 pipelined requests in one write: the first 5 pass, the sixth is answered 429 and the connection closes.
+  const one = `GET /x HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`
+  const out = await raw(proxy.port, one.repeat(20))
+  t.equal(out.match(/HTTP\/1\.1 200 OK/g)?.length, 5)
+  t.match(out, /HTTP\/1\.1 429 Too Many Requests[\s\S]*ESPRA_ERR_PROXY_TOO_MANY_REQUESTS/)
+  t.equal(backends[0]!.hits.length, 5)
+
+  // Three open connections are allowed; the fourth is answered 429.
+  const held = await Promise.all([0, 1, 2].map(() => new Promise<ReturnType<typeof connect>>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port: proxy.port }, () => resolve(s))
+  })))
+  await waitFor('the proxy counted the held connections', async () => {
+    const fourth = await raw(proxy.port, one)
+    return /^HTTP\/1\.1 429 [\s\S]*ESPRA_ERR_PROXY_TOO_MANY_CONNECTIONS/.test(fourth)
+  })
+  for (const s of held) s.destroy()
+  t.ok(backends[0]!.hits.length <= 10, 'refused connections never reached the backend')
+})
+
+t.test('routing: cookie, configured handlers, client address; rendezvous picks the node', async (t) => {
+  const { proxy, table } = await cluster(t, { 'route-keys': 'path:/ch/,query:channel,header:x-espra-key,cookie:espra_session,ip' })
+  const owner = (key: string) => table.pick(key)!.id
+  // Enough keys that both nodes own some.
+  const keys = Array.from({ length: 12 }, (_, i) => `key-${i}`)
+  t.ok(new Set(keys.map(owner)).size === 2, 'the keys spread over both nodes')
+  for (const key of keys) {
+    t.equal(JSON.parse((await send(proxy.port, { headers: { cookie: `a=1; espra_session=${key}; b=2` } })).body).id, owner(key), `cookie ${key}`)
+    t.equal(JSON.parse((await send(proxy.port, { path: `/ch/${key}/messages` })).body).id, owner(key), `path ${key}`)
+    t.equal(JSON.parse((await send(proxy.port, { path: `/poll?x=1&channel=${key}` })).body).id, owner(key), `query ${key}`)
+    t.equal(JSON.parse((await send(proxy.port, { headers: { 'x-espra-key': key } })).body).id, owner(key), `header ${key}`)
+  }
+  // The path handler comes first in the table, so it wins over the cookie.
+  t.equal(JSON.parse((await send(proxy.port, { path: `/ch/${keys[0]}`, headers: { cookie: `espra_session=${keys[1]}` } })).body).id, owner(keys[0]!))
+  // Nothing else: the client address.
+  t.equal(JSON.parse((await send(proxy.port, {})).body).id, owner('127.0.0.1'))
+})
+
+t.test('keep-alive with bodies, chunked both ways, X-Forwarded-For/-Proto', async (t) => {
+  const { proxy, backends } = await cluster(t, {}, ['live-a'])
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const post = await send(proxy.port, { method: 'POST', path: '/echo', body: 'x'.repeat(100_000), headers: { 'content-length': '100000' }, agent })
+  t.equal(JSON.parse(post.body).body.length, 100_000, 'a Content-Length body arrives whole')
+  const chunkedPost = await send(proxy.port, { method: 'POST', path: '/echo', body: ['a', 'b'.repeat(5000), 'c'], agent })
+  const echoed = JSON.parse(chunkedPost.body)
+  t.equal(echoed.headers['transfer-encoding'], 'chunked')
+  t.equal(echoed.body, `a${'b'.repeat(5000)}c`, 'a chunked request body arrives whole')
+  const chunked = await send(proxy.port, { path: '/chunked', agent })
+  t.equal(chunked.headers['transfer-encoding'], 'chunked')
+  t.equal(chunked.body, 'one,two,three')
+  for (let i = 0; i < 5; i++) t.equal((await send(proxy.port, { path: `/k${i}`, agent })).status, 200)
+  t.equal(backends[0]!.connections, 1, 'eight requests over one client connection used one backend connection')
+
+  const fwd = JSON.parse((await send(proxy.port, {})).body)
+  t.equal(fwd.headers['x-forwarded-for'], '127.0.0.1')
+  t.equal(fwd.headers['x-forwarded-proto'], 'http')
+  t.equal(fwd.headers.host, HOST, 'the Host is passed through')
+  const chained = JSON.parse((await send(proxy.port, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' } })).body)
+  t.equal(chained.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'an existing X-Forwarded-For is extended')
+  t.equal(chained.headers['x-forwarded-proto'], 'https', 'an existing X-Forwarded-Proto is kept')
+})
+
+function openWs(port: number, path = '/ws', key = 'ws-client'): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers: { host: HOST, cookie: `espra_session=${key}` } })
+    ws.once('open', () => resolve(ws))
+    ws.once('error', reject)
+  })
+}
+
+function nextMessage(ws: WebSocket): Promise<string> {
+  return new Promise((resolve) => ws.once('message', (data) => resolve(String(data))))
+}
+
+function openSse(port: number, key: string): Promise<{ res: IncomingMessage; events: string[]; ended: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/sse', agent: false, headers: { host: HOST, cookie: `espra_session=${key}`, accept: 'text/event-stream' } }, (res) => {
+      const events: string[] = []
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => events.push(d))
+      const ended = new Promise<void>((done) => {
+        res.on('end', () => done())
+        res.on('error', () => done())
+        res.on('close', () => done())
+      })
+      resolve({ res, events, ended })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('WebSocket and SSE stream through the proxy', async (t) => {
+  const { proxy, backends } = await cluster(t, {}, ['live-a'])
+  const ws = await openWs(proxy.port)
+  for (let i = 0; i < 3; i++) {
+    const answer = nextMessage(ws)
+    ws.send(`ping ${i}`)
+    t.equal(await answer, `live-a:ping ${i}`)
+  }
+  ws.close()
+
+  const sse = await openSse(proxy.port, 'sse-client')
+  t.equal(sse.res.headers['content-type'], 'text/event-stream')
+  await waitFor('first event', () => sse.events.join('').includes('data: hello from live-a'))
+  // The second event is sent only after the first arrived: the proxy streams, it does not buffer.
+  backends[0]!.streams[0]!.write('data: second\n\n')
+  await waitFor('second event', () => sse.events.join('').includes('data: second'))
+  sse.res.destroy()
+})
+
+t.test('a Live node leaving: its clients are told to reconnect and land on the remaining node', async (t) => {
+  const { proxy, backends, lives, table } = await cluster(t)
+  // Keys owned by live-b now.
+  const keys = Array.from({ length: 40 }, (_, i) => `k${i}`).filter((k) => table.pick(k)!.id === 'live-b').slice(0, 2)
+  const ws = await openWs(proxy.port, '/ws', keys[0])
+  const answer = nextMessage(ws)
+  ws.send('hi')
+  t.equal(await answer, 'live-b:hi')
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })))
+  const sse = await openSse(proxy.port, keys[1]!)
+  await waitFor('sse from live-b', () => sse.events.join('').includes('hello from live-b'))
+
+  // live-b leaves the seed's registry (its server keeps running: only the table changes).
+  await lives[1]!.request('deregister', {})
+  lives[1]!.stopHeartbeat()
+  await waitForTable(proxy, ['live-a'])
+
+  t.match(await closed, { code: 1012, reason: /reconnect/ }, 'the WebSocket got close 1012 with a reconnect hint')
+  await sse.ended
+  t.ok(sse.res.complete, 'the SSE response ended cleanly (EventSource reconnects)')
+
+  const again = await openWs(proxy.port, '/ws', keys[0])
+  const moved = nextMessage(again)
+  again.send('back')
+  t.equal(await moved, 'live-a:back', 'the reconnect lands on the remaining node')
+  again.close()
+  const before = backends[1]!.hits.length
+  for (const key of keys) t.equal(JSON.parse((await send(proxy.port, { headers: { cookie: `espra_session=${key}` } })).body).id, 'live-a')
+  t.equal(backends[1]!.hits.length, before, 'nothing more reached the node that left')
+})
+
+t.test('no routing table, or no Live node: 503 with a clear code', async (t) => {
+  // The seed address is one nobody listens on: no table ever arrives.
+  const lonely = await startNode(t, 'proxy', { children: 1 })
+  const none = await send(lonely.port, {})
+  t.equal(none.status, 503)
+  t.match(JSON.parse(none.body), { code: 'ESPRA_ERR_PROXY_NO_ROUTING_TABLE' })
+
+  const { proxy } = await cluster(t, {}, [])
+  const empty = await send(proxy.port, {})
+  t.equal(empty.status, 503)
+  t.match(JSON.parse(empty.body), { code: 'ESPRA_ERR_PROXY_NO_LIVE_NODE' })
+})
