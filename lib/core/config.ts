@@ -362,7 +362,7 @@ export const NODE_OPTIONS = [
   }),
   option({
     key: 'liveMaxMessage', flag: '--live-max-message <size>', env: 'ESPRA_LIVE_MAX_MESSAGE', defaultText: '64KB',
-    doc: 'live: largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it closes the connection (1009)',
+    doc: 'live: largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
     default: constant(64 * 1024), parse: (raw) => {
       const n = parseSize(raw)
       if (n < 256 || n > 16 * 1024 ** 2) throw 'must be a size from 256 bytes to 16MB'
