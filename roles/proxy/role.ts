@@ -25,16 +25,18 @@ export const proxyRole: Role = {
   // Every (re)connect resubscribes; the seed answers with the current table at once.
   subscribe: (config) => ({ routing: config.region }),
   async listen(ctx) {
-    const proxy = await startProxy(
-      { config: ctx.config, log: ctx.log, health: ctx.health, routing: ctx.state().routing },
-      { fd: ctx.fd },
-    )
-    let version = ctx.state().routing?.version ?? -1
+    // Tables pushed while the listener starts are kept, not lost: the latest one applies once it runs.
+    let latest: RoutingTable | null = ctx.state().routing
+    let apply: ((table: RoutingTable) => void) | null = null
     ctx.onPush((push) => {
-      if (push.op !== 'routing' || !isRoutingTable(push.body) || push.body.version === version) return
-      version = push.body.version
-      proxy.setRouting(push.body)
+      if (push.op !== 'routing' || !isRoutingTable(push.body) || push.body.version === latest?.version) return
+      latest = push.body
+      apply?.(push.body)
     })
+    const proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd })
+    apply = (table) => proxy.setRouting(table)
+    const now = latest ?? ctx.state().routing
+    if (now !== null) proxy.setRouting(now)
     return proxy
   },
 }

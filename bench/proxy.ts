@@ -1,0 +1,180 @@
+/**
+ * Proxy bench: wrk through one espra proxy node (2 children) to a plain HTTP
+ * backend (a uWS hello world standing in for a Live node's HTTP endpoint,
+ * registered with a real seed as a `live` node), versus haproxy (2 threads,
+ * keep-alive to the backend, `http-reuse always`) to the same backend,
+ * versus the backend directly. Prints req/s and p99 of each and the ratios.
+ * Loopback on one machine: every process shares the same cores, so the
+ * figures are relative only. Needs `npm run build`, `wrk` and `haproxy`.
+ *
+ *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 2]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { createLogger } from '../lib/core/log.js'
+import { VERSION } from '../lib/core/version.js'
+import { createMetaClient } from '../lib/transport/meta-client.js'
+
+const ROOT = resolve(import.meta.dirname, '..')
+const BIN = join(ROOT, 'dist/bin/espra-node.js')
+const SECRET = 'bench-cluster-secret-0123456789'
+const HOST = 'us-1.live.localhost'
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`)
+  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
+  return v
+}
+const CONNECTIONS = arg('connections', 100)
+const DURATION_S = arg('duration', 10)
+const THREADS = arg('threads', 2)
+const ROUNDS = arg('rounds', 2)
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+const procs: ChildProcess[] = []
+process.on('exit', () => {
+  for (const p of procs) p.kill('SIGKILL')
+})
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const p = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'inherit'] })
+  procs.push(p)
+  return p
+}
+
+async function waitHttp(port: number, host: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      // node:http, not fetch: fetch drops a Host header silently.
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false }, (res) => {
+          res.resume()
+          resolve(res.statusCode!)
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      if (status === 200) return
+    } catch {
+      // not yet
+    }
+    await sleep(50)
+  }
+  throw new Error(`nothing answers 200 on ${port}`)
+}
+
+interface Figures {
+  rps: number
+  p99Ms: number
+  errors: string
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim())
+  if (!m) return NaN
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1)
+}
+
+/** Runs wrk without blocking this process: its meta client must keep heartbeating for the backend meanwhile. */
+async function wrk(port: number): Promise<Figures> {
+  const lua = process.env['BENCH_LUA'] ? ['-s', process.env['BENCH_LUA']] : []
+  const p = spawn('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', ...lua, '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`])
+  let stdout = ''
+  let stderr = ''
+  p.stdout.on('data', (d) => (stdout += d))
+  p.stderr.on('data', (d) => (stderr += d))
+  const code = await new Promise<number | null>((resolve) => p.on('close', resolve))
+  if (code !== 0) throw new Error(`wrk failed: ${stderr}`)
+  if (lua.length > 0) console.log(stdout.split('\n').filter((l) => /^\d{3}\t/.test(l)).join('\n'))
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
+  const p99 = toMs(/\s99%\s+(\S+)/.exec(stdout)?.[1] ?? '')
+  const errors = [/Socket errors:.*/.exec(stdout)?.[0], /Non-2xx or 3xx responses: \d+/.exec(stdout)?.[0]].filter(Boolean).join('; ')
+  return { rps, p99Ms: p99, errors }
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['wrk', 'haproxy']) {
+    if (spawnSync('which', [tool]).status !== 0) throw new Error(`${tool} is not installed (apt-get install -y wrk haproxy)`)
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-proxy-'))
+  const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort] = await Promise.all(Array.from({ length: 7 }, freePort))
+
+  // The backend: uWS hello world in its own process.
+  const backendCode = `
+    const { uws } = await import(${JSON.stringify(join(ROOT, 'dist/lib/http/uws.js'))});
+    uws.App().any('/*', (res) => { res.end('hello world') }).listen('127.0.0.1', ${backendPort}, (s) => { if (!s) process.exit(1) });`
+  start(process.execPath, ['--input-type=module', '-e', backendCode])
+  await waitHttp(backendPort, HOST)
+
+  // A real seed and a real proxy node (2 children).
+  const env = { ...process.env, ESPRA_SECRET: SECRET }
+  const common = ['--bind=127.0.0.1', '--advertise=127.0.0.1', `--data-dir=${dir}`, '--log-level=warn']
+  start(process.execPath, [BIN, '--role=seed', `--meta-port=${metaPort}`, `--port=${seedPort}`, `--metrics-port=${seedMetrics}`, ...common], env)
+  await sleep(500)
+  // The backend registers as a live node through a real meta client.
+  const live = createMetaClient({
+    seeds: [`127.0.0.1:${metaPort}`], secret: SECRET, peer: { kind: 'node', id: 'bench-live' }, maxFrame: 1024 * 1024,
+    log: createLogger('silent', { role: 'bench', node: 'bench' }), reconnect: true,
+    onConnect: async (link) => void (await link.request('register', {
+      id: 'bench-live', role: 'live', region: 'us-1', address: '127.0.0.1', port: backendPort, metricsPort: 0, pid: process.pid,
+      version: VERSION, children: 1, childrenWanted: 1, build: null, health: 'ok', startedAt: Date.now(),
+    })),
+  })
+  const beat = setInterval(() => live.send('heartbeat', { health: 'ok', children: 1, build: null, load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0 } }), 500)
+  await live.ready
+  start(process.execPath, [BIN, '--role=proxy', '--children=2', `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
+  await waitHttp(proxyPort, HOST)
+
+  // haproxy: 2 threads, keep-alive to the backend, connections reused across clients.
+  const cfg = join(dir, 'haproxy.cfg')
+  writeFileSync(cfg, [
+    'global', '  nbthread 2', '  maxconn 4000',
+    'defaults', '  mode http', '  option http-keep-alive', '  timeout connect 5s', '  timeout client 30s', '  timeout server 30s',
+    'frontend f', `  bind 127.0.0.1:${haproxyPort}`, '  default_backend b',
+    'backend b', '  http-reuse always', `  server live 127.0.0.1:${backendPort}`, '',
+  ].join('\n'))
+  start('haproxy', ['-f', cfg, '-db'])
+  await waitHttp(haproxyPort, HOST)
+
+  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency, ${ROUNDS} round(s) each, best round kept; loopback, ${spawnSync('nproc').stdout.toString().trim()} cores shared by everything`)
+  const best: Record<string, Figures> = {}
+  const targets: [string, number][] = [['backend direct', backendPort], ['haproxy', haproxyPort], ['espra proxy', proxyPort]]
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const [name, port] of targets) {
+      const f = await wrk(port)
+      console.log(`  round ${round} ${name.padEnd(15)} ${f.rps.toFixed(0).padStart(8)} req/s  p99 ${f.p99Ms.toFixed(2).padStart(7)} ms${f.errors ? `  (${f.errors})` : ''}`)
+      if (!best[name] || f.rps > best[name]!.rps) best[name] = f
+    }
+  }
+  const h = best['haproxy']!
+  const e = best['espra proxy']!
+  console.log('best:')
+  for (const [name] of targets) console.log(`  ${name.padEnd(15)} ${best[name]!.rps.toFixed(0).padStart(8)} req/s  p99 ${best[name]!.p99Ms.toFixed(2).padStart(7)} ms`)
+  console.log(`espra / haproxy: ${(e.rps / h.rps).toFixed(2)}x req/s (target >= 1.0), p99 ${(e.p99Ms / h.p99Ms).toFixed(2)}x (target <= 1.5)`)
+  clearInterval(beat)
+  live.destroy()
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  },
+)
