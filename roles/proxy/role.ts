@@ -20,6 +20,7 @@ export const proxyRole: Role = {
   notYet: [
     'optional TLS termination (--tls-cert, --tls-key, 8443) and the HTTP to HTTPS redirect',
     'retrying an idempotent request whose kept-alive Live connection closed under it (answered 502 today)',
+    'moving long-lived clients (WebSocket, SSE) whose routing key moved to a newly added Live node (only a node leaving closes its clients)',
   ],
   forks: true,
   // Every (re)connect resubscribes; the seed answers with the current table at once.
