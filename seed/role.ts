@@ -7,11 +7,10 @@ import { startSeed } from './seed.js'
 
 export const seedRole: Role = {
   name: 'seed',
-  summary: 'coordinator: node registry, failure detection and per-region routing tables on the internal meta port',
+  summary: 'coordinator: node registry, failure detection, per-region routing tables and the embedded datastore on the internal meta port',
   notYet: [
     'app-build store and push to nodes',
     'cluster config store and push',
-    'embedded datastore host (upload tokens, file records, vhosts, build and deploy history)',
     'state hand-over between seeds (understudy seeds rebuild from re-registrations only)',
   ],
   forks: false,

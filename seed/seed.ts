@@ -3,6 +3,7 @@
  * op→handler table per message kind (docs/meta-protocol.md, "Requests to the
  * seed" and "One-way messages").
  */
+import { join } from 'node:path'
 import type { NodeConfig } from '../lib/core/config.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
@@ -10,6 +11,8 @@ import type { Handle } from '../lib/process/role.js'
 import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
+import { openEmbeddedDatastore } from './datastore-embedded.js'
+import { datastoreHandlers } from './datastore-ops.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 
@@ -30,6 +33,8 @@ const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUE
 
 /** Starts the seed's meta port on `config.bind`:`config.metaPort`. */
 export async function startSeed({ config, log, meta = {} }: SeedOptions): Promise<SeedHandle> {
+  // Durable platform records live in <data-dir>/seed; the ds.* ops serve them to other nodes.
+  const datastore = await openEmbeddedDatastore({ dir: join(config.dataDir, 'seed') })
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
   const routing = new Routing(registry)
   const eventSubscribers = new Set<MetaPeer>()
@@ -93,6 +98,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       return {}
     }],
     ['ping', () => ({ now: Date.now() })],
+    ...datastoreHandlers(datastore, config.maxFrame),
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -119,8 +125,9 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)
     },
-  }).catch((err: unknown) => {
+  }).catch(async (err: unknown) => {
     registry.close()
+    await datastore.close()
     throw err
   })
   log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout }, 'seed started')
@@ -132,11 +139,13 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       routing.close()
       registry.close()
       await server.close()
+      await datastore.close()
     },
     destroy(err?: Error) {
       routing.close()
       registry.close()
       server.destroy(err)
+      void datastore.close()
     },
   }
 }

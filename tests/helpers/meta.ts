@@ -3,7 +3,10 @@
  * on a free port, and a raw TCP peer that speaks (or mangles) the protocol by
  * hand. Everything here uses real sockets.
  */
+import { mkdtempSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { FrameDecoder, encodeFrame } from '../../lib/codec/frame.js'
 import { loadConfig, type NodeConfig } from '../../lib/core/config.js'
@@ -28,10 +31,11 @@ export function captureLog(level = 'debug'): { log: Logger; lines: LogLine[] } {
   return { log, lines }
 }
 
-/** A seed config bound to loopback on a free port (metaPort 0). */
+/** A seed config bound to loopback on a free port (metaPort 0), with its own fresh data directory. */
 export function seedConfig(overrides: Partial<Record<keyof NodeConfig, unknown>> = {}): NodeConfig {
   const base = loadConfig({ flags: { role: 'seed', nodeId: 'seed-test' }, env: { ESPRA_SECRET: SECRET } })
-  return Object.freeze({ ...base, metaPort: 0, bind: '127.0.0.1', ...overrides }) as NodeConfig
+  const dataDir = mkdtempSync(join(tmpdir(), 'espra-seed-data-'))
+  return Object.freeze({ ...base, metaPort: 0, bind: '127.0.0.1', dataDir, ...overrides }) as NodeConfig
 }
 
 export function nodeInfo(id: string, overrides: Partial<NodeInfo> = {}): NodeInfo {

@@ -1,0 +1,180 @@
+/**
+ * The embedded datastore the seed hosts (other nodes reach it over the meta
+ * port: seed/datastore-ops.ts). Data lives under `<data-dir>/seed/`.
+ *
+ * Engine: LMDB through the `lmdb` package. It installs in seconds from
+ * bundled prebuilt binaries (better-sqlite3 builds from source here, about
+ * two minutes on every fresh install and CI run), it is a crash-safe
+ * copy-on-write B-tree whose commits are durable when their promise
+ * resolves, its write transactions are serialised (what `consume` needs to
+ * be single-use), and it stores values as msgpack, the encoding the meta
+ * port already speaks. What we give up is SQL, which the narrow Datastore
+ * interface does not need.
+ *
+ * Schema: one named database per record kind plus `meta`, whose
+ * `schemaVersion` record says which migrations have run. At open, every
+ * migration newer than that runs in order, each in one write transaction
+ * together with its version bump, so a failed migration leaves the store as
+ * it was. A store written by a newer version is refused.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { open, type Database, type RootDatabase } from 'lmdb'
+import { EspraError } from '../lib/core/errors.js'
+import {
+  check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, valueProblem,
+  type Datastore, type DatastoreEntry, type DatastoreKind, type DatastorePage, type DatastoreValue, type ListOptions,
+} from '../lib/storage/datastore.js'
+
+export interface MigrationContext {
+  readonly kinds: Readonly<Record<DatastoreKind, Database<DatastoreValue, string>>>
+  readonly meta: Database<unknown, string>
+}
+
+export interface Migration {
+  /** 1, 2, 3, ... in order. */
+  readonly version: number
+  readonly description: string
+  /** Runs inside the write transaction that records `version`; use the *Sync methods. */
+  up(ctx: MigrationContext): void
+}
+
+/** The schema's history. Append only: never edit or reorder a released migration. */
+export const MIGRATIONS: readonly Migration[] = [
+  // The per-kind databases are created when they are opened; nothing to move yet.
+  { version: 1, description: 'one database per record kind', up: () => {} },
+]
+
+export interface EmbeddedDatastoreOptions {
+  /** Directory for the store's files (the seed passes `<data-dir>/seed`). */
+  readonly dir: string
+  /** Tests pass their own history; defaults to {@link MIGRATIONS}. */
+  readonly migrations?: readonly Migration[]
+}
+
+export interface EmbeddedDatastore extends Datastore {
+  readonly schemaVersion: number
+  /** The store's file. */
+  readonly path: string
+}
+
+const VERSION_KEY = 'schemaVersion'
+
+/** Opens (creating it if needed) and migrates the store. */
+export async function openEmbeddedDatastore(opts: EmbeddedDatastoreOptions): Promise<EmbeddedDatastore> {
+  const migrations = opts.migrations ?? MIGRATIONS
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `migration #${i + 1} claims version ${m.version}`)
+  })
+  const path = join(opts.dir, 'datastore.mdb')
+  let root: RootDatabase
+  try {
+    mkdirSync(opts.dir, { recursive: true, mode: 0o700 })
+    root = open({ path, maxDbs: 16, encoding: 'msgpack' })
+  } catch (err) {
+    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `datastore ${path}: ${(err as Error).message}`)
+  }
+  const meta = root.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })
+  const kinds = Object.fromEntries(
+    DATASTORE_KINDS.map((k) => [k, root.openDB<DatastoreValue, string>({ name: `kind:${k}`, encoding: 'msgpack' })]),
+  ) as Record<DatastoreKind, Database<DatastoreValue, string>>
+  try {
+    const version = migrate(root, { kinds, meta }, migrations)
+    return new LmdbDatastore(root, kinds, version, path)
+  } catch (err) {
+    await root.close()
+    throw err
+  }
+}
+
+function migrate(root: RootDatabase, ctx: MigrationContext, migrations: readonly Migration[]): number {
+  const current = (ctx.meta.get(VERSION_KEY) as number | undefined) ?? 0
+  if (current > migrations.length) {
+    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `datastore schema is version ${current}; this build knows up to ${migrations.length} (run a newer espra-node)`, {
+      found: current, known: migrations.length,
+    })
+  }
+  for (const m of migrations.slice(current)) {
+    // transactionSync, not transaction: only the synchronous form aborts when the callback throws.
+    root.transactionSync(() => {
+      m.up(ctx)
+      ctx.meta.putSync(VERSION_KEY, m.version)
+    })
+  }
+  return migrations.length
+}
+
+class LmdbDatastore implements EmbeddedDatastore {
+  private closed = false
+
+  constructor(
+    private readonly root: RootDatabase,
+    private readonly kinds: Record<DatastoreKind, Database<DatastoreValue, string>>,
+    readonly schemaVersion: number,
+    readonly path: string,
+  ) {}
+
+  async get(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
+    return this.db(kind, key).get(key) ?? null
+  }
+
+  async put(kind: DatastoreKind, key: string, value: DatastoreValue): Promise<void> {
+    const db = this.db(kind, key)
+    check(valueProblem(value))
+    await db.put(key, value)
+  }
+
+  async delete(kind: DatastoreKind, key: string): Promise<boolean> {
+    return (await this.take(kind, key)) !== null
+  }
+
+  consume(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
+    return this.take(kind, key)
+  }
+
+  async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {
+    check(kindProblem(kind))
+    check(listProblem(options))
+    this.checkOpen()
+    const prefix = options.prefix ?? ''
+    const limit = options.limit ?? DEFAULT_LIST_LIMIT
+    const after = options.after
+    const start = after !== undefined && after > prefix ? after : prefix
+    const entries: DatastoreEntry[] = []
+    for (const { key, value } of this.kinds[kind].getRange(start === '' ? {} : { start })) {
+      if (key === after) continue
+      if (!key.startsWith(prefix)) break
+      if (entries.length === limit) return { entries, next: entries[entries.length - 1]!.key }
+      entries.push({ key, value })
+    }
+    return { entries, next: null }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.root.close()
+  }
+
+  /** Get and delete in one write transaction: serialised with every other write. */
+  private take(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
+    const db = this.db(kind, key)
+    return this.root.transaction(() => {
+      const value = db.get(key)
+      if (value === undefined) return null
+      db.removeSync(key)
+      return value
+    })
+  }
+
+  private db(kind: DatastoreKind, key: string): Database<DatastoreValue, string> {
+    check(kindProblem(kind))
+    check(keyProblem(key))
+    this.checkOpen()
+    return this.kinds[kind]
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+  }
+}

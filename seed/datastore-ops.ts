@@ -1,0 +1,61 @@
+/**
+ * The `ds.*` meta ops (docs/meta-protocol.md, "Datastore"): other nodes' way
+ * to the seed's embedded datastore. Every body is checked before the store
+ * is touched; a bad one is answered `ESPRA_ERR_META_BAD_REQUEST` with
+ * `details.field`, and the connection stays up.
+ */
+import { EspraError } from '../lib/core/errors.js'
+import { pack } from 'msgpackr'
+import {
+  keyProblem, kindProblem, listProblem, valueProblem,
+  type Datastore, type DatastoreEntry, type DatastoreKind, type Problem,
+} from '../lib/storage/datastore.js'
+import type { MetaPeer } from '../lib/transport/meta-server.js'
+import type { RequestHandler } from '../lib/transport/meta-session.js'
+import { isMap } from '../lib/transport/meta-shapes.js'
+
+function bad(problem: Problem): EspraError {
+  return new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${problem.field} must be ${problem.allowed}`, { field: problem.field })
+}
+
+function parse(body: unknown, withValue = false): { kind: DatastoreKind; key: string; value: Record<string, unknown> } {
+  if (!isMap(body)) throw bad({ field: 'body', allowed: 'a map' })
+  const problem = kindProblem(body['kind']) ?? keyProblem(body['key']) ?? (withValue ? valueProblem(body['value']) : null)
+  if (problem) throw bad(problem)
+  return { kind: body['kind'] as DatastoreKind, key: body['key'] as string, value: body['value'] as Record<string, unknown> }
+}
+
+/**
+ * The handlers, for the seed's op table. `maxFrame` bounds a `ds.list`
+ * answer: a page is cut short (with `next` set) before it would not fit.
+ */
+export function datastoreHandlers(store: Datastore, maxFrame: number): [string, RequestHandler<MetaPeer>][] {
+  const budget = maxFrame - 1024
+  return [
+    ['ds.get', async (body) => ({ value: await store.get(...pick(parse(body))) })],
+    ['ds.put', async (body) => {
+      const { kind, key, value } = parse(body, true)
+      await store.put(kind, key, value)
+      return {}
+    }],
+    ['ds.delete', async (body) => ({ deleted: await store.delete(...pick(parse(body))) })],
+    ['ds.consume', async (body) => ({ value: await store.consume(...pick(parse(body))) })],
+    ['ds.list', async (body) => {
+      if (!isMap(body)) throw bad({ field: 'body', allowed: 'a map' })
+      const { kind, ...options } = body
+      const problem = kindProblem(kind) ?? listProblem(options)
+      if (problem) throw bad(problem)
+      const page = await store.list(kind as DatastoreKind, options)
+      let used = 0
+      const entries: DatastoreEntry[] = []
+      for (const entry of page.entries) {
+        used += pack(entry).length
+        if (used > budget && entries.length > 0) return { entries, next: entries[entries.length - 1]!.key }
+        entries.push(entry)
+      }
+      return { entries, next: page.next }
+    }],
+  ]
+}
+
+const pick = (p: { kind: DatastoreKind; key: string }): [DatastoreKind, string] => [p.kind, p.key]
