@@ -6,7 +6,7 @@
  * subscriptions are redone against whichever seed answers.
  */
 import { connect } from 'node:net'
-import { parseHostPort } from '../core/config.js'
+import { parseHostPort } from '../core/config-parsers.js'
 import { EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'

@@ -3,7 +3,8 @@
  * the directory where `up` was started, they find the cluster with no flags.
  */
 import { resolve } from 'node:path'
-import { parseHostPort, readSecret } from '../../lib/core/config.js'
+import { parseHostPort } from '../../lib/core/config-parsers.js'
+import { readSecret } from '../../lib/core/config.js'
 import { EspraError } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'

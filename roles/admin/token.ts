@@ -4,7 +4,7 @@
  * command's (flags, ESPRA_*, the state directory `up` wrote). Prints the token
  * alone on stdout.
  */
-import { parseDuration } from '../../lib/core/config.js'
+import { parseDuration } from '../../lib/core/config-parsers.js'
 import { EspraError } from '../../lib/core/errors.js'
 import { deriveTokenKey, mintToken } from '../../lib/live/token.js'
 import { resolveTarget, type ConnectOptions } from './cli.js'

@@ -10,7 +10,7 @@
  * - `header:<name>` a request header
  * - `ip`            the client address (the default fallback)
  */
-import { checkRouteKey } from '../../lib/core/config.js'
+import { checkRouteKey } from '../../lib/core/options-proxy.js'
 import { cookieValue, type RequestHead } from './request-head.js'
 
 export type KeyHandler = (head: RequestHead, address: string) => string | undefined

@@ -2,7 +2,8 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { defaultNodeId, loadConfig, NODE_OPTIONS, parseDuration, parseHostPort, parseSize, printable } from '../../../lib/core/config.js'
+import { parseDuration, parseHostPort, parseSize } from '../../../lib/core/config-parsers.js'
+import { defaultNodeId, loadConfig, NODE_OPTIONS, printable } from '../../../lib/core/config.js'
 
 const SECRET = 'x'.repeat(32)
 const dir = mkdtempSync(join(tmpdir(), 'espra-config-'))

@@ -1,0 +1,51 @@
+/** Proxy options: the live host, routing-key handlers and per-address limits. */
+import { constant, integer, option, parseSize, text } from './config-parsers.js'
+
+export const ROUTE_KEY_FORMS = 'path:/prefix/, query:<name>, cookie:<name>, header:<name>, ip'
+
+/** Validates one proxy routing-key handler (`--route-keys` item); throws a sentence saying what is allowed. */
+export function checkRouteKey(item: string): string {
+  if (item === 'ip') return item
+  const m = /^(path|query|cookie|header):(.+)$/.exec(item)
+  if (!m) throw `each item must be one of ${ROUTE_KEY_FORMS} (got '${item}')`
+  const arg = m[2]!
+  if (m[1] === 'path' && !/^\/([^/?#\s]+\/)*$/.test(arg)) throw `path:<prefix> must start and end with '/', e.g. path:/ch/ (got '${item}')`
+  if (m[1] !== 'path' && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(arg)) throw `'${arg}' is not a valid ${m[1]} name`
+  return item
+}
+
+export const PROXY_OPTIONS = [
+  option({
+    key: 'liveDomain', flag: '--live-domain <domain>', env: 'ESPRA_LIVE_DOMAIN', defaultText: 'localhost',
+    doc: 'proxy: serves the live host <region>.live.<domain>; any other Host gets a quick 404',
+    default: constant('localhost'), parse: (raw) => text(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,200}[A-Za-z0-9])?$/, 'a domain name')(raw).toLowerCase(),
+  }),
+  option({
+    key: 'routeKeys', flag: '--route-keys <list>', env: 'ESPRA_ROUTE_KEYS', defaultText: 'cookie:espra_session,ip',
+    doc: `proxy: where a request's routing key comes from, first match wins: ${ROUTE_KEY_FORMS}`,
+    default: constant(['cookie:espra_session', 'ip']), parse: (raw) => {
+      const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
+      if (!list || list.length === 0 || list.some((s) => typeof s !== 'string')) throw `must be a comma-separated list of ${ROUTE_KEY_FORMS}`
+      return list.map((s: string) => checkRouteKey(s))
+    },
+  }),
+  option({
+    key: 'maxHeaderSize', flag: '--max-header-size <size>', env: 'ESPRA_MAX_HEADER_SIZE', defaultText: '16KB',
+    doc: 'proxy: largest request head (request line and headers); a larger one gets 431',
+    default: constant(16 * 1024), parse: (raw) => {
+      const n = parseSize(raw)
+      if (n < 1024 || n > 1024 ** 2) throw 'must be a size from 1KB to 1MB'
+      return n
+    },
+  }),
+  option({
+    key: 'maxConnsPerAddress', flag: '--max-conns-per-address <n>', env: 'ESPRA_MAX_CONNS_PER_ADDRESS', defaultText: '1000',
+    doc: 'proxy: open connections one client address may hold per child process; more get 429 (0: no limit)',
+    default: constant(1000), parse: integer(0, 10_000_000),
+  }),
+  option({
+    key: 'maxRpsPerAddress', flag: '--max-rps-per-address <n>', env: 'ESPRA_MAX_RPS_PER_ADDRESS', defaultText: '0',
+    doc: 'proxy: requests per second one client address may send per child process (burst of the same size); more get 429 (0: no limit)',
+    default: constant(0), parse: integer(0, 10_000_000),
+  }),
+] as const
