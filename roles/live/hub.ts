@@ -121,6 +121,14 @@ export class Hub {
     return { seq: c.seq, recovered: true, messages }
   }
 
+  /** A history read: after `since`, or without it the latest `limit` messages the home still keeps. */
+  history(ch: string, since: number | undefined, limit: number): Catchup {
+    if (since !== undefined) return this.catchup(ch, since, limit)
+    const c = this.channel(ch)
+    this.trim(c)
+    return { seq: c.seq, recovered: true, messages: c.history.slice(Math.max(c.head, c.history.length - limit)) }
+  }
+
   /** Registers `sink` for the channel's events and answers its catch-up in the same step (no gap, no overlap). */
   subscribe(sink: Sink, ch: string, since?: number): Catchup {
     const answer = this.catchup(ch, since)

@@ -49,7 +49,7 @@ export function createHomeOps(hub: Hub): HomeOps {
     pub: (_sink, body) => hub.publish(channel(body), body['data'] ?? null),
     hist: (_sink, body) => {
       const limit = optionalSeq(body, 'limit') ?? MAX_HISTORY_LIMIT
-      return hub.catchup(channel(body), optionalSeq(body, 'since'), Math.min(limit, MAX_HISTORY_LIMIT))
+      return hub.history(channel(body), optionalSeq(body, 'since'), Math.min(limit, MAX_HISTORY_LIMIT))
     },
     presence: (_sink, body) => hub.presence(channel(body)),
     join: (sink, body) => hub.join(sink, channel(body), member(body['member'])),

@@ -39,3 +39,13 @@ t.test('presence: one member per user across sinks; a dropped sink leaves', asyn
   t.equal(hub.presence('p').count, 0)
   t.match(a.events.at(-1), { k: 'presence', leaves: ['u'] })
 })
+
+t.test('a history read without since gives the latest messages still kept', async (t) => {
+  const hub = new Hub({ historySize: 4, historyAgeMs: 60_000 })
+  for (let i = 1; i <= 6; i++) hub.publish('h', i)
+  t.same(hub.history('h', undefined, 2).messages.map((m) => m.data), [5, 6], 'the latest two')
+  t.same(hub.history('h', undefined, 100).messages.map((m) => m.data), [3, 4, 5, 6], 'at most what history keeps')
+  const first = hub.history('h', undefined, 100).messages[0]!.seq
+  t.same(hub.history('h', first, 100).messages.map((m) => m.data), [4, 5, 6], 'with since: what came after it')
+  t.same(hub.history('empty', undefined, 10), { seq: hub.history('empty', undefined, 10).seq, recovered: true, messages: [] })
+})
