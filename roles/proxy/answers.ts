@@ -29,36 +29,57 @@ export interface ResponseHead {
   readonly close: boolean
 }
 
-/** Parses a response head (ending with CRLF CRLF); null when it is not HTTP/1.x. */
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39
+
+function hasToken(value: string, token: string): boolean {
+  for (const part of value.split(',')) if (part.trim().toLowerCase() === token) return true
+  return false
+}
+
+/**
+ * Parses a response head (ending with CRLF CRLF); null when it is not
+ * HTTP/1.x or its framing is ambiguous (a bad or a second Content-Length):
+ * the caller answers 502 rather than guess where the body ends.
+ */
 export function parseResponseHead(head: string): ResponseHead | null {
-  if (!head.startsWith('HTTP/1.') || head.charCodeAt(8) !== 0x20) return null
-  const status = (head.charCodeAt(9) - 48) * 100 + (head.charCodeAt(10) - 48) * 10 + (head.charCodeAt(11) - 48)
-  if (!(status >= 100 && status <= 999)) return null
+  if (!head.startsWith('HTTP/1.') || !isDigit(head.charCodeAt(7)) || head.charCodeAt(8) !== 0x20) return null
+  const d0 = head.charCodeAt(9)
+  const d1 = head.charCodeAt(10)
+  const d2 = head.charCodeAt(11)
+  const after = head.charCodeAt(12)
+  if (!isDigit(d0) || !isDigit(d1) || !isDigit(d2) || (after !== 0x20 && after !== 0x0d)) return null
+  const status = (d0 - 48) * 100 + (d1 - 48) * 10 + (d2 - 48)
+  if (status < 100) return null
   let contentLength = -1
-  let chunked = false
+  let transferEncoding: string | undefined
   let close = head.charCodeAt(7) === 0x30 // HTTP/1.0: close unless it says keep-alive
   let pos = head.indexOf('\r\n') + 2
   const end = head.length - 2
   while (pos < end) {
     const eol = head.indexOf('\r\n', pos)
     const colon = head.indexOf(':', pos)
-    if (colon < 0 || colon > eol) return null
+    if (colon <= pos || colon > eol) return null
     const n = colon - pos
     if (n === 14 || n === 17 || n === 10) {
       const name = head.slice(pos, colon).toLowerCase()
       if (name === 'content-length') {
-        contentLength = Number(head.slice(colon + 1, eol).trim())
-        if (!Number.isSafeInteger(contentLength) || contentLength < 0) return null
+        const value = head.slice(colon + 1, eol).trim()
+        if (contentLength !== -1 || !/^\d{1,15}$/.test(value)) return null
+        contentLength = Number(value)
       } else if (name === 'transfer-encoding') {
-        chunked = /(^|,)\s*chunked\s*$/i.test(head.slice(colon + 1, eol))
+        const value = head.slice(colon + 1, eol)
+        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`
       } else if (name === 'connection') {
-        const v = head.slice(colon + 1, eol).toLowerCase()
-        if (v.includes('close')) close = true
-        else if (v.includes('keep-alive')) close = false
+        const v = head.slice(colon + 1, eol)
+        if (hasToken(v, 'close')) close = true
+        else if (hasToken(v, 'keep-alive')) close = false
       }
     }
     pos = eol + 2
   }
+  // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3): chunked last frames the body, any other coding runs to the close.
+  const chunked = transferEncoding !== undefined && /(^|,)\s*chunked\s*$/i.test(transferEncoding)
+  if (transferEncoding !== undefined) contentLength = -1
   return { status, contentLength, chunked, close }
 }
 

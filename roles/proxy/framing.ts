@@ -8,6 +8,8 @@
 
 const enum Chunk {
   Size,
+  /** Whitespace after the size: only more of it, `;` or the line end may follow (RFC 9112 §7.1.1 BWS). */
+  SizeBws,
   Ext,
   SizeLf,
   Data,
@@ -66,11 +68,20 @@ export class ChunkedScanner {
             return this.fail(end)
           } else if (c === 0x0d) {
             this.state = Chunk.SizeLf
-          } else if (c === 0x3b || c === 0x20 || c === 0x09) {
+          } else if (c === 0x3b) {
             this.state = Chunk.Ext
+          } else if (c === 0x20 || c === 0x09) {
+            this.state = Chunk.SizeBws
           } else {
             return this.fail(end)
           }
+          break
+        }
+        case Chunk.SizeBws: {
+          const c = buf[i]!
+          if (c === 0x3b) this.state = Chunk.Ext
+          else if (c === 0x0d) this.state = Chunk.SizeLf
+          else if (c !== 0x20 && c !== 0x09) return this.fail(end)
           break
         }
         case Chunk.Ext:
@@ -90,11 +101,14 @@ export class ChunkedScanner {
           if (buf[i] !== 0x0a) return this.fail(end)
           this.state = Chunk.Size
           break
+        // A bare LF in a trailer would end a line for a lenient parser behind us and not for us: refused.
         case Chunk.TrailerStart:
+          if (buf[i] === 0x0a) return this.fail(end)
           this.state = buf[i] === 0x0d ? Chunk.EndLf : Chunk.TrailerLine
           break
         case Chunk.TrailerLine:
           if (buf[i] === 0x0d) this.state = Chunk.TrailerLf
+          else if (buf[i] === 0x0a) return this.fail(end)
           break
         case Chunk.TrailerLf:
           if (buf[i] !== 0x0a) return this.fail(end)

@@ -48,6 +48,12 @@ export function createHeadSpec(extraNames: readonly string[]): HeadSpec {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/**
+ * Origin form (`/path?query`), absolute form (`http://host/path`) or `*`:
+ * visible characters only (bytes past 0x7f pass, as browsers send UTF-8).
+ * CONNECT's authority form is not served.
+ */
+const TARGET = /^(\/|https?:\/\/)[^\x00-\x20\x7f]*$|^\*$/i
 // A bare CR or LF, or NUL, anywhere in a head is a request that parsers could disagree on.
 const BAD_BYTES = /\r(?!\n)|(?<!\r)\n|\0/
 const EMPTY: readonly (string | undefined)[] = []
@@ -70,7 +76,7 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
   if (sp1 <= 0 || sp2 < 0 || sp2 > lineEnd || lineEnd - sp2 !== 9) return null
   const method = head.slice(0, sp1)
   const target = head.slice(sp1 + 1, sp2)
-  if (!TOKEN.test(method) || target.length === 0 || target.includes(' ')) return null
+  if (!TOKEN.test(method) || !TARGET.test(target)) return null
   if (!head.startsWith('HTTP/1.', sp2 + 1)) return null
   const minor = head.charCodeAt(lineEnd - 1)
   if (minor !== 0x31 && minor !== 0x30) return null
@@ -112,10 +118,9 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
           cookie = cookie === undefined ? value : `${cookie}; ${value}`
           break
         case 'content-length': {
-          if (!/^\d{1,15}$/.test(value)) return null
-          const cl = Number(value)
-          if (contentLength !== -1 && contentLength !== cl) return null
-          contentLength = cl
+          // A second Content-Length, even an equal one, is refused: parsers behind us disagree on it.
+          if (contentLength !== -1 || !/^\d{1,15}$/.test(value)) return null
+          contentLength = Number(value)
           break
         }
         case 'transfer-encoding':
@@ -137,6 +142,8 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
           hasProto = true
           break
         default:
+          // Same length as a wanted name but not one: still checked like any other name.
+          if (!TOKEN.test(name)) return null
           break
       }
       if (extraNames.length > 0) {
