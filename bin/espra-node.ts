@@ -10,6 +10,7 @@ import { exitOnError, rolesHelp, runNodeCommand } from '../lib/cli/run-node.js'
 import { configCheck, configDefaults } from '../lib/cli/config-commands.js'
 import { runUp } from '../lib/cli/up.js'
 import { runChild } from '../lib/process/child.js'
+import { adminBuilds, adminPushBuild, adminRollback } from '../roles/admin/builds.js'
 import { adminNodes, adminStatus } from '../roles/admin/cli.js'
 import { adminToken } from '../roles/admin/token.js'
 import { ROLES } from '../roles/registry.js'
@@ -52,6 +53,17 @@ function buildProgram(): Command {
     .option('--json', 'print one JSON array (fields: id, role, region, address, port, pid, children, version, build, health, heartbeatAgeMs, load, ...)')
     .option('--watch', 'redraw the list as nodes join, leave or change health (Ctrl-C to stop)')
     .action((opts) => adminNodes(opts))
+
+  connectOptions(admin.command('push-build <dir>').description('send a directory as a new app build, make it current, wait until every live fileserver serves it; prints the build id'))
+    .option('--message <text>', 'what this build is (shown by `admin builds`)')
+    .option('--timeout <duration>', 'how long to wait for fileservers, e.g. 30s, 2m', '60s')
+    .action((dir: string, opts) => adminPushBuild(dir, opts))
+  connectOptions(admin.command('builds').description('list app builds: id, time, files, bytes, the nodes running it, message'))
+    .option('--json', 'print one JSON array (fields: id, at, message, files, bytes, current, nodes)')
+    .action((opts) => adminBuilds(opts))
+  connectOptions(admin.command('rollback <id>').description('make an earlier build current again and wait until every live fileserver serves it'))
+    .option('--timeout <duration>', 'how long to wait for fileservers', '60s')
+    .action((id: string, opts) => adminRollback(id, opts))
 
   const collect = (value: string, previous: string[] = []) => [...previous, value]
   connectOptions(admin.command('token').description('mint a Live capability token (printed alone on stdout)'))

@@ -11,6 +11,8 @@ import type { Handle } from '../lib/process/role.js'
 import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
+import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
+import { createSeedBuilds } from './builds.js'
 import { openEmbeddedDatastore } from './datastore-embedded.js'
 import { datastoreHandlers } from './datastore-ops.js'
 import { Registry, type RegistryLink } from './registry.js'
@@ -36,6 +38,13 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   // Durable platform records live in <data-dir>/seed; the ds.* ops serve them to other nodes.
   const datastore = await openEmbeddedDatastore({ dir: join(config.dataDir, 'seed') })
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
+  // App builds: bytes in the blob store (--blob-store), records in the datastore.
+  const blobs = await createBlobStore(blobStoreConfig(config))
+  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame }).catch(async (err: unknown) => {
+    registry.close()
+    await Promise.all([blobs.close(), datastore.close()])
+    throw err
+  })
   const routing = new Routing(registry)
   const eventSubscribers = new Set<MetaPeer>()
   const routingRegions = new Map<MetaPeer, Set<string>>()
@@ -87,6 +96,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       if (!isMap(body)) throw badRequest('body must be a map')
       const events = body['events']
       if (events !== undefined && typeof events !== 'boolean') throw badRequest('events must be a boolean')
+      const wantsBuilds = body['builds']
+      if (wantsBuilds !== undefined && typeof wantsBuilds !== 'boolean') throw badRequest('builds must be a boolean')
       const region = body['routing'] === undefined ? undefined : parseRegion(body['routing'], 'routing')
       if (region !== undefined) {
         let regions = routingRegions.get(peer)
@@ -95,10 +106,12 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
         routing.subscribe(region, peer.session)
       }
       if (events === true) eventSubscribers.add(peer)
+      if (wantsBuilds === true) builds.subscribe(peer)
       return {}
     }],
     ['ping', () => ({ now: Date.now() })],
     ...datastoreHandlers(datastore, config.maxFrame),
+    ...builds.handlers,
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -122,12 +135,14 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     onPeerClosed(peer) {
       if (peer.nodeId !== null) registry.disconnected(peer.nodeId, linkOf(peer))
       eventSubscribers.delete(peer)
+      builds.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)
     },
   }).catch(async (err: unknown) => {
+    builds.close()
     registry.close()
-    await datastore.close()
+    await Promise.all([blobs.close(), datastore.close()])
     throw err
   })
   log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout }, 'seed started')
@@ -137,14 +152,17 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     registry,
     async close() {
       routing.close()
+      builds.close()
       registry.close()
       await server.close()
-      await datastore.close()
+      await Promise.all([blobs.close(), datastore.close()])
     },
     destroy(err?: Error) {
       routing.close()
+      builds.close()
       registry.close()
       server.destroy(err)
+      void blobs.close()
       void datastore.close()
     },
   }

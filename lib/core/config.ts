@@ -12,6 +12,7 @@ import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { constant, durationIn, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
+import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
 import { PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
@@ -76,6 +77,8 @@ export interface NodeConfig {
   readonly liveMaxBackpressure: number
   readonly livePublic: readonly string[]
   readonly liveLinkOffset: number
+  /** fileserver: the URL path the current app build is served under (no trailing `/`). */
+  readonly appPath: string
   /** The cluster secret, read from ESPRA_SECRET or the secret file. Never printed. */
   readonly secret: string
 }
@@ -205,7 +208,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 

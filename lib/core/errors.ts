@@ -37,6 +37,8 @@ export const ERRORS = {
   ESPRA_ERR_NOT_IMPLEMENTED: { message: 'not implemented yet', status: 501 },
   ESPRA_ERR_HTTP_NOT_FOUND: { message: 'not found', status: 404 },
   ESPRA_ERR_HTTP_DRAINING: { message: 'node is draining', status: 503 },
+  ESPRA_ERR_HTTP_BAD_PATH: { message: 'request path is malformed or leaves its root', status: 400 },
+  ESPRA_ERR_HTTP_METHOD: { message: 'method not allowed here', status: 405 },
   ESPRA_ERR_LIVE_PUBLISH: { message: 'publish to a Live channel failed', status: 502 },
   ESPRA_ERR_PROXY_BAD_REQUEST: { message: 'malformed HTTP request', status: 400 },
   ESPRA_ERR_PROXY_HEADERS_TOO_LARGE: { message: 'request head larger than --max-header-size', status: 431 },
@@ -53,6 +55,13 @@ export const ERRORS = {
   ESPRA_ERR_STORAGE_FAILED: { message: 'storage backend refused the request', status: 502 },
   ESPRA_ERR_DATASTORE_INVALID: { message: 'invalid datastore record', status: 400 },
   ESPRA_ERR_DATASTORE_SCHEMA: { message: 'datastore schema cannot be used by this version', status: 500 },
+  ESPRA_ERR_BUILD_INVALID: { message: 'invalid build manifest or request', status: 400 },
+  ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload out of order or too large', status: 400 },
+  ESPRA_ERR_BUILD_HASH_MISMATCH: { message: 'uploaded bytes do not match their sha256', status: 422 },
+  ESPRA_ERR_BUILD_MISSING_BLOBS: { message: 'the blob store lacks files this build lists', status: 409 },
+  ESPRA_ERR_BUILD_NOT_FOUND: { message: 'no such build', status: 404 },
+  ESPRA_ERR_BUILD_LOAD: { message: 'a build could not be loaded', status: 502 },
+  ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some fileservers do not serve the build yet', status: 504 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -70,12 +70,16 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     }
     if (sameState(state, next)) return
     const before = healthWord(state)
+    const previousBuild = state.build
     state = Object.freeze(next)
     supervisor?.broadcast({ t: 'state', state })
     const after = healthWord(state)
     // Before 'node started' the node is coming up, not changing health.
     if (after !== before && link) {
       log[after === 'degraded' ? 'error' : 'info']({ health: after, was: before, childrenAlive: state.childrenAlive, crashLooping: state.crashLooping }, `node health: ${after}`)
+      link?.heartbeat()
+    } else if (next.build !== previousBuild) {
+      // `admin push-build` waits for this: tell the seed now, not at the next tick.
       link?.heartbeat()
     }
   }
@@ -146,7 +150,11 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   let shared: SharedSocket | null = null
   try {
     metricsServer = await serveMetrics(config.metricsBind, config.metricsPort, metrics, log)
-    roleHandle = await role.parent?.({ config, log, children, onPush: (listener) => void roleListeners.push.push(listener) })
+    roleHandle = await role.parent?.({
+      config, log, children,
+      onPush: (listener) => void roleListeners.push.push(listener),
+      setBuild: (build) => update({ build }),
+    })
     if (role.forks) {
       // A role with its own listener gets the public port bound once here, shared by every child.
       if (role.listen) shared = await bindSharedSocket(config.bind, config.port)

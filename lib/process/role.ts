@@ -78,6 +78,11 @@ export interface ParentContext {
   readonly children: ChildrenChannel
   /** Subscribe to seed pushes (routing tables and the like), as children do. */
   onPush(listener: (push: SeedPush) => void): void
+  /**
+   * The app build this node's children serve (null: none), as health and
+   * heartbeats report it; the seed shows it in `nodes` and `build.list`.
+   */
+  setBuild(id: string | null): void
 }
 
 export interface Role {

@@ -35,7 +35,8 @@ export function resolveTarget(opts: ConnectOptions, env: NodeJS.ProcessEnv = pro
   return { seeds, secret }
 }
 
-async function connect(opts: ConnectOptions, onPush?: (op: string, body: unknown) => void) {
+/** An authenticated admin link to the seed (close it when done). */
+export async function connect(opts: ConnectOptions, onPush?: (op: string, body: unknown) => void) {
   const { seeds, secret } = resolveTarget(opts)
   const client = createMetaClient({
     seeds,

@@ -9,4 +9,6 @@ export const appRole: Role = {
     'worker threads in each child for CPU-bound work',
   ],
   forks: true,
+  // The seed pushes the current app build on every (re)connect; running it is not built yet.
+  subscribe: () => ({ builds: true }),
 }

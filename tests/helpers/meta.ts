@@ -35,7 +35,7 @@ export function captureLog(level = 'debug'): { log: Logger; lines: LogLine[] } {
 export function seedConfig(overrides: Partial<Record<keyof NodeConfig, unknown>> = {}): NodeConfig {
   const base = loadConfig({ flags: { role: 'seed', nodeId: 'seed-test' }, env: { ESPRA_SECRET: SECRET } })
   const dataDir = mkdtempSync(join(tmpdir(), 'espra-seed-data-'))
-  return Object.freeze({ ...base, metaPort: 0, bind: '127.0.0.1', dataDir, ...overrides }) as NodeConfig
+  return Object.freeze({ ...base, metaPort: 0, bind: '127.0.0.1', dataDir, blobDir: join(dataDir, 'blobs'), ...overrides }) as NodeConfig
 }
 
 export function nodeInfo(id: string, overrides: Partial<NodeInfo> = {}): NodeInfo {

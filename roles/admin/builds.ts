@@ -1,0 +1,160 @@
+/**
+ * `espra-node admin push-build | builds | rollback`: app builds over the
+ * seed's meta port (ops `build.*`, docs/meta-protocol.md). `push-build`
+ * sends only the content hashes the seed lacks, in chunks under the frame
+ * limit, then waits until every live fileserver reports the new build.
+ */
+import { open } from 'node:fs/promises'
+import type { BuildRecord } from '../../lib/builds/manifest.js'
+import { EspraError } from '../../lib/core/errors.js'
+import type { MetaClient } from '../../lib/transport/meta-client.js'
+import { connect, type ConnectOptions } from './cli.js'
+import type { NodeView } from './format.js'
+import { packDirectory } from './pack.js'
+
+const REQUEST_TIMEOUT_MS = 30_000
+/** Chunk requests in flight at once: keeps the link busy without buffering a whole file. */
+const WINDOW = 8
+const POLL_MS = 200
+
+export interface PushOptions extends ConnectOptions {
+  message?: string
+  /** How long to wait for fileservers to serve the build, e.g. `60s`. */
+  timeout?: string
+}
+
+export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey'> {
+  current: boolean
+  nodes: string[]
+}
+
+const say = (line: string) => process.stderr.write(`${line}\n`)
+
+function formatBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 ** 2).toFixed(1)} MB`
+}
+
+function progress(done: number, total: number): void {
+  if (!process.stderr.isTTY) return
+  const width = 30
+  const filled = total === 0 ? width : Math.round((done / total) * width)
+  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${total === 0 ? 100 : Math.floor((done / total) * 100)}% ${formatBytes(done)} / ${formatBytes(total)}`)
+  if (done >= total) process.stderr.write('\n')
+}
+
+function parseTimeout(raw: string | undefined): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(raw ?? '60s')
+  if (!m) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--timeout: must be a duration such as 30s or 2m', { option: '--timeout' })
+  return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[m[2] ?? 'ms']!
+}
+
+/** Sends one file's bytes as `build.blob` chunks, up to {@link WINDOW} in flight. */
+async function uploadBlob(client: MetaClient, hash: string, path: string, chunkSize: number, onBytes: (n: number) => void): Promise<void> {
+  const fh = await open(path, 'r')
+  try {
+    const { size } = await fh.stat()
+    const inflight = new Set<Promise<unknown>>()
+    let offset = 0
+    do {
+      const chunk = Buffer.alloc(Math.min(chunkSize, size - offset))
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, offset)
+      if (bytesRead !== chunk.length) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `${path} changed while it was being sent`)
+      const last = offset + chunk.length >= size
+      const sent = client.request('build.blob', { hash, offset, chunk, last }, REQUEST_TIMEOUT_MS).then(() => onBytes(chunk.length))
+      inflight.add(sent)
+      void sent.finally(() => inflight.delete(sent)).catch(() => {})
+      offset += chunk.length
+      if (inflight.size >= WINDOW) await Promise.race(inflight)
+    } while (offset < size)
+    await Promise.all(inflight)
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Waits until every live fileserver (connected, not suspect) reports `id`.
+ * Returns the ones that did not in time, with the build they serve.
+ */
+export async function waitForFileservers(client: MetaClient, id: string, timeoutMs: number): Promise<NodeView[]> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const nodes = await client.request<NodeView[]>('nodes', { role: 'fileserver' }, REQUEST_TIMEOUT_MS)
+    const behind = nodes.filter((n) => n.connected && n.health !== 'suspect' && n.build !== id)
+    if (behind.length === 0 || Date.now() >= deadline) return behind
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+  }
+}
+
+async function finish(client: MetaClient, id: string, timeoutMs: number): Promise<void> {
+  const behind = await waitForFileservers(client, id, timeoutMs)
+  process.stdout.write(`${id}\n`)
+  if (behind.length > 0) {
+    const names = behind.map((n) => `${n.id} (serving ${n.build ?? 'nothing'})`).join(', ')
+    throw new EspraError('ESPRA_ERR_BUILD_NOT_SERVED', `build ${id} is current, but after ${timeoutMs} ms these fileservers do not serve it: ${names}`, {
+      id, nodes: behind.map((n) => n.id),
+    })
+  }
+}
+
+export async function adminPushBuild(dir: string, opts: PushOptions): Promise<void> {
+  const timeoutMs = parseTimeout(opts.timeout)
+  const packed = await packDirectory(dir)
+  for (const path of packed.skipped) say(`skipped ${path} (not a regular file)`)
+  const client = await connect(opts)
+  try {
+    const plan = await client.request<{ missing: string[]; chunkSize: number }>('build.plan', { manifest: packed.manifest }, REQUEST_TIMEOUT_MS)
+    const sizes = new Map(packed.manifest.files.map((f) => [f.hash, f.size]))
+    const total = plan.missing.reduce((n, h) => n + sizes.get(h)!, 0)
+    let done = 0
+    say(`${packed.manifest.files.length} files; sending ${plan.missing.length} new (${formatBytes(total)})`)
+    progress(0, total)
+    for (const hash of plan.missing) {
+      await uploadBlob(client, hash, packed.sources.get(hash)!, plan.chunkSize, (n) => progress((done += n), total))
+    }
+    const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number }>(
+      'build.commit', { manifest: packed.manifest, message: opts.message ?? '' }, REQUEST_TIMEOUT_MS,
+    )
+    say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; waiting for fileservers`)
+    await finish(client, built.id, timeoutMs)
+  } finally {
+    await client.close()
+  }
+}
+
+export async function adminRollback(id: string, opts: ConnectOptions & { timeout?: string }): Promise<void> {
+  const timeoutMs = parseTimeout(opts.timeout)
+  const client = await connect(opts)
+  try {
+    await client.request('build.rollback', { id }, REQUEST_TIMEOUT_MS)
+    say(`build ${id} is current; waiting for fileservers`)
+    await finish(client, id, timeoutMs)
+  } finally {
+    await client.close()
+  }
+}
+
+export function formatBuilds(builds: readonly BuildListEntry[]): string {
+  if (builds.length === 0) return '(no builds)'
+  const columns: [string, (b: BuildListEntry) => string][] = [
+    ['ID', (b) => `${b.id}${b.current ? '*' : ''}`],
+    ['TIME', (b) => new Date(b.at).toISOString().replace(/\.\d+Z$/, 'Z')],
+    ['FILES', (b) => String(b.files)],
+    ['BYTES', (b) => formatBytes(b.bytes)],
+    ['NODES', (b) => (b.nodes.length === 0 ? '-' : b.nodes.join(','))],
+    ['MESSAGE', (b) => b.message.replace(/\s+/g, ' ')],
+  ]
+  const rows = [columns.map(([title]) => title), ...builds.map((b) => columns.map(([, cell]) => cell(b)))]
+  const widths = columns.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')
+}
+
+export async function adminBuilds(opts: ConnectOptions & { json?: boolean }): Promise<void> {
+  const client = await connect(opts)
+  try {
+    const { builds } = await client.request<{ current: string | null; builds: BuildListEntry[] }>('build.list', {}, REQUEST_TIMEOUT_MS)
+    process.stdout.write(opts.json ? `${JSON.stringify(builds)}\n` : `${formatBuilds(builds)}\n(* current)\n`)
+  } finally {
+    await client.close()
+  }
+}

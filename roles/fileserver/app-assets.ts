@@ -1,0 +1,163 @@
+/**
+ * A fileserver child serving the current app build under `--app-path`
+ * (default `/app`): GET and HEAD, strong ETags, `304` on `If-None-Match`,
+ * `Accept-Encoding` negotiation over the precompressed variants, one-year
+ * immutable caching for content-hashed names and a short max-age otherwise.
+ *
+ * The build in use is one reference. Every request reads it once and is
+ * answered synchronously from that object; a new build is loaded whole
+ * beside it and then swapped in, so no response mixes two builds.
+ */
+import { isBuildId, pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
+import { toWire } from '../../lib/core/errors.js'
+import { sendJson, statusLine } from '../../lib/http/server.js'
+import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
+import type { ChildContext, Handle } from '../../lib/process/role.js'
+import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { isMap } from '../../lib/transport/meta-shapes.js'
+import { loadBuild, type LoadedBuild, type LoadedFile, type Variant } from './app-build.js'
+
+/** Child → parent: which build this child serves, or that loading one failed. */
+export type AssetsToParent = { t: 'serving'; id: string } | { t: 'load-failed'; id: string; code: string; message: string }
+
+export function isBuildPush(body: unknown): body is BuildPush {
+  return isMap(body) && isBuildId(body['id']) && isMap(body['manifest'])
+}
+
+/** Picks the representation: brotli, then gzip, when the client accepts it (q > 0) and it exists. */
+export function negotiate(file: LoadedFile, acceptEncoding: string): { variant: Variant; encoding: string | null } {
+  if (acceptEncoding !== '' && (file.br || file.gzip)) {
+    const accepted = new Map<string, number>()
+    for (const part of acceptEncoding.toLowerCase().split(',')) {
+      const [name, ...params] = part.trim().split(';')
+      const q = params.map((p) => /^\s*q=([0-9.]+)\s*$/.exec(p)).find(Boolean)
+      accepted.set(name!.trim(), q ? Number(q[1]) : 1)
+    }
+    const ok = (name: string) => (accepted.get(name) ?? (accepted.get('*') ?? 0)) > 0
+    if (file.br && ok('br')) return { variant: file.br, encoding: 'br' }
+    if (file.gzip && (ok('gzip') || ok('x-gzip'))) return { variant: file.gzip, encoding: 'gzip' }
+  }
+  return { variant: file.identity, encoding: null }
+}
+
+/** Weak comparison (RFC 9110 13.1.2): `W/` is ignored; any of the file's variants' tags matches. */
+export function noneMatch(file: LoadedFile, header: string): boolean {
+  for (const raw of header.split(',')) {
+    const tag = raw.trim().replace(/^W\//, '')
+    if (tag === '*' || tag === file.identity.etag || tag === file.gzip?.etag || tag === file.br?.etag) return true
+  }
+  return false
+}
+
+/**
+ * The file a request path names under the app path: `/` and a trailing `/`
+ * mean `index.html`. Null when the path is malformed or tries to leave the
+ * build (`..`, `.`, empty segments, encoded or not, NUL, backslash).
+ */
+export function resolveAppPath(url: string, appPath: string): string | null {
+  let rest = url.slice(appPath.length)
+  if (rest === '' || rest.endsWith('/')) rest += rest === '' ? '/index.html' : 'index.html'
+  let decoded: string
+  try {
+    decoded = decodeURIComponent(rest.slice(1))
+  } catch {
+    return null
+  }
+  return pathProblem(decoded) === null ? decoded : null
+}
+
+function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, appPath: string): void {
+  const method = req.getMethod().toLowerCase()
+  const url = req.getUrl()
+  if (method !== 'get' && method !== 'head') {
+    res.writeStatus(statusLine(405)).writeHeader('Allow', 'GET, HEAD').writeHeader('Content-Type', 'application/json')
+      .end(JSON.stringify({ code: 'ESPRA_ERR_HTTP_METHOD', message: `${method.toUpperCase()} is not allowed on app files` }))
+    return
+  }
+  const path = resolveAppPath(url, appPath)
+  if (path === null) return sendJson(res, 400, { code: 'ESPRA_ERR_HTTP_BAD_PATH', message: 'malformed path, or a path that leaves the app build' })
+  const file = build?.files.get(path)
+  if (file === undefined) {
+    return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: build === null ? 'no app build loaded yet' : `no file ${path} in build ${build.id}` })
+  }
+  const varies = file.gzip !== null || file.br !== null
+  const ifNoneMatch = req.getHeader('if-none-match')
+  const { variant, encoding } = negotiate(file, req.getHeader('accept-encoding'))
+  const head = (status: number, etag: string) => {
+    res.writeStatus(statusLine(status)).writeHeader('ETag', etag).writeHeader('Cache-Control', file.cacheControl)
+    if (varies) res.writeHeader('Vary', 'Accept-Encoding')
+    res.writeHeader('X-Espra-Build', build!.id)
+  }
+  if (ifNoneMatch !== '' && noneMatch(file, ifNoneMatch)) {
+    head(304, variant.etag)
+    res.endWithoutBody()
+    return
+  }
+  head(200, variant.etag)
+  res.writeHeader('Content-Type', file.type)
+  if (encoding !== null) res.writeHeader('Content-Encoding', encoding)
+  if (method === 'head') res.endWithoutBody(variant.body.length)
+  else res.end(variant.body)
+}
+
+/** Adds the app routes to the child's app and follows the builds the seed pushes. */
+export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
+  const { config, log } = ctx
+  const store = await createBlobStore(blobStoreConfig(config))
+  const appPath = config.appPath
+  let current: LoadedBuild | null = null
+  let loading: string | null = null
+  let generation = 0
+  let pushed = false
+
+  const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, appPath)
+  ctx.app.any(appPath, serve)
+  ctx.app.any(`${appPath}/*`, serve)
+
+  function apply(push: BuildPush): void {
+    if (push.id === (loading ?? current?.id)) return
+    const mine = ++generation
+    loading = push.id
+    const started = performance.now()
+    loadBuild(store, push, current).then(
+      (build) => {
+        if (mine !== generation) return
+        loading = null
+        current = build
+        log.info({ build: build.id, files: build.files.size, bytes: build.bytes, ms: Math.round(performance.now() - started) }, 'app build serving')
+        ctx.parent.send({ t: 'serving', id: build.id } satisfies AssetsToParent)
+      },
+      (err: unknown) => {
+        if (mine !== generation) return
+        loading = null
+        const wire = toWire(err)
+        log.error({ err, build: push.id }, 'app build cannot be loaded; still serving the previous one')
+        ctx.parent.send({ t: 'load-failed', id: push.id, code: wire.code, message: wire.message } satisfies AssetsToParent)
+      },
+    )
+  }
+
+  ctx.onPush((push) => {
+    if (push.op !== 'build' || !isBuildPush(push.body)) return
+    pushed = true
+    apply(push.body)
+  })
+  // A child forked after the last push (a restart, a reload) asks the parent for it.
+  ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
+    (build) => {
+      if (!pushed && build !== null && isBuildPush(build)) apply(build)
+    },
+    (err: unknown) => log.warn({ err }, 'could not ask the parent for the current build'),
+  )
+
+  return {
+    async close() {
+      generation++
+      await store.close()
+    },
+    destroy() {
+      generation++
+      void store.close()
+    },
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * The fileserver parent: keeps the last build the seed pushed (for children
+ * forked later) and reports to the seed the build every child serves. While
+ * children disagree (a switch in progress) it keeps reporting the build they
+ * last agreed on, so `admin push-build` returns only once all of them serve
+ * the new one.
+ */
+import type { BuildPush } from '../../lib/builds/manifest.js'
+import type { Handle, ParentContext } from '../../lib/process/role.js'
+import { isMap } from '../../lib/transport/meta-shapes.js'
+import { isBuildPush, type AssetsToParent } from './app-assets.js'
+
+export function startFileserverNode(ctx: ParentContext): Handle {
+  let latest: BuildPush | null = null
+  const served = new Map<number, string>()
+
+  function report(): void {
+    const ids = new Set(served.values())
+    if (ids.size === 1) ctx.setBuild([...ids][0]!)
+  }
+
+  ctx.onPush((push) => {
+    if (push.op === 'build' && isBuildPush(push.body)) latest = push.body
+  })
+  ctx.children.onRequest((_child, body) => {
+    if (isMap(body) && body['t'] === 'current-build') return latest
+    return null
+  })
+  ctx.children.onMessage((child, body) => {
+    const msg = body as AssetsToParent
+    if (!isMap(body)) return
+    if (msg.t === 'serving') {
+      served.set(child, msg.id)
+      report()
+    } else if (msg.t === 'load-failed') {
+      ctx.log.error({ child, build: msg.id, code: msg.code }, `child ${child} cannot load build ${msg.id}: ${msg.message}`)
+    }
+  })
+  ctx.children.onExit((child) => {
+    served.delete(child)
+    report()
+  })
+  return { close: async () => {}, destroy: () => {} }
+}

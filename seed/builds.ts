@@ -1,0 +1,258 @@
+/**
+ * The seed's app-build store (docs/meta-protocol.md, "Builds"): content
+ * hashes a push lacks (`build.plan`), verified blob uploads in chunks under
+ * the frame limit (`build.blob`), builds recorded in the datastore and made
+ * current (`build.commit`, `build.rollback`), and the push of the current
+ * build to every subscriber (fileserver and app nodes), also on subscribe so
+ * a node that (re)connects catches up.
+ *
+ * Bytes go to the blob store under `blobs/sha256/<hash>` once each, after
+ * their sha256 is checked; a build's manifest is stored as JSON under
+ * `builds/<id>/manifest.json`; its record (small: counts, message, time) under
+ * key `build/<n, 10 digits>` of the datastore's `builds` kind, and the
+ * current build's id under key `current`.
+ */
+import { createHash, type Hash } from 'node:crypto'
+import {
+  blobKeyOf, checkManifest, checkMessage, isBuildId, isHash, manifestKeyOf, manifestTotals, MAX_FILE_BYTES,
+  type BuildManifest, type BuildPush, type BuildRecord,
+} from '../lib/builds/manifest.js'
+import { readBlob } from '../lib/builds/blob-read.js'
+import { EspraError } from '../lib/core/errors.js'
+import type { Logger } from '../lib/core/log.js'
+import type { BlobStore } from '../lib/storage/blob-store.js'
+import { listAll, type Datastore } from '../lib/storage/datastore.js'
+import type { MetaPeer } from '../lib/transport/meta-server.js'
+import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
+import { isMap } from '../lib/transport/meta-shapes.js'
+import type { Registry } from './registry.js'
+
+/** Blobs one connection may have half-uploaded at once. */
+const MAX_OPEN_UPLOADS = 8
+const HEAD_PARALLEL = 16
+const CURRENT_KEY = 'current'
+const recordKey = (n: number) => `build/${String(n).padStart(10, '0')}`
+
+interface Upload {
+  offset: number
+  chunks: Buffer[]
+  hash: Hash
+}
+
+interface PeerUploads {
+  open: Map<string, Upload>
+  /** Blob bytes this connection sent since its last commit (reported by `build.commit`). */
+  received: number
+}
+
+export interface SeedBuildsOptions {
+  readonly blobs: BlobStore
+  readonly datastore: Datastore
+  readonly registry: Registry
+  readonly log: Logger
+  readonly maxFrame: number
+}
+
+export interface SeedBuilds {
+  readonly handlers: [string, RequestHandler<MetaPeer>][]
+  /** The peer gets every build made current from now on, and the current one at once. */
+  subscribe(peer: MetaPeer): void
+  peerClosed(peer: MetaPeer): void
+  close(): void
+}
+
+const invalid = (field: string, allowed: string) => new EspraError('ESPRA_ERR_BUILD_INVALID', `${field} ${allowed}`, { field })
+
+function body(value: unknown): Record<string, unknown> {
+  if (!isMap(value)) throw invalid('body', 'must be a map')
+  return value
+}
+
+/** Opens the store: finds the last build number and loads the current build. */
+export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBuilds> {
+  const { blobs, datastore, registry, log } = opts
+  // A chunk plus its envelope must fit one frame.
+  const chunkSize = Math.max(256, Math.min(512 * 1024, opts.maxFrame - 1024))
+  const subscribers = new Set<MetaPeer>()
+  const uploads = new WeakMap<MetaPeer, PeerUploads>()
+  let closed = false
+
+  let lastN = 0
+  for await (const entry of listAll(datastore, 'builds', 'build/')) lastN = Math.max(lastN, Number((entry.value as unknown as BuildRecord).n) || 0)
+  let current: BuildPush | null = null
+  const pointer = await datastore.get('builds', CURRENT_KEY)
+  if (pointer && isBuildId(pointer['id'])) {
+    try {
+      current = { id: pointer['id'], manifest: await loadManifest(pointer['id']) }
+    } catch (err) {
+      log.error({ err, build: pointer['id'] }, 'current build cannot be loaded; no build is pushed until one is committed')
+    }
+  }
+  log.info({ current: current?.id ?? null, builds: lastN }, 'build store open')
+
+  // Commits and rollbacks run one at a time: numbers stay monotonic and `current` is what was pushed last.
+  let queue: Promise<unknown> = Promise.resolve()
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn)
+    queue = run.catch(() => {})
+    return run
+  }
+
+  async function loadRecord(id: string): Promise<BuildRecord> {
+    const record = await datastore.get('builds', recordKey(Number(id.slice(1))))
+    if (record === null) throw new EspraError('ESPRA_ERR_BUILD_NOT_FOUND', `no build ${id}`, { id })
+    return record as unknown as BuildRecord
+  }
+
+  async function loadManifest(id: string): Promise<BuildManifest> {
+    const record = await loadRecord(id)
+    const bytes = await readBlob(blobs, record.manifestKey)
+    if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_NOT_FOUND', `the manifest of build ${id} is missing from the blob store`, { id })
+    return checkManifest(JSON.parse(bytes.toString('utf8')))
+  }
+
+  async function missingHashes(hashes: readonly string[]): Promise<string[]> {
+    const missing: string[] = []
+    for (let i = 0; i < hashes.length; i += HEAD_PARALLEL) {
+      const batch = hashes.slice(i, i + HEAD_PARALLEL)
+      const found = await Promise.all(batch.map((h) => blobs.head(blobKeyOf(h))))
+      batch.forEach((h, j) => found[j] === null && missing.push(h))
+    }
+    return missing
+  }
+
+  function makeCurrent(build: BuildPush): void {
+    current = build
+    if (closed) return
+    const frame = encodeMessage('build', build)
+    for (const peer of subscribers) peer.session.sendEncoded(frame)
+  }
+
+  function peerUploads(peer: MetaPeer): PeerUploads {
+    let state = uploads.get(peer)
+    if (state === undefined) uploads.set(peer, (state = { open: new Map(), received: 0 }))
+    return state
+  }
+
+  async function blob(raw: unknown, peer: MetaPeer): Promise<Record<string, unknown>> {
+    const b = body(raw)
+    const { hash, offset, last } = b
+    const chunk = b['chunk']
+    if (!isHash(hash)) throw invalid('hash', 'must be a sha256 in lower-case hex')
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw invalid('offset', 'must be a non-negative integer')
+    if (!(chunk instanceof Uint8Array)) throw invalid('chunk', 'must be binary')
+    if (typeof last !== 'boolean') throw invalid('last', 'must be a boolean')
+    const state = peerUploads(peer)
+    let upload = state.open.get(hash)
+    if (upload === undefined) {
+      if (offset !== 0) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: first chunk must be at offset 0 (got ${offset})`, { hash, expected: 0 })
+      if (state.open.size >= MAX_OPEN_UPLOADS) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `at most ${MAX_OPEN_UPLOADS} blobs may be half-uploaded at once`)
+      state.open.set(hash, (upload = { offset: 0, chunks: [], hash: createHash('sha256') }))
+    }
+    if (offset !== upload.offset) {
+      state.open.delete(hash)
+      throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: expected offset ${upload.offset}, got ${offset}; start again`, { hash, expected: upload.offset })
+    }
+    if (upload.offset + chunk.length > MAX_FILE_BYTES) {
+      state.open.delete(hash)
+      throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: larger than ${MAX_FILE_BYTES} bytes`, { hash })
+    }
+    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    upload.chunks.push(bytes)
+    upload.hash.update(bytes)
+    upload.offset += bytes.length
+    state.received += bytes.length
+    if (!last) return { offset: upload.offset }
+    state.open.delete(hash)
+    const actual = upload.hash.digest('hex')
+    if (actual !== hash) throw new EspraError('ESPRA_ERR_BUILD_HASH_MISMATCH', `blob ${hash}: the bytes hash to ${actual}`, { hash, actual })
+    await blobs.put(blobKeyOf(hash), Buffer.concat(upload.chunks))
+    log.info({ hash, bytes: upload.offset }, 'build blob stored')
+    return { offset: upload.offset, stored: true }
+  }
+
+  const commit = (raw: unknown, peer: MetaPeer) => serial(async () => {
+    const b = body(raw)
+    const manifest = checkManifest(b['manifest'])
+    const message = checkMessage(b['message'])
+    const totals = manifestTotals(manifest)
+    const missing = await missingHashes(totals.hashes)
+    if (missing.length > 0) {
+      throw new EspraError('ESPRA_ERR_BUILD_MISSING_BLOBS', `the blob store lacks ${missing.length} of this build's files; upload them first (build.plan)`, {
+        count: missing.length, missing: missing.slice(0, 20),
+      })
+    }
+    const n = lastN + 1
+    const id = `b${n}`
+    const record: BuildRecord = { id, n, at: Date.now(), message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id) }
+    await blobs.put(record.manifestKey, Buffer.from(JSON.stringify(manifest)), { contentType: 'application/json' })
+    await datastore.put('builds', recordKey(n), { ...record })
+    await datastore.put('builds', CURRENT_KEY, { id })
+    lastN = n
+    const state = peerUploads(peer)
+    const uploadedBytes = state.received
+    state.received = 0
+    log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message }, 'build committed and current')
+    makeCurrent({ id, manifest })
+    return { id, files: totals.files, bytes: totals.bytes, uploadedBytes }
+  })
+
+  const rollback = (raw: unknown) => serial(async () => {
+    const id = body(raw)['id']
+    if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
+    const manifest = await loadManifest(id)
+    await datastore.put('builds', CURRENT_KEY, { id })
+    log.info({ build: id, was: current?.id ?? null }, 'build made current (rollback)')
+    makeCurrent({ id, manifest })
+    return { id }
+  })
+
+  async function list(raw: unknown): Promise<Record<string, unknown>> {
+    const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
+    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000')
+    const records: BuildRecord[] = []
+    for await (const entry of listAll(datastore, 'builds', 'build/')) records.push(entry.value as unknown as BuildRecord)
+    const running = new Map<string, string[]>()
+    for (const node of registry.records()) {
+      if (node.build === null || node.link === null) continue
+      let ids = running.get(node.build)
+      if (ids === undefined) running.set(node.build, (ids = []))
+      ids.push(node.id)
+    }
+    const builds = records.slice(-limit).reverse().map((r) => ({
+      id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes,
+      current: r.id === current?.id, nodes: (running.get(r.id) ?? []).sort(),
+    }))
+    return { current: current?.id ?? null, builds }
+  }
+
+  return {
+    handlers: [
+      ['build.plan', async (raw) => {
+        const manifest = checkManifest(body(raw)['manifest'])
+        return { missing: await missingHashes(manifestTotals(manifest).hashes), chunkSize }
+      }],
+      ['build.blob', blob],
+      ['build.commit', commit],
+      ['build.rollback', rollback],
+      ['build.list', list],
+      ['build.current', () => current ?? { id: null }],
+    ],
+    subscribe(peer) {
+      if (subscribers.has(peer)) return
+      subscribers.add(peer)
+      // After the current tick, so the `subscribe` answer goes out before the first push.
+      queueMicrotask(() => {
+        if (!closed && current !== null && subscribers.has(peer)) peer.session.sendEncoded(encodeMessage('build', current))
+      })
+    },
+    peerClosed(peer) {
+      subscribers.delete(peer)
+      uploads.delete(peer)
+    },
+    close() {
+      closed = true
+      subscribers.clear()
+    },
+  }
+}

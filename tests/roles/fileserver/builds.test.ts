@@ -1,0 +1,226 @@
+// App builds end to end with real processes: admin push-build to a real seed, two fileserver nodes
+// (two children each) loading the build from the shared blob store and serving it under /app.
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { Agent, request } from 'node:http'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { brotliDecompressSync, gunzipSync } from 'node:zlib'
+import t from 'tap'
+import { BIN } from '../../helpers/up.js'
+import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+
+interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+
+function fetch(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', agent: Agent | false = false): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (d: Buffer) => chunks.push(d))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** Sends a request line byte for byte (node:http would not send some of these paths as given). */
+function raw(port: number, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
+    let text = ''
+    socket.on('data', (d) => (text += d.toString('latin1')))
+    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)))
+    socket.on('error', reject)
+  })
+}
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [BIN, 'admin', ...args], { env: { ...process.env, ESPRA_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    proc.stdout.on('data', (d: Buffer) => (stdout += d))
+    proc.stderr.on('data', (d: Buffer) => (stderr += d))
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
+const etagHash = (etag: unknown) => String(etag).replace(/^"|"$/g, '').replace(/-(gz|br)$/, '')
+
+function writeBuild(dir: string, files: Record<string, string>): void {
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(dir, path, '..'), { recursive: true })
+    writeFileSync(join(dir, path), content)
+  }
+}
+
+t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, rollback, atomic swap', async (t) => {
+  const metaPort = await freePort()
+  const seedAddress = `127.0.0.1:${metaPort}`
+  const blobDir = mkdtempSync(join(tmpdir(), 'espra-builds-blobs-'))
+  const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
+  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast })
+  const fs: StartedNode[] = []
+  for (const id of ['fs-a', 'fs-b']) fs.push(await startNode(t, 'fileserver', { seed: seedAddress, children: 2, 'node-id': id, ...fast }))
+  await waitFor('both fileservers registered', async () => (await Promise.all(fs.map((n) => health(n.port)))).every((h) => h.body['seedConnected'] === true))
+  const connectArgs = ['--seed', seedAddress]
+
+  // Before any build: 404 JSON.
+  const none = await fetch(fs[0]!.port, '/app/index.html')
+  t.equal(none.status, 404)
+  t.match(JSON.parse(none.body.toString()), { code: 'ESPRA_ERR_HTTP_NOT_FOUND' })
+
+  const js = `export const hello = () => ${JSON.stringify('hello '.repeat(400))}\n`
+  const files1 = {
+    'index.html': '<!doctype html><title>one</title><script src="app.3f2a9c1d.js"></script>',
+    'app.3f2a9c1d.js': js,
+    'css/style.css': `body { color: red; }\n${'/* padding */\n'.repeat(60)}`,
+    'live.txt': `build one ${'1'.repeat(5000)}`,
+  }
+  const dir1 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  writeBuild(dir1, files1)
+  const push1 = await cli(['push-build', dir1, '--message', 'first', ...connectArgs])
+  t.equal(push1.code, 0, push1.stderr)
+  t.equal(push1.stdout, 'b1\n', 'the build id alone on stdout')
+
+  for (const node of fs) {
+    t.equal((await health(node.port)).body['build'], 'b1', 'health reports b1')
+    const index = await fetch(node.port, '/app/')
+    t.equal(index.status, 200)
+    t.equal(index.body.toString(), files1['index.html'])
+    t.equal(index.headers['content-type'], 'text/html; charset=utf-8')
+    t.equal(index.headers['etag'], `"${sha(files1['index.html'])}"`)
+    t.equal(index.headers['cache-control'], 'public, max-age=60', 'plain names: short max-age')
+    t.equal((await fetch(node.port, '/app/css/style.css')).body.toString(), files1['css/style.css'])
+  }
+  const port = fs[0]!.port
+
+  // Content-hashed names are immutable for a year; If-None-Match gives 304.
+  const app = await fetch(port, '/app/app.3f2a9c1d.js')
+  t.equal(app.headers['cache-control'], 'public, max-age=31536000, immutable')
+  t.equal(app.headers['vary'], 'Accept-Encoding')
+  const notModified = await fetch(port, '/app/app.3f2a9c1d.js', { 'if-none-match': String(app.headers['etag']) })
+  t.equal(notModified.status, 304)
+  t.equal(notModified.body.length, 0)
+  t.equal(notModified.headers['etag'], app.headers['etag'])
+  t.equal((await fetch(port, '/app/app.3f2a9c1d.js', { 'if-none-match': `W/${String(app.headers['etag'])}, "x"` })).status, 304, 'weak comparison, lists')
+  t.equal((await fetch(port, '/app/app.3f2a9c1d.js', { 'if-none-match': '"other"' })).status, 200)
+
+  // Accept-Encoding negotiation over the precompressed variants.
+  const br = await fetch(port, '/app/app.3f2a9c1d.js', { 'accept-encoding': 'gzip, deflate, br' })
+  t.equal(br.headers['content-encoding'], 'br')
+  t.equal(brotliDecompressSync(br.body).toString(), js)
+  t.equal(br.headers['etag'], `"${sha(js)}-br"`)
+  t.ok(br.body.length < js.length)
+  const gz = await fetch(port, '/app/app.3f2a9c1d.js', { 'accept-encoding': 'gzip, br;q=0' })
+  t.equal(gz.headers['content-encoding'], 'gzip')
+  t.equal(gunzipSync(gz.body).toString(), js)
+  const identity = await fetch(port, '/app/app.3f2a9c1d.js', { 'accept-encoding': 'identity' })
+  t.equal(identity.headers['content-encoding'], undefined)
+  t.equal(identity.body.toString(), js)
+  t.equal((await fetch(port, '/app/app.3f2a9c1d.js', { 'if-none-match': String(gz.headers['etag']) })).status, 304, 'a variant tag validates too')
+
+  // HEAD: the headers and length of GET, no body.
+  const head = await fetch(port, '/app/app.3f2a9c1d.js', {}, 'HEAD')
+  t.equal(head.status, 200)
+  t.equal(head.headers['content-length'], String(Buffer.byteLength(js)))
+  t.equal(head.body.length, 0)
+  t.equal((await fetch(port, '/app/index.html', {}, 'POST')).status, 405)
+
+  // Unknown path: 404 JSON. Traversal in any form: 400.
+  const missing = await fetch(port, '/app/nope.js')
+  t.equal(missing.status, 404)
+  t.match(JSON.parse(missing.body.toString()), { code: 'ESPRA_ERR_HTTP_NOT_FOUND' })
+  for (const path of ['/app/../secret', '/app/%2e%2e/secret', '/app/css/..%2f..%2fsecret', '/app/%252e%252e/x', '/app/a%00b', '/app/a\\..\\b', '/app//etc/passwd', '/app/./index.html', '/app/%zz']) {
+    t.equal(await raw(port, path), 400, `400 for ${path}`)
+  }
+
+  // A second build changing one file: only that file's bytes travel.
+  const dir2 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  const files2 = { ...files1, 'live.txt': `build two ${'2'.repeat(7000)}` }
+  writeBuild(dir2, files2)
+  const push2 = await cli(['push-build', dir2, '--message', 'second', ...connectArgs])
+  t.equal(push2.code, 0, push2.stderr)
+  t.equal(push2.stdout, 'b2\n')
+  const size2 = Buffer.byteLength(files2['live.txt'])
+  t.match(push2.stderr, `sending 1 new`)
+  t.match(push2.stderr, `${size2} bytes uploaded`)
+  const committed = await seed.waitForLog((l) => l.msg === 'build committed and current' && l['build'] === 'b2', 'b2 committed')
+  t.equal(committed['uploadedBytes'], size2, 'the seed received exactly the changed file')
+  for (const node of fs) t.equal((await fetch(node.port, '/app/live.txt')).body.toString(), files2['live.txt'])
+
+  // admin builds: both builds, b2 current and run by both fileservers.
+  const list = await cli(['builds', '--json', ...connectArgs])
+  t.equal(list.code, 0, list.stderr)
+  const builds = JSON.parse(list.stdout) as { id: string; current: boolean; nodes: string[]; message: string; files: number }[]
+  t.match(builds, [{ id: 'b2', current: true, message: 'second', files: 4 }, { id: 'b1', current: false, message: 'first' }])
+  t.same(builds[0]!.nodes, ['fs-a', 'fs-b'])
+  const table = await cli(['builds', ...connectArgs])
+  t.match(table.stdout, /^ID +TIME/)
+  t.match(table.stdout, /b2\*/)
+
+  // Rollback to b1.
+  const back = await cli(['rollback', 'b1', ...connectArgs])
+  t.equal(back.code, 0, back.stderr)
+  t.equal(back.stdout, 'b1\n')
+  for (const node of fs) t.equal((await fetch(node.port, '/app/live.txt')).body.toString(), files1['live.txt'])
+  t.equal((await cli(['rollback', 'b99', ...connectArgs])).code, 1, 'an unknown build fails')
+
+  // A client hammering one path while builds switch never sees a mix: every body matches its own ETag.
+  const agent = new Agent({ keepAlive: true, maxSockets: 4 })
+  t.teardown(() => agent.destroy())
+  let stop = false
+  const seen = new Set<string>()
+  let bad = 0
+  let count = 0
+  const hammer = async () => {
+    while (!stop) {
+      const r = await fetch(port, '/app/live.txt', {}, 'GET', agent)
+      count++
+      if (r.status !== 200 || etagHash(r.headers['etag']) !== sha(r.body)) bad++
+      seen.add(r.body.toString())
+    }
+  }
+  const hammers = [hammer(), hammer(), hammer(), hammer()]
+  for (const id of ['b2', 'b1', 'b2']) {
+    const r = await cli(['rollback', id, ...connectArgs])
+    t.equal(r.code, 0, r.stderr)
+  }
+  stop = true
+  await Promise.all(hammers)
+  t.equal(bad, 0, `no mixed or failed answer in ${count}`)
+  t.same([...seen].sort(), [files1['live.txt'], files2['live.txt']].sort(), 'both builds were seen')
+
+  // A child started later (SIGHUP replaces them all) gets the current build from its parent.
+  const before = new Set(fs[1]!.logs.filter((l) => l.msg === 'app build serving').map((l) => l.pid))
+  fs[1]!.proc.kill('SIGHUP')
+  await waitFor('fs-b children replaced', async () => fs[1]!.logs.filter((l) => l.msg === 'app build serving' && !before.has(l.pid) && l['build'] === 'b2').length >= 2, 20_000)
+  t.equal((await fetch(fs[1]!.port, '/app/live.txt')).body.toString(), files2['live.txt'])
+
+  for (const node of fs) await node.stop()
+  await seed.stop()
+})
+
+t.test('push-build names the fileservers that do not serve the build', async (t) => {
+  const metaPort = await freePort()
+  const seedAddress = `127.0.0.1:${metaPort}`
+  const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
+  // The fileserver's blob directory is not the seed's: it cannot load the build.
+  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-blobs-')) })
+  const node = await startNode(t, 'fileserver', { seed: seedAddress, children: 1, 'node-id': 'fs-lonely', ...fast, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-blobs-')) })
+  await waitFor('registered', async () => (await health(node.port)).body['seedConnected'] === true)
+  const dir = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  writeBuild(dir, { 'index.html': 'hi' })
+  const push = await cli(['push-build', dir, '--timeout', '1500ms', '--seed', seedAddress])
+  t.equal(push.code, 1)
+  t.equal(push.stdout, 'b1\n', 'the build is current all the same')
+  t.match(push.stderr, /ESPRA_ERR_BUILD_NOT_SERVED.*fs-lonely \(serving nothing\)/)
+  await node.waitForLog((l) => l.msg === 'app build cannot be loaded; still serving the previous one', 'load failure logged')
+  await node.stop()
+  await seed.stop()
+})
