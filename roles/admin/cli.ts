@@ -94,11 +94,16 @@ export async function adminNodes(opts: ConnectOptions & { json?: boolean; watch?
   }
   redraw()
   const timer = setInterval(redraw, 1000)
+  let stopped = false
   await new Promise<void>((done) => {
-    const stop = (): void => done()
+    const stop = (): void => {
+      stopped = true
+      done()
+    }
     process.once('SIGINT', stop)
     process.once('SIGTERM', stop)
     client.on('disconnected', () => {
+      if (stopped) return
       process.stderr.write('espra-node: seed connection lost\n')
       process.exitCode = 1
       done()

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { childPids, pidAlive, ROLES, runCli, startUp, waitFor } from '../helpers/up.js'
+import { spawn } from 'node:child_process'
+import { BIN, childPids, pidAlive, ROLES, runCli, startUp, waitFor } from '../helpers/up.js'
 
 interface Health {
   ok: boolean
@@ -40,6 +41,18 @@ t.test('up starts every role, admin sees them, a dead live node leaves routing, 
   const status = await runCli(['admin', 'status'], { cwd: cluster.dir })
   t.equal(status.code, 0)
   t.match(status.stdout, /7 nodes \(7 ok\)/)
+
+  // --watch keeps redrawing until Ctrl-C; with --json each redraw is one JSON array per line
+  const watch = spawn(process.execPath, [BIN, 'admin', 'nodes', '--watch', '--json'], { cwd: cluster.dir })
+  let watched = ''
+  watch.stdout.on('data', (d) => (watched += d))
+  const redraws = await waitFor('two redraws', () => {
+    const lines = watched.split('\n').filter(Boolean)
+    return lines.length >= 2 && lines
+  })
+  t.equal((JSON.parse(redraws[0]!) as unknown[]).length, ROLES.length, 'a watch redraw lists every node')
+  watch.kill('SIGINT')
+  t.equal(await new Promise((done) => watch.once('exit', done)), 0, 'watch stops cleanly on Ctrl-C')
 
   for (const role of ROLES) {
     const h = await health(cluster.port(role))
