@@ -94,6 +94,15 @@ export function seedList(raw: Raw): string[] {
   })
 }
 
+/** `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, or a JSON boolean in the config file). */
+export function flag(raw: Raw): boolean {
+  if (typeof raw === 'boolean') return raw
+  const v = typeof raw === 'string' ? raw.trim().toLowerCase() : ''
+  if (['true', '1', 'yes', 'on'].includes(v)) return true
+  if (['false', '0', 'no', 'off'].includes(v)) return false
+  throw 'must be true or false'
+}
+
 export function option<K extends string>(spec: OptionSpec<K>): OptionSpec<K> {
   return spec
 }

@@ -14,7 +14,7 @@ import { constant, durationIn, host, integer, oneOf, option, type OptionSpec, pa
 import { EspraError } from './errors.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
-import { PROXY_OPTIONS } from './options-proxy.js'
+import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
 
 export const ROLE_NAMES = ['seed', 'proxy', 'live', 'fileserver', 'app', 'mail', 'admin'] as const
@@ -50,6 +50,12 @@ export interface NodeConfig {
   readonly maxHeaderSize: number
   readonly maxConnsPerAddress: number
   readonly maxRpsPerAddress: number
+  /** proxy: TLS on `tlsPort` when both are set (files checked at load; children read them at start). */
+  readonly tlsCert: string | null
+  readonly tlsKey: string | null
+  readonly tlsPort: number
+  /** proxy: plain-HTTP requests for the live host get 308 to https (health excepted). */
+  readonly httpsRedirect: boolean
   readonly nodeId: string
   readonly dataDir: string
   readonly secretFile: string
@@ -272,6 +278,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   }
   if (out['role'] === undefined) fail('--role', `is required: one of ${ROLE_NAMES.join(', ')}`)
   if (out['blobStore'] === 's3' && out['s3Bucket'] === null) fail('--s3-bucket', 'is required when --blob-store is s3')
+  checkProxyTls(out)
   out['secret'] = readSecret(sources.env, String(out['secretFile']))
   return Object.freeze(out) as unknown as NodeConfig
 }

@@ -1,5 +1,8 @@
 /** Proxy options: the live host, routing-key handlers and per-address limits. */
-import { constant, integer, option, parseSize, text } from './config-parsers.js'
+import { resolve } from 'node:path'
+import { constant, flag, integer, option, parseSize, port, text } from './config-parsers.js'
+import { EspraError } from './errors.js'
+import { readTlsFiles } from './tls-files.js'
 
 export const ROUTE_KEY_FORMS = 'path:/prefix/, query:<name>, cookie:<name>, header:<name>, ip'
 
@@ -48,4 +51,46 @@ export const PROXY_OPTIONS = [
     doc: 'proxy: requests per second one client address may send per child process (burst of the same size); more get 429 (0: no limit)',
     default: constant(0), parse: integer(0, 10_000_000),
   }),
+  option({
+    key: 'tlsCert', flag: '--tls-cert <file>', env: 'ESPRA_TLS_CERT', defaultText: '(none: no TLS)',
+    doc: 'proxy: PEM certificate (then its chain) to terminate TLS with on --tls-port; needs --tls-key; re-read by new children on SIGHUP',
+    default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
+  }),
+  option({
+    key: 'tlsKey', flag: '--tls-key <file>', env: 'ESPRA_TLS_KEY', defaultText: '(none)',
+    doc: 'proxy: the PEM private key of --tls-cert (unencrypted)',
+    default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
+  }),
+  option({
+    key: 'tlsPort', flag: '--tls-port <port>', env: 'ESPRA_TLS_PORT', defaultText: '8443',
+    doc: 'proxy: the HTTPS port (on --bind) when --tls-cert is set',
+    default: constant(8443), parse: port,
+  }),
+  option({
+    key: 'httpsRedirect', flag: '--https-redirect <bool>', env: 'ESPRA_HTTPS_REDIRECT', defaultText: 'false',
+    doc: 'proxy: answer plain-HTTP requests for the live host with 308 to https://<host>:<tls-port> (health checks excepted); needs --tls-cert',
+    default: constant(false), parse: flag,
+  }),
 ] as const
+
+/**
+ * Checks the TLS options together once every option is resolved (proxy
+ * only: other roles ignore them). Reads the certificate and key, so a bad
+ * file stops the node at start with a line naming the option.
+ */
+export function checkProxyTls(config: Record<string, unknown>): void {
+  if (config['role'] !== 'proxy') return
+  const fail = (option: string, reason: string): never => {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  }
+  const cert = config['tlsCert'] as string | null
+  const key = config['tlsKey'] as string | null
+  if (cert === null && key !== null) fail('--tls-cert', 'is required with --tls-key')
+  if (cert !== null && key === null) fail('--tls-key', 'is required with --tls-cert')
+  if (cert === null) {
+    if (config['httpsRedirect'] === true) fail('--https-redirect', 'needs TLS: set --tls-cert and --tls-key')
+    return
+  }
+  if (config['tlsPort'] === config['port']) fail('--tls-port', `must differ from --port (${String(config['port'])})`)
+  readTlsFiles(cert, key!)
+}

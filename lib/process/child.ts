@@ -16,7 +16,7 @@ import { uws } from '../http/uws.js'
 import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from './ipc.js'
 import { createChildRegistry } from './metrics.js'
 import type { Handle, Listener, Role } from './role.js'
-import { LISTEN_FD } from './shared-socket.js'
+import { extraListenFd, LISTEN_FD } from './shared-socket.js'
 
 const STATS_INTERVAL_MS = 1000
 const INIT_TIMEOUT_MS = 10_000
@@ -117,6 +117,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
       const healthSource = { config, startedAt: init.startedAt, state: () => state!, answeringChildIsAlive: true }
       listener = await role.listen({
         config, log, fd: LISTEN_FD,
+        extraFds: (role.listenPorts?.(config) ?? []).map((_, i) => extraListenFd(i)),
         state: () => state!,
         onPush: (l) => void pushListeners.push(l),
         health: () => healthAnswer(healthSource),

@@ -147,7 +147,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   let roleHandle: Handle | undefined
   let localHealth: HttpServer | null = null
   let metricsServer: Server | null = null
-  let shared: SharedSocket | null = null
+  let shared: SharedSocket[] = []
   try {
     metricsServer = await serveMetrics(config.metricsBind, config.metricsPort, metrics, log)
     roleHandle = await role.parent?.({
@@ -157,9 +157,11 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     })
     if (role.forks) {
       // A role with its own listener gets the public port bound once here, shared by every child.
-      if (role.listen) shared = await bindSharedSocket(config.bind, config.port)
+      if (role.listen) {
+        for (const port of [config.port, ...(role.listenPorts?.(config) ?? [])]) shared.push(await bindSharedSocket(config.bind, port))
+      }
       supervisor = createSupervisor({
-        ...(shared ? { listenFd: shared.fd } : {}),
+        ...(shared.length > 0 ? { listenFds: shared.map((s) => s.fd) } : {}),
         config, log, startedAt, state: () => state, onChange: () => update(), onCrash: metrics.childCrashed,
         onRole: (child, body) => {
           for (const listener of roleListeners.message) listener(child, body)
@@ -178,7 +180,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     releaseSignals()
     supervisor?.killAll()
     localHealth?.destroy()
-    shared?.close()
+    for (const s of shared) s.close()
     roleHandle?.destroy(err as Error)
     metricsServer?.close()
     throw err
@@ -212,7 +214,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     // 3. (later issue) ELB: deregister this target and wait out the target group's deregistration delay.
     // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
     await Promise.all([supervisor?.drainAll(config.drainTimeout), localHealth?.drain({ timeoutMs: config.drainTimeout })])
-    shared?.close()
+    for (const s of shared) s.close()
     // 5. Close the link before the role's parent work: the seed's own link goes to its meta server.
     await link!.close()
     await roleHandle?.close()

@@ -57,6 +57,8 @@ export interface ListenContext {
   readonly log: Logger
   /** The node's public socket, bound once by the parent; every child inherits it as this fd. */
   readonly fd: number
+  /** The ports of `Role.listenPorts`, bound the same way, in that order. */
+  readonly extraFds: readonly number[]
   state(): NodeState
   onPush(listener: (push: SeedPush) => void): void
   /** The health answer every node serves on `GET /_espra/health`, as this child would give it. */
@@ -113,4 +115,10 @@ export interface Role {
    * `GET /_espra/health` itself.
    */
   listen?(ctx: ListenContext): Promise<Listener>
+  /**
+   * Public ports a `listen` role serves beyond `--port` (the proxy's TLS
+   * port), bound by the parent once each like `--port`; children get them as
+   * `ListenContext.extraFds`.
+   */
+  listenPorts?(config: NodeConfig): readonly number[]
 }

@@ -13,6 +13,9 @@ import { EspraError } from '../core/errors.js'
 /** The fd a child finds the shared socket on: after stdin, stdout, stderr and the IPC channel. */
 export const LISTEN_FD = 4
 
+/** The fd of the role's `i`-th extra port (`Role.listenPorts`): right after {@link LISTEN_FD}. */
+export const extraListenFd = (i: number): number => LISTEN_FD + 1 + i
+
 export interface SharedSocket {
   readonly fd: number
   close(): void

@@ -60,8 +60,8 @@ export interface SupervisorOptions {
   onRoleRequest?(child: number, body: unknown): unknown
   /** Any child process exited. */
   onExit?(child: number): void
-  /** The shared public socket every child inherits as fd LISTEN_FD (roles with their own listener). */
-  listenFd?: number
+  /** The shared public sockets every child inherits from fd LISTEN_FD on (roles with their own listener). */
+  listenFds?: readonly number[]
 }
 
 export interface Supervisor {
@@ -99,7 +99,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       env: { ...process.env, ESPRA_CHILD: '1' },
       execArgv: process.execArgv,
       serialization: 'advanced',
-      ...(opts.listenFd === undefined ? {} : { stdio: ['inherit', 'inherit', 'inherit', 'ipc', opts.listenFd] }),
+      ...(opts.listenFds === undefined ? {} : { stdio: ['inherit', 'inherit', 'inherit', 'ipc', ...opts.listenFds] }),
     })
     let onReady!: () => void
     let onNotReady!: (err: Error) => void

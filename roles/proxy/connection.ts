@@ -99,10 +99,15 @@ export class ClientConnection {
   private clientBlocked = false
   private upBlocked = false
 
+  /** What X-Forwarded-Proto says: the client reached us over TLS or not. */
+  private readonly scheme: 'http' | 'https'
+
   constructor(
     readonly socket: Socket,
     private readonly core: ProxyCore,
+    secure: boolean,
   ) {
+    this.scheme = secure ? 'https' : 'http'
     const raw = socket.remoteAddress ?? ''
     this.address = raw.startsWith('::ffff:') ? raw.slice(7) : raw
     this.lastSeen = core.tick
@@ -223,6 +228,10 @@ export class ClientConnection {
       if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
     }
     if (!core.servesHost(head.host)) return this.answerLocally(buf, start, headEnd, core.answers.unknownHost, head.close || hasBody)
+    if (this.scheme === 'http') {
+      const redirect = core.redirect(head.target)
+      if (redirect !== null) return this.answerLocally(buf, start, headEnd, redirect, head.close || hasBody)
+    }
     const table = core.table
     if (table === null) return this.answerLocally(buf, start, headEnd, core.answers.noTable, true)
     const node = table.pick(core.routeKeys.key(head, this.address))
@@ -263,7 +272,7 @@ export class ClientConnection {
   /** Forwards a request head with X-Forwarded-For / -Proto added (an existing X-Forwarded-For is extended). */
   private writeHead(buf: Buffer, start: number, headEnd: number, text: string, head: RequestHead): void {
     if (head.xffStart < 0) {
-      const add = head.hasProto ? (this.xffOnly ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\n`, 'latin1')) : (this.xffBoth ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\nX-Forwarded-Proto: ${this.core.scheme}\r\n`, 'latin1'))
+      const add = head.hasProto ? (this.xffOnly ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\n`, 'latin1')) : (this.xffBoth ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\nX-Forwarded-Proto: ${this.scheme}\r\n`, 'latin1'))
       const size = headEnd - start
       const out = Buffer.allocUnsafe(size + add.length)
       buf.copy(out, 0, start, headEnd - 2)
@@ -273,7 +282,7 @@ export class ClientConnection {
       this.writeUp(out)
       return
     }
-    const proto = head.hasProto ? '' : `X-Forwarded-Proto: ${this.core.scheme}\r\n`
+    const proto = head.hasProto ? '' : `X-Forwarded-Proto: ${this.scheme}\r\n`
     const rebuilt = `${text.slice(0, head.xffStart)}X-Forwarded-For: ${head.xff}, ${this.address}\r\n${text.slice(head.xffEnd, -2)}${proto}\r\n`
     this.writeUp(Buffer.from(rebuilt, 'latin1'))
   }

@@ -5,8 +5,10 @@
  * (./connection.ts) do the per-request work.
  */
 import { createServer, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
+import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { RoutingTable } from '../../lib/core/node-state.js'
 import type { HttpServerStats } from '../../lib/http/server.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
@@ -33,7 +35,6 @@ export interface ProxyCore {
   tunnels: number
   draining: boolean
   table: Rendezvous<RoutingNode> | null
-  readonly scheme: 'http' | 'https'
   readonly maxHeaderSize: number
   readonly headSpec: HeadSpec
   readonly routeKeys: RouteKeys
@@ -42,6 +43,8 @@ export interface ProxyCore {
   isHealthPath(target: string): boolean
   healthAnswer(headOnly: boolean): Buffer
   servesHost(host: string | undefined): boolean
+  /** With --https-redirect: the 308 to https for a plain-HTTP request of the live host; null without. */
+  redirect(target: string): Buffer | null
   forget(conn: ClientConnection): void
 }
 
@@ -56,6 +59,8 @@ export interface ProxyOptions {
 
 export interface Proxy {
   readonly port: number
+  /** The HTTPS port; undefined without TLS. */
+  readonly tlsPort: number | undefined
   setRouting(table: RoutingTable | null): void
   stats(): HttpServerStats
   /** Stops accepting; idle connections close now, busy ones after what they are owed; cut at the deadline. */
@@ -69,13 +74,30 @@ export function liveHost(config: NodeConfig): string {
   return `${config.region}.live.${config.liveDomain}`
 }
 
+export type ListenOn = { fd: number } | { host: string; port: number }
+
+function listenOn(server: Server, on: ListenOn): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen('fd' in on ? { fd: on.fd } : { host: on.host, port: on.port }, () => {
+      server.off('error', reject)
+      const address = server.address()
+      resolve(typeof address === 'object' && address !== null ? address.port : 0)
+    })
+  })
+}
+
 /**
  * Starts a child's proxy on `listen`: `{fd}` (the node's shared socket) or
- * `{host, port}` (tests and single-process use).
+ * `{host, port}` (tests and single-process use); with `tls` (and
+ * --tls-cert/--tls-key set) also HTTPS there, the files read now.
  */
-export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { host: string; port: number }): Promise<Proxy> {
+export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: ListenOn): Promise<Proxy> {
   const { config, log } = opts
   const host = liveHost(config)
+  // Read here, in each child, so the children a SIGHUP starts serve renewed files.
+  const tlsFiles = tls !== undefined && config.tlsCert !== null && config.tlsKey !== null ? readTlsFiles(config.tlsCert, config.tlsKey) : null
+  const httpsOrigin = tlsFiles !== null && config.httpsRedirect ? `https://${host}${config.tlsPort === 443 ? '' : `:${config.tlsPort}`}` : null
   const routeKeys = compileRouteKeys(config.routeKeys)
   const connections = new Set<ClientConnection>()
   let drained: Promise<{ cut: number }> | null = null
@@ -87,7 +109,6 @@ export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { 
     tunnels: 0,
     draining: false,
     table: null,
-    scheme: 'http',
     maxHeaderSize: config.maxHeaderSize,
     headSpec: createHeadSpec(routeKeys.headerNames),
     routeKeys,
@@ -114,6 +135,14 @@ export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { 
       // Fast path: exactly the live host (any port); otherwise compare without case.
       const bare = value.length > host.length && value.charCodeAt(host.length) === 0x3a ? value.slice(0, host.length) : value
       return bare === host || bare.toLowerCase() === host
+    },
+    redirect(target) {
+      if (httpsOrigin === null) return null
+      // An absolute-form target keeps only its path; the live host is ours to name.
+      const path = target.charCodeAt(0) === 0x2f ? target : target === '*' ? '/' : target.replace(/^https?:\/\/[^/]*/i, '') || '/'
+      const location = `${httpsOrigin}${path}`
+      const body = JSON.stringify({ location })
+      return Buffer.from(`HTTP/1.1 308 Permanent Redirect\r\nLocation: ${location}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`, 'latin1')
     },
     forget(conn) {
       connections.delete(conn)
@@ -142,9 +171,23 @@ export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { 
 
   const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core))
+    connections.add(new ClientConnection(socket, core, false))
   })
   server.on('error', (err) => log.error({ err }, 'proxy listener error'))
+  const tlsServer: Server | null = tlsFiles === null ? null : createTlsServer({
+    cert: tlsFiles.cert,
+    key: tlsFiles.key,
+    ALPNProtocols: ['http/1.1'],
+    // A handshake is the head's first part: the same slow-loris bound.
+    handshakeTimeout: HEAD_TIMEOUT_S * 1000,
+    noDelay: true,
+  }, (socket: TLSSocket) => {
+    if (core.draining) return void socket.destroy()
+    connections.add(new ClientConnection(socket, core, true))
+  })
+  tlsServer?.on('error', (err) => log.error({ err }, 'proxy TLS listener error'))
+  // Failed handshakes (scanners, wrong protocol) are the client's business: the socket is already gone.
+  tlsServer?.on('tlsClientError', () => {})
 
   const sweeper = setInterval(() => {
     core.tick++
@@ -156,17 +199,16 @@ export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { 
   }, 1000)
   sweeper.unref()
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    // One accept per wake-up, so children sharing the socket take turns instead of one taking a burst.
-    process.env['UV_TCP_SINGLE_ACCEPT'] = '1'
-    server.listen('fd' in listen ? { fd: listen.fd } : { host: listen.host, port: listen.port }, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
+  // One accept per wake-up, so children sharing the socket take turns instead of one taking a burst.
+  process.env['UV_TCP_SINGLE_ACCEPT'] = '1'
+  const port = await listenOn(server, listen)
+  let tlsPort: number | undefined
+  try {
+    if (tlsServer !== null) tlsPort = await listenOn(tlsServer, tls!)
+  } catch (err) {
+    server.close()
+    throw err
+  }
 
   function destroyAll(): number {
     const cut = connections.size
@@ -176,12 +218,14 @@ export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { 
 
   const proxy: Proxy = {
     port,
+    tlsPort,
     setRouting,
     stats: () => ({ inflight: core.inflight, tracked: core.tunnels, requests: core.requests }),
     drain(timeoutMs) {
       if (drained) return drained
       core.draining = true
       server.close()
+      tlsServer?.close()
       for (const conn of connections) conn.drain()
       const deadline = Date.now() + timeoutMs
       drained = new Promise((resolve) => {
@@ -205,6 +249,7 @@ export async function startProxy(opts: ProxyOptions, listen: { fd: number } | { 
       core.draining = true
       clearInterval(sweeper)
       server.close()
+      tlsServer?.close()
       destroyAll()
     },
   }

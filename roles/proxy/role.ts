@@ -18,11 +18,12 @@ export const proxyRole: Role = {
   name: 'proxy',
   summary: 'edge for <region>.live.<domain>: routes each request to the Live node the seed\'s routing table picks and streams it both ways',
   notYet: [
-    'optional TLS termination (--tls-cert, --tls-key, 8443) and the HTTP to HTTPS redirect',
     'retrying an idempotent request whose kept-alive Live connection closed under it (answered 502 today)',
     'moving long-lived clients (WebSocket, SSE) whose routing key moved to a newly added Live node (only a node leaving closes its clients)',
   ],
   forks: true,
+  // With TLS the parent binds --tls-port too; children get it as extraFds[0].
+  listenPorts: (config) => (config.tlsCert !== null ? [config.tlsPort] : []),
   // Every (re)connect resubscribes; the seed answers with the current table at once.
   subscribe: (config) => ({ routing: config.region }),
   async listen(ctx) {
@@ -34,7 +35,8 @@ export const proxyRole: Role = {
       latest = push.body
       apply?.(push.body)
     })
-    const proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd })
+    const tlsFd = ctx.extraFds[0]
+    const proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd }, tlsFd === undefined ? undefined : { fd: tlsFd })
     apply = (table) => proxy.setRouting(table)
     const now = latest ?? ctx.state().routing
     if (now !== null) proxy.setRouting(now)

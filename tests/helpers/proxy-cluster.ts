@@ -1,0 +1,127 @@
+/**
+ * A proxy in front of stand-in Live nodes: a real seed, a real proxy node,
+ * and plain node:http servers (with a WebSocket echo and an SSE stream)
+ * registered with the seed as Live nodes. Everything stops at teardown.
+ */
+import { createServer, request, type Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
+import type { Test } from 'tap'
+import { WebSocketServer } from 'ws'
+import { Rendezvous } from '../../lib/routing/rendezvous.js'
+import { freePort, health, startNode, waitFor, type StartedNode } from './cluster.js'
+import { nodeClient } from './seed.js'
+
+export const HOST = 'us-1.live.localhost'
+export const FAST = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '1s', 'seed-grace': '200ms' }
+
+export interface Backend {
+  id: string
+  port: number
+  server: Server
+  /** Requests that reached this backend. */
+  hits: IncomingMessage[]
+  connections: number
+  /** Open SSE responses, to push events from the test. */
+  streams: ServerResponse[]
+  wss: WebSocketServer
+}
+
+/** A plain node:http server standing in for a Live node's HTTP endpoint. */
+export async function startBackend(t: Test, id: string): Promise<Backend> {
+  const port = await freePort()
+  const backend: Backend = { id, port, hits: [], connections: 0, streams: [], server: undefined as unknown as Server, wss: new WebSocketServer({ noServer: true }) }
+  backend.server = createServer((req, res) => {
+    backend.hits.push(req)
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (d: string) => (body += d))
+    req.on('end', () => {
+      if (req.url === '/sse') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write(`data: hello from ${id}\n\n`)
+        backend.streams.push(res)
+        return
+      }
+      if (req.url === '/chunked') {
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.write('one,')
+        res.write('two,')
+        res.end('three')
+        return
+      }
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ id, method: req.method, url: req.url, body, headers: req.headers }))
+    })
+  })
+  backend.server.on('connection', () => backend.connections++)
+  backend.server.on('upgrade', (req, socket, head) => {
+    backend.wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data) => ws.send(`${id}:${String(data)}`))
+    })
+  })
+  await new Promise<void>((resolve) => backend.server.listen(port, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const c of backend.wss.clients) c.terminate()
+    backend.server.closeAllConnections()
+    backend.server.close()
+  })
+  return backend
+}
+
+export interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+export function send(port: number, opts: { path?: string; method?: string; headers?: Record<string, string>; body?: string | string[]; agent?: Agent | false }): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: opts.path ?? '/', method: opts.method ?? 'GET', agent: opts.agent ?? false, headers: { host: HOST, ...opts.headers } }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    if (Array.isArray(opts.body)) for (const part of opts.body) req.write(part)
+    else if (opts.body !== undefined) req.write(opts.body)
+    req.end()
+  })
+}
+
+/** Writes raw bytes and reads until the proxy closes the connection. */
+export function raw(port: number, bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(bytes))
+    let out = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (d: string) => (out += d))
+    socket.on('close', () => resolve(out))
+    socket.on('error', reject)
+  })
+}
+
+export const totalHits = (backends: Backend[]) => backends.reduce((n, b) => n + b.hits.length, 0)
+
+export async function cluster(t: Test, proxyFlags: Record<string, string | number> = {}, liveIds = ['live-a', 'live-b']) {
+  const metaPort = await freePort()
+  const seed = `127.0.0.1:${metaPort}`
+  await startNode(t, 'seed', { 'meta-port': metaPort, ...FAST })
+  const backends = await Promise.all(liveIds.map((id) => startBackend(t, id)))
+  const lives = await Promise.all(backends.map((b) => nodeClient(t, metaPort, b.id, { role: 'live', port: b.port, address: '127.0.0.1' })))
+  const proxy = await startNode(t, 'proxy', { seed, children: 2, ...FAST, ...proxyFlags })
+  await waitForTable(proxy, liveIds)
+  const table = new Rendezvous(liveIds.map((id) => ({ id })))
+  return { proxy, backends, lives, table, metaPort }
+}
+
+export async function waitForTable(proxy: StartedNode, ids: string[]): Promise<void> {
+  // Both children must have the table: the health answer of either one shows it.
+  for (let i = 0; i < 6; i++) {
+    await waitFor(`proxy routing table is ${ids.join(',')}`, async () => {
+      const routing = (await health(proxy.port)).body['routing'] as { nodes: { id: string }[] } | undefined
+      return routing !== undefined && routing.nodes.map((n) => n.id).sort().join(',') === [...ids].sort().join(',')
+    })
+  }
+}
