@@ -575,11 +575,20 @@ export class ClientConnection {
     this.core.forget(this)
   }
 
-  /** Stop: idle connections close now; busy ones close after what they are owed. */
+  /**
+   * Stop: the next answer says `Connection: close` and the connection closes
+   * after it. An idle connection is not closed here: its client may be
+   * sending its next request right now, and a close would reset it. The core
+   * closes what is still idle once the drain has gone quiet.
+   */
   drain(): void {
     this.closeAfter = true
-    if (this.idle) return this.closeClient()
     if (this.state === In.Tunnel) this.goAway()
+  }
+
+  /** Closes the connection if nothing is owed and nothing half-read. */
+  closeIfIdle(): void {
+    if (this.idle) this.closeClient()
   }
 
   /**

@@ -21,6 +21,8 @@ import { compileRouteKeys, type RouteKeys } from './route-keys.js'
 export type RoutingNode = RoutingTable['nodes'][number]
 
 const HEALTH_PATH = '/_espra/health'
+/** A drain closes keep-alive connections still idle this long after it began (the uWS roles wait the same). */
+const DRAIN_QUIET_MS = 500
 /** A keep-alive client connection idle this long is closed (longer than an ELB's default 60 s idle timeout, as AWS advises). */
 const IDLE_TIMEOUT_S = 75
 /** A request head must arrive within this long (slow-loris). */
@@ -63,7 +65,7 @@ export interface Proxy {
   readonly tlsPort: number | undefined
   setRouting(table: RoutingTable | null): void
   stats(): HttpServerStats
-  /** Stops accepting; idle connections close now, busy ones after what they are owed; cut at the deadline. */
+  /** Stops accepting; connections close after their next answer, idle ones after a quiet period; cut at the deadline. */
   drain(timeoutMs: number): Promise<{ cut: number }>
   close(): Promise<void>
   destroy(): void
@@ -227,9 +229,16 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
       server.close()
       tlsServer?.close()
       for (const conn of connections) conn.drain()
-      const deadline = Date.now() + timeoutMs
+      const started = Date.now()
+      const deadline = started + timeoutMs
+      let quiet = false
       drained = new Promise((resolve) => {
         const check = (): void => {
+          // Busy connections close after their next answer; what is still idle after the quiet period is closed.
+          if (!quiet && Date.now() - started >= Math.min(DRAIN_QUIET_MS, timeoutMs)) {
+            quiet = true
+            for (const conn of connections) conn.closeIfIdle()
+          }
           if (connections.size > 0 && Date.now() < deadline) return
           clearInterval(timer)
           clearInterval(sweeper)

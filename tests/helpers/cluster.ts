@@ -139,9 +139,9 @@ export interface HttpAnswer {
 }
 
 /** One GET over node:http; `agent` false opens a fresh connection. */
-export function get(port: number, path: string, agent: Agent | false = false): Promise<HttpAnswer> {
+export function get(port: number, path: string, agent: Agent | false = false, headers: Record<string, string> = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, agent, headers }, (res) => {
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (d: string) => (body += d))

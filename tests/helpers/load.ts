@@ -27,6 +27,8 @@ export interface LoadOptions {
   connections: number
   path: string
   expectStatus?: number
+  /** Sent with every request (e.g. the live host's Host header through a proxy). */
+  headers?: Record<string, string>
   /** A connection stops by itself after an answer for which this returns true. */
   until?: (status: number) => boolean
 }
@@ -38,7 +40,7 @@ export function startLoad(port: number, opts: LoadOptions): Load {
   const loop = async (): Promise<void> => {
     while (running) {
       try {
-        const answer = await get(port, opts.path, agent)
+        const answer = await get(port, opts.path, agent, opts.headers)
         if (answer.status === (opts.expectStatus ?? 200)) result.ok++
         else result.badStatus[answer.status] = (result.badStatus[answer.status] ?? 0) + 1
         if (answer.headers['connection'] === 'close') result.closes++
