@@ -13,6 +13,7 @@ import { runChild } from '../lib/process/child.js'
 import { adminBuilds, adminPushBuild, adminRollback } from '../roles/admin/builds.js'
 import { adminNodes, adminStatus } from '../roles/admin/cli.js'
 import { adminToken } from '../roles/admin/token.js'
+import { adminUploadToken } from '../roles/admin/upload-token.js'
 import { ROLES } from '../roles/registry.js'
 
 function nodeOptions(cmd: Command): Command {
@@ -74,6 +75,13 @@ function buildProgram(): Command {
     .option('--user <id>', 'member id: the holder counts in presence as this user')
     .option('--info <json>', 'member info shown in presence (a JSON object)')
     .action((opts) => adminToken(opts))
+  connectOptions(admin.command('upload-token').description('mint a single-use token for POST /upload on a fileserver (printed alone on stdout)'))
+    .option('--max-size <size>', 'largest file accepted, e.g. 10MB', '10MB')
+    .option('--types <types>', 'media types accepted, e.g. image/png,image/* (repeatable, comma-separated; default: any)', collect)
+    .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h', '1h')
+    .option('--owner <id>', 'who the uploaded file belongs to (kept in its record)')
+    .option('--channel <name>', 'Live channel that hears progress events')
+    .action((opts) => adminUploadToken(opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

@@ -119,6 +119,8 @@ export class Registry {
     load.rps = body.load.rps
     load.rssBytes = body.load.rssBytes
     load.lagMs = body.load.lagMs
+    if (body.load.pendingUploads !== undefined) load.pendingUploads = body.load.pendingUploads
+    else delete load.pendingUploads
     if (record.health !== body.health) {
       const before = { role: record.role, region: record.region, health: record.health }
       record.health = body.health
@@ -236,7 +238,10 @@ export class Registry {
 }
 
 function toView(r: NodeRecord, now: number): NodeView {
-  const load: NodeLoad = { connections: r.load.connections, rps: r.load.rps, rssBytes: r.load.rssBytes, lagMs: r.load.lagMs }
+  const load: NodeLoad = {
+    connections: r.load.connections, rps: r.load.rps, rssBytes: r.load.rssBytes, lagMs: r.load.lagMs,
+    ...(r.load.pendingUploads !== undefined ? { pendingUploads: r.load.pendingUploads } : {}),
+  }
   return {
     id: r.id, role: r.role, region: r.region, address: r.address, port: r.port, metricsPort: r.metricsPort, pid: r.pid,
     version: r.version, children: r.children, childrenWanted: r.childrenWanted, build: r.build, health: r.health,

@@ -62,6 +62,14 @@ export const ERRORS = {
   ESPRA_ERR_BUILD_NOT_FOUND: { message: 'no such build', status: 404 },
   ESPRA_ERR_BUILD_LOAD: { message: 'a build could not be loaded', status: 502 },
   ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some fileservers do not serve the build yet', status: 504 },
+  ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },
+  ESPRA_ERR_UPLOAD_TOKEN_USED: { message: 'upload token already used', status: 403 },
+  ESPRA_ERR_UPLOAD_TOO_LARGE: { message: 'upload larger than its token allows', status: 413 },
+  ESPRA_ERR_UPLOAD_TYPE: { message: 'media type not allowed by the upload token', status: 415 },
+  ESPRA_ERR_UPLOAD_BAD_BODY: { message: 'malformed upload body', status: 400 },
+  ESPRA_ERR_UPLOAD_DISK_FULL: { message: 'no disk space left for the upload', status: 507 },
+  ESPRA_ERR_UPLOAD_UNAVAILABLE: { message: 'the seed cannot be reached to check the upload token', status: 503 },
+  ESPRA_ERR_UPLOAD_NO_WHIRLPOOL: { message: 'whirlpool hashing unavailable (OpenSSL legacy provider not loaded)', status: 500 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -39,13 +39,39 @@ export interface MintOptions {
   now?: number
 }
 
-/** Derives the token key from the cluster secret; do it once. */
-export function deriveTokenKey(secret: string): Buffer {
-  return createHmac('sha256', secret).update(KEY_LABEL).digest()
+/**
+ * Derives a token key from the cluster secret; do it once. Other signed
+ * tokens (upload tokens) pass their own label, so one kind never verifies as
+ * another.
+ */
+export function deriveTokenKey(secret: string, label = KEY_LABEL): Buffer {
+  return createHmac('sha256', secret).update(label).digest()
 }
 
 function sign(key: Buffer, payload: string): string {
   return createHmac('sha256', key).update(payload).digest('base64url')
+}
+
+/** `base64url(JSON claims) "." signature`: the token format every signed token here shares. */
+export function signClaims(key: Buffer, claims: object): string {
+  const payload = Buffer.from(JSON.stringify(claims)).toString('base64url')
+  return `${payload}.${sign(key, payload)}`
+}
+
+/** Checks a token's signature and decodes its claims (shape and expiry are the caller's). Never throws. */
+export function openSignedClaims(key: Buffer, token: string): { ok: true; claims: unknown } | { ok: false; reason: 'malformed' | 'forged' } {
+  if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'malformed' }
+  const dot = token.indexOf('.')
+  if (dot <= 0) return { ok: false, reason: 'malformed' }
+  const payload = token.slice(0, dot)
+  const given = Buffer.from(token.slice(dot + 1), 'base64url')
+  const expected = createHmac('sha256', key).update(payload).digest()
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'forged' }
+  try {
+    return { ok: true, claims: JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as unknown }
+  } catch {
+    return { ok: false, reason: 'malformed' }
+  }
 }
 
 /** Mints a token; throws `ESPRA_ERR_CONFIG_INVALID` on a bad pattern, user or lifetime. */
@@ -61,8 +87,7 @@ export function mintToken(key: Buffer, opts: MintOptions): string {
     ...(opts.user !== undefined ? { user: opts.user } : {}),
     ...(opts.info !== undefined ? { info: opts.info } : {}),
   }
-  const payload = Buffer.from(JSON.stringify(claims)).toString('base64url')
-  const token = `${payload}.${sign(key, payload)}`
+  const token = signClaims(key, claims)
   if (token.length > MAX_TOKEN_LENGTH) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `token would be ${token.length} characters (limit ${MAX_TOKEN_LENGTH}): shorten info or patterns`)
   return token
 }
@@ -71,19 +96,9 @@ export type VerifyResult = { ok: true; claims: TokenClaims } | { ok: false; reas
 
 /** Checks signature, shape and expiry. Never throws. */
 export function verifyToken(key: Buffer, token: string, now = Date.now()): VerifyResult {
-  if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'malformed' }
-  const dot = token.indexOf('.')
-  if (dot <= 0) return { ok: false, reason: 'malformed' }
-  const payload = token.slice(0, dot)
-  const given = Buffer.from(token.slice(dot + 1), 'base64url')
-  const expected = createHmac('sha256', key).update(payload).digest()
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'forged' }
-  let claims: TokenClaims
-  try {
-    claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as TokenClaims
-  } catch {
-    return { ok: false, reason: 'malformed' }
-  }
+  const opened = openSignedClaims(key, token)
+  if (!opened.ok) return opened
+  const claims = opened.claims as TokenClaims
   const lists = [claims?.sub, claims?.pub, claims?.presence]
   if (claims?.v !== 1 || typeof claims.exp !== 'number' || !lists.every((l) => Array.isArray(l) && l.every(isChannelPattern))) return { ok: false, reason: 'malformed' }
   if (claims.exp * 1000 <= now) return { ok: false, reason: 'expired' }

@@ -84,9 +84,11 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     }
   }
 
+  let pendingUploads: number | undefined
   function load(): NodeLoad {
     const all = supervisor?.stats() ?? []
     return {
+      ...(pendingUploads !== undefined ? { pendingUploads } : {}),
       connections: all.reduce((n, s) => n + s.inflight + s.tracked, 0),
       rps: all.reduce((n, s) => n + s.rps, 0),
       rssBytes: all.reduce((n, s) => n + s.rssBytes, process.memoryUsage.rss()),
@@ -154,6 +156,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       config, log, children,
       onPush: (listener) => void roleListeners.push.push(listener),
       setBuild: (build) => update({ build }),
+      setPendingUploads: (count) => void (pendingUploads = count),
     })
     if (role.forks) {
       // A role with its own listener gets the public port bound once here, shared by every child.
@@ -161,6 +164,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
         for (const port of [config.port, ...(role.listenPorts?.(config) ?? [])]) shared.push(await bindSharedSocket(config.bind, port))
       }
       supervisor = createSupervisor({
+        ...(role.childExecArgv ? { execArgv: role.childExecArgv } : {}),
         ...(shared.length > 0 ? { listenFds: shared.map((s) => s.fd) } : {}),
         config, log, startedAt, state: () => state, onChange: () => update(), onCrash: metrics.childCrashed,
         onRole: (child, body) => {

@@ -85,6 +85,8 @@ export interface ParentContext {
    * heartbeats report it; the seed shows it in `nodes` and `build.list`.
    */
   setBuild(id: string | null): void
+  /** Uploads this node keeps locally until the blob store takes them; heartbeats carry it (`load.pendingUploads`) to `admin status`. */
+  setPendingUploads(count: number): void
 }
 
 export interface Role {
@@ -98,6 +100,11 @@ export interface Role {
    * keeps its registry in one process, so it runs in its parent only.
    */
   readonly forks: boolean
+  /**
+   * Node flags the children need (e.g. `--openssl-legacy-provider` for
+   * whirlpool), added to the parent's own when they are forked.
+   */
+  readonly childExecArgv?: readonly string[]
   /**
    * What the parent subscribes to at the seed on every (re)connect, e.g.
    * `{routing: region}` for proxies; pushes that follow reach every child.

@@ -47,6 +47,8 @@ interface Slot {
 
 export interface SupervisorOptions {
   readonly config: NodeConfig
+  /** Node flags children need beyond the parent's own (`Role.childExecArgv`). */
+  readonly execArgv?: readonly string[]
   readonly log: Logger
   readonly startedAt: number
   /** The state a new child starts with. */
@@ -97,7 +99,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
   function spawn(index: number): Worker {
     const proc = fork(process.argv[1]!, [], {
       env: { ...process.env, ESPRA_CHILD: '1' },
-      execArgv: process.execArgv,
+      execArgv: [...process.execArgv, ...(opts.execArgv ?? []).filter((flag) => !process.execArgv.includes(flag))],
       serialization: 'advanced',
       ...(opts.listenFds === undefined ? {} : { stdio: ['inherit', 'inherit', 'inherit', 'ipc', ...opts.listenFds] }),
     })

@@ -37,6 +37,8 @@ export interface NodeLoad {
   rps: number
   rssBytes: number
   lagMs: number
+  /** Fileservers: uploads received but not yet in the blob store (absent: none kept). */
+  pendingUploads?: number
 }
 
 /** Body of the one-way `heartbeat` message. */
@@ -138,6 +140,7 @@ export function heartbeatProblem(body: unknown): string | null {
   if (!isAmount(load['connections']) || !isAmount(load['rps']) || !isAmount(load['rssBytes']) || !isAmount(load['lagMs'])) {
     return 'heartbeat load figures must be non-negative numbers'
   }
+  if (load['pendingUploads'] !== undefined && !isAmount(load['pendingUploads'])) return 'heartbeat pendingUploads must be a non-negative number'
   return null
 }
 

@@ -18,7 +18,7 @@ export interface NodeView {
   registeredAt: number
   heartbeatAgeMs: number
   connected: boolean
-  load: { connections: number; rps: number; rssBytes: number; lagMs: number }
+  load: { connections: number; rps: number; rssBytes: number; lagMs: number; pendingUploads?: number }
 }
 
 const COLUMNS: [string, (n: NodeView) => string][] = [
@@ -54,5 +54,7 @@ export function formatSummary(seed: string, nodes: readonly NodeView[]): string 
   for (const n of nodes) roles.set(n.role, (roles.get(n.role) ?? 0) + 1)
   const health = [...byHealth].map(([h, c]) => `${c} ${h}`).join(', ') || 'none'
   const perRole = [...roles].sort().map(([r, c]) => `${r} ${c}`).join(', ') || 'none'
-  return `seed ${seed}: ${nodes.length} nodes (${health})\nroles: ${perRole}`
+  const pending = nodes.filter((n) => (n.load.pendingUploads ?? 0) > 0)
+  const uploads = pending.length === 0 ? '' : `\nuploads pending (blob store unreachable, retrying): ${pending.map((n) => `${n.id} ${n.load.pendingUploads}`).join(', ')}`
+  return `seed ${seed}: ${nodes.length} nodes (${health})\nroles: ${perRole}${uploads}`
 }

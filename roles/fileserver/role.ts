@@ -2,6 +2,8 @@
 import type { Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
 import { startFileserverNode } from './node.js'
+import { startUploads } from './upload.js'
+import { startPendingUploads } from './upload-pending.js'
 
 export const fileserverRole: Role = {
   name: 'fileserver',
@@ -9,11 +11,25 @@ export const fileserverRole: Role = {
   notYet: [
     'S3 objects through a bounded local disk cache',
     'per-Host (vhost) files',
-    'token-checked uploads that are hashed, compressed and pushed to S3',
   ],
   forks: true,
+  // Uploads hash with whirlpool, which OpenSSL 3 keeps in its legacy provider; children check it at start.
+  childExecArgv: ['--openssl-legacy-provider'],
   // The current app build is pushed on every (re)connect and whenever it changes.
-  subscribe: () => ({ builds: true }),
-  parent: async (ctx) => startFileserverNode(ctx),
-  child: (ctx) => startAppAssets(ctx),
+  // routing: upload progress is published to the channel's home Live node.
+  subscribe: (config) => ({ builds: true, routing: config.region }),
+  parent: async (ctx) => {
+    const handles = [await startPendingUploads(ctx), startFileserverNode(ctx)]
+    return {
+      close: async () => void (await Promise.all(handles.map((h) => h.close()))),
+      destroy: (err) => handles.forEach((h) => h.destroy(err)),
+    }
+  },
+  child: async (ctx) => {
+    const handles = [await startAppAssets(ctx), await startUploads(ctx)]
+    return {
+      close: async () => void (await Promise.all(handles.map((h) => h.close()))),
+      destroy: (err) => handles.forEach((h) => h.destroy(err)),
+    }
+  },
 }

@@ -1,0 +1,44 @@
+/**
+ * `espra-node admin upload-token`: mints a single-use upload token
+ * (lib/uploads/token.ts) and records its id in the seed's datastore over the
+ * meta port. Prints the token alone on stdout.
+ */
+import { parseDuration, parseSize } from '../../lib/core/config-parsers.js'
+import { EspraError } from '../../lib/core/errors.js'
+import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { deriveUploadKey, mintUploadToken } from '../../lib/uploads/token.js'
+import { connect, resolveTarget, type ConnectOptions } from './cli.js'
+
+export interface UploadTokenOptions extends ConnectOptions {
+  maxSize?: string
+  types?: string[]
+  ttl?: string
+  owner?: string
+  channel?: string
+}
+
+function parsed<T>(option: string, parse: (raw: string) => T, raw: string): T {
+  try {
+    return parse(raw)
+  } catch (reason) {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${String(reason)}`, { option })
+  }
+}
+
+export async function adminUploadToken(opts: UploadTokenOptions): Promise<void> {
+  const { secret } = resolveTarget(opts)
+  const mint = {
+    maxSize: parsed('--max-size', parseSize, opts.maxSize ?? '10MB'),
+    types: (opts.types ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean),
+    ttlMs: parsed('--ttl', parseDuration, opts.ttl ?? '1h'),
+    ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
+    ...(opts.channel !== undefined ? { channel: opts.channel } : {}),
+  }
+  const client = await connect(opts)
+  try {
+    const token = await mintUploadToken(deriveUploadKey(secret), createDatastoreClient(client), mint)
+    process.stdout.write(`${token}\n`)
+  } finally {
+    await client.close()
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The fileserver parent's retry job for pending uploads: files a child
+ * received while the blob store (or the seed) was out of reach wait in
+ * `<data-dir>/uploads-pending/`; this job stores and records them, with
+ * backoff (1 s doubling to 1 min) while the store stays out of reach, until
+ * none is left. A child that leaves one behind wakes the job at once. One job
+ * per node (in the parent), so children never race for the same file.
+ */
+import { join } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import type { Handle, ParentContext } from '../../lib/process/role.js'
+import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { createMetaClient } from '../../lib/transport/meta-client.js'
+import { isMap } from '../../lib/transport/meta-shapes.js'
+import { announceStored, dropPending, isTransient, listPending, storeFile, uploadDirs, type FileRecord } from './upload-store.js'
+
+const MIN_BACKOFF_MS = 1000
+const MAX_BACKOFF_MS = 60_000
+
+export interface PendingUploads extends Handle {
+  /** Pending files right now (for heartbeats and `admin status`). */
+  count(): number
+  /** Run now (a child left a file pending). */
+  wake(): void
+}
+
+export async function startPendingUploads(ctx: ParentContext): Promise<PendingUploads> {
+  const { config, log } = ctx
+  const blobs = await createBlobStore(blobStoreConfig(config))
+  const seed = createMetaClient({
+    seeds: config.seed, secret: config.secret, peer: { kind: 'node', id: `${config.nodeId.slice(0, 40)}/uploads` },
+    maxFrame: config.maxFrame, log, reconnect: true,
+  })
+  seed.ready.catch(() => {})
+  const datastore = createDatastoreClient(seed)
+  const dir = uploadDirs(config).pending
+  let pending = 0
+  const setPending = (n: number): void => {
+    pending = n
+    ctx.setPendingUploads(n)
+  }
+  setPending((await listPending(config)).length)
+  let backoff = MIN_BACKOFF_MS
+  let timer: NodeJS.Timeout | null = null
+  let running = false
+  let again = false
+  let closed = false
+
+  async function pass(): Promise<boolean> {
+    const ids = await listPending(config)
+    setPending(ids.length)
+    for (const sha256 of ids) {
+      if (closed) return false
+      let record: Omit<FileRecord, 'encoding' | 'storedAt'>
+      try {
+        record = JSON.parse(await readFile(join(dir, `${sha256}.json`), 'utf8')) as Omit<FileRecord, 'encoding' | 'storedAt'>
+      } catch (err) {
+        log.error({ err, sha256 }, 'pending upload record unreadable; left in place')
+        continue
+      }
+      try {
+        const { fresh } = await storeFile(blobs, datastore, join(dir, `${sha256}.bin`), record)
+        await dropPending(config, sha256)
+        setPending(pending - 1)
+        if (fresh) announceStored(seed, record.key, (err) => log.warn({ err, key: record.key }, 'fileservers not told about a stored upload'))
+        log.info({ sha256, key: record.key, size: record.size }, 'pending upload stored')
+      } catch (err) {
+        if (isTransient(err)) {
+          log.warn({ err, pending }, 'pending uploads: the store is still out of reach')
+          return false
+        }
+        log.error({ err, sha256 }, 'pending upload cannot be stored; left in place')
+      }
+    }
+    return true
+  }
+
+  function schedule(ms: number): void {
+    if (closed) return
+    if (timer) clearTimeout(timer)
+    timer = setTimeout(run, ms)
+    timer.unref()
+  }
+
+  function run(): void {
+    timer = null
+    if (running) return void (again = true)
+    running = true
+    pass().then(
+      (done) => {
+        running = false
+        if (again) {
+          again = false
+          backoff = MIN_BACKOFF_MS
+          return schedule(0)
+        }
+        if (done && pending === 0) return void (backoff = MIN_BACKOFF_MS)
+        schedule(backoff)
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)
+      },
+      (err: unknown) => {
+        running = false
+        log.error({ err }, 'pending uploads pass failed')
+        schedule(backoff)
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)
+      },
+    )
+  }
+
+  ctx.children.onMessage((_child, body) => {
+    if (isMap(body) && body['t'] === 'upload-pending') wake()
+  })
+  function wake(): void {
+    backoff = MIN_BACKOFF_MS
+    schedule(0)
+  }
+  if (pending > 0) {
+    log.warn({ pending }, 'uploads pending from an earlier run: storing them')
+    schedule(0)
+  }
+  return {
+    count: () => pending,
+    wake,
+    async close() {
+      closed = true
+      if (timer) clearTimeout(timer)
+      await seed.close()
+      await blobs.close()
+    },
+    destroy() {
+      closed = true
+      if (timer) clearTimeout(timer)
+      seed.destroy()
+      void blobs.close()
+    },
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Where a received upload goes: the blob store (`files/<sha256>`, gzip for
+ * compressible types) and then its record in the datastore (`files` kind,
+ * key: the sha256), in that order, so a record always names stored bytes.
+ * Content addressed: the same bytes are stored once. Used by the child that
+ * received the upload and by the parent's retry job for pending ones
+ * (upload-pending.ts), which keeps files whose store was unreachable in
+ * `<data-dir>/uploads-pending/` as `<sha256>.bin` plus `<sha256>.json`.
+ */
+import { createReadStream } from 'node:fs'
+import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createGzip } from 'node:zlib'
+import { isCompressible } from '../../lib/builds/manifest.js'
+import type { NodeConfig } from '../../lib/core/config.js'
+import type { BlobStore } from '../../lib/storage/blob-store.js'
+import type { Datastore } from '../../lib/storage/datastore.js'
+
+/** The `files` record of an upload (also what the client is answered, plus `url`). */
+export interface FileRecord {
+  readonly key: string
+  readonly size: number
+  readonly sha256: string
+  readonly whirlpool: string
+  readonly type: string
+  readonly encoding: 'gzip' | null
+  readonly filename: string | null
+  readonly owner: string | null
+  readonly storedAt: number
+}
+
+export const blobKeyOfUpload = (sha256: string): string => `files/${sha256}`
+/** Where the fileserver will serve it (the `/f/` route of the S3-files work). */
+export const urlOfUpload = (sha256: string): string => `/f/${blobKeyOfUpload(sha256)}`
+
+export const uploadDirs = (config: NodeConfig) => ({
+  tmp: join(config.dataDir, 'uploads-tmp'),
+  pending: join(config.dataDir, 'uploads-pending'),
+})
+
+/** Anything that sends a meta request to the seed (a MetaClient). */
+export interface SeedRequester {
+  request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
+}
+
+/**
+ * Tells every fileserver, through the seed's `files.changed` op, that `key`
+ * now exists, so negative caches forget it. The one call site for
+ * `notifyFileChanged` (lib/transport/files-changed.ts, the S3-files work):
+ * it sends the same request.
+ */
+export function announceStored(seed: SeedRequester, key: string, onError: (err: unknown) => void): void {
+  seed.request('files.changed', { keys: [key] }, 5000).catch(onError)
+}
+
+/** Failures that mean "try again later": the blob store or the seed is out of reach. */
+export function isTransient(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'ESPRA_ERR_STORAGE_UNAVAILABLE' || code === 'ESPRA_ERR_META_CLOSED' || code === 'ESPRA_ERR_META_TIMEOUT' || code === 'ESPRA_ERR_SEED_UNREACHABLE'
+}
+
+/** The record, when the same bytes were stored before. */
+export async function existingFile(datastore: Datastore, sha256: string): Promise<FileRecord | null> {
+  return (await datastore.get('files', sha256)) as FileRecord | null
+}
+
+/** Stores the bytes at `path` and records them; returns the record (the earlier one, not fresh, when the bytes were there already). */
+export async function storeFile(blobs: BlobStore, datastore: Datastore, path: string, record: Omit<FileRecord, 'encoding' | 'storedAt'>): Promise<{ record: FileRecord; fresh: boolean }> {
+  const known = await existingFile(datastore, record.sha256)
+  if (known) return { record: known, fresh: false }
+  const gzip = isCompressible(record.type)
+  const body = gzip ? createReadStream(path).pipe(createGzip({ level: 9 })) : createReadStream(path)
+  await blobs.put(record.key, body, {
+    contentType: record.type,
+    ...(gzip ? { contentEncoding: 'gzip' } : {}),
+    metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size) },
+  })
+  const full: FileRecord = { ...record, encoding: gzip ? 'gzip' : null, storedAt: Date.now() }
+  await datastore.put('files', record.sha256, { ...full })
+  return { record: full, fresh: true }
+}
+
+/** Moves a received file into the pending directory with its record; the parent's job stores it later. */
+export async function keepPending(config: NodeConfig, path: string, record: Omit<FileRecord, 'encoding' | 'storedAt'>): Promise<void> {
+  const dir = uploadDirs(config).pending
+  await mkdir(dir, { recursive: true })
+  await rename(path, join(dir, `${record.sha256}.bin`))
+  // The record lands last (write, then rename): a `.json` always has its `.bin`.
+  const tmp = join(dir, `${record.sha256}.json.${process.pid}`)
+  await writeFile(tmp, JSON.stringify(record))
+  await rename(tmp, join(dir, `${record.sha256}.json`))
+}
+
+/** Ids (sha256) of pending uploads. */
+export async function listPending(config: NodeConfig): Promise<string[]> {
+  try {
+    return (await readdir(uploadDirs(config).pending)).filter((n) => /^[0-9a-f]{64}\.json$/.test(n)).map((n) => n.slice(0, 64))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return []
+    throw err
+  }
+}
+
+export async function dropPending(config: NodeConfig, sha256: string): Promise<void> {
+  const dir = uploadDirs(config).pending
+  await unlink(join(dir, `${sha256}.json`)).catch(() => {})
+  await unlink(join(dir, `${sha256}.bin`)).catch(() => {})
+}
