@@ -10,6 +10,7 @@ import type { Logger } from '../lib/core/log.js'
 import type { Handle } from '../lib/process/role.js'
 import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
+import { parseFilesChanged } from '../lib/transport/files-changed.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
 import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
 import { createSeedBuilds } from './builds.js'
@@ -47,6 +48,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   })
   const routing = new Routing(registry)
   const eventSubscribers = new Set<MetaPeer>()
+  // Fileservers: told when blob-store keys appear or change (files.changed), to clear their negative caches.
+  const fileSubscribers = new Set<MetaPeer>()
   const routingRegions = new Map<MetaPeer, Set<string>>()
   const links = new WeakMap<MetaPeer, RegistryLink>()
   const registered = { seed: config.nodeId, heartbeatInterval: config.heartbeatInterval, heartbeatTimeout: config.heartbeatTimeout }
@@ -98,6 +101,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       if (events !== undefined && typeof events !== 'boolean') throw badRequest('events must be a boolean')
       const wantsBuilds = body['builds']
       if (wantsBuilds !== undefined && typeof wantsBuilds !== 'boolean') throw badRequest('builds must be a boolean')
+      const wantsFiles = body['files']
+      if (wantsFiles !== undefined && typeof wantsFiles !== 'boolean') throw badRequest('files must be a boolean')
       const region = body['routing'] === undefined ? undefined : parseRegion(body['routing'], 'routing')
       if (region !== undefined) {
         let regions = routingRegions.get(peer)
@@ -107,7 +112,13 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       }
       if (events === true) eventSubscribers.add(peer)
       if (wantsBuilds === true) builds.subscribe(peer)
+      if (wantsFiles === true) fileSubscribers.add(peer)
       return {}
+    }],
+    ['files.changed', (body) => {
+      const frame = encodeMessage('files.changed', parseFilesChanged(body))
+      for (const peer of fileSubscribers) peer.session.sendEncoded(frame)
+      return { subscribers: fileSubscribers.size }
     }],
     ['ping', () => ({ now: Date.now() })],
     ...datastoreHandlers(datastore, config.maxFrame),
@@ -135,6 +146,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     onPeerClosed(peer) {
       if (peer.nodeId !== null) registry.disconnected(peer.nodeId, linkOf(peer))
       eventSubscribers.delete(peer)
+      fileSubscribers.delete(peer)
       builds.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)

@@ -85,6 +85,9 @@ export interface NodeConfig {
   readonly liveLinkOffset: number
   /** fileserver: the URL path the current app build is served under (no trailing `/`). */
   readonly appPath: string
+  /** fileserver: the node's disk cache of `/f/` objects, and its bound in bytes. */
+  readonly cacheDir: string
+  readonly cacheMaxBytes: number
   /** The cluster secret, read from ESPRA_SECRET or the secret file. Never printed. */
   readonly secret: string
 }

@@ -1,5 +1,6 @@
 /** Fileserver options (other roles ignore these). */
-import { constant, option, text } from './config-parsers.js'
+import { resolve } from 'node:path'
+import { constant, option, parseSize, text } from './config-parsers.js'
 
 export const FILESERVER_OPTIONS = [
   option({
@@ -10,6 +11,20 @@ export const FILESERVER_OPTIONS = [
       const path = text(/^(\/[A-Za-z0-9._~-]+)+\/?$/, 'a path such as /app: "/"-separated segments of letters, digits, ".", "_", "~" and "-"')(raw).replace(/\/$/, '')
       if (path === '/_espra' || path.startsWith('/_espra/') || path.split('/').some((s) => s === '.' || s === '..')) throw 'must not be /_espra or hold "." or ".." segments'
       return path
+    },
+  }),
+  option({
+    key: 'cacheDir', flag: '--cache-dir <dir>', env: 'ESPRA_CACHE_DIR', defaultText: '<data-dir>/cache',
+    doc: 'fileserver: disk cache of blob-store objects served under /f/ (one per node, shared by its children; kept across restarts)',
+    default: (c) => resolve(String(c['dataDir']), 'cache'), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a directory path')(raw)),
+  }),
+  option({
+    key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', env: 'ESPRA_CACHE_MAX_BYTES', defaultText: '1GB',
+    doc: 'fileserver: the disk cache is kept under this many bytes, least recently served objects evicted first',
+    default: constant(1024 ** 3), parse: (raw) => {
+      const n = parseSize(raw)
+      if (n < 1024) throw 'must be a size of at least 1KB'
+      return n
     },
   }),
 ] as const

@@ -6,6 +6,7 @@
  */
 import type { Server } from 'node:http'
 import type { NodeConfig } from '../core/config.js'
+import { EspraError } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, RoutingTable, SeedPush } from '../core/node-state.js'
 import { addHealthRoute, healthWord } from '../http/health.js'
@@ -157,6 +158,10 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       onPush: (listener) => void roleListeners.push.push(listener),
       setBuild: (build) => update({ build }),
       setPendingUploads: (count) => void (pendingUploads = count),
+      seedRequest: (op, body, timeoutMs) => {
+        if (link === null) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is not up yet'))
+        return link.request(op, body, timeoutMs)
+      },
     })
     if (role.forks) {
       // A role with its own listener gets the public port bound once here, shared by every child.

@@ -30,6 +30,8 @@ export interface SeedLink {
   readonly connected: boolean
   /** Sends a heartbeat now (also on every interval tick). */
   heartbeat(): void
+  /** A request to the seed; rejects (e.g. `ESPRA_ERR_META_CLOSED`) while no seed is reachable. */
+  request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
   /** Leaves the registry; from then on no re-registration and no heartbeats. */
   deregister(): Promise<void>
   close(): Promise<void>
@@ -103,6 +105,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       return client.connected
     },
     heartbeat,
+    request: (op, body, timeoutMs) => client.request(op, body, timeoutMs),
     async deregister() {
       if (deregistered) return
       deregistered = true

@@ -9,8 +9,10 @@ import type { BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { isBuildPush, type AssetsToParent } from './app-assets.js'
+import { startCacheParent } from './disk-cache.js'
 
-export function startFileserverNode(ctx: ParentContext): Handle {
+export async function startFileserverNode(ctx: ParentContext): Promise<Handle> {
+  const cache = await startCacheParent(ctx)
   let latest: BuildPush | null = null
   const served = new Map<number, string>()
 
@@ -24,11 +26,12 @@ export function startFileserverNode(ctx: ParentContext): Handle {
   })
   ctx.children.onRequest((_child, body) => {
     if (isMap(body) && body['t'] === 'current-build') return latest
-    return null
+    return cache.onRequest(body) ?? null
   })
   ctx.children.onMessage((child, body) => {
     const msg = body as AssetsToParent
     if (!isMap(body)) return
+    if (cache.onMessage(body)) return
     if (msg.t === 'serving') {
       served.set(child, msg.id)
       report()
@@ -40,5 +43,5 @@ export function startFileserverNode(ctx: ParentContext): Handle {
     served.delete(child)
     report()
   })
-  return { close: async () => {}, destroy: () => {} }
+  return cache.handle
 }

@@ -2,6 +2,7 @@
 import type { Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
 import { startFileserverNode } from './node.js'
+import { startS3Files } from './s3-files.js'
 import { startUploads } from './upload.js'
 import { startPendingUploads } from './upload-pending.js'
 
@@ -9,24 +10,24 @@ export const fileserverRole: Role = {
   name: 'fileserver',
   summary: 'static files: app assets, S3 objects through a local cache, per-Host files, uploads',
   notYet: [
-    'S3 objects through a bounded local disk cache',
     'per-Host (vhost) files',
   ],
   forks: true,
   // Uploads hash with whirlpool, which OpenSSL 3 keeps in its legacy provider; children check it at start.
   childExecArgv: ['--openssl-legacy-provider'],
   // The current app build is pushed on every (re)connect and whenever it changes.
+  // files.changed: keys that now exist or changed clear the negative cache (s3-files.ts).
   // routing: upload progress is published to the channel's home Live node.
-  subscribe: (config) => ({ builds: true, routing: config.region }),
+  subscribe: (config) => ({ builds: true, files: true, routing: config.region }),
   parent: async (ctx) => {
-    const handles = [await startPendingUploads(ctx), startFileserverNode(ctx)]
+    const handles = [await startPendingUploads(ctx), await startFileserverNode(ctx)]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),
     }
   },
   child: async (ctx) => {
-    const handles = [await startAppAssets(ctx), await startUploads(ctx)]
+    const handles = [await startAppAssets(ctx), startS3Files(ctx), await startUploads(ctx)]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),

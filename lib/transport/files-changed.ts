@@ -1,0 +1,46 @@
+/**
+ * `files.changed`: a node tells the seed that blob-store keys now exist or
+ * were replaced (an upload finished), and the seed pushes the same body to
+ * every peer that subscribed with `{files: true}` (fileservers). Fileservers
+ * drop what they remembered about those keys: the negative cache ("no such
+ * key") and any cached copy. See docs/meta-protocol.md.
+ *
+ * It is a request, not a one-way message, so the caller learns the seed got
+ * it (and a seed too old to know the op answers ESPRA_ERR_META_UNKNOWN_OP
+ * instead of dropping the connection).
+ */
+import { EspraError } from '../core/errors.js'
+
+/** At most this many keys per notification (keeps the push far under --max-frame). */
+export const MAX_CHANGED_KEYS = 256
+
+/** Anything that can send a meta request to the seed: a MetaClient, a node parent's seed link. */
+export interface FileChangeLink {
+  request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
+}
+
+export interface FilesChanged {
+  readonly keys: readonly string[]
+}
+
+/** The body's keys, or throws ESPRA_ERR_META_BAD_REQUEST. Keys are only checked for shape here; receivers check them as storage keys. */
+export function parseFilesChanged(body: unknown): FilesChanged {
+  const keys = (body as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_CHANGED_KEYS) {
+    throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', `keys must be a list of 1 to ${MAX_CHANGED_KEYS} strings`, { field: 'keys' })
+  }
+  for (const k of keys) {
+    if (typeof k !== 'string' || k.length === 0 || k.length > 1024) throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'keys must be strings of 1 to 1024 characters', { field: 'keys' })
+  }
+  return { keys: keys as string[] }
+}
+
+/**
+ * Tells every fileserver (through the seed) that `key` (or each of `keys`)
+ * now exists or changed. Call it once an upload is durable in the blob
+ * store. Resolves with how many subscribers the seed pushed it to.
+ */
+export async function notifyFileChanged(link: FileChangeLink, key: string | readonly string[], timeoutMs = 5000): Promise<{ subscribers: number }> {
+  const body = parseFilesChanged({ keys: typeof key === 'string' ? [key] : [...key] })
+  return link.request<{ subscribers: number }>('files.changed', body, timeoutMs)
+}

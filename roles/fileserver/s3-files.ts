@@ -1,0 +1,376 @@
+/**
+ * A fileserver child serving blob-store objects: `GET|HEAD /f/<key>`, from
+ * the node's disk cache (disk-cache.ts; the parent fills it, one fetch per
+ * key however many requests miss at once).
+ *
+ * - Objects stored compressed (`contentEncoding` gzip, br or deflate) are sent
+ *   as stored, with `Content-Encoding`, to clients that accept the encoding,
+ *   and decompressed on the fly (chunked, no Range) for the others; both with
+ *   `Vary: Accept-Encoding` and each with its own strong ETag.
+ * - `Range: bytes=a-b | a- | -n` answers 206 (one range; a request for several
+ *   gets the whole object, 200, as HTTP allows), 416 with `Content-Range:
+ *   bytes *\/size` when unsatisfiable; `If-Range` is honoured.
+ * - `If-None-Match` (weak comparison, lists, `*`), else `If-Modified-Since`,
+ *   answers 304. `Cache-Control: public, max-age=2678400` (31 days).
+ * - The key is the rest of the path, percent-decoded once, and must be a
+ *   valid storage key (blob-key.ts): `..`, `.` and empty segments, a leading
+ *   `/`, NUL and other control characters, `\`, `%` (so double encoding) are
+ *   all 400 before anything is looked up. Cache files are named by the key's
+ *   hash, so no path from a request ever reaches the file system.
+ *
+ * uWS: the handler reads every header synchronously, then awaits; the
+ * server wrapper has attached onAborted before the handler runs, and every
+ * write after an await happens inside `res.cork`. Bodies of known length
+ * stream with `tryEnd` + `onWritable`; decompressed ones with `write`.
+ */
+import type { Readable } from 'node:stream'
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
+import { EspraError } from '../../lib/core/errors.js'
+import { sendJson, statusLine } from '../../lib/http/server.js'
+import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
+import type { ChildContext, Handle, ParentChannel } from '../../lib/process/role.js'
+import { checkKey } from '../../lib/storage/blob-key.js'
+import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
+import { isMap } from '../../lib/transport/meta-shapes.js'
+import { parseFilesChanged } from '../../lib/transport/files-changed.js'
+import { cacheName, openCached, type CachedMeta, type FillResult } from './disk-cache.js'
+
+export const FILES_PATH = '/f'
+export const FILES_CACHE_CONTROL = 'public, max-age=2678400'
+/** A fill may download a large object before it answers. */
+const FILL_TIMEOUT_MS = 300_000
+/** A child reports a hit on one key to the parent (for LRU) at most this often. */
+const HIT_REPORT_MS = 5000
+const NEGATIVE_MAX = 100_000
+
+/** Child → parent requests and messages of the disk cache. */
+export type CacheToParent =
+  | { t: 'cache-fill'; key: string }
+  | { t: 'cache-hit'; name: string }
+  | { t: 'files-changed'; keys: string[] }
+
+/**
+ * From a fileserver child: tell this node's cache and, through the parent and
+ * the seed, every fileserver that `key` now exists or changed (call it once an
+ * upload is durable). Elsewhere, with a meta link, use
+ * `notifyFileChanged` from lib/transport/files-changed.ts.
+ */
+export function announceFileChanged(parent: ParentChannel, key: string | readonly string[]): Promise<{ subscribers: number }> {
+  const keys = parseFilesChanged({ keys: typeof key === 'string' ? [key] : [...key] }).keys
+  return parent.request({ t: 'files-changed', keys: [...keys] } satisfies CacheToParent)
+}
+
+/** The storage key a `/f/...` URL names, or null when it is malformed or tries to leave the store. */
+export function resolveFileKey(url: string): string | null {
+  const rest = url.slice(FILES_PATH.length + 1)
+  let key: string
+  try {
+    key = decodeURIComponent(rest)
+    checkKey(key)
+  } catch {
+    return null
+  }
+  return key
+}
+
+const ENCODINGS = new Set(['gzip', 'br', 'deflate'])
+
+/** Whether `Accept-Encoding` allows `encoding` (q > 0, named or through `*`). */
+export function accepts(acceptEncoding: string, encoding: string): boolean {
+  let star = 0
+  for (const part of acceptEncoding.toLowerCase().split(',')) {
+    const [name, ...params] = part.trim().split(';')
+    const q = params.map((p) => /^\s*q=([0-9.]+)\s*$/.exec(p)).find(Boolean)
+    const weight = q ? Number(q[1]) : 1
+    if (name === encoding || (encoding === 'gzip' && name === 'x-gzip')) return weight > 0
+    if (name === '*') star = weight
+  }
+  return star > 0
+}
+
+/** Weak comparison (RFC 9110 13.1.2) against any of `tags`. */
+function noneMatch(header: string, tags: readonly string[]): boolean {
+  for (const raw of header.split(',')) {
+    const tag = raw.trim().replace(/^W\//, '')
+    if (tag === '*' || tags.includes(tag)) return true
+  }
+  return false
+}
+
+/** One `bytes=` range resolved against `size`; 'ignore' for anything we answer 200 to (several ranges, not bytes, malformed). */
+export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | 'ignore' {
+  const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header)
+  if (m === null) return 'ignore'
+  const [, a, b] = m
+  if (a === '' && b === '') return 'ignore'
+  if (a === '') {
+    const n = Number(b)
+    if (n === 0 || size === 0) return 'unsatisfiable'
+    return { start: Math.max(0, size - n), end: size - 1 }
+  }
+  const start = Number(a)
+  if (b !== '' && Number(b) < start) return 'ignore'
+  if (start >= size) return 'unsatisfiable'
+  return { start, end: b === '' ? size - 1 : Math.min(Number(b), size - 1) }
+}
+
+interface Ask {
+  readonly method: 'get' | 'head'
+  readonly key: string
+  readonly acceptEncoding: string
+  readonly ifNoneMatch: string
+  readonly ifModifiedSince: string
+  readonly range: string
+  readonly ifRange: string
+}
+
+interface Flow {
+  aborted: boolean
+  cleanup: (() => void) | null
+}
+
+const httpDate = (ms: number) => new Date(ms).toUTCString()
+
+/** Streams `stream` (exactly `total` bytes) with tryEnd + onWritable; resolves when done or aborted. */
+function streamKnown(res: HttpResponse, flow: Flow, stream: Readable, total: number): Promise<void> {
+  return new Promise((resolve) => {
+    flow.cleanup = () => {
+      stream.destroy()
+      resolve()
+    }
+    stream.on('data', (chunk: Buffer) => {
+      if (flow.aborted) return
+      const lastOffset = res.getWriteOffset()
+      let ok = false
+      let done = false
+      res.cork(() => ([ok, done] = res.tryEnd(chunk, total)))
+      if (done) {
+        stream.destroy()
+        return resolve()
+      }
+      if (!ok) {
+        stream.pause()
+        res.onWritable((offset) => {
+          const [ok2, done2] = res.tryEnd(chunk.subarray(offset - lastOffset), total)
+          if (done2) {
+            stream.destroy()
+            resolve()
+          } else if (ok2) stream.resume()
+          return ok2
+        })
+      }
+    })
+    stream.on('error', () => {
+      // Headers are out: the only honest signal left is cutting the connection.
+      if (!flow.aborted) res.close()
+      resolve()
+    })
+    stream.on('close', () => resolve())
+  })
+}
+
+/** Streams `stream` of unknown length (decompressed) with write + end. */
+function streamUnknown(res: HttpResponse, flow: Flow, stream: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    flow.cleanup = () => {
+      stream.destroy()
+      resolve()
+    }
+    stream.on('data', (chunk: Buffer) => {
+      if (flow.aborted) return
+      let ok = true
+      res.cork(() => (ok = res.write(chunk)))
+      if (!ok) {
+        stream.pause()
+        res.onWritable(() => {
+          stream.resume()
+          return true
+        })
+      }
+    })
+    stream.on('end', () => {
+      if (!flow.aborted) res.cork(() => res.end())
+      resolve()
+    })
+    stream.on('error', () => {
+      if (!flow.aborted) res.close()
+      resolve()
+    })
+  })
+}
+
+function decoder(encoding: string) {
+  return encoding === 'gzip' ? createGunzip() : encoding === 'br' ? createBrotliDecompress() : createInflate()
+}
+
+/** Adds `GET|HEAD /f/*` to the child's app. */
+export function startS3Files(ctx: ChildContext): Handle {
+  const { config, log } = ctx
+  const dir = config.cacheDir
+  const negative = new Map<string, true>()
+  const fills = new Map<string, Promise<FillResult>>()
+  const reported = new Map<string, number>()
+  let direct: Promise<BlobStore> | null = null
+
+  function forget(keys: readonly string[]): void {
+    for (const key of keys) negative.delete(key)
+  }
+  ctx.onPush((push) => {
+    if (push.op !== 'files.changed') return
+    try {
+      forget(parseFilesChanged(push.body).keys)
+    } catch (err) {
+      log.warn({ err }, 'malformed files.changed push ignored')
+    }
+  })
+  ctx.parent.onMessage((body) => {
+    if (isMap(body) && body['t'] === 'files-changed' && Array.isArray(body['keys'])) forget(body['keys'] as string[])
+  })
+
+  /** One IPC request per key at a time from this child; the parent shares one fetch among all children. */
+  function fill(key: string): Promise<FillResult> {
+    let p = fills.get(key)
+    if (p === undefined) {
+      p = ctx.parent.request<FillResult>({ t: 'cache-fill', key } satisfies CacheToParent, FILL_TIMEOUT_MS).finally(() => fills.delete(key))
+      fills.set(key, p)
+    }
+    return p
+  }
+
+  function hit(key: string): void {
+    const now = Date.now()
+    if (now - (reported.get(key) ?? 0) < HIT_REPORT_MS) return
+    if (reported.size > NEGATIVE_MAX) reported.clear()
+    reported.set(key, now)
+    ctx.parent.send({ t: 'cache-hit', name: cacheName(key) } satisfies CacheToParent)
+  }
+
+  const notFound = (res: HttpResponse, key: string) =>
+    sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no file ${key}` })
+
+  async function serve(res: HttpResponse, ask: Ask, flow: Flow): Promise<void> {
+    const { key } = ask
+    if (negative.has(key)) return void res.cork(() => notFound(res, key))
+    let cached = await openCached(dir, key)
+    for (let attempt = 0; cached === null && attempt < 2; attempt++) {
+      const result = await fill(key)
+      if (result === 'missing') {
+        negative.set(key, true)
+        if (negative.size > NEGATIVE_MAX) negative.delete(negative.keys().next().value!)
+        if (!flow.aborted) res.cork(() => notFound(res, key))
+        return
+      }
+      if (result === 'too-big') return serveDirect(res, ask, flow)
+      // Evicted between the fill and this open (a cache far smaller than its traffic): ask once more.
+      cached = await openCached(dir, key)
+    }
+    if (cached === null) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `${key} could not be kept in the disk cache`)
+    hit(key)
+    const { fh, meta, offset } = cached
+    if (flow.aborted) return void (await fh.close())
+    await respond(res, ask, flow, meta, (start, end) => fh.createReadStream({ start: offset + start, end: offset + end, autoClose: true }), () => void fh.close())
+  }
+
+  /** An object larger than the whole cache: streamed from the store, never cached (Range not honoured). */
+  async function serveDirect(res: HttpResponse, ask: Ask, flow: Flow): Promise<void> {
+    direct ??= createBlobStore(blobStoreConfig(config))
+    const obj = await (await direct).get(ask.key)
+    if (obj === null) return void (!flow.aborted && res.cork(() => notFound(res, ask.key)))
+    const meta: CachedMeta = { ...obj, lastModified: obj.lastModified.getTime() }
+    if (flow.aborted) return void obj.body.destroy()
+    await respond(res, { ...ask, range: '' }, flow, meta, () => obj.body, () => void obj.body.destroy())
+  }
+
+  async function respond(
+    res: HttpResponse, ask: Ask, flow: Flow, meta: CachedMeta,
+    body: (start: number, end: number) => Readable, release: () => void,
+  ): Promise<void> {
+    const encoding = meta.contentEncoding?.toLowerCase() ?? null
+    const encoded = encoding !== null && encoding !== 'identity'
+    const decompress = encoded && ENCODINGS.has(encoding) && !accepts(ask.acceptEncoding, encoding)
+    const tag = `"${meta.etag || `${meta.size.toString(16)}-${meta.lastModified.toString(16)}`}`
+    const etag = decompress ? `${tag}-d"` : `${tag}"`
+    const headers = (status: number) => {
+      res.writeStatus(statusLine(status)).writeHeader('ETag', etag).writeHeader('Last-Modified', httpDate(meta.lastModified))
+        .writeHeader('Cache-Control', FILES_CACHE_CONTROL)
+      if (encoded) res.writeHeader('Vary', 'Accept-Encoding')
+      if (!decompress) res.writeHeader('Accept-Ranges', 'bytes')
+    }
+    const notModified = ask.ifNoneMatch !== ''
+      ? noneMatch(ask.ifNoneMatch, [`${tag}"`, `${tag}-d"`])
+      : ask.ifModifiedSince !== '' && Math.floor(meta.lastModified / 1000) * 1000 <= Date.parse(ask.ifModifiedSince)
+    if (notModified) {
+      release()
+      return void res.cork(() => {
+        headers(304)
+        res.endWithoutBody()
+      })
+    }
+    const ifRangeOk = ask.ifRange === '' || ask.ifRange === etag || (!ask.ifRange.startsWith('"') && !ask.ifRange.startsWith('W/') && Date.parse(ask.ifRange) >= Math.floor(meta.lastModified / 1000) * 1000)
+    const range = ask.range === '' || decompress || !ifRangeOk ? 'ignore' : parseRange(ask.range, meta.size)
+    if (range === 'unsatisfiable') {
+      release()
+      return void res.cork(() => {
+        headers(416)
+        res.writeHeader('Content-Range', `bytes */${meta.size}`).writeHeader('Content-Type', 'application/json')
+          .end(JSON.stringify({ code: 'ESPRA_ERR_STORAGE_RANGE', message: `range not satisfiable (object is ${meta.size} bytes)` }))
+      })
+    }
+    const span = range === 'ignore' ? { start: 0, end: meta.size - 1 } : range
+    const length = span.end - span.start + 1
+    res.cork(() => {
+      headers(range === 'ignore' ? 200 : 206)
+      res.writeHeader('Content-Type', meta.contentType)
+      if (encoded && !decompress) res.writeHeader('Content-Encoding', encoding)
+      if (range !== 'ignore') res.writeHeader('Content-Range', `bytes ${span.start}-${span.end}/${meta.size}`)
+      if (ask.method === 'head') {
+        if (decompress) res.endWithoutBody()
+        else res.endWithoutBody(length)
+      } else if (length === 0) res.end()
+    })
+    if (ask.method === 'head' || length === 0) return release()
+    if (!decompress) return streamKnown(res, flow, body(span.start, span.end), length)
+    const source = body(0, meta.size - 1)
+    const plain = decoder(encoding)
+    source.on('error', (err) => plain.destroy(err))
+    plain.on('close', () => source.destroy())
+    source.pipe(plain)
+    return streamUnknown(res, flow, plain)
+  }
+
+  const handler = (res: HttpResponse, req: HttpRequest): Promise<void> | void => {
+    const method = req.getMethod().toLowerCase()
+    if (method !== 'get' && method !== 'head') {
+      res.writeStatus(statusLine(405)).writeHeader('Allow', 'GET, HEAD').writeHeader('Content-Type', 'application/json')
+        .end(JSON.stringify({ code: 'ESPRA_ERR_HTTP_METHOD', message: `${method.toUpperCase()} is not allowed on files` }))
+      return
+    }
+    const key = resolveFileKey(req.getUrl())
+    if (key === null) return sendJson(res, 400, { code: 'ESPRA_ERR_HTTP_BAD_PATH', message: 'malformed file path, or one that leaves the file store' })
+    // Everything from the request is read now: after the first await the request object is gone.
+    const ask: Ask = {
+      method, key,
+      acceptEncoding: req.getHeader('accept-encoding'),
+      ifNoneMatch: req.getHeader('if-none-match'),
+      ifModifiedSince: req.getHeader('if-modified-since'),
+      range: req.getHeader('range'),
+      ifRange: req.getHeader('if-range'),
+    }
+    const flow: Flow = { aborted: false, cleanup: null }
+    res.onAborted(() => {
+      flow.aborted = true
+      flow.cleanup?.()
+    })
+    return serve(res, ask, flow)
+  }
+  ctx.app.any(`${FILES_PATH}/*`, handler)
+
+  return {
+    async close() {
+      if (direct) await (await direct).close()
+    },
+    destroy() {
+      if (direct) void direct.then((s) => s.close())
+    },
+  }
+}

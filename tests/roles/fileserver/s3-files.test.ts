@@ -1,0 +1,222 @@
+// GET|HEAD /f/<key> end to end: a real seed and real fileserver nodes (2 children) on an S3 blob store
+// (s3rver behind a counting pass-through proxy, so every blob-store GET the nodes make is counted).
+import { once } from 'node:events'
+import { mkdtempSync, readdirSync, statSync } from 'node:fs'
+import { createServer as createHttpServer, request } from 'node:http'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gunzipSync, gzipSync } from 'node:zlib'
+import { pino } from 'pino'
+import S3rver from 's3rver'
+import t, { type Test } from 'tap'
+import { createS3BlobStore } from '../../../lib/storage/s3-blob-store.js'
+import { createMetaClient } from '../../../lib/transport/meta-client.js'
+import { notifyFileChanged } from '../../../lib/transport/files-changed.js'
+import { freePort, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
+process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
+process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
+
+const BUCKET = 'espra-files-test'
+const s3 = new S3rver({
+  address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
+  directory: mkdtempSync(join(tmpdir(), 'espra-s3rver-files-')), configureBuckets: [{ name: BUCKET }],
+})
+const { port: s3Port } = await s3.run()
+t.teardown(() => s3.close())
+
+// Every request a node makes to the blob store passes here; `gets(key)` counts the object GETs of one key.
+const seen: string[] = []
+const counter = createHttpServer((req, res) => {
+  seen.push(`${req.method} ${decodeURIComponent(new URL(req.url!, 'http://x').pathname)}`)
+  const up = request({ host: '127.0.0.1', port: s3Port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+    res.writeHead(answer.statusCode!, answer.headers)
+    answer.pipe(res)
+  })
+  up.on('error', () => res.destroy())
+  req.pipe(up)
+})
+counter.listen(0, '127.0.0.1')
+await once(counter, 'listening')
+t.teardown(() => counter.close())
+const endpoint = `http://127.0.0.1:${(counter.address() as { port: number }).port}`
+const gets = (key: string) => seen.filter((l) => l === `GET /${BUCKET}/${key}`).length
+
+// The test writes objects straight to s3rver (not counted).
+const direct = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
+t.teardown(() => direct.close())
+
+interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+function fetch(port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (d: Buffer) => chunks.push(d))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** A request line sent byte for byte (node:http would normalise some of these paths). */
+function raw(port: number, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
+    let text = ''
+    socket.on('data', (d) => (text += d.toString('latin1')))
+    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)))
+    socket.on('error', reject)
+  })
+}
+
+const metaPort = await freePort()
+const seedAddress = `127.0.0.1:${metaPort}`
+const s3Flags = { 'blob-store': 's3', 's3-endpoint': endpoint, 's3-bucket': BUCKET, 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
+const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...s3Flags })
+t.teardown(() => seed.stop())
+
+async function fileserver(t: Test, flags: Record<string, string | number>): Promise<StartedNode> {
+  const node = await startNode(t, 'fileserver', { seed: seedAddress, children: 2, ...s3Flags, ...flags })
+  t.teardown(() => node.stop())
+  await waitFor('fileserver registered', async () => JSON.parse((await fetch(node.port, '/_espra/health')).body.toString())['seedConnected'] === true)
+  return node
+}
+
+const cacheDir = mkdtempSync(join(tmpdir(), 'espra-files-cache-'))
+const text = 'hello from the blob store\n'.repeat(200)
+const bin = Buffer.alloc(300_000)
+for (let i = 0; i < bin.length; i++) bin[i] = (i * 31 + 7) & 0xff
+await direct.put('hello.txt', Buffer.from(text), { contentType: 'text/plain; charset=utf-8' })
+await direct.put('big/one.bin', bin, { contentType: 'application/octet-stream' })
+await direct.put('docs/zipped.txt', gzipSync(text), { contentType: 'text/plain', contentEncoding: 'gzip' })
+let fs = await fileserver(t, { 'cache-dir': cacheDir })
+
+t.test('miss then hit: the second GET is served from the disk cache', async (t) => {
+  const first = await fetch(fs.port, '/f/hello.txt')
+  t.equal(first.status, 200)
+  t.equal(first.body.toString(), text)
+  t.equal(first.headers['content-type'], 'text/plain; charset=utf-8')
+  t.match(first.headers['cache-control'], /max-age=(\d+)/)
+  t.ok(Number(/max-age=(\d+)/.exec(String(first.headers['cache-control']))![1]) >= 31 * 24 * 3600, 'Cache-Control of at least a month')
+  t.equal(gets('hello.txt'), 1)
+  for (let i = 0; i < 5; i++) t.equal((await fetch(fs.port, '/f/hello.txt')).body.toString(), text)
+  t.equal(gets('hello.txt'), 1, 'hits do not reach the blob store')
+  const missing = await fetch(fs.port, '/f/no/such.txt')
+  t.equal(missing.status, 404)
+  t.match(JSON.parse(missing.body.toString()), { code: 'ESPRA_ERR_HTTP_NOT_FOUND' })
+})
+
+t.test('500 concurrent requests for one uncached key: exactly one blob-store fetch', async (t) => {
+  const answers = await Promise.all(Array.from({ length: 500 }, () => fetch(fs.port, '/f/big/one.bin')))
+  t.ok(answers.every((a) => a.status === 200 && a.body.equals(bin)), 'every answer has the whole object')
+  t.equal(gets('big/one.bin'), 1)
+})
+
+t.test('a miss is remembered until files.changed names the key', async (t) => {
+  t.equal((await fetch(fs.port, '/f/later.txt')).status, 404)
+  await direct.put('later.txt', Buffer.from('now it exists'))
+  for (let i = 0; i < 5; i++) t.equal((await fetch(fs.port, '/f/later.txt')).status, 404, 'still the remembered miss')
+  t.equal(gets('later.txt'), 1, 'the misses did not reach the blob store again')
+  const client = createMetaClient({ seeds: [seedAddress], secret: SECRET, peer: { kind: 'admin' }, maxFrame: 1024 ** 2, log: pino({ level: 'silent' }), reconnect: false })
+  t.teardown(() => client.close())
+  await new Promise<void>((resolve) => client.on('connected', resolve))
+  const { subscribers } = await notifyFileChanged(client, 'later.txt')
+  t.ok(subscribers >= 1, 'the seed pushed it to the fileserver')
+  // Both children and the parent get the push; wait until every try is served (no timing threshold).
+  await waitFor('later.txt served', async () => {
+    const all = await Promise.all(Array.from({ length: 6 }, () => fetch(fs.port, '/f/later.txt')))
+    return all.every((a) => a.status === 200 && a.body.toString() === 'now it exists')
+  })
+})
+
+t.test('an object stored gzip: as stored to gzip clients, decompressed for the others', async (t) => {
+  const gz = await fetch(fs.port, '/f/docs/zipped.txt', { 'accept-encoding': 'gzip, br' })
+  t.equal(gz.status, 200)
+  t.equal(gz.headers['content-encoding'], 'gzip')
+  t.equal(gz.headers['vary'], 'Accept-Encoding')
+  t.equal(gunzipSync(gz.body).toString(), text)
+  const plain = await fetch(fs.port, '/f/docs/zipped.txt')
+  t.equal(plain.status, 200)
+  t.equal(plain.headers['content-encoding'], undefined)
+  t.equal(plain.body.toString(), text)
+  t.not(plain.headers['etag'], gz.headers['etag'], 'each representation has its own ETag')
+  const refused = await fetch(fs.port, '/f/docs/zipped.txt', { 'accept-encoding': 'gzip;q=0, br' })
+  t.equal(refused.body.toString(), text, 'q=0 refuses gzip')
+  t.equal(gets('docs/zipped.txt'), 1)
+})
+
+t.test('Range: 206, suffix, open end, 416', async (t) => {
+  const a = await fetch(fs.port, '/f/big/one.bin', { range: 'bytes=10-19' })
+  t.equal(a.status, 206)
+  t.equal(a.headers['content-range'], `bytes 10-19/${bin.length}`)
+  t.ok(a.body.equals(bin.subarray(10, 20)))
+  const b = await fetch(fs.port, '/f/big/one.bin', { range: 'bytes=-5' })
+  t.equal(b.status, 206)
+  t.ok(b.body.equals(bin.subarray(bin.length - 5)))
+  const c = await fetch(fs.port, '/f/big/one.bin', { range: `bytes=${bin.length - 3}-` })
+  t.ok(c.body.equals(bin.subarray(bin.length - 3)))
+  const d = await fetch(fs.port, '/f/big/one.bin', { range: `bytes=${bin.length}-` })
+  t.equal(d.status, 416)
+  t.equal(d.headers['content-range'], `bytes */${bin.length}`)
+  const stale = await fetch(fs.port, '/f/big/one.bin', { range: 'bytes=0-9', 'if-range': '"not-the-etag"' })
+  t.equal(stale.status, 200, 'If-Range that does not match: the whole object')
+  t.equal(stale.body.length, bin.length)
+})
+
+t.test('HEAD, and 304 on If-None-Match and If-Modified-Since', async (t) => {
+  const head = await fetch(fs.port, '/f/hello.txt', {}, 'HEAD')
+  t.equal(head.status, 200)
+  t.equal(head.headers['content-length'], String(Buffer.byteLength(text)))
+  t.equal(head.body.length, 0)
+  const etag = String(head.headers['etag'])
+  const lastModified = String(head.headers['last-modified'])
+  t.equal((await fetch(fs.port, '/f/hello.txt', { 'if-none-match': etag })).status, 304)
+  t.equal((await fetch(fs.port, '/f/hello.txt', { 'if-none-match': `"x", W/${etag}` })).status, 304, 'weak comparison, lists')
+  t.equal((await fetch(fs.port, '/f/hello.txt', { 'if-none-match': '"other"' })).status, 200)
+  t.equal((await fetch(fs.port, '/f/hello.txt', { 'if-modified-since': lastModified })).status, 304)
+  t.equal((await fetch(fs.port, '/f/hello.txt', { 'if-modified-since': new Date(Date.parse(lastModified) - 3600_000).toUTCString() })).status, 200)
+})
+
+t.test('traversal in any form: 400, and nothing is read', async (t) => {
+  const before = seen.length
+  for (const path of [
+    '/f/../secret', '/f/a/../../etc/passwd', '/f/%2e%2e/x', '/f/%2E%2E%2Fetc%2Fpasswd', '/f/a/%2e%2e/%2e%2e/x', '/f//etc/passwd',
+    '/f/%2Fetc%2Fpasswd', '/f/a%00b', '/f/a%2500', '/f/%252e%252e/x', '/f/a\\..\\b', '/f/./x', '/f/a//b', '/f/%', '/f/',
+  ]) t.equal(await raw(fs.port, path), 400, path)
+  t.equal(seen.length, before, 'no blob-store request')
+})
+
+t.test('the cache survives a restart', async (t) => {
+  await fs.stop()
+  fs = await fileserver(t, { 'cache-dir': cacheDir })
+  t.equal((await fetch(fs.port, '/f/hello.txt')).body.toString(), text)
+  t.ok((await fetch(fs.port, '/f/big/one.bin')).body.equals(bin))
+  t.equal(gets('hello.txt'), 1, 'no new fetch after the restart')
+  t.equal(gets('big/one.bin'), 1)
+})
+
+t.test('eviction under --cache-max-bytes: least recently served first', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-files-small-cache-'))
+  const small = await fileserver(t, { 'cache-dir': dir, 'cache-max-bytes': 2500 })
+  for (const k of ['ev/a', 'ev/b', 'ev/c']) await direct.put(k, Buffer.alloc(1000, k.slice(-1)))
+  const used = () => readdirSync(join(dir, 'objects')).reduce((n, f) => n + statSync(join(dir, 'objects', f)).size, 0)
+  for (const k of ['ev/a', 'ev/b']) t.equal((await fetch(small.port, `/f/${k}`)).status, 200)
+  t.equal(readdirSync(join(dir, 'objects')).length, 2)
+  t.equal((await fetch(small.port, '/f/ev/c')).body.toString(), 'c'.repeat(1000))
+  t.equal(readdirSync(join(dir, 'objects')).length, 2, 'one object evicted to fit the third')
+  t.ok(used() <= 2500, `cache holds ${used()} bytes, bound 2500`)
+  await fetch(small.port, '/f/ev/b')
+  t.equal(gets('ev/b'), 1, 'b stayed (a was least recently served)')
+  await fetch(small.port, '/f/ev/a')
+  t.equal(gets('ev/a'), 2, 'a was evicted and fetched again')
+  // Larger than the whole cache: served straight from the store, never kept.
+  await direct.put('ev/huge', Buffer.alloc(5000, 'h'))
+  const huge = await fetch(small.port, '/f/ev/huge')
+  t.equal(huge.status, 200)
+  t.equal(huge.body.length, 5000)
+  t.ok(used() <= 2500)
+})
