@@ -56,7 +56,7 @@ export function deriveUploadKey(secret: string): Buffer {
 function checkMint(opts: UploadMintOptions): void {
   const bad = (option: string, allowed: string) => new EspraError('ESPRA_ERR_CONFIG_INVALID', `--${option}: ${allowed}`, { option: `--${option}` })
   if (!(Number.isInteger(opts.maxSize) && opts.maxSize > 0 && opts.maxSize <= MAX_UPLOAD_SIZE)) throw bad('max-size', `from 1 byte to ${MAX_UPLOAD_SIZE / 1024 ** 3}GB`)
-  for (const t of opts.types ?? []) if (!TYPE.test(t)) throw bad('types', `'${t}' is not a media type such as image/png or image/*`)
+  for (const t of opts.types ?? []) if (!TYPE.test(t.toLowerCase())) throw bad('types', `'${t}' is not a media type such as image/png or image/*`)
   if (!(opts.ttlMs > 0)) throw bad('ttl', 'must be more than 0')
   if (opts.owner !== undefined && (opts.owner.length === 0 || opts.owner.length > 128)) throw bad('owner', '1 to 128 characters')
   if (opts.channel !== undefined && !isChannel(opts.channel)) throw bad('channel', `'${opts.channel}' is not a channel name`)

@@ -15,6 +15,7 @@ import { isCompressible } from '../../lib/builds/manifest.js'
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
+import { notifyFileChanged, type FileChangeLink } from '../../lib/transport/files-changed.js'
 
 /** The `files` record of an upload (also what the client is answered, plus `url`). */
 export interface FileRecord {
@@ -38,19 +39,9 @@ export const uploadDirs = (config: NodeConfig) => ({
   pending: join(config.dataDir, 'uploads-pending'),
 })
 
-/** Anything that sends a meta request to the seed (a MetaClient). */
-export interface SeedRequester {
-  request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
-}
-
-/**
- * Tells every fileserver, through the seed's `files.changed` op, that `key`
- * now exists, so negative caches forget it. The one call site for
- * `notifyFileChanged` (lib/transport/files-changed.ts, the S3-files work):
- * it sends the same request.
- */
-export function announceStored(seed: SeedRequester, key: string, onError: (err: unknown) => void): void {
-  seed.request('files.changed', { keys: [key] }, 5000).catch(onError)
+/** Tells every fileserver (through the seed's `files.changed`) that `key` now exists, so negative caches forget it. */
+export function announceStored(seed: FileChangeLink, key: string, onError: (err: unknown) => void): void {
+  notifyFileChanged(seed, key).catch(onError)
 }
 
 /** Failures that mean "try again later": the blob store or the seed is out of reach. */
