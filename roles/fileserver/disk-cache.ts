@@ -40,7 +40,7 @@ import { pipeline } from 'node:stream/promises'
 import type { Logger } from '../../lib/core/log.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
-import { notifyFileChanged, parseFilesChanged } from '../../lib/transport/files-changed.js'
+import { parseFilesChanged } from '../../lib/transport/files-changed.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 
 const MAGIC = 'espra-cache-1\n'
@@ -288,7 +288,7 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
 
 export interface CacheParent {
   readonly cache: DiskCache
-  /** Answers the children's `cache-fill` and `files-changed` requests; undefined for anything else. */
+  /** Answers the children's `cache-fill` requests; undefined for anything else. */
   onRequest(body: unknown): unknown
   /** Handles a child's `cache-hit`; false for anything else. */
   onMessage(body: unknown): boolean
@@ -319,13 +319,6 @@ export async function startCacheParent(ctx: ParentContext): Promise<CacheParent>
     onRequest(body) {
       if (!isMap(body)) return undefined
       if (body['t'] === 'cache-fill' && typeof body['key'] === 'string') return cache.fill(body['key'])
-      if (body['t'] === 'files-changed') {
-        // This node first (also when no seed is reachable), then every fileserver through the seed.
-        const { keys } = parseFilesChanged(body)
-        cache.changed(keys)
-        ctx.children.broadcast({ t: 'files-changed', keys })
-        return notifyFileChanged({ request: ctx.seedRequest }, keys)
-      }
       return undefined
     },
     onMessage(body) {

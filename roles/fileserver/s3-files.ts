@@ -28,10 +28,9 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
 import { EspraError } from '../../lib/core/errors.js'
 import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
-import type { ChildContext, Handle, ParentChannel } from '../../lib/process/role.js'
+import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { checkKey } from '../../lib/storage/blob-key.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
-import { isMap } from '../../lib/transport/meta-shapes.js'
 import { parseFilesChanged } from '../../lib/transport/files-changed.js'
 import { cacheName, openCached, type CachedMeta, type FillResult } from './disk-cache.js'
 
@@ -43,22 +42,8 @@ const FILL_TIMEOUT_MS = 300_000
 const HIT_REPORT_MS = 5000
 const NEGATIVE_MAX = 100_000
 
-/** Child → parent requests and messages of the disk cache. */
-export type CacheToParent =
-  | { t: 'cache-fill'; key: string }
-  | { t: 'cache-hit'; name: string }
-  | { t: 'files-changed'; keys: string[] }
-
-/**
- * From a fileserver child: tell this node's cache and, through the parent and
- * the seed, every fileserver that `key` now exists or changed (call it once an
- * upload is durable). Elsewhere, with a meta link, use
- * `notifyFileChanged` from lib/transport/files-changed.ts.
- */
-export function announceFileChanged(parent: ParentChannel, key: string | readonly string[]): Promise<{ subscribers: number }> {
-  const keys = parseFilesChanged({ keys: typeof key === 'string' ? [key] : [...key] }).keys
-  return parent.request({ t: 'files-changed', keys: [...keys] } satisfies CacheToParent)
-}
+/** Child → parent request and message of the disk cache. */
+export type CacheToParent = { t: 'cache-fill'; key: string } | { t: 'cache-hit'; name: string }
 
 /** The storage key a `/f/...` URL names, or null when it is malformed or tries to leave the store. */
 export function resolveFileKey(url: string): string | null {
@@ -212,8 +197,13 @@ export function startS3Files(ctx: ChildContext): Handle {
   const reported = new Map<string, number>()
   let direct: Promise<BlobStore> | null = null
 
+  /** Keys named by files.changed while this child's fill for them was in flight: a 'missing' answer may predate it. */
+  const changedDuringFill = new Set<string>()
   function forget(keys: readonly string[]): void {
-    for (const key of keys) negative.delete(key)
+    for (const key of keys) {
+      negative.delete(key)
+      if (fills.has(key)) changedDuringFill.add(key)
+    }
   }
   ctx.onPush((push) => {
     if (push.op !== 'files.changed') return
@@ -223,15 +213,22 @@ export function startS3Files(ctx: ChildContext): Handle {
       log.warn({ err }, 'malformed files.changed push ignored')
     }
   })
-  ctx.parent.onMessage((body) => {
-    if (isMap(body) && body['t'] === 'files-changed' && Array.isArray(body['keys'])) forget(body['keys'] as string[])
-  })
 
   /** One IPC request per key at a time from this child; the parent shares one fetch among all children. */
   function fill(key: string): Promise<FillResult> {
     let p = fills.get(key)
     if (p === undefined) {
-      p = ctx.parent.request<FillResult>({ t: 'cache-fill', key } satisfies CacheToParent, FILL_TIMEOUT_MS).finally(() => fills.delete(key))
+      p = ctx.parent.request<FillResult>({ t: 'cache-fill', key } satisfies CacheToParent, FILL_TIMEOUT_MS).then((result) => {
+        // Remember a miss only if no files.changed for the key came in meanwhile.
+        if (result === 'missing' && !changedDuringFill.has(key)) {
+          negative.set(key, true)
+          if (negative.size > NEGATIVE_MAX) negative.delete(negative.keys().next().value!)
+        }
+        return result
+      }).finally(() => {
+        fills.delete(key)
+        changedDuringFill.delete(key)
+      })
       fills.set(key, p)
     }
     return p
@@ -255,8 +252,6 @@ export function startS3Files(ctx: ChildContext): Handle {
     for (let attempt = 0; cached === null && attempt < 2; attempt++) {
       const result = await fill(key)
       if (result === 'missing') {
-        negative.set(key, true)
-        if (negative.size > NEGATIVE_MAX) negative.delete(negative.keys().next().value!)
         if (!flow.aborted) res.cork(() => notFound(res, key))
         return
       }

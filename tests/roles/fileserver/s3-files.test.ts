@@ -146,6 +146,13 @@ t.test('an object stored gzip: as stored to gzip clients, decompressed for the o
   t.not(plain.headers['etag'], gz.headers['etag'], 'each representation has its own ETag')
   const refused = await fetch(fs.port, '/f/docs/zipped.txt', { 'accept-encoding': 'gzip;q=0, br' })
   t.equal(refused.body.toString(), text, 'q=0 refuses gzip')
+  const head = await fetch(fs.port, '/f/docs/zipped.txt', {}, 'HEAD')
+  t.equal(head.status, 200)
+  t.equal(head.headers['content-encoding'], undefined)
+  t.not(head.headers['content-length'], '0', 'HEAD of the decompressed form does not claim an empty body')
+  t.equal(head.headers['etag'], plain.headers['etag'])
+  const headGz = await fetch(fs.port, '/f/docs/zipped.txt', { 'accept-encoding': 'gzip' }, 'HEAD')
+  t.equal(headGz.headers['content-length'], String(gz.body.length))
   t.equal(gets('docs/zipped.txt'), 1)
 })
 
