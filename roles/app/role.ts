@@ -1,14 +1,17 @@
-/** The app role: runs the application code of the current app build. */
+/** The app role: runs the application code of the current app build (docs/app-api.md). */
 import type { Role } from '../../lib/process/role.js'
+import { startAppNode } from './node.js'
+import { startAppServer } from './server.js'
 
 export const appRole: Role = {
   name: 'app',
   summary: 'runs the application code of the current app build, multi-process and multi-threaded',
   notYet: [
-    'loading and running the application code of the current app build',
-    'worker threads in each child for CPU-bound work',
+    'ctx.datastore (app tables), ctx.sendMail and ctx.enqueue; handleTask and handleMail',
   ],
   forks: true,
-  // The seed pushes the current app build on every (re)connect; running it is not built yet.
-  subscribe: () => ({ builds: true }),
+  // Builds on every (re)connect and change; the routing table so ctx.publish reaches each channel's home Live node.
+  subscribe: (config) => ({ builds: true, routing: config.region }),
+  parent: async (ctx) => startAppNode(ctx),
+  child: (ctx) => startAppServer(ctx, Number(ctx.log.bindings()['child'] ?? 0)),
 }

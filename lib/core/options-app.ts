@@ -1,0 +1,43 @@
+/** App options (other roles ignore these): worker threads, request queue, timeouts, body size. */
+import { availableParallelism } from 'node:os'
+import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
+
+declare module './config.js' {
+  interface NodeConfig {
+    /** app: worker threads per child running the application. */
+    readonly threads: number
+    /** app: requests a child holds waiting for an idle worker; past it, 503 with Retry-After. */
+    readonly queueSize: number
+    /** app: a request not answered in this time gets 504 and its worker is replaced. */
+    readonly requestTimeout: number
+    /** app: largest request body handed to the application (413 past it). */
+    readonly maxBody: number
+  }
+}
+
+export const APP_OPTIONS = [
+  option({
+    key: 'threads', flag: '--threads <n>', env: 'ESPRA_THREADS', defaultText: 'CPU count',
+    doc: 'app: worker threads per child that run the application (each takes one request at a time)',
+    default: () => availableParallelism(), parse: integer(1, 256),
+  }),
+  option({
+    key: 'queueSize', flag: '--queue-size <n>', env: 'ESPRA_QUEUE_SIZE', defaultText: '256',
+    doc: 'app: requests a child queues while every worker is busy; past it, 503 with Retry-After',
+    default: constant(256), parse: integer(0, 1_000_000),
+  }),
+  option({
+    key: 'requestTimeout', flag: '--request-timeout <duration>', env: 'ESPRA_REQUEST_TIMEOUT', defaultText: '30s',
+    doc: 'app: a request unanswered after this gets 504 and the worker running it is terminated and replaced',
+    default: constant(30_000), parse: durationIn(10, 3_600_000),
+  }),
+  option({
+    key: 'maxBody', flag: '--max-body <size>', env: 'ESPRA_MAX_BODY', defaultText: '1MB',
+    doc: 'app: largest request body handed to the application (413 past it)',
+    default: constant(1024 ** 2), parse: (raw) => {
+      const n = parseSize(raw)
+      if (n > 1024 ** 3) throw 'must be a size up to 1GB'
+      return n
+    },
+  }),
+] as const

@@ -1,0 +1,325 @@
+/**
+ * The worker pool of one app child. Workers belong to a generation (one
+ * build); only the current generation takes requests, and a generation
+ * becomes current only once every one of its workers has loaded the build
+ * and run `init` (no request meets a half-loaded build). Requests wait for
+ * an idle worker in a bounded queue; past it they get 503.
+ *
+ * A swap starts a whole new generation beside the old one; when it is ready
+ * it becomes current and the queue drains into it, while each old worker
+ * finishes the request it holds, runs `destroy` and exits. A generation that
+ * fails to start is terminated and the old one keeps serving.
+ *
+ * A request unanswered after `--request-timeout` gets 504; a worker that
+ * held it is terminated (the only way to stop a loop) and replaced.
+ */
+import { Worker } from 'node:worker_threads'
+import { EspraError, toWire, type ErrorCode } from '../../lib/core/errors.js'
+import type { Logger } from '../../lib/core/log.js'
+import type { BuildOnDisk } from './build-files.js'
+import type { AppVisibleConfig, FromWorker, ToWorker, WireRequest, WorkerStart } from './protocol.js'
+
+const WORKER_URL = new URL('./worker.js', import.meta.url)
+const DESTROY_GRACE_MS = 5000
+const RESPAWN_DELAY_MS = 1000
+
+/** Where a request's answer goes (the HTTP layer implements it). */
+export interface ResponseSink {
+  /** The client went away: drop whatever comes. */
+  readonly aborted: boolean
+  whole(status: number, headers: [string, string][], body: Uint8Array, build: string): void
+  head(status: number, headers: [string, string][], build: string): void
+  chunk(data: Uint8Array): void
+  end(): void
+  /** An error answer (or, once a streamed head went out, a cut connection). */
+  fail(code: ErrorCode, message: string, extra?: Record<string, unknown>): void
+}
+
+export interface PoolOptions {
+  readonly threads: number
+  readonly queueSize: number
+  readonly requestTimeoutMs: number
+  readonly log: Logger
+  readonly child: number
+  readonly logLevel: string
+  readonly tokenKey: Uint8Array
+  readonly appConfig: (build: string) => AppVisibleConfig
+  readonly publish: (ch: string, data: unknown) => Promise<{ seq: number; ts: number }>
+}
+
+interface Job {
+  readonly id: number
+  readonly req: WireRequest
+  readonly sink: ResponseSink
+  timer: NodeJS.Timeout | null
+  slot: Slot | null
+  done: boolean
+}
+
+interface Generation {
+  readonly build: BuildOnDisk
+  readonly slots: Set<Slot>
+  retired: boolean
+}
+
+interface Slot {
+  readonly worker: Worker
+  readonly gen: Generation
+  ready: boolean
+  job: Job | null
+  gone: boolean
+}
+
+export interface PoolStats {
+  build: string | null
+  workers: number
+  busy: number
+  queued: number
+}
+
+export interface WorkerPool {
+  /** The build taking requests (null: none yet). */
+  readonly build: string | null
+  submit(req: WireRequest, sink: ResponseSink): void
+  /** Starts the build's workers and makes them current; rejects with `ESPRA_ERR_APP_INIT` and keeps the old build. */
+  load(build: BuildOnDisk): Promise<void>
+  stats(): PoolStats
+  /** Retires every worker (each finishes what it holds and runs destroy). */
+  close(): Promise<void>
+  /** Terminates every worker now. */
+  destroy(): void
+}
+
+export function createWorkerPool(opts: PoolOptions): WorkerPool {
+  const { log } = opts
+  let current: Generation | null = null
+  const queue: Job[] = []
+  let jobs = 0
+  let closing = false
+  const exits = new Set<Promise<void>>()
+  const every = new Set<Slot>()
+
+  function spawn(gen: Generation): Slot {
+    const start: WorkerStart = {
+      entry: gen.build.entry, build: gen.build.id, config: opts.appConfig(gen.build.id),
+      logLevel: opts.logLevel, child: opts.child, tokenKey: opts.tokenKey,
+    }
+    const worker = new Worker(WORKER_URL, { workerData: start })
+    const slot: Slot = { worker, gen, ready: false, job: null, gone: false }
+    gen.slots.add(slot)
+    every.add(slot)
+    let exited!: () => void
+    const exit = new Promise<void>((resolve) => (exited = resolve))
+    exits.add(exit)
+    worker.on('message', (msg: FromWorker) => onMessage(slot, msg))
+    worker.on('error', (err) => log.error({ err, build: gen.build.id, thread: worker.threadId }, 'app worker failed'))
+    worker.on('exit', (code) => {
+      exits.delete(exit)
+      exited()
+      onExit(slot, code)
+    })
+    return slot
+  }
+
+  function send(slot: Slot, msg: ToWorker): void {
+    slot.worker.postMessage(msg)
+  }
+
+  function finish(job: Job): Slot | null {
+    job.done = true
+    if (job.timer) clearTimeout(job.timer)
+    const slot = job.slot
+    if (slot) slot.job = null
+    return slot
+  }
+
+  function retire(slot: Slot): void {
+    if (slot.gone) return
+    slot.gone = true
+    send(slot, { t: 'destroy' })
+    const timer = setTimeout(() => void slot.worker.terminate(), DESTROY_GRACE_MS)
+    slot.worker.once('exit', () => clearTimeout(timer))
+  }
+
+  /** A worker is free: give it the next waiting request, or retire it if its build was replaced. */
+  function idle(slot: Slot): void {
+    if (slot.gone) return
+    if (slot.gen !== current || closing) return retire(slot)
+    for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+      if (job.done || job.sink.aborted) {
+        finish(job)
+        continue
+      }
+      return dispatch(slot, job)
+    }
+  }
+
+  function dispatch(slot: Slot, job: Job): void {
+    slot.job = job
+    job.slot = slot
+    send(slot, { t: 'req', id: job.id, req: job.req })
+  }
+
+  function onMessage(slot: Slot, msg: FromWorker): void {
+    if (msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
+    if (msg.t === 'publish') {
+      opts.publish(msg.ch, msg.data).then(
+        (r) => send(slot, { t: 'published', id: msg.id, ok: true, seq: r.seq, ts: r.ts }),
+        (err: unknown) => {
+          const wire = toWire(err)
+          send(slot, { t: 'published', id: msg.id, ok: false, code: wire.code, message: wire.message })
+        },
+      )
+      return
+    }
+    const job = slot.job
+    if (job === null || job.id !== msg.id || job.done) return
+    const build = slot.gen.build.id
+    const sink = job.sink
+    switch (msg.t) {
+      case 'res':
+        finish(job)
+        if (!sink.aborted) sink.whole(msg.status, msg.headers, msg.body, build)
+        return idle(slot)
+      case 'head':
+        if (!sink.aborted) sink.head(msg.status, msg.headers, build)
+        return
+      case 'chunk':
+        if (!sink.aborted) sink.chunk(msg.data)
+        return
+      case 'end':
+        finish(job)
+        if (!sink.aborted) sink.end()
+        return idle(slot)
+      case 'error':
+        finish(job)
+        if (!sink.aborted) sink.fail(msg.code as ErrorCode, msg.code === 'ESPRA_ERR_APP_RESPONSE' ? msg.message : 'the application failed to handle the request', { errorId: msg.errorId })
+        return idle(slot)
+    }
+  }
+
+  function onExit(slot: Slot, code: number): void {
+    const wasGone = slot.gone
+    slot.gone = true
+    slot.gen.slots.delete(slot)
+    every.delete(slot)
+    const job = slot.job
+    if (job !== null && !job.done) {
+      finish(job)
+      log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited while handling a request')
+      if (!job.sink.aborted) job.sink.fail('ESPRA_ERR_APP_HANDLER', 'the application worker exited while handling the request')
+    }
+    // Keep the current build at full strength: a worker that died (or was killed for a timeout) is replaced.
+    if (!wasGone && slot.ready && slot.gen === current && !closing) {
+      log.warn({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited: starting a replacement')
+      respawn(slot.gen)
+    }
+  }
+
+  function respawn(gen: Generation): void {
+    const slot = spawn(gen)
+    slot.worker.once('espra:ready', () => {
+      slot.ready = true
+      log.info({ build: gen.build.id, thread: slot.worker.threadId }, 'app worker replaced')
+      idle(slot)
+    })
+    slot.worker.once('espra:init-failed', (msg: { message: string }) => {
+      log.error({ build: gen.build.id, message: msg.message }, 'replacement app worker failed to start; trying again')
+      slot.gone = true
+      void slot.worker.terminate()
+      setTimeout(() => {
+        if (gen === current && !closing) respawn(gen)
+      }, RESPAWN_DELAY_MS).unref()
+    })
+  }
+
+  function timeOut(job: Job): void {
+    if (job.done) return
+    const slot = finish(job)
+    if (slot === null) {
+      const i = queue.indexOf(job)
+      if (i >= 0) queue.splice(i, 1)
+    }
+    if (!job.sink.aborted) job.sink.fail('ESPRA_ERR_APP_TIMEOUT', `no answer within ${opts.requestTimeoutMs} ms`)
+    if (slot !== null) {
+      log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, method: job.req.method, path: job.req.path, timeoutMs: opts.requestTimeoutMs },
+        'app request timed out: terminating its worker')
+      const replace = slot.gen === current && !closing && !slot.gone
+      slot.gone = true
+      slot.gen.slots.delete(slot)
+      void slot.worker.terminate()
+      if (replace) respawn(slot.gen)
+    }
+  }
+
+  return {
+    get build() {
+      return current?.build.id ?? null
+    },
+    submit(req, sink) {
+      if (closing) return sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
+      if (current === null) return sink.fail('ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
+      const job: Job = { id: ++jobs, req, sink, timer: null, slot: null, done: false }
+      let free: Slot | undefined
+      for (const slot of current.slots) {
+        if (slot.ready && !slot.gone && slot.job === null) {
+          free = slot
+          break
+        }
+      }
+      if (free === undefined && queue.length >= opts.queueSize) return sink.fail('ESPRA_ERR_APP_BUSY', 'every app worker is busy and the request queue is full')
+      job.timer = setTimeout(() => timeOut(job), opts.requestTimeoutMs)
+      if (free !== undefined) dispatch(free, job)
+      else queue.push(job)
+    },
+    async load(build) {
+      const gen: Generation = { build, slots: new Set(), retired: false }
+      const slots = Array.from({ length: opts.threads }, () => spawn(gen))
+      try {
+        await Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
+          slot.worker.once('espra:ready', () => {
+            slot.ready = true
+            resolve()
+          })
+          slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: ${msg.message}`, { build: build.id })))
+          slot.worker.once('exit', (code) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: a worker exited (code ${code}) while starting`, { build: build.id })))
+        })))
+      } catch (err) {
+        for (const slot of slots) {
+          slot.gone = true
+          void slot.worker.terminate()
+        }
+        throw err
+      }
+      if (closing) {
+        for (const slot of slots) retire(slot)
+        return
+      }
+      const old = current
+      current = gen
+      if (old !== null) {
+        old.retired = true
+        for (const slot of old.slots) if (slot.job === null) retire(slot)
+      }
+      for (const slot of slots) idle(slot)
+    },
+    stats() {
+      let busy = 0
+      for (const slot of current?.slots ?? []) if (slot.job !== null) busy++
+      return { build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: queue.length }
+    },
+    async close() {
+      closing = true
+      for (const job of queue.splice(0)) {
+        finish(job)
+        if (!job.sink.aborted) job.sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
+      }
+      for (const slot of current?.slots ?? []) if (slot.job === null) retire(slot)
+      await Promise.all([...exits])
+    },
+    destroy() {
+      closing = true
+      for (const slot of every) void slot.worker.terminate()
+    },
+  }
+}

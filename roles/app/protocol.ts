@@ -1,0 +1,65 @@
+/**
+ * Messages between an app child's main thread (HTTP, queue, pool) and its
+ * worker threads (the application). One request at a time per worker; ids
+ * match answers to requests and publishes to their results.
+ */
+import type { MintOptions } from '../../lib/live/token.js'
+
+/** What `handle(request)` receives, minus what the worker derives (searchParams, text(), json()). */
+export interface WireRequest {
+  readonly method: string
+  /** Path and query as sent, e.g. `/a/b?x=1`. */
+  readonly url: string
+  readonly path: string
+  /** The query string without `?` ('' when none). */
+  readonly query: string
+  /** Lower-case names; repeated headers joined with `, ` (`cookie` with `; `). */
+  readonly headers: Record<string, string>
+  readonly body: Uint8Array
+  /** The client's IP address as the TCP peer (an ELB or proxy in front: see x-forwarded-for). */
+  readonly address: string
+}
+
+/** The config the application sees (`ctx.config`): nothing secret. */
+export interface AppVisibleConfig {
+  readonly nodeId: string
+  readonly region: string
+  readonly role: 'app'
+  readonly build: string
+  readonly threads: number
+  readonly requestTimeout: number
+  readonly maxBody: number
+}
+
+/** Given to each worker at start (`workerData`). */
+export interface WorkerStart {
+  readonly entry: string
+  readonly build: string
+  readonly config: AppVisibleConfig
+  readonly logLevel: string
+  readonly child: number
+  /** Derived once from the cluster secret for `ctx.mintToken`; the secret itself stays in the main thread. */
+  readonly tokenKey: Uint8Array
+}
+
+export type ToWorker =
+  | { t: 'req'; id: number; req: WireRequest }
+  | { t: 'published'; id: number; ok: true; seq: number; ts: number }
+  | { t: 'published'; id: number; ok: false; code: string; message: string }
+  | { t: 'destroy' }
+
+export type FromWorker =
+  | { t: 'ready' }
+  | { t: 'init-failed'; message: string; stack?: string }
+  /** A whole response. */
+  | { t: 'res'; id: number; status: number; headers: [string, string][]; body: Uint8Array }
+  /** A streamed response: head, chunks, end. */
+  | { t: 'head'; id: number; status: number; headers: [string, string][] }
+  | { t: 'chunk'; id: number; data: Uint8Array }
+  | { t: 'end'; id: number }
+  /** The handler threw (or a stream failed); `errorId` is in the worker's log line too. */
+  | { t: 'error'; id: number; errorId: string; code: string; message: string }
+  | { t: 'publish'; id: number; ch: string; data: unknown }
+  | { t: 'destroyed' }
+
+export type { MintOptions }

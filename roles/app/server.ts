@@ -1,0 +1,202 @@
+/**
+ * An app child: the uWS server on the main thread hands each request
+ * (method, path, query, headers, body up to `--max-body`, client address) to
+ * the worker pool and writes the answer back; it follows the builds the seed
+ * pushes (files from the blob store to disk, then a whole new generation of
+ * workers) and tells the parent which build it serves or why it refused one.
+ */
+import { ERRORS, toWire, type ErrorCode } from '../../lib/core/errors.js'
+import type { BuildPush } from '../../lib/builds/manifest.js'
+import { createLivePublisher } from '../../lib/live/publisher.js'
+import { deriveTokenKey } from '../../lib/live/token.js'
+import { statusLine } from '../../lib/http/server.js'
+import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
+import type { ChildContext, Handle } from '../../lib/process/role.js'
+import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { isBuildPush } from './build-push.js'
+import { materializeBuild } from './build-files.js'
+import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
+import type { WireRequest } from './protocol.js'
+
+/** Child → parent: the build this child serves, or one it refused. */
+export type AppToParent = { t: 'serving'; id: string } | { t: 'load-failed'; id: string; code: string; message: string }
+
+const RETRY_AFTER_S = '1'
+const decoder = new TextDecoder()
+
+function sendError(res: HttpResponse, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): void {
+  const status = ERRORS[code]?.status ?? 500
+  res.cork(() => {
+    res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json')
+    if (status === 503) res.writeHeader('Retry-After', RETRY_AFTER_S)
+    res.end(JSON.stringify({ code, message, ...extra }))
+  })
+}
+
+/** The sink a pool writes one request's answer into; every write is corked (answers arrive from worker messages). */
+function sinkFor(res: HttpResponse, state: { aborted: boolean }): ResponseSink {
+  let started = false
+  const writeHead = (status: number, headers: [string, string][], build: string) => {
+    res.writeStatus(statusLine(status))
+    for (const [name, value] of headers) res.writeHeader(name, value)
+    res.writeHeader('X-Espra-Build', build)
+  }
+  return {
+    get aborted() {
+      return state.aborted
+    },
+    whole(status, headers, body, build) {
+      res.cork(() => {
+        writeHead(status, headers, build)
+        res.end(body)
+      })
+    },
+    head(status, headers, build) {
+      started = true
+      res.cork(() => writeHead(status, headers, build))
+    },
+    chunk(data) {
+      res.cork(() => res.write(data))
+    },
+    end() {
+      res.cork(() => res.end())
+    },
+    fail(code, message, extra) {
+      // A half-sent stream cannot become an error answer: cut it so the client sees the failure.
+      if (started) return void res.close()
+      sendError(res, code, message, extra)
+    },
+  }
+}
+
+function headersOf(req: HttpRequest): Record<string, string> {
+  const headers: Record<string, string> = {}
+  req.forEach((name, value) => {
+    const had = headers[name]
+    headers[name] = had === undefined ? value : `${had}${name === 'cookie' ? '; ' : ', '}${value}`
+  })
+  return headers
+}
+
+export async function startAppServer(ctx: ChildContext, childIndex: number): Promise<Handle> {
+  const { config, log } = ctx
+  const store = await createBlobStore(blobStoreConfig(config))
+  const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame })
+  let routingVersion = -1
+  const pool: WorkerPool = createWorkerPool({
+    threads: config.threads,
+    queueSize: config.queueSize,
+    requestTimeoutMs: config.requestTimeout,
+    log,
+    child: childIndex,
+    logLevel: config.logLevel,
+    tokenKey: new Uint8Array(deriveTokenKey(config.secret)),
+    appConfig: (build) => ({
+      nodeId: config.nodeId, region: config.region, role: 'app', build,
+      threads: config.threads, requestTimeout: config.requestTimeout, maxBody: config.maxBody,
+    }),
+    publish: (ch, data) => {
+      const table = ctx.state().routing
+      if (table && table.version !== routingVersion) {
+        routingVersion = table.version
+        publisher.setRouting(table)
+      }
+      return publisher.publish(ch, data)
+    },
+  })
+
+  const handler = (res: HttpResponse, req: HttpRequest): void => {
+    const state = { aborted: false }
+    res.onAborted(() => (state.aborted = true))
+    if (pool.build === null) return sendError(res, 'ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
+    const query = req.getQuery() ?? ''
+    const path = req.getUrl()
+    const partial = {
+      method: req.getMethod().toUpperCase(),
+      url: query === '' ? path : `${path}?${query}`,
+      path, query,
+      headers: headersOf(req),
+      address: decoder.decode(res.getRemoteAddressAsText()),
+    }
+    const declared = Number(partial.headers['content-length'] ?? 0)
+    if (declared > config.maxBody) {
+      res.cork(() => void res.writeStatus(statusLine(413)).writeHeader('Content-Type', 'application/json')
+        .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
+      return
+    }
+    const submit = (body: Uint8Array) => pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state))
+    if (partial.method === 'GET' || partial.method === 'HEAD' || (declared === 0 && partial.headers['transfer-encoding'] === undefined)) return submit(new Uint8Array(0))
+    const chunks: Buffer[] = []
+    let size = 0
+    let over = false
+    res.onData((chunk, isLast) => {
+      if (over || state.aborted) return
+      size += chunk.byteLength
+      if (size > config.maxBody) {
+        over = true
+        res.cork(() => void res.writeStatus(statusLine(413)).writeHeader('Content-Type', 'application/json')
+          .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
+        return
+      }
+      // uWS reuses the chunk's memory after this callback: copy it.
+      chunks.push(Buffer.from(new Uint8Array(chunk).slice()))
+      if (isLast) {
+        const all = Buffer.concat(chunks, size)
+        submit(new Uint8Array(all.buffer, all.byteOffset, all.byteLength))
+      }
+    })
+  }
+  // Every path but /_espra/health. The child registers its own '/*' fallback (uWS aborts on a
+  // pattern registered twice), so the app takes the same ground with these three.
+  for (const pattern of ['/', '/:segment', '/:segment/*']) ctx.app.any(pattern, handler)
+
+  // Loads run one at a time; a push that is no longer the latest by the time its turn comes is skipped.
+  let wanted: BuildPush | null = null
+  let chain: Promise<void> = Promise.resolve()
+  const tried = new Set<string>()
+  function apply(push: BuildPush): void {
+    if (push.id === wanted?.id) return
+    wanted = push
+    chain = chain.then(async () => {
+      if (wanted !== push || pool.build === push.id) return
+      const started = performance.now()
+      try {
+        const build = await materializeBuild(store, push, config.dataDir)
+        await pool.load(build)
+        log.info({ build: push.id, threads: config.threads, ms: Math.round(performance.now() - started) }, 'app build serving')
+        ctx.parent.send({ t: 'serving', id: push.id } satisfies AppToParent)
+      } catch (err) {
+        const wire = toWire(err)
+        tried.add(push.id)
+        log.error({ err, build: push.id, code: wire.code, keeping: pool.build }, `app build ${push.id} refused; still serving ${pool.build ?? 'nothing'}`)
+        ctx.parent.send({ t: 'load-failed', id: push.id, code: wire.code, message: wire.message } satisfies AppToParent)
+      }
+    })
+  }
+
+  let pushed = false
+  ctx.onPush((push) => {
+    if (push.op !== 'build' || !isBuildPush(push.body)) return
+    pushed = true
+    apply(push.body)
+  })
+  // A child forked after the last push (a restart, a reload) asks the parent for it.
+  ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
+    (build) => {
+      if (!pushed && build !== null && isBuildPush(build)) apply(build)
+    },
+    (err: unknown) => log.warn({ err }, 'could not ask the parent for the current build'),
+  )
+
+  return {
+    async close() {
+      await pool.close()
+      await Promise.all([store.close(), publisher.close()])
+    },
+    destroy() {
+      pool.destroy()
+      void store.close()
+      void publisher.close()
+    },
+  }
+}

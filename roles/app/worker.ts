@@ -1,0 +1,160 @@
+/**
+ * An app worker thread: loads one build's server module, runs `init(ctx)`,
+ * then answers one request at a time with `handle(request)` until told to
+ * retire (`destroy()`, then exit). See docs/app-api.md for the contract.
+ */
+import { randomBytes } from 'node:crypto'
+import { pathToFileURL } from 'node:url'
+import { parentPort, threadId, workerData } from 'node:worker_threads'
+import type { LogLevel } from '../../lib/core/config.js'
+import { toWire } from '../../lib/core/errors.js'
+import { createLogger } from '../../lib/core/log.js'
+import { mintToken } from '../../lib/live/token.js'
+import { createAppCache } from './cache.js'
+import type { FromWorker, ToWorker, WireRequest, WorkerStart } from './protocol.js'
+
+const start = workerData as WorkerStart
+const port = parentPort!
+const log = createLogger(start.logLevel as LogLevel, { role: 'app', node: start.config.nodeId, child: start.child, thread: threadId, build: start.build })
+const tokenKey = Buffer.from(start.tokenKey)
+const encoder = new TextEncoder()
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+// Field values: visible ASCII, spaces and tabs, obs-text; never CR, LF or NUL (no header injection).
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+
+interface AppModule {
+  init?(ctx: unknown): unknown
+  handle?(request: unknown): unknown
+  destroy?(): unknown
+}
+
+function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(msg, transfer)
+}
+
+let publishes = 0
+const pendingPublishes = new Map<number, { resolve: (v: { seq: number; ts: number }) => void; reject: (e: Error) => void }>()
+
+const ctx = Object.freeze({
+  config: start.config,
+  log,
+  cache: createAppCache(),
+  publish(channel: string, data: unknown): Promise<{ seq: number; ts: number }> {
+    const id = ++publishes
+    return new Promise((resolve, reject) => {
+      pendingPublishes.set(id, { resolve, reject })
+      post({ t: 'publish', id, ch: channel, data })
+    })
+  },
+  mintToken: (opts: Parameters<typeof mintToken>[1]) => mintToken(tokenKey, opts),
+})
+
+class ResponseError extends Error {
+  readonly code = 'ESPRA_ERR_APP_RESPONSE'
+}
+
+function toBytes(body: unknown): Uint8Array | null {
+  if (body === undefined || body === null) return new Uint8Array(0)
+  if (typeof body === 'string') return encoder.encode(body)
+  if (body instanceof Uint8Array) return body
+  if (body instanceof ArrayBuffer) return new Uint8Array(body)
+  return null
+}
+
+function headersOf(raw: unknown): [string, string][] {
+  if (raw === undefined || raw === null) return []
+  if (typeof raw !== 'object') throw new ResponseError('response headers must be an object')
+  const out: [string, string][] = []
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      const text = typeof v === 'number' ? String(v) : v
+      if (!HEADER_NAME.test(name) || typeof text !== 'string' || !HEADER_VALUE.test(text)) throw new ResponseError(`invalid response header ${JSON.stringify(name)}`)
+      // The HTTP server owns framing.
+      if (/^(content-length|transfer-encoding|connection)$/i.test(name)) continue
+      out.push([name, text])
+    }
+  }
+  return out
+}
+
+function requestOf(wire: WireRequest): unknown {
+  let parsed: URLSearchParams | undefined
+  return {
+    ...wire,
+    get searchParams() {
+      return (parsed ??= new URLSearchParams(wire.query))
+    },
+    text: () => new TextDecoder().decode(wire.body),
+    json: () => JSON.parse(new TextDecoder().decode(wire.body)) as unknown,
+  }
+}
+
+async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<void> {
+  let started = false
+  try {
+    const raw = await app.handle!(requestOf(wire0))
+    const res = (typeof raw === 'string' ? { body: raw } : raw) as { status?: unknown; headers?: unknown; body?: unknown } | null
+    if (res === null || typeof res !== 'object') throw new ResponseError('handle() must return a response object (or a string)')
+    const status = res.status ?? 200
+    if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) throw new ResponseError(`invalid response status ${String(status)}`)
+    const headers = headersOf(res.headers)
+    const bytes = toBytes(res.body)
+    if (bytes !== null) {
+      // Copy what may be a view of a larger or shared buffer; transfer the copy.
+      const body = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && typeof res.body === 'string' ? bytes : bytes.slice()
+      return post({ t: 'res', id, status, headers, body }, [body.buffer as ArrayBuffer])
+    }
+    const iterable = res.body as AsyncIterable<unknown>
+    if (typeof iterable[Symbol.asyncIterator] !== 'function') throw new ResponseError('response body must be a string, bytes or an async iterable')
+    post({ t: 'head', id, status, headers })
+    started = true
+    for await (const chunk of iterable) {
+      const data = toBytes(chunk)
+      if (data === null) throw new ResponseError('streamed chunks must be strings or bytes')
+      if (data.length > 0) post({ t: 'chunk', id, data: data.slice() })
+    }
+    post({ t: 'end', id })
+  } catch (err) {
+    const errorId = randomBytes(8).toString('hex')
+    const wire = toWire(err)
+    const code = wire.code === 'ESPRA_ERR_APP_RESPONSE' || (err as { code?: unknown } | null)?.code === 'ESPRA_ERR_APP_RESPONSE' ? 'ESPRA_ERR_APP_RESPONSE' : 'ESPRA_ERR_APP_HANDLER'
+    log.error({ err, errorId, method: wire0.method, path: wire0.path, streaming: started }, `app handler failed (error id ${errorId})`)
+    post({ t: 'error', id, errorId, code, message: (err as Error)?.message ?? String(err) })
+  }
+}
+
+async function main(): Promise<void> {
+  let app: AppModule
+  try {
+    app = (await import(pathToFileURL(start.entry).href)) as AppModule
+    if (typeof app.handle !== 'function') throw new Error(`${start.entry} exports no handle(request) function`)
+    await app.init?.(ctx)
+  } catch (err) {
+    log.error({ err }, 'app build failed to start in a worker')
+    post({ t: 'init-failed', message: (err as Error)?.message ?? String(err), stack: (err as Error)?.stack })
+    return
+  }
+  port.on('message', (msg: ToWorker) => {
+    if (msg.t === 'req') void answer(app, msg.id, msg.req)
+    else if (msg.t === 'published') {
+      const p = pendingPublishes.get(msg.id)
+      pendingPublishes.delete(msg.id)
+      if (p === undefined) return
+      if (msg.ok) p.resolve({ seq: msg.seq, ts: msg.ts })
+      else p.reject(Object.assign(new Error(msg.message), { code: msg.code }))
+    } else if (msg.t === 'destroy') {
+      void (async () => {
+        try {
+          await app.destroy?.()
+        } catch (err) {
+          log.warn({ err }, 'app destroy() threw')
+        }
+        post({ t: 'destroyed' })
+        port.close()
+      })()
+    }
+  })
+  post({ t: 'ready' })
+}
+
+void main()
