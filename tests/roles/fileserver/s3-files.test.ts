@@ -10,6 +10,7 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import { pino } from 'pino'
 import S3rver from 's3rver'
 import t, { type Test } from 'tap'
+import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { createS3BlobStore } from '../../../lib/storage/s3-blob-store.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { notifyFileChanged } from '../../../lib/transport/files-changed.js'
@@ -226,4 +227,19 @@ t.test('eviction under --cache-max-bytes: least recently served first', async (t
   t.equal(huge.status, 200)
   t.equal(huge.body.length, 5000)
   t.ok(used() <= 2500)
+})
+
+t.test('the local blob store (the default under up) serves the same way', async (t) => {
+  const blobDir = mkdtempSync(join(tmpdir(), 'espra-files-local-'))
+  const local = await createLocalBlobStore(blobDir)
+  t.teardown(() => local.close())
+  await local.put('site/page.html', Buffer.from('<p>local</p>'), { contentType: 'text/html' })
+  const node = await startNode(t, 'fileserver', { seed: seedAddress, children: 2, 'blob-store': 'local', 'blob-dir': blobDir })
+  t.teardown(() => node.stop())
+  const a = await fetch(node.port, '/f/site/page.html')
+  t.equal(a.status, 200)
+  t.equal(a.headers['content-type'], 'text/html')
+  t.equal(a.body.toString(), '<p>local</p>')
+  t.equal((await fetch(node.port, '/f/site/none.html')).status, 404)
+  t.equal(await raw(node.port, '/f/%2e%2e/%2e%2e/etc/passwd'), 400)
 })
