@@ -45,6 +45,20 @@ export function checkWhirlpool(): void {
   }
 }
 
+/**
+ * Progress reports at most one per `intervalMs` (the first at once): `report`
+ * drops calls that come sooner. The final event is sent separately, always.
+ */
+export function createProgressThrottle(intervalMs: number, send: (bytes: number) => void, now: () => number = Date.now): (bytes: number) => void {
+  let last = -Infinity
+  return (bytes) => {
+    const t = now()
+    if (t - last < intervalMs) return
+    last = t
+    send(bytes)
+  }
+}
+
 /** Hashes (sha256 and whirlpool), counts and bounds the file bytes on their way to disk; reports progress. */
 class Digest extends Transform {
   readonly sha256: Hash = createHash('sha256')
@@ -214,13 +228,9 @@ export async function startUploads(ctx: ChildContext): Promise<Handle> {
       }
       if (record === null) throw new EspraError('ESPRA_ERR_UPLOAD_TOKEN_USED', 'this upload token was used already (or never minted)')
 
-      let last = 0
-      const digest = new Digest(claims.maxSize, (bytes) => {
-        const now = Date.now()
-        if (now - last < PROGRESS_INTERVAL_MS) return
-        last = now
+      const digest = new Digest(claims.maxSize, claims.channel === undefined ? () => {} : createProgressThrottle(PROGRESS_INTERVAL_MS, (bytes) => {
         publish(claims.channel, { t: 'upload.progress', bytes, total: multipart ? null : declared })
-      })
+      }))
       const got = await receive(body, contentType, filename, claims, path, digest)
       const file: Omit<FileRecord, 'encoding' | 'storedAt'> = {
         key: blobKeyOfUpload(got.sha256), size: got.size, sha256: got.sha256, whirlpool: got.whirlpool, type: got.type,

@@ -189,6 +189,36 @@ t.test('over-size → 413 with no partial file; wrong type → 415', async (t) =
   t.same(tmpFiles(), [])
 })
 
+t.test('disk full → 507, nothing recorded or stored (a 2 MB tmpfs as the data directory; needs mount rights)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-uploads-full-'))
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
+  if (mounted.status !== 0) return t.plan(0, `skipped: cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`)
+  t.teardown(() => void spawnSync('umount', [dir]))
+  const small = await startNode(t, 'fileserver', {
+    ...fast, 'node-id': 'fs-full', children: 1, 'data-dir': dir, 'blob-store': 's3', 's3-bucket': BUCKET, 's3-endpoint': endpoint,
+  })
+  t.teardown(() => small.stop())
+  await small.waitForLog((l) => l.msg === 'registered with the seed', 'small fileserver registered')
+  const content = Buffer.alloc(4 * 1024 ** 2, 9)
+  const res = await new Promise<Answer>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: small.port, method: 'POST', path: '/upload', agent: false,
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(content.length) } }, (r) => {
+      let text = ''
+      r.on('data', (d: Buffer) => (text += d))
+      r.on('end', () => resolve({ status: r.statusCode!, body: JSON.parse(text) as Record<string, unknown> }))
+    })
+    req.on('error', reject)
+    mint({ maxSize: 10 * 1024 ** 2 }).then((tok) => {
+      req.setHeader('authorization', `Bearer ${tok}`)
+      req.end(content)
+    }, reject)
+  })
+  t.match(res, { status: 507, body: { code: 'ESPRA_ERR_UPLOAD_DISK_FULL' } })
+  t.same(readdirSync(join(dir, 'uploads-tmp')), [], 'the partial file is deleted')
+  t.equal(await datastore.get('files', sha256(content)), null, 'nothing recorded')
+  t.equal(await blobs.head(`files/${sha256(content)}`), null, 'nothing stored')
+})
+
 t.test('blob store unreachable → 202 pending, stored by the retry job once it is back', async (t) => {
   await s3!.close()
   s3 = null
@@ -207,7 +237,7 @@ t.test('blob store unreachable → 202 pending, stored by the retry job once it 
   s3 = new S3rver(s3Options)
   await s3.run()
   await waitFor('the pending upload stored', async () => (await datastore.get('files', hash)) !== null, 60_000)
-  t.same(pendingFiles(), [], 'the pending copy is gone')
+  await waitFor('the pending copy is gone', () => pendingFiles().length === 0)
   const head = await blobs.head(`files/${hash}`)
   t.equal(head?.contentEncoding, 'gzip', 'stored, compressed')
   t.ok(fs.logs.some((l) => l.msg === 'pending upload stored'))
