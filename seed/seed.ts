@@ -10,7 +10,7 @@ import type { Logger } from '../lib/core/log.js'
 import type { Handle } from '../lib/process/role.js'
 import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
-import { parseFilesChanged } from '../lib/transport/files-changed.js'
+import { FILES_CHANGED_ALL, parseFilesChanged } from '../lib/transport/files-changed.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
 import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
 import { createSeedBuilds } from './builds.js'
@@ -112,7 +112,11 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       }
       if (events === true) eventSubscribers.add(peer)
       if (wantsBuilds === true) builds.subscribe(peer)
-      if (wantsFiles === true) fileSubscribers.add(peer)
+      if (wantsFiles === true) {
+        fileSubscribers.add(peer)
+        // Whatever was announced while this subscriber was away is lost: it forgets every remembered miss.
+        peer.session.send('files.changed', FILES_CHANGED_ALL)
+      }
       return {}
     }],
     ['files.changed', (body) => {

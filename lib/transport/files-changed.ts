@@ -21,6 +21,21 @@ export interface FileChangeLink {
 
 export interface FilesChanged {
   readonly keys: readonly string[]
+  /**
+   * Pushed by the seed (never sent to it) on every `{files: true}`
+   * subscription, i.e. on every (re)connect: notifications may have been
+   * missed while disconnected, so forget every remembered miss.
+   */
+  readonly all?: true
+}
+
+/** The push a fresh subscriber gets first. */
+export const FILES_CHANGED_ALL: FilesChanged = Object.freeze({ keys: [], all: true })
+
+/** A push body: a list of keys, or the all-keys form a fresh subscription gets. */
+export function parseFilesChangedPush(body: unknown): FilesChanged {
+  if ((body as { all?: unknown } | null)?.all === true) return FILES_CHANGED_ALL
+  return parseFilesChanged(body)
 }
 
 /** The body's keys, or throws ESPRA_ERR_META_BAD_REQUEST. Keys are only checked for shape here; receivers check them as storage keys. */

@@ -40,7 +40,7 @@ import { pipeline } from 'node:stream/promises'
 import type { Logger } from '../../lib/core/log.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
-import { parseFilesChanged } from '../../lib/transport/files-changed.js'
+import { parseFilesChangedPush, type FilesChanged } from '../../lib/transport/files-changed.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 
 const MAGIC = 'espra-cache-1\n'
@@ -110,8 +110,8 @@ export interface DiskCache {
   fill(key: string): Promise<FillResult>
   /** A child served the object named `name` (cacheName of its key). */
   served(name: string): void
-  /** Keys that now exist or changed: forget they were missing, drop cached copies. */
-  changed(keys: readonly string[]): void
+  /** Keys that now exist or changed: forget they were missing, drop cached copies; `all`: forget every miss. */
+  changed(keys: readonly string[], all?: boolean): void
   stats(): { objects: number; bytes: number; fetches: number; negative: number }
   close(): Promise<void>
 }
@@ -272,7 +272,11 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
       const t = new Date(now)
       utimes(objectPath(dir, name), t, t).catch(() => {})
     },
-    changed(keys) {
+    changed(keys, all = false) {
+      if (all) {
+        negative.clear()
+        for (const key of inflight.keys()) stale.add(key)
+      }
       for (const key of keys) {
         negative.delete(key)
         if (inflight.has(key)) stale.add(key)
@@ -309,7 +313,8 @@ export async function startCacheParent(ctx: ParentContext): Promise<CacheParent>
   ctx.onPush((push) => {
     if (push.op !== 'files.changed') return
     try {
-      cache.changed(parseFilesChanged(push.body).keys)
+      const change: FilesChanged = parseFilesChangedPush(push.body)
+      cache.changed(change.keys, change.all === true)
     } catch (err) {
       log.warn({ err }, 'malformed files.changed push ignored')
     }

@@ -31,7 +31,7 @@ import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { checkKey } from '../../lib/storage/blob-key.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
-import { parseFilesChanged } from '../../lib/transport/files-changed.js'
+import { parseFilesChangedPush } from '../../lib/transport/files-changed.js'
 import { cacheName, openCached, type CachedMeta, type FillResult } from './disk-cache.js'
 
 export const FILES_PATH = '/f'
@@ -199,7 +199,11 @@ export function startS3Files(ctx: ChildContext): Handle {
 
   /** Keys named by files.changed while this child's fill for them was in flight: a 'missing' answer may predate it. */
   const changedDuringFill = new Set<string>()
-  function forget(keys: readonly string[]): void {
+  function forget(keys: readonly string[], all: boolean): void {
+    if (all) {
+      negative.clear()
+      for (const key of fills.keys()) changedDuringFill.add(key)
+    }
     for (const key of keys) {
       negative.delete(key)
       if (fills.has(key)) changedDuringFill.add(key)
@@ -208,7 +212,8 @@ export function startS3Files(ctx: ChildContext): Handle {
   ctx.onPush((push) => {
     if (push.op !== 'files.changed') return
     try {
-      forget(parseFilesChanged(push.body).keys)
+      const change = parseFilesChangedPush(push.body)
+      forget(change.keys, change.all === true)
     } catch (err) {
       log.warn({ err }, 'malformed files.changed push ignored')
     }

@@ -77,7 +77,7 @@ function raw(port: number, path: string): Promise<number> {
 const metaPort = await freePort()
 const seedAddress = `127.0.0.1:${metaPort}`
 const s3Flags = { 'blob-store': 's3', 's3-endpoint': endpoint, 's3-bucket': BUCKET, 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
-const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...s3Flags })
+let seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...s3Flags })
 t.teardown(() => seed.stop())
 
 async function fileserver(t: Test, flags: Record<string, string | number>): Promise<StartedNode> {
@@ -94,6 +94,7 @@ for (let i = 0; i < bin.length; i++) bin[i] = (i * 31 + 7) & 0xff
 await direct.put('hello.txt', Buffer.from(text), { contentType: 'text/plain; charset=utf-8' })
 await direct.put('big/one.bin', bin, { contentType: 'application/octet-stream' })
 await direct.put('docs/zipped.txt', gzipSync(text), { contentType: 'text/plain', contentEncoding: 'gzip' })
+const root = t
 let fs = await fileserver(t, { 'cache-dir': cacheDir })
 
 t.test('miss then hit: the second GET is served from the disk cache', async (t) => {
@@ -200,7 +201,8 @@ t.test('traversal in any form: 400, and nothing is read', async (t) => {
 
 t.test('the cache survives a restart', async (t) => {
   await fs.stop()
-  fs = await fileserver(t, { 'cache-dir': cacheDir })
+  // Owned by the whole file, not this subtest: later subtests use it.
+  fs = await fileserver(root, { 'cache-dir': cacheDir })
   t.equal((await fetch(fs.port, '/f/hello.txt')).body.toString(), text)
   t.ok((await fetch(fs.port, '/f/big/one.bin')).body.equals(bin))
   t.equal(gets('hello.txt'), 1, 'no new fetch after the restart')
@@ -242,4 +244,18 @@ t.test('the local blob store (the default under up) serves the same way', async 
   t.equal(a.body.toString(), '<p>local</p>')
   t.equal((await fetch(node.port, '/f/site/none.html')).status, 404)
   t.equal(await raw(node.port, '/f/%2e%2e/%2e%2e/etc/passwd'), 400)
+})
+
+t.test('notifications missed while the seed was away: a fileserver forgets its misses when it subscribes again', async (t) => {
+  t.equal((await fetch(fs.port, '/f/while-away.txt')).status, 404)
+  await seed.stop()
+  // Announced while no seed runs: no fileserver hears it.
+  await direct.put('while-away.txt', Buffer.from('made while the seed was down'))
+  t.equal((await fetch(fs.port, '/f/while-away.txt')).status, 404, 'still the remembered miss')
+  seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...s3Flags })
+  await waitFor('served after the fileserver subscribed again', async () => {
+    const all = await Promise.all(Array.from({ length: 6 }, () => fetch(fs.port, '/f/while-away.txt')))
+    return all.every((a) => a.status === 200)
+  }, 30_000)
+  t.pass('served without a notification for the key')
 })
