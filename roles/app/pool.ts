@@ -29,7 +29,8 @@ export interface ResponseSink {
   readonly aborted: boolean
   whole(status: number, headers: [string, string][], body: Uint8Array, build: string): void
   head(status: number, headers: [string, string][], build: string): void
-  chunk(data: Uint8Array): void
+  /** Writes a chunk; `more` runs once the client can take the next one (false: it is gone). */
+  chunk(data: Uint8Array, more: (ok: boolean) => void): void
   end(): void
   /** An error answer (or, once a streamed head went out, a cut connection). */
   fail(code: ErrorCode, message: string, extra?: Record<string, unknown>): void
@@ -185,7 +186,10 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
         if (!sink.aborted) sink.head(msg.status, msg.headers, build)
         return
       case 'chunk':
-        if (!sink.aborted) sink.chunk(msg.data)
+        if (sink.aborted) return send(slot, { t: 'pull', id: msg.id, stop: true })
+        sink.chunk(msg.data, (ok) => {
+          if (slot.job === job && !job.done) send(slot, { t: 'pull', id: msg.id, stop: !ok })
+        })
         return
       case 'end':
         finish(job)

@@ -47,13 +47,15 @@ export type ToWorker =
   | { t: 'published'; id: number; ok: true; seq: number; ts: number }
   | { t: 'published'; id: number; ok: false; code: string; message: string }
   | { t: 'destroy' }
+  /** Flow control for a streamed response: send the next chunk (`stop`: the client is gone, end the stream). */
+  | { t: 'pull'; id: number; stop: boolean }
 
 export type FromWorker =
   | { t: 'ready' }
   | { t: 'init-failed'; message: string; stack?: string }
   /** A whole response. */
   | { t: 'res'; id: number; status: number; headers: [string, string][]; body: Uint8Array }
-  /** A streamed response: head, chunks, end. */
+  /** A streamed response: head, chunks, end; after each chunk the worker waits for a `pull`. */
   | { t: 'head'; id: number; status: number; headers: [string, string][] }
   | { t: 'chunk'; id: number; data: Uint8Array }
   | { t: 'end'; id: number }

@@ -34,7 +34,13 @@ function sendError(res: HttpResponse, code: ErrorCode, message: string, extra: R
 }
 
 /** The sink a pool writes one request's answer into; every write is corked (answers arrive from worker messages). */
-function sinkFor(res: HttpResponse, state: { aborted: boolean }): ResponseSink {
+interface RequestState {
+  aborted: boolean
+  /** A streamed chunk waiting for the socket to drain: told the client is gone if it aborts. */
+  waiting: (() => void) | null
+}
+
+function sinkFor(res: HttpResponse, state: RequestState): ResponseSink {
   let started = false
   const writeHead = (status: number, headers: [string, string][], build: string) => {
     res.writeStatus(statusLine(status))
@@ -55,8 +61,17 @@ function sinkFor(res: HttpResponse, state: { aborted: boolean }): ResponseSink {
       started = true
       res.cork(() => writeHead(status, headers, build))
     },
-    chunk(data) {
-      res.cork(() => res.write(data))
+    chunk(data, more) {
+      let written = false
+      res.cork(() => (written = res.write(data)))
+      if (written) return more(true)
+      // uWS keeps what it could not send; the producer waits until the socket drained.
+      state.waiting = () => more(false)
+      res.onWritable(() => {
+        state.waiting = null
+        more(!state.aborted)
+        return true
+      })
     },
     end() {
       res.cork(() => res.end())
@@ -106,8 +121,13 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   })
 
   const handler = (res: HttpResponse, req: HttpRequest): void => {
-    const state = { aborted: false }
-    res.onAborted(() => (state.aborted = true))
+    const state: RequestState = { aborted: false, waiting: null }
+    res.onAborted(() => {
+      state.aborted = true
+      const waiting = state.waiting
+      state.waiting = null
+      waiting?.()
+    })
     if (pool.build === null) return sendError(res, 'ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
     const query = req.getQuery() ?? ''
     const path = req.getUrl()

@@ -32,6 +32,9 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer)
 }
 
+/** The pending `pull` of the stream in progress (one request at a time, so at most one). */
+let pulled: ((stop: boolean) => void) | null = null
+
 let publishes = 0
 const pendingPublishes = new Map<number, { resolve: (v: { seq: number; ts: number }) => void; reject: (e: Error) => void }>()
 
@@ -111,7 +114,12 @@ async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<v
     for await (const chunk of iterable) {
       const data = toBytes(chunk)
       if (data === null) throw new ResponseError('streamed chunks must be strings or bytes')
-      if (data.length > 0) post({ t: 'chunk', id, data: data.slice() })
+      if (data.length === 0) continue
+      const copy = data.slice()
+      // Back-pressure: the next chunk is produced only once the client took this one (or went away).
+      const next = new Promise<boolean>((resolve) => (pulled = resolve))
+      post({ t: 'chunk', id, data: copy }, [copy.buffer as ArrayBuffer])
+      if (await next) break
     }
     post({ t: 'end', id })
   } catch (err) {
@@ -136,6 +144,11 @@ async function main(): Promise<void> {
   }
   port.on('message', (msg: ToWorker) => {
     if (msg.t === 'req') void answer(app, msg.id, msg.req)
+    else if (msg.t === 'pull') {
+      const resolve = pulled
+      pulled = null
+      resolve?.(msg.stop)
+    }
     else if (msg.t === 'published') {
       const p = pendingPublishes.get(msg.id)
       pendingPublishes.delete(msg.id)

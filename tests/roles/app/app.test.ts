@@ -62,6 +62,9 @@ export async function init(c) {
   ${opts.initThrows ? "throw new Error('init refused on purpose')" : ''}
   await sleep(${opts.initDelay ?? 0})
 }
+export async function destroy() {
+  ctx.log.info({ build: ctx.config.build }, 'app destroy ran')
+}
 export async function handle(req) {
   switch (req.path) {
     case '/echo':
@@ -73,6 +76,11 @@ export async function handle(req) {
       }
     case '/bytes': return { headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array([0, 1, 2, 255]) }
     case '/stream': return { body: (async function* () { yield 'one,'; await sleep(5); yield new TextEncoder().encode('two,'); yield 'three' })() }
+    case '/big-stream': {
+      const n = Number(req.searchParams.get('n'))
+      const chunk = new Uint8Array(64 * 1024).fill(120)
+      return { body: (async function* () { for (let i = 0; i < n; i++) yield chunk })() }
+    }
     case '/string': return 'just a string'
     case '/throw': throw new Error('boom on purpose')
     case '/loop': for (;;) {}
@@ -81,6 +89,7 @@ export async function handle(req) {
     case '/version': return { body: VERSION + ':' + DATA }
     case '/cache': { const had = ctx.cache.get('k'); ctx.cache.set('k', 'v', 60000); return { body: String(had) + ',' + ctx.cache.get('k') } }
     case '/token': return { body: ctx.mintToken({ sub: ['news'], ttlMs: 60000 }) }
+    case '/exit': process.exit(3)
     case '/bad-header': return { headers: { 'x-bad': 'a\\r\\nx-injected: 1' }, body: 'x' }
   }
   return { status: 404, body: 'no such page' }
@@ -144,6 +153,9 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
   t.equal(streamed.status, 200)
   t.equal(streamed.body.toString(), 'one,two,three', 'async-iterable body')
   t.equal(streamed.headers['transfer-encoding'], 'chunked', 'streamed, not buffered')
+  const bigStream = await fetch(port, '/big-stream?n=320')
+  t.equal(bigStream.body.length, 320 * 64 * 1024, '20 MB streamed whole (with back-pressure)')
+  t.ok(bigStream.body.every((b) => b === 120))
   t.equal((await fetch(port, '/string')).body.toString(), 'just a string')
   t.equal((await fetch(port, '/nope')).status, 404, 'the app decides statuses')
   t.equal((await fetch(port, '/cache')).body.length > 0, true)
@@ -164,6 +176,13 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
   t.notMatch(thrown.body.toString(), /boom/, 'the error text stays in the log')
   for (let i = 0; i < 4; i++) t.equal((await fetch(port, '/version')).body.toString(), 'v1:v1', 'still serving after a throw')
 
+  // A worker that exits while holding a request: 500 for that request, a replacement, serving goes on.
+  const exited = await fetch(port, '/exit')
+  t.equal(exited.status, 500)
+  t.match(JSON.parse(exited.body.toString()), { code: 'ESPRA_ERR_APP_HANDLER' })
+  await app.waitForLog((l) => l.msg === 'app worker replaced', 'a replacement for the exited worker')
+  const replacedBefore = app.logs.filter((l) => l.msg === 'app worker replaced').length
+
   // An infinite loop: 504, that worker is replaced, the other one serves meanwhile.
   const threadsBefore = new Set<string>()
   const looping = fetch(port, '/loop')
@@ -176,7 +195,7 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
   const timedOut = await looping
   t.equal(timedOut.status, 504)
   t.match(JSON.parse(timedOut.body.toString()), { code: 'ESPRA_ERR_APP_TIMEOUT' })
-  await app.waitForLog((l) => l.msg === 'app worker replaced', 'a replacement worker')
+  await waitFor('a replacement for the looping worker', () => app.logs.filter((l) => l.msg === 'app worker replaced').length > replacedBefore)
   // Both workers answer again: two slow requests at once both succeed.
   const pair = await Promise.all([fetch(port, '/sleep?ms=200&tag=p1'), fetch(port, '/sleep?ms=200&tag=p2')])
   t.same(pair.map((a) => a.status), [200, 200], 'two workers again')
@@ -193,6 +212,14 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
     t.match(JSON.parse(refused.body.toString()), { code: 'ESPRA_ERR_APP_BUSY' })
   }
   t.same((await Promise.all(holding)).map((a) => a.status), [200, 200])
+
+  // SIGTERM: a running request finishes, then every worker runs destroy and the node exits 0.
+  const last = fetch(port, '/sleep?ms=800&tag=last')
+  await app.waitForLog((l) => l.msg === 'app sleeping' && l['tag'] === 'last', 'the last request running')
+  const stopped = app.stop()
+  t.equal((await last).status, 200, 'the request in flight at SIGTERM is answered')
+  t.equal((await stopped).code, 0)
+  t.ok(app.logs.filter((l) => l.msg === 'app destroy ran').length >= 2, 'destroy ran in the workers')
 })
 
 t.test('build swap under load: no failed request, no mixed answer; a build whose init throws is refused', async (t) => {
