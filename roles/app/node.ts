@@ -5,14 +5,45 @@
  * threw, the module did not load, files missing): the node keeps serving the
  * previous build.
  */
+import { readdir, rm, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { isBuildPush } from './build-push.js'
 import type { AppToParent } from './server.js'
 
+/** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */
+const STALE_TMP_MS = 3_600_000
+
+/**
+ * Removes build directories under `<data-dir>/app-builds` but the ones named
+ * in `keep`. Called when every child serves a build: the previous build stays
+ * (its retiring workers may still import lazily), so does the latest pushed
+ * (it may be loading), and so do half-written copies of live children.
+ */
+export async function pruneBuildDirs(root: string, keep: ReadonlySet<string>, now = Date.now()): Promise<string[]> {
+  let names: string[]
+  try {
+    names = await readdir(root)
+  } catch {
+    return []
+  }
+  const removed: string[] = []
+  for (const name of names) {
+    if (keep.has(name)) continue
+    const path = join(root, name)
+    if (name.startsWith('.') && now - (await stat(path).catch(() => ({ mtimeMs: 0 }))).mtimeMs < STALE_TMP_MS) continue
+    await rm(path, { recursive: true, force: true })
+    removed.push(name)
+  }
+  return removed
+}
+
 export function startAppNode(ctx: ParentContext): Handle {
   let latest: BuildPush | null = null
+  let reported: string | null = null
+  let previous: string | null = null
   const served = new Map<number, string>()
   const refused = new Set<string>()
 
@@ -20,7 +51,17 @@ export function startAppNode(ctx: ParentContext): Handle {
   // loading its first build must not claim that build (its requests there would get 503).
   function report(): void {
     const ids = new Set(served.values())
-    if (ids.size === 1 && served.size >= ctx.config.children) ctx.setBuild([...ids][0]!)
+    if (ids.size !== 1 || served.size < ctx.config.children) return
+    const id = [...ids][0]!
+    ctx.setBuild(id)
+    if (id === reported) return
+    if (reported !== null) previous = reported
+    reported = id
+    const keep = new Set([id, ...(previous ? [previous] : []), ...(latest ? [latest.id] : [])])
+    pruneBuildDirs(join(ctx.config.dataDir, 'app-builds'), keep).then(
+      (removed) => removed.length > 0 && ctx.log.info({ removed, kept: [...keep] }, 'old app build directories removed'),
+      (err: unknown) => ctx.log.warn({ err }, 'could not remove old app build directories'),
+    )
   }
 
   ctx.onPush((push) => {

@@ -1,7 +1,7 @@
 // The App role end to end with real processes: a seed, an app node (children with worker threads),
 // builds pushed with the real `admin push-build` CLI and loaded from the shared blob store.
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -223,7 +223,8 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
 })
 
 t.test('build swap under load: no failed request, no mixed answer; a build whose init throws is refused', async (t) => {
-  const { app, push, serving } = await startCluster(t, { children: 2, threads: 2, 'queue-size': 10000, 'request-timeout': '20s' })
+  const dataDir = mkdtempSync(join(tmpdir(), 'espra-app-data-'))
+  const { app, push, serving } = await startCluster(t, { children: 2, threads: 2, 'queue-size': 10000, 'request-timeout': '20s', 'data-dir': dataDir })
   const port = app.port
   await push(writeApp('v1', { initDelay: 300 }), 'b1')
   await serving(app, 'b1')
@@ -269,4 +270,10 @@ t.test('build swap under load: no failed request, no mixed answer; a build whose
   t.same(answers.filter((a) => a.sentAt > b2ServingAt && a.body !== 'v2:v2'), [], 'once the node reports b2, only b2 answers')
   t.equal((await health(port)).body['build'], 'b2', 'health still reports b2 after the refused b3')
   t.equal((await fetch(port, '/version')).body.toString(), 'v2:v2')
+
+  // Build directories on disk: once b4 serves, only it and the previous one (b2) stay; b1 and the refused b3 go.
+  await push(writeApp('v4'), 'b4')
+  await serving(app, 'b4')
+  t.equal((await fetch(port, '/version')).body.toString(), 'v4:v4')
+  await waitFor('old build directories removed', () => readdirSync(join(dataDir, 'app-builds')).sort().join() === 'b2,b4')
 })
