@@ -271,19 +271,34 @@ export function startS3Files(ctx: ChildContext): Handle {
     await respond(res, ask, flow, meta, (start, end) => fh.createReadStream({ start: offset + start, end: offset + end, autoClose: true }), () => void fh.close())
   }
 
-  /** An object larger than the whole cache: streamed from the store, never cached (Range not honoured). */
+  /**
+   * An object larger than the whole cache: streamed from the store, never
+   * cached. One HEAD decides 304/416/the range, then one GET of just the
+   * bytes to send; an object replaced between the two is refused (503), not
+   * mixed.
+   */
   async function serveDirect(res: HttpResponse, ask: Ask, flow: Flow): Promise<void> {
     direct ??= createBlobStore(blobStoreConfig(config))
-    const obj = await (await direct).get(ask.key)
-    if (obj === null) return void (!flow.aborted && res.cork(() => notFound(res, ask.key)))
-    const meta: CachedMeta = { ...obj, lastModified: obj.lastModified.getTime() }
-    if (flow.aborted) return void obj.body.destroy()
-    await respond(res, { ...ask, range: '' }, flow, meta, () => obj.body, () => void obj.body.destroy())
+    const store = await direct
+    const info = await store.head(ask.key)
+    if (flow.aborted) return
+    if (info === null) return void res.cork(() => notFound(res, ask.key))
+    const meta: CachedMeta = { ...info, lastModified: info.lastModified.getTime() }
+    const open = async (start: number, end: number): Promise<Readable> => {
+      const whole = start === 0 && end === meta.size - 1
+      const obj = await store.get(ask.key, whole ? {} : { range: { start, end } })
+      if (obj === null || obj.etag !== meta.etag) {
+        obj?.body.destroy()
+        throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `${ask.key} changed while being read; try again`)
+      }
+      return obj.body
+    }
+    await respond(res, ask, flow, meta, open, () => {})
   }
 
   async function respond(
     res: HttpResponse, ask: Ask, flow: Flow, meta: CachedMeta,
-    body: (start: number, end: number) => Readable, release: () => void,
+    body: (start: number, end: number) => Readable | Promise<Readable>, release: () => void,
   ): Promise<void> {
     const encoding = meta.contentEncoding?.toLowerCase() ?? null
     const encoded = encoding !== null && encoding !== 'identity'
@@ -318,6 +333,13 @@ export function startS3Files(ctx: ChildContext): Handle {
     }
     const span = range === 'ignore' ? { start: 0, end: meta.size - 1 } : range
     const length = span.end - span.start + 1
+    const sending = ask.method === 'get' && length > 0
+    // The body is opened before the status goes out: a store that fails now still gets an error answer.
+    let stream: Readable | null = null
+    if (sending) {
+      stream = await body(decompress ? 0 : span.start, decompress ? meta.size - 1 : span.end)
+      if (flow.aborted) return void stream.destroy()
+    }
     res.cork(() => {
       headers(range === 'ignore' ? 200 : 206)
       res.writeHeader('Content-Type', meta.contentType)
@@ -328,9 +350,9 @@ export function startS3Files(ctx: ChildContext): Handle {
         else res.endWithoutBody(length)
       } else if (length === 0) res.end()
     })
-    if (ask.method === 'head' || length === 0) return release()
-    if (!decompress) return streamKnown(res, flow, body(span.start, span.end), length)
-    const source = body(0, meta.size - 1)
+    if (stream === null) return release()
+    if (!decompress) return streamKnown(res, flow, stream, length)
+    const source = stream
     const plain = decoder(encoding)
     source.on('error', (err) => plain.destroy(err))
     plain.on('close', () => source.destroy())
