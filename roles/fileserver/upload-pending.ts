@@ -11,7 +11,6 @@ import { readFile } from 'node:fs/promises'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { createMetaClient } from '../../lib/transport/meta-client.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { announceStored, dropPending, isTransient, listPending, storeFile, uploadDirs, type FileRecord } from './upload-store.js'
 
@@ -28,11 +27,8 @@ export interface PendingUploads extends Handle {
 export async function startPendingUploads(ctx: ParentContext): Promise<PendingUploads> {
   const { config, log } = ctx
   const blobs = await createBlobStore(blobStoreConfig(config))
-  const seed = createMetaClient({
-    seeds: config.seed, secret: config.secret, peer: { kind: 'node', id: `${config.nodeId.slice(0, 40)}/uploads` },
-    maxFrame: config.maxFrame, log, reconnect: true,
-  })
-  seed.ready.catch(() => {})
+  // The node's own seed link: rejects with ESPRA_ERR_META_CLOSED while no seed is reachable (a transient failure here).
+  const seed = { request: <R>(op: string, body: unknown, timeoutMs?: number) => ctx.seedRequest<R>(op, body, timeoutMs) }
   const datastore = createDatastoreClient(seed)
   const dir = uploadDirs(config).pending
   let pending = 0
@@ -125,13 +121,11 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
     async close() {
       closed = true
       if (timer) clearTimeout(timer)
-      await seed.close()
       await blobs.close()
     },
     destroy() {
       closed = true
       if (timer) clearTimeout(timer)
-      seed.destroy()
       void blobs.close()
     },
   }
