@@ -11,6 +11,12 @@ export interface NodeState {
   readonly childrenWanted: number
   readonly seedConnected: boolean
   readonly build: string | null
+  /**
+   * The last build this node's children refused to run (app nodes: the module
+   * did not load or its `init` threw) while they kept `build`; cleared when a
+   * build is served after it. Shown by health checks.
+   */
+  readonly buildRefused?: { readonly id: string; readonly code: string; readonly message: string } | null
   /** Indices of children that crash-looped and are no longer restarted. */
   readonly crashLooping: readonly number[]
   /** Last routing table received from the seed (proxy nodes). */

@@ -50,6 +50,7 @@ export function healthAnswer(src: HealthSource): { status: number; body: Record<
     seedConnected: state.seedConnected,
     draining: state.draining,
   }
+  if (state.buildRefused) body['buildRefused'] = state.buildRefused
   // Nodes that subscribe to routing (proxies) show the table they route by.
   if (state.routing) body['routing'] = { version: state.routing.version, nodes: state.routing.nodes }
   return { status: ok ? 200 : 503, body }

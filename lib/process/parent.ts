@@ -26,7 +26,7 @@ const STOP_GRACE_MS = 10_000
 function sameState(a: NodeState, b: NodeState): boolean {
   return (
     a.draining === b.draining && a.childrenAlive === b.childrenAlive && a.childrenWanted === b.childrenWanted &&
-    a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing &&
+    a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing && a.buildRefused === b.buildRefused &&
     a.crashLooping.join() === b.crashLooping.join()
   )
 }
@@ -157,6 +157,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       config, log, children,
       onPush: (listener) => void roleListeners.push.push(listener),
       setBuild: (build) => update({ build }),
+      setBuildRefused: (refused) => update({ buildRefused: refused }),
       setPendingUploads: (count) => void (pendingUploads = count),
       seedRequest: (op, body, timeoutMs) => {
         if (link === null) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is not up yet'))

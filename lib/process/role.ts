@@ -87,6 +87,8 @@ export interface ParentContext {
   setBuild(id: string | null): void
   /** Uploads this node keeps locally until the blob store takes them; heartbeats carry it (`load.pendingUploads`) to `admin status`. */
   setPendingUploads(count: number): void
+  /** A build the children refused (null: none since the last served one); health checks show it as `buildRefused`. */
+  setBuildRefused(refused: { id: string; code: string; message: string } | null): void
   /** A request to the seed over the node's link (e.g. `files.changed`); rejects while no seed is reachable. */
   seedRequest<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
 }

@@ -55,6 +55,7 @@ export function startAppNode(ctx: ParentContext): Handle {
     const id = [...ids][0]!
     ctx.setBuild(id)
     if (id === reported) return
+    ctx.setBuildRefused(null)
     if (reported !== null) previous = reported
     reported = id
     const keep = new Set([id, ...(previous ? [previous] : []), ...(latest ? [latest.id] : [])])
@@ -82,6 +83,7 @@ export function startAppNode(ctx: ParentContext): Handle {
       if (refused.has(msg.id)) return
       refused.add(msg.id)
       ctx.log.error({ child, build: msg.id, code: msg.code, serving: [...new Set(served.values())] }, `app build ${msg.id} refused: ${msg.message}`)
+      ctx.setBuildRefused({ id: msg.id, code: msg.code, message: msg.message })
     }
   })
   ctx.children.onExit((child) => {

@@ -268,12 +268,15 @@ t.test('build swap under load: no failed request, no mixed answer; a build whose
   t.same(answers.filter((a) => a.body !== `${a.build === 'b1' ? 'v1' : 'v2'}:${a.build === 'b1' ? 'v1' : 'v2'}`), [], 'the build header matches the code that answered')
   t.ok(answers.some((a) => a.body === 'v1:v1') && answers.some((a) => a.body === 'v2:v2'), 'both builds answered')
   t.same(answers.filter((a) => a.sentAt > b2ServingAt && a.body !== 'v2:v2'), [], 'once the node reports b2, only b2 answers')
-  t.equal((await health(port)).body['build'], 'b2', 'health still reports b2 after the refused b3')
+  const afterRefused = await health(port)
+  t.equal(afterRefused.body['build'], 'b2', 'health still reports b2 after the refused b3')
+  t.match(afterRefused.body['buildRefused'], { id: 'b3', code: 'ESPRA_ERR_APP_INIT', message: /init refused on purpose/ }, 'and names the refused build')
   t.equal((await fetch(port, '/version')).body.toString(), 'v2:v2')
 
   // Build directories on disk: once b4 serves, only it and the previous one (b2) stay; b1 and the refused b3 go.
   await push(writeApp('v4'), 'b4')
   await serving(app, 'b4')
   t.equal((await fetch(port, '/version')).body.toString(), 'v4:v4')
+  t.equal((await health(port)).body['buildRefused'], undefined, 'a build served after the refused one clears it')
   await waitFor('old build directories removed', () => readdirSync(join(dataDir, 'app-builds')).sort().join() === 'b2,b4')
 })
