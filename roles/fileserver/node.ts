@@ -11,7 +11,8 @@ import { isMap } from '../../lib/transport/meta-shapes.js'
 import { isBuildPush, type AssetsToParent } from './app-assets.js'
 import { startCacheParent } from './disk-cache.js'
 
-export async function startFileserverNode(ctx: ParentContext): Promise<Handle> {
+/** `relay`: another part's answer to a child request it recognises (undefined: not its own), e.g. uploads' seed ops. */
+export async function startFileserverNode(ctx: ParentContext, relay?: (body: unknown) => unknown): Promise<Handle> {
   const cache = await startCacheParent(ctx)
   let latest: BuildPush | null = null
   const served = new Map<number, string>()
@@ -26,7 +27,7 @@ export async function startFileserverNode(ctx: ParentContext): Promise<Handle> {
   })
   ctx.children.onRequest((_child, body) => {
     if (isMap(body) && body['t'] === 'current-build') return latest
-    return cache.onRequest(body) ?? null
+    return cache.onRequest(body) ?? relay?.(body) ?? null
   })
   ctx.children.onMessage((child, body) => {
     const msg = body as AssetsToParent

@@ -20,7 +20,8 @@ export const fileserverRole: Role = {
   // routing: upload progress is published to the channel's home Live node.
   subscribe: (config) => ({ builds: true, files: true, routing: config.region }),
   parent: async (ctx) => {
-    const handles = [await startPendingUploads(ctx), await startFileserverNode(ctx)]
+    const uploads = await startPendingUploads(ctx)
+    const handles = [uploads, await startFileserverNode(ctx, (body) => uploads.onRequest(body))]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),

@@ -8,6 +8,7 @@
  */
 import { join } from 'node:path'
 import { readFile } from 'node:fs/promises'
+import { EspraError } from '../../lib/core/errors.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -17,7 +18,20 @@ import { announceStored, dropPending, isTransient, listPending, storeFile, uploa
 const MIN_BACKOFF_MS = 1000
 const MAX_BACKOFF_MS = 60_000
 
+/** Child → parent request: a seed op for an upload, sent over the node's seed link (children keep no link of their own). */
+export interface UploadSeedRequest {
+  t: 'upload-seed'
+  op: string
+  body: unknown
+  timeoutMs: number
+}
+
+/** The seed ops a child may have relayed: token consume, file records, fileserver notification. */
+const RELAYED_OPS = new Set(['ds.get', 'ds.put', 'ds.consume', 'files.changed'])
+
 export interface PendingUploads extends Handle {
+  /** Answers a child's `upload-seed` request (undefined: not one). */
+  onRequest(body: unknown): Promise<unknown> | undefined
   /** Pending files right now (for heartbeats and `admin status`). */
   count(): number
   /** Run now (a child left a file pending). */
@@ -118,6 +132,12 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
   return {
     count: () => pending,
     wake,
+    onRequest(body) {
+      if (!isMap(body) || body['t'] !== 'upload-seed') return undefined
+      const { op, body: inner, timeoutMs } = body as unknown as UploadSeedRequest
+      if (typeof op !== 'string' || !RELAYED_OPS.has(op)) return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', `op ${String(op).slice(0, 40)} is not relayed for uploads`))
+      return ctx.seedRequest(op, inner, typeof timeoutMs === 'number' ? timeoutMs : undefined)
+    },
     async close() {
       closed = true
       if (timer) clearTimeout(timer)

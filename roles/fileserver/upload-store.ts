@@ -47,7 +47,8 @@ export function announceStored(seed: FileChangeLink, key: string, onError: (err:
 /** Failures that mean "try again later": the blob store or the seed is out of reach. */
 export function isTransient(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
-  return code === 'ESPRA_ERR_STORAGE_UNAVAILABLE' || code === 'ESPRA_ERR_META_CLOSED' || code === 'ESPRA_ERR_META_TIMEOUT' || code === 'ESPRA_ERR_SEED_UNREACHABLE'
+  return code === 'ESPRA_ERR_STORAGE_UNAVAILABLE' || code === 'ESPRA_ERR_META_CLOSED' || code === 'ESPRA_ERR_META_TIMEOUT' ||
+    code === 'ESPRA_ERR_SEED_UNREACHABLE' || code === 'ESPRA_ERR_IPC_TIMEOUT'
 }
 
 /** The record, when the same bytes were stored before. */

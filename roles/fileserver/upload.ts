@@ -24,8 +24,8 @@ import { createLivePublisher, type LivePublisher } from '../../lib/live/publishe
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { createMetaClient } from '../../lib/transport/meta-client.js'
 import { deriveUploadKey, typeAllowed, verifyUploadToken, type UploadClaims } from '../../lib/uploads/token.js'
+import type { UploadSeedRequest } from './upload-pending.js'
 import { announceStored, blobKeyOfUpload, isTransient, keepPending, storeFile, uploadDirs, urlOfUpload, type FileRecord } from './upload-store.js'
 
 /** Child → parent: a file was left pending; run the retry job now. */
@@ -35,6 +35,7 @@ const PROGRESS_INTERVAL_MS = 250
 /** Room for multipart boundaries and part headers beyond the file itself. */
 const MULTIPART_SLACK = 64 * 1024
 const BODY_BUFFER = 256 * 1024
+const SEED_TIMEOUT_MS = 10_000
 
 /** Throws `ESPRA_ERR_UPLOAD_NO_WHIRLPOOL` when this process cannot hash whirlpool (no legacy provider). */
 export function checkWhirlpool(): void {
@@ -150,12 +151,11 @@ export async function startUploads(ctx: ChildContext): Promise<Handle> {
   const blobs = await createBlobStore(blobStoreConfig(config))
   const dirs = uploadDirs(config)
   await mkdir(dirs.tmp, { recursive: true })
-  // The child's own link for datastore ops (token consume, file records); the parent's link carries its registration.
-  const seed = createMetaClient({
-    seeds: config.seed, secret: config.secret, peer: { kind: 'node', id: `${config.nodeId.slice(0, 40)}/upload-${process.pid}` },
-    maxFrame: config.maxFrame, log, reconnect: true,
-  })
-  seed.ready.catch(() => {})
+  // Datastore ops (token consume, file records) and files.changed go over the node's seed link, relayed by the parent.
+  const seed = {
+    request: <R>(op: string, body: unknown, timeoutMs = SEED_TIMEOUT_MS): Promise<R> =>
+      ctx.parent.request<R>({ t: 'upload-seed', op, body, timeoutMs } satisfies UploadSeedRequest, timeoutMs + 1000),
+  }
   const datastore = createDatastoreClient(seed)
   let publisher: LivePublisher | null = null
   const livePublisher = (): LivePublisher => {
@@ -270,12 +270,10 @@ export async function startUploads(ctx: ChildContext): Promise<Handle> {
   return {
     async close() {
       await publisher?.close()
-      await seed.close()
       await blobs.close()
     },
     destroy() {
       void publisher?.close()
-      seed.destroy()
       void blobs.close()
     },
   }
