@@ -60,6 +60,12 @@ const PATH_CHARS = /^[^\x00-\x1f\x7f\\%]+$/
 export const isHash = (v: unknown): v is string => typeof v === 'string' && HASH.test(v)
 export const isBuildId = (v: unknown): v is string => typeof v === 'string' && BUILD_ID.test(v)
 
+/** Recognises a build push from the seed (`{op: 'build', body}`); the manifest is checked when the build loads. */
+export function isBuildPush(body: unknown): body is BuildPush {
+  const b = body as Partial<BuildPush> | null
+  return typeof b === 'object' && b !== null && isBuildId(b.id) && typeof b.manifest === 'object' && b.manifest !== null
+}
+
 /** Where a file's bytes live in the blob store. */
 export const blobKeyOf = (hash: string): string => `blobs/sha256/${hash}`
 

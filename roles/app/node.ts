@@ -7,10 +7,9 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { BuildPush } from '../../lib/builds/manifest.js'
+import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { isBuildPush } from './build-push.js'
 import type { AppToParent } from './server.js'
 
 /** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */

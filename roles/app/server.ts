@@ -11,9 +11,9 @@ import { createLivePublisher } from '../../lib/live/publisher.js'
 import { deriveTokenKey } from '../../lib/live/token.js'
 import { statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
+import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
-import { isBuildPush } from './build-push.js'
 import { materializeBuild } from './build-files.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { WireRequest } from './protocol.js'
@@ -194,19 +194,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     })
   }
 
-  let pushed = false
-  ctx.onPush((push) => {
-    if (push.op !== 'build' || !isBuildPush(push.body)) return
-    pushed = true
-    apply(push.body)
-  })
-  // A child forked after the last push (a restart, a reload) asks the parent for it.
-  ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
-    (build) => {
-      if (!pushed && build !== null && isBuildPush(build)) apply(build)
-    },
-    (err: unknown) => log.warn({ err }, 'could not ask the parent for the current build'),
-  )
+  followBuild(ctx, apply)
 
   return {
     async close() {

@@ -8,21 +8,17 @@
  * answered synchronously from that object; a new build is loaded whole
  * beside it and then swapped in, so no response mixes two builds.
  */
-import { isBuildId, pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
+import { pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
 import { toWire } from '../../lib/core/errors.js'
 import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
+import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
-import { isMap } from '../../lib/transport/meta-shapes.js'
 import { loadBuild, type LoadedBuild, type LoadedFile, type Variant } from './app-build.js'
 
 /** Child → parent: which build this child serves, or that loading one failed. */
 export type AssetsToParent = { t: 'serving'; id: string } | { t: 'load-failed'; id: string; code: string; message: string }
-
-export function isBuildPush(body: unknown): body is BuildPush {
-  return isMap(body) && isBuildId(body['id']) && isMap(body['manifest'])
-}
 
 /** Picks the representation: brotli, then gzip, when the client accepts it (q > 0) and it exists. */
 export function negotiate(file: LoadedFile, acceptEncoding: string): { variant: Variant; encoding: string | null } {
@@ -108,7 +104,6 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
   let current: LoadedBuild | null = null
   let loading: string | null = null
   let generation = 0
-  let pushed = false
 
   const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, appPath)
   ctx.app.any(appPath, serve)
@@ -137,18 +132,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
     )
   }
 
-  ctx.onPush((push) => {
-    if (push.op !== 'build' || !isBuildPush(push.body)) return
-    pushed = true
-    apply(push.body)
-  })
-  // A child forked after the last push (a restart, a reload) asks the parent for it.
-  ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
-    (build) => {
-      if (!pushed && build !== null && isBuildPush(build)) apply(build)
-    },
-    (err: unknown) => log.warn({ err }, 'could not ask the parent for the current build'),
-  )
+  followBuild(ctx, apply)
 
   return {
     async close() {

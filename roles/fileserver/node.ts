@@ -5,10 +5,10 @@
  * last agreed on, so `admin push-build` returns only once all of them serve
  * the new one.
  */
-import type { BuildPush } from '../../lib/builds/manifest.js'
+import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { isBuildPush, type AssetsToParent } from './app-assets.js'
+import type { AssetsToParent } from './app-assets.js'
 import { startCacheParent } from './disk-cache.js'
 
 /** `relay`: another part's answer to a child request it recognises (undefined: not its own), e.g. uploads' seed ops. */
@@ -17,9 +17,10 @@ export async function startFileserverNode(ctx: ParentContext, relay?: (body: unk
   let latest: BuildPush | null = null
   const served = new Map<number, string>()
 
+  // Only once every child serves the same build: a child still loading must not let push-build return early.
   function report(): void {
     const ids = new Set(served.values())
-    if (ids.size === 1) ctx.setBuild([...ids][0]!)
+    if (ids.size === 1 && served.size >= ctx.config.children) ctx.setBuild([...ids][0]!)
   }
 
   ctx.onPush((push) => {
