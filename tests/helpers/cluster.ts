@@ -5,15 +5,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { request, type Agent } from 'node:http'
+import type { Agent } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { send, type HttpAnswer } from './http.js'
 import { SECRET } from './meta.js'
 import { BIN, pidAlive, waitFor } from './up.js'
 
-export { pidAlive, SECRET, waitFor }
+export { pidAlive, SECRET, waitFor, type HttpAnswer }
 
 
 export interface LogLine {
@@ -132,25 +133,9 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
   return node
 }
 
-export interface HttpAnswer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: string
-}
-
 /** One GET over node:http; `agent` false opens a fresh connection. */
 export function get(port: number, path: string, agent: Agent | false = false, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent, headers }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
+  return send({ host: '127.0.0.1', port, path, agent, headers })
 }
 
 /** The parsed health answer of a node. */

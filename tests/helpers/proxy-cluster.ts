@@ -3,12 +3,13 @@
  * and plain node:http servers (with a WebSocket echo and an SSE stream)
  * registered with the seed as Live nodes. Everything stops at teardown.
  */
-import { createServer, request, type Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import type { Test } from 'tap'
 import { WebSocketServer } from 'ws'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from './cluster.js'
+import { send as sendRequest, type HttpAnswer } from './http.js'
 import { nodeClient } from './seed.js'
 
 export const HOST = 'us-1.live.localhost'
@@ -68,26 +69,11 @@ export async function startBackend(t: Test, id: string): Promise<Backend> {
   return backend
 }
 
-export interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: string
-}
+export type Answer = HttpAnswer
 
 export function send(port: number, opts: { path?: string; method?: string; headers?: Record<string, string>; body?: string | string[]; agent?: Agent | false }): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: opts.path ?? '/', method: opts.method ?? 'GET', agent: opts.agent ?? false, headers: { host: HOST, ...opts.headers } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    if (Array.isArray(opts.body)) for (const part of opts.body) req.write(part)
-    else if (opts.body !== undefined) req.write(opts.body)
-    req.end()
-  })
+  const headers = { host: HOST, ...opts.headers }
+  return sendRequest({ host: '127.0.0.1', port, path: opts.path ?? '/', method: opts.method ?? 'GET', agent: opts.agent ?? false, headers }, opts.body)
 }
 
 /** Writes raw bytes and reads until the proxy closes the connection. */

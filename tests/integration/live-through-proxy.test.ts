@@ -7,30 +7,16 @@ import { request } from 'node:http'
 import t from 'tap'
 import WebSocket from 'ws'
 import { waitFor } from '../helpers/cluster.js'
+import { send, type HttpAnswer } from '../helpers/http.js'
 import { token, type Frame } from '../helpers/live.js'
 import { LIVE_HOST, liveBehindProxy } from '../helpers/live-proxy.js'
 
 const { proxy } = await liveBehindProxy(t)
 const pubToken = token({ pub: ['pub:*'] })
 
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: string
-}
 
-function viaProxy(method: string, path: string, opts: { body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: proxy.port, method, path, agent: false, headers: { host: LIVE_HOST, ...opts.headers } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(opts.body)
-  })
+function viaProxy(method: string, path: string, opts: { body?: string; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+  return send({ host: '127.0.0.1', port: proxy.port, method, path, agent: false, headers: { host: LIVE_HOST, ...opts.headers } }, opts.body)
 }
 
 async function publish(ch: string, data: unknown): Promise<{ seq: number }> {

@@ -2,12 +2,14 @@
 // the 308 redirect from plain HTTP, and the start-up errors for bad certificate or key files.
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import type { RequestOptions } from 'node:http'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { WebSocket, type ClientOptions } from 'ws'
 import { freePort, pidAlive, waitFor } from '../../helpers/cluster.js'
+import { send as sendRequest, type HttpAnswer } from '../../helpers/http.js'
 import { cluster, HOST, send } from '../../helpers/proxy-cluster.js'
 import { runCli } from '../../helpers/up.js'
 
@@ -28,24 +30,9 @@ function selfSigned(name: string): { cert: string; key: string; pem: Buffer } {
 const good = selfSigned('good')
 const other = selfSigned('other')
 
-interface HttpsAnswer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: string
-}
 
-function httpsGet(port: number, path: string, headers: Record<string, string> = {}, ca: Buffer = good.pem): Promise<HttpsAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, servername: HOST, ca, agent: false, headers: { host: HOST, ...headers } }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
+function httpsGet(port: number, path: string, headers: Record<string, string> = {}, ca: Buffer = good.pem): Promise<HttpAnswer> {
+  return sendRequest({ host: '127.0.0.1', port, path, servername: HOST, ca, agent: false, headers: { host: HOST, ...headers } } as RequestOptions, undefined, request)
 }
 
 t.test('HTTPS and wss through the proxy reach the Live node with X-Forwarded-Proto https', async (t) => {
