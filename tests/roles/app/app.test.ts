@@ -1,12 +1,11 @@
 // The App role end to end with real processes: a seed, an app node (children with worker threads),
 // builds pushed with the real `admin push-build` CLI and loaded from the shared blob store.
-import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { BIN } from '../../helpers/up.js'
+import { runCli } from '../../helpers/up.js'
 import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
@@ -25,14 +24,7 @@ function fetch(port: number, path: string, opts: { method?: string; headers?: Re
 }
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [BIN, 'admin', ...args], { env: { ...process.env, ESPRA_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    proc.stdout.on('data', (d: Buffer) => (stdout += d))
-    proc.stderr.on('data', (d: Buffer) => (stderr += d))
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }))
-  })
+  return runCli(['admin', ...args], { env: { ...process.env, ESPRA_SECRET: SECRET } })
 }
 
 interface AppOptions {

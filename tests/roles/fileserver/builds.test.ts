@@ -1,52 +1,26 @@
 // App builds end to end with real processes: admin push-build to a real seed, two fileserver nodes
 // (two children each) loading the build from the shared blob store and serving it under /app.
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { Agent, request } from 'node:http'
-import { connect } from 'node:net'
+import { Agent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import t from 'tap'
-import { BIN } from '../../helpers/up.js'
+import { rawGet, sendForBytes, type BytesAnswer } from '../../helpers/http.js'
+import { runCli } from '../../helpers/up.js'
 import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 
-interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+type Answer = BytesAnswer
 
 function fetch(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', agent: Agent | false = false): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers, agent }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (d: Buffer) => chunks.push(d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
+  return sendForBytes({ host: '127.0.0.1', port, path, method, headers, agent })
 }
 
-/** Sends a request line byte for byte (node:http would not send some of these paths as given). */
-function raw(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
-    let text = ''
-    socket.on('data', (d) => (text += d.toString('latin1')))
-    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)))
-    socket.on('error', reject)
-  })
-}
+const raw = rawGet
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [BIN, 'admin', ...args], { env: { ...process.env, ESPRA_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    proc.stdout.on('data', (d: Buffer) => (stdout += d))
-    proc.stderr.on('data', (d: Buffer) => (stderr += d))
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }))
-  })
+  return runCli(['admin', ...args], { env: { ...process.env, ESPRA_SECRET: SECRET } })
 }
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')

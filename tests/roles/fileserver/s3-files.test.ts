@@ -3,7 +3,6 @@
 import { once } from 'node:events'
 import { mkdtempSync, readdirSync, statSync } from 'node:fs'
 import { createServer as createHttpServer, request } from 'node:http'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
@@ -15,6 +14,7 @@ import { createS3BlobStore } from '../../../lib/storage/s3-blob-store.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { notifyFileChanged } from '../../../lib/transport/files-changed.js'
 import { freePort, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { rawGet, sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
@@ -49,30 +49,12 @@ const gets = (key: string) => seen.filter((l) => l === `GET /${BUCKET}/${key}`).
 const direct = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
 t.teardown(() => direct.close())
 
-interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+type Answer = BytesAnswer
 function fetch(port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (d: Buffer) => chunks.push(d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end()
-  })
+  return sendForBytes({ host: '127.0.0.1', port, path, method, headers, agent: false })
 }
 
-/** A request line sent byte for byte (node:http would normalise some of these paths). */
-function raw(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
-    let text = ''
-    socket.on('data', (d) => (text += d.toString('latin1')))
-    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)))
-    socket.on('error', reject)
-  })
-}
+const raw = rawGet
 
 const metaPort = await freePort()
 const seedAddress = `127.0.0.1:${metaPort}`
