@@ -14,7 +14,7 @@ export const liveRole: Role = {
   name: 'live',
   summary: 'real-time: WebSocket, SSE and long-poll clients, channels, presence, notifications',
   notYet: [
-    'notification hub producers (upload progress, file and cache invalidation, build updates): lib/live/publisher.ts is the way in, nothing publishes yet',
+    'file and cache invalidation and build updates through the hub (fileservers publish upload progress through lib/live/publisher.ts; invalidation and builds travel as seed pushes today)',
     'history that survives a restart of a channel\'s home node (history is in memory; see docs/live-protocol.md)',
   ],
   forks: true,
