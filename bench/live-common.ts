@@ -51,13 +51,6 @@ export function guard(limitMs: number): NodeJS.Timeout {
   return timer
 }
 
-export function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
-
 function portFree(port: number): Promise<boolean> {
   return new Promise((done) => {
     const s = createServer()
@@ -117,7 +110,6 @@ export function pct(hist: Map<number, number>, total: number, p: number, bucketM
   return NaN
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export interface EspraNode {
   readonly role: string

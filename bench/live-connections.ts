@@ -16,7 +16,8 @@
  *
  *   npx tsc -p tsconfig.json && npx tsx bench/live-connections.ts [--connections 50000] [--children 1] [--per-loader 12500]
  */
-import { arg, cpuSeconds, freePorts, guard, killAll, nextMessage, openFilesLimit, rssKb, sleep, startEspra, startLoad } from './live-common.js'
+import { arg, sleep } from './args.js'
+import { cpuSeconds, freePorts, guard, killAll, nextMessage, openFilesLimit, rssKb, startEspra, startLoad } from './live-common.js'
 import type { FromLoad, ToLoad } from './live-load.js'
 
 const WANTED = arg('connections', 50_000)

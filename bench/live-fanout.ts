@@ -13,7 +13,8 @@
  */
 import { Agent, request } from 'node:http'
 import { deriveTokenKey, mintToken } from '../lib/live/token.js'
-import { arg, BENCH_SECRET, cpuSeconds, freePorts, guard, killAll, nextMessage, pct, sleep, startEspra, startLoad } from './live-common.js'
+import { arg, sleep } from './args.js'
+import { BENCH_SECRET, cpuSeconds, freePorts, guard, killAll, nextMessage, pct, startEspra, startLoad } from './live-common.js'
 import { BUCKET_US, type FanoutReport, type FromLoad, type ToLoad } from './live-load.js'
 
 const SUBSCRIBERS = arg('subscribers', 10_000)

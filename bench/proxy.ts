@@ -9,6 +9,7 @@
  *
  *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 2]
  */
+import { arg, sleep } from './args.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
@@ -24,18 +25,11 @@ const BIN = join(ROOT, 'dist/bin/espra-node.js')
 const SECRET = 'bench-cluster-secret-0123456789'
 const HOST = 'us-1.live.localhost'
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
 const CONNECTIONS = arg('connections', 100)
 const DURATION_S = arg('duration', 10)
 const THREADS = arg('threads', 2)
 const ROUNDS = arg('rounds', 2)
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const procs: ChildProcess[] = []
 process.on('exit', () => {
   for (const p of procs) p.kill('SIGKILL')

@@ -9,6 +9,7 @@
  *
  *   npx tsx bench/seed-scale.ts [--nodes 2000] [--loaders 2] [--steady 10] [--proxies 4]
  */
+import { arg, sleep } from './args.js'
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
@@ -21,12 +22,6 @@ const WORKERS = new URL('./seed-scale-workers.ts', import.meta.url).pathname
 const HARD_LIMIT_MS = 180_000
 const CLK_TCK = 100 // Linux USER_HZ
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`)
-  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
-  return v
-}
 
 const N = arg('nodes', 2000)
 const LOADERS = arg('loaders', 2)
@@ -51,7 +46,6 @@ function pct(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const children: ChildProcess[] = []
 const clients: MetaClient[] = []
 
