@@ -85,14 +85,16 @@ export function http(port: number, method: string, path: string, opts: { body?: 
 }
 
 export interface SseStream {
+  readonly headers: Record<string, string | string[] | undefined>
   readonly events: { id: string; data: Frame }[]
   next(pred: (e: { id: string; data: Frame }) => boolean, what: string): Promise<{ id: string; data: Frame }>
   close(): void
 }
 
-export function sse(t: Test, port: number, path: string, lastEventId?: string): Promise<SseStream> {
+/** An SSE stream on `path`; `extra` headers go with it (e.g. the live host's Host through a proxy). */
+export function sse(t: Test, port: number, path: string, lastEventId?: string, extra: Record<string, string> = {}): Promise<SseStream> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = lastEventId ? { 'last-event-id': lastEventId } : {}
+    const headers: Record<string, string> = { ...extra, ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }
     const req = request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
       if (res.statusCode !== 200) return reject(Object.assign(new Error(`sse refused: ${res.statusCode}`), { status: res.statusCode }))
       const events: { id: string; data: Frame }[] = []
@@ -114,7 +116,7 @@ export function sse(t: Test, port: number, path: string, lastEventId?: string): 
         }
       })
       res.on('error', () => {})
-      resolve({ events, next: (pred, what) => waitFor(what, () => events.find(pred), 10_000), close: () => req.destroy() })
+      resolve({ headers: res.headers, events, next: (pred, what) => waitFor(what, () => events.find(pred), 10_000), close: () => req.destroy() })
     })
     req.on('error', () => {})
     t.teardown(() => req.destroy())

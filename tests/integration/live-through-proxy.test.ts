@@ -3,12 +3,11 @@
 // (Node's fetch drops a Host header it is given, and `us-1.live.localhost` does not resolve
 // in Node here, so HTTP requests go over node:http with an explicit Host; the browser test
 // uses the real name.)
-import { request } from 'node:http'
 import t from 'tap'
 import WebSocket from 'ws'
 import { waitFor } from '../helpers/cluster.js'
 import { send, type HttpAnswer } from '../helpers/http.js'
-import { token, type Frame } from '../helpers/live.js'
+import { sse, token, type Frame } from '../helpers/live.js'
 import { LIVE_HOST, liveBehindProxy } from '../helpers/live-proxy.js'
 
 const { proxy } = await liveBehindProxy(t)
@@ -60,49 +59,22 @@ t.test('WebSocket through the proxy: sub, a publish over HTTP arrives, reconnect
 
 t.test('SSE through the proxy: streamed, not buffered; Last-Event-ID recovers', async (t) => {
   const ch = 'pub:sse'
-  const events: { id: string; data: Frame }[] = []
-  let req!: ReturnType<typeof request>
-  const open = (lastEventId?: string) =>
-    new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
-      const headers: Record<string, string> = { host: LIVE_HOST, accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }
-      req = request({ host: '127.0.0.1', port: proxy.port, path: `/sse?ch=${ch}`, agent: false, headers }, (res) => {
-        if (res.statusCode !== 200) return reject(new Error(`sse answered ${res.statusCode}`))
-        let buf = ''
-        res.setEncoding('utf8')
-        res.on('data', (d: string) => {
-          buf += d
-          let cut: number
-          while ((cut = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, cut)
-            buf = buf.slice(cut + 2)
-            const id = /^id: (.*)$/m.exec(block)?.[1] ?? ''
-            const data = /^data: (.*)$/m.exec(block)?.[1]
-            if (data) events.push({ id, data: JSON.parse(data) as Frame })
-          }
-        })
-        res.on('error', () => {})
-        resolve(res.headers)
-      })
-      req.on('error', () => {})
-      t.teardown(() => req.destroy())
-      req.end()
-    })
-  const headers = await open()
-  t.equal(headers['content-type'], 'text/event-stream')
-  await waitFor('sub-ok event', () => events.find((e) => e.data.op === 'sub-ok'))
+  const open = (lastEventId?: string) => sse(t, proxy.port, `/sse?ch=${ch}`, lastEventId, { host: LIVE_HOST, accept: 'text/event-stream' })
+  const stream = await open()
+  t.equal(stream.headers['content-type'], 'text/event-stream')
+  await stream.next((e) => e.data.op === 'sub-ok', 'sub-ok event')
   // One at a time: each event arrives before the next is published, so nothing waits in a buffer.
   for (let n = 1; n <= 3; n++) {
     await publish(ch, { n })
-    await waitFor(`event ${n}`, () => events.find((e) => e.data.op === 'msg' && (e.data['data'] as { n: number }).n === n))
+    await stream.next((e) => e.data.op === 'msg' && (e.data['data'] as { n: number }).n === n, `event ${n}`)
   }
-  const lastId = events.filter((e) => e.data.op === 'msg').at(-1)!.id
-  req.destroy()
-  events.length = 0
+  const lastId = stream.events.filter((e) => e.data.op === 'msg').at(-1)!.id
+  stream.close()
   const missed = await publish(ch, { n: 4 })
-  await open(lastId)
-  const got = await waitFor('missed event', () => events.find((e) => e.data.op === 'msg'))
+  const again = await open(lastId)
+  const got = await again.next((e) => e.data.op === 'msg', 'missed event')
   t.match(got.data, { seq: missed.seq, data: { n: 4 } }, 'Last-Event-ID through the proxy recovers the missed message')
-  req.destroy()
+  again.close()
 })
 
 t.test('long-poll through the proxy: waits for the next message, answers at once when behind', async (t) => {
