@@ -53,6 +53,12 @@ export interface EmbeddedDatastoreOptions {
 }
 
 export interface EmbeddedDatastore extends Datastore {
+  /**
+   * Deletes every record of `kind` the predicate picks, each checked again
+   * inside its own write transaction (so a record rewritten since the scan
+   * is judged by its new value). Returns how many went.
+   */
+  removeWhere(kind: DatastoreKind, pick: (value: DatastoreValue) => boolean): Promise<number>
   readonly schemaVersion: number
   /** The store's file. */
   readonly path: string
@@ -148,6 +154,24 @@ class LmdbDatastore implements EmbeddedDatastore {
       entries.push({ key, value })
     }
     return { entries, next: null }
+  }
+
+  async removeWhere(kind: DatastoreKind, pick: (value: DatastoreValue) => boolean): Promise<number> {
+    check(kindProblem(kind))
+    this.checkOpen()
+    const db = this.kinds[kind]
+    let removed = 0
+    for (const { key, value } of db.getRange({})) {
+      if (!pick(value)) continue
+      const gone = await this.root.transaction(() => {
+        const now = db.get(key)
+        if (now === undefined || !pick(now)) return false
+        db.removeSync(key)
+        return true
+      })
+      if (gone) removed++
+    }
+    return removed
   }
 
   async close(): Promise<void> {

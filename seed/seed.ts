@@ -12,6 +12,7 @@ import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
 import { FILES_CHANGED_ALL, parseFilesChanged } from '../lib/transport/files-changed.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
+import { isExpiredRow } from '../lib/storage/app-tables.js'
 import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
 import { createSeedBuilds } from './builds.js'
 import { openEmbeddedDatastore } from './datastore-embedded.js'
@@ -31,6 +32,9 @@ export interface SeedHandle extends Handle {
   readonly port: number
   readonly registry: Registry
 }
+
+/** How often rows of the app's tables past their TTL are deleted (they read as absent at once). */
+const APP_ROWS_SWEEP_MS = 60_000
 
 const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', message)
 
@@ -161,12 +165,22 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     await Promise.all([blobs.close(), datastore.close()])
     throw err
   })
+  let sweeping = false
+  const sweeper = setInterval(() => {
+    if (sweeping) return
+    sweeping = true
+    datastore.removeWhere('appTables', (row) => isExpiredRow(row, Date.now())).then(
+      (removed) => removed > 0 && log.debug({ removed }, 'expired app table rows deleted'),
+      (err: unknown) => log.warn({ err }, 'expired app table rows not swept'),
+    ).finally(() => (sweeping = false))
+  }, APP_ROWS_SWEEP_MS).unref()
   log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout }, 'seed started')
 
   return {
     port: server.port,
     registry,
     async close() {
+      clearInterval(sweeper)
       routing.close()
       builds.close()
       registry.close()
@@ -174,6 +188,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       await Promise.all([blobs.close(), datastore.close()])
     },
     destroy(err?: Error) {
+      clearInterval(sweeper)
       routing.close()
       builds.close()
       registry.close()

@@ -67,6 +67,7 @@ export const ERRORS = {
   ESPRA_ERR_APP_HANDLER: { message: 'the application failed to handle the request', status: 500 },
   ESPRA_ERR_APP_BODY_TOO_LARGE: { message: 'request body larger than --max-body', status: 413 },
   ESPRA_ERR_APP_INIT: { message: 'the app build failed to start (init threw or the module did not load); the previous build is kept', status: 502 },
+  ESPRA_ERR_APP_ARGUMENT: { message: 'a ctx call got arguments that cannot be sent to the main thread', status: 500 },
   ESPRA_ERR_APP_RESPONSE: { message: 'the application returned an invalid response', status: 500 },
   ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some fileservers do not serve the build yet', status: 504 },
   ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },

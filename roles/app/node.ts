@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import type { AppToParent } from './server.js'
+import { EspraError } from '../../lib/core/errors.js'
+import type { AppSeedRequest, AppToParent } from './server.js'
 
 /** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */
 const STALE_TMP_MS = 3_600_000
@@ -37,6 +38,16 @@ export async function pruneBuildDirs(root: string, keep: ReadonlySet<string>, no
     removed.push(name)
   }
   return removed
+}
+
+const TABLE_OPS = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.consume', 'ds.list'])
+
+/** A child's datastore op, sent on to the seed only if it touches the app's tables and nothing else. */
+function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown> {
+  if (!TABLE_OPS.has(req.op) || !isMap(req.body) || req.body['kind'] !== 'appTables') {
+    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables'))
+  }
+  return ctx.seedRequest(req.op, req.body)
 }
 
 export function startAppNode(ctx: ParentContext): Handle {
@@ -68,7 +79,9 @@ export function startAppNode(ctx: ParentContext): Handle {
     if (push.op === 'build' && isBuildPush(push.body)) latest = push.body
   })
   ctx.children.onRequest((_child, body) => {
-    if (isMap(body) && body['t'] === 'current-build') return latest
+    if (!isMap(body)) return null
+    if (body['t'] === 'current-build') return latest
+    if (body['t'] === 'app-seed') return relayTableOp(ctx, body as unknown as AppSeedRequest)
     return null
   })
   ctx.children.onMessage((child, body) => {

@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads'
 import { EspraError, toWire, type ErrorCode } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
-import type { AppVisibleConfig, FromWorker, ToWorker, WireRequest, WorkerStart } from './protocol.js'
+import type { AppVisibleConfig, FromWorker, PlatformOp, ToWorker, WireRequest, WorkerStart } from './protocol.js'
 
 const WORKER_URL = new URL('./worker.js', import.meta.url)
 const DESTROY_GRACE_MS = 5000
@@ -45,7 +45,8 @@ export interface PoolOptions {
   readonly logLevel: string
   readonly tokenKey: Uint8Array
   readonly appConfig: (build: string) => AppVisibleConfig
-  readonly publish: (ch: string, data: unknown) => Promise<{ seq: number; ts: number }>
+  /** Runs a worker's platform call (`ctx.publish`, `ctx.tables.*`) on the main thread. */
+  readonly call: (op: PlatformOp, args: unknown[]) => Promise<unknown>
 }
 
 interface Job {
@@ -163,12 +164,12 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
 
   function onMessage(slot: Slot, msg: FromWorker): void {
     if (msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
-    if (msg.t === 'publish') {
-      opts.publish(msg.ch, msg.data).then(
-        (r) => send(slot, { t: 'published', id: msg.id, ok: true, seq: r.seq, ts: r.ts }),
+    if (msg.t === 'call') {
+      opts.call(msg.op, msg.args).then(
+        (value) => send(slot, { t: 'result', id: msg.id, ok: true, value }),
         (err: unknown) => {
           const wire = toWire(err)
-          send(slot, { t: 'published', id: msg.id, ok: false, code: wire.code, message: wire.message })
+          send(slot, { t: 'result', id: msg.id, ok: false, code: wire.code, message: wire.message })
         },
       )
       return

@@ -1,7 +1,8 @@
 /**
  * Messages between an app child's main thread (HTTP, queue, pool) and its
  * worker threads (the application). One request at a time per worker; ids
- * match answers to requests and publishes to their results.
+ * match answers to requests and platform calls (`ctx.publish`, `ctx.tables`)
+ * to their results.
  */
 import type { MintOptions } from '../../lib/live/token.js'
 
@@ -42,10 +43,14 @@ export interface WorkerStart {
   readonly tokenKey: Uint8Array
 }
 
+/** The `ctx` methods a worker asks its main thread to run. */
+export const PLATFORM_OPS = ['publish', 'tables.get', 'tables.set', 'tables.delete', 'tables.list'] as const
+export type PlatformOp = (typeof PLATFORM_OPS)[number]
+
 export type ToWorker =
   | { t: 'req'; id: number; req: WireRequest }
-  | { t: 'published'; id: number; ok: true; seq: number; ts: number }
-  | { t: 'published'; id: number; ok: false; code: string; message: string }
+  | { t: 'result'; id: number; ok: true; value: unknown }
+  | { t: 'result'; id: number; ok: false; code: string; message: string }
   | { t: 'destroy' }
   /** Flow control for a streamed response: send the next chunk (`stop`: the client is gone, end the stream). */
   | { t: 'pull'; id: number; stop: boolean }
@@ -61,7 +66,8 @@ export type FromWorker =
   | { t: 'end'; id: number }
   /** The handler threw (or a stream failed); `errorId` is in the worker's log line too. */
   | { t: 'error'; id: number; errorId: string; code: string; message: string }
-  | { t: 'publish'; id: number; ch: string; data: unknown }
+  /** A `ctx` method that needs the main thread (network, seed): answered by a `result` with the same id. */
+  | { t: 'call'; id: number; op: PlatformOp; args: unknown[] }
   | { t: 'destroyed' }
 
 export type { MintOptions }

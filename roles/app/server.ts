@@ -13,13 +13,24 @@ import { statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
+import { createAppTables } from '../../lib/storage/app-tables.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { materializeBuild } from './build-files.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
-import type { WireRequest } from './protocol.js'
+import type { PlatformOp, WireRequest } from './protocol.js'
 
 /** Child → parent: the build this child serves, or one it refused. */
 export type AppToParent = { t: 'serving'; id: string } | { t: 'load-failed'; id: string; code: string; message: string }
+
+/** Child → parent request: a datastore op for the app's tables, sent on over the node's seed link. */
+export interface AppSeedRequest {
+  readonly t: 'app-seed'
+  readonly op: string
+  readonly body: unknown
+}
+
+const SEED_TIMEOUT_MS = 10_000
 
 const RETRY_AFTER_S = '1'
 const decoder = new TextDecoder()
@@ -98,6 +109,26 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const store = await createBlobStore(blobStoreConfig(config))
   const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame })
   let routingVersion = -1
+  // The app's tables: datastore ops relayed by the parent over the node's seed link (only `appTables` passes).
+  const tables = createAppTables(createDatastoreClient({
+    request: <R>(op: string, body: unknown): Promise<R> =>
+      ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
+  }))
+  // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
+  const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
+    publish: (ch: string, data: unknown) => {
+      const table = ctx.state().routing
+      if (table && table.version !== routingVersion) {
+        routingVersion = table.version
+        publisher.setRouting(table)
+      }
+      return publisher.publish(ch, data)
+    },
+    'tables.get': (table, key) => tables.get(table, key),
+    'tables.set': (table, key, value, ttlMs) => tables.set(table, key, value, ttlMs),
+    'tables.delete': (table, key) => tables.delete(table, key),
+    'tables.list': (table, options) => tables.list(table, options),
+  }
   const pool: WorkerPool = createWorkerPool({
     threads: config.threads,
     queueSize: config.queueSize,
@@ -110,14 +141,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       nodeId: config.nodeId, region: config.region, role: 'app', build,
       threads: config.threads, requestTimeout: config.requestTimeout, maxBody: config.maxBody,
     }),
-    publish: (ch, data) => {
-      const table = ctx.state().routing
-      if (table && table.version !== routingVersion) {
-        routingVersion = table.version
-        publisher.setRouting(table)
-      }
-      return publisher.publish(ch, data)
-    },
+    call: (op, args) => platform[op](...args),
   })
 
   const handler = (res: HttpResponse, req: HttpRequest): void => {

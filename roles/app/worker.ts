@@ -11,7 +11,7 @@ import { toWire } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import { mintToken } from '../../lib/live/token.js'
 import { createAppCache } from './cache.js'
-import type { FromWorker, ToWorker, WireRequest, WorkerStart } from './protocol.js'
+import type { FromWorker, PlatformOp, ToWorker, WireRequest, WorkerStart } from './protocol.js'
 
 const start = workerData as WorkerStart
 const port = parentPort!
@@ -35,20 +35,35 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
 /** The pending `pull` of the stream in progress (one request at a time, so at most one). */
 let pulled: ((stop: boolean) => void) | null = null
 
-let publishes = 0
-const pendingPublishes = new Map<number, { resolve: (v: { seq: number; ts: number }) => void; reject: (e: Error) => void }>()
+let calls = 0
+const pendingCalls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
+
+/** Runs a platform call on the main thread (which holds the network links). */
+function call<R>(op: PlatformOp, ...args: unknown[]): Promise<R> {
+  const id = ++calls
+  return new Promise((resolve, reject) => {
+    pendingCalls.set(id, { resolve: resolve as (v: unknown) => void, reject })
+    try {
+      post({ t: 'call', id, op, args })
+    } catch (err) {
+      // Not structured-cloneable (a function, a class instance with private state, ...).
+      pendingCalls.delete(id)
+      reject(Object.assign(new Error(`${op}: arguments cannot be sent: ${(err as Error).message}`), { code: 'ESPRA_ERR_APP_ARGUMENT' }))
+    }
+  })
+}
 
 const ctx = Object.freeze({
   config: start.config,
   log,
   cache: createAppCache(),
-  publish(channel: string, data: unknown): Promise<{ seq: number; ts: number }> {
-    const id = ++publishes
-    return new Promise((resolve, reject) => {
-      pendingPublishes.set(id, { resolve, reject })
-      post({ t: 'publish', id, ch: channel, data })
-    })
-  },
+  publish: (channel: string, data: unknown) => call<{ seq: number; ts: number }>('publish', channel, data),
+  tables: Object.freeze({
+    get: (table: string, key: string) => call<unknown>('tables.get', table, key),
+    set: (table: string, key: string, value: unknown, ttlMs?: number) => call<void>('tables.set', table, key, value, ttlMs),
+    delete: (table: string, key: string) => call<boolean>('tables.delete', table, key),
+    list: (table: string, options?: { prefix?: string; after?: string; limit?: number }) => call<unknown>('tables.list', table, options),
+  }),
   mintToken: (opts: Parameters<typeof mintToken>[1]) => mintToken(tokenKey, opts),
 })
 
@@ -149,11 +164,11 @@ async function main(): Promise<void> {
       pulled = null
       resolve?.(msg.stop)
     }
-    else if (msg.t === 'published') {
-      const p = pendingPublishes.get(msg.id)
-      pendingPublishes.delete(msg.id)
+    else if (msg.t === 'result') {
+      const p = pendingCalls.get(msg.id)
+      pendingCalls.delete(msg.id)
       if (p === undefined) return
-      if (msg.ok) p.resolve({ seq: msg.seq, ts: msg.ts })
+      if (msg.ok) p.resolve(msg.value)
       else p.reject(Object.assign(new Error(msg.message), { code: msg.code }))
     } else if (msg.t === 'destroy') {
       void (async () => {

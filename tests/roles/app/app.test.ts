@@ -81,6 +81,22 @@ export async function handle(req) {
     case '/version': return { body: VERSION + ':' + DATA }
     case '/cache': { const had = ctx.cache.get('k'); ctx.cache.set('k', 'v', 60000); return { body: String(had) + ',' + ctx.cache.get('k') } }
     case '/token': return { body: ctx.mintToken({ sub: ['news'], ttlMs: 60000 }) }
+    case '/tables': {
+      const tb = ctx.tables
+      await tb.set('notes', 'a', { n: 1, at: new Date(0).toISOString() })
+      await tb.set('notes', 'b', 'short-lived', 1)
+      await tb.set('other', 'a', 'elsewhere')
+      await sleep(10)
+      const errors = []
+      for (const bad of [() => tb.get('Bad Table', 'a'), () => tb.set('notes', 'x', () => 1), () => tb.set('notes', '', 1), () => tb.set('notes', 'big', 'x'.repeat(70000))]) {
+        try { await bad(); errors.push('none') } catch (err) { errors.push(err.code) }
+      }
+      const out = { a: await tb.get('notes', 'a'), b: await tb.get('notes', 'b'), list: await tb.list('notes'), errors }
+      out.deleted = [await tb.delete('notes', 'a'), await tb.delete('notes', 'a')]
+      out.after = await tb.get('notes', 'a')
+      out.other = await tb.get('other', 'a')
+      return { headers: { 'content-type': 'application/json' }, body: JSON.stringify(out) }
+    }
     case '/exit': process.exit(3)
     case '/bad-header': return { headers: { 'x-bad': 'a\\r\\nx-injected: 1' }, body: 'x' }
   }
@@ -152,6 +168,16 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
   t.equal((await fetch(port, '/nope')).status, 404, 'the app decides statuses')
   t.equal((await fetch(port, '/cache')).body.length > 0, true)
   t.match((await fetch(port, '/token')).body.toString(), /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'ctx.mintToken')
+
+  // ctx.tables: rows in the seed's datastore, TTLs, tables kept apart, bad input rejected with a code.
+  const tables = JSON.parse((await fetch(port, '/tables')).body.toString()) as Record<string, unknown>
+  t.same(tables['a'], { n: 1, at: '1970-01-01T00:00:00.000Z' }, 'a row reads back')
+  t.equal(tables['b'], undefined, 'a row past its TTL reads as absent')
+  t.same(tables['list'], { rows: [{ key: 'a', value: { n: 1, at: '1970-01-01T00:00:00.000Z' }, expiresAt: 0 }], next: null }, 'list: live rows of that table only')
+  t.same(tables['errors'], ['ESPRA_ERR_DATASTORE_INVALID', 'ESPRA_ERR_APP_ARGUMENT', 'ESPRA_ERR_DATASTORE_INVALID', 'ESPRA_ERR_DATASTORE_INVALID'], 'bad table, unsendable value, empty key, oversized value')
+  t.same(tables['deleted'], [true, false])
+  t.equal(tables['after'], undefined)
+  t.equal(tables['other'], 'elsewhere', 'another table keeps its own row')
 
   const badHeader = await fetch(port, '/bad-header')
   t.equal(badHeader.status, 500, 'a header with CR/LF is refused')
