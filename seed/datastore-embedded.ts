@@ -22,8 +22,8 @@ import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
 import { EspraError } from '../lib/core/errors.js'
 import {
-  check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, valueProblem,
-  type Datastore, type DatastoreEntry, type DatastoreKind, type DatastorePage, type DatastoreValue, type ListOptions,
+  check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
+  type Datastore, type DatastoreEntry, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
 } from '../lib/storage/datastore.js'
 
 export interface MigrationContext {
@@ -136,6 +136,18 @@ class LmdbDatastore implements EmbeddedDatastore {
 
   consume(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
     return this.take(kind, key)
+  }
+
+  /** Read, compare and write in one write transaction: serialised with every other write. */
+  async putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null): Promise<boolean> {
+    const db = this.db(kind, key)
+    check(valueProblem(value))
+    check(matchProblem(match))
+    return this.root.transaction(() => {
+      if (!matches(db.get(key) ?? null, match)) return false
+      db.putSync(key, value)
+      return true
+    })
   }
 
   async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {

@@ -7,8 +7,8 @@
 import { EspraError } from '../lib/core/errors.js'
 import { pack } from 'msgpackr'
 import {
-  keyProblem, kindProblem, listProblem, valueProblem,
-  type Datastore, type DatastoreEntry, type DatastoreKind, type Problem,
+  keyProblem, kindProblem, listProblem, matchProblem, valueProblem,
+  type Datastore, type DatastoreEntry, type DatastoreKind, type DatastoreMatch, type Problem,
 } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
@@ -40,6 +40,13 @@ export function datastoreHandlers(store: Datastore, maxFrame: number): [string, 
     }],
     ['ds.delete', async (body) => ({ deleted: await store.delete(...pick(parse(body))) })],
     ['ds.consume', async (body) => ({ value: await store.consume(...pick(parse(body))) })],
+    ['ds.putIf', async (body) => {
+      const { kind, key, value } = parse(body, true)
+      const match = (body as Record<string, unknown>)['match']
+      const problem = matchProblem(match === undefined ? {} : match)
+      if (problem) throw bad(problem)
+      return { written: await store.putIf(kind, key, value, match as DatastoreMatch | null) }
+    }],
     ['ds.list', async (body) => {
       if (!isMap(body)) throw bad({ field: 'body', allowed: 'a map' })
       const { kind, ...options } = body

@@ -1,14 +1,14 @@
 /**
  * The Datastore over the meta port: what nodes other than the seed use to
  * reach the seed's embedded store (ops `ds.get`, `ds.put`, `ds.delete`,
- * `ds.list`, `ds.consume`; docs/meta-protocol.md). Input is checked here
+ * `ds.list`, `ds.consume`, `ds.putIf`; docs/meta-protocol.md). Input is checked here
  * with the same rules as the embedded store (`ESPRA_ERR_DATASTORE_INVALID`)
  * before anything is sent; the seed checks again. With no seed linked, calls
  * fail with `ESPRA_ERR_META_CLOSED`.
  */
 import type { MetaClient } from '../transport/meta-client.js'
 import {
-  check, keyProblem, kindProblem, listProblem, valueProblem,
+  check, keyProblem, kindProblem, listProblem, matchProblem, valueProblem,
   type Datastore, type DatastoreKind, type DatastorePage, type DatastoreValue, type ListOptions,
 } from './datastore.js'
 
@@ -33,6 +33,12 @@ export function createDatastoreClient(link: Pick<MetaClient, 'request'>): Datast
     },
     async consume(kind, key) {
       return (await link.request<{ value: DatastoreValue | null }>('ds.consume', target(kind, key))).value
+    },
+    async putIf(kind, key, value, match) {
+      const body = { ...target(kind, key), value, match }
+      check(valueProblem(value))
+      check(matchProblem(match))
+      return (await link.request<{ written: boolean }>('ds.putIf', body)).written
     },
     async list(kind, options: ListOptions = {}) {
       check(kindProblem(kind))

@@ -5,7 +5,8 @@
  * (seed/datastore-embedded.ts) and the client other nodes use to reach it
  * over the meta port (lib/storage/datastore-client.ts). It is kept to what a
  * networked database does in one statement each (get, upsert, delete, a
- * keyed range scan, delete-returning), so one can back it later.
+ * keyed range scan, delete-returning, a conditional update), so one can back
+ * it later.
  *
  * Values are plain objects (msgpack maps); their shapes belong to the
  * features that write them. Records are checked here, once, for every
@@ -54,8 +55,22 @@ export interface Datastore {
    * upload tokens). Null when there was none.
    */
   consume(kind: DatastoreKind, key: string): Promise<DatastoreValue | null>
+  /**
+   * Compare-and-set: writes `value` only when the current record matches,
+   * atomically. `match` null: only when there is no record (insert). A map of
+   * fields: only when there is a record and each named field equals the
+   * given scalar (null also matches a missing field). True when written. Of
+   * concurrent calls with the same `match`, at most one succeeds when each
+   * changes a matched field (resumable uploads advance their offset so).
+   */
+  putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null): Promise<boolean>
   close(): Promise<void>
 }
+
+/** Field → expected value for {@link Datastore.putIf}. */
+export type DatastoreMatch = Readonly<Record<string, string | number | boolean | null>>
+
+export const MAX_MATCH_FIELDS = 16
 
 export const MAX_KEY_BYTES = 512
 /** Encoded (msgpack) size of one value. */
@@ -106,6 +121,23 @@ export function listProblem(options: unknown): Problem | null {
     return { field: 'limit', allowed: `an integer from 1 to ${MAX_LIST_LIMIT}` }
   }
   return null
+}
+
+export function matchProblem(match: unknown): Problem | null {
+  if (match === null) return null
+  const allowed = `null or a map of 1 to ${MAX_MATCH_FIELDS} fields whose values are strings, numbers, booleans or null`
+  if (!isPlainObject(match)) return { field: 'match', allowed }
+  const entries = Object.entries(match)
+  if (entries.length === 0 || entries.length > MAX_MATCH_FIELDS) return { field: 'match', allowed }
+  for (const [, v] of entries) if (!(v === null || ['string', 'number', 'boolean'].includes(typeof v))) return { field: 'match', allowed }
+  return null
+}
+
+/** Whether `record` (null: none) satisfies a {@link Datastore.putIf} match; one rule for every implementation. */
+export function matches(record: DatastoreValue | null, match: DatastoreMatch | null): boolean {
+  if (match === null) return record === null
+  if (record === null) return false
+  return Object.entries(match).every(([field, want]) => (record[field] ?? null) === want)
 }
 
 /** Throws `ESPRA_ERR_DATASTORE_INVALID` naming the first bad part (in-process callers). */

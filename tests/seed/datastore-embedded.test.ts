@@ -75,6 +75,24 @@ t.test('consume is single-use under concurrency', async (t) => {
   t.equal(await ds.consume('uploadTokens', 'never'), null)
 })
 
+t.test('putIf: compare-and-set on named fields, one winner under concurrency', async (t) => {
+  const ds = await openEmbeddedDatastore({ dir: tmp() })
+  t.teardown(() => ds.close())
+  t.equal(await ds.putIf('tusUploads', 'u', { offset: 0 }, null), true, 'inserted when absent')
+  t.equal(await ds.putIf('tusUploads', 'u', { offset: 9 }, null), false, 'not when present')
+  t.equal(await ds.putIf('tusUploads', 'u', { offset: 5 }, { offset: 1 }), false, 'a field that differs')
+  t.equal(await ds.putIf('tusUploads', 'none', { offset: 5 }, { offset: 0 }), false, 'no record')
+  t.equal(await ds.putIf('tusUploads', 'u', { offset: 5 }, { offset: 0, done: null }), true, 'null matches a missing field')
+  t.same(await ds.get('tusUploads', 'u'), { offset: 5 })
+  for (let round = 0; round < 10; round++) {
+    const from = 5 + round
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => ds.putIf('tusUploads', 'u', { offset: from + 1, by: i }, { offset: from })))
+    t.equal(results.filter(Boolean).length, 1, `round ${round}: exactly one of 20 advanced the offset`)
+  }
+  await t.rejects(ds.putIf('tusUploads', 'u', { offset: 1 }, {}), { code: 'ESPRA_ERR_DATASTORE_INVALID', details: { field: 'match' } })
+  await t.rejects(ds.putIf('tusUploads', 'u', { offset: 1 }, { a: [1] } as never), { code: 'ESPRA_ERR_DATASTORE_INVALID', details: { field: 'match' } })
+})
+
 t.test('an old store is migrated at open, in order, once', async (t) => {
   const dir = tmp()
   const v1 = await openEmbeddedDatastore({ dir })

@@ -40,6 +40,19 @@ t.test('consume is single-use across concurrent clients', async (t) => {
   }
 })
 
+t.test('putIf over the meta port: one winner among concurrent clients', async (t) => {
+  const { port } = await startTestSeed(t)
+  const links = await Promise.all([1, 2, 3].map((i) => nodeClient(t, port, `fs-p${i}`, { role: 'fileserver' })))
+  const stores = links.map((l) => createDatastoreClient(l))
+  t.equal(await stores[0]!.putIf('tusUploads', 'u', { offset: 0 }, null), true)
+  for (let round = 0; round < 5; round++) {
+    const results = await Promise.all(stores.flatMap((s, i) => [0, 1].map((j) => s.putIf('tusUploads', 'u', { offset: round + 1, by: `${i}.${j}` }, { offset: round }))))
+    t.equal(results.filter(Boolean).length, 1, `round ${round}: one of 6 advanced the offset`)
+  }
+  t.match(await stores[1]!.get('tusUploads', 'u'), { offset: 5 })
+  t.equal(await stores[2]!.putIf('tusUploads', 'u', { offset: 0 }, null), false, 'null match: only when absent')
+})
+
 t.test('bad bodies are answered with codes; the seed keeps serving', async (t) => {
   const { port, lines } = await startTestSeed(t)
   const raw = client(t, port)
@@ -59,6 +72,8 @@ t.test('bad bodies are answered with codes; the seed keeps serving', async (t) =
     ['ds.list', { kind: 'files', prefix: 7 }, 'prefix'],
     ['ds.list', { kind: 'files', after: '' }, 'after'],
     ['ds.list', null, 'body'],
+    ['ds.putIf', { kind: 'tusUploads', key: 'k', value: { a: 1 } }, 'match'],
+    ['ds.putIf', { kind: 'tusUploads', key: 'k', value: { a: 1 }, match: { a: { b: 1 } } }, 'match'],
   ]
   for (const [op, body, field] of cases) {
     await t.rejects(raw.request(op, body), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, `${op} ${JSON.stringify(body)?.slice(0, 60)}`)
