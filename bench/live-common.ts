@@ -1,5 +1,5 @@
 /**
- * Shared by bench/live-fanout.ts and bench/live-connections.ts: real
+ * Shared by the benches that start nodes (live-*, files, upload, app-*): real
  * `espra-node` processes from dist (run `npx tsc -p tsconfig.json` first),
  * load processes, /proc readings, and a guarantee that everything started is
  * killed when the bench ends, fails or is interrupted.
@@ -31,6 +31,11 @@ export function killAll(): void {
   }
   started.length = 0
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+}
+
+/** Another process for {@link killAll} to kill (with its descendants). */
+export function adopt(p: ChildProcess): void {
+  started.push(p)
 }
 
 /** Everything started is killed on exit, Ctrl-C, or after `limitMs`. */

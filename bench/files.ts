@@ -1,0 +1,157 @@
+/**
+ * Fileserver bench: one espra fileserver node (2 children) versus nginx
+ * (2 workers, sendfile, open_file_cache, gzip_static, keep-alive) on the same
+ * files at the same URLs: a 1 KB and a 50 KB asset of the current app build
+ * (pushed with `admin push-build`, served from memory; plain and gzip) and a
+ * 1 MB object of the blob store through the disk cache (`/f/<key>`, warmed
+ * by one GET first). wrk with keep-alive, both sides measured in alternating
+ * rounds, the best round of each kept; prints req/s, MB/s, p50/p99, the
+ * server's CPU (wrk shares the 2 cores and is not pinned: the same for both
+ * sides) and the ratios against the targets. Needs `npm run build`, `wrk`
+ * and `nginx`.
+ *
+ *   npx tsx bench/files.ts [--duration 10] [--connections 50] [--threads 2] [--rounds 2]
+ */
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gzipSync } from 'node:zlib'
+import { createLocalBlobStore } from '../lib/storage/local-blob-store.js'
+import { arg } from './args.js'
+import { adopt, descendants, freePorts, guard } from './live-common.js'
+import { admin, get, startRegistered, startSeed, waitServing, writeTree } from './nodes.js'
+import { bestOfRounds, formatMeasured, loadAverage, requireTools, type Target } from './wrk.js'
+
+const DURATION_S = arg('duration', 10)
+const CONNECTIONS = arg('connections', 50)
+const THREADS = arg('threads', 2)
+const ROUNDS = arg('rounds', 2)
+
+/** Text that compresses like real JavaScript does (not a run of one byte). */
+function scriptOf(bytes: number): string {
+  let out = ''
+  for (let i = 0; out.length < bytes; i++) out += `export function handler${i}(event) { return event.target.value.trim() + ${i * 7919 % 1000}; }\n`
+  return out.slice(0, bytes)
+}
+
+interface Case {
+  readonly name: string
+  readonly path: string
+  readonly headers?: Record<string, string>
+  /** Minimum espra/nginx req/s ratio. */
+  readonly target: number
+}
+
+const SMALL = '/app/small.3f2a9c1d.js'
+const MEDIUM = '/app/medium.8b1e4d2a.js'
+const OBJECT_KEY = 'bench/one-mb.bin'
+
+const CASES: readonly Case[] = [
+  { name: '1 KB asset (memory)', path: SMALL, target: 1.0 },
+  { name: '50 KB asset (memory)', path: MEDIUM, target: 1.0 },
+  { name: '50 KB asset, gzip (memory)', path: MEDIUM, headers: { 'Accept-Encoding': 'gzip' }, target: 1.0 },
+  { name: '1 MB object (disk cache)', path: `/f/${OBJECT_KEY}`, target: 0.8 },
+]
+
+function nginxConfig(dir: string, port: number): string {
+  return `
+worker_processes 2;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+${process.getuid?.() === 0 ? 'user root;' : ''}
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  open_file_cache max=1000 inactive=60s;
+  open_file_cache_valid 60s;
+  open_file_cache_errors on;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  gzip_static on;
+  gzip_vary on;
+  types { text/javascript js; application/octet-stream bin; }
+  client_body_temp_path ${dir}/tmp-body;
+  proxy_temp_path ${dir}/tmp-proxy;
+  fastcgi_temp_path ${dir}/tmp-fastcgi;
+  uwsgi_temp_path ${dir}/tmp-uwsgi;
+  scgi_temp_path ${dir}/tmp-scgi;
+  server {
+    listen 127.0.0.1:${port} reuseport;
+    root ${dir}/www;
+    location /app/ { add_header Cache-Control "public, max-age=31536000, immutable"; }
+    location /f/ { add_header Cache-Control "public, max-age=2678400"; }
+  }
+}
+`
+}
+
+async function main(): Promise<void> {
+  requireTools('wrk', 'nginx')
+  guard((ROUNDS * CASES.length * 2 * (DURATION_S + 5) + 120) * 1000)
+  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-files-'))
+  const files = { 'small.3f2a9c1d.js': scriptOf(1024), 'medium.8b1e4d2a.js': scriptOf(50 * 1024) }
+  const object = randomBytes(1024 * 1024)
+
+  // espra: a seed and one fileserver node (2 children) sharing a local blob store.
+  const blobDir = join(dir, 'blobs')
+  const shared = { 'blob-dir': blobDir, 'heartbeat-interval': '500ms' }
+  const seed = await startSeed(shared)
+  const fs = await startRegistered('fileserver', seed, { ...shared, children: 2, 'cache-dir': join(dir, 'cache') })
+  writeTree(join(dir, 'build'), files)
+  const build = await admin(seed, ['push-build', join(dir, 'build'), '--message', 'bench/files'])
+  const store = await createLocalBlobStore(blobDir)
+  await store.put(OBJECT_KEY, object, { contentType: 'application/octet-stream' })
+  await store.close()
+
+  // nginx: the same bytes at the same paths, with .gz twins for gzip_static (zlib level 9, as the fileserver makes them).
+  writeTree(join(dir, 'www', 'app'), Object.fromEntries(Object.entries(files).flatMap(([name, text]) => [[name, text], [`${name}.gz`, gzipSync(text, { level: 9 })]])))
+  writeTree(join(dir, 'www', 'f'), { [OBJECT_KEY]: object })
+  const port = await freePorts()
+  writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port))
+  const nginx = spawn('nginx', ['-c', join(dir, 'nginx.conf'), '-e', join(dir, 'nginx-error.log')], { stdio: ['ignore', 'inherit', 'inherit'] })
+  adopt(nginx)
+
+  // Both answer every case with the same bytes before anything is measured (this GET also warms the disk cache).
+  for (const c of CASES) {
+    await Promise.all([waitServing(fs.port, c.path), waitServing(port, c.path)])
+    const [a, b] = await Promise.all([get(fs.port, c.path, c.headers), get(port, c.path, c.headers)])
+    const same = c.headers ? a.headers['content-encoding'] === 'gzip' && b.headers['content-encoding'] === 'gzip' : a.body.equals(b.body)
+    if (!same || (c.headers === undefined && a.body.length !== (c.path === SMALL ? 1024 : c.path === MEDIUM ? 50 * 1024 : object.length))) {
+      throw new Error(`${c.name}: espra and nginx do not answer the same (${a.body.length} / ${b.body.length} bytes)`)
+    }
+  }
+  const gz = await get(fs.port, MEDIUM, { 'accept-encoding': 'gzip' })
+  console.log(`build ${build}; fileserver pid ${fs.pid} children ${fs.children().join(',')}; nginx pid ${nginx.pid}; 50 KB asset gzip: ${gz.body.length} bytes`)
+  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency (keep-alive, wrk not pinned, same for both), ${ROUNDS} round(s), best kept; load average before: ${loadAverage()}`)
+
+  const results: string[] = []
+  for (const c of CASES) {
+    console.log(`${c.name}: ${c.path}${c.headers ? ` with ${JSON.stringify(c.headers)}` : ''}`)
+    const sides: Target[] = [
+      { name: 'nginx', url: `http://127.0.0.1:${port}${c.path}`, headers: c.headers, pids: () => [nginx.pid!, ...descendants(nginx.pid!)] },
+      { name: 'espra fileserver', url: `http://127.0.0.1:${fs.port}${c.path}`, headers: c.headers, pids: () => [fs.pid, ...fs.children()] },
+    ]
+    const best = await bestOfRounds(sides, ROUNDS, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S })
+    const n = best.get('nginx')!
+    const e = best.get('espra fileserver')!
+    const ratio = e.rps / n.rps
+    results.push(`  ${c.name.padEnd(28)} nginx ${n.rps.toFixed(0).padStart(7)}  espra ${e.rps.toFixed(0).padStart(7)} req/s  espra/nginx ${ratio.toFixed(2)}x (target >= ${c.target.toFixed(1)}: ${ratio >= c.target ? 'met' : 'MISSED'})`)
+    for (const [name, m] of best) console.log(`  best    ${formatMeasured(name, m)}`)
+  }
+  console.log(`best of each, req/s (load average after: ${loadAverage()}):`)
+  for (const line of results) console.log(line)
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  },
+)
