@@ -207,13 +207,35 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     return { id }
   })
 
+  // Builds app nodes refused (init threw, files missing): build id → node id → why. Kept in memory:
+  // a refusal stands until that node serves the build or leaves the registry.
+  const refusals = new Map<string, Map<string, { code: string; message: string }>>()
+
+  async function refused(raw: unknown, peer: MetaPeer): Promise<Record<string, never>> {
+    const b = body(raw)
+    if (peer.nodeId === null) throw invalid('peer', 'must be a registered node')
+    if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
+    if (typeof b['code'] !== 'string' || !/^ESPRA_ERR_[A-Z_]{1,64}$/.test(b['code'])) throw invalid('code', 'must be an ESPRA_ERR_* code')
+    if (typeof b['message'] !== 'string') throw invalid('message', 'must be text')
+    let nodes = refusals.get(b['id'])
+    if (nodes === undefined) refusals.set(b['id'], (nodes = new Map()))
+    nodes.set(peer.nodeId, { code: b['code'], message: b['message'].slice(0, 500) })
+    log.warn({ build: b['id'], node: peer.nodeId, code: b['code'] }, `build ${b['id']} refused by ${peer.nodeId}: ${b['message'].slice(0, 500)}`)
+    return {}
+  }
+
   async function list(raw: unknown): Promise<Record<string, unknown>> {
     const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
     if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000')
     const records: BuildRecord[] = []
     for await (const entry of listAll(datastore, 'builds', 'build/')) records.push(entry.value as unknown as BuildRecord)
     const running = new Map<string, string[]>()
-    for (const node of registry.records()) {
+    const live = new Map([...registry.records()].map((node) => [node.id, node]))
+    for (const [id, nodes] of refusals) {
+      for (const nodeId of nodes.keys()) if (live.get(nodeId)?.build === id || !live.has(nodeId)) nodes.delete(nodeId)
+      if (nodes.size === 0) refusals.delete(id)
+    }
+    for (const node of live.values()) {
       if (node.build === null || node.link === null) continue
       let ids = running.get(node.build)
       if (ids === undefined) running.set(node.build, (ids = []))
@@ -222,6 +244,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const builds = records.slice(-limit).reverse().map((r) => ({
       id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes,
       current: r.id === current?.id, nodes: (running.get(r.id) ?? []).sort(),
+      refused: [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).sort((a, b) => a.node.localeCompare(b.node)),
     }))
     return { current: current?.id ?? null, builds }
   }
@@ -236,6 +259,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ['build.commit', commit],
       ['build.rollback', rollback],
       ['build.list', list],
+      ['build.refused', refused],
       ['build.current', () => current ?? { id: null }],
     ],
     subscribe(peer) {

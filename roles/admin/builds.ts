@@ -26,6 +26,8 @@ export interface PushOptions extends ConnectOptions {
 export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey'> {
   current: boolean
   nodes: string[]
+  /** App nodes that refused this build (its init threw, its files were missing) and still run another. */
+  refused: { node: string; code: string; message: string }[]
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`)
@@ -142,6 +144,7 @@ export function formatBuilds(builds: readonly BuildListEntry[]): string {
     ['FILES', (b) => String(b.files)],
     ['BYTES', (b) => formatBytes(b.bytes)],
     ['NODES', (b) => (b.nodes.length === 0 ? '-' : b.nodes.join(','))],
+    ['REFUSED BY', (b) => (b.refused.length === 0 ? '-' : b.refused.map((r) => `${r.node} (${r.code})`).join(','))],
     ['MESSAGE', (b) => b.message.replace(/\s+/g, ' ')],
   ]
   const rows = [columns.map(([title]) => title), ...builds.map((b) => columns.map(([, cell]) => cell(b)))]
@@ -154,6 +157,8 @@ export async function adminBuilds(opts: ConnectOptions & { json?: boolean }): Pr
   try {
     const { builds } = await client.request<{ current: string | null; builds: BuildListEntry[] }>('build.list', {}, REQUEST_TIMEOUT_MS)
     process.stdout.write(opts.json ? `${JSON.stringify(builds)}\n` : `${formatBuilds(builds)}\n(* current)\n`)
+    if (opts.json) return
+    for (const b of builds) for (const r of b.refused) process.stdout.write(`${b.id} refused by ${r.node}: ${r.message}\n`)
   } finally {
     await client.close()
   }

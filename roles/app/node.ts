@@ -96,6 +96,8 @@ export function startAppNode(ctx: ParentContext): Handle {
       refused.add(msg.id)
       ctx.log.error({ child, build: msg.id, code: msg.code, serving: [...new Set(served.values())] }, `app build ${msg.id} refused: ${msg.message}`)
       ctx.setBuildRefused({ id: msg.id, code: msg.code, message: msg.message })
+      ctx.seedRequest('build.refused', { id: msg.id, code: msg.code, message: msg.message }).catch((err: unknown) =>
+        ctx.log.warn({ err, build: msg.id }, 'could not tell the seed about the refused build (its health answer still shows it)'))
     }
   })
   ctx.children.onExit((child) => {

@@ -242,7 +242,8 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
 
 t.test('build swap under load: no failed request, no mixed answer; a build whose init throws is refused', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'espra-app-data-'))
-  const { app, push, serving } = await startCluster(t, { children: 2, threads: 2, 'queue-size': 10000, 'request-timeout': '20s', 'data-dir': dataDir })
+  const { app, push, serving, seedAddress } = await startCluster(t, { children: 2, threads: 2, 'queue-size': 10000, 'request-timeout': '20s', 'data-dir': dataDir })
+  const builds = async () => JSON.parse((await cli(['builds', '--json', '--seed', seedAddress])).stdout) as { id: string; nodes: string[]; refused: unknown[] }[]
   const port = app.port
   await push(writeApp('v1', { initDelay: 300 }), 'b1')
   await serving(app, 'b1')
@@ -290,6 +291,12 @@ t.test('build swap under load: no failed request, no mixed answer; a build whose
   t.equal(afterRefused.body['build'], 'b2', 'health still reports b2 after the refused b3')
   t.match(afterRefused.body['buildRefused'], { id: 'b3', code: 'ESPRA_ERR_APP_INIT', message: /init refused on purpose/ }, 'and names the refused build')
   t.equal((await fetch(port, '/version')).body.toString(), 'v2:v2')
+  await waitFor('the seed knows of the refusal', async () => (await builds()).some((b) => b.refused.length > 0))
+  const listed = await builds()
+  t.match(listed.find((b) => b.id === 'b3'), { nodes: [], refused: [{ node: 'app-a', code: 'ESPRA_ERR_APP_INIT', message: /init refused on purpose/ }] }, 'admin builds: b3 refused by app-a')
+  t.match(listed.find((b) => b.id === 'b2'), { nodes: ['app-a'], refused: [] })
+  const table = await cli(['builds', '--seed', seedAddress])
+  t.match(table.stdout, /REFUSED BY[\s\S]*app-a \(ESPRA_ERR_APP_INIT\)[\s\S]*b3 refused by app-a: .*init refused on purpose/, 'and in the table')
 
   // Build directories on disk: once b4 serves, only it and the previous one (b2) stay; b1 and the refused b3 go.
   await push(writeApp('v4'), 'b4')
