@@ -102,9 +102,8 @@ function describe(b: Burst): string {
 async function main(): Promise<void> {
   guard((ROUNDS * 60 + 120) * 1000)
   const s3 = await countingS3()
-  const s3Flags = { 'blob-store': 's3', 's3-endpoint': s3.endpoint, 's3-bucket': BUCKET, 'heartbeat-interval': '500ms' }
-  const seed = await startSeed(s3Flags)
-  const fs = await startRegistered('fileserver', seed, { ...s3Flags, children: 2 })
+  const seed = await startSeed({ 'blob-store': 's3', 's3-endpoint': s3.endpoint, 's3-bucket': BUCKET })
+  const fs = await startRegistered('fileserver', seed, { children: 2 })
   const direct = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: s3.direct, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
   console.log(`${REQUESTS} concurrent GETs (one connection each) of a fresh ${KB} KB key per round; fileserver pid ${fs.pid} (2 children); s3rver behind a counting front; load average before: ${loadAverage()}`)
   let allOne = true

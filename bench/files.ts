@@ -21,7 +21,7 @@ import { gzipSync } from 'node:zlib'
 import { createLocalBlobStore } from '../lib/storage/local-blob-store.js'
 import { arg } from './args.js'
 import { adopt, descendants, freePorts, guard } from './live-common.js'
-import { admin, get, startRegistered, startSeed, waitServing, writeTree } from './nodes.js'
+import { get, pushBuild, startRegistered, startSeed, waitServing, writeTree } from './nodes.js'
 import { bestOfRounds, formatMeasured, loadAverage, requireTools, type Target } from './wrk.js'
 
 const DURATION_S = arg('duration', 10)
@@ -100,11 +100,9 @@ async function main(): Promise<void> {
 
   // espra: a seed and one fileserver node (2 children) sharing a local blob store.
   const blobDir = join(dir, 'blobs')
-  const shared = { 'blob-dir': blobDir, 'heartbeat-interval': '500ms' }
-  const seed = await startSeed(shared)
-  const fs = await startRegistered('fileserver', seed, { ...shared, children: 2, 'cache-dir': join(dir, 'cache') })
-  writeTree(join(dir, 'build'), files)
-  const build = await admin(seed, ['push-build', join(dir, 'build'), '--message', 'bench/files'])
+  const seed = await startSeed({ 'blob-dir': blobDir })
+  const fs = await startRegistered('fileserver', seed, { children: 2, 'cache-dir': join(dir, 'cache') })
+  const build = await pushBuild(seed, files, 'bench/files')
   const store = await createLocalBlobStore(blobDir)
   await store.put(OBJECT_KEY, object, { contentType: 'application/octet-stream' })
   await store.close()

@@ -4,8 +4,9 @@
  * `espra-node` processes from dist (bench/live-common.ts starts and kills
  * them); run `npm run build` first.
  */
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { runCli } from '../tests/helpers/up.js'
 import { sleep } from './args.js'
@@ -15,19 +16,22 @@ export interface BenchSeed {
   readonly node: EspraNode
   /** `host:port` of its meta port, for `--seed`. */
   readonly address: string
+  /** Flags every node of the bench shares with the seed: a blob store they all read (builds), a heartbeat. */
+  readonly shared: Readonly<Record<string, string | number>>
 }
 
-/** A seed on fresh ports; `flags` are shared with the nodes started against it (blob store, heartbeat). */
+/** A seed on fresh ports; `flags` override the shared defaults (a fresh local blob directory, 500 ms heartbeats). */
 export async function startSeed(flags: Record<string, string | number> = {}): Promise<BenchSeed> {
   const meta = await freePorts()
   const address = `127.0.0.1:${meta}`
-  const node = await startEspra('seed', await freePorts(), { ...flags, seed: address, 'meta-port': meta, 'seed-grace': '0' })
-  return { node, address }
+  const shared = { 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-bench-blobs-')), 'heartbeat-interval': '500ms', ...flags }
+  const node = await startEspra('seed', await freePorts(), { ...shared, seed: address, 'meta-port': meta, 'seed-grace': '0' })
+  return { node, address, shared }
 }
 
-/** A node of `role` registered with `seed`. */
+/** A node of `role` registered with `seed`, with the seed's shared flags plus `flags`. */
 export async function startRegistered(role: string, seed: BenchSeed, flags: Record<string, string | number>): Promise<EspraNode> {
-  const node = await startEspra(role, await freePorts(), { ...flags, seed: seed.address })
+  const node = await startEspra(role, await freePorts(), { ...seed.shared, ...flags, seed: seed.address })
   await node.waitForLog((l) => l['msg'] === 'registered with the seed', `${role} registered`)
   return node
 }
@@ -45,6 +49,13 @@ export function writeTree(dir: string, files: Readonly<Record<string, string | B
     mkdirSync(dirname(join(dir, path)), { recursive: true })
     writeFileSync(join(dir, path), content)
   }
+}
+
+/** Writes `files` to a fresh directory and pushes it as the next app build; resolves the build id. */
+export async function pushBuild(seed: BenchSeed, files: Readonly<Record<string, string | Buffer>>, message: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-build-'))
+  writeTree(dir, files)
+  return admin(seed, ['push-build', dir, '--message', message])
 }
 
 export interface Answer {
@@ -74,7 +85,7 @@ export async function waitServing(port: number, path: string, ok: (a: Answer) =>
     try {
       const a = await get(port, path)
       if (a.status === 200 && ok(a)) return a
-      last = `${a.status} ${a.body.toString().slice(0, 200)}`
+      last = `${a.status} ${a.body.toString().slice(0, 800)}`
     } catch (err) {
       last = (err as Error).message
     }

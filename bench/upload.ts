@@ -89,9 +89,8 @@ async function main(): Promise<void> {
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'source.bin')
   await writeRandom(file, SIZE)
-  const shared = { 'blob-dir': join(dir, 'blobs'), 'heartbeat-interval': '500ms' }
-  const seed = await startSeed({ ...shared, 'data-dir': join(dir, 'seed') })
-  const fs = await startRegistered('fileserver', seed, { ...shared, children: 1, 'data-dir': join(dir, 'fileserver') })
+  const seed = await startSeed({ 'blob-dir': join(dir, 'blobs') })
+  const fs = await startRegistered('fileserver', seed, { children: 1, 'data-dir': join(dir, 'fileserver') })
   console.log(`${MB} MB of random bytes; source, uploads-tmp and blob store on tmpfs ${dir}; fileserver pid ${fs.pid} (1 child); load average before: ${loadAverage()}`)
 
   let bestUpload = Infinity
