@@ -17,6 +17,8 @@ import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
 import { createSeedBuilds } from './builds.js'
 import { openEmbeddedDatastore } from './datastore-embedded.js'
 import { datastoreHandlers } from './datastore-ops.js'
+import { openEmbeddedTaskQueue } from './tasks-embedded.js'
+import { taskHandlers } from './tasks-ops.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 
@@ -42,12 +44,17 @@ const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUE
 export async function startSeed({ config, log, meta = {} }: SeedOptions): Promise<SeedHandle> {
   // Durable platform records live in <data-dir>/seed; the ds.* ops serve them to other nodes.
   const datastore = await openEmbeddedDatastore({ dir: join(config.dataDir, 'seed') })
+  // The embedded task queue (the default backend; app nodes with --redis use Redis instead): its own LMDB file beside the datastore.
+  const tasks = await openEmbeddedTaskQueue({ dir: join(config.dataDir, 'seed') }).catch(async (err: unknown) => {
+    await datastore.close()
+    throw err
+  })
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
   const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame }).catch(async (err: unknown) => {
     registry.close()
-    await Promise.all([blobs.close(), datastore.close()])
+    await Promise.all([blobs.close(), datastore.close(), tasks.close()])
     throw err
   })
   const routing = new Routing(registry)
@@ -130,6 +137,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     }],
     ['ping', () => ({ now: Date.now() })],
     ...datastoreHandlers(datastore, config.maxFrame),
+    ...taskHandlers(tasks, config.maxFrame),
     ...builds.handlers,
   ])
 
@@ -162,7 +170,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   }).catch(async (err: unknown) => {
     builds.close()
     registry.close()
-    await Promise.all([blobs.close(), datastore.close()])
+    await Promise.all([blobs.close(), datastore.close(), tasks.close()])
     throw err
   })
   let sweeping = false
@@ -185,7 +193,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       builds.close()
       registry.close()
       await server.close()
-      await Promise.all([blobs.close(), datastore.close()])
+      await Promise.all([blobs.close(), datastore.close(), tasks.close()])
     },
     destroy(err?: Error) {
       clearInterval(sweeper)
@@ -195,6 +203,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       server.destroy(err)
       void blobs.close()
       void datastore.close()
+      void tasks.close()
     },
   }
 }

@@ -1,0 +1,59 @@
+/**
+ * The embedded task queue over the meta port: how app nodes, the admin CLI
+ * and benches reach the queue the seed hosts (ops `tasks.*`,
+ * docs/meta-protocol.md). `link` is anything that sends a meta request: a
+ * meta client, or an app child's relay through its parent's seed link. A
+ * seed out of reach is `ESPRA_ERR_TASK_UNAVAILABLE`.
+ */
+import { EspraError } from '../core/errors.js'
+import type { LeaseOptions, TaskQueue } from './queue.js'
+import type { DeadPage, LeasedTask, TaskCounts } from './task.js'
+
+export interface MetaRequester {
+  request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
+}
+
+/** Codes that mean "the seed is not there right now", not "the request was wrong". */
+const UNREACHABLE = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_META_TIMEOUT', 'ESPRA_ERR_SEED_UNREACHABLE', 'ESPRA_ERR_IPC_TIMEOUT'])
+/** A waiting lease is answered by the seed within its waitMs; allow this much on top. */
+const WAIT_SLACK_MS = 5000
+
+export function createMetaTaskQueue(link: MetaRequester): TaskQueue {
+  async function call<R>(op: string, body: unknown, timeoutMs?: number): Promise<R> {
+    try {
+      return await link.request<R>(op, body, timeoutMs)
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? ''
+      if (UNREACHABLE.has(code)) throw new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', `task queue (seed) unreachable: ${(err as Error).message}`, { cause: code })
+      throw err
+    }
+  }
+  return {
+    backend: 'embedded',
+    async enqueue(task) {
+      return (await call<{ id: string }>('tasks.enqueue', task)).id
+    },
+    async lease(options: LeaseOptions): Promise<LeasedTask[]> {
+      const { max, leaseMs, waitMs = 0 } = options
+      return (await call<{ tasks: LeasedTask[] }>('tasks.lease', { max, leaseMs, waitMs }, waitMs + WAIT_SLACK_MS)).tasks
+    },
+    async extend(leases, leaseMs) {
+      return (await call<{ lost: string[] }>('tasks.extend', { leases, leaseMs })).lost
+    },
+    async settle(results) {
+      return (await call<{ lost: string[] }>('tasks.settle', { results })).lost
+    },
+    counts: () => call<TaskCounts>('tasks.counts', {}),
+    deadLetters: (options = {}) => call<DeadPage>('tasks.dead', options),
+    async retry(id) {
+      try {
+        await call('tasks.retry', { id })
+        return true
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ESPRA_ERR_TASK_NOT_FOUND') return false
+        throw err
+      }
+    },
+    async close() {},
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The `tasks.*` meta ops (docs/meta-protocol.md, "Task queue"): the way to
+ * the seed's embedded task queue. Every body is checked before the queue is
+ * touched; a bad one is answered `ESPRA_ERR_META_BAD_REQUEST` with
+ * `details.field`, and the connection stays up.
+ */
+import { EspraError } from '../lib/core/errors.js'
+import { DEFAULT_DEAD_LIMIT, MAX_BATCH, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS } from '../lib/tasks/queue.js'
+import { checkId, checkLeaseRefs, checkNewTask, checkSettlements, invalid } from '../lib/tasks/task.js'
+import type { MetaPeer } from '../lib/transport/meta-server.js'
+import type { RequestHandler } from '../lib/transport/meta-session.js'
+import { isMap } from '../lib/transport/meta-shapes.js'
+import type { EmbeddedTaskQueue } from './tasks-embedded.js'
+
+/** Room in an answer frame for everything but the payloads. */
+const FRAME_OVERHEAD = 64 * 1024
+
+function integerIn(body: Record<string, unknown>, field: string, min: number, max: number, fallback?: number): number {
+  const v = body[field] ?? fallback
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw invalid(field, `an integer from ${min} to ${max}`)
+  return v
+}
+
+/** Runs `fn` on a map body; the shared task checks' `ESPRA_ERR_TASK_INVALID` becomes a bad request naming the same field. */
+function op<T>(fn: (body: Record<string, unknown>, peer: MetaPeer) => Promise<T>): RequestHandler<MetaPeer> {
+  return async (body, peer) => {
+    try {
+      if (!isMap(body)) throw invalid('body', 'a map')
+      return await fn(body, peer)
+    } catch (err) {
+      const e = err as EspraError
+      if (e.code !== 'ESPRA_ERR_TASK_INVALID') throw err
+      throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', e.message, e.details)
+    }
+  }
+}
+
+export function taskHandlers(queue: EmbeddedTaskQueue, maxFrame: number): [string, RequestHandler<MetaPeer>][] {
+  const maxBytes = Math.max(1, maxFrame - FRAME_OVERHEAD)
+  return [
+    ['tasks.enqueue', op(async (body) => ({ id: await queue.enqueue(checkNewTask(body)) }))],
+    ['tasks.lease', op(async (body, peer) => {
+      const options = {
+        max: integerIn(body, 'max', 1, MAX_BATCH),
+        leaseMs: integerIn(body, 'leaseMs', MIN_LEASE_MS, MAX_LEASE_MS),
+        waitMs: integerIn(body, 'waitMs', 0, MAX_WAIT_MS, 0),
+        maxBytes,
+      }
+      return { tasks: await queue.lease(options, () => peer.session.state === 'open') }
+    })],
+    ['tasks.extend', op(async (body) => {
+      const leases = checkLeaseRefs(body['leases'], 'leases', MAX_BATCH)
+      return { lost: await queue.extend(leases, integerIn(body, 'leaseMs', MIN_LEASE_MS, MAX_LEASE_MS)) }
+    })],
+    ['tasks.settle', op(async (body) => ({ lost: await queue.settle(checkSettlements(body['results'], MAX_BATCH)) }))],
+    ['tasks.counts', op(async () => queue.counts())],
+    ['tasks.dead', op(async (body) => {
+      const after = body['after'] === undefined || body['after'] === null ? undefined : checkId(body['after'], 'after')
+      const limit = integerIn(body, 'limit', 1, MAX_BATCH, DEFAULT_DEAD_LIMIT)
+      return queue.deadLetters({ ...(after !== undefined ? { after } : {}), limit })
+    })],
+    ['tasks.retry', op(async (body) => {
+      const id = checkId(body['id'])
+      if (!(await queue.retry(id))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id}`, { id })
+      return { id }
+    })],
+  ]
+}

@@ -1,0 +1,30 @@
+/**
+ * A real redis-server (Debian's package; `.ci/run` installs it) on a free
+ * loopback port, without persistence, killed at teardown.
+ */
+import { spawn } from 'node:child_process'
+import type { Test } from 'tap'
+import { freePort } from './cluster.js'
+import { waitFor } from './up.js'
+
+export interface TestRedis {
+  readonly url: string
+  readonly port: number
+}
+
+export async function startRedis(t: Test): Promise<TestRedis> {
+  const port = await freePort()
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let failed: Error | null = null
+  proc.on('error', (err) => (failed = new Error(`cannot start redis-server (apt-get install redis-server): ${err.message}`)))
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()))
+  t.teardown(() => void proc.kill('SIGKILL'))
+  await waitFor('redis-server ready', () => {
+    if (failed) throw failed
+    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`)
+    return out.includes('Ready to accept connections')
+  }, 10_000)
+  return { url: `redis://127.0.0.1:${port}`, port }
+}
