@@ -21,6 +21,7 @@ import { openEmbeddedTaskQueue } from './tasks-embedded.js'
 import { taskHandlers } from './tasks-ops.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
+import { createSeedVhosts } from './vhosts.js'
 
 export interface SeedOptions {
   readonly config: NodeConfig
@@ -58,6 +59,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     throw err
   })
   const routing = new Routing(registry)
+  // Vhost mappings: written here only, and every change pushed to fileservers (vhosts.changed).
+  const vhosts = createSeedVhosts({ datastore, log })
   const eventSubscribers = new Set<MetaPeer>()
   // Fileservers: told when blob-store keys appear or change (files.changed), to clear their negative caches.
   const fileSubscribers = new Set<MetaPeer>()
@@ -114,6 +117,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       if (wantsBuilds !== undefined && typeof wantsBuilds !== 'boolean') throw badRequest('builds must be a boolean')
       const wantsFiles = body['files']
       if (wantsFiles !== undefined && typeof wantsFiles !== 'boolean') throw badRequest('files must be a boolean')
+      const wantsVhosts = body['vhosts']
+      if (wantsVhosts !== undefined && typeof wantsVhosts !== 'boolean') throw badRequest('vhosts must be a boolean')
       const region = body['routing'] === undefined ? undefined : parseRegion(body['routing'], 'routing')
       if (region !== undefined) {
         let regions = routingRegions.get(peer)
@@ -128,6 +133,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
         // Whatever was announced while this subscriber was away is lost: it forgets every remembered miss.
         peer.session.send('files.changed', FILES_CHANGED_ALL)
       }
+      if (wantsVhosts === true) vhosts.subscribe(peer)
       return {}
     }],
     ['files.changed', (body) => {
@@ -139,6 +145,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     ...datastoreHandlers(datastore, config.maxFrame),
     ...taskHandlers(tasks, config.maxFrame),
     ...builds.handlers,
+    ...vhosts.handlers,
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -163,6 +170,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       if (peer.nodeId !== null) registry.disconnected(peer.nodeId, linkOf(peer))
       eventSubscribers.delete(peer)
       fileSubscribers.delete(peer)
+      vhosts.peerClosed(peer)
       builds.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)

@@ -81,7 +81,16 @@ export const ERRORS = {
   ESPRA_ERR_UPLOAD_BAD_BODY: { message: 'malformed upload body', status: 400 },
   ESPRA_ERR_UPLOAD_DISK_FULL: { message: 'no disk space left for the upload', status: 507 },
   ESPRA_ERR_UPLOAD_UNAVAILABLE: { message: 'the seed cannot be reached to check the upload token', status: 503 },
+  ESPRA_ERR_VHOST_FILE_MISSING: { message: 'no stored file with that key (upload it first)', status: 404 },
+  ESPRA_ERR_VHOST_NOT_FOUND: { message: 'no such vhost mapping', status: 404 },
   ESPRA_ERR_UPLOAD_NO_WHIRLPOOL: { message: 'whirlpool hashing unavailable (OpenSSL legacy provider not loaded)', status: 500 },
+  ESPRA_ERR_TUS_VERSION: { message: 'unsupported tus protocol version (Tus-Resumable must be 1.0.0)', status: 412 },
+  ESPRA_ERR_TUS_BAD_REQUEST: { message: 'malformed tus request', status: 400 },
+  ESPRA_ERR_TUS_NOT_FOUND: { message: 'no such upload', status: 404 },
+  ESPRA_ERR_TUS_EXPIRED: { message: 'the upload expired', status: 410 },
+  ESPRA_ERR_TUS_OFFSET: { message: 'Upload-Offset does not match the upload (or another PATCH advanced it first)', status: 409 },
+  ESPRA_ERR_TUS_CONTENT_TYPE: { message: 'PATCH needs Content-Type: application/offset+octet-stream', status: 415 },
+  ESPRA_ERR_TUS_CHECKSUM: { message: 'the PATCH body does not match its Upload-Checksum', status: 460 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
