@@ -46,6 +46,7 @@ function buildProgram(): Command {
     .option('--children <n>', 'children per node (default: CPU count)')
     .option('--port-base <port>', `use ports from <port> up instead of the defaults (meta port, then ${ROLE_NAMES.length} role ports)`)
     .option('--log-level <level>', 'log level of every node', 'info')
+    .option('--no-sample-app', 'do not push examples/sample-app as the first build when the cluster has none')
     .action((opts) => runUp(opts))
 
   const admin = program.command('admin').description('inspect a running cluster over the seed\'s meta port')

@@ -4,8 +4,9 @@
  * children. Ctrl-C stops the nodes first and the seed last.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, rmSync } from 'node:fs'
+import { closeSync, existsSync, openSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { DEFAULT_PORTS, ROLE_NAMES, type RoleName } from '../core/config.js'
 import { EspraError } from '../core/errors.js'
 import { assertPortFree } from '../http/ports.js'
@@ -16,6 +17,8 @@ export interface UpOptions {
   children?: string
   portBase?: string
   logLevel: string
+  /** False (`--no-sample-app`): leave the cluster without a build when it has none. */
+  sampleApp: boolean
 }
 
 interface RunningNode {
@@ -29,6 +32,10 @@ interface RunningNode {
 
 const START_TIMEOUT_MS = 30_000
 const LOCAL = '127.0.0.1'
+/** examples/sample-app at the package root (two levels above lib/cli, three above dist/lib/cli). */
+export const SAMPLE_APP_DIR: string = [new URL('../../examples/sample-app/', import.meta.url), new URL('../../../examples/sample-app/', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((dir) => existsSync(join(dir, 'espra.json'))) ?? ''
 
 /** Meta port and each role's public port: the defaults, or consecutive ports from --port-base. */
 export function upPorts(portBase?: number): { meta: number; roles: Record<RoleName, number> } {
@@ -92,6 +99,8 @@ export async function runUp(opts: UpOptions): Promise<void> {
   }
 
   const seedAddr = `${LOCAL}:${ports.meta}`
+  // Where a browser on this machine reaches the fileserver and the proxy's live host (*.localhost is loopback).
+  const appSettings = { filesUrl: `http://${LOCAL}:${ports.roles.fileserver}`, liveUrl: `ws://us-1.live.localhost:${ports.roles.proxy}` }
   const nodes: RunningNode[] = []
   const start = (role: RoleName): RunningNode => {
     const log = join(dataDir, 'logs', `${role}.log`)
@@ -100,6 +109,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       ...process.execArgv, process.argv[1]!, `--role=${role}`, `--seed=${seedAddr}`, `--meta-port=${ports.meta}`,
       `--port=${ports.roles[role]}`, `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
       `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, ...(children ? [`--children=${children}`] : []),
+      ...(role === 'app' ? [`--app-settings=${JSON.stringify(appSettings)}`] : []),
     ]
     // Own process group, so Ctrl-C reaches only `up`, which stops the nodes in order.
     const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd, 'ipc'], detached: true, env: { ...process.env, ESPRA_UP: '1' } })
@@ -151,6 +161,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
     nodes: nodes.map((n) => ({ role: n.role, port: n.port, metricsPort: n.metricsPort, pid: n.proc.pid!, log: n.log })),
   }
   writeClusterFile(dataDir, file)
+  const sample = opts.sampleApp ? await pushSampleApp(seedAddr, secretFile) : 'off'
   console.log(`cluster up (state in ${dataDir})\n`)
   console.log(`${'role'.padEnd(11)} ${'listens on'.padEnd(28)} ${'metrics'.padEnd(28)} ${'pid'.padEnd(8)} log`)
   console.log(`${'seed meta'.padEnd(11)} ${`tcp://${seedAddr}`.padEnd(28)}`)
@@ -159,6 +170,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       `${n.role.padEnd(11)} ${`http://${LOCAL}:${n.port}`.padEnd(28)} ${`http://${LOCAL}:${n.metricsPort}/metrics`.padEnd(28)} ${String(n.pid).padEnd(8)} ${n.log}`,
     )
   }
+  if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. Ctrl-C stops the cluster.')
 
   for (const n of nodes) {
@@ -166,4 +178,40 @@ export async function runUp(opts: UpOptions): Promise<void> {
       if (!stopping) console.error(`${n.role} node (pid ${n.proc.pid}) exited with code ${code}; see ${n.log}`)
     })
   }
+}
+
+/** Runs this same binary's `admin` CLI against the new cluster. */
+function admin(args: string[], seedAddr: string, secretFile: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [...process.execArgv, process.argv[1]!, 'admin', ...args, `--seed=${seedAddr}`, `--secret-file=${secretFile}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    proc.stdout.on('data', (d: Buffer) => (stdout += d))
+    proc.stderr.on('data', (d: Buffer) => (stderr += d))
+    proc.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+/**
+ * Pushes examples/sample-app when the cluster has no build yet, so a new
+ * user sees every role work; a cluster with builds is left as it is. A
+ * failure is reported and the cluster stays up.
+ */
+async function pushSampleApp(seedAddr: string, secretFile: string): Promise<'pushed' | 'kept' | 'off'> {
+  if (SAMPLE_APP_DIR === '') {
+    console.error('sample app not found next to this espra-node; not pushed')
+    return 'off'
+  }
+  const listed = await admin(['builds', '--json'], seedAddr, secretFile)
+  if (listed.code !== 0) {
+    console.error(`sample app not pushed: admin builds failed: ${listed.stderr.trim()}`)
+    return 'off'
+  }
+  if ((JSON.parse(listed.stdout) as unknown[]).length > 0) return 'kept'
+  const pushed = await admin(['push-build', SAMPLE_APP_DIR, '--message', 'the sample app (examples/sample-app)'], seedAddr, secretFile)
+  if (pushed.code !== 0) {
+    console.error(`sample app not pushed: ${pushed.stderr.trim()}`)
+    return 'off'
+  }
+  return 'pushed'
 }

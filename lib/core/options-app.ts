@@ -1,4 +1,4 @@
-/** App options (other roles ignore these): worker threads, request queue, timeouts, body size. */
+/** App options (other roles ignore these): worker threads, request queue, timeouts, body size, app settings. */
 import { availableParallelism } from 'node:os'
 import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
 
@@ -12,6 +12,8 @@ declare module './config.js' {
     readonly requestTimeout: number
     /** app: largest request body handed to the application (413 past it). */
     readonly maxBody: number
+    /** app: operator settings handed to the application as `ctx.config.settings`. */
+    readonly appSettings: Readonly<Record<string, unknown>>
   }
 }
 
@@ -40,4 +42,27 @@ export const APP_OPTIONS = [
       return n
     },
   }),
+  option({
+    key: 'appSettings', flag: '--app-settings <json>', env: 'ESPRA_APP_SETTINGS', defaultText: '{}',
+    doc: 'app: a JSON object handed to the application as ctx.config.settings (public URLs, feature switches); app code sees it, so no secrets',
+    default: constant({}), parse: parseAppSettings,
+  }),
 ] as const
+
+const MAX_APP_SETTINGS_BYTES = 64 * 1024
+
+/** A JSON object (text from a flag or env; an object from a config file), at most 64 KB. */
+function parseAppSettings(raw: unknown): Readonly<Record<string, unknown>> {
+  let value = raw
+  if (typeof raw === 'string') {
+    if (raw.length > MAX_APP_SETTINGS_BYTES) throw `must be at most ${MAX_APP_SETTINGS_BYTES} bytes of JSON`
+    try {
+      value = JSON.parse(raw)
+    } catch (err) {
+      throw `must be a JSON object (${(err as Error).message})`
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw 'must be a JSON object'
+  if (JSON.stringify(value).length > MAX_APP_SETTINGS_BYTES) throw `must be at most ${MAX_APP_SETTINGS_BYTES} bytes of JSON`
+  return Object.freeze(value as Record<string, unknown>)
+}

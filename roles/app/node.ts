@@ -42,10 +42,14 @@ export async function pruneBuildDirs(root: string, keep: ReadonlySet<string>, no
 
 const TABLE_OPS = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.consume', 'ds.list'])
 
-/** A child's datastore op, sent on to the seed only if it touches the app's tables and nothing else. */
+/**
+ * A child's datastore op, sent on to the seed only if it is one an app child
+ * makes: any op on the app's tables, or recording a minted upload token.
+ */
 function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown> {
-  if (!TABLE_OPS.has(req.op) || !isMap(req.body) || req.body['kind'] !== 'appTables') {
-    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables'))
+  const kind = isMap(req.body) ? req.body['kind'] : undefined
+  if (!((TABLE_OPS.has(req.op) && kind === 'appTables') || (req.op === 'ds.put' && kind === 'uploadTokens'))) {
+    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables and upload token records'))
   }
   return ctx.seedRequest(req.op, req.body)
 }

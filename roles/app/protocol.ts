@@ -30,6 +30,8 @@ export interface AppVisibleConfig {
   readonly threads: number
   readonly requestTimeout: number
   readonly maxBody: number
+  /** `--app-settings`: what the operator set for the application. */
+  readonly settings: Readonly<Record<string, unknown>>
 }
 
 /** Given to each worker at start (`workerData`). */
@@ -44,7 +46,7 @@ export interface WorkerStart {
 }
 
 /** The `ctx` methods a worker asks its main thread to run. */
-export const PLATFORM_OPS = ['publish', 'tables.get', 'tables.set', 'tables.delete', 'tables.list'] as const
+export const PLATFORM_OPS = ['publish', 'uploadToken', 'tables.get', 'tables.set', 'tables.delete', 'tables.list'] as const
 export type PlatformOp = (typeof PLATFORM_OPS)[number]
 
 export type ToWorker =

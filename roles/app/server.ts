@@ -14,6 +14,7 @@ import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { createAppTables } from '../../lib/storage/app-tables.js'
+import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../lib/uploads/token.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { materializeBuild } from './build-files.js'
@@ -109,11 +110,13 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const store = await createBlobStore(blobStoreConfig(config))
   const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame })
   let routingVersion = -1
-  // The app's tables: datastore ops relayed by the parent over the node's seed link (only `appTables` passes).
-  const tables = createAppTables(createDatastoreClient({
+  // The app's tables and upload token records: datastore ops relayed by the parent over the node's seed link.
+  const datastore = createDatastoreClient({
     request: <R>(op: string, body: unknown): Promise<R> =>
       ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
-  }))
+  })
+  const tables = createAppTables(datastore)
+  const uploadKey = deriveUploadKey(config.secret)
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
     publish: (ch: string, data: unknown) => {
@@ -124,6 +127,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       }
       return publisher.publish(ch, data)
     },
+    uploadToken: (opts: UploadMintOptions) => mintUploadToken(uploadKey, datastore, opts),
     'tables.get': (table, key) => tables.get(table, key),
     'tables.set': (table, key, value, ttlMs) => tables.set(table, key, value, ttlMs),
     'tables.delete': (table, key) => tables.delete(table, key),
@@ -139,7 +143,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     tokenKey: new Uint8Array(deriveTokenKey(config.secret)),
     appConfig: (build) => ({
       nodeId: config.nodeId, region: config.region, role: 'app', build,
-      threads: config.threads, requestTimeout: config.requestTimeout, maxBody: config.maxBody,
+      threads: config.threads, requestTimeout: config.requestTimeout, maxBody: config.maxBody, settings: config.appSettings,
     }),
     call: (op, args) => platform[op](...args),
   })

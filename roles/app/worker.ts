@@ -10,6 +10,7 @@ import type { LogLevel } from '../../lib/core/config.js'
 import { toWire } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import { mintToken } from '../../lib/live/token.js'
+import type { UploadMintOptions } from '../../lib/uploads/token.js'
 import { createAppCache } from './cache.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WorkerStart } from './protocol.js'
 
@@ -65,6 +66,7 @@ const ctx = Object.freeze({
     list: (table: string, options?: { prefix?: string; after?: string; limit?: number }) => call<unknown>('tables.list', table, options),
   }),
   mintToken: (opts: Parameters<typeof mintToken>[1]) => mintToken(tokenKey, opts),
+  mintUploadToken: (opts: UploadMintOptions) => call<string>('uploadToken', opts),
 })
 
 class ResponseError extends Error {

@@ -2,33 +2,22 @@
 // through a real proxy in front of a real Live node, subscribes over a WebSocket from the page's own
 // JavaScript, and receives a message published over HTTP. Chromium resolves `*.localhost` to loopback,
 // so `http://us-1.live.localhost:<proxy port>/` reaches the proxy with the live host as Host.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { chromium } from 'playwright-core'
 import t from 'tap'
+import { HAVE_CHROMIUM, launchBrowser, MISSING_CHROMIUM } from '../helpers/browser.js'
 import { token } from '../helpers/live.js'
 import { LIVE_HOST, liveBehindProxy } from '../helpers/live-proxy.js'
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium'
-// The flags that work on this machine kind: no sandbox as root, and nothing that phones out.
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
-
-if (!existsSync(CHROMIUM)) {
+if (!HAVE_CHROMIUM) {
   // .ci/run installs it; a developer machine without it says so instead of failing obscurely.
-  t.fail(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`)
+  t.fail(MISSING_CHROMIUM)
 } else {
   t.test('a page on the live host, through the proxy, gets a message over its WebSocket', async (t) => {
     const { proxy } = await liveBehindProxy(t)
     const ch = 'pub:browser'
     const origin = `http://${LIVE_HOST}:${proxy.port}`
 
-    const profile = mkdtempSync(join(tmpdir(), 'espra-chromium-'))
-    t.teardown(() => rmSync(profile, { recursive: true, force: true }))
-    // launchPersistentContext: a fresh --user-data-dir of our own (plain launch() refuses that flag).
-    const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-    t.teardown(() => browser.close())
+    const browser = await launchBrowser(t)
     const page = browser.pages()[0] ?? (await browser.newPage())
 
     // A URL on the live host that the proxy forwards to the Live node (JSON, public channel).

@@ -55,6 +55,9 @@ t.test('invalid values name the option and what is allowed', async (t) => {
     [{ role: 'live', region: 'US 1' }, {}, /^--region: must be lower-case/],
     [{ role: 'live' }, { ESPRA_MAX_CHILD_RSS: 'lots' }, /^ESPRA_MAX_CHILD_RSS: must be a size/],
     [{ role: 'live' }, { ESPRA_LOG_LEVEL: 'loud' }, /^ESPRA_LOG_LEVEL: must be one of fatal/],
+    [{ role: 'app', appSettings: '[1]' }, {}, /^--app-settings: must be a JSON object \(got "\[1\]"\)$/],
+    [{ role: 'app', appSettings: '{"a":' }, {}, /^--app-settings: must be a JSON object \(/],
+    [{ role: 'app' }, { ESPRA_APP_SETTINGS: JSON.stringify({ big: 'x'.repeat(70_000) }) }, /^ESPRA_APP_SETTINGS: must be at most 65536 bytes/],
     [{}, {}, /^--role: is required/],
   ]
   for (const [flags, extra, message] of cases) {

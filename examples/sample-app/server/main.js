@@ -1,0 +1,76 @@
+// The sample app's server code: the contract of docs/app-api.md and nothing else.
+// `espra-node up` pushes this directory as the first build; README "The sample app" walks through it.
+import { page } from './page.js'
+
+const CHAT = 'chat:lobby'
+const MAX_NAME = 32
+const MAX_UPLOAD = 10 * 1024 * 1024
+let ctx
+
+export function init(c) {
+  ctx = c
+}
+
+const json = (status, value) => ({ status, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(value) })
+
+// The settings `up` gives the app (--app-settings): where browsers reach the fileserver and the live host.
+function urls() {
+  const s = ctx.config.settings
+  return { files: String(s.filesUrl ?? ''), live: String(s.liveUrl ?? '') }
+}
+
+// Progress of the upload goes to the uploader's own channel; the fileserver checks size and use.
+const uploadToken = (user) => ctx.mintUploadToken({ maxSize: MAX_UPLOAD, ttlMs: 600_000, owner: user, channel: `upload:${user}` })
+
+export async function handle(req) {
+  if (req.method === 'GET' && req.path === '/') {
+    const visits = ((await ctx.tables.get('stats', 'visits')) ?? 0) + 1
+    await ctx.tables.set('stats', 'visits', visits)
+    const shared = (await ctx.tables.list('shared', { limit: 20 })).rows.map((r) => r.value)
+    return { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: page({ visits, shared, urls: urls(), build: ctx.config.build, node: ctx.config.nodeId }) }
+  }
+  if (req.method === 'POST' && req.path === '/api/session') {
+    let name
+    try {
+      name = String(req.json().name ?? '').trim()
+    } catch {
+      return json(400, { error: 'the body must be JSON: {"name": "..."}' })
+    }
+    if (!/^[\p{L}\p{N} _.-]{1,32}$/u.test(name) || name.length > MAX_NAME) return json(400, { error: `a name is 1 to ${MAX_NAME} letters, digits, spaces, _ . or -` })
+    const user = `${name.replace(/[^A-Za-z0-9_-]/g, '_')}-${Math.random().toString(36).slice(2, 8)}`
+    const progress = `upload:${user}`
+    const live = ctx.mintToken({ sub: [CHAT, progress], pub: [CHAT], presence: [CHAT], ttlMs: 3_600_000, user, info: { name } })
+    return json(200, { user, name, chat: CHAT, progress, live, upload: await uploadToken(user), urls: urls() })
+  }
+  if (req.method === 'POST' && req.path === '/api/upload-token') {
+    // Upload tokens work once: the page asks for a fresh one before each upload.
+    const user = req.searchParams.get('user') ?? ''
+    if (!/^[A-Za-z0-9_-]{1,48}$/.test(user)) return json(400, { error: 'user must be the id /api/session gave' })
+    return json(200, { upload: await uploadToken(user) })
+  }
+  if (req.method === 'POST' && req.path === '/api/shared') {
+    // The page reports a finished upload; the announcement is background work.
+    let body
+    try {
+      body = req.json()
+    } catch {
+      return json(400, { error: 'the body must be JSON' })
+    }
+    const { key, filename, size, name } = body ?? {}
+    if (typeof key !== 'string' || !/^files\/[0-9a-f]{64}$/.test(key) || typeof name !== 'string' || name.length > MAX_NAME || !Number.isInteger(size)) {
+      return json(400, { error: 'expected {key: "files/<sha256>", filename, size, name}' })
+    }
+    const id = await ctx.enqueue('announce-upload', { key, filename: String(filename ?? 'a file').slice(0, 200), size, name })
+    return json(202, { task: id })
+  }
+  return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found\n' }
+}
+
+// Background work (the task queue): remember the file and tell the chat about it.
+export async function handleTask(task) {
+  if (task.name !== 'announce-upload') throw new Error(`unknown task ${task.name}`)
+  const { key, filename, size, name } = task.payload
+  const url = `${urls().files}/f/${key}`
+  await ctx.tables.set('shared', `${Date.now()}-${key.slice(-8)}`, { filename, size, name, url }, 24 * 3_600_000)
+  await ctx.publish(CHAT, { system: true, text: `${name} shared ${filename} (${size} bytes)`, url })
+}
