@@ -14,6 +14,7 @@ import { adminBuilds, adminPushBuild, adminRollback } from '../roles/admin/build
 import { adminNodes, adminStatus } from '../roles/admin/cli.js'
 import { adminToken } from '../roles/admin/token.js'
 import { adminUploadToken } from '../roles/admin/upload-token.js'
+import { adminVhostLs, adminVhostRm, adminVhostSet } from '../roles/admin/vhost.js'
 import { ROLES } from '../roles/registry.js'
 
 function nodeOptions(cmd: Command): Command {
@@ -83,6 +84,15 @@ function buildProgram(): Command {
     .option('--owner <id>', 'who the uploaded file belongs to (kept in its record)')
     .option('--channel <name>', 'Live channel that hears progress events')
     .action((opts) => adminUploadToken(opts))
+
+  const vhost = admin.command('vhost').description('vhost files: which uploaded file a host + path serves on every fileserver')
+  connectOptions(vhost.command('set <host> <path> <file>').description('map host + path (e.g. www.example.com /index.html) to an uploaded file (its key, files/<sha256>); fileservers are told at once'))
+    .action((host: string, path: string, file: string, opts) => adminVhostSet(host, path, file, opts))
+  connectOptions(vhost.command('rm <host> [path]').description('remove one mapping, or every mapping of the host'))
+    .action((host: string, path: string | undefined, opts) => adminVhostRm(host, path, opts))
+  connectOptions(vhost.command('ls [host]').description('list mappings (of one host, or all): host, path, file, type, size, when set'))
+    .option('--json', 'print one JSON array (fields: host, path, file, sha256, size, type, encoding, at)')
+    .action((host: string | undefined, opts) => adminVhostLs(host, opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(
