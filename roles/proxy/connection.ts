@@ -54,6 +54,14 @@ interface Expect {
   readonly head: boolean
   readonly upgrade: boolean
   readonly websocket: boolean
+  /**
+   * The request as forwarded, kept when sending it again is safe (GET, HEAD
+   * or OPTIONS without a body): see {@link ClientConnection.retry}.
+   */
+  readonly replay: Buffer | null
+  /** Its routing key, to pick the node again for a retry. */
+  readonly key: string
+  retried: boolean
 }
 
 /** The connection to one Live node, owned by one client connection. */
@@ -234,7 +242,8 @@ export class ClientConnection {
     }
     const table = core.table
     if (table === null) return this.answerLocally(buf, start, headEnd, core.answers.noTable, true)
-    const node = table.pick(core.routeKeys.key(head, this.address))
+    const key = core.routeKeys.key(head, this.address)
+    const node = table.pick(key)
     if (node === undefined) return this.answerLocally(buf, start, headEnd, core.answers.noNode, true)
 
     let up = this.up
@@ -245,8 +254,9 @@ export class ClientConnection {
       up = null
     }
     if (up === null) up = this.openUpstream(node)
-    this.writeHead(buf, start, headEnd, text, head)
-    up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket })
+    const sent = this.writeHead(buf, start, headEnd, text, head)
+    const safe = !hasBody && !head.upgrade && (head.method === 'GET' || head.method === 'HEAD' || head.method === 'OPTIONS')
+    up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket, replay: safe ? sent : null, key, retried: false })
     core.inflight++
     if (head.close) this.last = this.closeAfter = true
     if (head.upgrade) {
@@ -269,8 +279,8 @@ export class ClientConnection {
     return headEnd
   }
 
-  /** Forwards a request head with X-Forwarded-For / -Proto added (an existing X-Forwarded-For is extended). */
-  private writeHead(buf: Buffer, start: number, headEnd: number, text: string, head: RequestHead): void {
+  /** Forwards a request head with X-Forwarded-For / -Proto added (an existing X-Forwarded-For is extended); returns what went. */
+  private writeHead(buf: Buffer, start: number, headEnd: number, text: string, head: RequestHead): Buffer {
     if (head.xffStart < 0) {
       const add = head.hasProto ? (this.xffOnly ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\n`, 'latin1')) : (this.xffBoth ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\nX-Forwarded-Proto: ${this.scheme}\r\n`, 'latin1'))
       const size = headEnd - start
@@ -280,11 +290,12 @@ export class ClientConnection {
       out[out.length - 2] = 0x0d
       out[out.length - 1] = 0x0a
       this.writeUp(out)
-      return
+      return out
     }
     const proto = head.hasProto ? '' : `X-Forwarded-Proto: ${this.scheme}\r\n`
-    const rebuilt = `${text.slice(0, head.xffStart)}X-Forwarded-For: ${head.xff}, ${this.address}\r\n${text.slice(head.xffEnd, -2)}${proto}\r\n`
-    this.writeUp(Buffer.from(rebuilt, 'latin1'))
+    const rebuilt = Buffer.from(`${text.slice(0, head.xffStart)}X-Forwarded-For: ${head.xff}, ${this.address}\r\n${text.slice(head.xffEnd, -2)}${proto}\r\n`, 'latin1')
+    this.writeUp(rebuilt)
+    return rebuilt
   }
 
   private endOfRequest(): void {
@@ -529,7 +540,32 @@ export class ClientConnection {
       if (this.state === In.Waiting) queueMicrotask(() => this.resume())
       return
     }
-    this.upstreamFailed(up)
+    if (!this.retry(up)) this.upstreamFailed(up)
+  }
+
+  /**
+   * The Live node closed the connection before a byte of the next answer
+   * came: typically a kept-alive connection it closed just as a request went
+   * out. When every request waiting on it is safe to send again and none was
+   * sent twice yet, they go once more, in order, on a new connection to the
+   * node their key picks now. Anything else is answered 502.
+   */
+  private retry(up: Upstream): boolean {
+    if (up.headSent || up.pending !== null || up.state !== Out.Head) return false
+    if (!up.queue.every((e) => e.replay !== null && !e.retried)) return false
+    const node = this.core.table?.pick(up.queue[0]!.key)
+    if (node === undefined) return false
+    const next = this.openUpstream(node)
+    next.socket.cork()
+    for (const e of up.queue) {
+      e.retried = true
+      next.queue.push(e)
+      next.socket.write(e.replay!)
+    }
+    next.socket.uncork()
+    this.core.log.debug({ node: node.id, requests: next.queue.length }, 'Live connection closed before answering: safe requests sent again')
+    up.queue.length = 0
+    return true
   }
 
   /** The Live node failed mid-exchange: a 502 if the client has heard nothing of this answer yet, else a cut. */

@@ -37,6 +37,7 @@ export interface ProxyCore {
   tunnels: number
   draining: boolean
   table: Rendezvous<RoutingNode> | null
+  readonly log: Logger
   readonly maxHeaderSize: number
   readonly headSpec: HeadSpec
   readonly routeKeys: RouteKeys
@@ -111,6 +112,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     tunnels: 0,
     draining: false,
     table: null,
+    log,
     maxHeaderSize: config.maxHeaderSize,
     headSpec: createHeadSpec(routeKeys.headerNames),
     routeKeys,

@@ -18,7 +18,6 @@ export const proxyRole: Role = {
   name: 'proxy',
   summary: 'edge for <region>.live.<domain>: routes each request to the Live node the seed\'s routing table picks and streams it both ways',
   notYet: [
-    'retrying an idempotent request whose kept-alive Live connection closed under it (answered 502 today)',
     'moving long-lived clients (WebSocket, SSE) whose routing key moved to a newly added Live node (only a node leaving closes its clients)',
   ],
   forks: true,

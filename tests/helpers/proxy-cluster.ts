@@ -31,8 +31,15 @@ export interface Backend {
 export async function startBackend(t: Test, id: string): Promise<Backend> {
   const port = await freePort()
   const backend: Backend = { id, port, hits: [], connections: 0, streams: [], server: undefined as unknown as Server, wss: new WebSocketServer({ noServer: true }) }
+  // `/drop-once?...`: the first request for a URL gets its connection closed unanswered, like a kept-alive
+  // connection the node closes as the request arrives; asked again, it is answered.
+  const dropped = new Set<string>()
   backend.server = createServer((req, res) => {
     backend.hits.push(req)
+    if (req.url?.startsWith('/drop-once') && !dropped.has(req.url)) {
+      dropped.add(req.url)
+      return void req.socket.destroy()
+    }
     let body = ''
     req.setEncoding('utf8')
     req.on('data', (d: string) => (body += d))

@@ -97,6 +97,23 @@ t.test('keep-alive with bodies, chunked both ways, X-Forwarded-For/-Proto', asyn
   const chained = JSON.parse((await send(proxy.port, { headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' } })).body)
   t.equal(chained.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'an existing X-Forwarded-For is extended')
   t.equal(chained.headers['x-forwarded-proto'], 'https', 'an existing X-Forwarded-Proto is kept')
+
+  // The Live node closes its connection as a request arrives, before answering: a safe request is sent
+  // again once, on a new connection; a request with a body never is.
+  const hitsBefore = backends[0]!.hits.length
+  const retried = await send(proxy.port, { path: '/drop-once?a', agent })
+  t.equal(retried.status, 200, 'a GET whose Live connection closed under it is answered')
+  t.equal(JSON.parse(retried.body).url, '/drop-once?a')
+  t.equal(backends[0]!.hits.length - hitsBefore, 2, 'it reached the node twice')
+  const fresh = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => fresh.destroy())
+  const posted = await send(proxy.port, { method: 'POST', path: '/drop-once?b', body: 'x', headers: { 'content-length': '1' }, agent: fresh })
+  t.equal(posted.status, 502, 'a POST is not sent again: 502')
+  t.match(JSON.parse(posted.body), { code: 'ESPRA_ERR_PROXY_UPSTREAM' })
+  t.equal(backends[0]!.hits.filter((h) => h.url === '/drop-once?b').length, 1, 'the POST reached the node once')
+  // A pipelined pair of GETs behind a dropped one all come back, in order.
+  const pipelined = await raw(proxy.port, `GET /drop-once?c HTTP/1.1\r\nHost: ${HOST}\r\n\r\nGET /after HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`)
+  t.match(pipelined, /^HTTP\/1\.1 200 OK[\s\S]*"url":"\/drop-once\?c"[\s\S]*HTTP\/1\.1 200 OK[\s\S]*"url":"\/after"/, 'both answered, in order')
 })
 
 function openWs(port: number, path = '/ws', key = 'ws-client'): Promise<WebSocket> {
