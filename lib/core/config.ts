@@ -89,6 +89,8 @@ export interface NodeConfig {
   /** fileserver: the node's disk cache of `/f/` objects, and its bound in bytes. */
   readonly cacheDir: string
   readonly cacheMaxBytes: number
+  /** fileserver: how long a tus upload may stay unfinished (ms). */
+  readonly uploadExpiry: number
   /** The cluster secret, read from ESPRA_SECRET or the secret file. Never printed. */
   readonly secret: string
 }

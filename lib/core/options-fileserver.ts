@@ -1,6 +1,6 @@
 /** Fileserver options (other roles ignore these). */
 import { resolve } from 'node:path'
-import { constant, option, parseSize, text } from './config-parsers.js'
+import { constant, durationIn, option, parseSize, text } from './config-parsers.js'
 
 export const FILESERVER_OPTIONS = [
   option({
@@ -28,5 +28,10 @@ export const FILESERVER_OPTIONS = [
       if (n < 1024) throw 'must be a size of at least 1KB'
       return n
     },
+  }),
+  option({
+    key: 'uploadExpiry', flag: '--upload-expiry <duration>', env: 'ESPRA_UPLOAD_EXPIRY', defaultText: '24h',
+    doc: 'fileserver: a resumable (tus) upload not finished this long after its creation expires: 410, then its parts and state are swept',
+    default: constant(24 * 3_600_000), parse: durationIn(1000, 30 * 24 * 3_600_000),
   }),
 ] as const

@@ -3,7 +3,10 @@ import type { Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
 import { startFileserverNode } from './node.js'
 import { startS3Files } from './s3-files.js'
+import { startTus } from './tus.js'
+import { startTusSweep } from './tus-sweep.js'
 import { startUploads } from './upload.js'
+import { createUploadPipeline } from './upload-pipeline.js'
 import { startPendingUploads } from './upload-pending.js'
 
 export const fileserverRole: Role = {
@@ -11,6 +14,7 @@ export const fileserverRole: Role = {
   summary: 'static files: app assets, S3 objects through a local cache, per-Host files, uploads',
   notYet: [
     'per-Host (vhost) files',
+    'tus uploads: the creation-with-upload, creation-defer-length and concatenation extensions; CORS answers for browsers uploading from another origin',
   ],
   forks: true,
   // Uploads hash with whirlpool, which OpenSSL 3 keeps in its legacy provider; children check it at start.
@@ -21,14 +25,18 @@ export const fileserverRole: Role = {
   subscribe: (config) => ({ builds: true, files: true, routing: config.region }),
   parent: async (ctx) => {
     const uploads = await startPendingUploads(ctx)
-    const handles = [uploads, await startFileserverNode(ctx, (body) => uploads.onRequest(body))]
+    const handles = [uploads, await startTusSweep(ctx), await startFileserverNode(ctx, (body) => uploads.onRequest(body))]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),
     }
   },
   child: async (ctx) => {
-    const handles = [await startAppAssets(ctx), startS3Files(ctx), await startUploads(ctx)]
+    // POST /upload and tus (/uploads/) share one pipeline: hashing, storing, recording, notifying.
+    const uploads = await createUploadPipeline(ctx)
+    startUploads(ctx, uploads)
+    startTus(ctx, uploads)
+    const handles = [await startAppAssets(ctx), startS3Files(ctx), uploads]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),

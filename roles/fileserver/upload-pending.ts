@@ -26,8 +26,8 @@ export interface UploadSeedRequest {
   timeoutMs: number
 }
 
-/** The seed ops a child may have relayed: token consume, file records, fileserver notification. */
-const RELAYED_OPS = new Set(['ds.get', 'ds.put', 'ds.consume', 'files.changed'])
+/** The seed ops a child may have relayed: token consume, file records, tus upload state, fileserver notification. */
+const RELAYED_OPS = new Set(['ds.get', 'ds.put', 'ds.consume', 'ds.putIf', 'files.changed'])
 
 export interface PendingUploads extends Handle {
   /** Answers a child's `upload-seed` request (undefined: not one). */
