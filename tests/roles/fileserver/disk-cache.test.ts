@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import { cacheName, openCached, openDiskCache } from '../../../roles/fileserver/disk-cache.js'
+import { cacheName, createHotCache, openCached, openDiskCache } from '../../../roles/fileserver/disk-cache.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import type { BlobStore } from '../../../lib/storage/blob-store.js'
 
@@ -135,4 +135,47 @@ t.test('a damaged or foreign cache file is a miss, never wrong bytes', async (t)
   t.equal(await openCached(dir, 'y'), null, 'short file')
   writeFileSync(join(dir, 'objects', cacheName('z')), 'garbage')
   t.equal(await openCached(dir, 'z'), null, 'not a cache file')
+})
+
+t.test('hot cache: whole bodies of small objects in memory, bounded, forgotten on a change', async (t) => {
+  const { store, raw } = await countingStore(t)
+  const dir = mkdtempSync(join(tmpdir(), 'espra-dc-'))
+  const cache = await openDiskCache({ dir, maxBytes: 1024 ** 2, store, log })
+  for (const [key, size] of [['a', 400], ['b', 400], ['c', 400], ['big', 600]] as const) {
+    await raw.put(key, Buffer.alloc(size, key), { contentType: 'text/plain' })
+    t.equal(await cache.fill(key), 'cached')
+  }
+  const hot = createHotCache({ maxBytes: 1000, maxObjectBytes: 500 })
+  /** Opens the cached file, loads it into memory, closes the file. */
+  const load = async (key: string) => {
+    const file = (await openCached(dir, key))!
+    try {
+      return await hot.load(file)
+    } finally {
+      await file.fh.close()
+    }
+  }
+  t.equal(hot.get('a'), undefined)
+  t.same((await load('a'))?.body, Buffer.alloc(400, 'a'))
+  t.match(hot.get('a')?.meta, { key: 'a', size: 400, contentType: 'text/plain' })
+  t.equal(await load('big'), null, 'over maxObjectBytes: not kept')
+  await load('b')
+  hot.get('a')
+  await load('c')
+  t.same(hot.stats(), { objects: 2, bytes: 800 }, 'within maxBytes')
+  t.equal(hot.get('b'), undefined, 'the least recently served went first')
+  t.ok(hot.get('a') && hot.get('c'))
+  hot.forget(['a'], false)
+  t.equal(hot.get('a'), undefined, 'a change for the key drops it')
+  hot.forget([], true)
+  t.same(hot.stats(), { objects: 0, bytes: 0 }, 'a change for all drops everything')
+
+  // A change that comes in while a load reads: the bytes are answered once, not kept.
+  const file = (await openCached(dir, 'a'))!
+  const loading = hot.load(file)
+  hot.forget(['a'], false)
+  t.ok(await loading)
+  await file.fh.close()
+  t.equal(hot.get('a'), undefined)
+  await cache.close()
 })
