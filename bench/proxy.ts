@@ -10,6 +10,7 @@
  *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 2]
  */
 import { arg, sleep } from './args.js'
+import { requireTools, wrk, type WrkFigures } from './wrk.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
@@ -73,39 +74,16 @@ async function waitHttp(port: number, host: string): Promise<void> {
   throw new Error(`nothing answers 200 on ${port}`)
 }
 
-interface Figures {
-  rps: number
-  p99Ms: number
-  errors: string
-}
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim())
-  if (!m) return NaN
-  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1)
-}
-
-/** Runs wrk without blocking this process: its meta client must keep heartbeating for the backend meanwhile. */
-async function wrk(port: number): Promise<Figures> {
-  const lua = process.env['BENCH_LUA'] ? ['-s', process.env['BENCH_LUA']] : []
-  const p = spawn('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', ...lua, '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`])
-  let stdout = ''
-  let stderr = ''
-  p.stdout.on('data', (d) => (stdout += d))
-  p.stderr.on('data', (d) => (stderr += d))
-  const code = await new Promise<number | null>((resolve) => p.on('close', resolve))
-  if (code !== 0) throw new Error(`wrk failed: ${stderr}`)
-  if (lua.length > 0) console.log(stdout.split('\n').filter((l) => /^\d{3}\t/.test(l)).join('\n'))
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
-  const p99 = toMs(/\s99%\s+(\S+)/.exec(stdout)?.[1] ?? '')
-  const errors = [/Socket errors:.*/.exec(stdout)?.[0], /Non-2xx or 3xx responses: \d+/.exec(stdout)?.[0]].filter(Boolean).join('; ')
-  return { rps, p99Ms: p99, errors }
+/** wrk against `port` with the Live host name; `BENCH_LUA=<script>` adds a wrk script and prints its status lines. */
+async function run(port: number): Promise<WrkFigures> {
+  const lua = process.env['BENCH_LUA']
+  const f = await wrk(`http://127.0.0.1:${port}/`, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, headers: { Host: HOST }, ...(lua ? { lua } : {}) })
+  if (lua) console.log(f.stdout.split('\n').filter((l) => /^\d{3}\t/.test(l)).join('\n'))
+  return f
 }
 
 async function main(): Promise<void> {
-  for (const tool of ['wrk', 'haproxy']) {
-    if (spawnSync('which', [tool]).status !== 0) throw new Error(`${tool} is not installed (apt-get install -y wrk haproxy)`)
-  }
+  requireTools('wrk', 'haproxy')
   const dir = mkdtempSync(join(tmpdir(), 'espra-bench-proxy-'))
   const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort] = await Promise.all(Array.from({ length: 7 }, freePort))
 
@@ -147,11 +125,11 @@ async function main(): Promise<void> {
   await waitHttp(haproxyPort, HOST)
 
   console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency, ${ROUNDS} round(s) each, best round kept; loopback, ${spawnSync('nproc').stdout.toString().trim()} cores shared by everything`)
-  const best: Record<string, Figures> = {}
+  const best: Record<string, WrkFigures> = {}
   const targets: [string, number][] = [['backend direct', backendPort], ['haproxy', haproxyPort], ['espra proxy', proxyPort]]
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, port] of targets) {
-      const f = await wrk(port)
+      const f = await run(port)
       console.log(`  round ${round} ${name.padEnd(15)} ${f.rps.toFixed(0).padStart(8)} req/s  p99 ${f.p99Ms.toFixed(2).padStart(7)} ms${f.errors ? `  (${f.errors})` : ''}`)
       if (!best[name] || f.rps > best[name]!.rps) best[name] = f
     }
