@@ -2,10 +2,12 @@
 import type { Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
 import { startFileserverNode } from './node.js'
-import { startS3Files } from './s3-files.js'
+import { createFileServing, startS3Files } from './s3-files.js'
 import { startTus } from './tus.js'
 import { startTusSweep } from './tus-sweep.js'
 import { startUploads } from './upload.js'
+import { startVhostFiles } from './vhost-files.js'
+import { startVhostParent } from './vhost-parent.js'
 import { createUploadPipeline } from './upload-pipeline.js'
 import { startPendingUploads } from './upload-pending.js'
 
@@ -13,7 +15,7 @@ export const fileserverRole: Role = {
   name: 'fileserver',
   summary: 'static files: app assets, S3 objects through a local cache, per-Host files, uploads',
   notYet: [
-    'per-Host (vhost) files',
+    'several byte ranges in one request (multipart/byteranges): such a request gets the whole file',
     'tus uploads: the creation-with-upload, creation-defer-length and concatenation extensions; CORS answers for browsers uploading from another origin',
   ],
   forks: true,
@@ -22,21 +24,27 @@ export const fileserverRole: Role = {
   // The current app build is pushed on every (re)connect and whenever it changes.
   // files.changed: keys that now exist or changed clear the negative cache (s3-files.ts).
   // routing: upload progress is published to the channel's home Live node.
-  subscribe: (config) => ({ builds: true, files: true, routing: config.region }),
+  // vhosts.changed: mapping changes drop cached mappings (vhost-files.ts) and keep the set of vhosts current.
+  subscribe: (config) => ({ builds: true, files: true, routing: config.region, vhosts: true }),
   parent: async (ctx) => {
     const uploads = await startPendingUploads(ctx)
-    const handles = [uploads, await startTusSweep(ctx), await startFileserverNode(ctx, (body) => uploads.onRequest(body))]
+    const vhosts = startVhostParent(ctx)
+    const handles = [uploads, vhosts, await startTusSweep(ctx), await startFileserverNode(ctx, (body) => uploads.onRequest(body) ?? vhosts.onRequest(body))]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),
     }
   },
   child: async (ctx) => {
+    const files = createFileServing(ctx)
+    // First: it wraps ctx.app, so every route added after it answers requests for a vhost Host with vhost files.
+    const vhosts = startVhostFiles(ctx, files)
+    startS3Files(ctx, files)
     // POST /upload and tus (/uploads/) share one pipeline: hashing, storing, recording, notifying.
     const uploads = await createUploadPipeline(ctx)
     startUploads(ctx, uploads)
     startTus(ctx, uploads)
-    const handles = [await startAppAssets(ctx), startS3Files(ctx), uploads]
+    const handles = [await startAppAssets(ctx), files, vhosts, uploads]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),

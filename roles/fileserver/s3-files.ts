@@ -18,6 +18,9 @@
  *   all 400 before anything is looked up. Cache files are named by the key's
  *   hash, so no path from a request ever reaches the file system.
  *
+ * The serving path (`createFileServing`) is shared with vhost files
+ * (vhost-files.ts), which pass their own Cache-Control and content-hash ETags.
+ *
  * uWS: the handler reads every header synchronously, then awaits; the
  * server wrapper has attached onAborted before the handler runs, and every
  * write after an await happens inside `res.cork`. Bodies of known length
@@ -99,7 +102,8 @@ export function parseRange(header: string, size: number): { start: number; end: 
   return { start, end: b === '' ? size - 1 : Math.min(Number(b), size - 1) }
 }
 
-interface Ask {
+/** Everything a file answer needs from the request, read before the first await (uWS drops the request after it). */
+export interface Ask {
   readonly method: 'get' | 'head'
   readonly key: string
   readonly acceptEncoding: string
@@ -109,7 +113,8 @@ interface Ask {
   readonly ifRange: string
 }
 
-interface Flow {
+/** Whether the client went away, and what to stop then. */
+export interface Flow {
   aborted: boolean
   cleanup: (() => void) | null
 }
@@ -188,8 +193,56 @@ function decoder(encoding: string) {
   return encoding === 'gzip' ? createGunzip() : encoding === 'br' ? createBrotliDecompress() : createInflate()
 }
 
-/** Adds `GET|HEAD /f/*` to the child's app. */
-export function startS3Files(ctx: ChildContext): Handle {
+/** How an answer differs by route: `/f/` objects are immutable by key, vhost files are not. */
+export interface ServeOptions {
+  readonly cacheControl: string
+  /** Strong ETags of the object as stored and of its decompressed form (default: from the store's ETag). */
+  readonly etags?: (meta: CachedMeta) => { stored: string; decoded: string }
+  /** Last-Modified is at least this (ms): a vhost mapping pointed at an older file must not look unmodified. */
+  readonly notBefore?: number
+}
+
+const FILES_OPTIONS: ServeOptions = { cacheControl: FILES_CACHE_CONTROL }
+
+/** Answers a GET or HEAD with the blob-store object `ask.key`, through the node's disk cache. */
+export interface FileServing extends Handle {
+  serve(res: HttpResponse, ask: Ask, flow: Flow, options?: ServeOptions): Promise<void>
+}
+
+/** Reads the request headers a file answer uses; call it before any await. */
+export function readAsk(req: HttpRequest, method: 'get' | 'head', key: string): Ask {
+  return {
+    method, key,
+    acceptEncoding: req.getHeader('accept-encoding'),
+    ifNoneMatch: req.getHeader('if-none-match'),
+    ifModifiedSince: req.getHeader('if-modified-since'),
+    range: req.getHeader('range'),
+    ifRange: req.getHeader('if-range'),
+  }
+}
+
+/** Attaches the abort handler (synchronously, before any await) and returns the flow it updates. */
+export function watchAbort(res: HttpResponse): Flow {
+  const flow: Flow = { aborted: false, cleanup: null }
+  res.onAborted(() => {
+    flow.aborted = true
+    flow.cleanup?.()
+  })
+  return flow
+}
+
+/** The `405` answer of file routes. */
+export function methodNotAllowed(res: HttpResponse, method: string, what: string): void {
+  res.writeStatus(statusLine(405)).writeHeader('Allow', 'GET, HEAD').writeHeader('Content-Type', 'application/json')
+    .end(JSON.stringify({ code: 'ESPRA_ERR_HTTP_METHOD', message: `${method.toUpperCase()} is not allowed on ${what}` }))
+}
+
+/**
+ * The child's way to serve blob-store objects: disk cache (filled by the
+ * parent), negative cache (cleared by `files.changed`), direct streaming of
+ * objects larger than the cache. Used by `/f/` and by vhost files.
+ */
+export function createFileServing(ctx: ChildContext): FileServing {
   const { config, log } = ctx
   const dir = config.cacheDir
   const negative = new Map<string, true>()
@@ -250,7 +303,7 @@ export function startS3Files(ctx: ChildContext): Handle {
   const notFound = (res: HttpResponse, key: string) =>
     sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no file ${key}` })
 
-  async function serve(res: HttpResponse, ask: Ask, flow: Flow): Promise<void> {
+  async function serve(res: HttpResponse, ask: Ask, flow: Flow, options: ServeOptions = FILES_OPTIONS): Promise<void> {
     const { key } = ask
     if (negative.has(key)) return void res.cork(() => notFound(res, key))
     let cached = await openCached(dir, key)
@@ -260,7 +313,7 @@ export function startS3Files(ctx: ChildContext): Handle {
         if (!flow.aborted) res.cork(() => notFound(res, key))
         return
       }
-      if (result === 'too-big') return serveDirect(res, ask, flow)
+      if (result === 'too-big') return serveDirect(res, ask, flow, options)
       // Evicted between the fill and this open (a cache far smaller than its traffic): ask once more.
       cached = await openCached(dir, key)
     }
@@ -268,7 +321,7 @@ export function startS3Files(ctx: ChildContext): Handle {
     hit(key)
     const { fh, meta, offset } = cached
     if (flow.aborted) return void (await fh.close())
-    await respond(res, ask, flow, meta, (start, end) => fh.createReadStream({ start: offset + start, end: offset + end, autoClose: true }), () => void fh.close())
+    await respond(res, ask, flow, meta, options, (start, end) => fh.createReadStream({ start: offset + start, end: offset + end, autoClose: true }), () => void fh.close())
   }
 
   /**
@@ -277,7 +330,7 @@ export function startS3Files(ctx: ChildContext): Handle {
    * bytes to send; an object replaced between the two is refused (503), not
    * mixed.
    */
-  async function serveDirect(res: HttpResponse, ask: Ask, flow: Flow): Promise<void> {
+  async function serveDirect(res: HttpResponse, ask: Ask, flow: Flow, options: ServeOptions): Promise<void> {
     direct ??= createBlobStore(blobStoreConfig(config))
     const store = await direct
     const info = await store.head(ask.key)
@@ -293,27 +346,29 @@ export function startS3Files(ctx: ChildContext): Handle {
       }
       return obj.body
     }
-    await respond(res, ask, flow, meta, open, () => {})
+    await respond(res, ask, flow, meta, options, open, () => {})
   }
 
   async function respond(
-    res: HttpResponse, ask: Ask, flow: Flow, meta: CachedMeta,
+    res: HttpResponse, ask: Ask, flow: Flow, meta: CachedMeta, options: ServeOptions,
     body: (start: number, end: number) => Readable | Promise<Readable>, release: () => void,
   ): Promise<void> {
     const encoding = meta.contentEncoding?.toLowerCase() ?? null
     const encoded = encoding !== null && encoding !== 'identity'
     const decompress = encoded && ENCODINGS.has(encoding) && !accepts(ask.acceptEncoding, encoding)
     const tag = `"${meta.etag || `${meta.size.toString(16)}-${meta.lastModified.toString(16)}`}`
-    const etag = decompress ? `${tag}-d"` : `${tag}"`
+    const tags = options.etags?.(meta) ?? { stored: `${tag}"`, decoded: `${tag}-d"` }
+    const etag = decompress ? tags.decoded : tags.stored
+    const lastModified = Math.max(meta.lastModified, options.notBefore ?? 0)
     const headers = (status: number) => {
-      res.writeStatus(statusLine(status)).writeHeader('ETag', etag).writeHeader('Last-Modified', httpDate(meta.lastModified))
-        .writeHeader('Cache-Control', FILES_CACHE_CONTROL)
+      res.writeStatus(statusLine(status)).writeHeader('ETag', etag).writeHeader('Last-Modified', httpDate(lastModified))
+        .writeHeader('Cache-Control', options.cacheControl)
       if (encoded) res.writeHeader('Vary', 'Accept-Encoding')
       if (!decompress) res.writeHeader('Accept-Ranges', 'bytes')
     }
     const notModified = ask.ifNoneMatch !== ''
-      ? noneMatch(ask.ifNoneMatch, [`${tag}"`, `${tag}-d"`])
-      : ask.ifModifiedSince !== '' && Math.floor(meta.lastModified / 1000) * 1000 <= Date.parse(ask.ifModifiedSince)
+      ? noneMatch(ask.ifNoneMatch, [tags.stored, tags.decoded])
+      : ask.ifModifiedSince !== '' && Math.floor(lastModified / 1000) * 1000 <= Date.parse(ask.ifModifiedSince)
     if (notModified) {
       release()
       return void res.cork(() => {
@@ -321,7 +376,7 @@ export function startS3Files(ctx: ChildContext): Handle {
         res.endWithoutBody()
       })
     }
-    const ifRangeOk = ask.ifRange === '' || ask.ifRange === etag || (!ask.ifRange.startsWith('"') && !ask.ifRange.startsWith('W/') && Date.parse(ask.ifRange) >= Math.floor(meta.lastModified / 1000) * 1000)
+    const ifRangeOk = ask.ifRange === '' || ask.ifRange === etag || (!ask.ifRange.startsWith('"') && !ask.ifRange.startsWith('W/') && Date.parse(ask.ifRange) >= Math.floor(lastModified / 1000) * 1000)
     const range = ask.range === '' || decompress || !ifRangeOk ? 'ignore' : parseRange(ask.range, meta.size)
     if (range === 'unsatisfiable') {
       release()
@@ -360,34 +415,8 @@ export function startS3Files(ctx: ChildContext): Handle {
     return streamUnknown(res, flow, plain)
   }
 
-  const handler = (res: HttpResponse, req: HttpRequest): Promise<void> | void => {
-    const method = req.getMethod().toLowerCase()
-    if (method !== 'get' && method !== 'head') {
-      res.writeStatus(statusLine(405)).writeHeader('Allow', 'GET, HEAD').writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ code: 'ESPRA_ERR_HTTP_METHOD', message: `${method.toUpperCase()} is not allowed on files` }))
-      return
-    }
-    const key = resolveFileKey(req.getUrl())
-    if (key === null) return sendJson(res, 400, { code: 'ESPRA_ERR_HTTP_BAD_PATH', message: 'malformed file path, or one that leaves the file store' })
-    // Everything from the request is read now: after the first await the request object is gone.
-    const ask: Ask = {
-      method, key,
-      acceptEncoding: req.getHeader('accept-encoding'),
-      ifNoneMatch: req.getHeader('if-none-match'),
-      ifModifiedSince: req.getHeader('if-modified-since'),
-      range: req.getHeader('range'),
-      ifRange: req.getHeader('if-range'),
-    }
-    const flow: Flow = { aborted: false, cleanup: null }
-    res.onAborted(() => {
-      flow.aborted = true
-      flow.cleanup?.()
-    })
-    return serve(res, ask, flow)
-  }
-  ctx.app.any(`${FILES_PATH}/*`, handler)
-
   return {
+    serve,
     async close() {
       if (direct) await (await direct).close()
     },
@@ -395,4 +424,17 @@ export function startS3Files(ctx: ChildContext): Handle {
       if (direct) void direct.then((s) => s.close())
     },
   }
+}
+
+/** Adds `GET|HEAD /f/*` to the child's app, served by `files`. */
+export function startS3Files(ctx: ChildContext, files: FileServing): void {
+  ctx.app.any(`${FILES_PATH}/*`, (res: HttpResponse, req: HttpRequest): Promise<void> | void => {
+    const method = req.getMethod().toLowerCase()
+    if (method !== 'get' && method !== 'head') return methodNotAllowed(res, method, 'files')
+    const key = resolveFileKey(req.getUrl())
+    if (key === null) return sendJson(res, 400, { code: 'ESPRA_ERR_HTTP_BAD_PATH', message: 'malformed file path, or one that leaves the file store' })
+    // Everything from the request is read now: after the first await the request object is gone.
+    const ask = readAsk(req, method, key)
+    return files.serve(res, ask, watchAbort(res))
+  })
 }

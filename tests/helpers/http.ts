@@ -38,9 +38,9 @@ export async function send(options: RequestOptions, body?: string | Buffer | (st
 }
 
 /** Sends a GET request line byte for byte (node:http would normalise some paths); resolves with the answer's status. */
-export function rawGet(port: number, path: string): Promise<number> {
+export function rawGet(port: number, path: string, host = 'x'): Promise<number> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`))
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
     let text = ''
     socket.on('data', (d) => (text += d.toString('latin1')))
     socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)))
