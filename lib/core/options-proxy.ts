@@ -1,8 +1,15 @@
 /** Proxy options: the live host, routing-key handlers and per-address limits. */
 import { resolve } from 'node:path'
-import { constant, flag, integer, option, parseSize, port, text } from './config-parsers.js'
+import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
+
+declare module './config.js' {
+  interface NodeConfig {
+    /** proxy: long-lived clients whose key a newly added Live node owns move within this long (0: never). */
+    readonly rebalanceSpread: number
+  }
+}
 
 export const ROUTE_KEY_FORMS = 'path:/prefix/, query:<name>, cookie:<name>, header:<name>, ip'
 
@@ -50,6 +57,11 @@ export const PROXY_OPTIONS = [
     key: 'maxRpsPerAddress', flag: '--max-rps-per-address <n>', env: 'ESPRA_MAX_RPS_PER_ADDRESS', defaultText: '0',
     doc: 'proxy: requests per second one client address may send per child process (burst of the same size); more get 429 (0: no limit)',
     default: constant(0), parse: integer(0, 10_000_000),
+  }),
+  option({
+    key: 'rebalanceSpread', flag: '--rebalance-spread <duration>', env: 'ESPRA_REBALANCE_SPREAD', defaultText: '30s',
+    doc: 'proxy: when a Live node joins, WebSocket and SSE clients whose routing key it now owns are told to reconnect, spread at random over this long (0: they stay where they are)',
+    default: constant(30_000), parse: durationIn(0, 3_600_000),
   }),
   option({
     key: 'tlsCert', flag: '--tls-cert <file>', env: 'ESPRA_TLS_CERT', defaultText: '(none: no TLS)',

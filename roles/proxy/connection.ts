@@ -98,7 +98,9 @@ export class ClientConnection {
   /** The head about to be parsed again was already counted and rate-limited. */
   private replay = false
   private isTunnel = false
+  private tunnelKey: string | null = null
   private goingAway = false
+  private goingAwayReason = 'live node left: reconnect'
   private closed = false
   /** A quick answer owed after the responses still in flight (then the connection closes). */
   private owedAnswer: Buffer | null = null
@@ -143,6 +145,18 @@ export class ClientConnection {
   /** The Live node this connection talks to, if any. */
   get nodeId(): string | undefined {
     return this.up?.node.id
+  }
+
+  /**
+   * The routing key of a long-lived exchange (a WebSocket tunnel, or a
+   * streaming response such as SSE: its head is out and it is the only
+   * answer owed); null for anything that ends soon by itself.
+   */
+  get longLivedKey(): string | null {
+    const up = this.up
+    if (up === null || this.closed || this.goingAway) return null
+    if (up.state === Out.Tunnel) return this.tunnelKey
+    return up.headSent && up.queue.length === 1 && (up.state === Out.BodyChunked || up.state === Out.BodyEof) ? up.queue[0]!.key : null
   }
 
   // ---- client → Live ----
@@ -512,6 +526,7 @@ export class ClientConnection {
     up.state = Out.Tunnel
     this.state = In.Tunnel
     this.isTunnel = true
+    this.tunnelKey = expect.key
     this.core.tunnels++
     if (expect.websocket) {
       up.ws = new WsFrameTracker()
@@ -634,11 +649,13 @@ export class ClientConnection {
    * close frame 1012 (service restart) between two frames; a streaming
    * chunked response (SSE) is ended cleanly between two chunks; anything
    * else is cut. Clients reconnect through the proxy to the key's new owner.
+   * `reason` is the close frame's text.
    */
-  goAway(): void {
+  goAway(reason = 'live node left: reconnect'): void {
     const up = this.up
     if (up === null) return
     this.goingAway = true
+    this.goingAwayReason = reason
     if (up.queue.length === 0 && up.state !== Out.Tunnel) return this.dropUpstream()
     if (up.state === Out.Tunnel) {
       if (up.ws === null) return this.destroy()
@@ -668,7 +685,7 @@ export class ClientConnection {
 
   private wsClose(): void {
     this.state = In.Done
-    this.socket.write(wsCloseFrame(1012, 'live node left: reconnect'))
+    this.socket.write(wsCloseFrame(1012, this.goingAwayReason))
     this.closeClient()
   }
 }

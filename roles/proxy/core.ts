@@ -160,6 +160,8 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     if (before === null) return
     const kept = new Set(table?.nodes.map((n) => n.id) ?? [])
     const gone = before.nodes.filter((n) => !kept.has(n.id)).map((n) => n.id)
+    const had = new Set(before.nodes.map((n) => n.id))
+    if (table !== null && table.nodes.some((n) => !had.has(n.id))) rebalance()
     if (gone.length === 0) return
     let closed = 0
     for (const conn of connections) {
@@ -172,6 +174,28 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     log.info({ gone, connections: closed }, 'Live nodes left the routing table: their clients were told to reconnect')
   }
   setRouting(opts.routing)
+
+  /**
+   * A Live node joined: the long-lived clients whose key it now owns are told
+   * to reconnect (they land on it through the proxy and recover by sequence),
+   * each at a random moment within --rebalance-spread so the new node is not
+   * hit by all of them at once. The rest stay where they are.
+   */
+  function rebalance(): void {
+    if (config.rebalanceSpread === 0) return
+    let moving = 0
+    for (const conn of connections) {
+      const key = conn.longLivedKey
+      if (key === null || core.table?.pick(key)?.id === conn.nodeId) continue
+      moving++
+      setTimeout(() => {
+        // Checked again: the table may have changed since, or the client gone.
+        const now = conn.longLivedKey
+        if (now !== null && core.table?.pick(now)?.id !== conn.nodeId) conn.goAway('live node moved: reconnect')
+      }, Math.random() * config.rebalanceSpread).unref()
+    }
+    if (moving > 0) log.info({ connections: moving, spreadMs: config.rebalanceSpread }, 'a Live node joined: clients whose keys it owns now will be told to reconnect')
+  }
 
   const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()

@@ -17,9 +17,7 @@ function isRoutingTable(body: unknown): body is RoutingTable {
 export const proxyRole: Role = {
   name: 'proxy',
   summary: 'edge for <region>.live.<domain>: routes each request to the Live node the seed\'s routing table picks and streams it both ways',
-  notYet: [
-    'moving long-lived clients (WebSocket, SSE) whose routing key moved to a newly added Live node (only a node leaving closes its clients)',
-  ],
+  notYet: [],
   forks: true,
   // With TLS the parent binds --tls-port too; children get it as extraFds[0].
   listenPorts: (config) => (config.tlsCert !== null ? [config.tlsPort] : []),

@@ -4,7 +4,9 @@ import { connect } from 'node:net'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { startNode, waitFor } from '../../helpers/cluster.js'
-import { cluster, HOST, raw, send, totalHits, waitForTable } from '../../helpers/proxy-cluster.js'
+import { Rendezvous } from '../../../lib/routing/rendezvous.js'
+import { cluster, HOST, raw, send, startBackend, totalHits, waitForTable } from '../../helpers/proxy-cluster.js'
+import { nodeClient } from '../../helpers/seed.js'
 
 t.test('quick answers never reach a Live node', async (t) => {
   const { proxy, backends } = await cluster(t, { 'max-header-size': '2KB' })
@@ -194,6 +196,43 @@ t.test('a Live node leaving: its clients are told to reconnect and land on the r
   const before = backends[1]!.hits.length
   for (const key of keys) t.equal(JSON.parse((await send(proxy.port, { headers: { cookie: `espra_session=${key}` } })).body).id, 'live-a')
   t.equal(backends[1]!.hits.length, before, 'nothing more reached the node that left')
+})
+
+t.test('a Live node joining: only the long-lived clients whose keys it now owns move to it', async (t) => {
+  const { proxy, metaPort } = await cluster(t, { 'rebalance-spread': '300ms' }, ['live-a'])
+  const both = new Rendezvous([{ id: 'live-a' }, { id: 'live-b' }])
+  const keys = Array.from({ length: 60 }, (_, i) => `j${i}`)
+  const moving = keys.filter((k) => both.pick(k)!.id === 'live-b').slice(0, 2)
+  const staying = keys.filter((k) => both.pick(k)!.id === 'live-a').slice(0, 2)
+  const sockets = new Map<string, WebSocket>()
+  const closes = new Map<string, Promise<{ code: number; reason: string }>>()
+  for (const key of [...moving, ...staying]) {
+    const ws = await openWs(proxy.port, '/ws', key)
+    sockets.set(key, ws)
+    closes.set(key, new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) }))))
+  }
+  const sse = await openSse(proxy.port, moving[0]!)
+  await waitFor('sse from live-a', () => sse.events.join('').includes('hello from live-a'))
+
+  const b = await startBackend(t, 'live-b')
+  await nodeClient(t, metaPort, 'live-b', { role: 'live', port: b.port, address: '127.0.0.1' })
+  await waitForTable(proxy, ['live-a', 'live-b'])
+
+  for (const key of moving) t.match(await closes.get(key), { code: 1012, reason: /moved: reconnect/ }, `${key} told to reconnect`)
+  await sse.ended
+  t.ok(sse.res.complete, 'the SSE response whose key moved ended cleanly')
+  for (const key of staying) {
+    const ws = sockets.get(key)!
+    const echoed = nextMessage(ws)
+    ws.send('still here')
+    t.equal(await echoed, 'live-a:still here', `${key} stays on live-a`)
+    ws.close()
+  }
+  const again = await openWs(proxy.port, '/ws', moving[0])
+  const answer = nextMessage(again)
+  again.send('hello')
+  t.equal(await answer, 'live-b:hello', 'the reconnect lands on the new node')
+  again.close()
 })
 
 t.test('no routing table, or no Live node: 503 with a clear code', async (t) => {
