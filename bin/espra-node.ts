@@ -12,6 +12,7 @@ import { runUp } from '../lib/cli/up.js'
 import { runChild } from '../lib/process/child.js'
 import { adminBuilds, adminPushBuild, adminRollback } from '../roles/admin/builds.js'
 import { adminNodes, adminStatus } from '../roles/admin/cli.js'
+import { adminTasks, adminTasksRetry } from '../roles/admin/tasks.js'
 import { adminToken } from '../roles/admin/token.js'
 import { adminUploadToken } from '../roles/admin/upload-token.js'
 import { adminVhostLs, adminVhostRm, adminVhostSet } from '../roles/admin/vhost.js'
@@ -51,7 +52,11 @@ function buildProgram(): Command {
     .action((opts) => runUp(opts))
 
   const admin = program.command('admin').description('inspect a running cluster over the seed\'s meta port')
-  connectOptions(admin.command('status').description('cluster summary and every node')).action((opts) => adminStatus(opts))
+  const redisOption = '--redis <url>'
+  const redisDoc = 'the task queue is in Redis at this URL, as the app nodes run with (env ESPRA_REDIS; default: the seed\'s embedded queue)'
+  connectOptions(admin.command('status').description('cluster summary, task queue counts and every node'))
+    .option(redisOption, redisDoc)
+    .action((opts) => adminStatus(opts))
   connectOptions(admin.command('nodes').description('list every node'))
     .option('--json', 'print one JSON array (fields: id, role, region, address, port, pid, children, version, build, health, heartbeatAgeMs, load, ...)')
     .option('--watch', 'redraw the list as nodes join, leave or change health (Ctrl-C to stop)')
@@ -67,6 +72,16 @@ function buildProgram(): Command {
   connectOptions(admin.command('rollback <id>').description('make an earlier build current again and wait until every live fileserver serves it'))
     .option('--timeout <duration>', 'how long to wait for fileservers', '60s')
     .action((id: string, opts) => adminRollback(id, opts))
+
+  const tasks = connectOptions(admin.command('tasks').description('task queue counts (ready, delayed, leased, dead); --dead lists dead letters with their last error'))
+    .option(redisOption, redisDoc)
+    .option('--dead', 'also list dead letters: id, name, attempts, when it failed, last error')
+    .option('--limit <n>', 'dead letters to list, at most (1-1000)', '100')
+    .option('--json', 'print one JSON object: {backend, counts: {ready, delayed, leased, dead}, dead?: [{id, name, attempts, enqueuedAt, failedAt, error, payloadBytes}]}')
+    .action((opts) => adminTasks(opts))
+  connectOptions(tasks.command('retry <id>').description('make a dead letter ready again with its attempts restored; prints its id'))
+    .option(redisOption, redisDoc)
+    .action((id: string, opts) => adminTasksRetry(id, opts))
 
   const collect = (value: string, previous: string[] = []) => [...previous, value]
   connectOptions(admin.command('token').description('mint a Live capability token (printed alone on stdout)'))

@@ -17,6 +17,7 @@ import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
+import { TASK_OPTIONS } from './options-tasks.js'
 
 export const ROLE_NAMES = ['seed', 'proxy', 'live', 'fileserver', 'app', 'mail', 'admin'] as const
 export type RoleName = (typeof ROLE_NAMES)[number]
@@ -220,7 +221,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 
@@ -313,5 +314,11 @@ export function readSecret(env: NodeJS.ProcessEnv, secretFile: string): string {
 /** The config as `config check` prints it: everything but the secret. */
 export function printable(config: NodeConfig): Record<string, unknown> {
   const { secret: _secret, ...rest } = config
+  // A Redis URL may carry a password.
+  if (rest.redis !== null) {
+    const url = new URL(rest.redis)
+    if (url.password !== '') url.password = '***'
+    return { ...rest, redis: url.toString() }
+  }
   return rest
 }

@@ -9,7 +9,9 @@ import { EspraError } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
 import { createMetaClient } from '../../lib/transport/meta-client.js'
-import { formatNodes, formatSummary, type NodeView } from './format.js'
+import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
+import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
+import { formatNodes, formatSummary, formatTaskCounts, type NodeView } from './format.js'
 
 export interface ConnectOptions {
   seed?: string
@@ -55,13 +57,17 @@ async function listNodes(client: Awaited<ReturnType<typeof connect>>): Promise<N
   return client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS)
 }
 
-export async function adminStatus(opts: ConnectOptions): Promise<void> {
+export async function adminStatus(opts: ConnectOptions & { redis?: string }): Promise<void> {
   const client = await connect(opts)
+  // The task queue's counts: Redis when named (--redis, ESPRA_REDIS), else the seed's embedded queue on this same link.
+  const redis = opts.redis ?? (process.env['ESPRA_REDIS'] || undefined)
+  const queue = redis === undefined ? createMetaTaskQueue(client) : createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
   try {
     const nodes = await listNodes(client)
-    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n\n${formatNodes(nodes)}\n`)
+    const counts = await queue.counts().then((c) => formatTaskCounts(queue.backend, c), (err: Error) => `tasks (${queue.backend} queue): unavailable (${err.message})`)
+    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n${counts}\n\n${formatNodes(nodes)}\n`)
   } finally {
-    await client.close()
+    await Promise.all([client.close(), queue.close()])
   }
 }
 

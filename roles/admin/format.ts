@@ -58,3 +58,7 @@ export function formatSummary(seed: string, nodes: readonly NodeView[]): string 
   const uploads = pending.length === 0 ? '' : `\nuploads pending (blob store unreachable, retrying): ${pending.map((n) => `${n.id} ${n.load.pendingUploads}`).join(', ')}`
   return `seed ${seed}: ${nodes.length} nodes (${health})\nroles: ${perRole}${uploads}`
 }
+
+/** One line of task-queue counts (`admin tasks`, `admin status`). */
+export const formatTaskCounts = (backend: string, c: { ready: number; delayed: number; leased: number; dead: number }): string =>
+  `tasks (${backend} queue): ${c.ready} ready, ${c.delayed} delayed, ${c.leased} leased, ${c.dead} dead`

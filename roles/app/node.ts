@@ -54,6 +54,9 @@ function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown>
   return ctx.seedRequest(req.op, req.body)
 }
 
+/** The embedded task queue's ops an app child uses (enqueue, and consuming); never counts, dead letters or retries. */
+const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle'])
+
 export function startAppNode(ctx: ParentContext): Handle {
   let latest: BuildPush | null = null
   let reported: string | null = null
@@ -85,6 +88,7 @@ export function startAppNode(ctx: ParentContext): Handle {
   ctx.children.onRequest((_child, body) => {
     if (!isMap(body)) return null
     if (body['t'] === 'current-build') return latest
+    if (body['t'] === 'app-seed' && TASK_OPS.has(String(body['op']))) return ctx.seedRequest(String(body['op']), body['body'])
     if (body['t'] === 'app-seed') return relayTableOp(ctx, body as unknown as AppSeedRequest)
     return null
   })

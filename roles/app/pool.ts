@@ -12,12 +12,17 @@
  *
  * A request unanswered after `--request-timeout` gets 504; a worker that
  * held it is terminated (the only way to stop a loop) and replaced.
+ *
+ * Tasks (`handleTask`, when the build exports it) wait in a queue of their
+ * own and take a worker only when no request is waiting and fewer than
+ * `taskConcurrency` tasks run: requests always go first. A task past
+ * `--task-timeout` fails and its worker is replaced, like a request.
  */
 import { Worker } from 'node:worker_threads'
 import { EspraError, toWire, type ErrorCode } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
-import type { AppVisibleConfig, FromWorker, PlatformOp, ToWorker, WireRequest, WorkerStart } from './protocol.js'
+import type { AppVisibleConfig, FromWorker, PlatformOp, TaskOutcome, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
 const WORKER_URL = new URL('./worker.js', import.meta.url)
 const DESTROY_GRACE_MS = 5000
@@ -47,6 +52,17 @@ export interface PoolOptions {
   readonly appConfig: (build: string) => AppVisibleConfig
   /** Runs a worker's platform call (`ctx.publish`, `ctx.tables.*`) on the main thread. */
   readonly call: (op: PlatformOp, args: unknown[]) => Promise<unknown>
+  /** Tasks running at once, at most (0: none). */
+  readonly taskConcurrency: number
+  readonly taskTimeoutMs: number
+}
+
+interface TaskJob {
+  readonly task: WireTask
+  readonly done: (outcome: TaskOutcome) => void
+  timer: NodeJS.Timeout | null
+  slot: Slot | null
+  finished: boolean
 }
 
 interface Job {
@@ -62,6 +78,8 @@ interface Generation {
   readonly build: BuildOnDisk
   readonly slots: Set<Slot>
   retired: boolean
+  /** The build's module exports handleTask (its workers said so when ready). */
+  handlesTasks: boolean
 }
 
 interface Slot {
@@ -69,6 +87,7 @@ interface Slot {
   readonly gen: Generation
   ready: boolean
   job: Job | null
+  task: TaskJob | null
   gone: boolean
 }
 
@@ -77,12 +96,24 @@ export interface PoolStats {
   workers: number
   busy: number
   queued: number
+  tasksRunning: number
+  tasksQueued: number
 }
 
 export interface WorkerPool {
   /** The build taking requests (null: none yet). */
   readonly build: string | null
   submit(req: WireRequest, sink: ResponseSink): void
+  /** Whether the current build exports handleTask. */
+  readonly handlesTasks: boolean
+  /**
+   * Runs a task on an idle worker when no request waits (queued until then);
+   * `done` is told once: ok, failed (threw, timed out, worker died) or
+   * released (never started: draining, or the build no longer has handleTask).
+   */
+  runTask(task: WireTask, done: (outcome: TaskOutcome) => void): void
+  /** Takes back a task that has not started; false when it runs (or ran). */
+  dropTask(id: string): boolean
   /** Starts the build's workers and makes them current; rejects with `ESPRA_ERR_APP_INIT` and keeps the old build. */
   load(build: BuildOnDisk): Promise<void>
   stats(): PoolStats
@@ -96,6 +127,8 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   const { log } = opts
   let current: Generation | null = null
   const queue: Job[] = []
+  const taskQueue: TaskJob[] = []
+  let tasksRunning = 0
   let jobs = 0
   let closing = false
   const exits = new Set<Promise<void>>()
@@ -107,7 +140,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       logLevel: opts.logLevel, child: opts.child, tokenKey: opts.tokenKey,
     }
     const worker = new Worker(WORKER_URL, { workerData: start })
-    const slot: Slot = { worker, gen, ready: false, job: null, gone: false }
+    const slot: Slot = { worker, gen, ready: false, job: null, task: null, gone: false }
     gen.slots.add(slot)
     every.add(slot)
     let exited!: () => void
@@ -154,6 +187,59 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       }
       return dispatch(slot, job)
     }
+    startTask(slot)
+  }
+
+  const isFree = (slot: Slot): boolean => slot.ready && !slot.gone && slot.job === null && slot.task === null
+
+  /** Gives `slot` the next task if tasks may run now (no request waits: `idle` served those first). */
+  function startTask(slot: Slot): void {
+    if (closing || tasksRunning >= opts.taskConcurrency || !slot.gen.handlesTasks || !isFree(slot)) return
+    const job = taskQueue.shift()
+    if (job === undefined) return
+    slot.task = job
+    job.slot = slot
+    tasksRunning++
+    job.timer = setTimeout(() => taskTimedOut(job), opts.taskTimeoutMs)
+    send(slot, { t: 'task', task: job.task })
+  }
+
+  /** Ends a task once; frees its worker (the caller decides what the worker does next). */
+  function endTask(job: TaskJob, outcome: TaskOutcome): Slot | null {
+    if (job.finished) return null
+    job.finished = true
+    if (job.timer) clearTimeout(job.timer)
+    const slot = job.slot
+    if (slot !== null) {
+      slot.task = null
+      tasksRunning--
+    }
+    job.done(outcome)
+    return slot
+  }
+
+  function taskTimedOut(job: TaskJob): void {
+    const slot = endTask(job, { result: 'failed', error: `handleTask did not finish within ${opts.taskTimeoutMs} ms (the worker was terminated)` })
+    if (slot === null) return
+    log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, task: job.task.id, name: job.task.name, timeoutMs: opts.taskTimeoutMs }, 'app task timed out: terminating its worker')
+    const replace = slot.gen === current && !closing && !slot.gone
+    slot.gone = true
+    slot.gen.slots.delete(slot)
+    void slot.worker.terminate()
+    if (replace) respawn(slot.gen)
+  }
+
+  /** Starts queued tasks on free workers of the current build (no request can be waiting while one is free). */
+  function startTasks(): void {
+    if (current === null) return
+    if (!current.handlesTasks) {
+      for (const job of taskQueue.splice(0)) endTask(job, { result: 'released' })
+      return
+    }
+    for (const slot of current.slots) {
+      if (taskQueue.length === 0 || tasksRunning >= opts.taskConcurrency) return
+      startTask(slot)
+    }
   }
 
   function dispatch(slot: Slot, job: Job): void {
@@ -163,7 +249,14 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   }
 
   function onMessage(slot: Slot, msg: FromWorker): void {
+    if (msg.t === 'ready') slot.gen.handlesTasks = msg.tasks
     if (msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
+    if (msg.t === 'task-done') {
+      const job = slot.task
+      if (job === null || job.task.id !== msg.id) return
+      endTask(job, msg.ok ? { result: 'done' } : { result: 'failed', error: msg.error })
+      return idle(slot)
+    }
     if (msg.t === 'call') {
       opts.call(msg.op, msg.args).then(
         (value) => send(slot, { t: 'result', id: msg.id, ok: true, value }),
@@ -208,6 +301,11 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     slot.gone = true
     slot.gen.slots.delete(slot)
     every.delete(slot)
+    if (slot.task !== null) {
+      const task = slot.task
+      log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code, task: task.task.id }, 'app worker exited while running a task')
+      endTask(task, { result: 'failed', error: `the worker exited (code ${code}) while running the task` })
+    }
     const job = slot.job
     if (job !== null && !job.done) {
       finish(job)
@@ -261,13 +359,27 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     get build() {
       return current?.build.id ?? null
     },
+    get handlesTasks() {
+      return current?.handlesTasks ?? false
+    },
+    runTask(task, done) {
+      if (closing || current === null || !current.handlesTasks) return done({ result: 'released' })
+      taskQueue.push({ task, done, timer: null, slot: null, finished: false })
+      startTasks()
+    },
+    dropTask(id) {
+      const i = taskQueue.findIndex((job) => job.task.id === id)
+      if (i < 0) return false
+      taskQueue.splice(i, 1)
+      return true
+    },
     submit(req, sink) {
       if (closing) return sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
       if (current === null) return sink.fail('ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
       const job: Job = { id: ++jobs, req, sink, timer: null, slot: null, done: false }
       let free: Slot | undefined
       for (const slot of current.slots) {
-        if (slot.ready && !slot.gone && slot.job === null) {
+        if (isFree(slot)) {
           free = slot
           break
         }
@@ -278,7 +390,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       else queue.push(job)
     },
     async load(build) {
-      const gen: Generation = { build, slots: new Set(), retired: false }
+      const gen: Generation = { build, slots: new Set(), retired: false, handlesTasks: false }
       const slots = Array.from({ length: opts.threads }, () => spawn(gen))
       try {
         await Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
@@ -304,14 +416,15 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       current = gen
       if (old !== null) {
         old.retired = true
-        for (const slot of old.slots) if (slot.job === null) retire(slot)
+        for (const slot of old.slots) if (slot.job === null && slot.task === null) retire(slot)
       }
       for (const slot of slots) idle(slot)
+      startTasks()
     },
     stats() {
       let busy = 0
-      for (const slot of current?.slots ?? []) if (slot.job !== null) busy++
-      return { build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: queue.length }
+      for (const slot of current?.slots ?? []) if (slot.job !== null || slot.task !== null) busy++
+      return { build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: queue.length, tasksRunning, tasksQueued: taskQueue.length }
     },
     async close() {
       closing = true
@@ -319,7 +432,9 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
         finish(job)
         if (!job.sink.aborted) job.sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
       }
-      for (const slot of current?.slots ?? []) if (slot.job === null) retire(slot)
+      // Tasks not started go back to the queue; running ones finish (their workers retire after).
+      for (const job of taskQueue.splice(0)) endTask(job, { result: 'released' })
+      for (const slot of current?.slots ?? []) if (slot.job === null && slot.task === null) retire(slot)
       await Promise.all([...exits])
     },
     destroy() {

@@ -46,19 +46,35 @@ export interface WorkerStart {
 }
 
 /** The `ctx` methods a worker asks its main thread to run. */
-export const PLATFORM_OPS = ['publish', 'uploadToken', 'tables.get', 'tables.set', 'tables.delete', 'tables.list'] as const
+export const PLATFORM_OPS = ['publish', 'uploadToken', 'tables.get', 'tables.set', 'tables.delete', 'tables.list', 'enqueue'] as const
 export type PlatformOp = (typeof PLATFORM_OPS)[number]
+
+/** A leased task on its way to `handleTask` (the payload still msgpack-encoded; the worker decodes it). */
+export interface WireTask {
+  readonly id: string
+  readonly name: string
+  readonly payload: Uint8Array
+  readonly attempt: number
+  readonly attempts: number
+  readonly enqueuedAt: number
+}
+
+/** How a task run ended, as the pool reports it to the task consumer. */
+export type TaskOutcome = { readonly result: 'done' } | { readonly result: 'failed'; readonly error: string } | { readonly result: 'released' }
 
 export type ToWorker =
   | { t: 'req'; id: number; req: WireRequest }
   | { t: 'result'; id: number; ok: true; value: unknown }
   | { t: 'result'; id: number; ok: false; code: string; message: string }
   | { t: 'destroy' }
+  /** Run `handleTask`; answered by `task-done`. */
+  | { t: 'task'; task: WireTask }
   /** Flow control for a streamed response: send the next chunk (`stop`: the client is gone, end the stream). */
   | { t: 'pull'; id: number; stop: boolean }
 
 export type FromWorker =
-  | { t: 'ready' }
+  /** `tasks`: the module exports handleTask. */
+  | { t: 'ready'; tasks: boolean }
   | { t: 'init-failed'; message: string; stack?: string }
   /** A whole response. */
   | { t: 'res'; id: number; status: number; headers: [string, string][]; body: Uint8Array }
@@ -71,5 +87,7 @@ export type FromWorker =
   /** A `ctx` method that needs the main thread (network, seed): answered by a `result` with the same id. */
   | { t: 'call'; id: number; op: PlatformOp; args: unknown[] }
   | { t: 'destroyed' }
+  | { t: 'task-done'; id: string; ok: true }
+  | { t: 'task-done'; id: string; ok: false; error: string }
 
 export type { MintOptions }

@@ -17,7 +17,10 @@ import { createAppTables } from '../../lib/storage/app-tables.js'
 import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../lib/uploads/token.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { checkNewTask } from '../../lib/tasks/task.js'
+import { isMap } from '../../lib/transport/meta-shapes.js'
 import { materializeBuild } from './build-files.js'
+import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -117,6 +120,10 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   })
   const tables = createAppTables(datastore)
   const uploadKey = deriveUploadKey(config.secret)
+  // The task queue: Redis with --redis, else the seed's embedded queue through the parent's seed link.
+  const taskQueue = createAppTaskQueue(config, log, {
+    request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
+  })
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
     publish: (ch: string, data: unknown) => {
@@ -132,6 +139,11 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     'tables.set': (table, key, value, ttlMs) => tables.set(table, key, value, ttlMs),
     'tables.delete': (table, key) => tables.delete(table, key),
     'tables.list': (table, options) => tables.list(table, options),
+    enqueue: async (task: unknown) => {
+      const id = await taskQueue.enqueue(checkNewTask(isMap(task) ? task : {}))
+      consumer.poke()
+      return id
+    },
   }
   const pool: WorkerPool = createWorkerPool({
     threads: config.threads,
@@ -146,7 +158,10 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       threads: config.threads, requestTimeout: config.requestTimeout, maxBody: config.maxBody, settings: config.appSettings,
     }),
     call: (op, args) => platform[op](...args),
+    taskConcurrency: config.taskConcurrency,
+    taskTimeoutMs: config.taskTimeout,
   })
+  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff })
 
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     const state: RequestState = { aborted: false, waiting: null }
@@ -211,6 +226,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       try {
         const build = await materializeBuild(store, push, config.dataDir)
         await pool.load(build)
+        consumer.poke()
         log.info({ build: push.id, threads: config.threads, ms: Math.round(performance.now() - started) }, 'app build serving')
         ctx.parent.send({ t: 'serving', id: push.id } satisfies AppToParent)
       } catch (err) {
@@ -226,11 +242,16 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
 
   return {
     async close() {
+      // Stop taking tasks; the pool gives back those not started and lets running ones finish; then their results go out.
+      consumer.stop()
       await pool.close()
-      await Promise.all([store.close(), publisher.close()])
+      await consumer.close()
+      await Promise.all([store.close(), publisher.close(), taskQueue.close()])
     },
     destroy() {
+      consumer.stop()
       pool.destroy()
+      void taskQueue.close()
       void store.close()
       void publisher.close()
     },

@@ -11,8 +11,9 @@ import { toWire } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import { mintToken } from '../../lib/live/token.js'
 import type { UploadMintOptions } from '../../lib/uploads/token.js'
+import { decodePayload, newTask } from '../../lib/tasks/task.js'
 import { createAppCache } from './cache.js'
-import type { FromWorker, PlatformOp, ToWorker, WireRequest, WorkerStart } from './protocol.js'
+import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
 const start = workerData as WorkerStart
 const port = parentPort!
@@ -26,6 +27,7 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
 interface AppModule {
   init?(ctx: unknown): unknown
   handle?(request: unknown): unknown
+  handleTask?(task: unknown): unknown
   destroy?(): unknown
 }
 
@@ -66,6 +68,16 @@ const ctx = Object.freeze({
     list: (table: string, options?: { prefix?: string; after?: string; limit?: number }) => call<unknown>('tables.list', table, options),
   }),
   mintToken: (opts: Parameters<typeof mintToken>[1]) => mintToken(tokenKey, opts),
+  /** Checked and encoded here (a bad name, payload or option rejects with ESPRA_ERR_TASK_INVALID naming it); resolves with the task id once durable. */
+  enqueue(name: string, payload?: unknown, options?: { delay?: number; attempts?: number }): Promise<string> {
+    let task
+    try {
+      task = newTask(name, payload, options)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    return call<string>('enqueue', task)
+  },
   mintUploadToken: (opts: UploadMintOptions) => call<string>('uploadToken', opts),
 })
 
@@ -148,6 +160,19 @@ async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<v
   }
 }
 
+/** One task through `handleTask`; a throw (or rejection) is a failed attempt, retried by the queue. */
+async function runTask(app: AppModule, wire: WireTask): Promise<void> {
+  try {
+    const task = { id: wire.id, name: wire.name, payload: decodePayload(wire.payload), attempt: wire.attempt, attempts: wire.attempts, enqueuedAt: wire.enqueuedAt }
+    await app.handleTask!(task)
+    post({ t: 'task-done', id: wire.id, ok: true })
+  } catch (err) {
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+    log.warn({ err, task: wire.id, name: wire.name, attempt: wire.attempt, attempts: wire.attempts }, `app task ${wire.id} (${wire.name}) failed on attempt ${wire.attempt} of ${wire.attempts}`)
+    post({ t: 'task-done', id: wire.id, ok: false, error: message })
+  }
+}
+
 async function main(): Promise<void> {
   let app: AppModule
   try {
@@ -161,6 +186,7 @@ async function main(): Promise<void> {
   }
   port.on('message', (msg: ToWorker) => {
     if (msg.t === 'req') void answer(app, msg.id, msg.req)
+    else if (msg.t === 'task') void runTask(app, msg.task)
     else if (msg.t === 'pull') {
       const resolve = pulled
       pulled = null
@@ -184,7 +210,7 @@ async function main(): Promise<void> {
       })()
     }
   })
-  post({ t: 'ready' })
+  post({ t: 'ready', tasks: typeof app.handleTask === 'function' })
 }
 
 void main()

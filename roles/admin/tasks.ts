@@ -1,0 +1,79 @@
+/**
+ * `espra-node admin tasks`: the task queue's counts and dead letters, and
+ * `admin tasks retry <id>`. The queue is the seed's embedded one (over the
+ * meta port), or Redis with `--redis` / ESPRA_REDIS (the URL the app nodes
+ * run with).
+ */
+import { redisUrl } from '../../lib/core/options-tasks.js'
+import { EspraError } from '../../lib/core/errors.js'
+import { createLogger } from '../../lib/core/log.js'
+import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
+import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
+import { checkId, type DeadTask } from '../../lib/tasks/task.js'
+import { connect, type ConnectOptions } from './cli.js'
+import { formatTaskCounts } from './format.js'
+
+export interface TaskOptions extends ConnectOptions {
+  /** The Redis URL of a Redis-backed queue (else ESPRA_REDIS, else the seed's embedded queue). */
+  redis?: string
+}
+
+/** The queue the options name, and how to let go of it. */
+export async function openQueue(opts: TaskOptions, env: NodeJS.ProcessEnv = process.env): Promise<{ queue: TaskQueue; close(): Promise<void> }> {
+  const url = opts.redis ?? (env['ESPRA_REDIS'] || undefined)
+  if (url !== undefined) {
+    let checked: string
+    try {
+      checked = redisUrl(url)
+    } catch (reason) {
+      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--redis: ${String(reason)}`, { option: '--redis' })
+    }
+    const queue = createRedisTaskQueue({ url: checked, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
+    return { queue, close: () => queue.close() }
+  }
+  const client = await connect(opts)
+  return { queue: createMetaTaskQueue(client), close: () => client.close() }
+}
+
+function formatDead(tasks: readonly DeadTask[]): string {
+  if (tasks.length === 0) return '(no dead letters)'
+  const rows = [['ID', 'NAME', 'ATTEMPTS', 'FAILED', 'ERROR'], ...tasks.map((t) => [
+    t.id, t.name, String(t.attempts), new Date(t.failedAt).toISOString(), t.error.replace(/\s+/g, ' ').slice(0, 200),
+  ])]
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')
+}
+
+export async function adminTasks(opts: TaskOptions & { dead?: boolean; json?: boolean; limit?: string }): Promise<void> {
+  const limit = Number(opts.limit ?? 100)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--limit: must be an integer from 1 to 1000', { option: '--limit' })
+  const { queue, close } = await openQueue(opts)
+  try {
+    const counts = await queue.counts()
+    const dead = opts.dead ? (await queue.deadLetters({ limit })).tasks : undefined
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ backend: queue.backend, counts, ...(dead ? { dead } : {}) })}\n`)
+      return
+    }
+    process.stdout.write(`${formatTaskCounts(queue.backend, counts)}\n`)
+    if (dead) process.stdout.write(`\n${formatDead(dead)}\n`)
+  } finally {
+    await close()
+  }
+}
+
+export async function adminTasksRetry(id: string, opts: TaskOptions): Promise<void> {
+  try {
+    checkId(id)
+  } catch (err) {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `<id>: ${(err as Error).message}`, { option: 'id' })
+  }
+  const { queue, close } = await openQueue(opts)
+  try {
+    if (!(await queue.retry(id))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id} (admin tasks --dead lists them)`)
+    process.stdout.write(`${id}\n`)
+  } finally {
+    await close()
+  }
+}

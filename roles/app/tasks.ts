@@ -1,0 +1,178 @@
+/**
+ * An app child's task consumer: while the current build exports
+ * `handleTask`, it leases tasks from the queue in batches, hands them to the
+ * worker pool (which runs them on idle workers only, at most
+ * `--task-concurrency` at once), renews the leases of every task it holds
+ * every third of `--task-lease`, and settles each outcome (done; failed →
+ * retried after `--task-backoff` × 2^(attempt-1), dead after the last
+ * attempt; released). Settlements are sent in batches.
+ *
+ * A child that dies holding tasks loses nothing: their leases expire and
+ * other consumers (or this node, restarted) run them again. On drain it
+ * stops leasing, gives back what has not started, and lets running tasks
+ * finish within the drain.
+ */
+import type { NodeConfig } from '../../lib/core/config.js'
+import type { Logger } from '../../lib/core/log.js'
+import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
+import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
+import { backoff, type LeasedTask, type Settlement } from '../../lib/tasks/task.js'
+import type { WorkerPool } from './pool.js'
+import type { TaskOutcome } from './protocol.js'
+
+/** Redis with `--redis`; otherwise the seed's embedded queue, reached through `seed` (the parent's seed link). */
+export function createAppTaskQueue(config: NodeConfig, log: Logger, seed: MetaRequester): TaskQueue {
+  return config.redis !== null ? createRedisTaskQueue({ url: config.redis, log }) : createMetaTaskQueue(seed)
+}
+
+export interface TaskConsumerOptions {
+  readonly queue: TaskQueue
+  readonly pool: WorkerPool
+  readonly log: Logger
+  readonly concurrency: number
+  readonly leaseMs: number
+  readonly backoffMs: number
+}
+
+export interface TaskConsumer {
+  /** Something may be ready now (this child enqueued, a build with handleTask arrived): lease without waiting out the poll. */
+  poke(): void
+  /** Stops leasing; tasks not started are released by the pool as it closes. */
+  stop(): void
+  /** After the pool closed: sends the last settlements and stops renewing. */
+  close(): Promise<void>
+}
+
+/** A lease call waits this long for a task before it asks again (the embedded queue parks it in the seed; Redis waits on its wake channel). */
+const WAIT_MS = 2000
+const RETRY_MS = 1000
+/** Tasks that finish faster than this on average let the consumer lease ahead (batches); slower ones are leased one per free slot. */
+const FAST_MS = 100
+const MAX_AHEAD = 256
+
+export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
+  const { queue, pool, log, concurrency, leaseMs } = opts
+  /** Leased and not settled yet (queued in the pool or running). */
+  const held = new Map<string, LeasedTask>()
+  let outbox: Settlement[] = []
+  let flushing: Promise<void> | null = null
+  let stopped = false
+  let avgMs = 0
+  let wake: (() => void) | null = null
+  let unreachable = false
+
+  const signal = (): void => {
+    const w = wake
+    wake = null
+    w?.()
+  }
+  const pause = (ms: number): Promise<void> => new Promise((resolve) => {
+    const timer = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(timer)
+      if (wake === done) wake = null
+      resolve()
+    }
+    wake = done
+  })
+
+  /** How many tasks this child wants to hold: one per task slot, plus a batch ahead while tasks are quick. */
+  const target = (): number => concurrency + (avgMs < FAST_MS ? Math.min(MAX_AHEAD, concurrency * 16) : 0)
+
+  function finished(task: LeasedTask, started: number, outcome: TaskOutcome): void {
+    held.delete(task.id)
+    if (outcome.result !== 'released') avgMs = avgMs * 0.9 + (performance.now() - started) * 0.1
+    if (outcome.result === 'failed') {
+      const last = task.attempt >= task.attempts
+      log.warn({ task: task.id, name: task.name, attempt: task.attempt, attempts: task.attempts, error: outcome.error },
+        last ? `task ${task.id} failed its last attempt: dead letter` : `task ${task.id} failed; retrying`)
+      outbox.push({ id: task.id, attempt: task.attempt, result: 'failed', error: outcome.error, retryInMs: backoff(opts.backoffMs, task.attempt) })
+    } else {
+      outbox.push({ id: task.id, attempt: task.attempt, result: outcome.result })
+    }
+    if (outbox.length === 1) setImmediate(flush)
+    if (held.size <= target() / 2) signal()
+  }
+
+  function flush(): void {
+    if (flushing !== null || outbox.length === 0) return
+    const batch = outbox.splice(0, 1000)
+    flushing = (async () => {
+      try {
+        const lost = await queue.settle(batch)
+        if (lost.length > 0) log.warn({ lost: lost.slice(0, 20), count: lost.length }, 'task leases expired before their results were reported: those tasks run again')
+      } catch (err) {
+        // Not reported: the leases expire and the tasks run again (at least once).
+        log.warn({ err, count: batch.length }, 'could not report task results; their leases will expire and they run again')
+      }
+    })().finally(() => {
+      flushing = null
+      if (outbox.length > 0) flush()
+    })
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopped) {
+      const room = target() - held.size
+      if (concurrency === 0 || !pool.handlesTasks || room <= 0 || (held.size > 0 && room < target() / 2)) {
+        await pause(RETRY_MS)
+        continue
+      }
+      let tasks: LeasedTask[]
+      try {
+        tasks = await queue.lease({ max: room, leaseMs, waitMs: held.size > 0 ? 0 : WAIT_MS })
+        if (unreachable) log.info('task queue reachable again')
+        unreachable = false
+      } catch (err) {
+        if (!unreachable) log.warn({ err }, 'task queue unreachable; retrying')
+        unreachable = true
+        await pause(RETRY_MS)
+        continue
+      }
+      for (const task of tasks) {
+        if (stopped) {
+          finished(task, performance.now(), { result: 'released' })
+          continue
+        }
+        held.set(task.id, task)
+        const started = performance.now()
+        pool.runTask(task, (outcome) => finished(task, started, outcome))
+      }
+      // Held tasks and nothing new: wait for a slot to free (finished() signals) instead of spinning.
+      if (tasks.length === 0 && held.size > 0) await pause(RETRY_MS)
+    }
+  }
+
+  const renewal = setInterval(() => {
+    if (held.size === 0) return
+    const refs = [...held.values()].map((t) => ({ id: t.id, attempt: t.attempt }))
+    queue.extend(refs, leaseMs).then(
+      (lost) => {
+        for (const id of lost) {
+          // Not started yet: someone else has it now. Running: let it finish; its result will be ignored.
+          if (pool.dropTask(id)) held.delete(id)
+        }
+      },
+      (err: unknown) => log.warn({ err }, 'could not renew task leases'),
+    )
+  }, Math.max(100, Math.floor(leaseMs / 3)))
+  renewal.unref()
+
+  const running = loop()
+  return {
+    poke: signal,
+    stop() {
+      stopped = true
+      signal()
+    },
+    async close() {
+      stopped = true
+      signal()
+      await running
+      flush()
+      while (flushing !== null) await flushing
+      clearInterval(renewal)
+    },
+  }
+}
