@@ -172,7 +172,8 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       }
       const nonce = newNonce()
       part = partKey(id, state.parts.length, nonce)
-      await blobs.put(part, createReadStream(path), { contentType: 'application/octet-stream' })
+      // Exactly `size` bytes: after a client went away, a write may still land in the file after it was measured.
+      await blobs.put(part, createReadStream(path, { start: 0, end: size - 1 }), { contentType: 'application/octet-stream' })
       next = { ...state, offset, parts: [...state.parts, [nonce, size]] }
     }
     if (!(await datastore.putIf('tusUploads', id, next as unknown as DatastoreValue, { offset: state.offset, done: null }))) {

@@ -202,6 +202,31 @@ t.test('409: a PATCH at the wrong offset, and two PATCHes racing for one offset 
   await waitFor('the loser deleted its part', async () => (await parts(path)).length === 1)
 })
 
+t.test('a client gone mid-PATCH without a checksum keeps what arrived, and resumes from there', async (t) => {
+  const content = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 31 + 7) % 251))
+  const { path } = await create(a.port, content.length)
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: a.port }, () => {
+      socket.write(`PATCH ${path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n` +
+        `Upload-Offset: 0\r\nContent-Length: ${content.length}\r\n\r\n`)
+      socket.write(content.subarray(0, 80_000), () => setTimeout(() => {
+        socket.destroy()
+        resolve()
+      }, 300))
+    })
+    socket.on('error', reject)
+  })
+  const offset = await waitFor('the partial body recorded', async () => {
+    const head = await tus(b.port, 'HEAD', path, V)
+    const n = Number(header(head, 'upload-offset'))
+    return n > 0 && n
+  })
+  t.ok(offset <= 80_000, `kept ${offset} of the 80,000 bytes sent`)
+  const rest = await patch(b.port, path, offset, content.subarray(offset))
+  t.equal(rest.status, 204, rest.body.toString())
+  t.equal(header(rest, 'espra-file-sha256'), sha256(content), 'the resumed upload holds exactly the bytes sent')
+})
+
 t.test('termination: DELETE removes state and parts; the upload is then 404', async (t) => {
   const { path } = await create(a.port, 50_000)
   t.equal((await patch(a.port, path, 0, Buffer.alloc(20_000, 1))).status, 204)
