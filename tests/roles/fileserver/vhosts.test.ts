@@ -64,6 +64,7 @@ async function upload(type: string, body: Buffer): Promise<string> {
   return json(answer)['key'] as string
 }
 
+const setMapping = (path: string, file: string) => admin.request('vhost.set', { host: HOST, path, file })
 const vhost = (...args: string[]) => runCli(['admin', 'vhost', ...args, '--seed', seedAddress], { env: { ...process.env, ESPRA_SECRET: SECRET } })
 
 const pageA = Buffer.from(`<!doctype html><h1>page A</h1>${'<p>espra vhost</p>'.repeat(50)}`)
@@ -84,8 +85,9 @@ t.test('admin vhost set, then GET with the vhost Host: the bytes, content-hash E
   const set = await vhost('set', 'WWW.Example.Test', '/index.html', keyA)
   t.equal(set.code, 0, set.stderr)
   t.equal(set.stdout, `${HOST}/index.html -> ${keyA} (text/html, ${pageA.length} B)\n`)
-  t.equal((await vhost('set', HOST, '/c.bin', keyC)).code, 0)
-  t.equal((await vhost('set', HOST, '/docs/index.html', keyB.slice('files/'.length))).code, 0, 'the bare sha256 is a file key too')
+  // The rest through the seed op the CLI uses (each CLI run is a process start).
+  await setMapping('/c.bin', keyC)
+  await setMapping('/docs/index.html', keyB.slice('files/'.length))
 
   const root = await waitFor('the vhost served', async () => {
     const a = await fetch('/', `${HOST}:${fs.port}`)
@@ -121,7 +123,7 @@ t.test('a mapping change is seen after invalidation, without a restart, by every
   t.ok(fs.childPids().length === 2 && fs.logs.filter((l) => /^child \d+ listening$/.test(l.msg)).length === 2, 'no child was restarted')
 
   // Set back, so the other tests see A again.
-  t.equal((await vhost('set', HOST, '/index.html', keyA)).code, 0)
+  await setMapping('/index.html', keyA)
   t.ok(await waitFor('every child serves file A again', () => everyoneSees('/', 200, pageA)))
 })
 
@@ -196,9 +198,6 @@ t.test('admin vhost ls, and rm: a removed path is 404 at once on every child', a
   t.equal(rm.code, 0, rm.stderr)
   t.equal(rm.stdout, `removed 1 mapping of ${HOST}\n`)
   t.ok(await waitFor('every child answers 404', () => everyoneSees('/c.bin', 404)))
-  const again = await vhost('rm', HOST, '/c.bin')
-  t.equal(again.code, 1)
-  t.match(again.stderr, `ESPRA_ERR_VHOST_NOT_FOUND: ${HOST}/c.bin is not mapped`)
   t.equal((await fetch('/', HOST)).status, 200, 'the host\'s other paths stay')
 })
 
@@ -208,13 +207,12 @@ t.test('admin vhost set refuses bad host names, paths and file keys (exit 2) and
     [['set', 'bad_host.test', '/x.html', keyA], /^espra-node: host "bad_host\.test": label "bad_host" must be 1 to 63 letters/],
     [['set', `${HOST}:8080`, '/x.html', keyA], /^espra-node: host "www\.example\.test:8080": must be a name without a port/],
     [['set', HOST, '/a/../x.html', keyA], /^espra-node: path "\/a\/\.\.\/x\.html": must not have empty, "\." or "\.\." segments/],
-    [['set', HOST, '/a%2e%2e/x.html', keyA], /^espra-node: path "\/a%2e%2e\/x\.html": must not hold "\\", "%"/],
     [['set', HOST, '/docs/', keyA], /must name a file, not end with "\/" \(a request for \/docs\/ is served from \/docs\/index\.html: map that\)/],
     [['set', HOST, '/x.html', 'files/nothex'], /^espra-node: file "files\/nothex": must be the key an upload answered/],
-    [['rm', HOST, 'x.html'], /^espra-node: path "x\.html": must start with "\/"/],
   ]
-  const [unknown, ...refused] = await Promise.all([
+  const [unknown, notMapped, ...refused] = await Promise.all([
     vhost('set', HOST, '/x.html', `files/${'0'.repeat(64)}`),
+    vhost('rm', HOST, '/c.bin'),
     ...cases.map(([args]) => vhost(...args)),
   ])
   refused.forEach((r, i) => {
@@ -224,6 +222,8 @@ t.test('admin vhost set refuses bad host names, paths and file keys (exit 2) and
   })
   t.equal(unknown!.code, 1)
   t.match(unknown!.stderr, /ESPRA_ERR_VHOST_FILE_MISSING: no stored file files\/0{64}: upload it first/)
+  t.equal(notMapped!.code, 1, 'rm of a path removed before')
+  t.match(notMapped!.stderr, `ESPRA_ERR_VHOST_NOT_FOUND: ${HOST}/c.bin is not mapped`)
 })
 
 t.test('the seed checks every vhost.set and vhost.rm body and names the bad field', async (t) => {
@@ -254,7 +254,7 @@ t.test('a fileserver started later loads the vhosts from the datastore; rm of a 
   const rm = await vhost('rm', HOST)
   t.equal(rm.code, 0, rm.stderr)
   t.equal(rm.stdout, `removed 2 mappings of ${HOST}\n`)
-  t.same(JSON.parse((await vhost('ls', '--json')).stdout), [])
+  t.same((await datastore.list('vhosts')).entries, [], 'no mapping and no host record left')
   const f = await waitFor('the host is no vhost any more: /f/ answers for it again', async () => {
     const answer = await fetch(`/f/${keyA}`, HOST)
     return answer.status === 200 && answer
