@@ -83,13 +83,8 @@ class Lru<V> {
   }
 }
 
-export interface VhostFiles extends Handle {
-  /** Vhosts this child knows of (tests and logs). */
-  hostCount(): number
-}
-
 /** Starts vhost serving; call it before anything else adds routes to `ctx.app`. */
-export function startVhostFiles(ctx: ChildContext, files: FileServing): VhostFiles {
+export function startVhostFiles(ctx: ChildContext, files: FileServing): Handle {
   const { app, log } = ctx
   let hosts = new Set<string>()
   const mapped = new Lru<VhostMapping>()
@@ -192,8 +187,8 @@ export function startVhostFiles(ctx: ChildContext, files: FileServing): VhostFil
     })
   }
 
+  // Nothing of its own to finish: file bodies in flight belong to `files` and the server's drain.
   return {
-    hostCount: () => hosts.size,
     async close() {},
     destroy() {},
   }
