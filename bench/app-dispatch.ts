@@ -2,12 +2,14 @@
  * App dispatch bench: a trivial handler (`handle()` returns 'hello world'
  * with a content type) through one App node (`--children C --threads T`:
  * uWS on each child's main thread, the request copied to a worker thread and
- * the answer back) versus the same module's `handle()` called directly in a
- * plain uWS server (C processes sharing the port, as the node's children do).
+ * the answer back; by default 2 children of 2 threads, the node's own
+ * defaults on this 2-core machine) versus the same module's `handle()`
+ * called directly in a plain uWS server (C processes sharing the port, as
+ * the node's children do).
  * wrk with keep-alive, alternating rounds, best kept; prints req/s, latency,
  * server CPU and the ratio (target >= 0.5). Needs `npm run build` and `wrk`.
  *
- *   npx tsx bench/app-dispatch.ts [--children 2] [--threads 1] [--duration 10] [--connections 50] [--wrk-threads 2] [--rounds 2]
+ *   npx tsx bench/app-dispatch.ts [--children 2] [--threads 2] [--duration 10] [--connections 50] [--wrk-threads 2] [--rounds 2]
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
@@ -19,7 +21,7 @@ import { get, pushBuild, startRegistered, startSeed, waitBuild, waitServing, wri
 import { bestOfRounds, formatMeasured, loadAverage, requireTools } from './wrk.js'
 
 const CHILDREN = arg('children', 2)
-const THREADS = arg('threads', 1)
+const THREADS = arg('threads', 2)
 const DURATION_S = arg('duration', 10)
 const CONNECTIONS = arg('connections', 50)
 const WRK_THREADS = arg('wrk-threads', 2)
