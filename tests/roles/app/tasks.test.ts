@@ -38,6 +38,10 @@ export async function handleTask(task) {
   if (task.name === 'flaky' && task.attempt < 2) throw new Error('flaky')
   // The first attempt hangs until its node is killed.
   if (task.name === 'hang' && task.attempt === 1) await new Promise(() => {})
+  if (task.name === 'slow') {
+    await new Promise((r) => setTimeout(r, 1000))
+    appendFileSync(join(dir, 'runs.log'), JSON.stringify({ id: task.id, name: 'slow:done', attempt: task.attempt }) + '\\n')
+  }
 }
 `
 
@@ -129,6 +133,18 @@ async function scenario(t: Test, redis: string | null, full: boolean): Promise<v
   t.match(missing.stderr, /ESPRA_ERR_TASK_NOT_FOUND/)
   const status = await admin(['status', '--seed', cluster.seedAddress, ...extra])
   t.match(status.stdout, /tasks \(embedded queue\): \d+ ready, \d+ delayed, \d+ leased, \d+ dead/, 'admin status shows the queue')
+
+  // Drain: the running task finishes, the ones held but not started go back untouched.
+  const slow = await enqueue(app, 'slow', { dir })
+  const queued = [await enqueue(app, 'ok', { dir }), await enqueue(app, 'ok', { dir })]
+  await waitFor('slow started', () => runsFor(dir, slow).length >= 1)
+  t.same((await app.stop()).code, 0, 'SIGTERM: the node drains and exits 0')
+  t.same(runsOf(dir).filter((r) => r.id === slow).map((r) => r.name), ['slow', 'slow:done'], 'the running task finished during the drain')
+  const after = await cluster.startApp()
+  await cluster.serving(after, 'b1')
+  await waitFor('queued tasks ran', () => queued.every((id) => runsFor(dir, id).length === 1), 20_000)
+  t.same(queued.map((id) => runsFor(dir, id)[0]!.attempt), [1, 1], 'tasks given back on drain ran later as attempt 1')
+  t.equal(runsFor(dir, slow).length, 2, 'the finished task did not run again')
 }
 
 t.test('embedded queue (the seed)', (t) => scenario(t, null, true))
