@@ -104,10 +104,12 @@
       $('progress-text').textContent = ev.pending ? 'stored (pending)' : 'stored'
       const file = uploading
       uploading = null
-      await fetch('/api/shared', {
+      const res = await fetch('/api/shared', {
         method: 'POST', headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ key: ev.key, filename: file.name, size: ev.bytes, name: session.name }),
       })
+      const answer = await res.json()
+      $('progress-text').textContent = res.ok ? 'stored and shared' : `stored, not shared: ${answer.error}`
     }
   }
 })()
