@@ -18,6 +18,8 @@ async function leaseN(q: TaskQueue, n: number, leaseMs = 10_000): Promise<Leased
 }
 
 export function taskQueueContract(t: Test, make: (t: Test) => Promise<TaskQueue>): void {
+  // Each subtest has a queue of its own: they may wait out their leases and delays side by side.
+  t.jobs = 5
   t.test('enqueue, lease, ack; oldest first', async (t) => {
     const q = await make(t)
     const a = await q.enqueue(newTask('mail.digest', { user: 7, tags: ['a'], at: new Date(0), bytes: new Uint8Array([1, 2]) }))
@@ -52,7 +54,7 @@ export function taskQueueContract(t: Test, make: (t: Test) => Promise<TaskQueue>
     const id = await q.enqueue(newTask('wake', 1))
     t.same((await waiting).map((x) => x.id), [id], 'the waiting lease got the new task')
 
-    const later = await q.enqueue(newTask('later', 2, { delay: 400 }))
+    const later = await q.enqueue(newTask('later', 2, { delay: 1500 }))
     t.same(await q.lease({ max: 5, leaseMs: 10_000 }), [], 'not before its delay')
     t.match(await q.counts(), { ready: 0, delayed: 1 })
     const got = await leaseN(q, 1)
@@ -73,10 +75,11 @@ export function taskQueueContract(t: Test, make: (t: Test) => Promise<TaskQueue>
     t.same(await q.settle([{ id, attempt: 2, result: 'done' }]), [])
 
     const kept = await q.enqueue(newTask('long', {}))
-    await q.lease({ max: 1, leaseMs: 1500 })
-    await sleep(800)
-    t.same(await q.extend([{ id: kept, attempt: 1 }], 1500), [])
-    await sleep(1000)
+    // Leased for 2 s, extended at 0.5 s by 4 s: at 2.5 s it is past its first deadline and still held.
+    await q.lease({ max: 1, leaseMs: 2000 })
+    await sleep(500)
+    t.same(await q.extend([{ id: kept, attempt: 1 }], 4000), [])
+    await sleep(2000)
     t.same(await q.lease({ max: 1, leaseMs: 1000 }), [], 'an extended lease is still held past its first deadline')
     t.match(await q.counts(), { leased: 1 })
     await q.close()
@@ -86,7 +89,7 @@ export function taskQueueContract(t: Test, make: (t: Test) => Promise<TaskQueue>
     const q = await make(t)
     const id = await q.enqueue(newTask('fails', { n: 1 }, { attempts: 2 }))
     const [one] = await q.lease({ max: 1, leaseMs: 10_000 })
-    t.same(await q.settle([{ id, attempt: one!.attempt, result: 'failed', error: 'first failure', retryInMs: 300 }]), [])
+    t.same(await q.settle([{ id, attempt: one!.attempt, result: 'failed', error: 'first failure', retryInMs: 1500 }]), [])
     t.match(await q.counts(), { ready: 0, delayed: 1, leased: 0, dead: 0 }, 'waiting for its retry')
     t.same(await q.lease({ max: 1, leaseMs: 10_000 }), [], 'not before the backoff')
     const [two] = await leaseN(q, 1)

@@ -1,4 +1,4 @@
-// The seed's embedded task queue: the shared contract in process and over the meta port (a real seed),
+// The seed's embedded task queue: the shared contract over the meta port (a real seed),
 // every tasks.* body checked, and durability across a restart.
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,10 +12,7 @@ import { taskQueueContract } from '../helpers/task-queue-contract.js'
 
 const freshDir = () => mkdtempSync(join(tmpdir(), 'espra-tasks-'))
 
-t.test('in process', async (t) => {
-  taskQueueContract(t, () => openEmbeddedTaskQueue({ dir: freshDir() }))
-})
-
+// The contract runs over the meta port: the ops in front of the queue and the queue itself (the restart test below opens it in process).
 t.test('over the meta port', async (t) => {
   taskQueueContract(t, async (t) => {
     const { port } = await startTestSeed(t)
