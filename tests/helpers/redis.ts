@@ -20,7 +20,10 @@ export async function startRedis(t: Test): Promise<TestRedis> {
   proc.on('error', (err) => (failed = new Error(`cannot start redis-server (apt-get install redis-server): ${err.message}`)))
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()))
   proc.stderr.on('data', (d: Buffer) => (out += d.toString()))
-  t.teardown(() => void proc.kill('SIGKILL'))
+  const kill = (): void => void proc.kill('SIGKILL')
+  t.teardown(kill)
+  // Also when the test process ends without its teardowns (a timed-out run): no redis-server is left behind.
+  process.once('exit', kill)
   await waitFor('redis-server ready', () => {
     if (failed) throw failed
     if (proc.exitCode !== null) throw new Error(`redis-server exited: ${out}`)
