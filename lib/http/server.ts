@@ -103,6 +103,9 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   }
   function endWithoutBody(this: Tracked, length?: number, close?: boolean): HttpResponse {
     try {
+      // uWS takes a length from any first argument, undefined too (sent as Content-Length: 2^63, which breaks the
+      // keep-alive connection): pass one only when given. Without one, a draining server closes the connection when it closes.
+      if (length === undefined) return base.endWithoutBody.call(this)
       return base.endWithoutBody.call(this, length, close || draining)
     } finally {
       finish(this)

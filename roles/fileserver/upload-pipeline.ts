@@ -107,6 +107,13 @@ export interface RequestBody {
 export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
   let dropped = false
   let aborted = false
+  let paused = false
+  const resume = (): void => {
+    // Only a paused response: resume() on one that is not stalls the next request on a keep-alive connection.
+    if (!paused || aborted) return
+    paused = false
+    res.resume()
+  }
   const stream = new PassThrough({ highWaterMark: BODY_BUFFER })
   stream.on('error', () => {})
   res.onData((chunk, isLast) => {
@@ -114,8 +121,9 @@ export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
     const more = stream.write(Buffer.from(chunk.slice(0)))
     if (isLast) stream.end()
     else if (!more) {
+      paused = true
       res.pause()
-      stream.once('drain', () => dropped || res.resume())
+      stream.once('drain', () => dropped || resume())
     }
   })
   res.onAborted(() => {
@@ -133,7 +141,7 @@ export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
       dropped = true
       stream.unpipe()
       if (!stream.destroyed) stream.resume()
-      if (!aborted) res.resume()
+      resume()
     },
   }
 }

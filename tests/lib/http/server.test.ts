@@ -36,6 +36,11 @@ async function serve(t: Test): Promise<{ server: HttpServer; port: number; error
     res.write('part one, ')
     res.tryEnd('part two', 'part one, '.length + 'part two'.length)
   })
+  server.app.any('/head', (res, req) => {
+    res.writeStatus('200 OK').writeHeader('X-Head', '1')
+    if (req.getQuery('length') === undefined) res.endWithoutBody()
+    else res.endWithoutBody(Number(req.getQuery('length')))
+  })
   const port = await server.listen('127.0.0.1', 0)
   t.teardown(() => server.destroy())
   return { server, port, errors }
@@ -98,6 +103,25 @@ t.test('handler errors become coded JSON answers; aborted requests leave nothing
   req.destroy()
   await sleep(50)
   t.equal(server.stats().inflight, 0, 'an aborted request is no longer in flight')
+})
+
+t.test('regression: endWithoutBody() without a length sends no Content-Length and keeps the connection usable', async (t) => {
+  const { port } = await serve(t)
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const send = (method: string, path: string) => new Promise<{ status: number; headers: Record<string, unknown> }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, agent }, (res) => {
+      res.resume()
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  const head = await send('HEAD', '/head')
+  t.equal(head.status, 200)
+  t.equal(head.headers['content-length'], undefined, 'no made-up Content-Length')
+  t.equal((await send('GET', '/fast')).status, 200, 'the same keep-alive connection answers the next request')
+  t.equal((await send('HEAD', '/head?length=42')).headers['content-length'], '42', 'a given length is sent')
 })
 
 t.test('listen reports a port it cannot have as ESPRA_ERR_LISTEN', async (t) => {

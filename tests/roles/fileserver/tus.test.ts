@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import S3rver from 's3rver'
 import t from 'tap'
+import tusClient from 'tus-js-client'
 import { signClaims } from '../../../lib/live/token.js'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
 import { createS3BlobStore } from '../../../lib/storage/s3-blob-store.js'
@@ -160,6 +161,32 @@ t.test('resume on a second fileserver: create and first PATCH on A, HEAD and the
     t.equal(sha256(got.body), hash, `served by ${node === a ? 'A' : 'B'} with the right sha256`)
   }
   t.match(await datastore.get('files', hash), { size: content.length, filename: 'data.bin', encoding: null })
+})
+
+t.test('the reference client (tus-js-client): 64 KB chunks to A, stopped after one, resumed by URL on B', async (t) => {
+  const content = Buffer.from(Array.from({ length: 250_000 }, (_, i) => (i * 13 + 1) % 256))
+  const tok = await mint()
+  const options = {
+    headers: { authorization: `Bearer ${tok}` }, metadata: { filename: 'client.bin', filetype: 'application/octet-stream' },
+    chunkSize: 64 * 1024, retryDelays: null, storeFingerprintForResuming: false,
+  }
+  const url = await new Promise<string>((resolve, reject) => {
+    const upload = new tusClient.Upload(content, {
+      ...options, endpoint: `http://127.0.0.1:${a.port}/uploads/`, onError: reject,
+      // Called once the first PATCH is answered; aborting here sends nothing more.
+      onChunkComplete: () => void upload.abort().then(() => resolve(upload.url!), reject),
+    })
+    upload.start()
+  })
+  const path = new URL(url).pathname
+  t.match(path, /^\/uploads\/[0-9a-f]{32}$/, 'the client followed the relative Location')
+  t.equal(header(await tus(b.port, 'HEAD', path, V), 'upload-offset'), String(64 * 1024), 'one chunk recorded')
+  const last = await new Promise<tusClient.HttpResponse>((resolve, reject) => {
+    const upload = new tusClient.Upload(content, { ...options, uploadUrl: `http://127.0.0.1:${b.port}${path}`, onError: reject, onSuccess: ({ lastResponse }) => resolve(lastResponse) })
+    upload.start()
+  })
+  t.equal(last.getHeader('Espra-File-Sha256'), sha256(content), 'B finished it: the file holds the bytes sent')
+  t.match(await datastore.get('files', sha256(content)), { size: content.length, filename: 'client.bin' })
 })
 
 t.test('checksum: a mismatch is 460 and records nothing; sha1 and sha256 accepted; bad headers 400', async (t) => {
