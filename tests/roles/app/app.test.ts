@@ -1,30 +1,18 @@
 // The App role end to end with real processes: a seed, an app node (children with worker threads),
 // builds pushed with the real `admin push-build` CLI and loaded from the shared blob store.
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
-import { Agent, request } from 'node:http'
+import { mkdtempSync, readdirSync } from 'node:fs'
+import { Agent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { runCli } from '../../helpers/up.js'
-import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
+import { health, waitFor } from '../../helpers/cluster.js'
+import { sendForBytes } from '../../helpers/http.js'
 
-interface Answer { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
-
-function fetch(port: number, path: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string; agent?: Agent | false } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (d: Buffer) => chunks.push(d))
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    req.on('error', reject)
-    req.end(opts.body)
-  })
-}
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return runCli(['admin', ...args], { env: { ...process.env, ESPRA_SECRET: SECRET } })
+/** A request to the app node (a body goes with its Content-Length); the answer's body as bytes. */
+function fetch(port: number, path: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string; agent?: Agent | false } = {}) {
+  const length = opts.body === undefined ? {} : { 'content-length': String(Buffer.byteLength(opts.body)) }
+  return sendForBytes({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: { ...length, ...opts.headers }, agent: opts.agent ?? false }, opts.body)
 }
 
 interface AppOptions {
@@ -37,7 +25,6 @@ interface AppOptions {
 
 /** A test application; `version` is baked into two modules so a mixed build would show. */
 function writeApp(version: string, opts: AppOptions = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-app-build-'))
   const entry = opts.named ? 'server/main.js' : 'server/index.js'
   const files: Record<string, string> = {
     'server/version.js': `export const VERSION = ${JSON.stringify(version)}\n`,
@@ -105,27 +92,12 @@ export async function handle(req) {
 `,
   }
   if (opts.named) files['espra.json'] = JSON.stringify({ server: 'server/main.js' })
-  for (const [path, content] of Object.entries(files)) {
-    mkdirSync(join(dir, path, '..'), { recursive: true })
-    writeFileSync(join(dir, path), content)
-  }
-  return dir
+  return writeBuild(files)
 }
 
 async function startCluster(t: Test, appFlags: Record<string, string | number>) {
-  const metaPort = await freePort()
-  const seedAddress = `127.0.0.1:${metaPort}`
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-app-blobs-'))
-  const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
-  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast })
-  const app = await startNode(t, 'app', { seed: seedAddress, 'node-id': 'app-a', ...fast, ...appFlags })
-  await waitFor('app registered', async () => (await health(app.port)).body['seedConnected'] === true)
-  const push = async (dir: string, id: string): Promise<void> => {
-    const pushed = await cli(['push-build', dir, '--seed', seedAddress])
-    if (pushed.code !== 0 || pushed.stdout !== `${id}\n`) throw new Error(`push-build failed: ${pushed.stderr}`)
-  }
-  const serving = (node: StartedNode, id: string) => waitFor(`app serves ${id}`, async () => (await health(node.port)).body['build'] === id, 30_000)
-  return { seed, app, push, serving, seedAddress }
+  const cluster = await startAppCluster(t, appFlags)
+  return { ...cluster, app: await cluster.startApp() }
 }
 t.test('request contract, errors with ids, timeouts replace the worker, full queue', async (t) => {
   const { app, push, serving } = await startCluster(t, { children: 1, threads: 2, 'queue-size': 1, 'request-timeout': '5s', 'max-body': '1KB' })
@@ -243,7 +215,7 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
 t.test('build swap under load: no failed request, no mixed answer; a build whose init throws is refused', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'espra-app-data-'))
   const { app, push, serving, seedAddress } = await startCluster(t, { children: 2, threads: 2, 'queue-size': 10000, 'request-timeout': '20s', 'data-dir': dataDir })
-  const builds = async () => JSON.parse((await cli(['builds', '--json', '--seed', seedAddress])).stdout) as { id: string; nodes: string[]; refused: unknown[] }[]
+  const builds = async () => JSON.parse((await admin(['builds', '--json', '--seed', seedAddress])).stdout) as { id: string; nodes: string[]; refused: unknown[] }[]
   const port = app.port
   await push(writeApp('v1', { initDelay: 300 }), 'b1')
   await serving(app, 'b1')
@@ -293,10 +265,10 @@ t.test('build swap under load: no failed request, no mixed answer; a build whose
   t.equal((await fetch(port, '/version')).body.toString(), 'v2:v2')
   await waitFor('the seed knows of the refusal', async () => (await builds()).some((b) => b.refused.length > 0))
   const listed = await builds()
-  t.match(listed.find((b) => b.id === 'b3'), { nodes: [], refused: [{ node: 'app-a', code: 'ESPRA_ERR_APP_INIT', message: /init refused on purpose/ }] }, 'admin builds: b3 refused by app-a')
-  t.match(listed.find((b) => b.id === 'b2'), { nodes: ['app-a'], refused: [] })
-  const table = await cli(['builds', '--seed', seedAddress])
-  t.match(table.stdout, /REFUSED BY[\s\S]*app-a \(ESPRA_ERR_APP_INIT\)[\s\S]*b3 refused by app-a: .*init refused on purpose/, 'and in the table')
+  t.match(listed.find((b) => b.id === 'b3'), { nodes: [], refused: [{ node: 'app-1', code: 'ESPRA_ERR_APP_INIT', message: /init refused on purpose/ }] }, 'admin builds: b3 refused by app-1')
+  t.match(listed.find((b) => b.id === 'b2'), { nodes: ['app-1'], refused: [] })
+  const table = await admin(['builds', '--seed', seedAddress])
+  t.match(table.stdout, /REFUSED BY[\s\S]*app-1 \(ESPRA_ERR_APP_INIT\)[\s\S]*b3 refused by app-1: .*init refused on purpose/, 'and in the table')
 
   // Build directories on disk: once b4 serves, only it and the previous one (b2) stay; b1 and the refused b3 go.
   await push(writeApp('v4'), 'b4')
