@@ -5,13 +5,15 @@ import { constant, durationIn, option, parseSize, text } from './config-parsers.
 export const FILESERVER_OPTIONS = [
   option({
     key: 'appPath', flag: '--app-path <path>', env: 'ESPRA_APP_PATH', defaultText: '/app',
-    doc: 'fileserver: URL path the current app build is served under, e.g. /app (not /, /_espra or /f)',
+    doc: 'fileserver: URL path the current app build is served under, e.g. /app (not /, /_espra, /f, /upload or /uploads)',
     default: constant('/app'),
     parse: (raw: unknown): string => {
       const path = text(/^(\/[A-Za-z0-9._~-]+)+\/?$/, 'a path such as /app: "/"-separated segments of letters, digits, ".", "_", "~" and "-"')(raw).replace(/\/$/, '')
       if (path === '/_espra' || path.startsWith('/_espra/') || path.split('/').some((s) => s === '.' || s === '..')) throw 'must not be /_espra or hold "." or ".." segments'
       // Blob-store files are served under /f/ (roles/fileserver/s3-files.ts).
       if (path === '/f' || path.startsWith('/f/')) throw 'must not be /f or under it (blob-store files are served there)'
+      // Uploads are taken at /upload (roles/fileserver/upload.ts) and /uploads/ (tus, roles/fileserver/tus.ts).
+      if (path === '/upload' || path === '/uploads' || path.startsWith('/uploads/')) throw 'must not be /upload, /uploads or under /uploads (uploads are taken there)'
       return path
     },
   }),

@@ -2,6 +2,7 @@
 // two fileservers (one child each) sharing a real S3-protocol server (s3rver) as their blob store, and a third
 // with a one-second --upload-expiry for the sweep. Upload state lives in the seed's datastore and parts in the
 // blob store, so an upload started on one fileserver is finished on the other.
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readdirSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -335,6 +336,23 @@ t.test('413: creation over the token size (token not spent); PATCH bodies past U
   t.equal(header(await tus(a.port, 'HEAD', path, V), 'upload-offset'), '0', 'nothing recorded')
   t.same(await parts(path), [], 'no part stored')
   t.same(tmpLeft(), [], 'the partial body is deleted')
+})
+
+t.test('disk full → 507, nothing recorded (a 2 MB tmpfs as the data directory; needs mount rights)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-tus-full-'))
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
+  if (mounted.status !== 0) return t.plan(0, `skipped: cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`)
+  t.teardown(() => void spawnSync('umount', [dir]))
+  const small = await startNode(t, 'fileserver', { ...fast, ...store, 'node-id': 'fs-tus-full', children: 1, 'data-dir': dir })
+  t.teardown(() => small.stop())
+  const content = Buffer.alloc(4 * 1024 ** 2, 9)
+  const { path } = await create(small.port, content.length, { tok: await mint({ maxSize: 10 * 1024 ** 2 }) })
+  const res = await patch(small.port, path, 0, content)
+  t.equal(res.status, 507)
+  t.equal(json(res)['code'], 'ESPRA_ERR_UPLOAD_DISK_FULL')
+  t.equal(header(await tus(a.port, 'HEAD', path, V), 'upload-offset'), '0', 'nothing recorded')
+  t.same(await parts(path), [], 'no part stored')
+  t.same(readdirSync(join(dir, 'uploads-tmp')), [], 'the partial body is deleted')
 })
 
 t.test('tokens: none, forged, expired, a Live token → 401; reused → 403; a type the token does not allow → 415', async (t) => {
