@@ -75,7 +75,10 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
     'metrics-port': metricsPort,
   }
   const args = [BIN, ...Object.entries(all).map(([k, v]) => `--${k}=${v}`)]
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ESPRA_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // With ESPRA_UP and an IPC channel the node stops when this test process goes away, even if a
+  // timeout kills it before its teardowns run (lib/cli/run-node.ts); unref'd, the channel keeps nothing alive.
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ESPRA_SECRET: SECRET, ESPRA_UP: '1' }, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  proc.channel?.unref()
   const logs: LogLine[] = []
   let stderr = ''
   let partial = ''
