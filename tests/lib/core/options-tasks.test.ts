@@ -23,5 +23,5 @@ t.test('task defaults follow --threads', async (t) => {
   t.match(load({ threads: 4 }), { taskConcurrency: 2, taskTimeout: 300_000, taskLease: 30_000, taskBackoff: 1000 })
   t.equal(load({ threads: 1 }).taskConcurrency, 1, 'at least 1')
   t.equal(load({ threads: 4, taskConcurrency: 0 }).taskConcurrency, 0, '0: this node runs no tasks')
-  t.throws(() => load({ taskLease: '10ms' }), { details: { option: '--task-lease' } }, 'a lease shorter than 300ms')
+  t.throws(() => load({ taskLease: '10ms' }), { code: 'ESPRA_ERR_CONFIG_INVALID', message: /^--task-lease: / }, 'a lease shorter than 300ms')
 })
