@@ -103,10 +103,13 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   }
   function endWithoutBody(this: Tracked, length?: number, close?: boolean): HttpResponse {
     try {
-      // uWS takes a length from any first argument, undefined too (sent as Content-Length: 2^63, which breaks the
-      // keep-alive connection): pass one only when given. Without one, a draining server closes the connection when it closes.
-      if (length === undefined) return base.endWithoutBody.call(this)
-      return base.endWithoutBody.call(this, length, close || draining)
+      // This uWS mishandles its own length argument: undefined is sent as Content-Length: 2^63, and a length
+      // above 0 leaves the response unfinished, which stalls the kept-alive connection. So the length goes
+      // out as a header of ours and uWS is never given one. The client is told to close while draining
+      // (uWS cannot be asked to here); the drain closes what stays idle.
+      if (length !== undefined) this.writeHeader('Content-Length', String(length))
+      if (close || draining) this.writeHeader('Connection', 'close')
+      return base.endWithoutBody.call(this)
     } finally {
       finish(this)
     }

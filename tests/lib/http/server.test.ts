@@ -105,7 +105,7 @@ t.test('handler errors become coded JSON answers; aborted requests leave nothing
   t.equal(server.stats().inflight, 0, 'an aborted request is no longer in flight')
 })
 
-t.test('regression: endWithoutBody() without a length sends no Content-Length and keeps the connection usable', async (t) => {
+t.test('regression: endWithoutBody() with or without a length keeps the keep-alive connection usable', async (t) => {
   const { port } = await serve(t)
   const agent = new Agent({ keepAlive: true, maxSockets: 1 })
   t.teardown(() => agent.destroy())
@@ -122,6 +122,8 @@ t.test('regression: endWithoutBody() without a length sends no Content-Length an
   t.equal(head.headers['content-length'], undefined, 'no made-up Content-Length')
   t.equal((await send('GET', '/fast')).status, 200, 'the same keep-alive connection answers the next request')
   t.equal((await send('HEAD', '/head?length=42')).headers['content-length'], '42', 'a given length is sent')
+  t.equal((await send('GET', '/fast')).status, 200, 'and the connection still answers after it')
+  t.equal((await send('HEAD', '/head?length=0')).headers['content-length'], '0', 'a length of 0 too')
 })
 
 t.test('listen reports a port it cannot have as ESPRA_ERR_LISTEN', async (t) => {
