@@ -12,12 +12,11 @@
  *   npx tsx bench/app-cpu.ts [--ms 2] [--duration 10] [--connections 8] [--rounds 2]
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { arg } from './args.js'
-import { adopt, guard } from './live-common.js'
+import { adopt, guard, tempDir } from './live-common.js'
 import { get, pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
 import { bestOfRounds, formatMeasured, loadAverage, requireTools } from './wrk.js'
 
@@ -49,7 +48,7 @@ export function handle(request) {
  * app cannot either.
  */
 async function machineScaling(seconds: number): Promise<{ one: number; two: number }> {
-  const file = join(mkdtempSync(join(tmpdir(), 'espra-bench-cpu-')), 'loop.mjs')
+  const file = join(tempDir('espra-bench-cpu-'), 'loop.mjs')
   writeFileSync(file, `${SERVER}\nconst end = Date.now() + ${seconds * 1000}; let k = 0; while (Date.now() < end) { burn(1e6); k++ }\nconsole.log(k)\n`)
   const run = () => new Promise<number>((resolve, reject) => {
     const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -65,7 +64,7 @@ async function machineScaling(seconds: number): Promise<{ one: number; two: numb
 
 /** Iterations of burn() that take `ms` of this process's CPU (median of several tries, after warm-up). */
 async function calibrate(ms: number): Promise<number> {
-  const file = join(mkdtempSync(join(tmpdir(), 'espra-bench-cpu-')), 'server.mjs')
+  const file = join(tempDir('espra-bench-cpu-'), 'server.mjs')
   writeFileSync(file, SERVER)
   const { burn } = (await import(pathToFileURL(file).href)) as { burn: (n: number) => number }
   const n = 1_000_000

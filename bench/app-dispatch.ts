@@ -12,11 +12,9 @@
  *   npx tsx bench/app-dispatch.ts [--children 2] [--threads 2] [--duration 10] [--connections 50] [--wrk-threads 2] [--rounds 2]
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { arg } from './args.js'
-import { adopt, freePorts, guard } from './live-common.js'
+import { adopt, freePorts, guard, tempDir } from './live-common.js'
 import { get, pushBuild, startRegistered, startSeed, waitBuild, waitServing, writeTree } from './nodes.js'
 import { bestOfRounds, formatMeasured, loadAverage, requireTools } from './wrk.js'
 
@@ -57,7 +55,7 @@ async function main(): Promise<void> {
   const build = await pushBuild(seed, { 'server/index.js': HANDLER }, 'bench/app-dispatch')
   await waitBuild(app, build)
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-dispatch-'))
+  const dir = tempDir('espra-bench-dispatch-')
   writeTree(dir, { 'handler.mjs': HANDLER })
   const port = await freePorts()
   const baseline = Array.from({ length: CHILDREN }, () => {

@@ -11,14 +11,11 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync } from 'node:fs'
 import { Agent, createServer, request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import S3rver from 's3rver'
 import { createS3BlobStore } from '../lib/storage/s3-blob-store.js'
 import { arg } from './args.js'
-import { guard } from './live-common.js'
+import { guard, tempDir } from './live-common.js'
 import { startRegistered, startSeed } from './nodes.js'
 import { loadAverage } from './wrk.js'
 
@@ -36,7 +33,7 @@ process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
 async function countingS3(): Promise<{ endpoint: string; direct: string; count: (method: string, key: string) => number; close: () => Promise<void> }> {
   const s3 = new S3rver({
     address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
-    directory: mkdtempSync(join(tmpdir(), 'espra-bench-s3-')), configureBuckets: [{ name: BUCKET }],
+    directory: tempDir('espra-bench-s3-'), configureBuckets: [{ name: BUCKET }],
   })
   const { port } = await s3.run()
   const seen = new Map<string, number>()

@@ -14,13 +14,12 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { createLocalBlobStore } from '../lib/storage/local-blob-store.js'
 import { arg } from './args.js'
-import { adopt, descendants, freePorts, guard } from './live-common.js'
+import { adopt, descendants, freePorts, guard, tempDir } from './live-common.js'
 import { get, pushBuild, startRegistered, startSeed, waitServing, writeTree } from './nodes.js'
 import { bestOfRounds, formatMeasured, loadAverage, requireTools, type Target } from './wrk.js'
 
@@ -94,7 +93,7 @@ http {
 async function main(): Promise<void> {
   requireTools('wrk', 'nginx')
   guard((ROUNDS * CASES.length * 2 * (DURATION_S + 5) + 120) * 1000)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-files-'))
+  const dir = tempDir('espra-bench-files-')
   const files = { 'small.3f2a9c1d.js': scriptOf(1024), 'medium.8b1e4d2a.js': scriptOf(50 * 1024) }
   const object = randomBytes(1024 * 1024)
 

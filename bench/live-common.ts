@@ -33,6 +33,13 @@ export function killAll(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 }
 
+/** A fresh directory under `under` that {@link killAll} removes (after the processes using it are gone). */
+export function tempDir(prefix: string, under: string = tmpdir()): string {
+  const dir = mkdtempSync(join(under, prefix))
+  dirs.push(dir)
+  return dir
+}
+
 /** Another process for {@link killAll} to kill (with its descendants). */
 export function adopt(p: ChildProcess): void {
   started.push(p)
@@ -130,8 +137,7 @@ export interface EspraNode {
 /** Spawns `espra-node --role=<role>` and waits for 'node started'. */
 export async function startEspra(role: string, port: number, flags: Record<string, string | number>): Promise<EspraNode> {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run npx tsc -p tsconfig.json first`)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-'))
-  dirs.push(dir)
+  const dir = tempDir('espra-bench-')
   const all = { bind: '127.0.0.1', advertise: '127.0.0.1', 'data-dir': dir, 'log-level': 'info', ...flags, role, port, 'metrics-port': port + 1000 }
   const proc = spawn(process.execPath, [BIN, ...Object.entries(all).map(([k, v]) => `--${k}=${v}`)], {
     env: { ...process.env, ESPRA_SECRET: BENCH_SECRET },

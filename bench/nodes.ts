@@ -4,13 +4,12 @@
  * `espra-node` processes from dist (bench/live-common.ts starts and kills
  * them); run `npm run build` first.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { runCli } from '../tests/helpers/up.js'
 import { sleep } from './args.js'
-import { BENCH_SECRET, freePorts, startEspra, type EspraNode } from './live-common.js'
+import { BENCH_SECRET, freePorts, startEspra, tempDir, type EspraNode } from './live-common.js'
 
 export interface BenchSeed {
   readonly node: EspraNode
@@ -24,7 +23,7 @@ export interface BenchSeed {
 export async function startSeed(flags: Record<string, string | number> = {}): Promise<BenchSeed> {
   const meta = await freePorts()
   const address = `127.0.0.1:${meta}`
-  const shared = { 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-bench-blobs-')), 'heartbeat-interval': '500ms', ...flags }
+  const shared = { 'blob-dir': tempDir('espra-bench-blobs-'), 'heartbeat-interval': '500ms', ...flags }
   const node = await startEspra('seed', await freePorts(), { ...shared, seed: address, 'meta-port': meta, 'seed-grace': '0' })
   return { node, address, shared }
 }
@@ -53,7 +52,7 @@ export function writeTree(dir: string, files: Readonly<Record<string, string | B
 
 /** Writes `files` to a fresh directory and pushes it as the next app build; resolves the build id. */
 export async function pushBuild(seed: BenchSeed, files: Readonly<Record<string, string | Buffer>>, message: string): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-build-'))
+  const dir = tempDir('espra-bench-build-')
   writeTree(dir, files)
   return admin(seed, ['push-build', dir, '--message', message])
 }

@@ -14,12 +14,12 @@
  */
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { closeSync, createReadStream, createWriteStream, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, createReadStream, createWriteStream, openSync, writeSync } from 'node:fs'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { arg } from './args.js'
-import { guard } from './live-common.js'
+import { guard, tempDir } from './live-common.js'
 import { admin, startRegistered, startSeed } from './nodes.js'
 import { loadAverage } from './wrk.js'
 
@@ -84,9 +84,7 @@ function upload(port: number, token: string, path: string): Promise<Upload> {
 
 async function main(): Promise<void> {
   guard((ROUNDS * 60 + 120) * 1000)
-  const dir = mkdtempSync(join(TMPFS, 'espra-bench-upload-'))
-  // Registered after guard's handler: the nodes are killed before their directory goes.
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  const dir = tempDir('espra-bench-upload-', TMPFS)
   const file = join(dir, 'source.bin')
   await writeRandom(file, SIZE)
   const seed = await startSeed({ 'blob-dir': join(dir, 'blobs') })
