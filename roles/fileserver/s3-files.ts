@@ -13,8 +13,9 @@
  * - `If-None-Match` (weak comparison, lists, `*`), else `If-Modified-Since`,
  *   answers 304. `Cache-Control: public, max-age=2678400` (31 days).
  * - Objects up to 2 MB, once read from the disk cache, are kept whole in the
- *   child's memory (HotCache, 64 MB per child, least recently served dropped
- *   first, forgotten on `files.changed` like the negative cache): a hit then
+ *   child's memory (HotCache, 64 MB per child but at most a quarter of
+ *   `--cache-max-bytes`, least recently served dropped first, forgotten on
+ *   `files.changed` like the negative cache): a hit then
  *   costs no file open, read or per-request buffer.
  * - The key is the rest of the path, percent-decoded once, and must be a
  *   valid storage key (blob-key.ts): `..`, `.` and empty segments, a leading
@@ -262,7 +263,8 @@ export function createFileServing(ctx: ChildContext): FileServing {
 
   /** Keys named by files.changed while this child's fill for them was in flight: a 'missing' answer may predate it. */
   const changedDuringFill = new Set<string>()
-  const hot = createHotCache({ maxBytes: HOT_MAX_BYTES, maxObjectBytes: HOT_MAX_OBJECT_BYTES })
+  // Never more than a quarter of the disk cache: memory stays a small layer over it, not a second cache.
+  const hot = createHotCache({ maxBytes: Math.min(HOT_MAX_BYTES, Math.floor(config.cacheMaxBytes / 4)), maxObjectBytes: HOT_MAX_OBJECT_BYTES })
   function forget(keys: readonly string[], all: boolean): void {
     hot.forget(keys, all)
     if (all) {
