@@ -7,9 +7,8 @@ import { startSeed } from './seed.js'
 
 export const seedRole: Role = {
   name: 'seed',
-  summary: 'coordinator: node registry, failure detection, per-region routing tables and the embedded datastore on the internal meta port',
+  summary: 'coordinator: node registry, failure detection, per-region routing tables, the embedded datastore and task queue, app-build store and push, on the internal meta port',
   notYet: [
-    'app-build store and push to nodes',
     'cluster config store and push',
     'state hand-over between seeds (understudy seeds rebuild from re-registrations only)',
   ],
