@@ -5,6 +5,7 @@
  * to their results.
  */
 import type { MintOptions } from '../../lib/live/token.js'
+import type { LeasedTask } from '../../lib/tasks/task.js'
 
 /** What `handle(request)` receives, minus what the worker derives (searchParams, text(), json()). */
 export interface WireRequest {
@@ -50,14 +51,7 @@ export const PLATFORM_OPS = ['publish', 'uploadToken', 'tables.get', 'tables.set
 export type PlatformOp = (typeof PLATFORM_OPS)[number]
 
 /** A leased task on its way to `handleTask` (the payload still msgpack-encoded; the worker decodes it). */
-export interface WireTask {
-  readonly id: string
-  readonly name: string
-  readonly payload: Uint8Array
-  readonly attempt: number
-  readonly attempts: number
-  readonly enqueuedAt: number
-}
+export type WireTask = LeasedTask
 
 /** How a task run ended, as the pool reports it to the task consumer. */
 export type TaskOutcome = { readonly result: 'done' } | { readonly result: 'failed'; readonly error: string } | { readonly result: 'released' }
