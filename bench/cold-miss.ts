@@ -10,14 +10,13 @@
  *   npm run build && npx tsx bench/cold-miss.ts [--requests 500] [--kb 1024] [--rounds 3]
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { once } from 'node:events'
-import { Agent, createServer, request } from 'node:http'
-import S3rver from 's3rver'
+import { Agent, request } from 'node:http'
 import { createS3BlobStore } from '../lib/storage/s3-blob-store.js'
 import { arg } from './args.js'
-import { guard, tempDir } from './live-common.js'
+import { guard } from './live-common.js'
 import { startRegistered, startSeed } from './nodes.js'
 import { loadAverage } from './wrk.js'
+import { startCountingS3 } from '../tests/helpers/counting-s3.js'
 
 const REQUESTS = arg('requests', 500)
 const KB = arg('kb', 1024)
@@ -29,36 +28,6 @@ process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
 process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
 
-/** s3rver behind a pass-through front that counts every request by method and path. */
-async function countingS3(): Promise<{ endpoint: string; direct: string; count: (method: string, key: string) => number; close: () => Promise<void> }> {
-  const s3 = new S3rver({
-    address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
-    directory: tempDir('espra-bench-s3-'), configureBuckets: [{ name: BUCKET }],
-  })
-  const { port } = await s3.run()
-  const seen = new Map<string, number>()
-  const front = createServer((req, res) => {
-    const line = `${req.method} ${decodeURIComponent(new URL(req.url!, 'http://x').pathname)}`
-    seen.set(line, (seen.get(line) ?? 0) + 1)
-    const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode!, answer.headers)
-      answer.pipe(res)
-    })
-    up.on('error', () => res.destroy())
-    req.pipe(up)
-  })
-  front.listen(0, '127.0.0.1')
-  await once(front, 'listening')
-  return {
-    endpoint: `http://127.0.0.1:${(front.address() as { port: number }).port}`,
-    direct: `http://127.0.0.1:${port}`,
-    count: (method, key) => seen.get(`${method} /${BUCKET}/${key}`) ?? 0,
-    close: async () => {
-      front.close()
-      await s3.close()
-    },
-  }
-}
 
 interface Burst {
   readonly ms: number[]
@@ -98,7 +67,7 @@ function describe(b: Burst): string {
 
 async function main(): Promise<void> {
   guard((ROUNDS * 60 + 120) * 1000)
-  const s3 = await countingS3()
+  const s3 = await startCountingS3(BUCKET)
   const seed = await startSeed({ 'blob-store': 's3', 's3-endpoint': s3.endpoint, 's3-bucket': BUCKET })
   const fs = await startRegistered('fileserver', seed, { children: 2 })
   const direct = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: s3.direct, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })

@@ -1,19 +1,17 @@
 // GET|HEAD /f/<key> end to end: a real seed and real fileserver nodes (2 children) on an S3 blob store
 // (s3rver behind a counting pass-through proxy, so every blob-store GET the nodes make is counted).
-import { once } from 'node:events'
 import { mkdtempSync, readdirSync, statSync } from 'node:fs'
-import { createServer as createHttpServer, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { pino } from 'pino'
-import S3rver from 's3rver'
 import t, { type Test } from 'tap'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { createS3BlobStore } from '../../../lib/storage/s3-blob-store.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { notifyFileChanged } from '../../../lib/transport/files-changed.js'
 import { freePort, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { startCountingS3 } from '../../helpers/counting-s3.js'
 import { rawGet, sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
@@ -21,32 +19,14 @@ process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
 process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
 
 const BUCKET = 'espra-files-test'
-const s3 = new S3rver({
-  address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
-  directory: mkdtempSync(join(tmpdir(), 'espra-s3rver-files-')), configureBuckets: [{ name: BUCKET }],
-})
-const { port: s3Port } = await s3.run()
+// Every request a node makes to the blob store is counted; `gets(key)` counts the object GETs of one key.
+const s3 = await startCountingS3(BUCKET)
 t.teardown(() => s3.close())
-
-// Every request a node makes to the blob store passes here; `gets(key)` counts the object GETs of one key.
-const seen: string[] = []
-const counter = createHttpServer((req, res) => {
-  seen.push(`${req.method} ${decodeURIComponent(new URL(req.url!, 'http://x').pathname)}`)
-  const up = request({ host: '127.0.0.1', port: s3Port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-    res.writeHead(answer.statusCode!, answer.headers)
-    answer.pipe(res)
-  })
-  up.on('error', () => res.destroy())
-  req.pipe(up)
-})
-counter.listen(0, '127.0.0.1')
-await once(counter, 'listening')
-t.teardown(() => counter.close())
-const endpoint = `http://127.0.0.1:${(counter.address() as { port: number }).port}`
-const gets = (key: string) => seen.filter((l) => l === `GET /${BUCKET}/${key}`).length
+const endpoint = s3.endpoint
+const gets = (key: string) => s3.count('GET', key)
 
 // The test writes objects straight to s3rver (not counted).
-const direct = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: `http://127.0.0.1:${s3Port}`, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
+const direct = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: s3.direct, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } })
 t.teardown(() => direct.close())
 
 type Answer = BytesAnswer
@@ -173,12 +153,12 @@ t.test('HEAD, and 304 on If-None-Match and If-Modified-Since', async (t) => {
 })
 
 t.test('traversal in any form: 400, and nothing is read', async (t) => {
-  const before = seen.length
+  const before = s3.total()
   for (const path of [
     '/f/../secret', '/f/a/../../etc/passwd', '/f/%2e%2e/x', '/f/%2E%2E%2Fetc%2Fpasswd', '/f/a/%2e%2e/%2e%2e/x', '/f//etc/passwd',
     '/f/%2Fetc%2Fpasswd', '/f/a%00b', '/f/a%2500', '/f/%252e%252e/x', '/f/a\\..\\b', '/f/./x', '/f/a//b', '/f/%', '/f/',
   ]) t.equal(await raw(fs.port, path), 400, path)
-  t.equal(seen.length, before, 'no blob-store request')
+  t.equal(s3.total(), before, 'no blob-store request')
 })
 
 t.test('the cache survives a restart', async (t) => {
