@@ -44,6 +44,8 @@ export interface WorkerStart {
   readonly child: number
   /** Derived once from the cluster secret for `ctx.mintToken`; the secret itself stays in the main thread. */
   readonly tokenKey: Uint8Array
+  /** Int32 cells shared with the main thread, one per request the worker may hold: a request runs only once claimed from its cell (see `req`). */
+  readonly gate: SharedArrayBuffer
 }
 
 /** The `ctx` methods a worker asks its main thread to run. */
@@ -57,7 +59,12 @@ export type WireTask = LeasedTask
 export type TaskOutcome = { readonly result: 'done' } | { readonly result: 'failed'; readonly error: string } | { readonly result: 'released' }
 
 export type ToWorker =
-  | { t: 'req'; id: number; req: WireRequest }
+  /**
+   * A request, run after the ones before it; the worker first claims it by
+   * swapping `id` in gate cell `cell` for 0, and drops it when that fails
+   * (the main thread took it back).
+   */
+  | { t: 'req'; id: number; cell: number; req: WireRequest }
   | { t: 'result'; id: number; ok: true; value: unknown }
   | { t: 'result'; id: number; ok: false; code: string; message: string }
   | { t: 'destroy' }

@@ -19,6 +19,7 @@ const start = workerData as WorkerStart
 const port = parentPort!
 const log = createLogger(start.logLevel as LogLevel, { role: 'app', node: start.config.nodeId, child: start.child, thread: threadId, build: start.build })
 const tokenKey = Buffer.from(start.tokenKey)
+const gate = new Int32Array(start.gate)
 const encoder = new TextEncoder()
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 // Field values: visible ASCII, spaces and tabs, obs-text; never CR, LF or NUL (no header injection).
@@ -173,6 +174,21 @@ async function runTask(app: AppModule, wire: WireTask): Promise<void> {
   }
 }
 
+type RequestMessage = Extract<ToWorker, { t: 'req' }>
+
+/** Requests received and not started: the main thread hands a few ahead while this worker is busy. */
+const waiting: RequestMessage[] = []
+let serving = false
+
+/** Runs the waiting requests one at a time, each once claimed (one the main thread took back is dropped). */
+async function serve(app: AppModule): Promise<void> {
+  serving = true
+  for (let msg = waiting.shift(); msg !== undefined; msg = waiting.shift()) {
+    if (Atomics.compareExchange(gate, msg.cell, msg.id, 0) === msg.id) await answer(app, msg.id, msg.req)
+  }
+  serving = false
+}
+
 async function main(): Promise<void> {
   let app: AppModule
   try {
@@ -185,7 +201,10 @@ async function main(): Promise<void> {
     return
   }
   port.on('message', (msg: ToWorker) => {
-    if (msg.t === 'req') void answer(app, msg.id, msg.req)
+    if (msg.t === 'req') {
+      waiting.push(msg)
+      if (!serving) void serve(app)
+    }
     else if (msg.t === 'task') void runTask(app, msg.task)
     else if (msg.t === 'pull') {
       const resolve = pulled
