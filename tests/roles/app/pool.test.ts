@@ -36,3 +36,30 @@ t.test('requests handed ahead to a worker stopped for another request\'s timeout
   t.same((await Promise.all(waiting)).map((a) => [a.status, a.body]), [[200, 'ok'], [200, 'ok']], 'both answered, none failed')
   t.equal((await sleeping).status, 200)
 })
+
+t.test('an idle worker takes back requests handed to a busy one; on drain, those not started get 503', async (t) => {
+  const cluster = await startAppCluster(t, { children: 1, threads: 2 })
+  const app = await cluster.startApp()
+  await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
+  await cluster.serving(app, 'b1')
+  const port = app.port
+  const running = (tag: string) => app.waitForLog((l) => l.msg === 'app sleeping' && l['tag'] === tag, `${tag} running`)
+
+  let longAnswered = false
+  const long = get(port, '/sleep?ms=4000&tag=long').then((a) => ((longAnswered = true), a))
+  await running('long')
+  const short = get(port, '/sleep?ms=300&tag=short')
+  await running('short')
+  // One handed ahead to each worker: the one behind the long sleep is taken back by the other worker once it is idle.
+  const ahead = await Promise.all([get(port, '/'), get(port, '/'), short])
+  t.same(ahead.map((a) => a.status), [200, 200, 200])
+  t.notOk(longAnswered, 'answered while the long request still runs')
+
+  const last = get(port, '/sleep?ms=1000&tag=last')
+  await running('last')
+  const refused = [get(port, '/'), get(port, '/')]
+  const stopped = app.stop()
+  t.same((await Promise.all(refused)).map((a) => [a.status, JSON.parse(a.body).code]), [[503, 'ESPRA_ERR_HTTP_DRAINING'], [503, 'ESPRA_ERR_HTTP_DRAINING']], 'handed ahead, not started: 503 on drain')
+  t.same([(await long).status, (await last).status], [200, 200], 'running ones finish')
+  t.equal((await stopped).code, 0)
+})
