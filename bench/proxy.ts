@@ -30,6 +30,7 @@ const CONNECTIONS = arg('connections', 100)
 const DURATION_S = arg('duration', 10)
 const THREADS = arg('threads', 2)
 const ROUNDS = arg('rounds', 2)
+const CHILDREN = arg('children', 2)
 
 const procs: ChildProcess[] = []
 process.on('exit', () => {
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
   })
   const beat = setInterval(() => live.send('heartbeat', { health: 'ok', children: 1, build: null, load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0 } }), 500)
   await live.ready
-  start(process.execPath, [BIN, '--role=proxy', '--children=2', `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
+  start(process.execPath, [BIN, '--role=proxy', `--children=${CHILDREN}`, `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
   await waitHttp(proxyPort, HOST)
 
   // haproxy: 2 threads, keep-alive to the backend, connections reused across clients.
