@@ -197,7 +197,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     if (moving > 0) log.info({ connections: moving, spreadMs: config.rebalanceSpread }, 'a Live node joined: clients whose keys it owns now will be told to reconnect')
   }
 
-  const server: Server = createServer({ noDelay: true }, (socket: Socket) => {
+  const server: Server = createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
     connections.add(new ClientConnection(socket, core, false))
   })
