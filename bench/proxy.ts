@@ -2,7 +2,8 @@
  * Proxy bench: wrk through one espra proxy node (2 children) to a plain HTTP
  * backend (a uWS hello world standing in for a Live node's HTTP endpoint,
  * registered with a real seed as a `live` node), versus haproxy (2 threads,
- * keep-alive to the backend, `http-reuse always`) to the same backend,
+ * keep-alive to the backend, `http-reuse always`, X-Forwarded-For and -Proto
+ * added as the espra proxy adds them) to the same backend,
  * versus the backend directly. Prints req/s and p99 of each and the ratios.
  * Loopback on one machine: every process shares the same cores, so the
  * figures are relative only. Needs `npm run build`, `wrk` and `haproxy`.
@@ -114,13 +115,14 @@ async function main(): Promise<void> {
   start(process.execPath, [BIN, '--role=proxy', `--children=${CHILDREN}`, `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
   await waitHttp(proxyPort, HOST)
 
-  // haproxy: 2 threads, keep-alive to the backend, connections reused across clients.
+  // haproxy: 2 threads, keep-alive to the backend, connections reused across clients,
+  // and the same work on each request as the espra proxy: X-Forwarded-For and -Proto added.
   const cfg = join(dir, 'haproxy.cfg')
   writeFileSync(cfg, [
     'global', '  nbthread 2', '  maxconn 4000',
     'defaults', '  mode http', '  option http-keep-alive', '  timeout connect 5s', '  timeout client 30s', '  timeout server 30s',
     'frontend f', `  bind 127.0.0.1:${haproxyPort}`, '  default_backend b',
-    'backend b', '  http-reuse always', `  server live 127.0.0.1:${backendPort}`, '',
+    'backend b', '  http-reuse always', '  option forwardfor', '  http-request set-header X-Forwarded-Proto http', `  server live 127.0.0.1:${backendPort}`, '',
   ].join('\n'))
   start('haproxy', ['-f', cfg, '-db'])
   await waitHttp(haproxyPort, HOST)

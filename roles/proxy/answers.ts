@@ -5,6 +5,7 @@
  */
 import { STATUS_CODES } from 'node:http'
 import { ERRORS, type ErrorCode } from '../../lib/core/errors.js'
+import { hasToken, nameIs } from './head-scan.js'
 
 /** A whole JSON response, ready to write. */
 export function jsonResponse(status: number, body: unknown, opts: { close?: boolean; headers?: Record<string, string> } = {}): Buffer {
@@ -30,10 +31,20 @@ export interface ResponseHead {
 }
 
 const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39
+const isBlank = (c: number): boolean => c === 0x20 || c === 0x09
 
-function hasToken(value: string, token: string): boolean {
-  for (const part of value.split(',')) if (part.trim().toLowerCase() === token) return true
-  return false
+/** A Content-Length value head[from, to): 1 to 15 digits, blanks around; -1 when it is anything else. */
+function contentLengthValue(head: string, from: number, to: number): number {
+  while (from < to && isBlank(head.charCodeAt(from))) from++
+  while (to > from && isBlank(head.charCodeAt(to - 1))) to--
+  if (to === from || to - from > 15) return -1
+  let n = 0
+  for (let i = from; i < to; i++) {
+    const c = head.charCodeAt(i)
+    if (!isDigit(c)) return -1
+    n = n * 10 + (c - 48)
+  }
+  return n
 }
 
 /**
@@ -60,20 +71,17 @@ export function parseResponseHead(head: string): ResponseHead | null {
     const colon = head.indexOf(':', pos)
     if (colon <= pos || colon > eol) return null
     const n = colon - pos
-    if (n === 14 || n === 17 || n === 10) {
-      const name = head.slice(pos, colon).toLowerCase()
-      if (name === 'content-length') {
-        const value = head.slice(colon + 1, eol).trim()
-        if (contentLength !== -1 || !/^\d{1,15}$/.test(value)) return null
-        contentLength = Number(value)
-      } else if (name === 'transfer-encoding') {
-        const value = head.slice(colon + 1, eol)
-        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`
-      } else if (name === 'connection') {
-        const v = head.slice(colon + 1, eol)
-        if (hasToken(v, 'close')) close = true
-        else if (hasToken(v, 'keep-alive')) close = false
-      }
+    if (n === 14 && nameIs(head, pos, 'content-length')) {
+      if (contentLength !== -1) return null
+      contentLength = contentLengthValue(head, colon + 1, eol)
+      if (contentLength === -1) return null
+    } else if (n === 17 && nameIs(head, pos, 'transfer-encoding')) {
+      const value = head.slice(colon + 1, eol)
+      transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`
+    } else if (n === 10 && nameIs(head, pos, 'connection')) {
+      const value = head.slice(colon + 1, eol)
+      if (hasToken(value, 'close')) close = true
+      else if (hasToken(value, 'keep-alive')) close = false
     }
     pos = eol + 2
   }

@@ -91,7 +91,7 @@ interface Expect {
    * The request as forwarded, kept when sending it again is safe (GET, HEAD
    * or OPTIONS without a body): see {@link ClientConnection.retry}.
    */
-  readonly replay: Buffer | null
+  readonly replay: string | null
   /** Its routing key, to pick the node again for a retry. */
   readonly key: string
   retried: boolean
@@ -137,9 +137,12 @@ export class ClientConnection {
   private closed = false
   /** A quick answer owed after the responses still in flight (then the connection closes). */
   private owedAnswer: Buffer | null = null
-  private xffBoth: Buffer | null = null
-  private xffOnly: Buffer | null = null
+  private xffBoth: string | null = null
+  private xffOnly: string | null = null
   private clientBlocked = false
+  /** Writes to the Live node are to be corked until the pass over the client's bytes ends; the socket corked. */
+  private corkNext = false
+  private corked: Socket | null = null
   private upBlocked = false
 
   /** What X-Forwarded-Proto says: the client reached us over TLS or not. */
@@ -214,11 +217,8 @@ export class ClientConnection {
           buf = Buffer.concat([this.pending, chunk])
           this.pending = null
         }
-        // Pipelined requests and a head with its body leave in one write.
-        const up = this.up
-        up?.socket.cork()
         this.consume(buf, 0)
-        up?.socket.uncork()
+        this.uncorkUp()
       }
     }
   }
@@ -236,6 +236,8 @@ export class ClientConnection {
             return
           }
           if (idx + 4 - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+          // A head with its body, or pipelined requests, leave in one write: corked when more bytes follow the head.
+          this.corkNext = idx + 4 < len
           off = this.onHead(buf, off, idx + 4)
           if (off < 0) return
           break
@@ -305,7 +307,7 @@ export class ClientConnection {
       up = null
     }
     if (up === null) up = this.openUpstream(node)
-    const sent = this.writeHead(buf, start, headEnd, text, head)
+    const sent = this.writeHead(text, head)
     const safe = !hasBody && !head.upgrade && (head.method === 'GET' || head.method === 'HEAD' || head.method === 'OPTIONS')
     up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket, replay: safe ? sent : null, key, retried: false })
     core.inflight++
@@ -331,32 +333,40 @@ export class ClientConnection {
   }
 
   /** Forwards a request head with X-Forwarded-For / -Proto added (an existing X-Forwarded-For is extended); returns what went. */
-  private writeHead(buf: Buffer, start: number, headEnd: number, text: string, head: RequestHead): Buffer {
+  private writeHead(text: string, head: RequestHead): string {
+    let out: string
     if (head.xffStart < 0) {
-      const add = head.hasProto ? (this.xffOnly ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\n`, 'latin1')) : (this.xffBoth ??= Buffer.from(`X-Forwarded-For: ${this.address}\r\nX-Forwarded-Proto: ${this.scheme}\r\n`, 'latin1'))
-      const size = headEnd - start
-      const out = Buffer.allocUnsafe(size + add.length)
-      buf.copy(out, 0, start, headEnd - 2)
-      add.copy(out, size - 2)
-      out[out.length - 2] = 0x0d
-      out[out.length - 1] = 0x0a
-      this.writeUp(out)
-      return out
+      const added = head.hasProto ? (this.xffOnly ??= `X-Forwarded-For: ${this.address}\r\n`) : (this.xffBoth ??= `X-Forwarded-For: ${this.address}\r\nX-Forwarded-Proto: ${this.scheme}\r\n`)
+      out = `${text.slice(0, -2)}${added}\r\n`
+    } else {
+      const proto = head.hasProto ? '' : `X-Forwarded-Proto: ${this.scheme}\r\n`
+      out = `${text.slice(0, head.xffStart)}X-Forwarded-For: ${head.xff}, ${this.address}\r\n${text.slice(head.xffEnd, -2)}${proto}\r\n`
     }
-    const proto = head.hasProto ? '' : `X-Forwarded-Proto: ${this.scheme}\r\n`
-    const rebuilt = Buffer.from(`${text.slice(0, head.xffStart)}X-Forwarded-For: ${head.xff}, ${this.address}\r\n${text.slice(head.xffEnd, -2)}${proto}\r\n`, 'latin1')
-    this.writeUp(rebuilt)
-    return rebuilt
+    this.writeUp(out)
+    return out
+  }
+
+  /** Ends a pass over the client's bytes: what was corked for it goes out. */
+  private uncorkUp(): void {
+    this.corkNext = false
+    if (this.corked === null) return
+    this.corked.uncork()
+    this.corked = null
   }
 
   private endOfRequest(): void {
     this.state = this.last ? In.Done : In.Head
   }
 
-  private writeUp(chunk: Buffer): void {
+  /** Writes to the Live node; a string is a head, written as latin1 (one byte per char). */
+  private writeUp(chunk: Buffer | string): void {
     const up = this.up
     if (up === null || chunk.length === 0) return
-    if (!up.socket.write(chunk) && !this.clientBlocked) {
+    if (this.corkNext && this.corked === null) {
+      this.corked = up.socket
+      this.corked.cork()
+    }
+    if (!up.socket.write(chunk, 'latin1') && !this.clientBlocked) {
       this.clientBlocked = true
       this.socket.pause()
     }
@@ -411,10 +421,8 @@ export class ClientConnection {
     this.pending = null
     if (!this.clientBlocked) this.socket.resume()
     if (pending !== null) {
-      this.up?.socket.cork()
-      const up = this.up
       this.consume(pending, 0)
-      up?.socket.uncork()
+      this.uncorkUp()
     }
   }
 
@@ -611,7 +619,7 @@ export class ClientConnection {
     for (const e of up.queue) {
       e.retried = true
       next.queue.push(e)
-      next.socket.write(e.replay!)
+      next.socket.write(e.replay!, 'latin1')
     }
     next.socket.uncork()
     this.core.log.debug({ node: node.id, requests: next.queue.length }, 'Live connection closed before answering: safe requests sent again')

@@ -6,6 +6,7 @@
  * where framing is at stake (RFC 9112): a request that could be read two
  * ways is refused, never guessed.
  */
+import { hasToken, lineEnd, nameIs, tokenEnd } from './head-scan.js'
 
 export interface RequestHead {
   readonly method: string
@@ -31,54 +32,73 @@ export interface RequestHead {
   readonly extra: readonly (string | undefined)[]
 }
 
-/** Header names the parser must look at, lower case; compiled once. */
+/** The routing headers the parser must also read (`--route-keys`), lower case; compiled once. */
 export interface HeadSpec {
   readonly extraNames: readonly string[]
-  /** lengths[n] is 1 when some wanted name is n characters long: other names are skipped unread. */
+  /** lengths[n] is 1 when some extra name is n characters long: other names are not compared. */
   readonly lengths: Uint8Array
 }
-
-const BUILT_IN = ['host', 'cookie', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'x-forwarded-for', 'x-forwarded-proto']
 
 export function createHeadSpec(extraNames: readonly string[]): HeadSpec {
   const names = extraNames.map((n) => n.toLowerCase())
   const lengths = new Uint8Array(256)
-  for (const n of [...BUILT_IN, ...names]) lengths[n.length] = 1
+  for (const n of names) lengths[n.length] = 1
   return { extraNames: names, lengths }
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** The headers the proxy reads itself. */
+const enum Name {
+  Other,
+  Host,
+  Cookie,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+  Upgrade,
+  XForwardedFor,
+  XForwardedProto,
+}
+
+/** Which built-in header the token head[at, at + n) names. */
+function builtIn(head: string, at: number, n: number): Name {
+  switch (n) {
+    case 4: return nameIs(head, at, 'host') ? Name.Host : Name.Other
+    case 6: return nameIs(head, at, 'cookie') ? Name.Cookie : Name.Other
+    case 7: return nameIs(head, at, 'upgrade') ? Name.Upgrade : Name.Other
+    case 10: return nameIs(head, at, 'connection') ? Name.Connection : Name.Other
+    case 14: return nameIs(head, at, 'content-length') ? Name.ContentLength : Name.Other
+    case 15: return nameIs(head, at, 'x-forwarded-for') ? Name.XForwardedFor : Name.Other
+    case 17: return nameIs(head, at, 'transfer-encoding') ? Name.TransferEncoding : nameIs(head, at, 'x-forwarded-proto') ? Name.XForwardedProto : Name.Other
+    default: return Name.Other
+  }
+}
+
 /**
  * Origin form (`/path?query`), absolute form (`http://host/path`) or `*`:
  * visible characters only (bytes past 0x7f pass, as browsers send UTF-8).
  * CONNECT's authority form is not served.
  */
 const TARGET = /^(\/|https?:\/\/)[^\x00-\x20\x7f]*$|^\*$/i
-// A bare CR or LF, or NUL, anywhere in a head is a request that parsers could disagree on.
-const BAD_BYTES = /\r(?!\n)|(?<!\r)\n|\0/
 const EMPTY: readonly (string | undefined)[] = []
-
-function hasToken(value: string, token: string): boolean {
-  if (value.length === token.length) return value.toLowerCase() === token
-  for (const part of value.split(',')) if (part.trim().toLowerCase() === token) return true
-  return false
-}
 
 /**
  * Parses one request head (`head` ends with the blank line's CRLF CRLF).
  * Returns null when the head is malformed (the caller answers 400).
  */
 export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | null {
-  if (BAD_BYTES.test(head)) return null
-  const lineEnd = head.indexOf('\r\n')
-  const sp1 = head.indexOf(' ')
-  const sp2 = sp1 < 0 ? -1 : head.indexOf(' ', sp1 + 1)
-  if (sp1 <= 0 || sp2 < 0 || sp2 > lineEnd || lineEnd - sp2 !== 9) return null
+  // A bare CR or LF (checked line by line below), or NUL, anywhere in a head is a request that parsers could disagree on.
+  if (head.indexOf('\0') >= 0) return null
+  const sp1 = tokenEnd(head, 0)
+  if (sp1 === 0 || head.charCodeAt(sp1) !== 0x20) return null
+  const sp2 = head.indexOf(' ', sp1 + 1)
+  // The target's characters are checked below: no CR or LF before sp2.
+  const firstEnd = sp2 < 0 ? -1 : lineEnd(head, sp2)
+  if (firstEnd < 0 || firstEnd - sp2 !== 9) return null
   const method = head.slice(0, sp1)
   const target = head.slice(sp1 + 1, sp2)
-  if (!TOKEN.test(method) || !TARGET.test(target)) return null
+  if (!TARGET.test(target)) return null
   if (!head.startsWith('HTTP/1.', sp2 + 1)) return null
-  const minor = head.charCodeAt(lineEnd - 1)
+  const minor = head.charCodeAt(firstEnd - 1)
   if (minor !== 0x31 && minor !== 0x30) return null
   const http10 = minor === 0x30
 
@@ -95,63 +115,54 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
   let extra: (string | undefined)[] | undefined
   const { lengths, extraNames } = spec
 
-  let pos = lineEnd + 2
+  let pos = firstEnd + 2
   const end = head.length - 2
   while (pos < end) {
-    const eol = head.indexOf('\r\n', pos)
-    const colon = head.indexOf(':', pos)
-    if (colon <= pos || colon > eol) return null
-    const first = head.charCodeAt(pos)
-    const last = head.charCodeAt(colon - 1)
-    // Obsolete line folding and whitespace before the colon are refused (RFC 9112 §5.1, §5.2).
-    if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return null
+    // A name is a token right before the colon: this also refuses obsolete line folding and whitespace before the colon (RFC 9112 §5.1, §5.2).
+    const colon = tokenEnd(head, pos)
+    if (colon === pos || head.charCodeAt(colon) !== 0x3a) return null
+    const eol = lineEnd(head, colon)
+    if (eol < 0) return null
     const n = colon - pos
-    if (lengths[n] === 1) {
-      const name = head.slice(pos, colon).toLowerCase()
+    const name = builtIn(head, pos, n)
+    if (name !== Name.Other) {
       const value = head.slice(colon + 1, eol).trim()
       switch (name) {
-        case 'host':
+        case Name.Host:
           if (host !== undefined) return null
           host = value
           break
-        case 'cookie':
+        case Name.Cookie:
           cookie = cookie === undefined ? value : `${cookie}; ${value}`
           break
-        case 'content-length': {
+        case Name.ContentLength:
           // A second Content-Length, even an equal one, is refused: parsers behind us disagree on it.
           if (contentLength !== -1 || !/^\d{1,15}$/.test(value)) return null
           contentLength = Number(value)
           break
-        }
-        case 'transfer-encoding':
+        case Name.TransferEncoding:
           transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
           break
-        case 'connection':
+        case Name.Connection:
           connection = connection === undefined ? value : `${connection}, ${value}`
           break
-        case 'upgrade':
+        case Name.Upgrade:
           upgradeValue = value
           break
-        case 'x-forwarded-for':
+        case Name.XForwardedFor:
           if (xff !== undefined) return null
           xff = value
           xffStart = pos
           xffEnd = eol + 2
           break
-        case 'x-forwarded-proto':
+        case Name.XForwardedProto:
           hasProto = true
           break
-        default:
-          // Same length as a wanted name but not one: still checked like any other name.
-          if (!TOKEN.test(name)) return null
-          break
       }
-      if (extraNames.length > 0) {
-        const slot = extraNames.indexOf(name)
-        if (slot >= 0) (extra ??= new Array(extraNames.length).fill(undefined))[slot] ??= value
-      }
-    } else if (!TOKEN.test(head.slice(pos, colon))) {
-      return null
+    }
+    if (lengths[n] === 1) {
+      const slot = extraNames.indexOf(head.slice(pos, colon).toLowerCase())
+      if (slot >= 0) (extra ??= new Array(extraNames.length).fill(undefined))[slot] ??= head.slice(colon + 1, eol).trim()
     }
     pos = eol + 2
   }
