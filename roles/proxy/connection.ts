@@ -57,6 +57,19 @@ function adopt(accepted: Socket, read: OnReadOpts): Socket {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1')
+/** Heads are looked for in the text of this many bytes first: a string search beats a Buffer one when the text is needed anyway. */
+const HEAD_PROBE = 2048
+
+/** The head starting at buf[off], through its CRLF CRLF, as text; null when it does not end in buf. */
+function headAt(buf: Buffer, off: number): string | null {
+  const probeEnd = Math.min(buf.length, off + HEAD_PROBE)
+  const probe = latin1(buf, off, probeEnd)
+  const i = probe.indexOf('\r\n\r\n')
+  if (i >= 0) return i + 4 === probe.length ? probe : probe.slice(0, i + 4)
+  if (probeEnd === buf.length) return null
+  const idx = buf.indexOf(CRLFCRLF, probeEnd - 3)
+  return idx < 0 ? null : latin1(buf, off, idx + 4)
+}
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1')
 /** A WebSocket being closed for a node that left gets this long to reach a frame boundary. */
 const WS_CLOSE_GRACE_MS = 1000
@@ -229,16 +242,17 @@ export class ClientConnection {
     while (off < len) {
       switch (this.state) {
         case In.Head: {
-          const idx = buf.indexOf(CRLFCRLF, off)
-          if (idx < 0) {
+          const text = headAt(buf, off)
+          if (text === null) {
             if (len - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
             this.pending = off === 0 ? buf : buf.subarray(off)
             return
           }
-          if (idx + 4 - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+          if (text.length > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+          const headEnd = off + text.length
           // A head with its body, or pipelined requests, leave in one write: corked when more bytes follow the head.
-          this.corkNext = idx + 4 < len
-          off = this.onHead(buf, off, idx + 4)
+          this.corkNext = headEnd < len
+          off = this.onHead(buf, off, headEnd, text)
           if (off < 0) return
           break
         }
@@ -270,9 +284,8 @@ export class ClientConnection {
   }
 
   /** Handles one request head; returns where its body starts, or -1 when parsing stops here. */
-  private onHead(buf: Buffer, start: number, headEnd: number): number {
+  private onHead(buf: Buffer, start: number, headEnd: number, text: string): number {
     const core = this.core
-    const text = latin1(buf, start, headEnd)
     const head = parseRequestHead(text, core.headSpec)
     const replay = this.replay
     this.replay = false
@@ -478,15 +491,14 @@ export class ClientConnection {
     while (off < len) {
       switch (up.state) {
         case Out.Head: {
-          const idx = buf.indexOf(CRLFCRLF, off)
-          if (idx < 0) {
+          const text = headAt(buf, off)
+          if (text === null) {
             if (len - off > MAX_RESPONSE_HEAD) return this.upstreamFailed(up)
             this.writeClient(up, buf.subarray(from, off))
             up.pending = buf.subarray(off)
             return
           }
-          const headEnd = idx + 4
-          const text = latin1(buf, off, headEnd)
+          const headEnd = off + text.length
           const res = parseResponseHead(text)
           const expect = up.queue[0]
           if (res === null || expect === undefined) return this.upstreamFailed(up)
