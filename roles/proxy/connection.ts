@@ -25,23 +25,28 @@ const latin1 = (buf: Buffer, start: number, end: number): string => (buf as unkn
 
 /**
  * Plain sockets read without Node's stream machinery: every read of a child
- * lands in this one buffer (net's `onread`) and its bytes are copied out
- * before the callback returns, so no view of it is ever kept. That saves a
- * 64 KB allocation and a Readable push per read, a third of the proxy's own
- * CPU per request (README, bench/proxy).
+ * lands in this one buffer (net's `onread`), and what is kept or forwarded
+ * of it is copied out (or read as text) before the callback returns, so no
+ * view of it is ever kept. That saves a 64 KB allocation and a Readable push
+ * per read (README, bench/proxy).
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
 
-function onread(onData: (chunk: Buffer) => void): OnReadOpts {
+function onread(onRead: (n: number) => void): OnReadOpts {
   return {
     buffer: READ_BUFFER,
     callback(n) {
-      const chunk = Buffer.allocUnsafe(n)
-      READ_BUFFER.copy(chunk, 0, 0, n)
-      onData(chunk)
+      onRead(n)
       return true
     },
   }
+}
+
+/** The first n bytes of READ_BUFFER, copied. */
+function copyRead(n: number): Buffer {
+  const chunk = Buffer.allocUnsafe(n)
+  READ_BUFFER.copy(chunk, 0, 0, n)
+  return chunk
 }
 
 /**
@@ -123,8 +128,8 @@ class Upstream {
   ws: WsFrameTracker | null = null
   closed = false
 
-  constructor(readonly node: RoutingNode, onData: (chunk: Buffer) => void) {
-    this.socket = connect({ host: node.address, port: node.port, noDelay: true, onread: onread(onData) })
+  constructor(readonly node: RoutingNode, onRead: (n: number) => void) {
+    this.socket = connect({ host: node.address, port: node.port, noDelay: true, onread: onread(onRead) })
   }
 }
 
@@ -153,6 +158,8 @@ export class ClientConnection {
   private xffBoth: string | null = null
   private xffOnly: string | null = null
   private clientBlocked = false
+  /** The request head being handled, as text. */
+  private headText = ''
   /** Writes to the Live node are to be corked until the pass over the client's bytes ends; the socket corked. */
   private corkNext = false
   private corked: Socket | null = null
@@ -170,7 +177,7 @@ export class ClientConnection {
     secure: boolean,
   ) {
     this.scheme = secure ? 'https' : 'http'
-    const socket = this.socket = secure ? accepted : adopt(accepted, onread((chunk) => this.onClientData(chunk)))
+    const socket = this.socket = secure ? accepted : adopt(accepted, onread((n) => this.onClientRead(n)))
     if (secure) socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
     const raw = socket.remoteAddress ?? ''
     this.address = raw.startsWith('::ffff:') ? raw.slice(7) : raw
@@ -213,6 +220,23 @@ export class ClientConnection {
   }
 
   // ---- client → Live ----
+
+  /**
+   * A read from the client. The common one, exactly one request head with
+   * no answer owed before it, is handled as the text it is read as: no copy
+   * of the bytes. Anything else goes through onClientData as a Buffer.
+   */
+  private onClientRead(n: number): void {
+    if (n <= HEAD_PROBE && this.state === In.Head && this.pending === null && (this.up === null || this.up.queue.length === 0)) {
+      const text = latin1(READ_BUFFER, 0, n)
+      if (text.indexOf('\r\n\r\n') === n - 4 && n <= this.core.maxHeaderSize) {
+        this.lastSeen = this.core.tick
+        this.onHead(null, 0, n, text)
+        return this.uncorkUp()
+      }
+    }
+    this.onClientData(copyRead(n))
+  }
 
   private onClientData(chunk: Buffer): void {
     this.lastSeen = this.core.tick
@@ -283,9 +307,14 @@ export class ClientConnection {
     }
   }
 
-  /** Handles one request head; returns where its body starts, or -1 when parsing stops here. */
-  private onHead(buf: Buffer, start: number, headEnd: number, text: string): number {
+  /**
+   * Handles one request head, `text` = buf[start, headEnd); returns where its
+   * body starts, or -1 when parsing stops here. A null `buf` means the read
+   * was exactly this head, kept only as text.
+   */
+  private onHead(buf: Buffer | null, start: number, headEnd: number, text: string): number {
     const core = this.core
+    this.headText = text
     const head = parseRequestHead(text, core.headSpec)
     const replay = this.replay
     this.replay = false
@@ -328,7 +357,7 @@ export class ClientConnection {
     if (head.upgrade) {
       // Until the answer: a 101 makes the rest tunnel bytes, anything else the next request.
       this.state = In.Waiting
-      this.pending = headEnd < buf.length ? buf.subarray(headEnd) : null
+      this.pending = buf !== null && headEnd < buf.length ? buf.subarray(headEnd) : null
       this.socket.pause()
       return -1
     }
@@ -386,7 +415,7 @@ export class ClientConnection {
   }
 
   /** Writes a quick answer once nothing else is owed before it; -1 stops parsing (waiting or closed). */
-  private answerLocally(buf: Buffer, start: number, headEnd: number, answer: Buffer, close: boolean): number {
+  private answerLocally(buf: Buffer | null, start: number, headEnd: number, answer: Buffer, close: boolean): number {
     if (this.up !== null && this.up.queue.length > 0) return this.wait(buf, start)
     if (close) {
       this.endClient(answer)
@@ -418,9 +447,9 @@ export class ClientConnection {
     else this.socket.end(last)
   }
 
-  private wait(buf: Buffer, from: number): number {
+  private wait(buf: Buffer | null, from: number): number {
     this.state = In.Waiting
-    this.pending = buf.subarray(from)
+    this.pending = buf === null ? Buffer.from(this.headText, 'latin1') : buf.subarray(from)
     this.replay = true
     this.socket.pause()
     return -1
@@ -449,7 +478,7 @@ export class ClientConnection {
   // ---- Live → client ----
 
   private openUpstream(node: RoutingNode): Upstream {
-    const up: Upstream = new Upstream(node, (chunk) => this.onUpData(up, chunk))
+    const up: Upstream = new Upstream(node, (n) => this.onUpRead(up, n))
     this.up = up
     up.socket.on('error', () => {})
     up.socket.on('close', () => this.onUpClose(up))
@@ -462,12 +491,41 @@ export class ClientConnection {
     return up
   }
 
-  private writeClient(up: Upstream, chunk: Buffer): void {
+  /** Writes to the client; a string is bytes read as latin1 (one byte per char). */
+  private writeClient(up: Upstream, chunk: Buffer | string): void {
     if (chunk.length === 0) return
-    if (!this.socket.write(chunk) && !this.upBlocked) {
+    if (!this.socket.write(chunk, 'latin1') && !this.upBlocked) {
       this.upBlocked = true
       up.socket.pause()
     }
+  }
+
+  /**
+   * A read from the Live node. The common one, exactly one whole response
+   * whose length its head gives, is forwarded as the text it is read as: no
+   * copy of the bytes. Anything else goes through onUpData as a Buffer.
+   */
+  private onUpRead(up: Upstream, n: number): void {
+    if (n <= HEAD_PROBE && up.state === Out.Head && up.pending === null && up === this.up && !this.closed && !this.closeAfter && !this.core.draining) {
+      const text = latin1(READ_BUFFER, 0, n)
+      if (this.wholeResponse(up, text)) return
+    }
+    this.onUpData(up, copyRead(n))
+  }
+
+  /** Forwards `text` and returns true when it is exactly one final response, framed by its length, the Live node keeping the connection open. */
+  private wholeResponse(up: Upstream, text: string): boolean {
+    const expect = up.queue[0]
+    const i = text.indexOf('\r\n\r\n')
+    if (expect === undefined || i < 0) return false
+    const res = parseResponseHead(i + 4 === text.length ? text : text.slice(0, i + 4))
+    if (res === null || res.close || res.status < 200 || res.status === 101) return false
+    const body = expect.head || res.status === 204 || res.status === 304 ? 0 : res.contentLength
+    if (body < 0 || i + 4 + body !== text.length) return false
+    this.lastSeen = this.core.tick
+    this.writeClient(up, text)
+    this.answered(up)
+    return true
   }
 
   private onUpData(up: Upstream, chunk: Buffer): void {
@@ -563,17 +621,22 @@ export class ClientConnection {
   /** One response fully read: forward it, then act on what comes next. Returns the new "forwarded up to". */
   private responseDone(up: Upstream, buf: Buffer, from: number, off: number): number {
     this.writeClient(up, from === 0 && off === buf.length ? buf : buf.subarray(from, off))
+    return this.answered(up) ? off : buf.length
+  }
+
+  /** One response fully forwarded: the next can come; false when the client is being closed instead. */
+  private answered(up: Upstream): boolean {
     up.queue.shift()
     this.core.inflight--
     up.state = Out.Head
     up.headSent = false
-    if (up.queue.length > 0) return off
+    if (up.queue.length > 0) return true
     if (this.closeAfter) {
       this.closeClient()
-      return buf.length
+      return false
     }
     if (this.state === In.Waiting) queueMicrotask(() => this.resume())
-    return off
+    return true
   }
 
   private becomeTunnel(up: Upstream, expect: Expect, buf: Buffer, headEnd: number): void {
