@@ -27,6 +27,9 @@ export interface Backend {
   wss: WebSocketServer
 }
 
+/** The body `/bytes` answers: every byte value, then a blank line as a head would end. */
+export const BYTES = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from('\r\n\r\nHTTP/1.1 200 OK\r\n\r\n')])
+
 /** A plain node:http server standing in for a Live node's HTTP endpoint. */
 export async function startBackend(t: Test, id: string): Promise<Backend> {
   const port = await freePort()
@@ -49,6 +52,15 @@ export async function startBackend(t: Test, id: string): Promise<Backend> {
         res.write(`data: hello from ${id}\n\n`)
         backend.streams.push(res)
         return
+      }
+      if (req.url === '/bytes') {
+        // Every byte value, and what looks like the end of a head, in a body framed by its length (also for HEAD).
+        res.setHeader('content-length', BYTES.length)
+        return void res.end(req.method === 'HEAD' ? undefined : BYTES)
+      }
+      if (req.url === '/status/204' || req.url === '/status/304') {
+        res.statusCode = Number(req.url.slice(-3))
+        return void res.end()
       }
       if (req.url === '/chunked') {
         res.writeHead(200, { 'content-type': 'text/plain' })

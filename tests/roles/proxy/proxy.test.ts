@@ -5,7 +5,8 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import { startNode, waitFor } from '../../helpers/cluster.js'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
-import { cluster, HOST, raw, send, startBackend, totalHits, waitForTable } from '../../helpers/proxy-cluster.js'
+import { BYTES, cluster, HOST, raw, send, startBackend, totalHits, waitForTable } from '../../helpers/proxy-cluster.js'
+import { sendForBytes } from '../../helpers/http.js'
 import { nodeClient } from '../../helpers/seed.js'
 
 t.test('quick answers never reach a Live node', async (t) => {
@@ -116,6 +117,26 @@ t.test('keep-alive with bodies, chunked both ways, X-Forwarded-For/-Proto', asyn
   // A pipelined pair of GETs behind a dropped one all come back, in order.
   const pipelined = await raw(proxy.port, `GET /drop-once?c HTTP/1.1\r\nHost: ${HOST}\r\n\r\nGET /after HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`)
   t.match(pipelined, /^HTTP\/1\.1 200 OK[\s\S]*"url":"\/drop-once\?c"[\s\S]*HTTP\/1\.1 200 OK[\s\S]*"url":"\/after"/, 'both answered, in order')
+})
+
+t.test('answers of every framing over one kept-alive connection, bytes untouched', async (t) => {
+  // Each answer here comes in one read: the proxy's path for a whole response read as text.
+  const { proxy, backends } = await cluster(t, {}, ['live-a'])
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => agent.destroy())
+  const get = (path: string, method = 'GET') => sendForBytes({ host: '127.0.0.1', port: proxy.port, path, method, agent, headers: { host: HOST } })
+  for (let round = 0; round < 2; round++) {
+    const bytes = await get('/bytes')
+    t.same(bytes.body, BYTES, 'a binary body arrives byte for byte')
+    const head = await get('/bytes', 'HEAD')
+    t.equal(head.status, 200)
+    t.equal(head.headers['content-length'], String(BYTES.length), 'HEAD: the length of a body not sent')
+    t.equal(head.body.length, 0)
+    t.equal((await get('/status/204')).status, 204)
+    t.equal((await get('/status/304')).status, 304)
+    t.equal(JSON.parse((await get('/after')).body.toString()).url, '/after', 'the connection reads on after each')
+  }
+  t.equal(backends[0]!.connections, 1, 'one backend connection for all of them')
 })
 
 function openWs(port: number, path = '/ws', key = 'ws-client'): Promise<WebSocket> {
