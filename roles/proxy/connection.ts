@@ -13,68 +13,20 @@
  * the current node has answered everything before it; after a 101 both
  * sockets are piped as a tunnel (WebSocket).
  */
-import { connect, Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose } from './answers.js'
 import type { ProxyCore } from './core.js'
 import { parseRequestHead, type RequestHead } from './request-head.js'
+import { adopt, copyRead, HEAD_PROBE, headAt, onread, readText } from './reads.js'
 
-/** Buffer's native latin1 slice (what `toString('latin1', ...)` ends in, without its argument checks). */
-const latin1 = (buf: Buffer, start: number, end: number): string => (buf as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(start, end)
-
-/**
- * Plain sockets read without Node's stream machinery: every read of a child
- * lands in this one buffer (net's `onread`), and what is kept or forwarded
- * of it is copied out (or read as text) before the callback returns, so no
- * view of it is ever kept. That saves a 64 KB allocation and a Readable push
- * per read (README, bench/proxy).
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
-
-function onread(onRead: (n: number) => void): OnReadOpts {
-  return {
-    buffer: READ_BUFFER,
-    callback(n) {
-      onRead(n)
-      return true
-    },
-  }
+/** bytes[from..] (read as a Buffer or as text) as a Buffer to keep; null when nothing is left. */
+function rest(bytes: Buffer | string, from: number): Buffer | null {
+  if (from >= bytes.length) return null
+  return typeof bytes === 'string' ? Buffer.from(bytes.slice(from), 'latin1') : bytes.subarray(from)
 }
 
-/** The first n bytes of READ_BUFFER, copied. */
-function copyRead(n: number): Buffer {
-  const chunk = Buffer.allocUnsafe(n)
-  READ_BUFFER.copy(chunk, 0, 0, n)
-  return chunk
-}
-
-/**
- * net.Server cannot accept a socket with `onread`: the accepted socket
- * (paused by the server's `pauseOnConnect`, not a byte read yet) hands its
- * handle over to a new Socket that reads with it, and is dropped.
- */
-function adopt(accepted: Socket, read: OnReadOpts): Socket {
-  const owner = accepted as unknown as { _handle: unknown }
-  const handle = owner._handle
-  owner._handle = null
-  return new Socket({ handle, onread: read } as SocketConstructorOpts)
-}
-
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1')
-/** Heads are looked for in the text of this many bytes first: a string search beats a Buffer one when the text is needed anyway. */
-const HEAD_PROBE = 2048
-
-/** The head starting at buf[off], through its CRLF CRLF, as text; null when it does not end in buf. */
-function headAt(buf: Buffer, off: number): string | null {
-  const probeEnd = Math.min(buf.length, off + HEAD_PROBE)
-  const probe = latin1(buf, off, probeEnd)
-  const i = probe.indexOf('\r\n\r\n')
-  if (i >= 0) return i + 4 === probe.length ? probe : probe.slice(0, i + 4)
-  if (probeEnd === buf.length) return null
-  const idx = buf.indexOf(CRLFCRLF, probeEnd - 3)
-  return idx < 0 ? null : latin1(buf, off, idx + 4)
-}
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1')
 /** A WebSocket being closed for a node that left gets this long to reach a frame boundary. */
 const WS_CLOSE_GRACE_MS = 1000
@@ -158,8 +110,6 @@ export class ClientConnection {
   private xffBoth: string | null = null
   private xffOnly: string | null = null
   private clientBlocked = false
-  /** The request head being handled, as text. */
-  private headText = ''
   /** Writes to the Live node are to be corked until the pass over the client's bytes ends; the socket corked. */
   private corkNext = false
   private corked: Socket | null = null
@@ -228,10 +178,10 @@ export class ClientConnection {
    */
   private onClientRead(n: number): void {
     if (n <= HEAD_PROBE && this.state === In.Head && this.pending === null && (this.up === null || this.up.queue.length === 0)) {
-      const text = latin1(READ_BUFFER, 0, n)
+      const text = readText(n)
       if (text.indexOf('\r\n\r\n') === n - 4 && n <= this.core.maxHeaderSize) {
         this.lastSeen = this.core.tick
-        this.onHead(null, 0, n, text)
+        this.onHead(text, 0, n, text)
         return this.uncorkUp()
       }
     }
@@ -308,13 +258,12 @@ export class ClientConnection {
   }
 
   /**
-   * Handles one request head, `text` = buf[start, headEnd); returns where its
-   * body starts, or -1 when parsing stops here. A null `buf` means the read
-   * was exactly this head, kept only as text.
+   * Handles one request head, `text` = bytes[start, headEnd), where `bytes`
+   * is what was read, as a Buffer or as its text; returns where the body
+   * starts, or -1 when parsing stops here.
    */
-  private onHead(buf: Buffer | null, start: number, headEnd: number, text: string): number {
+  private onHead(bytes: Buffer | string, start: number, headEnd: number, text: string): number {
     const core = this.core
-    this.headText = text
     const head = parseRequestHead(text, core.headSpec)
     const replay = this.replay
     this.replay = false
@@ -323,28 +272,28 @@ export class ClientConnection {
     // Quick answers: never reach a Live node. In order behind any answer still owed.
     // Health checks come first: a load balancer's checks are never limited.
     if ((head.method === 'GET' || head.method === 'HEAD') && core.isHealthPath(head.target)) {
-      return this.answerLocally(buf, start, headEnd, core.healthAnswer(head.method === 'HEAD'), head.close || hasBody || core.draining)
+      return this.answerLocally(bytes, start, headEnd, core.healthAnswer(head.method === 'HEAD'), head.close || hasBody || core.draining)
     }
     if (!replay) {
       core.requests++
       if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
       if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
     }
-    if (!core.servesHost(head.host)) return this.answerLocally(buf, start, headEnd, core.answers.unknownHost, head.close || hasBody)
+    if (!core.servesHost(head.host)) return this.answerLocally(bytes, start, headEnd, core.answers.unknownHost, head.close || hasBody)
     if (this.scheme === 'http') {
       const redirect = core.redirect(head.target)
-      if (redirect !== null) return this.answerLocally(buf, start, headEnd, redirect, head.close || hasBody)
+      if (redirect !== null) return this.answerLocally(bytes, start, headEnd, redirect, head.close || hasBody)
     }
     const table = core.table
-    if (table === null) return this.answerLocally(buf, start, headEnd, core.answers.noTable, true)
+    if (table === null) return this.answerLocally(bytes, start, headEnd, core.answers.noTable, true)
     const key = core.routeKeys.key(head, this.address)
     const node = table.pick(key)
-    if (node === undefined) return this.answerLocally(buf, start, headEnd, core.answers.noNode, true)
+    if (node === undefined) return this.answerLocally(bytes, start, headEnd, core.answers.noNode, true)
 
     let up = this.up
     if (up !== null && (up.node !== node || up.closed)) {
       // Responses come back in request order: the next node waits until this one has answered.
-      if (up.queue.length > 0) return this.wait(buf, start)
+      if (up.queue.length > 0) return this.wait(bytes, start)
       this.dropUpstream()
       up = null
     }
@@ -357,7 +306,7 @@ export class ClientConnection {
     if (head.upgrade) {
       // Until the answer: a 101 makes the rest tunnel bytes, anything else the next request.
       this.state = In.Waiting
-      this.pending = buf !== null && headEnd < buf.length ? buf.subarray(headEnd) : null
+      this.pending = rest(bytes, headEnd)
       this.socket.pause()
       return -1
     }
@@ -415,8 +364,8 @@ export class ClientConnection {
   }
 
   /** Writes a quick answer once nothing else is owed before it; -1 stops parsing (waiting or closed). */
-  private answerLocally(buf: Buffer | null, start: number, headEnd: number, answer: Buffer, close: boolean): number {
-    if (this.up !== null && this.up.queue.length > 0) return this.wait(buf, start)
+  private answerLocally(bytes: Buffer | string, start: number, headEnd: number, answer: Buffer, close: boolean): number {
+    if (this.up !== null && this.up.queue.length > 0) return this.wait(bytes, start)
     if (close) {
       this.endClient(answer)
       return -1
@@ -447,9 +396,9 @@ export class ClientConnection {
     else this.socket.end(last)
   }
 
-  private wait(buf: Buffer | null, from: number): number {
+  private wait(bytes: Buffer | string, from: number): number {
     this.state = In.Waiting
-    this.pending = buf === null ? Buffer.from(this.headText, 'latin1') : buf.subarray(from)
+    this.pending = rest(bytes, from)
     this.replay = true
     this.socket.pause()
     return -1
@@ -507,7 +456,7 @@ export class ClientConnection {
    */
   private onUpRead(up: Upstream, n: number): void {
     if (n <= HEAD_PROBE && up.state === Out.Head && up.pending === null && up === this.up && !this.closed && !this.closeAfter && !this.core.draining) {
-      const text = latin1(READ_BUFFER, 0, n)
+      const text = readText(n)
       if (this.wholeResponse(up, text)) return
     }
     this.onUpData(up, copyRead(n))
