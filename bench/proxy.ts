@@ -4,7 +4,9 @@
  * registered with a real seed as a `live` node), versus haproxy (2 threads,
  * keep-alive to the backend, `http-reuse always`, X-Forwarded-For and -Proto
  * added as the espra proxy adds them) to the same backend,
- * versus the backend directly. Prints req/s and p99 of each and the ratios.
+ * versus the backend directly, versus a bare Node pipe (one process, no HTTP:
+ * the ceiling for any proxy on Node's sockets). Prints req/s and p99 of each
+ * and the ratios.
  * Loopback on one machine: every process shares the same cores, so the
  * figures are relative only. Needs `npm run build`, `wrk` and `haproxy`.
  *
@@ -87,7 +89,7 @@ async function run(port: number): Promise<WrkFigures> {
 async function main(): Promise<void> {
   requireTools('wrk', 'haproxy')
   const dir = mkdtempSync(join(tmpdir(), 'espra-bench-proxy-'))
-  const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort] = await Promise.all(Array.from({ length: 7 }, freePort))
+  const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort, pipePort] = await Promise.all(Array.from({ length: 8 }, freePort))
 
   // The backend: uWS hello world in its own process.
   const backendCode = `
@@ -127,9 +129,26 @@ async function main(): Promise<void> {
   start('haproxy', ['-f', cfg, '-db'])
   await waitHttp(haproxyPort, HOST)
 
+  // The ceiling of any proxy on Node's sockets here: one process that reads the way the espra proxy
+  // does (onread into one buffer) and pipes each client connection to its own backend connection,
+  // with no HTTP at all: no parsing, framing, routing or X-Forwarded-*.
+  const pipeCode = `
+    const net = await import('node:net');
+    const buf = Buffer.allocUnsafe(65536);
+    const take = (n) => { const c = Buffer.allocUnsafe(n); buf.copy(c, 0, 0, n); return c };
+    net.createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
+      const handle = accepted._handle; accepted._handle = null; // as roles/proxy/reads.ts adopt()
+      let up;
+      const client = new net.Socket({ handle, onread: { buffer: buf, callback: (n) => { up.write(take(n)); return true } } });
+      up = net.connect({ host: '127.0.0.1', port: ${backendPort}, noDelay: true, onread: { buffer: buf, callback: (n) => { client.write(take(n)); return true } } });
+      for (const [a, b] of [[client, up], [up, client]]) { a.on('error', () => {}); a.on('close', () => b.destroy()) }
+    }).listen(${pipePort}, '127.0.0.1');`
+  start(process.execPath, ['--input-type=module', '-e', pipeCode])
+  await waitHttp(pipePort, HOST)
+
   console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency, ${ROUNDS} round(s) each, best round kept; loopback, ${spawnSync('nproc').stdout.toString().trim()} cores shared by everything`)
   const best: Record<string, WrkFigures> = {}
-  const targets: [string, number][] = [['backend direct', backendPort], ['haproxy', haproxyPort], ['espra proxy', proxyPort]]
+  const targets: [string, number][] = [['backend direct', backendPort], ['haproxy', haproxyPort], ['espra proxy', proxyPort], ['bare node pipe', pipePort]]
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, port] of targets) {
       const f = await run(port)
@@ -142,6 +161,7 @@ async function main(): Promise<void> {
   console.log('best:')
   for (const [name] of targets) console.log(`  ${name.padEnd(15)} ${best[name]!.rps.toFixed(0).padStart(8)} req/s  p99 ${best[name]!.p99Ms.toFixed(2).padStart(7)} ms`)
   console.log(`espra / haproxy: ${(e.rps / h.rps).toFixed(2)}x req/s (target >= 1.0), p99 ${(e.p99Ms / h.p99Ms).toFixed(2)}x (target <= 1.5)`)
+  console.log(`bare node pipe / haproxy: ${(best['bare node pipe']!.rps / h.rps).toFixed(2)}x req/s (the ceiling for a proxy on Node's sockets, one process)`)
   clearInterval(beat)
   live.destroy()
 }
