@@ -48,11 +48,12 @@ function contentLengthValue(head: string, from: number, to: number): number {
 }
 
 /**
- * Parses a response head (ending with CRLF CRLF); null when it is not
- * HTTP/1.x or its framing is ambiguous (a bad or a second Content-Length):
- * the caller answers 502 rather than guess where the body ends.
+ * Parses the response head head[0, headEnd), which ends with CRLF CRLF (the
+ * string may go on with the body: that costs less than parsing a slice). Null
+ * when it is not HTTP/1.x or its framing is ambiguous (a bad or a second
+ * Content-Length): the caller answers 502 rather than guess where the body ends.
  */
-export function parseResponseHead(head: string): ResponseHead | null {
+export function parseResponseHead(head: string, headEnd = head.length): ResponseHead | null {
   if (!head.startsWith('HTTP/1.') || !isDigit(head.charCodeAt(7)) || head.charCodeAt(8) !== 0x20) return null
   const d0 = head.charCodeAt(9)
   const d1 = head.charCodeAt(10)
@@ -65,7 +66,7 @@ export function parseResponseHead(head: string): ResponseHead | null {
   let transferEncoding: string | undefined
   let close = head.charCodeAt(7) === 0x30 // HTTP/1.0: close unless it says keep-alive
   let pos = head.indexOf('\r\n') + 2
-  const end = head.length - 2
+  const end = headEnd - 2
   while (pos < end) {
     const eol = head.indexOf('\r\n', pos)
     const colon = head.indexOf(':', pos)

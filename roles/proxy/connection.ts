@@ -467,7 +467,7 @@ export class ClientConnection {
     const expect = up.queue[0]
     const i = text.indexOf('\r\n\r\n')
     if (expect === undefined || i < 0) return false
-    const res = parseResponseHead(i + 4 === text.length ? text : text.slice(0, i + 4))
+    const res = parseResponseHead(text, i + 4)
     if (res === null || res.close || res.status < 200 || res.status === 101) return false
     const body = expect.head || res.status === 204 || res.status === 304 ? 0 : res.contentLength
     if (body < 0 || i + 4 + body !== text.length) return false

@@ -242,3 +242,9 @@ t.test('withConnectionClose replaces any Connection header', async (t) => {
   const out = withConnectionClose(res('HTTP/1.1 200 OK', 'Connection: keep-alive', 'Content-Length: 0', 'connection: foo')).toString('latin1')
   t.equal(out, res('HTTP/1.1 200 OK', 'Content-Length: 0', 'Connection: close'))
 })
+
+t.test('response heads: parsed where they end inside a longer text', async (t) => {
+  const head = res('HTTP/1.1 200 OK', 'Content-Length: 27')
+  const text = `${head}Content-Length: 9\r\nX\r\n\r\n`
+  t.same(parseResponseHead(text, head.length), { status: 200, contentLength: 27, chunked: false, close: false }, 'the body is not read as head lines')
+})
