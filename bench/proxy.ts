@@ -134,13 +134,11 @@ async function main(): Promise<void> {
   // with no HTTP at all: no parsing, framing, routing or X-Forwarded-*.
   const pipeCode = `
     const net = await import('node:net');
-    const buf = Buffer.allocUnsafe(65536);
-    const take = (n) => { const c = Buffer.allocUnsafe(n); buf.copy(c, 0, 0, n); return c };
+    const { adopt, copyRead, onread } = await import(${JSON.stringify(join(ROOT, 'dist/roles/proxy/reads.js'))});
     net.createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
-      const handle = accepted._handle; accepted._handle = null; // as roles/proxy/reads.ts adopt()
       let up;
-      const client = new net.Socket({ handle, onread: { buffer: buf, callback: (n) => { up.write(take(n)); return true } } });
-      up = net.connect({ host: '127.0.0.1', port: ${backendPort}, noDelay: true, onread: { buffer: buf, callback: (n) => { client.write(take(n)); return true } } });
+      const client = adopt(accepted, onread((n) => up.write(copyRead(n))));
+      up = net.connect({ host: '127.0.0.1', port: ${backendPort}, noDelay: true, onread: onread((n) => client.write(copyRead(n))) });
       for (const [a, b] of [[client, up], [up, client]]) { a.on('error', () => {}); a.on('close', () => b.destroy()) }
     }).listen(${pipePort}, '127.0.0.1');`
   start(process.execPath, ['--input-type=module', '-e', pipeCode])

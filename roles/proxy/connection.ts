@@ -16,7 +16,7 @@
 import { connect, type Socket } from 'node:net'
 import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
-import { parseResponseHead, withConnectionClose } from './answers.js'
+import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
 import type { ProxyCore } from './core.js'
 import { parseRequestHead, type RequestHead } from './request-head.js'
 import { adopt, copyRead, HEAD_PROBE, headAt, onread, readText } from './reads.js'
@@ -65,6 +65,11 @@ interface Expect {
   /** Its routing key, to pick the node again for a retry. */
   readonly key: string
   retried: boolean
+}
+
+/** The length of the body a response head announces for its request: 0 for HEAD, 204 and 304; -1 when chunked or until the close. */
+function bodyLength(expect: Expect, res: ResponseHead): number {
+  return expect.head || res.status === 204 || res.status === 304 ? 0 : res.contentLength
 }
 
 /** The connection to one Live node, owned by one client connection. */
@@ -469,8 +474,8 @@ export class ClientConnection {
     if (expect === undefined || i < 0) return false
     const res = parseResponseHead(text, i + 4)
     if (res === null || res.close || res.status < 200 || res.status === 101) return false
-    const body = expect.head || res.status === 204 || res.status === 304 ? 0 : res.contentLength
-    if (body < 0 || i + 4 + body !== text.length) return false
+    const length = bodyLength(expect, res)
+    if (length < 0 || i + 4 + length !== text.length) return false
     this.lastSeen = this.core.tick
     this.writeClient(up, text)
     this.answered(up)
@@ -527,17 +532,15 @@ export class ClientConnection {
           }
           up.headSent = true
           off = headEnd
-          if (expect.head || res.status === 204 || res.status === 304) {
+          const length = bodyLength(expect, res)
+          if (length === 0) {
             from = this.responseDone(up, buf, from, off)
           } else if (res.chunked) {
             up.state = Out.BodyChunked
             up.chunks.reset()
-          } else if (res.contentLength >= 0) {
-            if (res.contentLength === 0) from = this.responseDone(up, buf, from, off)
-            else {
-              up.state = Out.BodyLength
-              up.remaining = res.contentLength
-            }
+          } else if (length > 0) {
+            up.state = Out.BodyLength
+            up.remaining = length
           } else {
             up.state = Out.BodyEof
             this.closeAfter = true
