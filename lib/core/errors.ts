@@ -91,6 +91,10 @@ export const ERRORS = {
   ESPRA_ERR_TUS_OFFSET: { message: 'Upload-Offset does not match the upload (or another PATCH advanced it first)', status: 409 },
   ESPRA_ERR_TUS_CONTENT_TYPE: { message: 'PATCH needs Content-Type: application/offset+octet-stream', status: 415 },
   ESPRA_ERR_TUS_CHECKSUM: { message: 'the PATCH body does not match its Upload-Checksum', status: 460 },
+  ESPRA_ERR_ELB_TARGET_GROUP: { message: 'no such ELB target group', status: 404 },
+  ESPRA_ERR_ELB_CREDENTIALS: { message: 'no usable AWS credentials for ELB', status: 401 },
+  ESPRA_ERR_ELB_UNAVAILABLE: { message: 'ELB did not answer (or kept throttling) after every retry', status: 503 },
+  ESPRA_ERR_ELB_FAILED: { message: 'ELB refused the request', status: 502 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
