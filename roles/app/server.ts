@@ -111,7 +111,7 @@ function headersOf(req: HttpRequest): Record<string, string> {
 export async function startAppServer(ctx: ChildContext, childIndex: number): Promise<Handle> {
   const { config, log } = ctx
   const store = await createBlobStore(blobStoreConfig(config))
-  const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame })
+  const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame, maxMessage: config.liveMaxMessage })
   let routingVersion = -1
   // The app's tables and upload token records: datastore ops relayed by the parent over the node's seed link.
   const datastore = createDatastoreClient({
