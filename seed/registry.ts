@@ -24,7 +24,7 @@ export interface RegistryOptions {
 /** Where a node was before a change, so routing can tell which regions it touched. */
 export interface NodeChange {
   readonly node: Readonly<NodeRecord>
-  readonly before: { readonly role: string; readonly region: string; readonly health: NodeHealth } | null
+  readonly before: { readonly role: string; readonly region: string; readonly health: NodeHealth; readonly children: number } | null
   readonly removed: boolean
 }
 
@@ -96,7 +96,7 @@ export class Registry {
       this.changed(record, null, false)
       return
     }
-    const before = { role: old.role, region: old.region, health: old.health }
+    const before = { role: old.role, region: old.region, health: old.health, children: old.children }
     const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
     const previousLink = old.link
     Object.assign(old, info)
@@ -104,7 +104,7 @@ export class Registry {
     this.touch(old, now)
     if (previousLink && previousLink !== link) previousLink.close('replaced')
     if (before.health !== old.health) this.emit('health', old, previousLink === null ? 'reconnected' : undefined)
-    if (moved || before.health !== old.health) this.changed(old, before, false)
+    if (moved || before.health !== old.health || (before.children === 0) !== (old.children === 0)) this.changed(old, before, false)
   }
 
   /** Applies a heartbeat from `link`; false when that link holds no registered node. */
@@ -112,6 +112,7 @@ export class Registry {
     const record = this.nodes.get(id)
     if (record === undefined || record.link !== link) return false
     this.touch(record, performance.now())
+    const before = { role: record.role, region: record.region, health: record.health, children: record.children }
     record.children = body.children
     record.build = body.build
     const load = record.load
@@ -122,9 +123,11 @@ export class Registry {
     if (body.load.pendingUploads !== undefined) load.pendingUploads = body.load.pendingUploads
     else delete load.pendingUploads
     if (record.health !== body.health) {
-      const before = { role: record.role, region: record.region, health: record.health }
       record.health = body.health
       this.emit('health', record)
+      this.changed(record, before, false)
+    } else if ((before.children === 0) !== (body.children === 0)) {
+      // Whether any child serves decides if a degraded node is routed (seed/routing.ts).
       this.changed(record, before, false)
     }
     return true
@@ -144,7 +147,7 @@ export class Registry {
     if (record === undefined || record.link !== link) return
     record.link = null
     if (record.health === 'suspect') return
-    const before = { role: record.role, region: record.region, health: record.health }
+    const before = { role: record.role, region: record.region, health: record.health, children: record.children }
     record.health = 'suspect'
     this.emit('health', record, 'disconnected')
     this.changed(record, before, false)
@@ -197,7 +200,7 @@ export class Registry {
     this.unlink(record)
     record.link = null
     this.emit('left', record, reason)
-    this.changed(record, { role: record.role, region: record.region, health: record.health }, true)
+    this.changed(record, { role: record.role, region: record.region, health: record.health, children: record.children }, true)
   }
 
   private emit(type: NodeEvent['type'], record: NodeRecord, reason?: string): void {

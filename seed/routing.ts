@@ -1,6 +1,6 @@
 /**
- * Per-region routing tables: the healthy (`ok`) Live nodes of each region,
- * sorted by id, with a time-based version so it keeps growing across seed
+ * Per-region routing tables: the Live nodes of each region that serve
+ * ({@link servesTraffic}), sorted by id, with a time-based version so it keeps growing across seed
  * restarts. A table is pushed to that region's subscribers only when its
  * node list changes; during the seed's start-up grace pushes are held and
  * each subscribed region's table is pushed once when the grace ends.
@@ -8,6 +8,17 @@
 import { encodeMessage } from '../lib/transport/meta-session.js'
 import type { RoutingTable } from '../lib/transport/meta-shapes.js'
 import type { NodeChange, Registry } from './registry.js'
+
+/**
+ * Whether a node's health lets it take traffic. `ok` does; `degraded` does
+ * while at least one child serves (a child crash-looping beside healthy ones
+ * must not take a node out: that turned one bad child into 503s for every
+ * client of the node); a degraded node with no child alive, `draining` and
+ * `suspect` do not.
+ */
+export function servesTraffic(node: { readonly health: string; readonly children: number }): boolean {
+  return node.health === 'ok' || (node.health === 'degraded' && node.children > 0)
+}
 
 /** Anything that can take a pre-encoded push frame (a meta session). */
 export interface RoutingSubscriber {
@@ -103,7 +114,7 @@ export class Routing {
   private compute(region: string): RoutingTable['nodes'] {
     const nodes: RoutingTable['nodes'] = []
     for (const r of this.registry.records()) {
-      if (r.role === 'live' && r.region === region && r.health === 'ok') nodes.push({ id: r.id, address: r.address, port: r.port })
+      if (r.role === 'live' && r.region === region && servesTraffic(r)) nodes.push({ id: r.id, address: r.address, port: r.port })
     }
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }

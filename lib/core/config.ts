@@ -80,6 +80,8 @@ export interface NodeConfig {
   readonly s3Endpoint: string | null
   readonly liveHistorySize: number
   readonly liveHistoryAge: number
+  /** Bytes of messages one channel's history keeps at most. */
+  readonly liveHistoryBytes: number
   readonly livePollTimeout: number
   readonly liveMaxMessage: number
   readonly liveMaxBackpressure: number

@@ -17,7 +17,7 @@ export interface NodeState {
    * build is served after it. Shown by health checks.
    */
   readonly buildRefused?: { readonly id: string; readonly code: string; readonly message: string } | null
-  /** Indices of children that crash-looped and are no longer restarted. */
+  /** Indices of children crash-looping: still restarted with backoff, not yet stable (health `degraded`). */
   readonly crashLooping: readonly number[]
   /** Last routing table received from the seed (proxy nodes). */
   readonly routing: RoutingTable | null

@@ -13,13 +13,22 @@ export const LIVE_OPTIONS = [
     default: constant(300_000), parse: durationIn(1000, 7 * 24 * 3_600_000),
   }),
   option({
+    key: 'liveHistoryBytes', flag: '--live-history-bytes <size>', env: 'ESPRA_LIVE_HISTORY_BYTES', defaultText: '8MB',
+    doc: 'live: bytes of messages (their JSON text) one channel keeps as history on its home node, oldest dropped first (0: none)',
+    default: constant(8 * 1024 ** 2), parse: (raw) => {
+      const n = parseSize(raw)
+      if (n > 1024 ** 3) throw 'must be a size of at most 1GB'
+      return n
+    },
+  }),
+  option({
     key: 'livePollTimeout', flag: '--live-poll-timeout <duration>', env: 'ESPRA_LIVE_POLL_TIMEOUT', defaultText: '25s',
     doc: 'live: a long-poll with nothing to deliver answers empty after this',
     default: constant(25_000), parse: durationIn(100, 300_000),
   }),
   option({
     key: 'liveMaxMessage', flag: '--live-max-message <size>', env: 'ESPRA_LIVE_MAX_MESSAGE', defaultText: '64KB',
-    doc: 'live: largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
+    doc: 'live: largest message (its data as JSON text) a channel accepts by any path, and largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
     default: constant(64 * 1024), parse: (raw) => {
       const n = parseSize(raw)
       if (n < 256 || n > 16 * 1024 ** 2) throw 'must be a size from 256 bytes to 16MB'

@@ -63,15 +63,36 @@ export function statusLine(status: number): string {
   return line
 }
 
-/** Writes a whole JSON response; call it synchronously in the handler or inside `res.cork`. */
+/** Writes a whole JSON response; call it synchronously in the handler, or later through {@link answerLater}. */
 export function sendJson(res: HttpResponse, status: number, body: unknown): void {
   res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json').end(JSON.stringify(body))
 }
 
 /**
+ * The one way to answer a request from outside its handler's own call
+ * (after an `await`, in a timer, on a reply from another process): runs
+ * `write` inside `res.cork` while the response is open, and skips it once
+ * the client has gone (hung up, or pipelined a request that made uWS close
+ * the connection) or the response has finished. Touching such a response
+ * throws, and inside a promise callback that throw ends the process.
+ * Returns whether `write` ran.
+ *
+ * Responses of a {@link createHttpServer} app also guard `res.cork` and
+ * `res.close` the same way, so older code that corks directly is just as
+ * safe; new code says what it means with this.
+ */
+export function answerLater(res: HttpResponse, write: () => void): boolean {
+  if (!(res as Tracked)[OPEN]) return false
+  res.cork(write)
+  return true
+}
+
+/**
  * Wraps `app`'s route methods. Every handler gets an `onAborted` before it
- * runs (so a handler that awaits cannot abort the process) and thrown or
- * rejected errors become a 500 plus one `onError` call.
+ * runs (so a handler that awaits cannot abort the process), `res.cork` and
+ * `res.close` that do nothing once the client has gone or the response has
+ * finished (see {@link answerLater}), and thrown or rejected errors become a
+ * 500 plus one `onError` call.
  */
 export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => void): HttpServer {
   let inflight = 0
@@ -93,7 +114,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   // The replacements below are shared functions installed as own properties: no per-request closures
   // but the abort one.
   type Upgrade = (...args: unknown[]) => void
-  let base: Pick<HttpResponse, 'end' | 'endWithoutBody' | 'write' | 'tryEnd' | 'onAborted'> & { upgrade: Upgrade }
+  let base: Pick<HttpResponse, 'end' | 'endWithoutBody' | 'write' | 'tryEnd' | 'onAborted' | 'cork' | 'close'> & { upgrade: Upgrade }
   function end(this: Tracked, body?: Parameters<HttpResponse['end']>[0], close?: boolean): HttpResponse {
     try {
       return base.end.call(this, body, close || draining)
@@ -130,6 +151,16 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
     if (result[1]) finish(this)
     return result
   }
+  // A response whose client left (or that already finished) must not be touched: uWS throws, and a throw in a
+  // promise callback ends the child. Answers written later all go through cork, so a closed response skips them.
+  function cork(this: Tracked, write: () => void): HttpResponse {
+    if (this[OPEN]) base.cork.call(this, write)
+    return this
+  }
+  function close(this: Tracked): HttpResponse {
+    if (this[OPEN]) base.close.call(this)
+    return this
+  }
   function onAborted(this: Tracked, handler: () => void): HttpResponse {
     this[ABORT] = handler
     return this
@@ -162,7 +193,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       const res = raw as Tracked
       base ??= {
         end: res.end, endWithoutBody: res.endWithoutBody, write: res.write, tryEnd: res.tryEnd,
-        onAborted: res.onAborted, upgrade: (res as unknown as { upgrade: Upgrade }).upgrade,
+        onAborted: res.onAborted, cork: res.cork, close: res.close, upgrade: (res as unknown as { upgrade: Upgrade }).upgrade,
       }
       inflight++
       requests++
@@ -172,6 +203,8 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       res.endWithoutBody = endWithoutBody
       res.write = write
       res.tryEnd = tryEnd
+      res.cork = cork
+      res.close = close
       ;(res as unknown as { upgrade: typeof upgrade }).upgrade = upgrade
       base.onAborted.call(res, () => {
         finish(res)

@@ -10,6 +10,7 @@ import type { RoutingTable } from '../core/node-state.js'
 import { Rendezvous } from '../routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
 import { isChannel } from './channel.js'
+import { messageBytes } from './message-size.js'
 
 export interface LivePublisherOptions {
   readonly secret: string
@@ -20,12 +21,21 @@ export interface LivePublisherOptions {
   readonly linkOffset?: number
   readonly maxFrame?: number
   readonly timeoutMs?: number
+  /**
+   * `--live-max-message` (64 KB): a larger message fails here, before it is
+   * sent; the channel's home holds it to its own limit all the same.
+   */
+  readonly maxMessage?: number
 }
 
 export interface LivePublisher {
   /** Replaces the routing table (call it with every `routing` push). */
   setRouting(table: RoutingTable): void
-  /** Resolves the message's sequence and timestamp; rejects with `ESPRA_ERR_LIVE_PUBLISH` (details.code: the Live code). */
+  /**
+   * Resolves the message's sequence and timestamp; rejects with
+   * `ESPRA_ERR_LIVE_PUBLISH` (details.code: the Live code; 4004 with
+   * `bytes` and `limit` for a message over `maxMessage` or the home's limit).
+   */
   publish(ch: string, data: unknown): Promise<{ seq: number; ts: number }>
   close(): Promise<void>
 }
@@ -33,6 +43,7 @@ export interface LivePublisher {
 export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
   const offset = opts.linkOffset ?? 2000
   const timeoutMs = opts.timeoutMs ?? 5000
+  const maxMessage = opts.maxMessage ?? 64 * 1024
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   const links = new Map<string, { client: MetaClient; address: string }>()
 
@@ -61,6 +72,11 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
     },
     async publish(ch, data) {
       if (!isChannel(ch)) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `bad channel name '${String(ch).slice(0, 140)}'`, { code: 4002 })
+      const bytes = messageBytes(data ?? null)
+      if (bytes === null) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', 'data must be a JSON value', { code: 4003 })
+      if (bytes > maxMessage) {
+        throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `message of ${bytes} bytes exceeds --live-max-message (${maxMessage} bytes)`, { code: 4004, bytes, limit: maxMessage })
+      }
       const home = table?.pick(ch)
       if (!home) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', 'no Live node in the routing table', { code: 5030 })
       const client = link(home)

@@ -72,7 +72,7 @@ export function createParentMetrics(gauges: () => NodeGauges, children: () => Pr
   }
   gauge('espra_node_children_alive', 'children listening on the public port', (g) => g.childrenAlive)
   gauge('espra_node_children_wanted', 'children this node runs (--children)', (g) => g.childrenWanted)
-  gauge('espra_node_children_crash_looping', 'children no longer restarted because they crash-looped', (g) => g.crashLooping)
+  gauge('espra_node_children_crash_looping', 'children crash-looping: restarted with backoff, not yet stable (the node is degraded)', (g) => g.crashLooping)
   gauge('espra_node_seed_connected', '1 while the node is connected to a seed', (g) => g.seedConnected)
   gauge('espra_node_draining', '1 while the node is draining before it stops', (g) => g.draining)
   const crashes = new Counter({ name: 'espra_node_child_crashes_total', help: 'children that exited without being asked to', registers: [registry] })

@@ -72,12 +72,16 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     if (sameState(state, next)) return
     const before = healthWord(state)
     const previousBuild = state.build
+    const previousAlive = state.childrenAlive
     state = Object.freeze(next)
     supervisor?.broadcast({ t: 'state', state })
     const after = healthWord(state)
     // Before 'node started' the node is coming up, not changing health.
     if (after !== before && link) {
       log[after === 'degraded' ? 'error' : 'info']({ health: after, was: before, childrenAlive: state.childrenAlive, crashLooping: state.crashLooping }, `node health: ${after}`)
+      link?.heartbeat()
+    } else if ((next.childrenAlive === 0) !== (previousAlive === 0)) {
+      // A degraded node is routed while some child serves (seed/routing.ts): the seed hears at once when none does, or one does again.
       link?.heartbeat()
     } else if (next.build !== previousBuild) {
       // `admin push-build` waits for this: tell the seed now, not at the next tick.

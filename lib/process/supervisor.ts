@@ -1,9 +1,13 @@
 /**
  * Forks and supervises a node's children. A child that exits unasked is a
- * crash: it is restarted with exponential backoff, and a slot that crashes
- * {@link CRASH_LOOP_COUNT} times within {@link CRASH_LOOP_WINDOW_MS} is left
- * down (crash-looping) until the next reload. Replacement always starts the
- * new child first and drains the old one only once the new one listens.
+ * crash: it is restarted with exponential backoff (from
+ * {@link BACKOFF_FIRST_MS}, doubling, capped at {@link BACKOFF_MAX_MS}), for
+ * as long as it keeps crashing: a node never gives a slot up. A slot that
+ * crashes {@link CRASH_LOOP_COUNT} times within {@link CRASH_LOOP_WINDOW_MS}
+ * is crash-looping (health `degraded`, the metrics gauge, one error log)
+ * until a child of it has stayed up for {@link STABLE_AFTER_MS}, or a reload
+ * replaces it. Replacement always starts the new child first and drains the
+ * old one only once the new one listens.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import type { NodeConfig } from '../core/config.js'
@@ -15,8 +19,12 @@ import type { MetricsJson } from './metrics.js'
 
 export const CRASH_LOOP_COUNT = 5
 export const CRASH_LOOP_WINDOW_MS = 60_000
-const BACKOFF_FIRST_MS = 100
-const BACKOFF_MAX_MS = 10_000
+/** The first restart's delay; each crash that follows without a stable run doubles it. */
+export const BACKOFF_FIRST_MS = 100
+/** The longest wait between restarts of a slot that keeps crashing. */
+export const BACKOFF_MAX_MS = 30_000
+/** A child that stays up this long ends its slot's crash streak (and crash loop). */
+export const STABLE_AFTER_MS = CRASH_LOOP_WINDOW_MS
 /** Past the drain deadline a child gets this long to exit before SIGKILL. */
 const EXIT_GRACE_MS = 2000
 /** A child is replaced for RSS only after running this long, so a too-low limit cannot spin. */
@@ -39,10 +47,15 @@ interface Worker {
 interface Slot {
   readonly index: number
   current: Worker | null
+  /** Crash times within the crash-loop window. */
   crashes: number[]
+  /** Crashes since a child of this slot last stayed up for STABLE_AFTER_MS: the backoff's exponent. */
+  streak: number
   crashLooping: boolean
   replacing: boolean
   restartTimer: NodeJS.Timeout | null
+  /** Runs once the current child has stayed up long enough to end the streak. */
+  stableTimer: NodeJS.Timeout | null
 }
 
 export interface SupervisorOptions {
@@ -69,7 +82,7 @@ export interface SupervisorOptions {
 export interface Supervisor {
   /** Forks every child; rejects with the first start-up failure (e.g. `ESPRA_ERR_LISTEN`). */
   start(): Promise<void>
-  /** Replaces every child one at a time (SIGHUP); crash-looping slots get a fresh start. */
+  /** Replaces every child one at a time (SIGHUP); crash-looping slots get a fresh start (no backoff). */
   reload(reason: string): Promise<void>
   broadcast(msg: ToChild): void
   /** Sends to one child by pid; false when it is gone. */
@@ -79,6 +92,7 @@ export interface Supervisor {
   /** SIGKILLs every child now. */
   killAll(): void
   alive(): number
+  /** Slots crash-looping now: still restarted, with backoff, until one of their children stays up. */
   crashLooping(): number[]
   /** Latest stats of every running child. */
   stats(): ChildStats[]
@@ -89,7 +103,7 @@ export interface Supervisor {
 export function createSupervisor(opts: SupervisorOptions): Supervisor {
   const { config, log } = opts
   const slots: Slot[] = Array.from({ length: config.children }, (_, index) => ({
-    index, current: null, crashes: [], crashLooping: false, replacing: false, restartTimer: null,
+    index, current: null, crashes: [], streak: 0, crashLooping: false, replacing: false, restartTimer: null, stableTimer: null,
   }))
   const workers = new Set<Worker>()
   let stopping = false
@@ -153,21 +167,27 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     // A replacement that died before listening is not the slot's child: the old one keeps serving.
     if (slot.current !== worker) return
     slot.current = null
+    clearStableTimer(slot)
     const now = Date.now()
     slot.crashes = slot.crashes.filter((at) => at > now - CRASH_LOOP_WINDOW_MS)
     slot.crashes.push(now)
-    if (slot.crashes.length >= CRASH_LOOP_COUNT) {
+    slot.streak++
+    if (slot.crashes.length >= CRASH_LOOP_COUNT && !slot.crashLooping) {
       slot.crashLooping = true
       log.error(
         { child: worker.index, crashes: slot.crashes.length, code: 'ESPRA_ERR_CHILD_CRASHLOOP' },
-        `child ${worker.index} is crash-looping (${slot.crashes.length} crashes within ${CRASH_LOOP_WINDOW_MS / 1000}s): not restarting it; SIGHUP retries`,
+        `child ${worker.index} is crash-looping (${slot.crashes.length} crashes within ${CRASH_LOOP_WINDOW_MS / 1000}s): restarting it with backoff up to ${BACKOFF_MAX_MS / 1000}s; the node is degraded until a child stays up ${STABLE_AFTER_MS / 1000}s`,
       )
-    } else if (!slot.replacing) {
-      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** (slot.crashes.length - 1))
-      log.info({ child: worker.index, delayMs: delay }, `restarting child ${worker.index} in ${delay}ms`)
-      slot.restartTimer = setTimeout(() => restart(slot), delay)
     }
+    if (!slot.replacing) scheduleRestart(slot)
     opts.onChange()
+  }
+
+  function scheduleRestart(slot: Slot): void {
+    if (stopping || slot.restartTimer) return
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.min(30, Math.max(0, slot.streak - 1)))
+    log.info({ child: slot.index, delayMs: delay, crashLooping: slot.crashLooping }, `restarting child ${slot.index} in ${delay}ms`)
+    slot.restartTimer = setTimeout(() => restart(slot), delay)
   }
 
   function restart(slot: Slot): void {
@@ -175,7 +195,32 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     if (stopping) return
     const worker = spawn(slot.index)
     slot.current = worker
-    worker.ready.then(opts.onChange, () => {})
+    worker.ready.then(() => {
+      watchStable(slot, worker)
+      opts.onChange()
+    }, () => {})
+  }
+
+  /** Once `worker` has stayed up long enough, its slot's crash streak (and crash loop) is over. */
+  function watchStable(slot: Slot, worker: Worker): void {
+    clearStableTimer(slot)
+    if (slot.streak === 0 && !slot.crashLooping) return
+    slot.stableTimer = setTimeout(() => {
+      slot.stableTimer = null
+      if (slot.current !== worker || stopping) return
+      slot.streak = 0
+      slot.crashes = []
+      if (!slot.crashLooping) return
+      slot.crashLooping = false
+      log.info({ child: slot.index, childPid: worker.proc.pid }, `child ${slot.index} has stayed up ${STABLE_AFTER_MS / 1000}s: no longer crash-looping`)
+      opts.onChange()
+    }, STABLE_AFTER_MS)
+    slot.stableTimer.unref()
+  }
+
+  function clearStableTimer(slot: Slot): void {
+    if (slot.stableTimer) clearTimeout(slot.stableTimer)
+    slot.stableTimer = null
   }
 
   /** Asks a child to drain and exit; SIGKILL if it outlives the deadline. */
@@ -205,13 +250,17 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       next.leaving = true
       next.proc.kill('SIGKILL')
       slot.replacing = false
-      if (!slot.current && !slot.crashLooping) restart(slot)
+      if (!slot.current) scheduleRestart(slot)
       return
     } finally {
       slot.replacing = false
     }
     slot.current = next
+    // An operator's reload (or a replacement that listens) is a fresh start for the slot.
     slot.crashLooping = false
+    slot.streak = 0
+    slot.crashes = []
+    clearStableTimer(slot)
     opts.onChange()
     log.info({ child: slot.index, oldPid: old?.proc.pid, newPid: next.proc.pid, reason }, `child ${slot.index} replaced (${reason})`)
     if (old && old.proc.exitCode === null && old.proc.signalCode === null) await retire(old, config.drainTimeout)
@@ -255,10 +304,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     reload(reason) {
       return enqueue(async () => {
         log.info({ reason }, 'replacing children one at a time')
-        for (const slot of slots) {
-          if (slot.crashLooping) slot.crashes = []
-          await replace(slot, reason)
-        }
+        for (const slot of slots) await replace(slot, reason)
         log.info({ reason }, 'all children replaced')
       })
     },
@@ -275,7 +321,10 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     },
     async drainAll(timeoutMs) {
       stopping = true
-      for (const slot of slots) if (slot.restartTimer) clearTimeout(slot.restartTimer)
+      for (const slot of slots) {
+        if (slot.restartTimer) clearTimeout(slot.restartTimer)
+        clearStableTimer(slot)
+      }
       await Promise.all([...workers].map((worker) => retire(worker, timeoutMs)))
     },
     killAll() {

@@ -9,7 +9,7 @@ import { ERRORS, toWire, type ErrorCode } from '../../lib/core/errors.js'
 import type { BuildPush } from '../../lib/builds/manifest.js'
 import { createLivePublisher } from '../../lib/live/publisher.js'
 import { deriveTokenKey } from '../../lib/live/token.js'
-import { statusLine } from '../../lib/http/server.js'
+import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
@@ -41,7 +41,7 @@ const decoder = new TextDecoder()
 
 function sendError(res: HttpResponse, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): void {
   const status = ERRORS[code]?.status ?? 500
-  res.cork(() => {
+  answerLater(res, () => {
     res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json')
     if (status === 503) res.writeHeader('Retry-After', RETRY_AFTER_S)
     res.end(JSON.stringify({ code, message, ...extra }))
@@ -67,7 +67,7 @@ function sinkFor(res: HttpResponse, state: RequestState): ResponseSink {
       return state.aborted
     },
     whole(status, headers, body, build) {
-      res.cork(() => {
+      answerLater(res, () => {
         writeHead(status, headers, build)
         res.end(body)
       })
@@ -89,7 +89,7 @@ function sinkFor(res: HttpResponse, state: RequestState): ResponseSink {
       })
     },
     end() {
-      res.cork(() => res.end())
+      answerLater(res, () => res.end())
     },
     fail(code, message, extra) {
       // A half-sent stream cannot become an error answer: cut it so the client sees the failure.
@@ -111,7 +111,7 @@ function headersOf(req: HttpRequest): Record<string, string> {
 export async function startAppServer(ctx: ChildContext, childIndex: number): Promise<Handle> {
   const { config, log } = ctx
   const store = await createBlobStore(blobStoreConfig(config))
-  const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame })
+  const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame, maxMessage: config.liveMaxMessage })
   let routingVersion = -1
   // The app's tables and upload token records: datastore ops relayed by the parent over the node's seed link.
   const datastore = createDatastoreClient({

@@ -30,7 +30,7 @@ import { join } from 'node:path'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { EspraError, toWire, ERRORS, type ErrorCode } from '../../lib/core/errors.js'
-import { statusLine } from '../../lib/http/server.js'
+import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
 import type { DatastoreValue } from '../../lib/storage/datastore.js'
@@ -86,7 +86,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
 
   function send({ res, head, aborted }: Reply, status: number, headers: Headers, body?: unknown): void {
     if (aborted) return
-    res.cork(() => {
+    answerLater(res, () => {
       res.writeStatus(tusStatus(status)).writeHeader('Tus-Resumable', TUS_VERSION)
       for (const [name, value] of Object.entries(headers)) res.writeHeader(name, value)
       if (head) res.endWithoutBody()

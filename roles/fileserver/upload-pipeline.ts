@@ -199,7 +199,7 @@ export async function createUploadPipeline(ctx: ChildContext): Promise<UploadPip
   let publisher: LivePublisher | null = null
   const livePublisher = (): LivePublisher => {
     if (publisher === null) {
-      publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId.slice(0, 40)}/upload-${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame })
+      publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId.slice(0, 40)}/upload-${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame, maxMessage: config.liveMaxMessage })
       const routing = ctx.state().routing
       if (routing) publisher.setRouting(routing)
     }

@@ -17,7 +17,7 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import busboy from 'busboy'
 import { EspraError } from '../../lib/core/errors.js'
-import { sendJson } from '../../lib/http/server.js'
+import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
 import { deriveUploadKey, typeAllowed, verifyUploadToken, type UploadClaims } from '../../lib/uploads/token.js'
@@ -114,7 +114,7 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
     const path = join(uploads.tmpDir, randomBytes(12).toString('hex'))
     const answer = (status: number, value: unknown): void => {
       body.drop()
-      if (!body.aborted) res.cork(() => sendJson(res, status, value))
+      answerLater(res, () => sendJson(res, status, value))
     }
     try {
       await spendUploadToken(uploads, claims)

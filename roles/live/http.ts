@@ -6,7 +6,7 @@
  */
 import { isChannel } from '../../lib/live/channel.js'
 import type { Grant, LiveAction } from '../../lib/live/token.js'
-import { sendJson } from '../../lib/http/server.js'
+import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { Listener, LiveChild } from './child.js'
 import { LiveError, liveErrorOf } from './errors.js'
@@ -19,10 +19,11 @@ const SSE_KEEPALIVE_MS = 15_000
 const DEFAULT_HISTORY_LIMIT = 100
 const MAX_HISTORY_LIMIT = 10_000
 
-function failHttp(res: HttpResponse, err: unknown, async = true): void {
+/** An error answer: written at once inside the handler (`later` false), else through answerLater (the client may be gone). */
+function failHttp(res: HttpResponse, err: unknown, later = true): void {
   const e = liveErrorOf(err)
   const write = () => sendJson(res, e.status, { code: e.code, message: e.message })
-  if (async) res.cork(write)
+  if (later) answerLater(res, write)
   else write()
 }
 
@@ -135,7 +136,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         closed = true
         streams.delete(stream)
         for (const ch of joined) live.unlisten(ch, listener)
-        res.cork(() => res.end())
+        answerLater(res, () => res.end())
         untrack()
       },
     }
@@ -204,7 +205,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       streams.delete(stream)
       if (listening) live.unlisten(ch, listener)
       if (aborted) return
-      if (body) res.cork(() => sendJson(res, 200, body))
+      if (body) answerLater(res, () => sendJson(res, 200, body))
       else failHttp(res, err)
     }
     let aborted = false
@@ -271,7 +272,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         return failHttp(res, new LiveError('BAD_FRAME', 'the body must be one JSON value (the message data)'))
       }
       ctx.parent.request<PubAnswer>({ k: 'pub', ch, data }).then(
-        (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : res.cork(() => sendJson(res, 200, { ch, seq: answer.seq, ts: answer.ts }))),
+        (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : answerLater(res, () => sendJson(res, 200, { ch, seq: answer.seq, ts: answer.ts }))),
         (err: unknown) => failHttp(res, err),
       )
     })
@@ -291,7 +292,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       return failHttp(res, err, false)
     }
     ctx.parent.request<SubAnswer>({ k: 'hist', ch, ...(since !== undefined ? { since } : {}), limit }).then(
-      (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : res.cork(() => sendJson(res, 200, { ch, seq: answer.seq, recovered: answer.recovered, messages: answer.messages.map(live.msgFrame) }))),
+      (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : answerLater(res, () => sendJson(res, 200, { ch, seq: answer.seq, recovered: answer.recovered, messages: answer.messages.map(live.msgFrame) }))),
       (err: unknown) => failHttp(res, err),
     )
   })
@@ -305,7 +306,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       return failHttp(res, err, false)
     }
     ctx.parent.request<PresenceAnswer>({ k: 'presence', ch }).then(
-      (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : res.cork(() => sendJson(res, 200, { ch, count: answer.count, members: answer.members }))),
+      (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : answerLater(res, () => sendJson(res, 200, { ch, count: answer.count, members: answer.members }))),
       (err: unknown) => failHttp(res, err),
     )
   })

@@ -1,10 +1,15 @@
 /**
- * The home side of channels: for every channel homed on this node it assigns
- * sequence numbers, keeps bounded history, tracks presence, and sends each
+ * The home side of channels: for every channel homed on this node it holds
+ * every message to the size limit (whatever path it came by: a child's
+ * client, a peer on the internal link, the publisher), assigns sequence
+ * numbers, keeps history bounded by count, age and bytes, tracks presence, and sends each
  * event once to every interested node (a "sink": this node itself or a peer
  * on the internal link). Lives in the node's parent process; single-threaded,
  * so every channel's order is the order `publish` is called in.
  */
+
+import { messageBytes } from '../../lib/live/message-size.js'
+import { LiveError } from './errors.js'
 
 /** One message as stored and sent. */
 export interface LiveMessage {
@@ -42,8 +47,12 @@ export interface Catchup {
 interface Channel {
   seq: number
   history: LiveMessage[]
+  /** The size of each message in `history` (same index), as {@link messageBytes} measured it. */
+  sizes: number[]
   /** Index of the oldest kept message in `history` (a queue without O(n) shifts). */
   head: number
+  /** Bytes of the messages kept (from `head` on). */
+  bytes: number
   /** Last publish, subscription or presence change (ms); idle channels are forgotten only after the history age. */
   touched: number
   readonly sinks: Set<Sink>
@@ -53,6 +62,10 @@ interface Channel {
 export interface HubOptions {
   readonly historySize: number
   readonly historyAgeMs: number
+  /** Bytes of messages one channel's history keeps at most (`--live-history-bytes`); the oldest go first. */
+  readonly historyBytes: number
+  /** Largest message accepted, in bytes of its JSON text (`--live-max-message`); larger ones are refused with 4004. */
+  readonly maxMessageBytes: number
   /** Clock (ms) for tests. */
   readonly now?: () => number
 }
@@ -83,7 +96,7 @@ export class Hub {
     let c = this.channels.get(ch)
     if (c) c.touched = this.now()
     else {
-      c = { seq: this.now() * 1000, history: [], head: 0, touched: this.now(), sinks: new Set(), members: new Map() }
+      c = { seq: this.now() * 1000, history: [], sizes: [], head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map() }
       this.channels.set(ch, c)
     }
     return c
@@ -91,17 +104,29 @@ export class Hub {
 
   private trim(c: Channel): void {
     const oldest = this.now() - this.opts.historyAgeMs
-    while (c.head < c.history.length && (c.history.length - c.head > this.opts.historySize || c.history[c.head]!.ts < oldest)) c.head++
+    while (c.head < c.history.length && (c.history.length - c.head > this.opts.historySize || c.bytes > this.opts.historyBytes || c.history[c.head]!.ts < oldest)) {
+      c.bytes -= c.sizes[c.head]!
+      c.head++
+    }
     if (c.head > 1024 && c.head * 2 > c.history.length) {
       c.history = c.history.slice(c.head)
+      c.sizes = c.sizes.slice(c.head)
       c.head = 0
     }
   }
 
+  /** Numbers and stores one message and sends it to every sink; throws a LiveError (4004, 4003) for what no channel takes. */
   publish(ch: string, data: unknown): { seq: number; ts: number } {
+    const size = messageBytes(data)
+    if (size === null) throw new LiveError('BAD_FIELD', 'data must be a JSON value')
+    if (size > this.opts.maxMessageBytes) throw new LiveError('TOO_LARGE', `message of ${size} bytes exceeds --live-max-message (${this.opts.maxMessageBytes} bytes)`)
     const c = this.channel(ch)
     const msg: LiveMessage = { ch, seq: ++c.seq, ts: this.now(), data }
-    if (this.opts.historySize > 0) c.history.push(msg)
+    if (this.opts.historySize > 0 && this.opts.historyBytes > 0) {
+      c.history.push(msg)
+      c.sizes.push(size)
+      c.bytes += size
+    }
     this.trim(c)
     const event: HubEvent = { k: 'msg', ...msg }
     for (const sink of c.sinks) sink.send(event)

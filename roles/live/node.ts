@@ -37,7 +37,9 @@ interface Peer {
 export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   const { config, log, children } = ctx
   const self = config.nodeId
-  const hub = new Hub({ historySize: config.liveHistorySize, historyAgeMs: config.liveHistoryAge })
+  const hub = new Hub({
+    historySize: config.liveHistorySize, historyAgeMs: config.liveHistoryAge, historyBytes: config.liveHistoryBytes, maxMessageBytes: config.liveMaxMessage,
+  })
   const local = new Map<string, Local>()
   const peers = new Map<string, Peer>()
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null

@@ -13,6 +13,8 @@ export const PUBLIC_PATTERN = 'pub:*'
 
 export interface LiveBehindProxy {
   seed: StartedNode
+  /** The seed's meta address (`--seed` for the admin CLI). */
+  seedAddress: string
   live: StartedNode
   proxy: StartedNode
 }
@@ -33,5 +35,5 @@ export async function liveBehindProxy(t: Test, liveFlags: Record<string, string 
     const routing = (await health(proxy.port)).body['routing'] as { nodes: { id: string }[] } | undefined
     return routing?.nodes.some((n) => n.id === 'live-a') ?? false
   })
-  return { seed, live, proxy }
+  return { seed, seedAddress: common.seed, live, proxy }
 }

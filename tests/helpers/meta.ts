@@ -45,8 +45,8 @@ export function nodeInfo(id: string, overrides: Partial<NodeInfo> = {}): NodeInf
   }
 }
 
-export const heartbeat = (health: NodeInfo['health'] = 'ok') => ({
-  health, children: 1, build: null, load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0 },
+export const heartbeat = (health: NodeInfo['health'] = 'ok', children = 1) => ({
+  health, children, build: null, load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0 },
 })
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

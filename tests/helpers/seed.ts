@@ -45,19 +45,19 @@ export async function nodeClient(
   id: string,
   info: Partial<NodeInfo> = {},
   opts: Partial<MetaClientOptions> & { everyMs?: number } = {},
-): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health']): void }> {
-  const state = { health: info.health ?? ('ok' as NodeInfo['health']) }
+): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health'], children?: number): void }> {
+  const state = { health: info.health ?? ('ok' as NodeInfo['health']), children: info.children ?? 1 }
   const c = client(t, port, {
     peer: { kind: 'node', id },
     onConnect: async (link) => void (await link.request('register', nodeInfo(id, { ...info, health: state.health }))),
     ...opts,
   })
-  const timer = setInterval(() => c.send('heartbeat', heartbeat(state.health)), opts.everyMs ?? 50)
+  const timer = setInterval(() => c.send('heartbeat', heartbeat(state.health, state.children)), opts.everyMs ?? 50)
   t.teardown(() => clearInterval(timer))
   await c.ready
   return Object.assign(c, {
     stopHeartbeat: () => clearInterval(timer),
-    setHealth: (health: NodeInfo['health']) => void (state.health = health),
+    setHealth: (health: NodeInfo['health'], children = state.children) => void Object.assign(state, { health, children }),
   })
 }
 

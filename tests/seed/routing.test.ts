@@ -40,6 +40,31 @@ t.test('a region table is pushed on change only, and its version grows', async (
   t.equal(proxy.tables.length, 5)
 })
 
+t.test('regression: a degraded Live node stays routed while a child serves, and leaves when none does', async (t) => {
+  const { port } = await startTestSeed(t, { heartbeatTimeout: 2000 })
+  const proxy = await watcher(t, port, { routing: 'eu-1' })
+  const live = await nodeClient(t, port, 'live-a', { region: 'eu-1', children: 2, childrenWanted: 2 }, { everyMs: 20 })
+  await nodeClient(t, port, 'live-b', { region: 'eu-1' })
+  await until(() => ids(proxy.tables.at(-1))?.length === 2, 2000, 'both nodes routed')
+  const pushes = proxy.tables.length
+  // One child crash-loops, the other serves: degraded, still routed.
+  live.setHealth('degraded', 1)
+  await sleep(200)
+  t.equal(proxy.tables.length, pushes, 'no push: the node still serves')
+  t.same(ids((await proxy.client.request<RoutingTable>('routing', { region: 'eu-1' }))), ['live-a', 'live-b'], 'the degraded node is in the table')
+  // No child alive: out of routing.
+  live.setHealth('degraded', 0)
+  await until(() => proxy.tables.length === pushes + 1, 2000, 'a push when no child serves')
+  t.same(ids(proxy.tables.at(-1)), ['live-b'])
+  // A restarted child serves again: back in routing, though still degraded.
+  live.setHealth('degraded', 1)
+  await until(() => proxy.tables.length === pushes + 2, 2000, 'a push when a child serves again')
+  t.same(ids(proxy.tables.at(-1)), ['live-a', 'live-b'])
+  live.setHealth('draining', 1)
+  await until(() => proxy.tables.length === pushes + 3, 2000, 'a push when it drains')
+  t.same(ids(proxy.tables.at(-1)), ['live-b'], 'draining is never routed')
+})
+
 t.test('routing pushes are held during grace and pushed once at its end', async (t) => {
   const { port } = await startTestSeed(t, { heartbeatTimeout: 2000, seedGrace: 600 })
   const proxy = await watcher(t, port, { routing: 'us-1' })

@@ -2,8 +2,8 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { Agent, request } from 'node:http'
-import { createServer } from 'node:net'
-import { createHttpServer, sendJson, type HttpServer } from '../../../lib/http/server.js'
+import { connect, createServer } from 'node:net'
+import { answerLater, createHttpServer, sendJson, type HttpServer } from '../../../lib/http/server.js'
 import { uws } from '../../../lib/http/uws.js'
 import { EspraError } from '../../../lib/core/errors.js'
 import { get } from '../../helpers/cluster.js'
@@ -134,4 +134,39 @@ t.test('listen reports a port it cannot have as ESPRA_ERR_LISTEN', async (t) => 
   const server = createHttpServer(uws.App(), () => {})
   t.teardown(() => server.destroy())
   await t.rejects(server.listen('127.0.0.1', port), { code: 'ESPRA_ERR_LISTEN' })
+})
+
+t.test('regression: an answer written after an await to a client that hung up is skipped, not thrown', async (t) => {
+  const errors: unknown[] = []
+  const server = createHttpServer(uws.App(), (err) => errors.push(err))
+  t.teardown(() => server.destroy())
+  // Routes answer once the test opens the gate, the way Live answered after a reply from its parent,
+  // with no onAborted of their own: through answerLater, or by corking (and closing) directly.
+  let open!: () => void
+  let gate = new Promise<void>((resolve) => (open = resolve))
+  const written: boolean[] = []
+  const pending: Promise<void>[] = []
+  server.app.get('/helper', (res) => void pending.push(gate.then(() => void written.push(answerLater(res, () => sendJson(res, 200, { late: true }))))))
+  server.app.get('/cork', (res) => void pending.push(gate.then(() => {
+    res.cork(() => sendJson(res, 200, { late: true }))
+    res.close()
+  })))
+  const port = await server.listen('127.0.0.1', 0)
+  const hangUp = (bytes: string) => new Promise<void>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.end(bytes))
+    socket.on('error', () => {})
+    socket.on('close', () => resolve())
+  })
+  const line = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`
+  // Gone before the answer; and two pipelined requests (uWS closes the connection when the second arrives while the first waits).
+  await Promise.all([hangUp(line('/helper')), hangUp(line('/cork')), hangUp(line('/helper') + line('/helper')), hangUp(line('/cork') + line('/cork'))])
+  while (server.stats().inflight > 0 || pending.length < 4) await sleep(10)
+  open()
+  await Promise.all(pending)
+  t.ok(written.length >= 2 && written.every((w) => !w), 'answerLater wrote nothing and said so')
+  t.same(errors, [], 'nothing thrown')
+  gate = Promise.resolve()
+  const answer = await get(port, '/helper')
+  t.equal(answer.status, 200, 'a client that waits gets its answer')
+  t.equal(written.at(-1), true)
 })

@@ -19,3 +19,29 @@ t.test('publish through the link reaches a WebSocket subscriber; bad channels an
   t.match(await c.next((f) => f.op === 'msg', 'published message'), { ch: 'jobs:1', seq: answer.seq, data: { progress: 50 } })
   await t.rejects(publisher.publish('bad name', 1), { code: 'ESPRA_ERR_LIVE_PUBLISH', details: { code: 4002 } }, 'bad channel')
 })
+
+t.test('regression: a message over --live-max-message fails in the publisher, and the home refuses one sent anyway', async (t) => {
+  const node = await startNode(t, 'live', { children: 1, 'node-id': 'live-q' })
+  t.teardown(() => node.stop())
+  const c = await connectLive(t, node.port, { token: token({ sub: ['jobs:*'] }) })
+  const sub = await c.call({ op: 'sub', ch: 'jobs:big' })
+  const routing = { region: 'us-1', version: 1, nodes: [{ id: 'live-q', address: '127.0.0.1', port: node.port }] }
+  const log = createLogger('silent', { role: 'test', node: 'test' })
+  const big = { blob: 'x'.repeat(900 * 1024) }
+
+  const publisher = createLivePublisher({ secret: SECRET, id: 'app-test', log })
+  t.teardown(() => publisher.close())
+  publisher.setRouting(routing)
+  await t.rejects(publisher.publish('jobs:big', big), { code: 'ESPRA_ERR_LIVE_PUBLISH', details: { code: 4004, limit: 64 * 1024 } }, 'refused before it is sent')
+
+  // A publisher told a larger limit (another node's setting, or any peer on the link) reaches the home: refused there.
+  const lax = createLivePublisher({ secret: SECRET, id: 'lax-test', log, maxMessage: 16 * 1024 ** 2 })
+  t.teardown(() => lax.close())
+  lax.setRouting(routing)
+  await t.rejects(lax.publish('jobs:big', big), { code: 'ESPRA_ERR_LIVE_PUBLISH', details: { code: 4004 } }, 'the home holds every path to the limit')
+  const after = await lax.publish('jobs:big', { small: true })
+  const frames = await c.next((f) => f.op === 'msg', 'the next message')
+  t.match(frames, { seq: after.seq, data: { small: true } }, 'the subscriber got the small message only')
+  t.equal(c.messages('jobs:big').length, 1)
+  t.equal(after.seq, (sub['seq'] as number) + 1, 'the refused message took no sequence number (it was never stored)')
+})

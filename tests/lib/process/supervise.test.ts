@@ -26,17 +26,22 @@ t.test('a child killed with SIGKILL is replaced and health is 200 again', async 
   t.same(await node.stop(), { code: 0, signal: null }, 'stops cleanly')
 })
 
-t.test('a crash-looping child is not restarted and health says degraded', async (t) => {
-  const node = await startNode(t, 'app', { children: 2 })
-  const killed = new Set<number>()
-  for (let i = 0; i < 5; i++) {
-    const pid = await waitFor(`child 0 listening (round ${i})`, () =>
+/** SIGKILLs child 0 each time it listens, `times` times; resolves the pids killed. */
+async function crashChild0(node: Awaited<ReturnType<typeof startNode>>, times: number, killed = new Set<number>()): Promise<Set<number>> {
+  for (let i = 0; i < times; i++) {
+    const pid = await waitFor(`child 0 listening (round ${killed.size})`, () =>
       node.logs.find((l) => l.msg === 'child 0 listening' && !killed.has(l.childPid!))?.childPid,
     )
     killed.add(pid)
     process.kill(pid, 'SIGKILL')
-    await waitFor(`crash ${i} logged`, () => node.logs.find((l) => l.msg === 'child 0 crashed' && l.childPid === pid))
+    await waitFor(`crash ${killed.size} logged`, () => node.logs.find((l) => l.msg === 'child 0 crashed' && l.childPid === pid))
   }
+  return killed
+}
+
+t.test('regression: a crash-looping child keeps being restarted with backoff; health and metrics say degraded meanwhile', async (t) => {
+  const node = await startNode(t, 'app', { children: 2 })
+  const killed = await crashChild0(node, 5)
   const loop = await node.waitForLog((l) => l.level === 'error' && /crash-looping/.test(l.msg), 'crash loop logged')
   t.equal(loop['code'], 'ESPRA_ERR_CHILD_CRASHLOOP')
   const h = await waitFor('degraded health', async () => {
@@ -45,16 +50,33 @@ t.test('a crash-looping child is not restarted and health says degraded', async 
   })
   t.equal(h.status, 200, 'the other child still serves')
   t.same((h.body['children'] as { crashLooping: number[] }).crashLooping, [0])
-  // No restart follows: after the longest backoff so far, child 0 has not come back.
-  await new Promise((r) => setTimeout(r, 2000))
-  t.equal(node.logs.filter((l) => l.msg === 'child 0 listening').length, 5, 'no sixth start')
-  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 1$/m)
+  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 1$/m, 'the metrics gauge alerts')
+
+  // Restarted all the same, later each time (the delay doubles, capped).
+  const sixth = await node.waitForLog((l) => l.msg === 'child 0 listening' && !killed.has(l.childPid!), 'a sixth child 0', 20_000)
+  const delays = node.logs.filter((l) => l.msg === 'restarting child 0 in ' + String(l['delayMs']) + 'ms').map((l) => l['delayMs'] as number)
+  t.equal(delays.length, 5, 'a restart scheduled after every crash')
+  t.ok(delays.every((d, i) => i === 0 || d > delays[i - 1]!), `growing delays: ${delays.join(', ')}`)
+  const again = await waitFor('two children alive, still degraded', async () => {
+    const answer = await health(node.port)
+    return (answer.body['children'] as { alive: number }).alive === 2 && answer
+  })
+  t.equal(again.body['health'], 'degraded', 'crash-looping until the new child has stayed up a while')
+
+  // It crashes again: restarted again, with a longer delay.
+  killed.add(sixth.childPid!)
+  process.kill(sixth.childPid!, 'SIGKILL')
+  await node.waitForLog((l) => l.msg === 'child 0 listening' && !killed.has(l.childPid!), 'a seventh child 0', 20_000)
+  const last = node.logs.filter((l) => /^restarting child 0 in /.test(l.msg)).at(-1)!
+  t.ok((last['delayMs'] as number) > delays.at(-1)!, 'a longer delay')
+  t.equal(last['crashLooping'], true)
 
   // An operator's SIGHUP gives the slot a fresh start.
   node.proc.kill('SIGHUP')
-  await node.waitForLog((l) => l.msg === 'all children replaced', 'reload done')
+  await node.waitForLog((l) => l.msg === 'all children replaced', 'reload done', 60_000)
   const after = await health(node.port)
   t.equal(after.body['health'], 'ok', 'healthy again after SIGHUP')
+  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 0$/m)
   t.same(await node.stop(), { code: 0, signal: null })
 })
 

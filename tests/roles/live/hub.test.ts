@@ -1,6 +1,8 @@
-// The home's channel state: sequences, bounded history by count and age, catch-up, presence refcounts, dropped sinks.
+// The home's channel state: sequences, bounded history by count, age and bytes, the size limit, catch-up, presence refcounts, dropped sinks.
 import t from 'tap'
 import { Hub, type HubEvent, type Sink } from '../../../roles/live/hub.js'
+
+const LIMITS = { historyBytes: 8 * 1024 ** 2, maxMessageBytes: 64 * 1024 }
 
 function sink(id: string): Sink & { events: HubEvent[] } {
   const events: HubEvent[] = []
@@ -9,7 +11,7 @@ function sink(id: string): Sink & { events: HubEvent[] } {
 
 t.test('sequences start at a time-based base and grow by one; history is bounded by count and age', async (t) => {
   let now = 1_000_000
-  const hub = new Hub({ historySize: 3, historyAgeMs: 1000, now: () => now })
+  const hub = new Hub({ ...LIMITS, historySize: 3, historyAgeMs: 1000, now: () => now })
   const s = sink('n1')
   const sub = hub.subscribe(s, 'c', undefined)
   t.same(sub, { seq: now * 1000, recovered: true, messages: [] })
@@ -25,7 +27,7 @@ t.test('sequences start at a time-based base and grow by one; history is bounded
 })
 
 t.test('presence: one member per user across sinks; a dropped sink leaves', async (t) => {
-  const hub = new Hub({ historySize: 10, historyAgeMs: 60_000 })
+  const hub = new Hub({ ...LIMITS, historySize: 10, historyAgeMs: 60_000 })
   const a = sink('a')
   const b = sink('b')
   hub.subscribe(a, 'p')
@@ -41,11 +43,40 @@ t.test('presence: one member per user across sinks; a dropped sink leaves', asyn
 })
 
 t.test('a history read without since gives the latest messages still kept', async (t) => {
-  const hub = new Hub({ historySize: 4, historyAgeMs: 60_000 })
+  const hub = new Hub({ ...LIMITS, historySize: 4, historyAgeMs: 60_000 })
   for (let i = 1; i <= 6; i++) hub.publish('h', i)
   t.same(hub.history('h', undefined, 2).messages.map((m) => m.data), [5, 6], 'the latest two')
   t.same(hub.history('h', undefined, 100).messages.map((m) => m.data), [3, 4, 5, 6], 'at most what history keeps')
   const first = hub.history('h', undefined, 100).messages[0]!.seq
   t.same(hub.history('h', first, 100).messages.map((m) => m.data), [4, 5, 6], 'with since: what came after it')
   t.same(hub.history('empty', undefined, 10), { seq: hub.history('empty', undefined, 10).seq, recovered: true, messages: [] })
+})
+
+t.test('regression: a message over the size limit enters no channel, whoever publishes it', async (t) => {
+  const hub = new Hub({ historySize: 1000, historyAgeMs: 60_000, historyBytes: 8 * 1024 ** 2, maxMessageBytes: 1024 })
+  const s = sink('n1')
+  hub.subscribe(s, 'big')
+  const fits = 'x'.repeat(1022) // 1,024 bytes as JSON text, quotes included
+  hub.publish('big', fits)
+  t.throws(() => hub.publish('big', `${fits}x`), { code: 4004, status: 413, message: /1025 bytes exceeds --live-max-message \(1024 bytes\)/ })
+  t.throws(() => hub.publish('big', 'é'.repeat(600)), { code: 4004 }, 'measured in UTF-8 bytes, not characters')
+  t.throws(() => hub.publish('big', { n: 1n }), { code: 4003 }, 'data with no JSON text is refused')
+  t.equal(s.events.length, 1, 'only the message that fits was sent')
+  t.same(hub.history('big', undefined, 10).messages.map((m) => m.data), [fits], 'and kept')
+})
+
+t.test('regression: history is bounded in bytes too, oldest dropped first', async (t) => {
+  const hub = new Hub({ historySize: 1000, historyAgeMs: 60_000, historyBytes: 10_000, maxMessageBytes: 4096 })
+  const kb = (i: number) => `${i}`.padEnd(998, '.') // 1,000 bytes as JSON text
+  const seqs = Array.from({ length: 25 }, (_, i) => hub.publish('h', kb(i)).seq)
+  const kept = hub.history('h', undefined, 1000).messages
+  t.same(kept.map((m) => m.data), Array.from({ length: 10 }, (_, i) => kb(15 + i)), 'the newest 10,000 bytes')
+  t.equal(hub.catchup('h', seqs[14]).recovered, true, 'a since within the kept bytes is recovered')
+  t.equal(hub.catchup('h', seqs[13]).recovered, false, 'one before it is not')
+  hub.publish('h', 'x'.repeat(2998)) // 3,000 bytes
+  t.equal(hub.history('h', undefined, 1000).messages.length, 8, 'a large message pushes out as many bytes as it brings')
+
+  const none = new Hub({ historySize: 1000, historyAgeMs: 60_000, historyBytes: 0, maxMessageBytes: 4096 })
+  none.publish('n', 1)
+  t.same(none.history('n', undefined, 10).messages, [], '--live-history-bytes 0 keeps nothing')
 })
