@@ -69,7 +69,7 @@ export function exitOnError(err: unknown): never {
     process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE)
   }
   const code = (err as EspraError | undefined)?.code
-  const usage = code === 'ESPRA_ERR_CONFIG_INVALID' || code === 'ESPRA_ERR_SECRET_MISSING'
+  const usage = code === 'ESPRA_ERR_CONFIG_INVALID' || code === 'ESPRA_ERR_SECRET_MISSING' || code === 'ESPRA_ERR_SECRET_INSECURE'
   process.stderr.write(`espra-node: ${code && !usage ? `${code}: ` : ''}${(err as Error)?.message ?? String(err)}\n`)
   process.exit(usage ? EXIT_USAGE : 1)
 }

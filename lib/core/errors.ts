@@ -15,6 +15,7 @@ export const ERRORS = {
   ESPRA_ERR_CONFIG_INVALID: { message: 'invalid configuration', status: 500 },
   ESPRA_ERR_CONFIG_FILE: { message: 'cannot read config file', status: 500 },
   ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
+  ESPRA_ERR_SECRET_INSECURE: { message: 'the secret file is open to other users', status: 500 },
   ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load', status: 500 },
   ESPRA_ERR_LISTEN: { message: 'cannot listen', status: 500 },
   ESPRA_ERR_FRAME_TOO_LARGE: { message: 'frame exceeds the size limit', status: 413 },
