@@ -11,6 +11,7 @@ import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { EspraError } from '../../lib/core/errors.js'
+import { MODULE_MARKER } from './build-files.js'
 import type { AppSeedRequest, AppToParent } from './server.js'
 
 /** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */
@@ -31,7 +32,7 @@ export async function pruneBuildDirs(root: string, keep: ReadonlySet<string>, no
   }
   const removed: string[] = []
   for (const name of names) {
-    if (keep.has(name)) continue
+    if (keep.has(name) || name === MODULE_MARKER) continue
     const path = join(root, name)
     if (name.startsWith('.') && now - (await stat(path).catch(() => ({ mtimeMs: 0 }))).mtimeMs < STALE_TMP_MS) continue
     await rm(path, { recursive: true, force: true })
