@@ -106,6 +106,7 @@ function buildProgram(rolesHelpText: string): Command {
 
   const vhost = admin.command('vhost').description('vhost files: which uploaded file a host + path serves on every fileserver')
   connectOptions(vhost.command('set <host> <path> <file>').description('map host + path (e.g. www.example.com /index.html) to an uploaded file (its key, files/<sha256>); fileservers are told at once'))
+    .option('--force', 'map a host that is the cluster\'s own (localhost, *.localhost, the seed machine\'s name) although it hides /app, /f, /upload there')
     .action(async (host: string, path: string, file: string, opts) => (await adminModules.vhost()).adminVhostSet(host, path, file, opts))
   connectOptions(vhost.command('rm <host> [path]').description('remove one mapping, or every mapping of the host'))
     .action(async (host: string, path: string | undefined, opts) => (await adminModules.vhost()).adminVhostRm(host, path, opts))

@@ -84,6 +84,7 @@ export const ERRORS = {
   ESPRA_ERR_UPLOAD_UNAVAILABLE: { message: 'the seed cannot be reached to check the upload token', status: 503 },
   ESPRA_ERR_VHOST_FILE_MISSING: { message: 'no stored file with that key (upload it first)', status: 404 },
   ESPRA_ERR_VHOST_NOT_FOUND: { message: 'no such vhost mapping', status: 404 },
+  ESPRA_ERR_VHOST_SHADOWS: { message: 'that host is the cluster\'s own: a vhost there would hide the fileserver\'s own paths (pass force)', status: 409 },
   ESPRA_ERR_UPLOAD_NO_WHIRLPOOL: { message: 'whirlpool hashing unavailable (OpenSSL legacy provider not loaded)', status: 500 },
   ESPRA_ERR_TUS_VERSION: { message: 'unsupported tus protocol version (Tus-Resumable must be 1.0.0)', status: 412 },
   ESPRA_ERR_TUS_BAD_REQUEST: { message: 'malformed tus request', status: 400 },
