@@ -17,16 +17,16 @@ export interface NodeState {
    * build is served after it. Shown by health checks.
    */
   readonly buildRefused?: { readonly id: string; readonly code: string; readonly message: string } | null
+  /** Indices of children that crash-looped and are no longer restarted. */
+  readonly crashLooping: readonly number[]
+  /** Last routing table received from the seed (proxy nodes). */
+  readonly routing: RoutingTable | null
   /**
    * Dependencies this node needs that are down right now (e.g. `redis`),
    * each with the reason in our words; absent or empty while all are up.
    * Any entry makes the node `degraded`.
    */
   readonly dependencies?: Readonly<Record<string, string>>
-  /** Indices of children that crash-looped and are no longer restarted. */
-  readonly crashLooping: readonly number[]
-  /** Last routing table received from the seed (proxy nodes). */
-  readonly routing: RoutingTable | null
 }
 
 export interface RoutingTable {
