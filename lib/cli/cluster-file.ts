@@ -21,14 +21,19 @@ export interface ClusterFile {
 export const clusterFilePath = (dataDir: string): string => join(dataDir, 'cluster.json')
 export const secretPath = (dataDir: string): string => join(dataDir, 'secret')
 
+/** Throws, naming the option, when a regular file keeps `dir` from being a directory; creates nothing. */
+export function checkDataDir(dir: string, option = '--data-dir'): void {
+  const blocker = fileInTheWay(dir)
+  if (blocker !== null) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: cannot use ${dir}: ${blocker} is a file, not a directory`, { option, dir })
+}
+
 /**
  * Creates `dir` (and its parents) with mode 0700. A path that cannot be a
  * directory (a regular file in the way, no permission) is one line naming
  * the option, exit 2, instead of the raw mkdir error.
  */
 export function makeDataDir(dir: string, option = '--data-dir'): void {
-  const blocker = fileInTheWay(dir)
-  if (blocker !== null) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: cannot use ${dir}: ${blocker} is a file, not a directory`, { option, dir })
+  checkDataDir(dir, option)
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   } catch (err) {

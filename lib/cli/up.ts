@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ROLE_NAMES, type RoleName } from '../core/config.js'
 import { EspraError } from '../core/errors.js'
-import { clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
+import { checkDataDir, clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
 import { startUpNode, type UpNode } from './up-node.js'
 import { assertUpPortsFree, MAX_PORT_BASE, upPorts } from './up-ports.js'
 
@@ -62,6 +62,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
   const dataDir = resolve(opts.dataDir)
   const children = intOption(opts.children, '--children', 1, 256) ?? UP_CHILDREN
   const ports = upPorts(intOption(opts.portBase, '--port-base', 1024, MAX_PORT_BASE))
+  checkDataDir(dataDir)
   const existing = readClusterFile(dataDir)
   if (existing && existing.upPid !== process.pid && alive(existing.upPid)) {
     usage('--data-dir', `a cluster is already running from ${dataDir} (espra-node up, pid ${existing.upPid})`)
