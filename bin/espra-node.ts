@@ -4,19 +4,23 @@
  * by a node parent (ESPRA_CHILD set at fork time) takes the child path instead.
  */
 import { Command, Option } from 'commander'
-import { ROLE_NAMES, NODE_OPTIONS } from '../lib/core/config.js'
+import { ROLE_NAMES, NODE_OPTIONS, type RoleName } from '../lib/core/config.js'
 import { VERSION } from '../lib/core/version.js'
-import { exitOnError, rolesHelp, runNodeCommand } from '../lib/cli/run-node.js'
+import { CHILD_ROLE_ENV, exitOnError, rolesHelp, runNodeCommand } from '../lib/cli/run-node.js'
 import { configCheck, configDefaults } from '../lib/cli/config-commands.js'
-import { runUp } from '../lib/cli/up.js'
-import { runChild } from '../lib/process/child.js'
-import { adminBuilds, adminPushBuild, adminRollback } from '../roles/admin/builds.js'
-import { adminNodes, adminStatus } from '../roles/admin/cli.js'
-import { adminTasks, adminTasksRetry } from '../roles/admin/tasks.js'
-import { adminToken } from '../roles/admin/token.js'
-import { adminUploadToken } from '../roles/admin/upload-token.js'
-import { adminVhostLs, adminVhostRm, adminVhostSet } from '../roles/admin/vhost.js'
-import { ROLES } from '../roles/registry.js'
+import { UP_APP_THREADS, UP_CHILDREN } from '../lib/cli/up.js'
+import { UP_PORT_SPAN } from '../lib/cli/up-ports.js'
+import { loadRole, loadRoles } from '../roles/registry.js'
+
+// Commands load what they run when they run (a node its one role, `up` none), so no process carries every role.
+const adminModules = {
+  builds: () => import('../roles/admin/builds.js'),
+  cli: () => import('../roles/admin/cli.js'),
+  tasks: () => import('../roles/admin/tasks.js'),
+  token: () => import('../roles/admin/token.js'),
+  uploadToken: () => import('../roles/admin/upload-token.js'),
+  vhost: () => import('../roles/admin/vhost.js'),
+}
 
 function nodeOptions(cmd: Command): Command {
   for (const o of NODE_OPTIONS) {
@@ -32,56 +36,56 @@ function connectOptions(cmd: Command): Command {
     .option('--secret-file <file>', 'cluster secret file (default: <data-dir>/secret; ESPRA_SECRET overrides)')
 }
 
-function buildProgram(): Command {
+function buildProgram(rolesHelpText: string): Command {
   const program = new Command('espra-node')
     .description('Run a real-time web platform on a fleet of machines. Start a node with --role, or a local cluster with `up`.')
     .version(VERSION, '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
     .enablePositionalOptions()
     .exitOverride()
-  nodeOptions(program).addHelpText('after', rolesHelp(ROLES)).action((_opts, cmd: Command) => runNodeCommand(ROLES, cmd))
+  nodeOptions(program).addHelpText('after', rolesHelpText).action((_opts, cmd: Command) => runNodeCommand(loadRole, cmd))
 
   program
     .command('up')
     .description('run a whole cluster on this machine: one seed and one node of every role, until Ctrl-C')
     .option('--data-dir <dir>', 'state directory (secret, cluster.json, logs)', '.espra')
-    .option('--children <n>', 'children per node (default: CPU count)')
-    .option('--port-base <port>', `use ports from <port> up instead of the defaults (meta port, then ${ROLE_NAMES.length} role ports)`)
+    .option('--children <n>', `children per node (default: ${UP_CHILDREN}; the app node's child runs ${UP_APP_THREADS} worker threads)`)
+    .option('--port-base <port>', `use the ${UP_PORT_SPAN} ports <port> to <port>+${UP_PORT_SPAN - 1} instead of the defaults: meta, ${ROLE_NAMES.length} role ports, ${ROLE_NAMES.length} metrics ports, the Live link`)
     .option('--log-level <level>', 'log level of every node', 'info')
     .option('--no-sample-app', 'do not push examples/sample-app as the first build when the cluster has none')
-    .action((opts) => runUp(opts))
+    .action(async (opts) => (await import('../lib/cli/up.js')).runUp(opts))
 
   const admin = program.command('admin').description('inspect a running cluster over the seed\'s meta port')
   const redisOption = '--redis <url>'
   const redisDoc = 'the task queue is in Redis at this URL, as the app nodes run with (env ESPRA_REDIS; default: the seed\'s embedded queue)'
   connectOptions(admin.command('status').description('cluster summary, task queue counts and every node'))
     .option(redisOption, redisDoc)
-    .action((opts) => adminStatus(opts))
+    .action(async (opts) => (await adminModules.cli()).adminStatus(opts))
   connectOptions(admin.command('nodes').description('list every node'))
     .option('--json', 'print one JSON array (fields: id, role, region, address, port, pid, children, version, build, health, heartbeatAgeMs, load, ...)')
     .option('--watch', 'redraw the list as nodes join, leave or change health (Ctrl-C to stop)')
-    .action((opts) => adminNodes(opts))
+    .action(async (opts) => (await adminModules.cli()).adminNodes(opts))
 
   connectOptions(admin.command('push-build <dir>').description('send a directory as a new app build, make it current, wait until every live fileserver serves it; prints the build id'))
     .option('--message <text>', 'what this build is (shown by `admin builds`)')
     .option('--timeout <duration>', 'how long to wait for fileservers, e.g. 30s, 2m', '60s')
-    .action((dir: string, opts) => adminPushBuild(dir, opts))
+    .action(async (dir: string, opts) => (await adminModules.builds()).adminPushBuild(dir, opts))
   connectOptions(admin.command('builds').description('list app builds: id, time, files, bytes, the nodes running it, message'))
     .option('--json', 'print one JSON array (fields: id, at, message, files, bytes, current, nodes)')
-    .action((opts) => adminBuilds(opts))
+    .action(async (opts) => (await adminModules.builds()).adminBuilds(opts))
   connectOptions(admin.command('rollback <id>').description('make an earlier build current again and wait until every live fileserver serves it'))
     .option('--timeout <duration>', 'how long to wait for fileservers', '60s')
-    .action((id: string, opts) => adminRollback(id, opts))
+    .action(async (id: string, opts) => (await adminModules.builds()).adminRollback(id, opts))
 
   const tasks = connectOptions(admin.command('tasks').description('task queue counts (ready, delayed, leased, dead); --dead lists dead letters with their last error'))
     .option(redisOption, redisDoc)
     .option('--dead', 'also list dead letters: id, name, attempts, when it failed, last error')
     .option('--limit <n>', 'dead letters to list, at most (1-1000)', '100')
     .option('--json', 'print one JSON object: {backend, counts: {ready, delayed, leased, dead}, dead?: [{id, name, attempts, enqueuedAt, failedAt, error, payloadBytes}]}')
-    .action((opts) => adminTasks(opts))
+    .action(async (opts) => (await adminModules.tasks()).adminTasks(opts))
   connectOptions(tasks.command('retry <id>').description('make a dead letter ready again with its attempts restored; prints its id'))
     .option(redisOption, redisDoc)
-    .action((id: string, opts) => adminTasksRetry(id, opts))
+    .action(async (id: string, opts) => (await adminModules.tasks()).adminTasksRetry(id, opts))
 
   const collect = (value: string, previous: string[] = []) => [...previous, value]
   connectOptions(admin.command('token').description('mint a Live capability token (printed alone on stdout)'))
@@ -91,23 +95,24 @@ function buildProgram(): Command {
     .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h', '1h')
     .option('--user <id>', 'member id: the holder counts in presence as this user')
     .option('--info <json>', 'member info shown in presence (a JSON object)')
-    .action((opts) => adminToken(opts))
+    .action(async (opts) => (await adminModules.token()).adminToken(opts))
   connectOptions(admin.command('upload-token').description('mint a single-use token for POST /upload on a fileserver (printed alone on stdout)'))
     .option('--max-size <size>', 'largest file accepted, e.g. 10MB', '10MB')
     .option('--types <types>', 'media types accepted, e.g. image/png,image/* (repeatable, comma-separated; default: any)', collect)
     .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h', '1h')
     .option('--owner <id>', 'who the uploaded file belongs to (kept in its record)')
     .option('--channel <name>', 'Live channel that hears progress events')
-    .action((opts) => adminUploadToken(opts))
+    .action(async (opts) => (await adminModules.uploadToken()).adminUploadToken(opts))
 
   const vhost = admin.command('vhost').description('vhost files: which uploaded file a host + path serves on every fileserver')
   connectOptions(vhost.command('set <host> <path> <file>').description('map host + path (e.g. www.example.com /index.html) to an uploaded file (its key, files/<sha256>); fileservers are told at once'))
-    .action((host: string, path: string, file: string, opts) => adminVhostSet(host, path, file, opts))
+    .option('--force', 'map a host that is the cluster\'s own (localhost, *.localhost, the seed machine\'s name) although it hides /app, /f, /upload there')
+    .action(async (host: string, path: string, file: string, opts) => (await adminModules.vhost()).adminVhostSet(host, path, file, opts))
   connectOptions(vhost.command('rm <host> [path]').description('remove one mapping, or every mapping of the host'))
-    .action((host: string, path: string | undefined, opts) => adminVhostRm(host, path, opts))
+    .action(async (host: string, path: string | undefined, opts) => (await adminModules.vhost()).adminVhostRm(host, path, opts))
   connectOptions(vhost.command('ls [host]').description('list mappings (of one host, or all): host, path, file, type, size, when set'))
     .option('--json', 'print one JSON array (fields: host, path, file, sha256, size, type, encoding, at)')
-    .action((host: string | undefined, opts) => adminVhostLs(host, opts))
+    .action(async (host: string | undefined, opts) => (await adminModules.vhost()).adminVhostLs(host, opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(
@@ -119,8 +124,15 @@ function buildProgram(): Command {
   return program
 }
 
+const childRole = process.env[CHILD_ROLE_ENV] as RoleName | undefined
 if (process.env['ESPRA_CHILD']) {
-  runChild(ROLES)
+  // A child loads only its node's role (named by the parent at fork time).
+  const { runChild } = await import('../lib/process/child.js')
+  await runChild(childRole && ROLE_NAMES.includes(childRole) ? { [childRole]: await loadRole(childRole) } : await loadRoles())
 } else {
-  buildProgram().parseAsync(process.argv).catch(exitOnError)
+  // Every role's summary is loaded only when help may be printed.
+  const args = process.argv.slice(2)
+  const helpWanted = args.length === 0 || args.some((a) => a === '--help' || a === '-h' || a === 'help')
+  const help = helpWanted ? rolesHelp(await loadRoles()) : ''
+  buildProgram(help).parseAsync(process.argv).catch(exitOnError)
 }

@@ -11,6 +11,7 @@
  * leaves at worst a host with no files (every path 404), never a mapping
  * no fileserver knows to look for.
  */
+import { hostname } from 'node:os'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
@@ -44,6 +45,22 @@ function checked(body: unknown, withPath: 'required' | 'optional'): { host: stri
   return { host: body['host'] as string, path: path as string | undefined, b: body }
 }
 
+/**
+ * A fileserver answers a vhost's Host from its mappings only, so a vhost
+ * named like the cluster's own host hides `/app`, `/f`, `/upload` and
+ * `/uploads` for every request that names it. Own hosts: `localhost` and
+ * `*.localhost` (loopback by definition; `up` and the sample app are
+ * reached there) and this machine's host name. `set` refuses them unless
+ * `force`; the reason is the answer.
+ */
+export function shadowProblem(host: string, machine: string = hostname().toLowerCase()): string | null {
+  const why = host === 'localhost' || host.endsWith('.localhost') ? 'a loopback name (localhost)'
+    : host === machine ? `this machine's host name`
+    : null
+  if (why === null) return null
+  return `${host} is ${why}, the cluster's own: a vhost there hides /app, /f, /upload and /uploads of every fileserver for requests to ${host}; pass force (admin vhost set --force) to map it anyway`
+}
+
 export function createSeedVhosts({ datastore, log }: { datastore: Datastore; log: Logger }): SeedVhosts {
   const subscribers = new Set<MetaPeer>()
   let queue: Promise<unknown> = Promise.resolve()
@@ -69,6 +86,9 @@ export function createSeedVhosts({ datastore, log }: { datastore: Datastore; log
     const { host, path, b } = checked(body, 'required')
     const sha = fileSha256(b['file'])
     if (sha === null) throw bad('file', 'must be the key of an uploaded file, files/<sha256> (64 lower-case hex digits)')
+    if (b['force'] !== undefined && typeof b['force'] !== 'boolean') throw bad('force', 'must be true or false')
+    const shadows = shadowProblem(host)
+    if (shadows !== null && b['force'] !== true) throw new EspraError('ESPRA_ERR_VHOST_SHADOWS', shadows, { host })
     return serial(async () => {
       const record = await datastore.get('files', sha)
       if (record === null) throw new EspraError('ESPRA_ERR_VHOST_FILE_MISSING', `no stored file files/${sha}: upload it first`, { file: `files/${sha}` })
@@ -85,7 +105,8 @@ export function createSeedVhosts({ datastore, log }: { datastore: Datastore; log
       if (await datastore.get('vhosts', hostKey(host)) === null) await datastore.put('vhosts', hostKey(host), { host, at: mapping.at })
       await datastore.put('vhosts', mappingKey(host, path!), { ...mapping })
       push({ host, paths: [path!], registered: true })
-      log.info({ host, path, file: mapping.file }, 'vhost mapping set')
+      if (shadows !== null) log.warn({ host, path, file: mapping.file }, `vhost mapping set with force: ${shadows.split(';')[0]}`)
+      else log.info({ host, path, file: mapping.file }, 'vhost mapping set')
       return { mapping, previous: typeof previous?.['file'] === 'string' ? previous['file'] : null }
     })
   }

@@ -6,6 +6,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { RoleName } from '../core/config.js'
+import { fileInTheWay } from '../core/config-parsers.js'
+import { EspraError } from '../core/errors.js'
 
 export interface ClusterFile {
   /** Meta address of the seed, host:port. */
@@ -19,9 +21,32 @@ export interface ClusterFile {
 export const clusterFilePath = (dataDir: string): string => join(dataDir, 'cluster.json')
 export const secretPath = (dataDir: string): string => join(dataDir, 'secret')
 
+/** Throws, naming the option, when a regular file keeps `dir` from being a directory; creates nothing. */
+export function checkDataDir(dir: string, option = '--data-dir'): void {
+  const blocker = fileInTheWay(dir)
+  if (blocker !== null) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: cannot use ${dir}: ${blocker} is a file, not a directory`, { option, dir })
+}
+
+/**
+ * Creates `dir` (and its parents) with mode 0700. A path that cannot be a
+ * directory (a regular file in the way, no permission) is one line naming
+ * the option, exit 2, instead of the raw mkdir error.
+ */
+export function makeDataDir(dir: string, option = '--data-dir'): void {
+  checkDataDir(dir, option)
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    const why = code === 'EACCES' || code === 'EPERM' ? 'no permission' : code
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: cannot create ${dir}: ${why}`, { option, dir })
+  }
+}
+
 /** Creates the state directory (0700) and a cluster secret (0600) unless one exists. */
 export function ensureStateDir(dataDir: string): { secretFile: string; created: boolean } {
-  mkdirSync(join(dataDir, 'logs'), { recursive: true, mode: 0o700 })
+  makeDataDir(dataDir)
+  makeDataDir(join(dataDir, 'logs'))
   const secretFile = secretPath(dataDir)
   try {
     writeFileSync(secretFile, `${randomBytes(32).toString('hex')}\n`, { flag: 'wx', mode: 0o600 })
@@ -29,8 +54,13 @@ export function ensureStateDir(dataDir: string): { secretFile: string; created: 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
   }
-  if ((statSync(secretFile).mode & 0o077) !== 0) {
-    throw new Error(`${secretFile} is readable by other users; run: chmod 600 ${secretFile}`)
+  const mode = statSync(secretFile).mode
+  if ((mode & 0o077) !== 0) {
+    throw new EspraError(
+      'ESPRA_ERR_SECRET_INSECURE',
+      `--data-dir: ${secretFile} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${secretFile}`,
+      { option: '--data-dir', file: secretFile },
+    )
   }
   return { secretFile, created: false }
 }

@@ -7,7 +7,6 @@ import { CommanderError } from 'commander'
 import { loadConfig, ROLE_NAMES, type NodeConfig, type RoleName } from '../core/config.js'
 import { EspraError } from '../core/errors.js'
 import { assertPortFree } from '../http/ports.js'
-import { runNode } from '../process/parent.js'
 import type { Role } from '../process/role.js'
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. */
@@ -28,7 +27,16 @@ export function configFromCommand(cmd: Command): NodeConfig {
   return loadConfig({ flags, env: process.env, file: flags['config'] as string | undefined })
 }
 
-export async function runNodeCommand(roles: Readonly<Record<RoleName, Role>>, cmd: Command): Promise<void> {
+/**
+ * Set in a node parent's environment before it forks: which role module a
+ * child loads (bin/espra-node.ts). Its config still comes over IPC.
+ */
+export const CHILD_ROLE_ENV = 'ESPRA_CHILD_ROLE'
+
+/** Loads the one role a node runs (roles/registry.ts `loadRole`). */
+export type RoleLoader = (name: RoleName) => Promise<Role>
+
+export async function runNodeCommand(loadRole: RoleLoader, cmd: Command): Promise<void> {
   if (Object.keys(cliFlags(cmd)).length === 0 && !process.env['ESPRA_ROLE'] && !process.env['ESPRA_CONFIG']) {
     cmd.outputHelp()
     return
@@ -43,7 +51,11 @@ export async function runNodeCommand(roles: Readonly<Record<RoleName, Role>>, cm
   await assertPortFree(config.bind, config.port, '--port')
   await assertPortFree(config.metricsBind, config.metricsPort, '--metrics-port')
   if (config.role === 'seed') await assertPortFree(config.bind, config.metaPort, '--meta-port')
-  await runNode(roles[config.role], config)
+  const role = await loadRole(config.role)
+  process.env[CHILD_ROLE_ENV] = config.role
+  // Loaded here, not at the top: `up`, `admin` and `config` never run a node.
+  const { runNode } = await import('../process/parent.js')
+  await runNode(role, config)
 }
 
 /** What every role is and what it does not do yet, for `--help`. */
@@ -69,7 +81,7 @@ export function exitOnError(err: unknown): never {
     process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE)
   }
   const code = (err as EspraError | undefined)?.code
-  const usage = code === 'ESPRA_ERR_CONFIG_INVALID' || code === 'ESPRA_ERR_SECRET_MISSING'
+  const usage = code === 'ESPRA_ERR_CONFIG_INVALID' || code === 'ESPRA_ERR_SECRET_MISSING' || code === 'ESPRA_ERR_SECRET_INSECURE'
   process.stderr.write(`espra-node: ${code && !usage ? `${code}: ` : ''}${(err as Error)?.message ?? String(err)}\n`)
   process.exit(usage ? EXIT_USAGE : 1)
 }

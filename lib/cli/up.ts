@@ -1,16 +1,22 @@
 /**
  * `espra-node up`: a whole cluster on this machine. One seed, then one node of
  * every other role, each a real `espra-node --role=…` parent process with its
- * children. Ctrl-C stops the nodes first and the seed last.
+ * children, kept running (a node that dies is started again with backoff,
+ * lib/cli/up-node.ts). Ctrl-C stops the nodes first and the seed last.
+ *
+ * Sized for a laptop, not for the machine's core count: one child per node
+ * and two app worker threads unless `--children` says otherwise, so the
+ * whole cluster stays well under 1 GB of RSS on any machine.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { DEFAULT_PORTS, ROLE_NAMES, type RoleName } from '../core/config.js'
+import { ROLE_NAMES, type RoleName } from '../core/config.js'
 import { EspraError } from '../core/errors.js'
-import { assertPortFree } from '../http/ports.js'
-import { clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
+import { checkDataDir, clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
+import { startUpNode, type UpNode } from './up-node.js'
+import { assertUpPortsFree, MAX_PORT_BASE, upPorts } from './up-ports.js'
 
 export interface UpOptions {
   dataDir: string
@@ -21,28 +27,16 @@ export interface UpOptions {
   sampleApp: boolean
 }
 
-interface RunningNode {
-  role: RoleName
-  port: number
-  metricsPort: number
-  log: string
-  proc: ChildProcess
-  exited: Promise<number | null>
-}
+/** Children per node under `up` unless `--children` is given. */
+export const UP_CHILDREN = 1
+/** Worker threads of the app node's child under `up` (the app's own default is the CPU count). */
+export const UP_APP_THREADS = 2
 
-const START_TIMEOUT_MS = 30_000
 const LOCAL = '127.0.0.1'
 /** examples/sample-app at the package root (two levels above lib/cli, three above dist/lib/cli). */
 export const SAMPLE_APP_DIR: string = [new URL('../../examples/sample-app/', import.meta.url), new URL('../../../examples/sample-app/', import.meta.url)]
   .map((u) => fileURLToPath(u))
   .find((dir) => existsSync(join(dir, 'espra.json'))) ?? ''
-
-/** Meta port and each role's public port: the defaults, or consecutive ports from --port-base. */
-export function upPorts(portBase?: number): { meta: number; roles: Record<RoleName, number> } {
-  if (portBase === undefined) return { meta: 7000, roles: { ...DEFAULT_PORTS } }
-  const roles = Object.fromEntries(ROLE_NAMES.map((r, i) => [r, portBase + 1 + i])) as Record<RoleName, number>
-  return { meta: portBase, roles }
-}
 
 function usage(option: string, reason: string): never {
   throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
@@ -64,58 +58,46 @@ function alive(pid: number): boolean {
   }
 }
 
-async function waitHealthy(node: RunningNode): Promise<void> {
-  const deadline = Date.now() + START_TIMEOUT_MS
-  let exitCode: number | null | undefined
-  void node.exited.then((code) => (exitCode = code))
-  while (Date.now() < deadline) {
-    if (exitCode !== undefined) throw new Error(`${node.role} exited with code ${exitCode} while starting; see ${node.log}`)
-    try {
-      const res = await fetch(`http://${LOCAL}:${node.port}/_espra/health`, { signal: AbortSignal.timeout(1000) })
-      if (res.status === 200) return
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`${node.role} did not become healthy within ${START_TIMEOUT_MS / 1000}s; see ${node.log}`)
-}
-
 export async function runUp(opts: UpOptions): Promise<void> {
   const dataDir = resolve(opts.dataDir)
-  const children = intOption(opts.children, '--children', 1, 256)
-  const ports = upPorts(intOption(opts.portBase, '--port-base', 1024, 65535 - 1000 - ROLE_NAMES.length))
+  const children = intOption(opts.children, '--children', 1, 256) ?? UP_CHILDREN
+  const ports = upPorts(intOption(opts.portBase, '--port-base', 1024, MAX_PORT_BASE))
+  checkDataDir(dataDir)
   const existing = readClusterFile(dataDir)
   if (existing && existing.upPid !== process.pid && alive(existing.upPid)) {
     usage('--data-dir', `a cluster is already running from ${dataDir} (espra-node up, pid ${existing.upPid})`)
   }
+  // Every port before anything is written or started.
+  await assertUpPortsFree(LOCAL, ports)
   const { secretFile, created } = ensureStateDir(dataDir)
   if (created) console.log(`created cluster secret ${secretFile} (mode 0600)`)
-
-  await assertPortFree(LOCAL, ports.meta, 'meta port')
-  for (const role of ROLE_NAMES) {
-    await assertPortFree(LOCAL, ports.roles[role], `${role} port`)
-    await assertPortFree(LOCAL, ports.roles[role] + 1000, `${role} metrics port`)
-  }
 
   const seedAddr = `${LOCAL}:${ports.meta}`
   // Where a browser on this machine reaches the fileserver and the proxy's live host (*.localhost is loopback).
   const appSettings = { filesUrl: `http://${LOCAL}:${ports.roles.fileserver}`, liveUrl: `ws://us-1.live.localhost:${ports.roles.proxy}` }
-  const nodes: RunningNode[] = []
-  const start = (role: RoleName): RunningNode => {
+  const nodes: UpNode[] = []
+  let clusterUp = false
+  const startedAt = new Date().toISOString()
+  const recordNodes = (): void => {
+    if (!clusterUp) return
+    const file: ClusterFile = {
+      seed: seedAddr,
+      upPid: process.pid,
+      startedAt,
+      nodes: nodes.map((n) => ({ role: n.role, port: n.port, metricsPort: n.metricsPort, pid: n.pid(), log: n.log })),
+    }
+    writeClusterFile(dataDir, file)
+  }
+  const start = (role: RoleName): UpNode => {
     const log = join(dataDir, 'logs', `${role}.log`)
-    const fd = openSync(log, 'a', 0o600)
     const args = [
-      ...process.execArgv, process.argv[1]!, `--role=${role}`, `--seed=${seedAddr}`, `--meta-port=${ports.meta}`,
-      `--port=${ports.roles[role]}`, `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
-      `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, ...(children ? [`--children=${children}`] : []),
-      ...(role === 'app' ? [`--app-settings=${JSON.stringify(appSettings)}`] : []),
+      process.argv[1]!, `--role=${role}`, `--seed=${seedAddr}`, `--meta-port=${ports.meta}`,
+      `--port=${ports.roles[role]}`, `--metrics-port=${ports.metrics[role]}`, `--live-link-offset=${ports.liveLinkOffset}`,
+      `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
+      `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, `--children=${children}`,
+      ...(role === 'app' ? [`--threads=${UP_APP_THREADS}`, `--app-settings=${JSON.stringify(appSettings)}`] : []),
     ]
-    // Own process group, so Ctrl-C reaches only `up`, which stops the nodes in order.
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', fd, fd, 'ipc'], detached: true, env: { ...process.env, ESPRA_UP: '1' } })
-    closeSync(fd)
-    const exited = new Promise<number | null>((r) => proc.once('exit', (code, signal) => r(code ?? (signal ? 128 : null))))
-    const node = { role, port: ports.roles[role], metricsPort: ports.roles[role] + 1000, log, proc, exited }
+    const node = startUpNode({ role, port: ports.roles[role], metricsPort: ports.metrics[role], log, args, say: (line) => console.log(line), onRestarted: recordNodes })
     nodes.push(node)
     return node
   }
@@ -124,12 +106,8 @@ export async function runUp(opts: UpOptions): Promise<void> {
   const stop = async (exitCode: number): Promise<never> => {
     stopping = true
     const others = nodes.filter((n) => n.role !== 'seed')
-    for (const n of others) n.proc.kill('SIGTERM')
-    await Promise.all(others.map((n) => n.exited))
-    for (const n of nodes.filter((n) => n.role === 'seed')) {
-      n.proc.kill('SIGTERM')
-      await n.exited
-    }
+    await Promise.all(others.map((n) => n.stop()))
+    for (const n of nodes.filter((n) => n.role === 'seed')) await n.stop()
     rmSync(clusterFilePath(dataDir), { force: true })
     console.log('cluster stopped')
     process.exit(exitCode)
@@ -137,7 +115,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
   const onSignal = (): void => {
     if (stopping) {
       console.log('forcing stop')
-      for (const n of nodes) n.proc.kill('SIGKILL')
+      for (const n of nodes) n.kill()
       process.exit(1)
     }
     console.log('stopping cluster (Ctrl-C again to force)')
@@ -146,38 +124,30 @@ export async function runUp(opts: UpOptions): Promise<void> {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
+  const where = ports.base === null ? 'the default ports' : `ports ${ports.base}-${ports.base + ports.all.length - 1}`
+  console.log(`starting a seed and ${ROLE_NAMES.length - 1} nodes, ${children} ${children === 1 ? 'child' : 'children'} each, on ${where}`)
   try {
-    await waitHealthy(start('seed'))
-    await Promise.all(ROLE_NAMES.filter((r) => r !== 'seed').map((r) => waitHealthy(start(r))))
+    await start('seed').ready
+    await Promise.all(ROLE_NAMES.filter((r) => r !== 'seed').map((r) => start(r).ready))
   } catch (err) {
     console.error(`espra-node up: ${(err as Error).message}`)
     return stop(1)
   }
+  clusterUp = true
+  recordNodes()
+  for (const n of nodes) n.supervise()
 
-  const file: ClusterFile = {
-    seed: seedAddr,
-    upPid: process.pid,
-    startedAt: new Date().toISOString(),
-    nodes: nodes.map((n) => ({ role: n.role, port: n.port, metricsPort: n.metricsPort, pid: n.proc.pid!, log: n.log })),
-  }
-  writeClusterFile(dataDir, file)
   const sample = opts.sampleApp ? await pushSampleApp(seedAddr, secretFile) : 'off'
-  console.log(`cluster up (state in ${dataDir})\n`)
-  console.log(`${'role'.padEnd(11)} ${'listens on'.padEnd(28)} ${'metrics'.padEnd(28)} ${'pid'.padEnd(8)} log`)
+  console.log(`\ncluster up (state in ${dataDir})\n`)
+  console.log(`${'role'.padEnd(11)} ${'listens on'.padEnd(28)} ${'metrics'.padEnd(36)} ${'pid'.padEnd(8)} log`)
   console.log(`${'seed meta'.padEnd(11)} ${`tcp://${seedAddr}`.padEnd(28)}`)
-  for (const n of file.nodes) {
+  for (const n of nodes) {
     console.log(
-      `${n.role.padEnd(11)} ${`http://${LOCAL}:${n.port}`.padEnd(28)} ${`http://${LOCAL}:${n.metricsPort}/metrics`.padEnd(28)} ${String(n.pid).padEnd(8)} ${n.log}`,
+      `${n.role.padEnd(11)} ${`http://${LOCAL}:${n.port}`.padEnd(28)} ${`http://${LOCAL}:${n.metricsPort}/metrics`.padEnd(36)} ${String(n.pid()).padEnd(8)} ${n.log}`,
     )
   }
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
-  console.log('\nespra-node admin status   shows every node. Ctrl-C stops the cluster.')
-
-  for (const n of nodes) {
-    void n.exited.then((code) => {
-      if (!stopping) console.error(`${n.role} node (pid ${n.proc.pid}) exited with code ${code}; see ${n.log}`)
-    })
-  }
+  console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
 }
 
 /** Runs this same binary's `admin` CLI against the new cluster. */

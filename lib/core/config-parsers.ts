@@ -4,6 +4,9 @@
  * saying what is allowed; the loader turns that into a one-line error naming
  * the option.
  */
+import { statSync } from 'node:fs'
+import { dirname } from 'node:path'
+
 /** A value from a source before parsing: a flag/env string or a config-file JSON value. */
 export type Raw = unknown
 
@@ -108,3 +111,17 @@ export function option<K extends string>(spec: OptionSpec<K>): OptionSpec<K> {
 }
 
 export const constant = (v: unknown) => () => v
+
+/**
+ * The regular file at `dir` or above it that keeps it from being a
+ * directory (mkdir -p would fail with ENOTDIR), or null.
+ */
+export function fileInTheWay(dir: string): string | null {
+  for (let p = dir; ; p = dirname(p)) {
+    try {
+      return statSync(p).isDirectory() ? null : p
+    } catch {
+      if (dirname(p) === p) return null
+    }
+  }
+}

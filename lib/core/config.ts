@@ -7,10 +7,10 @@
  * validated once, frozen, and handed to children in their first IPC message.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
-import { constant, durationIn, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
+import { constant, durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
 import { APP_OPTIONS } from './options-app.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
@@ -61,6 +61,8 @@ export interface NodeConfig {
   readonly nodeId: string
   readonly dataDir: string
   readonly secretFile: string
+  /** Accept a secret file other users may read (refused by default, as ssh refuses such keys). */
+  readonly insecureSecretFile: boolean
   readonly logLevel: LogLevel
   readonly drainTimeout: number
   readonly maxChildRss: number
@@ -169,6 +171,11 @@ const COMMON_OPTIONS = [
     key: 'secretFile', flag: '--secret-file <file>', env: 'ESPRA_SECRET_FILE', defaultText: '<data-dir>/secret',
     doc: 'file holding the cluster secret (ESPRA_SECRET overrides it)',
     default: (c) => resolve(String(c['dataDir']), 'secret'), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
+  }),
+  option({
+    key: 'insecureSecretFile', flag: '--insecure-secret-file [bool]', env: 'ESPRA_INSECURE_SECRET_FILE', defaultText: 'false',
+    doc: 'accept a secret file that group or other users may read or write (refused otherwise, as ssh refuses such keys)',
+    default: constant(false), parse: flag,
   }),
   option({
     key: 'logLevel', flag: '--log-level <level>', env: 'ESPRA_LOG_LEVEL', defaultText: 'info',
@@ -287,20 +294,52 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   }
   if (out['role'] === undefined) fail('--role', `is required: one of ${ROLE_NAMES.join(', ')}`)
   if (out['blobStore'] === 's3' && out['s3Bucket'] === null) fail('--s3-bucket', 'is required when --blob-store is s3')
+  checkTimings(out)
   checkProxyTls(out)
-  out['secret'] = readSecret(sources.env, String(out['secretFile']))
+  const blocker = fileInTheWay(String(out['dataDir']))
+  if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
+  out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })
   return Object.freeze(out) as unknown as NodeConfig
 }
 
-/** ESPRA_SECRET wins over the secret file; a secret shorter than 16 bytes is refused. */
-export function readSecret(env: NodeJS.ProcessEnv, secretFile: string): string {
+/**
+ * A seed evicts a node silent for `--heartbeat-timeout`: under two
+ * heartbeat intervals, one late heartbeat (or one lost) evicts a live node.
+ */
+function checkTimings(out: Record<string, unknown>): void {
+  const interval = Number(out['heartbeatInterval'])
+  const timeout = Number(out['heartbeatTimeout'])
+  if (timeout < 2 * interval) {
+    fail('--heartbeat-timeout', `must be at least twice --heartbeat-interval (${interval}ms), so one late heartbeat does not evict a live node (got ${timeout}ms)`)
+  }
+}
+
+/** Group or other permission bits on the secret file: readable (or replaceable) by someone else. */
+const INSECURE_BITS = 0o077
+
+/**
+ * ESPRA_SECRET wins over the secret file; a secret shorter than 16 bytes is
+ * refused, and so is a secret file other users may read or write unless
+ * `insecure` (`--insecure-secret-file`, ESPRA_INSECURE_SECRET_FILE).
+ */
+export function readSecret(env: NodeJS.ProcessEnv, secretFile: string, opts: { insecure?: boolean } = {}): string {
   let secret = env['ESPRA_SECRET']
   let origin = 'ESPRA_SECRET'
   if (!secret) {
     origin = '--secret-file'
     try {
+      const mode = statSync(secretFile).mode
+      if ((mode & INSECURE_BITS) !== 0 && !opts.insecure) {
+        throw new EspraError(
+          'ESPRA_ERR_SECRET_INSECURE',
+          `--secret-file: ${secretFile} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); ` +
+            `run: chmod 600 ${secretFile} (or pass --insecure-secret-file)`,
+          { option: '--secret-file', file: secretFile },
+        )
+      }
       secret = readFileSync(secretFile, 'utf8').trim()
     } catch (err) {
+      if ((err as EspraError).code === 'ESPRA_ERR_SECRET_INSECURE') throw err
       throw new EspraError(
         'ESPRA_ERR_SECRET_MISSING',
         `--secret-file: cannot read ${secretFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}); ` +

@@ -21,6 +21,12 @@ export interface NodeState {
   readonly crashLooping: readonly number[]
   /** Last routing table received from the seed (proxy nodes). */
   readonly routing: RoutingTable | null
+  /**
+   * Dependencies this node needs that are down right now (e.g. `redis`),
+   * each with the reason in our words; absent or empty while all are up.
+   * Any entry makes the node `degraded`.
+   */
+  readonly dependencies?: Readonly<Record<string, string>>
 }
 
 export interface RoutingTable {

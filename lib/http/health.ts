@@ -14,9 +14,10 @@ export const HEALTH_PATH = '/_espra/health'
 /** The node's health word, as the seed's registry and the health JSON carry it. */
 export type HealthWord = 'ok' | 'draining' | 'degraded'
 
-/** `draining` wins; a crash-looping child or no live child (when children are wanted) is `degraded`. */
+/** `draining` wins; a crash-looping child, no live child (when children are wanted) or a dependency down is `degraded`. */
 export function healthWord(state: NodeState): HealthWord {
   if (state.draining) return 'draining'
+  if (state.dependencies && Object.keys(state.dependencies).length > 0) return 'degraded'
   if (state.crashLooping.length > 0) return 'degraded'
   if (state.childrenWanted > 0 && state.childrenAlive === 0) return 'degraded'
   return 'ok'
@@ -51,6 +52,8 @@ export function healthAnswer(src: HealthSource): { status: number; body: Record<
     draining: state.draining,
   }
   if (state.buildRefused) body['buildRefused'] = state.buildRefused
+  // Still 200: the node serves what does not need the dependency; the body says what is down.
+  if (state.dependencies && Object.keys(state.dependencies).length > 0) body['dependencies'] = state.dependencies
   // Nodes that subscribe to routing (proxies) show the table they route by.
   if (state.routing) body['routing'] = { version: state.routing.version, nodes: state.routing.nodes }
   return { status: ok ? 200 : 503, body }

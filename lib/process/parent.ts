@@ -27,6 +27,7 @@ function sameState(a: NodeState, b: NodeState): boolean {
   return (
     a.draining === b.draining && a.childrenAlive === b.childrenAlive && a.childrenWanted === b.childrenWanted &&
     a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing && a.buildRefused === b.buildRefused &&
+    a.dependencies === b.dependencies &&
     a.crashLooping.join() === b.crashLooping.join()
   )
 }
@@ -78,7 +79,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     const after = healthWord(state)
     // Before 'node started' the node is coming up, not changing health.
     if (after !== before && link) {
-      log[after === 'degraded' ? 'error' : 'info']({ health: after, was: before, childrenAlive: state.childrenAlive, crashLooping: state.crashLooping }, `node health: ${after}`)
+      log[after === 'degraded' ? 'error' : 'info']({ health: after, was: before, childrenAlive: state.childrenAlive, crashLooping: state.crashLooping, dependencies: state.dependencies }, `node health: ${after}`)
       link?.heartbeat()
     } else if ((next.childrenAlive === 0) !== (previousAlive === 0)) {
       // A degraded node is routed while some child serves (seed/routing.ts): the seed hears at once when none does, or one does again.
@@ -163,6 +164,12 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       setBuild: (build) => update({ build }),
       setBuildRefused: (refused) => update({ buildRefused: refused }),
       setPendingUploads: (count) => void (pendingUploads = count),
+      setDependency: (name, down) => {
+        const deps = { ...state.dependencies }
+        if (down === null) delete deps[name]
+        else deps[name] = down
+        if (deps[name] !== state.dependencies?.[name]) update({ dependencies: Object.freeze(deps) })
+      },
       seedRequest: (op, body, timeoutMs) => {
         if (link === null) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is not up yet'))
         return link.request(op, body, timeoutMs)

@@ -89,6 +89,12 @@ export interface ParentContext {
   setPendingUploads(count: number): void
   /** A build the children refused (null: none since the last served one); health checks show it as `buildRefused`. */
   setBuildRefused(refused: { id: string; code: string; message: string } | null): void
+  /**
+   * A dependency the node needs (e.g. `redis`) is down, with the reason in our
+   * words (null: up again). While any is down the node is `degraded` and
+   * health checks list them under `dependencies`.
+   */
+  setDependency(name: string, down: string | null): void
   /** A request to the seed over the node's link (e.g. `files.changed`); rejects while no seed is reachable. */
   seedRequest<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
 }

@@ -25,6 +25,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import { EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from './queue.js'
+import { redisReason, redisWhere } from './redis-status.js'
 import { idNumber, type DeadTask, type LeasedTask, type LeaseRef, type NewTask, type Settlement, type TaskCounts } from './task.js'
 
 export const REDIS_PREFIX = 'espra:tasks:'
@@ -191,13 +192,18 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
     retryStrategy: (times) => Math.min(times * 200, 2000),
   }
   const redis = new Redis(opts.url, options)
+  const where = redisWhere(opts.url)
   let down = false
+  /** The last connection error: the reason a command failed is the connection's, not the command's "max retries". */
+  let lastError: unknown = null
   redis.on('error', (err: Error) => {
+    lastError = err
     if (down) return
     down = true
     opts.log.warn({ err: err.message }, 'task queue: Redis unreachable; retrying')
   })
   redis.on('ready', () => {
+    lastError = null
     if (down) opts.log.info('task queue: Redis reachable again')
     down = false
   })
@@ -208,7 +214,7 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
     try {
       return await fn.call(redis, ...keys, prefix, ...args)
     } catch (err) {
-      throw unavailable(err)
+      throw unavailable(err, where, lastError)
     }
   }
 
@@ -294,7 +300,7 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
         })
         return { tasks, next: ids.length > limit ? page.at(-1)! : null }
       } catch (err) {
-        throw unavailable(err)
+        throw unavailable(err, where, lastError)
       }
     },
     async retry(id: string) {
@@ -309,9 +315,14 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
   }
 }
 
-/** A reply error is a bug or a refusal; anything else means Redis is out of reach. */
-function unavailable(err: unknown): Error {
+/**
+ * A reply error is a bug or a refusal; anything else means Redis is out of
+ * reach. The message is ours (apps show it to their users): where Redis is
+ * and why in a few words, never the client library's text (a refusal keeps
+ * Redis's own reply, e.g. `OOM command not allowed`).
+ */
+function unavailable(err: unknown, where: string, connectionError: unknown): Error {
   const e = err as Error
-  if (e?.name === 'ReplyError') return new EspraError('ESPRA_ERR_TASK_FAILED', `Redis refused a task queue command: ${e.message}`)
-  return new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', `task queue (Redis) unreachable: ${e?.message ?? String(err)}`)
+  if (e?.name === 'ReplyError') return new EspraError('ESPRA_ERR_TASK_FAILED', `Redis at ${where} refused a task queue command: ${e.message}`, { redis: where })
+  return new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', `the task queue is unavailable: cannot reach Redis at ${where} (${redisReason(connectionError ?? err)})`, { redis: where })
 }

@@ -33,7 +33,8 @@ export function resolveTarget(opts: ConnectOptions, env: NodeJS.ProcessEnv = pro
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--seed: ${String(reason)}`, { option: '--seed' })
     }
   })
-  const secret = readSecret(env, resolve(opts.secretFile ?? env['ESPRA_SECRET_FILE'] ?? secretPath(dataDir)))
+  const insecure = ['1', 'true', 'yes', 'on'].includes((env['ESPRA_INSECURE_SECRET_FILE'] ?? '').toLowerCase())
+  const secret = readSecret(env, resolve(opts.secretFile ?? env['ESPRA_SECRET_FILE'] ?? secretPath(dataDir)), { insecure })
   return { seeds, secret }
 }
 

@@ -35,7 +35,7 @@ function formatBytes(n: number): string {
   return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 ** 2).toFixed(1)} MB`
 }
 
-export async function adminVhostSet(rawHost: string, rawPath: string, rawFile: string, opts: ConnectOptions): Promise<void> {
+export async function adminVhostSet(rawHost: string, rawPath: string, rawFile: string, opts: ConnectOptions & { force?: boolean }): Promise<void> {
   const host = argHost(rawHost)
   const path = argPath(rawPath)
   const sha = fileSha256(rawFile)
@@ -43,7 +43,7 @@ export async function adminVhostSet(rawHost: string, rawPath: string, rawFile: s
   const client = await connect(opts)
   try {
     const { mapping, previous } = await client.request<{ mapping: VhostMapping; previous: string | null }>(
-      'vhost.set', { host, path, file: `files/${sha}` }, REQUEST_TIMEOUT_MS,
+      'vhost.set', { host, path, file: `files/${sha}`, ...(opts.force ? { force: true } : {}) }, REQUEST_TIMEOUT_MS,
     )
     const was = previous === null ? '' : previous === mapping.file ? ' (unchanged)' : ` (was ${previous})`
     process.stdout.write(`${host}${path} -> ${mapping.file} (${mapping.type}, ${formatBytes(mapping.size)})${was}\n`)

@@ -5,6 +5,13 @@
  * directory is written beside its final name and renamed into place, so a
  * directory under that name is always whole; children of one node share it
  * (the first to finish wins the rename, the others reuse it).
+ *
+ * Builds are ES modules whatever surrounds the data directory: Node decides
+ * how a `.js` file loads from the nearest `package.json` above it, and a
+ * `{"type": "commonjs"}` one in a parent folder (what `npm init -y` writes)
+ * would make every build's `export` a syntax error. So `app-builds/` holds
+ * its own `package.json` saying `"type": "module"` (a build that ships its
+ * own `package.json` still decides for itself).
  */
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -17,6 +24,18 @@ import type { BlobStore } from '../../lib/storage/blob-store.js'
 
 const PARALLEL_READS = 8
 export const DEFAULT_ENTRY = 'server/index.js'
+/** The file that makes every build under `app-builds/` load as ES modules; never pruned. */
+export const MODULE_MARKER = 'package.json'
+const MODULE_MARKER_TEXT = `${JSON.stringify({ type: 'module', private: true, description: 'written by espra-node: app builds load as ES modules' }, null, 2)}\n`
+
+/** Writes `app-builds/package.json` unless it already says what it must (atomically: children write it at once). */
+async function markModules(root: string): Promise<void> {
+  const path = join(root, MODULE_MARKER)
+  if ((await readFile(path, 'utf8').catch(() => '')) === MODULE_MARKER_TEXT) return
+  const tmp = join(root, `.${MODULE_MARKER}.${process.pid}.tmp`)
+  await writeFile(tmp, MODULE_MARKER_TEXT)
+  await rename(tmp, path)
+}
 
 export interface BuildOnDisk {
   readonly id: string
@@ -53,6 +72,8 @@ async function entryOf(dir: string, id: string): Promise<string> {
 export async function materializeBuild(store: BlobStore, push: BuildPush, dataDir: string): Promise<BuildOnDisk> {
   const root = join(dataDir, 'app-builds')
   const dir = join(root, push.id)
+  await mkdir(root, { recursive: true })
+  await markModules(root)
   if (!existsSync(dir)) {
     const manifest = checkManifest(push.manifest)
     const tmp = join(root, `.${push.id}.${process.pid}.${Date.now()}`)

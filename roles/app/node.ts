@@ -3,7 +3,8 @@
  * later), reports the build every child serves (while children disagree or
  * some have not loaded one yet, the one they last agreed on), and logs a build its children refused (init
  * threw, the module did not load, files missing): the node keeps serving the
- * previous build.
+ * previous build. With `--redis` it also watches Redis: while Redis does not
+ * answer, the node's health is `degraded` with `dependencies.redis` saying why.
  */
 import { readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -11,6 +12,8 @@ import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { EspraError } from '../../lib/core/errors.js'
+import { startRedisProbe } from '../../lib/tasks/redis-status.js'
+import { MODULE_MARKER } from './build-files.js'
 import type { AppSeedRequest, AppToParent } from './server.js'
 
 /** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */
@@ -31,7 +34,7 @@ export async function pruneBuildDirs(root: string, keep: ReadonlySet<string>, no
   }
   const removed: string[] = []
   for (const name of names) {
-    if (keep.has(name)) continue
+    if (keep.has(name) || name === MODULE_MARKER) continue
     const path = join(root, name)
     if (name.startsWith('.') && now - (await stat(path).catch(() => ({ mtimeMs: 0 }))).mtimeMs < STALE_TMP_MS) continue
     await rm(path, { recursive: true, force: true })
@@ -112,5 +115,10 @@ export function startAppNode(ctx: ParentContext): Handle {
     served.delete(child)
     report()
   })
-  return { close: async () => {}, destroy: () => {} }
+  // With --redis, the node needs Redis for every enqueue: while it is down the node is degraded, with the reason.
+  const probe = ctx.config.redis === null ? null : startRedisProbe(ctx.config.redis, ctx.log, (down) => ctx.setDependency('redis', down))
+  return {
+    close: async () => void (await probe?.close()),
+    destroy: () => void probe?.close(),
+  }
 }

@@ -1,5 +1,7 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { NODE_OPTIONS, ROLE_NAMES } from '../../lib/core/config.js'
 import { runCli } from '../helpers/up.js'
 
@@ -37,6 +39,38 @@ t.test('bad values exit 2 with one line naming the option and what is allowed', 
   const noSecret = await runCli(['config', 'check', '--role=seed', '--secret-file=/nonexistent/secret'], { env: { ...process.env, ESPRA_SECRET: '' } })
   t.equal(noSecret.code, 2)
   t.match(noSecret.stderr, /^espra-node: --secret-file: cannot read \/nonexistent\/secret \(ENOENT\)/)
+})
+
+t.test('--data-dir under a regular file: one line naming the option, exit 2 (up and a node)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-bin-'))
+  const file = join(dir, 'plain')
+  writeFileSync(file, 'x')
+  for (const args of [['up', '--data-dir', join(file, 'state')], ['config', 'check', '--role=live', `--data-dir=${join(file, 'state')}`]]) {
+    const r = await runCli(args, { env, cwd: dir })
+    t.equal(r.code, 2, `${args[0]} exits 2`)
+    t.equal(r.stderr, `espra-node: --data-dir: cannot use ${join(file, 'state')}: ${file} is a file, not a directory\n`, 'one line, said once')
+    t.notMatch(r.stderr, 'ENOTDIR')
+  }
+})
+
+t.test('a secret file open to other users is refused with the chmod to run; admin refuses it too', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-bin-'))
+  const secretFile = join(dir, 'secret')
+  writeFileSync(secretFile, `${'z'.repeat(32)}\n`)
+  chmodSync(secretFile, 0o644)
+  const noEnvSecret = { ...process.env, ESPRA_SECRET: '' }
+  const r = await runCli(['config', 'check', '--role=seed', `--secret-file=${secretFile}`], { env: noEnvSecret })
+  t.equal(r.code, 2)
+  t.equal(r.stderr, `espra-node: --secret-file: ${secretFile} is open to other users (mode 0644); run: chmod 600 ${secretFile} (or pass --insecure-secret-file)\n`)
+  const forced = await runCli(['config', 'check', '--role=seed', `--secret-file=${secretFile}`, '--insecure-secret-file'], { env: noEnvSecret })
+  t.equal(forced.code, 0, forced.stderr)
+  t.equal((JSON.parse(forced.stdout) as { insecureSecretFile: boolean }).insecureSecretFile, true)
+  const admin = await runCli(['admin', 'nodes', '--seed', '127.0.0.1:1', `--secret-file=${secretFile}`], { env: noEnvSecret })
+  t.equal(admin.code, 2)
+  t.match(admin.stderr, /is open to other users/)
+  const heartbeat = await runCli(['config', 'check', '--role=seed', '--heartbeat-timeout', '100ms', '--heartbeat-interval', '1s'], { env })
+  t.equal(heartbeat.code, 2)
+  t.match(heartbeat.stderr, /^espra-node: --heartbeat-timeout: must be at least twice --heartbeat-interval \(1000ms\)/)
 })
 
 t.test('config check prints the resolved config without the secret', async (t) => {

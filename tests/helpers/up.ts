@@ -3,11 +3,12 @@
  * and always stops it (and everything it started) at teardown.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
+import { UP_PORT_SPAN } from '../../lib/cli/up-ports.js'
 
 export const BIN = resolve(import.meta.dirname, '../../dist/bin/espra-node.js')
 export { ROLE_NAMES as ROLES } from '../../lib/core/config.js'
@@ -21,11 +22,11 @@ function portFree(port: number): Promise<boolean> {
   })
 }
 
-/** A base port B such that B..B+7 and B+1001..B+1007 are all free. */
+/** A base port B such that the whole range `up --port-base B` takes (B..B+UP_PORT_SPAN-1) is free. */
 export async function freePortBlock(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 20_000)
-    const ports = [...Array(8).keys()].flatMap((i) => (i === 0 ? [base] : [base + i, base + i + 1000]))
+    const ports = [...Array(UP_PORT_SPAN).keys()].map((i) => base + i)
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base
   }
   throw new Error('no free port block found')
@@ -85,11 +86,11 @@ export interface UpCluster {
   exited: Promise<number | null>
 }
 
-/** `espra-node up` in a temp dir (cwd), 1 child per node unless told otherwise. */
-export async function startUp(t: Test, extra: string[] = []): Promise<UpCluster> {
+/** `espra-node up` in a temp dir (cwd), `--children 1` unless `defaults` (then up's own defaults). */
+export async function startUp(t: Test, extra: string[] = [], opts: { defaults?: boolean } = {}): Promise<UpCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'espra-up-'))
   const base = await freePortBlock()
-  const proc = spawn(process.execPath, [BIN, 'up', '--port-base', String(base), '--children', '1', ...extra], {
+  const proc = spawn(process.execPath, [BIN, 'up', '--port-base', String(base), ...(opts.defaults ? [] : ['--children', '1']), ...extra], {
     cwd: dir,
     env: { ...process.env, ESPRA_SECRET: '' },
   })
@@ -110,4 +111,61 @@ export async function startUp(t: Test, extra: string[] = []): Promise<UpCluster>
   })
   await waitFor('cluster up', () => out.includes('cluster up') || (proc.exitCode !== null && Promise.reject(new Error(out))), 60_000)
   return { dir, base, proc, output: () => out, port: (role) => base + 1 + ROLES.indexOf(role), exited }
+}
+
+/** Every pid under `pid` (itself included), read from /proc. */
+export function processTree(pid: number): number[] {
+  return [pid, ...childPids(pid).flatMap(processTree)]
+}
+
+/** Summed PSS and RSS (bytes) of a process tree, from /proc/<pid>/smaps_rollup. */
+export function treeMemory(pid: number): { pss: number; rss: number; processes: number } {
+  let pss = 0
+  let rss = 0
+  const pids = processTree(pid)
+  for (const p of pids) {
+    try {
+      const text = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8')
+      pss += Number(/^Pss:\s+(\d+) kB/m.exec(text)?.[1] ?? 0) * 1024
+      rss += Number(/^Rss:\s+(\d+) kB/m.exec(text)?.[1] ?? 0) * 1024
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { pss, rss, processes: pids.length }
+}
+
+/** TCP ports the processes of a tree listen on (from /proc/net/tcp{,6} and each process's fds). */
+export function listeningPorts(pid: number): number[] {
+  const byInode = new Map<string, number>()
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = ''
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch {
+      continue
+    }
+    for (const line of text.trim().split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f[3] === '0A') byInode.set(f[9]!, parseInt(f[1]!.split(':')[1]!, 16))
+    }
+  }
+  const ports = new Set<number>()
+  for (const p of processTree(pid)) {
+    let fds: string[] = []
+    try {
+      fds = readdirSync(`/proc/${p}/fd`)
+    } catch {
+      continue
+    }
+    for (const fd of fds) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${p}/fd/${fd}`))
+        if (m && byInode.has(m[1]!)) ports.add(byInode.get(m[1]!)!)
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  return [...ports].sort((a, b) => a - b)
 }

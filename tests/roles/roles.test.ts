@@ -1,7 +1,9 @@
 // Every non-seed role boots for real: parent, children, health, metrics, and plain "not built yet" lines.
 import t from 'tap'
-import { ROLES } from '../../roles/registry.js'
+import { loadRoles } from '../../roles/registry.js'
 import { freePort, get, health, startNode, waitFor } from '../helpers/cluster.js'
+
+const ROLES = await loadRoles()
 
 for (const name of ['proxy', 'live', 'fileserver', 'app', 'mail', 'admin'] as const) {
   t.test(`${name} boots, answers health and 404, logs what is not built yet`, async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseDuration, parseHostPort, parseSize } from '../../../lib/core/config-parsers.js'
@@ -79,7 +79,7 @@ t.test('config file problems are clear', async (t) => {
 
 t.test('the secret comes from ESPRA_SECRET or the secret file and is never printed', async (t) => {
   const secretFile = join(dir, 'secret')
-  writeFileSync(secretFile, `${'s'.repeat(40)}\n`)
+  writeFileSync(secretFile, `${'s'.repeat(40)}\n`, { mode: 0o600 })
   const c = loadConfig({ flags: { role: 'seed', secretFile }, env: {} })
   t.equal(c.secret, 's'.repeat(40), 'trailing newline trimmed')
   t.notOk('secret' in printable(c))
@@ -88,6 +88,43 @@ t.test('the secret comes from ESPRA_SECRET or the secret file and is never print
   t.throws(() => loadConfig({ flags: { role: 'seed' }, env: { ESPRA_SECRET: 'short' } }), {
     message: /^ESPRA_SECRET: the cluster secret must be at least 16 characters$/,
   })
+})
+
+t.test('a secret file other users may read is refused unless --insecure-secret-file', async (t) => {
+  const secretFile = join(dir, 'open-secret')
+  writeFileSync(secretFile, `${'o'.repeat(40)}\n`)
+  for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+    chmodSync(secretFile, mode)
+    t.throws(() => loadConfig({ flags: { role: 'seed', secretFile }, env: {} }), {
+      code: 'ESPRA_ERR_SECRET_INSECURE',
+      message: new RegExp(`^--secret-file: .*open-secret is open to other users \\(mode 0${mode.toString(8)}\\); run: chmod 600 .*open-secret \\(or pass --insecure-secret-file\\)$`),
+    }, `mode ${mode.toString(8)} refused`)
+  }
+  chmodSync(secretFile, 0o644)
+  t.equal(loadConfig({ flags: { role: 'seed', secretFile, insecureSecretFile: true }, env: {} }).secret, 'o'.repeat(40), 'accepted with the flag')
+  t.equal(loadConfig({ flags: { role: 'seed', secretFile }, env: { ESPRA_INSECURE_SECRET_FILE: '1' } }).secret, 'o'.repeat(40), 'and with the env')
+  t.equal(loadConfig({ flags: { role: 'seed', secretFile }, env: env() }).secret, SECRET, 'ESPRA_SECRET set: the file is not read')
+  chmodSync(secretFile, 0o400)
+  t.equal(loadConfig({ flags: { role: 'seed', secretFile }, env: {} }).secret, 'o'.repeat(40), 'owner-only modes are fine')
+})
+
+t.test('a heartbeat timeout under twice the interval is refused', async (t) => {
+  t.throws(() => loadConfig({ flags: { role: 'seed', heartbeatTimeout: '100ms', heartbeatInterval: '1s' }, env: env() }), {
+    code: 'ESPRA_ERR_CONFIG_INVALID',
+    message: /^--heartbeat-timeout: must be at least twice --heartbeat-interval \(1000ms\), so one late heartbeat does not evict a live node \(got 100ms\)$/,
+  })
+  t.throws(() => loadConfig({ flags: { role: 'live' }, env: env({ ESPRA_HEARTBEAT_INTERVAL: '2s' }) }), { message: /^--heartbeat-timeout: must be at least twice/ }, 'default timeout vs a longer interval')
+  t.equal(loadConfig({ flags: { role: 'seed', heartbeatTimeout: '2s', heartbeatInterval: '1s' }, env: env() }).heartbeatTimeout, 2000, 'exactly twice is fine')
+})
+
+t.test('a data directory under a regular file is one error naming --data-dir', async (t) => {
+  const file = join(dir, 'plain-file')
+  writeFileSync(file, 'x')
+  t.throws(() => loadConfig({ flags: { role: 'live', dataDir: join(file, 'state') }, env: env() }), {
+    code: 'ESPRA_ERR_CONFIG_INVALID',
+    message: `--data-dir: cannot use ${join(file, 'state')}: ${file} is a file, not a directory`,
+  })
+  t.throws(() => loadConfig({ flags: { role: 'live', dataDir: file }, env: env() }), { message: /^--data-dir: cannot use .* is a file, not a directory$/ })
 })
 
 t.test('parsers', async (t) => {
@@ -107,7 +144,7 @@ t.test('parsers', async (t) => {
 
 t.test('every option has a flag, an env name and docs', async (t) => {
   for (const o of NODE_OPTIONS) {
-    t.match(o.flag, /^--[a-z][a-z0-9-]+ <[a-z]+>$/, o.key)
+    t.match(o.flag, /^--[a-z][a-z0-9-]+ (<[a-z]+>|\[bool\])$/, o.key)
     t.match(o.env, /^ESPRA_[A-Z0-9_]+$/, o.key)
     t.ok(o.doc.length > 10, `${o.key} is documented`)
   }

@@ -27,8 +27,11 @@ t.test('two consumers never hold the same task (LMOVE into the in-progress list)
 
 t.test('Redis out of reach: ESPRA_ERR_TASK_UNAVAILABLE', async (t) => {
   const { log, lines } = captureLog('warn')
-  const q = createRedisTaskQueue({ url: `redis://127.0.0.1:${await freePort()}`, log })
-  await t.rejects(q.enqueue(newTask('n', 1)), { code: 'ESPRA_ERR_TASK_UNAVAILABLE' })
+  const port = await freePort()
+  const q = createRedisTaskQueue({ url: `redis://user:pw@127.0.0.1:${port}/2`, log })
+  const err = await q.enqueue(newTask('n', 1)).then(() => null, (e: Error) => e)
+  t.match(err, { code: 'ESPRA_ERR_TASK_UNAVAILABLE', message: `the task queue is unavailable: cannot reach Redis at 127.0.0.1:${port} (connection refused)` }, 'in our words')
+  t.notMatch(err!.message, /maxRetriesPerRequest|Reached the max retries|ECONNREFUSED|pw/, 'no client-library text, no password')
   t.ok(lines.some((l) => /Redis unreachable/.test(l.msg)), 'logged once as a warning')
   await q.close()
 })
