@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests start for real, when any is missing:
+# Chromium (tests/integration/browser.test.ts drives it with playwright-core) and
+# redis-server (the task queue's Redis backend). Needs root or sudo; a no-op when all are there.
+set -euo pipefail
+packages=(chromium redis-server)
+commands=(chromium redis-server)
+missing=()
+for i in "${!packages[@]}"; do
+  command -v "${commands[$i]}" >/dev/null || missing+=("${packages[$i]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing ${missing[*]} (needed by the tests)"
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
