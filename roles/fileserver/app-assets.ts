@@ -19,7 +19,8 @@ import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
-import { hostOf, multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from './http-conditions.js'
+import { requestHost } from '../../lib/vhosts/vhost.js'
+import { multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from './http-conditions.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { loadBuild, type LoadedBuild, type LoadedFile, type Variant } from './app-build.js'
 
@@ -65,7 +66,7 @@ export function resolveAppPath(url: string, appPath: string): string | null {
 }
 
 function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, appPath: string, filesHost: string | null): void {
-  if (filesHost !== null && hostOf(req) === filesHost) {
+  if (filesHost !== null && requestHost(req.getHeader('host')) === filesHost) {
     return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `${filesHost} serves uploaded files only; the app is on another host` })
   }
   const method = req.getMethod().toLowerCase()

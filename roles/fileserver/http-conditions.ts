@@ -6,7 +6,6 @@
  * answered as `multipart/byteranges`).
  */
 import { randomBytes } from 'node:crypto'
-import type { HttpRequest } from '../../lib/http/uws.js'
 
 /** At most this many ranges (after merging) are answered as parts; a request for more gets the whole body (200). */
 export const MAX_RANGES = 16
@@ -153,11 +152,3 @@ export function multipartLayout(spans: readonly ByteSpan[], size: number, type: 
 export function multipartBody(layout: Multipart, body: Buffer): Buffer {
   return Buffer.concat([...layout.parts.flatMap((p) => [p.head, body.subarray(p.span.start, p.span.end + 1)]), layout.tail])
 }
-
-/** The Host a request names, port and trailing dot dropped, lower-cased ('' when none). */
-export function hostOf(req: Pick<HttpRequest, 'getHeader'>): string {
-  const header = req.getHeader('host')
-  const colon = header.startsWith('[') ? header.indexOf(']') + 1 : header.indexOf(':')
-  return (colon > 0 ? header.slice(0, colon) : header).toLowerCase().replace(/\.$/, '')
-}
-

@@ -48,8 +48,9 @@ import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { checkKey } from '../../lib/storage/blob-key.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
 import { parseFilesChangedPush } from '../../lib/transport/files-changed.js'
+import { requestHost } from '../../lib/vhosts/vhost.js'
 import { cacheName, createHotCache, openCached, type CachedMeta, type FillResult } from './disk-cache.js'
-import { hostOf, ifRangeMatches, multipartLayout, noneMatch, notModifiedSince, parseRanges, type Multipart } from './http-conditions.js'
+import { ifRangeMatches, multipartLayout, noneMatch, notModifiedSince, parseRanges, type Multipart } from './http-conditions.js'
 import { readUploadMetadata, UPLOAD_CSP, uploadDisposition } from './upload-headers.js'
 
 export const FILES_PATH = '/f'
@@ -489,7 +490,7 @@ export function createFileServing(ctx: ChildContext): FileServing {
 export function startS3Files(ctx: ChildContext, files: FileServing): void {
   const filesHost = ctx.config.filesHost
   ctx.app.any(`${FILES_PATH}/*`, (res: HttpResponse, req: HttpRequest): Promise<void> | void => {
-    if (filesHost !== null && hostOf(req) !== filesHost) {
+    if (filesHost !== null && requestHost(req.getHeader('host')) !== filesHost) {
       return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `uploaded files are served on ${filesHost} only` })
     }
     const method = req.getMethod().toLowerCase()
