@@ -74,9 +74,10 @@ async function main(): Promise<void> {
   console.log(`${REQUESTS} concurrent GETs (one connection each) of a fresh ${KB} KB key per round; fileserver pid ${fs.pid} (2 children); s3rver behind a counting front; load average before: ${loadAverage()}`)
   let allOne = true
   for (let round = 1; round <= ROUNDS; round++) {
-    const key = `bench/cold-${round}-${randomBytes(4).toString('hex')}.bin`
+    // /f/ serves uploaded files only: a fresh key of their shape each round.
     const bytes = randomBytes(KB * 1024)
     const sha = createHash('sha256').update(bytes).digest('hex')
+    const key = `files/${sha}`
     await direct.put(key, bytes, { contentType: 'application/octet-stream' })
     const cold = await burst(fs.port, `/f/${key}`, REQUESTS, sha)
     const gets = s3.count('GET', key)

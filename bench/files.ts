@@ -13,7 +13,7 @@
  *   npx tsx bench/files.ts [--duration 10] [--connections 50] [--threads 2] [--rounds 2]
  */
 import { spawn } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -45,7 +45,8 @@ interface Case {
 
 const SMALL = '/app/small.3f2a9c1d.js'
 const MEDIUM = '/app/medium.8b1e4d2a.js'
-const OBJECT_KEY = 'bench/one-mb.bin'
+// /f/ serves uploaded files only: a key of their shape (files/<sha256>), named by a word.
+const OBJECT_KEY = `files/${createHash('sha256').update('bench/one-mb.bin').digest('hex')}`
 
 const CASES: readonly Case[] = [
   { name: '1 KB asset (memory)', path: SMALL, target: 1.0 },
@@ -95,13 +96,15 @@ async function main(): Promise<void> {
   guard((ROUNDS * CASES.length * 2 * (DURATION_S + 5) + 120) * 1000)
   const dir = tempDir('espra-bench-files-')
   const files = { 'small.3f2a9c1d.js': scriptOf(1024), 'medium.8b1e4d2a.js': scriptOf(50 * 1024) }
+  // Fileservers serve only what a build says is public (lib/builds/public-paths.ts).
+  const build = { ...files, 'espra.json': JSON.stringify({ public: ['*.js'] }) }
   const object = randomBytes(1024 * 1024)
 
   // espra: a seed and one fileserver node (2 children) sharing a local blob store.
   const blobDir = join(dir, 'blobs')
   const seed = await startSeed({ 'blob-dir': blobDir })
   const fs = await startRegistered('fileserver', seed, { children: 2, 'cache-dir': join(dir, 'cache') })
-  const build = await pushBuild(seed, files, 'bench/files')
+  const buildId = await pushBuild(seed, build, 'bench/files')
   const store = await createLocalBlobStore(blobDir)
   await store.put(OBJECT_KEY, object, { contentType: 'application/octet-stream' })
   await store.close()
@@ -124,7 +127,7 @@ async function main(): Promise<void> {
     }
   }
   const gz = await get(fs.port, MEDIUM, { 'accept-encoding': 'gzip' })
-  console.log(`build ${build}; fileserver pid ${fs.pid} children ${fs.children().join(',')}; nginx pid ${nginx.pid}; 50 KB asset gzip: ${gz.body.length} bytes`)
+  console.log(`build ${buildId}; fileserver pid ${fs.pid} children ${fs.children().join(',')}; nginx pid ${nginx.pid}; 50 KB asset gzip: ${gz.body.length} bytes`)
   console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency (keep-alive, wrk not pinned, same for both), ${ROUNDS} round(s), best kept; load average before: ${loadAverage()}`)
 
   const results: string[] = []

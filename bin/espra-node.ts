@@ -102,6 +102,7 @@ function buildProgram(rolesHelpText: string): Command {
     .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h', '1h')
     .option('--owner <id>', 'who the uploaded file belongs to (kept in its record)')
     .option('--channel <name>', 'Live channel that hears progress events')
+    .option('--inline', 'let an active type (HTML, SVG, PDF, ...) be shown inline under /f/ rather than downloaded (still sandboxed)')
     .action(async (opts) => (await adminModules.uploadToken()).adminUploadToken(opts))
 
   const vhost = admin.command('vhost').description('vhost files: which uploaded file a host + path serves on every fileserver')

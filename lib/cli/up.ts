@@ -33,6 +33,8 @@ export const UP_CHILDREN = 1
 export const UP_APP_THREADS = 2
 
 const LOCAL = '127.0.0.1'
+/** The fileserver's --files-host under up: browsers resolve *.localhost to loopback, and it is an origin apart from 127.0.0.1. */
+const FILES_HOST = 'files.localhost'
 /** examples/sample-app at the package root (two levels above lib/cli, three above dist/lib/cli). */
 export const SAMPLE_APP_DIR: string = [new URL('../../examples/sample-app/', import.meta.url), new URL('../../../examples/sample-app/', import.meta.url)]
   .map((u) => fileURLToPath(u))
@@ -74,7 +76,9 @@ export async function runUp(opts: UpOptions): Promise<void> {
 
   const seedAddr = `${LOCAL}:${ports.meta}`
   // Where a browser on this machine reaches the fileserver and the proxy's live host (*.localhost is loopback).
-  const appSettings = { filesUrl: `http://${LOCAL}:${ports.roles.fileserver}`, liveUrl: `ws://us-1.live.localhost:${ports.roles.proxy}` }
+  // Uploaded files get an origin of their own (--files-host): never served as pages of the app's origin.
+  const filesUrl = `http://${FILES_HOST}:${ports.roles.fileserver}`
+  const appSettings = { assetsUrl: `http://${LOCAL}:${ports.roles.fileserver}`, filesUrl, liveUrl: `ws://us-1.live.localhost:${ports.roles.proxy}` }
   const nodes: UpNode[] = []
   let clusterUp = false
   const startedAt = new Date().toISOString()
@@ -96,6 +100,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
       `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, `--children=${children}`,
       ...(role === 'app' ? [`--threads=${UP_APP_THREADS}`, `--app-settings=${JSON.stringify(appSettings)}`] : []),
+      ...(role === 'fileserver' ? [`--files-host=${FILES_HOST}`] : []),
     ]
     const node = startUpNode({ role, port: ports.roles[role], metricsPort: ports.metrics[role], log, args, say: (line) => console.log(line), onRestarted: recordNodes })
     nodes.push(node)
@@ -146,6 +151,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       `${n.role.padEnd(11)} ${`http://${LOCAL}:${n.port}`.padEnd(28)} ${`http://${LOCAL}:${n.metricsPort}/metrics`.padEnd(36)} ${String(n.pid()).padEnd(8)} ${n.log}`,
     )
   }
+  console.log(`${'files'.padEnd(11)} ${filesUrl}/f/  (uploaded files, on a host of their own)`)
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
 }

@@ -91,6 +91,8 @@ export interface NodeConfig {
   readonly liveLinkOffset: number
   /** fileserver: the URL path the current app build is served under (no trailing `/`). */
   readonly appPath: string
+  /** fileserver: the only Host `/f/` answers on, and one the app build never answers on; null: any Host. */
+  readonly filesHost: string | null
   /** fileserver: the node's disk cache of `/f/` objects, and its bound in bytes. */
   readonly cacheDir: string
   readonly cacheMaxBytes: number

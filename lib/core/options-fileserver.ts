@@ -18,6 +18,17 @@ export const FILESERVER_OPTIONS = [
     },
   }),
   option({
+    key: 'filesHost', flag: '--files-host <host>', env: 'ESPRA_FILES_HOST', defaultText: '(none: any Host)',
+    doc: 'fileserver: the host uploaded files (/f/) are served on, e.g. files.example.com: /f/ answers 404 on any other Host and the app build (--app-path) 404 on this one, so uploads never share an origin with the app\'s pages',
+    default: constant(null),
+    parse: (raw: unknown): string => {
+      // A DNS name (as vhost names, lib/vhosts/vhost.ts): labels of 1-63 letters, digits and inner hyphens; no port, no IP address.
+      const host = text(/^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$/, 'a host name such as files.example.com (no port, no scheme)')(raw)
+      if (/^[0-9.]+$/.test(host)) throw 'must be a host name, not an IP address (a browser origin of its own needs a name)'
+      return host.toLowerCase().replace(/\.$/, '')
+    },
+  }),
+  option({
     key: 'cacheDir', flag: '--cache-dir <dir>', env: 'ESPRA_CACHE_DIR', defaultText: '<data-dir>/cache',
     doc: 'fileserver: disk cache of blob-store objects served under /f/ (one per node, shared by its children; kept across restarts)',
     default: (c) => resolve(String(c['dataDir']), 'cache'), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a directory path')(raw)),

@@ -11,6 +11,7 @@ import { EspraError, toWire } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
 import { addHealthRoute, healthAnswer } from '../http/health.js'
+import { createRequestErrorLog } from '../http/request-errors.js'
 import { createHttpServer, sendJson } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from './ipc.js'
@@ -96,7 +97,8 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   const childLog = log
 
   const app = uws.App()
-  const server = createHttpServer(app, (err) => childLog.error({ err }, 'request handler failed'))
+  // Client errors (4xx) are info lines without stacks, rate limited; server faults are errors with them.
+  const server = createHttpServer(app, createRequestErrorLog(childLog))
   // A role with its own listener (Role.listen) serves the public port instead of the uWS app.
   let listener: Listener | undefined
   const serverStats = () => (listener ?? server).stats()

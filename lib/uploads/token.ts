@@ -34,6 +34,12 @@ export interface UploadClaims {
   readonly owner?: string
   /** Live channel that hears progress events. */
   readonly channel?: string
+  /**
+   * The file may be shown inline even when its type is active (HTML, SVG,
+   * PDF, ...): served with `Content-Disposition: inline` instead of
+   * `attachment`. It stays sandboxed (CSP) and nosniff either way.
+   */
+  readonly inline?: true
 }
 
 export interface UploadMintOptions {
@@ -43,6 +49,8 @@ export interface UploadMintOptions {
   ttlMs: number
   owner?: string
   channel?: string
+  /** Let an active type (HTML, SVG, ...) be shown inline rather than downloaded; see {@link UploadClaims.inline}. */
+  inline?: boolean
   /** Clock for tests (ms since the epoch). */
   now?: number
 }
@@ -60,6 +68,7 @@ function checkMint(opts: UploadMintOptions): void {
   if (!(opts.ttlMs > 0)) throw bad('ttl', 'must be more than 0')
   if (opts.owner !== undefined && (opts.owner.length === 0 || opts.owner.length > 128)) throw bad('owner', '1 to 128 characters')
   if (opts.channel !== undefined && !isChannel(opts.channel)) throw bad('channel', `'${opts.channel}' is not a channel name`)
+  if (opts.inline !== undefined && typeof opts.inline !== 'boolean') throw bad('inline', 'true or false')
 }
 
 /**
@@ -74,6 +83,7 @@ export async function mintUploadToken(key: Buffer, store: Pick<Datastore, 'put'>
     exp: Math.floor((now + opts.ttlMs) / 1000),
     ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
     ...(opts.channel !== undefined ? { channel: opts.channel } : {}),
+    ...(opts.inline === true ? { inline: true as const } : {}),
   }
   const token = signClaims(key, claims)
   if (token.length > MAX_TOKEN_LENGTH) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `token would be ${token.length} characters (limit ${MAX_TOKEN_LENGTH}): fewer types`)
@@ -90,7 +100,7 @@ export function verifyUploadToken(key: Buffer, token: string, now = Date.now()):
   const c = opened.claims as Partial<UploadClaims> | null
   const shaped = typeof c === 'object' && c !== null && c.v === 1 && typeof c.id === 'string' && /^[A-Za-z0-9_-]{16,64}$/.test(c.id) &&
     typeof c.maxSize === 'number' && typeof c.exp === 'number' && Array.isArray(c.types) && c.types.every((t) => typeof t === 'string') &&
-    (c.channel === undefined || isChannel(c.channel)) && (c.owner === undefined || typeof c.owner === 'string')
+    (c.channel === undefined || isChannel(c.channel)) && (c.owner === undefined || typeof c.owner === 'string') && (c.inline === undefined || c.inline === true)
   if (!shaped) return { ok: false, reason: 'malformed' }
   if (c.exp! * 1000 <= now) return { ok: false, reason: 'expired' }
   return { ok: true, claims: c as UploadClaims }

@@ -7,9 +7,10 @@
  */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { lstat, readdir } from 'node:fs/promises'
+import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { checkManifest, contentTypeOf, type BuildFile, type BuildManifest } from '../../lib/builds/manifest.js'
+import { BUILD_DESCRIPTOR, publicPatterns } from '../../lib/builds/public-paths.js'
 import { EspraError } from '../../lib/core/errors.js'
 
 export interface PackedBuild {
@@ -51,5 +52,7 @@ export async function packDirectory(dir: string): Promise<PackedBuild> {
     }
   }
   await walk(dir)
+  // A malformed "public" list is refused here, before anything is sent, as the fileservers would refuse the build.
+  if (files.some((f) => f.path === BUILD_DESCRIPTOR)) publicPatterns(await readFile(join(dir, BUILD_DESCRIPTOR), 'utf8'))
   return { manifest: checkManifest({ files }), sources, skipped }
 }

@@ -15,6 +15,7 @@ export interface UploadTokenOptions extends ConnectOptions {
   ttl?: string
   owner?: string
   channel?: string
+  inline?: boolean
 }
 
 function parsed<T>(option: string, parse: (raw: string) => T, raw: string): T {
@@ -33,6 +34,7 @@ export async function adminUploadToken(opts: UploadTokenOptions): Promise<void> 
     ttlMs: parsed('--ttl', parseDuration, opts.ttl ?? '1h'),
     ...(opts.owner !== undefined ? { owner: opts.owner } : {}),
     ...(opts.channel !== undefined ? { channel: opts.channel } : {}),
+    ...(opts.inline === true ? { inline: true } : {}),
   }
   const client = await connect(opts)
   try {

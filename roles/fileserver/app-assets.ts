@@ -2,7 +2,12 @@
  * A fileserver child serving the current app build under `--app-path`
  * (default `/app`): GET and HEAD, strong ETags, `304` on `If-None-Match`,
  * `Accept-Encoding` negotiation over the precompressed variants, one-year
- * immutable caching for content-hashed names and a short max-age otherwise.
+ * immutable caching for content-hashed names and a short max-age otherwise,
+ * `Range` over the representation sent (206, `multipart/byteranges` for
+ * several, 416; the parser of `/f/`, http-conditions.ts), `nosniff`. Only the
+ * build's public files are loaded (app-build.ts), so server code is never
+ * served. With `--files-host`, nothing of the build is served on that host:
+ * uploads live there, and must not share an origin with the app's pages.
  *
  * The build in use is one reference. Every request reads it once and is
  * answered synchronously from that object; a new build is loaded whole
@@ -14,6 +19,8 @@ import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
+import { requestHost } from '../../lib/vhosts/vhost.js'
+import { multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from './http-conditions.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { loadBuild, type LoadedBuild, type LoadedFile, type Variant } from './app-build.js'
 
@@ -38,11 +45,7 @@ export function negotiate(file: LoadedFile, acceptEncoding: string): { variant: 
 
 /** Weak comparison (RFC 9110 13.1.2): `W/` is ignored; any of the file's variants' tags matches. */
 export function noneMatch(file: LoadedFile, header: string): boolean {
-  for (const raw of header.split(',')) {
-    const tag = raw.trim().replace(/^W\//, '')
-    if (tag === '*' || tag === file.identity.etag || tag === file.gzip?.etag || tag === file.br?.etag) return true
-  }
-  return false
+  return anyTagMatches(header, [file.identity.etag, ...(file.gzip ? [file.gzip.etag] : []), ...(file.br ? [file.br.etag] : [])])
 }
 
 /**
@@ -62,7 +65,10 @@ export function resolveAppPath(url: string, appPath: string): string | null {
   return pathProblem(decoded) === null ? decoded : null
 }
 
-function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, appPath: string): void {
+function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, appPath: string, filesHost: string | null): void {
+  if (filesHost !== null && requestHost(req.getHeader('host')) === filesHost) {
+    return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `${filesHost} serves uploaded files only; the app is on another host` })
+  }
   const method = req.getMethod().toLowerCase()
   const url = req.getUrl()
   if (method !== 'get' && method !== 'head') {
@@ -81,6 +87,7 @@ function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, 
   const { variant, encoding } = negotiate(file, req.getHeader('accept-encoding'))
   const head = (status: number, etag: string) => {
     res.writeStatus(statusLine(status)).writeHeader('ETag', etag).writeHeader('Cache-Control', file.cacheControl)
+      .writeHeader('X-Content-Type-Options', 'nosniff').writeHeader('Accept-Ranges', 'bytes')
     if (varies) res.writeHeader('Vary', 'Accept-Encoding')
     res.writeHeader('X-Espra-Build', build!.id)
   }
@@ -89,11 +96,35 @@ function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, 
     res.endWithoutBody()
     return
   }
-  head(200, variant.etag)
-  res.writeHeader('Content-Type', file.type)
+  // Ranges are of the representation sent (its own ETag); If-Range can only name that tag (no Last-Modified here).
+  const rangeHeader = req.getHeader('range')
+  const ifRange = req.getHeader('if-range')
+  const size = variant.body.length
+  const ranges = rangeHeader === '' || (ifRange !== '' && ifRange !== variant.etag) ? 'ignore' : parseRanges(rangeHeader, size)
+  if (ranges === 'unsatisfiable') {
+    head(416, variant.etag)
+    res.writeHeader('Content-Range', `bytes */${size}`).writeHeader('Content-Type', 'application/json')
+      .end(JSON.stringify({ code: 'ESPRA_ERR_STORAGE_RANGE', message: `range not satisfiable (${path} is ${size} bytes as sent)` }))
+    return
+  }
+  let body = variant.body
+  let type = file.type
+  if (ranges === 'ignore') head(200, variant.etag)
+  else if (ranges.length === 1) {
+    const [{ start, end }] = ranges as [{ start: number; end: number }]
+    head(206, variant.etag)
+    res.writeHeader('Content-Range', `bytes ${start}-${end}/${size}`)
+    body = body.subarray(start, end + 1)
+  } else {
+    const layout = multipartLayout(ranges, size, file.type)
+    head(206, variant.etag)
+    body = multipartBody(layout, body)
+    type = layout.contentType
+  }
+  res.writeHeader('Content-Type', type)
   if (encoding !== null) res.writeHeader('Content-Encoding', encoding)
-  if (method === 'head') res.endWithoutBody(variant.body.length)
-  else res.end(variant.body)
+  if (method === 'head') res.endWithoutBody(body.length)
+  else res.end(body)
 }
 
 /** Adds the app routes to the child's app and follows the builds the seed pushes. */
@@ -105,7 +136,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
   let loading: string | null = null
   let generation = 0
 
-  const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, appPath)
+  const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, appPath, config.filesHost)
   ctx.app.any(appPath, serve)
   ctx.app.any(`${appPath}/*`, serve)
 
@@ -119,7 +150,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
         if (mine !== generation) return
         loading = null
         current = build
-        log.info({ build: build.id, files: build.files.size, bytes: build.bytes, ms: Math.round(performance.now() - started) }, 'app build serving')
+        log.info({ build: build.id, files: build.files.size, private: build.private, bytes: build.bytes, ms: Math.round(performance.now() - started) }, 'app build serving')
         ctx.parent.send({ t: 'serving', id: build.id } satisfies AssetsToParent)
       },
       (err: unknown) => {

@@ -12,12 +12,17 @@
  * whole build) and lets children load in parallel. A fileserver whose store
  * is a local directory the seed does not write to cannot load builds: it logs
  * `ESPRA_ERR_BUILD_LOAD`, keeps its build, and `push-build` names it.
+ *
+ * Only the build's public files are loaded, so only they can be served
+ * (lib/builds/public-paths.ts: `public/**` unless `espra.json` lists more);
+ * the server code stays with the app role.
  */
 import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { brotliCompress, constants, gzip } from 'node:zlib'
-import { blobKeyOf, checkManifest, isCompressible, isContentHashedName, type BuildPush } from '../../lib/builds/manifest.js'
+import { blobKeyOf, checkManifest, isCompressible, isContentHashedName, type BuildFile, type BuildPush } from '../../lib/builds/manifest.js'
 import { readBlob } from '../../lib/builds/blob-read.js'
+import { BUILD_DESCRIPTOR, createPublicFilter, publicPatterns } from '../../lib/builds/public-paths.js'
 import { EspraError } from '../../lib/core/errors.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 
@@ -47,8 +52,11 @@ export interface LoadedFile {
 
 export interface LoadedBuild {
   readonly id: string
+  /** The public files only, by build path. */
   readonly files: ReadonlyMap<string, LoadedFile>
   readonly bytes: number
+  /** Files of the build that are not public (not loaded, never served). */
+  readonly private: number
 }
 
 interface Content {
@@ -77,10 +85,12 @@ async function compress(hash: string, body: Buffer): Promise<Pick<Content, 'gzip
  */
 export async function loadBuild(store: BlobStore, push: BuildPush, previous: LoadedBuild | null): Promise<LoadedBuild> {
   const manifest = checkManifest(push.manifest)
+  const isPublic = createPublicFilter(await buildPublicPatterns(store, push.id, manifest.files))
+  const served = manifest.files.filter((f) => isPublic(f.path))
   const known = new Map<string, Content>()
   for (const f of previous?.files.values() ?? []) known.set(`${f.hash}\0${isCompressible(f.type)}`, f)
   const wanted = new Map<string, { hash: string; size: number; compressible: boolean }>()
-  for (const f of manifest.files) {
+  for (const f of served) {
     const id = `${f.hash}\0${isCompressible(f.type)}`
     if (!known.has(id)) wanted.set(id, { hash: f.hash, size: f.size, compressible: isCompressible(f.type) })
   }
@@ -89,12 +99,7 @@ export async function loadBuild(store: BlobStore, push: BuildPush, previous: Loa
   const read = (hash: string, size: number): Promise<Buffer> => {
     let p = bytesOf.get(hash)
     if (p === undefined) {
-      p = readBlob(store, blobKeyOf(hash)).then((bytes) => {
-        if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${push.id}: blob ${hash} is not in the blob store`, { build: push.id, hash })
-        const actual = createHash('sha256').update(bytes).digest('hex')
-        if (actual !== hash || bytes.length !== size) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${push.id}: blob ${hash} is corrupt (hashes to ${actual})`, { build: push.id, hash })
-        return bytes
-      })
+      p = readChecked(store, push.id, hash, size)
       bytesOf.set(hash, p)
     }
     return p
@@ -108,10 +113,31 @@ export async function loadBuild(store: BlobStore, push: BuildPush, previous: Loa
   }
   const files = new Map<string, LoadedFile>()
   let bytes = 0
-  for (const f of manifest.files) {
+  for (const f of served) {
     const content = known.get(`${f.hash}\0${isCompressible(f.type)}`)!
     files.set(f.path, { hash: f.hash, type: f.type, cacheControl: isContentHashedName(f.path) ? IMMUTABLE : SHORT, ...content })
     bytes += f.size
   }
-  return { id: push.id, files, bytes }
+  return { id: push.id, files, bytes, private: manifest.files.length - served.length }
+}
+
+/** A build blob, its sha256 and size checked; `ESPRA_ERR_BUILD_LOAD` when missing or corrupt. */
+async function readChecked(store: BlobStore, build: string, hash: string, size: number): Promise<Buffer> {
+  const bytes = await readBlob(store, blobKeyOf(hash))
+  if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${build}: blob ${hash} is not in the blob store`, { build, hash })
+  const actual = createHash('sha256').update(bytes).digest('hex')
+  if (actual !== hash || bytes.length !== size) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${build}: blob ${hash} is corrupt (hashes to ${actual})`, { build, hash })
+  return bytes
+}
+
+/** The build's public patterns, from its `espra.json` when it has one (ESPRA_ERR_BUILD_INVALID when that is malformed). */
+async function buildPublicPatterns(store: BlobStore, build: string, files: readonly BuildFile[]): Promise<readonly string[]> {
+  const descriptor = files.find((f) => f.path === BUILD_DESCRIPTOR)
+  if (descriptor === undefined) return publicPatterns(null)
+  try {
+    return publicPatterns((await readChecked(store, build, descriptor.hash, descriptor.size)).toString('utf8'))
+  } catch (err) {
+    if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_INVALID') throw err
+    throw new EspraError('ESPRA_ERR_BUILD_INVALID', `build ${build}: ${(err as Error).message}`, { build, field: 'espra.json' })
+  }
 }

@@ -60,6 +60,8 @@ export interface CachedMeta {
   readonly contentEncoding: string | null
   /** Milliseconds since the epoch. */
   readonly lastModified: number
+  /** The object's user metadata (an upload's `inline` and `filename`, upload-headers.ts); absent in files of earlier versions. */
+  readonly metadata?: Readonly<Record<string, string>>
 }
 
 /** An open cached object: read the body from `offset` (the bytes after the metadata lines). */
@@ -69,8 +71,12 @@ export interface CachedFile {
   readonly offset: number
 }
 
-/** What a fill found: the object is in the cache now, the store has no such key, or it is larger than the whole cache. */
-export type FillResult = 'cached' | 'missing' | 'too-big'
+/**
+ * What a fill found: the object is in the cache now, the store has no such
+ * key, it is larger than the whole cache, or the cache's disk has no room for
+ * it (ENOSPC, EDQUOT). The last two are served straight from the store.
+ */
+export type FillResult = 'cached' | 'missing' | 'too-big' | 'no-space'
 
 export const cacheName = (key: string): string => createHash('sha256').update(key).digest('hex')
 const objectPath = (dir: string, name: string) => join(dir, 'objects', name)
@@ -112,7 +118,7 @@ export interface DiskCache {
   served(name: string): void
   /** Keys that now exist or changed: forget they were missing, drop cached copies; `all`: forget every miss. */
   changed(keys: readonly string[], all?: boolean): void
-  stats(): { objects: number; bytes: number; fetches: number; negative: number }
+  stats(): { objects: number; bytes: number; fetches: number; negative: number; noSpace: number }
   close(): Promise<void>
 }
 
@@ -141,6 +147,8 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
   let bytes = 0
   let reserved = 0
   let fetches = 0
+  let noSpace = 0
+  let noSpaceLoggedAt = 0
   const found: { name: string; size: number; mtime: number }[] = []
   for (const name of await readdir(objects)) {
     const path = join(objects, name)
@@ -192,7 +200,7 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
     if (obj === null) return 'missing'
     const header = Buffer.from(MAGIC + JSON.stringify({
       key, size: obj.size, etag: obj.etag, contentType: obj.contentType, contentEncoding: obj.contentEncoding,
-      lastModified: obj.lastModified.getTime(),
+      lastModified: obj.lastModified.getTime(), metadata: obj.metadata,
     } satisfies CachedMeta) + '\n')
     const total = header.length + obj.size
     if (total > maxBytes) {
@@ -216,7 +224,17 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
       if (written !== obj.size) throw new Error(`blob store sent ${written} of ${obj.size} bytes for ${key}`)
       await rename(temp, objectPath(dir, name))
     } catch (err) {
+      obj.body.destroy()
       await unlink(temp).catch(() => {})
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        // Every miss meets the full disk again: one line a minute says so, with the count.
+        if (noSpace++ === 0 || Date.now() - noSpaceLoggedAt > 60_000) {
+          noSpaceLoggedAt = Date.now()
+          log.warn({ key, size: obj.size, code, bytes, maxBytes, noSpace }, 'disk cache: no room on its disk; objects that do not fit are served from the blob store')
+        }
+        return 'no-space'
+      }
       throw err
     } finally {
       reserved -= total
@@ -283,7 +301,7 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
         drop(cacheName(key))
       }
     },
-    stats: () => ({ objects: index.size, bytes, fetches, negative: negative.size }),
+    stats: () => ({ objects: index.size, bytes, fetches, negative: negative.size, noSpace }),
     async close() {
       await Promise.allSettled([...inflight.values()])
     },

@@ -15,7 +15,6 @@ export const fileserverRole: Role = {
   name: 'fileserver',
   summary: 'static files: app assets, S3 objects through a local cache, per-Host files, uploads',
   notYet: [
-    'several byte ranges in one request (multipart/byteranges): such a request gets the whole file',
     'tus uploads: the creation-with-upload, creation-defer-length and concatenation extensions; CORS answers for browsers uploading from another origin',
   ],
   forks: true,

@@ -7,11 +7,18 @@
  *   as stored, with `Content-Encoding`, to clients that accept the encoding,
  *   and decompressed on the fly (chunked, no Range) for the others; both with
  *   `Vary: Accept-Encoding` and each with its own strong ETag.
- * - `Range: bytes=a-b | a- | -n` answers 206 (one range; a request for several
- *   gets the whole object, 200, as HTTP allows), 416 with `Content-Range:
- *   bytes *\/size` when unsatisfiable; `If-Range` is honoured.
- * - `If-None-Match` (weak comparison, lists, `*`), else `If-Modified-Since`,
- *   answers 304. `Cache-Control: public, max-age=2678400` (31 days).
+ * - Only uploaded files: `/f/files/<sha256>`. Every other key of the store
+ *   (build manifests and blobs, tus parts) answers 404 without a lookup. An
+ *   uploaded file is sent so that it can never run as a page of the app's
+ *   origin (upload-headers.ts: nosniff, a sandbox CSP, `attachment` for
+ *   active types); with `--files-host` it is served on that Host only.
+ * - `Range` (http-conditions.ts): one range answers 206 with `Content-Range`,
+ *   several `multipart/byteranges` (at most 16 after merging; more get the
+ *   whole object, 200), 416 with `Content-Range: bytes *\/size` when
+ *   unsatisfiable; `If-Range` is honoured.
+ * - `If-None-Match` (weak comparison, lists, `*`), else `If-Modified-Since`
+ *   (a valid HTTP-date, not in the future), answers 304.
+ *   `Cache-Control: public, max-age=2678400` (31 days).
  * - Objects up to 2 MB, once read from the disk cache, are kept whole in the
  *   child's memory (HotCache, 64 MB per child but at most a quarter of
  *   `--cache-max-bytes`, least recently served dropped first, forgotten on
@@ -31,6 +38,7 @@
  * write after an await happens inside `res.cork`. Bodies of known length
  * stream with `tryEnd` + `onWritable`; decompressed ones with `write`.
  */
+import type { FileHandle } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib'
 import { EspraError } from '../../lib/core/errors.js'
@@ -40,7 +48,10 @@ import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { checkKey } from '../../lib/storage/blob-key.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
 import { parseFilesChangedPush } from '../../lib/transport/files-changed.js'
+import { requestHost } from '../../lib/vhosts/vhost.js'
 import { cacheName, createHotCache, openCached, type CachedMeta, type FillResult } from './disk-cache.js'
+import { ifRangeMatches, multipartLayout, noneMatch, notModifiedSince, parseRanges, type Multipart } from './http-conditions.js'
+import { readUploadMetadata, UPLOAD_CSP, uploadDisposition } from './upload-headers.js'
 
 export const FILES_PATH = '/f'
 export const FILES_CACHE_CONTROL = 'public, max-age=2678400'
@@ -53,11 +64,41 @@ const NEGATIVE_MAX = 100_000
 const HOT_MAX_BYTES = 64 * 1024 ** 2
 const HOT_MAX_OBJECT_BYTES = 2 * 1024 ** 2
 
+/** The bytes of a `multipart/byteranges` answer: each part's head and its bytes (the first part's stream already open), then the end. */
+async function* multipartStream(layout: Multipart, first: Readable, open: (start: number, end: number) => Readable | Promise<Readable>): AsyncGenerator<Buffer> {
+  for (const [i, part] of layout.parts.entries()) {
+    yield part.head
+    const stream = i === 0 ? first : await open(part.span.start, part.span.end)
+    try {
+      for await (const chunk of stream) yield chunk as Buffer
+    } finally {
+      stream.destroy()
+    }
+  }
+  yield layout.tail
+}
+
+const READ_CHUNK = 64 * 1024
+
+/** Bytes `start`..`end` (inclusive) of an open file, in chunks of at most 64 KB. */
+async function* readSpan(fh: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let at = start; at <= end;) {
+    const n = Math.min(READ_CHUNK, end - at + 1)
+    const { bytesRead, buffer } = await fh.read(Buffer.allocUnsafe(n), 0, n, at)
+    if (bytesRead === 0) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'a disk cache file ended early')
+    yield buffer.subarray(0, bytesRead)
+    at += bytesRead
+  }
+}
+
 /** A body in memory as the stream `respond` takes: one chunk, no copy. */
 const fromMemory = (body: Buffer) => (start: number, end: number): Readable => Readable.from([body.subarray(start, end + 1)])
 
 /** Child → parent request and message of the disk cache. */
 export type CacheToParent = { t: 'cache-fill'; key: string } | { t: 'cache-hit'; name: string }
+
+/** The keys `/f/` serves: uploaded files (upload-store.ts), nothing else of the blob store. */
+export const UPLOAD_KEY = /^files\/[0-9a-f]{64}$/
 
 /** The storage key a `/f/...` URL names, or null when it is malformed or tries to leave the store. */
 export function resolveFileKey(url: string): string | null {
@@ -85,32 +126,6 @@ export function accepts(acceptEncoding: string, encoding: string): boolean {
     if (name === '*') star = weight
   }
   return star > 0
-}
-
-/** Weak comparison (RFC 9110 13.1.2) against any of `tags`. */
-function noneMatch(header: string, tags: readonly string[]): boolean {
-  for (const raw of header.split(',')) {
-    const tag = raw.trim().replace(/^W\//, '')
-    if (tag === '*' || tags.includes(tag)) return true
-  }
-  return false
-}
-
-/** One `bytes=` range resolved against `size`; 'ignore' for anything we answer 200 to (several ranges, not bytes, malformed). */
-export function parseRange(header: string, size: number): { start: number; end: number } | 'unsatisfiable' | 'ignore' {
-  const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header)
-  if (m === null) return 'ignore'
-  const [, a, b] = m
-  if (a === '' && b === '') return 'ignore'
-  if (a === '') {
-    const n = Number(b)
-    if (n === 0 || size === 0) return 'unsatisfiable'
-    return { start: Math.max(0, size - n), end: size - 1 }
-  }
-  const start = Number(a)
-  if (b !== '' && Number(b) < start) return 'ignore'
-  if (start >= size) return 'unsatisfiable'
-  return { start, end: b === '' ? size - 1 : Math.min(Number(b), size - 1) }
 }
 
 /** Everything a file answer needs from the request, read before the first await (uWS drops the request after it). */
@@ -211,9 +226,11 @@ export interface ServeOptions {
   readonly etags?: (meta: CachedMeta) => { stored: string; decoded: string }
   /** Last-Modified is at least this (ms): a vhost mapping pointed at an older file must not look unmodified. */
   readonly notBefore?: number
+  /** An uploaded file under `/f/`: sent with the headers that keep it passive (upload-headers.ts). */
+  readonly upload?: boolean
 }
 
-const FILES_OPTIONS: ServeOptions = { cacheControl: FILES_CACHE_CONTROL }
+const FILES_OPTIONS: ServeOptions = { cacheControl: FILES_CACHE_CONTROL, upload: true }
 
 /** Answers a GET or HEAD with the blob-store object `ask.key`, through the node's disk cache. */
 export interface FileServing extends Handle {
@@ -251,7 +268,8 @@ export function methodNotAllowed(res: HttpResponse, method: string, what: string
 /**
  * The child's way to serve blob-store objects: disk cache (filled by the
  * parent), negative cache (cleared by `files.changed`), direct streaming of
- * objects larger than the cache. Used by `/f/` and by vhost files.
+ * objects larger than the cache or that the cache's disk has no room for.
+ * Used by `/f/` and by vhost files.
  */
 export function createFileServing(ctx: ChildContext): FileServing {
   const { config, log } = ctx
@@ -332,7 +350,8 @@ export function createFileServing(ctx: ChildContext): FileServing {
         if (!flow.aborted) res.cork(() => notFound(res, key))
         return
       }
-      if (result === 'too-big') return serveDirect(res, ask, flow, options)
+      // Larger than the whole cache, or no room on its disk: straight from the store, never kept.
+      if (result === 'too-big' || result === 'no-space') return serveDirect(res, ask, flow, options)
       // Evicted between the fill and this open (a cache far smaller than its traffic): ask once more.
       cached = await openCached(dir, key)
     }
@@ -346,7 +365,8 @@ export function createFileServing(ctx: ChildContext): FileServing {
       if (flow.aborted) return
       return respond(res, ask, flow, meta, options, fromMemory(loaded.body), () => {})
     }
-    await respond(res, ask, flow, meta, options, (start, end) => fh.createReadStream({ start: offset + start, end: offset + end, autoClose: true }), () => void fh.close())
+    // Read through the handle, not a stream that owns it: a multipart answer reads several ranges; respond releases it once.
+    await respond(res, ask, flow, meta, options, (start, end) => Readable.from(readSpan(fh, offset + start, offset + end)), () => void fh.close())
   }
 
   /**
@@ -374,9 +394,21 @@ export function createFileServing(ctx: ChildContext): FileServing {
     await respond(res, ask, flow, meta, options, open, () => {})
   }
 
+  /** Answers from `body` (a stream of any inclusive span of the object); `release` is called once, when nothing more is read. */
   async function respond(
     res: HttpResponse, ask: Ask, flow: Flow, meta: CachedMeta, options: ServeOptions,
     body: (start: number, end: number) => Readable | Promise<Readable>, release: () => void,
+  ): Promise<void> {
+    try {
+      await answer(res, ask, flow, meta, options, body)
+    } finally {
+      release()
+    }
+  }
+
+  async function answer(
+    res: HttpResponse, ask: Ask, flow: Flow, meta: CachedMeta, options: ServeOptions,
+    body: (start: number, end: number) => Readable | Promise<Readable>,
   ): Promise<void> {
     const encoding = meta.contentEncoding?.toLowerCase() ?? null
     const encoded = encoding !== null && encoding !== 'identity'
@@ -385,52 +417,55 @@ export function createFileServing(ctx: ChildContext): FileServing {
     const tags = options.etags?.(meta) ?? { stored: `${tag}"`, decoded: `${tag}-d"` }
     const etag = decompress ? tags.decoded : tags.stored
     const lastModified = Math.max(meta.lastModified, options.notBefore ?? 0)
+    const upload = options.upload === true ? readUploadMetadata(meta.metadata) : null
     const headers = (status: number) => {
       res.writeStatus(statusLine(status)).writeHeader('ETag', etag).writeHeader('Last-Modified', httpDate(lastModified))
-        .writeHeader('Cache-Control', options.cacheControl)
+        .writeHeader('Cache-Control', options.cacheControl).writeHeader('X-Content-Type-Options', 'nosniff')
+      if (upload !== null) res.writeHeader('Content-Security-Policy', UPLOAD_CSP)
       if (encoded) res.writeHeader('Vary', 'Accept-Encoding')
       if (!decompress) res.writeHeader('Accept-Ranges', 'bytes')
     }
     const notModified = ask.ifNoneMatch !== ''
       ? noneMatch(ask.ifNoneMatch, [tags.stored, tags.decoded])
-      : ask.ifModifiedSince !== '' && Math.floor(lastModified / 1000) * 1000 <= Date.parse(ask.ifModifiedSince)
+      : notModifiedSince(ask.ifModifiedSince, lastModified)
     if (notModified) {
-      release()
       return void res.cork(() => {
         headers(304)
         res.endWithoutBody()
       })
     }
-    const ifRangeOk = ask.ifRange === '' || ask.ifRange === etag || (!ask.ifRange.startsWith('"') && !ask.ifRange.startsWith('W/') && Date.parse(ask.ifRange) >= Math.floor(lastModified / 1000) * 1000)
-    const range = ask.range === '' || decompress || !ifRangeOk ? 'ignore' : parseRange(ask.range, meta.size)
-    if (range === 'unsatisfiable') {
-      release()
+    const ranges = ask.range === '' || decompress || !ifRangeMatches(ask.ifRange, etag, lastModified) ? 'ignore' : parseRanges(ask.range, meta.size)
+    if (ranges === 'unsatisfiable') {
       return void res.cork(() => {
         headers(416)
         res.writeHeader('Content-Range', `bytes */${meta.size}`).writeHeader('Content-Type', 'application/json')
           .end(JSON.stringify({ code: 'ESPRA_ERR_STORAGE_RANGE', message: `range not satisfiable (object is ${meta.size} bytes)` }))
       })
     }
-    const span = range === 'ignore' ? { start: 0, end: meta.size - 1 } : range
-    const length = span.end - span.start + 1
+    const spans = ranges === 'ignore' ? [{ start: 0, end: meta.size - 1 }] : ranges
+    const multipart = spans.length > 1 ? multipartLayout(spans, meta.size, meta.contentType) : null
+    const span = spans[0]!
+    const length = multipart?.length ?? span.end - span.start + 1
     const sending = ask.method === 'get' && length > 0
     // The body is opened before the status goes out: a store that fails now still gets an error answer.
     let stream: Readable | null = null
     if (sending) {
-      stream = await body(decompress ? 0 : span.start, decompress ? meta.size - 1 : span.end)
-      if (flow.aborted) return void stream.destroy()
+      const first = await body(decompress ? 0 : span.start, decompress ? meta.size - 1 : span.end)
+      if (flow.aborted) return void first.destroy()
+      stream = multipart === null ? first : Readable.from(multipartStream(multipart, first, body))
     }
     res.cork(() => {
-      headers(range === 'ignore' ? 200 : 206)
-      res.writeHeader('Content-Type', meta.contentType)
+      headers(ranges === 'ignore' ? 200 : 206)
+      res.writeHeader('Content-Type', multipart?.contentType ?? meta.contentType)
+      if (upload !== null) res.writeHeader('Content-Disposition', uploadDisposition(meta.contentType, upload.inline, upload.filename))
       if (encoded && !decompress) res.writeHeader('Content-Encoding', encoding)
-      if (range !== 'ignore') res.writeHeader('Content-Range', `bytes ${span.start}-${span.end}/${meta.size}`)
+      if (ranges !== 'ignore' && multipart === null) res.writeHeader('Content-Range', `bytes ${span.start}-${span.end}/${meta.size}`)
       if (ask.method === 'head') {
         if (decompress) res.endWithoutBody()
         else res.endWithoutBody(length)
       } else if (length === 0) res.end()
     })
-    if (stream === null) return release()
+    if (stream === null) return
     if (!decompress) return streamKnown(res, flow, stream, length)
     const source = stream
     const plain = decoder(encoding)
@@ -451,13 +486,19 @@ export function createFileServing(ctx: ChildContext): FileServing {
   }
 }
 
-/** Adds `GET|HEAD /f/*` to the child's app, served by `files`. */
+/** Adds `GET|HEAD /f/*` to the child's app, served by `files`: uploaded files only, on `--files-host` when set. */
 export function startS3Files(ctx: ChildContext, files: FileServing): void {
+  const filesHost = ctx.config.filesHost
   ctx.app.any(`${FILES_PATH}/*`, (res: HttpResponse, req: HttpRequest): Promise<void> | void => {
+    if (filesHost !== null && requestHost(req.getHeader('host')) !== filesHost) {
+      return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `uploaded files are served on ${filesHost} only` })
+    }
     const method = req.getMethod().toLowerCase()
     if (method !== 'get' && method !== 'head') return methodNotAllowed(res, method, 'files')
     const key = resolveFileKey(req.getUrl())
     if (key === null) return sendJson(res, 400, { code: 'ESPRA_ERR_HTTP_BAD_PATH', message: 'malformed file path, or one that leaves the file store' })
+    // Build manifests and blobs, tus parts and anything else in the store are not files: nothing is looked up.
+    if (!UPLOAD_KEY.test(key)) return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no file ${key} (only uploaded files, files/<sha256>, are served here)` })
     // Everything from the request is read now: after the first await the request object is gone.
     const ask = readAsk(req, method, key)
     return files.serve(res, ask, watchAbort(res))

@@ -126,6 +126,8 @@ export interface TusState {
   /** From the token: owner, Live channel, size limit. */
   readonly owner: string | null
   readonly channel: string | null
+  /** The token allowed inline display of an active type (absent in earlier records: false). */
+  readonly inline?: boolean
   readonly maxSize: number
   readonly createdAt: number
   /** Epoch ms after which the upload is gone (410, then swept). */

@@ -26,7 +26,6 @@
  */
 import { createReadStream, createWriteStream } from 'node:fs'
 import { stat, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { EspraError, toWire, ERRORS, type ErrorCode } from '../../lib/core/errors.js'
@@ -42,6 +41,7 @@ import {
 } from './tus-protocol.js'
 import { checkUploadToken, requestToken, spendUploadToken } from './upload.js'
 import { cleanName, createProgressThrottle, Digest, diskError, openBody, PROGRESS_INTERVAL_MS, type UploadPipeline } from './upload-pipeline.js'
+import { tmpUploadPath } from './upload-store.js'
 
 const MEDIA_TYPE = /^[\x21-\x7e][\x20-\x7e]{0,254}$/
 const METHODS = new Set(['POST', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -133,7 +133,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
 
   /** Assembles the parts and the last body (`lastPath`) into one file and finishes it like `POST /upload`. */
   async function assemble(id: string, state: TusState, lastPath: string): Promise<TusDone> {
-    const whole = join(uploads.tmpDir, `tus-${id}-whole-${newNonce()}`)
+    const whole = tmpUploadPath(config, `tus-${id}-whole`)
     async function* bytes(): AsyncGenerator<Buffer> {
       for (const [index, [nonce]] of state.parts.entries()) {
         const part = await blobs.get(partKey(id, index, nonce))
@@ -149,7 +149,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       })
       if (digest.size !== state.length) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `tus upload ${id}: its parts hold ${digest.size} bytes, not ${state.length}`)
       const got = { size: digest.size, sha256: digest.sha256.digest('hex'), whirlpool: digest.whirlpool.digest('hex'), type: state.type, filename: state.filename }
-      const { result } = await uploads.finish(whole, got, { owner: state.owner ?? undefined, channel: state.channel ?? undefined })
+      const { result } = await uploads.finish(whole, got, { owner: state.owner ?? undefined, channel: state.channel ?? undefined, inline: state.inline === true })
       return { key: result.key, url: result.url, sha256: result.sha256, whirlpool: result.whirlpool, size: result.size, type: result.type, pending: result.pending }
     } finally {
       await unlink(whole).catch(() => {})
@@ -212,11 +212,11 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const now = Date.now()
     let state: TusState = {
       v: 1, offset: 0, length, parts: [], metadata: metadataHeader === '' ? null : metadataHeader, type, filename: cleanName(metadata['filename']),
-      owner: claims.owner ?? null, channel: claims.channel ?? null, maxSize: claims.maxSize, createdAt: now, expires: now + config.uploadExpiry, done: null,
+      owner: claims.owner ?? null, channel: claims.channel ?? null, ...(claims.inline === true ? { inline: true } : {}), maxSize: claims.maxSize, createdAt: now, expires: now + config.uploadExpiry, done: null,
     }
     if (length === 0) {
       // Nothing to PATCH: the empty file is finished at once.
-      const empty = join(uploads.tmpDir, `tus-${id}-empty`)
+      const empty = tmpUploadPath(config, `tus-${id}-empty`)
       await pipeline(Readable.from([]), createWriteStream(empty, { flags: 'wx' })).catch((err: unknown) => {
         throw diskError(err)
       })
@@ -258,7 +258,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const checksum: Checksum | null = parseChecksum(checksumHeader)
 
     const body = openBody(reply.res, () => void (reply.aborted = true))
-    const path = join(uploads.tmpDir, `tus-${id}-${newNonce()}`)
+    const path = tmpUploadPath(config, `tus-${id}`)
     let state: TusState | null = null
     let received: PatchBody | null = null
     try {

@@ -5,6 +5,11 @@
  * backoff (1 s doubling to 1 min) while the store stays out of reach, until
  * none is left. A child that leaves one behind wakes the job at once. One job
  * per node (in the parent), so children never race for the same file.
+ *
+ * The same parent keeps `<data-dir>/uploads-tmp/` clean: what an earlier run
+ * left there (a node killed mid-upload) is removed at start, before any child
+ * runs, and what a child left is removed when it exits (its files carry its
+ * pid, upload-store.ts `tmpUploadPath`).
  */
 import { join } from 'node:path'
 import { readFile } from 'node:fs/promises'
@@ -13,7 +18,7 @@ import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { announceStored, dropPending, isTransient, listPending, storeFile, uploadDirs, type FileRecord } from './upload-store.js'
+import { announceStored, dropPending, isTransient, listPending, storeFile, sweepUploadTmp, uploadDirs, type FileRecord } from './upload-store.js'
 
 const MIN_BACKOFF_MS = 1000
 const MAX_BACKOFF_MS = 60_000
@@ -40,6 +45,14 @@ export interface PendingUploads extends Handle {
 
 export async function startPendingUploads(ctx: ParentContext): Promise<PendingUploads> {
   const { config, log } = ctx
+  const swept = await sweepUploadTmp(config, null)
+  if (swept > 0) log.warn({ files: swept }, 'removed temporary upload files an earlier run left behind')
+  ctx.children.onExit((pid) => {
+    sweepUploadTmp(config, pid).then(
+      (n) => n > 0 && log.info({ child: pid, files: n }, 'removed temporary upload files of an exited child'),
+      (err: unknown) => log.warn({ err, child: pid }, 'could not remove temporary upload files of an exited child'),
+    )
+  })
   const blobs = await createBlobStore(blobStoreConfig(config))
   // The node's own seed link: rejects with ESPRA_ERR_META_CLOSED while no seed is reachable (a transient failure here).
   const seed = { request: <R>(op: string, body: unknown, timeoutMs?: number) => ctx.seedRequest<R>(op, body, timeoutMs) }

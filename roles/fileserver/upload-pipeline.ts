@@ -101,7 +101,8 @@ export interface RequestBody {
 /**
  * Takes a uWS request body as a stream. Call it synchronously in the
  * handler: uWS hands the body only to an `onData` attached before the first
- * await. The body is buffered (bounded, the socket paused) until read.
+ * await. The body is buffered (bounded, the socket paused) until read; once
+ * it is whole, the socket stays paused until {@link RequestBody.drop}.
  * It takes the response's one `onAborted` slot: `onAbort` is called too.
  */
 export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
@@ -119,8 +120,15 @@ export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
   res.onData((chunk, isLast) => {
     if (dropped || stream.destroyed) return
     const more = stream.write(Buffer.from(chunk.slice(0)))
-    if (isLast) stream.end()
-    else if (!more) {
+    if (isLast) {
+      stream.end()
+      // Nothing more is read from the connection until this request is answered (drop() resumes): uWS closes a
+      // connection, unanswered, when the next request's head arrives while an answer is still pending, so a
+      // pipelined request that comes later waits in the socket instead. (One that came in the same read as
+      // the end of this body is beyond reach: uWS has parsed it, and closed, before this callback returns.)
+      paused = true
+      res.pause()
+    } else if (!more) {
       paused = true
       res.pause()
       stream.once('drain', () => dropped || resume())
@@ -166,6 +174,13 @@ export function cleanName(raw: string | undefined): string | null {
   return name === '' ? null : name
 }
 
+/** What of an upload's token goes with its file: owner, the Live channel that hears it, whether it may be shown inline. */
+export interface UploadWho {
+  readonly owner?: string | undefined
+  readonly channel?: string | undefined
+  readonly inline?: boolean | undefined
+}
+
 export interface UploadPipeline {
   readonly blobs: BlobStore
   readonly datastore: Datastore
@@ -180,7 +195,7 @@ export interface UploadPipeline {
    * afterwards), then publishes `upload.done`. 200 when stored, 202 when
    * kept pending for the retry job. Throws what is not transient.
    */
-  finish(path: string, got: Received, who: { readonly owner?: string | undefined; readonly channel?: string | undefined }): Promise<{ status: 200 | 202; result: UploadResult }>
+  finish(path: string, got: Received, who: UploadWho): Promise<{ status: 200 | 202; result: UploadResult }>
   close(): Promise<void>
   destroy(): void
 }
@@ -216,10 +231,10 @@ export async function createUploadPipeline(ctx: ChildContext): Promise<UploadPip
     livePublisher().publish(channel, data).catch((err: unknown) => log.debug({ err, channel }, 'upload progress not published'))
   }
 
-  async function finish(path: string, got: Received, who: { owner?: string | undefined; channel?: string | undefined }): Promise<{ status: 200 | 202; result: UploadResult }> {
+  async function finish(path: string, got: Received, who: UploadWho): Promise<{ status: 200 | 202; result: UploadResult }> {
     const file: Omit<FileRecord, 'encoding' | 'storedAt'> = {
       key: blobKeyOfUpload(got.sha256), size: got.size, sha256: got.sha256, whirlpool: got.whirlpool, type: got.type,
-      filename: got.filename, owner: who.owner ?? null,
+      filename: got.filename, owner: who.owner ?? null, ...(who.inline === true ? { inline: true } : {}),
     }
     let stored: { record: FileRecord; fresh: boolean } | null = null
     try {

@@ -7,8 +7,9 @@
  * (upload-pending.ts), which keeps files whose store was unreachable in
  * `<data-dir>/uploads-pending/` as `<sha256>.bin` plus `<sha256>.json`.
  */
+import { randomBytes } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createGzip } from 'node:zlib'
 import { isCompressible } from '../../lib/builds/manifest.js'
@@ -16,6 +17,7 @@ import type { NodeConfig } from '../../lib/core/config.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
 import { notifyFileChanged, type FileChangeLink } from '../../lib/transport/files-changed.js'
+import { uploadMetadata } from './upload-headers.js'
 
 /** The `files` record of an upload (also what the client is answered, plus `url`). */
 export interface FileRecord {
@@ -27,6 +29,8 @@ export interface FileRecord {
   readonly encoding: 'gzip' | null
   readonly filename: string | null
   readonly owner: string | null
+  /** Its token allowed an active type to be shown inline (upload-headers.ts); absent in records of earlier versions: false. */
+  readonly inline?: boolean
   readonly storedAt: number
 }
 
@@ -38,6 +42,34 @@ export const uploadDirs = (config: NodeConfig) => ({
   tmp: join(config.dataDir, 'uploads-tmp'),
   pending: join(config.dataDir, 'uploads-pending'),
 })
+
+/**
+ * A new temporary file name in `<data-dir>/uploads-tmp/` for this process:
+ * `<pid>-<label>-<random>`, so the parent can remove what a child left
+ * behind when it dies (even by `kill -9`), and everything at start.
+ */
+export function tmpUploadPath(config: NodeConfig, label: string): string {
+  return join(uploadDirs(config).tmp, `${process.pid}-${label}-${randomBytes(8).toString('hex')}`)
+}
+
+/**
+ * Removes leftovers of dead processes from `<data-dir>/uploads-tmp/`: every
+ * file when `pid` is null (at start, before any child runs), else the files
+ * of child `pid` (once it exited). Returns how many went.
+ */
+export async function sweepUploadTmp(config: NodeConfig, pid: number | null): Promise<number> {
+  const dir = uploadDirs(config).tmp
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+    throw err
+  }
+  const mine = pid === null ? names : names.filter((n) => n.startsWith(`${pid}-`))
+  await Promise.all(mine.map((n) => rm(join(dir, n), { force: true, recursive: true })))
+  return mine.length
+}
 
 /** Tells every fileserver (through the seed's `files.changed`) that `key` now exists, so negative caches forget it. */
 export function announceStored(seed: FileChangeLink, key: string, onError: (err: unknown) => void): void {
@@ -65,7 +97,8 @@ export async function storeFile(blobs: BlobStore, datastore: Datastore, path: st
   await blobs.put(record.key, body, {
     contentType: record.type,
     ...(gzip ? { contentEncoding: 'gzip' } : {}),
-    metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size) },
+    // inline and filename: what the answer under /f/ needs besides the type (the first upload of some bytes decides them).
+    metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size), ...uploadMetadata(record.inline === true, record.filename) },
   })
   const full: FileRecord = { ...record, encoding: gzip ? 'gzip' : null, storedAt: Date.now() }
   await datastore.put('files', record.sha256, { ...full })

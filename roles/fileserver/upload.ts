@@ -9,10 +9,8 @@
  * (upload-pipeline.ts, shared with tus) stores and records the file and the
  * client gets its record as JSON (202 when it was kept pending).
  */
-import { randomBytes } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { unlink } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import busboy from 'busboy'
@@ -22,6 +20,7 @@ import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
 import { deriveUploadKey, typeAllowed, verifyUploadToken, type UploadClaims } from '../../lib/uploads/token.js'
 import { cleanName, createProgressThrottle, Digest, diskError, openBody, PROGRESS_INTERVAL_MS, type Received, type UploadPipeline } from './upload-pipeline.js'
+import { tmpUploadPath } from './upload-store.js'
 
 /** Room for multipart boundaries and part headers beyond the file itself. */
 const MULTIPART_SLACK = 64 * 1024
@@ -111,7 +110,7 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
 
     // Taken now (uWS hands the body only to an onData attached before the first await), read once the token is spent.
     const body = openBody(res)
-    const path = join(uploads.tmpDir, randomBytes(12).toString('hex'))
+    const path = tmpUploadPath(ctx.config, 'upload')
     const answer = (status: number, value: unknown): void => {
       body.drop()
       answerLater(res, () => sendJson(res, status, value))

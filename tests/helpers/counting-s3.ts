@@ -18,6 +18,8 @@ export interface CountingS3 {
   count(method: string, key: string): number
   /** Every request seen so far. */
   total(): number
+  /** Holds object PUTs (counted, not forwarded) until the returned function releases them. */
+  holdPuts(): () => void
   close(): Promise<void>
 }
 
@@ -28,15 +30,20 @@ export async function startCountingS3(bucket: string): Promise<CountingS3> {
   })
   const { port } = await s3.run()
   const seen = new Map<string, number>()
+  let held: (() => void)[] | null = null
   const front = createServer((req, res) => {
     const line = `${req.method} ${decodeURIComponent(new URL(req.url!, 'http://x').pathname)}`
     seen.set(line, (seen.get(line) ?? 0) + 1)
-    const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode!, answer.headers)
-      answer.pipe(res)
-    })
-    up.on('error', () => res.destroy())
-    req.pipe(up)
+    const forward = (): void => {
+      const up = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode!, answer.headers)
+        answer.pipe(res)
+      })
+      up.on('error', () => res.destroy())
+      req.pipe(up)
+    }
+    if (held !== null && req.method === 'PUT') held.push(forward)
+    else forward()
   })
   front.listen(0, '127.0.0.1')
   await once(front, 'listening')
@@ -45,6 +52,14 @@ export async function startCountingS3(bucket: string): Promise<CountingS3> {
     direct: `http://127.0.0.1:${port}`,
     count: (method, key) => seen.get(`${method} /${bucket}/${key}`) ?? 0,
     total: () => [...seen.values()].reduce((a, b) => a + b, 0),
+    holdPuts() {
+      held ??= []
+      return () => {
+        const waiting = held ?? []
+        held = null
+        for (const forward of waiting) forward()
+      }
+    },
     async close() {
       front.close()
       await s3.close()

@@ -20,7 +20,10 @@ if (!HAVE_CHROMIUM) {
     const cluster = await startUp(t)
     t.match(cluster.output(), /sample app \(pushed as the first build\): open http:\/\/127\.0\.0\.1:\d+\//, 'up says where the sample app is')
     const appUrl = `http://127.0.0.1:${cluster.port('app')}`
-    const filesUrl = `http://127.0.0.1:${cluster.port('fileserver')}`
+    // Uploaded files live on a host of their own (--files-host files.localhost under up), apart from the app's pages.
+    const filesHost = `files.localhost:${cluster.port('fileserver')}`
+    const filesUrl = `http://${filesHost}`
+    t.match(cluster.output(), `files       ${filesUrl}/f/`, 'up prints the files address')
 
     const browser = await launchBrowser(t)
     const ann = browser.pages()[0] ?? (await browser.newPage())
@@ -73,9 +76,12 @@ if (!HAVE_CHROMIUM) {
     const link = await bob.getAttribute('#messages li:last-child a', 'href')
     const sha256 = createHash('sha256').update(bytes).digest('hex')
     t.equal(link, `${filesUrl}/f/files/${sha256}`, 'the announcement links the stored file')
-    const stored = await get(cluster.port('fileserver'), `/f/files/${sha256}`)
+    const stored = await get(cluster.port('fileserver'), `/f/files/${sha256}`, false, { host: filesHost })
     t.equal(stored.status, 200)
-    t.equal(createHash('sha256').update(stored.body).digest('hex'), sha256, 'the fileserver serves the uploaded bytes')
+    t.equal(createHash('sha256').update(stored.body).digest('hex'), sha256, 'the fileserver serves the uploaded bytes on the files host')
+    t.equal(stored.headers['x-content-type-options'], 'nosniff')
+    t.match(stored.headers['content-security-policy'], /sandbox/)
+    t.equal((await get(cluster.port('fileserver'), `/f/files/${sha256}`)).status, 404, 'and not on the host of the app\'s assets')
 
     // The front page now lists the file (the task wrote it to the app tables).
     await ann.goto(`${appUrl}/`)

@@ -13,10 +13,13 @@ export function init(c) {
 
 const json = (status, value) => ({ status, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(value) })
 
-// The settings `up` gives the app (--app-settings): where browsers reach the fileserver and the live host.
+// The settings `up` gives the app (--app-settings): where browsers reach the build's public files on the
+// fileserver (assets), uploads and uploaded files (files: a host of their own, so an upload is never a page
+// of this app's origin), and the live host.
 function urls() {
   const s = ctx.config.settings
-  return { files: String(s.filesUrl ?? ''), live: String(s.liveUrl ?? '') }
+  const files = String(s.filesUrl ?? '')
+  return { assets: String(s.assetsUrl ?? files), files, live: String(s.liveUrl ?? '') }
 }
 
 // Progress of the upload goes to the uploader's own channel; the fileserver checks size and use.

@@ -2,21 +2,21 @@
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
 export function page({ visits, shared, urls, build, node }) {
-  const files = escape(urls.files)
+  const assets = escape(urls.assets)
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>espra-node sample app</title>
-<link rel="stylesheet" href="${files}/app/public/style.css">
+<link rel="stylesheet" href="${assets}/app/public/style.css">
 <script>window.ESPRA = ${JSON.stringify({ live: urls.live, files: urls.files }).replace(/</g, '\\u003c')}</script>
-<script src="${files}/app/public/client.js" defer></script>
+<script src="${assets}/app/public/client.js" defer></script>
 </head>
 <body>
 <header>
   <h1>espra-node sample app</h1>
   <p>This page was rendered by the <b>app</b> role (node <code>${escape(node)}</code>, build <code>${escape(build)}</code>); visit <b id="visits">${visits}</b>, counted in the app's tables.
-  Its style and script come from the <b>fileserver</b> (<a href="${files}/app/public/about.html">about this app</a>, a static page).</p>
+  Its style and script come from the <b>fileserver</b> (<a href="${assets}/app/public/about.html">about this app</a>, a static page); shared files are served from a host of their own.</p>
 </header>
 <main>
   <form id="join">

@@ -1,7 +1,7 @@
 // Upload tokens: mint records the id, verify checks signature, shape and expiry, types match with wildcards,
 // a Live token never passes as an upload token (separate key label), bad options name the option.
 import t from 'tap'
-import { deriveTokenKey, mintToken } from '../../../lib/live/token.js'
+import { deriveTokenKey, mintToken, signClaims } from '../../../lib/live/token.js'
 import type { Datastore, DatastoreValue } from '../../../lib/storage/datastore.js'
 import { deriveUploadKey, mintUploadToken, typeAllowed, verifyUploadToken } from '../../../lib/uploads/token.js'
 
@@ -45,4 +45,14 @@ t.test('bad options name the option', async (t) => {
   await t.rejects(mintUploadToken(key, store, { maxSize: 1, ttlMs: 1, channel: 'bad channel' }), { message: /--channel/ })
   await t.rejects(mintUploadToken(key, store, { maxSize: 1, ttlMs: 1, owner: '' }), { message: /--owner/ })
   t.equal(store.records.size, 0, 'nothing recorded for a refused token')
+})
+
+t.test('inline: carried only when asked for, and only as true', async (t) => {
+  const plain = verifyUploadToken(key, await mintUploadToken(key, memoryStore(), { maxSize: 1, ttlMs: 60_000 }))
+  t.ok(plain.ok && plain.claims.inline === undefined, 'not inline unless asked')
+  const inline = verifyUploadToken(key, await mintUploadToken(key, memoryStore(), { maxSize: 1, ttlMs: 60_000, inline: true }))
+  t.ok(inline.ok && inline.claims.inline === true)
+  await t.rejects(mintUploadToken(key, memoryStore(), { maxSize: 1, ttlMs: 1, inline: 'yes' as unknown as boolean }), { message: /--inline/ })
+  const forged = signClaims(key, { v: 1, id: 'a'.repeat(22), maxSize: 1, types: [], exp: 2e9, inline: 'yes' })
+  t.match(verifyUploadToken(key, forged), { ok: false, reason: 'malformed' }, 'a claim of another shape is refused')
 })

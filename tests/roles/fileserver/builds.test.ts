@@ -55,6 +55,9 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
     'app.3f2a9c1d.js': js,
     'css/style.css': `body { color: red; }\n${'/* padding */\n'.repeat(60)}`,
     'live.txt': `build one ${'1'.repeat(5000)}`,
+    // What is public is the build's to say (lib/builds/public-paths.ts); the server code is not listed.
+    'espra.json': JSON.stringify({ server: 'server/main.js', public: ['*.html', '*.js', 'css/**', 'live.txt'] }),
+    'server/main.js': 'export const handle = () => "the server\'s source"\n',
   }
   const dir1 = mkdtempSync(join(tmpdir(), 'espra-build-'))
   writeBuild(dir1, files1)
@@ -106,6 +109,34 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   t.equal(head.body.length, 0)
   t.equal((await fetch(port, '/app/index.html', {}, 'POST')).status, 405)
 
+  // Only what espra.json lists: the server code and espra.json itself are not served.
+  for (const path of ['/app/server/main.js', '/app/espra.json']) {
+    const hidden = await fetch(port, path)
+    t.equal(hidden.status, 404, `${path} is not public`)
+    t.notOk(hidden.body.toString().includes('the server'), 'not a byte of it')
+  }
+
+  // Range over the representation sent: one range 206, several multipart/byteranges, 416, If-Range.
+  const jsBytes = Buffer.from(js)
+  const part = await fetch(port, '/app/app.3f2a9c1d.js', { range: 'bytes=7-11' })
+  t.equal(part.status, 206)
+  t.equal(part.headers['content-range'], `bytes 7-11/${jsBytes.length}`)
+  t.equal(part.body.toString(), js.slice(7, 12))
+  t.equal(part.headers['accept-ranges'], 'bytes')
+  t.equal(part.headers['x-content-type-options'], 'nosniff')
+  const several = await fetch(port, '/app/app.3f2a9c1d.js', { range: 'bytes=0-5,-4' })
+  t.equal(several.status, 206)
+  const boundary = /^multipart\/byteranges; boundary=(\S+)$/.exec(String(several.headers['content-type']))?.[1]
+  t.ok(boundary, 'multipart/byteranges')
+  t.equal(several.body.toString(), `--${boundary}\r\nContent-Type: text/javascript; charset=utf-8\r\nContent-Range: bytes 0-5/${jsBytes.length}\r\n\r\n${js.slice(0, 6)}` +
+    `\r\n--${boundary}\r\nContent-Type: text/javascript; charset=utf-8\r\nContent-Range: bytes ${jsBytes.length - 4}-${jsBytes.length - 1}/${jsBytes.length}\r\n\r\n${js.slice(-4)}\r\n--${boundary}--\r\n`)
+  const brRange = await fetch(port, '/app/app.3f2a9c1d.js', { range: 'bytes=0-9', 'accept-encoding': 'br' })
+  t.equal(brRange.headers['content-encoding'], 'br', 'a range of the brotli bytes when brotli is sent')
+  t.match(brRange.headers['content-range'], /^bytes 0-9\/\d+$/)
+  t.equal((await fetch(port, '/app/app.3f2a9c1d.js', { range: `bytes=${jsBytes.length}-` })).status, 416)
+  t.equal((await fetch(port, '/app/app.3f2a9c1d.js', { range: 'bytes=0-9', 'if-range': '"other"' })).status, 200, 'If-Range that does not match: the whole file')
+  t.equal((await fetch(port, '/app/app.3f2a9c1d.js', { range: 'bytes=0-9', 'if-range': String(app.headers['etag']) })).status, 206)
+
   // Unknown path: 404 JSON. Traversal in any form: 400.
   const missing = await fetch(port, '/app/nope.js')
   t.equal(missing.status, 404)
@@ -132,7 +163,7 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   const list = await cli(['builds', '--json', ...connectArgs])
   t.equal(list.code, 0, list.stderr)
   const builds = JSON.parse(list.stdout) as { id: string; current: boolean; nodes: string[]; message: string; files: number }[]
-  t.match(builds, [{ id: 'b2', current: true, message: 'second', files: 4 }, { id: 'b1', current: false, message: 'first' }])
+  t.match(builds, [{ id: 'b2', current: true, message: 'second', files: 6 }, { id: 'b1', current: false, message: 'first' }])
   t.same(builds[0]!.nodes, ['fs-a', 'fs-b'])
   const table = await cli(['builds', ...connectArgs])
   t.match(table.stdout, /^ID +TIME/)
@@ -176,6 +207,20 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   await waitFor('fs-b children replaced', async () => fs[1]!.logs.filter((l) => l.msg === 'app build serving' && !before.has(l.pid) && l['build'] === 'b2').length >= 2, 20_000)
   t.equal((await fetch(fs[1]!.port, '/app/live.txt')).body.toString(), files2['live.txt'])
 
+  // Without a "public" list, only public/** is served; a malformed list is refused before anything is sent.
+  const dir3 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  writeBuild(dir3, { 'public/about.html': '<p>about</p>', 'index.html': 'not public', 'server/index.js': 'export const handle = () => "x"\n' })
+  const push3 = await cli(['push-build', dir3, ...connectArgs])
+  t.equal(push3.code, 0, push3.stderr)
+  t.equal((await fetch(port, '/app/public/about.html')).body.toString(), '<p>about</p>')
+  t.equal((await fetch(port, '/app/index.html')).status, 404, 'a root file is not public by default')
+  t.equal((await fetch(port, '/app/server/index.js')).status, 404, 'the server code is not public')
+  const dir4 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  writeBuild(dir4, { 'public/a.txt': 'a', 'espra.json': JSON.stringify({ public: ['../**'] }) })
+  const push4 = await cli(['push-build', dir4, ...connectArgs])
+  t.not(push4.code, 0)
+  t.match(push4.stderr, /ESPRA_ERR_BUILD_INVALID|espra\.json/)
+
   for (const node of fs) await node.stop()
   await seed.stop()
 })
@@ -189,7 +234,7 @@ t.test('push-build names the fileservers that do not serve the build', async (t)
   const node = await startNode(t, 'fileserver', { seed: seedAddress, children: 1, 'node-id': 'fs-lonely', ...fast, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-blobs-')) })
   await waitFor('registered', async () => (await health(node.port)).body['seedConnected'] === true)
   const dir = mkdtempSync(join(tmpdir(), 'espra-build-'))
-  writeBuild(dir, { 'index.html': 'hi' })
+  writeBuild(dir, { 'public/index.html': 'hi' })
   const push = await cli(['push-build', dir, '--timeout', '1500ms', '--seed', seedAddress])
   t.equal(push.code, 1)
   t.equal(push.stdout, 'b1\n', 'the build is current all the same')

@@ -141,6 +141,22 @@ t.test('raw upload with an admin upload-token: hashes, gzip in the store, record
   t.equal(again.body['code'], 'ESPRA_ERR_UPLOAD_TOKEN_USED')
 })
 
+t.test('admin upload-token --inline: the token lets an active type be shown inline', async (t) => {
+  const minted = cli(['upload-token', '--seed', `127.0.0.1:${metaPort}`, '--inline'])
+  t.equal(minted.code, 0, minted.stderr)
+  const html = Buffer.from(`<p>inline ${Date.now()}</p>`)
+  const res = await raw(minted.stdout.trim(), 'text/html', html)
+  t.match(res, { status: 200, body: { inline: true } })
+  const served = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    request({ host: '127.0.0.1', port: fs.port, path: `/f/files/${sha256(html)}`, agent: false }, (r) => {
+      r.resume()
+      r.on('end', () => resolve(r.headers))
+    }).on('error', reject).end()
+  })
+  t.equal(served['content-disposition'], 'inline')
+  t.match(served['content-security-policy'], /sandbox/)
+})
+
 t.test('multipart form with one file field, token in the query; dedup of the same bytes', async (t) => {
   const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from(Array.from({ length: 50_000 }, (_, i) => (i * 7919) % 256))])
   const f = form('file', 'pic.png', 'image/png', png)
