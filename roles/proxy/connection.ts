@@ -18,8 +18,8 @@ import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
 import type { ProxyCore } from './core.js'
-import { parseRequestHead, type RequestHead } from './request-head.js'
-import { adopt, copyRead, HEAD_PROBE, headAt, onread, readText } from './reads.js'
+import { forwardedHeaderCount, LIVE_MAX_HEADERS, methodServed, parseRequestHead, type RequestHead } from './request-head.js'
+import { adopt, copyRead, hasBareLf, HEAD_PROBE, headAt, onread, readText } from './reads.js'
 
 /** bytes[from..] (read as a Buffer or as text) as a Buffer to keep; null when nothing is left. */
 function rest(bytes: Buffer | string, from: number): Buffer | null {
@@ -96,7 +96,7 @@ export class ClientConnection {
   private state = In.Head
   private pending: Buffer | null = null
   private remaining = 0
-  private readonly chunks = new ChunkedScanner()
+  private readonly chunks = new ChunkedScanner(false)
   private up: Upstream | null = null
   /** Close the client once every answer it is owed went out. */
   private closeAfter = false
@@ -224,6 +224,8 @@ export class ClientConnection {
           const text = headAt(buf, off)
           if (text === null) {
             if (len - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+            // A bare LF: the head would never end, only time out.
+            if (hasBareLf(buf, off)) return void this.refuse(this.core.answers.badRequest)
             this.pending = off === 0 ? buf : buf.subarray(off)
             return
           }
@@ -245,7 +247,7 @@ export class ClientConnection {
         }
         case In.BodyChunked: {
           const end = this.chunks.scan(buf, off, len)
-          if (this.chunks.error) return this.destroy()
+          if (this.chunks.error) return this.refuseBody()
           this.writeUp(buf.subarray(off, end))
           off = end
           if (this.chunks.done) this.endOfRequest()
@@ -284,6 +286,10 @@ export class ClientConnection {
       if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
       if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
     }
+    // What a Live node would leave unanswered is answered here (checked against a real one: tests/roles/proxy/live-quick-answers.test.ts).
+    if (!methodServed(head.method)) return this.refuse(core.answers.notImplemented)
+    if (forwardedHeaderCount(head) > LIVE_MAX_HEADERS) return this.refuse(core.answers.tooManyHeaders)
+    if (head.websocket && head.wsVersion !== '13') return this.refuse(core.answers.wsVersion)
     if (!core.servesHost(head.host)) return this.answerLocally(bytes, start, headEnd, core.answers.unknownHost, head.close || hasBody)
     if (this.scheme === 'http') {
       const redirect = core.redirect(head.target)
@@ -391,6 +397,19 @@ export class ClientConnection {
     }
     this.endClient(answer)
     return -1
+  }
+
+  /**
+   * A request body that cannot be read (a bad chunk size or line): its
+   * request never completes at the Live node, so that connection is dropped
+   * and the client answered 400, unless an answer is already under way or
+   * owed before it (then the client is cut).
+   */
+  private refuseBody(): void {
+    const up = this.up
+    if (up !== null && (up.headSent || up.queue.length > 1)) return this.destroy()
+    this.dropUpstream()
+    this.refuse(this.core.answers.badRequest)
   }
 
   /** Ends the client connection after `last`; reading on lets the close complete. */

@@ -15,7 +15,7 @@ import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
 import { createLimits, type Limits } from './limits.js'
-import { createHeadSpec, type HeadSpec } from './request-head.js'
+import { createHeadSpec, LIVE_MAX_HEADERS, type HeadSpec } from './request-head.js'
 import { compileRouteKeys, type RouteKeys } from './route-keys.js'
 
 export type RoutingNode = RoutingTable['nodes'][number]
@@ -42,7 +42,7 @@ export interface ProxyCore {
   readonly headSpec: HeadSpec
   readonly routeKeys: RouteKeys
   readonly limits: Limits
-  readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
+  readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyHeaders' | 'notImplemented' | 'wsVersion' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
   isHealthPath(target: string): boolean
   healthAnswer(headOnly: boolean): Buffer
   servesHost(host: string | undefined): boolean
@@ -120,6 +120,9 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     answers: {
       badRequest: errorResponse('ESPRA_ERR_PROXY_BAD_REQUEST', undefined, { close: true }),
       tooLarge: errorResponse('ESPRA_ERR_PROXY_HEADERS_TOO_LARGE', `request head larger than ${config.maxHeaderSize} bytes`, { close: true }),
+      tooManyHeaders: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_HEADERS', `more than ${LIVE_MAX_HEADERS} header lines (X-Forwarded-For and X-Forwarded-Proto included)`, { close: true }),
+      notImplemented: errorResponse('ESPRA_ERR_PROXY_METHOD', 'Live nodes serve GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS', { close: true }),
+      wsVersion: errorResponse('ESPRA_ERR_PROXY_WEBSOCKET_VERSION', undefined, { close: true, headers: { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket' } }),
       tooManyConnections: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_CONNECTIONS', `more than ${config.maxConnsPerAddress} connections from this address`, { close: true }),
       tooManyRequests: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_REQUESTS', `more than ${config.maxRpsPerAddress} requests per second from this address`, { close: true, headers: { 'Retry-After': '1' } }),
       unknownHost: errorResponse('ESPRA_ERR_HTTP_NOT_FOUND', `unknown host: this proxy serves ${host}`),
@@ -142,9 +145,8 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     },
     redirect(target) {
       if (httpsOrigin === null) return null
-      // An absolute-form target keeps only its path; the live host is ours to name.
-      const path = target.charCodeAt(0) === 0x2f ? target : target === '*' ? '/' : target.replace(/^https?:\/\/[^/]*/i, '') || '/'
-      const location = `${httpsOrigin}${path}`
+      // Targets are origin form (request-head.ts): the path as sent.
+      const location = `${httpsOrigin}${target}`
       const body = JSON.stringify({ location })
       return Buffer.from(`HTTP/1.1 308 Permanent Redirect\r\nLocation: ${location}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`, 'latin1')
     },
