@@ -43,6 +43,7 @@ export async function runNodeCommand(roles: Readonly<Record<RoleName, Role>>, cm
   await assertPortFree(config.bind, config.port, '--port')
   await assertPortFree(config.metricsBind, config.metricsPort, '--metrics-port')
   if (config.role === 'seed') await assertPortFree(config.bind, config.metaPort, '--meta-port')
+  for (const { port, option } of roles[config.role].listenPorts?.(config) ?? []) await assertPortFree(config.bind, port, option)
   await runNode(roles[config.role], config)
 }
 

@@ -5,10 +5,11 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import type { RequestOptions } from 'node:http'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { WebSocket, type ClientOptions } from 'ws'
-import { freePort, pidAlive, waitFor } from '../../helpers/cluster.js'
+import { freePort, pidAlive, startNode, waitFor } from '../../helpers/cluster.js'
 import { send as sendRequest, type HttpAnswer } from '../../helpers/http.js'
 import { cluster, HOST, send } from '../../helpers/proxy-cluster.js'
 import { runCli } from '../../helpers/up.js'
@@ -131,4 +132,16 @@ t.test('bad TLS options stop the node at start with one line naming the option',
   const fromEnv = await runCli(['--role=proxy', `--port=${port}`], { env: { ...env, ESPRA_TLS_CERT: join(dir, 'missing.crt'), ESPRA_TLS_KEY: good.key } })
   t.equal(fromEnv.code, 2, 'the same from the environment')
   t.match(fromEnv.stderr, /^espra-node: --tls-cert: cannot read/)
+})
+
+t.test('a --tls-port already in use stops the node at start with one line naming the option', async (t) => {
+  // Before: the node started, health ok, and each child served TLS on 0.0.0.0:<random port>.
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve))
+  t.teardown(() => holder.close())
+  const tlsPort = (holder.address() as { port: number }).port
+  const node = await startNode(t, 'proxy', { 'tls-cert': good.cert, 'tls-key': good.key, 'tls-port': tlsPort }, { noWait: true })
+  const exit = await Promise.race([node.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())])
+  t.equal(exit?.code, 1, 'exit 1')
+  t.equal(node.stderr(), `espra-node: ESPRA_ERR_LISTEN: --tls-port: cannot listen on 127.0.0.1:${tlsPort} (EADDRINUSE); is another node running?\n`)
 })
