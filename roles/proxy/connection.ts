@@ -14,6 +14,7 @@
  * sockets are piped as a tunnel (WebSocket).
  */
 import { connect, type Socket } from 'node:net'
+import { TLSSocket, type SecureContext } from 'node:tls'
 import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
@@ -110,6 +111,8 @@ export class ClientConnection {
   private goingAway = false
   private goingAwayReason = 'live node left: reconnect'
   private closed = false
+  /** No request head was read yet: the head deadline runs from the accept (TLS: the handshake included). */
+  private fresh = true
   /** A quick answer owed after the responses still in flight (then the connection closes). */
   private owedAnswer: Buffer | null = null
   private xffBoth: string | null = null
@@ -125,15 +128,22 @@ export class ClientConnection {
 
   readonly socket: Socket
 
-  /** `accepted` comes from a server with `pauseOnConnect` when not `secure` (TLS sockets read as streams). */
+  /**
+   * `accepted` comes from a server with `pauseOnConnect`, nothing read yet.
+   * With `tls` (the TLS port) it is wrapped in a server TLSSocket here, so
+   * the handshake counts as the start of the first head (TLS sockets read as
+   * streams).
+   */
   constructor(
     accepted: Socket,
     private readonly core: ProxyCore,
-    secure: boolean,
+    tls: SecureContext | null,
   ) {
-    this.scheme = secure ? 'https' : 'http'
-    const socket = this.socket = secure ? accepted : adopt(accepted, onread((n) => this.onClientRead(n)))
-    if (secure) socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
+    this.scheme = tls !== null ? 'https' : 'http'
+    const socket = this.socket = tls !== null
+      ? new TLSSocket(accepted, { isServer: true, secureContext: tls, ALPNProtocols: ['http/1.1'] })
+      : adopt(accepted, onread((n) => this.onClientRead(n)))
+    if (tls !== null) socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
     const raw = socket.remoteAddress ?? ''
     this.address = raw.startsWith('::ffff:') ? raw.slice(7) : raw
     this.lastSeen = core.tick
@@ -153,8 +163,9 @@ export class ClientConnection {
     return this.state === In.Tunnel
   }
 
+  /** A head is due: one is half-read, or none came yet since the connection was accepted. */
   get waitingForHead(): boolean {
-    return this.state === In.Head && this.pending !== null
+    return this.state === In.Head && (this.pending !== null || this.fresh)
   }
 
   /** The Live node this connection talks to, if any. */
@@ -271,6 +282,7 @@ export class ClientConnection {
    */
   private onHead(bytes: Buffer | string, start: number, headEnd: number, text: string): number {
     const core = this.core
+    this.fresh = false
     const head = parseRequestHead(text, core.headSpec)
     const replay = this.replay
     this.replay = false

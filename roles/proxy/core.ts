@@ -5,7 +5,7 @@
  * (./connection.ts) do the per-request work.
  */
 import { createServer, type Server, type Socket } from 'node:net'
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { createSecureContext } from 'node:tls'
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
@@ -25,7 +25,7 @@ const HEALTH_PATH = '/_espra/health'
 const DRAIN_QUIET_MS = 500
 /** A keep-alive client connection idle this long is closed (longer than an ELB's default 60 s idle timeout, as AWS advises). */
 const IDLE_TIMEOUT_S = 75
-/** A request head must arrive within this long (slow-loris). */
+/** A request head (the first one: with the TLS handshake, counted from the accept) must arrive within this long (slow-loris). */
 const HEAD_TIMEOUT_S = 10
 
 /** What every connection of a child shares. */
@@ -201,23 +201,18 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
 
   const server: Server = createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core, false))
+    connections.add(new ClientConnection(socket, core, null))
   })
   server.on('error', (err) => log.error({ err }, 'proxy listener error'))
-  const tlsServer: Server | null = tlsFiles === null ? null : createTlsServer({
-    cert: tlsFiles.cert,
-    key: tlsFiles.key,
-    ALPNProtocols: ['http/1.1'],
-    // A handshake is the head's first part: the same slow-loris bound.
-    handshakeTimeout: HEAD_TIMEOUT_S * 1000,
-    noDelay: true,
-  }, (socket: TLSSocket) => {
+  // The TLS port is a plain listener too: each connection is a ClientConnection from the moment it is accepted, its TLS
+  // handshake the first part of its first head. So it is counted against --max-conns-per-address and held to the head
+  // deadline from the start, like a plain one (a tls.Server would hand it over only once the handshake is done).
+  const secureContext = tlsFiles === null ? null : createSecureContext({ cert: tlsFiles.cert, key: tlsFiles.key })
+  const tlsServer: Server | null = secureContext === null ? null : createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core, true))
+    connections.add(new ClientConnection(socket, core, secureContext))
   })
   tlsServer?.on('error', (err) => log.error({ err }, 'proxy TLS listener error'))
-  // Failed handshakes (scanners, wrong protocol) are the client's business: the socket is already gone.
-  tlsServer?.on('tlsClientError', () => {})
 
   const sweeper = setInterval(() => {
     core.tick++
