@@ -15,6 +15,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import { TLSSocket, type SecureContext } from 'node:tls'
+import { forwardedClient, parseProxyV2, plainAddress } from '../../lib/core/client-address.js'
 import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
@@ -92,7 +93,14 @@ class Upstream {
 }
 
 export class ClientConnection {
-  readonly address: string
+  /**
+   * The client of this connection: the peer, or the source a trusted peer's
+   * PROXY v2 header names. What X-Forwarded-For gets; requests from a
+   * trusted peer may name their own client in X-Forwarded-For.
+   */
+  address: string
+  /** The address this connection counts against --max-conns-per-address; null when not counted (a trusted balancer's own connection). */
+  counted: string | null = null
   lastSeen: number
   private state = In.Head
   private pending: Buffer | null = null
@@ -111,6 +119,10 @@ export class ClientConnection {
   private goingAway = false
   private goingAwayReason = 'live node left: reconnect'
   private closed = false
+  /** The peer is in --trusted-proxies: its X-Forwarded-For is walked for the client. */
+  private readonly peerTrusted: boolean
+  /** A trusted peer's first bytes, on the plain port, may be a PROXY v2 header (told by its signature). */
+  private proxyHeader: boolean
   /** No request head was read yet: the head deadline runs from the accept (TLS: the handshake included). */
   private fresh = true
   /** A quick answer owed after the responses still in flight (then the connection closes). */
@@ -144,14 +156,52 @@ export class ClientConnection {
       ? new TLSSocket(accepted, { isServer: true, secureContext: tls, ALPNProtocols: ['http/1.1'] })
       : adopt(accepted, onread((n) => this.onClientRead(n)))
     if (tls !== null) socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
-    const raw = socket.remoteAddress ?? ''
-    this.address = raw.startsWith('::ffff:') ? raw.slice(7) : raw
+    this.address = plainAddress(socket.remoteAddress ?? '')
     this.lastSeen = core.tick
-    this.overConnectionLimit = !core.limits.connect(this.address)
+    this.peerTrusted = !core.trusted.none && core.trusted.has(this.address)
+    this.proxyHeader = this.peerTrusted && tls === null
+    // A trusted balancer's connection carries many clients: counted only once a PROXY header names its one client.
+    if (!this.peerTrusted) this.count()
     socket.setNoDelay(true)
     socket.on('error', () => {})
     socket.on('close', () => this.onClientClose())
     socket.on('drain', () => this.onClientDrain())
+  }
+
+  private count(): void {
+    this.counted = this.address
+    this.overConnectionLimit = !this.core.limits.connect(this.address)
+  }
+
+  /**
+   * The first bytes from a trusted peer on the plain port: a PROXY v2 header
+   * (AWS NLB, HAProxy `send-proxy-v2`) names the connection's client, and is
+   * taken off; anything else is the connection's own bytes. Returns what is
+   * left to read, or null when nothing is (yet).
+   */
+  private takeProxyHeader(chunk: Buffer): Buffer | null {
+    const buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
+    this.pending = null
+    const header = parseProxyV2(buf)
+    switch (header.kind) {
+      case 'incomplete':
+        this.pending = buf
+        return null
+      case 'invalid':
+        this.proxyHeader = false
+        this.refuse(this.core.answers.badRequest)
+        return null
+      case 'absent':
+        this.proxyHeader = false
+        return buf
+      case 'header':
+        this.proxyHeader = false
+        if (header.source !== null) {
+          this.address = header.source
+          this.count()
+        }
+        return header.length < buf.length ? buf.subarray(header.length) : null
+    }
   }
 
   /** Nothing is owed to the client and nothing half-read: closing now loses nothing. */
@@ -193,6 +243,7 @@ export class ClientConnection {
    * of the bytes. Anything else goes through onClientData as a Buffer.
    */
   private onClientRead(n: number): void {
+    if (this.proxyHeader) return this.onClientData(copyRead(n))
     if (n <= HEAD_PROBE && this.state === In.Head && this.pending === null && (this.up === null || this.up.queue.length === 0)) {
       const text = readText(n)
       if (text.indexOf('\r\n\r\n') === n - 4 && n <= this.core.maxHeaderSize) {
@@ -204,8 +255,10 @@ export class ClientConnection {
     this.onClientData(copyRead(n))
   }
 
-  private onClientData(chunk: Buffer): void {
+  private onClientData(data: Buffer): void {
     this.lastSeen = this.core.tick
+    const chunk = this.proxyHeader ? this.takeProxyHeader(data) : data
+    if (chunk === null) return
     switch (this.state) {
       case In.Tunnel:
         return this.writeUp(chunk)
@@ -293,10 +346,12 @@ export class ClientConnection {
     if ((head.method === 'GET' || head.method === 'HEAD') && core.isHealthPath(head.target)) {
       return this.answerLocally(bytes, start, headEnd, core.healthAnswer(head.method === 'HEAD'), head.close || hasBody || core.draining)
     }
+    // From a trusted balancer, X-Forwarded-For names the client (rightmost untrusted): for the rate limit and the `ip` key.
+    const client = this.peerTrusted ? forwardedClient(this.address, head.xff, core.trusted) : this.address
     if (!replay) {
       core.requests++
       if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
-      if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
+      if (!core.limits.request(client)) return this.refuse(core.answers.tooManyRequests)
     }
     // What a Live node would leave unanswered is answered here (checked against a real one: tests/roles/proxy/live-quick-answers.test.ts).
     if (!methodServed(head.method)) return this.refuse(core.answers.notImplemented)
@@ -309,7 +364,7 @@ export class ClientConnection {
     }
     const table = core.table
     if (table === null) return this.answerLocally(bytes, start, headEnd, core.answers.noTable, true)
-    const key = core.routeKeys.key(head, this.address)
+    const key = core.routeKeys.key(head, client)
     const node = table.pick(key)
     if (node === undefined) return this.answerLocally(bytes, start, headEnd, core.answers.noNode, true)
 

@@ -7,6 +7,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import type { NodeConfig } from '../../lib/core/config.js'
+import { createTrustedProxies, type TrustedProxies } from '../../lib/core/client-address.js'
 import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { RoutingTable } from '../../lib/core/node-state.js'
@@ -42,6 +43,8 @@ export interface ProxyCore {
   readonly headSpec: HeadSpec
   readonly routeKeys: RouteKeys
   readonly limits: Limits
+  /** --trusted-proxies: whose PROXY v2 headers and X-Forwarded-For are believed. */
+  readonly trusted: TrustedProxies
   readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyHeaders' | 'notImplemented' | 'wsVersion' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
   isHealthPath(target: string): boolean
   healthAnswer(headOnly: boolean): Buffer
@@ -117,6 +120,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     headSpec: createHeadSpec(routeKeys.headerNames),
     routeKeys,
     limits: createLimits(config.maxConnsPerAddress, config.maxRpsPerAddress),
+    trusted: createTrustedProxies(config.trustedProxies),
     answers: {
       badRequest: errorResponse('ESPRA_ERR_PROXY_BAD_REQUEST', undefined, { close: true }),
       tooLarge: errorResponse('ESPRA_ERR_PROXY_HEADERS_TOO_LARGE', `request head larger than ${config.maxHeaderSize} bytes`, { close: true }),
@@ -152,7 +156,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     },
     forget(conn) {
       connections.delete(conn)
-      core.limits.disconnect(conn.address)
+      if (conn.counted !== null) core.limits.disconnect(conn.counted)
     },
   }
 
