@@ -144,12 +144,14 @@ export class ClientConnection {
    * `accepted` comes from a server with `pauseOnConnect`, nothing read yet.
    * With `tls` (the TLS port) it is wrapped in a server TLSSocket here, so
    * the handshake counts as the start of the first head (TLS sockets read as
-   * streams).
+   * streams). `proxySource`: the client a trusted peer's PROXY v2 header
+   * named, when it was read before the TLS handshake (./proxy-header.ts).
    */
   constructor(
     accepted: Socket,
     private readonly core: ProxyCore,
     tls: SecureContext | null,
+    proxySource: string | null = null,
   ) {
     this.scheme = tls !== null ? 'https' : 'http'
     const socket = this.socket = tls !== null
@@ -160,8 +162,9 @@ export class ClientConnection {
     this.lastSeen = core.tick
     this.peerTrusted = !core.trusted.none && core.trusted.has(this.address)
     this.proxyHeader = this.peerTrusted && tls === null
+    if (proxySource !== null) this.address = proxySource
     // A trusted balancer's connection carries many clients: counted only once a PROXY header names its one client.
-    if (!this.peerTrusted) this.count()
+    if (!this.peerTrusted || proxySource !== null) this.count()
     socket.setNoDelay(true)
     socket.on('error', () => {})
     socket.on('close', () => this.onClientClose())

@@ -7,7 +7,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import type { NodeConfig } from '../../lib/core/config.js'
-import { createTrustedProxies, type TrustedProxies } from '../../lib/core/client-address.js'
+import { createTrustedProxies, plainAddress, type TrustedProxies } from '../../lib/core/client-address.js'
 import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { RoutingTable } from '../../lib/core/node-state.js'
@@ -16,6 +16,7 @@ import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
 import { createLimits, type Limits } from './limits.js'
+import { readProxyHeader } from './proxy-header.js'
 import { createHeadSpec, LIVE_MAX_HEADERS, type HeadSpec } from './request-head.js'
 import { compileRouteKeys, type RouteKeys } from './route-keys.js'
 
@@ -214,7 +215,12 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
   const secureContext = tlsFiles === null ? null : createSecureContext({ cert: tlsFiles.cert, key: tlsFiles.key })
   const tlsServer: Server | null = secureContext === null ? null : createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core, secureContext))
+    if (core.trusted.none || !core.trusted.has(plainAddress(socket.remoteAddress ?? ''))) return void connections.add(new ClientConnection(socket, core, secureContext))
+    // A trusted balancer may start with a PROXY v2 header, before the ClientHello.
+    readProxyHeader(socket, HEAD_TIMEOUT_S * 1000, (source) => {
+      if (core.draining) return void socket.destroy()
+      connections.add(new ClientConnection(socket, core, secureContext, source))
+    })
   })
   tlsServer?.on('error', (err) => log.error({ err }, 'proxy TLS listener error'))
 

@@ -1,14 +1,17 @@
 // The real client behind a load balancer: from a peer in --trusted-proxies, a PROXY v2 header or X-Forwarded-For
 // names the client for the `ip` routing key, the per-address limits and the X-Forwarded-For a Live node gets;
 // from any other peer they are not believed. Real seed and proxy, stand-in Live nodes.
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import type { RequestOptions } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { PROXY_V2_SIGNATURE } from '../../../lib/core/client-address.js'
 import { freePort, waitFor } from '../../helpers/cluster.js'
+import { send as sendRequest } from '../../helpers/http.js'
 import { cluster, HOST, send } from '../../helpers/proxy-cluster.js'
 
 /** A PROXY v2 header (PROXY command, TCP over IPv4) naming `source` as the client. */
@@ -120,9 +123,15 @@ async function startHaproxy(t: Test, config: string, port: number): Promise<void
 }
 
 const haproxyMissing = spawnSync('haproxy', ['-v']).status !== 0
-t.test('through a real HAProxy, both ways infra/haproxy/haproxy.cfg shows: X-Forwarded-For and send-proxy-v2', { skip: haproxyMissing && 'needs haproxy (apt-get install haproxy)' }, async (t) => {
-  const { proxy, table } = await cluster(t, { children: 1, 'trusted-proxies': '127.0.0.1' })
-  const [httpPort, tcpPort] = [await freePort(), await freePort()]
+t.test('through a real HAProxy, both ways infra/haproxy/haproxy.cfg shows: X-Forwarded-For and send-proxy-v2 (plain and TLS ports)', { skip: haproxyMissing && 'needs haproxy (apt-get install haproxy)' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-client-address-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const cert = join(dir, 'live.crt')
+  const key = join(dir, 'live.key')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${HOST}`, '-addext', `subjectAltName=DNS:${HOST}`, '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  const tlsPort = await freePort()
+  const { proxy, table } = await cluster(t, { children: 1, 'trusted-proxies': '127.0.0.1', 'tls-cert': cert, 'tls-key': key, 'tls-port': tlsPort })
+  const [httpPort, tcpPort, tlsTcpPort] = [await freePort(), await freePort(), await freePort()]
   const common = ['global', '  maxconn 1000', 'defaults', '  timeout connect 5s', '  timeout client 30s', '  timeout server 30s']
   await startHaproxy(t, [
     ...common,
@@ -130,12 +139,23 @@ t.test('through a real HAProxy, both ways infra/haproxy/haproxy.cfg shows: X-For
     'backend espra_proxies', '  mode http', '  http-reuse always', '  option forwardfor', `  server proxy1 127.0.0.1:${proxy.port}`,
     'frontend live_tcp', '  mode tcp', `  bind 127.0.0.1:${tcpPort}`, '  default_backend espra_proxies_tcp',
     'backend espra_proxies_tcp', '  mode tcp', `  server proxy1 127.0.0.1:${proxy.port} send-proxy-v2`,
+    'frontend live_tls', '  mode tcp', `  bind 127.0.0.1:${tlsTcpPort}`, '  default_backend espra_proxies_tls',
+    'backend espra_proxies_tls', '  mode tcp', `  server proxy1 127.0.0.1:${tlsPort} send-proxy-v2`,
     '',
-  ].join('\n'), tcpPort)
+  ].join('\n'), tlsTcpPort)
   // The client connects from 127.0.0.2 (loopback too): HAProxy itself is 127.0.0.1, the trusted peer.
   for (const [how, port] of [['X-Forwarded-For', httpPort], ['PROXY v2', tcpPort]] as const) {
     const answer = body(await rawFrom(port, request(), '127.0.0.2'))
     t.equal(answer.id, table.pick('127.0.0.2')!.id, `${how}: routed by the client's address`)
     t.match(answer.headers['x-forwarded-for'], /^127\.0\.0\.2(, 127\.0\.0\.1)?$/, `${how}: the Live node learns the client`)
   }
+
+  // TLS passed through in TCP mode: the PROXY v2 header comes before the ClientHello.
+  const https = (port: number) => sendRequest({ host: '127.0.0.1', port, path: '/', localAddress: '127.0.0.2', servername: HOST, ca: readFileSync(cert), agent: false, headers: { host: HOST } } as RequestOptions, undefined, httpsRequest)
+  const secure = JSON.parse((await https(tlsTcpPort)).body) as { id: string; headers: Record<string, string> }
+  t.equal(secure.id, table.pick('127.0.0.2')!.id, 'PROXY v2 on the TLS port: routed by the client\'s address')
+  t.equal(secure.headers['x-forwarded-for'], '127.0.0.2', 'PROXY v2 on the TLS port: the Live node learns the client')
+  t.equal(secure.headers['x-forwarded-proto'], 'https')
+  const direct = await sendRequest({ host: '127.0.0.1', port: tlsPort, path: '/', servername: HOST, ca: readFileSync(cert), agent: false, headers: { host: HOST } } as RequestOptions, undefined, httpsRequest)
+  t.equal(direct.status, 200, 'a trusted peer without a PROXY header is served over TLS too')
 })
