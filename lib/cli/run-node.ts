@@ -52,6 +52,7 @@ export async function runNodeCommand(loadRole: RoleLoader, cmd: Command): Promis
   await assertPortFree(config.metricsBind, config.metricsPort, '--metrics-port')
   if (config.role === 'seed') await assertPortFree(config.bind, config.metaPort, '--meta-port')
   const role = await loadRole(config.role)
+  for (const { port, option } of role.listenPorts?.(config) ?? []) await assertPortFree(config.bind, port, option)
   process.env[CHILD_ROLE_ENV] = config.role
   // Loaded here, not at the top: `up`, `admin` and `config` never run a node.
   const { runNode } = await import('../process/parent.js')

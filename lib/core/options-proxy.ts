@@ -1,6 +1,7 @@
 /** Proxy options: the live host, routing-key handlers and per-address limits. */
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
+import { checkCidr } from './client-address.js'
 import { EspraError } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
@@ -8,6 +9,8 @@ declare module './config.js' {
   interface NodeConfig {
     /** proxy: long-lived clients whose key a newly added Live node owns move within this long (0: never). */
     readonly rebalanceSpread: number
+    /** proxy, app: addresses (IPs, CIDR blocks) whose PROXY v2 headers and X-Forwarded-For are believed; empty: none. */
+    readonly trustedProxies: readonly string[]
   }
 }
 
@@ -62,6 +65,15 @@ export const PROXY_OPTIONS = [
     key: 'rebalanceSpread', flag: '--rebalance-spread <duration>', env: 'ESPRA_REBALANCE_SPREAD', defaultText: '30s',
     doc: 'proxy: when a Live node joins, WebSocket and SSE clients whose routing key it now owns are told to reconnect, spread at random over this long (0: they stay where they are)',
     default: constant(30_000), parse: durationIn(0, 3_600_000),
+  }),
+  option({
+    key: 'trustedProxies', flag: '--trusted-proxies <cidrs>', env: 'ESPRA_TRUSTED_PROXIES', defaultText: '(none)',
+    doc: 'proxy, app: load balancers (IPs or CIDR blocks, comma-separated) whose PROXY protocol v2 header and X-Forwarded-For name the client; nothing is trusted by default',
+    default: constant([] as readonly string[]), parse: (raw) => {
+      const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
+      if (!list || list.some((s) => typeof s !== 'string')) throw 'must be a comma-separated list of IP addresses or CIDR blocks'
+      return list.map((s: string) => checkCidr(s))
+    },
   }),
   option({
     key: 'tlsCert', flag: '--tls-cert <file>', env: 'ESPRA_TLS_CERT', defaultText: '(none: no TLS)',

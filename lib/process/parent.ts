@@ -178,7 +178,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     if (role.forks) {
       // A role with its own listener gets the public port bound once here, shared by every child.
       if (role.listen) {
-        for (const port of [config.port, ...(role.listenPorts?.(config) ?? [])]) shared.push(await bindSharedSocket(config.bind, port))
+        for (const { port, option } of [{ port: config.port, option: '--port' }, ...(role.listenPorts?.(config) ?? [])]) shared.push(await bindSharedSocket(config.bind, port, option))
       }
       supervisor = createSupervisor({
         ...(role.childExecArgv ? { execArgv: role.childExecArgv } : {}),

@@ -134,8 +134,9 @@ export interface Role {
   listen?(ctx: ListenContext): Promise<Listener>
   /**
    * Public ports a `listen` role serves beyond `--port` (the proxy's TLS
-   * port), bound by the parent once each like `--port`; children get them as
-   * `ListenContext.extraFds`.
+   * port), each with the option that sets it: checked free before the node
+   * starts and bound by the parent once each like `--port`; children get
+   * them as `ListenContext.extraFds`.
    */
-  listenPorts?(config: NodeConfig): readonly number[]
+  listenPorts?(config: NodeConfig): readonly { readonly port: number; readonly option: string }[]
 }

@@ -8,6 +8,7 @@
  */
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
+import { getSystemErrorName } from 'node:util'
 import { EspraError } from '../core/errors.js'
 
 /** The fd a child finds the shared socket on: after stdin, stdout, stderr and the IPC channel. */
@@ -23,6 +24,8 @@ export interface SharedSocket {
 
 interface TcpHandle {
   readonly fd: number
+  /** 0, or a negative errno: libuv reports a failed bind (EADDRINUSE) here, not from the bind itself. */
+  getsockname(out: { port?: number }): number
   close(): void
 }
 
@@ -33,12 +36,26 @@ interface TcpHandle {
 type CreateServerHandle = (address: string, port: number, addressType: 4 | 6, fd?: number, flags?: number) => TcpHandle | number
 const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle
 
-export async function bindSharedSocket(host: string, port: number): Promise<SharedSocket> {
+/**
+ * Binds `host:port` (the port `option` sets) without listening. libuv defers
+ * a failed bind (EADDRINUSE) to the listen, which here happens in the
+ * children: their listen would then bind the socket afresh, to a random port
+ * on every interface. So the bound address is read back now, and a socket
+ * not bound where asked is an `ESPRA_ERR_LISTEN` naming the option.
+ */
+export async function bindSharedSocket(host: string, port: number, option = '--port'): Promise<SharedSocket> {
   const family = net.isIP(host)
   const address = family === 0 ? (await lookup(host)).address : host
+  const fail = (errno: number): never => {
+    throw new EspraError('ESPRA_ERR_LISTEN', `${option}: cannot listen on ${host}:${port} (${getSystemErrorName(errno)}); is another node running?`, { option, host, port })
+  }
   const handle = createServerHandle(address, port, net.isIP(address) === 6 ? 6 : 4)
-  if (typeof handle === 'number') {
-    throw new EspraError('ESPRA_ERR_LISTEN', `cannot listen on ${host}:${port} (errno ${-handle}); is another node running?`, { host, port })
+  if (typeof handle === 'number') return fail(handle)
+  const bound: { port?: number } = {}
+  const err = handle.getsockname(bound)
+  if (err !== 0 || bound.port === undefined || (port !== 0 && bound.port !== port)) {
+    handle.close()
+    return fail(err !== 0 ? err : -98)
   }
   return { fd: handle.fd, close: () => handle.close() }
 }

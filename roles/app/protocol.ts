@@ -18,7 +18,7 @@ export interface WireRequest {
   /** Lower-case names; repeated headers joined with `, ` (`cookie` with `; `). */
   readonly headers: Record<string, string>
   readonly body: Uint8Array
-  /** The client's IP address as the TCP peer (an ELB or proxy in front: see x-forwarded-for). */
+  /** The client's IP address: the TCP peer, or behind a balancer in --trusted-proxies the client its X-Forwarded-For names. */
   readonly address: string
 }
 

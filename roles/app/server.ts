@@ -5,6 +5,7 @@
  * pushes (files from the blob store to disk, then a whole new generation of
  * workers) and tells the parent which build it serves or why it refused one.
  */
+import { createTrustedProxies, forwardedClient, plainAddress } from '../../lib/core/client-address.js'
 import { ERRORS, toWire, type ErrorCode } from '../../lib/core/errors.js'
 import type { BuildPush } from '../../lib/builds/manifest.js'
 import { createLivePublisher } from '../../lib/live/publisher.js'
@@ -163,6 +164,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   })
   const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff })
 
+  const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {
     const state: RequestState = { aborted: false, waiting: null }
     res.onAborted(() => {
@@ -179,7 +181,8 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       url: query === '' ? path : `${path}?${query}`,
       path, query,
       headers: headersOf(req),
-      address: decoder.decode(res.getRemoteAddressAsText()),
+      // The client behind a trusted balancer (--trusted-proxies), the same rule as the proxy's: lib/core/client-address.ts.
+      address: forwardedClient(plainAddress(decoder.decode(res.getRemoteAddressAsText())), req.getHeader('x-forwarded-for') || undefined, trusted),
     }
     const declared = Number(partial.headers['content-length'] ?? 0)
     if (declared > config.maxBody) {

@@ -14,12 +14,14 @@
  * sockets are piped as a tunnel (WebSocket).
  */
 import { connect, type Socket } from 'node:net'
+import { TLSSocket, type SecureContext } from 'node:tls'
+import { forwardedClient, parseProxyV2, plainAddress } from '../../lib/core/client-address.js'
 import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
 import type { ProxyCore } from './core.js'
-import { parseRequestHead, type RequestHead } from './request-head.js'
-import { adopt, copyRead, HEAD_PROBE, headAt, onread, readText } from './reads.js'
+import { forwardedHeaderCount, LIVE_MAX_HEADERS, methodServed, parseRequestHead, type RequestHead } from './request-head.js'
+import { adopt, copyRead, hasBareLf, HEAD_PROBE, headAt, onread, readText } from './reads.js'
 
 /** bytes[from..] (read as a Buffer or as text) as a Buffer to keep; null when nothing is left. */
 function rest(bytes: Buffer | string, from: number): Buffer | null {
@@ -91,12 +93,19 @@ class Upstream {
 }
 
 export class ClientConnection {
-  readonly address: string
+  /**
+   * The client of this connection: the peer, or the source a trusted peer's
+   * PROXY v2 header names. What X-Forwarded-For gets; requests from a
+   * trusted peer may name their own client in X-Forwarded-For.
+   */
+  address: string
+  /** The address this connection counts against --max-conns-per-address; null when not counted (a trusted balancer's own connection). */
+  counted: string | null = null
   lastSeen: number
   private state = In.Head
   private pending: Buffer | null = null
   private remaining = 0
-  private readonly chunks = new ChunkedScanner()
+  private readonly chunks = new ChunkedScanner(false)
   private up: Upstream | null = null
   /** Close the client once every answer it is owed went out. */
   private closeAfter = false
@@ -110,6 +119,12 @@ export class ClientConnection {
   private goingAway = false
   private goingAwayReason = 'live node left: reconnect'
   private closed = false
+  /** The peer is in --trusted-proxies: its X-Forwarded-For is walked for the client. */
+  private readonly peerTrusted: boolean
+  /** A trusted peer's first bytes, on the plain port, may be a PROXY v2 header (told by its signature). */
+  private proxyHeader: boolean
+  /** No request head was read yet: the head deadline runs from the accept (TLS: the handshake included). */
+  private fresh = true
   /** A quick answer owed after the responses still in flight (then the connection closes). */
   private owedAnswer: Buffer | null = null
   private xffBoth: string | null = null
@@ -125,23 +140,71 @@ export class ClientConnection {
 
   readonly socket: Socket
 
-  /** `accepted` comes from a server with `pauseOnConnect` when not `secure` (TLS sockets read as streams). */
+  /**
+   * `accepted` comes from a server with `pauseOnConnect`, nothing read yet.
+   * With `tls` (the TLS port) it is wrapped in a server TLSSocket here, so
+   * the handshake counts as the start of the first head (TLS sockets read as
+   * streams). `proxySource`: the client a trusted peer's PROXY v2 header
+   * named, when it was read before the TLS handshake (./proxy-header.ts).
+   */
   constructor(
     accepted: Socket,
     private readonly core: ProxyCore,
-    secure: boolean,
+    tls: SecureContext | null,
+    proxySource: string | null = null,
   ) {
-    this.scheme = secure ? 'https' : 'http'
-    const socket = this.socket = secure ? accepted : adopt(accepted, onread((n) => this.onClientRead(n)))
-    if (secure) socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
-    const raw = socket.remoteAddress ?? ''
-    this.address = raw.startsWith('::ffff:') ? raw.slice(7) : raw
+    this.scheme = tls !== null ? 'https' : 'http'
+    const socket = this.socket = tls !== null
+      ? new TLSSocket(accepted, { isServer: true, secureContext: tls, ALPNProtocols: ['http/1.1'] })
+      : adopt(accepted, onread((n) => this.onClientRead(n)))
+    if (tls !== null) socket.on('data', (chunk: Buffer) => this.onClientData(chunk))
+    this.address = plainAddress(socket.remoteAddress ?? '')
     this.lastSeen = core.tick
-    this.overConnectionLimit = !core.limits.connect(this.address)
+    this.peerTrusted = !core.trusted.none && core.trusted.has(this.address)
+    this.proxyHeader = this.peerTrusted && tls === null
+    if (proxySource !== null) this.address = proxySource
+    // A trusted balancer's connection carries many clients: counted only once a PROXY header names its one client.
+    if (!this.peerTrusted || proxySource !== null) this.count()
     socket.setNoDelay(true)
     socket.on('error', () => {})
     socket.on('close', () => this.onClientClose())
     socket.on('drain', () => this.onClientDrain())
+  }
+
+  private count(): void {
+    this.counted = this.address
+    this.overConnectionLimit = !this.core.limits.connect(this.address)
+  }
+
+  /**
+   * The first bytes from a trusted peer on the plain port: a PROXY v2 header
+   * (AWS NLB, HAProxy `send-proxy-v2`) names the connection's client, and is
+   * taken off; anything else is the connection's own bytes. Returns what is
+   * left to read, or null when nothing is (yet).
+   */
+  private takeProxyHeader(chunk: Buffer): Buffer | null {
+    const buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
+    this.pending = null
+    const header = parseProxyV2(buf)
+    switch (header.kind) {
+      case 'incomplete':
+        this.pending = buf
+        return null
+      case 'invalid':
+        this.proxyHeader = false
+        this.refuse(this.core.answers.badRequest)
+        return null
+      case 'absent':
+        this.proxyHeader = false
+        return buf
+      case 'header':
+        this.proxyHeader = false
+        if (header.source !== null) {
+          this.address = header.source
+          this.count()
+        }
+        return header.length < buf.length ? buf.subarray(header.length) : null
+    }
   }
 
   /** Nothing is owed to the client and nothing half-read: closing now loses nothing. */
@@ -153,8 +216,9 @@ export class ClientConnection {
     return this.state === In.Tunnel
   }
 
+  /** A head is due: one is half-read, or none came yet since the connection was accepted. */
   get waitingForHead(): boolean {
-    return this.state === In.Head && this.pending !== null
+    return this.state === In.Head && (this.pending !== null || this.fresh)
   }
 
   /** The Live node this connection talks to, if any. */
@@ -182,6 +246,7 @@ export class ClientConnection {
    * of the bytes. Anything else goes through onClientData as a Buffer.
    */
   private onClientRead(n: number): void {
+    if (this.proxyHeader) return this.onClientData(copyRead(n))
     if (n <= HEAD_PROBE && this.state === In.Head && this.pending === null && (this.up === null || this.up.queue.length === 0)) {
       const text = readText(n)
       if (text.indexOf('\r\n\r\n') === n - 4 && n <= this.core.maxHeaderSize) {
@@ -193,8 +258,10 @@ export class ClientConnection {
     this.onClientData(copyRead(n))
   }
 
-  private onClientData(chunk: Buffer): void {
+  private onClientData(data: Buffer): void {
     this.lastSeen = this.core.tick
+    const chunk = this.proxyHeader ? this.takeProxyHeader(data) : data
+    if (chunk === null) return
     switch (this.state) {
       case In.Tunnel:
         return this.writeUp(chunk)
@@ -224,6 +291,8 @@ export class ClientConnection {
           const text = headAt(buf, off)
           if (text === null) {
             if (len - off > this.core.maxHeaderSize) return void this.refuse(this.core.answers.tooLarge)
+            // A bare LF: the head would never end, only time out.
+            if (hasBareLf(buf, off)) return void this.refuse(this.core.answers.badRequest)
             this.pending = off === 0 ? buf : buf.subarray(off)
             return
           }
@@ -245,7 +314,7 @@ export class ClientConnection {
         }
         case In.BodyChunked: {
           const end = this.chunks.scan(buf, off, len)
-          if (this.chunks.error) return this.destroy()
+          if (this.chunks.error) return this.refuseBody()
           this.writeUp(buf.subarray(off, end))
           off = end
           if (this.chunks.done) this.endOfRequest()
@@ -269,6 +338,7 @@ export class ClientConnection {
    */
   private onHead(bytes: Buffer | string, start: number, headEnd: number, text: string): number {
     const core = this.core
+    this.fresh = false
     const head = parseRequestHead(text, core.headSpec)
     const replay = this.replay
     this.replay = false
@@ -279,11 +349,17 @@ export class ClientConnection {
     if ((head.method === 'GET' || head.method === 'HEAD') && core.isHealthPath(head.target)) {
       return this.answerLocally(bytes, start, headEnd, core.healthAnswer(head.method === 'HEAD'), head.close || hasBody || core.draining)
     }
+    // From a trusted balancer, X-Forwarded-For names the client (rightmost untrusted): for the rate limit and the `ip` key.
+    const client = this.peerTrusted ? forwardedClient(this.address, head.xff, core.trusted) : this.address
     if (!replay) {
       core.requests++
       if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
-      if (!core.limits.request(this.address)) return this.refuse(core.answers.tooManyRequests)
+      if (!core.limits.request(client)) return this.refuse(core.answers.tooManyRequests)
     }
+    // What a Live node would leave unanswered is answered here (checked against a real one: tests/roles/proxy/live-quick-answers.test.ts).
+    if (!methodServed(head.method)) return this.refuse(core.answers.notImplemented)
+    if (forwardedHeaderCount(head) > LIVE_MAX_HEADERS) return this.refuse(core.answers.tooManyHeaders)
+    if (head.websocket && head.wsVersion !== '13') return this.refuse(core.answers.wsVersion)
     if (!core.servesHost(head.host)) return this.answerLocally(bytes, start, headEnd, core.answers.unknownHost, head.close || hasBody)
     if (this.scheme === 'http') {
       const redirect = core.redirect(head.target)
@@ -291,7 +367,7 @@ export class ClientConnection {
     }
     const table = core.table
     if (table === null) return this.answerLocally(bytes, start, headEnd, core.answers.noTable, true)
-    const key = core.routeKeys.key(head, this.address)
+    const key = core.routeKeys.key(head, client)
     const node = table.pick(key)
     if (node === undefined) return this.answerLocally(bytes, start, headEnd, core.answers.noNode, true)
 
@@ -391,6 +467,19 @@ export class ClientConnection {
     }
     this.endClient(answer)
     return -1
+  }
+
+  /**
+   * A request body that cannot be read (a bad chunk size or line): its
+   * request never completes at the Live node, so that connection is dropped
+   * and the client answered 400, unless an answer is already under way or
+   * owed before it (then the client is cut).
+   */
+  private refuseBody(): void {
+    const up = this.up
+    if (up !== null && (up.headSent || up.queue.length > 1)) return this.destroy()
+    this.dropUpstream()
+    this.refuse(this.core.answers.badRequest)
   }
 
   /** Ends the client connection after `last`; reading on lets the close complete. */

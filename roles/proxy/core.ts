@@ -5,8 +5,9 @@
  * (./connection.ts) do the per-request work.
  */
 import { createServer, type Server, type Socket } from 'node:net'
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { createSecureContext } from 'node:tls'
 import type { NodeConfig } from '../../lib/core/config.js'
+import { createTrustedProxies, plainAddress, type TrustedProxies } from '../../lib/core/client-address.js'
 import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { RoutingTable } from '../../lib/core/node-state.js'
@@ -15,7 +16,8 @@ import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
 import { createLimits, type Limits } from './limits.js'
-import { createHeadSpec, type HeadSpec } from './request-head.js'
+import { readProxyHeader } from './proxy-header.js'
+import { createHeadSpec, LIVE_MAX_HEADERS, type HeadSpec } from './request-head.js'
 import { compileRouteKeys, type RouteKeys } from './route-keys.js'
 
 export type RoutingNode = RoutingTable['nodes'][number]
@@ -25,7 +27,7 @@ const HEALTH_PATH = '/_espra/health'
 const DRAIN_QUIET_MS = 500
 /** A keep-alive client connection idle this long is closed (longer than an ELB's default 60 s idle timeout, as AWS advises). */
 const IDLE_TIMEOUT_S = 75
-/** A request head must arrive within this long (slow-loris). */
+/** A request head (the first one: with the TLS handshake, counted from the accept) must arrive within this long (slow-loris). */
 const HEAD_TIMEOUT_S = 10
 
 /** What every connection of a child shares. */
@@ -42,7 +44,9 @@ export interface ProxyCore {
   readonly headSpec: HeadSpec
   readonly routeKeys: RouteKeys
   readonly limits: Limits
-  readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
+  /** --trusted-proxies: whose PROXY v2 headers and X-Forwarded-For are believed. */
+  readonly trusted: TrustedProxies
+  readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyHeaders' | 'notImplemented' | 'wsVersion' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
   isHealthPath(target: string): boolean
   healthAnswer(headOnly: boolean): Buffer
   servesHost(host: string | undefined): boolean
@@ -117,9 +121,13 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     headSpec: createHeadSpec(routeKeys.headerNames),
     routeKeys,
     limits: createLimits(config.maxConnsPerAddress, config.maxRpsPerAddress),
+    trusted: createTrustedProxies(config.trustedProxies),
     answers: {
       badRequest: errorResponse('ESPRA_ERR_PROXY_BAD_REQUEST', undefined, { close: true }),
       tooLarge: errorResponse('ESPRA_ERR_PROXY_HEADERS_TOO_LARGE', `request head larger than ${config.maxHeaderSize} bytes`, { close: true }),
+      tooManyHeaders: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_HEADERS', `more than ${LIVE_MAX_HEADERS} header lines (X-Forwarded-For and X-Forwarded-Proto included)`, { close: true }),
+      notImplemented: errorResponse('ESPRA_ERR_PROXY_METHOD', 'Live nodes serve GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS', { close: true }),
+      wsVersion: errorResponse('ESPRA_ERR_PROXY_WEBSOCKET_VERSION', undefined, { close: true, headers: { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket' } }),
       tooManyConnections: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_CONNECTIONS', `more than ${config.maxConnsPerAddress} connections from this address`, { close: true }),
       tooManyRequests: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_REQUESTS', `more than ${config.maxRpsPerAddress} requests per second from this address`, { close: true, headers: { 'Retry-After': '1' } }),
       unknownHost: errorResponse('ESPRA_ERR_HTTP_NOT_FOUND', `unknown host: this proxy serves ${host}`),
@@ -142,15 +150,14 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     },
     redirect(target) {
       if (httpsOrigin === null) return null
-      // An absolute-form target keeps only its path; the live host is ours to name.
-      const path = target.charCodeAt(0) === 0x2f ? target : target === '*' ? '/' : target.replace(/^https?:\/\/[^/]*/i, '') || '/'
-      const location = `${httpsOrigin}${path}`
+      // Targets are origin form (request-head.ts): the path as sent.
+      const location = `${httpsOrigin}${target}`
       const body = JSON.stringify({ location })
       return Buffer.from(`HTTP/1.1 308 Permanent Redirect\r\nLocation: ${location}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`, 'latin1')
     },
     forget(conn) {
       connections.delete(conn)
-      core.limits.disconnect(conn.address)
+      if (conn.counted !== null) core.limits.disconnect(conn.counted)
     },
   }
 
@@ -199,23 +206,23 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
 
   const server: Server = createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core, false))
+    connections.add(new ClientConnection(socket, core, null))
   })
   server.on('error', (err) => log.error({ err }, 'proxy listener error'))
-  const tlsServer: Server | null = tlsFiles === null ? null : createTlsServer({
-    cert: tlsFiles.cert,
-    key: tlsFiles.key,
-    ALPNProtocols: ['http/1.1'],
-    // A handshake is the head's first part: the same slow-loris bound.
-    handshakeTimeout: HEAD_TIMEOUT_S * 1000,
-    noDelay: true,
-  }, (socket: TLSSocket) => {
+  // The TLS port is a plain listener too: each connection is a ClientConnection from the moment it is accepted, its TLS
+  // handshake the first part of its first head. So it is counted against --max-conns-per-address and held to the head
+  // deadline from the start, like a plain one (a tls.Server would hand it over only once the handshake is done).
+  const secureContext = tlsFiles === null ? null : createSecureContext({ cert: tlsFiles.cert, key: tlsFiles.key })
+  const tlsServer: Server | null = secureContext === null ? null : createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core, true))
+    if (core.trusted.none || !core.trusted.has(plainAddress(socket.remoteAddress ?? ''))) return void connections.add(new ClientConnection(socket, core, secureContext))
+    // A trusted balancer may start with a PROXY v2 header, before the ClientHello.
+    readProxyHeader(socket, HEAD_TIMEOUT_S * 1000, (source) => {
+      if (core.draining) return void socket.destroy()
+      connections.add(new ClientConnection(socket, core, secureContext, source))
+    })
   })
   tlsServer?.on('error', (err) => log.error({ err }, 'proxy TLS listener error'))
-  // Failed handshakes (scanners, wrong protocol) are the client's business: the socket is already gone.
-  tlsServer?.on('tlsClientError', () => {})
 
   const sweeper = setInterval(() => {
     core.tick++

@@ -26,6 +26,13 @@ const enum Chunk {
 const MAX_SIZE_DIGITS = 12
 
 export class ChunkedScanner {
+  /**
+   * `extensions` false refuses chunk extensions (`2;x=y`): legal HTTP, but a
+   * Live node (uWS) drops the connection on them, so a request body with
+   * one is refused at the proxy. Responses may carry them.
+   */
+  constructor(private readonly extensions = true) {}
+
   private state = Chunk.Size
   private remaining = 0
   private digits = 0
@@ -68,7 +75,7 @@ export class ChunkedScanner {
             return this.fail(end)
           } else if (c === 0x0d) {
             this.state = Chunk.SizeLf
-          } else if (c === 0x3b) {
+          } else if (c === 0x3b && this.extensions) {
             this.state = Chunk.Ext
           } else if (c === 0x20 || c === 0x09) {
             this.state = Chunk.SizeBws
@@ -79,7 +86,7 @@ export class ChunkedScanner {
         }
         case Chunk.SizeBws: {
           const c = buf[i]!
-          if (c === 0x3b) this.state = Chunk.Ext
+          if (c === 0x3b && this.extensions) this.state = Chunk.Ext
           else if (c === 0x0d) this.state = Chunk.SizeLf
           else if (c !== 0x20 && c !== 0x09) return this.fail(end)
           break

@@ -66,3 +66,14 @@ export function headAt(buf: Buffer, off: number): string | null {
   const idx = buf.indexOf(CRLFCRLF, probeEnd - 3)
   return idx < 0 ? null : latin1(buf, off, idx + 4)
 }
+
+/**
+ * buf[off..] holds a LF with no CR before it: a head with one never ends in
+ * CRLF CRLF, and is malformed anyway (RFC 9112 §2.2: no bare LF here).
+ */
+export function hasBareLf(buf: Buffer, off: number): boolean {
+  for (let i = buf.indexOf(0x0a, off); i >= 0; i = buf.indexOf(0x0a, i + 1)) {
+    if (i === off || buf[i - 1] !== 0x0d) return true
+  }
+  return false
+}

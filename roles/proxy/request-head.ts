@@ -10,7 +10,7 @@ import { hasToken, lineEnd, nameIs, tokenEnd } from './head-scan.js'
 
 export interface RequestHead {
   readonly method: string
-  /** The request target as sent (origin form: path and query). */
+  /** The request target as sent: origin form (path and query), the only form served. */
   readonly target: string
   readonly http10: boolean
   readonly host: string | undefined
@@ -28,6 +28,10 @@ export interface RequestHead {
   readonly xffEnd: number
   readonly xff: string | undefined
   readonly hasProto: boolean
+  /** Header lines in the head (the request line not counted). */
+  readonly headerCount: number
+  /** The Sec-WebSocket-Version value; undefined when absent. */
+  readonly wsVersion: string | undefined
   /** Values of the extra headers asked for, by their index in `extraNames`. */
   readonly extra: readonly (string | undefined)[]
 }
@@ -57,6 +61,7 @@ const enum Name {
   Upgrade,
   XForwardedFor,
   XForwardedProto,
+  SecWebSocketVersion,
 }
 
 /** Which built-in header the token head[at, at + n) names. */
@@ -69,16 +74,18 @@ function builtIn(head: string, at: number, n: number): Name {
     case 14: return nameIs(head, at, 'content-length') ? Name.ContentLength : Name.Other
     case 15: return nameIs(head, at, 'x-forwarded-for') ? Name.XForwardedFor : Name.Other
     case 17: return nameIs(head, at, 'transfer-encoding') ? Name.TransferEncoding : nameIs(head, at, 'x-forwarded-proto') ? Name.XForwardedProto : Name.Other
+    case 21: return nameIs(head, at, 'sec-websocket-version') ? Name.SecWebSocketVersion : Name.Other
     default: return Name.Other
   }
 }
 
 /**
- * Origin form (`/path?query`), absolute form (`http://host/path`) or `*`:
- * visible characters only (bytes past 0x7f pass, as browsers send UTF-8).
- * CONNECT's authority form is not served.
+ * Origin form (`/path?query`) only: visible characters (bytes past 0x7f
+ * pass, as browsers send UTF-8). A Live node (uWS) leaves the absolute form
+ * (`http://host/path`), `*` and CONNECT's authority form unanswered, and
+ * browsers send none of them to an origin server: they are refused.
  */
-const TARGET = /^(\/|https?:\/\/)[^\x00-\x20\x7f]*$|^\*$/i
+const TARGET = /^\/[^\x00-\x20\x7f]*$/
 const EMPTY: readonly (string | undefined)[] = []
 
 /**
@@ -86,8 +93,8 @@ const EMPTY: readonly (string | undefined)[] = []
  * Returns null when the head is malformed (the caller answers 400).
  */
 export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | null {
-  // A bare CR or LF (checked line by line below), or NUL, anywhere in a head is a request that parsers could disagree on.
-  if (head.indexOf('\0') >= 0) return null
+  // A bare CR or LF (checked line by line below), or another control byte in a value (checked below), is a request that
+  // parsers could disagree on; a Live node (uWS) leaves one with a control byte in a value unanswered.
   const sp1 = tokenEnd(head, 0)
   if (sp1 === 0 || head.charCodeAt(sp1) !== 0x20) return null
   const sp2 = head.indexOf(' ', sp1 + 1)
@@ -112,6 +119,8 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
   let xffEnd = -1
   let xff: string | undefined
   let hasProto = false
+  let wsVersion: string | undefined
+  let headerCount = 0
   let extra: (string | undefined)[] | undefined
   const { lengths, extraNames } = spec
 
@@ -123,6 +132,12 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
     if (colon === pos || head.charCodeAt(colon) !== 0x3a) return null
     const eol = lineEnd(head, colon)
     if (eol < 0) return null
+    // Control bytes other than HTAB in a value (CR and LF were checked by lineEnd): refused.
+    for (let i = colon + 1; i < eol; i++) {
+      const c = head.charCodeAt(i)
+      if (c < 0x20 && c !== 0x09) return null
+    }
+    headerCount++
     const n = colon - pos
     const name = builtIn(head, pos, n)
     if (name !== Name.Other) {
@@ -158,6 +173,9 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
         case Name.XForwardedProto:
           hasProto = true
           break
+        case Name.SecWebSocketVersion:
+          wsVersion = value
+          break
       }
     }
     if (lengths[n] === 1) {
@@ -181,8 +199,41 @@ export function parseRequestHead(head: string, spec: HeadSpec): RequestHead | nu
   return {
     method, target, http10, host, cookie, contentLength, chunked, upgrade,
     websocket: upgrade && upgradeValue!.toLowerCase() === 'websocket',
-    close, xffStart, xffEnd, xff, hasProto, extra: extra ?? EMPTY,
+    close, xffStart, xffEnd, xff, hasProto, headerCount, wsVersion, extra: extra ?? EMPTY,
   }
+}
+
+/**
+ * The methods a Live node (uWS) answers. It closes the connection without a
+ * word on any other (`PROPFIND`, `FOO`, a lower-case `get`); TRACE and CONNECT
+ * it would answer, but they are hop-level methods no Live route serves. The
+ * proxy answers the rest 501 itself.
+ */
+export function methodServed(method: string): boolean {
+  switch (method) {
+    case 'GET':
+    case 'POST':
+    case 'HEAD':
+    case 'OPTIONS':
+    case 'PUT':
+    case 'DELETE':
+    case 'PATCH':
+      return true
+    default:
+      return false
+  }
+}
+
+/**
+ * Most header lines a Live node (uWS, built with 50 header slots: the request
+ * line, 48 headers, the end) reads; it leaves a request with more unanswered.
+ * The X-Forwarded-* lines the proxy adds count.
+ */
+export const LIVE_MAX_HEADERS = 48
+
+/** The header lines `head` will have when forwarded: its own and the X-Forwarded-* lines the proxy adds. */
+export function forwardedHeaderCount(head: RequestHead): number {
+  return head.headerCount + (head.xffStart < 0 ? 1 : 0) + (head.hasProto ? 0 : 1)
 }
 
 /** The value of cookie `name` in a Cookie header, or undefined. */

@@ -20,7 +20,7 @@ export const proxyRole: Role = {
   notYet: [],
   forks: true,
   // With TLS the parent binds --tls-port too; children get it as extraFds[0].
-  listenPorts: (config) => (config.tlsCert !== null ? [config.tlsPort] : []),
+  listenPorts: (config) => (config.tlsCert !== null ? [{ port: config.tlsPort, option: '--tls-port' }] : []),
   // Every (re)connect resubscribes; the seed answers with the current table at once.
   subscribe: (config) => ({ routing: config.region }),
   async listen(ctx) {

@@ -118,6 +118,18 @@ t.test('chunked: malformed bodies set error, whole and split at every byte', asy
   }
 })
 
+t.test('chunked: a request body scanner (no extensions) refuses an extension after the size or its blanks', async (t) => {
+  for (const text of ['2;x=y\r\nab\r\n0\r\n\r\n', '2 ;x\r\nab\r\n0\r\n\r\n', '2\r\nab\r\n0;last\r\n\r\n']) {
+    const s = new ChunkedScanner(false)
+    s.scan(latin1(text), 0, text.length)
+    t.equal(s.error, true, JSON.stringify(text))
+  }
+  const plain = latin1('2 \r\nab\r\n0\r\nX-T: 1\r\n\r\n')
+  const s = new ChunkedScanner(false)
+  t.equal(s.scan(plain, 0, plain.length), plain.length)
+  t.equal(s.done, true, 'blanks after the size and trailers still pass')
+})
+
 // ---- WebSocket frames ----
 
 function frame(payloadLength: number, opts: { masked?: boolean; opcode?: number } = {}): Buffer {

@@ -1,6 +1,6 @@
 // The proxy's request-head parser, driven directly: what it reads from a good head, and every head it must refuse.
 import t from 'tap'
-import { cookieValue, createHeadSpec, parseRequestHead } from '../../../roles/proxy/request-head.js'
+import { cookieValue, createHeadSpec, forwardedHeaderCount, LIVE_MAX_HEADERS, methodServed, parseRequestHead } from '../../../roles/proxy/request-head.js'
 
 const spec = createHeadSpec(['X-Espra-Key'])
 const HOST = 'us-1.live.localhost'
@@ -54,11 +54,25 @@ t.test('X-Forwarded-For position and X-Forwarded-Proto', async (t) => {
   t.equal(h.hasProto, true)
 })
 
-t.test('targets: origin form, absolute form, asterisk, UTF-8 bytes', async (t) => {
+t.test('targets: origin form, UTF-8 bytes', async (t) => {
   t.equal(parse('GET /a/b?c=d%20e HTTP/1.1', `Host: ${HOST}`)?.target, '/a/b?c=d%20e')
-  t.equal(parse(`GET http://${HOST}/x HTTP/1.1`, `Host: ${HOST}`)?.target, `http://${HOST}/x`)
-  t.equal(parse('OPTIONS * HTTP/1.1', `Host: ${HOST}`)?.target, '*')
   t.equal(parse('GET /caf\u00c3\u00a9 HTTP/1.1', `Host: ${HOST}`)?.target, '/caf\u00c3\u00a9', 'UTF-8 as latin1 bytes')
+})
+
+t.test('header lines counted, with what the proxy adds', async (t) => {
+  t.equal(parse('GET / HTTP/1.1', `Host: ${HOST}`, 'A: 1', 'B: 2')?.headerCount, 3)
+  t.equal(forwardedHeaderCount(parse('GET / HTTP/1.1', `Host: ${HOST}`)!), 3, 'X-Forwarded-For and -Proto added')
+  t.equal(forwardedHeaderCount(parse('GET / HTTP/1.1', `Host: ${HOST}`, 'X-Forwarded-For: 1.2.3.4')!), 3, 'X-Forwarded-For extended in place')
+  t.equal(forwardedHeaderCount(parse('GET / HTTP/1.1', `Host: ${HOST}`, 'X-Forwarded-For: 1.2.3.4', 'X-Forwarded-Proto: https')!), 3)
+  const most = ['GET / HTTP/1.1', `Host: ${HOST}`, ...Array.from({ length: LIVE_MAX_HEADERS - 3 }, (_, i) => `X-${i}: v`)]
+  t.equal(forwardedHeaderCount(parse(...most)!), LIVE_MAX_HEADERS)
+})
+
+t.test('Sec-WebSocket-Version is read; methods a Live node serves', async (t) => {
+  t.equal(parse('GET /ws HTTP/1.1', `Host: ${HOST}`, 'Connection: Upgrade', 'Upgrade: websocket', 'sec-websocket-version:  8 ')?.wsVersion, '8')
+  t.equal(parse('GET /ws HTTP/1.1', `Host: ${HOST}`)?.wsVersion, undefined)
+  for (const m of ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) t.ok(methodServed(m), m)
+  for (const m of ['get', 'FOO', 'PROPFIND', 'TRACE', 'CONNECT', 'GETS']) t.notOk(methodServed(m), m)
 })
 
 t.test('a header whose name has a wanted length but is not wanted is skipped', async (t) => {
@@ -70,6 +84,10 @@ const REFUSED: [string, string][] = [
   ['bare LF inside a value', `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-A: a\nb\r\n\r\n`],
   ['bare CR inside a value', `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-A: a\rb\r\n\r\n`],
   ['NUL in a value', `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-A: a\0b\r\n\r\n`],
+  ['a control byte in a value', `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-A: a\x01b\r\n\r\n`],
+  ['ESC in a value', `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-A: \x1b[0m\r\n\r\n`],
+  ['absolute-form target', head(`GET http://${HOST}/x HTTP/1.1`, `Host: ${HOST}`)],
+  ['asterisk target', head('OPTIONS * HTTP/1.1', `Host: ${HOST}`)],
   ['NUL in the target', `GET /a\0 HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`],
   ['obs-fold (space)', head('GET / HTTP/1.1', `Host: ${HOST}`, 'X-A: a', ' folded')],
   ['obs-fold (tab)', head('GET / HTTP/1.1', `Host: ${HOST}`, 'X-A: a', '\tfolded')],

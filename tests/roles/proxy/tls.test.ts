@@ -5,10 +5,12 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import type { RequestOptions } from 'node:http'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
+import { connect as tcpConnect, createServer, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { join } from 'node:path'
 import t from 'tap'
 import { WebSocket, type ClientOptions } from 'ws'
-import { freePort, pidAlive, waitFor } from '../../helpers/cluster.js'
+import { freePort, pidAlive, startNode, waitFor } from '../../helpers/cluster.js'
 import { send as sendRequest, type HttpAnswer } from '../../helpers/http.js'
 import { cluster, HOST, send } from '../../helpers/proxy-cluster.js'
 import { runCli } from '../../helpers/up.js'
@@ -131,4 +133,55 @@ t.test('bad TLS options stop the node at start with one line naming the option',
   const fromEnv = await runCli(['--role=proxy', `--port=${port}`], { env: { ...env, ESPRA_TLS_CERT: join(dir, 'missing.crt'), ESPRA_TLS_KEY: good.key } })
   t.equal(fromEnv.code, 2, 'the same from the environment')
   t.match(fromEnv.stderr, /^espra-node: --tls-cert: cannot read/)
+})
+
+t.test('a --tls-port already in use stops the node at start with one line naming the option', async (t) => {
+  // Before: the node started, health ok, and each child served TLS on 0.0.0.0:<random port>.
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve))
+  t.teardown(() => holder.close())
+  const tlsPort = (holder.address() as { port: number }).port
+  const node = await startNode(t, 'proxy', { 'tls-cert': good.cert, 'tls-key': good.key, 'tls-port': tlsPort }, { noWait: true })
+  const exit = await Promise.race([node.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())])
+  t.equal(exit?.code, 1, 'exit 1')
+  t.equal(node.stderr(), `espra-node: ESPRA_ERR_LISTEN: --tls-port: cannot listen on 127.0.0.1:${tlsPort} (EADDRINUSE); is another node running?\n`)
+})
+
+/** Resolves true when the server closes `socket`, false if it is still open after 30 s (the head deadline is 10 s). */
+function closedByServer(socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, 30_000)
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
+}
+
+t.test('TLS connections are counted per address from the accept and held to the head deadline like plain ones', async (t) => {
+  const tlsPort = await freePort()
+  const { proxy } = await cluster(t, { children: 1, 'max-conns-per-address': 3, 'tls-cert': good.cert, 'tls-key': good.key, 'tls-port': tlsPort }, ['live-a'])
+  // Before: a TLS connection counted only once its handshake was done, so silent ones were never limited.
+  const silent = await Promise.all([0, 1, 2].map(() => new Promise<Socket>((resolve) => {
+    const s: Socket = tcpConnect({ host: '127.0.0.1', port: tlsPort }, () => resolve(s))
+  })))
+  await waitFor('three silent TLS connections count against the limit', async () => (await send(proxy.port, {})).status === 429)
+  for (const s of silent) s.destroy()
+  await waitFor('the count goes down again', async () => (await send(proxy.port, {})).status === 200)
+
+  // Before: a silent or half-started TLS connection stayed 300 s, a handshake without a request 75 s, a silent plain one 75 s.
+  const quiet = tcpConnect({ host: '127.0.0.1', port: tlsPort })
+  const partial = tcpConnect({ host: '127.0.0.1', port: tlsPort }, () => partial.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])))
+  const handshaken = tlsConnect({ host: '127.0.0.1', port: tlsPort, servername: HOST, ca: good.pem })
+  await new Promise<void>((resolve, reject) => handshaken.once('secureConnect', resolve).once('error', reject))
+  const plain = tcpConnect({ host: '127.0.0.1', port: proxy.port })
+  const [a, b, c, d] = await Promise.all([quiet, partial, handshaken, plain].map(closedByServer))
+  t.ok(a, 'a silent connection to the TLS port is closed at the head deadline')
+  t.ok(b, 'a partial ClientHello is closed at the head deadline')
+  t.ok(c, 'a handshake with no request after it is closed at the head deadline')
+  t.ok(d, 'a silent plain connection is closed at the head deadline')
 })
