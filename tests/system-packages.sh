@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests start for real, when any is missing:
-# Chromium (tests/integration/browser.test.ts drives it with playwright-core) and
-# redis-server (the task queue's Redis backend). Needs root or sudo; a no-op when all are there.
+# Chromium (tests/integration/browser.test.ts drives it with playwright-core),
+# redis-server (the task queue's Redis backend) and haproxy (a real front sending X-Forwarded-For and PROXY v2).
 set -euo pipefail
-packages=(chromium redis-server)
-commands=(chromium redis-server)
+packages=(chromium redis-server haproxy)
+commands=(chromium redis-server haproxy)
 missing=()
 for i in "${!packages[@]}"; do
   command -v "${commands[$i]}" >/dev/null || missing+=("${packages[$i]}")
