@@ -6,6 +6,7 @@ ROLE="${ROLE:-live}"                       # seed | proxy | live | fileserver | 
 SEEDS="${SEEDS:-10.0.0.10:7000,10.0.0.11:7000}"
 SECRET_PARAM="${SECRET_PARAM:-/espra/cluster-secret}"
 REGION_NAME="${REGION_NAME:-us-1}"
+ELB_TARGET_GROUP="${ELB_TARGET_GROUP:-}"        # optional: the target group ARN this node joins (IP targets)
 
 id espra >/dev/null 2>&1 || useradd --system --home /var/lib/espra-node --shell /usr/sbin/nologin espra
 npm install -g espra-node
@@ -20,6 +21,9 @@ ESPRA_SEED=$SEEDS
 ESPRA_REGION=$REGION_NAME
 ESPRA_ADVERTISE=$PRIVATE_IP
 ENV
+if [ -n "$ELB_TARGET_GROUP" ]; then
+  echo "ESPRA_ELB_TARGET_GROUP=$ELB_TARGET_GROUP" >> /etc/espra-node/common.env
+fi
 # Let a closing SO_REUSEPORT listener hand queued connections to its siblings (Linux >= 5.14).
 sysctl -w net.ipv4.tcp_migrate_req=1
 install -m 0644 "$(npm root -g)/espra-node/infra/systemd/espra-node@.service" /etc/systemd/system/

@@ -13,6 +13,7 @@ import { resolve } from 'node:path'
 import { constant, durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
 import { APP_OPTIONS } from './options-app.js'
+import { ELB_OPTIONS } from './options-elb.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
@@ -232,7 +233,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 

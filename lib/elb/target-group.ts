@@ -82,6 +82,8 @@ export interface TargetGroupMember {
   leave(opts?: WaitOptions): Promise<WaitResult>
   /** Registers, then waits until the target is `healthy`, at most `timeoutMs`. */
   join(timeoutMs: number, opts?: WaitOptions): Promise<WaitResult>
+  /** Waits until the target is `healthy`, at most `timeoutMs`, without registering it. */
+  untilHealthy(timeoutMs: number, opts?: WaitOptions): Promise<WaitResult>
   /** Releases the SDK client's sockets. */
   close(): void
 }
@@ -163,8 +165,9 @@ export function createTargetGroupMember(opts: TargetGroupOptions): TargetGroupMe
       wait.onState?.(seen)
       const waitedMs = Date.now() - started
       if (done(seen.state)) return { state: seen.state, waitedMs, timedOut: false }
-      if (waitedMs + pollMs > boundMs || wait.signal?.aborted) return { state: seen.state, waitedMs, timedOut: true }
+      if (waitedMs + pollMs > boundMs) return { state: seen.state, waitedMs, timedOut: true }
       await sleep(pollMs, wait.signal)
+      if (wait.signal?.aborted) return { state: seen.state, waitedMs: Date.now() - started, timedOut: true }
     }
   }
 
@@ -188,6 +191,7 @@ export function createTargetGroupMember(opts: TargetGroupOptions): TargetGroupMe
       await call('RegisterTargets', () => client.send(new RegisterTargetsCommand({ TargetGroupArn: arn, Targets: targets })))
       return waitFor((s) => s === 'healthy', timeoutMs, wait)
     },
+    untilHealthy: (timeoutMs, wait) => waitFor((s) => s === 'healthy', timeoutMs, wait),
     close() {
       client.destroy()
     },

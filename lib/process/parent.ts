@@ -13,6 +13,7 @@ import { addHealthRoute, healthWord } from '../http/health.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import type { NodeLoad } from '../transport/meta-shapes.js'
+import { startElbMembership } from './elb-membership.js'
 import { createParentMetrics, serveMetrics } from './metrics.js'
 import type { ChildrenChannel, Handle, Role } from './role.js'
 import { createSeedLink, type SeedLink } from './seed-link.js'
@@ -222,6 +223,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   })
   update()
   log.info({ port: config.port, children: state.childrenAlive, metricsPort: config.metricsPort }, 'node started')
+  const elb = await startElbMembership(config, log, () => healthWord(state) === 'ok')
 
   /** The stop sequence, in order; each step says why it comes where it does. */
   async function stop(signal: NodeJS.Signals): Promise<void> {
@@ -232,7 +234,12 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     update({ draining: true })
     // 2. Leave the seed's registry (and so the routing tables) while still serving.
     await link!.deregister()
-    // 3. (later issue) ELB: deregister this target and wait out the target group's deregistration delay.
+    // 3. Leave the ELB target group and serve while the target drains (bounded by the group's deregistration
+    //    delay, not by --drain-timeout); the stop deadline starts again after it.
+    if (elb) {
+      await elb.leave()
+      force.refresh()
+    }
     // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
     await Promise.all([supervisor?.drainAll(config.drainTimeout), localHealth?.drain({ timeoutMs: config.drainTimeout })])
     for (const s of shared) s.close()

@@ -1,0 +1,25 @@
+/** ELB options: the target group this node joins when healthy and leaves first when it stops. */
+import { constant, option, text } from './config-parsers.js'
+
+declare module './config.js' {
+  interface NodeConfig {
+    /** An ELBv2 target group ARN; null: the node is not in one. */
+    readonly elbTargetGroup: string | null
+    /** This node as a target: an instance id, or null for its `--advertise` address (IP targets). */
+    readonly elbTargetId: string | null
+  }
+}
+
+export const ELB_OPTIONS = [
+  option({
+    key: 'elbTargetGroup', flag: '--elb-target-group <arn>', env: 'ESPRA_ELB_TARGET_GROUP', defaultText: '(none)',
+    doc: 'ELBv2 target group (ALB or NLB) this node registers itself in (public port) once healthy, and leaves on stop before draining: deregister, then wait while the target drains, at most the group\'s deregistration delay; region and credentials from the AWS chain',
+    default: constant(null),
+    parse: text(/^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup\/[A-Za-z0-9-]{1,32}\/[0-9a-f]{16}$/, 'a target group ARN, arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>'),
+  }),
+  option({
+    key: 'elbTargetId', flag: '--elb-target-id <id>', env: 'ESPRA_ELB_TARGET_ID', defaultText: 'the --advertise address',
+    doc: 'this node in --elb-target-group: an instance id (i-...) for instance targets; IP targets use the --advertise address',
+    default: constant(null), parse: text(/^(i-[0-9a-f]{8,17}|[0-9.]{7,15}|[0-9a-fA-F:]{2,39})$/, 'an instance id (i-...) or an IP address'),
+  }),
+] as const
