@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests start for real, when any is missing:
 # Chromium (tests/integration/browser.test.ts drives it with playwright-core),
-# redis-server (the task queue's Redis backend) and haproxy (a real front sending X-Forwarded-For and PROXY v2).
+# redis-server (the task queue's Redis backend), haproxy (a real front sending X-Forwarded-For and PROXY v2),
+# and the commands shellcheck and systemd-analyze (tests/infra/infra.test.ts checks infra/ with them).
 set -euo pipefail
-packages=(chromium redis-server haproxy)
-commands=(chromium redis-server haproxy)
+packages=(chromium redis-server haproxy shellcheck systemd)
+commands=(chromium redis-server haproxy shellcheck systemd-analyze)
 missing=()
 for i in "${!packages[@]}"; do
   command -v "${commands[$i]}" >/dev/null || missing+=("${packages[$i]}")
