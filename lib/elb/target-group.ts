@@ -1,6 +1,7 @@
 /**
- * This node as one target of an ELBv2 target group (ALB or NLB): register it,
- * take it out and wait until the load balancer has stopped sending to it.
+ * This node as one target of an ELBv2 target group (ALB or NLB): register it
+ * and watch it turn healthy, take it out and wait until the load balancer has
+ * stopped sending to it.
  *
  * Leaving follows what AWS documents and what operators have learnt the hard
  * way: `DeregisterTargets`, then poll `DescribeTargetHealth` until the target
@@ -80,8 +81,6 @@ export interface TargetGroupMember {
   deregistrationDelayMs(): Promise<number>
   /** Deregisters, then waits until the target is `unused` or gone, at most the deregistration delay plus a margin. */
   leave(opts?: WaitOptions): Promise<WaitResult>
-  /** Registers, then waits until the target is `healthy`, at most `timeoutMs`. */
-  join(timeoutMs: number, opts?: WaitOptions): Promise<WaitResult>
   /** Waits until the target is `healthy`, at most `timeoutMs`, without registering it. */
   untilHealthy(timeoutMs: number, opts?: WaitOptions): Promise<WaitResult>
   /** Releases the SDK client's sockets. */
@@ -186,10 +185,6 @@ export function createTargetGroupMember(opts: TargetGroupOptions): TargetGroupMe
       const bound = (await deregistrationDelayMs()) + (opts.leaveMarginMs ?? 15_000)
       await call('DeregisterTargets', () => client.send(new DeregisterTargetsCommand({ TargetGroupArn: arn, Targets: targets })))
       return waitFor((s) => s === 'unused' || s === 'gone', bound, wait)
-    },
-    async join(timeoutMs, wait) {
-      await call('RegisterTargets', () => client.send(new RegisterTargetsCommand({ TargetGroupArn: arn, Targets: targets })))
-      return waitFor((s) => s === 'healthy', timeoutMs, wait)
     },
     untilHealthy: (timeoutMs, wait) => waitFor((s) => s === 'healthy', timeoutMs, wait),
     close() {

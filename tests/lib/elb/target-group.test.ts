@@ -26,10 +26,11 @@ async function setup(t: Test, group: { deregistrationDelaySeconds?: number } = {
   return { elb, member }
 }
 
-t.test('join registers this target, then polls until it is healthy', async (t) => {
+t.test('register, then untilHealthy polls until the target is healthy', async (t) => {
   const { elb, member } = await setup(t)
   const seen: TargetHealth[] = []
-  const result = await member.join(10_000, { pollMs: 10, onState: (h) => seen.push(h) })
+  await member.register()
+  const result = await member.untilHealthy(10_000, { pollMs: 10, onState: (h) => seen.push(h) })
   t.same(elb.actions(), ['RegisterTargets', 'DescribeTargetHealth', 'DescribeTargetHealth'])
   t.match(elb.calls[0]!.params, { TargetGroupArn: ARN, 'Targets.member.1.Id': '10.0.1.7', 'Targets.member.1.Port': '8080' })
   t.match(elb.calls[1]!.params, { TargetGroupArn: ARN, 'Targets.member.1.Id': '10.0.1.7', 'Targets.member.1.Port': '8080' })
@@ -39,7 +40,8 @@ t.test('join registers this target, then polls until it is healthy', async (t) =
 
 t.test('leave reads the deregistration delay, deregisters, and waits while the target drains until it is unused', async (t) => {
   const { elb, member } = await setup(t, { deregistrationDelaySeconds: 30 })
-  await member.join(10_000, { pollMs: 10 })
+  await member.register()
+  await member.untilHealthy(10_000, { pollMs: 10 })
   elb.calls.length = 0
   const seen: string[] = []
   const result = await member.leave({ pollMs: 10, onState: (h) => seen.push(h.state) })
@@ -58,7 +60,8 @@ t.test('leave gives up at the deregistration delay plus the margin while the tar
     member.close()
     await elb.close()
   })
-  await member.join(10_000, { pollMs: 10 })
+  await member.register()
+  await member.untilHealthy(10_000, { pollMs: 10 })
   const result = await member.leave({ pollMs: 50 })
   t.match(result, { state: 'draining', timedOut: true })
   t.ok(elb.actions().filter((a) => a === 'DescribeTargetHealth').length > 2, 'it kept asking until the bound')
