@@ -25,10 +25,9 @@ export interface ElbMembership {
 export async function startElbMembership(config: NodeConfig, log: Logger, healthy: () => boolean): Promise<ElbMembership | null> {
   if (config.elbTargetGroup === null) return null
   const { createTargetGroupMember } = await import('../elb/target-group.js')
-  const member: TargetGroupMember = createTargetGroupMember({
-    arn: config.elbTargetGroup, targetId: config.elbTargetId ?? config.advertise, port: config.port,
-  })
-  const target = { targetGroup: config.elbTargetGroup, targetId: config.elbTargetId ?? config.advertise, targetPort: config.port }
+  const targetId = config.elbTargetId ?? config.advertise
+  const member: TargetGroupMember = createTargetGroupMember({ arn: config.elbTargetGroup, targetId, port: config.port })
+  const target = { targetGroup: config.elbTargetGroup, targetId, targetPort: config.port }
   const stop = new AbortController()
   let lastState = ''
   const onState = (h: TargetHealth): void => {
