@@ -33,3 +33,18 @@ t.test('shellcheck passes on the EC2 user data and the test-package script', asy
     t.equal(run.status, 0, `${file}: ${run.stdout}${run.stderr}`)
   }
 })
+
+t.test('the IAM policy allows exactly the ELB calls the code makes, on the bucket and the secret only', async (t) => {
+  const policy = JSON.parse(readFileSync(join(INFRA, 'iam/espra-node-policy.json'), 'utf8')) as { Statement: { Action: string[]; Resource: string | string[] }[] }
+  const allowed = policy.Statement.flatMap((s) => s.Action)
+  const source = readFileSync(resolve(import.meta.dirname, '../../lib/elb/target-group.ts'), 'utf8')
+  const called = [...new Set([...source.matchAll(/new (\w+)Command\(/g)].map((m) => `elasticloadbalancing:${m[1]}`))].sort()
+  t.same(allowed.filter((a) => a.startsWith('elasticloadbalancing:')).sort(), called, 'ELB actions = the commands lib/elb/target-group.ts sends')
+  t.notOk(allowed.some((a) => a.includes('*')), 'no wildcard actions')
+  for (const s of policy.Statement) {
+    const resources = ([] as string[]).concat(s.Resource)
+    // Describe* calls take no resource-level permission in IAM: they are the only ones allowed on "*".
+    if (resources.includes('*')) t.ok(s.Action.every((a) => /^elasticloadbalancing:Describe/.test(a)), `${s.Action.join()} on "*"`)
+    else t.ok(resources.every((r) => /^arn:aws:(s3:::ESPRA_BUCKET|elasticloadbalancing:\*:\*:targetgroup\/espra-|ssm:)/.test(r)), resources.join())
+  }
+})
