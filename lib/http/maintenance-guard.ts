@@ -58,7 +58,7 @@ export function guardMaintenance(app: TemplatedApp, opts: MaintenanceGuardOption
         // The allow list needs the client; without one any address will do.
         const client = m.state.allow.length === 0 ? '' :
           forwardedClient(plainAddress(decoder.decode(res.getRemoteAddressAsText())), req.getHeader('x-forwarded-for') || undefined, trusted)
-        if (m.applies(req.getHeader('host'), client, now) && !req.getUrl().startsWith(HEALTH_PATH)) return answer(res, req, m, now)
+        if (m.applies(req.getHeader('host'), client, now) && req.getUrl() !== HEALTH_PATH) return answer(res, req, m, now)
       }
       return handler(res, req)
     })
