@@ -16,6 +16,7 @@ import { loadRole, loadRoles } from '../roles/registry.js'
 const adminModules = {
   builds: () => import('../roles/admin/builds.js'),
   cli: () => import('../roles/admin/cli.js'),
+  maintenance: () => import('../roles/admin/maintenance.js'),
   tasks: () => import('../roles/admin/tasks.js'),
   token: () => import('../roles/admin/token.js'),
   uploadToken: () => import('../roles/admin/upload-token.js'),
@@ -114,6 +115,22 @@ function buildProgram(rolesHelpText: string): Command {
   connectOptions(vhost.command('ls [host]').description('list mappings (of one host, or all): host, path, file, type, size, when set'))
     .option('--json', 'print one JSON array (fields: host, path, file, sha256, size, type, encoding, at)')
     .action(async (host: string | undefined, opts) => (await adminModules.vhost()).adminVhostLs(host, opts))
+
+  const maintenance = connectOptions(admin.command('maintenance').description('planned maintenance: proxies, fileservers and app nodes answer 503 with a page until it ends (alone: print the state)'))
+    .option('--json', 'print the state as JSON (null when off)')
+    .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceStatus(opts))
+  connectOptions(maintenance.command('on').description('start (or replace) planned maintenance on every node at once; it ends by itself at --until'))
+    .option('--until <time|duration>', 'required: when it ends, a duration (90s, 90m, 2h, 1d) or an ISO-8601 time with a zone (2026-12-03T06:00Z); at most 7 days')
+    .option('--message <text>', 'what the page says, at most 1,000 characters (default: "This service is down for planned maintenance.")')
+    .option('--hosts <hosts>', 'only these hosts, e.g. a.example,b.example (repeatable, comma-separated; default: every host)', collect)
+    .option('--allow <cidrs>', 'client addresses still served, e.g. 10.0.0.0/8,2001:db8::/32 (repeatable, comma-separated)', collect)
+    .option('--json', 'print the state set as JSON')
+    .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceOn(opts))
+  connectOptions(maintenance.command('off').description('end planned maintenance on every node at once'))
+    .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceOff(opts))
+  connectOptions(maintenance.command('status').description('print the planned maintenance in force, if any'))
+    .option('--json', 'print the state as JSON (null when off)')
+    .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceStatus(opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

@@ -22,6 +22,7 @@ import { taskHandlers } from './tasks-ops.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 import { createSeedVhosts } from './vhosts.js'
+import { createSeedMaintenance } from './maintenance.js'
 
 export interface SeedOptions {
   readonly config: NodeConfig
@@ -61,6 +62,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   const routing = new Routing(registry)
   // Vhost mappings: written here only, and every change pushed to fileservers (vhosts.changed).
   const vhosts = createSeedVhosts({ datastore, log })
+  // Planned maintenance: kept in the datastore, pushed to every registered node (seed/maintenance.ts).
+  const maintenance = createSeedMaintenance({ datastore, log })
   const eventSubscribers = new Set<MetaPeer>()
   // Fileservers: told when blob-store keys appear or change (files.changed), to clear their negative caches.
   const fileSubscribers = new Set<MetaPeer>()
@@ -93,6 +96,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       if (peer.nodeId !== null && peer.nodeId !== info.id) throw badRequest(`this connection already registered '${peer.nodeId}'`)
       registry.register(info, linkOf(peer))
       peer.nodeId = info.id
+      maintenance.registered(peer)
       return registered
     }],
     ['deregister', (_body, peer) => {
@@ -146,6 +150,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     ...taskHandlers(tasks, config.maxFrame),
     ...builds.handlers,
     ...vhosts.handlers,
+    ...maintenance.handlers,
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -171,11 +176,13 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       eventSubscribers.delete(peer)
       fileSubscribers.delete(peer)
       vhosts.peerClosed(peer)
+      maintenance.peerClosed(peer)
       builds.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)
     },
   }).catch(async (err: unknown) => {
+    maintenance.close()
     builds.close()
     registry.close()
     await Promise.all([blobs.close(), datastore.close(), tasks.close()])
@@ -197,6 +204,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     registry,
     async close() {
       clearInterval(sweeper)
+      maintenance.close()
       routing.close()
       builds.close()
       registry.close()
@@ -205,6 +213,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     },
     destroy(err?: Error) {
       clearInterval(sweeper)
+      maintenance.close()
       routing.close()
       builds.close()
       registry.close()

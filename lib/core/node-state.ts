@@ -27,6 +27,27 @@ export interface NodeState {
    * Any entry makes the node `degraded`.
    */
   readonly dependencies?: Readonly<Record<string, string>>
+  /**
+   * Planned maintenance as the seed last pushed it (`maintenance` push),
+   * checked by the parent; null or absent: none. Children started later get
+   * it here, in their first state. Matching and answers:
+   * lib/http/maintenance.ts.
+   */
+  readonly maintenance?: MaintenanceState | null
+}
+
+/** Planned maintenance (docs/operations.md, "Planned maintenance"): the seed's record, datastore kind `cluster`, key `maintenance`. */
+export interface MaintenanceState {
+  /** What the maintenance page says, 1 to 1,000 characters. */
+  readonly message: string
+  /** When it ends by itself (ms since the epoch); every node also stops answering for it then, by its own clock. */
+  readonly until: number
+  /** Lower-case host names it applies to; null: every host. */
+  readonly hosts: readonly string[] | null
+  /** Client addresses (IPv4/IPv6 addresses or CIDR blocks) still served as usual. */
+  readonly allow: readonly string[]
+  /** When it was set (ms since the epoch). */
+  readonly at: number
 }
 
 export interface RoutingTable {

@@ -10,10 +10,12 @@ import { EspraError } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, RoutingTable, SeedPush } from '../core/node-state.js'
 import { addHealthRoute, healthWord } from '../http/health.js'
+import { maintenancePush } from '../http/maintenance.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import type { NodeLoad } from '../transport/meta-shapes.js'
 import { startElbMembership } from './elb-membership.js'
+import { readMaintenanceFile, writeMaintenanceFile } from './maintenance-file.js'
 import { createParentMetrics, serveMetrics } from './metrics.js'
 import type { ChildrenChannel, Handle, Role } from './role.js'
 import { createSeedLink, type SeedLink } from './seed-link.js'
@@ -28,7 +30,7 @@ function sameState(a: NodeState, b: NodeState): boolean {
   return (
     a.draining === b.draining && a.childrenAlive === b.childrenAlive && a.childrenWanted === b.childrenWanted &&
     a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing && a.buildRefused === b.buildRefused &&
-    a.dependencies === b.dependencies &&
+    a.dependencies === b.dependencies && a.maintenance === b.maintenance &&
     a.crashLooping.join() === b.crashLooping.join()
   )
 }
@@ -59,6 +61,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   let state: NodeState = Object.freeze({
     draining: false, childrenAlive: 0, childrenWanted: role.forks ? config.children : 0,
     seedConnected: false, build: null, crashLooping: [], routing: null,
+    maintenance: readMaintenanceFile(config, log),
   })
   let supervisor: Supervisor | null = null
   let link: SeedLink | null = null
@@ -216,6 +219,12 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       if (op === 'routing' && isRoutingTable(body)) {
         if (body.version !== state.routing?.version) log.info({ version: body.version, nodes: body.nodes.length }, 'routing table received')
         update({ routing: body })
+      }
+      // Planned maintenance: in the node state, so children forked later start with it too.
+      if (op === 'maintenance') {
+        const maintenance = maintenancePush(body, state.maintenance ?? null, log)
+        if (maintenance !== state.maintenance) writeMaintenanceFile(config, maintenance, log)
+        update({ maintenance })
       }
       for (const listener of roleListeners.push) listener({ op, body })
       supervisor?.broadcast({ t: 'push', push: { op, body } })

@@ -11,7 +11,7 @@ import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
 import { createMetaClient } from '../../lib/transport/meta-client.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
-import { formatNodes, formatSummary, formatTaskCounts, type NodeView } from './format.js'
+import { formatMaintenance, formatNodes, formatSummary, formatTaskCounts, type NodeView } from './format.js'
 
 export interface ConnectOptions {
   seed?: string
@@ -66,7 +66,9 @@ export async function adminStatus(opts: ConnectOptions & { redis?: string }): Pr
   try {
     const nodes = await listNodes(client)
     const counts = await queue.counts().then((c) => formatTaskCounts(queue.backend, c), (err: Error) => `tasks (${queue.backend} queue): unavailable (${err.message})`)
-    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n${counts}\n\n${formatNodes(nodes)}\n`)
+    const maintenance = await client.request<{ state: Parameters<typeof formatMaintenance>[0]; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS)
+      .then(({ state, now }) => formatMaintenance(state, now), (err: Error) => `maintenance: unknown (${err.message})`)
+    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n${maintenance}\n${counts}\n\n${formatNodes(nodes)}\n`)
   } finally {
     await Promise.all([client.close(), queue.close()])
   }

@@ -62,3 +62,21 @@ export function formatSummary(seed: string, nodes: readonly NodeView[]): string 
 /** One line of task-queue counts (`admin tasks`, `admin status`). */
 export const formatTaskCounts = (backend: string, c: { ready: number; delayed: number; leased: number; dead: number }): string =>
   `tasks (${backend} queue): ${c.ready} ready, ${c.delayed} delayed, ${c.leased} leased, ${c.dead} dead`
+
+/** `1d 2h`, `2h 5m`, `5m 3s`, `42s`: a time left, to the two largest units. */
+export function formatTimeLeft(ms: number): string {
+  const s = Math.max(0, Math.ceil(ms / 1000))
+  const parts: [number, string][] = [[Math.floor(s / 86400), 'd'], [Math.floor(s / 3600) % 24, 'h'], [Math.floor(s / 60) % 60, 'm'], [s % 60, 's']]
+  const first = parts.findIndex(([n]) => n > 0)
+  if (first < 0) return '0s'
+  return parts.slice(first, first + 2).filter(([n]) => n > 0).map(([n, u]) => `${n}${u}`).join(' ')
+}
+
+/** The maintenance line of `admin status` and `admin maintenance` (the seed's clock as `now`). */
+export function formatMaintenance(state: { message: string; until: number; hosts: readonly string[] | null; allow: readonly string[] } | null, now: number): string {
+  if (state === null) return 'maintenance: off'
+  const until = new Date(state.until).toISOString().replace(/\.\d+Z$/, 'Z')
+  const hosts = state.hosts === null ? 'every host' : state.hosts.join(', ')
+  const allow = state.allow.length === 0 ? '' : `; allowed: ${state.allow.join(', ')}`
+  return `maintenance: ON until ${until} (${formatTimeLeft(state.until - now)} left) for ${hosts}${allow}; message: ${JSON.stringify(state.message)}`
+}

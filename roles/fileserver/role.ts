@@ -1,4 +1,5 @@
 /** The fileserver role: static files for `*.<file-domain>`. */
+import { guardMaintenance } from '../../lib/http/maintenance-guard.js'
 import type { Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
 import { startFileserverNode } from './node.js'
@@ -35,6 +36,8 @@ export const fileserverRole: Role = {
     }
   },
   child: async (ctx) => {
+    // Before any route: planned maintenance answers every route added after it (health checks stay as they are).
+    guardMaintenance(ctx.app, { maintenance: () => ctx.state().maintenance, trustedProxies: ctx.config.trustedProxies })
     const files = createFileServing(ctx)
     // First: it wraps ctx.app, so every route added after it answers requests for a vhost Host with vhost files.
     const vhosts = startVhostFiles(ctx, files)

@@ -20,7 +20,8 @@ import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
 import type { ProxyCore } from './core.js'
-import { forwardedHeaderCount, LIVE_MAX_HEADERS, methodServed, parseRequestHead, type RequestHead } from './request-head.js'
+import { wantsJson } from '../../lib/http/maintenance.js'
+import { forwardedHeaderCount, headerValue, LIVE_MAX_HEADERS, methodServed, parseRequestHead, type RequestHead } from './request-head.js'
 import { adopt, copyRead, hasBareLf, HEAD_PROBE, headAt, onread, readText } from './reads.js'
 
 /** bytes[from..] (read as a Buffer or as text) as a Buffer to keep; null when nothing is left. */
@@ -361,6 +362,15 @@ export class ClientConnection {
     if (forwardedHeaderCount(head) > LIVE_MAX_HEADERS) return this.refuse(core.answers.tooManyHeaders)
     if (head.websocket && head.wsVersion !== '13') return this.refuse(core.answers.wsVersion)
     if (!core.servesHost(head.host)) return this.answerLocally(bytes, start, headEnd, core.answers.unknownHost, head.close || hasBody)
+    // Planned maintenance (lib/http/maintenance.ts): an upgrade gets the 503 too, and the connection closes after it.
+    if (core.maintenance !== null) {
+      const m = core.maintenance
+      const now = Date.now()
+      if (m.applies(head.host, client, now)) {
+        const close = head.close || hasBody || head.upgrade
+        return this.answerLocally(bytes, start, headEnd, m.response(wantsJson(headerValue(text, 'accept')), head.method === 'HEAD', close, now), close)
+      }
+    }
     if (this.scheme === 'http') {
       const redirect = core.redirect(head.target)
       if (redirect !== null) return this.answerLocally(bytes, start, headEnd, redirect, head.close || hasBody)

@@ -10,7 +10,8 @@ import type { NodeConfig } from '../../lib/core/config.js'
 import { createTrustedProxies, plainAddress, type TrustedProxies } from '../../lib/core/client-address.js'
 import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
-import type { RoutingTable } from '../../lib/core/node-state.js'
+import type { MaintenanceState, RoutingTable } from '../../lib/core/node-state.js'
+import { compileMaintenance, type Maintenance } from '../../lib/http/maintenance.js'
 import type { HttpServerStats } from '../../lib/http/server.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { errorResponse, jsonResponse } from './answers.js'
@@ -39,6 +40,8 @@ export interface ProxyCore {
   tunnels: number
   draining: boolean
   table: Rendezvous<RoutingNode> | null
+  /** Planned maintenance, compiled once per pushed state; null (the one check a request pays) while there is none. */
+  maintenance: Maintenance | null
   readonly log: Logger
   readonly maxHeaderSize: number
   readonly headSpec: HeadSpec
@@ -69,6 +72,8 @@ export interface Proxy {
   /** The HTTPS port; undefined without TLS. */
   readonly tlsPort: number | undefined
   setRouting(table: RoutingTable | null): void
+  /** The node's maintenance state (NodeState.maintenance) changed. */
+  setMaintenance(state: MaintenanceState | null): void
   stats(): HttpServerStats
   /** Stops accepting; connections close after their next answer, idle ones after a quiet period; cut at the deadline. */
   drain(timeoutMs: number): Promise<{ cut: number }>
@@ -116,6 +121,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     tunnels: 0,
     draining: false,
     table: null,
+    maintenance: null,
     log,
     maxHeaderSize: config.maxHeaderSize,
     headSpec: createHeadSpec(routeKeys.headerNames),
@@ -255,6 +261,9 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     port,
     tlsPort,
     setRouting,
+    setMaintenance(state) {
+      if (state !== core.maintenance?.state) core.maintenance = state === null ? null : compileMaintenance(state)
+    },
     stats: () => ({ inflight: core.inflight, tracked: core.tunnels, requests: core.requests }),
     drain(timeoutMs) {
       if (drained) return drained

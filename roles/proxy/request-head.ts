@@ -254,3 +254,16 @@ export function cookieValue(header: string | undefined, name: string): string | 
     at = i + name.length
   }
 }
+
+/**
+ * The first value of header `name` (lower case) in a whole request head, or
+ * undefined. A scan of the text: for the rare answers that need a header the
+ * parser does not read (the maintenance page's Accept), never the hot path.
+ */
+export function headerValue(head: string, name: string): string | undefined {
+  const lower = head.toLowerCase()
+  const at = lower.indexOf(`\r\n${name}:`)
+  if (at < 0) return undefined
+  const from = at + name.length + 3
+  return head.slice(from, head.indexOf('\r\n', from)).trim()
+}

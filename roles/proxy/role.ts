@@ -27,16 +27,20 @@ export const proxyRole: Role = {
     // Tables pushed while the listener starts are kept, not lost: the latest one applies once it runs.
     let latest: RoutingTable | null = ctx.state().routing
     let apply: ((table: RoutingTable) => void) | null = null
+    let proxy: Awaited<ReturnType<typeof startProxy>> | null = null
     ctx.onPush((push) => {
+      // The parent put the pushed state in the node state before relaying the push.
+      if (push.op === 'maintenance') proxy?.setMaintenance(ctx.state().maintenance ?? null)
       if (push.op !== 'routing' || !isRoutingTable(push.body) || push.body.version === latest?.version) return
       latest = push.body
       apply?.(push.body)
     })
     const tlsFd = ctx.extraFds[0]
-    const proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd }, tlsFd === undefined ? undefined : { fd: tlsFd })
+    proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd }, tlsFd === undefined ? undefined : { fd: tlsFd })
     apply = (table) => proxy.setRouting(table)
     const now = latest ?? ctx.state().routing
     if (now !== null) proxy.setRouting(now)
+    proxy.setMaintenance(ctx.state().maintenance ?? null)
     return proxy
   },
 }

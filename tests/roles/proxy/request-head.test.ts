@@ -1,6 +1,6 @@
 // The proxy's request-head parser, driven directly: what it reads from a good head, and every head it must refuse.
 import t from 'tap'
-import { cookieValue, createHeadSpec, forwardedHeaderCount, LIVE_MAX_HEADERS, methodServed, parseRequestHead } from '../../../roles/proxy/request-head.js'
+import { cookieValue, createHeadSpec, headerValue, forwardedHeaderCount, LIVE_MAX_HEADERS, methodServed, parseRequestHead } from '../../../roles/proxy/request-head.js'
 
 const spec = createHeadSpec(['X-Espra-Key'])
 const HOST = 'us-1.live.localhost'
@@ -143,4 +143,11 @@ t.test('cookieValue finds whole names only', async (t) => {
   t.equal(cookieValue('espra_session=', 'espra_session'), undefined)
   t.equal(cookieValue('a=1;espra_session= v ;b=2', 'espra_session'), 'v')
   t.equal(cookieValue(undefined, 'espra_session'), undefined)
+})
+
+t.test('headerValue finds a header by its whole name, any case, never in the request line', async (t) => {
+  const text = 'GET /accept:x HTTP/1.1\r\nHost: a\r\nX-Accept: no\r\nACCEPT:  application/json \r\nAccept: second\r\n\r\n'
+  t.equal(headerValue(text, 'accept'), 'application/json', 'the first one, trimmed')
+  t.equal(headerValue(text, 'host'), 'a')
+  t.equal(headerValue('GET / HTTP/1.1\r\nHost: a\r\n\r\n', 'accept'), undefined)
 })
