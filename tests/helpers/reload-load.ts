@@ -1,0 +1,203 @@
+/**
+ * The checker for restarts that must fail nothing: keep-alive HTTP load that
+ * counts every answer and its latency (any status other than the expected
+ * one, and any socket error, is a failure), and a Live publisher plus a
+ * subscriber that resumes by sequence, both through the proxy.
+ */
+import { Agent, request } from 'node:http'
+import WebSocket from 'ws'
+
+export interface HttpLoadResult {
+  sent: number
+  failed: number
+  /** Failures by status (`503`) or error code (`ECONNRESET`). */
+  failures: Record<string, number>
+  /** Answers that carried `Connection: close`. */
+  closes: number
+  p99Ms: number
+  maxMs: number
+}
+
+export interface HttpLoad {
+  /** Resets the counters: what follows is the window measured. */
+  mark(): void
+  stop(): Promise<HttpLoadResult>
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+function once(agent: Agent, port: number, path: string, headers: Record<string, string>, method: string, body?: string): Promise<{ status: number; close: boolean; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent, method, headers }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (d: Buffer) => chunks.push(d))
+      res.on('end', () => resolve({ status: res.statusCode!, close: res.headers.connection === 'close', body: Buffer.concat(chunks).toString('utf8') }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** `connections` keep-alive clients, each sending its next GET as soon as the last answer came. */
+export function startHttpLoad(port: number, path: string, opts: { connections: number; expect?: number; headers?: Record<string, string> }): HttpLoad {
+  const agent = new Agent({ keepAlive: true, maxSockets: opts.connections, maxFreeSockets: opts.connections })
+  let result: HttpLoadResult
+  let latencies: number[]
+  const reset = (): void => {
+    result = { sent: 0, failed: 0, failures: {}, closes: 0, p99Ms: 0, maxMs: 0 }
+    latencies = []
+  }
+  reset()
+  let running = true
+  const loop = async (): Promise<void> => {
+    while (running) {
+      const started = performance.now()
+      result.sent++
+      try {
+        const answer = await once(agent, port, path, opts.headers ?? {}, 'GET')
+        latencies.push(performance.now() - started)
+        if (answer.close) result.closes++
+        if (answer.status !== (opts.expect ?? 200)) {
+          result.failed++
+          result.failures[answer.status] = (result.failures[answer.status] ?? 0) + 1
+        }
+      } catch (err) {
+        result.failed++
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+        result.failures[code] = (result.failures[code] ?? 0) + 1
+      }
+    }
+  }
+  const loops = Array.from({ length: opts.connections }, loop)
+  return {
+    mark: reset,
+    async stop() {
+      running = false
+      await Promise.all(loops)
+      agent.destroy()
+      const sorted = latencies.sort((a, b) => a - b)
+      return { ...result, p99Ms: Math.round(percentile(sorted, 99) * 10) / 10, maxMs: Math.round((sorted.at(-1) ?? 0) * 10) / 10 }
+    },
+  }
+}
+
+export interface LiveCheckResult {
+  published: number
+  failedPublishes: number
+  failures: Record<string, number>
+  received: number
+  /** Acknowledged publishes the subscriber never saw. */
+  missing: number
+  /** Messages that arrived out of order or twice. */
+  disorder: number
+  /** `sub-ok` frames with `recovered: false` after the first (a resume that could not cover the gap). */
+  unrecovered: number
+  reconnects: number
+  p99Ms: number
+}
+
+export interface LiveCheck {
+  mark(): void
+  stop(): Promise<LiveCheckResult>
+}
+
+/**
+ * One publisher (HTTP `POST /pub/<ch>` over keep-alive, one at a time) and one
+ * WebSocket subscriber, both through the proxy at `port` with Host `host`. The
+ * subscriber reconnects with `since` = the last sequence it saw whenever its
+ * connection closes (a Live child that drains closes it with 1012).
+ */
+export async function startLiveCheck(port: number, host: string, token: string, ch: string): Promise<LiveCheck> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+  let acked: number[] = []
+  let seen: number[] = []
+  let lastSeq: number | null = null
+  let published = 0
+  let failedPublishes = 0
+  let failures: Record<string, number> = {}
+  let latencies: number[] = []
+  let unrecovered = 0
+  let reconnects = 0
+  let subOks = 0
+  let running = true
+  let ws: WebSocket | null = null
+
+  const connect = (): Promise<void> => new Promise((resolve) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${encodeURIComponent(token)}`, { headers: { host }, perMessageDeflate: false })
+    ws = socket
+    socket.on('message', (data: Buffer) => {
+      const f = JSON.parse(data.toString('utf8')) as { op: string; seq?: number; recovered?: boolean; ch?: string }
+      if (f.op === 'sub-ok') {
+        if (subOks++ > 0 && f.recovered === false) unrecovered++
+        if (lastSeq === null) lastSeq = f.seq ?? null
+        resolve()
+      } else if (f.op === 'msg' && f.ch === ch) {
+        seen.push(f.seq!)
+        lastSeq = f.seq!
+      }
+    })
+    socket.on('open', () => socket.send(JSON.stringify({ op: 'sub', ch, ...(lastSeq !== null ? { since: lastSeq } : {}) })))
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      resolve()
+      if (!running) return
+      reconnects++
+      setTimeout(() => void connect(), 50)
+    })
+  })
+  await connect()
+
+  const publisher = (async () => {
+    let n = 0
+    while (running) {
+      const started = performance.now()
+      published++
+      try {
+        const answer = await once(agent, port, `/pub/${ch}`, { host, authorization: `Bearer ${token}`, 'content-type': 'application/json' }, 'POST', JSON.stringify({ n: ++n }))
+        latencies.push(performance.now() - started)
+        if (answer.status !== 200) {
+          failedPublishes++
+          failures[answer.status] = (failures[answer.status] ?? 0) + 1
+        } else acked.push((JSON.parse(answer.body) as { seq: number }).seq)
+      } catch (err) {
+        failedPublishes++
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message
+        failures[code] = (failures[code] ?? 0) + 1
+      }
+    }
+  })()
+
+  return {
+    mark() {
+      published = 0
+      failedPublishes = 0
+      failures = {}
+      latencies = []
+    },
+    async stop() {
+      running = false
+      await publisher
+      // Whatever was acknowledged must arrive: give the last messages a moment.
+      const deadline = Date.now() + 5000
+      while (Date.now() < deadline && !acked.every((s) => seen.includes(s))) await new Promise((r) => setTimeout(r, 50))
+      ws?.close()
+      agent.destroy()
+      const seenSet = new Set(seen)
+      let disorder = 0
+      for (let i = 1; i < seen.length; i++) if (seen[i]! <= seen[i - 1]!) disorder++
+      const sorted = latencies.sort((a, b) => a - b)
+      const result = {
+        published, failedPublishes, failures, received: seen.length,
+        missing: acked.filter((s) => !seenSet.has(s)).length,
+        disorder, unrecovered, reconnects, p99Ms: Math.round(percentile(sorted, 99) * 10) / 10,
+      }
+      acked = []
+      seen = []
+      return result
+    },
+  }
+}
