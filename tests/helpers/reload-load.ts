@@ -98,6 +98,8 @@ export interface LiveCheckResult {
   unrecovered: number
   reconnects: number
   p99Ms: number
+  /** For a failure message: the first missing sequences, and each resume's `since` with the `sub-ok` seq it got. */
+  detail: string
 }
 
 export interface LiveCheck {
@@ -123,16 +125,21 @@ export async function startLiveCheck(port: number, host: string, token: string, 
   let unrecovered = 0
   let reconnects = 0
   let subOks = 0
+  const resumes: string[] = []
   let running = true
   let ws: WebSocket | null = null
 
   const connect = (): Promise<void> => new Promise((resolve) => {
     const socket = new WebSocket(`ws://127.0.0.1:${port}/ws?token=${encodeURIComponent(token)}`, { headers: { host }, perMessageDeflate: false })
     ws = socket
+    const sinceSent = lastSeq
     socket.on('message', (data: Buffer) => {
       const f = JSON.parse(data.toString('utf8')) as { op: string; seq?: number; recovered?: boolean; ch?: string }
       if (f.op === 'sub-ok') {
-        if (subOks++ > 0 && f.recovered === false) unrecovered++
+        if (subOks++ > 0) {
+          if (f.recovered === false) unrecovered++
+          resumes.push(`since ${sinceSent} -> sub-ok ${f.seq} recovered ${f.recovered}`)
+        }
         if (lastSeq === null) lastSeq = f.seq ?? null
         resolve()
       } else if (f.op === 'msg' && f.ch === ch) {
@@ -194,6 +201,7 @@ export async function startLiveCheck(port: number, host: string, token: string, 
         published, failedPublishes, failures, received: seen.length,
         missing: acked.filter((s) => !seenSet.has(s)).length,
         disorder, unrecovered, reconnects, p99Ms: Math.round(percentile(sorted, 99) * 10) / 10,
+        detail: `missing ${JSON.stringify(acked.filter((s) => !seenSet.has(s)).slice(0, 5))}; resumes: ${resumes.join(', ')}; seen ${seen[0]}..${seen.at(-1)}`,
       }
       acked = []
       seen = []

@@ -68,7 +68,7 @@ for (const role of ['app', 'fileserver', 'proxy', 'live']) {
     t.ok(h.sent > 0, 'requests were sent')
     t.equal(h.failed, 0, `no failed requests (${JSON.stringify(h.failures)})`)
     t.equal(l.failedPublishes, 0, `no failed publishes (${JSON.stringify(l.failures)})`)
-    t.equal(l.missing, 0, 'every acknowledged publish reached the subscriber')
+    t.equal(l.missing, 0, `every acknowledged publish reached the subscriber (${l.detail})`)
     t.equal(l.disorder, 0, 'in order, once')
     t.equal(l.unrecovered, 0, 'every resume was covered by history')
   })
