@@ -22,6 +22,7 @@ import { taskHandlers } from './tasks-ops.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 import { createSeedVhosts } from './vhosts.js'
+import { createNodeControl } from './node-control.js'
 
 export interface SeedOptions {
   readonly config: NodeConfig
@@ -85,6 +86,9 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     return link
   }
 
+  // node.reload (admin) and node.reloaded (the node's answer): rolling restarts.
+  const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
+
   const handlers = new Map<string, RequestHandler<MetaPeer>>([
     ['register', (body, peer) => {
       if (peer.kind !== 'node') throw badRequest('only node peers register')
@@ -146,6 +150,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     ...taskHandlers(tasks, config.maxFrame),
     ...builds.handlers,
     ...vhosts.handlers,
+    ...nodeControl.handlers,
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -172,6 +177,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       fileSubscribers.delete(peer)
       vhosts.peerClosed(peer)
       builds.peerClosed(peer)
+      nodeControl.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)
     },
@@ -197,6 +203,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     registry,
     async close() {
       clearInterval(sweeper)
+      nodeControl.close()
       routing.close()
       builds.close()
       registry.close()

@@ -17,6 +17,7 @@ import { startElbMembership } from './elb-membership.js'
 import { createParentMetrics, serveMetrics } from './metrics.js'
 import type { ChildrenChannel, Handle, Role } from './role.js'
 import { createSeedLink, type SeedLink } from './seed-link.js'
+import { onReloadPush, RELOAD_PUSH } from './node-reload.js'
 import { bindSharedSocket, type SharedSocket } from './shared-socket.js'
 import { createSupervisor, type Supervisor } from './supervisor.js'
 
@@ -216,6 +217,14 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       if (op === 'routing' && isRoutingTable(body)) {
         if (body.version !== state.routing?.version) log.info({ version: body.version, nodes: body.nodes.length }, 'routing table received')
         update({ routing: body })
+      }
+      // An operator's reload (admin rolling-restart): the same replacement as SIGHUP, answered to the seed.
+      if (op === RELOAD_PUSH) {
+        return onReloadPush(body, {
+          log,
+          reload: () => (!running || stopSignal ? 'the node is starting or stopping' : supervisor ? supervisor.reload('admin rolling-restart') : 'this role runs in its parent only'),
+          seedRequest: (reqOp, reqBody) => link!.request(reqOp, reqBody),
+        })
       }
       for (const listener of roleListeners.push) listener({ op, body })
       supervisor?.broadcast({ t: 'push', push: { op, body } })
