@@ -6,6 +6,11 @@
  */
 import { Agent, request } from 'node:http'
 import WebSocket from 'ws'
+import type { Test } from 'tap'
+import { runCli, type UpCluster } from './up.js'
+
+const CONNECTIONS = 10
+export const LIVE_HOST = 'us-1.live.localhost'
 
 export interface HttpLoadResult {
   sent: number
@@ -208,4 +213,63 @@ export async function startLiveCheck(port: number, host: string, token: string, 
       return result
     },
   }
+}
+
+export interface UpNodeJson {
+  id: string
+  role: string
+  pid: number
+  port: number
+  health: string
+  children: number
+  childrenWanted: number
+}
+
+/** `admin nodes --json` of an `up` cluster. */
+export async function upNodes(cluster: UpCluster): Promise<UpNodeJson[]> {
+  const r = await runCli(['admin', 'nodes', '--json'], { cwd: cluster.dir })
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout) as UpNodeJson[]
+}
+
+/** A Live token of the cluster that may publish and subscribe on `load:*`. */
+export async function loadToken(cluster: UpCluster): Promise<string> {
+  const minted = await runCli(['admin', 'token', '--pub', 'load:*', '--sub', 'load:*'], { cwd: cluster.dir })
+  if (minted.code !== 0) throw new Error(minted.stderr)
+  return minted.stdout.trim()
+}
+
+/** What a restart of `role` is measured with: load on the node itself, directly (the proxy: a Live read through it). */
+export function loadFor(cluster: UpCluster, role: string, token: string): HttpLoad {
+  const port = cluster.port(role as never)
+  const auth = { authorization: `Bearer ${token}` }
+  if (role === 'app') return startHttpLoad(port, '/', { connections: CONNECTIONS })
+  if (role === 'fileserver') return startHttpLoad(port, '/app/public/style.css', { connections: CONNECTIONS })
+  if (role === 'live') return startHttpLoad(port, '/history/load:read?limit=1', { connections: CONNECTIONS, headers: auth })
+  return startHttpLoad(cluster.port('proxy'), '/history/load:read?limit=1', { connections: CONNECTIONS, headers: { host: LIVE_HOST, ...auth } })
+}
+
+/**
+ * Runs `restart` (a SIGHUP, an `admin rolling-restart`) of `role` under load on its node and Live
+ * publishes through the proxy, keeps loading `afterMs` once it is done, and asserts nothing failed.
+ * Returns the figures.
+ */
+export async function checkRestartUnderLoad(t: Test, cluster: UpCluster, role: string, token: string, what: string, restart: () => Promise<void>, afterMs = 1000): Promise<{ http: HttpLoadResult; live: LiveCheckResult }> {
+  const http = loadFor(cluster, role, token)
+  const live = await startLiveCheck(cluster.port('proxy'), LIVE_HOST, token, `load:${what.replace(/\W+/g, '-')}-${role}`)
+  await new Promise((r) => setTimeout(r, 500))
+  http.mark()
+  live.mark()
+  await restart()
+  await new Promise((r) => setTimeout(r, afterMs))
+  const [h, l] = await Promise.all([http.stop(), live.stop()])
+  t.comment(`${what} of ${role}, ${CONNECTIONS} keep-alive clients: ${h.sent} sent, ${h.failed} failed ${JSON.stringify(h.failures)}, p99 ${h.p99Ms} ms, max ${h.maxMs} ms, ${h.closes} told to close`)
+  t.comment(`live through the proxy: ${l.published} published, ${l.failedPublishes} failed ${JSON.stringify(l.failures)}, p99 ${l.p99Ms} ms; ${l.received} received, ${l.missing} missing, ${l.disorder} out of order, ${l.reconnects} reconnects, ${l.unrecovered} unrecovered`)
+  t.ok(h.sent > 0, 'requests were sent')
+  t.equal(h.failed, 0, `no failed requests (${JSON.stringify(h.failures)})`)
+  t.equal(l.failedPublishes, 0, `no failed publishes (${JSON.stringify(l.failures)})`)
+  t.equal(l.missing, 0, `every acknowledged publish reached the subscriber (${l.detail})`)
+  t.equal(l.disorder, 0, 'in order, once')
+  t.equal(l.unrecovered, 0, 'every resume was covered by history')
+  return { http: h, live: l }
 }
