@@ -5,7 +5,8 @@
  * continuous keep-alive load on that node (the proxy: a Live read through it)
  * plus one Live publisher and a resuming subscriber through the proxy, and
  * prints what was sent, what failed (any status but 200, any socket error)
- * and the p99 latency during the restart. One run, no thresholds: a figure,
+ * and the p99 latency during the restart, beside the same load's rate and
+ * p99 for a few seconds just before it (no restart). One run, no thresholds: a figure,
  * not a test (tests/integration/rolling-restart.test.ts is the test).
  */
 import { spawn } from 'node:child_process'
@@ -20,6 +21,7 @@ import { arg, sleep } from './args.js'
 const connections = arg('connections', 20)
 const children = arg('children', 1)
 const afterMs = arg('after', 2000)
+const steadyMs = arg('steady', 5000)
 
 const dir = mkdtempSync(join(tmpdir(), 'espra-bench-reload-'))
 const base = await freePortBlock()
@@ -52,12 +54,15 @@ const targets: Record<string, () => ReturnType<typeof startHttpLoad>> = {
 }
 
 console.log(`up --children ${children}, ${connections} keep-alive clients per node, rolling-restart (reload mode) of each role; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-console.log('role        restart   HTTP sent  failed  p99 ms  max ms | publishes  failed  p99 ms  received  missing  out-of-order')
+console.log(`steady: the same load for ${steadyMs / 1000}s just before, no restart`)
+console.log('role        steady req/s  p99 ms | restart   HTTP sent  failed  p99 ms  max ms | publishes  failed  p99 ms  received  missing  out-of-order')
 for (const role of Object.keys(targets)) {
   const http = targets[role]!()
   const live = await startLiveCheck(port('proxy'), LIVE_HOST, token, `load:bench-${role}`)
   await sleep(500)
   http.mark()
+  await sleep(steadyMs)
+  const steady = http.mark()
   live.mark()
   const t0 = Date.now()
   const run = await runCli(['admin', 'rolling-restart', '--role', role], { cwd: dir })
@@ -66,7 +71,7 @@ for (const role of Object.keys(targets)) {
   const [h, l] = await Promise.all([http.stop(), live.stop()])
   if (run.code !== 0) console.log(`${role}: rolling-restart exited ${run.code}: ${run.stderr.trim()}`)
   console.log([
-    role.padEnd(10), `${(took / 1000).toFixed(1)}s`.padStart(8), String(h.sent).padStart(11), String(h.failed).padStart(7), String(h.p99Ms).padStart(7), String(h.maxMs).padStart(7), '|',
+    role.padEnd(10), String(Math.round(steady.sent / (steadyMs / 1000))).padStart(12), String(steady.p99Ms).padStart(7), '|', `${(took / 1000).toFixed(1)}s`.padStart(8), String(h.sent).padStart(11), String(h.failed).padStart(7), String(h.p99Ms).padStart(7), String(h.maxMs).padStart(7), '|',
     String(l.published).padStart(9), String(l.failedPublishes).padStart(7), String(l.p99Ms).padStart(7), String(l.received).padStart(9), String(l.missing).padStart(8), String(l.disorder).padStart(13),
   ].join(' ') + (h.failed + l.failedPublishes + l.missing > 0 ? `  failures: ${JSON.stringify({ ...h.failures, ...l.failures })} ${l.detail}` : ''))
 }

@@ -24,8 +24,8 @@ export interface HttpLoadResult {
 }
 
 export interface HttpLoad {
-  /** Resets the counters: what follows is the window measured. */
-  mark(): void
+  /** Resets the counters (what follows is the window measured); returns the window that ended. */
+  mark(): HttpLoadResult
   stop(): Promise<HttpLoadResult>
 }
 
@@ -50,13 +50,18 @@ function once(agent: Agent, port: number, path: string, headers: Record<string, 
 /** `connections` keep-alive clients, each sending its next GET as soon as the last answer came. */
 export function startHttpLoad(port: number, path: string, opts: { connections: number; expect?: number; headers?: Record<string, string> }): HttpLoad {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.connections, maxFreeSockets: opts.connections })
-  let result: HttpLoadResult
-  let latencies: number[]
-  const reset = (): void => {
+  let result: HttpLoadResult = { sent: 0, failed: 0, failures: {}, closes: 0, p99Ms: 0, maxMs: 0 }
+  let latencies: number[] = []
+  const windowResult = (): HttpLoadResult => {
+    const sorted = latencies.sort((a, b) => a - b)
+    return { ...result, p99Ms: Math.round(percentile(sorted, 99) * 10) / 10, maxMs: Math.round((sorted.at(-1) ?? 0) * 10) / 10 }
+  }
+  const reset = (): HttpLoadResult => {
+    const ended = windowResult()
     result = { sent: 0, failed: 0, failures: {}, closes: 0, p99Ms: 0, maxMs: 0 }
     latencies = []
+    return ended
   }
-  reset()
   let running = true
   const loop = async (): Promise<void> => {
     while (running) {
@@ -84,8 +89,7 @@ export function startHttpLoad(port: number, path: string, opts: { connections: n
       running = false
       await Promise.all(loops)
       agent.destroy()
-      const sorted = latencies.sort((a, b) => a - b)
-      return { ...result, p99Ms: Math.round(percentile(sorted, 99) * 10) / 10, maxMs: Math.round((sorted.at(-1) ?? 0) * 10) / 10 }
+      return windowResult()
     },
   }
 }
