@@ -105,7 +105,8 @@ export async function adminRollingRestart(flags: RollingRestartFlags): Promise<v
       if (others < minHealthy) {
         throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `stopped before ${[...ids].join(', ')}: only ${others} other ${plan.role} node(s) are healthy, --min-healthy is ${minHealthy}; ${done} of ${nodes.length} done`)
       }
-      await Promise.all(batch.map(async (node) => {
+      // Every node of the batch runs to its end (the nodes replace their children anyway); the first failure stops the run.
+      const outcomes = await Promise.allSettled(batch.map(async (node) => {
         const t0 = Date.now()
         say(`[${done + 1}/${nodes.length}] ${node.id}: replacing ${node.childrenWanted} children`)
         try {
@@ -125,9 +126,14 @@ export async function adminRollingRestart(flags: RollingRestartFlags): Promise<v
         } catch (err) {
           const e = err as EspraError
           say(`[${done + 1}/${nodes.length}] ${node.id}: FAILED: ${e.code}: ${e.message}`)
-          throw new EspraError(e.code ?? 'ESPRA_ERR_NODE_RELOAD_FAILED', `rolling restart stopped at node ${node.id}: ${e.message}; ${done} of ${nodes.length} ${plan.role} node(s) done, the rest untouched`, { node: node.id })
+          throw new EspraError(e.code ?? 'ESPRA_ERR_NODE_RELOAD_FAILED', `rolling restart stopped at node ${node.id}: ${e.message}`, { node: node.id })
         }
       }))
+      const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')
+      if (failure) {
+        const err = failure.reason as EspraError
+        throw new EspraError(err.code, `${err.message}; ${done} of ${nodes.length} ${plan.role} node(s) done, the rest untouched`, err.details)
+      }
     }
     process.stdout.write(`rolling restart of ${nodes.length} ${plan.role} node(s)${where} done: ${done} reloaded, 0 failed, in ${seconds(Date.now() - started)}\n`)
   } finally {
