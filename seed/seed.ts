@@ -212,6 +212,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     },
     destroy(err?: Error) {
       clearInterval(sweeper)
+      nodeControl.close()
       routing.close()
       builds.close()
       registry.close()
