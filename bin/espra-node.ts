@@ -17,6 +17,7 @@ const adminModules = {
   builds: () => import('../roles/admin/builds.js'),
   cli: () => import('../roles/admin/cli.js'),
   maintenance: () => import('../roles/admin/maintenance.js'),
+  rollingRestart: () => import('../roles/admin/rolling-restart.js'),
   tasks: () => import('../roles/admin/tasks.js'),
   token: () => import('../roles/admin/token.js'),
   uploadToken: () => import('../roles/admin/upload-token.js'),
@@ -77,6 +78,15 @@ function buildProgram(rolesHelpText: string): Command {
   connectOptions(admin.command('rollback <id>').description('make an earlier build current again and wait until every live fileserver serves it'))
     .option('--timeout <duration>', 'how long to wait for fileservers', '60s')
     .action(async (id: string, opts) => (await adminModules.builds()).adminRollback(id, opts))
+
+  connectOptions(admin.command('rolling-restart').description('replace the children of every node of a role, a batch of nodes at a time (reload mode: as SIGHUP does, the node keeps serving)'))
+    .option('--role <role>', 'the role whose nodes are restarted (required; not seed)')
+    .option('--region <name>', 'only the nodes of this region')
+    .option('--batch <n>', 'nodes reloaded at once', '1')
+    .option('--min-healthy <n>', 'never start a batch that leaves fewer healthy nodes of the role than this (default 0)')
+    .option('--timeout <duration>', 'how long one node may take to be healthy again with every child', '120s')
+    .option('--mode <mode>', 'reload (children replaced in place); restart is not built yet', 'reload')
+    .action(async (opts) => (await adminModules.rollingRestart()).adminRollingRestart(opts))
 
   const tasks = connectOptions(admin.command('tasks').description('task queue counts (ready, delayed, leased, dead); --dead lists dead letters with their last error'))
     .option(redisOption, redisDoc)

@@ -23,6 +23,7 @@ import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 import { createSeedVhosts } from './vhosts.js'
 import { createSeedMaintenance } from './maintenance.js'
+import { createNodeControl } from './node-control.js'
 
 export interface SeedOptions {
   readonly config: NodeConfig
@@ -88,6 +89,9 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     return link
   }
 
+  // node.reload (admin) and node.reloaded (the node's answer): rolling restarts.
+  const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
+
   const handlers = new Map<string, RequestHandler<MetaPeer>>([
     ['register', (body, peer) => {
       if (peer.kind !== 'node') throw badRequest('only node peers register')
@@ -151,6 +155,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     ...builds.handlers,
     ...vhosts.handlers,
     ...maintenance.handlers,
+    ...nodeControl.handlers,
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -178,6 +183,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       vhosts.peerClosed(peer)
       maintenance.peerClosed(peer)
       builds.peerClosed(peer)
+      nodeControl.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)
       routingRegions.delete(peer)
     },
@@ -205,6 +211,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     async close() {
       clearInterval(sweeper)
       maintenance.close()
+      nodeControl.close()
       routing.close()
       builds.close()
       registry.close()
@@ -214,6 +221,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     destroy(err?: Error) {
       clearInterval(sweeper)
       maintenance.close()
+      nodeControl.close()
       routing.close()
       builds.close()
       registry.close()

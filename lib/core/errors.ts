@@ -100,8 +100,13 @@ export const ERRORS = {
   ESPRA_ERR_ELB_CREDENTIALS: { message: 'no usable AWS credentials for ELB', status: 401 },
   ESPRA_ERR_ELB_UNAVAILABLE: { message: 'ELB did not answer (or kept throttling) after every retry', status: 503 },
   ESPRA_ERR_ELB_FAILED: { message: 'ELB refused the request', status: 502 },
-  ESPRA_ERR_META_FORBIDDEN: { message: 'this operation is for admin peers only', status: 403 },
+  ESPRA_ERR_META_FORBIDDEN: { message: 'this meta operation is for admin peers only', status: 403 },
   ESPRA_ERR_MAINTENANCE: { message: 'down for planned maintenance', status: 503 },
+  ESPRA_ERR_NODE_UNKNOWN: { message: 'no registered node has that id', status: 404 },
+  ESPRA_ERR_NODE_RELOAD_UNSUPPORTED: { message: 'this node has no children to replace', status: 409 },
+  ESPRA_ERR_NODE_RELOAD_TIMEOUT: { message: 'the node did not finish replacing its children in time', status: 504 },
+  ESPRA_ERR_NODE_RELOAD_FAILED: { message: 'the node could not replace its children', status: 502 },
+  ESPRA_ERR_ROLLING_MIN_HEALTHY: { message: 'a rolling restart would go below --min-healthy', status: 409 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -67,6 +67,8 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   // Settles once the child listens or has given up; a drain waits for it.
   const settled = new Promise<void>((resolve) => (setUp = resolve))
   let drained: Promise<void> | undefined
+  let httpDrainedNow!: () => void
+  const httpDrained = new Promise<void>((resolve) => (httpDrainedNow = resolve))
 
   const ipc = createIpcEndpoint<ToChild, ToParent>(
     process as unknown as IpcPort,
@@ -106,7 +108,8 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   const role = roles[config.role]
 
   async function drain(timeoutMs: number): Promise<void> {
-    const [{ cut }] = await Promise.all([listener ? listener.drain(timeoutMs) : server.drain({ timeoutMs }), roleHandle?.close()])
+    const http = (listener ? listener.drain(timeoutMs) : server.drain({ timeoutMs })).finally(httpDrainedNow)
+    const [{ cut }] = await Promise.all([http, roleHandle?.close()])
     if (cut > 0) childLog.warn({ cut }, `drain deadline reached: ${cut} requests or tracked connections cut`)
     childLog.info('drained: exiting')
     process.exit(0)
@@ -139,6 +142,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
           request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
           onMessage: (listener) => void roleListeners.push(listener),
         },
+        httpDrained: () => httpDrained,
       })
       // Last, so role routes win; uWS also ranks wildcards below static and parameter routes.
       app.any('/*', (res, req) => {

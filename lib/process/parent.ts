@@ -19,6 +19,7 @@ import { readMaintenanceFile, writeMaintenanceFile } from './maintenance-file.js
 import { createParentMetrics, serveMetrics } from './metrics.js'
 import type { ChildrenChannel, Handle, Role } from './role.js'
 import { createSeedLink, type SeedLink } from './seed-link.js'
+import { onReloadPush, RELOAD_PUSH } from './node-reload.js'
 import { bindSharedSocket, type SharedSocket } from './shared-socket.js'
 import { createSupervisor, type Supervisor } from './supervisor.js'
 
@@ -225,6 +226,14 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
         const maintenance = maintenancePush(body, state.maintenance ?? null, log)
         if (maintenance !== state.maintenance) writeMaintenanceFile(config, maintenance, log)
         update({ maintenance })
+      }
+      // An operator's reload (admin rolling-restart): the same replacement as SIGHUP, answered to the seed.
+      if (op === RELOAD_PUSH) {
+        return onReloadPush(body, {
+          log,
+          reload: () => (!running || stopSignal ? 'the node is starting or stopping' : supervisor ? supervisor.reload('admin rolling-restart') : 'this role runs in its parent only'),
+          seedRequest: (reqOp, reqBody) => link!.request(reqOp, reqBody),
+        })
       }
       for (const listener of roleListeners.push) listener({ op, body })
       supervisor?.broadcast({ t: 'push', push: { op, body } })

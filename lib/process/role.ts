@@ -28,6 +28,13 @@ export interface ChildContext {
   track(): () => void
   /** The role's own traffic with its parent (whatever `ParentContext.children` sends). */
   readonly parent: ParentChannel
+  /**
+   * Resolves once this child, told to drain, has answered every request it
+   * accepted and closed its connections (or the drain deadline passed). The
+   * role's `close()` runs alongside the HTTP drain; a role that would refuse
+   * work still arriving on kept-alive connections awaits this first.
+   */
+  httpDrained(): Promise<void>
 }
 
 /** A child's side of the role's IPC with its parent. Messages keep their order. */

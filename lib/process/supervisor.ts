@@ -11,7 +11,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import type { NodeConfig } from '../core/config.js'
-import { EspraError, fromWire } from '../core/errors.js'
+import { EspraError, fromWire, toWire } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { NodeState } from '../core/node-state.js'
 import { createIpcEndpoint, type ChildStats, type IpcEndpoint, type IpcPort, type ToChild, type ToParent } from './ipc.js'
@@ -58,6 +58,12 @@ interface Slot {
   stableTimer: NodeJS.Timeout | null
 }
 
+/** What a reload did: children replaced, and those whose replacement failed to start (the old child kept serving). */
+export interface ReloadSummary {
+  readonly replaced: number
+  readonly failed: readonly { readonly child: number; readonly code: string; readonly message: string }[]
+}
+
 export interface SupervisorOptions {
   readonly config: NodeConfig
   /** Node flags children need beyond the parent's own (`Role.childExecArgv`). */
@@ -83,7 +89,7 @@ export interface Supervisor {
   /** Forks every child; rejects with the first start-up failure (e.g. `ESPRA_ERR_LISTEN`). */
   start(): Promise<void>
   /** Replaces every child one at a time (SIGHUP); crash-looping slots get a fresh start (no backoff). */
-  reload(reason: string): Promise<void>
+  reload(reason: string): Promise<ReloadSummary>
   broadcast(msg: ToChild): void
   /** Sends to one child by pid; false when it is gone. */
   sendTo(child: number, msg: ToChild): boolean
@@ -235,9 +241,9 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     clearTimeout(kill)
   }
 
-  /** New child first; the old one drains only once the new one listens. */
-  async function replace(slot: Slot, reason: string): Promise<void> {
-    if (stopping) return
+  /** New child first; the old one drains only once the new one listens. Resolves with why it failed, or null. */
+  async function replace(slot: Slot, reason: string): Promise<ReloadSummary['failed'][number] | null> {
+    if (stopping) return { child: slot.index, code: 'ESPRA_ERR_HTTP_DRAINING', message: 'the node is stopping' }
     if (slot.restartTimer) clearTimeout(slot.restartTimer)
     slot.restartTimer = null
     slot.replacing = true
@@ -251,7 +257,8 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       next.proc.kill('SIGKILL')
       slot.replacing = false
       if (!slot.current) scheduleRestart(slot)
-      return
+      const wire = toWire(err)
+      return { child: slot.index, code: wire.code, message: wire.message }
     } finally {
       slot.replacing = false
     }
@@ -264,6 +271,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     opts.onChange()
     log.info({ child: slot.index, oldPid: old?.proc.pid, newPid: next.proc.pid, reason }, `child ${slot.index} replaced (${reason})`)
     if (old && old.proc.exitCode === null && old.proc.signalCode === null) await retire(old, config.drainTimeout)
+    return null
   }
 
   function enqueue(job: () => Promise<void>): Promise<void> {
@@ -287,7 +295,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     }
     slot.replacing = true // until the queued replacement runs, so stats do not queue it twice
     log.warn({ child: worker.index, childPid: worker.proc.pid, rssBytes: rss, maxChildRss: limit, ageMs }, `child ${worker.index} RSS ${rss} bytes is over --max-child-rss ${limit}: replacing it`)
-    void enqueue(() => replace(slot, 'max-child-rss'))
+    void enqueue(async () => void (await replace(slot, 'max-child-rss')))
   }
 
   return {
@@ -302,11 +310,18 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       opts.onChange()
     },
     reload(reason) {
+      let summary: ReloadSummary = { replaced: 0, failed: [] }
       return enqueue(async () => {
         log.info({ reason }, 'replacing children one at a time')
-        for (const slot of slots) await replace(slot, reason)
-        log.info({ reason }, 'all children replaced')
-      })
+        const failed: ReloadSummary['failed'][number][] = []
+        for (const slot of slots) {
+          const failure = await replace(slot, reason)
+          if (failure) failed.push(failure)
+        }
+        summary = { replaced: slots.length - failed.length, failed }
+        if (failed.length === 0) log.info({ reason }, 'all children replaced')
+        else log.error({ reason, failed }, `${failed.length} of ${slots.length} children could not be replaced; their old children keep serving`)
+      }).then(() => summary)
     },
     broadcast(msg) {
       for (const worker of workers) worker.ipc.send(msg)

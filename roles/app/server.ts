@@ -12,7 +12,7 @@ import { createLivePublisher } from '../../lib/live/publisher.js'
 import { deriveTokenKey } from '../../lib/live/token.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
-import { followBuild } from '../../lib/process/follow-build.js'
+import { followBuild, waitForFirstBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { createAppTables } from '../../lib/storage/app-tables.js'
 import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../lib/uploads/token.js'
@@ -220,6 +220,9 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   let wanted: BuildPush | null = null
   let chain: Promise<void> = Promise.resolve()
   const tried = new Set<string>()
+  // Settles once the first load ends (serving or refused): the child listens only then (start-up readiness).
+  let firstSettled!: () => void
+  const firstLoad = new Promise<void>((resolve) => (firstSettled = resolve))
   function apply(push: BuildPush): void {
     if (push.id === wanted?.id) return
     wanted = push
@@ -232,21 +235,30 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
         consumer.poke()
         log.info({ build: push.id, threads: config.threads, ms: Math.round(performance.now() - started) }, 'app build serving')
         ctx.parent.send({ t: 'serving', id: push.id } satisfies AppToParent)
+        firstSettled()
       } catch (err) {
         const wire = toWire(err)
         tried.add(push.id)
         log.error({ err, build: push.id, code: wire.code, keeping: pool.build }, `app build ${push.id} refused; still serving ${pool.build ?? 'nothing'}`)
         ctx.parent.send({ t: 'load-failed', id: push.id, code: wire.code, message: wire.message } satisfies AppToParent)
+        firstSettled()
       }
     })
   }
 
-  followBuild(ctx, apply)
+  // A replacement child listens once its workers run the build its siblings serve (files on disk, `init`
+  // done), not before: a 503 'no build' during a reload is a failed request (issue 11). A fresh cluster
+  // (no build anywhere yet) starts at once.
+  await waitForFirstBuild(ctx, await followBuild(ctx, apply), firstLoad)
 
   return {
     async close() {
       // Stop taking tasks; the pool gives back those not started and lets running ones finish; then their results go out.
       consumer.stop()
+      // Requests this child accepted, and those still arriving on kept-alive connections before they
+      // hear `Connection: close`, are answered, not refused with 503: the pool closes only once the
+      // HTTP server has drained (or its deadline passed).
+      await ctx.httpDrained()
       await pool.close()
       await consumer.close()
       await Promise.all([store.close(), publisher.close(), taskQueue.close()])

@@ -17,7 +17,7 @@ import { pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
 import { toWire } from '../../lib/core/errors.js'
 import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
-import { followBuild } from '../../lib/process/follow-build.js'
+import { followBuild, waitForFirstBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { requestHost } from '../../lib/vhosts/vhost.js'
 import { multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from './http-conditions.js'
@@ -135,6 +135,9 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
   let current: LoadedBuild | null = null
   let loading: string | null = null
   let generation = 0
+  // Settles once the first load ends (served or refused): the child listens only then (start-up readiness).
+  let firstSettled!: () => void
+  const firstLoad = new Promise<void>((resolve) => (firstSettled = resolve))
 
   const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, appPath, config.filesHost)
   ctx.app.any(appPath, serve)
@@ -152,6 +155,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
         current = build
         log.info({ build: build.id, files: build.files.size, private: build.private, bytes: build.bytes, ms: Math.round(performance.now() - started) }, 'app build serving')
         ctx.parent.send({ t: 'serving', id: build.id } satisfies AssetsToParent)
+        firstSettled()
       },
       (err: unknown) => {
         if (mine !== generation) return
@@ -159,11 +163,15 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
         const wire = toWire(err)
         log.error({ err, build: push.id }, 'app build cannot be loaded; still serving the previous one')
         ctx.parent.send({ t: 'load-failed', id: push.id, code: wire.code, message: wire.message } satisfies AssetsToParent)
+        firstSettled()
       },
     )
   }
 
-  followBuild(ctx, apply)
+  // A replacement child listens once the build its siblings serve is in memory, not before: a 404 for
+  // an asset of the current build during a reload is a failed request (issue 11). A fresh cluster
+  // (no build anywhere yet) starts at once.
+  await waitForFirstBuild(ctx, await followBuild(ctx, apply), firstLoad)
 
   return {
     async close() {
