@@ -380,7 +380,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
 
   function onMessage(slot: Slot, msg: FromWorker): void {
     if (msg.t === 'ready') slot.gen.handlesTasks = msg.tasks
-    if (msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
+    if (msg.t === 'loading' || msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
     if (msg.t === 'task-done') {
       const job = slot.task
       if (job === null || job.task.id !== msg.id) return
@@ -540,7 +540,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       const mine = { gen, ready: false }
       staged = mine
       const slots = Array.from({ length: opts.threads }, () => spawn(gen))
-      let timer: NodeJS.Timeout | undefined
+      const timers: NodeJS.Timeout[] = []
       const ready = Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
         slot.worker.once('espra:ready', () => {
           slot.ready = true
@@ -551,10 +551,13 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
           ? new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
           : new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: a worker exited (code ${code}) while starting`, { build: build.id })))
       })))
-      // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it.
+      // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it. Each worker's clock starts
+      // when its build code starts loading (starting a thread on a busy machine is the platform's time, not the build's).
       const timedOut = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new EspraError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
-          `build ${build.id} refused: init() did not finish within ${opts.initTimeoutMs} ms (--init-timeout); its workers were terminated`, { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)
+        for (const slot of slots) {
+          slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(new EspraError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
+            `build ${build.id} refused: init() did not finish within ${opts.initTimeoutMs} ms (--init-timeout); its workers were terminated`, { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
+        }
       })
       try {
         await Promise.race([ready, timedOut])
@@ -566,7 +569,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
         }
         throw err
       } finally {
-        clearTimeout(timer)
+        for (const timer of timers) clearTimeout(timer)
       }
       if (staged !== mine) throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
       mine.ready = true
