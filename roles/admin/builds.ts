@@ -184,10 +184,10 @@ export function formatBuilds(builds: readonly BuildListEntry[]): string {
   if (builds.length === 0) return '(no builds)'
   const columns: [string, (b: BuildListEntry) => string][] = [
     ['ID', (b) => `${b.id}${b.current ? '*' : ''}`],
-    ['STATE', (b) => b.state],
     ['TIME', (b) => new Date(b.at).toISOString().replace(/\.\d+Z$/, 'Z')],
     ['FILES', (b) => String(b.files)],
     ['BYTES', (b) => formatBytes(b.bytes)],
+    ['STATE', (b) => b.state],
     ['NODES', (b) => (b.nodes.length === 0 ? '-' : b.nodes.join(','))],
     ['REFUSED BY', (b) => (b.refused.length === 0 ? '-' : b.refused.map((r) => `${r.node} (${r.code})`).join(','))],
     ['MESSAGE', (b) => b.message.replace(/\s+/g, ' ')],
