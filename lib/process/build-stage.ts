@@ -36,7 +36,10 @@ export function startBuildStageReports(ctx: ParentContext): BuildStageReports {
     if (push.op === 'build.stage' && isBuildPush(push.body)) {
       round = { push: push.body, staged: new Set(), answered: false }
       ctx.log.info({ build: push.body.id }, 'staging build')
-    } else if ((push.op === 'build.cancel' || push.op === 'build') && isMap(push.body) && push.body['id'] === round?.push.id) {
+    } else if (push.op === 'build.cancel' && isMap(push.body) && push.body['id'] === round?.push.id) {
+      round = null
+    } else if (push.op === 'build') {
+      // Activated, or another build made current (after a seed restart): either way this round is over.
       round = null
     }
   })

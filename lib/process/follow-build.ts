@@ -30,7 +30,10 @@ export interface BuildFollower {
 
 export function followBuild(ctx: ChildContext, follower: BuildFollower): void {
   let pushed = false
+  /** The build the seed asked to stage and has neither activated nor cancelled. */
+  let staging: string | null = null
   const stage = (push: BuildPush) => {
+    staging = push.id
     follower.stage(push).then(
       () => ctx.parent.send({ t: 'staged', id: push.id } satisfies StageToParent),
       (err: unknown) => {
@@ -41,9 +44,16 @@ export function followBuild(ctx: ChildContext, follower: BuildFollower): void {
   }
   ctx.onPush((push) => {
     if (push.op === 'build.stage' && isBuildPush(push.body)) return stage(push.body)
-    if (push.op === 'build.cancel' && isMap(push.body) && isBuildId(push.body['id'])) return follower.discard(push.body['id'])
+    if (push.op === 'build.cancel' && isMap(push.body) && isBuildId(push.body['id'])) {
+      if (push.body['id'] === staging) staging = null
+      return follower.discard(push.body['id'])
+    }
     if (push.op !== 'build' || !isBuildPush(push.body)) return
     pushed = true
+    // Another build made current while one stages: its round is over (the seed restarted, or this node
+    // reconnected and left the round), and no cancel will come for it.
+    if (staging !== null && staging !== push.body.id) follower.discard(staging)
+    staging = null
     if (!follower.activate(push.body.id)) follower.apply(push.body)
   })
   ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
