@@ -6,7 +6,9 @@
  * `build.staged`; at the first child that failed, `build.refused` with that
  * child's code and message. `build.cancel`, or the activation (`build`),
  * ends the round. A child forked meanwhile asks for the build staging
- * (`staging()`) and stages it too.
+ * (`staging()`) and stages it too. "Every child" is every child alive: a
+ * crash-looping child must not block deploys (it loads the current build
+ * when it starts again), so a child exiting can complete the round.
  */
 import { isBuildId, isBuildPush, type BuildPush } from '../builds/manifest.js'
 import { isMap } from '../transport/meta-shapes.js'
@@ -54,11 +56,20 @@ export function startBuildStageReports(ctx: ParentContext): BuildStageReports {
       return answer('build.refused', { id: msg.id, code: msg.code, message: msg.message })
     }
     round.staged.add(child)
-    if (round.staged.size < ctx.config.children) return
-    round.answered = true
-    ctx.log.info({ build: msg.id }, 'build staged in every child')
-    answer('build.staged', { id: msg.id })
+    complete(round)
   })
-  ctx.children.onExit((child) => void round?.staged.delete(child))
+  function complete(r: Round): void {
+    if (r.answered || r.staged.size === 0 || r.staged.size < ctx.childrenAlive()) return
+    r.answered = true
+    ctx.log.info({ build: r.push.id, children: r.staged.size }, 'build staged in every child')
+    answer('build.staged', { id: r.push.id })
+  }
+  ctx.children.onExit((child) => {
+    if (round === null) return
+    round.staged.delete(child)
+    // The supervisor counts the child gone after this runs: check again once it has.
+    const r = round
+    setImmediate(() => complete(r))
+  })
   return { staging: () => round?.push ?? null }
 }

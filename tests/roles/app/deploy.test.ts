@@ -112,3 +112,20 @@ t.test('a push while another build stages replaces it; a rollback stages too', a
   t.match(back.stderr, /rollback to b1: staging on 1 node\(s\)[\s\S]*app-1 \(app\): staged/)
   t.equal(await answer(), '200:v1:b1', 'rolled back when rollback returned')
 })
+
+t.test('a child that dies while a build stages does not block the deploy', async (t) => {
+  const cluster = await startAppCluster(t, { children: 2, threads: 1 })
+  const app = await cluster.startApp()
+  await cluster.push(writeVersion('v1'), 'b1')
+  const slow = admin(['push-build', writeVersion('v2', { init: 'await new Promise((r) => setTimeout(r, 3000))' }), '--seed', cluster.seedAddress])
+  await app.waitForLog((l) => l.msg === 'staging build' && l['build'] === 'b2', 'b2 staging', 60_000)
+  const [victim] = app.childPids()
+  process.kill(victim!, 'SIGKILL')
+  const pushed = await slow
+  t.equal(pushed.code, 0, pushed.stderr)
+  t.equal(pushed.stdout, 'b2\n')
+  for (let i = 0; i < 6; i++) {
+    const a = await get(app.port, '/')
+    t.equal(`${a.status}:${a.body}:${a.headers['x-espra-build']}`, '200:v2:b2', 'every child answers b2, the restarted one too')
+  }
+})
