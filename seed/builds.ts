@@ -1,10 +1,11 @@
 /**
  * The seed's app-build store (docs/meta-protocol.md, "Builds"): content
  * hashes a push lacks (`build.plan`), verified blob uploads in chunks under
- * the frame limit (`build.blob`), builds recorded in the datastore and made
- * current (`build.commit`, `build.rollback`), and the push of the current
- * build to every subscriber (fileserver and app nodes), also on subscribe so
- * a node that (re)connects catches up.
+ * the frame limit (`build.blob`), builds recorded in the datastore and
+ * deployed in two phases (`build.commit`, `build.rollback`: every app node
+ * and fileserver stages the build, then it is made current everywhere at
+ * once, or nowhere; build-staging.ts), and the push of the current build to
+ * every subscriber, also on subscribe so a node that (re)connects catches up.
  *
  * Bytes go to the blob store under `blobs/sha256/<hash>` once each, after
  * their sha256 is checked; a build's manifest is stored as JSON under
@@ -15,7 +16,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import {
   blobKeyOf, checkManifest, checkMessage, isBuildId, isHash, manifestKeyOf, manifestTotals, MAX_FILE_BYTES,
-  type BuildManifest, type BuildPush, type BuildRecord,
+  type BuildManifest, type BuildPush, type BuildRecord, type BuildState,
 } from '../lib/builds/manifest.js'
 import { readBlob } from '../lib/builds/blob-read.js'
 import { EspraError } from '../lib/core/errors.js'
@@ -25,12 +26,18 @@ import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
+import { createBuildStaging, type StageNode, type StageRound, type StageTarget } from './build-staging.js'
 import type { Registry } from './registry.js'
 
 /** Blobs one connection may have half-uploaded at once. */
 const MAX_OPEN_UPLOADS = 8
 const HEAD_PARALLEL = 16
 const CURRENT_KEY = 'current'
+/** Staging waits `--init-timeout` plus this for every node: fetching and checking the files comes first. */
+const STAGE_MARGIN_MS = 15_000
+/** Nodes kept per build record (the record must stay far under the datastore's 64 KB value limit). */
+const MAX_STAGE_NODES = 200
+const STAGED_ROLES = new Set(['app', 'fileserver'])
 const recordKey = (n: number) => `build/${String(n).padStart(10, '0')}`
 
 interface Upload {
@@ -51,11 +58,13 @@ export interface SeedBuildsOptions {
   readonly registry: Registry
   readonly log: Logger
   readonly maxFrame: number
+  /** The nodes' `--init-timeout` (this seed's own value): staging waits this plus a margin. */
+  readonly initTimeoutMs: number
 }
 
 export interface SeedBuilds {
   readonly handlers: [string, RequestHandler<MetaPeer>][]
-  /** The peer gets every build made current from now on, and the current one at once. */
+  /** The peer gets every build made current from now on, and the current one at once; app nodes and fileservers also stage builds. */
   subscribe(peer: MetaPeer): void
   peerClosed(peer: MetaPeer): void
   close(): void
@@ -97,6 +106,14 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     queue = run.catch(() => {})
     return run
   }
+  // Record updates after a round: in order among themselves, never waiting behind a commit's uploads check.
+  let recordQueue: Promise<unknown> = Promise.resolve()
+  const serialRecord = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = recordQueue.then(fn)
+    recordQueue = run.catch(() => {})
+    return run
+  }
+  const staging = createBuildStaging({ log, deadlineMs: opts.initTimeoutMs + STAGE_MARGIN_MS, onDone: (round) => roundDone(round) })
 
   async function loadRecord(id: string): Promise<BuildRecord> {
     const record = await datastore.get('builds', recordKey(Number(id.slice(1))))
@@ -184,28 +201,70 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     const n = lastN + 1
     const id = `b${n}`
-    const record: BuildRecord = { id, n, at: Date.now(), message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id) }
+    const record: BuildRecord = { id, n, at: Date.now(), message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging' }
     await blobs.put(record.manifestKey, Buffer.from(JSON.stringify(manifest)), { contentType: 'application/json' })
     await datastore.put('builds', recordKey(n), { ...record })
-    await datastore.put('builds', CURRENT_KEY, { id })
     lastN = n
     const state = peerUploads(peer)
     const uploadedBytes = state.received
     state.received = 0
-    log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message }, 'build committed and current')
-    makeCurrent({ id, manifest })
-    return { id, files: totals.files, bytes: totals.bytes, uploadedBytes }
+    log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message }, 'build committed; staging')
+    const round = staging.start({ id, manifest }, targets())
+    return { id, files: totals.files, bytes: totals.bytes, uploadedBytes, staging: [...round.nodes.keys()].sort() }
   })
 
   const rollback = (raw: unknown) => serial(async () => {
     const id = body(raw)['id']
     if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
     const manifest = await loadManifest(id)
-    await datastore.put('builds', CURRENT_KEY, { id })
-    log.info({ build: id, was: current?.id ?? null }, 'build made current (rollback)')
-    makeCurrent({ id, manifest })
-    return { id }
+    const active = staging.active()
+    if (active?.push.id === id) return { id, staging: [...active.nodes.keys()].sort() }
+    // Two phases like a push: the files are on every node's reach already, so staging is quick, and a build
+    // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
+    log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
+    await persistState(id, 'staging', [])
+    const round = staging.start({ id, manifest }, targets())
+    return { id, staging: [...round.nodes.keys()].sort() }
   })
+
+  /** The app nodes and fileservers that stage builds: subscribed, registered, not draining. */
+  function targets(): StageTarget[] {
+    const out: StageTarget[] = []
+    for (const peer of subscribers) {
+      const node = peer.nodeId === null ? undefined : registry.view(peer.nodeId)
+      if (node === undefined || !STAGED_ROLES.has(node.role) || node.health === 'draining' || !node.connected) continue
+      out.push({ peer, node: node.id, role: node.role })
+    }
+    return out
+  }
+
+  /** Writes how a build's deploy went into its record (serially with commits, so records are never lost). */
+  function persistState(id: string, state: BuildState, stage: readonly StageNode[]): Promise<void> {
+    return serialRecord(async () => {
+      const key = recordKey(Number(id.slice(1)))
+      const record = await datastore.get('builds', key)
+      if (record === null) return
+      await datastore.put('builds', key, { ...record, state, stage: stage.slice(0, MAX_STAGE_NODES).map((n) => ({ ...n })) })
+    })
+  }
+
+  // How rounds ended, at once (their records are written after): build id → state and nodes. Bounded.
+  const outcomes = new Map<string, { state: BuildState; stage: StageNode[] }>()
+
+  /** A round ended: activated builds go current everywhere now (the push is sent before anything is awaited). */
+  function roundDone(round: StageRound): void {
+    const { id } = round.push
+    const nodes = [...round.nodes.values()].map((n) => ({ ...n }))
+    if (round.outcome === 'activated') {
+      makeCurrent(round.push)
+      void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id })).catch((err: unknown) => log.error({ err, build: id }, 'could not record the current build'))
+    }
+    const state: BuildState = round.outcome === 'activated' ? 'live' : round.outcome === 'refused' ? 'refused' : 'replaced'
+    outcomes.delete(id)
+    outcomes.set(id, { state, stage: nodes })
+    if (outcomes.size > 100) outcomes.delete(outcomes.keys().next().value!)
+    persistState(id, state, nodes).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
+  }
 
   // Builds app nodes refused (init threw, files missing): build id → node id → why. Kept in memory:
   // a refusal stands until that node serves the build or leaves the registry.
@@ -217,12 +276,42 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
     if (typeof b['code'] !== 'string' || !/^ESPRA_ERR_[A-Z_]{1,64}$/.test(b['code'])) throw invalid('code', 'must be an ESPRA_ERR_* code')
     if (typeof b['message'] !== 'string') throw invalid('message', 'must be text')
+    // A refusal while staging is that node's answer to the round; one later (a straight load) is kept here.
+    if (staging.asks(peer.nodeId, b['id'])) {
+      staging.answer(peer, b['id'], { state: 'refused', code: b['code'], message: b['message'].slice(0, 500) })
+      log.warn({ build: b['id'], node: peer.nodeId, code: b['code'] }, `build ${b['id']} refused by ${peer.nodeId} while staging: ${b['message'].slice(0, 500)}`)
+      return {}
+    }
     let nodes = refusals.get(b['id'])
     if (nodes === undefined) refusals.set(b['id'], (nodes = new Map()))
     nodes.set(peer.nodeId, { code: b['code'], message: b['message'].slice(0, 500) })
     log.warn({ build: b['id'], node: peer.nodeId, code: b['code'] }, `build ${b['id']} refused by ${peer.nodeId}: ${b['message'].slice(0, 500)}`)
     return {}
   }
+
+  async function staged(raw: unknown, peer: MetaPeer): Promise<Record<string, never>> {
+    const b = body(raw)
+    if (peer.kind !== 'node' || peer.nodeId === null) throw invalid('peer', 'must be a registered node')
+    if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
+    staging.answer(peer, b['id'], { state: 'staged' })
+    return {}
+  }
+
+  /** A build's deploy as it stands: the round staging it, else its record. */
+  async function status(raw: unknown): Promise<Record<string, unknown>> {
+    const id = body(raw)['id']
+    if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
+    const round = staging.active()
+    if (round?.push.id === id) {
+      return { id, state: 'staging', current: current?.id === id, nodes: [...round.nodes.values()], deadlineInMs: Math.max(0, round.deadline - Date.now()) }
+    }
+    const record = await loadRecord(id)
+    return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [] }
+  }
+
+  /** A record still saying `staging` with no round for it: the seed restarted mid-deploy. */
+  const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
+    round?.push.id === record.id ? 'staging' : outcomes.get(record.id)?.state ?? (record.state === undefined ? 'live' : record.state === 'staging' ? 'abandoned' : record.state)
 
   async function list(raw: unknown): Promise<Record<string, unknown>> {
     const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
@@ -241,11 +330,18 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       if (ids === undefined) running.set(node.build, (ids = []))
       ids.push(node.id)
     }
-    const builds = records.slice(-limit).reverse().map((r) => ({
-      id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes,
-      current: r.id === current?.id, nodes: (running.get(r.id) ?? []).sort(),
-      refused: [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).sort((a, b) => a.node.localeCompare(b.node)),
-    }))
+    const round = staging.active()
+    const builds = records.slice(-limit).reverse().map((r) => {
+      const stage = round?.push.id === r.id ? [...round.nodes.values()] : outcomes.get(r.id)?.stage ?? r.stage ?? []
+      const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
+      const later = [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
+      return {
+        id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes,
+        current: r.id === current?.id, state: stateOf(r, round), nodes: (running.get(r.id) ?? []).sort(),
+        refused: [...atStaging, ...later].sort((a, b) => a.node.localeCompare(b.node)),
+        stage: stage.map((n) => ({ ...n })),
+      }
+    })
     return { current: current?.id ?? null, builds }
   }
 
@@ -260,6 +356,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ['build.rollback', rollback],
       ['build.list', list],
       ['build.refused', refused],
+      ['build.staged', staged],
+      ['build.status', status],
       ['build.current', () => current ?? { id: null }],
     ],
     subscribe(peer) {
@@ -271,11 +369,13 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       })
     },
     peerClosed(peer) {
+      staging.peerGone(peer)
       subscribers.delete(peer)
       uploads.delete(peer)
     },
     close() {
       closed = true
+      staging.close()
       subscribers.clear()
     },
   }

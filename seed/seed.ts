@@ -55,7 +55,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
-  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame }).catch(async (err: unknown) => {
+  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout }).catch(async (err: unknown) => {
     registry.close()
     await Promise.all([blobs.close(), datastore.close(), tasks.close()])
     throw err

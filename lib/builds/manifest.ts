@@ -43,6 +43,26 @@ export interface BuildRecord {
   readonly bytes: number
   /** Blob-store key of the manifest (JSON). */
   readonly manifestKey: string
+  /**
+   * How its last deploy (commit or rollback to it) ended: `staging` while
+   * nodes load it, `live` once activated everywhere, `refused` (some node
+   * refused it or did not answer), `replaced` (a newer push or rollback came
+   * first). Absent on records written before two-phase deploys (they went live).
+   */
+  readonly state?: BuildState
+  /** Each node's part in that deploy. */
+  readonly stage?: readonly BuildStageNode[]
+}
+
+export type BuildState = 'staging' | 'live' | 'refused' | 'replaced'
+
+/** One node's answer to a staging round. */
+export interface BuildStageNode {
+  readonly node: string
+  readonly role: string
+  readonly state: 'staging' | 'staged' | 'refused'
+  readonly code?: string
+  readonly message?: string
 }
 
 export const MAX_FILES = 5000

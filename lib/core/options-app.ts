@@ -10,6 +10,8 @@ declare module './config.js' {
     readonly queueSize: number
     /** app: a request not answered in this time gets 504 and its worker is replaced. */
     readonly requestTimeout: number
+    /** app: a build's workers must load and finish `init` within this, or the build is refused (seed: plus a margin, the staging deadline). */
+    readonly initTimeout: number
     /** app: largest request body handed to the application (413 past it). */
     readonly maxBody: number
     /** app: operator settings handed to the application as `ctx.config.settings`. */
@@ -32,6 +34,11 @@ export const APP_OPTIONS = [
     key: 'requestTimeout', flag: '--request-timeout <duration>', env: 'ESPRA_REQUEST_TIMEOUT', defaultText: '30s',
     doc: 'app: a request unanswered after this gets 504 and the worker running it is terminated and replaced',
     default: constant(30_000), parse: durationIn(10, 3_600_000),
+  }),
+  option({
+    key: 'initTimeout', flag: '--init-timeout <duration>', env: 'ESPRA_INIT_TIMEOUT', defaultText: '30s',
+    doc: 'app: a new build\'s workers must load and finish init() within this, else they are terminated and the build refused (ESPRA_ERR_BUILD_INIT_TIMEOUT); seed: staging waits this plus 15s for every node',
+    default: constant(30_000), parse: durationIn(100, 3_600_000),
   }),
   option({
     key: 'maxBody', flag: '--max-body <size>', env: 'ESPRA_MAX_BODY', defaultText: '1MB',

@@ -179,6 +179,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
         if (link === null) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is not up yet'))
         return link.request(op, body, timeoutMs)
       },
+      childrenAlive: () => supervisor?.alive() ?? 0,
     })
     if (role.forks) {
       // A role with its own listener gets the public port bound once here, shared by every child.

@@ -104,6 +104,8 @@ export interface ParentContext {
   setDependency(name: string, down: string | null): void
   /** A request to the seed over the node's link (e.g. `files.changed`); rejects while no seed is reachable. */
   seedRequest<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
+  /** Children alive now (0 before they are forked). */
+  childrenAlive(): number
 }
 
 export interface Role {

@@ -2,10 +2,12 @@
  * `espra-node admin push-build | builds | rollback`: app builds over the
  * seed's meta port (ops `build.*`, docs/meta-protocol.md). `push-build`
  * sends only the content hashes the seed lacks, in chunks under the frame
- * limit, then waits until every live fileserver reports the new build.
+ * limit, commits, then follows the two-phase deploy (`build.status`: each
+ * node staged or refused) and returns once every app node and fileserver
+ * reports the new build, or fails naming the nodes that refused it.
  */
 import { open } from 'node:fs/promises'
-import type { BuildRecord } from '../../lib/builds/manifest.js'
+import type { BuildRecord, BuildStageNode } from '../../lib/builds/manifest.js'
 import { EspraError } from '../../lib/core/errors.js'
 import type { MetaClient } from '../../lib/transport/meta-client.js'
 import { connect, type ConnectOptions } from './cli.js'
@@ -23,10 +25,14 @@ export interface PushOptions extends ConnectOptions {
   timeout?: string
 }
 
-export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey'> {
+export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage'> {
   current: boolean
+  /** How its last deploy went (`abandoned`: the seed restarted while it was staging). */
+  state: NonNullable<BuildRecord['state']> | 'abandoned'
+  /** Each node's part in that deploy. */
+  stage: BuildStageNode[]
   nodes: string[]
-  /** App nodes that refused this build (its init threw, its files were missing) and still run another. */
+  /** Nodes that refused this build (at staging, or when loading it later) and still run another. */
   refused: { node: string; code: string; message: string }[]
 }
 
@@ -74,26 +80,64 @@ async function uploadBlob(client: MetaClient, hash: string, path: string, chunkS
   }
 }
 
+/** What `build.status` answers. */
+interface BuildStatus {
+  id: string
+  state: BuildListEntry['state']
+  current: boolean
+  nodes: BuildStageNode[]
+}
+
+const SERVING_ROLES = new Set(['app', 'fileserver'])
+
 /**
- * Waits until every live fileserver (connected, not suspect) reports `id`.
- * Returns the ones that did not in time, with the build they serve.
+ * Waits until every live app node and fileserver (connected, not suspect,
+ * not draining) reports `id`. Returns the ones that did not in time, with
+ * the build they serve.
  */
-export async function waitForFileservers(client: MetaClient, id: string, timeoutMs: number): Promise<NodeView[]> {
+export async function waitForNodes(client: MetaClient, id: string, timeoutMs: number): Promise<NodeView[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const nodes = await client.request<NodeView[]>('nodes', { role: 'fileserver' }, REQUEST_TIMEOUT_MS)
-    const behind = nodes.filter((n) => n.connected && n.health !== 'suspect' && n.build !== id)
+    const nodes = await client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS)
+    const behind = nodes.filter((n) => SERVING_ROLES.has(n.role) && n.connected && n.health !== 'suspect' && n.health !== 'draining' && n.build !== id)
     if (behind.length === 0 || Date.now() >= deadline) return behind
     await new Promise((resolve) => setTimeout(resolve, POLL_MS))
   }
 }
 
+/**
+ * Follows the deploy of `id` until the seed activated it (printing each
+ * node's answer as it comes), then until every node serves it. The seed
+ * ends every staging round by its own deadline, so this needs none of its own.
+ */
 async function finish(client: MetaClient, id: string, timeoutMs: number): Promise<void> {
-  const behind = await waitForFileservers(client, id, timeoutMs)
+  const told = new Map<string, string>()
+  let status: BuildStatus
+  for (;;) {
+    status = await client.request<BuildStatus>('build.status', { id }, REQUEST_TIMEOUT_MS)
+    for (const n of status.nodes) {
+      if (told.get(n.node) === n.state || n.state === 'staging') continue
+      told.set(n.node, n.state)
+      say(n.state === 'staged' ? `  ${n.node} (${n.role}): staged` : `  ${n.node} (${n.role}): refused: ${n.code} ${n.message}`)
+    }
+    if (status.state !== 'staging') break
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+  }
+  if (status.state === 'refused') {
+    const refused = status.nodes.filter((n) => n.state === 'refused')
+    throw new EspraError('ESPRA_ERR_BUILD_REFUSED', `build ${id} is current nowhere: refused by ${refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', ')}`, {
+      id, nodes: refused.map((n) => ({ node: n.node, code: n.code, message: n.message })),
+    })
+  }
+  if (status.state !== 'live') {
+    throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${id} is current nowhere: ${status.state === 'replaced' ? 'a newer push or rollback replaced it while it was staging' : 'the seed restarted while it was staging'}`, { id })
+  }
+  say(`build ${id} activated on ${status.nodes.length} node(s); waiting until every app node and fileserver serves it`)
+  const behind = await waitForNodes(client, id, timeoutMs)
   process.stdout.write(`${id}\n`)
   if (behind.length > 0) {
     const names = behind.map((n) => `${n.id} (serving ${n.build ?? 'nothing'})`).join(', ')
-    throw new EspraError('ESPRA_ERR_BUILD_NOT_SERVED', `build ${id} is current, but after ${timeoutMs} ms these fileservers do not serve it: ${names}`, {
+    throw new EspraError('ESPRA_ERR_BUILD_NOT_SERVED', `build ${id} is current, but after ${timeoutMs} ms these nodes do not serve it: ${names}`, {
       id, nodes: behind.map((n) => n.id),
     })
   }
@@ -114,10 +158,10 @@ export async function adminPushBuild(dir: string, opts: PushOptions): Promise<vo
     for (const hash of plan.missing) {
       await uploadBlob(client, hash, packed.sources.get(hash)!, plan.chunkSize, (n) => progress((done += n), total))
     }
-    const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number }>(
+    const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number; staging: string[] }>(
       'build.commit', { manifest: packed.manifest, message: opts.message ?? '' }, REQUEST_TIMEOUT_MS,
     )
-    say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; waiting for fileservers`)
+    say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)
     await finish(client, built.id, timeoutMs)
   } finally {
     await client.close()
@@ -128,8 +172,8 @@ export async function adminRollback(id: string, opts: ConnectOptions & { timeout
   const timeoutMs = parseTimeout(opts.timeout)
   const client = await connect(opts)
   try {
-    await client.request('build.rollback', { id }, REQUEST_TIMEOUT_MS)
-    say(`build ${id} is current; waiting for fileservers`)
+    const rolled = await client.request<{ id: string; staging: string[] }>('build.rollback', { id }, REQUEST_TIMEOUT_MS)
+    say(`rollback to ${id}: staging on ${rolled.staging.length} node(s)`)
     await finish(client, id, timeoutMs)
   } finally {
     await client.close()
@@ -143,6 +187,7 @@ export function formatBuilds(builds: readonly BuildListEntry[]): string {
     ['TIME', (b) => new Date(b.at).toISOString().replace(/\.\d+Z$/, 'Z')],
     ['FILES', (b) => String(b.files)],
     ['BYTES', (b) => formatBytes(b.bytes)],
+    ['STATE', (b) => b.state],
     ['NODES', (b) => (b.nodes.length === 0 ? '-' : b.nodes.join(','))],
     ['REFUSED BY', (b) => (b.refused.length === 0 ? '-' : b.refused.map((r) => `${r.node} (${r.code})`).join(','))],
     ['MESSAGE', (b) => b.message.replace(/\s+/g, ' ')],
@@ -159,6 +204,8 @@ export async function adminBuilds(opts: ConnectOptions & { json?: boolean }): Pr
     process.stdout.write(opts.json ? `${JSON.stringify(builds)}\n` : `${formatBuilds(builds)}\n(* current)\n`)
     if (opts.json) return
     for (const b of builds) for (const r of b.refused) process.stdout.write(`${b.id} refused by ${r.node}: ${r.message}\n`)
+    const staging = builds.find((b) => b.state === 'staging')
+    if (staging) process.stdout.write(`${staging.id} staging: ${staging.stage.map((n) => `${n.node} ${n.state}`).join(', ')}\n`)
   } finally {
     await client.close()
   }

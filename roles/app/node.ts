@@ -9,6 +9,7 @@
 import { readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
+import { startBuildStageReports } from '../../lib/process/build-stage.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { EspraError } from '../../lib/core/errors.js'
@@ -66,6 +67,7 @@ export function startAppNode(ctx: ParentContext): Handle {
   let previous: string | null = null
   const served = new Map<number, string>()
   const refused = new Set<string>()
+  const stage = startBuildStageReports(ctx)
 
   // Only once every child has said which build it serves: a node whose second child is still
   // loading its first build must not claim that build (its requests there would get 503).
@@ -78,7 +80,8 @@ export function startAppNode(ctx: ParentContext): Handle {
     ctx.setBuildRefused(null)
     if (reported !== null) previous = reported
     reported = id
-    const keep = new Set([id, ...(previous ? [previous] : []), ...(latest ? [latest.id] : [])])
+    const staging = stage.staging()
+    const keep = new Set([id, ...(previous ? [previous] : []), ...(latest ? [latest.id] : []), ...(staging ? [staging.id] : [])])
     pruneBuildDirs(join(ctx.config.dataDir, 'app-builds'), keep).then(
       (removed) => removed.length > 0 && ctx.log.info({ removed, kept: [...keep] }, 'old app build directories removed'),
       (err: unknown) => ctx.log.warn({ err }, 'could not remove old app build directories'),
@@ -91,6 +94,7 @@ export function startAppNode(ctx: ParentContext): Handle {
   ctx.children.onRequest((_child, body) => {
     if (!isMap(body)) return null
     if (body['t'] === 'current-build') return latest
+    if (body['t'] === 'staging-build') return stage.staging()
     if (body['t'] === 'app-seed' && TASK_OPS.has(String(body['op']))) return ctx.seedRequest(String(body['op']), body['body'])
     if (body['t'] === 'app-seed') return relayTableOp(ctx, body as unknown as AppSeedRequest)
     return null

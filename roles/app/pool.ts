@@ -10,6 +10,12 @@
  * finishes the requests it holds, runs `destroy` and exits. A generation that
  * fails to start is terminated and the old one keeps serving.
  *
+ * A deploy splits the swap in two (`stage`, then `activate`): the new
+ * generation starts and runs `init` beside the current one, under
+ * `--init-timeout` (past it its workers are terminated: the only way to stop
+ * `for(;;){}`), and waits; `activate` then makes it current synchronously,
+ * so every child of every node can swap the moment the seed says so.
+ *
  * While every worker is busy, each one is also handed the next few waiting
  * requests (`AHEAD`), so a worker does not sleep between requests under load
  * and wakes less often; it still runs them one at a time, in order. A request
@@ -73,6 +79,8 @@ export interface PoolOptions {
   /** Tasks running at once, at most (0: none). */
   readonly taskConcurrency: number
   readonly taskTimeoutMs: number
+  /** A new build's workers must all have run `init` within this, or the build is refused. */
+  readonly initTimeoutMs: number
 }
 
 interface TaskJob {
@@ -139,8 +147,18 @@ export interface WorkerPool {
   runTask(task: WireTask, done: (outcome: TaskOutcome) => void): void
   /** Takes back a task that has not started; false when it runs (or ran). */
   dropTask(id: string): boolean
-  /** Starts the build's workers and makes them current; rejects with `ESPRA_ERR_APP_INIT` and keeps the old build. */
+  /** Starts the build's workers and makes them current; rejects with `ESPRA_ERR_APP_INIT` or `ESPRA_ERR_BUILD_INIT_TIMEOUT` and keeps the old build. */
   load(build: BuildOnDisk): Promise<void>
+  /**
+   * Starts the build's workers beside the current ones (no request reaches
+   * them) and resolves once every one ran `init`; rejects like `load`, its
+   * workers terminated. A build staged before is dropped first.
+   */
+  stage(build: BuildOnDisk): Promise<void>
+  /** Makes the staged build `id` current now; false when it is not (or not yet) staged. */
+  activate(id: string): boolean
+  /** Drops the staged (or staging) build `id`: its workers are terminated; a `stage` in progress rejects. */
+  discard(id: string): void
   stats(): PoolStats
   /** Retires every worker (each finishes what it holds and runs destroy). */
   close(): Promise<void>
@@ -151,6 +169,8 @@ export interface WorkerPool {
 export function createWorkerPool(opts: PoolOptions): WorkerPool {
   const { log } = opts
   let current: Generation | null = null
+  /** The generation started by `stage`, not taking requests: `ready` once every worker ran init. */
+  let staged: { gen: Generation; ready: boolean } | null = null
   const queue: Job[] = []
   const taskQueue: TaskJob[] = []
   let tasksRunning = 0
@@ -360,7 +380,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
 
   function onMessage(slot: Slot, msg: FromWorker): void {
     if (msg.t === 'ready') slot.gen.handlesTasks = msg.tasks
-    if (msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
+    if (msg.t === 'loading' || msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
     if (msg.t === 'task-done') {
       const job = slot.task
       if (job === null || job.task.id !== msg.id) return
@@ -427,7 +447,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       fail(job, 'ESPRA_ERR_APP_HANDLER', 'the application worker exited while handling the request')
     }
     // Keep the current build at full strength: a worker that died (or was killed for a timeout) is replaced.
-    if (!wasGone && slot.ready && slot.gen === current && !closing) {
+    if (!wasGone && slot.ready && (slot.gen === current || slot.gen === staged?.gen) && !closing) {
       log.warn({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited: starting a replacement')
       respawn(slot.gen)
     }
@@ -445,9 +465,19 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       slot.gone = true
       void slot.worker.terminate()
       setTimeout(() => {
-        if (gen === current && !closing) respawn(gen)
+        if ((gen === current || gen === staged?.gen) && !closing) respawn(gen)
       }, RESPAWN_DELAY_MS).unref()
     })
+  }
+
+  /** Terminates the staged generation's workers (nothing was handed to them). */
+  function dropStaged(): void {
+    const gen = staged!.gen
+    staged = null
+    for (const slot of gen.slots) {
+      slot.gone = true
+      void slot.worker.terminate()
+    }
   }
 
   function timeOut(job: Job): void {
@@ -501,28 +531,57 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       pump()
     },
     async load(build) {
+      await this.stage(build)
+      this.activate(build.id)
+    },
+    async stage(build) {
+      if (staged !== null) dropStaged()
       const gen: Generation = { build, slots: new Set(), retired: false, handlesTasks: false }
+      const mine = { gen, ready: false }
+      staged = mine
       const slots = Array.from({ length: opts.threads }, () => spawn(gen))
+      const timers: NodeJS.Timeout[] = []
+      const ready = Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
+        slot.worker.once('espra:ready', () => {
+          slot.ready = true
+          resolve()
+        })
+        slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: ${msg.message}`, { build: build.id })))
+        slot.worker.once('exit', (code) => reject(staged !== mine
+          ? new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
+          : new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: a worker exited (code ${code}) while starting`, { build: build.id })))
+      })))
+      // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it. Each worker's clock starts
+      // when its build code starts loading (starting a thread on a busy machine is the platform's time, not the build's).
+      const timedOut = new Promise<never>((_, reject) => {
+        for (const slot of slots) {
+          slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(new EspraError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
+            `build ${build.id} refused: init() did not finish within ${opts.initTimeoutMs} ms (--init-timeout); its workers were terminated`, { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
+        }
+      })
       try {
-        await Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
-          slot.worker.once('espra:ready', () => {
-            slot.ready = true
-            resolve()
-          })
-          slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: ${msg.message}`, { build: build.id })))
-          slot.worker.once('exit', (code) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: a worker exited (code ${code}) while starting`, { build: build.id })))
-        })))
+        await Promise.race([ready, timedOut])
       } catch (err) {
+        if (staged === mine) staged = null
         for (const slot of slots) {
           slot.gone = true
           void slot.worker.terminate()
         }
         throw err
+      } finally {
+        for (const timer of timers) clearTimeout(timer)
       }
+      if (staged !== mine) throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
+      mine.ready = true
       if (closing) {
+        staged = null
         for (const slot of slots) retire(slot)
-        return
       }
+    },
+    activate(id) {
+      if (staged === null || !staged.ready || staged.gen.build.id !== id) return false
+      const gen = staged.gen
+      staged = null
       const old = current
       current = gen
       if (old !== null) {
@@ -531,6 +590,10 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       }
       pump()
       startTasks()
+      return true
+    },
+    discard(id) {
+      if (staged?.gen.build.id === id) dropStaged()
     },
     stats() {
       let busy = 0
@@ -546,6 +609,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       }
       for (const job of taskQueue.splice(0)) endTask(job, { result: 'released' })
       for (const slot of current?.slots ?? []) if (slot.held.length === 0 && slot.task === null) retire(slot)
+      if (staged !== null) dropStaged()
       await Promise.all([...exits])
     },
     destroy() {

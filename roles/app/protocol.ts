@@ -74,6 +74,8 @@ export type ToWorker =
   | { t: 'pull'; id: number; stop: boolean }
 
 export type FromWorker =
+  /** The platform side of the worker is up; the build's own code (module, then init) starts now. */
+  | { t: 'loading' }
   /** `tasks`: the module exports handleTask. */
   | { t: 'ready'; tasks: boolean }
   | { t: 'init-failed'; message: string; stack?: string }

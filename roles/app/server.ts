@@ -6,8 +6,7 @@
  * workers) and tells the parent which build it serves or why it refused one.
  */
 import { createTrustedProxies, forwardedClient, plainAddress } from '../../lib/core/client-address.js'
-import { ERRORS, toWire, type ErrorCode } from '../../lib/core/errors.js'
-import type { BuildPush } from '../../lib/builds/manifest.js'
+import { ERRORS, type ErrorCode } from '../../lib/core/errors.js'
 import { createLivePublisher } from '../../lib/live/publisher.js'
 import { deriveTokenKey } from '../../lib/live/token.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
@@ -20,7 +19,7 @@ import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.j
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { checkNewTask } from '../../lib/tasks/task.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { materializeBuild } from './build-files.js'
+import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
@@ -161,6 +160,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     call: (op, args) => platform[op](...args),
     taskConcurrency: config.taskConcurrency,
     taskTimeoutMs: config.taskTimeout,
+    initTimeoutMs: config.initTimeout,
   })
   const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff })
 
@@ -216,40 +216,20 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   // pattern registered twice), so the app takes the same ground with these three.
   for (const pattern of ['/', '/:segment', '/:segment/*']) ctx.app.any(pattern, handler)
 
-  // Loads run one at a time; a push that is no longer the latest by the time its turn comes is skipped.
-  let wanted: BuildPush | null = null
-  let chain: Promise<void> = Promise.resolve()
-  const tried = new Set<string>()
-  // Settles once the first load ends (serving or refused): the child listens only then (start-up readiness).
+  // Build switching (staging, activation, straight loads): build-switch.ts. A replacement child listens
+  // once its workers run the build its siblings serve (files on disk, `init` done), not before: a 503
+  // 'no build' during a reload is a failed request (issue 11). A fresh cluster (no build yet) starts at once.
   let firstSettled!: () => void
   const firstLoad = new Promise<void>((resolve) => (firstSettled = resolve))
-  function apply(push: BuildPush): void {
-    if (push.id === wanted?.id) return
-    wanted = push
-    chain = chain.then(async () => {
-      if (wanted !== push || pool.build === push.id) return
-      const started = performance.now()
-      try {
-        const build = await materializeBuild(store, push, config.dataDir)
-        await pool.load(build)
-        consumer.poke()
-        log.info({ build: push.id, threads: config.threads, ms: Math.round(performance.now() - started) }, 'app build serving')
-        ctx.parent.send({ t: 'serving', id: push.id } satisfies AppToParent)
-        firstSettled()
-      } catch (err) {
-        const wire = toWire(err)
-        tried.add(push.id)
-        log.error({ err, build: push.id, code: wire.code, keeping: pool.build }, `app build ${push.id} refused; still serving ${pool.build ?? 'nothing'}`)
-        ctx.parent.send({ t: 'load-failed', id: push.id, code: wire.code, message: wire.message } satisfies AppToParent)
-        firstSettled()
-      }
-    })
-  }
-
-  // A replacement child listens once its workers run the build its siblings serve (files on disk, `init`
-  // done), not before: a 503 'no build' during a reload is a failed request (issue 11). A fresh cluster
-  // (no build anywhere yet) starts at once.
-  await waitForFirstBuild(ctx, await followBuild(ctx, apply), firstLoad)
+  const follower = createAppBuildSwitch({
+    store, pool, dataDir: config.dataDir, threads: config.threads, log,
+    send(msg) {
+      ctx.parent.send(msg)
+      if (msg.t === 'serving' || msg.t === 'load-failed') firstSettled()
+    },
+    onServing: () => consumer.poke(),
+  })
+  await waitForFirstBuild(ctx, await followBuild(ctx, follower), firstLoad)
 
   return {
     async close() {

@@ -195,6 +195,8 @@ async function serve(app: AppModule): Promise<void> {
 
 async function main(): Promise<void> {
   let app: AppModule
+  // --init-timeout counts from here: what follows is the build's own code, which may never return.
+  post({ t: 'loading' })
   try {
     app = (await import(pathToFileURL(start.entry).href)) as AppModule
     if (typeof app.handle !== 'function') throw new Error(`${start.entry} exports no handle(request) function`)

@@ -14,10 +14,10 @@
  * beside it and then swapped in, so no response mixes two builds.
  */
 import { pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
-import { toWire } from '../../lib/core/errors.js'
+import { EspraError, toWire } from '../../lib/core/errors.js'
 import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
-import { followBuild, waitForFirstBuild } from '../../lib/process/follow-build.js'
+import { followBuild, waitForFirstBuild, type BuildFollower } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { requestHost } from '../../lib/vhosts/vhost.js'
 import { multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from './http-conditions.js'
@@ -143,6 +143,13 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
   ctx.app.any(appPath, serve)
   ctx.app.any(`${appPath}/*`, serve)
 
+  function serving(build: LoadedBuild, started: number): void {
+    current = build
+    log.info({ build: build.id, files: build.files.size, private: build.private, bytes: build.bytes, ms: Math.round(performance.now() - started) }, 'app build serving')
+    ctx.parent.send({ t: 'serving', id: build.id } satisfies AssetsToParent)
+    firstSettled()
+  }
+
   function apply(push: BuildPush): void {
     if (push.id === (loading ?? current?.id)) return
     const mine = ++generation
@@ -152,10 +159,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
       (build) => {
         if (mine !== generation) return
         loading = null
-        current = build
-        log.info({ build: build.id, files: build.files.size, private: build.private, bytes: build.bytes, ms: Math.round(performance.now() - started) }, 'app build serving')
-        ctx.parent.send({ t: 'serving', id: build.id } satisfies AssetsToParent)
-        firstSettled()
+        serving(build, started)
       },
       (err: unknown) => {
         if (mine !== generation) return
@@ -168,10 +172,34 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
     )
   }
 
+  // Two-phase deploys: a staged build is loaded whole beside the current one; activating it is one assignment.
+  let staged: { id: string; build: LoadedBuild | null } | null = null
+  const follower: BuildFollower = {
+    apply,
+    async stage(push) {
+      const mine = { id: push.id, build: null as LoadedBuild | null }
+      staged = mine
+      const build = await loadBuild(store, push, current)
+      if (staged !== mine) throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${push.id} was dropped while it loaded`, { build: push.id })
+      mine.build = build
+    },
+    activate(id) {
+      const build = staged?.id === id ? staged.build : null
+      if (build === null) return false
+      staged = null
+      generation++
+      loading = null
+      serving(build, performance.now())
+      return true
+    },
+    discard(id) {
+      if (staged?.id === id) staged = null
+    },
+  }
   // A replacement child listens once the build its siblings serve is in memory, not before: a 404 for
   // an asset of the current build during a reload is a failed request (issue 11). A fresh cluster
   // (no build anywhere yet) starts at once.
-  await waitForFirstBuild(ctx, await followBuild(ctx, apply), firstLoad)
+  await waitForFirstBuild(ctx, await followBuild(ctx, follower), firstLoad)
 
   return {
     async close() {

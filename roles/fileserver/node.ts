@@ -6,6 +6,7 @@
  * the new one.
  */
 import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
+import { startBuildStageReports } from '../../lib/process/build-stage.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import type { AssetsToParent } from './app-assets.js'
@@ -16,6 +17,8 @@ export async function startFileserverNode(ctx: ParentContext, relay?: (body: unk
   const cache = await startCacheParent(ctx)
   let latest: BuildPush | null = null
   const served = new Map<number, string>()
+  // Two-phase deploys: children stage a build, this tells the seed when all did (or the first refusal).
+  const stage = startBuildStageReports(ctx)
 
   // Only once every child serves the same build: a child still loading must not let push-build return early.
   function report(): void {
@@ -28,6 +31,7 @@ export async function startFileserverNode(ctx: ParentContext, relay?: (body: unk
   })
   ctx.children.onRequest((_child, body) => {
     if (isMap(body) && body['t'] === 'current-build') return latest
+    if (isMap(body) && body['t'] === 'staging-build') return stage.staging()
     return cache.onRequest(body) ?? relay?.(body) ?? null
   })
   ctx.children.onMessage((child, body) => {

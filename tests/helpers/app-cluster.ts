@@ -30,6 +30,8 @@ export interface AppCluster {
   readonly seedAddress: string
   /** Another app node on this seed (ids app-1, app-2, ...). */
   startApp(flags?: Record<string, string | number>): Promise<StartedNode>
+  /** A fileserver node on this seed sharing the blob directory (ids fs-1, fs-2, ...). */
+  startFileserver(flags?: Record<string, string | number>): Promise<StartedNode>
   /** Pushes a build directory; resolves once `push-build` printed the expected id. */
   push(dir: string, id: string): Promise<void>
   /** Waits until the node's health answer names the build. */
@@ -44,6 +46,7 @@ export async function startAppCluster(t: Test, appFlags: Record<string, string |
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
   const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast })
   let apps = 0
+  let fileservers = 0
   return {
     seed,
     seedAddress,
@@ -51,6 +54,11 @@ export async function startAppCluster(t: Test, appFlags: Record<string, string |
       const app = await startNode(t, 'app', { seed: seedAddress, 'node-id': `app-${++apps}`, ...fast, ...appFlags, ...flags })
       await waitFor('app registered', async () => (await health(app.port)).body['seedConnected'] === true)
       return app
+    },
+    async startFileserver(flags = {}) {
+      const fs = await startNode(t, 'fileserver', { seed: seedAddress, 'node-id': `fs-${++fileservers}`, ...fast, ...flags })
+      await waitFor('fileserver registered', async () => (await health(fs.port)).body['seedConnected'] === true)
+      return fs
     },
     async push(dir, id) {
       const pushed = await admin(['push-build', dir, '--seed', seedAddress])

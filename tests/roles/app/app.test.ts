@@ -243,9 +243,11 @@ t.test('build swap under load: no failed request, no mixed answer; a build whose
   const afterSwap = answers.length
   await waitFor('load after the swap', () => answers.length > afterSwap + 200)
 
-  // A build whose init throws: refused, the node keeps b2 and says so in its log; the load goes on.
-  await push(writeApp('v3', { initThrows: true }), 'b3')
-  const refusal = await app.waitForLog((l) => l.msg.startsWith('app build b3 refused'), 'the refusal in the parent log', 30_000)
+  // A build whose init throws: refused at staging (push-build fails), the node keeps b2 and says so in its log; the load goes on.
+  const pushed3 = await admin(['push-build', writeApp('v3', { initThrows: true }), '--seed', seedAddress])
+  t.equal(pushed3.code, 1, 'push-build fails')
+  t.match(pushed3.stderr, /ESPRA_ERR_BUILD_REFUSED: build b3 is current nowhere: refused by app-1 \(ESPRA_ERR_APP_INIT: build b3 refused: init refused on purpose\)/)
+  const refusal = await app.waitForLog((l) => l.msg.startsWith('build b3 refused at staging'), 'the refusal in the parent log', 30_000)
   t.match(refusal, { level: 'error', build: 'b3', code: 'ESPRA_ERR_APP_INIT' })
   const afterRefusal = answers.length
   await waitFor('load after the refusal', () => answers.length > afterRefusal + 200)

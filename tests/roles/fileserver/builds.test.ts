@@ -155,7 +155,7 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   const size2 = Buffer.byteLength(files2['live.txt'])
   t.match(push2.stderr, `sending 1 new`)
   t.match(push2.stderr, `${size2} bytes uploaded`)
-  const committed = await seed.waitForLog((l) => l.msg === 'build committed and current' && l['build'] === 'b2', 'b2 committed')
+  const committed = await seed.waitForLog((l) => l.msg === 'build committed; staging' && l['build'] === 'b2', 'b2 committed')
   t.equal(committed['uploadedBytes'], size2, 'the seed received exactly the changed file')
   for (const node of fs) t.equal((await fetch(node.port, '/app/live.txt')).body.toString(), files2['live.txt'])
 
@@ -225,7 +225,7 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   await seed.stop()
 })
 
-t.test('push-build names the fileservers that do not serve the build', async (t) => {
+t.test('push-build names the fileservers that cannot load the build, and the build is current nowhere', async (t) => {
   const metaPort = await freePort()
   const seedAddress = `127.0.0.1:${metaPort}`
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
@@ -237,9 +237,11 @@ t.test('push-build names the fileservers that do not serve the build', async (t)
   writeBuild(dir, { 'public/index.html': 'hi' })
   const push = await cli(['push-build', dir, '--timeout', '1500ms', '--seed', seedAddress])
   t.equal(push.code, 1)
-  t.equal(push.stdout, 'b1\n', 'the build is current all the same')
-  t.match(push.stderr, /ESPRA_ERR_BUILD_NOT_SERVED.*fs-lonely \(serving nothing\)/)
-  await node.waitForLog((l) => l.msg === 'app build cannot be loaded; still serving the previous one', 'load failure logged')
+  t.equal(push.stdout, '', 'no build id: it is current nowhere')
+  t.match(push.stderr, /ESPRA_ERR_BUILD_REFUSED.*fs-lonely \(ESPRA_ERR_BUILD_LOAD: build b1: blob [0-9a-f]{64} is not in the blob store\)/)
+  await node.waitForLog((l) => l.msg.startsWith('build b1 refused at staging'), 'refusal logged')
+  const listed = await cli(['builds', '--json', '--seed', seedAddress])
+  t.match(JSON.parse(listed.stdout), [{ id: 'b1', current: false, state: 'refused', refused: [{ node: 'fs-lonely', code: 'ESPRA_ERR_BUILD_LOAD' }] }])
   await node.stop()
   await seed.stop()
 })
