@@ -100,6 +100,8 @@ export const ERRORS = {
   ESPRA_ERR_ELB_CREDENTIALS: { message: 'no usable AWS credentials for ELB', status: 401 },
   ESPRA_ERR_ELB_UNAVAILABLE: { message: 'ELB did not answer (or kept throttling) after every retry', status: 503 },
   ESPRA_ERR_ELB_FAILED: { message: 'ELB refused the request', status: 502 },
+  ESPRA_ERR_META_FORBIDDEN: { message: 'this meta operation is for admin peers only', status: 403 },
+  ESPRA_ERR_NODE_UNKNOWN: { message: 'no registered node has that id', status: 404 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
