@@ -233,7 +233,8 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       if (op === 'drain') {
         const order = asDrainOrder((body as { order?: unknown } | null)?.order)
         if (order === null && (body as { order?: unknown } | null)?.order !== null) return void log.warn('malformed drain push from the seed: ignored')
-        return drainer.apply(order)
+        // Children hear the order too (a Live child tells its clients to reconnect elsewhere).
+        drainer.apply(order)
       }
       if (op === 'routing' && isRoutingTable(body)) {
         if (body.version !== state.routing?.version) log.info({ version: body.version, nodes: body.nodes.length }, 'routing table received')
