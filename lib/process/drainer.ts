@@ -38,7 +38,7 @@ export interface Drainer {
   /** The order the seed pushed; null lifts it. */
   apply(order: DrainOrder | null): void
   readonly order: DrainOrder | null
-  /** Ends a grace wait (the node is stopping anyway). */
+  /** The node is stopping: ends a grace wait, and later orders (an undrain too) are ignored. */
   close(): void
 }
 
@@ -49,6 +49,8 @@ export function createDrainer(opts: DrainerOptions): Drainer {
   let generation = 0
   let graceTimer: NodeJS.Timeout | null = null
   let wakeGrace: (() => void) | null = null
+  // Set once the node is stopping: an undrain then must not make health ok again.
+  let closed = false
 
   function cancelGrace(): void {
     if (graceTimer) clearTimeout(graceTimer)
@@ -86,6 +88,7 @@ export function createDrainer(opts: DrainerOptions): Drainer {
       return current
     },
     apply(order) {
+      if (closed) return
       if (order === null) {
         if (current === null) return
         current = null
@@ -103,6 +106,7 @@ export function createDrainer(opts: DrainerOptions): Drainer {
       run(order, mine).catch((err: unknown) => log.error({ err }, 'drain failed'))
     },
     close() {
+      closed = true
       generation++
       cancelGrace()
     },

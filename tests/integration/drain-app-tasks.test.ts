@@ -1,6 +1,7 @@
 // A drained app node that stays up (`admin drain --then idle`): it leases no task, gives the tasks it leased but
 // has not started back to the queue at once, lets the running one finish, and takes tasks again once undrained.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { encodePayload } from '../../lib/tasks/task.js'
@@ -8,8 +9,6 @@ import { admin, startAppCluster, writeBuild } from '../helpers/app-cluster.js'
 import { waitFor } from '../helpers/cluster.js'
 import { sleep } from '../helpers/meta.js'
 import { client } from '../helpers/seed.js'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 
 const APP = `
 import { appendFileSync } from 'node:fs'

@@ -120,6 +120,9 @@ t.test('drain --then stop: the node stops (exit 0); restarted it comes back drai
   t.equal((await health(live.port)).status, 503)
   t.equal((await reg.node('live-a'))?.health, 'draining')
   t.same(await reg.routed(), ['live-b'], 'never routed after the restart')
+  const shown = await cli(address, 'status')
+  t.match(shown.stdout, /\ndrained: live-a \(then stop, since \d{4}-\d\d-\d\dT[\d:.]+Z\)\n/, 'admin status lists the drained node')
+  t.match(shown.stdout, /\nlive-a +live +.* draining \(drained, then stop\) /, 'and its row says so')
 
   // The seed restarts: the order is in its datastore, so live-a is still drained.
   seed.proc.kill('SIGKILL')
