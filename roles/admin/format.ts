@@ -66,3 +66,19 @@ export function formatSummary(seed: string, nodes: readonly NodeView[]): string 
 /** One line of task-queue counts (`admin tasks`, `admin status`). */
 export const formatTaskCounts = (backend: string, c: { ready: number; delayed: number; leased: number; dead: number }): string =>
   `tasks (${backend} queue): ${c.ready} ready, ${c.delayed} delayed, ${c.leased} leased, ${c.dead} dead`
+
+/** One entry of `node.drains`. */
+export interface DrainedNode {
+  id: string
+  then: 'stop' | 'idle'
+  graceMs: number
+  at: number
+  registered: boolean
+}
+
+/** The drained nodes not registered now (stopped by their order, or ordered with --force); '' when none. */
+export function formatDrainedAway(drains: readonly DrainedNode[]): string {
+  const away = drains.filter((d) => !d.registered)
+  if (away.length === 0) return ''
+  return `drained, not registered (admin undrain, then start them): ${away.map((d) => `${d.id} (then ${d.then}, since ${new Date(d.at).toISOString()})`).join(', ')}`
+}

@@ -113,6 +113,8 @@ t.test('drain --then stop: the node stops (exit 0); restarted it comes back drai
   t.match(drained.stdout, /live-a: not registered\nlive-a: stopped \(admin undrain, then start it again, brings it back\)\n$/)
   t.same(await live.exited, { code: 0, signal: null }, 'the node ran its stop sequence and exited 0')
   t.same(await reg.routed(), ['live-b'])
+  const away = await cli(address, 'status')
+  t.match(away.stdout, /\ndrained, not registered \(admin undrain, then start them\): live-a \(then stop, since [\dT:.Z-]+\)\n/, 'admin status lists the stopped drained node')
 
   // Started again (as a process manager or an operator would): drained, out of routing, not stopping again.
   live = await startNode(t, 'live', liveFlags)
