@@ -222,7 +222,8 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     stop() {
       if (stopSignal || drainStopping) return
       drainStopping = true
-      beginStop('drain')
+      // An order carried out before start-up finished (no grace, no ELB) stops once the node has started.
+      if (running) beginStop('drain')
     },
   })
   link = createSeedLink({
@@ -290,5 +291,6 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
 
   running = true
   if (stopSignal) beginStop(stopSignal)
+  else if (drainStopping) beginStop('drain')
   return stopped
 }
