@@ -98,7 +98,11 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
     const id = parseNodeId(body['id'])
     return serial(async () => {
       const previous = orders.get(id) ?? null
-      if (previous === null) return { id, undrained: false, previous }
+      // Not drained; a stored record that did not parse at start (ignored then) is removed all the same.
+      if (previous === null) {
+        if (await datastore.delete('cluster', drainKey(id))) log.info({ id }, 'a malformed stored drain order removed')
+        return { id, undrained: false, previous }
+      }
       await datastore.delete('cluster', drainKey(id))
       orders.delete(id)
       log.info({ id, previous }, 'node undrained')

@@ -105,3 +105,25 @@ t.test('orders survive a seed restart: loaded at start, given to the node when i
   await until(() => ids(proxy.tables.at(-1))?.join() === 'live-b', 2000, 'only live-b is routed')
   t.ok(second.lines.some((l) => l.msg === 'drained nodes loaded'), 'the seed logs what it loaded')
 })
+
+t.test('a malformed stored order is ignored with a warning at start, not trusted', async (t) => {
+  const first = await startTestSeed(t)
+  const admin = client(t, first.port)
+  await admin.ready
+  await admin.request('ds.put', { kind: 'cluster', key: 'drain/live-a', value: { then: 'reboot', graceMs: 5, at: 1 } })
+  await admin.request('ds.put', { kind: 'cluster', key: 'drain/live-b', value: { then: 'idle', graceMs: -1, at: 1 } })
+  admin.destroy()
+  first.seed.destroy()
+
+  const second = await startTestSeed(t, { dataDir: first.config.dataDir, blobDir: first.config.blobDir })
+  const warnings = second.lines.filter((l) => l.msg === 'a stored drain order is malformed: ignored (admin undrain removes it)')
+  t.same(warnings.map((l) => l['key']).sort(), ['drain/live-a', 'drain/live-b'])
+  const proxy = await watcher(t, second.port, { routing: 'us-1' })
+  await nodeClient(t, second.port, 'live-a')
+  await until(() => ids(proxy.tables.at(-1))?.join() === 'live-a', 2000, 'live-a routed')
+  const again = client(t, second.port)
+  await again.ready
+  t.same(await again.request('node.drains', {}), { drains: [] })
+  t.match(await again.request('node.undrain', { id: 'live-a' }), { undrained: false }, 'undrain answers not drained')
+  t.same(await again.request('ds.get', { kind: 'cluster', key: 'drain/live-a' }), { value: null }, 'and removes the malformed record')
+})
