@@ -24,6 +24,7 @@ import type { Logger } from '../core/log.js'
 import type { DrainOrder } from '../transport/drain-order.js'
 import type { ElbMembership } from './elb-membership.js'
 
+/** What the drainer needs from the node parent. */
 export interface DrainerOptions {
   readonly log: Logger
   /** This process's start, ms since the epoch. */
@@ -34,6 +35,7 @@ export interface DrainerOptions {
   stop(): void
 }
 
+/** The node's current drain order and the way to change it. */
 export interface Drainer {
   /** The order the seed pushed; null lifts it. */
   apply(order: DrainOrder | null): void
@@ -42,6 +44,7 @@ export interface Drainer {
   close(): void
 }
 
+/** The drain state machine of one node parent; idle until the seed pushes an order. */
 export function createDrainer(opts: DrainerOptions): Drainer {
   const { log } = opts
   let current: DrainOrder | null = null

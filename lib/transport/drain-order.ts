@@ -37,16 +37,19 @@ const bad = (field: string, allowed: string) => new EspraError('ESPRA_ERR_META_B
 /** What a node id may be, in words. */
 export const NODE_ID_TEXT = 'letters, digits, ".", "_" and "-", at most 64'
 
+/** Checks a node id received in a request body (`details.field` `id`). */
 export function parseNodeId(value: unknown): string {
   if (typeof value !== 'string' || !NODE_ID.test(value)) throw bad('id', `a node id: ${NODE_ID_TEXT}`)
   return value
 }
 
+/** Checks `then`: `stop` or `idle`. */
 export function parseDrainThen(value: unknown, field = 'then'): DrainThen {
   if (!DRAIN_THEN.includes(value as DrainThen)) throw bad(field, `one of ${DRAIN_THEN.join(', ')}`)
   return value as DrainThen
 }
 
+/** Checks a grace in whole milliseconds, 0 to {@link MAX_DRAIN_GRACE_MS}. */
 export function parseGraceMs(value: unknown, field = 'graceMs'): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_DRAIN_GRACE_MS) {
     throw bad(field, `an integer number of milliseconds from 0 to ${MAX_DRAIN_GRACE_MS}`)
