@@ -18,6 +18,7 @@ const adminModules = {
   cli: () => import('../roles/admin/cli.js'),
   maintenance: () => import('../roles/admin/maintenance.js'),
   rollingRestart: () => import('../roles/admin/rolling-restart.js'),
+  drain: () => import('../roles/admin/drain.js'),
   tasks: () => import('../roles/admin/tasks.js'),
   token: () => import('../roles/admin/token.js'),
   uploadToken: () => import('../roles/admin/upload-token.js'),
@@ -87,6 +88,17 @@ function buildProgram(rolesHelpText: string): Command {
     .option('--timeout <duration>', 'how long one node may take to be healthy again with every child', '120s')
     .option('--mode <mode>', 'reload (children replaced in place); restart is not built yet', 'reload')
     .action(async (opts) => (await adminModules.rollingRestart()).adminRollingRestart(opts))
+  connectOptions(admin.command('drain <node>').description('take a node out of service: health 503 and out of routing at once, out of its ELB target group, serve through --grace, then stop or idle; kept by the seed across restarts'))
+    .option('--then <what>', 'stop (the node runs its stop sequence and exits 0) or idle (it stays up, drained, until undrain)', 'stop')
+    .option('--grace <duration>', 'how long the node keeps serving after it left routing and its target group (0 to 1h)', '20s')
+    .option('--force', 'store the order for a node id that is not registered now')
+    .option('--no-wait', 'return once the seed has the order, without following the node')
+    .option('--timeout <duration>', 'how long to follow the node before giving up (the order stands)', '15m')
+    .action(async (node: string, opts) => (await adminModules.drain()).adminDrain(node, opts))
+  connectOptions(admin.command('undrain <node>').description('put a drained node back in service: health ok, back in routing and its ELB target group'))
+    .option('--no-wait', 'return once the seed has lifted the order')
+    .option('--timeout <duration>', 'how long to wait for the node to report ok', '15m')
+    .action(async (node: string, opts) => (await adminModules.drain()).adminUndrain(node, opts))
 
   const tasks = connectOptions(admin.command('tasks').description('task queue counts (ready, delayed, leased, dead); --dead lists dead letters with their last error'))
     .option(redisOption, redisDoc)

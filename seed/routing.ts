@@ -33,9 +33,12 @@ export class Routing {
   private flushQueued = false
   private lastVersion = 0
   private closed = false
+  private readonly drained: (id: string) => boolean
 
-  constructor(registry: Registry) {
+  /** `drained`: nodes an operator took out (`admin drain`), left out whatever their health says. */
+  constructor(registry: Registry, drained: (id: string) => boolean = () => false) {
     this.registry = registry
+    this.drained = drained
     registry.onChange((change) => this.noteChange(change))
     registry.onGraceEnd(() => this.pushAll())
   }
@@ -70,6 +73,12 @@ export class Routing {
     if (set?.delete(subscriber) && set.size === 0) this.subscribers.delete(region)
   }
 
+  /** Node `id`'s drain order changed: its region's table is computed (and pushed) again. */
+  drainChanged(id: string): void {
+    const node = this.registry.view(id)
+    if (node?.role === 'live') this.markDirty(node.region)
+  }
+
   close(): void {
     this.closed = true
     this.subscribers.clear()
@@ -77,9 +86,13 @@ export class Routing {
 
   private noteChange(change: NodeChange): void {
     const { node, before } = change
-    if (node.role === 'live') this.dirty.add(node.region)
-    if (before && before.role === 'live') this.dirty.add(before.region)
-    if (this.dirty.size > 0 && !this.flushQueued) {
+    if (node.role === 'live') this.markDirty(node.region)
+    if (before && before.role === 'live') this.markDirty(before.region)
+  }
+
+  private markDirty(region: string): void {
+    this.dirty.add(region)
+    if (!this.flushQueued) {
       // Coalesce: a sweep that evicts many nodes yields one push per region.
       this.flushQueued = true
       queueMicrotask(() => this.flush())
@@ -114,7 +127,7 @@ export class Routing {
   private compute(region: string): RoutingTable['nodes'] {
     const nodes: RoutingTable['nodes'] = []
     for (const r of this.registry.records()) {
-      if (r.role === 'live' && r.region === region && servesTraffic(r)) nodes.push({ id: r.id, address: r.address, port: r.port })
+      if (r.role === 'live' && r.region === region && servesTraffic(r) && !this.drained(r.id)) nodes.push({ id: r.id, address: r.address, port: r.port })
     }
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }

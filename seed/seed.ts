@@ -19,6 +19,7 @@ import { openEmbeddedDatastore } from './datastore-embedded.js'
 import { datastoreHandlers } from './datastore-ops.js'
 import { openEmbeddedTaskQueue } from './tasks-embedded.js'
 import { taskHandlers } from './tasks-ops.js'
+import { createSeedDrains } from './drains.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
 import { createSeedVhosts } from './vhosts.js'
@@ -60,7 +61,14 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     await Promise.all([blobs.close(), datastore.close(), tasks.close()])
     throw err
   })
-  const routing = new Routing(registry)
+  // Drain orders (admin drain): loaded now, so a drained node is out of routing from its first registration.
+  const drains = await createSeedDrains({ datastore, registry, log, onChanged: (id) => routing.drainChanged(id) }).catch(async (err: unknown) => {
+    builds.close()
+    registry.close()
+    await Promise.all([blobs.close(), datastore.close(), tasks.close()])
+    throw err
+  })
+  const routing = new Routing(registry, drains.isDrained)
   // Vhost mappings: written here only, and every change pushed to fileservers (vhosts.changed).
   const vhosts = createSeedVhosts({ datastore, log })
   // Planned maintenance: kept in the datastore, pushed to every registered node (seed/maintenance.ts).
@@ -101,6 +109,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       registry.register(info, linkOf(peer))
       peer.nodeId = info.id
       maintenance.registered(peer)
+      drains.registered(info.id, peer)
       return registered
     }],
     ['deregister', (_body, peer) => {
@@ -114,7 +123,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       const role = filter['role']
       if (role !== undefined && typeof role !== 'string') throw badRequest('role must be a string')
       const region = filter['region'] === undefined ? undefined : parseRegion(filter['region'])
-      return registry.list({ ...(role !== undefined ? { role } : {}), ...(region !== undefined ? { region } : {}) })
+      return registry.list({ ...(role !== undefined ? { role } : {}), ...(region !== undefined ? { region } : {}) }).map(drains.decorate)
     }],
     ['routing', (body) => routing.table(parseRegion(isMap(body) ? body['region'] : undefined))],
     ['subscribe', (body, peer) => {
@@ -156,6 +165,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     ...vhosts.handlers,
     ...maintenance.handlers,
     ...nodeControl.handlers,
+    ...drains.handlers,
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -182,6 +192,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       fileSubscribers.delete(peer)
       vhosts.peerClosed(peer)
       maintenance.peerClosed(peer)
+      drains.peerClosed(peer)
       builds.peerClosed(peer)
       nodeControl.peerClosed(peer)
       for (const region of routingRegions.get(peer) ?? []) routing.unsubscribe(region, peer.session)

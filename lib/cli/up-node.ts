@@ -54,8 +54,10 @@ async function waitHealthy(port: number, exited: () => number | null | undefined
     if (code !== undefined) throw new Error(`${role} exited with code ${code} while starting; see ${log}`)
     try {
       const res = await fetch(`http://${LOCAL}:${port}/_espra/health`, { signal: AbortSignal.timeout(1000) })
-      await res.body?.cancel()
-      if (res.status === 200) return
+      // A node an operator drained (admin drain) answers 503 `draining` once started: it is up, not stuck.
+      const body = res.status === 200 ? null : await res.json().catch(() => null) as { health?: unknown } | null
+      await res.body?.cancel().catch(() => {})
+      if (res.status === 200 || body?.health === 'draining') return
     } catch {
       // not listening yet
     }

@@ -1,10 +1,15 @@
 /**
  * The node's place in its ELB target group (`--elb-target-group`): it
- * registers once its own health is ok, and on stop it leaves before it
- * drains: deregister, then keep serving while the load balancer drains the
- * target, until AWS says `unused` or the group's deregistration delay has
- * passed. An AWS failure is one error line; the node keeps serving (on start)
- * or goes on stopping (on stop): ELB trouble never keeps a node up or down.
+ * registers once its own health is ok, and on stop (or `admin drain`) it
+ * leaves before it drains: deregister, then keep serving while the load
+ * balancer drains the target, until AWS says `unused` or the group's
+ * deregistration delay has passed. `admin undrain` joins again (register
+ * once healthy). An AWS failure is one error line; the node keeps serving
+ * (on start) or goes on stopping (on stop): ELB trouble never keeps a node
+ * up or down.
+ *
+ * Joins and leaves run one at a time, in the order asked, so a drain and an
+ * undrain given in quick succession reach AWS as Deregister then Register.
  *
  * The AWS SDK is loaded only by nodes that name a target group.
  */
@@ -17,8 +22,12 @@ const HEALTH_POLL_MS = 250
 const JOIN_TIMEOUT_MS = 10 * 60_000
 
 export interface ElbMembership {
-  /** Leaves the target group (if it joined) and waits out the draining; never rejects. */
+  /** Leaves the target group (if it is in it) and waits out the draining; never rejects. */
   leave(): Promise<void>
+  /** Registers again once `healthy()` (after a `leave`); returns once registered, or at once when already in; never rejects. */
+  join(): Promise<void>
+  /** Ends any wait and releases the SDK client; call once the node no longer joins or leaves. */
+  close(): void
 }
 
 /** Starts waiting for `healthy()` and then registers; returns at once. */
@@ -28,7 +37,6 @@ export async function startElbMembership(config: NodeConfig, log: Logger, health
   const targetId = config.elbTargetId ?? config.advertise
   const member: TargetGroupMember = createTargetGroupMember({ arn: config.elbTargetGroup, targetId, port: config.port })
   const target = { targetGroup: config.elbTargetGroup, targetId, targetPort: config.port }
-  const stop = new AbortController()
   let lastState = ''
   const onState = (h: TargetHealth): void => {
     if (h.state === lastState) return
@@ -40,41 +48,71 @@ export async function startElbMembership(config: NodeConfig, log: Logger, health
     log.error({ ...target, code: e.code }, `${what}: ${e.message ?? String(err)}`)
   }
 
+  // `in`: registered (or registering); a `leave` aborts the wait for health and the watch for `healthy`.
+  let joinedNow = false
+  let stop = new AbortController()
   let watch: Promise<unknown> = Promise.resolve()
-  const joined = (async (): Promise<boolean> => {
+  let closed = false
+  let chain: Promise<unknown> = Promise.resolve()
+  const serial = (work: () => Promise<void>): Promise<void> => {
+    const run = chain.then(work)
+    chain = run
+    return run
+  }
+
+  async function register(signal: AbortSignal): Promise<void> {
     while (!healthy()) {
-      if (stop.signal.aborted) return false
+      if (signal.aborted) return
       await new Promise((r) => setTimeout(r, HEALTH_POLL_MS))
     }
-    if (stop.signal.aborted) return false
+    if (signal.aborted) return
     try {
       await member.register()
     } catch (err) {
-      fail(err, 'cannot register in the ELB target group')
-      return false
+      return fail(err, 'cannot register in the ELB target group')
     }
+    joinedNow = true
+    lastState = ''
     log.info(target, 'registered in the ELB target group')
-    // Watching for `healthy` is for the log only; stopping ends the watch.
-    watch = member.untilHealthy(JOIN_TIMEOUT_MS, { onState, signal: stop.signal })
+    // Watching for `healthy` is for the log only; leaving ends the watch.
+    watch = member.untilHealthy(JOIN_TIMEOUT_MS, { onState, signal })
       .catch((err: unknown) => fail(err, 'cannot read the ELB target health'))
-    return true
-  })()
+  }
+
+  // The first join waits for health outside the chain, so a stop during start-up aborts it at once.
+  const first = register(stop.signal)
 
   return {
-    async leave() {
+    leave() {
       stop.abort()
-      if (!(await joined)) return member.close()
-      await watch
-      log.info(target, 'leaving the ELB target group: deregistering, then serving while the target drains')
-      try {
-        const result = await member.leave({ onState })
-        if (result.timedOut) log.warn({ ...target, elbState: result.state, waitedMs: result.waitedMs }, 'the ELB target was still draining at the deregistration delay; stopping anyway')
-        else log.info({ ...target, waitedMs: result.waitedMs }, 'left the ELB target group')
-      } catch (err) {
-        fail(err, 'cannot leave the ELB target group')
-      } finally {
-        member.close()
-      }
+      return serial(async () => {
+        await first
+        if (!joinedNow) return
+        await watch
+        log.info(target, 'leaving the ELB target group: deregistering, then serving while the target drains')
+        try {
+          const result = await member.leave({ onState })
+          if (result.timedOut) log.warn({ ...target, elbState: result.state, waitedMs: result.waitedMs }, 'the ELB target was still draining at the deregistration delay; going on')
+          else log.info({ ...target, waitedMs: result.waitedMs }, 'left the ELB target group')
+        } catch (err) {
+          fail(err, 'cannot leave the ELB target group')
+        }
+        // Out as far as this node can tell (a failed deregister is retried by the next join/leave, not in a loop).
+        joinedNow = false
+      })
+    },
+    join() {
+      return serial(async () => {
+        await first
+        if (joinedNow || closed) return
+        stop = new AbortController()
+        await register(stop.signal)
+      })
+    },
+    close() {
+      closed = true
+      stop.abort()
+      void chain.finally(() => member.close())
     },
   }
 }

@@ -14,7 +14,9 @@ import { maintenancePush } from '../http/maintenance.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import type { NodeLoad } from '../transport/meta-shapes.js'
-import { startElbMembership } from './elb-membership.js'
+import { asDrainOrder } from '../transport/drain-order.js'
+import { createDrainer } from './drainer.js'
+import { startElbMembership, type ElbMembership } from './elb-membership.js'
 import { readMaintenanceFile, writeMaintenanceFile } from './maintenance-file.js'
 import { createParentMetrics, serveMetrics } from './metrics.js'
 import type { ChildrenChannel, Handle, Role } from './role.js'
@@ -124,7 +126,10 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     process.exit(1)
   }
 
+  let drainStopping = false
   const onStop = (signal: NodeJS.Signals): void => {
+    // A drain order already runs the stop sequence: the first signal joins it, a second forces.
+    if (drainStopping && !stopSignal) return void (stopSignal = signal)
     if (stopSignal) forceStop(`second ${signal}`)
     stopSignal = signal
     if (running) beginStop(signal)
@@ -213,11 +218,30 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     throw err
   }
 
+  // Drain orders from the seed (admin drain / undrain); the ELB membership starts below, hence the getter.
+  let elb: ElbMembership | null = null
+  const drainer = createDrainer({
+    log, startedAt,
+    setDraining: (draining) => update({ draining }),
+    elb: () => elb,
+    stop() {
+      if (stopSignal || drainStopping) return
+      drainStopping = true
+      // An order carried out before start-up finished (no grace, no ELB) stops once the node has started.
+      if (running) beginStop('drain')
+    },
+  })
   link = createSeedLink({
     config, role, log, startedAt, load,
     state: () => state,
     onChange: () => update(),
     onPush(op, body) {
+      if (op === 'drain') {
+        const order = asDrainOrder((body as { order?: unknown } | null)?.order)
+        if (order === null && (body as { order?: unknown } | null)?.order !== null) return void log.warn('malformed drain push from the seed: ignored')
+        // Children hear the order too (a Live child tells its clients to reconnect elsewhere).
+        drainer.apply(order)
+      }
       if (op === 'routing' && isRoutingTable(body)) {
         if (body.version !== state.routing?.version) log.info({ version: body.version, nodes: body.nodes.length }, 'routing table received')
         update({ routing: body })
@@ -242,11 +266,14 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   })
   update()
   log.info({ port: config.port, children: state.childrenAlive, metricsPort: config.metricsPort }, 'node started')
-  const elb = await startElbMembership(config, log, () => healthWord(state) === 'ok')
+  elb = await startElbMembership(config, log, () => healthWord(state) === 'ok')
+  // An order that came before the membership existed left the group unjoined (health 503); leave it so.
+  if (elb && drainer.order !== null) void elb.leave()
 
   /** The stop sequence, in order; each step says why it comes where it does. */
-  async function stop(signal: NodeJS.Signals): Promise<void> {
+  async function stop(signal: NodeJS.Signals | 'drain'): Promise<void> {
     log.info({ signal }, 'stopping: failing health checks, then draining')
+    drainer.close()
     const force = setTimeout(() => forceStop('the stop sequence overran its deadline'), config.drainTimeout + STOP_GRACE_MS)
     force.unref()
     // 1. Every child answers health 503 at once, so load balancers stop sending new work.
@@ -257,6 +284,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     //    delay, not by --drain-timeout); the stop deadline starts again after it.
     if (elb) {
       await elb.leave()
+      elb.close()
       force.refresh()
     }
     // 4. Stop accepting and let in-flight work finish, under --drain-timeout.
@@ -273,7 +301,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     resolveStopped()
   }
 
-  function beginStop(signal: NodeJS.Signals): void {
+  function beginStop(signal: NodeJS.Signals | 'drain'): void {
     stop(signal).catch((err: unknown) => {
       log.error({ err }, 'stop sequence failed')
       forceStop('the stop sequence failed')
@@ -282,5 +310,6 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
 
   running = true
   if (stopSignal) beginStop(stopSignal)
+  else if (drainStopping) beginStop('drain')
   return stopped
 }

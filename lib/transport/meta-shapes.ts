@@ -56,6 +56,8 @@ export interface NodeView extends Omit<NodeInfo, 'health'> {
   load: NodeLoad
   connected: boolean
   registeredAt: number
+  /** The node's drain order (`admin drain`), null when it is not drained; only the `nodes` answer carries it, not `event` pushes. */
+  drain?: { then: 'stop' | 'idle'; graceMs: number; at: number } | null
 }
 
 /** The healthy Live nodes of one region, sorted by id. */

@@ -11,7 +11,7 @@ import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
 import { createMetaClient } from '../../lib/transport/meta-client.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
-import { formatMaintenance, formatNodes, formatSummary, formatTaskCounts, type NodeView } from './format.js'
+import { formatDrainedAway, formatMaintenance, formatNodes, formatSummary, formatTaskCounts, type DrainedNode, type NodeView } from './format.js'
 
 export interface ConnectOptions {
   seed?: string
@@ -68,7 +68,9 @@ export async function adminStatus(opts: ConnectOptions & { redis?: string }): Pr
     const counts = await queue.counts().then((c) => formatTaskCounts(queue.backend, c), (err: Error) => `tasks (${queue.backend} queue): unavailable (${err.message})`)
     const maintenance = await client.request<{ state: Parameters<typeof formatMaintenance>[0]; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS)
       .then(({ state, now }) => formatMaintenance(state, now), (err: Error) => `maintenance: unknown (${err.message})`)
-    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n${maintenance}\n${counts}\n\n${formatNodes(nodes)}\n`)
+    // Drained nodes that are not registered (stopped by their order) show nowhere else.
+    const away = await client.request<{ drains: DrainedNode[] }>('node.drains', {}, REQUEST_TIMEOUT_MS).then((d) => formatDrainedAway(d.drains), (err: Error) => `drained nodes: unavailable (${err.message})`)
+    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n${maintenance}${away ? `\n${away}` : ''}\n${counts}\n\n${formatNodes(nodes)}\n`)
   } finally {
     await Promise.all([client.close(), queue.close()])
   }

@@ -19,6 +19,8 @@ export interface NodeView {
   heartbeatAgeMs: number
   connected: boolean
   load: { connections: number; rps: number; rssBytes: number; lagMs: number; pendingUploads?: number }
+  /** Set while an operator has the node drained (`admin drain`). */
+  drain?: { then: 'stop' | 'idle'; graceMs: number; at: number } | null
 }
 
 const COLUMNS: [string, (n: NodeView) => string][] = [
@@ -31,7 +33,7 @@ const COLUMNS: [string, (n: NodeView) => string][] = [
   ['CHILDREN', (n) => `${n.children}/${n.childrenWanted}`],
   ['VERSION', (n) => n.version],
   ['BUILD', (n) => n.build ?? '-'],
-  ['HEALTH', (n) => n.health],
+  ['HEALTH', (n) => (n.drain ? `${n.health} (drained, then ${n.drain.then})` : n.health)],
   ['HEARTBEAT', (n) => `${(n.heartbeatAgeMs / 1000).toFixed(1)}s`],
   ['CONNS', (n) => String(n.load.connections)],
   ['REQ/S', (n) => n.load.rps.toFixed(0)],
@@ -56,7 +58,9 @@ export function formatSummary(seed: string, nodes: readonly NodeView[]): string 
   const perRole = [...roles].sort().map(([r, c]) => `${r} ${c}`).join(', ') || 'none'
   const pending = nodes.filter((n) => (n.load.pendingUploads ?? 0) > 0)
   const uploads = pending.length === 0 ? '' : `\nuploads pending (blob store unreachable, retrying): ${pending.map((n) => `${n.id} ${n.load.pendingUploads}`).join(', ')}`
-  return `seed ${seed}: ${nodes.length} nodes (${health})\nroles: ${perRole}${uploads}`
+  const drained = nodes.filter((n) => n.drain)
+  const drains = drained.length === 0 ? '' : `\ndrained: ${drained.map((n) => `${n.id} (then ${n.drain!.then}, since ${new Date(n.drain!.at).toISOString()})`).join(', ')}`
+  return `seed ${seed}: ${nodes.length} nodes (${health})\nroles: ${perRole}${uploads}${drains}`
 }
 
 /** One line of task-queue counts (`admin tasks`, `admin status`). */
@@ -79,4 +83,20 @@ export function formatMaintenance(state: { message: string; until: number; hosts
   const hosts = state.hosts === null ? 'every host' : state.hosts.join(', ')
   const allow = state.allow.length === 0 ? '' : `; allowed: ${state.allow.join(', ')}`
   return `maintenance: ON until ${until} (${formatTimeLeft(state.until - now)} left) for ${hosts}${allow}; message: ${JSON.stringify(state.message)}`
+}
+
+/** One entry of `node.drains`. */
+export interface DrainedNode {
+  id: string
+  then: 'stop' | 'idle'
+  graceMs: number
+  at: number
+  registered: boolean
+}
+
+/** The drained nodes not registered now (stopped by their order, or ordered with --force); '' when none. */
+export function formatDrainedAway(drains: readonly DrainedNode[]): string {
+  const away = drains.filter((d) => !d.registered)
+  if (away.length === 0) return ''
+  return `drained, not registered (admin undrain, then start them): ${away.map((d) => `${d.id} (then ${d.then}, since ${new Date(d.at).toISOString()})`).join(', ')}`
 }

@@ -162,7 +162,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     taskTimeoutMs: config.taskTimeout,
     initTimeoutMs: config.initTimeout,
   })
-  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff })
+  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining })
 
   const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {

@@ -10,7 +10,9 @@
  * A child that dies holding tasks loses nothing: their leases expire and
  * other consumers (or this node, restarted) run them again. On drain it
  * stops leasing, gives back what has not started, and lets running tasks
- * finish within the drain.
+ * finish within the drain. A drained node that stays up (`admin drain
+ * --then idle`) leases nothing and gives back what has not started, and
+ * takes tasks again once undrained.
  */
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
@@ -33,6 +35,12 @@ export interface TaskConsumerOptions {
   readonly concurrency: number
   readonly leaseMs: number
   readonly backoffMs: number
+  /**
+   * True while the node is drained (`admin drain`): no new leases, and tasks
+   * leased but not started go back to the queue at once (released, the attempt
+   * not counted) for another node; leasing resumes when it turns false.
+   */
+  readonly paused?: () => boolean
 }
 
 export interface TaskConsumer {
@@ -112,8 +120,24 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
     })
   }
 
+  /** Drained: what is held but not started goes back to the queue now, for other nodes to run. */
+  function releaseUnstarted(): void {
+    let released = 0
+    for (const task of [...held.values()]) {
+      if (!pool.dropTask(task.id)) continue
+      finished(task, performance.now(), { result: 'released' })
+      released++
+    }
+    if (released > 0) log.info({ released }, 'node drained: tasks not started given back to the queue')
+  }
+
   async function loop(): Promise<void> {
     while (!stopped) {
+      if (opts.paused?.()) {
+        releaseUnstarted()
+        await pause(RETRY_MS)
+        continue
+      }
       const room = target() - held.size
       if (concurrency === 0 || !pool.handlesTasks || room <= 0 || (held.size > 0 && room < target() / 2)) {
         await pause(RETRY_MS)

@@ -5,10 +5,14 @@
  * Protocol: docs/live-protocol.md.
  */
 import type { Role } from '../../lib/process/role.js'
+import { asDrainOrder } from '../../lib/transport/drain-order.js'
 import { createLiveChild } from './child.js'
 import { addHttp } from './http.js'
 import { startLiveNode } from './node.js'
 import { addWebSocket } from './ws.js'
+
+/** How long a drained Live child spreads its WebSocket clients' reconnect hints over. */
+const DRAIN_RECONNECT_SPREAD_MS = 5000
 
 export const liveRole: Role = {
   name: 'live',
@@ -25,6 +29,11 @@ export const liveRole: Role = {
     const live = createLiveChild(ctx)
     const ws = addWebSocket(live)
     const http = addHttp(live)
+    // Drained (admin drain): the node is out of routing, so this child's WebSocket clients are told to reconnect
+    // (close 1012), spread over a few seconds; they land on another Live node and recover by sequence.
+    ctx.onPush((push) => {
+      if (push.op === 'drain' && asDrainOrder((push.body as { order?: unknown } | null)?.order) !== null) ws.reconnectSpread(DRAIN_RECONNECT_SPREAD_MS)
+    })
     const close = (): void => {
       ws.close()
       http.close()

@@ -37,7 +37,7 @@ interface Conn {
 type Ws = WebSocket<Conn>
 type Id = string | number | undefined
 
-export function addWebSocket(live: LiveChild): { close(): void } {
+export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(spreadMs: number): void } {
   const { ctx, packr } = live
   const { config, app } = ctx
   const sockets = new Set<Ws>()
@@ -226,9 +226,22 @@ export function addWebSocket(live: LiveChild): { close(): void } {
     },
   })
 
+  const spreading = new Set<NodeJS.Timeout>()
   return {
     close() {
+      for (const timer of spreading) clearTimeout(timer)
+      spreading.clear()
       for (const ws of [...sockets]) ws.end(CLOSE.RECONNECT.code, CLOSE.RECONNECT.reason)
+    },
+    reconnectSpread(spreadMs) {
+      // Each client at its own random moment, so the nodes taking them over are not hit by every reconnect at once.
+      for (const ws of [...sockets]) {
+        const timer = setTimeout(() => {
+          spreading.delete(timer)
+          if (sockets.has(ws)) ws.end(CLOSE.RECONNECT.code, CLOSE.RECONNECT.reason)
+        }, Math.random() * spreadMs)
+        spreading.add(timer)
+      }
     },
   }
 }

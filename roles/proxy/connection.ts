@@ -682,6 +682,11 @@ export class ClientConnection {
     up.state = Out.Head
     up.headSent = false
     if (up.queue.length > 0) return true
+    // The node left the table while this answer was owed: the answer came, so the next request routes afresh.
+    if (this.goingAway && up === this.up) {
+      this.goingAway = false
+      this.dropUpstream()
+    }
     if (this.closeAfter) {
       this.closeClient()
       return false
@@ -815,7 +820,10 @@ export class ClientConnection {
   /**
    * The Live node this connection talks to left the routing table. An idle
    * connection just forgets it (its next request routes afresh); a request
-   * still waiting gets a 503 telling the client to retry; a WebSocket gets a
+   * already sent waits for its answer (a drained node still answers; a dead
+   * one closes the connection, and then a safe request is sent again to the
+   * key's new owner and anything else gets a 503 telling the client to
+   * retry), and the connection forgets the node after it; a WebSocket gets a
    * close frame 1012 (service restart) between two frames; a streaming
    * chunked response (SSE) is ended cleanly between two chunks; anything
    * else is cut. Clients reconnect through the proxy to the key's new owner.
@@ -833,7 +841,7 @@ export class ClientConnection {
       setTimeout(() => this.destroy(), WS_CLOSE_GRACE_MS).unref()
       return
     }
-    if (!up.headSent) return this.upstreamFailed(up)
+    if (!up.headSent) return
     if (up.state === Out.BodyChunked && up.chunks.atChunkBoundary) {
       this.socket.write(LAST_CHUNK)
       return this.closeClient()

@@ -26,6 +26,13 @@ export type RoutingNode = RoutingTable['nodes'][number]
 const HEALTH_PATH = '/_espra/health'
 /** A drain closes keep-alive connections still idle this long after it began (the uWS roles wait the same). */
 const DRAIN_QUIET_MS = 500
+/**
+ * Long-lived clients (WebSocket, SSE) of a Live node that left the table are told to reconnect at random
+ * moments within this long, not all at once: a drained node still serves them meanwhile (its grace is 20 s
+ * by default), and the nodes that take them over are not hit by every reconnect in the same instant. A node
+ * that died closes its tunnels itself, so they do not wait for this.
+ */
+const LEAVE_SPREAD_MS = 5000
 /** A keep-alive client connection idle this long is closed (longer than an ELB's default 60 s idle timeout, as AWS advises). */
 const IDLE_TIMEOUT_S = 75
 /** A request head (the first one: with the TLS handshake, counted from the accept) must arrive within this long (slow-loris). */
@@ -177,14 +184,22 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     if (table !== null && table.nodes.some((n) => !had.has(n.id))) rebalance()
     if (gone.length === 0) return
     let closed = 0
+    let spread = 0
     for (const conn of connections) {
       const id = conn.nodeId
-      if (id !== undefined && gone.includes(id)) {
+      if (id === undefined || !gone.includes(id)) continue
+      if (conn.longLivedKey === null) {
         conn.goAway()
         closed++
+        continue
       }
+      spread++
+      setTimeout(() => {
+        // Checked again: the client may have left, or the node come back in the meantime.
+        if (conn.nodeId === id && !(core.table?.nodes.some((n) => n.id === id) ?? false)) conn.goAway()
+      }, Math.random() * LEAVE_SPREAD_MS).unref()
     }
-    log.info({ gone, connections: closed }, 'Live nodes left the routing table: their clients were told to reconnect')
+    log.info({ gone, connections: closed, longLived: spread, spreadMs: LEAVE_SPREAD_MS }, 'Live nodes left the routing table: their clients were told to reconnect')
   }
   setRouting(opts.routing)
 

@@ -16,7 +16,7 @@ t.test('register, heartbeat and the NodeView shape', async (t) => {
   await sleep(120)
   const [view] = await nodesOf(watch.client)
   t.same(Object.keys(view!).sort(), [
-    'address', 'build', 'children', 'childrenWanted', 'connected', 'health', 'heartbeatAgeMs', 'id', 'load', 'metricsPort',
+    'address', 'build', 'children', 'childrenWanted', 'connected', 'drain', 'health', 'heartbeatAgeMs', 'id', 'load', 'metricsPort',
     'pid', 'port', 'region', 'registeredAt', 'role', 'startedAt', 'version',
   ])
   t.ok(view!.heartbeatAgeMs < 100, `heartbeats keep the age low (${view!.heartbeatAgeMs} ms)`)
