@@ -22,6 +22,7 @@ import { checkNewTask } from '../../lib/tasks/task.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { materializeBuild } from './build-files.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
+import { createMailPreparer } from './mail-handoff.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -162,7 +163,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     taskConcurrency: config.taskConcurrency,
     taskTimeoutMs: config.taskTimeout,
   })
-  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff })
+  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, prepare: createMailPreparer(store) })
 
   const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {

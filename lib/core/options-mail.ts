@@ -1,0 +1,65 @@
+/** Mail-role options (other roles ignore these): docs/mail.md. */
+import { constant, durationIn, integer, option, parseSize, port } from './config-parsers.js'
+
+declare module './config.js' {
+  interface NodeConfig {
+    /** mail: the SMTP port (on --bind), bound once by the parent and shared by the children. */
+    readonly smtpPort: number
+    /** mail: lower-case domains accepted at RCPT; empty: every recipient is refused. */
+    readonly mailDomains: readonly string[]
+    /** mail: largest message (DATA) accepted, in bytes; advertised as SIZE and enforced while the data streams. */
+    readonly mailMaxSize: number
+    /** mail: recipients accepted in one transaction; past it RCPT answers 452. */
+    readonly mailMaxRecipients: number
+    /** mail: a message sent again (same Message-ID, bytes and recipients) within this long is answered with the first id and not handed twice. */
+    readonly mailDedupeWindow: number
+  }
+}
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
+
+/** A comma-separated list (or a JSON array in a config file) of domain names, lower-cased. Throws a sentence saying what is allowed. */
+export function mailDomainList(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
+  if (items === null) throw 'must be a comma-separated list of domains, e.g. example.com,mail.example.com'
+  const out: string[] = []
+  for (const item of items) {
+    const domain = typeof item === 'string' ? item.trim().toLowerCase().replace(/\.$/, '') : ''
+    if (domain === '' && items.length === 1) return []
+    if (!DOMAIN.test(domain)) throw `must be a comma-separated list of domains, e.g. example.com,mail.example.com (${JSON.stringify(item)} is not one)`
+    if (!out.includes(domain)) out.push(domain)
+  }
+  return out
+}
+
+export const MAIL_OPTIONS = [
+  option({
+    key: 'smtpPort', flag: '--smtp-port <port>', env: 'ESPRA_SMTP_PORT', defaultText: '25',
+    doc: 'mail: the SMTP port (on --bind) inbound mail arrives on; the parent binds it once and every child accepts on it',
+    default: constant(25), parse: port,
+  }),
+  option({
+    key: 'mailDomains', flag: '--mail-domains <list>', env: 'ESPRA_MAIL_DOMAINS', defaultText: '(none: every recipient refused)',
+    doc: 'mail: the domains mail is accepted for, comma-separated (example.com,example.org); any other recipient gets 550 5.1.1 at RCPT, before DATA',
+    default: constant([]), parse: mailDomainList,
+  }),
+  option({
+    key: 'mailMaxSize', flag: '--mail-max-size <size>', env: 'ESPRA_MAIL_MAX_SIZE', defaultText: '10MB',
+    doc: 'mail: the largest message accepted; advertised as SIZE, refused 552 at MAIL FROM when declared larger, and cut while the data streams (the rest discarded unbuffered, 552 at the end of DATA)',
+    default: constant(10 * 1024 ** 2), parse: (raw) => {
+      const n = parseSize(raw)
+      if (n < 1024 || n > 1024 ** 3) throw 'must be a size from 1KB to 1GB'
+      return n
+    },
+  }),
+  option({
+    key: 'mailMaxRecipients', flag: '--mail-max-recipients <n>', env: 'ESPRA_MAIL_MAX_RECIPIENTS', defaultText: '100',
+    doc: 'mail: recipients accepted in one transaction; past it RCPT answers 452 4.5.3 (the client sends the rest in another transaction)',
+    default: constant(100), parse: integer(1, 1000),
+  }),
+  option({
+    key: 'mailDedupeWindow', flag: '--mail-dedupe-window <duration>', env: 'ESPRA_MAIL_DEDUPE_WINDOW', defaultText: '24h',
+    doc: 'mail: a message sent again within this long (same Message-ID, same bytes, same recipients: a client that lost our 250) is answered 250 with the first id and not handed to the app twice',
+    default: constant(24 * 3_600_000), parse: durationIn(60_000, 30 * 24 * 3_600_000),
+  }),
+] as const
