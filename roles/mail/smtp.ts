@@ -51,6 +51,8 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       stream.once('end', resolve)
       stream.once('close', resolve)
     })
+    // The store's write sees a failure through its own listener and rejects; an 'error' with nobody left listening must not take the child down.
+    meter.on('error', () => undefined)
     stream.on('error', (err) => meter.destroy(err))
     stream.once('close', () => {
       if (!stream.readableEnded) meter.destroy(Object.assign(new Error('the client closed the connection during DATA'), { code: 'ECONNRESET' }))
