@@ -63,6 +63,7 @@ async function dialog(port: number, lines: string[]): Promise<string[]> {
 }
 
 t.test('inbound mail', async (t) => {
+  const top = t
   const cluster = await startAppCluster(t)
   const blobDir = cluster.blobDir
   const smtpPort = await freePort()
@@ -73,6 +74,8 @@ t.test('inbound mail', async (t) => {
     'blob-dir': blobDir,
   }
   let mail: StartedNode = await startNode(t, 'mail', mailFlags)
+  let app: StartedNode | undefined
+  const appDir = mkdtempSync(join(tmpdir(), 'espra-mail-app-'))
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true)
   const transport = () => nodemailer.createTransport({ host: '127.0.0.1', port: smtpPort, secure: false, ignoreTLS: true, pool: false })
 
@@ -164,15 +167,16 @@ t.test('inbound mail', async (t) => {
     const first = await transport().sendMail({ envelope: { from: 'ann@sender.test', to: ['carl@example.test'] }, raw })
     const id = /queued as (m[0-9a-z]+)/.exec(first.response)![1]
     await killHard(mail)
-    mail = await startNode(t, 'mail', mailFlags)
+    // On the outer test: this node outlives this subtest.
+    mail = await startNode(top, 'mail', mailFlags)
     await waitFor('mail registered again', async () => (await health(mail.port)).body['seedConnected'] === true)
     // The client lost our 250 and sends the same message again.
     const retry = await transport().sendMail({ envelope: { from: 'ann@sender.test', to: ['carl@example.test'] }, raw })
     t.match(retry.response, new RegExp(`queued as ${id}$`), 'the retry is answered with the first id')
 
     // No app node ran so far: the handoffs waited in the queue. Now one comes.
-    const dir = mkdtempSync(join(tmpdir(), 'espra-mail-app-'))
-    const app = await cluster.startApp({ 'app-settings': JSON.stringify({ dir }) })
+    const dir = appDir
+    app = await cluster.startApp({ 'app-settings': JSON.stringify({ dir }) })
     await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
     await cluster.serving(app, 'b1')
     await waitFor('the durable message handled', () => handled(dir).some((m) => m.id === id), 30_000)
@@ -197,5 +201,19 @@ t.test('inbound mail', async (t) => {
     await new Promise((r) => setTimeout(r, 1500))
     const ids = handled(dir).map((m) => m.id)
     t.equal(new Set(ids).size, ids.length, 'no message handed twice')
+  })
+
+  t.test('a build without handleMail fails the handoff, which is retried until a build has it', async (t) => {
+    await cluster.push(writeBuild({ 'server/index.js': `export function handle() { return 'ok' }\nexport function handleTask() {}\n` }), 'b2')
+    await cluster.serving(app!, 'b2')
+    const info = await transport().sendMail({ from: 'a@sender.test', to: 'late@example.test', subject: 'waits for handleMail', text: 'x' })
+    const id = /queued as (m[0-9a-z]+)/.exec(info.response)![1]
+    const failed = await app!.waitForLog((l) => /failed; retrying/.test(l.msg) && l['name'] === 'espra.mail', 'the handoff failed and is retried', 30_000)
+    t.match(failed['error'], /exports no handleMail/)
+    t.notOk(handled(appDir).some((m) => m.id === id), 'not handled yet')
+    await cluster.push(writeBuild({ 'server/index.js': APP }), 'b3')
+    await cluster.serving(app!, 'b3')
+    await waitFor('handled once a build has handleMail', () => handled(appDir).some((m) => m.id === id), 60_000)
+    t.equal(handled(appDir).filter((m) => m.id === id).length, 1)
   })
 })
