@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import nodemailer from 'nodemailer'
 import t from 'tap'
-import { killHard, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
+import { admin, killHard, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 
@@ -83,6 +83,8 @@ t.test('inbound mail', async (t) => {
     const h = await health(mail.port)
     t.equal(h.status, 200)
     t.equal(h.body['role'], 'mail')
+    const nodes = await admin(['nodes', '--json', '--seed', cluster.seedAddress])
+    t.match((JSON.parse(nodes.stdout) as { id: string; smtpPort?: number }[]).find((n) => n.id === 'mail-1'), { role: 'mail', smtpPort }, 'admin nodes --json shows the SMTP port')
     const greeting = await dialog(smtpPort, ['EHLO client.test', 'QUIT'])
     t.match(greeting[0], /^220 /)
     t.match(greeting[1], /^250 /)
