@@ -11,6 +11,10 @@ declare module './config.js' {
     readonly mailMaxSize: number
     /** mail: recipients accepted in one transaction; past it RCPT answers 452. */
     readonly mailMaxRecipients: number
+    /** mail: open SMTP connections one client address may hold per child (0: no limit); past it 421. */
+    readonly smtpMaxConnsPerAddress: number
+    /** mail: messages one client address may start per minute per child (0: no limit); past it 450 at MAIL FROM. */
+    readonly smtpMaxMessagesPerMinute: number
     /** mail: a message sent again (same Message-ID, bytes and recipients) within this long is answered with the first id and not handed twice. */
     readonly mailDedupeWindow: number
   }
@@ -56,6 +60,16 @@ export const MAIL_OPTIONS = [
     key: 'mailMaxRecipients', flag: '--mail-max-recipients <n>', env: 'ESPRA_MAIL_MAX_RECIPIENTS', defaultText: '100',
     doc: 'mail: recipients accepted in one transaction; past it RCPT answers 452 4.5.3 (the client sends the rest in another transaction)',
     default: constant(100), parse: integer(1, 1000),
+  }),
+  option({
+    key: 'smtpMaxConnsPerAddress', flag: '--smtp-max-conns-per-address <n>', env: 'ESPRA_SMTP_MAX_CONNS_PER_ADDRESS', defaultText: '20',
+    doc: 'mail: open SMTP connections one client address may hold in each child (0: no limit); one more is answered 421 4.7.0 and closed',
+    default: constant(20), parse: integer(0, 100_000),
+  }),
+  option({
+    key: 'smtpMaxMessagesPerMinute', flag: '--smtp-max-messages-per-minute <n>', env: 'ESPRA_SMTP_MAX_MESSAGES_PER_MINUTE', defaultText: '120',
+    doc: 'mail: messages one client address may start (MAIL FROM) per minute in each child (0: no limit); past it 450 4.7.1 until the next minute',
+    default: constant(120), parse: integer(0, 1_000_000),
   }),
   option({
     key: 'mailDedupeWindow', flag: '--mail-dedupe-window <duration>', env: 'ESPRA_MAIL_DEDUPE_WINDOW', defaultText: '24h',

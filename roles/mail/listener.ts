@@ -14,6 +14,7 @@ import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.j
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { createAddressLimits } from './address-limits.js'
 import { createSmtpServer } from './smtp.js'
 
 /** What a child asks its parent to send to the seed. */
@@ -63,6 +64,7 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     domains: config.mailDomains,
     maxSize: config.mailMaxSize,
     maxRecipients: config.mailMaxRecipients,
+    limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
     hostname: hostname(),
     store: { blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow },
   })

@@ -18,12 +18,14 @@ import type { Logger } from '../../lib/core/log.js'
 import { newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
 import { recordInbound, type InboundStoreDeps } from './inbound-store.js'
 import { MessageMeter } from './message-meter.js'
+import type { AddressLimits } from './address-limits.js'
 
 export interface SmtpOptions {
   readonly log: Logger
   readonly domains: readonly string[]
   readonly maxSize: number
   readonly maxRecipients: number
+  readonly limits: AddressLimits
   /** The name in the greeting and in EHLO. */
   readonly hostname: string
   readonly store: InboundStoreDeps
@@ -102,6 +104,17 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     disabledCommands: ['AUTH', 'STARTTLS'],
     disableReverseLookup: true,
     logger: false,
+    onConnect(session, callback) {
+      if (!opts.limits.connected(session.remoteAddress, session.id)) return callback(reply(421, '4.7.0 Too many connections from your address, try again later'))
+      callback()
+    },
+    onClose(session) {
+      opts.limits.closed(session.id)
+    },
+    onMailFrom(_address, session, callback) {
+      if (!opts.limits.message(session.remoteAddress)) return callback(reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
+      callback()
+    },
     onRcptTo(address, session, callback) {
       const m = ADDRESS.exec(address.address)
       if (m === null) return callback(reply(553, `5.1.3 Bad recipient address syntax: <${address.address.slice(0, 100)}>`))
