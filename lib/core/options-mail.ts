@@ -1,5 +1,8 @@
 /** Mail-role options (other roles ignore these): docs/mail.md. */
-import { constant, durationIn, integer, option, parseSize, port } from './config-parsers.js'
+import { resolve } from 'node:path'
+import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
+import { EspraError } from './errors.js'
+import { readTlsFiles } from './tls-files.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -15,6 +18,11 @@ declare module './config.js' {
     readonly smtpMaxConnsPerAddress: number
     /** mail: messages one client address may start per minute per child (0: no limit); past it 450 at MAIL FROM. */
     readonly smtpMaxMessagesPerMinute: number
+    /** mail: PEM certificate (then chain) offered with STARTTLS; null: no STARTTLS. */
+    readonly smtpTlsCert: string | null
+    readonly smtpTlsKey: string | null
+    /** mail: refuse MAIL FROM (530) until the client has done STARTTLS. */
+    readonly smtpRequireTls: boolean
     /** mail: a message sent again (same Message-ID, bytes and recipients) within this long is answered with the first id and not handed twice. */
     readonly mailDedupeWindow: number
   }
@@ -72,8 +80,51 @@ export const MAIL_OPTIONS = [
     default: constant(120), parse: integer(0, 1_000_000),
   }),
   option({
+    key: 'smtpTlsCert', flag: '--smtp-tls-cert <file>', env: 'ESPRA_SMTP_TLS_CERT', defaultText: '(none: no STARTTLS)',
+    doc: 'mail: PEM certificate (then its chain) the SMTP port offers with STARTTLS; needs --smtp-tls-key; re-read by new children on SIGHUP',
+    default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
+  }),
+  option({
+    key: 'smtpTlsKey', flag: '--smtp-tls-key <file>', env: 'ESPRA_SMTP_TLS_KEY', defaultText: '(none)',
+    doc: 'mail: the PEM private key of --smtp-tls-cert (unencrypted)',
+    default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
+  }),
+  option({
+    key: 'smtpRequireTls', flag: '--smtp-require-tls <bool>', env: 'ESPRA_SMTP_REQUIRE_TLS', defaultText: 'false',
+    doc: 'mail: refuse MAIL FROM with 530 5.7.0 until the client has done STARTTLS; needs --smtp-tls-cert',
+    default: constant(false), parse: flag,
+  }),
+  option({
     key: 'mailDedupeWindow', flag: '--mail-dedupe-window <duration>', env: 'ESPRA_MAIL_DEDUPE_WINDOW', defaultText: '24h',
     doc: 'mail: a message sent again within this long (same Message-ID, same bytes, same recipients: a client that lost our 250) is answered 250 with the first id and not handed to the app twice',
     default: constant(24 * 3_600_000), parse: durationIn(60_000, 30 * 24 * 3_600_000),
   }),
 ] as const
+
+/**
+ * Checks the STARTTLS options together once every option is resolved (mail
+ * only). Reads the certificate and key, so a bad file stops the node at
+ * start with a line naming the option.
+ */
+export function checkMailTls(config: Record<string, unknown>): void {
+  if (config['role'] !== 'mail') return
+  const fail = (option: string, reason: string): never => {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  }
+  const cert = config['smtpTlsCert'] as string | null
+  const key = config['smtpTlsKey'] as string | null
+  if (cert === null && key !== null) fail('--smtp-tls-cert', 'is required with --smtp-tls-key')
+  if (cert !== null && key === null) fail('--smtp-tls-key', 'is required with --smtp-tls-cert')
+  if (cert === null) {
+    if (config['smtpRequireTls'] === true) fail('--smtp-require-tls', 'needs STARTTLS: set --smtp-tls-cert and --smtp-tls-key')
+    return
+  }
+  try {
+    readTlsFiles(cert, key!)
+  } catch (err) {
+    // The shared reader names the proxy's options; these are the mail role's.
+    const e = err as EspraError
+    const option = String((e.details as { option?: string } | undefined)?.option ?? '--tls-cert').replace('--tls-', '--smtp-tls-')
+    fail(option, e.message.replace(/^--tls-(cert|key): /, ''))
+  }
+}

@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http'
 import { hostname } from 'node:os'
 import type { Server as NetServer } from 'node:net'
 import { HEALTH_PATH } from '../../lib/http/health.js'
+import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { Listener, ListenContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -64,6 +65,8 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     domains: config.mailDomains,
     maxSize: config.mailMaxSize,
     maxRecipients: config.mailMaxRecipients,
+    // Read again in each child (as the proxy does), so a SIGHUP reload picks up renewed files.
+    tls: config.smtpTlsCert !== null && config.smtpTlsKey !== null ? { ...readTlsFiles(config.smtpTlsCert, config.smtpTlsKey), required: config.smtpRequireTls } : null,
     limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
     hostname: hostname(),
     store: { blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow },

@@ -26,6 +26,8 @@ export interface SmtpOptions {
   readonly maxSize: number
   readonly maxRecipients: number
   readonly limits: AddressLimits
+  /** The certificate and key STARTTLS offers (null: no STARTTLS), and whether MAIL FROM needs it first. */
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly required: boolean } | null
   /** The name in the greeting and in EHLO. */
   readonly hostname: string
   readonly store: InboundStoreDeps
@@ -100,8 +102,9 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     banner: 'espra-node ESMTP',
     size: opts.maxSize,
     authOptional: true,
-    // Inbound MX: no AUTH. STARTTLS comes with --smtp-tls-cert (not built yet).
-    disabledCommands: ['AUTH', 'STARTTLS'],
+    // Inbound MX: no AUTH. STARTTLS only with --smtp-tls-cert.
+    disabledCommands: opts.tls === null ? ['AUTH', 'STARTTLS'] : ['AUTH'],
+    ...(opts.tls === null ? {} : { key: opts.tls.key, cert: opts.tls.cert }),
     disableReverseLookup: true,
     logger: false,
     onConnect(session, callback) {
@@ -112,6 +115,7 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       opts.limits.closed(session.id)
     },
     onMailFrom(_address, session, callback) {
+      if (opts.tls?.required && !session.secure) return callback(reply(530, '5.7.0 Must issue a STARTTLS command first'))
       if (!opts.limits.message(session.remoteAddress)) return callback(reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
       callback()
     },
