@@ -66,8 +66,9 @@ export const MAIL_OPTIONS = [
   }),
   option({
     key: 'mailMaxRecipients', flag: '--mail-max-recipients <n>', env: 'ESPRA_MAIL_MAX_RECIPIENTS', defaultText: '100',
-    doc: 'mail: recipients accepted in one transaction; past it RCPT answers 452 4.5.3 (the client sends the rest in another transaction)',
-    default: constant(100), parse: integer(1, 1000),
+    doc: 'mail: recipients accepted in one transaction (1 to 250); past it RCPT answers 452 4.5.3 (the client sends the rest in another transaction)',
+    // At most 250: the envelope travels in a datastore record and a task payload, each at most 64 KB, and an address may be 254 bytes.
+    default: constant(100), parse: integer(1, 250),
   }),
   option({
     key: 'smtpMaxConnsPerAddress', flag: '--smtp-max-conns-per-address <n>', env: 'ESPRA_SMTP_MAX_CONNS_PER_ADDRESS', defaultText: '20',
