@@ -250,5 +250,6 @@ function toView(r: NodeRecord, now: number): NodeView {
     version: r.version, children: r.children, childrenWanted: r.childrenWanted, build: r.build, health: r.health,
     startedAt: r.startedAt, heartbeatAgeMs: Math.max(0, Math.round(now - r.seenAt)), load, connected: r.link !== null,
     registeredAt: r.registeredAt,
+    ...(r.smtpPort !== undefined ? { smtpPort: r.smtpPort } : {}),
   }
 }

@@ -101,6 +101,8 @@ export async function runUp(opts: UpOptions): Promise<void> {
       `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, `--children=${children}`,
       ...(role === 'app' ? [`--threads=${UP_APP_THREADS}`, `--app-settings=${JSON.stringify(appSettings)}`] : []),
       ...(role === 'fileserver' ? [`--files-host=${FILES_HOST}`] : []),
+      // Mail to anyone@localhost reaches the sample app's handleMail.
+      ...(role === 'mail' ? [`--smtp-port=${ports.smtp}`, '--mail-domains=localhost'] : []),
     ]
     const node = startUpNode({ role, port: ports.roles[role], metricsPort: ports.metrics[role], log, args, say: (line) => console.log(line), onRestarted: recordNodes })
     nodes.push(node)
@@ -152,6 +154,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
     )
   }
   console.log(`${'files'.padEnd(11)} ${filesUrl}/f/  (uploaded files, on a host of their own)`)
+  console.log(`${'smtp'.padEnd(11)} smtp://${LOCAL}:${ports.smtp}  (inbound mail for anyone@localhost)`)
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
 }

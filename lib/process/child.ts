@@ -126,6 +126,11 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
         state: () => state!,
         onPush: (l) => void pushListeners.push(l),
         health: () => healthAnswer(healthSource),
+        parent: {
+          send: (body) => ipc.send({ t: 'role', body }),
+          request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
+          onMessage: (listener) => void roleListeners.push(listener),
+        },
       })
       port = listener.port
     } else {

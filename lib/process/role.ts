@@ -70,6 +70,8 @@ export interface ListenContext {
   onPush(listener: (push: SeedPush) => void): void
   /** The health answer every node serves on `GET /_espra/health`, as this child would give it. */
   health(): { status: number; body: Record<string, unknown> }
+  /** The role's own traffic with its parent, as `ChildContext.parent` (e.g. the mail role's seed requests). */
+  readonly parent: ParentChannel
 }
 
 /** A listener a role brings: the child reports its port, samples its stats and drains it. */

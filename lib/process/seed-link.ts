@@ -63,6 +63,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       build: state.build,
       health: healthWord(state),
       startedAt: opts.startedAt,
+      ...(config.role === 'mail' ? { smtpPort: config.smtpPort } : {}),
     }
   }
 

@@ -30,6 +30,8 @@ export interface NodeInfo {
   health: ReportedHealth
   /** Node start time, ms since the epoch. */
   startedAt: number
+  /** Mail nodes: the SMTP port (`--smtp-port`); absent on other roles. */
+  smtpPort?: number
 }
 
 export interface NodeLoad {
@@ -121,10 +123,12 @@ export function parseNodeInfo(body: unknown): NodeInfo {
   if (!isBuild(b['build'])) throw bad('build', 'null or printable text, at most 128')
   if (!isHealth(b['health'])) throw bad('health', `one of ${REPORTED_HEALTH.join(', ')}`)
   if (!isAmount(b['startedAt'])) throw bad('startedAt', 'ms since the epoch')
+  if (b['smtpPort'] !== undefined && !isInt(b['smtpPort'], 1, 65535)) throw bad('smtpPort', 'an integer from 1 to 65535')
   return {
     id: b['id'], role: b['role'] as RoleName, region: b['region'], address: b['address'], port: b['port'],
     metricsPort: b['metricsPort'], pid: b['pid'], version: b['version'], children: b['children'],
     childrenWanted: b['childrenWanted'], build: b['build'], health: b['health'], startedAt: b['startedAt'],
+    ...(b['smtpPort'] !== undefined ? { smtpPort: b['smtpPort'] as number } : {}),
   }
 }
 

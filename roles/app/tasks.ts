@@ -41,6 +41,8 @@ export interface TaskConsumerOptions {
    * not counted) for another node; leasing resumes when it turns false.
    */
   readonly paused?: () => boolean
+  /** Work on the main thread before a task reaches a worker (the mail handoff parses the message: mail-handoff.ts); null: none. */
+  readonly prepare?: (task: LeasedTask) => Promise<LeasedTask> | null
 }
 
 export interface TaskConsumer {
@@ -161,7 +163,9 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
         }
         held.set(task.id, task)
         const started = performance.now()
-        pool.runTask(task, (outcome) => finished(task, started, outcome))
+        const prepared = opts.prepare?.(task) ?? null
+        if (prepared === null) pool.runTask(task, (outcome) => finished(task, started, outcome))
+        else prepared.then((t) => pool.runTask(t, (outcome) => finished(task, started, outcome)), (err: unknown) => finished(task, started, { result: 'failed', error: err instanceof Error ? err.message : String(err) }))
       }
       // Held tasks and nothing new: wait for a slot to free (finished() signals) instead of spinning.
       if (tasks.length === 0 && held.size > 0) await pause(RETRY_MS)

@@ -12,6 +12,7 @@ import { createLogger } from '../../lib/core/log.js'
 import { mintToken } from '../../lib/live/token.js'
 import type { UploadMintOptions } from '../../lib/uploads/token.js'
 import { decodePayload, newTask } from '../../lib/tasks/task.js'
+import { MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
 import { createAppCache } from './cache.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
@@ -29,6 +30,7 @@ interface AppModule {
   init?(ctx: unknown): unknown
   handle?(request: unknown): unknown
   handleTask?(task: unknown): unknown
+  handleMail?(message: unknown): unknown
   destroy?(): unknown
 }
 
@@ -169,7 +171,11 @@ async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<v
 async function runTask(app: AppModule, wire: WireTask): Promise<void> {
   try {
     const task = { id: wire.id, name: wire.name, payload: decodePayload(wire.payload), attempt: wire.attempt, attempts: wire.attempts, enqueuedAt: wire.enqueuedAt }
-    await app.handleTask!(task)
+    // The reserved `espra.mail` tasks carry an inbound message (roles/app/mail-handoff.ts) for handleMail; a missing handler is a failed attempt, retried.
+    const mail = wire.name === MAIL_TASK_NAME
+    const handler = mail ? app.handleMail : app.handleTask
+    if (typeof handler !== 'function') throw new Error(`the build exports no ${mail ? 'handleMail(message)' : 'handleTask(task)'} function`)
+    await (mail ? app.handleMail!(task.payload) : app.handleTask!(task))
     post({ t: 'task-done', id: wire.id, ok: true })
   } catch (err) {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
@@ -235,7 +241,7 @@ async function main(): Promise<void> {
       })()
     }
   })
-  post({ t: 'ready', tasks: typeof app.handleTask === 'function' })
+  post({ t: 'ready', tasks: typeof app.handleTask === 'function' || typeof app.handleMail === 'function' })
 }
 
 void main()

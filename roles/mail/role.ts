@@ -1,13 +1,34 @@
-/** The mail role. For now its HTTP port answers health checks only. */
+/**
+ * The mail role: inbound SMTP on `--smtp-port`, each message durable (blob
+ * store, datastore, task queue) before 250 and handed to the app's
+ * `handleMail` through the task queue. docs/mail.md.
+ */
+import { isMap } from '../../lib/transport/meta-shapes.js'
+import { EspraError } from '../../lib/core/errors.js'
 import type { Role } from '../../lib/process/role.js'
+import { startMailListener, type MailSeedRequest } from './listener.js'
+
+/** The seed ops a mail child may send through its parent: the datastore and the embedded queue's enqueue. */
+const RELAYED = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.putIf', 'tasks.enqueue'])
 
 export const mailRole: Role = {
   name: 'mail',
-  summary: 'mail: inbound SMTP handed to the app, outbound mail from a durable queue (HTTP port: health only for now)',
+  summary: 'mail: inbound SMTP, durable before 250, handed to the app\'s handleMail through the task queue (outbound: not yet)',
   notYet: [
-    'inbound SMTP listener handing mail to the app',
-    'outbound mail from a durable queue with retries and bounces',
+    'inbound: node-wide address limits (today per child), header and line length limits',
+    'inbound: the app refusing recipients at RCPT (acceptRecipient), SPF/DKIM/DMARC/ARC results (mailauth), admin mail inbound [--failed] and retry, sweeping old inbound records and raw messages',
+    'outbound mail (ctx.sendMail, admin mail send) from a durable queue with retries, bounces, suppression and events',
     'DKIM signing of outbound mail',
   ],
   forks: true,
+  listenPorts: (config) => [{ port: config.smtpPort, option: '--smtp-port' }],
+  parent: async (ctx) => {
+    ctx.children.onRequest((_child, body) => {
+      const req = body as MailSeedRequest
+      if (!isMap(body) || req.t !== 'mail-seed' || !RELAYED.has(req.op)) throw new EspraError('ESPRA_ERR_INTERNAL', `mail child sent an unknown request ${JSON.stringify((body as { op?: unknown })?.op ?? null)}`)
+      return ctx.seedRequest(req.op, req.body)
+    })
+    return { close: async () => {}, destroy: () => {} }
+  },
+  listen: (ctx) => startMailListener(ctx),
 }

@@ -28,6 +28,8 @@ export function admin(args: string[], env: NodeJS.ProcessEnv = {}) {
 export interface AppCluster {
   readonly seed: StartedNode
   readonly seedAddress: string
+  /** The blob directory the seed and its app nodes share (other nodes of the cluster use it too). */
+  readonly blobDir: string
   /** Another app node on this seed (ids app-1, app-2, ...). */
   startApp(flags?: Record<string, string | number>): Promise<StartedNode>
   /** A fileserver node on this seed sharing the blob directory (ids fs-1, fs-2, ...). */
@@ -50,6 +52,7 @@ export async function startAppCluster(t: Test, appFlags: Record<string, string |
   return {
     seed,
     seedAddress,
+    blobDir,
     async startApp(flags = {}) {
       const app = await startNode(t, 'app', { seed: seedAddress, 'node-id': `app-${++apps}`, ...fast, ...appFlags, ...flags })
       await waitFor('app registered', async () => (await health(app.port)).body['seedConnected'] === true)

@@ -72,6 +72,6 @@ t.test('up checks every port it will bind before starting anything; a taken one 
   const r = await runCli(['up', '--port-base', String(base)], { cwd: dir, env: { ...process.env, ESPRA_SECRET: '' } })
   t.equal(r.code, 1)
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
-  t.match(r.stderr, `--port-base: port ${base + 15} (live link port) already in use; up needs ${base}-${base + 15} free`)
+  t.match(r.stderr, `--port-base: port ${base + 15} (live link port) already in use; up needs ${base}-${base + 16} free`)
   t.notOk(existsSync(join(dir, '.espra')), 'nothing was written or started')
 })

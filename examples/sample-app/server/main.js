@@ -30,7 +30,8 @@ export async function handle(req) {
     const visits = ((await ctx.tables.get('stats', 'visits')) ?? 0) + 1
     await ctx.tables.set('stats', 'visits', visits)
     const shared = (await ctx.tables.list('shared', { limit: 20 })).rows.map((r) => r.value)
-    return { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: page({ visits, shared, urls: urls(), build: ctx.config.build, node: ctx.config.nodeId }) }
+    const mail = (await ctx.tables.list('mail', { limit: 10 })).rows.map((r) => r.value)
+    return { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: page({ visits, shared, mail, urls: urls(), build: ctx.config.build, node: ctx.config.nodeId }) }
   }
   if (req.method === 'POST' && req.path === '/api/session') {
     let name
@@ -76,4 +77,19 @@ export async function handleTask(task) {
   const url = `${urls().files}/f/${key}`
   await ctx.tables.set('shared', `${Date.now()}-${key.slice(-8)}`, { filename, size, name, url }, 24 * 3_600_000)
   await ctx.publish(CHAT, { system: true, text: `${name} shared ${filename} (${size} bytes)`, url })
+}
+
+// Inbound mail (the mail role, docs/mail.md): `up` makes localhost a mail domain, so mail to anyone@localhost
+// lands here. Keyed by the message id (a retried handoff writes the same row), newest first, kept a day.
+export async function handleMail(message) {
+  const key = `${String(1e13 - message.receivedAt).padStart(13, '0')}-${message.id}`
+  await ctx.tables.set('mail', key, {
+    id: message.id,
+    from: message.from || message.envelope.from,
+    to: message.envelope.to.join(', '),
+    subject: message.subject.slice(0, 200),
+    text: (message.text ?? '').slice(0, 500),
+    attachments: message.attachments.length,
+    at: message.receivedAt,
+  }, 24 * 3_600_000)
 }

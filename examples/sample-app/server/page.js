@@ -1,7 +1,7 @@
 // The dynamic page: rendered per request by the app role; its assets come from the fileserver.
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
-export function page({ visits, shared, urls, build, node }) {
+export function page({ visits, shared, mail = [], urls, build, node }) {
   const assets = escape(urls.assets)
   return `<!doctype html>
 <html lang="en">
@@ -37,6 +37,9 @@ export function page({ visits, shared, urls, build, node }) {
   </section>
   <h2>Shared lately</h2>
   <ul id="shared">${shared.map((f) => `<li><a href="${escape(f.url)}">${escape(f.filename)}</a> (${escape(f.size)} bytes) by ${escape(f.name)}</li>`).join('')}</ul>
+  <h2>Mail received lately</h2>
+  <p>Send this app a message through the <b>mail</b> role: <code>swaks --to anyone@localhost --server 127.0.0.1:&lt;smtp port&gt;</code> (<code>espra-node up</code> prints the port).</p>
+  <ul id="mail">${mail.map((m) => `<li><b>${escape(m.subject || '(no subject)')}</b> from ${escape(m.from)} to ${escape(m.to)}${m.attachments ? ` (${escape(m.attachments)} attachments)` : ''}: ${escape(m.text)}</li>`).join('')}</ul>
 </main>
 </body>
 </html>

@@ -1,0 +1,106 @@
+/**
+ * A mail child's listeners, on the two sockets its parent bound once and
+ * every child shares (lib/process/shared-socket.ts): the node's HTTP port
+ * answers `GET /_espra/health` (and 404 otherwise); the SMTP port takes
+ * inbound mail (smtp.ts). Datastore and embedded-queue requests go to the
+ * seed through the parent's link (role.ts relays them).
+ */
+import { createServer, type Server } from 'node:http'
+import { hostname } from 'node:os'
+import type { Server as NetServer } from 'node:net'
+import { HEALTH_PATH } from '../../lib/http/health.js'
+import { readTlsFiles } from '../../lib/core/tls-files.js'
+import type { Listener, ListenContext } from '../../lib/process/role.js'
+import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
+import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { createAddressLimits } from './address-limits.js'
+import { createSmtpServer } from './smtp.js'
+
+/** What a child asks its parent to send to the seed. */
+export interface MailSeedRequest {
+  readonly t: 'mail-seed'
+  readonly op: string
+  readonly body: unknown
+}
+
+const SEED_TIMEOUT_MS = 10_000
+
+function listenOn(server: NetServer | Server, fd: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ fd }, () => {
+      server.off('error', reject)
+      const addr = server.address()
+      resolve(typeof addr === 'object' && addr !== null ? addr.port : 0)
+    })
+  })
+}
+
+export async function startMailListener(ctx: ListenContext): Promise<Listener> {
+  const { config, log } = ctx
+  const seed: MetaRequester = {
+    request: <R>(op: string, body: unknown) => ctx.parent.request<R>({ t: 'mail-seed', op, body } satisfies MailSeedRequest, SEED_TIMEOUT_MS),
+  }
+  const blobs = await createBlobStore(blobStoreConfig(config))
+  const datastore = createDatastoreClient(seed)
+  // Redis with --redis (loaded only then), else the seed's embedded queue: the one the app nodes consume.
+  const queue: TaskQueue = config.redis !== null
+    ? (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: config.redis, log })
+    : createMetaTaskQueue(seed)
+
+  let requests = 0
+  let inflight = 0
+  const http = createServer((req, res) => {
+    requests++
+    const path = (req.url ?? '/').split('?')[0]
+    const { status, body } = path === HEALTH_PATH ? ctx.health() : { status: 404, body: { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `no route for ${req.method ?? 'GET'} ${path}` } }
+    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+  })
+  http.keepAliveTimeout = 5000
+
+  const smtp = createSmtpServer({
+    log,
+    domains: config.mailDomains,
+    maxSize: config.mailMaxSize,
+    maxRecipients: config.mailMaxRecipients,
+    // Read again in each child (as the proxy does), so a SIGHUP reload picks up renewed files.
+    tls: config.smtpTlsCert !== null && config.smtpTlsKey !== null ? { ...readTlsFiles(config.smtpTlsCert, config.smtpTlsKey), required: config.smtpRequireTls } : null,
+    limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
+    hostname: hostname(),
+    store: { blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow },
+  })
+  smtp.server.on('connection', (socket) => {
+    inflight++
+    socket.once('close', () => inflight--)
+  })
+
+  const port = await listenOn(http, ctx.fd)
+  await listenOn(smtp.server, ctx.extraFds[0]!)
+  log.info({ smtpPort: config.smtpPort, domains: config.mailDomains }, 'mail child accepting SMTP')
+
+  const closeAll = async (timeoutMs: number): Promise<{ cut: number }> => {
+    const open = inflight
+    http.close()
+    http.closeIdleConnections()
+    // smtp-server waits for open sessions up to closeTimeout, then answers them 421 and closes them.
+    ;(smtp.options as { closeTimeout?: number }).closeTimeout = timeoutMs
+    await new Promise<void>((resolve) => smtp.close(() => resolve()))
+    await queue.close()
+    await blobs.close()
+    return { cut: Math.min(open, inflight) }
+  }
+  return {
+    port,
+    stats: () => ({ inflight, tracked: 0, requests }),
+    drain: (timeoutMs) => closeAll(timeoutMs),
+    close: async () => void (await closeAll(30_000)),
+    destroy: () => {
+      http.closeAllConnections()
+      http.close()
+      smtp.server.close()
+      for (const c of (smtp as unknown as { connections: Set<{ close(): void }> }).connections) c.close()
+    },
+  }
+}

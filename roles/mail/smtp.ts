@@ -1,0 +1,140 @@
+/**
+ * One mail child's SMTP server (smtp-server) on the node's shared SMTP
+ * socket. Replies and when (docs/mail.md, "SMTP replies"):
+ *
+ * - RCPT: a syntactically bad address 553 5.1.3; a domain not in
+ *   `--mail-domains` 550 5.1.1; past `--mail-max-recipients` 452 4.5.3. All
+ *   before DATA, so nothing is read for a refused recipient.
+ * - DATA: SIZE is advertised and a declared larger size is refused at MAIL
+ *   FROM (552, by smtp-server). While the data streams, past
+ *   `--mail-max-size` nothing more is stored (the meter drops it unbuffered),
+ *   the partial object is deleted and the end of DATA answers 552 5.3.4.
+ * - 250 with the message id only once `recordInbound` says it is durable;
+ *   any failure on the way is 451 4.3.0 (the client retries later).
+ */
+import type { Readable } from 'node:stream'
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
+import type { Logger } from '../../lib/core/log.js'
+import { newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
+import { recordInbound, type InboundStoreDeps } from './inbound-store.js'
+import { MessageMeter } from './message-meter.js'
+import type { AddressLimits } from './address-limits.js'
+
+export interface SmtpOptions {
+  readonly log: Logger
+  readonly domains: readonly string[]
+  readonly maxSize: number
+  readonly maxRecipients: number
+  readonly limits: AddressLimits
+  /** The certificate and key STARTTLS offers (null: no STARTTLS), and whether MAIL FROM needs it first. */
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly required: boolean } | null
+  /** The name in the greeting and in EHLO. */
+  readonly hostname: string
+  readonly store: InboundStoreDeps
+}
+
+/** A reply with an SMTP code (smtp-server sends `responseCode` and the message). */
+function reply(code: number, message: string): Error {
+  return Object.assign(new Error(message), { responseCode: code })
+}
+
+// local@domain: a dot-atom or quoted local part, a domain of labels. Addresses with IP literals are not mail we take.
+const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*")@([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)\.?$/
+
+export function createSmtpServer(opts: SmtpOptions): SMTPServer {
+  const { log } = opts
+  const domains = new Set(opts.domains)
+
+  async function accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const receivedAt = Date.now()
+    const id = newMailId(receivedAt)
+    const key = rawMailKey(id, receivedAt)
+    const meter = new MessageMeter(opts.maxSize)
+    // The client may go away mid-DATA: smtp-server destroys the stream; the store's write must fail too, not wait.
+    const ended = new Promise<void>((resolve) => {
+      stream.once('end', resolve)
+      stream.once('close', resolve)
+    })
+    // The store's write sees a failure through its own listener and rejects; an 'error' with nobody left listening must not take the child down.
+    meter.on('error', () => undefined)
+    stream.on('error', (err) => meter.destroy(err))
+    stream.once('close', () => {
+      if (!stream.readableEnded) meter.destroy(Object.assign(new Error('the client closed the connection during DATA'), { code: 'ECONNRESET' }))
+    })
+    stream.pipe(meter)
+    let size: number
+    try {
+      size = (await opts.store.blobs.put(key, meter as Readable, { contentType: 'message/rfc822' })).size
+    } catch (err) {
+      stream.unpipe(meter)
+      stream.resume()
+      await ended
+      await opts.store.blobs.delete(key).catch(() => undefined)
+      if (stream.destroyed && !stream.readableEnded) throw reply(451, '4.3.0 Connection lost during DATA')
+      log.error({ err, id }, `inbound message ${id} could not be stored: answered 451`)
+      throw reply(451, '4.3.0 Temporary failure storing the message, try again later')
+    }
+    await ended
+    if (meter.exceeded || stream.sizeExceeded) {
+      await opts.store.blobs.delete(key).catch(() => undefined)
+      log.info({ id, bytes: meter.bytes, limit: opts.maxSize, from: session.envelope.mailFrom || null }, `inbound message refused: ${meter.bytes} bytes, over --mail-max-size`)
+      throw reply(552, `5.3.4 Message too big: the limit is ${opts.maxSize} bytes`)
+    }
+    const envelope: MailEnvelope = {
+      from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
+      to: session.envelope.rcptTo.map((r) => r.address),
+      remoteAddress: session.remoteAddress,
+      helo: session.hostNameAppearsAs ?? '',
+    }
+    try {
+      const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt })
+      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
+      return accepted.id
+    } catch (err) {
+      log.error({ err, id }, `inbound message ${id} could not be recorded or queued: answered 451`)
+      await opts.store.blobs.delete(key).catch(() => undefined)
+      throw reply(451, '4.3.0 Temporary failure queueing the message, try again later')
+    }
+  }
+
+  const options: SMTPServerOptions = {
+    name: opts.hostname,
+    banner: 'espra-node ESMTP',
+    size: opts.maxSize,
+    authOptional: true,
+    // Inbound MX: no AUTH. STARTTLS only with --smtp-tls-cert.
+    disabledCommands: opts.tls === null ? ['AUTH', 'STARTTLS'] : ['AUTH'],
+    ...(opts.tls === null ? {} : { key: opts.tls.key, cert: opts.tls.cert }),
+    disableReverseLookup: true,
+    logger: false,
+    onConnect(session, callback) {
+      if (!opts.limits.connected(session.remoteAddress, session.id)) return callback(reply(421, '4.7.0 Too many connections from your address, try again later'))
+      callback()
+    },
+    onClose(session) {
+      opts.limits.closed(session.id)
+    },
+    onMailFrom(_address, session, callback) {
+      if (opts.tls?.required && !session.secure) return callback(reply(530, '5.7.0 Must issue a STARTTLS command first'))
+      if (!opts.limits.message(session.remoteAddress)) return callback(reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
+      callback()
+    },
+    onRcptTo(address, session, callback) {
+      const m = ADDRESS.exec(address.address)
+      if (m === null) return callback(reply(553, `5.1.3 Bad recipient address syntax: <${address.address.slice(0, 100)}>`))
+      if (!domains.has(m[1]!.toLowerCase())) return callback(reply(550, `5.1.1 <${address.address}>: no mail is accepted for this domain here`))
+      if (session.envelope.rcptTo.length >= opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients: at most ${opts.maxRecipients} per message, send the rest in another`))
+      callback()
+    },
+    onData(stream, session, callback) {
+      accept(stream, session).then(
+        (id) => callback(null, `2.0.0 Ok: queued as ${id}`),
+        (err: Error) => callback(err),
+      )
+    },
+  }
+  const server = new SMTPServer(options)
+  // A client's misbehaviour (a reset, a TLS error) is its problem, never the child's.
+  server.on('error', (err) => log.info({ err: { message: err.message, code: (err as { code?: string }).code } }, 'smtp connection error'))
+  return server
+}
