@@ -205,6 +205,7 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   const before = new Set(fs[1]!.logs.filter((l) => l.msg === 'app build serving').map((l) => l.pid))
   fs[1]!.proc.kill('SIGHUP')
   await waitFor('fs-b children replaced', async () => fs[1]!.logs.filter((l) => l.msg === 'app build serving' && !before.has(l.pid) && l['build'] === 'b2').length >= 2, 20_000)
+  await waitFor('fs-b reload done', async () => fs[1]!.logs.some((l) => l.msg === 'all children replaced'), 20_000)
   t.equal((await fetch(fs[1]!.port, '/app/live.txt')).body.toString(), files2['live.txt'])
 
   // Without a "public" list, only public/** is served; a malformed list is refused before anything is sent.
