@@ -21,6 +21,7 @@ import {
   asDrainOrder, DRAIN_KEY_PREFIX, drainKey, parseDrainRequest, parseNodeId, type DrainOrder, type DrainPush,
 } from '../lib/transport/drain-order.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
+import { adminOnly } from './admin-only.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap, type NodeView } from '../lib/transport/meta-shapes.js'
 import type { Registry } from './registry.js'
@@ -41,10 +42,6 @@ export interface SeedDrains {
   /** `peer` registered as node `id`: it gets its order now (when drained) and every change from now on. */
   registered(id: string, peer: MetaPeer): void
   peerClosed(peer: MetaPeer): void
-}
-
-function adminOnly(peer: MetaPeer, op: string): void {
-  if (peer.kind !== 'admin') throw new EspraError('ESPRA_ERR_META_FORBIDDEN', `${op} is for admin peers only (espra-node admin, the admin node)`)
 }
 
 /** Loads every stored order; rejects when the datastore cannot be read (the seed does not start without it). */

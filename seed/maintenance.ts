@@ -16,12 +16,12 @@
  * Changes, expiry and the pushes on register run one at a time, so a push
  * always carries the state just written, in order.
  */
-import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { MaintenanceState } from '../lib/core/node-state.js'
 import { checkMaintenanceRequest, parseMaintenanceState } from '../lib/http/maintenance.js'
 import type { Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
+import { adminOnly } from './admin-only.js'
 import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
 
 export const MAINTENANCE_KIND = 'cluster'
@@ -37,10 +37,6 @@ export interface SeedMaintenance {
   registered(peer: MetaPeer): void
   peerClosed(peer: MetaPeer): void
   close(): void
-}
-
-const adminOnly = (op: string, peer: MetaPeer): void => {
-  if (peer.kind !== 'admin') throw new EspraError('ESPRA_ERR_META_FORBIDDEN', `${op} is for admin peers only (this connection authenticated as a ${peer.kind ?? 'unknown'} peer)`, { op })
 }
 
 export function createSeedMaintenance({ datastore, log }: { datastore: Datastore; log: Logger }): SeedMaintenance {
@@ -99,7 +95,7 @@ export function createSeedMaintenance({ datastore, log }: { datastore: Datastore
   }
 
   const set: RequestHandler<MetaPeer> = (body, peer) => {
-    adminOnly('maintenance.set', peer)
+    adminOnly(peer, 'maintenance.set')
     // Checked against the seed's clock at once; written in turn.
     const wanted = checkMaintenanceRequest(body, Date.now())
     return serial(async () => {
@@ -115,7 +111,7 @@ export function createSeedMaintenance({ datastore, log }: { datastore: Datastore
   }
 
   const clear: RequestHandler<MetaPeer> = (_body, peer) => {
-    adminOnly('maintenance.clear', peer)
+    adminOnly(peer, 'maintenance.clear')
     return serial(async () => {
       const previous = current
       await datastore.delete(MAINTENANCE_KIND, MAINTENANCE_KEY)
@@ -129,7 +125,7 @@ export function createSeedMaintenance({ datastore, log }: { datastore: Datastore
   }
 
   const get: RequestHandler<MetaPeer> = (_body, peer) => {
-    adminOnly('maintenance.get', peer)
+    adminOnly(peer, 'maintenance.get')
     return serial(() => ({ state: current, now: Date.now() }))
   }
 

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
+import { adminOnly } from './admin-only.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
 import { RELOAD_PUSH } from '../lib/process/node-reload.js'
@@ -58,7 +59,7 @@ export function createNodeControl(opts: NodeControlOptions) {
 
   const handlers: [string, RequestHandler<MetaPeer>][] = [
     ['node.reload', (body, peer) => {
-      if (peer.kind !== 'admin') throw new EspraError('ESPRA_ERR_META_FORBIDDEN', 'node.reload is for admin peers only')
+      adminOnly(peer, 'node.reload')
       if (!isMap(body)) throw bad('body', 'must be a map')
       const id = body['id']
       if (typeof id !== 'string' || !NODE_ID.test(id)) throw bad('id', 'a node id (1 to 128 printable characters)')
