@@ -104,7 +104,7 @@ t.test('build.commit checks its canary field and refuses a canary the cluster ca
   await t.rejects(admin.request('build.commit', { manifest, canary: { nodes: 2, timeMs: 5000 } }),
     { code: 'ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', details: { field: 'canary.nodes', appNodes: 2 } }, 'every app node a canary: none to compare with')
   // One app node: nothing to compare with either.
-  const { seed: _s, ...solo } = { seed: null, ...(await startTestSeed(t)) }
+  const solo = await startTestSeed(t)
   const admin2 = client(t, solo.port)
   await admin2.ready
   await admin2.request('build.blob', { hash: sha(body), offset: 0, chunk: body, last: true })
@@ -198,4 +198,46 @@ t.test('a worker crash on a canary fails it at once; a newer push replaces a can
   t.same(ops(app2.pushes, 'b4'), ['build.stage', 'build.cancel'])
   t.same(ops(fs.pushes, 'b4'), ['build.stage', 'build.cancel'])
   t.equal(app2.node.serving, 'b5')
+})
+
+t.test('a seed restart during a canary leaves the previous build current everywhere; the build shows abandoned', async (t) => {
+  const first = await startTestSeed(t)
+  const admin = client(t, first.port)
+  await admin.ready
+  await admin.request('build.blob', { hash: sha(body), offset: 0, chunk: body, last: true })
+  const app1 = await stager(t, first.port, 'app-1', 'app')
+  await stager(t, first.port, 'app-2', 'app')
+  await admin.request('build.commit', { manifest })
+  await until(() => app1.node.serving === 'b1', 3000, 'b1 everywhere')
+  await admin.request('build.commit', { manifest, canary: { nodes: 1, timeMs: 3_600_000 } })
+  await until(() => app1.node.serving === 'b2', 3000, 'b2 on the canary')
+  admin.destroy()
+  first.seed.destroy()
+
+  const second = await startTestSeed(t, { dataDir: first.config.dataDir, blobDir: first.config.blobDir })
+  const again = client(t, second.port)
+  await again.ready
+  const back1 = await stager(t, second.port, 'app-1', 'app')
+  const back2 = await stager(t, second.port, 'app-2', 'app')
+  await until(() => back1.node.serving === 'b1' && back2.node.serving === 'b1', 3000, 'b1 pushed to both on subscribe')
+  t.match(await again.request('build.current', {}), { id: 'b1' })
+  t.match(await status(again, 'b2'), { state: 'abandoned', current: false, canary: { nodes: ['app-1'] } })
+})
+
+t.test('a heartbeat with a malformed load.app drops the peer', async (t) => {
+  const { port, lines } = await startTestSeed(t)
+  for (const [app, reason] of [
+    [[], 'heartbeat load.app is not a map'],
+    [{ build: 'b1', requests: -1, errors5xx: 0, crashes: 0, latency: [] }, 'heartbeat load.app counts must be non-negative numbers'],
+    [{ build: 'b1', requests: 1, errors5xx: 0, crashes: 0, latency: new Array(33).fill(0) }, 'heartbeat load.app.latency must be an array of at most 32 counts'],
+    [{ build: 'b1', requests: 1, errors5xx: 0, crashes: 0, latency: ['1'] }, 'heartbeat load.app.latency counts must be non-negative numbers'],
+  ] as const) {
+    const c = await nodeClient(t, port, `app-${lines.length}`, { role: 'app' })
+    c.stopHeartbeat()
+    const dropped = new Promise<void>((resolve) => c.on('disconnected', resolve))
+    c.send('heartbeat', { health: 'ok', children: 1, build: 'b1', load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0, app } })
+    await dropped
+    await until(() => lines.some((l) => JSON.stringify(l).includes(reason)), 3000, reason)
+    t.pass(`dropped: ${reason}`)
+  }
 })

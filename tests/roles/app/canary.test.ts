@@ -5,7 +5,7 @@
 import { Agent } from 'node:http'
 import t from 'tap'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
-import { get, health, waitFor } from '../../helpers/cluster.js'
+import { get, health } from '../../helpers/cluster.js'
 
 /** A build answering `version`; with `failEvery`, every n-th request of each worker answers 500. Its public files name the version. */
 function writeVersion(version: string, failEvery = 0): string {
