@@ -69,7 +69,7 @@ function buildProgram(rolesHelpText: string): Command {
     .option('--watch', 'redraw the list as nodes join, leave or change health (Ctrl-C to stop)')
     .action(async (opts) => (await adminModules.cli()).adminNodes(opts))
 
-  connectOptions(admin.command('push-build <dir>').description('send a directory as a new app build; every app node and fileserver stages it, then it is made current everywhere at once; returns when every one serves it (prints the build id), or names the nodes that refused it and exits non-zero'))
+  connectOptions(admin.command('push-build <dir>').description('send a directory as a new app build; every app node and fileserver stages it, then it is made current everywhere at once (with --canary: on the canary app nodes first, then everywhere or rolled back); returns when every one serves it (prints the build id), or names the nodes that refused it (or the failed canary\'s figures) and exits non-zero'))
     .option('--message <text>', 'what this build is (shown by `admin builds`)')
     .option('--timeout <duration>', 'once activated, how long to wait for every node to report the build, e.g. 30s, 2m (staging is bounded by the seed: --init-timeout plus 15s)', '60s')
     .option('--canary <n|percent%>', 'make the build current on this many app nodes first (the first by id; at least 1, never all; needs 2 or more app nodes and a current build), e.g. 1 or 25%; the seed compares their 5xx rate, worker crashes and p99 with the other app nodes and goes on to every node, or rolls the canaries back by itself and this exits 1 with the figures')
