@@ -22,6 +22,8 @@ const REQUEST_TIMEOUT_MS = 30_000
 /** Chunk requests in flight at once: keeps the link busy without buffering a whole file. */
 const WINDOW = 8
 const POLL_MS = 200
+/** While a canary is watched, its figures so far are printed this often. */
+const CANARY_PROGRESS_MS = 10_000
 
 export interface PushOptions extends ConnectOptions {
   message?: string
@@ -146,7 +148,8 @@ export async function waitForNodes(client: MetaClient, id: string, timeoutMs: nu
  */
 async function finish(client: MetaClient, id: string, timeoutMs: number): Promise<void> {
   const told = new Map<string, string>()
-  let watching = false
+  /** When the canary's figures were last printed (0: not watching yet). */
+  let watching = 0
   let status: BuildStatus
   for (;;) {
     status = await client.request<BuildStatus>('build.status', { id }, REQUEST_TIMEOUT_MS)
@@ -155,9 +158,11 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
       told.set(n.node, n.state)
       say(n.state === 'staged' ? `  ${n.node} (${n.role}): staged` : `  ${n.node} (${n.role}): refused: ${n.code} ${n.message}`)
     }
-    if (status.state === 'canary' && status.canary !== undefined && !watching) {
-      watching = true
-      say(`build ${id} current on canary node(s) ${status.canary.nodes.join(', ')} only; the seed watches them for ${Math.round(status.canary.timeMs / 1000)}s against ${status.canary.baseline.nodes.join(', ')}`)
+    if (status.state === 'canary' && status.canary !== undefined) {
+      const c = status.canary
+      if (watching === 0) say(`build ${id} current on canary node(s) ${c.nodes.join(', ')} only; the seed watches them for ${Math.round(c.timeMs / 1000)}s against ${c.baseline.nodes.join(', ')}`)
+      else if (Date.now() - watching >= CANARY_PROGRESS_MS) say(`  ${Math.ceil((c.endsInMs ?? 0) / 1000)}s left; ${formatFigures('canary', c.canary)}; ${formatFigures('baseline', c.baseline)}`)
+      if (watching === 0 || Date.now() - watching >= CANARY_PROGRESS_MS) watching = Date.now()
     }
     if (status.state !== 'staging' && status.state !== 'canary') break
     await new Promise((resolve) => setTimeout(resolve, POLL_MS))
