@@ -6,10 +6,11 @@
  * what each set answered since the watch began: the canaries with the new
  * build, the baseline (the other app nodes of the round) with theirs. A
  * worker crash on a canary, a canary refusing the build or leaving fails it
- * at once; at the end the rules of lib/builds/canary.ts (`judge`) decide.
+ * at once, and so does a 5xx rate clearly over the limit (`judgeEarly`); at
+ * the end the rules of lib/builds/canary.ts (`judge`) decide.
  * One verdict, told once; builds.ts rolls back or activates.
  */
-import { emptyTally, figuresOf, judge, type CanaryPlan, type CanaryState, type Tally } from '../lib/builds/canary.js'
+import { emptyTally, figuresOf, judge, judgeEarly, type CanaryPlan, type CanaryState, type Tally } from '../lib/builds/canary.js'
 import type { Logger } from '../lib/core/log.js'
 import type { AppLoad, NodeView } from '../lib/transport/meta-shapes.js'
 
@@ -99,7 +100,9 @@ export function startCanaryWatch(opts: CanaryWatchOptions): CanaryWatch {
     const total = (set: readonly string[]) => sum(set.map((n) => tallies.get(n)!))
     state.canary = figuresOf(opts.canaries, total(opts.canaries))
     state.baseline = figuresOf(opts.baseline, total(opts.baseline))
-    if (state.canary.crashes > 0) fail([`${state.canary.crashes} worker crash(es) on the canaries`])
+    if (state.canary.crashes > 0) return fail([`${state.canary.crashes} worker crash(es) on the canaries`])
+    const early = judgeEarly(state.canary, state.baseline)
+    if (early.length > 0) fail(early)
   }
 
   function end(verdict: 'passed' | 'failed' | 'replaced', reasons: string[]): void {

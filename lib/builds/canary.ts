@@ -16,6 +16,8 @@ export const CANARY_MIN_REQUESTS = 100
 export const CANARY_MIN_ERROR_RATE = 0.01
 /** The canaries fail when their p99 is above twice the baseline's plus this. */
 export const CANARY_P99_FLOOR_MS = 50
+/** Before the end, the canaries fail as soon as they sent this many answers with a 5xx rate above twice the limit. */
+export const CANARY_EARLY_MIN_REQUESTS = 500
 
 /** How many app nodes take the build first (one of the two), and for how long the seed watches them. */
 export interface CanaryPlan {
@@ -113,6 +115,19 @@ export function judge(canary: CanaryFigures, baseline: CanaryFigures): string[] 
     }
   }
   return reasons
+}
+
+/**
+ * Checked at every sample before the end: a canary clearly worse than the
+ * 5xx limit (twice it, over at least CANARY_EARLY_MIN_REQUESTS answers)
+ * fails at once rather than serving errors for the rest of the watch. The
+ * margin keeps a canary near the limit from failing on an early streak.
+ */
+export function judgeEarly(canary: CanaryFigures, baseline: CanaryFigures): string[] {
+  if (canary.requests < CANARY_EARLY_MIN_REQUESTS) return []
+  const limit = Math.max(CANARY_MIN_ERROR_RATE, 2 * baseline.errorRate)
+  if (canary.errorRate <= 2 * limit) return []
+  return [`5xx rate ${pct(canary.errorRate)} over twice the limit ${pct(limit)} after ${canary.requests} answers (max of 1 % and twice the baseline's ${pct(baseline.errorRate)}): failed before the end of the watch`]
 }
 
 export const pct = (rate: number) => `${(rate * 100).toFixed(2)} %`

@@ -1,6 +1,6 @@
 // The canary plan, how many nodes it picks, the latency quantile and the rules that judge the figures.
 import t from 'tap'
-import { canaryCount, figuresOf, judge, parseCanaryPlan, type Tally } from '../../../lib/builds/canary.js'
+import { canaryCount, figuresOf, judge, judgeEarly, parseCanaryPlan, type Tally } from '../../../lib/builds/canary.js'
 import { LATENCY_BOUNDS_MS, latencyBucket, quantileOf } from '../../../lib/core/latency-histogram.js'
 
 t.test('parseCanaryPlan keeps a clean plan and names the bad field', async (t) => {
@@ -53,4 +53,13 @@ t.test('the rules', async (t) => {
   t.same(judged(tally(1000, 0, 5), tally(1000, 0, 2)), [], 'p99 50 ms against 5 ms: within 2 × 5 + 50')
   t.match(judged(tally(1000, 0, 6), tally(1000, 0, 2)), [/p99 100 ms over the limit 60 ms/])
   t.same(judged(tally(1000, 0, 9), tally(99, 0, 2)), [], 'p99 needs 100 baseline answers too')
+})
+
+t.test('the early rule: twice the limit over at least 500 answers', async (t) => {
+  const early = (canary: Tally, baseline: Tally) => judgeEarly(figuresOf(['c'], canary), figuresOf(['b'], baseline))
+  t.same(early(tally(499, 499), tally(0, 0)), [], 'not before 500 answers')
+  t.same(early(tally(1000, 20), tally(1000, 0)), [], '2 % is not above twice 1 %')
+  t.match(early(tally(1000, 21), tally(1000, 0)), [/5xx rate 2\.10 % over twice the limit 1\.00 % after 1000 answers/])
+  t.same(early(tally(1000, 150), tally(1000, 40)), [], 'baseline 4 %: the limit is 8 %, early at over 16 %')
+  t.match(early(tally(1000, 170), tally(1000, 40)), [/over twice the limit 8\.00 %/])
 })
