@@ -19,7 +19,7 @@ import {
   type BuildManifest, type BuildPush, type BuildRecord, type BuildState,
 } from '../lib/builds/manifest.js'
 import { readBlob } from '../lib/builds/blob-read.js'
-import { canaryCount, parseCanaryPlan, type CanaryPlan, type CanaryState } from '../lib/builds/canary.js'
+import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
@@ -28,7 +28,7 @@ import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
 import { createBuildStaging, type StageNode, type StageRound, type StageTarget } from './build-staging.js'
-import { startCanaryWatch, type CanaryWatch } from './canary.js'
+import { createCanaryDeploys } from './canary-deploys.js'
 import type { Registry } from './registry.js'
 
 /** Blobs one connection may have half-uploaded at once. */
@@ -195,7 +195,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const manifest = checkManifest(b['manifest'])
     const message = checkMessage(b['message'])
     const plan = b['canary'] === undefined ? null : parseCanaryPlan(b['canary'])
-    if (plan !== null) canaryPossible(plan)
+    if (plan !== null) canaries.check(plan, targets().filter((t) => t.role === 'app').length)
     const totals = manifestTotals(manifest)
     const missing = await missingHashes(totals.hashes)
     if (missing.length > 0) {
@@ -213,25 +213,15 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const uploadedBytes = state.received
     state.received = 0
     log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message, canary: plan }, 'build committed; staging')
-    if (plan !== null) plans.set(id, plan)
-    replaceCanary()
+    if (plan !== null) canaries.planned(id, plan)
+    canaries.replace()
     const round = staging.start({ id, manifest }, targets())
     const names = [...round.nodes.keys()].sort()
     return {
       id, files: totals.files, bytes: totals.bytes, uploadedBytes, staging: names,
-      ...(plan !== null ? { canary: { nodes: pickCanaries(plan, appNodesOf(round)).canaries, timeMs: plan.timeMs } } : {}),
+      ...(plan !== null ? { canary: { nodes: canaries.pick(plan, apps(round)).canaries, timeMs: plan.timeMs } } : {}),
     }
   })
-
-  /** Refuses a canary plan this cluster cannot run now: no build to compare with or roll back to, too few app nodes. */
-  function canaryPossible(plan: CanaryPlan): void {
-    if (current === null) throw new EspraError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', 'a canary deploy needs a current build to compare with and roll back to; push the first build without --canary', { field: 'canary' })
-    const apps = targets().filter((t) => t.role === 'app').length
-    if (apps < 2) throw new EspraError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', `a canary deploy needs at least 2 app nodes (canaries and at least one to compare with); ${apps} can stage builds now`, { field: 'canary', appNodes: apps })
-    if (plan.nodes !== undefined && plan.nodes >= apps) {
-      throw new EspraError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', `${plan.nodes} canary node(s) would leave no app node to compare with: ${apps} can stage builds now`, { field: 'canary.nodes', appNodes: apps })
-    }
-  }
 
   const rollback = (raw: unknown) => serial(async () => {
     const id = body(raw)['id']
@@ -239,7 +229,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const manifest = await loadManifest(id)
     const active = staging.active()
     if (active?.push.id === id) return { id, staging: [...active.nodes.keys()].sort() }
-    replaceCanary()
+    canaries.replace()
     // Two phases like a push: the files are on every node's reach already, so staging is quick, and a build
     // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
     log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
@@ -281,108 +271,44 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
   }
 
-  // Canary deploys (seed/canary.ts): the plan of each commit that asked for one, until its round ends;
-  // the one canary running (its build current on the canaries only, staged on every other node of its round).
-  const plans = new Map<string, CanaryPlan>()
-  let canaryRun: { push: BuildPush; previous: BuildPush; stage: StageNode[]; watch: CanaryWatch } | null = null
-
   /** The record keeps at most MAX_STAGE_NODES node names in each list (it must stay far under 64 KB). */
   const canaryRecord = ({ endsInMs: _, ...c }: CanaryState): CanaryState => ({
     ...c, nodes: c.nodes.slice(0, MAX_STAGE_NODES), reasons: c.reasons.slice(0, 10).map((r) => r.slice(0, 500)),
     canary: { ...c.canary, nodes: c.canary.nodes.slice(0, MAX_STAGE_NODES) }, baseline: { ...c.baseline, nodes: c.baseline.nodes.slice(0, MAX_STAGE_NODES) },
   })
 
-  const appNodesOf = (round: StageRound) => [...round.nodes.values()].filter((n) => n.role === 'app' && n.state !== 'refused').map((n) => n.node).sort()
-
-  /** The first canaryCount() app nodes by id are the canaries; the others are the baseline. */
-  function pickCanaries(plan: CanaryPlan, apps: readonly string[]): { canaries: string[]; baseline: string[] } {
-    const k = canaryCount(plan, apps.length)
-    return { canaries: apps.slice(0, k), baseline: apps.slice(k) }
-  }
+  const apps = (round: StageRound) => [...round.nodes.values()].filter((n) => n.role === 'app').map((n) => n.node).sort()
 
   function peerOf(node: string): MetaPeer | undefined {
     for (const peer of subscribers) if (peer.nodeId === node) return peer
     return undefined
   }
 
-  /** Sends a push to some nodes only (those still subscribed). */
-  function pushTo(nodes: Iterable<string>, op: string, value: unknown): void {
-    if (closed) return
-    const frame = encodeMessage(op, value)
-    for (const node of nodes) peerOf(node)?.session.sendEncoded(frame)
-  }
+  // Canary deploys: canary-deploys.ts; their outcomes are recorded here like every deploy's.
+  const canaries = createCanaryDeploys({
+    log, registry,
+    current: () => current,
+    pushTo(nodes, op, value) {
+      if (closed) return
+      const frame = encodeMessage(op, value)
+      for (const node of nodes) peerOf(node)?.session.sendEncoded(frame)
+    },
+    activate: (push) => activate(push),
+    record: (id, outcome) => setOutcome(id, outcome),
+  })
 
-  /** The build staged everywhere: current on the canaries only, and watched. */
-  function startCanary(round: StageRound, plan: CanaryPlan, stage: StageNode[]): void {
-    const { id } = round.push
-    const { canaries, baseline } = pickCanaries(plan, appNodesOf(round))
-    if (canaries.length === 0 || current === null) {
-      const reason = current === null ? 'no current build to compare with and roll back to' : 'fewer than 2 app nodes staged the build: nothing to compare the canaries with'
-      log.warn({ build: id }, `canary of build ${id} not started: ${reason}; current nowhere`)
-      pushTo(stage.map((n) => n.node), 'build.cancel', { id })
-      const state: CanaryState = {
-        plan, nodes: [], startedAt: Date.now(), timeMs: plan.timeMs, verdict: 'failed', reasons: [reason],
-        canary: { nodes: [], requests: 0, errors5xx: 0, errorRate: 0, crashes: 0, p99Ms: null }, baseline: { nodes: baseline, requests: 0, errors5xx: 0, errorRate: 0, crashes: 0, p99Ms: null },
-      }
-      return setOutcome(id, { state: 'canary-failed', stage, canary: state })
-    }
-    const run = {
-      push: round.push, previous: current, stage,
-      watch: startCanaryWatch({
-        log, id, plan, canaries, baseline,
-        view: (node) => registry.view(node),
-        onVerdict: (state) => canaryDone(run, state),
-      }),
-    }
-    canaryRun = run
-    pushTo(canaries, 'build', round.push)
-    setOutcome(id, { state: 'canary', stage, canary: run.watch.state() })
-  }
-
-  /** The canaries go back to the build current everywhere else; every other node of the round drops the staged build. */
-  function rollBackCanaries(run: NonNullable<typeof canaryRun>): void {
-    pushTo(run.watch.canaries, 'build', run.previous)
-    const canaries = new Set(run.watch.canaries)
-    pushTo(run.stage.map((n) => n.node).filter((n) => !canaries.has(n)), 'build.cancel', { id: run.push.id })
-  }
-
-  function canaryDone(run: NonNullable<typeof canaryRun>, state: CanaryState): void {
-    if (canaryRun !== run) return
-    canaryRun = null
-    const { id } = run.push
-    if (state.verdict === 'passed') {
-      log.info({ build: id }, `canary of build ${id} passed: activating everywhere`)
-      makeCurrent(run.push)
-      void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id })).catch((err: unknown) => log.error({ err, build: id }, 'could not record the current build'))
-      return setOutcome(id, { state: 'live', stage: run.stage, canary: state })
-    }
-    log.warn({ build: id, previous: run.previous.id, canaries: run.watch.canaries }, `canary of build ${id} failed: canaries back to ${run.previous.id}, current nowhere`)
-    rollBackCanaries(run)
-    setOutcome(id, { state: 'canary-failed', stage: run.stage, canary: state })
-  }
-
-  /** A newer push or a rollback replaces a canary still watched: its canaries go back first. */
-  function replaceCanary(): void {
-    const run = canaryRun
-    if (run === null) return
-    canaryRun = null
-    const state = run.watch.stop('replaced')
-    log.warn({ build: run.push.id }, `canary of build ${run.push.id} replaced by a newer push or rollback: canaries back to ${run.previous.id}`)
-    rollBackCanaries(run)
-    setOutcome(run.push.id, { state: 'replaced', stage: run.stage, canary: state })
+  /** The build becomes current everywhere: pushed at once, then recorded. */
+  function activate(push: BuildPush): void {
+    makeCurrent(push)
+    void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id: push.id })).catch((err: unknown) => log.error({ err, build: push.id }, 'could not record the current build'))
   }
 
   /** A round ended: activated builds go current everywhere now (the push is sent before anything is awaited). */
   function roundDone(round: StageRound): void {
     const { id } = round.push
     const nodes = [...round.nodes.values()].map((n) => ({ ...n }))
-    const plan = plans.get(id)
-    plans.delete(id)
-    if (round.outcome === 'activated' && plan !== undefined) return startCanary(round, plan, nodes)
-    if (round.outcome === 'activated') {
-      makeCurrent(round.push)
-      void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id })).catch((err: unknown) => log.error({ err, build: id }, 'could not record the current build'))
-    }
+    if (canaries.roundDone(round, nodes)) return
+    if (round.outcome === 'activated') activate(round.push)
     setOutcome(id, { state: round.outcome === 'activated' ? 'live' : round.outcome === 'refused' ? 'refused' : 'replaced', stage: nodes })
   }
 
@@ -396,8 +322,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
     if (typeof b['code'] !== 'string' || !/^ESPRA_ERR_[A-Z_]{1,64}$/.test(b['code'])) throw invalid('code', 'must be an ESPRA_ERR_* code')
     if (typeof b['message'] !== 'string') throw invalid('message', 'must be text')
-    // A canary that cannot load the build it was told to serve fails the canary at once.
-    if (canaryRun?.push.id === b['id']) canaryRun.watch.refused(peer.nodeId, b['code'], b['message'].slice(0, 500))
+    canaries.refused(peer.nodeId, b['id'], b['code'], b['message'].slice(0, 500))
     // A refusal while staging is that node's answer to the round; one later (a straight load) is kept here.
     if (staging.asks(peer.nodeId, b['id'])) {
       staging.answer(peer, b['id'], { state: 'refused', code: b['code'], message: b['message'].slice(0, 500) })
@@ -427,7 +352,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (round?.push.id === id) {
       return { id, state: 'staging', current: current?.id === id, nodes: [...round.nodes.values()], deadlineInMs: Math.max(0, round.deadline - Date.now()) }
     }
-    if (canaryRun?.push.id === id) return { id, state: 'canary', current: false, nodes: canaryRun.stage, canary: canaryRun.watch.state() }
+    const running = canaries.running(id)
+    if (running !== null) return { id, state: 'canary', current: false, nodes: running.stage, canary: running.state }
     const record = await loadRecord(id)
     const canary = canaryOf(record)
     return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [], ...(canary ? { canary } : {}) }
@@ -435,11 +361,11 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
 
   /** A build's canary as it stands: the one running, else how it ended (null: deployed without one). */
   const canaryOf = (record: BuildRecord): CanaryState | null =>
-    canaryRun?.push.id === record.id ? canaryRun.watch.state() : outcomes.get(record.id)?.canary ?? record.canary ?? null
+    canaries.running(record.id)?.state ?? outcomes.get(record.id)?.canary ?? record.canary ?? null
 
   /** A record still saying `staging` or `canary` with nothing running for it: the seed restarted mid-deploy. */
   const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
-    round?.push.id === record.id ? 'staging' : canaryRun?.push.id === record.id ? 'canary' : outcomes.get(record.id)?.state
+    round?.push.id === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
       ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
 
   async function list(raw: unknown): Promise<Record<string, unknown>> {
@@ -461,7 +387,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     const round = staging.active()
     const builds = records.slice(-limit).reverse().map((r) => {
-      const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaryRun?.push.id === r.id ? canaryRun.stage : outcomes.get(r.id)?.stage ?? r.stage ?? []
+      const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaries.running(r.id)?.stage ?? outcomes.get(r.id)?.stage ?? r.stage ?? []
       const canary = canaryOf(r)
       const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
       const later = [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
@@ -500,19 +426,14 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       })
     },
     peerClosed(peer) {
-      if (peer.nodeId !== null && peerOf(peer.nodeId) === peer) canaryRun?.watch.left(peer.nodeId)
+      if (peer.nodeId !== null && peerOf(peer.nodeId) === peer) canaries.left(peer.nodeId)
       staging.peerGone(peer)
       subscribers.delete(peer)
       uploads.delete(peer)
     },
     close() {
       closed = true
-      if (canaryRun !== null) {
-        // Its record says `canary` (shown `abandoned` after a restart); nodes that re-subscribe get the previous build.
-        log.warn({ build: canaryRun.push.id }, `seed stopping during the canary of build ${canaryRun.push.id}: the previous build ${canaryRun.previous.id} stays current`)
-        canaryRun.watch.stop('replaced')
-        canaryRun = null
-      }
+      canaries.close()
       staging.close()
       subscribers.clear()
     },
