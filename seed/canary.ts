@@ -44,7 +44,8 @@ export interface CanaryWatch {
 
 /** What one node answered during the watch: increments of its cumulative counts. */
 interface NodeTally {
-  build: string | null
+  /** The build its last counts were of (undefined: none seen yet). */
+  build: string | null | undefined
   last: AppLoad | null
   readonly total: Tally
 }
@@ -72,7 +73,7 @@ function sum(tallies: Iterable<NodeTally>): Tally {
 export function startCanaryWatch(opts: CanaryWatchOptions): CanaryWatch {
   const { log, id } = opts
   const canarySet = new Set(opts.canaries)
-  const tallies = new Map<string, NodeTally>([...opts.canaries, ...opts.baseline].map((n) => [n, { build: null, last: null, total: emptyTally() }]))
+  const tallies = new Map<string, NodeTally>([...opts.canaries, ...opts.baseline].map((n) => [n, { build: undefined, last: null, total: emptyTally() }]))
   const startedAt = Date.now()
   const state: CanaryState = {
     plan: opts.plan, nodes: [...opts.canaries], startedAt, timeMs: opts.plan.timeMs, verdict: 'watching', reasons: [],
