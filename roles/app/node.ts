@@ -15,7 +15,8 @@ import { isMap, type AppLoad } from '../../lib/transport/meta-shapes.js'
 import { EspraError } from '../../lib/core/errors.js'
 import { startRedisProbe } from '../../lib/tasks/redis-status.js'
 import { MODULE_MARKER } from './build-files.js'
-import type { AnswersReport, AppSeedRequest, AppToParent } from './server.js'
+import type { AnswersReport } from './answer-meter.js'
+import type { AppSeedRequest, AppToParent } from './server.js'
 
 /** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */
 const STALE_TMP_MS = 3_600_000

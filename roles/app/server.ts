@@ -28,8 +28,6 @@ import type { PlatformOp, WireRequest } from './protocol.js'
 
 /** Child → parent: the build this child serves, or one it refused. */
 export type AppToParent = { t: 'serving'; id: string } | { t: 'load-failed'; id: string; code: string; message: string }
-/** Child → parent, at every heartbeat interval: how it answers with the build it serves (answer-meter.ts). */
-export type { AnswersReport } from './answer-meter.js'
 
 /** Child → parent request: a datastore op for the app's tables, sent on over the node's seed link. */
 export interface AppSeedRequest {
