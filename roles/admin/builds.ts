@@ -217,7 +217,12 @@ export async function adminPushBuild(dir: string, opts: PushOptions): Promise<vo
     }
     const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number; staging: string[]; canary?: { nodes: string[]; timeMs: number } }>(
       'build.commit', { manifest: packed.manifest, message: opts.message ?? '', ...(canary !== null ? { canary } : {}) }, REQUEST_TIMEOUT_MS,
-    )
+    ).catch((err: unknown) => {
+      // A --canary this cluster cannot run (no current build, too few app nodes, as many canaries as app nodes) is a
+      // usage error like a malformed one: exit 2. Nothing was recorded; the files sent are kept for the next push.
+      if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_CANARY_UNAVAILABLE') throw err
+      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--canary ${opts.canary}: ${(err as Error).message}`, { option: '--canary' })
+    })
     say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)
     if (built.canary) say(`canary: ${built.canary.nodes.join(', ')} first, watched for ${Math.round(built.canary.timeMs / 1000)}s`)
     await finish(client, built.id, timeoutMs)
