@@ -340,6 +340,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const b = body(raw)
     if (peer.kind !== 'node' || peer.nodeId === null) throw invalid('peer', 'must be a registered node')
     if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
+    // A canary staged the previous build again, to go back to it at once: nothing to answer.
+    if (canaries.standby(peer.nodeId, b['id'])) return {}
     staging.answer(peer, b['id'], { state: 'staged' })
     return {}
   }

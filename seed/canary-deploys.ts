@@ -2,8 +2,9 @@
  * The canary side of the seed's deploys (docs/operations.md, "Canary
  * deploys"): a commit's canary plan waits for its staging round; when the
  * round is activated the build goes current on the canary app nodes only
- * (the first of the round's app nodes by id) and a watch starts
- * (canary.ts). Its verdict either activates the build everywhere (through
+ * (the first of the round's app nodes by id), which also stage the previous
+ * build again beside it (a standby: going back is then an instant swap, as
+ * going on is for the other nodes), and a watch starts (canary.ts). Its verdict either activates the build everywhere (through
  * builds.ts) or sends the canaries back to the previous build and every
  * other node of the round `build.cancel`. A newer push or rollback replaces
  * a running canary the same way. One canary at a time; the build store
@@ -53,6 +54,8 @@ export interface CanaryDeploys {
   refused(node: string, id: string, code: string, message: string): void
   /** A node's connection closed. */
   left(node: string): void
+  /** Whether `id` is the previous build a canary node was asked to stage as its standby (its `build.staged` needs no round). */
+  standby(node: string, id: string): boolean
   close(): void
 }
 
@@ -96,6 +99,7 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
     }
     run = mine
     opts.pushTo(canaries, 'build', round.push)
+    opts.pushTo(canaries, 'build.stage', previous)
     opts.record(id, { state: 'canary', stage, canary: mine.watch.state() })
   }
 
@@ -152,6 +156,7 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
       if (run?.push.id === id) run.watch.refused(node, code, message)
     },
     left: (node) => run?.watch.left(node),
+    standby: (node, id) => run !== null && run.previous.id === id && run.watch.canaries.includes(node),
     close() {
       if (run === null) return
       // Its record says `canary` (shown `abandoned` after a restart); nodes that re-subscribe get the previous build.

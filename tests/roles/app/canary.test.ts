@@ -97,6 +97,9 @@ t.test('a canary answering 500 to one request in five is rolled back by itself; 
   t.notOk(Object.keys(onOther!).some((k) => k.endsWith(':b2')), 'the other app node never served b2')
   t.same(Object.keys(onOther!), ['200:b1'], 'the other app node answered every request 200 with b1')
   await cluster.serving(apps[0]!, 'b1')
+  const stagedB1 = apps[0]!.logs.filter((l) => l.msg === 'app build staged' && l['build'] === 'b1').length
+  t.equal(stagedB1, 2, 'b1 staged twice on the canary: at its own push, and as the standby the canary swapped back to')
+  t.notOk(apps[0]!.logs.some((l) => /could not tell the seed/.test(l.msg)), 'the seed took the standby\'s build.staged')
   for (let i = 0; i < 4; i++) t.match(await get(apps[0]!.port, '/'), { status: 200, body: 'v1', headers: { 'x-espra-build': 'b1' } }, 'the canary is back on b1')
   t.match(await get(fs.port, '/app/public/asset-v2.js'), { status: 404 }, 'the staged b2 is dropped on the fileserver')
   t.equal((await health(apps[1]!.port)).body['build'], 'b1')
