@@ -19,6 +19,7 @@ import {
   type BuildManifest, type BuildPush, type BuildRecord, type BuildState,
 } from '../lib/builds/manifest.js'
 import { readBlob } from '../lib/builds/blob-read.js'
+import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
@@ -27,6 +28,7 @@ import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
 import { createBuildStaging, type StageNode, type StageRound, type StageTarget } from './build-staging.js'
+import { createCanaryDeploys } from './canary-deploys.js'
 import type { Registry } from './registry.js'
 
 /** Blobs one connection may have half-uploaded at once. */
@@ -192,6 +194,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const b = body(raw)
     const manifest = checkManifest(b['manifest'])
     const message = checkMessage(b['message'])
+    const plan = b['canary'] === undefined ? null : parseCanaryPlan(b['canary'])
+    if (plan !== null) canaries.check(plan, targets().filter((t) => t.role === 'app').length)
     const totals = manifestTotals(manifest)
     const missing = await missingHashes(totals.hashes)
     if (missing.length > 0) {
@@ -208,9 +212,15 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const state = peerUploads(peer)
     const uploadedBytes = state.received
     state.received = 0
-    log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message }, 'build committed; staging')
+    log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message, canary: plan }, 'build committed; staging')
+    if (plan !== null) canaries.planned(id, plan)
+    canaries.replace()
     const round = staging.start({ id, manifest }, targets())
-    return { id, files: totals.files, bytes: totals.bytes, uploadedBytes, staging: [...round.nodes.keys()].sort() }
+    const names = [...round.nodes.keys()].sort()
+    return {
+      id, files: totals.files, bytes: totals.bytes, uploadedBytes, staging: names,
+      ...(plan !== null ? { canary: { nodes: canaries.pick(plan, apps(round)).canaries, timeMs: plan.timeMs } } : {}),
+    }
   })
 
   const rollback = (raw: unknown) => serial(async () => {
@@ -219,6 +229,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const manifest = await loadManifest(id)
     const active = staging.active()
     if (active?.push.id === id) return { id, staging: [...active.nodes.keys()].sort() }
+    canaries.replace()
     // Two phases like a push: the files are on every node's reach already, so staging is quick, and a build
     // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
     log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
@@ -239,31 +250,66 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   }
 
   /** Writes how a build's deploy went into its record (serially with commits, so records are never lost). */
-  function persistState(id: string, state: BuildState, stage: readonly StageNode[]): Promise<void> {
+  function persistState(id: string, state: BuildState, stage: readonly StageNode[], canary?: CanaryState): Promise<void> {
     return serialRecord(async () => {
       const key = recordKey(Number(id.slice(1)))
       const record = await datastore.get('builds', key)
       if (record === null) return
-      await datastore.put('builds', key, { ...record, state, stage: stage.slice(0, MAX_STAGE_NODES).map((n) => ({ ...n })) })
+      await datastore.put('builds', key, {
+        ...record, state, stage: stage.slice(0, MAX_STAGE_NODES).map((n) => ({ ...n })),
+        ...(canary !== undefined ? { canary: canaryRecord(canary) } : {}),
+      })
     })
   }
 
-  // How rounds ended, at once (their records are written after): build id → state and nodes. Bounded.
-  const outcomes = new Map<string, { state: BuildState; stage: StageNode[] }>()
+  // How rounds ended, at once (their records are written after): build id → state, nodes and canary. Bounded.
+  const outcomes = new Map<string, { state: BuildState; stage: StageNode[]; canary?: CanaryState }>()
+  function setOutcome(id: string, outcome: { state: BuildState; stage: StageNode[]; canary?: CanaryState }): void {
+    outcomes.delete(id)
+    outcomes.set(id, outcome)
+    if (outcomes.size > 100) outcomes.delete(outcomes.keys().next().value!)
+    persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
+  }
+
+  /** The record keeps at most MAX_STAGE_NODES node names in each list (it must stay far under 64 KB). */
+  const canaryRecord = ({ endsInMs: _, ...c }: CanaryState): CanaryState => ({
+    ...c, nodes: c.nodes.slice(0, MAX_STAGE_NODES), reasons: c.reasons.slice(0, 10).map((r) => r.slice(0, 500)),
+    canary: { ...c.canary, nodes: c.canary.nodes.slice(0, MAX_STAGE_NODES) }, baseline: { ...c.baseline, nodes: c.baseline.nodes.slice(0, MAX_STAGE_NODES) },
+  })
+
+  const apps = (round: StageRound) => [...round.nodes.values()].filter((n) => n.role === 'app').map((n) => n.node).sort()
+
+  function peerOf(node: string): MetaPeer | undefined {
+    for (const peer of subscribers) if (peer.nodeId === node) return peer
+    return undefined
+  }
+
+  // Canary deploys: canary-deploys.ts; their outcomes are recorded here like every deploy's.
+  const canaries = createCanaryDeploys({
+    log, registry,
+    current: () => current,
+    pushTo(nodes, op, value) {
+      if (closed) return
+      const frame = encodeMessage(op, value)
+      for (const node of nodes) peerOf(node)?.session.sendEncoded(frame)
+    },
+    activate: (push) => activate(push),
+    record: (id, outcome) => setOutcome(id, outcome),
+  })
+
+  /** The build becomes current everywhere: pushed at once, then recorded. */
+  function activate(push: BuildPush): void {
+    makeCurrent(push)
+    void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id: push.id })).catch((err: unknown) => log.error({ err, build: push.id }, 'could not record the current build'))
+  }
 
   /** A round ended: activated builds go current everywhere now (the push is sent before anything is awaited). */
   function roundDone(round: StageRound): void {
     const { id } = round.push
     const nodes = [...round.nodes.values()].map((n) => ({ ...n }))
-    if (round.outcome === 'activated') {
-      makeCurrent(round.push)
-      void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id })).catch((err: unknown) => log.error({ err, build: id }, 'could not record the current build'))
-    }
-    const state: BuildState = round.outcome === 'activated' ? 'live' : round.outcome === 'refused' ? 'refused' : 'replaced'
-    outcomes.delete(id)
-    outcomes.set(id, { state, stage: nodes })
-    if (outcomes.size > 100) outcomes.delete(outcomes.keys().next().value!)
-    persistState(id, state, nodes).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
+    if (canaries.roundDone(round, nodes)) return
+    if (round.outcome === 'activated') activate(round.push)
+    setOutcome(id, { state: round.outcome === 'activated' ? 'live' : round.outcome === 'refused' ? 'refused' : 'replaced', stage: nodes })
   }
 
   // Builds app nodes refused (init threw, files missing): build id → node id → why. Kept in memory:
@@ -276,6 +322,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
     if (typeof b['code'] !== 'string' || !/^ESPRA_ERR_[A-Z_]{1,64}$/.test(b['code'])) throw invalid('code', 'must be an ESPRA_ERR_* code')
     if (typeof b['message'] !== 'string') throw invalid('message', 'must be text')
+    canaries.refused(peer.nodeId, b['id'], b['code'], b['message'].slice(0, 500))
     // A refusal while staging is that node's answer to the round; one later (a straight load) is kept here.
     if (staging.asks(peer.nodeId, b['id'])) {
       staging.answer(peer, b['id'], { state: 'refused', code: b['code'], message: b['message'].slice(0, 500) })
@@ -293,6 +340,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const b = body(raw)
     if (peer.kind !== 'node' || peer.nodeId === null) throw invalid('peer', 'must be a registered node')
     if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
+    // A canary staged the previous build again, to go back to it at once: nothing to answer.
+    if (canaries.standby(peer.nodeId, b['id'])) return {}
     staging.answer(peer, b['id'], { state: 'staged' })
     return {}
   }
@@ -305,13 +354,21 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (round?.push.id === id) {
       return { id, state: 'staging', current: current?.id === id, nodes: [...round.nodes.values()], deadlineInMs: Math.max(0, round.deadline - Date.now()) }
     }
+    const running = canaries.running(id)
+    if (running !== null) return { id, state: 'canary', current: false, nodes: running.stage, canary: running.state }
     const record = await loadRecord(id)
-    return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [] }
+    const canary = canaryOf(record)
+    return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [], ...(canary ? { canary } : {}) }
   }
 
-  /** A record still saying `staging` with no round for it: the seed restarted mid-deploy. */
+  /** A build's canary as it stands: the one running, else how it ended (null: deployed without one). */
+  const canaryOf = (record: BuildRecord): CanaryState | null =>
+    canaries.running(record.id)?.state ?? outcomes.get(record.id)?.canary ?? record.canary ?? null
+
+  /** A record still saying `staging` or `canary` with nothing running for it: the seed restarted mid-deploy. */
   const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
-    round?.push.id === record.id ? 'staging' : outcomes.get(record.id)?.state ?? (record.state === undefined ? 'live' : record.state === 'staging' ? 'abandoned' : record.state)
+    round?.push.id === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
+      ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
 
   async function list(raw: unknown): Promise<Record<string, unknown>> {
     const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
@@ -332,7 +389,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     const round = staging.active()
     const builds = records.slice(-limit).reverse().map((r) => {
-      const stage = round?.push.id === r.id ? [...round.nodes.values()] : outcomes.get(r.id)?.stage ?? r.stage ?? []
+      const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaries.running(r.id)?.stage ?? outcomes.get(r.id)?.stage ?? r.stage ?? []
+      const canary = canaryOf(r)
       const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
       const later = [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
       return {
@@ -340,6 +398,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
         current: r.id === current?.id, state: stateOf(r, round), nodes: (running.get(r.id) ?? []).sort(),
         refused: [...atStaging, ...later].sort((a, b) => a.node.localeCompare(b.node)),
         stage: stage.map((n) => ({ ...n })),
+        canary,
       }
     })
     return { current: current?.id ?? null, builds }
@@ -369,12 +428,14 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       })
     },
     peerClosed(peer) {
+      if (peer.nodeId !== null && peerOf(peer.nodeId) === peer) canaries.left(peer.nodeId)
       staging.peerGone(peer)
       subscribers.delete(peer)
       uploads.delete(peer)
     },
     close() {
       closed = true
+      canaries.close()
       staging.close()
       subscribers.clear()
     },

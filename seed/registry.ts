@@ -122,6 +122,9 @@ export class Registry {
     load.lagMs = body.load.lagMs
     if (body.load.pendingUploads !== undefined) load.pendingUploads = body.load.pendingUploads
     else delete load.pendingUploads
+    const app = body.load.app
+    if (app !== undefined) load.app = { build: app.build, requests: app.requests, errors5xx: app.errors5xx, crashes: app.crashes, latency: [...app.latency] }
+    else delete load.app
     if (record.health !== body.health) {
       record.health = body.health
       this.emit('health', record)
@@ -244,6 +247,7 @@ function toView(r: NodeRecord, now: number): NodeView {
   const load: NodeLoad = {
     connections: r.load.connections, rps: r.load.rps, rssBytes: r.load.rssBytes, lagMs: r.load.lagMs,
     ...(r.load.pendingUploads !== undefined ? { pendingUploads: r.load.pendingUploads } : {}),
+    ...(r.load.app !== undefined ? { app: { ...r.load.app, latency: [...r.load.app.latency] } } : {}),
   }
   return {
     id: r.id, role: r.role, region: r.region, address: r.address, port: r.port, metricsPort: r.metricsPort, pid: r.pid,

@@ -11,7 +11,6 @@ export const seedRole: Role = {
   notYet: [
     'cluster config store and push',
     'state hand-over between seeds (understudy seeds rebuild from re-registrations only)',
-    'canary deploys (push-build --canary: a build current on some app nodes first, rolled back by itself on errors)',
   ],
   forks: false,
   parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log }),

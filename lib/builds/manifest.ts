@@ -10,6 +10,7 @@
  * fileserver before loading).
  */
 import { EspraError } from '../core/errors.js'
+import type { CanaryState } from './canary.js'
 
 export interface BuildFile {
   /** Relative, `/`-separated, no empty, `.` or `..` segments. */
@@ -47,14 +48,18 @@ export interface BuildRecord {
    * How its last deploy (commit or rollback to it) ended: `staging` while
    * nodes load it, `live` once activated everywhere, `refused` (some node
    * refused it or did not answer), `replaced` (a newer push or rollback came
-   * first). Absent on records written before two-phase deploys (they went live).
+   * first), `canary` while it is current on the canary app nodes only,
+   * `canary-failed` (the canaries did worse and were rolled back). Absent on
+   * records written before two-phase deploys (they went live).
    */
   readonly state?: BuildState
   /** Each node's part in that deploy. */
   readonly stage?: readonly BuildStageNode[]
+  /** A canary deploy's nodes, figures and verdict (lib/builds/canary.ts). */
+  readonly canary?: CanaryState
 }
 
-export type BuildState = 'staging' | 'live' | 'refused' | 'replaced'
+export type BuildState = 'staging' | 'live' | 'refused' | 'replaced' | 'canary' | 'canary-failed'
 
 /** One node's answer to a staging round. */
 export interface BuildStageNode {

@@ -84,6 +84,8 @@ export const ERRORS = {
   ESPRA_ERR_MAIL_NOT_DURABLE: { message: 'an inbound message could not be stored, recorded or queued', status: 503 },
   ESPRA_ERR_MAIL_HANDOFF: { message: 'an inbound message could not be handed to the app', status: 500 },
   ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some nodes do not serve the build yet', status: 504 },
+  ESPRA_ERR_BUILD_CANARY_UNAVAILABLE: { message: 'a canary deploy needs a current build and at least one app node besides the canaries', status: 409 },
+  ESPRA_ERR_BUILD_CANARY_FAILED: { message: 'the canary app nodes did worse than the others; they were rolled back', status: 409 },
   ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },
   ESPRA_ERR_UPLOAD_TOKEN_USED: { message: 'upload token already used', status: 403 },
   ESPRA_ERR_UPLOAD_TOO_LARGE: { message: 'upload larger than its token allows', status: 413 },

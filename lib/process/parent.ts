@@ -13,7 +13,7 @@ import { addHealthRoute, healthWord } from '../http/health.js'
 import { maintenancePush } from '../http/maintenance.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
-import type { NodeLoad } from '../transport/meta-shapes.js'
+import type { AppLoad, NodeLoad } from '../transport/meta-shapes.js'
 import { asDrainOrder } from '../transport/drain-order.js'
 import { createDrainer } from './drainer.js'
 import { startElbMembership, type ElbMembership } from './elb-membership.js'
@@ -98,10 +98,13 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   }
 
   let pendingUploads: number | undefined
+  let appLoad: (() => AppLoad | null) | null = null
   function load(): NodeLoad {
     const all = supervisor?.stats() ?? []
+    const app = appLoad?.() ?? null
     return {
       ...(pendingUploads !== undefined ? { pendingUploads } : {}),
+      ...(app !== null ? { app } : {}),
       connections: all.reduce((n, s) => n + s.inflight + s.tracked, 0),
       rps: all.reduce((n, s) => n + s.rps, 0),
       rssBytes: all.reduce((n, s) => n + s.rssBytes, process.memoryUsage.rss()),
@@ -174,6 +177,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
       setBuild: (build) => update({ build }),
       setBuildRefused: (refused) => update({ buildRefused: refused }),
       setPendingUploads: (count) => void (pendingUploads = count),
+      setAppLoad: (source) => void (appLoad = source),
       setDependency: (name, down) => {
         const deps = { ...state.dependencies }
         if (down === null) delete deps[name]

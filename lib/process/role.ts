@@ -8,6 +8,7 @@ import type { Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
 import type { HttpServerStats } from '../http/server.js'
 import type { TemplatedApp } from '../http/uws.js'
+import type { AppLoad } from '../transport/meta-shapes.js'
 
 /** Anything running: `close()` lets queued work finish, `destroy()` stops now. */
 export interface Handle {
@@ -96,6 +97,8 @@ export interface ParentContext {
   setBuild(id: string | null): void
   /** Uploads this node keeps locally until the blob store takes them; heartbeats carry it (`load.pendingUploads`) to `admin status`. */
   setPendingUploads(count: number): void
+  /** App nodes: how their children answer with the build served now; read at every heartbeat (`load.app`), for canary deploys. */
+  setAppLoad(source: () => AppLoad | null): void
   /** A build the children refused (null: none since the last served one); health checks show it as `buildRefused`. */
   setBuildRefused(refused: { id: string; code: string; message: string } | null): void
   /**

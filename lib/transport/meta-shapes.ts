@@ -41,7 +41,29 @@ export interface NodeLoad {
   lagMs: number
   /** Fileservers: uploads received but not yet in the blob store (absent: none kept). */
   pendingUploads?: number
+  /** App nodes: how the build they serve answers (absent: older nodes, other roles). */
+  app?: AppLoad
 }
+
+/**
+ * An app node's answers with the build it serves now, counted by its
+ * children since each started serving that build (a restarted child starts
+ * again from 0): canary deploys compare these between nodes.
+ */
+export interface AppLoad {
+  build: string | null
+  /** Answers sent (every status, the platform's own error answers too). */
+  requests: number
+  /** Of those, status 500 to 599. */
+  errors5xx: number
+  /** App worker threads that exited by themselves (not retired, not terminated for a timeout). */
+  crashes: number
+  /** Answers per bucket of LATENCY_BOUNDS_MS (lib/core/latency-histogram.ts), time to the status line. */
+  latency: number[]
+}
+
+/** Most buckets a heartbeat's `load.app.latency` may carry. */
+export const MAX_LATENCY_BUCKETS = 32
 
 /** Body of the one-way `heartbeat` message. */
 export interface HeartbeatBody {
@@ -147,6 +169,17 @@ export function heartbeatProblem(body: unknown): string | null {
     return 'heartbeat load figures must be non-negative numbers'
   }
   if (load['pendingUploads'] !== undefined && !isAmount(load['pendingUploads'])) return 'heartbeat pendingUploads must be a non-negative number'
+  if (load['app'] !== undefined) return appLoadProblem(load['app'])
+  return null
+}
+
+function appLoadProblem(app: unknown): string | null {
+  if (!isMap(app)) return 'heartbeat load.app is not a map'
+  if (!isBuild(app['build'])) return 'heartbeat load.app.build is invalid'
+  if (!isAmount(app['requests']) || !isAmount(app['errors5xx']) || !isAmount(app['crashes'])) return 'heartbeat load.app counts must be non-negative numbers'
+  const latency = app['latency']
+  if (!Array.isArray(latency) || latency.length > MAX_LATENCY_BUCKETS) return `heartbeat load.app.latency must be an array of at most ${MAX_LATENCY_BUCKETS} counts`
+  for (const n of latency) if (!isAmount(n)) return 'heartbeat load.app.latency counts must be non-negative numbers'
   return null
 }
 

@@ -4,9 +4,13 @@
  * sends only the content hashes the seed lacks, in chunks under the frame
  * limit, commits, then follows the two-phase deploy (`build.status`: each
  * node staged or refused) and returns once every app node and fileserver
- * reports the new build, or fails naming the nodes that refused it.
+ * reports the new build, or fails naming the nodes that refused it. With
+ * `--canary` the build is current on the canary app nodes first while the
+ * seed watches them (`build.status` state `canary`); a failed canary exits
+ * 1 with the figures, canaries against the other app nodes.
  */
 import { open } from 'node:fs/promises'
+import { CANARY_MAX_MS, CANARY_MIN_MS, formatFigures, pct, type CanaryPlan, type CanaryState } from '../../lib/builds/canary.js'
 import type { BuildRecord, BuildStageNode } from '../../lib/builds/manifest.js'
 import { EspraError } from '../../lib/core/errors.js'
 import type { MetaClient } from '../../lib/transport/meta-client.js'
@@ -18,14 +22,20 @@ const REQUEST_TIMEOUT_MS = 30_000
 /** Chunk requests in flight at once: keeps the link busy without buffering a whole file. */
 const WINDOW = 8
 const POLL_MS = 200
+/** While a canary is watched, its figures so far are printed this often. */
+const CANARY_PROGRESS_MS = 10_000
 
 export interface PushOptions extends ConnectOptions {
   message?: string
   /** How long to wait for fileservers to serve the build, e.g. `60s`. */
   timeout?: string
+  /** Canary app nodes: a count (`2`) or a share of them (`25%`). */
+  canary?: string
+  /** How long the seed watches the canaries, e.g. `60s` (5s to 1h). */
+  canaryTime?: string
 }
 
-export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage'> {
+export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage' | 'canary'> {
   current: boolean
   /** How its last deploy went (`abandoned`: the seed restarted while it was staging). */
   state: NonNullable<BuildRecord['state']> | 'abandoned'
@@ -34,6 +44,8 @@ export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 
   nodes: string[]
   /** Nodes that refused this build (at staging, or when loading it later) and still run another. */
   refused: { node: string; code: string; message: string }[]
+  /** Its canary deploy: running (`verdict` `watching`, `endsInMs`) or how it ended; null without one. */
+  canary: CanaryState | null
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`)
@@ -48,6 +60,29 @@ function progress(done: number, total: number): void {
   const filled = total === 0 ? width : Math.round((done / total) * width)
   process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${total === 0 ? 100 : Math.floor((done / total) * 100)}% ${formatBytes(done)} / ${formatBytes(total)}`)
   if (done >= total) process.stderr.write('\n')
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** `--canary <n|percent%>` and `--canary-time <duration>` into the plan `build.commit` carries; refused with one line (exit 2). */
+export function parseCanaryOptions(canary: string | undefined, canaryTime: string | undefined): CanaryPlan | null {
+  const refuse = (option: string, why: string) => new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${why}`, { option })
+  if (canary === undefined) {
+    if (canaryTime !== undefined) throw refuse('--canary-time', 'only with --canary')
+    return null
+  }
+  const time = /^(\d{1,7})(ms|s|m|h)$/.exec(canaryTime ?? '60s')
+  if (!time) throw refuse('--canary-time', 'must be a duration such as 30s, 2m or 1h')
+  const timeMs = Number(time[1]) * UNITS[time[2]!]!
+  if (timeMs < CANARY_MIN_MS || timeMs > CANARY_MAX_MS) throw refuse('--canary-time', `must be from 5s to 1h (got ${canaryTime})`)
+  const count = /^[1-9]\d{0,3}$/.exec(canary)
+  if (count) {
+    if (Number(canary) > 1000) throw refuse('--canary', 'at most 1000 nodes')
+    return { nodes: Number(canary), timeMs }
+  }
+  const share = /^(\d{1,3}(?:\.\d{1,3})?)%$/.exec(canary)
+  if (share && Number(share[1]) > 0 && Number(share[1]) < 100) return { percent: Number(share[1]), timeMs }
+  throw refuse('--canary', `must be a number of app nodes (1 or more) or a share of them above 0% and below 100%, such as 1 or 25% (got ${JSON.stringify(canary)})`)
 }
 
 function parseTimeout(raw: string | undefined): number {
@@ -86,6 +121,7 @@ interface BuildStatus {
   state: BuildListEntry['state']
   current: boolean
   nodes: BuildStageNode[]
+  canary?: CanaryState
 }
 
 const SERVING_ROLES = new Set(['app', 'fileserver'])
@@ -112,6 +148,8 @@ export async function waitForNodes(client: MetaClient, id: string, timeoutMs: nu
  */
 async function finish(client: MetaClient, id: string, timeoutMs: number): Promise<void> {
   const told = new Map<string, string>()
+  /** When the canary's figures were last printed (0: not watching yet). */
+  let watching = 0
   let status: BuildStatus
   for (;;) {
     status = await client.request<BuildStatus>('build.status', { id }, REQUEST_TIMEOUT_MS)
@@ -120,9 +158,26 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
       told.set(n.node, n.state)
       say(n.state === 'staged' ? `  ${n.node} (${n.role}): staged` : `  ${n.node} (${n.role}): refused: ${n.code} ${n.message}`)
     }
-    if (status.state !== 'staging') break
+    if (status.state === 'canary' && status.canary !== undefined) {
+      const c = status.canary
+      if (watching === 0) say(`build ${id} current on canary node(s) ${c.nodes.join(', ')} only; the seed watches them for ${Math.round(c.timeMs / 1000)}s against ${c.baseline.nodes.join(', ')}`)
+      else if (Date.now() - watching >= CANARY_PROGRESS_MS) say(`  ${Math.ceil((c.endsInMs ?? 0) / 1000)}s left; ${formatFigures('canary', c.canary)}; ${formatFigures('baseline', c.baseline)}`)
+      if (watching === 0 || Date.now() - watching >= CANARY_PROGRESS_MS) watching = Date.now()
+    }
+    if (status.state !== 'staging' && status.state !== 'canary') break
     await new Promise((resolve) => setTimeout(resolve, POLL_MS))
   }
+  const canary = status.canary
+  if (canary !== undefined && canary.verdict !== 'watching') {
+    say(`  ${formatFigures('canary', canary.canary)}`)
+    say(`  ${formatFigures('baseline', canary.baseline)}`)
+  }
+  if (status.state === 'canary-failed' && canary !== undefined) {
+    throw new EspraError('ESPRA_ERR_BUILD_CANARY_FAILED', `build ${id} failed its canary and is current nowhere (canaries rolled back): ${canary.reasons.join('; ')}; canary 5xx ${pct(canary.canary.errorRate)} of ${canary.canary.requests}, p99 ${canary.canary.p99Ms ?? '-'} ms; baseline 5xx ${pct(canary.baseline.errorRate)} of ${canary.baseline.requests}, p99 ${canary.baseline.p99Ms ?? '-'} ms`, {
+      id, reasons: canary.reasons, canary: canary.canary, baseline: canary.baseline,
+    })
+  }
+  if (canary?.verdict === 'passed') say(`canary passed`)
   if (status.state === 'refused') {
     const refused = status.nodes.filter((n) => n.state === 'refused')
     throw new EspraError('ESPRA_ERR_BUILD_REFUSED', `build ${id} is current nowhere: refused by ${refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', ')}`, {
@@ -130,7 +185,8 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
     })
   }
   if (status.state !== 'live') {
-    throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${id} is current nowhere: ${status.state === 'replaced' ? 'a newer push or rollback replaced it while it was staging' : 'the seed restarted while it was staging'}`, { id })
+    const during = canary !== undefined ? 'during its canary' : 'while it was staging'
+    throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${id} is current nowhere: ${status.state === 'replaced' ? `a newer push or rollback replaced it ${during}` : `the seed restarted ${during}`}`, { id })
   }
   say(`build ${id} activated on ${status.nodes.length} node(s); waiting until every app node and fileserver serves it`)
   const behind = await waitForNodes(client, id, timeoutMs)
@@ -145,6 +201,7 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
 
 export async function adminPushBuild(dir: string, opts: PushOptions): Promise<void> {
   const timeoutMs = parseTimeout(opts.timeout)
+  const canary = parseCanaryOptions(opts.canary, opts.canaryTime)
   const packed = await packDirectory(dir)
   for (const path of packed.skipped) say(`skipped ${path} (not a regular file)`)
   const client = await connect(opts)
@@ -158,10 +215,16 @@ export async function adminPushBuild(dir: string, opts: PushOptions): Promise<vo
     for (const hash of plan.missing) {
       await uploadBlob(client, hash, packed.sources.get(hash)!, plan.chunkSize, (n) => progress((done += n), total))
     }
-    const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number; staging: string[] }>(
-      'build.commit', { manifest: packed.manifest, message: opts.message ?? '' }, REQUEST_TIMEOUT_MS,
-    )
+    const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number; staging: string[]; canary?: { nodes: string[]; timeMs: number } }>(
+      'build.commit', { manifest: packed.manifest, message: opts.message ?? '', ...(canary !== null ? { canary } : {}) }, REQUEST_TIMEOUT_MS,
+    ).catch((err: unknown) => {
+      // A --canary this cluster cannot run (no current build, too few app nodes, as many canaries as app nodes) is a
+      // usage error like a malformed one: exit 2. Nothing was recorded; the files sent are kept for the next push.
+      if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_CANARY_UNAVAILABLE') throw err
+      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--canary ${opts.canary}: ${(err as Error).message}`, { option: '--canary' })
+    })
     say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)
+    if (built.canary) say(`canary: ${built.canary.nodes.join(', ')} first, watched for ${Math.round(built.canary.timeMs / 1000)}s`)
     await finish(client, built.id, timeoutMs)
   } finally {
     await client.close()
@@ -188,6 +251,7 @@ export function formatBuilds(builds: readonly BuildListEntry[]): string {
     ['FILES', (b) => String(b.files)],
     ['BYTES', (b) => formatBytes(b.bytes)],
     ['STATE', (b) => b.state],
+    ['CANARY', (b) => (b.canary === null ? '-' : `${b.canary.nodes.join(',')} ${b.canary.verdict === 'watching' ? `${Math.ceil((b.canary.endsInMs ?? 0) / 1000)}s left` : b.canary.verdict}`)],
     ['NODES', (b) => (b.nodes.length === 0 ? '-' : b.nodes.join(','))],
     ['REFUSED BY', (b) => (b.refused.length === 0 ? '-' : b.refused.map((r) => `${r.node} (${r.code})`).join(','))],
     ['MESSAGE', (b) => b.message.replace(/\s+/g, ' ')],
@@ -206,6 +270,14 @@ export async function adminBuilds(opts: ConnectOptions & { json?: boolean }): Pr
     for (const b of builds) for (const r of b.refused) process.stdout.write(`${b.id} refused by ${r.node}: ${r.message}\n`)
     const staging = builds.find((b) => b.state === 'staging')
     if (staging) process.stdout.write(`${staging.id} staging: ${staging.stage.map((n) => `${n.node} ${n.state}`).join(', ')}\n`)
+    // The newest canary (running, or how it ended): figures, canaries against the other app nodes.
+    const last = builds.find((b) => b.canary !== null)
+    if (last !== undefined) {
+      const b = last
+      const c = b.canary!
+      const head = c.verdict === 'watching' ? `${b.id} canary on ${c.nodes.join(', ')}: ${Math.ceil((c.endsInMs ?? 0) / 1000)}s left` : `${b.id} canary ${c.verdict}${c.reasons.length > 0 ? `: ${c.reasons.join('; ')}` : ''}`
+      process.stdout.write(`${head}\n  ${formatFigures('canary', c.canary)}\n  ${formatFigures('baseline', c.baseline)}\n`)
+    }
   } finally {
     await client.close()
   }

@@ -11,10 +11,11 @@ import { join } from 'node:path'
 import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import { startBuildStageReports } from '../../lib/process/build-stage.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
-import { isMap } from '../../lib/transport/meta-shapes.js'
+import { isMap, type AppLoad } from '../../lib/transport/meta-shapes.js'
 import { EspraError } from '../../lib/core/errors.js'
 import { startRedisProbe } from '../../lib/tasks/redis-status.js'
 import { MODULE_MARKER } from './build-files.js'
+import type { AnswersReport } from './answer-meter.js'
 import type { AppSeedRequest, AppToParent } from './server.js'
 
 /** A half-written build directory (`.<id>.<pid>.<ms>`) older than this belongs to a child that died writing it. */
@@ -99,10 +100,26 @@ export function startAppNode(ctx: ParentContext): Handle {
     if (body['t'] === 'app-seed') return relayTableOp(ctx, body as unknown as AppSeedRequest)
     return null
   })
+  // Each child's answers with the build it serves (answer-meter.ts); heartbeats carry the sum for the node's build.
+  const answers = new Map<number, AppLoad>()
+  ctx.setAppLoad(() => {
+    if (reported === null) return null
+    const sum: AppLoad = { build: reported, requests: 0, errors5xx: 0, crashes: 0, latency: [] }
+    for (const load of answers.values()) {
+      if (load.build !== reported) continue
+      sum.requests += load.requests
+      sum.errors5xx += load.errors5xx
+      sum.crashes += load.crashes
+      load.latency.forEach((n, i) => (sum.latency[i] = (sum.latency[i] ?? 0) + n))
+    }
+    return sum
+  })
   ctx.children.onMessage((child, body) => {
     if (!isMap(body)) return
-    const msg = body as AppToParent
-    if (msg.t === 'serving') {
+    const msg = body as AppToParent | AnswersReport
+    if (msg.t === 'answers') {
+      answers.set(child, msg.load)
+    } else if (msg.t === 'serving') {
       served.set(child, msg.id)
       report()
     } else if (msg.t === 'load-failed') {
@@ -117,6 +134,7 @@ export function startAppNode(ctx: ParentContext): Handle {
   })
   ctx.children.onExit((child) => {
     served.delete(child)
+    answers.delete(child)
     report()
   })
   // With --redis, the node needs Redis for every enqueue: while it is down the node is degraded, with the reason.

@@ -81,6 +81,8 @@ export interface PoolOptions {
   readonly taskTimeoutMs: number
   /** A new build's workers must all have run `init` within this, or the build is refused. */
   readonly initTimeoutMs: number
+  /** A ready worker exited by itself (not retired, not terminated by the pool): counted for canary deploys. */
+  readonly onWorkerCrash?: (build: string) => void
 }
 
 interface TaskJob {
@@ -446,6 +448,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited while handling a request')
       fail(job, 'ESPRA_ERR_APP_HANDLER', 'the application worker exited while handling the request')
     }
+    if (!wasGone && slot.ready) opts.onWorkerCrash?.(slot.gen.build.id)
     // Keep the current build at full strength: a worker that died (or was killed for a timeout) is replaced.
     if (!wasGone && slot.ready && (slot.gen === current || slot.gen === staged?.gen) && !closing) {
       log.warn({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited: starting a replacement')

@@ -19,6 +19,7 @@ import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.j
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { checkNewTask } from '../../lib/tasks/task.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
+import { createAnswerMeter, type AnswersReport } from './answer-meter.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createMailPreparer } from './mail-handoff.js'
@@ -56,7 +57,10 @@ interface RequestState {
   waiting: (() => void) | null
 }
 
-function sinkFor(res: HttpResponse, state: RequestState): ResponseSink {
+/** Where a sink reports the status of the answer it starts (for the answer meter); `build` null for the platform's own errors. */
+type CountAnswer = (status: number, build: string | null) => void
+
+function sinkFor(res: HttpResponse, state: RequestState, count: CountAnswer): ResponseSink {
   let started = false
   const writeHead = (status: number, headers: [string, string][], build: string) => {
     res.writeStatus(statusLine(status))
@@ -68,12 +72,14 @@ function sinkFor(res: HttpResponse, state: RequestState): ResponseSink {
       return state.aborted
     },
     whole(status, headers, body, build) {
+      count(status, build)
       answerLater(res, () => {
         writeHead(status, headers, build)
         res.end(body)
       })
     },
     head(status, headers, build) {
+      count(status, build)
       started = true
       res.cork(() => writeHead(status, headers, build))
     },
@@ -95,6 +101,7 @@ function sinkFor(res: HttpResponse, state: RequestState): ResponseSink {
     fail(code, message, extra) {
       // A half-sent stream cannot become an error answer: cut it so the client sees the failure.
       if (started) return void res.close()
+      count(ERRORS[code]?.status ?? 500, null)
       sendError(res, code, message, extra)
     },
   }
@@ -162,7 +169,12 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     taskConcurrency: config.taskConcurrency,
     taskTimeoutMs: config.taskTimeout,
     initTimeoutMs: config.initTimeout,
+    onWorkerCrash: (build) => meter.crash(build),
   })
+  // How this child answers with the build it serves, for canary deploys: to the parent at every heartbeat interval.
+  const meter = createAnswerMeter()
+  const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
+  reporter.unref()
   const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store) })
 
   const trusted = createTrustedProxies(config.trustedProxies)
@@ -191,7 +203,12 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
         .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
       return
     }
-    const submit = (body: Uint8Array) => pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state))
+    const startedAt = performance.now()
+    const count: CountAnswer = (status, build) => {
+      const by = build ?? pool.build
+      if (by !== null) meter.answer(by, status, startedAt)
+    }
+    const submit = (body: Uint8Array) => pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state, count))
     if (partial.method === 'GET' || partial.method === 'HEAD' || (declared === 0 && partial.headers['transfer-encoding'] === undefined)) return submit(new Uint8Array(0))
     const chunks: Buffer[] = []
     let size = 0
@@ -234,6 +251,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
 
   return {
     async close() {
+      clearInterval(reporter)
       // Stop taking tasks; the pool gives back those not started and lets running ones finish; then their results go out.
       consumer.stop()
       // Requests this child accepted, and those still arriving on kept-alive connections before they
@@ -245,6 +263,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       await Promise.all([store.close(), publisher.close(), taskQueue.close()])
     },
     destroy() {
+      clearInterval(reporter)
       consumer.stop()
       pool.destroy()
       void taskQueue.close()

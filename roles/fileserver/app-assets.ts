@@ -12,6 +12,13 @@
  * The build in use is one reference. Every request reads it once and is
  * answered synchronously from that object; a new build is loaded whole
  * beside it and then swapped in, so no response mixes two builds.
+ *
+ * A staged build (loaded, waiting for the seed to activate it) also answers
+ * the paths the current build lacks: during a canary deploy the canary app
+ * nodes already serve it, and their pages reference its new
+ * (content-hashed) asset names, while every path the current build has
+ * still answers as before for the pages of the other app nodes
+ * (docs/operations.md, "Canary deploys").
  */
 import { pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
 import { EspraError, toWire } from '../../lib/core/errors.js'
@@ -65,7 +72,7 @@ export function resolveAppPath(url: string, appPath: string): string | null {
   return pathProblem(decoded) === null ? decoded : null
 }
 
-function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, appPath: string, filesHost: string | null): void {
+function answer(res: HttpResponse, req: HttpRequest, current: LoadedBuild | null, staged: LoadedBuild | null, appPath: string, filesHost: string | null): void {
   if (filesHost !== null && requestHost(req.getHeader('host')) === filesHost) {
     return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: `${filesHost} serves uploaded files only; the app is on another host` })
   }
@@ -78,7 +85,12 @@ function answer(res: HttpResponse, req: HttpRequest, build: LoadedBuild | null, 
   }
   const path = resolveAppPath(url, appPath)
   if (path === null) return sendJson(res, 400, { code: 'ESPRA_ERR_HTTP_BAD_PATH', message: 'malformed path, or a path that leaves the app build' })
-  const file = build?.files.get(path)
+  let build = current
+  let file = current?.files.get(path)
+  if (file === undefined && staged !== null) {
+    file = staged.files.get(path)
+    if (file !== undefined) build = staged
+  }
   if (file === undefined) {
     return sendJson(res, 404, { code: 'ESPRA_ERR_HTTP_NOT_FOUND', message: build === null ? 'no app build loaded yet' : `no file ${path} in build ${build.id}` })
   }
@@ -133,13 +145,15 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
   const store = await createBlobStore(blobStoreConfig(config))
   const appPath = config.appPath
   let current: LoadedBuild | null = null
+  /** The build the seed asked to stage (loaded once `build` is set); it also answers paths `current` lacks. */
+  let staged: { id: string; build: LoadedBuild | null } | null = null
   let loading: string | null = null
   let generation = 0
   // Settles once the first load ends (served or refused): the child listens only then (start-up readiness).
   let firstSettled!: () => void
   const firstLoad = new Promise<void>((resolve) => (firstSettled = resolve))
 
-  const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, appPath, config.filesHost)
+  const serve = (res: HttpResponse, req: HttpRequest) => answer(res, req, current, staged?.build ?? null, appPath, config.filesHost)
   ctx.app.any(appPath, serve)
   ctx.app.any(`${appPath}/*`, serve)
 
@@ -173,7 +187,6 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
   }
 
   // Two-phase deploys: a staged build is loaded whole beside the current one; activating it is one assignment.
-  let staged: { id: string; build: LoadedBuild | null } | null = null
   const follower: BuildFollower = {
     apply,
     async stage(push) {
