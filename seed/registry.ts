@@ -100,6 +100,7 @@ export class Registry {
     const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
     const previousLink = old.link
     Object.assign(old, info)
+    if (info.elb === undefined) delete old.elb
     old.link = link
     this.touch(old, now)
     if (previousLink && previousLink !== link) previousLink.close('replaced')
@@ -122,6 +123,8 @@ export class Registry {
     load.lagMs = body.load.lagMs
     if (body.load.pendingUploads !== undefined) load.pendingUploads = body.load.pendingUploads
     else delete load.pendingUploads
+    if (body.elb !== undefined) record.elb = { state: body.elb.state, targetGroup: body.elb.targetGroup }
+    else delete record.elb
     if (record.health !== body.health) {
       record.health = body.health
       this.emit('health', record)
@@ -251,5 +254,6 @@ function toView(r: NodeRecord, now: number): NodeView {
     startedAt: r.startedAt, heartbeatAgeMs: Math.max(0, Math.round(now - r.seenAt)), load, connected: r.link !== null,
     registeredAt: r.registeredAt,
     ...(r.smtpPort !== undefined ? { smtpPort: r.smtpPort } : {}),
+    ...(r.elb !== undefined ? { elb: r.elb } : {}),
   }
 }
