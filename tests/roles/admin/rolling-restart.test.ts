@@ -219,3 +219,43 @@ t.test('restart mode: a node nobody starts again stops the run; its order stands
   t.equal(none.err?.code, 'ESPRA_ERR_NODE_UNKNOWN')
   t.equal(none.err?.message, 'every app node is drained: nothing to restart')
 })
+
+t.test('reload mode waits for healthy in the ELB target group too, and names the ELB state on a timeout', async (t) => {
+  const { port } = await startTestSeed(t)
+  const seed = `127.0.0.1:${port}`
+  // The node is `initial` in its target group (it just joined) until `beats` heartbeats after its reload (never when null).
+  const node = async (id: string, beats: number | null) => {
+    let reloadedAt = 0
+    let healthyAt = 0
+    let since = 0
+    const c: MetaClient = client(t, port, {
+      peer: { kind: 'node', id },
+      onConnect: async (link) => void (await link.request('register', nodeInfo(id, { role: 'fileserver', children: 1, childrenWanted: 1, elb: { state: 'initial', targetGroup: ARN } }))),
+      onPush: (op, body) => {
+        if (op !== 'node.reload') return
+        reloadedAt = Date.now()
+        since = 0
+        void c.request('node.reloaded', { token: (body as { token: string }).token, replaced: 1, failed: [] })
+      },
+    })
+    await c.ready
+    const timer = setInterval(() => {
+      const healthy = reloadedAt > 0 && beats !== null && ++since > beats
+      if (healthy && reloadedAt > 0 && healthyAt === 0) healthyAt = Date.now()
+      c.send('heartbeat', { ...heartbeat('ok', 1), elb: { state: healthy ? 'healthy' : 'initial', targetGroup: ARN } })
+    }, 50)
+    t.teardown(() => clearInterval(timer))
+    return { healthyAt: () => healthyAt }
+  }
+  const a = await node('files-a', 10)
+  const r = await run({ role: 'fileserver', seed })
+  const finished = Date.now()
+  t.equal(r.err, null, r.stderr)
+  t.match(r.stderr, /^\[1\/1\] files-a: 1 children replaced, healthy, healthy in its ELB target group \([\d.]+s\)$/m)
+  t.ok(a.healthyAt() > 0 && finished >= a.healthyAt(), 'the run ended only after the node said healthy in its target group')
+
+  await node('files-b', null)
+  const stuck = await run({ role: 'fileserver', seed, region: 'us-1', timeout: '2s' })
+  t.equal(stuck.err?.code, 'ESPRA_ERR_NODE_RELOAD_TIMEOUT')
+  t.match(stuck.err?.message, `rolling restart stopped at node files-b: not healthy with all children within 2.0s (health ok, 1 of 1 children, ELB target initial in ${ARN}); 1 of 2 fileserver node(s) done, the rest untouched`)
+})
