@@ -78,7 +78,9 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
       }
       // The seed serves the meta port every drain goes through: it stops with SIGTERM, not by order.
       if (node?.role === 'seed') throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', `'${id}' is a seed: seeds are not drained (stop it with SIGTERM)`, { field: 'id' })
-      const order: DrainOrder = { then, graceMs, at: Date.now() }
+      // A restart order names the process to restart, so the seed can tell when a new one registers.
+      if (then === 'restart' && node === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `node '${id}' is not registered: only a running node can be restarted`, { id })
+      const order: DrainOrder = then === 'restart' ? { then, graceMs, at: Date.now(), restartOf: node!.startedAt } : { then, graceMs, at: Date.now() }
       await datastore.put('cluster', drainKey(id), { ...order })
       const previous = orders.get(id) ?? null
       orders.set(id, order)
@@ -120,7 +122,23 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
     decorate: (view) => ({ ...view, drain: orders.get(view.id) ?? null }),
     registered(id, peer) {
       peers.set(id, peer)
-      if (orders.has(id)) push(id)
+      const order = orders.get(id)
+      if (order === undefined) return
+      // A new process of a node under a restart order: the restart is done, so the order is lifted
+      // (before it is ever pushed) and the node comes back in service like any node that starts.
+      const startedAt = registry.view(id)?.startedAt
+      if (order.then === 'restart' && startedAt !== order.restartOf) {
+        void serial(async () => {
+          if (orders.get(id) !== order) return
+          await datastore.delete('cluster', drainKey(id))
+          orders.delete(id)
+          log.info({ id, order, startedAt }, 'node restarted under its restart order: order lifted, back in service')
+          onChanged(id)
+          push(id)
+        }).catch((err: unknown) => log.error({ err, id }, 'could not lift a fulfilled restart order (admin undrain lifts it)'))
+        return
+      }
+      push(id)
     },
     peerClosed(peer) {
       // Not by peer.nodeId: an evicted peer has lost it before its connection closes.

@@ -100,6 +100,7 @@ export class Registry {
     const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
     const previousLink = old.link
     Object.assign(old, info)
+    if (info.elb === undefined) delete old.elb
     old.link = link
     this.touch(old, now)
     if (previousLink && previousLink !== link) previousLink.close('replaced')
@@ -125,6 +126,8 @@ export class Registry {
     const app = body.load.app
     if (app !== undefined) load.app = { build: app.build, requests: app.requests, errors5xx: app.errors5xx, crashes: app.crashes, latency: [...app.latency] }
     else delete load.app
+    if (body.elb !== undefined) record.elb = { state: body.elb.state, targetGroup: body.elb.targetGroup }
+    else delete record.elb
     if (record.health !== body.health) {
       record.health = body.health
       this.emit('health', record)
@@ -255,5 +258,6 @@ function toView(r: NodeRecord, now: number): NodeView {
     startedAt: r.startedAt, heartbeatAgeMs: Math.max(0, Math.round(now - r.seenAt)), load, connected: r.link !== null,
     registeredAt: r.registeredAt,
     ...(r.smtpPort !== undefined ? { smtpPort: r.smtpPort } : {}),
+    ...(r.elb !== undefined ? { elb: r.elb } : {}),
   }
 }

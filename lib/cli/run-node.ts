@@ -56,7 +56,8 @@ export async function runNodeCommand(loadRole: RoleLoader, cmd: Command): Promis
   process.env[CHILD_ROLE_ENV] = config.role
   // Loaded here, not at the top: `up`, `admin` and `config` never run a node.
   const { runNode } = await import('../process/parent.js')
-  await runNode(role, config)
+  // 75 after a restart order (admin rolling-restart --mode restart): the process manager starts it again.
+  process.exitCode = await runNode(role, config)
 }
 
 /** What every role is and what it does not do yet, for `--help`. */

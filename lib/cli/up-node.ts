@@ -3,11 +3,14 @@
  * would: spawned as its own `espra-node --role=…` process (own process
  * group, log file, IPC channel so it stops when `up` dies), waited on until
  * its health answers 200, and started again with exponential backoff when
- * it dies while the cluster is up.
+ * it dies while the cluster is up. A node that exits with the restart status
+ * (a restart order: admin rolling-restart --mode restart) asked for it: it
+ * is started again at once, and the backoff is left as it was.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import type { RoleName } from '../core/config.js'
+import { RESTART_EXIT_CODE } from '../transport/drain-order.js'
 
 const LOCAL = '127.0.0.1'
 const START_TIMEOUT_MS = 30_000
@@ -100,10 +103,15 @@ export function startUpNode(opts: UpNodeOptions): UpNode {
     if (stopping || !supervising || which !== proc) return
     const ran = Date.now() - startedAt
     if (ran >= STABLE_MS) backoff = FIRST_BACKOFF_MS
-    const how = exitSignal ? `was killed (${exitSignal})` : `exited with code ${exitCode}`
-    opts.say(`${opts.role} node (pid ${which.pid}) ${how} after ${seconds(ran)}; restarting in ${seconds(backoff)} (log: ${opts.log})`)
-    const wait = backoff
-    backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+    let wait = backoff
+    if (exitSignal === null && exitCode === RESTART_EXIT_CODE) {
+      wait = 0
+      opts.say(`${opts.role} node (pid ${which.pid}) stopped for a restart (exit ${RESTART_EXIT_CODE}, a restart order) after ${seconds(ran)}; starting it again`)
+    } else {
+      const how = exitSignal ? `was killed (${exitSignal})` : `exited with code ${exitCode}`
+      opts.say(`${opts.role} node (pid ${which.pid}) ${how} after ${seconds(ran)}; restarting in ${seconds(backoff)} (log: ${opts.log})`)
+      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+    }
     timer = setTimeout(() => {
       timer = null
       if (stopping) return

@@ -115,6 +115,7 @@ export const ERRORS = {
   ESPRA_ERR_NODE_RELOAD_TIMEOUT: { message: 'the node did not finish replacing its children in time', status: 504 },
   ESPRA_ERR_NODE_RELOAD_FAILED: { message: 'the node could not replace its children', status: 502 },
   ESPRA_ERR_ROLLING_MIN_HEALTHY: { message: 'a rolling restart would go below --min-healthy', status: 409 },
+  ESPRA_ERR_ROLLING_RESTART_TIMEOUT: { message: 'a node did not stop, start again or become healthy in time during a rolling restart', status: 504 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

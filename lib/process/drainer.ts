@@ -18,7 +18,10 @@
  * (re)registration, so the same order is recognised (by its `at`) and not
  * started twice. A `stop` order older than this process is not carried out
  * again: the operator (or a process manager) started the node after it, so
- * it comes back drained and idle rather than stopping in a loop.
+ * it comes back drained and idle rather than stopping in a loop. A
+ * `restart` order (admin rolling-restart --mode restart) stops the same way
+ * but asks for the restart exit status; it is carried out only by the
+ * process it names (`restartOf`): the seed lifts it when a new one registers.
  */
 import type { Logger } from '../core/log.js'
 import type { DrainOrder } from '../transport/drain-order.js'
@@ -31,8 +34,8 @@ export interface DrainerOptions {
   readonly startedAt: number
   setDraining(draining: boolean): void
   elb(): ElbMembership | null
-  /** Runs the node's stop sequence (exit 0 once drained). */
-  stop(): void
+  /** Runs the node's stop sequence (exit 0 once drained; with `restart`, the restart exit status). */
+  stop(restart: boolean): void
 }
 
 /** The node's current drain order and the way to change it. */
@@ -81,9 +84,14 @@ export function createDrainer(opts: DrainerOptions): Drainer {
     }
     if (order.then === 'stop' && order.at >= opts.startedAt) {
       log.info('drain: grace over, stopping')
-      return opts.stop()
+      return opts.stop(false)
     }
-    log.info(order.then === 'stop' ? 'drain: this process started after the stop order; it stays drained and idle (admin undrain brings it back)' : 'drain: grace over, idle until admin undrain')
+    if (order.then === 'restart' && order.restartOf === opts.startedAt) {
+      log.info('drain: grace over, stopping to be restarted by the process manager')
+      return opts.stop(true)
+    }
+    log.info(order.then === 'idle' ? 'drain: grace over, idle until admin undrain'
+      : `drain: this process started after the ${order.then} order; it stays drained and idle (admin undrain brings it back)`)
   }
 
   return {

@@ -8,6 +8,10 @@
  * (on start) or goes on stopping (on stop): ELB trouble never keeps a node
  * up or down.
  *
+ * The node's last known place in the group ({@link ElbMembership.view}) goes
+ * into its heartbeats, so the seed shows it and `admin rolling-restart` waits
+ * for `healthy` before the next batch.
+ *
  * Joins and leaves run one at a time, in the order asked, so a drain and an
  * undrain given in quick succession reach AWS as Deregister then Register.
  *
@@ -15,6 +19,7 @@
  */
 import type { NodeConfig } from '../core/config.js'
 import type { Logger } from '../core/log.js'
+import type { ElbView } from '../transport/meta-shapes.js'
 import type { TargetGroupMember, TargetHealth } from '../elb/target-group.js'
 
 const HEALTH_POLL_MS = 250
@@ -28,17 +33,30 @@ export interface ElbMembership {
   join(): Promise<void>
   /** Ends any wait and releases the SDK client; call once the node no longer joins or leaves. */
   close(): void
+  /** The target's state as this node last saw it (meta-shapes `ElbView`). */
+  view(): ElbView
 }
 
-/** Starts waiting for `healthy()` and then registers; returns at once. */
-export async function startElbMembership(config: NodeConfig, log: Logger, healthy: () => boolean): Promise<ElbMembership | null> {
+/**
+ * Starts waiting for `healthy()` and then registers; returns at once.
+ * `onView` hears every change of {@link ElbMembership.view}.
+ */
+export async function startElbMembership(config: NodeConfig, log: Logger, healthy: () => boolean, onView: () => void = () => {}): Promise<ElbMembership | null> {
   if (config.elbTargetGroup === null) return null
   const { createTargetGroupMember } = await import('../elb/target-group.js')
   const targetId = config.elbTargetId ?? config.advertise
   const member: TargetGroupMember = createTargetGroupMember({ arn: config.elbTargetGroup, targetId, port: config.port })
   const target = { targetGroup: config.elbTargetGroup, targetId, targetPort: config.port }
   let lastState = ''
+  // joining (waiting for health, registering), then what AWS says, leaving, left; not-registered when a register failed.
+  let viewState = 'joining'
+  const setView = (state: string): void => {
+    if (state === viewState) return
+    viewState = state
+    onView()
+  }
   const onState = (h: TargetHealth): void => {
+    setView(h.state)
     if (h.state === lastState) return
     lastState = h.state
     log.info({ ...target, elbState: h.state, reason: h.reason }, `ELB target ${h.state}`)
@@ -69,6 +87,7 @@ export async function startElbMembership(config: NodeConfig, log: Logger, health
     try {
       await member.register()
     } catch (err) {
+      setView('not-registered')
       return fail(err, 'cannot register in the ELB target group')
     }
     joinedNow = true
@@ -90,6 +109,7 @@ export async function startElbMembership(config: NodeConfig, log: Logger, health
         if (!joinedNow) return
         await watch
         log.info(target, 'leaving the ELB target group: deregistering, then serving while the target drains')
+        setView('leaving')
         try {
           const result = await member.leave({ onState })
           if (result.timedOut) log.warn({ ...target, elbState: result.state, waitedMs: result.waitedMs }, 'the ELB target was still draining at the deregistration delay; going on')
@@ -99,6 +119,7 @@ export async function startElbMembership(config: NodeConfig, log: Logger, health
         }
         // Out as far as this node can tell (a failed deregister is retried by the next join/leave, not in a loop).
         joinedNow = false
+        setView('left')
       })
     },
     join() {
@@ -106,9 +127,11 @@ export async function startElbMembership(config: NodeConfig, log: Logger, health
         await first
         if (joinedNow || closed) return
         stop = new AbortController()
+        setView('joining')
         await register(stop.signal)
       })
     },
+    view: () => ({ state: viewState, targetGroup: config.elbTargetGroup! }),
     close() {
       closed = true
       stop.abort()

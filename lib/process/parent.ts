@@ -14,7 +14,7 @@ import { maintenancePush } from '../http/maintenance.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import type { AppLoad, NodeLoad } from '../transport/meta-shapes.js'
-import { asDrainOrder } from '../transport/drain-order.js'
+import { asDrainOrder, RESTART_EXIT_CODE } from '../transport/drain-order.js'
 import { createDrainer } from './drainer.js'
 import { startElbMembership, type ElbMembership } from './elb-membership.js'
 import { readMaintenanceFile, writeMaintenanceFile } from './maintenance-file.js'
@@ -53,10 +53,12 @@ async function serveHealthInParent(config: NodeConfig, startedAt: number, state:
 }
 
 /**
- * Runs a node of `role` until it has fully stopped. Rejects when the node
- * cannot start (e.g. `ESPRA_ERR_LISTEN`); the caller exits non-zero.
+ * Runs a node of `role` until it has fully stopped; resolves the exit status
+ * the process should end with: 0, or {@link RESTART_EXIT_CODE} when it
+ * stopped under a restart order. Rejects when the node cannot start (e.g.
+ * `ESPRA_ERR_LISTEN`); the caller exits non-zero.
  */
-export async function runNode(role: Role, config: NodeConfig): Promise<void> {
+export async function runNode(role: Role, config: NodeConfig): Promise<number> {
   const startedAt = Date.now()
   const log = createLogger(config.logLevel, { role: config.role, node: config.nodeId })
   for (const item of role.notYet) log.info({ notYet: item }, `not built yet: ${item}`)
@@ -130,6 +132,8 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   }
 
   let drainStopping = false
+  // Set by a restart order (admin rolling-restart --mode restart): the process manager starts the node again.
+  let restartWanted = false
   const onStop = (signal: NodeJS.Signals): void => {
     // A drain order already runs the stop sequence: the first signal joins it, a second forces.
     if (drainStopping && !stopSignal) return void (stopSignal = signal)
@@ -228,15 +232,18 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     log, startedAt,
     setDraining: (draining) => update({ draining }),
     elb: () => elb,
-    stop() {
+    stop(restart) {
       if (stopSignal || drainStopping) return
       drainStopping = true
+      restartWanted = restart
       // An order carried out before start-up finished (no grace, no ELB) stops once the node has started.
       if (running) beginStop('drain')
     },
   })
   link = createSeedLink({
     config, role, log, startedAt, load,
+    // Before the membership exists (it starts once the node has), a node with a target group is `joining` it.
+    elb: () => elb?.view() ?? (config.elbTargetGroup === null ? null : { state: 'joining', targetGroup: config.elbTargetGroup }),
     state: () => state,
     onChange: () => update(),
     onPush(op, body) {
@@ -270,7 +277,8 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   })
   update()
   log.info({ port: config.port, children: state.childrenAlive, metricsPort: config.metricsPort }, 'node started')
-  elb = await startElbMembership(config, log, () => healthWord(state) === 'ok')
+  // The seed hears every change of the target's state at once (admin rolling-restart waits for `healthy`).
+  elb = await startElbMembership(config, log, () => healthWord(state) === 'ok', () => link?.heartbeat())
   // An order that came before the membership existed left the group unjoined (health 503); leave it so.
   if (elb && drainer.order !== null) void elb.leave()
 
@@ -301,7 +309,8 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
     await new Promise((done) => metricsServer!.close(done))
     clearTimeout(force)
     releaseSignals()
-    log.info('stopped')
+    if (restartWanted && !stopSignal) log.info({ exitCode: RESTART_EXIT_CODE }, `stopped for a restart: exit status ${RESTART_EXIT_CODE} asks the process manager to start this node again`)
+    else log.info('stopped')
     resolveStopped()
   }
 
@@ -315,5 +324,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<void> {
   running = true
   if (stopSignal) beginStop(stopSignal)
   else if (drainStopping) beginStop('drain')
-  return stopped
+  await stopped
+  // A signal during a restart order's stop is an operator's stop: exit 0, not started again.
+  return restartWanted && !stopSignal ? RESTART_EXIT_CODE : 0
 }

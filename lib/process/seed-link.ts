@@ -9,7 +9,7 @@ import type { NodeState } from '../core/node-state.js'
 import { VERSION } from '../core/version.js'
 import { healthWord } from '../http/health.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
-import type { HeartbeatBody, NodeInfo, NodeLoad } from '../transport/meta-shapes.js'
+import type { ElbView, HeartbeatBody, NodeInfo, NodeLoad } from '../transport/meta-shapes.js'
 import type { Role } from './role.js'
 
 const DEREGISTER_TIMEOUT_MS = 2000
@@ -21,6 +21,8 @@ export interface SeedLinkOptions {
   readonly startedAt: number
   state(): NodeState
   load(): NodeLoad
+  /** The node's place in its ELB target group; null without `--elb-target-group` (or before it is known). */
+  elb?(): ElbView | null
   onPush(op: string, body: unknown): void
   /** The link went up or down. */
   onChange(): void
@@ -64,12 +66,18 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       health: healthWord(state),
       startedAt: opts.startedAt,
       ...(config.role === 'mail' ? { smtpPort: config.smtpPort } : {}),
+      ...elbView(),
     }
+  }
+
+  function elbView(): { elb?: ElbView } {
+    const elb = opts.elb?.() ?? null
+    return elb ? { elb } : {}
   }
 
   function heartbeatBody(): HeartbeatBody {
     const state = opts.state()
-    return { health: healthWord(state), children: state.childrenAlive, build: state.build, load: opts.load() }
+    return { health: healthWord(state), children: state.childrenAlive, build: state.build, load: opts.load(), ...elbView() }
   }
 
   const client: MetaClient = createMetaClient({

@@ -6,9 +6,25 @@
 import { EspraError } from '../core/errors.js'
 import { isMap, NODE_ID } from './meta-shapes.js'
 
-/** What a drained node does once its grace and in-flight work are over. */
-export type DrainThen = 'stop' | 'idle'
+/**
+ * What a drained node does once its grace and in-flight work are over:
+ * `restart` (given by `admin rolling-restart --mode restart`, not by `admin
+ * drain`) stops with {@link RESTART_EXIT_CODE} so the process manager starts
+ * it again, and the seed lifts the order when a new process registers.
+ */
+export type DrainThen = 'stop' | 'idle' | 'restart'
+/** What `admin drain --then` accepts. */
 export const DRAIN_THEN: readonly DrainThen[] = ['stop', 'idle']
+/** Every order a seed stores and pushes. */
+export const ORDER_THEN: readonly DrainThen[] = ['stop', 'idle', 'restart']
+
+/**
+ * The exit status of a node that stopped under a `restart` order: "start me
+ * again". EX_TEMPFAIL (sysexits.h); the shipped systemd unit restarts it
+ * (`RestartForceExitStatus=75`, and `SuccessExitStatus=75` so it is not logged
+ * as a failure), and `espra-node up` starts it again at once.
+ */
+export const RESTART_EXIT_CODE = 75
 
 /** The longest `--grace` accepted: an ALB's own deregistration delay tops out at one hour. */
 export const MAX_DRAIN_GRACE_MS = 3_600_000
@@ -21,6 +37,8 @@ export interface DrainOrder {
   readonly graceMs: number
   /** When the seed took the order, ms since the epoch. */
   readonly at: number
+  /** `restart` orders: the `startedAt` of the process to restart (the node's clock); a process started otherwise has been restarted. */
+  readonly restartOf?: number
 }
 
 /** Body of the one-way `drain` push (seed → node): the node's order, null when it is not (or no longer) drained. */
@@ -43,9 +61,9 @@ export function parseNodeId(value: unknown): string {
   return value
 }
 
-/** Checks `then`: `stop` or `idle`. */
+/** Checks `then`: `stop`, `idle` or `restart`. */
 export function parseDrainThen(value: unknown, field = 'then'): DrainThen {
-  if (!DRAIN_THEN.includes(value as DrainThen)) throw bad(field, `one of ${DRAIN_THEN.join(', ')}`)
+  if (!ORDER_THEN.includes(value as DrainThen)) throw bad(field, `one of ${ORDER_THEN.join(', ')}`)
   return value as DrainThen
 }
 
@@ -71,9 +89,13 @@ export function parseDrainRequest(body: unknown): { id: string; then: DrainThen;
 /** An order read back from the datastore or a push; null when it is not one (a stored record of another version is ignored, not trusted). */
 export function asDrainOrder(value: unknown): DrainOrder | null {
   if (!isMap(value)) return null
-  const { then, graceMs, at } = value
-  if (!DRAIN_THEN.includes(then as DrainThen)) return null
+  const { then, graceMs, at, restartOf } = value
+  if (!ORDER_THEN.includes(then as DrainThen)) return null
   if (typeof graceMs !== 'number' || !Number.isInteger(graceMs) || graceMs < 0 || graceMs > MAX_DRAIN_GRACE_MS) return null
   if (typeof at !== 'number' || !Number.isFinite(at) || at < 0) return null
+  if (then === 'restart') {
+    if (typeof restartOf !== 'number' || !Number.isFinite(restartOf) || restartOf < 0) return null
+    return { then, graceMs, at, restartOf }
+  }
   return { then: then as DrainThen, graceMs, at }
 }

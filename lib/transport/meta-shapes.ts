@@ -32,6 +32,8 @@ export interface NodeInfo {
   startedAt: number
   /** Mail nodes: the SMTP port (`--smtp-port`); absent on other roles. */
   smtpPort?: number
+  /** Nodes run with `--elb-target-group`: their place in it (absent: no target group). Heartbeats carry it too. */
+  elb?: ElbView
 }
 
 export interface NodeLoad {
@@ -65,12 +67,26 @@ export interface AppLoad {
 /** Most buckets a heartbeat's `load.app.latency` may carry. */
 export const MAX_LATENCY_BUCKETS = 32
 
+/**
+ * A node's place in its ELB target group as the node last saw it: `joining`
+ * until it is healthy itself and registered, then what DescribeTargetHealth
+ * answered (`initial`, `healthy`, ...), `leaving` while it deregisters and
+ * `left` once out (`admin drain`, stop). `healthy` is what a rolling restart
+ * waits for.
+ */
+export interface ElbView {
+  state: string
+  targetGroup: string
+}
+
 /** Body of the one-way `heartbeat` message. */
 export interface HeartbeatBody {
   health: ReportedHealth
   children: number
   build: string | null
   load: NodeLoad
+  /** Only from nodes run with `--elb-target-group`. */
+  elb?: ElbView
 }
 
 /** A registry entry as `nodes` answers it and `event` pushes carry it. */
@@ -81,7 +97,7 @@ export interface NodeView extends Omit<NodeInfo, 'health'> {
   connected: boolean
   registeredAt: number
   /** The node's drain order (`admin drain`), null when it is not drained; only the `nodes` answer carries it, not `event` pushes. */
-  drain?: { then: 'stop' | 'idle'; graceMs: number; at: number } | null
+  drain?: { then: 'stop' | 'idle' | 'restart'; graceMs: number; at: number; restartOf?: number } | null
 }
 
 /** The healthy Live nodes of one region, sorted by id. */
@@ -108,12 +124,15 @@ export const REGION = /^[a-z0-9][a-z0-9-]{0,31}$/
 const ADDRESS = /^[A-Za-z0-9.:\-[\]]{1,253}$/
 const VERSION_TEXT = /^[\x21-\x7e]{1,64}$/
 const BUILD = /^[\x21-\x7e]{1,128}$/
+const ELB_STATE = /^[a-z.-]{1,32}$/
+const ELB_ARN = /^[\x21-\x7e]{1,512}$/
 
 const isInt = (v: unknown, min: number, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
 const isAmount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0
 const matches = (v: unknown, re: RegExp): v is string => typeof v === 'string' && re.test(v)
 const isBuild = (v: unknown): v is string | null => v === null || matches(v, BUILD)
+const isElbView = (v: unknown): v is ElbView => isMap(v) && matches(v['state'], ELB_STATE) && matches(v['targetGroup'], ELB_ARN)
 const isHealth = (v: unknown): v is ReportedHealth => v === 'ok' || v === 'draining' || v === 'degraded'
 
 /** True for a msgpack map decoded as a plain object. */
@@ -146,11 +165,13 @@ export function parseNodeInfo(body: unknown): NodeInfo {
   if (!isHealth(b['health'])) throw bad('health', `one of ${REPORTED_HEALTH.join(', ')}`)
   if (!isAmount(b['startedAt'])) throw bad('startedAt', 'ms since the epoch')
   if (b['smtpPort'] !== undefined && !isInt(b['smtpPort'], 1, 65535)) throw bad('smtpPort', 'an integer from 1 to 65535')
+  if (b['elb'] !== undefined && !isElbView(b['elb'])) throw bad('elb', '{state, targetGroup}')
   return {
     id: b['id'], role: b['role'] as RoleName, region: b['region'], address: b['address'], port: b['port'],
     metricsPort: b['metricsPort'], pid: b['pid'], version: b['version'], children: b['children'],
     childrenWanted: b['childrenWanted'], build: b['build'], health: b['health'], startedAt: b['startedAt'],
     ...(b['smtpPort'] !== undefined ? { smtpPort: b['smtpPort'] as number } : {}),
+    ...(isElbView(b['elb']) ? { elb: { state: b['elb'].state, targetGroup: b['elb'].targetGroup } } : {}),
   }
 }
 
@@ -169,6 +190,7 @@ export function heartbeatProblem(body: unknown): string | null {
     return 'heartbeat load figures must be non-negative numbers'
   }
   if (load['pendingUploads'] !== undefined && !isAmount(load['pendingUploads'])) return 'heartbeat pendingUploads must be a non-negative number'
+  if (body['elb'] !== undefined && !isElbView(body['elb'])) return 'heartbeat elb must be {state, targetGroup}'
   if (load['app'] !== undefined) return appLoadProblem(load['app'])
   return null
 }

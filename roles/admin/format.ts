@@ -20,7 +20,9 @@ export interface NodeView {
   connected: boolean
   load: { connections: number; rps: number; rssBytes: number; lagMs: number; pendingUploads?: number }
   /** Set while an operator has the node drained (`admin drain`). */
-  drain?: { then: 'stop' | 'idle'; graceMs: number; at: number } | null
+  drain?: { then: 'stop' | 'idle' | 'restart'; graceMs: number; at: number; restartOf?: number } | null
+  /** Nodes run with `--elb-target-group`: their target state as they last saw it. */
+  elb?: { state: string; targetGroup: string }
 }
 
 const COLUMNS: [string, (n: NodeView) => string][] = [
@@ -88,7 +90,7 @@ export function formatMaintenance(state: { message: string; until: number; hosts
 /** One entry of `node.drains`. */
 export interface DrainedNode {
   id: string
-  then: 'stop' | 'idle'
+  then: 'stop' | 'idle' | 'restart'
   graceMs: number
   at: number
   registered: boolean

@@ -1,19 +1,31 @@
 /**
- * `espra-node admin rolling-restart --role <role>`: replaces the children of
- * every node of a role, one batch of nodes at a time, in reload mode: each
- * node replaces its children one at a time, new child first (what SIGHUP
- * does), so the node keeps serving throughout. The seed forwards the request
- * to each node (`node.reload`) and answers once the node has replaced them;
- * the CLI then waits for the node to be registered and healthy with every
- * child before the next batch. It never starts a batch that would leave
- * fewer than `--min-healthy` other healthy nodes of the role, and stops at
- * the first failure, naming the node and why.
+ * `espra-node admin rolling-restart --role <role>`: every node of a role, one
+ * batch of nodes at a time, in one of two modes:
+ *
+ * - reload (default): each node replaces its children one at a time, new
+ *   child first (what SIGHUP does), so it keeps serving throughout. The seed
+ *   forwards the request to each node (`node.reload`) and answers once the
+ *   node has replaced them.
+ * - restart: each node is drained with a `restart` order (`node.drain`): out
+ *   of routing and its ELB target group, serves through `--grace`, stops and
+ *   exits 75, which the process manager (infra/systemd, `espra-node up`)
+ *   answers by starting it again; the seed lifts the order when the new
+ *   process registers.
+ *
+ * Either way the CLI then waits for the node to be registered, healthy with
+ * every child and, with `--elb-target-group`, `healthy` in its target group,
+ * before the next batch. It never starts a batch that would leave fewer than
+ * `--min-healthy` other healthy nodes of the role, and stops at the first
+ * failure, naming the node and why.
  */
 import { durationIn, integer, oneOf } from '../../lib/core/config-parsers.js'
 import { ROLE_NAMES } from '../../lib/core/config.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { EspraError, type ErrorCode } from '../../lib/core/errors.js'
+import type { MetaClient } from '../../lib/transport/meta-client.js'
+import { RESTART_EXIT_CODE } from '../../lib/transport/drain-order.js'
 import { REGION } from '../../lib/transport/meta-shapes.js'
 import { connect, type ConnectOptions } from './cli.js'
+import { parseGrace } from './drain.js'
 import type { NodeView } from './format.js'
 
 export interface RollingRestartFlags extends ConnectOptions {
@@ -23,13 +35,19 @@ export interface RollingRestartFlags extends ConnectOptions {
   minHealthy?: string
   timeout?: string
   mode?: string
+  grace?: string
 }
+
+export type RollingMode = 'reload' | 'restart'
 
 export interface RollingRestartPlan {
   readonly role: string
   readonly region: string | null
+  readonly mode: RollingMode
+  /** Restart mode: how long a node serves once out of routing and its target group; null in reload mode. */
+  readonly graceMs: number | null
   readonly batch: number
-  /** Null: not given (0: reload mode keeps every node serving). */
+  /** Null: not given (0). */
   readonly minHealthy: number | null
   readonly timeoutMs: number
 }
@@ -57,23 +75,87 @@ export function planOf(flags: RollingRestartFlags): RollingRestartPlan {
   const role = parse('--role', flags.role, oneOf(ROLE_NAMES))
   if (role === 'seed') throw invalid('--role', 'the seed runs in its parent only (no children to replace): restart seeds with your process manager, one at a time')
   const mode = parse('--mode', flags.mode ?? 'reload', oneOf(['reload', 'restart'] as const))
-  if (mode === 'restart') throw new EspraError('ESPRA_ERR_NOT_IMPLEMENTED', '--mode restart (drain, stop and let the process manager start the node again) is not built yet; --mode reload replaces children in place')
+  if (mode === 'reload' && flags.grace !== undefined) throw invalid('--grace', 'only with --mode restart (a reload never takes the node out of service)')
+  const graceMs = mode === 'restart' ? parseGrace(flags.grace) : null
   if (flags.region !== undefined && !REGION.test(flags.region)) throw invalid('--region', 'lower-case letters, digits and dashes, at most 32')
+  const timeoutMs = parse('--timeout', flags.timeout ?? '120s', durationIn(1000, 3_600_000))
+  if (graceMs !== null && graceMs >= timeoutMs) throw invalid('--timeout', `must be longer than --grace (${seconds(graceMs)}): it bounds the whole restart of one node, grace included`)
   return {
     role,
     region: flags.region ?? null,
+    mode,
+    graceMs,
     batch: parse('--batch', flags.batch ?? '1', integer(1, 1000)),
     minHealthy: flags.minHealthy === undefined ? null : parse('--min-healthy', flags.minHealthy, integer(0, 100_000)),
-    timeoutMs: parse('--timeout', flags.timeout ?? '120s', durationIn(1000, 3_600_000)),
+    timeoutMs,
   }
 }
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)}s`
 const say = (line: string): void => void process.stderr.write(`${line}\n`)
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-/** A node is back once it is registered, connected, healthy and runs every child it wants. */
+/** A node is back once it is registered, connected, healthy, runs every child it wants and, in a target group, is `healthy` there. */
 function back(node: NodeView | undefined): boolean {
-  return node !== undefined && node.connected && node.health === 'ok' && node.children === node.childrenWanted
+  return node !== undefined && node.connected && node.health === 'ok' && node.children === node.childrenWanted &&
+    (node.elb === undefined || node.elb.state === 'healthy')
+}
+
+/** Why a node is not back, for a timeout message. */
+function notBack(node: NodeView | undefined): string {
+  if (node === undefined) return 'not registered'
+  const elb = node.elb === undefined ? '' : `, ELB target ${node.elb.state} in ${node.elb.targetGroup}`
+  return `health ${node.health}, ${node.children} of ${node.childrenWanted} children${elb}`
+}
+
+const inElb = (node: NodeView): string => (node.elb === undefined ? '' : ', healthy in its ELB target group')
+
+interface Step {
+  /** `[i/n] id:` */
+  readonly tag: string
+  readonly node: NodeView
+  readonly deadline: number
+  find(): Promise<NodeView | undefined>
+}
+
+/** Polls until `done`; on the deadline throws `code` with `why(now)`. */
+async function until(step: Step, done: (now: NodeView | undefined) => boolean, code: ErrorCode, why: (now: NodeView | undefined) => string): Promise<NodeView | undefined> {
+  for (;;) {
+    const now = await step.find()
+    if (done(now)) return now
+    if (Date.now() > step.deadline) throw new EspraError(code, why(now))
+    await sleep(POLL_MS)
+  }
+}
+
+async function reloadOne(client: MetaClient, plan: RollingRestartPlan, step: Step): Promise<string> {
+  const { node } = step
+  say(`${step.tag} replacing ${node.childrenWanted} children`)
+  const outcome = await client.request<{ replaced: number }>('node.reload', { id: node.id, timeoutMs: plan.timeoutMs }, plan.timeoutMs + ANSWER_SLACK_MS)
+  // The node has replaced its children; the next batch waits until the seed sees it whole and healthy again.
+  const now = await until(step, back, 'ESPRA_ERR_NODE_RELOAD_TIMEOUT', (n) => `not healthy with all children within ${seconds(plan.timeoutMs)} (${notBack(n)})`)
+  return `${outcome.replaced} children replaced, healthy${inElb(now!)}`
+}
+
+async function restartOne(client: MetaClient, plan: RollingRestartPlan, step: Step): Promise<string> {
+  const { node } = step
+  // A restart order, kept by the seed: if this CLI dies now, the node still restarts and comes back in service,
+  // and a node that is not started again stays listed as drained (admin status) until admin undrain.
+  const { order } = await client.request<{ order: { restartOf?: number } }>('node.drain', { id: node.id, then: 'restart', graceMs: plan.graceMs }, NODES_TIMEOUT_MS)
+  // The process the seed will restart (the node's own start time); any other one registering is the new process.
+  const of = order.restartOf ?? node.startedAt
+  say(`${step.tag} draining (out of routing${node.elb === undefined ? '' : ' and its ELB target group'}, grace ${seconds(plan.graceMs!)}), then stopping to be restarted`)
+  const restarted = (n: NodeView | undefined): boolean => n !== undefined && n.startedAt !== of
+  const stillOrdered = 'its restart order stands: admin status shows it, admin undrain lifts it'
+  const stopped = await until(step, (n) => n === undefined || restarted(n), 'ESPRA_ERR_ROLLING_RESTART_TIMEOUT',
+    (n) => `did not stop within ${seconds(plan.timeoutMs)} (${notBack(n)}); ${stillOrdered}`)
+  say(stopped === undefined
+    ? `${step.tag} stopped (pid ${node.pid}); waiting for its process manager to start it again`
+    : `${step.tag} stopped (pid ${node.pid}) and already started again (pid ${stopped.pid}); waiting for it to be back in service`)
+  const now = await until(step, (n) => restarted(n) && !n!.drain && back(n), 'ESPRA_ERR_ROLLING_RESTART_TIMEOUT', (n) => restarted(n)
+    ? `started again (pid ${n!.pid}) but not back within ${seconds(plan.timeoutMs)} (${n!.drain ? `still drained, ${notBack(n)}` : notBack(n)}); ${stillOrdered}`
+    : `not started again within ${seconds(plan.timeoutMs)}: is it run by a process manager that restarts exit status ${RESTART_EXIT_CODE} (infra/systemd/espra-node@.service, espra-node up)? ${stillOrdered}`)
+  return `restarted (pid ${node.pid} -> ${now!.pid}), undrained, healthy${inElb(now!)}`
 }
 
 export async function adminRollingRestart(flags: RollingRestartFlags): Promise<void> {
@@ -84,19 +166,25 @@ export async function adminRollingRestart(flags: RollingRestartFlags): Promise<v
   const list = async (): Promise<NodeView[]> =>
     client.request<NodeView[]>('nodes', { role: plan.role, ...(plan.region === null ? {} : { region: plan.region }) }, NODES_TIMEOUT_MS)
   try {
-    const nodes = (await list()).sort((a, b) => a.id.localeCompare(b.id))
-    if (nodes.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no ${plan.role} nodes registered${where}`)
+    const all = (await list()).sort((a, b) => a.id.localeCompare(b.id))
+    if (all.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no ${plan.role} nodes registered${where}`)
+    // A restart would replace an operator's drain order (and so end it): drained nodes are left as they are.
+    const skipped = plan.mode === 'restart' ? all.filter((n) => n.drain) : []
+    const nodes = all.filter((n) => !skipped.includes(n))
+    for (const n of skipped) say(`${n.id}: skipped: drained by an operator (then ${n.drain!.then}); admin undrain it first to restart it`)
+    if (nodes.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `every ${plan.role} node${where} is drained: nothing to restart`)
     const minHealthy = plan.minHealthy ?? 0
-    if (minHealthy > nodes.length) {
-      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy} is more than the ${nodes.length} ${plan.role} node(s)${where}: it can never be honoured`)
+    if (minHealthy > all.length) {
+      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy} is more than the ${all.length} ${plan.role} node(s)${where}: it can never be honoured`)
     }
-    // Nodes in a batch count as out of service while they reload: the rest must still make --min-healthy.
-    const healthy = nodes.filter((n) => n.health === 'ok').length
+    // Nodes in a batch count as out of service while they reload or restart: the rest must still make --min-healthy.
+    const healthy = all.filter((n) => n.health === 'ok').length
     const worstBatch = nodes.slice(0, plan.batch).filter((n) => n.health === 'ok').length
     if (healthy - Math.min(plan.batch, worstBatch) < minHealthy) {
-      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy}: ${healthy} of ${nodes.length} ${plan.role} node(s)${where} are healthy, and a batch of ${plan.batch} would leave ${Math.max(0, healthy - plan.batch)}; lower --batch or --min-healthy`)
+      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy}: ${healthy} of ${all.length} ${plan.role} node(s)${where} are healthy, and a batch of ${plan.batch} would leave ${Math.max(0, healthy - plan.batch)}; lower --batch or --min-healthy`)
     }
-    say(`rolling restart (reload mode) of ${nodes.length} ${plan.role} node(s)${where}, ${plan.batch} at a time, keeping at least ${minHealthy} healthy`)
+    const how = plan.mode === 'reload' ? 'reload mode' : `restart mode, grace ${seconds(plan.graceMs!)}`
+    say(`rolling restart (${how}) of ${nodes.length} ${plan.role} node(s)${where}, ${plan.batch} at a time, keeping at least ${minHealthy} healthy`)
     let done = 0
     for (let i = 0; i < nodes.length; i += plan.batch) {
       const batch = nodes.slice(i, i + plan.batch)
@@ -105,27 +193,20 @@ export async function adminRollingRestart(flags: RollingRestartFlags): Promise<v
       if (others < minHealthy) {
         throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `stopped before ${[...ids].join(', ')}: only ${others} other ${plan.role} node(s) are healthy, --min-healthy is ${minHealthy}; ${done} of ${nodes.length} done`)
       }
-      // Every node of the batch runs to its end (the nodes replace their children anyway); the first failure stops the run.
+      // Every node of the batch runs to its end; the first failure stops the run.
       const outcomes = await Promise.allSettled(batch.map(async (node) => {
         const t0 = Date.now()
-        say(`[${done + 1}/${nodes.length}] ${node.id}: replacing ${node.childrenWanted} children`)
+        const step: Step = {
+          tag: `[${done + 1}/${nodes.length}] ${node.id}:`, node, deadline: t0 + plan.timeoutMs,
+          find: async () => (await list()).find((n) => n.id === node.id),
+        }
         try {
-          const outcome = await client.request<{ replaced: number }>('node.reload', { id: node.id, timeoutMs: plan.timeoutMs }, plan.timeoutMs + ANSWER_SLACK_MS)
-          // The node has replaced its children; the next batch waits until the seed sees it whole and healthy again.
-          const deadline = t0 + plan.timeoutMs
-          for (;;) {
-            const now = (await list()).find((n) => n.id === node.id)
-            if (back(now)) break
-            if (Date.now() > deadline) {
-              throw new EspraError('ESPRA_ERR_NODE_RELOAD_TIMEOUT', `not healthy with all children within ${seconds(plan.timeoutMs)} (${now === undefined ? 'not registered' : `health ${now.health}, ${now.children} of ${now.childrenWanted} children`})`)
-            }
-            await new Promise((r) => setTimeout(r, POLL_MS))
-          }
+          const what = plan.mode === 'reload' ? await reloadOne(client, plan, step) : await restartOne(client, plan, step)
           done++
-          say(`[${done}/${nodes.length}] ${node.id}: ${outcome.replaced} children replaced, healthy (${seconds(Date.now() - t0)})`)
+          say(`[${done}/${nodes.length}] ${node.id}: ${what} (${seconds(Date.now() - t0)})`)
         } catch (err) {
           const e = err as EspraError
-          say(`[${done + 1}/${nodes.length}] ${node.id}: FAILED: ${e.code}: ${e.message}`)
+          say(`${step.tag} FAILED: ${e.code}: ${e.message}`)
           throw new EspraError(e.code ?? 'ESPRA_ERR_NODE_RELOAD_FAILED', `rolling restart stopped at node ${node.id}: ${e.message}`, { node: node.id })
         }
       }))
@@ -135,7 +216,8 @@ export async function adminRollingRestart(flags: RollingRestartFlags): Promise<v
         throw new EspraError(err.code, `${err.message}; ${done} of ${nodes.length} ${plan.role} node(s) done, the rest untouched`, err.details)
       }
     }
-    process.stdout.write(`rolling restart of ${nodes.length} ${plan.role} node(s)${where} done: ${done} reloaded, 0 failed, in ${seconds(Date.now() - started)}\n`)
+    const skippedText = skipped.length === 0 ? '' : `, ${skipped.length} skipped (drained)`
+    process.stdout.write(`rolling restart of ${nodes.length} ${plan.role} node(s)${where} done: ${done} ${plan.mode === 'reload' ? 'reloaded' : 'restarted'}, 0 failed${skippedText}, in ${seconds(Date.now() - started)}\n`)
   } finally {
     await client.close()
   }

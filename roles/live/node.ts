@@ -32,6 +32,8 @@ interface Local {
 interface Peer {
   readonly client: MetaClient
   readonly address: string
+  /** Aborted when the node leaves the routing table: requests still waiting for the link go to the new home. */
+  readonly left: AbortController
 }
 
 export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
@@ -83,7 +85,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         for (const [ch, l] of local) if (l.home === id && l.lastSeq >= 0) resubscribe(ch, l, (op, body) => link.request(op, body, HOME_TIMEOUT_MS))
       },
     })
-    p = { client, address }
+    p = { client, address, left: new AbortController() }
     peers.set(id, p)
     return p
   }
@@ -92,17 +94,31 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     if (p.client.connected) return
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new LiveError('UNAVAILABLE', `home link ${p.address} is down`)), HOME_TIMEOUT_MS)
+      const left = (): void => {
+        clearTimeout(timer)
+        reject(new LiveError('UNAVAILABLE', `home ${p.address} left the routing table`))
+      }
+      if (p.left.signal.aborted) return left()
+      p.left.signal.addEventListener('abort', left, { once: true })
       p.client.on('connected', () => {
         clearTimeout(timer)
+        p.left.signal.removeEventListener('abort', left)
         resolve()
       })
     })
   }
 
-  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>): Promise<T> {
+  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again = true): Promise<T> {
     if (home === self) return homeOps[op](selfSink, body) as T
     const p = peer(home)
-    await connected(p)
+    try {
+      await connected(p)
+    } catch (err) {
+      // The home left the table while its link was still connecting: nothing was sent, so the channel's new home
+      // is asked once (a Live node joining or leaving under load, e.g. a rolling restart, answered these 503).
+      if (again && p.left.signal.aborted && typeof body['ch'] === 'string') return homeRequest(homeOf(body['ch']), op, body, false)
+      throw err
+    }
     const answer = await p.client.request<T | WireFailure>(op, body, HOME_TIMEOUT_MS)
     if (isFailure(answer)) throw Object.assign(new LiveError('INTERNAL', answer.err.message), { code: answer.err.code })
     return answer as T
@@ -242,7 +258,10 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     for (const [id, p] of peers) {
       if (ids.has(id)) continue
       peers.delete(id)
-      p.client.destroy()
+      p.left.abort()
+      // Not destroy: a request already sent to a node that left the table (drained: it still answers through its
+      // grace) gets its answer; destroying the link answered it 503 UNAVAILABLE (seen in rolling restarts).
+      p.client.close().catch((err: unknown) => log.debug({ err, id }, 'live: closing the link to a node that left the table'))
     }
     log.info({ version: next.version, nodes: next.nodes.length, listed, moved }, 'live: routing table applied')
   }

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { RESTART_EXIT_CODE } from '../../lib/transport/drain-order.js'
 
 const INFRA = resolve(import.meta.dirname, '../../infra')
 
@@ -22,7 +23,7 @@ t.test('the unit stops for longer than a drain plus a default ELB deregistration
   const unit = readFileSync(join(INFRA, 'systemd/espra-node@.service'), 'utf8')
   const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1])
   t.ok(stop > 300 + 10, `TimeoutStopSec=${stop}`)
-  for (const line of ['KillSignal=SIGTERM', 'Restart=on-failure', 'NoNewPrivileges=true', 'ProtectSystem=strict', 'PrivateTmp=true', 'ReadWritePaths=/var/lib/espra-node']) {
+  for (const line of ['KillSignal=SIGTERM', 'Restart=on-failure', `SuccessExitStatus=${RESTART_EXIT_CODE}`, `RestartForceExitStatus=${RESTART_EXIT_CODE}`, 'NoNewPrivileges=true', 'ProtectSystem=strict', 'PrivateTmp=true', 'ReadWritePaths=/var/lib/espra-node']) {
     t.match(unit, new RegExp(`^${line}$`, 'm'), line)
   }
 })

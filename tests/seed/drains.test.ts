@@ -127,3 +127,47 @@ t.test('a malformed stored order is ignored with a warning at start, not trusted
   t.match(await again.request('node.undrain', { id: 'live-a' }), { undrained: false }, 'undrain answers not drained')
   t.same(await again.request('ds.get', { kind: 'cluster', key: 'drain/live-a' }), { value: null }, 'and removes the malformed record')
 })
+
+t.test('a restart order names the process; the same process gets it again (seed restart), a new one lifts it', async (t) => {
+  const first = await startTestSeed(t)
+  const pushes: unknown[] = []
+  const startedAt = Date.now() - 5000
+  const old = await nodeClient(t, first.port, 'live-a', { startedAt }, { onPush: (op, body) => op === 'drain' && pushes.push(body) })
+  await nodeClient(t, first.port, 'live-b')
+  const admin = client(t, first.port)
+  await admin.ready
+  const unknown = await refusal(admin.request('node.drain', { id: 'nobody', then: 'restart', force: true }))
+  t.equal(unknown.code, 'ESPRA_ERR_NODE_UNKNOWN', 'a node that is not running cannot be restarted, force or not')
+  t.match(unknown.message, /only a running node can be restarted/)
+
+  const { order } = await admin.request<{ order: Record<string, unknown> }>('node.drain', { id: 'live-a', then: 'restart', graceMs: 0 })
+  t.match(order, { then: 'restart', graceMs: 0, restartOf: startedAt }, 'the order names the process by its start time')
+  await until(() => pushes.length === 1, 2000, 'the order pushed')
+  t.same(pushes[0], { order })
+  admin.destroy()
+  first.seed.destroy()
+  old.destroy()
+
+  // The seed restarts before the node stops: the same process registers again and gets the same order.
+  const second = await startTestSeed(t, { dataDir: first.config.dataDir, blobDir: first.config.blobDir })
+  const proxy = await watcher(t, second.port, { routing: 'us-1' })
+  const again = await nodeClient(t, second.port, 'live-a', { startedAt }, { onPush: (op, body) => op === 'drain' && pushes.push(body) })
+  await nodeClient(t, second.port, 'live-b')
+  await until(() => pushes.length === 2, 2000, 'the stored order pushed to the same process')
+  t.same(pushes[1], { order })
+  await until(() => ids(proxy.tables.at(-1))?.join() === 'live-b', 2000, 'out of routing')
+  await again.request('deregister', {})
+  again.destroy()
+
+  // A new process (another start time) registers: the restart is done; the order is lifted, never pushed to it.
+  const fresh: unknown[] = []
+  await nodeClient(t, second.port, 'live-a', { startedAt: Date.now() }, { onPush: (op, body) => op === 'drain' && fresh.push(body) })
+  await until(() => ids(proxy.tables.at(-1))?.length === 2, 2000, 'back in routing')
+  const admin2 = client(t, second.port)
+  await admin2.ready
+  t.same(await admin2.request('node.drains', {}), { drains: [] }, 'the order is gone')
+  t.same(await admin2.request('ds.get', { kind: 'cluster', key: 'drain/live-a' }), { value: null }, 'from the datastore too')
+  t.equal((await admin2.request<NodeView[]>('nodes', {})).find((n) => n.id === 'live-a')!.drain, null)
+  t.same(fresh, [{ order: null }], 'the new process only hears that it is not drained')
+  t.ok(second.lines.some((l) => l.msg === 'node restarted under its restart order: order lifted, back in service'), 'logged')
+})
