@@ -64,6 +64,8 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     log,
     domains: config.mailDomains,
     maxSize: config.mailMaxSize,
+    maxLineLength: config.mailMaxLineLength,
+    maxHeaderSize: config.mailMaxHeaderSize,
     maxRecipients: config.mailMaxRecipients,
     // Read again in each child (as the proxy does), so a SIGHUP reload picks up renewed files.
     tls: config.smtpTlsCert !== null && config.smtpTlsKey !== null ? { ...readTlsFiles(config.smtpTlsCert, config.smtpTlsKey), required: config.smtpRequireTls } : null,

@@ -9,6 +9,9 @@
  *   FROM (552, by smtp-server). While the data streams, past
  *   `--mail-max-size` nothing more is stored (the meter drops it unbuffered),
  *   the partial object is deleted and the end of DATA answers 552 5.3.4.
+ *   The same for a line over `--mail-max-line-length` (554 5.6.0) and a
+ *   header section over `--mail-max-header-size` (552 5.3.4). Either way the
+ *   data is read to its end, so the connection goes on with the next command.
  * - 250 with the message id only once `recordInbound` says it is durable;
  *   any failure on the way is 451 4.3.0 (the client retries later).
  */
@@ -24,6 +27,9 @@ export interface SmtpOptions {
   readonly log: Logger
   readonly domains: readonly string[]
   readonly maxSize: number
+  /** Longest line (octets without CRLF) and largest header section (octets) a message may have. */
+  readonly maxLineLength: number
+  readonly maxHeaderSize: number
   readonly maxRecipients: number
   readonly limits: AddressLimits
   /** The certificate and key STARTTLS offers (null: no STARTTLS), and whether MAIL FROM needs it first. */
@@ -41,15 +47,34 @@ function reply(code: number, message: string): Error {
 // local@domain: a dot-atom or quoted local part, a domain of labels. Addresses with IP literals are not mail we take.
 const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*")@([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)\.?$/
 
+/** The reply to a message refused by a limit while it streamed (nothing of it is kept); logs why. */
+function refusalReply(meter: MessageMeter, opts: SmtpOptions): Error {
+  switch (meter.refused) {
+    case 'line':
+      return reply(554, `5.6.0 Line ${meter.longLine} of the message is longer than ${opts.maxLineLength} octets (RFC 5322 2.1.1): message refused`)
+    case 'header':
+      return reply(552, `5.3.4 Header section too big: the limit is ${opts.maxHeaderSize} octets`)
+    default:
+      return reply(552, `5.3.4 Message too big: the limit is ${opts.maxSize} bytes`)
+  }
+}
+
 export function createSmtpServer(opts: SmtpOptions): SMTPServer {
   const { log } = opts
   const domains = new Set(opts.domains)
+
+  function refusal(meter: MessageMeter, session: SMTPServerSession, id: string): Error {
+    const err = refusalReply(meter, opts)
+    const limit = meter.refused === 'line' ? '--mail-max-line-length' : meter.refused === 'header' ? '--mail-max-header-size' : '--mail-max-size'
+    log.info({ id, bytes: meter.bytes, refused: meter.refused, from: session.envelope.mailFrom || null }, `inbound message refused (${err.message.slice(6)}): over ${limit}`)
+    return err
+  }
 
   async function accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const receivedAt = Date.now()
     const id = newMailId(receivedAt)
     const key = rawMailKey(id, receivedAt)
-    const meter = new MessageMeter(opts.maxSize)
+    const meter = new MessageMeter({ maxBytes: opts.maxSize, maxLine: opts.maxLineLength, maxHeader: opts.maxHeaderSize })
     // The client may go away mid-DATA: smtp-server destroys the stream; the store's write must fail too, not wait.
     const ended = new Promise<void>((resolve) => {
       stream.once('end', resolve)
@@ -75,10 +100,10 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       throw reply(451, '4.3.0 Temporary failure storing the message, try again later')
     }
     await ended
-    if (meter.exceeded || stream.sizeExceeded) {
+    if (stream.sizeExceeded && meter.refused === null) meter.refused = 'size'
+    if (meter.refused !== null) {
       await opts.store.blobs.delete(key).catch(() => undefined)
-      log.info({ id, bytes: meter.bytes, limit: opts.maxSize, from: session.envelope.mailFrom || null }, `inbound message refused: ${meter.bytes} bytes, over --mail-max-size`)
-      throw reply(552, `5.3.4 Message too big: the limit is ${opts.maxSize} bytes`)
+      throw refusal(meter, session, id)
     }
     const envelope: MailEnvelope = {
       from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
