@@ -17,7 +17,7 @@ import { ELB_OPTIONS } from './options-elb.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
 import { checkMailTls, MAIL_OPTIONS } from './options-mail.js'
-import { MAIL_INBOUND_OPTIONS } from './options-mail-inbound.js'
+import { checkMailInbound, MAIL_INBOUND_OPTIONS } from './options-mail-inbound.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
 import { TASK_OPTIONS } from './options-tasks.js'
@@ -302,6 +302,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   checkTimings(out)
   checkProxyTls(out)
   checkMailTls(out)
+  checkMailInbound(out)
   const blocker = fileInTheWay(String(out['dataDir']))
   if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
   out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })

@@ -1,5 +1,7 @@
 /** Mail-role options of the inbound side added after the first slice (other roles ignore these): docs/mail.md. */
-import { constant, integer, option, parseSize } from './config-parsers.js'
+import { isIP } from 'node:net'
+import { EspraError } from './errors.js'
+import { constant, durationIn, flag, integer, option, parseHostPort, parseSize } from './config-parsers.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -7,6 +9,14 @@ declare module './config.js' {
     readonly mailMaxLineLength: number
     /** mail: largest header section (up to the first empty line), in octets; past it the message is refused 552 5.3.4. */
     readonly mailMaxHeaderSize: number
+    /** mail: verify SPF, DKIM, DMARC and ARC of each message (mailauth) and attach the results. */
+    readonly mailAuth: boolean
+    /** mail: how long after the end of DATA the results are waited for; past it they are temperror. */
+    readonly mailAuthTimeout: number
+    /** mail: refuse (550 5.7.1) a message whose DMARC fails when its domain publishes p=reject. */
+    readonly mailDmarcReject: boolean
+    /** mail: DNS servers (`ip` or `ip:port`) for the checks' lookups; empty: the system's resolver. */
+    readonly mailDnsServers: readonly string[]
   }
 }
 
@@ -25,4 +35,52 @@ export const MAIL_INBOUND_OPTIONS = [
       return n
     },
   }),
+  option({
+    key: 'mailAuth', flag: '--mail-auth <bool>', env: 'ESPRA_MAIL_AUTH', defaultText: 'true',
+    doc: 'mail: verify SPF, DKIM, DMARC and ARC of each message while it streams (mailauth) and hand the results to handleMail as message.auth; results are not enforced unless --mail-dmarc-reject',
+    default: constant(true), parse: flag,
+  }),
+  option({
+    key: 'mailAuthTimeout', flag: '--mail-auth-timeout <duration>', env: 'ESPRA_MAIL_AUTH_TIMEOUT', defaultText: '5s',
+    doc: 'mail: how long after the end of DATA the authentication results are waited for (100ms to 60s); past it they are temperror and the message is taken',
+    default: constant(5000), parse: durationIn(100, 60_000),
+  }),
+  option({
+    key: 'mailDmarcReject', flag: '--mail-dmarc-reject <bool>', env: 'ESPRA_MAIL_DMARC_REJECT', defaultText: 'false',
+    doc: 'mail: refuse a message with 550 5.7.1 at the end of DATA (nothing stored) when DMARC fails and the From domain publishes p=reject; needs --mail-auth',
+    default: constant(false), parse: flag,
+  }),
+  option({
+    key: 'mailDnsServers', flag: '--mail-dns-servers <list>', env: 'ESPRA_MAIL_DNS_SERVERS', defaultText: '(the system resolver)',
+    doc: 'mail: DNS servers for the SPF/DKIM/DMARC lookups, comma-separated ip or ip:port (a JSON array in a config file), e.g. a local caching resolver',
+    default: constant([]), parse: dnsServerList,
+  }),
 ] as const
+
+/** `ip` or `ip:port` items, comma-separated (or a JSON array); IPv6 as `[::1]:53`. */
+export function dnsServerList(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
+  const bad = (item: unknown): never => {
+    throw `must be a comma-separated list of DNS server addresses, ip or ip:port (${JSON.stringify(item)} is not one)`
+  }
+  if (items === null) bad(raw)
+  return items!.map((item) => {
+    if (typeof item !== 'string') return bad(item)
+    if (isIP(item) !== 0) return item
+    try {
+      const { host, port } = parseHostPort(item)
+      if (isIP(host) === 0) return bad(item)
+      return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`
+    } catch {
+      return bad(item)
+    }
+  })
+}
+
+/** Checks the inbound options together once every option is resolved (mail only). */
+export function checkMailInbound(config: Record<string, unknown>): void {
+  if (config['role'] !== 'mail') return
+  if (config['mailDmarcReject'] === true && config['mailAuth'] === false) {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--mail-dmarc-reject: needs --mail-auth (DMARC is not checked with --mail-auth false)', { option: '--mail-dmarc-reject' })
+  }
+}

@@ -7,7 +7,8 @@
  * messages are not bound by the queue's 64 KB payload limit.
  */
 import { Packr } from 'msgpackr'
-import { MAIL_TASK_NAME, type MailTaskPayload } from '../../lib/mail/inbound.js'
+import { MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
+import type { AuthedInboundMessage, AuthedMailTaskPayload } from '../../lib/mail/inbound-auth.js'
 import { parseInboundMessage } from '../../lib/mail/parse-message.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import { decodePayload, type LeasedTask } from '../../lib/tasks/task.js'
@@ -20,7 +21,9 @@ export function createMailPreparer(blobs: BlobStore): (task: LeasedTask) => Prom
   return (task) => {
     if (task.name !== MAIL_TASK_NAME) return null
     return (async () => {
-      const message = await parseInboundMessage(blobs, decodePayload(task.payload) as MailTaskPayload)
+      const payload = decodePayload(task.payload) as AuthedMailTaskPayload
+      // The mail node's SPF/DKIM/DMARC/ARC results ride on the task; null when it did not verify.
+      const message: AuthedInboundMessage = { ...(await parseInboundMessage(blobs, payload)), auth: payload.auth ?? null }
       return { ...task, payload: packr.pack(message) }
     })()
   }

@@ -16,6 +16,7 @@ import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createAddressLimits } from './address-limits.js'
+import { createMailVerifier, dnsResolver } from './mail-auth.js'
 import { createSmtpServer } from './smtp.js'
 
 /** What a child asks its parent to send to the seed. */
@@ -72,6 +73,13 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
     hostname: hostname(),
     store: { blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow },
+    verifier: config.mailAuth
+      ? createMailVerifier({
+        resolver: dnsResolver(config.mailDnsServers, config.mailAuthTimeout), timeoutMs: config.mailAuthTimeout, mta: hostname(),
+        onError: (err) => log.warn({ err }, 'mail authentication failed to run: results are temperror'),
+      })
+      : null,
+    dmarcReject: config.mailDmarcReject,
   })
   smtp.server.on('connection', (socket) => {
     inflight++

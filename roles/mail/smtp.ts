@@ -12,16 +12,20 @@
  *   The same for a line over `--mail-max-line-length` (554 5.6.0) and a
  *   header section over `--mail-max-header-size` (552 5.3.4). Either way the
  *   data is read to its end, so the connection goes on with the next command.
+ * - Authentication: with a verifier, the bytes also stream into mailauth
+ *   (mail-auth.ts); its results go on the record and the task. With
+ *   `--mail-dmarc-reject`, a DMARC failure under p=reject is 550 5.7.1.
  * - 250 with the message id only once `recordInbound` says it is durable;
  *   any failure on the way is 451 4.3.0 (the client retries later).
  */
-import type { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
 import type { Logger } from '../../lib/core/log.js'
 import { newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
 import { recordInbound, type InboundStoreDeps } from './inbound-store.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
+import type { MailVerifier, PendingVerification } from './mail-auth.js'
 
 export interface SmtpOptions {
   readonly log: Logger
@@ -37,6 +41,10 @@ export interface SmtpOptions {
   /** The name in the greeting and in EHLO. */
   readonly hostname: string
   readonly store: InboundStoreDeps
+  /** SPF/DKIM/DMARC/ARC of each message while it streams (null: `--mail-auth false`). */
+  readonly verifier: MailVerifier | null
+  /** Refuse (550 5.7.1, nothing stored) a message whose DMARC fails when its domain publishes p=reject. */
+  readonly dmarcReject: boolean
 }
 
 /** A reply with an SMTP code (smtp-server sends `responseCode` and the message). */
@@ -87,9 +95,25 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       if (!stream.readableEnded) meter.destroy(Object.assign(new Error('the client closed the connection during DATA'), { code: 'ECONNRESET' }))
     })
     stream.pipe(meter)
+    // With verification the metered bytes go two ways: to the store and to mailauth (DKIM body hashes as they pass).
+    let toStore: Readable = meter
+    let verification: PendingVerification | null = null
+    if (opts.verifier !== null) {
+      const store = new PassThrough()
+      const auth = new PassThrough()
+      meter.on('error', (err) => {
+        store.destroy(err)
+        auth.destroy(err)
+      })
+      meter.pipe(store)
+      meter.pipe(auth)
+      toStore = store
+      const sender = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
+      verification = opts.verifier.start(auth, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', sender })
+    }
     let size: number
     try {
-      size = (await opts.store.blobs.put(key, meter as Readable, { contentType: 'message/rfc822' })).size
+      size = (await opts.store.blobs.put(key, toStore, { contentType: 'message/rfc822' })).size
     } catch (err) {
       stream.unpipe(meter)
       stream.resume()
@@ -105,6 +129,12 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       await opts.store.blobs.delete(key).catch(() => undefined)
       throw refusal(meter, session, id)
     }
+    const auth = verification === null ? null : await verification.results()
+    if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
+      await opts.store.blobs.delete(key).catch(() => undefined)
+      log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
+      throw reply(550, `5.7.1 Message refused: DMARC fails and ${auth.dmarc.domain} asks for rejection`)
+    }
     const envelope: MailEnvelope = {
       from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
       to: session.envelope.rcptTo.map((r) => r.address),
@@ -112,8 +142,8 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       helo: session.hostNameAppearsAs ?? '',
     }
     try {
-      const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt })
-      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
+      const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt, auth })
+      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
       return accepted.id
     } catch (err) {
       log.error({ err, id }, `inbound message ${id} could not be recorded or queued: answered 451`)
