@@ -21,7 +21,7 @@ import { checkNewTask } from '../../lib/tasks/task.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
-import { createMailPreparer } from './mail-handoff.js'
+import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -163,7 +163,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     taskTimeoutMs: config.taskTimeout,
     initTimeoutMs: config.initTimeout,
   })
-  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store) })
+  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store), settled: createMailOutcomeNotes(datastore, log) })
 
   const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {

@@ -20,6 +20,7 @@ import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { newTask } from '../../lib/tasks/task.js'
 import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME, type MailEnvelope, type RawMessageRef } from '../../lib/mail/inbound.js'
 import type { AuthedMailTaskPayload, MailAuthResults } from '../../lib/mail/inbound-auth.js'
+import type { InboundRecord } from '../../lib/mail/inbound-record.js'
 
 export interface InboundStoreDeps {
   readonly blobs: BlobStore
@@ -32,17 +33,6 @@ export interface Accepted {
   readonly id: string
   /** The message was a retry of this earlier one (same id): not handed again. */
   readonly duplicate: boolean
-}
-
-/** A message's record (kind `mailInbound`, key `in/<id>`); `auth` is absent on records written before it was built. */
-export interface InboundRecord {
-  id: string
-  raw: RawMessageRef
-  envelope: MailEnvelope
-  messageId: string | null
-  at: number
-  auth?: MailAuthResults | null
-  task: string | null
 }
 
 interface DedupeRecord {

@@ -16,7 +16,7 @@ export const mailRole: Role = {
   summary: 'mail: inbound SMTP, durable before 250, handed to the app\'s handleMail through the task queue (outbound: not yet)',
   notYet: [
     'inbound: node-wide address limits (today per child)',
-    'inbound: the app refusing recipients at RCPT (acceptRecipient), admin mail inbound [--failed] and retry, sweeping old inbound records and raw messages',
+    'inbound: the app refusing recipients at RCPT (acceptRecipient), sweeping old inbound records and raw messages',
     'outbound mail (ctx.sendMail, admin mail send) from a durable queue with retries, bounces, suppression and events',
     'DKIM signing of outbound mail',
   ],
