@@ -84,9 +84,15 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     const key = rawMailKey(id, receivedAt)
     const meter = new MessageMeter({ maxBytes: opts.maxSize, maxLine: opts.maxLineLength, maxHeader: opts.maxHeaderSize })
     // The client may go away mid-DATA: smtp-server destroys the stream; the store's write must fail too, not wait.
+    // When the data ended: the per-message log line says how long storing, verifying and recording took after it.
+    let endedAt = 0
     const ended = new Promise<void>((resolve) => {
-      stream.once('end', resolve)
-      stream.once('close', resolve)
+      const done = () => {
+        endedAt ||= performance.now()
+        resolve()
+      }
+      stream.once('end', done)
+      stream.once('close', done)
     })
     // The store's write sees a failure through its own listener and rejects; an 'error' with nobody left listening must not take the child down.
     meter.on('error', () => undefined)
@@ -124,12 +130,14 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       throw reply(451, '4.3.0 Temporary failure storing the message, try again later')
     }
     await ended
+    const storedAt = performance.now()
     if (stream.sizeExceeded && meter.refused === null) meter.refused = 'size'
     if (meter.refused !== null) {
       await opts.store.blobs.delete(key).catch(() => undefined)
       throw refusal(meter, session, id)
     }
     const auth = verification === null ? null : await verification.results()
+    const verifiedAt = performance.now()
     if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
       await opts.store.blobs.delete(key).catch(() => undefined)
       log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
@@ -143,7 +151,8 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     }
     try {
       const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt, auth })
-      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
+      const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), record: Math.round(performance.now() - verifiedAt) }
+      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ms, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
       return accepted.id
     } catch (err) {
       log.error({ err, id }, `inbound message ${id} could not be recorded or queued: answered 451`)
