@@ -181,9 +181,11 @@ async function startHaraka(): Promise<{ port: number; pids: () => number[]; vers
   return { port, pids: () => [proc.pid!, ...descendants(proc.pid!)], version }
 }
 
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : 'n/a')
 
 guard(15 * 60_000)
+console.log(`load average before: ${load()}`)
 const espra = await startEspraMail()
 const haraka = await startHaraka()
 const results: { who: string; r: Round }[] = []
@@ -194,10 +196,14 @@ for (let i = 0; i < ROUNDS; i++) {
     const r = await round(server.port, server.pids)
     results.push({ who, r })
     const seed = who === 'espra' ? ` (+ seed ${fmt(rssKb(espra.seedPid) / 1024)} MB)` : ''
-    console.log(`round ${i + 1} ${who}: ${fmt(r.perSecond)} msg/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, ${r.accepted} accepted, ${r.refused} refused${r.firstRefusal ? ` (first: ${r.firstRefusal})` : ''}, RSS ${fmt(r.rssMb)} MB${seed}`)
+    console.log(`round ${i + 1} ${who} (load ${load()}): ${fmt(r.perSecond)} msg/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, ${r.accepted} accepted, ${r.refused} refused${r.firstRefusal ? ` (first: ${r.firstRefusal})` : ''}, RSS ${fmt(r.rssMb)} MB${seed}`)
   }
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b)
+  const mid = v.length / 2
+  return v.length % 2 === 1 ? v[Math.floor(mid)]! : (v[mid - 1]! + v[mid]!) / 2
+}
 console.log(`\n${CLIENTS} clients, ${fmt(SIZE)} byte messages, ${DURATION_S} s rounds × ${ROUNDS}, ${CHILDREN} server processes each${haraka ? `; Haraka ${haraka.version} (queue/discard)` : '; Haraka not run (set HARAKA)'}; medians of the rounds\n`)
 console.log('| server | msg/s | p99 end of DATA → 250 | p50 | peak RSS |\n|---|---|---|---|---|')
 for (const who of ['espra', 'haraka']) {
