@@ -84,6 +84,7 @@ export const ERRORS = {
   ESPRA_ERR_MAIL_NOT_DURABLE: { message: 'an inbound message could not be stored, recorded or queued', status: 503 },
   ESPRA_ERR_MAIL_HANDOFF: { message: 'an inbound message could not be handed to the app', status: 500 },
   ESPRA_ERR_MAIL_NOT_FOUND: { message: 'no such inbound message', status: 404 },
+  ESPRA_ERR_MAIL_RECIPIENT_FORBIDDEN: { message: 'only a mail node of this cluster may ask the app about recipients (a signed request)', status: 403 },
   ESPRA_ERR_MAIL_NOT_FAILED: { message: 'the inbound message\'s handoff has not failed: nothing to retry', status: 409 },
   ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some nodes do not serve the build yet', status: 504 },
   ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },

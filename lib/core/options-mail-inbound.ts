@@ -1,7 +1,7 @@
 /** Mail-role options of the inbound side added after the first slice (other roles ignore these): docs/mail.md. */
 import { isIP } from 'node:net'
 import { EspraError } from './errors.js'
-import { constant, durationIn, flag, integer, option, parseHostPort, parseSize } from './config-parsers.js'
+import { constant, durationIn, flag, integer, oneOf, option, parseHostPort, parseSize } from './config-parsers.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -17,6 +17,10 @@ declare module './config.js' {
     readonly mailDmarcReject: boolean
     /** mail: DNS servers (`ip` or `ip:port`) for the checks' lookups; empty: the system's resolver. */
     readonly mailDnsServers: readonly string[]
+    /** mail: how long RCPT waits for the app's acceptRecipient answer. */
+    readonly mailRecipientTimeout: number
+    /** mail: what RCPT answers when the app cannot answer in time: take the recipient (open) or 451 (closed). */
+    readonly mailRecipientFail: 'open' | 'closed'
   }
 }
 
@@ -54,6 +58,16 @@ export const MAIL_INBOUND_OPTIONS = [
     key: 'mailDnsServers', flag: '--mail-dns-servers <list>', env: 'ESPRA_MAIL_DNS_SERVERS', defaultText: '(the system resolver)',
     doc: 'mail: DNS servers for the SPF/DKIM/DMARC lookups, comma-separated ip or ip:port (a JSON array in a config file), e.g. a local caching resolver',
     default: constant([]), parse: dnsServerList,
+  }),
+  option({
+    key: 'mailRecipientTimeout', flag: '--mail-recipient-timeout <duration>', env: 'ESPRA_MAIL_RECIPIENT_TIMEOUT', defaultText: '2s',
+    doc: 'mail: how long RCPT waits for the app\'s acceptRecipient(address) answer (100ms to 30s); past it, or with no app node, --mail-recipient-fail decides',
+    default: constant(2000), parse: durationIn(100, 30_000),
+  }),
+  option({
+    key: 'mailRecipientFail', flag: '--mail-recipient-fail <open|closed>', env: 'ESPRA_MAIL_RECIPIENT_FAIL', defaultText: 'open',
+    doc: 'mail: when the app cannot say whether it takes a recipient (timeout, no app node, an error): open takes it, closed answers 451 4.3.0 (the client tries again later)',
+    default: constant('open'), parse: oneOf(['open', 'closed'] as const),
   }),
 ] as const
 

@@ -22,6 +22,7 @@ import { isMap } from '../../lib/transport/meta-shapes.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
+import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../lib/mail/inbound-recipient.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -191,7 +192,13 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
         .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
       return
     }
-    const submit = (body: Uint8Array) => pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state))
+    const submit = (body: Uint8Array) => {
+      // The mail node's question about a recipient (mail-handoff.ts has the rest): only signed by the cluster secret reaches the build.
+      if (partial.path === ACCEPT_RECIPIENT_PATH && (partial.method !== 'POST' || checkQuestion(config.secret, body, partial.headers[SIGNATURE_HEADER]) === null)) {
+        return sendError(res, 'ESPRA_ERR_MAIL_RECIPIENT_FORBIDDEN', `${ACCEPT_RECIPIENT_PATH} takes only signed requests from a mail node of this cluster`)
+      }
+      pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state))
+    }
     if (partial.method === 'GET' || partial.method === 'HEAD' || (declared === 0 && partial.headers['transfer-encoding'] === undefined)) return submit(new Uint8Array(0))
     const chunks: Buffer[] = []
     let size = 0

@@ -17,6 +17,7 @@ import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-m
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createAddressLimits } from './address-limits.js'
 import { createMailVerifier, dnsResolver } from './mail-auth.js'
+import { createRecipientCheck } from './recipient-check.js'
 import { createSmtpServer } from './smtp.js'
 
 /** What a child asks its parent to send to the seed. */
@@ -80,6 +81,8 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
       })
       : null,
     dmarcReject: config.mailDmarcReject,
+    recipients: createRecipientCheck({ seed, secret: config.secret, timeoutMs: config.mailRecipientTimeout, log }),
+    recipientFail: config.mailRecipientFail,
   })
   smtp.server.on('connection', (socket) => {
     inflight++

@@ -26,6 +26,7 @@ import { recordInbound, type InboundStoreDeps } from './inbound-store.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
 import type { MailVerifier, PendingVerification } from './mail-auth.js'
+import type { RecipientCheck } from './recipient-check.js'
 
 export interface SmtpOptions {
   readonly log: Logger
@@ -45,6 +46,9 @@ export interface SmtpOptions {
   readonly verifier: MailVerifier | null
   /** Refuse (550 5.7.1, nothing stored) a message whose DMARC fails when its domain publishes p=reject. */
   readonly dmarcReject: boolean
+  /** The app's say on each recipient (acceptRecipient), and what to answer when it has none in time. */
+  readonly recipients: RecipientCheck | null
+  readonly recipientFail: 'open' | 'closed'
 }
 
 /** A reply with an SMTP code (smtp-server sends `responseCode` and the message). */
@@ -161,6 +165,9 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     }
   }
 
+  // Questions asked of the app per transaction (smtp-server gives each transaction a fresh envelope).
+  const questions = new WeakMap<object, number>()
+
   const options: SMTPServerOptions = {
     name: opts.hostname,
     banner: 'espra-node ESMTP',
@@ -188,7 +195,18 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       if (m === null) return callback(reply(553, `5.1.3 Bad recipient address syntax: <${address.address.slice(0, 100)}>`))
       if (!domains.has(m[1]!.toLowerCase())) return callback(reply(550, `5.1.1 <${address.address}>: no mail is accepted for this domain here`))
       if (session.envelope.rcptTo.length >= opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients: at most ${opts.maxRecipients} per message, send the rest in another`))
-      callback()
+      if (opts.recipients === null) return callback()
+      // Each question is a request to an app node: at most --mail-max-recipients of them per transaction, refused ones included.
+      const asked = (questions.get(session.envelope) ?? 0) + 1
+      questions.set(session.envelope, asked)
+      if (asked > opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients tried: at most ${opts.maxRecipients} per message`))
+      opts.recipients.check(address.address).then((v) => {
+        if (v.verdict === 'accept') return callback()
+        if (v.verdict === 'refuse') return callback(reply(550, `5.1.1 <${address.address}>: ${v.reason ?? 'no such recipient here'}`))
+        log.warn({ to: address.address, why: v.why, fail: opts.recipientFail }, `the app could not say whether it takes <${address.address}> (${v.why}): ${opts.recipientFail === 'open' ? 'taken (--mail-recipient-fail open)' : 'answered 451 (--mail-recipient-fail closed)'}`)
+        if (opts.recipientFail === 'open') return callback()
+        callback(reply(451, '4.3.0 Cannot check this recipient now, try again later'))
+      }, (err: unknown) => callback(reply(451, `4.3.0 Cannot check this recipient now (${(err as Error)?.message ?? err}), try again later`)))
     },
     onData(stream, session, callback) {
       accept(stream, session).then(
