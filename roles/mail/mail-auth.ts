@@ -31,6 +31,8 @@ export interface MailVerifier {
 export interface PendingVerification {
   /** The results, waiting at most the verifier's timeout from now (call once the data ended). */
   results(): Promise<MailAuthResults>
+  /** The message will not be taken (the client left, the store failed): stop reading it, and say nothing of it. */
+  abandon(): void
 }
 
 const RESULT_WORDS = new Set<AuthResult>(['pass', 'fail', 'softfail', 'neutral', 'none', 'temperror', 'permerror', 'policy', 'skipped'])
@@ -82,12 +84,13 @@ export function dnsResolver(servers: readonly string[], timeoutMs: number): DNSR
 export function createMailVerifier(opts: { resolver: DNSResolver; timeoutMs: number; mta: string; onError?: (err: unknown) => void }): MailVerifier {
   return {
     start(message, input) {
+      let abandoned = false
       const settled: Promise<MailAuthResults> = authenticate(message, {
         ip: input.ip, helo: input.helo, sender: input.sender, mta: opts.mta, resolver: opts.resolver,
         // BIMI is a logo lookup for mail clients, not an authentication result; ARC sealing needs a key we do not have.
         disableBimi: true,
       }).then(summarize, (err: unknown) => {
-        opts.onError?.(err)
+        if (!abandoned) opts.onError?.(err)
         return unverified(`verification failed: ${(err as Error)?.message ?? String(err)}`)
       })
       return {
@@ -97,6 +100,10 @@ export function createMailVerifier(opts: { resolver: DNSResolver; timeoutMs: num
             timer = setTimeout(() => resolve(unverified(`not finished within ${opts.timeoutMs} ms`)), opts.timeoutMs)
           })
           return Promise.race([settled, late]).finally(() => clearTimeout(timer))
+        },
+        abandon() {
+          abandoned = true
+          message.destroy(Object.assign(new Error('the message was abandoned'), { code: 'ESPRA_ERR_MAIL_ABANDONED' }))
         },
       }
     },

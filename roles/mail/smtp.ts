@@ -87,9 +87,9 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     const id = newMailId(receivedAt)
     const key = rawMailKey(id, receivedAt)
     const meter = new MessageMeter({ maxBytes: opts.maxSize, maxLine: opts.maxLineLength, maxHeader: opts.maxHeaderSize })
-    // The client may go away mid-DATA: smtp-server destroys the stream; the store's write must fail too, not wait.
     // When the data ended: the per-message log line says how long storing, verifying and recording took after it.
     let endedAt = 0
+    // The client may go away mid-DATA: smtp-server destroys the stream; the store's write must fail too, not wait.
     const ended = new Promise<void>((resolve) => {
       const done = () => {
         endedAt ||= performance.now()
@@ -125,6 +125,7 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     try {
       size = (await opts.store.blobs.put(key, toStore, { contentType: 'message/rfc822' })).size
     } catch (err) {
+      verification?.abandon()
       stream.unpipe(meter)
       stream.resume()
       await ended

@@ -84,3 +84,17 @@ t.test('garbage, an empty message and a broken stream give results, never a thro
   const r = await verifier.start(broken, from('192.0.2.10')).results()
   t.equal(r.dkim.result, 'temperror', 'a stream that fails is temperror')
 })
+
+t.test('an abandoned message (the client left, the store failed) stops being read and is not reported as a failure', async (t) => {
+  const errors: unknown[] = []
+  const verifier = createMailVerifier({ resolver: recordsResolver(records), timeoutMs: 30_000, mta: 'mx.example.test', onError: (err) => errors.push(err) })
+  // A client that keeps sending, slowly.
+  const endless = new Readable({ read() { setTimeout(() => this.push('X-Header: more\r\n'), 5) } })
+  const pending = verifier.start(endless, from('192.0.2.10'))
+  await new Promise((r) => setTimeout(r, 20))
+  pending.abandon()
+  const r = await pending.results()
+  t.equal(r.dkim.result, 'temperror', 'results at once, not after the 30 s timeout')
+  t.ok(endless.destroyed, 'the input is destroyed')
+  t.same(errors, [], 'nothing logged as a verification failure')
+})
