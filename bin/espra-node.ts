@@ -19,6 +19,7 @@ const adminModules = {
   maintenance: () => import('../roles/admin/maintenance.js'),
   rollingRestart: () => import('../roles/admin/rolling-restart.js'),
   drain: () => import('../roles/admin/drain.js'),
+  mailInbound: () => import('../roles/admin/mail-inbound.js'),
   tasks: () => import('../roles/admin/tasks.js'),
   token: () => import('../roles/admin/token.js'),
   uploadToken: () => import('../roles/admin/upload-token.js'),
@@ -112,6 +113,18 @@ function buildProgram(rolesHelpText: string): Command {
   connectOptions(tasks.command('retry <id>').description('make a dead letter ready again with its attempts restored; prints its id'))
     .option(redisOption, redisDoc)
     .action(async (id: string, opts) => (await adminModules.tasks()).adminTasksRetry(id, opts))
+
+  // admin mail inbound: one self-contained block (admin mail's other subcommands are outbound's); `mail` is shared.
+  const mail = admin.commands.find((c) => c.name() === 'mail') ?? admin.command('mail').description('mail: inbound handoffs (and outbound, where built)')
+  const inbound = connectOptions(mail.command('inbound').description('inbound messages not handed to the app yet: pending (queued or retrying, last error shown), failed (dead letters), unqueued; oldest first'))
+    .option(redisOption, redisDoc)
+    .option('--failed', 'only the failed ones (their handoff is a dead letter): retry them with `admin mail inbound retry <id>`')
+    .option('--limit <n>', 'messages to list, at most (1-100000)', '100')
+    .option('--json', 'print one JSON object: {pending, failed, unqueued, messages: [{id, state, receivedAt, from, to, size, task, attempts, lastError}]}')
+    .action(async (opts) => (await adminModules.mailInbound()).adminMailInbound(opts))
+  connectOptions(inbound.command('retry <id>').description('hand a failed (or unqueued) inbound message to the app again, its attempts restored; prints its id'))
+    .option(redisOption, redisDoc)
+    .action(async (id: string, opts) => (await adminModules.mailInbound()).adminMailInboundRetry(id, opts))
 
   const collect = (value: string, previous: string[] = []) => [...previous, value]
   connectOptions(admin.command('token').description('mint a Live capability token (printed alone on stdout)'))

@@ -5,12 +5,22 @@
  * parses the raw message as a stream (attachments to the blob store) and
  * gives the worker the whole message instead of the small payload. Worker
  * messages are not bound by the queue's 64 KB payload limit.
+ *
+ * Once an attempt is over, its outcome is noted on the message's record
+ * (`handledAt`, or `attempts`, `lastError`, `failedAt`) for
+ * `admin mail inbound`; a note that cannot be written is logged, never a
+ * reason to run the handoff again.
  */
 import { Packr } from 'msgpackr'
-import { MAIL_TASK_NAME, type MailTaskPayload } from '../../lib/mail/inbound.js'
+import type { Logger } from '../../lib/core/log.js'
+import { inboundRecordKey, MAIL_TASK_NAME, type MailTaskPayload } from '../../lib/mail/inbound.js'
+import type { AuthedInboundMessage, AuthedMailTaskPayload } from '../../lib/mail/inbound-auth.js'
+import { MAX_RECORD_ERROR, type InboundRecord } from '../../lib/mail/inbound-record.js'
 import { parseInboundMessage } from '../../lib/mail/parse-message.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
+import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
 import { decodePayload, type LeasedTask } from '../../lib/tasks/task.js'
+import type { TaskOutcome } from './protocol.js'
 
 // The same encoding as task payloads (lib/tasks/task.ts), so the worker decodes it as any payload.
 const packr = new Packr({ useRecords: false, moreTypes: false })
@@ -20,8 +30,29 @@ export function createMailPreparer(blobs: BlobStore): (task: LeasedTask) => Prom
   return (task) => {
     if (task.name !== MAIL_TASK_NAME) return null
     return (async () => {
-      const message = await parseInboundMessage(blobs, decodePayload(task.payload) as MailTaskPayload)
+      const payload = decodePayload(task.payload) as AuthedMailTaskPayload
+      // The mail node's SPF/DKIM/DMARC/ARC results ride on the task; null when it did not verify.
+      const message: AuthedInboundMessage = { ...(await parseInboundMessage(blobs, payload)), auth: payload.auth ?? null }
       return { ...task, payload: packr.pack(message) }
     })()
+  }
+}
+
+/** Notes each `espra.mail` attempt's outcome on the message's record; other tasks are not its business. */
+export function createMailOutcomeNotes(datastore: Datastore, log: Logger): (task: LeasedTask, outcome: TaskOutcome) => void {
+  return (task, outcome) => {
+    if (task.name !== MAIL_TASK_NAME || outcome.result === 'released') return
+    void (async () => {
+      const { id } = decodePayload(task.payload) as MailTaskPayload
+      const key = inboundRecordKey(id)
+      const record = (await datastore.get('mailInbound', key)) as unknown as InboundRecord | null
+      // A record that names another task belongs to a later handoff (admin mail inbound retry of an unqueued one).
+      if (record === null || (record.task !== null && record.task !== task.id)) return
+      const now = Date.now()
+      const next: InboundRecord = outcome.result === 'done'
+        ? { ...record, task: task.id, handledAt: now, attempts: task.attempt }
+        : { ...record, task: task.id, attempts: task.attempt, lastError: outcome.error.slice(0, MAX_RECORD_ERROR), failedAt: now }
+      await datastore.putIf('mailInbound', key, next as unknown as DatastoreValue, { task: record.task })
+    })().catch((err: unknown) => log.warn({ err, task: task.id }, `could not note the mail handoff's outcome on its record (admin mail inbound may show it pending)`))
   }
 }

@@ -47,14 +47,18 @@ export async function pruneBuildDirs(root: string, keep: ReadonlySet<string>, no
 
 const TABLE_OPS = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.consume', 'ds.list'])
 
+/** What a child may do to inbound mail records: read one and note its handoff's outcome on it (roles/app/mail-handoff.ts). */
+const MAIL_RECORD_OPS = new Set(['ds.get', 'ds.putIf'])
+
 /**
  * A child's datastore op, sent on to the seed only if it is one an app child
- * makes: any op on the app's tables, or recording a minted upload token.
+ * makes: any op on the app's tables, recording a minted upload token, or
+ * noting a mail handoff's outcome.
  */
 function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown> {
   const kind = isMap(req.body) ? req.body['kind'] : undefined
-  if (!((TABLE_OPS.has(req.op) && kind === 'appTables') || (req.op === 'ds.put' && kind === 'uploadTokens'))) {
-    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables and upload token records'))
+  if (!((TABLE_OPS.has(req.op) && kind === 'appTables') || (req.op === 'ds.put' && kind === 'uploadTokens') || (MAIL_RECORD_OPS.has(req.op) && kind === 'mailInbound'))) {
+    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables, upload token records and inbound mail records'))
   }
   return ctx.seedRequest(req.op, req.body)
 }

@@ -22,7 +22,8 @@ import { isMap } from '../../lib/transport/meta-shapes.js'
 import { createAnswerMeter, type AnswersReport } from './answer-meter.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
-import { createMailPreparer } from './mail-handoff.js'
+import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
+import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../lib/mail/inbound-recipient.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -175,7 +176,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store) })
+  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store), settled: createMailOutcomeNotes(datastore, log) })
 
   const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {
@@ -208,7 +209,13 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       const by = build ?? pool.build
       if (by !== null) meter.answer(by, status, startedAt)
     }
-    const submit = (body: Uint8Array) => pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state, count))
+    const submit = (body: Uint8Array) => {
+      // The mail node's question about a recipient (mail-handoff.ts has the rest): only signed by the cluster secret reaches the build.
+      if (partial.path === ACCEPT_RECIPIENT_PATH && (partial.method !== 'POST' || checkQuestion(config.secret, body, partial.headers[SIGNATURE_HEADER]) === null)) {
+        return sendError(res, 'ESPRA_ERR_MAIL_RECIPIENT_FORBIDDEN', `${ACCEPT_RECIPIENT_PATH} takes only signed requests from a mail node of this cluster`)
+      }
+      pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state, count))
+    }
     if (partial.method === 'GET' || partial.method === 'HEAD' || (declared === 0 && partial.headers['transfer-encoding'] === undefined)) return submit(new Uint8Array(0))
     const chunks: Buffer[] = []
     let size = 0

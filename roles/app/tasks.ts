@@ -43,6 +43,8 @@ export interface TaskConsumerOptions {
   readonly paused?: () => boolean
   /** Work on the main thread before a task reaches a worker (the mail handoff parses the message: mail-handoff.ts); null: none. */
   readonly prepare?: (task: LeasedTask) => Promise<LeasedTask> | null
+  /** Told each task's outcome (not `released`) as it is settled (the mail handoff notes it on the message's record). */
+  readonly settled?: (task: LeasedTask, outcome: TaskOutcome) => void
 }
 
 export interface TaskConsumer {
@@ -92,7 +94,10 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
 
   function finished(task: LeasedTask, started: number, outcome: TaskOutcome): void {
     held.delete(task.id)
-    if (outcome.result !== 'released') avgMs = avgMs * 0.9 + (performance.now() - started) * 0.1
+    if (outcome.result !== 'released') {
+      avgMs = avgMs * 0.9 + (performance.now() - started) * 0.1
+      opts.settled?.(task, outcome)
+    }
     if (outcome.result === 'failed') {
       const last = task.attempt >= task.attempts
       log.warn({ task: task.id, name: task.name, attempt: task.attempt, attempts: task.attempts, error: outcome.error },

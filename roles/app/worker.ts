@@ -13,6 +13,7 @@ import { mintToken } from '../../lib/live/token.js'
 import type { UploadMintOptions } from '../../lib/uploads/token.js'
 import { decodePayload, newTask } from '../../lib/tasks/task.js'
 import { MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
+import { ACCEPT_RECIPIENT_PATH, type RecipientAnswer } from '../../lib/mail/inbound-recipient.js'
 import { createAppCache } from './cache.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
@@ -31,6 +32,7 @@ interface AppModule {
   handle?(request: unknown): unknown
   handleTask?(task: unknown): unknown
   handleMail?(message: unknown): unknown
+  acceptRecipient?(address: string): unknown
   destroy?(): unknown
 }
 
@@ -124,10 +126,29 @@ function requestOf(wire: WireRequest): unknown {
   }
 }
 
+/**
+ * The mail node's question (the main thread checked its signature): the
+ * build's `acceptRecipient(address)` answers true/false or
+ * `{accept, reason}`; a build without it takes every recipient.
+ */
+async function acceptRecipient(app: AppModule, wire: WireRequest): Promise<RecipientAnswer> {
+  const { address } = JSON.parse(new TextDecoder().decode(wire.body)) as { address: string }
+  if (typeof app.acceptRecipient !== 'function') return { accept: true, reason: null, exported: false }
+  const r = (await app.acceptRecipient(address)) as unknown
+  if (typeof r === 'boolean') return { accept: r, reason: null, exported: true }
+  if (r !== null && typeof r === 'object' && typeof (r as { accept?: unknown }).accept === 'boolean') {
+    const reason = (r as { reason?: unknown }).reason
+    return { accept: (r as { accept: boolean }).accept, reason: typeof reason === 'string' ? reason.replace(/[\r\n]+/g, ' ').slice(0, 200) : null, exported: true }
+  }
+  throw new ResponseError('acceptRecipient() must return true, false or {accept, reason}')
+}
+
 async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<void> {
   let started = false
   try {
-    const raw = await app.handle!(requestOf(wire0))
+    const raw = wire0.path === ACCEPT_RECIPIENT_PATH
+      ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(await acceptRecipient(app, wire0)) }
+      : await app.handle!(requestOf(wire0))
     const res = (typeof raw === 'string' ? { body: raw } : raw) as { status?: unknown; headers?: unknown; body?: unknown } | null
     if (res === null || typeof res !== 'object') throw new ResponseError('handle() must return a response object (or a string)')
     const status = res.status ?? 200

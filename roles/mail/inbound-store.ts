@@ -18,7 +18,9 @@ import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { newTask } from '../../lib/tasks/task.js'
-import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME, type MailEnvelope, type MailTaskPayload, type RawMessageRef } from '../../lib/mail/inbound.js'
+import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME, type MailEnvelope, type RawMessageRef } from '../../lib/mail/inbound.js'
+import type { AuthedMailTaskPayload, MailAuthResults } from '../../lib/mail/inbound-auth.js'
+import type { InboundRecord } from '../../lib/mail/inbound-record.js'
 
 export interface InboundStoreDeps {
   readonly blobs: BlobStore
@@ -39,9 +41,9 @@ interface DedupeRecord {
 }
 
 /** Records and enqueues a message whose raw bytes are already durable under `raw.key`. */
-export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number }): Promise<Accepted> {
+export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number; auth: MailAuthResults | null }): Promise<Accepted> {
   const { datastore } = deps
-  const record = { id: msg.id, raw: { ...msg.raw }, envelope: { ...msg.envelope, to: [...msg.envelope.to] }, messageId: msg.messageId, at: msg.receivedAt, task: null as string | null }
+  const record: InboundRecord = { id: msg.id, raw: { ...msg.raw }, envelope: { ...msg.envelope, to: [...msg.envelope.to] }, messageId: msg.messageId, at: msg.receivedAt, auth: msg.auth, task: null }
   await datastore.put('mailInbound', inboundRecordKey(msg.id), record as unknown as DatastoreValue)
 
   const dkey = dedupeKey(msg.messageId, msg.raw.sha256, msg.envelope.to)
@@ -49,7 +51,7 @@ export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; r
   if (!(await datastore.putIf('mailInbound', dkey, mine as unknown as DatastoreValue, null))) {
     const seen = (await datastore.get('mailInbound', dkey)) as unknown as DedupeRecord | null
     if (seen !== null && msg.receivedAt - seen.at < deps.dedupeWindowMs) {
-      const first = (await datastore.get('mailInbound', inboundRecordKey(seen.id))) as unknown as (typeof record) | null
+      const first = (await datastore.get('mailInbound', inboundRecordKey(seen.id))) as unknown as InboundRecord | null
       if (first !== null) {
         // The copy we just stored is not needed: the first one is kept and handed (once).
         await datastore.delete('mailInbound', inboundRecordKey(msg.id))
@@ -67,8 +69,8 @@ export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; r
   return { id: msg.id, duplicate: false }
 }
 
-async function enqueue(deps: InboundStoreDeps, record: { id: string; raw: RawMessageRef; envelope: MailEnvelope; at: number; messageId: string | null; task: string | null }): Promise<void> {
-  const payload: MailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at }
+async function enqueue(deps: InboundStoreDeps, record: InboundRecord): Promise<void> {
+  const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
   const task = await deps.queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
   await deps.datastore.put('mailInbound', inboundRecordKey(record.id), { ...record, task } as unknown as DatastoreValue)
 }

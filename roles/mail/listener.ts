@@ -16,6 +16,8 @@ import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createAddressLimits } from './address-limits.js'
+import { createMailVerifier, dnsResolver } from './mail-auth.js'
+import { createRecipientCheck } from './recipient-check.js'
 import { createSmtpServer } from './smtp.js'
 
 /** What a child asks its parent to send to the seed. */
@@ -64,12 +66,23 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     log,
     domains: config.mailDomains,
     maxSize: config.mailMaxSize,
+    maxLineLength: config.mailMaxLineLength,
+    maxHeaderSize: config.mailMaxHeaderSize,
     maxRecipients: config.mailMaxRecipients,
     // Read again in each child (as the proxy does), so a SIGHUP reload picks up renewed files.
     tls: config.smtpTlsCert !== null && config.smtpTlsKey !== null ? { ...readTlsFiles(config.smtpTlsCert, config.smtpTlsKey), required: config.smtpRequireTls } : null,
     limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
     hostname: hostname(),
     store: { blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow },
+    verifier: config.mailAuth
+      ? createMailVerifier({
+        resolver: dnsResolver(config.mailDnsServers, config.mailAuthTimeout), timeoutMs: config.mailAuthTimeout, mta: hostname(),
+        onError: (err) => log.warn({ err }, 'mail authentication failed to run: results are temperror'),
+      })
+      : null,
+    dmarcReject: config.mailDmarcReject,
+    recipients: createRecipientCheck({ seed, secret: config.secret, timeoutMs: config.mailRecipientTimeout, log }),
+    recipientFail: config.mailRecipientFail,
   })
   smtp.server.on('connection', (socket) => {
     inflight++

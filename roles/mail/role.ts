@@ -8,15 +8,15 @@ import { EspraError } from '../../lib/core/errors.js'
 import type { Role } from '../../lib/process/role.js'
 import { startMailListener, type MailSeedRequest } from './listener.js'
 
-/** The seed ops a mail child may send through its parent: the datastore and the embedded queue's enqueue. */
-const RELAYED = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.putIf', 'tasks.enqueue'])
+/** The seed ops a mail child may send through its parent: the datastore, the embedded queue's enqueue, and the node list (app nodes to ask about recipients). */
+const RELAYED = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.putIf', 'tasks.enqueue', 'nodes'])
 
 export const mailRole: Role = {
   name: 'mail',
   summary: 'mail: inbound SMTP, durable before 250, handed to the app\'s handleMail through the task queue (outbound: not yet)',
   notYet: [
-    'inbound: node-wide address limits (today per child), header and line length limits',
-    'inbound: the app refusing recipients at RCPT (acceptRecipient), SPF/DKIM/DMARC/ARC results (mailauth), admin mail inbound [--failed] and retry, sweeping old inbound records and raw messages',
+    'inbound: node-wide address limits (today per child)',
+    'inbound: sweeping old inbound records and raw messages',
     'outbound mail (ctx.sendMail, admin mail send) from a durable queue with retries, bounces, suppression and events',
     'DKIM signing of outbound mail',
   ],

@@ -9,21 +9,32 @@
  *   FROM (552, by smtp-server). While the data streams, past
  *   `--mail-max-size` nothing more is stored (the meter drops it unbuffered),
  *   the partial object is deleted and the end of DATA answers 552 5.3.4.
+ *   The same for a line over `--mail-max-line-length` (554 5.6.0) and a
+ *   header section over `--mail-max-header-size` (552 5.3.4). Either way the
+ *   data is read to its end, so the connection goes on with the next command.
+ * - Authentication: with a verifier, the bytes also stream into mailauth
+ *   (mail-auth.ts); its results go on the record and the task. With
+ *   `--mail-dmarc-reject`, a DMARC failure under p=reject is 550 5.7.1.
  * - 250 with the message id only once `recordInbound` says it is durable;
  *   any failure on the way is 451 4.3.0 (the client retries later).
  */
-import type { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
 import type { Logger } from '../../lib/core/log.js'
 import { newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
 import { recordInbound, type InboundStoreDeps } from './inbound-store.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
+import type { MailVerifier, PendingVerification } from './mail-auth.js'
+import type { RecipientCheck } from './recipient-check.js'
 
 export interface SmtpOptions {
   readonly log: Logger
   readonly domains: readonly string[]
   readonly maxSize: number
+  /** Longest line (octets without CRLF) and largest header section (octets) a message may have. */
+  readonly maxLineLength: number
+  readonly maxHeaderSize: number
   readonly maxRecipients: number
   readonly limits: AddressLimits
   /** The certificate and key STARTTLS offers (null: no STARTTLS), and whether MAIL FROM needs it first. */
@@ -31,6 +42,13 @@ export interface SmtpOptions {
   /** The name in the greeting and in EHLO. */
   readonly hostname: string
   readonly store: InboundStoreDeps
+  /** SPF/DKIM/DMARC/ARC of each message while it streams (null: `--mail-auth false`). */
+  readonly verifier: MailVerifier | null
+  /** Refuse (550 5.7.1, nothing stored) a message whose DMARC fails when its domain publishes p=reject. */
+  readonly dmarcReject: boolean
+  /** The app's say on each recipient (acceptRecipient), and what to answer when it has none in time. */
+  readonly recipients: RecipientCheck | null
+  readonly recipientFail: 'open' | 'closed'
 }
 
 /** A reply with an SMTP code (smtp-server sends `responseCode` and the message). */
@@ -41,19 +59,44 @@ function reply(code: number, message: string): Error {
 // local@domain: a dot-atom or quoted local part, a domain of labels. Addresses with IP literals are not mail we take.
 const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*")@([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)\.?$/
 
+/** The reply to a message refused by a limit while it streamed (nothing of it is kept); logs why. */
+function refusalReply(meter: MessageMeter, opts: SmtpOptions): Error {
+  switch (meter.refused) {
+    case 'line':
+      return reply(554, `5.6.0 Line ${meter.longLine} of the message is longer than ${opts.maxLineLength} octets (RFC 5322 2.1.1): message refused`)
+    case 'header':
+      return reply(552, `5.3.4 Header section too big: the limit is ${opts.maxHeaderSize} octets`)
+    default:
+      return reply(552, `5.3.4 Message too big: the limit is ${opts.maxSize} bytes`)
+  }
+}
+
 export function createSmtpServer(opts: SmtpOptions): SMTPServer {
   const { log } = opts
   const domains = new Set(opts.domains)
+
+  function refusal(meter: MessageMeter, session: SMTPServerSession, id: string): Error {
+    const err = refusalReply(meter, opts)
+    const limit = meter.refused === 'line' ? '--mail-max-line-length' : meter.refused === 'header' ? '--mail-max-header-size' : '--mail-max-size'
+    log.info({ id, bytes: meter.bytes, refused: meter.refused, from: session.envelope.mailFrom || null }, `inbound message refused (${err.message.slice(6)}): over ${limit}`)
+    return err
+  }
 
   async function accept(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const receivedAt = Date.now()
     const id = newMailId(receivedAt)
     const key = rawMailKey(id, receivedAt)
-    const meter = new MessageMeter(opts.maxSize)
+    const meter = new MessageMeter({ maxBytes: opts.maxSize, maxLine: opts.maxLineLength, maxHeader: opts.maxHeaderSize })
+    // When the data ended: the per-message log line says how long storing, verifying and recording took after it.
+    let endedAt = 0
     // The client may go away mid-DATA: smtp-server destroys the stream; the store's write must fail too, not wait.
     const ended = new Promise<void>((resolve) => {
-      stream.once('end', resolve)
-      stream.once('close', resolve)
+      const done = () => {
+        endedAt ||= performance.now()
+        resolve()
+      }
+      stream.once('end', done)
+      stream.once('close', done)
     })
     // The store's write sees a failure through its own listener and rejects; an 'error' with nobody left listening must not take the child down.
     meter.on('error', () => undefined)
@@ -62,10 +105,27 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       if (!stream.readableEnded) meter.destroy(Object.assign(new Error('the client closed the connection during DATA'), { code: 'ECONNRESET' }))
     })
     stream.pipe(meter)
+    // With verification the metered bytes go two ways: to the store and to mailauth (DKIM body hashes as they pass).
+    let toStore: Readable = meter
+    let verification: PendingVerification | null = null
+    if (opts.verifier !== null) {
+      const store = new PassThrough()
+      const auth = new PassThrough()
+      meter.on('error', (err) => {
+        store.destroy(err)
+        auth.destroy(err)
+      })
+      meter.pipe(store)
+      meter.pipe(auth)
+      toStore = store
+      const sender = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
+      verification = opts.verifier.start(auth, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', sender })
+    }
     let size: number
     try {
-      size = (await opts.store.blobs.put(key, meter as Readable, { contentType: 'message/rfc822' })).size
+      size = (await opts.store.blobs.put(key, toStore, { contentType: 'message/rfc822' })).size
     } catch (err) {
+      verification?.abandon()
       stream.unpipe(meter)
       stream.resume()
       await ended
@@ -75,10 +135,18 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       throw reply(451, '4.3.0 Temporary failure storing the message, try again later')
     }
     await ended
-    if (meter.exceeded || stream.sizeExceeded) {
+    const storedAt = performance.now()
+    if (stream.sizeExceeded && meter.refused === null) meter.refused = 'size'
+    if (meter.refused !== null) {
       await opts.store.blobs.delete(key).catch(() => undefined)
-      log.info({ id, bytes: meter.bytes, limit: opts.maxSize, from: session.envelope.mailFrom || null }, `inbound message refused: ${meter.bytes} bytes, over --mail-max-size`)
-      throw reply(552, `5.3.4 Message too big: the limit is ${opts.maxSize} bytes`)
+      throw refusal(meter, session, id)
+    }
+    const auth = verification === null ? null : await verification.results()
+    const verifiedAt = performance.now()
+    if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
+      await opts.store.blobs.delete(key).catch(() => undefined)
+      log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
+      throw reply(550, `5.7.1 Message refused: DMARC fails and ${auth.dmarc.domain} asks for rejection`)
     }
     const envelope: MailEnvelope = {
       from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
@@ -87,8 +155,9 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       helo: session.hostNameAppearsAs ?? '',
     }
     try {
-      const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt })
-      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
+      const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt, auth })
+      const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), record: Math.round(performance.now() - verifiedAt) }
+      log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ms, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
       return accepted.id
     } catch (err) {
       log.error({ err, id }, `inbound message ${id} could not be recorded or queued: answered 451`)
@@ -96,6 +165,9 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       throw reply(451, '4.3.0 Temporary failure queueing the message, try again later')
     }
   }
+
+  // Questions asked of the app per transaction (smtp-server gives each transaction a fresh envelope).
+  const questions = new WeakMap<object, number>()
 
   const options: SMTPServerOptions = {
     name: opts.hostname,
@@ -124,7 +196,18 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       if (m === null) return callback(reply(553, `5.1.3 Bad recipient address syntax: <${address.address.slice(0, 100)}>`))
       if (!domains.has(m[1]!.toLowerCase())) return callback(reply(550, `5.1.1 <${address.address}>: no mail is accepted for this domain here`))
       if (session.envelope.rcptTo.length >= opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients: at most ${opts.maxRecipients} per message, send the rest in another`))
-      callback()
+      if (opts.recipients === null) return callback()
+      // Each question is a request to an app node: at most --mail-max-recipients of them per transaction, refused ones included.
+      const asked = (questions.get(session.envelope) ?? 0) + 1
+      questions.set(session.envelope, asked)
+      if (asked > opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients tried: at most ${opts.maxRecipients} per message`))
+      opts.recipients.check(address.address).then((v) => {
+        if (v.verdict === 'accept') return callback()
+        if (v.verdict === 'refuse') return callback(reply(550, `5.1.1 <${address.address}>: ${v.reason ?? 'no such recipient here'}`))
+        log.warn({ to: address.address, why: v.why, fail: opts.recipientFail }, `the app could not say whether it takes <${address.address}> (${v.why}): ${opts.recipientFail === 'open' ? 'taken (--mail-recipient-fail open)' : 'answered 451 (--mail-recipient-fail closed)'}`)
+        if (opts.recipientFail === 'open') return callback()
+        callback(reply(451, '4.3.0 Cannot check this recipient now, try again later'))
+      }, (err: unknown) => callback(reply(451, `4.3.0 Cannot check this recipient now (${(err as Error)?.message ?? err}), try again later`)))
     },
     onData(stream, session, callback) {
       accept(stream, session).then(

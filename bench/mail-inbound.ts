@@ -1,0 +1,215 @@
+/**
+ * Inbound mail bench: C concurrent SMTP clients (one connection each, one
+ * message after another: MAIL, RCPT, DATA, 10 KB, `.`) against one real mail
+ * node (a seed holding the datastore and the embedded task queue, an app node
+ * whose `handleMail` returns at once), versus Haraka (`queue/discard`, the
+ * same number of processes) on the same load, in alternating rounds. Every
+ * message is unique (its own Message-ID), so none is answered as a retry.
+ *
+ * Prints per round: messages/s accepted (250), p99 from the end of DATA
+ * (`.` written) to its 250, refusals, and the peak RSS of the server's
+ * process tree (the mail node's parent and children; the seed apart). Needs
+ * `npm run build`; Haraka from npm outside the project:
+ *
+ *   npm install --prefix /tmp/haraka Haraka
+ *   HARAKA=/tmp/haraka/node_modules/Haraka npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2]
+ *
+ * espra verifies SPF, DKIM, DMARC and ARC of every message (its default;
+ * `ESPRA_MAIL_AUTH=false` in the environment turns it off), its lookups
+ * answered by a DNS server in the bench process; Haraka runs no such plugin.
+ * Both log at their default level (info). Without HARAKA (or when it does
+ * not start) only espra rounds run.
+ */
+import { spawn } from 'node:child_process'
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { join } from 'node:path'
+import { arg, sleep } from './args.js'
+import { adopt, descendants, freePorts, guard, killAll, rssKb, tempDir } from './live-common.js'
+import { pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
+import { startTestDns } from '../tests/helpers/dns-server.js'
+
+const CLIENTS = arg('clients', 20)
+const SIZE = arg('size', 10 * 1024)
+const DURATION_S = arg('duration', 10)
+const ROUNDS = arg('rounds', 2)
+const CHILDREN = arg('children', 2)
+const HARAKA = process.env['HARAKA'] ?? ''
+
+const APP = `
+export function handle() { return 'mail bench' }
+export function handleMail() {}
+`
+
+interface Round {
+  readonly accepted: number
+  readonly refused: number
+  readonly perSecond: number
+  readonly p99Ms: number
+  readonly p50Ms: number
+  readonly rssMb: number
+  readonly firstRefusal: string | null
+}
+
+/** One SMTP connection: commands one at a time, the last line of each reply. */
+async function smtpClient(port: number): Promise<{ say(line: string | Buffer): Promise<string>; close(): void }> {
+  const socket = net.connect(port, '127.0.0.1')
+  socket.setNoDelay(true)
+  let buffer = ''
+  const waiting: ((line: string) => void)[] = []
+  const ready: string[] = []
+  socket.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString('latin1')
+    let i
+    while ((i = buffer.indexOf('\r\n')) !== -1) {
+      const line = buffer.slice(0, i)
+      buffer = buffer.slice(i + 2)
+      if (line.length >= 4 && line[3] === '-') continue
+      const w = waiting.shift()
+      if (w) w(line)
+      else ready.push(line)
+    }
+  })
+  socket.on('error', () => undefined)
+  socket.on('close', () => {
+    for (const w of waiting.splice(0)) w('(closed)')
+  })
+  const next = () => new Promise<string>((resolve) => (ready.length > 0 ? resolve(ready.shift()!) : waiting.push(resolve)))
+  const greeting = await next()
+  if (!greeting.startsWith('220')) throw new Error(`greeting: ${greeting}`)
+  return {
+    say(line) {
+      const answer = next()
+      socket.write(typeof line === 'string' ? `${line}\r\n` : line)
+      return answer
+    },
+    close: () => socket.destroy(),
+  }
+}
+
+function message(client: number, n: number): Buffer {
+  const head = `From: Bench <bench@sender.test>\r\nTo: rcpt@example.test\r\nSubject: bench ${client}/${n}\r\nMessage-ID: <${client}.${n}.${process.pid}.${Date.now()}@sender.test>\r\nDate: ${new Date().toUTCString()}\r\n\r\n`
+  const line = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcd\r\n'
+  return Buffer.from(head + line.repeat(Math.max(1, Math.ceil((SIZE - head.length) / line.length))) + '.\r\n', 'latin1')
+}
+
+/** CLIENTS clients for DURATION_S seconds; `pids` gives the server's processes for RSS. */
+async function round(port: number, pids: () => number[]): Promise<Round> {
+  const latencies: number[] = []
+  let refused = 0
+  let firstRefusal: string | null = null
+  let peakKb = 0
+  const sampler = setInterval(() => {
+    const kb = pids().reduce((sum, pid) => sum + (rssKb(pid) || 0), 0)
+    peakKb = Math.max(peakKb, kb)
+  }, 250)
+  const started = performance.now()
+  const deadline = started + DURATION_S * 1000
+  await Promise.all(Array.from({ length: CLIENTS }, async (_, c) => {
+    const s = await smtpClient(port)
+    await s.say('EHLO bench.sender.test')
+    for (let n = 0; performance.now() < deadline; n++) {
+      const mail = await s.say('MAIL FROM:<bench@sender.test>')
+      const rcpt = await s.say('RCPT TO:<rcpt@example.test>')
+      const data = await s.say('DATA')
+      if (!mail.startsWith('250') || !rcpt.startsWith('250') || !data.startsWith('354')) {
+        refused++
+        firstRefusal ??= `${mail} / ${rcpt} / ${data}`
+        await s.say('RSET')
+        continue
+      }
+      const body = message(c, n)
+      const t0 = performance.now()
+      const answer = await s.say(body)
+      if (answer.startsWith('250')) latencies.push(performance.now() - t0)
+      else {
+        refused++
+        firstRefusal ??= answer
+      }
+    }
+    await s.say('QUIT')
+    s.close()
+  }))
+  const seconds = (performance.now() - started) / 1000
+  clearInterval(sampler)
+  latencies.sort((a, b) => a - b)
+  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? NaN
+  return { accepted: latencies.length, refused, perSecond: latencies.length / seconds, p99Ms: at(99), p50Ms: at(50), rssMb: peakKb / 1024, firstRefusal }
+}
+
+async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number }> {
+  // The SPF/DKIM/DMARC lookups go to a DNS server in this process holding the sender's records, as they would to a
+  // local caching resolver: this machine's own resolver has no network behind it and stalls lookups for a second.
+  const dns = await startTestDns({ 'sender.test': 'v=spf1 ip4:127.0.0.1 -all', '_dmarc.sender.test': 'v=DMARC1; p=none' })
+  const seed = await startSeed()
+  const smtpPort = await freePorts()
+  const mail = await startRegistered('mail', seed, {
+    children: CHILDREN, 'smtp-port': smtpPort, 'mail-domains': 'example.test',
+    // The bench is one client address sending as fast as it can: the per-address limits would (rightly) stop it.
+    'smtp-max-conns-per-address': 0, 'smtp-max-messages-per-minute': 0, 'mail-dns-servers': dns.address,
+  })
+  const app = await startRegistered('app', seed, { children: 1, threads: 1 })
+  const build = await pushBuild(seed, { 'server/index.js': APP }, 'mail bench')
+  await waitBuild(app, build)
+  return { port: smtpPort, pids: () => [mail.pid, ...mail.children()], seedPid: seed.node.pid }
+}
+
+/** Haraka with rcpt_to.in_host_list (example.test) and queue/discard, CHILDREN worker processes; null when it cannot start. */
+async function startHaraka(): Promise<{ port: number; pids: () => number[]; version: string } | null> {
+  if (HARAKA === '' || !existsSync(join(HARAKA, 'bin', 'haraka'))) return null
+  const dir = tempDir('espra-bench-haraka-')
+  cpSync(join(HARAKA, 'config'), join(dir, 'config'), { recursive: true })
+  const port = await freePorts()
+  writeFileSync(join(dir, 'config', 'plugins'), 'rcpt_to.in_host_list\nqueue/discard\n')
+  writeFileSync(join(dir, 'config', 'host_list'), 'example.test\n')
+  const ini = readFileSync(join(dir, 'config', 'smtp.ini'), 'utf8').split('\n').filter((l) => !/^(listen|nodes)\s*=/.test(l))
+  writeFileSync(join(dir, 'config', 'smtp.ini'), [`listen=127.0.0.1:${port}`, `nodes=${CHILDREN}`, ...ini].join('\n'))
+  const proc = spawn(process.execPath, [join(HARAKA, 'bin', 'haraka'), '-c', dir], { env: { ...process.env, YES_REALLY_DO_DISCARD: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  adopt(proc)
+  let out = ''
+  proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)))
+  proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)))
+  for (let i = 0; i < 600 && (out.match(/worker \d+ listening/g) ?? []).length < CHILDREN; i++) {
+    if (proc.exitCode !== null) break
+    await sleep(100)
+  }
+  if ((out.match(/worker \d+ listening/g) ?? []).length < CHILDREN) {
+    console.error(`Haraka did not start:\n${out.slice(-2000)}`)
+    return null
+  }
+  const version = (JSON.parse(readFileSync(join(HARAKA, 'package.json'), 'utf8')) as { version: string }).version
+  return { port, pids: () => [proc.pid!, ...descendants(proc.pid!)], version }
+}
+
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : 'n/a')
+
+guard(15 * 60_000)
+console.log(`load average before: ${load()}`)
+const espra = await startEspraMail()
+const haraka = await startHaraka()
+const results: { who: string; r: Round }[] = []
+for (let i = 0; i < ROUNDS; i++) {
+  for (const [who, server] of [['espra', espra], ['haraka', haraka]] as const) {
+    if (server === null) continue
+    await sleep(1000)
+    const r = await round(server.port, server.pids)
+    results.push({ who, r })
+    const seed = who === 'espra' ? ` (+ seed ${fmt(rssKb(espra.seedPid) / 1024)} MB)` : ''
+    console.log(`round ${i + 1} ${who} (load ${load()}): ${fmt(r.perSecond)} msg/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, ${r.accepted} accepted, ${r.refused} refused${r.firstRefusal ? ` (first: ${r.firstRefusal})` : ''}, RSS ${fmt(r.rssMb)} MB${seed}`)
+  }
+}
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b)
+  const mid = v.length / 2
+  return v.length % 2 === 1 ? v[Math.floor(mid)]! : (v[mid - 1]! + v[mid]!) / 2
+}
+console.log(`\n${CLIENTS} clients, ${fmt(SIZE)} byte messages, ${DURATION_S} s rounds × ${ROUNDS}, ${CHILDREN} server processes each${haraka ? `; Haraka ${haraka.version} (queue/discard)` : '; Haraka not run (set HARAKA)'}; medians of the rounds\n`)
+console.log('| server | msg/s | p99 end of DATA → 250 | p50 | peak RSS |\n|---|---|---|---|---|')
+for (const who of ['espra', 'haraka']) {
+  const rs = results.filter((x) => x.who === who).map((x) => x.r)
+  if (rs.length === 0) continue
+  console.log(`| ${who} | ${fmt(median(rs.map((r) => r.perSecond)))} | ${fmt(median(rs.map((r) => r.p99Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.p50Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.rssMb)))} MB |`)
+}
+killAll()
+process.exit(0)
