@@ -17,6 +17,7 @@ const adminModules = {
   builds: () => import('../roles/admin/builds.js'),
   cli: () => import('../roles/admin/cli.js'),
   maintenance: () => import('../roles/admin/maintenance.js'),
+  mailOut: () => import('../roles/admin/mail-out.js'),
   rollingRestart: () => import('../roles/admin/rolling-restart.js'),
   drain: () => import('../roles/admin/drain.js'),
   tasks: () => import('../roles/admin/tasks.js'),
@@ -153,6 +154,21 @@ function buildProgram(rolesHelpText: string): Command {
   connectOptions(maintenance.command('status').description('print the planned maintenance in force, if any'))
     .option('--json', 'print the state as JSON (null when off)')
     .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceStatus(opts))
+
+  // admin mail: outbound (roles/admin/mail-out.ts). One block, so the inbound commands can sit beside it.
+  {
+    const mail = admin.commands.find((c) => c.name() === 'mail') ?? admin.command('mail').description('mail: send outbound mail, follow it, manage the outbound queue')
+    connectOptions(mail.command('send').description('queue a message on the outbound queue; prints its id alone on the last line once it is durable'))
+      .option(redisOption, redisDoc)
+      .option('--from <address>', 'the sender (envelope and From:), required')
+      .option('--to <addresses>', 'recipients, comma-separated')
+      .option('--cc <addresses>', 'copy recipients, comma-separated')
+      .option('--bcc <addresses>', 'blind copy recipients (envelope only), comma-separated')
+      .option('--subject <text>', 'the subject', '')
+      .option('--text <text>', 'a plain-text body')
+      .option('--html <html>', 'an HTML body (instead of --text)')
+      .action(async (opts) => (await adminModules.mailOut()).adminMailSend(opts))
+  }
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

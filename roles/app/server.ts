@@ -22,6 +22,8 @@ import { isMap } from '../../lib/transport/meta-shapes.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createMailPreparer } from './mail-handoff.js'
+import { createSendMail } from './send-mail.js'
+import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -125,6 +127,10 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const taskQueue = createAppTaskQueue(config, log, {
     request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
   })
+  const seedLink = { request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS) }
+  // ctx.sendMail: the outbound mail queue (Redis under its own prefix with --redis, else the seed's mailq).
+  const mailQueue = await openOutboundQueue(config.redis, log, seedLink)
+  const sendMail = createSendMail({ config, blobs: store, datastore, queue: mailQueue })
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
     publish: (ch: string, data: unknown) => {
@@ -145,6 +151,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       consumer.poke()
       return id
     },
+    sendMail: (message: unknown) => sendMail(message),
   }
   const pool: WorkerPool = createWorkerPool({
     threads: config.threads,
@@ -242,12 +249,13 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       await ctx.httpDrained()
       await pool.close()
       await consumer.close()
-      await Promise.all([store.close(), publisher.close(), taskQueue.close()])
+      await Promise.all([store.close(), publisher.close(), taskQueue.close(), mailQueue.close()])
     },
     destroy() {
       consumer.stop()
       pool.destroy()
       void taskQueue.close()
+      void mailQueue.close()
       void store.close()
       void publisher.close()
     },

@@ -13,6 +13,7 @@ import { mintToken } from '../../lib/live/token.js'
 import type { UploadMintOptions } from '../../lib/uploads/token.js'
 import { decodePayload, newTask } from '../../lib/tasks/task.js'
 import { MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
+import { checkOutMessage } from '../../lib/mail/outbound.js'
 import { createAppCache } from './cache.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
@@ -82,6 +83,15 @@ const ctx = Object.freeze({
     return call<string>('enqueue', task)
   },
   mintUploadToken: (opts: UploadMintOptions) => call<string>('uploadToken', opts),
+  /** Checked here first (header injection, bad addresses: a coded error at once); resolves with the message id once durable. */
+  sendMail(message: unknown): Promise<string> {
+    try {
+      checkOutMessage(message)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    return call<string>('sendMail', message)
+  },
 })
 
 class ResponseError extends Error {
