@@ -17,6 +17,7 @@ import { ELB_OPTIONS } from './options-elb.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
 import { checkMailTls, MAIL_OPTIONS } from './options-mail.js'
+import { checkMailOut, MAIL_OUT_OPTIONS } from './options-mail-out.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
 import { TASK_OPTIONS } from './options-tasks.js'
@@ -234,7 +235,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_OUT_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 
@@ -301,6 +302,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   checkTimings(out)
   checkProxyTls(out)
   checkMailTls(out)
+  checkMailOut(out)
   const blocker = fileInTheWay(String(out['dataDir']))
   if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
   out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })

@@ -19,6 +19,7 @@
  * The record is updated by several deliveries at once (one per domain):
  * every write is a compare-and-set on its version `v` ({@link updateOutRecord}).
  */
+import { randomBytes } from 'node:crypto'
 import { EspraError } from '../core/errors.js'
 import type { BlobStore } from '../storage/blob-store.js'
 import type { Datastore, DatastoreValue } from '../storage/datastore.js'
@@ -57,8 +58,8 @@ export interface DomainState {
   state: 'queued' | 'deferred' | 'done'
   attempts: number
   next: number | null
-  /** The task generation that may deliver this domain; older tasks are stale and dropped. */
-  gen: number
+  /** The token of the one task that may deliver this domain now; tasks with another are stale and dropped. */
+  gen: string
   /** A delay notice was sent for this domain. */
   warned: boolean
   last: string | null
@@ -138,7 +139,7 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
   else throw new EspraError('ESPRA_ERR_MAIL_TOO_LARGE', `the message is ${msg.raw.length} bytes; without the blob store (admin mail send) at most ${INLINE_RAW_BYTES} (send larger mail with ctx.sendMail)`, { size: msg.raw.length })
   const domains: Record<string, DomainState> = {}
   for (const [domain, rcpts] of msg.rcptsByDomain) {
-    domains[domain] = { pending: [...rcpts], delivered: [], failed: [], state: 'queued', attempts: 0, next: at, gen: 1, warned: false, last: null }
+    domains[domain] = { pending: [...rcpts], delivered: [], failed: [], state: 'queued', attempts: 0, next: at, gen: newGen(), warned: false, last: null }
   }
   const record: OutRecord = {
     id, v: 1, at, from: msg.from, messageId: msg.messageId, subject: msg.subject.slice(0, 200), size: msg.raw.length, raw, kind: msg.kind,
@@ -150,7 +151,7 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
     if (raw.store === 'ds') await datastore.put('mailOutbound', rawKey(id), { bytes: new Uint8Array(msg.raw.buffer, msg.raw.byteOffset, msg.raw.length) })
     else await deps.blobs!.put(raw.key, msg.raw, { contentType: 'message/rfc822' })
     await datastore.put('mailOutbound', outKey(id), record as unknown as DatastoreValue)
-    for (const domain of msg.rcptsByDomain.keys()) await queue.enqueue(outTask(id, domain, 1))
+    for (const [domain, d] of Object.entries(domains)) await queue.enqueue(outTask(id, domain, d.gen))
   } catch (err) {
     await Promise.allSettled([
       datastore.delete('mailOutbound', outKey(id)),
@@ -161,8 +162,11 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
   return id
 }
 
-/** The task that delivers `domain` of message `id` at generation `gen`, after `delay` ms. */
-export function outTask(id: string, domain: string, gen: number, delay = 0) {
+/** A fresh task token: never equal to an earlier one. */
+export const newGen = (): string => randomBytes(6).toString('hex')
+
+/** The task that delivers `domain` of message `id` as generation `gen`, after `delay` ms. */
+export function outTask(id: string, domain: string, gen: string, delay = 0) {
   return newTask(OUT_TASK_NAME, { id, domain, gen }, { attempts: OUT_TASK_ATTEMPTS, delay: Math.max(0, Math.min(Math.round(delay), 30 * 24 * 3_600_000)) })
 }
 

@@ -1,0 +1,30 @@
+/**
+ * The mail parent's outbound side: the blob store, the datastore and the
+ * outbound queue over the node's seed link, and the delivery worker
+ * (outbound-worker.ts). Closed in reverse order of opening.
+ */
+import type { Handle, ParentContext } from '../../lib/process/role.js'
+import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
+import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { startOutboundWorker } from './outbound-worker.js'
+
+export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
+  const seed = { request: <R>(op: string, body: unknown, timeoutMs?: number) => ctx.seedRequest<R>(op, body, timeoutMs) }
+  const blobs = await createBlobStore(blobStoreConfig(ctx.config))
+  const datastore = createDatastoreClient(seed)
+  const queue = await openOutboundQueue(ctx.config.redis, ctx.log, seed)
+  const worker = startOutboundWorker({ config: ctx.config, log: ctx.log, datastore, queue, blobs })
+  return {
+    async close() {
+      await worker.close()
+      await queue.close()
+      await blobs.close()
+    },
+    destroy() {
+      worker.destroy()
+      void queue.close()
+      void blobs.close()
+    },
+  }
+}
