@@ -36,6 +36,8 @@ declare module './config.js' {
     readonly mailHostname: string
     /** mail: the port MX hosts are reached on (25; tests and odd networks use another). */
     readonly mailMxPort: number
+    /** mail: how long a leased delivery stays reserved (renewed every third of it); a killed node's deliveries run again after at most this. */
+    readonly mailLease: number
     /** mail: DKIM keys to sign outbound mail with, one per sender domain. */
     readonly dkim: readonly DkimKey[]
   }
@@ -133,6 +135,11 @@ export const MAIL_OUT_OPTIONS = [
     key: 'mailMxPort', flag: '--mail-mx-port <port>', env: 'ESPRA_MAIL_MX_PORT', defaultText: '25',
     doc: 'mail: the port of MX hosts when delivering without --smtp-relay',
     default: constant(25), parse: port,
+  }),
+  option({
+    key: 'mailLease', flag: '--mail-lease <duration>', env: 'ESPRA_MAIL_LEASE', defaultText: '60s',
+    doc: 'mail: how long a delivery this node took stays reserved (renewed every third of it); the deliveries of a node killed mid-way run again after at most this',
+    default: constant(60_000), parse: durationIn(1000, HOUR),
   }),
   option({
     key: 'dkim', flag: '--dkim <list>', env: 'ESPRA_DKIM', defaultText: '(none: mail is not signed)',

@@ -31,7 +31,6 @@ import { decodePayload, type LeasedTask, type Settlement } from '../../lib/tasks
 import { attemptDelivery, type AttemptResult, type RecipientResult, type SmtpOptions } from './outbound-smtp.js'
 import { createSlots } from './outbound-slots.js'
 
-const LEASE_MS = 60_000
 const WAIT_MS = 2000
 const PAUSE_MS = 1000
 /** Infrastructure failures (datastore, blob store away) retry the task after this. */
@@ -64,6 +63,7 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
   const smtp: SmtpOptions = { relay: config.smtpRelay, mxPort: config.mailMxPort, timeoutMs: config.mailSmtpTimeout, name: config.mailHostname }
   // Read once at start (checked by the config loader: a bad file never gets here).
   const dkim = new Map(config.dkim.map((k) => [k.domain, new DKIM({ domainName: k.domain, keySelector: k.selector, privateKey: readFileSync(k.keyFile, 'utf8') })]))
+  const leaseMs = config.mailLease
   const held = new Map<string, LeasedTask>()
   let stopped = false
   let wake: (() => void) | null = null
@@ -219,7 +219,7 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
       }
       let tasks: LeasedTask[]
       try {
-        tasks = await queue.lease({ max: Math.min(room, 100), leaseMs: LEASE_MS, waitMs: held.size > 0 ? 0 : WAIT_MS })
+        tasks = await queue.lease({ max: Math.min(room, 100), leaseMs: leaseMs, waitMs: held.size > 0 ? 0 : WAIT_MS })
         if (unreachable) log.info('outbound mail queue reachable again')
         unreachable = false
       } catch (err) {
@@ -242,8 +242,8 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
 
   const renewal = setInterval(() => {
     if (held.size === 0) return
-    queue.extend([...held.values()].map((t) => ({ id: t.id, attempt: t.attempt })), LEASE_MS).catch((err: unknown) => log.warn({ err }, 'could not renew outbound task leases'))
-  }, LEASE_MS / 3)
+    queue.extend([...held.values()].map((t) => ({ id: t.id, attempt: t.attempt })), leaseMs).catch((err: unknown) => log.warn({ err }, 'could not renew outbound task leases'))
+  }, leaseMs / 3)
   renewal.unref()
   const looping = loop()
   log.info({ relay: config.smtpRelay === null ? null : new URL(config.smtpRelay).host, concurrency: config.mailConcurrency, perDomain: config.mailConcurrencyPerDomain, dkim: config.dkim.map((k) => k.domain) },
