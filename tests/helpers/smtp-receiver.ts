@@ -9,11 +9,15 @@ export interface Received {
   readonly from: string
   readonly to: string[]
   readonly raw: Buffer
+  /** The 250 was sent (false while `hold` keeps it, or when the client went away first). */
+  acked: boolean
 }
 
 export interface Receiver {
   readonly port: number
   readonly received: Received[]
+  /** Client connections open now. */
+  readonly open: number
   /** How many times each recipient was offered at RCPT (lower-case). */
   readonly offered: Map<string, number>
   close(): Promise<void>
@@ -22,18 +26,28 @@ export interface Receiver {
 export interface ReceiverOptions {
   /** Refuse this recipient with `[code, text]` on this offer (1, 2, ...), or take it (null). */
   rcpt?: (address: string, offer: number) => [number, string] | null
-  /** Called when a message has been read in full, before the 250. */
-  onData?: (r: Received) => void
+  /** Called when a message has been read in full; the 250 waits for the promise it returns. */
+  hold?: (r: Received) => Promise<void> | void
 }
 
 export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receiver> {
   const received: Received[] = []
   const offered = new Map<string, number>()
+  const closed = new Set<string>()
+  let open = 0
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS'],
     logger: false,
     size: 50 * 1024 * 1024,
+    onConnect(_session, callback) {
+      open++
+      callback()
+    },
+    onClose(session) {
+      open--
+      closed.add(session.id)
+    },
     onRcptTo(address: SMTPServerAddress, _session, callback) {
       const key = address.address.toLowerCase()
       const n = (offered.get(key) ?? 0) + 1
@@ -50,10 +64,13 @@ export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receive
           from: session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address,
           to: session.envelope.rcptTo.map((a) => a.address),
           raw: Buffer.concat(chunks),
+          acked: false,
         }
         received.push(r)
-        opts.onData?.(r)
-        callback()
+        void Promise.resolve(opts.hold?.(r)).then(() => {
+          r.acked = !closed.has(session.id)
+          callback()
+        })
       })
     },
   })
@@ -62,6 +79,9 @@ export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receive
   const port = (server.server.address() as { port: number }).port
   return {
     port, received, offered,
+    get open() {
+      return open
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
 }
