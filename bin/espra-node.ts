@@ -168,6 +168,38 @@ function buildProgram(rolesHelpText: string): Command {
       .option('--text <text>', 'a plain-text body')
       .option('--html <html>', 'an HTML body (instead of --text)')
       .action(async (opts) => (await adminModules.mailOut()).adminMailSend(opts))
+    connectOptions(mail.command('show <id>').description('an outbound message: its state per recipient domain and its whole timeline (queued, deferred, delivered, bounced, suppressed, delay-warned, ...)'))
+      .option(redisOption, redisDoc)
+      .option('--json', 'print the record as JSON (fields: id, from, subject, messageId, size, at, held, dropped, domains, events)')
+      .action(async (id: string, opts) => (await adminModules.mailOut()).adminMailShow(id, opts))
+    connectOptions(mail.command('queue').description('outbound messages not finished (queued, deferred, held); the flags pick others'))
+      .option(redisOption, redisDoc)
+      .option('--deferred', 'only messages waiting for a retry')
+      .option('--failed', 'messages finished with a bounced or suppressed recipient')
+      .option('--held', 'only held messages')
+      .option('--all', 'every message kept, delivered ones too')
+      .option('--json', 'print one JSON array (fields: id, status, from, subject, at, domains)')
+      .action(async (opts) => (await adminModules.mailOut()).adminMailQueue(opts))
+    for (const [action, doc] of [
+      ['retry', 'try the pending recipients of a message now (the retry wait is skipped)'],
+      ['drop', 'stop delivering a message: its pending recipients get no more attempts and no bounce'],
+      ['hold', 'stop delivering a message until released (deliveries under way finish)'],
+      ['release', 'deliver a held message again, now'],
+    ] as const) {
+      connectOptions(mail.command(`${action} <id>`).description(`${doc}; prints the id and its status`))
+        .option(redisOption, redisDoc)
+        .action(async (id: string, opts) => (await adminModules.mailOut()).adminMailControl(action, id, opts))
+    }
+    const suppression = mail.command('suppression').description('addresses outbound mail is not sent to (hard bounces, or added here)')
+    connectOptions(suppression.command('ls').description('list suppressed addresses: address, since, until, message that bounced, reason'))
+      .option('--json', 'print one JSON array (fields: address, at, until, message, reason)')
+      .action(async (opts) => (await adminModules.mailOut()).adminSuppressionLs(opts))
+    connectOptions(suppression.command('add <address>').description('suppress an address: mail to it fails at once with a suppressed event'))
+      .option('--reason <text>', 'why (kept with it)')
+      .option('--ttl <duration>', 'how long, e.g. 720h (at most 8760h)', '720h')
+      .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionAdd(address, opts))
+    connectOptions(suppression.command('rm <address>').description('let mail go to an address again'))
+      .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionRm(address, opts))
   }
 
   const config = program.command('config').description('check or print configuration')

@@ -88,6 +88,7 @@ export const ERRORS = {
   ESPRA_ERR_MAIL_TOO_LARGE: { message: 'outbound message larger than allowed', status: 413 },
   ESPRA_ERR_MAIL_NOT_DURABLE_OUT: { message: 'an outbound message could not be stored, recorded or queued', status: 503 },
   ESPRA_ERR_MAIL_NOT_FOUND: { message: 'no such outbound message', status: 404 },
+  ESPRA_ERR_MAIL_STATE: { message: 'the outbound message is not in a state that allows this', status: 409 },
   ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some nodes do not serve the build yet', status: 504 },
   ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },
   ESPRA_ERR_UPLOAD_TOKEN_USED: { message: 'upload token already used', status: 403 },

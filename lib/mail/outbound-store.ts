@@ -58,8 +58,10 @@ export interface DomainState {
   state: 'queued' | 'deferred' | 'done'
   attempts: number
   next: number | null
-  /** The token of the one task that may deliver this domain now; tasks with another are stale and dropped. */
+  /** The token of the one task that may deliver this domain now. */
   gen: string
+  /** Tokens it had before (the newest 20): their tasks are stale and dropped. A task with a token in neither is not named yet (see the worker). */
+  retired: string[]
   /** A delay notice was sent for this domain. */
   warned: boolean
   last: string | null
@@ -139,7 +141,7 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
   else throw new EspraError('ESPRA_ERR_MAIL_TOO_LARGE', `the message is ${msg.raw.length} bytes; without the blob store (admin mail send) at most ${INLINE_RAW_BYTES} (send larger mail with ctx.sendMail)`, { size: msg.raw.length })
   const domains: Record<string, DomainState> = {}
   for (const [domain, rcpts] of msg.rcptsByDomain) {
-    domains[domain] = { pending: [...rcpts], delivered: [], failed: [], state: 'queued', attempts: 0, next: at, gen: newGen(), warned: false, last: null }
+    domains[domain] = { pending: [...rcpts], delivered: [], failed: [], state: 'queued', attempts: 0, next: at, gen: newGen(), retired: [], warned: false, last: null }
   }
   const record: OutRecord = {
     id, v: 1, at, from: msg.from, messageId: msg.messageId, subject: msg.subject.slice(0, 200), size: msg.raw.length, raw, kind: msg.kind,
@@ -164,6 +166,13 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
 
 /** A fresh task token: never equal to an earlier one. */
 export const newGen = (): string => randomBytes(6).toString('hex')
+
+/** Names `gen` as the domain's task token, retiring the one it had. */
+export function setGen(d: DomainState, gen: string): void {
+  if (d.gen === gen) return
+  d.retired = [...(d.retired ?? []), d.gen].slice(-20)
+  d.gen = gen
+}
 
 /** The task that delivers `domain` of message `id` as generation `gen`, after `delay` ms. */
 export function outTask(id: string, domain: string, gen: string, delay = 0) {

@@ -11,7 +11,7 @@
  *
  * Scheduling a retry: a new task with a fresh generation token is enqueued
  * first, then the record names that generation. A crash between the two
- * leaves an orphan task (stale: dropped when leased) while the current task,
+ * leaves an orphan task (never named: dropped once 15 s old) while the current task,
  * still named by the record, runs again after its lease expires. A task whose
  * generation the record no longer names (retried, held, dropped by an
  * operator) is stale and dropped.
@@ -22,7 +22,7 @@ import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
 import { buildDsn, headerSection, type DsnRecipient } from '../../lib/mail/dsn.js'
 import { OUT_TASK_NAME } from '../../lib/mail/outbound.js'
-import { addEvent, enqueueOutbound, newGen, outTask, readOutRaw, readOutRecord, updateOutRecord, type OutboundDeps, type OutRecord } from '../../lib/mail/outbound-store.js'
+import { addEvent, enqueueOutbound, newGen, outTask, setGen, readOutRaw, readOutRecord, updateOutRecord, type OutboundDeps, type OutRecord } from '../../lib/mail/outbound-store.js'
 import { isSuppressed, suppress } from '../../lib/mail/suppression.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
@@ -33,6 +33,9 @@ import { createSlots } from './outbound-slots.js'
 
 const WAIT_MS = 2000
 const PAUSE_MS = 1000
+/** A task whose token its record does not name yet is asked again after this, for at most ORPHAN_MS (under OUT_TASK_ATTEMPTS tries). */
+const UNNAMED_RETRY_MS = 1000
+const ORPHAN_MS = 15_000
 /** Infrastructure failures (datastore, blob store away) retry the task after this. */
 const INFRA_RETRY_MS = 5000
 
@@ -126,6 +129,12 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
     const gen = p.gen
     const current = (r: OutRecord | null): boolean => r !== null && !r.dropped && !r.held && r.domains[domain]?.gen === gen && r.domains[domain]!.state !== 'done'
     const first = await readOutRecord(datastore, id)
+    const d = first?.domains[domain]
+    // A token the record does not name yet: its writer enqueues before it writes the record. Ask again shortly;
+    // one still unnamed after ORPHAN_MS belongs to a writer that died in between, and is dropped.
+    if (first !== null && d !== undefined && !first.dropped && d.state !== 'done' && d.gen !== gen && !(d.retired ?? []).includes(gen) && Date.now() - task.enqueuedAt < ORPHAN_MS) {
+      return settle({ id: task.id, attempt: task.attempt, result: 'failed', error: 'its record does not name it yet', retryInMs: UNNAMED_RETRY_MS })
+    }
     // Dropped, held (release queues it again), done, or superseded by a newer task: nothing to do.
     if (!current(first)) return settle({ id: task.id, attempt: task.attempt, result: 'done' })
 
@@ -179,7 +188,7 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
       } else if (next !== null && d.gen === gen) {
         d.state = 'deferred'
         d.next = next
-        d.gen = gen2
+        setGen(d, gen2)
         d.last = deferred[0]!.answer
         addEvent(rec, { at: now, type: 'deferred', domain, rcpts: deferred.map((x) => x.rcpt), detail: deferred[0]!.answer, next })
         if (warn) {
