@@ -190,6 +190,10 @@ function buildProgram(rolesHelpText: string): Command {
         .option(redisOption, redisDoc)
         .action(async (id: string, opts) => (await adminModules.mailOut()).adminMailControl(action, id, opts))
     }
+    mail.command('dkim-record <domain>').description('print the DNS TXT record that publishes the DKIM key of a domain (reads the key file; no seed needed)')
+      .option('--dkim <list>', 'domain:selector:keyfile, comma-separated, as the mail nodes run with (default: ESPRA_DKIM)')
+      .option('--json', 'print {name, value, strings, zoneLine}')
+      .action(async (domain: string, opts) => (await adminModules.mailOut()).adminMailDkimRecord(domain, opts))
     const suppression = mail.command('suppression').description('addresses outbound mail is not sent to (hard bounces, or added here)')
     connectOptions(suppression.command('ls').description('list suppressed addresses: address, since, until, message that bounced, reason'))
       .option('--json', 'print one JSON array (fields: address, at, until, message, reason)')

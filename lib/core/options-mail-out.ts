@@ -143,10 +143,24 @@ export const MAIL_OUT_OPTIONS = [
   }),
   option({
     key: 'dkim', flag: '--dkim <list>', env: 'ESPRA_DKIM', defaultText: '(none: mail is not signed)',
-    doc: 'mail: DKIM-sign mail from these domains, domain:selector:keyfile (a PEM private key), comma-separated for several; checked at start',
+    doc: 'mail: DKIM-sign mail from these domains, domain:selector:keyfile (an RSA private key in PEM), comma-separated for several; each file is checked at start; admin mail dkim-record prints the DNS record',
     default: constant([]), parse: dkimList,
   }),
 ] as const
+
+/** Throws `ESPRA_ERR_CONFIG_INVALID` when `pem` is not an RSA private key of at least 1024 bits (what nodemailer signs with, rsa-sha256). */
+export function checkDkimKey(pem: string, what: string): void {
+  let key
+  try {
+    key = createPrivateKey(pem)
+  } catch {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: ${what} is not a PEM private key`, { option: '--dkim' })
+  }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
+  if (key.asymmetricKeyType !== 'rsa' || bits < 1024) {
+    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: ${what} must be an RSA private key of at least 1024 bits (got ${key.asymmetricKeyType ?? 'unknown'}${bits > 0 ? ` ${bits}` : ''}); signatures are rsa-sha256`, { option: '--dkim' })
+  }
+}
 
 /** Reads every DKIM key once at start (mail only): a missing file or one that is not a private key stops the node with a line naming it. */
 export function checkMailOut(config: Record<string, unknown>): void {
@@ -158,10 +172,6 @@ export function checkMailOut(config: Record<string, unknown>): void {
     } catch (err) {
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: the key file of ${k.domain}, ${k.keyFile}, cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { option: '--dkim' })
     }
-    try {
-      createPrivateKey(pem)
-    } catch {
-      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: ${k.keyFile} (for ${k.domain}) is not a PEM private key`, { option: '--dkim' })
-    }
+    checkDkimKey(pem, `${k.keyFile} (for ${k.domain})`)
   }
 }

@@ -6,7 +6,10 @@
 import { EspraError } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import { redisUrl } from '../../lib/core/options-tasks.js'
+import { readFileSync } from 'node:fs'
 import { durationIn } from '../../lib/core/config-parsers.js'
+import { checkMailOut, dkimList } from '../../lib/core/options-mail-out.js'
+import { dkimRecord } from '../../lib/mail/dkim-record.js'
 import { checkOutMessage, composeOutMessage, newOutId, normalAddress, OUT_ID, recipientsByDomain } from '../../lib/mail/outbound.js'
 import { controlOutbound, type ControlAction } from '../../lib/mail/outbound-control.js'
 import { enqueueOutbound, outStatus, readOutRecord, type OutRecord } from '../../lib/mail/outbound-store.js'
@@ -194,4 +197,21 @@ export async function adminSuppressionRm(address: string, opts: MailOutOptions):
   } finally {
     await out.close()
   }
+}
+
+/** `admin mail dkim-record <domain>`: the TXT record to publish for the key `--dkim` (or ESPRA_DKIM, as the mail nodes run with) names for `domain`. */
+export async function adminMailDkimRecord(domain: string, opts: { dkim?: string; json?: boolean }): Promise<void> {
+  const raw = opts.dkim ?? process.env['ESPRA_DKIM']
+  if (raw === undefined || raw === '') throw usage('--dkim', 'is required: domain:selector:keyfile, as the mail nodes run with (or set ESPRA_DKIM)')
+  let keys
+  try {
+    keys = dkimList(raw)
+  } catch (reason) {
+    throw usage('--dkim', String(reason))
+  }
+  const key = keys.find((k) => k.domain === domain.toLowerCase().replace(/\.$/, ''))
+  if (key === undefined) throw usage('<domain>', `no key for ${domain} in --dkim (it names ${keys.map((k) => k.domain).join(', ') || 'none'})`)
+  checkMailOut({ role: 'mail', dkim: [key] })
+  const record = dkimRecord(key.domain, key.selector, readFileSync(key.keyFile, 'utf8'))
+  process.stdout.write(opts.json ? `${JSON.stringify(record)}\n` : `${record.zoneLine}\n`)
 }
