@@ -3,7 +3,7 @@ import { createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
-import { constant, durationIn, integer, option, port, text } from './config-parsers.js'
+import { constant, durationIn, flag, integer, option, port, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
 
 export interface DkimKey {
@@ -36,6 +36,8 @@ declare module './config.js' {
     readonly mailHostname: string
     /** mail: the port MX hosts are reached on (25; tests and odd networks use another). */
     readonly mailMxPort: number
+    /** mail: give the app each outbound event as an `espra.mail.event` task (handleMailEvent). */
+    readonly mailEvents: boolean
     /** mail: how long a leased delivery stays reserved (renewed every third of it); a killed node's deliveries run again after at most this. */
     readonly mailLease: number
     /** mail: DKIM keys to sign outbound mail with, one per sender domain. */
@@ -135,6 +137,11 @@ export const MAIL_OUT_OPTIONS = [
     key: 'mailMxPort', flag: '--mail-mx-port <port>', env: 'ESPRA_MAIL_MX_PORT', defaultText: '25',
     doc: 'mail: the port of MX hosts when delivering without --smtp-relay',
     default: constant(25), parse: port,
+  }),
+  option({
+    key: 'mailEvents', flag: '--mail-events <bool>', env: 'ESPRA_MAIL_EVENTS', defaultText: 'true',
+    doc: 'mail and app: give the app every outbound mail event (queued, deferred, delivered, bounced, suppressed, delay-warned) as a task its handleMailEvent(event) runs; false: on the message record only',
+    default: constant(true), parse: flag,
   }),
   option({
     key: 'mailLease', flag: '--mail-lease <duration>', env: 'ESPRA_MAIL_LEASE', defaultText: '60s',

@@ -92,6 +92,8 @@ export interface OutboundDeps {
   readonly queue: TaskQueue
   /** Needed for messages over {@link INLINE_RAW_BYTES}; null where there is none (the admin CLI). */
   readonly blobs: BlobStore | null
+  /** Told the `queued` event once the message is durable (the app's handleMailEvent); none for our own notices. */
+  readonly onQueued?: (record: OutRecord, events: readonly OutEvent[]) => Promise<void>
 }
 
 export const outKey = (id: string): string => `out/${id}`
@@ -161,6 +163,7 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
     ])
     throw notDurable(id, err)
   }
+  await deps.onQueued?.(record, record.events)
   return id
 }
 

@@ -8,7 +8,7 @@ export const appRole: Role = {
   name: 'app',
   summary: 'runs the application code of the current app build, multi-process and multi-threaded',
   notYet: [
-    'handleMailEvent(event): outbound mail events given to the app',
+    'streaming request bodies',
   ],
   forks: true,
   // Builds on every (re)connect and change; the routing table so ctx.publish reaches each channel's home Live node.

@@ -130,7 +130,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const seedLink = { request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS) }
   // ctx.sendMail: the outbound mail queue (Redis under its own prefix with --redis, else the seed's mailq).
   const mailQueue = await openOutboundQueue(config.redis, log, seedLink)
-  const sendMail = createSendMail({ config, blobs: store, datastore, queue: mailQueue })
+  const sendMail = createSendMail({ config, log, blobs: store, datastore, queue: mailQueue, tasks: taskQueue })
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
     publish: (ch: string, data: unknown) => {

@@ -14,6 +14,7 @@ import type { UploadMintOptions } from '../../lib/uploads/token.js'
 import { decodePayload, newTask } from '../../lib/tasks/task.js'
 import { MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
 import { checkOutMessage } from '../../lib/mail/outbound.js'
+import { MAIL_EVENT_TASK_NAME } from '../../lib/mail/outbound-events.js'
 import { createAppCache } from './cache.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
@@ -32,6 +33,7 @@ interface AppModule {
   handle?(request: unknown): unknown
   handleTask?(task: unknown): unknown
   handleMail?(message: unknown): unknown
+  handleMailEvent?(event: unknown): unknown
   destroy?(): unknown
 }
 
@@ -182,6 +184,11 @@ async function runTask(app: AppModule, wire: WireTask): Promise<void> {
   try {
     const task = { id: wire.id, name: wire.name, payload: decodePayload(wire.payload), attempt: wire.attempt, attempts: wire.attempts, enqueuedAt: wire.enqueuedAt }
     // The reserved `espra.mail` tasks carry an inbound message (roles/app/mail-handoff.ts) for handleMail; a missing handler is a failed attempt, retried.
+    // Outbound mail events (lib/mail/outbound-events.ts) for the optional handleMailEvent: a build without it is done with them.
+    if (wire.name === MAIL_EVENT_TASK_NAME) {
+      if (typeof app.handleMailEvent === 'function') await app.handleMailEvent(task.payload)
+      return post({ t: 'task-done', id: wire.id, ok: true })
+    }
     const mail = wire.name === MAIL_TASK_NAME
     const handler = mail ? app.handleMail : app.handleTask
     if (typeof handler !== 'function') throw new Error(`the build exports no ${mail ? 'handleMail(message)' : 'handleTask(task)'} function`)
@@ -251,7 +258,7 @@ async function main(): Promise<void> {
       })()
     }
   })
-  post({ t: 'ready', tasks: typeof app.handleTask === 'function' || typeof app.handleMail === 'function' })
+  post({ t: 'ready', tasks: typeof app.handleTask === 'function' || typeof app.handleMail === 'function' || typeof app.handleMailEvent === 'function' })
 }
 
 void main()

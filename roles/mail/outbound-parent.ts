@@ -7,6 +7,9 @@ import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { createEventSink } from '../../lib/mail/outbound-events.js'
+import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
+import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { startOutboundWorker } from './outbound-worker.js'
 
 export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
@@ -14,15 +17,24 @@ export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
   const blobs = await createBlobStore(blobStoreConfig(ctx.config))
   const datastore = createDatastoreClient(seed)
   const queue = await openOutboundQueue(ctx.config.redis, ctx.log, seed)
-  const worker = startOutboundWorker({ config: ctx.config, log: ctx.log, datastore, queue, blobs })
+  // Events for the app's handleMailEvent go on the app's task queue (the one app nodes consume).
+  let appTasks: TaskQueue | null = null
+  if (ctx.config.mailEvents) {
+    appTasks = ctx.config.redis !== null
+      ? (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: ctx.config.redis, log: ctx.log })
+      : createMetaTaskQueue(seed)
+  }
+  const worker = startOutboundWorker({ config: ctx.config, log: ctx.log, datastore, queue, blobs, events: createEventSink(appTasks, ctx.log) })
   return {
     async close() {
       await worker.close()
+      await appTasks?.close()
       await queue.close()
       await blobs.close()
     },
     destroy() {
       worker.destroy()
+      void appTasks?.close()
       void queue.close()
       void blobs.close()
     },

@@ -22,8 +22,9 @@ import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
 import { buildDsn, headerSection, type DsnRecipient } from '../../lib/mail/dsn.js'
 import { OUT_TASK_NAME } from '../../lib/mail/outbound.js'
-import { addEvent, enqueueOutbound, newGen, outTask, setGen, readOutRaw, readOutRecord, updateOutRecord, type OutboundDeps, type OutRecord } from '../../lib/mail/outbound-store.js'
+import { addEvent as appendEvent, enqueueOutbound, newGen, outTask, setGen, readOutRaw, readOutRecord, updateOutRecord, type OutboundDeps, type OutEvent, type OutRecord } from '../../lib/mail/outbound-store.js'
 import { isSuppressed, suppress } from '../../lib/mail/suppression.js'
+import type { EventSink } from '../../lib/mail/outbound-events.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
@@ -45,6 +46,8 @@ export interface OutboundWorkerDeps {
   readonly datastore: Datastore
   readonly queue: TaskQueue
   readonly blobs: BlobStore
+  /** Where the events of each delivery go besides the record (the app's handleMailEvent). */
+  readonly events: EventSink
 }
 
 export interface OutboundWorker {
@@ -171,7 +174,13 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
     // The next attempt's task first (see the header); an orphan if the record below is not written.
     if (next !== null) await queue.enqueue(outTask(id, domain, gen2, next - now))
 
+    let added: OutEvent[] = []
     const written = await updateOutRecord(datastore, id, (rec) => {
+      added = []
+      const addEvent = (r: OutRecord, e: OutEvent): void => {
+        added.push(e)
+        appendEvent(r, e)
+      }
       const d = rec.domains[domain]
       if (d === undefined) return false
       const done = new Set([...result.delivered.map((x) => x.rcpt.toLowerCase()), ...bounced.map((x) => x.rcpt.toLowerCase()), ...suppressed.map((x) => x.toLowerCase())])
@@ -199,6 +208,7 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
       return true
     })
     if (written === null) return settle({ id: task.id, attempt: task.attempt, result: 'done' })
+    await deps.events(written, added)
     log.info({ message: id, domain, delivered: result.delivered.length, deferred: deferred.length, bounced: bounced.length, suppressed: suppressed.length, ...(next !== null ? { next: new Date(next).toISOString() } : {}) },
       `outbound ${id} to ${domain}: ${result.delivered.length} delivered, ${deferred.length} deferred, ${bounced.length} bounced, ${suppressed.length} suppressed`)
 

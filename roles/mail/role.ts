@@ -18,7 +18,7 @@ export const mailRole: Role = {
   notYet: [
     'inbound: node-wide address limits (today per child), header and line length limits',
     'inbound: the app refusing recipients at RCPT (acceptRecipient), SPF/DKIM/DMARC/ARC results (mailauth), admin mail inbound [--failed] and retry, sweeping old inbound records and raw messages',
-    'outbound: handleMailEvent (events to the app), MTA-STS, sweeping delivered records',
+    'outbound: MTA-STS, sweeping delivered records and their raw bytes',
   ],
   forks: true,
   listenPorts: (config) => [{ port: config.smtpPort, option: '--smtp-port' }],

@@ -1,5 +1,8 @@
 // Outbound mail through real processes: a seed, an app node whose build calls ctx.sendMail, a mail node delivering
 // through --smtp-relay to a real smtp-server this test starts (and answers as each case needs). Nothing is mocked.
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
@@ -11,8 +14,11 @@ import { createLogger } from '../../../lib/core/log.js'
 import type { OutRecord } from '../../../lib/mail/outbound-store.js'
 
 const APP = `
+import { appendFileSync } from 'node:fs'
+import { join } from 'node:path'
 let ctx
 export function init(c) { ctx = c }
+export function handleMailEvent(e) { appendFileSync(join(ctx.config.settings.dir, 'events.log'), JSON.stringify(e) + '\\n') }
 export async function handle(req) {
   if (req.path !== '/send') return 'ok'
   const m = req.json()
@@ -39,7 +45,15 @@ t.test('outbound mail through a relay', async (t) => {
     'smtp-relay': `smtp://127.0.0.1:${receiver.port}`, 'mail-retry-base': '300ms', 'mail-retry-max': '1s', 'mail-hostname': 'mx.espra.test',
   })
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true)
-  const app = await cluster.startApp({ children: 1, threads: 1 })
+  const eventsDir = mkdtempSync(join(tmpdir(), 'espra-mail-events-'))
+  const app = await cluster.startApp({ children: 1, threads: 1, 'app-settings': JSON.stringify({ dir: eventsDir }) })
+  const events = (): { message: string; type: string; rcpts?: string[]; detail?: string; messageId: string }[] => {
+    try {
+      return readFileSync(join(eventsDir, 'events.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    } catch {
+      return []
+    }
+  }
   await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
   await cluster.serving(app, 'b1')
 
@@ -168,6 +182,17 @@ t.test('outbound mail through a relay', async (t) => {
     const noFrom = await admin(['mail', 'send', '--seed', cluster.seedAddress, '--to', 'x@dest.test'])
     t.not(noFrom.code, 0)
     t.match(noFrom.stderr, /--from: is required/)
+  })
+  t.test('handleMailEvent: the app is given every event through the task queue', async (t) => {
+    const all = await waitFor('events reached the app', () => {
+      const e = events()
+      return e.some((x) => x.type === 'suppressed') && e.filter((x) => x.type === 'delivered').length >= 4 ? e : undefined
+    }, 20_000)
+    const first = all.filter((e) => e.messageId.endsWith('@espra.test') && e.type !== 'bounced').slice(0, 2)
+    t.same(first.map((e) => e.type), ['queued', 'delivered'], 'the first message: queued, then delivered')
+    t.ok(all.some((e) => e.type === 'deferred' && /^451 /.test(e.detail ?? '')), 'deferred with the reason')
+    t.ok(all.some((e) => e.type === 'bounced' && e.rcpts?.[0] === 'hard@dest.test'), 'bounced')
+    t.ok(all.some((e) => e.type === 'suppressed' && e.rcpts?.[0] === 'HARD@dest.test'), 'suppressed')
   })
   t.equal((await health(mail.port)).status, 200)
 })
