@@ -362,11 +362,15 @@ export function readSecret(env: NodeJS.ProcessEnv, secretFile: string, opts: { i
 /** The config as `config check` prints it: everything but the secret. */
 export function printable(config: NodeConfig): Record<string, unknown> {
   const { secret: _secret, ...rest } = config
-  // A Redis URL may carry a password.
-  if (rest.redis !== null) {
-    const url = new URL(rest.redis)
+  // A Redis URL and an SMTP relay URL may carry a password.
+  const masked = (raw: string): string => {
+    const url = new URL(raw)
     if (url.password !== '') url.password = '***'
-    return { ...rest, redis: url.toString() }
+    return url.toString()
   }
-  return rest
+  return {
+    ...rest,
+    ...(rest.redis !== null ? { redis: masked(rest.redis) } : {}),
+    ...(rest.smtpRelay !== null && rest.smtpRelay !== undefined ? { smtpRelay: masked(rest.smtpRelay) } : {}),
+  }
 }

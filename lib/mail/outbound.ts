@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import MailComposer from 'nodemailer/lib/mail-composer/index.js'
+import MailComposer from 'nodemailer/lib/mail-composer'
 import { EspraError } from '../core/errors.js'
 
 /** Recipients (to + cc + bcc) of one message. */

@@ -8,7 +8,7 @@
  * the remote answer or our reason.
  */
 import { promises as dns } from 'node:dns'
-import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js'
+import SMTPConnection from 'nodemailer/lib/smtp-connection'
 
 export interface Target {
   readonly host: string

@@ -17,7 +17,7 @@
  * operator) is stale and dropped.
  */
 import { readFileSync } from 'node:fs'
-import DKIM from 'nodemailer/lib/dkim/index.js'
+import DKIM from 'nodemailer/lib/dkim'
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
 import { buildDsn, headerSection, type DsnRecipient } from '../../lib/mail/dsn.js'
