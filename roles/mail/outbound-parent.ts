@@ -10,6 +10,7 @@ import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createEventSink } from '../../lib/mail/outbound-events.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { asDrainOrder } from '../../lib/transport/drain-order.js'
 import { startOutboundWorker } from './outbound-worker.js'
 
 export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
@@ -25,6 +26,10 @@ export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
       : createMetaTaskQueue(seed)
   }
   const worker = startOutboundWorker({ config: ctx.config, log: ctx.log, datastore, queue, blobs, events: createEventSink(appTasks, ctx.log) })
+  // A drained node (admin drain) takes no new deliveries; other mail nodes take them.
+  ctx.onPush((push) => {
+    if (push.op === 'drain') worker.setPaused(asDrainOrder((push.body as { order?: unknown } | null)?.order) !== null)
+  })
   return {
     async close() {
       await worker.close()

@@ -51,6 +51,8 @@ export interface OutboundWorkerDeps {
 }
 
 export interface OutboundWorker {
+  /** Drained (admin drain): take no new deliveries (those in hand finish); false: take them again. */
+  setPaused(paused: boolean): void
   close(): Promise<void>
   destroy(): void
 }
@@ -72,6 +74,7 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
   const leaseMs = config.mailLease
   const held = new Map<string, LeasedTask>()
   let stopped = false
+  let paused = false
   let wake: (() => void) | null = null
   let unreachable = false
   const running = new Set<Promise<void>>()
@@ -230,6 +233,10 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
 
   async function loop(): Promise<void> {
     while (!stopped) {
+      if (paused) {
+        await pause(PAUSE_MS)
+        continue
+      }
       // Lease ahead of free slots so a slow domain does not idle the others, but never far ahead.
       const room = config.mailConcurrency * 2 - held.size
       if (room <= 0) {
@@ -269,6 +276,12 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
     config.smtpRelay === null ? 'outbound mail: delivering straight to MX hosts' : 'outbound mail: delivering through the relay')
 
   return {
+    setPaused(value) {
+      if (value === paused) return
+      paused = value
+      log.info({ paused }, paused ? 'outbound mail: node drained, taking no new deliveries' : 'outbound mail: taking deliveries again')
+      signal()
+    },
     async close() {
       stopped = true
       signal()

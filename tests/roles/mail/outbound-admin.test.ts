@@ -101,6 +101,20 @@ t.test('admin mail: follow and steer outbound messages', async (t) => {
     t.match(bad.stderr, /<address>: must be an address/)
   })
 
+  t.test('a drained mail node takes no new deliveries until undrained', async (t) => {
+    busy = false
+    const drained = await admin(['drain', 'mail-1', '--then', 'idle', '--grace', '0', '--no-wait', '--seed', cluster.seedAddress])
+    t.equal(drained.code, 0, drained.stderr)
+    await mail.waitForLog((l) => l.msg === 'outbound mail: node drained, taking no new deliveries', 'paused')
+    const id = await sendTo('later@dest.test')
+    await new Promise((r) => setTimeout(r, 1500))
+    t.notOk(receiver.received.some((m) => m.to.includes('later@dest.test')), 'nothing delivered while drained')
+    t.equal((await status(id)).events.length, 1, 'still only queued')
+    const undrained = await admin(['undrain', 'mail-1', '--no-wait', '--seed', cluster.seedAddress])
+    t.equal(undrained.code, 0, undrained.stderr)
+    await waitFor('delivered once undrained', () => receiver.received.find((m) => m.to.includes('later@dest.test')), 15_000)
+  })
+
   t.test('unknown and malformed ids', async (t) => {
     const unknown = await run(['show', 'omx0000000123456789abc'])
     t.equal(unknown.code, 1)
