@@ -178,8 +178,10 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
     if (next !== null) await queue.enqueue(outTask(id, domain, gen2, next - now))
 
     let added: OutEvent[] = []
+    let warned = false
     const written = await updateOutRecord(datastore, id, (rec) => {
       added = []
+      warned = false
       const addEvent = (r: OutRecord, e: OutEvent): void => {
         added.push(e)
         appendEvent(r, e)
@@ -203,7 +205,8 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
         setGen(d, gen2)
         d.last = deferred[0]!.answer
         addEvent(rec, { at: now, type: 'deferred', domain, rcpts: deferred.map((x) => x.rcpt), detail: deferred[0]!.answer, next })
-        if (warn) {
+        if (warn && !d.warned) {
+          warned = true
           d.warned = true
           addEvent(rec, { at: now, type: 'delay-warned', domain, rcpts: deferred.map((x) => x.rcpt), detail: `not delivered after ${Math.round((now - rec.at) / 1000)}s; notice sent to ${rec.from}` })
         }
@@ -218,7 +221,7 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
     // Hard bounces (a 5xx for the recipient, not giving up on a host that never answered) are suppressed cluster-wide.
     for (const b of result.permanent) await suppress(datastore, b.rcpt, { reason: b.answer, message: id, ttlMs: config.mailSuppressionTtl })
     await notify(r, raw, 'failed', bounced.map((b) => ({ address: b.rcpt, diagnostic: b.answer, remote: result.remote })))
-    if (warn) await notify(r, raw, 'delayed', deferred.map((x) => ({ address: x.rcpt, diagnostic: x.answer, remote: result.remote })), r.at + config.mailGiveUp)
+    if (warned) await notify(r, raw, 'delayed', deferred.map((x) => ({ address: x.rcpt, diagnostic: x.answer, remote: result.remote })), r.at + config.mailGiveUp)
     return settle({ id: task.id, attempt: task.attempt, result: 'done' })
   }
 
