@@ -1,6 +1,7 @@
 /** Outbound mail options of the mail role (other roles ignore them): docs/mail.md, "Outbound". */
 import { createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, port, text } from './config-parsers.js'
@@ -34,6 +35,8 @@ declare module './config.js' {
     readonly mailSuppressionTtl: number
     /** mail: the name said in EHLO and the domain of MAILER-DAEMON in bounces. */
     readonly mailHostname: string
+    /** mail: DNS servers (`ip` or `ip:port`) MX, A and AAAA records are read from; empty: the system's. */
+    readonly mailDns: readonly string[]
     /** mail: the port MX hosts are reached on (25; tests and odd networks use another). */
     readonly mailMxPort: number
     /** mail: give the app each outbound event as an `espra.mail.event` task (handleMailEvent). */
@@ -62,6 +65,23 @@ export function relayUrl(raw: unknown): string {
   if (url.hostname === '') throw 'must name a host'
   if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') throw 'must be only smtp(s)://[user:password@]host[:port], no path or query'
   return url.toString().replace(/\/$/, '')
+}
+
+/** `ip` or `ip:port` (IPv6 in brackets with a port), comma-separated. */
+export function dnsServers(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
+  if (items === null) throw 'must be DNS servers, ip or ip:port, comma-separated'
+  const out: string[] = []
+  for (const item of items) {
+    const v = typeof item === 'string' ? item.trim() : ''
+    if (v === '' && items.length === 1) return []
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|([0-9a-fA-F:]+))(?::(\d{1,5}))?$/.exec(v)
+    const ip = m?.[1] ?? m?.[2] ?? m?.[3] ?? ''
+    const p = m?.[4] === undefined ? 53 : Number(m[4])
+    if (m === null || isIP(ip) === 0 || p < 1 || p > 65535 || (m[3] !== undefined && m[4] !== undefined)) throw `must be DNS servers, ip or ip:port, comma-separated (${JSON.stringify(item)} is not one)`
+    out.push(isIP(ip) === 6 ? `[${ip}]:${p}` : `${ip}:${p}`)
+  }
+  return out
 }
 
 /** `domain:selector:keyfile`, comma-separated (or a JSON array of such strings in the config file). */
@@ -147,6 +167,11 @@ export const MAIL_OUT_OPTIONS = [
     key: 'mailLease', flag: '--mail-lease <duration>', env: 'ESPRA_MAIL_LEASE', defaultText: '60s',
     doc: 'mail: how long a delivery this node took stays reserved (renewed every third of it); the deliveries of a node killed mid-way run again after at most this',
     default: constant(60_000), parse: durationIn(1000, HOUR),
+  }),
+  option({
+    key: 'mailDns', flag: '--mail-dns <list>', env: 'ESPRA_MAIL_DNS', defaultText: '(the system\'s resolvers)',
+    doc: 'mail: DNS servers to read MX, A and AAAA records from when delivering without --smtp-relay, ip or ip:port, comma-separated',
+    default: constant([]), parse: dnsServers,
   }),
   option({
     key: 'dkim', flag: '--dkim <list>', env: 'ESPRA_DKIM', defaultText: '(none: mail is not signed)',

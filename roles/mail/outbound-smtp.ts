@@ -8,10 +8,14 @@
  * the remote answer or our reason.
  */
 import { promises as dns } from 'node:dns'
+import { isIP } from 'node:net'
 import SMTPConnection from 'nodemailer/lib/smtp-connection'
 
 export interface Target {
+  /** The name (an MX host's, or the relay's): said in TLS SNI and in answers. */
   readonly host: string
+  /** The address to connect to when resolved here (MX hosts, through --mail-dns); else the host is looked up by the system. */
+  readonly address?: string
   readonly port: number
   /** TLS from the start (smtps). */
   readonly secure: boolean
@@ -35,6 +39,8 @@ export interface AttemptResult {
 
 export interface SmtpOptions {
   readonly relay: string | null
+  /** The resolver MX, A and AAAA records are read with (--mail-dns, else the system's servers). */
+  readonly resolver: dns.Resolver
   readonly mxPort: number
   readonly timeoutMs: number
   /** The EHLO name. */
@@ -62,6 +68,7 @@ const TEMPORARY_DNS = new Set(['ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'EREFUSE
 export async function routeOf(domain: string, opts: SmtpOptions): Promise<Route> {
   if (opts.relay !== null) return { targets: [relayTarget(opts.relay)] }
   const mx = (host: string): Target => ({ host, port: opts.mxPort, secure: false, auth: null, verify: false })
+  const dns = opts.resolver
   let records: { exchange: string; priority: number }[]
   try {
     records = await dns.resolveMx(domain)
@@ -85,6 +92,20 @@ export async function routeOf(domain: string, opts: SmtpOptions): Promise<Route>
   return { targets: sorted.map((r) => mx(r.exchange)) }
 }
 
+/** The target with its address read through the same resolver (an MX host's A, else AAAA); unchanged when it is an IP or has no records. */
+async function addressOf(target: Target, resolver: dns.Resolver): Promise<Target> {
+  if (isIP(target.host) !== 0) return target
+  for (const lookup of [() => resolver.resolve4(target.host), () => resolver.resolve6(target.host)]) {
+    try {
+      const list = await lookup()
+      if (list.length > 0) return { ...target, address: list[0]! }
+    } catch {
+      // try the next kind of record
+    }
+  }
+  return target
+}
+
 /** A text for an error: the server's reply when there was one, else what went wrong. */
 function answerOf(err: { response?: string; message?: string; code?: string }): string {
   if (typeof err.response === 'string' && err.response !== '') return err.response.replace(/\s+/g, ' ').slice(0, 500)
@@ -99,7 +120,7 @@ function isPermanent(err: { responseCode?: number }): boolean {
 function transact(target: Target, opts: SmtpOptions, from: string, rcpts: readonly string[], raw: Buffer): Promise<AttemptResult> {
   return new Promise((resolve, reject) => {
     const conn = new SMTPConnection({
-      host: target.host, port: target.port, secure: target.secure, name: opts.name,
+      host: target.address ?? target.host, port: target.port, secure: target.secure, name: opts.name,
       connectionTimeout: opts.timeoutMs, greetingTimeout: opts.timeoutMs, socketTimeout: opts.timeoutMs,
       opportunisticTLS: true, tls: { rejectUnauthorized: target.verify, servername: target.host },
     })
@@ -151,7 +172,8 @@ export async function attemptDelivery(domain: string, opts: SmtpOptions, from: s
   if ('permanent' in route) return { delivered: [], temporary: [], permanent: rcpts.map((rcpt) => ({ rcpt, answer: route.permanent })), remote: null }
   if ('temporary' in route) return { delivered: [], temporary: rcpts.map((rcpt) => ({ rcpt, answer: route.temporary })), permanent: [], remote: null }
   let last = 'no host to try'
-  for (const target of route.targets) {
+  for (const named of route.targets) {
+    const target = opts.relay === null ? await addressOf(named, opts.resolver) : named
     try {
       return await transact(target, opts, from, rcpts, raw)
     } catch (err) {

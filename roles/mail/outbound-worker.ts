@@ -16,6 +16,7 @@
  * generation the record no longer names (retried, held, dropped by an
  * operator) is stale and dropped.
  */
+import { promises as dns } from 'node:dns'
 import { readFileSync } from 'node:fs'
 import DKIM from 'nodemailer/lib/dkim'
 import type { NodeConfig } from '../../lib/core/config.js'
@@ -68,7 +69,9 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
   const { config, log, datastore, queue, blobs } = deps
   const store: OutboundDeps = { datastore, queue, blobs }
   const slots = createSlots(config.mailConcurrency, config.mailConcurrencyPerDomain)
-  const smtp: SmtpOptions = { relay: config.smtpRelay, mxPort: config.mailMxPort, timeoutMs: config.mailSmtpTimeout, name: config.mailHostname }
+  const resolver = new dns.Resolver({ timeout: 5000, tries: 2 })
+  if (config.mailDns.length > 0) resolver.setServers([...config.mailDns])
+  const smtp: SmtpOptions = { relay: config.smtpRelay, resolver, mxPort: config.mailMxPort, timeoutMs: config.mailSmtpTimeout, name: config.mailHostname }
   // Read once at start (checked by the config loader: a bad file never gets here).
   const dkim = new Map(config.dkim.map((k) => [k.domain, new DKIM({ domainName: k.domain, keySelector: k.selector, privateKey: readFileSync(k.keyFile, 'utf8') })]))
   const leaseMs = config.mailLease

@@ -31,6 +31,12 @@ t.test('--dkim: domain:selector:keyfile, several comma-separated, one per domain
   t.same(loadConfig({ flags: { role: 'app', dkim: 'a.com:s:/nonexistent/key.pem' }, env: { ESPRA_SECRET: 'test-cluster-secret-0123456789' } }).dkim, [{ domain: 'a.com', selector: 's', keyFile: '/nonexistent/key.pem' }])
 })
 
+t.test('--mail-dns: ip or ip:port, comma-separated', async (t) => {
+  t.same(load({}).mailDns, [])
+  t.same(load({ mailDns: '10.0.0.2, 127.0.0.1:5353,[::1]:53,::1' }).mailDns, ['10.0.0.2:53', '127.0.0.1:5353', '[::1]:53', '[::1]:53'])
+  for (const bad of ['dns.example', '10.0.0.2:0', '10.0.0.999', '127.0.0.1:99999']) t.throws(() => load({ mailDns: bad }), { message: /^--mail-dns: must be DNS servers/ }, bad)
+})
+
 t.test('durations are bounded', async (t) => {
   t.throws(() => load({ mailRetryBase: '10ms' }), { message: /^--mail-retry-base: / })
   t.throws(() => load({ mailLease: '100ms' }), { message: /^--mail-lease: / })
