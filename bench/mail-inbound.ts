@@ -27,7 +27,7 @@ import { join } from 'node:path'
 import { arg, sleep } from './args.js'
 import { adopt, descendants, freePorts, guard, killAll, rssKb, tempDir } from './live-common.js'
 import { pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
-import { startTestDns } from '../tests/helpers/dns-server.js'
+import { startDnsServer } from '../tests/helpers/dns-server.js'
 
 const CLIENTS = arg('clients', 20)
 const SIZE = arg('size', 10 * 1024)
@@ -140,7 +140,7 @@ async function round(port: number, pids: () => number[]): Promise<Round> {
 async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number }> {
   // The SPF/DKIM/DMARC lookups go to a DNS server in this process holding the sender's records, as they would to a
   // local caching resolver: this machine's own resolver has no network behind it and stalls lookups for a second.
-  const dns = await startTestDns({ 'sender.test': 'v=spf1 ip4:127.0.0.1 -all', '_dmarc.sender.test': 'v=DMARC1; p=none' })
+  const dns = await startDnsServer({ 'sender.test': { txt: 'v=spf1 ip4:127.0.0.1 -all' }, '_dmarc.sender.test': { txt: 'v=DMARC1; p=none' } })
   const seed = await startSeed()
   const smtpPort = await freePorts()
   const mail = await startRegistered('mail', seed, {

@@ -17,6 +17,7 @@ const adminModules = {
   builds: () => import('../roles/admin/builds.js'),
   cli: () => import('../roles/admin/cli.js'),
   maintenance: () => import('../roles/admin/maintenance.js'),
+  mailOut: () => import('../roles/admin/mail-out.js'),
   rollingRestart: () => import('../roles/admin/rolling-restart.js'),
   drain: () => import('../roles/admin/drain.js'),
   mailInbound: () => import('../roles/admin/mail-inbound.js'),
@@ -114,8 +115,8 @@ function buildProgram(rolesHelpText: string): Command {
     .option(redisOption, redisDoc)
     .action(async (id: string, opts) => (await adminModules.tasks()).adminTasksRetry(id, opts))
 
-  // admin mail inbound: one self-contained block (admin mail's other subcommands are outbound's); `mail` is shared.
-  const mail = admin.commands.find((c) => c.name() === 'mail') ?? admin.command('mail').description('mail: inbound handoffs (and outbound, where built)')
+  // admin mail: inbound handoffs (roles/admin/mail-inbound.ts), then the outbound queue (roles/admin/mail-out.ts).
+  const mail = admin.command('mail').description('mail: inbound messages not handed to the app yet, and the outbound queue')
   const inbound = connectOptions(mail.command('inbound').description('inbound messages not handed to the app yet: pending (queued or retrying, last error shown), failed (dead letters), unqueued; oldest first'))
     .option(redisOption, redisDoc)
     .option('--failed', 'only the failed ones (their handoff is a dead letter): retry them with `admin mail inbound retry <id>`')
@@ -169,6 +170,54 @@ function buildProgram(rolesHelpText: string): Command {
   connectOptions(maintenance.command('status').description('print the planned maintenance in force, if any'))
     .option('--json', 'print the state as JSON (null when off)')
     .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceStatus(opts))
+
+  // admin mail: the outbound queue (roles/admin/mail-out.ts).
+  connectOptions(mail.command('send').description('queue a message on the outbound queue; prints its id alone on the last line once it is durable'))
+    .option(redisOption, redisDoc)
+    .option('--from <address>', 'the sender (envelope and From:), required')
+    .option('--to <addresses>', 'recipients, comma-separated')
+    .option('--cc <addresses>', 'copy recipients, comma-separated')
+    .option('--bcc <addresses>', 'blind copy recipients (envelope only), comma-separated')
+    .option('--subject <text>', 'the subject', '')
+    .option('--text <text>', 'a plain-text body')
+    .option('--html <html>', 'an HTML body (instead of --text)')
+    .action(async (opts) => (await adminModules.mailOut()).adminMailSend(opts))
+  connectOptions(mail.command('show <id>').description('an outbound message: its state per recipient domain and its whole timeline (queued, deferred, delivered, bounced, suppressed, delay-warned, ...)'))
+    .option(redisOption, redisDoc)
+    .option('--json', 'print the record as JSON (fields: id, from, subject, messageId, size, at, held, dropped, domains, events)')
+    .action(async (id: string, opts) => (await adminModules.mailOut()).adminMailShow(id, opts))
+  connectOptions(mail.command('queue').description('outbound messages not finished (queued, deferred, held); the flags pick others'))
+    .option(redisOption, redisDoc)
+    .option('--deferred', 'only messages waiting for a retry')
+    .option('--failed', 'messages finished with a bounced or suppressed recipient')
+    .option('--held', 'only held messages')
+    .option('--all', 'every message kept, delivered ones too')
+    .option('--json', 'print one JSON array (fields: id, status, from, subject, at, domains)')
+    .action(async (opts) => (await adminModules.mailOut()).adminMailQueue(opts))
+  for (const [action, doc] of [
+    ['retry', 'try the pending recipients of a message now (the retry wait is skipped)'],
+    ['drop', 'stop delivering a message: its pending recipients get no more attempts and no bounce'],
+    ['hold', 'stop delivering a message until released (deliveries under way finish)'],
+    ['release', 'deliver a held message again, now'],
+  ] as const) {
+    connectOptions(mail.command(`${action} <id>`).description(`${doc}; prints the id and its status`))
+      .option(redisOption, redisDoc)
+      .action(async (id: string, opts) => (await adminModules.mailOut()).adminMailControl(action, id, opts))
+  }
+  mail.command('dkim-record <domain>').description('print the DNS TXT record that publishes the DKIM key of a domain (reads the key file; no seed needed)')
+    .option('--dkim <list>', 'domain:selector:keyfile, comma-separated, as the mail nodes run with (default: ESPRA_DKIM)')
+    .option('--json', 'print {name, value, strings, zoneLine}')
+    .action(async (domain: string, opts) => (await adminModules.mailOut()).adminMailDkimRecord(domain, opts))
+  const suppression = mail.command('suppression').description('addresses outbound mail is not sent to (hard bounces, or added here)')
+  connectOptions(suppression.command('ls').description('list suppressed addresses: address, since, until, message that bounced, reason'))
+    .option('--json', 'print one JSON array (fields: address, at, until, message, reason)')
+    .action(async (opts) => (await adminModules.mailOut()).adminSuppressionLs(opts))
+  connectOptions(suppression.command('add <address>').description('suppress an address: mail to it fails at once with a suppressed event'))
+    .option('--reason <text>', 'why (kept with it)')
+    .option('--ttl <duration>', 'how long, e.g. 720h (at most 8760h)', '720h')
+    .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionAdd(address, opts))
+  connectOptions(suppression.command('rm <address>').description('let mail go to an address again'))
+    .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionRm(address, opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

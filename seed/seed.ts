@@ -49,10 +49,16 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   // Durable platform records live in <data-dir>/seed; the ds.* ops serve them to other nodes.
   const datastore = await openEmbeddedDatastore({ dir: join(config.dataDir, 'seed') })
   // The embedded task queue (the default backend; app nodes with --redis use Redis instead): its own LMDB file beside the datastore.
-  const tasks = await openEmbeddedTaskQueue({ dir: join(config.dataDir, 'seed') }).catch(async (err: unknown) => {
+  const appTasks = await openEmbeddedTaskQueue({ dir: join(config.dataDir, 'seed') }).catch(async (err: unknown) => {
     await datastore.close()
     throw err
   })
+  // The outbound mail queue (mail nodes lease it, ops mailq.*): the same queue in a file of its own, so app consumers never see its tasks.
+  const mailQueue = await openEmbeddedTaskQueue({ dir: join(config.dataDir, 'seed'), file: 'mail-out.mdb' }).catch(async (err: unknown) => {
+    await Promise.all([datastore.close(), appTasks.close()])
+    throw err
+  })
+  const tasks = { close: () => Promise.all([appTasks.close(), mailQueue.close()]).then(() => {}) }
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
@@ -160,7 +166,8 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     }],
     ['ping', () => ({ now: Date.now() })],
     ...datastoreHandlers(datastore, config.maxFrame),
-    ...taskHandlers(tasks, config.maxFrame),
+    ...taskHandlers(appTasks, config.maxFrame),
+    ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
     ...builds.handlers,
     ...vhosts.handlers,
     ...maintenance.handlers,

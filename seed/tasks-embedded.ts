@@ -139,12 +139,14 @@ export interface EmbeddedTaskQueue extends TaskQueue {
 export interface EmbeddedTaskQueueOptions {
   /** The seed passes `<data-dir>/seed`. */
   readonly dir: string
+  /** The environment's file name in `dir` (default `tasks.mdb`; the outbound mail queue is `mail-out.mdb`). */
+  readonly file?: string
   /** Tests move time. */
   readonly now?: () => number
 }
 
 export async function openEmbeddedTaskQueue(opts: EmbeddedTaskQueueOptions): Promise<EmbeddedTaskQueue> {
-  const path = join(opts.dir, 'tasks.mdb')
+  const path = join(opts.dir, opts.file ?? 'tasks.mdb')
   let root: RootDatabase
   try {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 })

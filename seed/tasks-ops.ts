@@ -35,11 +35,12 @@ function op<T>(fn: (body: Record<string, unknown>, peer: MetaPeer) => Promise<T>
   }
 }
 
-export function taskHandlers(queue: EmbeddedTaskQueue, maxFrame: number): [string, RequestHandler<MetaPeer>][] {
+/** `prefix` names the queue's ops: `tasks` (the app's task queue) or `mailq` (the outbound mail queue, the same ops). */
+export function taskHandlers(queue: EmbeddedTaskQueue, maxFrame: number, prefix = 'tasks'): [string, RequestHandler<MetaPeer>][] {
   const maxBytes = Math.max(1, maxFrame - FRAME_OVERHEAD)
   return [
-    ['tasks.enqueue', op(async (body) => ({ id: await queue.enqueue(checkNewTask(body)) }))],
-    ['tasks.lease', op(async (body, peer) => {
+    [`${prefix}.enqueue`, op(async (body) => ({ id: await queue.enqueue(checkNewTask(body)) }))],
+    [`${prefix}.lease`, op(async (body, peer) => {
       const options = {
         max: integerIn(body, 'max', 1, MAX_BATCH),
         leaseMs: integerIn(body, 'leaseMs', MIN_LEASE_MS, MAX_LEASE_MS),
@@ -48,18 +49,18 @@ export function taskHandlers(queue: EmbeddedTaskQueue, maxFrame: number): [strin
       }
       return { tasks: await queue.lease(options, () => peer.session.state === 'open') }
     })],
-    ['tasks.extend', op(async (body) => {
+    [`${prefix}.extend`, op(async (body) => {
       const leases = checkLeaseRefs(body['leases'], 'leases', MAX_BATCH)
       return { lost: await queue.extend(leases, integerIn(body, 'leaseMs', MIN_LEASE_MS, MAX_LEASE_MS)) }
     })],
-    ['tasks.settle', op(async (body) => ({ lost: await queue.settle(checkSettlements(body['results'], MAX_BATCH)) }))],
-    ['tasks.counts', op(async () => queue.counts())],
-    ['tasks.dead', op(async (body) => {
+    [`${prefix}.settle`, op(async (body) => ({ lost: await queue.settle(checkSettlements(body['results'], MAX_BATCH)) }))],
+    [`${prefix}.counts`, op(async () => queue.counts())],
+    [`${prefix}.dead`, op(async (body) => {
       const after = body['after'] === undefined || body['after'] === null ? undefined : checkId(body['after'], 'after')
       const limit = integerIn(body, 'limit', 1, MAX_BATCH, DEFAULT_DEAD_LIMIT)
       return queue.deadLetters({ ...(after !== undefined ? { after } : {}), limit })
     })],
-    ['tasks.retry', op(async (body) => {
+    [`${prefix}.retry`, op(async (body) => {
       const id = checkId(body['id'])
       if (!(await queue.retry(id))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id}`, { id })
       return { id }

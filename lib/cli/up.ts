@@ -103,6 +103,9 @@ export async function runUp(opts: UpOptions): Promise<void> {
       ...(role === 'fileserver' ? [`--files-host=${FILES_HOST}`] : []),
       // Mail to anyone@localhost reaches the sample app's handleMail.
       ...(role === 'mail' ? [`--smtp-port=${ports.smtp}`, '--mail-domains=localhost'] : []),
+      // Outbound mail goes back into this cluster's own SMTP port: mail to @localhost arrives in the app, anything else
+      // is refused there and bounces to its sender; nothing leaves the machine.
+      ...(role === 'mail' ? [`--smtp-relay=smtp://${LOCAL}:${ports.smtp}`, '--mail-hostname=localhost'] : []),
     ]
     const node = startUpNode({ role, port: ports.roles[role], metricsPort: ports.metrics[role], log, args, say: (line) => console.log(line), onRestarted: recordNodes })
     nodes.push(node)
@@ -154,7 +157,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
     )
   }
   console.log(`${'files'.padEnd(11)} ${filesUrl}/f/  (uploaded files, on a host of their own)`)
-  console.log(`${'smtp'.padEnd(11)} smtp://${LOCAL}:${ports.smtp}  (inbound mail for anyone@localhost)`)
+  console.log(`${'smtp'.padEnd(11)} smtp://${LOCAL}:${ports.smtp}  (inbound mail for anyone@localhost; outbound mail is relayed here too, nothing leaves the machine)`)
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
 }

@@ -18,6 +18,7 @@ import { FILESERVER_OPTIONS } from './options-fileserver.js'
 import { LIVE_OPTIONS } from './options-live.js'
 import { checkMailTls, MAIL_OPTIONS } from './options-mail.js'
 import { checkMailInbound, MAIL_INBOUND_OPTIONS } from './options-mail-inbound.js'
+import { checkMailOut, MAIL_OUT_OPTIONS } from './options-mail-out.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
 import { TASK_OPTIONS } from './options-tasks.js'
@@ -235,7 +236,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 
@@ -303,6 +304,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   checkProxyTls(out)
   checkMailTls(out)
   checkMailInbound(out)
+  checkMailOut(out)
   const blocker = fileInTheWay(String(out['dataDir']))
   if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
   out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })
@@ -362,11 +364,15 @@ export function readSecret(env: NodeJS.ProcessEnv, secretFile: string, opts: { i
 /** The config as `config check` prints it: everything but the secret. */
 export function printable(config: NodeConfig): Record<string, unknown> {
   const { secret: _secret, ...rest } = config
-  // A Redis URL may carry a password.
-  if (rest.redis !== null) {
-    const url = new URL(rest.redis)
+  // A Redis URL and an SMTP relay URL may carry a password.
+  const masked = (raw: string): string => {
+    const url = new URL(raw)
     if (url.password !== '') url.password = '***'
-    return { ...rest, redis: url.toString() }
+    return url.toString()
   }
-  return rest
+  return {
+    ...rest,
+    ...(rest.redis !== null ? { redis: masked(rest.redis) } : {}),
+    ...(rest.smtpRelay !== null && rest.smtpRelay !== undefined ? { smtpRelay: masked(rest.smtpRelay) } : {}),
+  }
 }

@@ -18,7 +18,8 @@ const UNREACHABLE = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_META_TIMEOUT', 
 /** A waiting lease is answered by the seed within its waitMs; allow this much on top. */
 const WAIT_SLACK_MS = 5000
 
-export function createMetaTaskQueue(link: MetaRequester): TaskQueue {
+/** `prefix`: `tasks` (the app's task queue) or `mailq` (the outbound mail queue the seed keeps beside it). */
+export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks'): TaskQueue {
   async function call<R>(op: string, body: unknown, timeoutMs?: number): Promise<R> {
     try {
       return await link.request<R>(op, body, timeoutMs)
@@ -31,23 +32,23 @@ export function createMetaTaskQueue(link: MetaRequester): TaskQueue {
   return {
     backend: 'embedded',
     async enqueue(task) {
-      return (await call<{ id: string }>('tasks.enqueue', task)).id
+      return (await call<{ id: string }>(`${prefix}.enqueue`, task)).id
     },
     async lease(options: LeaseOptions): Promise<LeasedTask[]> {
       const { max, leaseMs, waitMs = 0 } = options
-      return (await call<{ tasks: LeasedTask[] }>('tasks.lease', { max, leaseMs, waitMs }, waitMs + WAIT_SLACK_MS)).tasks
+      return (await call<{ tasks: LeasedTask[] }>(`${prefix}.lease`, { max, leaseMs, waitMs }, waitMs + WAIT_SLACK_MS)).tasks
     },
     async extend(leases, leaseMs) {
-      return (await call<{ lost: string[] }>('tasks.extend', { leases, leaseMs })).lost
+      return (await call<{ lost: string[] }>(`${prefix}.extend`, { leases, leaseMs })).lost
     },
     async settle(results) {
-      return (await call<{ lost: string[] }>('tasks.settle', { results })).lost
+      return (await call<{ lost: string[] }>(`${prefix}.settle`, { results })).lost
     },
-    counts: () => call<TaskCounts>('tasks.counts', {}),
-    deadLetters: (options = {}) => call<DeadPage>('tasks.dead', options),
+    counts: () => call<TaskCounts>(`${prefix}.counts`, {}),
+    deadLetters: (options = {}) => call<DeadPage>(`${prefix}.dead`, options),
     async retry(id) {
       try {
-        await call('tasks.retry', { id })
+        await call(`${prefix}.retry`, { id })
         return true
       } catch (err) {
         if ((err as { code?: string }).code === 'ESPRA_ERR_TASK_NOT_FOUND') return false

@@ -57,14 +57,16 @@ const MAIL_RECORD_OPS = new Set(['ds.get', 'ds.putIf'])
  */
 function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown> {
   const kind = isMap(req.body) ? req.body['kind'] : undefined
-  if (!((TABLE_OPS.has(req.op) && kind === 'appTables') || (req.op === 'ds.put' && kind === 'uploadTokens') || (MAIL_RECORD_OPS.has(req.op) && kind === 'mailInbound'))) {
-    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables, upload token records and inbound mail records'))
+  // ctx.sendMail writes outbound messages (records, small raw bytes) and removes them when it could not queue them.
+  const outbound = kind === 'mailOutbound' && (req.op === 'ds.put' || req.op === 'ds.delete')
+  if (!((TABLE_OPS.has(req.op) && kind === 'appTables') || (req.op === 'ds.put' && kind === 'uploadTokens') || (MAIL_RECORD_OPS.has(req.op) && kind === 'mailInbound') || outbound)) {
+    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables, upload token records and mail records'))
   }
   return ctx.seedRequest(req.op, req.body)
 }
 
-/** The embedded task queue's ops an app child uses (enqueue, and consuming); never counts, dead letters or retries. */
-const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle'])
+/** The embedded task queue's ops an app child uses (enqueue, and consuming), and enqueueing outbound mail; never counts, dead letters or retries. */
+const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue'])
 
 export function startAppNode(ctx: ParentContext): Handle {
   let latest: BuildPush | null = null

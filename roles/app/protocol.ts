@@ -49,7 +49,7 @@ export interface WorkerStart {
 }
 
 /** The `ctx` methods a worker asks its main thread to run. */
-export const PLATFORM_OPS = ['publish', 'uploadToken', 'tables.get', 'tables.set', 'tables.delete', 'tables.list', 'enqueue'] as const
+export const PLATFORM_OPS = ['publish', 'uploadToken', 'tables.get', 'tables.set', 'tables.delete', 'tables.list', 'enqueue', 'sendMail'] as const
 export type PlatformOp = (typeof PLATFORM_OPS)[number]
 
 /** A leased task on its way to `handleTask` (the payload still msgpack-encoded; the worker decodes it). */

@@ -8,7 +8,7 @@ export const appRole: Role = {
   name: 'app',
   summary: 'runs the application code of the current app build, multi-process and multi-threaded',
   notYet: [
-    'ctx.sendMail and handleMail (the mail role)',
+    'streaming request bodies',
   ],
   forks: true,
   // Builds on every (re)connect and change; the routing table so ctx.publish reaches each channel's home Live node.

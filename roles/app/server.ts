@@ -24,6 +24,8 @@ import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
 import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../lib/mail/inbound-recipient.js'
+import { createSendMail } from './send-mail.js'
+import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -133,6 +135,10 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const taskQueue = createAppTaskQueue(config, log, {
     request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
   })
+  const seedLink = { request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS) }
+  // ctx.sendMail: the outbound mail queue (Redis under its own prefix with --redis, else the seed's mailq).
+  const mailQueue = await openOutboundQueue(config.redis, log, seedLink)
+  const sendMail = createSendMail({ config, log, blobs: store, datastore, queue: mailQueue, tasks: taskQueue })
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
     publish: (ch: string, data: unknown) => {
@@ -153,6 +159,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       consumer.poke()
       return id
     },
+    sendMail: (message: unknown) => sendMail(message),
   }
   const pool: WorkerPool = createWorkerPool({
     threads: config.threads,
@@ -267,13 +274,14 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       await ctx.httpDrained()
       await pool.close()
       await consumer.close()
-      await Promise.all([store.close(), publisher.close(), taskQueue.close()])
+      await Promise.all([store.close(), publisher.close(), taskQueue.close(), mailQueue.close()])
     },
     destroy() {
       clearInterval(reporter)
       consumer.stop()
       pool.destroy()
       void taskQueue.close()
+      void mailQueue.close()
       void store.close()
       void publisher.close()
     },

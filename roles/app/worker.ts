@@ -14,6 +14,8 @@ import type { UploadMintOptions } from '../../lib/uploads/token.js'
 import { decodePayload, newTask } from '../../lib/tasks/task.js'
 import { MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
 import { ACCEPT_RECIPIENT_PATH, type RecipientAnswer } from '../../lib/mail/inbound-recipient.js'
+import { checkOutMessage } from '../../lib/mail/outbound.js'
+import { MAIL_EVENT_TASK_NAME } from '../../lib/mail/outbound-events.js'
 import { createAppCache } from './cache.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
@@ -33,6 +35,7 @@ interface AppModule {
   handleTask?(task: unknown): unknown
   handleMail?(message: unknown): unknown
   acceptRecipient?(address: string): unknown
+  handleMailEvent?(event: unknown): unknown
   destroy?(): unknown
 }
 
@@ -84,6 +87,15 @@ const ctx = Object.freeze({
     return call<string>('enqueue', task)
   },
   mintUploadToken: (opts: UploadMintOptions) => call<string>('uploadToken', opts),
+  /** Checked here first (header injection, bad addresses: a coded error at once); resolves with the message id once durable. */
+  sendMail(message: unknown): Promise<string> {
+    try {
+      checkOutMessage(message)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+    return call<string>('sendMail', message)
+  },
 })
 
 class ResponseError extends Error {
@@ -193,6 +205,11 @@ async function runTask(app: AppModule, wire: WireTask): Promise<void> {
   try {
     const task = { id: wire.id, name: wire.name, payload: decodePayload(wire.payload), attempt: wire.attempt, attempts: wire.attempts, enqueuedAt: wire.enqueuedAt }
     // The reserved `espra.mail` tasks carry an inbound message (roles/app/mail-handoff.ts) for handleMail; a missing handler is a failed attempt, retried.
+    // Outbound mail events (lib/mail/outbound-events.ts) for the optional handleMailEvent: a build without it is done with them.
+    if (wire.name === MAIL_EVENT_TASK_NAME) {
+      if (typeof app.handleMailEvent === 'function') await app.handleMailEvent(task.payload)
+      return post({ t: 'task-done', id: wire.id, ok: true })
+    }
     const mail = wire.name === MAIL_TASK_NAME
     const handler = mail ? app.handleMail : app.handleTask
     if (typeof handler !== 'function') throw new Error(`the build exports no ${mail ? 'handleMail(message)' : 'handleTask(task)'} function`)
@@ -262,7 +279,7 @@ async function main(): Promise<void> {
       })()
     }
   })
-  post({ t: 'ready', tasks: typeof app.handleTask === 'function' || typeof app.handleMail === 'function' })
+  post({ t: 'ready', tasks: typeof app.handleTask === 'function' || typeof app.handleMail === 'function' || typeof app.handleMailEvent === 'function' })
 }
 
 void main()

@@ -31,7 +31,8 @@ export async function handle(req) {
     await ctx.tables.set('stats', 'visits', visits)
     const shared = (await ctx.tables.list('shared', { limit: 20 })).rows.map((r) => r.value)
     const mail = (await ctx.tables.list('mail', { limit: 10 })).rows.map((r) => r.value)
-    return { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: page({ visits, shared, mail, urls: urls(), build: ctx.config.build, node: ctx.config.nodeId }) }
+    const mailEvents = (await ctx.tables.list('mail_events', { limit: 20 })).rows.map((r) => r.value)
+    return { headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: page({ visits, shared, mail, mailEvents, urls: urls(), build: ctx.config.build, node: ctx.config.nodeId }) }
   }
   if (req.method === 'POST' && req.path === '/api/session') {
     let name
@@ -67,6 +68,7 @@ export async function handle(req) {
     const id = await ctx.enqueue('announce-upload', { key, filename: String(filename ?? 'a file').slice(0, 200), size, name })
     return json(202, { task: id })
   }
+  if (req.method === 'POST' && req.path === '/api/mail') return sendNote(req)
   return { status: 404, headers: { 'content-type': 'text/plain' }, body: 'not found\n' }
 }
 
@@ -92,4 +94,27 @@ export async function handleMail(message) {
     attachments: message.attachments.length,
     at: message.receivedAt,
   }, 24 * 3_600_000)
+}
+
+// Outbound mail (docs/mail.md, "Outbound"): a note sent with ctx.sendMail. Under `up` the mail node relays it
+// into the cluster's own SMTP port, so a note to anyone@localhost comes back through handleMail above.
+async function sendNote(req) {
+  let body
+  try {
+    body = req.json()
+  } catch {
+    return json(400, { error: 'the body must be JSON: {"to": "...", "subject": "...", "text": "..."}' })
+  }
+  try {
+    const id = await ctx.sendMail({ from: 'sample-app@localhost', to: body?.to, subject: String(body?.subject ?? 'A note from the sample app'), text: String(body?.text ?? '') })
+    return json(202, { id })
+  } catch (err) {
+    // Bad addresses and header injection are refused at once with a coded error.
+    return json(400, { error: err.message, code: err.code })
+  }
+}
+
+// What became of the notes: the mail nodes report every step (queued, delivered, bounced, ...), kept a day.
+export async function handleMailEvent(event) {
+  await ctx.tables.set('mail_events', `${event.message}-${event.at}-${event.type}`, { message: event.message, type: event.type, rcpts: (event.rcpts ?? []).join(', '), detail: String(event.detail ?? '').slice(0, 200), at: event.at }, 24 * 3_600_000)
 }

@@ -1,7 +1,7 @@
 // The dynamic page: rendered per request by the app role; its assets come from the fileserver.
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
-export function page({ visits, shared, mail = [], urls, build, node }) {
+export function page({ visits, shared, mail = [], mailEvents = [], urls, build, node }) {
   const assets = escape(urls.assets)
   return `<!doctype html>
 <html lang="en">
@@ -40,6 +40,9 @@ export function page({ visits, shared, mail = [], urls, build, node }) {
   <h2>Mail received lately</h2>
   <p>Send this app a message through the <b>mail</b> role: <code>swaks --to anyone@localhost --server 127.0.0.1:&lt;smtp port&gt;</code> (<code>espra-node up</code> prints the port).</p>
   <ul id="mail">${mail.map((m) => `<li><b>${escape(m.subject || '(no subject)')}</b> from ${escape(m.from)} to ${escape(m.to)}${m.attachments ? ` (${escape(m.attachments)} attachments)` : ''}: ${escape(m.text)}</li>`).join('')}</ul>
+  <h2>Mail sent lately</h2>
+  <p>Send a note with <code>ctx.sendMail</code>: <code>curl -d '{"to":"anyone@localhost","text":"hi"}' &lt;app url&gt;/api/mail</code>. Each step of its delivery comes back through <code>handleMailEvent</code>.</p>
+  <ul id="mail-events">${mailEvents.map((e) => `<li><code>${escape(e.message)}</code> ${escape(e.type)} ${escape(e.rcpts)}${e.detail ? `: ${escape(e.detail)}` : ''}</li>`).join('')}</ul>
 </main>
 </body>
 </html>

@@ -10,7 +10,7 @@ import nodemailer from 'nodemailer'
 import t from 'tap'
 import { startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
-import { startTestDns } from '../../helpers/dns-server.js'
+import { startDnsServer } from '../../helpers/dns-server.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 
 const APP = `
@@ -28,12 +28,12 @@ interface Handled { id: string; subject: string; auth: { spf: { result: string }
 
 t.test('authentication results reach handleMail; DMARC p=reject failures refused when configured', async (t) => {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-  const dns = await startTestDns({
-    'sel._domainkey.sender.test': `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`,
-    'sender.test': 'v=spf1 ip4:127.0.0.1 -all',
-    '_dmarc.sender.test': 'v=DMARC1; p=reject',
-    'other.test': 'v=spf1 -all',
-    '_dmarc.other.test': 'v=DMARC1; p=none',
+  const dns = await startDnsServer({
+    'sel._domainkey.sender.test': { txt: `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}` },
+    'sender.test': { txt: 'v=spf1 ip4:127.0.0.1 -all' },
+    '_dmarc.sender.test': { txt: 'v=DMARC1; p=reject' },
+    'other.test': { txt: 'v=spf1 -all' },
+    '_dmarc.other.test': { txt: 'v=DMARC1; p=none' },
   })
   t.teardown(() => dns.close())
   const cluster = await startAppCluster(t)
