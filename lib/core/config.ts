@@ -1,7 +1,7 @@
 /**
  * The typed config tree. One table ({@link NODE_OPTIONS}) carries every option's
  * flag, environment variable, default, documentation and parser; the CLI,
- * `config defaults`, `config check` and the README are all driven from it.
+ * `config defaults`, `config check` and docs/cli.md are all driven from it.
  *
  * Precedence: defaults < config file < environment < flags. The result is
  * validated once, frozen, and handed to children in their first IPC message.

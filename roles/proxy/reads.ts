@@ -4,7 +4,7 @@
  * `onread`), and what is kept or forwarded of it leaves through copyRead
  * or readText before the read callback returns, so no view of the buffer
  * ever outlives it. That saves a 64 KB allocation and a Readable push per
- * read (README, bench/proxy).
+ * read (docs/benchmarks.md, bench/proxy).
  */
 import { Socket, type OnReadOpts, type SocketConstructorOpts } from 'node:net'
 

@@ -100,10 +100,10 @@ t.test('admin against no seed fails clearly', async (t) => {
   t.match(r.stderr, /^espra-node: ESPRA_ERR_SEED_UNREACHABLE: /)
 })
 
-t.test('README documents every option', async (t) => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+t.test('docs/cli.md documents every option', async (t) => {
+  const reference = readFileSync(new URL('../../docs/cli.md', import.meta.url), 'utf8')
   for (const o of NODE_OPTIONS) {
-    t.match(readme, o.flag.split(' ')[0]!, `README has ${o.flag}`)
-    t.match(readme, o.env, `README has ${o.env}`)
+    t.match(reference, o.flag.split(' ')[0]!, `docs/cli.md has ${o.flag}`)
+    t.match(reference, o.env, `docs/cli.md has ${o.env}`)
   }
 })

@@ -1,5 +1,5 @@
 // The sample app's server code: the contract of docs/app-api.md and nothing else.
-// `espra-node up` pushes this directory as the first build; README "The sample app" walks through it.
+// `espra-node up` pushes this directory as the first build; docs/cli.md "The sample app" walks through it.
 import { page } from './page.js'
 
 const CHAT = 'chat:lobby'
