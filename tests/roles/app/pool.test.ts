@@ -8,7 +8,10 @@ const APP = `
 let ctx
 export function init(c) { ctx = c }
 export async function handle(req) {
-  if (req.path === '/loop') for (;;) {}
+  if (req.path === '/loop') {
+    ctx.log.info('app looping')
+    for (;;) {}
+  }
   if (req.path === '/sleep') {
     ctx.log.info({ tag: req.searchParams.get('tag') }, 'app sleeping')
     await new Promise((r) => setTimeout(r, Number(req.searchParams.get('ms'))))
@@ -18,16 +21,18 @@ export async function handle(req) {
 `
 
 t.test('requests handed ahead to a worker stopped for another request\'s timeout are answered by another worker', async (t) => {
-  const cluster = await startAppCluster(t, { children: 1, threads: 2, 'request-timeout': '4s' })
+  const cluster = await startAppCluster(t, { children: 1, threads: 2, 'request-timeout': '8s' })
   const app = await cluster.startApp()
   await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
   await cluster.serving(app, 'b1')
   const port = app.port
 
-  // One worker loops until its timeout; the other sleeps past that moment (and well within its own timeout).
+  // One worker loops until its timeout (8 s after it started); the other sleeps past that moment (it starts
+  // 4 s after the loop and sleeps 6 s, well within its own timeout), so the loop's end comes first.
   const looping = get(port, '/loop')
-  await new Promise((resolve) => setTimeout(resolve, 1500))
-  const sleeping = get(port, '/sleep?ms=3000&tag=s')
+  await app.waitForLog((l) => l.msg === 'app looping', 'the loop running')
+  await new Promise((resolve) => setTimeout(resolve, 4000))
+  const sleeping = get(port, '/sleep?ms=6000&tag=s')
   await app.waitForLog((l) => l.msg === 'app sleeping' && l['tag'] === 's', 'the sleep running')
   // Both workers busy: each is handed one of these ahead, so one waits behind the loop.
   const waiting = [get(port, '/'), get(port, '/')]
