@@ -16,6 +16,7 @@
  */
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
+import { createWakeablePause } from '../../lib/core/wakeable-pause.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
 import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
@@ -71,23 +72,9 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
   let flushing: Promise<void> | null = null
   let stopped = false
   let avgMs = 0
-  let wake: (() => void) | null = null
   let unreachable = false
 
-  const signal = (): void => {
-    const w = wake
-    wake = null
-    w?.()
-  }
-  const pause = (ms: number): Promise<void> => new Promise((resolve) => {
-    const timer = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(timer)
-      if (wake === done) wake = null
-      resolve()
-    }
-    wake = done
-  })
+  const { pause, wake: signal } = createWakeablePause()
 
   /** How many tasks this child wants to hold: one per task slot, plus a batch ahead while tasks are quick. */
   const target = (): number => concurrency + (avgMs < FAST_MS ? Math.min(MAX_AHEAD, concurrency * 16) : 0)

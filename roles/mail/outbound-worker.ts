@@ -21,6 +21,7 @@ import { readFileSync } from 'node:fs'
 import DKIM from 'nodemailer/lib/dkim'
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
+import { createWakeablePause } from '../../lib/core/wakeable-pause.js'
 import { buildDsn, headerSection, type DsnRecipient } from '../../lib/mail/dsn.js'
 import { OUT_TASK_NAME } from '../../lib/mail/outbound.js'
 import { addEvent as appendEvent, enqueueOutbound, newGen, outTask, setGen, readOutRaw, readOutRecord, updateOutRecord, type OutboundDeps, type OutEvent, type OutRecord } from '../../lib/mail/outbound-store.js'
@@ -78,24 +79,10 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
   const held = new Map<string, LeasedTask>()
   let stopped = false
   let paused = false
-  let wake: (() => void) | null = null
   let unreachable = false
   const running = new Set<Promise<void>>()
 
-  const pause = (ms: number): Promise<void> => new Promise((resolve) => {
-    const timer = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(timer)
-      if (wake === done) wake = null
-      resolve()
-    }
-    wake = done
-  })
-  const signal = (): void => {
-    const w = wake
-    wake = null
-    w?.()
-  }
+  const { pause, wake: signal } = createWakeablePause()
 
   async function settle(result: Settlement): Promise<void> {
     held.delete(result.id)
