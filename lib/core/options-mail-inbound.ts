@@ -65,7 +65,7 @@ export const MAIL_INBOUND_OPTIONS = [
     default: constant(2000), parse: durationIn(100, 30_000),
   }),
   option({
-    key: 'mailRecipientFail', flag: '--mail-recipient-fail <open|closed>', env: 'ESPRA_MAIL_RECIPIENT_FAIL', defaultText: 'open',
+    key: 'mailRecipientFail', flag: '--mail-recipient-fail <mode>', env: 'ESPRA_MAIL_RECIPIENT_FAIL', defaultText: 'open',
     doc: 'mail: when the app cannot say whether it takes a recipient (timeout, no app node, an error): open takes it, closed answers 451 4.3.0 (the client tries again later)',
     default: constant('open'), parse: oneOf(['open', 'closed'] as const),
   }),
