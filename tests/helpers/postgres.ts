@@ -72,7 +72,9 @@ export async function startPostgres(t: Test): Promise<TestPostgres> {
   chmodSync(dir, 0o700)
   run(join(bin, 'initdb'), ['-D', data, '-U', user, `--pwfile=${join(dir, 'pwfile')}`, '-A', 'scram-sha-256', '--auth-local=trust', '-E', 'UTF8', '--locale=C', '--no-sync'])
   const port = await freePort()
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`
+  // fsync off: a test server need not survive the machine crashing. Commits stay synchronous, so an
+  // immediate stop (the outage tests simulate) loses nothing a client was told is committed.
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200`
   const pgCtl = (...args: string[]) => run(join(bin, 'pg_ctl'), ['-D', data, ...args])
   const start = async (): Promise<void> => void pgCtl('-o', options, '-l', join(dir, 'log'), '-w', '-t', '30', 'start')
   const stop = async (): Promise<void> => void pgCtl('-m', 'immediate', '-w', 'stop')
