@@ -56,7 +56,8 @@ function run(bin: string, args: string[]): string {
   }
 }
 
-export async function startPostgres(t: Test): Promise<TestPostgres> {
+/** `t`: a tap test, or anything with `teardown` (benches stop it at exit). */
+export async function startPostgres(t: Pick<Test, 'teardown'>): Promise<TestPostgres> {
   const bin = postgresBin()
   const dir = mkdtempSync(join(tmpdir(), 'espra-pg-'))
   const data = join(dir, 'data')
