@@ -91,13 +91,16 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
     return rowCount
   }
   let sweepFailed = false
+  let sweeping = false
   const sweeper = setInterval(() => {
-    if (closed) return
+    // One sweep at a time: with the database away a connection attempt may take its whole timeout.
+    if (closed || sweeping) return
+    sweeping = true
     sweep().then(() => (sweepFailed = false), (err: unknown) => {
       // The pool logs the outage once; say here only that leases are not being swept.
       if (!sweepFailed) log.debug({ err: (err as Error).message, queue }, 'task queue: expired leases not swept')
       sweepFailed = true
-    })
+    }).finally(() => (sweeping = false))
   }, SWEEP_MS)
   sweeper.unref()
 
