@@ -25,7 +25,7 @@
 import { EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { NOW_MS, type Postgres } from '../storage/postgres.js'
-import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from './queue.js'
+import { DEFAULT_DEAD_LIMIT, MAX_BATCH, type LeaseOptions, type TaskQueue } from './queue.js'
 import type { DeadPage, LeasedTask, LeaseRef, NewTask, Settlement, TaskCounts } from './task.js'
 
 export const SWEEP_MS = 200
@@ -103,6 +103,34 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
     }).finally(() => (sweeping = false))
   }, SWEEP_MS)
   sweeper.unref()
+
+  /**
+   * Enqueues that arrive in one turn of the event loop go in one multi-row
+   * INSERT (one commit): each caller's promise still resolves only once its
+   * row is durable. Ids are drawn in the callers' order (volatile target-list
+   * expressions run after ORDER BY), so the ids, sorted, map back to them.
+   */
+  const inserts: { task: NewTask; resolve: (id: string) => void; reject: (err: unknown) => void }[] = []
+  function insertBatch(): void {
+    const batch = inserts.splice(0, MAX_BATCH)
+    if (inserts.length > 0) setImmediate(insertBatch)
+    if (batch.length === 0) return
+    const tasks = batch.map((b) => b.task)
+    db.query<{ id: string }>(
+      `INSERT INTO espra_tasks (id, queue, state, name, payload, attempts, enqueued_at, run_at) OVERRIDING SYSTEM VALUE
+       SELECT nextval(pg_get_serial_sequence('espra_tasks', 'id')), $1, 'r', r.name, r.payload, r.attempts, ${NOW_MS}, ${NOW_MS} + r.delay
+       FROM unnest($2::text[], $3::bytea[], $4::int[], $5::bigint[]) WITH ORDINALITY AS r(name, payload, attempts, delay, ord)
+       ORDER BY r.ord
+       RETURNING id`,
+      [queue, tasks.map((t) => t.name), tasks.map((t) => Buffer.from(t.payload.buffer, t.payload.byteOffset, t.payload.byteLength)), tasks.map((t) => t.attempts), tasks.map((t) => t.delay)],
+    ).then(({ rows }) => {
+      const ids = rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      batch.forEach((b, i) => b.resolve(`t${ids[i]}`))
+      if (tasks.some((t) => t.delay === 0)) wake()
+    }, (err: unknown) => {
+      for (const b of batch) b.reject(err)
+    })
+  }
 
   async function take(options: LeaseOptions): Promise<LeasedTask[]> {
     const { rows } = await db.query<TaskRow>(
@@ -197,15 +225,12 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
 
   return {
     backend: 'postgres',
-    async enqueue(task: NewTask) {
+    enqueue(task: NewTask) {
       checkOpen()
-      const { rows } = await db.query<{ id: string }>(
-        `INSERT INTO espra_tasks (queue, state, name, payload, attempts, enqueued_at, run_at)
-         VALUES ($1, 'r', $2, $3, $4, ${NOW_MS}, ${NOW_MS} + $5) RETURNING id`,
-        [queue, task.name, Buffer.from(task.payload.buffer, task.payload.byteOffset, task.payload.byteLength), task.attempts, task.delay],
-      )
-      if (task.delay === 0) wake()
-      return `t${rows[0]!.id}`
+      return new Promise<string>((resolve, reject) => {
+        inserts.push({ task, resolve, reject })
+        if (inserts.length === 1) setImmediate(insertBatch)
+      })
     },
     async lease(options: LeaseOptions, alive: () => boolean = () => true) {
       checkOpen()
@@ -260,12 +285,12 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
     async counts(): Promise<TaskCounts> {
       checkOpen()
       await sweep()
+      // One subquery per state, each on its partial index: only the rows of that state are read.
       const { rows } = await db.query<Record<keyof TaskCounts, string>>(
-        `SELECT count(*) FILTER (WHERE state = 'r' AND run_at <= ${NOW_MS}) AS ready,
-                count(*) FILTER (WHERE state = 'r' AND run_at > ${NOW_MS}) AS delayed,
-                count(*) FILTER (WHERE state = 'l') AS leased,
-                count(*) FILTER (WHERE state = 'x') AS dead
-         FROM espra_tasks WHERE queue = $1`,
+        `SELECT (SELECT count(*) FROM espra_tasks WHERE queue = $1 AND state = 'r' AND run_at <= ${NOW_MS}) AS ready,
+                (SELECT count(*) FROM espra_tasks WHERE queue = $1 AND state = 'r' AND run_at > ${NOW_MS}) AS delayed,
+                (SELECT count(*) FROM espra_tasks WHERE queue = $1 AND state = 'l') AS leased,
+                (SELECT count(*) FROM espra_tasks WHERE queue = $1 AND state = 'x') AS dead`,
         [queue],
       )
       const r = rows[0]!
