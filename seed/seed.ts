@@ -3,7 +3,6 @@
  * op→handler table per message kind (docs/meta-protocol.md, "Requests to the
  * seed" and "One-way messages").
  */
-import { join } from 'node:path'
 import type { NodeConfig } from '../lib/core/config.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
@@ -12,12 +11,10 @@ import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/
 import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
 import { FILES_CHANGED_ALL, parseFilesChanged } from '../lib/transport/files-changed.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
-import { isExpiredRow } from '../lib/storage/app-tables.js'
 import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
 import { createSeedBuilds } from './builds.js'
-import { openEmbeddedDatastore } from './datastore-embedded.js'
 import { datastoreHandlers } from './datastore-ops.js'
-import { openEmbeddedTaskQueue } from './tasks-embedded.js'
+import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
 import { createSeedDrains } from './drains.js'
 import { Registry, type RegistryLink } from './registry.js'
@@ -46,32 +43,22 @@ const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUE
 
 /** Starts the seed's meta port on `config.bind`:`config.metaPort`. */
 export async function startSeed({ config, log, meta = {} }: SeedOptions): Promise<SeedHandle> {
-  // Durable platform records live in <data-dir>/seed; the ds.* ops serve them to other nodes.
-  const datastore = await openEmbeddedDatastore({ dir: join(config.dataDir, 'seed') })
-  // The embedded task queue (the default backend; app nodes with --redis use Redis instead): its own LMDB file beside the datastore.
-  const appTasks = await openEmbeddedTaskQueue({ dir: join(config.dataDir, 'seed') }).catch(async (err: unknown) => {
-    await datastore.close()
-    throw err
-  })
-  // The outbound mail queue (mail nodes lease it, ops mailq.*): the same queue in a file of its own, so app consumers never see its tasks.
-  const mailQueue = await openEmbeddedTaskQueue({ dir: join(config.dataDir, 'seed'), file: 'mail-out.mdb' }).catch(async (err: unknown) => {
-    await Promise.all([datastore.close(), appTasks.close()])
-    throw err
-  })
-  const tasks = { close: () => Promise.all([appTasks.close(), mailQueue.close()]).then(() => {}) }
+  // Durable records and the task queues: embedded (LMDB under <data-dir>/seed) or PostgreSQL (--datastore, --tasks).
+  const stores = await openSeedStores(config, log)
+  const { datastore, appTasks, mailQueue } = stores
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
   const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout }).catch(async (err: unknown) => {
     registry.close()
-    await Promise.all([blobs.close(), datastore.close(), tasks.close()])
+    await Promise.all([blobs.close(), stores.close()])
     throw err
   })
   // Drain orders (admin drain): loaded now, so a drained node is out of routing from its first registration.
   const drains = await createSeedDrains({ datastore, registry, log, onChanged: (id) => routing.drainChanged(id) }).catch(async (err: unknown) => {
     builds.close()
     registry.close()
-    await Promise.all([blobs.close(), datastore.close(), tasks.close()])
+    await Promise.all([blobs.close(), stores.close()])
     throw err
   })
   const routing = new Routing(registry, drains.isDrained)
@@ -209,14 +196,14 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     maintenance.close()
     builds.close()
     registry.close()
-    await Promise.all([blobs.close(), datastore.close(), tasks.close()])
+    await Promise.all([blobs.close(), stores.close()])
     throw err
   })
   let sweeping = false
   const sweeper = setInterval(() => {
     if (sweeping) return
     sweeping = true
-    datastore.removeWhere('appTables', (row) => isExpiredRow(row, Date.now())).then(
+    stores.removeExpiredRows(Date.now()).then(
       (removed) => removed > 0 && log.debug({ removed }, 'expired app table rows deleted'),
       (err: unknown) => log.warn({ err }, 'expired app table rows not swept'),
     ).finally(() => (sweeping = false))
@@ -234,7 +221,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       builds.close()
       registry.close()
       await server.close()
-      await Promise.all([blobs.close(), datastore.close(), tasks.close()])
+      await Promise.all([blobs.close(), stores.close()])
     },
     destroy(err?: Error) {
       clearInterval(sweeper)
@@ -245,8 +232,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       registry.close()
       server.destroy(err)
       void blobs.close()
-      void datastore.close()
-      void tasks.close()
+      void stores.close()
     },
   }
 }

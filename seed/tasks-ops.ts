@@ -1,6 +1,6 @@
 /**
  * The `tasks.*` meta ops (docs/meta-protocol.md, "Task queue"): the way to
- * the seed's embedded task queue. Every body is checked before the queue is
+ * the task queue the seed hosts (embedded or PostgreSQL). Every body is checked before the queue is
  * touched; a bad one is answered `ESPRA_ERR_META_BAD_REQUEST` with
  * `details.field`, and the connection stays up.
  */
@@ -10,7 +10,7 @@ import { checkId, checkLeaseRefs, checkNewTask, checkSettlements, invalid } from
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
-import type { EmbeddedTaskQueue } from './tasks-embedded.js'
+import type { SeedTaskQueue } from './stores.js'
 
 /** Room in an answer frame for everything but the payloads. */
 const FRAME_OVERHEAD = 64 * 1024
@@ -36,7 +36,7 @@ function op<T>(fn: (body: Record<string, unknown>, peer: MetaPeer) => Promise<T>
 }
 
 /** `prefix` names the queue's ops: `tasks` (the app's task queue) or `mailq` (the outbound mail queue, the same ops). */
-export function taskHandlers(queue: EmbeddedTaskQueue, maxFrame: number, prefix = 'tasks'): [string, RequestHandler<MetaPeer>][] {
+export function taskHandlers(queue: SeedTaskQueue, maxFrame: number, prefix = 'tasks'): [string, RequestHandler<MetaPeer>][] {
   const maxBytes = Math.max(1, maxFrame - FRAME_OVERHEAD)
   return [
     [`${prefix}.enqueue`, op(async (body) => ({ id: await queue.enqueue(checkNewTask(body)) }))],

@@ -22,6 +22,7 @@ import { checkMailOut, MAIL_OUT_OPTIONS } from './options-mail-out.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
 import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
 import { TASK_OPTIONS } from './options-tasks.js'
+import { DATASTORE_OPTIONS, isPostgres, maskPostgresUrl } from './options-datastore.js'
 
 export const ROLE_NAMES = ['seed', 'proxy', 'live', 'fileserver', 'app', 'mail', 'admin'] as const
 export type RoleName = (typeof ROLE_NAMES)[number]
@@ -236,7 +237,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 
@@ -305,6 +306,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   checkMailTls(out)
   checkMailInbound(out)
   checkMailOut(out)
+  checkTasks(out)
   const blocker = fileInTheWay(String(out['dataDir']))
   if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
   out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })
@@ -361,6 +363,11 @@ export function readSecret(env: NodeJS.ProcessEnv, secretFile: string, opts: { i
   return secret
 }
 
+/** `--tasks postgres` keeps its queues in the datastore's database: it needs one. */
+function checkTasks(out: Record<string, unknown>): void {
+  if (out['tasks'] === 'postgres' && !isPostgres(String(out['datastore']))) fail('--tasks', 'postgres needs --datastore postgres://… (the queue lives in that database)')
+}
+
 /** The config as `config check` prints it: everything but the secret. */
 export function printable(config: NodeConfig): Record<string, unknown> {
   const { secret: _secret, ...rest } = config
@@ -373,6 +380,7 @@ export function printable(config: NodeConfig): Record<string, unknown> {
   return {
     ...rest,
     ...(rest.redis !== null ? { redis: masked(rest.redis) } : {}),
+    datastore: maskPostgresUrl(rest.datastore),
     ...(rest.smtpRelay !== null && rest.smtpRelay !== undefined ? { smtpRelay: masked(rest.smtpRelay) } : {}),
   }
 }

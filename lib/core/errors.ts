@@ -59,6 +59,8 @@ export const ERRORS = {
   ESPRA_ERR_STORAGE_FAILED: { message: 'storage backend refused the request', status: 502 },
   ESPRA_ERR_DATASTORE_INVALID: { message: 'invalid datastore record', status: 400 },
   ESPRA_ERR_DATASTORE_SCHEMA: { message: 'datastore schema cannot be used by this version', status: 500 },
+  // Retryable: the database is out of reach (or refused the seed's login) right now; the seed reconnects by itself.
+  ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore\'s database cannot be reached; retry later', status: 503 },
   ESPRA_ERR_BUILD_INVALID: { message: 'invalid build manifest or request', status: 400 },
   ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload out of order or too large', status: 400 },
   ESPRA_ERR_BUILD_HASH_MISMATCH: { message: 'uploaded bytes do not match their sha256', status: 422 },

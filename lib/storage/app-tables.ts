@@ -109,5 +109,8 @@ export function createAppTables(store: Datastore, now: () => number = Date.now):
   }
 }
 
+/** When a stored row expires (epoch ms; 0: never): what a backend may index for its sweep. */
+export const rowExpiresAt = (row: DatastoreValue): number => (typeof row['exp'] === 'number' ? row['exp'] : 0)
+
 /** For the seed's sweep: a stored row whose TTL has passed. */
 export const isExpiredRow = (row: DatastoreValue, now: number): boolean => !isLive(row, now)

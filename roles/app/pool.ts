@@ -427,7 +427,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       case 'error':
         finish(job)
         // Our own messages pass through (an invalid response, the task queue down); the app's own error text never does.
-        if (!sink.aborted) sink.fail(msg.code as ErrorCode, msg.code === 'ESPRA_ERR_APP_RESPONSE' || msg.code === 'ESPRA_ERR_TASK_UNAVAILABLE' ? msg.message : 'the application failed to handle the request', { errorId: msg.errorId })
+        if (!sink.aborted) sink.fail(msg.code as ErrorCode, msg.code === 'ESPRA_ERR_APP_RESPONSE' || msg.code === 'ESPRA_ERR_TASK_UNAVAILABLE' || msg.code === 'ESPRA_ERR_DATASTORE_UNAVAILABLE' ? msg.message : 'the application failed to handle the request', { errorId: msg.errorId })
         return idle(slot)
     }
   }

@@ -191,9 +191,9 @@ async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<v
     const errorId = randomBytes(8).toString('hex')
     const wire = toWire(err)
     const thrown = (err as { code?: unknown } | null)?.code
-    // A dependency the platform needs being down (ctx.enqueue with Redis away) is a 503 in our words, not the app's 500.
+    // A dependency the platform needs being down (ctx.enqueue with Redis away, the seed's PostgreSQL away) is a 503 in our words, not the app's 500.
     const code = wire.code === 'ESPRA_ERR_APP_RESPONSE' || thrown === 'ESPRA_ERR_APP_RESPONSE' ? 'ESPRA_ERR_APP_RESPONSE'
-      : thrown === 'ESPRA_ERR_TASK_UNAVAILABLE' ? 'ESPRA_ERR_TASK_UNAVAILABLE'
+      : thrown === 'ESPRA_ERR_TASK_UNAVAILABLE' || thrown === 'ESPRA_ERR_DATASTORE_UNAVAILABLE' ? thrown
       : 'ESPRA_ERR_APP_HANDLER'
     log.error({ err, errorId, method: wire0.method, path: wire0.path, streaming: started }, `app handler failed (error id ${errorId})`)
     post({ t: 'error', id, errorId, code, message: (err as Error)?.message ?? String(err) })

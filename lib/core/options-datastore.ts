@@ -1,0 +1,70 @@
+/**
+ * Datastore options (seed only): where durable records and the task queue
+ * live. `embedded` keeps them in LMDB under `<data-dir>/seed`; a
+ * `postgres://` URL puts them in PostgreSQL (docs/postgres.md). Only seeds
+ * connect to the database; other nodes keep using the meta port.
+ */
+import { constant, integer, oneOf, option } from './config-parsers.js'
+
+declare module './config.js' {
+  interface NodeConfig {
+    /** `embedded`, or a `postgres://` URL (its password is never printed: {@link maskPostgresUrl}). */
+    readonly datastore: string
+    /** Connections the seed holds to PostgreSQL at most. */
+    readonly datastorePool: number
+    /** The seed's task queues (app tasks and outbound mail): `embedded` or `postgres`. */
+    readonly tasks: TaskBackend
+  }
+}
+
+export const TASK_BACKENDS = ['embedded', 'postgres'] as const
+export type TaskBackend = (typeof TASK_BACKENDS)[number]
+
+/** `embedded`, or `postgres://` / `postgresql://` with a host and a database. Throws a sentence saying what is allowed. */
+export function datastoreUrl(raw: unknown): string {
+  if (raw === 'embedded') return raw
+  const allowed = 'must be embedded or postgres://user:password@host:5432/database'
+  if (typeof raw !== 'string') throw allowed
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw allowed
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw allowed
+  if (url.hostname === '' && !url.searchParams.has('host')) throw `${allowed} (a host is missing)`
+  if (url.pathname.length < 2) throw `${allowed} (the database name is missing)`
+  return raw
+}
+
+/** The URL with its password replaced by `***`: what logs, `config check` and errors show. */
+export function maskPostgresUrl(raw: string): string {
+  try {
+    const url = new URL(raw)
+    if (url.password !== '') url.password = '***'
+    if (url.searchParams.has('password')) url.searchParams.set('password', '***')
+    return url.toString()
+  } catch {
+    return '(an unparsable URL)'
+  }
+}
+
+export const isPostgres = (datastore: string): boolean => datastore !== 'embedded'
+
+export const DATASTORE_OPTIONS = [
+  option({
+    key: 'datastore', flag: '--datastore <url>', env: 'ESPRA_DATASTORE', defaultText: 'embedded',
+    doc: 'seed: where durable records live: embedded (LMDB under <data-dir>/seed) or postgres://user:password@host:5432/database (the password is masked wherever the URL is printed)',
+    default: constant('embedded'), parse: datastoreUrl,
+  }),
+  option({
+    key: 'datastorePool', flag: '--datastore-pool <n>', env: 'ESPRA_DATASTORE_POOL', defaultText: '10',
+    doc: 'seed: PostgreSQL connections the seed holds at most',
+    default: constant(10), parse: integer(1, 200),
+  }),
+  option({
+    key: 'tasks', flag: '--tasks <backend>', env: 'ESPRA_TASKS', defaultText: 'postgres with a postgres --datastore, else embedded',
+    doc: `seed: backend of the seed's task queues (app tasks, outbound mail): ${TASK_BACKENDS.join(', ')} (postgres needs a postgres --datastore); app nodes with --redis use Redis instead`,
+    default: (c) => (isPostgres(String(c['datastore'])) ? 'postgres' : 'embedded'), parse: oneOf(TASK_BACKENDS),
+  }),
+] as const

@@ -1,0 +1,120 @@
+/**
+ * The datastore in PostgreSQL (`--datastore postgres://…`): the seed's
+ * backend for clusters that outgrow one machine. Same interface and
+ * semantics as the embedded store (seed/datastore-embedded.ts); the contract
+ * test runs the same cases against both.
+ *
+ * One table, `espra_records (kind, key, value, version, expires_at)`:
+ * - `key` is `COLLATE "C"`, so keys sort by their bytes as LMDB sorts them;
+ *   a list is one index range scan (`LIKE 'prefix%'` on a C-collated
+ *   column uses the primary key's B-tree);
+ * - `value` is the record as msgpack (what the meta port carries);
+ * - `version` grows on every write: `putIf` reads, compares in JS with the
+ *   one shared rule ({@link matches}) and writes only if the version is
+ *   still the one it read, retrying when it lost the race, so of
+ *   concurrent calls at most one wins, as in one LMDB write transaction;
+ * - `expires_at` is the app-table row's TTL (`exp`), so expired rows are
+ *   swept with one indexed DELETE.
+ */
+import { Packr } from 'msgpackr'
+import { EspraError } from '../core/errors.js'
+import { rowExpiresAt } from './app-tables.js'
+import {
+  check, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
+  type Datastore, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
+} from './datastore.js'
+import type { Postgres } from './postgres.js'
+
+// Plain msgpack maps (no records): any reader decodes them.
+const packr = new Packr({ useRecords: false })
+
+export interface PostgresDatastore extends Datastore {
+  /** Deletes app-table rows whose TTL passed before `now`; how many went. */
+  removeExpiredRows(now: number): Promise<number>
+}
+
+const encode = (value: DatastoreValue): Buffer => packr.pack(value)
+const decode = (bytes: Buffer): DatastoreValue => packr.unpack(bytes) as DatastoreValue
+/** `LIKE` pattern for keys starting with `prefix`. */
+const likePrefix = (prefix: string): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** `db` is the seed's pool (lib/storage/postgres.ts); closing this store leaves it open. */
+export function createPostgresDatastore(db: Postgres): PostgresDatastore {
+  let closed = false
+  const target = (kind: DatastoreKind, key: string): void => {
+    check(kindProblem(kind))
+    check(keyProblem(key))
+    if (closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+  }
+  const expiry = (kind: DatastoreKind, value: DatastoreValue): number | null => {
+    if (kind !== 'appTables') return null
+    const exp = rowExpiresAt(value)
+    return exp > 0 ? exp : null
+  }
+
+  async function take(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
+    target(kind, key)
+    const { rows } = await db.query<{ value: Buffer }>('DELETE FROM espra_records WHERE kind = $1 AND key = $2 RETURNING value', [kind, key])
+    return rows[0] === undefined ? null : decode(rows[0].value)
+  }
+
+  return {
+    async get(kind, key) {
+      target(kind, key)
+      const { rows } = await db.query<{ value: Buffer }>('SELECT value FROM espra_records WHERE kind = $1 AND key = $2', [kind, key])
+      return rows[0] === undefined ? null : decode(rows[0].value)
+    },
+    async put(kind, key, value) {
+      target(kind, key)
+      check(valueProblem(value))
+      await db.query(
+        `INSERT INTO espra_records (kind, key, value, expires_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, version = espra_records.version + 1`,
+        [kind, key, encode(value), expiry(kind, value)],
+      )
+    },
+    async delete(kind, key) {
+      return (await take(kind, key)) !== null
+    },
+    consume: take,
+    async putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null) {
+      target(kind, key)
+      check(valueProblem(value))
+      check(matchProblem(match))
+      const bytes = encode(value)
+      const exp = expiry(kind, value)
+      for (;;) {
+        const { rows } = await db.query<{ value: Buffer; version: string }>('SELECT value, version FROM espra_records WHERE kind = $1 AND key = $2', [kind, key])
+        const current = rows[0]
+        if (!matches(current === undefined ? null : decode(current.value), match)) return false
+        const written = current === undefined
+          ? await db.query('INSERT INTO espra_records (kind, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, key) DO NOTHING', [kind, key, bytes, exp])
+          : await db.query(
+            'UPDATE espra_records SET value = $3, expires_at = $4, version = version + 1 WHERE kind = $1 AND key = $2 AND version = $5',
+            [kind, key, bytes, exp, current.version],
+          )
+        if (written.rowCount === 1) return true
+        // Another writer came between the read and the write: judge its record instead.
+      }
+    },
+    async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {
+      check(kindProblem(kind))
+      check(listProblem(options))
+      if (closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+      const limit = options.limit ?? DEFAULT_LIST_LIMIT
+      const { rows } = await db.query<{ key: string; value: Buffer }>(
+        'SELECT key, value FROM espra_records WHERE kind = $1 AND key LIKE $2 AND key > $3 ORDER BY key LIMIT $4',
+        [kind, likePrefix(options.prefix ?? ''), options.after ?? '', limit + 1],
+      )
+      const entries = rows.slice(0, limit).map((r) => ({ key: r.key, value: decode(r.value) }))
+      return { entries, next: rows.length > limit ? entries.at(-1)!.key : null }
+    },
+    async removeExpiredRows(now: number) {
+      if (closed) return 0
+      return (await db.query("DELETE FROM espra_records WHERE kind = 'appTables' AND expires_at IS NOT NULL AND expires_at <= $1", [now])).rowCount
+    },
+    async close() {
+      closed = true
+    },
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * What the seed keeps durably, by `--datastore` and `--tasks`: the
+ * datastore, the app's task queue and the outbound mail queue. Embedded:
+ * LMDB files under `<data-dir>/seed`. PostgreSQL: one pool shared by the
+ * datastore and both queues (docs/postgres.md). Only the chosen backend's
+ * modules are loaded. Closed in the reverse order of opening.
+ */
+import { join } from 'node:path'
+import type { NodeConfig } from '../lib/core/config.js'
+import type { Logger } from '../lib/core/log.js'
+import { isPostgres, maskPostgresUrl } from '../lib/core/options-datastore.js'
+import { isExpiredRow } from '../lib/storage/app-tables.js'
+import type { Datastore } from '../lib/storage/datastore.js'
+import type { LeaseOptions, TaskQueue } from '../lib/tasks/queue.js'
+import type { LeasedTask } from '../lib/tasks/task.js'
+
+/** A queue the seed serves over the meta port: a waiting lease learns whether its caller is still there. */
+export interface SeedTaskQueue extends TaskQueue {
+  lease(options: LeaseOptions, alive?: () => boolean): Promise<LeasedTask[]>
+}
+
+export interface SeedStores {
+  readonly datastore: Datastore
+  readonly appTasks: SeedTaskQueue
+  readonly mailQueue: SeedTaskQueue
+  /** `embedded` or the masked PostgreSQL URL, for logs. */
+  readonly where: string
+  /** Deletes app-table rows past their TTL (they already read as absent); how many went. */
+  removeExpiredRows(now: number): Promise<number>
+  close(): Promise<void>
+}
+
+/** Undoes what opened when a later step fails, newest first. */
+async function unwind(closers: (() => Promise<unknown>)[], err: unknown): Promise<never> {
+  for (const close of closers.reverse()) await close().catch(() => {})
+  throw err
+}
+
+export async function openSeedStores(config: NodeConfig, log: Logger): Promise<SeedStores> {
+  const dir = join(config.dataDir, 'seed')
+  const closers: (() => Promise<unknown>)[] = []
+  try {
+    let datastore: Datastore
+    let removeExpiredRows: (now: number) => Promise<number>
+    let postgres: import('../lib/storage/postgres.js').Postgres | null = null
+    if (isPostgres(config.datastore)) {
+      const { openPostgres } = await import('../lib/storage/postgres.js')
+      const { createPostgresDatastore } = await import('../lib/storage/datastore-postgres.js')
+      postgres = await openPostgres({ url: config.datastore, max: config.datastorePool, log })
+      closers.push(postgres.close)
+      const pg = createPostgresDatastore(postgres)
+      closers.push(pg.close)
+      datastore = pg
+      removeExpiredRows = (now) => pg.removeExpiredRows(now)
+    } else {
+      const { openEmbeddedDatastore } = await import('./datastore-embedded.js')
+      const embedded = await openEmbeddedDatastore({ dir })
+      closers.push(() => embedded.close())
+      datastore = embedded
+      removeExpiredRows = (now) => embedded.removeWhere('appTables', (row) => isExpiredRow(row, now))
+    }
+    let appTasks: SeedTaskQueue
+    let mailQueue: SeedTaskQueue
+    if (config.tasks === 'postgres' && postgres !== null) {
+      const { createPostgresTaskQueue } = await import('../lib/tasks/queue-postgres.js')
+      appTasks = createPostgresTaskQueue({ db: postgres, queue: 'tasks', log })
+      closers.push(() => appTasks.close())
+      // The outbound mail queue: the same table under its own queue name, so app consumers never see its tasks.
+      mailQueue = createPostgresTaskQueue({ db: postgres, queue: 'mailq', log })
+      closers.push(() => mailQueue.close())
+    } else {
+      const { openEmbeddedTaskQueue } = await import('./tasks-embedded.js')
+      // Its own LMDB file beside the datastore's.
+      const tasks = await openEmbeddedTaskQueue({ dir })
+      appTasks = tasks
+      closers.push(() => tasks.close())
+      // The outbound mail queue (mail nodes lease it, ops mailq.*): the same queue in a file of its own.
+      const mail = await openEmbeddedTaskQueue({ dir, file: 'mail-out.mdb' })
+      mailQueue = mail
+      closers.push(() => mail.close())
+    }
+    const where = isPostgres(config.datastore) ? maskPostgresUrl(config.datastore) : 'embedded'
+    log.info({ datastore: where, tasks: appTasks.backend }, 'seed stores open')
+    return {
+      datastore, appTasks, mailQueue, where, removeExpiredRows,
+      async close() {
+        for (const close of closers.splice(0).reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing a seed store failed'))
+      },
+    }
+  } catch (err) {
+    return unwind(closers, err)
+  }
+}
