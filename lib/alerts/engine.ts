@@ -130,7 +130,14 @@ export function createAlertEngine(opts: AlertEngineOptions): AlertEngine {
     for (const [rule, group] of pending) {
       if (now - group.since < groupWindowMs) continue
       pending.delete(rule)
-      openAlert(rule, [...group.items.values()], now)
+      // Silenced nodes get alerts of their own (recorded, not notified), so a silence never hides another node.
+      const items = [...group.items.values()]
+      const silenced = items.filter((c) => silences.some((s) => silenceMatches(s, { rule, nodes: c.node === null ? [] : [c.node] }, now)))
+      const loud = items.filter((c) => !silenced.includes(c))
+      for (const c of silenced) openAlert(rule, [c], now)
+      // Window 0: never grouped.
+      if (groupWindowMs === 0) for (const c of loud) openAlert(rule, [c], now)
+      else if (loud.length > 0) openAlert(rule, loud, now)
     }
   }
 
