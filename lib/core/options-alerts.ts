@@ -36,12 +36,12 @@ declare module './config.js' {
     /** admin: a build still staging (or under canary) after this alerts. */
     readonly alertBuildDeadline: number
     /** admin: webhook URLs every notification is POSTed to. */
-    readonly alertWebhooks: readonly string[]
+    readonly alertWebhook: readonly string[]
     /** admin: file holding the HMAC-SHA256 key webhooks are signed with; null: unsigned. */
     readonly alertWebhookSecretFile: string | null
     readonly alertWebhookFormat: WebhookFormat
     /** admin: addresses every notification is mailed to through the outbound mail queue. */
-    readonly alertEmails: readonly string[]
+    readonly alertEmail: readonly string[]
     readonly alertEmailFrom: string
   }
 }
@@ -152,7 +152,7 @@ export const ALERT_OPTIONS = [
     default: constant(600_000), parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
-    key: 'alertWebhooks', flag: '--alert-webhook <urls>', env: 'ESPRA_ALERT_WEBHOOK', defaultText: '(none)',
+    key: 'alertWebhook', flag: '--alert-webhook <urls>', env: 'ESPRA_ALERT_WEBHOOK', defaultText: '(none)',
     doc: 'admin: URLs every alert notification is POSTed to, comma-separated (a JSON array in a config file)',
     default: constant([]), parse: webhookList,
   }),
@@ -167,7 +167,7 @@ export const ALERT_OPTIONS = [
     default: constant('json'), parse: oneOf(WEBHOOK_FORMATS),
   }),
   option({
-    key: 'alertEmails', flag: '--alert-email <addresses>', env: 'ESPRA_ALERT_EMAIL', defaultText: '(none)',
+    key: 'alertEmail', flag: '--alert-email <addresses>', env: 'ESPRA_ALERT_EMAIL', defaultText: '(none)',
     doc: 'admin: addresses every alert notification is mailed to, comma-separated, through the cluster\'s outbound mail queue (needs a mail node)',
     default: constant([]), parse: emailList,
   }),

@@ -190,10 +190,15 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
     }))
   }
 
+  let silenceIds = ''
   async function pollSilences(): Promise<void> {
     const now = Date.now()
     const all = await listSilences(datastore, { expired: true }, now)
-    engine.setSilences(all.filter((s) => s.until > now))
+    const active = all.filter((s) => s.until > now)
+    const ids = active.map((s) => s.id).sort().join()
+    if (ids !== silenceIds) log.info({ silences: active.map((s) => ({ id: s.id, rule: s.rule, node: s.node, until: s.until, by: s.by })) }, `silences in force: ${active.length}`)
+    silenceIds = ids
+    engine.setSilences(active)
     for (const s of all) if (s.until + KEEP_EXPIRED_SILENCE_MS < now) await datastore.delete('alertSilences', s.id)
   }
 

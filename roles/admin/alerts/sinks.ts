@@ -47,7 +47,7 @@ export async function createAlertSinks(deps: SinkDeps): Promise<AlertSinks> {
   const { config, log } = deps
   const key = config.alertWebhookSecretFile === null ? null : readWebhookSecret(config.alertWebhookSecretFile)
   const common = { onStatus: deps.onStatus, ...(deps.backoffMinMs !== undefined ? { backoffMinMs: deps.backoffMinMs } : {}) }
-  const queues: SinkQueue[] = config.alertWebhooks.map((url, i) => createSinkQueue({
+  const queues: SinkQueue[] = config.alertWebhook.map((url, i) => createSinkQueue({
     ...common, name: webhookName(url, i), kind: 'webhook',
     deliver: async (n) => {
       const body = config.alertWebhookFormat === 'slack' ? slackBody(n) : jsonBody(n)
@@ -62,12 +62,12 @@ export async function createAlertSinks(deps: SinkDeps): Promise<AlertSinks> {
     },
   }))
   let mailQueue: TaskQueue | null = null
-  if (config.alertEmails.length > 0) {
+  if (config.alertEmail.length > 0) {
     const queue = (mailQueue = await openOutboundQueue(config.redis, log, deps.seed))
     queues.push(createSinkQueue({
-      ...common, name: `email ${config.alertEmails.join(', ')}`.slice(0, 300), kind: 'email',
+      ...common, name: `email ${config.alertEmail.join(', ')}`.slice(0, 300), kind: 'email',
       deliver: async (n) => {
-        const m = checkOutMessage({ from: config.alertEmailFrom, to: [...config.alertEmails], subject: mailSubject(n), text: mailText(n) })
+        const m = checkOutMessage({ from: config.alertEmailFrom, to: [...config.alertEmail], subject: mailSubject(n), text: mailText(n) })
         const id = newOutId()
         const { raw, messageId } = await composeOutMessage(m, id, async () => null)
         await enqueueOutbound({ datastore: deps.datastore, queue, blobs: null }, { id, from: m.from.address, rcptsByDomain: recipientsByDomain(m), raw, subject: m.subject, messageId, kind: 'message' })

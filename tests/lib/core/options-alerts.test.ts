@@ -12,14 +12,14 @@ t.test('defaults', async (t) => {
   t.match(load({}), {
     alerts: true, probeInterval: 10_000, probeTimeout: 2000, probeHistory: 30, alertDownAfter: 3, alertGroupWindow: 10_000, alertFlapHalfLife: 120_000,
     alertMaxRss: 3 * 1024 ** 3, alertMaxLag: 500, alertDeadLetters: 1, alertTaskBacklog: 10_000, alertPendingUploads: 100, alertBuildDeadline: 600_000,
-    alertWebhooks: [], alertWebhookSecretFile: null, alertWebhookFormat: 'json', alertEmails: [], alertEmailFrom: 'espra-alerts@localhost',
+    alertWebhook: [], alertWebhookSecretFile: null, alertWebhookFormat: 'json', alertEmail: [], alertEmailFrom: 'espra-alerts@localhost',
   })
 })
 
 t.test('lists and the key file', async (t) => {
-  const c = load({ alertWebhooks: 'https://hooks.example.com/a?x=1, http://127.0.0.1:9/b', alertEmails: 'ops@example.com,oncall@example.org' })
-  t.same(c.alertWebhooks, ['https://hooks.example.com/a?x=1', 'http://127.0.0.1:9/b'])
-  t.same(c.alertEmails, ['ops@example.com', 'oncall@example.org'])
+  const c = load({ alertWebhook: 'https://hooks.example.com/a?x=1, http://127.0.0.1:9/b', alertEmail: 'ops@example.com,oncall@example.org' })
+  t.same(c.alertWebhook, ['https://hooks.example.com/a?x=1', 'http://127.0.0.1:9/b'])
+  t.same(c.alertEmail, ['ops@example.com', 'oncall@example.org'])
   const dir = mkdtempSync(join(tmpdir(), 'espra-alert-key-'))
   writeFileSync(join(dir, 'key'), 'webhook-key-0123456789\n')
   chmodSync(join(dir, 'key'), 0o600)
@@ -35,9 +35,9 @@ t.test('bad values name the option', async (t) => {
     [{ probeInterval: '5ms' }, /^--probe-interval: must be a duration from 100ms/],
     [{ probeInterval: '1s', probeTimeout: '2s' }, /^--probe-timeout: must be at most --probe-interval \(1000ms\) \(got 2000ms\)$/],
     [{ alertDownAfter: '0' }, /^--alert-down-after: must be an integer from 1 to 100/],
-    [{ alertWebhooks: 'ftp://x/y' }, /^--alert-webhook: must be a comma-separated list of http:\/\/ or https:\/\/ URLs \("ftp:\/\/x\/y" is not one\)/],
+    [{ alertWebhook: 'ftp://x/y' }, /^--alert-webhook: must be a comma-separated list of http:\/\/ or https:\/\/ URLs \("ftp:\/\/x\/y" is not one\)/],
     [{ alertWebhookFormat: 'teams' }, /^--alert-webhook-format: must be one of json, slack/],
-    [{ alertEmails: 'ops' }, /^--alert-email: must be a comma-separated list of email addresses/],
+    [{ alertEmail: 'ops' }, /^--alert-email: must be a comma-separated list of email addresses/],
     [{ alertEmailFrom: 'a@b.c,d@e.f' }, /^--alert-email-from: must be one email address/],
     [{ alerts: 'maybe' }, /^--alerts: must be true or false/],
   ]
