@@ -1,7 +1,8 @@
 // Against real processes (a seed, an admin node, proxy nodes) and a real webhook receiver: a node killed is
 // exactly one alert and, back, exactly one resolve; the webhook answering 500 at first is retried until it
 // takes them, and its state (last error, last success, nothing pending) is in the datastore for the API;
-// every request carries a signature that verifies over the raw body; probe histories are there too.
+// every request carries a signature that verifies over the raw body; probe histories are there too; with
+// --alert-email the notification is queued as outbound mail.
 import t from 'tap'
 import { signatureProblem } from '../../../lib/alerts/signature.js'
 import { listAlerts, listProbeHistories, listSinkStatuses } from '../../../lib/alerts/store.js'
@@ -14,7 +15,7 @@ t.test('kill a node: one alert; bring it back: one resolve; a failing webhook is
   const view = await seedView(t, metaPort)
   const victim = await startWatched(t, address, 'proxy-a')
   await startWatched(t, address, 'proxy-b')
-  const admin = await startAdmin(t, address, hook.url)
+  const admin = await startAdmin(t, address, hook.url, { 'alert-email': 'oncall@example.com', 'alert-email-from': 'espra@example.com' })
 
   // The admin node probes both (and itself) and writes what it saw for the API.
   await waitFor('probe histories of both nodes', async () => {
@@ -33,9 +34,20 @@ t.test('kill a node: one alert; bring it back: one resolve; a failing webhook is
   t.same(hook.deliveries.slice(0, 3).map((d) => d.status), [500, 500, 200], 'retried after each 500')
   t.same(new Set(hook.deliveries.slice(0, 3).map((d) => d.raw)).size, 1, 'the same notification each time')
 
-  const sinks = await waitFor('the sink state written', async () => (await listSinkStatuses(view.datastore)).find((s) => s.sent === 1) ?? undefined)
+  const sinks = await waitFor('the sink state written', async () => (await listSinkStatuses(view.datastore)).find((s) => s.kind === 'webhook' && s.sent === 1) ?? undefined)
   t.match(sinks, { name: /^webhook 1 http:\/\/127\.0\.0\.1:\d+$/, kind: 'webhook', pending: 0, dropped: 0, lastError: { message: 'HTTP 500' } })
   t.ok(sinks.lastSuccessAt !== null && sinks.lastSuccessAt >= sinks.lastError!.at, 'the success came after the error')
+
+  // The same notification went on the outbound mail queue (a mail node would deliver it; none runs here).
+  const mail = await waitFor('the alert mail queued', async () => {
+    const page = await view.datastore.list('mailOutbound', { prefix: 'out/' })
+    return page.entries.map((e) => e.value as { subject: string; from: string; domains: Record<string, { pending: string[] }> }).find((r) => r.subject.startsWith('[espra] OPENED node-down'))
+  })
+  t.equal(mail.from, 'espra@example.com')
+  t.same(mail.domains['example.com']?.pending, ['oncall@example.com'])
+  t.match(mail.subject, /^\[espra\] OPENED node-down: node proxy-a /)
+  const email = await waitFor('the email sink state', async () => (await listSinkStatuses(view.datastore)).find((s) => s.kind === 'email' && s.sent >= 1))
+  t.match(email, { name: 'email oncall@example.com', pending: 0, dropped: 0, lastError: null })
 
   await startWatched(t, address, 'proxy-a', victim.port)
   const resolved = await waitFor('the resolved notification', () => hook.taken().find((n) => n.event === 'resolved') ?? undefined, 30_000)
