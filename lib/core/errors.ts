@@ -127,7 +127,6 @@ export const ERRORS = {
   ESPRA_ERR_ALERT_SILENCE_INVALID: { message: 'invalid silence: a matcher (rule and/or node), an expiry in the future within the maximum, and who set it', status: 400 },
   ESPRA_ERR_ALERT_SILENCE_NOT_FOUND: { message: 'no such silence', status: 404 },
   ESPRA_ERR_ALERT_INVALID: { message: 'invalid alert query', status: 400 },
-  ESPRA_ERR_ALERT_SINK_FAILED: { message: 'an alert notification could not be delivered to a sink', status: 502 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
