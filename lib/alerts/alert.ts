@@ -6,7 +6,7 @@
 
 /** Every rule, in the order docs/alerts.md lists them. */
 export const RULES = [
-  'node-down', 'node-health', 'crash-loop', 'rss', 'event-loop-lag', 'dead-letters', 'task-backlog', 'pending-uploads', 'build-refused', 'build-stuck', 'seed-leader',
+  'node-down', 'node-health', 'crash-loop', 'rss', 'event-loop-lag', 'dead-letters', 'task-backlog', 'pending-uploads', 'build-refused', 'build-stuck', 'seed-link', 'seed-leader',
 ] as const
 export type RuleName = (typeof RULES)[number]
 

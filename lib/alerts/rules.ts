@@ -59,6 +59,10 @@ export interface ClusterSnapshot {
   /** Ready counts of the last rounds, oldest first. */
   readonly readyHistory: readonly number[]
   readonly build: LatestBuild | null
+  /** Since when the admin node has had no link to any seed (ms), null while linked. */
+  readonly seedLinkDownSince: number | null
+  /** How long without a link alerts: `--alert-down-after` probe intervals. */
+  readonly seedLinkGraceMs: number
 }
 
 const where = (n: WatchedNode) => `${n.id} (${n.role}, ${n.address}:${n.port})`
@@ -112,6 +116,9 @@ export function failingConditions(s: ClusterSnapshot, t: RuleThresholds): Condit
   }
   if (b !== null && (b.state === 'staging' || b.state === 'canary') && s.now - b.at > t.buildDeadlineMs) {
     out.push({ rule: 'build-stuck', node: null, summary: `build ${b.id} still ${b.state} ${Math.round((s.now - b.at) / 1000)} s after its push (deadline ${Math.round(t.buildDeadlineMs / 1000)} s)`, details: { build: b.id, state: b.state, at: b.at, deadlineMs: t.buildDeadlineMs } })
+  }
+  if (s.seedLinkDownSince !== null && s.now - s.seedLinkDownSince >= s.seedLinkGraceMs) {
+    out.push({ rule: 'seed-link', node: null, summary: `the admin node has reached no seed for ${Math.round((s.now - s.seedLinkDownSince) / 1000)} s: the registry, task counts and builds are not seen (nodes are still probed)`, details: { since: s.seedLinkDownSince } })
   }
   // seed-leader: not built yet. Seeds do not elect a leader yet (one seed, embedded datastore), so there is no change to see.
   return out

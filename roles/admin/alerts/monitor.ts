@@ -152,11 +152,16 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
   const readyHistory: number[] = []
   let build: LatestBuild | null = null
   let stopped = false
+  let linkDownSince: number | null = null
 
   function evaluate(): void {
     if (!restored || stopped) return
     const now = Date.now()
-    engine.evaluate(failingConditions({ now, nodes: watch.snapshot(), tasks, readyHistory, build }, thresholds), now)
+    const seedLinkDownSince = client.connected ? null : (linkDownSince ??= now)
+    if (client.connected) linkDownSince = null
+    engine.evaluate(failingConditions({
+      now, nodes: watch.snapshot(), tasks, readyHistory, build, seedLinkDownSince, seedLinkGraceMs: config.alertDownAfter * config.probeInterval,
+    }, thresholds), now)
     void flush()
   }
   evaluateSoon = evaluate

@@ -11,7 +11,7 @@ const view = (id: string, over: Partial<NodeView> = {}): NodeView => ({
   build: null, health: 'ok', startedAt: 0, heartbeatAgeMs: 0, load: { connections: 0, rps: 0, rssBytes: 10, lagMs: 1 }, connected: true, registeredAt: 0, ...over,
 })
 const node = (id: string, over: Partial<WatchedNode> = {}): WatchedNode => ({ id, role: 'live', address: '127.0.0.1', port: 9000, view: view(id), gone: null, failures: 0, lastProbe: null, body: { health: 'ok' }, ...over })
-const snap = (over: Partial<ClusterSnapshot>): ClusterSnapshot => ({ now: 1_000_000, nodes: [], tasks: null, readyHistory: [], build: null, ...over })
+const snap = (over: Partial<ClusterSnapshot>): ClusterSnapshot => ({ now: 1_000_000, nodes: [], tasks: null, readyHistory: [], build: null, seedLinkDownSince: null, seedLinkGraceMs: 30_000, ...over })
 const rules = (s: ClusterSnapshot, th = T) => failingConditions(s, th).map((c) => `${c.rule}:${c.node ?? '-'}`)
 
 t.test('node rules', async (t) => {
@@ -38,4 +38,6 @@ t.test('cluster rules', async (t) => {
   t.same(rules(snap({ build: { id: 'b3', at: 1_000_000 - 30_000, state: 'staging', refused: [] } })), [], 'staging within the deadline')
   t.same(rules(snap({ build: { id: 'b3', at: 1_000_000 - 61_000, state: 'canary', refused: [] } })), ['build-stuck:-'])
   t.same(rules(snap({ build: { id: 'b3', at: 0, state: 'live', refused: [] } })), [])
+  t.same(rules(snap({ seedLinkDownSince: 1_000_000 - 29_000 })), [], 'a short loss of the seed link is not news')
+  t.same(rules(snap({ seedLinkDownSince: 1_000_000 - 30_000 })), ['seed-link:-'])
 })
