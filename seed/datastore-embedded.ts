@@ -76,7 +76,8 @@ export async function openEmbeddedDatastore(opts: EmbeddedDatastoreOptions): Pro
   let root: RootDatabase
   try {
     mkdirSync(opts.dir, { recursive: true, mode: 0o700 })
-    root = open({ path, maxDbs: 16, encoding: 'msgpack' })
+    // One named database per kind plus the meta one; room to grow (maxDbs is a limit at open, not stored in the file).
+    root = open({ path, maxDbs: 64, encoding: 'msgpack' })
   } catch (err) {
     throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `datastore ${path}: ${(err as Error).message}`)
   }

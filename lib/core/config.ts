@@ -12,6 +12,7 @@ import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { constant, durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
+import { ALERT_OPTIONS, checkAlerts } from './options-alerts.js'
 import { APP_OPTIONS } from './options-app.js'
 import { ELB_OPTIONS } from './options-elb.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
@@ -237,7 +238,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS, ...ALERT_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 
@@ -307,6 +308,7 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   checkMailInbound(out)
   checkMailOut(out)
   checkTasks(out)
+  checkAlerts(out)
   const blocker = fileInTheWay(String(out['dataDir']))
   if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
   out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })

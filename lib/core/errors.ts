@@ -126,6 +126,9 @@ export const ERRORS = {
   ESPRA_ERR_NODE_RELOAD_FAILED: { message: 'the node could not replace its children', status: 502 },
   ESPRA_ERR_ROLLING_MIN_HEALTHY: { message: 'a rolling restart would go below --min-healthy', status: 409 },
   ESPRA_ERR_ROLLING_RESTART_TIMEOUT: { message: 'a node did not stop, start again or become healthy in time during a rolling restart', status: 504 },
+  ESPRA_ERR_ALERT_SILENCE_INVALID: { message: 'invalid silence: a matcher (rule and/or node), an expiry in the future within the maximum, and who set it', status: 400 },
+  ESPRA_ERR_ALERT_SILENCE_NOT_FOUND: { message: 'no such silence', status: 404 },
+  ESPRA_ERR_ALERT_INVALID: { message: 'invalid alert query', status: 400 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS
