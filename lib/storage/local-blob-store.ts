@@ -6,11 +6,13 @@
  * allowed in keys, so object files never collide with the directories of
  * longer keys (`a` and `a/b` can both exist, as on S3).
  *
- * A put writes the bytes to a fresh file and fsyncs it, then writes the
- * sidecar to a temp file, fsyncs it and renames it over `c#meta`: that rename
- * is the one commit point, so readers see the old object or the new one,
- * never a mix. The old bytes file is removed after the commit; a reader that
- * loses that race re-reads the sidecar.
+ * A put writes the bytes to a fresh file and the sidecar to a temp file,
+ * fsyncs both, then renames the temp file over `c#meta` and fsyncs the
+ * directory: that rename is the one commit point, so readers see the old
+ * object or the new one, never a mix. The old bytes file is removed after the
+ * commit; a reader that loses that race re-reads the sidecar. `stage` and
+ * `commit` split a put in two so that a group of them is synced together
+ * (group commit: the mail node's inbound messages).
  *
  * Nothing outside the root is read or written: keys are checked (no `..`,
  * no absolute paths), every directory on the way is `lstat`ed and a symlink
@@ -28,7 +30,7 @@ import { join, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
-import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult } from './blob-store.js'
+import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
 
 const META = '#meta'
 const DATA = /^#d-[0-9a-f]{16}$/
@@ -69,13 +71,36 @@ export async function createLocalBlobStore(dir: string): Promise<BlobStore> {
   }
 }
 
+/** Where a staged put's files are, until it is committed or discarded. */
+interface StagedFiles {
+  readonly dir: string
+  readonly name: string
+  readonly dataName: string
+  readonly dataPath: string
+  readonly tmpPath: string
+  committed: boolean
+}
+
 class LocalBlobStore implements BlobStore {
   readonly kind = 'local' as const
   private closed = false
+  private readonly staged = new WeakMap<StagedPut, StagedFiles>()
 
   constructor(private readonly root: string) {}
 
   async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<PutResult> {
+    const staged = await this.stage(key, body, options)
+    try {
+      await this.commit([staged])
+    } catch (err) {
+      await this.discard([staged])
+      throw err
+    }
+    return { key: staged.key, size: staged.size, etag: staged.etag }
+  }
+
+  /** Writes the bytes and the sidecar's temp file, neither synced: {@link commit} syncs, renames and syncs the directory. */
+  async stage(key: string, body: Readable | Buffer, options?: PutOptions): Promise<StagedPut> {
     this.checkOpen()
     checkKey(key)
     const opts = checkPutOptions(options)
@@ -101,19 +126,59 @@ class LocalBlobStore implements BlobStore {
       throw Buffer.isBuffer(body) || (err as NodeJS.ErrnoException)?.syscall ? fsFailure(err, `writing ${key}`) : err
     }
     const etag = md5.digest('hex')
-    const previous = await this.readSidecar(dir, name)
     const sidecar: Sidecar = { v: 1, key, data: dataName, size, etag, ...opts, lastModified: Date.now() }
-    const tmp = join(dir, `${name}#tmp-${randomBytes(8).toString('hex')}`)
+    const tmpPath = join(dir, `${name}#tmp-${randomBytes(8).toString('hex')}`)
     try {
-      await withFile(tmp, (fh) => fh.writeFile(JSON.stringify(sidecar)))
-      await rename(tmp, join(dir, name + META))
-      await syncDir(dir)
+      await withFile(tmpPath, (fh) => fh.writeFile(JSON.stringify(sidecar)))
     } catch (err) {
-      await Promise.all([unlink(tmp).catch(() => {}), unlink(dataPath).catch(() => {})])
-      throw fsFailure(err, `committing ${key}`)
+      await Promise.all([unlink(tmpPath).catch(() => {}), unlink(dataPath).catch(() => {})])
+      throw fsFailure(err, `writing the sidecar of ${key}`)
     }
-    if (previous && previous.data !== dataName) await unlink(join(dir, previous.data)).catch(() => {})
-    return { key, size, etag }
+    const staged: StagedPut = { key, size, etag }
+    this.staged.set(staged, { dir, name, dataName, dataPath, tmpPath, committed: false })
+    return staged
+  }
+
+  /**
+   * Every file of the group is synced at once (concurrent fsyncs share the
+   * file system's journal commits), then each sidecar is renamed into place
+   * (the commit point of its object) and each directory synced once.
+   */
+  async commit(staged: readonly StagedPut[]): Promise<void> {
+    this.checkOpen()
+    const files = staged.map((s) => this.files(s))
+    try {
+      await Promise.all(files.flatMap((f) => [syncFile(f.dataPath), syncFile(f.tmpPath)]))
+    } catch (err) {
+      throw fsFailure(err, `syncing ${staged.length} object(s)`)
+    }
+    const previous = await Promise.all(files.map((f) => this.readSidecar(f.dir, f.name).catch(() => null)))
+    try {
+      for (const f of files) await rename(f.tmpPath, join(f.dir, f.name + META))
+      await Promise.all([...new Set(files.map((f) => f.dir))].map(syncDir))
+    } catch (err) {
+      throw fsFailure(err, `committing ${staged.length} object(s)`)
+    }
+    for (const [i, f] of files.entries()) {
+      f.committed = true
+      const old = previous[i]
+      if (old && old.data !== f.dataName) await unlink(join(f.dir, old.data)).catch(() => {})
+    }
+  }
+
+  async discard(staged: readonly StagedPut[]): Promise<void> {
+    await Promise.all(staged.map(async (s) => {
+      const f = this.staged.get(s)
+      if (f === undefined) return
+      this.staged.delete(s)
+      // Its sidecar is in place (committed, or a commit that failed half way) unless the key was put again since.
+      const current = await this.readSidecar(f.dir, f.name).catch(() => null)
+      if (current?.data === f.dataName) {
+        await unlink(join(f.dir, f.name + META)).catch(() => {})
+        await syncDir(f.dir).catch(() => {})
+      }
+      await Promise.all([unlink(f.tmpPath).catch(() => {}), unlink(f.dataPath).catch(() => {})])
+    }))
   }
 
   async get(key: string, options: { range?: ByteRange } = {}): Promise<BlobObject | null> {
@@ -198,6 +263,12 @@ class LocalBlobStore implements BlobStore {
     if (this.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'local blob store is closed')
   }
 
+  private files(staged: StagedPut): StagedFiles {
+    const f = this.staged.get(staged)
+    if (f === undefined || f.committed) throw new EspraError('ESPRA_ERR_STORAGE_INVALID', `local blob store: ${staged.key} is not a put staged here (or it was committed or discarded already)`)
+    return f
+  }
+
   /** The key's directory (null when it does not exist) and file name; refuses a directory reached through a symlink. */
   private async locate(key: string): Promise<[string | null, string]> {
     const slash = key.lastIndexOf('/')
@@ -263,11 +334,20 @@ function info(s: Sidecar): BlobInfo {
   }
 }
 
-/** Creates `path` exclusively, runs `fill`, fsyncs and closes. */
+/** Creates `path` exclusively, runs `fill` and closes (not synced: see {@link syncFile}). */
 async function withFile(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
   const fh = await open(path, CREATE_FLAGS, 0o640)
   try {
     await fill(fh)
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Makes a file written (and closed) earlier durable: Linux syncs the file, not the descriptor. */
+async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, constants.O_WRONLY | constants.O_NOFOLLOW)
+  try {
     await fh.sync()
   } finally {
     await fh.close()
