@@ -132,6 +132,8 @@ export interface EspraNode {
   children(): number[]
   /** Resolves with the first log line (parsed JSON) for which `pred` holds, already seen or to come. */
   waitForLog(pred: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number): Promise<Record<string, unknown>>
+  /** Calls `fn` with every log line (parsed JSON) from now on, until the returned function is called. */
+  onLog(fn: (line: Record<string, unknown>) => void): () => void
 }
 
 /** Spawns `espra-node --role=<role>` and waits for 'node started'. */
@@ -183,7 +185,11 @@ export async function startEspra(role: string, port: number, flags: Record<strin
     proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString('utf8')))
     proc.once('exit', (code) => reject(new Error(`${role} exited (${code}) before it started: ${stderr}`)))
   })
-  return { role, port, pid: proc.pid!, proc, children: () => descendants(proc.pid!), waitForLog }
+  const onLog = (fn: (line: Record<string, unknown>) => void) => {
+    watchers.add(fn)
+    return () => void watchers.delete(fn)
+  }
+  return { role, port, pid: proc.pid!, proc, children: () => descendants(proc.pid!), waitForLog, onLog }
 }
 
 /** A load process (bench/live-load.ts under the same tsx loader as this one). */

@@ -137,7 +137,7 @@ async function round(port: number, pids: () => number[]): Promise<Round> {
   return { accepted: latencies.length, refused, perSecond: latencies.length / seconds, p99Ms: at(99), p50Ms: at(50), rssMb: peakKb / 1024, firstRefusal }
 }
 
-async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number }> {
+async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number; stages: () => () => string }> {
   // The SPF/DKIM/DMARC lookups go to a DNS server in this process holding the sender's records, as they would to a
   // local caching resolver: this machine's own resolver has no network behind it and stalls lookups for a second.
   const dns = await startDnsServer({ 'sender.test': { txt: 'v=spf1 ip4:127.0.0.1 -all' }, '_dmarc.sender.test': { txt: 'v=DMARC1; p=none' } })
@@ -151,7 +151,28 @@ async function startEspraMail(): Promise<{ port: number; pids: () => number[]; s
   const app = await startRegistered('app', seed, { children: 1, threads: 1 })
   const build = await pushBuild(seed, { 'server/index.js': APP }, 'mail bench')
   await waitBuild(app, build)
-  return { port: smtpPort, pids: () => [mail.pid, ...mail.children()], seedPid: seed.node.pid }
+  return { port: smtpPort, pids: () => [mail.pid, ...mail.children()], seedPid: seed.node.pid, stages: () => stageTimes(mail) }
+}
+
+/**
+ * Where the time after the end of DATA went, from each accepted message's log line (`ms`: the stages
+ * smtp.ts times): call to start collecting, call the result to stop and get `stage p50/p99` text.
+ */
+function stageTimes(node: { onLog(fn: (line: Record<string, unknown>) => void): () => void }): () => string {
+  const seen = new Map<string, number[]>()
+  const stop = node.onLog((line) => {
+    const ms = line['ms'] as Record<string, number> | undefined
+    if (typeof line['id'] !== 'string' || ms === undefined || typeof ms !== 'object') return
+    for (const [stage, v] of Object.entries(ms)) if (typeof v === 'number') (seen.get(stage) ?? seen.set(stage, []).get(stage)!).push(v)
+  })
+  return () => {
+    stop()
+    const pct = (v: number[], p: number) => v[Math.min(v.length - 1, Math.ceil((p / 100) * v.length) - 1)] ?? NaN
+    return [...seen].map(([stage, v]) => {
+      v.sort((a, b) => a - b)
+      return `${stage} ${pct(v, 50)}/${pct(v, 99)}`
+    }).join(', ')
+  }
 }
 
 /** Haraka with rcpt_to.in_host_list (example.test) and queue/discard, CHILDREN worker processes; null when it cannot start. */
@@ -193,10 +214,12 @@ for (let i = 0; i < ROUNDS; i++) {
   for (const [who, server] of [['espra', espra], ['haraka', haraka]] as const) {
     if (server === null) continue
     await sleep(1000)
+    const stages = who === 'espra' ? espra.stages() : null
     const r = await round(server.port, server.pids)
     results.push({ who, r })
     const seed = who === 'espra' ? ` (+ seed ${fmt(rssKb(espra.seedPid) / 1024)} MB)` : ''
     console.log(`round ${i + 1} ${who} (load ${load()}): ${fmt(r.perSecond)} msg/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, ${r.accepted} accepted, ${r.refused} refused${r.firstRefusal ? ` (first: ${r.firstRefusal})` : ''}, RSS ${fmt(r.rssMb)} MB${seed}`)
+    if (stages !== null) console.log(`  stages after the end of DATA, ms p50/p99 (node's log): ${stages()}`)
   }
 }
 const median = (xs: number[]) => {

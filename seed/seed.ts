@@ -16,6 +16,7 @@ import { createSeedBuilds } from './builds.js'
 import { datastoreHandlers } from './datastore-ops.js'
 import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
+import { mailInboundHandlers } from './mail-inbound-ops.js'
 import { createSeedDrains } from './drains.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
@@ -155,6 +156,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     ...datastoreHandlers(datastore, config.maxFrame),
     ...taskHandlers(appTasks, config.maxFrame),
     ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
+    ...mailInboundHandlers(datastore, appTasks),
     ...builds.handlers,
     ...vhosts.handlers,
     ...maintenance.handlers,

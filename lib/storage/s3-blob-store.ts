@@ -19,7 +19,7 @@ import { Upload } from '@aws-sdk/lib-storage'
 import { PassThrough, Readable } from 'node:stream'
 import { EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, unsatisfiable, type ByteRange, type PutOptions } from './blob-key.js'
-import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult } from './blob-store.js'
+import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
 
 export interface S3BlobStoreOptions {
   readonly bucket: string
@@ -175,6 +175,17 @@ class S3BlobStore implements BlobStore {
       if (headMissing(err)) return null
       throw mapError(err, `head ${key}`)
     }
+  }
+
+  /** An S3 PUT is durable when it returns: staging is putting (each message of a group its own PUT, in parallel). */
+  async stage(key: string, body: Readable | Buffer, options?: PutOptions): Promise<StagedPut> {
+    return this.put(key, body, options)
+  }
+
+  async commit(): Promise<void> {}
+
+  async discard(staged: readonly StagedPut[]): Promise<void> {
+    await Promise.all(staged.map((s) => this.delete(s.key).catch(() => undefined)))
   }
 
   async delete(key: string): Promise<void> {

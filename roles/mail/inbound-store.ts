@@ -6,6 +6,18 @@
  * the caller answer 250; any failure on the way answers 451 and the client
  * retries (nothing half-done is handed to the app).
  *
+ * Fast path (group commit, {@link createInboundStore}): messages whose DATA
+ * ends while the previous group is being written go together. Their raw
+ * bytes, staged while they streamed, are made durable by one
+ * `BlobStore.commit` (one round of fsyncs for the group), then the group is
+ * recorded, deduplicated and queued by one seed round trip
+ * (`mail.inbound.commit`, seed/mail-inbound-ops.ts, the steps below done for
+ * the whole group), and only then do the group's 250s go out. The raw bytes
+ * are durable before any record names them, so a crash never leaves a record
+ * without its message. With `--redis` the queue is not the seed's, so each
+ * message takes the single ops ({@link recordInbound}) after its group's
+ * blob commit.
+ *
  * Order and why: the record (`in/<id>`, state `stored`) goes first, then the
  * dedupe record (`putIf`, so of two concurrent retries one wins), then the
  * task, then the record again with the task id. A crash between the dedupe
@@ -14,6 +26,12 @@
  * crash between the task and that last write can hand a message twice (at
  * least once, like every task): handlers key what they write by `message.id`.
  */
+import { pack } from 'msgpackr'
+import { fromWire, type EspraError } from '../../lib/core/errors.js'
+import { createGroupCommit, type GroupCommit } from '../../lib/core/group-commit.js'
+import { MAX_INBOUND_BATCH, type InboundEntry, type InboundResult } from '../../lib/mail/inbound-batch.js'
+import type { StagedPut } from '../../lib/storage/blob-store.js'
+import type { MetaRequester } from '../../lib/tasks/queue-meta.js'
 import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
@@ -35,12 +53,92 @@ export interface Accepted {
   readonly duplicate: boolean
 }
 
+/** A message that arrived in full, its raw bytes staged in the blob store. */
+export interface ArrivedMessage extends InboundEntry {
+  readonly staged: StagedPut
+}
+
+export interface InboundStore {
+  readonly blobs: BlobStore
+  /**
+   * Resolves once the message is durable, recorded and queued (250 may go
+   * out), with how long its group's blob commit (`sync`) and recording
+   * (`record`) took; rejects when it is not (451). Either way the staged raw
+   * bytes are the store's: kept, or discarded when nothing can name them.
+   */
+  accept(msg: ArrivedMessage): Promise<Accepted & { ms: { sync: number; record: number } }>
+}
+
+export interface InboundStoreOptions extends InboundStoreDeps {
+  /** The seed (through the parent) for `mail.inbound.commit`; null: the queue is not the seed's (`--redis`), single ops per message. */
+  readonly seed: MetaRequester | null
+  /** The meta port's frame limit: a group's entries stay under half of it. */
+  readonly maxFrame: number
+}
+
+/** Groups in flight at once: blob commits (one fills while one syncs) and seed round trips. */
+const SYNCS_IN_FLIGHT = 2
+const RECORDS_IN_FLIGHT = 2
+const MAX_SYNC_GROUP = 128
+
+// Outcomes a failure leaves unknown (the seed may have recorded the message): the raw bytes stay, an orphan at worst.
+const UNKNOWN_OUTCOME = new Set(['ESPRA_ERR_IPC_TIMEOUT', 'ESPRA_ERR_META_TIMEOUT', 'ESPRA_ERR_META_CLOSED'])
+
+export function createInboundStore(opts: InboundStoreOptions): InboundStore {
+  const { blobs, seed } = opts
+  const durable = createGroupCommit<StagedPut, null>({
+    flush: async (staged) => {
+      await blobs.commit(staged)
+      return staged.map(() => null)
+    },
+    maxItems: MAX_SYNC_GROUP,
+    maxInFlight: SYNCS_IN_FLIGHT,
+  })
+  const recorded: Pick<GroupCommit<InboundEntry, Accepted>, 'submit'> = seed === null
+    ? { submit: (e) => recordInbound(opts, { id: e.id, raw: e.raw, envelope: e.envelope, messageId: e.messageId, receivedAt: e.at, auth: e.auth }) }
+    : createGroupCommit<InboundEntry, Accepted>({
+      flush: async (entries) => {
+        const { results } = await seed.request<{ results: InboundResult[] }>('mail.inbound.commit', { windowMs: opts.dedupeWindowMs, entries })
+        return results.map((r) => ('error' in r ? fromWire(r.error) : r))
+      },
+      maxItems: MAX_INBOUND_BATCH,
+      maxInFlight: RECORDS_IN_FLIGHT,
+      weight: (e) => pack(e).length,
+      maxWeight: Math.floor(opts.maxFrame / 2),
+    })
+
+  return {
+    blobs,
+    async accept(msg) {
+      const { staged, ...entry } = msg
+      const started = performance.now()
+      try {
+        await durable.submit(staged)
+      } catch (err) {
+        await blobs.discard([staged]).catch(() => undefined)
+        throw err
+      }
+      const synced = performance.now()
+      let accepted: Accepted
+      try {
+        accepted = await recorded.submit(entry)
+      } catch (err) {
+        if (!UNKNOWN_OUTCOME.has((err as EspraError).code)) await blobs.discard([staged]).catch(() => undefined)
+        throw err
+      }
+      // A retry's copy: the first one is kept and handed (once).
+      if (accepted.duplicate) void blobs.discard([staged]).catch(() => undefined)
+      return { ...accepted, ms: { sync: Math.round(synced - started), record: Math.round(performance.now() - synced) } }
+    },
+  }
+}
+
 interface DedupeRecord {
   id: string
   at: number
 }
 
-/** Records and enqueues a message whose raw bytes are already durable under `raw.key`. */
+/** Records and enqueues one message whose raw bytes are already durable under `raw.key`, through the single ops (four round trips). */
 export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number; auth: MailAuthResults | null }): Promise<Accepted> {
   const { datastore } = deps
   const record: InboundRecord = { id: msg.id, raw: { ...msg.raw }, envelope: { ...msg.envelope, to: [...msg.envelope.to] }, messageId: msg.messageId, at: msg.receivedAt, auth: msg.auth, task: null }

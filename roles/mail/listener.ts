@@ -17,6 +17,7 @@ import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-m
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createAddressLimits } from './address-limits.js'
 import { createMailVerifier, dnsResolver } from './mail-auth.js'
+import { createInboundStore } from './inbound-store.js'
 import { createRecipientCheck } from './recipient-check.js'
 import { createSmtpServer } from './smtp.js'
 
@@ -73,7 +74,8 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     tls: config.smtpTlsCert !== null && config.smtpTlsKey !== null ? { ...readTlsFiles(config.smtpTlsCert, config.smtpTlsKey), required: config.smtpRequireTls } : null,
     limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
     hostname: hostname(),
-    store: { blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow },
+    // With the seed's embedded queue one mail.inbound.commit per group; with --redis single ops per message.
+    store: createInboundStore({ blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow, seed: config.redis === null ? seed : null, maxFrame: config.maxFrame }),
     verifier: config.mailAuth
       ? createMailVerifier({
         resolver: dnsResolver(config.mailDnsServers, config.mailAuthTimeout), timeoutMs: config.mailAuthTimeout, mta: hostname(),

@@ -9,8 +9,8 @@ import type { Role } from '../../lib/process/role.js'
 import { startMailListener, type MailSeedRequest } from './listener.js'
 import { startOutboundParent } from './outbound-parent.js'
 
-/** The seed ops a mail child may send through its parent: the datastore, the embedded queue's enqueue, and the node list (app nodes to ask about recipients). */
-const RELAYED = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.putIf', 'tasks.enqueue', 'nodes'])
+/** The seed ops a mail child may send through its parent: the datastore, the embedded queue's enqueue, a group of inbound messages, and the node list (app nodes to ask about recipients). */
+const RELAYED = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.putIf', 'tasks.enqueue', 'mail.inbound.commit', 'nodes'])
 
 export const mailRole: Role = {
   name: 'mail',

@@ -15,14 +15,17 @@
  * - Authentication: with a verifier, the bytes also stream into mailauth
  *   (mail-auth.ts); its results go on the record and the task. With
  *   `--mail-dmarc-reject`, a DMARC failure under p=reject is 550 5.7.1.
- * - 250 with the message id only once `recordInbound` says it is durable;
+ * - The raw bytes are staged in the blob store while they stream; at the end
+ *   of DATA the message joins the next group commit (inbound-store.ts): 250
+ *   with the message id only once its group is durable, recorded and queued;
  *   any failure on the way is 451 4.3.0 (the client retries later).
  */
 import { PassThrough, type Readable } from 'node:stream'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
 import type { Logger } from '../../lib/core/log.js'
 import { newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
-import { recordInbound, type InboundStoreDeps } from './inbound-store.js'
+import type { InboundStore } from './inbound-store.js'
+import type { StagedPut } from '../../lib/storage/blob-store.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
 import type { MailVerifier, PendingVerification } from './mail-auth.js'
@@ -41,7 +44,7 @@ export interface SmtpOptions {
   readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly required: boolean } | null
   /** The name in the greeting and in EHLO. */
   readonly hostname: string
-  readonly store: InboundStoreDeps
+  readonly store: InboundStore
   /** SPF/DKIM/DMARC/ARC of each message while it streams (null: `--mail-auth false`). */
   readonly verifier: MailVerifier | null
   /** Refuse (550 5.7.1, nothing stored) a message whose DMARC fails when its domain publishes p=reject. */
@@ -121,30 +124,31 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       const sender = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
       verification = opts.verifier.start(auth, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', sender })
     }
-    let size: number
+    let staged: StagedPut
     try {
-      size = (await opts.store.blobs.put(key, toStore, { contentType: 'message/rfc822' })).size
+      // Not durable yet: the group commit after the end of DATA syncs it with the others (a failed stage leaves nothing).
+      staged = await opts.store.blobs.stage(key, toStore, { contentType: 'message/rfc822' })
     } catch (err) {
       verification?.abandon()
       stream.unpipe(meter)
       stream.resume()
       await ended
-      await opts.store.blobs.delete(key).catch(() => undefined)
       if (stream.destroyed && !stream.readableEnded) throw reply(451, '4.3.0 Connection lost during DATA')
       log.error({ err, id }, `inbound message ${id} could not be stored: answered 451`)
       throw reply(451, '4.3.0 Temporary failure storing the message, try again later')
     }
+    const size = staged.size
     await ended
     const storedAt = performance.now()
     if (stream.sizeExceeded && meter.refused === null) meter.refused = 'size'
     if (meter.refused !== null) {
-      await opts.store.blobs.delete(key).catch(() => undefined)
+      await opts.store.blobs.discard([staged]).catch(() => undefined)
       throw refusal(meter, session, id)
     }
     const auth = verification === null ? null : await verification.results()
     const verifiedAt = performance.now()
     if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
-      await opts.store.blobs.delete(key).catch(() => undefined)
+      await opts.store.blobs.discard([staged]).catch(() => undefined)
       log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
       throw reply(550, `5.7.1 Message refused: DMARC fails and ${auth.dmarc.domain} asks for rejection`)
     }
@@ -155,13 +159,12 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       helo: session.hostNameAppearsAs ?? '',
     }
     try {
-      const accepted = await recordInbound(opts.store, { id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), receivedAt, auth })
-      const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), record: Math.round(performance.now() - verifiedAt) }
+      const accepted = await opts.store.accept({ staged, id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), at: receivedAt, auth })
+      const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), ...accepted.ms }
       log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ms, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
       return accepted.id
     } catch (err) {
       log.error({ err, id }, `inbound message ${id} could not be recorded or queued: answered 451`)
-      await opts.store.blobs.delete(key).catch(() => undefined)
       throw reply(451, '4.3.0 Temporary failure queueing the message, try again later')
     }
   }

@@ -184,4 +184,24 @@ export function blobStoreContract(t: Test, open: () => Promise<BlobStore>, optio
     await t.rejects(store.put('broken', body), { message: 'source broke' })
     t.equal(await store.head('broken'), null)
   })
+
+  t.test('group commit: staged puts are stored by commit, each readable; discard removes them', async (t) => {
+    const bodies = Array.from({ length: 12 }, (_, i) => randomBytes(1000 + i))
+    const staged = await Promise.all(bodies.map((b, i) => store.stage(`group/${i % 3}/m${i}`, i % 2 ? b : Readable.from([b]), { contentType: 'message/rfc822' })))
+    t.same(staged.map((s) => s.size), bodies.map((b) => b.length), 'each staged put counts its bytes')
+    await store.commit(staged)
+    for (const [i, b] of bodies.entries()) {
+      const got = await store.get(`group/${i % 3}/m${i}`)
+      t.equal(got?.contentType, 'message/rfc822')
+      t.ok(got !== null && (await readAll(got.body)).equals(b), `object ${i} is byte-exact`)
+    }
+    await store.discard(staged.slice(0, 4))
+    t.same(await Promise.all([0, 1, 2, 3, 4].map((i) => store.head(`group/${i % 3}/m${i}`).then((h) => h !== null))), [false, false, false, false, true], 'discard after commit removes those objects only')
+
+    const dropped = await store.stage('group/dropped', Buffer.from('never committed'))
+    await store.discard([dropped])
+    t.equal(await store.head('group/dropped'), null, 'a discarded staged put leaves nothing')
+    await store.commit([])
+    t.pass('an empty group commits')
+  })
 }

@@ -29,6 +29,20 @@ t.test('layout: a sidecar and a bytes file per key; no temp files left', async (
   t.equal((await readAll((await reopened.get('kept'))!.body)).toString(), 'durable', 'another instance on the same root sees it')
 })
 
+t.test('group commit: nothing is visible before commit; a second commit of one staged put is refused; no files left by discard', async (t) => {
+  const root = tmp('group')
+  const store = await createLocalBlobStore(root)
+  const staged = await Promise.all(['g/a', 'g/b'].map((k) => store.stage(k, Buffer.from(k))))
+  t.equal(await store.head('g/a'), null, 'staged is not visible')
+  await store.commit(staged)
+  t.equal((await store.head('g/b'))?.size, 3)
+  await t.rejects(store.commit([staged[0]!]), { code: 'ESPRA_ERR_STORAGE_INVALID' })
+  t.same(readdirSync(join(root, 'g')).filter((f) => f.includes('#tmp-')), [], 'no temp sidecar left after commit')
+  const dropped = await store.stage('g/c', Buffer.from('c'))
+  await store.discard([dropped, ...staged])
+  t.same(readdirSync(join(root, 'g')), [], 'discard removes bytes, sidecars and temp files')
+})
+
 t.test('a symlink inside the root never leads outside it', async (t) => {
   const root = tmp('root')
   const outside = tmp('outside')

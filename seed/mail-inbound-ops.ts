@@ -1,0 +1,133 @@
+/**
+ * `mail.inbound.commit` (docs/meta-protocol.md, "Inbound mail"): a mail
+ * child's group of inbound messages, recorded, deduplicated and queued in
+ * one round trip instead of four per message (docs/mail.md, "Durability").
+ *
+ * The same steps and order as one message took through the single ops
+ * (roles/mail/inbound-store.ts), each step done for the whole group at once
+ * so that its writes share one LMDB commit (lmdb-js commits the writes of
+ * one tick together):
+ *
+ * 1. read each message's dedupe record; a retry within the window of a
+ *    message still recorded is answered with the first id (and its handoff
+ *    queued if the first attempt died before that);
+ * 2. write the new messages' records (no task yet) and their dedupe records
+ *    (compare-and-set, as before);
+ * 3. enqueue their handoff tasks on the embedded queue;
+ * 4. write the records again naming their tasks.
+ *
+ * So a crash leaves what it left before: between 2 and 3 a record without a
+ * task, which the client's retry (it heard no 250) finds and queues; between
+ * 3 and 4 a handoff that may run twice (at least once). Two groups holding
+ * the same dedupe key (a client retrying while its first attempt is still
+ * being written) are taken one after the other: the second waits for the
+ * first and then finds it.
+ */
+import { EspraError } from '../lib/core/errors.js'
+import { checkInboundBatch, inboundRecord, type InboundEntry, type InboundResult } from '../lib/mail/inbound-batch.js'
+import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
+import type { AuthedMailTaskPayload } from '../lib/mail/inbound-auth.js'
+import type { InboundRecord } from '../lib/mail/inbound-record.js'
+import type { Datastore, DatastoreValue } from '../lib/storage/datastore.js'
+import type { TaskQueue } from '../lib/tasks/queue.js'
+import { newTask, type NewTask } from '../lib/tasks/task.js'
+import type { MetaPeer } from '../lib/transport/meta-server.js'
+import type { RequestHandler } from '../lib/transport/meta-session.js'
+
+interface DedupeRecord {
+  id: string
+  at: number
+}
+
+const KIND = 'mailInbound'
+
+function handoffTask(record: InboundRecord): NewTask {
+  const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
+  return newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS })
+}
+
+/** The op, for the seed's table: over the seed's datastore and its embedded task queue (the one app nodes lease). */
+export function mailInboundHandlers(datastore: Datastore, queue: TaskQueue): [string, RequestHandler<MetaPeer>][] {
+  /** Dedupe keys a group is writing now, and when that group is done. */
+  const busy = new Map<string, Promise<void>>()
+
+  /** Steps 1–4 for entries whose dedupe keys this group holds. */
+  async function record(entries: readonly InboundEntry[], keys: readonly string[], windowMs: number): Promise<InboundResult[]> {
+    const results: InboundResult[] = new Array(entries.length)
+    const seen = await Promise.all(keys.map((k) => datastore.get(KIND, k) as Promise<DedupeRecord | null>))
+    const firsts = await Promise.all(seen.map((s, i) =>
+      s !== null && entries[i]!.at - s.at < windowMs ? datastore.get(KIND, inboundRecordKey(s.id)) as unknown as Promise<InboundRecord | null> : null))
+    const fresh: number[] = []
+    const unqueued: InboundRecord[] = []
+    firsts.forEach((first, i) => {
+      if (first === null) return void fresh.push(i)
+      results[i] = { id: first.id, duplicate: true }
+      if (first.task === null && !unqueued.some((r) => r.id === first.id)) unqueued.push(first)
+    })
+    const records = fresh.map((i) => inboundRecord(entries[i]!))
+    // Built before anything is written: a payload the queue refuses fails the op, not half of it.
+    const tasks = [...records, ...unqueued].map(handoffTask)
+
+    // 2. Records and dedupe records: older than the window (or its record gone), the dedupe key is taken over.
+    const taken = await Promise.all(fresh.map(async (i, n) => {
+      const mine: DedupeRecord = { id: entries[i]!.id, at: entries[i]!.at }
+      const [, won] = await Promise.all([
+        datastore.put(KIND, inboundRecordKey(mine.id), records[n] as unknown as DatastoreValue),
+        datastore.putIf(KIND, keys[i]!, mine as unknown as DatastoreValue, seen[i] === null ? null : { id: seen[i]!.id }),
+      ])
+      return won
+    }))
+    // 3. The handoffs, new and unqueued firsts, then 4. each record names its task.
+    const queued = await Promise.all(tasks.map((task, n) => (n < records.length && !taken[n] ? null : queue.enqueue(task))))
+    await Promise.all([...records, ...unqueued].map((r, n) =>
+      queued[n] === null ? datastore.delete(KIND, inboundRecordKey(r.id)) : datastore.put(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue)))
+    fresh.forEach((i, n) => {
+      results[i] = taken[n]
+        ? { id: entries[i]!.id, duplicate: false }
+        : { error: { code: 'ESPRA_ERR_MAIL_NOT_DURABLE', message: 'a concurrent retry of the same message took it first' } }
+    })
+    return results
+  }
+
+  /** Runs `record` over the entries whose keys no other group holds; the rest wait for theirs, then go one by one. */
+  async function commit(entries: readonly InboundEntry[], windowMs: number): Promise<InboundResult[]> {
+    const keys = entries.map((e) => dedupeKey(e.messageId, e.raw.sha256, e.envelope.to))
+    const mine: number[] = []
+    const later: number[] = []
+    const held = new Set<string>()
+    keys.forEach((k, i) => {
+      if (busy.has(k) || held.has(k)) return void later.push(i)
+      held.add(k)
+      mine.push(i)
+    })
+    const results: InboundResult[] = new Array(entries.length)
+    let release!: () => void
+    const done = new Promise<void>((resolve) => (release = resolve))
+    for (const k of held) busy.set(k, done)
+    try {
+      const got = await record(mine.map((i) => entries[i]!), mine.map((i) => keys[i]!), windowMs)
+      mine.forEach((i, n) => (results[i] = got[n]!))
+    } finally {
+      for (const k of held) busy.delete(k)
+      release()
+    }
+    for (const i of later) {
+      for (let other = busy.get(keys[i]!); other !== undefined; other = busy.get(keys[i]!)) await other
+      results[i] = (await commit([entries[i]!], windowMs))[0]!
+    }
+    return results
+  }
+
+  return [
+    ['mail.inbound.commit', async (body) => {
+      const batch = checkInboundBatch(body)
+      try {
+        return { results: await commit(batch.entries, batch.windowMs) }
+      } catch (err) {
+        const e = err as EspraError
+        if (e.code !== 'ESPRA_ERR_TASK_INVALID') throw err
+        throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', e.message, e.details)
+      }
+    }],
+  ]
+}

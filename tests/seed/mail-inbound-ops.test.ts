@@ -1,0 +1,101 @@
+// mail.inbound.commit against the seed's real embedded datastore and task queue (LMDB in a temp directory).
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { dedupeKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
+import type { InboundEntry } from '../../lib/mail/inbound-batch.js'
+import type { MetaPeer } from '../../lib/transport/meta-server.js'
+import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
+import { mailInboundHandlers } from '../../seed/mail-inbound-ops.js'
+import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
+
+async function open(t: Test) {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-inbound-ops-'))
+  const datastore = await openEmbeddedDatastore({ dir })
+  const queue = await openEmbeddedTaskQueue({ dir })
+  t.teardown(async () => {
+    await queue.close()
+    await datastore.close()
+  })
+  const handler = new Map(mailInboundHandlers(datastore, queue)).get('mail.inbound.commit')!
+  const commit = (body: unknown) => handler(body, {} as MetaPeer) as Promise<{ results: ({ id: string; duplicate: boolean } | { error: { code: string } })[] }>
+  return { datastore, queue, commit }
+}
+
+let n = 0
+function entry(messageId: string | null, over: Partial<InboundEntry> = {}): InboundEntry {
+  const at = Date.now()
+  const id = `m${at.toString(36)}${(++n).toString(16).padStart(12, '0')}`
+  const sha256 = (messageId ?? 'none').padEnd(64, '0').replace(/[^0-9a-f]/g, 'a').slice(0, 64)
+  return {
+    id, at, raw: { key: rawMailKey(id, at), size: 100, sha256 },
+    envelope: { from: 'a@sender.test', to: ['b@example.test'], remoteAddress: '127.0.0.1', helo: 'client.test' },
+    messageId, auth: null, ...over,
+  }
+}
+
+t.test('a group is recorded and queued; retries in the same group or a later one get the first id and are not queued again', async (t) => {
+  const { datastore, queue, commit } = await open(t)
+  const [a, b, aAgain] = [entry('a@x'), entry('b@x'), entry('a@x')]
+  const { results } = await commit({ windowMs: 60_000, entries: [a, b, aAgain] })
+  t.same(results, [{ id: a.id, duplicate: false }, { id: b.id, duplicate: false }, { id: a.id, duplicate: true }])
+  const rec = await datastore.get('mailInbound', inboundRecordKey(a.id))
+  t.match(rec, { id: a.id, raw: a.raw, envelope: a.envelope, messageId: 'a@x', task: /^t\d+$/ }, 'the record names its task')
+  t.equal(await datastore.get('mailInbound', inboundRecordKey(aAgain.id)), null, 'no record for the copy')
+  t.same(await datastore.get('mailInbound', dedupeKey('a@x', a.raw.sha256, a.envelope.to)), { id: a.id, at: a.at })
+  t.equal((await queue.counts()).ready, 2, 'two handoffs queued')
+  const later = await commit({ windowMs: 60_000, entries: [entry('a@x')] })
+  t.same(later.results, [{ id: a.id, duplicate: true }])
+  t.equal((await queue.counts()).ready, 2, 'still two')
+  const outside = entry('a@x')
+  const past = await commit({ windowMs: 0, entries: [outside] })
+  t.same(past.results, [{ id: outside.id, duplicate: false }], 'past the window the same message is new again')
+})
+
+t.test('a first attempt that died before its task was queued gets it queued by the retry', async (t) => {
+  const { datastore, queue, commit } = await open(t)
+  const first = entry('lost@x')
+  await datastore.put('mailInbound', inboundRecordKey(first.id), { id: first.id, raw: first.raw, envelope: first.envelope, messageId: 'lost@x', at: first.at, auth: null, task: null })
+  await datastore.put('mailInbound', dedupeKey('lost@x', first.raw.sha256, first.envelope.to), { id: first.id, at: first.at })
+  const { results } = await commit({ windowMs: 60_000, entries: [entry('lost@x')] })
+  t.same(results, [{ id: first.id, duplicate: true }])
+  t.match(await datastore.get('mailInbound', inboundRecordKey(first.id)), { task: /^t\d+$/ })
+  t.equal((await queue.counts()).ready, 1)
+})
+
+t.test('concurrent groups holding the same dedupe key: one takes it, the other finds it', async (t) => {
+  const { queue, commit } = await open(t)
+  const [x, y] = [entry('same@x'), entry('same@x')]
+  const [rx, ry] = await Promise.all([commit({ windowMs: 60_000, entries: [x] }), commit({ windowMs: 60_000, entries: [y] })])
+  t.same([rx.results[0], ry.results[0]], [{ id: x.id, duplicate: false }, { id: x.id, duplicate: true }])
+  t.equal((await queue.counts()).ready, 1)
+})
+
+t.test('every entry is checked; one bad entry refuses the whole group and nothing is written', async (t) => {
+  const { queue, commit } = await open(t)
+  const good = entry('g@x')
+  const cases: [unknown, string][] = [
+    [null, 'body'],
+    [{ windowMs: -1, entries: [good] }, 'windowMs'],
+    [{ windowMs: 1000, entries: [] }, 'entries'],
+    [{ windowMs: 1000, entries: Array.from({ length: 257 }, () => good) }, 'entries'],
+    [{ windowMs: 1000, entries: [good, good] }, 'entries[1].id'],
+    [{ windowMs: 1000, entries: [good, { ...entry('h@x'), id: '../etc' }] }, 'entries[1].id'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, key: 'builds/x' } }] }, 'entries[0].raw.key'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, sha256: 'XYZ' } }] }, 'entries[0].raw.sha256'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, size: -1 } }] }, 'entries[0].raw.size'],
+    [{ windowMs: 1000, entries: [{ ...good, at: 5 }] }, 'entries[0].at'],
+    [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, to: [] } }] }, 'entries[0].envelope.to'],
+    [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, to: Array.from({ length: 251 }, () => 'a@b.c') } }] }, 'entries[0].envelope.to'],
+    [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, to: ['a@b\r\nX: y'] } }] }, 'entries[0].envelope.to[0]'],
+    [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, from: 'x'.repeat(321) } }] }, 'entries[0].envelope.from'],
+    [{ windowMs: 1000, entries: [{ ...good, messageId: 7 }] }, 'entries[0].messageId'],
+    [{ windowMs: 1000, entries: [{ ...good, auth: { spf: {} } }] }, 'entries[0].auth.spf'],
+    [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, helo: 'h'.repeat(1000), to: Array.from({ length: 250 }, (_, i) => `${'r'.repeat(300)}${i}@example.test`) } }] }, 'entries[0]'],
+  ]
+  for (const [body, field] of cases) {
+    await t.rejects(commit(body), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, field)
+  }
+  t.equal((await queue.counts()).ready, 0, 'nothing queued')
+})
