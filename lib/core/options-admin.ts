@@ -8,6 +8,7 @@
  * cluster secret is), so children get the operators in their first IPC
  * message and never read files for config.
  */
+import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { constant, durationIn, integer, option, parseSize, text } from './config-parsers.js'
@@ -95,6 +96,15 @@ export function readAdminTokens(file: string, insecure: boolean): AdminOperator[
   }
   return parseAdminTokens(content, file)
 }
+
+/** A new operator token: 32 random bytes, base64url, with a prefix that says what it is (and lets secret scanners find it). */
+export function newAdminToken(): string {
+  return `espra_admin_${randomBytes(32).toString('base64url')}`
+}
+
+/** The tokens-file line of an operator holding `token` (only its sha256 is written). */
+export const adminTokenLine = (name: string, role: AdminRole, token: string): string =>
+  `${name} ${role} ${createHash('sha256').update(token).digest('hex')}`
 
 /** Fills `adminOperators` from the file (the config loader calls this once, after every option is parsed). */
 export function loadAdminOperators(out: Record<string, unknown>): void {

@@ -33,12 +33,3 @@ export function createTokenChecker(operators: readonly AdminOperator[]): TokenCh
 
 /** Whether `role` may call a route that reads (`acts` false) or changes state (`acts` true). */
 export const mayCall = (role: AdminRole, acts: boolean): boolean => !acts || role === 'operator'
-
-/** A new operator token: 32 random bytes, base64url, with a prefix that says what it is (and lets secret scanners find it). */
-export function newAdminToken(random: Buffer): string {
-  return `espra_admin_${random.toString('base64url')}`
-}
-
-/** The tokens-file line for `token`. */
-export const tokensFileLine = (name: string, role: AdminRole, token: string): string =>
-  `${name} ${role} ${createHash('sha256').update(token).digest('hex')}`

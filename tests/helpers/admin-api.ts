@@ -2,12 +2,11 @@
  * A real seed and a real admin node (from dist: build first) with a tokens
  * file of three operators, and a small client for the admin API.
  */
-import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { newAdminToken, tokensFileLine } from '../../roles/admin/api-auth.js'
+import { adminTokenLine as tokensFileLine, newAdminToken } from '../../lib/core/options-admin.js'
 import { freePort, startNode, type StartedNode } from './cluster.js'
 import { send, type HttpAnswer } from './http.js'
 
@@ -29,6 +28,8 @@ export interface ApiCallOptions {
   /** Sent as is (no JSON encoding), e.g. for bad-input tests. */
   raw?: string | Buffer
   headers?: Record<string, string>
+  /** The client address to call from (another loopback address, e.g. 127.0.0.2, counts apart). */
+  from?: string
 }
 
 export interface ApiAnswer extends HttpAnswer {
@@ -43,7 +44,7 @@ export async function apiCall(port: number, method: string, path: string, opts: 
     ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
     ...opts.headers,
   }
-  const answer = await send({ host: '127.0.0.1', port, method, path, headers, agent: false }, body)
+  const answer = await send({ host: '127.0.0.1', port, method, path, headers, agent: false, ...(opts.from ? { localAddress: opts.from } : {}) }, body)
   let json: unknown = null
   try {
     json = JSON.parse(answer.body)
@@ -62,7 +63,7 @@ export async function startSeedProcess(t: Test, flags: Record<string, string | n
 export async function startAdminApi(t: Test, adminFlags: Record<string, string | number> = {}): Promise<AdminApiCluster> {
   const { seed, metaPort, seedAddress } = await startSeedProcess(t)
   const dir = mkdtempSync(join(tmpdir(), 'espra-admin-api-'))
-  const tokens = { operator: newAdminToken(randomBytes(32)), viewer: newAdminToken(randomBytes(32)), second: newAdminToken(randomBytes(32)) }
+  const tokens = { operator: newAdminToken(), viewer: newAdminToken(), second: newAdminToken() }
   const file = join(dir, 'admin-tokens')
   writeFileSync(file, `# test operators\n${tokensFileLine('ops', 'operator', tokens.operator)}\n${tokensFileLine('watcher', 'viewer', tokens.viewer)}\n${tokensFileLine('ops2', 'operator', tokens.second)}\n`)
   chmodSync(file, 0o600)
