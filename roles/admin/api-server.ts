@@ -25,7 +25,7 @@ import { mayCall, createTokenChecker } from './api-auth.js'
 import { BlockedAddresses, type AuthBlockedMessage, type AuthFailedRequest } from './api-auth-limit.js'
 import type { ApiDeps } from './api-deps.js'
 import { createEventStreams } from './api-events.js'
-import { asObject } from './api-fields.js'
+import { asObject, onlyQuery } from './api-fields.js'
 import { checkIdempotencyKey, claimIdempotencyKey, requestHash } from './api-idempotency.js'
 import { createJobRunner } from './api-jobs.js'
 import { BODY_METHODS, collectBody, parseBody, readRequest, type ApiRequest } from './api-request.js'
@@ -37,7 +37,12 @@ import { MAIL_ROUTES } from './api-routes-mail.js'
 import { openAdminSeedLink } from './api-seed-link.js'
 import { startSweeps } from './api-sweeps.js'
 
-const EVENTS_PATH = '/api/events'
+/** `GET /api/events` streams (roles/admin/api-events.ts): routed like the others, answered by the stream, not `run`. */
+const EVENTS_ROUTE: ApiRoute<ApiDeps> = {
+  method: 'GET', path: '/api/events', action: 'events.read', acts: false,
+  check: (c) => (onlyQuery(c.query, []), { target: null, params: {} }),
+  run: () => Promise.reject(new EspraError('ESPRA_ERR_INTERNAL', 'the events route streams')),
+}
 
 interface Answer extends ApiAnswer {
   readonly headers?: Readonly<Record<string, string>>
@@ -69,7 +74,7 @@ export async function startAdminApi(ctx: ChildContext) {
   const link = await openAdminSeedLink(config, log)
   const jobs = createJobRunner(link.client, link.datastore, log)
   const deps: ApiDeps = { link, secret: config.secret, jobs, seedAddress: () => link.client.seed ?? config.seed[0]! }
-  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...AUDIT_ROUTES])
+  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...AUDIT_ROUTES, EVENTS_ROUTE])
   const tokens = createTokenChecker(config.adminOperators)
   const trusted = createTrustedProxies(config.trustedProxies)
   const blocked = new BlockedAddresses()
@@ -140,15 +145,13 @@ export async function startAdminApi(ctx: ChildContext) {
     }
     let match
     try {
-      match = request.path === EVENTS_PATH && request.method === 'GET' ? null : router.match(request.method, request.path)
+      match = router.match(request.method, request.path)
+      if (match.route === EVENTS_ROUTE) onlyQuery(request.query, [])
     } catch (err) {
       return send(res, errorAnswer(err))
     }
-    if (match === null) {
-      if (request.query.size > 0) return send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_BAD_REQUEST', 'GET /api/events takes no query parameters', { field: [...request.query.keys()][0] })))
-      return events.open(res)
-    }
     const { route, params } = match
+    if (route === EVENTS_ROUTE) return events.open(res)
     if (!mayCall(operator.role, route.acts)) {
       const answer = errorAnswer(new EspraError('ESPRA_ERR_ADMIN_FORBIDDEN', `operator ${operator.name} is a viewer: ${request.method} ${request.path} changes the cluster (operators only)`))
       void audit(request, operator, route, null, answer).then(() => send(res, answer))
