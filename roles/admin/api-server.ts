@@ -122,7 +122,7 @@ export async function startAdminApi(ctx: ChildContext) {
     } catch (err) {
       answer = errorAnswer(err)
     }
-    if (answer.status >= 500) log.error({ action: route.action, operator: operator.name, err: answer.body }, 'admin API call failed')
+    if (answer.status >= 500 && answer.status !== 501) log.error({ action: route.action, operator: operator.name, err: answer.body }, 'admin API call failed')
     if (route.acts) await audit(request, operator, route, facts, answer, replayed)
     return answer
   }
