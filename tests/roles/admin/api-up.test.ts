@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { createHash } from 'node:crypto'
 import { apiCall } from '../../helpers/admin-api.js'
-import { startUp } from '../../helpers/up.js'
+import { startUp, waitFor } from '../../helpers/up.js'
 
 t.test('up writes the token files 0600, prints the address, and the API answers with the token', async (t) => {
   const up = await startUp(t, ['--no-sample-app'])
@@ -22,7 +22,11 @@ t.test('up writes the token files 0600, prints the address, and the API answers 
   t.match(tokens, new RegExp(`^up operator ${createHash('sha256').update(token).digest('hex')}$`, 'm'))
   const port = up.port('admin')
   t.match(up.output(), `admin API   http://127.0.0.1:${port}/api/  (token in ${tokenFile}`)
-  const status = await apiCall(port, 'GET', '/api/status', { token })
+  // The admin child's own seed link may still be connecting when `up` says the cluster is up (503 until then).
+  const status = await waitFor('the admin API answers', async () => {
+    const a = await apiCall(port, 'GET', '/api/status', { token })
+    return a.status === 503 ? undefined : a
+  })
   t.equal(status.status, 200)
   t.same(status.json.nodes.map((n: { role: string }) => n.role).sort(), ['admin', 'app', 'fileserver', 'live', 'mail', 'proxy', 'seed'])
   const acted = await apiCall(port, 'POST', '/api/tokens/live', { token, body: { sub: ['chat:*'] } })
