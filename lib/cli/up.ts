@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { ROLE_NAMES, type RoleName } from '../core/config.js'
 import { EspraError } from '../core/errors.js'
 import { checkDataDir, clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
+import { ensureUpAdminToken } from './up-admin-token.js'
 import { startUpNode, type UpNode } from './up-node.js'
 import { assertUpPortsFree, MAX_PORT_BASE, upPorts } from './up-ports.js'
 
@@ -73,6 +74,8 @@ export async function runUp(opts: UpOptions): Promise<void> {
   await assertUpPortsFree(LOCAL, ports)
   const { secretFile, created } = ensureStateDir(dataDir)
   if (created) console.log(`created cluster secret ${secretFile} (mode 0600)`)
+  const adminToken = ensureUpAdminToken(dataDir)
+  if (adminToken.created) console.log(`created admin API token ${adminToken.tokenFile} (mode 0600)`)
 
   const seedAddr = `${LOCAL}:${ports.meta}`
   // Where a browser on this machine reaches the fileserver and the proxy's live host (*.localhost is loopback).
@@ -101,6 +104,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, `--children=${children}`,
       ...(role === 'app' ? [`--threads=${UP_APP_THREADS}`, `--app-settings=${JSON.stringify(appSettings)}`] : []),
       ...(role === 'fileserver' ? [`--files-host=${FILES_HOST}`] : []),
+      ...(role === 'admin' ? [`--admin-tokens-file=${adminToken.tokensFile}`] : []),
       // Mail to anyone@localhost reaches the sample app's handleMail.
       ...(role === 'mail' ? [`--smtp-port=${ports.smtp}`, '--mail-domains=localhost'] : []),
       // Outbound mail goes back into this cluster's own SMTP port: mail to @localhost arrives in the app, anything else
@@ -158,6 +162,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
   }
   console.log(`${'files'.padEnd(11)} ${filesUrl}/f/  (uploaded files, on a host of their own)`)
   console.log(`${'smtp'.padEnd(11)} smtp://${LOCAL}:${ports.smtp}  (inbound mail for anyone@localhost; outbound mail is relayed here too, nothing leaves the machine)`)
+  console.log(`${'admin API'.padEnd(11)} http://${LOCAL}:${ports.roles.admin}/api/  (token in ${adminToken.tokenFile}: curl -H "Authorization: Bearer $(cat ${adminToken.tokenFile})" http://${LOCAL}:${ports.roles.admin}/api/status)`)
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
 }

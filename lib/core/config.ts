@@ -13,6 +13,7 @@ import { resolve } from 'node:path'
 import { constant, durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError } from './errors.js'
 import { ALERT_OPTIONS, checkAlerts } from './options-alerts.js'
+import { ADMIN_OPTIONS, loadAdminOperators } from './options-admin.js'
 import { APP_OPTIONS } from './options-app.js'
 import { ELB_OPTIONS } from './options-elb.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
@@ -238,7 +239,7 @@ const COMMON_OPTIONS = [
 ] as const
 
 /** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS, ...ALERT_OPTIONS] as const
+export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS, ...ALERT_OPTIONS, ...ADMIN_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
 
@@ -312,6 +313,9 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
   const blocker = fileInTheWay(String(out['dataDir']))
   if (blocker !== null) fail('--data-dir', `cannot use ${String(out['dataDir'])}: ${blocker} is a file, not a directory`)
   out['secret'] = readSecret(sources.env, String(out['secretFile']), { insecure: out['insecureSecretFile'] === true })
+  // Only the admin role serves the API; other roles never read the file (a shared config may name it).
+  if (out['role'] === 'admin') loadAdminOperators(out)
+  else out['adminOperators'] = Object.freeze([])
   return Object.freeze(out) as unknown as NodeConfig
 }
 
@@ -372,7 +376,7 @@ function checkTasks(out: Record<string, unknown>): void {
 
 /** The config as `config check` prints it: everything but the secret. */
 export function printable(config: NodeConfig): Record<string, unknown> {
-  const { secret: _secret, ...rest } = config
+  const { secret: _secret, adminOperators, ...rest } = config
   // A Redis URL and an SMTP relay URL may carry a password.
   const masked = (raw: string): string => {
     const url = new URL(raw)
@@ -381,6 +385,8 @@ export function printable(config: NodeConfig): Record<string, unknown> {
   }
   return {
     ...rest,
+    // Token hashes are not secrets, but nobody needs them printed: names and roles say who may call the API.
+    adminOperators: (adminOperators ?? []).map(({ name, role }) => ({ name, role })),
     ...(rest.redis !== null ? { redis: masked(rest.redis) } : {}),
     datastore: maskPostgresUrl(rest.datastore),
     ...(rest.smtpRelay !== null && rest.smtpRelay !== undefined ? { smtpRelay: masked(rest.smtpRelay) } : {}),

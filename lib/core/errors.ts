@@ -129,6 +129,16 @@ export const ERRORS = {
   ESPRA_ERR_ALERT_SILENCE_INVALID: { message: 'invalid silence: a matcher (rule and/or node), an expiry in the future within the maximum, and who set it', status: 400 },
   ESPRA_ERR_ALERT_SILENCE_NOT_FOUND: { message: 'no such silence', status: 404 },
   ESPRA_ERR_ALERT_INVALID: { message: 'invalid alert query', status: 400 },
+  ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'the admin API needs a valid operator token: Authorization: Bearer <token>', status: 401 },
+  ESPRA_ERR_ADMIN_FORBIDDEN: { message: 'this operator may only read (role viewer)', status: 403 },
+  ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from this address; try again later', status: 429 },
+  ESPRA_ERR_ADMIN_BAD_REQUEST: { message: 'a field of the request is missing or invalid', status: 400 },
+  ESPRA_ERR_ADMIN_MEDIA_TYPE: { message: 'request bodies must be JSON (Content-Type: application/json)', status: 415 },
+  ESPRA_ERR_ADMIN_BODY_TOO_LARGE: { message: 'request body larger than --admin-max-body', status: 413 },
+  ESPRA_ERR_ADMIN_IDEMPOTENCY_MISMATCH: { message: 'that Idempotency-Key was used with a different request', status: 422 },
+  ESPRA_ERR_ADMIN_IDEMPOTENCY_IN_PROGRESS: { message: 'a request with that Idempotency-Key is still in progress', status: 409 },
+  ESPRA_ERR_ADMIN_JOB_NOT_FOUND: { message: 'no such rolling restart', status: 404 },
+  ESPRA_ERR_ADMIN_SEED: { message: 'the admin node has no link to a seed right now', status: 503 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

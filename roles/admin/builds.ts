@@ -116,7 +116,7 @@ async function uploadBlob(client: MetaClient, hash: string, path: string, chunkS
 }
 
 /** What `build.status` answers. */
-interface BuildStatus {
+export interface BuildStatus {
   id: string
   state: BuildListEntry['state']
   current: boolean
@@ -152,7 +152,7 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
   let watching = 0
   let status: BuildStatus
   for (;;) {
-    status = await client.request<BuildStatus>('build.status', { id }, REQUEST_TIMEOUT_MS)
+    status = await readBuildStatus(client, id)
     for (const n of status.nodes) {
       if (told.get(n.node) === n.state || n.state === 'staging') continue
       told.set(n.node, n.state)
@@ -231,11 +231,26 @@ export async function adminPushBuild(dir: string, opts: PushOptions): Promise<vo
   }
 }
 
+/** Every build, newest first, and which is current (`build.list`). */
+export async function listBuilds(client: MetaClient): Promise<{ current: string | null; builds: BuildListEntry[] }> {
+  return client.request<{ current: string | null; builds: BuildListEntry[] }>('build.list', {}, REQUEST_TIMEOUT_MS)
+}
+
+/** One build's deploy as the seed follows it (`build.status`): each node staged or refused. */
+export async function readBuildStatus(client: MetaClient, id: string): Promise<BuildStatus> {
+  return client.request<BuildStatus>('build.status', { id }, REQUEST_TIMEOUT_MS)
+}
+
+/** Starts a rollback to `id` (staged first, like a push); follow it with {@link readBuildStatus}. */
+export async function startRollback(client: MetaClient, id: string): Promise<{ id: string; staging: string[] }> {
+  return client.request<{ id: string; staging: string[] }>('build.rollback', { id }, REQUEST_TIMEOUT_MS)
+}
+
 export async function adminRollback(id: string, opts: ConnectOptions & { timeout?: string }): Promise<void> {
   const timeoutMs = parseTimeout(opts.timeout)
   const client = await connect(opts)
   try {
-    const rolled = await client.request<{ id: string; staging: string[] }>('build.rollback', { id }, REQUEST_TIMEOUT_MS)
+    const rolled = await startRollback(client, id)
     say(`rollback to ${id}: staging on ${rolled.staging.length} node(s)`)
     await finish(client, id, timeoutMs)
   } finally {
@@ -264,7 +279,7 @@ export function formatBuilds(builds: readonly BuildListEntry[]): string {
 export async function adminBuilds(opts: ConnectOptions & { json?: boolean }): Promise<void> {
   const client = await connect(opts)
   try {
-    const { builds } = await client.request<{ current: string | null; builds: BuildListEntry[] }>('build.list', {}, REQUEST_TIMEOUT_MS)
+    const { builds } = await listBuilds(client)
     process.stdout.write(opts.json ? `${JSON.stringify(builds)}\n` : `${formatBuilds(builds)}\n(* current)\n`)
     if (opts.json) return
     for (const b of builds) for (const r of b.refused) process.stdout.write(`${b.id} refused by ${r.node}: ${r.message}\n`)

@@ -11,7 +11,8 @@ import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
 import { createMetaClient } from '../../lib/transport/meta-client.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
-import { formatDrainedAway, formatMaintenance, formatNodes, formatSummary, formatTaskCounts, type DrainedNode, type NodeView } from './format.js'
+import { formatNodes } from './format.js'
+import { formatStatus, listNodes, readStatus } from './status.js'
 
 export interface ConnectOptions {
   seed?: string
@@ -54,23 +55,13 @@ export async function connect(opts: ConnectOptions, onPush?: (op: string, body: 
   return client
 }
 
-async function listNodes(client: Awaited<ReturnType<typeof connect>>): Promise<NodeView[]> {
-  return client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS)
-}
-
 export async function adminStatus(opts: ConnectOptions & { redis?: string }): Promise<void> {
   const client = await connect(opts)
   // The task queue's counts: Redis when named (--redis, ESPRA_REDIS), else the seed's embedded queue on this same link.
   const redis = opts.redis ?? (process.env['ESPRA_REDIS'] || undefined)
   const queue = redis === undefined ? createMetaTaskQueue(client) : createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
   try {
-    const nodes = await listNodes(client)
-    const counts = await queue.counts().then((c) => formatTaskCounts(queue.backend, c), (err: Error) => `tasks (${queue.backend} queue): unavailable (${err.message})`)
-    const maintenance = await client.request<{ state: Parameters<typeof formatMaintenance>[0]; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS)
-      .then(({ state, now }) => formatMaintenance(state, now), (err: Error) => `maintenance: unknown (${err.message})`)
-    // Drained nodes that are not registered (stopped by their order) show nowhere else.
-    const away = await client.request<{ drains: DrainedNode[] }>('node.drains', {}, REQUEST_TIMEOUT_MS).then((d) => formatDrainedAway(d.drains), (err: Error) => `drained nodes: unavailable (${err.message})`)
-    process.stdout.write(`${formatSummary(resolveTarget(opts).seeds[0]!, nodes)}\n${maintenance}${away ? `\n${away}` : ''}\n${counts}\n\n${formatNodes(nodes)}\n`)
+    process.stdout.write(formatStatus(await readStatus(client, queue, resolveTarget(opts).seeds[0]!)))
   } finally {
     await Promise.all([client.close(), queue.close()])
   }

@@ -91,6 +91,24 @@ async function follow(client: MetaClient, id: string, timeoutMs: number, what: s
   }
 }
 
+export interface DrainAnswer {
+  order: DrainOrder
+  /** Whether the node is registered now (else it gets the order when it registers). */
+  registered: boolean
+  /** The order this one replaced. */
+  previous: DrainOrder | null
+}
+
+/** Gives a drain order to node `id` (kept by the seed); returns at once, without following the node. */
+export async function orderDrain(client: MetaClient, o: { id: string; then: DrainThen; graceMs: number; force: boolean }): Promise<DrainAnswer> {
+  return client.request<DrainAnswer>('node.drain', { id: o.id, then: o.then, graceMs: o.graceMs, ...(o.force ? { force: true } : {}) }, REQUEST_TIMEOUT_MS)
+}
+
+/** Lifts node `id`'s drain order; `undrained` false when it had none. */
+export async function orderUndrain(client: MetaClient, id: string): Promise<{ undrained: boolean; registered?: boolean }> {
+  return client.request<{ undrained: boolean; registered?: boolean }>('node.undrain', { id }, REQUEST_TIMEOUT_MS)
+}
+
 export async function adminDrain(id: string, opts: DrainOptions): Promise<void> {
   const node = checkNodeArg(id)
   const then = parseThen(opts.then)
@@ -98,9 +116,7 @@ export async function adminDrain(id: string, opts: DrainOptions): Promise<void> 
   const waitMs = parseWait(opts.timeout)
   const client = await connect(opts)
   try {
-    const answer = await client.request<{ order: DrainOrder; registered: boolean; previous: DrainOrder | null }>(
-      'node.drain', { id: node, then, graceMs, ...(opts.force ? { force: true } : {}) }, REQUEST_TIMEOUT_MS,
-    )
+    const answer = await orderDrain(client, { id: node, then, graceMs, force: opts.force === true })
     process.stdout.write(`${node}: drain ordered (then ${then}, grace ${seconds(graceMs)})${answer.previous ? `, replacing the order of ${new Date(answer.previous.at).toISOString()}` : ''}; out of routing now\n`)
     if (!answer.registered) return void process.stdout.write(`${node}: not registered now; it gets the order when it registers\n`)
     if (opts.wait === false) return
@@ -118,7 +134,7 @@ export async function adminUndrain(id: string, opts: DrainOptions): Promise<void
   const waitMs = parseWait(opts.timeout)
   const client = await connect(opts)
   try {
-    const answer = await client.request<{ undrained: boolean; registered?: boolean }>('node.undrain', { id: node }, REQUEST_TIMEOUT_MS)
+    const answer = await orderUndrain(client, node)
     if (!answer.undrained) return void process.stdout.write(`${node}: not drained; nothing to do\n`)
     process.stdout.write(`${node}: undrained${answer.registered ? '' : ' (not registered now: start it again and it comes back in service)'}\n`)
     if (!answer.registered || opts.wait === false) return

@@ -108,16 +108,30 @@ function formatInbound(list: readonly InboundView[], shown: number): string {
   return list.length > shown ? `${table}\n(${list.length - shown} more: raise --limit or use --json)` : table
 }
 
+export interface InboundSummary {
+  pending: number
+  failed: number
+  unqueued: number
+  /** The first `limit` messages (only the failed ones with `failed`). */
+  messages: InboundView[]
+}
+
+/** Counts by state and the messages asked for (`admin mail inbound --json`, `GET /api/mail/inbound`). */
+export async function readInbound(datastore: Datastore, queue: TaskQueue, opts: { failed: boolean; limit: number }): Promise<{ summary: InboundSummary; list: InboundView[] }> {
+  const all = await listInbound(datastore, queue)
+  const list = opts.failed ? all.filter((m) => m.state === 'failed') : all
+  const count = (s: InboundState) => all.filter((m) => m.state === s).length
+  return { summary: { pending: count('pending'), failed: count('failed'), unqueued: count('unqueued'), messages: list.slice(0, opts.limit) }, list }
+}
+
 export async function adminMailInbound(opts: TaskOptions & { failed?: boolean; json?: boolean; limit?: string }): Promise<void> {
   const limit = Number(opts.limit ?? 100)
   if (!/^\d+$/.test(String(opts.limit ?? 100)) || limit < 1 || limit > 100_000) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--limit: must be an integer from 1 to 100000', { option: '--limit' })
   const { datastore, queue, close } = await open(opts)
   try {
-    const all = await listInbound(datastore, queue)
-    const list = opts.failed ? all.filter((m) => m.state === 'failed') : all
+    const { summary, list } = await readInbound(datastore, queue, { failed: opts.failed === true, limit })
     if (opts.json) {
-      const count = (s: InboundState) => all.filter((m) => m.state === s).length
-      process.stdout.write(`${JSON.stringify({ pending: count('pending'), failed: count('failed'), unqueued: count('unqueued'), messages: list.slice(0, limit) })}\n`)
+      process.stdout.write(`${JSON.stringify(summary)}\n`)
       return
     }
     process.stdout.write(`${formatInbound(list, limit)}\n`)
@@ -126,27 +140,37 @@ export async function adminMailInbound(opts: TaskOptions & { failed?: boolean; j
   }
 }
 
-const MAIL_ID = /^m[0-9a-z]{8,40}$/
+export const MAIL_ID = /^m[0-9a-z]{8,40}$/
+
+/**
+ * Hands a failed (dead letter) or unqueued message again. `warning` says
+ * when the client queued it meanwhile too (it may be handed twice).
+ */
+export async function retryInbound(datastore: Datastore, queue: TaskQueue, id: string): Promise<{ id: string; warning?: string }> {
+  const record = (await datastore.get('mailInbound', inboundRecordKey(id))) as unknown as InboundRecord | null
+  if (record === null) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no inbound message ${id} (admin mail inbound lists the waiting ones)`)
+  if (typeof record.handledAt === 'number') throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} was handed to handleMail at ${new Date(record.handledAt).toISOString()}: nothing to retry`)
+  if (record.task === null) {
+    // Recorded, never queued (the node died in between): queue it now, as the client's retry would.
+    const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
+    const task = await queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
+    if (!(await datastore.putIf('mailInbound', inboundRecordKey(id), { ...record, task } as unknown as DatastoreValue, { task: null }))) {
+      return { id, warning: `inbound message ${id} was also queued meanwhile (the client sent it again): it may be handed twice` }
+    }
+  } else if (!(await queue.retry(record.task))) {
+    const attempts = record.attempts ?? 0
+    throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} is pending (${attempts} of ${MAIL_TASK_ATTEMPTS} attempts${record.lastError ? `, last error: ${record.lastError.slice(0, 200)}` : ''}): it is retried by itself`)
+  }
+  return { id }
+}
 
 /** Hands a failed (dead letter) or unqueued message again; prints its id. */
 export async function adminMailInboundRetry(id: string, opts: TaskOptions): Promise<void> {
   if (!MAIL_ID.test(id)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `<id>: must be an inbound message id such as m${Date.now().toString(36)}0123456789ab (admin mail inbound lists them; got ${JSON.stringify(id.slice(0, 60))})`, { option: 'id' })
   const { datastore, queue, close } = await open(opts)
   try {
-    const record = (await datastore.get('mailInbound', inboundRecordKey(id))) as unknown as InboundRecord | null
-    if (record === null) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no inbound message ${id} (admin mail inbound lists the waiting ones)`)
-    if (typeof record.handledAt === 'number') throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} was handed to handleMail at ${new Date(record.handledAt).toISOString()}: nothing to retry`)
-    if (record.task === null) {
-      // Recorded, never queued (the node died in between): queue it now, as the client's retry would.
-      const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
-      const task = await queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
-      if (!(await datastore.putIf('mailInbound', inboundRecordKey(id), { ...record, task } as unknown as DatastoreValue, { task: null }))) {
-        process.stderr.write(`warning: inbound message ${id} was also queued meanwhile (the client sent it again): it may be handed twice\n`)
-      }
-    } else if (!(await queue.retry(record.task))) {
-      const attempts = record.attempts ?? 0
-      throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} is pending (${attempts} of ${MAIL_TASK_ATTEMPTS} attempts${record.lastError ? `, last error: ${record.lastError.slice(0, 200)}` : ''}): it is retried by itself`)
-    }
+    const { warning } = await retryInbound(datastore, queue, id)
+    if (warning !== undefined) process.stderr.write(`warning: ${warning}\n`)
     process.stdout.write(`${id}\n`)
   } finally {
     await close()

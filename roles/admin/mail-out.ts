@@ -109,12 +109,40 @@ export async function adminMailShow(id: string, opts: MailOutOptions & { json?: 
   checkOutId(id)
   const out = await openOutbound(opts)
   try {
-    const r = await readOutRecord(out.datastore, id)
-    if (r === null) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no outbound message ${id} (admin mail queue lists them)`, { id })
+    const r = await showOutbound(out.datastore, id)
     process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : `${formatOutRecord(r)}\n`)
   } finally {
     await out.close()
   }
+}
+
+export const OUT_STATUSES = ['queued', 'deferred', 'held', 'failed', 'delivered', 'dropped'] as const
+export type OutStatusName = (typeof OUT_STATUSES)[number]
+
+/** The outbound messages whose status is one of `wanted`, in key order (`admin mail queue`, `GET /api/mail/queue`). */
+export async function listOutbound(datastore: Datastore, wanted: ReadonlySet<string>): Promise<OutRecord[]> {
+  const rows: OutRecord[] = []
+  for await (const e of listAll(datastore, 'mailOutbound', 'out/')) {
+    const r = e.value as unknown as OutRecord
+    if (wanted.has(outStatus(r))) rows.push(r)
+  }
+  return rows
+}
+
+/** One row of `admin mail queue --json`. */
+export const outSummary = (r: OutRecord) => ({ id: r.id, status: outStatus(r), from: r.from, subject: r.subject, at: r.at, domains: r.domains })
+
+/** One outbound message with its timeline; `ESPRA_ERR_MAIL_NOT_FOUND` when there is none. */
+export async function showOutbound(datastore: Datastore, id: string): Promise<OutRecord> {
+  const r = await readOutRecord(datastore, id)
+  if (r === null) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no outbound message ${id} (admin mail queue lists them)`, { id })
+  return r
+}
+
+/** retry, hold, release or drop one outbound message; answers its new status. */
+export async function controlOut(deps: { datastore: Datastore; queue: TaskQueue }, id: string, action: ControlAction): Promise<{ id: string; status: string }> {
+  const r = await controlOutbound(deps, id, action)
+  return { id: r.id, status: outStatus(r) }
 }
 
 export async function adminMailQueue(opts: MailOutOptions & { deferred?: boolean; failed?: boolean; held?: boolean; all?: boolean; json?: boolean }): Promise<void> {
@@ -124,13 +152,9 @@ export async function adminMailQueue(opts: MailOutOptions & { deferred?: boolean
   if (wanted.size === 0) for (const s of ['queued', 'deferred', 'held']) wanted.add(s)
   const out = await openOutbound(opts)
   try {
-    const rows: OutRecord[] = []
-    for await (const e of listAll(out.datastore, 'mailOutbound', 'out/')) {
-      const r = e.value as unknown as OutRecord
-      if (wanted.has(outStatus(r))) rows.push(r)
-    }
+    const rows = await listOutbound(out.datastore, wanted)
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify(rows.map((r) => ({ id: r.id, status: outStatus(r), from: r.from, subject: r.subject, at: r.at, domains: r.domains })))}\n`)
+      process.stdout.write(`${JSON.stringify(rows.map(outSummary))}\n`)
       return
     }
     if (rows.length === 0) {
@@ -152,8 +176,8 @@ export async function adminMailControl(action: ControlAction, id: string, opts: 
   checkOutId(id)
   const out = await openOutbound(opts)
   try {
-    const r = await controlOutbound(out, id, action)
-    process.stdout.write(`${r.id} ${outStatus(r)}\n`)
+    const r = await controlOut(out, id, action)
+    process.stdout.write(`${r.id} ${r.status}\n`)
   } finally {
     await out.close()
   }

@@ -9,6 +9,7 @@
 import { EspraError } from '../../lib/core/errors.js'
 import type { MaintenanceState } from '../../lib/core/node-state.js'
 import { checkAllow, checkHosts, DEFAULT_MESSAGE, messageProblem, parseUntilArg } from '../../lib/http/maintenance.js'
+import type { MetaClient } from '../../lib/transport/meta-client.js'
 import { connect, type ConnectOptions } from './cli.js'
 import { formatMaintenance } from './format.js'
 
@@ -54,11 +55,26 @@ export function maintenanceBody(opts: MaintenanceOnOptions, now: number = Date.n
   return body
 }
 
+/** Starts (or replaces) a maintenance; `body` as {@link maintenanceBody} makes it. The seed tells every node. */
+export async function setMaintenance(client: MetaClient, body: Record<string, unknown>): Promise<{ state: MaintenanceState; nodes: number }> {
+  return client.request<{ state: MaintenanceState; nodes: number }>('maintenance.set', body, REQUEST_TIMEOUT_MS)
+}
+
+/** Ends the maintenance; `cleared` false when there was none. */
+export async function clearMaintenance(client: MetaClient): Promise<{ cleared: boolean; nodes: number }> {
+  return client.request<{ cleared: boolean; nodes: number }>('maintenance.clear', {}, REQUEST_TIMEOUT_MS)
+}
+
+/** The maintenance now (null: none) and the seed's clock. */
+export async function readMaintenance(client: MetaClient): Promise<{ state: MaintenanceState | null; now: number }> {
+  return client.request<{ state: MaintenanceState | null; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS)
+}
+
 export async function adminMaintenanceOn(opts: MaintenanceOnOptions): Promise<void> {
   const body = maintenanceBody(opts)
   const client = await connect(opts)
   try {
-    const { state, nodes } = await client.request<{ state: MaintenanceState; nodes: number }>('maintenance.set', body, REQUEST_TIMEOUT_MS)
+    const { state, nodes } = await setMaintenance(client, body)
     process.stdout.write(opts.json ? `${JSON.stringify(state)}\n` : `${formatMaintenance(state, Date.now())} (told ${nodes} node${nodes === 1 ? '' : 's'})\n`)
   } finally {
     await client.close()
@@ -68,7 +84,7 @@ export async function adminMaintenanceOn(opts: MaintenanceOnOptions): Promise<vo
 export async function adminMaintenanceOff(opts: ConnectOptions): Promise<void> {
   const client = await connect(opts)
   try {
-    const { cleared, nodes } = await client.request<{ cleared: boolean; nodes: number }>('maintenance.clear', {}, REQUEST_TIMEOUT_MS)
+    const { cleared, nodes } = await clearMaintenance(client)
     process.stdout.write(cleared ? `maintenance: off (told ${nodes} node${nodes === 1 ? '' : 's'})\n` : 'maintenance: was already off\n')
   } finally {
     await client.close()
@@ -78,7 +94,7 @@ export async function adminMaintenanceOff(opts: ConnectOptions): Promise<void> {
 export async function adminMaintenanceStatus(opts: ConnectOptions & { json?: boolean }): Promise<void> {
   const client = await connect(opts)
   try {
-    const { state, now } = await client.request<{ state: MaintenanceState | null; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS)
+    const { state, now } = await readMaintenance(client)
     process.stdout.write(opts.json ? `${JSON.stringify(state)}\n` : `${formatMaintenance(state, now)}\n`)
   } finally {
     await client.close()

@@ -1,19 +1,50 @@
-/** The admin role: the operator's dashboard and HTTP API over the seed. */
+/**
+ * The admin role: the operator's HTTP API over the seed (docs/admin-api.md).
+ * Children serve `/api/*` on the public port (roles/admin/api-server.ts),
+ * each with its own admin link to the seed; the parent counts failed
+ * authentications for the whole node (roles/admin/api-auth-limit.ts) and
+ * runs the prober and alert engine (roles/admin/alerts/, docs/alerts.md).
+ */
+import { EspraError } from '../../lib/core/errors.js'
 import type { Role } from '../../lib/process/role.js'
+import { AuthFailureCounter, type AuthBlockedMessage, type AuthFailedRequest } from './api-auth-limit.js'
+import { startAdminApi } from './api-server.js'
 
 export const adminRole: Role = {
   name: 'admin',
-  summary: 'operator dashboard and HTTP API over the seed; probes every node and sends alerts (docs/alerts.md)',
+  summary: 'operator HTTP API over the seed (docs/admin-api.md): nodes, health, builds, rollbacks, drain, maintenance, rolling restarts, tasks, vhosts, tokens, mail, alerts, cluster events, audit log; probes every node and sends alerts (docs/alerts.md)',
   notYet: [
     'operator web dashboard',
-    'HTTP API over the seed: nodes, health, builds, deploys, drain, maintenance, alerts',
+    'push-build over HTTP (POST /api/builds answers 501; use espra-node admin push-build)',
     'alerts: seed leader changes (seeds do not elect a leader yet)',
   ],
   forks: true,
-  // Monitoring runs in the parent: one prober and one alert engine per admin node, whatever its children.
-  parent: async (ctx) => {
-    if (!ctx.config.alerts) return { close: async () => {}, destroy: () => {} }
-    const { startAlertMonitor } = await import('./alerts/monitor.js')
-    return startAlertMonitor({ config: ctx.config, log: ctx.log })
+  // The parent counts failed authentications for every child, and runs monitoring: one prober and one alert engine per admin node, whatever its children.
+  async parent(ctx) {
+    const counter = new AuthFailureCounter(ctx.config.adminAuthFailures, ctx.config.adminAuthWindow)
+    const sweep = setInterval(() => counter.sweep(Date.now()), ctx.config.adminAuthWindow)
+    sweep.unref()
+    ctx.children.onRequest((_child, body) => {
+      const m = body as AuthFailedRequest
+      if (m?.k !== 'auth-failed' || typeof m.address !== 'string') throw new EspraError('ESPRA_ERR_INTERNAL', 'unknown admin IPC request')
+      const until = counter.fail(m.address, Date.now())
+      if (until !== null) {
+        const blocked: AuthBlockedMessage = { k: 'auth-blocked', address: m.address, until }
+        ctx.children.broadcast(blocked)
+      }
+      return { until }
+    })
+    const monitor = ctx.config.alerts ? await import('./alerts/monitor.js').then((m) => m.startAlertMonitor({ config: ctx.config, log: ctx.log })) : null
+    return {
+      close: async () => {
+        clearInterval(sweep)
+        await monitor?.close()
+      },
+      destroy: () => {
+        clearInterval(sweep)
+        monitor?.destroy()
+      },
+    }
   },
+  child: (ctx) => startAdminApi(ctx),
 }

@@ -116,6 +116,8 @@ interface Step {
   readonly node: NodeView
   readonly deadline: number
   find(): Promise<NodeView | undefined>
+  /** Where progress lines go (stderr for the CLI, the job record for the API). */
+  say(line: string): void
 }
 
 /** Polls until `done`; on the deadline throws `code` with `why(now)`. */
@@ -130,7 +132,7 @@ async function until(step: Step, done: (now: NodeView | undefined) => boolean, c
 
 async function reloadOne(client: MetaClient, plan: RollingRestartPlan, step: Step): Promise<string> {
   const { node } = step
-  say(`${step.tag} replacing ${node.childrenWanted} children`)
+  step.say(`${step.tag} replacing ${node.childrenWanted} children`)
   const outcome = await client.request<{ replaced: number }>('node.reload', { id: node.id, timeoutMs: plan.timeoutMs }, plan.timeoutMs + ANSWER_SLACK_MS)
   // The node has replaced its children; the next batch waits until the seed sees it whole and healthy again.
   const now = await until(step, back, 'ESPRA_ERR_NODE_RELOAD_TIMEOUT', (n) => `not healthy with all children within ${seconds(plan.timeoutMs)} (${notBack(n)})`)
@@ -144,12 +146,12 @@ async function restartOne(client: MetaClient, plan: RollingRestartPlan, step: St
   const { order } = await client.request<{ order: { restartOf?: number } }>('node.drain', { id: node.id, then: 'restart', graceMs: plan.graceMs }, NODES_TIMEOUT_MS)
   // The process the seed will restart (the node's own start time); any other one registering is the new process.
   const of = order.restartOf ?? node.startedAt
-  say(`${step.tag} draining (out of routing${node.elb === undefined ? '' : ' and its ELB target group'}, grace ${seconds(plan.graceMs!)}), then stopping to be restarted`)
+  step.say(`${step.tag} draining (out of routing${node.elb === undefined ? '' : ' and its ELB target group'}, grace ${seconds(plan.graceMs!)}), then stopping to be restarted`)
   const restarted = (n: NodeView | undefined): boolean => n !== undefined && n.startedAt !== of
   const stillOrdered = 'its restart order stands: admin status shows it, admin undrain lifts it'
   const stopped = await until(step, (n) => n === undefined || restarted(n), 'ESPRA_ERR_ROLLING_RESTART_TIMEOUT',
     (n) => `did not stop within ${seconds(plan.timeoutMs)} (${notBack(n)}); ${stillOrdered}`)
-  say(stopped === undefined
+  step.say(stopped === undefined
     ? `${step.tag} stopped (pid ${node.pid}); waiting for its process manager to start it again`
     : `${step.tag} stopped (pid ${node.pid}) and already started again (pid ${stopped.pid}); waiting for it to be back in service`)
   const now = await until(step, (n) => restarted(n) && !n!.drain && back(n), 'ESPRA_ERR_ROLLING_RESTART_TIMEOUT', (n) => restarted(n)
@@ -158,66 +160,92 @@ async function restartOne(client: MetaClient, plan: RollingRestartPlan, step: St
   return `restarted (pid ${node.pid} -> ${now!.pid}), undrained, healthy${inElb(now!)}`
 }
 
-export async function adminRollingRestart(flags: RollingRestartFlags): Promise<void> {
-  const plan = planOf(flags)
-  const client = await connect(flags)
+/** How a rolling restart ended. */
+export interface RollingRestartResult {
+  role: string
+  region: string | null
+  mode: RollingMode
+  /** Nodes restarted (every one, or the run would have thrown). */
+  done: number
+  /** Drained by an operator, left alone (restart mode). */
+  skipped: string[]
+  ms: number
+}
+
+/**
+ * Runs `plan` to its end over `client`; each step goes to `say`. Throws at
+ * the first failure (coded, naming the node), the rest untouched.
+ */
+export async function runRollingRestart(client: MetaClient, plan: RollingRestartPlan, say: (line: string) => void): Promise<RollingRestartResult> {
   const started = Date.now()
   const where = plan.region === null ? '' : ` in region ${plan.region}`
   const list = async (): Promise<NodeView[]> =>
     client.request<NodeView[]>('nodes', { role: plan.role, ...(plan.region === null ? {} : { region: plan.region }) }, NODES_TIMEOUT_MS)
+  const all = (await list()).sort((a, b) => a.id.localeCompare(b.id))
+  if (all.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no ${plan.role} nodes registered${where}`)
+  // A restart would replace an operator's drain order (and so end it): drained nodes are left as they are.
+  const skipped = plan.mode === 'restart' ? all.filter((n) => n.drain) : []
+  const nodes = all.filter((n) => !skipped.includes(n))
+  for (const n of skipped) say(`${n.id}: skipped: drained by an operator (then ${n.drain!.then}); admin undrain it first to restart it`)
+  if (nodes.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `every ${plan.role} node${where} is drained: nothing to restart`)
+  const minHealthy = plan.minHealthy ?? 0
+  if (minHealthy > all.length) {
+    throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy} is more than the ${all.length} ${plan.role} node(s)${where}: it can never be honoured`)
+  }
+  // Nodes in a batch count as out of service while they reload or restart: the rest must still make --min-healthy.
+  const healthy = all.filter((n) => n.health === 'ok').length
+  const worstBatch = nodes.slice(0, plan.batch).filter((n) => n.health === 'ok').length
+  if (healthy - Math.min(plan.batch, worstBatch) < minHealthy) {
+    throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy}: ${healthy} of ${all.length} ${plan.role} node(s)${where} are healthy, and a batch of ${plan.batch} would leave ${Math.max(0, healthy - plan.batch)}; lower --batch or --min-healthy`)
+  }
+  const how = plan.mode === 'reload' ? 'reload mode' : `restart mode, grace ${seconds(plan.graceMs!)}`
+  say(`rolling restart (${how}) of ${nodes.length} ${plan.role} node(s)${where}, ${plan.batch} at a time, keeping at least ${minHealthy} healthy`)
+  let done = 0
+  for (let i = 0; i < nodes.length; i += plan.batch) {
+    const batch = nodes.slice(i, i + plan.batch)
+    const ids = new Set(batch.map((n) => n.id))
+    const others = (await list()).filter((n) => !ids.has(n.id) && n.health === 'ok').length
+    if (others < minHealthy) {
+      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `stopped before ${[...ids].join(', ')}: only ${others} other ${plan.role} node(s) are healthy, --min-healthy is ${minHealthy}; ${done} of ${nodes.length} done`)
+    }
+    // Every node of the batch runs to its end; the first failure stops the run.
+    const outcomes = await Promise.allSettled(batch.map(async (node) => {
+      const t0 = Date.now()
+      const step: Step = {
+        tag: `[${done + 1}/${nodes.length}] ${node.id}:`, node, deadline: t0 + plan.timeoutMs, say,
+        find: async () => (await list()).find((n) => n.id === node.id),
+      }
+      try {
+        const what = plan.mode === 'reload' ? await reloadOne(client, plan, step) : await restartOne(client, plan, step)
+        done++
+        say(`[${done}/${nodes.length}] ${node.id}: ${what} (${seconds(Date.now() - t0)})`)
+      } catch (err) {
+        const e = err as EspraError
+        say(`${step.tag} FAILED: ${e.code}: ${e.message}`)
+        throw new EspraError(e.code ?? 'ESPRA_ERR_NODE_RELOAD_FAILED', `rolling restart stopped at node ${node.id}: ${e.message}`, { node: node.id })
+      }
+    }))
+    const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')
+    if (failure) {
+      const err = failure.reason as EspraError
+      throw new EspraError(err.code, `${err.message}; ${done} of ${nodes.length} ${plan.role} node(s) done, the rest untouched`, err.details)
+    }
+  }
+  return { role: plan.role, region: plan.region, mode: plan.mode, done, skipped: skipped.map((n) => n.id), ms: Date.now() - started }
+}
+
+/** The last line `admin rolling-restart` prints. */
+export function formatRollingRestart(r: RollingRestartResult): string {
+  const where = r.region === null ? '' : ` in region ${r.region}`
+  const skippedText = r.skipped.length === 0 ? '' : `, ${r.skipped.length} skipped (drained)`
+  return `rolling restart of ${r.done} ${r.role} node(s)${where} done: ${r.done} ${r.mode === 'reload' ? 'reloaded' : 'restarted'}, 0 failed${skippedText}, in ${seconds(r.ms)}`
+}
+
+export async function adminRollingRestart(flags: RollingRestartFlags): Promise<void> {
+  const plan = planOf(flags)
+  const client = await connect(flags)
   try {
-    const all = (await list()).sort((a, b) => a.id.localeCompare(b.id))
-    if (all.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no ${plan.role} nodes registered${where}`)
-    // A restart would replace an operator's drain order (and so end it): drained nodes are left as they are.
-    const skipped = plan.mode === 'restart' ? all.filter((n) => n.drain) : []
-    const nodes = all.filter((n) => !skipped.includes(n))
-    for (const n of skipped) say(`${n.id}: skipped: drained by an operator (then ${n.drain!.then}); admin undrain it first to restart it`)
-    if (nodes.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `every ${plan.role} node${where} is drained: nothing to restart`)
-    const minHealthy = plan.minHealthy ?? 0
-    if (minHealthy > all.length) {
-      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy} is more than the ${all.length} ${plan.role} node(s)${where}: it can never be honoured`)
-    }
-    // Nodes in a batch count as out of service while they reload or restart: the rest must still make --min-healthy.
-    const healthy = all.filter((n) => n.health === 'ok').length
-    const worstBatch = nodes.slice(0, plan.batch).filter((n) => n.health === 'ok').length
-    if (healthy - Math.min(plan.batch, worstBatch) < minHealthy) {
-      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy}: ${healthy} of ${all.length} ${plan.role} node(s)${where} are healthy, and a batch of ${plan.batch} would leave ${Math.max(0, healthy - plan.batch)}; lower --batch or --min-healthy`)
-    }
-    const how = plan.mode === 'reload' ? 'reload mode' : `restart mode, grace ${seconds(plan.graceMs!)}`
-    say(`rolling restart (${how}) of ${nodes.length} ${plan.role} node(s)${where}, ${plan.batch} at a time, keeping at least ${minHealthy} healthy`)
-    let done = 0
-    for (let i = 0; i < nodes.length; i += plan.batch) {
-      const batch = nodes.slice(i, i + plan.batch)
-      const ids = new Set(batch.map((n) => n.id))
-      const others = (await list()).filter((n) => !ids.has(n.id) && n.health === 'ok').length
-      if (others < minHealthy) {
-        throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `stopped before ${[...ids].join(', ')}: only ${others} other ${plan.role} node(s) are healthy, --min-healthy is ${minHealthy}; ${done} of ${nodes.length} done`)
-      }
-      // Every node of the batch runs to its end; the first failure stops the run.
-      const outcomes = await Promise.allSettled(batch.map(async (node) => {
-        const t0 = Date.now()
-        const step: Step = {
-          tag: `[${done + 1}/${nodes.length}] ${node.id}:`, node, deadline: t0 + plan.timeoutMs,
-          find: async () => (await list()).find((n) => n.id === node.id),
-        }
-        try {
-          const what = plan.mode === 'reload' ? await reloadOne(client, plan, step) : await restartOne(client, plan, step)
-          done++
-          say(`[${done}/${nodes.length}] ${node.id}: ${what} (${seconds(Date.now() - t0)})`)
-        } catch (err) {
-          const e = err as EspraError
-          say(`${step.tag} FAILED: ${e.code}: ${e.message}`)
-          throw new EspraError(e.code ?? 'ESPRA_ERR_NODE_RELOAD_FAILED', `rolling restart stopped at node ${node.id}: ${e.message}`, { node: node.id })
-        }
-      }))
-      const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')
-      if (failure) {
-        const err = failure.reason as EspraError
-        throw new EspraError(err.code, `${err.message}; ${done} of ${nodes.length} ${plan.role} node(s) done, the rest untouched`, err.details)
-      }
-    }
-    const skippedText = skipped.length === 0 ? '' : `, ${skipped.length} skipped (drained)`
-    process.stdout.write(`rolling restart of ${nodes.length} ${plan.role} node(s)${where} done: ${done} ${plan.mode === 'reload' ? 'reloaded' : 'restarted'}, 0 failed${skippedText}, in ${seconds(Date.now() - started)}\n`)
+    process.stdout.write(`${formatRollingRestart(await runRollingRestart(client, plan, say))}\n`)
   } finally {
     await client.close()
   }

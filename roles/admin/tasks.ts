@@ -45,15 +45,35 @@ function formatDead(tasks: readonly DeadTask[]): string {
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')
 }
 
+export interface TaskSummary {
+  backend: string
+  counts: { ready: number; delayed: number; leased: number; dead: number }
+  /** With `dead`: the first `limit` dead letters. */
+  dead?: DeadTask[]
+}
+
+/** The queue's counts and, when asked, its dead letters (`admin tasks`, `GET /api/tasks`). */
+export async function readTasks(queue: TaskQueue, opts: { dead: boolean; limit: number }): Promise<TaskSummary> {
+  const counts = await queue.counts()
+  const dead = opts.dead ? (await queue.deadLetters({ limit: opts.limit })).tasks : undefined
+  return { backend: queue.backend, counts, ...(dead ? { dead } : {}) }
+}
+
+/** Puts dead letter `id` back in the queue; `ESPRA_ERR_TASK_NOT_FOUND` when there is none. */
+export async function retryTask(queue: TaskQueue, id: string): Promise<{ id: string }> {
+  if (!(await queue.retry(id))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id} (admin tasks --dead lists them)`)
+  return { id }
+}
+
 export async function adminTasks(opts: TaskOptions & { dead?: boolean; json?: boolean; limit?: string }): Promise<void> {
   const limit = Number(opts.limit ?? 100)
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--limit: must be an integer from 1 to 1000', { option: '--limit' })
   const { queue, close } = await openQueue(opts)
   try {
-    const counts = await queue.counts()
-    const dead = opts.dead ? (await queue.deadLetters({ limit })).tasks : undefined
+    const summary = await readTasks(queue, { dead: opts.dead === true, limit })
+    const { counts, dead } = summary
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ backend: queue.backend, counts, ...(dead ? { dead } : {}) })}\n`)
+      process.stdout.write(`${JSON.stringify(summary)}\n`)
       return
     }
     process.stdout.write(`${formatTaskCounts(queue.backend, counts)}\n`)
@@ -71,7 +91,7 @@ export async function adminTasksRetry(id: string, opts: TaskOptions): Promise<vo
   }
   const { queue, close } = await openQueue(opts)
   try {
-    if (!(await queue.retry(id))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id} (admin tasks --dead lists them)`)
+    await retryTask(queue, id)
     process.stdout.write(`${id}\n`)
   } finally {
     await close()

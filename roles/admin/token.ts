@@ -6,7 +6,7 @@
  */
 import { parseDuration } from '../../lib/core/config-parsers.js'
 import { EspraError } from '../../lib/core/errors.js'
-import { deriveTokenKey, mintToken } from '../../lib/live/token.js'
+import { deriveTokenKey, mintToken, type MintOptions } from '../../lib/live/token.js'
 import { resolveTarget, type ConnectOptions } from './cli.js'
 
 export interface TokenOptions extends ConnectOptions {
@@ -19,6 +19,11 @@ export interface TokenOptions extends ConnectOptions {
 }
 
 const list = (values: string[] | undefined): string[] => (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean)
+
+/** A Live capability token signed with the key derived from the cluster secret. */
+export function mintLiveToken(secret: string, mint: MintOptions): { token: string } {
+  return { token: mintToken(deriveTokenKey(secret), mint) }
+}
 
 export function adminToken(opts: TokenOptions): void {
   const { secret } = resolveTarget(opts)
@@ -37,7 +42,7 @@ export function adminToken(opts: TokenOptions): void {
     }
     if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--info: must be a JSON object', { option: '--info' })
   }
-  const token = mintToken(deriveTokenKey(secret), {
+  const { token } = mintLiveToken(secret, {
     sub: list(opts.sub), pub: list(opts.pub), presence: list(opts.presence), ttlMs,
     ...(opts.user !== undefined ? { user: opts.user } : {}),
     ...(info !== undefined ? { info } : {}),

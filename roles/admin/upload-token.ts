@@ -6,7 +6,8 @@
 import { parseDuration, parseSize } from '../../lib/core/config-parsers.js'
 import { EspraError } from '../../lib/core/errors.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { deriveUploadKey, mintUploadToken } from '../../lib/uploads/token.js'
+import type { Datastore } from '../../lib/storage/datastore.js'
+import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../lib/uploads/token.js'
 import { connect, resolveTarget, type ConnectOptions } from './cli.js'
 
 export interface UploadTokenOptions extends ConnectOptions {
@@ -26,6 +27,11 @@ function parsed<T>(option: string, parse: (raw: string) => T, raw: string): T {
   }
 }
 
+/** A single-use upload token, its id recorded in the datastore so a fileserver can consume it once. */
+export async function mintUpload(secret: string, datastore: Pick<Datastore, 'put'>, mint: UploadMintOptions): Promise<{ token: string }> {
+  return { token: await mintUploadToken(deriveUploadKey(secret), datastore, mint) }
+}
+
 export async function adminUploadToken(opts: UploadTokenOptions): Promise<void> {
   const { secret } = resolveTarget(opts)
   const mint = {
@@ -38,7 +44,7 @@ export async function adminUploadToken(opts: UploadTokenOptions): Promise<void> 
   }
   const client = await connect(opts)
   try {
-    const token = await mintUploadToken(deriveUploadKey(secret), createDatastoreClient(client), mint)
+    const { token } = await mintUpload(secret, createDatastoreClient(client), mint)
     process.stdout.write(`${token}\n`)
   } finally {
     await client.close()

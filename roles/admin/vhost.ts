@@ -7,7 +7,8 @@
  */
 import { EspraError } from '../../lib/core/errors.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { listAll } from '../../lib/storage/datastore.js'
+import { listAll, type Datastore } from '../../lib/storage/datastore.js'
+import type { MetaClient } from '../../lib/transport/meta-client.js'
 import {
   fileSha256, HOST_KEY_PREFIX, hostPrefix, hostProblem, isVhostMapping, normalizeHost, pathProblem, type VhostMapping,
 } from '../../lib/vhosts/vhost.js'
@@ -35,6 +36,34 @@ function formatBytes(n: number): string {
   return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 ** 2).toFixed(1)} MB`
 }
 
+/** Maps `host` + `path` to an uploaded file (`files/<sha256>`); the seed tells every fileserver (`vhost.set`). */
+export async function setVhost(client: MetaClient, m: { host: string; path: string; sha256: string; force: boolean }): Promise<{ mapping: VhostMapping; previous: string | null }> {
+  return client.request<{ mapping: VhostMapping; previous: string | null }>(
+    'vhost.set', { host: m.host, path: m.path, file: `files/${m.sha256}`, ...(m.force ? { force: true } : {}) }, REQUEST_TIMEOUT_MS,
+  )
+}
+
+/** Removes one mapping (`path`) or every mapping of `host`; `ESPRA_ERR_VHOST_NOT_FOUND` when there was none. */
+export async function removeVhost(client: MetaClient, host: string, path: string | undefined): Promise<{ removed: number }> {
+  const { removed } = await client.request<{ removed: number; registered: boolean }>(
+    'vhost.rm', path === undefined ? { host } : { host, path }, REQUEST_TIMEOUT_MS,
+  )
+  if (removed === 0) throw new EspraError('ESPRA_ERR_VHOST_NOT_FOUND', path === undefined ? `${host} has no mappings` : `${host}${path} is not mapped`)
+  return { removed }
+}
+
+/** Every mapping, or those of one host, read from the datastore's `vhosts` kind. */
+export async function listVhosts(datastore: Datastore, only: string | undefined): Promise<VhostMapping[]> {
+  const hosts: string[] = []
+  if (only !== undefined) hosts.push(only)
+  else for await (const entry of listAll(datastore, 'vhosts', HOST_KEY_PREFIX)) hosts.push(entry.key.slice(HOST_KEY_PREFIX.length))
+  const mappings: VhostMapping[] = []
+  for (const host of hosts) {
+    for await (const entry of listAll(datastore, 'vhosts', hostPrefix(host))) if (isVhostMapping(entry.value)) mappings.push(entry.value)
+  }
+  return mappings
+}
+
 export async function adminVhostSet(rawHost: string, rawPath: string, rawFile: string, opts: ConnectOptions & { force?: boolean }): Promise<void> {
   const host = argHost(rawHost)
   const path = argPath(rawPath)
@@ -42,9 +71,7 @@ export async function adminVhostSet(rawHost: string, rawPath: string, rawFile: s
   if (sha === null) throw usage('file', rawFile, 'must be the key an upload answered, files/<sha256> (64 lower-case hex digits)')
   const client = await connect(opts)
   try {
-    const { mapping, previous } = await client.request<{ mapping: VhostMapping; previous: string | null }>(
-      'vhost.set', { host, path, file: `files/${sha}`, ...(opts.force ? { force: true } : {}) }, REQUEST_TIMEOUT_MS,
-    )
+    const { mapping, previous } = await setVhost(client, { host, path, sha256: sha, force: opts.force === true })
     const was = previous === null ? '' : previous === mapping.file ? ' (unchanged)' : ` (was ${previous})`
     process.stdout.write(`${host}${path} -> ${mapping.file} (${mapping.type}, ${formatBytes(mapping.size)})${was}\n`)
   } finally {
@@ -57,10 +84,7 @@ export async function adminVhostRm(rawHost: string, rawPath: string | undefined,
   const path = rawPath === undefined ? undefined : argPath(rawPath)
   const client = await connect(opts)
   try {
-    const { removed } = await client.request<{ removed: number; registered: boolean }>(
-      'vhost.rm', path === undefined ? { host } : { host, path }, REQUEST_TIMEOUT_MS,
-    )
-    if (removed === 0) throw new EspraError('ESPRA_ERR_VHOST_NOT_FOUND', path === undefined ? `${host} has no mappings` : `${host}${path} is not mapped`)
+    const { removed } = await removeVhost(client, host, path)
     process.stdout.write(`removed ${removed} mapping${removed === 1 ? '' : 's'} of ${host}\n`)
   } finally {
     await client.close()
@@ -86,14 +110,7 @@ export async function adminVhostLs(rawHost: string | undefined, opts: ConnectOpt
   const only = rawHost === undefined ? undefined : argHost(rawHost)
   const client = await connect(opts)
   try {
-    const datastore = createDatastoreClient(client)
-    const hosts: string[] = []
-    if (only !== undefined) hosts.push(only)
-    else for await (const entry of listAll(datastore, 'vhosts', HOST_KEY_PREFIX)) hosts.push(entry.key.slice(HOST_KEY_PREFIX.length))
-    const mappings: VhostMapping[] = []
-    for (const host of hosts) {
-      for await (const entry of listAll(datastore, 'vhosts', hostPrefix(host))) if (isVhostMapping(entry.value)) mappings.push(entry.value)
-    }
+    const mappings = await listVhosts(createDatastoreClient(client), only)
     process.stdout.write(opts.json ? `${JSON.stringify(mappings)}\n` : `${formatVhosts(mappings)}\n`)
   } finally {
     await client.close()

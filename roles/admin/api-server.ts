@@ -1,0 +1,179 @@
+/**
+ * The admin API in one child: `/api/*` on the node's public port. Every
+ * call goes through one sequence:
+ *
+ * 1. an address the parent blocked for failed authentications: 429;
+ * 2. the bearer token: 401 without a valid one (the failure is counted);
+ * 3. the route: 404 for an unknown path, 405 with `Allow` for a wrong method;
+ * 4. a viewer calling a route that changes state: 403;
+ * 5. the body (JSON only, capped) and the route's checks of path, query and
+ *    body: 415 / 413 / 400, before anything is asked of the seed;
+ * 6. `Idempotency-Key`: a stored answer replayed, 422 or 409;
+ * 7. the operation, and its answer.
+ *
+ * Every state-changing call an operator makes (steps 4 to 7, refused or
+ * done) writes one audit entry.
+ */
+import { createTrustedProxies } from '../../lib/core/client-address.js'
+import { EspraError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
+import type { AdminOperator } from '../../lib/core/options-admin.js'
+import type { ChildContext } from '../../lib/process/role.js'
+import { answerLater, statusLine } from '../../lib/http/server.js'
+import type { HttpResponse } from '../../lib/http/uws.js'
+import { writeAudit } from './api-audit.js'
+import { mayCall, createTokenChecker } from './api-auth.js'
+import { BlockedAddresses, type AuthBlockedMessage, type AuthFailedRequest } from './api-auth-limit.js'
+import type { ApiDeps } from './api-deps.js'
+import { createEventStreams } from './api-events.js'
+import { asObject, onlyQuery } from './api-fields.js'
+import { checkIdempotencyKey, claimIdempotencyKey, requestHash } from './api-idempotency.js'
+import { createJobRunner } from './api-jobs.js'
+import { BODY_METHODS, collectBody, parseBody, readRequest, type ApiRequest } from './api-request.js'
+import { createRouter, type ApiAnswer, type ApiCall, type ApiRoute, type AuditFacts } from './api-router.js'
+import { AUDIT_ROUTES } from './api-routes-audit.js'
+import { CLUSTER_ROUTES } from './api-routes-cluster.js'
+import { DEPLOY_ROUTES } from './api-routes-deploy.js'
+import { MAIL_ROUTES } from './api-routes-mail.js'
+import { openAdminSeedLink } from './api-seed-link.js'
+import { startSweeps } from './api-sweeps.js'
+
+/** `GET /api/events` streams (roles/admin/api-events.ts): routed like the others, answered by the stream, not `run`. */
+const EVENTS_ROUTE: ApiRoute<ApiDeps> = {
+  method: 'GET', path: '/api/events', action: 'events.read', acts: false,
+  check: (c) => (onlyQuery(c.query, []), { target: null, params: {} }),
+  run: () => Promise.reject(new EspraError('ESPRA_ERR_INTERNAL', 'the events route streams')),
+}
+
+interface Answer extends ApiAnswer {
+  readonly headers?: Readonly<Record<string, string>>
+  /** Close the connection after (a body left unread). */
+  readonly close?: boolean
+}
+
+function errorAnswer(err: unknown): Answer {
+  const wire = toWire(err)
+  const status = ERRORS[wire.code as ErrorCode]?.status ?? 500
+  const body = wire.code === 'ESPRA_ERR_INTERNAL' ? { code: wire.code, message: 'internal error' } : wire
+  const headers: Record<string, string> = {}
+  if (wire.code === 'ESPRA_ERR_HTTP_METHOD') headers['Allow'] = ((wire.details?.['allow'] as string[] | undefined) ?? []).join(', ')
+  if (wire.code === 'ESPRA_ERR_ADMIN_UNAUTHORIZED') headers['WWW-Authenticate'] = 'Bearer realm="espra-admin"'
+  if (typeof wire.details?.['retryAfter'] === 'number') headers['Retry-After'] = String(wire.details['retryAfter'])
+  return { status, body, headers, close: wire.code === 'ESPRA_ERR_ADMIN_BODY_TOO_LARGE' }
+}
+
+function send(res: HttpResponse, a: Answer): void {
+  answerLater(res, () => {
+    res.writeStatus(statusLine(a.status)).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store')
+    for (const [name, value] of Object.entries(a.headers ?? {})) res.writeHeader(name, value)
+    res.end(JSON.stringify(a.body), a.close === true)
+  })
+}
+
+export async function startAdminApi(ctx: ChildContext) {
+  const { config, log } = ctx
+  const link = await openAdminSeedLink(config, log)
+  const jobs = createJobRunner(link.client, link.datastore, log)
+  const deps: ApiDeps = { link, secret: config.secret, jobs, seedAddress: () => link.client.seed ?? config.seed[0]! }
+  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...AUDIT_ROUTES, EVENTS_ROUTE])
+  const tokens = createTokenChecker(config.adminOperators)
+  const trusted = createTrustedProxies(config.trustedProxies)
+  const blocked = new BlockedAddresses()
+  const events = createEventStreams(link, () => ctx.track())
+  const sweeps = startSweeps(link.datastore, config.adminAuditRetention, log)
+  if (config.adminOperators.length === 0) log.warn('no --admin-tokens-file: the admin API refuses every call (401)')
+  ctx.parent.onMessage((body) => {
+    const m = body as AuthBlockedMessage
+    if (m?.k === 'auth-blocked') blocked.block(m.address, m.until)
+  })
+
+  /** The audit entry of one state-changing call; a failed write is logged, never the call's answer. */
+  const audit = (request: ApiRequest, operator: AdminOperator, route: ApiRoute<ApiDeps>, facts: AuditFacts | null, answer: Answer, replayed = false): Promise<void> => {
+    const code = (answer.body as { code?: unknown } | null)?.code
+    return writeAudit(link.datastore, {
+      at: Date.now(), operator: operator.name, role: operator.role, action: route.action,
+      target: facts?.target ?? null, params: facts?.params ?? null, address: request.address,
+      outcome: answer.status < 400 ? 'ok' : typeof code === 'string' ? code : 'ESPRA_ERR_INTERNAL', status: answer.status,
+      ...(replayed ? { replayed: true as const } : {}),
+    }).then(() => {}, (err: unknown) => log.error({ err, action: route.action, operator: operator.name }, 'audit entry not written'))
+  }
+
+  /** Steps 5 to 7 for a call whose operator may make it; resolves the answer (never rejects). */
+  async function handle(request: ApiRequest, operator: AdminOperator, route: ApiRoute<ApiDeps>, params: Record<string, string>, bodyText: Promise<string>): Promise<Answer> {
+    let facts: AuditFacts | null = null
+    let answer: Answer
+    let replayed = false
+    try {
+      const text = await bodyText
+      const call: ApiCall = { params, query: request.query, body: asObject(parseBody(text)), operator, address: request.address }
+      facts = route.check(call)
+      const key = route.acts && request.idempotencyKey !== null ? checkIdempotencyKey(request.idempotencyKey) : null
+      const claim = key === null ? null : await claimIdempotencyKey(link.datastore, operator.name, key, requestHash(request.method, request.path, text))
+      if (claim?.kind === 'replay') {
+        replayed = true
+        answer = { ...claim.answer, headers: { 'Idempotent-Replayed': 'true' } }
+      } else {
+        try {
+          answer = await route.run(call, deps)
+        } catch (err) {
+          answer = errorAnswer(err)
+        }
+        await claim?.finish(answer).catch((err: unknown) => log.error({ err }, 'idempotency record not written'))
+      }
+    } catch (err) {
+      answer = errorAnswer(err)
+    }
+    if (answer.status >= 500 && answer.status !== 501) log.error({ action: route.action, operator: operator.name, err: answer.body }, 'admin API call failed')
+    if (route.acts) await audit(request, operator, route, facts, answer, replayed)
+    return answer
+  }
+
+  ctx.app.any('/api/*', (res, req) => {
+    const request = readRequest(res, req, trusted)
+    const retryAfter = blocked.retryAfter(request.address, Date.now())
+    if (retryAfter > 0) {
+      return send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
+    }
+    const operator = tokens.check(request.authorization)
+    if (operator === null) {
+      const why = config.adminOperators.length === 0 ? 'this admin node has no --admin-tokens-file: nobody may call its API' : request.authorization === '' ? 'send Authorization: Bearer <token>' : 'the token is not one of --admin-tokens-file'
+      const failed: AuthFailedRequest = { k: 'auth-failed', address: request.address }
+      // Answered once the parent has counted it, so the next call from this address already sees a block.
+      void ctx.parent.request<{ until: number | null }>(failed).catch(() => null).then(() => {
+        send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', `unauthorized: ${why}`)))
+      })
+      return
+    }
+    let match
+    try {
+      match = router.match(request.method, request.path)
+      if (match.route === EVENTS_ROUTE) onlyQuery(request.query, [])
+    } catch (err) {
+      return send(res, errorAnswer(err))
+    }
+    const { route, params } = match
+    if (route === EVENTS_ROUTE) return events.open(res)
+    if (!mayCall(operator.role, route.acts)) {
+      const answer = errorAnswer(new EspraError('ESPRA_ERR_ADMIN_FORBIDDEN', `operator ${operator.name} is a viewer: ${request.method} ${request.path} changes the cluster (operators only)`))
+      void audit(request, operator, route, null, answer).then(() => send(res, answer))
+      return
+    }
+    // The body must be collected from inside this call, before any await.
+    const bodyText = BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve('')
+    bodyText.catch(() => {})
+    void handle(request, operator, route, params, bodyText).then((answer) => send(res, answer))
+  })
+
+  return {
+    async close() {
+      events.close()
+      sweeps.stop()
+      await jobs.close()
+      await link.close()
+    },
+    destroy() {
+      events.close()
+      sweeps.stop()
+      link.client.destroy()
+    },
+  }
+}

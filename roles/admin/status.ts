@@ -1,0 +1,56 @@
+/**
+ * `admin status` and `GET /api/status`: the cluster in one read. Each part
+ * beyond the node list is asked separately and may be unavailable on its
+ * own (a Redis queue down, an older seed), so one failing part never hides
+ * the others: it comes back as `{error}` and the CLI prints "unavailable".
+ */
+import type { MaintenanceState } from '../../lib/core/node-state.js'
+import type { MetaClient } from '../../lib/transport/meta-client.js'
+import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { formatDrainedAway, formatMaintenance, formatNodes, formatSummary, formatTaskCounts, type DrainedNode, type NodeView } from './format.js'
+
+const REQUEST_TIMEOUT_MS = 5000
+
+/** A part of the status the seed (or the queue) could not give, with why. */
+export interface Unavailable {
+  error: { code: string; message: string }
+}
+
+export interface ClusterStatus {
+  /** The seed that answered. */
+  seed: string
+  nodes: NodeView[]
+  maintenance: { state: MaintenanceState | null; now: number } | Unavailable
+  drains: { drains: DrainedNode[] } | Unavailable
+  tasks: { backend: string; counts: { ready: number; delayed: number; leased: number; dead: number } } | ({ backend: string } & Unavailable)
+}
+
+const unavailable = (err: unknown): Unavailable => {
+  const { code, message } = err as { code?: unknown; message?: unknown }
+  return { error: { code: typeof code === 'string' ? code : 'ESPRA_ERR_INTERNAL', message: String(message) } }
+}
+const isUnavailable = (v: object): v is Unavailable => 'error' in v
+
+export async function listNodes(client: MetaClient): Promise<NodeView[]> {
+  return client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS)
+}
+
+/** Reads every part of the status; only the node list failing fails the whole. */
+export async function readStatus(client: MetaClient, queue: TaskQueue, seed: string): Promise<ClusterStatus> {
+  const nodes = await listNodes(client)
+  const [tasks, maintenance, drains] = await Promise.all([
+    queue.counts().then((counts) => ({ backend: queue.backend, counts }), (err: unknown) => ({ backend: queue.backend, ...unavailable(err) })),
+    client.request<{ state: MaintenanceState | null; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS).then(({ state, now }) => ({ state, now }), unavailable),
+    // Drained nodes that are not registered (stopped by their order) show nowhere else.
+    client.request<{ drains: DrainedNode[] }>('node.drains', {}, REQUEST_TIMEOUT_MS).then(({ drains }) => ({ drains }), unavailable),
+  ])
+  return { seed, nodes, maintenance, drains, tasks }
+}
+
+/** The text `admin status` prints. */
+export function formatStatus(s: ClusterStatus): string {
+  const counts = isUnavailable(s.tasks) ? `tasks (${s.tasks.backend} queue): unavailable (${s.tasks.error.message})` : formatTaskCounts(s.tasks.backend, s.tasks.counts)
+  const maintenance = isUnavailable(s.maintenance) ? `maintenance: unknown (${s.maintenance.error.message})` : formatMaintenance(s.maintenance.state, s.maintenance.now)
+  const away = isUnavailable(s.drains) ? `drained nodes: unavailable (${s.drains.error.message})` : formatDrainedAway(s.drains.drains)
+  return `${formatSummary(s.seed, s.nodes)}\n${maintenance}${away ? `\n${away}` : ''}\n${counts}\n\n${formatNodes(s.nodes)}\n`
+}
