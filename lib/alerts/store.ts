@@ -23,7 +23,9 @@ export const MAX_ALERT_LIMIT = 1000
 /** Pages of 1,000 records one `listAlerts` call reads at most when filtering resolved alerts. */
 const MAX_SCAN_PAGES = 20
 
-const ALERT_ID = /^\d{16}-[0-9a-f]{6}$/
+/** An alert's id: inverted time (newest first in key order) and a random tail. */
+export const ALERT_ID = /^\d{16}-[0-9a-f]{6}$/
+export const SILENCE_ID = /^s[0-9a-z]{1,12}[0-9a-f]{8}$/
 const alertKey = (id: string) => `a/${id}`
 const openKey = (id: string) => `open/${id}`
 const asValue = (v: unknown) => v as DatastoreValue
@@ -131,7 +133,7 @@ export async function addSilence(datastore: Datastore, input: NewSilence, now = 
 
 /** Lifts a silence at once (the engine notices within {@link SILENCE_POLL_MS}); `ESPRA_ERR_ALERT_SILENCE_NOT_FOUND` when there is none. */
 export async function removeSilence(datastore: Datastore, id: string): Promise<void> {
-  if (typeof id !== 'string' || !/^s[0-9a-z]{1,12}[0-9a-f]{8}$/.test(id) || !(await datastore.delete('alertSilences', id))) {
+  if (typeof id !== 'string' || !SILENCE_ID.test(id) || !(await datastore.delete('alertSilences', id))) {
     throw new EspraError('ESPRA_ERR_ALERT_SILENCE_NOT_FOUND', `no silence ${JSON.stringify(id)}`, { id })
   }
 }

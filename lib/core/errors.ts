@@ -129,6 +129,7 @@ export const ERRORS = {
   ESPRA_ERR_ALERT_SILENCE_INVALID: { message: 'invalid silence: a matcher (rule and/or node), an expiry in the future within the maximum, and who set it', status: 400 },
   ESPRA_ERR_ALERT_SILENCE_NOT_FOUND: { message: 'no such silence', status: 404 },
   ESPRA_ERR_ALERT_INVALID: { message: 'invalid alert query', status: 400 },
+  ESPRA_ERR_ALERT_NOT_FOUND: { message: 'no such alert', status: 404 },
   ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'the admin API needs a valid operator token: Authorization: Bearer <token>', status: 401 },
   ESPRA_ERR_ADMIN_FORBIDDEN: { message: 'this operator may only read (role viewer)', status: 403 },
   ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from this address; try again later', status: 429 },

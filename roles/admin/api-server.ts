@@ -30,6 +30,7 @@ import { checkIdempotencyKey, claimIdempotencyKey, requestHash } from './api-ide
 import { createJobRunner } from './api-jobs.js'
 import { BODY_METHODS, collectBody, parseBody, readRequest, type ApiRequest } from './api-request.js'
 import { createRouter, type ApiAnswer, type ApiCall, type ApiRoute, type AuditFacts } from './api-router.js'
+import { ALERT_ROUTES } from './api-routes-alerts.js'
 import { AUDIT_ROUTES } from './api-routes-audit.js'
 import { CLUSTER_ROUTES } from './api-routes-cluster.js'
 import { DEPLOY_ROUTES } from './api-routes-deploy.js'
@@ -74,7 +75,7 @@ export async function startAdminApi(ctx: ChildContext) {
   const link = await openAdminSeedLink(config, log)
   const jobs = createJobRunner(link.client, link.datastore, log)
   const deps: ApiDeps = { link, secret: config.secret, jobs, seedAddress: () => link.client.seed ?? config.seed[0]! }
-  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...AUDIT_ROUTES, EVENTS_ROUTE])
+  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...ALERT_ROUTES, ...AUDIT_ROUTES, EVENTS_ROUTE])
   const tokens = createTokenChecker(config.adminOperators)
   const trusted = createTrustedProxies(config.trustedProxies)
   const blocked = new BlockedAddresses()
