@@ -13,5 +13,5 @@ export const seedRole: Role = {
     'state hand-over between seeds (understudy seeds rebuild from re-registrations only)',
   ],
   forks: false,
-  parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log }),
+  parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log, metrics: ctx.metrics }),
 }

@@ -44,26 +44,29 @@ export interface MetricJson {
 }
 
 
-function register(registry: Registry, name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => MetricValueJson[]): void {
-  const metric = { name, help, type, aggregator: 'sum', get: async (): Promise<MetricJson> => ({ name, help, type, aggregator: 'sum', values: values() }) }
+function register(registry: Registry, name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => MetricValueJson[] | Promise<MetricValueJson[]>): void {
+  const metric = { name, help, type, aggregator: 'sum', get: async (): Promise<MetricJson> => ({ name, help, type, aggregator: 'sum', values: await values() }) }
   registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0])
 }
 
-function samples(read: () => number | readonly Sample[]): () => MetricValueJson[] {
-  return () => {
-    const got = read()
+/** What a counter or gauge reads: one value, labelled values, or either later (a store asked at scrape time). */
+export type Read = () => number | readonly Sample[] | Promise<number | readonly Sample[]>
+
+function samples(read: Read): () => Promise<MetricValueJson[]> {
+  return async () => {
+    const got = await read()
     if (typeof got === 'number') return [{ value: got, labels: {} }]
     return got.map((s) => ({ value: s.value, labels: { ...s.labels } }))
   }
 }
 
 /** A counter (name ends in `_total`) read from a figure that only grows while the process lives. */
-export function counterFrom(registry: Registry, name: string, help: string, read: () => number | readonly Sample[]): void {
+export function counterFrom(registry: Registry, name: string, help: string, read: Read): void {
   register(registry, name, help, 'counter', samples(read))
 }
 
 /** A gauge read at scrape time. */
-export function gaugeFrom(registry: Registry, name: string, help: string, read: () => number | readonly Sample[]): void {
+export function gaugeFrom(registry: Registry, name: string, help: string, read: Read): void {
   register(registry, name, help, 'gauge', samples(read))
 }
 
