@@ -118,8 +118,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
     if (!res[OPEN]) return
     res[OPEN] = false
     inflight--
-    const now = performance.now()
-    if (answered) latency.recordClass(res[STATUS]!, now - res[START]!)
+    if (answered) latency.recordClass(res[STATUS]!, performance.now() - res[START]!)
     lastActivity = Date.now()
   }
 
