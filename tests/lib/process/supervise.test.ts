@@ -76,7 +76,7 @@ t.test('regression: a crash-looping child keeps being restarted with backoff; he
   await node.waitForLog((l) => l.msg === 'all children replaced', 'reload done', 60_000)
   const after = await health(node.port)
   t.equal(after.body['health'], 'ok', 'healthy again after SIGHUP')
-  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 0$/m)
+  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping\{process="parent"\} 0$/m)
   t.same(await node.stop(), { code: 0, signal: null })
 })
 
