@@ -14,5 +14,5 @@ export const seedRole: Role = {
     'several seeds on one PostgreSQL database (a leader lease with epochs), datastore copy from embedded to PostgreSQL',
   ],
   forks: false,
-  parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log }),
+  parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log, metrics: ctx.metrics }),
 }

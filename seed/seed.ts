@@ -3,6 +3,7 @@
  * op→handler table per message kind (docs/meta-protocol.md, "Requests to the
  * seed" and "One-way messages").
  */
+import type { Registry as MetricsRegistry } from 'prom-client'
 import type { NodeConfig } from '../lib/core/config.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
@@ -23,12 +24,15 @@ import { Routing } from './routing.js'
 import { createSeedVhosts } from './vhosts.js'
 import { createSeedMaintenance } from './maintenance.js'
 import { createNodeControl } from './node-control.js'
+import { OpLatency, registerSeedMetrics } from './seed-metrics.js'
 
 export interface SeedOptions {
   readonly config: NodeConfig
   readonly log: Logger
   /** Meta-port deadlines and limits; the documented defaults apply when absent (tests shorten them). */
   readonly meta?: Pick<MetaServerOptions, 'handshakeTimeoutMs' | 'frameTimeoutMs' | 'idleTimeoutMs' | 'maxUnauthenticated'>
+  /** The node's metrics registry: the seed adds its `espra_seed_…` series (./seed-metrics.ts). */
+  readonly metrics?: MetricsRegistry
 }
 
 export interface SeedHandle extends Handle {
@@ -43,7 +47,7 @@ const APP_ROWS_SWEEP_MS = 60_000
 const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', message)
 
 /** Starts the seed's meta port on `config.bind`:`config.metaPort`. */
-export async function startSeed({ config, log, meta = {} }: SeedOptions): Promise<SeedHandle> {
+export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions): Promise<SeedHandle> {
   // Durable records and the task queues: embedded (LMDB under <data-dir>/seed) or PostgreSQL (--datastore, --tasks).
   const stores = await openSeedStores(config, log)
   const { datastore, appTasks, mailQueue } = stores
@@ -94,6 +98,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
   // node.reload (admin) and node.reloaded (the node's answer): rolling restarts.
   const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
 
+  const datastoreOps = new OpLatency()
   const handlers = new Map<string, RequestHandler<MetaPeer>>([
     ['register', (body, peer) => {
       if (peer.kind !== 'node') throw badRequest('only node peers register')
@@ -153,7 +158,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
       return { subscribers: fileSubscribers.size }
     }],
     ['ping', () => ({ now: Date.now() })],
-    ...datastoreHandlers(datastore, config.maxFrame),
+    ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame)),
     ...taskHandlers(appTasks, config.maxFrame),
     ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
     ...mailInboundHandlers(datastore, appTasks),
@@ -201,6 +206,7 @@ export async function startSeed({ config, log, meta = {} }: SeedOptions): Promis
     await Promise.all([blobs.close(), stores.close()])
     throw err
   })
+  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps })
   let sweeping = false
   const sweeper = setInterval(() => {
     if (sweeping) return

@@ -6,6 +6,7 @@
  */
 import { STATUS_CODES } from 'node:http'
 import { ERRORS, EspraError, toWire, type ErrorCode } from '../core/errors.js'
+import { StatusLatency } from '../core/latency-histogram.js'
 import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js'
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>
@@ -17,8 +18,14 @@ const ROUTE_METHODS = ['get', 'post', 'put', 'del', 'patch', 'options', 'head', 
 const OPEN = Symbol('espra.open')
 const BODY = Symbol('espra.bodyStarted')
 const ABORT = Symbol('espra.onAborted')
+const START = Symbol('espra.start')
+const STATUS = Symbol('espra.statusClass')
 interface Tracked extends HttpResponse {
   [OPEN]?: boolean
+  /** performance.now() when the handler began. */
+  [START]?: number
+  /** Status class of the answer: first digit of the status line minus 1 (0 for 1xx … 4 for 5xx); 1 (2xx) until written. */
+  [STATUS]?: number
   [BODY]?: boolean
   [ABORT]?: (() => void) | undefined
 }
@@ -30,6 +37,8 @@ export interface HttpServerStats {
   tracked: number
   /** Requests started since the server was made. */
   requests: number
+  /** Answer latency by status class (the requests the client left and WebSocket upgrades are not in it); absent where not measured. */
+  latency?: StatusLatency
 }
 
 export interface DrainOptions {
@@ -102,11 +111,14 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   let lastActivity = Date.now()
   let listenSocket: us_listen_socket | null = null
   let drained: Promise<{ cut: number }> | null = null
+  const latency = new StatusLatency()
 
-  function finish(res: Tracked): void {
+  /** The response is over: `answered` when it was sent (not left by its client, nor upgraded). */
+  function finish(res: Tracked, answered: boolean): void {
     if (!res[OPEN]) return
     res[OPEN] = false
     inflight--
+    if (answered) latency.recordClass(res[STATUS]!, performance.now() - res[START]!)
     lastActivity = Date.now()
   }
 
@@ -114,12 +126,17 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   // The replacements below are shared functions installed as own properties: no per-request closures
   // but the abort one.
   type Upgrade = (...args: unknown[]) => void
-  let base: Pick<HttpResponse, 'end' | 'endWithoutBody' | 'write' | 'tryEnd' | 'onAborted' | 'cork' | 'close'> & { upgrade: Upgrade }
+  let base: Pick<HttpResponse, 'end' | 'endWithoutBody' | 'write' | 'tryEnd' | 'onAborted' | 'cork' | 'close' | 'writeStatus'> & { upgrade: Upgrade }
+  function writeStatus(this: Tracked, status: Parameters<HttpResponse['writeStatus']>[0]): HttpResponse {
+    // The class is the first digit: no parse per answer ('200 OK' → 1).
+    if (typeof status === 'string') this[STATUS] = status.charCodeAt(0) - 49
+    return base.writeStatus.call(this, status)
+  }
   function end(this: Tracked, body?: Parameters<HttpResponse['end']>[0], close?: boolean): HttpResponse {
     try {
       return base.end.call(this, body, close || draining)
     } finally {
-      finish(this)
+      finish(this, true)
     }
   }
   function endWithoutBody(this: Tracked, length?: number, close?: boolean): HttpResponse {
@@ -132,7 +149,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       if (close || draining) this.writeHeader('Connection', 'close')
       return base.endWithoutBody.call(this)
     } finally {
-      finish(this)
+      finish(this, true)
     }
   }
   // Streamed bodies cannot ask uWS to close, so while draining the header tells the client not to reuse the socket.
@@ -148,7 +165,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   function tryEnd(this: Tracked, chunk: Parameters<HttpResponse['tryEnd']>[0], total: number): [boolean, boolean] {
     startBody(this)
     const result = base.tryEnd.call(this, chunk, total)
-    if (result[1]) finish(this)
+    if (result[1]) finish(this, true)
     return result
   }
   // A response whose client left (or that already finished) must not be touched: uWS throws, and a throw in a
@@ -169,7 +186,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
     try {
       base.upgrade.apply(this, args)
     } finally {
-      finish(this)
+      finish(this, false)
     }
   }
 
@@ -193,13 +210,16 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       const res = raw as Tracked
       base ??= {
         end: res.end, endWithoutBody: res.endWithoutBody, write: res.write, tryEnd: res.tryEnd,
-        onAborted: res.onAborted, cork: res.cork, close: res.close, upgrade: (res as unknown as { upgrade: Upgrade }).upgrade,
+        onAborted: res.onAborted, cork: res.cork, close: res.close, writeStatus: res.writeStatus, upgrade: (res as unknown as { upgrade: Upgrade }).upgrade,
       }
       inflight++
       requests++
       lastActivity = Date.now()
       res[OPEN] = true
+      res[START] = performance.now()
+      res[STATUS] = 1
       res.end = end
+      res.writeStatus = writeStatus
       res.endWithoutBody = endWithoutBody
       res.write = write
       res.tryEnd = tryEnd
@@ -207,7 +227,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       res.close = close
       ;(res as unknown as { upgrade: typeof upgrade }).upgrade = upgrade
       base.onAborted.call(res, () => {
-        finish(res)
+        finish(res, false)
         res[ABORT]?.()
       })
       res.onAborted = onAborted
@@ -242,7 +262,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
         })
       })
     },
-    stats: () => ({ inflight, tracked, requests }),
+    stats: () => ({ inflight, tracked, requests, latency }),
     track() {
       tracked++
       let done = false

@@ -104,7 +104,8 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   // A role with its own listener (Role.listen) serves the public port instead of the uWS app.
   let listener: Listener | undefined
   const serverStats = () => (listener ?? server).stats()
-  registry = createChildRegistry(serverStats)
+  registry = createChildRegistry(config.role, serverStats)
+  const metrics = registry
   const role = roles[config.role]
 
   async function drain(timeoutMs: number): Promise<void> {
@@ -126,6 +127,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
         state: () => state!,
         onPush: (l) => void pushListeners.push(l),
         health: () => healthAnswer(healthSource),
+        metrics,
         parent: {
           send: (body) => ipc.send({ t: 'role', body }),
           request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
@@ -142,6 +144,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
         state: () => state!,
         onPush: (listener) => void pushListeners.push(listener),
         track: server.track,
+        metrics,
         parent: {
           send: (body) => ipc.send({ t: 'role', body }),
           request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),

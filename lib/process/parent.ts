@@ -178,6 +178,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
     roleHandle = await role.parent?.({
       config, log, children,
       onPush: (listener) => void roleListeners.push.push(listener),
+      metrics: metrics.registry,
       setBuild: (build) => update({ build }),
       setBuildRefused: (refused) => update({ buildRefused: refused }),
       setPendingUploads: (count) => void (pendingUploads = count),

@@ -3,6 +3,7 @@
  * exports one object of this shape; the lifecycle around it (forking,
  * supervision, seed link, health, drain) lives once in `lib/process`.
  */
+import type { Registry } from 'prom-client'
 import type { NodeConfig, RoleName } from '../core/config.js'
 import type { Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
@@ -27,6 +28,12 @@ export interface ChildContext {
   onPush(listener: (push: SeedPush) => void): void
   /** Count work that must finish before this child may exit (e.g. a WebSocket). */
   track(): () => void
+  /**
+   * This child's metrics registry: the role adds its `espra_<role>_…` series
+   * (lib/process/metric-sources.ts), read from its own counters at scrape time.
+   * The parent labels them `child="<index>"`.
+   */
+  readonly metrics: Registry
   /** The role's own traffic with its parent (whatever `ParentContext.children` sends). */
   readonly parent: ParentChannel
   /**
@@ -71,6 +78,8 @@ export interface ListenContext {
   onPush(listener: (push: SeedPush) => void): void
   /** The health answer every node serves on `GET /_espra/health`, as this child would give it. */
   health(): { status: number; body: Record<string, unknown> }
+  /** This child's metrics registry, as `ChildContext.metrics`. */
+  readonly metrics: Registry
   /** The role's own traffic with its parent, as `ChildContext.parent` (e.g. the mail role's seed requests). */
   readonly parent: ParentChannel
 }
@@ -88,6 +97,8 @@ export interface ParentContext {
   readonly log: Logger
   /** The role's own traffic with its children. */
   readonly children: ChildrenChannel
+  /** The parent's metrics registry (`process="parent"`): the seed's series, and a role parent's own figures. */
+  readonly metrics: Registry
   /** Subscribe to seed pushes (routing tables and the like), as children do. */
   onPush(listener: (push: SeedPush) => void): void
   /**

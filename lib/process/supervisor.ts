@@ -15,7 +15,7 @@ import { EspraError, fromWire, toWire } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { NodeState } from '../core/node-state.js'
 import { createIpcEndpoint, type ChildStats, type IpcEndpoint, type IpcPort, type ToChild, type ToParent } from './ipc.js'
-import type { MetricsJson } from './metrics.js'
+import type { ChildMetrics, MetricsJson } from './metrics.js'
 
 export const CRASH_LOOP_COUNT = 5
 export const CRASH_LOOP_WINDOW_MS = 60_000
@@ -103,7 +103,7 @@ export interface Supervisor {
   /** Latest stats of every running child. */
   stats(): ChildStats[]
   /** Every listening child's metrics; a child that does not answer in time is left out. */
-  metrics(timeoutMs: number): Promise<MetricsJson[]>
+  metrics(timeoutMs: number): Promise<ChildMetrics[]>
 }
 
 export function createSupervisor(opts: SupervisorOptions): Supervisor {
@@ -354,7 +354,9 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     stats: () => [...workers].flatMap((w) => (w.stats ? [w.stats] : [])),
     async metrics(timeoutMs) {
       const listening = [...workers].filter((w) => w.listening && !w.leaving)
-      const answers = await Promise.allSettled(listening.map((w) => w.ipc.request<MetricsJson>({ t: 'metrics' }, timeoutMs)))
+      const answers = await Promise.allSettled(
+        listening.map(async (w): Promise<ChildMetrics> => ({ child: w.index, pid: w.proc.pid ?? 0, metrics: await w.ipc.request<MetricsJson>({ t: 'metrics' }, timeoutMs) })),
+      )
       return answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []))
     },
   }

@@ -133,6 +133,10 @@ export interface PoolStats {
   queued: number
   tasksRunning: number
   tasksQueued: number
+  /** Since start (counters for metrics): requests answered 504 for --request-timeout, tasks failed for --task-timeout, requests refused 503 busy. */
+  requestTimeouts: number
+  taskTimeouts: number
+  refusedBusy: number
 }
 
 export interface WorkerPool {
@@ -176,6 +180,9 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   const queue: Job[] = []
   const taskQueue: TaskJob[] = []
   let tasksRunning = 0
+  let requestTimeouts = 0
+  let taskTimeouts = 0
+  let refusedBusy = 0
   let offers = 0
   /** Requests handed ahead to a busy worker: they count against the queue's bound. */
   let ahead = 0
@@ -361,6 +368,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   }
 
   function taskTimedOut(job: TaskJob): void {
+    taskTimeouts++
     const slot = endTask(job, { result: 'failed', error: `handleTask did not finish within ${opts.taskTimeoutMs} ms (the worker was terminated)` })
     if (slot === null) return
     log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, task: job.task.id, name: job.task.name, timeoutMs: opts.taskTimeoutMs }, 'app task timed out: terminating its worker')
@@ -486,6 +494,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   function timeOut(job: Job): void {
     if (job.done) return
     const slot = job.slot
+    requestTimeouts++
     fail(job, 'ESPRA_ERR_APP_TIMEOUT', `no answer within ${opts.requestTimeoutMs} ms`)
     if (slot === null) {
       const i = queue.indexOf(job)
@@ -526,6 +535,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       if (closing) return sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
       if (current === null) return sink.fail('ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
       if (queue.length + ahead >= opts.queueSize && ![...current.slots].some(isFree)) {
+        refusedBusy++
         return sink.fail('ESPRA_ERR_APP_BUSY', 'every app worker is busy and the request queue is full')
       }
       const job: Job = { id: 0, req, sink, timer: null, slot: null, cell: 0, done: false }
@@ -601,7 +611,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     stats() {
       let busy = 0
       for (const slot of current?.slots ?? []) if (slot.held.length > 0 || slot.task !== null) busy++
-      return { build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: queue.length + ahead, tasksRunning, tasksQueued: taskQueue.length }
+      return { build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: queue.length + ahead, tasksRunning, tasksQueued: taskQueue.length, requestTimeouts, taskTimeouts, refusedBusy }
     },
     async close() {
       closing = true

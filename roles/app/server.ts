@@ -26,6 +26,7 @@ import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
 import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../lib/mail/inbound-recipient.js'
 import { createSendMail } from './send-mail.js'
 import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
+import { AppCounters } from './counters.js'
 import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
@@ -161,6 +162,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     },
     sendMail: (message: unknown) => sendMail(message),
   }
+  const counters = new AppCounters()
   const pool: WorkerPool = createWorkerPool({
     threads: config.threads,
     queueSize: config.queueSize,
@@ -177,13 +179,24 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
     taskConcurrency: config.taskConcurrency,
     taskTimeoutMs: config.taskTimeout,
     initTimeoutMs: config.initTimeout,
-    onWorkerCrash: (build) => meter.crash(build),
+    onWorkerCrash: (build) => {
+      counters.workerCrashes++
+      meter.crash(build)
+    },
   })
+  counters.register(ctx.metrics, pool.stats)
   // How this child answers with the build it serves, for canary deploys: to the parent at every heartbeat interval.
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  const consumer = startTaskConsumer({ queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store), settled: createMailOutcomeNotes(datastore, log) })
+  const mailNotes = createMailOutcomeNotes(datastore, log)
+  const consumer = startTaskConsumer({
+    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store),
+    settled: (task, outcome) => {
+      counters.taskSettled(outcome)
+      mailNotes(task, outcome)
+    },
+  })
 
   const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {

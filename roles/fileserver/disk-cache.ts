@@ -42,6 +42,7 @@ import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
 import { parseFilesChangedPush, type FilesChanged } from '../../lib/transport/files-changed.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
+import { registerDiskCacheMetrics } from './counters.js'
 
 const MAGIC = 'espra-cache-1\n'
 const NAME = /^[0-9a-f]{64}$/
@@ -337,6 +338,7 @@ export async function startCacheParent(ctx: ParentContext): Promise<CacheParent>
       log.warn({ err }, 'malformed files.changed push ignored')
     }
   })
+  registerDiskCacheMetrics(ctx.metrics, cache.stats)
   return {
     cache,
     onRequest(body) {

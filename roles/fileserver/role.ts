@@ -11,6 +11,7 @@ import { startVhostFiles } from './vhost-files.js'
 import { startVhostParent } from './vhost-parent.js'
 import { createUploadPipeline } from './upload-pipeline.js'
 import { startPendingUploads } from './upload-pending.js'
+import { FileCounters } from './counters.js'
 
 export const fileserverRole: Role = {
   name: 'fileserver',
@@ -38,12 +39,13 @@ export const fileserverRole: Role = {
   child: async (ctx) => {
     // Before any route: planned maintenance answers every route added after it (health checks stay as they are).
     guardMaintenance(ctx.app, { maintenance: () => ctx.state().maintenance, trustedProxies: ctx.config.trustedProxies })
-    const files = createFileServing(ctx)
+    const counters = new FileCounters()
+    const files = createFileServing(ctx, counters)
     // First: it wraps ctx.app, so every route added after it answers requests for a vhost Host with vhost files.
     const vhosts = startVhostFiles(ctx, files)
     startS3Files(ctx, files)
     // POST /upload and tus (/uploads/) share one pipeline: hashing, storing, recording, notifying.
-    const uploads = await createUploadPipeline(ctx)
+    const uploads = await createUploadPipeline(ctx, counters)
     startUploads(ctx, uploads)
     startTus(ctx, uploads)
     const handles = [await startAppAssets(ctx), files, vhosts, uploads]

@@ -49,6 +49,7 @@ import { checkKey } from '../../lib/storage/blob-key.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
 import { parseFilesChangedPush } from '../../lib/transport/files-changed.js'
 import { requestHost } from '../../lib/vhosts/vhost.js'
+import type { FileCounters } from './counters.js'
 import { cacheName, createHotCache, openCached, type CachedMeta, type FillResult } from './disk-cache.js'
 import { ifRangeMatches, multipartLayout, noneMatch, notModifiedSince, parseRanges, type Multipart } from './http-conditions.js'
 import { readUploadMetadata, UPLOAD_CSP, uploadDisposition } from './upload-headers.js'
@@ -271,7 +272,7 @@ export function methodNotAllowed(res: HttpResponse, method: string, what: string
  * objects larger than the cache or that the cache's disk has no room for.
  * Used by `/f/` and by vhost files.
  */
-export function createFileServing(ctx: ChildContext): FileServing {
+export function createFileServing(ctx: ChildContext, counters: FileCounters): FileServing {
   const { config, log } = ctx
   const dir = config.cacheDir
   const negative = new Map<string, true>()
@@ -283,6 +284,7 @@ export function createFileServing(ctx: ChildContext): FileServing {
   const changedDuringFill = new Set<string>()
   // Never more than a quarter of the disk cache: memory stays a small layer over it, not a second cache.
   const hot = createHotCache({ maxBytes: Math.min(HOT_MAX_BYTES, Math.floor(config.cacheMaxBytes / 4)), maxObjectBytes: HOT_MAX_OBJECT_BYTES })
+  counters.register(ctx.metrics, hot.stats)
   function forget(keys: readonly string[], all: boolean): void {
     hot.forget(keys, all)
     if (all) {
@@ -337,13 +339,19 @@ export function createFileServing(ctx: ChildContext): FileServing {
 
   async function serve(res: HttpResponse, ask: Ask, flow: Flow, options: ServeOptions = FILES_OPTIONS): Promise<void> {
     const { key } = ask
-    if (negative.has(key)) return void res.cork(() => notFound(res, key))
+    if (negative.has(key)) {
+      counters.negativeHits++
+      return void res.cork(() => notFound(res, key))
+    }
     const inMemory = hot.get(key)
     if (inMemory !== undefined) {
+      counters.memoryHits++
       hit(key)
       return respond(res, ask, flow, inMemory.meta, options, fromMemory(inMemory.body), () => {})
     }
     let cached = await openCached(dir, key)
+    if (cached === null) counters.misses++
+    else counters.diskHits++
     for (let attempt = 0; cached === null && attempt < 2; attempt++) {
       const result = await fill(key)
       if (result === 'missing') {
@@ -351,7 +359,10 @@ export function createFileServing(ctx: ChildContext): FileServing {
         return
       }
       // Larger than the whole cache, or no room on its disk: straight from the store, never kept.
-      if (result === 'too-big' || result === 'no-space') return serveDirect(res, ask, flow, options)
+      if (result === 'too-big' || result === 'no-space') {
+        counters.direct++
+        return serveDirect(res, ask, flow, options)
+      }
       // Evicted between the fill and this open (a cache far smaller than its traffic): ask once more.
       cached = await openCached(dir, key)
     }

@@ -23,6 +23,7 @@ import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
 import type { FileChangeLink } from '../../lib/transport/files-changed.js'
 import type { UploadSeedRequest } from './upload-pending.js'
+import type { FileCounters } from './counters.js'
 import { announceStored, blobKeyOfUpload, isTransient, keepPending, storeFile, uploadDirs, urlOfUpload, type FileRecord } from './upload-store.js'
 
 /** Child → parent: a file was left pending; run the retry job now. */
@@ -200,7 +201,7 @@ export interface UploadPipeline {
   destroy(): void
 }
 
-export async function createUploadPipeline(ctx: ChildContext): Promise<UploadPipeline & Handle> {
+export async function createUploadPipeline(ctx: ChildContext, counters: FileCounters): Promise<UploadPipeline & Handle> {
   const { config, log } = ctx
   checkWhirlpool()
   const blobs = await createBlobStore(blobStoreConfig(config))
@@ -240,7 +241,10 @@ export async function createUploadPipeline(ctx: ChildContext): Promise<UploadPip
     try {
       stored = await storeFile(blobs, datastore, path, file)
     } catch (err) {
-      if (!isTransient(err)) throw err
+      if (!isTransient(err)) {
+        counters.uploads.failed++
+        throw err
+      }
       log.warn({ err, sha256: file.sha256 }, 'upload kept pending: the store is out of reach')
       await keepPending(config, path, file)
       ctx.parent.send({ t: 'upload-pending' } satisfies UploadToParent)
@@ -252,6 +256,7 @@ export async function createUploadPipeline(ctx: ChildContext): Promise<UploadPip
       ? { ...file, url: urlOfUpload(file.sha256), pending: true }
       : { ...stored.record, url: urlOfUpload(stored.record.sha256), pending: false, deduplicated: !stored.fresh }
     publish(who.channel, { t: 'upload.done', bytes: got.size, key: result.key, sha256: result.sha256, url: result.url, pending: result.pending })
+    counters.uploads[stored === null ? 'pending' : stored.fresh ? 'stored' : 'deduplicated']++
     return { status: stored === null ? 202 : 200, result }
   }
 

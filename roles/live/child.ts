@@ -10,6 +10,7 @@ import { compilePatterns } from '../../lib/live/channel.js'
 import { compileGrant, deriveTokenKey, verifyToken, type Grant, type LiveAction } from '../../lib/live/token.js'
 import type { ChildContext } from '../../lib/process/role.js'
 import { LiveError } from './errors.js'
+import { LiveCounters } from './counters.js'
 import type { LiveMessage, Member } from './hub.js'
 import type { ParentMessage } from './messages.js'
 
@@ -46,6 +47,10 @@ export interface LiveChild {
   leave(ch: string, user: string): void
   /** Frames as the WebSocket JSON encoding writes them. */
   msgFrame(m: LiveMessage): Record<string, unknown>
+  /** What the metrics report (./counters.ts). */
+  readonly counters: LiveCounters
+  /** Channels held in this child and the subscriptions on them (walks the channels: for scrapes). */
+  channelStats(): { channels: number; subscriptions: number }
 }
 
 export const topic = (mp: boolean, ch: string): string => (mp ? `m:${ch}` : `j:${ch}`)
@@ -56,6 +61,7 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
   const key = deriveTokenKey(config.secret)
   const isPublic = compilePatterns(config.livePublic)
   const channels = new Map<string, ChildChannel>()
+  const counters = new LiveCounters()
 
   const channel = (ch: string): ChildChannel => {
     let c = channels.get(ch)
@@ -85,6 +91,8 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
     if (!c) return
     if (ev.k === 'msg') {
       const json = fanout(ev.ch, topic, msgFrame(ev))
+      counters.messages++
+      counters.deliveries += app.numSubscribers(topic(false, ev.ch)) + app.numSubscribers(topic(true, ev.ch)) + c.listeners.size
       for (const l of c.listeners) l.onMessage(ev, json)
     } else if (ev.k === 'presence') {
       fanout(ev.ch, presenceTopic, { op: 'presence', ch: ev.ch, joins: ev.joins, leaves: ev.leaves })
@@ -139,5 +147,11 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
       forget(ch, c)
     },
     msgFrame,
+    counters,
+    channelStats() {
+      let subscriptions = 0
+      for (const c of channels.values()) subscriptions += c.holders + c.listeners.size
+      return { channels: channels.size, subscriptions }
+    },
   }
 }

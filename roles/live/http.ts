@@ -115,7 +115,10 @@ export function addHttp(live: LiveChild): { close(): void } {
         if (!ok || blocked > 0) blocked += text.length
       })
       // A stream that falls behind is dropped: the client reconnects with Last-Event-ID.
-      if (blocked > config.liveMaxBackpressure) stream.end()
+      if (blocked > config.liveMaxBackpressure) {
+        live.counters.sseDrops++
+        stream.end()
+      }
     }
     const event = (frame: Record<string, unknown> | string): void => write(`id: ${sseId(positions)}\ndata: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
     const listener: Listener = {
@@ -134,6 +137,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       end() {
         if (closed) return
         closed = true
+        live.counters.sse--
         streams.delete(stream)
         for (const ch of joined) live.unlisten(ch, listener)
         answerLater(res, () => res.end())
@@ -141,6 +145,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       },
     }
     streams.add(stream)
+    live.counters.sse++
     res.onWritable(() => {
       blocked = 0
       return true
@@ -148,6 +153,7 @@ export function addHttp(live: LiveChild): { close(): void } {
     res.onAborted(() => {
       if (closed) return
       closed = true
+      live.counters.sse--
       streams.delete(stream)
       for (const ch of joined) live.unlisten(ch, listener)
       untrack()
@@ -201,6 +207,7 @@ export function addHttp(live: LiveChild): { close(): void } {
     const finish = (body: Record<string, unknown> | null, err?: unknown): void => {
       if (done) return
       done = true
+      live.counters.polls--
       clearTimeout(timer)
       streams.delete(stream)
       if (listening) live.unlisten(ch, listener)
@@ -215,6 +222,7 @@ export function addHttp(live: LiveChild): { close(): void } {
     }
     const stream = { end: () => finish({ ch, seq: since ?? null, recovered: true, messages: [] }) }
     streams.add(stream)
+    live.counters.polls++
     res.onAborted(() => {
       aborted = true
       finish(null)

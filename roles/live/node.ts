@@ -10,6 +10,7 @@ import type { RoutingTable } from '../../lib/core/node-state.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import { startMetaServer } from '../../lib/transport/meta-server.js'
+import { gaugeFrom } from '../../lib/process/metric-sources.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { LiveError, liveErrorOf } from './errors.js'
 import { Hub, type Catchup, type HubEvent, type Member, type Sink } from './hub.js'
@@ -44,6 +45,8 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   })
   const local = new Map<string, Local>()
   const peers = new Map<string, Peer>()
+  gaugeFrom(ctx.metrics, 'espra_live_hub_channels', 'channels whose home is this node (history, sequence and presence kept here)', () => hub.size)
+  gaugeFrom(ctx.metrics, 'espra_live_hub_peers', 'other Live nodes this node keeps a link to (for channels homed there)', () => peers.size)
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   let listed = false
 

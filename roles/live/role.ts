@@ -29,6 +29,7 @@ export const liveRole: Role = {
     const live = createLiveChild(ctx)
     const ws = addWebSocket(live)
     const http = addHttp(live)
+    live.counters.register(ctx.metrics, { ws: ws.open, channels: live.channelStats })
     // Drained (admin drain): the node is out of routing, so this child's WebSocket clients are told to reconnect
     // (close 1012), spread over a few seconds; they land on another Live node and recover by sequence.
     ctx.onPush((push) => {

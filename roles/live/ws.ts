@@ -37,7 +37,7 @@ interface Conn {
 type Ws = WebSocket<Conn>
 type Id = string | number | undefined
 
-export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(spreadMs: number): void } {
+export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(spreadMs: number): void; open(): number } {
   const { ctx, packr } = live
   const { config, app } = ctx
   const sockets = new Set<Ws>()
@@ -228,6 +228,7 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
 
   const spreading = new Set<NodeJS.Timeout>()
   return {
+    open: () => sockets.size,
     close() {
       for (const timer of spreading) clearTimeout(timer)
       spreading.clear()

@@ -15,6 +15,7 @@ import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.j
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { InboundCounters } from './counters.js'
 import { createAddressLimits } from './address-limits.js'
 import { createMailVerifier, dnsResolver } from './mail-auth.js'
 import { createInboundStore } from './inbound-store.js'
@@ -63,8 +64,11 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
   })
   http.keepAliveTimeout = 5000
 
+  const counters = new InboundCounters()
+  counters.register(ctx.metrics)
   const smtp = createSmtpServer({
     log,
+    counters,
     domains: config.mailDomains,
     maxSize: config.mailMaxSize,
     maxLineLength: config.mailMaxLineLength,

@@ -11,6 +11,7 @@ import { createEventSink } from '../../lib/mail/outbound-events.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { asDrainOrder } from '../../lib/transport/drain-order.js'
+import { OutboundCounters } from './counters.js'
 import { startOutboundWorker } from './outbound-worker.js'
 
 export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
@@ -25,7 +26,9 @@ export async function startOutboundParent(ctx: ParentContext): Promise<Handle> {
       ? (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: ctx.config.redis, log: ctx.log })
       : createMetaTaskQueue(seed)
   }
-  const worker = startOutboundWorker({ config: ctx.config, log: ctx.log, datastore, queue, blobs, events: createEventSink(appTasks, ctx.log) })
+  const counters = new OutboundCounters()
+  counters.register(ctx.metrics)
+  const worker = startOutboundWorker({ config: ctx.config, log: ctx.log, datastore, queue, blobs, events: createEventSink(appTasks, ctx.log), counters })
   // A drained node (admin drain) takes no new deliveries; other mail nodes take them.
   ctx.onPush((push) => {
     if (push.op === 'drain') worker.setPaused(asDrainOrder((push.body as { order?: unknown } | null)?.order) !== null)

@@ -33,6 +33,7 @@ import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { decodePayload, type LeasedTask, type Settlement } from '../../lib/tasks/task.js'
 import { attemptDelivery, type AttemptResult, type RecipientResult, type SmtpOptions } from './outbound-smtp.js'
 import { createSlots } from './outbound-slots.js'
+import type { OutboundCounters } from './counters.js'
 
 const WAIT_MS = 2000
 const PAUSE_MS = 1000
@@ -50,6 +51,8 @@ export interface OutboundWorkerDeps {
   readonly blobs: BlobStore
   /** Where the events of each delivery go besides the record (the app's handleMailEvent). */
   readonly events: EventSink
+  /** Recipients by outcome, for the metrics. */
+  readonly counters?: OutboundCounters
 }
 
 export interface OutboundWorker {
@@ -205,6 +208,13 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
     })
     if (written === null) return settle({ id: task.id, attempt: task.attempt, result: 'done' })
     await deps.events(written, added)
+    const counted = deps.counters?.recipients
+    if (counted) {
+      counted.delivered += result.delivered.length
+      counted.deferred += deferred.length
+      counted.bounced += bounced.length
+      counted.suppressed += suppressed.length
+    }
     log.info({ message: id, domain, delivered: result.delivered.length, deferred: deferred.length, bounced: bounced.length, suppressed: suppressed.length, ...(next !== null ? { next: new Date(next).toISOString() } : {}) },
       `outbound ${id} to ${domain}: ${result.delivered.length} delivered, ${deferred.length} deferred, ${bounced.length} bounced, ${suppressed.length} suppressed`)
 

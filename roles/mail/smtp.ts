@@ -28,11 +28,14 @@ import type { InboundStore } from './inbound-store.js'
 import type { StagedPut } from '../../lib/storage/blob-store.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
+import type { InboundCounters, RefusalReason } from './counters.js'
 import type { MailVerifier, PendingVerification } from './mail-auth.js'
 import type { RecipientCheck } from './recipient-check.js'
 
 export interface SmtpOptions {
   readonly log: Logger
+  /** Counts accepted messages and refusals by reason (./counters.ts); none when absent. */
+  readonly counters?: InboundCounters
   readonly domains: readonly string[]
   readonly maxSize: number
   /** Longest line (octets without CRLF) and largest header section (octets) a message may have. */
@@ -64,6 +67,7 @@ const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_
 
 /** The reply to a message refused by a limit while it streamed (nothing of it is kept); logs why. */
 function refusalReply(meter: MessageMeter, opts: SmtpOptions): Error {
+  opts.counters?.refused(meter.refused === 'line' ? 'line_too_long' : meter.refused === 'header' ? 'header_too_large' : 'too_large')
   switch (meter.refused) {
     case 'line':
       return reply(554, `5.6.0 Line ${meter.longLine} of the message is longer than ${opts.maxLineLength} octets (RFC 5322 2.1.1): message refused`)
@@ -77,6 +81,10 @@ function refusalReply(meter: MessageMeter, opts: SmtpOptions): Error {
 export function createSmtpServer(opts: SmtpOptions): SMTPServer {
   const { log } = opts
   const domains = new Set(opts.domains)
+  const refuse = (callback: (err?: Error) => void, reason: RefusalReason, err: Error): void => {
+    opts.counters?.refused(reason)
+    callback(err)
+  }
 
   function refusal(meter: MessageMeter, session: SMTPServerSession, id: string): Error {
     const err = refusalReply(meter, opts)
@@ -150,6 +158,7 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
       await opts.store.blobs.discard([staged]).catch(() => undefined)
       log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
+      opts.counters?.refused('dmarc')
       throw reply(550, `5.7.1 Message refused: DMARC fails and ${auth.dmarc.domain} asks for rejection`)
     }
     const envelope: MailEnvelope = {
@@ -162,9 +171,11 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       const accepted = await opts.store.accept({ staged, id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), at: receivedAt, auth })
       const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), ...accepted.ms }
       log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ms, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
+      if (opts.counters) opts.counters[accepted.duplicate ? 'duplicates' : 'accepted']++
       return accepted.id
     } catch (err) {
       log.error({ err, id }, `inbound message ${id} could not be recorded or queued: answered 451`)
+      opts.counters?.refused('queue_failed')
       throw reply(451, '4.3.0 Temporary failure queueing the message, try again later')
     }
   }
@@ -183,34 +194,34 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     disableReverseLookup: true,
     logger: false,
     onConnect(session, callback) {
-      if (!opts.limits.connected(session.remoteAddress, session.id)) return callback(reply(421, '4.7.0 Too many connections from your address, try again later'))
+      if (!opts.limits.connected(session.remoteAddress, session.id)) return refuse(callback, 'too_many_connections', reply(421, '4.7.0 Too many connections from your address, try again later'))
       callback()
     },
     onClose(session) {
       opts.limits.closed(session.id)
     },
     onMailFrom(_address, session, callback) {
-      if (opts.tls?.required && !session.secure) return callback(reply(530, '5.7.0 Must issue a STARTTLS command first'))
-      if (!opts.limits.message(session.remoteAddress)) return callback(reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
+      if (opts.tls?.required && !session.secure) return refuse(callback, 'tls_required', reply(530, '5.7.0 Must issue a STARTTLS command first'))
+      if (!opts.limits.message(session.remoteAddress)) return refuse(callback, 'rate_limited', reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
       callback()
     },
     onRcptTo(address, session, callback) {
       const m = ADDRESS.exec(address.address)
-      if (m === null) return callback(reply(553, `5.1.3 Bad recipient address syntax: <${address.address.slice(0, 100)}>`))
-      if (!domains.has(m[1]!.toLowerCase())) return callback(reply(550, `5.1.1 <${address.address}>: no mail is accepted for this domain here`))
-      if (session.envelope.rcptTo.length >= opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients: at most ${opts.maxRecipients} per message, send the rest in another`))
+      if (m === null) return refuse(callback, 'bad_address', reply(553, `5.1.3 Bad recipient address syntax: <${address.address.slice(0, 100)}>`))
+      if (!domains.has(m[1]!.toLowerCase())) return refuse(callback, 'unknown_domain', reply(550, `5.1.1 <${address.address}>: no mail is accepted for this domain here`))
+      if (session.envelope.rcptTo.length >= opts.maxRecipients) return refuse(callback, 'too_many_recipients', reply(452, `4.5.3 Too many recipients: at most ${opts.maxRecipients} per message, send the rest in another`))
       if (opts.recipients === null) return callback()
       // Each question is a request to an app node: at most --mail-max-recipients of them per transaction, refused ones included.
       const asked = (questions.get(session.envelope) ?? 0) + 1
       questions.set(session.envelope, asked)
-      if (asked > opts.maxRecipients) return callback(reply(452, `4.5.3 Too many recipients tried: at most ${opts.maxRecipients} per message`))
+      if (asked > opts.maxRecipients) return refuse(callback, 'too_many_recipients', reply(452, `4.5.3 Too many recipients tried: at most ${opts.maxRecipients} per message`))
       opts.recipients.check(address.address).then((v) => {
         if (v.verdict === 'accept') return callback()
-        if (v.verdict === 'refuse') return callback(reply(550, `5.1.1 <${address.address}>: ${v.reason ?? 'no such recipient here'}`))
+        if (v.verdict === 'refuse') return refuse(callback, 'unknown_recipient', reply(550, `5.1.1 <${address.address}>: ${v.reason ?? 'no such recipient here'}`))
         log.warn({ to: address.address, why: v.why, fail: opts.recipientFail }, `the app could not say whether it takes <${address.address}> (${v.why}): ${opts.recipientFail === 'open' ? 'taken (--mail-recipient-fail open)' : 'answered 451 (--mail-recipient-fail closed)'}`)
         if (opts.recipientFail === 'open') return callback()
-        callback(reply(451, '4.3.0 Cannot check this recipient now, try again later'))
-      }, (err: unknown) => callback(reply(451, `4.3.0 Cannot check this recipient now (${(err as Error)?.message ?? err}), try again later`)))
+        refuse(callback, 'recipient_check_failed', reply(451, '4.3.0 Cannot check this recipient now, try again later'))
+      }, (err: unknown) => refuse(callback, 'recipient_check_failed', reply(451, `4.3.0 Cannot check this recipient now (${(err as Error)?.message ?? err}), try again later`)))
     },
     onData(stream, session, callback) {
       accept(stream, session).then(

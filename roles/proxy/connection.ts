@@ -20,6 +20,7 @@ import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
 import type { ProxyCore } from './core.js'
+import type { QuickReason } from './counters.js'
 import { wantsJson } from '../../lib/http/maintenance.js'
 import { forwardedHeaderCount, headerValue, LIVE_MAX_HEADERS, methodServed, parseRequestHead, type RequestHead } from './request-head.js'
 import { adopt, copyRead, hasBareLf, HEAD_PROBE, headAt, onread, readText } from './reads.js'
@@ -68,6 +69,10 @@ interface Expect {
   /** Its routing key, to pick the node again for a retry. */
   readonly key: string
   retried: boolean
+  /** performance.now() when its head went to the Live node (the first time), for the latency histogram. */
+  readonly start: number
+  /** The status of its answer, once its head has come. */
+  status: number
 }
 
 /** The length of the body a response head announces for its request: 0 for HEAD, 204 and 304; -1 when chunked or until the close. */
@@ -368,12 +373,12 @@ export class ClientConnection {
       const now = Date.now()
       if (m.applies(head.host, client, now)) {
         const close = head.close || hasBody || head.upgrade
-        return this.answerLocally(bytes, start, headEnd, m.response(wantsJson(headerValue(text, 'accept')), head.method === 'HEAD', close, now), close)
+        return this.answerLocally(bytes, start, headEnd, m.response(wantsJson(headerValue(text, 'accept')), head.method === 'HEAD', close, now), close, 'maintenance')
       }
     }
     if (this.scheme === 'http') {
       const redirect = core.redirect(head.target)
-      if (redirect !== null) return this.answerLocally(bytes, start, headEnd, redirect, head.close || hasBody)
+      if (redirect !== null) return this.answerLocally(bytes, start, headEnd, redirect, head.close || hasBody, 'redirect')
     }
     const table = core.table
     if (table === null) return this.answerLocally(bytes, start, headEnd, core.answers.noTable, true)
@@ -391,7 +396,7 @@ export class ClientConnection {
     if (up === null) up = this.openUpstream(node)
     const sent = this.writeHead(text, head)
     const safe = !hasBody && !head.upgrade && (head.method === 'GET' || head.method === 'HEAD' || head.method === 'OPTIONS')
-    up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket, replay: safe ? sent : null, key, retried: false })
+    up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket, replay: safe ? sent : null, key, retried: false, start: performance.now(), status: 0 })
     core.inflight++
     if (head.close) this.last = this.closeAfter = true
     if (head.upgrade) {
@@ -455,8 +460,10 @@ export class ClientConnection {
   }
 
   /** Writes a quick answer once nothing else is owed before it; -1 stops parsing (waiting or closed). */
-  private answerLocally(bytes: Buffer | string, start: number, headEnd: number, answer: Buffer, close: boolean): number {
+  private answerLocally(bytes: Buffer | string, start: number, headEnd: number, answer: Buffer, close: boolean, reason?: QuickReason): number {
     if (this.up !== null && this.up.queue.length > 0) return this.wait(bytes, start)
+    // Counted here, past the wait: a head parsed again after waiting is one answer.
+    this.core.counters.quickAnswer(answer, reason)
     if (close) {
       this.endClient(answer)
       return -1
@@ -469,6 +476,7 @@ export class ClientConnection {
   private refuse(answer: Buffer): -1 {
     this.state = In.Done
     this.pending = null
+    this.core.counters.quickAnswer(answer)
     if (this.up !== null && this.up.queue.length > 0) {
       // Answers owed before this one come first.
       this.closeAfter = true
@@ -533,8 +541,13 @@ export class ClientConnection {
   private openUpstream(node: RoutingNode): Upstream {
     const up: Upstream = new Upstream(node, (n) => this.onUpRead(up, n))
     this.up = up
+    const counters = this.core.counters
+    counters.upstreamOpening()
     up.socket.on('error', () => {})
-    up.socket.on('close', () => this.onUpClose(up))
+    up.socket.on('close', () => {
+      counters.upstreamClosed()
+      this.onUpClose(up)
+    })
     up.socket.on('drain', () => {
       if (this.clientBlocked) {
         this.clientBlocked = false
@@ -575,6 +588,7 @@ export class ClientConnection {
     if (res === null || res.close || res.status < 200 || res.status === 101) return false
     const length = bodyLength(expect, res)
     if (length < 0 || i + 4 + length !== text.length) return false
+    expect.status = res.status
     this.lastSeen = this.core.tick
     this.writeClient(up, text)
     this.answered(up)
@@ -622,6 +636,7 @@ export class ClientConnection {
             this.writeClient(up, buf.subarray(from, len))
             return this.becomeTunnel(up, expect, buf, headEnd)
           }
+          expect.status = res.status
           if (res.close) this.closeAfter = true
           if (this.closeAfter || this.core.draining) {
             this.writeClient(up, buf.subarray(from, off))
@@ -677,7 +692,7 @@ export class ClientConnection {
 
   /** One response fully forwarded: the next can come; false when the client is being closed instead. */
   private answered(up: Upstream): boolean {
-    up.queue.shift()
+    this.measured(up.queue.shift())
     this.core.inflight--
     up.state = Out.Head
     up.headSent = false
@@ -693,6 +708,11 @@ export class ClientConnection {
     }
     if (this.state === In.Waiting) queueMicrotask(() => this.resume())
     return true
+  }
+
+  /** A forwarded request fully answered: into the latency histogram. */
+  private measured(e: Expect | undefined): void {
+    if (e !== undefined) this.core.counters.latency.record(e.status, performance.now() - e.start)
   }
 
   private becomeTunnel(up: Upstream, expect: Expect, buf: Buffer, headEnd: number): void {
@@ -719,7 +739,7 @@ export class ClientConnection {
     if (up !== this.up || this.closed) return
     if (up.state === Out.BodyEof) {
       // The body ran until the close: the response is complete.
-      up.queue.shift()
+      this.measured(up.queue.shift())
       this.core.inflight--
       return this.closeClient()
     }
@@ -760,6 +780,7 @@ export class ClientConnection {
 
   /** The Live node failed mid-exchange: a 502 if the client has heard nothing of this answer yet, else a cut. */
   private upstreamFailed(up: Upstream): void {
+    this.core.counters.upstreamFailures++
     const answered = up.headSent
     this.core.inflight -= up.queue.length
     up.queue.length = 0
@@ -767,7 +788,9 @@ export class ClientConnection {
     up.socket.destroy()
     this.up = null
     if (answered) return this.destroy()
-    this.endClient(this.goingAway ? this.core.answers.nodeGone : this.core.answers.upstreamFailed)
+    const answer = this.goingAway ? this.core.answers.nodeGone : this.core.answers.upstreamFailed
+    this.core.counters.quickAnswer(answer)
+    this.endClient(answer)
   }
 
   // ---- closing ----

@@ -12,10 +12,12 @@ import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { MaintenanceState, RoutingTable } from '../../lib/core/node-state.js'
 import { compileMaintenance, type Maintenance } from '../../lib/http/maintenance.js'
+import type { Registry } from 'prom-client'
 import type { HttpServerStats } from '../../lib/http/server.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
+import { ProxyCounters } from './counters.js'
 import { createLimits, type Limits } from './limits.js'
 import { readProxyHeader } from './proxy-header.js'
 import { createHeadSpec, LIVE_MAX_HEADERS, type HeadSpec } from './request-head.js'
@@ -56,6 +58,8 @@ export interface ProxyCore {
   readonly limits: Limits
   /** --trusted-proxies: whose PROXY v2 headers and X-Forwarded-For are believed. */
   readonly trusted: TrustedProxies
+  /** What the metrics report; connections bump it. */
+  readonly counters: ProxyCounters
   readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyHeaders' | 'notImplemented' | 'wsVersion' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
   isHealthPath(target: string): boolean
   healthAnswer(headOnly: boolean): Buffer
@@ -82,6 +86,8 @@ export interface Proxy {
   /** The node's maintenance state (NodeState.maintenance) changed. */
   setMaintenance(state: MaintenanceState | null): void
   stats(): HttpServerStats
+  /** Registers the `espra_proxy_…` series into this child's registry. */
+  registerMetrics(registry: Registry): void
   /** Stops accepting; connections close after their next answer, idle ones after a quiet period; cut at the deadline. */
   drain(timeoutMs: number): Promise<{ cut: number }>
   close(): Promise<void>
@@ -121,6 +127,20 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
   const connections = new Set<ClientConnection>()
   let drained: Promise<{ cut: number }> | null = null
 
+  const answers: ProxyCore['answers'] = {
+    badRequest: errorResponse('ESPRA_ERR_PROXY_BAD_REQUEST', undefined, { close: true }),
+    tooLarge: errorResponse('ESPRA_ERR_PROXY_HEADERS_TOO_LARGE', `request head larger than ${config.maxHeaderSize} bytes`, { close: true }),
+    tooManyHeaders: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_HEADERS', `more than ${LIVE_MAX_HEADERS} header lines (X-Forwarded-For and X-Forwarded-Proto included)`, { close: true }),
+    notImplemented: errorResponse('ESPRA_ERR_PROXY_METHOD', 'Live nodes serve GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS', { close: true }),
+    wsVersion: errorResponse('ESPRA_ERR_PROXY_WEBSOCKET_VERSION', undefined, { close: true, headers: { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket' } }),
+    tooManyConnections: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_CONNECTIONS', `more than ${config.maxConnsPerAddress} connections from this address`, { close: true }),
+    tooManyRequests: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_REQUESTS', `more than ${config.maxRpsPerAddress} requests per second from this address`, { close: true, headers: { 'Retry-After': '1' } }),
+    unknownHost: errorResponse('ESPRA_ERR_HTTP_NOT_FOUND', `unknown host: this proxy serves ${host}`),
+    noTable: errorResponse('ESPRA_ERR_PROXY_NO_ROUTING_TABLE', 'no routing table from the seed yet; retry shortly', { close: true, headers: { 'Retry-After': '1' } }),
+    noNode: errorResponse('ESPRA_ERR_PROXY_NO_LIVE_NODE', `no Live node in region ${config.region}; retry shortly`, { close: true, headers: { 'Retry-After': '1' } }),
+    upstreamFailed: errorResponse('ESPRA_ERR_PROXY_UPSTREAM', undefined, { close: true }),
+    nodeGone: errorResponse('ESPRA_ERR_PROXY_NODE_GONE', undefined, { close: true, headers: { 'Retry-After': '0' } }),
+  }
   const core: ProxyCore = {
     tick: 0,
     requests: 0,
@@ -135,20 +155,12 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     routeKeys,
     limits: createLimits(config.maxConnsPerAddress, config.maxRpsPerAddress),
     trusted: createTrustedProxies(config.trustedProxies),
-    answers: {
-      badRequest: errorResponse('ESPRA_ERR_PROXY_BAD_REQUEST', undefined, { close: true }),
-      tooLarge: errorResponse('ESPRA_ERR_PROXY_HEADERS_TOO_LARGE', `request head larger than ${config.maxHeaderSize} bytes`, { close: true }),
-      tooManyHeaders: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_HEADERS', `more than ${LIVE_MAX_HEADERS} header lines (X-Forwarded-For and X-Forwarded-Proto included)`, { close: true }),
-      notImplemented: errorResponse('ESPRA_ERR_PROXY_METHOD', 'Live nodes serve GET, HEAD, POST, PUT, DELETE, PATCH and OPTIONS', { close: true }),
-      wsVersion: errorResponse('ESPRA_ERR_PROXY_WEBSOCKET_VERSION', undefined, { close: true, headers: { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket' } }),
-      tooManyConnections: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_CONNECTIONS', `more than ${config.maxConnsPerAddress} connections from this address`, { close: true }),
-      tooManyRequests: errorResponse('ESPRA_ERR_PROXY_TOO_MANY_REQUESTS', `more than ${config.maxRpsPerAddress} requests per second from this address`, { close: true, headers: { 'Retry-After': '1' } }),
-      unknownHost: errorResponse('ESPRA_ERR_HTTP_NOT_FOUND', `unknown host: this proxy serves ${host}`),
-      noTable: errorResponse('ESPRA_ERR_PROXY_NO_ROUTING_TABLE', 'no routing table from the seed yet; retry shortly', { close: true, headers: { 'Retry-After': '1' } }),
-      noNode: errorResponse('ESPRA_ERR_PROXY_NO_LIVE_NODE', `no Live node in region ${config.region}; retry shortly`, { close: true, headers: { 'Retry-After': '1' } }),
-      upstreamFailed: errorResponse('ESPRA_ERR_PROXY_UPSTREAM', undefined, { close: true }),
-      nodeGone: errorResponse('ESPRA_ERR_PROXY_NODE_GONE', undefined, { close: true, headers: { 'Retry-After': '0' } }),
-    },
+    answers,
+    counters: new ProxyCounters({
+      bad_request: answers.badRequest, too_large: answers.tooLarge, too_many_headers: answers.tooManyHeaders, not_implemented: answers.notImplemented,
+      ws_version: answers.wsVersion, too_many_connections: answers.tooManyConnections, too_many_requests: answers.tooManyRequests,
+      unknown_host: answers.unknownHost, no_table: answers.noTable, no_node: answers.noNode, upstream_failed: answers.upstreamFailed, node_gone: answers.nodeGone,
+    }),
     isHealthPath: (target) => target === HEALTH_PATH || (target.startsWith(HEALTH_PATH) && target.charCodeAt(HEALTH_PATH.length) === 0x3f),
     healthAnswer(headOnly) {
       const { status, body } = opts.health()
@@ -280,6 +292,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
       if (state !== core.maintenance?.state) core.maintenance = state === null ? null : compileMaintenance(state)
     },
     stats: () => ({ inflight: core.inflight, tracked: core.tunnels, requests: core.requests }),
+    registerMetrics: (registry) => core.counters.register(registry, { clients: () => connections.size, tunnels: () => core.tunnels }),
     drain(timeoutMs) {
       if (drained) return drained
       core.draining = true

@@ -37,6 +37,7 @@ export const proxyRole: Role = {
     })
     const tlsFd = ctx.extraFds[0]
     proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd }, tlsFd === undefined ? undefined : { fd: tlsFd })
+    proxy.registerMetrics(ctx.metrics)
     apply = (table) => proxy.setRouting(table)
     const now = latest ?? ctx.state().routing
     if (now !== null) proxy.setRouting(now)

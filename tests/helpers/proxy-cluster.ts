@@ -58,7 +58,7 @@ export async function startBackend(t: Test, id: string): Promise<Backend> {
         res.setHeader('content-length', BYTES.length)
         return void res.end(req.method === 'HEAD' ? undefined : BYTES)
       }
-      if (req.url === '/status/204' || req.url === '/status/304') {
+      if (req.url !== undefined && /^\/status\/[2-5]\d\d$/.test(req.url)) {
         res.statusCode = Number(req.url.slice(-3))
         return void res.end()
       }

@@ -76,7 +76,7 @@ interface NodeEntry {
 
 async function crashes(metricsPort: number): Promise<number> {
   const text = (await send({ host: '127.0.0.1', port: metricsPort, path: '/metrics', agent: false })).body
-  return Number(/^espra_node_child_crashes_total (\d+)$/m.exec(text)?.[1] ?? 'NaN')
+  return Number(/^espra_node_child_crashes_total\{process="parent"\} (\d+)$/m.exec(text)?.[1] ?? 'NaN')
 }
 
 async function healthWords(nodes: NodeEntry[]): Promise<Record<string, string>> {

@@ -31,7 +31,7 @@ t.test('a Live node with one crash-looping child stays routed and serves through
     return h.body['health'] === 'degraded' && h
   })
   t.same((degraded.body['children'] as { crashLooping: number[] }).crashLooping, [0])
-  t.match((await get(live.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 1$/m, 'metrics alert')
+  t.match((await get(live.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping\{process="parent"\} 1$/m, 'metrics alert')
 
   // Once the seed has heard the degraded health, the node must still be in the table.
   await waitFor('the seed sees live-a degraded', async () => {

@@ -29,10 +29,10 @@ for (const name of ['proxy', 'live', 'fileserver', 'app', 'mail', 'admin'] as co
     }
     const metrics = await get(node.metricsPort, '/metrics')
     t.equal(metrics.status, 200)
-    t.match(metrics.body, /^espra_node_children_alive 1$/m)
-    t.match(metrics.body, /^espra_http_requests_total \d+$/m, 'children metrics merged in')
+    t.match(metrics.body, /^espra_node_children_alive\{process="parent"\} 1$/m)
+    t.match(metrics.body, new RegExp(`^espra_${name}_http_requests_total\\{child="0"\\} \\d+$`, 'm'), 'the child\'s metrics, labelled by child')
     t.match(metrics.body, /^process_resident_memory_bytes\{process="parent"\} \d+$/m)
-    t.match(metrics.body, /^process_resident_memory_bytes\{process="children"\} \d+$/m)
+    t.match(metrics.body, /^process_resident_memory_bytes\{child="0"\} \d+$/m)
     t.equal((await get(node.metricsPort, '/other')).status, 404)
     t.same(await node.stop(), { code: 0, signal: null })
   })

@@ -10,6 +10,15 @@ import { get } from '../../helpers/cluster.js'
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** Answers the server's latency counts hold per status class ('1xx' … '5xx'). */
+function answeredByClass(server: HttpServer): Record<string, number> {
+  const latency = server.stats().latency!
+  const per = latency.counts.length / 5
+  const out: Record<string, number> = {}
+  for (let c = 0; c < 5; c++) out[`${c + 1}xx`] = latency.counts.slice(c * per, (c + 1) * per).reduce((a, b) => a + b, 0)
+  return out
+}
+
 /** A server with `/slow?ms=N` answering after N ms, `/fast`, `/throw`, `/reject` and `/stream`. */
 async function serve(t: Test): Promise<{ server: HttpServer; port: number; errors: unknown[] }> {
   const errors: unknown[] = []
@@ -65,7 +74,9 @@ t.test('drain lets slow in-flight requests finish, closes keep-alive connections
   t.ok(answers.every((a) => a.status === 200), 'every in-flight request answered 200')
   t.ok(answers.every((a) => a.headers['connection'] === 'close'), 'with Connection: close')
   t.same(await drained, { cut: 0 }, 'nothing cut')
-  t.same(server.stats(), { inflight: 0, tracked: 0, requests: 22 })
+  const { latency: _latency, ...counts } = server.stats()
+  t.same(counts, { inflight: 0, tracked: 0, requests: 22 })
+  t.same(answeredByClass(server), { '1xx': 0, '2xx': 22, '3xx': 0, '4xx': 0, '5xx': 0 }, 'every answer in the latency counts, as 2xx')
   await t.rejects(get(port, '/fast'), { code: 'ECONNREFUSED' }, 'no longer accepting')
 })
 
@@ -103,6 +114,7 @@ t.test('handler errors become coded JSON answers; aborted requests leave nothing
   req.destroy()
   await sleep(50)
   t.equal(server.stats().inflight, 0, 'an aborted request is no longer in flight')
+  t.same(answeredByClass(server), { '1xx': 0, '2xx': 1, '3xx': 0, '4xx': 0, '5xx': 2 }, 'the 500 and the 503 as 5xx, the stream as 2xx, the aborted request not at all')
 })
 
 t.test('regression: endWithoutBody() with or without a length keeps the keep-alive connection usable', async (t) => {

@@ -22,7 +22,7 @@ t.test('a child killed with SIGKILL is replaced and health is 200 again', async 
     return h.status === 200 && (h.body['children'] as { alive: number }).alive === 2 && h
   })
   const metrics = await get(node.metricsPort, '/metrics')
-  t.match(metrics.body, /^espra_node_child_crashes_total 1$/m, 'crash counted')
+  t.match(metrics.body, /^espra_node_child_crashes_total\{process="parent"\} 1$/m, 'crash counted')
   t.same(await node.stop(), { code: 0, signal: null }, 'stops cleanly')
 })
 
@@ -50,7 +50,7 @@ t.test('regression: a crash-looping child keeps being restarted with backoff; he
   })
   t.equal(h.status, 200, 'the other child still serves')
   t.same((h.body['children'] as { crashLooping: number[] }).crashLooping, [0])
-  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 1$/m, 'the metrics gauge alerts')
+  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping\{process="parent"\} 1$/m, 'the metrics gauge alerts')
 
   // Restarted all the same, later each time (the delay doubles, capped).
   const sixth = await node.waitForLog((l) => l.msg === 'child 0 listening' && !killed.has(l.childPid!), 'a sixth child 0', 20_000)
@@ -76,7 +76,7 @@ t.test('regression: a crash-looping child keeps being restarted with backoff; he
   await node.waitForLog((l) => l.msg === 'all children replaced', 'reload done', 60_000)
   const after = await health(node.port)
   t.equal(after.body['health'], 'ok', 'healthy again after SIGHUP')
-  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping 0$/m)
+  t.match((await get(node.metricsPort, '/metrics')).body, /^espra_node_children_crash_looping\{process="parent"\} 0$/m)
   t.same(await node.stop(), { code: 0, signal: null })
 })
 
