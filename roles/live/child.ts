@@ -11,7 +11,7 @@ import { compileGrant, deriveTokenKey, verifyToken, type Grant, type LiveAction 
 import type { ChildContext } from '../../lib/process/role.js'
 import { LiveError } from './errors.js'
 import { LiveCounters } from './counters.js'
-import type { LiveMessage, Member } from './hub.js'
+import type { Catchup, LiveMessage, Member } from './hub.js'
 import type { ParentMessage } from './messages.js'
 
 /** Client-side msgpack: plain values, no records or extensions, so any msgpack library can read it. */
@@ -26,6 +26,9 @@ export interface Listener {
 interface ChildChannel {
   /** WebSockets subscribed (topics) plus subscriptions still waiting for the parent. */
   holders: number
+  /** Subscriptions waiting for the parent's answer, and the messages that reached this child meanwhile (see `answered`). */
+  waiting: number
+  recent: LiveMessage[]
   readonly listeners: Set<Listener>
   /** Presence members of this child's clients: user → connections. */
   readonly users: Map<string, number>
@@ -38,7 +41,16 @@ export interface LiveChild {
   grantOf(token: string | null | undefined): Grant | null | LiveError
   /** Null when `grant` may do `action` on `ch` (public channels allow `sub` to anyone). */
   deny(grant: Grant | null, action: LiveAction, ch: string): LiveError | null
+  /** Holds `ch` for a subscription about to ask the parent; answer it with `answered`. */
   hold(ch: string): void
+  /**
+   * The parent answered a subscription on `ch` (null: it failed or the client
+   * left): what to send the client, the answer's own messages and then those
+   * that reached this child after the answer's snapshot, before the client
+   * was subscribed (IPC events are emitted before the request's promise
+   * settles, so such a message was fanned out without it).
+   */
+  answered(ch: string, answer: Catchup | null): LiveMessage[]
   /** Drops one hold; the last one tells the parent this child no longer needs the channel. */
   release(ch: string): void
   listen(ch: string, listener: Listener): void
@@ -53,6 +65,9 @@ export interface LiveChild {
   channelStats(): { channels: number; subscriptions: number }
 }
 
+/** Messages kept for waiting subscriptions of one channel, at most (a burst while the parent answers). */
+const MAX_RECENT = 10_000
+
 export const topic = (mp: boolean, ch: string): string => (mp ? `m:${ch}` : `j:${ch}`)
 export const presenceTopic = (mp: boolean, ch: string): string => (mp ? `pm:${ch}` : `pj:${ch}`)
 
@@ -65,7 +80,7 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
 
   const channel = (ch: string): ChildChannel => {
     let c = channels.get(ch)
-    if (!c) channels.set(ch, (c = { holders: 0, listeners: new Set(), users: new Map() }))
+    if (!c) channels.set(ch, (c = { holders: 0, waiting: 0, recent: [], listeners: new Set(), users: new Map() }))
     return c
   }
   const forget = (ch: string, c: ChildChannel): void => {
@@ -90,6 +105,7 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
     const c = channels.get(ev.ch)
     if (!c) return
     if (ev.k === 'msg') {
+      if (c.waiting > 0 && c.recent.length < MAX_RECENT) c.recent.push(ev)
       const json = fanout(ev.ch, topic, msgFrame(ev))
       counters.messages++
       counters.deliveries += app.numSubscribers(topic(false, ev.ch)) + app.numSubscribers(topic(true, ev.ch)) + c.listeners.size
@@ -117,7 +133,18 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
       if (grant.expired()) return new LiveError('TOKEN_EXPIRED')
       return grant.can(action, ch) ? null : new LiveError('FORBIDDEN', `the token does not allow ${action} on ${ch}`)
     },
-    hold: (ch) => void channel(ch).holders++,
+    hold(ch) {
+      const c = channel(ch)
+      c.holders++
+      c.waiting++
+    },
+    answered(ch, answer) {
+      const c = channels.get(ch)
+      if (!c) return answer?.messages ?? []
+      const later = answer === null ? [] : c.recent.filter((m) => m.seq > answer.seq)
+      if (--c.waiting === 0) c.recent = []
+      return answer === null ? [] : later.length === 0 ? answer.messages : [...answer.messages, ...later]
+    },
     release(ch) {
       const c = channels.get(ch)
       if (!c) return

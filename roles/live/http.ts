@@ -171,6 +171,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         } catch (err) {
           answer = { err: { code: liveErrorOf(err).code, message: liveErrorOf(err).message } }
         }
+        const messages = live.answered(ch, closed || isFailure(answer) ? null : answer)
         if (closed) return live.release(ch)
         if (isFailure(answer)) {
           live.release(ch)
@@ -180,8 +181,8 @@ export function addHttp(live: LiveChild): { close(): void } {
         // The stream's position is the last message it has carried: `since` until the missed ones are out.
         positions.set(ch, answer.recovered && since.has(ch) ? since.get(ch)! : answer.seq)
         event({ op: 'sub-ok', ch, seq: answer.seq, recovered: answer.recovered })
-        for (const m of answer.messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
-        positions.set(ch, answer.seq)
+        for (const m of messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
+        positions.set(ch, Math.max(answer.seq, messages.at(-1)?.seq ?? 0))
         live.listen(ch, listener)
         joined.push(ch)
         live.release(ch)
@@ -230,14 +231,15 @@ export function addHttp(live: LiveChild): { close(): void } {
     live.hold(ch)
     ctx.parent.request<SubAnswer>({ k: 'sub', ch, ...(since !== undefined ? { since } : {}) }).then(
       (answer) => {
+        const messages = live.answered(ch, done || isFailure(answer) ? null : answer)
         if (done || isFailure(answer)) {
           live.release(ch)
           if (isFailure(answer)) finish(null, failureError(answer))
           return
         }
-        if (!answer.recovered || answer.messages.length > 0) {
+        if (!answer.recovered || messages.length > 0) {
           live.release(ch)
-          return finish({ ch, seq: answer.seq, recovered: answer.recovered, messages: answer.messages.map(live.msgFrame) })
+          return finish({ ch, seq: Math.max(answer.seq, messages.at(-1)?.seq ?? 0), recovered: answer.recovered, messages: messages.map(live.msgFrame) })
         }
         live.listen(ch, listener)
         listening = true
@@ -246,6 +248,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         timer = setTimeout(() => finish({ ch, seq, recovered: true, messages: [] }), config.livePollTimeout)
       },
       (err: unknown) => {
+        live.answered(ch, null)
         live.release(ch)
         finish(null, err)
       },

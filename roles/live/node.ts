@@ -13,7 +13,7 @@ import { startMetaServer } from '../../lib/transport/meta-server.js'
 import { gaugeFrom } from '../../lib/process/metric-sources.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { LiveError, liveErrorOf } from './errors.js'
-import { Hub, type Catchup, type HubEvent, type Member, type Sink } from './hub.js'
+import { Hub, type Catchup, type HubEvent, type LiveMessage, type Member, type Sink } from './hub.js'
 import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
 
@@ -27,6 +27,12 @@ interface Local {
   readonly children: Set<number>
   /** Subscriptions still waiting for the home's answer: the home's interest must not be dropped under them. */
   pending: number
+  /**
+   * Messages relayed while subscriptions wait: a home's push can be handled
+   * before the continuation of the answer that came just ahead of it (one
+   * read, two frames), so the new child was not in `children` yet.
+   */
+  recent: LiveMessage[]
   readonly users: Map<string, { member: Member; children: Set<number> }>
 }
 
@@ -65,6 +71,10 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     if (event.k === 'msg') {
       if (event.seq <= l.lastSeq) return
       l.lastSeq = event.seq
+      if (l.pending > 0) {
+        const { k: _k, ...message } = event
+        l.recent.push(message)
+      }
     }
     for (const child of l.children) children.send(child, event)
   }
@@ -159,7 +169,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   function localFor(ch: string): Local {
     let l = local.get(ch)
-    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, users: new Map() }))
+    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map() }))
     return l
   }
 
@@ -174,9 +184,10 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
           const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
           if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
           l.children.add(child)
-          return answer
+          const later = l.recent.filter((m) => m.seq > answer.seq)
+          return later.length === 0 ? answer : { ...answer, messages: [...answer.messages, ...later] }
         } finally {
-          l.pending--
+          if (--l.pending === 0) l.recent = []
           release(req.ch, l)
         }
       }

@@ -90,6 +90,7 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
     live.hold(ch)
     ctx.parent.request<SubAnswer>({ k: 'sub', ch, ...(typeof since === 'number' ? { since } : {}) }).then(
       (answer) => {
+        const messages = live.answered(ch, conn.closed || conn.subs.get(ch) !== 'pending' || isFailure(answer) ? null : answer)
         if (conn.closed || conn.subs.get(ch) !== 'pending') return live.release(ch)
         if (isFailure(answer)) {
           conn.subs.delete(ch)
@@ -100,7 +101,7 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
         // One synchronous step: the missed messages, then the topic; nothing can arrive in between.
         ws.cork(() => {
           send(ws, { op: 'sub-ok', ch, seq: answer.seq, recovered: answer.recovered, ...(id !== undefined ? { id } : {}) })
-          for (const m of answer.messages) send(ws, live.msgFrame(m))
+          for (const m of messages) send(ws, live.msgFrame(m))
           ws.subscribe(topic(conn.mp, ch))
           if (conn.grant?.can('presence', ch)) ws.subscribe(presenceTopic(conn.mp, ch))
         })
@@ -111,6 +112,7 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
         }
       },
       (err: unknown) => {
+        live.answered(ch, null)
         if (conn.subs.get(ch) === 'pending') conn.subs.delete(ch)
         live.release(ch)
         fail(ws, err, 'sub', id, ch)
