@@ -258,7 +258,8 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
         continue
       }
       for (const task of tasks) {
-        if (stopped) {
+        // Stopped or drained while the lease waited for work: the task goes back first in line, its attempt not counted.
+        if (stopped || paused) {
           void queue.settle([{ id: task.id, attempt: task.attempt, result: 'released' }]).catch(() => {})
           continue
         }
