@@ -22,12 +22,12 @@
  */
 import { spawn } from 'node:child_process'
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { join } from 'node:path'
 import { arg, sleep } from './args.js'
 import { adopt, descendants, freePorts, guard, killAll, rssKb, tempDir } from './live-common.js'
 import { pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
 import { startDnsServer } from '../tests/helpers/dns-server.js'
+import { openSmtp } from '../tests/helpers/smtp-session.js'
 
 const CLIENTS = arg('clients', 20)
 const SIZE = arg('size', 10 * 1024)
@@ -51,40 +51,11 @@ interface Round {
   readonly firstRefusal: string | null
 }
 
-/** One SMTP connection: commands one at a time, the last line of each reply. */
+/** One SMTP connection (tests/helpers/smtp-session.ts): commands one at a time, the last line of each reply. */
 async function smtpClient(port: number): Promise<{ say(line: string | Buffer): Promise<string>; close(): void }> {
-  const socket = net.connect(port, '127.0.0.1')
-  socket.setNoDelay(true)
-  let buffer = ''
-  const waiting: ((line: string) => void)[] = []
-  const ready: string[] = []
-  socket.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString('latin1')
-    let i
-    while ((i = buffer.indexOf('\r\n')) !== -1) {
-      const line = buffer.slice(0, i)
-      buffer = buffer.slice(i + 2)
-      if (line.length >= 4 && line[3] === '-') continue
-      const w = waiting.shift()
-      if (w) w(line)
-      else ready.push(line)
-    }
-  })
-  socket.on('error', () => undefined)
-  socket.on('close', () => {
-    for (const w of waiting.splice(0)) w('(closed)')
-  })
-  const next = () => new Promise<string>((resolve) => (ready.length > 0 ? resolve(ready.shift()!) : waiting.push(resolve)))
-  const greeting = await next()
-  if (!greeting.startsWith('220')) throw new Error(`greeting: ${greeting}`)
-  return {
-    say(line) {
-      const answer = next()
-      socket.write(typeof line === 'string' ? `${line}\r\n` : line)
-      return answer
-    },
-    close: () => socket.destroy(),
-  }
+  const session = await openSmtp(port)
+  if (!session.greeting.startsWith('220')) throw new Error(`greeting: ${session.greeting}`)
+  return { say: (line) => (typeof line === 'string' ? session.command(line) : session.data(line)), close: () => session.close() }
 }
 
 function message(client: number, n: number): Buffer {

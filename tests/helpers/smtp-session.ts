@@ -19,6 +19,7 @@ export interface SmtpSession {
 /** Connects and reads the greeting (returned as `greeting`). */
 export async function openSmtp(port: number): Promise<SmtpSession & { greeting: string }> {
   const socket = net.connect(port, '127.0.0.1')
+  socket.setNoDelay(true)
   let buffer = ''
   let closed = false
   const replies: string[] = []

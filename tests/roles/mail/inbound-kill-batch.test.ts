@@ -3,12 +3,12 @@
 // handleMail after the restart, and a client's retry of every message that did not (the same bytes, Message-ID and
 // recipients) must be taken and handed, once. Real processes, nothing mocked.
 import { mkdtempSync, readFileSync } from 'node:fs'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { killHard, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
+import { openSmtp } from '../../helpers/smtp-session.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -30,33 +30,11 @@ const handled = (dir: string): { id: string; messageId: string }[] => {
   }
 }
 
-/** One SMTP connection: each command's final reply line; '(closed)' once the server is gone. */
+/** One SMTP connection past EHLO: each command's final reply line; '(closed)' once the server is gone. */
 async function smtp(port: number): Promise<{ say(data: string): Promise<string>; close(): void }> {
-  const socket = net.connect(port, '127.0.0.1')
-  let buffer = ''
-  const waiting: ((line: string) => void)[] = []
-  socket.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString('latin1')
-    let i
-    while ((i = buffer.indexOf('\r\n')) !== -1) {
-      const line = buffer.slice(0, i)
-      buffer = buffer.slice(i + 2)
-      if (/^\d{3} /.test(line)) waiting.shift()?.(line)
-    }
-  })
-  socket.on('error', () => undefined)
-  socket.on('close', () => {
-    for (const w of waiting.splice(0)) w('(closed)')
-  })
-  const next = () => new Promise<string>((resolve) => (socket.destroyed ? resolve('(closed)') : waiting.push(resolve)))
-  await next()
-  const say = (data: string) => {
-    const answer = next()
-    if (!socket.destroyed) socket.write(data)
-    return answer
-  }
-  await say('EHLO kill.sender.test\r\n')
-  return { say, close: () => socket.destroy() }
+  const session = await openSmtp(port)
+  await session.command('EHLO kill.sender.test')
+  return { say: (data) => session.data(data), close: () => session.close() }
 }
 
 const message = (messageId: string) =>
