@@ -35,6 +35,7 @@ export const ERRORS = {
   ESPRA_ERR_NOT_REGISTERED: { message: 'peer has not registered as a node', status: 409 },
   ESPRA_ERR_CHILD_CRASHLOOP: { message: 'child is crash-looping; restarted with backoff, the node is degraded', status: 503 },
   ESPRA_ERR_IPC_TIMEOUT: { message: 'no reply from child', status: 504 },
+  ESPRA_ERR_IPC_UNKNOWN: { message: 'a message no handler of the receiving process knows', status: 500 },
   ESPRA_ERR_NOT_IMPLEMENTED: { message: 'not implemented yet', status: 501 },
   ESPRA_ERR_HTTP_NOT_FOUND: { message: 'not found', status: 404 },
   ESPRA_ERR_HTTP_DRAINING: { message: 'node is draining', status: 503 },

@@ -10,7 +10,7 @@ export const FILESERVER_OPTIONS = [
     parse: (raw: unknown): string => {
       const path = text(/^(\/[A-Za-z0-9._~-]+)+\/?$/, 'a path such as /app: "/"-separated segments of letters, digits, ".", "_", "~" and "-"')(raw).replace(/\/$/, '')
       if (path === '/_espra' || path.startsWith('/_espra/') || path.split('/').some((s) => s === '.' || s === '..')) throw 'must not be /_espra or hold "." or ".." segments'
-      // Blob-store files are served under /f/ (roles/fileserver/s3-files.ts).
+      // Blob-store files are served under /f/ (roles/fileserver/files-route.ts).
       if (path === '/f' || path.startsWith('/f/')) throw 'must not be /f or under it (blob-store files are served there)'
       // Uploads are taken at /upload (roles/fileserver/upload.ts) and /uploads/ (tus, roles/fileserver/tus.ts).
       if (path === '/upload' || path === '/uploads' || path.startsWith('/uploads/')) throw 'must not be /upload, /uploads or under /uploads (uploads are taken there)'

@@ -44,6 +44,26 @@ type Reply = { t: 'reply'; seq: number; ok: true; body: unknown } | { t: 'reply'
 /** One handler per message tag, typed by the tag. */
 export type Handlers<M extends { t: string }> = { readonly [K in M['t']]: (msg: Extract<M, { t: K }>) => unknown }
 
+/** One handler per tag of a role's own messages, given who sent it (for a parent: the child's index). */
+export type TagHandlers<M extends { t: string }, From> = { readonly [K in M['t']]: (msg: Extract<M, { t: K }>, from: From) => unknown }
+
+/**
+ * Routes a role's own message bodies (`ChildContext.parent`, `ParentContext.children`)
+ * by tag through a literal table, as the channel itself does; a body no
+ * handler takes goes to `onUnknown`, whose return (or throw) is the answer.
+ */
+export function routeByTag<M extends { t: string }, From>(
+  handlers: TagHandlers<M, From>,
+  onUnknown: (body: unknown, from: From) => unknown,
+): (body: unknown, from: From) => unknown {
+  const table = handlers as unknown as Record<string, (msg: unknown, from: From) => unknown>
+  return (body, from) => {
+    const t = typeof body === 'object' && body !== null ? (body as { t?: unknown }).t : undefined
+    const handler = typeof t === 'string' && Object.hasOwn(table, t) ? table[t] : undefined
+    return handler ? handler(body, from) : onUnknown(body, from)
+  }
+}
+
 type Request<M> = M extends { seq: number } ? Omit<M, 'seq'> : never
 
 /** Either end of the channel: a forked `ChildProcess` or the child's own `process`. */

@@ -4,7 +4,7 @@
  * `Accept-Encoding` negotiation over the precompressed variants, one-year
  * immutable caching for content-hashed names and a short max-age otherwise,
  * `Range` over the representation sent (206, `multipart/byteranges` for
- * several, 416; the parser of `/f/`, http-conditions.ts), `nosniff`. Only the
+ * several, 416; the parser of `/f/`, lib/http/conditions.ts), `nosniff`. Only the
  * build's public files are loaded (app-build.ts), so server code is never
  * served. With `--files-host`, nothing of the build is served on that host:
  * uploads live there, and must not share an origin with the app's pages.
@@ -22,13 +22,13 @@
  */
 import { pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
 import { EspraError, toWire } from '../../lib/core/errors.js'
+import { accepts, multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from '../../lib/http/conditions.js'
 import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild, waitForFirstBuild, type BuildFollower } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
-import { requestHost } from '../../lib/vhosts/vhost.js'
-import { multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from './http-conditions.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
+import { requestHost } from '../../lib/vhosts/vhost.js'
 import { loadBuild, type LoadedBuild, type LoadedFile, type Variant } from './app-build.js'
 
 /** Child → parent: which build this child serves, or that loading one failed. */
@@ -36,16 +36,9 @@ export type AssetsToParent = { t: 'serving'; id: string } | { t: 'load-failed'; 
 
 /** Picks the representation: brotli, then gzip, when the client accepts it (q > 0) and it exists. */
 export function negotiate(file: LoadedFile, acceptEncoding: string): { variant: Variant; encoding: string | null } {
-  if (acceptEncoding !== '' && (file.br || file.gzip)) {
-    const accepted = new Map<string, number>()
-    for (const part of acceptEncoding.toLowerCase().split(',')) {
-      const [name, ...params] = part.trim().split(';')
-      const q = params.map((p) => /^\s*q=([0-9.]+)\s*$/.exec(p)).find(Boolean)
-      accepted.set(name!.trim(), q ? Number(q[1]) : 1)
-    }
-    const ok = (name: string) => (accepted.get(name) ?? (accepted.get('*') ?? 0)) > 0
-    if (file.br && ok('br')) return { variant: file.br, encoding: 'br' }
-    if (file.gzip && (ok('gzip') || ok('x-gzip'))) return { variant: file.gzip, encoding: 'gzip' }
+  if (acceptEncoding !== '') {
+    if (file.br && accepts(acceptEncoding, 'br')) return { variant: file.br, encoding: 'br' }
+    if (file.gzip && accepts(acceptEncoding, 'gzip')) return { variant: file.gzip, encoding: 'gzip' }
   }
   return { variant: file.identity, encoding: null }
 }

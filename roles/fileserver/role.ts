@@ -2,8 +2,9 @@
 import { guardMaintenance } from '../../lib/http/maintenance-guard.js'
 import type { Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
+import { createFileServing } from './cache-client.js'
+import { startFilesRoute } from './files-route.js'
 import { startFileserverNode } from './node.js'
-import { createFileServing, startS3Files } from './s3-files.js'
 import { startTus } from './tus.js'
 import { startTusSweep } from './tus-sweep.js'
 import { startUploads } from './upload.js'
@@ -23,14 +24,14 @@ export const fileserverRole: Role = {
   // Uploads hash with whirlpool, which OpenSSL 3 keeps in its legacy provider; children check it at start.
   childExecArgv: ['--openssl-legacy-provider'],
   // The current app build is pushed on every (re)connect and whenever it changes.
-  // files.changed: keys that now exist or changed clear the negative cache (s3-files.ts).
+  // files.changed: keys that now exist or changed clear the negative caches (miss-cache.ts).
   // routing: upload progress is published to the channel's home Live node.
   // vhosts.changed: mapping changes drop cached mappings (vhost-files.ts) and keep the set of vhosts current.
   subscribe: (config) => ({ builds: true, files: true, routing: config.region, vhosts: true }),
   parent: async (ctx) => {
     const uploads = await startPendingUploads(ctx)
     const vhosts = startVhostParent(ctx)
-    const handles = [uploads, vhosts, await startTusSweep(ctx), await startFileserverNode(ctx, (body) => uploads.onRequest(body) ?? vhosts.onRequest(body))]
+    const handles = [uploads, vhosts, await startTusSweep(ctx), await startFileserverNode(ctx, { uploads, vhosts })]
     return {
       close: async () => void (await Promise.all(handles.map((h) => h.close()))),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),
@@ -43,7 +44,7 @@ export const fileserverRole: Role = {
     const files = createFileServing(ctx, counters)
     // First: it wraps ctx.app, so every route added after it answers requests for a vhost Host with vhost files.
     const vhosts = startVhostFiles(ctx, files)
-    startS3Files(ctx, files)
+    startFilesRoute(ctx, files)
     // POST /upload and tus (/uploads/) share one pipeline: hashing, storing, recording, notifying.
     const uploads = await createUploadPipeline(ctx, counters)
     startUploads(ctx, uploads)

@@ -17,7 +17,6 @@ import { EspraError } from '../../lib/core/errors.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { isMap } from '../../lib/transport/meta-shapes.js'
 import { announceStored, dropPending, isTransient, listPending, storeFile, sweepUploadTmp, uploadDirs, type FileRecord } from './upload-store.js'
 
 const MIN_BACKOFF_MS = 1000
@@ -35,11 +34,11 @@ export interface UploadSeedRequest {
 const RELAYED_OPS = new Set(['ds.get', 'ds.put', 'ds.consume', 'ds.putIf', 'files.changed'])
 
 export interface PendingUploads extends Handle {
-  /** Answers a child's `upload-seed` request (undefined: not one). */
-  onRequest(body: unknown): Promise<unknown> | undefined
+  /** Sends a child's `upload-seed` request to the seed over the node's link. */
+  seed(request: UploadSeedRequest): Promise<unknown>
   /** Pending files right now (for heartbeats and `admin status`). */
   count(): number
-  /** Run now (a child left a file pending). */
+  /** Run now (a child left a file pending: its `upload-pending`). */
   wake(): void
 }
 
@@ -131,9 +130,6 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
     )
   }
 
-  ctx.children.onMessage((_child, body) => {
-    if (isMap(body) && body['t'] === 'upload-pending') wake()
-  })
   function wake(): void {
     backoff = MIN_BACKOFF_MS
     schedule(0)
@@ -145,9 +141,7 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
   return {
     count: () => pending,
     wake,
-    onRequest(body) {
-      if (!isMap(body) || body['t'] !== 'upload-seed') return undefined
-      const { op, body: inner, timeoutMs } = body as unknown as UploadSeedRequest
+    seed({ op, body: inner, timeoutMs }) {
       if (typeof op !== 'string' || !RELAYED_OPS.has(op)) return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', `op ${String(op).slice(0, 40)} is not relayed for uploads`))
       return ctx.seedRequest(op, inner, typeof timeoutMs === 'number' ? timeoutMs : undefined)
     },

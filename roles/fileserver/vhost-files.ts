@@ -2,7 +2,7 @@
  * Vhost files in a fileserver child: a request whose Host (port dropped,
  * lower-cased) is a registered vhost is answered from the file its
  * host + path maps to (lib/vhosts/vhost.ts), through the same disk cache
- * and blob-store path as `/f/<key>` (s3-files.ts): 304, Range/206/416, HEAD,
+ * and blob-store path as `/f/<key>` (cache-client.ts, object-answer.ts): 304, Range/206/416, HEAD,
  * stored-compressed bodies sent as stored or decompressed. A path ending in
  * `/` is served from `index.html` under it. Any other Host keeps the node's
  * usual routes.
@@ -26,6 +26,7 @@
  * unmodified), `Cache-Control: public, max-age=60` (mappings change).
  */
 import { sendJson } from '../../lib/http/server.js'
+import { watchAbort } from '../../lib/http/stream-body.js'
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../../lib/http/uws.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
@@ -33,8 +34,9 @@ import { parseVhostsChanged } from '../../lib/transport/vhosts-changed.js'
 import {
   hostPrefix, isVhostMapping, mappingKey, MAX_PATH_BYTES, requestHost, resolveRequestPath, type VhostMapping,
 } from '../../lib/vhosts/vhost.js'
-import type { CachedMeta } from './disk-cache.js'
-import { methodNotAllowed, readAsk, watchAbort, type FileServing, type ServeOptions } from './s3-files.js'
+import type { CachedMeta } from './cache-file.js'
+import type { FileServing } from './cache-client.js'
+import { methodNotAllowed, readAsk, type ServeOptions } from './object-answer.js'
 import type { VhostHostsMessage, VhostToParent } from './vhost-parent.js'
 
 export const VHOST_CACHE_CONTROL = 'public, max-age=60'

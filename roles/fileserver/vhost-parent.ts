@@ -21,7 +21,6 @@ import { EspraError } from '../../lib/core/errors.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { keyProblem, listAll } from '../../lib/storage/datastore.js'
-import { isMap } from '../../lib/transport/meta-shapes.js'
 import { parseVhostsChanged, type VhostsChanged } from '../../lib/transport/vhosts-changed.js'
 import { HOST_KEY_PREFIX, hostPrefix, isVhostMapping, mappingKey, type VhostMapping } from '../../lib/vhosts/vhost.js'
 
@@ -35,8 +34,10 @@ export interface VhostHostsMessage {
 const RELOAD_RETRY_MS = 1000
 
 export interface VhostParent extends Handle {
-  /** Answers the children's vhost requests; undefined for anything else. */
-  onRequest(body: unknown): unknown
+  /** Every host with a mapping (a child's `vhost-hosts`). */
+  hosts(): string[]
+  /** The mapping under `key` (a child's `vhost-lookup`), from the datastore once per key at a time. */
+  lookup(key: unknown): Promise<VhostMapping | null>
 }
 
 export function startVhostParent(ctx: ParentContext): VhostParent {
@@ -114,11 +115,8 @@ export function startVhostParent(ctx: ParentContext): VhostParent {
   }
 
   return {
-    onRequest(body) {
-      if (!isMap(body)) return undefined
-      if (body['t'] === 'vhost-hosts') return [...hosts]
-      if (body['t'] !== 'vhost-lookup') return undefined
-      const key = body['key']
+    hosts: () => [...hosts],
+    lookup(key) {
       if (keyProblem(key) !== null || (key as string).startsWith(HOST_KEY_PREFIX)) {
         return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'vhost-lookup needs a mapping key', { field: 'key' }))
       }

@@ -4,7 +4,7 @@ import { fork } from 'node:child_process'
 import { resolve } from 'node:path'
 import { EspraError } from '../../../lib/core/errors.js'
 import type { NodeState } from '../../../lib/core/node-state.js'
-import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from '../../../lib/process/ipc.js'
+import { createIpcEndpoint, routeByTag, type ChildStats, type IpcPort, type TagHandlers, type ToChild, type ToParent } from '../../../lib/process/ipc.js'
 
 const PEER = resolve(import.meta.dirname, 'fixtures/ipc-peer.ts')
 const STATE: NodeState = { draining: false, childrenAlive: 1, childrenWanted: 1, seedConnected: false, build: null, crashLooping: [], routing: null }
@@ -67,4 +67,20 @@ t.test('parent and child talk through tagged messages', async (t) => {
   t.equal(await exited, 0, 'the child leaves when the channel closes')
   ipc.send({ t: 'state', state: STATE })
   t.pass('sending on a closed channel is a no-op')
+})
+
+t.test('routeByTag: role bodies go to the handler of their tag, with the sender; anything else to onUnknown', async (t) => {
+  type Msg = { t: 'add'; n: number } | { t: 'name' }
+  const handlers: TagHandlers<Msg, number> = { add: (msg, from) => msg.n + from, name: () => 'table' }
+  const unknown: unknown[] = []
+  const route = routeByTag(handlers, (body, from) => {
+    unknown.push([body, from])
+    throw new EspraError('ESPRA_ERR_IPC_UNKNOWN', 'no handler')
+  })
+  t.equal(route({ t: 'add', n: 2 }, 40), 42, 'the handler answers, given the sender')
+  t.equal(route({ t: 'name' }, 0), 'table')
+  for (const body of [{ t: 'toString' }, { t: 'constructor' }, { t: 7 }, null, 'add', {}]) {
+    t.throws(() => route(body, 1), { code: 'ESPRA_ERR_IPC_UNKNOWN' }, `${JSON.stringify(body)} is refused`)
+  }
+  t.equal(unknown.length, 6, 'inherited names are not handlers')
 })

@@ -1,9 +1,8 @@
 /**
- * The request headers every file answer of a fileserver reads the same way,
- * app assets (`/app/…`, app-assets.ts) and blob-store files (`/f/…`,
- * s3-files.ts, and vhost files through it): validators (`If-None-Match`,
- * `If-Modified-Since`, `If-Range`) and byte ranges (`Range`, one or several,
- * answered as `multipart/byteranges`).
+ * The request headers every file answer reads the same way (the fileserver's
+ * app assets, blob-store files and vhost files): validators (`If-None-Match`,
+ * `If-Modified-Since`, `If-Range`), byte ranges (`Range`, one or several,
+ * answered as `multipart/byteranges`) and `Accept-Encoding`.
  */
 import { randomBytes } from 'node:crypto'
 
@@ -151,4 +150,18 @@ export function multipartLayout(spans: readonly ByteSpan[], size: number, type: 
 /** The whole `multipart/byteranges` body of an in-memory `body`. */
 export function multipartBody(layout: Multipart, body: Buffer): Buffer {
   return Buffer.concat([...layout.parts.flatMap((p) => [p.head, body.subarray(p.span.start, p.span.end + 1)]), layout.tail])
+}
+
+/** Whether `Accept-Encoding` allows `encoding` (q > 0, named or through `*`). */
+export function accepts(acceptEncoding: string, encoding: string): boolean {
+  let star = 0
+  for (const part of acceptEncoding.toLowerCase().split(',')) {
+    const [name, ...params] = part.trim().split(';')
+    const q = params.map((p) => /^\s*q=([0-9.]+)\s*$/.exec(p)).find(Boolean)
+    const weight = q ? Number(q[1]) : 1
+    const named = name!.trim()
+    if (named === encoding || (encoding === 'gzip' && named === 'x-gzip')) return weight > 0
+    if (named === '*') star = weight
+  }
+  return star > 0
 }

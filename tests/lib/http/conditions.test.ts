@@ -1,7 +1,7 @@
-// The request headers every fileserver answer reads (roles/fileserver/http-conditions.ts): HTTP-dates,
-// validators and byte ranges, shared by /app and /f/.
+// The request headers every file answer reads (lib/http/conditions.ts): HTTP-dates, validators, byte ranges and
+// Accept-Encoding, shared by /app, /f/ and vhost files.
 import t from 'tap'
-import { ifRangeMatches, MAX_RANGES, multipartBody, multipartLayout, notModifiedSince, parseHttpDate, parseRanges } from '../../../roles/fileserver/http-conditions.js'
+import { accepts, ifRangeMatches, MAX_RANGES, multipartBody, multipartLayout, notModifiedSince, parseHttpDate, parseRanges } from '../../../lib/http/conditions.js'
 
 const NOW = Date.UTC(2026, 11, 2, 12, 0, 0)
 
@@ -70,4 +70,14 @@ t.test('multipart/byteranges: each part typed and ranged, the length known befor
   const boundary = /boundary=(\S+)$/.exec(layout.contentType)![1]!
   t.match(layout.contentType, /^multipart\/byteranges; boundary=/)
   t.equal(whole.toString(), `--${boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-2/20\r\n\r\n012\r\n--${boundary}\r\nContent-Type: text/plain\r\nContent-Range: bytes 10-12/20\r\n\r\nabc\r\n--${boundary}--\r\n`)
+})
+
+t.test('Accept-Encoding: named with q > 0, x-gzip for gzip, or through *', async (t) => {
+  t.ok(accepts('gzip, br', 'br'))
+  t.ok(accepts('x-gzip', 'gzip'), 'x-gzip is gzip')
+  t.notOk(accepts('gzip;q=0, br', 'gzip'), 'q=0 refuses')
+  t.ok(accepts('*', 'deflate'), '* allows any')
+  t.notOk(accepts('*;q=0', 'br'), '*;q=0 allows none')
+  t.notOk(accepts('identity', 'gzip'))
+  t.notOk(accepts('', 'gzip'), 'no header, no encoding')
 })
