@@ -9,7 +9,6 @@
  */
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import MailComposer from 'nodemailer/lib/mail-composer'
 import { EspraError } from '../core/errors.js'
 
 /** Recipients (to + cc + bcc) of one message. */
@@ -198,6 +197,8 @@ export async function composeOutMessage(m: OutMessage, id: string, files: (key: 
     attachments.push({ filename: a.filename, content, ...(a.contentType !== null ? { contentType: a.contentType } : {}) })
   }
   const messageId = `${id}@${domainOf(m.from.address)}`
+  // nodemailer is loaded with the first message composed: checking one (checkOutMessage) needs none of it.
+  const { default: MailComposer } = await import('nodemailer/lib/mail-composer')
   const composer = new MailComposer({
     from: asHeader(m.from),
     to: m.to.map(asHeader),

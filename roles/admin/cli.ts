@@ -10,7 +10,6 @@ import { createLogger } from '../../lib/core/log.js'
 import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
 import { createMetaClient } from '../../lib/transport/meta-client.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
-import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
 import { formatNodes } from './format.js'
 import { formatStatus, listNodes, readStatus } from './status.js'
 
@@ -59,7 +58,8 @@ export async function adminStatus(opts: ConnectOptions & { redis?: string }): Pr
   const client = await connect(opts)
   // The task queue's counts: Redis when named (--redis, ESPRA_REDIS), else the seed's embedded queue on this same link.
   const redis = opts.redis ?? (process.env['ESPRA_REDIS'] || undefined)
-  const queue = redis === undefined ? createMetaTaskQueue(client) : createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
+  const queue = redis === undefined ? createMetaTaskQueue(client)
+    : (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
   try {
     process.stdout.write(formatStatus(await readStatus(client, queue, resolveTarget(opts).seeds[0]!)))
   } finally {

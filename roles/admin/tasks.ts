@@ -9,7 +9,6 @@ import { EspraError } from '../../lib/core/errors.js'
 import { createLogger } from '../../lib/core/log.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
-import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
 import { checkId, type DeadTask } from '../../lib/tasks/task.js'
 import { connect, type ConnectOptions } from './cli.js'
 import { formatTaskCounts } from './format.js'
@@ -29,6 +28,7 @@ export async function openQueue(opts: TaskOptions, env: NodeJS.ProcessEnv = proc
     } catch (reason) {
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--redis: ${String(reason)}`, { option: '--redis' })
     }
+    const { createRedisTaskQueue } = await import('../../lib/tasks/queue-redis.js')
     const queue = createRedisTaskQueue({ url: checked, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
     return { queue, close: () => queue.close() }
   }

@@ -16,7 +16,6 @@ import type { Logger } from '../../lib/core/log.js'
 import { inboundRecordKey, MAIL_TASK_NAME, type MailTaskPayload } from '../../lib/mail/inbound.js'
 import type { AuthedInboundMessage, AuthedMailTaskPayload } from '../../lib/mail/inbound-auth.js'
 import { MAX_RECORD_ERROR, type InboundRecord } from '../../lib/mail/inbound-record.js'
-import { parseInboundMessage } from '../../lib/mail/parse-message.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
 import { decodePayload, type LeasedTask } from '../../lib/tasks/task.js'
@@ -32,6 +31,8 @@ export function createMailPreparer(blobs: BlobStore): (task: LeasedTask) => Prom
     return (async () => {
       const payload = decodePayload(task.payload) as AuthedMailTaskPayload
       // The mail node's SPF/DKIM/DMARC/ARC results ride on the task; null when it did not verify.
+      // mailparser is loaded with the first mail: most app nodes never handle one.
+      const { parseInboundMessage } = await import('../../lib/mail/parse-message.js')
       const message: AuthedInboundMessage = { ...(await parseInboundMessage(blobs, payload)), auth: payload.auth ?? null }
       return { ...task, payload: packr.pack(message) }
     })()

@@ -13,7 +13,6 @@ import { startBuildStageReports } from '../../lib/process/build-stage.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap, type AppLoad } from '../../lib/transport/meta-shapes.js'
 import { EspraError } from '../../lib/core/errors.js'
-import { startRedisProbe } from '../../lib/tasks/redis-status.js'
 import { MODULE_MARKER } from './build-files.js'
 import type { AnswersReport } from './answer-meter.js'
 import type { AppSeedRequest, AppToParent } from './server.js'
@@ -68,7 +67,7 @@ function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown>
 /** The embedded task queue's ops an app child uses (enqueue, and consuming), and enqueueing outbound mail; never counts, dead letters or retries. */
 const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue'])
 
-export function startAppNode(ctx: ParentContext): Handle {
+export async function startAppNode(ctx: ParentContext): Promise<Handle> {
   let latest: BuildPush | null = null
   let reported: string | null = null
   let previous: string | null = null
@@ -144,7 +143,8 @@ export function startAppNode(ctx: ParentContext): Handle {
     report()
   })
   // With --redis, the node needs Redis for every enqueue: while it is down the node is degraded, with the reason.
-  const probe = ctx.config.redis === null ? null : startRedisProbe(ctx.config.redis, ctx.log, (down) => ctx.setDependency('redis', down))
+  const probe = ctx.config.redis === null ? null
+    : (await import('../../lib/tasks/redis-status.js')).startRedisProbe(ctx.config.redis, ctx.log, (down) => ctx.setDependency('redis', down))
   return {
     close: async () => void (await probe?.close()),
     destroy: () => void probe?.close(),

@@ -133,7 +133,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const tables = createAppTables(datastore)
   const uploadKey = deriveUploadKey(config.secret)
   // The task queue: Redis with --redis, else the seed's embedded queue through the parent's seed link.
-  const taskQueue = createAppTaskQueue(config, log, {
+  const taskQueue = await createAppTaskQueue(config, log, {
     request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
   })
   const seedLink = { request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS) }

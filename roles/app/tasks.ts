@@ -19,14 +19,14 @@ import type { Logger } from '../../lib/core/log.js'
 import { createWakeablePause } from '../../lib/core/wakeable-pause.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
-import { createRedisTaskQueue } from '../../lib/tasks/queue-redis.js'
 import { backoff, type LeasedTask, type Settlement } from '../../lib/tasks/task.js'
 import type { WorkerPool } from './pool.js'
 import type { TaskOutcome } from './protocol.js'
 
 /** Redis with `--redis`; otherwise the seed's embedded queue, reached through `seed` (the parent's seed link). */
-export function createAppTaskQueue(config: NodeConfig, log: Logger, seed: MetaRequester): TaskQueue {
-  return config.redis !== null ? createRedisTaskQueue({ url: config.redis, log }) : createMetaTaskQueue(seed)
+export async function createAppTaskQueue(config: NodeConfig, log: Logger, seed: MetaRequester): Promise<TaskQueue> {
+  if (config.redis === null) return createMetaTaskQueue(seed)
+  return (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: config.redis, log })
 }
 
 export interface TaskConsumerOptions {
