@@ -1,7 +1,8 @@
 /**
  * The one table of coded errors. Code branches on `err.code`, never on
  * `instanceof`: errors cross IPC and the meta port as `{ code, message, details }`
- * and are rebuilt on the other side with {@link fromWire}.
+ * and are rebuilt on the other side with {@link fromWire}. docs/errors.md is
+ * generated from it (`npm run docs:errors`; a test fails when they differ).
  */
 
 interface ErrorSpec {
@@ -94,6 +95,7 @@ export const ERRORS = {
   ESPRA_ERR_MAIL_TOO_LARGE: { message: 'outbound message larger than allowed', status: 413 },
   ESPRA_ERR_MAIL_NOT_DURABLE_OUT: { message: 'an outbound message could not be stored, recorded or queued', status: 503 },
   ESPRA_ERR_MAIL_STATE: { message: 'the outbound message is not in a state that allows this', status: 409 },
+  ESPRA_ERR_MAIL_ABANDONED: { message: 'the SMTP client left while its message was being read (never leaves the mail node)', status: 400 },
   ESPRA_ERR_BUILD_NOT_SERVED: { message: 'some nodes do not serve the build yet', status: 504 },
   ESPRA_ERR_BUILD_CANARY_UNAVAILABLE: { message: 'a canary deploy needs a current build and at least one app node besides the canaries', status: 409 },
   ESPRA_ERR_BUILD_CANARY_FAILED: { message: 'the canary app nodes did worse than the others; they were rolled back', status: 409 },

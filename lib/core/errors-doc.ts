@@ -1,0 +1,30 @@
+/** docs/errors.md, generated from the error table (`npm run docs:errors`; tests/docs/errors.test.ts compares). */
+import { ERRORS, type ErrorCode } from './errors.js'
+
+/** The area of a code: its first word after `ESPRA_ERR_` (`META` of `ESPRA_ERR_META_AUTH`). */
+const area = (code: string) => code.slice('ESPRA_ERR_'.length).split('_')[0]!
+
+const cell = (text: string) => text.replaceAll('|', '\\|')
+
+export function errorsMarkdown(): string {
+  const byArea = new Map<string, ErrorCode[]>()
+  for (const code of Object.keys(ERRORS) as ErrorCode[]) {
+    const list = byArea.get(area(code)) ?? []
+    list.push(code)
+    byArea.set(area(code), list)
+  }
+  const lines = [
+    '# Error codes',
+    '',
+    '<!-- Generated from lib/core/errors.ts by `npm run docs:errors`; do not edit by hand. -->',
+    '',
+    'Every error espra-node reports carries a code from this table: in HTTP JSON bodies (`{"code", "message"}`, with the status below), meta port and IPC replies, the one stderr line of the CLI (`espra-node: <code>: <message>`) and log lines (`err.code`). The message given here is the default; most errors say more (the field, the node, the limit). Branch on the code, never on the message.',
+    '',
+  ]
+  for (const [name, codes] of [...byArea].sort(([a], [b]) => a.localeCompare(b))) {
+    lines.push(`## ${name}`, '', '| code | HTTP status | meaning |', '|---|---|---|')
+    for (const code of codes.sort()) lines.push(`| \`${code}\` | ${ERRORS[code].status} | ${cell(ERRORS[code].message)} |`)
+    lines.push('')
+  }
+  return lines.join('\n')
+}
