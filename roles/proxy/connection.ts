@@ -16,10 +16,9 @@
 import { connect, type Socket } from 'node:net'
 import { TLSSocket, type SecureContext } from 'node:tls'
 import { forwardedClient, parseProxyV2, plainAddress } from '../../lib/core/client-address.js'
-import type { RoutingNode } from './core.js'
 import { ChunkedScanner, WsFrameTracker, wsCloseFrame } from './framing.js'
 import { parseResponseHead, withConnectionClose, type ResponseHead } from './answers.js'
-import type { ProxyCore } from './core.js'
+import type { ProxyCore, RoutingNode } from './context.js'
 import type { QuickReason } from './counters.js'
 import { wantsJson } from '../../lib/http/maintenance.js'
 import { forwardedHeaderCount, headerValue, LIVE_MAX_HEADERS, methodServed, parseRequestHead, type RequestHead } from './request-head.js'
@@ -156,6 +155,8 @@ export class ClientConnection {
   constructor(
     accepted: Socket,
     private readonly core: ProxyCore,
+    /** Called once, when the client connection has closed. */
+    private readonly onClosed: (conn: ClientConnection) => void,
     tls: SecureContext | null,
     proxySource: string | null = null,
   ) {
@@ -358,7 +359,7 @@ export class ClientConnection {
     // From a trusted balancer, X-Forwarded-For names the client (rightmost untrusted): for the rate limit and the `ip` key.
     const client = this.peerTrusted ? forwardedClient(this.address, head.xff, core.trusted) : this.address
     if (!replay) {
-      core.requests++
+      core.counters.requestRead()
       if (this.overConnectionLimit) return this.refuse(core.answers.tooManyConnections)
       if (!core.limits.request(client)) return this.refuse(core.answers.tooManyRequests)
     }
@@ -397,7 +398,7 @@ export class ClientConnection {
     const sent = this.writeHead(text, head)
     const safe = !hasBody && !head.upgrade && (head.method === 'GET' || head.method === 'HEAD' || head.method === 'OPTIONS')
     up.queue.push({ head: head.method === 'HEAD', upgrade: head.upgrade, websocket: head.websocket, replay: safe ? sent : null, key, retried: false, start: performance.now(), status: 0 })
-    core.inflight++
+    core.counters.forwarded()
     if (head.close) this.last = this.closeAfter = true
     if (head.upgrade) {
       // Until the answer: a 101 makes the rest tunnel bytes, anything else the next request.
@@ -693,7 +694,7 @@ export class ClientConnection {
   /** One response fully forwarded: the next can come; false when the client is being closed instead. */
   private answered(up: Upstream): boolean {
     this.measured(up.queue.shift())
-    this.core.inflight--
+    this.core.counters.settled()
     up.state = Out.Head
     up.headSent = false
     if (up.queue.length > 0) return true
@@ -717,12 +718,11 @@ export class ClientConnection {
 
   private becomeTunnel(up: Upstream, expect: Expect, buf: Buffer, headEnd: number): void {
     up.queue.shift()
-    this.core.inflight--
+    this.core.counters.tunnelOpened()
     up.state = Out.Tunnel
     this.state = In.Tunnel
     this.isTunnel = true
     this.tunnelKey = expect.key
-    this.core.tunnels++
     if (expect.websocket) {
       up.ws = new WsFrameTracker()
       up.ws.track(buf, headEnd, buf.length)
@@ -740,7 +740,7 @@ export class ClientConnection {
     if (up.state === Out.BodyEof) {
       // The body ran until the close: the response is complete.
       this.measured(up.queue.shift())
-      this.core.inflight--
+      this.core.counters.settled()
       return this.closeClient()
     }
     if (up.state === Out.Tunnel) return this.closeClient()
@@ -782,7 +782,7 @@ export class ClientConnection {
   private upstreamFailed(up: Upstream): void {
     this.core.counters.upstreamFailures++
     const answered = up.headSent
-    this.core.inflight -= up.queue.length
+    this.core.counters.settled(up.queue.length)
     up.queue.length = 0
     up.closed = true
     up.socket.destroy()
@@ -798,7 +798,7 @@ export class ClientConnection {
   private dropUpstream(): void {
     const up = this.up
     if (up === null) return
-    this.core.inflight -= up.queue.length
+    this.core.counters.settled(up.queue.length)
     up.queue.length = 0
     up.closed = true
     up.socket.destroy()
@@ -819,9 +819,9 @@ export class ClientConnection {
   private onClientClose(): void {
     if (this.closed) return
     this.closed = true
-    if (this.isTunnel) this.core.tunnels--
+    if (this.isTunnel) this.core.counters.tunnelClosed()
     this.dropUpstream()
-    this.core.forget(this)
+    this.onClosed(this)
   }
 
   /**

@@ -7,23 +7,22 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import type { NodeConfig } from '../../lib/core/config.js'
-import { createTrustedProxies, plainAddress, type TrustedProxies } from '../../lib/core/client-address.js'
+import { createTrustedProxies, plainAddress } from '../../lib/core/client-address.js'
 import type { Logger } from '../../lib/core/log.js'
 import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { MaintenanceState, RoutingTable } from '../../lib/core/node-state.js'
-import { compileMaintenance, type Maintenance } from '../../lib/http/maintenance.js'
+import { compileMaintenance } from '../../lib/http/maintenance.js'
 import type { Registry } from 'prom-client'
 import type { HttpServerStats } from '../../lib/http/server.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
+import type { ProxyCore } from './context.js'
 import { ProxyCounters } from './counters.js'
-import { createLimits, type Limits } from './limits.js'
+import { createLimits } from './limits.js'
 import { readProxyHeader } from './proxy-header.js'
-import { createHeadSpec, LIVE_MAX_HEADERS, type HeadSpec } from './request-head.js'
-import { compileRouteKeys, type RouteKeys } from './route-keys.js'
-
-export type RoutingNode = RoutingTable['nodes'][number]
+import { createHeadSpec, LIVE_MAX_HEADERS } from './request-head.js'
+import { compileRouteKeys } from './route-keys.js'
 
 const HEALTH_PATH = '/_espra/health'
 /** A drain closes keep-alive connections still idle this long after it began (the uWS roles wait the same). */
@@ -39,35 +38,6 @@ const LEAVE_SPREAD_MS = 5000
 const IDLE_TIMEOUT_S = 75
 /** A request head (the first one: with the TLS handshake, counted from the accept) must arrive within this long (slow-loris). */
 const HEAD_TIMEOUT_S = 10
-
-/** What every connection of a child shares. */
-export interface ProxyCore {
-  /** Seconds since start, updated once a second: a cheap clock for idle checks. */
-  tick: number
-  requests: number
-  inflight: number
-  tunnels: number
-  draining: boolean
-  table: Rendezvous<RoutingNode> | null
-  /** Planned maintenance, compiled once per pushed state; null (the one check a request pays) while there is none. */
-  maintenance: Maintenance | null
-  readonly log: Logger
-  readonly maxHeaderSize: number
-  readonly headSpec: HeadSpec
-  readonly routeKeys: RouteKeys
-  readonly limits: Limits
-  /** --trusted-proxies: whose PROXY v2 headers and X-Forwarded-For are believed. */
-  readonly trusted: TrustedProxies
-  /** What the metrics report; connections bump it. */
-  readonly counters: ProxyCounters
-  readonly answers: Readonly<Record<'badRequest' | 'tooLarge' | 'tooManyHeaders' | 'notImplemented' | 'wsVersion' | 'tooManyConnections' | 'tooManyRequests' | 'unknownHost' | 'noTable' | 'noNode' | 'upstreamFailed' | 'nodeGone', Buffer>>
-  isHealthPath(target: string): boolean
-  healthAnswer(headOnly: boolean): Buffer
-  servesHost(host: string | undefined): boolean
-  /** With --https-redirect: the 308 to https for a plain-HTTP request of the live host; null without. */
-  redirect(target: string): Buffer | null
-  forget(conn: ClientConnection): void
-}
 
 export interface ProxyOptions {
   readonly config: NodeConfig
@@ -143,9 +113,6 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
   }
   const core: ProxyCore = {
     tick: 0,
-    requests: 0,
-    inflight: 0,
-    tunnels: 0,
     draining: false,
     table: null,
     maintenance: null,
@@ -180,10 +147,12 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
       const body = JSON.stringify({ location })
       return Buffer.from(`HTTP/1.1 308 Permanent Redirect\r\nLocation: ${location}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\n\r\n${body}`, 'latin1')
     },
-    forget(conn) {
-      connections.delete(conn)
-      if (conn.counted !== null) core.limits.disconnect(conn.counted)
-    },
+  }
+
+  /** A client connection closed: it no longer counts, against the set or its address's limit. */
+  function forget(conn: ClientConnection): void {
+    connections.delete(conn)
+    if (conn.counted !== null) core.limits.disconnect(conn.counted)
   }
 
   function setRouting(table: RoutingTable | null): void {
@@ -239,7 +208,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
 
   const server: Server = createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    connections.add(new ClientConnection(socket, core, null))
+    connections.add(new ClientConnection(socket, core, forget, null))
   })
   server.on('error', (err) => log.error({ err }, 'proxy listener error'))
   // The TLS port is a plain listener too: each connection is a ClientConnection from the moment it is accepted, its TLS
@@ -248,11 +217,11 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
   const secureContext = tlsFiles === null ? null : createSecureContext({ cert: tlsFiles.cert, key: tlsFiles.key })
   const tlsServer: Server | null = secureContext === null ? null : createServer({ noDelay: true, pauseOnConnect: true }, (socket: Socket) => {
     if (core.draining) return void socket.destroy()
-    if (core.trusted.none || !core.trusted.has(plainAddress(socket.remoteAddress ?? ''))) return void connections.add(new ClientConnection(socket, core, secureContext))
+    if (core.trusted.none || !core.trusted.has(plainAddress(socket.remoteAddress ?? ''))) return void connections.add(new ClientConnection(socket, core, forget, secureContext))
     // A trusted balancer may start with a PROXY v2 header, before the ClientHello.
     readProxyHeader(socket, HEAD_TIMEOUT_S * 1000, (source) => {
       if (core.draining) return void socket.destroy()
-      connections.add(new ClientConnection(socket, core, secureContext, source))
+      connections.add(new ClientConnection(socket, core, forget, secureContext, source))
     })
   })
   tlsServer?.on('error', (err) => log.error({ err }, 'proxy TLS listener error'))
@@ -291,8 +260,8 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     setMaintenance(state) {
       if (state !== core.maintenance?.state) core.maintenance = state === null ? null : compileMaintenance(state)
     },
-    stats: () => ({ inflight: core.inflight, tracked: core.tunnels, requests: core.requests }),
-    registerMetrics: (registry) => core.counters.register(registry, { clients: () => connections.size, tunnels: () => core.tunnels }),
+    stats: () => ({ inflight: core.counters.inflight, tracked: core.counters.tunnels, requests: core.counters.requests }),
+    registerMetrics: (registry) => core.counters.register(registry, { clients: () => connections.size }),
     drain(timeoutMs) {
       if (drained) return drained
       core.draining = true

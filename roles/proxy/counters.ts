@@ -28,6 +28,12 @@ export const QUICK_REASONS = {
 export type QuickReason = keyof typeof QUICK_REASONS
 
 export class ProxyCounters {
+  /** Request heads read, forwarded or answered here (rate limiting counts once per head, a head read again after waiting is not counted again). */
+  requests = 0
+  /** Requests forwarded and not yet answered. */
+  inflight = 0
+  /** Upgraded connections streaming both ways now. */
+  tunnels = 0
   /** Forwarded requests: from the head going to a Live node to the end of its answer, by status class. */
   readonly latency = new StatusLatency()
   /** Connections to Live nodes opened since start, and open now. */
@@ -49,6 +55,29 @@ export class ProxyCounters {
     if (r !== undefined) this.quick[r]++
   }
 
+  requestRead(): void {
+    this.requests++
+  }
+
+  forwarded(): void {
+    this.inflight++
+  }
+
+  /** `n` forwarded requests need no answer any more: answered, or given up with their connection. */
+  settled(n = 1): void {
+    this.inflight -= n
+  }
+
+  /** A forwarded upgrade was answered 101: its request is settled, and the connection is a tunnel now. */
+  tunnelOpened(): void {
+    this.inflight--
+    this.tunnels++
+  }
+
+  tunnelClosed(): void {
+    this.tunnels--
+  }
+
   upstreamOpening(): void {
     this.upstreamOpened++
     this.upstreamOpen++
@@ -58,8 +87,8 @@ export class ProxyCounters {
     this.upstreamOpen--
   }
 
-  /** Registers the `espra_proxy_…` series; `clients` and `tunnels` are read at scrape time. */
-  register(registry: Registry, read: { clients(): number; tunnels(): number }): void {
+  /** Registers the `espra_proxy_…` series; `clients` is read at scrape time. */
+  register(registry: Registry, read: { clients(): number }): void {
     statusLatencyHistogram(registry, 'espra_proxy_upstream_request_duration_seconds', 'requests forwarded to a Live node: from the head sent to the end of its answer, by status class (WebSocket and other upgrades, and quick answers, are not in it)', () => this.latency)
     counterFrom(registry, 'espra_proxy_quick_answers_total', 'requests the proxy answered itself, by reason and status, never reaching a Live node', () =>
       (Object.keys(QUICK_REASONS) as QuickReason[]).map((reason) => ({ labels: { reason, status: String(QUICK_REASONS[reason]) }, value: this.quick[reason] })),
@@ -68,6 +97,6 @@ export class ProxyCounters {
     gaugeFrom(registry, 'espra_proxy_upstream_connections', 'connections to Live nodes open now', () => this.upstreamOpen)
     counterFrom(registry, 'espra_proxy_upstream_failures_total', 'Live node connections that failed mid-exchange (the client got a 502 or 503, or was cut)', () => this.upstreamFailures)
     gaugeFrom(registry, 'espra_proxy_client_connections', 'client connections open now', read.clients)
-    gaugeFrom(registry, 'espra_proxy_tunnels', 'upgraded connections (WebSocket) streaming both ways now', read.tunnels)
+    gaugeFrom(registry, 'espra_proxy_tunnels', 'upgraded connections (WebSocket) streaming both ways now', () => this.tunnels)
   }
 }
