@@ -11,7 +11,7 @@ import { compileGrant, deriveTokenKey, verifyToken, type Grant, type LiveAction 
 import type { ChildContext } from '../../lib/process/role.js'
 import { LiveError } from './errors.js'
 import { LiveCounters } from './counters.js'
-import type { Catchup, LiveMessage, Member } from './hub.js'
+import type { Catchup, Gap, LiveMessage, Member } from './hub.js'
 import type { ParentMessage } from './messages.js'
 
 /** Client-side msgpack: plain values, no records or extensions, so any msgpack library can read it. */
@@ -20,7 +20,7 @@ export const clientPackr = new Packr({ useRecords: false, moreTypes: false, maps
 /** Someone in this child waiting for a channel's events besides WebSockets (SSE streams, long-polls). */
 export interface Listener {
   onMessage(m: LiveMessage, json: string): void
-  onReset(ch: string, seq: number): void
+  onReset(ch: string, seq: number, gap: Gap | undefined): void
 }
 
 interface ChildChannel {
@@ -113,8 +113,8 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
     } else if (ev.k === 'presence') {
       fanout(ev.ch, presenceTopic, { op: 'presence', ch: ev.ch, joins: ev.joins, leaves: ev.leaves })
     } else if (ev.k === 'reset') {
-      fanout(ev.ch, topic, { op: 'sub-ok', ch: ev.ch, seq: ev.seq, recovered: false })
-      for (const l of c.listeners) l.onReset(ev.ch, ev.seq)
+      fanout(ev.ch, topic, { op: 'sub-ok', ch: ev.ch, seq: ev.seq, recovered: false, ...(ev.gap !== undefined ? { gap: ev.gap } : {}) })
+      for (const l of c.listeners) l.onReset(ev.ch, ev.seq, ev.gap)
     }
   })
 

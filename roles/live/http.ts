@@ -10,7 +10,7 @@ import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { Listener, LiveChild } from './child.js'
 import { LiveError, liveErrorOf } from './errors.js'
-import type { LiveMessage } from './hub.js'
+import { gapOf, type Gap, type LiveMessage } from './hub.js'
 import { isFailure, type PresenceAnswer, type PubAnswer, type SubAnswer } from './messages.js'
 
 /** Channels one SSE stream may carry (its Last-Event-ID names a position in each). */
@@ -126,9 +126,9 @@ export function addHttp(live: LiveChild): { close(): void } {
         positions.set(m.ch, m.seq)
         event(json)
       },
-      onReset(ch: string, seq: number) {
+      onReset(ch: string, seq: number, gap: Gap | undefined) {
         positions.set(ch, seq)
-        event({ op: 'sub-ok', ch, seq, recovered: false })
+        event({ op: 'sub-ok', ch, seq, recovered: false, ...gapOf({ gap }) })
       },
     }
     const joined: string[] = []
@@ -180,7 +180,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         }
         // The stream's position is the last message it has carried: `since` until the missed ones are out.
         positions.set(ch, answer.recovered && since.has(ch) ? since.get(ch)! : answer.seq)
-        event({ op: 'sub-ok', ch, seq: answer.seq, recovered: answer.recovered })
+        event({ op: 'sub-ok', ch, seq: answer.seq, recovered: answer.recovered, ...gapOf(answer) })
         for (const m of messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
         positions.set(ch, Math.max(answer.seq, messages.at(-1)?.seq ?? 0))
         live.listen(ch, listener)
@@ -219,7 +219,7 @@ export function addHttp(live: LiveChild): { close(): void } {
     let aborted = false
     const listener: Listener = {
       onMessage: (m) => finish({ ch, seq: m.seq, recovered: true, messages: [live.msgFrame(m)] }),
-      onReset: (_ch, seq) => finish({ ch, seq, recovered: false, messages: [] }),
+      onReset: (_ch, seq, gap) => finish({ ch, seq, recovered: false, ...gapOf({ gap }), messages: [] }),
     }
     const stream = { end: () => finish({ ch, seq: since ?? null, recovered: true, messages: [] }) }
     streams.add(stream)
@@ -239,7 +239,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         }
         if (!answer.recovered || messages.length > 0) {
           live.release(ch)
-          return finish({ ch, seq: Math.max(answer.seq, messages.at(-1)?.seq ?? 0), recovered: answer.recovered, messages: messages.map(live.msgFrame) })
+          return finish({ ch, seq: Math.max(answer.seq, messages.at(-1)?.seq ?? 0), recovered: answer.recovered, ...gapOf(answer), messages: messages.map(live.msgFrame) })
         }
         live.listen(ch, listener)
         listening = true
@@ -303,7 +303,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       return failHttp(res, err, false)
     }
     ctx.parent.request<SubAnswer>({ k: 'hist', ch, ...(since !== undefined ? { since } : {}), limit }).then(
-      (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : answerLater(res, () => sendJson(res, 200, { ch, seq: answer.seq, recovered: answer.recovered, messages: answer.messages.map(live.msgFrame) }))),
+      (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : answerLater(res, () => sendJson(res, 200, { ch, seq: answer.seq, recovered: answer.recovered, ...gapOf(answer), messages: answer.messages.map(live.msgFrame) }))),
       (err: unknown) => failHttp(res, err),
     )
   })

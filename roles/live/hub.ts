@@ -34,18 +34,44 @@ export interface Sink {
   send(event: HubEvent): void
 }
 
+/**
+ * Why messages a client asked for are gone (docs/live-protocol.md, "Gaps"):
+ * older than --live-history-age, pushed out by --live-history-size or
+ * --live-history-bytes, or never held by this home (the channel's earlier
+ * home restarted, died or moved).
+ */
+export type GapCause = 'expired' | 'overflow' | 'lost'
+
+/** The sequences a resume cannot get back: `from`..`to` inclusive, and why (the cause of `from`, the first one missing). */
+export interface Gap {
+  readonly from: number
+  readonly to: number
+  readonly cause: GapCause
+}
+
+/** The `gap` field of an answer that has one (frames and JSON bodies leave it out otherwise). */
+export const gapOf = (answer: { readonly gap?: Gap | undefined }): { gap?: Gap } => (answer.gap === undefined ? {} : { gap: answer.gap })
+
 /** Answer to a subscription or a history read. */
 export interface Catchup {
   /** The channel's current (last assigned) sequence. */
   seq: number
   /** False when `since` is not covered by history: the client missed messages it cannot get back. */
   recovered: boolean
+  /** With `recovered: false` after a `since`: what is missing and why. */
+  gap?: Gap
   /** Messages after `since`, up to `seq`, in order (empty when not recovered or no `since`). */
   messages: LiveMessage[]
 }
 
 interface Channel {
   seq: number
+  /** The sequence the channel started at on this home: what is at or below it was never here. */
+  readonly base: number
+  /** What this home's earlier life of the channel (forgotten while idle) had numbered up to: all of it expired. */
+  readonly forgottenTo: number
+  /** Why trimmed messages went, as runs of one cause (oldest first, the last {@link TRIM_RUNS} kept). */
+  readonly trimmed: { to: number; cause: 'expired' | 'overflow' }[]
   history: LiveMessage[]
   /** The size of each message in `history` (same index), as {@link messageBytes} measured it. */
   sizes: number[]
@@ -73,8 +99,25 @@ export interface HubOptions {
 /** Presence answers list at most this many members (the count is always exact). */
 export const PRESENCE_LIST_LIMIT = 1000
 
+/** Runs of one trim cause kept per channel: a resume from further back is told the oldest run's cause. */
+const TRIM_RUNS = 32
+
+function trimmedBy(c: Channel, seq: number, cause: 'expired' | 'overflow'): void {
+  const last = c.trimmed.at(-1)
+  if (last?.cause === cause) last.to = seq
+  else {
+    c.trimmed.push({ to: seq, cause })
+    if (c.trimmed.length > TRIM_RUNS) c.trimmed.shift()
+  }
+}
+
+/** Forgotten channels whose last sequence is remembered (so a late resume is told `expired`, not `lost`); oldest forgotten first. */
+const FORGOTTEN_MAX = 100_000
+
 export class Hub {
   private readonly channels = new Map<string, Channel>()
+  /** Channels forgotten while idle, and the last sequence each had. */
+  private readonly forgotten = new Map<string, number>()
   private readonly opts: HubOptions
   private readonly now: () => number
 
@@ -96,7 +139,11 @@ export class Hub {
     let c = this.channels.get(ch)
     if (c) c.touched = this.now()
     else {
-      c = { seq: this.now() * 1000, history: [], sizes: [], head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map() }
+      const base = this.now() * 1000
+      // A channel this home forgot (idle, its history all expired) starts again above its old sequence: all of that expired.
+      const forgottenTo = this.forgotten.get(ch) ?? 0
+      this.forgotten.delete(ch)
+      c = { seq: base, base, forgottenTo, trimmed: [], history: [], sizes: [], head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map() }
       this.channels.set(ch, c)
     }
     return c
@@ -104,7 +151,11 @@ export class Hub {
 
   private trim(c: Channel): void {
     const oldest = this.now() - this.opts.historyAgeMs
-    while (c.head < c.history.length && (c.history.length - c.head > this.opts.historySize || c.bytes > this.opts.historyBytes || c.history[c.head]!.ts < oldest)) {
+    while (c.head < c.history.length) {
+      const msg = c.history[c.head]!
+      if (msg.ts < oldest) trimmedBy(c, msg.seq, 'expired')
+      else if (c.history.length - c.head > this.opts.historySize || c.bytes > this.opts.historyBytes) trimmedBy(c, msg.seq, 'overflow')
+      else break
       c.bytes -= c.sizes[c.head]!
       c.head++
     }
@@ -126,7 +177,7 @@ export class Hub {
       c.history.push(msg)
       c.sizes.push(size)
       c.bytes += size
-    }
+    } else trimmedBy(c, msg.seq, 'overflow')
     this.trim(c)
     const event: HubEvent = { k: 'msg', ...msg }
     for (const sink of c.sinks) sink.send(event)
@@ -139,11 +190,24 @@ export class Hub {
     this.trim(c)
     if (since === undefined || since === c.seq) return { seq: c.seq, recovered: true, messages: [] }
     const first = c.head < c.history.length ? c.history[c.head]!.seq : c.seq + 1
-    if (since > c.seq || since < first - 1) return { seq: c.seq, recovered: false, messages: [] }
+    if (since > c.seq || since < first - 1) return { seq: c.seq, recovered: false, gap: this.gap(c, since, first), messages: [] }
     const messages: LiveMessage[] = []
     // Sequences are contiguous within one home's history, so the start is an index.
     for (let i = c.head + (since - first + 1); i < c.history.length && messages.length < limit; i++) messages.push(c.history[i]!)
     return { seq: c.seq, recovered: true, messages }
+  }
+
+  /**
+   * What a client at `since` cannot get back: `since + 1` up to the first
+   * message kept. A `since` above the sequence (an earlier home's, whose
+   * clock ran ahead of this one's) has nothing here to compare with: the
+   * gap is `since + 1` to `since` (unknown length), lost.
+   */
+  private gap(c: Channel, since: number, first: number): Gap {
+    if (since > c.seq) return { from: since + 1, to: since, cause: 'lost' }
+    const from = since + 1
+    const cause: GapCause = from <= c.base ? (from <= c.forgottenTo ? 'expired' : 'lost') : (c.trimmed.find((run) => run.to >= from)?.cause ?? 'expired')
+    return { from, to: first - 1, cause }
   }
 
   /** A history read: after `since`, or without it the latest `limit` messages the home still keeps. */
@@ -222,7 +286,11 @@ export class Hub {
   }
 
   private forgetIfIdle(ch: string, c: Channel): void {
-    if (c.sinks.size === 0 && c.members.size === 0 && c.head >= c.history.length && this.now() - c.touched > this.opts.historyAgeMs) this.channels.delete(ch)
+    if (c.sinks.size === 0 && c.members.size === 0 && c.head >= c.history.length && this.now() - c.touched > this.opts.historyAgeMs) {
+      this.channels.delete(ch)
+      this.forgotten.set(ch, c.seq)
+      if (this.forgotten.size > FORGOTTEN_MAX) this.forgotten.delete(this.forgotten.keys().next().value!)
+    }
   }
 
   private emit(c: Channel, event: HubEvent): void {

@@ -4,7 +4,7 @@
  * fail carry `{err: {code, message}}` with a Live code (roles/live/errors.ts)
  * rather than throwing, so the numeric code survives every hop.
  */
-import type { Catchup, HubEvent, Member } from './hub.js'
+import type { Catchup, Gap, HubEvent, Member } from './hub.js'
 
 export type ChildRequest =
   | { k: 'sub'; ch: string; since?: number }
@@ -18,7 +18,7 @@ export type ChildMessage =
   | { k: 'leave'; ch: string; user: string }
 
 /** Parent → children: hub events, and `reset` when a channel's stream restarted (home moved or lost its history). */
-export type ParentMessage = HubEvent | { k: 'reset'; ch: string; seq: number }
+export type ParentMessage = HubEvent | { k: 'reset'; ch: string; seq: number; gap?: Gap }
 
 export interface WireFailure {
   err: { code: number; message: string }

@@ -153,7 +153,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
           for (const m of c.messages) deliver({ k: 'msg', ...m }, home)
         } else {
           l.lastSeq = c.seq
-          for (const child of l.children) children.send(child, { k: 'reset', ch, seq: c.seq })
+          for (const child of l.children) children.send(child, { k: 'reset', ch, seq: c.seq, ...(c.gap !== undefined ? { gap: c.gap } : {}) })
         }
         for (const { member } of l.users.values()) homeSend(home, 'join', { ch, member })
       },

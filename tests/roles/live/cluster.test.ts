@@ -74,7 +74,9 @@ t.test('kill -9 of a Live node: reconnects recover completely or say recovered:f
   await a.waitForLog((l) => l.msg === 'live: routing table applied' && l['nodes'] === 1, 'a alone in the table', 20_000)
   const movedAway = CHANNELS.filter((ch) => homes.pick(ch)!.id === 'live-b')
   for (const ch of movedAway) {
-    await onA.next((f) => f.op === 'sub-ok' && f['ch'] === ch && f['recovered'] === false && f['id'] === undefined, `reset of ${ch} on the survivor`)
+    const reset = await onA.next((f) => f.op === 'sub-ok' && f['ch'] === ch && f['recovered'] === false && f['id'] === undefined, `reset of ${ch} on the survivor`)
+    t.match(reset['gap'], { from: last.get(ch)! + 1, cause: 'lost' }, `${ch}: the reset says from where messages are lost, and why`)
+    t.equal((reset['gap'] as { to: number }).to, (reset['seq'] as number), `${ch}: up to the new home's first sequence`)
   }
   for (const ch of CHANNELS) {
     const ack = await onA.call({ op: 'pub', ch, data: 'after' })
@@ -89,6 +91,7 @@ t.test('kill -9 of a Live node: reconnects recover completely or say recovered:f
       t.same(again.messages(ch).map((f) => f['data']), ['after'], `${ch}: exactly what was missed`)
     } else {
       t.equal(ok['recovered'], false, `${ch} (home died): recovered:false, never a silent gap`)
+      t.match(ok['gap'], { from: last.get(ch)! + 1, cause: 'lost' }, `${ch}: the gap starts after the last message seen, lost with its home`)
     }
   }
 })

@@ -19,11 +19,11 @@ t.test('sequences start at a time-based base and grow by one; history is bounded
   t.same(seqs, [1, 2, 3, 4].map((i) => now * 1000 + i))
   t.equal(s.events.length, 4, 'every message reaches the sink once')
   t.same(hub.catchup('c', seqs[0]).messages.map((m) => m.data), [2, 3, 4], 'since the first: the rest')
-  t.same(hub.catchup('c', seqs[0]! - 1), { seq: seqs[3], recovered: false, messages: [] }, 'count bound: the first is gone')
+  t.same(hub.catchup('c', seqs[0]! - 1), { seq: seqs[3], recovered: false, gap: { from: seqs[0], to: seqs[0], cause: 'overflow' }, messages: [] }, 'count bound: the first is gone')
   t.same(hub.catchup('c', seqs[3]), { seq: seqs[3], recovered: true, messages: [] }, 'nothing missed')
-  t.equal(hub.catchup('c', seqs[3]! + 5).recovered, false, 'a since from the future is not covered')
+  t.same(hub.catchup('c', seqs[3]! + 5).gap, { from: seqs[3]! + 6, to: seqs[3]! + 5, cause: 'lost' }, 'a since from the future is not covered: of unknown length')
   now += 2000
-  t.equal(hub.catchup('c', seqs[2]).recovered, false, 'age bound: all of it expired')
+  t.same(hub.catchup('c', seqs[2]), { seq: seqs[3], recovered: false, gap: { from: seqs[3], to: seqs[3], cause: 'expired' }, messages: [] }, 'age bound: all of it expired')
 })
 
 t.test('presence: one member per user across sinks; a dropped sink leaves', async (t) => {
@@ -72,11 +72,37 @@ t.test('regression: history is bounded in bytes too, oldest dropped first', asyn
   const kept = hub.history('h', undefined, 1000).messages
   t.same(kept.map((m) => m.data), Array.from({ length: 10 }, (_, i) => kb(15 + i)), 'the newest 10,000 bytes')
   t.equal(hub.catchup('h', seqs[14]).recovered, true, 'a since within the kept bytes is recovered')
-  t.equal(hub.catchup('h', seqs[13]).recovered, false, 'one before it is not')
+  t.same(hub.catchup('h', seqs[13]).gap, { from: seqs[14], to: seqs[14], cause: 'overflow' }, 'one before it is not: pushed out by bytes')
   hub.publish('h', 'x'.repeat(2998)) // 3,000 bytes
   t.equal(hub.history('h', undefined, 1000).messages.length, 8, 'a large message pushes out as many bytes as it brings')
 
   const none = new Hub({ historySize: 1000, historyAgeMs: 60_000, historyBytes: 0, maxMessageBytes: 4096 })
   none.publish('n', 1)
   t.same(none.history('n', undefined, 10).messages, [], '--live-history-bytes 0 keeps nothing')
+})
+
+t.test('gap reports: the range a resume cannot get back and why its first message is gone', async (t) => {
+  let now = 5_000_000
+  const hub = new Hub({ ...LIMITS, historySize: 3, historyAgeMs: 1000, now: () => now })
+  const seqs = [1, 2, 3, 4, 5].map((i) => hub.publish('g', i).seq)
+  t.same(hub.catchup('g', seqs[0]).gap, { from: seqs[1], to: seqs[1], cause: 'overflow' }, 'pushed out by the count bound')
+  now += 600
+  seqs.push(...[6, 7].map((i) => hub.publish('g', i).seq))
+  now += 600
+  // 3, 4, 5 expire (older than 1 s); 6 and 7 are kept.
+  t.same(hub.catchup('g', seqs[0]).gap, { from: seqs[1], to: seqs[4], cause: 'overflow' }, 'the first missing one overflowed')
+  t.same(hub.catchup('g', seqs[3]).gap, { from: seqs[4], to: seqs[4], cause: 'expired' }, 'the first missing one expired')
+  t.equal(hub.catchup('g', seqs[4]).recovered, true, 'from the last expired one on: covered')
+
+  const moved = new Hub({ ...LIMITS, historySize: 3, historyAgeMs: 1000, now: () => now })
+  const first = moved.publish('g', 'new home').seq
+  t.same(moved.catchup('g', seqs[6]).gap, { from: seqs[6]! + 1, to: first - 1, cause: 'lost' }, 'a home that never had them: lost')
+
+  const idle = new Hub({ ...LIMITS, historySize: 3, historyAgeMs: 1000, now: () => now })
+  const last = idle.publish('i', 1).seq
+  now += 2000
+  idle.sweep()
+  t.equal(idle.size, 0, 'an idle channel with its history expired is forgotten')
+  const again = idle.publish('i', 2).seq
+  t.same(idle.catchup('i', last - 1).gap, { from: last, to: again - 1, cause: 'expired' }, 'a channel forgotten while idle expired, it was not lost')
 })

@@ -112,9 +112,11 @@ t.test('recovery: since gets every missed message, or recovered:false when histo
 
   for (let n = 6; n <= 12; n++) await pubHttp('rec:1', n)
   const c = await connectLive(t, port, { token: tok })
-  t.match(await c.call({ op: 'sub', ch: 'rec:1', since: first['seq'] }), { op: 'sub-ok', recovered: false }, 'history of 5 no longer covers the gap')
+  const base = ok['seq'] as number
+  t.match(await c.call({ op: 'sub', ch: 'rec:1', since: first['seq'] }), { op: 'sub-ok', recovered: false, gap: { from: base + 2, to: base + 7, cause: 'overflow' } }, 'history of 5 no longer covers the gap: 2 to 7 were pushed out')
   t.equal(c.messages('rec:1').length, 0)
-  t.match(await c.call({ op: 'sub', ch: 'rec:2', since: 12345 }), { op: 'sub-ok', recovered: false }, 'a since from before this home is not covered')
+  t.match(await c.call({ op: 'sub', ch: 'rec:2', since: 12345 }), { op: 'sub-ok', recovered: false, gap: { from: 12346, cause: 'lost' } }, 'a since from before this home is not covered: lost')
+  t.match(await http(port, 'GET', `/history/rec:1?since=${first['seq']}`, { token: tok }), { status: 200, body: { recovered: false, gap: { from: base + 2, to: base + 7, cause: 'overflow' }, messages: [] } }, 'GET /history says the same')
 })
 
 t.test('presence: one member per user across connections, joins and leaves, counts', async (t) => {
@@ -174,6 +176,10 @@ t.test('SSE: several channels, live messages, Last-Event-ID recovery', async (t)
   await again.next((e) => e.data['data'] === 'a2', 'a2 recovered')
   t.same(again.events.filter((e) => e.data.op === 'msg').map((e) => e.data['data']).sort(), ['a2', 'b2'], 'only the missed ones')
   t.ok(again.events.filter((e) => e.data.op === 'sub-ok').every((e) => e.data['recovered'] === true))
+  const stale = await sse(t, port, '/sse?ch=news:a', 'news:a=5')
+  const reset = await stale.next((e) => e.data.op === 'sub-ok', 'sub-ok for a position this home never had')
+  t.match(reset.data, { recovered: false, gap: { from: 6, cause: 'lost' } }, 'SSE reports the gap too')
+  stale.close()
   await t.rejects(sse(t, port, '/sse?ch=room:1'), { message: /401/ })
   await t.rejects(sse(t, port, '/sse?ch=bad!'), { message: /400/ })
 })
@@ -190,7 +196,7 @@ t.test('long-poll: answers at once with missed messages, waits for the next, tim
   t.match(waiting, { status: 200, body: { recovered: true, messages: [{ seq: seq + 2, data: 3 }] } })
   await late
   t.match(await http(port, 'GET', `/poll?ch=news:p&since=${seq + 2}`), { status: 200, body: { recovered: true, messages: [], seq: seq + 2 } }, 'timeout answers empty')
-  t.match(await http(port, 'GET', '/poll?ch=news:p&since=5'), { body: { recovered: false, messages: [] } })
+  t.match(await http(port, 'GET', '/poll?ch=news:p&since=5'), { body: { recovered: false, gap: { from: 6, to: seq - 1, cause: 'lost' }, messages: [] } })
   t.match(await http(port, 'GET', '/poll?ch=room:1'), { status: 401, body: { code: 4010 } })
 })
 
