@@ -153,14 +153,18 @@ export async function startAdminApi(ctx: ChildContext) {
   /** Steps 3 on, for a call whose operator is known (by token, or by session with `session` set). */
   function route(res: HttpResponse, request: ApiRequest, operator: AdminOperator, facts: BrowserFacts, session: Session | null, bodyText: Promise<string> | null): void {
     let match
+    let withNodes = false
     try {
       match = router.match(request.method, request.path)
-      if (match.route === EVENTS_ROUTE) onlyQuery(request.query, ['nodes'])
+      if (match.route === EVENTS_ROUTE) {
+        onlyQuery(request.query, ['nodes'])
+        withNodes = queryFlag(request.query, 'nodes')
+      }
     } catch (err) {
       return send(res, errorAnswer(err))
     }
     const { route, params } = match
-    if (route === EVENTS_ROUTE) return events.open(res, queryFlag(request.query, 'nodes'))
+    if (route === EVENTS_ROUTE) return events.open(res, withNodes)
     if (session !== null && route.acts) {
       try {
         checkCsrf(facts, session.csrf)

@@ -24,7 +24,10 @@ input, select { font: inherit; padding: 3px 6px; border: 1px solid var(--line); 
 table { border-collapse: collapse; width: 100%; background: var(--card); border: 1px solid var(--line); }
 th, td { text-align: left; padding: 3px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-weight: 600; color: var(--mute); background: #eef1f4; position: sticky; top: 34px; }
-td.num { text-align: right; }
+td.num, th.num { text-align: right; }
+table.nodes { table-layout: fixed; }
+table.nodes th:nth-child(1) { width: 17%; } table.nodes th:nth-child(9) { width: 10%; }
+table.nodes td { overflow: hidden; text-overflow: ellipsis; }
 td.wrap { white-space: normal; word-break: break-word; }
 tr.flash td { background: #fff8c5; transition: background 1s; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px; font-weight: 600; color: #fff; background: var(--mute); }

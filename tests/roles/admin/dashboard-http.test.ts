@@ -50,6 +50,10 @@ t.test('login: the cookie, a new id every time, the session and its operator', a
   const malformed = await browser('POST', '/dashboard/login', { body: { token: c.tokens.operator, extra: 1 } })
   t.match(malformed, { status: 400, json: { code: 'ESPRA_ERR_ADMIN_BAD_REQUEST', details: { field: 'token' } } })
   t.equal((await browser('POST', '/dashboard/login', { raw: 'token=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } })).status, 415)
+  t.match(await browser('POST', '/dashboard/login', { raw: '{"token": ', headers: { 'content-type': 'application/json' } }), { status: 400, json: { details: { field: 'body' } } })
+  t.match(await browser('POST', '/dashboard/login', { body: { token: 'x'.repeat(5000) } }), { status: 413, json: { code: 'ESPRA_ERR_ADMIN_BODY_TOO_LARGE' } })
+  t.match(await browser('POST', '/dashboard/login', { body: { token: 42 } }), { status: 400, json: { details: { field: 'token' } } })
+  t.match(await browser('POST', '/dashboard/login', { body: ['x'] }), { status: 400 })
 
   const first = await login(c.tokens.operator)
   t.equal(first.answer.status, 200)
@@ -193,6 +197,7 @@ t.test('GET /api/history: requests/s and connections per role, sampled from the 
   t.match(h.samples[0], { at: Number, roles: { admin: { nodes: 1, rps: Number, connections: Number }, seed: { nodes: 1 } } })
   t.match(await c.api('GET', '/api/history?x=1'), { status: 400, json: { details: { field: 'x' } } })
   t.match(await c.api('GET', '/api/events?colour=1'), { status: 400 })
+  t.match(await c.api('GET', '/api/events?nodes=lots'), { status: 400, json: { details: { field: 'nodes' } } })
 })
 
 t.test('login brute force is rate limited with the API\'s failed-auth limit', async (t) => {

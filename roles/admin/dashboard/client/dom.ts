@@ -32,8 +32,9 @@ export function fill(el: Element, ...children: Child[]): void {
   append(el, children)
 }
 
-export function table(headers: string[], rows: Node[], empty = 'nothing'): HTMLElement {
-  return h('table', {}, h('thead', {}, h('tr', {}, ...headers.map((x) => h('th', { scope: 'col' }, x)))),
+/** A table; `numeric` lists the columns (0-based) whose header aligns right, over right-aligned figures. */
+export function table(headers: string[], rows: Node[], empty = 'nothing', className = '', numeric: ReadonlySet<number> = new Set()): HTMLElement {
+  return h('table', { class: className || null }, h('thead', {}, h('tr', {}, ...headers.map((x, i) => h('th', { scope: 'col', class: numeric.has(i) ? 'num' : null }, x)))),
     h('tbody', {}, ...(rows.length > 0 ? rows : [h('tr', {}, h('td', { colspan: headers.length, class: 'mute' }, empty))])))
 }
 

@@ -29,7 +29,7 @@ function cells(n: NodeView): (Node | string)[] {
 const NUMERIC = new Set([3, 4, 5, 6, 7, 10])
 
 function row(n: NodeView): HTMLTableRowElement {
-  return h('tr', { 'data-node': n.id }, ...cells(n).map((c, i) => h('td', { class: NUMERIC.has(i) ? 'num' : i === 0 ? 'id' : null }, c)))
+  return h('tr', { 'data-node': n.id }, ...cells(n).map((c, i) => h('td', { class: NUMERIC.has(i) ? 'num' : i === 0 ? 'id' : null, title: i === 0 ? n.id : null }, c)))
 }
 
 function chart(title: string, key: 'rps' | 'connections', history: History, el: HTMLElement): uPlot | null {
@@ -79,7 +79,7 @@ export function renderOverview(main: HTMLElement): () => void {
             rows.set(n.id, tr)
             return tr
           })
-          return [h('h2', {}, `Region ${region}`, h('span', { class: 'mute' }, ` · ${list.length} nodes`)), table(COLUMNS, trs)]
+          return [h('h2', {}, `Region ${region}`, h('span', { class: 'mute' }, ` · ${list.length} ${list.length === 1 ? 'node' : 'nodes'}`)), table(COLUMNS, trs, 'none', 'nodes', NUMERIC)]
         }))
       return
     }
