@@ -21,9 +21,15 @@ export const HEARTBEAT_MS = 15_000
 /** Bytes a stream may fall behind by before it is dropped (the client reconnects). */
 const MAX_BEHIND = 1024 ** 2
 
+export interface EventStream {
+  /** Ends the stream (the client reconnects, and must authenticate again). */
+  end(): void
+  readonly closed: boolean
+}
+
 export interface EventStreams {
   /** Starts a stream on `res` (a GET already authorised); `nodes`: with node-list snapshots. */
-  open(res: HttpResponse, nodes?: boolean): void
+  open(res: HttpResponse, nodes?: boolean): EventStream
   /** Ends every stream (the child is stopping). */
   close(): void
 }
@@ -48,6 +54,9 @@ export function createEventStreams(link: AdminSeedLink, track: () => () => void,
         untrack()
       }
       const stream = {
+        get closed(): boolean {
+          return closed
+        },
         write(text: string): void {
           if (closed) return
           answerLater(res, () => {
@@ -76,6 +85,7 @@ export function createEventStreams(link: AdminSeedLink, track: () => () => void,
       res.writeStatus('200 OK').writeHeader('Content-Type', 'text/event-stream').writeHeader('Cache-Control', 'no-cache').writeHeader('X-Accel-Buffering', 'no')
       res.write(`retry: 2000\n: heartbeat\n\n`)
       send('seed', { connected: link.client.connected, at: Date.now() })
+      return stream
     },
     close() {
       clearInterval(heartbeat)

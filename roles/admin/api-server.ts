@@ -31,7 +31,7 @@ import { writeAudit } from './api-audit.js'
 import { mayCall, createTokenChecker } from './api-auth.js'
 import { BlockedAddresses, type AuthBlockedMessage, type AuthFailedRequest } from './api-auth-limit.js'
 import type { ApiDeps } from './api-deps.js'
-import { createEventStreams } from './api-events.js'
+import { createEventStreams, type EventStream } from './api-events.js'
 import { asObject, onlyQuery, queryFlag } from './api-fields.js'
 import { checkIdempotencyKey, claimIdempotencyKey, requestHash } from './api-idempotency.js'
 import { createJobRunner } from './api-jobs.js'
@@ -50,6 +50,9 @@ import { HISTORY_ROUTES } from './dashboard/history-route.js'
 import { createRegistryWatch } from './dashboard/registry-watch.js'
 import { mountDashboard } from './dashboard/routes.js'
 import { createSessionStore, sessionIdFrom, type Session } from './dashboard/sessions.js'
+
+/** How often a stream opened with a dashboard session checks that the session still lives. */
+const SESSION_STREAM_CHECK_MS = 5000
 
 /** `GET /api/events` streams (roles/admin/api-events.ts): routed like the others, answered by the stream, not `run`. */
 const EVENTS_ROUTE: ApiRoute<ApiDeps> = {
@@ -150,8 +153,24 @@ export async function startAdminApi(ctx: ChildContext) {
     return ctx.parent.request<{ until: number | null }>(failed).then(() => {}, () => {})
   }
 
+  /**
+   * A stream opened with a session ends when the session does (logout on any child, expiry): checked every
+   * {@link SESSION_STREAM_CHECK_MS}, so a logged-out browser stops receiving the cluster's events.
+   */
+  const endWithSession = (stream: EventStream, sessionId: string): void => {
+    const timer = setInterval(() => {
+      if (stream.closed) return clearInterval(timer)
+      sessions.find(sessionId).then((found) => {
+        if (found !== null) return
+        clearInterval(timer)
+        stream.end()
+      }, () => {})
+    }, SESSION_STREAM_CHECK_MS)
+    timer.unref()
+  }
+
   /** Steps 3 on, for a call whose operator is known (by token, or by session with `session` set). */
-  function route(res: HttpResponse, request: ApiRequest, operator: AdminOperator, facts: BrowserFacts, session: Session | null, bodyText: Promise<string> | null): void {
+  function route(res: HttpResponse, request: ApiRequest, operator: AdminOperator, facts: BrowserFacts, session: { id: string; session: Session } | null, bodyText: Promise<string> | null): void {
     let match
     let withNodes = false
     try {
@@ -164,10 +183,14 @@ export async function startAdminApi(ctx: ChildContext) {
       return send(res, errorAnswer(err))
     }
     const { route, params } = match
-    if (route === EVENTS_ROUTE) return events.open(res, withNodes)
+    if (route === EVENTS_ROUTE) {
+      const stream = events.open(res, withNodes)
+      if (session !== null) endWithSession(stream, session.id)
+      return
+    }
     if (session !== null && route.acts) {
       try {
-        checkCsrf(facts, session.csrf)
+        checkCsrf(facts, session.session.csrf)
       } catch (err) {
         const answer = errorAnswer(err)
         log.warn({ operator: operator.name, address: request.address, origin: facts.origin.slice(0, 200), path: request.path }, 'dashboard call refused: CSRF rule')
@@ -198,7 +221,7 @@ export async function startAdminApi(ctx: ChildContext) {
       const bodyText = BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve('')
       bodyText.catch(() => {})
       void sessions.find(sessionId).then(async (found) => {
-        if (found !== null) return route(res, request, found.operator, facts, found.session, bodyText)
+        if (found !== null) return route(res, request, found.operator, facts, { id: sessionId, session: found.session }, bodyText)
         await authFailed(request.address)
         send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the dashboard session is unknown or expired: log in again at /dashboard/login')))
       }, (err: unknown) => send(res, errorAnswer(err)))

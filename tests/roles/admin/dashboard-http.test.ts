@@ -4,6 +4,7 @@
 // own origin (403 ESPRA_ERR_ADMIN_CSRF, audited), bearer calls do not; logout ends the session everywhere; login
 // brute force rate limited with the API's failed-auth limit; CSP and the other headers on every answer; assets
 // served by name only; the history the charts read.
+import { request } from 'node:http'
 import t from 'tap'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
 import { createSessionStore } from '../../../roles/admin/dashboard/sessions.js'
@@ -153,6 +154,25 @@ t.test('logout ends the session (CSRF-checked) and clears the cookie', async (t)
   t.match(String(out.headers['set-cookie']), /^espra_session=; .*Max-Age=0/)
   t.equal((await browser('GET', '/api/nodes', { headers: { cookie }, from: '127.0.0.8' })).status, 401)
   t.match((await c.api('GET', '/api/audit?limit=1')).json.entries[0], { action: 'session.logout', operator: 'ops2' })
+})
+
+t.test('an event stream opened with a session ends when the session does', async (t) => {
+  const { cookie } = await login(c.tokens.operator)
+  const csrf = await csrfOf(cookie)
+  let ended = false
+  let received = ''
+  const req = request({ host: '127.0.0.1', port, path: '/api/events?nodes=1', headers: { cookie }, agent: false }, (res) => {
+    t.equal(res.statusCode, 200)
+    res.on('data', (d: Buffer) => (received += d.toString('utf8')))
+    res.on('end', () => (ended = true))
+  })
+  req.on('error', () => {})
+  req.end()
+  t.teardown(() => req.destroy())
+  await waitFor('a node snapshot on the stream', async () => (received.includes('event: nodes') ? true : undefined), 20_000)
+  t.equal((await browser('POST', '/dashboard/logout', { headers: { cookie, 'x-csrf-token': csrf } })).status, 200)
+  await waitFor('the stream ended after logout', async () => (ended ? true : undefined), 30_000)
+  t.pass('ended')
 })
 
 t.test('security headers on every answer; no inline script; assets by name only', async (t) => {
