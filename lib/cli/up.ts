@@ -163,6 +163,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
   console.log(`${'files'.padEnd(11)} ${filesUrl}/f/  (uploaded files, on a host of their own)`)
   console.log(`${'smtp'.padEnd(11)} smtp://${LOCAL}:${ports.smtp}  (inbound mail for anyone@localhost; outbound mail is relayed here too, nothing leaves the machine)`)
   console.log(`${'admin API'.padEnd(11)} http://${LOCAL}:${ports.roles.admin}/api/  (token in ${adminToken.tokenFile}: curl -H "Authorization: Bearer $(cat ${adminToken.tokenFile})" http://${LOCAL}:${ports.roles.admin}/api/status)`)
+  console.log(`${'dashboard'.padEnd(11)} http://${LOCAL}:${ports.roles.admin}/dashboard/  (log in with the token in ${adminToken.tokenFile})`)
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
 }

@@ -143,6 +143,7 @@ export const ERRORS = {
   ESPRA_ERR_ADMIN_IDEMPOTENCY_IN_PROGRESS: { message: 'a request with that Idempotency-Key is still in progress', status: 409 },
   ESPRA_ERR_ADMIN_JOB_NOT_FOUND: { message: 'no such rolling restart', status: 404 },
   ESPRA_ERR_ADMIN_SEED: { message: 'the admin node has no link to a seed right now', status: 503 },
+  ESPRA_ERR_ADMIN_CSRF: { message: 'a dashboard call from another origin, or without the session\'s CSRF token, was refused', status: 403 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

@@ -15,7 +15,7 @@
 import { pack } from 'msgpackr'
 import { EspraError } from '../core/errors.js'
 
-export const DATASTORE_KINDS = ['uploadTokens', 'files', 'vhosts', 'builds', 'deploys', 'tusUploads', 'appTables', 'cluster', 'mailInbound', 'mailOutbound', 'mailSuppression', 'alerts', 'alertSilences', 'adminAudit', 'adminIdempotency', 'adminJobs'] as const
+export const DATASTORE_KINDS = ['uploadTokens', 'files', 'vhosts', 'builds', 'deploys', 'tusUploads', 'appTables', 'cluster', 'mailInbound', 'mailOutbound', 'mailSuppression', 'alerts', 'alertSilences', 'adminAudit', 'adminIdempotency', 'adminJobs', 'adminSessions'] as const
 export type DatastoreKind = (typeof DATASTORE_KINDS)[number]
 
 /** A record's value: a plain object. */

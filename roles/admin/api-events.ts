@@ -8,30 +8,39 @@
  * `event: seed` says when this admin node's link to the seed drops or comes
  * back (events are lost while it is down). A comment line `: heartbeat`
  * goes out at once and every {@link HEARTBEAT_MS}, so proxies keep the
- * stream open and clients notice a dead one.
+ * stream open and clients notice a dead one. With `?nodes=1` the stream also
+ * carries `event: nodes`, the whole node list every 2 s (what the dashboard
+ * redraws its figures from: load and heartbeat age change without events).
  */
 import { answerLater } from '../../lib/http/server.js'
 import type { HttpResponse } from '../../lib/http/uws.js'
 import type { AdminSeedLink } from './api-seed-link.js'
+import type { RegistryWatch } from './dashboard/registry-watch.js'
 
 export const HEARTBEAT_MS = 15_000
 /** Bytes a stream may fall behind by before it is dropped (the client reconnects). */
 const MAX_BEHIND = 1024 ** 2
 
+export interface EventStream {
+  /** Ends the stream (the client reconnects, and must authenticate again). */
+  end(): void
+  readonly closed: boolean
+}
+
 export interface EventStreams {
-  /** Starts a stream on `res` (a GET already authorised). */
-  open(res: HttpResponse): void
+  /** Starts a stream on `res` (a GET already authorised); `nodes`: with node-list snapshots. */
+  open(res: HttpResponse, nodes?: boolean): EventStream
   /** Ends every stream (the child is stopping). */
   close(): void
 }
 
-export function createEventStreams(link: AdminSeedLink, track: () => () => void): EventStreams {
+export function createEventStreams(link: AdminSeedLink, track: () => () => void, watch: RegistryWatch): EventStreams {
   const streams = new Set<{ end(): void; write(text: string): void }>()
   const heartbeat = setInterval(() => streams.forEach((s) => s.write(': heartbeat\n\n')), HEARTBEAT_MS)
   heartbeat.unref()
 
   return {
-    open(res) {
+    open(res, nodes = false) {
       let closed = false
       let behind = 0
       let seq = 0
@@ -41,9 +50,13 @@ export function createEventStreams(link: AdminSeedLink, track: () => () => void)
         streams.delete(stream)
         offEvent()
         offLink()
+        offNodes()
         untrack()
       }
       const stream = {
+        get closed(): boolean {
+          return closed
+        },
         write(text: string): void {
           if (closed) return
           answerLater(res, () => {
@@ -60,6 +73,7 @@ export function createEventStreams(link: AdminSeedLink, track: () => () => void)
       const send = (type: string, data: unknown): void => stream.write(`id: ${++seq}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`)
       const offEvent = link.onEvent((event) => send(event.type, event))
       const offLink = link.onLink((connected) => send('seed', { connected, at: Date.now() }))
+      const offNodes = nodes ? watch.subscribe((list) => send('nodes', { at: Date.now(), nodes: list })) : () => {}
       streams.add(stream)
       res.onWritable(() => {
         behind = 0
@@ -71,6 +85,7 @@ export function createEventStreams(link: AdminSeedLink, track: () => () => void)
       res.writeStatus('200 OK').writeHeader('Content-Type', 'text/event-stream').writeHeader('Cache-Control', 'no-cache').writeHeader('X-Accel-Buffering', 'no')
       res.write(`retry: 2000\n: heartbeat\n\n`)
       send('seed', { connected: link.client.connected, at: Date.now() })
+      return stream
     },
     close() {
       clearInterval(heartbeat)

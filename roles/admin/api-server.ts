@@ -13,6 +13,13 @@
  *
  * Every state-changing call an operator makes (steps 4 to 7, refused or
  * done) writes one audit entry.
+ *
+ * A call without `Authorization` but with the dashboard's session cookie
+ * (roles/admin/dashboard/) is the session's operator's: an unknown or
+ * expired session is 401 (counted like a bad token), and a state-changing
+ * call must pass the CSRF rule (roles/admin/dashboard/csrf.ts) before step 4,
+ * else 403 `ESPRA_ERR_ADMIN_CSRF` (audited). A bearer token, when sent, is
+ * what counts; the cookie is then ignored.
  */
 import { createTrustedProxies } from '../../lib/core/client-address.js'
 import { EspraError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
@@ -24,8 +31,8 @@ import { writeAudit } from './api-audit.js'
 import { mayCall, createTokenChecker } from './api-auth.js'
 import { BlockedAddresses, type AuthBlockedMessage, type AuthFailedRequest } from './api-auth-limit.js'
 import type { ApiDeps } from './api-deps.js'
-import { createEventStreams } from './api-events.js'
-import { asObject, onlyQuery } from './api-fields.js'
+import { createEventStreams, type EventStream } from './api-events.js'
+import { asObject, onlyQuery, queryFlag } from './api-fields.js'
 import { checkIdempotencyKey, claimIdempotencyKey, requestHash } from './api-idempotency.js'
 import { createJobRunner } from './api-jobs.js'
 import { BODY_METHODS, collectBody, parseBody, readRequest, type ApiRequest } from './api-request.js'
@@ -37,11 +44,20 @@ import { DEPLOY_ROUTES } from './api-routes-deploy.js'
 import { MAIL_ROUTES } from './api-routes-mail.js'
 import { openAdminSeedLink } from './api-seed-link.js'
 import { startSweeps } from './api-sweeps.js'
+import { loadAssets, SECURITY_HEADERS } from './dashboard/assets.js'
+import { checkCsrf, readBrowserFacts, type BrowserFacts } from './dashboard/csrf.js'
+import { HISTORY_ROUTES } from './dashboard/history-route.js'
+import { createRegistryWatch } from './dashboard/registry-watch.js'
+import { mountDashboard } from './dashboard/routes.js'
+import { createSessionStore, sessionIdFrom, type Session } from './dashboard/sessions.js'
+
+/** How often a stream opened with a dashboard session checks that the session still lives. */
+const SESSION_STREAM_CHECK_MS = 5000
 
 /** `GET /api/events` streams (roles/admin/api-events.ts): routed like the others, answered by the stream, not `run`. */
 const EVENTS_ROUTE: ApiRoute<ApiDeps> = {
   method: 'GET', path: '/api/events', action: 'events.read', acts: false,
-  check: (c) => (onlyQuery(c.query, []), { target: null, params: {} }),
+  check: (c) => (onlyQuery(c.query, ['nodes']), { target: null, params: {} }),
   run: () => Promise.reject(new EspraError('ESPRA_ERR_INTERNAL', 'the events route streams')),
 }
 
@@ -65,6 +81,7 @@ function errorAnswer(err: unknown): Answer {
 function send(res: HttpResponse, a: Answer): void {
   answerLater(res, () => {
     res.writeStatus(statusLine(a.status)).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store')
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.writeHeader(name, value)
     for (const [name, value] of Object.entries(a.headers ?? {})) res.writeHeader(name, value)
     res.end(JSON.stringify(a.body), a.close === true)
   })
@@ -74,13 +91,15 @@ export async function startAdminApi(ctx: ChildContext) {
   const { config, log } = ctx
   const link = await openAdminSeedLink(config, log)
   const jobs = createJobRunner(link.client, link.datastore, log)
-  const deps: ApiDeps = { link, secret: config.secret, jobs, seedAddress: () => link.client.seed ?? config.seed[0]! }
-  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...ALERT_ROUTES, ...AUDIT_ROUTES, EVENTS_ROUTE])
+  const watch = createRegistryWatch(link, log)
+  const deps: ApiDeps = { link, secret: config.secret, jobs, watch, seedAddress: () => link.client.seed ?? config.seed[0]! }
+  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...ALERT_ROUTES, ...AUDIT_ROUTES, ...HISTORY_ROUTES, EVENTS_ROUTE])
   const tokens = createTokenChecker(config.adminOperators)
   const trusted = createTrustedProxies(config.trustedProxies)
   const blocked = new BlockedAddresses()
-  const events = createEventStreams(link, () => ctx.track())
-  const sweeps = startSweeps(link.datastore, config.adminAuditRetention, log)
+  const events = createEventStreams(link, () => ctx.track(), watch)
+  const sessions = createSessionStore(link.datastore, config.adminOperators)
+  const sweeps = startSweeps(link.datastore, config.adminAuditRetention, log, sessions)
   if (config.adminOperators.length === 0) log.warn('no --admin-tokens-file: the admin API refuses every call (401)')
   ctx.parent.onMessage((body) => {
     const m = body as AuthBlockedMessage
@@ -128,50 +147,116 @@ export async function startAdminApi(ctx: ChildContext) {
     return answer
   }
 
-  ctx.app.any('/api/*', (res, req) => {
-    const request = readRequest(res, req, trusted)
-    const retryAfter = blocked.retryAfter(request.address, Date.now())
-    if (retryAfter > 0) {
-      return send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
-    }
-    const operator = tokens.check(request.authorization)
-    if (operator === null) {
-      const why = config.adminOperators.length === 0 ? 'this admin node has no --admin-tokens-file: nobody may call its API' : request.authorization === '' ? 'send Authorization: Bearer <token>' : 'the token is not one of --admin-tokens-file'
-      const failed: AuthFailedRequest = { k: 'auth-failed', address: request.address }
-      // Answered once the parent has counted it, so the next call from this address already sees a block.
-      void ctx.parent.request<{ until: number | null }>(failed).catch(() => null).then(() => {
-        send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', `unauthorized: ${why}`)))
-      })
-      return
-    }
+  /** Counts a failed authentication in the parent; resolves once counted, so the next call from the address already sees a block. */
+  const authFailed = (address: string): Promise<void> => {
+    const failed: AuthFailedRequest = { k: 'auth-failed', address }
+    return ctx.parent.request<{ until: number | null }>(failed).then(() => {}, () => {})
+  }
+
+  /**
+   * A stream opened with a session ends when the session does (logout on any child, expiry): checked every
+   * {@link SESSION_STREAM_CHECK_MS}, so a logged-out browser stops receiving the cluster's events.
+   */
+  const endWithSession = (stream: EventStream, sessionId: string): void => {
+    const timer = setInterval(() => {
+      if (stream.closed) return clearInterval(timer)
+      sessions.find(sessionId).then((found) => {
+        if (found !== null) return
+        clearInterval(timer)
+        stream.end()
+      }, () => {})
+    }, SESSION_STREAM_CHECK_MS)
+    timer.unref()
+  }
+
+  /** Steps 3 on, for a call whose operator is known (by token, or by session with `session` set). */
+  function route(res: HttpResponse, request: ApiRequest, operator: AdminOperator, facts: BrowserFacts, session: { id: string; session: Session } | null, bodyText: Promise<string> | null): void {
     let match
+    let withNodes = false
     try {
       match = router.match(request.method, request.path)
-      if (match.route === EVENTS_ROUTE) onlyQuery(request.query, [])
+      if (match.route === EVENTS_ROUTE) {
+        onlyQuery(request.query, ['nodes'])
+        withNodes = queryFlag(request.query, 'nodes')
+      }
     } catch (err) {
       return send(res, errorAnswer(err))
     }
     const { route, params } = match
-    if (route === EVENTS_ROUTE) return events.open(res)
+    if (route === EVENTS_ROUTE) {
+      const stream = events.open(res, withNodes)
+      if (session !== null) endWithSession(stream, session.id)
+      return
+    }
+    if (session !== null && route.acts) {
+      try {
+        checkCsrf(facts, session.session.csrf)
+      } catch (err) {
+        const answer = errorAnswer(err)
+        log.warn({ operator: operator.name, address: request.address, origin: facts.origin.slice(0, 200), path: request.path }, 'dashboard call refused: CSRF rule')
+        void audit(request, operator, route, null, answer).then(() => send(res, answer))
+        return
+      }
+    }
     if (!mayCall(operator.role, route.acts)) {
       const answer = errorAnswer(new EspraError('ESPRA_ERR_ADMIN_FORBIDDEN', `operator ${operator.name} is a viewer: ${request.method} ${request.path} changes the cluster (operators only)`))
       void audit(request, operator, route, null, answer).then(() => send(res, answer))
       return
     }
-    // The body must be collected from inside this call, before any await.
-    const bodyText = BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve('')
-    bodyText.catch(() => {})
-    void handle(request, operator, route, params, bodyText).then((answer) => send(res, answer))
+    // The body must be collected from inside the handler's own call, before any await (a session call began it already).
+    const text = bodyText ?? (BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve(''))
+    text.catch(() => {})
+    void handle(request, operator, route, params, text).then((answer) => send(res, answer))
+  }
+
+  ctx.app.any('/api/*', (res, req) => {
+    const request = readRequest(res, req, trusted)
+    const facts = readBrowserFacts(res, req, trusted)
+    const retryAfter = blocked.retryAfter(request.address, Date.now())
+    if (retryAfter > 0) {
+      return send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
+    }
+    const sessionId = request.authorization === '' ? sessionIdFrom(facts.cookie) : null
+    if (sessionId !== null) {
+      const bodyText = BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve('')
+      bodyText.catch(() => {})
+      void sessions.find(sessionId).then(async (found) => {
+        if (found !== null) return route(res, request, found.operator, facts, { id: sessionId, session: found.session }, bodyText)
+        await authFailed(request.address)
+        send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the dashboard session is unknown or expired: log in again at /dashboard/login')))
+      }, (err: unknown) => send(res, errorAnswer(err)))
+      return
+    }
+    const operator = tokens.check(request.authorization)
+    if (operator === null) {
+      const why = config.adminOperators.length === 0 ? 'this admin node has no --admin-tokens-file: nobody may call its API' : request.authorization === '' ? 'send Authorization: Bearer <token>' : 'the token is not one of --admin-tokens-file'
+      void authFailed(request.address).then(() => {
+        send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', `unauthorized: ${why}`)))
+      })
+      return
+    }
+    route(res, request, operator, facts, null, null)
+  })
+
+  mountDashboard({
+    app: ctx.app, assets: loadAssets(), sessions, tokens, trusted, log,
+    retryAfter: (address) => blocked.retryAfter(address, Date.now()),
+    authFailed,
+    audit: (request, operator, action, status, outcome) => writeAudit(link.datastore, {
+      at: Date.now(), operator: operator.name, role: operator.role, action, target: null, params: null, address: request.address, outcome, status,
+    }).then(() => {}, (err: unknown) => log.error({ err, action, operator: operator.name }, 'audit entry not written')),
   })
 
   return {
     async close() {
+      watch.close()
       events.close()
       sweeps.stop()
       await jobs.close()
       await link.close()
     },
     destroy() {
+      watch.close()
       events.close()
       sweeps.stop()
       link.client.destroy()

@@ -1,6 +1,7 @@
 /**
- * The admin role: the operator's HTTP API over the seed (docs/admin-api.md).
- * Children serve `/api/*` on the public port (roles/admin/api-server.ts),
+ * The admin role: the operator's HTTP API over the seed (docs/admin-api.md)
+ * and the web dashboard that calls it (docs/dashboard.md).
+ * Children serve `/api/*` and `/dashboard/` on the public port (roles/admin/api-server.ts),
  * each with its own admin link to the seed; the parent counts failed
  * authentications for the whole node (roles/admin/api-auth-limit.ts) and
  * runs the prober and alert engine (roles/admin/alerts/, docs/alerts.md).
@@ -12,9 +13,8 @@ import { startAdminApi } from './api-server.js'
 
 export const adminRole: Role = {
   name: 'admin',
-  summary: 'operator HTTP API over the seed (docs/admin-api.md): nodes, health, builds, rollbacks, drain, maintenance, rolling restarts, tasks, vhosts, tokens, mail, alerts, cluster events, audit log; probes every node and sends alerts (docs/alerts.md)',
+  summary: 'operator HTTP API over the seed (docs/admin-api.md) and web dashboard at /dashboard/ (docs/dashboard.md): nodes, health, builds, rollbacks, drain, maintenance, rolling restarts, tasks, vhosts, tokens, mail, alerts, cluster events, audit log; probes every node and sends alerts (docs/alerts.md)',
   notYet: [
-    'operator web dashboard',
     'push-build over HTTP (POST /api/builds answers 501; use espra-node admin push-build)',
     'alerts: seed leader changes (seeds do not elect a leader yet)',
   ],
