@@ -32,3 +32,11 @@ export function compilePatterns(patterns: readonly string[]): (channel: string) 
 function escape(s: string): string {
   return s.replace(/[.\-]/g, '\\$&')
 }
+
+/** Longest publish id (`Idempotency-Key`, a WebSocket `pub` frame's string `id`, `ctx.publish`'s `id`). */
+export const PUBLISH_ID_MAX = 128
+
+/** Whether `id` can name a publish: 1 to 128 printable ASCII characters. */
+export function isPublishId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= PUBLISH_ID_MAX && /^[\x21-\x7e]+$/.test(id)
+}

@@ -9,7 +9,7 @@ import { EspraError } from '../core/errors.js'
 import type { RoutingTable } from '../core/node-state.js'
 import { Rendezvous } from '../routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
-import { isChannel } from './channel.js'
+import { isChannel, isPublishId, PUBLISH_ID_MAX } from './channel.js'
 import { messageBytes } from './message-size.js'
 
 export interface LivePublisherOptions {
@@ -36,7 +36,7 @@ export interface LivePublisher {
    * `ESPRA_ERR_LIVE_PUBLISH` (details.code: the Live code; 4004 with
    * `bytes` and `limit` for a message over `maxMessage` or the home's limit).
    */
-  publish(ch: string, data: unknown): Promise<{ seq: number; ts: number }>
+  publish(ch: string, data: unknown, id?: unknown): Promise<{ seq: number; ts: number }>
   close(): Promise<void>
 }
 
@@ -70,8 +70,9 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
         links.delete(id)
       }
     },
-    async publish(ch, data) {
+    async publish(ch, data, id) {
       if (!isChannel(ch)) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `bad channel name '${String(ch).slice(0, 140)}'`, { code: 4002 })
+      if (id !== undefined && !isPublishId(id)) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `a publish id must be 1 to ${PUBLISH_ID_MAX} printable ASCII characters`, { code: 4003 })
       const bytes = messageBytes(data ?? null)
       if (bytes === null) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', 'data must be a JSON value', { code: 4003 })
       if (bytes > maxMessage) {
@@ -86,7 +87,7 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
           new Promise<void>((_, reject) => setTimeout(() => reject(new EspraError('ESPRA_ERR_LIVE_PUBLISH', `home ${home.id} unreachable`, { code: 5030 })), timeoutMs).unref()),
         ])
       }
-      const answer = await client.request<{ seq: number; ts: number } | { err: { code: number; message: string } }>('pub', { ch, data }, timeoutMs)
+      const answer = await client.request<{ seq: number; ts: number } | { err: { code: number; message: string } }>('pub', { ch, data, ...(id !== undefined ? { id } : {}) }, timeoutMs)
       if ('err' in answer) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', answer.err.message, { code: answer.err.code })
       return answer
     },

@@ -142,13 +142,13 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const sendMail = createSendMail({ config, log, blobs: store, datastore, queue: mailQueue, tasks: taskQueue })
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
-    publish: (ch: string, data: unknown) => {
+    publish: (ch: string, data: unknown, options?: { id?: unknown }) => {
       const table = ctx.state().routing
       if (table && table.version !== routingVersion) {
         routingVersion = table.version
         publisher.setRouting(table)
       }
-      return publisher.publish(ch, data)
+      return publisher.publish(ch, data, options?.id)
     },
     uploadToken: (opts: UploadMintOptions) => mintUploadToken(uploadKey, datastore, opts),
     'tables.get': (table, key) => tables.get(table, key),

@@ -68,7 +68,7 @@ const ctx = Object.freeze({
   config: start.config,
   log,
   cache: createAppCache(),
-  publish: (channel: string, data: unknown) => call<{ seq: number; ts: number }>('publish', channel, data),
+  publish: (channel: string, data: unknown, options?: { id?: string }) => call<{ seq: number; ts: number }>('publish', channel, data, options),
   tables: Object.freeze({
     get: (table: string, key: string) => call<unknown>('tables.get', table, key),
     set: (table: string, key: string, value: unknown, ttlMs?: number) => call<void>('tables.set', table, key, value, ttlMs),

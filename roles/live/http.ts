@@ -4,7 +4,7 @@
  * `GET /presence/<ch>`. Errors answer `{code, message}` with the HTTP status
  * of their Live code.
  */
-import { isChannel } from '../../lib/live/channel.js'
+import { isChannel, isPublishId, PUBLISH_ID_MAX } from '../../lib/live/channel.js'
 import type { Grant, LiveAction } from '../../lib/live/token.js'
 import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
@@ -258,9 +258,12 @@ export function addHttp(live: LiveChild): { close(): void } {
   // ---- HTTP API ----
   app.post('/pub/*', (res, req) => {
     let ch: string
+    let idempotencyKey: string
     try {
       ch = pathChannel(req, '/pub/')
       authorize(bearer(req), 'pub', ch)
+      idempotencyKey = req.getHeader('idempotency-key')
+      if (idempotencyKey !== '' && !isPublishId(idempotencyKey)) throw new LiveError('BAD_FIELD', `Idempotency-Key must be 1 to ${PUBLISH_ID_MAX} printable ASCII characters`)
     } catch (err) {
       return failHttp(res, err, false)
     }
@@ -282,7 +285,7 @@ export function addHttp(live: LiveChild): { close(): void } {
       } catch {
         return failHttp(res, new LiveError('BAD_FRAME', 'the body must be one JSON value (the message data)'))
       }
-      ctx.parent.request<PubAnswer>({ k: 'pub', ch, data }).then(
+      ctx.parent.request<PubAnswer>({ k: 'pub', ch, data, ...(idempotencyKey !== '' ? { id: idempotencyKey } : {}) }).then(
         (answer) => (isFailure(answer) ? failHttp(res, failureError(answer)) : answerLater(res, () => sendJson(res, 200, { ch, seq: answer.seq, ts: answer.ts }))),
         (err: unknown) => failHttp(res, err),
       )

@@ -75,6 +75,10 @@ interface Channel {
   history: LiveMessage[]
   /** The size of each message in `history` (same index), as {@link messageBytes} measured it. */
   sizes: number[]
+  /** The publish id of each message in `history` (same index; null: none given). */
+  ids: (string | null)[]
+  /** Publish ids of the messages kept, and the message each named: a retried publish is answered with it. */
+  readonly published: Map<string, LiveMessage>
   /** Index of the oldest kept message in `history` (a queue without O(n) shifts). */
   head: number
   /** Bytes of the messages kept (from `head` on). */
@@ -143,7 +147,7 @@ export class Hub {
       // A channel this home forgot (idle, its history all expired) starts again above its old sequence: all of that expired.
       const forgottenTo = this.forgotten.get(ch) ?? 0
       this.forgotten.delete(ch)
-      c = { seq: base, base, forgottenTo, trimmed: [], history: [], sizes: [], head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map() }
+      c = { seq: base, base, forgottenTo, trimmed: [], history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map() }
       this.channels.set(ch, c)
     }
     return c
@@ -157,25 +161,40 @@ export class Hub {
       else if (c.history.length - c.head > this.opts.historySize || c.bytes > this.opts.historyBytes) trimmedBy(c, msg.seq, 'overflow')
       else break
       c.bytes -= c.sizes[c.head]!
+      const id = c.ids[c.head]
+      if (id != null) c.published.delete(id)
       c.head++
     }
     if (c.head > 1024 && c.head * 2 > c.history.length) {
       c.history = c.history.slice(c.head)
       c.sizes = c.sizes.slice(c.head)
+      c.ids = c.ids.slice(c.head)
       c.head = 0
     }
   }
 
-  /** Numbers and stores one message and sends it to every sink; throws a LiveError (4004, 4003) for what no channel takes. */
-  publish(ch: string, data: unknown): { seq: number; ts: number } {
+  /**
+   * Numbers and stores one message and sends it to every sink; throws a
+   * LiveError (4004, 4003) for what no channel takes. With a publish `id`
+   * that names a message still in the history, nothing is stored or sent:
+   * the answer is that message's sequence and time (a retried publish).
+   */
+  publish(ch: string, data: unknown, id?: string): { seq: number; ts: number } {
     const size = messageBytes(data)
     if (size === null) throw new LiveError('BAD_FIELD', 'data must be a JSON value')
     if (size > this.opts.maxMessageBytes) throw new LiveError('TOO_LARGE', `message of ${size} bytes exceeds --live-max-message (${this.opts.maxMessageBytes} bytes)`)
     const c = this.channel(ch)
+    if (id !== undefined) {
+      this.trim(c)
+      const earlier = c.published.get(id)
+      if (earlier !== undefined) return { seq: earlier.seq, ts: earlier.ts }
+    }
     const msg: LiveMessage = { ch, seq: ++c.seq, ts: this.now(), data }
     if (this.opts.historySize > 0 && this.opts.historyBytes > 0) {
       c.history.push(msg)
       c.sizes.push(size)
+      c.ids.push(id ?? null)
+      if (id !== undefined) c.published.set(id, msg)
       c.bytes += size
     } else trimmedBy(c, msg.seq, 'overflow')
     this.trim(c)

@@ -4,7 +4,7 @@
  * serve this node's own children (sink = the node itself) and peers on the
  * link (sink = that peer's session), so both paths behave the same.
  */
-import { isChannel } from '../../lib/live/channel.js'
+import { isChannel, isPublishId, PUBLISH_ID_MAX } from '../../lib/live/channel.js'
 import type { MessageHandler, RequestHandler } from '../../lib/transport/meta-session.js'
 import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
@@ -36,6 +36,14 @@ function optionalSeq(body: Record<string, unknown>, key: string): number | undef
   return v
 }
 
+/** A publish's optional id; anything but 1 to 128 printable ASCII characters is refused (4003). */
+function publishId(body: Record<string, unknown>): string | undefined {
+  const id = body['id']
+  if (id === undefined) return undefined
+  if (!isPublishId(id)) throw new LiveError('BAD_FIELD', `a publish id must be 1 to ${PUBLISH_ID_MAX} printable ASCII characters`)
+  return id
+}
+
 function member(value: unknown): Member {
   if (!isMap(value) || typeof value['user'] !== 'string' || value['user'].length === 0) throw new LiveError('BAD_FIELD', 'member must be {user, info?}')
   return isMap(value['info']) ? { user: value['user'], info: value['info'] } : { user: value['user'] }
@@ -46,7 +54,7 @@ export function createHomeOps(hub: Hub): HomeOps {
   return {
     sub: (sink, body) => hub.subscribe(sink, channel(body), optionalSeq(body, 'since')),
     unsub: (sink, body) => hub.unsubscribe(sink, channel(body)),
-    pub: (_sink, body) => hub.publish(channel(body), body['data'] ?? null),
+    pub: (_sink, body) => hub.publish(channel(body), body['data'] ?? null, publishId(body)),
     hist: (_sink, body) => {
       const limit = optionalSeq(body, 'limit') ?? MAX_HISTORY_LIMIT
       return hub.history(channel(body), optionalSeq(body, 'since'), Math.min(limit, MAX_HISTORY_LIMIT))

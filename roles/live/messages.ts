@@ -9,7 +9,7 @@ import type { Catchup, Gap, HubEvent, Member } from './hub.js'
 export type ChildRequest =
   | { k: 'sub'; ch: string; since?: number }
   | { k: 'hist'; ch: string; since?: number; limit: number }
-  | { k: 'pub'; ch: string; data: unknown }
+  | { k: 'pub'; ch: string; data: unknown; id?: string }
   | { k: 'presence'; ch: string }
 
 export type ChildMessage =

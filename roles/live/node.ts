@@ -194,7 +194,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       case 'hist':
         return homeRequest(homeOf(req.ch), 'hist', { ch: req.ch, since: req.since, limit: req.limit })
       case 'pub':
-        return homeRequest(homeOf(req.ch), 'pub', { ch: req.ch, data: req.data })
+        return homeRequest(homeOf(req.ch), 'pub', { ch: req.ch, data: req.data, ...(req.id !== undefined ? { id: req.id } : {}) })
       case 'presence':
         return homeRequest(homeOf(req.ch), 'presence', { ch: req.ch })
     }

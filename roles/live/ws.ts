@@ -5,7 +5,7 @@
  * it is abusive: a frame past the hard size limit (dropped by uWS), falling behind by
  * more than --live-max-backpressure, or too many errors in a row (1008).
  */
-import { isChannel } from '../../lib/live/channel.js'
+import { isChannel, isPublishId } from '../../lib/live/channel.js'
 import type { Grant } from '../../lib/live/token.js'
 import { sendJson } from '../../lib/http/server.js'
 import type { WebSocket } from '../../lib/http/uws.js'
@@ -160,7 +160,8 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
         if (!('data' in frame)) throw new LiveError('BAD_FIELD', 'pub needs data')
         const denied = live.deny(conn.grant, 'pub', ch)
         if (denied) throw denied
-        ctx.parent.request<PubAnswer>({ k: 'pub', ch, data: frame['data'] }).then(
+        // A string id without spaces also names the publish: sent again (after a lost ack), it is stored once and acked with the first seq.
+        ctx.parent.request<PubAnswer>({ k: 'pub', ch, data: frame['data'], ...(isPublishId(id) ? { id } : {}) }).then(
           (answer) => {
             if (isFailure(answer)) fail(ws, Object.assign(new LiveError('INTERNAL', answer.err.message), { code: answer.err.code }), 'pub', id, ch)
             else if (id !== undefined && !conn.closed) send(ws, { op: 'ack', ch, seq: answer.seq, ts: answer.ts, id })

@@ -106,3 +106,25 @@ t.test('gap reports: the range a resume cannot get back and why its first messag
   const again = idle.publish('i', 2).seq
   t.same(idle.catchup('i', last - 1).gap, { from: last, to: again - 1, cause: 'expired' }, 'a channel forgotten while idle expired, it was not lost')
 })
+
+t.test('publish ids: a retried publish is stored and sent once and answered with the first sequence, while history keeps it', async (t) => {
+  let now = 9_000_000
+  const hub = new Hub({ ...LIMITS, historySize: 3, historyAgeMs: 1000, now: () => now })
+  const s = sink('n1')
+  hub.subscribe(s, 'p')
+  const first = hub.publish('p', 'hello', 'key-1')
+  now += 10
+  t.same(hub.publish('p', 'hello', 'key-1'), first, 'the retry gets the original seq and ts')
+  t.same(hub.publish('p', 'other data, same id', 'key-1'), first, 'the id decides, not the data')
+  t.equal(s.events.length, 1, 'sent once')
+  t.same(hub.history('p', undefined, 10).messages.map((m) => m.data), ['hello'], 'stored once')
+  const second = hub.publish('p', 'hello', 'key-2')
+  t.equal(second.seq, first.seq + 1, 'another id is another message')
+  t.equal(hub.publish('q', 'hello', 'key-1').seq === first.seq, false, 'ids are per channel')
+  for (const n of [1, 2, 3]) hub.publish('p', n)
+  t.equal(hub.publish('p', 'hello', 'key-1').seq, second.seq + 4, 'out of the history window: a new message')
+  now += 2000
+  const after = hub.publish('p', 'x', 'key-3')
+  now += 2000
+  t.equal(hub.publish('p', 'x', 'key-3').seq, after.seq + 1, 'expired with its message: a new one')
+})
