@@ -18,6 +18,11 @@ t.test('publish through the link reaches a WebSocket subscriber; bad channels an
   t.equal(answer.seq, (ok['seq'] as number) + 1)
   t.match(await c.next((f) => f.op === 'msg', 'published message'), { ch: 'jobs:1', seq: answer.seq, data: { progress: 50 } })
   await t.rejects(publisher.publish('bad name', 1), { code: 'ESPRA_ERR_LIVE_PUBLISH', details: { code: 4002 } }, 'bad channel')
+  const keyed = await publisher.publish('jobs:1', { step: 'done' }, 'job-1-done')
+  t.same(await publisher.publish('jobs:1', { step: 'done' }, 'job-1-done'), keyed, 'a retry with the same id (ctx.publish {id}) answers the first seq')
+  await t.rejects(publisher.publish('jobs:1', 1, 'has space'), { code: 'ESPRA_ERR_LIVE_PUBLISH', details: { code: 4003 } }, 'a malformed id is refused before it is sent')
+  await c.next((f) => f.op === 'msg' && f['seq'] === keyed.seq, 'the keyed message')
+  t.equal(c.messages('jobs:1').length, 2, 'the retried one was delivered once')
 })
 
 t.test('regression: a message over --live-max-message fails in the publisher, and the home refuses one sent anyway', async (t) => {
