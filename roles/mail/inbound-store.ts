@@ -67,6 +67,14 @@ export interface InboundStore {
    * bytes are the store's: kept, or discarded when nothing can name them.
    */
   accept(msg: ArrivedMessage): Promise<Accepted & { ms: { sync: number; record: number } }>
+  /**
+   * Starts making the staged raw bytes durable now (joining the next group's
+   * blob commit) and returns the promise `accept` then waits for, so the
+   * commit runs while the caller still waits for something else (the
+   * authentication lookups). A failure is the caller's to see through
+   * `accept`, which discards the bytes.
+   */
+  sync(staged: StagedPut): Promise<void>
 }
 
 export interface InboundStoreOptions extends InboundStoreDeps {
@@ -107,13 +115,26 @@ export function createInboundStore(opts: InboundStoreOptions): InboundStore {
       maxWeight: Math.floor(opts.maxFrame / 2),
     })
 
+  const syncing = new WeakMap<StagedPut, Promise<void>>()
+  const sync = (staged: StagedPut): Promise<void> => {
+    let p = syncing.get(staged)
+    if (p === undefined) {
+      p = durable.submit(staged).then(() => undefined)
+      // Seen by accept (or by nobody, when the message is refused after all and discarded).
+      p.catch(() => undefined)
+      syncing.set(staged, p)
+    }
+    return p
+  }
+
   return {
     blobs,
+    sync,
     async accept(msg) {
       const { staged, ...entry } = msg
       const started = performance.now()
       try {
-        await durable.submit(staged)
+        await sync(staged)
       } catch (err) {
         await blobs.discard([staged]).catch(() => undefined)
         throw err
