@@ -84,9 +84,16 @@ export interface InboundStoreOptions extends InboundStoreDeps {
   readonly maxFrame: number
 }
 
-/** Groups in flight at once: blob commits (one fills while one syncs) and seed round trips. */
+/**
+ * Groups in flight at once: blob commits (one fills while one syncs) and seed
+ * round trips. Eight of the latter: a round trip now waits for the seed's
+ * LMDB flush, which groups in flight at once share, and the seed is not
+ * CPU-bound under this load (bench/mail-inbound, 2026-12-03: with 2, a
+ * message waited for a free slot behind two flushes; 4 and 8 gave shorter
+ * record stages in alternating rounds).
+ */
 const SYNCS_IN_FLIGHT = 2
-const RECORDS_IN_FLIGHT = 2
+const RECORDS_IN_FLIGHT = 8
 const MAX_SYNC_GROUP = 128
 
 // Outcomes a failure leaves unknown (the seed may have recorded the message): the raw bytes stay, an orphan at worst.
