@@ -12,7 +12,9 @@
  * `npm run build`; Haraka from npm outside the project:
  *
  *   npm install --prefix /tmp/haraka Haraka
- *   HARAKA=/tmp/haraka/node_modules/Haraka npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2]
+ *   HARAKA=/tmp/haraka/node_modules/Haraka npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>]
+ *
+ * Each round also prints the CPU each process group used (100% = one core).
  *
  * espra verifies SPF, DKIM, DMARC and ARC of every message (its default;
  * `ESPRA_MAIL_AUTH=false` in the environment turns it off), its lookups
