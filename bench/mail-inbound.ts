@@ -12,7 +12,9 @@
  * `npm run build`; Haraka from npm outside the project:
  *
  *   npm install --prefix /tmp/haraka Haraka
- *   HARAKA=/tmp/haraka/node_modules/Haraka npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2]
+ *   HARAKA=/tmp/haraka/node_modules/Haraka npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>]
+ *
+ * Each round also prints the CPU each process group used (100% = one core).
  *
  * espra verifies SPF, DKIM, DMARC and ARC of every message (its default;
  * `ESPRA_MAIL_AUTH=false` in the environment turns it off), its lookups
@@ -24,7 +26,7 @@ import { spawn } from 'node:child_process'
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { arg, sleep } from './args.js'
-import { adopt, descendants, freePorts, guard, killAll, rssKb, tempDir } from './live-common.js'
+import { adopt, cpuSeconds, descendants, freePorts, guard, killAll, rssKb, tempDir } from './live-common.js'
 import { pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
 import { startDnsServer } from '../tests/helpers/dns-server.js'
 import { openSmtp } from '../tests/helpers/smtp-session.js'
@@ -35,6 +37,14 @@ const DURATION_S = arg('duration', 10)
 const ROUNDS = arg('rounds', 2)
 const CHILDREN = arg('children', 2)
 const HARAKA = process.env['HARAKA'] ?? ''
+// --cpu-prof <dir>: every espra process (seed, mail parent and children, app) writes a V8 CPU profile there when the bench ends.
+const CPU_PROF = process.argv.includes('--cpu-prof') ? process.argv[process.argv.indexOf('--cpu-prof') + 1] ?? '' : ''
+if (process.argv.includes('--help')) {
+  console.log('npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>]\n' +
+    '  HARAKA=<Haraka package dir> runs Haraka (queue/discard) in alternating rounds; ESPRA_MAIL_AUTH=false turns verification off.\n' +
+    '  --cpu-prof <dir>: the espra processes write V8 CPU profiles (.cpuprofile) to <dir> at the end (they are stopped with SIGTERM).')
+  process.exit(0)
+}
 
 const APP = `
 export function handle() { return 'mail bench' }
@@ -65,7 +75,9 @@ function message(client: number, n: number): Buffer {
 }
 
 /** CLIENTS clients for DURATION_S seconds; `pids` gives the server's processes for RSS. */
-async function round(port: number, pids: () => number[]): Promise<Round> {
+async function round(port: number, pids: () => number[], groups: Readonly<Record<string, () => number[]>> = {}): Promise<Round & { cpu: string }> {
+  const cpuOf = () => Object.fromEntries(Object.entries({ bench: () => [process.pid], ...groups }).map(([k, f]) => [k, f().reduce((sum, pid) => sum + (cpuSeconds(pid) || 0), 0)]))
+  const cpu0 = cpuOf()
   const latencies: number[] = []
   let refused = 0
   let firstRefusal: string | null = null
@@ -105,13 +117,19 @@ async function round(port: number, pids: () => number[]): Promise<Round> {
   clearInterval(sampler)
   latencies.sort((a, b) => a - b)
   const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? NaN
-  return { accepted: latencies.length, refused, perSecond: latencies.length / seconds, p99Ms: at(99), p50Ms: at(50), rssMb: peakKb / 1024, firstRefusal }
+  const cpu1 = cpuOf()
+  const cpu = Object.keys(cpu1).map((k) => `${k} ${fmt(((cpu1[k]! - cpu0[k]!) / seconds) * 100)}%`).join(', ')
+  return { accepted: latencies.length, refused, perSecond: latencies.length / seconds, p99Ms: at(99), p50Ms: at(50), rssMb: peakKb / 1024, firstRefusal, cpu }
 }
 
-async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number; stages: () => () => string }> {
+async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number; stages: () => () => string; groups: Record<string, () => number[]>; stop(): Promise<void> }> {
   // The SPF/DKIM/DMARC lookups go to a DNS server in this process holding the sender's records, as they would to a
   // local caching resolver: this machine's own resolver has no network behind it and stalls lookups for a second.
   const dns = await startDnsServer({ 'sender.test': { txt: 'v=spf1 ip4:127.0.0.1 -all' }, '_dmarc.sender.test': { txt: 'v=DMARC1; p=none' } })
+  if (CPU_PROF !== '') {
+    process.env['NODE_OPTIONS'] = `${process.env['NODE_OPTIONS'] ?? ''} --require ${new URL('./mail-cpu-prof.cjs', import.meta.url).pathname}`.trim()
+    process.env['ESPRA_BENCH_CPU_PROF'] = CPU_PROF
+  }
   const seed = await startSeed()
   const smtpPort = await freePorts()
   const mail = await startRegistered('mail', seed, {
@@ -122,7 +140,20 @@ async function startEspraMail(): Promise<{ port: number; pids: () => number[]; s
   const app = await startRegistered('app', seed, { children: 1, threads: 1 })
   const build = await pushBuild(seed, { 'server/index.js': APP }, 'mail bench')
   await waitBuild(app, build)
-  return { port: smtpPort, pids: () => [mail.pid, ...mail.children()], seedPid: seed.node.pid, stages: () => stageTimes(mail) }
+  if (CPU_PROF !== '') delete process.env['NODE_OPTIONS'], delete process.env['ESPRA_BENCH_CPU_PROF']
+  const groups = { 'mail parent': () => [mail.pid], 'mail children': () => mail.children(), seed: () => [seed.node.pid, ...descendants(seed.node.pid)], app: () => [app.pid, ...descendants(app.pid)] }
+  // SIGTERM (a graceful stop) so that --cpu-prof profiles are written; the seed last.
+  const stop = async () => {
+    for (const node of [mail, app, seed.node]) {
+      try {
+        process.kill(node.pid, 'SIGTERM')
+      } catch {
+        // gone
+      }
+      for (let i = 0; i < 100 && node.proc.exitCode === null && node.proc.signalCode === null; i++) await sleep(100)
+    }
+  }
+  return { port: smtpPort, pids: () => [mail.pid, ...mail.children()], seedPid: seed.node.pid, stages: () => stageTimes(mail), groups, stop }
 }
 
 /**
@@ -186,11 +217,12 @@ for (let i = 0; i < ROUNDS; i++) {
     if (server === null) continue
     await sleep(1000)
     const stages = who === 'espra' ? espra.stages() : null
-    const r = await round(server.port, server.pids)
+    const r = await round(server.port, server.pids, who === 'espra' ? espra.groups : { haraka: server.pids })
     results.push({ who, r })
     const seed = who === 'espra' ? ` (+ seed ${fmt(rssKb(espra.seedPid) / 1024)} MB)` : ''
     console.log(`round ${i + 1} ${who} (load ${load()}): ${fmt(r.perSecond)} msg/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, ${r.accepted} accepted, ${r.refused} refused${r.firstRefusal ? ` (first: ${r.firstRefusal})` : ''}, RSS ${fmt(r.rssMb)} MB${seed}`)
     if (stages !== null) console.log(`  stages after the end of DATA, ms p50/p99 (node's log): ${stages()}`)
+    console.log(`  CPU (100% = one core): ${r.cpu}`)
   }
 }
 const median = (xs: number[]) => {
@@ -205,5 +237,6 @@ for (const who of ['espra', 'haraka']) {
   if (rs.length === 0) continue
   console.log(`| ${who} | ${fmt(median(rs.map((r) => r.perSecond)))} | ${fmt(median(rs.map((r) => r.p99Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.p50Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.rssMb)))} MB |`)
 }
+if (CPU_PROF !== '') await espra.stop()
 killAll()
 process.exit(0)

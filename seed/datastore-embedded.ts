@@ -21,6 +21,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
 import { EspraError } from '../lib/core/errors.js'
+import type { Flushable } from './tasks-embedded.js'
 import {
   check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
   type Datastore, type DatastoreEntry, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
@@ -52,7 +53,7 @@ export interface EmbeddedDatastoreOptions {
   readonly migrations?: readonly Migration[]
 }
 
-export interface EmbeddedDatastore extends Datastore {
+export interface EmbeddedDatastore extends Datastore, Flushable<Datastore> {
   /**
    * Deletes every record of `kind` the predicate picks, each checked again
    * inside its own write transaction (so a record rewritten since the scan
@@ -87,7 +88,7 @@ export async function openEmbeddedDatastore(opts: EmbeddedDatastoreOptions): Pro
   ) as Record<DatastoreKind, Database<DatastoreValue, string>>
   try {
     const version = migrate(root, { kinds, meta }, migrations)
-    return new LmdbDatastore(root, kinds, version, path)
+    return new LmdbDatastore(root, kinds, version, path, true)
   } catch (err) {
     await root.close()
     throw err
@@ -111,15 +112,43 @@ function migrate(root: RootDatabase, ctx: MigrationContext, migrations: readonly
   return migrations.length
 }
 
+/**
+ * With `overlappingSync` (lmdb-js's default on Linux) a write's promise
+ * resolves when its transaction is committed, visible to readers and safe
+ * from a `kill -9`, but before the disk has it. Every write here also waits
+ * for `flushed` (one flush covers every commit before it, so concurrent
+ * writes share it), so what a write answered survives a power loss: the
+ * product answers on it (mail 250, sendMail, upload complete, build push).
+ * {@link unflushed} is the same store without that wait, for a group commit
+ * that waits for {@link flushed} once before it answers.
+ */
 class LmdbDatastore implements EmbeddedDatastore {
-  private closed = false
+  private view: LmdbDatastore | null = null
 
   constructor(
     private readonly root: RootDatabase,
     private readonly kinds: Record<DatastoreKind, Database<DatastoreValue, string>>,
     readonly schemaVersion: number,
     readonly path: string,
+    private readonly flush: boolean,
+    /** Shared with the unflushed view: closing one closes both. */
+    private readonly state = { closed: false },
   ) {}
+
+  unflushed(): Datastore {
+    this.view ??= this.flush ? new LmdbDatastore(this.root, this.kinds, this.schemaVersion, this.path, false, this.state) : this
+    return this.view
+  }
+
+  async flushed(): Promise<void> {
+    await this.root.flushed
+  }
+
+  /** Resolves `result` once it is on disk (when this store waits for the flush). */
+  private async durable<T>(result: T): Promise<T> {
+    if (this.flush) await this.root.flushed
+    return result
+  }
 
   async get(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
     return this.db(kind, key).get(key) ?? null
@@ -129,6 +158,7 @@ class LmdbDatastore implements EmbeddedDatastore {
     const db = this.db(kind, key)
     check(valueProblem(value))
     await db.put(key, value)
+    await this.durable(undefined)
   }
 
   async delete(kind: DatastoreKind, key: string): Promise<boolean> {
@@ -144,11 +174,11 @@ class LmdbDatastore implements EmbeddedDatastore {
     const db = this.db(kind, key)
     check(valueProblem(value))
     check(matchProblem(match))
-    return this.root.transaction(() => {
+    return this.durable(await this.root.transaction(() => {
       if (!matches(db.get(key) ?? null, match)) return false
       db.putSync(key, value)
       return true
-    })
+    }))
   }
 
   async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {
@@ -184,24 +214,24 @@ class LmdbDatastore implements EmbeddedDatastore {
       })
       if (gone) removed++
     }
-    return removed
+    return this.durable(removed)
   }
 
   async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
+    if (this.state.closed) return
+    this.state.closed = true
     await this.root.close()
   }
 
   /** Get and delete in one write transaction: serialised with every other write. */
-  private take(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
+  private async take(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
     const db = this.db(kind, key)
-    return this.root.transaction(() => {
+    return this.durable(await this.root.transaction(() => {
       const value = db.get(key)
       if (value === undefined) return null
       db.removeSync(key)
       return value
-    })
+    }))
   }
 
   private db(kind: DatastoreKind, key: string): Database<DatastoreValue, string> {
@@ -212,6 +242,6 @@ class LmdbDatastore implements EmbeddedDatastore {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+    if (this.state.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
   }
 }

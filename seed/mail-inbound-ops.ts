@@ -16,6 +16,11 @@
  * 3. enqueue their handoff tasks on the embedded queue;
  * 4. write the records again naming their tasks.
  *
+ * Each step waits for its commit only (visible, safe from a `kill -9`); once
+ * all are done the op waits for both LMDB environments (datastore and queue)
+ * to be flushed to disk, once for the whole group, and only then answers (so
+ * the 250s it allows survive a power loss; seed/datastore-embedded.ts).
+ *
  * So a crash leaves what it left before: between 2 and 3 a record without a
  * task, which the client's retry (it heard no 250) finds and queues; between
  * 3 and 4 a handoff that may run twice (at least once). Two groups holding
@@ -30,6 +35,7 @@ import type { AuthedMailTaskPayload } from '../lib/mail/inbound-auth.js'
 import type { InboundRecord } from '../lib/mail/inbound-record.js'
 import type { Datastore, DatastoreValue } from '../lib/storage/datastore.js'
 import type { TaskQueue } from '../lib/tasks/queue.js'
+import type { Flushable } from './tasks-embedded.js'
 import { newTask, type NewTask } from '../lib/tasks/task.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
@@ -46,8 +52,16 @@ function handoffTask(record: InboundRecord): NewTask {
   return newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS })
 }
 
-/** The op, for the seed's table: over the seed's datastore and its embedded task queue (the one app nodes lease). */
-export function mailInboundHandlers(datastore: Datastore, queue: TaskQueue): [string, RequestHandler<MetaPeer>][] {
+/**
+ * The op, for the seed's table: over the seed's datastore and its embedded
+ * task queue (the one app nodes lease). An embedded store or queue
+ * ({@link Flushable}) is written through its unflushed view and flushed once
+ * per group; another (PostgreSQL) is durable when each write resolves.
+ */
+export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datastore>>, tasks: TaskQueue & Partial<Flushable<Pick<TaskQueue, 'enqueue'>>>): [string, RequestHandler<MetaPeer>][] {
+  const datastore = store.unflushed?.() ?? store
+  const queue = tasks.unflushed?.() ?? tasks
+  const flushed = () => Promise.all([store.flushed?.(), tasks.flushed?.()])
   /** Dedupe keys a group is writing now, and when that group is done. */
   const busy = new Map<string, Promise<void>>()
 
@@ -106,6 +120,7 @@ export function mailInboundHandlers(datastore: Datastore, queue: TaskQueue): [st
     for (const k of held) busy.set(k, done)
     try {
       const got = await record(mine.map((i) => entries[i]!), mine.map((i) => keys[i]!), windowMs)
+      await flushed()
       mine.forEach((i, n) => (results[i] = got[n]!))
     } finally {
       for (const k of held) busy.delete(k)

@@ -8,9 +8,14 @@
  * holds up the datastore's writes (upload tokens, builds), and the
  * datastore's `maxDbs` budget is left alone. A record is written when a task
  * is enqueued, when an attempt fails (retry time or dead letter) and when it
- * is retried; it is deleted when done. Commits are durable when their
- * promise resolves (lmdb-js batches the writes of one tick into one
- * transaction).
+ * is retried; it is deleted when done. lmdb-js batches the writes of one
+ * tick into one transaction, and with `overlappingSync` (its default on
+ * Linux) a write's promise resolves when that transaction is committed
+ * (visible, and safe from a `kill -9`), before the disk has it: `enqueue`
+ * also waits for `flushed` (one flush covers every write before it), so a
+ * task it answered survives a power loss too. Settling, failing and retrying
+ * wait for the commit only: a power loss may run a settled task again (at
+ * least once, as after any crash).
  *
  * What is only in memory: the order of the ready queue, the delayed heap and
  * the leases. At start they are rebuilt from the records (ready in id order;
@@ -129,7 +134,15 @@ class Fifo {
   }
 }
 
-export interface EmbeddedTaskQueue extends TaskQueue {
+/** Writes that resolve at commit, for a caller that waits for {@link Flushable.flushed} once before it answers (a group commit). */
+export interface Flushable<T> {
+  /** The same store whose writes resolve once committed (visible), not yet flushed to disk. */
+  unflushed(): T
+  /** Resolves once every write committed so far is on disk. */
+  flushed(): Promise<void>
+}
+
+export interface EmbeddedTaskQueue extends TaskQueue, Flushable<Pick<TaskQueue, 'enqueue'>> {
   /** `alive`: whether the caller (a meta peer) is still there when a waiting lease is served. */
   lease(options: LeaseOptions, alive?: () => boolean): Promise<LeasedTask[]>
   /** The environment's file. */
@@ -203,6 +216,21 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
   }
 
   async enqueue(task: NewTask): Promise<string> {
+    const id = await this.enqueueCommitted(task)
+    await this.root.flushed
+    return id
+  }
+
+  unflushed(): Pick<TaskQueue, 'enqueue'> {
+    return { enqueue: (task) => this.enqueueCommitted(task) }
+  }
+
+  async flushed(): Promise<void> {
+    await this.root.flushed
+  }
+
+  /** Enqueues once committed (handed out from then on; a power loss before the flush may take it back). */
+  private async enqueueCommitted(task: NewTask): Promise<string> {
     this.checkOpen()
     const seq = ++this.seq
     if (seq > this.seqHigh) {
@@ -213,7 +241,7 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
     const record: TaskRecord = { n: task.name, p: task.payload, a: 0, m: task.attempts, e: t, s: task.delay > 0 ? 'w' : 'r' }
     if (task.delay > 0) record.d = t + task.delay
     await this.tasks.put(seq, record)
-    // In memory only once durable: nothing is handed out that a crash could take back.
+    // In memory only once committed: nothing is handed out that a kill -9 could take back.
     if (task.delay > 0) this.delayed.push([record.d!, seq])
     else this.ready.push(seq)
     this.serveWaiters()

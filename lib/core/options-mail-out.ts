@@ -45,6 +45,12 @@ declare module './config.js' {
     readonly mailLease: number
     /** mail: DKIM keys to sign outbound mail with, one per sender domain. */
     readonly dkim: readonly DkimKey[]
+    /** mail: honour recipient domains' MTA-STS policies when delivering to MX hosts. */
+    readonly mailMtaSts: boolean
+    /** mail, for tests: fetch every MTA-STS policy from this host:port instead of mta-sts.<domain>:443; null: the real place. */
+    readonly mailMtaStsFetch: string | null
+    /** mail: a PEM file of CA certificates trusted for outbound TLS besides the system's (the relay, MTA-STS policies and enforced MX hosts); null: none. */
+    readonly mailTlsCa: string | null
   }
 }
 
@@ -178,7 +184,43 @@ export const MAIL_OUT_OPTIONS = [
     doc: 'mail: DKIM-sign mail from these domains, domain:selector:keyfile (an RSA private key in PEM), comma-separated for several; each file is checked at start; admin mail dkim-record prints the DNS record',
     default: constant([]), parse: dkimList,
   }),
+  option({
+    key: 'mailMtaSts', flag: '--mail-mta-sts <bool>', env: 'ESPRA_MAIL_MTA_STS', defaultText: 'true',
+    doc: 'mail: honour a recipient domain\'s MTA-STS policy (RFC 8461) when delivering to its MX hosts: under enforce only the MX hosts it names, with STARTTLS and a valid certificate, else the mail is deferred; under testing logged and delivered',
+    default: constant(true), parse: flag,
+  }),
+  option({
+    key: 'mailMtaStsFetch', flag: '--mail-mta-sts-fetch <host:port>', env: 'ESPRA_MAIL_MTA_STS_FETCH', defaultText: '(none: mta-sts.<domain>:443)',
+    doc: 'mail, for testing only: fetch every MTA-STS policy from this address (the TLS name and Host stay mta-sts.<domain>)',
+    default: constant(null), parse: hostPort,
+  }),
+  option({
+    key: 'mailTlsCa', flag: '--mail-tls-ca <file>', env: 'ESPRA_MAIL_TLS_CA', defaultText: '(none: the system\'s CAs)',
+    doc: 'mail: PEM CA certificates trusted for outbound TLS besides the system\'s: the relay, MTA-STS policy fetches and MX hosts under an enforced policy (a private CA; tests)',
+    default: constant(null), parse: pemFile,
+  }),
 ] as const
+
+/** `host:port` (`[v6]:port`); thrown sentences say what is allowed. */
+function hostPort(raw: unknown): string {
+  const m = typeof raw === 'string' ? /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw.trim()) : null
+  if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw 'must be host:port (e.g. 127.0.0.1:8443)'
+  return `${m[1]}:${m[2]}`
+}
+
+/** An absolute path to a readable file holding at least one PEM certificate. */
+function pemFile(raw: unknown): string {
+  if (typeof raw !== 'string' || raw.trim() === '') throw 'must be a file of PEM certificates'
+  const path = resolve(raw.trim())
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw `${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw `${path} holds no PEM certificate`
+  return path
+}
 
 /** Throws `ESPRA_ERR_CONFIG_INVALID` when `pem` is not an RSA private key of at least 1024 bits (what nodemailer signs with, rsa-sha256). */
 export function checkDkimKey(pem: string, what: string): void {

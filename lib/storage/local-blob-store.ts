@@ -81,6 +81,8 @@ interface StagedFiles {
   readonly dataName: string
   readonly dataPath: string
   readonly tmpPath: string
+  /** Descriptors of the bytes and sidecar files still open since they were written (small bodies), so the commit fsyncs them without opening them again; null: open them. */
+  fds: readonly number[] | null
   committed: boolean
 }
 
@@ -113,6 +115,7 @@ class LocalBlobStore implements BlobStore {
     const dataName = `${name}#d-${randomBytes(8).toString('hex')}`
     const dataPath = join(dir, dataName)
     let size = 0
+    let dataFd: number | null = null
     const md5 = createHash('md5')
     const count = (chunk: Buffer) => {
       md5.update(chunk)
@@ -133,7 +136,7 @@ class LocalBlobStore implements BlobStore {
         }
       }
       if (Buffer.isBuffer(body)) count(body)
-      if (ended) writeSmallFile(dataPath, head)
+      if (ended) dataFd = writeSmallFile(dataPath, head)
       else {
         await withFile(dataPath, async (fh) => {
           const write = async (chunk: Buffer) => {
@@ -148,20 +151,26 @@ class LocalBlobStore implements BlobStore {
         })
       }
     } catch (err) {
+      closeFds([dataFd])
       await unlink(dataPath).catch(() => {})
       throw Buffer.isBuffer(body) || (err as NodeJS.ErrnoException)?.syscall ? fsFailure(err, `writing ${key}`) : err
     }
     const etag = md5.digest('hex')
     const sidecar: Sidecar = { v: 1, key, data: dataName, size, etag, ...opts, lastModified: Date.now() }
     const tmpPath = join(dir, `${name}#tmp-${randomBytes(8).toString('hex')}`)
+    let tmpFd: number
     try {
-      writeSmallFile(tmpPath, [Buffer.from(JSON.stringify(sidecar))])
+      tmpFd = writeSmallFile(tmpPath, [Buffer.from(JSON.stringify(sidecar))])
     } catch (err) {
+      closeFds([dataFd])
       await Promise.all([unlink(tmpPath).catch(() => {}), unlink(dataPath).catch(() => {})])
       throw fsFailure(err, `writing the sidecar of ${key}`)
     }
     const staged: StagedPut = { key, size, etag }
-    this.staged.set(staged, { dir, name, dataName, dataPath, tmpPath, committed: false })
+    // A body written in one go keeps both files open until its commit or discard (each open saved is a path lookup in a busy directory).
+    const fds = dataFd === null ? null : [dataFd, tmpFd]
+    if (fds === null) closeFds([tmpFd])
+    this.staged.set(staged, { dir, name, dataName, dataPath, tmpPath, fds, committed: false })
     return staged
   }
 
@@ -173,11 +182,14 @@ class LocalBlobStore implements BlobStore {
   async commit(staged: readonly StagedPut[]): Promise<void> {
     this.checkOpen()
     const files = staged.map((s) => this.files(s))
-    try {
-      await Promise.all(files.flatMap((f) => [syncFile(f.dataPath), syncFile(f.tmpPath)]))
-    } catch (err) {
-      throw fsFailure(err, `syncing ${staged.length} object(s)`)
+    // Every fsync settles before any descriptor is closed (a descriptor closed under a running fsync could be reused).
+    const synced = await Promise.allSettled(files.flatMap((f) => (f.fds !== null ? f.fds.map((fd) => fsyncFd(fd)) : [syncFile(f.dataPath), syncFile(f.tmpPath)])))
+    for (const f of files) {
+      closeFds(f.fds ?? [])
+      f.fds = null
     }
+    const failed = synced.find((r) => r.status === 'rejected')
+    if (failed !== undefined) throw fsFailure(failed.reason, `syncing ${staged.length} object(s)`)
     const previous = files.map((f) => previousData(f.dir, f.name))
     try {
       for (const f of files) renameSync(f.tmpPath, join(f.dir, f.name + META))
@@ -197,6 +209,8 @@ class LocalBlobStore implements BlobStore {
       const f = this.staged.get(s)
       if (f === undefined) return
       this.staged.delete(s)
+      closeFds(f.fds ?? [])
+      f.fds = null
       // Its sidecar is in place (committed, or a commit that failed half way) unless the key was put again since.
       const current = await this.readSidecar(f.dir, f.name).catch(() => null)
       if (current?.data === f.dataName) {
@@ -316,17 +330,20 @@ class LocalBlobStore implements BlobStore {
     let dir = this.root
     for (const segment of segments) {
       dir = join(dir, segment)
-      // Synchronous: two metadata calls per level that the page cache answers, not two thread-pool round trips each.
-      try {
-        mkdirSync(dir, { mode: 0o750 })
-      } catch (err) {
-        if (!isErrno(err, 'EEXIST')) throw fsFailure(err, `creating ${dir}`)
-      }
-      let st
-      try {
-        st = lstatSync(dir)
-      } catch (err) {
-        throw fsFailure(err, `checking ${dir}`)
+      // Synchronous: metadata calls the page cache answers, not thread-pool round trips. The lstat first: the directory
+      // is there nearly always, and a mkdir that fails EEXIST costs a thrown error on every put.
+      let st = lstatSync(dir, { throwIfNoEntry: false })
+      if (st === undefined) {
+        try {
+          mkdirSync(dir, { mode: 0o750 })
+        } catch (err) {
+          if (!isErrno(err, 'EEXIST')) throw fsFailure(err, `creating ${dir}`)
+        }
+        try {
+          st = lstatSync(dir)
+        } catch (err) {
+          throw fsFailure(err, `checking ${dir}`)
+        }
       }
       if (st.isSymbolicLink()) throw escapes(dir.slice(this.root.length + 1))
       if (!st.isDirectory()) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${dir} is not a directory`)
@@ -394,14 +411,29 @@ async function syncFile(path: string, flags = constants.O_WRONLY | constants.O_N
 /**
  * Writes a small file in one go with synchronous calls (the bytes go to the
  * page cache: no disk wait, and no thread-pool round trips, which under load
- * cost more than the copy). Not synced: see {@link syncFile}.
+ * cost more than the copy) and returns its descriptor, still open: the
+ * caller closes it (after its fsync). Not synced: see {@link syncFile}.
  */
-function writeSmallFile(path: string, chunks: readonly Buffer[]): void {
+function writeSmallFile(path: string, chunks: readonly Buffer[]): number {
   const fd = openSync(path, CREATE_FLAGS, 0o640)
   try {
     for (const chunk of chunks) for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off)
-  } finally {
+  } catch (err) {
     closeSync(fd)
+    throw err
+  }
+  return fd
+}
+
+/** Closes descriptors, ignoring the ones already gone. */
+function closeFds(fds: readonly (number | null)[]): void {
+  for (const fd of fds) {
+    if (fd === null) continue
+    try {
+      closeSync(fd)
+    } catch {
+      // already closed
+    }
   }
 }
 

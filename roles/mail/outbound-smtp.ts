@@ -6,10 +6,18 @@
  * the timeouts of `--mail-smtp-timeout`). The outcome sorts each recipient
  * into delivered, temporary (retry later) or permanent (bounce), each with
  * the remote answer or our reason.
+ *
+ * MTA-STS (mta-sts.ts): without a relay, a domain whose policy is `enforce`
+ * is delivered only to MX hosts the policy names, over STARTTLS with a
+ * certificate valid for the host; no such host, or no host where TLS
+ * works, defers the mail with the reason. Under `testing` MX hosts the
+ * policy does not name are logged and used.
  */
 import { promises as dns } from 'node:dns'
 import { isIP } from 'node:net'
 import SMTPConnection from 'nodemailer/lib/smtp-connection'
+import type { Logger } from '../../lib/core/log.js'
+import type { MtaSts } from './mta-sts.js'
 
 export interface Target {
   /** The name (an MX host's, or the relay's): said in TLS SNI and in answers. */
@@ -20,8 +28,10 @@ export interface Target {
   /** TLS from the start (smtps). */
   readonly secure: boolean
   readonly auth: { user: string; pass: string } | null
-  /** Check the server's certificate (a relay: yes; an MX host: opportunistic, no). */
+  /** Check the server's certificate (a relay: yes; an MX host: opportunistic, no; under MTA-STS enforce: yes). */
   readonly verify: boolean
+  /** STARTTLS or nothing (MTA-STS enforce). */
+  readonly requireTls?: boolean
 }
 
 export interface RecipientResult {
@@ -45,6 +55,11 @@ export interface SmtpOptions {
   readonly timeoutMs: number
   /** The EHLO name. */
   readonly name: string
+  /** MTA-STS policies of recipient domains (null: --mail-mta-sts false); only without a relay. */
+  readonly mtaSts: MtaSts | null
+  /** CAs trusted for verified TLS besides the system's (--mail-tls-ca; undefined: the system's alone). */
+  readonly ca: string[] | undefined
+  readonly log: Logger
 }
 
 /** Where a domain's mail goes; `permanent` when it cannot go anywhere (null MX, no such domain), `temporary` when DNS failed. */
@@ -122,7 +137,8 @@ function transact(target: Target, opts: SmtpOptions, from: string, rcpts: readon
     const conn = new SMTPConnection({
       host: target.address ?? target.host, port: target.port, secure: target.secure, name: opts.name,
       connectionTimeout: opts.timeoutMs, greetingTimeout: opts.timeoutMs, socketTimeout: opts.timeoutMs,
-      opportunisticTLS: true, tls: { rejectUnauthorized: target.verify, servername: target.host },
+      opportunisticTLS: true, requireTLS: target.requireTls === true,
+      tls: { rejectUnauthorized: target.verify, servername: target.host, ...(target.verify && opts.ca !== undefined ? { ca: opts.ca } : {}) },
     })
     let settled = false
     const finish = (fn: () => void): void => {
@@ -171,8 +187,26 @@ export async function attemptDelivery(domain: string, opts: SmtpOptions, from: s
   const route = await routeOf(domain, opts)
   if ('permanent' in route) return { delivered: [], temporary: [], permanent: rcpts.map((rcpt) => ({ rcpt, answer: route.permanent })), remote: null }
   if ('temporary' in route) return { delivered: [], temporary: rcpts.map((rcpt) => ({ rcpt, answer: route.temporary })), permanent: [], remote: null }
+  let targets = route.targets
+  let sts = ''
+  if (opts.relay === null && opts.mtaSts !== null) {
+    const policy = await opts.mtaSts.policyOf(domain)
+    const off = targets.filter((t) => policy.mode !== 'none' && !opts.mtaSts!.matches(t.host, policy)).map((t) => t.host)
+    if (policy.mode === 'enforce') {
+      targets = targets.filter((t) => !off.includes(t.host)).map((t) => ({ ...t, verify: true, requireTls: true }))
+      if (targets.length === 0) {
+        const answer = `MTA-STS: ${domain} enforces a policy (id ${policy.id}) naming mx ${policy.mx.join(', ')}; none of its MX hosts (${off.join(', ')}) matches: deferred`
+        opts.log.warn({ domain, policy: policy.id, mx: policy.mx, hosts: off }, answer)
+        return { delivered: [], temporary: rcpts.map((rcpt) => ({ rcpt, answer })), permanent: [], remote: null }
+      }
+      if (off.length > 0) opts.log.warn({ domain, policy: policy.id, mx: policy.mx, skipped: off }, `MTA-STS: ${domain} enforces a policy; MX hosts it does not name are skipped (${off.join(', ')})`)
+      sts = `MTA-STS: ${domain} enforces TLS with a valid certificate for ${targets.map((t) => t.host).join(', ')}: `
+    } else if (policy.mode === 'testing' && off.length > 0) {
+      opts.log.warn({ domain, policy: policy.id, mx: policy.mx, hosts: off }, `MTA-STS (testing): MX hosts of ${domain} its policy does not name (${off.join(', ')}); delivered as usual (under enforce they would be skipped)`)
+    }
+  }
   let last = 'no host to try'
-  for (const named of route.targets) {
+  for (const named of targets) {
     const target = opts.relay === null ? await addressOf(named, opts.resolver) : named
     try {
       return await transact(target, opts, from, rcpts, raw)
@@ -180,7 +214,7 @@ export async function attemptDelivery(domain: string, opts: SmtpOptions, from: s
       const e = err as { response?: string; message?: string; code?: string; responseCode?: number }
       // Connection-level failures (refused, timeouts, garbage, a greeting that refuses, a login the relay refuses) are
       // temporary: they say nothing about the recipients, and an operator fixing the relay should not find mail bounced.
-      last = `${target.host}:${target.port}: ${answerOf(e)}`
+      last = `${sts}${target.host}:${target.port}: ${answerOf(e)}`
     }
   }
   return { delivered: [], temporary: rcpts.map((rcpt) => ({ rcpt, answer: last })), permanent: [], remote: null }

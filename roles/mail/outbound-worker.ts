@@ -21,6 +21,8 @@ import { readFileSync } from 'node:fs'
 import DKIM from 'nodemailer/lib/dkim'
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
+import { rootCertificates } from 'node:tls'
+import { createMtaSts } from './mta-sts.js'
 import { createWakeablePause } from '../../lib/core/wakeable-pause.js'
 import { buildDsn, headerSection, type DsnRecipient } from '../../lib/mail/dsn.js'
 import { OUT_TASK_NAME } from '../../lib/mail/outbound.js'
@@ -75,7 +77,13 @@ export function startOutboundWorker(deps: OutboundWorkerDeps): OutboundWorker {
   const slots = createSlots(config.mailConcurrency, config.mailConcurrencyPerDomain)
   const resolver = new dns.Resolver({ timeout: 5000, tries: 2 })
   if (config.mailDns.length > 0) resolver.setServers([...config.mailDns])
-  const smtp: SmtpOptions = { relay: config.smtpRelay, resolver, mxPort: config.mailMxPort, timeoutMs: config.mailSmtpTimeout, name: config.mailHostname }
+  // Read once at start (checked by the config loader).
+  const tlsCa = config.mailTlsCa === null ? [] : [readFileSync(config.mailTlsCa)]
+  const mtaSts = config.mailMtaSts && config.smtpRelay === null
+    ? createMtaSts({ resolver, fetchAddress: config.mailMtaStsFetch, ca: tlsCa, timeoutMs: Math.min(config.mailSmtpTimeout, 30_000), log })
+    : null
+  const ca = tlsCa.length === 0 ? undefined : [...rootCertificates, ...tlsCa.map((c) => c.toString('utf8'))]
+  const smtp: SmtpOptions = { relay: config.smtpRelay, resolver, mxPort: config.mailMxPort, timeoutMs: config.mailSmtpTimeout, name: config.mailHostname, mtaSts, ca, log }
   // Read once at start (checked by the config loader: a bad file never gets here).
   const dkim = new Map(config.dkim.map((k) => [k.domain, new DKIM({ domainName: k.domain, keySelector: k.selector, privateKey: readFileSync(k.keyFile, 'utf8') })]))
   const leaseMs = config.mailLease

@@ -18,7 +18,7 @@ export const mailRole: Role = {
   notYet: [
     'inbound: node-wide address limits (today per child)',
     'inbound: sweeping old inbound records and raw messages',
-    'outbound: MTA-STS, sweeping delivered records and their raw bytes',
+    'outbound: MTA-STS reporting (TLS-RPT), sweeping delivered records and their raw bytes',
   ],
   forks: true,
   listenPorts: (config) => [{ port: config.smtpPort, option: '--smtp-port' }],

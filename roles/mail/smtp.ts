@@ -16,7 +16,9 @@
  *   (mail-auth.ts); its results go on the record and the task. With
  *   `--mail-dmarc-reject`, a DMARC failure under p=reject is 550 5.7.1.
  * - The raw bytes are staged in the blob store while they stream; at the end
- *   of DATA the message joins the next group commit (inbound-store.ts): 250
+ *   of DATA they join the next group's blob commit, which runs while the
+ *   authentication results are awaited, then the message joins the next
+ *   group's record (inbound-store.ts): 250
  *   with the message id only once its group is durable, recorded and queued;
  *   any failure on the way is 451 4.3.0 (the client retries later).
  */
@@ -153,9 +155,12 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       await opts.store.blobs.discard([staged]).catch(() => undefined)
       throw refusal(meter, session, id)
     }
+    // The group's blob commit starts now and runs while the authentication lookups finish (it does not need their results).
+    const synced = opts.store.sync(staged)
     const auth = verification === null ? null : await verification.results()
     const verifiedAt = performance.now()
     if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
+      await synced.catch(() => undefined)
       await opts.store.blobs.discard([staged]).catch(() => undefined)
       log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
       opts.counters?.refused('dmarc')

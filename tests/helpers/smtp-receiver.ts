@@ -11,6 +11,8 @@ export interface Received {
   readonly raw: Buffer
   /** The 250 was sent (false while `hold` keeps it, or when the client went away first). */
   acked: boolean
+  /** The message came over TLS (STARTTLS, offered only with `tls`). */
+  readonly secure: boolean
 }
 
 export interface Receiver {
@@ -28,6 +30,8 @@ export interface ReceiverOptions {
   rcpt?: (address: string, offer: number) => [number, string] | null
   /** Called when a message has been read in full; the 250 waits for the promise it returns. */
   hold?: (r: Received) => Promise<void> | void
+  /** Offer STARTTLS with this key and certificate (default: no STARTTLS). */
+  tls?: { key: Buffer; cert: Buffer }
 }
 
 export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receiver> {
@@ -37,7 +41,8 @@ export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receive
   let open = 0
   const server = new SMTPServer({
     authOptional: true,
-    disabledCommands: ['STARTTLS'],
+    disabledCommands: opts.tls === undefined ? ['STARTTLS'] : [],
+    ...(opts.tls === undefined ? {} : { key: opts.tls.key, cert: opts.tls.cert }),
     logger: false,
     size: 50 * 1024 * 1024,
     onConnect(_session, callback) {
@@ -65,6 +70,7 @@ export async function startReceiver(opts: ReceiverOptions = {}): Promise<Receive
           to: session.envelope.rcptTo.map((a) => a.address),
           raw: Buffer.concat(chunks),
           acked: false,
+          secure: session.secure,
         }
         received.push(r)
         void Promise.resolve(opts.hold?.(r)).then(() => {
