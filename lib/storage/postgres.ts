@@ -89,6 +89,20 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       `CREATE INDEX espra_tasks_dead ON espra_tasks (queue, id) WHERE state = 'x'`,
     ],
   },
+  {
+    version: 2,
+    description: 'the seeds\' leader lease',
+    sql: [
+      // One row at most (id = 1): who leads, where nodes reach it, the fencing epoch, and when its lease ends (server clock, ms).
+      `CREATE TABLE espra_leader (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        holder text NOT NULL,
+        address text NOT NULL,
+        epoch bigint NOT NULL,
+        expires_at bigint NOT NULL
+      )`,
+    ],
+  },
 ]
 
 /** Any advisory-lock key of ours: "espra" in ASCII. */
