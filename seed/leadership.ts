@@ -63,6 +63,9 @@ export interface LeaseOptions {
   readonly address: string
   readonly leaseMs: number
   readonly log: Logger
+  /** Called on every takeover, with the new epoch (also when the first look takes the lease). */
+  readonly onLead?: (epoch: number) => void
+  readonly onStepDown?: (reason: string) => void
 }
 
 /** Starts looking at the lease; resolves after the first look (so a seed knows at start whether it leads). */
@@ -95,6 +98,8 @@ class LeaseLeadership implements Leadership {
     this.opts = opts
     this.leaseMs = opts.leaseMs
     this.stepMs = Math.max(1, Math.floor(opts.leaseMs / 4))
+    if (opts.onLead) this.leadListeners.push(opts.onLead)
+    if (opts.onStepDown) this.stepDownListeners.push(opts.onStepDown)
   }
 
   schedule(): void {

@@ -43,7 +43,7 @@ export class Registry {
   private tail: NodeRecord | null = null
   private readonly timeoutMs: number
   private readonly sweeper: NodeJS.Timeout
-  private readonly graceTimer: NodeJS.Timeout | null
+  private graceTimer: NodeJS.Timeout | null
   private graceValue: boolean
   private readonly eventListeners: ((event: NodeEvent) => void)[] = []
   private readonly changeListeners: ((change: NodeChange) => void)[] = []
@@ -176,6 +176,21 @@ export class Registry {
   /** Every record, for routing to filter; read-only by contract. */
   records(): IterableIterator<Readonly<NodeRecord>> {
     return this.nodes.values()
+  }
+
+  /**
+   * Forgets every node without events (a seed that stopped leading: its
+   * nodes re-register with the leader) and, with `graceMs`, starts a new
+   * grace (a seed that just took the lead: nobody is evicted while nodes
+   * re-register).
+   */
+  reset(graceMs: number): void {
+    for (const record of this.nodes.values()) record.link = null
+    this.nodes.clear()
+    this.head = this.tail = null
+    if (this.graceTimer) clearTimeout(this.graceTimer)
+    this.graceValue = graceMs > 0
+    this.graceTimer = this.graceValue ? setTimeout(() => this.endGrace(), graceMs).unref() : null
   }
 
   close(): void {

@@ -25,6 +25,8 @@ export interface SeedStores {
   readonly mailQueue: SeedTaskQueue
   /** `embedded` or the masked PostgreSQL URL, for logs. */
   readonly where: string
+  /** The PostgreSQL pool (the leader lease uses it too); null when embedded. */
+  readonly postgres: import('../lib/storage/postgres.js').Postgres | null
   /** Deletes app-table rows past their TTL (they already read as absent); how many went. */
   removeExpiredRows(now: number): Promise<number>
   close(): Promise<void>
@@ -82,7 +84,7 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     const where = isPostgres(config.datastore) ? maskPostgresUrl(config.datastore) : 'embedded'
     log.info({ datastore: where, tasks: appTasks.backend }, 'seed stores open')
     return {
-      datastore, appTasks, mailQueue, where, removeExpiredRows,
+      datastore, appTasks, mailQueue, where, removeExpiredRows, postgres,
       async close() {
         for (const close of closers.splice(0).reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing a seed store failed'))
       },
