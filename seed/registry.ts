@@ -19,6 +19,12 @@ export interface RegistryOptions {
   readonly graceMs: number
   /** Sweep period; default a tenth of the timeout, at most 100 ms. */
   readonly sweepMs?: number
+  /**
+   * Asked before every sweep: only the leading seed evicts. A leader that
+   * wakes from a pause past its lease must not evict nodes whose heartbeats
+   * are still unread in its sockets (they went to the new leader).
+   */
+  readonly mayEvict?: () => boolean
 }
 
 /** Where a node was before a change, so routing can tell which regions it touched. */
@@ -42,6 +48,7 @@ export class Registry {
   private head: NodeRecord | null = null
   private tail: NodeRecord | null = null
   private readonly timeoutMs: number
+  private readonly mayEvict: () => boolean
   private readonly sweeper: NodeJS.Timeout
   private graceTimer: NodeJS.Timeout | null
   private graceValue: boolean
@@ -51,6 +58,7 @@ export class Registry {
 
   constructor(opts: RegistryOptions) {
     this.timeoutMs = opts.heartbeatTimeoutMs
+    this.mayEvict = opts.mayEvict ?? (() => true)
     this.graceValue = opts.graceMs > 0
     this.graceTimer = this.graceValue ? setTimeout(() => this.endGrace(), opts.graceMs).unref() : null
     this.sweeper = setInterval(() => this.sweep(), opts.sweepMs ?? Math.min(100, Math.ceil(opts.heartbeatTimeoutMs / 10))).unref()
@@ -200,7 +208,7 @@ export class Registry {
 
   /** Evicts every node silent for the timeout; nothing during grace. */
   sweep(): void {
-    if (this.graceValue) return
+    if (this.graceValue || !this.mayEvict()) return
     const deadline = performance.now() - this.timeoutMs
     while (this.head !== null && this.head.seenAt <= deadline) {
       const record = this.head

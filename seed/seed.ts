@@ -78,7 +78,9 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   // Durable records and the task queues: embedded (LMDB under <data-dir>/seed) or PostgreSQL (--datastore, --tasks).
   const stores = await openSeedStores(config, log)
   const { datastore, appTasks, mailQueue } = stores
-  const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
+  // Who leads: nobody here until the first look at the lease (after the meta port is bound); the sole seed when embedded.
+  let leadership: Leadership = NOT_YET_LOOKED
+  const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace, mayEvict: () => leadership.isLeader() })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
   const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout }).catch(async (err: unknown) => {
@@ -126,7 +128,6 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
 
   const datastoreOps = new OpLatency()
-  let leadership: Leadership = NOT_YET_LOOKED
   // Seeds in the registry say whether they lead (the leader knows the lease; every other seed follows it).
   const decorateSeed = (view: NodeView): NodeView => view.role !== 'seed' ? view : { ...view, leader: view.id === config.nodeId, epoch: leadership.view().epoch }
   const leaderHandlers = new Map<string, RequestHandler<MetaPeer>>([

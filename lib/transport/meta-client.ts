@@ -164,8 +164,15 @@ class SeedLink implements MetaClient {
   }
 
   request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
-    if (!this.session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
-    return this.session.request<T>(op, body, timeoutMs)
+    const session = this.session
+    if (!session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
+    const answer = session.request<T>(op, body, timeoutMs)
+    if (!this.opts.reconnect || this.opts.followLeader === false) return answer
+    return answer.catch((err: EspraError) => {
+      // Linked to a seed that does not lead (nobody held the lease when it welcomed us): look for the leader again.
+      if (err.code === 'ESPRA_ERR_SEED_NOT_LEADER' && this.session === session) session.destroy()
+      throw err
+    })
   }
 
   send(op: string, body: unknown): boolean {

@@ -117,7 +117,6 @@ t.test('leader paused (SIGSTOP) for twice its lease, then resumed: it has steppe
   const seeds = await twoSeeds(t, url)
   const live = await startNode(t, 'live', { seed: seeds.list, 'node-id': 'live-1', ...TIMINGS })
   await live.waitForLog((l) => l.msg === 'registered with the seed', 'registered')
-  t.teardown(() => writeFileSync('/tmp/scratch-seedlease/dump.json', JSON.stringify({ a: seeds.a.logs, b: seeds.b.logs, live: live.logs }, null, 1)))
 
   seeds.a.proc.kill('SIGSTOP')
   const took = await seeds.b.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-b takes over', 20_000)
