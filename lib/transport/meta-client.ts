@@ -92,6 +92,8 @@ export interface MetaClient {
 }
 
 const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
+/** While seeds answer but none leads, retries wait at most this step of the backoff (400 ms with the defaults: 200–400 ms). */
+const LEADERLESS_BACKOFF_STEP = 3
 
 /** Creates the client and starts connecting at once. */
 export function createMetaClient(options: MetaClientOptions): MetaClient {
@@ -219,6 +221,8 @@ class SeedLink implements MetaClient {
     let index = 0
     let failures = 0
     let redirect: { address: string; host: string; port: number } | null = null
+    // Some seed completed a handshake since the last link: the cluster is there, only its leader is not (yet).
+    let seedAnswered = false
     while (!this.stopped) {
       const target: { address: string; host: string; port: number } = redirect ?? this.targets[index]!
       const redirected: boolean = redirect !== null
@@ -228,6 +232,7 @@ class SeedLink implements MetaClient {
         const linked = await this.handshake(target)
         session = linked.session
         const lead = parseWelcomeLead(linked.welcome)
+        if (lead !== null) seedAnswered = true
         if (lead?.epoch != null) this.noteEpoch(lead.epoch)
         redirect = this.opts.followLeader !== false && !redirected && lead !== null && !lead.leader ? this.leaderTarget(lead, target.address) : null
         if (redirect !== null) {
@@ -251,10 +256,14 @@ class SeedLink implements MetaClient {
           this.stop(new EspraError('ESPRA_ERR_SEED_UNREACHABLE', `no seed reachable (${list.join('; ')})`, { seeds: this.opts.seeds, errors: list }))
           break
         }
-        if (this.opts.reconnect) await this.sleep(this.backoff(failures))
+        // A seed answered but none leads yet (a takeover under way: the lease of a dead leader is running out, or
+        // its address still named): look again soon rather than backing off as if every seed were gone.
+        const leaderless = seedAnswered || (err as EspraError).code === 'ESPRA_ERR_SEED_NOT_LEADER'
+        if (this.opts.reconnect) await this.sleep(this.backoff(leaderless ? Math.min(failures, LEADERLESS_BACKOFF_STEP) : failures))
         continue
       }
       failures = 0
+      seedAnswered = false
       errors.clear()
       const reason = await this.serve(session, target.address)
       if (!this.opts.reconnect || this.stopped) break
