@@ -266,11 +266,14 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
         )
       },
       onStepDown(reason) {
-        // Every peer goes to the leader: nodes re-register there, admin links reconnect and are redirected.
+        // Nodes and every subscriber go to the leader (they reconnect and are sent on); an admin link that only
+        // reads and writes records stays: every seed serves those.
         registry.reset(0)
         const view = leadership.view()
         const err = new EspraError('ESPRA_ERR_SEED_NOT_LEADER', `this seed stopped leading (${reason}); reconnect to the leader`, { leader: view.address })
-        for (const peer of [...server.peers]) peer.session.destroy(err)
+        for (const peer of [...server.peers]) {
+          if (peer.kind === 'node' || eventSubscribers.has(peer) || fileSubscribers.has(peer) || routingRegions.has(peer)) peer.session.destroy(err)
+        }
       },
     }).catch((err: unknown) => {
       server.destroy()
