@@ -251,10 +251,10 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     throw err
   })
   const address = metaAddress(config, server.port)
-  if (stores.postgres === null) leadership = soleLeadership(config.nodeId, address)
+  if (stores.leaseDb === null) leadership = soleLeadership(config.nodeId, address)
   else {
     leadership = await startLeaseLeadership({
-      db: stores.postgres, holder: config.nodeId, address, leaseMs: config.seedLease, log,
+      db: stores.leaseDb, holder: config.nodeId, address, leaseMs: config.seedLease, log,
       onLead(epoch) {
         // Soft state starts over from re-registrations (nobody evicted during the grace, no routing push before
         // it ends); durable state is read from the database, where the previous leader wrote it.

@@ -61,7 +61,7 @@ export const DATASTORE_OPTIONS = [
   }),
   option({
     key: 'datastorePool', flag: '--datastore-pool <n>', env: 'ESPRA_DATASTORE_POOL', defaultText: '10',
-    doc: 'seed: PostgreSQL connections the seed holds at most',
+    doc: 'seed: PostgreSQL connections the datastore and task queues hold at most (the leader lease has one more of its own)',
     default: constant(10), parse: integer(1, 200),
   }),
   option({
