@@ -69,6 +69,8 @@ export interface SeedBuilds {
   /** The peer gets every build made current from now on, and the current one at once; app nodes and fileservers also stage builds. */
   subscribe(peer: MetaPeer): void
   peerClosed(peer: MetaPeer): void
+  /** Reads the last build number and the current build again (a seed that just took the lead: another seed may have committed since). */
+  reload(): Promise<void>
   close(): void
 }
 
@@ -89,17 +91,24 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   let closed = false
 
   let lastN = 0
-  for await (const entry of listAll(datastore, 'builds', 'build/')) lastN = Math.max(lastN, Number((entry.value as unknown as BuildRecord).n) || 0)
   let current: BuildPush | null = null
-  const pointer = await datastore.get('builds', CURRENT_KEY)
-  if (pointer && isBuildId(pointer['id'])) {
-    try {
-      current = { id: pointer['id'], manifest: await loadManifest(pointer['id']) }
-    } catch (err) {
-      log.error({ err, build: pointer['id'] }, 'current build cannot be loaded; no build is pushed until one is committed')
+  async function load(): Promise<void> {
+    let n = 0
+    for await (const entry of listAll(datastore, 'builds', 'build/')) n = Math.max(n, Number((entry.value as unknown as BuildRecord).n) || 0)
+    let build: BuildPush | null = null
+    const pointer = await datastore.get('builds', CURRENT_KEY)
+    if (pointer && isBuildId(pointer['id'])) {
+      try {
+        build = { id: pointer['id'], manifest: await loadManifest(pointer['id']) }
+      } catch (err) {
+        log.error({ err, build: pointer['id'] }, 'current build cannot be loaded; no build is pushed until one is committed')
+      }
     }
+    lastN = n
+    current = build
+    log.info({ current: current?.id ?? null, builds: lastN }, 'build store open')
   }
-  log.info({ current: current?.id ?? null, builds: lastN }, 'build store open')
+  await load()
 
   // Commits and rollbacks run one at a time: numbers stay monotonic and `current` is what was pushed last.
   let queue: Promise<unknown> = Promise.resolve()
@@ -433,6 +442,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       subscribers.delete(peer)
       uploads.delete(peer)
     },
+    reload: () => serial(load),
     close() {
       closed = true
       canaries.close()

@@ -42,18 +42,27 @@ export interface SeedDrains {
   /** `peer` registered as node `id`: it gets its order now (when drained) and every change from now on. */
   registered(id: string, peer: MetaPeer): void
   peerClosed(peer: MetaPeer): void
+  /** Reads every stored order again (a seed that just took the lead). */
+  reload(): Promise<void>
 }
 
 /** Loads every stored order; rejects when the datastore cannot be read (the seed does not start without it). */
 export async function createSeedDrains({ datastore, registry, log, onChanged }: SeedDrainsOptions): Promise<SeedDrains> {
   const orders = new Map<string, DrainOrder>()
-  for await (const { key, value } of listAll(datastore, 'cluster', DRAIN_KEY_PREFIX)) {
-    const order = asDrainOrder(value)
-    const id = key.slice(DRAIN_KEY_PREFIX.length)
-    if (order === null) log.warn({ key }, 'a stored drain order is malformed: ignored (admin undrain removes it)')
-    else orders.set(id, order)
+  async function load(): Promise<void> {
+    const loaded = new Map<string, DrainOrder>()
+    for await (const { key, value } of listAll(datastore, 'cluster', DRAIN_KEY_PREFIX)) {
+      const order = asDrainOrder(value)
+      const id = key.slice(DRAIN_KEY_PREFIX.length)
+      if (order === null) log.warn({ key }, 'a stored drain order is malformed: ignored (admin undrain removes it)')
+      else loaded.set(id, order)
+    }
+    // Taken over with an empty registry (seed/seed.ts): nobody is routed yet, so nothing to re-route.
+    orders.clear()
+    for (const [id, order] of loaded) orders.set(id, order)
+    if (orders.size > 0) log.info({ nodes: [...orders.keys()] }, 'drained nodes loaded')
   }
-  if (orders.size > 0) log.info({ nodes: [...orders.keys()] }, 'drained nodes loaded')
+  await load()
   // The peer each node id registered over, to push its order to.
   const peers = new Map<string, MetaPeer>()
   let queue: Promise<unknown> = Promise.resolve()
@@ -144,5 +153,6 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
       // Not by peer.nodeId: an evicted peer has lost it before its connection closes.
       for (const [id, held] of peers) if (held === peer) peers.delete(id)
     },
+    reload: () => serial(load),
   }
 }

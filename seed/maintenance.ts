@@ -36,6 +36,8 @@ export interface SeedMaintenance {
   /** A node registered on this connection: it gets the current state now and every change from now on. */
   registered(peer: MetaPeer): void
   peerClosed(peer: MetaPeer): void
+  /** Reads the stored record again (a seed that just took the lead). */
+  reload(): Promise<void>
   close(): void
 }
 
@@ -55,6 +57,9 @@ export function createSeedMaintenance({ datastore, log }: { datastore: Datastore
 
   async function load(): Promise<void> {
     const value = await datastore.get(MAINTENANCE_KIND, MAINTENANCE_KEY)
+    current = null
+    if (timer !== null) clearTimeout(timer)
+    timer = null
     if (value === null) return
     const state = parseMaintenanceState(value)
     if (state === null) {
@@ -140,6 +145,7 @@ export function createSeedMaintenance({ datastore, log }: { datastore: Datastore
     peerClosed(peer) {
       nodes.delete(peer)
     },
+    reload: () => serial(load).catch((err: unknown) => log.error({ err }, 'stored maintenance record could not be read: none in force')),
     close() {
       closed = true
       if (timer !== null) clearTimeout(timer)

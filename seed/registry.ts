@@ -19,6 +19,12 @@ export interface RegistryOptions {
   readonly graceMs: number
   /** Sweep period; default a tenth of the timeout, at most 100 ms. */
   readonly sweepMs?: number
+  /**
+   * Asked before every sweep: only the leading seed evicts. A leader that
+   * wakes from a pause past its lease must not evict nodes whose heartbeats
+   * are still unread in its sockets (they went to the new leader).
+   */
+  readonly mayEvict?: () => boolean
 }
 
 /** Where a node was before a change, so routing can tell which regions it touched. */
@@ -42,8 +48,9 @@ export class Registry {
   private head: NodeRecord | null = null
   private tail: NodeRecord | null = null
   private readonly timeoutMs: number
+  private readonly mayEvict: () => boolean
   private readonly sweeper: NodeJS.Timeout
-  private readonly graceTimer: NodeJS.Timeout | null
+  private graceTimer: NodeJS.Timeout | null
   private graceValue: boolean
   private readonly eventListeners: ((event: NodeEvent) => void)[] = []
   private readonly changeListeners: ((change: NodeChange) => void)[] = []
@@ -51,6 +58,7 @@ export class Registry {
 
   constructor(opts: RegistryOptions) {
     this.timeoutMs = opts.heartbeatTimeoutMs
+    this.mayEvict = opts.mayEvict ?? (() => true)
     this.graceValue = opts.graceMs > 0
     this.graceTimer = this.graceValue ? setTimeout(() => this.endGrace(), opts.graceMs).unref() : null
     this.sweeper = setInterval(() => this.sweep(), opts.sweepMs ?? Math.min(100, Math.ceil(opts.heartbeatTimeoutMs / 10))).unref()
@@ -178,6 +186,21 @@ export class Registry {
     return this.nodes.values()
   }
 
+  /**
+   * Forgets every node without events (a seed that stopped leading: its
+   * nodes re-register with the leader) and, with `graceMs`, starts a new
+   * grace (a seed that just took the lead: nobody is evicted while nodes
+   * re-register).
+   */
+  reset(graceMs: number): void {
+    for (const record of this.nodes.values()) record.link = null
+    this.nodes.clear()
+    this.head = this.tail = null
+    if (this.graceTimer) clearTimeout(this.graceTimer)
+    this.graceValue = graceMs > 0
+    this.graceTimer = this.graceValue ? setTimeout(() => this.endGrace(), graceMs).unref() : null
+  }
+
   close(): void {
     clearInterval(this.sweeper)
     if (this.graceTimer) clearTimeout(this.graceTimer)
@@ -185,7 +208,7 @@ export class Registry {
 
   /** Evicts every node silent for the timeout; nothing during grace. */
   sweep(): void {
-    if (this.graceValue) return
+    if (this.graceValue || !this.mayEvict()) return
     const deadline = performance.now() - this.timeoutMs
     while (this.head !== null && this.head.seenAt <= deadline) {
       const record = this.head

@@ -7,11 +7,11 @@ import { startSeed } from './seed.js'
 
 export const seedRole: Role = {
   name: 'seed',
-  summary: 'coordinator: node registry, failure detection, per-region routing tables, the datastore and task queue (embedded, or PostgreSQL with --datastore), app-build store and push, on the internal meta port',
+  summary: 'coordinator: node registry, failure detection, per-region routing tables, the datastore and task queue (embedded, or PostgreSQL with --datastore, where several seeds serve and one leads by a fenced lease), app-build store and push, on the internal meta port',
   notYet: [
     'cluster config store and push',
-    'state hand-over between seeds (understudy seeds rebuild from re-registrations only)',
-    'several seeds on one PostgreSQL database (a leader lease with epochs), datastore copy from embedded to PostgreSQL',
+    'several seeds on the embedded datastore (each has its own store: use --datastore postgres:// for interchangeable seeds)',
+    'datastore copy from embedded to PostgreSQL, up --seeds 2',
   ],
   forks: false,
   parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log, metrics: ctx.metrics }),

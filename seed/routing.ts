@@ -5,7 +5,7 @@
  * node list changes; during the seed's start-up grace pushes are held and
  * each subscribed region's table is pushed once when the grace ends.
  */
-import { encodeMessage } from '../lib/transport/meta-session.js'
+import { encodeMessage, type MessageFrame } from '../lib/transport/meta-session.js'
 import type { RoutingTable } from '../lib/transport/meta-shapes.js'
 import type { NodeChange, Registry } from './registry.js'
 
@@ -22,7 +22,7 @@ export function servesTraffic(node: { readonly health: string; readonly children
 
 /** Anything that can take a pre-encoded push frame (a meta session). */
 export interface RoutingSubscriber {
-  sendEncoded(frame: Buffer): boolean
+  sendEncoded(frame: MessageFrame): boolean
 }
 
 export class Routing {
@@ -77,6 +77,11 @@ export class Routing {
   drainChanged(id: string): void {
     const node = this.registry.view(id)
     if (node?.role === 'live') this.markDirty(node.region)
+  }
+
+  /** The registry was reset (a seed that just took the lead): every table is computed again from what re-registers. */
+  invalidate(): void {
+    for (const region of this.tables.keys()) this.markDirty(region)
   }
 
   close(): void {

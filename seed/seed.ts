@@ -9,7 +9,7 @@ import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { Handle } from '../lib/process/role.js'
 import { encodeMessage, type MessageHandler, type RequestHandler } from '../lib/transport/meta-session.js'
-import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody } from '../lib/transport/meta-shapes.js'
+import { heartbeatProblem, isMap, parseNodeInfo, parseRegion, type HeartbeatBody, type NodeView } from '../lib/transport/meta-shapes.js'
 import { FILES_CHANGED_ALL, parseFilesChanged } from '../lib/transport/files-changed.js'
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
 import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
@@ -25,6 +25,7 @@ import { createSeedVhosts } from './vhosts.js'
 import { createSeedMaintenance } from './maintenance.js'
 import { createNodeControl } from './node-control.js'
 import { OpLatency, registerSeedMetrics } from './seed-metrics.js'
+import { soleLeadership, startLeaseLeadership, type Leadership } from './leadership.js'
 
 export interface SeedOptions {
   readonly config: NodeConfig
@@ -39,6 +40,8 @@ export interface SeedHandle extends Handle {
   /** The meta port actually bound (useful with port 0). */
   readonly port: number
   readonly registry: Registry
+  /** Who leads (always this seed with the embedded datastore). */
+  readonly leadership: Leadership
 }
 
 /** How often rows of the app's tables past their TTL are deleted (they read as absent at once). */
@@ -46,12 +49,38 @@ const APP_ROWS_SWEEP_MS = 60_000
 
 const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', message)
 
+/** Before the first look at the lease (the meta port must be bound to know the address to publish): nobody leads here. */
+const NOT_YET_LOOKED: Leadership = { ...soleLeadership('', ''), fenced: true, isLeader: () => false, view: () => ({ leader: false, epoch: null, holder: null, address: null }) }
+
+/** Where other nodes reach this seed's meta port: its bind address when it binds one, else its advertised address. */
+function metaAddress(config: NodeConfig, port: number): string {
+  const host = config.bind === '0.0.0.0' || config.bind === '::' ? config.advertise : config.bind
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+/** Ops only the leader serves (registry, routing, pushes and what writes them); the rest (ds, tasks, mail, ping) every seed serves. */
+function leaderOnly(handlers: Iterable<[string, RequestHandler<MetaPeer>]>, leadership: () => Leadership): [string, RequestHandler<MetaPeer>][] {
+  return [...handlers].map(([op, handler]) => [op, (body, peer) => {
+    const lead = leadership()
+    if (!lead.isLeader()) {
+      const view = lead.view()
+      throw new EspraError('ESPRA_ERR_SEED_NOT_LEADER', view.address === null
+        ? `this seed does not lead the cluster and no seed holds the lease right now; retry shortly`
+        : `this seed does not lead the cluster; the leader is ${view.holder} at ${view.address} (epoch ${view.epoch})`,
+      { leader: view.address, epoch: view.epoch, op })
+    }
+    return handler(body, peer)
+  }])
+}
+
 /** Starts the seed's meta port on `config.bind`:`config.metaPort`. */
 export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions): Promise<SeedHandle> {
   // Durable records and the task queues: embedded (LMDB under <data-dir>/seed) or PostgreSQL (--datastore, --tasks).
   const stores = await openSeedStores(config, log)
   const { datastore, appTasks, mailQueue } = stores
-  const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace })
+  // Who leads: nobody here until the first look at the lease (after the meta port is bound); the sole seed when embedded.
+  let leadership: Leadership = NOT_YET_LOOKED
+  const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace, mayEvict: () => leadership.isLeader() })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
   const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout }).catch(async (err: unknown) => {
@@ -99,7 +128,9 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
 
   const datastoreOps = new OpLatency()
-  const handlers = new Map<string, RequestHandler<MetaPeer>>([
+  // Seeds in the registry say whether they lead (the leader knows the lease; every other seed follows it).
+  const decorateSeed = (view: NodeView): NodeView => view.role !== 'seed' ? view : { ...view, leader: view.id === config.nodeId, epoch: leadership.view().epoch }
+  const leaderHandlers = new Map<string, RequestHandler<MetaPeer>>([
     ['register', (body, peer) => {
       if (peer.kind !== 'node') throw badRequest('only node peers register')
       const info = parseNodeInfo(body)
@@ -122,7 +153,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       const role = filter['role']
       if (role !== undefined && typeof role !== 'string') throw badRequest('role must be a string')
       const region = filter['region'] === undefined ? undefined : parseRegion(filter['region'])
-      return registry.list({ ...(role !== undefined ? { role } : {}), ...(region !== undefined ? { region } : {}) }).map(drains.decorate)
+      return registry.list({ ...(role !== undefined ? { role } : {}), ...(region !== undefined ? { region } : {}) }).map(drains.decorate).map(decorateSeed)
     }],
     ['routing', (body) => routing.table(parseRegion(isMap(body) ? body['region'] : undefined))],
     ['subscribe', (body, peer) => {
@@ -157,16 +188,21 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       for (const peer of fileSubscribers) peer.session.sendEncoded(frame)
       return { subscribers: fileSubscribers.size }
     }],
-    ['ping', () => ({ now: Date.now() })],
-    ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame)),
-    ...taskHandlers(appTasks, config.maxFrame),
-    ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
-    ...mailInboundHandlers(datastore, appTasks),
     ...builds.handlers,
     ...vhosts.handlers,
     ...maintenance.handlers,
     ...nodeControl.handlers,
     ...drains.handlers,
+  ])
+  const handlers = new Map<string, RequestHandler<MetaPeer>>([
+    ...leaderOnly(leaderHandlers, () => leadership),
+    // Every seed: liveness, who leads, and the durable ops (they go to the database, whichever seed serves them).
+    ['ping', () => ({ now: Date.now() })],
+    ['leader', () => ({ seed: config.nodeId, fenced: leadership.fenced, leaseMs: leadership.leaseMs, ...leadership.view() })],
+    ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame)),
+    ...taskHandlers(appTasks, config.maxFrame),
+    ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
+    ...mailInboundHandlers(datastore, appTasks),
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -187,6 +223,14 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const server = await startMetaServer({
     ...meta, host: config.bind, port: config.metaPort, secret: config.secret, seedId: config.nodeId,
     maxFrame: config.maxFrame, log, handlers, messages,
+    // PostgreSQL: every push carries the epoch, none leaves a seed that does not lead; the welcome says who leads.
+    ...(stores.postgres !== null ? {
+      pushEpoch: () => leadership.pushEpoch(),
+      welcome: () => {
+        const view = leadership.view()
+        return { lead: { leader: view.leader, epoch: view.epoch, address: view.address } }
+      },
+    } : {}),
     onPeerClosed(peer) {
       if (peer.nodeId !== null) registry.disconnected(peer.nodeId, linkOf(peer))
       eventSubscribers.delete(peer)
@@ -206,23 +250,58 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     await Promise.all([blobs.close(), stores.close()])
     throw err
   })
+  const address = metaAddress(config, server.port)
+  if (stores.leaseDb === null) leadership = soleLeadership(config.nodeId, address)
+  else {
+    leadership = await startLeaseLeadership({
+      db: stores.leaseDb, holder: config.nodeId, address, leaseMs: config.seedLease, log,
+      onLead(epoch) {
+        // Soft state starts over from re-registrations (nobody evicted during the grace, no routing push before
+        // it ends); durable state is read from the database, where the previous leader wrote it.
+        registry.reset(config.seedGrace)
+        routing.invalidate()
+        Promise.all([builds.reload(), drains.reload(), maintenance.reload()]).then(
+          () => log.info({ epoch, graceMs: config.seedGrace }, 'leader state loaded from the datastore; nodes re-registering'),
+          (err: unknown) => log.error({ err, epoch }, 'leader state could not be read from the datastore'),
+        )
+      },
+      onStepDown(reason) {
+        // Nodes and every subscriber go to the leader (they reconnect and are sent on); an admin link that only
+        // reads and writes records stays: every seed serves those.
+        registry.reset(0)
+        const view = leadership.view()
+        const err = new EspraError('ESPRA_ERR_SEED_NOT_LEADER', `this seed stopped leading (${reason}); reconnect to the leader`, { leader: view.address })
+        for (const peer of [...server.peers]) {
+          if (peer.kind === 'node' || eventSubscribers.has(peer) || fileSubscribers.has(peer) || routingRegions.has(peer)) peer.session.destroy(err)
+        }
+      },
+    }).catch((err: unknown) => {
+      server.destroy()
+      throw err
+    })
+  }
   if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps })
   let sweeping = false
   const sweeper = setInterval(() => {
-    if (sweeping) return
+    if (sweeping || !leadership.isLeader()) return
     sweeping = true
     stores.removeExpiredRows(Date.now()).then(
       (removed) => removed > 0 && log.debug({ removed }, 'expired app table rows deleted'),
       (err: unknown) => log.warn({ err }, 'expired app table rows not swept'),
     ).finally(() => (sweeping = false))
   }, APP_ROWS_SWEEP_MS).unref()
-  log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout }, 'seed started')
+  log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout, leader: leadership.isLeader(), epoch: leadership.view().epoch }, 'seed started')
 
   return {
     port: server.port,
     registry,
+    get leadership() {
+      return leadership
+    },
     async close() {
       clearInterval(sweeper)
+      // First: a follower takes over at once instead of waiting for the lease to run out.
+      await leadership.close()
       maintenance.close()
       nodeControl.close()
       routing.close()
@@ -233,6 +312,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     },
     destroy(err?: Error) {
       clearInterval(sweeper)
+      void leadership.close()
       maintenance.close()
       nodeControl.close()
       routing.close()

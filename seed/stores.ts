@@ -25,6 +25,10 @@ export interface SeedStores {
   readonly mailQueue: SeedTaskQueue
   /** `embedded` or the masked PostgreSQL URL, for logs. */
   readonly where: string
+  /** The PostgreSQL pool of the datastore and queues; null when embedded. */
+  readonly postgres: import('../lib/storage/postgres.js').Postgres | null
+  /** One connection of its own for the leader lease, so a renewal never waits behind datastore ops in the pool; null when embedded. */
+  readonly leaseDb: import('../lib/storage/postgres.js').Postgres | null
   /** Deletes app-table rows past their TTL (they already read as absent); how many went. */
   removeExpiredRows(now: number): Promise<number>
   close(): Promise<void>
@@ -43,11 +47,15 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     let datastore: Datastore
     let removeExpiredRows: (now: number) => Promise<number>
     let postgres: import('../lib/storage/postgres.js').Postgres | null = null
+    let leaseDb: import('../lib/storage/postgres.js').Postgres | null = null
     if (isPostgres(config.datastore)) {
       const { openPostgres } = await import('../lib/storage/postgres.js')
       const { createPostgresDatastore } = await import('../lib/storage/datastore-postgres.js')
       postgres = await openPostgres({ url: config.datastore, max: config.datastorePool, log })
       closers.push(postgres.close)
+      // Migrations already ran on the pool: this second open finds the schema current.
+      leaseDb = await openPostgres({ url: config.datastore, max: 1, log })
+      closers.push(leaseDb.close)
       const pg = createPostgresDatastore(postgres)
       closers.push(pg.close)
       datastore = pg
@@ -82,7 +90,7 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     const where = isPostgres(config.datastore) ? maskPostgresUrl(config.datastore) : 'embedded'
     log.info({ datastore: where, tasks: appTasks.backend }, 'seed stores open')
     return {
-      datastore, appTasks, mailQueue, where, removeExpiredRows,
+      datastore, appTasks, mailQueue, where, removeExpiredRows, postgres, leaseDb,
       async close() {
         for (const close of closers.splice(0).reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing a seed store failed'))
       },

@@ -130,7 +130,7 @@ const COMMON_OPTIONS = [
   }),
   option({
     key: 'seed', flag: '--seed <list>', env: 'ESPRA_SEED', defaultText: '127.0.0.1:7000',
-    doc: 'seed meta addresses, host:port[,host:port...]; the first reachable one is used, the rest are understudies',
+    doc: 'seed meta addresses, host:port[,host:port...]; the first reachable one is used, the rest are understudies (seeds on one PostgreSQL datastore: list them all; a follower sends nodes on to the leader)',
     default: constant(['127.0.0.1:7000']), parse: seedList,
   }),
   option({

@@ -33,6 +33,8 @@ export const ERRORS = {
   ESPRA_ERR_META_BUSY: { message: 'too many unauthenticated meta connections', status: 503 },
   ESPRA_ERR_META_REPLACED: { message: 'a newer session registered the same node id', status: 409 },
   ESPRA_ERR_SEED_UNREACHABLE: { message: 'no seed reachable', status: 503 },
+  // A follower seed (PostgreSQL datastore, several seeds): registry, routing and pushes are the leader's; details.leader names its meta address when known.
+  ESPRA_ERR_SEED_NOT_LEADER: { message: 'this seed does not lead the cluster; ask the leader', status: 503 },
   ESPRA_ERR_NOT_REGISTERED: { message: 'peer has not registered as a node', status: 409 },
   ESPRA_ERR_CHILD_CRASHLOOP: { message: 'child is crash-looping; restarted with backoff, the node is degraded', status: 503 },
   ESPRA_ERR_IPC_TIMEOUT: { message: 'no reply from child', status: 504 },

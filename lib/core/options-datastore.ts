@@ -4,7 +4,7 @@
  * `postgres://` URL puts them in PostgreSQL (docs/postgres.md). Only seeds
  * connect to the database; other nodes keep using the meta port.
  */
-import { constant, integer, oneOf, option } from './config-parsers.js'
+import { constant, durationIn, integer, oneOf, option } from './config-parsers.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -14,6 +14,8 @@ declare module './config.js' {
     readonly datastorePool: number
     /** The seed's task queues (app tasks and outbound mail): `embedded` or `postgres`. */
     readonly tasks: TaskBackend
+    /** Seeds on PostgreSQL: the leader's lease (ms); renewed every quarter of it, given up after three quarters without a renewal. */
+    readonly seedLease: number
   }
 }
 
@@ -59,12 +61,17 @@ export const DATASTORE_OPTIONS = [
   }),
   option({
     key: 'datastorePool', flag: '--datastore-pool <n>', env: 'ESPRA_DATASTORE_POOL', defaultText: '10',
-    doc: 'seed: PostgreSQL connections the seed holds at most',
+    doc: 'seed: PostgreSQL connections the datastore and task queues hold at most (the leader lease has one more of its own)',
     default: constant(10), parse: integer(1, 200),
   }),
   option({
     key: 'tasks', flag: '--tasks <backend>', env: 'ESPRA_TASKS', defaultText: 'postgres with a postgres --datastore, else embedded',
     doc: `seed: backend of the seed's task queues (app tasks, outbound mail): ${TASK_BACKENDS.join(', ')} (postgres needs a postgres --datastore); app nodes with --redis use Redis instead`,
     default: (c) => (isPostgres(String(c['datastore'])) ? 'postgres' : 'embedded'), parse: oneOf(TASK_BACKENDS),
+  }),
+  option({
+    key: 'seedLease', flag: '--seed-lease <duration>', env: 'ESPRA_SEED_LEASE', defaultText: '2s',
+    doc: 'seed with a postgres --datastore: the leader\'s lease; seeds look at it every quarter lease, a leader that could not renew it for three quarters steps down, a follower takes over once it has run out',
+    default: constant(2000), parse: durationIn(400, 60_000),
   }),
 ] as const

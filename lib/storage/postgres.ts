@@ -47,9 +47,6 @@ export interface Postgres {
   close(): Promise<void>
 }
 
-/** Both queues and the records share the server's clock (ms since the epoch), as Redis's TIME does for the Redis queue. */
-export const NOW_MS = `(extract(epoch from statement_timestamp()) * 1000)::bigint`
-
 /**
  * The schema's history. Append only: never edit or reorder a released
  * migration. The task table's autovacuum settings: see docs/postgres.md,
@@ -87,6 +84,20 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       `CREATE INDEX espra_tasks_ready ON espra_tasks (queue, run_at, id) WHERE state = 'r'`,
       `CREATE INDEX espra_tasks_leased ON espra_tasks (queue, lease_until) WHERE state = 'l'`,
       `CREATE INDEX espra_tasks_dead ON espra_tasks (queue, id) WHERE state = 'x'`,
+    ],
+  },
+  {
+    version: 2,
+    description: 'the seeds\' leader lease',
+    sql: [
+      // One row at most (id = 1): who leads, where nodes reach it, the fencing epoch, and when its lease ends (server clock, ms).
+      `CREATE TABLE espra_leader (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        holder text NOT NULL,
+        address text NOT NULL,
+        epoch bigint NOT NULL,
+        expires_at bigint NOT NULL
+      )`,
     ],
   },
 ]

@@ -24,7 +24,8 @@
  */
 import { EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
-import { NOW_MS, type Postgres } from '../storage/postgres.js'
+import { NOW_MS } from '../storage/postgres-clock.js'
+import type { Postgres } from '../storage/postgres.js'
 import { DEFAULT_DEAD_LIMIT, MAX_BATCH, type LeaseOptions, type TaskQueue } from './queue.js'
 import type { DeadPage, LeasedTask, LeaseRef, NewTask, Settlement, TaskCounts } from './task.js'
 

@@ -41,6 +41,33 @@ export interface MetaClientOptions {
   readonly keepAliveMs?: number
   readonly backoffMinMs?: number
   readonly backoffMaxMs?: number
+  /**
+   * Seeds that lead by a lease (docs/postgres.md): when the seed reached
+   * says in its welcome that another seed leads, connect to that one instead
+   * (once per attempt). On by default; false stays on whichever seed answered.
+   */
+  readonly followLeader?: boolean
+}
+
+/** What a seed that leads by a lease says about leadership in its welcome. */
+export interface WelcomeLead {
+  readonly leader: boolean
+  readonly epoch: number | null
+  /** The leader's meta address when known. */
+  readonly address: string | null
+}
+
+/** The `lead` field of a welcome; null from a seed without a lease (embedded) or when malformed. */
+export function parseWelcomeLead(welcome: Record<string, unknown>): WelcomeLead | null {
+  const lead = welcome['lead']
+  if (typeof lead !== 'object' || lead === null || Array.isArray(lead)) return null
+  const { leader, epoch, address } = lead as Record<string, unknown>
+  if (typeof leader !== 'boolean') return null
+  return {
+    leader,
+    epoch: typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : null,
+    address: typeof address === 'string' && address.length <= 300 ? address : null,
+  }
 }
 
 export type MetaClientEvent = 'connected' | 'disconnected'
@@ -50,6 +77,8 @@ export interface MetaClient {
   readonly connected: boolean
   /** Address of the seed currently linked, or null. */
   readonly seed: string | null
+  /** The highest leader epoch seen (welcomes and stamped pushes); pushes stamped with a lower one are ignored. Null before any. */
+  readonly epoch: number | null
   /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is false and every seed failed. */
   readonly ready: Promise<void>
   /** Rejects at once with `ESPRA_ERR_META_CLOSED` when no seed is linked. */
@@ -63,6 +92,8 @@ export interface MetaClient {
 }
 
 const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
+/** While seeds answer but none leads, retries wait at most this step of the backoff (400 ms with the defaults: 200–400 ms). */
+const LEADERLESS_BACKOFF_STEP = 3
 
 /** Creates the client and starts connecting at once. */
 export function createMetaClient(options: MetaClientOptions): MetaClient {
@@ -81,6 +112,8 @@ class SeedLink implements MetaClient {
   private wake: (() => void) | null = null
   private readonly listeners = new Map<MetaClientEvent, (() => void)[]>()
   private settleReady!: (err?: Error) => void
+  private epochValue: number | null = null
+  private staleLogged = -1
   private readonly loop: Promise<void>
 
   constructor(opts: MetaClientOptions) {
@@ -110,9 +143,38 @@ class SeedLink implements MetaClient {
     return this.linked && this.session ? this.session.remote : null
   }
 
+  get epoch(): number | null {
+    return this.epochValue
+  }
+
+  private noteEpoch(epoch: number): void {
+    if (this.epochValue === null || epoch > this.epochValue) this.epochValue = epoch
+  }
+
+  /** Fencing: a push stamped with an epoch older than one already seen comes from a seed that no longer leads. */
+  private push(op: string, body: unknown, epoch: number | undefined, from: string): void {
+    if (epoch !== undefined) {
+      if (this.epochValue !== null && epoch < this.epochValue) {
+        // Once per stale epoch: a deposed leader that keeps pushing does not flood the log.
+        if (this.staleLogged !== epoch) this.opts.log.warn({ seed: from, op, epoch, current: this.epochValue }, 'push from a seed that no longer leads ignored')
+        this.staleLogged = epoch
+        return
+      }
+      this.noteEpoch(epoch)
+    }
+    this.opts.onPush?.(op, body)
+  }
+
   request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
-    if (!this.session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
-    return this.session.request<T>(op, body, timeoutMs)
+    const session = this.session
+    if (!session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
+    const answer = session.request<T>(op, body, timeoutMs)
+    if (!this.opts.reconnect || this.opts.followLeader === false) return answer
+    return answer.catch((err: EspraError) => {
+      // Linked to a seed that does not lead (nobody held the lease when it welcomed us): look for the leader again.
+      if (err.code === 'ESPRA_ERR_SEED_NOT_LEADER' && this.session === session) session.destroy()
+      throw err
+    })
   }
 
   send(op: string, body: unknown): boolean {
@@ -158,11 +220,26 @@ class SeedLink implements MetaClient {
     const errors = new Map<string, string>()
     let index = 0
     let failures = 0
+    let redirect: { address: string; host: string; port: number } | null = null
+    // Some seed completed a handshake since the last link: the cluster is there, only its leader is not (yet).
+    let seedAnswered = false
     while (!this.stopped) {
-      const target = this.targets[index]!
+      const target: { address: string; host: string; port: number } = redirect ?? this.targets[index]!
+      const redirected: boolean = redirect !== null
+      redirect = null
       let session: MetaSession<SeedLink> | null = null
       try {
-        session = await this.handshake(target)
+        const linked = await this.handshake(target)
+        session = linked.session
+        const lead = parseWelcomeLead(linked.welcome)
+        if (lead !== null) seedAnswered = true
+        if (lead?.epoch != null) this.noteEpoch(lead.epoch)
+        redirect = this.opts.followLeader !== false && !redirected && lead !== null && !lead.leader ? this.leaderTarget(lead, target.address) : null
+        if (redirect !== null) {
+          this.opts.log.info({ seed: target.address, leader: redirect.address, epoch: lead?.epoch }, 'seed does not lead; moving to the leader')
+          session.destroy()
+          continue
+        }
         this.session = session
         await this.opts.onConnect?.(this)
         if (session.state !== 'open') throw new EspraError('ESPRA_ERR_META_CLOSED', `seed ${target.address} closed the link during onConnect`)
@@ -179,10 +256,14 @@ class SeedLink implements MetaClient {
           this.stop(new EspraError('ESPRA_ERR_SEED_UNREACHABLE', `no seed reachable (${list.join('; ')})`, { seeds: this.opts.seeds, errors: list }))
           break
         }
-        if (this.opts.reconnect) await this.sleep(this.backoff(failures))
+        // A seed answered but none leads yet (a takeover under way: the lease of a dead leader is running out, or
+        // its address still named): look again soon rather than backing off as if every seed were gone.
+        const leaderless = seedAnswered || (err as EspraError).code === 'ESPRA_ERR_SEED_NOT_LEADER'
+        if (this.opts.reconnect) await this.sleep(this.backoff(leaderless ? Math.min(failures, LEADERLESS_BACKOFF_STEP) : failures))
         continue
       }
       failures = 0
+      seedAnswered = false
       errors.clear()
       const reason = await this.serve(session, target.address)
       if (!this.opts.reconnect || this.stopped) break
@@ -234,14 +315,24 @@ class SeedLink implements MetaClient {
     }, tick).unref()
   }
 
-  private async handshake(target: { address: string; host: string; port: number }): Promise<MetaSession<SeedLink>> {
+  /** Where a follower says the leader is, when that is somewhere else and parses. */
+  private leaderTarget(lead: WelcomeLead, from: string): { address: string; host: string; port: number } | null {
+    if (lead.address === null || lead.address === from) return null
+    try {
+      return { address: lead.address, ...parseHostPort(lead.address) }
+    } catch {
+      return null
+    }
+  }
+
+  private async handshake(target: { address: string; host: string; port: number }): Promise<{ session: MetaSession<SeedLink>; welcome: Record<string, unknown> }> {
     const ms = this.opts.handshakeTimeoutMs ?? 5000
     const socket = connect({ host: target.host, port: target.port })
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 10_000)
     const session = new MetaSession<SeedLink>({
       socket, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this, remote: target.address,
-      onMessage: (op, body) => this.opts.onPush?.(op, body),
+      onMessage: (op, body, _ctx, epoch) => this.push(op, body, epoch, target.address),
       ...(this.opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.opts.requestTimeoutMs } : {}),
     })
     this.connecting = session
@@ -266,7 +357,7 @@ class SeedLink implements MetaClient {
         throw new EspraError('ESPRA_ERR_META_AUTH', `seed ${target.address} could not prove it knows the cluster secret`)
       }
       session.open()
-      return session
+      return { session, welcome }
     } finally {
       clearTimeout(timer)
       this.connecting = null

@@ -51,6 +51,10 @@ export interface MetaServerOptions {
   readonly maxUnauthenticated?: number
   /** Frame limit before authentication (4 KB; `auth` is about 150 bytes). */
   readonly handshakeMaxFrame?: number
+  /** Seeds leading by a lease: the epoch stamped on every push, null while not leading (nothing is pushed). */
+  readonly pushEpoch?: () => number | null
+  /** More fields for the `welcome` frame (a seed's leadership: docs/meta-protocol.md). */
+  readonly welcome?: () => Record<string, unknown>
   /** Names the port in logs ('meta port'; Live nodes: 'live link'). */
   readonly label?: string
 }
@@ -104,6 +108,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
     const session = new MetaSession<MetaPeer>({
       socket, log, context: peer, maxFrame: opts.handshakeMaxFrame ?? 4096,
       handlers: opts.handlers, messages: opts.messages,
+      ...(opts.pushEpoch !== undefined ? { pushEpoch: opts.pushEpoch } : {}),
       ...(opts.frameTimeoutMs !== undefined ? { frameTimeoutMs: opts.frameTimeoutMs } : {}),
     })
     Object.assign(peer, { remote: session.remote, session })
@@ -153,7 +158,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
     }
     peer.kind = kind
     peer.id = id ?? null
-    session.writeValue({ t: 'welcome', proof: serverProof(key, peerNonce, seedNonce) })
+    session.writeValue({ ...opts.welcome?.(), t: 'welcome', proof: serverProof(key, peerNonce, seedNonce) })
     session.open({ maxFrame: opts.maxFrame, idleTimeoutMs: opts.idleTimeoutMs ?? 15_000 })
   }
 

@@ -30,8 +30,14 @@ export interface MetaSessionOptions<C> {
   readonly remote?: string
   readonly handlers?: ReadonlyMap<string, RequestHandler<C>>
   readonly messages?: ReadonlyMap<string, MessageHandler<C>>
-  /** Receives one-way ops missing from `messages`; without it they drop the peer. */
-  readonly onMessage?: (op: string, body: unknown, ctx: C) => void
+  /** Receives one-way ops missing from `messages`, with the sender's epoch when it stamped one; without it they drop the peer. */
+  readonly onMessage?: (op: string, body: unknown, ctx: C, epoch?: number) => void
+  /**
+   * Seeds that lead by a lease (docs/postgres.md): the epoch every one-way
+   * message carries (`e`), read at each send. Null means this seed does not
+   * lead now: the message is not sent at all.
+   */
+  readonly pushEpoch?: () => number | null
   /** Default request timeout (10 s). */
   readonly requestTimeoutMs?: number
   /** A frame that has started must finish within this (5 s; 0 turns it off). */
@@ -56,10 +62,29 @@ const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOC
 const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 const clip = (s: string) => (s.length > 64 ? `${s.slice(0, 64)}…` : s)
 
-/** Encodes a one-way message once, for writing to many sessions with {@link MetaSession.sendEncoded}. */
-export function encodeMessage(op: string, body: unknown): Buffer {
-  return encodeFrame({ t: 'msg', op, body })
+/**
+ * A one-way message encoded once for many sessions ({@link MetaSession.sendEncoded}):
+ * once without an epoch, once per epoch stamped on it (one in practice).
+ */
+export class MessageFrame {
+  private plain: Buffer | null = null
+  private stamped: { epoch: number; frame: Buffer } | null = null
+  constructor(readonly op: string, readonly body: unknown) {}
+
+  bytes(epoch?: number): Buffer {
+    if (epoch === undefined) return (this.plain ??= encodeFrame({ t: 'msg', op: this.op, body: this.body }))
+    if (this.stamped?.epoch !== epoch) this.stamped = { epoch, frame: encodeFrame({ t: 'msg', op: this.op, body: this.body, e: epoch }) }
+    return this.stamped.frame
+  }
 }
+
+/** Encodes a one-way message once, for writing to many sessions with {@link MetaSession.sendEncoded}. */
+export function encodeMessage(op: string, body: unknown): MessageFrame {
+  return new MessageFrame(op, body)
+}
+
+/** Whether a one-way message's epoch is one (a non-negative safe integer). */
+const isEpoch = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 
 export class MetaSession<C = unknown> {
   readonly context: C
@@ -161,12 +186,21 @@ export class MetaSession<C = unknown> {
    */
   send(op: string, body: unknown): boolean {
     if (this.stateValue !== 'open') return false
-    return this.write(this.checkSize(encodeMessage(op, body)))
+    const epoch = this.epochToStamp()
+    if (epoch === null) return false
+    return this.write(this.checkSize(encodeFrame(epoch === undefined ? { t: 'msg', op, body } : { t: 'msg', op, body, e: epoch })))
   }
 
   /** Writes a frame made by {@link encodeMessage} (one encoding for many subscribers). */
-  sendEncoded(frame: Buffer): boolean {
-    return this.stateValue === 'open' ? this.write(frame) : false
+  sendEncoded(frame: MessageFrame): boolean {
+    if (this.stateValue !== 'open') return false
+    const epoch = this.epochToStamp()
+    return epoch === null ? false : this.write(frame.bytes(epoch))
+  }
+
+  /** undefined: nothing to stamp; null: this seed may not push now. */
+  private epochToStamp(): number | null | undefined {
+    return this.opts.pushEpoch === undefined ? undefined : this.opts.pushEpoch()
   }
 
   onClose(listener: CloseListener): void {
@@ -319,7 +353,7 @@ export class MetaSession<C = unknown> {
     }
     try {
       if (handler) handler(value['body'], this.context)
-      else this.opts.onMessage!(op, value['body'], this.context)
+      else this.opts.onMessage!(op, value['body'], this.context, isEpoch(value['e']) ? value['e'] : undefined)
     } catch (err) {
       if (!(err instanceof EspraError)) this.log.error({ err, op, remote: this.remote }, 'meta message handler failed')
       this.destroy(err as Error)

@@ -98,6 +98,9 @@ export interface NodeView extends Omit<NodeInfo, 'health'> {
   registeredAt: number
   /** The node's drain order (`admin drain`), null when it is not drained; only the `nodes` answer carries it, not `event` pushes. */
   drain?: { then: 'stop' | 'idle' | 'restart'; graceMs: number; at: number; restartOf?: number } | null
+  /** Seeds only, in the `nodes` answer: whether this seed leads, and the leader's epoch (null with the embedded datastore). */
+  leader?: boolean
+  epoch?: number | null
 }
 
 /** The healthy Live nodes of one region, sorted by id. */

@@ -61,7 +61,7 @@ export async function adminStatus(opts: ConnectOptions & { redis?: string }): Pr
   const queue = redis === undefined ? createMetaTaskQueue(client)
     : (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
   try {
-    process.stdout.write(formatStatus(await readStatus(client, queue, resolveTarget(opts).seeds[0]!)))
+    process.stdout.write(formatStatus(await readStatus(client, queue, client.seed ?? resolveTarget(opts).seeds[0]!)))
   } finally {
     await Promise.all([client.close(), queue.close()])
   }

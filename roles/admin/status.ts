@@ -23,6 +23,20 @@ export interface ClusterStatus {
   maintenance: { state: MaintenanceState | null; now: number } | Unavailable
   drains: { drains: DrainedNode[] } | Unavailable
   tasks: { backend: string; counts: { ready: number; delayed: number; leased: number; dead: number } } | ({ backend: string } & Unavailable)
+  /** Which seed leads and its epoch (op `leader`, answered by the seed reached; docs/postgres.md). */
+  leader: LeaderStatus | Unavailable
+}
+
+export interface LeaderStatus {
+  /** The seed that answered. */
+  seed: string
+  /** False with the embedded datastore: one seed, no lease. */
+  fenced: boolean
+  leaseMs: number
+  leader: boolean
+  epoch: number | null
+  holder: string | null
+  address: string | null
 }
 
 const unavailable = (err: unknown): Unavailable => {
@@ -38,13 +52,22 @@ export async function listNodes(client: MetaClient): Promise<NodeView[]> {
 /** Reads every part of the status; only the node list failing fails the whole. */
 export async function readStatus(client: MetaClient, queue: TaskQueue, seed: string): Promise<ClusterStatus> {
   const nodes = await listNodes(client)
-  const [tasks, maintenance, drains] = await Promise.all([
+  const [tasks, maintenance, drains, leader] = await Promise.all([
     queue.counts().then((counts) => ({ backend: queue.backend, counts }), (err: unknown) => ({ backend: queue.backend, ...unavailable(err) })),
     client.request<{ state: MaintenanceState | null; now: number }>('maintenance.get', {}, REQUEST_TIMEOUT_MS).then(({ state, now }) => ({ state, now }), unavailable),
     // Drained nodes that are not registered (stopped by their order) show nowhere else.
     client.request<{ drains: DrainedNode[] }>('node.drains', {}, REQUEST_TIMEOUT_MS).then(({ drains }) => ({ drains }), unavailable),
+    client.request<LeaderStatus>('leader', {}, REQUEST_TIMEOUT_MS).then((l) => l, unavailable),
   ])
-  return { seed, nodes, maintenance, drains, tasks }
+  return { seed, nodes, maintenance, drains, tasks, leader }
+}
+
+/** `leader: seed-a at 10.0.0.5:7000 (epoch 3, lease 2000 ms)`; one seed on the embedded datastore says so. */
+export function formatLeader(l: LeaderStatus | Unavailable): string {
+  if (isUnavailable(l)) return `leader: unknown (${l.error.message})`
+  if (!l.fenced) return `leader: ${l.holder ?? l.seed} (embedded datastore: the only seed)`
+  if (l.holder === null) return `leader: none holds the lease right now (last epoch ${l.epoch ?? 'none'}; a seed takes over within ${l.leaseMs} ms)`
+  return `leader: ${l.holder} at ${l.address} (epoch ${l.epoch}, lease ${l.leaseMs} ms)`
 }
 
 /** The text `admin status` prints. */
@@ -52,5 +75,5 @@ export function formatStatus(s: ClusterStatus): string {
   const counts = isUnavailable(s.tasks) ? `tasks (${s.tasks.backend} queue): unavailable (${s.tasks.error.message})` : formatTaskCounts(s.tasks.backend, s.tasks.counts)
   const maintenance = isUnavailable(s.maintenance) ? `maintenance: unknown (${s.maintenance.error.message})` : formatMaintenance(s.maintenance.state, s.maintenance.now)
   const away = isUnavailable(s.drains) ? `drained nodes: unavailable (${s.drains.error.message})` : formatDrainedAway(s.drains.drains)
-  return `${formatSummary(s.seed, s.nodes)}\n${maintenance}${away ? `\n${away}` : ''}\n${counts}\n\n${formatNodes(s.nodes)}\n`
+  return `${formatSummary(s.seed, s.nodes)}\n${formatLeader(s.leader)}\n${maintenance}${away ? `\n${away}` : ''}\n${counts}\n\n${formatNodes(s.nodes)}\n`
 }

@@ -139,11 +139,16 @@ t.test('the database goes away while the seed serves: ds and task ops fail with 
   t.match((err as Error).message, `cannot use PostgreSQL at 127.0.0.1:${postgres.port}/`)
   t.notMatch((err as Error).message, postgres.password)
   t.match(await c.request('ping', {}), { now: Number }, 'the meta port still answers')
-  t.same(await c.request('nodes', {}), [], 'the registry still answers')
   t.ok(lines.some((l) => /PostgreSQL unreachable/.test(l.msg)), 'the outage is logged')
+  // It cannot renew its lease: it steps down before the lease runs out, and the leader ops say so.
+  await waitFor('the seed steps down', () => lines.find((l) => l.msg === 'seed stepped down: no longer the leader'), 15_000)
+  await t.rejects(c.request('nodes', {}), { code: 'ESPRA_ERR_SEED_NOT_LEADER' }, 'the registry is the leader\'s')
+  t.match(await c.request('leader', {}), { leader: false, fenced: true }, 'it says it does not lead')
 
   await postgres.start()
   t.same(await waitFor('the datastore back', () => ds.get('builds', 'kept'), 30_000), { n: 1 }, 'recovers by itself')
+  await waitFor('the seed leads again', () => lines.find((l) => l.msg === 'seed leads the cluster' && l['epoch'] === 2), 15_000)
+  t.same(await c.request('nodes', {}), [], 'it leads again under epoch 2; the registry answers')
   t.same((await q.lease({ max: 1, leaseMs: 10_000 })).map((x) => x.id), [id], 'the queue too, with its tasks')
   await ds.put('builds', 'new', { n: 2 })
   t.ok(lines.some((l) => /PostgreSQL reachable again/.test(l.msg)), 'the recovery is logged')

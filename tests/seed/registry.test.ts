@@ -135,3 +135,32 @@ t.test('the sweep scales: 3,000 records, one list, no timer per node', async (t)
   t.same(closed, ['n7:timeout'])
   t.equal(registry.size, 2999)
 })
+
+t.test('only a seed that may evict sweeps; reset forgets every node silently and starts a new grace', async (t) => {
+  let leading = false
+  const events: string[] = []
+  const registry = new Registry({ heartbeatTimeoutMs: 50, graceMs: 0, sweepMs: 10, mayEvict: () => leading })
+  t.teardown(() => registry.close())
+  registry.onEvent((e) => events.push(`${e.type} ${e.node.id}`))
+  const closed: string[] = []
+  const link = (id: string): RegistryLink => ({ close: (reason) => void closed.push(`${id} ${reason}`) })
+  registry.register(nodeInfo('a'), link('a'))
+  await sleep(150)
+  t.equal(registry.size, 1, 'silent past the timeout, but this seed does not lead: not evicted')
+  t.same(closed, [])
+  leading = true
+  await until(() => registry.size === 0, 2000, 'evicted once it leads')
+  t.same(closed, ['a timeout'])
+
+  registry.register(nodeInfo('b'), link('b'))
+  events.length = 0
+  registry.reset(10_000)
+  t.equal(registry.size, 0, 'forgotten')
+  t.same(events, [], 'without events (they are the new leader\'s to tell)')
+  t.ok(registry.inGrace, 'a new grace started')
+  registry.register(nodeInfo('c'), link('c'))
+  await sleep(150)
+  t.equal(registry.size, 1, 'nobody is evicted during the new grace')
+  registry.reset(0)
+  t.notOk(registry.inGrace)
+})
