@@ -109,7 +109,8 @@ export async function startUp(t: Test, extra: string[] = [], opts: { defaults?: 
       if (proc.exitCode === null) proc.kill('SIGKILL')
     }
   })
-  await waitFor('cluster up', () => out.includes('cluster up') || (proc.exitCode !== null && Promise.reject(new Error(out))), 60_000)
+  // The last line up prints, after the table and the addresses: waiting for `cluster up` raced the lines after it.
+  await waitFor('cluster up', () => out.includes('Ctrl-C stops the cluster.') || (proc.exitCode !== null && Promise.reject(new Error(out))), 60_000)
   return { dir, base, proc, output: () => out, port: (role) => base + 1 + ROLES.indexOf(role), exited }
 }
 
