@@ -219,6 +219,15 @@ function buildProgram(rolesHelpText: string): Command {
   connectOptions(suppression.command('rm <address>').description('let mail go to an address again'))
     .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionRm(address, opts))
 
+  const datastore = program.command('datastore').description('move a cluster\'s durable records between datastores')
+  datastore
+    .command('copy')
+    .description('copy every record and task of a stopped embedded seed into PostgreSQL (migrated first; one transaction); prints the counts per kind and per queue')
+    .option('--from <dir>', 'the --data-dir of the embedded seed (stopped: a store a running process holds open is refused)')
+    .option('--to <url>', 'postgres://user:password@host:5432/database (the password is masked in everything printed)')
+    .option('--force', 'copy into a database that already holds records or tasks: records with the same kind and key are replaced, tasks added')
+    .action(async (opts) => (await import('../lib/cli/datastore-copy.js')).runDatastoreCopy(opts))
+
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(
     (_opts, cmd: Command) => configCheck(cmd),
