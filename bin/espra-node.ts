@@ -226,7 +226,7 @@ function buildProgram(rolesHelpText: string): Command {
     .command('copy')
     .description('copy every record and task of a stopped embedded seed into PostgreSQL (migrated first; one transaction); prints the counts per kind and per queue')
     .option('--from <dir>', 'the --data-dir of the embedded seed (stopped: a store a running process holds open is refused)')
-    .option('--to <url>', 'postgres://user:password@host:5432/database (the password is masked in everything printed)')
+    .option('--to <url>', 'postgres://user:password@host:5432/database (env ESPRA_DATASTORE, which keeps the password off the command line; masked in everything printed)')
     .option('--force', 'copy into a database that already holds records or tasks: records with the same kind and key are replaced, tasks added')
     .action(async (opts) => (await import('../lib/cli/datastore-copy.js')).runDatastoreCopy(opts))
 

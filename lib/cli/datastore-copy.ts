@@ -193,10 +193,12 @@ async function contentsOf(client: pg.Client): Promise<string | null> {
 
 export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void> {
   if (opts.from === undefined) usage('--from', 'the data directory of a stopped embedded seed is required')
-  if (opts.to === undefined) usage('--to', 'a postgres://user:password@host:5432/database URL is required')
+  // From the environment too, so the password need not be on the command line (ps).
+  const rawTo = opts.to ?? process.env['ESPRA_DATASTORE']
+  if (rawTo === undefined || rawTo === '') usage('--to', 'a postgres://user:password@host:5432/database URL is required (or ESPRA_DATASTORE)')
   let to: string
   try {
-    to = datastoreUrl(opts.to)
+    to = datastoreUrl(rawTo)
   } catch (reason) {
     usage('--to', String(reason))
   }

@@ -130,7 +130,8 @@ t.test('a non-empty target is refused, saying what is there; --force copies anyw
   t.match(r.stderr, '2 builds')
   t.match(r.stderr, 'tasks in queue tasks')
   t.notMatch(r.stderr, postgres.password)
-  const forced = await runCli(['datastore', 'copy', '--from', dataDir, '--to', copiedTo, '--force'], { env })
+  // The URL from the environment this time (the password off the command line).
+  const forced = await runCli(['datastore', 'copy', '--from', dataDir, '--force'], { env: { ...env, ESPRA_DATASTORE: copiedTo } })
   t.equal(forced.code, 0, forced.stderr)
   t.match(forced.stdout, '(--force: it already held ')
 })
@@ -164,7 +165,8 @@ t.test('bad input: no store at --from, a --to that is not PostgreSQL, a missing 
   const embedded = await runCli(['datastore', 'copy', '--from', dataDir, '--to', 'embedded'], { env })
   t.equal(embedded.code, 2)
   t.match(embedded.stderr, 'espra-node: --to: must be a postgres:// URL')
-  const missing = await runCli(['datastore', 'copy', '--from', dataDir], { env })
+  const { ESPRA_DATASTORE: _unset, ...noUrl } = env
+  const missing = await runCli(['datastore', 'copy', '--from', dataDir], { env: noUrl })
   t.equal(missing.code, 2)
-  t.match(missing.stderr, 'espra-node: --to: a postgres://user:password@host:5432/database URL is required')
+  t.match(missing.stderr, 'espra-node: --to: a postgres://user:password@host:5432/database URL is required (or ESPRA_DATASTORE)')
 })
