@@ -21,7 +21,8 @@
  * be a mix of two moments.
  *
  * The target is migrated first (lib/storage/postgres.ts), then written in
- * one transaction: a failed copy leaves nothing behind. A target with
+ * one transaction, streamed from the store in batches of {@link BATCH}
+ * (never held in memory whole): a failed copy leaves nothing behind. A target with
  * records or tasks is refused, naming what is there, unless `--force`
  * (records with the same kind and key are then replaced, tasks added).
  */
@@ -136,48 +137,45 @@ function checkSchema(root: RootDatabase, path: string, known: number): void {
   }
 }
 
-/** Every record of every kind, in key order. */
-function readRecords(path: string): Map<DatastoreKind, { key: string; value: DatastoreValue }[]> {
+/** The embedded store (and a queue) opened read-only, its schema checked; null for a queue file that is not there (an empty queue). */
+function openSource(path: string, known: number, optional: boolean): RootDatabase | null {
+  if (optional && !existsSync(path)) return null
   const root = openReadOnly(path)
   try {
-    checkSchema(root, path, DATASTORE_SCHEMA)
-    const out = new Map<DatastoreKind, { key: string; value: DatastoreValue }[]>()
-    for (const kind of DATASTORE_KINDS) {
-      const db = root.openDB<DatastoreValue, string>({ name: `kind:${kind}`, encoding: 'msgpack' })
-      out.set(kind, [...db.getRange({})].map(({ key, value }) => ({ key, value })))
-    }
-    return out
-  } finally {
+    checkSchema(root, path, known)
+    return root
+  } catch (err) {
     void root.close()
+    throw err
   }
 }
 
-/** Every task of one embedded queue, in id order; a missing file is an empty queue. */
-function readTasks(path: string, now: number): { tasks: TaskCopy[]; counts: QueueCounts } {
-  const counts = { ready: 0, delayed: 0, dead: 0 }
-  if (!existsSync(path)) return { tasks: [], counts }
-  const root = openReadOnly(path)
-  try {
-    checkSchema(root, path, TASKS_SCHEMA)
-    const tasks: TaskCopy[] = []
-    for (const { value: r } of root.openDB<TaskRecord, number>({ name: 'tasks', encoding: 'msgpack' }).getRange({})) {
-      const payload = Buffer.from(r.p.buffer, r.p.byteOffset, r.p.byteLength)
-      const base = { name: r.n, payload, attempt: r.a, attempts: r.m, enqueuedAt: r.e, error: r.err ?? null }
-      if (r.s === 'x') {
-        counts.dead++
-        tasks.push({ ...base, state: 'x', runAt: r.d ?? r.e, failedAt: r.f ?? now })
-      } else {
-        // Ready ones keep their place in line (the queue's order is run_at, then id); a retry's time is kept.
-        const runAt = r.s === 'w' ? r.d ?? r.e : r.e
-        if (runAt > now) counts.delayed++
-        else counts.ready++
-        tasks.push({ ...base, state: 'r', runAt, failedAt: null })
-      }
+/** Yields `items` in arrays of at most {@link BATCH}: the store is streamed, never held in memory whole. */
+function* batches<T>(items: Iterable<T>): Iterable<T[]> {
+  let batch: T[] = []
+  for (const item of items) {
+    batch.push(item)
+    if (batch.length === BATCH) {
+      yield batch
+      batch = []
     }
-    return { tasks, counts }
-  } finally {
-    void root.close()
   }
+  if (batch.length > 0) yield batch
+}
+
+/** One embedded task as its PostgreSQL row; counts it. */
+function taskCopy(r: TaskRecord, now: number, counts: QueueCounts): TaskCopy {
+  const payload = Buffer.from(r.p.buffer, r.p.byteOffset, r.p.byteLength)
+  const base = { name: r.n, payload, attempt: r.a, attempts: r.m, enqueuedAt: r.e, error: r.err ?? null }
+  if (r.s === 'x') {
+    counts.dead++
+    return { ...base, state: 'x', runAt: r.d ?? r.e, failedAt: r.f ?? now }
+  }
+  // Ready ones keep their place in line (the queue's order is run_at, then id); a retry's time is kept.
+  const runAt = r.s === 'w' ? r.d ?? r.e : r.e
+  if (runAt > now) counts.delayed++
+  else counts.ready++
+  return { ...base, state: 'r', runAt, failedAt: null }
 }
 
 /** What the target already holds, as a sentence; null when empty. */
@@ -214,37 +212,51 @@ export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void
     throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `${seedDir} is open in a running process (pid ${holders.join(', ')}): stop the seed first, then copy`, { pids: holders })
   }
 
-  // Read everything first: a source that cannot be read touches nothing in the target.
+  // Both sources open (schemas checked) before the target is touched; read as the copy goes, in one read transaction each.
   const now = Date.now()
-  const records = readRecords(storeFile)
-  const queues = QUEUES.map((q) => ({ ...q, ...readTasks(join(seedDir, q.file), now) }))
-
-  // Migrations (and the one-line refusal of a wrong password or an unreachable host) as a seed does them.
-  const migrated = await openPostgres({ url: to, max: 1, log: createLogger('silent', { role: 'cli', node: 'datastore-copy' }) })
-  await migrated.close()
+  const roots: RootDatabase[] = []
+  const store = openSource(storeFile, DATASTORE_SCHEMA, false)!
+  roots.push(store)
   const client = new pg.Client({ connectionString: to, connectionTimeoutMillis: 5000, application_name: 'espra-node datastore copy' })
   client.on('error', () => {}) // a connection lost mid-copy fails the statement in flight; that is reported below
+  // pg's end() on a client that never connected never settles (and holds nothing open: the process would just exit 0).
+  let connected = false
   try {
+    const queues = QUEUES.map((q) => {
+      const root = openSource(join(seedDir, q.file), TASKS_SCHEMA, true)
+      if (root !== null) roots.push(root)
+      return { ...q, root, copied: 0, counts: { ready: 0, delayed: 0, dead: 0 } as QueueCounts }
+    })
+    // Migrations (and the one-line refusal of a wrong password or an unreachable host) as a seed does them.
+    const migrated = await openPostgres({ url: to, max: 1, log: createLogger('silent', { role: 'cli', node: 'datastore-copy' }) })
+    await migrated.close()
     await client.connect()
+    connected = true
     await client.query('BEGIN')
     const there = await contentsOf(client)
     if (there !== null && opts.force !== true) {
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--to: ${masked} is not empty (${there}); copy into an empty database, or pass --force to replace records with the same kind and key and add the tasks`, { option: '--to' })
     }
-    for (const [kind, entries] of records) {
-      for (let i = 0; i < entries.length; i += BATCH) {
-        const batch = entries.slice(i, i + BATCH)
+    const copied = new Map<DatastoreKind, number>()
+    for (const kind of DATASTORE_KINDS) {
+      const db = store.openDB<DatastoreValue, string>({ name: `kind:${kind}`, encoding: 'msgpack' })
+      let n = 0
+      for (const batch of batches(db.getRange({}))) {
         await client.query(
           `INSERT INTO espra_records (kind, key, value, expires_at)
            SELECT $1, r.key, r.value, r.exp FROM unnest($2::text[], $3::bytea[], $4::bigint[]) AS r(key, value, exp)
            ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, version = espra_records.version + 1`,
           [kind, batch.map((e) => e.key), batch.map((e) => packr.pack(e.value)), batch.map((e) => (kind === 'appTables' && rowExpiresAt(e.value) > 0 ? rowExpiresAt(e.value) : null))],
         )
+        n += batch.length
       }
+      copied.set(kind, n)
     }
     for (const q of queues) {
-      for (let i = 0; i < q.tasks.length; i += BATCH) {
-        const batch = q.tasks.slice(i, i + BATCH)
+      if (q.root === null) continue
+      const records = q.root.openDB<TaskRecord, number>({ name: 'tasks', encoding: 'msgpack' }).getRange({})
+      for (const stored of batches(records)) {
+        const batch = stored.map(({ value }) => taskCopy(value, now, q.counts))
         // Ids drawn in the batch's order (ORDER BY before the identity's nextval), so the copy keeps the queue's order.
         await client.query(
           `INSERT INTO espra_tasks (queue, state, name, payload, attempt, attempts, enqueued_at, run_at, failed_at, error)
@@ -257,23 +269,25 @@ export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void
             batch.map((x) => x.attempts), batch.map((x) => x.enqueuedAt), batch.map((x) => x.runAt), batch.map((x) => x.failedAt), batch.map((x) => x.error),
           ],
         )
+        q.copied += batch.length
       }
     }
     await client.query('COMMIT')
     console.log(`copied ${dataDir} (embedded) to ${masked}${there !== null ? ` (--force: it already held ${there})` : ''}`)
     let total = 0
-    for (const [kind, entries] of records) {
-      total += entries.length
-      console.log(`  ${kind.padEnd(18)} ${entries.length}`)
+    for (const [kind, n] of copied) {
+      total += n
+      console.log(`  ${kind.padEnd(18)} ${n}`)
     }
     console.log(`  ${'records'.padEnd(18)} ${total} in all`)
     for (const q of queues) {
-      console.log(`  tasks ${q.queue.padEnd(12)} ${q.tasks.length} (${q.counts.ready} ready, ${q.counts.delayed} delayed, ${q.counts.dead} dead)`)
+      console.log(`  tasks ${q.queue.padEnd(12)} ${q.copied} (${q.counts.ready} ready, ${q.counts.delayed} delayed, ${q.counts.dead} dead)`)
     }
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
+    if (connected) await client.query('ROLLBACK').catch(() => {})
     throw postgresError(err, to)
   } finally {
-    await client.end().catch(() => {})
+    if (connected) await client.end().catch(() => {})
+    for (const root of roots) await root.close().catch(() => {})
   }
 }
