@@ -26,7 +26,7 @@
  * records or tasks is refused, naming what is there, unless `--force`
  * (records with the same kind and key are then replaced, tasks added).
  */
-import { existsSync, readdirSync, readlinkSync } from 'node:fs'
+import { existsSync, readdirSync, readlinkSync, realpathSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
 import { Packr } from 'msgpackr'
@@ -96,7 +96,8 @@ function usage(option: string, reason: string): never {
 /** Pids (other than ours) that hold one of `files` open, read from /proc; empty where there is no /proc. */
 export function holdersOf(files: readonly string[]): number[] {
   if (!existsSync('/proc/self/fd')) return []
-  const wanted = new Set(files)
+  // The kernel names an open file by its real path: compare with that (a data dir reached through a symlink).
+  const wanted = new Set(files.filter((f) => existsSync(f)).map((f) => realpathSync(f)))
   const pids: number[] = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue

@@ -3,9 +3,10 @@
 // real PostgreSQL prints the counts, and a seed started on PostgreSQL reads everything back.
 // A non-empty target, a wrong password and an unreachable host each give one clear line.
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { cpSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { open } from 'lmdb'
 import t from 'tap'
 import { createAppTables } from '../../lib/storage/app-tables.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -169,4 +170,19 @@ t.test('bad input: no store at --from, a --to that is not PostgreSQL, a missing 
   const missing = await runCli(['datastore', 'copy', '--from', dataDir], { env: noUrl })
   t.equal(missing.code, 2)
   t.match(missing.stderr, 'espra-node: --to: a postgres://user:password@host:5432/database URL is required (or ESPRA_DATASTORE)')
+})
+
+t.test('a store written by a newer version is refused, and the target is left untouched', async (t) => {
+  const newer = mkdtempSync(join(tmpdir(), 'espra-copy-newer-'))
+  cpSync(join(dataDir, 'seed'), join(newer, 'seed'), { recursive: true })
+  const root = open({ path: join(newer, 'seed', 'datastore.mdb'), maxDbs: 64, encoding: 'msgpack' })
+  await root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' }).put('schemaVersion', 99)
+  await root.close()
+  const url = await postgres.createDatabase('copy_newer')
+  const r = await runCli(['datastore', 'copy', '--from', newer, '--to', url], { env })
+  t.equal(r.code, 1)
+  t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
+  t.match(r.stderr, `espra-node: ESPRA_ERR_DATASTORE_SCHEMA: ${join(newer, 'seed', 'datastore.mdb')} is schema version 99; this build reads up to 1 (run a newer espra-node)`)
+  const after = await runCli(['datastore', 'copy', '--from', dataDir, '--to', url], { env })
+  t.equal(after.code, 0, 'the target was not touched: an ordinary copy into it is not refused as non-empty')
 })
