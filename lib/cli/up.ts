@@ -86,7 +86,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
   const dataDir = resolve(opts.dataDir)
   const children = intOption(opts.children, '--children', 1, 256) ?? UP_CHILDREN
   const seedCount = intOption(opts.seeds, '--seeds', 1, MAX_UP_SEEDS) ?? 1
-  const datastore = opts.datastore ?? process.env['ESPRA_DATASTORE'] ?? 'embedded'
+  const datastore = opts.datastore ?? (process.env['ESPRA_DATASTORE'] || 'embedded')
   try {
     datastoreUrl(datastore)
   } catch (reason) {
