@@ -8,7 +8,7 @@ import { ROLE_NAMES, NODE_OPTIONS, type RoleName } from '../lib/core/config.js'
 import { VERSION } from '../lib/core/version.js'
 import { CHILD_ROLE_ENV, exitOnError, rolesHelp, runNodeCommand } from '../lib/cli/run-node.js'
 import { configCheck, configDefaults } from '../lib/cli/config-commands.js'
-import { UP_APP_THREADS, UP_CHILDREN } from '../lib/cli/up.js'
+import { MAX_UP_SEEDS, UP_APP_THREADS, UP_CHILDREN } from '../lib/cli/up.js'
 import { UP_PORT_SPAN } from '../lib/cli/up-ports.js'
 import { loadRole, loadRoles } from '../roles/registry.js'
 
@@ -58,6 +58,8 @@ function buildProgram(rolesHelpText: string): Command {
     .option('--port-base <port>', `use the ${UP_PORT_SPAN} ports <port> to <port>+${UP_PORT_SPAN - 1} instead of the defaults: meta, ${ROLE_NAMES.length} role ports, ${ROLE_NAMES.length} metrics ports, the Live link`)
     .option('--log-level <level>', 'log level of every node', 'info')
     .option('--no-sample-app', 'do not push examples/sample-app as the first build when the cluster has none')
+    .option('--datastore <url>', 'where the seeds keep records and tasks: embedded, or postgres://user:password@host:5432/database (env ESPRA_DATASTORE; the password is masked in everything printed)')
+    .option('--seeds <n>', `run n seeds (1 to ${MAX_UP_SEEDS}) on one --datastore postgres://…; nodes are given them all, one leads (default: 1)`)
     .action(async (opts) => (await import('../lib/cli/up.js')).runUp(opts))
 
   const admin = program.command('admin').description('inspect a running cluster over the seed\'s meta port')
@@ -218,6 +220,15 @@ function buildProgram(rolesHelpText: string): Command {
     .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionAdd(address, opts))
   connectOptions(suppression.command('rm <address>').description('let mail go to an address again'))
     .action(async (address: string, opts) => (await adminModules.mailOut()).adminSuppressionRm(address, opts))
+
+  const datastore = program.command('datastore').description('move a cluster\'s durable records between datastores')
+  datastore
+    .command('copy')
+    .description('copy every record and task of a stopped embedded seed into PostgreSQL (migrated first; one transaction); prints the counts per kind and per queue')
+    .option('--from <dir>', 'the --data-dir of the embedded seed (stopped: a store a running process holds open is refused)')
+    .option('--to <url>', 'postgres://user:password@host:5432/database (env ESPRA_DATASTORE, which keeps the password off the command line; masked in everything printed)')
+    .option('--force', 'copy into a database that already holds records or tasks: records with the same kind and key are replaced, tasks added')
+    .action(async (opts) => (await import('../lib/cli/datastore-copy.js')).runDatastoreCopy(opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

@@ -14,10 +14,11 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ROLE_NAMES, type RoleName } from '../core/config.js'
 import { EspraError } from '../core/errors.js'
+import { datastoreUrl, isPostgres, maskPostgresUrl } from '../core/options-datastore.js'
 import { checkDataDir, clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
 import { ensureUpAdminToken } from './up-admin-token.js'
 import { startUpNode, type UpNode } from './up-node.js'
-import { assertUpPortsFree, MAX_PORT_BASE, upPorts } from './up-ports.js'
+import { assertUpPortsFree, MAX_PORT_BASE, UP_PORT_SPAN, upPorts, type UpPorts } from './up-ports.js'
 
 export interface UpOptions {
   dataDir: string
@@ -26,6 +27,26 @@ export interface UpOptions {
   logLevel: string
   /** False (`--no-sample-app`): leave the cluster without a build when it has none. */
   sampleApp: boolean
+  /** `embedded` (the default) or a `postgres://` URL: where the seeds keep durable records and tasks. */
+  datastore?: string
+  /** How many seeds (more than one needs a PostgreSQL datastore). */
+  seeds?: string
+}
+
+/** Seeds `up --seeds` runs at most. */
+export const MAX_UP_SEEDS = 4
+
+/**
+ * The ports of seed `i` (0 is the first, on the ports of {@link upPorts}).
+ * With `--port-base B` the others come after the cluster's block: B+17,
+ * B+18, B+19 for the second (meta, public, metrics), then the next three;
+ * without it, meta 7000+2i, public 7001+2i, metrics 8001+2i (7002, 7003,
+ * 8003 for the second), clear of every default port.
+ */
+export function extraSeedPorts(ports: UpPorts, i: number): { meta: number; port: number; metricsPort: number } {
+  if (ports.base === null) return { meta: ports.meta + 2 * i, port: ports.roles.seed + 2 * i, metricsPort: ports.metrics.seed + 2 * i }
+  const first = ports.base + UP_PORT_SPAN + 3 * (i - 1)
+  return { meta: first, port: first + 1, metricsPort: first + 2 }
 }
 
 /** Children per node under `up` unless `--children` is given. */
@@ -64,20 +85,39 @@ function alive(pid: number): boolean {
 export async function runUp(opts: UpOptions): Promise<void> {
   const dataDir = resolve(opts.dataDir)
   const children = intOption(opts.children, '--children', 1, 256) ?? UP_CHILDREN
-  const ports = upPorts(intOption(opts.portBase, '--port-base', 1024, MAX_PORT_BASE))
+  const seedCount = intOption(opts.seeds, '--seeds', 1, MAX_UP_SEEDS) ?? 1
+  const datastore = opts.datastore ?? (process.env['ESPRA_DATASTORE'] || 'embedded')
+  try {
+    datastoreUrl(datastore)
+  } catch (reason) {
+    usage('--datastore', String(reason))
+  }
+  if (seedCount > 1 && !isPostgres(datastore)) {
+    usage('--seeds', `${seedCount} seeds need --datastore postgres://… (one embedded store lives in one seed's data directory and cannot be shared)`)
+  }
+  const ports = upPorts(intOption(opts.portBase, '--port-base', 1024, MAX_PORT_BASE - 3 * (seedCount - 1)))
+  const seedPorts = [...Array(seedCount).keys()].map((i) => (i === 0 ? { meta: ports.meta, port: ports.roles.seed, metricsPort: ports.metrics.seed } : extraSeedPorts(ports, i)))
   checkDataDir(dataDir)
   const existing = readClusterFile(dataDir)
   if (existing && existing.upPid !== process.pid && alive(existing.upPid)) {
     usage('--data-dir', `a cluster is already running from ${dataDir} (espra-node up, pid ${existing.upPid})`)
   }
   // Every port before anything is written or started.
-  await assertUpPortsFree(LOCAL, ports)
+  await assertUpPortsFree(LOCAL, {
+    ...ports,
+    all: [...ports.all, ...seedPorts.slice(1).flatMap((p, i) => [
+      { port: p.meta, what: `seed ${i + 2} meta port` }, { port: p.port, what: `seed ${i + 2} port` }, { port: p.metricsPort, what: `seed ${i + 2} metrics port` },
+    ])],
+  })
+  // The seeds read it from the environment (ESPRA_DATASTORE), so the password is on no command line (ps); other nodes ignore it.
+  if (isPostgres(datastore)) process.env['ESPRA_DATASTORE'] = datastore
   const { secretFile, created } = ensureStateDir(dataDir)
   if (created) console.log(`created cluster secret ${secretFile} (mode 0600)`)
   const adminToken = ensureUpAdminToken(dataDir)
   if (adminToken.created) console.log(`created admin API token ${adminToken.tokenFile} (mode 0600)`)
 
-  const seedAddr = `${LOCAL}:${ports.meta}`
+  const seedAddrs = seedPorts.map((p) => `${LOCAL}:${p.meta}`)
+  const seedAddr = seedAddrs.join(',')
   // Where a browser on this machine reaches the fileserver and the proxy's live host (*.localhost is loopback).
   // Uploaded files get an origin of their own (--files-host): never served as pages of the app's origin.
   const filesUrl = `http://${FILES_HOST}:${ports.roles.fileserver}`
@@ -95,11 +135,14 @@ export async function runUp(opts: UpOptions): Promise<void> {
     }
     writeClusterFile(dataDir, file)
   }
-  const start = (role: RoleName): UpNode => {
-    const log = join(dataDir, 'logs', `${role}.log`)
+  /** `seed`: which seed (0 is the first); every seed is given its own address, other nodes the whole list. */
+  const start = (role: RoleName, seed = 0): UpNode => {
+    const log = join(dataDir, 'logs', seed === 0 ? `${role}.log` : `${role}-${seed + 1}.log`)
+    const own = role === 'seed' ? seedPorts[seed]! : { meta: ports.meta, port: ports.roles[role], metricsPort: ports.metrics[role] }
     const args = [
-      process.argv[1]!, `--role=${role}`, `--seed=${seedAddr}`, `--meta-port=${ports.meta}`,
-      `--port=${ports.roles[role]}`, `--metrics-port=${ports.metrics[role]}`, `--live-link-offset=${ports.liveLinkOffset}`,
+      process.argv[1]!, `--role=${role}`, `--seed=${role === 'seed' ? seedAddrs[seed] : seedAddr}`, `--meta-port=${own.meta}`,
+      `--port=${own.port}`, `--metrics-port=${own.metricsPort}`, `--live-link-offset=${ports.liveLinkOffset}`,
+      ...(role === 'seed' && seedCount > 1 ? [`--node-id=seed-${seed + 1}`] : []),
       `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
       `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, `--children=${children}`,
       ...(role === 'app' ? [`--threads=${UP_APP_THREADS}`, `--app-settings=${JSON.stringify(appSettings)}`] : []),
@@ -111,7 +154,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
       // is refused there and bounces to its sender; nothing leaves the machine.
       ...(role === 'mail' ? [`--smtp-relay=smtp://${LOCAL}:${ports.smtp}`, '--mail-hostname=localhost'] : []),
     ]
-    const node = startUpNode({ role, port: ports.roles[role], metricsPort: ports.metrics[role], log, args, say: (line) => console.log(line), onRestarted: recordNodes })
+    const node = startUpNode({ role, port: own.port, metricsPort: own.metricsPort, log, args, say: (line) => console.log(line), onRestarted: recordNodes })
     nodes.push(node)
     return node
   }
@@ -139,9 +182,12 @@ export async function runUp(opts: UpOptions): Promise<void> {
   process.on('SIGTERM', onSignal)
 
   const where = ports.base === null ? 'the default ports' : `ports ${ports.base}-${ports.base + ports.all.length - 1}`
-  console.log(`starting a seed and ${ROLE_NAMES.length - 1} nodes, ${children} ${children === 1 ? 'child' : 'children'} each, on ${where}`)
+  const seedsText = seedCount === 1 ? 'a seed' : `${seedCount} seeds`
+  const storeText = isPostgres(datastore) ? ` (datastore ${maskPostgresUrl(datastore)})` : ''
+  console.log(`starting ${seedsText}${storeText} and ${ROLE_NAMES.length - 1} nodes, ${children} ${children === 1 ? 'child' : 'children'} each, on ${where}`)
   try {
-    await start('seed').ready
+    // Seeds one after the other: the first takes the lease, so which one leads is predictable.
+    for (let i = 0; i < seedCount; i++) await start('seed', i).ready
     await Promise.all(ROLE_NAMES.filter((r) => r !== 'seed').map((r) => start(r).ready))
   } catch (err) {
     console.error(`espra-node up: ${(err as Error).message}`)
@@ -152,9 +198,15 @@ export async function runUp(opts: UpOptions): Promise<void> {
   for (const n of nodes) n.supervise()
 
   const sample = opts.sampleApp ? await pushSampleApp(seedAddr, secretFile) : 'off'
+  const leads = seedCount > 1 ? await whoLeads(seedAddr, secretFile) : null
   console.log(`\ncluster up (state in ${dataDir})\n`)
   console.log(`${'role'.padEnd(11)} ${'listens on'.padEnd(28)} ${'metrics'.padEnd(36)} ${'pid'.padEnd(8)} log`)
-  console.log(`${'seed meta'.padEnd(11)} ${`tcp://${seedAddr}`.padEnd(28)}`)
+  seedAddrs.forEach((addr, i) => {
+    const id = `seed-${i + 1}`
+    const lead = leads === null ? '' : leads.id === id ? `  ${id}, leads (epoch ${leads.epoch})` : `  ${id}, follower`
+    console.log(`${'seed meta'.padEnd(11)} ${`tcp://${addr}`.padEnd(28)}${lead}`)
+  })
+  if (leads !== null && !seedAddrs.some((_a, i) => leads.id === `seed-${i + 1}`)) console.log(`seeds: ${leads.line}`)
   for (const n of nodes) {
     console.log(
       `${n.role.padEnd(11)} ${`http://${LOCAL}:${n.port}`.padEnd(28)} ${`http://${LOCAL}:${n.metricsPort}/metrics`.padEnd(36)} ${String(n.pid()).padEnd(8)} ${n.log}`,
@@ -166,6 +218,14 @@ export async function runUp(opts: UpOptions): Promise<void> {
   console.log(`${'dashboard'.padEnd(11)} http://${LOCAL}:${ports.roles.admin}/dashboard/  (log in with the token in ${adminToken.tokenFile})`)
   if (sample === 'pushed') console.log(`\nsample app (pushed as the first build): open http://${LOCAL}:${ports.roles.app}/`)
   console.log('\nespra-node admin status   shows every node. A node that dies is started again. Ctrl-C stops the cluster.')
+}
+
+/** Which seed leads, from `admin status` (`leader: seed-1 at 127.0.0.1:7000 (epoch 1, lease 2000 ms)`). */
+async function whoLeads(seedAddr: string, secretFile: string): Promise<{ id: string; epoch: number; line: string }> {
+  const status = await admin(['status'], seedAddr, secretFile)
+  const line = /^leader: .*$/m.exec(status.stdout)?.[0] ?? `leader: unknown (admin status: ${status.stderr.trim() || `exit ${status.code}`})`
+  const m = /^leader: (\S+) at \S+ \(epoch (\d+)/.exec(line)
+  return { id: m?.[1] ?? '', epoch: Number(m?.[2] ?? 0), line }
 }
 
 /** Runs this same binary's `admin` CLI against the new cluster. */
