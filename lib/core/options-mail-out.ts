@@ -190,7 +190,7 @@ export const MAIL_OUT_OPTIONS = [
     default: constant(true), parse: flag,
   }),
   option({
-    key: 'mailMtaStsFetch', flag: '--mail-mta-sts-fetch <host:port>', env: 'ESPRA_MAIL_MTA_STS_FETCH', defaultText: '(none: mta-sts.<domain>:443)',
+    key: 'mailMtaStsFetch', flag: '--mail-mta-sts-fetch <address>', env: 'ESPRA_MAIL_MTA_STS_FETCH', defaultText: '(none: mta-sts.<domain>:443)',
     doc: 'mail, for testing only: fetch every MTA-STS policy from this address (the TLS name and Host stay mta-sts.<domain>)',
     default: constant(null), parse: hostPort,
   }),

@@ -20,7 +20,7 @@ import { client, startTestSeed } from '../helpers/seed.js'
 import { BIN, runCli, waitFor } from '../helpers/up.js'
 
 const postgres = await startPostgres(t)
-const env = { ...process.env, ESPRA_SECRET: SECRET }
+const env: NodeJS.ProcessEnv = { ...process.env, ESPRA_SECRET: SECRET }
 const dataDir = mkdtempSync(join(tmpdir(), 'espra-copy-'))
 
 // An embedded seed: the real binary, so "held open by a running seed" is another process, as in production.

@@ -20,7 +20,7 @@ async function proxyHealth(port: number): Promise<{ status: number; body: Health
 
 t.test('--seeds without a PostgreSQL datastore, or a bad --seeds / --datastore: one line, nothing started', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'espra-up-seeds-'))
-  const env = { ...process.env, ESPRA_SECRET: '', ESPRA_DATASTORE: '' }
+  const env: NodeJS.ProcessEnv = { ...process.env, ESPRA_SECRET: '' }
   delete env['ESPRA_DATASTORE']
   const embedded = await runCli(['up', '--seeds', '2'], { cwd: dir, env })
   t.equal(embedded.code, 2)
