@@ -228,7 +228,7 @@ function buildProgram(rolesHelpText: string): Command {
     .option('--from <dir>', 'the --data-dir of the embedded seed (stopped: a store a running process holds open is refused)')
     .option('--to <url>', 'postgres://user:password@host:5432/database (env ESPRA_DATASTORE, which keeps the password off the command line; masked in everything printed)')
     .option('--force', 'copy into a database that already holds records or tasks: records with the same kind and key are replaced, tasks added')
-    .action(async (opts) => (await import('../lib/cli/datastore-copy.js')).runDatastoreCopy(opts))
+    .action(async (opts) => (await import('../seed/datastore-copy.js')).runDatastoreCopy(opts))
 
   const config = program.command('config').description('check or print configuration')
   nodeOptions(config.command('check').description('validate the configuration a node would run with and print it (secret left out)')).action(

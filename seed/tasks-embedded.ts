@@ -30,14 +30,15 @@ import { EspraError } from '../lib/core/errors.js'
 import { MAX_ERROR_CHARS, idNumber, type DeadPage, type DeadTask, type LeasedTask, type NewTask } from '../lib/tasks/task.js'
 import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from '../lib/tasks/queue.js'
 
-const SCHEMA_VERSION = 1
+/** The queue file's schema (also what `datastore copy` reads). */
+export const TASKS_SCHEMA_VERSION = 1
 /** Ids are handed out from blocks of this size; the block's end is what is persisted. */
 const SEQ_BLOCK = 10_000
 const SWEEP_MS = 100
 const LEASE_EXPIRED = 'lease expired: the node running it stopped, or lost the queue, before it finished'
 
 /** A stored task. Short keys: every enqueue writes one. */
-interface TaskRecord {
+export interface TaskRecord {
   /** name */
   n: string
   /** payload (msgpack bytes) */
@@ -169,11 +170,11 @@ export async function openEmbeddedTaskQueue(opts: EmbeddedTaskQueueOptions): Pro
   }
   const meta = root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' })
   const version = meta.get('schemaVersion')
-  if (version !== undefined && version > SCHEMA_VERSION) {
+  if (version !== undefined && version > TASKS_SCHEMA_VERSION) {
     await root.close()
-    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `task queue schema is version ${version}; this build knows up to ${SCHEMA_VERSION} (run a newer espra-node)`)
+    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `task queue schema is version ${version}; this build knows up to ${TASKS_SCHEMA_VERSION} (run a newer espra-node)`)
   }
-  if (version === undefined) await meta.put('schemaVersion', SCHEMA_VERSION)
+  if (version === undefined) await meta.put('schemaVersion', TASKS_SCHEMA_VERSION)
   const tasks = root.openDB<TaskRecord, number>({ name: 'tasks', encoding: 'msgpack' })
   return new LmdbTaskQueue(root, meta, tasks, path, opts.now ?? Date.now)
 }

@@ -13,10 +13,9 @@
  * from 1; PostgreSQL numbers every queue from one sequence); their order is
  * kept.
  *
- * The LMDB files are read here directly, read-only (lib/ never imports
- * seed/): the record layouts are the ones seed/datastore-embedded.ts and
- * seed/tasks-embedded.ts write; their schema versions are checked, and a
- * newer one is refused. A store a running process holds open is refused
+ * The LMDB files are read here directly, read-only, in the layouts
+ * datastore-embedded.ts and tasks-embedded.ts write (their record type and
+ * schema versions come from there); a newer schema is refused. A store a running process holds open is refused
  * (found through /proc on Linux): a copy taken while a seed writes would
  * be a mix of two moments.
  *
@@ -31,12 +30,14 @@ import { join, resolve } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
 import { Packr } from 'msgpackr'
 import pg from 'pg'
-import { EspraError } from '../core/errors.js'
-import { createLogger } from '../core/log.js'
-import { datastoreUrl, maskPostgresUrl } from '../core/options-datastore.js'
-import { rowExpiresAt } from '../storage/app-tables.js'
-import { DATASTORE_KINDS, type DatastoreKind, type DatastoreValue } from '../storage/datastore.js'
-import { openPostgres, postgresError } from '../storage/postgres.js'
+import { EspraError } from '../lib/core/errors.js'
+import { createLogger } from '../lib/core/log.js'
+import { datastoreUrl, maskPostgresUrl } from '../lib/core/options-datastore.js'
+import { rowExpiresAt } from '../lib/storage/app-tables.js'
+import { DATASTORE_KINDS, type DatastoreKind, type DatastoreValue } from '../lib/storage/datastore.js'
+import { openPostgres, postgresError } from '../lib/storage/postgres.js'
+import { MIGRATIONS } from './datastore-embedded.js'
+import { TASKS_SCHEMA_VERSION, type TaskRecord } from './tasks-embedded.js'
 
 export interface DatastoreCopyOptions {
   from?: string
@@ -44,9 +45,6 @@ export interface DatastoreCopyOptions {
   force?: boolean
 }
 
-/** The embedded schema versions this build reads (seed/datastore-embedded.ts MIGRATIONS, seed/tasks-embedded.ts SCHEMA_VERSION). */
-const DATASTORE_SCHEMA = 1
-const TASKS_SCHEMA = 1
 /** Rows per INSERT. */
 const BATCH = 500
 /** The embedded queues' files and the PostgreSQL queue each becomes. */
@@ -54,19 +52,6 @@ const QUEUES = [
   { file: 'tasks.mdb', queue: 'tasks' },
   { file: 'mail-out.mdb', queue: 'mailq' },
 ] as const
-
-/** A stored embedded task (seed/tasks-embedded.ts TaskRecord). */
-interface TaskRecord {
-  n: string
-  p: Uint8Array
-  a: number
-  m: number
-  e: number
-  s: 'r' | 'w' | 'x'
-  d?: number
-  err?: string
-  f?: number
-}
 
 interface TaskCopy {
   readonly state: 'r' | 'x'
@@ -216,7 +201,7 @@ export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void
   // Both sources open (schemas checked) before the target is touched; read as the copy goes, in one read transaction each.
   const now = Date.now()
   const roots: RootDatabase[] = []
-  const store = openSource(storeFile, DATASTORE_SCHEMA, false)!
+  const store = openSource(storeFile, MIGRATIONS.length, false)!
   roots.push(store)
   const client = new pg.Client({ connectionString: to, connectionTimeoutMillis: 5000, application_name: 'espra-node datastore copy' })
   client.on('error', () => {}) // a connection lost mid-copy fails the statement in flight; that is reported below
@@ -224,7 +209,7 @@ export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void
   let connected = false
   try {
     const queues = QUEUES.map((q) => {
-      const root = openSource(join(seedDir, q.file), TASKS_SCHEMA, true)
+      const root = openSource(join(seedDir, q.file), TASKS_SCHEMA_VERSION, true)
       if (root !== null) roots.push(root)
       return { ...q, root, copied: 0, counts: { ready: 0, delayed: 0, dead: 0 } as QueueCounts }
     })
