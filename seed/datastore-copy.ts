@@ -79,7 +79,7 @@ function usage(option: string, reason: string): never {
 }
 
 /** Pids (other than ours) that hold one of `files` open, read from /proc; empty where there is no /proc. */
-export function holdersOf(files: readonly string[]): number[] {
+function holdersOf(files: readonly string[]): number[] {
   if (!existsSync('/proc/self/fd')) return []
   // The kernel names an open file by its real path: compare with that (a data dir reached through a symlink).
   const wanted = new Set(files.filter((f) => existsSync(f)).map((f) => realpathSync(f)))

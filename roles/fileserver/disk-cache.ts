@@ -181,7 +181,9 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
     fill(key) {
       if (misses.has(key)) return Promise.resolve('missing')
       // A files.changed while fetching: what was fetched may predate it; the cached copy goes, and it is fetched again.
-      return misses.fill(key, () => fetchOnce(key), (stale) => stale === 'cached' && drop(cacheName(key)))
+      return misses.fill(key, () => fetchOnce(key), (stale) => {
+        if (stale === 'cached') drop(cacheName(key))
+      })
     },
     served(name) {
       const e = index.get(name)
