@@ -112,7 +112,9 @@ export const totalHits = (backends: Backend[]) => backends.reduce((n, b) => n + 
 export async function cluster(t: Test, proxyFlags: Record<string, string | number> = {}, liveIds = ['live-a', 'live-b']) {
   const metaPort = await freePort()
   const seed = `127.0.0.1:${metaPort}`
-  await startNode(t, 'seed', { 'meta-port': metaPort, ...FAST })
+  // The stand-in Live nodes heartbeat from the test's own event loop, which TLS handshakes and child
+  // processes can stall for a second on a busy machine: no test here waits for an eviction, so allow 5 s.
+  await startNode(t, 'seed', { 'meta-port': metaPort, ...FAST, 'heartbeat-timeout': '5s' })
   const backends = await Promise.all(liveIds.map((id) => startBackend(t, id)))
   const lives = await Promise.all(backends.map((b) => nodeClient(t, metaPort, b.id, { role: 'live', port: b.port, address: '127.0.0.1' })))
   const proxy = await startNode(t, 'proxy', { seed, children: 2, ...FAST, ...proxyFlags })
