@@ -12,6 +12,7 @@
  *   client can prepend anything, but cannot forge what a trusted hop added).
  */
 import { BlockList, isIP } from 'node:net'
+import { InvalidValue } from './errors.js'
 
 /** The addresses whose PROXY headers and X-Forwarded-For entries are believed. */
 export interface TrustedProxies {
@@ -22,18 +23,18 @@ export interface TrustedProxies {
 
 /**
  * Checks one `--trusted-proxies` item: an IPv4 or IPv6 address, or a CIDR
- * block of either (`10.0.0.0/8`, `fd00::/8`). Returns it; throws a sentence
+ * block of either (`10.0.0.0/8`, `fd00::/8`). Returns it; throws an `InvalidValue`
  * saying what is allowed (the config loader names the option).
  */
 export function checkCidr(item: string): string {
   const slash = item.indexOf('/')
   const address = slash < 0 ? item : item.slice(0, slash)
   const family = isIP(address)
-  if (family === 0) throw `each item must be an IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8 (got '${item}')`
+  if (family === 0) throw new InvalidValue(`each item must be an IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8 (got '${item}')`)
   if (slash >= 0) {
     const bits = item.slice(slash + 1)
     const max = family === 4 ? 32 : 128
-    if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) throw `'${item}': the prefix length must be 0 to ${max}`
+    if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) throw new InvalidValue(`'${item}': the prefix length must be 0 to ${max}`)
   }
   return item
 }

@@ -1,11 +1,12 @@
 /**
  * The pieces the option tables are built from: the option shape and the value
- * parsers. Each parser returns the parsed value or throws a short sentence
+ * parsers. Each parser returns the parsed value or throws an `InvalidValue`, a short sentence
  * saying what is allowed; the loader turns that into a one-line error naming
  * the option.
  */
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { InvalidValue } from './errors.js'
 
 /** A value from a source before parsing: a flag/env string or a config-file JSON value. */
 export type Raw = unknown
@@ -19,14 +20,14 @@ export interface OptionSpec<K extends string = string> {
   /** Shown in help and `config defaults`; computed defaults get a description instead. */
   readonly defaultText: string
   readonly default: (partial: Record<string, unknown>) => unknown
-  /** Returns the parsed value or throws a string saying what is allowed. */
+  /** Returns the parsed value or throws an `InvalidValue` saying what is allowed. */
   readonly parse: (raw: Raw) => unknown
 }
 
 export function integer(min: number, max: number) {
   return (raw: Raw): number => {
     const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN
-    if (!Number.isInteger(n) || n < min || n > max) throw `must be an integer from ${min} to ${max}`
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidValue(`must be an integer from ${min} to ${max}`)
     return n
   }
 }
@@ -39,7 +40,7 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 export function parseDuration(raw: Raw): number {
   if (typeof raw === 'number' && Number.isFinite(raw) && raw >= 0) return Math.round(raw)
   const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(raw.trim()) : null
-  if (!m) throw 'must be a duration such as 500ms, 10s, 2m or 1h'
+  if (!m) throw new InvalidValue('must be a duration such as 500ms, 10s, 2m or 1h')
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms']!)
 }
 
@@ -49,28 +50,28 @@ const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 
 export function parseSize(raw: Raw): number {
   if (typeof raw === 'number' && Number.isInteger(raw) && raw >= 0) return raw
   const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(raw.trim()) : null
-  if (!m) throw 'must be a size such as 65536, 64KB, 512MB or 1GB'
+  if (!m) throw new InvalidValue('must be a size such as 65536, 64KB, 512MB or 1GB')
   return Math.round(Number(m[1]) * SIZE_UNITS[(m[2] ?? 'b').toLowerCase()]!)
 }
 
 export function durationIn(min: number, max: number) {
   return (raw: Raw): number => {
     const ms = parseDuration(raw)
-    if (ms < min || ms > max) throw `must be a duration from ${min}ms to ${max}ms`
+    if (ms < min || ms > max) throw new InvalidValue(`must be a duration from ${min}ms to ${max}ms`)
     return ms
   }
 }
 
 export function oneOf<T extends string>(values: readonly T[]) {
   return (raw: Raw): T => {
-    if (typeof raw !== 'string' || !values.includes(raw as T)) throw `must be one of ${values.join(', ')}`
+    if (typeof raw !== 'string' || !values.includes(raw as T)) throw new InvalidValue(`must be one of ${values.join(', ')}`)
     return raw as T
   }
 }
 
 export function text(pattern: RegExp, allowed: string) {
   return (raw: Raw): string => {
-    if (typeof raw !== 'string' || !pattern.test(raw)) throw `must be ${allowed}`
+    if (typeof raw !== 'string' || !pattern.test(raw)) throw new InvalidValue(`must be ${allowed}`)
     return raw
   }
 }
@@ -82,14 +83,14 @@ export const host = text(HOST, 'a host name or IP address')
 export function parseHostPort(raw: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw.trim())
   const p = m ? Number(m[2]) : 0
-  if (!m || p < 1 || p > 65535) throw `must be host:port (got '${raw}')`
+  if (!m || p < 1 || p > 65535) throw new InvalidValue(`must be host:port (got '${raw}')`)
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: p }
 }
 
 export function seedList(raw: Raw): string[] {
   const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
   if (!list || list.length === 0 || list.some((s) => typeof s !== 'string')) {
-    throw 'must be a comma-separated list of host:port'
+    throw new InvalidValue('must be a comma-separated list of host:port')
   }
   return list.map((s: string) => {
     const { host: h, port: p } = parseHostPort(s)
@@ -103,7 +104,7 @@ export function flag(raw: Raw): boolean {
   const v = typeof raw === 'string' ? raw.trim().toLowerCase() : ''
   if (['true', '1', 'yes', 'on'].includes(v)) return true
   if (['false', '0', 'no', 'off'].includes(v)) return false
-  throw 'must be true or false'
+  throw new InvalidValue('must be true or false')
 }
 
 export function option<K extends string>(spec: OptionSpec<K>): OptionSpec<K> {

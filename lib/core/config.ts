@@ -11,7 +11,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { constant, durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 import { ALERT_OPTIONS, checkAlerts } from './options-alerts.js'
 import { ADMIN_OPTIONS, loadAdminOperators } from './options-admin.js'
 import { APP_OPTIONS } from './options-app.js'
@@ -231,7 +231,7 @@ const COMMON_OPTIONS = [
     doc: 'largest meta-port frame accepted; a larger one drops the peer',
     default: constant(1024 ** 2), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 1024 || n > 256 * 1024 ** 2) throw 'must be a size from 1KB to 256MB'
+      if (n < 1024 || n > 256 * 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 256MB')
       return n
     },
   }),
@@ -297,8 +297,8 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
     try {
       out[o.key] = o.parse(raw)
     } catch (reason) {
-      if (typeof reason !== 'string') throw reason
-      fail(origin, `${reason} (got ${JSON.stringify(raw)})`)
+      if (!(reason instanceof InvalidValue)) throw reason
+      fail(origin, `${reason.message} (got ${JSON.stringify(raw)})`)
     }
   }
   if (out['role'] === undefined) fail('--role', `is required: one of ${ROLE_NAMES.join(', ')}`)

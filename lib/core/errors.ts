@@ -191,3 +191,20 @@ export function toWire(err: unknown): WireError {
   }
   return { code: 'ESPRA_ERR_INTERNAL', message: typeof message === 'string' ? message : String(err) }
 }
+
+/**
+ * A value a parser or checker refuses. `message` is a short sentence saying
+ * what is allowed ("must be a duration such as 10s"); the caller, which knows
+ * the option or field, turns it into an `EspraError` naming it. `String(err)`
+ * is the sentence alone, so a caller can write it into its own message.
+ */
+export class InvalidValue extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'InvalidValue'
+  }
+
+  override toString(): string {
+    return this.message
+  }
+}

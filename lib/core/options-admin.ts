@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { constant, durationIn, integer, option, parseSize, text } from './config-parsers.js'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 
 export const ADMIN_ROLES = ['viewer', 'operator'] as const
 export type AdminRole = (typeof ADMIN_ROLES)[number]
@@ -123,7 +123,7 @@ export const ADMIN_OPTIONS = [
     doc: 'admin: largest JSON request body the API reads (larger: 413)',
     default: constant(1024 ** 2), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 1024 || n > 64 * 1024 ** 2) throw 'must be a size from 1KB to 64MB'
+      if (n < 1024 || n > 64 * 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 64MB')
       return n
     },
   }),

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, oneOf, option, parseSize, text } from './config-parsers.js'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 
 export const WEBHOOK_FORMATS = ['json', 'slack'] as const
 export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number]
@@ -50,7 +50,7 @@ declare module './config.js' {
 export function webhookList(raw: unknown): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
   const allowed = 'a comma-separated list of http:// or https:// URLs'
-  if (items === null) throw `must be ${allowed}`
+  if (items === null) throw new InvalidValue(`must be ${allowed}`)
   const out: string[] = []
   for (const item of items) {
     const value = typeof item === 'string' ? item.trim() : ''
@@ -59,9 +59,9 @@ export function webhookList(raw: unknown): string[] {
     try {
       url = new URL(value)
     } catch {
-      throw `must be ${allowed} (${JSON.stringify(item)} is not one)`
+      throw new InvalidValue(`must be ${allowed} (${JSON.stringify(item)} is not one)`)
     }
-    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') throw `must be ${allowed} (${JSON.stringify(item)} is not one)`
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') throw new InvalidValue(`must be ${allowed} (${JSON.stringify(item)} is not one)`)
     if (!out.includes(url.toString())) out.push(url.toString())
   }
   return out
@@ -72,12 +72,12 @@ const EMAIL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,253}$/
 /** A comma-separated list (or a JSON array) of plain email addresses. */
 export function emailList(raw: unknown): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
-  if (items === null) throw 'must be a comma-separated list of email addresses'
+  if (items === null) throw new InvalidValue('must be a comma-separated list of email addresses')
   const out: string[] = []
   for (const item of items) {
     const value = typeof item === 'string' ? item.trim() : ''
     if (value === '' && items.length === 1) return []
-    if (!EMAIL.test(value)) throw `must be a comma-separated list of email addresses (${JSON.stringify(item)} is not one)`
+    if (!EMAIL.test(value)) throw new InvalidValue(`must be a comma-separated list of email addresses (${JSON.stringify(item)} is not one)`)
     if (!out.includes(value)) out.push(value)
   }
   return out
@@ -176,7 +176,7 @@ export const ALERT_OPTIONS = [
     doc: 'admin: the From address of alert mail',
     default: constant('espra-alerts@localhost'), parse: (raw) => {
       const list = emailList(raw)
-      if (list.length !== 1) throw 'must be one email address'
+      if (list.length !== 1) throw new InvalidValue('must be one email address')
       return list[0]!
     },
   }),

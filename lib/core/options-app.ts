@@ -1,6 +1,7 @@
 /** App options (other roles ignore these): worker threads, request queue, timeouts, body size, app settings. */
 import { availableParallelism } from 'node:os'
 import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
+import { InvalidValue } from './errors.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -45,7 +46,7 @@ export const APP_OPTIONS = [
     doc: 'app: largest request body handed to the application (413 past it)',
     default: constant(1024 ** 2), parse: (raw) => {
       const n = parseSize(raw)
-      if (n > 1024 ** 3) throw 'must be a size up to 1GB'
+      if (n > 1024 ** 3) throw new InvalidValue('must be a size up to 1GB')
       return n
     },
   }),
@@ -62,14 +63,14 @@ const MAX_APP_SETTINGS_BYTES = 64 * 1024
 function parseAppSettings(raw: unknown): Readonly<Record<string, unknown>> {
   let value = raw
   if (typeof raw === 'string') {
-    if (raw.length > MAX_APP_SETTINGS_BYTES) throw `must be at most ${MAX_APP_SETTINGS_BYTES} bytes of JSON`
+    if (raw.length > MAX_APP_SETTINGS_BYTES) throw new InvalidValue(`must be at most ${MAX_APP_SETTINGS_BYTES} bytes of JSON`)
     try {
       value = JSON.parse(raw)
     } catch (err) {
-      throw `must be a JSON object (${(err as Error).message})`
+      throw new InvalidValue(`must be a JSON object (${(err as Error).message})`)
     }
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw 'must be a JSON object'
-  if (JSON.stringify(value).length > MAX_APP_SETTINGS_BYTES) throw `must be at most ${MAX_APP_SETTINGS_BYTES} bytes of JSON`
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidValue('must be a JSON object')
+  if (JSON.stringify(value).length > MAX_APP_SETTINGS_BYTES) throw new InvalidValue(`must be at most ${MAX_APP_SETTINGS_BYTES} bytes of JSON`)
   return Object.freeze(value as Record<string, unknown>)
 }

@@ -5,6 +5,7 @@
  * connect to the database; other nodes keep using the meta port.
  */
 import { constant, durationIn, integer, oneOf, option } from './config-parsers.js'
+import { InvalidValue } from './errors.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -26,16 +27,16 @@ export type TaskBackend = (typeof TASK_BACKENDS)[number]
 export function datastoreUrl(raw: unknown): string {
   if (raw === 'embedded') return raw
   const allowed = 'must be embedded or postgres://user:password@host:5432/database'
-  if (typeof raw !== 'string') throw allowed
+  if (typeof raw !== 'string') throw new InvalidValue(allowed)
   let url: URL
   try {
     url = new URL(raw)
   } catch {
-    throw allowed
+    throw new InvalidValue(allowed)
   }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw allowed
-  if (url.hostname === '' && !url.searchParams.has('host')) throw `${allowed} (a host is missing)`
-  if (url.pathname.length < 2) throw `${allowed} (the database name is missing)`
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new InvalidValue(allowed)
+  if (url.hostname === '' && !url.searchParams.has('host')) throw new InvalidValue(`${allowed} (a host is missing)`)
+  if (url.pathname.length < 2) throw new InvalidValue(`${allowed} (the database name is missing)`)
   return raw
 }
 

@@ -1,6 +1,7 @@
 /** Fileserver options (other roles ignore these). */
 import { resolve } from 'node:path'
 import { constant, durationIn, option, parseSize, text } from './config-parsers.js'
+import { InvalidValue } from './errors.js'
 
 export const FILESERVER_OPTIONS = [
   option({
@@ -9,11 +10,11 @@ export const FILESERVER_OPTIONS = [
     default: constant('/app'),
     parse: (raw: unknown): string => {
       const path = text(/^(\/[A-Za-z0-9._~-]+)+\/?$/, 'a path such as /app: "/"-separated segments of letters, digits, ".", "_", "~" and "-"')(raw).replace(/\/$/, '')
-      if (path === '/_espra' || path.startsWith('/_espra/') || path.split('/').some((s) => s === '.' || s === '..')) throw 'must not be /_espra or hold "." or ".." segments'
+      if (path === '/_espra' || path.startsWith('/_espra/') || path.split('/').some((s) => s === '.' || s === '..')) throw new InvalidValue('must not be /_espra or hold "." or ".." segments')
       // Blob-store files are served under /f/ (roles/fileserver/files-route.ts).
-      if (path === '/f' || path.startsWith('/f/')) throw 'must not be /f or under it (blob-store files are served there)'
+      if (path === '/f' || path.startsWith('/f/')) throw new InvalidValue('must not be /f or under it (blob-store files are served there)')
       // Uploads are taken at /upload (roles/fileserver/upload.ts) and /uploads/ (tus, roles/fileserver/tus.ts).
-      if (path === '/upload' || path === '/uploads' || path.startsWith('/uploads/')) throw 'must not be /upload, /uploads or under /uploads (uploads are taken there)'
+      if (path === '/upload' || path === '/uploads' || path.startsWith('/uploads/')) throw new InvalidValue('must not be /upload, /uploads or under /uploads (uploads are taken there)')
       return path
     },
   }),
@@ -24,7 +25,7 @@ export const FILESERVER_OPTIONS = [
     parse: (raw: unknown): string => {
       // A DNS name (as vhost names, lib/vhosts/vhost.ts): labels of 1-63 letters, digits and inner hyphens; no port, no IP address.
       const host = text(/^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$/, 'a host name such as files.example.com (no port, no scheme)')(raw)
-      if (/^[0-9.]+$/.test(host)) throw 'must be a host name, not an IP address (a browser origin of its own needs a name)'
+      if (/^[0-9.]+$/.test(host)) throw new InvalidValue('must be a host name, not an IP address (a browser origin of its own needs a name)')
       return host.toLowerCase().replace(/\.$/, '')
     },
   }),
@@ -38,7 +39,7 @@ export const FILESERVER_OPTIONS = [
     doc: 'fileserver: the disk cache is kept under this many bytes, least recently served objects evicted first',
     default: constant(1024 ** 3), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 1024) throw 'must be a size of at least 1KB'
+      if (n < 1024) throw new InvalidValue('must be a size of at least 1KB')
       return n
     },
   }),

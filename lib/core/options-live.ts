@@ -1,5 +1,6 @@
 /** Live options: history bounds, long-poll, message and backpressure limits, public channels, the internal link. */
 import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
+import { InvalidValue } from './errors.js'
 
 export const LIVE_OPTIONS = [
   option({
@@ -17,7 +18,7 @@ export const LIVE_OPTIONS = [
     doc: 'live: bytes of messages (their JSON text) one channel keeps as history on its home node, oldest dropped first (0: none)',
     default: constant(8 * 1024 ** 2), parse: (raw) => {
       const n = parseSize(raw)
-      if (n > 1024 ** 3) throw 'must be a size of at most 1GB'
+      if (n > 1024 ** 3) throw new InvalidValue('must be a size of at most 1GB')
       return n
     },
   }),
@@ -31,7 +32,7 @@ export const LIVE_OPTIONS = [
     doc: 'live: largest message (its data as JSON text) a channel accepts by any path, and largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
     default: constant(64 * 1024), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 256 || n > 16 * 1024 ** 2) throw 'must be a size from 256 bytes to 16MB'
+      if (n < 256 || n > 16 * 1024 ** 2) throw new InvalidValue('must be a size from 256 bytes to 16MB')
       return n
     },
   }),
@@ -45,7 +46,7 @@ export const LIVE_OPTIONS = [
     doc: 'live: channel patterns anyone may subscribe to without a token, e.g. news:*,status',
     default: constant([]), parse: (raw) => {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
-      if (!list || list.some((p) => typeof p !== 'string' || !/^[A-Za-z0-9_\-:.@*]{1,128}$/.test(p))) throw 'must be a comma-separated list of channel patterns (letters, digits, _ - : . @ and *)'
+      if (!list || list.some((p) => typeof p !== 'string' || !/^[A-Za-z0-9_\-:.@*]{1,128}$/.test(p))) throw new InvalidValue('must be a comma-separated list of channel patterns (letters, digits, _ - : . @ and *)')
       return list
     },
   }),

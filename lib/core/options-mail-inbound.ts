@@ -1,6 +1,6 @@
 /** Mail-role options of the inbound side added after the first slice (other roles ignore these): docs/mail.md. */
 import { isIP } from 'node:net'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 import { constant, durationIn, flag, integer, oneOf, option, parseHostPort, parseSize } from './config-parsers.js'
 
 declare module './config.js' {
@@ -35,7 +35,7 @@ export const MAIL_INBOUND_OPTIONS = [
     doc: 'mail: the largest header section (everything before the first empty line) a message may have (1KB to 1MB); a larger one refuses the message 552 5.3.4 at the end of DATA (nothing stored)',
     default: constant(64 * 1024), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 1024 || n > 1024 ** 2) throw 'must be a size from 1KB to 1MB'
+      if (n < 1024 || n > 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 1MB')
       return n
     },
   }),
@@ -75,7 +75,7 @@ export const MAIL_INBOUND_OPTIONS = [
 export function dnsServerList(raw: unknown): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
   const bad = (item: unknown): never => {
-    throw `must be a comma-separated list of DNS server addresses, ip or ip:port (${JSON.stringify(item)} is not one)`
+    throw new InvalidValue(`must be a comma-separated list of DNS server addresses, ip or ip:port (${JSON.stringify(item)} is not one)`)
   }
   if (items === null) bad(raw)
   return items!.map((item) => {

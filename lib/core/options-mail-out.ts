@@ -5,7 +5,7 @@ import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, port, text } from './config-parsers.js'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 
 export interface DkimKey {
   readonly domain: string
@@ -60,23 +60,23 @@ const HOUR = 3_600_000
 
 /** `smtp://` or `smtps://`, a host, an optional port and credentials; thrown sentences say what is allowed. */
 export function relayUrl(raw: unknown): string {
-  if (typeof raw !== 'string') throw 'must be a URL smtp(s)://[user:password@]host[:port]'
+  if (typeof raw !== 'string') throw new InvalidValue('must be a URL smtp(s)://[user:password@]host[:port]')
   let url: URL
   try {
     url = new URL(raw.trim())
   } catch {
-    throw 'must be a URL smtp(s)://[user:password@]host[:port]'
+    throw new InvalidValue('must be a URL smtp(s)://[user:password@]host[:port]')
   }
-  if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw `must start with smtp:// or smtps:// (got ${url.protocol}//)`
-  if (url.hostname === '') throw 'must name a host'
-  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') throw 'must be only smtp(s)://[user:password@]host[:port], no path or query'
+  if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new InvalidValue(`must start with smtp:// or smtps:// (got ${url.protocol}//)`)
+  if (url.hostname === '') throw new InvalidValue('must name a host')
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') throw new InvalidValue('must be only smtp(s)://[user:password@]host[:port], no path or query')
   return url.toString().replace(/\/$/, '')
 }
 
 /** `ip` or `ip:port` (IPv6 in brackets with a port), comma-separated. */
 export function dnsServers(raw: unknown): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
-  if (items === null) throw 'must be DNS servers, ip or ip:port, comma-separated'
+  if (items === null) throw new InvalidValue('must be DNS servers, ip or ip:port, comma-separated')
   const out: string[] = []
   for (const item of items) {
     const v = typeof item === 'string' ? item.trim() : ''
@@ -84,7 +84,7 @@ export function dnsServers(raw: unknown): string[] {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|([0-9a-fA-F:]+))(?::(\d{1,5}))?$/.exec(v)
     const ip = m?.[1] ?? m?.[2] ?? m?.[3] ?? ''
     const p = m?.[4] === undefined ? 53 : Number(m[4])
-    if (m === null || isIP(ip) === 0 || p < 1 || p > 65535 || (m[3] !== undefined && m[4] !== undefined)) throw `must be DNS servers, ip or ip:port, comma-separated (${JSON.stringify(item)} is not one)`
+    if (m === null || isIP(ip) === 0 || p < 1 || p > 65535 || (m[3] !== undefined && m[4] !== undefined)) throw new InvalidValue(`must be DNS servers, ip or ip:port, comma-separated (${JSON.stringify(item)} is not one)`)
     out.push(isIP(ip) === 6 ? `[${ip}]:${p}` : `${ip}:${p}`)
   }
   return out
@@ -93,16 +93,16 @@ export function dnsServers(raw: unknown): string[] {
 /** `domain:selector:keyfile`, comma-separated (or a JSON array of such strings in the config file). */
 export function dkimList(raw: unknown): DkimKey[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
-  if (items === null) throw 'must be domain:selector:keyfile, comma-separated for several'
+  if (items === null) throw new InvalidValue('must be domain:selector:keyfile, comma-separated for several')
   const out: DkimKey[] = []
   for (const item of items) {
-    if (typeof item !== 'string') throw 'must be domain:selector:keyfile strings'
+    if (typeof item !== 'string') throw new InvalidValue('must be domain:selector:keyfile strings')
     if (item.trim() === '' && items.length === 1) return []
     const m = /^([^:]+):([^:]+):(.+)$/.exec(item.trim())
     const domain = m?.[1]!.toLowerCase().replace(/\.$/, '') ?? ''
-    if (m === null || !DOMAIN.test(domain)) throw `must be domain:selector:keyfile (${JSON.stringify(item)} is not)`
-    if (!SELECTOR.test(m[2]!)) throw `a DKIM selector is letters, digits, '.', '_' or '-' (${JSON.stringify(m[2])} is not)`
-    if (out.some((k) => k.domain === domain)) throw `names ${domain} twice: one key per domain`
+    if (m === null || !DOMAIN.test(domain)) throw new InvalidValue(`must be domain:selector:keyfile (${JSON.stringify(item)} is not)`)
+    if (!SELECTOR.test(m[2]!)) throw new InvalidValue(`a DKIM selector is letters, digits, '.', '_' or '-' (${JSON.stringify(m[2])} is not)`)
+    if (out.some((k) => k.domain === domain)) throw new InvalidValue(`names ${domain} twice: one key per domain`)
     out.push({ domain, selector: m[2]!, keyFile: resolve(m[3]!) })
   }
   return out
@@ -204,21 +204,21 @@ export const MAIL_OUT_OPTIONS = [
 /** `host:port` (`[v6]:port`); thrown sentences say what is allowed. */
 function hostPort(raw: unknown): string {
   const m = typeof raw === 'string' ? /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(raw.trim()) : null
-  if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw 'must be host:port (e.g. 127.0.0.1:8443)'
+  if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new InvalidValue('must be host:port (e.g. 127.0.0.1:8443)')
   return `${m[1]}:${m[2]}`
 }
 
 /** An absolute path to a readable file holding at least one PEM certificate. */
 function pemFile(raw: unknown): string {
-  if (typeof raw !== 'string' || raw.trim() === '') throw 'must be a file of PEM certificates'
+  if (typeof raw !== 'string' || raw.trim() === '') throw new InvalidValue('must be a file of PEM certificates')
   const path = resolve(raw.trim())
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    throw `${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`
+    throw new InvalidValue(`${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw `${path} holds no PEM certificate`
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new InvalidValue(`${path} holds no PEM certificate`)
   return path
 }
 

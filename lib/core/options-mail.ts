@@ -1,7 +1,7 @@
 /** Mail-role options (other roles ignore these): docs/mail.md. */
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
 declare module './config.js' {
@@ -33,12 +33,12 @@ const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a
 /** A comma-separated list (or a JSON array in a config file) of domain names, lower-cased. Throws a sentence saying what is allowed. */
 export function mailDomainList(raw: unknown): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
-  if (items === null) throw 'must be a comma-separated list of domains, e.g. example.com,mail.example.com'
+  if (items === null) throw new InvalidValue('must be a comma-separated list of domains, e.g. example.com,mail.example.com')
   const out: string[] = []
   for (const item of items) {
     const domain = typeof item === 'string' ? item.trim().toLowerCase().replace(/\.$/, '') : ''
     if (domain === '' && items.length === 1) return []
-    if (!DOMAIN.test(domain)) throw `must be a comma-separated list of domains, e.g. example.com,mail.example.com (${JSON.stringify(item)} is not one)`
+    if (!DOMAIN.test(domain)) throw new InvalidValue(`must be a comma-separated list of domains, e.g. example.com,mail.example.com (${JSON.stringify(item)} is not one)`)
     if (!out.includes(domain)) out.push(domain)
   }
   return out
@@ -60,7 +60,7 @@ export const MAIL_OPTIONS = [
     doc: 'mail: the largest message accepted; advertised as SIZE, refused 552 at MAIL FROM when declared larger, and cut while the data streams (the rest discarded unbuffered, 552 at the end of DATA)',
     default: constant(10 * 1024 ** 2), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 1024 || n > 1024 ** 3) throw 'must be a size from 1KB to 1GB'
+      if (n < 1024 || n > 1024 ** 3) throw new InvalidValue('must be a size from 1KB to 1GB')
       return n
     },
   }),

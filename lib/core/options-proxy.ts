@@ -2,7 +2,7 @@
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
 import { checkCidr } from './client-address.js'
-import { EspraError } from './errors.js'
+import { EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
 declare module './config.js' {
@@ -16,14 +16,14 @@ declare module './config.js' {
 
 export const ROUTE_KEY_FORMS = 'path:/prefix/, query:<name>, cookie:<name>, header:<name>, ip'
 
-/** Validates one proxy routing-key handler (`--route-keys` item); throws a sentence saying what is allowed. */
+/** Validates one proxy routing-key handler (`--route-keys` item); throws an `InvalidValue` saying what is allowed. */
 export function checkRouteKey(item: string): string {
   if (item === 'ip') return item
   const m = /^(path|query|cookie|header):(.+)$/.exec(item)
-  if (!m) throw `each item must be one of ${ROUTE_KEY_FORMS} (got '${item}')`
+  if (!m) throw new InvalidValue(`each item must be one of ${ROUTE_KEY_FORMS} (got '${item}')`)
   const arg = m[2]!
-  if (m[1] === 'path' && !/^\/([^/?#\s]+\/)*$/.test(arg)) throw `path:<prefix> must start and end with '/', e.g. path:/ch/ (got '${item}')`
-  if (m[1] !== 'path' && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(arg)) throw `'${arg}' is not a valid ${m[1]} name`
+  if (m[1] === 'path' && !/^\/([^/?#\s]+\/)*$/.test(arg)) throw new InvalidValue(`path:<prefix> must start and end with '/', e.g. path:/ch/ (got '${item}')`)
+  if (m[1] !== 'path' && !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(arg)) throw new InvalidValue(`'${arg}' is not a valid ${m[1]} name`)
   return item
 }
 
@@ -38,7 +38,7 @@ export const PROXY_OPTIONS = [
     doc: `proxy: where a request's routing key comes from, first match wins: ${ROUTE_KEY_FORMS}`,
     default: constant(['cookie:espra_session', 'ip']), parse: (raw) => {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
-      if (!list || list.length === 0 || list.some((s) => typeof s !== 'string')) throw `must be a comma-separated list of ${ROUTE_KEY_FORMS}`
+      if (!list || list.length === 0 || list.some((s) => typeof s !== 'string')) throw new InvalidValue(`must be a comma-separated list of ${ROUTE_KEY_FORMS}`)
       return list.map((s: string) => checkRouteKey(s))
     },
   }),
@@ -47,7 +47,7 @@ export const PROXY_OPTIONS = [
     doc: 'proxy: largest request head (request line and headers); a larger one gets 431',
     default: constant(16 * 1024), parse: (raw) => {
       const n = parseSize(raw)
-      if (n < 1024 || n > 1024 ** 2) throw 'must be a size from 1KB to 1MB'
+      if (n < 1024 || n > 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 1MB')
       return n
     },
   }),
@@ -71,7 +71,7 @@ export const PROXY_OPTIONS = [
     doc: 'proxy, app: load balancers (IPs or CIDR blocks, comma-separated) whose PROXY protocol v2 header and X-Forwarded-For name the client; nothing is trusted by default',
     default: constant([] as readonly string[]), parse: (raw) => {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
-      if (!list || list.some((s) => typeof s !== 'string')) throw 'must be a comma-separated list of IP addresses or CIDR blocks'
+      if (!list || list.some((s) => typeof s !== 'string')) throw new InvalidValue('must be a comma-separated list of IP addresses or CIDR blocks')
       return list.map((s: string) => checkCidr(s))
     },
   }),

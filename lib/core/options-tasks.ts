@@ -1,5 +1,6 @@
 /** Task-queue options: the backend (`--redis`) and how app nodes run tasks (docs/app-api.md, "Tasks"). */
 import { constant, durationIn, integer, option } from './config-parsers.js'
+import { InvalidValue } from './errors.js'
 
 declare module './config.js' {
   interface NodeConfig {
@@ -18,15 +19,15 @@ declare module './config.js' {
 
 /** `redis://` or `rediss://` with a host; the password (if any) never shows in `config check`. Throws a sentence saying what is allowed. */
 export function redisUrl(raw: unknown): string {
-  if (typeof raw !== 'string') throw 'must be a redis:// or rediss:// URL'
+  if (typeof raw !== 'string') throw new InvalidValue('must be a redis:// or rediss:// URL')
   let url: URL
   try {
     url = new URL(raw)
   } catch {
-    throw 'must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0'
+    throw new InvalidValue('must be a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0')
   }
-  if ((url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') throw 'must be a redis:// or rediss:// URL with a host, e.g. redis://127.0.0.1:6379/0'
-  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) throw 'may name a database number only, e.g. redis://host:6379/2'
+  if ((url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') throw new InvalidValue('must be a redis:// or rediss:// URL with a host, e.g. redis://127.0.0.1:6379/0')
+  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) throw new InvalidValue('may name a database number only, e.g. redis://host:6379/2')
   return raw
 }
 

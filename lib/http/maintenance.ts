@@ -12,7 +12,7 @@
  * one cut off from the seed.
  */
 import { checkCidr, createTrustedProxies } from '../core/client-address.js'
-import { EspraError } from '../core/errors.js'
+import { EspraError, InvalidValue } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { MaintenanceState } from '../core/node-state.js'
 import { hostProblem, normalizeHost, requestHost } from '../vhosts/vhost.js'
@@ -75,46 +75,46 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+
  * `--until`: a duration from now (`90s`, `90m`, `2h`, `1d`) or an ISO-8601
  * time with a zone (`2026-12-03T06:00Z`, `2026-12-03T07:00:00+01:00`).
  * Returns `{forMs}` for a duration (the seed adds it to its own clock, so a
- * skewed admin machine cannot shift it) or `{until}`; throws a sentence.
+ * skewed admin machine cannot shift it) or `{until}`; throws an `InvalidValue`.
  */
 export function parseUntilArg(raw: string, now: number): { forMs: number } | { until: number } {
   const text = raw.trim()
   const d = DURATION.exec(text)
   if (d) {
     const forMs = Number(d[1]) * DURATION_UNITS[d[2]!]!
-    if (forMs < MIN_MAINTENANCE_MS) throw `${JSON.stringify(raw)} is too short: a maintenance lasts at least ${MIN_MAINTENANCE_MS / 1000} s`
+    if (forMs < MIN_MAINTENANCE_MS) throw new InvalidValue(`${JSON.stringify(raw)} is too short: a maintenance lasts at least ${MIN_MAINTENANCE_MS / 1000} s`)
     const problem = untilProblem(now + forMs, now)
-    if (problem !== null) throw `${JSON.stringify(raw)} ${problem}`
+    if (problem !== null) throw new InvalidValue(`${JSON.stringify(raw)} ${problem}`)
     return { forMs }
   }
   if (!ISO_TIME.test(text)) {
-    if (/^\d{4}-\d{2}-\d{2}/.test(text)) throw `${JSON.stringify(raw)} needs a date, a time and a zone, e.g. 2026-12-03T06:00Z or 2026-12-03T07:00+01:00`
-    throw `${JSON.stringify(raw)} must be a duration (90s, 90m, 2h, 1d) or an ISO-8601 time with a zone (2026-12-03T06:00Z)`
+    if (/^\d{4}-\d{2}-\d{2}/.test(text)) throw new InvalidValue(`${JSON.stringify(raw)} needs a date, a time and a zone, e.g. 2026-12-03T06:00Z or 2026-12-03T07:00+01:00`)
+    throw new InvalidValue(`${JSON.stringify(raw)} must be a duration (90s, 90m, 2h, 1d) or an ISO-8601 time with a zone (2026-12-03T06:00Z)`)
   }
   const until = Date.parse(text)
-  if (Number.isNaN(until)) throw `${JSON.stringify(raw)} is not a real date and time`
+  if (Number.isNaN(until)) throw new InvalidValue(`${JSON.stringify(raw)} is not a real date and time`)
   const problem = untilProblem(until, now)
-  if (problem !== null) throw `${JSON.stringify(raw)} ${problem}`
+  if (problem !== null) throw new InvalidValue(`${JSON.stringify(raw)} ${problem}`)
   return { until }
 }
 
-/** Checks a list of host names (lower-cased, trailing dot dropped); throws a sentence naming the bad one. */
+/** Checks a list of host names (lower-cased, trailing dot dropped); throws an `InvalidValue` naming the bad one. */
 export function checkHosts(hosts: readonly unknown[]): string[] {
-  if (hosts.length === 0) throw 'must name at least one host (leave it out for every host)'
-  if (hosts.length > MAX_HOSTS) throw `must name at most ${MAX_HOSTS} hosts (got ${hosts.length})`
+  if (hosts.length === 0) throw new InvalidValue('must name at least one host (leave it out for every host)')
+  if (hosts.length > MAX_HOSTS) throw new InvalidValue(`must name at most ${MAX_HOSTS} hosts (got ${hosts.length})`)
   return [...new Set(hosts.map((h) => {
     const host = typeof h === 'string' ? normalizeHost(h.trim()) : h
     const problem = hostProblem(host)
-    if (problem !== null) throw `${JSON.stringify(h)}: ${problem}`
+    if (problem !== null) throw new InvalidValue(`${JSON.stringify(h)}: ${problem}`)
     return host as string
   }))]
 }
 
-/** Checks a list of client addresses or CIDR blocks (IPv4 or IPv6); throws a sentence naming the bad one. */
+/** Checks a list of client addresses or CIDR blocks (IPv4 or IPv6); throws an `InvalidValue` naming the bad one. */
 export function checkAllow(allow: readonly unknown[]): string[] {
-  if (allow.length > MAX_ALLOW) throw `must name at most ${MAX_ALLOW} addresses or blocks (got ${allow.length})`
+  if (allow.length > MAX_ALLOW) throw new InvalidValue(`must name at most ${MAX_ALLOW} addresses or blocks (got ${allow.length})`)
   return allow.map((a) => {
-    if (typeof a !== 'string') throw `${JSON.stringify(a)}: must be an IP address or a CIDR block`
+    if (typeof a !== 'string') throw new InvalidValue(`${JSON.stringify(a)}: must be an IP address or a CIDR block`)
     return checkCidr(a.trim())
   })
 }

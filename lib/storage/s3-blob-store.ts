@@ -95,7 +95,7 @@ class S3BlobStore implements BlobStore {
     const opts = checkPutOptions(options)
     let size = 0
     let source: Buffer | Readable = body
-    let sourceError: unknown = null
+    let sourceError = null as Error | null
     if (Buffer.isBuffer(body)) size = body.length
     else {
       // Count the bytes on their way through; an error in the caller's stream is theirs, rethrown as is.
