@@ -16,7 +16,7 @@ import { createHttpServer, sendJson } from '../http/server.js'
 import { uws } from '../http/uws.js'
 import { createIpcEndpoint, type ChildStats, type IpcPort, type ToChild, type ToParent } from './ipc.js'
 import { createChildRegistry } from './metrics.js'
-import type { Handle, Listener, Role } from './role.js'
+import type { ChildHandle, Listener, Role } from './role.js'
 import { extraListenFd, LISTEN_FD } from './shared-socket.js'
 
 const STATS_INTERVAL_MS = 1000
@@ -57,7 +57,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   })
 
   let state: NodeState | undefined
-  let roleHandle: Handle | void
+  let roleHandle: ChildHandle | void
   const pushListeners: ((push: SeedPush) => void)[] = []
   const roleListeners: ((body: unknown) => void)[] = []
   let registry: Registry | undefined
@@ -67,8 +67,6 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   // Settles once the child listens or has given up; a drain waits for it.
   const settled = new Promise<void>((resolve) => (setUp = resolve))
   let drained: Promise<void> | undefined
-  let httpDrainedNow!: () => void
-  const httpDrained = new Promise<void>((resolve) => (httpDrainedNow = resolve))
 
   const ipc = createIpcEndpoint<ToChild, ToParent>(
     process as unknown as IpcPort,
@@ -108,10 +106,15 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   const metrics = registry
   const role = roles[config.role]
 
+  /**
+   * One ordered sequence (ChildHandle): the role lets its open connections go while the server stops
+   * accepting; every accepted request is answered; only then does the role close what they needed.
+   */
   async function drain(timeoutMs: number): Promise<void> {
-    const http = (listener ? listener.drain(timeoutMs) : server.drain({ timeoutMs })).finally(httpDrainedNow)
-    const [{ cut }] = await Promise.all([http, roleHandle?.close()])
+    roleHandle?.drain?.()
+    const { cut } = await (listener ? listener.drain(timeoutMs) : server.drain({ timeoutMs }))
     if (cut > 0) childLog.warn({ cut }, `drain deadline reached: ${cut} requests or tracked connections cut`)
+    await roleHandle?.close()
     childLog.info('drained: exiting')
     process.exit(0)
   }
@@ -150,7 +153,6 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
           request: (body, timeoutMs = ROLE_REQUEST_TIMEOUT_MS) => ipc.request({ t: 'role-req', body }, timeoutMs),
           onMessage: (listener) => void roleListeners.push(listener),
         },
-        httpDrained: () => httpDrained,
       })
       // Last, so role routes win; uWS also ranks wildcards below static and parameter routes.
       app.any('/*', (res, req) => {

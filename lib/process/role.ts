@@ -17,6 +17,11 @@ export interface Handle {
   destroy(err?: Error): void
 }
 
+/** Closes `handles`, given in the order they were opened, one after another from the last: what opened later may use what opened earlier. */
+export async function closeInReverse(handles: readonly Handle[]): Promise<void> {
+  for (const handle of [...handles].reverse()) await handle.close()
+}
+
 export interface ChildContext {
   readonly config: NodeConfig
   readonly log: Logger
@@ -36,13 +41,23 @@ export interface ChildContext {
   readonly metrics: Registry
   /** The role's own traffic with its parent (whatever `ParentContext.children` sends). */
   readonly parent: ParentChannel
+}
+
+/**
+ * What a role's child side returns. A child told to drain runs one ordered
+ * sequence (lib/process/child.ts): `drain()`, while the HTTP server stops
+ * accepting and tells kept-alive clients to close; then the HTTP drain, until
+ * every request the child accepted is answered (or the deadline passes); then
+ * `close()`, which may close what those requests needed, in reverse order of
+ * opening.
+ */
+export interface ChildHandle extends Handle {
   /**
-   * Resolves once this child, told to drain, has answered every request it
-   * accepted and closed its connections (or the drain deadline passed). The
-   * role's `close()` runs alongside the HTTP drain; a role that would refuse
-   * work still arriving on kept-alive connections awaits this first.
+   * Stop taking new work that is not a request (tasks, timers) and tell the
+   * connections the role keeps open (WebSocket, SSE, long-poll) to go, so the
+   * HTTP drain does not wait for them until its deadline.
    */
-  httpDrained(): Promise<void>
+  drain?(): void
 }
 
 /** A child's side of the role's IPC with its parent. Messages keep their order. */
@@ -148,7 +163,7 @@ export interface Role {
   /** Role work in the parent process (the seed's meta server). */
   parent?(ctx: ParentContext): Promise<Handle>
   /** Adds the role's routes to a child's app; runs before the child listens. */
-  child?(ctx: ChildContext): Promise<Handle | void>
+  child?(ctx: ChildContext): Promise<ChildHandle | void>
   /**
    * For a role that serves its public port itself instead of through the
    * child's uWS app (the proxy's raw TCP front); runs instead of `child`. The

@@ -36,6 +36,8 @@ export interface EventStreams {
 
 export function createEventStreams(link: AdminSeedLink, track: () => () => void, watch: RegistryWatch): EventStreams {
   const streams = new Set<{ end(): void; write(text: string): void }>()
+  // Set by close(): a stream asked for while the child drains is ended at once; the client reconnects elsewhere.
+  let ending = false
   const heartbeat = setInterval(() => streams.forEach((s) => s.write(': heartbeat\n\n')), HEARTBEAT_MS)
   heartbeat.unref()
 
@@ -85,9 +87,11 @@ export function createEventStreams(link: AdminSeedLink, track: () => () => void,
       res.writeStatus('200 OK').writeHeader('Content-Type', 'text/event-stream').writeHeader('Cache-Control', 'no-cache').writeHeader('X-Accel-Buffering', 'no')
       res.write(`retry: 2000\n: heartbeat\n\n`)
       send('seed', { connected: link.client.connected, at: Date.now() })
+      if (ending) stream.end()
       return stream
     },
     close() {
+      ending = true
       clearInterval(heartbeat)
       for (const s of [...streams]) s.end()
     },

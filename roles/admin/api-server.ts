@@ -24,7 +24,7 @@
 import { createTrustedProxies } from '../../lib/core/client-address.js'
 import { EspraError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
 import type { AdminOperator } from '../../lib/core/options-admin.js'
-import type { ChildContext } from '../../lib/process/role.js'
+import type { ChildContext, ChildHandle } from '../../lib/process/role.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpResponse } from '../../lib/http/uws.js'
 import { writeAudit } from './api-audit.js'
@@ -247,19 +247,22 @@ export async function startAdminApi(ctx: ChildContext) {
     }).then(() => {}, (err: unknown) => log.error({ err, action, operator: operator.name }, 'audit entry not written')),
   })
 
+  // Event streams are tracked connections: they end when the drain begins, or the drain would wait for them.
+  const stopStreams = (): void => {
+    watch.close()
+    events.close()
+    sweeps.stop()
+  }
   return {
+    drain: stopStreams,
     async close() {
-      watch.close()
-      events.close()
-      sweeps.stop()
+      stopStreams()
       await jobs.close()
       await link.close()
     },
     destroy() {
-      watch.close()
-      events.close()
-      sweeps.stop()
+      stopStreams()
       link.client.destroy()
     },
-  }
+  } satisfies ChildHandle
 }

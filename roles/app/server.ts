@@ -12,7 +12,7 @@ import { deriveTokenKey } from '../../lib/live/token.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild, waitForFirstBuild } from '../../lib/process/follow-build.js'
-import type { ChildContext, Handle } from '../../lib/process/role.js'
+import type { ChildContext, ChildHandle } from '../../lib/process/role.js'
 import { createAppTables } from '../../lib/storage/app-tables.js'
 import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../lib/uploads/token.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
@@ -120,7 +120,7 @@ function headersOf(req: HttpRequest): Record<string, string> {
   return headers
 }
 
-export async function startAppServer(ctx: ChildContext, childIndex: number): Promise<Handle> {
+export async function startAppServer(ctx: ChildContext, childIndex: number): Promise<ChildHandle> {
   const { config, log } = ctx
   const store = await createBlobStore(blobStoreConfig(config))
   const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame, maxMessage: config.liveMaxMessage })
@@ -276,22 +276,24 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   })
   await waitForFirstBuild(ctx, await followBuild(ctx, follower), firstLoad)
 
+  // Stop taking tasks; the pool gives back those not started and lets running ones finish.
+  const stopTaking = (): void => {
+    clearInterval(reporter)
+    consumer.stop()
+  }
   return {
+    drain: stopTaking,
+    // After the HTTP drain: requests this child accepted, and those still arriving on kept-alive connections
+    // before they heard `Connection: close`, were answered by the pool, not refused with 503.
     async close() {
-      clearInterval(reporter)
-      // Stop taking tasks; the pool gives back those not started and lets running ones finish; then their results go out.
-      consumer.stop()
-      // Requests this child accepted, and those still arriving on kept-alive connections before they
-      // hear `Connection: close`, are answered, not refused with 503: the pool closes only once the
-      // HTTP server has drained (or its deadline passed).
-      await ctx.httpDrained()
+      stopTaking()
       await pool.close()
+      // Then the results of the tasks that ran go out, then what they used closes.
       await consumer.close()
       await Promise.all([store.close(), publisher.close(), taskQueue.close(), mailQueue.close()])
     },
     destroy() {
-      clearInterval(reporter)
-      consumer.stop()
+      stopTaking()
       pool.destroy()
       void taskQueue.close()
       void mailQueue.close()

@@ -1,6 +1,6 @@
 /** The fileserver role: static files for `*.<file-domain>`. */
 import { guardMaintenance } from '../../lib/http/maintenance-guard.js'
-import type { Role } from '../../lib/process/role.js'
+import { closeInReverse, type Role } from '../../lib/process/role.js'
 import { startAppAssets } from './app-assets.js'
 import { createFileServing } from './cache-client.js'
 import { startFilesRoute } from './files-route.js'
@@ -33,7 +33,7 @@ export const fileserverRole: Role = {
     const vhosts = startVhostParent(ctx)
     const handles = [uploads, vhosts, await startTusSweep(ctx), await startFileserverNode(ctx, { uploads, vhosts })]
     return {
-      close: async () => void (await Promise.all(handles.map((h) => h.close()))),
+      close: () => closeInReverse(handles),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),
     }
   },
@@ -49,9 +49,9 @@ export const fileserverRole: Role = {
     const uploads = await createUploadPipeline(ctx, counters)
     startUploads(ctx, uploads)
     startTus(ctx, uploads)
-    const handles = [await startAppAssets(ctx), files, vhosts, uploads]
+    const handles = [files, vhosts, uploads, await startAppAssets(ctx)]
     return {
-      close: async () => void (await Promise.all(handles.map((h) => h.close()))),
+      close: () => closeInReverse(handles),
       destroy: (err) => handles.forEach((h) => h.destroy(err)),
     }
   },

@@ -35,10 +35,12 @@ export const liveRole: Role = {
     ctx.onPush((push) => {
       if (push.op === 'drain' && asDrainOrder((push.body as { order?: unknown } | null)?.order) !== null) ws.reconnectSpread(DRAIN_RECONNECT_SPREAD_MS)
     })
-    const close = (): void => {
+    // Told to drain, the child ends its WebSockets, SSE streams and long polls at once (they are tracked,
+    // so the HTTP drain would wait for them); clients reconnect elsewhere and recover by sequence.
+    const end = (): void => {
       ws.close()
       http.close()
     }
-    return { close: async () => close(), destroy: close }
+    return { drain: end, close: async () => end(), destroy: end }
   },
 }
