@@ -198,6 +198,26 @@ t.test('uploads: a hash not asked for, wrong bytes, too many or too few bytes, a
   t.match(entries.find((e) => e.action === 'build.upload' && e.outcome === 'ESPRA_ERR_ADMIN_FORBIDDEN'), { operator: 'watcher', status: 403, target: null })
 })
 
+t.test('a dashboard session uploads with its CSRF token; another origin is refused and nothing is stored', async (t) => {
+  const login = await apiCall(c.admin.port, 'POST', '/dashboard/login', { token: null, body: { token: c.tokens.operator } })
+  const cookie = String(login.headers['set-cookie'] ?? '').split(';')[0]!
+  const csrf = (await apiCall(c.admin.port, 'GET', '/dashboard/session', { token: null, headers: { cookie } })).json.csrf
+  const bytes = Buffer.from(`csrf ${Date.now()}`)
+  const planned = await c.api('POST', '/api/builds', { body: { manifest: manifestOf({ 'public/c.txt': bytes }) } })
+  const href = planned.json.missing[0].href
+  const own = `http://127.0.0.1:${c.admin.port}`
+  const evil = await apiCall(c.admin.port, 'PUT', href, { token: null, raw: bytes, headers: { cookie, origin: 'http://evil.example', 'x-csrf-token': csrf } })
+  t.equal(evil.status, 403)
+  t.equal(evil.json.code, 'ESPRA_ERR_ADMIN_CSRF')
+  const noToken = await apiCall(c.admin.port, 'PUT', href, { token: null, raw: bytes, headers: { cookie, origin: own } })
+  t.equal(noToken.json.code, 'ESPRA_ERR_ADMIN_CSRF', 'no X-CSRF-Token: refused')
+  t.equal((await c.api('GET', planned.json.href)).json.remaining.length, 1, 'nothing stored')
+  const ok = await apiCall(c.admin.port, 'PUT', href, { token: null, raw: bytes, headers: { cookie, origin: own, 'x-csrf-token': csrf } })
+  t.equal(ok.status, 200, ok.body)
+  t.equal((await c.api('GET', planned.json.href)).json.remaining.length, 0)
+  t.equal((await c.api('DELETE', planned.json.href)).status, 200)
+})
+
 t.test('Idempotency-Key: a planned push retried with its key answers the same upload', async (t) => {
   const files: Files = { 'public/k.txt': Buffer.from(`key ${Date.now()}`) }
   const headers = { 'idempotency-key': `push-${Date.now()}` }
