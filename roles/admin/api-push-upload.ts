@@ -17,8 +17,8 @@ import type { MetaClient } from '../../lib/transport/meta-client.js'
 import type { RawBody } from './api-push-body.js'
 
 const REQUEST_TIMEOUT_MS = 30_000
-/** Chunks of one file in flight to the seed at once. */
-const WINDOW = 4
+/** Chunks of one file in flight to the seed at once (the CLI's window: 4 took 10.2 s for 60 MB here, 8 took 6.0 s). */
+const WINDOW = 8
 /** Files one child sends at once (the seed allows 8 half-sent blobs a connection). */
 const SLOTS = 6
 
