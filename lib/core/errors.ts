@@ -146,6 +146,11 @@ export const ERRORS = {
   ESPRA_ERR_ADMIN_JOB_NOT_FOUND: { message: 'no such rolling restart', status: 404 },
   ESPRA_ERR_ADMIN_SEED: { message: 'the admin node has no link to a seed right now', status: 503 },
   ESPRA_ERR_ADMIN_CSRF: { message: 'a dashboard call from another origin, or without the session\'s CSRF token, was refused', status: 403 },
+  ESPRA_ERR_ADMIN_PUSH_NOT_FOUND: { message: 'no such build upload (unknown, expired or abandoned)', status: 404 },
+  ESPRA_ERR_ADMIN_PUSH_NOT_ASKED: { message: 'that content hash is not one this build upload asked for', status: 409 },
+  ESPRA_ERR_ADMIN_PUSH_SIZE: { message: 'the uploaded body is not the size the manifest gives for that content hash', status: 400 },
+  ESPRA_ERR_ADMIN_PUSH_CLOSED: { message: 'that build upload was committed already', status: 409 },
+  ESPRA_ERR_ADMIN_PUSH_BUSY: { message: 'that content hash is being uploaded by another request right now', status: 409 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERRORS

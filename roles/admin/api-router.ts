@@ -8,6 +8,7 @@
 import { EspraError } from '../../lib/core/errors.js'
 import type { AdminOperator } from '../../lib/core/options-admin.js'
 import type { Body } from './api-fields.js'
+import type { RawBody } from './api-push-body.js'
 
 export type ApiMethod = 'GET' | 'POST' | 'PUT' | 'DELETE'
 
@@ -19,6 +20,8 @@ export interface ApiCall {
   readonly body: Body
   readonly operator: AdminOperator
   readonly address: string
+  /** The body as bytes, for a route with `rawBody` (its `body` is then `{}`). */
+  readonly raw?: RawBody
 }
 
 /** What a route answers: a status and a JSON body. */
@@ -41,6 +44,12 @@ export interface ApiRoute<D> {
   /** The audit log's name for it (`node.drain`); reads have one too, for logs. */
   readonly action: string
   readonly acts: boolean
+  /**
+   * The body is bytes, read by `run` as they arrive (any Content-Type, no
+   * `--admin-max-body`: the route bounds it). Such a route is idempotent by
+   * itself: `Idempotency-Key` is not looked at.
+   */
+  readonly rawBody?: boolean
   /** Checks the call (path, query, body) and says what the audit log records; throws a bad request. */
   check(call: ApiCall): AuditFacts
   run(call: ApiCall, deps: D): Promise<ApiAnswer>

@@ -1,5 +1,6 @@
 /**
- * Admin API routes over what the cluster serves: builds, the task queue,
+ * Admin API routes over what the cluster serves: builds (a push over HTTP:
+ * api-routes-push.ts), the task queue,
  * vhost mappings and minted tokens (docs/admin-api.md). Each checks its
  * input with the CLI's own rules, then calls the operation the CLI calls.
  */
@@ -108,13 +109,6 @@ export const DEPLOY_ROUTES: readonly Route[] = [
     method: 'GET', path: '/api/builds/:id', action: 'build.read', acts: false,
     check: (c) => (noQuery(c.query), { target: buildId(c.params['id']!), params: {} }),
     run: async (c, d) => ({ status: 200, body: await readBuildStatus(d.link.client, c.params['id']!) }),
-  },
-  {
-    method: 'POST', path: '/api/builds', action: 'build.push', acts: true,
-    check: () => {
-      throw new EspraError('ESPRA_ERR_NOT_IMPLEMENTED', 'push-build over HTTP is not built yet: use espra-node admin push-build <dir> (docs/admin-api.md)')
-    },
-    run: async () => ({ status: 501, body: null }),
   },
   {
     method: 'POST', path: '/api/builds/:id/rollback', action: 'build.rollback', acts: true,

@@ -14,6 +14,10 @@
  * Every state-changing call an operator makes (steps 4 to 7, refused or
  * done) writes one audit entry.
  *
+ * A route whose body is bytes (`rawBody`: a push's file upload) gets it as
+ * a stream instead of step 5's JSON; an answer given before that body has
+ * all arrived closes the connection.
+ *
  * A call without `Authorization` but with the dashboard's session cookie
  * (roles/admin/dashboard/) is the session's operator's: an unknown or
  * expired session is 401 (counted like a bad token), and a state-changing
@@ -35,6 +39,8 @@ import { createEventStreams, type EventStream } from './api-events.js'
 import { asObject, onlyQuery, queryFlag } from './api-fields.js'
 import { checkIdempotencyKey, claimIdempotencyKey, requestHash } from './api-idempotency.js'
 import { createJobRunner } from './api-jobs.js'
+import { openRawBody, type RawBody } from './api-push-body.js'
+import { createBlobUploads } from './api-push-upload.js'
 import { BODY_METHODS, collectBody, parseBody, readRequest, type ApiRequest } from './api-request.js'
 import { createRouter, type ApiAnswer, type ApiCall, type ApiRoute, type AuditFacts } from './api-router.js'
 import { ALERT_ROUTES } from './api-routes-alerts.js'
@@ -42,6 +48,7 @@ import { AUDIT_ROUTES } from './api-routes-audit.js'
 import { CLUSTER_ROUTES } from './api-routes-cluster.js'
 import { DEPLOY_ROUTES } from './api-routes-deploy.js'
 import { MAIL_ROUTES } from './api-routes-mail.js'
+import { PUSH_ROUTES } from './api-routes-push.js'
 import { openAdminSeedLink } from './api-seed-link.js'
 import { startSweeps } from './api-sweeps.js'
 import { loadAssets, SECURITY_HEADERS } from './dashboard/assets.js'
@@ -92,8 +99,8 @@ export async function startAdminApi(ctx: ChildContext) {
   const link = await openAdminSeedLink(config, log)
   const jobs = createJobRunner(link.client, link.datastore, log)
   const watch = createRegistryWatch(link, log)
-  const deps: ApiDeps = { link, secret: config.secret, jobs, watch, seedAddress: () => link.client.seed ?? config.seed[0]! }
-  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...MAIL_ROUTES, ...ALERT_ROUTES, ...AUDIT_ROUTES, ...HISTORY_ROUTES, EVENTS_ROUTE])
+  const deps: ApiDeps = { link, secret: config.secret, jobs, watch, uploads: createBlobUploads(link.client), seedAddress: () => link.client.seed ?? config.seed[0]! }
+  const router = createRouter<ApiDeps>([...CLUSTER_ROUTES, ...DEPLOY_ROUTES, ...PUSH_ROUTES, ...MAIL_ROUTES, ...ALERT_ROUTES, ...AUDIT_ROUTES, ...HISTORY_ROUTES, EVENTS_ROUTE])
   const tokens = createTokenChecker(config.adminOperators)
   const trusted = createTrustedProxies(config.trustedProxies)
   const blocked = new BlockedAddresses()
@@ -118,15 +125,15 @@ export async function startAdminApi(ctx: ChildContext) {
   }
 
   /** Steps 5 to 7 for a call whose operator may make it; resolves the answer (never rejects). */
-  async function handle(request: ApiRequest, operator: AdminOperator, route: ApiRoute<ApiDeps>, params: Record<string, string>, bodyText: Promise<string>): Promise<Answer> {
+  async function handle(request: ApiRequest, operator: AdminOperator, route: ApiRoute<ApiDeps>, params: Record<string, string>, bodyText: Promise<string>, raw: RawBody | null): Promise<Answer> {
     let facts: AuditFacts | null = null
     let answer: Answer
     let replayed = false
     try {
       const text = await bodyText
-      const call: ApiCall = { params, query: request.query, body: asObject(parseBody(text)), operator, address: request.address }
+      const call: ApiCall = { params, query: request.query, body: asObject(parseBody(text)), operator, address: request.address, ...(raw !== null ? { raw } : {}) }
       facts = route.check(call)
-      const key = route.acts && request.idempotencyKey !== null ? checkIdempotencyKey(request.idempotencyKey) : null
+      const key = route.acts && route.rawBody !== true && request.idempotencyKey !== null ? checkIdempotencyKey(request.idempotencyKey) : null
       const claim = key === null ? null : await claimIdempotencyKey(link.datastore, operator.name, key, requestHash(request.method, request.path, text))
       if (claim?.kind === 'replay') {
         replayed = true
@@ -169,8 +176,17 @@ export async function startAdminApi(ctx: ChildContext) {
     timer.unref()
   }
 
+  /** Whether the call's route takes its body as bytes (found again in `route`; an unknown path is answered there). */
+  const takesBytes = (request: ApiRequest): boolean => {
+    try {
+      return router.match(request.method, request.path).route.rawBody === true
+    } catch {
+      return false
+    }
+  }
+
   /** Steps 3 on, for a call whose operator is known (by token, or by session with `session` set). */
-  function route(res: HttpResponse, request: ApiRequest, operator: AdminOperator, facts: BrowserFacts, session: { id: string; session: Session } | null, bodyText: Promise<string> | null): void {
+  function route(reply: (a: Answer) => void, res: HttpResponse, request: ApiRequest, operator: AdminOperator, facts: BrowserFacts, session: { id: string; session: Session } | null, bodyText: Promise<string> | null, raw: RawBody | null): void {
     let match
     let withNodes = false
     try {
@@ -180,7 +196,7 @@ export async function startAdminApi(ctx: ChildContext) {
         withNodes = queryFlag(request.query, 'nodes')
       }
     } catch (err) {
-      return send(res, errorAnswer(err))
+      return reply(errorAnswer(err))
     }
     const { route, params } = match
     if (route === EVENTS_ROUTE) {
@@ -194,48 +210,55 @@ export async function startAdminApi(ctx: ChildContext) {
       } catch (err) {
         const answer = errorAnswer(err)
         log.warn({ operator: operator.name, address: request.address, origin: facts.origin.slice(0, 200), path: request.path }, 'dashboard call refused: CSRF rule')
-        void audit(request, operator, route, null, answer).then(() => send(res, answer))
+        void audit(request, operator, route, null, answer).then(() => reply(answer))
         return
       }
     }
     if (!mayCall(operator.role, route.acts)) {
       const answer = errorAnswer(new EspraError('ESPRA_ERR_ADMIN_FORBIDDEN', `operator ${operator.name} is a viewer: ${request.method} ${request.path} changes the cluster (operators only)`))
-      void audit(request, operator, route, null, answer).then(() => send(res, answer))
+      void audit(request, operator, route, null, answer).then(() => reply(answer))
       return
     }
     // The body must be collected from inside the handler's own call, before any await (a session call began it already).
-    const text = bodyText ?? (BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve(''))
+    const text = bodyText ?? (raw === null && BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve(''))
     text.catch(() => {})
-    void handle(request, operator, route, params, text).then((answer) => send(res, answer))
+    void handle(request, operator, route, params, text, raw).then(reply)
   }
 
   ctx.app.any('/api/*', (res, req) => {
     const request = readRequest(res, req, trusted)
     const facts = readBrowserFacts(res, req, trusted)
+    const raw = takesBytes(request) ? openRawBody(res, request.contentLength) : null
+    // An answer before the body has all come: what is left is not read, so the connection cannot carry another request.
+    const reply = (a: Answer): void => {
+      if (raw === null || raw.complete) return send(res, a)
+      raw.drop()
+      send(res, { ...a, close: true })
+    }
     const retryAfter = blocked.retryAfter(request.address, Date.now())
     if (retryAfter > 0) {
-      return send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
+      return reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
     }
     const sessionId = request.authorization === '' ? sessionIdFrom(facts.cookie) : null
     if (sessionId !== null) {
-      const bodyText = BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve('')
+      const bodyText = raw === null && BODY_METHODS.has(request.method) ? collectBody(res, request, config.adminMaxBody) : Promise.resolve('')
       bodyText.catch(() => {})
       void sessions.find(sessionId).then(async (found) => {
-        if (found !== null) return route(res, request, found.operator, facts, { id: sessionId, session: found.session }, bodyText)
+        if (found !== null) return route(reply, res, request, found.operator, facts, { id: sessionId, session: found.session }, bodyText, raw)
         await authFailed(request.address)
-        send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the dashboard session is unknown or expired: log in again at /dashboard/login')))
-      }, (err: unknown) => send(res, errorAnswer(err)))
+        reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the dashboard session is unknown or expired: log in again at /dashboard/login')))
+      }, (err: unknown) => reply(errorAnswer(err)))
       return
     }
     const operator = tokens.check(request.authorization)
     if (operator === null) {
       const why = config.adminOperators.length === 0 ? 'this admin node has no --admin-tokens-file: nobody may call its API' : request.authorization === '' ? 'send Authorization: Bearer <token>' : 'the token is not one of --admin-tokens-file'
       void authFailed(request.address).then(() => {
-        send(res, errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', `unauthorized: ${why}`)))
+        reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', `unauthorized: ${why}`)))
       })
       return
     }
-    route(res, request, operator, facts, null, null)
+    route(reply, res, request, operator, facts, null, null, raw)
   })
 
   mountDashboard({

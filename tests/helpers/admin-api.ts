@@ -73,3 +73,17 @@ export async function startAdminApi(t: Test, adminFlags: Record<string, string |
     api: (method, path, opts = {}) => apiCall(admin.port, method, path, { token: tokens.operator, ...opts }),
   }
 }
+
+/** An admin node (one child unless `flags` say) with the three test operators on a seed started elsewhere. */
+export async function startAdminOn(t: Test, seedAddress: string, flags: Record<string, string | number> = {}): Promise<Omit<AdminApiCluster, 'seed' | 'metaPort'>> {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-admin-api-'))
+  const tokens = { operator: newAdminToken(), viewer: newAdminToken(), second: newAdminToken() }
+  const file = join(dir, 'admin-tokens')
+  writeFileSync(file, `${tokensFileLine('ops', 'operator', tokens.operator)}\n${tokensFileLine('watcher', 'viewer', tokens.viewer)}\n${tokensFileLine('ops2', 'operator', tokens.second)}\n`)
+  chmodSync(file, 0o600)
+  const admin = await startNode(t, 'admin', { seed: seedAddress, children: 1, 'admin-tokens-file': file, ...FAST, ...flags })
+  return {
+    admin, seedAddress, tokens,
+    api: (method, path, opts = {}) => apiCall(admin.port, method, path, { token: tokens.operator, ...opts }),
+  }
+}

@@ -57,7 +57,7 @@ const LOGIN_HTML = page('espra admin: log in', 'login.js', `<main class="login">
 const APP_HTML = page('espra admin', 'app.js', `<header class="top">
 <span class="brand">espra admin</span>
 <nav id="nav" aria-label="pages">
-<a href="#/overview">Overview</a><a href="#/builds">Builds</a><a href="#/tasks">Tasks</a><a href="#/events">Events</a><a href="#/audit">Audit</a><a href="#/alerts">Alerts</a><a href="#/mail">Mail</a>
+<a href="#/overview">Overview</a><a href="#/builds">Builds</a><a href="#/tasks">Tasks</a><a href="#/events">Events</a><a href="#/audit">Audit</a><a href="#/alerts">Alerts</a><a href="#/mail">Mail</a><a href="#/ops">Operations</a>
 </nav>
 <span id="link" class="link" role="status"></span>
 <span id="who" class="who"></span>

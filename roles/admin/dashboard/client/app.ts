@@ -1,6 +1,6 @@
 /**
  * The dashboard: one page, hash routes (`#/overview`, `#/nodes/<id>`,
- * `#/builds`, `#/tasks`, `#/events`, `#/audit`, `#/alerts`, `#/mail`).
+ * `#/builds`, `#/tasks`, `#/events`, `#/audit`, `#/alerts`, `#/mail`, `#/ops`).
  * Each page module renders into `<main>` and returns a cleanup; data comes
  * from `/api/*` with the session cookie, live figures from the SSE stream.
  */
@@ -11,6 +11,7 @@ import { renderAudit, renderEvents } from './page-events.js'
 import { renderBuilds } from './page-builds.js'
 import { renderMail } from './page-mail.js'
 import { renderNode } from './page-node.js'
+import { renderOps } from './page-ops.js'
 import { renderOverview } from './page-overview.js'
 import { renderTasks } from './page-tasks.js'
 import { onChange, setNodes, startStream, state, type NodeView } from './state.js'
@@ -19,7 +20,7 @@ export type Page = (main: HTMLElement, session: SessionInfo, arg: string) => () 
 
 const PAGES: Record<string, Page> = {
   overview: renderOverview, nodes: renderNode, builds: renderBuilds, tasks: renderTasks,
-  events: renderEvents, audit: renderAudit, alerts: renderAlerts, mail: renderMail,
+  events: renderEvents, audit: renderAudit, alerts: renderAlerts, mail: renderMail, ops: renderOps,
 }
 
 const main = document.getElementById('main') as HTMLElement

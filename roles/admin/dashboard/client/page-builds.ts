@@ -1,11 +1,13 @@
 /**
  * Builds: every build with its state, the current one marked, what refused
- * it; rollback (operators) after a confirmation, then its progress until it
- * is live, refused or replaced. The list is read again every 3 s, so a push
- * from the CLI shows up while it stages.
+ * it; a push from a directory picked in the browser (operators: push.ts) and
+ * rollback (after a confirmation), then the build's progress node by node
+ * until it is live, refused or replaced. The list is read again every 3 s,
+ * so a push from the CLI shows up while it stages.
  */
 import { api, type SessionInfo } from './api.js'
 import { badge, bytes, confirmAction, fill, h, table, time, toast } from './dom.js'
+import { filesOfDirectory, pushBuild, type PushProgress } from './push.js'
 
 interface Build {
   id: string; at: number; message: string; files: number; bytes: number; current: boolean; state: string
@@ -17,17 +19,19 @@ export function renderBuilds(main: HTMLElement, session: SessionInfo): () => voi
   const current = h('p')
   const list = h('div')
   const progress = h('div', { id: 'rollback-progress' })
-  fill(main, h('h1', {}, 'Builds'), current, progress, list,
-    h('p', { class: 'mute' }, 'Push a build with espra-node admin push-build <dir> (push over HTTP is not built yet); it shows here while it stages.'))
+  const push = session.role === 'operator' ? pushForm() : h('p', { class: 'mute' }, 'Operators push builds here or with espra-node admin push-build <dir>.')
+  fill(main, h('h1', {}, 'Builds'), current, push, progress, list,
+    h('p', { class: 'mute' }, 'A push from the CLI (espra-node admin push-build <dir>) shows here while it stages.'))
   let follow: number | undefined
 
-  const watch = (id: string): void => {
+  /** Follows build `id`'s deploy (`what`: "Rollback to" or "Push of") until it leaves staging and its canary. */
+  const watch = (id: string, what: string): void => {
     window.clearInterval(follow)
     const tick = (): void => {
       void api<BuildStatus>('GET', `/api/builds/${encodeURIComponent(id)}`).then((s) => {
-        fill(progress, h('h2', {}, 'Rollback to ', h('span', { class: 'mono' }, s.id), ': ', badge(s.state)),
+        fill(progress, h('h2', {}, `${what} `, h('span', { class: 'mono' }, s.id), ': ', h('span', { id: 'build-state' }, badge(s.state))),
           table(['node', 'role', 'state', 'why'], s.nodes.map((n) => h('tr', {}, h('td', { class: 'id' }, n.node), h('td', {}, n.role), h('td', {}, badge(n.state)), h('td', { class: 'wrap' }, n.message ?? ''))), 'no node stages builds'))
-        if (s.state !== 'staging') {
+        if (s.state !== 'staging' && s.state !== 'canary') {
           window.clearInterval(follow)
           load()
         }
@@ -42,10 +46,43 @@ export function renderBuilds(main: HTMLElement, session: SessionInfo): () => voi
     try {
       const r = await api<{ id: string }>('POST', `/api/builds/${encodeURIComponent(b.id)}/rollback`)
       toast(`rollback to ${r.id} started`)
-      watch(r.id)
+      watch(r.id, 'Rollback to')
     } catch (err) {
       toast(`rollback refused: ${(err as Error).message}`, true)
     }
+  }
+
+  function pushForm(): HTMLElement {
+    const dir = h('input', { type: 'file', id: 'push-dir', webkitdirectory: true, multiple: true, 'aria-label': 'build directory' })
+    const message = h('input', { type: 'text', id: 'push-message', maxlength: 500, placeholder: 'message (optional)', 'aria-label': 'build message' })
+    const start = h('button', { type: 'button', class: 'primary', id: 'push-start' }, 'Push')
+    const bar = h('progress', { id: 'push-progress', max: 1, value: 0 })
+    const status = h('span', { id: 'push-status', class: 'mute', role: 'status' })
+    const say = (p: PushProgress): void => {
+      bar.max = Math.max(p.total, 1)
+      bar.value = p.total === 0 ? 0 : p.done
+      status.textContent = p.phase === 'hashing' ? `hashing ${bytes(p.done)} of ${bytes(p.total)}`
+        : p.phase === 'uploading' ? `uploading ${bytes(p.done)} of ${bytes(p.total)} the cluster lacks`
+          : p.phase === 'planning' ? 'asking the cluster what it lacks' : 'committing'
+    }
+    start.addEventListener('click', () => {
+      const files = dir.files === null ? [] : filesOfDirectory(dir.files)
+      if (files.length === 0) return toast('pick a build directory first', true)
+      start.disabled = true
+      pushBuild(files, message.value, say).then((id) => {
+        status.textContent = `build ${id} committed; staging`
+        bar.value = bar.max
+        toast(`build ${id} pushed`)
+        watch(id, 'Push of')
+        load()
+      }, (err: Error) => {
+        status.textContent = `refused: ${err.message}`
+        toast(`push refused: ${err.message}`, true)
+      }).finally(() => (start.disabled = false))
+    })
+    return h('section', { id: 'push' }, h('h2', {}, 'Push a build'),
+      h('div', { class: 'row' }, h('label', {}, 'Directory ', dir), message, start),
+      h('div', { class: 'row' }, bar, status))
   }
 
   const load = (): void => {

@@ -1,23 +1,46 @@
 /**
  * One node: its figures (live from the stream), its children, what happened
- * to it (events seen since the page opened, its health probes, its alerts).
- * Per-child figures are in the node's Prometheus metrics (docs/metrics.md),
- * not here.
+ * to it (events seen since the page opened, its health probes, its alerts),
+ * and for operators drain (after a confirmation: it takes capacity away)
+ * and undrain. Per-child figures are in the node's Prometheus metrics
+ * (docs/metrics.md), not here: the heartbeat carries only the node's sums.
  */
-import { api } from './api.js'
-import { ago, badge, bytes, fill, h, num, table, time } from './dom.js'
+import { api, type SessionInfo } from './api.js'
+import { ago, badge, bytes, confirmAction, fill, h, num, table, time, toast } from './dom.js'
 import { onChange, state } from './state.js'
 
 interface Probe { at: number; status: number | null; latencyMs: number | null; ok: boolean; health: string | null; error: string | null }
 interface Alert { id: string; rule: string; state: string; openedAt: number; resolvedAt: number | null; summary: string; nodes: string[] }
 
-export function renderNode(main: HTMLElement, _session: unknown, id: string): () => void {
+export function renderNode(main: HTMLElement, session: SessionInfo, id: string): () => void {
   const figures = h('div')
+  const actions = h('div', { id: 'node-actions' })
   const events = h('div')
   const probes = h('div')
   const alerts = h('div')
   fill(main, h('p', {}, h('a', { href: '#/overview' }, '← overview')), h('h1', {}, 'Node ', h('span', { class: 'mono' }, id)),
-    figures, h('h2', {}, 'Recent events (since this page opened)'), events, h('h2', {}, 'Health probes by the admin node'), probes, h('h2', {}, 'Alerts'), alerts)
+    figures, session.role === 'operator' ? actions : null, h('h2', {}, 'Recent events (since this page opened)'), events, h('h2', {}, 'Health probes by the admin node'), probes, h('h2', {}, 'Alerts'), alerts)
+
+  // Drain: the node fails its health check, finishes what it has, then idles or stops (POST /api/nodes/:id/drain).
+  const then = h('select', { id: 'drain-then', 'aria-label': 'then' }, h('option', { value: 'idle' }, 'then idle (stays up, out of service)'), h('option', { value: 'stop' }, 'then stop'))
+  const grace = h('select', { id: 'drain-grace', 'aria-label': 'grace' }, ...['0s', '20s', '60s', '5m'].map((g) => h('option', { value: g, selected: g === '20s' }, `grace ${g}`)))
+  const drain = h('button', { type: 'button', class: 'danger', id: 'drain' }, 'Drain…')
+  const undrain = h('button', { type: 'button', id: 'undrain' }, 'Undrain')
+  drain.addEventListener('click', () => {
+    void confirmAction(`Drain node ${id}? It fails its health check and takes no new work; after the grace it ${then.value === 'stop' ? 'stops' : 'idles, out of service until undrained'}.`, `Drain ${id}`).then((ok) => {
+      if (!ok) return
+      api('POST', `/api/nodes/${encodeURIComponent(id)}/drain`, { then: then.value, grace: grace.value }).then(() => toast(`drain of ${id} ordered`), (err: Error) => toast(`drain refused: ${err.message}`, true))
+    })
+  })
+  undrain.addEventListener('click', () => {
+    api<{ undrained: boolean }>('POST', `/api/nodes/${encodeURIComponent(id)}/undrain`).then((r) => toast(r.undrained ? `${id} back in service` : `${id} had no drain order`), (err: Error) => toast(`undrain refused: ${err.message}`, true))
+  })
+  let shownDrained: boolean | null = null
+  const drawActions = (drained: boolean): void => {
+    if (shownDrained === drained) return
+    shownDrained = drained
+    fill(actions, h('h2', {}, 'Actions'), drained ? h('div', { class: 'row' }, undrain) : h('div', { class: 'row' }, then, grace, drain))
+  }
 
   const draw = (): void => {
     const n = state.nodes.get(id)
@@ -33,6 +56,7 @@ export function renderNode(main: HTMLElement, _session: unknown, id: string): ()
       ]
       if (n.load?.pendingUploads !== undefined) pairs.push(['pending uploads', String(n.load.pendingUploads)])
       fill(figures, h('dl', { class: 'figures' }, ...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])))
+      drawActions(n.drain !== null && n.drain !== undefined)
     }
     const seen = state.events.filter((e) => e.node === id)
     fill(events, table(['at', 'event', 'health', 'reason'], seen.map((e) => h('tr', {}, h('td', {}, time(e.at)), h('td', {}, e.type), h('td', {}, badge(e.health)), h('td', { class: 'wrap' }, e.reason))), 'no event seen'))
