@@ -46,7 +46,7 @@ export function createBlobUploads(client: MetaClient): BlobUploads {
   async function send(hash: string, size: number, chunkSize: number, body: RawBody): Promise<number> {
     const digest = createHash('sha256')
     const inflight = new Set<Promise<unknown>>()
-    let failure: unknown = null
+    let failure = null as Error | null
     let offset = 0
     let pending: Buffer[] = []
     let pendingBytes = 0
@@ -57,7 +57,7 @@ export function createBlobUploads(client: MetaClient): BlobUploads {
       inflight.add(sent)
       sent.then(() => inflight.delete(sent), (err: unknown) => {
         inflight.delete(sent)
-        failure ??= err
+        failure ??= err as Error
       })
       return sent
     }
