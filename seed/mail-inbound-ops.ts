@@ -11,8 +11,10 @@
  * 1. read each message's dedupe record; a retry within the window of a
  *    message still recorded is answered with the first id (and its handoff
  *    queued if the first attempt died before that);
- * 2. write the new messages' records (no task yet) and their dedupe records
- *    (compare-and-set, as before);
+ * 2. write the new messages' records (no task yet), their dedupe records
+ *    (compare-and-set, as before) and, for a small message whose bytes ride
+ *    in the entry (`raw.store: 'ds'`), those bytes (`raw/<id>`), so they
+ *    are durable in the same flush as the record that names them;
  * 3. enqueue their handoff tasks on the embedded queue;
  * 4. write the records again naming their tasks.
  *
@@ -30,7 +32,7 @@
  */
 import { EspraError } from '../lib/core/errors.js'
 import { checkInboundBatch, inboundRecord, type InboundEntry, type InboundResult } from '../lib/mail/inbound-batch.js'
-import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
+import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
 import type { AuthedMailTaskPayload } from '../lib/mail/inbound-auth.js'
 import type { InboundRecord } from '../lib/mail/inbound-record.js'
 import type { Datastore, DatastoreValue } from '../lib/storage/datastore.js'
@@ -85,16 +87,20 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
     // 2. Records and dedupe records: older than the window (or its record gone), the dedupe key is taken over.
     const taken = await Promise.all(fresh.map(async (i, n) => {
       const mine: DedupeRecord = { id: entries[i]!.id, at: entries[i]!.at }
+      const bytes = entries[i]!.bytes
       const [, won] = await Promise.all([
         datastore.put(KIND, inboundRecordKey(mine.id), records[n] as unknown as DatastoreValue),
         datastore.putIf(KIND, keys[i]!, mine as unknown as DatastoreValue, seen[i] === null ? null : { id: seen[i]!.id }),
+        bytes === undefined ? null : datastore.put(KIND, inboundRawKey(mine.id), { bytes }),
       ])
       return won
     }))
     // 3. The handoffs, new and unqueued firsts, then 4. each record names its task.
     const queued = await Promise.all(tasks.map((task, n) => (n < records.length && !taken[n] ? null : queue.enqueue(task))))
     await Promise.all([...records, ...unqueued].map((r, n) =>
-      queued[n] === null ? datastore.delete(KIND, inboundRecordKey(r.id)) : datastore.put(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue)))
+      queued[n] === null
+        ? Promise.all([datastore.delete(KIND, inboundRecordKey(r.id)), r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : null])
+        : datastore.put(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue)))
     fresh.forEach((i, n) => {
       results[i] = taken[n]
         ? { id: entries[i]!.id, duplicate: false }

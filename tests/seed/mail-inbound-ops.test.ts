@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { dedupeKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
+import { dedupeKey, inboundRawKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
 import type { InboundEntry } from '../../lib/mail/inbound-batch.js'
 import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
@@ -92,10 +92,35 @@ t.test('every entry is checked; one bad entry refuses the whole group and nothin
     [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, from: 'x'.repeat(321) } }] }, 'entries[0].envelope.from'],
     [{ windowMs: 1000, entries: [{ ...good, messageId: 7 }] }, 'entries[0].messageId'],
     [{ windowMs: 1000, entries: [{ ...good, auth: { spf: {} } }] }, 'entries[0].auth.spf'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 's3' } }] }, 'entries[0].raw.store'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds' } }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds' }, bytes: new Uint8Array(99) }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds' }, bytes: 'x'.repeat(100) }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds', size: 48 * 1024 + 1 }, bytes: new Uint8Array(48 * 1024 + 1) }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, bytes: new Uint8Array(100) }] }, 'entries[0].bytes'],
     [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, helo: 'h'.repeat(1000), to: Array.from({ length: 250 }, (_, i) => `${'r'.repeat(300)}${i}@example.test`) } }] }, 'entries[0]'],
   ]
   for (const [body, field] of cases) {
     await t.rejects(commit(body), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, field)
   }
   t.equal((await queue.counts()).ready, 0, 'nothing queued')
+})
+
+t.test('the bytes of a small message ride in its entry: written beside its record in the same flush; the copy of a retry is not written', async (t) => {
+  const { datastore, queue, commit } = await open(t)
+  const bytes = Buffer.from('Subject: small\r\n\r\n' + 'x'.repeat(100))
+  const small = (mid: string) => {
+    const e = entry(mid)
+    return { ...e, raw: { ...e.raw, size: bytes.length, store: 'ds' as const }, bytes }
+  }
+  const [a, aAgain, blob] = [small('s@x'), small('s@x'), entry('blob@x')]
+  const { results } = await commit({ windowMs: 60_000, entries: [a, aAgain, blob] })
+  t.same(results, [{ id: a.id, duplicate: false }, { id: a.id, duplicate: true }, { id: blob.id, duplicate: false }])
+  const raw = await datastore.get('mailInbound', inboundRawKey(a.id))
+  t.same(Buffer.from(raw!['bytes'] as Uint8Array), bytes, 'the bytes are the datastore record raw/<id>')
+  t.match(await datastore.get('mailInbound', inboundRecordKey(a.id)), { raw: { store: 'ds', size: bytes.length } }, 'the record says where they are')
+  t.notOk('bytes' in (await datastore.get('mailInbound', inboundRecordKey(a.id)))!, 'the record itself does not carry them')
+  t.equal(await datastore.get('mailInbound', inboundRawKey(aAgain.id)), null, 'nothing of the retry')
+  t.equal(await datastore.get('mailInbound', inboundRawKey(blob.id)), null, 'nothing for a message in the blob store')
+  t.equal((await queue.counts()).ready, 2)
 })
