@@ -11,26 +11,36 @@
  * 1. read each message's dedupe record; a retry within the window of a
  *    message still recorded is answered with the first id (and its handoff
  *    queued if the first attempt died before that);
- * 2. write the new messages' records (no task yet) and their dedupe records
- *    (compare-and-set, as before);
+ * 2. write the new messages' records (no task yet), their dedupe records
+ *    (compare-and-set, as before) and, for a small message whose bytes ride
+ *    in the entry (`raw.store: 'ds'`), those bytes (`raw/<id>`), so they
+ *    are durable in the same flush as the record that names them;
  * 3. enqueue their handoff tasks on the embedded queue;
  * 4. write the records again naming their tasks.
  *
  * Each step waits for its commit only (visible, safe from a `kill -9`); once
- * all are done the op waits for both LMDB environments (datastore and queue)
- * to be flushed to disk, once for the whole group, and only then answers (so
- * the 250s it allows survive a power loss; seed/datastore-embedded.ts).
+ * steps 1–3 are done the op waits for both LMDB environments (datastore and
+ * queue) to be flushed to disk, once for the whole group, and then answers
+ * (so the 250s it allows survive a power loss; seed/datastore-embedded.ts).
+ * Step 4 starts after that flush and the answer does not wait for it: each
+ * commit in the group's path is a wait for the writer (bench/mail-inbound,
+ * 2026-12-03: 6, 113 and 105 ms on average for steps 1, 2 and 3–4 against
+ * a 35 ms flush, at load 13), so one commit fewer is most of a round trip.
  *
  * So a crash leaves what it left before: between 2 and 3 a record without a
  * task, which the client's retry (it heard no 250) finds and queues; between
- * 3 and 4 a handoff that may run twice (at least once). Two groups holding
+ * 3 and 4 (now also just after the answer) a record without its task's id,
+ * whose handoff may run twice if the client retries (at least once); the app
+ * node names the task on the record when it notes the handoff's outcome
+ * (roles/app/mail-handoff.ts), so `admin mail inbound` shows it as
+ * `unqueued` only until then. Two groups holding
  * the same dedupe key (a client retrying while its first attempt is still
  * being written) are taken one after the other: the second waits for the
  * first and then finds it.
  */
 import { EspraError } from '../lib/core/errors.js'
 import { checkInboundBatch, inboundRecord, type InboundEntry, type InboundResult } from '../lib/mail/inbound-batch.js'
-import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
+import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
 import type { AuthedMailTaskPayload } from '../lib/mail/inbound-auth.js'
 import type { InboundRecord } from '../lib/mail/inbound-record.js'
 import type { Datastore, DatastoreValue } from '../lib/storage/datastore.js'
@@ -65,8 +75,12 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
   /** Dedupe keys a group is writing now, and when that group is done. */
   const busy = new Map<string, Promise<void>>()
 
-  /** Steps 1–4 for entries whose dedupe keys this group holds. */
-  async function record(entries: readonly InboundEntry[], keys: readonly string[], windowMs: number): Promise<InboundResult[]> {
+  /**
+   * Steps 1–3 for entries whose dedupe keys this group holds; step 4 is
+   * returned (`note`), for the caller to start once the flush it answers
+   * after is under way: the answer does not wait for its commit.
+   */
+  async function record(entries: readonly InboundEntry[], keys: readonly string[], windowMs: number): Promise<{ results: InboundResult[]; note: () => Promise<unknown> }> {
     const results: InboundResult[] = new Array(entries.length)
     const seen = await Promise.all(keys.map((k) => datastore.get(KIND, k) as Promise<DedupeRecord | null>))
     const firsts = await Promise.all(seen.map((s, i) =>
@@ -85,22 +99,27 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
     // 2. Records and dedupe records: older than the window (or its record gone), the dedupe key is taken over.
     const taken = await Promise.all(fresh.map(async (i, n) => {
       const mine: DedupeRecord = { id: entries[i]!.id, at: entries[i]!.at }
+      const bytes = entries[i]!.bytes
       const [, won] = await Promise.all([
         datastore.put(KIND, inboundRecordKey(mine.id), records[n] as unknown as DatastoreValue),
         datastore.putIf(KIND, keys[i]!, mine as unknown as DatastoreValue, seen[i] === null ? null : { id: seen[i]!.id }),
+        bytes === undefined ? null : datastore.put(KIND, inboundRawKey(mine.id), { bytes }),
       ])
       return won
     }))
-    // 3. The handoffs, new and unqueued firsts, then 4. each record names its task.
+    // 3. The handoffs, new and unqueued firsts (a copy that lost its dedupe key: its record and bytes go).
     const queued = await Promise.all(tasks.map((task, n) => (n < records.length && !taken[n] ? null : queue.enqueue(task))))
     await Promise.all([...records, ...unqueued].map((r, n) =>
-      queued[n] === null ? datastore.delete(KIND, inboundRecordKey(r.id)) : datastore.put(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue)))
+      queued[n] === null ? Promise.all([datastore.delete(KIND, inboundRecordKey(r.id)), r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : null]) : null))
+    // 4. Each record names its task.
+    const note = () => Promise.all([...records, ...unqueued].map((r, n) =>
+      queued[n] === null ? null : datastore.put(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue)))
     fresh.forEach((i, n) => {
       results[i] = taken[n]
         ? { id: entries[i]!.id, duplicate: false }
         : { error: { code: 'ESPRA_ERR_MAIL_NOT_DURABLE', message: 'a concurrent retry of the same message took it first' } }
     })
-    return results
+    return { results, note }
   }
 
   /** Runs `record` over the entries whose keys no other group holds; the rest wait for theirs, then go one by one. */
@@ -115,16 +134,21 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
       mine.push(i)
     })
     const results: InboundResult[] = new Array(entries.length)
+    let noting: Promise<unknown> = Promise.resolve()
     let release!: () => void
     const done = new Promise<void>((resolve) => (release = resolve))
     for (const k of held) busy.set(k, done)
     try {
       const got = await record(mine.map((i) => entries[i]!), mine.map((i) => keys[i]!), windowMs)
       await flushed()
-      mine.forEach((i, n) => (results[i] = got[n]!))
+      // Step 4 after the flush, not waited for by the answer; the dedupe keys stay held until it has committed (a retry then finds the task named).
+      noting = got.note()
+      mine.forEach((i, n) => (results[i] = got.results[n]!))
     } finally {
-      for (const k of held) busy.delete(k)
-      release()
+      void noting.catch(() => undefined).finally(() => {
+        for (const k of held) busy.delete(k)
+        release()
+      })
     }
     for (const i of later) {
       for (let other = busy.get(keys[i]!); other !== undefined; other = busy.get(keys[i]!)) await other

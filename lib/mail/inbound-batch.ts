@@ -8,7 +8,7 @@
  */
 import { EspraError } from '../core/errors.js'
 import { keyProblem, valueProblem } from '../storage/datastore.js'
-import { rawMailKey, type MailEnvelope, type RawMessageRef } from './inbound.js'
+import { INLINE_INBOUND_BYTES, rawMailKey, type MailEnvelope, type RawMessageRef } from './inbound.js'
 import type { MailAuthResults } from './inbound-auth.js'
 import type { InboundRecord } from './inbound-record.js'
 
@@ -28,6 +28,8 @@ export interface InboundEntry {
   /** ms since the epoch, when the message arrived. */
   readonly at: number
   readonly auth: MailAuthResults | null
+  /** The raw bytes themselves, when `raw.store` is `ds` (at most {@link INLINE_INBOUND_BYTES}): the seed writes them beside the record. */
+  readonly bytes?: Uint8Array
 }
 
 export interface InboundBatch {
@@ -86,6 +88,11 @@ function checkEntry(v: unknown, field: string, now: number): InboundEntry {
   if (raw['key'] !== rawMailKey(id, at)) throw bad(`${field}.raw.key`, `the message's own key (${rawMailKey(id, at)})`)
   const size = integer(raw['size'], `${field}.raw.size`, 0, Number.MAX_SAFE_INTEGER)
   if (typeof raw['sha256'] !== 'string' || !SHA256.test(raw['sha256'])) throw bad(`${field}.raw.sha256`, '64 lower-case hex digits')
+  const inline = raw['store'] === 'ds'
+  if (!inline && raw['store'] !== undefined) throw bad(`${field}.raw.store`, "absent (the blob store) or 'ds' (the bytes ride in the entry)")
+  const bytes = v['bytes']
+  if (inline && !(bytes instanceof Uint8Array && bytes.length === size && size <= INLINE_INBOUND_BYTES)) throw bad(`${field}.bytes`, `the message's ${size} raw bytes (at most ${INLINE_INBOUND_BYTES}) when raw.store is 'ds'`)
+  if (!inline && bytes !== undefined) throw bad(`${field}.bytes`, "absent when raw.store is not 'ds'")
   const env = v['envelope']
   if (!isMap(env)) throw bad(`${field}.envelope`, 'a map {from, to, remoteAddress, helo}')
   const to = env['to']
@@ -97,7 +104,8 @@ function checkEntry(v: unknown, field: string, now: number): InboundEntry {
     helo: text(env['helo'], `${field}.envelope.helo`, 1024),
   }
   const messageId = v['messageId'] === null ? null : text(v['messageId'], `${field}.messageId`, 998)
-  return { id, at, raw: { key: raw['key'], size, sha256: raw['sha256'] }, envelope, messageId, auth: checkAuth(v['auth'], `${field}.auth`) }
+  const entry: InboundEntry = { id, at, raw: { key: raw['key'], size, sha256: raw['sha256'], ...(inline ? { store: 'ds' as const } : {}) }, envelope, messageId, auth: checkAuth(v['auth'], `${field}.auth`) }
+  return inline ? { ...entry, bytes: bytes as Uint8Array } : entry
 }
 
 /** The record an entry becomes (task null until queued). */

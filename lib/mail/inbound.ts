@@ -22,11 +22,22 @@ export interface MailEnvelope {
   readonly helo: string
 }
 
-/** The raw message in the blob store. */
+/**
+ * Messages of at most this many bytes are kept in the datastore (key
+ * {@link inboundRawKey}, written in the same group commit as their record)
+ * instead of the blob store: no files to create per message
+ * (docs/mail.md, "Durability").
+ */
+export const INLINE_INBOUND_BYTES = 48 * 1024
+
+/** The raw message: in the blob store under `key`, or (`store: 'ds'`) in the datastore under {@link inboundRawKey}. */
 export interface RawMessageRef {
+  /** Its blob key; for a message kept in the datastore, where it would be (attachments go beside it). */
   readonly key: string
   readonly size: number
   readonly sha256: string
+  /** `ds`: the bytes are the datastore record `raw/<id>` (kind `mailInbound`, `{bytes}`); absent: the blob store. */
+  readonly store?: 'ds'
 }
 
 /** The payload of an {@link MAIL_TASK_NAME} task: small, whatever the message's size. */
@@ -84,6 +95,9 @@ export function attachmentKey(raw: RawMessageRef, id: string, n: number): string
 
 /** The datastore key of a message's record (kind `mailInbound`). */
 export const inboundRecordKey = (id: string): string => `in/${id}`
+
+/** The datastore key of a small message's raw bytes (kind `mailInbound`, value `{bytes}`), when its {@link RawMessageRef} says `store: 'ds'`. */
+export const inboundRawKey = (id: string): string => `raw/${id}`
 
 /**
  * The datastore key that recognises a client's retry after a lost 250: the

@@ -1,7 +1,7 @@
 /**
  * Turns a stored raw message into what `handleMail` receives, as a stream:
  * mailparser's streaming `MailParser` reads the raw bytes from the blob
- * store, and every attachment streams to the blob store (sha256 and size
+ * store (or, for a small message, from its datastore record), and every attachment streams to the blob store (sha256 and size
  * counted on the way) without ever being whole in memory. Text and HTML
  * bodies are kept (they are bounded by the mail node's `--mail-max-size`).
  *
@@ -9,12 +9,13 @@
  * runs again (a retry) writes the same objects again rather than new ones.
  */
 import { createHash } from 'node:crypto'
-import { Transform, type Readable } from 'node:stream'
+import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { MailParser, type AttachmentStream, type HeaderLines, type MessageText } from 'mailparser'
 import { EspraError } from '../core/errors.js'
 import type { BlobStore } from '../storage/blob-store.js'
-import { attachmentKey, type InboundMessage, type MailAttachment, type MailTaskPayload } from './inbound.js'
+import type { Datastore } from '../storage/datastore.js'
+import { attachmentKey, inboundRawKey, type InboundMessage, type MailAttachment, type MailTaskPayload } from './inbound.js'
 
 /** Header lines in order as `[name, value]`, folding removed. */
 function headerPairs(lines: HeaderLines): [string, string][] {
@@ -24,10 +25,27 @@ function headerPairs(lines: HeaderLines): [string, string][] {
   })
 }
 
-/** Parses the message `payload` names; rejects `ESPRA_ERR_MAIL_HANDOFF` when its raw bytes are gone or unreadable. */
-export async function parseInboundMessage(blobs: BlobStore, payload: MailTaskPayload): Promise<InboundMessage> {
-  const object = await blobs.get(payload.raw.key)
+/**
+ * A message's raw bytes: the datastore record `raw/<id>` for a small message
+ * (`raw.store: 'ds'`), else the blob store's object. Rejects
+ * `ESPRA_ERR_MAIL_HANDOFF` when they are gone.
+ */
+export async function readInboundRaw(stores: { blobs: BlobStore; datastore: Pick<Datastore, 'get'> }, payload: Pick<MailTaskPayload, 'id' | 'raw'>): Promise<Readable> {
+  if (payload.raw.store === 'ds') {
+    const record = await stores.datastore.get('mailInbound', inboundRawKey(payload.id))
+    const bytes = record?.['bytes']
+    if (!(bytes instanceof Uint8Array)) throw new EspraError('ESPRA_ERR_MAIL_HANDOFF', `inbound message ${payload.id}: its raw bytes (datastore ${inboundRawKey(payload.id)}) are not in the datastore`, { id: payload.id, key: inboundRawKey(payload.id) })
+    return Readable.from([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)])
+  }
+  const object = await stores.blobs.get(payload.raw.key)
   if (object === null) throw new EspraError('ESPRA_ERR_MAIL_HANDOFF', `inbound message ${payload.id}: its raw bytes (${payload.raw.key}) are not in the blob store`, { id: payload.id, key: payload.raw.key })
+  return object.body
+}
+
+/** Parses the message `payload` names; rejects `ESPRA_ERR_MAIL_HANDOFF` when its raw bytes are gone or unreadable. */
+export async function parseInboundMessage(stores: { blobs: BlobStore; datastore: Pick<Datastore, 'get'> }, payload: MailTaskPayload): Promise<InboundMessage> {
+  const { blobs } = stores
+  const body = await readInboundRaw(stores, payload)
   const parser = new MailParser({ skipTextToHtml: true })
   let headers: [string, string][] = []
   let parsed = new Map<string, unknown>()
@@ -61,7 +79,7 @@ export async function parseInboundMessage(blobs: BlobStore, payload: MailTaskPay
       contentId: data.cid ?? null, disposition: data.contentDisposition ?? 'attachment',
     })).finally(() => (att.release as () => void)()))
   })
-  await pipeline(object.body, parser)
+  await pipeline(body, parser)
   const attachments = await Promise.all(stored)
   const from = parsed.get('from') as { text?: string } | undefined
   const date = parsed.get('date')

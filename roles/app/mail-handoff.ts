@@ -1,8 +1,9 @@
 /**
  * The app side of the mail handoff: a leased `espra.mail` task carries only
- * the message id, its raw bytes' blob key and the envelope; before a worker
- * runs `handleMail`, the child's main thread (which holds the blob store)
- * parses the raw message as a stream (attachments to the blob store) and
+ * the message id, where its raw bytes are (a blob key, or for a small message
+ * its datastore record) and the envelope; before a worker runs
+ * `handleMail`, the child's main thread (which holds the blob store and the
+ * datastore) reads and parses the raw message as a stream (attachments to the blob store) and
  * gives the worker the whole message instead of the small payload. Worker
  * messages are not bound by the queue's 64 KB payload limit.
  *
@@ -25,7 +26,7 @@ import type { TaskOutcome } from './protocol.js'
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
 /** For `espra.mail` tasks, the task with the parsed message as its payload; null for every other task. */
-export function createMailPreparer(blobs: BlobStore): (task: LeasedTask) => Promise<LeasedTask> | null {
+export function createMailPreparer(blobs: BlobStore, datastore: Pick<Datastore, 'get'>): (task: LeasedTask) => Promise<LeasedTask> | null {
   return (task) => {
     if (task.name !== MAIL_TASK_NAME) return null
     return (async () => {
@@ -33,7 +34,7 @@ export function createMailPreparer(blobs: BlobStore): (task: LeasedTask) => Prom
       // The mail node's SPF/DKIM/DMARC/ARC results ride on the task; null when it did not verify.
       // mailparser is loaded with the first mail: most app nodes never handle one.
       const { parseInboundMessage } = await import('../../lib/mail/parse-message.js')
-      const message: AuthedInboundMessage = { ...(await parseInboundMessage(blobs, payload)), auth: payload.auth ?? null }
+      const message: AuthedInboundMessage = { ...(await parseInboundMessage({ blobs, datastore }, payload)), auth: payload.auth ?? null }
       return { ...task, payload: packr.pack(message) }
     })()
   }

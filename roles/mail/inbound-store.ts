@@ -6,9 +6,13 @@
  * the caller answer 250; any failure on the way answers 451 and the client
  * retries (nothing half-done is handed to the app).
  *
+ * A small message (at most `INLINE_INBOUND_BYTES`) has no blob: its bytes
+ * ride in its entry to the seed, which writes them as `raw/<id>` beside its
+ * record, durable in the same flush (no files created per message).
+ *
  * Fast path (group commit, {@link createInboundStore}): messages whose DATA
- * ends while the previous group is being written go together. Their raw
- * bytes, staged while they streamed, are made durable by one
+ * ends while the previous group is being written go together. Larger
+ * messages' raw bytes, staged while they streamed, are made durable by one
  * `BlobStore.commit` (one round of fsyncs for the group), then the group is
  * recorded, deduplicated and queued by one seed round trip
  * (`mail.inbound.commit`, seed/mail-inbound-ops.ts, the steps below done for
@@ -36,7 +40,7 @@ import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { newTask } from '../../lib/tasks/task.js'
-import { dedupeKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME, type MailEnvelope, type RawMessageRef } from '../../lib/mail/inbound.js'
+import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME, type MailEnvelope, type RawMessageRef } from '../../lib/mail/inbound.js'
 import type { AuthedMailTaskPayload, MailAuthResults } from '../../lib/mail/inbound-auth.js'
 import type { InboundRecord } from '../../lib/mail/inbound-record.js'
 
@@ -53,9 +57,9 @@ export interface Accepted {
   readonly duplicate: boolean
 }
 
-/** A message that arrived in full, its raw bytes staged in the blob store. */
+/** A message that arrived in full: its raw bytes staged in the blob store, or (small, `raw.store: 'ds'`) in `bytes` and staged nowhere (null). */
 export interface ArrivedMessage extends InboundEntry {
-  readonly staged: StagedPut
+  readonly staged: StagedPut | null
 }
 
 export interface InboundStore {
@@ -110,7 +114,7 @@ export function createInboundStore(opts: InboundStoreOptions): InboundStore {
     maxInFlight: SYNCS_IN_FLIGHT,
   })
   const recorded: Pick<GroupCommit<InboundEntry, Accepted>, 'submit'> = seed === null
-    ? { submit: (e) => recordInbound(opts, { id: e.id, raw: e.raw, envelope: e.envelope, messageId: e.messageId, receivedAt: e.at, auth: e.auth }) }
+    ? { submit: (e) => recordInbound(opts, { id: e.id, raw: e.raw, envelope: e.envelope, messageId: e.messageId, receivedAt: e.at, auth: e.auth, bytes: e.bytes }) }
     : createGroupCommit<InboundEntry, Accepted>({
       flush: async (entries) => {
         const { results } = await seed.request<{ results: InboundResult[] }>('mail.inbound.commit', { windowMs: opts.dedupeWindowMs, entries })
@@ -118,7 +122,8 @@ export function createInboundStore(opts: InboundStoreOptions): InboundStore {
       },
       maxItems: MAX_INBOUND_BATCH,
       maxInFlight: RECORDS_IN_FLIGHT,
-      weight: (e) => pack(e).length,
+      // The bytes count as they are, the rest as packed (without packing the bytes once more only to weigh them).
+      weight: (e) => (e.bytes === undefined ? pack(e).length : e.bytes.length + pack({ ...e, bytes: undefined }).length),
       maxWeight: Math.floor(opts.maxFrame / 2),
     })
 
@@ -140,22 +145,25 @@ export function createInboundStore(opts: InboundStoreOptions): InboundStore {
     async accept(msg) {
       const { staged, ...entry } = msg
       const started = performance.now()
-      try {
-        await sync(staged)
-      } catch (err) {
-        await blobs.discard([staged]).catch(() => undefined)
-        throw err
+      // A small message has nothing in the blob store: its bytes go to the seed with its record.
+      if (staged !== null) {
+        try {
+          await sync(staged)
+        } catch (err) {
+          await blobs.discard([staged]).catch(() => undefined)
+          throw err
+        }
       }
       const synced = performance.now()
       let accepted: Accepted
       try {
         accepted = await recorded.submit(entry)
       } catch (err) {
-        if (!UNKNOWN_OUTCOME.has((err as EspraError).code)) await blobs.discard([staged]).catch(() => undefined)
+        if (staged !== null && !UNKNOWN_OUTCOME.has((err as EspraError).code)) await blobs.discard([staged]).catch(() => undefined)
         throw err
       }
       // A retry's copy: the first one is kept and handed (once).
-      if (accepted.duplicate) void blobs.discard([staged]).catch(() => undefined)
+      if (accepted.duplicate && staged !== null) void blobs.discard([staged]).catch(() => undefined)
       return { ...accepted, ms: { sync: Math.round(synced - started), record: Math.round(performance.now() - synced) } }
     },
   }
@@ -166,9 +174,14 @@ interface DedupeRecord {
   at: number
 }
 
-/** Records and enqueues one message whose raw bytes are already durable under `raw.key`, through the single ops (four round trips). */
-export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number; auth: MailAuthResults | null }): Promise<Accepted> {
+/**
+ * Records and enqueues one message whose raw bytes are already durable under
+ * `raw.key`, or (`raw.store: 'ds'`) are `bytes`, written first, through the
+ * single ops (four or five round trips).
+ */
+export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number; auth: MailAuthResults | null; bytes?: Uint8Array | undefined }): Promise<Accepted> {
   const { datastore } = deps
+  if (msg.raw.store === 'ds') await datastore.put('mailInbound', inboundRawKey(msg.id), { bytes: msg.bytes! })
   const record: InboundRecord = { id: msg.id, raw: { ...msg.raw }, envelope: { ...msg.envelope, to: [...msg.envelope.to] }, messageId: msg.messageId, at: msg.receivedAt, auth: msg.auth, task: null }
   await datastore.put('mailInbound', inboundRecordKey(msg.id), record as unknown as DatastoreValue)
 
@@ -181,7 +194,7 @@ export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; r
       if (first !== null) {
         // The copy we just stored is not needed: the first one is kept and handed (once).
         await datastore.delete('mailInbound', inboundRecordKey(msg.id))
-        await deps.blobs.delete(msg.raw.key)
+        await (msg.raw.store === 'ds' ? datastore.delete('mailInbound', inboundRawKey(msg.id)) : deps.blobs.delete(msg.raw.key))
         if (first.task === null) await enqueue(deps, { ...first, task: null })
         return { id: first.id, duplicate: true }
       }

@@ -15,8 +15,10 @@
  * - Authentication: with a verifier, the bytes also stream into mailauth
  *   (mail-auth.ts); its results go on the record and the task. With
  *   `--mail-dmarc-reject`, a DMARC failure under p=reject is 550 5.7.1.
- * - The raw bytes are staged in the blob store while they stream; at the end
- *   of DATA they join the next group's blob commit, which runs while the
+ * - The raw bytes of a message up to 48 KB are held in memory and go to the
+ *   seed with its record (raw-body.ts); a larger one's are staged in the
+ *   blob store while they stream, and at the end of DATA they join the next
+ *   group's blob commit, which runs while the
  *   authentication results are awaited, then the message joins the next
  *   group's record (inbound-store.ts): 250
  *   with the message id only once its group is durable, recorded and queued;
@@ -25,9 +27,9 @@
 import { PassThrough, type Readable } from 'node:stream'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
 import type { Logger } from '../../lib/core/log.js'
-import { newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
+import { INLINE_INBOUND_BYTES, newMailId, rawMailKey, type MailEnvelope } from '../../lib/mail/inbound.js'
 import type { InboundStore } from './inbound-store.js'
-import type { StagedPut } from '../../lib/storage/blob-store.js'
+import { takeRawBody, type RawBody } from './raw-body.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
 import type { InboundCounters, RefusalReason } from './counters.js'
@@ -134,10 +136,10 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       const sender = session.envelope.mailFrom === false ? '' : session.envelope.mailFrom.address
       verification = opts.verifier.start(auth, { ip: session.remoteAddress, helo: session.hostNameAppearsAs ?? '', sender })
     }
-    let staged: StagedPut
+    let body: RawBody
     try {
-      // Not durable yet: the group commit after the end of DATA syncs it with the others (a failed stage leaves nothing).
-      staged = await opts.store.blobs.stage(key, toStore, { contentType: 'message/rfc822' })
+      // Small: held, to ride to the seed with the record. Larger: staged in the blob store, not durable yet (the group commit after the end of DATA syncs it with the others; a failed stage leaves nothing).
+      body = await takeRawBody(toStore, INLINE_INBOUND_BYTES, (rest) => opts.store.blobs.stage(key, rest, { contentType: 'message/rfc822' }))
     } catch (err) {
       verification?.abandon()
       stream.unpipe(meter)
@@ -147,21 +149,22 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       log.error({ err, id }, `inbound message ${id} could not be stored: answered 451`)
       throw reply(451, '4.3.0 Temporary failure storing the message, try again later')
     }
-    const size = staged.size
+    const { staged } = body
+    const size = staged === null ? body.bytes.length : staged.size
     await ended
     const storedAt = performance.now()
     if (stream.sizeExceeded && meter.refused === null) meter.refused = 'size'
     if (meter.refused !== null) {
-      await opts.store.blobs.discard([staged]).catch(() => undefined)
+      if (staged !== null) await opts.store.blobs.discard([staged]).catch(() => undefined)
       throw refusal(meter, session, id)
     }
     // The group's blob commit starts now and runs while the authentication lookups finish (it does not need their results).
-    const synced = opts.store.sync(staged)
+    const synced = staged === null ? Promise.resolve() : opts.store.sync(staged)
     const auth = verification === null ? null : await verification.results()
     const verifiedAt = performance.now()
     if (auth !== null && opts.dmarcReject && auth.dmarc.result === 'fail' && auth.dmarc.policy === 'reject') {
       await synced.catch(() => undefined)
-      await opts.store.blobs.discard([staged]).catch(() => undefined)
+      if (staged !== null) await opts.store.blobs.discard([staged]).catch(() => undefined)
       log.info({ id, from: session.envelope.mailFrom || null, remoteAddress: session.remoteAddress, auth: auth.header }, `inbound message refused: DMARC fails and ${auth.dmarc.domain} publishes p=reject (--mail-dmarc-reject)`)
       opts.counters?.refused('dmarc')
       throw reply(550, `5.7.1 Message refused: DMARC fails and ${auth.dmarc.domain} asks for rejection`)
@@ -173,7 +176,10 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       helo: session.hostNameAppearsAs ?? '',
     }
     try {
-      const accepted = await opts.store.accept({ staged, id, raw: { key, size, sha256: meter.sha256() }, envelope, messageId: meter.messageId(), at: receivedAt, auth })
+      const raw = { key, size, sha256: meter.sha256() }
+      const accepted = await opts.store.accept(staged === null
+        ? { staged, bytes: body.bytes!, id, raw: { ...raw, store: 'ds' }, envelope, messageId: meter.messageId(), at: receivedAt, auth }
+        : { staged, id, raw, envelope, messageId: meter.messageId(), at: receivedAt, auth })
       const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), ...accepted.ms }
       log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ms, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
       if (opts.counters) opts.counters[accepted.duplicate ? 'duplicates' : 'accepted']++

@@ -3,8 +3,9 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { dedupeKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
+import { dedupeKey, inboundRawKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
 import type { InboundEntry } from '../../lib/mail/inbound-batch.js'
+import type { Datastore } from '../../lib/storage/datastore.js'
 import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
 import { mailInboundHandlers } from '../../seed/mail-inbound-ops.js'
@@ -21,6 +22,16 @@ async function open(t: Test) {
   const handler = new Map(mailInboundHandlers(datastore, queue)).get('mail.inbound.commit')!
   const commit = (body: unknown) => handler(body, {} as MetaPeer) as Promise<{ results: ({ id: string; duplicate: boolean } | { error: { code: string } })[] }>
   return { datastore, queue, commit }
+}
+
+/** The record once it names its task: step 4 is written after the op answers. */
+async function named(datastore: Datastore, id: string): Promise<Record<string, unknown> | null> {
+  for (let i = 0; i < 100; i++) {
+    const rec = await datastore.get('mailInbound', inboundRecordKey(id))
+    if (rec === null || rec['task'] !== null) return rec
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return datastore.get('mailInbound', inboundRecordKey(id))
 }
 
 let n = 0
@@ -40,8 +51,8 @@ t.test('a group is recorded and queued; retries in the same group or a later one
   const [a, b, aAgain] = [entry('a@x'), entry('b@x'), entry('a@x')]
   const { results } = await commit({ windowMs: 60_000, entries: [a, b, aAgain] })
   t.same(results, [{ id: a.id, duplicate: false }, { id: b.id, duplicate: false }, { id: a.id, duplicate: true }])
-  const rec = await datastore.get('mailInbound', inboundRecordKey(a.id))
-  t.match(rec, { id: a.id, raw: a.raw, envelope: a.envelope, messageId: 'a@x', task: /^t\d+$/ }, 'the record names its task')
+  const rec = await named(datastore, a.id)
+  t.match(rec, { id: a.id, raw: a.raw, envelope: a.envelope, messageId: 'a@x', task: /^t\d+$/ }, 'the record names its task (written after the answer)')
   t.equal(await datastore.get('mailInbound', inboundRecordKey(aAgain.id)), null, 'no record for the copy')
   t.same(await datastore.get('mailInbound', dedupeKey('a@x', a.raw.sha256, a.envelope.to)), { id: a.id, at: a.at })
   t.equal((await queue.counts()).ready, 2, 'two handoffs queued')
@@ -60,7 +71,7 @@ t.test('a first attempt that died before its task was queued gets it queued by t
   await datastore.put('mailInbound', dedupeKey('lost@x', first.raw.sha256, first.envelope.to), { id: first.id, at: first.at })
   const { results } = await commit({ windowMs: 60_000, entries: [entry('lost@x')] })
   t.same(results, [{ id: first.id, duplicate: true }])
-  t.match(await datastore.get('mailInbound', inboundRecordKey(first.id)), { task: /^t\d+$/ })
+  t.match(await named(datastore, first.id), { task: /^t\d+$/ }, 'the record names its task (written after the answer)')
   t.equal((await queue.counts()).ready, 1)
 })
 
@@ -92,10 +103,35 @@ t.test('every entry is checked; one bad entry refuses the whole group and nothin
     [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, from: 'x'.repeat(321) } }] }, 'entries[0].envelope.from'],
     [{ windowMs: 1000, entries: [{ ...good, messageId: 7 }] }, 'entries[0].messageId'],
     [{ windowMs: 1000, entries: [{ ...good, auth: { spf: {} } }] }, 'entries[0].auth.spf'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 's3' } }] }, 'entries[0].raw.store'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds' } }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds' }, bytes: new Uint8Array(99) }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds' }, bytes: 'x'.repeat(100) }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds', size: 48 * 1024 + 1 }, bytes: new Uint8Array(48 * 1024 + 1) }] }, 'entries[0].bytes'],
+    [{ windowMs: 1000, entries: [{ ...good, bytes: new Uint8Array(100) }] }, 'entries[0].bytes'],
     [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, helo: 'h'.repeat(1000), to: Array.from({ length: 250 }, (_, i) => `${'r'.repeat(300)}${i}@example.test`) } }] }, 'entries[0]'],
   ]
   for (const [body, field] of cases) {
     await t.rejects(commit(body), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, field)
   }
   t.equal((await queue.counts()).ready, 0, 'nothing queued')
+})
+
+t.test('the bytes of a small message ride in its entry: written beside its record in the same flush; the copy of a retry is not written', async (t) => {
+  const { datastore, queue, commit } = await open(t)
+  const bytes = Buffer.from('Subject: small\r\n\r\n' + 'x'.repeat(100))
+  const small = (mid: string) => {
+    const e = entry(mid)
+    return { ...e, raw: { ...e.raw, size: bytes.length, store: 'ds' as const }, bytes }
+  }
+  const [a, aAgain, blob] = [small('s@x'), small('s@x'), entry('blob@x')]
+  const { results } = await commit({ windowMs: 60_000, entries: [a, aAgain, blob] })
+  t.same(results, [{ id: a.id, duplicate: false }, { id: a.id, duplicate: true }, { id: blob.id, duplicate: false }])
+  const raw = await datastore.get('mailInbound', inboundRawKey(a.id))
+  t.same(Buffer.from(raw!['bytes'] as Uint8Array), bytes, 'the bytes are the datastore record raw/<id>')
+  t.match(await datastore.get('mailInbound', inboundRecordKey(a.id)), { raw: { store: 'ds', size: bytes.length } }, 'the record says where they are')
+  t.notOk('bytes' in (await datastore.get('mailInbound', inboundRecordKey(a.id)))!, 'the record itself does not carry them')
+  t.equal(await datastore.get('mailInbound', inboundRawKey(aAgain.id)), null, 'nothing of the retry')
+  t.equal(await datastore.get('mailInbound', inboundRawKey(blob.id)), null, 'nothing for a message in the blob store')
+  t.equal((await queue.counts()).ready, 2)
 })

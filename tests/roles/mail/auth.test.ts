@@ -11,7 +11,7 @@ import t from 'tap'
 import { startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
 import { startDnsServer } from '../../helpers/dns-server.js'
-import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
+import { storedRaw } from './stored-raw.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -84,9 +84,5 @@ t.test('authentication results reach handleMail; DMARC p=reject failures refused
   await waitFor('the p=none message handled', () => handled().some((m) => m.id === laxId), 30_000)
   t.match(handled().find((m) => m.id === laxId)!.auth, { spf: { result: 'fail' }, dkim: { result: 'none' }, dmarc: { result: 'fail', policy: 'none' } })
 
-  const blobs = await createLocalBlobStore(cluster.blobDir)
-  const stored: string[] = []
-  for await (const entry of blobs.list('mail/in/')) if (entry.key.endsWith('.eml')) stored.push(entry.key)
-  await blobs.close()
-  t.same(stored.map((k) => /\/(m[0-9a-z]+)\.eml$/.exec(k)![1]).sort(), [goodId, laxId].sort(), 'nothing of the refused message is stored')
+  t.same((await storedRaw(cluster)).all, [goodId, laxId].sort(), 'nothing of the refused message is stored (blob store or datastore)')
 })

@@ -8,6 +8,7 @@ import nodemailer from 'nodemailer'
 import t from 'tap'
 import { admin, killHard, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
+import { storedRaw } from './stored-raw.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 
 const APP = `
@@ -17,11 +18,11 @@ let dir
 export function init(ctx) { dir = ctx.config.settings.dir }
 export function handle() { return 'ok' }
 export async function handleMail(m) {
-  appendFileSync(join(dir, 'mail.log'), JSON.stringify({ id: m.id, to: m.envelope.to, from: m.envelope.from, subject: m.subject, text: m.text, attachments: m.attachments, messageId: m.messageId }) + '\\n')
+  appendFileSync(join(dir, 'mail.log'), JSON.stringify({ id: m.id, to: m.envelope.to, from: m.envelope.from, subject: m.subject, text: m.text, attachments: m.attachments, messageId: m.messageId, raw: m.raw }) + '\\n')
 }
 `
 
-interface Handled { id: string; to: string[]; from: string; subject: string; text: string | null; messageId: string | null; attachments: { key: string; filename: string; size: number; sha256: string; type: string }[] }
+interface Handled { id: string; to: string[]; from: string; subject: string; text: string | null; messageId: string | null; raw: { key: string; size: number; sha256: string; store?: string }; attachments: { key: string; filename: string; size: number; sha256: string; type: string }[] }
 
 const handled = (dir: string): Handled[] => {
   try {
@@ -182,6 +183,27 @@ t.test('inbound mail', async (t) => {
     await new Promise((r) => setTimeout(r, 1500))
     const ids = handled(dir).map((m) => m.id)
     t.equal(new Set(ids).size, ids.length, 'no message handed twice')
+  })
+
+  t.test('a message up to 48 KB rides in the datastore, a larger one in the blob store: both are handed whole', async (t) => {
+    const small = 's'.repeat(70) + '\r\n'
+    const big = 'b'.repeat(70) + '\r\n'
+    const sent = await Promise.all([
+      transport().sendMail({ from: 'ann@sender.test', to: 'carl@example.test', subject: 'small one', text: small.repeat(400) }),
+      transport().sendMail({ from: 'ann@sender.test', to: 'carl@example.test', subject: 'big one', text: big.repeat(1000) }),
+    ])
+    const [smallId, bigId] = sent.map((s) => /queued as (m[0-9a-z]+)/.exec(s.response)![1]!)
+    await waitFor('both handled', () => [smallId, bigId].every((id) => handled(appDir).some((m) => m.id === id)), 30_000)
+    const got = (id: string) => handled(appDir).find((m) => m.id === id)!
+    t.equal(got(smallId!).raw.store, 'ds', 'the small one was kept in the datastore')
+    t.ok(got(smallId!).raw.size < 48 * 1024)
+    t.equal(got(smallId!).text!.replace(/\r?\n/g, '\n'), small.replace('\r\n', '\n').repeat(400), 'its text whole')
+    t.equal(got(bigId!).raw.store, undefined, 'the big one in the blob store')
+    t.ok(got(bigId!).raw.size > 48 * 1024)
+    t.equal(got(bigId!).text!.replace(/\r?\n/g, '\n'), big.replace('\r\n', '\n').repeat(1000), 'its text whole')
+    const stored = await storedRaw(cluster)
+    t.ok(stored.datastore.includes(smallId!) && !stored.blob.includes(smallId!), 'no file for the small one')
+    t.ok(stored.blob.includes(bigId!) && !stored.datastore.includes(bigId!), 'a file for the big one, no datastore copy')
   })
 
   t.test('a build without handleMail fails the handoff, which is retried until a build has it', async (t) => {

@@ -5,7 +5,7 @@ import t from 'tap'
 import { startAppCluster } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
 import { openSmtp, type SmtpSession } from '../../helpers/smtp-session.js'
-import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
+import { storedRaw } from './stored-raw.js'
 
 const head = (subject: string) => `From: a@sender.test\r\nTo: r@example.test\r\nSubject: ${subject}\r\n\r\n`
 
@@ -60,11 +60,9 @@ t.test('line and header limits', async (t) => {
   s.close()
   t.equal(taken.length, 5)
 
-  const blobs = await createLocalBlobStore(cluster.blobDir)
-  const stored: string[] = []
-  for await (const entry of blobs.list('mail/in/')) stored.push(entry.key)
-  await blobs.close()
-  t.same(stored.map((k) => /\/(m[0-9a-z]+)\.eml$/.exec(k)?.[1]).sort(), [...taken].sort(), 'only the accepted messages are stored: nothing of a refused one')
+  const stored = await storedRaw(cluster)
+  t.same(stored.all, [...taken].sort(), 'only the accepted messages are stored: nothing of a refused one (blob store or datastore)')
+  t.equal(stored.datastore.length, taken.length, 'each of them (at most 48 KB) in the datastore, no file')
   t.ok(mail.logs.some((l) => l['refused'] === 'line' && /over --mail-max-line-length/.test(l.msg)), 'the log says which limit')
   t.ok(mail.logs.some((l) => l['refused'] === 'header' && /over --mail-max-header-size/.test(l.msg)))
   t.equal(mail.childPids().length, 1, 'no child crashed')
