@@ -271,9 +271,10 @@ export class ClientConnection implements ClientSideOwner, UpstreamOwner, TunnelO
   goAway(reason = 'live node left: reconnect'): void {
     const up = this.up
     if (up === null) return
+    // Idle: nothing of the node is owed, so the connection only forgets it and is not left "leaving".
+    if (up.state !== Out.Tunnel && up.queue.length === 0) return this.dropUpstream()
     this.leaving = reason
     if (up.state === Out.Tunnel) return this.tunnelled!.goAway()
-    if (up.queue.length === 0) return this.dropUpstream()
     if (!up.headSent) return
     if (up.state === Out.BodyChunked && up.chunks.atChunkBoundary) return this.endWith(LAST_CHUNK)
     this.destroy()

@@ -219,6 +219,41 @@ t.test('a Live node leaving: its clients are told to reconnect and land on the r
   t.equal(backends[1]!.hits.length, before, 'nothing more reached the node that left')
 })
 
+t.test('a kept-alive connection idle when its Live node left carries its next exchange to the new owner as any other', async (t) => {
+  const { proxy, lives, table } = await cluster(t)
+  const key = Array.from({ length: 40 }, (_, i) => `idle${i}`).find((k) => table.pick(k)!.id === 'live-b')!
+  const socket = connect({ host: '127.0.0.1', port: proxy.port })
+  t.teardown(() => socket.destroy())
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()))
+  // One exchange with live-b, then the connection stays open and idle.
+  socket.write(`GET /first HTTP/1.1\r\nHost: ${HOST}\r\nCookie: espra_session=${key}\r\n\r\n`)
+  let text = ''
+  // Buffers, not a string encoding: the socket goes on to node:http's parser below.
+  const onData = (d: Buffer) => (text += d.toString('latin1'))
+  socket.on('data', onData)
+  await waitFor('the first answer', () => /\r\n\r\n\{.*\}$/s.test(text))
+  t.match(text, /"id":"live-b"/)
+  socket.off('data', onData)
+
+  await lives[1]!.request('deregister', {})
+  lives[1]!.stopHeartbeat()
+  await waitForTable(proxy, ['live-a'])
+
+  // The same connection upgrades to a WebSocket on live-a: nothing of live-b's leaving may follow it there.
+  const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/ws`, { headers: { host: HOST, cookie: `espra_session=${key}` }, createConnection: () => socket })
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('error', reject)
+  })
+  for (const word of ['one', 'two']) {
+    const next = Promise.race([nextMessage(ws), closed.then((code) => `closed ${code}`)])
+    ws.send(word)
+    t.equal(await next, `live-a:${word}`, `${word}: echoed by live-a, not closed with 1012`)
+  }
+  ws.close()
+})
+
 t.test('a Live node joining: only the long-lived clients whose keys it now owns move to it', async (t) => {
   const { proxy, metaPort } = await cluster(t, { 'rebalance-spread': '300ms' }, ['live-a'])
   const both = new Rendezvous([{ id: 'live-a' }, { id: 'live-b' }])
