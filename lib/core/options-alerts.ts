@@ -35,6 +35,8 @@ declare module './config.js' {
     readonly alertTaskBacklog: number
     /** admin: a fileserver's pending uploads from which it alerts (0: off). */
     readonly alertPendingUploads: number
+    /** admin: a seed leader change (PostgreSQL seeds) stays an open alert until no other change came for this long. */
+    readonly alertLeaderQuiet: number
     /** admin: a build still staging (or under canary) after this alerts. */
     readonly alertBuildDeadline: number
     /** admin: webhook URLs every notification is POSTed to. */
@@ -157,6 +159,11 @@ export const ALERT_OPTIONS = [
     key: 'alertBuildDeadline', flag: '--alert-build-deadline <duration>', env: 'ESPRA_ALERT_BUILD_DEADLINE', defaultText: '10m',
     doc: 'admin: a build still staging (or under a canary) this long after its push alerts; a refused build alerts at once',
     default: constant(600_000), parse: durationIn(1000, 24 * 3_600_000),
+  }),
+  option({
+    key: 'alertLeaderQuiet', flag: '--alert-leader-quiet <duration>', env: 'ESPRA_ALERT_LEADER_QUIET', defaultText: '2m',
+    doc: 'admin: seeds on PostgreSQL: a change of the seeds\' leader opens one seed-leader alert, which resolves by itself once no further change came for this long (never with one embedded seed)',
+    default: constant(120_000), parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
     key: 'alertWebhook', flag: '--alert-webhook <urls>', env: 'ESPRA_ALERT_WEBHOOK', defaultText: '(none)',

@@ -17,7 +17,6 @@ export const adminRole: Role = {
   summary: 'operator HTTP API over the seed (docs/admin-api.md) and web dashboard at /dashboard/ (docs/dashboard.md): nodes, health, builds, rollbacks, drain, maintenance, rolling restarts, tasks, vhosts, tokens, mail, alerts, cluster events, audit log; probes every node and sends alerts (docs/alerts.md)',
   notYet: [
     'push-build over HTTP (POST /api/builds answers 501; use espra-node admin push-build)',
-    'alerts: seed leader changes (seeds on PostgreSQL elect one; no alert rule follows it yet)',
   ],
   forks: true,
   // The parent counts failed authentications for every child, and runs monitoring: it competes for the alert engine lease, and while it holds it runs the prober and the engine (one per cluster, whatever its children and the number of admin nodes).

@@ -23,6 +23,8 @@ import type { Handle } from '../../../lib/process/role.js'
 import type { AlertRecord } from '../../../lib/alerts/alert.js'
 import { createAlertEngine, type AlertEngine } from '../../../lib/alerts/engine.js'
 import { failingConditions, type LatestBuild, type RuleThresholds } from '../../../lib/alerts/rules.js'
+import type { LeaderStatus } from '../status.js'
+import { createSeedLeaderWatch } from './seed-leader.js'
 import {
   deleteProbeHistory, listSilences, loadOpenAlerts, saveAlert, saveProbeHistory, saveSinkStatus, SILENCE_POLL_MS,
   type ProbeHistory, type SinkStatus,
@@ -165,6 +167,7 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
   async function restore(): Promise<void> {
     const current = engine
     if (current === null) return
+    await seedLeader.restore()
     const open = await loadOpenAlerts(datastore)
     const silences = await listSilences(datastore, {}, Date.now())
     if (engine !== current) return
@@ -184,6 +187,7 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
     log.info({ open: open.length, epoch: current.epoch }, 'alerts restored; evaluating')
   }
 
+  const seedLeader = createSeedLeaderWatch({ datastore, log, quietMs: config.alertLeaderQuiet })
   let tasks: { ready: number; dead: number } | null = null
   const readyHistory: number[] = []
   let build: LatestBuild | null = null
@@ -198,6 +202,7 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
     if (client.connected) linkDownSince = null
     current.engine.evaluate(failingConditions({
       now, nodes: watch.snapshot(), tasks, readyHistory, build, seedLinkDownSince, seedLinkGraceMs: config.alertDownAfter * config.probeInterval,
+      seedLeaderChange: seedLeader.change(), seedLeaderQuietMs: config.alertLeaderQuiet,
     }, thresholds), now)
     void flush()
   }
@@ -225,6 +230,9 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
         (list) => void (build = list.builds[0] ? { id: list.builds[0].id, at: list.builds[0].at, state: list.builds[0].state, refused: list.builds[0].refused ?? [] } : null),
         (err: Error) => log.debug({ err }, 'builds unavailable this round'),
       )
+    }
+    if (client.connected && restored) {
+      await client.request<LeaderStatus>('leader', {}, REQUEST_TIMEOUT_MS).then((l) => seedLeader.saw(l, Date.now()), (err: Error) => log.debug({ err }, 'seed leader unknown this round'))
     }
     if (!restored && client.connected && lease.epoch() !== null) await restore().catch((err: Error) => log.warn({ err }, 'open alerts not read back yet; nothing is evaluated until they are'))
     evaluate()
