@@ -54,7 +54,8 @@ export function taskHandlers(queue: SeedTaskQueue, maxFrame: number, prefix = 't
       return { lost: await queue.extend(leases, integerIn(body, 'leaseMs', MIN_LEASE_MS, MAX_LEASE_MS)) }
     })],
     [`${prefix}.settle`, op(async (body) => ({ lost: await queue.settle(checkSettlements(body['results'], MAX_BATCH)) }))],
-    [`${prefix}.counts`, op(async () => queue.counts())],
+    // The backend rides along: the seed's queue may be its embedded one or PostgreSQL, and `admin tasks` says which.
+    [`${prefix}.counts`, op(async () => ({ ...(await queue.counts()), backend: queue.backend }))],
     [`${prefix}.dead`, op(async (body) => {
       const after = body['after'] === undefined || body['after'] === null ? undefined : checkId(body['after'], 'after')
       const limit = integerIn(body, 'limit', 1, MAX_BATCH, DEFAULT_DEAD_LIMIT)

@@ -66,6 +66,8 @@ export type AlertEventType = 'opened' | 'resolved' | 'grouped'
 export interface AlertNotification {
   readonly event: AlertEventType
   readonly alert: AlertRecord
+  /** The alert engine lease's epoch of the admin node that sent it (docs/alerts.md, "One engine per cluster"). */
+  readonly epoch?: number
 }
 
 /** A silence (kind `alertSilences`, key its id): notifications matching it are not sent until it expires. */

@@ -9,9 +9,9 @@ const WORD = { opened: 'OPENED', grouped: 'OPENED (grouped)', resolved: 'RESOLVE
 /** Mail bodies stay far under the outbound queue's inline limit (48 KB). */
 const MAX_MAIL_TEXT = 32 * 1024
 
-/** `{event, alert}` as JSON: the generic webhook body. */
+/** `{event, epoch, alert}` as JSON: the generic webhook body (`epoch`: the engine lease's, when there is one). */
 export function jsonBody(n: AlertNotification): string {
-  return JSON.stringify({ event: n.event, alert: n.alert })
+  return JSON.stringify(n.epoch === undefined ? { event: n.event, alert: n.alert } : { event: n.event, epoch: n.epoch, alert: n.alert })
 }
 
 function headline(n: AlertNotification): string {

@@ -63,6 +63,25 @@ export interface ClusterSnapshot {
   readonly seedLinkDownSince: number | null
   /** How long without a link alerts: `--alert-down-after` probe intervals. */
   readonly seedLinkGraceMs: number
+  /** The last change of the seeds' leader the admin node saw (PostgreSQL seeds only), null when none. */
+  readonly seedLeaderChange?: SeedLeaderChange | null
+  /** `--alert-leader-quiet`: a change fails `seed-leader` until this long after the last one. */
+  readonly seedLeaderQuietMs?: number
+}
+
+/** A change of the seeds' leader: the lease's epoch grew (docs/postgres.md, "Several seeds"). */
+export interface SeedLeaderChange {
+  /** When the admin node saw the last change (ms since the epoch). */
+  readonly at: number
+  /** When the first change of this run of changes was seen. */
+  readonly firstAt: number
+  /** The leader before, as last seen (null: none known). */
+  readonly from: string | null
+  /** The leader now (null: the seed answering did not know yet). */
+  readonly to: string | null
+  readonly epoch: number
+  /** Changes seen within the quiet period of each other. */
+  readonly changes: number
 }
 
 const where = (n: WatchedNode) => `${n.id} (${n.role}, ${n.address}:${n.port})`
@@ -120,7 +139,11 @@ export function failingConditions(s: ClusterSnapshot, t: RuleThresholds): Condit
   if (s.seedLinkDownSince !== null && s.now - s.seedLinkDownSince >= s.seedLinkGraceMs) {
     out.push({ rule: 'seed-link', node: null, summary: `the admin node has reached no seed for ${Math.round((s.now - s.seedLinkDownSince) / 1000)} s: the registry, task counts and builds are not seen (nodes are still probed)`, details: { since: s.seedLinkDownSince } })
   }
-  // seed-leader: not built yet. Seeds do not elect a leader yet (one seed, embedded datastore), so there is no change to see.
+  const lc = s.seedLeaderChange ?? null
+  if (lc !== null && s.now - lc.at < (s.seedLeaderQuietMs ?? 0)) {
+    const more = lc.changes > 1 ? `; ${lc.changes} changes since ${new Date(lc.firstAt).toISOString()}` : ''
+    out.push({ rule: 'seed-leader', node: null, summary: `seed leader changed: ${lc.from ?? 'none'} → ${lc.to ?? 'unknown yet'} (epoch ${lc.epoch})${more}`, details: { ...lc } })
+  }
   return out
 }
 

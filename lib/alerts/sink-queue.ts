@@ -79,7 +79,8 @@ export function createSinkQueue(opts: SinkQueueOptions): SinkQueue {
           break
         } catch (err) {
           status.lastError = { at: Date.now(), message: String((err as Error)?.message ?? err).slice(0, 500) }
-          if (attempts >= maxAttempts || stopped) {
+          // A stale notification (its sender no longer holds the engine lease) is dropped, never retried.
+          if (attempts >= maxAttempts || stopped || (err as { stale?: unknown })?.stale === true) {
             status.dropped++
             break
           }

@@ -9,8 +9,10 @@ export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number]
 
 declare module './config.js' {
   interface NodeConfig {
-    /** admin: run the prober and alert engine in this node's parent (one admin node per cluster should). */
+    /** admin: compete for the alert engine lease; the holder probes and runs the alert engine in its parent. */
     readonly alerts: boolean
+    /** admin: the alert engine lease: one admin node of those with --alerts true runs the engine; a standby takes over within 2× this after the holder dies. */
+    readonly alertLease: number
     /** admin: how often every registered node's `/_espra/health` is probed. */
     readonly probeInterval: number
     /** admin: a probe not answered within this failed. */
@@ -33,6 +35,8 @@ declare module './config.js' {
     readonly alertTaskBacklog: number
     /** admin: a fileserver's pending uploads from which it alerts (0: off). */
     readonly alertPendingUploads: number
+    /** admin: a seed leader change (PostgreSQL seeds) stays an open alert until no other change came for this long. */
+    readonly alertLeaderQuiet: number
     /** admin: a build still staging (or under canary) after this alerts. */
     readonly alertBuildDeadline: number
     /** admin: webhook URLs every notification is POSTed to. */
@@ -88,8 +92,13 @@ const count = (max: number) => integer(0, max)
 export const ALERT_OPTIONS = [
   option({
     key: 'alerts', flag: '--alerts <bool>', env: 'ESPRA_ALERTS', defaultText: 'true',
-    doc: 'admin: probe every node and run the alert engine in this admin node (run it on one admin node per cluster: two would both notify)',
+    doc: 'admin: compete for the alert engine lease; the admin node holding it probes every node and runs the alert engine (one per cluster, whatever the number of admin nodes)',
     default: constant(true), parse: flag,
+  }),
+  option({
+    key: 'alertLease', flag: '--alert-lease <duration>', env: 'ESPRA_ALERT_LEASE', defaultText: '10s',
+    doc: 'admin: the alert engine lease (kept in the datastore): of the admin nodes with --alerts true one holds it and runs the engine, renewing every quarter lease; the others take over within 2x this after it dies, at once after it stops',
+    default: constant(10_000), parse: durationIn(1000, 600_000),
   }),
   option({
     key: 'probeInterval', flag: '--probe-interval <duration>', env: 'ESPRA_PROBE_INTERVAL', defaultText: '10s',
@@ -152,6 +161,11 @@ export const ALERT_OPTIONS = [
     default: constant(600_000), parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
+    key: 'alertLeaderQuiet', flag: '--alert-leader-quiet <duration>', env: 'ESPRA_ALERT_LEADER_QUIET', defaultText: '2m',
+    doc: 'admin: seeds on PostgreSQL: a change of the seeds\' leader opens one seed-leader alert, which resolves by itself once no further change came for this long (never with one embedded seed)',
+    default: constant(120_000), parse: durationIn(1000, 24 * 3_600_000),
+  }),
+  option({
     key: 'alertWebhook', flag: '--alert-webhook <urls>', env: 'ESPRA_ALERT_WEBHOOK', defaultText: '(none)',
     doc: 'admin: URLs every alert notification is POSTed to, comma-separated (a JSON array in a config file)',
     default: constant([]), parse: webhookList,
@@ -163,7 +177,7 @@ export const ALERT_OPTIONS = [
   }),
   option({
     key: 'alertWebhookFormat', flag: '--alert-webhook-format <format>', env: 'ESPRA_ALERT_WEBHOOK_FORMAT', defaultText: 'json',
-    doc: `admin: webhook body: json ({event, alert}) or slack ({text}, for Slack-compatible incoming webhooks)`,
+    doc: `admin: webhook body: json ({event, epoch, alert}) or slack ({text}, for Slack-compatible incoming webhooks)`,
     default: constant('json'), parse: oneOf(WEBHOOK_FORMATS),
   }),
   option({

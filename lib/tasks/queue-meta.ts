@@ -1,7 +1,8 @@
 /**
- * The embedded task queue over the meta port: how app nodes, the admin CLI
+ * The seed's task queue over the meta port: how app nodes, the admin CLI
  * and benches reach the queue the seed hosts (ops `tasks.*`,
- * docs/meta-protocol.md). `link` is anything that sends a meta request: a
+ * docs/meta-protocol.md), embedded or on PostgreSQL: `backend` says which
+ * once a `counts` answer told (`seed` before). `link` is anything that sends a meta request: a
  * meta client, or an app child's relay through its parent's seed link. A
  * seed out of reach is `ESPRA_ERR_TASK_UNAVAILABLE`.
  */
@@ -20,6 +21,8 @@ const WAIT_SLACK_MS = 5000
 
 /** `prefix`: `tasks` (the app's task queue) or `mailq` (the outbound mail queue the seed keeps beside it). */
 export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks'): TaskQueue {
+  // The seed's own backend (embedded or postgres), as its last counts answer said; a seed that does not say hosts the embedded one.
+  let backend = 'seed'
   async function call<R>(op: string, body: unknown, timeoutMs?: number): Promise<R> {
     try {
       return await link.request<R>(op, body, timeoutMs)
@@ -30,7 +33,9 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks'): Task
     }
   }
   return {
-    backend: 'embedded',
+    get backend() {
+      return backend
+    },
     async enqueue(task) {
       return (await call<{ id: string }>(`${prefix}.enqueue`, task)).id
     },
@@ -44,7 +49,11 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks'): Task
     async settle(results) {
       return (await call<{ lost: string[] }>(`${prefix}.settle`, { results })).lost
     },
-    counts: () => call<TaskCounts>(`${prefix}.counts`, {}),
+    async counts() {
+      const { backend: said, ...counts } = await call<TaskCounts & { backend?: unknown }>(`${prefix}.counts`, {})
+      backend = typeof said === 'string' && /^[a-z]{1,20}$/.test(said) ? said : 'embedded'
+      return counts
+    },
     deadLetters: (options = {}) => call<DeadPage>(`${prefix}.dead`, options),
     async retry(id) {
       try {

@@ -9,6 +9,7 @@ import { EspraError } from '../../lib/core/errors.js'
 import { addSilence, ALERT_ID, getAlert, listAlerts, listProbeHistories, listSilences, listSinkStatuses, removeSilence, SILENCE_ID } from '../../lib/alerts/store.js'
 import type { AlertState } from '../../lib/alerts/alert.js'
 import { NODE_ID } from '../../lib/transport/meta-shapes.js'
+import { readEngineLease } from './alerts/engine-lease.js'
 import type { ApiDeps } from './api-deps.js'
 import { badField, onlyFields, onlyQuery, optString, pathParam, queryFlag, queryLimit, type Body } from './api-fields.js'
 import type { ApiRoute } from './api-router.js'
@@ -47,6 +48,11 @@ export const ALERT_ROUTES: readonly Route[] = [
     method: 'GET', path: '/api/alerts', action: 'alerts.read', acts: false,
     check: (c) => ({ target: null, params: { ...alertQuery(c.query) } }),
     run: async (c, d) => ({ status: 200, body: await listAlerts(d.link.datastore, alertQuery(c.query)) }),
+  },
+  {
+    method: 'GET', path: '/api/alerts/engine', action: 'alert-engine.read', acts: false,
+    check: (c) => (onlyQuery(c.query, []), { target: null, params: {} }),
+    run: async (_c, d) => ({ status: 200, body: { lease: await readEngineLease(d.link.datastore) } }),
   },
   {
     method: 'GET', path: '/api/alerts/:id', action: 'alert.read', acts: false,

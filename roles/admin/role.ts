@@ -4,7 +4,8 @@
  * Children serve `/api/*` and `/dashboard/` on the public port (roles/admin/api-server.ts),
  * each with its own admin link to the seed; the parent counts failed
  * authentications for the whole node (roles/admin/api-auth-limit.ts) and
- * runs the prober and alert engine (roles/admin/alerts/, docs/alerts.md).
+ * competes for the alert engine lease; the holder runs the prober and alert
+ * engine (roles/admin/alerts/, docs/alerts.md).
  */
 import { EspraError } from '../../lib/core/errors.js'
 import type { Role } from '../../lib/process/role.js'
@@ -16,10 +17,9 @@ export const adminRole: Role = {
   summary: 'operator HTTP API over the seed (docs/admin-api.md) and web dashboard at /dashboard/ (docs/dashboard.md): nodes, health, builds, rollbacks, drain, maintenance, rolling restarts, tasks, vhosts, tokens, mail, alerts, cluster events, audit log; probes every node and sends alerts (docs/alerts.md)',
   notYet: [
     'push-build over HTTP (POST /api/builds answers 501; use espra-node admin push-build)',
-    'alerts: seed leader changes (seeds on PostgreSQL elect one; no alert rule follows it yet)',
   ],
   forks: true,
-  // The parent counts failed authentications for every child, and runs monitoring: one prober and one alert engine per admin node, whatever its children.
+  // The parent counts failed authentications for every child, and runs monitoring: it competes for the alert engine lease, and while it holds it runs the prober and the engine (one per cluster, whatever its children and the number of admin nodes).
   async parent(ctx) {
     const counter = new AuthFailureCounter(ctx.config.adminAuthFailures, ctx.config.adminAuthWindow)
     const sweep = setInterval(() => counter.sweep(Date.now()), ctx.config.adminAuthWindow)

@@ -1,8 +1,9 @@
 /**
  * `espra-node admin tasks`: the task queue's counts and dead letters, and
- * `admin tasks retry <id>`. The queue is the seed's embedded one (over the
- * meta port), or Redis with `--redis` / ESPRA_REDIS (the URL the app nodes
- * run with).
+ * `admin tasks retry <id>`. The queue is the seed's (over the meta port:
+ * embedded, or PostgreSQL when the seeds run on it; the seed's counts answer
+ * says which), or Redis with `--redis` / ESPRA_REDIS (the URL the app nodes
+ * run with). The output names the real backend.
  */
 import { redisUrl } from '../../lib/core/options-tasks.js'
 import { EspraError } from '../../lib/core/errors.js'
@@ -76,7 +77,7 @@ export async function adminTasks(opts: TaskOptions & { dead?: boolean; json?: bo
       process.stdout.write(`${JSON.stringify(summary)}\n`)
       return
     }
-    process.stdout.write(`${formatTaskCounts(queue.backend, counts)}\n`)
+    process.stdout.write(`${formatTaskCounts(summary.backend, counts)}\n`)
     if (dead) process.stdout.write(`\n${formatDead(dead)}\n`)
   } finally {
     await close()

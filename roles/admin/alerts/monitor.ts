@@ -9,13 +9,22 @@
  * Nothing here waits on a sink: a slow or failing webhook only grows its own
  * queue. Nothing is evaluated before the alerts the previous run left open
  * are read back, so a restart neither alerts them again nor forgets them.
+ *
+ * One engine per cluster (./engine-lease.ts): only the admin node holding
+ * the lease probes, evaluates, writes alerts and notifies; the others follow
+ * the registry and stand by. A takeover starts a fresh engine that reads the
+ * open alerts back first; a lost lease drops the engine and whatever it had
+ * not written yet. Every notification carries the lease's epoch and is
+ * checked against the lease record just before it goes out.
  */
 import type { NodeConfig } from '../../../lib/core/config.js'
 import type { Logger } from '../../../lib/core/log.js'
 import type { Handle } from '../../../lib/process/role.js'
 import type { AlertRecord } from '../../../lib/alerts/alert.js'
-import { createAlertEngine } from '../../../lib/alerts/engine.js'
+import { createAlertEngine, type AlertEngine } from '../../../lib/alerts/engine.js'
 import { failingConditions, type LatestBuild, type RuleThresholds } from '../../../lib/alerts/rules.js'
+import type { LeaderStatus } from '../status.js'
+import { createSeedLeaderWatch } from './seed-leader.js'
 import {
   deleteProbeHistory, listSilences, loadOpenAlerts, saveAlert, saveProbeHistory, saveSinkStatus, SILENCE_POLL_MS,
   type ProbeHistory, type SinkStatus,
@@ -25,6 +34,7 @@ import type { TaskQueue } from '../../../lib/tasks/queue.js'
 import { createMetaTaskQueue } from '../../../lib/tasks/queue-meta.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import type { NodeEvent, NodeView } from '../../../lib/transport/meta-shapes.js'
+import { startEngineLease } from './engine-lease.js'
 import { probeHealth } from './probe.js'
 import { createAlertSinks, type AlertSinks } from './sinks.js'
 import { WatchList } from './watch-list.js'
@@ -42,6 +52,8 @@ const KEEP_EXPIRED_SILENCE_MS = 24 * 3_600_000
 export interface AlertMonitor extends Handle {
   /** The open alerts as the engine holds them, newest first. */
   openAlerts(): AlertRecord[]
+  /** The lease's epoch while this admin node runs the engine, else null. */
+  engineEpoch(): number | null
   /** Each watched node's last probes (the datastore has them too: listProbeHistories). */
   probeHistories(): ProbeHistory[]
   sinkStatuses(): SinkStatus[]
@@ -87,7 +99,8 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
   function flush(): Promise<void> {
     if (writing !== null) return writing
     writing = (async () => {
-      while (dirtyAlerts.size > 0 || dirtySinks.size > 0) {
+      // Only the lease's holder writes: a standby's (or a paused former holder's) records would overwrite the engine's.
+      while ((dirtyAlerts.size > 0 || dirtySinks.size > 0) && lease.epoch() !== null) {
         const [id, alert] = dirtyAlerts.entries().next().value ?? []
         if (id !== undefined && alert !== undefined) {
           try {
@@ -113,27 +126,53 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
 
   const sinks: AlertSinks = await createAlertSinks({
     config, log, datastore, seed: client,
+    confirm: (epoch) => lease.confirm(epoch),
     onStatus: (status) => {
       dirtySinks.set(status.name, status)
       void flush()
     },
     ...(sinkBackoffMinMs !== undefined ? { backoffMinMs: sinkBackoffMinMs } : {}),
   })
-  for (const q of sinks.queues) dirtySinks.set(q.name, q.status())
 
-  const engine = createAlertEngine({
-    groupWindowMs: config.alertGroupWindow,
-    halfLifeMs: config.alertFlapHalfLife,
-    save: (alert) => void dirtyAlerts.set(alert.id, structuredClone(alert)),
-    notify: (n) => {
-      log.warn({ alert: n.alert.id, rule: n.alert.rule, event: n.event, nodes: n.alert.nodes }, `alert ${n.event}: ${n.alert.summary}`)
-      sinks.notify(n)
+  // The engine of the lease's current epoch; null while standing by. A takeover builds a fresh one that restores first.
+  let engine: { epoch: number; engine: AlertEngine } | null = null
+  let restored = false
+  const lease = startEngineLease({
+    datastore, holder: config.nodeId, leaseMs: config.alertLease, log, reachable: () => client.connected,
+    onAcquire(epoch) {
+      restored = false
+      for (const q of sinks.queues) dirtySinks.set(q.name, q.status())
+      engine = {
+        epoch,
+        engine: createAlertEngine({
+          groupWindowMs: config.alertGroupWindow,
+          halfLifeMs: config.alertFlapHalfLife,
+          save: (alert) => void dirtyAlerts.set(alert.id, structuredClone(alert)),
+          notify: (n) => {
+            log.warn({ alert: n.alert.id, rule: n.alert.rule, event: n.event, nodes: n.alert.nodes, epoch }, `alert ${n.event}: ${n.alert.summary}`)
+            sinks.notify({ ...n, epoch })
+          },
+        }),
+      }
+      kickRound()
+    },
+    onLose() {
+      engine = null
+      restored = false
+      dirtyAlerts.clear()
+      dirtySinks.clear()
     },
   })
 
-  let restored = false
   async function restore(): Promise<void> {
+    const current = engine
+    if (current === null) return
+    await seedLeader.restore()
     const open = await loadOpenAlerts(datastore)
+    const silences = await listSilences(datastore, {}, Date.now())
+    if (engine !== current) return
+    // The silences in force before the first evaluation: a takeover must not notify what a silence holds back.
+    current.engine.setSilences(silences)
     for (const alert of open) {
       if (alert.rule !== 'node-down') continue
       for (const m of alert.members) {
@@ -143,11 +182,12 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
         }
       }
     }
-    engine.restore(open)
+    current.engine.restore(open)
     restored = true
-    log.info({ open: open.length }, 'alerts restored; evaluating')
+    log.info({ open: open.length, epoch: current.epoch }, 'alerts restored; evaluating')
   }
 
+  const seedLeader = createSeedLeaderWatch({ datastore, log, quietMs: config.alertLeaderQuiet })
   let tasks: { ready: number; dead: number } | null = null
   const readyHistory: number[] = []
   let build: LatestBuild | null = null
@@ -155,12 +195,14 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
   let linkDownSince: number | null = null
 
   function evaluate(): void {
-    if (!restored || stopped) return
+    const current = engine
+    if (!restored || stopped || current === null || lease.epoch() !== current.epoch) return
     const now = Date.now()
     const seedLinkDownSince = client.connected ? null : (linkDownSince ??= now)
     if (client.connected) linkDownSince = null
-    engine.evaluate(failingConditions({
+    current.engine.evaluate(failingConditions({
       now, nodes: watch.snapshot(), tasks, readyHistory, build, seedLinkDownSince, seedLinkGraceMs: config.alertDownAfter * config.probeInterval,
+      seedLeaderChange: seedLeader.change(), seedLeaderQuietMs: config.alertLeaderQuiet,
     }, thresholds), now)
     void flush()
   }
@@ -170,6 +212,8 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
     if (client.connected) {
       await client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS).then((views) => watch.setNodes(views), (err: Error) => log.debug({ err }, 'nodes unavailable this round'))
     }
+    // A standby follows the registry (above) and nothing more: only the lease's holder probes and evaluates.
+    if (lease.epoch() === null) return
     for (const id of watch.forgetGone(Date.now())) void deleteProbeHistory(datastore, id).catch(() => {})
     const targets = watch.targets()
     for (let i = 0; i < targets.length; i += PROBE_PARALLEL) {
@@ -187,8 +231,12 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
         (err: Error) => log.debug({ err }, 'builds unavailable this round'),
       )
     }
-    if (!restored && client.connected) await restore().catch((err: Error) => log.warn({ err }, 'open alerts not read back yet; nothing is evaluated until they are'))
+    if (client.connected && restored) {
+      await client.request<LeaderStatus>('leader', {}, REQUEST_TIMEOUT_MS).then((l) => seedLeader.saw(l, Date.now()), (err: Error) => log.debug({ err }, 'seed leader unknown this round'))
+    }
+    if (!restored && client.connected && lease.epoch() !== null) await restore().catch((err: Error) => log.warn({ err }, 'open alerts not read back yet; nothing is evaluated until they are'))
     evaluate()
+    if (lease.epoch() === null) return
     await Promise.allSettled(targets.map((t) => {
       const history = watch.history(t.id)
       return history === null ? Promise.resolve() : saveProbeHistory(datastore, history)
@@ -203,25 +251,35 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
     const ids = active.map((s) => s.id).sort().join()
     if (ids !== silenceIds) log.info({ silences: active.map((s) => ({ id: s.id, rule: s.rule, node: s.node, until: s.until, by: s.by })) }, `silences in force: ${active.length}`)
     silenceIds = ids
-    engine.setSilences(active)
+    engine?.engine.setSilences(active)
     for (const s of all) if (s.until + KEEP_EXPIRED_SILENCE_MS < now) await datastore.delete('alertSilences', s.id)
   }
 
   // The round loop: one at a time, every --probe-interval from the start of the last.
   let roundTimer: NodeJS.Timeout | null = null
   let current: Promise<void> = Promise.resolve()
+  let inRound = false
   const loop = (): void => {
     if (stopped) return
     const started = Date.now()
+    roundTimer = null
+    inRound = true
     current = round().catch((err: unknown) => log.error({ err }, 'probe round failed')).finally(() => {
+      inRound = false
       if (!stopped) roundTimer = setTimeout(loop, Math.max(0, config.probeInterval - (Date.now() - started)))
     })
+  }
+  // A takeover starts a round at once (it reads the open alerts back), not at the next interval.
+  function kickRound(): void {
+    if (stopped || inRound || roundTimer === null) return
+    clearTimeout(roundTimer)
+    loop()
   }
   loop()
   const ticker = setInterval(evaluate, Math.min(TICK_MS, config.probeInterval))
   let polling = false
   const silencer = setInterval(() => {
-    if (polling || !client.connected) return
+    if (polling || !client.connected || engine === null) return
     polling = true
     pollSilences().catch((err: Error) => log.debug({ err }, 'silences not read this time')).finally(() => (polling = false))
   }, SILENCE_POLL_MS)
@@ -234,7 +292,8 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
     clearInterval(silencer)
   }
   return {
-    openAlerts: () => engine.open(),
+    openAlerts: () => engine?.engine.open() ?? [],
+    engineEpoch: () => lease.epoch(),
     probeHistories: () => watch.targets().flatMap((t) => watch.history(t.id) ?? []),
     sinkStatuses: () => sinks.queues.map((q) => q.status()),
     async close() {
@@ -242,11 +301,14 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
       await current
       await sinks.close()
       await flush()
+      // Released last, after the final writes: a standby takes over at its next look.
+      await lease.close()
       await queue.close()
       await client.close()
     },
     destroy() {
       stopTimers()
+      lease.destroy()
       sinks.destroy()
       void queue.close()
       client.destroy()
