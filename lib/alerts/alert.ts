@@ -66,7 +66,10 @@ export type AlertEventType = 'opened' | 'resolved' | 'grouped'
 export interface AlertNotification {
   readonly event: AlertEventType
   readonly alert: AlertRecord
-  /** The alert engine lease's epoch of the admin node that sent it (docs/alerts.md, "One engine per cluster"). */
+  /**
+   * The alert engine lease's epoch of the admin node that sent it (docs/alerts.md, "One engine per cluster");
+   * absent only on `seed-link` sent by an admin node that reaches no seed ("No seed reachable").
+   */
   readonly epoch?: number
 }
 

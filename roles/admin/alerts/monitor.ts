@@ -35,6 +35,7 @@ import { createMetaTaskQueue } from '../../../lib/tasks/queue-meta.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import type { NodeEvent, NodeView } from '../../../lib/transport/meta-shapes.js'
 import { startEngineLease } from './engine-lease.js'
+import { createSeedCutoffAlert } from './seed-cutoff.js'
 import { probeHealth } from './probe.js'
 import { createAlertSinks, type AlertSinks } from './sinks.js'
 import { WatchList } from './watch-list.js'
@@ -194,7 +195,17 @@ export async function startAlertMonitor({ config, log: parentLog, sinkBackoffMin
   let stopped = false
   let linkDownSince: number | null = null
 
+  const cutoff = createSeedCutoffAlert({
+    admin: config.nodeId,
+    graceMs: config.alertDownAfter * config.probeInterval,
+    notify: (n) => {
+      log.warn({ alert: n.alert.id, rule: n.alert.rule, event: n.event }, `alert ${n.event} (no seed reachable, sent by this admin node alone): ${n.alert.summary}`)
+      sinks.notify(n)
+    },
+  })
+
   function evaluate(): void {
+    if (!stopped) cutoff.observe(client.connected, engine !== null, Date.now())
     const current = engine
     if (!restored || stopped || current === null || lease.epoch() !== current.epoch) return
     const now = Date.now()
