@@ -131,6 +131,9 @@ export class Registry {
     load.lagMs = body.load.lagMs
     if (body.load.pendingUploads !== undefined) load.pendingUploads = body.load.pendingUploads
     else delete load.pendingUploads
+    const byChild = body.load.byChild
+    if (byChild !== undefined) load.byChild = byChild.map((c) => ({ slot: c.slot, pid: c.pid, connections: c.connections, rps: c.rps, rssBytes: c.rssBytes, lagMs: c.lagMs }))
+    else delete load.byChild
     const app = body.load.app
     if (app !== undefined) load.app = { build: app.build, requests: app.requests, errors5xx: app.errors5xx, crashes: app.crashes, latency: [...app.latency] }
     else delete load.app
@@ -273,6 +276,7 @@ function toView(r: NodeRecord, now: number): NodeView {
   const load: NodeLoad = {
     connections: r.load.connections, rps: r.load.rps, rssBytes: r.load.rssBytes, lagMs: r.load.lagMs,
     ...(r.load.pendingUploads !== undefined ? { pendingUploads: r.load.pendingUploads } : {}),
+    ...(r.load.byChild !== undefined ? { byChild: r.load.byChild.map((c) => ({ ...c })) } : {}),
     ...(r.load.app !== undefined ? { app: { ...r.load.app, latency: [...r.load.app.latency] } } : {}),
   }
   return {

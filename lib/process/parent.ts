@@ -13,7 +13,7 @@ import { addHealthRoute, healthWord } from '../http/health.js'
 import { maintenancePush } from '../http/maintenance.js'
 import { createHttpServer, sendJson, type HttpServer } from '../http/server.js'
 import { uws } from '../http/uws.js'
-import type { AppLoad, NodeLoad } from '../transport/meta-shapes.js'
+import type { AppLoad, ChildLoad, NodeLoad } from '../transport/meta-shapes.js'
 import { asDrainOrder, RESTART_EXIT_CODE } from '../transport/drain-order.js'
 import { createDrainer } from './drainer.js'
 import { startElbMembership, type ElbMembership } from './elb-membership.js'
@@ -102,15 +102,18 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
   let pendingUploads: number | undefined
   let appLoad: (() => AppLoad | null) | null = null
   function load(): NodeLoad {
-    const all = supervisor?.stats() ?? []
+    const byChild = (supervisor?.stats() ?? []).map(({ slot, pid, stats: s }): ChildLoad => ({
+      slot, pid, connections: s.inflight + s.tracked, rps: s.rps, rssBytes: s.rssBytes, lagMs: s.lagMs,
+    }))
     const app = appLoad?.() ?? null
     return {
       ...(pendingUploads !== undefined ? { pendingUploads } : {}),
       ...(app !== null ? { app } : {}),
-      connections: all.reduce((n, s) => n + s.inflight + s.tracked, 0),
-      rps: all.reduce((n, s) => n + s.rps, 0),
-      rssBytes: all.reduce((n, s) => n + s.rssBytes, process.memoryUsage.rss()),
-      lagMs: all.reduce((n, s) => Math.max(n, s.lagMs), 0),
+      ...(byChild.length > 0 ? { byChild: byChild.sort((a, b) => a.slot - b.slot) } : {}),
+      connections: byChild.reduce((n, c) => n + c.connections, 0),
+      rps: byChild.reduce((n, c) => n + c.rps, 0),
+      rssBytes: byChild.reduce((n, c) => n + c.rssBytes, process.memoryUsage.rss()),
+      lagMs: byChild.reduce((n, c) => Math.max(n, c.lagMs), 0),
     }
   }
 

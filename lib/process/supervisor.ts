@@ -100,8 +100,8 @@ export interface Supervisor {
   alive(): number
   /** Slots crash-looping now: still restarted, with backoff, until one of their children stays up. */
   crashLooping(): number[]
-  /** Latest stats of every running child. */
-  stats(): ChildStats[]
+  /** Latest stats of every running child, with its slot and pid. */
+  stats(): { slot: number; pid: number; stats: ChildStats }[]
   /** Every listening child's metrics; a child that does not answer in time is left out. */
   metrics(timeoutMs: number): Promise<ChildMetrics[]>
 }
@@ -351,7 +351,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     },
     alive: () => slots.filter((s) => s.current?.listening).length,
     crashLooping: () => slots.filter((s) => s.crashLooping).map((s) => s.index),
-    stats: () => [...workers].flatMap((w) => (w.stats ? [w.stats] : [])),
+    stats: () => [...workers].flatMap((w) => (w.stats ? [{ slot: w.index, pid: w.proc.pid ?? 0, stats: w.stats }] : [])),
     async metrics(timeoutMs) {
       const listening = [...workers].filter((w) => w.listening && !w.leaving)
       const answers = await Promise.allSettled(

@@ -41,6 +41,8 @@ export interface NodeLoad {
   rps: number
   rssBytes: number
   lagMs: number
+  /** The same figures for each running child, by slot (absent: a node without children, or an older node). */
+  byChild?: ChildLoad[]
   /** Fileservers: uploads received but not yet in the blob store (absent: none kept). */
   pendingUploads?: number
   /** App nodes: how the build they serve answers (absent: older nodes, other roles). */
@@ -63,6 +65,19 @@ export interface AppLoad {
   /** Answers per bucket of LATENCY_BOUNDS_MS (lib/core/latency-histogram.ts), time to the status line. */
   latency: number[]
 }
+
+/** One child's figures in a heartbeat: its slot (`child` label of the metrics), its pid, and what it reported last. */
+export interface ChildLoad {
+  slot: number
+  pid: number
+  connections: number
+  rps: number
+  rssBytes: number
+  lagMs: number
+}
+
+/** Most children a heartbeat's `load.byChild` may list (the most `--children` allows). */
+export const MAX_CHILD_LOADS = 1024
 
 /** Most buckets a heartbeat's `load.app.latency` may carry. */
 export const MAX_LATENCY_BUCKETS = 32
@@ -193,8 +208,21 @@ export function heartbeatProblem(body: unknown): string | null {
     return 'heartbeat load figures must be non-negative numbers'
   }
   if (load['pendingUploads'] !== undefined && !isAmount(load['pendingUploads'])) return 'heartbeat pendingUploads must be a non-negative number'
+  if (load['byChild'] !== undefined) {
+    const problem = childLoadsProblem(load['byChild'])
+    if (problem !== null) return problem
+  }
   if (body['elb'] !== undefined && !isElbView(body['elb'])) return 'heartbeat elb must be {state, targetGroup}'
   if (load['app'] !== undefined) return appLoadProblem(load['app'])
+  return null
+}
+
+function childLoadsProblem(list: unknown): string | null {
+  if (!Array.isArray(list) || list.length > MAX_CHILD_LOADS) return `heartbeat load.byChild must be an array of at most ${MAX_CHILD_LOADS} children`
+  for (const c of list) {
+    if (!isMap(c) || !isInt(c['slot'], 0, MAX_CHILD_LOADS - 1) || !isInt(c['pid'], 0, 2 ** 32)) return 'heartbeat load.byChild entries need a slot (0 to 1023) and a pid'
+    if (!isAmount(c['connections']) || !isAmount(c['rps']) || !isAmount(c['rssBytes']) || !isAmount(c['lagMs'])) return 'heartbeat load.byChild figures must be non-negative numbers'
+  }
   return null
 }
 

@@ -77,6 +77,10 @@ t.test('the dashboard\'s actions in Chromium', async (t) => {
   await t.test('drain a node from its page (after confirming), then undrain it', async (t) => {
     await page.evaluate(() => (location.hash = '#/nodes/app-1'))
     await page.waitForSelector('#drain')
+    // Its children, one row per slot, from the heartbeat's per-child figures.
+    const slots = (await c.api('GET', '/api/nodes/app-1')).json.load.byChild.length
+    t.ok(slots > 0, 'app-1 reports its children')
+    t.equal(await page.locator('table.children tbody tr').count(), slots, 'one row per child on the node page')
     await page.selectOption('#drain-grace', '0s')
     await page.click('#drain')
     await page.waitForSelector('dialog[open]')

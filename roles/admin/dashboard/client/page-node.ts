@@ -1,9 +1,9 @@
 /**
- * One node: its figures (live from the stream), its children, what happened
- * to it (events seen since the page opened, its health probes, its alerts),
- * and for operators drain (after a confirmation: it takes capacity away)
- * and undrain. Per-child figures are in the node's Prometheus metrics
- * (docs/metrics.md), not here: the heartbeat carries only the node's sums.
+ * One node: its figures (live from the stream), each child's (slot, pid,
+ * connections, requests/s, RSS, lag: the heartbeat's `load.byChild`), what
+ * happened to it (events seen since the page opened, its health probes, its
+ * alerts), and for operators drain (after a confirmation: it takes capacity
+ * away) and undrain.
  */
 import { api, type SessionInfo } from './api.js'
 import { ago, badge, bytes, confirmAction, fill, h, num, table, time, toast } from './dom.js'
@@ -14,12 +14,13 @@ interface Alert { id: string; rule: string; state: string; openedAt: number; res
 
 export function renderNode(main: HTMLElement, session: SessionInfo, id: string): () => void {
   const figures = h('div')
+  const children = h('div')
   const actions = h('div', { id: 'node-actions' })
   const events = h('div')
   const probes = h('div')
   const alerts = h('div')
   fill(main, h('p', {}, h('a', { href: '#/overview' }, '← overview')), h('h1', {}, 'Node ', h('span', { class: 'mono' }, id)),
-    figures, session.role === 'operator' ? actions : null, h('h2', {}, 'Recent events (since this page opened)'), events, h('h2', {}, 'Health probes by the admin node'), probes, h('h2', {}, 'Alerts'), alerts)
+    figures, h('h2', {}, 'Children'), children, session.role === 'operator' ? actions : null, h('h2', {}, 'Recent events (since this page opened)'), events, h('h2', {}, 'Health probes by the admin node'), probes, h('h2', {}, 'Alerts'), alerts)
 
   // Drain: the node fails its health check, finishes what it has, then idles or stops (POST /api/nodes/:id/drain).
   const then = h('select', { id: 'drain-then', 'aria-label': 'then' }, h('option', { value: 'idle' }, 'then idle (stays up, out of service)'), h('option', { value: 'stop' }, 'then stop'))
@@ -56,6 +57,9 @@ export function renderNode(main: HTMLElement, session: SessionInfo, id: string):
       ]
       if (n.load?.pendingUploads !== undefined) pairs.push(['pending uploads', String(n.load.pendingUploads)])
       fill(figures, h('dl', { class: 'figures' }, ...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])))
+      fill(children, table(['slot', 'pid', 'connections', 'requests/s', 'RSS', 'event-loop lag'], (n.load?.byChild ?? []).map((c) => h('tr', {},
+        h('td', { class: 'num' }, String(c.slot)), h('td', { class: 'num' }, String(c.pid)), h('td', { class: 'num' }, num(c.connections)), h('td', { class: 'num' }, num(c.rps, 1)),
+        h('td', { class: 'num' }, bytes(c.rssBytes)), h('td', { class: 'num' }, `${num(c.lagMs, 1)} ms`))), 'no child reported (a node without children, or not yet)', 'children', new Set([0, 1, 2, 3, 4, 5])))
       drawActions(n.drain !== null && n.drain !== undefined)
     }
     const seen = state.events.filter((e) => e.node === id)

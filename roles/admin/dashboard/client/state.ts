@@ -21,7 +21,7 @@ export interface NodeView {
   registeredAt: number
   heartbeatAgeMs: number
   connected: boolean
-  load: { connections: number; rps: number; rssBytes: number; lagMs: number; pendingUploads?: number }
+  load: { connections: number; rps: number; rssBytes: number; lagMs: number; pendingUploads?: number; byChild?: { slot: number; pid: number; connections: number; rps: number; rssBytes: number; lagMs: number }[] }
   drain?: { then: string; graceMs: number; at: number } | null
   elb?: unknown
 }
