@@ -2,7 +2,15 @@
  * A node parent's link to the seed: register on every (re)connect, subscribe
  * to what the role wants, heartbeat, and hand every push to the parent. The
  * node keeps serving with its last state while no seed is reachable.
+ *
+ * With several seeds that elect a leader (PostgreSQL), datastore ops (`ds.*`)
+ * ride a second link, to one seed picked by this node's id: every seed serves
+ * them from the database, so they spread over the seeds instead of all going
+ * to the leader. Embedded seeds each keep a store of their own (they elect no
+ * leader: their welcome names no epoch), so with them, and whenever that link
+ * is down, `ds.*` goes to the leader with everything else.
  */
+import { createHash } from 'node:crypto'
 import type { NodeConfig } from '../core/config.js'
 import type { Logger } from '../core/log.js'
 import type { NodeState } from '../core/node-state.js'
@@ -13,6 +21,12 @@ import type { ElbView, HeartbeatBody, NodeInfo, NodeLoad } from '../transport/me
 import type { Role } from './role.js'
 
 const DEREGISTER_TIMEOUT_MS = 2000
+
+/** `seeds` rotated to start at the one `nodeId` picks (a hash of it), so nodes spread evenly; the rest follow in order. */
+export function spreadOrder(seeds: readonly string[], nodeId: string): string[] {
+  const first = createHash('sha256').update(nodeId).digest().readUInt32BE(0) % seeds.length
+  return [...seeds.slice(first), ...seeds.slice(0, first)]
+}
 
 export interface SeedLinkOptions {
   readonly config: NodeConfig
@@ -102,6 +116,11 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
   })
   client.on('connected', opts.onChange)
   client.on('disconnected', opts.onChange)
+  const data: MetaClient | null = config.role === 'seed' || config.seed.length < 2 ? null : createMetaClient({
+    seeds: spreadOrder(config.seed, config.nodeId), secret: config.secret, peer: { kind: 'node', id: config.nodeId },
+    maxFrame: config.maxFrame, log: log.child({ link: 'datastore' }), reconnect: true, followLeader: false,
+  })
+  const linkFor = (op: string): MetaClient => data !== null && data.connected && data.epoch !== null && op.startsWith('ds.') ? data : client
 
   const heartbeat = (): void => {
     if (client.connected && !deregistered) client.send('heartbeat', heartbeatBody())
@@ -114,7 +133,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       return client.connected
     },
     heartbeat,
-    request: (op, body, timeoutMs) => client.request(op, body, timeoutMs),
+    request: (op, body, timeoutMs) => linkFor(op).request(op, body, timeoutMs),
     async deregister() {
       if (deregistered) return
       deregistered = true
@@ -128,7 +147,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
     },
     async close() {
       clearInterval(timer)
-      await client.close()
+      await Promise.all([client.close(), data?.close()])
     },
   }
 }
