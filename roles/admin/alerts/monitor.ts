@@ -23,7 +23,7 @@ import type { Handle } from '../../../lib/process/role.js'
 import type { AlertRecord } from '../../../lib/alerts/alert.js'
 import { createAlertEngine, type AlertEngine } from '../../../lib/alerts/engine.js'
 import { failingConditions, type LatestBuild, type RuleThresholds } from '../../../lib/alerts/rules.js'
-import type { LeaderStatus } from '../status.js'
+import type { LeaderStatus } from '../../../lib/cli/admin/status.js'
 import { createSeedLeaderWatch } from './seed-leader.js'
 import {
   deleteProbeHistory, listSilences, loadOpenAlerts, saveAlert, saveProbeHistory, saveSinkStatus, SILENCE_POLL_MS,
