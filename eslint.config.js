@@ -39,8 +39,7 @@ function refusal(from, to) {
   }
   if (top === 'seed') return toTop === 'lib' || toTop === 'seed' ? undefined : 'seed/ may import lib/ and seed/ only'
   if (top === 'bin') {
-    // roles/admin/: the operator CLI's commands still live there (issue #14, room 6 moves them).
-    if (toTop === 'roles' && to !== 'roles/registry.ts' && toSub !== 'admin') return 'bin/ reaches roles only through roles/registry.ts'
+    if (toTop === 'roles' && to !== 'roles/registry.ts') return 'bin/ reaches roles only through roles/registry.ts'
     return undefined
   }
   return undefined

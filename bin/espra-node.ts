@@ -14,17 +14,17 @@ import { loadRole, loadRoles } from '../roles/registry.js'
 
 // Commands load what they run when they run (a node its one role, `up` none), so no process carries every role.
 const adminModules = {
-  builds: () => import('../roles/admin/builds.js'),
-  cli: () => import('../roles/admin/cli.js'),
-  maintenance: () => import('../roles/admin/maintenance.js'),
-  mailOut: () => import('../roles/admin/mail-out.js'),
-  rollingRestart: () => import('../roles/admin/rolling-restart.js'),
-  drain: () => import('../roles/admin/drain.js'),
-  mailInbound: () => import('../roles/admin/mail-inbound.js'),
-  tasks: () => import('../roles/admin/tasks.js'),
-  token: () => import('../roles/admin/token.js'),
-  uploadToken: () => import('../roles/admin/upload-token.js'),
-  vhost: () => import('../roles/admin/vhost.js'),
+  builds: () => import('../lib/cli/admin/builds.js'),
+  cli: () => import('../lib/cli/admin/cli.js'),
+  maintenance: () => import('../lib/cli/admin/maintenance.js'),
+  mailOut: () => import('../lib/cli/admin/mail-out.js'),
+  rollingRestart: () => import('../lib/cli/admin/rolling-restart.js'),
+  drain: () => import('../lib/cli/admin/drain.js'),
+  mailInbound: () => import('../lib/cli/admin/mail-inbound.js'),
+  tasks: () => import('../lib/cli/admin/tasks.js'),
+  token: () => import('../lib/cli/admin/token.js'),
+  uploadToken: () => import('../lib/cli/admin/upload-token.js'),
+  vhost: () => import('../lib/cli/admin/vhost.js'),
 }
 
 function nodeOptions(cmd: Command): Command {
@@ -117,7 +117,7 @@ function buildProgram(rolesHelpText: string): Command {
     .option(redisOption, redisDoc)
     .action(async (id: string, opts) => (await adminModules.tasks()).adminTasksRetry(id, opts))
 
-  // admin mail: inbound handoffs (roles/admin/mail-inbound.ts), then the outbound queue (roles/admin/mail-out.ts).
+  // admin mail: inbound handoffs (lib/cli/admin/mail-inbound.ts), then the outbound queue (lib/cli/admin/mail-out.ts).
   const mail = admin.command('mail').description('mail: inbound messages not handed to the app yet, and the outbound queue')
   const inbound = connectOptions(mail.command('inbound').description('inbound messages not handed to the app yet: pending (queued or retrying, last error shown), failed (dead letters), unqueued; oldest first'))
     .option(redisOption, redisDoc)
@@ -173,7 +173,7 @@ function buildProgram(rolesHelpText: string): Command {
     .option('--json', 'print the state as JSON (null when off)')
     .action(async (opts) => (await adminModules.maintenance()).adminMaintenanceStatus(opts))
 
-  // admin mail: the outbound queue (roles/admin/mail-out.ts).
+  // admin mail: the outbound queue (lib/cli/admin/mail-out.ts).
   connectOptions(mail.command('send').description('queue a message on the outbound queue; prints its id alone on the last line once it is durable'))
     .option(redisOption, redisDoc)
     .option('--from <address>', 'the sender (envelope and From:), required')

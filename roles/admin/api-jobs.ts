@@ -14,7 +14,7 @@ import { toWire } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
 import type { MetaClient } from '../../lib/transport/meta-client.js'
-import { runRollingRestart, type RollingRestartPlan, type RollingRestartResult } from './rolling-restart.js'
+import { runRollingRestart, type RollingRestartPlan, type RollingRestartResult } from '../../lib/cli/admin/rolling-restart.js'
 
 export const JOB_ID = /^rr-[0-9a-z]{8,12}-[0-9a-f]{8}$/
 /** Progress lines a job keeps (the newest). */

@@ -12,10 +12,10 @@ import {
 } from './api-fields.js'
 import { JOB_ID } from './api-jobs.js'
 import type { ApiRoute } from './api-router.js'
-import { orderDrain, orderUndrain, parseGrace } from './drain.js'
-import { clearMaintenance, maintenanceBody, readMaintenance, setMaintenance } from './maintenance.js'
-import { planOf } from './rolling-restart.js'
-import { listNodes, readStatus } from './status.js'
+import { orderDrain, orderUndrain, parseGrace } from '../../lib/cli/admin/drain.js'
+import { clearMaintenance, maintenanceBody, readMaintenance, setMaintenance } from '../../lib/cli/admin/maintenance.js'
+import { planOf } from '../../lib/cli/admin/rolling-restart.js'
+import { listNodes, readStatus } from '../../lib/cli/admin/status.js'
 
 type Route = ApiRoute<ApiDeps>
 

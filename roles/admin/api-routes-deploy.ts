@@ -13,11 +13,11 @@ import { fileSha256, hostProblem, normalizeHost, pathProblem } from '../../lib/v
 import type { ApiDeps } from './api-deps.js'
 import { asBadRequest, badField, onlyFields, onlyQuery, optBoolean, optDurationText, optString, optStringList, pathParam, queryFlag, queryLimit, reqString, type Body } from './api-fields.js'
 import type { ApiRoute } from './api-router.js'
-import { listBuilds, readBuildStatus, startRollback } from './builds.js'
-import { readTasks, retryTask } from './tasks.js'
-import { mintLiveToken } from './token.js'
-import { mintUpload } from './upload-token.js'
-import { listVhosts, removeVhost, setVhost } from './vhost.js'
+import { listBuilds, readBuildStatus, startRollback } from '../../lib/cli/admin/builds.js'
+import { readTasks, retryTask } from '../../lib/cli/admin/tasks.js'
+import { mintLiveToken } from '../../lib/cli/admin/token.js'
+import { mintUpload } from '../../lib/cli/admin/upload-token.js'
+import { listVhosts, removeVhost, setVhost } from '../../lib/cli/admin/vhost.js'
 
 type Route = ApiRoute<ApiDeps>
 

@@ -9,8 +9,8 @@ import { OUT_ID } from '../../lib/mail/outbound.js'
 import type { ApiDeps } from './api-deps.js'
 import { badField, onlyFields, onlyQuery, pathParam, queryFlag, queryLimit } from './api-fields.js'
 import type { ApiRoute } from './api-router.js'
-import { MAIL_ID, readInbound, retryInbound } from './mail-inbound.js'
-import { controlOut, listOutbound, OUT_STATUSES, outSummary, showOutbound } from './mail-out.js'
+import { MAIL_ID, readInbound, retryInbound } from '../../lib/cli/admin/mail-inbound.js'
+import { controlOut, listOutbound, OUT_STATUSES, outSummary, showOutbound } from '../../lib/cli/admin/mail-out.js'
 
 type Route = ApiRoute<ApiDeps>
 

@@ -10,7 +10,7 @@
  * 3. `POST /api/builds/uploads/:upload/commit`: the seed commits and stages
  *    the build as for the CLI; 202 with the build to follow.
  */
-import { parseCanaryOptions } from './builds.js'
+import { parseCanaryOptions } from '../../lib/cli/admin/builds.js'
 import { checkManifest, checkMessage, contentTypeOf, isHash, type BuildManifest } from '../../lib/builds/manifest.js'
 import { EspraError } from '../../lib/core/errors.js'
 import type { MetaClient } from '../../lib/transport/meta-client.js'

@@ -23,6 +23,8 @@ t.test('imports that point down pass', async (t) => {
     ['lib/transport/x.ts', "import { a } from '../codec/frame.js'"],
     ['lib/process/x.ts', "import { a } from '../http/server.js'"],
     ['lib/cli/x.ts', "const m = await import('../process/child.js')"],
+    ['lib/cli/admin/x.ts', "import { a } from '../up.js'\nimport { b } from './cli.js'\nconst m = await import('../../tasks/queue-redis.js')"],
+    ['roles/admin/x.ts', "import { a } from '../../lib/cli/admin/status.js'"],
     ['roles/live/x.ts', "import { a } from '../../lib/live/channel.js'\nimport { b } from './hub.js'"],
     ['roles/registry.ts', "const r = await import('./live/role.js')"],
     ['seed/x.ts', "import { a } from '../lib/storage/x.js'\nimport { b } from './registry.js'"],
@@ -50,6 +52,10 @@ t.test('imports that point up or across fail, whatever their form', async (t) =>
     ['roles/live/x.ts', "import { a } from '../../seed/registry.js'", /roles never import each other/],
     ['seed/x.ts', "import { a } from '../roles/app/pool.js'", /seed\/ may import lib\/ and seed\/ only/],
     ['bin/espra-node.ts', "const m = await import('../roles/live/role.js')", /bin\/ reaches roles only through roles\/registry.ts/],
+    ['bin/espra-node.ts', "const m = await import('../roles/admin/x.js')", /bin\/ reaches roles only through roles\/registry.ts/],
+    ['bin/espra-node.ts', "import { a } from '../roles/admin/x.js'", /bin\/ reaches roles only through roles\/registry.ts/],
+    ['lib/cli/admin/x.ts', "import { a } from '../../process/child.js'\nimport { b } from '../../../roles/admin/role.js'", /lib\/ never imports roles\//],
+    ['lib/process/x.ts', "import { a } from '../cli/admin/status.js'", /lib\/process \(layer 6\) may not import lib\/cli \(layer 7\)/],
   ]
   for (const [file, code, message] of refused) {
     const found = await refusals(file, code)

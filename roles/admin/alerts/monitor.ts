@@ -10,7 +10,7 @@
  * queue. Nothing is evaluated before the alerts the previous run left open
  * are read back, so a restart neither alerts them again nor forgets them.
  *
- * One engine per cluster (./engine-lease.ts): only the admin node holding
+ * One engine per cluster (lib/alerts/engine-lease.ts): only the admin node holding
  * the lease probes, evaluates, writes alerts and notifies; the others follow
  * the registry and stand by. A takeover starts a fresh engine that reads the
  * open alerts back first; a lost lease drops the engine and whatever it had
@@ -23,7 +23,7 @@ import type { Handle } from '../../../lib/process/role.js'
 import type { AlertRecord } from '../../../lib/alerts/alert.js'
 import { createAlertEngine, type AlertEngine } from '../../../lib/alerts/engine.js'
 import { failingConditions, type LatestBuild, type RuleThresholds } from '../../../lib/alerts/rules.js'
-import type { LeaderStatus } from '../status.js'
+import type { LeaderStatus } from '../../../lib/cli/admin/status.js'
 import { createSeedLeaderWatch } from './seed-leader.js'
 import {
   deleteProbeHistory, listSilences, loadOpenAlerts, saveAlert, saveProbeHistory, saveSinkStatus, SILENCE_POLL_MS,
@@ -34,7 +34,7 @@ import type { TaskQueue } from '../../../lib/tasks/queue.js'
 import { createMetaTaskQueue } from '../../../lib/tasks/queue-meta.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import type { NodeEvent, NodeView } from '../../../lib/transport/meta-shapes.js'
-import { startEngineLease } from './engine-lease.js'
+import { startEngineLease } from '../../../lib/alerts/engine-lease.js'
 import { createSeedCutoffAlert } from './seed-cutoff.js'
 import { probeHealth } from './probe.js'
 import { createAlertSinks, type AlertSinks } from './sinks.js'

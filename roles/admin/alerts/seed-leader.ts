@@ -13,7 +13,7 @@
 import type { SeedLeaderChange } from '../../../lib/alerts/rules.js'
 import type { Logger } from '../../../lib/core/log.js'
 import type { Datastore, DatastoreValue } from '../../../lib/storage/datastore.js'
-import type { LeaderStatus } from '../status.js'
+import type { LeaderStatus } from '../../../lib/cli/admin/status.js'
 
 export const SEED_LEADER_KEY = 'status/seed-leader'
 

@@ -16,8 +16,8 @@
  * asked while no stream wants snapshots except the history sample.
  */
 import type { Logger } from '../../../lib/core/log.js'
-import type { NodeView } from '../format.js'
-import { listNodes } from '../status.js'
+import type { NodeView } from '../../../lib/cli/admin/format.js'
+import { listNodes } from '../../../lib/cli/admin/status.js'
 import type { AdminSeedLink } from '../api-seed-link.js'
 
 export const SAMPLE_MS = 10_000

@@ -5,7 +5,7 @@
 // lease and resumed sends nothing stale; a graceful stop hands the lease over at once.
 import t, { type Test } from 'tap'
 import { listAlerts, listProbeHistories } from '../../../lib/alerts/store.js'
-import { readEngineLease } from '../../../roles/admin/alerts/engine-lease.js'
+import { readEngineLease } from '../../../lib/alerts/engine-lease.js'
 import { admin } from '../../helpers/app-cluster.js'
 import { waitFor, type LogLine, type StartedNode } from '../../helpers/cluster.js'
 import { killHard, seedView, signalAll, startAdmin, startSeed, startWatched, webhookReceiver } from '../../helpers/alert-cluster.js'

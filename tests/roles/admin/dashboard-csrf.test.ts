@@ -4,7 +4,7 @@ import t from 'tap'
 import { checkCsrf, checkSameOrigin, type BrowserFacts } from '../../../roles/admin/dashboard/csrf.js'
 import { clearedCookie, cookieName, sessionCookie, sessionIdFrom } from '../../../roles/admin/dashboard/sessions.js'
 import { summarise } from '../../../roles/admin/dashboard/registry-watch.js'
-import type { NodeView } from '../../../roles/admin/format.js'
+import type { NodeView } from '../../../lib/cli/admin/format.js'
 
 const facts = (over: Partial<BrowserFacts> = {}): BrowserFacts => ({ cookie: '', origin: '', fetchSite: '', host: 'admin.internal:8085', csrfToken: '', secure: false, ...over })
 const refused = (run: () => void, message: RegExp, note = 'refused') => t.throws(run, { code: 'ESPRA_ERR_ADMIN_CSRF', message }, note)

@@ -9,17 +9,17 @@
  * but the node died before queueing it; the client's retry queues it, or
  * `retry`). Messages handed to `handleMail` are not listed.
  */
-import { EspraError } from '../../lib/core/errors.js'
-import { createLogger } from '../../lib/core/log.js'
-import { redisUrl } from '../../lib/core/options-tasks.js'
-import { inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../../lib/mail/inbound.js'
-import type { AuthedMailTaskPayload } from '../../lib/mail/inbound-auth.js'
-import type { InboundRecord } from '../../lib/mail/inbound-record.js'
-import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { listAll, type Datastore, type DatastoreValue } from '../../lib/storage/datastore.js'
-import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
-import type { TaskQueue } from '../../lib/tasks/queue.js'
-import { newTask, type DeadTask } from '../../lib/tasks/task.js'
+import { EspraError } from '../../core/errors.js'
+import { createLogger } from '../../core/log.js'
+import { redisUrl } from '../../core/options-tasks.js'
+import { inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../../mail/inbound.js'
+import type { AuthedMailTaskPayload } from '../../mail/inbound-auth.js'
+import type { InboundRecord } from '../../mail/inbound-record.js'
+import { createDatastoreClient } from '../../storage/datastore-client.js'
+import { listAll, type Datastore, type DatastoreValue } from '../../storage/datastore.js'
+import { createMetaTaskQueue } from '../../tasks/queue-meta.js'
+import type { TaskQueue } from '../../tasks/queue.js'
+import { newTask, type DeadTask } from '../../tasks/task.js'
 import { connect } from './cli.js'
 import type { TaskOptions } from './tasks.js'
 
@@ -50,7 +50,7 @@ async function open(opts: TaskOptions, env: NodeJS.ProcessEnv = process.env): Pr
   }
   const client = await connect(opts)
   const queue = checked !== null
-    ? (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: checked, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
+    ? (await import('../../tasks/queue-redis.js')).createRedisTaskQueue({ url: checked, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
     : createMetaTaskQueue(client)
   return {
     datastore: createDatastoreClient(client),

@@ -6,10 +6,10 @@
  * own rules (lib/http/maintenance.ts), so a typo exits 2 before anything is
  * sent.
  */
-import { EspraError } from '../../lib/core/errors.js'
-import type { MaintenanceState } from '../../lib/core/node-state.js'
-import { checkAllow, checkHosts, DEFAULT_MESSAGE, messageProblem, parseUntilArg } from '../../lib/http/maintenance.js'
-import type { MetaClient } from '../../lib/transport/meta-client.js'
+import { EspraError } from '../../core/errors.js'
+import type { MaintenanceState } from '../../core/node-state.js'
+import { checkAllow, checkHosts, DEFAULT_MESSAGE, messageProblem, parseUntilArg } from '../../http/maintenance.js'
+import type { MetaClient } from '../../transport/meta-client.js'
 import { connect, type ConnectOptions } from './cli.js'
 import { formatMaintenance } from './format.js'
 

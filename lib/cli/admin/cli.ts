@@ -3,13 +3,13 @@
  * the directory where `up` was started, they find the cluster with no flags.
  */
 import { resolve } from 'node:path'
-import { parseHostPort } from '../../lib/core/config-parsers.js'
-import { readSecret } from '../../lib/core/config.js'
-import { EspraError } from '../../lib/core/errors.js'
-import { createLogger } from '../../lib/core/log.js'
-import { readClusterFile, secretPath } from '../../lib/cli/cluster-file.js'
-import { createMetaClient } from '../../lib/transport/meta-client.js'
-import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
+import { parseHostPort } from '../../core/config-parsers.js'
+import { readSecret } from '../../core/config.js'
+import { EspraError } from '../../core/errors.js'
+import { createLogger } from '../../core/log.js'
+import { readClusterFile, secretPath } from '../cluster-file.js'
+import { createMetaClient } from '../../transport/meta-client.js'
+import { createMetaTaskQueue } from '../../tasks/queue-meta.js'
 import { formatNodes } from './format.js'
 import { formatStatus, listNodes, readStatus } from './status.js'
 
@@ -59,7 +59,7 @@ export async function adminStatus(opts: ConnectOptions & { redis?: string }): Pr
   // The task queue's counts: Redis when named (--redis, ESPRA_REDIS), else the seed's embedded queue on this same link.
   const redis = opts.redis ?? (process.env['ESPRA_REDIS'] || undefined)
   const queue = redis === undefined ? createMetaTaskQueue(client)
-    : (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
+    : (await import('../../tasks/queue-redis.js')).createRedisTaskQueue({ url: redis, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
   try {
     process.stdout.write(formatStatus(await readStatus(client, queue, client.seed ?? resolveTarget(opts).seeds[0]!)))
   } finally {

@@ -5,13 +5,13 @@
  * until it reports `draining` (and, with `--then stop`, until it has left
  * the registry), printing each step.
  */
-import { parseDuration } from '../../lib/core/config-parsers.js'
-import { EspraError } from '../../lib/core/errors.js'
-import type { MetaClient } from '../../lib/transport/meta-client.js'
+import { parseDuration } from '../../core/config-parsers.js'
+import { EspraError } from '../../core/errors.js'
+import type { MetaClient } from '../../transport/meta-client.js'
 import {
   DEFAULT_DRAIN_GRACE_MS, DRAIN_THEN, MAX_DRAIN_GRACE_MS, NODE_ID_TEXT, type DrainOrder, type DrainThen,
-} from '../../lib/transport/drain-order.js'
-import { NODE_ID } from '../../lib/transport/meta-shapes.js'
+} from '../../transport/drain-order.js'
+import { NODE_ID } from '../../transport/meta-shapes.js'
 import { connect, type ConnectOptions } from './cli.js'
 import type { NodeView } from './format.js'
 

@@ -4,9 +4,9 @@
  * command's (flags, ESPRA_*, the state directory `up` wrote). Prints the token
  * alone on stdout.
  */
-import { parseDuration } from '../../lib/core/config-parsers.js'
-import { EspraError } from '../../lib/core/errors.js'
-import { deriveTokenKey, mintToken, type MintOptions } from '../../lib/live/token.js'
+import { parseDuration } from '../../core/config-parsers.js'
+import { EspraError } from '../../core/errors.js'
+import { deriveTokenKey, mintToken, type MintOptions } from '../../live/token.js'
 import { resolveTarget, type ConnectOptions } from './cli.js'
 
 export interface TokenOptions extends ConnectOptions {

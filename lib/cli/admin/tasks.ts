@@ -5,12 +5,12 @@
  * says which), or Redis with `--redis` / ESPRA_REDIS (the URL the app nodes
  * run with). The output names the real backend.
  */
-import { redisUrl } from '../../lib/core/options-tasks.js'
-import { EspraError } from '../../lib/core/errors.js'
-import { createLogger } from '../../lib/core/log.js'
-import type { TaskQueue } from '../../lib/tasks/queue.js'
-import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
-import { checkId, type DeadTask } from '../../lib/tasks/task.js'
+import { redisUrl } from '../../core/options-tasks.js'
+import { EspraError } from '../../core/errors.js'
+import { createLogger } from '../../core/log.js'
+import type { TaskQueue } from '../../tasks/queue.js'
+import { createMetaTaskQueue } from '../../tasks/queue-meta.js'
+import { checkId, type DeadTask } from '../../tasks/task.js'
 import { connect, type ConnectOptions } from './cli.js'
 import { formatTaskCounts } from './format.js'
 
@@ -29,7 +29,7 @@ export async function openQueue(opts: TaskOptions, env: NodeJS.ProcessEnv = proc
     } catch (reason) {
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--redis: ${String(reason)}`, { option: '--redis' })
     }
-    const { createRedisTaskQueue } = await import('../../lib/tasks/queue-redis.js')
+    const { createRedisTaskQueue } = await import('../../tasks/queue-redis.js')
     const queue = createRedisTaskQueue({ url: checked, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
     return { queue, close: () => queue.close() }
   }

@@ -3,11 +3,11 @@
  * (lib/uploads/token.ts) and records its id in the seed's datastore over the
  * meta port. Prints the token alone on stdout.
  */
-import { parseDuration, parseSize } from '../../lib/core/config-parsers.js'
-import { EspraError } from '../../lib/core/errors.js'
-import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import type { Datastore } from '../../lib/storage/datastore.js'
-import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../lib/uploads/token.js'
+import { parseDuration, parseSize } from '../../core/config-parsers.js'
+import { EspraError } from '../../core/errors.js'
+import { createDatastoreClient } from '../../storage/datastore-client.js'
+import type { Datastore } from '../../storage/datastore.js'
+import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../uploads/token.js'
 import { connect, resolveTarget, type ConnectOptions } from './cli.js'
 
 export interface UploadTokenOptions extends ConnectOptions {

@@ -4,11 +4,11 @@
  * own (a Redis queue down, an older seed), so one failing part never hides
  * the others: it comes back as `{error}` and the CLI prints "unavailable".
  */
-import type { MaintenanceState } from '../../lib/core/node-state.js'
-import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import type { MetaClient } from '../../lib/transport/meta-client.js'
-import type { TaskQueue } from '../../lib/tasks/queue.js'
-import { readEngineLease, type EngineLeaseRecord } from './alerts/engine-lease.js'
+import type { MaintenanceState } from '../../core/node-state.js'
+import { createDatastoreClient } from '../../storage/datastore-client.js'
+import type { MetaClient } from '../../transport/meta-client.js'
+import type { TaskQueue } from '../../tasks/queue.js'
+import { readEngineLease, type EngineLeaseRecord } from '../../alerts/engine-lease.js'
 import { formatDrainedAway, formatMaintenance, formatNodes, formatSummary, formatTaskCounts, type DrainedNode, type NodeView } from './format.js'
 
 const REQUEST_TIMEOUT_MS = 5000

@@ -10,10 +10,10 @@
  * 1 with the figures, canaries against the other app nodes.
  */
 import { open } from 'node:fs/promises'
-import { CANARY_MAX_MS, CANARY_MIN_MS, formatFigures, pct, type CanaryPlan, type CanaryState } from '../../lib/builds/canary.js'
-import type { BuildRecord, BuildStageNode } from '../../lib/builds/manifest.js'
-import { EspraError } from '../../lib/core/errors.js'
-import type { MetaClient } from '../../lib/transport/meta-client.js'
+import { CANARY_MAX_MS, CANARY_MIN_MS, formatFigures, pct, type CanaryPlan, type CanaryState } from '../../builds/canary.js'
+import type { BuildRecord, BuildStageNode } from '../../builds/manifest.js'
+import { EspraError } from '../../core/errors.js'
+import type { MetaClient } from '../../transport/meta-client.js'
 import { connect, type ConnectOptions } from './cli.js'
 import type { NodeView } from './format.js'
 import { packDirectory } from './pack.js'

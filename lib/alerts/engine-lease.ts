@@ -21,8 +21,8 @@
  *   previous life). The epoch grows by one at every takeover: a fencing token
  *   every notification carries.
  */
-import type { Logger } from '../../../lib/core/log.js'
-import type { Datastore, DatastoreValue } from '../../../lib/storage/datastore.js'
+import type { Logger } from '../core/log.js'
+import type { Datastore, DatastoreValue } from '../storage/datastore.js'
 
 export const ENGINE_LEASE_KEY = 'engine/lease'
 

@@ -9,9 +9,9 @@ import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
-import { checkManifest, contentTypeOf, type BuildFile, type BuildManifest } from '../../lib/builds/manifest.js'
-import { BUILD_DESCRIPTOR, publicPatterns } from '../../lib/builds/public-paths.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { checkManifest, contentTypeOf, type BuildFile, type BuildManifest } from '../../builds/manifest.js'
+import { BUILD_DESCRIPTOR, publicPatterns } from '../../builds/public-paths.js'
+import { EspraError } from '../../core/errors.js'
 
 export interface PackedBuild {
   readonly manifest: BuildManifest

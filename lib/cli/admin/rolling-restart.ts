@@ -18,12 +18,12 @@
  * `--min-healthy` other healthy nodes of the role, and stops at the first
  * failure, naming the node and why.
  */
-import { durationIn, integer, oneOf } from '../../lib/core/config-parsers.js'
-import { ROLE_NAMES } from '../../lib/core/config.js'
-import { EspraError, type ErrorCode } from '../../lib/core/errors.js'
-import type { MetaClient } from '../../lib/transport/meta-client.js'
-import { RESTART_EXIT_CODE } from '../../lib/transport/drain-order.js'
-import { REGION } from '../../lib/transport/meta-shapes.js'
+import { durationIn, integer, oneOf } from '../../core/config-parsers.js'
+import { ROLE_NAMES } from '../../core/config.js'
+import { EspraError, type ErrorCode } from '../../core/errors.js'
+import type { MetaClient } from '../../transport/meta-client.js'
+import { RESTART_EXIT_CODE } from '../../transport/drain-order.js'
+import { REGION } from '../../transport/meta-shapes.js'
 import { connect, type ConnectOptions } from './cli.js'
 import { parseGrace } from './drain.js'
 import type { NodeView } from './format.js'

@@ -5,13 +5,13 @@
  * `ds.list` on the datastore's `vhosts` kind. Host names and paths are
  * checked here first, so a typo exits 2 before anything is sent.
  */
-import { EspraError } from '../../lib/core/errors.js'
-import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { listAll, type Datastore } from '../../lib/storage/datastore.js'
-import type { MetaClient } from '../../lib/transport/meta-client.js'
+import { EspraError } from '../../core/errors.js'
+import { createDatastoreClient } from '../../storage/datastore-client.js'
+import { listAll, type Datastore } from '../../storage/datastore.js'
+import type { MetaClient } from '../../transport/meta-client.js'
 import {
   fileSha256, HOST_KEY_PREFIX, hostPrefix, hostProblem, isVhostMapping, normalizeHost, pathProblem, type VhostMapping,
-} from '../../lib/vhosts/vhost.js'
+} from '../../vhosts/vhost.js'
 import { connect, type ConnectOptions } from './cli.js'
 
 const REQUEST_TIMEOUT_MS = 10_000
