@@ -3,12 +3,12 @@
 // Then the command against a real seed whose node peers answer node.reload: batches, --min-healthy,
 // the first failure stopping the run.
 import t, { type Test } from 'tap'
-import { adminRollingRestart, planOf, type RollingRestartFlags } from '../../../lib/cli/admin/rolling-restart.js'
-import type { MetaClient } from '../../../lib/transport/meta-client.js'
-import type { NodeView } from '../../../lib/transport/meta-shapes.js'
-import { heartbeat, nodeInfo, SECRET } from '../../helpers/meta.js'
-import { waitFor } from '../../helpers/up.js'
-import { client, nodeClient, startTestSeed } from '../../helpers/seed.js'
+import { adminRollingRestart, planOf, type RollingRestartFlags } from '../../../../lib/cli/admin/rolling-restart.js'
+import type { MetaClient } from '../../../../lib/transport/meta-client.js'
+import type { NodeView } from '../../../../lib/transport/meta-shapes.js'
+import { heartbeat, nodeInfo, SECRET } from '../../../helpers/meta.js'
+import { waitFor } from '../../../helpers/up.js'
+import { client, nodeClient, startTestSeed } from '../../../helpers/seed.js'
 
 const refusal = (flags: RollingRestartFlags) => {
   try {

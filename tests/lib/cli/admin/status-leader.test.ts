@@ -1,6 +1,6 @@
 // The `leader:` line of `admin status`, for every answer the `leader` op can give.
 import t from 'tap'
-import { formatLeader } from '../../../lib/cli/admin/status.js'
+import { formatLeader } from '../../../../lib/cli/admin/status.js'
 
 const base = { seed: 'seed-b', fenced: true, leaseMs: 2000, leader: false, epoch: 3, holder: 'seed-a', address: '10.0.0.5:7000' }
 

@@ -1,6 +1,6 @@
 // The `alert engine:` line of `admin status` in each state of the lease (docs/alerts.md, "One engine per cluster").
 import t from 'tap'
-import { formatAlertEngine } from '../../../lib/cli/admin/status.js'
+import { formatAlertEngine } from '../../../../lib/cli/admin/status.js'
 
 const now = 1_800_000_000_000
 const lease = { holder: 'admin-1', epoch: 3, beat: 40, leaseMs: 10_000, acquiredAt: now - 60_000, renewedAt: now - 2_000, expiresAt: now + 8_000, held: true }
