@@ -14,7 +14,7 @@ const admin = (...args: string[]) => runCli(['admin', 'rolling-restart', ...args
 
 t.test('refused before anything restarts: one line naming the problem', async (t) => {
   const pidsBefore = new Map((await upNodes(cluster)).map((n) => [n.role, childPids(n.pid).join()]))
-  // Every flag's checks are in tests/roles/admin/rolling-restart.test.ts; here, the exit code of one, and what needs the seed.
+  // Every flag's checks are in tests/lib/cli/admin/rolling-restart.test.ts; here, the exit code of one, and what needs the seed.
   const cases: [string[], number, RegExp][] = [
     [['--role', 'app', '--batch', '0'], 2, /^espra-node: --batch: must be an integer from 1 to 1000$/],
     [['--role', 'app', '--region', 'eu-9'], 1, /ESPRA_ERR_NODE_UNKNOWN: no app nodes registered in region eu-9/],
