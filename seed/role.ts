@@ -11,7 +11,7 @@ export const seedRole: Role = {
   notYet: [
     'cluster config store and push',
     'several seeds on the embedded datastore (each has its own store: use --datastore postgres:// for interchangeable seeds)',
-    'datastore copy from embedded to PostgreSQL, up --seeds 2',
+    'task ops spread over several seeds (datastore ops are; task ops go to the leader)',
   ],
   forks: false,
   parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log, metrics: ctx.metrics }),

@@ -16,7 +16,7 @@ export const adminRole: Role = {
   name: 'admin',
   summary: 'operator HTTP API over the seed (docs/admin-api.md) and web dashboard at /dashboard/ (docs/dashboard.md): nodes, health, builds, rollbacks, drain, maintenance, rolling restarts, tasks, vhosts, tokens, mail, alerts, cluster events, audit log; probes every node and sends alerts (docs/alerts.md)',
   notYet: [
-    'push-build over HTTP (POST /api/builds answers 501; use espra-node admin push-build)',
+    'canary pushes, maintenance host and address lists, and Live token patterns from the dashboard forms (the API takes them all)',
   ],
   forks: true,
   // The parent counts failed authentications for every child, and runs monitoring: it competes for the alert engine lease, and while it holds it runs the prober and the engine (one per cluster, whatever its children and the number of admin nodes).
