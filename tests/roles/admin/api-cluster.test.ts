@@ -38,10 +38,17 @@ t.test('GET /api/nodes answers the objects `admin nodes --json` prints; GET /api
   const one = await c.api('GET', '/api/nodes/live-api-1')
   t.equal(one.status, 200)
   t.match(one.json, { id: 'live-api-1', role: 'live', pid: live.proc.pid })
-  // Each child's own figures, by slot, with the pid that serves it now (the node's load sums them).
-  t.same(one.json.load.byChild.map((ch: { slot: number; pid: number }) => [ch.slot, ch.pid]), [[0, live.childPids()[0]]])
-  t.match(one.json.load.byChild[0], { connections: Number, rps: Number, rssBytes: Number, lagMs: Number })
-  t.ok(one.json.load.rssBytes > one.json.load.byChild[0].rssBytes, "the node's RSS adds the parent's to its child's")
+  // Each child's own figures, by slot, with the pid that serves it now (the node's load sums them). A child
+  // reports its first figures a second after it starts, and the next heartbeat carries them.
+  let withChildren: { load: { rssBytes: number; byChild?: { slot: number; pid: number; rssBytes: number }[] } } | undefined
+  await waitFor('a heartbeat with the child\'s figures', async () => {
+    withChildren = (await c.api('GET', '/api/nodes/live-api-1')).json
+    return withChildren?.load.byChild !== undefined || undefined
+  })
+  const byChild = withChildren!.load.byChild!
+  t.same(byChild.map((ch) => [ch.slot, ch.pid]), [[0, live.childPids()[0]]])
+  t.match(byChild[0], { connections: Number, rps: Number, rssBytes: Number, lagMs: Number })
+  t.ok(withChildren!.load.rssBytes > byChild[0]!.rssBytes, "the node's RSS adds the parent's to its child's")
   const unknown = await c.api('GET', '/api/nodes/nobody')
   t.equal(unknown.status, 404)
   t.equal(unknown.json.code, 'ESPRA_ERR_NODE_UNKNOWN')

@@ -78,7 +78,8 @@ t.test('the dashboard\'s actions in Chromium', async (t) => {
     await page.evaluate(() => (location.hash = '#/nodes/app-1'))
     await page.waitForSelector('#drain')
     // Its children, one row per slot, from the heartbeat's per-child figures.
-    const slots = (await c.api('GET', '/api/nodes/app-1')).json.load.byChild.length
+    let slots = 0
+    await waitFor('app-1 reports its children', async () => (slots = (await c.api('GET', '/api/nodes/app-1')).json.load.byChild?.length ?? 0) > 0 || undefined)
     t.ok(slots > 0, 'app-1 reports its children')
     t.equal(await page.locator('table.children tbody tr').count(), slots, 'one row per child on the node page')
     await page.selectOption('#drain-grace', '0s')
