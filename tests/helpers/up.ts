@@ -22,10 +22,17 @@ function portFree(port: number): Promise<boolean> {
   })
 }
 
-/** A base port B such that the whole range `up --port-base B` takes (B..B+UP_PORT_SPAN-1) is free. */
+/** Linux's default ephemeral range starts here: every outgoing connection and every port-0 bind takes a port above it. */
+const EPHEMERAL_FROM = 32_768
+
+/**
+ * A base port B such that the whole range `up --port-base B` takes (B..B+UP_PORT_SPAN-1) is free, below the
+ * ephemeral range: a block in it could be taken between this check and `up`'s bind by any test's outgoing
+ * connection or freePort() (a full run once lost `outbound-up.test.ts` that way, EADDRINUSE on the proxy's port).
+ */
 export async function freePortBlock(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000)
+    const base = 20_000 + Math.floor(Math.random() * (EPHEMERAL_FROM - 20_000 - UP_PORT_SPAN))
     const ports = [...Array(UP_PORT_SPAN).keys()].map((i) => base + i)
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base
   }
