@@ -4,10 +4,12 @@
 // through to the real meta client and counts it, so the tests see how often an op was sent.
 import t, { type Test } from 'tap'
 import type { EspraError } from '../../../lib/core/errors.js'
+import { EspraError as CodedError, type ErrorCode } from '../../../lib/core/errors.js'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
-import type { MetaClient } from '../../../lib/transport/meta-client.js'
+import { createMetaClient, type MetaClient } from '../../../lib/transport/meta-client.js'
+import { startMetaServer } from '../../../lib/transport/meta-server.js'
 import { startSeed, type SeedHandle } from '../../../seed/seed.js'
-import { captureLog } from '../../helpers/meta.js'
+import { captureLog, SECRET } from '../../helpers/meta.js'
 import { client, startTestSeed, type TestSeed } from '../../helpers/seed.js'
 
 function counted(link: MetaClient): { link: Pick<MetaClient, 'request'>; sent: Map<string, number> } {
@@ -124,4 +126,39 @@ t.test('a link closed on purpose, or the store closed, ends the waiting at once'
   t.equal(sent.get('ds.put'), 1, 'an op on a closed link is sent once')
   t.equal(sent.get('ds.get') ?? 0, 0, 'and the waiting get was not sent again after the close')
   t.ok(sentBefore !== undefined, 'the put was sent before the store closed')
+})
+
+t.test('ESPRA_ERR_SEED_NOT_LEADER is sent again (repeatable ops only); other errors are not', async (t) => {
+  // A real meta server whose ds ops answer what the test says: the first two puts are refused as by a seed
+  // that does not lead (the client then leaves it and links again), putIf always, get with a database outage.
+  // `served` counts what reached the server (sends made while the link was down fail before it).
+  const served = new Map<string, number>()
+  const serve = (op: string, answer: () => unknown) => [op, () => {
+    served.set(op, (served.get(op) ?? 0) + 1)
+    return answer()
+  }] as const
+  const refuse = (code: ErrorCode) => {
+    throw new CodedError(code, `refused: ${code}`)
+  }
+  const server = await startMetaServer({
+    host: '127.0.0.1', port: 0, secret: SECRET, seedId: 'seed', maxFrame: 64 * 1024, log: captureLog('silent').log, messages: new Map(),
+    handlers: new Map([
+      ['ping', () => ({})],
+      serve('ds.put', () => (served.get('ds.put')! <= 2 ? refuse('ESPRA_ERR_SEED_NOT_LEADER') : {})),
+      serve('ds.putIf', () => refuse('ESPRA_ERR_SEED_NOT_LEADER')),
+      serve('ds.get', () => refuse('ESPRA_ERR_DATASTORE_UNAVAILABLE')),
+    ]),
+  })
+  t.teardown(() => server.destroy())
+  const link = createMetaClient({ seeds: [`127.0.0.1:${server.port}`], secret: SECRET, peer: { kind: 'admin' }, maxFrame: 64 * 1024, log: captureLog('silent').log, reconnect: true, backoffMaxMs: 100 })
+  t.teardown(() => link.destroy())
+  await link.ready
+  const { link: passing, sent } = counted(link)
+  const ds = createDatastoreClient(passing)
+  await ds.put('appTables', 'k', { v: 1 })
+  t.equal(served.get('ds.put'), 3, 'the put was answered on its third arrival')
+  await t.rejects(ds.putIf('appTables', 'k', { v: 2 }, null), { code: 'ESPRA_ERR_SEED_NOT_LEADER' })
+  t.equal(sent.get('ds.putIf'), 1, 'putIf sent once')
+  await t.rejects(ds.get('appTables', 'k'), { code: 'ESPRA_ERR_DATASTORE_UNAVAILABLE' })
+  t.equal(served.get('ds.get'), 1, 'an error that is not about the link: not sent again')
 })
