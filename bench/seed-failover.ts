@@ -8,9 +8,11 @@
  * holds the lease, until every node re-registered (p50/p99/max), until every
  * proxy has a routing table from the new leader, nodes evicted (missing from
  * the new leader's registry after its grace and a heartbeat timeout), and
- * datastore writes failed during the switch. Loopback only; stops by itself.
+ * datastore writes failed during the switch (and the slowest write, which
+ * the datastore client sent again over the next link: --no-retry turns that
+ * off, as before it existed). Loopback only; stops by itself.
  *
- *   npm run build && npx tsx bench/seed-failover.ts [--nodes 500] [--loaders 2] [--proxies 4] [--steady 5]
+ *   npm run build && npx tsx bench/seed-failover.ts [--nodes 500] [--loaders 2] [--proxies 4] [--steady 5] [--retry-window 10000 | --no-retry]
  */
 import { spawn, fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -18,7 +20,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createLogger } from '../lib/core/log.js'
-import { createDatastoreClient } from '../lib/storage/datastore-client.js'
+import { createDatastoreClient, DATASTORE_RETRY_WINDOW_MS } from '../lib/storage/datastore-client.js'
 import { createMetaClient, type MetaClient } from '../lib/transport/meta-client.js'
 import type { NodeView, RoutingTable } from '../lib/transport/meta-shapes.js'
 import { freePort } from '../tests/helpers/cluster.js'
@@ -33,6 +35,8 @@ const N = arg('nodes', 500)
 const LOADERS = arg('loaders', 2)
 const PROXIES = arg('proxies', 4)
 const STEADY_S = arg('steady', 5)
+// --no-retry: every failed write counted at once, as before the client sent writes again.
+const RETRY_WINDOW_MS = process.argv.includes('--no-retry') ? 0 : arg('retry-window', DATASTORE_RETRY_WINDOW_MS)
 const SEEDS = 3
 const GRACE_MS = 6000
 const HEARTBEAT_TIMEOUT_MS = 3000
@@ -130,18 +134,25 @@ async function main(): Promise<void> {
   const started = (await Promise.all(ready)).map(([r]) => r as Extract<FromFailoverLoad, { type: 'ready' }>)
   console.log(`registered ${started.reduce((s, r) => s + r.registered, 0)}/${N} (${started.reduce((s, r) => s + r.failed, 0)} failed)`)
 
-  // The writer: one ds.put every 20 ms, counted from the kill on.
-  const ds = createDatastoreClient(writer)
+  // The writer: one ds.put every 20 ms, counted from the kill on; its sends counted to show the ones sent again.
+  let sends = 0
+  const ds = createDatastoreClient({ request: (op, body, timeoutMs) => (sends++, writer.request(op, body, timeoutMs)) }, { retryWindowMs: RETRY_WINDOW_MS })
   let writing = true
   let writes = 0
   let failedWrites = 0
+  let sendsAtKill = 0
+  let slowestMs = 0
   const firstErrors = new Map<string, number>()
   let killedAt = Infinity
   const writeLoop = (async () => {
     for (let i = 0; writing; i++) {
       const at = Date.now()
       await ds.put('cluster', `bench/w${i % 100}`, { i }).then(
-        () => at >= killedAt && writes++,
+        () => {
+          if (at < killedAt) return
+          writes++
+          slowestMs = Math.max(slowestMs, Date.now() - at)
+        },
         (err: { code?: string }) => {
           if (at < killedAt) return
           failedWrites++
@@ -165,6 +176,7 @@ async function main(): Promise<void> {
   const leader = seeds.find((s) => s.id === leaderInfo.seed)!
   console.log(`steady ${STEADY_S} s; ${leader.id} leads at epoch ${leaderInfo.epoch}; SIGKILL`)
   killedAt = Date.now()
+  sendsAtKill = sends
   leader.proc.kill('SIGKILL')
 
   // The new leader's own log line says when it took the lease.
@@ -204,7 +216,7 @@ async function main(): Promise<void> {
   console.log(`evicted           ${N - simsPresent} (sim nodes registered at the new leader after its grace + a heartbeat timeout: ${simsPresent}/${N})   target 0   ${verdict(simsPresent === N)}`)
   const after = stepDowns().slice(before.length)
   if (after.length) console.log(`step-downs after the kill: ${after.join('; ')}`)
-  console.log(`datastore writes  ${failedWrites} failed, ${writes} succeeded from the kill to the end${firstErrors.size ? ` (${[...firstErrors].map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}`)
+  console.log(`datastore writes  ${failedWrites} failed, ${writes} succeeded from the kill to the end${firstErrors.size ? ` (${[...firstErrors].map(([c, n]) => `${c} ×${n}`).join(', ')})` : ''}; slowest ${ms(slowestMs)}; ${sends - sendsAtKill} sends for ${failedWrites + writes} writes (retry window ${RETRY_WINDOW_MS} ms)`)
   clearTimeout(hard)
   stopAll()
 }

@@ -81,7 +81,11 @@ export interface MetaClient {
   readonly epoch: number | null
   /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is false and every seed failed. */
   readonly ready: Promise<void>
-  /** Rejects at once with `ESPRA_ERR_META_CLOSED` when no seed is linked. */
+  /**
+   * Rejects at once with `ESPRA_ERR_META_CLOSED` when no seed is linked; with
+   * `details.stopped` true once the client is closed (or, without `reconnect`,
+   * its one link is gone), so callers that retry know no link will come back.
+   */
   request<T = unknown>(op: string, body: unknown, timeoutMs?: number): Promise<T>
   /** One-way message; false when no seed is linked (dropped) or the link is congested. */
   send(op: string, body: unknown): boolean
@@ -166,6 +170,8 @@ class SeedLink implements MetaClient {
   }
 
   request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
+    // Closed on purpose (or a one-shot link that dropped): no link will come back, and callers that retry must not wait for one.
+    if (this.stopped) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is closed', { stopped: true }))
     const session = this.session
     if (!session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
     const answer = session.request<T>(op, body, timeoutMs)

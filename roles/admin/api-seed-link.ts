@@ -71,7 +71,7 @@ export async function openAdminSeedLink(config: NodeConfig, log: Logger): Promis
   }
   return {
     client,
-    datastore: createDatastoreClient(client),
+    datastore: createDatastoreClient(client, { retryWindowMs: 0 }), // answers 503 at once while no seed is linked (docs/admin-api.md)
     tasks,
     mailQueue,
     onEvent: (listener) => subscribe(eventListeners, listener),

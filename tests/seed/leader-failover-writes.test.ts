@@ -1,0 +1,144 @@
+// Datastore writes across a leader failover, as real processes: two seeds on one real PostgreSQL, a writer on a
+// reconnecting meta client linked to the leader, and the leader killed with SIGKILL mid-stream. Every put resolves
+// (sent again over the next link) and every record is there afterwards; consume and putIf in flight at the kill
+// are not sent again: each either got its answer or fails with ESPRA_ERR_META_CLOSED.
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import type { EspraError } from '../../lib/core/errors.js'
+import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
+import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
+import { freePort, startNode, type StartedNode } from '../helpers/cluster.js'
+import { captureLog, SECRET } from '../helpers/meta.js'
+import { startPostgres } from '../helpers/postgres.js'
+import { waitFor } from '../helpers/up.js'
+
+const postgres = await startPostgres(t)
+const LEASE_MS = 2000
+
+async function twoSeeds(t: Test): Promise<{ seeds: StartedNode[]; addresses: string[] }> {
+  const url = await postgres.createDatabase()
+  const ports = [await freePort(), await freePort()]
+  const blobDir = mkdtempSync(join(tmpdir(), 'espra-failover-writes-blobs-'))
+  const common = { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1 }
+  const a = await startNode(t, 'seed', { ...common, 'node-id': 'seed-a', 'meta-port': ports[0]!, seed: `127.0.0.1:${ports[0]}` })
+  await a.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-a leads')
+  const b = await startNode(t, 'seed', { ...common, 'node-id': 'seed-b', 'meta-port': ports[1]!, seed: `127.0.0.1:${ports[1]}` })
+  await b.waitForLog((l) => l.msg === 'seed follows the leader', 'seed-b follows')
+  return { seeds: [a, b], addresses: ports.map((p) => `127.0.0.1:${p}`) }
+}
+
+/** A reconnecting admin link (it follows the leader) and the ops sent over it, counted. */
+function writerLink(t: Test, addresses: string[]): { link: MetaClient; counted: Pick<MetaClient, 'request'>; sent: Map<string, number> } {
+  const link = createMetaClient({ seeds: addresses, secret: SECRET, peer: { kind: 'admin' }, maxFrame: 1024 * 1024, log: captureLog('silent').log, reconnect: true, backoffMaxMs: 300 })
+  t.teardown(() => link.destroy())
+  const sent = new Map<string, number>()
+  const counted = {
+    request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
+      sent.set(op, (sent.get(op) ?? 0) + 1)
+      return link.request<T>(op, body, timeoutMs)
+    },
+  }
+  return { link, counted, sent }
+}
+
+/** The leader, asked of the seed the link is on (it follows the leader), and its process. */
+async function leaderOf(link: MetaClient, seeds: StartedNode[], addresses: string[]) {
+  const l = await waitFor('a leader', async () => {
+    const answer = await link.request<{ seed: string; leader: boolean; epoch: number }>('leader', {}).catch(() => null)
+    return answer?.leader ? answer : undefined
+  })
+  const i = l.seed === 'seed-a' ? 0 : 1
+  return { ...l, proc: seeds[i]!, other: seeds[1 - i]!, address: addresses[i]! }
+}
+
+t.test('a writer putting records while the leader is killed: every put resolves and every record is there', async (t) => {
+  const { seeds, addresses } = await twoSeeds(t)
+  const { link, counted, sent } = writerLink(t, addresses)
+  await link.ready
+  const victim = await leaderOf(link, seeds, addresses)
+  t.equal(link.seed, victim.address, 'the writer is linked to the leader')
+  const ds = createDatastoreClient(counted)
+
+  // Four writers, each putting its next record as soon as the last one resolved.
+  let writing = true
+  let killedAt = 0
+  const done: string[] = []
+  const failed: string[] = []
+  const writer = async (w: number) => {
+    for (let i = 0; writing; i++) {
+      const key = `w${w}/${String(i).padStart(5, '0')}`
+      await ds.put('appTables', key, { w, i }).then(() => void done.push(key), (err: EspraError) => void failed.push(`${key}: ${err.code}`))
+    }
+  }
+  const writers = [0, 1, 2, 3].map(writer)
+  await waitFor('writes flowing', () => done.length >= 40)
+  killedAt = done.length
+  victim.proc.proc.kill('SIGKILL')
+  const took = await victim.other.waitForLog((l) => l.msg === 'seed leads the cluster' && Number(l['epoch']) > victim.epoch, 'the other seed takes over', 20_000)
+  // Writing goes on after the takeover until the writer has put records through the new leader too.
+  const afterTakeover = done.length
+  await waitFor('writes through the survivor', () => done.length >= afterTakeover + 40, 20_000)
+  writing = false
+  await Promise.all(writers)
+
+  t.same(failed, [], 'no put failed')
+  t.ok(done.length > killedAt + 40, `${done.length} puts resolved, ${done.length - killedAt} of them from the kill on`)
+  t.equal(link.seed, addresses[victim.proc === seeds[0] ? 1 : 0], 'the writer is on the survivor now')
+  t.ok(sent.get('ds.put')! > done.length, `puts were sent again over the new link (${sent.get('ds.put')} sends for ${done.length} puts)`)
+  t.equal(took['epoch'], victim.epoch + 1)
+
+  const stored = new Map<string, unknown>()
+  for (let w = 0; w < 4; w++) {
+    let after: string | undefined
+    for (;;) {
+      const page = await ds.list('appTables', { prefix: `w${w}/`, limit: 1000, ...(after === undefined ? {} : { after }) })
+      for (const e of page.entries) stored.set(e.key, e.value)
+      if (page.next === null) break
+      after = page.next
+    }
+  }
+  t.same(done.filter((k) => !stored.has(k)), [], 'every record whose put resolved is there')
+  t.equal(stored.size, done.length, 'and nothing else')
+  t.ok(done.every((k) => {
+    const [w, i] = k.slice(1).split('/')
+    const v = stored.get(k) as { w: number; i: number }
+    return v.w === Number(w) && v.i === Number(i)
+  }), 'each with its value')
+})
+
+t.test('consume and putIf in flight at the kill are not sent again: answered, or ESPRA_ERR_META_CLOSED', async (t) => {
+  const { seeds, addresses } = await twoSeeds(t)
+  const { link, counted, sent } = writerLink(t, addresses)
+  await link.ready
+  const victim = await leaderOf(link, seeds, addresses)
+  t.equal(link.seed, victim.address, 'the client is linked to the leader')
+  const ds = createDatastoreClient(counted)
+  const N = 150
+  for (let i = 0; i < N; i++) await ds.put('uploadTokens', `tok${i}`, { i })
+  sent.clear()
+
+  // Sent together; the leader is killed as soon as the first is answered, before the last of them can be.
+  const consumes = Array.from({ length: N }, (_, i) => ds.consume('uploadTokens', `tok${i}`).then((v) => ({ ok: v }), (err: EspraError) => ({ err })))
+  const putIfs = Array.from({ length: N }, (_, i) => ds.putIf('tusUploads', `u${i}`, { offset: 1 }, null).then((v) => ({ ok: v }), (err: EspraError) => ({ err })))
+  await Promise.race(consumes)
+  victim.proc.proc.kill('SIGKILL')
+  const results = await Promise.all([...consumes, ...putIfs])
+  t.equal(sent.get('ds.consume'), N, 'each consume sent once')
+  t.equal(sent.get('ds.putIf'), N, 'each putIf sent once')
+  const errors = results.flatMap((r) => ('err' in r ? [r.err] : []))
+  t.ok(errors.length > 0 && errors.length < 2 * N, `${2 * N - errors.length} answered before the kill, ${errors.length} cut off by it`)
+  t.same([...new Set(errors.map((e) => e.code))], ['ESPRA_ERR_META_CLOSED'], 'every failure is ESPRA_ERR_META_CLOSED')
+
+  // Through the survivor: a consume that was answered took its token; one that failed may or may not have.
+  await victim.other.waitForLog((l) => l.msg === 'seed leads the cluster' && Number(l['epoch']) > victim.epoch, 'the other seed takes over', 20_000)
+  for (let i = 0; i < N; i++) {
+    const r = results[i]!
+    if ('ok' in r && r.ok !== null) t.equal(await ds.get('uploadTokens', `tok${i}`), null, `tok${i} consumed`)
+    if ('ok' in r) t.same(r.ok, { i }, `tok${i}: its value`)
+    const p = results[N + i]!
+    if ('ok' in p) t.equal(p.ok, true, `u${i} written`)
+    if ('ok' in p) t.same(await ds.get('tusUploads', `u${i}`), { offset: 1 }, `u${i} is there`)
+  }
+})
