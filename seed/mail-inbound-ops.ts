@@ -30,10 +30,11 @@
  * So a crash leaves what it left before: between 2 and 3 a record without a
  * task, which the client's retry (it heard no 250) finds and queues; between
  * 3 and 4 (now also just after the answer) a record without its task's id,
- * whose handoff may run twice if the client retries (at least once); the app
- * node names the task on the record when it notes the handoff's outcome
- * (roles/app/mail-handoff.ts), so `admin mail inbound` shows it as
- * `unqueued` only until then. Two groups holding
+ * whose handoff is queued again if the client retries; the app node claims
+ * the record for the first task it runs (roles/app/mail-handoff.ts), and only
+ * the task the record names hands the message, so it is handed once;
+ * `admin mail inbound` shows it as `unqueued` only until then. Step 4 is a
+ * compare-and-set from no task, so it never undoes such a claim. Two groups holding
  * the same dedupe key (a client retrying while its first attempt is still
  * being written) are taken one after the other: the second waits for the
  * first and then finds it.
@@ -111,9 +112,10 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
     const queued = await Promise.all(tasks.map((task, n) => (n < records.length && !taken[n] ? null : queue.enqueue(task))))
     await Promise.all([...records, ...unqueued].map((r, n) =>
       queued[n] === null ? Promise.all([datastore.delete(KIND, inboundRecordKey(r.id)), r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : null]) : null))
-    // 4. Each record names its task.
+    // 4. Each record names its task, unless an app node already claimed it for the task it leased (roles/app/mail-handoff.ts):
+    // whichever task the record names is the one that hands the message, the other is settled without running.
     const note = () => Promise.all([...records, ...unqueued].map((r, n) =>
-      queued[n] === null ? null : datastore.put(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue)))
+      queued[n] === null ? null : datastore.putIf(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue, { task: null })))
     fresh.forEach((i, n) => {
       results[i] = taken[n]
         ? { id: entries[i]!.id, duplicate: false }

@@ -25,12 +25,34 @@ import type { TaskOutcome } from './protocol.js'
 // The same encoding as task payloads (lib/tasks/task.ts), so the worker decodes it as any payload.
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
-/** For `espra.mail` tasks, the task with the parsed message as its payload; null for every other task. */
-export function createMailPreparer(blobs: BlobStore, datastore: Pick<Datastore, 'get'>): (task: LeasedTask) => Promise<LeasedTask> | null {
+/**
+ * Whether this task is the message's handoff: the record names it, or names
+ * no task yet and this one claims it (compare-and-set). A message has at most
+ * one handoff task that runs `handleMail`: another one (queued again by
+ * `admin mail inbound retry` or a client's retry while the record did not yet
+ * name the first) is settled without running, and so is one whose record is
+ * gone (swept after its retention: seed/mail-inbound-sweep.ts).
+ */
+export async function claimHandoff(datastore: Pick<Datastore, 'get' | 'putIf'>, id: string, taskId: string): Promise<string | null> {
+  const key = inboundRecordKey(id)
+  let record = (await datastore.get('mailInbound', key)) as unknown as InboundRecord | null
+  if (record !== null && record.task === null) {
+    if (await datastore.putIf('mailInbound', key, { ...record, task: taskId } as unknown as DatastoreValue, { task: null })) return null
+    record = (await datastore.get('mailInbound', key)) as unknown as InboundRecord | null
+  }
+  if (record === null) return `inbound message ${id} has no record (removed after its retention): nothing to hand`
+  if (record.task !== taskId) return `inbound message ${id} is handed by task ${record.task}: this copy is not run`
+  return null
+}
+
+/** For `espra.mail` tasks, the task with the parsed message as its payload (or `{skip}`: not this task's to hand); null for every other task. */
+export function createMailPreparer(blobs: BlobStore, datastore: Pick<Datastore, 'get' | 'putIf'>): (task: LeasedTask) => Promise<LeasedTask | { skip: string }> | null {
   return (task) => {
     if (task.name !== MAIL_TASK_NAME) return null
     return (async () => {
       const payload = decodePayload(task.payload) as AuthedMailTaskPayload
+      const skip = await claimHandoff(datastore, payload.id, task.id)
+      if (skip !== null) return { skip }
       // The mail node's SPF/DKIM/DMARC/ARC results ride on the task; null when it did not verify.
       // mailparser is loaded with the first mail: most app nodes never handle one.
       const { parseInboundMessage } = await import('../../lib/mail/parse-message.js')

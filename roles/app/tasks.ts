@@ -42,8 +42,11 @@ export interface TaskConsumerOptions {
    * not counted) for another node; leasing resumes when it turns false.
    */
   readonly paused?: () => boolean
-  /** Work on the main thread before a task reaches a worker (the mail handoff parses the message: mail-handoff.ts); null: none. */
-  readonly prepare?: (task: LeasedTask) => Promise<LeasedTask> | null
+  /**
+   * Work on the main thread before a task reaches a worker (the mail handoff parses the message: mail-handoff.ts); null: none.
+   * `{skip}`: the task is not run and is settled done (the mail handoff of a message another task hands, or one swept); the reason is logged.
+   */
+  readonly prepare?: (task: LeasedTask) => Promise<LeasedTask | { readonly skip: string }> | null
   /** Told each task's outcome (not `released`) as it is settled (the mail handoff notes it on the message's record). */
   readonly settled?: (task: LeasedTask, outcome: TaskOutcome) => void
 }
@@ -157,7 +160,13 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
         const started = performance.now()
         const prepared = opts.prepare?.(task) ?? null
         if (prepared === null) pool.runTask(task, (outcome) => finished(task, started, outcome))
-        else prepared.then((t) => pool.runTask(t, (outcome) => finished(task, started, outcome)), (err: unknown) => finished(task, started, { result: 'failed', error: err instanceof Error ? err.message : String(err) }))
+        else {
+          prepared.then((t) => {
+            if (!('skip' in t)) return pool.runTask(t, (outcome) => finished(task, started, outcome))
+            log.info({ task: task.id, name: task.name }, `task ${task.id} settled without running: ${t.skip}`)
+            finished(task, started, { result: 'done' })
+          }, (err: unknown) => finished(task, started, { result: 'failed', error: err instanceof Error ? err.message : String(err) }))
+        }
       }
       // Held tasks and nothing new: wait for a slot to free (finished() signals) instead of spinning.
       if (tasks.length === 0 && held.size > 0) await pause(RETRY_MS)

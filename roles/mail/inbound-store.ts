@@ -27,8 +27,10 @@
  * task, then the record again with the task id. A crash between the dedupe
  * record and the task leaves a record without `task`: the client's retry
  * finds it and enqueues the handoff itself, answering with the first id. A
- * crash between the task and that last write can hand a message twice (at
- * least once, like every task): handlers key what they write by `message.id`.
+ * crash between the task and that last write leaves the task unnamed: a
+ * retry queues another, and only the task the record ends up naming hands
+ * the message (the app node claims an unnamed record for the task it runs:
+ * roles/app/mail-handoff.ts, `claimHandoff`).
  */
 import { pack } from 'msgpackr'
 import { fromWire, type EspraError } from '../../lib/core/errors.js'
@@ -211,5 +213,6 @@ export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; r
 async function enqueue(deps: InboundStoreDeps, record: InboundRecord): Promise<void> {
   const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
   const task = await deps.queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
-  await deps.datastore.put('mailInbound', inboundRecordKey(record.id), { ...record, task } as unknown as DatastoreValue)
+  // Unless an app node already claimed the record for the task it leased (roles/app/mail-handoff.ts): the task it names hands it.
+  await deps.datastore.putIf('mailInbound', inboundRecordKey(record.id), { ...record, task } as unknown as DatastoreValue, { task: null })
 }

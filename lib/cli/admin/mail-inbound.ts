@@ -154,8 +154,11 @@ export async function retryInbound(datastore: Datastore, queue: TaskQueue, id: s
     // Recorded, never queued (the node died in between): queue it now, as the client's retry would.
     const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
     const task = await queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
+    // The record names one task, and only that task hands the message (roles/app/mail-handoff.ts): a message that was
+    // queued after all (the seed answered before naming its task, or died before) is still handed once.
     if (!(await datastore.putIf('mailInbound', inboundRecordKey(id), { ...record, task } as unknown as DatastoreValue, { task: null }))) {
-      return { id, warning: `inbound message ${id} was also queued meanwhile (the client sent it again): it may be handed twice` }
+      const now = (await datastore.get('mailInbound', inboundRecordKey(id))) as unknown as InboundRecord | null
+      return { id, warning: `inbound message ${id} was queued meanwhile as task ${now?.task ?? '(its record is gone)'}: that task hands it, the one queued now (${task}) is settled without handing it again` }
     }
   } else if (!(await queue.retry(record.task))) {
     const attempts = record.attempts ?? 0
