@@ -69,7 +69,7 @@ function handoffTask(record: InboundRecord): NewTask {
  * ({@link Flushable}) is written through its unflushed view and flushed once
  * per group; another (PostgreSQL) is durable when each write resolves.
  */
-export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datastore>>, tasks: TaskQueue & Partial<Flushable<Pick<TaskQueue, 'enqueue'>>>): [string, RequestHandler<MetaPeer>][] {
+export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datastore>>, tasks: TaskQueue & Partial<Flushable<Pick<TaskQueue, 'enqueue'>>>, windowSeen: (ms: number) => void = () => undefined): [string, RequestHandler<MetaPeer>][] {
   const datastore = store.unflushed?.() ?? store
   const queue = tasks.unflushed?.() ?? tasks
   const flushed = () => Promise.all([store.flushed?.(), tasks.flushed?.()])
@@ -162,6 +162,8 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
   return [
     ['mail.inbound.commit', async (body) => {
       const batch = checkInboundBatch(body)
+      // The sweep keeps every message at least the longest window a mail node asked for (seed/mail-inbound-sweep.ts).
+      windowSeen(batch.windowMs)
       try {
         return { results: await commit(batch.entries, batch.windowMs) }
       } catch (err) {

@@ -61,6 +61,8 @@ export interface SeedMetricSources {
   readonly peers: () => ReadonlySet<MetaPeer>
   readonly queues: Readonly<Record<'app' | 'mail', { counts(): Promise<{ ready: number; delayed: number; leased: number; dead: number }> }>>
   readonly datastore: OpLatency
+  /** Inbound mail the sweep removed (seed/mail-inbound-sweep.ts). */
+  readonly inboundSweep: Readonly<{ handled: number; failed: number; dedupe: number }>
 }
 
 export function registerSeedMetrics(metrics: MetricsRegistry, s: SeedMetricSources): void {
@@ -93,5 +95,7 @@ export function registerSeedMetrics(metrics: MetricsRegistry, s: SeedMetricSourc
   histogramFrom(metrics, 'espra_seed_datastore_op_duration_seconds', 'datastore ops served on the meta port (ds.*), by op: time in the embedded store', OP_BOUNDS_SECONDS, () =>
     s.datastore.entries().map(([op, o]) => ({ labels: { op }, counts: o.counts, sum: o.sum })),
   )
+  counterFrom(metrics, 'espra_seed_mail_inbound_swept_total', 'inbound messages the sweep removed after their retention, by state (handled, failed), and stray dedupe records (dedupe)', () =>
+    (['handled', 'failed', 'dedupe'] as const).map((state) => ({ labels: { state }, value: s.inboundSweep[state] })))
   counterFrom(metrics, 'espra_seed_datastore_op_errors_total', 'datastore ops that failed, by op', () => s.datastore.entries().map(([op, o]) => ({ labels: { op }, value: o.errors })))
 }

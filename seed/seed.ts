@@ -18,6 +18,7 @@ import { datastoreHandlers } from './datastore-ops.js'
 import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
 import { mailInboundHandlers } from './mail-inbound-ops.js'
+import { createInboundSweep, mailSweepInterval } from './mail-inbound-sweep.js'
 import { createSeedDrains } from './drains.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
@@ -128,6 +129,13 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
 
   const datastoreOps = new OpLatency()
+  // Old inbound mail: removed by the leader after its retention (seed/mail-inbound-sweep.ts).
+  let widestWindow = config.mailDedupeWindow
+  const inboundSweep = createInboundSweep({
+    datastore, tasks: appTasks, blobs, log,
+    retentionMs: config.mailInboundRetention, failedRetentionMs: config.mailInboundFailedRetention,
+    dedupeWindowMs: () => widestWindow,
+  })
   // Seeds in the registry say whether they lead (the leader knows the lease; every other seed follows it).
   const decorateSeed = (view: NodeView): NodeView => view.role !== 'seed' ? view : { ...view, leader: view.id === config.nodeId, epoch: leadership.view().epoch }
   const leaderHandlers = new Map<string, RequestHandler<MetaPeer>>([
@@ -202,7 +210,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame)),
     ...taskHandlers(appTasks, config.maxFrame),
     ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
-    ...mailInboundHandlers(datastore, appTasks),
+    ...mailInboundHandlers(datastore, appTasks, (ms) => (widestWindow = Math.max(widestWindow, ms))),
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
@@ -280,7 +288,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       throw err
     })
   }
-  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps })
+  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps, inboundSweep: inboundSweep.totals })
   let sweeping = false
   const sweeper = setInterval(() => {
     if (sweeping || !leadership.isLeader()) return
@@ -290,6 +298,12 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       (err: unknown) => log.warn({ err }, 'expired app table rows not swept'),
     ).finally(() => (sweeping = false))
   }, APP_ROWS_SWEEP_MS).unref()
+  let mailSweeping = false
+  const mailSweeper = setInterval(() => {
+    if (mailSweeping || !leadership.isLeader()) return
+    mailSweeping = true
+    inboundSweep.pass().catch((err: unknown) => log.warn({ err }, 'inbound mail not swept (the next pass tries again)')).finally(() => (mailSweeping = false))
+  }, mailSweepInterval(config.mailInboundRetention, config.mailInboundFailedRetention)).unref()
   log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout, leader: leadership.isLeader(), epoch: leadership.view().epoch }, 'seed started')
 
   return {
@@ -300,6 +314,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     },
     async close() {
       clearInterval(sweeper)
+      clearInterval(mailSweeper)
       // First: a follower takes over at once instead of waiting for the lease to run out.
       await leadership.close()
       maintenance.close()
@@ -312,6 +327,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     },
     destroy(err?: Error) {
       clearInterval(sweeper)
+      clearInterval(mailSweeper)
       void leadership.close()
       maintenance.close()
       nodeControl.close()

@@ -21,6 +21,10 @@ declare module './config.js' {
     readonly mailRecipientTimeout: number
     /** mail: what RCPT answers when the app cannot answer in time: take the recipient (open) or 451 (closed). */
     readonly mailRecipientFail: 'open' | 'closed'
+    /** seed: how long after its handoff a handled inbound message (record, raw bytes, dedupe key) is kept before the sweep removes it. */
+    readonly mailInboundRetention: number
+    /** seed: how long after its handoff became a dead letter a failed inbound message is kept (admin mail inbound --failed, retry) before the sweep removes it. */
+    readonly mailInboundFailedRetention: number
   }
 }
 
@@ -68,6 +72,16 @@ export const MAIL_INBOUND_OPTIONS = [
     key: 'mailRecipientFail', flag: '--mail-recipient-fail <mode>', env: 'ESPRA_MAIL_RECIPIENT_FAIL', defaultText: 'open',
     doc: 'mail: when the app cannot say whether it takes a recipient (timeout, no app node, an error): open takes it, closed answers 451 4.3.0 (the client tries again later)',
     default: constant('open'), parse: oneOf(['open', 'closed'] as const),
+  }),
+  option({
+    key: 'mailInboundRetention', flag: '--mail-inbound-retention <duration>', env: 'ESPRA_MAIL_INBOUND_RETENTION', defaultText: '168h',
+    doc: 'seed: an inbound message handed to handleMail is removed (its record, raw bytes and dedupe key) this long after the handoff, never before --mail-dedupe-window has passed since it arrived (1s to 87600h)',
+    default: constant(168 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
+  }),
+  option({
+    key: 'mailInboundFailedRetention', flag: '--mail-inbound-failed-retention <duration>', env: 'ESPRA_MAIL_INBOUND_FAILED_RETENTION', defaultText: '720h',
+    doc: 'seed: an inbound message whose handoff is a dead letter is removed this long after it failed (until then admin mail inbound --failed lists it and retry hands it again) (1s to 87600h)',
+    default: constant(720 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
   }),
 ] as const
 

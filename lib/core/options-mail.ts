@@ -98,7 +98,7 @@ export const MAIL_OPTIONS = [
   option({
     key: 'mailDedupeWindow', flag: '--mail-dedupe-window <duration>', env: 'ESPRA_MAIL_DEDUPE_WINDOW', defaultText: '24h',
     doc: 'mail: a message sent again within this long (same Message-ID, same bytes, same recipients: a client that lost our 250) is answered 250 with the first id and not handed to the app twice',
-    default: constant(24 * 3_600_000), parse: durationIn(60_000, 30 * 24 * 3_600_000),
+    default: constant(24 * 3_600_000), parse: durationIn(1000, 30 * 24 * 3_600_000),
   }),
 ] as const
 

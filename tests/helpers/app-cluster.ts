@@ -41,12 +41,12 @@ export interface AppCluster {
 }
 
 /** A seed with fast heartbeats and a shared blob directory; app nodes get `appFlags` plus their own. */
-export async function startAppCluster(t: Test, appFlags: Record<string, string | number> = {}): Promise<AppCluster> {
+export async function startAppCluster(t: Test, appFlags: Record<string, string | number> = {}, seedFlags: Record<string, string | number> = {}): Promise<AppCluster> {
   const metaPort = await freePort()
   const seedAddress = `127.0.0.1:${metaPort}`
   const blobDir = mkdtempSync(join(tmpdir(), 'espra-app-blobs-'))
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
-  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast })
+  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, ...seedFlags })
   let apps = 0
   let fileservers = 0
   return {
