@@ -63,6 +63,8 @@ export interface SeedMetricSources {
   readonly datastore: OpLatency
   /** Inbound mail the sweep removed (seed/mail-inbound-sweep.ts). */
   readonly inboundSweep: Readonly<{ handled: number; failed: number; dedupe: number }>
+  /** Outbound mail and expired suppressions the sweep removed (seed/mail-outbound-sweep.ts). */
+  readonly outboundSweep: Readonly<{ delivered: number; failed: number; dropped: number; suppression: number }>
 }
 
 export function registerSeedMetrics(metrics: MetricsRegistry, s: SeedMetricSources): void {
@@ -97,5 +99,7 @@ export function registerSeedMetrics(metrics: MetricsRegistry, s: SeedMetricSourc
   )
   counterFrom(metrics, 'espra_seed_mail_inbound_swept_total', 'inbound messages the sweep removed after their retention, by state (handled, failed), and stray dedupe records (dedupe)', () =>
     (['handled', 'failed', 'dedupe'] as const).map((state) => ({ labels: { state }, value: s.inboundSweep[state] })))
+  counterFrom(metrics, 'espra_seed_mail_outbound_swept_total', 'finished outbound messages the sweep removed after their retention, by status (delivered, failed, dropped), and expired suppressions (suppression)', () =>
+    (['delivered', 'failed', 'dropped', 'suppression'] as const).map((state) => ({ labels: { state }, value: s.outboundSweep[state] })))
   counterFrom(metrics, 'espra_seed_datastore_op_errors_total', 'datastore ops that failed, by op', () => s.datastore.entries().map(([op, o]) => ({ labels: { op }, value: o.errors })))
 }

@@ -19,6 +19,7 @@ import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
 import { mailInboundHandlers } from './mail-inbound-ops.js'
 import { createInboundSweep, mailSweepInterval } from './mail-inbound-sweep.js'
+import { createOutboundSweep } from './mail-outbound-sweep.js'
 import { createSeedDrains } from './drains.js'
 import { Registry, type RegistryLink } from './registry.js'
 import { Routing } from './routing.js'
@@ -136,6 +137,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     retentionMs: config.mailInboundRetention, failedRetentionMs: config.mailInboundFailedRetention,
     dedupeWindowMs: () => widestWindow,
   })
+  const outboundSweep = createOutboundSweep({ datastore, blobs, log, retentionMs: config.mailOutboundRetention })
   // Seeds in the registry say whether they lead (the leader knows the lease; every other seed follows it).
   const decorateSeed = (view: NodeView): NodeView => view.role !== 'seed' ? view : { ...view, leader: view.id === config.nodeId, epoch: leadership.view().epoch }
   const leaderHandlers = new Map<string, RequestHandler<MetaPeer>>([
@@ -288,7 +290,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       throw err
     })
   }
-  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps, inboundSweep: inboundSweep.totals })
+  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps, inboundSweep: inboundSweep.totals, outboundSweep: outboundSweep.totals })
   let sweeping = false
   const sweeper = setInterval(() => {
     if (sweeping || !leadership.isLeader()) return
@@ -302,8 +304,10 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const mailSweeper = setInterval(() => {
     if (mailSweeping || !leadership.isLeader()) return
     mailSweeping = true
-    inboundSweep.pass().catch((err: unknown) => log.warn({ err }, 'inbound mail not swept (the next pass tries again)')).finally(() => (mailSweeping = false))
-  }, mailSweepInterval(config.mailInboundRetention, config.mailInboundFailedRetention)).unref()
+    inboundSweep.pass().catch((err: unknown) => log.warn({ err }, 'inbound mail not swept (the next pass tries again)'))
+      .then(() => outboundSweep.pass()).catch((err: unknown) => log.warn({ err }, 'outbound mail not swept (the next pass tries again)'))
+      .finally(() => (mailSweeping = false))
+  }, mailSweepInterval(Math.min(config.mailInboundRetention, config.mailOutboundRetention), config.mailInboundFailedRetention)).unref()
   log.info({ port: server.port, graceMs: config.seedGrace, heartbeatTimeoutMs: config.heartbeatTimeout, leader: leadership.isLeader(), epoch: leadership.view().epoch }, 'seed started')
 
   return {

@@ -25,6 +25,8 @@ declare module './config.js' {
     readonly mailInboundRetention: number
     /** seed: how long after its handoff became a dead letter a failed inbound message is kept (admin mail inbound --failed, retry) before the sweep removes it. */
     readonly mailInboundFailedRetention: number
+    /** seed: how long after its last event a finished outbound message (delivered, failed, dropped) is kept before the sweep removes it. */
+    readonly mailOutboundRetention: number
   }
 }
 
@@ -82,6 +84,11 @@ export const MAIL_INBOUND_OPTIONS = [
     key: 'mailInboundFailedRetention', flag: '--mail-inbound-failed-retention <duration>', env: 'ESPRA_MAIL_INBOUND_FAILED_RETENTION', defaultText: '720h',
     doc: 'seed: an inbound message whose handoff is a dead letter is removed this long after it failed (until then admin mail inbound --failed lists it and retry hands it again) (1s to 87600h)',
     default: constant(720 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
+  }),
+  option({
+    key: 'mailOutboundRetention', flag: '--mail-outbound-retention <duration>', env: 'ESPRA_MAIL_OUTBOUND_RETENTION', defaultText: '168h',
+    doc: 'seed: an outbound message that is finished (delivered, failed or dropped) is removed with its raw bytes this long after its last event (until then admin mail show has it); keep it well above --mail-smtp-timeout (1s to 87600h)',
+    default: constant(168 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
   }),
 ] as const
 
