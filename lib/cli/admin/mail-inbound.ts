@@ -73,7 +73,7 @@ async function deadMailTasks(queue: TaskQueue): Promise<Map<string, DeadTask>> {
   return dead
 }
 
-/** Every message not handed yet, oldest first. Reads every record: they are not swept yet (docs/mail.md). */
+/** Every message not handed yet, oldest first. Reads every record (the seed sweeps old ones: docs/mail.md, "Retention"). */
 export async function listInbound(datastore: Datastore, queue: TaskQueue): Promise<InboundView[]> {
   const dead = await deadMailTasks(queue)
   const out: InboundView[] = []
