@@ -15,7 +15,7 @@ import type { BuildPush } from '../lib/builds/manifest.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
-import { encodeMessage } from '../lib/transport/meta-session.js'
+import { encodeMessage } from '../lib/transport/meta-frames.js'
 
 export type NodeStageState = 'staging' | 'staged' | 'refused'
 

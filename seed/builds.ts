@@ -7,52 +7,32 @@
  * once, or nowhere; build-staging.ts), and the push of the current build to
  * every subscriber, also on subscribe so a node that (re)connects catches up.
  *
- * Bytes go to the blob store under `blobs/sha256/<hash>` once each, after
- * their sha256 is checked; a build's manifest is stored as JSON under
- * `builds/<id>/manifest.json`; its record (small: counts, message, time) under
- * key `build/<n, 10 digits>` of the datastore's `builds` kind, and the
- * current build's id under key `current`.
+ * The blob uploads are in build-uploads.ts, where records, manifests and the
+ * current build's id are kept in build-records.ts, the staging rounds in
+ * build-staging.ts and canary deploys in canary-deploys.ts.
  */
-import { createHash, type Hash } from 'node:crypto'
 import {
-  blobKeyOf, checkManifest, checkMessage, isBuildId, isHash, manifestKeyOf, manifestTotals, MAX_FILE_BYTES,
-  type BuildManifest, type BuildPush, type BuildRecord, type BuildState,
+  checkManifest, checkMessage, isBuildId, manifestKeyOf, manifestTotals,
+  type BuildPush, type BuildRecord, type BuildState,
 } from '../lib/builds/manifest.js'
-import { readBlob } from '../lib/builds/blob-read.js'
 import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
 import { EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
-import { listAll, type Datastore } from '../lib/storage/datastore.js'
+import type { Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
-import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
-import { isMap } from '../lib/transport/meta-shapes.js'
+import { encodeMessage } from '../lib/transport/meta-frames.js'
+import type { RequestHandler } from '../lib/transport/meta-session.js'
+import { body, invalid } from './build-input.js'
+import { createBuildRecords } from './build-records.js'
+import { createBuildUploads } from './build-uploads.js'
 import { createBuildStaging, type StageNode, type StageRound, type StageTarget } from './build-staging.js'
 import { createCanaryDeploys } from './canary-deploys.js'
 import type { Registry } from './registry.js'
 
-/** Blobs one connection may have half-uploaded at once. */
-const MAX_OPEN_UPLOADS = 8
-const HEAD_PARALLEL = 16
-const CURRENT_KEY = 'current'
 /** Staging waits `--init-timeout` plus this for every node: fetching and checking the files comes first. */
 const STAGE_MARGIN_MS = 15_000
-/** Nodes kept per build record (the record must stay far under the datastore's 64 KB value limit). */
-const MAX_STAGE_NODES = 200
 const STAGED_ROLES = new Set(['app', 'fileserver'])
-const recordKey = (n: number) => `build/${String(n).padStart(10, '0')}`
-
-interface Upload {
-  offset: number
-  chunks: Buffer[]
-  hash: Hash
-}
-
-interface PeerUploads {
-  open: Map<string, Upload>
-  /** Blob bytes this connection sent since its last commit (reported by `build.commit`). */
-  received: number
-}
 
 export interface SeedBuildsOptions {
   readonly blobs: BlobStore
@@ -74,34 +54,25 @@ export interface SeedBuilds {
   close(): void
 }
 
-const invalid = (field: string, allowed: string) => new EspraError('ESPRA_ERR_BUILD_INVALID', `${field} ${allowed}`, { field })
-
-function body(value: unknown): Record<string, unknown> {
-  if (!isMap(value)) throw invalid('body', 'must be a map')
-  return value
-}
-
 /** Opens the store: finds the last build number and loads the current build. */
 export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBuilds> {
-  const { blobs, datastore, registry, log } = opts
-  // A chunk plus its envelope must fit one frame.
-  const chunkSize = Math.max(256, Math.min(512 * 1024, opts.maxFrame - 1024))
+  const { registry, log } = opts
+  const records = createBuildRecords(opts.blobs, opts.datastore)
+  const uploads = createBuildUploads(opts)
   const subscribers = new Set<MetaPeer>()
-  const uploads = new WeakMap<MetaPeer, PeerUploads>()
   let closed = false
 
   let lastN = 0
   let current: BuildPush | null = null
   async function load(): Promise<void> {
-    let n = 0
-    for await (const entry of listAll(datastore, 'builds', 'build/')) n = Math.max(n, Number((entry.value as unknown as BuildRecord).n) || 0)
+    const n = await records.lastNumber()
     let build: BuildPush | null = null
-    const pointer = await datastore.get('builds', CURRENT_KEY)
-    if (pointer && isBuildId(pointer['id'])) {
+    const currentId = await records.currentId()
+    if (isBuildId(currentId)) {
       try {
-        build = { id: pointer['id'], manifest: await loadManifest(pointer['id']) }
+        build = { id: currentId, manifest: await records.manifest(currentId) }
       } catch (err) {
-        log.error({ err, build: pointer['id'] }, 'current build cannot be loaded; no build is pushed until one is committed')
+        log.error({ err, build: currentId }, 'current build cannot be loaded; no build is pushed until one is committed')
       }
     }
     lastN = n
@@ -117,86 +88,13 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     queue = run.catch(() => {})
     return run
   }
-  // Record updates after a round: in order among themselves, never waiting behind a commit's uploads check.
-  let recordQueue: Promise<unknown> = Promise.resolve()
-  const serialRecord = <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = recordQueue.then(fn)
-    recordQueue = run.catch(() => {})
-    return run
-  }
   const staging = createBuildStaging({ log, deadlineMs: opts.initTimeoutMs + STAGE_MARGIN_MS, onDone: (round) => roundDone(round) })
-
-  async function loadRecord(id: string): Promise<BuildRecord> {
-    const record = await datastore.get('builds', recordKey(Number(id.slice(1))))
-    if (record === null) throw new EspraError('ESPRA_ERR_BUILD_NOT_FOUND', `no build ${id}`, { id })
-    return record as unknown as BuildRecord
-  }
-
-  async function loadManifest(id: string): Promise<BuildManifest> {
-    const record = await loadRecord(id)
-    const bytes = await readBlob(blobs, record.manifestKey)
-    if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_NOT_FOUND', `the manifest of build ${id} is missing from the blob store`, { id })
-    return checkManifest(JSON.parse(bytes.toString('utf8')))
-  }
-
-  async function missingHashes(hashes: readonly string[]): Promise<string[]> {
-    const missing: string[] = []
-    for (let i = 0; i < hashes.length; i += HEAD_PARALLEL) {
-      const batch = hashes.slice(i, i + HEAD_PARALLEL)
-      const found = await Promise.all(batch.map((h) => blobs.head(blobKeyOf(h))))
-      batch.forEach((h, j) => found[j] === null && missing.push(h))
-    }
-    return missing
-  }
 
   function makeCurrent(build: BuildPush): void {
     current = build
     if (closed) return
     const frame = encodeMessage('build', build)
     for (const peer of subscribers) peer.session.sendEncoded(frame)
-  }
-
-  function peerUploads(peer: MetaPeer): PeerUploads {
-    let state = uploads.get(peer)
-    if (state === undefined) uploads.set(peer, (state = { open: new Map(), received: 0 }))
-    return state
-  }
-
-  async function blob(raw: unknown, peer: MetaPeer): Promise<Record<string, unknown>> {
-    const b = body(raw)
-    const { hash, offset, last } = b
-    const chunk = b['chunk']
-    if (!isHash(hash)) throw invalid('hash', 'must be a sha256 in lower-case hex')
-    if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) throw invalid('offset', 'must be a non-negative integer')
-    if (!(chunk instanceof Uint8Array)) throw invalid('chunk', 'must be binary')
-    if (typeof last !== 'boolean') throw invalid('last', 'must be a boolean')
-    const state = peerUploads(peer)
-    let upload = state.open.get(hash)
-    if (upload === undefined) {
-      if (offset !== 0) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: first chunk must be at offset 0 (got ${offset})`, { hash, expected: 0 })
-      if (state.open.size >= MAX_OPEN_UPLOADS) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `at most ${MAX_OPEN_UPLOADS} blobs may be half-uploaded at once`)
-      state.open.set(hash, (upload = { offset: 0, chunks: [], hash: createHash('sha256') }))
-    }
-    if (offset !== upload.offset) {
-      state.open.delete(hash)
-      throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: expected offset ${upload.offset}, got ${offset}; start again`, { hash, expected: upload.offset })
-    }
-    if (upload.offset + chunk.length > MAX_FILE_BYTES) {
-      state.open.delete(hash)
-      throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: larger than ${MAX_FILE_BYTES} bytes`, { hash })
-    }
-    const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-    upload.chunks.push(bytes)
-    upload.hash.update(bytes)
-    upload.offset += bytes.length
-    state.received += bytes.length
-    if (!last) return { offset: upload.offset }
-    state.open.delete(hash)
-    const actual = upload.hash.digest('hex')
-    if (actual !== hash) throw new EspraError('ESPRA_ERR_BUILD_HASH_MISMATCH', `blob ${hash}: the bytes hash to ${actual}`, { hash, actual })
-    await blobs.put(blobKeyOf(hash), Buffer.concat(upload.chunks))
-    log.info({ hash, bytes: upload.offset }, 'build blob stored')
-    return { offset: upload.offset, stored: true }
   }
 
   const commit = (raw: unknown, peer: MetaPeer) => serial(async () => {
@@ -206,7 +104,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const plan = b['canary'] === undefined ? null : parseCanaryPlan(b['canary'])
     if (plan !== null) canaries.check(plan, targets().filter((t) => t.role === 'app').length)
     const totals = manifestTotals(manifest)
-    const missing = await missingHashes(totals.hashes)
+    const missing = await uploads.missingHashes(totals.hashes)
     if (missing.length > 0) {
       throw new EspraError('ESPRA_ERR_BUILD_MISSING_BLOBS', `the blob store lacks ${missing.length} of this build's files; upload them first (build.plan)`, {
         count: missing.length, missing: missing.slice(0, 20),
@@ -215,12 +113,9 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const n = lastN + 1
     const id = `b${n}`
     const record: BuildRecord = { id, n, at: Date.now(), message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging' }
-    await blobs.put(record.manifestKey, Buffer.from(JSON.stringify(manifest)), { contentType: 'application/json' })
-    await datastore.put('builds', recordKey(n), { ...record })
+    await records.create(record, manifest)
     lastN = n
-    const state = peerUploads(peer)
-    const uploadedBytes = state.received
-    state.received = 0
+    const uploadedBytes = uploads.takeReceived(peer)
     log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message, canary: plan }, 'build committed; staging')
     if (plan !== null) canaries.planned(id, plan)
     canaries.replace()
@@ -235,14 +130,14 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   const rollback = (raw: unknown) => serial(async () => {
     const id = body(raw)['id']
     if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
-    const manifest = await loadManifest(id)
+    const manifest = await records.manifest(id)
     const active = staging.active()
     if (active?.push.id === id) return { id, staging: [...active.nodes.keys()].sort() }
     canaries.replace()
     // Two phases like a push: the files are on every node's reach already, so staging is quick, and a build
     // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
     log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
-    await persistState(id, 'staging', [])
+    await records.persistState(id, 'staging', [])
     const round = staging.start({ id, manifest }, targets())
     return { id, staging: [...round.nodes.keys()].sort() }
   })
@@ -258,33 +153,14 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     return out
   }
 
-  /** Writes how a build's deploy went into its record (serially with commits, so records are never lost). */
-  function persistState(id: string, state: BuildState, stage: readonly StageNode[], canary?: CanaryState): Promise<void> {
-    return serialRecord(async () => {
-      const key = recordKey(Number(id.slice(1)))
-      const record = await datastore.get('builds', key)
-      if (record === null) return
-      await datastore.put('builds', key, {
-        ...record, state, stage: stage.slice(0, MAX_STAGE_NODES).map((n) => ({ ...n })),
-        ...(canary !== undefined ? { canary: canaryRecord(canary) } : {}),
-      })
-    })
-  }
-
   // How rounds ended, at once (their records are written after): build id → state, nodes and canary. Bounded.
   const outcomes = new Map<string, { state: BuildState; stage: StageNode[]; canary?: CanaryState }>()
   function setOutcome(id: string, outcome: { state: BuildState; stage: StageNode[]; canary?: CanaryState }): void {
     outcomes.delete(id)
     outcomes.set(id, outcome)
     if (outcomes.size > 100) outcomes.delete(outcomes.keys().next().value!)
-    persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
+    records.persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
   }
-
-  /** The record keeps at most MAX_STAGE_NODES node names in each list (it must stay far under 64 KB). */
-  const canaryRecord = ({ endsInMs: _, ...c }: CanaryState): CanaryState => ({
-    ...c, nodes: c.nodes.slice(0, MAX_STAGE_NODES), reasons: c.reasons.slice(0, 10).map((r) => r.slice(0, 500)),
-    canary: { ...c.canary, nodes: c.canary.nodes.slice(0, MAX_STAGE_NODES) }, baseline: { ...c.baseline, nodes: c.baseline.nodes.slice(0, MAX_STAGE_NODES) },
-  })
 
   const apps = (round: StageRound) => [...round.nodes.values()].filter((n) => n.role === 'app').map((n) => n.node).sort()
 
@@ -309,7 +185,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   /** The build becomes current everywhere: pushed at once, then recorded. */
   function activate(push: BuildPush): void {
     makeCurrent(push)
-    void serialRecord(() => datastore.put('builds', CURRENT_KEY, { id: push.id })).catch((err: unknown) => log.error({ err, build: push.id }, 'could not record the current build'))
+    void records.setCurrent(push.id).catch((err: unknown) => log.error({ err, build: push.id }, 'could not record the current build'))
   }
 
   /** A round ended: activated builds go current everywhere now (the push is sent before anything is awaited). */
@@ -365,7 +241,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     const running = canaries.running(id)
     if (running !== null) return { id, state: 'canary', current: false, nodes: running.stage, canary: running.state }
-    const record = await loadRecord(id)
+    const record = await records.record(id)
     const canary = canaryOf(record)
     return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [], ...(canary ? { canary } : {}) }
   }
@@ -382,8 +258,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   async function list(raw: unknown): Promise<Record<string, unknown>> {
     const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
     if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000')
-    const records: BuildRecord[] = []
-    for await (const entry of listAll(datastore, 'builds', 'build/')) records.push(entry.value as unknown as BuildRecord)
+    const all = await records.all()
     const running = new Map<string, string[]>()
     const live = new Map([...registry.records()].map((node) => [node.id, node]))
     for (const [id, nodes] of refusals) {
@@ -397,7 +272,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ids.push(node.id)
     }
     const round = staging.active()
-    const builds = records.slice(-limit).reverse().map((r) => {
+    const builds = all.slice(-limit).reverse().map((r) => {
       const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaries.running(r.id)?.stage ?? outcomes.get(r.id)?.stage ?? r.stage ?? []
       const canary = canaryOf(r)
       const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
@@ -417,9 +292,9 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     handlers: [
       ['build.plan', async (raw) => {
         const manifest = checkManifest(body(raw)['manifest'])
-        return { missing: await missingHashes(manifestTotals(manifest).hashes), chunkSize }
+        return { missing: await uploads.missingHashes(manifestTotals(manifest).hashes), chunkSize: uploads.chunkSize }
       }],
-      ['build.blob', blob],
+      ['build.blob', uploads.blob],
       ['build.commit', commit],
       ['build.rollback', rollback],
       ['build.list', list],
@@ -440,7 +315,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       if (peer.nodeId !== null && peerOf(peer.nodeId) === peer) canaries.left(peer.nodeId)
       staging.peerGone(peer)
       subscribers.delete(peer)
-      uploads.delete(peer)
+      uploads.peerClosed(peer)
     },
     reload: () => serial(load),
     close() {

@@ -37,7 +37,7 @@ import { rowExpiresAt } from '../lib/storage/app-tables.js'
 import { DATASTORE_KINDS, type DatastoreKind, type DatastoreValue } from '../lib/storage/datastore.js'
 import { openPostgres, postgresError } from '../lib/storage/postgres.js'
 import { MIGRATIONS } from './datastore-embedded.js'
-import { TASKS_SCHEMA_VERSION, type TaskRecord } from './tasks-embedded.js'
+import { TASKS_SCHEMA_VERSION, type TaskRecord } from './tasks-file.js'
 
 export interface DatastoreCopyOptions {
   from?: string

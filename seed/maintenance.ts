@@ -22,7 +22,8 @@ import { checkMaintenanceRequest, parseMaintenanceState } from '../lib/http/main
 import type { Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { adminOnly } from './admin-only.js'
-import { encodeMessage, type RequestHandler } from '../lib/transport/meta-session.js'
+import { encodeMessage } from '../lib/transport/meta-frames.js'
+import type { RequestHandler } from '../lib/transport/meta-session.js'
 
 export const MAINTENANCE_KIND = 'cluster'
 export const MAINTENANCE_KEY = 'maintenance'

@@ -5,7 +5,7 @@
  * node list changes; during the seed's start-up grace pushes are held and
  * each subscribed region's table is pushed once when the grace ends.
  */
-import { encodeMessage, type MessageFrame } from '../lib/transport/meta-session.js'
+import { encodeMessage, type MessageFrame } from '../lib/transport/meta-frames.js'
 import type { RoutingTable } from '../lib/transport/meta-shapes.js'
 import type { NodeChange, Registry } from './registry.js'
 

@@ -22,40 +22,22 @@
  * delayed ones whose time has come are ready). A lease does not survive a
  * seed restart: the task is simply ready again (at least once), and the
  * attempt it was on is not counted.
+ *
+ * The file and its records are in tasks-file.ts, the heap and the FIFO in
+ * task-seq-order.ts.
  */
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { open, type Database, type RootDatabase } from 'lmdb'
+import type { Database, RootDatabase } from 'lmdb'
 import { EspraError } from '../lib/core/errors.js'
 import { MAX_ERROR_CHARS, idNumber, type DeadPage, type DeadTask, type LeasedTask, type NewTask } from '../lib/tasks/task.js'
 import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from '../lib/tasks/queue.js'
+import { Fifo, TimeHeap } from './task-seq-order.js'
+import { openTasksFile, type TaskRecord } from './tasks-file.js'
 
-/** The queue file's schema (also what `datastore copy` reads). */
-export const TASKS_SCHEMA_VERSION = 1
 /** Ids are handed out from blocks of this size; the block's end is what is persisted. */
 const SEQ_BLOCK = 10_000
 const SWEEP_MS = 100
 const LEASE_EXPIRED = 'lease expired: the node running it stopped, or lost the queue, before it finished'
-
-/** A stored task. Short keys: every enqueue writes one. */
-export interface TaskRecord {
-  /** name */
-  n: string
-  /** payload (msgpack bytes) */
-  p: Uint8Array
-  /** attempts used so far */
-  a: number
-  /** attempts allowed */
-  m: number
-  /** enqueued at (ms) */
-  e: number
-  /** r: ready, w: waiting for `d`, x: dead */
-  s: 'r' | 'w' | 'x'
-  d?: number
-  err?: string
-  /** failed at (ms), for dead letters */
-  f?: number
-}
 
 interface Lease {
   attempt: number
@@ -67,72 +49,6 @@ interface Waiter {
   readonly resolve: (tasks: LeasedTask[]) => void
   readonly timer: NodeJS.Timeout
   readonly alive: () => boolean
-}
-
-/** A binary min-heap of [time, seq] pairs. */
-class TimeHeap {
-  private readonly items: [number, number][] = []
-  get size(): number {
-    return this.items.length
-  }
-  peek(): [number, number] | undefined {
-    return this.items[0]
-  }
-  push(item: [number, number]): void {
-    const a = this.items
-    a.push(item)
-    for (let i = a.length - 1; i > 0;) {
-      const up = (i - 1) >> 1
-      if (a[up]![0] <= a[i]![0]) break
-      ;[a[up], a[i]] = [a[i]!, a[up]!]
-      i = up
-    }
-  }
-  pop(): [number, number] | undefined {
-    const a = this.items
-    const top = a[0]
-    const last = a.pop()
-    if (a.length > 0 && last !== undefined) {
-      a[0] = last
-      for (let i = 0; ;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let min = i
-        if (l < a.length && a[l]![0] < a[min]![0]) min = l
-        if (r < a.length && a[r]![0] < a[min]![0]) min = r
-        if (min === i) break
-        ;[a[min], a[i]] = [a[i]!, a[min]!]
-        i = min
-      }
-    }
-    return top
-  }
-}
-
-/** A FIFO of seqs that can also take one at the front (releases, retries, lost leases). */
-class Fifo {
-  private items: number[] = []
-  private head = 0
-  get length(): number {
-    return this.items.length - this.head
-  }
-  push(seq: number): void {
-    this.items.push(seq)
-  }
-  unshift(seq: number): void {
-    if (this.head > 0) this.items[--this.head] = seq
-    else this.items.unshift(seq)
-  }
-  shift(): number | undefined {
-    if (this.head === this.items.length) return undefined
-    const seq = this.items[this.head++]
-    // Compact once the consumed part dominates.
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
-    return seq
-  }
 }
 
 /** Writes that resolve at commit, for a caller that waits for {@link Flushable.flushed} once before it answers (a group commit). */
@@ -161,21 +77,7 @@ export interface EmbeddedTaskQueueOptions {
 
 export async function openEmbeddedTaskQueue(opts: EmbeddedTaskQueueOptions): Promise<EmbeddedTaskQueue> {
   const path = join(opts.dir, opts.file ?? 'tasks.mdb')
-  let root: RootDatabase
-  try {
-    mkdirSync(opts.dir, { recursive: true, mode: 0o700 })
-    root = open({ path, maxDbs: 4, encoding: 'msgpack' })
-  } catch (err) {
-    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `task queue ${path}: ${(err as Error).message}`)
-  }
-  const meta = root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' })
-  const version = meta.get('schemaVersion')
-  if (version !== undefined && version > TASKS_SCHEMA_VERSION) {
-    await root.close()
-    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `task queue schema is version ${version}; this build knows up to ${TASKS_SCHEMA_VERSION} (run a newer espra-node)`)
-  }
-  if (version === undefined) await meta.put('schemaVersion', TASKS_SCHEMA_VERSION)
-  const tasks = root.openDB<TaskRecord, number>({ name: 'tasks', encoding: 'msgpack' })
+  const { root, meta, tasks } = await openTasksFile(opts.dir, path)
   return new LmdbTaskQueue(root, meta, tasks, path, opts.now ?? Date.now)
 }
 

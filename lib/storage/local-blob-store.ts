@@ -22,47 +22,23 @@
  * Limits: concurrent puts of one key from several processes may leave an
  * unreferenced bytes file behind (never a broken object); deleting leaves
  * empty directories in place.
+ *
+ * The on-disk format is in local-blob-sidecar.ts, the file-system calls in
+ * local-blob-fs.ts.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { closeSync, constants, fsync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
-import { mkdir, open, readdir, realpath, unlink, type FileHandle } from 'node:fs/promises'
-import { promisify } from 'node:util'
+import { lstatSync, mkdirSync, renameSync } from 'node:fs'
+import { mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
 import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
+import { closeFds, escapes, fsFailure, fsyncFd, isErrno, READ_FLAGS, syncDir, syncFile, withFile, writeSmallFile } from './local-blob-fs.js'
+import { info, META, previousData, readSidecar, walk, type Sidecar } from './local-blob-sidecar.js'
 
-const META = '#meta'
-const DATA = /^#d-[0-9a-f]{16}$/
-const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW
-const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
 /** A body that ends within this many bytes is written with synchronous calls (see writeSmallFile). */
 const SMALL_WRITE = 256 * 1024
-
-interface Sidecar {
-  v: 1
-  key: string
-  /** File name of the bytes, in the same directory. */
-  data: string
-  size: number
-  etag: string
-  contentType: string
-  contentEncoding: string | null
-  metadata: Record<string, string>
-  lastModified: number
-}
-
-const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err as NodeJS.ErrnoException)?.code ?? '')
-
-function fsFailure(err: unknown, what: string): EspraError {
-  if (err instanceof EspraError) return err
-  const code = (err as NodeJS.ErrnoException)?.code ?? 'error'
-  return new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${what}: ${code}`, { errno: code })
-}
-
-const escapes = (what: string) =>
-  new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${what} leads outside the store root (symlink)`, { reason: 'symlink' })
 
 /** Opens (creating it if needed) the store rooted at `dir`. */
 export async function createLocalBlobStore(dir: string): Promise<BlobStore> {
@@ -212,7 +188,7 @@ class LocalBlobStore implements BlobStore {
       closeFds(f.fds ?? [])
       f.fds = null
       // Its sidecar is in place (committed, or a commit that failed half way) unless the key was put again since.
-      const current = await this.readSidecar(f.dir, f.name).catch(() => null)
+      const current = await readSidecar(f.dir, f.name).catch(() => null)
       if (current?.data === f.dataName) {
         await unlink(join(f.dir, f.name + META)).catch(() => {})
         await syncDir(f.dir).catch(() => {})
@@ -229,7 +205,7 @@ class LocalBlobStore implements BlobStore {
     if (dir === null) return null
     // The sidecar may be replaced between reading it and opening its bytes: re-read it then.
     for (let attempt = 0; attempt < 5; attempt++) {
-      const sidecar = await this.readSidecar(dir, name)
+      const sidecar = await readSidecar(dir, name)
       if (sidecar === null) return null
       let fh: FileHandle
       try {
@@ -258,7 +234,7 @@ class LocalBlobStore implements BlobStore {
     this.checkOpen()
     checkKey(key)
     const [dir, name] = await this.locate(key)
-    const sidecar = dir === null ? null : await this.readSidecar(dir, name)
+    const sidecar = dir === null ? null : await readSidecar(dir, name)
     return sidecar === null ? null : info(sidecar)
   }
 
@@ -266,7 +242,7 @@ class LocalBlobStore implements BlobStore {
     this.checkOpen()
     checkKey(key)
     const [dir, name] = await this.locate(key)
-    const sidecar = dir === null ? null : await this.readSidecar(dir, name)
+    const sidecar = dir === null ? null : await readSidecar(dir, name)
     if (dir === null || sidecar === null) return
     try {
       await unlink(join(dir, name + META))
@@ -290,7 +266,7 @@ class LocalBlobStore implements BlobStore {
     for (const key of keys) {
       if (!key.startsWith(p)) continue
       const slash = key.lastIndexOf('/')
-      const sidecar = await this.readSidecar(join(this.root, key.slice(0, Math.max(slash, 0))), key.slice(slash + 1))
+      const sidecar = await readSidecar(join(this.root, key.slice(0, Math.max(slash, 0))), key.slice(slash + 1))
       if (sidecar !== null) yield { key, size: sidecar.size, etag: sidecar.etag, lastModified: new Date(sidecar.lastModified) }
     }
   }
@@ -350,128 +326,5 @@ class LocalBlobStore implements BlobStore {
     }
     if (!(dir === this.root || dir.startsWith(this.root + sep))) throw escapes(dir)
     return dir
-  }
-
-  private async readSidecar(dir: string, name: string): Promise<Sidecar | null> {
-    let text: string
-    try {
-      const fh = await open(join(dir, name + META), READ_FLAGS)
-      try {
-        text = await fh.readFile('utf8')
-      } finally {
-        await fh.close()
-      }
-    } catch (err) {
-      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return null
-      if (isErrno(err, 'ELOOP')) throw escapes(`${name}${META}`)
-      throw fsFailure(err, `reading ${name}${META}`)
-    }
-    const sidecar = JSON.parse(text) as Sidecar
-    if (sidecar.v !== 1 || typeof sidecar.data !== 'string' || !sidecar.data.startsWith(name) || !DATA.test(sidecar.data.slice(name.length))) {
-      throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${join(dir, name + META)} is not a valid sidecar`)
-    }
-    return sidecar
-  }
-}
-
-function info(s: Sidecar): BlobInfo {
-  return {
-    key: s.key, size: s.size, contentType: s.contentType, contentEncoding: s.contentEncoding,
-    metadata: s.metadata, etag: s.etag, lastModified: new Date(s.lastModified),
-  }
-}
-
-/** Creates `path` exclusively, runs `fill` and closes (not synced: see {@link syncFile}). */
-async function withFile(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {
-  const fh = await open(path, CREATE_FLAGS, 0o640)
-  try {
-    await fill(fh)
-  } finally {
-    await fh.close()
-  }
-}
-
-const fsyncFd = promisify(fsync)
-
-/**
- * Makes a file written (and closed) earlier durable: Linux syncs the file,
- * not the descriptor. Only the fsync goes to the thread pool; the open and
- * close are synchronous (each a thread-pool round trip saved per file, which
- * on a busy machine is a wait for a core).
- */
-async function syncFile(path: string, flags = constants.O_WRONLY | constants.O_NOFOLLOW): Promise<void> {
-  const fd = openSync(path, flags)
-  try {
-    await fsyncFd(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-/**
- * Writes a small file in one go with synchronous calls (the bytes go to the
- * page cache: no disk wait, and no thread-pool round trips, which under load
- * cost more than the copy) and returns its descriptor, still open: the
- * caller closes it (after its fsync). Not synced: see {@link syncFile}.
- */
-function writeSmallFile(path: string, chunks: readonly Buffer[]): number {
-  const fd = openSync(path, CREATE_FLAGS, 0o640)
-  try {
-    for (const chunk of chunks) for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off)
-  } catch (err) {
-    closeSync(fd)
-    throw err
-  }
-  return fd
-}
-
-/** Closes descriptors, ignoring the ones already gone. */
-function closeFds(fds: readonly (number | null)[]): void {
-  for (const fd of fds) {
-    if (fd === null) continue
-    try {
-      closeSync(fd)
-    } catch {
-      // already closed
-    }
-  }
-}
-
-/** The bytes file the key's current sidecar names (null: none), read synchronously: a small file just written or absent. */
-function previousData(dir: string, name: string): string | null {
-  let fd: number
-  try {
-    fd = openSync(join(dir, name + META), READ_FLAGS)
-  } catch {
-    return null
-  }
-  try {
-    const sidecar = JSON.parse(readFileSync(fd, 'utf8')) as Partial<Sidecar>
-    return typeof sidecar.data === 'string' && sidecar.data.startsWith(name) && DATA.test(sidecar.data.slice(name.length)) ? sidecar.data : null
-  } catch {
-    return null
-  } finally {
-    closeSync(fd)
-  }
-}
-
-/** Makes a rename in `dir` durable. */
-function syncDir(dir: string): Promise<void> {
-  return syncFile(dir, constants.O_RDONLY)
-}
-
-/** Collects every key under `dir` (whose key prefix is `base`); symlinks and foreign files are skipped. */
-async function walk(dir: string, base: string, out: string[]): Promise<void> {
-  let entries
-  try {
-    entries = await readdir(dir, { withFileTypes: true })
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return
-    throw fsFailure(err, `listing ${dir}`)
-  }
-  for (const e of entries) {
-    const key = base === '' ? e.name : `${base}/${e.name}`
-    if (e.isDirectory()) await walk(join(dir, e.name), key, out)
-    else if (e.isFile() && e.name.endsWith(META) && e.name.indexOf('#') === e.name.length - META.length) out.push(key.slice(0, -META.length))
   }
 }

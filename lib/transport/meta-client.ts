@@ -10,7 +10,9 @@ import { parseHostPort } from '../core/config-parsers.js'
 import { EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
+import { protocolError } from './meta-frames.js'
 import { MetaSession } from './meta-session.js'
+import { parseWelcomeLead, type WelcomeLead } from './meta-shapes.js'
 
 export interface MetaPeerIdentity {
   kind: 'node' | 'admin'
@@ -49,27 +51,6 @@ export interface MetaClientOptions {
   readonly followLeader?: boolean
 }
 
-/** What a seed that leads by a lease says about leadership in its welcome. */
-export interface WelcomeLead {
-  readonly leader: boolean
-  readonly epoch: number | null
-  /** The leader's meta address when known. */
-  readonly address: string | null
-}
-
-/** The `lead` field of a welcome; null from a seed without a lease (embedded) or when malformed. */
-export function parseWelcomeLead(welcome: Record<string, unknown>): WelcomeLead | null {
-  const lead = welcome['lead']
-  if (typeof lead !== 'object' || lead === null || Array.isArray(lead)) return null
-  const { leader, epoch, address } = lead as Record<string, unknown>
-  if (typeof leader !== 'boolean') return null
-  return {
-    leader,
-    epoch: typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : null,
-    address: typeof address === 'string' && address.length <= 300 ? address : null,
-  }
-}
-
 export type MetaClientEvent = 'connected' | 'disconnected'
 
 export interface MetaClient {
@@ -95,7 +76,6 @@ export interface MetaClient {
   destroy(err?: Error): void
 }
 
-const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
 /** While seeds answer but none leads, retries wait at most this step of the backoff (400 ms with the defaults: 200–400 ms). */
 const LEADERLESS_BACKOFF_STEP = 3
 

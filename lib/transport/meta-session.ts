@@ -7,11 +7,13 @@
  *
  * A session ends exactly once; close listeners get the reason (null for a
  * clean end). Pending requests are rejected with `ESPRA_ERR_META_CLOSED`.
+ * What each frame carries is in meta-frames.ts.
  */
 import type { Socket } from 'node:net'
 import { encodeFrame, FrameDecoder } from '../codec/frame.js'
-import { EspraError, fromWire, toWire } from '../core/errors.js'
+import { EspraError, toWire } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
+import { answerError, answerFrame, clip, isEpoch, isId, peerError, protocolError, type MessageFrame } from './meta-frames.js'
 import { isMap } from './meta-shapes.js'
 
 /** Answers one request op; may return a value or a promise; throw to answer with an error. */
@@ -57,34 +59,6 @@ interface Pending {
 
 // A dropped peer gets this long to read our error frame before its socket is destroyed.
 const LINGER_MS = 1000
-
-const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
-const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-const clip = (s: string) => (s.length > 64 ? `${s.slice(0, 64)}…` : s)
-
-/**
- * A one-way message encoded once for many sessions ({@link MetaSession.sendEncoded}):
- * once without an epoch, once per epoch stamped on it (one in practice).
- */
-export class MessageFrame {
-  private plain: Buffer | null = null
-  private stamped: { epoch: number; frame: Buffer } | null = null
-  constructor(readonly op: string, readonly body: unknown) {}
-
-  bytes(epoch?: number): Buffer {
-    if (epoch === undefined) return (this.plain ??= encodeFrame({ t: 'msg', op: this.op, body: this.body }))
-    if (this.stamped?.epoch !== epoch) this.stamped = { epoch, frame: encodeFrame({ t: 'msg', op: this.op, body: this.body, e: epoch }) }
-    return this.stamped.frame
-  }
-}
-
-/** Encodes a one-way message once, for writing to many sessions with {@link MetaSession.sendEncoded}. */
-export function encodeMessage(op: string, body: unknown): MessageFrame {
-  return new MessageFrame(op, body)
-}
-
-/** Whether a one-way message's epoch is one (a non-negative safe integer). */
-const isEpoch = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 
 export class MetaSession<C = unknown> {
   readonly context: C
@@ -322,10 +296,7 @@ export class MetaSession<C = unknown> {
     }
     const t = value['t']
     if (t === 'error') {
-      const wire = typeof value['code'] === 'string' && typeof value['message'] === 'string'
-        ? fromWire({ code: value['code'], message: `peer said: ${clip(value['message'])}` })
-        : protocolError('peer sent a malformed error')
-      this.finish(wire, false)
+      this.finish(peerError(value), false)
       return
     }
     if (this.stateValue === 'handshake') {
@@ -382,11 +353,9 @@ export class MetaSession<C = unknown> {
     if (!ok && !(payload instanceof EspraError)) this.log.error({ err: payload, op, remote: this.remote }, 'meta request handler failed')
     let frame: Buffer
     try {
-      frame = this.checkSize(
-        encodeFrame(ok ? { t: 'res', id, ok: true, body: payload === undefined ? {} : payload } : { t: 'res', id, ok: false, err: toWire(payload) }),
-      )
+      frame = this.checkSize(answerFrame(id, payload, ok))
     } catch (err) {
-      frame = encodeFrame({ t: 'res', id, ok: false, err: toWire(err) })
+      frame = answerFrame(id, err, false)
     }
     this.write(frame)
   }
@@ -399,12 +368,7 @@ export class MetaSession<C = unknown> {
     this.pending.delete(id)
     clearTimeout(p.timer)
     if (ok) p.resolve(value['body'])
-    else {
-      const err = value['err']
-      p.reject(isMap(err) && typeof err['code'] === 'string' && typeof err['message'] === 'string'
-        ? fromWire({ code: err['code'], message: err['message'], ...(isMap(err['details']) ? { details: err['details'] } : {}) })
-        : new EspraError('ESPRA_ERR_META_PROTOCOL', 'peer answered with a malformed error'))
-    }
+    else p.reject(answerError(value['err']))
     this.checkDrained()
   }
 

@@ -241,3 +241,24 @@ export function parseRegion(value: unknown, field = 'region'): string {
   if (!matches(value, REGION)) throw bad(field, 'lower-case letters, digits and dashes, at most 32')
   return value
 }
+
+/** What a seed that leads by a lease says about leadership in its welcome. */
+export interface WelcomeLead {
+  readonly leader: boolean
+  readonly epoch: number | null
+  /** The leader's meta address when known. */
+  readonly address: string | null
+}
+
+/** The `lead` field of a welcome; null from a seed without a lease (embedded) or when malformed. */
+export function parseWelcomeLead(welcome: Record<string, unknown>): WelcomeLead | null {
+  const lead = welcome['lead']
+  if (typeof lead !== 'object' || lead === null || Array.isArray(lead)) return null
+  const { leader, epoch, address } = lead as Record<string, unknown>
+  if (typeof leader !== 'boolean') return null
+  return {
+    leader,
+    epoch: typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : null,
+    address: typeof address === 'string' && address.length <= 300 ? address : null,
+  }
+}

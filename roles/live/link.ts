@@ -8,7 +8,7 @@ import { isChannel, isPublishId, PUBLISH_ID_MAX } from '../../lib/live/channel.j
 import type { MessageHandler, RequestHandler } from '../../lib/transport/meta-session.js'
 import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { encodeMessage } from '../../lib/transport/meta-session.js'
+import { encodeMessage } from '../../lib/transport/meta-frames.js'
 import { LiveError, liveErrorOf } from './errors.js'
 import type { Hub, HubEvent, Member, Sink } from './hub.js'
 

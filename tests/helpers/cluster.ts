@@ -1,7 +1,8 @@
 /**
  * Starts real `espra-node` processes (from dist: build first) on fresh ports,
  * collects their JSON log lines, and always kills them and their children at
- * teardown.
+ * teardown. With coverage on, teardown stops them with SIGTERM first, so
+ * their coverage counts (see {@link COVERAGE}).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
@@ -16,6 +17,19 @@ import { BIN, pidAlive, waitFor } from './up.js'
 
 export { pidAlive, SECRET, waitFor, type HttpAnswer }
 
+/**
+ * Whether tap collects coverage in this run. Its processinfo module reaches
+ * every node started here, and their children, through NODE_OPTIONS, and
+ * writes a process's coverage (of dist/, mapped back to the .ts sources by
+ * the source maps) to .tap/coverage when that process exits: a node killed
+ * with SIGKILL leaves none. So with coverage on, teardown stops a node the
+ * test left running with SIGTERM (in reverse order of starting, as tap runs
+ * teardowns) and SIGKILLs it and its children if it is still there after
+ * COVERAGE_STOP_MS; with coverage off (`--disable-coverage`) teardown
+ * SIGKILLs at once, as before.
+ */
+const COVERAGE = process.env['_TAPJS_PROCESSINFO_COVERAGE_'] === '1'
+const COVERAGE_STOP_MS = 5_000
 
 export interface LogLine {
   level: string
@@ -107,8 +121,6 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
       }
     }
   }
-  t.teardown(killAll)
-
   const node: StartedNode = {
     proc, port, metricsPort, logs, exited,
     stderr: () => stderr,
@@ -125,6 +137,10 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
       return result
     },
   }
+  t.teardown(async () => {
+    if (COVERAGE) await node.stop(COVERAGE_STOP_MS)
+    killAll()
+  })
   if (!opts.noWait) {
     await Promise.race([
       node.waitForLog((l) => l.msg === 'node started', `${role} started`, 20_000),

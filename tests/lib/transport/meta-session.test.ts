@@ -3,7 +3,8 @@ import { once } from 'node:events'
 import { connect, createServer, type Socket } from 'node:net'
 import { encodeFrame } from '../../../lib/codec/frame.js'
 import { EspraError } from '../../../lib/core/errors.js'
-import { encodeMessage, MetaSession, type MessageHandler, type RequestHandler } from '../../../lib/transport/meta-session.js'
+import { encodeMessage } from '../../../lib/transport/meta-frames.js'
+import { MetaSession, type MessageHandler, type RequestHandler } from '../../../lib/transport/meta-session.js'
 import { captureLog, sleep, until } from '../../helpers/meta.js'
 
 const { log } = captureLog('silent')

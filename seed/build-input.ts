@@ -1,0 +1,12 @@
+/** The checks every `build.*` request of the seed (seed/builds.ts, build-uploads.ts) starts with. */
+import { EspraError } from '../lib/core/errors.js'
+import { isMap } from '../lib/transport/meta-shapes.js'
+
+/** A field of a `build.*` request that is missing or malformed: `<field> <what it must be>`. */
+export const invalid = (field: string, allowed: string) => new EspraError('ESPRA_ERR_BUILD_INVALID', `${field} ${allowed}`, { field })
+
+/** The request's body, which must be a map. */
+export function body(value: unknown): Record<string, unknown> {
+  if (!isMap(value)) throw invalid('body', 'must be a map')
+  return value
+}
