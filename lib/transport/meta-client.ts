@@ -55,18 +55,25 @@ export interface WelcomeLead {
   readonly epoch: number | null
   /** The leader's meta address when known. */
   readonly address: string | null
+  /**
+   * The seed's task queues (`tasks.*`, `mailq.*`) live in the database every
+   * seed shares (`--tasks postgres`), so any seed serves them; false when
+   * each seed keeps its own (`--tasks embedded`) or the seed does not say.
+   */
+  readonly sharedTasks: boolean
 }
 
 /** The `lead` field of a welcome; null from a seed without a lease (embedded) or when malformed. */
 export function parseWelcomeLead(welcome: Record<string, unknown>): WelcomeLead | null {
   const lead = welcome['lead']
   if (typeof lead !== 'object' || lead === null || Array.isArray(lead)) return null
-  const { leader, epoch, address } = lead as Record<string, unknown>
+  const { leader, epoch, address, sharedTasks } = lead as Record<string, unknown>
   if (typeof leader !== 'boolean') return null
   return {
     leader,
     epoch: typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : null,
     address: typeof address === 'string' && address.length <= 300 ? address : null,
+    sharedTasks: sharedTasks === true,
   }
 }
 
@@ -79,6 +86,8 @@ export interface MetaClient {
   readonly seed: string | null
   /** The highest leader epoch seen (welcomes and stamped pushes); pushes stamped with a lower one are ignored. Null before any. */
   readonly epoch: number | null
+  /** What the linked seed's welcome said about leadership; null while unlinked or from a seed without a lease (embedded). */
+  readonly lead: WelcomeLead | null
   /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is false and every seed failed. */
   readonly ready: Promise<void>
   /**
@@ -117,6 +126,7 @@ class SeedLink implements MetaClient {
   private readonly listeners = new Map<MetaClientEvent, (() => void)[]>()
   private settleReady!: (err?: Error) => void
   private epochValue: number | null = null
+  private leadValue: WelcomeLead | null = null
   private staleLogged = -1
   private readonly loop: Promise<void>
 
@@ -149,6 +159,10 @@ class SeedLink implements MetaClient {
 
   get epoch(): number | null {
     return this.epochValue
+  }
+
+  get lead(): WelcomeLead | null {
+    return this.linked ? this.leadValue : null
   }
 
   private noteEpoch(epoch: number): void {
@@ -247,6 +261,7 @@ class SeedLink implements MetaClient {
           continue
         }
         this.session = session
+        this.leadValue = lead
         await this.opts.onConnect?.(this)
         if (session.state !== 'open') throw new EspraError('ESPRA_ERR_META_CLOSED', `seed ${target.address} closed the link during onConnect`)
       } catch (err) {
