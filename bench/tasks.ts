@@ -79,6 +79,21 @@ async function drainRate(queue: TaskQueue): Promise<{ rate: number; missed: numb
 
 type Backend = 'embedded' | 'postgres' | 'redis'
 
+/** Where the seed's time went: task ops it served (espra_seed_task_op_duration_seconds), count and mean ms each. */
+async function seedTaskOps(metricsPort: number): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+  const ops = new Map<string, { count: number; sum: number }>()
+  for (const line of text.split('\n')) {
+    const m = /^espra_seed_task_op_duration_seconds_(count|sum)\{(.*)\} (\S+)$/.exec(line)
+    if (!m || !m[2]!.includes('queue="tasks"')) continue
+    m[2] = /op="(\w+)"/.exec(m[2]!)?.[1] ?? '?'
+    const o = ops.get(m[2]!) ?? { count: 0, sum: 0 }
+    o[m[1] as 'count' | 'sum'] = Number(m[3])
+    ops.set(m[2]!, o)
+  }
+  return [...ops].map(([op, o]) => `${op} ${o.count} (mean ${((o.sum * 1000) / Math.max(1, o.count)).toFixed(2)} ms)`).join(', ')
+}
+
 async function run(backend: Backend): Promise<{ enqueue: number; drain: number; missed: number }> {
   const redis = backend === 'redis' ? await startRedis() : null
   const postgres = backend === 'postgres' ? await startPostgres({ teardown: (fn) => void process.once('exit', () => void fn()) }) : null
@@ -96,6 +111,8 @@ async function run(backend: Backend): Promise<{ enqueue: number; drain: number; 
   const drained = drainRate(queue)
   await waitBuild(app, build)
   const { rate: drain, missed } = await drained
+  // Seed-side time per op (a waiting lease counts its wait): where a drain's time goes.
+  if (redis === null) console.log(`${backend}: seed served ${await seedTaskOps(seed.node.port + 1000)}`)
   await queue.close()
   await client.close()
   killAll()

@@ -11,7 +11,7 @@ export const seedRole: Role = {
   notYet: [
     'cluster config store and push',
     'several seeds on the embedded datastore (each has its own store: use --datastore postgres:// for interchangeable seeds)',
-    'task ops spread over several seeds (datastore ops are; task ops go to the leader)',
+    'task enqueues, leases and settlements sent again over a seed failover (they fail with ESPRA_ERR_TASK_UNAVAILABLE; renewals, counts and datastore reads and writes are sent again)',
   ],
   forks: false,
   parent: (ctx) => startSeed({ config: ctx.config, log: ctx.log, metrics: ctx.metrics }),

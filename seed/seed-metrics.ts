@@ -65,6 +65,8 @@ export interface SeedMetricSources {
   readonly inboundSweep: Readonly<{ handled: number; failed: number; dedupe: number }>
   /** Outbound mail and expired suppressions the sweep removed (seed/mail-outbound-sweep.ts). */
   readonly outboundSweep: Readonly<{ delivered: number; failed: number; dropped: number; suppression: number }>
+  /** The task-queue ops (`tasks.*`, `mailq.*`), timed under their full names. */
+  readonly taskOps: OpLatency
 }
 
 export function registerSeedMetrics(metrics: MetricsRegistry, s: SeedMetricSources): void {
@@ -102,4 +104,10 @@ export function registerSeedMetrics(metrics: MetricsRegistry, s: SeedMetricSourc
   counterFrom(metrics, 'espra_seed_mail_outbound_swept_total', 'finished outbound messages the sweep removed after their retention, by status (delivered, failed, dropped), and expired suppressions (suppression)', () =>
     (['delivered', 'failed', 'dropped', 'suppression'] as const).map((state) => ({ labels: { state }, value: s.outboundSweep[state] })))
   counterFrom(metrics, 'espra_seed_datastore_op_errors_total', 'datastore ops that failed, by op', () => s.datastore.entries().map(([op, o]) => ({ labels: { op }, value: o.errors })))
+  // With several seeds on PostgreSQL, nodes spread these over the seeds: each seed counts what it served.
+  const taskLabels = (name: string) => ({ queue: name.slice(0, name.indexOf('.')), op: name.slice(name.indexOf('.') + 1) })
+  histogramFrom(metrics, 'espra_seed_task_op_duration_seconds', 'task-queue ops served on the meta port (tasks.*, mailq.*), by queue and op; a waiting lease counts its wait', OP_BOUNDS_SECONDS, () =>
+    s.taskOps.entries().map(([name, o]) => ({ labels: taskLabels(name), counts: o.counts, sum: o.sum })),
+  )
+  counterFrom(metrics, 'espra_seed_task_op_errors_total', 'task-queue ops that failed, by queue and op', () => s.taskOps.entries().map(([name, o]) => ({ labels: taskLabels(name), value: o.errors })))
 }

@@ -139,6 +139,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     dedupeWindowMs: () => widestWindow,
   })
   const outboundSweep = createOutboundSweep({ datastore, blobs, log, retentionMs: config.mailOutboundRetention })
+  const taskOps = new OpLatency()
   // Seeds in the registry say whether they lead (the leader knows the lease; every other seed follows it).
   const decorateSeed = (view: NodeView): NodeView => view.role !== 'seed' ? view : { ...view, leader: view.id === config.nodeId, epoch: leadership.view().epoch }
   const leaderHandlers = new Map<string, RequestHandler<MetaPeer>>([
@@ -211,8 +212,8 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     ['ping', () => ({ now: Date.now() })],
     ['leader', () => ({ seed: config.nodeId, fenced: leadership.fenced, leaseMs: leadership.leaseMs, ...leadership.view() })],
     ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame)),
-    ...taskHandlers(appTasks, config.maxFrame),
-    ...taskHandlers(mailQueue, config.maxFrame, 'mailq'),
+    ...taskOps.timed(taskHandlers(appTasks, config.maxFrame)),
+    ...taskOps.timed(taskHandlers(mailQueue, config.maxFrame, 'mailq')),
     ...mailInboundHandlers(datastore, appTasks, (ms) => (widestWindow = Math.max(widestWindow, ms))),
   ])
 
@@ -239,7 +240,8 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       pushEpoch: () => leadership.pushEpoch(),
       welcome: () => {
         const view = leadership.view()
-        return { lead: { leader: view.leader, epoch: view.epoch, address: view.address } }
+        // sharedTasks: the queues are rows every seed reads, so nodes may send `tasks.*`/`mailq.*` to any seed.
+        return { lead: { leader: view.leader, epoch: view.epoch, address: view.address, sharedTasks: appTasks.backend === 'postgres' } }
       },
     } : {}),
     onPeerClosed(peer) {
@@ -291,7 +293,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       throw err
     })
   }
-  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps, inboundSweep: inboundSweep.totals, outboundSweep: outboundSweep.totals })
+  if (metrics) registerSeedMetrics(metrics, { nodes: registry, peers: () => server.peers, queues: { app: appTasks, mail: mailQueue }, datastore: datastoreOps, inboundSweep: inboundSweep.totals, outboundSweep: outboundSweep.totals, taskOps })
   let sweeping = false
   const sweeper = setInterval(() => {
     if (sweeping || !leadership.isLeader()) return

@@ -5,6 +5,7 @@
  * datastore and both queues (docs/postgres.md). Only the chosen backend's
  * modules are loaded. Closed in the reverse order of opening.
  */
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import type { NodeConfig } from '../lib/core/config.js'
 import type { Logger } from '../lib/core/log.js'
@@ -70,12 +71,29 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     let appTasks: SeedTaskQueue
     let mailQueue: SeedTaskQueue
     if (config.tasks === 'postgres' && postgres !== null) {
-      const { createPostgresTaskQueue } = await import('../lib/tasks/queue-postgres.js')
-      appTasks = createPostgresTaskQueue({ db: postgres, queue: 'tasks', log })
-      closers.push(() => appTasks.close())
+      const { createPostgresTaskQueue, TASKS_CHANNEL } = await import('../lib/tasks/queue-postgres.js')
+      const { startPostgresListener } = await import('../lib/storage/postgres-listen.js')
+      // Several seeds serve one queue (nodes spread their task ops): a task made ready on one wakes the leases
+      // waiting on the others through NOTIFY; this process's own notifications are told apart by `instance`.
+      const instance = `${config.nodeId}/${process.pid}/${randomBytes(4).toString('hex')}`
+      const app = createPostgresTaskQueue({ db: postgres, queue: 'tasks', log, notifyAs: instance })
+      appTasks = app
+      closers.push(() => app.close())
       // The outbound mail queue: the same table under its own queue name, so app consumers never see its tasks.
-      mailQueue = createPostgresTaskQueue({ db: postgres, queue: 'mailq', log })
-      closers.push(() => mailQueue.close())
+      const mail = createPostgresTaskQueue({ db: postgres, queue: 'mailq', log, notifyAs: instance })
+      mailQueue = mail
+      closers.push(() => mail.close())
+      const byName = new Map([['tasks', app], ['mailq', mail]])
+      const listener = startPostgresListener({
+        url: config.datastore, channel: TASKS_CHANNEL, log,
+        onNotify(payload) {
+          const [name, from] = payload.split(' ')
+          if (from !== instance) byName.get(name ?? '')?.wakeWaiters()
+        },
+        // Anything notified while the session was away was missed: look now.
+        onListening: () => byName.forEach((q) => q.wakeWaiters()),
+      })
+      closers.push(() => listener.close())
     } else {
       const { openEmbeddedTaskQueue } = await import('./tasks-embedded.js')
       // Its own LMDB file beside the datastore's.

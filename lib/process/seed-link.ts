@@ -6,9 +6,12 @@
  * With several seeds that elect a leader (PostgreSQL), datastore ops (`ds.*`)
  * ride a second link, to one seed picked by this node's id: every seed serves
  * them from the database, so they spread over the seeds instead of all going
- * to the leader. Embedded seeds each keep a store of their own (they elect no
- * leader: their welcome names no epoch), so with them, and whenever that link
- * is down, `ds.*` goes to the leader with everything else.
+ * to the leader. Task-queue ops (`tasks.*`, `mailq.*`) ride it too when that
+ * seed's welcome says its queues are shared (`--tasks postgres`: rows in the
+ * same database). Embedded seeds each keep a store of their own (they elect no
+ * leader: their welcome names no epoch), and with `--tasks embedded` each seed
+ * keeps its own queues, so with them, and whenever that link is down, those
+ * ops go to the leader with everything else.
  */
 import { createHash } from 'node:crypto'
 import type { NodeConfig } from '../core/config.js'
@@ -120,7 +123,11 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
     seeds: spreadOrder(config.seed, config.nodeId), secret: config.secret, peer: { kind: 'node', id: config.nodeId },
     maxFrame: config.maxFrame, log: log.child({ link: 'datastore' }), reconnect: true, followLeader: false,
   })
-  const linkFor = (op: string): MetaClient => data !== null && data.connected && data.epoch !== null && op.startsWith('ds.') ? data : client
+  const linkFor = (op: string): MetaClient => {
+    if (data === null || !data.connected || data.epoch === null) return client
+    if (op.startsWith('ds.')) return data
+    return (op.startsWith('tasks.') || op.startsWith('mailq.')) && data.lead?.sharedTasks === true ? data : client
+  }
 
   const heartbeat = (): void => {
     if (client.connected && !deregistered) client.send('heartbeat', heartbeatBody())

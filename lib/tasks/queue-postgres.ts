@@ -20,6 +20,13 @@
  *
  * Expired leases are swept every {@link SWEEP_MS} (and before counts), so
  * an orphaned task is ready again at most that long after its lease ended.
+ *
+ * Waiting leases are woken by this queue's own writes that make a task
+ * ready (enqueue, release, retry, sweep); with `notify`, those writes also
+ * send a NOTIFY that other seeds on the database hand to
+ * {@link PostgresTaskQueue.wakeWaiters} (seed/stores.ts), so a lease waiting
+ * on one seed hears of a push on another at once; otherwise waiting leases
+ * look again every {@link POLL_MS}.
  * Times are the database server's clock, so seeds' clocks do not matter.
  */
 import { EspraError } from '../core/errors.js'
@@ -30,8 +37,10 @@ import { DEFAULT_DEAD_LIMIT, MAX_BATCH, type LeaseOptions, type TaskQueue } from
 import type { DeadPage, LeasedTask, LeaseRef, NewTask, Settlement, TaskCounts } from './task.js'
 
 export const SWEEP_MS = 200
-/** A waiting lease looks again this often when nothing woke it (tasks that came due, another seed's enqueue). */
+/** A waiting lease looks again this often when nothing woke it (tasks that came due; another seed's enqueue without NOTIFY). */
 const POLL_MS = 250
+/** The channel seeds NOTIFY on when a task became ready; the payload is `<queue> <instance>`. */
+export const TASKS_CHANNEL = 'espra_tasks'
 const LEASE_EXPIRED = 'lease expired: the node running it stopped, or lost the queue, before it finished'
 
 export interface PostgresTaskQueueOptions {
@@ -39,11 +48,21 @@ export interface PostgresTaskQueueOptions {
   /** Which queue of the table: `tasks` (the app's) or `mailq` (outbound mail). */
   readonly queue: string
   readonly log: Logger
+  /**
+   * Send `NOTIFY espra_tasks, '<queue> <instance>'` after a write that made a
+   * task ready, so the other seeds' waiting leases look at once. `instance`
+   * tells this process's own notifications apart (it already woke its own).
+   */
+  readonly notifyAs?: string
+  /** How often a waiting lease looks again unwoken; {@link POLL_MS} by default (tests stretch it to see what wakes a lease). */
+  readonly pollMs?: number
 }
 
 export interface PostgresTaskQueue extends TaskQueue {
   /** `alive`: whether the caller (a meta peer) is still there when a waiting lease is served. */
   lease(options: LeaseOptions, alive?: () => boolean): Promise<LeasedTask[]>
+  /** Another seed made a task of this queue ready (its NOTIFY): waiting leases look now. */
+  wakeWaiters(): void
 }
 
 interface Waiter {
@@ -67,7 +86,7 @@ interface TaskRow extends Record<string, unknown> {
 const ids = (refs: readonly { id: string }[]): string[] => refs.map((r) => r.id.slice(1))
 const attempts = (refs: readonly { attempt: number }[]): number[] => refs.map((r) => r.attempt)
 
-export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOptions): PostgresTaskQueue {
+export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POLL_MS }: PostgresTaskQueueOptions): PostgresTaskQueue {
   let closed = false
   const waiters: Waiter[] = []
   let pumping = false
@@ -76,6 +95,24 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
 
   const checkOpen = (): void => {
     if (closed) throw new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', 'the task queue is closed')
+  }
+
+  /**
+   * A write of this queue made a task ready: wake the waiting leases here
+   * and, with `notifyAs`, tell the other seeds. One NOTIFY per turn of the
+   * event loop at most (a burst of enqueues sends one), after the write has
+   * committed, never awaited by the writer; a lost one costs a waiting lease
+   * at most {@link POLL_MS}.
+   */
+  let notifyQueued = false
+  function readied(): void {
+    wake()
+    if (notifyAs === undefined || notifyQueued || closed) return
+    notifyQueued = true
+    setImmediate(() => {
+      notifyQueued = false
+      db.query('SELECT pg_notify($1, $2)', [TASKS_CHANNEL, `${queue} ${notifyAs}`]).catch(() => {})
+    })
   }
 
   /** Expired leases: ready again at the front, or dead after their last attempt. */
@@ -88,7 +125,7 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
        WHERE queue = $1 AND state = 'l' AND lease_until <= ${NOW_MS}`,
       [queue, LEASE_EXPIRED],
     )
-    if (rowCount > 0) wake()
+    if (rowCount > 0) readied()
     return rowCount
   }
   let sweepFailed = false
@@ -127,7 +164,7 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
     ).then(({ rows }) => {
       const ids = rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
       batch.forEach((b, i) => b.resolve(`t${ids[i]}`))
-      if (tasks.some((t) => t.delay === 0)) wake()
+      if (tasks.some((t) => t.delay === 0)) readied()
     }, (err: unknown) => {
       for (const b of batch) b.reject(err)
     })
@@ -219,13 +256,14 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
       pumping = false
     }
     if (waiters.length > 0 && !closed) {
-      const next = Math.min(POLL_MS, ...waiters.map((w) => w.until - Date.now()))
+      const next = Math.min(pollMs, ...waiters.map((w) => w.until - Date.now()))
       pollTimer = setTimeout(() => void pump(), Math.max(1, next))
     }
   }
 
   return {
     backend: 'postgres',
+    wakeWaiters: wake,
     enqueue(task: NewTask) {
       checkOpen()
       return new Promise<string>((resolve, reject) => {
@@ -280,7 +318,7 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
          SELECT id FROM d UNION ALL SELECT id FROM rl UNION ALL SELECT id FROM f`,
         [queue, ids(done), attempts(done), ids(released), attempts(released), ids(failed), attempts(failed), failed.map((r) => r.error), failed.map((r) => r.retryInMs)],
       )
-      if (released.length > 0 || failed.some((r) => r.retryInMs === 0)) wake()
+      if (released.length > 0 || failed.some((r) => r.retryInMs === 0)) readied()
       return lostOf(results, rows)
     },
     async counts(): Promise<TaskCounts> {
@@ -317,7 +355,7 @@ export function createPostgresTaskQueue({ db, queue, log }: PostgresTaskQueueOpt
         `UPDATE espra_tasks SET state = 'r', attempt = 0, failed_at = NULL, run_at = ${NOW_MS} WHERE queue = $1 AND id = $2 AND state = 'x'`,
         [queue, id.slice(1)],
       )
-      if (rowCount > 0) wake()
+      if (rowCount > 0) readied()
       return rowCount > 0
     },
     async close() {

@@ -60,6 +60,8 @@ export interface MetaClient {
   readonly seed: string | null
   /** The highest leader epoch seen (welcomes and stamped pushes); pushes stamped with a lower one are ignored. Null before any. */
   readonly epoch: number | null
+  /** What the linked seed's welcome said about leadership; null while unlinked or from a seed without a lease (embedded). */
+  readonly lead: WelcomeLead | null
   /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is false and every seed failed. */
   readonly ready: Promise<void>
   /**
@@ -97,6 +99,7 @@ class SeedLink implements MetaClient {
   private readonly listeners = new Map<MetaClientEvent, (() => void)[]>()
   private settleReady!: (err?: Error) => void
   private epochValue: number | null = null
+  private leadValue: WelcomeLead | null = null
   private staleLogged = -1
   private readonly loop: Promise<void>
 
@@ -129,6 +132,10 @@ class SeedLink implements MetaClient {
 
   get epoch(): number | null {
     return this.epochValue
+  }
+
+  get lead(): WelcomeLead | null {
+    return this.linked ? this.leadValue : null
   }
 
   private noteEpoch(epoch: number): void {
@@ -227,6 +234,7 @@ class SeedLink implements MetaClient {
           continue
         }
         this.session = session
+        this.leadValue = lead
         await this.opts.onConnect?.(this)
         if (session.state !== 'open') throw new EspraError('ESPRA_ERR_META_CLOSED', `seed ${target.address} closed the link during onConnect`)
       } catch (err) {

@@ -248,17 +248,24 @@ export interface WelcomeLead {
   readonly epoch: number | null
   /** The leader's meta address when known. */
   readonly address: string | null
+  /**
+   * The seed's task queues (`tasks.*`, `mailq.*`) live in the database every
+   * seed shares (`--tasks postgres`), so any seed serves them; false when
+   * each seed keeps its own (`--tasks embedded`) or the seed does not say.
+   */
+  readonly sharedTasks: boolean
 }
 
 /** The `lead` field of a welcome; null from a seed without a lease (embedded) or when malformed. */
 export function parseWelcomeLead(welcome: Record<string, unknown>): WelcomeLead | null {
   const lead = welcome['lead']
   if (typeof lead !== 'object' || lead === null || Array.isArray(lead)) return null
-  const { leader, epoch, address } = lead as Record<string, unknown>
+  const { leader, epoch, address, sharedTasks } = lead as Record<string, unknown>
   if (typeof leader !== 'boolean') return null
   return {
     leader,
     epoch: typeof epoch === 'number' && Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : null,
     address: typeof address === 'string' && address.length <= 300 ? address : null,
+    sharedTasks: sharedTasks === true,
   }
 }

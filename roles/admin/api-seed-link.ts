@@ -62,7 +62,7 @@ export async function openAdminSeedLink(config: NodeConfig, log: Logger): Promis
   // Never awaited: the node serves (and answers 503 ESPRA_ERR_ADMIN_SEED) while no seed is reachable.
   client.ready.catch(() => {})
   const tasks = config.redis === null
-    ? createMetaTaskQueue(client)
+    ? createMetaTaskQueue(client, 'tasks', { retryWindowMs: 0 }) // like the datastore below: 503 at once while no seed is linked
     : (await import('../../lib/tasks/queue-redis.js')).createRedisTaskQueue({ url: config.redis, log })
   const mailQueue = await openOutboundQueue(config.redis, log, client)
   const subscribe = <T>(set: Set<T>, listener: T): (() => void) => {

@@ -1,6 +1,7 @@
-// Datastore ops spread over the seeds (lib/process/seed-link.ts): with two seeds on one real PostgreSQL, a node's
-// `ds.*` ops go to the seed its id picks, leader or follower, while everything else goes to the leader; with
-// embedded seeds (no leader elected, each its own store) they stay on the leader's link.
+// Datastore and task ops spread over the seeds (lib/process/seed-link.ts): with two seeds on one real PostgreSQL, a
+// node's `ds.*` ops (and `tasks.*`/`mailq.*` when the queues are in the database) go to the seed its id picks, leader
+// or follower, while everything else goes to the leader; with embedded seeds (no leader elected, each its own store),
+// or `--tasks embedded` (each seed its own queues), they stay on the leader's link.
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,6 +20,37 @@ const TIMINGS = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '3s', 'see
 
 async function puts(seed: StartedNode): Promise<number> {
   return (await scrape(seed.metricsPort)).find('espra_seed_datastore_op_duration_seconds_count', { op: 'put' }).reduce((n, s) => n + s.value, 0)
+}
+
+/** Task ops `queue`.`op` the seed served (its own count, espra_seed_task_op_duration_seconds). */
+async function taskOps(seed: StartedNode, queue: string, op: string): Promise<number> {
+  return (await scrape(seed.metricsPort)).find('espra_seed_task_op_duration_seconds_count', { queue, op }).reduce((n, s) => n + s.value, 0)
+}
+
+/** Two seeds on one fresh database, seed-a leading; `list` is their meta addresses in that order. */
+async function twoPostgresSeeds(t: Test, extra: Record<string, string> = {}): Promise<{ a: StartedNode; b: StartedNode; list: string[] }> {
+  const postgres = await startPostgres(t)
+  const url = await postgres.createDatabase('spread')
+  const [portA, portB] = [await freePort(), await freePort()]
+  const common = { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS, ...extra }
+  const a = await startNode(t, 'seed', { ...common, 'node-id': 'seed-a', 'meta-port': portA, seed: `127.0.0.1:${portA}` })
+  await a.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-a leads')
+  const b = await startNode(t, 'seed', { ...common, 'node-id': 'seed-b', 'meta-port': portB, seed: `127.0.0.1:${portB}` })
+  await b.waitForLog((l) => l.msg === 'seed follows the leader', 'seed-b follows')
+  return { a, b, list: [`127.0.0.1:${portA}`, `127.0.0.1:${portB}`] }
+}
+
+/** A node id whose datastore link picks `list[index]` first. */
+const idPicking = (list: string[], index: number, prefix: string): string =>
+  Array.from({ length: 40 }, (_, i) => `${prefix}-${i}`).find((id) => spreadOrder(list, id)[0] === list[index])!
+
+/** Enqueues through `l` until `seed` has served one (the datastore link connects after the main one). */
+async function untilTasksReach(l: SeedLink, seed: StartedNode, queue: string, label: string): Promise<void> {
+  const start = await taskOps(seed, queue, 'enqueue')
+  await waitFor(`${label}: ${queue}.enqueue reaches its seed`, async () => {
+    await l.request(`${queue}.enqueue`, { name: 'warm', payload: new Uint8Array(1), attempts: 1, delay: 60_000 })
+    return (await taskOps(seed, queue, 'enqueue')) > start || undefined
+  }, 20_000)
 }
 
 function link(t: Test, seeds: string, nodeId: string): SeedLink {
@@ -69,6 +101,47 @@ t.test('two seeds on PostgreSQL: each node puts through the seed its id picks, t
     t.ok(((await l.request<{ id: string }[]>('nodes', {})).some((n) => n.id === id)), `${id} is in the leader's registry`)
   }
   t.same(new Set(ids.map((id) => spreadOrder(list, id)[0])).size, 2, 'node ids spread over both seeds')
+})
+
+t.test('two seeds on PostgreSQL with --tasks postgres: task ops go to the seed the id picks; a lease waiting on one seed gets a task enqueued on the other', async (t) => {
+  const { a, b, list } = await twoPostgresSeeds(t)
+  const toA = idPicking(list, 0, 'tasks')
+  const toB = idPicking(list, 1, 'tasks')
+  const la = link(t, list.join(','), toA)
+  const lb = link(t, list.join(','), toB)
+  await waitFor('both registered', () => (la.connected && lb.connected) || undefined)
+  for (const queue of ['tasks', 'mailq']) {
+    await untilTasksReach(la, a, queue, toA)
+    await untilTasksReach(lb, b, queue, toB)
+    const before = await Promise.all([a, b].map((s) => taskOps(s, queue, 'enqueue')))
+    for (let n = 0; n < 5; n++) await lb.request(`${queue}.enqueue`, { name: 'delayed', payload: new Uint8Array([n]), attempts: 1, delay: 60_000 })
+    const after = await Promise.all([a, b].map((s) => taskOps(s, queue, 'enqueue')))
+    t.same(after.map((x, k) => x - before[k]!), [0, 5], `${queue}: all five enqueues through ${toB} served by seed-b (the follower)`)
+
+    // A lease waiting on seed-b, the task enqueued on seed-a: the lease gets it (seed-a's NOTIFY wakes seed-b's waiter).
+    const leasesB = await taskOps(b, queue, 'lease')
+    const waiting = lb.request<{ tasks: { id: string; name: string }[] }>(`${queue}.lease`, { max: 1, leaseMs: 30_000, waitMs: 25_000 }, 30_000)
+    // Requests on one link are taken in order: once a later one is answered, seed-b has the lease in hand.
+    await lb.request(`${queue}.counts`, {})
+    const { id } = await la.request<{ id: string }>(`${queue}.enqueue`, { name: 'now', payload: new Uint8Array([7]), attempts: 1, delay: 0 })
+    const got = await waiting
+    t.same(got.tasks.map((x) => [x.id, x.name]), [[id, 'now']], `${queue}: the lease waiting on seed-b got the task enqueued on seed-a`)
+    t.equal((await taskOps(b, queue, 'lease')) - leasesB, 1, `${queue}: seed-b served the lease`)
+  }
+  // The registry stays with the leader.
+  t.ok(((await lb.request<{ id: string }[]>('nodes', {})).some((n) => n.id === toB)), `${toB} is in the leader's registry`)
+})
+
+t.test('two seeds on PostgreSQL with --tasks embedded (each its own queues): task ops stay with the leader, ds.* still spreads', async (t) => {
+  const { a, b, list } = await twoPostgresSeeds(t, { tasks: 'embedded' })
+  const toB = idPicking(list, 1, 'own')
+  const l = link(t, list.join(','), toB)
+  await waitFor(`${toB} registered`, () => l.connected || undefined)
+  t.same(await tenPutsServedBy(l, [a, b], b, toB), [0, 10], 'ds.put goes to seed-b (the id\'s pick)')
+  const before = await Promise.all([a, b].map((s) => taskOps(s, 'tasks', 'enqueue')))
+  for (let n = 0; n < 5; n++) await l.request('tasks.enqueue', { name: 'n', payload: new Uint8Array([n]), attempts: 1, delay: 0 })
+  const after = await Promise.all([a, b].map((s) => taskOps(s, 'tasks', 'enqueue')))
+  t.same(after.map((x, k) => x - before[k]!), [5, 0], 'tasks.enqueue served by seed-a, the leader, whose queue the admin CLI reads')
 })
 
 t.test('two embedded seeds (each its own store): puts stay with the seed the node is registered with', async (t) => {
