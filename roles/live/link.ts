@@ -59,8 +59,7 @@ export function createHomeOps(hub: Hub): HomeOps {
       const limit = optionalSeq(body, 'limit') ?? MAX_HISTORY_LIMIT
       return hub.history(channel(body), optionalSeq(body, 'since'), Math.min(limit, MAX_HISTORY_LIMIT))
     },
-    // `all`: every member, for a node that compares what it knew with what the home has (after a home change).
-    presence: (_sink, body) => hub.presence(channel(body), body['all'] === true ? Infinity : undefined),
+    presence: (_sink, body) => hub.presence(channel(body)),
     join: (sink, body) => hub.join(sink, channel(body), member(body['member'])),
     leave: (sink, body) => {
       if (typeof body['user'] !== 'string') throw new LiveError('BAD_FIELD', 'user must be a string')

@@ -52,6 +52,8 @@ interface Local {
   loading: { joins: Member[]; leaves: string[] }[] | null
   /** The pending settle after a home change. */
   settle: NodeJS.Timeout | null
+  /** The last snapshot had more members than a presence answer lists: not tracked (no snapshot per new subscriber). */
+  tooBig: boolean
 }
 
 interface Peer {
@@ -114,7 +116,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   }
 
   /**
-   * Asks the home for every member of the channel. The first time, that is what the node knows; after a home change
+   * Asks the home for the channel's members. The first time, that is what the node knows; after a home change
    * (`settle`), the difference from what the children were told is sent to them: the members of a dead home leave,
    * and a count-only channel's subscribers get the new home's count.
    */
@@ -133,11 +135,18 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     }
     if (l.loading) return
     l.loading = []
-    homeRequest<{ members: Member[] }>(home, 'presence', { ch, all: true }).then(
-      ({ members }) => {
+    homeRequest<{ count: number; members: Member[] }>(home, 'presence', { ch }).then(
+      ({ count, members }) => {
         const events = l.loading ?? []
         l.loading = null
         if (local.get(ch) !== l || l.home !== home) return
+        // Past the members a presence answer lists (PRESENCE_LIST_LIMIT, which keeps it under a link frame), the node
+        // knows too little to compare: such a channel gets no settle (count-only presence is for channels that big).
+        l.tooBig = count > members.length
+        if (l.tooBig) {
+          l.present = null
+          return
+        }
         const now = new Map(members.map((m) => [m.user, m]))
         for (const e of events) applyPresence(now, e.joins, e.leaves)
         const before = l.present
@@ -247,7 +256,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   function localFor(ch: string): Local {
     let l = local.get(ch)
-    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), present: null, loading: null, settle: null }))
+    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), present: null, loading: null, settle: null, tooBig: false }))
     return l
   }
 
@@ -262,7 +271,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
           const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
           if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
           l.children.add(child)
-          if (!l.present) snapshotPresence(req.ch, l, false)
+          if (!l.present && !l.tooBig) snapshotPresence(req.ch, l, false)
           const later = l.recent.filter((m) => m.seq > answer.seq)
           return later.length === 0 ? answer : { ...answer, messages: [...answer.messages, ...later] }
         } finally {
