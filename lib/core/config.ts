@@ -95,6 +95,7 @@ export interface NodeConfig {
   readonly liveMaxMessage: number
   readonly liveMaxBackpressure: number
   readonly livePublic: readonly string[]
+  readonly livePresenceCountOnly: readonly string[]
   readonly liveLinkOffset: number
   /** fileserver: the URL path the current app build is served under (no trailing `/`). */
   readonly appPath: string

@@ -2,6 +2,13 @@
 import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
+/** A comma-separated list (or a config file's array) of channel patterns. */
+function channelPatterns(raw: unknown): string[] {
+  const list: unknown = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
+  if (!Array.isArray(list) || list.some((p) => typeof p !== 'string' || !/^[A-Za-z0-9_\-:.@*]{1,128}$/.test(p))) throw new InvalidValue('must be a comma-separated list of channel patterns (letters, digits, _ - : . @ and *)')
+  return list as string[]
+}
+
 export const LIVE_OPTIONS = [
   option({
     key: 'liveHistorySize', flag: '--live-history-size <n>', env: 'ESPRA_LIVE_HISTORY_SIZE', defaultText: '1000',
@@ -44,11 +51,12 @@ export const LIVE_OPTIONS = [
   option({
     key: 'livePublic', flag: '--live-public <patterns>', env: 'ESPRA_LIVE_PUBLIC', defaultText: '(none)',
     doc: 'live: channel patterns anyone may subscribe to without a token, e.g. news:*,status',
-    default: constant([]), parse: (raw) => {
-      const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
-      if (!list || list.some((p) => typeof p !== 'string' || !/^[A-Za-z0-9_\-:.@*]{1,128}$/.test(p))) throw new InvalidValue('must be a comma-separated list of channel patterns (letters, digits, _ - : . @ and *)')
-      return list
-    },
+    default: constant([]), parse: channelPatterns,
+  }),
+  option({
+    key: 'livePresenceCountOnly', flag: '--live-presence-count-only <patterns>', env: 'ESPRA_LIVE_PRESENCE_COUNT_ONLY', defaultText: '(none)',
+    doc: 'live: channel patterns whose presence is a count only (no joins and leaves one by one: the count, at most once a second when it changed; no member lists), e.g. stadium:*; the same on every node of a region',
+    default: constant([]), parse: channelPatterns,
   }),
   option({
     key: 'liveLinkOffset', flag: '--live-link-offset <n>', env: 'ESPRA_LIVE_LINK_OFFSET', defaultText: '2000',

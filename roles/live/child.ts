@@ -112,6 +112,8 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
       for (const l of c.listeners) l.onMessage(ev, json)
     } else if (ev.k === 'presence') {
       fanout(ev.ch, presenceTopic, { op: 'presence', ch: ev.ch, joins: ev.joins, leaves: ev.leaves })
+    } else if (ev.k === 'count') {
+      fanout(ev.ch, presenceTopic, { op: 'presence', ch: ev.ch, count: ev.count })
     } else if (ev.k === 'reset') {
       fanout(ev.ch, topic, { op: 'sub-ok', ch: ev.ch, seq: ev.seq, recovered: false, ...(ev.gap !== undefined ? { gap: ev.gap } : {}) })
       for (const l of c.listeners) l.onReset(ev.ch, ev.seq, ev.gap)

@@ -59,13 +59,22 @@ function sseId(positions: Map<string, number>): string {
   return [...positions].map(([ch, seq]) => `${ch}=${seq}`).join(',')
 }
 
+/**
+ * `a=12,b=40` (what the stream's ids carry). Anything else is refused (4003): read leniently, a garbled id
+ * subscribed without a position and the client missed messages with no gap reported.
+ */
 function parseLastEventId(value: string): Map<string, number> {
   const out = new Map<string, number>()
+  if (value === '') return out
   for (const part of value.split(',')) {
     const eq = part.lastIndexOf('=')
     const ch = part.slice(0, eq)
-    const seq = Number(part.slice(eq + 1))
-    if (eq > 0 && isChannel(ch) && Number.isSafeInteger(seq) && seq >= 0) out.set(ch, seq)
+    const digits = part.slice(eq + 1)
+    const seq = Number(digits)
+    if (eq <= 0 || !isChannel(ch) || !/^\d{1,16}$/.test(digits) || !Number.isSafeInteger(seq)) {
+      throw new LiveError('BAD_FIELD', 'Last-Event-ID must be <channel>=<seq>,… as the stream sent it')
+    }
+    out.set(ch, seq)
   }
   return out
 }
@@ -93,6 +102,7 @@ export function addHttp(live: LiveChild): { close(): void } {
     const params = new URLSearchParams(req.getQuery() ?? '')
     const chs = [...new Set(params.getAll('ch'))]
     const lastEventId = req.getHeader('last-event-id') || params.get('lastEventId') || ''
+    let since: Map<string, number>
     try {
       if (chs.length === 0 || chs.length > MAX_SSE_CHANNELS) throw new LiveError('BAD_FIELD', `name 1 to ${MAX_SSE_CHANNELS} channels with ch=`)
       const grant = live.grantOf(params.get('token'))
@@ -100,10 +110,10 @@ export function addHttp(live: LiveChild): { close(): void } {
         if (!isChannel(ch)) throw new LiveError('BAD_CHANNEL')
         authorize(grant, 'sub', ch)
       }
+      since = parseLastEventId(lastEventId)
     } catch (err) {
       return failHttp(res, err, false)
     }
-    const since = parseLastEventId(lastEventId)
     const positions = new Map<string, number>()
     let closed = false
     let blocked = 0

@@ -24,10 +24,11 @@ export interface Member {
   readonly info?: Record<string, unknown> | undefined
 }
 
-/** What the home sends to interested nodes. */
+/** What the home sends to interested nodes (`count`: a count-only channel's member count, when it changed). */
 export type HubEvent =
   | ({ k: 'msg' } & LiveMessage)
   | { k: 'presence'; ch: string; joins: Member[]; leaves: string[] }
+  | { k: 'count'; ch: string; count: number }
 
 export interface Sink {
   readonly id: string
@@ -87,6 +88,10 @@ interface Channel {
   touched: number
   readonly sinks: Set<Sink>
   readonly members: Map<string, { info?: Record<string, unknown> | undefined; sinks: Set<string> }>
+  /** Count-only presence (--live-presence-count-only): joins and leaves are not sent, the count is (coalesced). */
+  readonly countOnly: boolean
+  /** The count last sent to sinks (count-only channels). */
+  countSent: number
 }
 
 export interface HubOptions {
@@ -96,6 +101,8 @@ export interface HubOptions {
   readonly historyBytes: number
   /** Largest message accepted, in bytes of its JSON text (`--live-max-message`); larger ones are refused with 4004. */
   readonly maxMessageBytes: number
+  /** Channels whose presence is count-only (--live-presence-count-only); none when absent. */
+  readonly countOnly?: (ch: string) => boolean
   /** Clock (ms) for tests. */
   readonly now?: () => number
 }
@@ -122,6 +129,8 @@ export class Hub {
   private readonly channels = new Map<string, Channel>()
   /** Channels forgotten while idle, and the last sequence each had. */
   private readonly forgotten = new Map<string, number>()
+  /** Count-only channels whose membership changed since the last {@link flushCounts}. */
+  private readonly countsChanged = new Set<string>()
   private readonly opts: HubOptions
   private readonly now: () => number
 
@@ -147,7 +156,9 @@ export class Hub {
       // A channel this home forgot (idle, its history all expired) starts again above its old sequence: all of that expired.
       const forgottenTo = this.forgotten.get(ch) ?? 0
       this.forgotten.delete(ch)
-      c = { seq: base, base, forgottenTo, trimmed: [], history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map() }
+      c = { seq: base, base, forgottenTo, trimmed: [], history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map(),
+        countOnly: this.opts.countOnly?.(ch) ?? false, countSent: 0,
+      }
       this.channels.set(ch, c)
     }
     return c
@@ -257,7 +268,7 @@ export class Hub {
     if (!m) {
       m = { info: member.info, sinks: new Set() }
       c.members.set(member.user, m)
-      this.emit(c, { k: 'presence', ch, joins: [member], leaves: [] })
+      this.presenceChanged(ch, c, [member], [])
     }
     m.sinks.add(sink.id)
   }
@@ -267,14 +278,38 @@ export class Hub {
     const m = c?.members.get(user)
     if (!c || !m || !m.sinks.delete(sink.id) || m.sinks.size > 0) return
     c.members.delete(user)
-    this.emit(c, { k: 'presence', ch, joins: [], leaves: [user] })
+    this.presenceChanged(ch, c, [], [user])
   }
 
-  presence(ch: string): { count: number; members: Member[] } {
+  private presenceChanged(ch: string, c: Channel, joins: Member[], leaves: string[]): void {
+    if (c.countOnly) this.countsChanged.add(ch)
+    else this.emit(c, { k: 'presence', ch, joins, leaves })
+  }
+
+  /** Sends each count-only channel's member count to its sinks if it changed since last sent: one event per channel however many joins and leaves. */
+  flushCounts(): void {
+    for (const ch of this.countsChanged) {
+      const c = this.channels.get(ch)
+      if (c && c.members.size !== c.countSent) {
+        c.countSent = c.members.size
+        this.emit(c, { k: 'count', ch, count: c.countSent })
+      }
+    }
+    this.countsChanged.clear()
+  }
+
+  /** Whether the channel's presence is count-only (its answers list no members). */
+  isCountOnly(ch: string): boolean {
+    return this.opts.countOnly?.(ch) ?? false
+  }
+
+  /** The member count and up to `limit` members (none for a count-only channel). */
+  presence(ch: string, limit = PRESENCE_LIST_LIMIT): { count: number; members: Member[] } {
     const c = this.channels.get(ch)
     const members: Member[] = []
+    if (this.isCountOnly(ch)) limit = 0
     for (const [user, m] of c?.members ?? []) {
-      if (members.length >= PRESENCE_LIST_LIMIT) break
+      if (members.length >= limit) break
       members.push(m.info === undefined ? { user } : { user, info: m.info })
     }
     return { count: c?.members.size ?? 0, members }
@@ -291,8 +326,28 @@ export class Hub {
           leaves.push(user)
         }
       }
-      if (leaves.length > 0) this.emit(c, { k: 'presence', ch, joins: [], leaves })
+      if (leaves.length > 0) this.presenceChanged(ch, c, [], leaves)
       this.forgetIfIdle(ch, c)
+    }
+  }
+
+  /**
+   * A node left the routing table (dead, or suspect for --heartbeat-timeout): its members leave every channel now,
+   * not when its link times out. Its interest stays (a drained node still serves its clients through its grace);
+   * a node that comes back joins its members again when it applies the table that lists it.
+   */
+  dropNodeMembers(nodeId: string): void {
+    const prefix = `${nodeId}#`
+    for (const [ch, c] of this.channels) {
+      const leaves: string[] = []
+      for (const [user, m] of c.members) {
+        for (const id of m.sinks) if (id.startsWith(prefix)) m.sinks.delete(id)
+        if (m.sinks.size === 0) {
+          c.members.delete(user)
+          leaves.push(user)
+        }
+      }
+      if (leaves.length > 0) this.presenceChanged(ch, c, [], leaves)
     }
   }
 

@@ -7,6 +7,7 @@
  * table for the region; a node the table does not list (yet) homes everything.
  */
 import type { RoutingTable } from '../../lib/core/node-state.js'
+import { compilePatterns } from '../../lib/live/channel.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import { startMetaServer } from '../../lib/transport/meta-server.js'
@@ -19,6 +20,14 @@ import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
 
 const HOME_TIMEOUT_MS = 5000
 const SWEEP_MS = 10_000
+/** Count-only channels' member counts go out at most this often (coalesced: one event per channel whatever the churn). */
+const PRESENCE_COUNT_MS = 1000
+/**
+ * After a channel's home changes, the node compares the members it knew with the new home's this long after
+ * (the other nodes have joined their members there by then: they apply the same routing push) and sends the
+ * difference: the members of a home that died leave.
+ */
+const PRESENCE_SETTLE_MS = 1000
 
 interface Local {
   home: string
@@ -34,6 +43,17 @@ interface Local {
    */
   recent: LiveMessage[]
   readonly users: Map<string, { member: Member; children: Set<number> }>
+  /**
+   * The channel's members as the home reported them (a snapshot, then its events): what this node's children were
+   * told. Null until the first snapshot, and for count-only channels.
+   */
+  present: Map<string, Member> | null
+  /** Presence events that arrived while a snapshot was asked for: applied on top of it (each is idempotent). */
+  loading: { joins: Member[]; leaves: string[] }[] | null
+  /** The pending settle after a home change. */
+  settle: NodeJS.Timeout | null
+  /** The last snapshot had more members than a presence answer lists: not tracked (no snapshot per new subscriber). */
+  tooBig: boolean
 }
 
 interface Peer {
@@ -48,6 +68,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   const self = config.nodeId
   const hub = new Hub({
     historySize: config.liveHistorySize, historyAgeMs: config.liveHistoryAge, historyBytes: config.liveHistoryBytes, maxMessageBytes: config.liveMaxMessage,
+    countOnly: compilePatterns(config.livePresenceCountOnly),
   })
   const local = new Map<string, Local>()
   const peers = new Map<string, Peer>()
@@ -75,8 +96,73 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         const { k: _k, ...message } = event
         l.recent.push(message)
       }
+    } else if (event.k === 'presence') {
+      l.loading?.push(event)
+      if (l.present) {
+        // Only what changes what the children were told: a new home's joins of members already known are not news.
+        const joins = event.joins.filter((m) => !l.present!.has(m.user))
+        const leaves = event.leaves.filter((u) => l.present!.has(u))
+        applyPresence(l.present, joins, leaves)
+        if (joins.length === 0 && leaves.length === 0) return
+        event = { ...event, joins, leaves }
+      }
     }
     for (const child of l.children) children.send(child, event)
+  }
+
+  function applyPresence(present: Map<string, Member>, joins: readonly Member[], leaves: readonly string[]): void {
+    for (const m of joins) present.set(m.user, m)
+    for (const u of leaves) present.delete(u)
+  }
+
+  /**
+   * Asks the home for the channel's members. The first time, that is what the node knows; after a home change
+   * (`settle`), the difference from what the children were told is sent to them: the members of a dead home leave,
+   * and a count-only channel's subscribers get the new home's count.
+   */
+  function snapshotPresence(ch: string, l: Local, settle: boolean): void {
+    const home = l.home
+    if (hub.isCountOnly(ch)) {
+      if (settle) {
+        homeRequest<{ count: number }>(home, 'presence', { ch }).then(
+          ({ count }) => {
+            if (local.get(ch) === l && l.home === home) for (const child of l.children) children.send(child, { k: 'count', ch, count })
+          },
+          (err: unknown) => log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the count of a channel at its new home'),
+        )
+      }
+      return
+    }
+    if (l.loading) return
+    l.loading = []
+    homeRequest<{ count: number; members: Member[] }>(home, 'presence', { ch }).then(
+      ({ count, members }) => {
+        const events = l.loading ?? []
+        l.loading = null
+        if (local.get(ch) !== l || l.home !== home) return
+        // Past the members a presence answer lists (PRESENCE_LIST_LIMIT, which keeps it under a link frame), the node
+        // knows too little to compare: such a channel gets no settle (count-only presence is for channels that big).
+        l.tooBig = count > members.length
+        if (l.tooBig) {
+          l.present = null
+          return
+        }
+        const now = new Map(members.map((m) => [m.user, m]))
+        for (const e of events) applyPresence(now, e.joins, e.leaves)
+        const before = l.present
+        l.present = now
+        if (!settle || !before) return
+        const joins = [...now.values()].filter((m) => !before.has(m.user))
+        const leaves = [...before.keys()].filter((u) => !now.has(u))
+        if (joins.length + leaves.length === 0) return
+        log.info({ ch, home, joins: joins.length, leaves: leaves.length }, 'live: presence settled after a home change')
+        for (const child of l.children) children.send(child, { k: 'presence', ch, joins, leaves })
+      },
+      (err: unknown) => {
+        l.loading = null
+        log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the members of a channel at its home')
+      },
+    )
   }
 
   // ---- talking to a channel's home (this node or a peer) ----
@@ -164,12 +250,13 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   function release(ch: string, l: Local): void {
     if (l.children.size > 0 || l.pending > 0 || l.users.size > 0 || local.get(ch) !== l) return
     local.delete(ch)
+    if (l.settle) clearTimeout(l.settle)
     homeSend(l.home, 'unsub', { ch })
   }
 
   function localFor(ch: string): Local {
     let l = local.get(ch)
-    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map() }))
+    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), present: null, loading: null, settle: null, tooBig: false }))
     return l
   }
 
@@ -184,6 +271,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
           const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
           if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
           l.children.add(child)
+          if (!l.present && !l.tooBig) snapshotPresence(req.ch, l, false)
           const later = l.recent.filter((m) => m.seq > answer.seq)
           return later.length === 0 ? answer : { ...answer, messages: [...answer.messages, ...later] }
         } finally {
@@ -246,9 +334,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   function onRouting(next: RoutingTable): void {
     if (next.region !== config.region) return
+    const ids = new Set(next.nodes.map((n) => n.id))
+    // Members on a node that left the table leave the channels homed here now, not when its link times out.
+    for (const n of table?.nodes ?? []) if (!ids.has(n.id) && n.id !== self) hub.dropNodeMembers(n.id)
     table = new Rendezvous(next.nodes)
     listed = next.nodes.some((n) => n.id === self)
-    const ids = new Set(next.nodes.map((n) => n.id))
     let moved = 0
     for (const [ch, l] of local) {
       const home = homeOf(ch)
@@ -256,6 +346,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       moved++
       homeSend(l.home, 'unsub', { ch })
       l.home = home
+      if (l.settle) clearTimeout(l.settle)
+      l.settle = setTimeout(() => {
+        l.settle = null
+        if (local.get(ch) === l && l.home === home) snapshotPresence(ch, l, true)
+      }, PRESENCE_SETTLE_MS).unref()
       if (home === self) resubscribe(ch, l, async (op, body) => homeOps[op as keyof HomeOps](selfSink, body as Record<string, unknown>))
       else {
         try {
@@ -292,15 +387,20 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   })
   const sweep = setInterval(() => hub.sweep(), SWEEP_MS)
   sweep.unref()
+  const counts = setInterval(() => hub.flushCounts(), PRESENCE_COUNT_MS)
+  counts.unref()
 
   return {
     async close() {
+      for (const l of local.values()) if (l.settle) clearTimeout(l.settle)
       clearInterval(sweep)
+      clearInterval(counts)
       for (const p of peers.values()) p.client.destroy()
       await link.close()
     },
     destroy(err) {
       clearInterval(sweep)
+      clearInterval(counts)
       for (const p of peers.values()) p.client.destroy()
       link.destroy(err)
     },
