@@ -1,4 +1,17 @@
-/** What every bench script shares: numeric `--name value` arguments and a sleep. */
+/** What every bench script shares: `--help`, numeric `--name value` arguments and a sleep. */
+
+import { readFileSync } from 'node:fs'
+
+/**
+ * With `--help` (or `-h`) on the command line, prints the script's header
+ * comment (what it measures, what it needs, its arguments) and exits.
+ */
+export function helpFrom(scriptUrl: string): void {
+  if (!process.argv.includes('--help') && !process.argv.includes('-h')) return
+  const header = /^\/\*\*([\s\S]*?)\*\//.exec(readFileSync(new URL(scriptUrl), 'utf8'))?.[1] ?? ''
+  console.log(header.split('\n').map((l) => l.replace(/^ \* ?| \*$/, '')).join('\n').trim())
+  process.exit(0)
+}
 
 /** The number after `--<name>` on the command line, or `fallback`; anything but a positive number is an error. */
 export function arg(name: string, fallback: number): number {

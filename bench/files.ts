@@ -3,14 +3,17 @@
  * (2 workers, sendfile, open_file_cache, gzip_static, keep-alive) on the same
  * files at the same URLs: a 1 KB and a 50 KB asset of the current app build
  * (pushed with `admin push-build`, served from memory; plain and gzip) and a
- * 1 MB object of the blob store through the disk cache (`/f/<key>`, warmed
- * by one GET first). wrk with keep-alive, both sides measured in alternating
- * rounds, the best round of each kept; prints req/s, MB/s, p50/p99, the
+ * 1 MB object of the blob store (`/f/<key>`, warmed by one GET first, so it
+ * is served from a child's memory layer, which the disk cache fills; nginx
+ * serves its copy from the page cache). wrk with keep-alive, both sides in
+ * rounds whose order turns each round; prints req/s, MB/s, p50/p99 and the
  * server's CPU (wrk shares the 2 cores and is not pinned: the same for both
- * sides) and the ratios against the targets. Needs `npm run build`, `wrk`
- * and `nginx`.
+ * sides) of each run, the best and the median round of each, and the ratios
+ * against the targets (req/s from the best and the median rounds, p99 from
+ * the median ones), with the load average before and after. Needs
+ * `npm run build`, `wrk` and `nginx`.
  *
- *   npx tsx bench/files.ts [--duration 10] [--connections 50] [--threads 2] [--rounds 2]
+ *   npx tsx bench/files.ts [--duration 10] [--connections 50] [--threads 2] [--rounds 3]
  */
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -18,15 +21,16 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { createLocalBlobStore } from '../lib/storage/local-blob-store.js'
-import { arg } from './args.js'
+import { arg, helpFrom } from './args.js'
 import { adopt, descendants, freePorts, guard, tempDir } from './live-common.js'
 import { get, pushBuild, startRegistered, startSeed, waitServing, writeTree } from './nodes.js'
-import { bestOfRounds, formatMeasured, loadAverage, requireTools, type Target } from './wrk.js'
+import { formatMeasured, loadAverage, measureRounds, requireTools, type Target } from './wrk.js'
 
+helpFrom(import.meta.url)
 const DURATION_S = arg('duration', 10)
 const CONNECTIONS = arg('connections', 50)
 const THREADS = arg('threads', 2)
-const ROUNDS = arg('rounds', 2)
+const ROUNDS = arg('rounds', 3)
 
 /** Text that compresses like real JavaScript does (not a run of one byte). */
 function scriptOf(bytes: number): string {
@@ -52,7 +56,7 @@ const CASES: readonly Case[] = [
   { name: '1 KB asset (memory)', path: SMALL, target: 1.0 },
   { name: '50 KB asset (memory)', path: MEDIUM, target: 1.0 },
   { name: '50 KB asset, gzip (memory)', path: MEDIUM, headers: { 'Accept-Encoding': 'gzip' }, target: 1.0 },
-  { name: '1 MB object (disk cache)', path: `/f/${OBJECT_KEY}`, target: 0.8 },
+  { name: '1 MB object (memory layer)', path: `/f/${OBJECT_KEY}`, target: 0.8 },
 ]
 
 function nginxConfig(dir: string, port: number): string {
@@ -128,7 +132,7 @@ async function main(): Promise<void> {
   }
   const gz = await get(fs.port, MEDIUM, { 'accept-encoding': 'gzip' })
   console.log(`build ${buildId}; fileserver pid ${fs.pid} children ${fs.children().join(',')}; nginx pid ${nginx.pid}; 50 KB asset gzip: ${gz.body.length} bytes`)
-  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency (keep-alive, wrk not pinned, same for both), ${ROUNDS} round(s), best kept; load average before: ${loadAverage()}`)
+  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency (keep-alive, wrk not pinned, same for both), ${ROUNDS} round(s), the order turned each round; load average before: ${loadAverage()}`)
 
   const results: string[] = []
   for (const c of CASES) {
@@ -137,16 +141,16 @@ async function main(): Promise<void> {
       { name: 'nginx', url: `http://127.0.0.1:${port}${c.path}`, headers: c.headers, pids: () => [nginx.pid!, ...descendants(nginx.pid!)] },
       { name: 'espra fileserver', url: `http://127.0.0.1:${fs.port}${c.path}`, headers: c.headers, pids: () => [fs.pid, ...fs.children()] },
     ]
-    const best = await bestOfRounds(sides, ROUNDS, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S })
-    const n = best.get('nginx')!
-    const e = best.get('espra fileserver')!
+    const { best, median } = await measureRounds(sides, ROUNDS, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S })
+    const [n, e, nm, em] = [best.get('nginx')!, best.get('espra fileserver')!, median.get('nginx')!, median.get('espra fileserver')!]
     const ratio = e.rps / n.rps
     // Per core of server CPU: less moved by what else runs on the shared cores than req/s alone.
     const perCore = (e.rps / e.cores) / (n.rps / n.cores)
-    results.push(`  ${c.name.padEnd(28)} nginx ${n.rps.toFixed(0).padStart(7)}  espra ${e.rps.toFixed(0).padStart(7)} req/s  espra/nginx ${ratio.toFixed(2)}x (target >= ${c.target.toFixed(1)}: ${ratio >= c.target ? 'met' : 'MISSED'}); per server core ${perCore.toFixed(2)}x`)
+    results.push(`  ${c.name.padEnd(28)} nginx ${n.rps.toFixed(0).padStart(7)}  espra ${e.rps.toFixed(0).padStart(7)} req/s  espra/nginx ${ratio.toFixed(2)}x best, ${(em.rps / nm.rps).toFixed(2)}x median (target >= ${c.target.toFixed(1)}: ${ratio >= c.target ? 'met' : 'MISSED'}); p99 ${(em.p99Ms / nm.p99Ms).toFixed(2)}x median; per server core ${perCore.toFixed(2)}x`)
     for (const [name, m] of best) console.log(`  best    ${formatMeasured(name, m)}`)
+    for (const [name, m] of median) console.log(`  median  ${formatMeasured(name, m)}`)
   }
-  console.log(`best of each, req/s (load average after: ${loadAverage()}):`)
+  console.log(`req/s (load average after: ${loadAverage()}):`)
   for (const line of results) console.log(line)
 }
 

@@ -5,15 +5,20 @@
  * keep-alive to the backend, `http-reuse always`, X-Forwarded-For and -Proto
  * added as the espra proxy adds them) to the same backend,
  * versus the backend directly, versus a bare Node pipe (one process, no HTTP:
- * the ceiling for any proxy on Node's sockets). Prints req/s and p99 of each
- * and the ratios.
+ * the ceiling for any proxy on Node's sockets). The targets run in rounds
+ * whose order turns each round; prints req/s, p99 and server CPU of each run,
+ * the best and the median round of each, and the ratios (req/s from the best
+ * rounds and from the median ones, p99 from the median ones), with the load
+ * average before and after.
  * Loopback on one machine: every process shares the same cores, so the
  * figures are relative only. Needs `npm run build`, `wrk` and `haproxy`.
  *
- *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 2]
+ *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 3] [--children 2]
+ *   BENCH_LUA=<wrk script> adds the script to every run and prints its status lines.
  */
-import { arg, sleep } from './args.js'
-import { requireTools, wrk, type WrkFigures } from './wrk.js'
+import { arg, helpFrom, sleep } from './args.js'
+import { descendants } from './live-common.js'
+import { formatMeasured, loadAverage, measureRounds, requireTools, type Measured, type Target } from './wrk.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
@@ -29,10 +34,11 @@ const BIN = join(ROOT, 'dist/bin/espra-node.js')
 const SECRET = 'bench-cluster-secret-0123456789'
 const HOST = 'us-1.live.localhost'
 
+helpFrom(import.meta.url)
 const CONNECTIONS = arg('connections', 100)
 const DURATION_S = arg('duration', 10)
 const THREADS = arg('threads', 2)
-const ROUNDS = arg('rounds', 2)
+const ROUNDS = arg('rounds', 3)
 const CHILDREN = arg('children', 2)
 
 const procs: ChildProcess[] = []
@@ -78,14 +84,6 @@ async function waitHttp(port: number, host: string): Promise<void> {
   throw new Error(`nothing answers 200 on ${port}`)
 }
 
-/** wrk against `port` with the Live host name; `BENCH_LUA=<script>` adds a wrk script and prints its status lines. */
-async function run(port: number): Promise<WrkFigures> {
-  const lua = process.env['BENCH_LUA']
-  const f = await wrk(`http://127.0.0.1:${port}/`, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, headers: { Host: HOST }, ...(lua ? { lua } : {}) })
-  if (lua) console.log(f.stdout.split('\n').filter((l) => /^\d{3}\t/.test(l)).join('\n'))
-  return f
-}
-
 async function main(): Promise<void> {
   requireTools('wrk', 'haproxy')
   const dir = mkdtempSync(join(tmpdir(), 'espra-bench-proxy-'))
@@ -95,7 +93,7 @@ async function main(): Promise<void> {
   const backendCode = `
     const { uws } = await import(${JSON.stringify(join(ROOT, 'dist/lib/http/uws.js'))});
     uws.App().any('/*', (res) => { res.end('hello world') }).listen('127.0.0.1', ${backendPort}, (s) => { if (!s) process.exit(1) });`
-  start(process.execPath, ['--input-type=module', '-e', backendCode])
+  const backend = start(process.execPath, ['--input-type=module', '-e', backendCode])
   await waitHttp(backendPort, HOST)
 
   // A real seed and a real proxy node (2 children).
@@ -114,7 +112,7 @@ async function main(): Promise<void> {
   })
   const beat = setInterval(() => live.send('heartbeat', { health: 'ok', children: 1, build: null, load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0 } }), 500)
   await live.ready
-  start(process.execPath, [BIN, '--role=proxy', `--children=${CHILDREN}`, `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
+  const proxy = start(process.execPath, [BIN, '--role=proxy', `--children=${CHILDREN}`, `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
   await waitHttp(proxyPort, HOST)
 
   // haproxy: 2 threads, keep-alive to the backend, connections reused across clients,
@@ -126,7 +124,7 @@ async function main(): Promise<void> {
     'frontend f', `  bind 127.0.0.1:${haproxyPort}`, '  default_backend b',
     'backend b', '  http-reuse always', '  option forwardfor', '  http-request set-header X-Forwarded-Proto http', `  server live 127.0.0.1:${backendPort}`, '',
   ].join('\n'))
-  start('haproxy', ['-f', cfg, '-db'])
+  const haproxy = start('haproxy', ['-f', cfg, '-db'])
   await waitHttp(haproxyPort, HOST)
 
   // The ceiling of any proxy on Node's sockets here: one process that reads the way the espra proxy
@@ -141,25 +139,24 @@ async function main(): Promise<void> {
       up = net.connect({ host: '127.0.0.1', port: ${backendPort}, noDelay: true, onread: onread((n) => client.write(copyRead(n))) });
       for (const [a, b] of [[client, up], [up, client]]) { a.on('error', () => {}); a.on('close', () => b.destroy()) }
     }).listen(${pipePort}, '127.0.0.1');`
-  start(process.execPath, ['--input-type=module', '-e', pipeCode])
+  const pipe = start(process.execPath, ['--input-type=module', '-e', pipeCode])
   await waitHttp(pipePort, HOST)
 
-  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency, ${ROUNDS} round(s) each, best round kept; loopback, ${spawnSync('nproc').stdout.toString().trim()} cores shared by everything`)
-  const best: Record<string, WrkFigures> = {}
-  const targets: [string, number][] = [['backend direct', backendPort], ['haproxy', haproxyPort], ['espra proxy', proxyPort], ['bare node pipe', pipePort]]
-  for (let round = 1; round <= ROUNDS; round++) {
-    for (const [name, port] of targets) {
-      const f = await run(port)
-      console.log(`  round ${round} ${name.padEnd(15)} ${f.rps.toFixed(0).padStart(8)} req/s  p99 ${f.p99Ms.toFixed(2).padStart(7)} ms${f.errors ? `  (${f.errors})` : ''}`)
-      if (!best[name] || f.rps > best[name]!.rps) best[name] = f
-    }
+  const lua = process.env['BENCH_LUA']
+  const target = (name: string, port: number, server: ChildProcess): Target =>
+    ({ name, url: `http://127.0.0.1:${port}/`, headers: { Host: HOST }, pids: () => [server.pid!, ...descendants(server.pid!)] })
+  const targets = [target('backend direct', backendPort, backend), target('haproxy', haproxyPort, haproxy), target('espra proxy', proxyPort, proxy), target('bare node pipe', pipePort, pipe)]
+  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency, ${ROUNDS} round(s), the order turned each round; loopback, ${spawnSync('nproc').stdout.toString().trim()} cores shared by everything; load average before: ${loadAverage()}`)
+  const { best, median } = await measureRounds(targets, ROUNDS, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, ...(lua ? { lua } : {}) },
+    (m) => lua && console.log(m.stdout.split('\n').filter((l) => /^\d{3}\t/.test(l)).join('\n')))
+  for (const [title, rounds] of [['best', best], ['median', median]] as const) {
+    console.log(`${title}:`)
+    for (const { name } of targets) console.log(`  ${formatMeasured(name, rounds.get(name)!)}`)
   }
-  const h = best['haproxy']!
-  const e = best['espra proxy']!
-  console.log('best:')
-  for (const [name] of targets) console.log(`  ${name.padEnd(15)} ${best[name]!.rps.toFixed(0).padStart(8)} req/s  p99 ${best[name]!.p99Ms.toFixed(2).padStart(7)} ms`)
-  console.log(`espra / haproxy: ${(e.rps / h.rps).toFixed(2)}x req/s (target >= 1.0), p99 ${(e.p99Ms / h.p99Ms).toFixed(2)}x (target <= 1.5)`)
-  console.log(`bare node pipe / haproxy: ${(best['bare node pipe']!.rps / h.rps).toFixed(2)}x req/s (the ceiling for a proxy on Node's sockets, one process)`)
+  const ratio = (rounds: Map<string, Measured>, a: string, b: string, key: 'rps' | 'p99Ms') => (rounds.get(a)![key] / rounds.get(b)![key]).toFixed(2)
+  console.log(`load average after: ${loadAverage()}`)
+  console.log(`espra / haproxy: ${ratio(best, 'espra proxy', 'haproxy', 'rps')}x req/s best, ${ratio(median, 'espra proxy', 'haproxy', 'rps')}x median (target >= 1.0); p99 ${ratio(median, 'espra proxy', 'haproxy', 'p99Ms')}x median (target <= 1.5)`)
+  console.log(`bare node pipe / haproxy: ${ratio(best, 'bare node pipe', 'haproxy', 'rps')}x req/s best (the ceiling for a proxy on Node's sockets, one process)`)
   clearInterval(beat)
   live.destroy()
 }

@@ -1,7 +1,7 @@
 /**
  * wrk from a bench: one run parsed into figures, and several targets measured
- * in alternating rounds (A, B, A, B: a burst of load from other sessions hits
- * both sides, not one), the best round of each kept. wrk runs as a child
+ * in alternating rounds (a burst of load from other sessions hits both sides,
+ * not one), with the best and the median round of each. wrk runs as a child
  * process without blocking this one, so meta clients here keep heartbeating.
  */
 import { spawn, spawnSync } from 'node:child_process'
@@ -99,16 +99,40 @@ export function formatMeasured(name: string, m: Measured): string {
   return `${name.padEnd(28)} ${m.rps.toFixed(0).padStart(8)} req/s ${m.mbPerS.toFixed(0).padStart(6)} MB/s  p50 ${m.p50Ms.toFixed(2).padStart(6)} ms  p99 ${m.p99Ms.toFixed(2).padStart(7)} ms  server ${m.cores.toFixed(2)} cores${m.errors ? `  (${m.errors})` : ''}`
 }
 
-/** Every target once per round, in turn, for `rounds` rounds; prints each run; returns the best (req/s) of each by name. */
-export async function bestOfRounds(targets: readonly Target[], rounds: number, opts: WrkOptions): Promise<Map<string, Measured>> {
-  const best = new Map<string, Measured>()
+export interface Rounds {
+  /** Each target's round with the most req/s. */
+  readonly best: Map<string, Measured>
+  /** Each target's middle round by req/s (the lower middle of an even count): the figure a burst of other load moves least. */
+  readonly median: Map<string, Measured>
+}
+
+/**
+ * Every target once per round for `rounds` rounds, the order turned by one
+ * each round (A B, then B A): no side always runs first on a cold machine or
+ * right after the other. Prints each run (and hands it to `afterRun`).
+ */
+export async function measureRounds(targets: readonly Target[], rounds: number, opts: WrkOptions, afterRun?: (m: Measured) => void): Promise<Rounds> {
+  const runs = new Map<string, Measured[]>(targets.map((t) => [t.name, []]))
   for (let round = 1; round <= rounds; round++) {
-    for (const target of targets) {
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[(i + round - 1) % targets.length]!
       const m = await measure(target, opts)
       console.log(`  round ${round} ${formatMeasured(target.name, m)}`)
-      const had = best.get(target.name)
-      if (had === undefined || m.rps > had.rps) best.set(target.name, m)
+      afterRun?.(m)
+      runs.get(target.name)!.push(m)
     }
   }
-  return best
+  const best = new Map<string, Measured>()
+  const median = new Map<string, Measured>()
+  for (const [name, measured] of runs) {
+    const byRps = [...measured].sort((a, b) => a.rps - b.rps)
+    best.set(name, byRps[byRps.length - 1]!)
+    median.set(name, byRps[Math.floor((byRps.length - 1) / 2)]!)
+  }
+  return { best, median }
+}
+
+/** `measureRounds`, keeping only each target's best round. */
+export async function bestOfRounds(targets: readonly Target[], rounds: number, opts: WrkOptions): Promise<Map<string, Measured>> {
+  return (await measureRounds(targets, rounds, opts)).best
 }
