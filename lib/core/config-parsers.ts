@@ -11,7 +11,7 @@ import { InvalidValue } from './errors.js'
 /** A value from a source before parsing: a flag/env string or a config-file JSON value. */
 export type Raw = unknown
 
-export interface OptionSpec<K extends string = string> {
+export interface OptionSpec<K extends string = string, V = unknown> {
   readonly key: K
   /** Commander flag syntax, e.g. `--drain-timeout <duration>`. */
   readonly flag: string
@@ -19,10 +19,15 @@ export interface OptionSpec<K extends string = string> {
   readonly doc: string
   /** Shown in help and `config defaults`; computed defaults get a description instead. */
   readonly defaultText: string
-  readonly default: (partial: Record<string, unknown>) => unknown
+  /** True when `default` computes the value and `defaultText` describes it; false when it is `defaultText` parsed. */
+  readonly defaultComputed: boolean
+  readonly default: (partial: Record<string, unknown>) => V
   /** Returns the parsed value or throws an `InvalidValue` saying what is allowed. */
-  readonly parse: (raw: Raw) => unknown
+  readonly parse: (raw: Raw) => V
 }
+
+/** The type an option gives the config: what its parser returns, or its default when that differs (`null`: not set). */
+export type OptionValue<O> = O extends OptionSpec<string, infer V> ? V : never
 
 export function integer(min: number, max: number) {
   return (raw: Raw): number => {
@@ -107,11 +112,26 @@ export function flag(raw: Raw): boolean {
   throw new InvalidValue('must be true or false')
 }
 
-export function option<K extends string>(spec: OptionSpec<K>): OptionSpec<K> {
-  return spec
+/**
+ * One row of the option table; the config's type is derived from the rows
+ * (`NodeConfig`). Without `default`, the default is `defaultText` parsed as
+ * if the operator had written it, so the documented default is the real one;
+ * a computed default (`default`) comes with a description instead.
+ */
+export function option<K extends string, V, D = V>(spec: {
+  readonly key: K
+  readonly flag: string
+  readonly env: string
+  readonly doc: string
+  readonly defaultText: string
+  readonly default?: (partial: Record<string, unknown>) => D
+  readonly parse: (raw: Raw) => V
+}): OptionSpec<K, V | D> {
+  const { parse, defaultText } = spec
+  return { ...spec, defaultComputed: spec.default !== undefined, default: spec.default ?? (() => parse(defaultText)) }
 }
 
-export const constant = (v: unknown) => () => v
+export const constant = <const T>(v: T) => (): T => v
 
 /**
  * The regular file at `dir` or above it that keeps it from being a

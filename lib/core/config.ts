@@ -10,10 +10,10 @@ import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
-import { constant, durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, parseSize, port, seedList, text } from './config-parsers.js'
+import { durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, type OptionValue, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError, InvalidValue } from './errors.js'
 import { ALERT_OPTIONS, checkAlerts } from './options-alerts.js'
-import { ADMIN_OPTIONS, loadAdminOperators } from './options-admin.js'
+import { ADMIN_OPTIONS, loadAdminOperators, type AdminOperator } from './options-admin.js'
 import { APP_OPTIONS } from './options-app.js'
 import { ELB_OPTIONS } from './options-elb.js'
 import { FILESERVER_OPTIONS } from './options-fileserver.js'
@@ -22,7 +22,7 @@ import { checkMailTls, MAIL_OPTIONS } from './options-mail.js'
 import { checkMailInbound, MAIL_INBOUND_OPTIONS } from './options-mail-inbound.js'
 import { checkMailOut, MAIL_OUT_OPTIONS } from './options-mail-out.js'
 import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
-import { STORAGE_OPTIONS, type BlobStoreKind } from './options-storage.js'
+import { STORAGE_OPTIONS } from './options-storage.js'
 import { TASK_OPTIONS } from './options-tasks.js'
 import { DATASTORE_OPTIONS, isPostgres, maskPostgresUrl } from './options-datastore.js'
 
@@ -43,73 +43,6 @@ export const DEFAULT_PORTS: Readonly<Record<RoleName, number>> = Object.freeze({
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
 
-export interface NodeConfig {
-  readonly role: RoleName
-  readonly seed: readonly string[]
-  readonly metaPort: number
-  readonly port: number
-  readonly bind: string
-  readonly advertise: string
-  readonly children: number
-  readonly region: string
-  /** proxy: serves `<region>.live.<liveDomain>`. */
-  readonly liveDomain: string
-  /** proxy: the routing-key handlers, tried in order (see {@link checkRouteKey}). */
-  readonly routeKeys: readonly string[]
-  readonly maxHeaderSize: number
-  readonly maxConnsPerAddress: number
-  readonly maxRpsPerAddress: number
-  /** proxy: TLS on `tlsPort` when both are set (files checked at load; children read them at start). */
-  readonly tlsCert: string | null
-  readonly tlsKey: string | null
-  readonly tlsPort: number
-  /** proxy: plain-HTTP requests for the live host get 308 to https (health excepted). */
-  readonly httpsRedirect: boolean
-  readonly nodeId: string
-  readonly dataDir: string
-  readonly secretFile: string
-  /** Accept a secret file other users may read (refused by default, as ssh refuses such keys). */
-  readonly insecureSecretFile: boolean
-  readonly logLevel: LogLevel
-  readonly drainTimeout: number
-  readonly maxChildRss: number
-  readonly metricsPort: number
-  readonly metricsBind: string
-  readonly heartbeatInterval: number
-  readonly heartbeatTimeout: number
-  readonly seedGrace: number
-  readonly maxFrame: number
-  /** Where files and builds are stored (`--blob-store`). */
-  readonly blobStore: BlobStoreKind
-  readonly blobDir: string
-  /** Required when blobStore is s3. */
-  readonly s3Bucket: string | null
-  readonly s3Region: string
-  /** An S3-compatible endpoint (path style); null for AWS. */
-  readonly s3Endpoint: string | null
-  readonly liveHistorySize: number
-  readonly liveHistoryAge: number
-  /** Bytes of messages one channel's history keeps at most. */
-  readonly liveHistoryBytes: number
-  readonly livePollTimeout: number
-  readonly liveMaxMessage: number
-  readonly liveMaxBackpressure: number
-  readonly livePublic: readonly string[]
-  readonly livePresenceCountOnly: readonly string[]
-  readonly liveLinkOffset: number
-  /** fileserver: the URL path the current app build is served under (no trailing `/`). */
-  readonly appPath: string
-  /** fileserver: the only Host `/f/` answers on, and one the app build never answers on; null: any Host. */
-  readonly filesHost: string | null
-  /** fileserver: the node's disk cache of `/f/` objects, and its bound in bytes. */
-  readonly cacheDir: string
-  readonly cacheMaxBytes: number
-  /** fileserver: how long a tus upload may stay unfinished (ms). */
-  readonly uploadExpiry: number
-  /** The cluster secret, read from ESPRA_SECRET or the secret file. Never printed. */
-  readonly secret: string
-}
-
 function defaultAdvertise(): string {
   for (const addrs of Object.values(networkInterfaces())) {
     for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address
@@ -127,17 +60,17 @@ const COMMON_OPTIONS = [
   option({
     key: 'role', flag: '--role <role>', env: 'ESPRA_ROLE', defaultText: '(required)',
     doc: `the role this node runs: ${ROLE_NAMES.join(', ')}`,
-    default: constant(undefined), parse: oneOf(ROLE_NAMES),
+    default: () => fail('--role', `is required: one of ${ROLE_NAMES.join(', ')}`), parse: oneOf(ROLE_NAMES),
   }),
   option({
     key: 'seed', flag: '--seed <list>', env: 'ESPRA_SEED', defaultText: '127.0.0.1:7000',
     doc: 'seed meta addresses, host:port[,host:port...]; the first reachable one is used, the rest are understudies (seeds on one PostgreSQL datastore: list them all; a follower sends nodes on to the leader)',
-    default: constant(['127.0.0.1:7000']), parse: seedList,
+    parse: seedList,
   }),
   option({
     key: 'metaPort', flag: '--meta-port <port>', env: 'ESPRA_META_PORT', defaultText: '7000',
     doc: 'the seed\'s internal meta port (seed role only; keep it off the public network)',
-    default: constant(7000), parse: port,
+    parse: port,
   }),
   option({
     key: 'port', flag: '--port <port>', env: 'ESPRA_PORT',
@@ -148,7 +81,7 @@ const COMMON_OPTIONS = [
   option({
     key: 'bind', flag: '--bind <address>', env: 'ESPRA_BIND', defaultText: '0.0.0.0',
     doc: 'address the public port binds to',
-    default: constant('0.0.0.0'), parse: host,
+    parse: host,
   }),
   option({
     key: 'advertise', flag: '--advertise <address>', env: 'ESPRA_ADVERTISE', defaultText: 'first non-loopback IPv4',
@@ -163,7 +96,7 @@ const COMMON_OPTIONS = [
   option({
     key: 'region', flag: '--region <name>', env: 'ESPRA_REGION', defaultText: 'us-1',
     doc: 'region this node serves; routing tables are per region',
-    default: constant('us-1'), parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and dashes, at most 32'),
+    parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and dashes, at most 32'),
   }),
   // ---- proxy role (other roles ignore these) ----,
   option({
@@ -175,7 +108,7 @@ const COMMON_OPTIONS = [
   option({
     key: 'dataDir', flag: '--data-dir <dir>', env: 'ESPRA_DATA_DIR', defaultText: './.espra',
     doc: 'state directory (secret, seed data, logs under `up`)',
-    default: () => resolve('.espra'), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a directory path')(raw)),
+    parse: (raw) => resolve(text(/^.{1,4096}$/, 'a directory path')(raw)),
   }),
   option({
     key: 'secretFile', flag: '--secret-file <file>', env: 'ESPRA_SECRET_FILE', defaultText: '<data-dir>/secret',
@@ -185,22 +118,22 @@ const COMMON_OPTIONS = [
   option({
     key: 'insecureSecretFile', flag: '--insecure-secret-file [bool]', env: 'ESPRA_INSECURE_SECRET_FILE', defaultText: 'false',
     doc: 'accept a secret file that group or other users may read or write (refused otherwise, as ssh refuses such keys)',
-    default: constant(false), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'logLevel', flag: '--log-level <level>', env: 'ESPRA_LOG_LEVEL', defaultText: 'info',
     doc: `log level: ${LOG_LEVELS.join(', ')}`,
-    default: constant('info'), parse: oneOf(LOG_LEVELS),
+    parse: oneOf(LOG_LEVELS),
   }),
   option({
     key: 'drainTimeout', flag: '--drain-timeout <duration>', env: 'ESPRA_DRAIN_TIMEOUT', defaultText: '10s',
     doc: 'how long in-flight work may drain on stop or child replacement',
-    default: constant(10_000), parse: durationIn(0, 3_600_000),
+    parse: durationIn(0, 3_600_000),
   }),
   option({
     key: 'maxChildRss', flag: '--max-child-rss <size>', env: 'ESPRA_MAX_CHILD_RSS', defaultText: '1GB',
     doc: 'a child whose RSS passes this is drained and replaced (0: never)',
-    default: constant(1024 ** 3), parse: parseSize,
+    parse: parseSize,
   }),
   option({
     key: 'metricsPort', flag: '--metrics-port <port>', env: 'ESPRA_METRICS_PORT', defaultText: 'public port + 1000',
@@ -210,17 +143,17 @@ const COMMON_OPTIONS = [
   option({
     key: 'metricsBind', flag: '--metrics-bind <address>', env: 'ESPRA_METRICS_BIND', defaultText: '127.0.0.1',
     doc: 'address the metrics port binds to (internal callers only)',
-    default: constant('127.0.0.1'), parse: host,
+    parse: host,
   }),
   option({
     key: 'heartbeatInterval', flag: '--heartbeat-interval <duration>', env: 'ESPRA_HEARTBEAT_INTERVAL', defaultText: '1s',
     doc: 'how often a node heartbeats to the seed',
-    default: constant(1000), parse: durationIn(50, 60_000),
+    parse: durationIn(50, 60_000),
   }),
   option({
     key: 'heartbeatTimeout', flag: '--heartbeat-timeout <duration>', env: 'ESPRA_HEARTBEAT_TIMEOUT', defaultText: '3s',
     doc: 'seed: a node silent this long is dead and removed',
-    default: constant(3000), parse: durationIn(100, 600_000),
+    parse: durationIn(100, 600_000),
   }),
   option({
     key: 'seedGrace', flag: '--seed-grace <duration>', env: 'ESPRA_SEED_GRACE', defaultText: 'twice the heartbeat timeout',
@@ -230,7 +163,7 @@ const COMMON_OPTIONS = [
   option({
     key: 'maxFrame', flag: '--max-frame <size>', env: 'ESPRA_MAX_FRAME', defaultText: '1MB',
     doc: 'largest meta-port frame accepted; a larger one drops the peer',
-    default: constant(1024 ** 2), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 1024 || n > 256 * 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 256MB')
       return n
@@ -243,6 +176,18 @@ const COMMON_OPTIONS = [
 export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS, ...ALERT_OPTIONS, ...ADMIN_OPTIONS] as const
 
 export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
+
+/**
+ * The config a node runs with, derived from the table: one field per option,
+ * typed by what its parser (or its default) gives; plus what the loader reads
+ * from files (the secret, the admin operators).
+ */
+export type NodeConfig = { readonly [O in (typeof NODE_OPTIONS)[number] as O['key']]: OptionValue<O> } & {
+  /** The cluster secret, read from ESPRA_SECRET or the secret file. Never printed. */
+  readonly secret: string
+  /** admin: the operators read from `adminTokensFile` at load (empty without one). */
+  readonly adminOperators: readonly AdminOperator[]
+}
 
 export interface ConfigSources {
   /** Values from the CLI, keyed by option key (commander's camelCase). */
@@ -302,7 +247,6 @@ export function loadConfig(sources: ConfigSources, options: readonly OptionSpec[
       fail(origin, `${reason.message} (got ${JSON.stringify(raw)})`)
     }
   }
-  if (out['role'] === undefined) fail('--role', `is required: one of ${ROLE_NAMES.join(', ')}`)
   if (out['blobStore'] === 's3' && out['s3Bucket'] === null) fail('--s3-bucket', 'is required when --blob-store is s3')
   checkTimings(out)
   checkProxyTls(out)

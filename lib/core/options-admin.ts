@@ -25,22 +25,6 @@ export interface AdminOperator {
   readonly tokenSha256: string
 }
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** admin: the operators file; null: the API answers every call 401 (nobody may call it). */
-    readonly adminTokensFile: string | null
-    /** admin: the operators read from `adminTokensFile` at load (empty without one). */
-    readonly adminOperators: readonly AdminOperator[]
-    /** admin: largest JSON body the API reads. */
-    readonly adminMaxBody: number
-    /** admin: failed authentications one client address may make per `adminAuthWindow` before it is refused 429. */
-    readonly adminAuthFailures: number
-    readonly adminAuthWindow: number
-    /** admin: audit entries older than this are deleted. */
-    readonly adminAuditRetention: number
-  }
-}
-
 /** Operator names: what the audit log shows. */
 export const OPERATOR_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/
 const SHA256_HEX = /^[0-9a-f]{64}$/
@@ -121,7 +105,7 @@ export const ADMIN_OPTIONS = [
   option({
     key: 'adminMaxBody', flag: '--admin-max-body <size>', env: 'ESPRA_ADMIN_MAX_BODY', defaultText: '1MB',
     doc: 'admin: largest JSON request body the API reads (larger: 413)',
-    default: constant(1024 ** 2), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 1024 || n > 64 * 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 64MB')
       return n
@@ -130,12 +114,12 @@ export const ADMIN_OPTIONS = [
   option({
     key: 'adminAuthFailures', flag: '--admin-auth-failures <n>', env: 'ESPRA_ADMIN_AUTH_FAILURES', defaultText: '10',
     doc: 'admin: failed authentications one client address may make per --admin-auth-window; past that it gets 429 until the window ends',
-    default: constant(10), parse: integer(1, 100_000),
+    parse: integer(1, 100_000),
   }),
   option({
     key: 'adminAuthWindow', flag: '--admin-auth-window <duration>', env: 'ESPRA_ADMIN_AUTH_WINDOW', defaultText: '1m',
     doc: 'admin: the window --admin-auth-failures counts in',
-    default: constant(60_000), parse: durationIn(1000, 24 * 3_600_000),
+    parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
     key: 'adminAuditRetention', flag: '--admin-audit-retention <duration>', env: 'ESPRA_ADMIN_AUDIT_RETENTION', defaultText: '2160h (90 days)',

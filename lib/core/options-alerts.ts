@@ -7,49 +7,6 @@ import { EspraError, InvalidValue } from './errors.js'
 export const WEBHOOK_FORMATS = ['json', 'slack'] as const
 export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number]
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** admin: compete for the alert engine lease; the holder probes and runs the alert engine in its parent. */
-    readonly alerts: boolean
-    /** admin: the alert engine lease: one admin node of those with --alerts true runs the engine; a standby takes over within 2× this after the holder dies. */
-    readonly alertLease: number
-    /** admin: how often every registered node's `/_espra/health` is probed. */
-    readonly probeInterval: number
-    /** admin: a probe not answered within this failed. */
-    readonly probeTimeout: number
-    /** admin: probe results kept per node (newest last). */
-    readonly probeHistory: number
-    /** admin: consecutive failed probes that make a node down. */
-    readonly alertDownAfter: number
-    /** admin: nodes failing one rule within this window make one grouped alert (0: never grouped). */
-    readonly alertGroupWindow: number
-    /** admin: the half-life of the flap penalty (docs/alerts.md, "Flapping"). */
-    readonly alertFlapHalfLife: number
-    /** admin: a node's RSS (parent and children) past this alerts (0: off). */
-    readonly alertMaxRss: number
-    /** admin: a node's worst child event-loop lag past this alerts (0: off). */
-    readonly alertMaxLag: number
-    /** admin: dead letters in the task queue from which it alerts (0: off). */
-    readonly alertDeadLetters: number
-    /** admin: ready tasks from which the backlog alerts (0: off). */
-    readonly alertTaskBacklog: number
-    /** admin: a fileserver's pending uploads from which it alerts (0: off). */
-    readonly alertPendingUploads: number
-    /** admin: a seed leader change (PostgreSQL seeds) stays an open alert until no other change came for this long. */
-    readonly alertLeaderQuiet: number
-    /** admin: a build still staging (or under canary) after this alerts. */
-    readonly alertBuildDeadline: number
-    /** admin: webhook URLs every notification is POSTed to. */
-    readonly alertWebhook: readonly string[]
-    /** admin: file holding the HMAC-SHA256 key webhooks are signed with; null: unsigned. */
-    readonly alertWebhookSecretFile: string | null
-    readonly alertWebhookFormat: WebhookFormat
-    /** admin: addresses every notification is mailed to through the outbound mail queue. */
-    readonly alertEmail: readonly string[]
-    readonly alertEmailFrom: string
-  }
-}
-
 /** A comma-separated list (or a JSON array in a config file) of http(s) URLs. Throws a sentence saying what is allowed. */
 export function webhookList(raw: unknown): string[] {
   const items = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',') : null
@@ -93,77 +50,77 @@ export const ALERT_OPTIONS = [
   option({
     key: 'alerts', flag: '--alerts <bool>', env: 'ESPRA_ALERTS', defaultText: 'true',
     doc: 'admin: compete for the alert engine lease; the admin node holding it probes every node and runs the alert engine (one per cluster, whatever the number of admin nodes)',
-    default: constant(true), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'alertLease', flag: '--alert-lease <duration>', env: 'ESPRA_ALERT_LEASE', defaultText: '10s',
     doc: 'admin: the alert engine lease (kept in the datastore): of the admin nodes with --alerts true one holds it and runs the engine, renewing every quarter lease; the others take over within 2x this after it dies, at once after it stops',
-    default: constant(10_000), parse: durationIn(1000, 600_000),
+    parse: durationIn(1000, 600_000),
   }),
   option({
     key: 'probeInterval', flag: '--probe-interval <duration>', env: 'ESPRA_PROBE_INTERVAL', defaultText: '10s',
     doc: 'admin: how often every registered node\'s public /_espra/health is probed (and the rules evaluated), like an off-site monitor',
-    default: constant(10_000), parse: durationIn(100, 3_600_000),
+    parse: durationIn(100, 3_600_000),
   }),
   option({
     key: 'probeTimeout', flag: '--probe-timeout <duration>', env: 'ESPRA_PROBE_TIMEOUT', defaultText: '2s',
     doc: 'admin: a probe not answered within this failed; at most --probe-interval',
-    default: constant(2000), parse: durationIn(50, 60_000),
+    parse: durationIn(50, 60_000),
   }),
   option({
     key: 'probeHistory', flag: '--probe-history <n>', env: 'ESPRA_PROBE_HISTORY', defaultText: '30',
     doc: 'admin: probe results (time, status, latency, error) kept per node',
-    default: constant(30), parse: integer(1, 500),
+    parse: integer(1, 500),
   }),
   option({
     key: 'alertDownAfter', flag: '--alert-down-after <n>', env: 'ESPRA_ALERT_DOWN_AFTER', defaultText: '3',
     doc: 'admin: consecutive failed probes that make a node down (a node the seed evicted or lost is down at once)',
-    default: constant(3), parse: integer(1, 100),
+    parse: integer(1, 100),
   }),
   option({
     key: 'alertGroupWindow', flag: '--alert-group-window <duration>', env: 'ESPRA_ALERT_GROUP_WINDOW', defaultText: '10s',
     doc: 'admin: a new incident waits this long for others of the same rule; two or more make one grouped alert listing the nodes (0: never grouped)',
-    default: constant(10_000), parse: durationIn(0, 600_000),
+    parse: durationIn(0, 600_000),
   }),
   option({
     key: 'alertFlapHalfLife', flag: '--alert-flap-half-life <duration>', env: 'ESPRA_ALERT_FLAP_HALF_LIFE', defaultText: '2m',
     doc: 'admin: half-life of the flap penalty (1 point per change of a condition); an incident resolves only once its penalty is under 1.5, so a flapping node stays one open alert',
-    default: constant(120_000), parse: durationIn(100, 24 * 3_600_000),
+    parse: durationIn(100, 24 * 3_600_000),
   }),
   option({
     key: 'alertMaxRss', flag: '--alert-max-rss <size>', env: 'ESPRA_ALERT_MAX_RSS', defaultText: '3GB',
     doc: 'admin: a node whose RSS (parent and children, from its heartbeats) passes this alerts (0: off)',
-    default: constant(3 * 1024 ** 3), parse: parseSize,
+    parse: parseSize,
   }),
   option({
     key: 'alertMaxLag', flag: '--alert-max-lag <duration>', env: 'ESPRA_ALERT_MAX_LAG', defaultText: '500ms',
     doc: 'admin: a node whose worst child event-loop lag (from its heartbeats) passes this alerts (0: off)',
-    default: constant(500), parse: durationIn(0, 600_000),
+    parse: durationIn(0, 600_000),
   }),
   option({
     key: 'alertDeadLetters', flag: '--alert-dead-letters <n>', env: 'ESPRA_ALERT_DEAD_LETTERS', defaultText: '1',
     doc: 'admin: the task queue alerts from this many dead letters (0: off)',
-    default: constant(1), parse: count(1_000_000_000),
+    parse: count(1_000_000_000),
   }),
   option({
     key: 'alertTaskBacklog', flag: '--alert-task-backlog <n>', env: 'ESPRA_ALERT_TASK_BACKLOG', defaultText: '10000',
     doc: 'admin: the task queue alerts when this many tasks are ready, or when the ready count grew at each of the last 6 probe rounds (0: off)',
-    default: constant(10_000), parse: count(1_000_000_000),
+    parse: count(1_000_000_000),
   }),
   option({
     key: 'alertPendingUploads', flag: '--alert-pending-uploads <n>', env: 'ESPRA_ALERT_PENDING_UPLOADS', defaultText: '100',
     doc: 'admin: a fileserver alerts when it holds this many uploads not yet in the blob store (0: off)',
-    default: constant(100), parse: count(1_000_000_000),
+    parse: count(1_000_000_000),
   }),
   option({
     key: 'alertBuildDeadline', flag: '--alert-build-deadline <duration>', env: 'ESPRA_ALERT_BUILD_DEADLINE', defaultText: '10m',
     doc: 'admin: a build still staging (or under a canary) this long after its push alerts; a refused build alerts at once',
-    default: constant(600_000), parse: durationIn(1000, 24 * 3_600_000),
+    parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
     key: 'alertLeaderQuiet', flag: '--alert-leader-quiet <duration>', env: 'ESPRA_ALERT_LEADER_QUIET', defaultText: '2m',
     doc: 'admin: seeds on PostgreSQL: a change of the seeds\' leader opens one seed-leader alert, which resolves by itself once no further change came for this long (never with one embedded seed)',
-    default: constant(120_000), parse: durationIn(1000, 24 * 3_600_000),
+    parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
     key: 'alertWebhook', flag: '--alert-webhook <urls>', env: 'ESPRA_ALERT_WEBHOOK', defaultText: '(none)',
@@ -178,7 +135,7 @@ export const ALERT_OPTIONS = [
   option({
     key: 'alertWebhookFormat', flag: '--alert-webhook-format <format>', env: 'ESPRA_ALERT_WEBHOOK_FORMAT', defaultText: 'json',
     doc: `admin: webhook body: json ({event, epoch, alert}) or slack ({text}, for Slack-compatible incoming webhooks)`,
-    default: constant('json'), parse: oneOf(WEBHOOK_FORMATS),
+    parse: oneOf(WEBHOOK_FORMATS),
   }),
   option({
     key: 'alertEmail', flag: '--alert-email <addresses>', env: 'ESPRA_ALERT_EMAIL', defaultText: '(none)',
@@ -188,7 +145,7 @@ export const ALERT_OPTIONS = [
   option({
     key: 'alertEmailFrom', flag: '--alert-email-from <address>', env: 'ESPRA_ALERT_EMAIL_FROM', defaultText: 'espra-alerts@localhost',
     doc: 'admin: the From address of alert mail',
-    default: constant('espra-alerts@localhost'), parse: (raw) => {
+    parse: (raw) => {
       const list = emailList(raw)
       if (list.length !== 1) throw new InvalidValue('must be one email address')
       return list[0]!

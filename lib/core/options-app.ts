@@ -1,24 +1,7 @@
 /** App options (other roles ignore these): worker threads, request queue, timeouts, body size, app settings. */
 import { availableParallelism } from 'node:os'
-import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
+import { durationIn, integer, option, parseSize } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
-
-declare module './config.js' {
-  interface NodeConfig {
-    /** app: worker threads per child running the application. */
-    readonly threads: number
-    /** app: requests a child holds waiting for an idle worker; past it, 503 with Retry-After. */
-    readonly queueSize: number
-    /** app: a request not answered in this time gets 504 and its worker is replaced. */
-    readonly requestTimeout: number
-    /** app: a build's workers must load and finish `init` within this, or the build is refused (seed: plus a margin, the staging deadline). */
-    readonly initTimeout: number
-    /** app: largest request body handed to the application (413 past it). */
-    readonly maxBody: number
-    /** app: operator settings handed to the application as `ctx.config.settings`. */
-    readonly appSettings: Readonly<Record<string, unknown>>
-  }
-}
 
 export const APP_OPTIONS = [
   option({
@@ -29,22 +12,22 @@ export const APP_OPTIONS = [
   option({
     key: 'queueSize', flag: '--queue-size <n>', env: 'ESPRA_QUEUE_SIZE', defaultText: '256',
     doc: 'app: requests a child queues while every worker is busy; past it, 503 with Retry-After',
-    default: constant(256), parse: integer(0, 1_000_000),
+    parse: integer(0, 1_000_000),
   }),
   option({
     key: 'requestTimeout', flag: '--request-timeout <duration>', env: 'ESPRA_REQUEST_TIMEOUT', defaultText: '30s',
     doc: 'app: a request unanswered after this gets 504 and the worker running it is terminated and replaced',
-    default: constant(30_000), parse: durationIn(10, 3_600_000),
+    parse: durationIn(10, 3_600_000),
   }),
   option({
     key: 'initTimeout', flag: '--init-timeout <duration>', env: 'ESPRA_INIT_TIMEOUT', defaultText: '30s',
     doc: 'app: a new build\'s workers must load and finish init() within this, else they are terminated and the build refused (ESPRA_ERR_BUILD_INIT_TIMEOUT); seed: staging waits this plus 15s for every node',
-    default: constant(30_000), parse: durationIn(100, 3_600_000),
+    parse: durationIn(100, 3_600_000),
   }),
   option({
     key: 'maxBody', flag: '--max-body <size>', env: 'ESPRA_MAX_BODY', defaultText: '1MB',
     doc: 'app: largest request body handed to the application (413 past it)',
-    default: constant(1024 ** 2), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n > 1024 ** 3) throw new InvalidValue('must be a size up to 1GB')
       return n
@@ -53,7 +36,7 @@ export const APP_OPTIONS = [
   option({
     key: 'appSettings', flag: '--app-settings <json>', env: 'ESPRA_APP_SETTINGS', defaultText: '{}',
     doc: 'app: a JSON object handed to the application as ctx.config.settings (public URLs, feature switches); app code sees it, so no secrets',
-    default: constant({}), parse: parseAppSettings,
+    parse: parseAppSettings,
   }),
 ] as const
 

@@ -4,21 +4,8 @@
  * `postgres://` URL puts them in PostgreSQL (docs/postgres.md). Only seeds
  * connect to the database; other nodes keep using the meta port.
  */
-import { constant, durationIn, integer, oneOf, option } from './config-parsers.js'
+import { durationIn, integer, oneOf, option } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
-
-declare module './config.js' {
-  interface NodeConfig {
-    /** `embedded`, or a `postgres://` URL (its password is never printed: {@link maskPostgresUrl}). */
-    readonly datastore: string
-    /** Connections the seed holds to PostgreSQL at most. */
-    readonly datastorePool: number
-    /** The seed's task queues (app tasks and outbound mail): `embedded` or `postgres`. */
-    readonly tasks: TaskBackend
-    /** Seeds on PostgreSQL: the leader's lease (ms); renewed every quarter of it, given up after three quarters without a renewal. */
-    readonly seedLease: number
-  }
-}
 
 export const TASK_BACKENDS = ['embedded', 'postgres'] as const
 export type TaskBackend = (typeof TASK_BACKENDS)[number]
@@ -58,12 +45,12 @@ export const DATASTORE_OPTIONS = [
   option({
     key: 'datastore', flag: '--datastore <url>', env: 'ESPRA_DATASTORE', defaultText: 'embedded',
     doc: 'seed: where durable records live: embedded (LMDB under <data-dir>/seed) or postgres://user:password@host:5432/database (the password is masked wherever the URL is printed)',
-    default: constant('embedded'), parse: datastoreUrl,
+    parse: datastoreUrl,
   }),
   option({
     key: 'datastorePool', flag: '--datastore-pool <n>', env: 'ESPRA_DATASTORE_POOL', defaultText: '10',
     doc: 'seed: PostgreSQL connections the datastore and task queues hold at most (the leader lease has one more of its own)',
-    default: constant(10), parse: integer(1, 200),
+    parse: integer(1, 200),
   }),
   option({
     key: 'tasks', flag: '--tasks <backend>', env: 'ESPRA_TASKS', defaultText: 'postgres with a postgres --datastore, else embedded',
@@ -73,6 +60,6 @@ export const DATASTORE_OPTIONS = [
   option({
     key: 'seedLease', flag: '--seed-lease <duration>', env: 'ESPRA_SEED_LEASE', defaultText: '2s',
     doc: 'seed with a postgres --datastore: the leader\'s lease; seeds look at it every quarter lease, a leader that could not renew it for three quarters steps down, a follower takes over once it has run out',
-    default: constant(2000), parse: durationIn(400, 60_000),
+    parse: durationIn(400, 60_000),
   }),
 ] as const

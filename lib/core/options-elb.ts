@@ -1,15 +1,6 @@
 /** ELB options: the target group this node joins when healthy and leaves first when it stops. */
 import { constant, option, text } from './config-parsers.js'
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** An ELBv2 target group ARN; null: the node is not in one. */
-    readonly elbTargetGroup: string | null
-    /** This node as a target: an instance id, or null for its `--advertise` address (IP targets). */
-    readonly elbTargetId: string | null
-  }
-}
-
 export const ELB_OPTIONS = [
   option({
     key: 'elbTargetGroup', flag: '--elb-target-group <arn>', env: 'ESPRA_ELB_TARGET_GROUP', defaultText: '(none)',

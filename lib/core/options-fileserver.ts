@@ -7,7 +7,6 @@ export const FILESERVER_OPTIONS = [
   option({
     key: 'appPath', flag: '--app-path <path>', env: 'ESPRA_APP_PATH', defaultText: '/app',
     doc: 'fileserver: URL path the current app build is served under, e.g. /app (not /, /_espra, /f, /upload or /uploads)',
-    default: constant('/app'),
     parse: (raw: unknown): string => {
       const path = text(/^(\/[A-Za-z0-9._~-]+)+\/?$/, 'a path such as /app: "/"-separated segments of letters, digits, ".", "_", "~" and "-"')(raw).replace(/\/$/, '')
       if (path === '/_espra' || path.startsWith('/_espra/') || path.split('/').some((s) => s === '.' || s === '..')) throw new InvalidValue('must not be /_espra or hold "." or ".." segments')
@@ -37,7 +36,7 @@ export const FILESERVER_OPTIONS = [
   option({
     key: 'cacheMaxBytes', flag: '--cache-max-bytes <size>', env: 'ESPRA_CACHE_MAX_BYTES', defaultText: '1GB',
     doc: 'fileserver: the disk cache is kept under this many bytes, least recently served objects evicted first',
-    default: constant(1024 ** 3), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 1024) throw new InvalidValue('must be a size of at least 1KB')
       return n
@@ -46,6 +45,6 @@ export const FILESERVER_OPTIONS = [
   option({
     key: 'uploadExpiry', flag: '--upload-expiry <duration>', env: 'ESPRA_UPLOAD_EXPIRY', defaultText: '24h',
     doc: 'fileserver: a resumable (tus) upload not finished this long after its creation expires: 410, then its parts and state are swept',
-    default: constant(24 * 3_600_000), parse: durationIn(1000, 30 * 24 * 3_600_000),
+    parse: durationIn(1000, 30 * 24 * 3_600_000),
   }),
 ] as const

@@ -13,17 +13,17 @@ export const LIVE_OPTIONS = [
   option({
     key: 'liveHistorySize', flag: '--live-history-size <n>', env: 'ESPRA_LIVE_HISTORY_SIZE', defaultText: '1000',
     doc: 'live: messages of history kept per channel on its home node (0: none, so every reconnect is recovered:false)',
-    default: constant(1000), parse: integer(0, 1_000_000),
+    parse: integer(0, 1_000_000),
   }),
   option({
     key: 'liveHistoryAge', flag: '--live-history-age <duration>', env: 'ESPRA_LIVE_HISTORY_AGE', defaultText: '5m',
     doc: 'live: history older than this is dropped',
-    default: constant(300_000), parse: durationIn(1000, 7 * 24 * 3_600_000),
+    parse: durationIn(1000, 7 * 24 * 3_600_000),
   }),
   option({
     key: 'liveHistoryBytes', flag: '--live-history-bytes <size>', env: 'ESPRA_LIVE_HISTORY_BYTES', defaultText: '8MB',
     doc: 'live: bytes of messages (their JSON text) one channel keeps as history on its home node, oldest dropped first (0: none)',
-    default: constant(8 * 1024 ** 2), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n > 1024 ** 3) throw new InvalidValue('must be a size of at most 1GB')
       return n
@@ -32,12 +32,12 @@ export const LIVE_OPTIONS = [
   option({
     key: 'livePollTimeout', flag: '--live-poll-timeout <duration>', env: 'ESPRA_LIVE_POLL_TIMEOUT', defaultText: '25s',
     doc: 'live: a long-poll with nothing to deliver answers empty after this',
-    default: constant(25_000), parse: durationIn(100, 300_000),
+    parse: durationIn(100, 300_000),
   }),
   option({
     key: 'liveMaxMessage', flag: '--live-max-message <size>', env: 'ESPRA_LIVE_MAX_MESSAGE', defaultText: '64KB',
     doc: 'live: largest message (its data as JSON text) a channel accepts by any path, and largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
-    default: constant(64 * 1024), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 256 || n > 16 * 1024 ** 2) throw new InvalidValue('must be a size from 256 bytes to 16MB')
       return n
@@ -46,7 +46,7 @@ export const LIVE_OPTIONS = [
   option({
     key: 'liveMaxBackpressure', flag: '--live-max-backpressure <size>', env: 'ESPRA_LIVE_MAX_BACKPRESSURE', defaultText: '1MB',
     doc: 'live: unsent bytes a client may fall behind by before it is dropped (it reconnects with since)',
-    default: constant(1024 ** 2), parse: parseSize,
+    parse: parseSize,
   }),
   option({
     key: 'livePublic', flag: '--live-public <patterns>', env: 'ESPRA_LIVE_PUBLIC', defaultText: '(none)',
@@ -61,7 +61,7 @@ export const LIVE_OPTIONS = [
   option({
     key: 'liveLinkOffset', flag: '--live-link-offset <n>', env: 'ESPRA_LIVE_LINK_OFFSET', defaultText: '2000',
     doc: 'live: the internal link listens on the public port plus this; must be the same on every node of a region',
-    default: constant(2000), parse: integer(1, 60_000),
+    parse: integer(1, 60_000),
   }),
   // ---- storage (nodes that store files and builds) ----,
 ] as const

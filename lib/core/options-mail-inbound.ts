@@ -3,43 +3,16 @@ import { isIP } from 'node:net'
 import { EspraError, InvalidValue } from './errors.js'
 import { constant, durationIn, flag, integer, oneOf, option, parseHostPort, parseSize } from './config-parsers.js'
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** mail: longest line of a message, in octets without its CRLF (RFC 5322: 998); past it the message is refused 554 5.6.0. */
-    readonly mailMaxLineLength: number
-    /** mail: largest header section (up to the first empty line), in octets; past it the message is refused 552 5.3.4. */
-    readonly mailMaxHeaderSize: number
-    /** mail: verify SPF, DKIM, DMARC and ARC of each message (mailauth) and attach the results. */
-    readonly mailAuth: boolean
-    /** mail: how long after the end of DATA the results are waited for; past it they are temperror. */
-    readonly mailAuthTimeout: number
-    /** mail: refuse (550 5.7.1) a message whose DMARC fails when its domain publishes p=reject. */
-    readonly mailDmarcReject: boolean
-    /** mail: DNS servers (`ip` or `ip:port`) for the checks' lookups; empty: the system's resolver. */
-    readonly mailDnsServers: readonly string[]
-    /** mail: how long RCPT waits for the app's acceptRecipient answer. */
-    readonly mailRecipientTimeout: number
-    /** mail: what RCPT answers when the app cannot answer in time: take the recipient (open) or 451 (closed). */
-    readonly mailRecipientFail: 'open' | 'closed'
-    /** seed: how long after its handoff a handled inbound message (record, raw bytes, dedupe key) is kept before the sweep removes it. */
-    readonly mailInboundRetention: number
-    /** seed: how long after its handoff became a dead letter a failed inbound message is kept (admin mail inbound --failed, retry) before the sweep removes it. */
-    readonly mailInboundFailedRetention: number
-    /** seed: how long after its last event a finished outbound message (delivered, failed, dropped) is kept before the sweep removes it. */
-    readonly mailOutboundRetention: number
-  }
-}
-
 export const MAIL_INBOUND_OPTIONS = [
   option({
     key: 'mailMaxLineLength', flag: '--mail-max-line-length <octets>', env: 'ESPRA_MAIL_MAX_LINE_LENGTH', defaultText: '998',
     doc: 'mail: the longest line a message may have, in octets without its CRLF (998 to 1048576; RFC 5322 sets 998); a longer line refuses the message 554 5.6.0 at the end of DATA (nothing stored)',
-    default: constant(998), parse: integer(998, 1024 ** 2),
+    parse: integer(998, 1024 ** 2),
   }),
   option({
     key: 'mailMaxHeaderSize', flag: '--mail-max-header-size <size>', env: 'ESPRA_MAIL_MAX_HEADER_SIZE', defaultText: '64KB',
     doc: 'mail: the largest header section (everything before the first empty line) a message may have (1KB to 1MB); a larger one refuses the message 552 5.3.4 at the end of DATA (nothing stored)',
-    default: constant(64 * 1024), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 1024 || n > 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 1MB')
       return n
@@ -48,17 +21,17 @@ export const MAIL_INBOUND_OPTIONS = [
   option({
     key: 'mailAuth', flag: '--mail-auth <bool>', env: 'ESPRA_MAIL_AUTH', defaultText: 'true',
     doc: 'mail: verify SPF, DKIM, DMARC and ARC of each message while it streams (mailauth) and hand the results to handleMail as message.auth; results are not enforced unless --mail-dmarc-reject',
-    default: constant(true), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'mailAuthTimeout', flag: '--mail-auth-timeout <duration>', env: 'ESPRA_MAIL_AUTH_TIMEOUT', defaultText: '5s',
     doc: 'mail: how long after the end of DATA the authentication results are waited for (100ms to 60s); past it they are temperror and the message is taken',
-    default: constant(5000), parse: durationIn(100, 60_000),
+    parse: durationIn(100, 60_000),
   }),
   option({
     key: 'mailDmarcReject', flag: '--mail-dmarc-reject <bool>', env: 'ESPRA_MAIL_DMARC_REJECT', defaultText: 'false',
     doc: 'mail: refuse a message with 550 5.7.1 at the end of DATA (nothing stored) when DMARC fails and the From domain publishes p=reject; needs --mail-auth',
-    default: constant(false), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'mailDnsServers', flag: '--mail-dns-servers <list>', env: 'ESPRA_MAIL_DNS_SERVERS', defaultText: '(the system resolver)',
@@ -68,27 +41,27 @@ export const MAIL_INBOUND_OPTIONS = [
   option({
     key: 'mailRecipientTimeout', flag: '--mail-recipient-timeout <duration>', env: 'ESPRA_MAIL_RECIPIENT_TIMEOUT', defaultText: '2s',
     doc: 'mail: how long RCPT waits for the app\'s acceptRecipient(address) answer (100ms to 30s); past it, or with no app node, --mail-recipient-fail decides',
-    default: constant(2000), parse: durationIn(100, 30_000),
+    parse: durationIn(100, 30_000),
   }),
   option({
     key: 'mailRecipientFail', flag: '--mail-recipient-fail <mode>', env: 'ESPRA_MAIL_RECIPIENT_FAIL', defaultText: 'open',
     doc: 'mail: when the app cannot say whether it takes a recipient (timeout, no app node, an error): open takes it, closed answers 451 4.3.0 (the client tries again later)',
-    default: constant('open'), parse: oneOf(['open', 'closed'] as const),
+    parse: oneOf(['open', 'closed'] as const),
   }),
   option({
     key: 'mailInboundRetention', flag: '--mail-inbound-retention <duration>', env: 'ESPRA_MAIL_INBOUND_RETENTION', defaultText: '168h',
     doc: 'seed: an inbound message handed to handleMail is removed (its record, raw bytes and dedupe key) this long after the handoff, never before --mail-dedupe-window has passed since it arrived (1s to 87600h)',
-    default: constant(168 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
+    parse: durationIn(1000, 87_600 * 3_600_000),
   }),
   option({
     key: 'mailInboundFailedRetention', flag: '--mail-inbound-failed-retention <duration>', env: 'ESPRA_MAIL_INBOUND_FAILED_RETENTION', defaultText: '720h',
     doc: 'seed: an inbound message whose handoff is a dead letter is removed this long after it failed (until then admin mail inbound --failed lists it and retry hands it again) (1s to 87600h)',
-    default: constant(720 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
+    parse: durationIn(1000, 87_600 * 3_600_000),
   }),
   option({
     key: 'mailOutboundRetention', flag: '--mail-outbound-retention <duration>', env: 'ESPRA_MAIL_OUTBOUND_RETENTION', defaultText: '168h',
     doc: 'seed: an outbound message that is finished (delivered, failed or dropped) is removed with its raw bytes this long after its last event (until then admin mail show has it); keep it well above --mail-smtp-timeout (1s to 87600h)',
-    default: constant(168 * 3_600_000), parse: durationIn(1000, 87_600 * 3_600_000),
+    parse: durationIn(1000, 87_600 * 3_600_000),
   }),
 ] as const
 

@@ -14,46 +14,6 @@ export interface DkimKey {
   readonly keyFile: string
 }
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** mail: deliver every outbound message through this relay (`smtp(s)://[user:pass@]host[:port]`); null: straight to each domain's MX. */
-    readonly smtpRelay: string | null
-    /** mail: deliveries at once on one node. */
-    readonly mailConcurrency: number
-    /** mail: deliveries at once to one destination (recipient domain) on one node. */
-    readonly mailConcurrencyPerDomain: number
-    /** mail: the first retry after a temporary failure; doubles each time up to mailRetryMax. */
-    readonly mailRetryBase: number
-    readonly mailRetryMax: number
-    /** mail: a domain still failing this long after the message was queued bounces. */
-    readonly mailGiveUp: number
-    /** mail: a delay notice goes to the sender once a domain has been deferred this long. */
-    readonly mailDelayWarning: number
-    /** mail: connection, greeting and inactivity timeout of one SMTP delivery. */
-    readonly mailSmtpTimeout: number
-    /** mail: how long a hard-bounced address stays suppressed. */
-    readonly mailSuppressionTtl: number
-    /** mail: the name said in EHLO and the domain of MAILER-DAEMON in bounces. */
-    readonly mailHostname: string
-    /** mail: DNS servers (`ip` or `ip:port`) MX, A and AAAA records are read from; empty: the system's. */
-    readonly mailDns: readonly string[]
-    /** mail: the port MX hosts are reached on (25; tests and odd networks use another). */
-    readonly mailMxPort: number
-    /** mail: give the app each outbound event as an `espra.mail.event` task (handleMailEvent). */
-    readonly mailEvents: boolean
-    /** mail: how long a leased delivery stays reserved (renewed every third of it); a killed node's deliveries run again after at most this. */
-    readonly mailLease: number
-    /** mail: DKIM keys to sign outbound mail with, one per sender domain. */
-    readonly dkim: readonly DkimKey[]
-    /** mail: honour recipient domains' MTA-STS policies when delivering to MX hosts. */
-    readonly mailMtaSts: boolean
-    /** mail, for tests: fetch every MTA-STS policy from this host:port instead of mta-sts.<domain>:443; null: the real place. */
-    readonly mailMtaStsFetch: string | null
-    /** mail: a PEM file of CA certificates trusted for outbound TLS besides the system's (the relay, MTA-STS policies and enforced MX hosts); null: none. */
-    readonly mailTlsCa: string | null
-  }
-}
-
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 const SELECTOR = /^[a-z0-9]([a-z0-9._-]{0,62})$/i
 const HOUR = 3_600_000
@@ -117,37 +77,37 @@ export const MAIL_OUT_OPTIONS = [
   option({
     key: 'mailConcurrency', flag: '--mail-concurrency <n>', env: 'ESPRA_MAIL_CONCURRENCY', defaultText: '50',
     doc: 'mail: outbound deliveries at once on this node; a delivery waiting for a slot waits, it does not fail',
-    default: constant(50), parse: integer(1, 1000),
+    parse: integer(1, 1000),
   }),
   option({
     key: 'mailConcurrencyPerDomain', flag: '--mail-concurrency-per-domain <n>', env: 'ESPRA_MAIL_CONCURRENCY_PER_DOMAIN', defaultText: '5',
     doc: 'mail: outbound deliveries at once to one recipient domain on this node (waiting for one is a wait, never a failure)',
-    default: constant(5), parse: integer(1, 100),
+    parse: integer(1, 100),
   }),
   option({
     key: 'mailRetryBase', flag: '--mail-retry-base <duration>', env: 'ESPRA_MAIL_RETRY_BASE', defaultText: '1m',
     doc: 'mail: the wait after the first temporary failure (4xx, timeout, connection error); it doubles with every failure up to --mail-retry-max',
-    default: constant(60_000), parse: durationIn(100, 24 * HOUR),
+    parse: durationIn(100, 24 * HOUR),
   }),
   option({
     key: 'mailRetryMax', flag: '--mail-retry-max <duration>', env: 'ESPRA_MAIL_RETRY_MAX', defaultText: '1h',
     doc: 'mail: the longest wait between two attempts',
-    default: constant(HOUR), parse: durationIn(100, 24 * HOUR),
+    parse: durationIn(100, 24 * HOUR),
   }),
   option({
     key: 'mailGiveUp', flag: '--mail-give-up <duration>', env: 'ESPRA_MAIL_GIVE_UP', defaultText: '48h',
     doc: 'mail: a recipient domain still failing this long after the message was queued gets no more attempts: its recipients bounce',
-    default: constant(48 * HOUR), parse: durationIn(1000, 720 * HOUR),
+    parse: durationIn(1000, 720 * HOUR),
   }),
   option({
     key: 'mailDelayWarning', flag: '--mail-delay-warning <duration>', env: 'ESPRA_MAIL_DELAY_WARNING', defaultText: '4h',
     doc: 'mail: once a message has waited this long for a domain, the sender gets one delay notice (RFC 3464, action delayed) for it',
-    default: constant(4 * HOUR), parse: durationIn(1000, 720 * HOUR),
+    parse: durationIn(1000, 720 * HOUR),
   }),
   option({
     key: 'mailSmtpTimeout', flag: '--mail-smtp-timeout <duration>', env: 'ESPRA_MAIL_SMTP_TIMEOUT', defaultText: '5m',
     doc: 'mail: an outbound SMTP connection that does not connect, greet or answer within this long is a temporary failure',
-    default: constant(5 * 60_000), parse: durationIn(100, HOUR),
+    parse: durationIn(100, HOUR),
   }),
   option({
     key: 'mailSuppressionTtl', flag: '--mail-suppression-ttl <duration>', env: 'ESPRA_MAIL_SUPPRESSION_TTL', defaultText: '720h (30 days)',
@@ -162,17 +122,17 @@ export const MAIL_OUT_OPTIONS = [
   option({
     key: 'mailMxPort', flag: '--mail-mx-port <port>', env: 'ESPRA_MAIL_MX_PORT', defaultText: '25',
     doc: 'mail: the port of MX hosts when delivering without --smtp-relay',
-    default: constant(25), parse: port,
+    parse: port,
   }),
   option({
     key: 'mailEvents', flag: '--mail-events <bool>', env: 'ESPRA_MAIL_EVENTS', defaultText: 'true',
     doc: 'mail and app: give the app every outbound mail event (queued, deferred, delivered, bounced, suppressed, delay-warned) as a task its handleMailEvent(event) runs; false: on the message record only',
-    default: constant(true), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'mailLease', flag: '--mail-lease <duration>', env: 'ESPRA_MAIL_LEASE', defaultText: '60s',
     doc: 'mail: how long a delivery this node took stays reserved (renewed every third of it); the deliveries of a node killed mid-way run again after at most this',
-    default: constant(60_000), parse: durationIn(1000, HOUR),
+    parse: durationIn(1000, HOUR),
   }),
   option({
     key: 'mailDns', flag: '--mail-dns <list>', env: 'ESPRA_MAIL_DNS', defaultText: '(the system\'s resolvers)',
@@ -187,7 +147,7 @@ export const MAIL_OUT_OPTIONS = [
   option({
     key: 'mailMtaSts', flag: '--mail-mta-sts <bool>', env: 'ESPRA_MAIL_MTA_STS', defaultText: 'true',
     doc: 'mail: honour a recipient domain\'s MTA-STS policy (RFC 8461) when delivering to its MX hosts: under enforce only the MX hosts it names, with STARTTLS and a valid certificate, else the mail is deferred; under testing logged and delivered',
-    default: constant(true), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'mailMtaStsFetch', flag: '--mail-mta-sts-fetch <address>', env: 'ESPRA_MAIL_MTA_STS_FETCH', defaultText: '(none: mta-sts.<domain>:443)',

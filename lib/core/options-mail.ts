@@ -4,30 +4,6 @@ import { constant, durationIn, flag, integer, option, parseSize, port, text } fr
 import { EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** mail: the SMTP port (on --bind), bound once by the parent and shared by the children. */
-    readonly smtpPort: number
-    /** mail: lower-case domains accepted at RCPT; empty: every recipient is refused. */
-    readonly mailDomains: readonly string[]
-    /** mail: largest message (DATA) accepted, in bytes; advertised as SIZE and enforced while the data streams. */
-    readonly mailMaxSize: number
-    /** mail: recipients accepted in one transaction; past it RCPT answers 452. */
-    readonly mailMaxRecipients: number
-    /** mail: open SMTP connections one client address may hold per child (0: no limit); past it 421. */
-    readonly smtpMaxConnsPerAddress: number
-    /** mail: messages one client address may start per minute per child (0: no limit); past it 450 at MAIL FROM. */
-    readonly smtpMaxMessagesPerMinute: number
-    /** mail: PEM certificate (then chain) offered with STARTTLS; null: no STARTTLS. */
-    readonly smtpTlsCert: string | null
-    readonly smtpTlsKey: string | null
-    /** mail: refuse MAIL FROM (530) until the client has done STARTTLS. */
-    readonly smtpRequireTls: boolean
-    /** mail: a message sent again (same Message-ID, bytes and recipients) within this long is answered with the first id and not handed twice. */
-    readonly mailDedupeWindow: number
-  }
-}
-
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 
 /** A comma-separated list (or a JSON array in a config file) of domain names, lower-cased. Throws a sentence saying what is allowed. */
@@ -48,7 +24,7 @@ export const MAIL_OPTIONS = [
   option({
     key: 'smtpPort', flag: '--smtp-port <port>', env: 'ESPRA_SMTP_PORT', defaultText: '25',
     doc: 'mail: the SMTP port (on --bind) inbound mail arrives on; the parent binds it once and every child accepts on it',
-    default: constant(25), parse: port,
+    parse: port,
   }),
   option({
     key: 'mailDomains', flag: '--mail-domains <list>', env: 'ESPRA_MAIL_DOMAINS', defaultText: '(none: every recipient refused)',
@@ -58,7 +34,7 @@ export const MAIL_OPTIONS = [
   option({
     key: 'mailMaxSize', flag: '--mail-max-size <size>', env: 'ESPRA_MAIL_MAX_SIZE', defaultText: '10MB',
     doc: 'mail: the largest message accepted; advertised as SIZE, refused 552 at MAIL FROM when declared larger, and cut while the data streams (the rest discarded unbuffered, 552 at the end of DATA)',
-    default: constant(10 * 1024 ** 2), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 1024 || n > 1024 ** 3) throw new InvalidValue('must be a size from 1KB to 1GB')
       return n
@@ -68,17 +44,17 @@ export const MAIL_OPTIONS = [
     key: 'mailMaxRecipients', flag: '--mail-max-recipients <n>', env: 'ESPRA_MAIL_MAX_RECIPIENTS', defaultText: '100',
     doc: 'mail: recipients accepted in one transaction (1 to 250); past it RCPT answers 452 4.5.3 (the client sends the rest in another transaction)',
     // At most 250: the envelope travels in a datastore record and a task payload, each at most 64 KB, and an address may be 254 bytes.
-    default: constant(100), parse: integer(1, 250),
+    parse: integer(1, 250),
   }),
   option({
     key: 'smtpMaxConnsPerAddress', flag: '--smtp-max-conns-per-address <n>', env: 'ESPRA_SMTP_MAX_CONNS_PER_ADDRESS', defaultText: '20',
     doc: 'mail: open SMTP connections one client address may hold in each child (0: no limit); one more is answered 421 4.7.0 and closed',
-    default: constant(20), parse: integer(0, 100_000),
+    parse: integer(0, 100_000),
   }),
   option({
     key: 'smtpMaxMessagesPerMinute', flag: '--smtp-max-messages-per-minute <n>', env: 'ESPRA_SMTP_MAX_MESSAGES_PER_MINUTE', defaultText: '120',
     doc: 'mail: messages one client address may start (MAIL FROM) per minute in each child (0: no limit); past it 450 4.7.1 until the next minute',
-    default: constant(120), parse: integer(0, 1_000_000),
+    parse: integer(0, 1_000_000),
   }),
   option({
     key: 'smtpTlsCert', flag: '--smtp-tls-cert <file>', env: 'ESPRA_SMTP_TLS_CERT', defaultText: '(none: no STARTTLS)',
@@ -93,12 +69,12 @@ export const MAIL_OPTIONS = [
   option({
     key: 'smtpRequireTls', flag: '--smtp-require-tls <bool>', env: 'ESPRA_SMTP_REQUIRE_TLS', defaultText: 'false',
     doc: 'mail: refuse MAIL FROM with 530 5.7.0 until the client has done STARTTLS; needs --smtp-tls-cert',
-    default: constant(false), parse: flag,
+    parse: flag,
   }),
   option({
     key: 'mailDedupeWindow', flag: '--mail-dedupe-window <duration>', env: 'ESPRA_MAIL_DEDUPE_WINDOW', defaultText: '24h',
     doc: 'mail: a message sent again within this long (same Message-ID, same bytes, same recipients: a client that lost our 250) is answered 250 with the first id and not handed to the app twice',
-    default: constant(24 * 3_600_000), parse: durationIn(1000, 30 * 24 * 3_600_000),
+    parse: durationIn(1000, 30 * 24 * 3_600_000),
   }),
 ] as const
 

@@ -5,15 +5,6 @@ import { checkCidr } from './client-address.js'
 import { EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** proxy: long-lived clients whose key a newly added Live node owns move within this long (0: never). */
-    readonly rebalanceSpread: number
-    /** proxy, app: addresses (IPs, CIDR blocks) whose PROXY v2 headers and X-Forwarded-For are believed; empty: none. */
-    readonly trustedProxies: readonly string[]
-  }
-}
-
 export const ROUTE_KEY_FORMS = 'path:/prefix/, query:<name>, cookie:<name>, header:<name>, ip'
 
 /** Validates one proxy routing-key handler (`--route-keys` item); throws an `InvalidValue` saying what is allowed. */
@@ -31,12 +22,12 @@ export const PROXY_OPTIONS = [
   option({
     key: 'liveDomain', flag: '--live-domain <domain>', env: 'ESPRA_LIVE_DOMAIN', defaultText: 'localhost',
     doc: 'proxy: serves the live host <region>.live.<domain>; any other Host gets a quick 404',
-    default: constant('localhost'), parse: (raw) => text(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,200}[A-Za-z0-9])?$/, 'a domain name')(raw).toLowerCase(),
+    parse: (raw) => text(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,200}[A-Za-z0-9])?$/, 'a domain name')(raw).toLowerCase(),
   }),
   option({
     key: 'routeKeys', flag: '--route-keys <list>', env: 'ESPRA_ROUTE_KEYS', defaultText: 'cookie:espra_session,ip',
     doc: `proxy: where a request's routing key comes from, first match wins: ${ROUTE_KEY_FORMS}`,
-    default: constant(['cookie:espra_session', 'ip']), parse: (raw) => {
+    parse: (raw) => {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
       if (!list || list.length === 0 || list.some((s) => typeof s !== 'string')) throw new InvalidValue(`must be a comma-separated list of ${ROUTE_KEY_FORMS}`)
       return list.map((s: string) => checkRouteKey(s))
@@ -45,7 +36,7 @@ export const PROXY_OPTIONS = [
   option({
     key: 'maxHeaderSize', flag: '--max-header-size <size>', env: 'ESPRA_MAX_HEADER_SIZE', defaultText: '16KB',
     doc: 'proxy: largest request head (request line and headers); a larger one gets 431',
-    default: constant(16 * 1024), parse: (raw) => {
+    parse: (raw) => {
       const n = parseSize(raw)
       if (n < 1024 || n > 1024 ** 2) throw new InvalidValue('must be a size from 1KB to 1MB')
       return n
@@ -54,17 +45,17 @@ export const PROXY_OPTIONS = [
   option({
     key: 'maxConnsPerAddress', flag: '--max-conns-per-address <n>', env: 'ESPRA_MAX_CONNS_PER_ADDRESS', defaultText: '1000',
     doc: 'proxy: open connections one client address may hold per child process; more get 429 (0: no limit)',
-    default: constant(1000), parse: integer(0, 10_000_000),
+    parse: integer(0, 10_000_000),
   }),
   option({
     key: 'maxRpsPerAddress', flag: '--max-rps-per-address <n>', env: 'ESPRA_MAX_RPS_PER_ADDRESS', defaultText: '0',
     doc: 'proxy: requests per second one client address may send per child process (burst of the same size); more get 429 (0: no limit)',
-    default: constant(0), parse: integer(0, 10_000_000),
+    parse: integer(0, 10_000_000),
   }),
   option({
     key: 'rebalanceSpread', flag: '--rebalance-spread <duration>', env: 'ESPRA_REBALANCE_SPREAD', defaultText: '30s',
     doc: 'proxy: when a Live node joins, WebSocket and SSE clients whose routing key it now owns are told to reconnect, spread at random over this long (0: they stay where they are)',
-    default: constant(30_000), parse: durationIn(0, 3_600_000),
+    parse: durationIn(0, 3_600_000),
   }),
   option({
     key: 'trustedProxies', flag: '--trusted-proxies <cidrs>', env: 'ESPRA_TRUSTED_PROXIES', defaultText: '(none)',
@@ -88,12 +79,12 @@ export const PROXY_OPTIONS = [
   option({
     key: 'tlsPort', flag: '--tls-port <port>', env: 'ESPRA_TLS_PORT', defaultText: '8443',
     doc: 'proxy: the HTTPS port (on --bind) when --tls-cert is set',
-    default: constant(8443), parse: port,
+    parse: port,
   }),
   option({
     key: 'httpsRedirect', flag: '--https-redirect <bool>', env: 'ESPRA_HTTPS_REDIRECT', defaultText: 'false',
     doc: 'proxy: answer plain-HTTP requests for the live host with 308 to https://<host>:<tls-port> (health checks excepted); needs --tls-cert',
-    default: constant(false), parse: flag,
+    parse: flag,
   }),
 ] as const
 

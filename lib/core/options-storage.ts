@@ -9,7 +9,7 @@ export const STORAGE_OPTIONS = [
   option({
     key: 'blobStore', flag: '--blob-store <kind>', env: 'ESPRA_BLOB_STORE', defaultText: 'local',
     doc: `where files and builds are stored: ${BLOB_STORES.join(', ')} (s3 needs --s3-bucket)`,
-    default: constant('local'), parse: oneOf(BLOB_STORES),
+    parse: oneOf(BLOB_STORES),
   }),
   option({
     key: 'blobDir', flag: '--blob-dir <dir>', env: 'ESPRA_BLOB_DIR', defaultText: '<data-dir>/blobs',
@@ -25,7 +25,7 @@ export const STORAGE_OPTIONS = [
   option({
     key: 's3Region', flag: '--s3-region <region>', env: 'ESPRA_S3_REGION', defaultText: 'us-east-1',
     doc: 'region of the S3 bucket',
-    default: constant('us-east-1'), parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'a region name such as eu-west-1'),
+    parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'a region name such as eu-west-1'),
   }),
   option({
     key: 's3Endpoint', flag: '--s3-endpoint <url>', env: 'ESPRA_S3_ENDPOINT', defaultText: '(AWS)',

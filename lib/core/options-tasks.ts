@@ -2,21 +2,6 @@
 import { constant, durationIn, integer, option } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
-declare module './config.js' {
-  interface NodeConfig {
-    /** The task queue's Redis URL; null: the seed's embedded queue. */
-    readonly redis: string | null
-    /** app: tasks a child runs at once (only on idle workers). */
-    readonly taskConcurrency: number
-    /** app: a `handleTask` running longer fails and its worker is replaced. */
-    readonly taskTimeout: number
-    /** How long a taken task stays reserved without renewal. */
-    readonly taskLease: number
-    /** app: the first retry's delay; it doubles with every failed attempt (at most 1h). */
-    readonly taskBackoff: number
-  }
-}
-
 /** `redis://` or `rediss://` with a host; the password (if any) never shows in `config check`. Throws a sentence saying what is allowed. */
 export function redisUrl(raw: unknown): string {
   if (typeof raw !== 'string') throw new InvalidValue('must be a redis:// or rediss:// URL')
@@ -45,16 +30,16 @@ export const TASK_OPTIONS = [
   option({
     key: 'taskTimeout', flag: '--task-timeout <duration>', env: 'ESPRA_TASK_TIMEOUT', defaultText: '5m',
     doc: 'app: a handleTask still running after this fails (its worker is terminated and replaced) and is retried',
-    default: constant(300_000), parse: durationIn(10, 24 * 3_600_000),
+    parse: durationIn(10, 24 * 3_600_000),
   }),
   option({
     key: 'taskLease', flag: '--task-lease <duration>', env: 'ESPRA_TASK_LEASE', defaultText: '30s',
     doc: 'app: how long a taken task stays reserved; held tasks are renewed every third of it, so a node that dies gives its tasks back after at most this',
-    default: constant(30_000), parse: durationIn(300, 3_600_000),
+    parse: durationIn(300, 3_600_000),
   }),
   option({
     key: 'taskBackoff', flag: '--task-backoff <duration>', env: 'ESPRA_TASK_BACKOFF', defaultText: '1s',
     doc: 'app: delay before a failed task\'s first retry; it doubles with every failed attempt, at most 1h',
-    default: constant(1000), parse: durationIn(0, 3_600_000),
+    parse: durationIn(0, 3_600_000),
   }),
 ] as const

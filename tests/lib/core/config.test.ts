@@ -30,6 +30,18 @@ t.test('defaults fill everything and depend on earlier options', async (t) => {
   }, TypeError)
 })
 
+t.test('a default written only as text is that text parsed, so the documented default is the one used', async (t) => {
+  const c = loadConfig({ flags: { role: 'proxy' }, env: env() })
+  t.equal(c.drainTimeout, 10_000, "'10s'")
+  t.equal(c.maxHeaderSize, 16 * 1024, "'16KB'")
+  t.same(c.routeKeys, ['cookie:espra_session', 'ip'], "'cookie:espra_session,ip'")
+  t.equal(c.logLevel, 'info')
+  // Every option either documents its own default (the text parses to what is used) or computes it and says how.
+  const written = NODE_OPTIONS.filter((o) => !o.defaultComputed)
+  t.ok(written.length > 80, `${written.length} defaults written as text`)
+  for (const o of written) t.same(c[o.key], o.parse(o.defaultText), `${o.flag}: default '${o.defaultText}'`)
+})
+
 t.test('precedence: defaults < file < env < flags', async (t) => {
   const file = configFile({ role: 'proxy', region: 'eu-1', children: 3, port: 9000, drainTimeout: '2s' })
   const fromFile = loadConfig({ flags: {}, env: env(), file })
