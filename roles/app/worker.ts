@@ -17,13 +17,14 @@ import { ACCEPT_RECIPIENT_PATH, type RecipientAnswer } from '../../lib/mail/inbo
 import { checkOutMessage } from '../../lib/mail/outbound.js'
 import { MAIL_EVENT_TASK_NAME } from '../../lib/mail/outbound-events.js'
 import { createAppCache } from './cache.js'
+import { ClaimGate } from './claim-gate.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
 const start = workerData as WorkerStart
 const port = parentPort!
 const log = createLogger(start.logLevel as LogLevel, { role: 'app', node: start.config.nodeId, child: start.child, thread: threadId, build: start.build })
 const tokenKey = Buffer.from(start.tokenKey)
-const gate = new Int32Array(start.gate)
+const gate = new ClaimGate(start.gate)
 const encoder = new TextEncoder()
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 // Field values: visible ASCII, spaces and tabs, obs-text; never CR, LF or NUL (no header injection).
@@ -232,7 +233,7 @@ let serving = false
 async function serve(app: AppModule): Promise<void> {
   serving = true
   for (let msg = waiting.shift(); msg !== undefined; msg = waiting.shift()) {
-    if (Atomics.compareExchange(gate, msg.cell, msg.id, 0) === msg.id) await answer(app, msg.id, msg.req)
+    if (gate.claim(msg.cell, msg.id)) await answer(app, msg.id, msg.req)
   }
   serving = false
 }
