@@ -12,12 +12,20 @@ import { EspraError } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
 import { ClaimGate } from './claim-gate.js'
+import { SlotRing } from './slot-ring.js'
 import type { Generation, Slot } from './pool-state.js'
 import type { AppVisibleConfig, FromWorker, WorkerStart } from './protocol.js'
 
 const WORKER_URL = new URL('./worker.js', import.meta.url)
 const DESTROY_GRACE_MS = 5000
 const RESPAWN_DELAY_MS = 1000
+/**
+ * Each worker's two slot rings: more slots than requests a worker holds (5),
+ * so a request seldom finds its ring full (it then goes as a message), and
+ * slots big enough for a request with a browser's headers and a small body.
+ */
+const RING_SLOTS = 8
+const SLOT_BYTES = 8192
 
 export interface GenerationOptions {
   readonly threads: number
@@ -38,6 +46,8 @@ export interface WorkerEvents {
   message(slot: Slot, msg: FromWorker): void
   /** The worker's thread ended (`slot.gone` is set and it left its generation): what it held is the pool's to settle. */
   exit(slot: Slot, code: number): void
+  /** A worker's thread was started. */
+  started(slot: Slot): void
   /** A replacement worker is ready to take work. */
   replaced(slot: Slot): void
 }
@@ -58,12 +68,15 @@ export class Generations {
   private spawn(gen: Generation): Slot {
     const { opts } = this
     const gate = new ClaimGate(opts.gateCells)
+    const requests = new SlotRing({ slots: RING_SLOTS, slotSize: SLOT_BYTES })
+    const responses = new SlotRing({ slots: RING_SLOTS, slotSize: SLOT_BYTES })
     const start: WorkerStart = {
       entry: gen.build.entry, build: gen.build.id, config: opts.appConfig(gen.build.id),
       logLevel: opts.logLevel, child: opts.child, tokenKey: opts.tokenKey, gate: gate.buffer,
+      requests: requests.buffer, responses: responses.buffer, slotSize: SLOT_BYTES,
     }
     const worker = new Worker(WORKER_URL, { workerData: start })
-    const slot: Slot = { worker, gen, gate, ready: false, held: [], task: null, gone: false }
+    const slot: Slot = { worker, gen, gate, requests, responses, seq: 0, ready: false, held: [], task: null, gone: false }
     gen.slots.add(slot)
     this.every.add(slot)
     let exited!: () => void
@@ -80,6 +93,7 @@ export class Generations {
       exited()
       this.onExit(slot, code)
     })
+    this.events.started(slot)
     return slot
   }
 

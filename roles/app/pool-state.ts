@@ -7,6 +7,7 @@ import type { Worker } from 'node:worker_threads'
 import type { ErrorCode } from '../../lib/core/errors.js'
 import type { BuildOnDisk } from './build-files.js'
 import type { ClaimGate } from './claim-gate.js'
+import type { SlotRing } from './slot-ring.js'
 import type { TaskOutcome, WireRequest, WireTask } from './protocol.js'
 
 /** Where a request's answer goes (the HTTP layer implements it). */
@@ -37,6 +38,11 @@ export interface Slot {
   readonly gen: Generation
   /** One cell per request held and not claimed yet. */
   readonly gate: ClaimGate
+  /** Requests to the worker (this thread writes) and whole responses from it (this thread reads). */
+  readonly requests: SlotRing
+  readonly responses: SlotRing
+  /** Requests offered to the worker so far: each one's place in its order. */
+  seq: number
   ready: boolean
   /** The requests handed to the worker, in order: the first runs (or starts first), the others wait for it. */
   readonly held: Job[]

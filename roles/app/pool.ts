@@ -12,6 +12,9 @@
  *   claims a request handed to it and this thread takes one back, so a
  *   request never runs twice and is never lost.
  * - roles/app/task-slots.ts: tasks, on idle workers only, after requests.
+ * - roles/app/slot-ring.ts, roles/app/slot-codec.ts: each worker's two rings
+ *   of slots in shared memory, requests to it and whole responses from it
+ *   as bytes (what does not fit goes as a message).
  *
  * Here: what a worker's answer means for its request (answered, streamed,
  * failed), what its exit means for what it held, and what a free worker
@@ -21,9 +24,10 @@ import { toWire, type ErrorCode } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
 import { Generations } from './generations.js'
-import type { ResponseSink, Slot } from './pool-state.js'
+import type { Job, ResponseSink, Slot } from './pool-state.js'
 import type { AppVisibleConfig, FromWorker, PlatformOp, TaskOutcome, ToWorker, WireRequest, WireTask } from './protocol.js'
 import { AHEAD, RequestQueue } from './request-queue.js'
+import { decodeResponse, encodeRequest } from './slot-codec.js'
 import { TaskSlots } from './task-slots.js'
 
 export interface PoolOptions {
@@ -100,6 +104,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   const send = (slot: Slot, msg: ToWorker): void => slot.worker.postMessage(msg)
   const gens: Generations = new Generations({ ...opts, gateCells: AHEAD + 1 }, {
     message: (slot, msg) => onMessage(slot, msg),
+    started: (slot) => listen(slot),
     exit: (slot, code) => onExit(slot, code),
     replaced: (slot) => idle(slot),
   })
@@ -109,11 +114,41 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
   const requests = new RequestQueue(opts, {
     current: () => gens.current,
     closing,
-    send: (slot, job) => send(slot, { t: 'req', id: job.id, cell: job.cell, req: job.req }),
+    send: sendRequest,
     terminate,
     idle: (slot) => idle(slot),
   })
   const tasks = new TaskSlots(opts, { closing, send: (slot, task) => send(slot, { t: 'task', task }), terminate })
+
+  /** Through the worker's request ring, or as a message when it does not fit (or the ring is full); the worker runs them in `seq` order. */
+  function sendRequest(slot: Slot, job: Job): void {
+    const seq = slot.seq = (slot.seq + 1) >>> 0
+    const buf = slot.requests.free()
+    const length = buf === null ? -1 : encodeRequest(buf, { seq, id: job.id, cell: job.cell, req: job.req })
+    if (length < 0) return send(slot, { t: 'req', seq, id: job.id, cell: job.cell, req: job.req })
+    // Only the first request since the worker went to sleep wakes it; it reads the others with it.
+    if (slot.requests.publish(length)) slot.requests.wake()
+  }
+
+  /** The whole responses in the worker's ring, in order. */
+  function readResponses(slot: Slot): void {
+    const ring = slot.responses
+    for (let buf = ring.read(); buf !== null; buf = ring.read()) {
+      const res = decodeResponse(buf)
+      ring.consume()
+      onMessage(slot, { t: 'res', ...res })
+    }
+  }
+
+  /** Reads the worker's responses until its thread ends: what piled up at each wake-up, then waits for the next. */
+  function listen(slot: Slot): void {
+    for (;;) {
+      readResponses(slot)
+      if (!gens.every.has(slot)) return
+      const wait = slot.responses.sleep()
+      if (wait !== null) return void wait.then(() => listen(slot))
+    }
+  }
 
   /** A worker finished something: it takes what waits, or retires once it holds nothing if its build was replaced. */
   function idle(slot: Slot): void {
@@ -144,8 +179,9 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       return
     }
     if (msg.t !== 'res' && msg.t !== 'head' && msg.t !== 'chunk' && msg.t !== 'end' && msg.t !== 'error') return
-    const job = slot.held[0]
-    if (job === undefined || job.id !== msg.id) return
+    // By id, not by place: an answer through the ring may overtake the message of the one before it.
+    const job = slot.held.find((held) => held.id === msg.id)
+    if (job === undefined) return
     // The last message of a request: the worker moves on to the next one it holds.
     if (msg.t === 'res' || msg.t === 'end' || msg.t === 'error') requests.release(slot, job)
     if (job.done) return
@@ -162,7 +198,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       case 'chunk':
         if (sink.aborted) return send(slot, { t: 'pull', id: msg.id, stop: true })
         sink.chunk(msg.data, (ok) => {
-          if (slot.held[0] === job && !job.done) send(slot, { t: 'pull', id: msg.id, stop: !ok })
+          if (job.slot === slot && !job.done) send(slot, { t: 'pull', id: msg.id, stop: !ok })
         })
         return
       case 'end':
@@ -179,14 +215,17 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
 
   /** A worker's thread ended: its task failed, what it had not started goes to others, what it ran failed. */
   function onExit(slot: Slot, code: number): void {
+    // Answers it wrote before it ended are answers; then its listener stops.
+    readResponses(slot)
+    slot.responses.wake()
     if (slot.task !== null) {
       const task = slot.task
       log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code, task: task.task.id }, 'app worker exited while running a task')
       tasks.end(task, { result: 'failed', error: `the worker exited (code ${code}) while running the task` })
     }
     requests.handBack(slot)
-    const job = slot.held[0]
-    if (job !== undefined && !job.done) {
+    // What is left was claimed: the request it ran (and, rarely, one answered by a message that never came).
+    for (const job of slot.held.filter((held) => !held.done)) {
       log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited while handling a request')
       requests.fail(job, 'ESPRA_ERR_APP_HANDLER', 'the application worker exited while handling the request')
     }
