@@ -130,24 +130,32 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     if (slot.requests.publish(length)) slot.requests.wake()
   }
 
-  /** The whole responses in the worker's ring, in order. */
-  function readResponses(slot: Slot): void {
+  /** The whole responses in the worker's ring, in order; how many. */
+  function readResponses(slot: Slot): number {
     const ring = slot.responses
-    for (let buf = ring.read(); buf !== null; buf = ring.read()) {
+    let read = 0
+    for (let buf = ring.read(); buf !== null; buf = ring.read(), read++) {
       const res = decodeResponse(buf)
       ring.consume()
       onMessage(slot, { t: 'res', ...res })
     }
+    return read
   }
 
-  /** Reads the worker's responses until its thread ends: what piled up at each wake-up, then waits for the next. */
+  /**
+   * Reads the worker's responses until its thread ends. While answers keep
+   * coming it looks again at the next turn of the event loop without asking
+   * to be woken (answers written meanwhile cost the worker no wake-up and
+   * this thread no extra task); after a turn with none it sleeps until the
+   * worker's next answer wakes it.
+   */
   function listen(slot: Slot): void {
-    for (;;) {
-      readResponses(slot)
-      if (!gens.every.has(slot)) return
-      const wait = slot.responses.sleep()
-      if (wait !== null) return void wait.then(() => listen(slot))
-    }
+    const read = readResponses(slot)
+    if (!gens.every.has(slot)) return
+    if (read > 0) return void setImmediate(listen, slot)
+    const wait = slot.responses.sleep()
+    if (wait === null) return void setImmediate(listen, slot)
+    void wait.then(() => listen(slot))
   }
 
   /** A worker finished something: it takes what waits, or retires once it holds nothing if its build was replaced. */
