@@ -1,69 +1,34 @@
 /**
- * The worker pool of one app child. Workers belong to a generation (one
- * build); only the current generation takes requests, and a generation
- * becomes current only once every one of its workers has loaded the build
- * and run `init` (no request meets a half-loaded build). Requests wait for
- * an idle worker in a bounded queue; past it they get 503.
+ * The worker pool of one app child: a small façade over its parts.
  *
- * A swap starts a whole new generation beside the old one; when it is ready
- * it becomes current and the queue drains into it, while each old worker
- * finishes the requests it holds, runs `destroy` and exits. A generation that
- * fails to start is terminated and the old one keeps serving.
+ * - roles/app/generations.ts: workers by generation (one build). Only the
+ *   current generation takes requests; a new one becomes current only once
+ *   every one of its workers loaded the build and ran `init` (a deploy
+ *   stages it, then activates it); the old one retires, each worker
+ *   finishing what it holds; a dead or terminated worker is replaced.
+ * - roles/app/request-queue.ts: the bounded queue (past it 503), the
+ *   requests handed ahead to busy workers and `--request-timeout`.
+ * - roles/app/claim-gate.ts: the shared-memory cells through which a worker
+ *   claims a request handed to it and this thread takes one back, so a
+ *   request never runs twice and is never lost.
+ * - roles/app/task-slots.ts: tasks, on idle workers only, after requests.
+ * - roles/app/slot-ring.ts, roles/app/slot-codec.ts: each worker's two rings
+ *   of slots in shared memory, requests to it and whole responses from it
+ *   as bytes (what does not fit goes as a message).
  *
- * A deploy splits the swap in two (`stage`, then `activate`): the new
- * generation starts and runs `init` beside the current one, under
- * `--init-timeout` (past it its workers are terminated: the only way to stop
- * `for(;;){}`), and waits; `activate` then makes it current synchronously,
- * so every child of every node can swap the moment the seed says so.
- *
- * While every worker is busy, each one is also handed the next few waiting
- * requests (`AHEAD`), so a worker does not sleep between requests under load
- * and wakes less often; it still runs them one at a time, in order. A request
- * handed over is only offered: the worker claims it with an atomic
- * compare-and-swap on memory it shares with this thread when it starts it,
- * and this thread can take it back with the same swap until then (whoever
- * swaps first wins, so a request never runs twice and is never lost). Taken
- * back: by an idle worker when nothing is queued (it runs the request
- * instead), when it times out before it started, when its worker ends, and
- * on drain.
- *
- * A request unanswered after `--request-timeout` gets 504; a worker that
- * runs it is terminated (the only way to stop a loop) and replaced.
- *
- * Tasks (`handleTask`, when the build exports it) wait in a queue of their
- * own and take a worker only when no request is waiting and fewer than
- * `taskConcurrency` tasks run: requests always go first. A task past
- * `--task-timeout` fails and its worker is replaced, like a request.
+ * Here: what a worker's answer means for its request (answered, streamed,
+ * failed), what its exit means for what it held, and what a free worker
+ * takes next.
  */
-import { Worker } from 'node:worker_threads'
-import { EspraError, toWire, type ErrorCode } from '../../lib/core/errors.js'
+import { toWire, type ErrorCode } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
-import type { AppVisibleConfig, FromWorker, PlatformOp, TaskOutcome, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
-
-const WORKER_URL = new URL('./worker.js', import.meta.url)
-const DESTROY_GRACE_MS = 5000
-const RESPAWN_DELAY_MS = 1000
-/**
- * Requests handed to a busy worker ahead of the one it runs: enough that a
- * worker seldom sleeps between requests under load (bench/app-dispatch, 2 × 2:
- * 4 gave about 11% more req/s than 1), few enough that little waits behind a
- * slow request (an idle worker takes them back when nothing is queued).
- */
-const AHEAD = 4
-
-/** Where a request's answer goes (the HTTP layer implements it). */
-export interface ResponseSink {
-  /** The client went away: drop whatever comes. */
-  readonly aborted: boolean
-  whole(status: number, headers: [string, string][], body: Uint8Array, build: string): void
-  head(status: number, headers: [string, string][], build: string): void
-  /** Writes a chunk; `more` runs once the client can take the next one (false: it is gone). */
-  chunk(data: Uint8Array, more: (ok: boolean) => void): void
-  end(): void
-  /** An error answer (or, once a streamed head went out, a cut connection). */
-  fail(code: ErrorCode, message: string, extra?: Record<string, unknown>): void
-}
+import { Generations } from './generations.js'
+import type { Job, ResponseSink, Slot } from './pool-state.js'
+import type { AppVisibleConfig, FromWorker, PlatformOp, TaskOutcome, ToWorker, WireRequest, WireTask } from './protocol.js'
+import { AHEAD, RequestQueue } from './request-queue.js'
+import { decodeResponse, encodeRequest } from './slot-codec.js'
+import { TaskSlots } from './task-slots.js'
 
 export interface PoolOptions {
   readonly threads: number
@@ -83,47 +48,6 @@ export interface PoolOptions {
   readonly initTimeoutMs: number
   /** A ready worker exited by itself (not retired, not terminated by the pool): counted for canary deploys. */
   readonly onWorkerCrash?: (build: string) => void
-}
-
-interface TaskJob {
-  readonly task: WireTask
-  readonly done: (outcome: TaskOutcome) => void
-  timer: NodeJS.Timeout | null
-  slot: Slot | null
-  finished: boolean
-}
-
-interface Job {
-  /** Its offer to a worker: the id on the wire and in the gate (new at each offer, so a stale one never matches). */
-  id: number
-  readonly req: WireRequest
-  readonly sink: ResponseSink
-  timer: NodeJS.Timeout | null
-  /** The worker it was handed to (null: queued). */
-  slot: Slot | null
-  /** The cell of that worker's gate it was offered in. */
-  cell: number
-  done: boolean
-}
-
-interface Generation {
-  readonly build: BuildOnDisk
-  readonly slots: Set<Slot>
-  retired: boolean
-  /** The build's module exports handleTask (its workers said so when ready). */
-  handlesTasks: boolean
-}
-
-interface Slot {
-  readonly worker: Worker
-  readonly gen: Generation
-  /** One cell per request held and not claimed yet: the request's id, 0 once claimed or taken back. */
-  readonly gate: Int32Array
-  ready: boolean
-  /** The requests handed to the worker, in order: the first runs (or starts first), the others wait for it. */
-  readonly held: Job[]
-  task: TaskJob | null
-  gone: boolean
 }
 
 export interface PoolStats {
@@ -172,229 +96,84 @@ export interface WorkerPool {
   destroy(): void
 }
 
+/** The error codes whose own message reaches the client (ours); the app's own error text never does. */
+const PLATFORM_MESSAGES = new Set(['ESPRA_ERR_APP_RESPONSE', 'ESPRA_ERR_TASK_UNAVAILABLE', 'ESPRA_ERR_DATASTORE_UNAVAILABLE'])
+
 export function createWorkerPool(opts: PoolOptions): WorkerPool {
   const { log } = opts
-  let current: Generation | null = null
-  /** The generation started by `stage`, not taking requests: `ready` once every worker ran init. */
-  let staged: { gen: Generation; ready: boolean } | null = null
-  const queue: Job[] = []
-  const taskQueue: TaskJob[] = []
-  let tasksRunning = 0
-  let requestTimeouts = 0
-  let taskTimeouts = 0
-  let refusedBusy = 0
-  let offers = 0
-  /** Requests handed ahead to a busy worker: they count against the queue's bound. */
-  let ahead = 0
-  let closing = false
-  const exits = new Set<Promise<void>>()
-  const every = new Set<Slot>()
+  const send = (slot: Slot, msg: ToWorker): void => slot.worker.postMessage(msg)
+  const gens: Generations = new Generations({ ...opts, gateCells: AHEAD + 1 }, {
+    message: (slot, msg) => onMessage(slot, msg),
+    started: (slot) => listen(slot),
+    exit: (slot, code) => onExit(slot, code),
+    replaced: (slot) => idle(slot),
+  })
+  const closing = (): boolean => gens.closing
+  const terminate = (slot: Slot): void => gens.terminate(slot)
+  const retire = (slot: Slot): void => gens.retire(slot, (s) => send(s, { t: 'destroy' }))
+  const requests = new RequestQueue(opts, {
+    current: () => gens.current,
+    closing,
+    send: sendRequest,
+    terminate,
+    idle: (slot) => idle(slot),
+  })
+  const tasks = new TaskSlots(opts, { closing, send: (slot, task) => send(slot, { t: 'task', task }), terminate })
 
-  function spawn(gen: Generation): Slot {
-    const gate = new SharedArrayBuffer((AHEAD + 1) * Int32Array.BYTES_PER_ELEMENT)
-    const start: WorkerStart = {
-      entry: gen.build.entry, build: gen.build.id, config: opts.appConfig(gen.build.id),
-      logLevel: opts.logLevel, child: opts.child, tokenKey: opts.tokenKey, gate,
+  /** Through the worker's request ring, or as a message when it does not fit (or the ring is full); the worker runs them in `seq` order. */
+  function sendRequest(slot: Slot, job: Job): void {
+    const seq = slot.seq = (slot.seq + 1) >>> 0
+    const buf = slot.requests.free()
+    const length = buf === null ? -1 : encodeRequest(buf, { seq, id: job.id, cell: job.cell, req: job.req })
+    if (length < 0) return send(slot, { t: 'req', seq, id: job.id, cell: job.cell, req: job.req })
+    // Only the first request since the worker went to sleep wakes it; it reads the others with it.
+    if (slot.requests.publish(length)) slot.requests.wake()
+  }
+
+  /** The whole responses in the worker's ring, in order; how many. */
+  function readResponses(slot: Slot): number {
+    const ring = slot.responses
+    let read = 0
+    for (let buf = ring.read(); buf !== null; buf = ring.read(), read++) {
+      const res = decodeResponse(buf)
+      ring.consume()
+      onMessage(slot, { t: 'res', ...res })
     }
-    const worker = new Worker(WORKER_URL, { workerData: start })
-    const slot: Slot = { worker, gen, gate: new Int32Array(gate), ready: false, held: [], task: null, gone: false }
-    gen.slots.add(slot)
-    every.add(slot)
-    let exited!: () => void
-    const exit = new Promise<void>((resolve) => (exited = resolve))
-    exits.add(exit)
-    worker.on('message', (msg: FromWorker) => onMessage(slot, msg))
-    worker.on('error', (err) => log.error({ err, build: gen.build.id, thread: worker.threadId }, 'app worker failed'))
-    worker.on('exit', (code) => {
-      exits.delete(exit)
-      exited()
-      onExit(slot, code)
-    })
-    return slot
-  }
-
-  function send(slot: Slot, msg: ToWorker): void {
-    slot.worker.postMessage(msg)
-  }
-
-  function finish(job: Job): void {
-    job.done = true
-    if (job.timer) clearTimeout(job.timer)
-  }
-
-  /** Hands a request to a worker: to run (an idle worker) or to start once its current one is answered. */
-  function offer(slot: Slot, job: Job): void {
-    let cell = 0
-    while (slot.held.some((held) => held.cell === cell)) cell++
-    if (slot.held.length > 0) ahead++
-    slot.held.push(job)
-    job.slot = slot
-    job.cell = cell
-    // Gate values: 1 .. 2^31-1.
-    offers = (offers % 0x7fffffff) + 1
-    job.id = offers
-    Atomics.store(slot.gate, cell, job.id)
-    send(slot, { t: 'req', id: job.id, cell, req: job.req })
-  }
-
-  /** The worker no longer holds `job` (answered, or taken back): its next one moves up. */
-  function release(slot: Slot, job: Job): void {
-    if (slot.held.length > 1) ahead--
-    slot.held.splice(slot.held.indexOf(job), 1)
-    job.slot = null
-  }
-
-  /** Takes back a request its worker has not started; false once it has. */
-  function takeBack(job: Job): boolean {
-    const slot = job.slot!
-    if (Atomics.compareExchange(slot.gate, job.cell, job.id, 0) !== job.id) return false
-    release(slot, job)
-    return true
-  }
-
-  /** The requests a worker holds but has not started go back to the head of the queue (or, draining, get 503). */
-  function handBack(slot: Slot): void {
-    const back = [...slot.held].filter((job) => !job.done && takeBack(job))
-    if (closing) {
-      for (const job of back) fail(job, 'ESPRA_ERR_HTTP_DRAINING', 'node is draining')
-      return
-    }
-    if (back.length === 0) return
-    log.info({ build: slot.gen.build.id, thread: slot.worker.threadId, requests: back.length }, 'requests an ended app worker had not started go to other workers')
-    queue.unshift(...back)
-    pump()
-  }
-
-  function fail(job: Job, code: ErrorCode, message: string): void {
-    finish(job)
-    if (!job.sink.aborted) job.sink.fail(code, message)
-  }
-
-  /** The oldest queued request still wanted. */
-  function nextQueued(): Job | undefined {
-    for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
-      if (!job.done && !job.sink.aborted) return job
-      finish(job)
-    }
-    return undefined
-  }
-
-  /** A request offered to a busy worker that has not started it yet, taken back. */
-  function takeAhead(): Job | undefined {
-    for (const slot of current!.slots) {
-      const job = slot.held.at(-1)
-      if (slot.held.length > 1 && takeBack(job!)) return job
-    }
-    return undefined
+    return read
   }
 
   /**
-   * Moves waiting requests to the current build's workers: one to each idle
-   * worker (when nothing is queued, one a busy worker has not started yet),
-   * then up to AHEAD more to each worker busy with a request, evenly.
+   * Reads the worker's responses until its thread ends. While answers keep
+   * coming it looks again at the next turn of the event loop without asking
+   * to be woken (answers written meanwhile cost the worker no wake-up and
+   * this thread no extra task); after a turn with none it sleeps until the
+   * worker's next answer wakes it.
    */
-  function pump(): void {
-    if (current === null || closing) return
-    for (const slot of current.slots) {
-      if (!isFree(slot)) continue
-      const job = nextQueued() ?? takeAhead()
-      if (job === undefined) break
-      offer(slot, job)
-    }
-    for (let depth = 1; depth <= AHEAD; depth++) {
-      for (const slot of current.slots) {
-        if (queue.length === 0) return
-        if (!slot.ready || slot.gone || slot.held.length !== depth) continue
-        const job = nextQueued()
-        if (job !== undefined) offer(slot, job)
-      }
-    }
-  }
-
-  function retire(slot: Slot): void {
-    if (slot.gone) return
-    slot.gone = true
-    send(slot, { t: 'destroy' })
-    const timer = setTimeout(() => void slot.worker.terminate(), DESTROY_GRACE_MS)
-    slot.worker.once('exit', () => clearTimeout(timer))
-  }
-
-  /** Stops a worker now (the only way to stop a loop) and starts a replacement if its build is current. */
-  function terminate(slot: Slot): void {
-    const replace = slot.gen === current && !closing && !slot.gone
-    slot.gone = true
-    slot.gen.slots.delete(slot)
-    void slot.worker.terminate()
-    if (replace) respawn(slot.gen)
+  function listen(slot: Slot): void {
+    const read = readResponses(slot)
+    if (!gens.every.has(slot)) return
+    if (read > 0) return void setImmediate(listen, slot)
+    const wait = slot.responses.sleep()
+    if (wait === null) return void setImmediate(listen, slot)
+    void wait.then(() => listen(slot))
   }
 
   /** A worker finished something: it takes what waits, or retires once it holds nothing if its build was replaced. */
   function idle(slot: Slot): void {
     if (slot.gone) return
-    if (slot.gen !== current || closing) {
+    if (slot.gen !== gens.current || gens.closing) {
       if (slot.held.length === 0) retire(slot)
       return
     }
-    pump()
-    startTask(slot)
-  }
-
-  const isFree = (slot: Slot): boolean => slot.ready && !slot.gone && slot.held.length === 0 && slot.task === null
-
-  /** Gives `slot` the next task if tasks may run now (no request waits: `idle` served those first). */
-  function startTask(slot: Slot): void {
-    if (closing || tasksRunning >= opts.taskConcurrency || !slot.gen.handlesTasks || !isFree(slot)) return
-    const job = taskQueue.shift()
-    if (job === undefined) return
-    slot.task = job
-    job.slot = slot
-    tasksRunning++
-    job.timer = setTimeout(() => taskTimedOut(job), opts.taskTimeoutMs)
-    send(slot, { t: 'task', task: job.task })
-  }
-
-  /** Ends a task once; frees its worker (the caller decides what the worker does next). */
-  function endTask(job: TaskJob, outcome: TaskOutcome): Slot | null {
-    if (job.finished) return null
-    job.finished = true
-    if (job.timer) clearTimeout(job.timer)
-    const slot = job.slot
-    if (slot !== null) {
-      slot.task = null
-      tasksRunning--
-    }
-    job.done(outcome)
-    return slot
-  }
-
-  function taskTimedOut(job: TaskJob): void {
-    taskTimeouts++
-    const slot = endTask(job, { result: 'failed', error: `handleTask did not finish within ${opts.taskTimeoutMs} ms (the worker was terminated)` })
-    if (slot === null) return
-    log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, task: job.task.id, name: job.task.name, timeoutMs: opts.taskTimeoutMs }, 'app task timed out: terminating its worker')
-    terminate(slot)
-  }
-
-  /** Starts queued tasks on free workers of the current build (no request can be waiting while one is free). */
-  function startTasks(): void {
-    if (current === null) return
-    if (!current.handlesTasks) {
-      for (const job of taskQueue.splice(0)) endTask(job, { result: 'released' })
-      return
-    }
-    for (const slot of current.slots) {
-      if (taskQueue.length === 0 || tasksRunning >= opts.taskConcurrency) return
-      startTask(slot)
-    }
+    requests.pump()
+    tasks.start(slot)
   }
 
   function onMessage(slot: Slot, msg: FromWorker): void {
-    if (msg.t === 'ready') slot.gen.handlesTasks = msg.tasks
-    if (msg.t === 'loading' || msg.t === 'ready' || msg.t === 'init-failed' || msg.t === 'destroyed') return void slot.worker.emit('espra:' + msg.t, msg)
     if (msg.t === 'task-done') {
       const job = slot.task
       if (job === null || job.task.id !== msg.id) return
-      endTask(job, msg.ok ? { result: 'done' } : { result: 'failed', error: msg.error })
+      tasks.end(job, msg.ok ? { result: 'done' } : { result: 'failed', error: msg.error })
       return idle(slot)
     }
     if (msg.t === 'call') {
@@ -407,16 +186,18 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       )
       return
     }
-    const job = slot.held[0]
-    if (job === undefined || job.id !== msg.id) return
+    if (msg.t !== 'res' && msg.t !== 'head' && msg.t !== 'chunk' && msg.t !== 'end' && msg.t !== 'error') return
+    // By id, not by place: an answer through the ring may overtake the message of the one before it.
+    const job = slot.held.find((held) => held.id === msg.id)
+    if (job === undefined) return
     // The last message of a request: the worker moves on to the next one it holds.
-    if (msg.t === 'res' || msg.t === 'end' || msg.t === 'error') release(slot, job)
+    if (msg.t === 'res' || msg.t === 'end' || msg.t === 'error') requests.release(slot, job)
     if (job.done) return
     const build = slot.gen.build.id
     const sink = job.sink
     switch (msg.t) {
       case 'res':
-        finish(job)
+        requests.finish(job)
         if (!sink.aborted) sink.whole(msg.status, msg.headers, msg.body, build)
         return idle(slot)
       case 'head':
@@ -425,209 +206,89 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       case 'chunk':
         if (sink.aborted) return send(slot, { t: 'pull', id: msg.id, stop: true })
         sink.chunk(msg.data, (ok) => {
-          if (slot.held[0] === job && !job.done) send(slot, { t: 'pull', id: msg.id, stop: !ok })
+          if (job.slot === slot && !job.done) send(slot, { t: 'pull', id: msg.id, stop: !ok })
         })
         return
       case 'end':
-        finish(job)
+        requests.finish(job)
         if (!sink.aborted) sink.end()
         return idle(slot)
       case 'error':
-        finish(job)
+        requests.finish(job)
         // Our own messages pass through (an invalid response, the task queue down); the app's own error text never does.
-        if (!sink.aborted) sink.fail(msg.code as ErrorCode, msg.code === 'ESPRA_ERR_APP_RESPONSE' || msg.code === 'ESPRA_ERR_TASK_UNAVAILABLE' || msg.code === 'ESPRA_ERR_DATASTORE_UNAVAILABLE' ? msg.message : 'the application failed to handle the request', { errorId: msg.errorId })
+        if (!sink.aborted) sink.fail(msg.code as ErrorCode, PLATFORM_MESSAGES.has(msg.code) ? msg.message : 'the application failed to handle the request', { errorId: msg.errorId })
         return idle(slot)
     }
   }
 
+  /** A worker's thread ended: its task failed, what it had not started goes to others, what it ran failed. */
   function onExit(slot: Slot, code: number): void {
-    const wasGone = slot.gone
-    slot.gone = true
-    slot.gen.slots.delete(slot)
-    every.delete(slot)
+    // Answers it wrote before it ended are answers; then its listener stops.
+    readResponses(slot)
+    slot.responses.wake()
     if (slot.task !== null) {
       const task = slot.task
       log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code, task: task.task.id }, 'app worker exited while running a task')
-      endTask(task, { result: 'failed', error: `the worker exited (code ${code}) while running the task` })
+      tasks.end(task, { result: 'failed', error: `the worker exited (code ${code}) while running the task` })
     }
-    handBack(slot)
-    const job = slot.held[0]
-    if (job !== undefined && !job.done) {
+    requests.handBack(slot)
+    // What is left was claimed: the request it ran (and, rarely, one answered by a message that never came).
+    for (const job of slot.held.filter((held) => !held.done)) {
       log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited while handling a request')
-      fail(job, 'ESPRA_ERR_APP_HANDLER', 'the application worker exited while handling the request')
-    }
-    if (!wasGone && slot.ready) opts.onWorkerCrash?.(slot.gen.build.id)
-    // Keep the current build at full strength: a worker that died (or was killed for a timeout) is replaced.
-    if (!wasGone && slot.ready && (slot.gen === current || slot.gen === staged?.gen) && !closing) {
-      log.warn({ build: slot.gen.build.id, thread: slot.worker.threadId, code }, 'app worker exited: starting a replacement')
-      respawn(slot.gen)
-    }
-  }
-
-  function respawn(gen: Generation): void {
-    const slot = spawn(gen)
-    slot.worker.once('espra:ready', () => {
-      slot.ready = true
-      log.info({ build: gen.build.id, thread: slot.worker.threadId }, 'app worker replaced')
-      idle(slot)
-    })
-    slot.worker.once('espra:init-failed', (msg: { message: string }) => {
-      log.error({ build: gen.build.id, message: msg.message }, 'replacement app worker failed to start; trying again')
-      slot.gone = true
-      void slot.worker.terminate()
-      setTimeout(() => {
-        if ((gen === current || gen === staged?.gen) && !closing) respawn(gen)
-      }, RESPAWN_DELAY_MS).unref()
-    })
-  }
-
-  /** Terminates the staged generation's workers (nothing was handed to them). */
-  function dropStaged(): void {
-    const gen = staged!.gen
-    staged = null
-    for (const slot of gen.slots) {
-      slot.gone = true
-      void slot.worker.terminate()
-    }
-  }
-
-  function timeOut(job: Job): void {
-    if (job.done) return
-    const slot = job.slot
-    requestTimeouts++
-    fail(job, 'ESPRA_ERR_APP_TIMEOUT', `no answer within ${opts.requestTimeoutMs} ms`)
-    if (slot === null) {
-      const i = queue.indexOf(job)
-      if (i >= 0) queue.splice(i, 1)
-    } else if (slot.gone) {
-      // Its worker was stopped already (for another request): nothing runs it.
-    } else if (takeBack(job)) {
-      // Its worker had not started it: that worker is fine and takes other work.
-      idle(slot)
-    } else {
-      log.error({ build: slot.gen.build.id, thread: slot.worker.threadId, method: job.req.method, path: job.req.path, timeoutMs: opts.requestTimeoutMs },
-        'app request timed out: terminating its worker')
-      terminate(slot)
-      // The request it was to start next goes to another worker.
-      handBack(slot)
+      requests.fail(job, 'ESPRA_ERR_APP_HANDLER', 'the application worker exited while handling the request')
     }
   }
 
   return {
     get build() {
-      return current?.build.id ?? null
+      return gens.current?.build.id ?? null
     },
     get handlesTasks() {
-      return current?.handlesTasks ?? false
+      return gens.current?.handlesTasks ?? false
     },
     runTask(task, done) {
-      if (closing || current === null || !current.handlesTasks) return done({ result: 'released' })
-      taskQueue.push({ task, done, timer: null, slot: null, finished: false })
-      startTasks()
+      const current = gens.current
+      if (gens.closing || current === null || !current.handlesTasks) return done({ result: 'released' })
+      tasks.add(task, done, current)
     },
-    dropTask(id) {
-      const i = taskQueue.findIndex((job) => job.task.id === id)
-      if (i < 0) return false
-      taskQueue.splice(i, 1)
-      return true
-    },
+    dropTask: (id) => tasks.drop(id),
     submit(req, sink) {
-      if (closing) return sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
-      if (current === null) return sink.fail('ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
-      if (queue.length + ahead >= opts.queueSize && ![...current.slots].some(isFree)) {
-        refusedBusy++
-        return sink.fail('ESPRA_ERR_APP_BUSY', 'every app worker is busy and the request queue is full')
-      }
-      const job: Job = { id: 0, req, sink, timer: null, slot: null, cell: 0, done: false }
-      job.timer = setTimeout(() => timeOut(job), opts.requestTimeoutMs)
-      queue.push(job)
-      pump()
+      if (gens.closing) return sink.fail('ESPRA_ERR_HTTP_DRAINING', 'node is draining')
+      if (gens.current === null) return sink.fail('ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
+      requests.submit(req, sink)
     },
     async load(build) {
       await this.stage(build)
       this.activate(build.id)
     },
-    async stage(build) {
-      if (staged !== null) dropStaged()
-      const gen: Generation = { build, slots: new Set(), retired: false, handlesTasks: false }
-      const mine = { gen, ready: false }
-      staged = mine
-      const slots = Array.from({ length: opts.threads }, () => spawn(gen))
-      const timers: NodeJS.Timeout[] = []
-      const ready = Promise.all(slots.map((slot) => new Promise<void>((resolve, reject) => {
-        slot.worker.once('espra:ready', () => {
-          slot.ready = true
-          resolve()
-        })
-        slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: ${msg.message}`, { build: build.id })))
-        slot.worker.once('exit', (code) => reject(staged !== mine
-          ? new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
-          : new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: a worker exited (code ${code}) while starting`, { build: build.id })))
-      })))
-      // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it. Each worker's clock starts
-      // when its build code starts loading (starting a thread on a busy machine is the platform's time, not the build's).
-      const timedOut = new Promise<never>((_, reject) => {
-        for (const slot of slots) {
-          slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(new EspraError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
-            `build ${build.id} refused: init() did not finish within ${opts.initTimeoutMs} ms (--init-timeout); its workers were terminated`, { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
-        }
-      })
-      try {
-        await Promise.race([ready, timedOut])
-      } catch (err) {
-        if (staged === mine) staged = null
-        for (const slot of slots) {
-          slot.gone = true
-          void slot.worker.terminate()
-        }
-        throw err
-      } finally {
-        for (const timer of timers) clearTimeout(timer)
-      }
-      if (staged !== mine) throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
-      mine.ready = true
-      if (closing) {
-        staged = null
-        for (const slot of slots) retire(slot)
-      }
-    },
+    stage: (build) => gens.stage(build, (slots) => slots.forEach(retire)),
     activate(id) {
-      if (staged === null || !staged.ready || staged.gen.build.id !== id) return false
-      const gen = staged.gen
-      staged = null
-      const old = current
-      current = gen
-      if (old !== null) {
-        old.retired = true
-        for (const slot of old.slots) if (slot.held.length === 0 && slot.task === null) retire(slot)
-      }
-      pump()
-      startTasks()
+      const swapped = gens.activate(id)
+      if (swapped === undefined) return false
+      for (const slot of swapped.old?.slots ?? []) if (slot.held.length === 0 && slot.task === null) retire(slot)
+      requests.pump()
+      tasks.startAll(gens.current)
       return true
     },
-    discard(id) {
-      if (staged?.gen.build.id === id) dropStaged()
-    },
+    discard: (id) => gens.discard(id),
     stats() {
+      const current = gens.current
       let busy = 0
       for (const slot of current?.slots ?? []) if (slot.held.length > 0 || slot.task !== null) busy++
-      return { build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: queue.length + ahead, tasksRunning, tasksQueued: taskQueue.length, requestTimeouts, taskTimeouts, refusedBusy }
+      return {
+        build: current?.build.id ?? null, workers: current?.slots.size ?? 0, busy, queued: requests.length,
+        tasksRunning: tasks.running, tasksQueued: tasks.queued, requestTimeouts: requests.timeouts, taskTimeouts: tasks.timeouts, refusedBusy: requests.refusedBusy,
+      }
     },
     async close() {
-      closing = true
-      for (const job of queue.splice(0)) fail(job, 'ESPRA_ERR_HTTP_DRAINING', 'node is draining')
-      // Requests handed ahead and not started get 503 too; running ones finish, and so do tasks (their workers retire after).
-      for (const slot of every) {
-        for (const job of slot.held.slice(1)) if (takeBack(job)) fail(job, 'ESPRA_ERR_HTTP_DRAINING', 'node is draining')
-      }
-      for (const job of taskQueue.splice(0)) endTask(job, { result: 'released' })
-      for (const slot of current?.slots ?? []) if (slot.held.length === 0 && slot.task === null) retire(slot)
-      if (staged !== null) dropStaged()
-      await Promise.all([...exits])
+      gens.closing = true
+      // Queued requests and those handed ahead and not started get 503; running ones finish, and so do tasks (their workers retire after).
+      requests.refuseAll(gens.every)
+      tasks.releaseAll()
+      for (const slot of gens.current?.slots ?? []) if (slot.held.length === 0 && slot.task === null) retire(slot)
+      gens.close()
+      await gens.exited()
     },
-    destroy() {
-      closing = true
-      for (const slot of every) void slot.worker.terminate()
-    },
+    destroy: () => gens.destroy(),
   }
 }

@@ -2,7 +2,9 @@
  * Messages between an app child's main thread (HTTP, queue, pool) and its
  * worker threads (the application). One request at a time per worker; ids
  * match answers to requests and platform calls (`ctx.publish`, `ctx.tables`)
- * to their results.
+ * to their results. Requests and whole responses that fit a slot go
+ * through each worker's two slot rings instead (roles/app/slot-codec.ts
+ * has their layout); everything else is a message.
  */
 import type { MintOptions } from '../../lib/live/token.js'
 import type { LeasedTask } from '../../lib/tasks/task.js'
@@ -46,6 +48,10 @@ export interface WorkerStart {
   readonly tokenKey: Uint8Array
   /** Int32 cells shared with the main thread, one per request the worker may hold: a request runs only once claimed from its cell (see `req`). */
   readonly gate: SharedArrayBuffer
+  /** The slot rings (roles/app/slot-ring.ts) of requests to the worker and of whole responses from it, slots of `slotSize` bytes. */
+  readonly requests: SharedArrayBuffer
+  readonly responses: SharedArrayBuffer
+  readonly slotSize: number
 }
 
 /** The `ctx` methods a worker asks its main thread to run. */
@@ -60,11 +66,13 @@ export type TaskOutcome = { readonly result: 'done' } | { readonly result: 'fail
 
 export type ToWorker =
   /**
-   * A request, run after the ones before it; the worker first claims it by
-   * swapping `id` in gate cell `cell` for 0, and drops it when that fails
-   * (the main thread took it back).
+   * A request that does not fit a slot of the request ring (or came when
+   * the ring was full). Requests run in `seq` order (counted per worker,
+   * ring and messages alike), each after the ones before it; the worker
+   * first claims it by swapping `id` in gate cell `cell` for 0, and drops
+   * it when that fails (the main thread took it back).
    */
-  | { t: 'req'; id: number; cell: number; req: WireRequest }
+  | { t: 'req'; seq: number; id: number; cell: number; req: WireRequest }
   | { t: 'result'; id: number; ok: true; value: unknown }
   | { t: 'result'; id: number; ok: false; code: string; message: string }
   | { t: 'destroy' }
@@ -79,7 +87,7 @@ export type FromWorker =
   /** `tasks`: the module exports handleTask. */
   | { t: 'ready'; tasks: boolean }
   | { t: 'init-failed'; message: string; stack?: string }
-  /** A whole response. */
+  /** A whole response that does not fit a slot of the response ring (or came when the ring was full). */
   | { t: 'res'; id: number; status: number; headers: [string, string][]; body: Uint8Array }
   /** A streamed response: head, chunks, end; after each chunk the worker waits for a `pull`. */
   | { t: 'head'; id: number; status: number; headers: [string, string][] }

@@ -27,7 +27,8 @@ import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../li
 import { createSendMail } from './send-mail.js'
 import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
 import { AppCounters } from './counters.js'
-import { createWorkerPool, type ResponseSink, type WorkerPool } from './pool.js'
+import { createWorkerPool, type WorkerPool } from './pool.js'
+import type { ResponseSink } from './pool-state.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
 /** Child → parent: the build this child serves, or one it refused. */

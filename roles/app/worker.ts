@@ -17,13 +17,18 @@ import { ACCEPT_RECIPIENT_PATH, type RecipientAnswer } from '../../lib/mail/inbo
 import { checkOutMessage } from '../../lib/mail/outbound.js'
 import { MAIL_EVENT_TASK_NAME } from '../../lib/mail/outbound-events.js'
 import { createAppCache } from './cache.js'
+import { ClaimGate } from './claim-gate.js'
+import { decodeRequest, encodeResponse, type SlotRequest } from './slot-codec.js'
+import { SlotRing } from './slot-ring.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
 const start = workerData as WorkerStart
 const port = parentPort!
 const log = createLogger(start.logLevel as LogLevel, { role: 'app', node: start.config.nodeId, child: start.child, thread: threadId, build: start.build })
 const tokenKey = Buffer.from(start.tokenKey)
-const gate = new Int32Array(start.gate)
+const gate = new ClaimGate(start.gate)
+const requestRing = new SlotRing(start.requests, start.slotSize)
+const responseRing = new SlotRing(start.responses, start.slotSize)
 const encoder = new TextEncoder()
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 // Field values: visible ASCII, spaces and tabs, obs-text; never CR, LF or NUL (no header injection).
@@ -155,6 +160,15 @@ async function acceptRecipient(app: AppModule, wire: WireRequest): Promise<Recip
   throw new ResponseError('acceptRecipient() must return true, false or {accept, reason}')
 }
 
+/** A whole response through the response ring: false when it does not fit a slot or the ring is full (send a message). */
+function writeResponse(id: number, status: number, headers: [string, string][], body: Uint8Array): boolean {
+  const buf = responseRing.free()
+  const length = buf === null ? -1 : encodeResponse(buf, { id, status, headers, body })
+  if (length < 0) return false
+  if (responseRing.publish(length)) responseRing.wake()
+  return true
+}
+
 async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<void> {
   let started = false
   try {
@@ -168,6 +182,7 @@ async function answer(app: AppModule, id: number, wire0: WireRequest): Promise<v
     const headers = headersOf(res.headers)
     const bytes = toBytes(res.body)
     if (bytes !== null) {
+      if (writeResponse(id, status, headers, bytes)) return
       // Copy what may be a view of a larger or shared buffer; transfer the copy.
       const body = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && typeof res.body === 'string' ? bytes : bytes.slice()
       return post({ t: 'res', id, status, headers, body }, [body.buffer as ArrayBuffer])
@@ -222,19 +237,41 @@ async function runTask(app: AppModule, wire: WireTask): Promise<void> {
   }
 }
 
-type RequestMessage = Extract<ToWorker, { t: 'req' }>
-
-/** Requests received and not started: the main thread hands a few ahead while this worker is busy. */
-const waiting: RequestMessage[] = []
+/** Requests received and not started, by `seq` (from the ring or as messages): the main thread hands a few ahead while this worker is busy. */
+const waiting = new Map<number, SlotRequest>()
+/** The `seq` of the request to run next. */
+let nextSeq = 1
 let serving = false
 
-/** Runs the waiting requests one at a time, each once claimed (one the main thread took back is dropped). */
+function readRequests(): void {
+  for (let buf = requestRing.read(); buf !== null; buf = requestRing.read()) {
+    const r = decodeRequest(buf)
+    requestRing.consume()
+    waiting.set(r.seq, r)
+  }
+}
+
+/**
+ * Runs the waiting requests one at a time in `seq` order, each once claimed
+ * (one the main thread took back is dropped); then sleeps until the main
+ * thread writes the next into the ring (one sent as a message wakes it too).
+ */
 async function serve(app: AppModule): Promise<void> {
   serving = true
-  for (let msg = waiting.shift(); msg !== undefined; msg = waiting.shift()) {
-    if (Atomics.compareExchange(gate, msg.cell, msg.id, 0) === msg.id) await answer(app, msg.id, msg.req)
+  for (;;) {
+    readRequests()
+    const r = waiting.get(nextSeq)
+    if (r === undefined) break
+    waiting.delete(nextSeq)
+    nextSeq = (nextSeq + 1) >>> 0
+    if (gate.claim(r.cell, r.id)) await answer(app, r.id, r.req)
   }
   serving = false
+  const wait = requestRing.sleep()
+  if (wait === null) return serve(app)
+  void wait.then(() => {
+    if (!serving) void serve(app)
+  })
 }
 
 async function main(): Promise<void> {
@@ -252,7 +289,7 @@ async function main(): Promise<void> {
   }
   port.on('message', (msg: ToWorker) => {
     if (msg.t === 'req') {
-      waiting.push(msg)
+      waiting.set(msg.seq, msg)
       if (!serving) void serve(app)
     }
     else if (msg.t === 'task') void runTask(app, msg.task)
@@ -279,6 +316,7 @@ async function main(): Promise<void> {
       })()
     }
   })
+  void serve(app)
   post({ t: 'ready', tasks: typeof app.handleTask === 'function' || typeof app.handleMail === 'function' || typeof app.handleMailEvent === 'function' })
 }
 
