@@ -8,15 +8,15 @@
  * Riding over a failover: an op whose repetition is harmless (`get`, `list`,
  * `put` of the same value, `delete`) that fails because the link dropped or
  * is down (`ESPRA_ERR_META_CLOSED`) or reached a seed that does not lead
- * (`ESPRA_ERR_SEED_NOT_LEADER`) is sent again, with a backoff from 100 ms to
- * 1 s, until {@link DATASTORE_RETRY_WINDOW_MS} has passed since it was first
+ * (`ESPRA_ERR_SEED_NOT_LEADER`) is sent again (lib/transport/resend.ts)
+ * until {@link DATASTORE_RETRY_WINDOW_MS} has passed since it was first
  * sent; then its last error is thrown. `consume` and `putIf` are never sent
  * again: their first attempt may have applied, and only the caller knows
  * what to do then. A link closed on purpose (the node stopping; an error
  * with `details.stopped`) or this store closed ends the waiting at once.
  */
-import type { EspraError } from '../core/errors.js'
 import type { MetaClient } from '../transport/meta-client.js'
+import { createResender } from '../transport/resend.js'
 import {
   check, keyProblem, kindProblem, listProblem, matchProblem, valueProblem,
   type Datastore, type DatastoreKind, type DatastorePage, type DatastoreValue, type ListOptions,
@@ -30,11 +30,6 @@ import {
  * with a deadline of its own still hears of a real outage.
  */
 export const DATASTORE_RETRY_WINDOW_MS = 10_000
-const RETRY_FIRST_MS = 100
-const RETRY_MAX_MS = 1000
-
-/** Failures after which the op was not applied by a seed that is still there: the next link may take it. */
-const RETRYABLE = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_SEED_NOT_LEADER'])
 
 export interface DatastoreClientOptions {
   /**
@@ -48,39 +43,8 @@ export interface DatastoreClientOptions {
 /** `link` is any connected meta client (a node's seed link). Closing this store leaves the link open. */
 export function createDatastoreClient(link: Pick<MetaClient, 'request'>, options: DatastoreClientOptions = {}): Datastore {
   const windowMs = options.retryWindowMs ?? DATASTORE_RETRY_WINDOW_MS
-  let closed = false
-  // Ops waiting to be sent again: woken (and ended) by close().
-  const waiting = new Set<() => void>()
-
-  const pause = (ms: number) => new Promise<void>((resolve) => {
-    const wake = () => {
-      clearTimeout(timer)
-      waiting.delete(wake)
-      resolve()
-    }
-    const timer = setTimeout(wake, ms)
-    waiting.add(wake)
-  })
-
-  /** Sends `op` until it is answered, fails otherwise than by the link, or the window has passed. */
-  async function repeatable<T>(op: string, body: unknown): Promise<T> {
-    const started = Date.now()
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await link.request<T>(op, body)
-      } catch (err) {
-        const { code, details } = err as EspraError
-        const stopped = (details as { stopped?: unknown } | undefined)?.stopped === true
-        if (!RETRYABLE.has(code) || stopped || closed) throw err
-        const left = started + windowMs - Date.now()
-        if (left <= 0) throw err
-        // Equal jitter: many nodes that lost one seed do not come back in step.
-        const step = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(attempt - 1, 10))
-        await pause(Math.min(left, step / 2 + Math.random() * (step / 2)))
-        if (closed) throw err
-      }
-    }
-  }
+  const resender = createResender(link)
+  const repeatable = <T>(op: string, body: unknown) => resender.send<T>(op, body, windowMs)
 
   const target = (kind: DatastoreKind, key: string) => {
     check(kindProblem(kind))
@@ -115,8 +79,7 @@ export function createDatastoreClient(link: Pick<MetaClient, 'request'>, options
       return repeatable<DatastorePage>('ds.list', { ...options, kind })
     },
     async close() {
-      closed = true
-      for (const wake of [...waiting]) wake()
+      resender.close()
     },
   }
 }

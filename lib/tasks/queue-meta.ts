@@ -19,21 +19,16 @@
  */
 import { EspraError } from '../core/errors.js'
 import { DATASTORE_RETRY_WINDOW_MS } from '../storage/datastore-client.js'
+import { createResender, type MetaRequester } from '../transport/resend.js'
 import type { LeaseOptions, TaskQueue } from './queue.js'
 import type { DeadPage, LeasedTask, TaskCounts } from './task.js'
 
-export interface MetaRequester {
-  request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
-}
+export type { MetaRequester }
 
 /** Codes that mean "the seed is not there right now", not "the request was wrong". */
 const UNREACHABLE = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_META_TIMEOUT', 'ESPRA_ERR_SEED_UNREACHABLE', 'ESPRA_ERR_IPC_TIMEOUT'])
 /** A waiting lease is answered by the seed within its waitMs; allow this much on top. */
 const WAIT_SLACK_MS = 5000
-/** Failures after which the op was not applied by a seed that is still there: the next link may take it. */
-const RETRYABLE = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_SEED_NOT_LEADER'])
-const RETRY_FIRST_MS = 100
-const RETRY_MAX_MS = 1000
 
 export interface MetaTaskQueueOptions {
   /** How long `extend`, `counts` and `dead` are sent again after the link dropped ({@link DATASTORE_RETRY_WINDOW_MS}); 0 fails at once. */
@@ -43,40 +38,13 @@ export interface MetaTaskQueueOptions {
 /** `prefix`: `tasks` (the app's task queue) or `mailq` (the outbound mail queue the seed keeps beside it). */
 export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', options: MetaTaskQueueOptions = {}): TaskQueue {
   const windowMs = options.retryWindowMs ?? DATASTORE_RETRY_WINDOW_MS
-  let closed = false
-  const waiting = new Set<() => void>()
-  const pause = (ms: number) => new Promise<void>((resolve) => {
-    const wake = () => {
-      clearTimeout(timer)
-      waiting.delete(wake)
-      resolve()
-    }
-    const timer = setTimeout(wake, ms)
-    waiting.add(wake)
-  })
-  /** Sends an op whose repetition changes nothing until it is answered, fails otherwise than by the link, or `within` ms passed. */
-  async function repeatable<R>(op: string, body: unknown, within: number): Promise<R> {
-    const started = Date.now()
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await link.request<R>(op, body)
-      } catch (err) {
-        const { code, details } = err as EspraError
-        const stopped = (details as { stopped?: unknown } | undefined)?.stopped === true
-        const left = started + within - Date.now()
-        if (!RETRYABLE.has(code) || stopped || closed || left <= 0) throw err
-        const step = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(attempt - 1, 10))
-        await pause(Math.min(left, step / 2 + Math.random() * (step / 2)))
-        if (closed) throw err
-      }
-    }
-  }
+  const resender = createResender(link)
   // The seed's own backend (embedded or postgres), as its last counts answer said; a seed that does not say hosts the embedded one.
   let backend = 'seed'
   /** `repeatWithin` > 0: an op safe to send again, for at most that long. */
   async function call<R>(op: string, body: unknown, timeoutMs?: number, repeatWithin = 0): Promise<R> {
     try {
-      return await (repeatWithin > 0 ? repeatable<R>(op, body, repeatWithin) : link.request<R>(op, body, timeoutMs))
+      return await (repeatWithin > 0 ? resender.send<R>(op, body, repeatWithin) : link.request<R>(op, body, timeoutMs))
     } catch (err) {
       const code = (err as { code?: string }).code ?? ''
       if (UNREACHABLE.has(code)) throw new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', `task queue (seed) unreachable: ${(err as Error).message}`, { cause: code })
@@ -116,8 +84,7 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', optio
       }
     },
     async close() {
-      closed = true
-      for (const wake of [...waiting]) wake()
+      resender.close()
     },
   }
 }
