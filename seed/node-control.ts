@@ -87,7 +87,7 @@ export function createNodeControl(opts: NodeControlOptions) {
       })
     }],
     ['node.reloaded', (body, peer) => {
-      if (peer.kind !== 'node' || peer.nodeId === null) throw new EspraError('ESPRA_ERR_NOT_REGISTERED')
+      if (peer.kind !== 'node' || peer.nodeId === null) throw new EspraError('ESPRA_ERR_META_NOT_REGISTERED')
       if (!isMap(body)) throw bad('body', 'must be a map')
       const token = body['token']
       if (typeof token !== 'string' || token.length > 64) throw bad('token', 'the token of the node.reload push')

@@ -155,7 +155,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       return registered
     }],
     ['deregister', (_body, peer) => {
-      if (peer.nodeId === null) throw new EspraError('ESPRA_ERR_NOT_REGISTERED')
+      if (peer.nodeId === null) throw new EspraError('ESPRA_ERR_META_NOT_REGISTERED')
       registry.deregister(peer.nodeId, linkOf(peer))
       peer.nodeId = null
       return {}

@@ -69,7 +69,7 @@ export async function assertUpPortsFree(host: string, ports: UpPorts): Promise<v
   await Promise.all(
     ports.all.map(({ port, what }) =>
       assertPortFree(host, port, what).catch((err: EspraError) => {
-        if (err.code !== 'ESPRA_ERR_LISTEN') throw err
+        if (err.code !== 'ESPRA_ERR_NODE_LISTEN') throw err
         taken.push(`${port} (${what})`)
       }),
     ),
@@ -81,7 +81,7 @@ export async function assertUpPortsFree(host: string, ports: UpPorts): Promise<v
     ? 'the default ports (meta 7000, 7001 and 8080-8085, metrics 8001 and 9080-9085, live link 10083, SMTP 2525)'
     : `${ports.base}-${ports.base + UP_PORT_SPAN - 1}`
   throw new EspraError(
-    'ESPRA_ERR_LISTEN',
+    'ESPRA_ERR_NODE_LISTEN',
     `--port-base: ${taken.length === 1 ? 'port' : 'ports'} ${taken.join(', ')} already in use; up needs ${range} free. ` +
       `Is another cluster running? Pick a free range with --port-base <port> (it takes ${UP_PORT_SPAN} ports from there)`,
     { option: '--port-base', taken },

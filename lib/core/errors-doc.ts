@@ -6,6 +6,16 @@ const area = (code: string) => code.slice('ESPRA_ERR_'.length).split('_')[0]!
 
 const cell = (text: string) => text.replaceAll('|', '\\|')
 
+/**
+ * Codes renamed to follow `ESPRA_ERR_<AREA>_<WHAT>`: the old name without its
+ * prefix (no source may write a code the table lacks) → the new code.
+ * Alerts and scripts that match an old name need the new one.
+ */
+const RENAMED: readonly (readonly [string, ErrorCode])[] = [
+  ['LISTEN', 'ESPRA_ERR_NODE_LISTEN'],
+  ['NOT_REGISTERED', 'ESPRA_ERR_META_NOT_REGISTERED'],
+]
+
 export function errorsMarkdown(): string {
   const byArea = new Map<string, ErrorCode[]>()
   for (const code of Object.keys(ERRORS) as ErrorCode[]) {
@@ -26,5 +36,8 @@ export function errorsMarkdown(): string {
     for (const code of codes.sort()) lines.push(`| \`${code}\` | ${ERRORS[code].status} | ${cell(ERRORS[code].message)} |`)
     lines.push('')
   }
+  lines.push('## Renamed', '', 'Codes follow `ESPRA_ERR_<AREA>_<WHAT>`; these were renamed on 2026-12-03:', '', '| old code | new code |', '|---|---|')
+  for (const [old, now] of RENAMED) lines.push(`| \`ESPRA_ERR_${old}\` | \`${now}\` |`)
+  lines.push('')
   return lines.join('\n')
 }

@@ -18,7 +18,7 @@ export const ERRORS = {
   ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
   ESPRA_ERR_SECRET_INSECURE: { message: 'the secret file is open to other users', status: 500 },
   ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load', status: 500 },
-  ESPRA_ERR_LISTEN: { message: 'cannot listen', status: 500 },
+  ESPRA_ERR_NODE_LISTEN: { message: 'cannot listen', status: 500 },
   ESPRA_ERR_FRAME_TOO_LARGE: { message: 'frame exceeds the size limit', status: 413 },
   ESPRA_ERR_FRAME_MALFORMED: { message: 'frame is not valid msgpack', status: 400 },
   ESPRA_ERR_META_PROTOCOL: { message: 'meta protocol violation', status: 400 },
@@ -35,7 +35,7 @@ export const ERRORS = {
   ESPRA_ERR_SEED_UNREACHABLE: { message: 'no seed reachable', status: 503 },
   // A follower seed (PostgreSQL datastore, several seeds): registry, routing and pushes are the leader's; details.leader names its meta address when known.
   ESPRA_ERR_SEED_NOT_LEADER: { message: 'this seed does not lead the cluster; ask the leader', status: 503 },
-  ESPRA_ERR_NOT_REGISTERED: { message: 'peer has not registered as a node', status: 409 },
+  ESPRA_ERR_META_NOT_REGISTERED: { message: 'peer has not registered as a node', status: 409 },
   ESPRA_ERR_CHILD_CRASHLOOP: { message: 'child is crash-looping; restarted with backoff, the node is degraded', status: 503 },
   ESPRA_ERR_IPC_TIMEOUT: { message: 'no reply from child', status: 504 },
   ESPRA_ERR_IPC_UNKNOWN: { message: 'a message no handler of the receiving process knows', status: 500 },

@@ -11,7 +11,7 @@ export function assertPortFree(host: string, port: number, option: string): Prom
     const server = createServer()
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(
-        new EspraError('ESPRA_ERR_LISTEN', `${option}: cannot listen on ${host}:${port} (${err.code ?? err.message}); is another node running?`, {
+        new EspraError('ESPRA_ERR_NODE_LISTEN', `${option}: cannot listen on ${host}:${port} (${err.code ?? err.message}); is another node running?`, {
           option,
           port,
         }),

@@ -52,7 +52,7 @@ export interface HttpServer {
   /** The uWS app; routes added to it are tracked. */
   readonly app: TemplatedApp
   readonly draining: boolean
-  /** Listens (SO_REUSEPORT, uWS's default) and resolves the bound port; rejects with `ESPRA_ERR_LISTEN`. */
+  /** Listens (SO_REUSEPORT, uWS's default) and resolves the bound port; rejects with `ESPRA_ERR_NODE_LISTEN`. */
   listen(host: string, port: number): Promise<number>
   stats(): HttpServerStats
   /** Counts work that must finish before the server may close; call the result once when it has. */
@@ -254,7 +254,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       return new Promise((resolve, reject) => {
         app.listen(host, port, (socket) => {
           if (!socket) {
-            reject(new EspraError('ESPRA_ERR_LISTEN', `cannot listen on ${host}:${port} (in use by a process without SO_REUSEPORT, or not permitted)`, { host, port }))
+            reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `cannot listen on ${host}:${port} (in use by a process without SO_REUSEPORT, or not permitted)`, { host, port }))
             return
           }
           listenSocket = socket

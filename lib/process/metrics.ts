@@ -155,7 +155,7 @@ export function serveMetrics(bind: string, port: number, metrics: ParentMetrics,
   })
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new EspraError('ESPRA_ERR_LISTEN', `--metrics-port: cannot listen on ${bind}:${port} (${err.code ?? err.message})`, { option: '--metrics-port', port })),
+      reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `--metrics-port: cannot listen on ${bind}:${port} (${err.code ?? err.message})`, { option: '--metrics-port', port })),
     )
     server.listen({ host: bind, port, exclusive: true }, () => resolve(server))
   })

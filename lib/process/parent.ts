@@ -56,7 +56,7 @@ async function serveHealthInParent(config: NodeConfig, startedAt: number, state:
  * Runs a node of `role` until it has fully stopped; resolves the exit status
  * the process should end with: 0, or {@link RESTART_EXIT_CODE} when it
  * stopped under a restart order. Rejects when the node cannot start (e.g.
- * `ESPRA_ERR_LISTEN`); the caller exits non-zero.
+ * `ESPRA_ERR_NODE_LISTEN`); the caller exits non-zero.
  */
 export async function runNode(role: Role, config: NodeConfig): Promise<number> {
   const startedAt = Date.now()

@@ -41,13 +41,13 @@ const createServerHandle = (net as unknown as { _createServerHandle: CreateServe
  * a failed bind (EADDRINUSE) to the listen, which here happens in the
  * children: their listen would then bind the socket afresh, to a random port
  * on every interface. So the bound address is read back now, and a socket
- * not bound where asked is an `ESPRA_ERR_LISTEN` naming the option.
+ * not bound where asked is an `ESPRA_ERR_NODE_LISTEN` naming the option.
  */
 export async function bindSharedSocket(host: string, port: number, option = '--port'): Promise<SharedSocket> {
   const family = net.isIP(host)
   const address = family === 0 ? (await lookup(host)).address : host
   const fail = (errno: number): never => {
-    throw new EspraError('ESPRA_ERR_LISTEN', `${option}: cannot listen on ${host}:${port} (${getSystemErrorName(errno)}); is another node running?`, { option, host, port })
+    throw new EspraError('ESPRA_ERR_NODE_LISTEN', `${option}: cannot listen on ${host}:${port} (${getSystemErrorName(errno)}); is another node running?`, { option, host, port })
   }
   const handle = createServerHandle(address, port, net.isIP(address) === 6 ? 6 : 4)
   if (typeof handle === 'number') return fail(handle)

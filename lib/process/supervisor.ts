@@ -86,7 +86,7 @@ export interface SupervisorOptions {
 }
 
 export interface Supervisor {
-  /** Forks every child; rejects with the first start-up failure (e.g. `ESPRA_ERR_LISTEN`). */
+  /** Forks every child; rejects with the first start-up failure (e.g. `ESPRA_ERR_NODE_LISTEN`). */
   start(): Promise<void>
   /** Replaces every child one at a time (SIGHUP); crash-looping slots get a fresh start (no backoff). */
   reload(reason: string): Promise<ReloadSummary>

@@ -178,7 +178,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
   const server: Server = createServer({ noDelay: true }, accept)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new EspraError('ESPRA_ERR_LISTEN', `meta port ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { host: opts.host, port: opts.port }))
+      reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `meta port ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { host: opts.host, port: opts.port }))
     })
     server.listen({ host: opts.host, port: opts.port }, resolve)
   })

@@ -84,7 +84,7 @@ t.test('requests with an unknown op or a bad body get error answers, not a drop'
   await node.ready
   t.match(await node.request('register', { id: 'n1', role: 'live' }).catch((e: EspraError) => e), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'region' } })
   t.match(await node.request('register', 'nonsense').catch((e: EspraError) => e), { code: 'ESPRA_ERR_META_BAD_REQUEST' })
-  t.match(await node.request('deregister', {}).catch((e: EspraError) => e), { code: 'ESPRA_ERR_NOT_REGISTERED' })
+  t.match(await node.request('deregister', {}).catch((e: EspraError) => e), { code: 'ESPRA_ERR_META_NOT_REGISTERED' })
   t.match(await node.request('routing', { region: 'Not A Region!' }).catch((e: EspraError) => e), { code: 'ESPRA_ERR_META_BAD_REQUEST' })
   t.match(await node.request('subscribe', { events: 'yes' }).catch((e: EspraError) => e), { code: 'ESPRA_ERR_META_BAD_REQUEST' })
   t.ok(node.connected && admin.connected, 'both links survive')

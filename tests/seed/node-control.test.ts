@@ -81,7 +81,7 @@ t.test('hostile or wrong requests get precise errors', async (t) => {
     t.match(err?.message, new RegExp(`^${field}:`), `naming ${field}`)
   }
   const fromAdmin = await codeOf(admin.request('node.reloaded', { token: 'x', replaced: 1, failed: [] }))
-  t.equal(fromAdmin?.code, 'ESPRA_ERR_NOT_REGISTERED', 'only a registered node answers a reload')
+  t.equal(fromAdmin?.code, 'ESPRA_ERR_META_NOT_REGISTERED', 'only a registered node answers a reload')
   for (const body of [{ token: 5, replaced: 1, failed: [] }, { token: 'x', replaced: -1, failed: [] }, { token: 'x', replaced: 1, failed: 'no' }, { token: 'x', replaced: 1, failed: [{ child: 'a' }] }]) {
     t.equal((await codeOf(peer.node.request('node.reloaded', body)))?.code, 'ESPRA_ERR_META_BAD_REQUEST', `node.reloaded ${JSON.stringify(body)} refused`)
   }

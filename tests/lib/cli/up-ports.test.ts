@@ -38,7 +38,7 @@ t.test('every taken port is named in one error that names --port-base', async (t
   const held = await Promise.all([hold(base + 9), hold(base + 15)])
   t.teardown(() => held.forEach((s) => s.close()))
   await t.rejects(assertUpPortsFree('127.0.0.1', upPorts(base)), {
-    code: 'ESPRA_ERR_LISTEN',
+    code: 'ESPRA_ERR_NODE_LISTEN',
     message: `--port-base: ports ${base + 9} (proxy metrics port), ${base + 15} (live link port) already in use; up needs ${base}-${base + 16} free. ` +
       'Is another cluster running? Pick a free range with --port-base <port> (it takes 17 ports from there)',
   })

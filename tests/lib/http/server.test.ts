@@ -138,14 +138,14 @@ t.test('regression: endWithoutBody() with or without a length keeps the keep-ali
   t.equal((await send('HEAD', '/head?length=0')).headers['content-length'], '0', 'a length of 0 too')
 })
 
-t.test('listen reports a port it cannot have as ESPRA_ERR_LISTEN', async (t) => {
+t.test('listen reports a port it cannot have as ESPRA_ERR_NODE_LISTEN', async (t) => {
   const blocker = createServer()
   await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve))
   t.teardown(() => blocker.close())
   const port = (blocker.address() as { port: number }).port
   const server = createHttpServer(uws.App(), () => {})
   t.teardown(() => server.destroy())
-  await t.rejects(server.listen('127.0.0.1', port), { code: 'ESPRA_ERR_LISTEN' })
+  await t.rejects(server.listen('127.0.0.1', port), { code: 'ESPRA_ERR_NODE_LISTEN' })
 })
 
 t.test('regression: an answer written after an await to a client that hung up is skipped, not thrown', async (t) => {

@@ -4,13 +4,13 @@ import { createServer } from 'node:net'
 import t from 'tap'
 import { bindSharedSocket } from '../../../lib/process/shared-socket.js'
 
-t.test('a port already listened on is ESPRA_ERR_LISTEN naming the option', async (t) => {
+t.test('a port already listened on is ESPRA_ERR_NODE_LISTEN naming the option', async (t) => {
   const holder = createServer()
   await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port: 0, exclusive: true }, resolve))
   t.teardown(() => holder.close())
   const { port } = holder.address() as { port: number }
   await t.rejects(bindSharedSocket('127.0.0.1', port, '--tls-port'), {
-    code: 'ESPRA_ERR_LISTEN',
+    code: 'ESPRA_ERR_NODE_LISTEN',
     message: `--tls-port: cannot listen on 127.0.0.1:${port} (EADDRINUSE); is another node running?`,
   })
 })

@@ -144,7 +144,7 @@ t.test('a --tls-port already in use stops the node at start with one line naming
   const node = await startNode(t, 'proxy', { 'tls-cert': good.cert, 'tls-key': good.key, 'tls-port': tlsPort }, { noWait: true })
   const exit = await Promise.race([node.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 20_000).unref())])
   t.equal(exit?.code, 1, 'exit 1')
-  t.equal(node.stderr(), `espra-node: ESPRA_ERR_LISTEN: --tls-port: cannot listen on 127.0.0.1:${tlsPort} (EADDRINUSE); is another node running?\n`)
+  t.equal(node.stderr(), `espra-node: ESPRA_ERR_NODE_LISTEN: --tls-port: cannot listen on 127.0.0.1:${tlsPort} (EADDRINUSE); is another node running?\n`)
 })
 
 /** Resolves true when the server closes `socket`, false if it is still open after 30 s (the head deadline is 10 s). */
