@@ -19,8 +19,10 @@ import { createServer, request, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { adminTokenLine, newAdminToken } from '../lib/core/options-admin.js'
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { BENCH_REGION, BENCH_SECRET, type FromLoad, type SimNode, type ToLoad } from './seed-scale-workers.js'
+
+helpFrom(import.meta.url)
 
 const WORKERS = new URL('./seed-scale-workers.ts', import.meta.url).pathname
 const BIN = new URL('../dist/bin/espra-node.js', import.meta.url).pathname

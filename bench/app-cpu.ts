@@ -15,10 +15,12 @@ import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { arg } from './args.js'
+import { arg, helpFrom } from './args.js'
 import { adopt, guard, tempDir } from './live-common.js'
 import { get, pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
 import { bestOfRounds, formatMeasured, loadAverage, requireTools } from './wrk.js'
+
+helpFrom(import.meta.url)
 
 const MS = arg('ms', 2)
 const DURATION_S = arg('duration', 10)

@@ -13,10 +13,12 @@
  */
 import { spawn } from 'node:child_process'
 import { join, resolve } from 'node:path'
-import { arg } from './args.js'
+import { arg, helpFrom } from './args.js'
 import { adopt, freePorts, guard, tempDir } from './live-common.js'
 import { get, pushBuild, startRegistered, startSeed, waitBuild, waitServing, writeTree } from './nodes.js'
 import { bestOfRounds, formatMeasured, loadAverage, requireTools } from './wrk.js'
+
+helpFrom(import.meta.url)
 
 const CHILDREN = arg('children', 2)
 const THREADS = arg('threads', 2)

@@ -12,11 +12,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Agent, request } from 'node:http'
 import { createS3BlobStore } from '../lib/storage/s3-blob-store.js'
-import { arg } from './args.js'
+import { arg, helpFrom } from './args.js'
 import { guard } from './live-common.js'
 import { startRegistered, startSeed } from './nodes.js'
 import { loadAverage } from './wrk.js'
 import { startCountingS3 } from '../tests/helpers/counting-s3.js'
+
+helpFrom(import.meta.url)
 
 const REQUESTS = arg('requests', 500)
 const KB = arg('kb', 1024)

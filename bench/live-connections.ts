@@ -16,9 +16,11 @@
  *
  *   npx tsc -p tsconfig.json && npx tsx bench/live-connections.ts [--connections 50000] [--children 1] [--per-loader 12500]
  */
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { cpuSeconds, freePorts, guard, killAll, nextMessage, openFilesLimit, rssKb, startEspra, startLoad } from './live-common.js'
 import type { FromLoad, ToLoad } from './live-load.js'
+
+helpFrom(import.meta.url)
 
 const WANTED = arg('connections', 50_000)
 const CHILDREN = arg('children', 1)

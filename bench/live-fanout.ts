@@ -13,9 +13,11 @@
  */
 import { Agent, request } from 'node:http'
 import { deriveTokenKey, mintToken } from '../lib/live/token.js'
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { BENCH_SECRET, cpuSeconds, freePorts, guard, killAll, nextMessage, pct, startEspra, startLoad } from './live-common.js'
 import { BUCKET_US, type FanoutReport, type FromLoad, type ToLoad } from './live-load.js'
+
+helpFrom(import.meta.url)
 
 const SUBSCRIBERS = arg('subscribers', 10_000)
 const RATE = arg('rate', 100)

@@ -15,7 +15,7 @@
  *
  *   npx tsx bench/mail-outbound.ts [--messages 10000] [--window 64] [--domains 20] [--lease-s 5] [--concurrency 50]
  */
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { createLogger } from '../lib/core/log.js'
 import { composeOutMessage, checkOutMessage, newOutId, recipientsByDomain } from '../lib/mail/outbound.js'
 import { enqueueOutbound } from '../lib/mail/outbound-store.js'
@@ -25,6 +25,8 @@ import { createMetaClient } from '../lib/transport/meta-client.js'
 import { startReceiver, type Received } from '../tests/helpers/smtp-receiver.js'
 import { BENCH_SECRET, freePorts, guard, killAll } from './live-common.js'
 import { startRegistered, startSeed } from './nodes.js'
+
+helpFrom(import.meta.url)
 
 const MESSAGES = arg('messages', 10_000)
 const WINDOW = arg('window', 64)

@@ -16,7 +16,9 @@ import { join } from 'node:path'
 import { LIVE_HOST, startHttpLoad, startLiveCheck } from '../tests/helpers/reload-load.js'
 import { BIN, freePortBlock, runCli } from '../tests/helpers/up.js'
 import { ROLE_NAMES, type RoleName } from '../lib/core/config.js'
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
+
+helpFrom(import.meta.url)
 
 const connections = arg('connections', 20)
 const children = arg('children', 1)

@@ -18,7 +18,9 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LIVE_HOST, startHttpLoad, startLiveCheck } from '../tests/helpers/reload-load.js'
 import { BIN, runCli } from '../tests/helpers/up.js'
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
+
+helpFrom(import.meta.url)
 
 const connections = arg('connections', 20)
 const graceS = arg('grace', 2)

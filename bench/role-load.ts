@@ -13,7 +13,9 @@ import { execFileSync } from 'node:child_process'
 import { cpus, loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { arg } from './args.js'
+import { arg, helpFrom } from './args.js'
+
+helpFrom(import.meta.url)
 
 const ROLE_MODULES = ['seed/role.js', 'roles/proxy/role.js', 'roles/live/role.js', 'roles/fileserver/role.js', 'roles/app/role.js', 'roles/mail/role.js', 'roles/admin/role.js']
 const PROBE = `const t = performance.now(); await import(process.argv[1]); console.log(JSON.stringify({ ms: performance.now() - t, rss: process.memoryUsage().rss }))`

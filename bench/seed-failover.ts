@@ -25,8 +25,10 @@ import { createMetaClient, type MetaClient } from '../lib/transport/meta-client.
 import type { NodeView, RoutingTable } from '../lib/transport/meta-shapes.js'
 import { freePort } from '../tests/helpers/cluster.js'
 import { startPostgres } from '../tests/helpers/postgres.js'
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { FAILOVER_REGION, FAILOVER_SECRET, type FromFailoverLoad, type ToFailoverLoad } from './seed-failover-workers.js'
+
+helpFrom(import.meta.url)
 
 const WORKERS = new URL('./seed-failover-workers.ts', import.meta.url).pathname
 const BIN = resolve(import.meta.dirname, '../dist/bin/espra-node.js')

@@ -9,7 +9,7 @@
  *
  *   npx tsx bench/seed-scale.ts [--nodes 2000] [--loaders 2] [--steady 10] [--proxies 4]
  */
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
@@ -17,6 +17,8 @@ import { createLogger } from '../lib/core/log.js'
 import { createMetaClient, type MetaClient } from '../lib/transport/meta-client.js'
 import type { NodeEvent, RoutingTable } from '../lib/transport/meta-shapes.js'
 import { BENCH_REGION, BENCH_SECRET, type FromLoad, type SimNode, type ToLoad } from './seed-scale-workers.js'
+
+helpFrom(import.meta.url)
 
 const WORKERS = new URL('./seed-scale-workers.ts', import.meta.url).pathname
 const HARD_LIMIT_MS = 180_000

@@ -15,7 +15,7 @@
  *   npx tsx bench/tasks.ts [--tasks 100000] [--window 512] [--children 2] [--threads 2] [--task-concurrency 2]
  */
 import { spawn } from 'node:child_process'
-import { arg, sleep } from './args.js'
+import { arg, helpFrom, sleep } from './args.js'
 import { createLogger } from '../lib/core/log.js'
 import type { TaskQueue } from '../lib/tasks/queue.js'
 import { createMetaTaskQueue } from '../lib/tasks/queue-meta.js'
@@ -25,6 +25,8 @@ import { createMetaClient } from '../lib/transport/meta-client.js'
 import { startPostgres } from '../tests/helpers/postgres.js'
 import { adopt, BENCH_SECRET, freePorts, guard, killAll } from './live-common.js'
 import { pushBuild, startRegistered, startSeed, waitBuild } from './nodes.js'
+
+helpFrom(import.meta.url)
 
 const TASKS = arg('tasks', 100_000)
 const WINDOW = arg('window', 512)
