@@ -16,6 +16,7 @@ import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { LiveError, liveErrorOf } from './errors.js'
 import { Hub, type Catchup, type HubEvent, type LiveMessage, type Member, type Sink } from './hub.js'
 import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
+import { PresenceMirror } from './presence-mirror.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
 
 const HOME_TIMEOUT_MS = 5000
@@ -43,17 +44,10 @@ interface Local {
    */
   recent: LiveMessage[]
   readonly users: Map<string, { member: Member; children: Set<number> }>
-  /**
-   * The channel's members as the home reported them (a snapshot, then its events): what this node's children were
-   * told. Null until the first snapshot, and for count-only channels.
-   */
-  present: Map<string, Member> | null
-  /** Presence events that arrived while a snapshot was asked for: applied on top of it (each is idempotent). */
-  loading: { joins: Member[]; leaves: string[] }[] | null
+  /** The channel's members as the home reported them: what this node's children were told. */
+  readonly presence: PresenceMirror
   /** The pending settle after a home change. */
   settle: NodeJS.Timeout | null
-  /** The last snapshot had more members than a presence answer lists: not tracked (no snapshot per new subscriber). */
-  tooBig: boolean
 }
 
 interface Peer {
@@ -97,22 +91,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         l.recent.push(message)
       }
     } else if (event.k === 'presence') {
-      l.loading?.push(event)
-      if (l.present) {
-        // Only what changes what the children were told: a new home's joins of members already known are not news.
-        const joins = event.joins.filter((m) => !l.present!.has(m.user))
-        const leaves = event.leaves.filter((u) => l.present!.has(u))
-        applyPresence(l.present, joins, leaves)
-        if (joins.length === 0 && leaves.length === 0) return
-        event = { ...event, joins, leaves }
-      }
+      const news = l.presence.onEvent(event)
+      if (!news) return
+      event = { ...event, ...news }
     }
     for (const child of l.children) children.send(child, event)
-  }
-
-  function applyPresence(present: Map<string, Member>, joins: readonly Member[], leaves: readonly string[]): void {
-    for (const m of joins) present.set(m.user, m)
-    for (const u of leaves) present.delete(u)
   }
 
   /**
@@ -133,33 +116,17 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       }
       return
     }
-    if (l.loading) return
-    l.loading = []
+    if (!l.presence.startSnapshot()) return
     homeRequest<{ count: number; members: Member[] }>(home, 'presence', { ch }).then(
       ({ count, members }) => {
-        const events = l.loading ?? []
-        l.loading = null
-        if (local.get(ch) !== l || l.home !== home) return
-        // Past the members a presence answer lists (PRESENCE_LIST_LIMIT, which keeps it under a link frame), the node
-        // knows too little to compare: such a channel gets no settle (count-only presence is for channels that big).
-        l.tooBig = count > members.length
-        if (l.tooBig) {
-          l.present = null
-          return
-        }
-        const now = new Map(members.map((m) => [m.user, m]))
-        for (const e of events) applyPresence(now, e.joins, e.leaves)
-        const before = l.present
-        l.present = now
-        if (!settle || !before) return
-        const joins = [...now.values()].filter((m) => !before.has(m.user))
-        const leaves = [...before.keys()].filter((u) => !now.has(u))
-        if (joins.length + leaves.length === 0) return
-        log.info({ ch, home, joins: joins.length, leaves: leaves.length }, 'live: presence settled after a home change')
-        for (const child of l.children) children.send(child, { k: 'presence', ch, joins, leaves })
+        if (local.get(ch) !== l || l.home !== home) return l.presence.snapshotFailed()
+        const change = l.presence.snapshot(count, members)
+        if (!settle || !change) return
+        log.info({ ch, home, joins: change.joins.length, leaves: change.leaves.length }, 'live: presence settled after a home change')
+        for (const child of l.children) children.send(child, { k: 'presence', ch, ...change })
       },
       (err: unknown) => {
-        l.loading = null
+        l.presence.snapshotFailed()
         log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the members of a channel at its home')
       },
     )
@@ -256,7 +223,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   function localFor(ch: string): Local {
     let l = local.get(ch)
-    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), present: null, loading: null, settle: null, tooBig: false }))
+    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), presence: new PresenceMirror(), settle: null }))
     return l
   }
 
@@ -271,7 +238,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
           const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
           if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
           l.children.add(child)
-          if (!l.present && !l.tooBig) snapshotPresence(req.ch, l, false)
+          if (l.presence.wanted) snapshotPresence(req.ch, l, false)
           const later = l.recent.filter((m) => m.seq > answer.seq)
           return later.length === 0 ? answer : { ...answer, messages: [...answer.messages, ...later] }
         } finally {
