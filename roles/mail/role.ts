@@ -16,9 +16,8 @@ export const mailRole: Role = {
   name: 'mail',
   summary: 'mail: inbound SMTP, durable before 250, handed to the app\'s handleMail through the task queue; outbound mail from a durable queue with retries, bounces, suppression and DKIM',
   notYet: [
-    'inbound: node-wide address limits (today per child)',
-    'inbound: sweeping old inbound records and raw messages',
-    'outbound: MTA-STS reporting (TLS-RPT), sweeping delivered records and their raw bytes',
+    'inbound: node-wide address limits (today per child); SPF, DKIM, DMARC and ARC checked after the 250 (today before it, bounded by --mail-auth-timeout)',
+    'outbound: MTA-STS reporting (TLS-RPT)',
   ],
   forks: true,
   listenPorts: (config) => [{ port: config.smtpPort, option: '--smtp-port' }],
