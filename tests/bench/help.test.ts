@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 const ROOT = resolve(import.meta.dirname, '../..')
 const TSX = join(ROOT, 'node_modules/.bin/tsx')
 // Modules the benches share, and load processes they start: not run on their own.
-const NOT_RUN = new Set(['args.ts', 'wrk.ts', 'nodes.ts', 'live-common.ts', 'live-load.ts', 'seed-failover-workers.ts', 'seed-scale-workers.ts'])
+const NOT_RUN = new Set(['args.ts', 'wrk.ts', 'nodes.ts', 'live-common.ts', 'live-load.ts', 'live-failover-load.ts', 'seed-failover-workers.ts', 'seed-scale-workers.ts'])
 
 const scripts = readdirSync(join(ROOT, 'bench')).filter((f) => f.endsWith('.ts') && !NOT_RUN.has(f))
 

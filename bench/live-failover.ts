@@ -1,0 +1,220 @@
+/**
+ * Live failover bench (issue #16): a real seed, 3 real Live nodes
+ * (`espra-node` from dist, default heartbeats: 1 s, timeout 3 s) behind a
+ * real proxy node, N WebSocket subscribers of C channels connecting through
+ * the proxy (each with its own `espra_session` cookie, so they spread over
+ * the nodes; load processes, bench/live-failover-load.ts) that reconnect
+ * through the proxy on a drop and resume with `since` = the last seq seen,
+ * and a publisher in this process sending R messages/s in all over HTTP
+ * through the proxy (`POST /pub/<ch>`, round robin over the channels), each
+ * with a publish id (`Idempotency-Key`) and sent again with the same id
+ * until acknowledged (for up to 10 s).
+ *
+ * Phases under the same load: `kill -9` of one Live node (parent and
+ * children) at a random moment, then (unless --no-second-kill) of a second
+ * one --gap-seconds later; the killed nodes started again; then
+ * `espra-node admin rolling-restart --role live` (reload mode) of all three.
+ * Printed per phase: acknowledged messages lost (an acknowledged publish a
+ * subscriber of its channel never got), duplicates delivered, gaps the
+ * server reported (`sub-ok` with `recovered: false`, by cause), publishes
+ * that failed for good, and for a kill the resume time p50/p99 from the kill
+ * to each affected subscriber's first message after it. Targets: 0 lost, 0
+ * duplicates, resume p99 <= 3 s, rolling restart 0 lost and 0 failed
+ * publishes. Until Live replication lands, a kill loses the dead home's
+ * history: MISSED is the expected answer there, counted, not hidden.
+ * Loopback only; stops by itself and kills everything it started.
+ *
+ *   npm run build && npx tsx bench/live-failover.ts [--subscribers 1000] [--channels 50] [--rate 2000] [--gap-seconds 60] [--no-second-kill] [--settle 10] [--loaders 2] [--children 1]
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { Agent, request } from 'node:http'
+import { loadavg } from 'node:os'
+import { deriveTokenKey, mintToken } from '../lib/live/token.js'
+import { runCli } from '../tests/helpers/up.js'
+import { arg, helpFrom, sleep } from './args.js'
+import { adopt, BENCH_SECRET, freePorts, guard, killAll, nextMessage, startEspra, type EspraNode } from './live-common.js'
+import { channelOf, type FromFailoverLoad, type ToFailoverLoad } from './live-failover-load.js'
+
+helpFrom(import.meta.url)
+
+const SUBSCRIBERS = arg('subscribers', 1000)
+const CHANNELS = arg('channels', 50)
+const RATE = arg('rate', 2000)
+const GAP_S = arg('gap-seconds', 60)
+const SETTLE_S = arg('settle', 10)
+const LOADERS = arg('loaders', 2)
+const CHILDREN = arg('children', 1)
+const SECOND_KILL = !process.argv.includes('--no-second-kill')
+const HOST = 'us-1.live.localhost'
+const LOAD = new URL('./live-failover-load.ts', import.meta.url).pathname
+const RETRY_FOR_MS = 10_000
+
+const load = () => `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`
+const pctOf = (values: number[], p: number) => {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+const verdict = (ok: boolean) => (ok ? 'ok' : 'MISSED')
+
+interface Phase { name: string; kind: 'steady' | 'kill' | 'rejoin' | 'rolling'; lo: number; hi: number; fromMs: number; toMs: number; failed: number }
+
+async function main(): Promise<void> {
+  const hard = guard((3 * GAP_S + 4 * SETTLE_S + 240) * 1000)
+  console.log(`${load()} before`)
+  const meta = await freePorts()
+  const seedAddr = `127.0.0.1:${meta}`
+  await startEspra('seed', await freePorts(), { seed: seedAddr, 'meta-port': meta, 'seed-grace': '0' })
+  const liveFlags = { seed: seedAddr, children: CHILDREN, 'live-public': 'failover:*' }
+  const ids = ['live-a', 'live-b', 'live-c']
+  const ports = await Promise.all(ids.map(() => freePorts()))
+  const lives: (EspraNode | null)[] = []
+  for (const [k, id] of ids.entries()) lives.push(await startEspra('live', ports[k]!, { ...liveFlags, 'node-id': id }))
+  const inTable = (n: EspraNode, nodes: number) => n.waitForLog((l) => l['msg'] === 'live: routing table applied' && l['nodes'] === nodes && l['listed'] === true, `${nodes} nodes in the routing table`)
+  for (const n of lives) await inTable(n!, 3)
+  const proxy = await startEspra('proxy', await freePorts(), { seed: seedAddr, children: 1, 'live-domain': 'localhost' })
+
+  // Publisher: through the proxy, keep-alive, publish id `fo-<i>`, sent again with the same id until acknowledged.
+  const tok = mintToken(deriveTokenKey(BENCH_SECRET), { pub: ['failover:*'], ttlMs: 3_600_000 })
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 })
+  const acked: boolean[] = []
+  let sent = 0
+  let failedFinal = 0
+  const failures = new Map<string, number>()
+  const post = (i: number, firstAt: number): void => {
+    const body = JSON.stringify({ i })
+    const retry = (why: string) => {
+      failures.set(why, (failures.get(why) ?? 0) + 1)
+      if (Date.now() - firstAt < RETRY_FOR_MS) setTimeout(() => post(i, firstAt), 200)
+      else failedFinal++
+    }
+    const req = request({ host: '127.0.0.1', port: proxy.port, method: 'POST', path: `/pub/${channelOf(i, CHANNELS)}`, agent, headers: { host: HOST, cookie: `espra_session=pub-${i % 16}`, authorization: `Bearer ${tok}`, 'idempotency-key': `fo-${i}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume()
+      res.on('end', () => (res.statusCode === 200 ? (acked[i] = true) : retry(String(res.statusCode))))
+    })
+    req.on('error', (err) => retry((err as NodeJS.ErrnoException).code ?? err.message))
+    req.end(body)
+  }
+  // The proxy has a routing table once a publish through it is acknowledged (index -1 is outside every tally).
+  for (let ok = false; !ok; await sleep(200)) {
+    ok = await new Promise<boolean>((resolve) => {
+      const req = request({ host: '127.0.0.1', port: proxy.port, method: 'POST', path: '/pub/failover:probe', agent, headers: { host: HOST, authorization: `Bearer ${tok}`, 'content-type': 'application/json' } }, (res) => {
+        res.resume()
+        resolve(res.statusCode === 200)
+      })
+      req.on('error', () => resolve(false))
+      req.end('{"i":-1}')
+    })
+  }
+
+  // Subscribers.
+  const loaders: ChildProcess[] = Array.from({ length: LOADERS }, () => {
+    const p = fork(LOAD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    adopt(p)
+    return p
+  })
+  const t0 = Date.now()
+  let first = 0
+  const ready = await Promise.all(loaders.map((l, k) => {
+    const count = Math.floor(SUBSCRIBERS / LOADERS) + (k < SUBSCRIBERS % LOADERS ? 1 : 0)
+    const answer = nextMessage<Extract<FromFailoverLoad, { type: 'ready' }>>(l, 'ready')
+    l.send({ type: 'start', port: proxy.port, host: HOST, first, count, channels: CHANNELS, concurrency: 50 } satisfies ToFailoverLoad)
+    first += count
+    return answer
+  }))
+  const connected = ready.reduce((s, r) => s + r.connected, 0)
+  const errs = ready.flatMap((r) => r.errors)
+  console.log(`seed, proxy, 3 Live nodes (${CHILDREN} child each); ${connected}/${SUBSCRIBERS} subscribers of ${CHANNELS} channels through the proxy in ${Date.now() - t0} ms${errs.length ? `; errors: ${errs.join(' | ')}` : ''}; publishing ${RATE}/s`)
+
+  const pubStart = performance.now()
+  const tick = setInterval(() => {
+    const due = Math.floor(((performance.now() - pubStart) / 1000) * RATE)
+    while (sent < due) post(sent, Date.now()), sent++
+  }, 2)
+
+  const phases: Phase[] = []
+  const failedNow = () => [...failures.values()].reduce((s, n) => s + n, 0)
+  const begin = (name: string, kind: Phase['kind']) => {
+    const prev = phases.at(-1)
+    if (prev) Object.assign(prev, { hi: sent, toMs: Date.now(), failed: failedNow() - prev.failed })
+    phases.push({ name, kind, lo: sent, hi: sent, fromMs: Date.now(), toMs: 0, failed: failedNow() })
+  }
+  const kill = (name: string) => {
+    const alive = lives.map((n, k) => [n, k] as const).filter(([n]) => n !== null)
+    const [victim, k] = alive[Math.floor(Math.random() * alive.length)]!
+    begin(`${name}: kill -9 ${ids[k]}`, 'kill')
+    for (const pid of [...victim!.children(), victim!.pid]) process.kill(pid, 'SIGKILL')
+    lives[k] = null
+    console.log(`${new Date().toISOString()} kill -9 ${ids[k]} (pid ${victim!.pid})`)
+  }
+
+  begin('steady', 'steady')
+  await sleep(3000 + Math.random() * 5000)
+  kill('kill 1')
+  await sleep(GAP_S * 1000)
+  if (SECOND_KILL) {
+    kill('kill 2')
+    await sleep(SETTLE_S * 1000)
+  }
+  begin('killed nodes started again', 'rejoin')
+  for (const [k, id] of ids.entries()) if (lives[k] === null) lives[k] = await startEspra('live', ports[k]!, { ...liveFlags, 'node-id': id })
+  for (const n of lives) await inTable(n!, 3)
+  await sleep(SETTLE_S * 1000)
+  begin('rolling restart (reload)', 'rolling')
+  const run = await runCli(['admin', 'rolling-restart', '--role', 'live', '--seed', seedAddr], { env: { ...process.env, ESPRA_SECRET: BENCH_SECRET } })
+  if (run.code !== 0) console.log(`rolling-restart exited ${run.code}: ${run.stderr.trim()}`)
+  await sleep(SETTLE_S * 1000)
+  clearInterval(tick)
+  begin('end', 'steady')
+  phases.pop()
+
+  // Drain: every publish acknowledged or given up on, then 3 s for the last deliveries.
+  for (const until = Date.now() + RETRY_FOR_MS + 2000; acked.filter(Boolean).length + failedFinal < sent && Date.now() < until;) await sleep(200)
+  await sleep(3000)
+  const unacked: number[] = []
+  for (let i = 0; i < sent; i++) if (!acked[i]) unacked.push(i)
+  const tallies = await Promise.all(loaders.map((l) => {
+    const answer = nextMessage<Extract<FromFailoverLoad, { type: 'tally' }>>(l, 'tally')
+    l.send({ type: 'tally', phases: phases.map(({ name, lo, hi }) => ({ name, lo, hi })), unacked } satisfies ToFailoverLoad)
+    return answer
+  }))
+  agent.destroy()
+
+  console.log('')
+  console.log(`published ${sent} (acknowledged ${sent - unacked.length}, failed for good ${unacked.length}; failed attempts ${JSON.stringify(Object.fromEntries(failures))}); subscribers reconnected ${tallies.reduce((s, t) => s + t.reconnects, 0)} times`)
+  const gaps = tallies.flatMap((t) => t.gaps)
+  const resumes = tallies.flatMap((t) => t.resumes)
+  for (const [p, ph] of phases.entries()) {
+    const lost = tallies.reduce((s, t) => s + t.phases[p]!.lost, 0)
+    const dups = tallies.reduce((s, t) => s + t.phases[p]!.duplicates, 0)
+    const expected = tallies.reduce((s, t) => s + t.phases[p]!.expected, 0)
+    const failed = unacked.filter((i) => i >= ph.lo && i < ph.hi).length
+    const inPhase = <T extends { atMs?: number; fromMs?: number }>(xs: T[]) => xs.filter((x) => (x.atMs ?? x.fromMs!) >= ph.fromMs && (x.atMs ?? x.fromMs!) < ph.toMs)
+    const byCause = new Map<string, number>()
+    for (const g of inPhase(gaps)) byCause.set(g.cause, (byCause.get(g.cause) ?? 0) + 1)
+    const gapText = [...byCause].map(([c, n]) => `${n} ${c}`).join(', ') || 'none'
+    console.log(`${ph.name} (${((ph.toMs - ph.fromMs) / 1000).toFixed(1)} s, publishes ${ph.lo}..${ph.hi - 1})`)
+    console.log(`  lost ${lost} of ${expected} deliveries of acknowledged publishes, duplicates ${dups}   target 0 / 0   ${verdict(lost === 0 && dups === 0)}`)
+    console.log(`  gaps reported: ${gapText}; publishes failed for good ${failed}${ph.kind === 'rolling' ? `   target 0   ${verdict(failed === 0)}` : ''} (failed attempts, sent again: ${ph.failed})`)
+    if (ph.kind !== 'kill') continue
+    const hit = inPhase(resumes)
+    const times = hit.filter((r) => r.toMs > 0).map((r) => (r.toMs - ph.fromMs) / 1000)
+    const never = hit.length - times.length
+    const p99 = pctOf(times, 99)
+    console.log(`  affected subscribers ${hit.length} (${hit.filter((r) => r.why === 'drop').length} dropped, ${hit.filter((r) => r.why === 'restart').length} told the stream restarted), no message since ${never}; resume p50 / p99 / max ${pctOf(times, 50).toFixed(2)} / ${p99.toFixed(2)} / ${pctOf(times, 100).toFixed(2)} s   target p99 <= 3 s   ${verdict(hit.length > 0 && never === 0 && p99 <= 3)}`)
+  }
+  const errors = tallies.flatMap((t) => t.errors)
+  if (errors.length) console.log(`subscriber errors (first few): ${errors.slice(0, 5).join(' | ')}`)
+  console.log('Live replication is not built: losses and `lost` gaps after a kill are expected until it lands.')
+  console.log(`${load()} after`)
+  clearTimeout(hard)
+  for (const l of loaders) l.send({ type: 'close' } satisfies ToFailoverLoad)
+  await sleep(200)
+  killAll()
+}
+
+main().catch((err) => {
+  console.error(err)
+  killAll()
+  process.exit(1)
+})
