@@ -21,7 +21,7 @@ export interface Resume { fromMs: number; toMs: number; why: 'drop' | 'restart' 
 
 export type FromFailoverLoad =
   | { type: 'ready'; connected: number; failed: number; errors: string[]; ms: number }
-  | { type: 'tally'; phases: { name: string; lost: number; duplicates: number; expected: number }[]; gaps: GapSeen[]; resumes: Resume[]; reconnects: number; errors: string[] }
+  | { type: 'tally'; phases: { name: string; lost: number; duplicates: number; expected: number }[]; gaps: GapSeen[]; resumes: Resume[]; reconnects: number; errors: string[]; dupSamples: string[] }
 
 const send = (m: FromFailoverLoad) => process.send!(m)
 export const channelOf = (i: number, channels: number) => `failover:${i % channels}`
@@ -53,7 +53,8 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
   const started = Date.now()
   const note = (e: string) => void (errors.length < 10 && errors.push(e))
 
-  const record = (s: Sub, i: number) => {
+  const dupSamples: string[] = []
+  const record = (s: Sub, i: number, seq: number, prev: number | null) => {
     const slot = Math.floor(i / m.channels)
     if (slot >= s.got.length) {
       const bigger = new Uint8Array(Math.max(slot + 1, s.got.length * 2))
@@ -61,6 +62,8 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
       s.got = bigger
     }
     if (s.got[slot]! < 255) s.got[slot]!++
+    // What a duplicate looked like: the same seq again (sent twice) or a new seq (stored twice).
+    if (s.got[slot]! > 1 && dupSamples.length < 5) dupSamples.push(`publish ${i} again on ${channelOf(s.ch, m.channels)} as seq ${seq} (last seq seen ${prev}) at ${new Date().toISOString()}`)
   }
 
   /** Connects subscriber k; resolves on its first sub-ok (or failure) when `first`. */
@@ -77,8 +80,9 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
             resumes.push({ fromMs: s.stalledAt, toMs: Date.now(), why: s.stalledWhy })
             s.stalledAt = 0
           }
+          const prev = s.last
           s.last = f.seq!
-          if (typeof f.data?.i === 'number') record(s, f.data.i)
+          if (typeof f.data?.i === 'number') record(s, f.data.i, f.seq!, prev)
         } else if (f.op === 'sub-ok') {
           if (f.recovered === false && f.gap) gaps.push({ atMs: Date.now(), cause: f.gap.cause, from: f.gap.from, to: f.gap.to })
           if (f.id === undefined && s.stalledAt === 0) {
@@ -145,7 +149,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
       }
       return { name, lost, duplicates, expected }
     })
-    send({ type: 'tally', phases, gaps, resumes, reconnects, errors })
+    send({ type: 'tally', phases, gaps, resumes, reconnects, errors, dupSamples })
   })
 }
 

@@ -11,7 +11,8 @@
  * until acknowledged (for up to 10 s).
  *
  * Phases under the same load: `kill -9` of one Live node (parent and
- * children) at a random moment, then (unless --no-second-kill) of a second
+ * children; a random one) at a random moment --steady to 2 × --steady
+ * seconds into the load, then (unless --no-second-kill) of a second
  * one --gap-seconds later; the killed nodes started again; then
  * `espra-node admin rolling-restart --role live` (reload mode) of all three.
  * Printed per phase: acknowledged messages lost (an acknowledged publish a
@@ -24,7 +25,7 @@
  * history: MISSED is the expected answer there, counted, not hidden.
  * Loopback only; stops by itself and kills everything it started.
  *
- *   npm run build && npx tsx bench/live-failover.ts [--subscribers 1000] [--channels 50] [--rate 2000] [--gap-seconds 60] [--no-second-kill] [--settle 10] [--loaders 2] [--children 1]
+ *   npm run build && npx tsx bench/live-failover.ts [--subscribers 1000] [--channels 50] [--rate 2000] [--gap-seconds 60] [--no-second-kill] [--steady 5] [--settle 10] [--loaders 2] [--children 1]
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { Agent, request } from 'node:http'
@@ -42,6 +43,7 @@ const CHANNELS = arg('channels', 50)
 const RATE = arg('rate', 2000)
 const GAP_S = arg('gap-seconds', 60)
 const SETTLE_S = arg('settle', 10)
+const STEADY_S = arg('steady', 5)
 const LOADERS = arg('loaders', 2)
 const CHILDREN = arg('children', 1)
 const SECOND_KILL = !process.argv.includes('--no-second-kill')
@@ -60,7 +62,7 @@ const verdict = (ok: boolean) => (ok ? 'ok' : 'MISSED')
 interface Phase { name: string; kind: 'steady' | 'kill' | 'rejoin' | 'rolling'; lo: number; hi: number; fromMs: number; toMs: number; failed: number }
 
 async function main(): Promise<void> {
-  const hard = guard((3 * GAP_S + 4 * SETTLE_S + 240) * 1000)
+  const hard = guard((GAP_S + 2 * STEADY_S + 4 * SETTLE_S + 240) * 1000)
   console.log(`${load()} before`)
   const meta = await freePorts()
   const seedAddr = `127.0.0.1:${meta}`
@@ -138,6 +140,7 @@ async function main(): Promise<void> {
     const prev = phases.at(-1)
     if (prev) Object.assign(prev, { hi: sent, toMs: Date.now(), failed: failedNow() - prev.failed })
     phases.push({ name, kind, lo: sent, hi: sent, fromMs: Date.now(), toMs: 0, failed: failedNow() })
+    if (kind !== 'kill') console.log(`${new Date().toISOString()} ${name}`)
   }
   const kill = (name: string) => {
     const alive = lives.map((n, k) => [n, k] as const).filter(([n]) => n !== null)
@@ -149,7 +152,7 @@ async function main(): Promise<void> {
   }
 
   begin('steady', 'steady')
-  await sleep(3000 + Math.random() * 5000)
+  await sleep((STEADY_S + Math.random() * STEADY_S) * 1000)
   kill('kill 1')
   await sleep(GAP_S * 1000)
   if (SECOND_KILL) {
@@ -203,6 +206,8 @@ async function main(): Promise<void> {
     const p99 = pctOf(times, 99)
     console.log(`  affected subscribers ${hit.length} (${hit.filter((r) => r.why === 'drop').length} dropped, ${hit.filter((r) => r.why === 'restart').length} told the stream restarted), no message since ${never}; resume p50 / p99 / max ${pctOf(times, 50).toFixed(2)} / ${p99.toFixed(2)} / ${pctOf(times, 100).toFixed(2)} s   target p99 <= 3 s   ${verdict(hit.length > 0 && never === 0 && p99 <= 3)}`)
   }
+  const dupSamples = tallies.flatMap((t) => t.dupSamples)
+  if (dupSamples.length) console.log(`duplicates (first few): ${dupSamples.slice(0, 5).join('; ')}`)
   const errors = tallies.flatMap((t) => t.errors)
   if (errors.length) console.log(`subscriber errors (first few): ${errors.slice(0, 5).join(' | ')}`)
   console.log('Live replication is not built: losses and `lost` gaps after a kill are expected until it lands.')
