@@ -37,13 +37,17 @@ interface Sub {
   attempt: number
   /** Subscribed at least once (a subscriber that never got in is left out of the tally). */
   ever: boolean
+  /** Connections so far, the `since` the current one sent, messages on it since its first sub-ok. */
+  conn: number
+  since: number | null
+  onConn: number
 }
 
 const sockets = new Set<WebSocket>()
 let stopping = false
 
 function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
-  const subs: Sub[] = Array.from({ length: m.count }, (_, k) => ({ ch: (m.first + k) % m.channels, last: null, got: new Uint8Array(1024), open: false, stalledAt: 0, stalledWhy: 'drop', attempt: 0, ever: false }))
+  const subs: Sub[] = Array.from({ length: m.count }, (_, k) => ({ ch: (m.first + k) % m.channels, last: null, got: new Uint8Array(1024), open: false, stalledAt: 0, stalledWhy: 'drop', attempt: 0, ever: false, conn: 0, since: null, onConn: 0 }))
   const gaps: GapSeen[] = []
   const resumes: Resume[] = []
   const errors: string[] = []
@@ -63,7 +67,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
     }
     if (s.got[slot]! < 255) s.got[slot]!++
     // What a duplicate looked like: the same seq again (sent twice) or a new seq (stored twice).
-    if (s.got[slot]! > 1 && dupSamples.length < 5) dupSamples.push(`publish ${i} again on ${channelOf(s.ch, m.channels)} as seq ${seq} (last seq seen ${prev}) at ${new Date().toISOString()}`)
+    if (s.got[slot]! > 1 && dupSamples.length < 5) dupSamples.push(`publish ${i} again on ${channelOf(s.ch, m.channels)} as seq ${seq} (last seq seen ${prev}; connection ${s.conn}, sub with since ${s.since}, ${s.onConn} messages on it before) at ${new Date().toISOString()}`)
   }
 
   /** Connects subscriber k; resolves on its first sub-ok (or failure) when `first`. */
@@ -83,6 +87,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
           const prev = s.last
           s.last = f.seq!
           if (typeof f.data?.i === 'number') record(s, f.data.i, f.seq!, prev)
+          s.onConn++
         } else if (f.op === 'sub-ok') {
           if (f.recovered === false && f.gap) gaps.push({ atMs: Date.now(), cause: f.gap.cause, from: f.gap.from, to: f.gap.to })
           if (f.id === undefined && s.stalledAt === 0) {
@@ -101,7 +106,12 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
           }
         } else if (f.op === 'err') note(`err ${f.message}`)
       })
-      ws.once('open', () => ws.send(JSON.stringify({ op: 'sub', ch: channelOf(s.ch, m.channels), id: 1, ...(s.last !== null ? { since: s.last } : {}) })))
+      s.conn++
+      s.onConn = 0
+      ws.once('open', () => {
+        s.since = s.last
+        ws.send(JSON.stringify({ op: 'sub', ch: channelOf(s.ch, m.channels), id: 1, ...(s.since !== null ? { since: s.since } : {}) }))
+      })
       ws.on('error', (err) => note(err.message))
       ws.once('close', () => {
         sockets.delete(ws)

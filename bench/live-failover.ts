@@ -14,7 +14,10 @@
  * children; a random one) at a random moment --steady to 2 × --steady
  * seconds into the load, then (unless --no-second-kill) of a second
  * one --gap-seconds later; the killed nodes started again; then
- * `espra-node admin rolling-restart --role live` (reload mode) of all three.
+ * `espra-node admin rolling-restart --role live` of all three, in reload mode
+ * (children replaced, the node stays) and then in restart mode (`--mode
+ * restart --grace 2s --min-healthy 2`: each node exits 75 and this bench,
+ * as its process manager, starts it again).
  * Printed per phase: acknowledged messages lost (an acknowledged publish a
  * subscriber of its channel never got), duplicates delivered, gaps the
  * server reported (`sub-ok` with `recovered: false`, by cause), publishes
@@ -71,7 +74,20 @@ async function main(): Promise<void> {
   const ids = ['live-a', 'live-b', 'live-c']
   const ports = await Promise.all(ids.map(() => freePorts()))
   const lives: (EspraNode | null)[] = []
-  for (const [k, id] of ids.entries()) lives.push(await startEspra('live', ports[k]!, { ...liveFlags, 'node-id': id }))
+  let restarts = 0
+  /** Starts Live node k; like the shipped systemd unit, starts it again when it exits 75 (a rolling restart's order). */
+  const startLive = async (k: number): Promise<EspraNode> => {
+    const n = await startEspra('live', ports[k]!, { ...liveFlags, 'node-id': ids[k]! })
+    lives[k] = n
+    n.proc.once('exit', (code) => {
+      if (code !== 75) return
+      restarts++
+      lives[k] = null
+      void startLive(k).catch((err: Error) => console.error(`${ids[k]} did not start again: ${err.message}`))
+    })
+    return n
+  }
+  for (const k of ids.keys()) await startLive(k)
   const inTable = (n: EspraNode, nodes: number) => n.waitForLog((l) => l['msg'] === 'live: routing table applied' && l['nodes'] === nodes && l['listed'] === true, `${nodes} nodes in the routing table`)
   for (const n of lives) await inTable(n!, 3)
   const proxy = await startEspra('proxy', await freePorts(), { seed: seedAddr, children: 1, 'live-domain': 'localhost' })
@@ -160,13 +176,16 @@ async function main(): Promise<void> {
     await sleep(SETTLE_S * 1000)
   }
   begin('killed nodes started again', 'rejoin')
-  for (const [k, id] of ids.entries()) if (lives[k] === null) lives[k] = await startEspra('live', ports[k]!, { ...liveFlags, 'node-id': id })
+  for (const k of ids.keys()) if (lives[k] === null) await startLive(k)
   for (const n of lives) await inTable(n!, 3)
   await sleep(SETTLE_S * 1000)
-  begin('rolling restart (reload)', 'rolling')
-  const run = await runCli(['admin', 'rolling-restart', '--role', 'live', '--seed', seedAddr], { env: { ...process.env, ESPRA_SECRET: BENCH_SECRET } })
-  if (run.code !== 0) console.log(`rolling-restart exited ${run.code}: ${run.stderr.trim()}`)
-  await sleep(SETTLE_S * 1000)
+  for (const mode of [[], ['--mode', 'restart', '--grace', '2s', '--min-healthy', '2']]) {
+    begin(`rolling restart (${mode.length ? mode.join(' ') : 'reload'})`, 'rolling')
+    const t = Date.now()
+    const run = await runCli(['admin', 'rolling-restart', '--role', 'live', '--seed', seedAddr, '--timeout', '120s', ...mode], { env: { ...process.env, ESPRA_SECRET: BENCH_SECRET } })
+    console.log(`${new Date().toISOString()} rolling-restart exited ${run.code} after ${((Date.now() - t) / 1000).toFixed(1)} s${run.code !== 0 ? `: ${run.stderr.trim()}` : ''}; nodes started again after exit 75: ${restarts}`)
+    await sleep(SETTLE_S * 1000)
+  }
   clearInterval(tick)
   begin('end', 'steady')
   phases.pop()
