@@ -21,7 +21,7 @@ export interface Resume { fromMs: number; toMs: number; why: 'drop' | 'restart' 
 
 export type FromFailoverLoad =
   | { type: 'ready'; connected: number; failed: number; errors: string[]; ms: number }
-  | { type: 'tally'; phases: { name: string; lost: number; duplicates: number; expected: number }[]; gaps: GapSeen[]; resumes: Resume[]; reconnects: number; errors: string[]; dupSamples: string[] }
+  | { type: 'tally'; phases: { name: string; lost: number; duplicates: number; expected: number }[]; gaps: GapSeen[]; resumes: Resume[]; reconnects: number; errors: string[]; dupSamples: string[]; silentJumps: number; jumpSamples: string[] }
 
 const send = (m: FromFailoverLoad) => process.send!(m)
 export const channelOf = (i: number, channels: number) => `failover:${i % channels}`
@@ -41,13 +41,15 @@ interface Sub {
   conn: number
   since: number | null
   onConn: number
+  /** A `sub-ok` with `recovered: false` came: the next seq may jump. */
+  jumpOk: boolean
 }
 
 const sockets = new Set<WebSocket>()
 let stopping = false
 
 function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
-  const subs: Sub[] = Array.from({ length: m.count }, (_, k) => ({ ch: (m.first + k) % m.channels, last: null, got: new Uint8Array(1024), open: false, stalledAt: 0, stalledWhy: 'drop', attempt: 0, ever: false, conn: 0, since: null, onConn: 0 }))
+  const subs: Sub[] = Array.from({ length: m.count }, (_, k) => ({ ch: (m.first + k) % m.channels, last: null, got: new Uint8Array(1024), open: false, stalledAt: 0, stalledWhy: 'drop', attempt: 0, ever: false, conn: 0, since: null, onConn: 0, jumpOk: true }))
   const gaps: GapSeen[] = []
   const resumes: Resume[] = []
   const errors: string[] = []
@@ -58,6 +60,8 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
   const note = (e: string) => void (errors.length < 10 && errors.push(e))
 
   const dupSamples: string[] = []
+  const jumpSamples: string[] = []
+  let silentJumps = 0
   const record = (s: Sub, i: number, seq: number, prev: number | null) => {
     const slot = Math.floor(i / m.channels)
     if (slot >= s.got.length) {
@@ -85,10 +89,17 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
             s.stalledAt = 0
           }
           const prev = s.last
+          // Within one home's life seqs grow by 1: a jump with no gap reported before it is a silent loss.
+          if (prev !== null && f.seq! > prev + 1 && !s.jumpOk) {
+            silentJumps++
+            if (jumpSamples.length < 5) jumpSamples.push(`${channelOf(s.ch, m.channels)} seq ${prev} -> ${f.seq} (connection ${s.conn}, since ${s.since}, ${s.onConn} messages on it) at ${new Date().toISOString()}`)
+          }
+          s.jumpOk = false
           s.last = f.seq!
           if (typeof f.data?.i === 'number') record(s, f.data.i, f.seq!, prev)
           s.onConn++
         } else if (f.op === 'sub-ok') {
+          if (f.recovered === false) s.jumpOk = true
           if (f.recovered === false && f.gap) gaps.push({ atMs: Date.now(), cause: f.gap.cause, from: f.gap.from, to: f.gap.to })
           if (f.id === undefined && s.stalledAt === 0) {
             // Unasked: the channel's stream restarted (its home moved or died).
@@ -159,7 +170,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
       }
       return { name, lost, duplicates, expected }
     })
-    send({ type: 'tally', phases, gaps, resumes, reconnects, errors, dupSamples })
+    send({ type: 'tally', phases, gaps, resumes, reconnects, errors, dupSamples, silentJumps, jumpSamples })
   })
 }
 

@@ -227,6 +227,8 @@ async function main(): Promise<void> {
   }
   const dupSamples = tallies.flatMap((t) => t.dupSamples)
   if (dupSamples.length) console.log(`duplicates (first few): ${dupSamples.slice(0, 5).join('; ')}`)
+  const jumps = tallies.reduce((s, t) => s + t.silentJumps, 0)
+  console.log(`seq jumps with no gap reported before them (silent losses; the protocol says never): ${jumps}${jumps ? `, e.g. ${tallies.flatMap((t) => t.jumpSamples).slice(0, 3).join('; ')}` : ''}`)
   const errors = tallies.flatMap((t) => t.errors)
   if (errors.length) console.log(`subscriber errors (first few): ${errors.slice(0, 5).join(' | ')}`)
   console.log('Live replication is not built: losses and `lost` gaps after a kill are expected until it lands.')
