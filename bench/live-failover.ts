@@ -218,8 +218,13 @@ async function main(): Promise<void> {
     console.log(`${ph.name} (${((ph.toMs - ph.fromMs) / 1000).toFixed(1)} s, publishes ${ph.lo}..${ph.hi - 1})`)
     console.log(`  lost ${lost} of ${expected} deliveries of acknowledged publishes, duplicates ${dups}   target 0 / 0   ${verdict(lost === 0 && dups === 0)}`)
     console.log(`  gaps reported: ${gapText}; publishes failed for good ${failed}${ph.kind === 'rolling' ? `   target 0   ${verdict(failed === 0)}` : ''} (failed attempts, sent again: ${ph.failed})`)
-    if (ph.kind !== 'kill') continue
     const hit = inPhase(resumes)
+    if (ph.kind !== 'kill') {
+      // No single moment to count from: each stall's own length.
+      const stalls = hit.filter((r) => r.toMs > 0).map((r) => (r.toMs - r.fromMs) / 1000)
+      if (hit.length) console.log(`  stalls ${hit.length} (${hit.filter((r) => r.why === 'drop').length} dropped, ${hit.filter((r) => r.why === 'restart').length} told the stream restarted), no message since ${hit.length - stalls.length}; from the stall to the next message p50 / p99 / max ${pctOf(stalls, 50).toFixed(2)} / ${pctOf(stalls, 99).toFixed(2)} / ${pctOf(stalls, 100).toFixed(2)} s`)
+      continue
+    }
     const times = hit.filter((r) => r.toMs > 0).map((r) => (r.toMs - ph.fromMs) / 1000)
     const never = hit.length - times.length
     const p99 = pctOf(times, 99)
