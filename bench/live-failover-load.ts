@@ -21,7 +21,7 @@ export interface Resume { fromMs: number; toMs: number; why: 'drop' | 'restart' 
 
 export type FromFailoverLoad =
   | { type: 'ready'; connected: number; failed: number; errors: string[]; ms: number }
-  | { type: 'tally'; phases: { name: string; lost: number; duplicates: number; expected: number }[]; gaps: GapSeen[]; resumes: Resume[]; reconnects: number; errors: string[]; dupSamples: string[]; silentJumps: number; jumpSamples: string[] }
+  | { type: 'tally'; phases: { name: string; lost: number; duplicates: number; expected: number }[]; gaps: GapSeen[]; resumes: Resume[]; reconnects: number; errors: string[]; dupSamples: string[]; silentJumps: number; lateGaps: number; jumpSamples: string[] }
 
 const send = (m: FromFailoverLoad) => process.send!(m)
 export const channelOf = (i: number, channels: number) => `failover:${i % channels}`
@@ -43,13 +43,15 @@ interface Sub {
   onConn: number
   /** A `sub-ok` with `recovered: false` came: the next seq may jump. */
   jumpOk: boolean
+  /** A silent jump on this connection not yet followed by a `recovered: false` sub-ok. */
+  jumped: boolean
 }
 
 const sockets = new Set<WebSocket>()
 let stopping = false
 
 function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
-  const subs: Sub[] = Array.from({ length: m.count }, (_, k) => ({ ch: (m.first + k) % m.channels, last: null, got: new Uint8Array(1024), open: false, stalledAt: 0, stalledWhy: 'drop', attempt: 0, ever: false, conn: 0, since: null, onConn: 0, jumpOk: true }))
+  const subs: Sub[] = Array.from({ length: m.count }, (_, k) => ({ ch: (m.first + k) % m.channels, last: null, got: new Uint8Array(1024), open: false, stalledAt: 0, stalledWhy: 'drop', attempt: 0, ever: false, conn: 0, since: null, onConn: 0, jumpOk: true, jumped: false }))
   const gaps: GapSeen[] = []
   const resumes: Resume[] = []
   const errors: string[] = []
@@ -62,6 +64,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
   const dupSamples: string[] = []
   const jumpSamples: string[] = []
   let silentJumps = 0
+  let lateGaps = 0
   const record = (s: Sub, i: number, seq: number, prev: number | null) => {
     const slot = Math.floor(i / m.channels)
     if (slot >= s.got.length) {
@@ -92,6 +95,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
           // Within one home's life seqs grow by 1: a jump with no gap reported before it is a silent loss.
           if (prev !== null && f.seq! > prev + 1 && !s.jumpOk) {
             silentJumps++
+            s.jumped = true
             if (jumpSamples.length < 5) jumpSamples.push(`${channelOf(s.ch, m.channels)} seq ${prev} -> ${f.seq} (connection ${s.conn}, since ${s.since}, ${s.onConn} messages on it) at ${new Date().toISOString()}`)
           }
           s.jumpOk = false
@@ -99,7 +103,12 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
           if (typeof f.data?.i === 'number') record(s, f.data.i, f.seq!, prev)
           s.onConn++
         } else if (f.op === 'sub-ok') {
-          if (f.recovered === false) s.jumpOk = true
+          if (f.recovered === false) {
+            s.jumpOk = true
+            // The gap was reported, but only after messages of the new sequence.
+            if (s.jumped) lateGaps++
+            s.jumped = false
+          }
           if (f.recovered === false && f.gap) gaps.push({ atMs: Date.now(), cause: f.gap.cause, from: f.gap.from, to: f.gap.to })
           if (f.id === undefined && s.stalledAt === 0) {
             // Unasked: the channel's stream restarted (its home moved or died).
@@ -118,6 +127,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
         } else if (f.op === 'err') note(`err ${f.message}`)
       })
       s.conn++
+      s.jumped = false
       s.onConn = 0
       ws.once('open', () => {
         s.since = s.last
@@ -170,7 +180,7 @@ function start(m: Extract<ToFailoverLoad, { type: 'start' }>): void {
       }
       return { name, lost, duplicates, expected }
     })
-    send({ type: 'tally', phases, gaps, resumes, reconnects, errors, dupSamples, silentJumps, jumpSamples })
+    send({ type: 'tally', phases, gaps, resumes, reconnects, errors, dupSamples, silentJumps, lateGaps, jumpSamples })
   })
 }
 
