@@ -45,7 +45,9 @@ t.test('a mail node answers 421 past the connections and 450 past the messages o
   let refused = false
   for (let round = 0; round < 2 && !refused; round++) {
     const minute = Math.floor(Date.now() / 60_000)
+    const beforeEhlo = a.heard().length
     a.socket.write('EHLO c.test\r\n')
+    await waitFor('EHLO answered', () => /^250 /m.test(a.heard().slice(beforeEhlo)))
     const replies: string[] = []
     for (let i = 0; i < 4; i++) {
       const before = a.heard().length
