@@ -28,9 +28,9 @@ export async function startSeed(flags: Record<string, string | number> = {}): Pr
   return { node, address, shared }
 }
 
-/** A node of `role` registered with `seed`, with the seed's shared flags plus `flags`. */
+/** A node of `role` registered with `seed` (or the `seed` list in `flags`), with the seed's shared flags plus `flags`. */
 export async function startRegistered(role: string, seed: BenchSeed, flags: Record<string, string | number>): Promise<EspraNode> {
-  const node = await startEspra(role, await freePorts(), { ...seed.shared, ...flags, seed: seed.address })
+  const node = await startEspra(role, await freePorts(), { ...seed.shared, seed: seed.address, ...flags })
   await node.waitForLog((l) => l['msg'] === 'registered with the seed', `${role} registered`)
   return node
 }
