@@ -100,7 +100,6 @@ const COMMON_OPTIONS = [
     doc: 'region this node serves; routing tables are per region',
     parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and dashes, at most 32'),
   }),
-  // ---- proxy role (other roles ignore these) ----,
   option({
     key: 'nodeId', flag: '--node-id <id>', env: 'ESPRA_NODE_ID', defaultText: 'derived from host, role and port',
     doc: 'stable node identity in the registry',
@@ -175,7 +174,6 @@ const COMMON_OPTIONS = [
       return n
     },
   }),
-  // ---- live role (other roles ignore these) ----,
 ] as const
 
 const COMMON_AREA: OptionArea<typeof COMMON_OPTIONS> = { heading: 'Every node', options: COMMON_OPTIONS }
