@@ -16,7 +16,13 @@ export interface OptionSpec<K extends string = string, V = unknown> {
   /** Commander flag syntax, e.g. `--drain-timeout <duration>`. */
   readonly flag: string
   readonly env: string
+  /** One line for `--help` and `config defaults`. */
   readonly doc: string
+  /**
+   * The reference's text (Markdown) where it says more than `doc`: links, ranges, exit codes.
+   * docs/configuration.md shows it instead of `doc`, so it repeats what `doc` says.
+   */
+  readonly details?: string | undefined
   /** Shown in help and `config defaults`; computed defaults get a description instead. */
   readonly defaultText: string
   /** True when `default` computes the value and `defaultText` describes it; false when it is `defaultText` parsed. */
@@ -123,12 +129,19 @@ export function option<K extends string, V, D = V>(spec: {
   readonly flag: string
   readonly env: string
   readonly doc: string
+  readonly details?: string
   readonly defaultText: string
   readonly default?: (partial: Record<string, unknown>) => D
   readonly parse: (raw: Raw) => V
 }): OptionSpec<K, V | D> {
   const { parse, defaultText } = spec
   return { ...spec, defaultComputed: spec.default !== undefined, default: spec.default ?? (() => parse(defaultText)) }
+}
+
+/** One section of docs/configuration.md: its heading and its options, in table order. */
+export interface OptionArea<O extends readonly OptionSpec[] = readonly OptionSpec[]> {
+  readonly heading: string
+  readonly options: O
 }
 
 export const constant = <const T>(v: T) => (): T => v

@@ -1,7 +1,8 @@
 /**
  * The typed config tree. One table ({@link NODE_OPTIONS}) carries every option's
  * flag, environment variable, default, documentation and parser; the CLI,
- * `config defaults`, `config check` and docs/cli.md are all driven from it.
+ * `config defaults`, `config check` and docs/configuration.md (lib/core/options-doc.ts)
+ * are all driven from it, area by area ({@link OPTION_AREAS}).
  *
  * Precedence: defaults < config file < environment < flags. The result is
  * validated once, frozen, and handed to children in their first IPC message.
@@ -10,21 +11,21 @@ import { createHash } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
-import { durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, type OptionValue, parseSize, port, seedList, text } from './config-parsers.js'
+import { durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionArea, type OptionSpec, type OptionValue, parseSize, port, seedList, text } from './config-parsers.js'
 import { EspraError, InvalidValue } from './errors.js'
-import { ALERT_OPTIONS, checkAlerts } from './options-alerts.js'
-import { ADMIN_OPTIONS, loadAdminOperators, type AdminOperator } from './options-admin.js'
-import { APP_OPTIONS } from './options-app.js'
-import { ELB_OPTIONS } from './options-elb.js'
-import { FILESERVER_OPTIONS } from './options-fileserver.js'
-import { LIVE_OPTIONS } from './options-live.js'
-import { checkMailTls, MAIL_OPTIONS } from './options-mail.js'
-import { checkMailInbound, MAIL_INBOUND_OPTIONS } from './options-mail-inbound.js'
-import { checkMailOut, MAIL_OUT_OPTIONS } from './options-mail-out.js'
-import { checkProxyTls, PROXY_OPTIONS } from './options-proxy.js'
-import { STORAGE_OPTIONS } from './options-storage.js'
-import { TASK_OPTIONS } from './options-tasks.js'
-import { DATASTORE_OPTIONS, isPostgres, maskPostgresUrl } from './options-datastore.js'
+import { ALERT_AREA, checkAlerts } from './options-alerts.js'
+import { ADMIN_AREA, loadAdminOperators, type AdminOperator } from './options-admin.js'
+import { APP_AREA } from './options-app.js'
+import { ELB_AREA } from './options-elb.js'
+import { FILESERVER_AREA } from './options-fileserver.js'
+import { LIVE_AREA } from './options-live.js'
+import { checkMailTls, MAIL_AREA } from './options-mail.js'
+import { checkMailInbound, MAIL_INBOUND_AREA } from './options-mail-inbound.js'
+import { checkMailOut, MAIL_OUT_AREA } from './options-mail-out.js'
+import { checkProxyTls, PROXY_AREA } from './options-proxy.js'
+import { STORAGE_AREA } from './options-storage.js'
+import { TASK_AREA } from './options-tasks.js'
+import { DATASTORE_AREA, isPostgres, maskPostgresUrl } from './options-datastore.js'
 
 export const ROLE_NAMES = ['seed', 'proxy', 'live', 'fileserver', 'app', 'mail', 'admin'] as const
 export type RoleName = (typeof ROLE_NAMES)[number]
@@ -65,6 +66,7 @@ const COMMON_OPTIONS = [
   option({
     key: 'seed', flag: '--seed <list>', env: 'ESPRA_SEED', defaultText: '127.0.0.1:7000',
     doc: 'seed meta addresses, host:port[,host:port...]; the first reachable one is used, the rest are understudies (seeds on one PostgreSQL datastore: list them all; a follower sends nodes on to the leader)',
+    details: 'seed meta addresses, host:port[,host:port...]; the first reachable one is used, the rest are understudies. With seeds on one PostgreSQL datastore a node may list them all in any order: a seed that does not lead sends it on to the one that does ([postgres.md](postgres.md), "Several seeds")',
     parse: seedList,
   }),
   option({
@@ -98,7 +100,6 @@ const COMMON_OPTIONS = [
     doc: 'region this node serves; routing tables are per region',
     parse: text(/^[a-z0-9][a-z0-9-]{0,31}$/, 'lower-case letters, digits and dashes, at most 32'),
   }),
-  // ---- proxy role (other roles ignore these) ----,
   option({
     key: 'nodeId', flag: '--node-id <id>', env: 'ESPRA_NODE_ID', defaultText: 'derived from host, role and port',
     doc: 'stable node identity in the registry',
@@ -108,16 +109,19 @@ const COMMON_OPTIONS = [
   option({
     key: 'dataDir', flag: '--data-dir <dir>', env: 'ESPRA_DATA_DIR', defaultText: './.espra',
     doc: 'state directory (secret, seed data, logs under `up`)',
+    details: 'state directory (secret, seed data, logs under `up`); a path at or under a regular file exits 2 naming the option',
     parse: (raw) => resolve(text(/^.{1,4096}$/, 'a directory path')(raw)),
   }),
   option({
     key: 'secretFile', flag: '--secret-file <file>', env: 'ESPRA_SECRET_FILE', defaultText: '<data-dir>/secret',
     doc: 'file holding the cluster secret (ESPRA_SECRET overrides it)',
+    details: 'file holding the cluster secret (ESPRA_SECRET overrides it); a file that group or other users may read or write is refused (exit 2, `ESPRA_ERR_SECRET_INSECURE`, with the `chmod 600` to run), as ssh refuses such keys; `admin` commands refuse it too',
     default: (c) => resolve(String(c['dataDir']), 'secret'), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
   }),
   option({
     key: 'insecureSecretFile', flag: '--insecure-secret-file [bool]', env: 'ESPRA_INSECURE_SECRET_FILE', defaultText: 'false',
     doc: 'accept a secret file that group or other users may read or write (refused otherwise, as ssh refuses such keys)',
+    details: 'accept a secret file that group or other users may read or write (refused otherwise, as ssh refuses such keys); also honoured by `admin` commands through the environment variable',
     parse: flag,
   }),
   option({
@@ -153,6 +157,7 @@ const COMMON_OPTIONS = [
   option({
     key: 'heartbeatTimeout', flag: '--heartbeat-timeout <duration>', env: 'ESPRA_HEARTBEAT_TIMEOUT', defaultText: '3s',
     doc: 'seed: a node silent this long is dead and removed',
+    details: 'seed: a node silent this long is dead and removed; must be at least twice `--heartbeat-interval` (exit 2 otherwise: one late heartbeat would evict a live node)',
     parse: durationIn(100, 600_000),
   }),
   option({
@@ -169,20 +174,27 @@ const COMMON_OPTIONS = [
       return n
     },
   }),
-  // ---- live role (other roles ignore these) ----,
 ] as const
 
-/** Every option, common ones first: computed defaults may read only earlier options. */
-export const NODE_OPTIONS = [...COMMON_OPTIONS, ...PROXY_OPTIONS, ...LIVE_OPTIONS, ...STORAGE_OPTIONS, ...DATASTORE_OPTIONS, ...FILESERVER_OPTIONS, ...APP_OPTIONS, ...TASK_OPTIONS, ...ELB_OPTIONS, ...MAIL_OPTIONS, ...MAIL_INBOUND_OPTIONS, ...MAIL_OUT_OPTIONS, ...ALERT_OPTIONS, ...ADMIN_OPTIONS] as const
+const COMMON_AREA: OptionArea<typeof COMMON_OPTIONS> = { heading: 'Every node', options: COMMON_OPTIONS }
 
-export type ConfigKey = (typeof NODE_OPTIONS)[number]['key']
+/** The option table by area, in the order of `--help` and docs/configuration.md. */
+export const OPTION_AREAS = [COMMON_AREA, PROXY_AREA, LIVE_AREA, STORAGE_AREA, DATASTORE_AREA, FILESERVER_AREA, APP_AREA, TASK_AREA, ELB_AREA, MAIL_AREA, MAIL_INBOUND_AREA, MAIL_OUT_AREA, ALERT_AREA, ADMIN_AREA] as const
+
+/** One row of the option table, typed by its key and value. */
+type NodeOption = (typeof OPTION_AREAS)[number]['options'][number]
+
+/** Every option, common ones first: computed defaults may read only earlier options. */
+export const NODE_OPTIONS: readonly NodeOption[] = OPTION_AREAS.flatMap((area): readonly NodeOption[] => area.options)
+
+export type ConfigKey = NodeOption['key']
 
 /**
  * The config a node runs with, derived from the table: one field per option,
  * typed by what its parser (or its default) gives; plus what the loader reads
  * from files (the secret, the admin operators).
  */
-export type NodeConfig = { readonly [O in (typeof NODE_OPTIONS)[number] as O['key']]: OptionValue<O> } & {
+export type NodeConfig = { readonly [O in NodeOption as O['key']]: OptionValue<O> } & {
   /** The cluster secret, read from ESPRA_SECRET or the secret file. Never printed. */
   readonly secret: string
   /** admin: the operators read from `adminTokensFile` at load (empty without one). */

@@ -11,7 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { constant, durationIn, integer, option, parseSize, text } from './config-parsers.js'
+import { constant, durationIn, integer, option, type OptionArea, parseSize, text } from './config-parsers.js'
 import { EspraError, InvalidValue } from './errors.js'
 
 export const ADMIN_ROLES = ['viewer', 'operator'] as const
@@ -100,6 +100,7 @@ export const ADMIN_OPTIONS = [
   option({
     key: 'adminTokensFile', flag: '--admin-tokens-file <file>', env: 'ESPRA_ADMIN_TOKENS_FILE', defaultText: '(none: the API refuses every call)',
     doc: 'admin: the API\'s operators, one a line: `<name> <viewer|operator> <sha256 of the token>` (mode 0600; `up` writes one)',
+    details: "admin: the HTTP API's operators, one a line `<name> <viewer|operator> <sha256 of the token>`; mode 0600 (refused otherwise, like the secret file); `up` writes one; [admin-api.md](admin-api.md)",
     default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
   }),
   option({
@@ -114,6 +115,7 @@ export const ADMIN_OPTIONS = [
   option({
     key: 'adminAuthFailures', flag: '--admin-auth-failures <n>', env: 'ESPRA_ADMIN_AUTH_FAILURES', defaultText: '10',
     doc: 'admin: failed authentications one client address may make per --admin-auth-window; past that it gets 429 until the window ends',
+    details: 'admin: failed authentications one client address may make per `--admin-auth-window`; past that every call from it gets 429 until the window ends',
     parse: integer(1, 100_000),
   }),
   option({
@@ -127,3 +129,5 @@ export const ADMIN_OPTIONS = [
     default: constant(90 * 24 * 3_600_000), parse: durationIn(3_600_000, 10 * 365 * 24 * 3_600_000),
   }),
 ] as const
+
+export const ADMIN_AREA: OptionArea<typeof ADMIN_OPTIONS> = { heading: 'Admin API (admin node)', options: ADMIN_OPTIONS }

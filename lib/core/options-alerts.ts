@@ -1,7 +1,7 @@
 /** Admin-role options for monitoring and alerts (other roles ignore these): docs/alerts.md. */
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { constant, durationIn, flag, integer, oneOf, option, parseSize, text } from './config-parsers.js'
+import { constant, durationIn, flag, integer, oneOf, option, type OptionArea, parseSize, text } from './config-parsers.js'
 import { EspraError, InvalidValue } from './errors.js'
 
 export const WEBHOOK_FORMATS = ['json', 'slack'] as const
@@ -50,11 +50,13 @@ export const ALERT_OPTIONS = [
   option({
     key: 'alerts', flag: '--alerts <bool>', env: 'ESPRA_ALERTS', defaultText: 'true',
     doc: 'admin: compete for the alert engine lease; the admin node holding it probes every node and runs the alert engine (one per cluster, whatever the number of admin nodes)',
+    details: 'admin: compete for the alert engine lease; the admin node holding it probes every node and runs the alert engine in its parent, one per cluster whatever the number of admin nodes ([alerts](alerts.md))',
     parse: flag,
   }),
   option({
     key: 'alertLease', flag: '--alert-lease <duration>', env: 'ESPRA_ALERT_LEASE', defaultText: '10s',
     doc: 'admin: the alert engine lease (kept in the datastore): of the admin nodes with --alerts true one holds it and runs the engine, renewing every quarter lease; the others take over within 2x this after it dies, at once after it stops',
+    details: 'admin: the alert engine lease, kept in the datastore (1s to 10m): of the admin nodes with `--alerts true` one holds it and runs the engine, renewing it every quarter lease; a standby takes over within 2× this after the holder dies, within a quarter lease after it stops ([alerts](alerts.md#one-engine-per-cluster))',
     parse: durationIn(1000, 600_000),
   }),
   option({
@@ -120,6 +122,7 @@ export const ALERT_OPTIONS = [
   option({
     key: 'alertLeaderQuiet', flag: '--alert-leader-quiet <duration>', env: 'ESPRA_ALERT_LEADER_QUIET', defaultText: '2m',
     doc: 'admin: seeds on PostgreSQL: a change of the seeds\' leader opens one seed-leader alert, which resolves by itself once no further change came for this long (never with one embedded seed)',
+    details: "admin: seeds on PostgreSQL: a change of the seeds' leader opens one `seed-leader` alert, which resolves by itself once no further change came for this long (never with one embedded seed) ([alerts](alerts.md))",
     parse: durationIn(1000, 24 * 3_600_000),
   }),
   option({
@@ -130,6 +133,7 @@ export const ALERT_OPTIONS = [
   option({
     key: 'alertWebhookSecretFile', flag: '--alert-webhook-secret-file <file>', env: 'ESPRA_ALERT_WEBHOOK_SECRET_FILE', defaultText: '(none: unsigned)',
     doc: 'admin: file holding the key (16 characters or more) webhook bodies are signed with: X-Espra-Signature: sha256=<hex HMAC-SHA256 of "<X-Espra-Timestamp>.<body>">',
+    details: 'admin: file holding the key (16 characters or more) webhook bodies are signed with: `X-Espra-Signature: sha256=<hex HMAC-SHA256 of "<X-Espra-Timestamp>.<body>">`, with the time in `X-Espra-Timestamp`; read at start, a missing or short key exits 2',
     default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
   }),
   option({
@@ -152,6 +156,8 @@ export const ALERT_OPTIONS = [
     },
   }),
 ] as const
+
+export const ALERT_AREA: OptionArea<typeof ALERT_OPTIONS> = { heading: 'Alerts (admin node)', options: ALERT_OPTIONS }
 
 /** Smallest webhook signing key accepted, in characters. */
 export const MIN_WEBHOOK_SECRET = 16

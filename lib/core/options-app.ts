@@ -1,6 +1,6 @@
 /** App options (other roles ignore these): worker threads, request queue, timeouts, body size, app settings. */
 import { availableParallelism } from 'node:os'
-import { durationIn, integer, option, parseSize } from './config-parsers.js'
+import { durationIn, integer, option, type OptionArea, parseSize } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
 export const APP_OPTIONS = [
@@ -22,6 +22,7 @@ export const APP_OPTIONS = [
   option({
     key: 'initTimeout', flag: '--init-timeout <duration>', env: 'ESPRA_INIT_TIMEOUT', defaultText: '30s',
     doc: 'app: a new build\'s workers must load and finish init() within this, else they are terminated and the build refused (ESPRA_ERR_BUILD_INIT_TIMEOUT); seed: staging waits this plus 15s for every node',
+    details: 'app: a new build\'s workers must load it and finish `init()` within this, else they are terminated and the build is refused (`ESPRA_ERR_BUILD_INIT_TIMEOUT`); seed: a deploy\'s staging waits this plus 15s for every node ([docs/operations.md](operations.md), "Deploys")',
     parse: durationIn(100, 3_600_000),
   }),
   option({
@@ -39,6 +40,8 @@ export const APP_OPTIONS = [
     parse: parseAppSettings,
   }),
 ] as const
+
+export const APP_AREA: OptionArea<typeof APP_OPTIONS> = { heading: 'App', options: APP_OPTIONS }
 
 const MAX_APP_SETTINGS_BYTES = 64 * 1024
 

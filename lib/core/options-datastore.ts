@@ -4,7 +4,7 @@
  * `postgres://` URL puts them in PostgreSQL (docs/postgres.md). Only seeds
  * connect to the database; other nodes keep using the meta port.
  */
-import { durationIn, integer, oneOf, option } from './config-parsers.js'
+import { durationIn, integer, oneOf, option, type OptionArea } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
 export const TASK_BACKENDS = ['embedded', 'postgres'] as const
@@ -45,11 +45,13 @@ export const DATASTORE_OPTIONS = [
   option({
     key: 'datastore', flag: '--datastore <url>', env: 'ESPRA_DATASTORE', defaultText: 'embedded',
     doc: 'seed: where durable records live: embedded (LMDB under <data-dir>/seed) or postgres://user:password@host:5432/database (the password is masked wherever the URL is printed)',
+    details: "seed: where durable records live: `embedded` (LMDB under `<data-dir>/seed`) or `postgres://user:password@host:5432/database` ([postgres.md](postgres.md)); the password is masked wherever the URL is printed (logs, `config check`, errors). A database out of reach at start: exit 1 with one line naming the host and the driver's error",
     parse: datastoreUrl,
   }),
   option({
     key: 'datastorePool', flag: '--datastore-pool <n>', env: 'ESPRA_DATASTORE_POOL', defaultText: '10',
     doc: 'seed: PostgreSQL connections the datastore and task queues hold at most (the leader lease has one more of its own)',
+    details: 'seed: PostgreSQL connections the datastore and task queues hold at most, plus one of its own for the leader lease (only seeds connect; other nodes use the meta port)',
     parse: integer(1, 200),
   }),
   option({
@@ -60,6 +62,9 @@ export const DATASTORE_OPTIONS = [
   option({
     key: 'seedLease', flag: '--seed-lease <duration>', env: 'ESPRA_SEED_LEASE', defaultText: '2s',
     doc: 'seed with a postgres --datastore: the leader\'s lease; seeds look at it every quarter lease, a leader that could not renew it for three quarters steps down, a follower takes over once it has run out',
+    details: 'seed with a postgres `--datastore`: the leader\'s lease (400ms–60s). Seeds look at it every quarter lease; a leader that could not renew it for three quarters steps down by itself; a follower takes over once it has run out ([postgres.md](postgres.md), "Several seeds")',
     parse: durationIn(400, 60_000),
   }),
 ] as const
+
+export const DATASTORE_AREA: OptionArea<typeof DATASTORE_OPTIONS> = { heading: 'Datastore, task queue backend and seeds', options: DATASTORE_OPTIONS }

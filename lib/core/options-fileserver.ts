@@ -1,6 +1,6 @@
 /** Fileserver options (other roles ignore these). */
 import { resolve } from 'node:path'
-import { constant, durationIn, option, parseSize, text } from './config-parsers.js'
+import { constant, durationIn, option, type OptionArea, parseSize, text } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
 export const FILESERVER_OPTIONS = [
@@ -20,6 +20,7 @@ export const FILESERVER_OPTIONS = [
   option({
     key: 'filesHost', flag: '--files-host <host>', env: 'ESPRA_FILES_HOST', defaultText: '(none: any Host)',
     doc: 'fileserver: the host uploaded files (/f/) are served on, e.g. files.example.com: /f/ answers 404 on any other Host and the app build (--app-path) 404 on this one, so uploads never share an origin with the app\'s pages',
+    details: "fileserver: the host uploaded files (`/f/`) are served on, e.g. `files.example.com`: `/f/` answers 404 on any other Host and the app build (`--app-path`) 404 on this one, so uploads never share an origin with the app's pages (`up` uses `files.localhost`)",
     default: constant(null),
     parse: (raw: unknown): string => {
       // A DNS name (as vhost names, lib/vhosts/vhost.ts): labels of 1-63 letters, digits and inner hyphens; no port, no IP address.
@@ -45,6 +46,9 @@ export const FILESERVER_OPTIONS = [
   option({
     key: 'uploadExpiry', flag: '--upload-expiry <duration>', env: 'ESPRA_UPLOAD_EXPIRY', defaultText: '24h',
     doc: 'fileserver: a resumable (tus) upload not finished this long after its creation expires: 410, then its parts and state are swept',
+    details: 'fileserver: a resumable (tus) upload not finished this long after its creation expires (410), then its state and parts are swept; 1s to 30 days',
     parse: durationIn(1000, 30 * 24 * 3_600_000),
   }),
 ] as const
+
+export const FILESERVER_AREA: OptionArea<typeof FILESERVER_OPTIONS> = { heading: 'Fileserver', options: FILESERVER_OPTIONS }

@@ -1,5 +1,5 @@
 /** Live options: history bounds, long-poll, message and backpressure limits, public channels, the internal link. */
-import { constant, durationIn, integer, option, parseSize } from './config-parsers.js'
+import { constant, durationIn, integer, option, type OptionArea, parseSize } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
 /** A comma-separated list (or a config file's array) of channel patterns. */
@@ -37,6 +37,7 @@ export const LIVE_OPTIONS = [
   option({
     key: 'liveMaxMessage', flag: '--live-max-message <size>', env: 'ESPRA_LIVE_MAX_MESSAGE', defaultText: '64KB',
     doc: 'live: largest message (its data as JSON text) a channel accepts by any path, and largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
+    details: 'live: largest message (its data as JSON text) a channel accepts by any path (clients, the internal link, `ctx.publish`, upload progress), and largest client frame or HTTP publish body (err 4004 / 413); a WebSocket frame 4KB past it drops the connection',
     parse: (raw) => {
       const n = parseSize(raw)
       if (n < 256 || n > 16 * 1024 ** 2) throw new InvalidValue('must be a size from 256 bytes to 16MB')
@@ -65,3 +66,5 @@ export const LIVE_OPTIONS = [
   }),
   // ---- storage (nodes that store files and builds) ----,
 ] as const
+
+export const LIVE_AREA: OptionArea<typeof LIVE_OPTIONS> = { heading: 'Live', options: LIVE_OPTIONS }

@@ -1,7 +1,7 @@
 /** Mail-role options of the inbound side added after the first slice (other roles ignore these): docs/mail.md. */
 import { isIP } from 'node:net'
 import { EspraError, InvalidValue } from './errors.js'
-import { constant, durationIn, flag, integer, oneOf, option, parseHostPort, parseSize } from './config-parsers.js'
+import { constant, durationIn, flag, integer, oneOf, option, type OptionArea, parseHostPort, parseSize } from './config-parsers.js'
 
 export const MAIL_INBOUND_OPTIONS = [
   option({
@@ -51,6 +51,7 @@ export const MAIL_INBOUND_OPTIONS = [
   option({
     key: 'mailInboundRetention', flag: '--mail-inbound-retention <duration>', env: 'ESPRA_MAIL_INBOUND_RETENTION', defaultText: '168h',
     doc: 'seed: an inbound message handed to handleMail is removed (its record, raw bytes and dedupe key) this long after the handoff, never before --mail-dedupe-window has passed since it arrived (1s to 87600h)',
+    details: 'seed: an inbound message handed to `handleMail` is removed (its record, raw bytes and dedupe key) this long after the handoff, never before `--mail-dedupe-window` has passed since it arrived (1s to 87600h) ([mail.md](mail.md), "Retention")',
     parse: durationIn(1000, 87_600 * 3_600_000),
   }),
   option({
@@ -61,9 +62,12 @@ export const MAIL_INBOUND_OPTIONS = [
   option({
     key: 'mailOutboundRetention', flag: '--mail-outbound-retention <duration>', env: 'ESPRA_MAIL_OUTBOUND_RETENTION', defaultText: '168h',
     doc: 'seed: an outbound message that is finished (delivered, failed or dropped) is removed with its raw bytes this long after its last event (until then admin mail show has it); keep it well above --mail-smtp-timeout (1s to 87600h)',
+    details: 'seed: an outbound message that is finished (delivered, failed or dropped) is removed with its raw bytes this long after its last event (until then `admin mail show` has it), and expired suppressions go too; keep it well above `--mail-smtp-timeout` (1s to 87600h) ([mail.md](mail.md), "Outbound")',
     parse: durationIn(1000, 87_600 * 3_600_000),
   }),
 ] as const
+
+export const MAIL_INBOUND_AREA: OptionArea<typeof MAIL_INBOUND_OPTIONS> = { heading: 'Mail: inbound checks and retention', options: MAIL_INBOUND_OPTIONS }
 
 /** `ip` or `ip:port` items, comma-separated (or a JSON array); IPv6 as `[::1]:53`. */
 export function dnsServerList(raw: unknown): string[] {

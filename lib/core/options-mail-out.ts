@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
-import { constant, durationIn, flag, integer, option, port, text } from './config-parsers.js'
+import { constant, durationIn, flag, integer, option, type OptionArea, port, text } from './config-parsers.js'
 import { EspraError, InvalidValue } from './errors.js'
 
 export interface DkimKey {
@@ -142,6 +142,7 @@ export const MAIL_OUT_OPTIONS = [
   option({
     key: 'dkim', flag: '--dkim <list>', env: 'ESPRA_DKIM', defaultText: '(none: mail is not signed)',
     doc: 'mail: DKIM-sign mail from these domains, domain:selector:keyfile (an RSA private key in PEM), comma-separated for several; each file is checked at start; admin mail dkim-record prints the DNS record',
+    details: 'mail: DKIM-sign mail from these domains, `domain:selector:keyfile` (an RSA private key in PEM), comma-separated for several; each file is checked at start: a missing or bad key stops the node; `admin mail dkim-record` prints the DNS record',
     default: constant([]), parse: dkimList,
   }),
   option({
@@ -160,6 +161,8 @@ export const MAIL_OUT_OPTIONS = [
     default: constant(null), parse: pemFile,
   }),
 ] as const
+
+export const MAIL_OUT_AREA: OptionArea<typeof MAIL_OUT_OPTIONS> = { heading: 'Mail: outbound delivery', options: MAIL_OUT_OPTIONS }
 
 /** `host:port` (`[v6]:port`); thrown sentences say what is allowed. */
 function hostPort(raw: unknown): string {

@@ -1,6 +1,6 @@
 /** Mail-role options (other roles ignore these): docs/mail.md. */
 import { resolve } from 'node:path'
-import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
+import { constant, durationIn, flag, integer, option, type OptionArea, parseSize, port, text } from './config-parsers.js'
 import { EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
@@ -24,6 +24,7 @@ export const MAIL_OPTIONS = [
   option({
     key: 'smtpPort', flag: '--smtp-port <port>', env: 'ESPRA_SMTP_PORT', defaultText: '25',
     doc: 'mail: the SMTP port (on --bind) inbound mail arrives on; the parent binds it once and every child accepts on it',
+    details: 'mail: the SMTP port (on `--bind`) inbound mail arrives on; the parent binds it once and every child accepts on it ([mail.md](mail.md))',
     parse: port,
   }),
   option({
@@ -74,9 +75,12 @@ export const MAIL_OPTIONS = [
   option({
     key: 'mailDedupeWindow', flag: '--mail-dedupe-window <duration>', env: 'ESPRA_MAIL_DEDUPE_WINDOW', defaultText: '24h',
     doc: 'mail: a message sent again within this long (same Message-ID, same bytes, same recipients: a client that lost our 250) is answered 250 with the first id and not handed to the app twice',
+    details: 'mail: a message sent again within this long (same Message-ID, same bytes, same recipients: a client that lost our 250) is answered 250 with the first id and not handed to the app twice (1s to 720h); seed: no inbound message is swept before this long has passed since it arrived',
     parse: durationIn(1000, 30 * 24 * 3_600_000),
   }),
 ] as const
+
+export const MAIL_AREA: OptionArea<typeof MAIL_OPTIONS> = { heading: 'Mail: listener, limits and queue', options: MAIL_OPTIONS }
 
 /**
  * Checks the STARTTLS options together once every option is resolved (mail

@@ -1,6 +1,6 @@
 /** Proxy options: the live host, routing-key handlers and per-address limits. */
 import { resolve } from 'node:path'
-import { constant, durationIn, flag, integer, option, parseSize, port, text } from './config-parsers.js'
+import { constant, durationIn, flag, integer, option, type OptionArea, parseSize, port, text } from './config-parsers.js'
 import { checkCidr } from './client-address.js'
 import { EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
@@ -27,6 +27,7 @@ export const PROXY_OPTIONS = [
   option({
     key: 'routeKeys', flag: '--route-keys <list>', env: 'ESPRA_ROUTE_KEYS', defaultText: 'cookie:espra_session,ip',
     doc: `proxy: where a request's routing key comes from, first match wins: ${ROUTE_KEY_FORMS}`,
+    details: "proxy: where a request's routing key comes from, first match wins: `path:/prefix/` (the segment after the prefix), `query:<name>`, `cookie:<name>`, `header:<name>`, `ip`",
     parse: (raw) => {
       const list = Array.isArray(raw) ? raw : typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : null
       if (!list || list.length === 0 || list.some((s) => typeof s !== 'string')) throw new InvalidValue(`must be a comma-separated list of ${ROUTE_KEY_FORMS}`)
@@ -69,6 +70,7 @@ export const PROXY_OPTIONS = [
   option({
     key: 'tlsCert', flag: '--tls-cert <file>', env: 'ESPRA_TLS_CERT', defaultText: '(none: no TLS)',
     doc: 'proxy: PEM certificate (then its chain) to terminate TLS with on --tls-port; needs --tls-key; re-read by new children on SIGHUP',
+    details: 'proxy: PEM certificate (then its chain) to terminate TLS with on `--tls-port`; needs `--tls-key`; checked at start, re-read by new children on SIGHUP',
     default: constant(null), parse: (raw) => resolve(text(/^.{1,4096}$/, 'a file path')(raw)),
   }),
   option({
@@ -87,6 +89,8 @@ export const PROXY_OPTIONS = [
     parse: flag,
   }),
 ] as const
+
+export const PROXY_AREA: OptionArea<typeof PROXY_OPTIONS> = { heading: 'Proxy', options: PROXY_OPTIONS }
 
 /**
  * Checks the TLS options together once every option is resolved (proxy

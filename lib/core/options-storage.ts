@@ -1,6 +1,6 @@
 /** Storage options: which blob store, and where. */
 import { resolve } from 'node:path'
-import { constant, oneOf, option, text } from './config-parsers.js'
+import { constant, oneOf, option, type OptionArea, text } from './config-parsers.js'
 
 export const BLOB_STORES = ['local', 's3'] as const
 export type BlobStoreKind = (typeof BLOB_STORES)[number]
@@ -9,6 +9,7 @@ export const STORAGE_OPTIONS = [
   option({
     key: 'blobStore', flag: '--blob-store <kind>', env: 'ESPRA_BLOB_STORE', defaultText: 'local',
     doc: `where files and builds are stored: ${BLOB_STORES.join(', ')} (s3 needs --s3-bucket)`,
+    details: 'where files and builds are stored: `local` (a directory) or `s3` (needs `--s3-bucket`)',
     parse: oneOf(BLOB_STORES),
   }),
   option({
@@ -34,3 +35,5 @@ export const STORAGE_OPTIONS = [
     parse: (raw) => text(/^https?:\/\/[^\s/?#@]+\/?$/, 'an http(s)://host[:port] URL')(raw).replace(/\/$/, ''),
   }),
 ] as const
+
+export const STORAGE_AREA: OptionArea<typeof STORAGE_OPTIONS> = { heading: 'Blob store', options: STORAGE_OPTIONS }

@@ -1,5 +1,5 @@
 /** Task-queue options: the backend (`--redis`) and how app nodes run tasks (docs/app-api.md, "Tasks"). */
-import { constant, durationIn, integer, option } from './config-parsers.js'
+import { constant, durationIn, integer, option, type OptionArea } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
 /** `redis://` or `rediss://` with a host; the password (if any) never shows in `config check`. Throws a sentence saying what is allowed. */
@@ -20,6 +20,7 @@ export const TASK_OPTIONS = [
   option({
     key: 'redis', flag: '--redis <url>', env: 'ESPRA_REDIS', defaultText: '(none: the seed\'s embedded queue)',
     doc: 'task queue in Redis, redis://[user:password@]host:port[/db] (rediss:// for TLS), for app nodes and `admin tasks`; every app node of a cluster must name the same one',
+    details: 'task queue in Redis, `redis://[user:password@]host:port[/db]` (`rediss://` for TLS), for app nodes and `admin tasks`; every app node of a cluster must name the same one (the password is masked in `config check`)',
     default: constant(null), parse: redisUrl,
   }),
   option({
@@ -43,3 +44,5 @@ export const TASK_OPTIONS = [
     parse: durationIn(0, 3_600_000),
   }),
 ] as const
+
+export const TASK_AREA: OptionArea<typeof TASK_OPTIONS> = { heading: 'Task queue', options: TASK_OPTIONS }
