@@ -34,6 +34,7 @@ const heavy = (spec: string) => HEAVY.some((h) => (h.endsWith('/') ? spec.starts
 /** What each entry may load statically: only the mail role needs its mail libraries in every process. */
 const ALLOWED: Record<string, readonly string[]> = {
   'bin/espra-node.ts': [],
+  'bin/program.ts': [],
   'seed/role.ts': [],
   'roles/proxy/role.ts': [],
   'roles/live/role.ts': [],
