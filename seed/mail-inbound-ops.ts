@@ -42,8 +42,7 @@
 import { EspraError } from '../lib/core/errors.js'
 import { checkInboundBatch, inboundRecord, type InboundEntry, type InboundResult } from '../lib/mail/inbound-batch.js'
 import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
-import type { AuthedMailTaskPayload } from '../lib/mail/inbound-auth.js'
-import type { InboundRecord } from '../lib/mail/inbound-record.js'
+import { handoffPayload, type InboundRecord } from '../lib/mail/inbound-record.js'
 import type { Datastore, DatastoreValue } from '../lib/storage/datastore.js'
 import type { TaskQueue } from '../lib/tasks/queue.js'
 import type { Flushable } from './tasks-embedded.js'
@@ -59,8 +58,7 @@ interface DedupeRecord {
 const KIND = 'mailInbound'
 
 function handoffTask(record: InboundRecord): NewTask {
-  const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
-  return newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS })
+  return newTask(MAIL_TASK_NAME, handoffPayload(record), { attempts: MAIL_TASK_ATTEMPTS })
 }
 
 /**

@@ -14,19 +14,30 @@
  * retry within the window still finds the first message (its record and its
  * dedupe record) and is not handed twice. Pending and unqueued messages stay.
  *
- * Removal order: raw bytes, dedupe record, record. A pass cut short leaves a
- * record the next pass finds again (each removal is idempotent). The dedupe
- * record is taken with `consume` and put back when it turns out to name a
- * later message (a resend after the window took the key over meanwhile).
+ * Removal order: raw bytes, dedupe record, record, and for a failed message
+ * last its dead letter. A pass cut short before the record leaves a record
+ * the next pass finds again (each removal is idempotent). The dedupe record
+ * is taken with `consume` and put back when it turns out to name a later
+ * message (a resend after the window took the key over meanwhile).
+ *
+ * The dead letter goes through the queue's own `retry` (there is no op that
+ * deletes a task, and one would have to be built three times: embedded,
+ * PostgreSQL, Redis): made ready once its record is gone, the next app node
+ * to lease it finds no record and settles it done without running
+ * `handleMail` (roles/app/mail-handoff.ts, `claimHandoff`), and a task done
+ * is deleted. So it leaves `admin tasks --dead` at once and the queue when
+ * an app node takes it (until then it counts as ready). Retried after the
+ * record is deleted, never before: a dead letter made ready while its record
+ * still names it would hand the message again. A pass cut short between the
+ * two leaves the dead letter (nothing names it any more; a retry of it by
+ * hand is settled the same way).
  *
  * Each pass reads one page of records (at most {@link SWEEP_PAGE}) from a
  * cursor that goes round the key space, and one page of dedupe records
  * (those whose message is gone and whose window has passed: left by copies
  * that lost their key, or by records removed by hand). Attachments the app
  * node wrote (`mail/in/<day>/<id>/<n>`) are not removed: the app was handed
- * references to them and may keep them. The dead letter itself stays in the
- * queue (there is no op to drop one); a retry of it finds no record and is
- * settled without handing anything (roles/app/mail-handoff.ts).
+ * references to them and may keep them.
  */
 import type { Logger } from '../lib/core/log.js'
 import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
@@ -48,7 +59,7 @@ export function mailSweepInterval(retentionMs: number, failedRetentionMs: number
 
 export interface InboundSweepOptions {
   readonly datastore: Datastore
-  readonly tasks: Pick<TaskQueue, 'deadLetters'>
+  readonly tasks: Pick<TaskQueue, 'deadLetters' | 'retry'>
   readonly blobs: Pick<BlobStore, 'delete'>
   readonly retentionMs: number
   readonly failedRetentionMs: number
@@ -104,10 +115,13 @@ export function createInboundSweep(opts: InboundSweepOptions): InboundSweep {
     if (taken !== null && taken.id !== id) await datastore.putIf(KIND, key, taken as unknown as Record<string, unknown>, null)
   }
 
-  async function remove(r: InboundRecord): Promise<void> {
+  /** Removes a message; `deadLetter`: its handoff's dead letter, dropped once nothing names it. */
+  async function remove(r: InboundRecord, deadLetter: string | null = null): Promise<void> {
     await (r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : opts.blobs.delete(r.raw.key))
     await dropDedupe(dedupeKey(r.messageId, r.raw.sha256, r.envelope.to), r.id)
     await datastore.delete(KIND, inboundRecordKey(r.id))
+    // False when it is no dead letter any more (retried by hand meanwhile): that run finds no record either.
+    if (deadLetter !== null) await opts.tasks.retry(deadLetter)
   }
 
   async function sweepRecords(t: number, windowMs: number): Promise<{ handled: number; failed: number }> {
@@ -122,8 +136,8 @@ export function createInboundSweep(opts: InboundSweepOptions): InboundSweep {
       const failedAt = dead.get(r.task!)
       return failedAt !== undefined && t - failedAt >= opts.failedRetentionMs
     })
-    const doomed = [...handled, ...failed]
-    for (let i = 0; i < doomed.length; i += REMOVE_AT_ONCE) await Promise.all(doomed.slice(i, i + REMOVE_AT_ONCE).map(remove))
+    const doomed: [InboundRecord, string | null][] = [...handled.map((r) => [r, null] as [InboundRecord, null]), ...failed.map((r) => [r, r.task] as [InboundRecord, string])]
+    for (let i = 0; i < doomed.length; i += REMOVE_AT_ONCE) await Promise.all(doomed.slice(i, i + REMOVE_AT_ONCE).map(([r, dead]) => remove(r, dead)))
     return { handled: handled.length, failed: failed.length }
   }
 

@@ -20,12 +20,12 @@ export const MAIL_INBOUND_OPTIONS = [
   }),
   option({
     key: 'mailAuth', flag: '--mail-auth <bool>', env: 'ESPRA_MAIL_AUTH', defaultText: 'true',
-    doc: 'mail: verify SPF, DKIM, DMARC and ARC of each message while it streams (mailauth) and hand the results to handleMail as message.auth; results are not enforced unless --mail-dmarc-reject',
+    doc: 'mail: verify SPF, DKIM, DMARC and ARC of each message (mailauth) and hand the results to handleMail as message.auth: the app node verifies the stored message after the 250, the mail node before it only with --mail-dmarc-reject; results are not enforced unless --mail-dmarc-reject',
     parse: flag,
   }),
   option({
     key: 'mailAuthTimeout', flag: '--mail-auth-timeout <duration>', env: 'ESPRA_MAIL_AUTH_TIMEOUT', defaultText: '5s',
-    doc: 'mail: how long after the end of DATA the authentication results are waited for (100ms to 60s); past it they are temperror and the message is taken',
+    doc: 'mail: how long the authentication results are waited for once the message is read (100ms to 60s): by the app node\'s handoff before handleMail (the 250 does not wait), with --mail-dmarc-reject at the end of DATA before the answer; past it they are temperror and the message is taken',
     parse: durationIn(100, 60_000),
   }),
   option({

@@ -1,9 +1,12 @@
 /**
  * The authentication results of an inbound message (SPF, DKIM, DMARC, ARC),
- * as the mail node records them (`mailInbound` record, `auth`) and the app's
- * `handleMail` receives them (`message.auth`): small and bounded whatever the
- * message carries (at most {@link MAX_DKIM_SIGNATURES} signatures listed).
- * docs/app-api.md, "Mail".
+ * as the app's `handleMail` receives them (`message.auth`): small and bounded
+ * whatever the message carries (at most {@link MAX_DKIM_SIGNATURES}
+ * signatures listed). Who verifies: the app node's handoff, after the 250,
+ * with the mail node's settings ({@link HandoffVerification}); the mail node
+ * before the 250 only with `--mail-dmarc-reject` (it must be able to refuse),
+ * and then the results ride on the record and the task (`auth`).
+ * docs/mail.md, "Authentication"; docs/app-api.md, "Mail".
  */
 import type { InboundMessage, MailTaskPayload } from './inbound.js'
 
@@ -28,9 +31,28 @@ export interface MailAuthResults {
 /** Signatures listed in {@link MailAuthResults.dkim}; a message with more still gets its overall result. */
 export const MAX_DKIM_SIGNATURES = 10
 
-/** The `espra.mail` task payload with the results (absent: verification is off, or the message came before it was built). */
+/**
+ * What the handoff needs to verify a message the mail node took without
+ * waiting for its results: the mail node's settings. The client's address,
+ * HELO name and MAIL FROM are the envelope's.
+ */
+export interface HandoffVerification {
+  /** The mail node's `--mail-auth-timeout`: how long the results are waited for once the raw message is read. */
+  readonly timeoutMs: number
+  /** Its `--mail-dns-servers` (empty: the app node's system resolver). */
+  readonly dnsServers: readonly string[]
+  /** Its host name: the authserv-id of the Authentication-Results value. */
+  readonly mta: string
+}
+
+/**
+ * The `espra.mail` task payload with the results: `auth` when the mail node
+ * verified before the 250 (or a previous version did), else `verify` when the
+ * handoff is to verify, else neither (`--mail-auth false`: not verified).
+ */
 export interface AuthedMailTaskPayload extends MailTaskPayload {
   readonly auth?: MailAuthResults | null
+  readonly verify?: HandoffVerification | null
 }
 
 /** What `handleMail` receives: the message and its results (null: not verified). */

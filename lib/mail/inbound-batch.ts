@@ -9,7 +9,7 @@
 import { EspraError } from '../core/errors.js'
 import { keyProblem, valueProblem } from '../storage/datastore.js'
 import { INLINE_INBOUND_BYTES, rawMailKey, type MailEnvelope, type RawMessageRef } from './inbound.js'
-import type { MailAuthResults } from './inbound-auth.js'
+import type { HandoffVerification, MailAuthResults } from './inbound-auth.js'
 import type { InboundRecord } from './inbound-record.js'
 
 /** Messages in one op at most. */
@@ -18,6 +18,8 @@ export const MAX_INBOUND_BATCH = 256
 export const MAX_DEDUPE_WINDOW_MS = 365 * 24 * 3_600_000
 /** Recipients per message at most (`--mail-max-recipients` is 1–250). */
 const MAX_RECIPIENTS = 250
+/** DNS servers a handoff verification may name. */
+const MAX_DNS_SERVERS = 16
 
 /** One message of a group: what its record holds but the task. */
 export interface InboundEntry {
@@ -28,6 +30,8 @@ export interface InboundEntry {
   /** ms since the epoch, when the message arrived. */
   readonly at: number
   readonly auth: MailAuthResults | null
+  /** Present when the handoff is to verify the message (the mail node did not wait for its results). */
+  readonly verify?: HandoffVerification
   /** The raw bytes themselves, when `raw.store` is `ds` (at most {@link INLINE_INBOUND_BYTES}): the seed writes them beside the record. */
   readonly bytes?: Uint8Array
 }
@@ -77,8 +81,21 @@ function checkAuth(v: unknown, field: string): MailAuthResults | null {
   return v as unknown as MailAuthResults
 }
 
+function checkVerify(v: unknown, field: string): HandoffVerification | undefined {
+  if (v === null || v === undefined) return undefined
+  if (!isMap(v)) throw bad(field, 'null or a map {timeoutMs, dnsServers, mta}')
+  const servers = v['dnsServers']
+  if (!Array.isArray(servers) || servers.length > MAX_DNS_SERVERS) throw bad(`${field}.dnsServers`, `a list of at most ${MAX_DNS_SERVERS} DNS server addresses`)
+  return {
+    // --mail-auth-timeout's range.
+    timeoutMs: integer(v['timeoutMs'], `${field}.timeoutMs`, 100, 60_000),
+    dnsServers: servers.map((s, i) => text(s, `${field}.dnsServers[${i}]`, 64, 1)),
+    mta: text(v['mta'], `${field}.mta`, 253, 1),
+  }
+}
+
 function checkEntry(v: unknown, field: string, now: number): InboundEntry {
-  if (!isMap(v)) throw bad(field, 'a map {id, raw, envelope, messageId, at, auth}')
+  if (!isMap(v)) throw bad(field, 'a map {id, raw, envelope, messageId, at, auth, verify?}')
   if (typeof v['id'] !== 'string' || !ID.test(v['id'])) throw bad(`${field}.id`, 'a message id (m, its time in base 36, 12 hex digits)')
   const id = v['id']
   // Not before 2020, at most a day ahead of the seed's clock.
@@ -104,13 +121,17 @@ function checkEntry(v: unknown, field: string, now: number): InboundEntry {
     helo: text(env['helo'], `${field}.envelope.helo`, 1024),
   }
   const messageId = v['messageId'] === null ? null : text(v['messageId'], `${field}.messageId`, 998)
-  const entry: InboundEntry = { id, at, raw: { key: raw['key'], size, sha256: raw['sha256'], ...(inline ? { store: 'ds' as const } : {}) }, envelope, messageId, auth: checkAuth(v['auth'], `${field}.auth`) }
+  const auth = checkAuth(v['auth'], `${field}.auth`)
+  const verify = checkVerify(v['verify'], `${field}.verify`)
+  if (auth !== null && verify !== undefined) throw bad(`${field}.verify`, 'absent when auth is given (the message is verified once)')
+  const entry: InboundEntry = { id, at, raw: { key: raw['key'], size, sha256: raw['sha256'], ...(inline ? { store: 'ds' as const } : {}) }, envelope, messageId, auth, ...(verify === undefined ? {} : { verify }) }
   return inline ? { ...entry, bytes: bytes as Uint8Array } : entry
 }
 
 /** The record an entry becomes (task null until queued). */
 export function inboundRecord(e: InboundEntry, task: string | null = null): InboundRecord {
-  return { id: e.id, raw: { ...e.raw }, envelope: { ...e.envelope, to: [...e.envelope.to] }, messageId: e.messageId, at: e.at, auth: e.auth, task }
+  const record: InboundRecord = { id: e.id, raw: { ...e.raw }, envelope: { ...e.envelope, to: [...e.envelope.to] }, messageId: e.messageId, at: e.at, auth: e.auth, task }
+  return e.verify === undefined ? record : { ...record, verify: { ...e.verify, dnsServers: [...e.verify.dnsServers] } }
 }
 
 /** Checks a `mail.inbound.commit` body; throws `ESPRA_ERR_META_BAD_REQUEST` naming the first bad field. */

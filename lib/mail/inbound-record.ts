@@ -4,7 +4,7 @@
  * noted by the app node that ran it, read by `admin mail inbound`.
  */
 import type { MailEnvelope, RawMessageRef } from './inbound.js'
-import type { MailAuthResults } from './inbound-auth.js'
+import type { AuthedMailTaskPayload, HandoffVerification, MailAuthResults } from './inbound-auth.js'
 
 export interface InboundRecord {
   id: string
@@ -13,8 +13,10 @@ export interface InboundRecord {
   messageId: string | null
   /** ms since the epoch, when the mail node took it. */
   at: number
-  /** Absent on records written before authentication results were built; null: not verified. */
+  /** The mail node's results (with `--mail-dmarc-reject`, or written by a previous version); null: not verified by the mail node. */
   auth?: MailAuthResults | null
+  /** Present: the handoff verifies the message with these settings (auth is then null); absent with `--mail-auth false`. */
+  verify?: HandoffVerification | null
   /** The handoff task's id; null until it is queued (a crash in between leaves it null until the client retries). */
   task: string | null
   /** When `handleMail` returned for it (absent: not yet). */
@@ -27,3 +29,9 @@ export interface InboundRecord {
 
 /** The longest error kept on a record. */
 export const MAX_RECORD_ERROR = 1000
+
+/** The handoff task's payload a record gives (the seed's group op, the `--redis` single ops and `admin mail inbound retry` alike). */
+export function handoffPayload(record: InboundRecord): AuthedMailTaskPayload {
+  const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
+  return (record.verify ?? null) === null ? payload : { ...payload, verify: record.verify }
+}

@@ -7,6 +7,12 @@
  * gives the worker the whole message instead of the small payload. Worker
  * messages are not bound by the queue's 64 KB payload limit.
  *
+ * The message's authentication results (`message.auth`): the task's `auth`
+ * when the mail node verified before its 250 (`--mail-dmarc-reject`, or a
+ * task from a previous version); else, when the task carries `verify`, the
+ * stored raw message is verified here, read a second time alongside the
+ * parse (lib/mail/verify-stored.ts), so the 250 never waited for DNS.
+ *
  * Once an attempt is over, its outcome is noted on the message's record
  * (`handledAt`, or `attempts`, `lastError`, `failedAt`) for
  * `admin mail inbound`; a note that cannot be written is logged, never a
@@ -15,7 +21,8 @@
 import { Packr } from 'msgpackr'
 import type { Logger } from '../../lib/core/log.js'
 import { inboundRecordKey, MAIL_TASK_NAME, type MailTaskPayload } from '../../lib/mail/inbound.js'
-import type { AuthedInboundMessage, AuthedMailTaskPayload } from '../../lib/mail/inbound-auth.js'
+import type { DNSResolver } from 'mailauth'
+import type { AuthedInboundMessage, AuthedMailTaskPayload, HandoffVerification, MailAuthResults } from '../../lib/mail/inbound-auth.js'
 import { MAX_RECORD_ERROR, type InboundRecord } from '../../lib/mail/inbound-record.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore, DatastoreValue } from '../../lib/storage/datastore.js'
@@ -45,18 +52,38 @@ export async function claimHandoff(datastore: Pick<Datastore, 'get' | 'putIf'>, 
   return null
 }
 
+export interface MailPreparerOptions {
+  readonly log: Logger
+  /** The lookups of the verifications run here (tests pass their own records); by default the DNS servers the task names, or the system's. */
+  readonly resolver?: (verify: HandoffVerification) => DNSResolver
+}
+
 /** For `espra.mail` tasks, the task with the parsed message as its payload (or `{skip}`: not this task's to hand); null for every other task. */
-export function createMailPreparer(blobs: BlobStore, datastore: Pick<Datastore, 'get' | 'putIf'>): (task: LeasedTask) => Promise<LeasedTask | { skip: string }> | null {
+export function createMailPreparer(blobs: BlobStore, datastore: Pick<Datastore, 'get' | 'putIf'>, opts: MailPreparerOptions): (task: LeasedTask) => Promise<LeasedTask | { skip: string }> | null {
+  const stores = { blobs, datastore }
+  const onError = (err: unknown) => opts.log.warn({ err }, 'mail authentication failed to run: results are temperror')
+
+  async function verifyHere(payload: AuthedMailTaskPayload, verify: HandoffVerification): Promise<MailAuthResults> {
+    // mailauth is loaded with the first message to verify, as mailparser is.
+    const { verifyStoredMessage } = await import('../../lib/mail/verify-stored.js')
+    return verifyStoredMessage(stores, payload, verify, { onError, ...(opts.resolver === undefined ? {} : { resolver: opts.resolver(verify) }) })
+  }
+
   return (task) => {
     if (task.name !== MAIL_TASK_NAME) return null
     return (async () => {
       const payload = decodePayload(task.payload) as AuthedMailTaskPayload
       const skip = await claimHandoff(datastore, payload.id, task.id)
       if (skip !== null) return { skip }
-      // The mail node's SPF/DKIM/DMARC/ARC results ride on the task; null when it did not verify.
       // mailparser is loaded with the first mail: most app nodes never handle one.
       const { parseInboundMessage } = await import('../../lib/mail/parse-message.js')
-      const message: AuthedInboundMessage = { ...(await parseInboundMessage({ blobs, datastore }, payload)), auth: payload.auth ?? null }
+      const verify = payload.verify ?? null
+      // The mail node's results when it verified; else verified here (the parse and the lookups at once); null: nobody verifies.
+      const [parsed, auth] = await Promise.all([
+        parseInboundMessage(stores, payload),
+        payload.auth ?? (verify === null ? null : verifyHere(payload, verify)),
+      ])
+      const message: AuthedInboundMessage = { ...parsed, auth }
       return { ...task, payload: packr.pack(message) }
     })()
   }

@@ -192,7 +192,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   reporter.unref()
   const mailNotes = createMailOutcomeNotes(datastore, log)
   const consumer = startTaskConsumer({
-    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, datastore),
+    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, datastore, { log }),
     settled: (task, outcome) => {
       counters.taskSettled(outcome)
       mailNotes(task, outcome)

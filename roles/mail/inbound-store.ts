@@ -43,8 +43,8 @@ import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { newTask } from '../../lib/tasks/task.js'
 import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME, type MailEnvelope, type RawMessageRef } from '../../lib/mail/inbound.js'
-import type { AuthedMailTaskPayload, MailAuthResults } from '../../lib/mail/inbound-auth.js'
-import type { InboundRecord } from '../../lib/mail/inbound-record.js'
+import type { HandoffVerification, MailAuthResults } from '../../lib/mail/inbound-auth.js'
+import { handoffPayload, type InboundRecord } from '../../lib/mail/inbound-record.js'
 
 export interface InboundStoreDeps {
   readonly blobs: BlobStore
@@ -116,7 +116,7 @@ export function createInboundStore(opts: InboundStoreOptions): InboundStore {
     maxInFlight: SYNCS_IN_FLIGHT,
   })
   const recorded: Pick<GroupCommit<InboundEntry, Accepted>, 'submit'> = seed === null
-    ? { submit: (e) => recordInbound(opts, { id: e.id, raw: e.raw, envelope: e.envelope, messageId: e.messageId, receivedAt: e.at, auth: e.auth, bytes: e.bytes }) }
+    ? { submit: (e) => recordInbound(opts, { id: e.id, raw: e.raw, envelope: e.envelope, messageId: e.messageId, receivedAt: e.at, auth: e.auth, verify: e.verify, bytes: e.bytes }) }
     : createGroupCommit<InboundEntry, Accepted>({
       flush: async (entries) => {
         const { results } = await seed.request<{ results: InboundResult[] }>('mail.inbound.commit', { windowMs: opts.dedupeWindowMs, entries })
@@ -181,10 +181,10 @@ interface DedupeRecord {
  * `raw.key`, or (`raw.store: 'ds'`) are `bytes`, written first, through the
  * single ops (four or five round trips).
  */
-export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number; auth: MailAuthResults | null; bytes?: Uint8Array | undefined }): Promise<Accepted> {
+export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; raw: RawMessageRef; envelope: MailEnvelope; messageId: string | null; receivedAt: number; auth: MailAuthResults | null; verify?: HandoffVerification | undefined; bytes?: Uint8Array | undefined }): Promise<Accepted> {
   const { datastore } = deps
   if (msg.raw.store === 'ds') await datastore.put('mailInbound', inboundRawKey(msg.id), { bytes: msg.bytes! })
-  const record: InboundRecord = { id: msg.id, raw: { ...msg.raw }, envelope: { ...msg.envelope, to: [...msg.envelope.to] }, messageId: msg.messageId, at: msg.receivedAt, auth: msg.auth, task: null }
+  const record: InboundRecord = { id: msg.id, raw: { ...msg.raw }, envelope: { ...msg.envelope, to: [...msg.envelope.to] }, messageId: msg.messageId, at: msg.receivedAt, auth: msg.auth, task: null, ...(msg.verify === undefined ? {} : { verify: msg.verify }) }
   await datastore.put('mailInbound', inboundRecordKey(msg.id), record as unknown as DatastoreValue)
 
   const dkey = dedupeKey(msg.messageId, msg.raw.sha256, msg.envelope.to)
@@ -211,8 +211,7 @@ export async function recordInbound(deps: InboundStoreDeps, msg: { id: string; r
 }
 
 async function enqueue(deps: InboundStoreDeps, record: InboundRecord): Promise<void> {
-  const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
-  const task = await deps.queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
+  const task = await deps.queue.enqueue(newTask(MAIL_TASK_NAME, handoffPayload(record), { attempts: MAIL_TASK_ATTEMPTS }))
   // Unless an app node already claimed the record for the task it leased (roles/app/mail-handoff.ts): the task it names hands it.
   await deps.datastore.putIf('mailInbound', inboundRecordKey(record.id), { ...record, task } as unknown as DatastoreValue, { task: null })
 }

@@ -17,7 +17,7 @@ import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-m
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { InboundCounters } from './counters.js'
 import { createAddressLimits } from './address-limits.js'
-import { createMailVerifier, dnsResolver } from './mail-auth.js'
+import { createMailVerifier, dnsResolver } from '../../lib/mail/mail-auth.js'
 import { createInboundStore } from './inbound-store.js'
 import { createRecipientCheck } from './recipient-check.js'
 import { createSmtpServer } from './smtp.js'
@@ -80,12 +80,14 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     hostname: hostname(),
     // With the seed's embedded queue one mail.inbound.commit per group; with --redis single ops per message.
     store: createInboundStore({ blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow, seed: config.redis === null ? seed : null, maxFrame: config.maxFrame }),
-    verifier: config.mailAuth
+    // Verified before the 250 only when a DMARC failure may refuse the message; else the handoff verifies after it, with these settings.
+    verifier: config.mailAuth && config.mailDmarcReject
       ? createMailVerifier({
         resolver: dnsResolver(config.mailDnsServers, config.mailAuthTimeout), timeoutMs: config.mailAuthTimeout, mta: hostname(),
         onError: (err) => log.warn({ err }, 'mail authentication failed to run: results are temperror'),
       })
       : null,
+    verifyAtHandoff: config.mailAuth && !config.mailDmarcReject ? { timeoutMs: config.mailAuthTimeout, dnsServers: config.mailDnsServers, mta: hostname() } : null,
     dmarcReject: config.mailDmarcReject,
     recipients: createRecipientCheck({ seed, secret: config.secret, timeoutMs: config.mailRecipientTimeout, log }),
     recipientFail: config.mailRecipientFail,

@@ -16,7 +16,7 @@ export const mailRole: Role = {
   name: 'mail',
   summary: 'mail: inbound SMTP, durable before 250, handed to the app\'s handleMail through the task queue; outbound mail from a durable queue with retries, bounces, suppression and DKIM',
   notYet: [
-    'inbound: node-wide address limits (today per child); SPF, DKIM, DMARC and ARC checked after the 250 (today before it, bounded by --mail-auth-timeout)',
+    'inbound: node-wide address limits (today per child)',
     'outbound: MTA-STS reporting (TLS-RPT)',
   ],
   forks: true,

@@ -12,14 +12,17 @@
  *   The same for a line over `--mail-max-line-length` (554 5.6.0) and a
  *   header section over `--mail-max-header-size` (552 5.3.4). Either way the
  *   data is read to its end, so the connection goes on with the next command.
- * - Authentication: with a verifier, the bytes also stream into mailauth
- *   (mail-auth.ts); its results go on the record and the task. With
- *   `--mail-dmarc-reject`, a DMARC failure under p=reject is 550 5.7.1.
+ * - Authentication: by default the 250 does not wait for it: the record and
+ *   the task carry what the app node's handoff needs to verify the stored
+ *   message (`verify`, roles/app/mail-handoff.ts). With
+ *   `--mail-dmarc-reject` the node must be able to refuse, so the bytes also
+ *   stream into mailauth (lib/mail/mail-auth.ts), a DMARC failure under
+ *   p=reject is 550 5.7.1, and the results go on the record and the task.
  * - The raw bytes of a message up to 48 KB are held in memory and go to the
  *   seed with its record (raw-body.ts); a larger one's are staged in the
  *   blob store while they stream, and at the end of DATA they join the next
- *   group's blob commit, which runs while the
- *   authentication results are awaited, then the message joins the next
+ *   group's blob commit (which runs while the authentication results, if
+ *   verified here, are awaited), then the message joins the next
  *   group's record (inbound-store.ts): 250
  *   with the message id only once its group is durable, recorded and queued;
  *   any failure on the way is 451 4.3.0 (the client retries later).
@@ -33,7 +36,8 @@ import { takeRawBody, type RawBody } from './raw-body.js'
 import { MessageMeter } from './message-meter.js'
 import type { AddressLimits } from './address-limits.js'
 import type { InboundCounters, RefusalReason } from './counters.js'
-import type { MailVerifier, PendingVerification } from './mail-auth.js'
+import type { HandoffVerification } from '../../lib/mail/inbound-auth.js'
+import type { MailVerifier, PendingVerification } from '../../lib/mail/mail-auth.js'
 import type { RecipientCheck } from './recipient-check.js'
 
 export interface SmtpOptions {
@@ -52,8 +56,10 @@ export interface SmtpOptions {
   /** The name in the greeting and in EHLO. */
   readonly hostname: string
   readonly store: InboundStore
-  /** SPF/DKIM/DMARC/ARC of each message while it streams (null: `--mail-auth false`). */
+  /** SPF/DKIM/DMARC/ARC of each message while it streams, awaited before the 250 (only with `--mail-dmarc-reject`; else null). */
   readonly verifier: MailVerifier | null
+  /** Without a verifier: what the handoff verifies each message with after the 250 (null: `--mail-auth false`, nobody verifies). */
+  readonly verifyAtHandoff: HandoffVerification | null
   /** Refuse (550 5.7.1, nothing stored) a message whose DMARC fails when its domain publishes p=reject. */
   readonly dmarcReject: boolean
   /** The app's say on each recipient (acceptRecipient), and what to answer when it has none in time. */
@@ -158,7 +164,7 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       if (staged !== null) await opts.store.blobs.discard([staged]).catch(() => undefined)
       throw refusal(meter, session, id)
     }
-    // The group's blob commit starts now and runs while the authentication lookups finish (it does not need their results).
+    // With a verifier, the group's blob commit starts now and runs while the authentication lookups finish (it does not need their results).
     const synced = staged === null ? Promise.resolve() : opts.store.sync(staged)
     const auth = verification === null ? null : await verification.results()
     const verifiedAt = performance.now()
@@ -175,11 +181,13 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
       remoteAddress: session.remoteAddress,
       helo: session.hostNameAppearsAs ?? '',
     }
+    // Not verified here: the handoff verifies the stored message after the 250.
+    const verify = auth === null && opts.verifyAtHandoff !== null ? { verify: opts.verifyAtHandoff } : {}
     try {
       const raw = { key, size, sha256: meter.sha256() }
       const accepted = await opts.store.accept(staged === null
-        ? { staged, bytes: body.bytes!, id, raw: { ...raw, store: 'ds' }, envelope, messageId: meter.messageId(), at: receivedAt, auth }
-        : { staged, id, raw, envelope, messageId: meter.messageId(), at: receivedAt, auth })
+        ? { staged, bytes: body.bytes!, id, raw: { ...raw, store: 'ds' }, envelope, messageId: meter.messageId(), at: receivedAt, auth, ...verify }
+        : { staged, id, raw, envelope, messageId: meter.messageId(), at: receivedAt, auth, ...verify })
       const ms = { store: Math.round(storedAt - endedAt), auth: Math.round(verifiedAt - storedAt), ...accepted.ms }
       log.info({ id: accepted.id, bytes: size, to: envelope.to.length, duplicate: accepted.duplicate, ms, ...(auth === null ? {} : { spf: auth.spf.result, dkim: auth.dkim.result, dmarc: auth.dmarc.result }) }, accepted.duplicate ? `inbound message ${accepted.id} received again (a retry): not handed twice` : `inbound message ${id} stored and queued`)
       if (opts.counters) opts.counters[accepted.duplicate ? 'duplicates' : 'accepted']++

@@ -3,6 +3,8 @@
  * TXT questions from a table (other names: NXDOMAIN; a known name without the
  * asked type: no answers, NODATA). Enough of RFC 1035 for Node's resolver and
  * mailauth's lookups. Keeps the questions it was asked (`name type`).
+ * `hold()` makes it a DNS server that hangs: questions are kept unanswered
+ * until `release()` answers them (and every later one).
  */
 import dgram from 'node:dgram'
 
@@ -15,6 +17,14 @@ export interface Zone {
 export interface TestDns {
   readonly address: string
   readonly asked: string[]
+  /** Questions answered so far. */
+  readonly answered: () => number
+  /** Questions held unanswered now. */
+  readonly held: () => number
+  /** From now on keep questions unanswered. */
+  hold(): void
+  /** Answer the held questions, and every later one at once. */
+  release(): void
   close(): Promise<void>
 }
 
@@ -59,6 +69,9 @@ export async function startDnsServer(zones: Record<string, Zone>): Promise<TestD
   const socket = dgram.createSocket('udp4')
   const table = new Map(Object.entries(zones).map(([name, zone]) => [name.toLowerCase(), zone]))
   const asked: string[] = []
+  let holding = false
+  let answered = 0
+  let held: (() => void)[] = []
   socket.on('message', (msg, from) => {
     if (msg.length < 12) return
     // The question: labels up to the zero byte, then type and class.
@@ -79,8 +92,26 @@ export async function startDnsServer(zones: Record<string, Zone>): Promise<TestD
     head.writeUInt16BE(zone === undefined ? 0x8583 : 0x8580, 2) // response, authoritative; NXDOMAIN for unknown names
     head.writeUInt16BE(1, 4)
     head.writeUInt16BE(answers.length, 6)
-    socket.send(Buffer.concat([head, msg.subarray(12, i + 5), ...answers]), from.port, from.address)
+    const answer = () => {
+      answered++
+      socket.send(Buffer.concat([head, msg.subarray(12, i + 5), ...answers]), from.port, from.address)
+    }
+    if (holding) held.push(answer)
+    else answer()
   })
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
-  return { address: `127.0.0.1:${socket.address().port}`, asked, close: () => new Promise<void>((resolve) => socket.close(() => resolve())) }
+  return {
+    address: `127.0.0.1:${socket.address().port}`,
+    asked,
+    answered: () => answered,
+    held: () => held.length,
+    hold: () => void (holding = true),
+    release() {
+      holding = false
+      const waiting = held
+      held = []
+      for (const answer of waiting) answer()
+    },
+    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+  }
 }

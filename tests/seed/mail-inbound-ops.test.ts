@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { dedupeKey, inboundRawKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
 import type { InboundEntry } from '../../lib/mail/inbound-batch.js'
+import { decodePayload } from '../../lib/tasks/task.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
 import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
@@ -33,6 +34,8 @@ async function named(datastore: Datastore, id: string): Promise<Record<string, u
   }
   return datastore.get('mailInbound', inboundRecordKey(id))
 }
+
+const VERIFY = { timeoutMs: 5000, dnsServers: ['127.0.0.1:5353'], mta: 'mx.example.test' }
 
 let n = 0
 function entry(messageId: string | null, over: Partial<InboundEntry> = {}): InboundEntry {
@@ -110,11 +113,28 @@ t.test('every entry is checked; one bad entry refuses the whole group and nothin
     [{ windowMs: 1000, entries: [{ ...good, raw: { ...good.raw, store: 'ds', size: 48 * 1024 + 1 }, bytes: new Uint8Array(48 * 1024 + 1) }] }, 'entries[0].bytes'],
     [{ windowMs: 1000, entries: [{ ...good, bytes: new Uint8Array(100) }] }, 'entries[0].bytes'],
     [{ windowMs: 1000, entries: [{ ...good, envelope: { ...good.envelope, helo: 'h'.repeat(1000), to: Array.from({ length: 250 }, (_, i) => `${'r'.repeat(300)}${i}@example.test`) } }] }, 'entries[0]'],
+    [{ windowMs: 1000, entries: [{ ...good, verify: 'yes' }] }, 'entries[0].verify'],
+    [{ windowMs: 1000, entries: [{ ...good, verify: { ...VERIFY, timeoutMs: 10 } }] }, 'entries[0].verify.timeoutMs'],
+    [{ windowMs: 1000, entries: [{ ...good, verify: { ...VERIFY, dnsServers: '127.0.0.1' } }] }, 'entries[0].verify.dnsServers'],
+    [{ windowMs: 1000, entries: [{ ...good, verify: { ...VERIFY, dnsServers: ['1.1.1.1\r\n'] } }] }, 'entries[0].verify.dnsServers[0]'],
+    [{ windowMs: 1000, entries: [{ ...good, verify: { ...VERIFY, mta: '' } }] }, 'entries[0].verify.mta'],
+    [{ windowMs: 1000, entries: [{ ...good, verify: VERIFY, auth: { spf: { result: 'pass' }, dkim: { result: 'none' }, dmarc: { result: 'none' }, arc: { result: 'none' }, header: 'x' } }] }, 'entries[0].verify'],
   ]
   for (const [body, field] of cases) {
     await t.rejects(commit(body), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, field)
   }
   t.equal((await queue.counts()).ready, 0, 'nothing queued')
+})
+
+t.test('a message to verify at the handoff: the record and the task carry the mail node\'s settings, with auth null', async (t) => {
+  const { datastore, queue, commit } = await open(t)
+  const [later, verified] = [{ ...entry('v@x'), verify: VERIFY }, entry('n@x')]
+  t.same((await commit({ windowMs: 60_000, entries: [later, verified] })).results, [{ id: later.id, duplicate: false }, { id: verified.id, duplicate: false }])
+  t.match(await named(datastore, later.id), { auth: null, verify: VERIFY }, 'the record says how to verify it')
+  t.notOk('verify' in (await named(datastore, verified.id))!, 'a message without verify has none on its record')
+  const payloads = (await queue.lease({ max: 10, leaseMs: 60_000, waitMs: 0 })).map((task) => decodePayload(task.payload) as Record<string, unknown>)
+  t.match(payloads.find((p) => p['id'] === later.id), { auth: null, verify: VERIFY }, 'so does its task')
+  t.notOk('verify' in payloads.find((p) => p['id'] === verified.id)!, 'the other task has no verify')
 })
 
 t.test('the bytes of a small message ride in its entry: written beside its record in the same flush; the copy of a retry is not written', async (t) => {

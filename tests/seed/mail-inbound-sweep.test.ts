@@ -101,6 +101,10 @@ t.test('handled and failed messages go after their retention, with their bytes a
   t.same(await s.sweep.pass(), { handled: 0, failed: 1, dedupe: 0 }, 'the failed one after its own retention')
   t.equal(await s.record(failed.id), null)
   t.equal(await s.datastore.get('mailInbound', inboundRawKey(failed.id)), null)
+  t.same((await s.queue.deadLetters()).tasks, [], 'its dead letter is dropped with it')
+  // Made ready (the queue's retry): the next app node to lease it finds no record and settles it done without handing anything.
+  const again = await s.queue.lease({ max: 10, leaseMs: 60_000 })
+  t.ok(again.some((l) => l.id === dead.id && l.attempt === 1), 'the dead letter is ready again, for an app node to settle')
   t.ok(await s.record(pending.id), 'pending: kept')
   t.ok(await s.record(unqueued.id), 'unqueued: kept')
   t.ok(await s.datastore.get('mailInbound', inboundRawKey(pending.id)), 'with its bytes')

@@ -13,8 +13,7 @@ import { EspraError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import { redisUrl } from '../../core/options-tasks.js'
 import { inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../../mail/inbound.js'
-import type { AuthedMailTaskPayload } from '../../mail/inbound-auth.js'
-import type { InboundRecord } from '../../mail/inbound-record.js'
+import { handoffPayload, type InboundRecord } from '../../mail/inbound-record.js'
 import { createDatastoreClient } from '../../storage/datastore-client.js'
 import { listAll, type Datastore, type DatastoreValue } from '../../storage/datastore.js'
 import { createMetaTaskQueue } from '../../tasks/queue-meta.js'
@@ -152,8 +151,7 @@ export async function retryInbound(datastore: Datastore, queue: TaskQueue, id: s
   if (typeof record.handledAt === 'number') throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} was handed to handleMail at ${new Date(record.handledAt).toISOString()}: nothing to retry`)
   if (record.task === null) {
     // Recorded, never queued (the node died in between): queue it now, as the client's retry would.
-    const payload: AuthedMailTaskPayload = { id: record.id, raw: record.raw, envelope: record.envelope, receivedAt: record.at, auth: record.auth ?? null }
-    const task = await queue.enqueue(newTask(MAIL_TASK_NAME, payload, { attempts: MAIL_TASK_ATTEMPTS }))
+    const task = await queue.enqueue(newTask(MAIL_TASK_NAME, handoffPayload(record), { attempts: MAIL_TASK_ATTEMPTS }))
     // The record names one task, and only that task hands the message (roles/app/mail-handoff.ts): a message that was
     // queued after all (the seed answered before naming its task, or died before) is still handed once.
     if (!(await datastore.putIf('mailInbound', inboundRecordKey(id), { ...record, task } as unknown as DatastoreValue, { task: null }))) {

@@ -1,7 +1,9 @@
 // SPF, DKIM, DMARC and ARC results on real processes: a seed, a mail node whose lookups go to a small real DNS
 // server holding the test's records (--mail-dns-servers), nodemailer signing with DKIM as the client, and an app
-// node whose handleMail writes down message.auth. With --mail-dmarc-reject a DMARC failure under p=reject is
-// refused 550 5.7.1 at the end of DATA and nothing is stored; under p=none it is taken with its results.
+// node whose handleMail writes down message.auth. With --mail-dmarc-reject the mail node verifies before its
+// answer (without it the handoff verifies after the 250: auth-after-250.test.ts): a DMARC failure under p=reject is
+// refused 550 5.7.1 at the end of DATA, not before the lookups are answered, and nothing is stored; under p=none
+// it is taken with its results.
 import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -41,6 +43,8 @@ t.test('authentication results reach handleMail; DMARC p=reject failures refused
   const mail = await startNode(t, 'mail', {
     seed: cluster.seedAddress, 'node-id': 'mail-1', children: 1, 'smtp-port': smtpPort, 'mail-domains': 'example.test',
     'heartbeat-interval': '100ms', 'blob-dir': cluster.blobDir, 'mail-dns-servers': dns.address, 'mail-dmarc-reject': 'true',
+    // The longest: the answer waits for the lookups below, never for the timeout.
+    'mail-auth-timeout': '60s',
   })
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true)
   const dir = mkdtempSync(join(tmpdir(), 'espra-mail-auth-'))
@@ -72,8 +76,16 @@ t.test('authentication results reach handleMail; DMARC p=reject failures refused
   t.ok(dns.asked.some((q) => q.startsWith('sel._domainkey.sender.test ')), 'the DKIM key was looked up through --mail-dns-servers')
 
   // From sender.test, unsigned, with an envelope SPF does not align with: DMARC fails, and sender.test says reject.
-  const spoofed = await transport(false).sendMail({ envelope: { from: 'x@elsewhere.test', to: ['bob@example.test'] }, from: 'ceo@sender.test', to: 'bob@example.test', subject: 'spoofed', text: 'pay me' })
+  // Its lookups are held: the answer waits for them (verified before the answer, so that it can be a refusal).
+  dns.hold()
+  let answered = false
+  const sent = transport(false).sendMail({ envelope: { from: 'x@elsewhere.test', to: ['bob@example.test'] }, from: 'ceo@sender.test', to: 'bob@example.test', subject: 'spoofed', text: 'pay me' })
     .then(() => null, (e: { responseCode?: number; response?: string }) => e)
+    .finally(() => (answered = true))
+  await waitFor('the mail node asks its lookups', () => dns.held() > 0, 30_000)
+  t.notOk(answered, 'no answer to the client while the lookups hang')
+  dns.release()
+  const spoofed = await sent
   t.equal(spoofed?.responseCode, 550, 'a DMARC failure under p=reject is refused')
   t.match(spoofed?.response, /^550 5\.7\.1 Message refused: DMARC fails and sender\.test asks for rejection/)
   t.ok(mail.logs.some((l) => /DMARC fails and sender\.test publishes p=reject/.test(l.msg)), 'the log says why')

@@ -1,8 +1,10 @@
 /**
  * SPF, DKIM, DMARC and ARC of an inbound message with mailauth's
- * `authenticate()`, reading the message as a stream while it arrives (the
- * DKIM body hashes are computed on the way; only the header section is kept,
- * and that is bounded by `--mail-max-header-size`). The results are summed up
+ * `authenticate()`, reading the message as a stream (the DKIM body hashes
+ * are computed on the way; only the header section is kept, and that is
+ * bounded by `--mail-max-header-size`): on the mail node while the message
+ * arrives (`--mail-dmarc-reject`), else on the app node from the stored raw
+ * message before `handleMail` (verify-stored.ts). The results are summed up
  * small ({@link MailAuthResults}) for the record, the task and `handleMail`.
  *
  * Time-bounded: the caller waits at most `timeoutMs` after the data ended;
@@ -12,7 +14,7 @@
 import { promises as dns } from 'node:dns'
 import type { Readable } from 'node:stream'
 import { authenticate, type AuthenticateResult, type DNSResolver } from 'mailauth'
-import { MAX_DKIM_SIGNATURES, type AuthResult, type MailAuthResults } from '../../lib/mail/inbound-auth.js'
+import { MAX_DKIM_SIGNATURES, type AuthResult, type MailAuthResults } from './inbound-auth.js'
 
 export interface VerifyInput {
   /** The client's IP address. */

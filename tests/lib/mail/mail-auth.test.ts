@@ -4,7 +4,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { Readable } from 'node:stream'
 import nodemailer from 'nodemailer'
 import t from 'tap'
-import { createMailVerifier, type VerifyInput } from '../../../roles/mail/mail-auth.js'
+import { createMailVerifier, type VerifyInput } from '../../../lib/mail/mail-auth.js'
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const pub = publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
