@@ -240,7 +240,9 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
           l.children.add(child)
           if (l.presence.wanted) snapshotPresence(req.ch, l, false)
           const later = l.recent.filter((m) => m.seq > answer.seq)
-          return later.length === 0 ? answer : { ...answer, messages: [...answer.messages, ...later] }
+          // The answer's seq rises to the last message it carries: the child adds only what it got after that (the
+          // child, if already subscribed, got these too; with the old seq it sent them twice, issue #16).
+          return later.length === 0 ? answer : { ...answer, seq: later.at(-1)!.seq, messages: [...answer.messages, ...later] }
         } finally {
           if (--l.pending === 0) l.recent = []
           release(req.ch, l)
