@@ -1,5 +1,6 @@
-// Issue #16: a resume must never show a connection the same seq twice. The race needs a home's answer and the next
-// event to reach the subscribing node in one read; the test forces that with SIGSTOP
+// Issue #16: a resume must never show a connection the same seq twice, and a stream restarted at a new home must
+// say so (the unasked sub-ok with recovered:false) before the first message of the new sequence. Both races need
+// a home's answer and the next event to reach the subscribing node in one read; the tests force that with SIGSTOP
 // (a paused parent keeps what was sent to it in its socket buffer) instead of hoping for the timing.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -25,9 +26,12 @@ t.teardown(async () => {
 for (const node of [a, h1, h2]) await node.waitForLog((l) => l.msg === 'live: routing table applied' && l['nodes'] === 3 && l['listed'] === true, 'all three listed', 20_000)
 
 const all = new Rendezvous([{ id: 'live-a' }, { id: 'live-h1' }, { id: 'live-h2' }])
+const withoutH1 = new Rendezvous([{ id: 'live-a' }, { id: 'live-h2' }])
 const names = Array.from({ length: 200 }, (_, i) => `room:${i}`)
-/** Homed on h2. */
+/** Homed on h2 whatever h1 does: a subscription to it keeps a's link to h2 up. */
 const onH2 = names.find((ch) => all.pick(ch)!.id === 'live-h2')!
+/** Homed on h1, and on h2 once h1 leaves. */
+const moves = names.find((ch) => all.pick(ch)!.id === 'live-h1' && withoutH1.pick(ch)!.id === 'live-h2')!
 const tok = token({ sub: ['room:*'], pub: ['room:*'] })
 
 /** Pauses `receiver` while `sender` has written to it, so that it reads everything sent in one go once resumed. */
@@ -67,4 +71,31 @@ t.test('a resume whose answer and the next message reach the node together: that
   t.equal(subY['seq'], during, 'the sub-ok names the last missed message it brings')
   t.same(seqs(y.frames, onH2), [during, during + 1], 'the resumed connection: each message once, in order')
   t.same(seqs(x.frames, onH2), [during, during + 1], 'the connection already subscribed: each message once, in order')
+})
+
+t.test('a home change whose answer and the new home\'s first message reach the node together: the gap first', async (t) => {
+  const x = await connectLive(t, a.port, { token: tok })
+  await x.call({ op: 'sub', ch: onH2 })
+  await x.call({ op: 'sub', ch: moves })
+  const before = await x.call({ op: 'pub', ch: moves, data: 'before' })
+  await x.next((f) => f.op === 'msg' && f['data'] === 'before', 'the message before the move')
+  await pause(h2)
+  const mark = a.logs.length
+  h1.proc.kill('SIGTERM')
+  await waitFor('a applied the table without h1', () => a.logs.slice(mark).find((l) => l.msg === 'live: routing table applied' && l['nodes'] === 2), 20_000)
+  // a asked h2 to renew the channel (since: the last message it relayed); the publish follows on the same link.
+  x.send({ op: 'pub', ch: moves, data: 'moved', id: 'p-moved' })
+  await sleep(FORWARD_MS)
+  await pause(a)
+  h2.proc.kill('SIGCONT')
+  await waitFor('h2 stored the message', async () => (await history(h2, moves)).some((m) => m['data'] === 'moved'))
+  a.proc.kill('SIGCONT')
+  await x.next((f) => f.op === 'msg' && f['data'] === 'moved', 'the first message at the new home')
+  const frames = x.frames.filter((f) => f['ch'] === moves && (f.op === 'msg' || (f.op === 'sub-ok' && f['id'] === undefined)))
+  const beforeAt = frames.findIndex((f) => f.op === 'msg' && f['data'] === 'before')
+  t.same(frames.slice(beforeAt).map((f) => f.op), ['msg', 'sub-ok', 'msg'], 'the old message, the reset, then the new home\'s message')
+  const reset = frames[beforeAt + 1]!
+  t.equal(reset['recovered'], false)
+  t.match(reset['gap'], { from: (before['seq'] as number) + 1, cause: 'lost' }, 'the reset says what is gone and why')
+  t.ok((frames[beforeAt + 2]!['seq'] as number) > (reset['seq'] as number), 'the new home\'s message comes after the sequence the reset announced')
 })
