@@ -249,6 +249,14 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     renewal.finish()
   }
 
+  /**
+   * Until the channel has no renewal in flight: a child's subscription is neither asked nor answered across one, as
+   * the renewal's held messages go to the children already subscribed before an answer moves the relayed position past them.
+   */
+  async function renewed(l: Local): Promise<void> {
+    while (l.renewal) await l.renewal.done
+  }
+
   function release(ch: string, l: Local): void {
     if (l.children.size > 0 || l.pending > 0 || l.users.size > 0 || local.get(ch) !== l) return
     local.delete(ch)
@@ -271,9 +279,17 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         const l = localFor(req.ch)
         l.pending++
         try {
-          // After a renewal in flight: its held messages are relayed at or below what this answer moves the position to.
-          while (l.renewal) await l.renewal.done
-          const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
+          let home: string
+          let answer: Catchup
+          do {
+            await renewed(l)
+            home = l.home
+            answer = await homeRequest<Catchup>(home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
+            await renewed(l)
+            // The home changed meanwhile: the reset went to the children already subscribed (not to this one), so this
+            // one asks the new home; the old one registered this node again, after the move's unsub.
+            if (home !== l.home) homeSend(home, 'unsub', { ch: req.ch })
+          } while (home !== l.home)
           if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
           l.children.add(child)
           if (l.presence.wanted) snapshotPresence(req.ch, l, false)
