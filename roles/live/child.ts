@@ -48,7 +48,9 @@ export interface LiveChild {
    * left): what to send the client, the answer's own messages and then those
    * that reached this child after the answer's snapshot, before the client
    * was subscribed (IPC events are emitted before the request's promise
-   * settles, so such a message was fanned out without it).
+   * settles, so such a message was fanned out without it). Each seq once,
+   * in order; the client's `sub-ok` names the last one's seq at least
+   * ({@link subOkSeq}).
    */
   answered(ch: string, answer: Catchup | null): LiveMessage[]
   /** Drops one hold; the last one tells the parent this child no longer needs the channel. */
@@ -67,6 +69,9 @@ export interface LiveChild {
 
 /** Messages kept for waiting subscriptions of one channel, at most (a burst while the parent answers). */
 const MAX_RECENT = 10_000
+
+/** The `seq` of a subscription's `sub-ok`: the channel's, or the last message sent with it if later (the protocol: missed messages are at or below it). */
+export const subOkSeq = (answer: Catchup, messages: readonly LiveMessage[]): number => Math.max(answer.seq, messages.at(-1)?.seq ?? 0)
 
 export const topic = (mp: boolean, ch: string): string => (mp ? `m:${ch}` : `j:${ch}`)
 export const presenceTopic = (mp: boolean, ch: string): string => (mp ? `pm:${ch}` : `pj:${ch}`)
@@ -143,7 +148,9 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
     answered(ch, answer) {
       const c = channels.get(ch)
       if (!c) return answer?.messages ?? []
-      const later = answer === null ? [] : c.recent.filter((m) => m.seq > answer.seq)
+      // After the last message the answer carries: what reached this child up to there is in the answer already.
+      const upTo = answer === null ? 0 : Math.max(answer.seq, answer.messages.at(-1)?.seq ?? 0)
+      const later = answer === null ? [] : c.recent.filter((m) => m.seq > upTo)
       if (--c.waiting === 0) c.recent = []
       return answer === null ? [] : later.length === 0 ? answer.messages : [...answer.messages, ...later]
     },

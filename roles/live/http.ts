@@ -8,7 +8,7 @@ import { isChannel, isPublishId, PUBLISH_ID_MAX } from '../../lib/live/channel.j
 import type { Grant, LiveAction } from '../../lib/live/token.js'
 import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
-import type { Listener, LiveChild } from './child.js'
+import { subOkSeq, type Listener, type LiveChild } from './child.js'
 import { LiveError, liveErrorOf } from './errors.js'
 import { gapOf, type Gap, type LiveMessage } from './hub.js'
 import { isFailure, type PresenceAnswer, type PubAnswer, type SubAnswer } from './messages.js'
@@ -190,7 +190,7 @@ export function addHttp(live: LiveChild): { close(): void } {
         }
         // The stream's position is the last message it has carried: `since` until the missed ones are out.
         positions.set(ch, answer.recovered && since.has(ch) ? since.get(ch)! : answer.seq)
-        event({ op: 'sub-ok', ch, seq: answer.seq, recovered: answer.recovered, ...gapOf(answer) })
+        event({ op: 'sub-ok', ch, seq: subOkSeq(answer, messages), recovered: answer.recovered, ...gapOf(answer) })
         for (const m of messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
         positions.set(ch, Math.max(answer.seq, messages.at(-1)?.seq ?? 0))
         live.listen(ch, listener)

@@ -17,6 +17,7 @@ import { LiveError, liveErrorOf } from './errors.js'
 import { Hub, type Catchup, type HubEvent, type LiveMessage, type Member, type Sink } from './hub.js'
 import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
 import { PresenceMirror } from './presence-mirror.js'
+import { Renewal } from './renewal.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
 
 const HOME_TIMEOUT_MS = 5000
@@ -48,6 +49,8 @@ interface Local {
   readonly presence: PresenceMirror
   /** The pending settle after a home change. */
   settle: NodeJS.Timeout | null
+  /** The renewal at the home in flight, if any: its messages wait for its answer (./renewal.ts). */
+  renewal: Renewal | null
 }
 
 interface Peer {
@@ -84,6 +87,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     const l = local.get(event.ch)
     if (!l || l.home !== from) return
     if (event.k === 'msg') {
+      if (l.renewal) {
+        const { k: _k, ...message } = event
+        l.renewal.held.push(message)
+        return
+      }
       if (event.seq <= l.lastSeq) return
       l.lastSeq = event.seq
       if (l.pending > 0) {
@@ -195,35 +203,71 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     else peers.get(home)?.client.send(op, body)
   }
 
-  /** Renews interest after a move or a reconnect; what cannot be recovered resets the children's subscribers. */
+  /**
+   * Renews interest after a move or a reconnect; what cannot be recovered resets the children's subscribers. The
+   * home's messages read before its answer wait for it, so the reset comes before the first message of a new sequence.
+   */
   function resubscribe(ch: string, l: Local, request: (op: string, body: unknown) => Promise<unknown>): void {
     const home = l.home
+    const earlier = l.renewal
+    const renewal = (l.renewal = new Renewal(home, earlier?.home === home ? earlier.held : []))
+    earlier?.finish()
     request('sub', l.lastSeq >= 0 ? { ch, since: l.lastSeq } : { ch }).then(
       (answer) => {
-        if (local.get(ch) !== l || l.home !== home || isFailure(answer)) return
+        if (l.renewal !== renewal) return
+        if (local.get(ch) !== l || l.home !== home) return endRenewal(l, false)
+        if (isFailure(answer)) {
+          log.warn({ ch, home, code: answer.err.code, err: answer.err.message }, 'live: the home refused to renew a channel; retrying on the next link or routing change')
+          return endRenewal(l, true)
+        }
         const c = answer as Catchup
+        l.renewal = null
         if (c.recovered) {
           for (const m of c.messages) deliver({ k: 'msg', ...m }, home)
         } else {
           l.lastSeq = c.seq
           for (const child of l.children) children.send(child, { k: 'reset', ch, seq: c.seq, ...(c.gap !== undefined ? { gap: c.gap } : {}) })
         }
+        endRenewal(l, true, renewal)
         for (const { member } of l.users.values()) homeSend(home, 'join', { ch, member })
       },
-      (err: unknown) => log.warn({ ch, home, err: (err as Error).message }, 'live: could not renew a channel at its home; retrying on the next link or routing change'),
+      (err: unknown) => {
+        if (l.renewal === renewal) endRenewal(l, true)
+        log.warn({ ch, home, err: (err as Error).message }, 'live: could not renew a channel at its home; retrying on the next link or routing change')
+      },
     )
+  }
+
+  /**
+   * Ends the channel's renewal (`renewal`: one already detached from `l`): its held messages are relayed (`relay`,
+   * as before the renewal: the same home's) or dropped (an earlier home's), and the subscriptions waiting go on.
+   */
+  function endRenewal(l: Local, relay: boolean, renewal = l.renewal): void {
+    if (!renewal) return
+    if (l.renewal === renewal) l.renewal = null
+    if (relay) for (const m of renewal.held) deliver({ k: 'msg', ...m }, renewal.home)
+    renewal.finish()
+  }
+
+  /**
+   * Until the channel has no renewal in flight: a child's subscription is neither asked nor answered across one, as
+   * the renewal's held messages go to the children already subscribed before an answer moves the relayed position past them.
+   */
+  async function renewed(l: Local): Promise<void> {
+    while (l.renewal) await l.renewal.done
   }
 
   function release(ch: string, l: Local): void {
     if (l.children.size > 0 || l.pending > 0 || l.users.size > 0 || local.get(ch) !== l) return
     local.delete(ch)
+    endRenewal(l, false)
     if (l.settle) clearTimeout(l.settle)
     homeSend(l.home, 'unsub', { ch })
   }
 
   function localFor(ch: string): Local {
     let l = local.get(ch)
-    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), presence: new PresenceMirror(), settle: null }))
+    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), presence: new PresenceMirror(), settle: null, renewal: null }))
     return l
   }
 
@@ -235,12 +279,24 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         const l = localFor(req.ch)
         l.pending++
         try {
-          const answer = await homeRequest<Catchup>(l.home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
+          let home: string
+          let answer: Catchup
+          do {
+            await renewed(l)
+            home = l.home
+            answer = await homeRequest<Catchup>(home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
+            await renewed(l)
+            // The home changed meanwhile: the reset went to the children already subscribed (not to this one), so this
+            // one asks the new home; the old one registered this node again, after the move's unsub.
+            if (home !== l.home) homeSend(home, 'unsub', { ch: req.ch })
+          } while (home !== l.home)
           if (answer.seq > l.lastSeq) l.lastSeq = answer.seq
           l.children.add(child)
           if (l.presence.wanted) snapshotPresence(req.ch, l, false)
           const later = l.recent.filter((m) => m.seq > answer.seq)
-          return later.length === 0 ? answer : { ...answer, messages: [...answer.messages, ...later] }
+          // The answer's seq rises to the last message it carries: the child adds only what it got after that (the
+          // child, if already subscribed, got these too; with the old seq it sent them twice, issue #16).
+          return later.length === 0 ? answer : { ...answer, seq: later.at(-1)!.seq, messages: [...answer.messages, ...later] }
         } finally {
           if (--l.pending === 0) l.recent = []
           release(req.ch, l)
@@ -312,6 +368,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       if (home === l.home) continue
       moved++
       homeSend(l.home, 'unsub', { ch })
+      endRenewal(l, false)
       l.home = home
       if (l.settle) clearTimeout(l.settle)
       l.settle = setTimeout(() => {

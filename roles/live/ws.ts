@@ -10,7 +10,7 @@ import type { Grant } from '../../lib/live/token.js'
 import { sendJson } from '../../lib/http/server.js'
 import type { WebSocket } from '../../lib/http/uws.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { presenceTopic, topic, type LiveChild } from './child.js'
+import { presenceTopic, subOkSeq, topic, type LiveChild } from './child.js'
 import { CLOSE, LiveError, liveErrorOf } from './errors.js'
 import { gapOf } from './hub.js'
 import { isFailure, type PresenceAnswer, type PubAnswer, type SubAnswer } from './messages.js'
@@ -101,7 +101,7 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
         conn.subs.set(ch, 'on')
         // One synchronous step: the missed messages, then the topic; nothing can arrive in between.
         ws.cork(() => {
-          send(ws, { op: 'sub-ok', ch, seq: answer.seq, recovered: answer.recovered, ...gapOf(answer), ...(id !== undefined ? { id } : {}) })
+          send(ws, { op: 'sub-ok', ch, seq: subOkSeq(answer, messages), recovered: answer.recovered, ...gapOf(answer), ...(id !== undefined ? { id } : {}) })
           for (const m of messages) send(ws, live.msgFrame(m))
           ws.subscribe(topic(conn.mp, ch))
           if (conn.grant?.can('presence', ch)) ws.subscribe(presenceTopic(conn.mp, ch))
