@@ -3,9 +3,24 @@
  * `instanceof`: errors cross IPC and the meta port as `{ code, message, details }`
  * and are rebuilt on the other side with {@link fromWire}. docs/errors.md is
  * generated from it (`npm run docs:errors`; a test fails when they differ).
+ *
+ * Each message is a template: the table states the sentence of every code, and
+ * call sites pass values, not prose: `throw createError('ESPRA_ERR_NODE_LISTEN',
+ * { option: '--port', host, port, reason })`. The values fill the `{name}`s and
+ * travel on as `details`, so the same condition reads the same everywhere and
+ * a peer or a script can still read the fields. Placeholders hold values (an
+ * option, a node id, a limit, a peer's or the OS's own error text), not
+ * sentences. A call site whose cause the template cannot name passes it in the
+ * code's `{reason}` slot: a few words naming the cause ("no such file",
+ * "must be a duration such as 10s"), never a second copy of the sentence. A code
+ * without a `{reason}` slot takes none: add a code, or a slot, to the table.
+ * `new EspraError(code, message)` is for text that is not ours to shape (a
+ * message received from a peer) and for code not yet converted.
  */
+import { fillTemplate, type Placeholders, type PlaceholderValue } from './error-template.js'
 
 interface ErrorSpec {
+  /** The message template: a sentence with `{name}` placeholders (see the file's comment). */
   readonly message: string
   /** HTTP status where an HTTP answer carries this error. */
   readonly status: number
@@ -18,7 +33,7 @@ export const ERRORS = {
   ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
   ESPRA_ERR_SECRET_INSECURE: { message: 'the secret file is open to other users', status: 500 },
   ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load', status: 500 },
-  ESPRA_ERR_NODE_LISTEN: { message: 'cannot listen', status: 500 },
+  ESPRA_ERR_NODE_LISTEN: { message: '{option}: cannot listen on {host}:{port} ({reason}); is another node running?', status: 500 },
   ESPRA_ERR_FRAME_TOO_LARGE: { message: 'frame exceeds the size limit', status: 413 },
   ESPRA_ERR_FRAME_MALFORMED: { message: 'frame is not valid msgpack', status: 400 },
   ESPRA_ERR_META_PROTOCOL: { message: 'meta protocol violation', status: 400 },
@@ -162,13 +177,39 @@ export interface WireError {
   details?: Record<string, unknown>
 }
 
+/** The template of a code, as a literal type. */
+export type ErrorTemplate<C extends ErrorCode> = (typeof ERRORS)[C]['message']
+
+/** What {@link createError} takes for a code: one value per placeholder, plus any further details. */
+export type ErrorValues<C extends ErrorCode> =
+  { readonly [Name in Placeholders<ErrorTemplate<C>>]: PlaceholderValue } & Readonly<Record<string, unknown>>
+
+/** The arguments after the code: values required when the template has placeholders, optional details otherwise. */
+export type ErrorArgs<C extends ErrorCode> = [Placeholders<ErrorTemplate<C>>] extends [never]
+  ? [details?: Readonly<Record<string, unknown>>]
+  : [values: ErrorValues<C>]
+
+/**
+ * Raises a coded error in its table sentence: the values fill the template's
+ * placeholders and are kept, all of them, as `details`.
+ */
+export function createError<C extends ErrorCode>(code: C, ...[values]: ErrorArgs<C>): EspraError {
+  return new EspraError(code, fillTemplate(ERRORS[code].message, values), values === undefined ? undefined : { ...values })
+}
+
 export class EspraError extends Error {
   readonly code: ErrorCode
   readonly status: number
   readonly details: Record<string, unknown> | undefined
 
+  /**
+   * The free-text form, for a message that is not ours to shape (one received
+   * from a peer, see {@link fromWire}) and for call sites not yet converted;
+   * raise our own errors with {@link createError}. Without a message the
+   * template is filled from `details` (a placeholder without a value stays `{name}`).
+   */
   constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
-    super(message ?? ERRORS[code].message)
+    super(message ?? fillTemplate(ERRORS[code].message, details))
     this.name = 'EspraError'
     this.code = code
     this.status = ERRORS[code].status

@@ -9,7 +9,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net'
 import { encodeFrame } from '../codec/frame.js'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
 import { MetaSession, type MessageHandler, type RequestHandler } from './meta-session.js'
@@ -178,7 +178,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
   const server: Server = createServer({ noDelay: true }, accept)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `meta port ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { host: opts.host, port: opts.port }))
+      reject(createError('ESPRA_ERR_NODE_LISTEN', { option: 'meta port', host: opts.host, port: opts.port, reason: err.code ?? err.message }))
     })
     server.listen({ host: opts.host, port: opts.port }, resolve)
   })
