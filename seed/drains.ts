@@ -14,7 +14,7 @@
  * Changes run one at a time, so the datastore and the in-memory map agree
  * and a push always carries the state just written.
  */
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import {
@@ -102,7 +102,7 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
 
   const undrain: RequestHandler<MetaPeer> = (body, peer) => {
     adminOnly(peer, 'node.undrain')
-    if (!isMap(body)) throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'body must be a map', { field: 'body' })
+    if (!isMap(body)) throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'body', reason: 'must be a map' })
     const id = parseNodeId(body['id'])
     return serial(async () => {
       const previous = orders.get(id) ?? null

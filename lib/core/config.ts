@@ -11,7 +11,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionSpec, type OptionValue, parseSize, port, seedList, text } from './config-parsers.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, EspraError, InvalidValue } from './errors.js'
 import { ALERT_OPTIONS, checkAlerts } from './options-alerts.js'
 import { ADMIN_OPTIONS, loadAdminOperators, type AdminOperator } from './options-admin.js'
 import { APP_OPTIONS } from './options-app.js'
@@ -198,7 +198,7 @@ export interface ConfigSources {
 }
 
 function fail(option: string, reason: string): never {
-  throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason })
 }
 
 function readConfigFile(file: string, known: ReadonlySet<string>): Record<string, unknown> {

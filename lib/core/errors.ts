@@ -28,7 +28,7 @@ interface ErrorSpec {
 
 export const ERRORS = {
   ESPRA_ERR_INTERNAL: { message: 'internal error', status: 500 },
-  ESPRA_ERR_CONFIG_INVALID: { message: 'invalid configuration', status: 500 },
+  ESPRA_ERR_CONFIG_INVALID: { message: '{option}: {reason}', status: 500 },
   ESPRA_ERR_CONFIG_FILE: { message: 'cannot read config file', status: 500 },
   ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
   ESPRA_ERR_SECRET_INSECURE: { message: 'the secret file is open to other users', status: 500 },
@@ -42,7 +42,7 @@ export const ERRORS = {
   ESPRA_ERR_META_TIMEOUT: { message: 'meta request timed out', status: 504 },
   ESPRA_ERR_META_CLOSED: { message: 'meta connection closed', status: 503 },
   ESPRA_ERR_META_UNKNOWN_OP: { message: 'unknown meta operation', status: 400 },
-  ESPRA_ERR_META_BAD_REQUEST: { message: 'bad meta request', status: 400 },
+  ESPRA_ERR_META_BAD_REQUEST: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_META_IDLE: { message: 'meta peer sent nothing for too long', status: 408 },
   ESPRA_ERR_META_SLOW_PEER: { message: 'meta peer does not read its messages fast enough', status: 503 },
   ESPRA_ERR_META_BUSY: { message: 'too many unauthenticated meta connections', status: 503 },
