@@ -112,14 +112,14 @@ function openReadOnly(path: string): RootDatabase {
   try {
     return open({ path, readOnly: true, maxDbs: 64, encoding: 'msgpack' })
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `cannot read ${path}: ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_STORAGE_FAILED', { store: path, problem: `cannot read: ${(err as Error).message}`, path })
   }
 }
 
 function checkSchema(root: RootDatabase, path: string, known: number): void {
   const version = root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' }).get('schemaVersion')
   if (version !== undefined && version > known) {
-    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `${path} is schema version ${version}; this build reads up to ${known} (run a newer espra-node)`, { found: version, known })
+    throw createError('ESPRA_ERR_DATASTORE_SCHEMA', { store: path, found: version, known })
   }
 }
 

@@ -39,7 +39,7 @@ export const ERRORS = {
   ESPRA_ERR_META_PROTOCOL: { message: 'meta protocol violation', status: 400 },
   ESPRA_ERR_META_VERSION: { message: 'unsupported meta protocol version', status: 400 },
   ESPRA_ERR_META_AUTH: { message: 'authentication failed', status: 401 },
-  ESPRA_ERR_META_TIMEOUT: { message: 'meta request timed out', status: 504 },
+  ESPRA_ERR_META_TIMEOUT: { message: '{what} did not finish within {ms} ms', status: 504 },
   ESPRA_ERR_META_CLOSED: { message: 'meta connection closed', status: 503 },
   ESPRA_ERR_META_UNKNOWN_OP: { message: 'unknown meta operation', status: 400 },
   ESPRA_ERR_META_BAD_REQUEST: { message: '{field} {reason}', status: 400 },
@@ -74,13 +74,15 @@ export const ERRORS = {
   ESPRA_ERR_STORAGE_KEY: { message: 'invalid storage key', status: 400 },
   ESPRA_ERR_STORAGE_INVALID: { message: 'invalid storage request', status: 400 },
   ESPRA_ERR_STORAGE_RANGE: { message: 'range not satisfiable', status: 416 },
-  ESPRA_ERR_STORAGE_UNAVAILABLE: { message: 'storage backend unreachable', status: 503 },
-  ESPRA_ERR_STORAGE_FAILED: { message: 'storage backend refused the request', status: 502 },
+  // {problem}, not {reason}: details.reason is a short class of cause where one applies (an S3 error code).
+  ESPRA_ERR_STORAGE_UNAVAILABLE: { message: '{store}: {problem}', status: 503 },
+  // {problem}, not {reason}: details.reason is a short class of cause where one applies ('range', 'symlink').
+  ESPRA_ERR_STORAGE_FAILED: { message: '{store}: {problem}', status: 502 },
   ESPRA_ERR_DATASTORE_INVALID: { message: 'invalid datastore record', status: 400 },
-  ESPRA_ERR_DATASTORE_SCHEMA: { message: 'datastore schema cannot be used by this version', status: 500 },
+  ESPRA_ERR_DATASTORE_SCHEMA: { message: '{store} has schema version {found}; this build knows up to {known} (run a newer espra-node)', status: 500 },
   // Retryable: the database is out of reach (or refused the seed's login) right now; the seed reconnects by itself.
   ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore\'s database cannot be reached; retry later', status: 503 },
-  ESPRA_ERR_BUILD_INVALID: { message: 'invalid build manifest or request', status: 400 },
+  ESPRA_ERR_BUILD_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload out of order or too large', status: 400 },
   ESPRA_ERR_BUILD_HASH_MISMATCH: { message: 'uploaded bytes do not match their sha256', status: 422 },
   ESPRA_ERR_BUILD_MISSING_BLOBS: { message: 'the blob store lacks files this build lists', status: 409 },

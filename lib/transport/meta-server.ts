@@ -115,7 +115,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
     unauthenticated++
     sessions.add(session)
     const deadline = setTimeout(() => {
-      session.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `handshake did not finish within ${handshakeMs} ms`))
+      session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: 'handshake', ms: handshakeMs }))
     }, handshakeMs)
     session.onClose((reason) => {
       clearTimeout(deadline)

@@ -28,7 +28,7 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { stat, unlink } from 'node:fs/promises'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { EspraError, toWire, ERRORS, type ErrorCode } from '../../lib/core/errors.js'
+import { createError, EspraError, toWire, ERRORS, type ErrorCode } from '../../lib/core/errors.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
@@ -137,7 +137,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     async function* bytes(): AsyncGenerator<Buffer> {
       for (const [index, [nonce]] of state.parts.entries()) {
         const part = await blobs.get(partKey(id, index, nonce))
-        if (part === null) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `tus upload ${id}: part ${index} is missing from the blob store`)
+        if (part === null) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `tus upload ${id}`, problem: `part ${index} is missing from the blob store`, id })
         for await (const chunk of part.body) yield chunk as Buffer
       }
       for await (const chunk of createReadStream(lastPath)) yield chunk as Buffer
@@ -147,7 +147,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       await pipeline(Readable.from(bytes()), digest, createWriteStream(whole, { flags: 'wx' })).catch((err: unknown) => {
         throw diskError(err)
       })
-      if (digest.size !== state.length) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `tus upload ${id}: its parts hold ${digest.size} bytes, not ${state.length}`)
+      if (digest.size !== state.length) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `tus upload ${id}`, problem: `its parts hold ${digest.size} bytes, not ${state.length}`, id })
       const got = { size: digest.size, sha256: digest.sha256.digest('hex'), whirlpool: digest.whirlpool.digest('hex'), type: state.type, filename: state.filename }
       const { result } = await uploads.finish(whole, got, { owner: state.owner ?? undefined, channel: state.channel ?? undefined, inline: state.inline === true })
       return { key: result.key, url: result.url, sha256: result.sha256, whirlpool: result.whirlpool, size: result.size, type: result.type, pending: result.pending }
