@@ -68,7 +68,7 @@ export interface MetaServer {
 }
 
 const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
-const BUSY_FRAME = encodeFrame({ t: 'error', ...new EspraError('ESPRA_ERR_META_BUSY').toWire() })
+const BUSY_FRAME = encodeFrame({ t: 'error', ...createError('ESPRA_ERR_META_BUSY').toWire() })
 
 /** Listens on the meta port; resolves once listening. */
 export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServer> {

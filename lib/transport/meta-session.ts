@@ -109,7 +109,7 @@ export class MetaSession<C = unknown> {
   nextFrame(): Promise<Record<string, unknown>> {
     const queued = this.inbox.shift()
     if (queued) return Promise.resolve(queued)
-    if (this.stateValue !== 'handshake') return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED'))
+    if (this.stateValue !== 'handshake') return Promise.reject(createError('ESPRA_ERR_META_CLOSED'))
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
   }
 

@@ -205,7 +205,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     if (!MEDIA_TYPE.test(type)) throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', { header: 'Upload-Metadata' })
     const claims = checkUploadToken(tokenKey, token)
     if (length > claims.maxSize) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `Upload-Length is ${length} bytes; the token allows ${claims.maxSize}`)
-    if (!typeAllowed(claims, type)) throw new EspraError('ESPRA_ERR_UPLOAD_TYPE', `type ${type} is not allowed (allowed: ${claims.types.join(', ')})`)
+    if (!typeAllowed(claims, type)) throw createError('ESPRA_ERR_UPLOAD_TYPE', { type, allowed: claims.types.join(', ') })
 
     await spendUploadToken(uploads, claims)
     const id = newUploadId()
