@@ -121,7 +121,7 @@ export const ERRORS = {
   ESPRA_ERR_BUILD_CANARY_FAILED: { message: 'the canary app nodes did worse than the others; they were rolled back', status: 409 },
   ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },
   ESPRA_ERR_UPLOAD_TOKEN_USED: { message: 'upload token already used', status: 403 },
-  ESPRA_ERR_UPLOAD_TOO_LARGE: { message: 'upload larger than its token allows', status: 413 },
+  ESPRA_ERR_UPLOAD_TOO_LARGE: { message: '{what} is {size} bytes; {limit} allows {max}', status: 413 },
   ESPRA_ERR_UPLOAD_TYPE: { message: 'type {type} is not allowed (allowed: {allowed})', status: 415 },
   ESPRA_ERR_UPLOAD_BAD_BODY: { message: 'malformed upload body', status: 400 },
   ESPRA_ERR_UPLOAD_DISK_FULL: { message: 'no disk space left for the upload', status: 507 },
@@ -153,7 +153,8 @@ export const ERRORS = {
   ESPRA_ERR_ALERT_SILENCE_NOT_FOUND: { message: 'no such silence', status: 404 },
   ESPRA_ERR_ALERT_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_ALERT_NOT_FOUND: { message: 'no such alert', status: 404 },
-  ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'the admin API needs a valid operator token: Authorization: Bearer <token>', status: 401 },
+  // The admin API needs a valid operator token (Authorization: Bearer <token>) or a dashboard session.
+  ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'unauthorized: {reason}', status: 401 },
   ESPRA_ERR_ADMIN_FORBIDDEN: { message: 'this operator may only read (role viewer)', status: 403 },
   ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from this address; try again later', status: 429 },
   ESPRA_ERR_ADMIN_BAD_REQUEST: { message: 'a field of the request is missing or invalid', status: 400 },

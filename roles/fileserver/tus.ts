@@ -196,7 +196,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     if (deferHeader !== '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Defer-Length is not supported (no creation-defer-length extension): send Upload-Length', { header: 'Upload-Defer-Length' })
     if (lengthHeader === '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Length is missing', { header: 'Upload-Length' })
     const length = parseCount(lengthHeader, 'Upload-Length')
-    if (length > MAX_UPLOAD_SIZE) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `Upload-Length ${length} is over Tus-Max-Size ${MAX_UPLOAD_SIZE}`)
+    if (length > MAX_UPLOAD_SIZE) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'Tus-Max-Size', max: MAX_UPLOAD_SIZE })
     const metadata = parseMetadata(metadataHeader)
     if (chunked || (contentLength !== '' && parseCount(contentLength, 'Content-Length') !== 0)) {
       throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'a creation request has no body here (no creation-with-upload extension): send the bytes with PATCH', { header: 'Content-Length' })
@@ -204,7 +204,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const type = (metadata['filetype'] ?? '').trim() || 'application/octet-stream'
     if (!MEDIA_TYPE.test(type)) throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', { header: 'Upload-Metadata' })
     const claims = checkUploadToken(tokenKey, token)
-    if (length > claims.maxSize) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `Upload-Length is ${length} bytes; the token allows ${claims.maxSize}`)
+    if (length > claims.maxSize) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'the token', max: claims.maxSize })
     if (!typeAllowed(claims, type)) throw createError('ESPRA_ERR_UPLOAD_TYPE', { type, allowed: claims.types.join(', ') })
 
     await spendUploadToken(uploads, claims)
@@ -270,7 +270,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
         return send(reply, 204, { 'Upload-Offset': String(state.offset), 'Upload-Expires': httpDate(state.expires), ...doneHeaders(state.done) })
       }
       const room = state.length - state.offset
-      if (declared !== null && declared > room) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the PATCH body is ${declared} bytes; ${room} are left of Upload-Length ${state.length}`)
+      if (declared !== null && declared > room) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the PATCH body', size: declared, limit: `the rest of Upload-Length ${state.length}`, max: room })
       const at = state.offset
       const total = state.length
       const channel = state.channel ?? undefined

@@ -102,7 +102,7 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
     const multipart = /^multipart\/form-data/i.test(contentType)
     const declared = lengthHeader === '' ? null : Number(lengthHeader)
     if (declared !== null && declared > claims.maxSize + (multipart ? MULTIPART_SLACK : 0)) {
-      throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the body is ${declared} bytes; the token allows ${claims.maxSize}`)
+      throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the body', size: declared, limit: 'the token', max: claims.maxSize })
     }
     if (!multipart && !typeAllowed(claims, contentType || 'application/octet-stream')) {
       throw createError('ESPRA_ERR_UPLOAD_TYPE', { type: contentType || '(none)', allowed: claims.types.join(', ') })

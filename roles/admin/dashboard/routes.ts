@@ -13,7 +13,7 @@
  * Logins count against the same failed-authentication limit as bad bearer
  * tokens (roles/admin/api-auth-limit.ts), per client address, per node.
  */
-import { EspraError, toWire, ERRORS, type ErrorCode } from '../../../lib/core/errors.js'
+import { createError, EspraError, toWire, ERRORS, type ErrorCode } from '../../../lib/core/errors.js'
 import type { AdminOperator } from '../../../lib/core/options-admin.js'
 import type { Logger } from '../../../lib/core/log.js'
 import { answerLater, statusLine } from '../../../lib/http/server.js'
@@ -126,7 +126,7 @@ export function mountDashboard(d: DashboardDeps): void {
       const operator = d.tokens.check(`Bearer ${token}`)
       if (operator === null) {
         await d.authFailed(request.address)
-        throw new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the token is not one of --admin-tokens-file')
+        throw createError('ESPRA_ERR_ADMIN_UNAUTHORIZED', { reason: 'the token is not one of --admin-tokens-file' })
       }
       // A new id every time: a cookie the browser had (planted or old) is ended, never promoted.
       const old = sessionIdFrom(facts.cookie)
@@ -158,7 +158,7 @@ export function mountDashboard(d: DashboardDeps): void {
       const blocked = blockedAnswer(request)
       if (blocked !== null) return blocked
       const s = await sessionOf(request, facts)
-      if (s === null) throw new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: no session, or it expired: log in at /dashboard/login')
+      if (s === null) throw createError('ESPRA_ERR_ADMIN_UNAUTHORIZED', { reason: 'no session, or it expired: log in at /dashboard/login' })
       return json(200, { operator: s.operator.name, role: s.operator.role, csrf: s.session.csrf, expiresAt: s.session.expiresAt })
     })().then((a) => write(res, a), (err: unknown) => write(res, errorJson(err)))
   })
