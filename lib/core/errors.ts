@@ -34,7 +34,7 @@ export const ERRORS = {
   ESPRA_ERR_SECRET_INSECURE: { message: 'the secret file is open to other users', status: 500 },
   ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load', status: 500 },
   ESPRA_ERR_NODE_LISTEN: { message: '{option}: cannot listen on {host}:{port} ({reason}); is another node running?', status: 500 },
-  ESPRA_ERR_FRAME_TOO_LARGE: { message: 'frame exceeds the size limit', status: 413 },
+  ESPRA_ERR_FRAME_TOO_LARGE: { message: '{what} of {length} bytes exceeds the {limit}-byte limit', status: 413 },
   ESPRA_ERR_FRAME_MALFORMED: { message: 'frame is not valid msgpack', status: 400 },
   ESPRA_ERR_META_PROTOCOL: { message: 'meta protocol violation', status: 400 },
   ESPRA_ERR_META_VERSION: { message: 'unsupported meta protocol version', status: 400 },
@@ -72,13 +72,13 @@ export const ERRORS = {
   ESPRA_ERR_PROXY_NODE_GONE: { message: 'the Live node serving this request left; reconnect', status: 503 },
   ESPRA_ERR_PROXY_UPSTREAM: { message: 'the Live node did not answer', status: 502 },
   ESPRA_ERR_STORAGE_KEY: { message: 'invalid storage key', status: 400 },
-  ESPRA_ERR_STORAGE_INVALID: { message: 'invalid storage request', status: 400 },
+  ESPRA_ERR_STORAGE_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_STORAGE_RANGE: { message: 'range not satisfiable', status: 416 },
   // {problem}, not {reason}: details.reason is a short class of cause where one applies (an S3 error code).
   ESPRA_ERR_STORAGE_UNAVAILABLE: { message: '{store}: {problem}', status: 503 },
   // {problem}, not {reason}: details.reason is a short class of cause where one applies ('range', 'symlink').
   ESPRA_ERR_STORAGE_FAILED: { message: '{store}: {problem}', status: 502 },
-  ESPRA_ERR_DATASTORE_INVALID: { message: 'invalid datastore record', status: 400 },
+  ESPRA_ERR_DATASTORE_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_DATASTORE_SCHEMA: { message: '{store} has schema version {found}; this build knows up to {known} (run a newer espra-node)', status: 500 },
   // Retryable: the database is out of reach (or refused the seed's login) right now; the seed reconnects by itself.
   ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore\'s database cannot be reached; retry later', status: 503 },
@@ -156,8 +156,8 @@ export const ERRORS = {
   // The admin API needs a valid operator token (Authorization: Bearer <token>) or a dashboard session.
   ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'unauthorized: {reason}', status: 401 },
   ESPRA_ERR_ADMIN_FORBIDDEN: { message: 'this operator may only read (role viewer)', status: 403 },
-  ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from this address; try again later', status: 429 },
-  ESPRA_ERR_ADMIN_BAD_REQUEST: { message: 'a field of the request is missing or invalid', status: 400 },
+  ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from {address}; try again in {retryAfter}s', status: 429 },
+  ESPRA_ERR_ADMIN_BAD_REQUEST: { message: '{field}: {reason}', status: 400 },
   ESPRA_ERR_ADMIN_MEDIA_TYPE: { message: 'request bodies must be JSON (Content-Type: application/json)', status: 415 },
   ESPRA_ERR_ADMIN_BODY_TOO_LARGE: { message: 'request body larger than --admin-max-body', status: 413 },
   ESPRA_ERR_ADMIN_IDEMPOTENCY_MISMATCH: { message: 'that Idempotency-Key was used with a different request', status: 422 },

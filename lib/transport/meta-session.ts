@@ -240,7 +240,8 @@ export class MetaSession<C = unknown> {
 
   private checkSize(frame: Buffer): Buffer {
     if (frame.length - 4 > this.decoder.maxFrame) {
-      throw new EspraError('ESPRA_ERR_FRAME_TOO_LARGE', `message of ${frame.length - 4} bytes exceeds the ${this.decoder.maxFrame}-byte limit`, {
+      throw createError('ESPRA_ERR_FRAME_TOO_LARGE', {
+        what: 'message',
         length: frame.length - 4,
         limit: this.decoder.maxFrame,
       })

@@ -237,7 +237,7 @@ export async function startAdminApi(ctx: ChildContext) {
     }
     const retryAfter = blocked.retryAfter(request.address, Date.now())
     if (retryAfter > 0) {
-      return reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
+      return reply(errorAnswer(createError('ESPRA_ERR_ADMIN_RATE_LIMITED', { address: request.address, retryAfter })))
     }
     const sessionId = request.authorization === '' ? sessionIdFrom(facts.cookie) : null
     if (sessionId !== null) {

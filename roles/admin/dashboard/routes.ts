@@ -89,7 +89,7 @@ export function mountDashboard(d: DashboardDeps): void {
   const blockedAnswer = (request: ApiRequest): Answer | null => {
     const retryAfter = d.retryAfter(request.address)
     if (retryAfter === 0) return null
-    return errorJson(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter }))
+    return errorJson(createError('ESPRA_ERR_ADMIN_RATE_LIMITED', { address: request.address, retryAfter }))
   }
 
   const html = (name: string): Answer => ({ status: 200, body: assets.get(name)!.body, type: assets.get(name)!.type })
@@ -121,7 +121,7 @@ export function mountDashboard(d: DashboardDeps): void {
       const parsed = parseBody(await body) as { token?: unknown } | undefined
       const token = parsed?.token
       if (typeof token !== 'string' || token.length === 0 || token.length > 512 || Object.keys(parsed ?? {}).length !== 1) {
-        throw new EspraError('ESPRA_ERR_ADMIN_BAD_REQUEST', 'token: send {"token": "<an operator token>"}', { field: 'token' })
+        throw createError('ESPRA_ERR_ADMIN_BAD_REQUEST', { field: 'token', reason: 'send {"token": "<an operator token>"}' })
       }
       const operator = d.tokens.check(`Bearer ${token}`)
       if (operator === null) {
