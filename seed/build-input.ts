@@ -1,9 +1,9 @@
 /** The checks every `build.*` request of the seed (seed/builds.ts, build-uploads.ts) starts with. */
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
 
 /** A field of a `build.*` request that is missing or malformed: `<field> <what it must be>`. */
-export const invalid = (field: string, allowed: string) => new EspraError('ESPRA_ERR_BUILD_INVALID', `${field} ${allowed}`, { field })
+export const invalid = (field: string, allowed: string) => createError('ESPRA_ERR_BUILD_INVALID', { field, reason: allowed })
 
 /** The request's body, which must be a map. */
 export function body(value: unknown): Record<string, unknown> {

@@ -30,7 +30,7 @@ import { join, resolve } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
 import { Packr } from 'msgpackr'
 import pg from 'pg'
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import { createLogger } from '../lib/core/log.js'
 import { datastoreUrl, maskPostgresUrl } from '../lib/core/options-datastore.js'
 import { rowExpiresAt } from '../lib/storage/app-tables.js'
@@ -75,7 +75,7 @@ interface QueueCounts {
 const packr = new Packr({ useRecords: false })
 
 function usage(option: string, reason: string): never {
-  throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason })
 }
 
 /** Pids (other than ours) that hold one of `files` open, read from /proc; empty where there is no /proc. */
@@ -112,14 +112,14 @@ function openReadOnly(path: string): RootDatabase {
   try {
     return open({ path, readOnly: true, maxDbs: 64, encoding: 'msgpack' })
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `cannot read ${path}: ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_STORAGE_FAILED', { store: path, problem: `cannot read: ${(err as Error).message}`, path })
   }
 }
 
 function checkSchema(root: RootDatabase, path: string, known: number): void {
   const version = root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' }).get('schemaVersion')
   if (version !== undefined && version > known) {
-    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `${path} is schema version ${version}; this build reads up to ${known} (run a newer espra-node)`, { found: version, known })
+    throw createError('ESPRA_ERR_DATASTORE_SCHEMA', { store: path, found: version, known })
   }
 }
 
@@ -221,7 +221,7 @@ export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void
     await client.query('BEGIN')
     const there = await contentsOf(client)
     if (there !== null && opts.force !== true) {
-      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--to: ${masked} is not empty (${there}); copy into an empty database, or pass --force to replace records with the same kind and key and add the tasks`, { option: '--to' })
+      throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--to', reason: `${masked} is not empty (${there}); copy into an empty database, or pass --force to replace records with the same kind and key and add the tasks` })
     }
     const copied = new Map<DatastoreKind, number>()
     for (const kind of DATASTORE_KINDS) {

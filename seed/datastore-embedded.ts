@@ -20,7 +20,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import type { Flushable } from './tasks-embedded.js'
 import {
   check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
@@ -80,7 +80,7 @@ export async function openEmbeddedDatastore(opts: EmbeddedDatastoreOptions): Pro
     // One named database per kind plus the meta one; room to grow (maxDbs is a limit at open, not stored in the file).
     root = open({ path, maxDbs: 64, encoding: 'msgpack' })
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `datastore ${path}: ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `datastore ${path}`, problem: (err as Error).message, path })
   }
   const meta = root.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })
   const kinds = Object.fromEntries(
@@ -98,7 +98,7 @@ export async function openEmbeddedDatastore(opts: EmbeddedDatastoreOptions): Pro
 function migrate(root: RootDatabase, ctx: MigrationContext, migrations: readonly Migration[]): number {
   const current = (ctx.meta.get(VERSION_KEY) as number | undefined) ?? 0
   if (current > migrations.length) {
-    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `datastore schema is version ${current}; this build knows up to ${migrations.length} (run a newer espra-node)`, {
+    throw createError('ESPRA_ERR_DATASTORE_SCHEMA', { store: 'the datastore',
       found: current, known: migrations.length,
     })
   }
@@ -242,6 +242,6 @@ class LmdbDatastore implements EmbeddedDatastore {
   }
 
   private checkOpen(): void {
-    if (this.state.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+    if (this.state.closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'datastore', problem: 'closed' })
   }
 }

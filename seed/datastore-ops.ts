@@ -4,7 +4,7 @@
  * is touched; a bad one is answered `ESPRA_ERR_META_BAD_REQUEST` with
  * `details.field`, and the connection stays up.
  */
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import { pack } from 'msgpackr'
 import {
   keyProblem, kindProblem, listProblem, matchProblem, valueProblem,
@@ -15,7 +15,7 @@ import type { RequestHandler } from '../lib/transport/meta-session.js'
 import { isMap } from '../lib/transport/meta-shapes.js'
 
 function bad(problem: Problem): EspraError {
-  return new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${problem.field} must be ${problem.allowed}`, { field: problem.field })
+  return createError('ESPRA_ERR_META_BAD_REQUEST', { field: problem.field, reason: `must be ${problem.allowed}` })
 }
 
 function parse(body: unknown, withValue = false): { kind: DatastoreKind; key: string; value: Record<string, unknown> } {

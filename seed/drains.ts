@@ -14,7 +14,7 @@
  * Changes run one at a time, so the datastore and the in-memory map agree
  * and a push always carries the state just written.
  */
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import {
@@ -83,12 +83,12 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
     return serial(async () => {
       const node = registry.view(id)
       if (node === undefined && !force && !orders.has(id)) {
-        throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no registered node is called '${id}' (admin nodes lists them; force drains an id that is not registered now)`, { id })
+        throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'admin nodes lists them; force drains an id that is not registered now' })
       }
       // The seed serves the meta port every drain goes through: it stops with SIGTERM, not by order.
       if (node?.role === 'seed') throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', `'${id}' is a seed: seeds are not drained (stop it with SIGTERM)`, { field: 'id' })
       // A restart order names the process to restart, so the seed can tell when a new one registers.
-      if (then === 'restart' && node === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `node '${id}' is not registered: only a running node can be restarted`, { id })
+      if (then === 'restart' && node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'only a running node can be restarted' })
       const order: DrainOrder = then === 'restart' ? { then, graceMs, at: Date.now(), restartOf: node!.startedAt } : { then, graceMs, at: Date.now() }
       await datastore.put('cluster', drainKey(id), { ...order })
       const previous = orders.get(id) ?? null
@@ -102,7 +102,7 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
 
   const undrain: RequestHandler<MetaPeer> = (body, peer) => {
     adminOnly(peer, 'node.undrain')
-    if (!isMap(body)) throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'body must be a map', { field: 'body' })
+    if (!isMap(body)) throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'body', reason: 'must be a map' })
     const id = parseNodeId(body['id'])
     return serial(async () => {
       const previous = orders.get(id) ?? null

@@ -6,7 +6,7 @@
  * so `admin rolling-restart` knows when to go on and why a node failed.
  */
 import { randomUUID } from 'node:crypto'
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { adminOnly } from './admin-only.js'
@@ -66,7 +66,7 @@ export function createNodeControl(opts: NodeControlOptions) {
       const timeoutMs = body['timeoutMs'] ?? DEFAULT_TIMEOUT_MS
       if (!Number.isInteger(timeoutMs) || (timeoutMs as number) < 1 || (timeoutMs as number) > MAX_TIMEOUT_MS) throw bad('timeoutMs', `an integer from 1 to ${MAX_TIMEOUT_MS}`)
       const view = registry.view(id)
-      if (view === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no registered node '${id}'`)
+      if (view === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'admin nodes lists them' })
       if (view.childrenWanted === 0) throw new EspraError('ESPRA_ERR_NODE_RELOAD_UNSUPPORTED', `node '${id}' (${view.role}) runs in its parent only: it has no children to replace`)
       const link = [...opts.peers()].find((p) => p.kind === 'node' && p.nodeId === id)
       if (link === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `node '${id}' is registered but not connected to this seed`)
@@ -87,7 +87,7 @@ export function createNodeControl(opts: NodeControlOptions) {
       })
     }],
     ['node.reloaded', (body, peer) => {
-      if (peer.kind !== 'node' || peer.nodeId === null) throw new EspraError('ESPRA_ERR_META_NOT_REGISTERED')
+      if (peer.kind !== 'node' || peer.nodeId === null) throw createError('ESPRA_ERR_META_NOT_REGISTERED')
       if (!isMap(body)) throw bad('body', 'must be a map')
       const token = body['token']
       if (typeof token !== 'string' || token.length > 64) throw bad('token', 'the token of the node.reload push')

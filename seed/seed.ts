@@ -5,7 +5,7 @@
  */
 import type { Registry as MetricsRegistry } from 'prom-client'
 import type { NodeConfig } from '../lib/core/config.js'
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { Handle } from '../lib/process/role.js'
 import { encodeMessage } from '../lib/transport/meta-frames.js'
@@ -155,7 +155,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       return registered
     }],
     ['deregister', (_body, peer) => {
-      if (peer.nodeId === null) throw new EspraError('ESPRA_ERR_META_NOT_REGISTERED')
+      if (peer.nodeId === null) throw createError('ESPRA_ERR_META_NOT_REGISTERED')
       registry.deregister(peer.nodeId, linkOf(peer))
       peer.nodeId = null
       return {}

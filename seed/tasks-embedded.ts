@@ -28,7 +28,7 @@
  */
 import { join } from 'node:path'
 import type { Database, RootDatabase } from 'lmdb'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import { MAX_ERROR_CHARS, idNumber, type DeadPage, type DeadTask, type LeasedTask, type NewTask } from '../lib/tasks/task.js'
 import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from '../lib/tasks/queue.js'
 import { Fifo, TimeHeap } from './task-seq-order.js'
@@ -343,6 +343,6 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', 'the task queue is closed')
+    if (this.closed) throw createError('ESPRA_ERR_TASK_UNAVAILABLE', { reason: 'closed' })
   }
 }

@@ -6,7 +6,7 @@
  */
 import { mkdirSync } from 'node:fs'
 import { open, type Database, type RootDatabase } from 'lmdb'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 
 /** The queue file's schema (also what `datastore copy` reads). */
 export const TASKS_SCHEMA_VERSION = 1
@@ -44,13 +44,13 @@ export async function openTasksFile(dir: string, path: string): Promise<TasksFil
     mkdirSync(dir, { recursive: true, mode: 0o700 })
     root = open({ path, maxDbs: 4, encoding: 'msgpack' })
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `task queue ${path}: ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `task queue ${path}`, problem: (err as Error).message, path })
   }
   const meta = root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' })
   const version = meta.get('schemaVersion')
   if (version !== undefined && version > TASKS_SCHEMA_VERSION) {
     await root.close()
-    throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `task queue schema is version ${version}; this build knows up to ${TASKS_SCHEMA_VERSION} (run a newer espra-node)`)
+    throw createError('ESPRA_ERR_DATASTORE_SCHEMA', { store: 'the task queue', found: version, known: TASKS_SCHEMA_VERSION })
   }
   if (version === undefined) await meta.put('schemaVersion', TASKS_SCHEMA_VERSION)
   const tasks = root.openDB<TaskRecord, number>({ name: 'tasks', encoding: 'msgpack' })

@@ -12,7 +12,7 @@
  * no fileserver knows to look for.
  */
 import { hostname } from 'node:os'
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
@@ -32,7 +32,7 @@ export interface SeedVhosts {
 }
 
 const bad = (field: string, problem: string) =>
-  new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} ${problem}`, { field })
+  createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: problem })
 
 function checked(body: unknown, withPath: 'required' | 'optional'): { host: string; path: string | undefined; b: Record<string, unknown> } {
   if (!isMap(body)) throw bad('body', 'must be a map')

@@ -11,7 +11,7 @@
  * - `listProbeHistories`: kind `alerts`, keys `status/probe/<node id>`.
  */
 import { randomBytes } from 'node:crypto'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { listAll, type Datastore, type DatastoreValue } from '../storage/datastore.js'
 import { NODE_ID } from '../transport/meta-shapes.js'
 import { isRule, MAX_SILENCE_MS, RULES, type AlertRecord, type AlertState, type RuleName, type Silence } from './alert.js'
@@ -72,9 +72,9 @@ export interface AlertPage {
 export async function listAlerts(datastore: Datastore, query: ListAlertsQuery = {}): Promise<AlertPage> {
   const { state, before } = query
   const limit = query.limit ?? DEFAULT_ALERT_LIMIT
-  if (state !== undefined && state !== 'open' && state !== 'resolved') throw new EspraError('ESPRA_ERR_ALERT_INVALID', 'state must be open or resolved', { field: 'state' })
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ALERT_LIMIT) throw new EspraError('ESPRA_ERR_ALERT_INVALID', `limit must be an integer from 1 to ${MAX_ALERT_LIMIT}`, { field: 'limit' })
-  if (before !== undefined && !ALERT_ID.test(before)) throw new EspraError('ESPRA_ERR_ALERT_INVALID', 'before must be an alert id (the next of the previous page)', { field: 'before' })
+  if (state !== undefined && state !== 'open' && state !== 'resolved') throw createError('ESPRA_ERR_ALERT_INVALID', { field: 'state', reason: 'must be open or resolved' })
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_ALERT_LIMIT) throw createError('ESPRA_ERR_ALERT_INVALID', { field: 'limit', reason: `must be an integer from 1 to ${MAX_ALERT_LIMIT}` })
+  if (before !== undefined && !ALERT_ID.test(before)) throw createError('ESPRA_ERR_ALERT_INVALID', { field: 'before', reason: 'must be an alert id (the next of the previous page)' })
   const alerts: AlertRecord[] = []
   if (state === 'open') {
     const page = await datastore.list('alerts', { prefix: 'open/', limit, ...(before !== undefined ? { after: openKey(before) } : {}) })

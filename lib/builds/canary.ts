@@ -4,7 +4,7 @@
  * carries (`canary: {nodes | percent, timeMs}`), how many app nodes it
  * picks, the figures the seed compares and the rules that judge them.
  */
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { quantileOf } from '../core/latency-histogram.js'
 import { isMap } from '../transport/meta-shapes.js'
 
@@ -55,7 +55,7 @@ export interface CanaryState {
   endsInMs?: number
 }
 
-const bad = (field: string, allowed: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} must be ${allowed}`, { field })
+const bad = (field: string, allowed: string) => createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: `must be ${allowed}` })
 
 /** Checks the `canary` field of `build.commit`; throws `ESPRA_ERR_META_BAD_REQUEST` naming the field. */
 export function parseCanaryPlan(raw: unknown): CanaryPlan {

@@ -9,7 +9,7 @@
  * strictly, once, at every edge (CLI before sending, seed on every op,
  * fileserver before loading).
  */
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { CanaryState } from './canary.js'
 
 export interface BuildFile {
@@ -110,7 +110,7 @@ export function pathProblem(path: unknown): string | null {
 }
 
 function invalid(field: string, allowed: string): EspraError {
-  return new EspraError('ESPRA_ERR_BUILD_INVALID', `${field} ${allowed}`, { field })
+  return createError('ESPRA_ERR_BUILD_INVALID', { field, reason: allowed })
 }
 
 /** Throws `ESPRA_ERR_BUILD_INVALID` (with `details.field`) unless `value` is a valid manifest; returns it typed. */

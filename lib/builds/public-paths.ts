@@ -14,7 +14,7 @@
  * segments, none included); anything else is literal. The app role still
  * gets every file of the build; only the fileservers filter.
  */
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { pathProblem } from './manifest.js'
 
 /** The build file that says which paths are public (and, for the app role, where the server entry is). */
@@ -23,7 +23,7 @@ export const DEFAULT_PUBLIC = ['public/**'] as const
 const MAX_PATTERNS = 100
 
 function invalid(message: string): EspraError {
-  return new EspraError('ESPRA_ERR_BUILD_INVALID', `espra.json ${message}`, { field: 'espra.json' })
+  return createError('ESPRA_ERR_BUILD_INVALID', { field: 'espra.json', reason: message })
 }
 
 /** A pattern as a regular expression over a whole build path. */

@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'no
 import { join } from 'node:path'
 import type { RoleName } from '../core/config.js'
 import { fileInTheWay } from '../core/config-parsers.js'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 export interface ClusterFile {
   /** Meta address of the seed, host:port. */
@@ -24,7 +24,7 @@ export const secretPath = (dataDir: string): string => join(dataDir, 'secret')
 /** Throws, naming the option, when a regular file keeps `dir` from being a directory; creates nothing. */
 export function checkDataDir(dir: string, option = '--data-dir'): void {
   const blocker = fileInTheWay(dir)
-  if (blocker !== null) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: cannot use ${dir}: ${blocker} is a file, not a directory`, { option, dir })
+  if (blocker !== null) throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: `cannot use ${dir}: ${blocker} is a file, not a directory`, dir })
 }
 
 /**
@@ -39,7 +39,7 @@ export function makeDataDir(dir: string, option = '--data-dir'): void {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error'
     const why = code === 'EACCES' || code === 'EPERM' ? 'no permission' : code
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: cannot create ${dir}: ${why}`, { option, dir })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: `cannot create ${dir}: ${why}`, dir })
   }
 }
 

@@ -13,7 +13,7 @@ import { existsSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ROLE_NAMES, type RoleName } from '../core/config.js'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { datastoreUrl, isPostgres, maskPostgresUrl } from '../core/options-datastore.js'
 import { checkDataDir, clusterFilePath, ensureStateDir, readClusterFile, writeClusterFile, type ClusterFile } from './cluster-file.js'
 import { ensureUpAdminToken } from './up-admin-token.js'
@@ -63,7 +63,7 @@ export const SAMPLE_APP_DIR: string = [new URL('../../examples/sample-app/', imp
   .find((dir) => existsSync(join(dir, 'espra.json'))) ?? ''
 
 function usage(option: string, reason: string): never {
-  throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: reason })
 }
 
 function intOption(raw: string | undefined, option: string, min: number, max: number): number | undefined {

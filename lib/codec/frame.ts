@@ -3,7 +3,7 @@
  * followed by one msgpack value. Used on the meta port and internal links.
  */
 import { Packr } from 'msgpackr'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 const HEADER = 4
 
@@ -55,7 +55,8 @@ export class FrameDecoder {
         if (this.size < HEADER) return out
         const length = this.take(HEADER).readUInt32BE(0)
         if (length > this.maxFrame) {
-          throw new EspraError('ESPRA_ERR_FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the ${this.maxFrame}-byte limit`, {
+          throw createError('ESPRA_ERR_FRAME_TOO_LARGE', {
+            what: 'frame',
             length,
             limit: this.maxFrame,
           })

@@ -12,7 +12,7 @@ import { readFileSync, statSync } from 'node:fs'
 import { availableParallelism, hostname, networkInterfaces } from 'node:os'
 import { resolve } from 'node:path'
 import { durationIn, fileInTheWay, flag, host, integer, oneOf, option, type OptionArea, type OptionSpec, type OptionValue, parseSize, port, seedList, text } from './config-parsers.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, EspraError, InvalidValue } from './errors.js'
 import { ALERT_AREA, checkAlerts } from './options-alerts.js'
 import { ADMIN_AREA, loadAdminOperators, type AdminOperator } from './options-admin.js'
 import { APP_AREA } from './options-app.js'
@@ -210,7 +210,7 @@ export interface ConfigSources {
 }
 
 function fail(option: string, reason: string): never {
-  throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason })
 }
 
 function readConfigFile(file: string, known: ReadonlySet<string>): Record<string, unknown> {

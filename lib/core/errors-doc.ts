@@ -1,4 +1,5 @@
 /** docs/errors.md, generated from the error table (`npm run docs:errors`; tests/docs/errors.test.ts compares). */
+import { placeholderNames } from './error-template.js'
 import { ERRORS, type ErrorCode } from './errors.js'
 
 /** The area of a code: its first word after `ESPRA_ERR_` (`META` of `ESPRA_ERR_META_AUTH`). */
@@ -28,12 +29,15 @@ export function errorsMarkdown(): string {
     '',
     '<!-- Generated from lib/core/errors.ts by `npm run docs:errors`; do not edit by hand. -->',
     '',
-    'Every error espra-node reports carries a code from this table: in HTTP JSON bodies (`{"code", "message"}`, with the status below), meta port and IPC replies, the one stderr line of the CLI (`espra-node: <code>: <message>`) and log lines (`err.code`). The message given here is the default; most errors say more (the field, the node, the limit). Branch on the code, never on the message.',
+    'Every error espra-node reports carries a code from this table: in HTTP JSON bodies (`{"code", "message"}`, with the status below), meta port and IPC replies, the one stderr line of the CLI (`espra-node: <code>: <message>`) and log lines (`err.code`). The message is the template below with each `{placeholder}` filled in; the filled values also travel as `details` (`{"option": "--port", "port": 8080, …}`), so a script can read the field, the node or the limit without parsing text. A template without placeholders is the whole message. Branch on the code, never on the message.',
     '',
   ]
   for (const [name, codes] of [...byArea].sort(([a], [b]) => a.localeCompare(b))) {
-    lines.push(`## ${name}`, '', '| code | HTTP status | meaning |', '|---|---|---|')
-    for (const code of codes.sort()) lines.push(`| \`${code}\` | ${ERRORS[code].status} | ${cell(ERRORS[code].message)} |`)
+    lines.push(`## ${name}`, '', '| code | HTTP status | message template | placeholders (details) |', '|---|---|---|---|')
+    for (const code of codes.sort()) {
+      const names = placeholderNames(ERRORS[code].message).map((name) => `\`${name}\``).join(', ')
+      lines.push(`| \`${code}\` | ${ERRORS[code].status} | ${cell(ERRORS[code].message)} | ${names || '—'} |`)
+    }
     lines.push('')
   }
   lines.push('## Renamed', '', 'Codes follow `ESPRA_ERR_<AREA>_<WHAT>`; these were renamed on 2026-12-03:', '', '| old code | new code |', '|---|---|')

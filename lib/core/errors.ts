@@ -3,9 +3,24 @@
  * `instanceof`: errors cross IPC and the meta port as `{ code, message, details }`
  * and are rebuilt on the other side with {@link fromWire}. docs/errors.md is
  * generated from it (`npm run docs:errors`; a test fails when they differ).
+ *
+ * Each message is a template: the table states the sentence of every code, and
+ * call sites pass values, not prose: `throw createError('ESPRA_ERR_NODE_LISTEN',
+ * { option: '--port', host, port, reason })`. The values fill the `{name}`s and
+ * travel on as `details`, so the same condition reads the same everywhere and
+ * a peer or a script can still read the fields. Placeholders hold values (an
+ * option, a node id, a limit, a peer's or the OS's own error text), not
+ * sentences. A call site whose cause the template cannot name passes it in the
+ * code's `{reason}` slot: a few words naming the cause ("no such file",
+ * "must be a duration such as 10s"), never a second copy of the sentence. A code
+ * without a `{reason}` slot takes none: add a code, or a slot, to the table.
+ * `new EspraError(code, message)` is for text that is not ours to shape (a
+ * message received from a peer) and for code not yet converted.
  */
+import { fillTemplate, type Placeholders, type PlaceholderValue } from './error-template.js'
 
 interface ErrorSpec {
+  /** The message template: a sentence with `{name}` placeholders (see the file's comment). */
   readonly message: string
   /** HTTP status where an HTTP answer carries this error. */
   readonly status: number
@@ -13,21 +28,21 @@ interface ErrorSpec {
 
 export const ERRORS = {
   ESPRA_ERR_INTERNAL: { message: 'internal error', status: 500 },
-  ESPRA_ERR_CONFIG_INVALID: { message: 'invalid configuration', status: 500 },
+  ESPRA_ERR_CONFIG_INVALID: { message: '{option}: {reason}', status: 500 },
   ESPRA_ERR_CONFIG_FILE: { message: 'cannot read config file', status: 500 },
   ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
   ESPRA_ERR_SECRET_INSECURE: { message: 'the secret file is open to other users', status: 500 },
   ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load', status: 500 },
-  ESPRA_ERR_NODE_LISTEN: { message: 'cannot listen', status: 500 },
-  ESPRA_ERR_FRAME_TOO_LARGE: { message: 'frame exceeds the size limit', status: 413 },
+  ESPRA_ERR_NODE_LISTEN: { message: '{option}: cannot listen on {host}:{port} ({reason}); is another node running?', status: 500 },
+  ESPRA_ERR_FRAME_TOO_LARGE: { message: '{what} of {length} bytes exceeds the {limit}-byte limit', status: 413 },
   ESPRA_ERR_FRAME_MALFORMED: { message: 'frame is not valid msgpack', status: 400 },
   ESPRA_ERR_META_PROTOCOL: { message: 'meta protocol violation', status: 400 },
   ESPRA_ERR_META_VERSION: { message: 'unsupported meta protocol version', status: 400 },
   ESPRA_ERR_META_AUTH: { message: 'authentication failed', status: 401 },
-  ESPRA_ERR_META_TIMEOUT: { message: 'meta request timed out', status: 504 },
+  ESPRA_ERR_META_TIMEOUT: { message: '{what} did not finish within {ms} ms', status: 504 },
   ESPRA_ERR_META_CLOSED: { message: 'meta connection closed', status: 503 },
   ESPRA_ERR_META_UNKNOWN_OP: { message: 'unknown meta operation', status: 400 },
-  ESPRA_ERR_META_BAD_REQUEST: { message: 'bad meta request', status: 400 },
+  ESPRA_ERR_META_BAD_REQUEST: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_META_IDLE: { message: 'meta peer sent nothing for too long', status: 408 },
   ESPRA_ERR_META_SLOW_PEER: { message: 'meta peer does not read its messages fast enough', status: 503 },
   ESPRA_ERR_META_BUSY: { message: 'too many unauthenticated meta connections', status: 503 },
@@ -57,34 +72,37 @@ export const ERRORS = {
   ESPRA_ERR_PROXY_NODE_GONE: { message: 'the Live node serving this request left; reconnect', status: 503 },
   ESPRA_ERR_PROXY_UPSTREAM: { message: 'the Live node did not answer', status: 502 },
   ESPRA_ERR_STORAGE_KEY: { message: 'invalid storage key', status: 400 },
-  ESPRA_ERR_STORAGE_INVALID: { message: 'invalid storage request', status: 400 },
+  ESPRA_ERR_STORAGE_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_STORAGE_RANGE: { message: 'range not satisfiable', status: 416 },
-  ESPRA_ERR_STORAGE_UNAVAILABLE: { message: 'storage backend unreachable', status: 503 },
-  ESPRA_ERR_STORAGE_FAILED: { message: 'storage backend refused the request', status: 502 },
-  ESPRA_ERR_DATASTORE_INVALID: { message: 'invalid datastore record', status: 400 },
-  ESPRA_ERR_DATASTORE_SCHEMA: { message: 'datastore schema cannot be used by this version', status: 500 },
+  // {problem}, not {reason}: details.reason is a short class of cause where one applies (an S3 error code).
+  ESPRA_ERR_STORAGE_UNAVAILABLE: { message: '{store}: {problem}', status: 503 },
+  // {problem}, not {reason}: details.reason is a short class of cause where one applies ('range', 'symlink').
+  ESPRA_ERR_STORAGE_FAILED: { message: '{store}: {problem}', status: 502 },
+  ESPRA_ERR_DATASTORE_INVALID: { message: '{field} {reason}', status: 400 },
+  ESPRA_ERR_DATASTORE_SCHEMA: { message: '{store} has schema version {found}; this build knows up to {known} (run a newer espra-node)', status: 500 },
   // Retryable: the database is out of reach (or refused the seed's login) right now; the seed reconnects by itself.
   ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore\'s database cannot be reached; retry later', status: 503 },
-  ESPRA_ERR_BUILD_INVALID: { message: 'invalid build manifest or request', status: 400 },
+  ESPRA_ERR_BUILD_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload out of order or too large', status: 400 },
   ESPRA_ERR_BUILD_HASH_MISMATCH: { message: 'uploaded bytes do not match their sha256', status: 422 },
   ESPRA_ERR_BUILD_MISSING_BLOBS: { message: 'the blob store lacks files this build lists', status: 409 },
   ESPRA_ERR_BUILD_NOT_FOUND: { message: 'no such build', status: 404 },
-  ESPRA_ERR_BUILD_LOAD: { message: 'a build could not be loaded', status: 502 },
+  ESPRA_ERR_BUILD_LOAD: { message: 'build {build}: blob {hash} is {problem}', status: 502 },
   ESPRA_ERR_BUILD_INIT_TIMEOUT: { message: 'the app build\'s init() did not finish within --init-timeout; its workers were terminated', status: 504 },
   ESPRA_ERR_BUILD_STAGE_TIMEOUT: { message: 'a node did not say whether it staged the build in time', status: 504 },
   ESPRA_ERR_BUILD_REFUSED: { message: 'nodes refused the build; it is current nowhere', status: 409 },
-  ESPRA_ERR_BUILD_REPLACED: { message: 'a newer push or rollback replaced the build while it was staging', status: 409 },
+  ESPRA_ERR_BUILD_REPLACED: { message: 'build {build} was dropped while {during}', status: 409 },
   ESPRA_ERR_APP_NO_BUILD: { message: 'no app build loaded yet', status: 503 },
   ESPRA_ERR_APP_BUSY: { message: 'every app worker is busy and the request queue is full', status: 503 },
   ESPRA_ERR_APP_TIMEOUT: { message: 'the application did not answer within --request-timeout', status: 504 },
   ESPRA_ERR_APP_HANDLER: { message: 'the application failed to handle the request', status: 500 },
   ESPRA_ERR_APP_BODY_TOO_LARGE: { message: 'request body larger than --max-body', status: 413 },
-  ESPRA_ERR_APP_INIT: { message: 'the app build failed to start (init threw or the module did not load); the previous build is kept', status: 502 },
+  // The previous build is kept.
+  ESPRA_ERR_APP_INIT: { message: 'build {build} refused: {reason}', status: 502 },
   ESPRA_ERR_APP_ARGUMENT: { message: 'a ctx call got arguments that cannot be sent to the main thread', status: 500 },
   ESPRA_ERR_APP_RESPONSE: { message: 'the application returned an invalid response', status: 500 },
   ESPRA_ERR_TASK_INVALID: { message: 'invalid task: name, payload, delay or attempts', status: 400 },
-  ESPRA_ERR_TASK_UNAVAILABLE: { message: 'the task queue cannot be reached', status: 503 },
+  ESPRA_ERR_TASK_UNAVAILABLE: { message: 'the task queue is unavailable: {reason}', status: 503 },
   ESPRA_ERR_TASK_FAILED: { message: 'the task queue refused the request', status: 502 },
   ESPRA_ERR_TASK_NOT_FOUND: { message: 'no such dead letter', status: 404 },
   ESPRA_ERR_MAIL_NOT_DURABLE: { message: 'an inbound message could not be stored, recorded or queued', status: 503 },
@@ -103,8 +121,8 @@ export const ERRORS = {
   ESPRA_ERR_BUILD_CANARY_FAILED: { message: 'the canary app nodes did worse than the others; they were rolled back', status: 409 },
   ESPRA_ERR_UPLOAD_TOKEN_INVALID: { message: 'upload token missing, malformed, forged or expired', status: 401 },
   ESPRA_ERR_UPLOAD_TOKEN_USED: { message: 'upload token already used', status: 403 },
-  ESPRA_ERR_UPLOAD_TOO_LARGE: { message: 'upload larger than its token allows', status: 413 },
-  ESPRA_ERR_UPLOAD_TYPE: { message: 'media type not allowed by the upload token', status: 415 },
+  ESPRA_ERR_UPLOAD_TOO_LARGE: { message: '{what} is {size} bytes; {limit} allows {max}', status: 413 },
+  ESPRA_ERR_UPLOAD_TYPE: { message: 'type {type} is not allowed (allowed: {allowed})', status: 415 },
   ESPRA_ERR_UPLOAD_BAD_BODY: { message: 'malformed upload body', status: 400 },
   ESPRA_ERR_UPLOAD_DISK_FULL: { message: 'no disk space left for the upload', status: 507 },
   ESPRA_ERR_UPLOAD_UNAVAILABLE: { message: 'the seed cannot be reached to check the upload token', status: 503 },
@@ -125,7 +143,7 @@ export const ERRORS = {
   ESPRA_ERR_ELB_FAILED: { message: 'ELB refused the request', status: 502 },
   ESPRA_ERR_META_FORBIDDEN: { message: 'this meta operation is for admin peers only', status: 403 },
   ESPRA_ERR_MAINTENANCE: { message: 'down for planned maintenance', status: 503 },
-  ESPRA_ERR_NODE_UNKNOWN: { message: 'no registered node has that id', status: 404 },
+  ESPRA_ERR_NODE_UNKNOWN: { message: 'no registered node is called \'{id}\' ({hint})', status: 404 },
   ESPRA_ERR_NODE_RELOAD_UNSUPPORTED: { message: 'this node has no children to replace', status: 409 },
   ESPRA_ERR_NODE_RELOAD_TIMEOUT: { message: 'the node did not finish replacing its children in time', status: 504 },
   ESPRA_ERR_NODE_RELOAD_FAILED: { message: 'the node could not replace its children', status: 502 },
@@ -133,19 +151,20 @@ export const ERRORS = {
   ESPRA_ERR_ROLLING_RESTART_TIMEOUT: { message: 'a node did not stop, start again or become healthy in time during a rolling restart', status: 504 },
   ESPRA_ERR_ALERT_SILENCE_INVALID: { message: 'invalid silence: a matcher (rule and/or node), an expiry in the future within the maximum, and who set it', status: 400 },
   ESPRA_ERR_ALERT_SILENCE_NOT_FOUND: { message: 'no such silence', status: 404 },
-  ESPRA_ERR_ALERT_INVALID: { message: 'invalid alert query', status: 400 },
+  ESPRA_ERR_ALERT_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_ALERT_NOT_FOUND: { message: 'no such alert', status: 404 },
-  ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'the admin API needs a valid operator token: Authorization: Bearer <token>', status: 401 },
+  // The admin API needs a valid operator token (Authorization: Bearer <token>) or a dashboard session.
+  ESPRA_ERR_ADMIN_UNAUTHORIZED: { message: 'unauthorized: {reason}', status: 401 },
   ESPRA_ERR_ADMIN_FORBIDDEN: { message: 'this operator may only read (role viewer)', status: 403 },
-  ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from this address; try again later', status: 429 },
-  ESPRA_ERR_ADMIN_BAD_REQUEST: { message: 'a field of the request is missing or invalid', status: 400 },
+  ESPRA_ERR_ADMIN_RATE_LIMITED: { message: 'too many failed authentications from {address}; try again in {retryAfter}s', status: 429 },
+  ESPRA_ERR_ADMIN_BAD_REQUEST: { message: '{field}: {reason}', status: 400 },
   ESPRA_ERR_ADMIN_MEDIA_TYPE: { message: 'request bodies must be JSON (Content-Type: application/json)', status: 415 },
   ESPRA_ERR_ADMIN_BODY_TOO_LARGE: { message: 'request body larger than --admin-max-body', status: 413 },
   ESPRA_ERR_ADMIN_IDEMPOTENCY_MISMATCH: { message: 'that Idempotency-Key was used with a different request', status: 422 },
   ESPRA_ERR_ADMIN_IDEMPOTENCY_IN_PROGRESS: { message: 'a request with that Idempotency-Key is still in progress', status: 409 },
   ESPRA_ERR_ADMIN_JOB_NOT_FOUND: { message: 'no such rolling restart', status: 404 },
   ESPRA_ERR_ADMIN_SEED: { message: 'the admin node has no link to a seed right now', status: 503 },
-  ESPRA_ERR_ADMIN_CSRF: { message: 'a dashboard call from another origin, or without the session\'s CSRF token, was refused', status: 403 },
+  ESPRA_ERR_ADMIN_CSRF: { message: 'refused: {reason}', status: 403 },
   ESPRA_ERR_ADMIN_PUSH_NOT_FOUND: { message: 'no such build upload (unknown, expired or abandoned)', status: 404 },
   ESPRA_ERR_ADMIN_PUSH_NOT_ASKED: { message: 'that content hash is not one this build upload asked for', status: 409 },
   ESPRA_ERR_ADMIN_PUSH_SIZE: { message: 'the uploaded body is not the size the manifest gives for that content hash', status: 400 },
@@ -162,13 +181,39 @@ export interface WireError {
   details?: Record<string, unknown>
 }
 
+/** The template of a code, as a literal type. */
+export type ErrorTemplate<C extends ErrorCode> = (typeof ERRORS)[C]['message']
+
+/** What {@link createError} takes for a code: one value per placeholder, plus any further details. */
+export type ErrorValues<C extends ErrorCode> =
+  { readonly [Name in Placeholders<ErrorTemplate<C>>]: PlaceholderValue } & Readonly<Record<string, unknown>>
+
+/** The arguments after the code: values required when the template has placeholders, optional details otherwise. */
+export type ErrorArgs<C extends ErrorCode> = [Placeholders<ErrorTemplate<C>>] extends [never]
+  ? [details?: Readonly<Record<string, unknown>>]
+  : [values: ErrorValues<C>]
+
+/**
+ * Raises a coded error in its table sentence: the values fill the template's
+ * placeholders and are kept, all of them, as `details`.
+ */
+export function createError<C extends ErrorCode>(code: C, ...[values]: ErrorArgs<C>): EspraError {
+  return new EspraError(code, fillTemplate(ERRORS[code].message, values), values === undefined ? undefined : { ...values })
+}
+
 export class EspraError extends Error {
   readonly code: ErrorCode
   readonly status: number
   readonly details: Record<string, unknown> | undefined
 
+  /**
+   * The free-text form, for a message that is not ours to shape (one received
+   * from a peer, see {@link fromWire}) and for call sites not yet converted;
+   * raise our own errors with {@link createError}. Without a message the
+   * template is filled from `details` (a placeholder without a value stays `{name}`).
+   */
   constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
-    super(message ?? ERRORS[code].message)
+    super(message ?? fillTemplate(ERRORS[code].message, details))
     this.name = 'EspraError'
     this.code = code
     this.status = ERRORS[code].status

@@ -7,7 +7,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { EspraError } from './errors.js'
+import { createError } from './errors.js'
 
 export interface TlsFiles {
   /** PEM: the certificate, then any chain. */
@@ -16,7 +16,7 @@ export interface TlsFiles {
 }
 
 function invalid(option: string, reason: string): never {
-  throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+  throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason })
 }
 
 function read(option: string, file: string): Buffer {

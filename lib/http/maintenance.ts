@@ -12,7 +12,7 @@
  * one cut off from the seed.
  */
 import { checkCidr, createTrustedProxies } from '../core/client-address.js'
-import { EspraError, InvalidValue } from '../core/errors.js'
+import { createError, InvalidValue } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { MaintenanceState } from '../core/node-state.js'
 import { hostProblem, normalizeHost, requestHost } from '../vhosts/vhost.js'
@@ -43,7 +43,7 @@ export interface MaintenanceRequest {
 }
 
 const bad = (field: string, problem: string) =>
-  new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} ${problem}`, { field })
+  createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: problem })
 
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v)
 

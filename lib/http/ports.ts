@@ -4,17 +4,14 @@
  * exclusively once: if anything holds it, that is a clear start-up error.
  */
 import { createServer } from 'node:net'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 export function assertPortFree(host: string, port: number, option: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', (err: NodeJS.ErrnoException) => {
       reject(
-        new EspraError('ESPRA_ERR_NODE_LISTEN', `${option}: cannot listen on ${host}:${port} (${err.code ?? err.message}); is another node running?`, {
-          option,
-          port,
-        }),
+        createError('ESPRA_ERR_NODE_LISTEN', { option, host, port, reason: err.code ?? err.message }),
       )
     })
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()))

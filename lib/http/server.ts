@@ -5,7 +5,7 @@
  * the app once nothing is in flight and the connections have gone quiet.
  */
 import { STATUS_CODES } from 'node:http'
-import { ERRORS, EspraError, toWire, type ErrorCode } from '../core/errors.js'
+import { ERRORS, createError, toWire, type ErrorCode } from '../core/errors.js'
 import { StatusLatency } from '../core/latency-histogram.js'
 import { uws, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js'
 
@@ -254,7 +254,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       return new Promise((resolve, reject) => {
         app.listen(host, port, (socket) => {
           if (!socket) {
-            reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `cannot listen on ${host}:${port} (in use by a process without SO_REUSEPORT, or not permitted)`, { host, port }))
+            reject(createError('ESPRA_ERR_NODE_LISTEN', { option: '--port', host, port, reason: 'in use by a process without SO_REUSEPORT, or not permitted' }))
             return
           }
           listenSocket = socket

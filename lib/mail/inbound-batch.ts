@@ -6,7 +6,7 @@
  * `tasks.enqueue` ops check theirs, and more: the raw key must be the one
  * the message's id and time give, so the op writes nothing but inbound mail.
  */
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { keyProblem, valueProblem } from '../storage/datastore.js'
 import { INLINE_INBOUND_BYTES, rawMailKey, type MailEnvelope, type RawMessageRef } from './inbound.js'
 import type { HandoffVerification, MailAuthResults } from './inbound-auth.js'
@@ -55,7 +55,7 @@ const HEADER = /^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$/
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
 
 function bad(field: string, allowed: string): EspraError {
-  return new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} must be ${allowed}`, { field })
+  return createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: `must be ${allowed}` })
 }
 
 function text(v: unknown, field: string, max: number, min = 0): string {

@@ -12,7 +12,7 @@
 import { createServer, type Server } from 'node:http'
 import { collectDefaultMetrics, Counter, Registry } from 'prom-client'
 import type { RoleName } from '../core/config.js'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { HttpServerStats } from '../http/server.js'
 import { counterFrom, gaugeFrom, statusLatencyHistogram, type Labels, type MetricJson } from './metric-sources.js'
@@ -155,7 +155,7 @@ export function serveMetrics(bind: string, port: number, metrics: ParentMetrics,
   })
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `--metrics-port: cannot listen on ${bind}:${port} (${err.code ?? err.message})`, { option: '--metrics-port', port })),
+      reject(createError('ESPRA_ERR_NODE_LISTEN', { option: '--metrics-port', host: bind, port, reason: err.code ?? err.message })),
     )
     server.listen({ host: bind, port, exclusive: true }, () => resolve(server))
   })

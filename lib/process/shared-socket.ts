@@ -9,7 +9,7 @@
 import { lookup } from 'node:dns/promises'
 import net from 'node:net'
 import { getSystemErrorName } from 'node:util'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 /** The fd a child finds the shared socket on: after stdin, stdout, stderr and the IPC channel. */
 export const LISTEN_FD = 4
@@ -47,7 +47,7 @@ export async function bindSharedSocket(host: string, port: number, option = '--p
   const family = net.isIP(host)
   const address = family === 0 ? (await lookup(host)).address : host
   const fail = (errno: number): never => {
-    throw new EspraError('ESPRA_ERR_NODE_LISTEN', `${option}: cannot listen on ${host}:${port} (${getSystemErrorName(errno)}); is another node running?`, { option, host, port })
+    throw createError('ESPRA_ERR_NODE_LISTEN', { option, host, port, reason: getSystemErrorName(errno) })
   }
   const handle = createServerHandle(address, port, net.isIP(address) === 6 ? 6 : 4)
   if (typeof handle === 'number') return fail(handle)

@@ -3,7 +3,7 @@
  * keys, prefixes, put options and byte ranges. A key valid here is safe as an
  * S3 key and as a relative path under the local backend's root.
  */
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 /** Longest key in bytes (S3's own limit). */
 export const MAX_KEY_BYTES = 1024
@@ -66,7 +66,7 @@ export interface PutOptions {
 }
 
 const badOption = (field: string, allowed: string) =>
-  new EspraError('ESPRA_ERR_STORAGE_INVALID', `${field} must be ${allowed}`, { field })
+  createError('ESPRA_ERR_STORAGE_INVALID', { field, reason: `must be ${allowed}` })
 
 /** Checks put options once; returns them with defaults filled in. */
 export function checkPutOptions(opts: PutOptions = {}): { contentType: string; contentEncoding: string | null; metadata: Record<string, string> } {

@@ -17,7 +17,7 @@
  *   swept with one indexed DELETE.
  */
 import { Packr } from 'msgpackr'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { rowExpiresAt } from './app-tables.js'
 import {
   check, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
@@ -44,7 +44,7 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
   const target = (kind: DatastoreKind, key: string): void => {
     check(kindProblem(kind))
     check(keyProblem(key))
-    if (closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+    if (closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'datastore', problem: 'closed' })
   }
   const expiry = (kind: DatastoreKind, value: DatastoreValue): number | null => {
     if (kind !== 'appTables') return null
@@ -100,7 +100,7 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
     async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {
       check(kindProblem(kind))
       check(listProblem(options))
-      if (closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+      if (closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'datastore', problem: 'closed' })
       const limit = options.limit ?? DEFAULT_LIST_LIMIT
       const { rows } = await db.query<{ key: string; value: Buffer }>(
         'SELECT key, value FROM espra_records WHERE kind = $1 AND key LIKE $2 AND key > $3 ORDER BY key LIMIT $4',

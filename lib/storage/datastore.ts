@@ -13,7 +13,7 @@
  * implementation: see {@link recordProblem}.
  */
 import { pack } from 'msgpackr'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 export const DATASTORE_KINDS = ['uploadTokens', 'files', 'vhosts', 'builds', 'deploys', 'tusUploads', 'appTables', 'cluster', 'mailInbound', 'mailOutbound', 'mailSuppression', 'alerts', 'alertSilences', 'adminAudit', 'adminIdempotency', 'adminJobs', 'adminSessions'] as const
 export type DatastoreKind = (typeof DATASTORE_KINDS)[number]
@@ -142,7 +142,7 @@ export function matches(record: DatastoreValue | null, match: DatastoreMatch | n
 
 /** Throws `ESPRA_ERR_DATASTORE_INVALID` naming the first bad part (in-process callers). */
 export function check(problem: Problem | null): void {
-  if (problem) throw new EspraError('ESPRA_ERR_DATASTORE_INVALID', `${problem.field} must be ${problem.allowed}`, { field: problem.field })
+  if (problem) throw createError('ESPRA_ERR_DATASTORE_INVALID', { field: problem.field, reason: `must be ${problem.allowed}` })
 }
 
 /** Every entry of a kind (optionally under a prefix), page by page. */

@@ -6,7 +6,7 @@
 import { closeSync, constants, fsync, openSync, writeSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { promisify } from 'node:util'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 export const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
@@ -16,11 +16,11 @@ export const isErrno = (err: unknown, ...codes: string[]) => codes.includes((err
 export function fsFailure(err: unknown, what: string): EspraError {
   if (err instanceof EspraError) return err
   const code = (err as NodeJS.ErrnoException)?.code ?? 'error'
-  return new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${what}: ${code}`, { errno: code })
+  return createError('ESPRA_ERR_STORAGE_FAILED', { store: 'local blob store', problem: `${what}: ${code}`, errno: code })
 }
 
 export const escapes = (what: string) =>
-  new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${what} leads outside the store root (symlink)`, { reason: 'symlink' })
+  createError('ESPRA_ERR_STORAGE_FAILED', { store: 'local blob store', problem: `${what} leads outside the store root (symlink)`, reason: 'symlink' })
 
 /** Creates `path` exclusively, runs `fill` and closes (not synced: see {@link syncFile}). */
 export async function withFile(path: string, fill: (fh: FileHandle) => Promise<void>): Promise<void> {

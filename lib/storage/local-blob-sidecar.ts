@@ -8,7 +8,7 @@
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import { open, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import type { BlobInfo } from './blob-store.js'
 import { escapes, fsFailure, isErrno, READ_FLAGS } from './local-blob-fs.js'
 
@@ -45,7 +45,7 @@ export async function readSidecar(dir: string, name: string): Promise<Sidecar | 
   }
   const sidecar = JSON.parse(text) as Sidecar
   if (sidecar.v !== 1 || typeof sidecar.data !== 'string' || !sidecar.data.startsWith(name) || !DATA.test(sidecar.data.slice(name.length))) {
-    throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${join(dir, name + META)} is not a valid sidecar`)
+    throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'local blob store', problem: `${join(dir, name + META)} is not a valid sidecar` })
   }
   return sidecar
 }

@@ -31,7 +31,7 @@ import { lstatSync, mkdirSync, renameSync } from 'node:fs'
 import { mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import type { Readable } from 'node:stream'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
 import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
 import { closeFds, escapes, fsFailure, fsyncFd, isErrno, READ_FLAGS, syncDir, syncFile, withFile, writeSmallFile } from './local-blob-fs.js'
@@ -216,7 +216,7 @@ class LocalBlobStore implements BlobStore {
       }
       try {
         const { size } = await fh.stat()
-        if (size !== sidecar.size) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${key} holds ${size} bytes, its sidecar says ${sidecar.size}`)
+        if (size !== sidecar.size) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'local blob store', problem: `${key} holds ${size} bytes, its sidecar says ${sidecar.size}`, key })
         const span = range === null ? null : resolveRange(range, size)
         const body = span === null
           ? fh.createReadStream({ autoClose: true })
@@ -227,7 +227,7 @@ class LocalBlobStore implements BlobStore {
         throw fsFailure(err, `reading ${key}`)
       }
     }
-    throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `local blob store: ${key} kept changing while being read`)
+    throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'local blob store', problem: `${key} kept changing while being read`, key })
   }
 
   async head(key: string): Promise<BlobInfo | null> {
@@ -276,7 +276,7 @@ class LocalBlobStore implements BlobStore {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'local blob store is closed')
+    if (this.closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'local blob store', problem: 'closed' })
   }
 
   private files(staged: StagedPut): StagedFiles {
@@ -322,7 +322,7 @@ class LocalBlobStore implements BlobStore {
         }
       }
       if (st.isSymbolicLink()) throw escapes(dir.slice(this.root.length + 1))
-      if (!st.isDirectory()) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `local blob store: ${dir} is not a directory`)
+      if (!st.isDirectory()) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'local blob store', problem: `${dir} is not a directory` })
     }
     if (!(dir === this.root || dir.startsWith(this.root + sep))) throw escapes(dir)
     return dir

@@ -13,7 +13,7 @@
  * database is back; the outage and the recovery are logged once each.
  */
 import pg from 'pg'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { maskPostgresUrl } from '../core/options-datastore.js'
 
@@ -152,7 +152,7 @@ export function postgresError(err: unknown, url: string): EspraError {
   if (isUnavailable(err)) {
     return new EspraError('ESPRA_ERR_DATASTORE_UNAVAILABLE', `the datastore is unavailable: cannot use PostgreSQL at ${where} (${reason})`, { postgres: where, retryable: true })
   }
-  return new EspraError('ESPRA_ERR_STORAGE_FAILED', `PostgreSQL at ${where} refused a datastore statement: ${reason}`, { postgres: where })
+  return createError('ESPRA_ERR_STORAGE_FAILED', { store: `PostgreSQL at ${where}`, problem: `refused a datastore statement: ${reason}`, postgres: where })
 }
 
 /**
@@ -192,7 +192,7 @@ export async function openPostgres(opts: PostgresOptions): Promise<Postgres> {
     where,
     schemaVersion: 0,
     async query<R extends Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<Rows<R>> {
-      if (closed) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'datastore is closed')
+      if (closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'datastore', problem: 'closed' })
       try {
         const result = await pool.query(text, values as unknown[])
         markUp()
@@ -235,9 +235,7 @@ async function migrate(pool: pg.Pool, migrations: readonly PgMigration[], url: s
     const { rows } = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM espra_schema')
     const current = rows[0]?.v ?? 0
     if (current > migrations.length) {
-      throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA',
-        `datastore schema in PostgreSQL at ${postgresWhere(url)} is version ${current}; this build knows up to ${migrations.length} (run a newer espra-node)`,
-        { found: current, known: migrations.length })
+      throw createError('ESPRA_ERR_DATASTORE_SCHEMA', { store: `the datastore in PostgreSQL at ${postgresWhere(url)}`, found: current, known: migrations.length })
     }
     for (const m of migrations.slice(current)) {
       for (const statement of m.sql) await client.query(statement)

@@ -17,7 +17,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { PassThrough, Readable } from 'node:stream'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, unsatisfiable, type ByteRange, type PutOptions } from './blob-key.js'
 import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
 
@@ -54,11 +54,11 @@ function mapError(err: unknown, what: string): EspraError {
   const name = e.name ?? 'Error'
   if (status === undefined || status >= 500) {
     const reason = e.code ?? name
-    return new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `S3 ${what}: ${reason}${e.message && e.message !== reason ? ` (${e.message})` : ''}`, {
-      reason, ...(status !== undefined ? { status } : {}),
+    return createError('ESPRA_ERR_STORAGE_UNAVAILABLE', {
+      store: `S3 ${what}`, problem: `${reason}${e.message && e.message !== reason ? ` (${e.message})` : ''}`, reason, ...(status !== undefined ? { status } : {}),
     })
   }
-  return new EspraError('ESPRA_ERR_STORAGE_FAILED', `S3 ${what}: ${name} (HTTP ${status})`, { name, status })
+  return createError('ESPRA_ERR_STORAGE_FAILED', { store: `S3 ${what}`, problem: `${name} (HTTP ${status})`, name, status })
 }
 
 // GET names a missing key NoSuchKey (a missing bucket is NoSuchBucket: a failure, not a miss);
@@ -150,8 +150,8 @@ class S3BlobStore implements BlobStore {
       const want = resolveRange(range, size)
       if (span === null || span.start !== want.start || span.end !== want.end) {
         body.destroy()
-        throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `S3 get ${key}: asked for ${header}, the endpoint answered ${out.ContentRange ?? 'the whole object'}`, {
-          reason: 'range', asked: header, answered: out.ContentRange ?? null,
+        throw createError('ESPRA_ERR_STORAGE_FAILED', {
+          store: `S3 get ${key}`, problem: `asked for ${header}, the endpoint answered ${out.ContentRange ?? 'the whole object'}`, reason: 'range', asked: header, answered: out.ContentRange ?? null,
         })
       }
     }

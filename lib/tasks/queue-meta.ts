@@ -17,7 +17,7 @@
  * second one answers "lost" or "not found" for what the first did) fail at
  * once, as before.
  */
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { DATASTORE_RETRY_WINDOW_MS } from '../storage/datastore-client.js'
 import { createResender, type MetaRequester } from '../transport/resend.js'
 import type { LeaseOptions, TaskQueue } from './queue.js'
@@ -47,7 +47,7 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', optio
       return await (repeatWithin > 0 ? resender.send<R>(op, body, repeatWithin) : link.request<R>(op, body, timeoutMs))
     } catch (err) {
       const code = (err as { code?: string }).code ?? ''
-      if (UNREACHABLE.has(code)) throw new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', `task queue (seed) unreachable: ${(err as Error).message}`, { cause: code })
+      if (UNREACHABLE.has(code)) throw createError('ESPRA_ERR_TASK_UNAVAILABLE', { reason: `cannot reach the seed (${(err as Error).message})`, cause: code })
       throw err
     }
   }

@@ -29,7 +29,7 @@
  * look again every {@link POLL_MS}.
  * Times are the database server's clock, so seeds' clocks do not matter.
  */
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { NOW_MS } from '../storage/postgres-clock.js'
 import type { Postgres } from '../storage/postgres.js'
@@ -94,7 +94,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
   let pollTimer: NodeJS.Timeout | null = null
 
   const checkOpen = (): void => {
-    if (closed) throw new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', 'the task queue is closed')
+    if (closed) throw createError('ESPRA_ERR_TASK_UNAVAILABLE', { reason: 'closed' })
   }
 
   /**

@@ -22,7 +22,7 @@
  * compute).
  */
 import { Redis, type RedisOptions } from 'ioredis'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from './queue.js'
 import { redisReason, redisWhere } from './redis-status.js'
@@ -324,5 +324,5 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
 function unavailable(err: unknown, where: string, connectionError: unknown): Error {
   const e = err as Error
   if (e?.name === 'ReplyError') return new EspraError('ESPRA_ERR_TASK_FAILED', `Redis at ${where} refused a task queue command: ${e.message}`, { redis: where })
-  return new EspraError('ESPRA_ERR_TASK_UNAVAILABLE', `the task queue is unavailable: cannot reach Redis at ${where} (${redisReason(connectionError ?? err)})`, { redis: where })
+  return createError('ESPRA_ERR_TASK_UNAVAILABLE', { reason: `cannot reach Redis at ${where} (${redisReason(connectionError ?? err)})`, redis: where })
 }

@@ -3,7 +3,7 @@
  * node, as the seed stores it, pushes it and the node parent carries it out.
  * In lib/ so the seed, the node parent and the admin CLI check one shape.
  */
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { isMap, NODE_ID } from './meta-shapes.js'
 
 /**
@@ -50,7 +50,7 @@ export interface DrainPush {
 export const drainKey = (id: string): string => `drain/${id}`
 export const DRAIN_KEY_PREFIX = 'drain/'
 
-const bad = (field: string, allowed: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} must be ${allowed}`, { field })
+const bad = (field: string, allowed: string) => createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: `must be ${allowed}` })
 
 /** What a node id may be, in words. */
 export const NODE_ID_TEXT = 'letters, digits, ".", "_" and "-", at most 64'

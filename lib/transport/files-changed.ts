@@ -9,7 +9,7 @@
  * it (and a seed too old to know the op answers ESPRA_ERR_META_UNKNOWN_OP
  * instead of dropping the connection).
  */
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 /** At most this many keys per notification (keeps the push far under --max-frame). */
 export const MAX_CHANGED_KEYS = 256
@@ -42,10 +42,10 @@ export function parseFilesChangedPush(body: unknown): FilesChanged {
 export function parseFilesChanged(body: unknown): FilesChanged {
   const keys = (body as { keys?: unknown } | null)?.keys
   if (!Array.isArray(keys) || keys.length === 0 || keys.length > MAX_CHANGED_KEYS) {
-    throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', `keys must be a list of 1 to ${MAX_CHANGED_KEYS} strings`, { field: 'keys' })
+    throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'keys', reason: `must be a list of 1 to ${MAX_CHANGED_KEYS} strings` })
   }
   for (const k of keys) {
-    if (typeof k !== 'string' || k.length === 0 || k.length > 1024) throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'keys must be strings of 1 to 1024 characters', { field: 'keys' })
+    if (typeof k !== 'string' || k.length === 0 || k.length > 1024) throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'keys', reason: 'must be strings of 1 to 1024 characters' })
   }
   return { keys: keys as string[] }
 }

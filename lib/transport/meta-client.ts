@@ -7,7 +7,7 @@
  */
 import { connect } from 'node:net'
 import { parseHostPort } from '../core/config-parsers.js'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
 import { protocolError } from './meta-frames.js'
@@ -303,7 +303,7 @@ class SeedLink implements MetaClient {
         () => (inFlight = false),
         (err: EspraError) => {
           inFlight = false
-          if (err.code === 'ESPRA_ERR_META_TIMEOUT') session.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `seed did not answer a ping within ${keepAliveMs} ms`))
+          if (err.code === 'ESPRA_ERR_META_TIMEOUT') session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: 'a ping to the seed', ms: keepAliveMs }))
         },
       )
     }, tick).unref()
@@ -332,7 +332,7 @@ class SeedLink implements MetaClient {
     this.connecting = session
     if (this.stopped) session.destroy()
     const timer = setTimeout(() => {
-      session.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `handshake with seed ${target.address} did not finish within ${ms} ms`))
+      session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: `handshake with seed ${target.address}`, ms }))
     }, ms)
     try {
       const hello = await session.nextFrame()

@@ -9,7 +9,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net'
 import { encodeFrame } from '../codec/frame.js'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
 import { MetaSession, type MessageHandler, type RequestHandler } from './meta-session.js'
@@ -68,7 +68,7 @@ export interface MetaServer {
 }
 
 const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
-const BUSY_FRAME = encodeFrame({ t: 'error', ...new EspraError('ESPRA_ERR_META_BUSY').toWire() })
+const BUSY_FRAME = encodeFrame({ t: 'error', ...createError('ESPRA_ERR_META_BUSY').toWire() })
 
 /** Listens on the meta port; resolves once listening. */
 export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServer> {
@@ -115,7 +115,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
     unauthenticated++
     sessions.add(session)
     const deadline = setTimeout(() => {
-      session.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `handshake did not finish within ${handshakeMs} ms`))
+      session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: 'handshake', ms: handshakeMs }))
     }, handshakeMs)
     session.onClose((reason) => {
       clearTimeout(deadline)
@@ -178,7 +178,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
   const server: Server = createServer({ noDelay: true }, accept)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(new EspraError('ESPRA_ERR_NODE_LISTEN', `meta port ${opts.host}:${opts.port}: ${err.code ?? err.message}`, { host: opts.host, port: opts.port }))
+      reject(createError('ESPRA_ERR_NODE_LISTEN', { option: 'meta port', host: opts.host, port: opts.port, reason: err.code ?? err.message }))
     })
     server.listen({ host: opts.host, port: opts.port }, resolve)
   })

@@ -11,7 +11,7 @@
  */
 import type { Socket } from 'node:net'
 import { encodeFrame, FrameDecoder } from '../codec/frame.js'
-import { EspraError, toWire } from '../core/errors.js'
+import { createError, EspraError, toWire } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { answerError, answerFrame, clip, isEpoch, isId, peerError, protocolError, type MessageFrame } from './meta-frames.js'
 import { isMap } from './meta-shapes.js'
@@ -109,7 +109,7 @@ export class MetaSession<C = unknown> {
   nextFrame(): Promise<Record<string, unknown>> {
     const queued = this.inbox.shift()
     if (queued) return Promise.resolve(queued)
-    if (this.stateValue !== 'handshake') return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED'))
+    if (this.stateValue !== 'handshake') return Promise.reject(createError('ESPRA_ERR_META_CLOSED'))
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
   }
 
@@ -145,7 +145,7 @@ export class MetaSession<C = unknown> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id)
-        reject(new EspraError('ESPRA_ERR_META_TIMEOUT', `meta request '${op}' to ${this.remote} got no answer within ${timeoutMs} ms`, { op, timeoutMs }))
+        reject(createError('ESPRA_ERR_META_TIMEOUT', { what: `meta request '${op}' to ${this.remote}`, ms: timeoutMs, op, timeoutMs }))
         this.checkDrained()
       }, timeoutMs)
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer })
@@ -240,7 +240,8 @@ export class MetaSession<C = unknown> {
 
   private checkSize(frame: Buffer): Buffer {
     if (frame.length - 4 > this.decoder.maxFrame) {
-      throw new EspraError('ESPRA_ERR_FRAME_TOO_LARGE', `message of ${frame.length - 4} bytes exceeds the ${this.decoder.maxFrame}-byte limit`, {
+      throw createError('ESPRA_ERR_FRAME_TOO_LARGE', {
+        what: 'message',
         length: frame.length - 4,
         limit: this.decoder.maxFrame,
       })
@@ -274,7 +275,7 @@ export class MetaSession<C = unknown> {
     } else if (this.frameTimer === null || completedSome) {
       if (this.frameTimer) clearTimeout(this.frameTimer)
       this.frameTimer = setTimeout(() => {
-        this.destroy(new EspraError('ESPRA_ERR_META_TIMEOUT', `a frame did not finish within ${ms} ms`))
+        this.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: 'a frame', ms }))
       }, ms).unref()
     }
   }

@@ -4,7 +4,7 @@
  * the same shapes the seed checks.
  */
 import { ROLE_NAMES, type RoleName } from '../core/config.js'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 /** What a node reports about its own health. */
 export type ReportedHealth = 'ok' | 'draining' | 'degraded'
@@ -159,7 +159,7 @@ export function isMap(v: unknown): v is Record<string, unknown> {
 }
 
 function bad(field: string, allowed: string): EspraError {
-  return new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field} must be ${allowed}`, { field })
+  return createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: `must be ${allowed}` })
 }
 
 /**

@@ -4,10 +4,10 @@
  * message and `details.field` name the field and say what is allowed, and
  * it is thrown before anything is asked of the seed.
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 
 export const badField = (field: string, allowed: string, details: Record<string, unknown> = {}): EspraError =>
-  new EspraError('ESPRA_ERR_ADMIN_BAD_REQUEST', `${field}: ${allowed}`, { field, ...details })
+  createError('ESPRA_ERR_ADMIN_BAD_REQUEST', { field, reason: allowed, ...details })
 
 /** A JSON body that must be an object; `{}` when there was no body. */
 export type Body = Record<string, unknown>

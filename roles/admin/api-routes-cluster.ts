@@ -3,7 +3,7 @@
  * maintenance and rolling restarts (docs/admin-api.md). Each checks its
  * input with the CLI's own rules, then calls the operation the CLI calls.
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import { DRAIN_THEN, NODE_ID_TEXT, type DrainThen } from '../../lib/transport/drain-order.js'
 import { NODE_ID } from '../../lib/transport/meta-shapes.js'
 import type { ApiDeps } from './api-deps.js'
@@ -40,7 +40,7 @@ export const CLUSTER_ROUTES: readonly Route[] = [
     check: (c) => (noQuery(c.query), { target: nodeId(c.params), params: {} }),
     run: async (c, d) => {
       const node = (await listNodes(d.link.client)).find((n) => n.id === c.params['id'])
-      if (node === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no registered node ${c.params['id']} (GET /api/nodes lists them)`, { id: c.params['id'] })
+      if (node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id: c.params['id'] ?? '', hint: 'GET /api/nodes lists them' })
       return { status: 200, body: node }
     },
   },

@@ -12,7 +12,7 @@
  */
 import { parseCanaryOptions } from '../../lib/cli/admin/builds.js'
 import { checkManifest, checkMessage, contentTypeOf, isHash, type BuildManifest } from '../../lib/builds/manifest.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import type { MetaClient } from '../../lib/transport/meta-client.js'
 import type { ApiDeps } from './api-deps.js'
 import { asBadRequest, onlyFields, onlyQuery, optString, pathParam, type Body } from './api-fields.js'
@@ -42,7 +42,7 @@ function manifestOf(raw: unknown): BuildManifest {
 
 function pushRequest(body: Body) {
   onlyFields(body, ['manifest', 'message', 'canary', 'canaryTime'])
-  if (body['manifest'] === undefined) throw new EspraError('ESPRA_ERR_BUILD_INVALID', 'manifest is required: {files: [{path, size, hash, type?}]}', { field: 'manifest' })
+  if (body['manifest'] === undefined) throw createError('ESPRA_ERR_BUILD_INVALID', { field: 'manifest', reason: 'is required: {files: [{path, size, hash, type?}]}' })
   const manifest = manifestOf(body['manifest'])
   const message = checkMessage(body['message'])
   const canary = asBadRequest(() => parseCanaryOptions(optString(body, 'canary', 20), optString(body, 'canaryTime', 20)))

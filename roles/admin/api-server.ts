@@ -26,7 +26,7 @@
  * what counts; the cookie is then ignored.
  */
 import { createTrustedProxies } from '../../lib/core/client-address.js'
-import { EspraError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
+import { createError, EspraError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
 import type { AdminOperator } from '../../lib/core/options-admin.js'
 import type { ChildContext, ChildHandle } from '../../lib/process/role.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
@@ -237,7 +237,7 @@ export async function startAdminApi(ctx: ChildContext) {
     }
     const retryAfter = blocked.retryAfter(request.address, Date.now())
     if (retryAfter > 0) {
-      return reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter })))
+      return reply(errorAnswer(createError('ESPRA_ERR_ADMIN_RATE_LIMITED', { address: request.address, retryAfter })))
     }
     const sessionId = request.authorization === '' ? sessionIdFrom(facts.cookie) : null
     if (sessionId !== null) {
@@ -246,7 +246,7 @@ export async function startAdminApi(ctx: ChildContext) {
       void sessions.find(sessionId).then(async (found) => {
         if (found !== null) return route(reply, res, request, found.operator, facts, { id: sessionId, session: found.session }, bodyText, raw)
         await authFailed(request.address)
-        reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the dashboard session is unknown or expired: log in again at /dashboard/login')))
+        reply(errorAnswer(createError('ESPRA_ERR_ADMIN_UNAUTHORIZED', { reason: 'the dashboard session is unknown or expired: log in again at /dashboard/login' })))
       }, (err: unknown) => reply(errorAnswer(err)))
       return
     }
@@ -254,7 +254,7 @@ export async function startAdminApi(ctx: ChildContext) {
     if (operator === null) {
       const why = config.adminOperators.length === 0 ? 'this admin node has no --admin-tokens-file: nobody may call its API' : request.authorization === '' ? 'send Authorization: Bearer <token>' : 'the token is not one of --admin-tokens-file'
       void authFailed(request.address).then(() => {
-        reply(errorAnswer(new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', `unauthorized: ${why}`)))
+        reply(errorAnswer(createError('ESPRA_ERR_ADMIN_UNAUTHORIZED', { reason: why })))
       })
       return
     }

@@ -19,7 +19,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { blobKeyOf, checkManifest, type BuildPush } from '../../lib/builds/manifest.js'
 import { readBlob } from '../../lib/builds/blob-read.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 
 const PARALLEL_READS = 8
@@ -53,18 +53,18 @@ async function entryOf(dir: string, id: string): Promise<string> {
     try {
       parsed = JSON.parse(await readFile(descriptor, 'utf8'))
     } catch (err) {
-      throw new EspraError('ESPRA_ERR_APP_INIT', `build ${id}: espra.json is not JSON: ${(err as Error).message}`, { build: id })
+      throw createError('ESPRA_ERR_APP_INIT', { build: id, reason: `espra.json is not JSON: ${(err as Error).message}` })
     }
     const named = (parsed as Record<string, unknown> | null)?.['server']
     if (named !== undefined) {
       if (typeof named !== 'string' || named === '' || named.startsWith('/') || named.split('/').some((s) => s === '..' || s === '.' || s === '')) {
-        throw new EspraError('ESPRA_ERR_APP_INIT', `build ${id}: espra.json "server" must be a relative path inside the build`, { build: id })
+        throw createError('ESPRA_ERR_APP_INIT', { build: id, reason: 'espra.json "server" must be a relative path inside the build' })
       }
       server = named
     }
   }
   const entry = join(dir, server)
-  if (!existsSync(entry)) throw new EspraError('ESPRA_ERR_APP_INIT', `build ${id}: no server entry ${server} in the build`, { build: id, entry: server })
+  if (!existsSync(entry)) throw createError('ESPRA_ERR_APP_INIT', { build: id, reason: `no server entry ${server} in the build`, entry: server })
   return entry
 }
 
@@ -83,9 +83,9 @@ export async function materializeBuild(store: BlobStore, push: BuildPush, dataDi
       for (let i = 0; i < files.length; i += PARALLEL_READS) {
         await Promise.all(files.slice(i, i + PARALLEL_READS).map(async (f) => {
           const bytes = await readBlob(store, blobKeyOf(f.hash))
-          if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${push.id}: blob ${f.hash} is not in the blob store`, { build: push.id, hash: f.hash })
+          if (bytes === null) throw createError('ESPRA_ERR_BUILD_LOAD', { build: push.id, hash: f.hash, problem: 'not in the blob store' })
           const actual = createHash('sha256').update(bytes).digest('hex')
-          if (actual !== f.hash) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${push.id}: blob ${f.hash} is corrupt (hashes to ${actual})`, { build: push.id, hash: f.hash })
+          if (actual !== f.hash) throw createError('ESPRA_ERR_BUILD_LOAD', { build: push.id, hash: f.hash, problem: `corrupt (hashes to ${actual})` })
           const path = join(tmp, f.path)
           await mkdir(dirname(path), { recursive: true })
           await writeFile(path, bytes)

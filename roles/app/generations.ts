@@ -8,7 +8,7 @@
  * each worker's messages, exit and readiness.
  */
 import { Worker } from 'node:worker_threads'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
 import { ClaimGate } from './claim-gate.js'
@@ -176,10 +176,10 @@ export class Generations {
         slot.ready = true
         resolve()
       })
-      slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: ${msg.message}`, { build: build.id })))
+      slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(createError('ESPRA_ERR_APP_INIT', { build: build.id, reason: msg.message })))
       slot.worker.once('exit', (code) => reject(this.staged !== mine
-        ? new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
-        : new EspraError('ESPRA_ERR_APP_INIT', `build ${build.id} refused: a worker exited (code ${code}) while starting`, { build: build.id })))
+        ? createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'its workers started' })
+        : createError('ESPRA_ERR_APP_INIT', { build: build.id, reason: `a worker exited (code ${code}) while starting` })))
     })))
     // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it. Each worker's clock starts
     // when its build code starts loading (starting a thread on a busy machine is the platform's time, not the build's).
@@ -201,7 +201,7 @@ export class Generations {
     } finally {
       for (const timer of timers) clearTimeout(timer)
     }
-    if (this.staged !== mine) throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${build.id} was dropped while its workers started`, { build: build.id })
+    if (this.staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'its workers started' })
     mine.ready = true
     if (this.closing) {
       this.staged = null

@@ -21,7 +21,7 @@
  * (docs/operations.md, "Canary deploys").
  */
 import { pathProblem, type BuildPush } from '../../lib/builds/manifest.js'
-import { EspraError, toWire } from '../../lib/core/errors.js'
+import { createError, toWire } from '../../lib/core/errors.js'
 import { accepts, multipartBody, multipartLayout, noneMatch as anyTagMatches, parseRanges } from '../../lib/http/conditions.js'
 import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
@@ -186,7 +186,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
       const mine = { id: push.id, build: null as LoadedBuild | null }
       staged = mine
       const build = await loadBuild(store, push, current)
-      if (staged !== mine) throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${push.id} was dropped while it loaded`, { build: push.id })
+      if (staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: push.id, during: 'it loaded' })
       mine.build = build
     },
     activate(id) {

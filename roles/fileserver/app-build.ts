@@ -23,7 +23,7 @@ import { brotliCompress, constants, gzip } from 'node:zlib'
 import { blobKeyOf, checkManifest, isCompressible, isContentHashedName, type BuildFile, type BuildPush } from '../../lib/builds/manifest.js'
 import { readBlob } from '../../lib/builds/blob-read.js'
 import { BUILD_DESCRIPTOR, createPublicFilter, publicPatterns } from '../../lib/builds/public-paths.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 
 const gzipAsync = promisify(gzip)
@@ -124,9 +124,9 @@ export async function loadBuild(store: BlobStore, push: BuildPush, previous: Loa
 /** A build blob, its sha256 and size checked; `ESPRA_ERR_BUILD_LOAD` when missing or corrupt. */
 async function readChecked(store: BlobStore, build: string, hash: string, size: number): Promise<Buffer> {
   const bytes = await readBlob(store, blobKeyOf(hash))
-  if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${build}: blob ${hash} is not in the blob store`, { build, hash })
+  if (bytes === null) throw createError('ESPRA_ERR_BUILD_LOAD', { build, hash, problem: 'not in the blob store' })
   const actual = createHash('sha256').update(bytes).digest('hex')
-  if (actual !== hash || bytes.length !== size) throw new EspraError('ESPRA_ERR_BUILD_LOAD', `build ${build}: blob ${hash} is corrupt (hashes to ${actual})`, { build, hash })
+  if (actual !== hash || bytes.length !== size) throw createError('ESPRA_ERR_BUILD_LOAD', { build, hash, problem: `corrupt (hashes to ${actual})` })
   return bytes
 }
 

@@ -14,7 +14,7 @@
  */
 import type { FileHandle } from 'node:fs/promises'
 import { Readable } from 'node:stream'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { sendJson } from '../../lib/http/server.js'
 import type { Flow } from '../../lib/http/stream-body.js'
 import type { HttpResponse } from '../../lib/http/uws.js'
@@ -45,7 +45,7 @@ async function* readSpan(fh: FileHandle, start: number, end: number): AsyncGener
   for (let at = start; at <= end;) {
     const n = Math.min(READ_CHUNK, end - at + 1)
     const { bytesRead, buffer } = await fh.read(Buffer.allocUnsafe(n), 0, n, at)
-    if (bytesRead === 0) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', 'a disk cache file ended early')
+    if (bytesRead === 0) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'disk cache', problem: 'a file ended early' })
     yield buffer.subarray(0, bytesRead)
     at += bytesRead
   }
@@ -133,7 +133,7 @@ export function createFileServing(ctx: ChildContext, counters: FileCounters): Fi
       // Evicted between the fill and this open (a cache far smaller than its traffic): ask once more.
       cached = await openCached(dir, key)
     }
-    if (cached === null) throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `${key} could not be kept in the disk cache`)
+    if (cached === null) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'disk cache', problem: `${key} could not be kept`, key })
     hit(key)
     const { fh, meta, offset } = cached
     if (flow.aborted) return void (await fh.close())
@@ -169,7 +169,7 @@ export function createFileServing(ctx: ChildContext, counters: FileCounters): Fi
       const obj = await store.get(ask.key, whole ? {} : { range: { start, end } })
       if (obj === null || obj.etag !== meta.etag) {
         obj?.body.destroy()
-        throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `${ask.key} changed while being read; try again`)
+        throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'blob store', problem: `${ask.key} changed while being read; try again`, key: ask.key })
       }
       return obj.body
     }

@@ -28,7 +28,7 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { stat, unlink } from 'node:fs/promises'
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { EspraError, toWire, ERRORS, type ErrorCode } from '../../lib/core/errors.js'
+import { createError, EspraError, toWire, ERRORS, type ErrorCode } from '../../lib/core/errors.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
@@ -137,7 +137,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     async function* bytes(): AsyncGenerator<Buffer> {
       for (const [index, [nonce]] of state.parts.entries()) {
         const part = await blobs.get(partKey(id, index, nonce))
-        if (part === null) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `tus upload ${id}: part ${index} is missing from the blob store`)
+        if (part === null) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `tus upload ${id}`, problem: `part ${index} is missing from the blob store`, id })
         for await (const chunk of part.body) yield chunk as Buffer
       }
       for await (const chunk of createReadStream(lastPath)) yield chunk as Buffer
@@ -147,7 +147,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       await pipeline(Readable.from(bytes()), digest, createWriteStream(whole, { flags: 'wx' })).catch((err: unknown) => {
         throw diskError(err)
       })
-      if (digest.size !== state.length) throw new EspraError('ESPRA_ERR_STORAGE_FAILED', `tus upload ${id}: its parts hold ${digest.size} bytes, not ${state.length}`)
+      if (digest.size !== state.length) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `tus upload ${id}`, problem: `its parts hold ${digest.size} bytes, not ${state.length}`, id })
       const got = { size: digest.size, sha256: digest.sha256.digest('hex'), whirlpool: digest.whirlpool.digest('hex'), type: state.type, filename: state.filename }
       const { result } = await uploads.finish(whole, got, { owner: state.owner ?? undefined, channel: state.channel ?? undefined, inline: state.inline === true })
       return { key: result.key, url: result.url, sha256: result.sha256, whirlpool: result.whirlpool, size: result.size, type: result.type, pending: result.pending }
@@ -196,7 +196,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     if (deferHeader !== '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Defer-Length is not supported (no creation-defer-length extension): send Upload-Length', { header: 'Upload-Defer-Length' })
     if (lengthHeader === '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Length is missing', { header: 'Upload-Length' })
     const length = parseCount(lengthHeader, 'Upload-Length')
-    if (length > MAX_UPLOAD_SIZE) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `Upload-Length ${length} is over Tus-Max-Size ${MAX_UPLOAD_SIZE}`)
+    if (length > MAX_UPLOAD_SIZE) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'Tus-Max-Size', max: MAX_UPLOAD_SIZE })
     const metadata = parseMetadata(metadataHeader)
     if (chunked || (contentLength !== '' && parseCount(contentLength, 'Content-Length') !== 0)) {
       throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'a creation request has no body here (no creation-with-upload extension): send the bytes with PATCH', { header: 'Content-Length' })
@@ -204,8 +204,8 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const type = (metadata['filetype'] ?? '').trim() || 'application/octet-stream'
     if (!MEDIA_TYPE.test(type)) throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', { header: 'Upload-Metadata' })
     const claims = checkUploadToken(tokenKey, token)
-    if (length > claims.maxSize) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `Upload-Length is ${length} bytes; the token allows ${claims.maxSize}`)
-    if (!typeAllowed(claims, type)) throw new EspraError('ESPRA_ERR_UPLOAD_TYPE', `type ${type} is not allowed (allowed: ${claims.types.join(', ')})`)
+    if (length > claims.maxSize) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'the token', max: claims.maxSize })
+    if (!typeAllowed(claims, type)) throw createError('ESPRA_ERR_UPLOAD_TYPE', { type, allowed: claims.types.join(', ') })
 
     await spendUploadToken(uploads, claims)
     const id = newUploadId()
@@ -270,7 +270,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
         return send(reply, 204, { 'Upload-Offset': String(state.offset), 'Upload-Expires': httpDate(state.expires), ...doneHeaders(state.done) })
       }
       const room = state.length - state.offset
-      if (declared !== null && declared > room) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the PATCH body is ${declared} bytes; ${room} are left of Upload-Length ${state.length}`)
+      if (declared !== null && declared > room) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the PATCH body', size: declared, limit: `the rest of Upload-Length ${state.length}`, max: room })
       const at = state.offset
       const total = state.length
       const channel = state.channel ?? undefined

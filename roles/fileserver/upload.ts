@@ -14,7 +14,7 @@ import { unlink } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import busboy from 'busboy'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
@@ -73,7 +73,7 @@ async function receive(body: Readable, contentType: string, filename: string | n
       const type = info.mimeType || 'application/octet-stream'
       if (!typeAllowed(claims, type)) {
         stream.resume()
-        file = Promise.reject(new EspraError('ESPRA_ERR_UPLOAD_TYPE', `type ${type} is not allowed (allowed: ${claims.types.join(', ')})`))
+        file = Promise.reject(createError('ESPRA_ERR_UPLOAD_TYPE', { type, allowed: claims.types.join(', ') }))
         file.catch(reject)
         return
       }
@@ -102,10 +102,10 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
     const multipart = /^multipart\/form-data/i.test(contentType)
     const declared = lengthHeader === '' ? null : Number(lengthHeader)
     if (declared !== null && declared > claims.maxSize + (multipart ? MULTIPART_SLACK : 0)) {
-      throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the body is ${declared} bytes; the token allows ${claims.maxSize}`)
+      throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the body', size: declared, limit: 'the token', max: claims.maxSize })
     }
     if (!multipart && !typeAllowed(claims, contentType || 'application/octet-stream')) {
-      throw new EspraError('ESPRA_ERR_UPLOAD_TYPE', `type ${contentType || '(none)'} is not allowed (allowed: ${claims.types.join(', ')})`)
+      throw createError('ESPRA_ERR_UPLOAD_TYPE', { type: contentType || '(none)', allowed: claims.types.join(', ') })
     }
 
     // Taken now (uWS hands the body only to an onData attached before the first await), read once the token is spent.

@@ -182,7 +182,7 @@ t.test('a store written by a newer version is refused, and the target is left un
   const r = await runCli(['datastore', 'copy', '--from', newer, '--to', url], { env })
   t.equal(r.code, 1)
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
-  t.match(r.stderr, `espra-node: ESPRA_ERR_DATASTORE_SCHEMA: ${join(newer, 'seed', 'datastore.mdb')} is schema version 99; this build reads up to 1 (run a newer espra-node)`)
+  t.match(r.stderr, `espra-node: ESPRA_ERR_DATASTORE_SCHEMA: ${join(newer, 'seed', 'datastore.mdb')} has schema version 99; this build knows up to 1 (run a newer espra-node)`)
   const after = await runCli(['datastore', 'copy', '--from', dataDir, '--to', url], { env })
   t.equal(after.code, 0, 'the target was not touched: an ordinary copy into it is not refused as non-empty')
 })

@@ -12,7 +12,7 @@
 import { open } from 'node:fs/promises'
 import { CANARY_MAX_MS, CANARY_MIN_MS, formatFigures, pct, type CanaryPlan, type CanaryState } from '../../builds/canary.js'
 import type { BuildRecord, BuildStageNode } from '../../builds/manifest.js'
-import { EspraError } from '../../core/errors.js'
+import { createError, EspraError } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
 import { connect, type ConnectOptions } from './cli.js'
 import type { NodeView } from './format.js'
@@ -66,7 +66,7 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
 
 /** `--canary <n|percent%>` and `--canary-time <duration>` into the plan `build.commit` carries; refused with one line (exit 2). */
 export function parseCanaryOptions(canary: string | undefined, canaryTime: string | undefined): CanaryPlan | null {
-  const refuse = (option: string, why: string) => new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${why}`, { option })
+  const refuse = (option: string, why: string) => createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: why })
   if (canary === undefined) {
     if (canaryTime !== undefined) throw refuse('--canary-time', 'only with --canary')
     return null
@@ -87,7 +87,7 @@ export function parseCanaryOptions(canary: string | undefined, canaryTime: strin
 
 function parseTimeout(raw: string | undefined): number {
   const m = /^(\d+)(ms|s|m)?$/.exec(raw ?? '60s')
-  if (!m) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--timeout: must be a duration such as 30s or 2m', { option: '--timeout' })
+  if (!m) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--timeout', reason: 'must be a duration such as 30s or 2m' })
   return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[m[2] ?? 'ms']!
 }
 

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path'
 import { parseHostPort } from '../../core/config-parsers.js'
 import { readSecret } from '../../core/config.js'
-import { EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import { readClusterFile, secretPath } from '../cluster-file.js'
 import { createMetaClient } from '../../transport/meta-client.js'
@@ -30,7 +30,7 @@ export function resolveTarget(opts: ConnectOptions, env: NodeJS.ProcessEnv = pro
       const { host, port } = parseHostPort(s)
       return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
     } catch (reason) {
-      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--seed: ${String(reason)}`, { option: '--seed' })
+      throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--seed', reason: String(reason) })
     }
   })
   const insecure = ['1', 'true', 'yes', 'on'].includes((env['ESPRA_INSECURE_SECRET_FILE'] ?? '').toLowerCase())

@@ -6,7 +6,7 @@
  * the registry), printing each step.
  */
 import { parseDuration } from '../../core/config-parsers.js'
-import { EspraError } from '../../core/errors.js'
+import { createError, EspraError } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
 import {
   DEFAULT_DRAIN_GRACE_MS, DRAIN_THEN, MAX_DRAIN_GRACE_MS, NODE_ID_TEXT, type DrainOrder, type DrainThen,
@@ -28,7 +28,7 @@ const REQUEST_TIMEOUT_MS = 5000
 const POLL_MS = 250
 const DEFAULT_WAIT = '15m'
 
-const usage = (option: string, message: string) => new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${message}`, { option })
+const usage = (option: string, message: string) => createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: message })
 
 /** The `<node>` argument, checked before anything is sent. */
 export function checkNodeArg(id: string): string {

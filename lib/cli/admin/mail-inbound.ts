@@ -9,7 +9,7 @@
  * but the node died before queueing it; the client's retry queues it, or
  * `retry`). Messages handed to `handleMail` are not listed.
  */
-import { EspraError } from '../../core/errors.js'
+import { createError, EspraError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import { redisUrl } from '../../core/options-tasks.js'
 import { inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../../mail/inbound.js'
@@ -44,7 +44,7 @@ async function open(opts: TaskOptions, env: NodeJS.ProcessEnv = process.env): Pr
     try {
       checked = redisUrl(url)
     } catch (reason) {
-      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--redis: ${String(reason)}`, { option: '--redis' })
+      throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--redis', reason: String(reason) })
     }
   }
   const client = await connect(opts)
@@ -125,7 +125,7 @@ export async function readInbound(datastore: Datastore, queue: TaskQueue, opts: 
 
 export async function adminMailInbound(opts: TaskOptions & { failed?: boolean; json?: boolean; limit?: string }): Promise<void> {
   const limit = Number(opts.limit ?? 100)
-  if (!/^\d+$/.test(String(opts.limit ?? 100)) || limit < 1 || limit > 100_000) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--limit: must be an integer from 1 to 100000', { option: '--limit' })
+  if (!/^\d+$/.test(String(opts.limit ?? 100)) || limit < 1 || limit > 100_000) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--limit', reason: 'must be an integer from 1 to 100000' })
   const { datastore, queue, close } = await open(opts)
   try {
     const { summary, list } = await readInbound(datastore, queue, { failed: opts.failed === true, limit })

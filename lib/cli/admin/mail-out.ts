@@ -3,7 +3,7 @@
  * line, over the seed's meta port (the datastore and the outbound queue, or
  * Redis with `--redis`). docs/mail.md, "Outbound".
  */
-import { EspraError } from '../../core/errors.js'
+import { createError, EspraError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import { redisUrl } from '../../core/options-tasks.js'
 import { readFileSync } from 'node:fs'
@@ -25,7 +25,7 @@ export interface MailOutOptions extends ConnectOptions {
   redis?: string
 }
 
-const usage = (option: string, message: string): EspraError => new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${message}`, { option })
+const usage = (option: string, message: string): EspraError => createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: message })
 
 /** The datastore and outbound queue of the cluster the options name. */
 export async function openOutbound(opts: MailOutOptions): Promise<{ datastore: Datastore; queue: TaskQueue; close(): Promise<void> }> {

@@ -6,7 +6,7 @@
  * own rules (lib/http/maintenance.ts), so a typo exits 2 before anything is
  * sent.
  */
-import { EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import type { MaintenanceState } from '../../core/node-state.js'
 import { checkAllow, checkHosts, DEFAULT_MESSAGE, messageProblem, parseUntilArg } from '../../http/maintenance.js'
 import type { MetaClient } from '../../transport/meta-client.js'
@@ -24,7 +24,7 @@ export interface MaintenanceOnOptions extends ConnectOptions {
 }
 
 const usage = (option: string, problem: string) =>
-  new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${problem}`, { option })
+  createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: problem })
 
 /** Comma-separated and repeatable flags as one list. */
 const items = (values: readonly string[]): string[] => values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '')

@@ -11,7 +11,7 @@ import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { checkManifest, contentTypeOf, type BuildFile, type BuildManifest } from '../../builds/manifest.js'
 import { BUILD_DESCRIPTOR, publicPatterns } from '../../builds/public-paths.js'
-import { EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 
 export interface PackedBuild {
   readonly manifest: BuildManifest
@@ -31,9 +31,9 @@ export async function packDirectory(dir: string): Promise<PackedBuild> {
   try {
     top = await lstat(dir)
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `<dir>: cannot read ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { option: '<dir>' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '<dir>', reason: `cannot read ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})` })
   }
-  if (!top.isDirectory()) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `<dir>: ${dir} is not a directory`, { option: '<dir>' })
+  if (!top.isDirectory()) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '<dir>', reason: `${dir} is not a directory` })
   const files: BuildFile[] = []
   const sources = new Map<string, string>()
   const skipped: string[] = []

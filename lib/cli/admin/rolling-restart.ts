@@ -20,7 +20,7 @@
  */
 import { durationIn, integer, oneOf } from '../../core/config-parsers.js'
 import { ROLE_NAMES } from '../../core/config.js'
-import { EspraError, type ErrorCode } from '../../core/errors.js'
+import { createError, EspraError, type ErrorCode } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
 import { RESTART_EXIT_CODE } from '../../transport/drain-order.js'
 import { REGION } from '../../transport/meta-shapes.js'
@@ -58,7 +58,7 @@ const POLL_MS = 250
 const ANSWER_SLACK_MS = 5000
 
 function invalid(option: string, why: string): EspraError {
-  return new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${why}`, { option })
+  return createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: why })
 }
 
 function parse<T>(option: string, raw: string, parser: (raw: string) => T): T {

@@ -6,7 +6,7 @@
  * run with). The output names the real backend.
  */
 import { redisUrl } from '../../core/options-tasks.js'
-import { EspraError } from '../../core/errors.js'
+import { createError, EspraError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import type { TaskQueue } from '../../tasks/queue.js'
 import { createMetaTaskQueue } from '../../tasks/queue-meta.js'
@@ -27,7 +27,7 @@ export async function openQueue(opts: TaskOptions, env: NodeJS.ProcessEnv = proc
     try {
       checked = redisUrl(url)
     } catch (reason) {
-      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--redis: ${String(reason)}`, { option: '--redis' })
+      throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--redis', reason: String(reason) })
     }
     const { createRedisTaskQueue } = await import('../../tasks/queue-redis.js')
     const queue = createRedisTaskQueue({ url: checked, log: createLogger('silent', { role: 'admin-cli', node: 'cli' }) })
@@ -68,7 +68,7 @@ export async function retryTask(queue: TaskQueue, id: string): Promise<{ id: str
 
 export async function adminTasks(opts: TaskOptions & { dead?: boolean; json?: boolean; limit?: string }): Promise<void> {
   const limit = Number(opts.limit ?? 100)
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--limit: must be an integer from 1 to 1000', { option: '--limit' })
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--limit', reason: 'must be an integer from 1 to 1000' })
   const { queue, close } = await openQueue(opts)
   try {
     const summary = await readTasks(queue, { dead: opts.dead === true, limit })

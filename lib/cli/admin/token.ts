@@ -5,7 +5,7 @@
  * alone on stdout.
  */
 import { parseDuration } from '../../core/config-parsers.js'
-import { EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import { deriveTokenKey, mintToken, type MintOptions } from '../../live/token.js'
 import { resolveTarget, type ConnectOptions } from './cli.js'
 
@@ -31,7 +31,7 @@ export function adminToken(opts: TokenOptions): void {
   try {
     ttlMs = parseDuration(opts.ttl ?? '1h')
   } catch (reason) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--ttl: ${String(reason)}`, { option: '--ttl' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--ttl', reason: String(reason) })
   }
   let info: Record<string, unknown> | undefined
   if (opts.info !== undefined) {
@@ -40,7 +40,7 @@ export function adminToken(opts: TokenOptions): void {
     } catch {
       info = undefined
     }
-    if (typeof info !== 'object' || info === null || Array.isArray(info)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--info: must be a JSON object', { option: '--info' })
+    if (typeof info !== 'object' || info === null || Array.isArray(info)) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--info', reason: 'must be a JSON object' })
   }
   const { token } = mintLiveToken(secret, {
     sub: list(opts.sub), pub: list(opts.pub), presence: list(opts.presence), ttlMs,

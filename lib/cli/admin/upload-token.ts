@@ -4,7 +4,7 @@
  * meta port. Prints the token alone on stdout.
  */
 import { parseDuration, parseSize } from '../../core/config-parsers.js'
-import { EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import { createDatastoreClient } from '../../storage/datastore-client.js'
 import type { Datastore } from '../../storage/datastore.js'
 import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../uploads/token.js'
@@ -23,7 +23,7 @@ function parsed<T>(option: string, parse: (raw: string) => T, raw: string): T {
   try {
     return parse(raw)
   } catch (reason) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${String(reason)}`, { option })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason: String(reason) })
   }
 }
 

@@ -17,7 +17,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import { decoder } from './text.js'
-import { EspraError } from '../../../lib/core/errors.js'
+import { createError } from '../../../lib/core/errors.js'
 import { plainAddress, type TrustedProxies } from '../../../lib/core/client-address.js'
 import type { HttpRequest, HttpResponse } from '../../../lib/http/uws.js'
 
@@ -47,11 +47,11 @@ export function readBrowserFacts(res: HttpResponse, req: HttpRequest, trusted: T
 /** Rules 1 and 2: throws 403 `ESPRA_ERR_ADMIN_CSRF` for a request another origin made. */
 export function checkSameOrigin(facts: BrowserFacts): void {
   if (facts.fetchSite !== '' && facts.fetchSite !== 'same-origin') {
-    throw new EspraError('ESPRA_ERR_ADMIN_CSRF', `refused: the browser says this request came from another site (Sec-Fetch-Site: ${facts.fetchSite.slice(0, 32)})`)
+    throw createError('ESPRA_ERR_ADMIN_CSRF', { reason: `the browser says this request came from another site (Sec-Fetch-Site: ${facts.fetchSite.slice(0, 32)})` })
   }
   if (facts.origin !== '') {
     const own = `${facts.secure ? 'https' : 'http'}://${facts.host}`
-    if (facts.origin !== own) throw new EspraError('ESPRA_ERR_ADMIN_CSRF', `refused: a request from origin ${facts.origin.slice(0, 200)}, not this node's ${own.slice(0, 200)}`)
+    if (facts.origin !== own) throw createError('ESPRA_ERR_ADMIN_CSRF', { reason: `a request from origin ${facts.origin.slice(0, 200)}, not this node's ${own.slice(0, 200)}` })
   }
 }
 
@@ -61,6 +61,6 @@ export function checkCsrf(facts: BrowserFacts, sessionCsrf: string): void {
   const given = Buffer.from(facts.csrfToken)
   const want = Buffer.from(sessionCsrf)
   if (given.length !== want.length || !timingSafeEqual(given, want)) {
-    throw new EspraError('ESPRA_ERR_ADMIN_CSRF', facts.csrfToken === '' ? 'refused: a dashboard call that changes state must send X-CSRF-Token (GET /dashboard/session gives it)' : 'refused: X-CSRF-Token is not this session\'s')
+    throw createError('ESPRA_ERR_ADMIN_CSRF', { reason: facts.csrfToken === '' ? 'a dashboard call that changes state must send X-CSRF-Token (GET /dashboard/session gives it)' : 'X-CSRF-Token is not this session\'s' })
   }
 }

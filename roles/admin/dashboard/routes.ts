@@ -13,7 +13,7 @@
  * Logins count against the same failed-authentication limit as bad bearer
  * tokens (roles/admin/api-auth-limit.ts), per client address, per node.
  */
-import { EspraError, toWire, ERRORS, type ErrorCode } from '../../../lib/core/errors.js'
+import { createError, EspraError, toWire, ERRORS, type ErrorCode } from '../../../lib/core/errors.js'
 import type { AdminOperator } from '../../../lib/core/options-admin.js'
 import type { Logger } from '../../../lib/core/log.js'
 import { answerLater, statusLine } from '../../../lib/http/server.js'
@@ -89,7 +89,7 @@ export function mountDashboard(d: DashboardDeps): void {
   const blockedAnswer = (request: ApiRequest): Answer | null => {
     const retryAfter = d.retryAfter(request.address)
     if (retryAfter === 0) return null
-    return errorJson(new EspraError('ESPRA_ERR_ADMIN_RATE_LIMITED', `too many failed authentications from ${request.address}; try again in ${retryAfter}s`, { retryAfter }))
+    return errorJson(createError('ESPRA_ERR_ADMIN_RATE_LIMITED', { address: request.address, retryAfter }))
   }
 
   const html = (name: string): Answer => ({ status: 200, body: assets.get(name)!.body, type: assets.get(name)!.type })
@@ -121,12 +121,12 @@ export function mountDashboard(d: DashboardDeps): void {
       const parsed = parseBody(await body) as { token?: unknown } | undefined
       const token = parsed?.token
       if (typeof token !== 'string' || token.length === 0 || token.length > 512 || Object.keys(parsed ?? {}).length !== 1) {
-        throw new EspraError('ESPRA_ERR_ADMIN_BAD_REQUEST', 'token: send {"token": "<an operator token>"}', { field: 'token' })
+        throw createError('ESPRA_ERR_ADMIN_BAD_REQUEST', { field: 'token', reason: 'send {"token": "<an operator token>"}' })
       }
       const operator = d.tokens.check(`Bearer ${token}`)
       if (operator === null) {
         await d.authFailed(request.address)
-        throw new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: the token is not one of --admin-tokens-file')
+        throw createError('ESPRA_ERR_ADMIN_UNAUTHORIZED', { reason: 'the token is not one of --admin-tokens-file' })
       }
       // A new id every time: a cookie the browser had (planted or old) is ended, never promoted.
       const old = sessionIdFrom(facts.cookie)
@@ -158,7 +158,7 @@ export function mountDashboard(d: DashboardDeps): void {
       const blocked = blockedAnswer(request)
       if (blocked !== null) return blocked
       const s = await sessionOf(request, facts)
-      if (s === null) throw new EspraError('ESPRA_ERR_ADMIN_UNAUTHORIZED', 'unauthorized: no session, or it expired: log in at /dashboard/login')
+      if (s === null) throw createError('ESPRA_ERR_ADMIN_UNAUTHORIZED', { reason: 'no session, or it expired: log in at /dashboard/login' })
       return json(200, { operator: s.operator.name, role: s.operator.role, csrf: s.session.csrf, expiresAt: s.session.expiresAt })
     })().then((a) => write(res, a), (err: unknown) => write(res, errorJson(err)))
   })
