@@ -31,8 +31,8 @@ import { createDatastoreClient } from '../lib/storage/datastore-client.js'
 import type { Datastore } from '../lib/storage/datastore.js'
 import { startPostgres } from '../tests/helpers/postgres.js'
 import { arg, sleep } from './args.js'
-import { BENCH_SECRET, guard, killAll, tempDir } from './live-common.js'
-import { startSeed, type BenchSeed } from './nodes.js'
+import { BENCH_SECRET, guard, killAll } from './live-common.js'
+import { startPostgresSeeds, startSeed, type BenchSeed } from './nodes.js'
 
 if (process.argv.includes('--help')) {
   console.log('npm run build && npx tsx bench/datastore.ts [--duration 5] [--concurrency 64] [--nodes 8] [--seeds 3]\n' +
@@ -182,17 +182,6 @@ async function runSetup(setup: Setup): Promise<{ results: Map<Op, OpResult>; per
   return { results, perSeed, inStoreMs: (seconds * 1000) / Math.max(1, perSeed.reduce((a, b) => a + b, 0)) }
 }
 
-async function postgresSeeds(url: string, count: number): Promise<BenchSeed[]> {
-  const blobDir = tempDir('espra-bench-blobs-')
-  const seeds: BenchSeed[] = []
-  for (let i = 0; i < count; i++) {
-    const seed = await startSeed({ datastore: url, 'blob-dir': blobDir, 'node-id': `seed-${String.fromCharCode(97 + i)}` })
-    await seed.node.waitForLog((l) => l['msg'] === (i === 0 ? 'seed leads the cluster' : 'seed follows the leader'), i === 0 ? 'leads' : 'follows')
-    seeds.push(seed)
-  }
-  return seeds
-}
-
 guard(20 * 60_000)
 const loadBefore = load()
 console.log(`load average before: ${loadBefore}`)
@@ -204,8 +193,8 @@ const table: string[] = []
 const spread: string[] = []
 for (const [name, seeds] of [
   ['embedded, 1 seed', async () => [await startSeed({ 'node-id': 'seed-a' })]],
-  ['PostgreSQL, 1 seed', async () => postgresSeeds(await postgres.createDatabase('one'), 1)],
-  [`PostgreSQL, ${SEEDS} seeds`, async () => postgresSeeds(await postgres.createDatabase('several'), SEEDS)],
+  ['PostgreSQL, 1 seed', async () => startPostgresSeeds(await postgres.createDatabase('one'), 1)],
+  [`PostgreSQL, ${SEEDS} seeds`, async () => startPostgresSeeds(await postgres.createDatabase('several'), SEEDS)],
 ] as const) {
   const setup: Setup = { name, seeds: await seeds() }
   const { results, perSeed, inStoreMs } = await runSetup(setup)

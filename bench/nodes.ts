@@ -28,6 +28,18 @@ export async function startSeed(flags: Record<string, string | number> = {}): Pr
   return { node, address, shared }
 }
 
+/** `count` seeds on the PostgreSQL datastore at `url` (seed-a, seed-b, …; one blob directory), once the first leads and each other follows. */
+export async function startPostgresSeeds(url: string, count: number): Promise<BenchSeed[]> {
+  const blobDir = tempDir('espra-bench-blobs-')
+  const seeds: BenchSeed[] = []
+  for (let i = 0; i < count; i++) {
+    const seed = await startSeed({ datastore: url, 'blob-dir': blobDir, 'node-id': `seed-${String.fromCharCode(97 + i)}` })
+    await seed.node.waitForLog((l) => l['msg'] === (i === 0 ? 'seed leads the cluster' : 'seed follows the leader'), i === 0 ? 'leads' : 'follows')
+    seeds.push(seed)
+  }
+  return seeds
+}
+
 /** A node of `role` registered with `seed` (or the `seed` list in `flags`), with the seed's shared flags plus `flags`. */
 export async function startRegistered(role: string, seed: BenchSeed, flags: Record<string, string | number>): Promise<EspraNode> {
   const node = await startEspra(role, await freePorts(), { ...seed.shared, seed: seed.address, ...flags })

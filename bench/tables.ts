@@ -20,8 +20,8 @@
 import { spreadOrder } from '../lib/process/seed-link.js'
 import { startPostgres } from '../tests/helpers/postgres.js'
 import { arg, helpFrom, sleep } from './args.js'
-import { guard, killAll, tempDir } from './live-common.js'
-import { get, pushBuild, startRegistered, startSeed, waitBuild, type BenchSeed } from './nodes.js'
+import { guard, killAll } from './live-common.js'
+import { get, pushBuild, startPostgresSeeds, startRegistered, startSeed, waitBuild, type BenchSeed } from './nodes.js'
 import { loadAverage, requireTools, wrk, type WrkFigures } from './wrk.js'
 
 helpFrom(import.meta.url)
@@ -68,17 +68,6 @@ async function served(seed: BenchSeed): Promise<number> {
   return text.split('\n').filter((l) => l.startsWith('espra_seed_datastore_op_duration_seconds_count')).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0)
 }
 
-async function postgresSeeds(url: string, count: number): Promise<BenchSeed[]> {
-  const blobDir = tempDir('espra-bench-blobs-')
-  const seeds: BenchSeed[] = []
-  for (let i = 0; i < count; i++) {
-    const seed = await startSeed({ datastore: url, 'blob-dir': blobDir, 'node-id': `seed-${String.fromCharCode(97 + i)}` })
-    await seed.node.waitForLog((l) => l['msg'] === (i === 0 ? 'seed leads the cluster' : 'seed follows the leader'), i === 0 ? 'leads' : 'follows')
-    seeds.push(seed)
-  }
-  return seeds
-}
-
 interface OpFigures {
   readonly rps: number
   readonly p50Ms: number
@@ -122,8 +111,8 @@ const postgres = await startPostgres({ teardown: (fn: () => void) => void teardo
 const rows: string[] = []
 for (const [name, seeds] of [
   ['embedded, 1 seed', async () => [await startSeed({ 'node-id': 'seed-a' })]],
-  ['PostgreSQL, 1 seed', async () => postgresSeeds(await postgres.createDatabase('one'), 1)],
-  [`PostgreSQL, ${SEEDS} seeds`, async () => postgresSeeds(await postgres.createDatabase('several'), SEEDS)],
+  ['PostgreSQL, 1 seed', async () => startPostgresSeeds(await postgres.createDatabase('one'), 1)],
+  [`PostgreSQL, ${SEEDS} seeds`, async () => startPostgresSeeds(await postgres.createDatabase('several'), SEEDS)],
 ] as const) {
   const { figures, perSeed } = await runSetup(await seeds())
   for (const op of OPS) {
