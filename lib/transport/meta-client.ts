@@ -80,6 +80,8 @@ export interface MetaClient {
 
 /** While seeds answer but none leads, retries wait at most this step of the backoff (400 ms with the defaults: 200–400 ms). */
 const LEADERLESS_BACKOFF_STEP = 3
+/** Pushes that may arrive with the welcome, before the session is opened, and are delivered once it is (more: the seed is dropped). */
+const EARLY_PUSHES_KEPT = 64
 
 /** Creates the client and starts connecting at once. */
 export function createMetaClient(options: MetaClientOptions): MetaClient {
@@ -327,6 +329,7 @@ class SeedLink implements MetaClient {
     const session = new MetaSession<SeedLink>({
       socket, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this, remote: target.address,
       onMessage: (op, body, _ctx, epoch) => this.push(op, body, epoch, target.address),
+      maxEarlyFrames: EARLY_PUSHES_KEPT,
       ...(this.opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.opts.requestTimeoutMs } : {}),
     })
     this.connecting = session

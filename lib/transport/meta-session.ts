@@ -44,6 +44,14 @@ export interface MetaSessionOptions<C> {
   readonly requestTimeoutMs?: number
   /** A frame that has started must finish within this (5 s; 0 turns it off). */
   readonly frameTimeoutMs?: number
+  /**
+   * Frames kept for after the handshake while the owner is still reading it
+   * (default 2: an unauthenticated peer may not queue more); past it the peer
+   * is dropped. A client raises it: the seed counts the session open once its
+   * welcome is written and may push at once, so pushes can arrive in the same
+   * read as the welcome, before the client has opened the session.
+   */
+  readonly maxEarlyFrames?: number
   /** Unsent bytes beyond which the peer is dropped as too slow (default 4 frames, at least 8 MB). */
   readonly maxBufferedBytes?: number
 }
@@ -305,7 +313,7 @@ export class MetaSession<C = unknown> {
         const w = this.waiter
         this.waiter = null
         w.resolve(value)
-      } else if (this.inbox.push(value) > 2) {
+      } else if (this.inbox.push(value) > (this.opts.maxEarlyFrames ?? 2)) {
         this.destroy(protocolError('peer sent frames before the handshake finished'))
       }
       return

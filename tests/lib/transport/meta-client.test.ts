@@ -78,6 +78,22 @@ t.test('mutual auth: a seed with a wrong proof is refused', async (t) => {
   t.match(String(err.details?.['errors']), /could not prove it knows the cluster secret/)
 })
 
+t.test('pushes sent in the same write as the welcome are delivered once the session opens, in order', async (t) => {
+  const key = deriveMetaKey(SECRET)
+  // The seed counts the session open once its welcome is written and may push at once: here five pushes
+  // share one write with the welcome, so they reach the client before it has opened the session.
+  const port = await fakeSeed(t, (auth, seedNonce, socket) => socket.write(Buffer.concat([
+    encodeFrame({ t: 'welcome', proof: serverProof(key, auth['nonce'] as Buffer, seedNonce) }),
+    ...[1, 2, 3, 4, 5].map((n) => encodeFrame({ t: 'msg', op: 'routing', body: { n } })),
+  ])))
+  const pushes: unknown[] = []
+  const c = client(t, port, { onPush: (_op, body) => pushes.push(body) })
+  await c.ready
+  await until(() => pushes.length === 5)
+  t.same(pushes, [{ n: 1 }, { n: 2 }, { n: 3 }, { n: 4 }, { n: 5 }])
+  t.equal(c.seed, `127.0.0.1:${port}`, 'the link stayed up')
+})
+
 t.test('a seed speaking another protocol version is refused', async (t) => {
   const port = await fakeSeed(t, () => {}, { v: 2 })
   const err = (await client(t, port).ready.catch((e: EspraError) => e)) as EspraError
