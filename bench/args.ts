@@ -1,4 +1,4 @@
-/** What every bench script shares: `--help`, numeric `--name value` arguments and a sleep. */
+/** What every bench script shares: `--help`, `--name value` arguments and a sleep. */
 
 import { readFileSync } from 'node:fs'
 
@@ -18,6 +18,15 @@ export function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`)
   const v = i >= 0 ? Number(process.argv[i + 1]) : fallback
   if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`)
+  return v
+}
+
+/** The text after `--<name>` on the command line, or undefined when it is not given; a flag without a value is an error. */
+export function textArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`)
+  if (i < 0) return undefined
+  const v = process.argv[i + 1]
+  if (v === undefined || v.startsWith('--')) throw new Error(`--${name} needs a value`)
   return v
 }
 

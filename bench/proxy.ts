@@ -13,14 +13,17 @@
  * Loopback on one machine: every process shares the same cores, so the
  * figures are relative only. Needs `npm run build`, `wrk` and `haproxy`.
  *
- *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 3] [--children 2]
+ *   npx tsx bench/proxy.ts [--connections 100] [--duration 10] [--threads 2] [--rounds 3] [--children 2] [--against <checkout>]
+ *   --against adds a second espra proxy node run from another checkout (its
+ *   `dist/` built, e.g. a `git worktree` of an older commit) on the same seed:
+ *   before and after a change, measured in the same rounds.
  *   BENCH_LUA=<wrk script> adds the script to every run and prints its status lines.
  */
-import { arg, helpFrom, sleep } from './args.js'
+import { arg, helpFrom, sleep, textArg } from './args.js'
 import { descendants } from './live-common.js'
 import { formatMeasured, loadAverage, measureRounds, requireTools, type Measured, type Target } from './wrk.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -40,6 +43,9 @@ const DURATION_S = arg('duration', 10)
 const THREADS = arg('threads', 2)
 const ROUNDS = arg('rounds', 3)
 const CHILDREN = arg('children', 2)
+const AGAINST = textArg('against')
+const AGAINST_BIN = AGAINST === undefined ? undefined : join(resolve(AGAINST), 'dist/bin/espra-node.js')
+if (AGAINST_BIN !== undefined && !existsSync(AGAINST_BIN)) throw new Error(`--against: ${AGAINST_BIN} does not exist; run npm run build in that checkout`)
 
 const procs: ChildProcess[] = []
 process.on('exit', () => {
@@ -87,7 +93,7 @@ async function waitHttp(port: number, host: string): Promise<void> {
 async function main(): Promise<void> {
   requireTools('wrk', 'haproxy')
   const dir = mkdtempSync(join(tmpdir(), 'espra-bench-proxy-'))
-  const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort, pipePort] = await Promise.all(Array.from({ length: 8 }, freePort))
+  const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort, pipePort, againstPort, againstMetrics] = await Promise.all(Array.from({ length: 10 }, freePort))
 
   // The backend: uWS hello world in its own process.
   const backendCode = `
@@ -112,8 +118,12 @@ async function main(): Promise<void> {
   })
   const beat = setInterval(() => live.send('heartbeat', { health: 'ok', children: 1, build: null, load: { connections: 0, rps: 0, rssBytes: 1, lagMs: 0 } }), 500)
   await live.ready
-  const proxy = start(process.execPath, [BIN, '--role=proxy', `--children=${CHILDREN}`, `--seed=127.0.0.1:${metaPort}`, `--port=${proxyPort}`, `--metrics-port=${proxyMetrics}`, ...common], env)
+  const startProxy = (bin: string, port: number, metrics: number, id: string) =>
+    start(process.execPath, [bin, '--role=proxy', `--node-id=${id}`, `--children=${CHILDREN}`, `--seed=127.0.0.1:${metaPort}`, `--port=${port}`, `--metrics-port=${metrics}`, ...common], env)
+  const proxy = startProxy(BIN, proxyPort, proxyMetrics, 'bench-proxy')
   await waitHttp(proxyPort, HOST)
+  const against = AGAINST_BIN === undefined ? null : startProxy(AGAINST_BIN, againstPort, againstMetrics, 'bench-proxy-against')
+  if (against !== null) await waitHttp(againstPort, HOST)
 
   // haproxy: 2 threads, keep-alive to the backend, connections reused across clients,
   // and the same work on each request as the espra proxy: X-Forwarded-For and -Proto added.
@@ -146,6 +156,8 @@ async function main(): Promise<void> {
   const target = (name: string, port: number, server: ChildProcess): Target =>
     ({ name, url: `http://127.0.0.1:${port}/`, headers: { Host: HOST }, pids: () => [server.pid!, ...descendants(server.pid!)] })
   const targets = [target('backend direct', backendPort, backend), target('haproxy', haproxyPort, haproxy), target('espra proxy', proxyPort, proxy), target('bare node pipe', pipePort, pipe)]
+  if (against !== null) targets.push(target('espra proxy (against)', againstPort, against))
+  if (AGAINST !== undefined) console.log(`against: the espra proxy of ${resolve(AGAINST)}`)
   console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION_S}s --latency, ${ROUNDS} round(s), the order turned each round; loopback, ${spawnSync('nproc').stdout.toString().trim()} cores shared by everything; load average before: ${loadAverage()}`)
   const { best, median } = await measureRounds(targets, ROUNDS, { threads: THREADS, connections: CONNECTIONS, durationS: DURATION_S, ...(lua ? { lua } : {}) },
     (m) => lua && console.log(m.stdout.split('\n').filter((l) => /^\d{3}\t/.test(l)).join('\n')))
@@ -156,6 +168,7 @@ async function main(): Promise<void> {
   const ratio = (rounds: Map<string, Measured>, a: string, b: string, key: 'rps' | 'p99Ms') => (rounds.get(a)![key] / rounds.get(b)![key]).toFixed(2)
   console.log(`load average after: ${loadAverage()}`)
   console.log(`espra / haproxy: ${ratio(best, 'espra proxy', 'haproxy', 'rps')}x req/s best, ${ratio(median, 'espra proxy', 'haproxy', 'rps')}x median (target >= 1.0); p99 ${ratio(median, 'espra proxy', 'haproxy', 'p99Ms')}x median (target <= 1.5)`)
+  if (against !== null) console.log(`espra proxy / espra proxy (against): ${ratio(best, 'espra proxy', 'espra proxy (against)', 'rps')}x req/s best, ${ratio(median, 'espra proxy', 'espra proxy (against)', 'rps')}x median; p99 ${ratio(median, 'espra proxy', 'espra proxy (against)', 'p99Ms')}x median`)
   console.log(`bare node pipe / haproxy: ${ratio(best, 'bare node pipe', 'haproxy', 'rps')}x req/s best (the ceiling for a proxy on Node's sockets, one process)`)
   clearInterval(beat)
   live.destroy()
