@@ -26,8 +26,14 @@ export interface MetaClientOptions {
   readonly peer: MetaPeerIdentity
   readonly maxFrame: number
   readonly log: Logger
-  /** Keep reconnecting after a drop (nodes); false for one-shot callers (CLI). */
-  readonly reconnect: boolean
+  /**
+   * Keep reconnecting after a drop (nodes); false for one-shot callers (CLI).
+   * `'once-linked'`: the first connect walks the list once and fails like
+   * false (an operator's typo gets an answer, not a hang), and after that
+   * every drop is followed to the next seed like true: for commands that run
+   * for minutes and must live through a leader failover (`admin rolling-restart`).
+   */
+  readonly reconnect: boolean | 'once-linked'
   /** Runs after every (re)connect and authentication, before `connected` turns true. */
   readonly onConnect?: (client: MetaClient) => Promise<void> | void
   /** One-way messages from the seed (`routing`, `event`, ...). */
@@ -62,7 +68,7 @@ export interface MetaClient {
   readonly epoch: number | null
   /** What the linked seed's welcome said about leadership; null while unlinked or from a seed without a lease (embedded). */
   readonly lead: WelcomeLead | null
-  /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is false and every seed failed. */
+  /** Resolves after the first successful connect; rejects with `ESPRA_ERR_SEED_UNREACHABLE` when `reconnect` is not true and every seed failed. */
   readonly ready: Promise<void>
   /**
    * Rejects at once with `ESPRA_ERR_META_CLOSED` when no seed is linked; with
@@ -95,6 +101,8 @@ class SeedLink implements MetaClient {
   private readonly targets: { address: string; host: string; port: number }[]
   private session: MetaSession<SeedLink> | null = null
   private linked = false
+  /** Some link was open once (`reconnect: 'once-linked'` reconnects from then on). */
+  private linkedOnce = false
   private stopped = false
   private connecting: MetaSession<SeedLink> | null = null
   private wake: (() => void) | null = null
@@ -104,6 +112,11 @@ class SeedLink implements MetaClient {
   private leadValue: WelcomeLead | null = null
   private staleLogged = -1
   private readonly loop: Promise<void>
+
+  /** Whether a lost link (or a failed walk of the list) is followed by another try. */
+  private get reconnecting(): boolean {
+    return this.opts.reconnect === true || (this.opts.reconnect === 'once-linked' && this.linkedOnce)
+  }
 
   constructor(opts: MetaClientOptions) {
     if (opts.seeds.length === 0) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', 'no seed address given')
@@ -164,7 +177,7 @@ class SeedLink implements MetaClient {
     const session = this.session
     if (!session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
     const answer = session.request<T>(op, body, timeoutMs)
-    if (!this.opts.reconnect || this.opts.followLeader === false) return answer
+    if (!this.reconnecting || this.opts.followLeader === false) return answer
     return answer.catch((err: EspraError) => {
       // Linked to a seed that does not lead (nobody held the lease when it welcomed us): look for the leader again.
       if (err.code === 'ESPRA_ERR_SEED_NOT_LEADER' && this.session === session) session.destroy()
@@ -247,7 +260,7 @@ class SeedLink implements MetaClient {
         errors.set(target.address, (err as Error).message)
         this.logFailure(target.address, err as Error, failures)
         index = (index + 1) % this.targets.length
-        if (!this.opts.reconnect && failures >= this.targets.length) {
+        if (!this.reconnecting && failures >= this.targets.length) {
           const list = [...errors].map(([a, m]) => `${a}: ${m}`)
           this.stop(new EspraError('ESPRA_ERR_SEED_UNREACHABLE', `no seed reachable (${list.join('; ')})`, { seeds: this.opts.seeds, errors: list }))
           break
@@ -255,14 +268,15 @@ class SeedLink implements MetaClient {
         // A seed answered but none leads yet (a takeover under way: the lease of a dead leader is running out, or
         // its address still named): look again soon rather than backing off as if every seed were gone.
         const leaderless = seedAnswered || (err as EspraError).code === 'ESPRA_ERR_SEED_NOT_LEADER'
-        if (this.opts.reconnect) await this.sleep(this.backoff(leaderless ? Math.min(failures, LEADERLESS_BACKOFF_STEP) : failures))
+        if (this.reconnecting) await this.sleep(this.backoff(leaderless ? Math.min(failures, LEADERLESS_BACKOFF_STEP) : failures))
         continue
       }
       failures = 0
       seedAnswered = false
       errors.clear()
+      this.linkedOnce = true
       const reason = await this.serve(session, target.address)
-      if (!this.opts.reconnect || this.stopped) break
+      if (!this.reconnecting || this.stopped) break
       if (reason?.code === 'ESPRA_ERR_META_REPLACED') {
         // Two live processes claim one node id: back off fully so they do not take turns at full speed.
         this.opts.log.error({ seed: target.address, id: this.opts.peer.id }, 'another process registered this node id; check --node-id')

@@ -38,8 +38,12 @@ export function resolveTarget(opts: ConnectOptions, env: NodeJS.ProcessEnv = pro
   return { seeds, secret }
 }
 
-/** An authenticated admin link to the seed (close it when done). */
-export async function connect(opts: ConnectOptions, onPush?: (op: string, body: unknown) => void) {
+/**
+ * An authenticated admin link to the cluster's leader through the seed list (close it when done).
+ * One-shot by default; `lasting` (a command that runs for minutes) follows the leader to the next
+ * seed when its link drops, once the first link was made.
+ */
+export async function connect(opts: ConnectOptions, onPush?: (op: string, body: unknown) => void, lasting = false) {
   const { seeds, secret } = resolveTarget(opts)
   const client = createMetaClient({
     seeds,
@@ -47,7 +51,7 @@ export async function connect(opts: ConnectOptions, onPush?: (op: string, body: 
     peer: { kind: 'admin' },
     maxFrame: 16 * 1024 ** 2,
     log: createLogger('silent', { role: 'admin-cli', node: 'cli' }),
-    reconnect: false,
+    reconnect: lasting ? 'once-linked' : false,
     ...(onPush ? { onPush } : {}),
   })
   await client.ready

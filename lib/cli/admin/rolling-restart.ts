@@ -17,6 +17,10 @@
  * before the next batch. It never starts a batch that would leave fewer than
  * `--min-healthy` other healthy nodes of the role, and stops at the first
  * failure, naming the node and why.
+ *
+ * A leader failover (several seeds on PostgreSQL) does not stop it: what the
+ * run stands on is in the nodes and the datastore (restart orders), so its
+ * requests are asked again of the next leader ({@link SeedCalls}).
  */
 import { durationIn, integer, oneOf } from '../../core/config-parsers.js'
 import { ROLE_NAMES } from '../../core/config.js'
@@ -54,6 +58,8 @@ export interface RollingRestartPlan {
 
 const NODES_TIMEOUT_MS = 5000
 const POLL_MS = 250
+/** A failover under way: the seed went away, or does not lead (yet). */
+const FAILOVER: ReadonlySet<string> = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_SEED_NOT_LEADER'])
 /** Beyond the node's own deadline, how long the seed's answer may take to come back. */
 const ANSWER_SLACK_MS = 5000
 
@@ -110,6 +116,41 @@ function notBack(node: NodeView | undefined): string {
 
 const inElb = (node: NodeView): string => (node.elb === undefined ? '' : ', healthy in its ELB target group')
 
+/**
+ * The run's requests to the seed, asked again through a leader failover until
+ * the caller's deadline (the link follows the leader: `connect(..., lasting)`).
+ * After a failover the new leader may not know a node yet (nodes re-register
+ * within its grace), so `ESPRA_ERR_NODE_UNKNOWN` is asked again too from then
+ * on. A request that may have been applied by the old leader is asked again
+ * only after `applied` (when given) found no sign of it; a reload asked twice
+ * replaces the node's children twice, which costs time and loses nothing.
+ */
+class SeedCalls {
+  /** Whether a request of this run met a failover. */
+  failedOver = false
+
+  constructor(private readonly client: MetaClient) {}
+
+  async request<R>(op: string, body: unknown, timeoutMs: number, deadline: number, applied?: () => Promise<R | undefined>): Promise<R> {
+    for (let again = false; ; again = true) {
+      if (again && applied !== undefined) {
+        const done = await applied()
+        if (done !== undefined) return done
+      }
+      try {
+        return await this.client.request<R>(op, body, timeoutMs)
+      } catch (err) {
+        const { code, details } = err as EspraError
+        const stopped = (details as { stopped?: unknown } | undefined)?.stopped === true
+        if (FAILOVER.has(code)) this.failedOver = true
+        const retry = FAILOVER.has(code) || (this.failedOver && code === 'ESPRA_ERR_NODE_UNKNOWN')
+        if (stopped || !retry || Date.now() > deadline) throw err
+        await sleep(POLL_MS)
+      }
+    }
+  }
+}
+
 interface Step {
   /** `[i/n] id:` */
   readonly tag: string
@@ -130,20 +171,25 @@ async function until(step: Step, done: (now: NodeView | undefined) => boolean, c
   }
 }
 
-async function reloadOne(client: MetaClient, plan: RollingRestartPlan, step: Step): Promise<string> {
+async function reloadOne(calls: SeedCalls, plan: RollingRestartPlan, step: Step): Promise<string> {
   const { node } = step
   step.say(`${step.tag} replacing ${node.childrenWanted} children`)
-  const outcome = await client.request<{ replaced: number }>('node.reload', { id: node.id, timeoutMs: plan.timeoutMs }, plan.timeoutMs + ANSWER_SLACK_MS)
+  const outcome = await calls.request<{ replaced: number }>('node.reload', { id: node.id, timeoutMs: plan.timeoutMs }, plan.timeoutMs + ANSWER_SLACK_MS, step.deadline)
   // The node has replaced its children; the next batch waits until the seed sees it whole and healthy again.
   const now = await until(step, back, 'ESPRA_ERR_NODE_RELOAD_TIMEOUT', (n) => `not healthy with all children within ${seconds(plan.timeoutMs)} (${notBack(n)})`)
   return `${outcome.replaced} children replaced, healthy${inElb(now!)}`
 }
 
-async function restartOne(client: MetaClient, plan: RollingRestartPlan, step: Step): Promise<string> {
+async function restartOne(calls: SeedCalls, plan: RollingRestartPlan, step: Step): Promise<string> {
   const { node } = step
   // A restart order, kept by the seed: if this CLI dies now, the node still restarts and comes back in service,
   // and a node that is not started again stays listed as drained (admin status) until admin undrain.
-  const { order } = await client.request<{ order: { restartOf?: number } }>('node.drain', { id: node.id, then: 'restart', graceMs: plan.graceMs }, NODES_TIMEOUT_MS)
+  // Asked again after a failover only if the next leader shows neither the order nor a restarted process.
+  const { order } = await calls.request<{ order: { restartOf?: number } }>('node.drain', { id: node.id, then: 'restart', graceMs: plan.graceMs }, NODES_TIMEOUT_MS, step.deadline, async () => {
+    const now = await step.find()
+    if (now?.drain?.then === 'restart') return { order: now.drain }
+    return now !== undefined && now.startedAt !== node.startedAt ? { order: { restartOf: node.startedAt } } : undefined
+  })
   // The process the seed will restart (the node's own start time); any other one registering is the new process.
   const of = order.restartOf ?? node.startedAt
   step.say(`${step.tag} draining (out of routing${node.elb === undefined ? '' : ' and its ELB target group'}, grace ${seconds(plan.graceMs!)}), then stopping to be restarted`)
@@ -179,8 +225,9 @@ export interface RollingRestartResult {
 export async function runRollingRestart(client: MetaClient, plan: RollingRestartPlan, say: (line: string) => void): Promise<RollingRestartResult> {
   const started = Date.now()
   const where = plan.region === null ? '' : ` in region ${plan.region}`
-  const list = async (): Promise<NodeView[]> =>
-    client.request<NodeView[]>('nodes', { role: plan.role, ...(plan.region === null ? {} : { region: plan.region }) }, NODES_TIMEOUT_MS)
+  const calls = new SeedCalls(client)
+  const list = async (deadline = Date.now() + plan.timeoutMs): Promise<NodeView[]> =>
+    calls.request<NodeView[]>('nodes', { role: plan.role, ...(plan.region === null ? {} : { region: plan.region }) }, NODES_TIMEOUT_MS, deadline)
   const all = (await list()).sort((a, b) => a.id.localeCompare(b.id))
   if (all.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no ${plan.role} nodes registered${where}`)
   // A restart would replace an operator's drain order (and so end it): drained nodes are left as they are.
@@ -204,7 +251,10 @@ export async function runRollingRestart(client: MetaClient, plan: RollingRestart
   for (let i = 0; i < nodes.length; i += plan.batch) {
     const batch = nodes.slice(i, i + plan.batch)
     const ids = new Set(batch.map((n) => n.id))
-    const others = (await list()).filter((n) => !ids.has(n.id) && n.health === 'ok').length
+    const healthyOthers = async () => (await list()).filter((n) => !ids.has(n.id) && n.health === 'ok').length
+    let others = await healthyOthers()
+    // After a failover the new leader lists nodes as they re-register: give them until the timeout to come back.
+    for (const until = Date.now() + plan.timeoutMs; others < minHealthy && calls.failedOver && Date.now() < until; others = await healthyOthers()) await sleep(POLL_MS)
     if (others < minHealthy) {
       throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `stopped before ${[...ids].join(', ')}: only ${others} other ${plan.role} node(s) are healthy, --min-healthy is ${minHealthy}; ${done} of ${nodes.length} done`)
     }
@@ -213,10 +263,10 @@ export async function runRollingRestart(client: MetaClient, plan: RollingRestart
       const t0 = Date.now()
       const step: Step = {
         tag: `[${done + 1}/${nodes.length}] ${node.id}:`, node, deadline: t0 + plan.timeoutMs, say,
-        find: async () => (await list()).find((n) => n.id === node.id),
+        find: async () => (await list(t0 + plan.timeoutMs)).find((n) => n.id === node.id),
       }
       try {
-        const what = plan.mode === 'reload' ? await reloadOne(client, plan, step) : await restartOne(client, plan, step)
+        const what = plan.mode === 'reload' ? await reloadOne(calls, plan, step) : await restartOne(calls, plan, step)
         done++
         say(`[${done}/${nodes.length}] ${node.id}: ${what} (${seconds(Date.now() - t0)})`)
       } catch (err) {
@@ -243,7 +293,7 @@ export function formatRollingRestart(r: RollingRestartResult): string {
 
 export async function adminRollingRestart(flags: RollingRestartFlags): Promise<void> {
   const plan = planOf(flags)
-  const client = await connect(flags)
+  const client = await connect(flags, undefined, true)
   try {
     process.stdout.write(`${formatRollingRestart(await runRollingRestart(client, plan, say))}\n`)
   } finally {
