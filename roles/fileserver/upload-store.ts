@@ -93,13 +93,15 @@ export async function storeFile(blobs: BlobStore, datastore: Datastore, path: st
   const known = await existingFile(datastore, record.sha256)
   if (known) return { record: known, fresh: false }
   const gzip = isCompressible(record.type)
-  const body = gzip ? createReadStream(path).pipe(createGzip({ level: 9 })) : createReadStream(path)
-  await blobs.put(record.key, body, {
+  const options = {
     contentType: record.type,
     ...(gzip ? { contentEncoding: 'gzip' } : {}),
     // inline and filename: what the answer under /f/ needs besides the type (the first upload of some bytes decides them).
     metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size), ...uploadMetadata(record.inline === true, record.filename) },
-  })
+  }
+  // Stored as received: the store takes the file itself (a local store links it, no second write), its sha256 as the version tag.
+  if (gzip) await blobs.put(record.key, createReadStream(path).pipe(createGzip({ level: 9 })), options)
+  else await blobs.putFile(record.key, path, { ...options, etag: record.sha256 })
   const full: FileRecord = { ...record, encoding: gzip ? 'gzip' : null, storedAt: Date.now() }
   await datastore.put('files', record.sha256, { ...full })
   return { record: full, fresh: true }
