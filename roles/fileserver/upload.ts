@@ -56,7 +56,7 @@ async function receive(body: Readable, contentType: string, filename: string | n
     await pipeline(source, digest, createWriteStream(path, { flags: 'wx' })).catch((err: unknown) => {
       throw diskError(err)
     })
-    return { size: digest.size, sha256: digest.sha256.digest('hex'), whirlpool: digest.whirlpool.digest('hex'), type, filename: name }
+    return { size: digest.size, ...(await digest.hashes()), type, filename: name }
   }
   if (!/^multipart\/form-data/i.test(contentType)) return write(body, contentType.trim() || 'application/octet-stream', filename)
 
