@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createBlobStore } from '../../../lib/storage/blob-store.js'
@@ -133,4 +133,16 @@ t.test('putFile links the file into the store (one inode, no second write), reco
   symlinkSync(second, link)
   await t.rejects(store.putFile('files/sym', link), { code: 'ESPRA_ERR_STORAGE_INVALID' }, 'a symlink is not taken')
   t.same(readdirSync(join(root, 'blobs', 'files')).filter((f) => f.startsWith('bad') || f.startsWith('sym')), [], 'refused puts leave no file')
+})
+
+const shmOtherDevice = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(tmpdir()).dev
+t.test('putFile across file systems copies the file (here: from /dev/shm to the temp directory)', { skip: shmOtherDevice ? false : '/dev/shm is missing or on the same file system' }, async (t) => {
+  const store = await createLocalBlobStore(join(tmp('exdev'), 'blobs'))
+  const path = join(mkdtempSync('/dev/shm/espra-putfile-'), 'received')
+  writeFileSync(path, 'bytes from another file system')
+  const put = await store.putFile('x/y', path, { etag: 'e1' })
+  t.same(put, { key: 'x/y', size: 30, etag: 'e1' })
+  t.equal((await readAll((await store.get('x/y'))!.body)).toString(), 'bytes from another file system')
+  t.ok(existsSync(path), 'the source stays')
+  rmSync(join(path, '..'), { recursive: true, force: true })
 })
