@@ -98,6 +98,8 @@ export interface Received {
   readonly whirlpool: string
   readonly type: string
   readonly filename: string | null
+  /** A gzip (level 9) of the bytes made while they arrived (compressible types; upload-gzip.ts): stored as it is, removed by `finish`. */
+  readonly gzipPath?: string | null
 }
 
 /** What the client is answered (and `upload.done` carries part of). */
@@ -256,7 +258,7 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
     }
     let stored: { record: FileRecord; fresh: boolean } | null = null
     try {
-      stored = await storeFile(blobs, datastore, path, file)
+      stored = await storeFile(blobs, datastore, path, file, got.gzipPath ?? null)
     } catch (err) {
       if (!isTransient(err)) {
         counters.uploads.failed++
@@ -267,6 +269,7 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
       ctx.parent.send({ t: 'upload-pending' } satisfies UploadToParent)
     }
     await unlink(path).catch(() => {})
+    if (got.gzipPath) await unlink(got.gzipPath).catch(() => {})
     // Fileservers may have looked the key up (and missed) before: they drop their negative caches.
     if (stored?.fresh) announceStored(seed, stored.record.key, (err) => log.warn({ err, key: file.key }, 'fileservers not told about a stored upload'))
     const result: UploadResult = stored === null

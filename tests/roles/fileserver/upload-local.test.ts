@@ -1,13 +1,14 @@
 // POST /upload onto the local blob store, end to end with real processes (a seed and a fileserver): the
 // received file is handed to the store (a hard link, no second write), whirlpool hashed on the child's hash
 // thread over a body larger than the thread's 4 MB in-flight bound; dedupe of the same bytes; a client
-// that goes away mid-body leaves no temporary file and no object.
+// that goes away mid-body leaves no temporary file and no object; a compressible type gzipped on the way.
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, statSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 import t from 'tap'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
@@ -30,7 +31,7 @@ await fs.waitForLog((l) => l.msg === 'registered with the seed', 'fileserver reg
 const admin = client(t, metaPort)
 await admin.ready
 const datastore = createDatastoreClient(admin)
-const mint = () => mintUploadToken(deriveUploadKey(SECRET), datastore, { maxSize: 20 * 1024 ** 2, ttlMs: 3_600_000 })
+const mint = (maxSize = 20 * 1024 ** 2) => mintUploadToken(deriveUploadKey(SECRET), datastore, { maxSize, ttlMs: 3_600_000 })
 const blobs = await createLocalBlobStore(blobDir)
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex')
@@ -42,11 +43,12 @@ const tmpFiles = () => readdirSync(join(dataDir, 'uploads-tmp'))
 
 interface Answer { status: number; body: Record<string, unknown> }
 
-function upload(tok: string, body: Buffer): Promise<Answer> {
+/** POSTs `body` in 256 KB writes; chunked (no Content-Length) when `chunked`. */
+function upload(tok: string, body: Buffer, type = 'application/octet-stream', chunked = false): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request({
       host: '127.0.0.1', port: fs.port, method: 'POST', path: '/upload', agent: false,
-      headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
+      headers: { authorization: `Bearer ${tok}`, 'content-type': type, ...(chunked ? {} : { 'content-length': String(body.length) }) },
     }, (res) => {
       let text = ''
       res.setEncoding('utf8')
@@ -92,4 +94,22 @@ t.test('a client that goes away mid-body leaves no temporary file and no object'
   await waitFor('the partial file is removed', () => tmpFiles().length === 0)
   t.same(tmpFiles(), [])
   t.equal(await blobs.head(`files/${sha256(data)}`), null, 'nothing stored')
+})
+
+t.test('a compressible type is gzipped while it arrives and stored from that gzip; a body over the limit leaves neither file', async (t) => {
+  let text = ''
+  for (let i = 0; text.length < 3 * 1024 * 1024; i++) text += `${i}\tinvoice ${(i * 7919) % 100000}\tpaid\n`
+  const data = Buffer.from(text)
+  const res = await upload(await mint(), data, 'text/plain')
+  t.match(res, { status: 200, body: { sha256: sha256(data), whirlpool: whirlpool(data), size: data.length, encoding: 'gzip' } })
+  const got = await blobs.get(`files/${sha256(data)}`)
+  t.equal(got?.contentEncoding, 'gzip')
+  const stored = got === null ? Buffer.alloc(0) : await readAll(got.body)
+  t.ok(stored.length < data.length / 3, `compressed (${stored.length} of ${data.length} bytes)`)
+  t.ok(gunzipSync(stored).equals(data), 'the gzip holds the bytes sent')
+  t.same(tmpFiles(), [], 'neither the received file nor its .gz is left')
+
+  const over = await upload(await mint(1024 * 1024), data, 'text/plain', true)
+  t.match(over, { status: 413, body: { code: 'ESPRA_ERR_UPLOAD_TOO_LARGE' } }, 'found too large while streaming')
+  t.same(tmpFiles(), [], 'no partial file, no partial .gz')
 })
