@@ -1,8 +1,9 @@
 /**
  * Upload bench: a file sent with `POST /upload` to one fileserver node (1
- * child: one upload uses one), which hashes it with sha256 and whirlpool on
- * the way to disk, stores it in the blob store (gzip when the type is
- * compressible) and records it in the seed's datastore; versus the floor of
+ * child: one upload uses one), which hashes it with sha256 (main thread) and
+ * whirlpool (the child's hash thread) on the way to disk, gzips it in the same
+ * pass when the type is compressible, hands the file to the blob store (a hard
+ * link into the local store) and records it in the seed's datastore; versus the floor of
  * the same work on the same file in one read with OpenSSL: `cat file | tee
  * >(openssl dgst -sha256) | openssl dgst -whirlpool` (plus `gzip -9` of the
  * same read for the compressible row), so the ratio measures the upload's

@@ -48,6 +48,17 @@ export interface BlobListEntry {
   readonly lastModified: Date
 }
 
+/** Options of {@link BlobStore.putFile}. */
+export interface PutFileOptions extends PutOptions {
+  /**
+   * The version tag to record, when the caller computed one over the same
+   * bytes already (a content hash taken while receiving them): the local
+   * backend then reads nothing (else it computes the MD5 hex); S3 always
+   * records its own.
+   */
+  readonly etag?: string
+}
+
 /** A put written by {@link BlobStore.stage}, waiting for its {@link BlobStore.commit}. */
 export interface StagedPut extends PutResult {}
 
@@ -55,6 +66,14 @@ export interface BlobStore {
   readonly kind: 'local' | 's3'
   /** Stores `body` under `key` (replacing any object there) once every byte is durable. */
   put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<PutResult>
+  /**
+   * Stores the finished local file at `path` under `key`, as {@link put}
+   * does, without streaming it through this process when the backend can
+   * avoid it: the local backend hard-links it into the store (copies it with
+   * copy_file_range across file systems); S3 uploads it. `path` is left in
+   * place: the caller removes it.
+   */
+  putFile(key: string, path: string, options?: PutFileOptions): Promise<PutResult>
   /**
    * Group commit, first half: writes `body` for `key` without waiting for
    * the disk. Hand every staged put to {@link commit} or {@link discard}.

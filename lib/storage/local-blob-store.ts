@@ -27,18 +27,28 @@
  * local-blob-fs.ts.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { lstatSync, mkdirSync, renameSync } from 'node:fs'
-import { mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises'
+import { constants, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs'
+import { chmod, copyFile, link, lstat, mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import type { Readable } from 'node:stream'
 import { createError, EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
-import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
+import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutFileOptions, PutResult, StagedPut } from './blob-store.js'
 import { closeFds, escapes, fsFailure, fsyncFd, isErrno, READ_FLAGS, syncDir, syncFile, withFile, writeSmallFile } from './local-blob-fs.js'
 import { info, META, previousData, readSidecar, walk, type Sidecar } from './local-blob-sidecar.js'
 
 /** A body that ends within this many bytes is written with synchronous calls (see writeSmallFile). */
 const SMALL_WRITE = 256 * 1024
+/** What a caller may give as a put's version tag (a hex digest, typically). */
+const ETAG = /^[0-9A-Za-z_-]{1,128}$/
+
+/** The md5 hex of a file's bytes: the version tag of a file put without one. */
+async function md5OfFile(path: string): Promise<string> {
+  const md5 = createHash('md5')
+  const fh = await open(path, READ_FLAGS)
+  for await (const chunk of fh.createReadStream({ highWaterMark: 1024 * 1024 })) md5.update(chunk as Buffer)
+  return md5.digest('hex')
+}
 
 /** Opens (creating it if needed) the store rooted at `dir`. */
 export async function createLocalBlobStore(dir: string): Promise<BlobStore> {
@@ -131,15 +141,79 @@ class LocalBlobStore implements BlobStore {
       await unlink(dataPath).catch(() => {})
       throw Buffer.isBuffer(body) || (err as NodeJS.ErrnoException)?.syscall ? fsFailure(err, `writing ${key}`) : err
     }
-    const etag = md5.digest('hex')
-    const sidecar: Sidecar = { v: 1, key, data: dataName, size, etag, ...opts, lastModified: Date.now() }
+    return this.stageSidecar({ key, dir, name, dataName, dataPath, dataFd }, { size, etag: md5.digest('hex'), ...opts })
+  }
+
+  /**
+   * Takes the finished file at `path` by a hard link into the store (a copy,
+   * by copy_file_range, when the store is on another file system) instead of
+   * streaming its bytes again; `path` stays where it is. Durable as a put:
+   * the file, its sidecar and the directory are synced before this resolves.
+   */
+  async putFile(key: string, path: string, options?: PutFileOptions): Promise<PutResult> {
+    this.checkOpen()
+    checkKey(key)
+    const opts = checkPutOptions(options)
+    const given = options?.etag
+    if (given !== undefined && !ETAG.test(given)) throw createError('ESPRA_ERR_STORAGE_INVALID', { field: 'etag', reason: 'must be 1 to 128 letters, digits, - or _' })
+    const segments = key.split('/')
+    const name = segments.pop()!
+    const dir = await this.ensureDir(segments)
+    const dataName = `${name}#d-${randomBytes(8).toString('hex')}`
+    const dataPath = join(dir, dataName)
+    let size: number
+    let etag: string
+    try {
+      try {
+        await link(path, dataPath)
+      } catch (err) {
+        if (!isErrno(err, 'EXDEV')) throw err
+        await copyFile(path, dataPath, constants.COPYFILE_EXCL)
+      }
+      // A link shares the received file's inode: it gets the store's mode, and must be a plain file (not a symlink's target).
+      const st = await lstat(dataPath)
+      if (!st.isFile()) throw createError('ESPRA_ERR_STORAGE_INVALID', { field: 'path', reason: 'must be a plain file' })
+      await chmod(dataPath, 0o640)
+      size = st.size
+      etag = given ?? await md5OfFile(dataPath)
+    } catch (err) {
+      await unlink(dataPath).catch(() => {})
+      throw fsFailure(err, `storing ${path} as ${key}`)
+    }
+    const staged = this.stageSidecar({ key, dir, name, dataName, dataPath, dataFd: null }, { size, etag, ...opts })
+    try {
+      await this.commit([staged])
+    } catch (err) {
+      await this.discard([staged])
+      throw err
+    }
+    return { key, size, etag }
+  }
+
+  /** Writes the sidecar's temp file beside a bytes file already written, and records the staged put. */
+  private stageSidecar(
+    at: { key: string; dir: string; name: string; dataName: string; dataPath: string; dataFd: number | null },
+    about: { size: number; etag: string; contentType: string; contentEncoding: string | null; metadata: Record<string, string> },
+  ): StagedPut {
+    const { key, dir, name, dataName, dataPath, dataFd } = at
+    const { size, etag } = about
+    const sidecar: Sidecar = { v: 1, key, data: dataName, ...about, lastModified: Date.now() }
     const tmpPath = join(dir, `${name}#tmp-${randomBytes(8).toString('hex')}`)
     let tmpFd: number
     try {
       tmpFd = writeSmallFile(tmpPath, [Buffer.from(JSON.stringify(sidecar))])
     } catch (err) {
       closeFds([dataFd])
-      await Promise.all([unlink(tmpPath).catch(() => {}), unlink(dataPath).catch(() => {})])
+      try {
+        unlinkSync(tmpPath)
+      } catch {
+        // never created
+      }
+      try {
+        unlinkSync(dataPath)
+      } catch {
+        // gone already
+      }
       throw fsFailure(err, `writing the sidecar of ${key}`)
     }
     const staged: StagedPut = { key, size, etag }

@@ -16,10 +16,11 @@ import {
   DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
+import { createReadStream } from 'node:fs'
 import { PassThrough, Readable } from 'node:stream'
 import { createError, EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, unsatisfiable, type ByteRange, type PutOptions } from './blob-key.js'
-import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutResult, StagedPut } from './blob-store.js'
+import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutFileOptions, PutResult, StagedPut } from './blob-store.js'
 
 export interface S3BlobStoreOptions {
   readonly bucket: string
@@ -175,6 +176,12 @@ class S3BlobStore implements BlobStore {
       if (headMissing(err)) return null
       throw mapError(err, `head ${key}`)
     }
+  }
+
+  /** Reads the file to S3 (multipart above the part size); the caller's `etag` is not S3's and is ignored. */
+  async putFile(key: string, path: string, options?: PutFileOptions): Promise<PutResult> {
+    const { etag: _ignored, ...opts } = options ?? {}
+    return this.put(key, createReadStream(path), opts)
   }
 
   /** An S3 PUT is durable when it returns: staging is putting (each message of a group its own PUT, in parallel). */

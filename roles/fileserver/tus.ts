@@ -148,7 +148,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
         throw diskError(err)
       })
       if (digest.size !== state.length) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: `tus upload ${id}`, problem: `its parts hold ${digest.size} bytes, not ${state.length}`, id })
-      const got = { size: digest.size, sha256: digest.sha256.digest('hex'), whirlpool: digest.whirlpool.digest('hex'), type: state.type, filename: state.filename }
+      const got = { size: digest.size, ...(await digest.hashes()), type: state.type, filename: state.filename }
       const { result } = await uploads.finish(whole, got, { owner: state.owner ?? undefined, channel: state.channel ?? undefined, inline: state.inline === true })
       return { key: result.key, url: result.url, sha256: result.sha256, whirlpool: result.whirlpool, size: result.size, type: result.type, pending: result.pending }
     } finally {

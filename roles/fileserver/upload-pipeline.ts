@@ -1,7 +1,7 @@
 /**
  * What every upload a fileserver child receives goes through, however its
  * bytes came (`POST /upload` in upload.ts, tus resumable uploads in tus.ts):
- * sha256 and whirlpool in one pass on the way to a local file ({@link Digest}),
+ * sha256 and whirlpool (on a thread) in one pass on the way to a local file ({@link Digest}),
  * progress events on the token's Live channel, then {@link UploadPipeline.finish}:
  * stored once by content (gzip when compressible, upload-store.ts), recorded
  * in the datastore, fileservers told (`files.changed`), `upload.done` on the
@@ -16,6 +16,7 @@ import { mkdir, unlink } from 'node:fs/promises'
 import { PassThrough, Transform, type TransformCallback } from 'node:stream'
 import { EspraError } from '../../lib/core/errors.js'
 import type { HttpResponse } from '../../lib/http/uws.js'
+import { ThreadHash } from '../../lib/uploads/hash-thread.js'
 import { createLivePublisher, type LivePublisher } from '../../lib/live/publisher.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore, type BlobStore } from '../../lib/storage/blob-store.js'
@@ -56,10 +57,16 @@ export function createProgressThrottle(intervalMs: number, send: (bytes: number)
   }
 }
 
-/** Hashes (sha256 and whirlpool), counts and bounds the file bytes on their way to disk; reports progress. */
+/**
+ * Hashes (sha256 and whirlpool), counts and bounds the file bytes on their
+ * way to disk; reports progress. sha256 runs here; whirlpool, several times
+ * slower, on the process's hash thread (lib/uploads/hash-thread.ts) at the
+ * same time: each chunk is passed on at once, and the next is taken once the
+ * thread is at most a few MB behind.
+ */
 export class Digest extends Transform {
-  readonly sha256: Hash = createHash('sha256')
-  readonly whirlpool: Hash = createHash('whirlpool')
+  private readonly sha256: Hash = createHash('sha256')
+  private readonly whirlpool = new ThreadHash('whirlpool')
   size = 0
   constructor(private readonly maxSize: number, private readonly progress: (bytes: number) => void) {
     super()
@@ -68,9 +75,19 @@ export class Digest extends Transform {
     this.size += chunk.length
     if (this.size > this.maxSize) return done(new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the file is larger than the ${this.maxSize} bytes its token allows`))
     this.sha256.update(chunk)
-    this.whirlpool.update(chunk)
+    const ahead = this.whirlpool.update(chunk)
     this.progress(this.size)
-    done(null, chunk)
+    this.push(chunk)
+    if (ahead) done()
+    else this.whirlpool.drained().then(() => done(), done)
+  }
+  override _destroy(err: Error | null, done: (err: Error | null) => void): void {
+    if (err !== null) this.whirlpool.abandon()
+    done(err)
+  }
+  /** Both digests (hex) of every byte that went through; call it once the stream has ended. */
+  async hashes(): Promise<{ sha256: string; whirlpool: string }> {
+    return { sha256: this.sha256.digest('hex'), whirlpool: await this.whirlpool.digest() }
   }
 }
 
@@ -81,6 +98,8 @@ export interface Received {
   readonly whirlpool: string
   readonly type: string
   readonly filename: string | null
+  /** A gzip (level 9) of the bytes made while they arrived (compressible types; upload-gzip.ts): stored as it is, removed by `finish`. */
+  readonly gzipPath?: string | null
 }
 
 /** What the client is answered (and `upload.done` carries part of). */
@@ -239,7 +258,7 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
     }
     let stored: { record: FileRecord; fresh: boolean } | null = null
     try {
-      stored = await storeFile(blobs, datastore, path, file)
+      stored = await storeFile(blobs, datastore, path, file, got.gzipPath ?? null)
     } catch (err) {
       if (!isTransient(err)) {
         counters.uploads.failed++
@@ -250,6 +269,7 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
       ctx.parent.send({ t: 'upload-pending' } satisfies UploadToParent)
     }
     await unlink(path).catch(() => {})
+    if (got.gzipPath) await unlink(got.gzipPath).catch(() => {})
     // Fileservers may have looked the key up (and missed) before: they drop their negative caches.
     if (stored?.fresh) announceStored(seed, stored.record.key, (err) => log.warn({ err, key: file.key }, 'fileservers not told about a stored upload'))
     const result: UploadResult = stored === null

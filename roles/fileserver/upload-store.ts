@@ -17,6 +17,7 @@ import type { NodeConfig } from '../../lib/core/config.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
 import { notifyFileChanged, type FileChangeLink } from '../../lib/transport/files-changed.js'
+import { UPLOAD_GZIP_LEVEL } from './upload-gzip.js'
 import { uploadMetadata } from './upload-headers.js'
 
 /** The `files` record of an upload (also what the client is answered, plus `url`). */
@@ -88,18 +89,26 @@ export async function existingFile(datastore: Datastore, sha256: string): Promis
   return (await datastore.get('files', sha256)) as FileRecord | null
 }
 
-/** Stores the bytes at `path` and records them; returns the record (the earlier one, not fresh, when the bytes were there already). */
-export async function storeFile(blobs: BlobStore, datastore: Datastore, path: string, record: Omit<FileRecord, 'encoding' | 'storedAt'>): Promise<{ record: FileRecord; fresh: boolean }> {
+/**
+ * Stores the bytes at `path` and records them; returns the record (the
+ * earlier one, not fresh, when the bytes were there already). `gzipped`: a
+ * gzip of them made while they arrived (compressible types), stored as it is
+ * instead of compressing `path` now.
+ */
+export async function storeFile(blobs: BlobStore, datastore: Datastore, path: string, record: Omit<FileRecord, 'encoding' | 'storedAt'>, gzipped: string | null = null): Promise<{ record: FileRecord; fresh: boolean }> {
   const known = await existingFile(datastore, record.sha256)
   if (known) return { record: known, fresh: false }
   const gzip = isCompressible(record.type)
-  const body = gzip ? createReadStream(path).pipe(createGzip({ level: 9 })) : createReadStream(path)
-  await blobs.put(record.key, body, {
+  const options = {
     contentType: record.type,
     ...(gzip ? { contentEncoding: 'gzip' } : {}),
     // inline and filename: what the answer under /f/ needs besides the type (the first upload of some bytes decides them).
     metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size), ...uploadMetadata(record.inline === true, record.filename) },
-  })
+  }
+  // Stored as received: the store takes the file itself (a local store links it, no second write), its sha256 as the version tag.
+  if (gzip && gzipped !== null) await blobs.putFile(record.key, gzipped, options)
+  else if (gzip) await blobs.put(record.key, createReadStream(path).pipe(createGzip({ level: UPLOAD_GZIP_LEVEL })), options)
+  else await blobs.putFile(record.key, path, { ...options, etag: record.sha256 })
   const full: FileRecord = { ...record, encoding: gzip ? 'gzip' : null, storedAt: Date.now() }
   await datastore.put('files', record.sha256, { ...full })
   return { record: full, fresh: true }

@@ -14,12 +14,14 @@ import { unlink } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import busboy from 'busboy'
+import { isCompressible } from '../../lib/builds/manifest.js'
 import { createError, EspraError } from '../../lib/core/errors.js'
 import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
 import { deriveUploadKey, typeAllowed, verifyUploadToken, type UploadClaims } from '../../lib/uploads/token.js'
 import { cleanName, createProgressThrottle, Digest, diskError, openBody, PROGRESS_INTERVAL_MS, type Received, type UploadPipeline } from './upload-pipeline.js'
+import { startGzipCopy } from './upload-gzip.js'
 import { tmpUploadPath } from './upload-store.js'
 
 /** Room for multipart boundaries and part headers beyond the file itself. */
@@ -53,10 +55,18 @@ export async function spendUploadToken(uploads: UploadPipeline, claims: UploadCl
 /** Streams the file of a raw or multipart body through `digest` into `path`. */
 async function receive(body: Readable, contentType: string, filename: string | null, claims: UploadClaims, path: string, digest: Digest): Promise<Received> {
   const write = async (source: Readable, type: string, name: string | null): Promise<Received> => {
-    await pipeline(source, digest, createWriteStream(path, { flags: 'wx' })).catch((err: unknown) => {
+    // A compressible type is gzipped on the way too (its `.gz` is removed with the received file, by the caller).
+    const gzip = isCompressible(type) ? startGzipCopy(path) : null
+    const file = createWriteStream(path, { flags: 'wx' })
+    try {
+      await (gzip === null ? pipeline(source, digest, file) : pipeline(source, digest, gzip.tee, file))
+      await gzip?.done
+    } catch (err) {
+      // The gzip's file is settled (closed) before the caller removes it.
+      await gzip?.done.catch(() => {})
       throw diskError(err)
-    })
-    return { size: digest.size, sha256: digest.sha256.digest('hex'), whirlpool: digest.whirlpool.digest('hex'), type, filename: name }
+    }
+    return { size: digest.size, ...(await digest.hashes()), type, filename: name, gzipPath: gzip?.path ?? null }
   }
   if (!/^multipart\/form-data/i.test(contentType)) return write(body, contentType.trim() || 'application/octet-stream', filename)
 
@@ -126,7 +136,7 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
     } catch (err) {
       // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk.
       body.drop()
-      await unlink(path).catch(() => {})
+      await Promise.all([unlink(path).catch(() => {}), unlink(`${path}.gz`).catch(() => {})])
       throw err
     }
   }

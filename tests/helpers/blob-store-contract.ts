@@ -4,6 +4,9 @@
  */
 import type { Test } from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 
@@ -203,5 +206,20 @@ export function blobStoreContract(t: Test, open: () => Promise<BlobStore>, optio
     t.equal(await store.head('group/dropped'), null, 'a discarded staged put leaves nothing')
     await store.commit([])
     t.pass('an empty group commits')
+  })
+
+  t.test('putFile stores a finished file byte-exact with its options and leaves the file in place', async (t) => {
+    const path = join(mkdtempSync(join(tmpdir(), 'espra-putfile-')), 'received')
+    const data = randomBytes(300_000)
+    writeFileSync(path, data)
+    const put = await store.putFile('files/taken', path, { contentType: 'image/png', metadata: { sha256: 'x' } })
+    t.equal(put.size, data.length)
+    const got = await store.get('files/taken')
+    t.equal(got?.contentType, 'image/png')
+    t.same(got?.metadata, { sha256: 'x' })
+    t.ok(got !== null && (await readAll(got.body)).equals(data), 'byte-exact')
+    t.ok(existsSync(path) && readFileSync(path).equals(data), 'the file is still there, unchanged')
+    await t.rejects(store.putFile('files/none', join(path, '..', 'missing')), 'a missing file fails the put')
+    t.equal(await store.head('files/none'), null, 'and stores nothing')
   })
 }

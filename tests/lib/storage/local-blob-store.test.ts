@@ -1,5 +1,6 @@
 import t from 'tap'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createBlobStore } from '../../../lib/storage/blob-store.js'
@@ -105,4 +106,43 @@ t.test('a root that cannot be created fails clearly', async (t) => {
   const file = join(tmp('file'), 'plain')
   writeFileSync(file, 'x')
   await t.rejects(createLocalBlobStore(join(file, 'blobs')), { code: 'ESPRA_ERR_STORAGE_FAILED' })
+})
+
+t.test('putFile links the file into the store (one inode, no second write), records the given etag, else the md5', async (t) => {
+  const root = tmp('putfile')
+  const store = await createLocalBlobStore(join(root, 'blobs'))
+  const path = join(root, 'received')
+  writeFileSync(path, 'the bytes as received')
+  const put = await store.putFile('files/abc', path, { contentType: 'text/plain', etag: 'a'.repeat(64) })
+  t.same(put, { key: 'files/abc', size: 21, etag: 'a'.repeat(64) })
+  t.equal((await store.head('files/abc'))?.etag, 'a'.repeat(64), 'the sidecar holds the given tag')
+  const data = readdirSync(join(root, 'blobs', 'files')).find((f) => f.startsWith('abc#d-'))!
+  t.equal(statSync(join(root, 'blobs', 'files', data)).ino, statSync(path).ino, 'the stored bytes are the received file (a hard link)')
+  t.equal(statSync(path).mode & 0o777, 0o640, 'with the store\'s mode')
+  t.same(readdirSync(join(root, 'blobs', 'files')).filter((f) => f.includes('#tmp-')), [], 'no temp sidecar left')
+
+  const second = join(root, 'second')
+  writeFileSync(second, 'other bytes')
+  const md5 = createHash('md5').update('other bytes').digest('hex')
+  t.equal((await store.putFile('files/abc', second)).etag, md5, 'without an etag, the md5 of the bytes')
+  t.equal((await readAll((await store.get('files/abc'))!.body)).toString(), 'other bytes', 'an overwrite replaces')
+  t.equal(readdirSync(join(root, 'blobs', 'files')).filter((f) => f.startsWith('abc#d-')).length, 1, 'the old bytes file is gone')
+
+  await t.rejects(store.putFile('files/bad', second, { etag: 'no spaces' }), { code: 'ESPRA_ERR_STORAGE_INVALID' })
+  const link = join(root, 'link')
+  symlinkSync(second, link)
+  await t.rejects(store.putFile('files/sym', link), { code: 'ESPRA_ERR_STORAGE_INVALID' }, 'a symlink is not taken')
+  t.same(readdirSync(join(root, 'blobs', 'files')).filter((f) => f.startsWith('bad') || f.startsWith('sym')), [], 'refused puts leave no file')
+})
+
+const shmOtherDevice = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(tmpdir()).dev
+t.test('putFile across file systems copies the file (here: from /dev/shm to the temp directory)', { skip: shmOtherDevice ? false : '/dev/shm is missing or on the same file system' }, async (t) => {
+  const store = await createLocalBlobStore(join(tmp('exdev'), 'blobs'))
+  const path = join(mkdtempSync('/dev/shm/espra-putfile-'), 'received')
+  writeFileSync(path, 'bytes from another file system')
+  const put = await store.putFile('x/y', path, { etag: 'e1' })
+  t.same(put, { key: 'x/y', size: 30, etag: 'e1' })
+  t.equal((await readAll((await store.get('x/y'))!.body)).toString(), 'bytes from another file system')
+  t.ok(existsSync(path), 'the source stays')
+  rmSync(join(path, '..'), { recursive: true, force: true })
 })
