@@ -1,7 +1,7 @@
 // Per-address limits counted by the mail node's parent for all its children (issue #12), through a real
 // node with 2 children: connections from one address land on both children (told apart by each child's
 // open-session gauge) and the node still holds that address to the limit; messages per minute likewise;
-// a killed child gives its connections back. No seed is needed: these replies come before anything is stored.
+// a killed child gives its connections back; a stopped parent makes the children fail open. No seed is needed: these replies come before anything is stored.
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
@@ -156,4 +156,43 @@ t.test('messages per minute from one address are limited for the node across its
   t.ok(done)
   const refused = await refusedBy(node, 'rate_limited')
   t.equal(refused.get(b.child!), 1, 'counted as rate_limited by that child')
+})
+
+t.test('a parent that does not answer in time: the children fail open, count it, log it, and the late counts are undone', async (t) => {
+  const smtpPort = await freePort()
+  const node = await startNode(t, 'mail', { children: 2, 'smtp-port': smtpPort, 'mail-domains': 'example.test', 'smtp-max-conns-per-address': 2, 'smtp-max-messages-per-minute': 0 })
+  await waitFor('two children listening', () => node.childPids().length === 2 || undefined)
+  // A stopped parent cannot answer: every ask times out (1 s) while the children go on accepting on the shared socket.
+  const parentPid = node.proc.pid!
+  process.kill(parentPid, 'SIGSTOP')
+  t.teardown(() => {
+    try {
+      process.kill(parentPid, 'SIGCONT')
+    } catch {
+      // already gone
+    }
+  })
+  const conns = await Promise.all([0, 1, 2, 3].map(async () => {
+    const socket = net.connect(smtpPort, '127.0.0.1')
+    let heard = ''
+    socket.on('data', (d: Buffer) => (heard += d.toString('latin1')))
+    socket.on('error', () => undefined)
+    t.teardown(() => socket.destroy())
+    await waitFor('a first reply', () => /^\d{3} /m.test(heard), 10_000)
+    return { socket, heard: () => heard }
+  }))
+  process.kill(parentPid, 'SIGCONT')
+  t.match(conns.map((c) => c.heard().slice(0, 4)), ['220 ', '220 ', '220 ', '220 '], 'four connections from 127.0.0.1 over a limit of 2 are all taken (fail open)')
+  await node.waitForLog((l) => l.level === 'warn' && /did not answer a limit check within 1000ms/.test(l.msg), 'the fail-open warning')
+  const unchecked = (await scrape(node.metricsPort)).find('espra_mail_inbound_limit_unchecked_total', { limit: 'connections' }).reduce((n, s) => n + s.value, 0)
+  t.equal(unchecked, 4, 'each counted in espra_mail_inbound_limit_unchecked_total')
+  // The parent answered the asks late and counted up to the limit; the children tell it of every close.
+  t.ok((await counted(node)) <= 2, 'the late answers counted no more than the limit')
+  for (const c of conns) c.socket.destroy()
+  await waitFor('nothing counted once all closed', async () => (await counted(node)) === 0 || undefined)
+  const held: Conn[] = []
+  held.push(await open(t, node, smtpPort, held))
+  held.push(await open(t, node, smtpPort, held))
+  t.match(held.map((c) => c.heard().slice(0, 4)), ['220 ', '220 '])
+  t.match((await open(t, node, smtpPort, held)).heard(), /^421 4\.7\.0/, 'with the parent answering again, the third is refused')
 })
