@@ -49,12 +49,14 @@ export const MAIL_OPTIONS = [
   }),
   option({
     key: 'smtpMaxConnsPerAddress', flag: '--smtp-max-conns-per-address <n>', env: 'ESPRA_SMTP_MAX_CONNS_PER_ADDRESS', defaultText: '20',
-    doc: 'mail: open SMTP connections one client address may hold in each child (0: no limit); one more is answered 421 4.7.0 and closed',
+    doc: 'mail: open SMTP connections one client address may hold on the node, all children together (0: no limit); one more is answered 421 4.7.0 and closed',
+    details: 'mail: open SMTP connections one client address may hold on the node (0: no limit); one more is answered 421 4.7.0 and closed. Counted by the parent for all children together (each child asks it once per connection); an IPv6 client is counted by its /64, an IPv4-mapped one (`::ffff:a.b.c.d`) as its IPv4 address; a parent that does not answer within 1s lets the connection in (fail open, `espra_mail_inbound_limit_unchecked_total`) ([mail.md](mail.md#address-limits))',
     parse: integer(0, 100_000),
   }),
   option({
     key: 'smtpMaxMessagesPerMinute', flag: '--smtp-max-messages-per-minute <n>', env: 'ESPRA_SMTP_MAX_MESSAGES_PER_MINUTE', defaultText: '120',
-    doc: 'mail: messages one client address may start (MAIL FROM) per minute in each child (0: no limit); past it 450 4.7.1 until the next minute',
+    doc: 'mail: messages one client address may start (MAIL FROM) per minute on the node, all children together (0: no limit); past it 450 4.7.1 until the next minute',
+    details: 'mail: messages one client address may start (MAIL FROM) per calendar minute on the node (0: no limit); past it 450 4.7.1 until the next minute. Counted by the parent for all children together (one ask per MAIL FROM, none per recipient), by the same address key as `--smtp-max-conns-per-address`; fails open like it ([mail.md](mail.md#address-limits))',
     parse: integer(0, 1_000_000),
   }),
   option({

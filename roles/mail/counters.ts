@@ -29,6 +29,8 @@ export class InboundCounters {
   /** Messages stored and queued for the app (first receipt), and retries of one already stored. */
   accepted = 0
   duplicates = 0
+  /** Connections and messages taken without the parent's limit check (it did not answer in time: limits-client.ts fails open). */
+  readonly unchecked = { connections: 0, messages: 0 }
   private readonly refusals = Object.fromEntries(Object.keys(REFUSAL_REASONS).map((r) => [r, 0])) as Record<RefusalReason, number>
 
   refused(reason: RefusalReason): void {
@@ -43,6 +45,10 @@ export class InboundCounters {
     counterFrom(registry, 'espra_mail_inbound_refusals_total', 'SMTP refusals by reason and reply code (connections, MAIL, RCPT and messages)', () =>
       (Object.keys(REFUSAL_REASONS) as RefusalReason[]).map((reason) => ({ labels: { reason, code: String(REFUSAL_REASONS[reason]) }, value: this.refusals[reason] })),
     )
+    counterFrom(registry, 'espra_mail_inbound_limit_unchecked_total', 'connections and messages taken without the node-wide address limit check because the parent did not answer in time (fail open)', () => [
+      { labels: { limit: 'connections' }, value: this.unchecked.connections },
+      { labels: { limit: 'messages' }, value: this.unchecked.messages },
+    ])
   }
 }
 

@@ -16,7 +16,7 @@ import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
 import { InboundCounters } from './counters.js'
-import { createAddressLimits } from './address-limits.js'
+import { createLimitsClient } from './limits-client.js'
 import { createMailVerifier, dnsResolver } from '../../lib/mail/mail-auth.js'
 import { createInboundStore } from './inbound-store.js'
 import { createRecipientCheck } from './recipient-check.js'
@@ -76,7 +76,7 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     maxRecipients: config.mailMaxRecipients,
     // Read again in each child (as the proxy does), so a SIGHUP reload picks up renewed files.
     tls: config.smtpTlsCert !== null && config.smtpTlsKey !== null ? { ...readTlsFiles(config.smtpTlsCert, config.smtpTlsKey), required: config.smtpRequireTls } : null,
-    limits: createAddressLimits(config.smtpMaxConnsPerAddress, config.smtpMaxMessagesPerMinute),
+    limits: createLimitsClient({ parent: ctx.parent, log, counters, maxConnections: config.smtpMaxConnsPerAddress, maxPerMinute: config.smtpMaxMessagesPerMinute }),
     hostname: hostname(),
     // With the seed's embedded queue one mail.inbound.commit per group; with --redis single ops per message.
     store: createInboundStore({ blobs, datastore, queue, dedupeWindowMs: config.mailDedupeWindow, seed: config.redis === null ? seed : null, maxFrame: config.maxFrame }),

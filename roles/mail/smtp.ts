@@ -34,7 +34,7 @@ import { INLINE_INBOUND_BYTES, newMailId, rawMailKey, type MailEnvelope } from '
 import type { InboundStore } from './inbound-store.js'
 import { takeRawBody, type RawBody } from './raw-body.js'
 import { MessageMeter } from './message-meter.js'
-import type { AddressLimits } from './address-limits.js'
+import type { LimitsClient } from './limits-client.js'
 import type { InboundCounters, RefusalReason } from './counters.js'
 import type { HandoffVerification } from '../../lib/mail/inbound-auth.js'
 import type { MailVerifier, PendingVerification } from '../../lib/mail/mail-auth.js'
@@ -50,7 +50,8 @@ export interface SmtpOptions {
   readonly maxLineLength: number
   readonly maxHeaderSize: number
   readonly maxRecipients: number
-  readonly limits: AddressLimits
+  /** The node-wide per-address limits, kept by the parent (limits-client.ts). */
+  readonly limits: LimitsClient
   /** The certificate and key STARTTLS offers (null: no STARTTLS), and whether MAIL FROM needs it first. */
   readonly tls: { readonly cert: Buffer; readonly key: Buffer; readonly required: boolean } | null
   /** The name in the greeting and in EHLO. */
@@ -213,16 +214,20 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
     disableReverseLookup: true,
     logger: false,
     onConnect(session, callback) {
-      if (!opts.limits.connected(session.remoteAddress, session.id)) return refuse(callback, 'too_many_connections', reply(421, '4.7.0 Too many connections from your address, try again later'))
-      callback()
+      opts.limits.connect(session.remoteAddress, session.id).then((ok) => {
+        if (!ok) return refuse(callback, 'too_many_connections', reply(421, '4.7.0 Too many connections from your address, try again later'))
+        callback()
+      }, (err: Error) => callback(err))
     },
     onClose(session) {
       opts.limits.closed(session.id)
     },
     onMailFrom(_address, session, callback) {
       if (opts.tls?.required && !session.secure) return refuse(callback, 'tls_required', reply(530, '5.7.0 Must issue a STARTTLS command first'))
-      if (!opts.limits.message(session.remoteAddress)) return refuse(callback, 'rate_limited', reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
-      callback()
+      opts.limits.message(session.remoteAddress).then((ok) => {
+        if (!ok) return refuse(callback, 'rate_limited', reply(450, '4.7.1 Too many messages from your address this minute, try again later'))
+        callback()
+      }, (err: Error) => callback(err))
     },
     onRcptTo(address, session, callback) {
       const m = ADDRESS.exec(address.address)
