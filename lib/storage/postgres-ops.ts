@@ -34,6 +34,7 @@ export async function claimOps(tx: PgQuery, op: string, opIds: readonly string[]
 
 /** The answers recorded for these op ids (of `op`); an id recorded for another op is refused. */
 export async function recordedAnswers<A>(tx: PgQuery, op: string, opIds: readonly string[]): Promise<Map<string, A>> {
+  if (opIds.length === 0) return new Map()
   const { rows } = await tx.query<{ op_id: string; op: string; answer: Buffer | null }>('SELECT op_id, op, answer FROM espra_ops WHERE op_id = ANY($1::text[])', [opIds])
   const out = new Map<string, A>()
   for (const r of rows) {
