@@ -211,9 +211,9 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     // Every seed: liveness, who leads, and the durable ops (they go to the database, whichever seed serves them).
     ['ping', () => ({ now: Date.now() })],
     ['leader', () => ({ seed: config.nodeId, fenced: leadership.fenced, leaseMs: leadership.leaseMs, ...leadership.view() })],
-    ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame)),
-    ...taskOps.timed(taskHandlers(appTasks, config.maxFrame)),
-    ...taskOps.timed(taskHandlers(mailQueue, config.maxFrame, 'mailq')),
+    ...datastoreOps.timed(datastoreHandlers(datastore, config.maxFrame, stores.once.datastore)),
+    ...taskOps.timed(taskHandlers(appTasks, config.maxFrame, 'tasks', stores.once.tasks)),
+    ...taskOps.timed(taskHandlers(mailQueue, config.maxFrame, 'mailq', stores.once.tasks)),
     ...mailInboundHandlers(datastore, appTasks, (ms) => (widestWindow = Math.max(widestWindow, ms))),
   ])
 

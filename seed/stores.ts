@@ -13,17 +13,28 @@ import { isPostgres, maskPostgresUrl } from '../lib/core/options-datastore.js'
 import { isExpiredRow } from '../lib/storage/app-tables.js'
 import type { Datastore } from '../lib/storage/datastore.js'
 import type { LeaseOptions, TaskQueue } from '../lib/tasks/queue.js'
-import type { LeasedTask } from '../lib/tasks/task.js'
+import type { LeasedTask, NewTask, Settlement } from '../lib/tasks/task.js'
+import { createOpMemory, storeRemembers, type OpOnce } from './op-memory.js'
 
-/** A queue the seed serves over the meta port: a waiting lease learns whether its caller is still there. */
+/**
+ * A queue the seed serves over the meta port: a waiting lease learns whether
+ * its caller is still there; `opId`, for a queue that remembers op ids
+ * itself (PostgreSQL; the others ignore it and the seed remembers them in
+ * memory: `SeedStores.once`).
+ */
 export interface SeedTaskQueue extends TaskQueue {
-  lease(options: LeaseOptions, alive?: () => boolean): Promise<LeasedTask[]>
+  enqueue(task: NewTask, opId?: string): Promise<string>
+  lease(options: LeaseOptions, alive?: () => boolean, opId?: string): Promise<LeasedTask[]>
+  settle(results: readonly Settlement[], opId?: string): Promise<string[]>
+  retry(id: string, opId?: string): Promise<boolean>
 }
 
 export interface SeedStores {
   readonly datastore: Datastore
   readonly appTasks: SeedTaskQueue
   readonly mailQueue: SeedTaskQueue
+  /** How the meta ops apply an op id once, per store: in the store's own transaction (PostgreSQL), else in this process's memory. */
+  readonly once: { readonly datastore: OpOnce; readonly tasks: OpOnce }
   /** `embedded` or the masked PostgreSQL URL, for logs. */
   readonly where: string
   /** The PostgreSQL pool of the datastore and queues; null when embedded. */
@@ -109,6 +120,11 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     log.info({ datastore: where, tasks: appTasks.backend }, 'seed stores open')
     return {
       datastore, appTasks, mailQueue, where, removeExpiredRows, postgres, leaseDb,
+      once: {
+        datastore: postgres !== null ? storeRemembers : createOpMemory(),
+        // --datastore postgres with --tasks embedded keeps the queues in LMDB.
+        tasks: postgres !== null && config.tasks === 'postgres' ? storeRemembers : createOpMemory(),
+      },
       async close() {
         for (const close of closers.splice(0).reverse()) await close().catch((err: unknown) => log.warn({ err }, 'closing a seed store failed'))
       },

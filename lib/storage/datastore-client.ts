@@ -5,18 +5,20 @@
  * with the same rules as the embedded store (`ESPRA_ERR_DATASTORE_INVALID`)
  * before anything is sent; the seed checks again.
  *
- * Riding over a failover: an op whose repetition is harmless (`get`, `list`,
- * `put` of the same value, `delete`) that fails because the link dropped or
+ * Riding over a failover: an op that fails because the link dropped or
  * is down (`ESPRA_ERR_META_CLOSED`) or reached a seed that does not lead
  * (`ESPRA_ERR_SEED_NOT_LEADER`) is sent again (lib/transport/resend.ts)
  * until {@link DATASTORE_RETRY_WINDOW_MS} has passed since it was first
- * sent; then its last error is thrown. `consume` and `putIf` are never sent
- * again: their first attempt may have applied, and only the caller knows
- * what to do then. A link closed on purpose (the node stopping; an error
- * with `details.stopped`) or this store closed ends the waiting at once.
+ * sent; then its last error is thrown. `get`, `list`, `put` and `delete`
+ * as they are (a repetition is harmless); `consume` and `putIf` with an op
+ * id drawn once per call (lib/storage/op-id.ts), so the seed applies them
+ * once and a repeat gets the first attempt's answer. A link closed on
+ * purpose (the node stopping; an error with `details.stopped`) or this
+ * store closed ends the waiting at once.
  */
 import type { MetaClient } from '../transport/meta-client.js'
 import { createResender } from '../transport/resend.js'
+import { newOpId } from './op-id.js'
 import {
   check, keyProblem, kindProblem, listProblem, matchProblem, valueProblem,
   type Datastore, type DatastoreKind, type DatastorePage, type DatastoreValue, type ListOptions,
@@ -33,7 +35,7 @@ export const DATASTORE_RETRY_WINDOW_MS = 10_000
 
 export interface DatastoreClientOptions {
   /**
-   * How long `get`, `list`, `put` and `delete` are sent again after the link
+   * How long an op is sent again after the link
    * dropped ({@link DATASTORE_RETRY_WINDOW_MS} by default); 0 fails at once
    * (a caller that must answer fast, such as the admin API answering 503).
    */
@@ -65,13 +67,13 @@ export function createDatastoreClient(link: Pick<MetaClient, 'request'>, options
       return (await repeatable<{ deleted: boolean }>('ds.delete', target(kind, key))).deleted
     },
     async consume(kind, key) {
-      return (await link.request<{ value: DatastoreValue | null }>('ds.consume', target(kind, key))).value
+      return (await repeatable<{ value: DatastoreValue | null }>('ds.consume', { ...target(kind, key), opId: newOpId() })).value
     },
     async putIf(kind, key, value, match) {
-      const body = { ...target(kind, key), value, match }
+      const body = { ...target(kind, key), value, match, opId: newOpId() }
       check(valueProblem(value))
       check(matchProblem(match))
-      return (await link.request<{ written: boolean }>('ds.putIf', body)).written
+      return (await repeatable<{ written: boolean }>('ds.putIf', body)).written
     },
     async list(kind, options: ListOptions = {}) {
       check(kindProblem(kind))

@@ -15,6 +15,10 @@
  *   concurrent calls at most one wins, as in one LMDB write transaction;
  * - `expires_at` is the app-table row's TTL (`exp`), so expired rows are
  *   swept with one indexed DELETE.
+ *
+ * `consume` and `putIf` with an op id run in one transaction with its
+ * record (lib/storage/postgres-ops.ts): sent again, to this seed or another
+ * on the database, they apply once and answer the same.
  */
 import { Packr } from 'msgpackr'
 import { createError } from '../core/errors.js'
@@ -23,13 +27,14 @@ import {
   check, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
   type Datastore, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
 } from './datastore.js'
-import type { Postgres } from './postgres.js'
+import { applyOnce, removeExpiredOps } from './postgres-ops.js'
+import type { PgQuery, Postgres } from './postgres.js'
 
 // Plain msgpack maps (no records): any reader decodes them.
 const packr = new Packr({ useRecords: false })
 
 export interface PostgresDatastore extends Datastore {
-  /** Deletes app-table rows whose TTL passed before `now`; how many went. */
+  /** Deletes app-table rows whose TTL passed before `now`, and op-id records past their time; how many went. */
   removeExpiredRows(now: number): Promise<number>
 }
 
@@ -52,10 +57,26 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
     return exp > 0 ? exp : null
   }
 
-  async function take(kind: DatastoreKind, key: string): Promise<DatastoreValue | null> {
+  async function take(kind: DatastoreKind, key: string, q: PgQuery = db): Promise<DatastoreValue | null> {
     target(kind, key)
-    const { rows } = await db.query<{ value: Buffer }>('DELETE FROM espra_records WHERE kind = $1 AND key = $2 RETURNING value', [kind, key])
+    const { rows } = await q.query<{ value: Buffer }>('DELETE FROM espra_records WHERE kind = $1 AND key = $2 RETURNING value', [kind, key])
     return rows[0] === undefined ? null : decode(rows[0].value)
+  }
+
+  async function putIf(q: PgQuery, kind: DatastoreKind, key: string, bytes: Buffer, exp: number | null, match: DatastoreMatch | null): Promise<boolean> {
+    for (;;) {
+      const { rows } = await q.query<{ value: Buffer; version: string }>('SELECT value, version FROM espra_records WHERE kind = $1 AND key = $2', [kind, key])
+      const current = rows[0]
+      if (!matches(current === undefined ? null : decode(current.value), match)) return false
+      const written = current === undefined
+        ? await q.query('INSERT INTO espra_records (kind, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, key) DO NOTHING', [kind, key, bytes, exp])
+        : await q.query(
+          'UPDATE espra_records SET value = $3, expires_at = $4, version = version + 1 WHERE kind = $1 AND key = $2 AND version = $5',
+          [kind, key, bytes, exp, current.version],
+        )
+      if (written.rowCount === 1) return true
+      // Another writer came between the read and the write: judge its record instead.
+    }
   }
 
   return {
@@ -76,26 +97,17 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
     async delete(kind, key) {
       return (await take(kind, key)) !== null
     },
-    consume: take,
-    async putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null) {
+    async consume(kind: DatastoreKind, key: string, opId?: string) {
+      target(kind, key)
+      return applyOnce(db, 'ds.consume', opId, (q) => take(kind, key, q))
+    },
+    async putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null, opId?: string) {
       target(kind, key)
       check(valueProblem(value))
       check(matchProblem(match))
       const bytes = encode(value)
       const exp = expiry(kind, value)
-      for (;;) {
-        const { rows } = await db.query<{ value: Buffer; version: string }>('SELECT value, version FROM espra_records WHERE kind = $1 AND key = $2', [kind, key])
-        const current = rows[0]
-        if (!matches(current === undefined ? null : decode(current.value), match)) return false
-        const written = current === undefined
-          ? await db.query('INSERT INTO espra_records (kind, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, key) DO NOTHING', [kind, key, bytes, exp])
-          : await db.query(
-            'UPDATE espra_records SET value = $3, expires_at = $4, version = version + 1 WHERE kind = $1 AND key = $2 AND version = $5',
-            [kind, key, bytes, exp, current.version],
-          )
-        if (written.rowCount === 1) return true
-        // Another writer came between the read and the write: judge its record instead.
-      }
+      return applyOnce(db, 'ds.putIf', opId, (q) => putIf(q, kind, key, bytes, exp, match))
     },
     async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {
       check(kindProblem(kind))
@@ -111,7 +123,8 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
     },
     async removeExpiredRows(now: number) {
       if (closed) return 0
-      return (await db.query("DELETE FROM espra_records WHERE kind = 'appTables' AND expires_at IS NOT NULL AND expires_at <= $1", [now])).rowCount
+      const rows = (await db.query("DELETE FROM espra_records WHERE kind = 'appTables' AND expires_at IS NOT NULL AND expires_at <= $1", [now])).rowCount
+      return rows + (await removeExpiredOps(db))
     },
     async close() {
       closed = true

@@ -52,9 +52,11 @@ export interface Datastore {
   /**
    * Removes the record and returns it, atomically: of any number of
    * concurrent calls for one key, exactly one gets the value (single-use
-   * upload tokens). Null when there was none.
+   * upload tokens). Null when there was none. `opId` (lib/storage/op-id.ts):
+   * a store that remembers op ids applies one id once and answers a repeat
+   * with the first answer; the datastore client draws one per call.
    */
-  consume(kind: DatastoreKind, key: string): Promise<DatastoreValue | null>
+  consume(kind: DatastoreKind, key: string, opId?: string): Promise<DatastoreValue | null>
   /**
    * Compare-and-set: writes `value` only when the current record matches,
    * atomically. `match` null: only when there is no record (insert). A map of
@@ -62,8 +64,9 @@ export interface Datastore {
    * given scalar (null also matches a missing field). True when written. Of
    * concurrent calls with the same `match`, at most one succeeds when each
    * changes a matched field (resumable uploads advance their offset so).
+   * `opId`: as for {@link Datastore.consume}.
    */
-  putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null): Promise<boolean>
+  putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null, opId?: string): Promise<boolean>
   close(): Promise<void>
 }
 

@@ -3,7 +3,9 @@
  * pool (`--datastore-pool`) shared by the datastore
  * (lib/storage/datastore-postgres.ts) and the task queues
  * (lib/tasks/queue-postgres.ts), the schema's versioned migrations, and the
- * one place a driver error becomes ours.
+ * one place a driver error becomes ours. {@link Postgres.transaction} runs
+ * several statements on one pooled connection between BEGIN and COMMIT
+ * (what an op applied once per op id needs: lib/storage/postgres-ops.ts).
  *
  * Faults: a query that cannot reach the database (refused, reset, timed
  * out, server shutting down or starting, login refused) fails with
@@ -38,9 +40,19 @@ export interface PgMigration {
 /** A query's result rows. */
 export type Rows<R> = { rows: R[]; rowCount: number }
 
-export interface Postgres {
-  /** Runs one statement on any pooled connection. */
+/** Anything that runs one statement: the pool, or one transaction's connection. */
+export interface PgQuery {
   query<R extends Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<Rows<R>>
+}
+
+export interface Postgres extends PgQuery {
+  /**
+   * Runs `fn` in one transaction (READ COMMITTED) on a connection of its
+   * own from the pool: COMMIT when it resolves, ROLLBACK when it throws
+   * (its error is thrown as it is; a statement's error is ours); the connection goes back to the pool in
+   * every case, and is dropped rather than reused if it broke.
+   */
+  transaction<T>(fn: (tx: PgQuery) => Promise<T>): Promise<T>
   /** host:port/database, for messages (no user, no password). */
   readonly where: string
   readonly schemaVersion: number
@@ -98,6 +110,22 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
         epoch bigint NOT NULL,
         expires_at bigint NOT NULL
       )`,
+    ],
+  },
+  {
+    version: 3,
+    description: 'op ids: non-idempotent ops applied once',
+    sql: [
+      // One row per op id (docs/postgres.md, "Op ids"): written in the op's own transaction, so its presence means
+      // the op committed; `answer` is what the op answered (msgpack); swept in batches once `expires_at` passed.
+      `CREATE TABLE espra_ops (
+        op_id text COLLATE "C" PRIMARY KEY,
+        op text NOT NULL,
+        answer bytea,
+        expires_at bigint NOT NULL
+      ) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+              autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.02)`,
+      `CREATE INDEX espra_ops_expiry ON espra_ops (expires_at)`,
     ],
   },
 ]
@@ -200,6 +228,44 @@ export async function openPostgres(opts: PostgresOptions): Promise<Postgres> {
       } catch (err) {
         if (isUnavailable(err)) markDown(err)
         throw postgresError(err, opts.url)
+      }
+    },
+    async transaction<T>(fn: (tx: PgQuery) => Promise<T>): Promise<T> {
+      if (closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'datastore', problem: 'closed' })
+      let client: pg.PoolClient
+      try {
+        client = await pool.connect()
+      } catch (err) {
+        if (isUnavailable(err)) markDown(err)
+        throw postgresError(err, opts.url)
+      }
+      let broken: Error | undefined
+      const tx: PgQuery = {
+        async query<R extends Record<string, unknown>>(text: string, values?: readonly unknown[]): Promise<Rows<R>> {
+          try {
+            const result = await client.query(text, values as unknown[])
+            return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 }
+          } catch (err) {
+            if (isUnavailable(err)) {
+              broken = err as Error
+              markDown(err)
+            }
+            throw postgresError(err, opts.url)
+          }
+        },
+      }
+      try {
+        await tx.query('BEGIN')
+        const out = await fn(tx)
+        await tx.query('COMMIT')
+        markUp()
+        return out
+      } catch (err) {
+        if (broken === undefined) await client.query('ROLLBACK').catch((e: unknown) => (broken = e as Error))
+        // The statements' errors are ours already; anything else is fn's own (thrown on purpose to roll back).
+        throw err
+      } finally {
+        client.release(broken)
       }
     },
     async close() {

@@ -6,19 +6,22 @@
  * meta client, or an app child's relay through its parent's seed link. A
  * seed out of reach is `ESPRA_ERR_TASK_UNAVAILABLE`.
  *
- * Riding over a failover: only the ops whose repetition changes nothing are
- * sent again when the link drops or reaches a seed that does not lead
- * (`ESPRA_ERR_META_CLOSED`, `ESPRA_ERR_SEED_NOT_LEADER`), with the datastore
- * client's backoff (100 ms to 1 s) for at most `retryWindowMs`: `extend`
- * (a renewal sets the same lease end again, and answers the same "lost";
- * for at most its `leaseMs`, past which the lease is gone anyway), `counts`
- * and `dead` (reads). `enqueue` (would run a task twice), `lease` (would
- * hold tasks nobody runs until their lease ends), `settle` and `retry` (a
- * second one answers "lost" or "not found" for what the first did) fail at
- * once, as before.
+ * Riding over a failover: every op is sent again when the link drops or
+ * reaches a seed that does not lead (`ESPRA_ERR_META_CLOSED`,
+ * `ESPRA_ERR_SEED_NOT_LEADER`), with the datastore client's backoff (100 ms
+ * to 1 s) for at most `retryWindowMs`. `extend` (a renewal sets the same
+ * lease end again, and answers the same "lost"; for at most its `leaseMs`,
+ * past which the lease is gone anyway), `counts` and `dead` (reads) as they
+ * are. `enqueue`, `lease`, `settle` and `retry` would change something if
+ * applied twice (a task run twice, tasks held that nobody runs, a second
+ * answer "lost" or "not found" for what the first did): each call draws an
+ * op id once (lib/storage/op-id.ts) and every attempt carries it, so the
+ * seed applies it once and a repeat gets the first answer. A lease that
+ * waits is sent again for its `waitMs` on top of the window.
  */
 import { createError } from '../core/errors.js'
 import { DATASTORE_RETRY_WINDOW_MS } from '../storage/datastore-client.js'
+import { newOpId } from '../storage/op-id.js'
 import { createResender, type MetaRequester } from '../transport/resend.js'
 import type { LeaseOptions, TaskQueue } from './queue.js'
 import type { DeadPage, LeasedTask, TaskCounts } from './task.js'
@@ -31,7 +34,7 @@ const UNREACHABLE = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_META_TIMEOUT', 
 const WAIT_SLACK_MS = 5000
 
 export interface MetaTaskQueueOptions {
-  /** How long `extend`, `counts` and `dead` are sent again after the link dropped ({@link DATASTORE_RETRY_WINDOW_MS}); 0 fails at once. */
+  /** How long an op is sent again after the link dropped ({@link DATASTORE_RETRY_WINDOW_MS}); 0 fails at once. */
   readonly retryWindowMs?: number
 }
 
@@ -44,7 +47,7 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', optio
   /** `repeatWithin` > 0: an op safe to send again, for at most that long. */
   async function call<R>(op: string, body: unknown, timeoutMs?: number, repeatWithin = 0): Promise<R> {
     try {
-      return await (repeatWithin > 0 ? resender.send<R>(op, body, repeatWithin) : link.request<R>(op, body, timeoutMs))
+      return await (repeatWithin > 0 ? resender.send<R>(op, body, repeatWithin, timeoutMs) : link.request<R>(op, body, timeoutMs))
     } catch (err) {
       const code = (err as { code?: string }).code ?? ''
       if (UNREACHABLE.has(code)) throw createError('ESPRA_ERR_TASK_UNAVAILABLE', { reason: `cannot reach the seed (${(err as Error).message})`, cause: code })
@@ -56,17 +59,18 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', optio
       return backend
     },
     async enqueue(task) {
-      return (await call<{ id: string }>(`${prefix}.enqueue`, task)).id
+      return (await call<{ id: string }>(`${prefix}.enqueue`, { ...task, opId: newOpId() }, undefined, windowMs)).id
     },
     async lease(options: LeaseOptions): Promise<LeasedTask[]> {
       const { max, leaseMs, waitMs = 0 } = options
-      return (await call<{ tasks: LeasedTask[] }>(`${prefix}.lease`, { max, leaseMs, waitMs }, waitMs + WAIT_SLACK_MS)).tasks
+      const body = { max, leaseMs, waitMs, opId: newOpId() }
+      return (await call<{ tasks: LeasedTask[] }>(`${prefix}.lease`, body, waitMs + WAIT_SLACK_MS, windowMs > 0 ? windowMs + waitMs : 0)).tasks
     },
     async extend(leases, leaseMs) {
       return (await call<{ lost: string[] }>(`${prefix}.extend`, { leases, leaseMs }, undefined, Math.min(windowMs, leaseMs))).lost
     },
     async settle(results) {
-      return (await call<{ lost: string[] }>(`${prefix}.settle`, { results })).lost
+      return (await call<{ lost: string[] }>(`${prefix}.settle`, { results, opId: newOpId() }, undefined, windowMs)).lost
     },
     async counts() {
       const { backend: said, ...counts } = await call<TaskCounts & { backend?: unknown }>(`${prefix}.counts`, {}, undefined, windowMs)
@@ -76,7 +80,7 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', optio
     deadLetters: (options = {}) => call<DeadPage>(`${prefix}.dead`, options, undefined, windowMs),
     async retry(id) {
       try {
-        await call(`${prefix}.retry`, { id })
+        await call(`${prefix}.retry`, { id, opId: newOpId() }, undefined, windowMs)
         return true
       } catch (err) {
         if ((err as { code?: string }).code === 'ESPRA_ERR_TASK_NOT_FOUND') return false

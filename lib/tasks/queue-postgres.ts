@@ -28,11 +28,20 @@
  * on one seed hears of a push on another at once; otherwise waiting leases
  * look again every {@link POLL_MS}.
  * Times are the database server's clock, so seeds' clocks do not matter.
+ *
+ * With an op id (lib/storage/op-id.ts), `enqueue`, `lease`, `settle` and
+ * `retry` commit with its record (lib/storage/postgres-ops.ts): sent again,
+ * to this seed or another, they apply once and answer the same. Enqueues of
+ * one batch claim their op ids in one statement; a lease that found nothing
+ * is not remembered (it changed nothing); a waiting lease whose caller went
+ * away keeps what it took under its op id (the caller's resend gets it)
+ * instead of giving it back.
  */
 import { createError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { NOW_MS } from '../storage/postgres-clock.js'
-import type { Postgres } from '../storage/postgres.js'
+import { applyOnce, claimOps, encodeAnswer, recordedAnswers } from '../storage/postgres-ops.js'
+import type { PgQuery, Postgres } from '../storage/postgres.js'
 import { DEFAULT_DEAD_LIMIT, MAX_BATCH, type LeaseOptions, type TaskQueue } from './queue.js'
 import type { DeadPage, LeasedTask, LeaseRef, NewTask, Settlement, TaskCounts } from './task.js'
 
@@ -59,8 +68,12 @@ export interface PostgresTaskQueueOptions {
 }
 
 export interface PostgresTaskQueue extends TaskQueue {
+  /** `opId`: applied once per op id (the module's comment). */
+  enqueue(task: NewTask, opId?: string): Promise<string>
   /** `alive`: whether the caller (a meta peer) is still there when a waiting lease is served. */
-  lease(options: LeaseOptions, alive?: () => boolean): Promise<LeasedTask[]>
+  lease(options: LeaseOptions, alive?: () => boolean, opId?: string): Promise<LeasedTask[]>
+  settle(results: readonly Settlement[], opId?: string): Promise<string[]>
+  retry(id: string, opId?: string): Promise<boolean>
   /** Another seed made a task of this queue ready (its NOTIFY): waiting leases look now. */
   wakeWaiters(): void
 }
@@ -71,7 +84,11 @@ interface Waiter {
   readonly until: number
   readonly resolve: (tasks: LeasedTask[]) => void
   readonly reject: (err: unknown) => void
+  readonly opId: string | undefined
 }
+
+/** Thrown inside a lease's transaction that found nothing: rolls its op id back (nothing to remember). */
+class NothingLeased extends Error {}
 
 interface TaskRow extends Record<string, unknown> {
   id: string
@@ -148,30 +165,69 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
    * row is durable. Ids are drawn in the callers' order (volatile target-list
    * expressions run after ORDER BY), so the ids, sorted, map back to them.
    */
-  const inserts: { task: NewTask; resolve: (id: string) => void; reject: (err: unknown) => void }[] = []
+  const inserts: { task: NewTask; opId: string | undefined; resolve: (id: string) => void; reject: (err: unknown) => void }[] = []
   function insertBatch(): void {
     const batch = inserts.splice(0, MAX_BATCH)
     if (inserts.length > 0) setImmediate(insertBatch)
     if (batch.length === 0) return
-    const tasks = batch.map((b) => b.task)
-    db.query<{ id: string }>(
+    const run = batch.some((b) => b.opId !== undefined) ? db.transaction((tx) => insertOnce(tx, batch)) : insertPlain(batch.map((b) => b.task))
+    run.then(({ ids, readies }) => {
+      batch.forEach((b, i) => b.resolve(ids[i]!))
+      if (readies) readied()
+    }, (err: unknown) => {
+      for (const b of batch) b.reject(err)
+    })
+  }
+  async function insertPlain(tasks: readonly NewTask[]): Promise<{ ids: string[]; readies: boolean }> {
+    const { rows } = await db.query<{ id: string }>(
       `INSERT INTO espra_tasks (id, queue, state, name, payload, attempts, enqueued_at, run_at) OVERRIDING SYSTEM VALUE
        SELECT nextval(pg_get_serial_sequence('espra_tasks', 'id')), $1, 'r', r.name, r.payload, r.attempts, ${NOW_MS}, ${NOW_MS} + r.delay
        FROM unnest($2::text[], $3::bytea[], $4::int[], $5::bigint[]) WITH ORDINALITY AS r(name, payload, attempts, delay, ord)
        ORDER BY r.ord
        RETURNING id`,
-      [queue, tasks.map((t) => t.name), tasks.map((t) => Buffer.from(t.payload.buffer, t.payload.byteOffset, t.payload.byteLength)), tasks.map((t) => t.attempts), tasks.map((t) => t.delay)],
-    ).then(({ rows }) => {
-      const ids = rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-      batch.forEach((b, i) => b.resolve(`t${ids[i]}`))
-      if (tasks.some((t) => t.delay === 0)) readied()
-    }, (err: unknown) => {
-      for (const b of batch) b.reject(err)
+      [queue, tasks.map((t) => t.name), tasks.map(bytesOf), tasks.map((t) => t.attempts), tasks.map((t) => t.delay)],
+    )
+    const ids = rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    return { ids: ids.map((id) => `t${id}`), readies: tasks.some((t) => t.delay === 0) }
+  }
+  /**
+   * A batch with op ids, in one transaction: ids drawn first, so each op id
+   * is claimed with its answer in one statement for the whole batch; only the
+   * tasks whose op id was new (or that have none) are inserted; the others
+   * answer the id recorded for them.
+   */
+  async function insertOnce(tx: PgQuery, batch: readonly { task: NewTask; opId: string | undefined }[]): Promise<{ ids: string[]; readies: boolean }> {
+    const drawn = (await tx.query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('espra_tasks', 'id')) AS id FROM generate_series(1, $1)`, [batch.length]))
+      .rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const first = new Map<string, number>()
+    batch.forEach((b, i) => b.opId !== undefined && !first.has(b.opId) && first.set(b.opId, i))
+    const op = `${queue}.enqueue`
+    const opIds = [...first.keys()]
+    const claimed = await claimOps(tx, op, opIds, opIds.map((id) => encodeAnswer(`t${drawn[first.get(id)!]}`)))
+    const fresh = batch.flatMap(({ opId }, i) => (opId === undefined || (claimed.has(opId) && first.get(opId) === i) ? [i] : []))
+    const tasks = fresh.map((i) => batch[i]!.task)
+    if (tasks.length > 0) {
+      await tx.query(
+        `INSERT INTO espra_tasks (id, queue, state, name, payload, attempts, enqueued_at, run_at) OVERRIDING SYSTEM VALUE
+         SELECT r.id, $1, 'r', r.name, r.payload, r.attempts, ${NOW_MS}, ${NOW_MS} + r.delay
+         FROM unnest($2::bigint[], $3::text[], $4::bytea[], $5::int[], $6::bigint[]) AS r(id, name, payload, attempts, delay)`,
+        [queue, fresh.map((i) => drawn[i]!.toString()), tasks.map((t) => t.name), tasks.map(bytesOf), tasks.map((t) => t.attempts), tasks.map((t) => t.delay)],
+      )
+    }
+    const earlier = await recordedAnswers<string>(tx, op, opIds.filter((id) => !claimed.has(id)))
+    const ids = batch.map((b, i) => {
+      if (b.opId === undefined) return `t${drawn[i]}`
+      if (claimed.has(b.opId)) return `t${drawn[first.get(b.opId)!]}`
+      const id = earlier.get(b.opId)
+      if (id === undefined) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'the task queue in PostgreSQL', problem: `op id ${b.opId} neither claimed nor recorded` })
+      return id
     })
+    return { ids, readies: tasks.some((t) => t.delay === 0) }
   }
 
-  async function take(options: LeaseOptions): Promise<LeasedTask[]> {
-    const { rows } = await db.query<TaskRow>(
+  /** `q`: the pool, or the transaction of a lease with an op id (then what does not fit goes back in it too). */
+  async function take(options: LeaseOptions, q: PgQuery = db): Promise<LeasedTask[]> {
+    const { rows } = await q.query<TaskRow>(
       `UPDATE espra_tasks t SET state = 'l', attempt = t.attempt + 1, lease_until = ${NOW_MS} + $3
        FROM (SELECT id FROM espra_tasks WHERE queue = $1 AND state = 'r' AND run_at <= ${NOW_MS}
              ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) picked
@@ -196,12 +252,27 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       })
     }
     // More than fits one answer frame: give the rest back untouched, at the front.
-    if (over.length > 0) await release(over.map((r) => ({ id: `t${r.id}`, attempt: r.attempt })))
+    if (over.length > 0) await release(over.map((r) => ({ id: `t${r.id}`, attempt: r.attempt })), q)
     return out
   }
 
-  async function release(refs: readonly LeaseRef[]): Promise<void> {
-    await db.query(
+  /** A take remembered under `opId` (none: as {@link take}); one that found nothing rolls back, as if not sent. */
+  async function takeOnce(options: LeaseOptions, opId: string | undefined): Promise<LeasedTask[]> {
+    if (opId === undefined) return take(options)
+    try {
+      return await applyOnce(db, `${queue}.lease`, opId, async (tx) => {
+        const got = await take(options, tx)
+        if (got.length === 0) throw new NothingLeased()
+        return got
+      })
+    } catch (err) {
+      if (err instanceof NothingLeased) return []
+      throw err
+    }
+  }
+
+  async function release(refs: readonly LeaseRef[], q: PgQuery = db): Promise<void> {
+    await q.query(
       `UPDATE espra_tasks t SET state = 'r', attempt = t.attempt - 1, run_at = 0, lease_until = NULL
        FROM unnest($2::bigint[], $3::int[]) AS r(id, attempt)
        WHERE t.queue = $1 AND t.id = r.id AND t.attempt = r.attempt AND t.state = 'l'`,
@@ -233,7 +304,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
         if (w === undefined) break
         let got: LeasedTask[]
         try {
-          got = await take(w.options)
+          got = await takeOnce(w.options, w.opId)
         } catch (err) {
           waiters.shift()
           w.reject(err)
@@ -241,8 +312,8 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
         }
         if (got.length > 0) {
           waiters.shift()
-          // A caller that went away meanwhile would lose these: give them back.
-          if (w.alive()) w.resolve(got)
+          // A caller that went away meanwhile would lose these: give them back, unless its op id keeps them for its resend.
+          if (w.alive() || w.opId !== undefined) w.resolve(got)
           else {
             await release(got).catch(() => {})
             w.resolve([])
@@ -264,19 +335,19 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
   return {
     backend: 'postgres',
     wakeWaiters: wake,
-    enqueue(task: NewTask) {
+    enqueue(task: NewTask, opId?: string) {
       checkOpen()
       return new Promise<string>((resolve, reject) => {
-        inserts.push({ task, resolve, reject })
+        inserts.push({ task, opId, resolve, reject })
         if (inserts.length === 1) setImmediate(insertBatch)
       })
     },
-    async lease(options: LeaseOptions, alive: () => boolean = () => true) {
+    async lease(options: LeaseOptions, alive: () => boolean = () => true, opId?: string) {
       checkOpen()
-      const got = await take(options)
+      const got = await takeOnce(options, opId)
       if (got.length > 0 || !options.waitMs) return got
       return new Promise<LeasedTask[]>((resolve, reject) => {
-        waiters.push({ options, alive, until: Date.now() + options.waitMs!, resolve, reject })
+        waiters.push({ options, alive, until: Date.now() + options.waitMs!, resolve, reject, opId })
         wake()
       })
     },
@@ -292,7 +363,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       )
       return lostOf(leases, rows)
     },
-    async settle(results: readonly Settlement[]) {
+    async settle(results: readonly Settlement[], opId?: string) {
       checkOpen()
       if (results.length === 0) return []
       // One result per id (a repeat is lost, as the first one ends the lease); then one statement for all three kinds.
@@ -302,7 +373,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       const released = first.filter((r) => r.result === 'released')
       const failed = first.filter((r): r is Extract<Settlement, { result: 'failed' }> => r.result === 'failed')
       const held = `t.queue = $1 AND t.id = r.id AND t.attempt = r.attempt AND t.state = 'l' AND t.lease_until > ${NOW_MS}`
-      const { rows } = await db.query<{ id: string }>(
+      const lost = await applyOnce(db, `${queue}.settle`, opId, async (q) => lostOf(results, (await q.query<{ id: string }>(
         `WITH d AS (
            DELETE FROM espra_tasks t USING unnest($2::bigint[], $3::int[]) AS r(id, attempt) WHERE ${held} RETURNING t.id
          ), rl AS (
@@ -317,9 +388,9 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
          )
          SELECT id FROM d UNION ALL SELECT id FROM rl UNION ALL SELECT id FROM f`,
         [queue, ids(done), attempts(done), ids(released), attempts(released), ids(failed), attempts(failed), failed.map((r) => r.error), failed.map((r) => r.retryInMs)],
-      )
+      )).rows))
       if (released.length > 0 || failed.some((r) => r.retryInMs === 0)) readied()
-      return lostOf(results, rows)
+      return lost
     },
     async counts(): Promise<TaskCounts> {
       checkOpen()
@@ -349,14 +420,14 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       }))
       return { tasks, next: rows.length > limit ? tasks.at(-1)!.id : null }
     },
-    async retry(id: string) {
+    async retry(id: string, opId?: string) {
       checkOpen()
-      const { rowCount } = await db.query(
+      const retried = await applyOnce(db, `${queue}.retry`, opId, async (q) => (await q.query(
         `UPDATE espra_tasks SET state = 'r', attempt = 0, failed_at = NULL, run_at = ${NOW_MS} WHERE queue = $1 AND id = $2 AND state = 'x'`,
         [queue, id.slice(1)],
-      )
-      if (rowCount > 0) readied()
-      return rowCount > 0
+      )).rowCount > 0)
+      if (retried) readied()
+      return retried
     },
     async close() {
       if (closed) return
@@ -367,6 +438,9 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
     },
   }
 }
+
+/** A task's payload as the driver's bytea parameter (no copy). */
+const bytesOf = (t: NewTask): Buffer => Buffer.from(t.payload.buffer, t.payload.byteOffset, t.payload.byteLength)
 
 /** The refs whose id did not come back from the statement: their lease was no longer held. */
 function lostOf(refs: readonly { id: string }[], rows: readonly { id: string }[]): string[] {

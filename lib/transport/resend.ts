@@ -1,6 +1,8 @@
 /**
  * Sending a meta request again when the link under it dropped: for ops whose
- * repetition changes nothing (a datastore read or put, a lease renewal). A
+ * repetition changes nothing (a datastore read or put, a lease renewal), and
+ * for ops that carry an op id the seed applies once (lib/storage/op-id.ts:
+ * the caller puts it in `body` once, so every attempt sends the same). A
  * failure with `ESPRA_ERR_META_CLOSED` (the link dropped or is down) or
  * `ESPRA_ERR_SEED_NOT_LEADER` means no seed that is still there applied it,
  * so the next link may take it: it is sent again with a backoff from 100 ms
@@ -20,8 +22,12 @@ export interface MetaRequester {
 }
 
 export interface Resender {
-  /** Sends `op` until it is answered, fails otherwise than by the link, or `withinMs` has passed since the first send. */
-  send<R>(op: string, body: unknown, withinMs: number): Promise<R>
+  /**
+   * Sends `op` until it is answered, fails otherwise than by the link, or
+   * `withinMs` has passed since the first send; `timeoutMs`: each attempt's
+   * own (the link's default when absent).
+   */
+  send<R>(op: string, body: unknown, withinMs: number, timeoutMs?: number): Promise<R>
   /** Ends every wait at once: each op throws its last error. */
   close(): void
 }
@@ -41,11 +47,11 @@ export function createResender(link: MetaRequester): Resender {
   })
 
   return {
-    async send<R>(op: string, body: unknown, withinMs: number): Promise<R> {
+    async send<R>(op: string, body: unknown, withinMs: number, timeoutMs?: number): Promise<R> {
       const started = Date.now()
       for (let attempt = 1; ; attempt++) {
         try {
-          return await link.request<R>(op, body)
+          return await (timeoutMs === undefined ? link.request<R>(op, body) : link.request<R>(op, body, timeoutMs))
         } catch (err) {
           const { code, details } = err as EspraError
           const stopped = (details as { stopped?: unknown } | undefined)?.stopped === true

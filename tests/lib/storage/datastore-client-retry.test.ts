@@ -1,5 +1,5 @@
 // The datastore client's rule for a dropped link, against a real seed (its embedded store) that goes away and
-// comes back on the same port: get/list/put/delete are sent again within the window; consume and putIf never;
+// comes back on the same port: get/list/put/delete are sent again within the window, consume and putIf too with one op id;
 // a link closed on purpose, a store closed, or a window of 0 end it at once. `counted` passes every request
 // through to the real meta client and counts it, so the tests see how often an op was sent.
 import t, { type Test } from 'tap'
@@ -69,21 +69,33 @@ t.test('puts in flight when the seed goes, and puts sent while it is away, all l
   t.equal((await fresh.list('appTables', { prefix: 'away/' })).entries.length, 5, 'and of the puts sent while away')
 })
 
-t.test('consume and putIf are not sent again: the caller gets ESPRA_ERR_META_CLOSED', async (t) => {
+t.test('consume and putIf sent while the seed is away are sent again, with one op id each, and applied once it is back', async (t) => {
   const first = await startTestSeed(t)
   const link = client(t, first.port, { reconnect: true, backoffMaxMs: 200 })
   await link.ready
-  const { link: passing, sent } = counted(link)
+  const opIds = new Map<string, Set<unknown>>()
+  const { link: passing, sent } = counted({
+    ...link,
+    request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
+      opIds.set(op, (opIds.get(op) ?? new Set()).add((body as { opId?: unknown }).opId))
+      return link.request<T>(op, body, timeoutMs)
+    },
+  } as MetaClient)
   const ds = createDatastoreClient(passing)
   await ds.put('uploadTokens', 'tok', { user: 'u' })
   first.seed.destroy()
   await linkDown(link)
-  await t.rejects(ds.consume('uploadTokens', 'tok'), { code: 'ESPRA_ERR_META_CLOSED' })
-  await t.rejects(ds.putIf('tusUploads', 'u', { offset: 1 }, null), { code: 'ESPRA_ERR_META_CLOSED' })
-  t.equal(sent.get('ds.consume'), 1, 'consume sent once')
-  t.equal(sent.get('ds.putIf'), 1, 'putIf sent once')
+  const consumed = ds.consume('uploadTokens', 'tok')
+  const written = ds.putIf('tusUploads', 'u', { offset: 1 }, null)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.ok((sent.get('ds.consume') ?? 0) > 1 && (sent.get('ds.putIf') ?? 0) > 1, `both were sent again while the seed was away (${sent.get('ds.consume')}, ${sent.get('ds.putIf')})`)
   await restart(t, first)
-  t.same(await createDatastoreClient(link).get('uploadTokens', 'tok'), { user: 'u' }, 'the token was not consumed')
+  t.same(await consumed, { user: 'u' }, 'consume answers the record once the seed is back')
+  t.equal(await written, true, 'putIf writes')
+  t.same([...opIds.get('ds.consume')!].length, 1, 'every consume attempt carried the same op id')
+  t.same([...opIds.get('ds.putIf')!].length, 1, 'and every putIf attempt')
+  t.same(await ds.get('uploadTokens', 'tok'), null, 'the token is consumed')
+  t.same(await ds.get('tusUploads', 'u'), { offset: 1 })
 })
 
 t.test('the window ends: the last error is thrown', async (t) => {
@@ -128,12 +140,13 @@ t.test('a link closed on purpose, or the store closed, ends the waiting at once'
   t.ok(sentBefore !== undefined, 'the put was sent before the store closed')
 })
 
-t.test('ESPRA_ERR_SEED_NOT_LEADER is sent again (repeatable ops only); other errors are not', async (t) => {
-  // A real meta server whose ds ops answer what the test says: the first two puts are refused as by a seed
-  // that does not lead (the client then leaves it and links again), putIf always, get with a database outage.
+t.test('ESPRA_ERR_SEED_NOT_LEADER is sent again (putIf with its op id); other errors are not', async (t) => {
+  // A real meta server whose ds ops answer what the test says: the first two puts and putIfs are refused as by a
+  // seed that does not lead (the client then leaves it and links again), get with a database outage.
   // `served` counts what reached the server (sends made while the link was down fail before it).
   const served = new Map<string, number>()
-  const serve = (op: string, answer: () => unknown) => [op, () => {
+  const putIfIds = new Set<unknown>()
+  const serve = (op: string, answer: () => unknown) => [op, (_body: unknown): unknown => {
     served.set(op, (served.get(op) ?? 0) + 1)
     return answer()
   }] as const
@@ -145,7 +158,11 @@ t.test('ESPRA_ERR_SEED_NOT_LEADER is sent again (repeatable ops only); other err
     handlers: new Map([
       ['ping', () => ({})],
       serve('ds.put', () => (served.get('ds.put')! <= 2 ? refuse('ESPRA_ERR_SEED_NOT_LEADER') : {})),
-      serve('ds.putIf', () => refuse('ESPRA_ERR_SEED_NOT_LEADER')),
+      ['ds.putIf', (body: unknown): unknown => {
+        served.set('ds.putIf', (served.get('ds.putIf') ?? 0) + 1)
+        putIfIds.add((body as { opId?: unknown }).opId)
+        return served.get('ds.putIf')! <= 2 ? refuse('ESPRA_ERR_SEED_NOT_LEADER') : { written: true }
+      }],
       serve('ds.get', () => refuse('ESPRA_ERR_DATASTORE_UNAVAILABLE')),
     ]),
   })
@@ -153,12 +170,14 @@ t.test('ESPRA_ERR_SEED_NOT_LEADER is sent again (repeatable ops only); other err
   const link = createMetaClient({ seeds: [`127.0.0.1:${server.port}`], secret: SECRET, peer: { kind: 'admin' }, maxFrame: 64 * 1024, log: captureLog('silent').log, reconnect: true, backoffMaxMs: 100 })
   t.teardown(() => link.destroy())
   await link.ready
-  const { link: passing, sent } = counted(link)
+  const { link: passing } = counted(link)
   const ds = createDatastoreClient(passing)
   await ds.put('appTables', 'k', { v: 1 })
   t.equal(served.get('ds.put'), 3, 'the put was answered on its third arrival')
-  await t.rejects(ds.putIf('appTables', 'k', { v: 2 }, null), { code: 'ESPRA_ERR_SEED_NOT_LEADER' })
-  t.equal(sent.get('ds.putIf'), 1, 'putIf sent once')
+  t.equal(await ds.putIf('appTables', 'k', { v: 2 }, null), true, 'putIf answered')
+  t.equal(served.get('ds.putIf'), 3, 'on its third arrival')
+  t.equal(putIfIds.size, 1, 'each arrival with the same op id')
+  t.match([...putIfIds][0], /^[A-Za-z0-9_-]{22}$/)
   await t.rejects(ds.get('appTables', 'k'), { code: 'ESPRA_ERR_DATASTORE_UNAVAILABLE' })
   t.equal(served.get('ds.get'), 1, 'an error that is not about the link: not sent again')
 })
