@@ -114,7 +114,7 @@ export function createNodeControl(opts: NodeControlOptions) {
       }
     },
     close(): void {
-      for (const waiter of [...pending.values()]) waiter.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed is stopping'))
+      for (const waiter of [...pending.values()]) waiter.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'the seed is stopping' }))
     },
   }
 }

@@ -27,7 +27,7 @@ interface ErrorSpec {
 }
 
 export const ERRORS = {
-  ESPRA_ERR_INTERNAL: { message: 'internal error', status: 500 },
+  ESPRA_ERR_INTERNAL: { message: 'internal error: {reason}', status: 500 },
   ESPRA_ERR_CONFIG_INVALID: { message: '{option}: {reason}', status: 500 },
   ESPRA_ERR_CONFIG_FILE: { message: 'cannot read config file', status: 500 },
   ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret', status: 500 },
@@ -40,7 +40,7 @@ export const ERRORS = {
   ESPRA_ERR_META_VERSION: { message: 'unsupported meta protocol version', status: 400 },
   ESPRA_ERR_META_AUTH: { message: 'authentication failed', status: 401 },
   ESPRA_ERR_META_TIMEOUT: { message: '{what} did not finish within {ms} ms', status: 504 },
-  ESPRA_ERR_META_CLOSED: { message: 'meta connection closed', status: 503 },
+  ESPRA_ERR_META_CLOSED: { message: 'meta connection closed: {reason}', status: 503 },
   ESPRA_ERR_META_UNKNOWN_OP: { message: 'unknown meta operation', status: 400 },
   ESPRA_ERR_META_BAD_REQUEST: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_META_IDLE: { message: 'meta peer sent nothing for too long', status: 408 },
@@ -83,7 +83,7 @@ export const ERRORS = {
   // Retryable: the database is out of reach (or refused the seed's login) right now; the seed reconnects by itself.
   ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore\'s database cannot be reached; retry later', status: 503 },
   ESPRA_ERR_BUILD_INVALID: { message: '{field} {reason}', status: 400 },
-  ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload out of order or too large', status: 400 },
+  ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload stopped: {reason}', status: 400 },
   ESPRA_ERR_BUILD_HASH_MISMATCH: { message: 'uploaded bytes do not match their sha256', status: 422 },
   ESPRA_ERR_BUILD_MISSING_BLOBS: { message: 'the blob store lacks files this build lists', status: 409 },
   ESPRA_ERR_BUILD_NOT_FOUND: { message: 'no such build', status: 404 },
@@ -131,7 +131,7 @@ export const ERRORS = {
   ESPRA_ERR_VHOST_SHADOWS: { message: 'that host is the cluster\'s own: a vhost there would hide the fileserver\'s own paths (pass force)', status: 409 },
   ESPRA_ERR_UPLOAD_NO_WHIRLPOOL: { message: 'whirlpool hashing unavailable (OpenSSL legacy provider not loaded)', status: 500 },
   ESPRA_ERR_TUS_VERSION: { message: 'unsupported tus protocol version (Tus-Resumable must be 1.0.0)', status: 412 },
-  ESPRA_ERR_TUS_BAD_REQUEST: { message: 'malformed tus request', status: 400 },
+  ESPRA_ERR_TUS_BAD_REQUEST: { message: 'malformed tus request: {reason}', status: 400 },
   ESPRA_ERR_TUS_NOT_FOUND: { message: 'no such upload', status: 404 },
   ESPRA_ERR_TUS_EXPIRED: { message: 'the upload expired', status: 410 },
   ESPRA_ERR_TUS_OFFSET: { message: 'Upload-Offset does not match the upload (or another PATCH advanced it first)', status: 409 },

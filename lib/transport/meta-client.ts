@@ -160,9 +160,9 @@ class SeedLink implements MetaClient {
 
   request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
     // Closed on purpose (or a one-shot link that dropped): no link will come back, and callers that retry must not wait for one.
-    if (this.stopped) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is closed', { stopped: true }))
+    if (this.stopped) return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'the seed link was stopped', stopped: true }))
     const session = this.session
-    if (!session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
+    if (!session) return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'not connected to a seed' }))
     const answer = session.request<T>(op, body, timeoutMs)
     if (!this.opts.reconnect || this.opts.followLeader === false) return answer
     return answer.catch((err: EspraError) => {
@@ -183,14 +183,14 @@ class SeedLink implements MetaClient {
   }
 
   async close(): Promise<void> {
-    this.stop(new EspraError('ESPRA_ERR_META_CLOSED', 'meta client closed before it connected'))
+    this.stop(createError('ESPRA_ERR_META_CLOSED', { reason: 'the meta client was closed before it connected' }))
     this.connecting?.destroy()
     await this.session?.close()
     await this.loop
   }
 
   destroy(err?: Error): void {
-    this.stop(err ?? new EspraError('ESPRA_ERR_META_CLOSED', 'meta client destroyed'))
+    this.stop(err ?? createError('ESPRA_ERR_META_CLOSED', { reason: 'the meta client was destroyed' }))
     this.connecting?.destroy()
     this.session?.destroy(err)
   }
@@ -238,7 +238,7 @@ class SeedLink implements MetaClient {
         this.session = session
         this.leadValue = lead
         await this.opts.onConnect?.(this)
-        if (session.state !== 'open') throw new EspraError('ESPRA_ERR_META_CLOSED', `seed ${target.address} closed the link during onConnect`)
+        if (session.state !== 'open') throw createError('ESPRA_ERR_META_CLOSED', { reason: `seed ${target.address} closed the link during onConnect`, seed: target.address })
       } catch (err) {
         this.session = null
         session?.destroy(err as Error)

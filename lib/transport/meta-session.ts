@@ -104,7 +104,7 @@ export class MetaSession<C = unknown> {
     this.closed = new Promise((resolve) => (this.markClosed = resolve))
     this.socket.on('data', this.onData)
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.finish(new EspraError('ESPRA_ERR_META_CLOSED', `connection error: ${err.code ?? err.message}`, { cause: err.code ?? err.message }), false)
+      this.finish(createError('ESPRA_ERR_META_CLOSED', { reason: `connection error ${err.code ?? err.message}`, cause: err.code ?? err.message }), false)
     })
     this.socket.on('close', () => this.finish(null, false))
   }
@@ -117,7 +117,7 @@ export class MetaSession<C = unknown> {
   nextFrame(): Promise<Record<string, unknown>> {
     const queued = this.inbox.shift()
     if (queued) return Promise.resolve(queued)
-    if (this.stateValue !== 'handshake') return Promise.reject(createError('ESPRA_ERR_META_CLOSED'))
+    if (this.stateValue !== 'handshake') return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: `the session to ${this.remote} is ${this.stateValue}`, remote: this.remote }))
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
   }
 
@@ -141,7 +141,7 @@ export class MetaSession<C = unknown> {
   /** Sends a request; resolves with the answer body or rejects with the peer's coded error. */
   request<T = unknown>(op: string, body: unknown, timeoutMs = this.opts.requestTimeoutMs ?? 10_000): Promise<T> {
     if (this.stateValue !== 'open') {
-      return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', `meta session to ${this.remote} is ${this.stateValue}`))
+      return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: `the session to ${this.remote} is ${this.stateValue}`, remote: this.remote }))
     }
     let frame: Buffer
     try {
@@ -206,7 +206,7 @@ export class MetaSession<C = unknown> {
    * effort) before its socket closes; listeners receive the reason.
    */
   destroy(reason?: Error): void {
-    const err = reason === undefined ? null : reason instanceof EspraError ? reason : new EspraError('ESPRA_ERR_INTERNAL', reason.message)
+    const err = reason === undefined ? null : reason instanceof EspraError ? reason : createError('ESPRA_ERR_INTERNAL', { reason: reason.message })
     this.finish(err, err !== null && err.code !== 'ESPRA_ERR_META_SLOW_PEER' && err.code !== 'ESPRA_ERR_META_CLOSED')
   }
 
@@ -223,7 +223,7 @@ export class MetaSession<C = unknown> {
     } else {
       this.socket.destroy()
     }
-    const closedErr = new EspraError('ESPRA_ERR_META_CLOSED', `meta session to ${this.remote} closed${err ? `: ${err.message}` : ''}`)
+    const closedErr = createError('ESPRA_ERR_META_CLOSED', { reason: `the session to ${this.remote} ended${err ? ` (${err.message})` : ''}`, remote: this.remote })
     for (const p of this.pending.values()) {
       clearTimeout(p.timer)
       p.reject(closedErr)

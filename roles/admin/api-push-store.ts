@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto'
 import type { BuildFile, BuildManifest } from '../../lib/builds/manifest.js'
 import type { CanaryPlan } from '../../lib/builds/canary.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import { listAll, type Datastore, type DatastoreValue } from '../../lib/storage/datastore.js'
 
 export const PUSH_TTL_MS = 3_600_000
@@ -113,7 +113,7 @@ export async function askedHashes(datastore: Datastore, id: string): Promise<Map
 export async function readManifest(datastore: Datastore, header: PushHeader): Promise<BuildManifest> {
   const files: BuildFile[] = []
   for await (const e of listAll(datastore, KIND, `push/${header.id}/m/`)) files.push(...(e.value['files'] as BuildFile[]))
-  if (files.length !== header.files) throw new EspraError('ESPRA_ERR_INTERNAL', `build upload ${header.id}: ${files.length} of ${header.files} manifest files found`)
+  if (files.length !== header.files) throw createError('ESPRA_ERR_INTERNAL', { reason: `build upload ${header.id} has ${files.length} of its ${header.files} manifest files`, id: header.id })
   return { files }
 }
 

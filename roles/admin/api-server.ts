@@ -65,7 +65,7 @@ const SESSION_STREAM_CHECK_MS = 5000
 const EVENTS_ROUTE: ApiRoute<ApiDeps> = {
   method: 'GET', path: '/api/events', action: 'events.read', acts: false,
   check: (c) => (onlyQuery(c.query, ['nodes']), { target: null, params: {} }),
-  run: () => Promise.reject(new EspraError('ESPRA_ERR_INTERNAL', 'the events route streams')),
+  run: () => Promise.reject(createError('ESPRA_ERR_INTERNAL', { reason: 'the events route streams' })),
 }
 
 interface Answer extends ApiAnswer {

@@ -168,7 +168,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       next = { ...state, offset, parts: [], done: await assemble(id, state, path) }
     } else {
       if (state.parts.length >= MAX_PARTS) {
-        throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', `an upload takes at most ${MAX_PARTS} PATCH bodies: send the rest in fewer, larger ones`)
+        throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: `an upload takes at most ${MAX_PARTS} PATCH bodies: send the rest in fewer, larger ones` })
       }
       const nonce = newNonce()
       part = partKey(id, state.parts.length, nonce)
@@ -193,16 +193,16 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const contentLength = req.getHeader('content-length')
     const chunked = req.getHeader('transfer-encoding') !== ''
     const token = requestToken(req)
-    if (deferHeader !== '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Defer-Length is not supported (no creation-defer-length extension): send Upload-Length', { header: 'Upload-Defer-Length' })
-    if (lengthHeader === '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Length is missing', { header: 'Upload-Length' })
+    if (deferHeader !== '') throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Defer-Length is not supported (no creation-defer-length extension): send Upload-Length', header: 'Upload-Defer-Length' })
+    if (lengthHeader === '') throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Length is missing', header: 'Upload-Length' })
     const length = parseCount(lengthHeader, 'Upload-Length')
     if (length > MAX_UPLOAD_SIZE) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'Tus-Max-Size', max: MAX_UPLOAD_SIZE })
     const metadata = parseMetadata(metadataHeader)
     if (chunked || (contentLength !== '' && parseCount(contentLength, 'Content-Length') !== 0)) {
-      throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'a creation request has no body here (no creation-with-upload extension): send the bytes with PATCH', { header: 'Content-Length' })
+      throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'a creation request has no body here (no creation-with-upload extension): send the bytes with PATCH', header: 'Content-Length' })
     }
     const type = (metadata['filetype'] ?? '').trim() || 'application/octet-stream'
-    if (!MEDIA_TYPE.test(type)) throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', { header: 'Upload-Metadata' })
+    if (!MEDIA_TYPE.test(type)) throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', header: 'Upload-Metadata' })
     const claims = checkUploadToken(tokenKey, token)
     if (length > claims.maxSize) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'the token', max: claims.maxSize })
     if (!typeAllowed(claims, type)) throw createError('ESPRA_ERR_UPLOAD_TYPE', { type, allowed: claims.types.join(', ') })
@@ -226,7 +226,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
         await unlink(empty).catch(() => {})
       }
     }
-    if (!(await datastore.putIf('tusUploads', id, state as unknown as DatastoreValue, null))) throw new EspraError('ESPRA_ERR_INTERNAL', `tus upload id ${id} exists already`)
+    if (!(await datastore.putIf('tusUploads', id, state as unknown as DatastoreValue, null))) throw createError('ESPRA_ERR_INTERNAL', { reason: `tus upload id ${id} exists already`, id })
     log.debug({ id, length, owner: state.owner }, 'tus upload created')
     send(reply, 201, { Location: `${TUS_PATH}/${id}`, 'Upload-Offset': '0', 'Upload-Expires': httpDate(state.expires), ...doneHeaders(state.done) })
   }
@@ -252,7 +252,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     if (contentType.split(';')[0]!.trim().toLowerCase() !== PATCH_CONTENT_TYPE) {
       throw new EspraError('ESPRA_ERR_TUS_CONTENT_TYPE', `PATCH needs Content-Type: ${PATCH_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 60))})`)
     }
-    if (offsetHeader === '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Offset is missing', { header: 'Upload-Offset' })
+    if (offsetHeader === '') throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Offset is missing', header: 'Upload-Offset' })
     const offset = parseCount(offsetHeader, 'Upload-Offset')
     const declared = lengthHeader === '' ? null : parseCount(lengthHeader, 'Content-Length')
     const checksum: Checksum | null = parseChecksum(checksumHeader)
@@ -331,7 +331,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     try {
       if (!METHODS.has(method)) {
         throw override
-          ? new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', `X-HTTP-Method-Override ${override.slice(0, 20)} is not a tus method`, { header: 'X-HTTP-Method-Override' })
+          ? createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: `X-HTTP-Method-Override ${override.slice(0, 20)} is not a tus method`, header: 'X-HTTP-Method-Override' })
           : new EspraError('ESPRA_ERR_HTTP_METHOD', `${method} is not a tus method (POST, HEAD, PATCH, DELETE, OPTIONS)`)
       }
       // Upload ids are 32 hex digits: `..`, encoded or absolute paths, NUL and the like never name one.

@@ -101,7 +101,7 @@ async function uploadBlob(client: MetaClient, hash: string, path: string, chunkS
     do {
       const chunk = Buffer.alloc(Math.min(chunkSize, size - offset))
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, offset)
-      if (bytesRead !== chunk.length) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `${path} changed while it was being sent`)
+      if (bytesRead !== chunk.length) throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `${path} changed while it was being sent`, path })
       const last = offset + chunk.length >= size
       const sent = client.request('build.blob', { hash, offset, chunk, last }, REQUEST_TIMEOUT_MS).then(() => onBytes(chunk.length))
       inflight.add(sent)
