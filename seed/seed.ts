@@ -116,10 +116,11 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     if (link === undefined) {
       link = {
         close(reason) {
+          const node = peer.nodeId ?? peer.remote
           peer.nodeId = null
           peer.session.destroy(reason === 'replaced'
             ? new EspraError('ESPRA_ERR_META_REPLACED', 'another connection registered this node id')
-            : new EspraError('ESPRA_ERR_META_IDLE', `no heartbeat for ${config.heartbeatTimeout} ms; evicted`))
+            : createError('ESPRA_ERR_META_IDLE', { peer: node, reason: `no heartbeat for ${config.heartbeatTimeout} ms; evicted` }))
         },
       }
       links.set(peer, link)

@@ -106,14 +106,14 @@ class SeedLink implements MetaClient {
   private readonly loop: Promise<void>
 
   constructor(opts: MetaClientOptions) {
-    if (opts.seeds.length === 0) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', 'no seed address given')
+    if (opts.seeds.length === 0) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--seed', reason: 'no seed address given' })
     this.opts = opts
     this.key = deriveMetaKey(opts.secret)
     this.targets = opts.seeds.map((address) => {
       try {
         return { address, ...parseHostPort(address) }
       } catch (reason) {
-        throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `seed address: ${String(reason)}`)
+        throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--seed', reason: `seed address ${address}: ${String(reason)}` })
       }
     })
     this.ready = new Promise<void>((resolve, reject) => {
@@ -249,7 +249,7 @@ class SeedLink implements MetaClient {
         index = (index + 1) % this.targets.length
         if (!this.opts.reconnect && failures >= this.targets.length) {
           const list = [...errors].map(([a, m]) => `${a}: ${m}`)
-          this.stop(new EspraError('ESPRA_ERR_SEED_UNREACHABLE', `no seed reachable (${list.join('; ')})`, { seeds: this.opts.seeds, errors: list }))
+          this.stop(createError('ESPRA_ERR_SEED_UNREACHABLE', { tried: list.join('; '), seeds: this.opts.seeds, errors: list }))
           break
         }
         // A seed answered but none leads yet (a takeover under way: the lease of a dead leader is running out, or
@@ -341,7 +341,7 @@ class SeedLink implements MetaClient {
       const hello = await session.nextFrame()
       if (hello['t'] !== 'hello') throw protocolError(`seed sent '${String(hello['t'])}' instead of hello`)
       if (hello['v'] !== META_VERSION) {
-        throw new EspraError('ESPRA_ERR_META_VERSION', `seed speaks meta protocol v${String(hello['v'])}, this build v${META_VERSION}`)
+        throw createError('ESPRA_ERR_META_VERSION', { who: 'the seed', version: String(hello['v']).slice(0, 16), supported: META_VERSION, seed: target.address })
       }
       const seedNonce = hello['nonce']
       if (!isNonce(seedNonce)) throw protocolError('seed hello carries no valid nonce')
@@ -351,7 +351,7 @@ class SeedLink implements MetaClient {
       const welcome = await session.nextFrame()
       if (welcome['t'] !== 'welcome') throw protocolError(`seed sent '${String(welcome['t'])}' instead of welcome`)
       if (!proofMatches(serverProof(this.key, nonce, seedNonce), welcome['proof'])) {
-        throw new EspraError('ESPRA_ERR_META_AUTH', `seed ${target.address} could not prove it knows the cluster secret`)
+        throw createError('ESPRA_ERR_META_AUTH', { reason: `seed ${target.address} could not prove it knows the cluster secret`, seed: target.address })
       }
       session.open()
       return { session, welcome }

@@ -240,7 +240,7 @@ export class MetaSession<C = unknown> {
     this.lastSentAt = Date.now()
     const ok = this.socket.write(frame)
     if (!ok && this.socket.writableLength > this.maxBuffered) {
-      this.destroy(new EspraError('ESPRA_ERR_META_SLOW_PEER', `${this.socket.writableLength} bytes unsent to ${this.remote}`))
+      this.destroy(createError('ESPRA_ERR_META_SLOW_PEER', { peer: this.remote, bytes: this.socket.writableLength }))
       return false
     }
     return ok
@@ -292,7 +292,7 @@ export class MetaSession<C = unknown> {
   private readonly checkIdle = (): void => {
     const idle = Date.now() - this.lastReceivedAt
     if (idle >= this.idleMs) {
-      this.destroy(new EspraError('ESPRA_ERR_META_IDLE', `nothing received for ${idle} ms (limit ${this.idleMs} ms)`))
+      this.destroy(createError('ESPRA_ERR_META_IDLE', { peer: this.remote, reason: `nothing received for ${idle} ms, limit ${this.idleMs} ms` }))
     } else {
       this.idleTimer = setTimeout(this.checkIdle, this.idleMs - idle).unref()
     }
@@ -345,7 +345,7 @@ export class MetaSession<C = unknown> {
     if (!isId(id) || typeof op !== 'string') return this.destroy(protocolError('request without a numeric id and a string op'))
     const handler = this.opts.handlers?.get(op)
     if (handler === undefined) {
-      return this.reply(id, new EspraError('ESPRA_ERR_META_UNKNOWN_OP', `unknown op '${clip(op)}'`, { op: clip(op) }), false)
+      return this.reply(id, createError('ESPRA_ERR_META_UNKNOWN_OP', { op: clip(op) }), false)
     }
     let result: unknown
     try {
