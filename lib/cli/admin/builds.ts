@@ -173,15 +173,16 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
     say(`  ${formatFigures('baseline', canary.baseline)}`)
   }
   if (status.state === 'canary-failed' && canary !== undefined) {
-    throw new EspraError('ESPRA_ERR_BUILD_CANARY_FAILED', `build ${id} failed its canary and is current nowhere (canaries rolled back): ${canary.reasons.join('; ')}; canary 5xx ${pct(canary.canary.errorRate)} of ${canary.canary.requests}, p99 ${canary.canary.p99Ms ?? '-'} ms; baseline 5xx ${pct(canary.baseline.errorRate)} of ${canary.baseline.requests}, p99 ${canary.baseline.p99Ms ?? '-'} ms`, {
-      id, reasons: canary.reasons, canary: canary.canary, baseline: canary.baseline,
+    throw createError('ESPRA_ERR_BUILD_CANARY_FAILED', {
+      id, reason: `${canary.reasons.join('; ')}; canary 5xx ${pct(canary.canary.errorRate)} of ${canary.canary.requests}, p99 ${canary.canary.p99Ms ?? '-'} ms; baseline 5xx ${pct(canary.baseline.errorRate)} of ${canary.baseline.requests}, p99 ${canary.baseline.p99Ms ?? '-'} ms`,
+      reasons: canary.reasons, canary: canary.canary, baseline: canary.baseline,
     })
   }
   if (canary?.verdict === 'passed') say(`canary passed`)
   if (status.state === 'refused') {
     const refused = status.nodes.filter((n) => n.state === 'refused')
-    throw new EspraError('ESPRA_ERR_BUILD_REFUSED', `build ${id} is current nowhere: refused by ${refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', ')}`, {
-      id, nodes: refused.map((n) => ({ node: n.node, code: n.code, message: n.message })),
+    throw createError('ESPRA_ERR_BUILD_REFUSED', {
+      id, refusals: refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', '), nodes: refused.map((n) => ({ node: n.node, code: n.code, message: n.message })),
     })
   }
   if (status.state !== 'live') {
@@ -193,8 +194,8 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
   process.stdout.write(`${id}\n`)
   if (behind.length > 0) {
     const names = behind.map((n) => `${n.id} (serving ${n.build ?? 'nothing'})`).join(', ')
-    throw new EspraError('ESPRA_ERR_BUILD_NOT_SERVED', `build ${id} is current, but after ${timeoutMs} ms these nodes do not serve it: ${names}`, {
-      id, nodes: behind.map((n) => n.id),
+    throw createError('ESPRA_ERR_BUILD_NOT_SERVED', {
+      id, ms: timeoutMs, behind: names, nodes: behind.map((n) => n.id),
     })
   }
 }
@@ -221,6 +222,7 @@ export async function adminPushBuild(dir: string, opts: PushOptions): Promise<vo
       // A --canary this cluster cannot run (no current build, too few app nodes, as many canaries as app nodes) is a
       // usage error like a malformed one: exit 2. Nothing was recorded; the files sent are kept for the next push.
       if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_CANARY_UNAVAILABLE') throw err
+      // Free text: the seed's own refusal, passed on as a usage error naming the option.
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--canary ${opts.canary}: ${(err as Error).message}`, { option: '--canary' })
     })
     say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)
