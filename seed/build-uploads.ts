@@ -6,7 +6,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import { blobKeyOf, isHash, MAX_FILE_BYTES } from '../lib/builds/manifest.js'
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
@@ -93,7 +93,7 @@ export function createBuildUploads(opts: { readonly blobs: BlobStore; readonly l
     if (!last) return { offset: upload.offset }
     state.open.delete(hash)
     const actual = upload.hash.digest('hex')
-    if (actual !== hash) throw new EspraError('ESPRA_ERR_BUILD_HASH_MISMATCH', `blob ${hash}: the bytes hash to ${actual}`, { hash, actual })
+    if (actual !== hash) throw createError('ESPRA_ERR_BUILD_HASH_MISMATCH', { hash, actual })
     await blobs.put(blobKeyOf(hash), Buffer.concat(upload.chunks))
     log.info({ hash, bytes: upload.offset }, 'build blob stored')
     return { offset: upload.offset, stored: true }

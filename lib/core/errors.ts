@@ -112,7 +112,7 @@ export const ERRORS = {
   ESPRA_ERR_MAIL_NOT_FAILED: { message: 'the handoff of inbound message {id} has not failed: {reason}', status: 409 },
   ESPRA_ERR_MAIL_INVALID: { message: '{field} must be {allowed}', status: 400 },
   ESPRA_ERR_MAIL_HEADER_INJECTION: { message: '{field} holds CR, LF or NUL: refused (header injection)', status: 400 },
-  ESPRA_ERR_MAIL_TOO_LARGE: { message: 'the outbound message is larger than {limit} ({reason})', status: 413 },
+  ESPRA_ERR_MAIL_TOO_LARGE: { message: 'the outbound message is over {limit}: {reason}', status: 413 },
   ESPRA_ERR_MAIL_NOT_DURABLE_OUT: { message: 'outbound message {id} could not be stored and queued: {reason}', status: 503 },
   ESPRA_ERR_MAIL_STATE: { message: 'outbound message {id}: {reason}', status: 409 },
   ESPRA_ERR_MAIL_ABANDONED: { message: 'the SMTP client left while its message was being read (never leaves the mail node)', status: 400 },

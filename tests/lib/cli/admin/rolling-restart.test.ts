@@ -103,7 +103,7 @@ t.test('batches in id order, the first failure stops the run and names the node;
 
   const r = await run({ role: 'app', seed, minHealthy: '2' })
   t.equal(r.err?.code, 'ESPRA_ERR_NODE_RELOAD_FAILED')
-  t.match(r.err?.message, /^rolling restart stopped at node app-b: node 'app-b': child 1 could not be replaced \(ESPRA_ERR_NODE_LISTEN: cannot listen\); the old child keeps serving; 1 of 3 app node\(s\) done, the rest untouched$/)
+  t.match(r.err?.message, /^rolling restart stopped at node app-b: node 'app-b' could not replace its children: child 1 could not be replaced \(ESPRA_ERR_NODE_LISTEN: cannot listen\); the old child keeps serving; 1 of 3 app node\(s\) done, the rest untouched$/)
   t.same(asked, ['app-a', 'app-b'], 'app-c was never asked')
   t.match(r.stderr, /^\[1\/3\] app-a: 2 children replaced, healthy \([\d.]+s\)$/m)
   t.match(r.stderr, /^\[2\/3\] app-b: FAILED: ESPRA_ERR_NODE_RELOAD_FAILED: /m)
