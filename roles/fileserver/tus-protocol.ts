@@ -12,7 +12,7 @@
  * one is recorded; the other gets 409 and its part is deleted.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto'
-import { createError, EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { DatastoreValue } from '../../lib/storage/datastore.js'
 
 export const TUS_VERSION = '1.0.0'
@@ -39,7 +39,7 @@ export const isUploadId = (id: string): boolean => /^[0-9a-f]{32}$/.test(id)
 /** `Tus-Resumable` of a request: 412 unless it is exactly 1.0.0. */
 export function checkVersion(header: string): void {
   if (header !== TUS_VERSION) {
-    throw new EspraError('ESPRA_ERR_TUS_VERSION', header === '' ? 'Tus-Resumable is missing (this server speaks tus 1.0.0)' : `Tus-Resumable ${header.slice(0, 40)} is not supported (this server speaks tus 1.0.0)`)
+    throw createError('ESPRA_ERR_TUS_VERSION', { got: header === '' ? '(missing)' : header.slice(0, 40) })
   }
 }
 
