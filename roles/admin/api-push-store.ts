@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto'
 import type { BuildFile, BuildManifest } from '../../lib/builds/manifest.js'
 import type { CanaryPlan } from '../../lib/builds/canary.js'
-import { createError, EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { listAll, type Datastore, type DatastoreValue } from '../../lib/storage/datastore.js'
 
 export const PUSH_TTL_MS = 3_600_000
@@ -56,7 +56,7 @@ const bucketKey = (id: string, hash: string) => `push/${id}/n/${hash.slice(0, 2)
 
 export const newPushId = (now = Date.now()): string => `up-${now.toString(36)}-${randomBytes(4).toString('hex')}`
 
-const notFound = (id: string) => new EspraError('ESPRA_ERR_ADMIN_PUSH_NOT_FOUND', `no build upload ${id} (unknown, past its hour, or abandoned): start again with POST /api/builds`, { upload: id })
+const notFound = (id: string) => createError('ESPRA_ERR_ADMIN_PUSH_NOT_FOUND', { upload: id })
 
 /** Records a planned push: pages, buckets, then the header. */
 export async function createPush(datastore: Datastore, header: PushHeader, manifest: BuildManifest, missing: ReadonlyMap<string, number>): Promise<void> {
