@@ -8,7 +8,7 @@
  * each worker's messages, exit and readiness.
  */
 import { Worker } from 'node:worker_threads'
-import { createError, EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
 import { ClaimGate } from './claim-gate.js'
@@ -185,8 +185,8 @@ export class Generations {
     // when its build code starts loading (starting a thread on a busy machine is the platform's time, not the build's).
     const timedOut = new Promise<never>((_, reject) => {
       for (const slot of slots) {
-        slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(new EspraError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
-          `build ${build.id} refused: init() did not finish within ${opts.initTimeoutMs} ms (--init-timeout); its workers were terminated`, { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
+        slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(createError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
+          { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
       }
     })
     try {
