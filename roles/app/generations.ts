@@ -178,7 +178,7 @@ export class Generations {
       })
       slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(createError('ESPRA_ERR_APP_INIT', { build: build.id, reason: msg.message })))
       slot.worker.once('exit', (code) => reject(this.staged !== mine
-        ? createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'its workers started' })
+        ? createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'while its workers started' })
         : createError('ESPRA_ERR_APP_INIT', { build: build.id, reason: `a worker exited (code ${code}) while starting` })))
     })))
     // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it. Each worker's clock starts
@@ -201,7 +201,7 @@ export class Generations {
     } finally {
       for (const timer of timers) clearTimeout(timer)
     }
-    if (this.staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'its workers started' })
+    if (this.staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'while its workers started' })
     mine.ready = true
     if (this.closing) {
       this.staged = null

@@ -187,7 +187,9 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
   }
   if (status.state !== 'live') {
     const during = canary !== undefined ? 'during its canary' : 'while it was staging'
-    throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${id} is current nowhere: ${status.state === 'replaced' ? `a newer push or rollback replaced it ${during}` : `the seed restarted ${during}`}`, { id })
+    throw createError('ESPRA_ERR_BUILD_REPLACED', {
+      build: id, during: `${during}, so it is current nowhere: ${status.state === 'replaced' ? 'a newer push or rollback replaced it' : 'the seed restarted'}`, id,
+    })
   }
   say(`build ${id} activated on ${status.nodes.length} node(s); waiting until every app node and fileserver serves it`)
   const behind = await waitForNodes(client, id, timeoutMs)
