@@ -30,7 +30,7 @@ export const ERRORS = {
   ESPRA_ERR_INTERNAL: { message: 'internal error: {reason}', status: 500 },
   ESPRA_ERR_CONFIG_INVALID: { message: '{option}: {reason}', status: 500 },
   ESPRA_ERR_CONFIG_FILE: { message: 'cannot read config file', status: 500 },
-  ESPRA_ERR_SECRET_MISSING: { message: 'no cluster secret: {option} cannot read {file} ({reason}); set ESPRA_SECRET or --secret-file (espra-node up creates one)', status: 500 },
+  ESPRA_ERR_SECRET_MISSING: { message: '{option}: cannot read {file} ({reason}); no cluster secret: set ESPRA_SECRET or --secret-file (espra-node up creates one)', status: 500 },
   ESPRA_ERR_SECRET_INSECURE: { message: '{option}: {file} is open to other users (mode {mode}); run: {fix}', status: 500 },
   ESPRA_ERR_UWS_NATIVE: { message: 'uWebSockets.js native addon failed to load ({binary}): {reason}', status: 500 },
   ESPRA_ERR_NODE_LISTEN: { message: '{option}: cannot listen on {host}:{port} ({reason}); is another node running?', status: 500 },
