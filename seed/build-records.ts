@@ -8,7 +8,7 @@
 import { checkManifest, type BuildManifest, type BuildRecord, type BuildState } from '../lib/builds/manifest.js'
 import { readBlob } from '../lib/builds/blob-read.js'
 import type { CanaryState } from '../lib/builds/canary.js'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import type { StageNode } from './build-staging.js'
@@ -46,7 +46,7 @@ export function createBuildRecords(blobs: BlobStore, datastore: Datastore): Buil
 
   async function record(id: string): Promise<BuildRecord> {
     const found = await datastore.get('builds', recordKey(Number(id.slice(1))))
-    if (found === null) throw new EspraError('ESPRA_ERR_BUILD_NOT_FOUND', `no build ${id}`, { id })
+    if (found === null) throw createError('ESPRA_ERR_BUILD_NOT_FOUND', { id, reason: 'no record of it' })
     return found as unknown as BuildRecord
   }
 
@@ -70,7 +70,7 @@ export function createBuildRecords(blobs: BlobStore, datastore: Datastore): Buil
     async manifest(id) {
       const found = await record(id)
       const bytes = await readBlob(blobs, found.manifestKey)
-      if (bytes === null) throw new EspraError('ESPRA_ERR_BUILD_NOT_FOUND', `the manifest of build ${id} is missing from the blob store`, { id })
+      if (bytes === null) throw createError('ESPRA_ERR_BUILD_NOT_FOUND', { id, reason: 'its manifest is missing from the blob store' })
       return checkManifest(JSON.parse(bytes.toString('utf8')))
     },
     async all() {

@@ -12,7 +12,7 @@
  * when it subscribes again, like any node that joins later.
  */
 import type { BuildPush } from '../lib/builds/manifest.js'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage } from '../lib/transport/meta-frames.js'
@@ -125,7 +125,7 @@ export function createBuildStaging(opts: BuildStagingOptions): BuildStaging {
     answer(peer, id, reply) {
       const node = peer.nodeId === null ? undefined : round?.nodes.get(peer.nodeId)
       if (round === null || round.push.id !== id || node === undefined || peers.get(node.node) !== peer) {
-        throw new EspraError('ESPRA_ERR_BUILD_INVALID', `build ${id} is not staging on this connection's node`, { field: 'id', id })
+        throw createError('ESPRA_ERR_BUILD_INVALID', { field: 'id', reason: `${id} is not staging on this connection's node`, id })
       }
       if (node.state !== 'staging') return
       node.state = reply.state

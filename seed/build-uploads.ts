@@ -6,7 +6,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import { blobKeyOf, isHash, MAX_FILE_BYTES } from '../lib/builds/manifest.js'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
@@ -73,17 +73,17 @@ export function createBuildUploads(opts: { readonly blobs: BlobStore; readonly l
     const state = peerUploads(peer)
     let upload = state.open.get(hash)
     if (upload === undefined) {
-      if (offset !== 0) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: first chunk must be at offset 0 (got ${offset})`, { hash, expected: 0 })
-      if (state.open.size >= MAX_OPEN_UPLOADS) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `at most ${MAX_OPEN_UPLOADS} blobs may be half-uploaded at once`)
+      if (offset !== 0) throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `blob ${hash}: the first chunk must be at offset 0 (got ${offset})`, hash, expected: 0 })
+      if (state.open.size >= MAX_OPEN_UPLOADS) throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `at most ${MAX_OPEN_UPLOADS} blobs may be half-uploaded at once`, limit: MAX_OPEN_UPLOADS })
       state.open.set(hash, (upload = { offset: 0, chunks: [], hash: createHash('sha256') }))
     }
     if (offset !== upload.offset) {
       state.open.delete(hash)
-      throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: expected offset ${upload.offset}, got ${offset}; start again`, { hash, expected: upload.offset })
+      throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `blob ${hash}: expected offset ${upload.offset}, got ${offset}; start again`, hash, expected: upload.offset })
     }
     if (upload.offset + chunk.length > MAX_FILE_BYTES) {
       state.open.delete(hash)
-      throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `blob ${hash}: larger than ${MAX_FILE_BYTES} bytes`, { hash })
+      throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `blob ${hash}: larger than ${MAX_FILE_BYTES} bytes`, hash, limit: MAX_FILE_BYTES })
     }
     const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
     upload.chunks.push(bytes)
@@ -93,7 +93,7 @@ export function createBuildUploads(opts: { readonly blobs: BlobStore; readonly l
     if (!last) return { offset: upload.offset }
     state.open.delete(hash)
     const actual = upload.hash.digest('hex')
-    if (actual !== hash) throw new EspraError('ESPRA_ERR_BUILD_HASH_MISMATCH', `blob ${hash}: the bytes hash to ${actual}`, { hash, actual })
+    if (actual !== hash) throw createError('ESPRA_ERR_BUILD_HASH_MISMATCH', { hash, actual })
     await blobs.put(blobKeyOf(hash), Buffer.concat(upload.chunks))
     log.info({ hash, bytes: upload.offset }, 'build blob stored')
     return { offset: upload.offset, stored: true }

@@ -16,7 +16,7 @@ import {
   type BuildPush, type BuildRecord, type BuildState,
 } from '../lib/builds/manifest.js'
 import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
 import type { Datastore } from '../lib/storage/datastore.js'
@@ -106,7 +106,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const totals = manifestTotals(manifest)
     const missing = await uploads.missingHashes(totals.hashes)
     if (missing.length > 0) {
-      throw new EspraError('ESPRA_ERR_BUILD_MISSING_BLOBS', `the blob store lacks ${missing.length} of this build's files; upload them first (build.plan)`, {
+      throw createError('ESPRA_ERR_BUILD_MISSING_BLOBS', {
         count: missing.length, missing: missing.slice(0, 20),
       })
     }

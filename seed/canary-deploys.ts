@@ -12,7 +12,7 @@
  */
 import type { BuildPush } from '../lib/builds/manifest.js'
 import { canaryCount, type CanaryPlan, type CanaryState } from '../lib/builds/canary.js'
-import { EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { StageNode, StageRound } from './build-staging.js'
 import { startCanaryWatch, type CanaryWatch } from './canary.js'
@@ -127,10 +127,10 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
   return {
     pick,
     check(plan, apps) {
-      if (opts.current() === null) throw new EspraError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', 'a canary deploy needs a current build to compare with and roll back to; push the first build without --canary', { field: 'canary' })
-      if (apps < 2) throw new EspraError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', `a canary deploy needs at least 2 app nodes (canaries and at least one to compare with); ${apps} can stage builds now`, { field: 'canary', appNodes: apps })
+      if (opts.current() === null) throw createError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', { reason: 'it needs a current build to compare with and roll back to; push the first build without --canary', field: 'canary' })
+      if (apps < 2) throw createError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', { reason: `it needs at least 2 app nodes (canaries and at least one to compare with); ${apps} can stage builds now`, field: 'canary', appNodes: apps })
       if (plan.nodes !== undefined && plan.nodes >= apps) {
-        throw new EspraError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', `${plan.nodes} canary node(s) would leave no app node to compare with: ${apps} can stage builds now`, { field: 'canary.nodes', appNodes: apps })
+        throw createError('ESPRA_ERR_BUILD_CANARY_UNAVAILABLE', { reason: `${plan.nodes} canary node(s) would leave no app node to compare with: ${apps} can stage builds now`, field: 'canary.nodes', appNodes: apps })
       }
     },
     planned: (id, plan) => void plans.set(id, plan),

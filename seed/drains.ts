@@ -14,7 +14,7 @@
  * Changes run one at a time, so the datastore and the in-memory map agree
  * and a push always carries the state just written.
  */
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import {
@@ -86,7 +86,7 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
         throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'admin nodes lists them; force drains an id that is not registered now' })
       }
       // The seed serves the meta port every drain goes through: it stops with SIGTERM, not by order.
-      if (node?.role === 'seed') throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', `'${id}' is a seed: seeds are not drained (stop it with SIGTERM)`, { field: 'id' })
+      if (node?.role === 'seed') throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'id', reason: `'${id}' names a seed: seeds are not drained (stop it with SIGTERM)` })
       // A restart order names the process to restart, so the seed can tell when a new one registers.
       if (then === 'restart' && node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'only a running node can be restarted' })
       const order: DrainOrder = then === 'restart' ? { then, graceMs, at: Date.now(), restartOf: node!.startedAt } : { then, graceMs, at: Date.now() }

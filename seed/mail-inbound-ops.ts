@@ -167,6 +167,7 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
       } catch (err) {
         const e = err as EspraError
         if (e.code !== 'ESPRA_ERR_TASK_INVALID') throw err
+        // Free text: the task checker's message passed on whole (its details kept), under the meta port's code.
         throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', e.message, e.details)
       }
     }],

@@ -37,17 +37,17 @@ export interface NodeControlOptions {
   peers(): ReadonlySet<MetaPeer>
 }
 
-const bad = (field: string, message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', `${field}: ${message}`, { field })
+const bad = (field: string, reason: string) => createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason })
 
 function parseOutcome(body: Record<string, unknown>): ReloadOutcome {
   const replaced = body['replaced']
-  if (!Number.isInteger(replaced) || (replaced as number) < 0 || (replaced as number) > 1024) throw bad('replaced', 'an integer from 0 to 1024')
+  if (!Number.isInteger(replaced) || (replaced as number) < 0 || (replaced as number) > 1024) throw bad('replaced', 'must be an integer from 0 to 1024')
   const failed = body['failed']
-  if (!Array.isArray(failed) || failed.length > 1024) throw bad('failed', 'a list of at most 1024 entries')
+  if (!Array.isArray(failed) || failed.length > 1024) throw bad('failed', 'must be a list of at most 1024 entries')
   return {
     replaced: replaced as number,
     failed: failed.map((f, i) => {
-      if (!isMap(f) || !Number.isInteger(f['child']) || typeof f['code'] !== 'string' || typeof f['message'] !== 'string') throw bad(`failed[${i}]`, '{child, code, message}')
+      if (!isMap(f) || !Number.isInteger(f['child']) || typeof f['code'] !== 'string' || typeof f['message'] !== 'string') throw bad(`failed[${i}]`, 'must be a map {child, code, message}')
       return { child: f['child'] as number, code: f['code'].slice(0, 100), message: f['message'].slice(0, 500) }
     }),
   }
@@ -62,19 +62,19 @@ export function createNodeControl(opts: NodeControlOptions) {
       adminOnly(peer, 'node.reload')
       if (!isMap(body)) throw bad('body', 'must be a map')
       const id = body['id']
-      if (typeof id !== 'string' || !NODE_ID.test(id)) throw bad('id', 'a node id (1 to 128 printable characters)')
+      if (typeof id !== 'string' || !NODE_ID.test(id)) throw bad('id', 'must be a node id (1 to 128 printable characters)')
       const timeoutMs = body['timeoutMs'] ?? DEFAULT_TIMEOUT_MS
-      if (!Number.isInteger(timeoutMs) || (timeoutMs as number) < 1 || (timeoutMs as number) > MAX_TIMEOUT_MS) throw bad('timeoutMs', `an integer from 1 to ${MAX_TIMEOUT_MS}`)
+      if (!Number.isInteger(timeoutMs) || (timeoutMs as number) < 1 || (timeoutMs as number) > MAX_TIMEOUT_MS) throw bad('timeoutMs', `must be an integer from 1 to ${MAX_TIMEOUT_MS}`)
       const view = registry.view(id)
       if (view === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'admin nodes lists them' })
-      if (view.childrenWanted === 0) throw new EspraError('ESPRA_ERR_NODE_RELOAD_UNSUPPORTED', `node '${id}' (${view.role}) runs in its parent only: it has no children to replace`)
+      if (view.childrenWanted === 0) throw createError('ESPRA_ERR_NODE_RELOAD_UNSUPPORTED', { id, role: view.role })
       const link = [...opts.peers()].find((p) => p.kind === 'node' && p.nodeId === id)
       if (link === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `node '${id}' is registered but not connected to this seed`)
       const token = randomUUID()
       return new Promise<ReloadOutcome>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(token)
-          reject(new EspraError('ESPRA_ERR_NODE_RELOAD_TIMEOUT', `node '${id}' did not finish replacing its children within ${timeoutMs as number}ms`))
+          reject(createError('ESPRA_ERR_NODE_RELOAD_TIMEOUT', { id, reason: `no answer within ${timeoutMs as number}ms` }))
         }, timeoutMs as number)
         const settle = <T>(fn: (v: T) => void) => (v: T) => {
           clearTimeout(timer)
@@ -90,7 +90,7 @@ export function createNodeControl(opts: NodeControlOptions) {
       if (peer.kind !== 'node' || peer.nodeId === null) throw createError('ESPRA_ERR_META_NOT_REGISTERED')
       if (!isMap(body)) throw bad('body', 'must be a map')
       const token = body['token']
-      if (typeof token !== 'string' || token.length > 64) throw bad('token', 'the token of the node.reload push')
+      if (typeof token !== 'string' || token.length > 64) throw bad('token', 'must be the token of the node.reload push')
       const outcome = parseOutcome(body)
       const waiter = pending.get(token)
       // Only the node that was asked may answer for it; a late or unknown token is ignored.
@@ -99,7 +99,7 @@ export function createNodeControl(opts: NodeControlOptions) {
       if (outcome.failed.length === 0) waiter.resolve(outcome)
       else {
         const first = outcome.failed[0]!
-        waiter.reject(new EspraError('ESPRA_ERR_NODE_RELOAD_FAILED', `node '${peer.nodeId}': child ${first.child} could not be replaced (${first.code}: ${first.message}); the old child keeps serving`, { ...outcome }))
+        waiter.reject(createError('ESPRA_ERR_NODE_RELOAD_FAILED', { ...outcome, id: peer.nodeId ?? '', reason: `child ${first.child} could not be replaced (${first.code}: ${first.message}); the old child keeps serving` }))
       }
       return {}
     }],
@@ -110,11 +110,11 @@ export function createNodeControl(opts: NodeControlOptions) {
     /** A node's link closed: the reloads it was asked for cannot be answered over it. */
     peerClosed(peer: MetaPeer): void {
       for (const waiter of [...pending.values()]) {
-        if (waiter.peer === peer) waiter.reject(new EspraError('ESPRA_ERR_NODE_RELOAD_FAILED', `node '${waiter.nodeId}' disconnected from the seed while replacing its children`))
+        if (waiter.peer === peer) waiter.reject(createError('ESPRA_ERR_NODE_RELOAD_FAILED', { id: waiter.nodeId, reason: 'it disconnected from the seed meanwhile' }))
       }
     },
     close(): void {
-      for (const waiter of [...pending.values()]) waiter.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed is stopping'))
+      for (const waiter of [...pending.values()]) waiter.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'the seed is stopping' }))
     },
   }
 }

@@ -5,7 +5,7 @@
  */
 import type { Registry as MetricsRegistry } from 'prom-client'
 import type { NodeConfig } from '../lib/core/config.js'
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { Handle } from '../lib/process/role.js'
 import { encodeMessage } from '../lib/transport/meta-frames.js'
@@ -50,7 +50,7 @@ export interface SeedHandle extends Handle {
 /** How often rows of the app's tables past their TTL are deleted (they read as absent at once). */
 const APP_ROWS_SWEEP_MS = 60_000
 
-const badRequest = (message: string) => new EspraError('ESPRA_ERR_META_BAD_REQUEST', message)
+const badRequest = (field: string, reason: string) => createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason })
 
 /** Before the first look at the lease (the meta port must be bound to know the address to publish): nobody leads here. */
 const NOT_YET_LOOKED: Leadership = { ...soleLeadership('', ''), fenced: true, isLeader: () => false, view: () => ({ leader: false, epoch: null, holder: null, address: null }) }
@@ -67,10 +67,10 @@ function leaderOnly(handlers: Iterable<[string, RequestHandler<MetaPeer>]>, lead
     const lead = leadership()
     if (!lead.isLeader()) {
       const view = lead.view()
-      throw new EspraError('ESPRA_ERR_SEED_NOT_LEADER', view.address === null
-        ? `this seed does not lead the cluster and no seed holds the lease right now; retry shortly`
-        : `this seed does not lead the cluster; the leader is ${view.holder} at ${view.address} (epoch ${view.epoch})`,
-      { leader: view.address, epoch: view.epoch, op })
+      throw createError('ESPRA_ERR_SEED_NOT_LEADER', {
+        reason: view.address === null ? 'no seed holds the lease right now; retry shortly' : `the leader is ${view.holder} at ${view.address} (epoch ${view.epoch})`,
+        leader: view.address, epoch: view.epoch, op,
+      })
     }
     return handler(body, peer)
   }])
@@ -116,10 +116,11 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     if (link === undefined) {
       link = {
         close(reason) {
+          const node = peer.nodeId ?? peer.remote
           peer.nodeId = null
           peer.session.destroy(reason === 'replaced'
-            ? new EspraError('ESPRA_ERR_META_REPLACED', 'another connection registered this node id')
-            : new EspraError('ESPRA_ERR_META_IDLE', `no heartbeat for ${config.heartbeatTimeout} ms; evicted`))
+            ? createError('ESPRA_ERR_META_REPLACED', { id: node })
+            : createError('ESPRA_ERR_META_IDLE', { peer: node, reason: `no heartbeat for ${config.heartbeatTimeout} ms; evicted` }))
         },
       }
       links.set(peer, link)
@@ -144,10 +145,10 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const decorateSeed = (view: NodeView): NodeView => view.role !== 'seed' ? view : { ...view, leader: view.id === config.nodeId, epoch: leadership.view().epoch }
   const leaderHandlers = new Map<string, RequestHandler<MetaPeer>>([
     ['register', (body, peer) => {
-      if (peer.kind !== 'node') throw badRequest('only node peers register')
+      if (peer.kind !== 'node') throw badRequest('peer', 'must be a node: only node peers register')
       const info = parseNodeInfo(body)
-      if (peer.id !== null && peer.id !== info.id) throw badRequest(`this connection authenticated as '${peer.id}', not '${info.id}'`)
-      if (peer.nodeId !== null && peer.nodeId !== info.id) throw badRequest(`this connection already registered '${peer.nodeId}'`)
+      if (peer.id !== null && peer.id !== info.id) throw badRequest('id', `must be '${peer.id}', the id this connection authenticated as (got '${info.id}')`)
+      if (peer.nodeId !== null && peer.nodeId !== info.id) throw badRequest('id', `must be '${peer.nodeId}', the id this connection registered already (got '${info.id}')`)
       registry.register(info, linkOf(peer))
       peer.nodeId = info.id
       maintenance.registered(peer)
@@ -163,21 +164,21 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     ['nodes', (body) => {
       const filter = isMap(body) ? body : {}
       const role = filter['role']
-      if (role !== undefined && typeof role !== 'string') throw badRequest('role must be a string')
+      if (role !== undefined && typeof role !== 'string') throw badRequest('role', 'must be a string')
       const region = filter['region'] === undefined ? undefined : parseRegion(filter['region'])
       return registry.list({ ...(role !== undefined ? { role } : {}), ...(region !== undefined ? { region } : {}) }).map(drains.decorate).map(decorateSeed)
     }],
     ['routing', (body) => routing.table(parseRegion(isMap(body) ? body['region'] : undefined))],
     ['subscribe', (body, peer) => {
-      if (!isMap(body)) throw badRequest('body must be a map')
+      if (!isMap(body)) throw badRequest('body', 'must be a map')
       const events = body['events']
-      if (events !== undefined && typeof events !== 'boolean') throw badRequest('events must be a boolean')
+      if (events !== undefined && typeof events !== 'boolean') throw badRequest('events', 'must be a boolean')
       const wantsBuilds = body['builds']
-      if (wantsBuilds !== undefined && typeof wantsBuilds !== 'boolean') throw badRequest('builds must be a boolean')
+      if (wantsBuilds !== undefined && typeof wantsBuilds !== 'boolean') throw badRequest('builds', 'must be a boolean')
       const wantsFiles = body['files']
-      if (wantsFiles !== undefined && typeof wantsFiles !== 'boolean') throw badRequest('files must be a boolean')
+      if (wantsFiles !== undefined && typeof wantsFiles !== 'boolean') throw badRequest('files', 'must be a boolean')
       const wantsVhosts = body['vhosts']
-      if (wantsVhosts !== undefined && typeof wantsVhosts !== 'boolean') throw badRequest('vhosts must be a boolean')
+      if (wantsVhosts !== undefined && typeof wantsVhosts !== 'boolean') throw badRequest('vhosts', 'must be a boolean')
       const region = body['routing'] === undefined ? undefined : parseRegion(body['routing'], 'routing')
       if (region !== undefined) {
         let regions = routingRegions.get(peer)
@@ -220,7 +221,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const messages = new Map<string, MessageHandler<MetaPeer>>([
     ['heartbeat', (body, peer) => {
       const problem = heartbeatProblem(body)
-      if (problem !== null) throw badRequest(problem)
+      if (problem !== null) throw badRequest('heartbeat', problem.replace(/^heartbeat /, ''))
       // A heartbeat racing ahead of `register` after a reconnect is harmless: ignore it.
       if (peer.nodeId !== null) registry.heartbeat(peer.nodeId, linkOf(peer), body as HeartbeatBody)
     }],
@@ -283,7 +284,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
         // reads and writes records stays: every seed serves those.
         registry.reset(0)
         const view = leadership.view()
-        const err = new EspraError('ESPRA_ERR_SEED_NOT_LEADER', `this seed stopped leading (${reason}); reconnect to the leader`, { leader: view.address })
+        const err = createError('ESPRA_ERR_SEED_NOT_LEADER', { reason: `it stopped leading (${reason}); reconnect to the leader`, leader: view.address })
         for (const peer of [...server.peers]) {
           if (peer.kind === 'node' || eventSubscribers.has(peer) || fileSubscribers.has(peer) || routingRegions.has(peer)) peer.session.destroy(err)
         }

@@ -12,7 +12,7 @@
  * no fileserver knows to look for.
  */
 import { hostname } from 'node:os'
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import { listAll, type Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
@@ -54,12 +54,10 @@ function checked(body: unknown, withPath: 'required' | 'optional'): { host: stri
  * reached there) and this machine's host name. `set` refuses them unless
  * `force`; the reason is the answer.
  */
-export function shadowProblem(host: string, machine: string = hostname().toLowerCase()): string | null {
-  const why = host === 'localhost' || host.endsWith('.localhost') ? 'a loopback name (localhost)'
+export function shadowReason(host: string, machine: string = hostname().toLowerCase()): string | null {
+  return host === 'localhost' || host.endsWith('.localhost') ? 'a loopback name (localhost)'
     : host === machine ? `this machine's host name`
     : null
-  if (why === null) return null
-  return `${host} is ${why}, the cluster's own: a vhost there hides /app, /f, /upload and /uploads of every fileserver for requests to ${host}; pass force (admin vhost set --force) to map it anyway`
 }
 
 export function createSeedVhosts({ datastore, log }: { datastore: Datastore; log: Logger }): SeedVhosts {
@@ -88,11 +86,11 @@ export function createSeedVhosts({ datastore, log }: { datastore: Datastore; log
     const sha = fileSha256(b['file'])
     if (sha === null) throw bad('file', 'must be the key of an uploaded file, files/<sha256> (64 lower-case hex digits)')
     if (b['force'] !== undefined && typeof b['force'] !== 'boolean') throw bad('force', 'must be true or false')
-    const shadows = shadowProblem(host)
-    if (shadows !== null && b['force'] !== true) throw new EspraError('ESPRA_ERR_VHOST_SHADOWS', shadows, { host })
+    const why = shadowReason(host)
+    if (why !== null && b['force'] !== true) throw createError('ESPRA_ERR_VHOST_SHADOWS', { host, why })
     return serial(async () => {
       const record = await datastore.get('files', sha)
-      if (record === null) throw new EspraError('ESPRA_ERR_VHOST_FILE_MISSING', `no stored file files/${sha}: upload it first`, { file: `files/${sha}` })
+      if (record === null) throw createError('ESPRA_ERR_VHOST_FILE_MISSING', { file: `files/${sha}` })
       const mapping: VhostMapping = {
         host, path: path!,
         file: typeof record['key'] === 'string' ? record['key'] : `files/${sha}`,
@@ -106,7 +104,7 @@ export function createSeedVhosts({ datastore, log }: { datastore: Datastore; log
       if (await datastore.get('vhosts', hostKey(host)) === null) await datastore.put('vhosts', hostKey(host), { host, at: mapping.at })
       await datastore.put('vhosts', mappingKey(host, path!), { ...mapping })
       push({ host, paths: [path!], registered: true })
-      if (shadows !== null) log.warn({ host, path, file: mapping.file }, `vhost mapping set with force: ${shadows.split(';')[0]}`)
+      if (why !== null) log.warn({ host, path, file: mapping.file }, `vhost mapping set with force: ${host} is ${why}, the cluster's own`)
       else log.info({ host, path, file: mapping.file }, 'vhost mapping set')
       return { mapping, previous: typeof previous?.['file'] === 'string' ? previous['file'] : null }
     })

@@ -11,7 +11,7 @@
  * - `listProbeHistories`: kind `alerts`, keys `status/probe/<node id>`.
  */
 import { randomBytes } from 'node:crypto'
-import { createError, EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { listAll, type Datastore, type DatastoreValue } from '../storage/datastore.js'
 import { NODE_ID } from '../transport/meta-shapes.js'
 import { isRule, MAX_SILENCE_MS, RULES, type AlertRecord, type AlertState, type RuleName, type Silence } from './alert.js'
@@ -38,7 +38,7 @@ export async function saveAlert(datastore: Datastore, alert: AlertRecord): Promi
 }
 
 export async function getAlert(datastore: Datastore, id: string): Promise<AlertRecord | null> {
-  if (!ALERT_ID.test(id)) throw new EspraError('ESPRA_ERR_ALERT_INVALID', `alert id must look like 9998235012345678-0a1b2c (got ${JSON.stringify(id)})`, { field: 'id' })
+  if (!ALERT_ID.test(id)) throw createError('ESPRA_ERR_ALERT_INVALID', { field: 'id', reason: `must look like 9998235012345678-0a1b2c (got ${JSON.stringify(id)})` })
   return (await datastore.get('alerts', alertKey(id))) as unknown as AlertRecord | null
 }
 
@@ -100,7 +100,7 @@ export async function listAlerts(datastore: Datastore, query: ListAlertsQuery = 
   return { alerts, next: after === undefined ? null : after.slice('a/'.length) }
 }
 
-const silenceInvalid = (field: string, message: string) => new EspraError('ESPRA_ERR_ALERT_SILENCE_INVALID', `${field} ${message}`, { field })
+const silenceInvalid = (field: string, reason: string) => createError('ESPRA_ERR_ALERT_SILENCE_INVALID', { field, reason })
 
 export interface NewSilence {
   /** At least one of rule and node. */
@@ -134,7 +134,7 @@ export async function addSilence(datastore: Datastore, input: NewSilence, now = 
 /** Lifts a silence at once (the engine notices within {@link SILENCE_POLL_MS}); `ESPRA_ERR_ALERT_SILENCE_NOT_FOUND` when there is none. */
 export async function removeSilence(datastore: Datastore, id: string): Promise<void> {
   if (typeof id !== 'string' || !SILENCE_ID.test(id) || !(await datastore.delete('alertSilences', id))) {
-    throw new EspraError('ESPRA_ERR_ALERT_SILENCE_NOT_FOUND', `no silence ${JSON.stringify(id)}`, { id })
+    throw createError('ESPRA_ERR_ALERT_SILENCE_NOT_FOUND', { id })
   }
 }
 

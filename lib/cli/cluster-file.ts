@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'no
 import { join } from 'node:path'
 import type { RoleName } from '../core/config.js'
 import { fileInTheWay } from '../core/config-parsers.js'
-import { createError, EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 export interface ClusterFile {
   /** Meta address of the seed, host:port. */
@@ -56,11 +56,9 @@ export function ensureStateDir(dataDir: string): { secretFile: string; created: 
   }
   const mode = statSync(secretFile).mode
   if ((mode & 0o077) !== 0) {
-    throw new EspraError(
-      'ESPRA_ERR_SECRET_INSECURE',
-      `--data-dir: ${secretFile} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${secretFile}`,
-      { option: '--data-dir', file: secretFile },
-    )
+    throw createError('ESPRA_ERR_SECRET_INSECURE', {
+      option: '--data-dir', file: secretFile, mode: (mode & 0o777).toString(8).padStart(4, '0'), fix: `chmod 600 ${secretFile}`,
+    })
   }
   return { secretFile, created: false }
 }

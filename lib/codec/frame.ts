@@ -3,7 +3,7 @@
  * followed by one msgpack value. Used on the meta port and internal links.
  */
 import { Packr } from 'msgpackr'
-import { createError, EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 const HEADER = 4
 
@@ -81,13 +81,13 @@ export class FrameDecoder {
 }
 
 function decodePayload(payload: Buffer): unknown {
-  if (payload.length === 0) throw new EspraError('ESPRA_ERR_FRAME_MALFORMED', 'empty frame')
+  if (payload.length === 0) throw createError('ESPRA_ERR_FRAME_MALFORMED', { reason: 'the frame is empty' })
   try {
     // unpackMultiple rejects trailing bytes that unpack() would silently ignore.
     const values = packr.unpackMultiple(payload) as unknown[]
     if (values.length !== 1) throw new Error(`${values.length} values in one frame`)
     return values[0]
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_FRAME_MALFORMED', `frame is not one msgpack value (${(err as Error).message})`)
+    throw createError('ESPRA_ERR_FRAME_MALFORMED', { reason: `not one msgpack value (${(err as Error).message})` })
   }
 }

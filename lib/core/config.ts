@@ -304,22 +304,15 @@ export function readSecret(env: NodeJS.ProcessEnv, secretFile: string, opts: { i
     try {
       const mode = statSync(secretFile).mode
       if ((mode & INSECURE_BITS) !== 0 && !opts.insecure) {
-        throw new EspraError(
-          'ESPRA_ERR_SECRET_INSECURE',
-          `--secret-file: ${secretFile} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); ` +
-            `run: chmod 600 ${secretFile} (or pass --insecure-secret-file)`,
-          { option: '--secret-file', file: secretFile },
-        )
+        throw createError('ESPRA_ERR_SECRET_INSECURE', {
+          option: '--secret-file', file: secretFile, mode: (mode & 0o777).toString(8).padStart(4, '0'),
+          fix: `chmod 600 ${secretFile} (or pass --insecure-secret-file)`,
+        })
       }
       secret = readFileSync(secretFile, 'utf8').trim()
     } catch (err) {
       if ((err as EspraError).code === 'ESPRA_ERR_SECRET_INSECURE') throw err
-      throw new EspraError(
-        'ESPRA_ERR_SECRET_MISSING',
-        `--secret-file: cannot read ${secretFile} (${(err as NodeJS.ErrnoException).code ?? 'error'}); ` +
-          'set ESPRA_SECRET or --secret-file (espra-node up creates one)',
-        { option: '--secret-file' },
-      )
+      throw createError('ESPRA_ERR_SECRET_MISSING', { option: '--secret-file', file: secretFile, reason: (err as NodeJS.ErrnoException).code ?? 'error' })
     }
   }
   if (secret.length < 16) fail(origin, 'the cluster secret must be at least 16 characters')

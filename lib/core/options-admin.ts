@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { constant, durationIn, integer, option, type OptionArea, parseSize, text } from './config-parsers.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, EspraError, InvalidValue } from './errors.js'
 
 export const ADMIN_ROLES = ['viewer', 'operator'] as const
 export type AdminRole = (typeof ADMIN_ROLES)[number]
@@ -32,7 +32,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/
 const INSECURE_BITS = 0o077
 
 const bad = (file: string, why: string): EspraError =>
-  new EspraError('ESPRA_ERR_CONFIG_INVALID', `--admin-tokens-file: ${file}: ${why}`, { option: '--admin-tokens-file', file })
+  createError('ESPRA_ERR_CONFIG_INVALID', { option: '--admin-tokens-file', reason: `${file}: ${why}`, file })
 
 /**
  * Parses the tokens file: one operator a line, `<name> <role> <sha256 of the token>`
@@ -72,11 +72,10 @@ export function readAdminTokens(file: string, insecure: boolean): AdminOperator[
     throw bad(file, `cannot read it (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
   if ((mode & INSECURE_BITS) !== 0 && !insecure) {
-    throw new EspraError(
-      'ESPRA_ERR_SECRET_INSECURE',
-      `--admin-tokens-file: ${file} is open to other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${file} (or pass --insecure-secret-file)`,
-      { option: '--admin-tokens-file', file },
-    )
+    throw createError('ESPRA_ERR_SECRET_INSECURE', {
+      option: '--admin-tokens-file', file, mode: (mode & 0o777).toString(8).padStart(4, '0'),
+      fix: `chmod 600 ${file} (or pass --insecure-secret-file)`,
+    })
   }
   return parseAdminTokens(content, file)
 }

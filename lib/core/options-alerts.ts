@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, oneOf, option, type OptionArea, parseSize, text } from './config-parsers.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, InvalidValue } from './errors.js'
 
 export const WEBHOOK_FORMATS = ['json', 'slack'] as const
 export type WebhookFormat = (typeof WEBHOOK_FORMATS)[number]
@@ -168,10 +168,10 @@ export function readWebhookSecret(file: string): string {
   try {
     secret = readFileSync(file, 'utf8').trim()
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--alert-webhook-secret-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { option: '--alert-webhook-secret-file' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--alert-webhook-secret-file', reason: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})` })
   }
   if (secret.length < MIN_WEBHOOK_SECRET) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--alert-webhook-secret-file: the key in ${file} must be at least ${MIN_WEBHOOK_SECRET} characters`, { option: '--alert-webhook-secret-file' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--alert-webhook-secret-file', reason: `the key in ${file} must be at least ${MIN_WEBHOOK_SECRET} characters` })
   }
   return secret
 }
@@ -180,7 +180,7 @@ export function readWebhookSecret(file: string): string {
 export function checkAlerts(config: Record<string, unknown>): void {
   if (config['role'] !== 'admin') return
   if (Number(config['probeTimeout']) > Number(config['probeInterval'])) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--probe-timeout: must be at most --probe-interval (${String(config['probeInterval'])}ms) (got ${String(config['probeTimeout'])}ms)`, { option: '--probe-timeout' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--probe-timeout', reason: `must be at most --probe-interval (${String(config['probeInterval'])}ms) (got ${String(config['probeTimeout'])}ms)` })
   }
   const file = config['alertWebhookSecretFile']
   if (typeof file === 'string') readWebhookSecret(file)

@@ -1,6 +1,6 @@
 /** Mail-role options of the inbound side added after the first slice (other roles ignore these): docs/mail.md. */
 import { isIP } from 'node:net'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, InvalidValue } from './errors.js'
 import { constant, durationIn, flag, integer, oneOf, option, type OptionArea, parseHostPort, parseSize } from './config-parsers.js'
 
 export const MAIL_INBOUND_OPTIONS = [
@@ -93,6 +93,6 @@ export function dnsServerList(raw: unknown): string[] {
 export function checkMailInbound(config: Record<string, unknown>): void {
   if (config['role'] !== 'mail') return
   if (config['mailDmarcReject'] === true && config['mailAuth'] === false) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--mail-dmarc-reject: needs --mail-auth (DMARC is not checked with --mail-auth false)', { option: '--mail-dmarc-reject' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--mail-dmarc-reject', reason: 'needs --mail-auth (DMARC is not checked with --mail-auth false)' })
   }
 }

@@ -5,7 +5,7 @@ import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, type OptionArea, port, text } from './config-parsers.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, InvalidValue } from './errors.js'
 
 export interface DkimKey {
   readonly domain: string
@@ -191,11 +191,11 @@ export function checkDkimKey(pem: string, what: string): void {
   try {
     key = createPrivateKey(pem)
   } catch {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: ${what} is not a PEM private key`, { option: '--dkim' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--dkim', reason: `${what} is not a PEM private key` })
   }
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0
   if (key.asymmetricKeyType !== 'rsa' || bits < 1024) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: ${what} must be an RSA private key of at least 1024 bits (got ${key.asymmetricKeyType ?? 'unknown'}${bits > 0 ? ` ${bits}` : ''}); signatures are rsa-sha256`, { option: '--dkim' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--dkim', reason: `${what} must be an RSA private key of at least 1024 bits (got ${key.asymmetricKeyType ?? 'unknown'}${bits > 0 ? ` ${bits}` : ''}); signatures are rsa-sha256` })
   }
 }
 
@@ -207,7 +207,7 @@ export function checkMailOut(config: Record<string, unknown>): void {
     try {
       pem = readFileSync(k.keyFile, 'utf8')
     } catch (err) {
-      throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--dkim: the key file of ${k.domain}, ${k.keyFile}, cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { option: '--dkim' })
+      throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--dkim', reason: `the key file of ${k.domain}, ${k.keyFile}, cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` })
     }
     checkDkimKey(pem, `${k.keyFile} (for ${k.domain})`)
   }

@@ -1,7 +1,7 @@
 /** Mail-role options (other roles ignore these): docs/mail.md. */
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, type OptionArea, parseSize, port, text } from './config-parsers.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, EspraError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
@@ -92,7 +92,7 @@ export const MAIL_AREA: OptionArea<typeof MAIL_OPTIONS> = { heading: 'Mail: list
 export function checkMailTls(config: Record<string, unknown>): void {
   if (config['role'] !== 'mail') return
   const fail = (option: string, reason: string): never => {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason })
   }
   const cert = config['smtpTlsCert'] as string | null
   const key = config['smtpTlsKey'] as string | null

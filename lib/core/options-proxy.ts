@@ -2,7 +2,7 @@
 import { resolve } from 'node:path'
 import { constant, durationIn, flag, integer, option, type OptionArea, parseSize, port, text } from './config-parsers.js'
 import { checkCidr } from './client-address.js'
-import { EspraError, InvalidValue } from './errors.js'
+import { createError, InvalidValue } from './errors.js'
 import { readTlsFiles } from './tls-files.js'
 
 export const ROUTE_KEY_FORMS = 'path:/prefix/, query:<name>, cookie:<name>, header:<name>, ip'
@@ -100,7 +100,7 @@ export const PROXY_AREA: OptionArea<typeof PROXY_OPTIONS> = { heading: 'Proxy', 
 export function checkProxyTls(config: Record<string, unknown>): void {
   if (config['role'] !== 'proxy') return
   const fail = (option: string, reason: string): never => {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `${option}: ${reason}`, { option })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option, reason })
   }
   const cert = config['tlsCert'] as string | null
   const key = config['tlsKey'] as string | null

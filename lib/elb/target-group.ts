@@ -22,7 +22,7 @@ import {
   DeregisterTargetsCommand, DescribeTargetGroupAttributesCommand, DescribeTargetHealthCommand,
   ElasticLoadBalancingV2Client, RegisterTargetsCommand, type ElasticLoadBalancingV2ClientConfig,
 } from '@aws-sdk/client-elastic-load-balancing-v2'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 export interface TargetGroupOptions {
   /** The target group's ARN. */
@@ -106,17 +106,17 @@ export function elbError(err: unknown, what: string, arn: string): EspraError {
   const name = e.Code ?? e.name ?? 'Error'
   const status = e.$metadata?.httpStatusCode
   if (name === 'TargetGroupNotFound' || name === 'TargetGroupNotFoundException') {
-    return new EspraError('ESPRA_ERR_ELB_TARGET_GROUP', `ELB ${what}: no target group ${arn} (check the ARN and the region)`, { arn })
+    return createError('ESPRA_ERR_ELB_TARGET_GROUP', { what, arn })
   }
   if (CREDENTIAL_ERRORS.has(name)) {
-    return new EspraError('ESPRA_ERR_ELB_CREDENTIALS', `ELB ${what}: no usable AWS credentials (${name}: ${e.message ?? 'refused'})`, { name })
+    return createError('ESPRA_ERR_ELB_CREDENTIALS', { what, name, reason: e.message ?? 'refused' })
   }
   if (status === undefined || status >= 500 || name === 'Throttling' || name === 'ThrottlingException') {
-    return new EspraError('ESPRA_ERR_ELB_UNAVAILABLE', `ELB ${what}: ${name}${e.message && e.message !== name ? ` (${e.message})` : ''}`, {
-      name, ...(status !== undefined ? { status } : {}),
+    return createError('ESPRA_ERR_ELB_UNAVAILABLE', {
+      what, name, reason: e.message && e.message !== name ? e.message : 'no message from AWS', ...(status !== undefined ? { status } : {}),
     })
   }
-  return new EspraError('ESPRA_ERR_ELB_FAILED', `ELB ${what}: ${name} (HTTP ${status})${e.message ? `: ${e.message}` : ''}`, { name, status })
+  return createError('ESPRA_ERR_ELB_FAILED', { what, name, status, reason: e.message || 'no message from AWS' })
 }
 
 /** Builds the client; no request is made until the first call. */

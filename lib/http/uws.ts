@@ -5,7 +5,7 @@
  */
 import { createRequire } from 'node:module'
 import type * as UWS from 'uWebSockets.js'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 declare module 'uWebSockets.js' {
   interface TemplatedApp {
@@ -23,10 +23,7 @@ function loadNative(): typeof UWS {
   try {
     return require(binary) as typeof UWS
   } catch (err) {
-    throw new EspraError(
-      'ESPRA_ERR_UWS_NATIVE',
-      `uWebSockets.js has no native binary for this platform (${binary}): ${(err as Error).message}`,
-    )
+    throw createError('ESPRA_ERR_UWS_NATIVE', { binary, reason: (err as Error).message })
   }
 }
 

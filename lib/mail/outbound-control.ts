@@ -5,13 +5,13 @@
  * the record names it, so the tasks it had become stale and are dropped by
  * the mail node that leases them.
  */
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { addEvent, newGen, outStatus, setGen, outTask, readOutRecord, updateOutRecord, type OutboundDeps, type OutRecord } from './outbound-store.js'
 
 export type ControlAction = 'retry' | 'drop' | 'hold' | 'release'
 
-const notFound = (id: string): EspraError => new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no outbound message ${id} (admin mail queue lists them)`, { id })
-const wrongState = (id: string, message: string): EspraError => new EspraError('ESPRA_ERR_MAIL_STATE', `outbound message ${id}: ${message}`, { id })
+const notFound = (id: string): EspraError => createError('ESPRA_ERR_MAIL_NOT_FOUND', { what: 'outbound message', id, hint: 'admin mail queue lists them' })
+const wrongState = (id: string, reason: string): EspraError => createError('ESPRA_ERR_MAIL_STATE', { id, reason })
 
 /** Domains with recipients still pending. */
 const open = (r: OutRecord): string[] => Object.entries(r.domains).filter(([, d]) => d.state !== 'done').map(([domain]) => domain)

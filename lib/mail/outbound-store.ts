@@ -20,7 +20,7 @@
  * every write is a compare-and-set on its version `v` ({@link updateOutRecord}).
  */
 import { randomBytes } from 'node:crypto'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import type { BlobStore } from '../storage/blob-store.js'
 import type { Datastore, DatastoreValue } from '../storage/datastore.js'
 import type { TaskQueue } from '../tasks/queue.js'
@@ -121,7 +121,7 @@ export function addEvent(r: OutRecord, e: OutEvent): void {
 }
 
 const notDurable = (id: string, err: unknown): EspraError =>
-  new EspraError('ESPRA_ERR_MAIL_NOT_DURABLE_OUT', `outbound message ${id} could not be stored and queued: ${(err as Error)?.message ?? String(err)}`, { id, cause: (err as { code?: string })?.code ?? null })
+  createError('ESPRA_ERR_MAIL_NOT_DURABLE_OUT', { id, reason: (err as Error)?.message ?? String(err), cause: (err as { code?: string })?.code ?? null })
 
 export interface NewOutbound {
   readonly from: string
@@ -140,7 +140,7 @@ export async function enqueueOutbound(deps: OutboundDeps, msg: NewOutbound): Pro
   let raw: OutRecord['raw']
   if (msg.raw.length <= INLINE_RAW_BYTES) raw = { store: 'ds' }
   else if (deps.blobs !== null) raw = { store: 'blob', key: blobKey(id, at) }
-  else throw new EspraError('ESPRA_ERR_MAIL_TOO_LARGE', `the message is ${msg.raw.length} bytes; without the blob store (admin mail send) at most ${INLINE_RAW_BYTES} (send larger mail with ctx.sendMail)`, { size: msg.raw.length })
+  else throw createError('ESPRA_ERR_MAIL_TOO_LARGE', { limit: `${INLINE_RAW_BYTES} bytes without the blob store (admin mail send)`, reason: `it has ${msg.raw.length}; send larger mail with ctx.sendMail`, size: msg.raw.length, max: INLINE_RAW_BYTES })
   const domains: Record<string, DomainState> = {}
   for (const [domain, rcpts] of msg.rcptsByDomain) {
     domains[domain] = { pending: [...rcpts], delivered: [], failed: [], state: 'queued', attempts: 0, next: at, gen: newGen(), retired: [], warned: false, last: null }
@@ -200,7 +200,7 @@ export async function updateOutRecord(datastore: Datastore, id: string, change: 
     r.v = v + 1
     if (await datastore.putIf('mailOutbound', outKey(id), r as unknown as DatastoreValue, { v })) return r
   }
-  throw new EspraError('ESPRA_ERR_MAIL_NOT_DURABLE_OUT', `outbound message ${id}: its record kept changing under 50 writes`, { id })
+  throw createError('ESPRA_ERR_MAIL_NOT_DURABLE_OUT', { id, reason: 'its record kept changing under 50 writes' })
 }
 
 /** The raw bytes of a message, or null when they are gone. */

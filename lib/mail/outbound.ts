@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 /** Recipients (to + cc + bcc) of one message. */
 export const MAX_OUT_RECIPIENTS = 100
@@ -57,9 +57,9 @@ const FILE_KEY = /^files\/[0-9a-f]{64}$/
 const RESERVED_HEADERS = new Set(['from', 'to', 'cc', 'bcc', 'reply-to', 'subject', 'message-id', 'date', 'mime-version', 'content-type',
   'content-transfer-encoding', 'content-disposition', 'dkim-signature', 'return-path', 'received', 'sender'])
 
-const invalid = (field: string, allowed: string): EspraError => new EspraError('ESPRA_ERR_MAIL_INVALID', `${field} must be ${allowed}`, { field })
+const invalid = (field: string, allowed: string): EspraError => createError('ESPRA_ERR_MAIL_INVALID', { field, allowed })
 const injection = (field: string): EspraError =>
-  new EspraError('ESPRA_ERR_MAIL_HEADER_INJECTION', `${field} holds CR, LF or NUL: refused (header injection)`, { field })
+  createError('ESPRA_ERR_MAIL_HEADER_INJECTION', { field })
 
 /** A string that goes into a header: CR, LF or NUL anywhere is header injection. */
 function headerText(value: unknown, field: string, max: number): string {

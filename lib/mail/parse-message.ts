@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { MailParser, type AttachmentStream, type HeaderLines, type MessageText } from 'mailparser'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import type { BlobStore } from '../storage/blob-store.js'
 import type { Datastore } from '../storage/datastore.js'
 import { attachmentKey, inboundRawKey, type InboundMessage, type MailAttachment, type MailTaskPayload } from './inbound.js'
@@ -34,11 +34,11 @@ export async function readInboundRaw(stores: { blobs: BlobStore; datastore: Pick
   if (payload.raw.store === 'ds') {
     const record = await stores.datastore.get('mailInbound', inboundRawKey(payload.id))
     const bytes = record?.['bytes']
-    if (!(bytes instanceof Uint8Array)) throw new EspraError('ESPRA_ERR_MAIL_HANDOFF', `inbound message ${payload.id}: its raw bytes (datastore ${inboundRawKey(payload.id)}) are not in the datastore`, { id: payload.id, key: inboundRawKey(payload.id) })
+    if (!(bytes instanceof Uint8Array)) throw createError('ESPRA_ERR_MAIL_HANDOFF', { id: payload.id, reason: `its raw bytes (datastore ${inboundRawKey(payload.id)}) are not in the datastore`, key: inboundRawKey(payload.id) })
     return Readable.from([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)])
   }
   const object = await stores.blobs.get(payload.raw.key)
-  if (object === null) throw new EspraError('ESPRA_ERR_MAIL_HANDOFF', `inbound message ${payload.id}: its raw bytes (${payload.raw.key}) are not in the blob store`, { id: payload.id, key: payload.raw.key })
+  if (object === null) throw createError('ESPRA_ERR_MAIL_HANDOFF', { id: payload.id, reason: `its raw bytes (${payload.raw.key}) are not in the blob store`, key: payload.raw.key })
   return object.body
 }
 

@@ -7,7 +7,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { Registry } from 'prom-client'
 import type { NodeConfig, RoleName } from '../core/config.js'
-import { EspraError, toWire } from '../core/errors.js'
+import { createError, toWire } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
 import { addHealthRoute, healthAnswer } from '../http/health.js'
@@ -39,7 +39,7 @@ function deepFreeze<T>(value: T): T {
  * `ESPRA_CHILD` is set). Never reads argv, env or files for config.
  */
 export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>): Promise<void> {
-  if (!process.send) throw new EspraError('ESPRA_ERR_INTERNAL', 'a child needs an IPC channel: start it through a node parent')
+  if (!process.send) throw createError('ESPRA_ERR_INTERNAL', { reason: 'a child needs an IPC channel: start it through a node parent' })
   // The parent runs shutdown; Ctrl-C in a terminal signals the whole process group, so children leave it to the parent.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
 
@@ -120,7 +120,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
   }
 
   try {
-    if (!role) throw new EspraError('ESPRA_ERR_INTERNAL', `role '${config.role}' has no child side`)
+    if (!role) throw createError('ESPRA_ERR_INTERNAL', { reason: `role '${config.role}' has no child side`, role: config.role })
     let port: number
     if (role.listen) {
       const healthSource = { config, startedAt: init.startedAt, state: () => state!, answeringChildIsAlive: true }

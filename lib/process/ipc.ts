@@ -5,7 +5,7 @@
  * return value (or throw) becomes the reply when the message had a `seq`.
  */
 import type { NodeConfig } from '../core/config.js'
-import { EspraError, fromWire, toWire, type WireError } from '../core/errors.js'
+import { createError, fromWire, toWire, type WireError } from '../core/errors.js'
 import type { NodeState, SeedPush } from '../core/node-state.js'
 
 /** What a child reports about itself every second. */
@@ -90,7 +90,7 @@ export function createIpcEndpoint<In extends { t: string }, Out extends { t: str
   onUnknown: (msg: unknown) => void,
 ): IpcEndpoint<Out> {
   let seq = 0
-  const pending = new Map<number, { resolve: (body: unknown) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>()
+  const pending = new Map<number, { request: string; resolve: (body: unknown) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }>()
 
   function post(msg: Out | Reply): void {
     if (!port.connected || !port.send) return
@@ -132,12 +132,13 @@ export function createIpcEndpoint<In extends { t: string }, Out extends { t: str
     send: post,
     request<R>(msg: Request<Out>, timeoutMs: number): Promise<R> {
       const id = ++seq
+      const request = (msg as { t: string }).t
       return new Promise<R>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(id)
-          reject(new EspraError('ESPRA_ERR_IPC_TIMEOUT', `no reply to '${(msg as { t: string }).t}' within ${timeoutMs}ms`))
+          reject(createError('ESPRA_ERR_IPC_TIMEOUT', { request, reason: `none within ${timeoutMs}ms` }))
         }, timeoutMs)
-        pending.set(id, { resolve: resolve as (body: unknown) => void, reject, timer })
+        pending.set(id, { request, resolve: resolve as (body: unknown) => void, reject, timer })
         post({ ...msg, seq: id } as unknown as Out)
       })
     },
@@ -145,7 +146,7 @@ export function createIpcEndpoint<In extends { t: string }, Out extends { t: str
       port.off('message', onMessage)
       for (const [id, waiter] of pending) {
         clearTimeout(waiter.timer)
-        waiter.reject(new EspraError('ESPRA_ERR_IPC_TIMEOUT', 'the peer went away before replying'))
+        waiter.reject(createError('ESPRA_ERR_IPC_TIMEOUT', { request: waiter.request, reason: 'the peer went away before replying' }))
         pending.delete(id)
       }
     },

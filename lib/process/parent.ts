@@ -6,7 +6,7 @@
  */
 import type { Server } from 'node:http'
 import type { NodeConfig } from '../core/config.js'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { createLogger, type Logger } from '../core/log.js'
 import type { NodeState, RoutingTable, SeedPush } from '../core/node-state.js'
 import { addHealthRoute, healthWord } from '../http/health.js'
@@ -193,7 +193,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
         if (deps[name] !== state.dependencies?.[name]) update({ dependencies: Object.freeze(deps) })
       },
       seedRequest: (op, body, timeoutMs) => {
-        if (link === null) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is not up yet'))
+        if (link === null) return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'the seed link is not up yet' }))
         return link.request(op, body, timeoutMs)
       },
       childrenAlive: () => supervisor?.alive() ?? 0,

@@ -11,7 +11,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import type { NodeConfig } from '../core/config.js'
-import { EspraError, fromWire, toWire } from '../core/errors.js'
+import { createError, EspraError, fromWire, toWire } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import type { NodeState } from '../core/node-state.js'
 import { createIpcEndpoint, type ChildStats, type IpcEndpoint, type IpcPort, type ToChild, type ToParent } from './ipc.js'
@@ -143,7 +143,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
         },
         role: (msg) => opts.onRole?.(proc.pid!, msg.body),
         'role-req': (msg) => {
-          if (!opts.onRoleRequest) throw new EspraError('ESPRA_ERR_INTERNAL', 'this role answers no requests from its children')
+          if (!opts.onRoleRequest) throw createError('ESPRA_ERR_INTERNAL', { reason: 'this role answers no requests from its children' })
           return opts.onRoleRequest(proc.pid!, msg.body)
         },
       }, (msg) => log.warn({ child: index, msg }, 'ignoring an unknown IPC message from a child')),
@@ -152,7 +152,7 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
     proc.once('exit', (code, signal) => {
       workers.delete(worker)
       worker.ipc.close()
-      onNotReady(new EspraError('ESPRA_ERR_INTERNAL', `child ${index} exited before listening (code ${code}, signal ${signal})`, { exited: true }))
+      onNotReady(createError('ESPRA_ERR_INTERNAL', { reason: `child ${index} exited before listening (code ${code}, signal ${signal})`, exited: true }))
       onExit(worker, code, signal)
       opts.onExit?.(proc.pid!)
     })

@@ -119,14 +119,14 @@ class SeedLink implements MetaClient {
   }
 
   constructor(opts: MetaClientOptions) {
-    if (opts.seeds.length === 0) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', 'no seed address given')
+    if (opts.seeds.length === 0) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--seed', reason: 'no seed address given' })
     this.opts = opts
     this.key = deriveMetaKey(opts.secret)
     this.targets = opts.seeds.map((address) => {
       try {
         return { address, ...parseHostPort(address) }
       } catch (reason) {
-        throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `seed address: ${String(reason)}`)
+        throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--seed', reason: `seed address ${address}: ${String(reason)}` })
       }
     })
     this.ready = new Promise<void>((resolve, reject) => {
@@ -173,9 +173,9 @@ class SeedLink implements MetaClient {
 
   request<T>(op: string, body: unknown, timeoutMs?: number): Promise<T> {
     // Closed on purpose (or a one-shot link that dropped): no link will come back, and callers that retry must not wait for one.
-    if (this.stopped) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'the seed link is closed', { stopped: true }))
+    if (this.stopped) return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'the seed link was stopped', stopped: true }))
     const session = this.session
-    if (!session) return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', 'not connected to a seed'))
+    if (!session) return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: 'not connected to a seed' }))
     const answer = session.request<T>(op, body, timeoutMs)
     if (!this.reconnecting || this.opts.followLeader === false) return answer
     return answer.catch((err: EspraError) => {
@@ -196,14 +196,14 @@ class SeedLink implements MetaClient {
   }
 
   async close(): Promise<void> {
-    this.stop(new EspraError('ESPRA_ERR_META_CLOSED', 'meta client closed before it connected'))
+    this.stop(createError('ESPRA_ERR_META_CLOSED', { reason: 'the meta client was closed before it connected' }))
     this.connecting?.destroy()
     await this.session?.close()
     await this.loop
   }
 
   destroy(err?: Error): void {
-    this.stop(err ?? new EspraError('ESPRA_ERR_META_CLOSED', 'meta client destroyed'))
+    this.stop(err ?? createError('ESPRA_ERR_META_CLOSED', { reason: 'the meta client was destroyed' }))
     this.connecting?.destroy()
     this.session?.destroy(err)
   }
@@ -251,7 +251,7 @@ class SeedLink implements MetaClient {
         this.session = session
         this.leadValue = lead
         await this.opts.onConnect?.(this)
-        if (session.state !== 'open') throw new EspraError('ESPRA_ERR_META_CLOSED', `seed ${target.address} closed the link during onConnect`)
+        if (session.state !== 'open') throw createError('ESPRA_ERR_META_CLOSED', { reason: `seed ${target.address} closed the link during onConnect`, seed: target.address })
       } catch (err) {
         this.session = null
         session?.destroy(err as Error)
@@ -262,7 +262,7 @@ class SeedLink implements MetaClient {
         index = (index + 1) % this.targets.length
         if (!this.reconnecting && failures >= this.targets.length) {
           const list = [...errors].map(([a, m]) => `${a}: ${m}`)
-          this.stop(new EspraError('ESPRA_ERR_SEED_UNREACHABLE', `no seed reachable (${list.join('; ')})`, { seeds: this.opts.seeds, errors: list }))
+          this.stop(createError('ESPRA_ERR_SEED_UNREACHABLE', { tried: list.join('; '), seeds: this.opts.seeds, errors: list }))
           break
         }
         // A seed answered but none leads yet (a takeover under way: the lease of a dead leader is running out, or
@@ -355,7 +355,7 @@ class SeedLink implements MetaClient {
       const hello = await session.nextFrame()
       if (hello['t'] !== 'hello') throw protocolError(`seed sent '${String(hello['t'])}' instead of hello`)
       if (hello['v'] !== META_VERSION) {
-        throw new EspraError('ESPRA_ERR_META_VERSION', `seed speaks meta protocol v${String(hello['v'])}, this build v${META_VERSION}`)
+        throw createError('ESPRA_ERR_META_VERSION', { who: 'the seed', version: String(hello['v']).slice(0, 16), supported: META_VERSION, seed: target.address })
       }
       const seedNonce = hello['nonce']
       if (!isNonce(seedNonce)) throw protocolError('seed hello carries no valid nonce')
@@ -365,7 +365,7 @@ class SeedLink implements MetaClient {
       const welcome = await session.nextFrame()
       if (welcome['t'] !== 'welcome') throw protocolError(`seed sent '${String(welcome['t'])}' instead of welcome`)
       if (!proofMatches(serverProof(this.key, nonce, seedNonce), welcome['proof'])) {
-        throw new EspraError('ESPRA_ERR_META_AUTH', `seed ${target.address} could not prove it knows the cluster secret`)
+        throw createError('ESPRA_ERR_META_AUTH', { reason: `seed ${target.address} could not prove it knows the cluster secret`, seed: target.address })
       }
       session.open()
       return { session, welcome }

@@ -5,10 +5,10 @@
  * them is meta-session.ts.
  */
 import { encodeFrame } from '../codec/frame.js'
-import { EspraError, fromWire, toWire } from '../core/errors.js'
+import { createError, EspraError, fromWire, toWire } from '../core/errors.js'
 import { isMap } from './meta-shapes.js'
 
-export const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
+export const protocolError = (reason: string) => createError('ESPRA_ERR_META_PROTOCOL', { reason })
 export const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 /** A peer's text cut to 64 characters for an error message. */
 export const clip = (s: string) => (s.length > 64 ? `${s.slice(0, 64)}…` : s)
@@ -53,5 +53,5 @@ export function peerError(value: Record<string, unknown>): EspraError {
 export function answerError(err: unknown): EspraError {
   return isMap(err) && typeof err['code'] === 'string' && typeof err['message'] === 'string'
     ? fromWire({ code: err['code'], message: err['message'], ...(isMap(err['details']) ? { details: err['details'] } : {}) })
-    : new EspraError('ESPRA_ERR_META_PROTOCOL', 'peer answered with a malformed error')
+    : protocolError('peer answered with a malformed error')
 }

@@ -67,7 +67,7 @@ export interface MetaServer {
   destroy(err?: Error): void
 }
 
-const protocolError = (message: string) => new EspraError('ESPRA_ERR_META_PROTOCOL', message)
+const protocolError = (reason: string) => createError('ESPRA_ERR_META_PROTOCOL', { reason })
 const BUSY_FRAME = encodeFrame({ t: 'error', ...createError('ESPRA_ERR_META_BUSY').toWire() })
 
 /** Listens on the meta port; resolves once listening. */
@@ -143,7 +143,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
     const auth = await session.nextFrame()
     if (auth['t'] !== 'auth') throw protocolError(`expected auth, got '${String(auth['t']).slice(0, 32)}'`)
     if (auth['v'] !== META_VERSION) {
-      throw new EspraError('ESPRA_ERR_META_VERSION', `peer speaks meta protocol v${String(auth['v']).slice(0, 16)}, this seed v${META_VERSION}`)
+      throw createError('ESPRA_ERR_META_VERSION', { who: 'the peer', version: String(auth['v']).slice(0, 16), supported: META_VERSION })
     }
     const peerNonce = auth['nonce']
     if (!isNonce(peerNonce)) throw protocolError('auth carries no valid nonce')
@@ -154,7 +154,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
       throw protocolError('auth peer must be {kind: "node" | "admin", id?: string}')
     }
     if (!proofMatches(clientProof(key, seedNonce, peerNonce), auth['proof'])) {
-      throw new EspraError('ESPRA_ERR_META_AUTH', 'wrong proof (the peer does not know the cluster secret)')
+      throw createError('ESPRA_ERR_META_AUTH', { reason: 'wrong proof (the peer does not know the cluster secret)' })
     }
     peer.kind = kind
     peer.id = id ?? null

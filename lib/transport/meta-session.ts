@@ -104,7 +104,7 @@ export class MetaSession<C = unknown> {
     this.closed = new Promise((resolve) => (this.markClosed = resolve))
     this.socket.on('data', this.onData)
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.finish(new EspraError('ESPRA_ERR_META_CLOSED', `connection error: ${err.code ?? err.message}`, { cause: err.code ?? err.message }), false)
+      this.finish(createError('ESPRA_ERR_META_CLOSED', { reason: `connection error ${err.code ?? err.message}`, cause: err.code ?? err.message }), false)
     })
     this.socket.on('close', () => this.finish(null, false))
   }
@@ -117,7 +117,7 @@ export class MetaSession<C = unknown> {
   nextFrame(): Promise<Record<string, unknown>> {
     const queued = this.inbox.shift()
     if (queued) return Promise.resolve(queued)
-    if (this.stateValue !== 'handshake') return Promise.reject(createError('ESPRA_ERR_META_CLOSED'))
+    if (this.stateValue !== 'handshake') return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: `the session to ${this.remote} is ${this.stateValue}`, remote: this.remote }))
     return new Promise((resolve, reject) => (this.waiter = { resolve, reject }))
   }
 
@@ -141,7 +141,7 @@ export class MetaSession<C = unknown> {
   /** Sends a request; resolves with the answer body or rejects with the peer's coded error. */
   request<T = unknown>(op: string, body: unknown, timeoutMs = this.opts.requestTimeoutMs ?? 10_000): Promise<T> {
     if (this.stateValue !== 'open') {
-      return Promise.reject(new EspraError('ESPRA_ERR_META_CLOSED', `meta session to ${this.remote} is ${this.stateValue}`))
+      return Promise.reject(createError('ESPRA_ERR_META_CLOSED', { reason: `the session to ${this.remote} is ${this.stateValue}`, remote: this.remote }))
     }
     let frame: Buffer
     try {
@@ -206,7 +206,7 @@ export class MetaSession<C = unknown> {
    * effort) before its socket closes; listeners receive the reason.
    */
   destroy(reason?: Error): void {
-    const err = reason === undefined ? null : reason instanceof EspraError ? reason : new EspraError('ESPRA_ERR_INTERNAL', reason.message)
+    const err = reason === undefined ? null : reason instanceof EspraError ? reason : createError('ESPRA_ERR_INTERNAL', { reason: reason.message })
     this.finish(err, err !== null && err.code !== 'ESPRA_ERR_META_SLOW_PEER' && err.code !== 'ESPRA_ERR_META_CLOSED')
   }
 
@@ -223,7 +223,7 @@ export class MetaSession<C = unknown> {
     } else {
       this.socket.destroy()
     }
-    const closedErr = new EspraError('ESPRA_ERR_META_CLOSED', `meta session to ${this.remote} closed${err ? `: ${err.message}` : ''}`)
+    const closedErr = createError('ESPRA_ERR_META_CLOSED', { reason: `the session to ${this.remote} ended${err ? ` (${err.message})` : ''}`, remote: this.remote })
     for (const p of this.pending.values()) {
       clearTimeout(p.timer)
       p.reject(closedErr)
@@ -240,7 +240,7 @@ export class MetaSession<C = unknown> {
     this.lastSentAt = Date.now()
     const ok = this.socket.write(frame)
     if (!ok && this.socket.writableLength > this.maxBuffered) {
-      this.destroy(new EspraError('ESPRA_ERR_META_SLOW_PEER', `${this.socket.writableLength} bytes unsent to ${this.remote}`))
+      this.destroy(createError('ESPRA_ERR_META_SLOW_PEER', { peer: this.remote, bytes: this.socket.writableLength }))
       return false
     }
     return ok
@@ -292,7 +292,7 @@ export class MetaSession<C = unknown> {
   private readonly checkIdle = (): void => {
     const idle = Date.now() - this.lastReceivedAt
     if (idle >= this.idleMs) {
-      this.destroy(new EspraError('ESPRA_ERR_META_IDLE', `nothing received for ${idle} ms (limit ${this.idleMs} ms)`))
+      this.destroy(createError('ESPRA_ERR_META_IDLE', { peer: this.remote, reason: `nothing received for ${idle} ms, limit ${this.idleMs} ms` }))
     } else {
       this.idleTimer = setTimeout(this.checkIdle, this.idleMs - idle).unref()
     }
@@ -345,7 +345,7 @@ export class MetaSession<C = unknown> {
     if (!isId(id) || typeof op !== 'string') return this.destroy(protocolError('request without a numeric id and a string op'))
     const handler = this.opts.handlers?.get(op)
     if (handler === undefined) {
-      return this.reply(id, new EspraError('ESPRA_ERR_META_UNKNOWN_OP', `unknown op '${clip(op)}'`, { op: clip(op) }), false)
+      return this.reply(id, createError('ESPRA_ERR_META_UNKNOWN_OP', { op: clip(op) }), false)
     }
     let result: unknown
     try {

@@ -16,7 +16,7 @@
  * are replaced when their key comes again and deleted by the hourly sweep.
  */
 import { createHash } from 'node:crypto'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { listAll, type Datastore, type DatastoreValue } from '../../lib/storage/datastore.js'
 import type { ApiAnswer } from './api-router.js'
 import { badField } from './api-fields.js'
@@ -62,11 +62,11 @@ export async function claimIdempotencyKey(datastore: Datastore, operator: string
     if (expired) {
       claimed = await datastore.putIf('adminIdempotency', k, pending as unknown as DatastoreValue, old === null ? null : { at: old.at, state: old.state })
     } else if (old.request !== request) {
-      throw new EspraError('ESPRA_ERR_ADMIN_IDEMPOTENCY_MISMATCH', `Idempotency-Key ${JSON.stringify(key.slice(0, 64))} was used at ${new Date(old.at).toISOString()} with another method, path or body`)
+      throw createError('ESPRA_ERR_ADMIN_IDEMPOTENCY_MISMATCH', { key: JSON.stringify(key.slice(0, 64)), at: new Date(old.at).toISOString() })
     } else if (old.state === 'done') {
       return { kind: 'replay', answer: { status: old.status!, body: JSON.parse(old.answer!) as unknown } }
     }
-    if (!claimed) throw new EspraError('ESPRA_ERR_ADMIN_IDEMPOTENCY_IN_PROGRESS', `a request with Idempotency-Key ${JSON.stringify(key.slice(0, 64))} is still in progress; try again once it has answered`)
+    if (!claimed) throw createError('ESPRA_ERR_ADMIN_IDEMPOTENCY_IN_PROGRESS', { key: JSON.stringify(key.slice(0, 64)) })
   }
   return {
     kind: 'run',

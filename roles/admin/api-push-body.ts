@@ -6,7 +6,7 @@
  * wait here, the socket paused beyond that, while the route reads them
  * chunk by chunk. Nothing holds a whole file.
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import type { HttpResponse } from '../../lib/http/uws.js'
 
 /** Bytes buffered before the socket is paused. */
@@ -54,7 +54,7 @@ export function openRawBody(res: HttpResponse, length: number | null): RawBody {
     wake()
   })
   res.onAborted(() => {
-    failed = new EspraError('ESPRA_ERR_ADMIN_PUSH_SIZE', `the client went away after ${received} bytes`, { received })
+    failed = createError('ESPRA_ERR_ADMIN_PUSH_SIZE', { reason: `the client went away after ${received} bytes`, received })
     wake()
   })
   const resume = (): void => {

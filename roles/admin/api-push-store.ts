@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto'
 import type { BuildFile, BuildManifest } from '../../lib/builds/manifest.js'
 import type { CanaryPlan } from '../../lib/builds/canary.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { listAll, type Datastore, type DatastoreValue } from '../../lib/storage/datastore.js'
 
 export const PUSH_TTL_MS = 3_600_000
@@ -56,7 +56,7 @@ const bucketKey = (id: string, hash: string) => `push/${id}/n/${hash.slice(0, 2)
 
 export const newPushId = (now = Date.now()): string => `up-${now.toString(36)}-${randomBytes(4).toString('hex')}`
 
-const notFound = (id: string) => new EspraError('ESPRA_ERR_ADMIN_PUSH_NOT_FOUND', `no build upload ${id} (unknown, past its hour, or abandoned): start again with POST /api/builds`, { upload: id })
+const notFound = (id: string) => createError('ESPRA_ERR_ADMIN_PUSH_NOT_FOUND', { upload: id })
 
 /** Records a planned push: pages, buckets, then the header. */
 export async function createPush(datastore: Datastore, header: PushHeader, manifest: BuildManifest, missing: ReadonlyMap<string, number>): Promise<void> {
@@ -113,7 +113,7 @@ export async function askedHashes(datastore: Datastore, id: string): Promise<Map
 export async function readManifest(datastore: Datastore, header: PushHeader): Promise<BuildManifest> {
   const files: BuildFile[] = []
   for await (const e of listAll(datastore, KIND, `push/${header.id}/m/`)) files.push(...(e.value['files'] as BuildFile[]))
-  if (files.length !== header.files) throw new EspraError('ESPRA_ERR_INTERNAL', `build upload ${header.id}: ${files.length} of ${header.files} manifest files found`)
+  if (files.length !== header.files) throw createError('ESPRA_ERR_INTERNAL', { reason: `build upload ${header.id} has ${files.length} of its ${header.files} manifest files`, id: header.id })
   return { files }
 }
 

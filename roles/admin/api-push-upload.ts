@@ -12,7 +12,7 @@
  * this child sends at most {@link SLOTS} at once and one upload per hash.
  */
 import { createHash } from 'node:crypto'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { MetaClient } from '../../lib/transport/meta-client.js'
 import type { RawBody } from './api-push-body.js'
 
@@ -68,7 +68,7 @@ export function createBlobUploads(client: MetaClient): BlobUploads {
         if (chunk === null) break
         received += chunk.length
         if (received > size) {
-          throw new EspraError('ESPRA_ERR_ADMIN_PUSH_SIZE', `${hash}: the manifest gives ${size} bytes; the body has more`, { hash, expected: size, received })
+          throw createError('ESPRA_ERR_ADMIN_PUSH_SIZE', { reason: `${size} bytes for ${hash}; the body has more`, hash, expected: size, received })
         }
         digest.update(chunk)
         pending.push(chunk)
@@ -83,9 +83,9 @@ export function createBlobUploads(client: MetaClient): BlobUploads {
           if (failure !== null) throw failure
         }
       }
-      if (received !== size) throw new EspraError('ESPRA_ERR_ADMIN_PUSH_SIZE', `${hash}: the manifest gives ${size} bytes; the body has ${received}`, { hash, expected: size, received })
+      if (received !== size) throw createError('ESPRA_ERR_ADMIN_PUSH_SIZE', { reason: `${size} bytes for ${hash}; the body has ${received}`, hash, expected: size, received })
       const actual = digest.digest('hex')
-      if (actual !== hash) throw new EspraError('ESPRA_ERR_BUILD_HASH_MISMATCH', `the body's bytes hash to ${actual}, not ${hash}; nothing was stored`, { hash, actual })
+      if (actual !== hash) throw createError('ESPRA_ERR_BUILD_HASH_MISMATCH', { hash, actual })
       await Promise.all(inflight)
       if (failure !== null) throw failure
       await sendChunk(Buffer.concat(pending), true)
@@ -100,7 +100,7 @@ export function createBlobUploads(client: MetaClient): BlobUploads {
 
   return {
     async upload(hash, size, chunkSize, body) {
-      if (busy.has(hash)) throw new EspraError('ESPRA_ERR_ADMIN_PUSH_BUSY', `${hash} is being uploaded by another request now; try again once it answered`, { hash })
+      if (busy.has(hash)) throw createError('ESPRA_ERR_ADMIN_PUSH_BUSY', { what: hash, doing: 'uploaded', hash })
       busy.add(hash)
       try {
         await acquire()

@@ -6,7 +6,7 @@
  * `--admin-max-body` (413, refused from Content-Length before a byte is
  * read when it says so).
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { forwardedClient, plainAddress, type TrustedProxies } from '../../lib/core/client-address.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { badField } from './api-fields.js'
@@ -49,7 +49,7 @@ export const BODY_METHODS = new Set(['POST', 'PUT', 'DELETE'])
 export function collectBody(res: HttpResponse, request: ApiRequest, maxBytes: number): Promise<string> {
   const isJson = /^application\/(?:[a-z0-9.+-]*\+)?json\s*(?:;.*)?$/i.test(request.contentType)
   if (request.contentLength !== null && request.contentLength > maxBytes) {
-    return Promise.reject(new EspraError('ESPRA_ERR_ADMIN_BODY_TOO_LARGE', `the body is ${request.contentLength} bytes; at most ${maxBytes} (--admin-max-body)`, { limit: maxBytes }))
+    return Promise.reject(createError('ESPRA_ERR_ADMIN_BODY_TOO_LARGE', { size: request.contentLength, limit: maxBytes }))
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -60,12 +60,12 @@ export function collectBody(res: HttpResponse, request: ApiRequest, maxBytes: nu
       size += chunk.byteLength
       if (size > maxBytes) {
         done = true
-        return reject(new EspraError('ESPRA_ERR_ADMIN_BODY_TOO_LARGE', `the body is over ${maxBytes} bytes (--admin-max-body)`, { limit: maxBytes }))
+        return reject(createError('ESPRA_ERR_ADMIN_BODY_TOO_LARGE', { size: `over ${maxBytes}`, limit: maxBytes }))
       }
       if (chunk.byteLength > 0) chunks.push(Buffer.from(chunk.slice(0)))
       if (!last) return
       done = true
-      if (size > 0 && !isJson) return reject(new EspraError('ESPRA_ERR_ADMIN_MEDIA_TYPE', `the body must be JSON, sent with Content-Type: application/json (got ${JSON.stringify(request.contentType.slice(0, 100) || 'none')})`))
+      if (size > 0 && !isJson) return reject(createError('ESPRA_ERR_ADMIN_MEDIA_TYPE', { got: JSON.stringify(request.contentType.slice(0, 100) || 'none') }))
       resolve(Buffer.concat(chunks).toString('utf8'))
     })
   })

@@ -5,7 +5,7 @@
  * no route has is 404; a path some route has with another method is 405
  * with `Allow`.
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { AdminOperator } from '../../lib/core/options-admin.js'
 import type { Body } from './api-fields.js'
 import type { RawBody } from './api-push-body.js'
@@ -97,8 +97,8 @@ export function createRouter<D>(routes: readonly ApiRoute<D>[]): Router<D> {
         if (c.route.method === method) return { route: c.route, params }
         allow.add(c.route.method)
       }
-      if (allow.size === 0) throw new EspraError('ESPRA_ERR_HTTP_NOT_FOUND', `no admin API route ${path.slice(0, 200)} (docs/admin-api.md lists them)`)
-      throw new EspraError('ESPRA_ERR_HTTP_METHOD', `${method} is not allowed on ${path.slice(0, 200)}; allowed: ${[...allow].join(', ')}`, { allow: [...allow] })
+      if (allow.size === 0) throw createError('ESPRA_ERR_HTTP_NOT_FOUND', { what: 'admin API route', path: path.slice(0, 200), hint: 'docs/admin-api.md lists them' })
+      throw createError('ESPRA_ERR_HTTP_METHOD', { method, path: path.slice(0, 200), allowed: [...allow].join(', '), allow: [...allow] })
     },
   }
 }

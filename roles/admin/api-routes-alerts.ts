@@ -5,7 +5,7 @@
  * any child answers; a silence added here is honoured by the engine within
  * a few seconds.
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { addSilence, ALERT_ID, getAlert, listAlerts, listProbeHistories, listSilences, listSinkStatuses, removeSilence, SILENCE_ID } from '../../lib/alerts/store.js'
 import type { AlertState } from '../../lib/alerts/alert.js'
 import { NODE_ID } from '../../lib/transport/meta-shapes.js'
@@ -59,7 +59,7 @@ export const ALERT_ROUTES: readonly Route[] = [
     check: (c) => (onlyQuery(c.query, []), { target: pathParam(c.params['id']!, 'id', ALERT_ID, 'an alert id such as 9998235012345678-0a1b2c'), params: {} }),
     run: async (c, d) => {
       const alert = await getAlert(d.link.datastore, c.params['id']!)
-      if (alert === null) throw new EspraError('ESPRA_ERR_ALERT_NOT_FOUND', `no alert ${c.params['id']!}`, { id: c.params['id']! })
+      if (alert === null) throw createError('ESPRA_ERR_ALERT_NOT_FOUND', { id: c.params['id']! })
       return { status: 200, body: alert }
     },
   },

@@ -3,7 +3,7 @@
  * maintenance and rolling restarts (docs/admin-api.md). Each checks its
  * input with the CLI's own rules, then calls the operation the CLI calls.
  */
-import { createError, EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { DRAIN_THEN, NODE_ID_TEXT, type DrainThen } from '../../lib/transport/drain-order.js'
 import { NODE_ID } from '../../lib/transport/meta-shapes.js'
 import type { ApiDeps } from './api-deps.js'
@@ -97,7 +97,7 @@ export const CLUSTER_ROUTES: readonly Route[] = [
     check: (c) => (noQuery(c.query), { target: pathParam(c.params['id']!, 'id', JOB_ID, 'a rolling restart id such as rr-mib2x3k0-0a1b2c3d'), params: {} }),
     run: async (c, d) => {
       const job = await d.jobs.read(c.params['id']!)
-      if (job === null) throw new EspraError('ESPRA_ERR_ADMIN_JOB_NOT_FOUND', `no rolling restart ${c.params['id']}`)
+      if (job === null) throw createError('ESPRA_ERR_ADMIN_JOB_NOT_FOUND', { id: c.params['id'] ?? '' })
       return { status: 200, body: job }
     },
   },

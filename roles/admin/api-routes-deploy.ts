@@ -7,7 +7,7 @@
 import { parseDuration, parseSize } from '../../lib/core/config-parsers.js'
 import { isBuildId } from '../../lib/builds/manifest.js'
 import { isChannelPattern } from '../../lib/live/channel.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { TASK_ID } from '../../lib/tasks/task.js'
 import { fileSha256, hostProblem, normalizeHost, pathProblem } from '../../lib/vhosts/vhost.js'
 import type { ApiDeps } from './api-deps.js'
@@ -115,7 +115,7 @@ export const DEPLOY_ROUTES: readonly Route[] = [
     check: (c) => (noQuery(c.query), onlyFields(c.body, []), { target: buildId(c.params['id']!), params: {} }),
     run: async (c, d) => {
       const rolled = await startRollback(d.link.client, c.params['id']!)
-      if (!isBuildId(rolled.id)) throw new EspraError('ESPRA_ERR_INTERNAL', 'the seed answered a rollback without a build id')
+      if (!isBuildId(rolled.id)) throw createError('ESPRA_ERR_INTERNAL', { reason: 'the seed answered a rollback without a build id' })
       return { status: 202, body: { ...rolled, href: `/api/builds/${rolled.id}` } }
     },
   },

@@ -57,8 +57,8 @@ async function stillMissing(client: MetaClient, sizes: ReadonlyMap<string, numbe
 }
 
 const closed = (h: PushHeader): EspraError => h.state === 'committing'
-  ? new EspraError('ESPRA_ERR_ADMIN_PUSH_BUSY', `build upload ${h.id} is being committed by another request`, { upload: h.id })
-  : new EspraError('ESPRA_ERR_ADMIN_PUSH_CLOSED', `build upload ${h.id} was committed as build ${h.build}: follow /api/builds/${h.build}`, { upload: h.id, build: h.build })
+  ? createError('ESPRA_ERR_ADMIN_PUSH_BUSY', { what: `build upload ${h.id}`, doing: 'committed', upload: h.id })
+  : createError('ESPRA_ERR_ADMIN_PUSH_CLOSED', { upload: h.id, build: h.build ?? '(unknown)' })
 
 export const PUSH_ROUTES: readonly Route[] = [
   {
@@ -115,9 +115,9 @@ export const PUSH_ROUTES: readonly Route[] = [
       const header = await readPush(d.link.datastore, id)
       if (header.state !== 'open') throw closed(header)
       const size = await askedSize(d.link.datastore, id, hash)
-      if (size === null) throw new EspraError('ESPRA_ERR_ADMIN_PUSH_NOT_ASKED', `build upload ${id} did not ask for ${hash}: upload only the hashes POST /api/builds answered as missing`, { upload: id, hash })
+      if (size === null) throw createError('ESPRA_ERR_ADMIN_PUSH_NOT_ASKED', { upload: id, hash })
       if (body.length !== null && body.length !== size) {
-        throw new EspraError('ESPRA_ERR_ADMIN_PUSH_SIZE', `${hash}: the manifest gives ${size} bytes; Content-Length says ${body.length}`, { hash, expected: size, received: body.length })
+        throw createError('ESPRA_ERR_ADMIN_PUSH_SIZE', { reason: `${size} bytes for ${hash}; Content-Length says ${body.length}`, hash, expected: size, received: body.length })
       }
       const { missing, chunkSize } = await stillMissing(d.link.client, new Map([[hash, size]]))
       if (missing.length === 0) {

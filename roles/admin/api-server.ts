@@ -26,7 +26,7 @@
  * what counts; the cookie is then ignored.
  */
 import { createTrustedProxies } from '../../lib/core/client-address.js'
-import { createError, EspraError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
+import { createError, toWire, type ErrorCode, ERRORS } from '../../lib/core/errors.js'
 import type { AdminOperator } from '../../lib/core/options-admin.js'
 import type { ChildContext, ChildHandle } from '../../lib/process/role.js'
 import { answerLater, statusLine } from '../../lib/http/server.js'
@@ -65,7 +65,7 @@ const SESSION_STREAM_CHECK_MS = 5000
 const EVENTS_ROUTE: ApiRoute<ApiDeps> = {
   method: 'GET', path: '/api/events', action: 'events.read', acts: false,
   check: (c) => (onlyQuery(c.query, ['nodes']), { target: null, params: {} }),
-  run: () => Promise.reject(new EspraError('ESPRA_ERR_INTERNAL', 'the events route streams')),
+  run: () => Promise.reject(createError('ESPRA_ERR_INTERNAL', { reason: 'the events route streams' })),
 }
 
 interface Answer extends ApiAnswer {
@@ -215,7 +215,7 @@ export async function startAdminApi(ctx: ChildContext) {
       }
     }
     if (!mayCall(operator.role, route.acts)) {
-      const answer = errorAnswer(new EspraError('ESPRA_ERR_ADMIN_FORBIDDEN', `operator ${operator.name} is a viewer: ${request.method} ${request.path} changes the cluster (operators only)`))
+      const answer = errorAnswer(createError('ESPRA_ERR_ADMIN_FORBIDDEN', { operator: operator.name, method: request.method, path: request.path }))
       void audit(request, operator, route, null, answer).then(() => reply(answer))
       return
     }

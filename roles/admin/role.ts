@@ -7,7 +7,7 @@
  * competes for the alert engine lease; the holder runs the prober and alert
  * engine (roles/admin/alerts/, docs/alerts.md).
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { Role } from '../../lib/process/role.js'
 import { AuthFailureCounter, type AuthBlockedMessage, type AuthFailedRequest } from './api-auth-limit.js'
 import { startAdminApi } from './api-server.js'
@@ -26,7 +26,7 @@ export const adminRole: Role = {
     sweep.unref()
     ctx.children.onRequest((_child, body) => {
       const m = body as AuthFailedRequest
-      if (m?.k !== 'auth-failed' || typeof m.address !== 'string') throw new EspraError('ESPRA_ERR_INTERNAL', 'unknown admin IPC request')
+      if (m?.k !== 'auth-failed' || typeof m.address !== 'string') throw createError('ESPRA_ERR_INTERNAL', { reason: 'unknown admin IPC request' })
       const until = counter.fail(m.address, Date.now())
       if (until !== null) {
         const blocked: AuthBlockedMessage = { k: 'auth-blocked', address: m.address, until }

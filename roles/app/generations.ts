@@ -8,7 +8,7 @@
  * each worker's messages, exit and readiness.
  */
 import { Worker } from 'node:worker_threads'
-import { createError, EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { BuildOnDisk } from './build-files.js'
 import { ClaimGate } from './claim-gate.js'
@@ -178,15 +178,15 @@ export class Generations {
       })
       slot.worker.once('espra:init-failed', (msg: { message: string }) => reject(createError('ESPRA_ERR_APP_INIT', { build: build.id, reason: msg.message })))
       slot.worker.once('exit', (code) => reject(this.staged !== mine
-        ? createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'its workers started' })
+        ? createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'while its workers started' })
         : createError('ESPRA_ERR_APP_INIT', { build: build.id, reason: `a worker exited (code ${code}) while starting` })))
     })))
     // A worker stuck in init (`for(;;){}`) never answers: only terminate() stops it. Each worker's clock starts
     // when its build code starts loading (starting a thread on a busy machine is the platform's time, not the build's).
     const timedOut = new Promise<never>((_, reject) => {
       for (const slot of slots) {
-        slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(new EspraError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
-          `build ${build.id} refused: init() did not finish within ${opts.initTimeoutMs} ms (--init-timeout); its workers were terminated`, { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
+        slot.worker.once('espra:loading', () => timers.push(setTimeout(() => reject(createError('ESPRA_ERR_BUILD_INIT_TIMEOUT',
+          { build: build.id, timeoutMs: opts.initTimeoutMs })), opts.initTimeoutMs)))
       }
     })
     try {
@@ -201,7 +201,7 @@ export class Generations {
     } finally {
       for (const timer of timers) clearTimeout(timer)
     }
-    if (this.staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'its workers started' })
+    if (this.staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: build.id, during: 'while its workers started' })
     mine.ready = true
     if (this.closing) {
       this.staged = null

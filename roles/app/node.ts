@@ -12,7 +12,7 @@ import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
 import { startBuildStageReports } from '../../lib/process/build-stage.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { isMap, type AppLoad } from '../../lib/transport/meta-shapes.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { MODULE_MARKER } from './build-files.js'
 import type { AnswersReport } from './answer-meter.js'
 import type { AppSeedRequest, AppToParent } from './server.js'
@@ -59,7 +59,7 @@ function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown>
   // ctx.sendMail writes outbound messages (records, small raw bytes) and removes them when it could not queue them.
   const outbound = kind === 'mailOutbound' && (req.op === 'ds.put' || req.op === 'ds.delete')
   if (!((TABLE_OPS.has(req.op) && kind === 'appTables') || (req.op === 'ds.put' && kind === 'uploadTokens') || (MAIL_RECORD_OPS.has(req.op) && kind === 'mailInbound') || outbound)) {
-    return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'app nodes relay only datastore ops on appTables, upload token records and mail records'))
+    return Promise.reject(createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'op', reason: 'is not relayed: app nodes relay only datastore ops on appTables, upload token records and mail records' }))
   }
   return ctx.seedRequest(req.op, req.body)
 }

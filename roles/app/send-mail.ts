@@ -6,7 +6,7 @@
  * with the message id.
  */
 import type { NodeConfig } from '../../lib/core/config.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import { checkOutMessage, composeOutMessage, contentBytes, newOutId, recipientsByDomain } from '../../lib/mail/outbound.js'
 import { enqueueOutbound } from '../../lib/mail/outbound-store.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
@@ -26,7 +26,7 @@ export interface SendMailDeps {
 }
 
 const tooLarge = (size: number, max: number): EspraError =>
-  new EspraError('ESPRA_ERR_MAIL_TOO_LARGE', `the message is over --mail-max-size (${max} bytes; it has at least ${size})`, { size, max })
+  createError('ESPRA_ERR_MAIL_TOO_LARGE', { limit: `--mail-max-size (${max} bytes)`, reason: `it has at least ${size}`, size, max })
 
 export function createSendMail(deps: SendMailDeps): (message: unknown) => Promise<string> {
   const max = deps.config.mailMaxSize

@@ -186,7 +186,7 @@ export async function startAppAssets(ctx: ChildContext): Promise<Handle> {
       const mine = { id: push.id, build: null as LoadedBuild | null }
       staged = mine
       const build = await loadBuild(store, push, current)
-      if (staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: push.id, during: 'it loaded' })
+      if (staged !== mine) throw createError('ESPRA_ERR_BUILD_REPLACED', { build: push.id, during: 'while it loaded' })
       mine.build = build
     },
     activate(id) {

@@ -138,6 +138,7 @@ async function buildPublicPatterns(store: BlobStore, build: string, files: reado
     return publicPatterns((await readChecked(store, build, descriptor.hash, descriptor.size)).toString('utf8'))
   } catch (err) {
     if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_INVALID') throw err
+    // Free text: the espra.json checker's own message, with the build added.
     throw new EspraError('ESPRA_ERR_BUILD_INVALID', `build ${build}: ${(err as Error).message}`, { build, field: 'espra.json' })
   }
 }

@@ -10,7 +10,7 @@
  * else is an error that is logged (and, for a request, the child's answer).
  */
 import { isBuildPush, type BuildPush } from '../../lib/builds/manifest.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import { startBuildStageReports } from '../../lib/process/build-stage.js'
 import type { StageToParent } from '../../lib/process/follow-build.js'
 import { routeByTag, type TagHandlers } from '../../lib/process/ipc.js'
@@ -58,7 +58,7 @@ export async function startFileserverNode(ctx: ParentContext, { uploads, vhosts 
   function unknown(what: 'request' | 'message', body: unknown, child: number): EspraError {
     const tag = String((body as { t?: unknown } | null)?.t).slice(0, 40)
     ctx.log.error({ child, tag }, `child ${child} sent an unknown ${what} '${tag}'`)
-    return new EspraError('ESPRA_ERR_IPC_UNKNOWN', `the fileserver parent has no handler for the ${what} '${tag}'`)
+    return createError('ESPRA_ERR_IPC_UNKNOWN', { receiver: 'fileserver parent', what, tag })
   }
   const requests: TagHandlers<FileserverRequest, number> = {
     'current-build': () => latest,

@@ -12,7 +12,7 @@
  * one is recorded; the other gets 409 and its part is deleted.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { DatastoreValue } from '../../lib/storage/datastore.js'
 
 export const TUS_VERSION = '1.0.0'
@@ -29,7 +29,7 @@ export const MAX_PARTS = 2000
 /** Largest `Upload-Metadata` header accepted. */
 export const MAX_METADATA_BYTES = 4096
 
-const bad = (message: string, header: string) => new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', message, { header })
+const bad = (reason: string, header: string) => createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason, header })
 
 /** A fresh upload id: 128 random bits, hex. */
 export const newUploadId = (): string => randomBytes(16).toString('hex')
@@ -39,7 +39,7 @@ export const isUploadId = (id: string): boolean => /^[0-9a-f]{32}$/.test(id)
 /** `Tus-Resumable` of a request: 412 unless it is exactly 1.0.0. */
 export function checkVersion(header: string): void {
   if (header !== TUS_VERSION) {
-    throw new EspraError('ESPRA_ERR_TUS_VERSION', header === '' ? 'Tus-Resumable is missing (this server speaks tus 1.0.0)' : `Tus-Resumable ${header.slice(0, 40)} is not supported (this server speaks tus 1.0.0)`)
+    throw createError('ESPRA_ERR_TUS_VERSION', { got: header === '' ? '(missing)' : header.slice(0, 40) })
   }
 }
 

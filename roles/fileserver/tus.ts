@@ -66,7 +66,7 @@ class PatchBody extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.size += chunk.length
-    if (this.size > this.room) return done(new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the PATCH body passes the upload's Upload-Length (${this.room} bytes were left)`))
+    if (this.size > this.room) return done(createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the PATCH body', size: `over ${this.room}`, limit: 'the rest of Upload-Length', max: this.room }))
     this.hash?.update(chunk)
     this.progress(this.size)
     done(null, chunk)
@@ -107,14 +107,14 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
   }
 
   const conflict = (offset: number, asked: number) =>
-    new EspraError('ESPRA_ERR_TUS_OFFSET', `Upload-Offset is ${asked}; the upload is at ${offset}`, { offset })
+    createError('ESPRA_ERR_TUS_OFFSET', { asked, offset })
 
   async function load(id: string): Promise<TusState> {
     const state = asTusState(await datastore.get('tusUploads', id))
-    if (state === null) throw new EspraError('ESPRA_ERR_TUS_NOT_FOUND', `no upload ${id} (never created, terminated, or expired and swept)`)
+    if (state === null) throw createError('ESPRA_ERR_TUS_NOT_FOUND', { id, reason: 'never created, terminated, or expired and swept' })
     if (state.expires <= Date.now()) {
       await remove(id)
-      throw new EspraError('ESPRA_ERR_TUS_EXPIRED', `upload ${id} expired at ${httpDate(state.expires)}`)
+      throw createError('ESPRA_ERR_TUS_EXPIRED', { id, expires: httpDate(state.expires) })
     }
     return state
   }
@@ -168,7 +168,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       next = { ...state, offset, parts: [], done: await assemble(id, state, path) }
     } else {
       if (state.parts.length >= MAX_PARTS) {
-        throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', `an upload takes at most ${MAX_PARTS} PATCH bodies: send the rest in fewer, larger ones`)
+        throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: `an upload takes at most ${MAX_PARTS} PATCH bodies: send the rest in fewer, larger ones` })
       }
       const nonce = newNonce()
       part = partKey(id, state.parts.length, nonce)
@@ -179,7 +179,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     if (!(await datastore.putIf('tusUploads', id, next as unknown as DatastoreValue, { offset: state.offset, done: null }))) {
       if (part !== null) await blobs.delete(part).catch(() => {})
       const now = asTusState(await datastore.get('tusUploads', id))
-      if (now === null) throw new EspraError('ESPRA_ERR_TUS_NOT_FOUND', `upload ${id} was terminated or expired meanwhile`)
+      if (now === null) throw createError('ESPRA_ERR_TUS_NOT_FOUND', { id, reason: 'terminated or expired meanwhile' })
       throw conflict(now.offset, state.offset)
     }
     if (next.done !== null) await deleteParts(id).catch((err: unknown) => log.warn({ err, id }, 'tus parts not deleted; the sweep will'))
@@ -193,16 +193,16 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const contentLength = req.getHeader('content-length')
     const chunked = req.getHeader('transfer-encoding') !== ''
     const token = requestToken(req)
-    if (deferHeader !== '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Defer-Length is not supported (no creation-defer-length extension): send Upload-Length', { header: 'Upload-Defer-Length' })
-    if (lengthHeader === '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Length is missing', { header: 'Upload-Length' })
+    if (deferHeader !== '') throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Defer-Length is not supported (no creation-defer-length extension): send Upload-Length', header: 'Upload-Defer-Length' })
+    if (lengthHeader === '') throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Length is missing', header: 'Upload-Length' })
     const length = parseCount(lengthHeader, 'Upload-Length')
     if (length > MAX_UPLOAD_SIZE) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'Tus-Max-Size', max: MAX_UPLOAD_SIZE })
     const metadata = parseMetadata(metadataHeader)
     if (chunked || (contentLength !== '' && parseCount(contentLength, 'Content-Length') !== 0)) {
-      throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'a creation request has no body here (no creation-with-upload extension): send the bytes with PATCH', { header: 'Content-Length' })
+      throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'a creation request has no body here (no creation-with-upload extension): send the bytes with PATCH', header: 'Content-Length' })
     }
     const type = (metadata['filetype'] ?? '').trim() || 'application/octet-stream'
-    if (!MEDIA_TYPE.test(type)) throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', { header: 'Upload-Metadata' })
+    if (!MEDIA_TYPE.test(type)) throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Metadata: filetype must be printable ASCII, at most 255 characters', header: 'Upload-Metadata' })
     const claims = checkUploadToken(tokenKey, token)
     if (length > claims.maxSize) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'Upload-Length', size: length, limit: 'the token', max: claims.maxSize })
     if (!typeAllowed(claims, type)) throw createError('ESPRA_ERR_UPLOAD_TYPE', { type, allowed: claims.types.join(', ') })
@@ -226,7 +226,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
         await unlink(empty).catch(() => {})
       }
     }
-    if (!(await datastore.putIf('tusUploads', id, state as unknown as DatastoreValue, null))) throw new EspraError('ESPRA_ERR_INTERNAL', `tus upload id ${id} exists already`)
+    if (!(await datastore.putIf('tusUploads', id, state as unknown as DatastoreValue, null))) throw createError('ESPRA_ERR_INTERNAL', { reason: `tus upload id ${id} exists already`, id })
     log.debug({ id, length, owner: state.owner }, 'tus upload created')
     send(reply, 201, { Location: `${TUS_PATH}/${id}`, 'Upload-Offset': '0', 'Upload-Expires': httpDate(state.expires), ...doneHeaders(state.done) })
   }
@@ -250,9 +250,9 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     const lengthHeader = req.getHeader('content-length')
     const checksumHeader = req.getHeader('upload-checksum')
     if (contentType.split(';')[0]!.trim().toLowerCase() !== PATCH_CONTENT_TYPE) {
-      throw new EspraError('ESPRA_ERR_TUS_CONTENT_TYPE', `PATCH needs Content-Type: ${PATCH_CONTENT_TYPE} (got ${JSON.stringify(contentType.slice(0, 60))})`)
+      throw createError('ESPRA_ERR_TUS_CONTENT_TYPE', { got: JSON.stringify(contentType.slice(0, 60)) })
     }
-    if (offsetHeader === '') throw new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', 'Upload-Offset is missing', { header: 'Upload-Offset' })
+    if (offsetHeader === '') throw createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: 'Upload-Offset is missing', header: 'Upload-Offset' })
     const offset = parseCount(offsetHeader, 'Upload-Offset')
     const declared = lengthHeader === '' ? null : parseCount(lengthHeader, 'Content-Length')
     const checksum: Checksum | null = parseChecksum(checksumHeader)
@@ -265,7 +265,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
       state = await load(id)
       if (state.offset !== offset) throw conflict(state.offset, offset)
       if (state.done !== null) {
-        if (declared !== null && declared > 0) throw new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `upload ${id} is complete; nothing more fits`)
+        if (declared !== null && declared > 0) throw createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the PATCH body', size: declared, limit: `upload ${id}, complete already,`, max: 0 })
         body.drop()
         return send(reply, 204, { 'Upload-Offset': String(state.offset), 'Upload-Expires': httpDate(state.expires), ...doneHeaders(state.done) })
       }
@@ -282,7 +282,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
         throw diskError(err)
       })
       if (checksum !== null && !received.hash!.digest().equals(checksum.digest)) {
-        throw new EspraError('ESPRA_ERR_TUS_CHECKSUM', `the body's ${checksum.algorithm} does not match Upload-Checksum; nothing of it was recorded`)
+        throw createError('ESPRA_ERR_TUS_CHECKSUM', { algorithm: checksum.algorithm })
       }
       const next = received.size === 0 ? state : await commit(id, state, path, received.size)
       body.drop()
@@ -309,7 +309,7 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
   }
 
   async function terminate(reply: Reply, id: string): Promise<void> {
-    if (!(await remove(id))) throw new EspraError('ESPRA_ERR_TUS_NOT_FOUND', `no upload ${id}`)
+    if (!(await remove(id))) throw createError('ESPRA_ERR_TUS_NOT_FOUND', { id, reason: 'nothing to terminate' })
     send(reply, 204, {})
   }
 
@@ -331,21 +331,21 @@ export function startTus(ctx: ChildContext, uploads: UploadPipeline): void {
     try {
       if (!METHODS.has(method)) {
         throw override
-          ? new EspraError('ESPRA_ERR_TUS_BAD_REQUEST', `X-HTTP-Method-Override ${override.slice(0, 20)} is not a tus method`, { header: 'X-HTTP-Method-Override' })
-          : new EspraError('ESPRA_ERR_HTTP_METHOD', `${method} is not a tus method (POST, HEAD, PATCH, DELETE, OPTIONS)`)
+          ? createError('ESPRA_ERR_TUS_BAD_REQUEST', { reason: `X-HTTP-Method-Override ${override.slice(0, 20)} is not a tus method`, header: 'X-HTTP-Method-Override' })
+          : createError('ESPRA_ERR_HTTP_METHOD', { method, path: TUS_PATH, allowed: 'POST, HEAD, PATCH, DELETE, OPTIONS' })
       }
       // Upload ids are 32 hex digits: `..`, encoded or absolute paths, NUL and the like never name one.
-      if (rest !== '' && !isUploadId(rest)) throw new EspraError('ESPRA_ERR_HTTP_BAD_PATH', `${url.slice(0, 80)} does not name an upload (${TUS_PATH}/<32 hex digits>)`)
+      if (rest !== '' && !isUploadId(rest)) throw createError('ESPRA_ERR_HTTP_BAD_PATH', { path: url.slice(0, 80), reason: `an upload is ${TUS_PATH}/<32 hex digits>` })
       if (method === 'OPTIONS') return options(reply)
       checkVersion(version)
       if (rest === '') {
-        if (method !== 'POST') throw new EspraError('ESPRA_ERR_HTTP_METHOD', `${method} ${TUS_PATH}/: only POST (creation) and OPTIONS`)
+        if (method !== 'POST') throw createError('ESPRA_ERR_HTTP_METHOD', { method, path: `${TUS_PATH}/`, allowed: 'POST to create, OPTIONS' })
         return await create(reply, req)
       }
       if (method === 'HEAD') return await head(reply, rest)
       if (method === 'PATCH') return await patch(reply, req, rest)
       if (method === 'DELETE') return await terminate(reply, rest)
-      throw new EspraError('ESPRA_ERR_HTTP_METHOD', `POST ${TUS_PATH}/<id>: use PATCH to upload, HEAD to resume, DELETE to terminate`)
+      throw createError('ESPRA_ERR_HTTP_METHOD', { method: 'POST', path: `${TUS_PATH}/<id>`, allowed: 'PATCH to upload, HEAD to resume, DELETE to terminate' })
     } catch (err) {
       sendError(reply, err)
     }

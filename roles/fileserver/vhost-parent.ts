@@ -17,7 +17,7 @@
  * many children ask; a push naming the key lets the next asker start a fresh
  * one. Caching is the children's (vhost-files.ts).
  */
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { keyProblem, listAll } from '../../lib/storage/datastore.js'
@@ -118,7 +118,7 @@ export function startVhostParent(ctx: ParentContext): VhostParent {
     hosts: () => [...hosts],
     lookup(key) {
       if (keyProblem(key) !== null || (key as string).startsWith(HOST_KEY_PREFIX)) {
-        return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', 'vhost-lookup needs a mapping key', { field: 'key' }))
+        return Promise.reject(createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'key', reason: 'is missing: vhost-lookup needs a mapping key' }))
       }
       return lookup(key as string)
     },

@@ -38,7 +38,7 @@ t.test('a child that could not be replaced fails the request, naming it', async 
   await reloadingNode(t, 'app-bad', (token) => ({ token, replaced: 1, failed: [{ child: 1, code: 'ESPRA_ERR_INTERNAL', message: 'child 1 exited before listening' }] }))
   const err = await codeOf(admin.request('node.reload', { id: 'app-bad' }))
   t.equal(err?.code, 'ESPRA_ERR_NODE_RELOAD_FAILED')
-  t.match(err?.message, /node 'app-bad': child 1 could not be replaced \(ESPRA_ERR_INTERNAL: child 1 exited before listening\)/)
+  t.match(err?.message, /node 'app-bad' could not replace its children: child 1 could not be replaced \(ESPRA_ERR_INTERNAL: child 1 exited before listening\)/)
 })
 
 t.test('no answer within timeoutMs: a timeout error; a node that leaves meanwhile: a failure at once', async (t) => {
@@ -78,7 +78,7 @@ t.test('hostile or wrong requests get precise errors', async (t) => {
   ] as const) {
     const err = await codeOf(admin.request('node.reload', body))
     t.equal(err?.code, 'ESPRA_ERR_META_BAD_REQUEST', `${JSON.stringify(body)} refused`)
-    t.match(err?.message, new RegExp(`^${field}:`), `naming ${field}`)
+    t.match(err?.message, new RegExp(`^${field} must be `), `naming ${field}`)
   }
   const fromAdmin = await codeOf(admin.request('node.reloaded', { token: 'x', replaced: 1, failed: [] }))
   t.equal(fromAdmin?.code, 'ESPRA_ERR_META_NOT_REGISTERED', 'only a registered node answers a reload')

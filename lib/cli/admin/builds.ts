@@ -101,7 +101,7 @@ async function uploadBlob(client: MetaClient, hash: string, path: string, chunkS
     do {
       const chunk = Buffer.alloc(Math.min(chunkSize, size - offset))
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, offset)
-      if (bytesRead !== chunk.length) throw new EspraError('ESPRA_ERR_BUILD_UPLOAD', `${path} changed while it was being sent`)
+      if (bytesRead !== chunk.length) throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `${path} changed while it was being sent`, path })
       const last = offset + chunk.length >= size
       const sent = client.request('build.blob', { hash, offset, chunk, last }, REQUEST_TIMEOUT_MS).then(() => onBytes(chunk.length))
       inflight.add(sent)
@@ -173,28 +173,31 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
     say(`  ${formatFigures('baseline', canary.baseline)}`)
   }
   if (status.state === 'canary-failed' && canary !== undefined) {
-    throw new EspraError('ESPRA_ERR_BUILD_CANARY_FAILED', `build ${id} failed its canary and is current nowhere (canaries rolled back): ${canary.reasons.join('; ')}; canary 5xx ${pct(canary.canary.errorRate)} of ${canary.canary.requests}, p99 ${canary.canary.p99Ms ?? '-'} ms; baseline 5xx ${pct(canary.baseline.errorRate)} of ${canary.baseline.requests}, p99 ${canary.baseline.p99Ms ?? '-'} ms`, {
-      id, reasons: canary.reasons, canary: canary.canary, baseline: canary.baseline,
+    throw createError('ESPRA_ERR_BUILD_CANARY_FAILED', {
+      id, reason: `${canary.reasons.join('; ')}; canary 5xx ${pct(canary.canary.errorRate)} of ${canary.canary.requests}, p99 ${canary.canary.p99Ms ?? '-'} ms; baseline 5xx ${pct(canary.baseline.errorRate)} of ${canary.baseline.requests}, p99 ${canary.baseline.p99Ms ?? '-'} ms`,
+      reasons: canary.reasons, canary: canary.canary, baseline: canary.baseline,
     })
   }
   if (canary?.verdict === 'passed') say(`canary passed`)
   if (status.state === 'refused') {
     const refused = status.nodes.filter((n) => n.state === 'refused')
-    throw new EspraError('ESPRA_ERR_BUILD_REFUSED', `build ${id} is current nowhere: refused by ${refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', ')}`, {
-      id, nodes: refused.map((n) => ({ node: n.node, code: n.code, message: n.message })),
+    throw createError('ESPRA_ERR_BUILD_REFUSED', {
+      id, refusals: refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', '), nodes: refused.map((n) => ({ node: n.node, code: n.code, message: n.message })),
     })
   }
   if (status.state !== 'live') {
     const during = canary !== undefined ? 'during its canary' : 'while it was staging'
-    throw new EspraError('ESPRA_ERR_BUILD_REPLACED', `build ${id} is current nowhere: ${status.state === 'replaced' ? `a newer push or rollback replaced it ${during}` : `the seed restarted ${during}`}`, { id })
+    throw createError('ESPRA_ERR_BUILD_REPLACED', {
+      build: id, during: `${during}, so it is current nowhere: ${status.state === 'replaced' ? 'a newer push or rollback replaced it' : 'the seed restarted'}`, id,
+    })
   }
   say(`build ${id} activated on ${status.nodes.length} node(s); waiting until every app node and fileserver serves it`)
   const behind = await waitForNodes(client, id, timeoutMs)
   process.stdout.write(`${id}\n`)
   if (behind.length > 0) {
     const names = behind.map((n) => `${n.id} (serving ${n.build ?? 'nothing'})`).join(', ')
-    throw new EspraError('ESPRA_ERR_BUILD_NOT_SERVED', `build ${id} is current, but after ${timeoutMs} ms these nodes do not serve it: ${names}`, {
-      id, nodes: behind.map((n) => n.id),
+    throw createError('ESPRA_ERR_BUILD_NOT_SERVED', {
+      id, ms: timeoutMs, behind: names, nodes: behind.map((n) => n.id),
     })
   }
 }
@@ -221,6 +224,7 @@ export async function adminPushBuild(dir: string, opts: PushOptions): Promise<vo
       // A --canary this cluster cannot run (no current build, too few app nodes, as many canaries as app nodes) is a
       // usage error like a malformed one: exit 2. Nothing was recorded; the files sent are kept for the next push.
       if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_CANARY_UNAVAILABLE') throw err
+      // Free text: the seed's own refusal, passed on as a usage error naming the option.
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--canary ${opts.canary}: ${(err as Error).message}`, { option: '--canary' })
     })
     say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)

@@ -9,7 +9,7 @@
  * but the node died before queueing it; the client's retry queues it, or
  * `retry`). Messages handed to `handleMail` are not listed.
  */
-import { createError, EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import { redisUrl } from '../../core/options-tasks.js'
 import { inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../../mail/inbound.js'
@@ -147,8 +147,8 @@ export const MAIL_ID = /^m[0-9a-z]{8,40}$/
  */
 export async function retryInbound(datastore: Datastore, queue: TaskQueue, id: string): Promise<{ id: string; warning?: string }> {
   const record = (await datastore.get('mailInbound', inboundRecordKey(id))) as unknown as InboundRecord | null
-  if (record === null) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no inbound message ${id} (admin mail inbound lists the waiting ones)`)
-  if (typeof record.handledAt === 'number') throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} was handed to handleMail at ${new Date(record.handledAt).toISOString()}: nothing to retry`)
+  if (record === null) throw createError('ESPRA_ERR_MAIL_NOT_FOUND', { what: 'inbound message', id, hint: 'admin mail inbound lists the waiting ones' })
+  if (typeof record.handledAt === 'number') throw createError('ESPRA_ERR_MAIL_NOT_FAILED', { id, reason: `it was handed to handleMail at ${new Date(record.handledAt).toISOString()}; nothing to retry` })
   if (record.task === null) {
     // Recorded, never queued (the node died in between): queue it now, as the client's retry would.
     const task = await queue.enqueue(newTask(MAIL_TASK_NAME, handoffPayload(record), { attempts: MAIL_TASK_ATTEMPTS }))
@@ -160,14 +160,14 @@ export async function retryInbound(datastore: Datastore, queue: TaskQueue, id: s
     }
   } else if (!(await queue.retry(record.task))) {
     const attempts = record.attempts ?? 0
-    throw new EspraError('ESPRA_ERR_MAIL_NOT_FAILED', `inbound message ${id} is pending (${attempts} of ${MAIL_TASK_ATTEMPTS} attempts${record.lastError ? `, last error: ${record.lastError.slice(0, 200)}` : ''}): it is retried by itself`)
+    throw createError('ESPRA_ERR_MAIL_NOT_FAILED', { id, reason: `it is pending (${attempts} of ${MAIL_TASK_ATTEMPTS} attempts${record.lastError ? `, last error: ${record.lastError.slice(0, 200)}` : ''}): it is retried by itself` })
   }
   return { id }
 }
 
 /** Hands a failed (dead letter) or unqueued message again; prints its id. */
 export async function adminMailInboundRetry(id: string, opts: TaskOptions): Promise<void> {
-  if (!MAIL_ID.test(id)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `<id>: must be an inbound message id such as m${Date.now().toString(36)}0123456789ab (admin mail inbound lists them; got ${JSON.stringify(id.slice(0, 60))})`, { option: 'id' })
+  if (!MAIL_ID.test(id)) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '<id>', reason: `must be an inbound message id such as m${Date.now().toString(36)}0123456789ab (admin mail inbound lists them; got ${JSON.stringify(id.slice(0, 60))})` })
   const { datastore, queue, close } = await open(opts)
   try {
     const { warning } = await retryInbound(datastore, queue, id)

@@ -49,6 +49,7 @@ function asUsage(err: unknown): unknown {
   if (e.code !== 'ESPRA_ERR_MAIL_INVALID' && e.code !== 'ESPRA_ERR_MAIL_HEADER_INJECTION') return err
   const field = String((e.details as { field?: string } | undefined)?.field ?? '')
   const option = `--${field.replace(/\[.*$/, '').replace(/\..*$/, '').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+  // Free text: the checker's own message (its code kept), with the option it came from added.
   return new EspraError(e.code, `${option}: ${e.message}`, { ...(e.details as object), option })
 }
 
@@ -135,7 +136,7 @@ export const outSummary = (r: OutRecord) => ({ id: r.id, status: outStatus(r), f
 /** One outbound message with its timeline; `ESPRA_ERR_MAIL_NOT_FOUND` when there is none. */
 export async function showOutbound(datastore: Datastore, id: string): Promise<OutRecord> {
   const r = await readOutRecord(datastore, id)
-  if (r === null) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `no outbound message ${id} (admin mail queue lists them)`, { id })
+  if (r === null) throw createError('ESPRA_ERR_MAIL_NOT_FOUND', { what: 'outbound message', id, hint: 'admin mail queue lists them' })
   return r
 }
 
@@ -216,7 +217,7 @@ export async function adminSuppressionAdd(address: string, opts: MailOutOptions 
 export async function adminSuppressionRm(address: string, opts: MailOutOptions): Promise<void> {
   const out = await openOutbound(opts)
   try {
-    if (!(await unsuppress(out.datastore, address.trim()))) throw new EspraError('ESPRA_ERR_MAIL_NOT_FOUND', `${address.trim().toLowerCase()} is not suppressed (admin mail suppression ls lists them)`)
+    if (!(await unsuppress(out.datastore, address.trim()))) throw createError('ESPRA_ERR_MAIL_NOT_FOUND', { what: 'suppression of', id: address.trim().toLowerCase(), hint: 'admin mail suppression ls lists them' })
     process.stdout.write(`${address.trim().toLowerCase()} no longer suppressed\n`)
   } finally {
     await out.close()

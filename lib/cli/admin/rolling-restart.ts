@@ -24,7 +24,7 @@
  */
 import { durationIn, integer, oneOf } from '../../core/config-parsers.js'
 import { ROLE_NAMES } from '../../core/config.js'
-import { createError, EspraError, type ErrorCode } from '../../core/errors.js'
+import { createError, EspraError } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
 import { RESTART_EXIT_CODE } from '../../transport/drain-order.js'
 import { REGION } from '../../transport/meta-shapes.js'
@@ -162,11 +162,11 @@ interface Step {
 }
 
 /** Polls until `done`; on the deadline throws `code` with `why(now)`. */
-async function until(step: Step, done: (now: NodeView | undefined) => boolean, code: ErrorCode, why: (now: NodeView | undefined) => string): Promise<NodeView | undefined> {
+async function until(step: Step, done: (now: NodeView | undefined) => boolean, code: 'ESPRA_ERR_NODE_RELOAD_TIMEOUT' | 'ESPRA_ERR_ROLLING_RESTART_TIMEOUT', why: (now: NodeView | undefined) => string): Promise<NodeView | undefined> {
   for (;;) {
     const now = await step.find()
     if (done(now)) return now
-    if (Date.now() > step.deadline) throw new EspraError(code, why(now))
+    if (Date.now() > step.deadline) throw createError(code, { id: step.node.id, reason: why(now) })
     await sleep(POLL_MS)
   }
 }
@@ -237,13 +237,13 @@ export async function runRollingRestart(client: MetaClient, plan: RollingRestart
   if (nodes.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `every ${plan.role} node${where} is drained: nothing to restart`)
   const minHealthy = plan.minHealthy ?? 0
   if (minHealthy > all.length) {
-    throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy} is more than the ${all.length} ${plan.role} node(s)${where}: it can never be honoured`)
+    throw createError('ESPRA_ERR_ROLLING_MIN_HEALTHY', { minHealthy, reason: `it is more than the ${all.length} ${plan.role} node(s)${where}, so it can never be honoured` })
   }
   // Nodes in a batch count as out of service while they reload or restart: the rest must still make --min-healthy.
   const healthy = all.filter((n) => n.health === 'ok').length
   const worstBatch = nodes.slice(0, plan.batch).filter((n) => n.health === 'ok').length
   if (healthy - Math.min(plan.batch, worstBatch) < minHealthy) {
-    throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `--min-healthy ${minHealthy}: ${healthy} of ${all.length} ${plan.role} node(s)${where} are healthy, and a batch of ${plan.batch} would leave ${Math.max(0, healthy - plan.batch)}; lower --batch or --min-healthy`)
+    throw createError('ESPRA_ERR_ROLLING_MIN_HEALTHY', { minHealthy, reason: `${healthy} of ${all.length} ${plan.role} node(s)${where} are healthy, and a batch of ${plan.batch} would leave ${Math.max(0, healthy - plan.batch)}; lower --batch or --min-healthy` })
   }
   const how = plan.mode === 'reload' ? 'reload mode' : `restart mode, grace ${seconds(plan.graceMs!)}`
   say(`rolling restart (${how}) of ${nodes.length} ${plan.role} node(s)${where}, ${plan.batch} at a time, keeping at least ${minHealthy} healthy`)
@@ -256,7 +256,7 @@ export async function runRollingRestart(client: MetaClient, plan: RollingRestart
     // After a failover the new leader lists nodes as they re-register: give them until the timeout to come back.
     for (const until = Date.now() + plan.timeoutMs; others < minHealthy && calls.failedOver && Date.now() < until; others = await healthyOthers()) await sleep(POLL_MS)
     if (others < minHealthy) {
-      throw new EspraError('ESPRA_ERR_ROLLING_MIN_HEALTHY', `stopped before ${[...ids].join(', ')}: only ${others} other ${plan.role} node(s) are healthy, --min-healthy is ${minHealthy}; ${done} of ${nodes.length} done`)
+      throw createError('ESPRA_ERR_ROLLING_MIN_HEALTHY', { minHealthy, reason: `only ${others} other ${plan.role} node(s) are healthy; stopped before ${[...ids].join(', ')}, ${done} of ${nodes.length} done` })
     }
     // Every node of the batch runs to its end; the first failure stops the run.
     const outcomes = await Promise.allSettled(batch.map(async (node) => {
@@ -272,12 +272,14 @@ export async function runRollingRestart(client: MetaClient, plan: RollingRestart
       } catch (err) {
         const e = err as EspraError
         say(`${step.tag} FAILED: ${e.code}: ${e.message}`)
+        // Free text: the failure's own message (any code, often a node's answer), with the node added.
         throw new EspraError(e.code ?? 'ESPRA_ERR_NODE_RELOAD_FAILED', `rolling restart stopped at node ${node.id}: ${e.message}`, { node: node.id })
       }
     }))
     const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')
     if (failure) {
       const err = failure.reason as EspraError
+      // Free text: the failed step's message as it is (its code and details kept), with the progress added.
       throw new EspraError(err.code, `${err.message}; ${done} of ${nodes.length} ${plan.role} node(s) done, the rest untouched`, err.details)
     }
   }

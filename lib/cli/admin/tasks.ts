@@ -6,7 +6,7 @@
  * run with). The output names the real backend.
  */
 import { redisUrl } from '../../core/options-tasks.js'
-import { createError, EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import { createLogger } from '../../core/log.js'
 import type { TaskQueue } from '../../tasks/queue.js'
 import { createMetaTaskQueue } from '../../tasks/queue-meta.js'
@@ -62,7 +62,7 @@ export async function readTasks(queue: TaskQueue, opts: { dead: boolean; limit: 
 
 /** Puts dead letter `id` back in the queue; `ESPRA_ERR_TASK_NOT_FOUND` when there is none. */
 export async function retryTask(queue: TaskQueue, id: string): Promise<{ id: string }> {
-  if (!(await queue.retry(id))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id} (admin tasks --dead lists them)`)
+  if (!(await queue.retry(id))) throw createError('ESPRA_ERR_TASK_NOT_FOUND', { id, hint: 'admin tasks --dead lists them' })
   return { id }
 }
 
@@ -88,7 +88,7 @@ export async function adminTasksRetry(id: string, opts: TaskOptions): Promise<vo
   try {
     checkId(id)
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `<id>: ${(err as Error).message}`, { option: 'id' })
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '<id>', reason: (err as Error).message })
   }
   const { queue, close } = await openQueue(opts)
   try {

@@ -5,7 +5,7 @@
  * `ds.list` on the datastore's `vhosts` kind. Host names and paths are
  * checked here first, so a typo exits 2 before anything is sent.
  */
-import { EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import { createDatastoreClient } from '../../storage/datastore-client.js'
 import { listAll, type Datastore } from '../../storage/datastore.js'
 import type { MetaClient } from '../../transport/meta-client.js'
@@ -17,7 +17,7 @@ import { connect, type ConnectOptions } from './cli.js'
 const REQUEST_TIMEOUT_MS = 10_000
 
 const usage = (what: string, value: string, problem: string) =>
-  new EspraError('ESPRA_ERR_CONFIG_INVALID', `${what} ${JSON.stringify(value)}: ${problem}`, { option: what })
+  createError('ESPRA_ERR_CONFIG_INVALID', { option: what, reason: `${problem} (got ${JSON.stringify(value)})` })
 
 function argHost(raw: string): string {
   const host = normalizeHost(raw)
@@ -48,7 +48,7 @@ export async function removeVhost(client: MetaClient, host: string, path: string
   const { removed } = await client.request<{ removed: number; registered: boolean }>(
     'vhost.rm', path === undefined ? { host } : { host, path }, REQUEST_TIMEOUT_MS,
   )
-  if (removed === 0) throw new EspraError('ESPRA_ERR_VHOST_NOT_FOUND', path === undefined ? `${host} has no mappings` : `${host}${path} is not mapped`)
+  if (removed === 0) throw createError('ESPRA_ERR_VHOST_NOT_FOUND', { mapping: `${host}${path ?? ''}`, host, ...(path === undefined ? {} : { path }) })
   return { removed }
 }
 

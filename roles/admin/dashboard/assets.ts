@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { EspraError } from '../../../lib/core/errors.js'
+import { createError } from '../../../lib/core/errors.js'
 import { DASHBOARD_CSS } from './styles.js'
 
 /** Sent with every dashboard answer (and the API's): no inline script, no framing, no other origin. */
@@ -78,7 +78,7 @@ export function loadAssets(): Map<string, Asset> {
   try {
     files = readdirSync(clientDir).filter((f) => f.endsWith('.js'))
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_INTERNAL', `the dashboard's page modules are missing from ${clientDir} (npm run build builds them): ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_INTERNAL', { reason: `the dashboard's page modules are missing from ${clientDir} (npm run build builds them): ${(err as Error).message}`, dir: clientDir })
   }
   for (const f of files) add(f, 'text/javascript; charset=utf-8', readFileSync(clientDir + f))
   const require = createRequire(import.meta.url)

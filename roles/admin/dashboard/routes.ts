@@ -13,7 +13,7 @@
  * Logins count against the same failed-authentication limit as bad bearer
  * tokens (roles/admin/api-auth-limit.ts), per client address, per node.
  */
-import { createError, EspraError, toWire, ERRORS, type ErrorCode } from '../../../lib/core/errors.js'
+import { createError, toWire, ERRORS, type ErrorCode } from '../../../lib/core/errors.js'
 import type { AdminOperator } from '../../../lib/core/options-admin.js'
 import type { Logger } from '../../../lib/core/log.js'
 import { answerLater, statusLine } from '../../../lib/http/server.js'
@@ -166,11 +166,11 @@ export function mountDashboard(d: DashboardDeps): void {
   app.get('/dashboard/assets/:name', (res, req) => {
     const name = req.getParameter(0) ?? ''
     const asset = ASSET_NAME.test(name) ? assets.get(name) : undefined
-    if (asset === undefined || name.endsWith('.html')) return write(res, errorJson(new EspraError('ESPRA_ERR_HTTP_NOT_FOUND', `no dashboard asset ${name.slice(0, 64)}`)))
+    if (asset === undefined || name.endsWith('.html')) return write(res, errorJson(createError('ESPRA_ERR_HTTP_NOT_FOUND', { what: 'dashboard asset', path: name.slice(0, 64), hint: 'the dashboard is at /dashboard/' })))
     write(res, { status: 200, body: asset.body, type: asset.type, headers: { 'Cache-Control': 'no-cache' } })
   })
 
   app.any('/dashboard/*', (res, req) => {
-    write(res, errorJson(new EspraError('ESPRA_ERR_HTTP_NOT_FOUND', `no dashboard page ${req.getUrl().slice(0, 200)}; the dashboard is at /dashboard/`)))
+    write(res, errorJson(createError('ESPRA_ERR_HTTP_NOT_FOUND', { what: 'dashboard page', path: req.getUrl().slice(0, 200), hint: 'the dashboard is at /dashboard/' })))
   })
 }

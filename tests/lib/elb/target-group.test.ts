@@ -83,7 +83,7 @@ t.test('throttling is retried by the SDK and the call succeeds', async (t) => {
 t.test('throttling past every retry is ESPRA_ERR_ELB_UNAVAILABLE with one clear line', async (t) => {
   const { elb, member } = await setup(t, {}, { maxAttempts: 2 })
   elb.throttle(10)
-  await t.rejects(member.deregister(), { code: 'ESPRA_ERR_ELB_UNAVAILABLE', message: /^ELB DeregisterTargets: Throttling \(Rate exceeded\)$/ })
+  await t.rejects(member.deregister(), { code: 'ESPRA_ERR_ELB_UNAVAILABLE', message: /^ELB DeregisterTargets did not go through after every retry: Throttling \(Rate exceeded\)$/ })
   t.equal(elb.calls.length, 2)
 })
 

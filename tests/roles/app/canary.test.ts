@@ -71,7 +71,7 @@ t.test('a canary answering 500 to one request in five is rolled back by itself; 
 
   const only = await admin(['push-build', writeVersion('x'), '--canary', '2', ...seed])
   t.equal(only.code, 2, 'every app node a canary is refused like a bad flag')
-  t.equal(only.stderr.trim().split('\n').at(-1), 'espra-node: --canary 2: 2 canary node(s) would leave no app node to compare with: 2 can stage builds now')
+  t.equal(only.stderr.trim().split('\n').at(-1), 'espra-node: --canary 2: a canary deploy cannot run now: 2 canary node(s) would leave no app node to compare with: 2 can stage builds now')
 
   // The bad build: app-1 (first by id) takes it; load at both app nodes through the watch.
   const pushing = admin(['push-build', writeVersion('v2', 5), '--canary', '1', '--canary-time', '6s', ...seed])

@@ -95,7 +95,7 @@ t.test('admin mail: follow and steer outbound messages', async (t) => {
     await waitFor('delivered once unsuppressed', async () => (await status(id2)).events.some((e) => e.type === 'delivered'), 15_000)
     const rm = await run(['suppression', 'rm', 'nobody@dest.test'])
     t.equal(rm.code, 1)
-    t.match(rm.stderr, /ESPRA_ERR_MAIL_NOT_FOUND: nobody@dest\.test is not suppressed/)
+    t.match(rm.stderr, /ESPRA_ERR_MAIL_NOT_FOUND: no suppression of nobody@dest\.test/)
     const bad = await run(['suppression', 'add', 'not an address'])
     t.not(bad.code, 0)
     t.match(bad.stderr, /<address>: must be an address/)

@@ -103,7 +103,7 @@ t.test('batches in id order, the first failure stops the run and names the node;
 
   const r = await run({ role: 'app', seed, minHealthy: '2' })
   t.equal(r.err?.code, 'ESPRA_ERR_NODE_RELOAD_FAILED')
-  t.match(r.err?.message, /^rolling restart stopped at node app-b: node 'app-b': child 1 could not be replaced \(ESPRA_ERR_NODE_LISTEN: cannot listen\); the old child keeps serving; 1 of 3 app node\(s\) done, the rest untouched$/)
+  t.match(r.err?.message, /^rolling restart stopped at node app-b: node 'app-b' could not replace its children: child 1 could not be replaced \(ESPRA_ERR_NODE_LISTEN: cannot listen\); the old child keeps serving; 1 of 3 app node\(s\) done, the rest untouched$/)
   t.same(asked, ['app-a', 'app-b'], 'app-c was never asked')
   t.match(r.stderr, /^\[1\/3\] app-a: 2 children replaced, healthy \([\d.]+s\)$/m)
   t.match(r.stderr, /^\[2\/3\] app-b: FAILED: ESPRA_ERR_NODE_RELOAD_FAILED: /m)
@@ -207,7 +207,7 @@ t.test('restart mode: a node nobody starts again stops the run; its order stands
 
   const r = await run({ role: 'app', seed, mode: 'restart', grace: '0', timeout: '2s' })
   t.equal(r.err?.code, 'ESPRA_ERR_ROLLING_RESTART_TIMEOUT')
-  t.match(r.err?.message, /^rolling restart stopped at node app-a: not started again within 2\.0s: is it run by a process manager that restarts exit status 75 \(infra\/systemd\/espra-node@\.service, espra-node up\)\? its restart order stands: admin status shows it, admin undrain lifts it; 0 of 2 app node\(s\) done, the rest untouched$/)
+  t.match(r.err?.message, /^rolling restart stopped at node app-a: node 'app-a' timed out in a rolling restart \(it did not stop, start again or become healthy in time\): not started again within 2\.0s: is it run by a process manager that restarts exit status 75 \(infra\/systemd\/espra-node@\.service, espra-node up\)\? its restart order stands: admin status shows it, admin undrain lifts it; 0 of 2 app node\(s\) done, the rest untouched$/)
   t.match(r.stderr, /^app-c: skipped: drained by an operator \(then idle\); admin undrain it first to restart it$/m)
   t.match(r.stderr, /^rolling restart \(restart mode, grace 0\.0s\) of 2 app node\(s\)/m)
   t.equal(b.length, 1, 'app-b untouched')
@@ -257,5 +257,5 @@ t.test('reload mode waits for healthy in the ELB target group too, and names the
   await node('files-b', null)
   const stuck = await run({ role: 'fileserver', seed, region: 'us-1', timeout: '2s' })
   t.equal(stuck.err?.code, 'ESPRA_ERR_NODE_RELOAD_TIMEOUT')
-  t.match(stuck.err?.message, `rolling restart stopped at node files-b: not healthy with all children within 2.0s (health ok, 1 of 1 children, ELB target initial in ${ARN}); 1 of 2 fileserver node(s) done, the rest untouched`)
+  t.match(stuck.err?.message, `rolling restart stopped at node files-b: node 'files-b' did not finish replacing its children in time: not healthy with all children within 2.0s (health ok, 1 of 1 children, ELB target initial in ${ARN}); 1 of 2 fileserver node(s) done, the rest untouched`)
 })
