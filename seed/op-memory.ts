@@ -19,11 +19,19 @@ export type OpOnce = <A>(op: string, opId: string | undefined, apply: (opId?: st
  * (payloads included) is held that long.
  */
 export const EMBEDDED_OP_TTL_MS = 120_000
+/**
+ * At most this many op ids are remembered (the oldest are forgotten first):
+ * answers are held in memory, and a busy queue leases thousands of batches
+ * a minute. A resend comes within seconds, so only a seed past this many
+ * ops in that time forgets one early (the op then runs again: at least once,
+ * as without op ids).
+ */
+export const EMBEDDED_OP_MAX = 10_000
 
 /** The store applies op ids once itself: passed through. */
 export const storeRemembers: OpOnce = (_op, opId, apply) => apply(opId)
 
-export function createOpMemory(ttlMs = EMBEDDED_OP_TTL_MS, now: () => number = Date.now): OpOnce {
+export function createOpMemory(ttlMs = EMBEDDED_OP_TTL_MS, now: () => number = Date.now, max = EMBEDDED_OP_MAX): OpOnce {
   // Insertion order is expiry order (one TTL for all): the oldest go first.
   const seen = new Map<string, { op: string; answer: Promise<unknown>; until: number }>()
   return <A>(op: string, opId: string | undefined, apply: (opId?: string) => Promise<A>): Promise<A> => {
@@ -35,6 +43,10 @@ export function createOpMemory(ttlMs = EMBEDDED_OP_TTL_MS, now: () => number = D
     }
     const earlier = seen.get(opId)
     if (earlier !== undefined && earlier.op === op) return earlier.answer as Promise<A>
+    for (const id of seen.keys()) {
+      if (seen.size < max) break
+      seen.delete(id)
+    }
     const answer = apply()
     seen.set(opId, { op, answer, until: t + ttlMs })
     answer.catch(() => seen.get(opId)?.answer === answer && seen.delete(opId))
