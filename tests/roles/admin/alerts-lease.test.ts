@@ -111,17 +111,23 @@ t.test('the holder SIGSTOPped past its lease and resumed sends nothing stale', a
   // proxy-s and the frozen admin-1 fail node-down within one window: one grouped alert.
   const has = (node: string) => hook.taken().filter((n) => n.alert.nodes.includes(node))
   const opened = await waitFor('admin-2 notifies', () => has('proxy-s')[0], 30_000)
-  t.match(opened, { epoch: 2, alert: { rule: 'node-down' } })
+  t.match(opened, { alert: { rule: 'node-down' } })
 
   signalAll(holder, 'SIGCONT')
   await holder.waitForLog((l) => l.msg.startsWith('alert engine lease lost'), 'admin-1 knows it lost the lease', 10_000)
   await failedRounds(view.datastore, 'proxy-s', Date.now(), 5)
-  // admin-2 also alerted that admin-1 was down (frozen), and resolves it once admin-1 answers again: all under epoch 2.
-  t.same(has('proxy-s').map((n) => n.epoch), [2], 'proxy-s: one notification, from admin-2')
-  t.same(hook.taken().filter((n) => n.epoch !== 2), [], 'nothing from the resumed admin-1')
+  // admin-2 also alerted that admin-1 was down (frozen), and resolves it once admin-1 answers again: all under
+  // admin-2's epochs. That is epoch 2, unless a loaded machine delayed one of admin-2's own renewals past the 1 s
+  // lease: then admin-2 took it again with the next epoch (seen at load average 17). admin-1 held epoch 1 only.
+  const epochsOf2 = standby.logs.filter(took).map((l) => l['epoch'])
+  t.ok(epochsOf2.length > 0 && !epochsOf2.includes(1), `admin-2 held epochs ${epochsOf2.join(', ')}`)
+  t.equal(has('proxy-s').length, 1, 'proxy-s: one notification')
+  t.same(hook.taken().filter((n) => !epochsOf2.includes(n.epoch)), [], 'every notification under an epoch of admin-2: nothing from the resumed admin-1')
   t.notOk(holder.logs.some((l) => /^alert (opened|grouped|resolved):/.test(l.msg)), 'admin-1 opened nothing, before or after its pause')
   t.equal((await listAlerts(view.datastore)).alerts.filter((a) => a.nodes.includes('proxy-s')).length, 1, 'one alert recorded for proxy-s')
-  t.match(await readEngineLease(view.datastore), { holder: 'admin-2', epoch: 2 })
+  const lease = await readEngineLease(view.datastore)
+  t.match(lease, { holder: 'admin-2' })
+  t.ok(epochsOf2.includes(lease?.epoch), 'the lease is one admin-2 took')
 })
 
 t.test('a graceful stop releases the lease: the other takes over at once', async (t) => {
