@@ -5,8 +5,17 @@
  * DO NOTHING`): a second transaction with the same id, on any seed of the
  * database, waits on the primary key until the first commits or rolls back;
  * then it either finds the row (and answers what the first answered,
- * applying nothing) or claims the id itself. One statement with a CTE could
- * not wait like that, so it would be racy.
+ * applying nothing) or claims the id itself.
+ *
+ * The task queue's hot ops (enqueue, lease, settle) do the same in ONE
+ * statement instead (lib/tasks/queue-postgres.ts): a first data-modifying
+ * CTE claims the op id (`ON CONFLICT DO NOTHING`, which waits on a
+ * concurrent claim as above), the op's own CTEs run only if it claimed, and
+ * what the op did is recorded in the same statement, as task ids (`ids`),
+ * on the claim row when it is known before (enqueue) or on a second row
+ * keyed {@link answerKey} (lease, settle: a statement cannot update a row it
+ * inserted). A statement that did not claim reads the record in a second
+ * statement (its own snapshot predates the claim it waited on).
  */
 import { Packr } from 'msgpackr'
 import { createError } from '../core/errors.js'
@@ -16,13 +25,13 @@ import type { PgQuery, Postgres } from './postgres.js'
 
 // Plain msgpack maps (no records), as the meta port carries them.
 const packr = new Packr({ useRecords: false })
-export const encodeAnswer = (answer: unknown): Buffer => packr.pack(answer)
+const encodeAnswer = (answer: unknown): Buffer => packr.pack(answer)
 const decodeAnswer = <A>(bytes: Buffer | null): A => (bytes === null ? undefined : packr.unpack(bytes)) as A
 /** Deleted per statement by {@link removeExpiredOps}: short transactions, and the sweep yields between them. */
 export const OPS_SWEEP_BATCH = 5000
 
 /** Claims op ids in this transaction; answers the ones that were new (the rest are recorded by an earlier op, or being so). */
-export async function claimOps(tx: PgQuery, op: string, opIds: readonly string[], answers?: readonly Buffer[]): Promise<Set<string>> {
+async function claimOps(tx: PgQuery, op: string, opIds: readonly string[], answers?: readonly Buffer[]): Promise<Set<string>> {
   const { rows } = await tx.query<{ op_id: string }>(
     `INSERT INTO espra_ops (op_id, op, answer, expires_at)
      SELECT o.id, $2, o.answer, ${NOW_MS} + $4 FROM unnest($1::text[], $3::bytea[]) AS o(id, answer) ORDER BY o.id
@@ -65,6 +74,37 @@ export async function applyOnce<A>(db: Postgres, op: string, opId: string | unde
     }
     throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'the datastore in PostgreSQL', problem: `op id ${opId} neither claimed nor recorded` })
   })
+}
+
+/**
+ * The key of the row that holds the ids an op recorded beside its claim (an
+ * op id never contains `:`, so no client's op id is ever one of these).
+ */
+export const answerKey = (opId: string): string => `${opId}:answer`
+
+/** An op id's claim as recorded: `answer` (msgpack) for ops recorded in a transaction, `ids` of its answer row for the one-statement task ops. */
+export interface OpRecord {
+  readonly op: string
+  readonly answer: unknown
+  readonly ids: unknown[] | null
+}
+
+/**
+ * The claim of `opId` and its answer row; null when neither is there (a
+ * lease that found nothing had its claim deleted, or the record expired and
+ * was swept). `ops` are the op names this op may have been recorded under
+ * (a seed of the previous version records a task op in a transaction under
+ * the plain name); any other is refused.
+ */
+export async function readOpRecord(db: PgQuery, ops: readonly string[], opId: string): Promise<OpRecord | null> {
+  const { rows } = await db.query<{ op: string; answer: Buffer | null; ids: unknown[] | null }>(
+    `SELECT c.op, c.answer, a.ids FROM espra_ops c LEFT JOIN espra_ops a ON a.op_id = $2 WHERE c.op_id = $1`,
+    [opId, answerKey(opId)],
+  )
+  const r = rows[0]
+  if (r === undefined) return null
+  if (!ops.includes(r.op)) throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'opId', reason: `was already used for ${r.op}, not ${ops[0]}` })
+  return { op: r.op, answer: decodeAnswer(r.answer), ids: r.ids }
 }
 
 /** Deletes op-id records whose time passed, {@link OPS_SWEEP_BATCH} per statement; how many went. */

@@ -128,6 +128,16 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       `CREATE INDEX espra_ops_expiry ON espra_ops (expires_at)`,
     ],
   },
+  {
+    version: 4,
+    description: 'op ids: task ops recorded in their own statement',
+    sql: [
+      // The task queue's enqueue, lease and settle claim their op id and record what they did in the op's one
+      // statement (lib/tasks/queue-postgres.ts), as task ids rather than a msgpack answer: a new nullable column,
+      // so adding it rewrites nothing and seeds of the previous version keep working beside it.
+      `ALTER TABLE espra_ops ADD COLUMN ids bigint[]`,
+    ],
+  },
 ]
 
 /** Any advisory-lock key of ours: "espra" in ASCII. */

@@ -31,17 +31,21 @@
  *
  * With an op id (lib/storage/op-id.ts), `enqueue`, `lease`, `settle` and
  * `retry` commit with its record (lib/storage/postgres-ops.ts): sent again,
- * to this seed or another, they apply once and answer the same. Enqueues of
- * one batch claim their op ids in one statement; a lease that found nothing
- * is not remembered (it changed nothing); a waiting lease whose caller went
- * away keeps what it took under its op id (the caller's resend gets it)
- * instead of giving it back.
+ * to this seed or another, they apply once and answer the same. Enqueue,
+ * lease and settle stay one statement each with their op ids: the claim,
+ * the op and its record are CTEs of that statement (no transaction of
+ * several round trips); only a repeat reads the record in a second one.
+ * A lease that found nothing is not remembered (it changed nothing: its
+ * claim is deleted); a waiting lease whose caller went away keeps what it
+ * took under its op id (the caller's resend gets it) instead of giving it
+ * back. `retry` (an admin's, rare) keeps its transaction.
  */
 import { createError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { NOW_MS } from '../storage/postgres-clock.js'
-import { applyOnce, claimOps, encodeAnswer, recordedAnswers } from '../storage/postgres-ops.js'
-import type { PgQuery, Postgres } from '../storage/postgres.js'
+import { OP_ID_TTL_MS } from '../storage/op-id.js'
+import { answerKey, applyOnce, readOpRecord, recordedAnswers } from '../storage/postgres-ops.js'
+import type { Postgres } from '../storage/postgres.js'
 import { DEFAULT_DEAD_LIMIT, MAX_BATCH, type LeaseOptions, type TaskQueue } from './queue.js'
 import type { DeadPage, LeasedTask, LeaseRef, NewTask, Settlement, TaskCounts } from './task.js'
 
@@ -87,8 +91,12 @@ interface Waiter {
   readonly opId: string | undefined
 }
 
-/** Thrown inside a lease's transaction that found nothing: rolls its op id back (nothing to remember). */
-class NothingLeased extends Error {}
+/**
+ * The op name a lease's or settle's record carries: its answer is task ids
+ * (`ids`), not the msgpack answer a seed of the previous version would look
+ * for, which therefore refuses such a repeat rather than answer it wrongly.
+ */
+const idsOp = (op: string): string => `${op}/ids`
 
 interface TaskRow extends Record<string, unknown> {
   id: string
@@ -160,119 +168,149 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
   sweeper.unref()
 
   /**
-   * Enqueues that arrive in one turn of the event loop go in one multi-row
-   * INSERT (one commit): each caller's promise still resolves only once its
-   * row is durable. Ids are drawn in the callers' order (volatile target-list
-   * expressions run after ORDER BY), so the ids, sorted, map back to them.
+   * Enqueues that arrive in one turn of the event loop go in one statement
+   * (one commit): each caller's promise still resolves only once its row is
+   * durable. The statement draws the ids, claims the batch's op ids with
+   * their answers (`ON CONFLICT DO NOTHING`: a concurrent claim of the same
+   * id is waited for), and inserts the tasks whose op id it claimed or that
+   * have none. Only when some op id was already claimed does a second
+   * statement read what it answered. An op id twice in one batch is sent
+   * once and both callers get its answer.
    */
   const inserts: { task: NewTask; opId: string | undefined; resolve: (id: string) => void; reject: (err: unknown) => void }[] = []
   function insertBatch(): void {
     const batch = inserts.splice(0, MAX_BATCH)
     if (inserts.length > 0) setImmediate(insertBatch)
     if (batch.length === 0) return
-    const run = batch.some((b) => b.opId !== undefined) ? db.transaction((tx) => insertOnce(tx, batch)) : insertPlain(batch.map((b) => b.task))
-    run.then(({ ids, readies }) => {
+    insertOnce(batch).then(({ ids, readies }) => {
       batch.forEach((b, i) => b.resolve(ids[i]!))
       if (readies) readied()
     }, (err: unknown) => {
       for (const b of batch) b.reject(err)
     })
   }
-  async function insertPlain(tasks: readonly NewTask[]): Promise<{ ids: string[]; readies: boolean }> {
-    const { rows } = await db.query<{ id: string }>(
-      `INSERT INTO espra_tasks (id, queue, state, name, payload, attempts, enqueued_at, run_at) OVERRIDING SYSTEM VALUE
-       SELECT nextval(pg_get_serial_sequence('espra_tasks', 'id')), $1, 'r', r.name, r.payload, r.attempts, ${NOW_MS}, ${NOW_MS} + r.delay
-       FROM unnest($2::text[], $3::bytea[], $4::int[], $5::bigint[]) WITH ORDINALITY AS r(name, payload, attempts, delay, ord)
-       ORDER BY r.ord
-       RETURNING id`,
-      [queue, tasks.map((t) => t.name), tasks.map(bytesOf), tasks.map((t) => t.attempts), tasks.map((t) => t.delay)],
-    )
-    const ids = rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
-    return { ids: ids.map((id) => `t${id}`), readies: tasks.some((t) => t.delay === 0) }
-  }
-  /**
-   * A batch with op ids, in one transaction: ids drawn first, so each op id
-   * is claimed with its answer in one statement for the whole batch; only the
-   * tasks whose op id was new (or that have none) are inserted; the others
-   * answer the id recorded for them.
-   */
-  async function insertOnce(tx: PgQuery, batch: readonly { task: NewTask; opId: string | undefined }[]): Promise<{ ids: string[]; readies: boolean }> {
-    const drawn = (await tx.query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('espra_tasks', 'id')) AS id FROM generate_series(1, $1)`, [batch.length]))
-      .rows.map((r) => BigInt(r.id)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+  async function insertOnce(batch: readonly { task: NewTask; opId: string | undefined }[]): Promise<{ ids: string[]; readies: boolean }> {
+    // The first of each op id goes in; a later one with the same op id answers the first's id.
     const first = new Map<string, number>()
-    batch.forEach((b, i) => b.opId !== undefined && !first.has(b.opId) && first.set(b.opId, i))
+    const sent = batch.flatMap((b, i) => {
+      if (b.opId === undefined) return [i]
+      if (first.has(b.opId)) return []
+      first.set(b.opId, i)
+      return [i]
+    })
+    const tasks = sent.map((i) => batch[i]!.task)
     const op = `${queue}.enqueue`
-    const opIds = [...first.keys()]
-    const claimed = await claimOps(tx, op, opIds, opIds.map((id) => encodeAnswer(`t${drawn[first.get(id)!]}`)))
-    const fresh = batch.flatMap(({ opId }, i) => (opId === undefined || (claimed.has(opId) && first.get(opId) === i) ? [i] : []))
-    const tasks = fresh.map((i) => batch[i]!.task)
-    if (tasks.length > 0) {
-      await tx.query(
-        `INSERT INTO espra_tasks (id, queue, state, name, payload, attempts, enqueued_at, run_at) OVERRIDING SYSTEM VALUE
-         SELECT r.id, $1, 'r', r.name, r.payload, r.attempts, ${NOW_MS}, ${NOW_MS} + r.delay
-         FROM unnest($2::bigint[], $3::text[], $4::bytea[], $5::int[], $6::bigint[]) AS r(id, name, payload, attempts, delay)`,
-        [queue, fresh.map((i) => drawn[i]!.toString()), tasks.map((t) => t.name), tasks.map(bytesOf), tasks.map((t) => t.attempts), tasks.map((t) => t.delay)],
-      )
-    }
-    const earlier = await recordedAnswers<string>(tx, op, opIds.filter((id) => !claimed.has(id)))
+    // The answer is recorded as the meta op answers it: msgpack of 't<id>' (a fixstr: 0xa0 + its length, at most 21 bytes).
+    const { rows } = await db.query<{ id: string; fresh: boolean }>(
+      `WITH input AS (
+         SELECT nextval(pg_get_serial_sequence('espra_tasks', 'id')) AS id, r.op_id COLLATE "C" AS op_id, r.name, r.payload, r.attempts, r.delay, r.ord
+         FROM unnest($2::text[], $3::text[], $4::bytea[], $5::int[], $6::bigint[]) WITH ORDINALITY AS r(op_id, name, payload, attempts, delay, ord)
+         ORDER BY r.ord
+       ), claimed AS (
+         INSERT INTO espra_ops (op_id, op, answer, expires_at)
+         SELECT op_id, $7, set_byte('\\x00'::bytea, 0, 160 + length('t' || id)) || convert_to('t' || id, 'UTF8'), ${NOW_MS} + $8
+         FROM input WHERE op_id IS NOT NULL ORDER BY op_id
+         ON CONFLICT (op_id) DO NOTHING RETURNING op_id
+       ), inserted AS (
+         INSERT INTO espra_tasks (id, queue, state, name, payload, attempts, enqueued_at, run_at) OVERRIDING SYSTEM VALUE
+         SELECT id, $1, 'r', name, payload, attempts, ${NOW_MS}, ${NOW_MS} + delay FROM input
+         WHERE op_id IS NULL OR op_id IN (SELECT op_id FROM claimed)
+       )
+       SELECT i.id, (i.op_id IS NULL OR c.op_id IS NOT NULL) AS fresh FROM input i LEFT JOIN claimed c ON c.op_id = i.op_id ORDER BY i.ord`,
+      [queue, sent.map((i) => batch[i]!.opId ?? null), tasks.map((t) => t.name), tasks.map(bytesOf), tasks.map((t) => t.attempts), tasks.map((t) => t.delay), op, OP_ID_TTL_MS],
+    )
+    const answered = new Map<number, string>()
+    const repeats: string[] = []
+    rows.forEach((r, k) => {
+      if (r.fresh) answered.set(sent[k]!, `t${r.id}`)
+      else repeats.push(batch[sent[k]!]!.opId!)
+    })
+    const earlier = await recordedAnswers<string>(db, op, repeats)
     const ids = batch.map((b, i) => {
-      if (b.opId === undefined) return `t${drawn[i]}`
-      if (claimed.has(b.opId)) return `t${drawn[first.get(b.opId)!]}`
-      const id = earlier.get(b.opId)
+      const own = answered.get(b.opId === undefined ? i : first.get(b.opId)!)
+      if (own !== undefined) return own
+      const id = earlier.get(b.opId!)
       if (id === undefined) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'the task queue in PostgreSQL', problem: `op id ${b.opId} neither claimed nor recorded` })
       return id
     })
-    return { ids, readies: tasks.some((t) => t.delay === 0) }
+    return { ids, readies: rows.some((r, k) => r.fresh && tasks[k]!.delay === 0) }
   }
 
-  /** `q`: the pool, or the transaction of a lease with an op id (then what does not fit goes back in it too). */
-  async function take(options: LeaseOptions, q: PgQuery = db): Promise<LeasedTask[]> {
-    const { rows } = await q.query<TaskRow>(
-      `UPDATE espra_tasks t SET state = 'l', attempt = t.attempt + 1, lease_until = ${NOW_MS} + $3
-       FROM (SELECT id FROM espra_tasks WHERE queue = $1 AND state = 'r' AND run_at <= ${NOW_MS}
-             ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) picked
-       WHERE t.id = picked.id
-       RETURNING t.id, t.name, t.payload, t.attempt, t.attempts, t.enqueued_at, t.run_at`,
-      [queue, options.max, options.leaseMs],
-    )
-    // RETURNING has no order: put them back in queue order (run_at is the value before the update).
-    rows.sort((a, b) => Number(a.run_at) - Number(b.run_at) || Number(a.id) - Number(b.id))
-    const out: LeasedTask[] = []
-    const over: TaskRow[] = []
-    let bytes = 0
-    for (const r of rows) {
-      if (options.maxBytes !== undefined && out.length > 0 && (over.length > 0 || bytes + r.payload.length > options.maxBytes)) {
-        over.push(r)
-        continue
+  /**
+   * One statement: the op id is claimed first (none: no claim), the oldest
+   * ready rows are chosen and locked (`FOR UPDATE SKIP LOCKED`), as many as
+   * fit `maxBytes` (the first always) are leased, and the leased ids and
+   * attempts are recorded beside the claim. A row chosen but over
+   * `maxBytes` is left as it was (no release needed). Without the claim
+   * (the op id was taken already) it leases nothing and the record is read:
+   * {@link heldUnder}. A claim that leased nothing is deleted (nothing to
+   * remember): a repeat leases what is ready by then.
+   */
+  async function take(options: LeaseOptions, opId: string | undefined): Promise<LeasedTask[]> {
+    const op = idsOp(`${queue}.lease`)
+    for (let round = 0; round < 2; round++) {
+      const { rows } = await db.query<TaskRow & { claimed: boolean }>(
+        `WITH claimed AS (
+           INSERT INTO espra_ops (op_id, op, expires_at) SELECT $5, $6, ${NOW_MS} + $7 WHERE $5::text IS NOT NULL
+           ON CONFLICT (op_id) DO NOTHING RETURNING op_id
+         ), picked AS (
+           SELECT id, run_at, length(payload) AS bytes FROM espra_tasks
+           WHERE queue = $1 AND state = 'r' AND run_at <= ${NOW_MS} AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM claimed))
+           ORDER BY run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+         ), fits AS (
+           SELECT id FROM (SELECT id, row_number() OVER w AS n, sum(bytes) OVER w AS upto FROM picked WINDOW w AS (ORDER BY run_at, id)) p
+           WHERE n = 1 OR $4::bigint IS NULL OR upto <= $4::bigint
+         ), leased AS (
+           UPDATE espra_tasks t SET state = 'l', attempt = t.attempt + 1, lease_until = ${NOW_MS} + $3
+           FROM fits WHERE t.id = fits.id
+           RETURNING t.id, t.name, t.payload, t.attempt, t.attempts, t.enqueued_at, t.run_at
+         ), answer AS (
+           INSERT INTO espra_ops (op_id, op, ids, expires_at)
+           SELECT $8, $6, array_agg(ARRAY[id, attempt::bigint] ORDER BY run_at, id), ${NOW_MS} + $7 FROM leased
+           HAVING $5::text IS NOT NULL AND count(*) > 0
+         )
+         SELECT $5::text IS NULL OR EXISTS (SELECT 1 FROM claimed) AS claimed, l.* FROM (SELECT 1) one LEFT JOIN leased l ON true`,
+        [queue, options.max, options.leaseMs, options.maxBytes ?? null, opId ?? null, op, OP_ID_TTL_MS, opId === undefined ? null : answerKey(opId)],
+      )
+      const leased = rows.filter((r) => r.id !== null)
+      if (rows[0]!.claimed) {
+        if (leased.length === 0 && opId !== undefined) await db.query('DELETE FROM espra_ops WHERE op_id = $1', [opId])
+        // RETURNING has no order: put them back in queue order (run_at is the value before the update).
+        return leased.sort((a, b) => Number(a.run_at) - Number(b.run_at) || Number(a.id) - Number(b.id)).map(leasedTask)
       }
-      bytes += r.payload.length
-      out.push({
-        id: `t${r.id}`, name: r.name, payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength),
-        attempt: r.attempt, attempts: r.attempts, enqueuedAt: Number(r.enqueued_at),
-      })
+      const held = await heldUnder(opId!)
+      if (held !== null) return held
     }
-    // More than fits one answer frame: give the rest back untouched, at the front.
-    if (over.length > 0) await release(over.map((r) => ({ id: `t${r.id}`, attempt: r.attempt })), q)
-    return out
+    throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'the task queue in PostgreSQL', problem: `op id ${opId} neither claimed nor recorded` })
   }
 
-  /** A take remembered under `opId` (none: as {@link take}); one that found nothing rolls back, as if not sent. */
-  async function takeOnce(options: LeaseOptions, opId: string | undefined): Promise<LeasedTask[]> {
-    if (opId === undefined) return take(options)
-    try {
-      return await applyOnce(db, `${queue}.lease`, opId, async (tx) => {
-        const got = await take(options, tx)
-        if (got.length === 0) throw new NothingLeased()
-        return got
-      })
-    } catch (err) {
-      if (err instanceof NothingLeased) return []
-      throw err
-    }
+  /**
+   * What the lease with this op id answered (its ids and attempts as
+   * recorded, each task's name and payload read again: they never change),
+   * without the tasks finished since (their rows are gone: running them
+   * again would be wrong). Null when nothing is recorded: it leased nothing
+   * (its claim is being deleted) or its record expired.
+   */
+  async function heldUnder(opId: string): Promise<LeasedTask[] | null> {
+    const record = await readOpRecord(db, [idsOp(`${queue}.lease`), `${queue}.lease`], opId)
+    if (record === null) return null
+    // Recorded by a seed of the previous version: its msgpack answer.
+    if (record.answer !== undefined) return record.answer as LeasedTask[]
+    if (record.ids === null) return []
+    const recorded = (record.ids as string[][]).map(([id, attempt]) => ({ id: id!, attempt: Number(attempt) }))
+    const { rows } = await db.query<TaskRow>(
+      'SELECT id, name, payload, attempts, enqueued_at FROM espra_tasks WHERE id = ANY($1::bigint[])',
+      [recorded.map((r) => r.id)],
+    )
+    const byId = new Map(rows.map((r) => [String(r.id), r]))
+    return recorded.flatMap(({ id, attempt }) => {
+      const row = byId.get(id)
+      return row === undefined ? [] : [leasedTask({ ...row, attempt })]
+    })
   }
 
-  async function release(refs: readonly LeaseRef[], q: PgQuery = db): Promise<void> {
-    await q.query(
+  async function release(refs: readonly LeaseRef[]): Promise<void> {
+    await db.query(
       `UPDATE espra_tasks t SET state = 'r', attempt = t.attempt - 1, run_at = 0, lease_until = NULL
        FROM unnest($2::bigint[], $3::int[]) AS r(id, attempt)
        WHERE t.queue = $1 AND t.id = r.id AND t.attempt = r.attempt AND t.state = 'l'`,
@@ -304,7 +342,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
         if (w === undefined) break
         let got: LeasedTask[]
         try {
-          got = await takeOnce(w.options, w.opId)
+          got = await take(w.options, w.opId)
         } catch (err) {
           waiters.shift()
           w.reject(err)
@@ -344,7 +382,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
     },
     async lease(options: LeaseOptions, alive: () => boolean = () => true, opId?: string) {
       checkOpen()
-      const got = await takeOnce(options, opId)
+      const got = await take(options, opId)
       if (got.length > 0 || !options.waitMs) return got
       return new Promise<LeasedTask[]>((resolve, reject) => {
         waiters.push({ options, alive, until: Date.now() + options.waitMs!, resolve, reject, opId })
@@ -361,7 +399,7 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
          RETURNING t.id`,
         [queue, ids(leases), attempts(leases), leaseMs],
       )
-      return lostOf(leases, rows)
+      return lostOf(leases, rows.map((r) => r.id))
     },
     async settle(results: readonly Settlement[], opId?: string) {
       checkOpen()
@@ -372,25 +410,49 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       const done = first.filter((r) => r.result === 'done')
       const released = first.filter((r) => r.result === 'released')
       const failed = first.filter((r): r is Extract<Settlement, { result: 'failed' }> => r.result === 'failed')
-      const held = `t.queue = $1 AND t.id = r.id AND t.attempt = r.attempt AND t.state = 'l' AND t.lease_until > ${NOW_MS}`
-      const lost = await applyOnce(db, `${queue}.settle`, opId, async (q) => lostOf(results, (await q.query<{ id: string }>(
-        `WITH d AS (
-           DELETE FROM espra_tasks t USING unnest($2::bigint[], $3::int[]) AS r(id, attempt) WHERE ${held} RETURNING t.id
-         ), rl AS (
-           UPDATE espra_tasks t SET state = 'r', attempt = t.attempt - 1, run_at = 0, lease_until = NULL
-           FROM unnest($4::bigint[], $5::int[]) AS r(id, attempt) WHERE ${held} RETURNING t.id
-         ), f AS (
-           UPDATE espra_tasks t SET
-             state = CASE WHEN t.attempt >= t.attempts THEN 'x' ELSE 'r' END,
-             failed_at = CASE WHEN t.attempt >= t.attempts THEN ${NOW_MS} END,
-             run_at = ${NOW_MS} + r.retry, lease_until = NULL, error = r.error
-           FROM unnest($6::bigint[], $7::int[], $8::text[], $9::bigint[]) AS r(id, attempt, error, retry) WHERE ${held} RETURNING t.id
-         )
-         SELECT id FROM d UNION ALL SELECT id FROM rl UNION ALL SELECT id FROM f`,
-        [queue, ids(done), attempts(done), ids(released), attempts(released), ids(failed), attempts(failed), failed.map((r) => r.error), failed.map((r) => r.retryInMs)],
-      )).rows))
-      if (released.length > 0 || failed.some((r) => r.retryInMs === 0)) readied()
-      return lost
+      // The op id is claimed first; the three kinds apply only if it claimed (a concurrent claim of the same id is waited for).
+      // When something was lost, the ids that were settled are recorded beside the claim, so a repeat answers the same "lost".
+      const claimed = '($10::text IS NULL OR EXISTS (SELECT 1 FROM claimed))'
+      const held = `t.queue = $1 AND t.id = r.id AND t.attempt = r.attempt AND t.state = 'l' AND t.lease_until > ${NOW_MS} AND ${claimed}`
+      const op = idsOp(`${queue}.settle`)
+      for (let round = 0; round < 2; round++) {
+        const { rows } = await db.query<{ claimed: boolean; ids: string[] }>(
+          `WITH claimed AS (
+             INSERT INTO espra_ops (op_id, op, expires_at) SELECT $10, $11, ${NOW_MS} + $12 WHERE $10::text IS NOT NULL
+             ON CONFLICT (op_id) DO NOTHING RETURNING op_id
+           ), d AS (
+             DELETE FROM espra_tasks t USING unnest($2::bigint[], $3::int[]) AS r(id, attempt) WHERE ${held} RETURNING t.id
+           ), rl AS (
+             UPDATE espra_tasks t SET state = 'r', attempt = t.attempt - 1, run_at = 0, lease_until = NULL
+             FROM unnest($4::bigint[], $5::int[]) AS r(id, attempt) WHERE ${held} RETURNING t.id
+           ), f AS (
+             UPDATE espra_tasks t SET
+               state = CASE WHEN t.attempt >= t.attempts THEN 'x' ELSE 'r' END,
+               failed_at = CASE WHEN t.attempt >= t.attempts THEN ${NOW_MS} END,
+               run_at = ${NOW_MS} + r.retry, lease_until = NULL, error = r.error
+             FROM unnest($6::bigint[], $7::int[], $8::text[], $9::bigint[]) AS r(id, attempt, error, retry) WHERE ${held} RETURNING t.id
+           ), settled AS (
+             SELECT id FROM d UNION ALL SELECT id FROM rl UNION ALL SELECT id FROM f
+           ), answer AS (
+             INSERT INTO espra_ops (op_id, op, ids, expires_at)
+             SELECT $13, $11, coalesce(array_agg(id), '{}'), ${NOW_MS} + $12 FROM settled
+             HAVING $10::text IS NOT NULL AND EXISTS (SELECT 1 FROM claimed) AND count(*) < $14
+           )
+           SELECT ${claimed} AS claimed, ARRAY(SELECT id FROM settled) AS ids`,
+          [queue, ids(done), attempts(done), ids(released), attempts(released), ids(failed), attempts(failed), failed.map((r) => r.error), failed.map((r) => r.retryInMs),
+            opId ?? null, op, OP_ID_TTL_MS, opId === undefined ? null : answerKey(opId), results.length],
+        )
+        if (rows[0]!.claimed) {
+          if (released.length > 0 || failed.some((r) => r.retryInMs === 0)) readied()
+          return lostOf(results, rows[0]!.ids)
+        }
+        const record = await readOpRecord(db, [op, `${queue}.settle`], opId!)
+        if (record === null) continue
+        // Recorded by a seed of the previous version: its msgpack answer. Otherwise no answer row means nothing was lost.
+        if (record.answer !== undefined) return record.answer as string[]
+        return record.ids === null ? [] : lostOf(results, record.ids as string[])
+      }
+      throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'the task queue in PostgreSQL', problem: `op id ${opId} neither claimed nor recorded` })
     },
     async counts(): Promise<TaskCounts> {
       checkOpen()
@@ -439,12 +501,18 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
   }
 }
 
+/** A leased row as the queue answers it (the payload without a copy). */
+const leasedTask = (r: Pick<TaskRow, 'id' | 'name' | 'payload' | 'attempt' | 'attempts' | 'enqueued_at'>): LeasedTask => ({
+  id: `t${r.id}`, name: r.name, payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength),
+  attempt: r.attempt, attempts: r.attempts, enqueuedAt: Number(r.enqueued_at),
+})
+
 /** A task's payload as the driver's bytea parameter (no copy). */
 const bytesOf = (t: NewTask): Buffer => Buffer.from(t.payload.buffer, t.payload.byteOffset, t.payload.byteLength)
 
 /** The refs whose id did not come back from the statement: their lease was no longer held. */
-function lostOf(refs: readonly { id: string }[], rows: readonly { id: string }[]): string[] {
-  const kept = new Set(rows.map((r) => `t${r.id}`))
+function lostOf(refs: readonly { id: string }[], settled: readonly (string | number)[]): string[] {
+  const kept = new Set(settled.map((id) => `t${id}`))
   const lost: string[] = []
   for (const r of refs) {
     if (kept.has(r.id)) kept.delete(r.id)

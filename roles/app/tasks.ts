@@ -63,8 +63,16 @@ export interface TaskConsumer {
 /** A lease call waits this long for a task before it asks again (the embedded queue parks it in the seed; Redis waits on its wake channel). */
 const WAIT_MS = 2000
 const RETRY_MS = 1000
-/** Tasks that finish faster than this on average let the consumer lease ahead (batches); slower ones are leased one per free slot. */
+/** Tasks that run faster than this on average let the consumer lease ahead (batches); slower ones are leased one per free slot. */
 const FAST_MS = 100
+/**
+ * Leased ahead: about this much work per child (by the tasks' average run
+ * time), at most 64 per task slot and {@link MAX_AHEAD}. Quick tasks then go
+ * in batches of dozens, one lease and one settlement each (what bounds a
+ * drain is their round trips to the queue); slower ones are held only as
+ * many as the child gets through in that time, so other nodes still get them.
+ */
+const AHEAD_MS = 250
 const MAX_AHEAD = 256
 
 export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
@@ -74,18 +82,27 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
   let outbox: Settlement[] = []
   let flushing: Promise<void> | null = null
   let stopped = false
-  let avgMs = 0
+  /** Average run time, from when a slot was free for the task to its outcome; a guess until tasks finish. */
+  let avgMs = FAST_MS / 4
+  /** When the last `concurrency` tasks finished: a task queued in this child starts when a slot frees, not when it was leased. */
+  const freed: number[] = []
   let unreachable = false
 
   const { pause, wake: signal } = createWakeablePause()
 
   /** How many tasks this child wants to hold: one per task slot, plus a batch ahead while tasks are quick. */
-  const target = (): number => concurrency + (avgMs < FAST_MS ? Math.min(MAX_AHEAD, concurrency * 16) : 0)
+  const target = (): number =>
+    concurrency + (avgMs < FAST_MS ? Math.min(MAX_AHEAD, concurrency * 64, Math.ceil((concurrency * AHEAD_MS) / Math.max(1, avgMs))) : 0)
 
   function finished(task: LeasedTask, started: number, outcome: TaskOutcome): void {
     held.delete(task.id)
     if (outcome.result !== 'released') {
-      avgMs = avgMs * 0.9 + (performance.now() - started) * 0.1
+      const now = performance.now()
+      // It could start once leased and a slot was free: the oldest of the last `concurrency` finishes (slots all busy until then).
+      const from = Math.max(started, freed.length < concurrency ? 0 : freed[0]!)
+      freed.push(now)
+      if (freed.length > concurrency) freed.shift()
+      avgMs = avgMs * 0.9 + (now - from) * 0.1
       opts.settled?.(task, outcome)
     }
     if (outcome.result === 'failed') {

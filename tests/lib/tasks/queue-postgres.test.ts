@@ -4,6 +4,7 @@ import t from 'tap'
 import { createMetaTaskQueue } from '../../../lib/tasks/queue-meta.js'
 import { createPostgresTaskQueue } from '../../../lib/tasks/queue-postgres.js'
 import { openPostgres, type Postgres } from '../../../lib/storage/postgres.js'
+import { newOpId } from '../../../lib/storage/op-id.js'
 import { newTask } from '../../../lib/tasks/task.js'
 import { captureLog } from '../../helpers/meta.js'
 import { startPostgres } from '../../helpers/postgres.js'
@@ -61,5 +62,49 @@ t.test('the table holds no finished work: done deletes the row', async (t) => {
   const [x] = await q.lease({ max: 1, leaseMs: 10_000 })
   await q.settle([{ id, attempt: x!.attempt, result: 'done' }])
   t.same((await db.query('SELECT count(*)::int AS n FROM espra_tasks WHERE queue = $1', [queue])).rows, [{ n: 0 }])
+  await q.close()
+})
+
+// Op ids in one statement (docs/postgres.md, "Op ids"): the claim, the op and its record in one statement; a repeat reads the record.
+t.test('op ids: a repeated settle answers the same "lost", concurrent sends apply once, a lease repeat reads its rows again', async (t) => {
+  const queue = `once${++runs}`
+  const q = createPostgresTaskQueue({ db, queue, log: captureLog('silent').log })
+  const rows = async (opId: string) => (await db.query<{ op_id: string }>('SELECT op_id FROM espra_ops WHERE op_id LIKE $1 ORDER BY op_id', [`${opId}%`])).rows.map((r) => r.op_id)
+  const [a, b, c] = await Promise.all([1, 2, 3].map((i) => q.enqueue(newTask('n', i))))
+  const leaseId = newOpId()
+  const leased = await q.lease({ max: 3, leaseMs: 60_000 }, () => true, leaseId)
+  t.same(leased.map((x) => x.id), [a, b, c])
+  t.same(await rows(leaseId), [leaseId, `${leaseId}:answer`], 'the lease is recorded beside its claim')
+
+  // a done, a's duplicate and a stale attempt of b are lost; c released.
+  const results = [{ id: a, attempt: 1, result: 'done' }, { id: a, attempt: 1, result: 'done' }, { id: b, attempt: 9, result: 'done' }, { id: c, attempt: 1, result: 'released' }] as const
+  const settleId = newOpId()
+  const [one, two] = await Promise.all([q.settle(results, settleId), q.settle(results, settleId)])
+  t.same(one, [a, b], 'the duplicate and the stale attempt are lost')
+  t.same(two, one, 'the concurrent send answers the same')
+  t.same(await q.settle(results, settleId), one, 'and so does a later repeat')
+  t.same(await rows(settleId), [settleId, `${settleId}:answer`], 'something was lost: the settled ids are recorded')
+  t.same(await q.counts(), { ready: 1, delayed: 0, leased: 1, dead: 0 }, 'applied once: c released once (attempt not counted twice), b still leased')
+
+  const doneId = newOpId()
+  t.same(await q.settle([{ id: b, attempt: 1, result: 'done' }], doneId), [])
+  t.same(await q.settle([{ id: b, attempt: 1, result: 'done' }], doneId), [], 'a repeated done is not lost')
+  t.same(await rows(doneId), [doneId], 'nothing lost: the claim alone is the record')
+
+  const again = await q.lease({ max: 3, leaseMs: 60_000 }, () => true, leaseId)
+  t.same(again.map((x) => [x.id, x.attempt]), [[c, 1]], 'the lease repeat answers its tasks not finished since (a and b are done), with their recorded attempt')
+  t.equal((await q.lease({ max: 3, leaseMs: 60_000 })).length, 1, 'c is still ready: the repeat leased nothing')
+
+  const empty = newOpId()
+  t.same(await q.lease({ max: 3, leaseMs: 60_000 }, () => true, empty), [], 'nothing ready')
+  t.same(await rows(empty), [], 'a lease that found nothing leaves no record')
+
+  await t.rejects(q.lease({ max: 1, leaseMs: 60_000 }, () => true, settleId), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'opId' } }, 'a settle\'s op id is refused for a lease')
+
+  // Recorded by a seed of the previous version (in a transaction, as a msgpack answer under the plain op name): answered as recorded.
+  const old = newOpId()
+  await db.query(`INSERT INTO espra_ops (op_id, op, answer, expires_at) VALUES ($1, $2, $3, 1e15)`, [old, `${queue}.settle`, Buffer.from([0x91, 0xa2, 0x74, 0x31])])
+  t.same(await q.settle([{ id: c, attempt: 2, result: 'done' }], old), ['t1'], 'the older record\'s answer')
+  t.same(await q.counts(), { ready: 0, delayed: 0, leased: 1, dead: 0 }, 'and nothing applied')
   await q.close()
 })
