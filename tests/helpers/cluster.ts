@@ -143,7 +143,9 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
   })
   if (!opts.noWait) {
     await Promise.race([
-      node.waitForLog((l) => l.msg === 'node started', `${role} started`, 20_000),
+      // A liveness bound, not a speed check: a fileserver under coverage on this 2-core machine at load average 17
+      // took over 20 s to start (two files failed on it in one suite run); an exit fails at once below.
+      node.waitForLog((l) => l.msg === 'node started', `${role} started`, 45_000),
       exited.then(({ code }) => {
         throw new Error(`${role} exited (code ${code}) before it started: ${stderr}`)
       }),
