@@ -59,7 +59,8 @@ export const ERRORS = {
   ESPRA_ERR_HTTP_DRAINING: { message: 'node is draining', status: 503 },
   ESPRA_ERR_HTTP_BAD_PATH: { message: 'request path {path} is malformed or leaves its root ({reason})', status: 400 },
   ESPRA_ERR_HTTP_METHOD: { message: '{method} is not allowed on {path} (allowed: {allowed})', status: 405 },
-  ESPRA_ERR_LIVE_PUBLISH: { message: 'publish to a Live channel failed', status: 502 },
+  // details.code: the Live protocol's numeric code (docs/live-protocol.md, "Errors").
+  ESPRA_ERR_LIVE_PUBLISH: { message: 'publish to Live channel \'{channel}\' failed: {reason}', status: 502 },
   ESPRA_ERR_PROXY_BAD_REQUEST: { message: 'malformed HTTP request', status: 400 },
   ESPRA_ERR_PROXY_HEADERS_TOO_LARGE: { message: 'request head larger than --max-header-size', status: 431 },
   ESPRA_ERR_PROXY_TOO_MANY_HEADERS: { message: 'more header lines than a Live node reads', status: 431 },
