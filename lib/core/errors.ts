@@ -72,9 +72,9 @@ export const ERRORS = {
   ESPRA_ERR_PROXY_NO_LIVE_NODE: { message: 'no Live node in this region', status: 503 },
   ESPRA_ERR_PROXY_NODE_GONE: { message: 'the Live node serving this request left; reconnect', status: 503 },
   ESPRA_ERR_PROXY_UPSTREAM: { message: 'the Live node did not answer', status: 502 },
-  ESPRA_ERR_STORAGE_KEY: { message: 'invalid storage key', status: 400 },
+  ESPRA_ERR_STORAGE_KEY: { message: 'storage key {key}: {reason}', status: 400 },
   ESPRA_ERR_STORAGE_INVALID: { message: '{field} {reason}', status: 400 },
-  ESPRA_ERR_STORAGE_RANGE: { message: 'range not satisfiable', status: 416 },
+  ESPRA_ERR_STORAGE_RANGE: { message: 'range not satisfiable ({object} is {size} bytes)', status: 416 },
   // {problem}, not {reason}: details.reason is a short class of cause where one applies (an S3 error code).
   ESPRA_ERR_STORAGE_UNAVAILABLE: { message: '{store}: {problem}', status: 503 },
   // {problem}, not {reason}: details.reason is a short class of cause where one applies ('range', 'symlink').
