@@ -82,7 +82,7 @@ export const ERRORS = {
   ESPRA_ERR_DATASTORE_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_DATASTORE_SCHEMA: { message: '{store} has schema version {found}; this build knows up to {known} (run a newer espra-node)', status: 500 },
   // Retryable: the database is out of reach (or refused the seed's login) right now; the seed reconnects by itself.
-  ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore\'s database cannot be reached; retry later', status: 503 },
+  ESPRA_ERR_DATASTORE_UNAVAILABLE: { message: 'the datastore is unavailable: cannot use PostgreSQL at {postgres} ({reason})', status: 503 },
   ESPRA_ERR_BUILD_INVALID: { message: '{field} {reason}', status: 400 },
   ESPRA_ERR_BUILD_UPLOAD: { message: 'build blob upload stopped: {reason}', status: 400 },
   ESPRA_ERR_BUILD_HASH_MISMATCH: { message: 'the uploaded bytes of blob {hash} hash to {actual}; nothing was stored', status: 422 },
