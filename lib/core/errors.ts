@@ -102,7 +102,7 @@ export const ERRORS = {
   ESPRA_ERR_APP_INIT: { message: 'build {build} refused: {reason}', status: 502 },
   ESPRA_ERR_APP_ARGUMENT: { message: 'a ctx call got arguments that cannot be sent to the main thread', status: 500 },
   ESPRA_ERR_APP_RESPONSE: { message: 'the application returned an invalid response', status: 500 },
-  ESPRA_ERR_TASK_INVALID: { message: 'invalid task: name, payload, delay or attempts', status: 400 },
+  ESPRA_ERR_TASK_INVALID: { message: '{field} must be {allowed}', status: 400 },
   ESPRA_ERR_TASK_UNAVAILABLE: { message: 'the task queue is unavailable: {reason}', status: 503 },
   ESPRA_ERR_TASK_FAILED: { message: 'the task queue refused the request', status: 502 },
   ESPRA_ERR_TASK_NOT_FOUND: { message: 'no dead letter {id} ({hint})', status: 404 },
