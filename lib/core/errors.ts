@@ -104,7 +104,7 @@ export const ERRORS = {
   ESPRA_ERR_APP_RESPONSE: { message: 'the application returned an invalid response', status: 500 },
   ESPRA_ERR_TASK_INVALID: { message: '{field} must be {allowed}', status: 400 },
   ESPRA_ERR_TASK_UNAVAILABLE: { message: 'the task queue is unavailable: {reason}', status: 503 },
-  ESPRA_ERR_TASK_FAILED: { message: 'the task queue refused the request', status: 502 },
+  ESPRA_ERR_TASK_FAILED: { message: '{queue} refused a task queue command: {reason}', status: 502 },
   ESPRA_ERR_TASK_NOT_FOUND: { message: 'no dead letter {id} ({hint})', status: 404 },
   ESPRA_ERR_MAIL_NOT_DURABLE: { message: 'an inbound message could not be stored, recorded or queued', status: 503 },
   ESPRA_ERR_MAIL_HANDOFF: { message: 'inbound message {id} could not be handed to the app: {reason}', status: 500 },
