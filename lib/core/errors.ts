@@ -145,7 +145,8 @@ export const ERRORS = {
   ESPRA_ERR_ELB_FAILED: { message: 'ELB {what}: AWS refused it with {name} (HTTP {status}): {reason}', status: 502 },
   ESPRA_ERR_META_FORBIDDEN: { message: '{op} is for admin peers only (this connection authenticated as a {kind} peer)', status: 403 },
   ESPRA_ERR_MAINTENANCE: { message: 'down for planned maintenance', status: 503 },
-  ESPRA_ERR_NODE_UNKNOWN: { message: 'no registered node is called \'{id}\' ({hint})', status: 404 },
+  // {state}: registered (the seed's registry has no such id) or connected (registered, but no link to this seed).
+  ESPRA_ERR_NODE_UNKNOWN: { message: 'no {state} node is called \'{id}\' ({hint})', status: 404 },
   ESPRA_ERR_NODE_RELOAD_UNSUPPORTED: { message: 'node \'{id}\' ({role}) runs in its parent only: it has no children to replace', status: 409 },
   ESPRA_ERR_NODE_RELOAD_TIMEOUT: { message: 'node \'{id}\' did not finish replacing its children in time: {reason}', status: 504 },
   ESPRA_ERR_NODE_RELOAD_FAILED: { message: 'node \'{id}\' could not replace its children: {reason}', status: 502 },
