@@ -30,7 +30,7 @@ import { join, resolve } from 'node:path'
 import { open, type RootDatabase } from 'lmdb'
 import { Packr } from 'msgpackr'
 import pg from 'pg'
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import { createLogger } from '../lib/core/log.js'
 import { datastoreUrl, maskPostgresUrl } from '../lib/core/options-datastore.js'
 import { rowExpiresAt } from '../lib/storage/app-tables.js'
@@ -195,7 +195,7 @@ export async function runDatastoreCopy(opts: DatastoreCopyOptions): Promise<void
   const files = [storeFile, ...QUEUES.map((q) => join(seedDir, q.file))]
   const holders = holdersOf(files)
   if (holders.length > 0) {
-    throw new EspraError('ESPRA_ERR_STORAGE_UNAVAILABLE', `${seedDir} is open in a running process (pid ${holders.join(', ')}): stop the seed first, then copy`, { pids: holders })
+    throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: seedDir, problem: `open in a running process (pid ${holders.join(', ')}): stop the seed first, then copy`, pids: holders })
   }
 
   // Both sources open (schemas checked) before the target is touched; read as the copy goes, in one read transaction each.

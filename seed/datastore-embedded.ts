@@ -20,7 +20,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { open, type Database, type RootDatabase } from 'lmdb'
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Flushable } from './tasks-embedded.js'
 import {
   check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
@@ -71,7 +71,7 @@ const VERSION_KEY = 'schemaVersion'
 export async function openEmbeddedDatastore(opts: EmbeddedDatastoreOptions): Promise<EmbeddedDatastore> {
   const migrations = opts.migrations ?? MIGRATIONS
   migrations.forEach((m, i) => {
-    if (m.version !== i + 1) throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `migration #${i + 1} claims version ${m.version}`)
+    if (m.version !== i + 1) throw createError('ESPRA_ERR_INTERNAL', { reason: `embedded datastore migration #${i + 1} claims version ${m.version}: the migration list is out of order` })
   })
   const path = join(opts.dir, 'datastore.mdb')
   let root: RootDatabase

@@ -83,12 +83,12 @@ export async function createSeedDrains({ datastore, registry, log, onChanged }: 
     return serial(async () => {
       const node = registry.view(id)
       if (node === undefined && !force && !orders.has(id)) {
-        throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'admin nodes lists them; force drains an id that is not registered now' })
+        throw createError('ESPRA_ERR_NODE_UNKNOWN', { state: 'registered', id, hint: 'admin nodes lists them; force drains an id that is not registered now' })
       }
       // The seed serves the meta port every drain goes through: it stops with SIGTERM, not by order.
       if (node?.role === 'seed') throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'id', reason: `'${id}' names a seed: seeds are not drained (stop it with SIGTERM)` })
       // A restart order names the process to restart, so the seed can tell when a new one registers.
-      if (then === 'restart' && node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'only a running node can be restarted' })
+      if (then === 'restart' && node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { state: 'registered', id, hint: 'only a running node can be restarted' })
       const order: DrainOrder = then === 'restart' ? { then, graceMs, at: Date.now(), restartOf: node!.startedAt } : { then, graceMs, at: Date.now() }
       await datastore.put('cluster', drainKey(id), { ...order })
       const previous = orders.get(id) ?? null

@@ -39,7 +39,7 @@
  * being written) are taken one after the other: the second waits for the
  * first and then finds it.
  */
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import { checkInboundBatch, inboundRecord, type InboundEntry, type InboundResult } from '../lib/mail/inbound-batch.js'
 import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TASK_NAME } from '../lib/mail/inbound.js'
 import { handoffPayload, type InboundRecord } from '../lib/mail/inbound-record.js'
@@ -167,8 +167,9 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
       } catch (err) {
         const e = err as EspraError
         if (e.code !== 'ESPRA_ERR_TASK_INVALID') throw err
-        // Free text: the task checker's message passed on whole (its details kept), under the meta port's code.
-        throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', e.message, e.details)
+        // The task checker's refusal in the same words (its details kept), under the meta port's code.
+        const { field, allowed } = e.details as { field: string; allowed: string }
+        throw createError('ESPRA_ERR_META_BAD_REQUEST', { ...e.details, field, reason: `must be ${allowed}` })
       }
     }],
   ]

@@ -6,7 +6,7 @@
  * so `admin rolling-restart` knows when to go on and why a node failed.
  */
 import { randomUUID } from 'node:crypto'
-import { createError, EspraError } from '../lib/core/errors.js'
+import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { adminOnly } from './admin-only.js'
@@ -66,10 +66,10 @@ export function createNodeControl(opts: NodeControlOptions) {
       const timeoutMs = body['timeoutMs'] ?? DEFAULT_TIMEOUT_MS
       if (!Number.isInteger(timeoutMs) || (timeoutMs as number) < 1 || (timeoutMs as number) > MAX_TIMEOUT_MS) throw bad('timeoutMs', `must be an integer from 1 to ${MAX_TIMEOUT_MS}`)
       const view = registry.view(id)
-      if (view === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id, hint: 'admin nodes lists them' })
+      if (view === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { state: 'registered', id, hint: 'admin nodes lists them' })
       if (view.childrenWanted === 0) throw createError('ESPRA_ERR_NODE_RELOAD_UNSUPPORTED', { id, role: view.role })
       const link = [...opts.peers()].find((p) => p.kind === 'node' && p.nodeId === id)
-      if (link === undefined) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `node '${id}' is registered but not connected to this seed`)
+      if (link === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { state: 'connected', id, hint: 'it is registered, but has no link to this seed' })
       const token = randomUUID()
       return new Promise<ReloadOutcome>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -83,7 +83,7 @@ export function createNodeControl(opts: NodeControlOptions) {
         }
         pending.set(token, { nodeId: id, peer: link, resolve: settle(resolve), reject: settle(reject) })
         log.info({ node: id, admin: peer.remote }, `asking node ${id} to replace its children`)
-        if (!link.session.send(RELOAD_PUSH, { token })) pending.get(token)?.reject(new EspraError('ESPRA_ERR_NODE_UNKNOWN', `node '${id}': its link closed before the request could be sent`))
+        if (!link.session.send(RELOAD_PUSH, { token })) pending.get(token)?.reject(createError('ESPRA_ERR_NODE_UNKNOWN', { state: 'connected', id, hint: 'its link closed before the request could be sent' }))
       })
     }],
     ['node.reloaded', (body, peer) => {

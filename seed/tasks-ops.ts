@@ -5,7 +5,7 @@
  * `details.field`, and the connection stays up. `enqueue`, `lease`, `settle`
  * and `retry` take an op id (`opId`): applied once per id (seed/op-memory.ts).
  */
-import { EspraError } from '../lib/core/errors.js'
+import { createError, EspraError } from '../lib/core/errors.js'
 import { DEFAULT_DEAD_LIMIT, MAX_BATCH, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS } from '../lib/tasks/queue.js'
 import { checkId, checkLeaseRefs, checkNewTask, checkSettlements, invalid } from '../lib/tasks/task.js'
 import { opIdProblem } from '../lib/storage/op-id.js'
@@ -40,7 +40,8 @@ function op<T>(fn: (body: Record<string, unknown>, peer: MetaPeer) => Promise<T>
     } catch (err) {
       const e = err as EspraError
       if (e.code !== 'ESPRA_ERR_TASK_INVALID') throw err
-      throw new EspraError('ESPRA_ERR_META_BAD_REQUEST', e.message, e.details)
+      const { field, allowed } = e.details as { field: string; allowed: string }
+      throw createError('ESPRA_ERR_META_BAD_REQUEST', { ...e.details, field, reason: `must be ${allowed}` })
     }
   }
 }
@@ -80,7 +81,7 @@ export function taskHandlers(queue: SeedTaskQueue, maxFrame: number, prefix = 't
     })],
     [`${prefix}.retry`, op(async (body) => {
       const id = checkId(body['id'])
-      if (!(await once(`${prefix}.retry`, opIdOf(body), (opId) => queue.retry(id, opId)))) throw new EspraError('ESPRA_ERR_TASK_NOT_FOUND', `no dead letter ${id}`, { id })
+      if (!(await once(`${prefix}.retry`, opIdOf(body), (opId) => queue.retry(id, opId)))) throw createError('ESPRA_ERR_TASK_NOT_FOUND', { id, hint: 'admin tasks --dead lists them' })
       return { id }
     })],
   ]

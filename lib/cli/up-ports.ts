@@ -80,6 +80,7 @@ export async function assertUpPortsFree(host: string, ports: UpPorts): Promise<v
   const range = ports.base === null
     ? 'the default ports (meta 7000, 7001 and 8080-8085, metrics 8001 and 9080-9085, live link 10083, SMTP 2525)'
     : `${ports.base}-${ports.base + UP_PORT_SPAN - 1}`
+  // Free text: NODE_LISTEN's template names one host:port; this one sentence names every taken port and the range up needs.
   throw new EspraError(
     'ESPRA_ERR_NODE_LISTEN',
     `--port-base: ${taken.length === 1 ? 'port' : 'ports'} ${taken.join(', ')} already in use; up needs ${range} free. ` +

@@ -5,7 +5,7 @@
  * the cluster secret), the same path a client's publish takes.
  */
 import type { Logger } from '../core/log.js'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import type { RoutingTable } from '../core/node-state.js'
 import { Rendezvous } from '../routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
@@ -71,24 +71,27 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
       }
     },
     async publish(ch, data, id) {
-      if (!isChannel(ch)) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `bad channel name '${String(ch).slice(0, 140)}'`, { code: 4002 })
-      if (id !== undefined && !isPublishId(id)) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `a publish id must be 1 to ${PUBLISH_ID_MAX} printable ASCII characters`, { code: 4003 })
+      // The reasons read as the Live node words them (roles/live/errors.ts and its checks).
+      const channel = String(ch).slice(0, 140)
+      if (!isChannel(ch)) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: 'bad channel name: letters, digits and _ - : . @, 1 to 128 characters', code: 4002 })
+      if (id !== undefined && !isPublishId(id)) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: `a publish id must be 1 to ${PUBLISH_ID_MAX} printable ASCII characters`, code: 4003 })
       const bytes = messageBytes(data ?? null)
-      if (bytes === null) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', 'data must be a JSON value', { code: 4003 })
+      if (bytes === null) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: 'data must be a JSON value', code: 4003 })
       if (bytes > maxMessage) {
-        throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', `message of ${bytes} bytes exceeds --live-max-message (${maxMessage} bytes)`, { code: 4004, bytes, limit: maxMessage })
+        throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: `message of ${bytes} bytes exceeds --live-max-message (${maxMessage} bytes)`, code: 4004, bytes, limit: maxMessage })
       }
       const home = table?.pick(ch)
-      if (!home) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', 'no Live node in the routing table', { code: 5030 })
+      if (!home) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: 'no Live node in the routing table', code: 5030 })
       const client = link(home)
       if (!client.connected) {
         await Promise.race([
           new Promise<void>((resolve) => client.on('connected', resolve)),
-          new Promise<void>((_, reject) => setTimeout(() => reject(new EspraError('ESPRA_ERR_LIVE_PUBLISH', `home ${home.id} unreachable`, { code: 5030 })), timeoutMs).unref()),
+          new Promise<void>((_, reject) => setTimeout(() => reject(createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: `its home node ${home.id} is unreachable`, code: 5030 })), timeoutMs).unref()),
         ])
       }
       const answer = await client.request<{ seq: number; ts: number } | { err: { code: number; message: string } }>('pub', { ch, data, ...(id !== undefined ? { id } : {}) }, timeoutMs)
-      if ('err' in answer) throw new EspraError('ESPRA_ERR_LIVE_PUBLISH', answer.err.message, { code: answer.err.code })
+      // The home node's own text as the reason.
+      if ('err' in answer) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: answer.err.message, code: answer.err.code })
       return answer
     },
     async close() {

@@ -6,7 +6,7 @@
  * itself never appears in a token.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { compilePatterns, isChannelPattern } from './channel.js'
 
 const KEY_LABEL = 'espra-live-token-v1'
@@ -78,17 +78,17 @@ export function openSignedClaims(key: Buffer, token: string): { ok: true; claims
 export function mintToken(key: Buffer, opts: MintOptions): string {
   const lists = { sub: [...(opts.sub ?? [])], pub: [...(opts.pub ?? [])], presence: [...(opts.presence ?? [])] }
   for (const [action, list] of Object.entries(lists)) {
-    for (const p of list) if (!isChannelPattern(p)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--${action}: '${p}' is not a channel pattern (letters, digits, _ - : . @ and *, at most 128)`)
+    for (const p of list) if (!isChannelPattern(p)) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: `--${action}`, reason: `'${p}' is not a channel pattern (letters, digits, _ - : . @ and *, at most 128)` })
   }
-  if (!(opts.ttlMs > 0)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--ttl: must be more than 0')
-  if (opts.user !== undefined && (opts.user.length === 0 || opts.user.length > 128)) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', '--user: 1 to 128 characters')
+  if (!(opts.ttlMs > 0)) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--ttl', reason: 'must be more than 0' })
+  if (opts.user !== undefined && (opts.user.length === 0 || opts.user.length > 128)) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--user', reason: 'must be 1 to 128 characters' })
   const claims: TokenClaims = {
     v: 1, ...lists, exp: Math.floor(((opts.now ?? Date.now()) + opts.ttlMs) / 1000),
     ...(opts.user !== undefined ? { user: opts.user } : {}),
     ...(opts.info !== undefined ? { info: opts.info } : {}),
   }
   const token = signClaims(key, claims)
-  if (token.length > MAX_TOKEN_LENGTH) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `token would be ${token.length} characters (limit ${MAX_TOKEN_LENGTH}): shorten info or patterns`)
+  if (token.length > MAX_TOKEN_LENGTH) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--info', reason: `the token would be ${token.length} characters (limit ${MAX_TOKEN_LENGTH}): shorten --info or the patterns` })
   return token
 }
 

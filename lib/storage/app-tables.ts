@@ -5,7 +5,7 @@
  * expiry). Expired rows read as absent at once and are deleted by the seed's
  * sweep ({@link isExpiredRow}), so an expired row never comes back.
  */
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 import { keyProblem, MAX_LIST_LIMIT, valueProblem, type Datastore, type DatastoreValue } from './datastore.js'
 
 const TABLE = /^[a-z0-9][a-z0-9_-]{0,63}$/
@@ -35,17 +35,17 @@ export interface AppTables {
   list(table: string, options?: { prefix?: string; after?: string; limit?: number }): Promise<RowPage>
 }
 
-function invalid(message: string, field: string): EspraError {
-  return new EspraError('ESPRA_ERR_DATASTORE_INVALID', message, { field })
+function invalid(field: string, reason: string): EspraError {
+  return createError('ESPRA_ERR_DATASTORE_INVALID', { field, reason })
 }
 
 function checkTable(table: unknown): asserts table is string {
-  if (typeof table !== 'string' || !TABLE.test(table)) throw invalid('table must be 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit', 'table')
+  if (typeof table !== 'string' || !TABLE.test(table)) throw invalid('table', 'must be 1 to 64 of a-z, 0-9, _ and -, starting with a letter or digit')
 }
 
 function checkKey(key: unknown, field = 'key'): asserts key is string {
   if (typeof key !== 'string' || keyProblem(key) || Buffer.byteLength(key) > MAX_ROW_KEY_BYTES) {
-    throw invalid(`${field} must be 1 to ${MAX_ROW_KEY_BYTES} bytes of text without control characters`, field)
+    throw invalid(field, `must be 1 to ${MAX_ROW_KEY_BYTES} bytes of text without control characters`)
   }
 }
 
@@ -71,11 +71,11 @@ export function createAppTables(store: Datastore, now: () => number = Date.now):
     async set(table, key, value, ttlMs = 0) {
       checkTable(table)
       checkKey(key)
-      if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs < 0) throw invalid('ttlMs must be a finite number >= 0', 'ttlMs')
-      if (value === undefined) throw invalid('value must not be undefined (delete the row instead)', 'value')
+      if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs < 0) throw invalid('ttlMs', 'must be a finite number >= 0')
+      if (value === undefined) throw invalid('value', 'must not be undefined (delete the row instead)')
       const row = { v: value, exp: ttlMs > 0 ? now() + Math.ceil(ttlMs) : 0 }
       const problem = valueProblem(row)
-      if (problem) throw invalid(`value must be ${problem.allowed}`, 'value')
+      if (problem) throw invalid('value', `must be ${problem.allowed}`)
       await store.put('appTables', `${table}/${key}`, row)
     },
     async delete(table, key) {
@@ -89,7 +89,7 @@ export function createAppTables(store: Datastore, now: () => number = Date.now):
       const { prefix = '', after, limit = 100 } = options
       if (prefix !== '') checkKey(prefix, 'prefix')
       if (after !== undefined) checkKey(after, 'after')
-      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) throw invalid(`limit must be an integer from 1 to ${MAX_LIST_LIMIT}`, 'limit')
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) throw invalid('limit', `must be an integer from 1 to ${MAX_LIST_LIMIT}`)
       const base = `${table}/`
       const t = now()
       const rows: Row[] = []

@@ -26,7 +26,7 @@ const CONTENT_ENCODING = /^[A-Za-z0-9-]{1,32}$/
 
 function badKey(key: unknown, reason: string): EspraError {
   const shown = typeof key === 'string' ? JSON.stringify(key.length > 80 ? `${key.slice(0, 80)}…` : key) : typeof key
-  return new EspraError('ESPRA_ERR_STORAGE_KEY', `storage key ${shown}: ${reason}`, { reason })
+  return createError('ESPRA_ERR_STORAGE_KEY', { key: shown, reason })
 }
 
 /**
@@ -110,13 +110,14 @@ export function checkRange(range: unknown): ByteRange {
  */
 export function resolveRange(range: ByteRange, size: number): { start: number; end: number } {
   if ('suffix' in range) {
-    if (size === 0) throw unsatisfiable(size)
+    if (size === 0) throw unsatisfiable('the object', size)
     return { start: Math.max(0, size - range.suffix), end: size - 1 }
   }
-  if (range.start >= size) throw unsatisfiable(size)
+  if (range.start >= size) throw unsatisfiable('the object', size)
   return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) }
 }
 
-export function unsatisfiable(size: number | null): EspraError {
-  return new EspraError('ESPRA_ERR_STORAGE_RANGE', `range not satisfiable${size === null ? '' : ` (object is ${size} bytes)`}`, size === null ? {} : { size })
+/** `ESPRA_ERR_STORAGE_RANGE` (416) naming what was asked for (`object`: 'the object', a key or a path) and its size. */
+export function unsatisfiable(object: string, size: number): EspraError {
+  return createError('ESPRA_ERR_STORAGE_RANGE', { object, size })
 }

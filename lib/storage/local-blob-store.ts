@@ -31,7 +31,7 @@ import { constants, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs
 import { chmod, copyFile, link, lstat, mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import type { Readable } from 'node:stream'
-import { createError, EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
 import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutFileOptions, PutResult, StagedPut } from './blob-store.js'
 import { closeFds, escapes, fsFailure, fsyncFd, isErrno, READ_FLAGS, syncDir, syncFile, withFile, writeSmallFile } from './local-blob-fs.js'
@@ -355,7 +355,7 @@ class LocalBlobStore implements BlobStore {
 
   private files(staged: StagedPut): StagedFiles {
     const f = this.staged.get(staged)
-    if (f === undefined || f.committed) throw new EspraError('ESPRA_ERR_STORAGE_INVALID', `local blob store: ${staged.key} is not a put staged here (or it was committed or discarded already)`)
+    if (f === undefined || f.committed) throw createError('ESPRA_ERR_STORAGE_INVALID', { field: 'staged', reason: `must be a put staged in this local blob store and not yet committed or discarded (${staged.key} is not)`, key: staged.key })
     return f
   }
 

@@ -188,7 +188,7 @@ export function postgresError(err: unknown, url: string): EspraError {
   const where = postgresWhere(url)
   const reason = reasonOf(err, url)
   if (isUnavailable(err)) {
-    return new EspraError('ESPRA_ERR_DATASTORE_UNAVAILABLE', `the datastore is unavailable: cannot use PostgreSQL at ${where} (${reason})`, { postgres: where, retryable: true })
+    return createError('ESPRA_ERR_DATASTORE_UNAVAILABLE', { postgres: where, reason, retryable: true })
   }
   return createError('ESPRA_ERR_STORAGE_FAILED', { store: `PostgreSQL at ${where}`, problem: `refused a datastore statement: ${reason}`, postgres: where })
 }
@@ -201,7 +201,7 @@ export function postgresError(err: unknown, url: string): EspraError {
 export async function openPostgres(opts: PostgresOptions): Promise<Postgres> {
   const migrations = opts.migrations ?? PG_MIGRATIONS
   migrations.forEach((m, i) => {
-    if (m.version !== i + 1) throw new EspraError('ESPRA_ERR_DATASTORE_SCHEMA', `migration #${i + 1} claims version ${m.version}`)
+    if (m.version !== i + 1) throw createError('ESPRA_ERR_INTERNAL', { reason: `PostgreSQL migration #${i + 1} claims version ${m.version}: the migration list is out of order` })
   })
   const where = postgresWhere(opts.url)
   const pool = new pg.Pool({

@@ -137,7 +137,7 @@ class S3BlobStore implements BlobStore {
       out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(header ? { Range: header } : {}) }))
     } catch (err) {
       if (noSuchKey(err)) return null
-      if ((err as SdkError).$metadata?.httpStatusCode === 416) throw unsatisfiable(null)
+      if ((err as SdkError).$metadata?.httpStatusCode === 416) throw unsatisfiable(key, await this.sizeOf(key, err))
       throw mapError(err, `get ${key}`)
     }
     const body = out.Body as Readable
@@ -176,6 +176,16 @@ class S3BlobStore implements BlobStore {
       if (headMissing(err)) return null
       throw mapError(err, `head ${key}`)
     }
+  }
+
+  /**
+   * The size of an object a range did not fit, for the 416: S3's InvalidRange
+   * error states it (ActualObjectSize, as s3rver's does); else one HEAD asks.
+   */
+  private async sizeOf(key: string, err: unknown): Promise<number> {
+    const stated = Number((err as { ActualObjectSize?: unknown }).ActualObjectSize)
+    if (Number.isSafeInteger(stated) && stated >= 0) return stated
+    return (await this.head(key))?.size ?? 0
   }
 
   /** Reads the file to S3 (multipart above the part size); the caller's `etag` is not S3's and is ignored. */

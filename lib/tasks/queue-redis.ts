@@ -22,7 +22,7 @@
  * compute).
  */
 import { Redis, type RedisOptions } from 'ioredis'
-import { createError, EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
 import { DEFAULT_DEAD_LIMIT, type LeaseOptions, type TaskQueue } from './queue.js'
 import { redisReason, redisWhere } from './redis-status.js'
@@ -323,6 +323,6 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
  */
 function unavailable(err: unknown, where: string, connectionError: unknown): Error {
   const e = err as Error
-  if (e?.name === 'ReplyError') return new EspraError('ESPRA_ERR_TASK_FAILED', `Redis at ${where} refused a task queue command: ${e.message}`, { redis: where })
+  if (e?.name === 'ReplyError') return createError('ESPRA_ERR_TASK_FAILED', { queue: `Redis at ${where}`, reason: e.message, redis: where })
   return createError('ESPRA_ERR_TASK_UNAVAILABLE', { reason: `cannot reach Redis at ${where} (${redisReason(connectionError ?? err)})`, redis: where })
 }

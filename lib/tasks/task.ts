@@ -9,7 +9,7 @@
  * carries those bytes and the consumer decodes them for `handleTask`.
  */
 import { Packr } from 'msgpackr'
-import { EspraError } from '../core/errors.js'
+import { createError, EspraError } from '../core/errors.js'
 
 /** A task name: a short token such as `thumbnail` or `mail.digest`. */
 export const TASK_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
@@ -95,7 +95,7 @@ export interface DeadPage {
 }
 
 export function invalid(field: string, allowed: string): EspraError {
-  return new EspraError('ESPRA_ERR_TASK_INVALID', `${field} must be ${allowed}`, { field })
+  return createError('ESPRA_ERR_TASK_INVALID', { field, allowed })
 }
 
 /** The first reason `value` is not a payload (JSON-like values, bytes and Dates), or null. */

@@ -9,7 +9,7 @@
  * and the caller waits for {@link ThreadHash.drained} before it takes more.
  */
 import { Worker } from 'node:worker_threads'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 
 /** Bytes handed to the thread and not yet hashed, per hash, above which the caller should wait. */
 export const IN_FLIGHT_BYTES = 4 * 1024 * 1024
@@ -89,7 +89,7 @@ export class ThreadHash {
 
   /** Hands a copy of `chunk` to the thread; false when the caller should wait for {@link drained} before the next. */
   update(chunk: Buffer): boolean {
-    if (this.finished) throw new EspraError('ESPRA_ERR_INTERNAL', 'a thread hash updated after its digest')
+    if (this.finished) throw createError('ESPRA_ERR_INTERNAL', { reason: 'a thread hash was updated after its digest' })
     const bytes = new Uint8Array(chunk).buffer
     this.inFlight += bytes.byteLength
     this.thread().worker.postMessage({ t: 'data', id: this.id, bytes }, [bytes])
@@ -106,7 +106,7 @@ export class ThreadHash {
   /** The hex digest of every byte given, once the thread has hashed them all. */
   digest(): Promise<string> {
     if (this.failure !== null) return Promise.reject(this.failure)
-    if (this.finished) throw new EspraError('ESPRA_ERR_INTERNAL', 'a thread hash digested twice')
+    if (this.finished) throw createError('ESPRA_ERR_INTERNAL', { reason: 'a thread hash was digested twice' })
     this.finished = true
     return new Promise((resolve, reject) => {
       this.result = { resolve, reject }
@@ -132,7 +132,7 @@ export class ThreadHash {
     this.forget()
     if (m.t === 'done') this.result?.resolve(m.hex)
     else {
-      this.failure = new EspraError('ESPRA_ERR_INTERNAL', `hash thread: ${m.message}`)
+      this.failure = createError('ESPRA_ERR_INTERNAL', { reason: `the hash thread failed: ${m.message}` })
       this.wake()
       this.result?.reject(this.failure)
     }

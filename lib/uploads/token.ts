@@ -11,7 +11,7 @@
  * operators with `espra-node admin upload-token`.
  */
 import { randomBytes } from 'node:crypto'
-import { EspraError } from '../core/errors.js'
+import { createError } from '../core/errors.js'
 import { isChannel } from '../live/channel.js'
 import { deriveTokenKey, MAX_TOKEN_LENGTH, openSignedClaims, signClaims } from '../live/token.js'
 import type { Datastore } from '../storage/datastore.js'
@@ -62,13 +62,13 @@ export function deriveUploadKey(secret: string): Buffer {
 
 /** Throws `ESPRA_ERR_CONFIG_INVALID` naming the first bad option. */
 function checkMint(opts: UploadMintOptions): void {
-  const bad = (option: string, allowed: string) => new EspraError('ESPRA_ERR_CONFIG_INVALID', `--${option}: ${allowed}`, { option: `--${option}` })
-  if (!(Number.isInteger(opts.maxSize) && opts.maxSize > 0 && opts.maxSize <= MAX_UPLOAD_SIZE)) throw bad('max-size', `from 1 byte to ${MAX_UPLOAD_SIZE / 1024 ** 3}GB`)
+  const bad = (option: string, reason: string) => createError('ESPRA_ERR_CONFIG_INVALID', { option: `--${option}`, reason })
+  if (!(Number.isInteger(opts.maxSize) && opts.maxSize > 0 && opts.maxSize <= MAX_UPLOAD_SIZE)) throw bad('max-size', `must be from 1 byte to ${MAX_UPLOAD_SIZE / 1024 ** 3}GB`)
   for (const t of opts.types ?? []) if (!TYPE.test(t.toLowerCase())) throw bad('types', `'${t}' is not a media type such as image/png or image/*`)
   if (!(opts.ttlMs > 0)) throw bad('ttl', 'must be more than 0')
-  if (opts.owner !== undefined && (opts.owner.length === 0 || opts.owner.length > 128)) throw bad('owner', '1 to 128 characters')
+  if (opts.owner !== undefined && (opts.owner.length === 0 || opts.owner.length > 128)) throw bad('owner', 'must be 1 to 128 characters')
   if (opts.channel !== undefined && !isChannel(opts.channel)) throw bad('channel', `'${opts.channel}' is not a channel name`)
-  if (opts.inline !== undefined && typeof opts.inline !== 'boolean') throw bad('inline', 'true or false')
+  if (opts.inline !== undefined && typeof opts.inline !== 'boolean') throw bad('inline', 'must be true or false')
 }
 
 /**
@@ -86,7 +86,7 @@ export async function mintUploadToken(key: Buffer, store: Pick<Datastore, 'put'>
     ...(opts.inline === true ? { inline: true as const } : {}),
   }
   const token = signClaims(key, claims)
-  if (token.length > MAX_TOKEN_LENGTH) throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `token would be ${token.length} characters (limit ${MAX_TOKEN_LENGTH}): fewer types`)
+  if (token.length > MAX_TOKEN_LENGTH) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--types', reason: `the token would be ${token.length} characters (limit ${MAX_TOKEN_LENGTH}): name fewer types` })
   await store.put('uploadTokens', claims.id, { exp: claims.exp, mintedAt: now, ...(claims.owner !== undefined ? { owner: claims.owner } : {}) })
   return token
 }

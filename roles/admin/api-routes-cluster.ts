@@ -40,7 +40,7 @@ export const CLUSTER_ROUTES: readonly Route[] = [
     check: (c) => (noQuery(c.query), { target: nodeId(c.params), params: {} }),
     run: async (c, d) => {
       const node = (await listNodes(d.link.client)).find((n) => n.id === c.params['id'])
-      if (node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { id: c.params['id'] ?? '', hint: 'GET /api/nodes lists them' })
+      if (node === undefined) throw createError('ESPRA_ERR_NODE_UNKNOWN', { state: 'registered', id: c.params['id'] ?? '', hint: 'GET /api/nodes lists them' })
       return { status: 200, body: node }
     },
   },

@@ -27,6 +27,7 @@ import { sendJson, statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild, waitForFirstBuild, type BuildFollower } from '../../lib/process/follow-build.js'
 import type { ChildContext, Handle } from '../../lib/process/role.js'
+import { unsatisfiable } from '../../lib/storage/blob-key.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { requestHost } from '../../lib/vhosts/vhost.js'
 import { loadBuild, type LoadedBuild, type LoadedFile, type Variant } from './app-build.js'
@@ -109,7 +110,7 @@ function answer(res: HttpResponse, req: HttpRequest, current: LoadedBuild | null
   if (ranges === 'unsatisfiable') {
     head(416, variant.etag)
     res.writeHeader('Content-Range', `bytes */${size}`).writeHeader('Content-Type', 'application/json')
-      .end(JSON.stringify({ code: 'ESPRA_ERR_STORAGE_RANGE', message: `range not satisfiable (${path} is ${size} bytes as sent)` }))
+      .end(JSON.stringify(unsatisfiable(`${path} as sent`, size).toWire()))
     return
   }
   let body = variant.body

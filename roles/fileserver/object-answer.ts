@@ -26,6 +26,7 @@ import { accepts, ifRangeMatches, multipartLayout, noneMatch, notModifiedSince, 
 import { statusLine } from '../../lib/http/server.js'
 import { streamBody, type Flow } from '../../lib/http/stream-body.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
+import { unsatisfiable } from '../../lib/storage/blob-key.js'
 import type { CachedMeta } from './cache-file.js'
 import { readUploadMetadata, UPLOAD_CSP, uploadDisposition } from './upload-headers.js'
 
@@ -127,7 +128,7 @@ export async function answerObject(
     return void res.cork(() => {
       headers(416)
       res.writeHeader('Content-Range', `bytes */${meta.size}`).writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ code: 'ESPRA_ERR_STORAGE_RANGE', message: `range not satisfiable (object is ${meta.size} bytes)` }))
+        .end(JSON.stringify(unsatisfiable('the object', meta.size).toWire()))
     })
   }
   const spans = ranges === 'ignore' ? [{ start: 0, end: meta.size - 1 }] : ranges

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path'
 import { readFile } from 'node:fs/promises'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -142,7 +142,7 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
     count: () => pending,
     wake,
     seed({ op, body: inner, timeoutMs }) {
-      if (typeof op !== 'string' || !RELAYED_OPS.has(op)) return Promise.reject(new EspraError('ESPRA_ERR_META_BAD_REQUEST', `op ${String(op).slice(0, 40)} is not relayed for uploads`))
+      if (typeof op !== 'string' || !RELAYED_OPS.has(op)) return Promise.reject(createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'op', reason: `is not relayed: fileserver nodes relay only ${[...RELAYED_OPS].join(', ')} (got ${JSON.stringify(String(op).slice(0, 40))})` }))
       return ctx.seedRequest(op, inner, typeof timeoutMs === 'number' ? timeoutMs : undefined)
     },
     async close() {

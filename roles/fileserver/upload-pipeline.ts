@@ -14,7 +14,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import { mkdir, unlink } from 'node:fs/promises'
 import { PassThrough, Transform, type TransformCallback } from 'node:stream'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import type { HttpResponse } from '../../lib/http/uws.js'
 import { ThreadHash } from '../../lib/uploads/hash-thread.js'
 import { createLivePublisher, type LivePublisher } from '../../lib/live/publisher.js'
@@ -39,7 +39,7 @@ export function checkWhirlpool(): void {
   try {
     createHash('whirlpool')
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_UPLOAD_NO_WHIRLPOOL', `whirlpool is unavailable: start node with --openssl-legacy-provider (${(err as Error).message})`)
+    throw createError('ESPRA_ERR_UPLOAD_NO_WHIRLPOOL', { reason: (err as Error).message })
   }
 }
 
@@ -73,7 +73,7 @@ export class Digest extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.size += chunk.length
-    if (this.size > this.maxSize) return done(new EspraError('ESPRA_ERR_UPLOAD_TOO_LARGE', `the file is larger than the ${this.maxSize} bytes its token allows`))
+    if (this.size > this.maxSize) return done(createError('ESPRA_ERR_UPLOAD_TOO_LARGE', { what: 'the file', size: `over ${this.maxSize}`, limit: 'the token', max: this.maxSize }))
     this.sha256.update(chunk)
     const ahead = this.whirlpool.update(chunk)
     this.progress(this.size)
@@ -157,7 +157,7 @@ export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
   res.onAborted(() => {
     aborted = true
     onAbort?.()
-    stream.destroy(new EspraError('ESPRA_ERR_UPLOAD_BAD_BODY', 'the client went away'))
+    stream.destroy(createError('ESPRA_ERR_UPLOAD_BAD_BODY', { reason: 'the client went away' }))
   })
   return {
     stream,
@@ -177,7 +177,7 @@ export function openBody(res: HttpResponse, onAbort?: () => void): RequestBody {
 /** Disk full or over quota → `ESPRA_ERR_UPLOAD_DISK_FULL` (507); anything else as it is. */
 export function diskError(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException).code
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new EspraError('ESPRA_ERR_UPLOAD_DISK_FULL', 'no disk space left for the upload')
+  if (code === 'ENOSPC' || code === 'EDQUOT') return createError('ESPRA_ERR_UPLOAD_DISK_FULL', { reason: code })
   return err
 }
 

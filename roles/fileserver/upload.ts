@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import busboy from 'busboy'
 import { isCompressible } from '../../lib/builds/manifest.js'
-import { createError, EspraError } from '../../lib/core/errors.js'
+import { createError } from '../../lib/core/errors.js'
 import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import type { ChildContext } from '../../lib/process/role.js'
@@ -35,9 +35,9 @@ export function requestToken(req: HttpRequest): string {
 
 /** Verifies an upload token's signature, shape and expiry (401 otherwise); does not spend it. */
 export function checkUploadToken(key: Buffer, token: string): UploadClaims {
-  if (token === '') throw new EspraError('ESPRA_ERR_UPLOAD_TOKEN_INVALID', 'no upload token (Authorization: Bearer <token> or ?token=)')
+  if (token === '') throw createError('ESPRA_ERR_UPLOAD_TOKEN_INVALID', { state: 'missing' })
   const verified = verifyUploadToken(key, token)
-  if (!verified.ok) throw new EspraError('ESPRA_ERR_UPLOAD_TOKEN_INVALID', `upload token ${verified.reason}`)
+  if (!verified.ok) throw createError('ESPRA_ERR_UPLOAD_TOKEN_INVALID', { state: verified.reason })
   return verified.claims
 }
 
@@ -47,9 +47,9 @@ export async function spendUploadToken(uploads: UploadPipeline, claims: UploadCl
   try {
     record = await uploads.datastore.consume('uploadTokens', claims.id)
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_UPLOAD_UNAVAILABLE', `cannot check the upload token: ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_UPLOAD_UNAVAILABLE', { reason: (err as Error).message })
   }
-  if (record === null) throw new EspraError('ESPRA_ERR_UPLOAD_TOKEN_USED', 'this upload token was used already (or never minted)')
+  if (record === null) throw createError('ESPRA_ERR_UPLOAD_TOKEN_USED')
 }
 
 /** Streams the file of a raw or multipart body through `digest` into `path`. */
@@ -74,7 +74,7 @@ async function receive(body: Readable, contentType: string, filename: string | n
   try {
     parser = busboy({ headers: { 'content-type': contentType }, limits: { files: 1, fields: 50, parts: 60, fieldSize: 64 * 1024 } })
   } catch (err) {
-    throw new EspraError('ESPRA_ERR_UPLOAD_BAD_BODY', `multipart: ${(err as Error).message}`)
+    throw createError('ESPRA_ERR_UPLOAD_BAD_BODY', { reason: `multipart: ${(err as Error).message}` })
   }
   return new Promise<Received>((resolve, reject) => {
     let file: Promise<Received> | null = null
@@ -90,9 +90,9 @@ async function receive(body: Readable, contentType: string, filename: string | n
       file = write(stream, type, cleanName(info.filename) ?? filename)
       file.catch(reject)
     })
-    parser.on('error', (err: Error) => reject(new EspraError('ESPRA_ERR_UPLOAD_BAD_BODY', `multipart: ${err.message}`)))
+    parser.on('error', (err: Error) => reject(createError('ESPRA_ERR_UPLOAD_BAD_BODY', { reason: `multipart: ${err.message}` })))
     parser.on('close', () => {
-      if (file === null) reject(new EspraError('ESPRA_ERR_UPLOAD_BAD_BODY', 'the form holds no file field'))
+      if (file === null) reject(createError('ESPRA_ERR_UPLOAD_BAD_BODY', { reason: 'the form holds no file field' }))
       else file.then(resolve, reject)
     })
     body.pipe(parser)

@@ -8,7 +8,7 @@
  * else is an error that is logged (and, for a request, the child's answer).
  */
 import { isMap } from '../../lib/transport/meta-shapes.js'
-import { EspraError } from '../../lib/core/errors.js'
+import { createError, EspraError } from '../../lib/core/errors.js'
 import { routeByTag, type TagHandlers } from '../../lib/process/ipc.js'
 import type { Role } from '../../lib/process/role.js'
 import { startMailListener, type MailSeedRequest } from './listener.js'
@@ -39,11 +39,14 @@ export const mailRole: Role = {
     const unknown = (what: 'request' | 'message', body: unknown, child: number): EspraError => {
       const tag = String((body as { t?: unknown } | null)?.t).slice(0, 40)
       ctx.log.error({ childPid: child, tag }, `mail child ${child} sent an unknown ${what} '${tag}'`)
-      return new EspraError('ESPRA_ERR_IPC_UNKNOWN', `the mail parent has no handler for the ${what} '${tag}'`)
+      return createError('ESPRA_ERR_IPC_UNKNOWN', { receiver: 'mail parent', what, tag })
     }
     const requests: TagHandlers<MailRequest, number> = {
       'mail-seed': (req, child) => {
-        if (!isMap(req) || !RELAYED.has(req.op)) throw new EspraError('ESPRA_ERR_INTERNAL', `mail child ${child} sent an unknown seed request ${JSON.stringify(req.op ?? null)}`)
+        if (!isMap(req) || !RELAYED.has(req.op)) {
+          // Reads as the app's and the fileserver's parents refuse an op they do not relay.
+          throw createError('ESPRA_ERR_META_BAD_REQUEST', { field: 'op', reason: `is not relayed: mail nodes relay only ${[...RELAYED].join(', ')} (got ${JSON.stringify(String(req.op ?? null).slice(0, 40))} from child ${child})` })
+        }
         return ctx.seedRequest(req.op, req.body)
       },
       'limit-connect': (req, child) => limits.connected(child, req.session, req.address),

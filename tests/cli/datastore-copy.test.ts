@@ -75,7 +75,7 @@ t.test('an embedded seed writes records and tasks; the copy is refused while it 
   const r = await runCli(['datastore', 'copy', '--from', dataDir, '--to', url], { env })
   t.equal(r.code, 1)
   t.equal(r.stderr.trim().split('\n').length, 1, 'one line')
-  t.match(r.stderr, `espra-node: ESPRA_ERR_STORAGE_UNAVAILABLE: ${join(dataDir, 'seed')} is open in a running process (pid ${seedProc.pid}): stop the seed first`)
+  t.match(r.stderr, `espra-node: ESPRA_ERR_STORAGE_UNAVAILABLE: ${join(dataDir, 'seed')}: open in a running process (pid ${seedProc.pid}): stop the seed first`)
   c.destroy()
   seedProc.kill('SIGTERM')
   await seedExited

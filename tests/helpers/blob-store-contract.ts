@@ -120,6 +120,7 @@ export function blobStoreContract(t: Test, open: () => Promise<BlobStore>, optio
       t.equal(got!.size, 10, 'size is the whole object')
     }
     await t.rejects(store.get('ranges', { range: { start: 10 } }), { code: 'ESPRA_ERR_STORAGE_RANGE' }, 'start past the end: 416')
+    await t.rejects(store.get('ranges', { range: { start: 10 } }), { details: { size: 10 }, message: /\(.* is 10 bytes\)$/ }, 'the 416 names the size of the object')
     await t.rejects(store.get('ranges', { range: { start: 5, end: 2 } }), { code: 'ESPRA_ERR_STORAGE_INVALID' })
     await t.rejects(store.get('ranges', { range: { start: -1 } }), { code: 'ESPRA_ERR_STORAGE_INVALID' })
     t.equal(await store.get('missing', { range: { start: 0 } }), null, 'a range on a missing key is still a miss')

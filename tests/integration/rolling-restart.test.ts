@@ -17,7 +17,7 @@ t.test('refused before anything restarts: one line naming the problem', async (t
   // Every flag's checks are in tests/lib/cli/admin/rolling-restart.test.ts; here, the exit code of one, and what needs the seed.
   const cases: [string[], number, RegExp][] = [
     [['--role', 'app', '--batch', '0'], 2, /^espra-node: --batch: must be an integer from 1 to 1000$/],
-    [['--role', 'app', '--region', 'eu-9'], 1, /ESPRA_ERR_NODE_UNKNOWN: no app nodes registered in region eu-9/],
+    [['--role', 'app', '--region', 'eu-9'], 1, /ESPRA_ERR_ROLLING_NO_NODES: no app node in region eu-9 can be restarted: none is registered/],
     [['--role', 'app', '--min-healthy', '2'], 1, /ESPRA_ERR_ROLLING_MIN_HEALTHY: a rolling restart would go below --min-healthy 2: it is more than the 1 app node\(s\), so it can never be honoured/],
     [['--role', 'app', '--min-healthy', '1'], 1, /ESPRA_ERR_ROLLING_MIN_HEALTHY: a rolling restart would go below --min-healthy 1: 1 of 1 app node\(s\) are healthy, and a batch of 1 would leave 0/],
   ]

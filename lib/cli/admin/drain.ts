@@ -6,7 +6,7 @@
  * the registry), printing each step.
  */
 import { parseDuration } from '../../core/config-parsers.js'
-import { createError, EspraError } from '../../core/errors.js'
+import { createError } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
 import {
   DEFAULT_DRAIN_GRACE_MS, DRAIN_THEN, MAX_DRAIN_GRACE_MS, NODE_ID_TEXT, type DrainOrder, type DrainThen,
@@ -85,7 +85,7 @@ async function follow(client: MetaClient, id: string, timeoutMs: number, what: s
     }
     if (done(node)) return
     if (Date.now() >= deadline) {
-      throw new EspraError('ESPRA_ERR_META_TIMEOUT', `${id} did not ${what} within ${seconds(timeoutMs)} (its order stands; admin nodes shows it)`, { id })
+      throw createError('ESPRA_ERR_NODE_DRAIN_TIMEOUT', { id, step: what, wait: seconds(timeoutMs) })
     }
     await new Promise((r) => setTimeout(r, POLL_MS))
   }

@@ -229,12 +229,13 @@ export async function runRollingRestart(client: MetaClient, plan: RollingRestart
   const list = async (deadline = Date.now() + plan.timeoutMs): Promise<NodeView[]> =>
     calls.request<NodeView[]>('nodes', { role: plan.role, ...(plan.region === null ? {} : { region: plan.region }) }, NODES_TIMEOUT_MS, deadline)
   const all = (await list()).sort((a, b) => a.id.localeCompare(b.id))
-  if (all.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `no ${plan.role} nodes registered${where}`)
+  const scope = plan.region === null ? 'in any region' : `in region ${plan.region}`
+  if (all.length === 0) throw createError('ESPRA_ERR_ROLLING_NO_NODES', { role: plan.role, where: scope, reason: 'none is registered' })
   // A restart would replace an operator's drain order (and so end it): drained nodes are left as they are.
   const skipped = plan.mode === 'restart' ? all.filter((n) => n.drain) : []
   const nodes = all.filter((n) => !skipped.includes(n))
   for (const n of skipped) say(`${n.id}: skipped: drained by an operator (then ${n.drain!.then}); admin undrain it first to restart it`)
-  if (nodes.length === 0) throw new EspraError('ESPRA_ERR_NODE_UNKNOWN', `every ${plan.role} node${where} is drained: nothing to restart`)
+  if (nodes.length === 0) throw createError('ESPRA_ERR_ROLLING_NO_NODES', { role: plan.role, where: scope, reason: 'every one is drained by an operator (admin undrain lifts an order)' })
   const minHealthy = plan.minHealthy ?? 0
   if (minHealthy > all.length) {
     throw createError('ESPRA_ERR_ROLLING_MIN_HEALTHY', { minHealthy, reason: `it is more than the ${all.length} ${plan.role} node(s)${where}, so it can never be honoured` })

@@ -42,7 +42,7 @@ t.test('bodies: JSON only (415), capped (413), parsed (400 naming body), fields 
     ['PUT', '/api/vhosts', { host: 'a.test', path: '/x.html', file: '../secret' }, 'file', /^file: must be the key an upload answered/],
     ['DELETE', '/api/vhosts', {}, 'host', /^host: is required$/],
     ['POST', '/api/tokens/upload', { maxSize: 'huge' }, 'maxSize', /^maxSize: must be a size/],
-    ['POST', '/api/tokens/upload', { maxSize: '100GB' }, 'maxSize', /^maxSize: from 1 byte to 64GB$/],
+    ['POST', '/api/tokens/upload', { maxSize: '100GB' }, 'maxSize', /^maxSize: must be from 1 byte to 64GB$/],
     ['POST', '/api/tokens/live', { ttl: 'soon' }, 'ttl', /^ttl: must be a duration/],
     ['POST', '/api/tokens/live', { info: 'x' }, 'info', /^info: must be a JSON object$/],
   ]

@@ -111,7 +111,7 @@ t.test('batches in id order, the first failure stops the run and names the node;
 
   asked.length = 0
   const none = await run({ role: 'app', seed, region: 'eu-1' })
-  t.equal(none.err?.code, 'ESPRA_ERR_NODE_UNKNOWN')
+  t.equal(none.err?.code, 'ESPRA_ERR_ROLLING_NO_NODES')
   t.same(asked, [])
 })
 
@@ -216,8 +216,8 @@ t.test('restart mode: a node nobody starts again stops the run; its order stands
   t.match(await admin.request('node.undrain', { id: 'app-a' }), { undrained: true, registered: false })
   t.match(await admin.request('node.drain', { id: 'app-b', then: 'idle', graceMs: 0 }), { registered: true })
   const none = await run({ role: 'app', seed, mode: 'restart' })
-  t.equal(none.err?.code, 'ESPRA_ERR_NODE_UNKNOWN')
-  t.equal(none.err?.message, 'every app node is drained: nothing to restart')
+  t.equal(none.err?.code, 'ESPRA_ERR_ROLLING_NO_NODES')
+  t.equal(none.err?.message, 'no app node in any region can be restarted: every one is drained by an operator (admin undrain lifts an order)')
 })
 
 t.test('reload mode waits for healthy in the ELB target group too, and names the ELB state on a timeout', async (t) => {
