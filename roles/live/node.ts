@@ -87,11 +87,14 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
   let nextTable = signal()
 
+  /** The first routing table, or HOME_TIMEOUT_MS without one (a node with no seed homes everything alone). */
+  const firstTable = Promise.race([nextTable.promise, new Promise<void>((resolve) => setTimeout(resolve, HOME_TIMEOUT_MS).unref())])
   const selfSink: Sink = { id: self, send: (event) => deliver(event, self) }
   const replicated = config.liveReplicas >= 2
   const replication = replicated
     ? new Replication({
         hub, self, log, owners, version: () => version,
+        firstTable: () => firstTable,
         // A quarter of the link's frame limit: a transfer frame also carries its framing and msgpack's overhead.
         budget: Math.max(64 * 1024, Math.floor(config.maxFrame / 4)),
         request: async (node, op, body) => {

@@ -37,6 +37,11 @@ export interface ReplicationOptions {
   readonly budget: number
   /** The current routing table's version (0: none yet). */
   version(): number
+  /**
+   * Resolves once this node has a routing table (or has waited long enough for one: a node with no seed never gets
+   * one). Until then it cannot know whether a channel asked of it has another holder to fill it from.
+   */
+  firstTable(): Promise<void>
   /** A request to another Live node over the internal link; rejects when the link fails or times out. */
   request(node: string, op: 'repl' | 'fill', body: Record<string, unknown>): Promise<unknown>
 }
@@ -109,6 +114,8 @@ export class Replication {
    * state (or said it has none: the channel starts here).
    */
   async ready(ch: string): Promise<void> {
+    if (this.o.hub.has(ch)) return
+    if (this.o.version() === 0) await this.o.firstTable()
     if (this.o.hub.has(ch)) return
     const owners = this.assertHome(ch)
     if (owners.backup === null) return

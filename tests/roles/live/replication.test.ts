@@ -13,7 +13,7 @@ const LIMITS = { historySize: 100, historyAgeMs: 60_000, historyBytes: 8 * 1024 
 function backupNode(owners: Owners = { home: 'home-node', backup: 'backup-node' }) {
   const hub = new Hub(LIMITS)
   const replication = new Replication({
-    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7,
+    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7, firstTable: () => Promise.resolve(),
     request: () => Promise.reject(new Error('no network in this test')),
   })
   const ops = createHomeOps(hub, replication)
