@@ -239,7 +239,7 @@ async function main(): Promise<void> {
   console.log(`seq jumps with no gap reported before them (the protocol says never): ${jumps}, of which ${late} reported by a recovered: false sub-ok after the jump on the same connection${jumps ? `, e.g. ${tallies.flatMap((t) => t.jumpSamples).slice(0, 3).join('; ')}` : ''}`)
   const errors = tallies.flatMap((t) => t.errors)
   if (errors.length) console.log(`subscriber errors (first few): ${errors.slice(0, 5).join(' | ')}`)
-  console.log('Live replication is not built: losses and `lost` gaps after a kill are expected until it lands.')
+  if (REPLICAS < 2) console.log('--live-replicas 1: losses and `lost` gaps after a kill are expected (each home\'s history dies with it); --replicas 2 replicates it.')
   console.log(`${load()} after`)
   clearTimeout(hard)
   for (const l of loaders) l.send({ type: 'close' } satisfies ToFailoverLoad)
