@@ -8,12 +8,16 @@
  * delivered messages/s, publish-to-receive latency p50/p99, and a per
  * subscriber check by seq: nothing lost, nothing out of order or twice.
  * Loopback only; stops by itself and kills everything it started.
+ * `--replicas 1,2` runs it once per `--live-replicas` value, one cluster
+ * after the other, and prints the p99 of each against the first (what
+ * replication adds: each publish is answered and delivered once the
+ * channel's backup, the other node, holds it).
  *
- *   npx tsc -p tsconfig.json && npx tsx bench/live-fanout.ts [--subscribers 10000] [--rate 100] [--seconds 20] [--loaders 2] [--children 2]
+ *   npx tsc -p tsconfig.json && npx tsx bench/live-fanout.ts [--subscribers 10000] [--rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 1|2|1,2]
  */
 import { Agent, request } from 'node:http'
 import { deriveTokenKey, mintToken } from '../lib/live/token.js'
-import { arg, helpFrom, sleep } from './args.js'
+import { arg, helpFrom, sleep, textArg } from './args.js'
 import { BENCH_SECRET, cpuSeconds, freePorts, guard, killAll, nextMessage, pct, startEspra, startLoad } from './live-common.js'
 import { BUCKET_US, type FanoutReport, type FromLoad, type ToLoad } from './live-load.js'
 
@@ -25,13 +29,33 @@ const SECONDS = arg('seconds', 20)
 const LOADERS = arg('loaders', 2)
 const CHILDREN = arg('children', 2)
 const CH = 'bench:fanout'
+const REPLICAS = (textArg('replicas') ?? '1').split(',').map((v) => {
+  if (v !== '1' && v !== '2') throw new Error('--replicas must be 1, 2 or 1,2')
+  return Number(v)
+})
 
 async function main(): Promise<void> {
-  const hard = guard((SECONDS + 150) * 1000)
+  const hard = guard((SECONDS + 150) * 1000 * REPLICAS.length)
+  const results: { replicas: number; p50: number; p99: number; lost: number }[] = []
+  for (const replicas of REPLICAS) {
+    console.log(`--- --live-replicas ${replicas}`)
+    results.push({ replicas, ...(await runOnce(replicas)) })
+  }
+  if (results.length > 1) {
+    const base = results[0]!
+    console.log('')
+    for (const r of results) console.log(`replicas ${r.replicas}: p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms (${r.p99 >= base.p99 ? '+' : ''}${(r.p99 - base.p99).toFixed(1)} ms against replicas ${base.replicas}), lost ${r.lost}`)
+    const added = results.at(-1)!.p99 - base.p99
+    console.log(`replication adds ${added.toFixed(1)} ms to p99   target <= 2 ms   ${added <= 2 ? 'ok' : 'MISSED'}`)
+  }
+  clearTimeout(hard)
+}
+
+async function runOnce(replicas: number): Promise<{ p50: number; p99: number; lost: number }> {
   const meta = await freePorts()
   const seedFlags = { seed: `127.0.0.1:${meta}`, 'heartbeat-interval': '500ms' }
   const seed = await startEspra('seed', await freePorts(), { ...seedFlags, 'meta-port': meta, 'seed-grace': '0' })
-  const liveFlags = { ...seedFlags, children: CHILDREN, 'live-public': 'bench:*' }
+  const liveFlags = { ...seedFlags, children: CHILDREN, 'live-public': 'bench:*', 'live-replicas': replicas }
   const lives = [await startEspra('live', await freePorts(), { ...liveFlags, 'node-id': 'live-a' }), await startEspra('live', await freePorts(), { ...liveFlags, 'node-id': 'live-b' })]
   for (const n of lives) await n.waitForLog((l) => l['msg'] === 'live: routing table applied' && l['nodes'] === 2 && l['listed'] === true, 'both nodes in the routing table')
   console.log(`seed pid ${seed.pid}; live-a pid ${lives[0]!.pid} :${lives[0]!.port} children ${lives[0]!.children().join(',')}; live-b pid ${lives[1]!.pid} :${lives[1]!.port} children ${lives[1]!.children().join(',')}`)
@@ -135,10 +159,10 @@ async function main(): Promise<void> {
   console.log(`  lost ${lost}, out of order or twice ${outOfOrder} (seqs skipped ${gaps}), subscribers short of messages ${short}, connections closed ${closed}   target 0   ${verdict(lost === 0 && outOfOrder === 0 && closed === 0)}`)
   console.log(`  CPU during publishing (% of one core; the machine has ${(await import('node:os')).cpus().length} cores):`)
   console.log(`    ${names.map((n, i) => `${n} ${cpu[i]!.toFixed(0)}%`).join(', ')}`)
-  clearTimeout(hard)
   for (const l of loaders) l.send({ type: 'close' } satisfies ToLoad)
   await sleep(200)
   killAll()
+  return { p50, p99, lost }
 }
 
 main().catch((err) => {

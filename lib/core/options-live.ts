@@ -60,6 +60,12 @@ export const LIVE_OPTIONS = [
     default: constant([]), parse: channelPatterns,
   }),
   option({
+    key: 'liveReplicas', flag: '--live-replicas <n>', env: 'ESPRA_LIVE_REPLICAS', defaultText: '1',
+    doc: 'live: nodes that hold each channel\'s history: 2 keeps it on its home and a backup (a publish is answered once both hold it; the backup takes over with the same sequence when the home dies); 1: the home only; the same on every node of a region',
+    details: 'live: nodes that hold each channel\'s history: `2` keeps it on its home and a backup, the first two Live nodes of its rendezvous order (a publish is answered once both hold it; the backup takes over with the same sequence when the home dies); `1`: the home only. The same on every node of a region ([live-protocol.md](live-protocol.md), "Replication")',
+    parse: integer(1, 2),
+  }),
+  option({
     key: 'liveLinkOffset', flag: '--live-link-offset <n>', env: 'ESPRA_LIVE_LINK_OFFSET', defaultText: '2000',
     doc: 'live: the internal link listens on the public port plus this; must be the same on every node of a region',
     parse: integer(1, 60_000),

@@ -16,6 +16,7 @@ export const LIVE_ERRORS = {
   ALREADY_SUBSCRIBED: { code: 4090, status: 409, message: 'already subscribed to this channel' },
   TOO_MANY: { code: 4290, status: 429, message: 'too many subscriptions on this connection' },
   UNAVAILABLE: { code: 5030, status: 503, message: 'the channel\'s home node is unreachable; retry' },
+  MOVED: { code: 5031, status: 503, message: 'the channel\'s home changed while the request was in flight; retry (a publish id makes a retried publish safe)' },
   INTERNAL: { code: 5000, status: 500, message: 'internal error' },
 } as const
 

@@ -65,8 +65,36 @@ export interface Catchup {
   messages: LiveMessage[]
 }
 
+/**
+ * A channel's whole state as one holder sends it to another (replication,
+ * roles/live/replication.ts): a backup being filled, or a new home taking
+ * over. Every message held goes, with its publish id.
+ */
+export interface ChannelSnapshot {
+  readonly seq: number
+  readonly base: number
+  readonly forgottenTo: number
+  readonly trimmed: readonly { to: number; cause: 'expired' | 'overflow' }[]
+  readonly messages: readonly ReplicaMessage[]
+}
+
+/** One message as a replica receives it: with its publish id, if any. */
+export interface ReplicaMessage {
+  readonly seq: number
+  readonly ts: number
+  readonly data: unknown
+  readonly id?: string
+}
+
 interface Channel {
   seq: number
+  /**
+   * The last sequence every replica holds (--live-replicas): what subscribers,
+   * catch-ups and history reads see. Messages above it are stored, not yet sent.
+   */
+  committed: number
+  /** Messages stored above `committed`, in order: sent to sinks when committed. */
+  unsent: LiveMessage[]
   /** The sequence the channel started at on this home: what is at or below it was never here. */
   readonly base: number
   /** What this home's earlier life of the channel (forgotten while idle) had numbered up to: all of it expired. */
@@ -156,7 +184,7 @@ export class Hub {
       // A channel this home forgot (idle, its history all expired) starts again above its old sequence: all of that expired.
       const forgottenTo = this.forgotten.get(ch) ?? 0
       this.forgotten.delete(ch)
-      c = { seq: base, base, forgottenTo, trimmed: [], history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map(),
+      c = { seq: base, committed: base, unsent: [], base, forgottenTo, trimmed: [], history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map(),
         countOnly: this.opts.countOnly?.(ch) ?? false, countSent: 0,
       }
       this.channels.set(ch, c)
@@ -191,6 +219,17 @@ export class Hub {
    * the answer is that message's sequence and time (a retried publish).
    */
   publish(ch: string, data: unknown, id?: string): { seq: number; ts: number } {
+    const { msg } = this.append(ch, data, id)
+    this.commit(ch, msg.seq)
+    return { seq: msg.seq, ts: msg.ts }
+  }
+
+  /**
+   * Numbers and stores one message without sending it (replication sends it
+   * to the backup first, then {@link commit}s it). `fresh` is false for a
+   * retried publish id: `msg` is the message it first stored.
+   */
+  append(ch: string, data: unknown, id?: string): { msg: LiveMessage; fresh: boolean } {
     const size = messageBytes(data)
     if (size === null) throw new LiveError('BAD_FIELD', 'data must be a JSON value')
     if (size > this.opts.maxMessageBytes) throw new LiveError('TOO_LARGE', `message of ${size} bytes exceeds --live-max-message (${this.opts.maxMessageBytes} bytes)`)
@@ -198,9 +237,15 @@ export class Hub {
     if (id !== undefined) {
       this.trim(c)
       const earlier = c.published.get(id)
-      if (earlier !== undefined) return { seq: earlier.seq, ts: earlier.ts }
+      if (earlier !== undefined) return { msg: earlier, fresh: false }
     }
     const msg: LiveMessage = { ch, seq: ++c.seq, ts: this.now(), data }
+    this.store(c, msg, size, id)
+    c.unsent.push(msg)
+    return { msg, fresh: true }
+  }
+
+  private store(c: Channel, msg: LiveMessage, size: number, id: string | undefined): void {
     if (this.opts.historySize > 0 && this.opts.historyBytes > 0) {
       c.history.push(msg)
       c.sizes.push(size)
@@ -209,22 +254,119 @@ export class Hub {
       c.bytes += size
     } else trimmedBy(c, msg.seq, 'overflow')
     this.trim(c)
-    const event: HubEvent = { k: 'msg', ...msg }
-    for (const sink of c.sinks) sink.send(event)
-    return { seq: msg.seq, ts: msg.ts }
   }
 
-  /** What a client that last saw `since` missed (no `since`: nothing, recovered). */
+  /** Sends the channel's stored messages up to `seq` to its sinks, in order: every replica holds them. */
+  commit(ch: string, seq: number): void {
+    const c = this.channels.get(ch)
+    if (!c) return
+    let sent = 0
+    while (sent < c.unsent.length && c.unsent[sent]!.seq <= seq) {
+      const event: HubEvent = { k: 'msg', ...c.unsent[sent]! }
+      for (const sink of c.sinks) sink.send(event)
+      sent++
+    }
+    if (sent > 0) c.unsent.splice(0, sent)
+    if (seq > c.committed) c.committed = Math.min(seq, c.seq)
+  }
+
+  /** Whether this node holds the channel (history and sequence, as home or replica). */
+  has(ch: string): boolean {
+    return this.channels.has(ch)
+  }
+
+  /** The channel's last assigned and last committed sequences (undefined: not held). */
+  positions(ch: string): { seq: number; committed: number } | undefined {
+    const c = this.channels.get(ch)
+    return c && { seq: c.seq, committed: c.committed }
+  }
+
+  /** Names of the channels held here. */
+  channelNames(): string[] {
+    return [...this.channels.keys()]
+  }
+
+  /**
+   * The channel's whole state, uncommitted messages included (undefined: not
+   * held). Its messages stop at about `budget` bytes (at least one goes): the
+   * snapshot's `seq` is then the last one it carries, and `more` is true (the
+   * rest follow as replica messages, {@link messagesAfter}), so no frame grows past the link's limit.
+   */
+  snapshot(ch: string, budget = Infinity): { snap: ChannelSnapshot; more: boolean } | undefined {
+    const c = this.channels.get(ch)
+    if (!c) return undefined
+    this.trim(c)
+    const { messages, more } = this.page(c, c.head, budget)
+    const seq = more ? messages.at(-1)!.seq : c.seq
+    return { snap: { seq, base: c.base, forgottenTo: c.forgottenTo, trimmed: c.trimmed.map((r) => ({ ...r })), messages }, more }
+  }
+
+  /** The messages held after `after`, up to about `budget` bytes (at least one); `more`: there are later ones. */
+  messagesAfter(ch: string, after: number, budget = Infinity): { messages: ReplicaMessage[]; more: boolean } {
+    const c = this.channels.get(ch)
+    if (!c || c.head >= c.history.length) return { messages: [], more: false }
+    const first = c.history[c.head]!.seq
+    return this.page(c, c.head + Math.max(0, after - first + 1), budget)
+  }
+
+  private page(c: Channel, from: number, budget: number): { messages: ReplicaMessage[]; more: boolean } {
+    const messages: ReplicaMessage[] = []
+    let bytes = 0
+    let i = from
+    for (; i < c.history.length; i++) {
+      if (messages.length > 0 && bytes + c.sizes[i]! > budget) break
+      bytes += c.sizes[i]!
+      const m = c.history[i]!
+      const id = c.ids[i]
+      messages.push(id == null ? { seq: m.seq, ts: m.ts, data: m.data } : { seq: m.seq, ts: m.ts, data: m.data, id })
+    }
+    return { messages, more: i < c.history.length }
+  }
+
+  /**
+   * Replaces the channel's history and sequence with `snap` (a replica being
+   * filled, or a home taking over); its interest and members stay. All of it
+   * counts as committed here: what was not is sent by nobody, read by resumes.
+   */
+  restore(ch: string, snap: ChannelSnapshot): void {
+    const old = this.channels.get(ch)
+    this.forgotten.delete(ch)
+    const c: Channel = {
+      seq: snap.seq, committed: snap.seq, unsent: [], base: snap.base, forgottenTo: snap.forgottenTo, trimmed: snap.trimmed.map((r) => ({ ...r })),
+      history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(),
+      sinks: old?.sinks ?? new Set(), members: old?.members ?? new Map(), countOnly: this.opts.countOnly?.(ch) ?? false, countSent: old?.countSent ?? 0,
+    }
+    this.channels.set(ch, c)
+    for (const m of snap.messages) this.store(c, { ch, seq: m.seq, ts: m.ts, data: m.data }, messageBytes(m.data) ?? 0, m.id)
+  }
+
+  /** A replica's next message: stored if it follows the last one held, else false (the replica needs the whole state again). */
+  applyReplica(ch: string, m: ReplicaMessage): boolean {
+    const c = this.channels.get(ch)
+    if (!c || m.seq !== c.seq + 1) return false
+    c.touched = this.now()
+    c.seq = c.committed = m.seq
+    this.store(c, { ch, seq: m.seq, ts: m.ts, data: m.data }, messageBytes(m.data) ?? 0, m.id)
+    return true
+  }
+
+  /** Forgets the channel entirely (this node no longer holds it: neither its home nor its backup). */
+  drop(ch: string): void {
+    this.channels.delete(ch)
+  }
+
+  /** What a client that last saw `since` missed (no `since`: nothing, recovered). Only committed messages are seen. */
   catchup(ch: string, since: number | undefined, limit = Infinity): Catchup {
     const c = this.channel(ch)
     this.trim(c)
-    if (since === undefined || since === c.seq) return { seq: c.seq, recovered: true, messages: [] }
-    const first = c.head < c.history.length ? c.history[c.head]!.seq : c.seq + 1
-    if (since > c.seq || since < first - 1) return { seq: c.seq, recovered: false, gap: this.gap(c, since, first), messages: [] }
+    const seq = c.committed
+    if (since === undefined || since === seq) return { seq, recovered: true, messages: [] }
+    const first = c.head < c.history.length ? c.history[c.head]!.seq : seq + 1
+    if (since > seq || since < first - 1) return { seq, recovered: false, gap: this.gap(c, since, Math.min(first, seq + 1)), messages: [] }
     const messages: LiveMessage[] = []
     // Sequences are contiguous within one home's history, so the start is an index.
-    for (let i = c.head + (since - first + 1); i < c.history.length && messages.length < limit; i++) messages.push(c.history[i]!)
-    return { seq: c.seq, recovered: true, messages }
+    for (let i = c.head + (since - first + 1); i < c.history.length && messages.length < limit && c.history[i]!.seq <= seq; i++) messages.push(c.history[i]!)
+    return { seq, recovered: true, messages }
   }
 
   /**
@@ -234,7 +376,7 @@ export class Hub {
    * gap is `since + 1` to `since` (unknown length), lost.
    */
   private gap(c: Channel, since: number, first: number): Gap {
-    if (since > c.seq) return { from: since + 1, to: since, cause: 'lost' }
+    if (since > c.committed) return { from: since + 1, to: since, cause: 'lost' }
     const from = since + 1
     const cause: GapCause = from <= c.base ? (from <= c.forgottenTo ? 'expired' : 'lost') : (c.trimmed.find((run) => run.to >= from)?.cause ?? 'expired')
     return { from, to: first - 1, cause }
@@ -245,7 +387,9 @@ export class Hub {
     if (since !== undefined) return this.catchup(ch, since, limit)
     const c = this.channel(ch)
     this.trim(c)
-    return { seq: c.seq, recovered: true, messages: c.history.slice(Math.max(c.head, c.history.length - limit)) }
+    let end = c.history.length
+    while (end > c.head && c.history[end - 1]!.seq > c.committed) end--
+    return { seq: c.committed, recovered: true, messages: c.history.slice(Math.max(c.head, end - limit), end) }
   }
 
   /** Registers `sink` for the channel's events and answers its catch-up in the same step (no gap, no overlap). */
@@ -360,9 +504,9 @@ export class Hub {
   }
 
   private forgetIfIdle(ch: string, c: Channel): void {
-    if (c.sinks.size === 0 && c.members.size === 0 && c.head >= c.history.length && this.now() - c.touched > this.opts.historyAgeMs) {
+    if (c.sinks.size === 0 && c.members.size === 0 && c.head >= c.history.length && c.unsent.length === 0 && this.now() - c.touched > this.opts.historyAgeMs) {
       this.channels.delete(ch)
-      this.forgotten.set(ch, c.seq)
+      this.forgotten.set(ch, c.committed)
       if (this.forgotten.size > FORGOTTEN_MAX) this.forgotten.delete(this.forgotten.keys().next().value!)
     }
   }

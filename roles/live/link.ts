@@ -10,7 +10,8 @@ import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { encodeMessage } from '../../lib/transport/meta-frames.js'
 import { LiveError, liveErrorOf } from './errors.js'
-import type { Hub, HubEvent, Member, Sink } from './hub.js'
+import type { ChannelSnapshot, Hub, HubEvent, Member, ReplicaMessage, Sink } from './hub.js'
+import type { Replication } from './replication.js'
 
 export interface HomeOps {
   sub(sink: Sink, body: Record<string, unknown>): unknown
@@ -49,9 +50,13 @@ function member(value: unknown): Member {
   return isMap(value['info']) ? { user: value['user'], info: value['info'] } : { user: value['user'] }
 }
 
-/** The home's operations over a hub; bad bodies throw coded Live errors. */
-export function createHomeOps(hub: Hub): HomeOps {
-  return {
+/**
+ * The home's operations over a hub; bad bodies throw coded Live errors. With
+ * `replication` (--live-replicas 2), a publish is answered once the backup
+ * holds it, and every operation waits until this node holds the channel.
+ */
+export function createHomeOps(hub: Hub, replication?: Replication): HomeOps {
+  const plain: HomeOps = {
     sub: (sink, body) => hub.subscribe(sink, channel(body), optionalSeq(body, 'since')),
     unsub: (sink, body) => hub.unsubscribe(sink, channel(body)),
     pub: (_sink, body) => hub.publish(channel(body), body['data'] ?? null, publishId(body)),
@@ -66,6 +71,57 @@ export function createHomeOps(hub: Hub): HomeOps {
       hub.leave(sink, channel(body), body['user'])
     },
   }
+  if (!replication) return plain
+  const whenHeld = (op: keyof HomeOps) => async (sink: Sink, body: Record<string, unknown>) => {
+    await replication.ready(channel(body))
+    return plain[op](sink, body)
+  }
+  return {
+    ...plain,
+    sub: whenHeld('sub'),
+    hist: whenHeld('hist'),
+    presence: whenHeld('presence'),
+    pub: (_sink, body) => replication.publish(channel(body), body['data'] ?? null, publishId(body)),
+    // One-way: validated now (a bad one is reported), applied once the channel is held (in order: one wait per channel).
+    join: (sink, body) => {
+      const ch = channel(body)
+      const m = member(body['member'])
+      return replication.ready(ch).then(() => hub.join(sink, ch, m), () => {})
+    },
+    leave: (sink, body) => {
+      const ch = channel(body)
+      if (typeof body['user'] !== 'string') throw new LiveError('BAD_FIELD', 'user must be a string')
+      const user = body['user']
+      return replication.ready(ch).then(() => hub.leave(sink, ch, user), () => {})
+    },
+  }
+}
+
+/** A `repl` or `fill` body: checked before the replica reads it (`repl` carries `snap` or `msg`). */
+function replicaBody(body: Record<string, unknown>, op: 'repl' | 'fill'): Record<string, unknown> {
+  channel(body)
+  if (typeof body['version'] !== 'number' || !Number.isSafeInteger(body['version'])) throw new LiveError('BAD_FIELD', 'version must be an integer')
+  if (op === 'fill') {
+    if (body['after'] !== undefined && !Number.isSafeInteger(body['after'])) throw new LiveError('BAD_FIELD', 'after must be an integer')
+    return body
+  }
+  const isMessage = (m: unknown): m is ReplicaMessage =>
+    isMap(m) && Number.isSafeInteger(m['seq']) && typeof m['ts'] === 'number' && (m['id'] === undefined || isPublishId(m['id']))
+  const snap = body['snap']
+  if (snap !== undefined) {
+    const ok = isMap(snap) && Number.isSafeInteger(snap['seq']) && Number.isSafeInteger(snap['base']) && Number.isSafeInteger(snap['forgottenTo']) &&
+      Array.isArray(snap['trimmed']) && snap['trimmed'].every((r) => isMap(r) && Number.isSafeInteger(r['to']) && (r['cause'] === 'expired' || r['cause'] === 'overflow')) &&
+      Array.isArray(snap['messages']) && snap['messages'].every(isMessage)
+    if (!ok) throw new LiveError('BAD_FIELD', 'snap must be {seq, base, forgottenTo, trimmed, messages}')
+    return body as { snap: ChannelSnapshot }
+  }
+  if (!isMessage(body['msg'])) throw new LiveError('BAD_FIELD', 'repl needs snap or msg: {seq, ts, data, id?}')
+  return body
+}
+
+function failure(err: unknown): { err: { code: number; message: string } } {
+  const e = liveErrorOf(err)
+  return { err: { code: e.code, message: e.message } }
 }
 
 const REQUESTS = ['sub', 'pub', 'hist', 'presence'] as const
@@ -76,7 +132,7 @@ const MESSAGES = ['unsub', 'join', 'leave'] as const
  * requests answer `{err: {code, message}}` rather than failing, so Live codes
  * survive the hop. Malformed one-way messages are logged and ignored.
  */
-export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: string, err: LiveError) => void) {
+export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: string, err: LiveError) => void, replication?: Replication) {
   const sinks = new WeakMap<MetaPeer, Sink>()
   let n = 0
   const sinkOf = (peer: MetaPeer): Sink => {
@@ -94,7 +150,23 @@ export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: st
     handlers.set(op, (body, peer) => {
       try {
         if (!isMap(body)) throw new LiveError('BAD_FIELD', 'body must be a map')
-        return ops[op](sinkOf(peer), body) ?? {}
+        const answer = ops[op](sinkOf(peer), body)
+        // Replicated homes answer later (a publish once its backup holds it): failures still travel as {err}.
+        if (answer instanceof Promise) return answer.then((value: unknown) => value ?? {}, failure)
+        return answer ?? {}
+      } catch (err) {
+        return failure(err)
+      }
+    })
+  }
+  for (const op of ['repl', 'fill'] as const) {
+    handlers.set(op, (body, peer) => {
+      try {
+        if (!replication) throw new LiveError('UNKNOWN_OP', `${op}: this node runs with --live-replicas 1`)
+        if (!isMap(body)) throw new LiveError('BAD_FIELD', 'body must be a map')
+        if (peer.kind !== 'node' || !peer.id) throw new LiveError('BAD_FIELD', `${op} is for Live nodes`)
+        const checked = replicaBody(body, op)
+        return op === 'repl' ? replication.onRepl(peer.id, checked) : replication.onFill(peer.id, checked)
       } catch (err) {
         const e = liveErrorOf(err)
         return { err: { code: e.code, message: e.message } }
@@ -106,7 +178,7 @@ export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: st
     messages.set(op, (body, peer) => {
       try {
         if (!isMap(body)) throw new LiveError('BAD_FIELD', 'body must be a map')
-        ops[op](sinkOf(peer), body)
+        void ops[op](sinkOf(peer), body)
       } catch (err) {
         onBadMessage(op, liveErrorOf(err))
       }

@@ -19,8 +19,11 @@ import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } fro
 import { PresenceMirror } from './presence-mirror.js'
 import { Renewal } from './renewal.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
+import { Replication, type Owners } from './replication.js'
 
 const HOME_TIMEOUT_MS = 5000
+/** A request answered MOVED (the channel's home changed under it) is sent again to the home of the next table, at most this often. */
+const MOVED_RETRIES = 3
 const SWEEP_MS = 10_000
 /** Count-only channels' member counts go out at most this often (coalesced: one event per channel whatever the churn). */
 const PRESENCE_COUNT_MS = 1000
@@ -30,6 +33,13 @@ const PRESENCE_COUNT_MS = 1000
  * difference: the members of a home that died leave.
  */
 const PRESENCE_SETTLE_MS = 1000
+
+/** A promise and its resolve (Node 20 has no Promise.withResolvers). */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return { promise, resolve }
+}
 
 interface Local {
   home: string
@@ -73,12 +83,48 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   gaugeFrom(ctx.metrics, 'espra_live_hub_peers', 'other Live nodes this node keeps a link to (for channels homed there)', () => peers.size)
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   let listed = false
+  let version = 0
+  /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
+  let nextTable = signal()
 
+  /** The first routing table, or HOME_TIMEOUT_MS without one (a node with no seed homes everything alone). */
+  const firstTable = Promise.race([nextTable.promise, new Promise<void>((resolve) => setTimeout(resolve, HOME_TIMEOUT_MS).unref())])
   const selfSink: Sink = { id: self, send: (event) => deliver(event, self) }
-  const homeOps: HomeOps = createHomeOps(hub)
+  const replicated = config.liveReplicas >= 2
+  const replication = replicated
+    ? new Replication({
+        hub, self, log, owners, version: () => version,
+        firstTable: () => firstTable,
+        // A quarter of the link's frame limit: a transfer frame also carries its framing and msgpack's overhead.
+        budget: Math.max(64 * 1024, Math.floor(config.maxFrame / 4)),
+        request: async (node, op, body) => {
+          const p = peer(node)
+          await connected(p)
+          return p.client.request(op, body, HOME_TIMEOUT_MS)
+        },
+      })
+    : undefined
+  const homeOps: HomeOps = createHomeOps(hub, replication)
+  if (replication) {
+    gaugeFrom(ctx.metrics, 'espra_live_replicated_messages', 'messages this node, as a channel\'s home, had acknowledged by the backup (a counter)', () => replication.replicated)
+    gaugeFrom(ctx.metrics, 'espra_live_replication_pending', 'publishes this node, as a channel\'s home, holds until its backup has them (replication lag, in messages)', () => replication.pending)
+  }
 
+  /**
+   * A node the table does not list homes every channel itself (no seed yet). With replicas, a node that is not
+   * listed while others are (stopped and taken out, or drained) homes nothing: the listed homes hold the channels.
+   */
   function homeOf(ch: string): string {
-    return listed && table ? table.pick(ch)!.id : self
+    if (listed && table) return table.pick(ch)!.id
+    return replicated && table && table.size > 0 ? table.pick(ch)!.id : self
+  }
+
+  /** The channel's home and backup (the first two of its rendezvous order) under this node's table. */
+  function owners(ch: string): Owners {
+    if (!table || table.size === 0 || (!listed && !replicated)) return { home: self, backup: null }
+    if (table.size === 1) return { home: table.nodes[0]!.id, backup: null }
+    const [home, backup] = table.rank(ch)
+    return { home: home!.id, backup: backup!.id }
   }
 
   // ---- events from homes to this node's children ----
@@ -182,8 +228,29 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     })
   }
 
-  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again = true): Promise<T> {
-    if (home === self) return homeOps[op](selfSink, body) as T
+  /**
+   * A request to the channel's home. Answered MOVED (replicas: the home changed while it was in flight), it is sent
+   * again to the home of the next routing table this node applies (a publish id makes a retried publish safe).
+   */
+  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again = true, moves = 0): Promise<T> {
+    const tableSeen = nextTable.promise
+    try {
+      return await sendHome<T>(home, op, body, again)
+    } catch (err) {
+      if (liveErrorOf(err).code !== 5031 || moves >= MOVED_RETRIES || typeof body['ch'] !== 'string') throw err
+      const ch = body['ch']
+      // Told by the home itself: wait for this node's table to catch up, unless it already names another home.
+      if (homeOf(ch) === home) {
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([tableSeen, new Promise<void>((resolve) => (timer = setTimeout(resolve, HOME_TIMEOUT_MS)))])
+        clearTimeout(timer)
+      }
+      return homeRequest<T>(homeOf(ch), op, body, again, moves + 1)
+    }
+  }
+
+  async function sendHome<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again: boolean): Promise<T> {
+    if (home === self) return (await homeOps[op](selfSink, body)) as T
     const p = peer(home)
     try {
       await connected(p)
@@ -362,6 +429,10 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     for (const n of table?.nodes ?? []) if (!ids.has(n.id) && n.id !== self) hub.dropNodeMembers(n.id)
     table = new Rendezvous(next.nodes)
     listed = next.nodes.some((n) => n.id === self)
+    version = next.version
+    replication?.onTable()
+    nextTable.resolve()
+    nextTable = signal()
     let moved = 0
     for (const [ch, l] of local) {
       const home = homeOf(ch)
@@ -404,7 +475,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   // ---- the internal link ----
 
-  const linkOps = createLinkHandlers(homeOps, hub, (op, err) => log.warn({ op, code: err.code, reason: err.message }, 'live link: ignored a malformed message'))
+  const linkOps = createLinkHandlers(homeOps, hub, (op, err) => log.warn({ op, code: err.code, reason: err.message }, 'live link: ignored a malformed message'), replication)
   const link = await startMetaServer({
     host: config.bind, port: config.port + config.liveLinkOffset, secret: config.secret, seedId: self,
     maxFrame: config.maxFrame, log, label: 'live link', ...linkOps,
@@ -416,6 +487,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   return {
     async close() {
+      replication?.close()
       for (const l of local.values()) if (l.settle) clearTimeout(l.settle)
       clearInterval(sweep)
       clearInterval(counts)
@@ -423,6 +495,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       await link.close()
     },
     destroy(err) {
+      replication?.close()
       clearInterval(sweep)
       clearInterval(counts)
       for (const p of peers.values()) p.client.destroy()

@@ -171,3 +171,40 @@ t.test('publish ids: a retried publish is stored and sent once and answered with
   now += 2000
   t.equal(hub.publish('p', 'x', 'key-3').seq, after.seq + 1, 'expired with its message: a new one')
 })
+
+t.test('replication: appended messages are seen only once committed; a snapshot in pages rebuilds the same channel elsewhere', async (t) => {
+  const home = new Hub({ ...LIMITS, historySize: 100, historyAgeMs: 60_000 })
+  const s = sink('n1')
+  const start = home.subscribe(s, 'r').seq
+  const one = home.append('r', 'one', 'id-1').msg
+  const two = home.append('r', { n: 2 }).msg
+  t.equal(s.events.length, 0, 'nothing sent before the commit')
+  t.same(home.catchup('r', start), { seq: start, recovered: true, messages: [] }, 'a resume sees only committed messages')
+  t.same(home.history('r', undefined, 10).messages, [], 'a history read too')
+  t.same(home.append('r', 'again', 'id-1'), { msg: one, fresh: false }, 'a retried publish id names the message it first stored, committed or not')
+  home.commit('r', one.seq)
+  t.same(s.events.map((e) => e.k === 'msg' && e.seq), [one.seq], 'the commit sends what it covers, in order')
+  home.commit('r', two.seq)
+  t.same(home.catchup('r', start).messages.map((m) => m.data), ['one', { n: 2 }])
+  for (let i = 0; i < 10; i++) home.publish('r', 'x'.repeat(100))
+  const first = home.snapshot('r', 250)!
+  t.equal(first.more, true, 'a snapshot stops at its byte budget')
+  t.equal(first.snap.messages.length, 4, 'whole messages up to the budget (5 + 7 + 102 + 102 bytes)')
+  t.equal(home.snapshot('r', 1)!.snap.messages.length, 1, 'at least one message, whatever the budget')
+  const replica = new Hub({ ...LIMITS, historySize: 100, historyAgeMs: 60_000 })
+  t.equal(replica.applyReplica('r', { seq: first.snap.seq + 1, ts: 0, data: 1 }), false, 'a replica without the channel takes no message: it needs the state')
+  replica.restore('r', first.snap)
+  let after = first.snap.seq
+  for (;;) {
+    const page = home.messagesAfter('r', after, 250)
+    for (const m of page.messages) t.ok(replica.applyReplica('r', m), `replica message ${m.seq}`)
+    after = page.messages.at(-1)?.seq ?? after
+    if (!page.more) break
+  }
+  t.equal(replica.applyReplica('r', { seq: after + 5, ts: 0, data: 1 }), false, 'a message out of order is refused')
+  t.same(replica.catchup('r', start), home.catchup('r', start), 'the replica answers a resume as the home does')
+  t.same(replica.append('r', 'retry', 'id-1').msg.seq, one.seq, 'publish ids travel with the state')
+  t.equal(replica.publish('r', 'next').seq, home.positions('r')!.seq + 1, 'the replica, as the new home, goes on with the same sequence')
+  replica.drop('r')
+  t.equal(replica.has('r'), false, 'a dropped channel is not held')
+})

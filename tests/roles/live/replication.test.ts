@@ -1,0 +1,74 @@
+// The replica side of --live-replicas 2 without the network (roles/live/replication.ts, roles/live/link.ts): which
+// `repl` and `fill` a node takes, which it refuses (fencing: its table names another home), and malformed bodies.
+import t from 'tap'
+import { createLogger } from '../../../lib/core/log.js'
+import type { MetaPeer } from '../../../lib/transport/meta-server.js'
+import { Hub } from '../../../roles/live/hub.js'
+import { createHomeOps, createLinkHandlers } from '../../../roles/live/link.js'
+import { Replication, type Owners } from '../../../roles/live/replication.js'
+
+const LIMITS = { historySize: 100, historyAgeMs: 60_000, historyBytes: 8 * 1024 ** 2, maxMessageBytes: 64 * 1024 }
+
+/** This node is `backup-node`; every channel's home is `home-node` at routing version 7. */
+function backupNode(owners: Owners = { home: 'home-node', backup: 'backup-node' }) {
+  const hub = new Hub(LIMITS)
+  const replication = new Replication({
+    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7, firstTable: () => Promise.resolve(),
+    request: () => Promise.reject(new Error('no network in this test')),
+  })
+  const ops = createHomeOps(hub, replication)
+  const link = createLinkHandlers(ops, hub, () => {}, replication)
+  const peer = (id: string, kind: MetaPeer['kind'] = 'node') => ({ kind, id, remote: '127.0.0.1:1', nodeId: null, session: {} }) as unknown as MetaPeer
+  const call = (op: string, body: unknown, from = 'home-node', kind: MetaPeer['kind'] = 'node') => link.handlers.get(op)!(body, peer(from, kind))
+  return { hub, replication, call }
+}
+
+const snap = (seq: number, n = 1) => ({ seq, base: seq - n, forgottenTo: 0, trimmed: [], messages: Array.from({ length: n }, (_, i) => ({ seq: seq - n + 1 + i, ts: Date.now(), data: i })) })
+
+t.test('a backup takes the state and then each next message from the home, and refuses a gap', async (t) => {
+  const { hub, call } = backupNode()
+  t.same(call('repl', { ch: 'c', version: 7, msg: { seq: 11, ts: 1, data: 'x' } }), { err: { code: 5031, message: 'needs the channel state' } }, 'a message without the state: the home sends the state')
+  t.same(call('repl', { ch: 'c', version: 7, snap: snap(10, 3) }), { seq: 10 })
+  t.same(call('repl', { ch: 'c', version: 7, msg: { seq: 11, ts: Date.now(), data: 'x', id: 'p-1' } }), { seq: 11 })
+  t.same(call('repl', { ch: 'c', version: 7, msg: { seq: 13, ts: 1, data: 'y' } }), { err: { code: 5031, message: 'needs the channel state' } }, 'a gap: the state again')
+  t.same(hub.catchup('c', 7).messages.map((m) => m.seq), [8, 9, 10, 11], 'the replica holds them in order')
+})
+
+t.test('fencing: a repl from a node that is not the home here is refused with this table\'s version and home', async (t) => {
+  const { hub, call } = backupNode()
+  t.match(call('repl', { ch: 'c', version: 5, snap: snap(10) }, 'stale-home'), { err: { code: 5031 }, version: 7, home: 'home-node' })
+  t.equal(hub.has('c'), false, 'nothing stored')
+  const notBackup = backupNode({ home: 'home-node', backup: 'other' })
+  t.match(notBackup.call('repl', { ch: 'c', version: 7, snap: snap(10) }), { err: { code: 5031 }, version: 7, home: 'home-node' }, 'not this node\'s to hold: refused too')
+})
+
+t.test('fill: the state in pages to the home; a stale home\'s fill is refused, a newer one fences this node', async (t) => {
+  const { hub, call } = backupNode()
+  call('repl', { ch: 'c', version: 7, snap: snap(20, 10) })
+  t.same(call('fill', { ch: 'none', version: 7 }), {}, 'a channel not held: nothing (it starts at the home)')
+  const first = call('fill', { ch: 'c', version: 7 }) as { snap: { seq: number; messages: unknown[] }; more: boolean }
+  t.equal(first.snap.messages.length, 10)
+  t.match(call('fill', { ch: 'c', version: 7, after: 15 }), { messages: [{ seq: 16 }, { seq: 17 }, { seq: 18 }, { seq: 19 }, { seq: 20 }], more: false })
+  t.match(call('fill', { ch: 'c', version: 6 }, 'stale-home'), { err: { code: 5031 }, version: 7 }, 'an older table that names another home: refused')
+  t.ok((call('fill', { ch: 'c', version: 8 }, 'new-home') as { snap?: unknown }).snap, 'a newer table: answered')
+  t.ok(hub.has('c'))
+})
+
+t.test('malformed repl and fill bodies are refused with a precise error; only Live nodes may send them', async (t) => {
+  const { call } = backupNode()
+  const bad: [string, unknown, RegExp][] = [
+    ['repl', 'nope', /body must be a map/],
+    ['repl', { ch: 'bad channel', version: 7, msg: { seq: 1, ts: 1 } }, /bad channel/],
+    ['repl', { ch: 'c', msg: { seq: 1, ts: 1 } }, /version must be an integer/],
+    ['repl', { ch: 'c', version: 7 }, /repl needs snap or msg/],
+    ['repl', { ch: 'c', version: 7, msg: { seq: 1.5, ts: 1 } }, /repl needs snap or msg/],
+    ['repl', { ch: 'c', version: 7, msg: { seq: 1, ts: 1, id: 'has space' } }, /repl needs snap or msg/],
+    ['repl', { ch: 'c', version: 7, snap: { seq: 1, base: 0, forgottenTo: 0, trimmed: [{ to: 1, cause: 'boom' }], messages: [] } }, /snap must be/],
+    ['repl', { ch: 'c', version: 7, snap: { seq: 1, base: 0, forgottenTo: 0, trimmed: [], messages: 'x' } }, /snap must be/],
+    ['fill', { ch: 'c', version: 7, after: 'x' }, /after must be an integer/],
+  ]
+  for (const [op, body, message] of bad) t.match(call(op, body), { err: { code: op === 'repl' && typeof body !== 'object' ? 4003 : Number, message } }, `${op} ${JSON.stringify(body)}`)
+  t.match(call('fill', { ch: 'c', version: 7 }, 'app-1', 'admin'), { err: { code: 4003, message: /for Live nodes/ } }, 'not a node: refused')
+  const plain = createLinkHandlers(createHomeOps(new Hub(LIMITS)), new Hub(LIMITS), () => {})
+  t.match(plain.handlers.get('repl')!({ ch: 'c' }, {} as MetaPeer), { err: { code: 4001, message: /--live-replicas 1/ } }, 'a node without replication: unknown op')
+})
