@@ -34,6 +34,8 @@ import type { Registry } from './registry.js'
 /** Staging waits `--init-timeout` plus this for every node: fetching and checking the files comes first. */
 const STAGE_MARGIN_MS = 15_000
 const STAGED_ROLES = new Set(['app', 'fileserver'])
+/** How often a deploy waiting for the registry's grace to end looks again. */
+const GRACE_POLL_MS = 100
 
 /** `build.commit`'s `pushId`: chosen by `admin push-build`, so it finds its build again after a failover. */
 function checkPushId(raw: unknown): string {
@@ -145,11 +147,22 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     for (const peer of subscribers) peer.session.sendEncoded(frame)
   }
 
+  /**
+   * Nodes re-register during the registry's grace (a seed that just started or took the lead): a
+   * deploy waits for its end, so it stages on every node and not on the few back already.
+   */
+  async function afterGrace(): Promise<void> {
+    while (registry.inGrace && !closed) await new Promise((resolve) => setTimeout(resolve, GRACE_POLL_MS))
+    if (!opts.isLeader()) throw createError('ESPRA_ERR_SEED_NOT_LEADER', { reason: 'it stopped leading while the deploy waited for its grace to end; send it to the leader' })
+  }
+
   const commit = (raw: unknown, peer: MetaPeer) => serial(async () => {
     const b = body(raw)
     const manifest = checkManifest(b['manifest'])
     const message = checkMessage(b['message'])
     const plan = b['canary'] === undefined ? null : parseCanaryPlan(b['canary'])
+    const pushId = b['pushId'] === undefined ? undefined : checkPushId(b['pushId'])
+    await afterGrace()
     if (plan !== null) canaries.check(plan, targets().filter((t) => t.role === 'app').length)
     const totals = manifestTotals(manifest)
     const missing = await uploads.missingHashes(totals.hashes)
@@ -160,7 +173,6 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     const n = lastN + 1
     const id = `b${n}`
-    const pushId = b['pushId'] === undefined ? undefined : checkPushId(b['pushId'])
     const at = Date.now()
     const record: BuildRecord = {
       id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging',
@@ -187,6 +199,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const id = body(raw)['id']
     if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
     const manifest = await records.manifest(id)
+    await afterGrace()
     const active = staging.active()
     if (active?.push.id === id) return { id, staging: [...active.nodes.keys()].sort() }
     canaries.replace()
@@ -322,21 +335,26 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
 
   /** Stages the pending deploy again on the nodes registered now, when nothing newer started meanwhile. */
+  // `pending` stays set until the round starts or the deploy is dropped: `build.status` says `staging` throughout.
   async function resume(): Promise<void> {
     const id = pending
-    pending = null
     if (id === null || closed) return
-    if (!opts.isLeader() || staging.active() !== null) return cancel(id)
+    const drop = () => {
+      if (pending === id) pending = null
+      cancel(id)
+    }
+    if (!opts.isLeader() || staging.active() !== null) return drop()
     // Read again: a commit or a rollback may have come and gone during the grace.
     const all = await records.all()
     const plan = planResume(all, current?.id ?? null)
     if (plan.activated?.id === id) {
-      log.info({ build: plan.activated.id }, `build ${plan.activated.id} was activated before its deploy was recorded as live`)
-      return records.persistState(plan.activated.id, 'live', plan.activated.stage ?? [])
+      log.info({ build: id }, `build ${id} was activated before its deploy was recorded as live`)
+      if (pending === id) pending = null
+      return setOutcome(id, { state: 'live', stage: [...(plan.activated.stage ?? [])].map((n) => ({ ...n })) })
     }
-    if (plan.resume?.id !== id) return cancel(id)
+    if (plan.resume?.id !== id) return drop()
     const manifest = await records.manifest(id)
-    if (closed || !opts.isLeader() || staging.active() !== null) return cancel(id)
+    if (closed || pending !== id || !opts.isLeader() || staging.active() !== null) return drop()
     canaries.replace()
     stagingStarts(id)
     const round = staging.start({ id, manifest }, targets())
@@ -411,7 +429,10 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       uploads.peerClosed(peer)
     },
     reload: () => serial(load),
-    resumeStaging: () => serial(resume).catch((err: unknown) => log.error({ err, build: pending }, 'the unfinished deploy could not be resumed; it shows abandoned')),
+    resumeStaging: () => serial(resume).catch((err: unknown) => {
+      log.error({ err, build: pending }, 'the unfinished deploy could not be resumed; it shows abandoned')
+      pending = null
+    }),
     close() {
       closed = true
       canaries.close()

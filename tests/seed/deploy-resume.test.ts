@@ -3,8 +3,9 @@
 // waits for a gate file holds the deploy at `staging`; the leader is killed with SIGKILL there.
 // - The new leader stages the same build again once its grace ended and activates it everywhere;
 //   the nodes answer from the load they had started (`init` ran once per app node, not twice).
+//   `admin push-build` follows the deploy to the new leader and exits 0 with the build's id.
 // - A deploy with a canary is not resumed: the new leader tells the nodes to drop its build, which
-//   shows `abandoned`, and the previous build stays current everywhere.
+//   shows `abandoned`, the previous build stays current everywhere, and push-build says so, exit 1.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -92,7 +93,10 @@ t.test('the leader killed while a build stages: the new leader stages it again a
   const listed = JSON.parse((await admin(['builds', '--json', '--seed', c.list])).stdout) as { id: string; state: string; current: boolean; message: string }[]
   t.match(listed.slice(0, 2), [{ id: 'b2', state: 'live', current: true, message: 'held' }, { id: 'b1', state: 'live', current: false }])
   const r = await pushing
-  t.not(r.code, 0, 'push-build lost its leader (it does not follow a failover yet)')
+  t.equal(r.code, 0, r.stderr)
+  t.equal(r.stdout, 'b2\n', 'push-build followed the deploy to the new leader and printed the build')
+  t.match(r.stderr, /the leader went away \(ESPRA_ERR_META_CLOSED\); asking the next one/)
+  t.match(r.stderr, /build b2: the new leader stages it again once the nodes have re-registered/)
 })
 
 t.test('a canary deploy is not resumed: its build is dropped by every node and shows abandoned; the previous build stays current', async (t) => {
@@ -107,7 +111,8 @@ t.test('a canary deploy is not resumed: its build is dropped by every node and s
   await waitFor('the fileserver dropped the staged b2', async () => (await get(c.fs.port, '/app/public/asset-v2.js')).status === 404, 30_000)
   writeFileSync(gate, '')
   const r = await pushing
-  t.not(r.code, 0, 'push-build does not claim the canary deploy went through')
+  t.equal(r.code, 1, 'push-build does not claim the canary deploy went through')
+  t.match(r.stderr, /ESPRA_ERR_BUILD_ABANDONED: build b2 is current nowhere: its deploy was abandoned \(its leader stopped during a canary deploy, which a new leader does not resume\)/)
   const listed = JSON.parse((await admin(['builds', '--json', '--seed', c.list])).stdout) as { id: string; state: string; current: boolean }[]
   t.match(listed.slice(0, 2), [{ id: 'b2', state: 'abandoned', current: false }, { id: 'b1', state: 'live', current: true }])
   for (const app of c.apps) t.match(await get(app.port, '/'), { status: 200, body: 'v1', headers: { 'x-espra-build': 'b1' } }, 'b1 on every app node')
