@@ -31,6 +31,8 @@ export interface BuildRecords {
   create(record: BuildRecord, manifest: BuildManifest): Promise<void>
   /** Writes how a build's deploy went into its record (in order with the other record writes, so none is lost). */
   persistState(id: string, state: BuildState, stage: readonly StageNode[], canary?: CanaryState): Promise<void>
+  /** A rollback to `id` starts: its record says `staging` again, from now, without a canary. */
+  startStaging(id: string): Promise<void>
   /** Records the current build (in order with the other record writes). */
   setCurrent(id: string): Promise<void>
 }
@@ -91,6 +93,14 @@ export function createBuildRecords(blobs: BlobStore, datastore: Datastore): Buil
           ...found, state, stage: stage.slice(0, MAX_STAGE_NODES).map((n) => ({ ...n })),
           ...(canary !== undefined ? { canary: canaryRecord(canary) } : {}),
         })
+      })
+    },
+    startStaging(id) {
+      return serialRecord(async () => {
+        const key = recordKey(Number(id.slice(1)))
+        const found = await datastore.get('builds', key)
+        if (found === null) return
+        await datastore.put('builds', key, { ...found, state: 'staging', stage: [], stagingAt: Date.now(), canaryPlanned: false })
       })
     },
     setCurrent: (id) => serialRecord(() => datastore.put('builds', CURRENT_KEY, { id })),

@@ -27,12 +27,21 @@ import { body, invalid } from './build-input.js'
 import { createBuildRecords } from './build-records.js'
 import { createBuildUploads } from './build-uploads.js'
 import { createBuildStaging, type StageNode, type StageRound, type StageTarget } from './build-staging.js'
+import { MAX_CANCELLED, planResume } from './build-resume.js'
 import { createCanaryDeploys } from './canary-deploys.js'
 import type { Registry } from './registry.js'
 
 /** Staging waits `--init-timeout` plus this for every node: fetching and checking the files comes first. */
 const STAGE_MARGIN_MS = 15_000
 const STAGED_ROLES = new Set(['app', 'fileserver'])
+/** How often a deploy waiting for the registry's grace to end looks again. */
+const GRACE_POLL_MS = 100
+
+/** `build.commit`'s `pushId`: chosen by `admin push-build`, so it finds its build again after a failover. */
+function checkPushId(raw: unknown): string {
+  if (typeof raw !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(raw)) throw invalid('pushId', 'must be 8 to 64 letters, digits, - or _')
+  return raw
+}
 
 export interface SeedBuildsOptions {
   readonly blobs: BlobStore
@@ -42,6 +51,8 @@ export interface SeedBuildsOptions {
   readonly maxFrame: number
   /** The nodes' `--init-timeout` (this seed's own value): staging waits this plus a margin. */
   readonly initTimeoutMs: number
+  /** Whether this seed leads now (only the leader resumes a deploy). */
+  readonly isLeader: () => boolean
 }
 
 export interface SeedBuilds {
@@ -51,6 +62,11 @@ export interface SeedBuilds {
   peerClosed(peer: MetaPeer): void
   /** Reads the last build number and the current build again (a seed that just took the lead: another seed may have committed since). */
   reload(): Promise<void>
+  /**
+   * The registry's grace ended: the deploy a previous leader (or this seed before a restart) left
+   * staging is staged again on the nodes registered now and activated as usual (build-resume.ts).
+   */
+  resumeStaging(): Promise<void>
   close(): void
 }
 
@@ -64,8 +80,17 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
 
   let lastN = 0
   let current: BuildPush | null = null
+  /** The deploy to resume when the registry's grace ends (it shows `staging` meanwhile). */
+  let pending: string | null = null
+  /**
+   * Builds staged nowhere on purpose (deploys refused, replaced, or left unfinished by a previous
+   * leader), newest last: a node that subscribes is told `build.cancel` for each, so one that left
+   * a round, or staged under a dead leader, drops what it holds. Bounded.
+   */
+  const cancelled: string[] = []
   async function load(): Promise<void> {
-    const n = await records.lastNumber()
+    const all = await records.all()
+    const n = all.reduce((max, r) => Math.max(max, Number(r.n) || 0), 0)
     let build: BuildPush | null = null
     const currentId = await records.currentId()
     if (isBuildId(currentId)) {
@@ -77,7 +102,32 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     lastN = n
     current = build
-    log.info({ current: current?.id ?? null, builds: lastN }, 'build store open')
+    // Only a grace lets nodes come back before a deploy is resumed: without one it is over, like the others.
+    const plan = planResume(all, typeof currentId === 'string' ? currentId : null)
+    // A deploy activated before its record said so is written `live` by the leader at the same moment.
+    const unfinished = plan.resume ?? plan.activated
+    pending = unfinished !== null && registry.inGrace ? unfinished.id : null
+    for (const id of [...plan.cancel].reverse()) cancel(id)
+    if (plan.resume !== null && pending === null) cancel(plan.resume.id)
+    log.info({ current: current?.id ?? null, builds: lastN, resumeAfterGrace: pending, cancelled: plan.cancel }, 'build store open')
+  }
+
+  /** `id` is staged nowhere on purpose: every subscriber now, and every one that subscribes later, drops it. */
+  function cancel(id: string, tell = true): void {
+    const at = cancelled.indexOf(id)
+    if (at !== -1) cancelled.splice(at, 1)
+    cancelled.push(id)
+    if (cancelled.length > MAX_CANCELLED) cancelled.shift()
+    if (!tell || closed) return
+    const frame = encodeMessage('build.cancel', { id })
+    for (const peer of subscribers) peer.session.sendEncoded(frame)
+  }
+
+  /** A deploy of `id` starts: nodes are no longer told to drop it. */
+  function stagingStarts(id: string): void {
+    const at = cancelled.indexOf(id)
+    if (at !== -1) cancelled.splice(at, 1)
+    if (pending === id) pending = null
   }
   await load()
 
@@ -97,11 +147,22 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     for (const peer of subscribers) peer.session.sendEncoded(frame)
   }
 
+  /**
+   * Nodes re-register during the registry's grace (a seed that just started or took the lead): a
+   * deploy waits for its end, so it stages on every node and not on the few back already.
+   */
+  async function afterGrace(): Promise<void> {
+    while (registry.inGrace && !closed) await new Promise((resolve) => setTimeout(resolve, GRACE_POLL_MS))
+    if (!opts.isLeader()) throw createError('ESPRA_ERR_SEED_NOT_LEADER', { reason: 'it stopped leading while the deploy waited for its grace to end; send it to the leader' })
+  }
+
   const commit = (raw: unknown, peer: MetaPeer) => serial(async () => {
     const b = body(raw)
     const manifest = checkManifest(b['manifest'])
     const message = checkMessage(b['message'])
     const plan = b['canary'] === undefined ? null : parseCanaryPlan(b['canary'])
+    const pushId = b['pushId'] === undefined ? undefined : checkPushId(b['pushId'])
+    await afterGrace()
     if (plan !== null) canaries.check(plan, targets().filter((t) => t.role === 'app').length)
     const totals = manifestTotals(manifest)
     const missing = await uploads.missingHashes(totals.hashes)
@@ -112,13 +173,20 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     }
     const n = lastN + 1
     const id = `b${n}`
-    const record: BuildRecord = { id, n, at: Date.now(), message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging' }
+    const at = Date.now()
+    const record: BuildRecord = {
+      id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging',
+      stagingAt: at, canaryPlanned: plan !== null, ...(pushId !== undefined ? { pushId } : {}),
+    }
     await records.create(record, manifest)
     lastN = n
     const uploadedBytes = uploads.takeReceived(peer)
     log.info({ build: id, files: totals.files, bytes: totals.bytes, uploadedBytes, message, canary: plan }, 'build committed; staging')
     if (plan !== null) canaries.planned(id, plan)
     canaries.replace()
+    // A deploy waiting for the grace to end to be resumed is superseded by this one.
+    if (pending !== null) cancel(pending)
+    pending = null
     const round = staging.start({ id, manifest }, targets())
     const names = [...round.nodes.keys()].sort()
     return {
@@ -131,13 +199,17 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const id = body(raw)['id']
     if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
     const manifest = await records.manifest(id)
+    await afterGrace()
     const active = staging.active()
     if (active?.push.id === id) return { id, staging: [...active.nodes.keys()].sort() }
     canaries.replace()
     // Two phases like a push: the files are on every node's reach already, so staging is quick, and a build
     // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
     log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
-    await records.persistState(id, 'staging', [])
+    await records.startStaging(id)
+    if (pending !== null && pending !== id) cancel(pending)
+    stagingStarts(id)
+    pending = null
     const round = staging.start({ id, manifest }, targets())
     return { id, staging: [...round.nodes.keys()].sort() }
   })
@@ -194,6 +266,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const nodes = [...round.nodes.values()].map((n) => ({ ...n }))
     if (canaries.roundDone(round, nodes)) return
     if (round.outcome === 'activated') activate(round.push)
+    // Its nodes were told `build.cancel` by the round; one that left the round is told when it subscribes again.
+    else cancel(id, false)
     setOutcome(id, { state: round.outcome === 'activated' ? 'live' : round.outcome === 'refused' ? 'refused' : 'replaced', stage: nodes })
   }
 
@@ -239,6 +313,11 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (round?.push.id === id) {
       return { id, state: 'staging', current: current?.id === id, nodes: [...round.nodes.values()], deadlineInMs: Math.max(0, round.deadline - Date.now()) }
     }
+    if (pending === id) {
+      // Resumed when the registry's grace ends (nodes re-register meanwhile); the stages shown are the previous leader's.
+      const record = await records.record(id)
+      return { id, state: 'staging', current: false, nodes: record.stage ?? [], resumeAfterGrace: true }
+    }
     const running = canaries.running(id)
     if (running !== null) return { id, state: 'canary', current: false, nodes: running.stage, canary: running.state }
     const record = await records.record(id)
@@ -252,8 +331,35 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
 
   /** A record still saying `staging` or `canary` with nothing running for it: the seed restarted mid-deploy. */
   const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
-    round?.push.id === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
+    round?.push.id === record.id || pending === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
       ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
+
+  /** Stages the pending deploy again on the nodes registered now, when nothing newer started meanwhile. */
+  // `pending` stays set until the round starts or the deploy is dropped: `build.status` says `staging` throughout.
+  async function resume(): Promise<void> {
+    const id = pending
+    if (id === null || closed) return
+    const drop = () => {
+      if (pending === id) pending = null
+      cancel(id)
+    }
+    if (!opts.isLeader() || staging.active() !== null) return drop()
+    // Read again: a commit or a rollback may have come and gone during the grace.
+    const all = await records.all()
+    const plan = planResume(all, current?.id ?? null)
+    if (plan.activated?.id === id) {
+      log.info({ build: id }, `build ${id} was activated before its deploy was recorded as live`)
+      if (pending === id) pending = null
+      return setOutcome(id, { state: 'live', stage: [...(plan.activated.stage ?? [])].map((n) => ({ ...n })) })
+    }
+    if (plan.resume?.id !== id) return drop()
+    const manifest = await records.manifest(id)
+    if (closed || pending !== id || !opts.isLeader() || staging.active() !== null) return drop()
+    canaries.replace()
+    stagingStarts(id)
+    const round = staging.start({ id, manifest }, targets())
+    log.info({ build: id, nodes: [...round.nodes.keys()].sort() }, `build ${id} resumed: its deploy was unfinished when the previous leader stopped`)
+  }
 
   async function list(raw: unknown): Promise<Record<string, unknown>> {
     const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
@@ -278,7 +384,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
       const later = [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
       return {
-        id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes,
+        id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes, ...(r.pushId !== undefined ? { pushId: r.pushId } : {}),
         current: r.id === current?.id, state: stateOf(r, round), nodes: (running.get(r.id) ?? []).sort(),
         refused: [...atStaging, ...later].sort((a, b) => a.node.localeCompare(b.node)),
         stage: stage.map((n) => ({ ...n })),
@@ -301,14 +407,19 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ['build.refused', refused],
       ['build.staged', staged],
       ['build.status', status],
-      ['build.current', () => current ?? { id: null }],
+      // After a reload under way (a seed that just took the lead reads the current build from the datastore).
+      ['build.current', () => serial(async () => current ?? { id: null })],
     ],
     subscribe(peer) {
       if (subscribers.has(peer)) return
       subscribers.add(peer)
       // After the current tick, so the `subscribe` answer goes out before the first push.
       queueMicrotask(() => {
-        if (!closed && current !== null && subscribers.has(peer)) peer.session.sendEncoded(encodeMessage('build', current))
+        if (closed || !subscribers.has(peer)) return
+        if (current !== null) peer.session.sendEncoded(encodeMessage('build', current))
+        // Builds it may hold staged from a round it left or a leader that died: dropped, unless staging again.
+        const active = staging.active()?.push.id
+        for (const id of cancelled) if (id !== active && id !== pending) peer.session.sendEncoded(encodeMessage('build.cancel', { id }))
       })
     },
     peerClosed(peer) {
@@ -318,6 +429,10 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       uploads.peerClosed(peer)
     },
     reload: () => serial(load),
+    resumeStaging: () => serial(resume).catch((err: unknown) => {
+      log.error({ err, build: pending }, 'the unfinished deploy could not be resumed; it shows abandoned')
+      pending = null
+    }),
     close() {
       closed = true
       canaries.close()

@@ -86,7 +86,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace, mayEvict: () => leadership.isLeader() })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
-  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout }).catch(async (err: unknown) => {
+  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout, isLeader: () => leadership.isLeader() }).catch(async (err: unknown) => {
     registry.close()
     await Promise.all([blobs.close(), stores.close()])
     throw err
@@ -99,6 +99,8 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     throw err
   })
   const routing = new Routing(registry, drains.isDrained)
+  // Nodes are back once the grace ends (at start, or after taking the lead): an unfinished deploy is staged again then.
+  registry.onGraceEnd(() => void builds.resumeStaging())
   // Vhost mappings: written here only, and every change pushed to fileservers (vhosts.changed).
   const vhosts = createSeedVhosts({ datastore, log })
   // Planned maintenance: kept in the datastore, pushed to every registered node (seed/maintenance.ts).

@@ -57,6 +57,17 @@ export interface BuildRecord {
   readonly stage?: readonly BuildStageNode[]
   /** A canary deploy's nodes, figures and verdict (lib/builds/canary.ts). */
   readonly canary?: CanaryState
+  /**
+   * When its last deploy started (ms since the epoch; the commit, or a
+   * rollback to it) and whether that deploy has a canary. A leader that takes
+   * over resumes the newest deploy left `staging` only when both are there
+   * (records written before resumable deploys lack them and stay abandoned),
+   * and never one with a canary (docs/postgres.md).
+   */
+  readonly stagingAt?: number
+  readonly canaryPlanned?: boolean
+  /** The id `admin push-build` sent with its commit: after a failover it finds its build by it. */
+  readonly pushId?: string
 }
 
 export type BuildState = 'staging' | 'live' | 'refused' | 'replaced' | 'canary' | 'canary-failed'

@@ -93,6 +93,7 @@ export const ERRORS = {
   ESPRA_ERR_BUILD_STAGE_TIMEOUT: { message: 'a node did not say whether it staged the build in time', status: 504 },
   ESPRA_ERR_BUILD_REFUSED: { message: 'build {id} is current nowhere: refused by {refusals}', status: 409 },
   ESPRA_ERR_BUILD_REPLACED: { message: 'build {build} was dropped {during}', status: 409 },
+  ESPRA_ERR_BUILD_ABANDONED: { message: 'build {id} is current nowhere: its deploy was abandoned ({reason})', status: 409 },
   ESPRA_ERR_APP_NO_BUILD: { message: 'no app build loaded yet', status: 503 },
   ESPRA_ERR_APP_BUSY: { message: 'every app worker is busy and the request queue is full', status: 503 },
   ESPRA_ERR_APP_TIMEOUT: { message: 'the application did not answer within --request-timeout', status: 504 },

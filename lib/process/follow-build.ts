@@ -6,7 +6,9 @@
  * message); `build` makes it current (a swap when it is staged here, else a
  * whole load: a child or node that missed the staging); `build.cancel` drops
  * it. A child forked after the last push (a restart, a reload) asks the
- * parent for the current build and for one still staging.
+ * parent for the current build and for one still staging. A staged build
+ * outlives a push of the build already current (a new leader resumes its
+ * deploy or cancels it), and staging the same build again reuses its load.
  */
 import { isBuildId, isBuildPush, type BuildPush } from '../builds/manifest.js'
 import { toWire } from '../core/errors.js'
@@ -39,11 +41,23 @@ export interface BuildFollower {
  */
 export function followBuild(ctx: ChildContext, follower: BuildFollower): Promise<BuildPush | null> {
   let pushed = false
-  /** The build the seed asked to stage and has neither activated nor cancelled. */
-  let staging: string | null = null
+  /** The build current here: the last one pushed, or the parent's at start. */
+  let current: string | null = null
+  /**
+   * The build the seed asked to stage and has neither activated nor cancelled, and its load. A new
+   * leader resumes a deploy by asking again (docs/postgres.md): the same build is answered from the
+   * same load, so nothing is loaded twice. A load that failed is tried again when asked again.
+   */
+  let staged: { id: string; load: Promise<void> } | null = null
   const stage = (push: BuildPush) => {
-    staging = push.id
-    follower.stage(push).then(
+    if (staged?.id !== push.id) {
+      const mine: { id: string; load: Promise<void> } = { id: push.id, load: follower.stage(push) }
+      staged = mine
+      mine.load.catch(() => {
+        if (staged === mine) staged = null
+      })
+    }
+    staged.load.then(
       () => ctx.parent.send({ t: 'staged', id: push.id } satisfies StageToParent),
       (err: unknown) => {
         const wire = toWire(err)
@@ -54,21 +68,27 @@ export function followBuild(ctx: ChildContext, follower: BuildFollower): Promise
   ctx.onPush((push) => {
     if (push.op === 'build.stage' && isBuildPush(push.body)) return stage(push.body)
     if (push.op === 'build.cancel' && isMap(push.body) && isBuildId(push.body['id'])) {
-      if (push.body['id'] === staging) staging = null
+      if (push.body['id'] === staged?.id) staged = null
       return follower.discard(push.body['id'])
     }
     if (push.op !== 'build' || !isBuildPush(push.body)) return
     pushed = true
-    // Another build made current while one stages: its round is over (the seed restarted, or this node
-    // reconnected and left the round), and no cancel will come for it.
-    if (staging !== null && staging !== push.body.id) follower.discard(staging)
-    staging = null
-    if (!follower.activate(push.body.id)) follower.apply(push.body)
+    const id = push.body.id
+    // Another build made current while one stages: that round is over, and no cancel may come for it.
+    // The build already current pushed again (this node reconnected, maybe to a new leader) says
+    // nothing about the staged one: the leader resumes its deploy or cancels it.
+    if (staged !== null && staged.id !== id && id !== current) follower.discard(staged.id)
+    if (staged === null || staged.id === id || id !== current) staged = null
+    current = id
+    if (!follower.activate(id)) follower.apply(push.body)
   })
-  const current = ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
+  const first = ctx.parent.request<BuildPush | null>({ t: 'current-build' }).then(
     (build) => {
       if (build === null || !isBuildPush(build)) return null
-      if (!pushed) follower.apply(build)
+      if (!pushed) {
+        current = build.id
+        follower.apply(build)
+      }
       return build
     },
     (err: unknown) => {
@@ -82,7 +102,7 @@ export function followBuild(ctx: ChildContext, follower: BuildFollower): Promise
     },
     (err: unknown) => ctx.log.warn({ err }, 'could not ask the parent for a build staging'),
   )
-  return current
+  return first
 }
 
 /**

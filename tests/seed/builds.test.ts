@@ -64,3 +64,18 @@ t.test('plan, upload in chunks, commit, push to subscribers, rollback, list', as
   await until(() => late.length === 1, 3000, 'current build pushed on subscribe')
   t.equal(late[0]!.id, 'b1')
 })
+
+t.test('build.commit takes a pushId, keeps it in the record and lists it; a malformed one records nothing', async (t) => {
+  const { port } = await startTestSeed(t)
+  const c = client(t, port)
+  await c.ready
+  const bytes = Buffer.from('pushed once')
+  const manifest = { files: [{ path: 'a.txt', size: bytes.length, hash: sha(bytes), type: 'text/plain' }] }
+  await c.request('build.blob', { hash: sha(bytes), offset: 0, chunk: bytes, last: true })
+  for (const pushId of ['short', 'x'.repeat(65), 'has space 123', 42]) {
+    await t.rejects(c.request('build.commit', { manifest, pushId }), { code: 'ESPRA_ERR_BUILD_INVALID', details: { field: 'pushId' } }, `refused: ${JSON.stringify(pushId)}`)
+  }
+  t.match(await c.request('build.commit', { manifest, pushId: 'Ab3_-xyz789' }), { id: 'b1' }, 'no number was used by the refused ones')
+  const list = await c.request<{ builds: { id: string; pushId?: string }[] }>('build.list', {})
+  t.match(list.builds, [{ id: 'b1', pushId: 'Ab3_-xyz789' }])
+})

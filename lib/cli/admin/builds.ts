@@ -8,13 +8,22 @@
  * `--canary` the build is current on the canary app nodes first while the
  * seed watches them (`build.status` state `canary`); a failed canary exits
  * 1 with the figures, canaries against the other app nodes.
+ *
+ * A leader failover (several seeds on PostgreSQL, more than one in `--seed`)
+ * does not stop a push: the link follows the leader, and what the dead leader did not answer is asked
+ * of the next one ({@link LeaderCalls}). Uploads start again from
+ * `build.plan` (blobs already stored are not sent twice); a commit that got
+ * no answer is looked up by the push's own id (`pushId`) and sent again only
+ * when no record has it; the deploy is followed to its end on the new
+ * leader, which resumes it (docs/postgres.md).
  */
+import { randomBytes } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { CANARY_MAX_MS, CANARY_MIN_MS, formatFigures, pct, type CanaryPlan, type CanaryState } from '../../builds/canary.js'
 import type { BuildRecord, BuildStageNode } from '../../builds/manifest.js'
 import { createError, EspraError } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
-import { connect, type ConnectOptions } from './cli.js'
+import { connect, resolveTarget, type ConnectOptions } from './cli.js'
 import type { NodeView } from './format.js'
 import { packDirectory } from './pack.js'
 
@@ -35,7 +44,7 @@ export interface PushOptions extends ConnectOptions {
   canaryTime?: string
 }
 
-export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage' | 'canary'> {
+export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage' | 'canary' | 'stagingAt' | 'canaryPlanned'> {
   current: boolean
   /** How its last deploy went (`abandoned`: the seed restarted while it was staging). */
   state: NonNullable<BuildRecord['state']> | 'abandoned'
@@ -49,6 +58,42 @@ export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`)
+
+/** What a request gets when the leader went away under it: asked again of the next leader. */
+const FAILOVER: ReadonlySet<string> = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_SEED_NOT_LEADER'])
+/** How long a push waits for a new leader after losing its own. */
+const FAILOVER_WAIT_MS = 60_000
+
+/**
+ * Requests to the leader over a link that follows it (`connect(..., lasting)`): one that meets a
+ * failover is asked again until a leader answers, at most {@link FAILOVER_WAIT_MS} after the loss.
+ * Only for requests that are safe to send twice; `build.commit` is not (see {@link commitOnce}).
+ */
+class LeaderCalls {
+  constructor(private readonly client: MetaClient) {}
+
+  async request<R>(op: string, body: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<R> {
+    let deadline: number | null = null
+    for (;;) {
+      try {
+        return await this.client.request<R>(op, body, timeoutMs)
+      } catch (err) {
+        if (!isFailover(err)) throw err
+        if (deadline === null) {
+          deadline = Date.now() + FAILOVER_WAIT_MS
+          say(`the leader went away (${(err as EspraError).code}); asking the next one`)
+        }
+        if (Date.now() > deadline) throw err
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS))
+      }
+    }
+  }
+}
+
+const isFailover = (err: unknown): boolean => {
+  const { code, details } = err as EspraError
+  return FAILOVER.has(code) && (details as { stopped?: unknown } | undefined)?.stopped !== true
+}
 
 function formatBytes(n: number): string {
   return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 ** 2).toFixed(1)} MB`
@@ -122,6 +167,8 @@ export interface BuildStatus {
   current: boolean
   nodes: BuildStageNode[]
   canary?: CanaryState
+  /** A new leader stages it again once its registry's grace ends (nodes re-register meanwhile). */
+  resumeAfterGrace?: boolean
 }
 
 const SERVING_ROLES = new Set(['app', 'fileserver'])
@@ -131,7 +178,7 @@ const SERVING_ROLES = new Set(['app', 'fileserver'])
  * not draining) reports `id`. Returns the ones that did not in time, with
  * the build they serve.
  */
-export async function waitForNodes(client: MetaClient, id: string, timeoutMs: number): Promise<NodeView[]> {
+export async function waitForNodes(client: MetaClient | LeaderCalls, id: string, timeoutMs: number): Promise<NodeView[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const nodes = await client.request<NodeView[]>('nodes', {}, REQUEST_TIMEOUT_MS)
@@ -146,13 +193,19 @@ export async function waitForNodes(client: MetaClient, id: string, timeoutMs: nu
  * node's answer as it comes), then until every node serves it. The seed
  * ends every staging round by its own deadline, so this needs none of its own.
  */
-async function finish(client: MetaClient, id: string, timeoutMs: number): Promise<void> {
+async function finish(client: MetaClient | LeaderCalls, id: string, timeoutMs: number, canaryPlanned = false): Promise<void> {
   const told = new Map<string, string>()
   /** When the canary's figures were last printed (0: not watching yet). */
   let watching = 0
+  let resumeSaid = false
   let status: BuildStatus
   for (;;) {
     status = await readBuildStatus(client, id)
+    if (status.resumeAfterGrace === true && !resumeSaid) {
+      resumeSaid = true
+      told.clear()
+      say(`build ${id}: the new leader stages it again once the nodes have re-registered`)
+    }
     for (const n of status.nodes) {
       if (told.get(n.node) === n.state || n.state === 'staging') continue
       told.set(n.node, n.state)
@@ -185,6 +238,11 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
       id, refusals: refused.map((n) => `${n.node} (${n.code}: ${n.message})`).join(', '), nodes: refused.map((n) => ({ node: n.node, code: n.code, message: n.message })),
     })
   }
+  if (status.state === 'abandoned') {
+    throw createError('ESPRA_ERR_BUILD_ABANDONED', {
+      id, reason: canary !== undefined || canaryPlanned ? 'its leader stopped during a canary deploy, which a new leader does not resume' : 'its leader stopped while it was staging and no seed resumed it',
+    })
+  }
   if (status.state !== 'live') {
     const during = canary !== undefined ? 'during its canary' : 'while it was staging'
     throw createError('ESPRA_ERR_BUILD_REPLACED', {
@@ -202,34 +260,81 @@ async function finish(client: MetaClient, id: string, timeoutMs: number): Promis
   }
 }
 
-export async function adminPushBuild(dir: string, opts: PushOptions): Promise<void> {
-  const timeoutMs = parseTimeout(opts.timeout)
-  const canary = parseCanaryOptions(opts.canary, opts.canaryTime)
-  const packed = await packDirectory(dir)
-  for (const path of packed.skipped) say(`skipped ${path} (not a regular file)`)
-  const client = await connect(opts)
-  try {
-    const plan = await client.request<{ missing: string[]; chunkSize: number }>('build.plan', { manifest: packed.manifest }, REQUEST_TIMEOUT_MS)
+type Packed = Awaited<ReturnType<typeof packDirectory>>
+
+/**
+ * Sends the blobs the leader lacks (`build.plan`). A blob cut by a failover is not continued (the
+ * new leader holds no part of it): the plan is asked again of the new leader and what it still
+ * lacks is sent whole.
+ */
+async function upload(client: MetaClient, calls: LeaderCalls, packed: Packed): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const plan = await calls.request<{ missing: string[]; chunkSize: number }>('build.plan', { manifest: packed.manifest })
     const sizes = new Map(packed.manifest.files.map((f) => [f.hash, f.size]))
     const total = plan.missing.reduce((n, h) => n + sizes.get(h)!, 0)
     let done = 0
     say(`${packed.manifest.files.length} files; sending ${plan.missing.length} new (${formatBytes(total)})`)
     progress(0, total)
-    for (const hash of plan.missing) {
-      await uploadBlob(client, hash, packed.sources.get(hash)!, plan.chunkSize, (n) => progress((done += n), total))
+    try {
+      for (const hash of plan.missing) {
+        await uploadBlob(client, hash, packed.sources.get(hash)!, plan.chunkSize, (n) => progress((done += n), total))
+      }
+      return
+    } catch (err) {
+      if (!isFailover(err) || attempt >= 3) throw err
+      say(`the leader went away during the upload (${(err as EspraError).code}); asking the next one what it lacks`)
     }
-    const built = await client.request<{ id: string; files: number; bytes: number; uploadedBytes: number; staging: string[]; canary?: { nodes: string[]; timeMs: number } }>(
-      'build.commit', { manifest: packed.manifest, message: opts.message ?? '', ...(canary !== null ? { canary } : {}) }, REQUEST_TIMEOUT_MS,
-    ).catch((err: unknown) => {
+  }
+}
+
+interface Committed { id: string; files: number; bytes: number; uploadedBytes: number; staging: string[]; canary?: { nodes: string[]; timeMs: number } }
+
+/**
+ * Uploads and commits once. A commit whose answer the failover swallowed may or may not have been
+ * recorded: the new leader's `build.list` tells (the record carries `pushId`); when no record has it
+ * the upload and the commit are done again. Null `staging` in the answer: found, not committed here.
+ */
+async function commitOnce(client: MetaClient, calls: LeaderCalls, packed: Packed, body: Record<string, unknown>, pushId: string): Promise<Committed | { id: string; staging: null }> {
+  for (let attempt = 1; ; attempt++) {
+    await upload(client, calls, packed)
+    try {
+      // Straight on the link, never asked again blindly: a second commit would record a second build.
+      return await client.request<Committed>('build.commit', { ...body, pushId }, REQUEST_TIMEOUT_MS)
+    } catch (err) {
+      if (!isFailover(err) || attempt >= 3) throw err
+      const { builds } = await calls.request<{ builds: { id: string; pushId?: string }[] }>('build.list', { limit: 50 })
+      const found = builds.find((b) => b.pushId === pushId)
+      if (found !== undefined) {
+        say(`the leader went away before answering the commit; the new leader has it as build ${found.id}`)
+        return { id: found.id, staging: null }
+      }
+      say('the leader went away before the commit was recorded; sending it again to the new leader')
+    }
+  }
+}
+
+export async function adminPushBuild(dir: string, opts: PushOptions): Promise<void> {
+  const timeoutMs = parseTimeout(opts.timeout)
+  const canary = parseCanaryOptions(opts.canary, opts.canaryTime)
+  const packed = await packDirectory(dir)
+  for (const path of packed.skipped) say(`skipped ${path} (not a regular file)`)
+  // A failover needs another seed to go to: with one seed listed, losing it ends the push at once (exit 1), as before.
+  const client = await connect(opts, undefined, resolveTarget(opts).seeds.length > 1)
+  const calls = new LeaderCalls(client)
+  try {
+    const body = { manifest: packed.manifest, message: opts.message ?? '', ...(canary !== null ? { canary } : {}) }
+    const built = await commitOnce(client, calls, packed, body, randomBytes(12).toString('base64url')).catch((err: unknown) => {
       // A --canary this cluster cannot run (no current build, too few app nodes, as many canaries as app nodes) is a
       // usage error like a malformed one: exit 2. Nothing was recorded; the files sent are kept for the next push.
       if ((err as EspraError).code !== 'ESPRA_ERR_BUILD_CANARY_UNAVAILABLE') throw err
       // Free text: the seed's own refusal, passed on as a usage error naming the option.
       throw new EspraError('ESPRA_ERR_CONFIG_INVALID', `--canary ${opts.canary}: ${(err as Error).message}`, { option: '--canary' })
     })
-    say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)
-    if (built.canary) say(`canary: ${built.canary.nodes.join(', ')} first, watched for ${Math.round(built.canary.timeMs / 1000)}s`)
-    await finish(client, built.id, timeoutMs)
+    if (built.staging !== null) {
+      say(`build ${built.id}: ${built.files} files, ${formatBytes(built.bytes)}; ${built.uploadedBytes} bytes uploaded; staging on ${built.staging.length} node(s)${built.staging.length > 0 ? `: ${built.staging.join(', ')}` : ''}`)
+      if (built.canary) say(`canary: ${built.canary.nodes.join(', ')} first, watched for ${Math.round(built.canary.timeMs / 1000)}s`)
+    }
+    await finish(calls, built.id, timeoutMs, canary !== null)
   } finally {
     await client.close()
   }
@@ -241,7 +346,7 @@ export async function listBuilds(client: MetaClient): Promise<{ current: string 
 }
 
 /** One build's deploy as the seed follows it (`build.status`): each node staged or refused. */
-export async function readBuildStatus(client: MetaClient, id: string): Promise<BuildStatus> {
+export async function readBuildStatus(client: MetaClient | LeaderCalls, id: string): Promise<BuildStatus> {
   return client.request<BuildStatus>('build.status', { id }, REQUEST_TIMEOUT_MS)
 }
 
