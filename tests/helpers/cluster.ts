@@ -164,3 +164,21 @@ export async function health(port: number): Promise<{ status: number; body: Reco
   const answer = await get(port, '/_espra/health')
   return { status: answer.status, body: JSON.parse(answer.body) as Record<string, unknown> }
 }
+
+/**
+ * Two real seed processes on one database (`flags` carries `datastore` and the timings): the first leads, the second
+ * follows. Each names only itself in `--seed`, and each meta port is picked just before its seed starts, so a port an
+ * earlier start picked cannot be taken meanwhile.
+ */
+export async function startSeedPair(t: Test, flags: Record<string, string | number>, ids: readonly [string, string] = ['seed-0', 'seed-1']): Promise<{ seeds: [StartedNode, StartedNode]; addresses: [string, string] }> {
+  const start = async (id: string, log: string): Promise<[StartedNode, string]> => {
+    const port = await freePort()
+    const address = `127.0.0.1:${port}`
+    const seed = await startNode(t, 'seed', { ...flags, 'node-id': id, 'meta-port': port, seed: address })
+    await seed.waitForLog((l) => l.msg === log, `${id}: ${log}`)
+    return [seed, address]
+  }
+  const [leader, leaderAddress] = await start(ids[0], 'seed leads the cluster')
+  const [follower, followerAddress] = await start(ids[1], 'seed follows the leader')
+  return { seeds: [leader, follower], addresses: [leaderAddress, followerAddress] }
+}

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { admin, writeBuild } from '../helpers/app-cluster.js'
-import { freePort, get, health, startNode, waitFor, type StartedNode } from '../helpers/cluster.js'
+import { get, health, startNode, startSeedPair, waitFor } from '../helpers/cluster.js'
 import { startPostgres } from '../helpers/postgres.js'
 
 const postgres = await startPostgres(t)
@@ -19,14 +19,7 @@ const TIMINGS = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s', 'see
 t.test('the leader killed during push-build: the push finishes on the new leader, exit 0, one build, current everywhere', async (t) => {
   const url = await postgres.createDatabase()
   const blobDir = mkdtempSync(join(tmpdir(), 'espra-push-failover-blobs-'))
-  const addresses: string[] = []
-  const seeds: StartedNode[] = []
-  for (const i of [0, 1]) {
-    const port = await freePort()
-    addresses.push(`127.0.0.1:${port}`)
-    seeds.push(await startNode(t, 'seed', { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, 'node-id': `seed-${i}`, 'meta-port': port, seed: addresses[i]!, ...TIMINGS }))
-    await seeds[i]!.waitForLog((l) => l.msg === (i === 0 ? 'seed leads the cluster' : 'seed follows the leader'), `seed-${i} up`)
-  }
+  const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, ...TIMINGS })
   const list = addresses.join(',')
   const node = { seed: list, 'blob-dir': blobDir, children: 1, ...TIMINGS }
   const app = await startNode(t, 'app', { ...node, 'node-id': 'app-1', threads: 1 })

@@ -4,7 +4,7 @@
 // leader could not answer, and finishes: every child of both nodes new, exit 0.
 import t from 'tap'
 import { createMetaClient } from '../../lib/transport/meta-client.js'
-import { freePort, startNode, type StartedNode } from '../helpers/cluster.js'
+import { freePort, startNode, startSeedPair } from '../helpers/cluster.js'
 import { captureLog, SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { childPids, runCli, waitFor } from '../helpers/up.js'
@@ -14,14 +14,7 @@ const TIMINGS = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s', 'see
 
 t.test('the leader killed during a reload: the run carries on with the new leader and ends with every child new', async (t) => {
   const url = await postgres.createDatabase()
-  const ports = [await freePort(), await freePort()]
-  const addresses = ports.map((p) => `127.0.0.1:${p}`)
-  const common = { datastore: url, 'seed-lease': '2000ms', children: 1, ...TIMINGS }
-  const seeds: StartedNode[] = []
-  for (const [i, port] of ports.entries()) {
-    seeds.push(await startNode(t, 'seed', { ...common, 'node-id': `seed-${i}`, 'meta-port': port, seed: addresses[i]! }))
-    await seeds[i]!.waitForLog((l) => l.msg === (i === 0 ? 'seed leads the cluster' : 'seed follows the leader'), `seed-${i} up`)
-  }
+  const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', children: 1, ...TIMINGS })
   const lives = await Promise.all(['live-1', 'live-2'].map((id) => startNode(t, 'live', { seed: addresses.join(','), 'node-id': id, children: 2, ...TIMINGS })))
   for (const live of lives) await live.waitForLog((l) => l.msg === 'registered with the seed', 'registered')
   const before = lives.map((l) => childPids(l.proc.pid!))

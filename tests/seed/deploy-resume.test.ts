@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { admin, writeBuild } from '../helpers/app-cluster.js'
-import { freePort, get, health, startNode, waitFor, type StartedNode } from '../helpers/cluster.js'
+import { get, health, startNode, startSeedPair, waitFor, type StartedNode } from '../helpers/cluster.js'
 import { startPostgres } from '../helpers/postgres.js'
 
 const postgres = await startPostgres(t)
@@ -43,15 +43,7 @@ interface Cluster {
 async function startCluster(t: Test): Promise<Cluster> {
   const url = await postgres.createDatabase()
   const blobDir = mkdtempSync(join(tmpdir(), 'espra-resume-blobs-'))
-  const addresses: string[] = []
-  const seeds: StartedNode[] = []
-  for (const i of [0, 1]) {
-    // Each meta port picked just before its seed starts: the ports an earlier seed picks cannot take it meanwhile.
-    const port = await freePort()
-    addresses.push(`127.0.0.1:${port}`)
-    seeds.push(await startNode(t, 'seed', { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, 'node-id': `seed-${i}`, 'meta-port': port, seed: addresses[i]!, ...TIMINGS }))
-    await seeds[i]!.waitForLog((l) => l.msg === (i === 0 ? 'seed leads the cluster' : 'seed follows the leader'), `seed-${i} up`)
-  }
+  const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, ...TIMINGS })
   const list = addresses.join(',')
   const node = { seed: list, 'blob-dir': blobDir, children: 1, ...TIMINGS }
   const apps = await Promise.all(['app-1', 'app-2'].map((id) => startNode(t, 'app', { ...node, 'node-id': id, threads: 1 })))

@@ -13,7 +13,7 @@ import type { EspraError } from '../../lib/core/errors.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { openPostgres } from '../../lib/storage/postgres.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
-import { freePort, startNode, type StartedNode } from '../helpers/cluster.js'
+import { startSeedPair, type StartedNode } from '../helpers/cluster.js'
 import { captureLog, SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { waitFor } from '../helpers/up.js'
@@ -23,14 +23,9 @@ const LEASE_MS = 2000
 
 async function twoSeeds(t: Test): Promise<{ seeds: StartedNode[]; addresses: string[]; url: string }> {
   const url = await postgres.createDatabase()
-  const ports = [await freePort(), await freePort()]
   const blobDir = mkdtempSync(join(tmpdir(), 'espra-failover-writes-blobs-'))
-  const common = { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1 }
-  const a = await startNode(t, 'seed', { ...common, 'node-id': 'seed-a', 'meta-port': ports[0]!, seed: `127.0.0.1:${ports[0]}` })
-  await a.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-a leads')
-  const b = await startNode(t, 'seed', { ...common, 'node-id': 'seed-b', 'meta-port': ports[1]!, seed: `127.0.0.1:${ports[1]}` })
-  await b.waitForLog((l) => l.msg === 'seed follows the leader', 'seed-b follows')
-  return { seeds: [a, b], addresses: ports.map((p) => `127.0.0.1:${p}`), url }
+  const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1 }, ['seed-a', 'seed-b'])
+  return { seeds, addresses, url }
 }
 
 /** A reconnecting admin link (it follows the leader) and the ops sent over it, counted. */

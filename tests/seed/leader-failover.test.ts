@@ -10,7 +10,7 @@ import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import { newTask } from '../../lib/tasks/task.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import type { NodeView } from '../../lib/transport/meta-shapes.js'
-import { freePort, startNode, type StartedNode } from '../helpers/cluster.js'
+import { startNode, startSeedPair, type StartedNode } from '../helpers/cluster.js'
 import { captureLog, SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { runCli, waitFor } from '../helpers/up.js'
@@ -29,14 +29,8 @@ interface Seeds {
 }
 
 async function twoSeeds(t: Test, url: string): Promise<Seeds> {
-  const [portA, portB] = [await freePort(), await freePort()]
   const blobDir = mkdtempSync(join(tmpdir(), 'espra-failover-blobs-'))
-  const common = { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1, ...TIMINGS }
-  const a = await startNode(t, 'seed', { ...common, 'node-id': 'seed-a', 'meta-port': portA, seed: `127.0.0.1:${portA}` })
-  await a.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-a leads')
-  const b = await startNode(t, 'seed', { ...common, 'node-id': 'seed-b', 'meta-port': portB, seed: `127.0.0.1:${portB}` })
-  await b.waitForLog((l) => l.msg === 'seed follows the leader', 'seed-b follows')
-  const addresses = [`127.0.0.1:${portA}`, `127.0.0.1:${portB}`]
+  const { seeds: [a, b], addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1, ...TIMINGS }, ['seed-a', 'seed-b'])
   // Nodes list the follower first: they must be sent on to the leader.
   return { a, b, addresses, list: [...addresses].reverse().join(','), blobDir }
 }

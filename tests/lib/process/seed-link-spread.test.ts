@@ -11,7 +11,7 @@ import type { NodeState } from '../../../lib/core/node-state.js'
 import { createSeedLink, spreadOrder, type SeedLink } from '../../../lib/process/seed-link.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { proxyRole } from '../../../roles/proxy/role.js'
-import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { freePort, startNode, startSeedPair, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { captureLog, SECRET } from '../../helpers/meta.js'
 import { startPostgres } from '../../helpers/postgres.js'
 import { scrape } from '../../helpers/prom-text.js'
@@ -31,13 +31,8 @@ async function taskOps(seed: StartedNode, queue: string, op: string): Promise<nu
 async function twoPostgresSeeds(t: Test, extra: Record<string, string> = {}): Promise<{ a: StartedNode; b: StartedNode; list: string[] }> {
   const postgres = await startPostgres(t)
   const url = await postgres.createDatabase('spread')
-  const [portA, portB] = [await freePort(), await freePort()]
-  const common = { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS, ...extra }
-  const a = await startNode(t, 'seed', { ...common, 'node-id': 'seed-a', 'meta-port': portA, seed: `127.0.0.1:${portA}` })
-  await a.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-a leads')
-  const b = await startNode(t, 'seed', { ...common, 'node-id': 'seed-b', 'meta-port': portB, seed: `127.0.0.1:${portB}` })
-  await b.waitForLog((l) => l.msg === 'seed follows the leader', 'seed-b follows')
-  return { a, b, list: [`127.0.0.1:${portA}`, `127.0.0.1:${portB}`] }
+  const { seeds: [a, b], addresses } = await startSeedPair(t, { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS, ...extra }, ['seed-a', 'seed-b'])
+  return { a, b, list: addresses }
 }
 
 /** A node id whose datastore link picks `list[index]` first. */
@@ -81,13 +76,7 @@ async function tenPutsServedBy(l: SeedLink, seeds: StartedNode[], expect: Starte
 t.test('two seeds on PostgreSQL: each node puts through the seed its id picks, the follower included', async (t) => {
   const postgres = await startPostgres(t)
   const url = await postgres.createDatabase('spread')
-  const [portA, portB] = [await freePort(), await freePort()]
-  const common = { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS }
-  const a = await startNode(t, 'seed', { ...common, 'node-id': 'seed-a', 'meta-port': portA, seed: `127.0.0.1:${portA}` })
-  await a.waitForLog((l) => l.msg === 'seed leads the cluster', 'seed-a leads')
-  const b = await startNode(t, 'seed', { ...common, 'node-id': 'seed-b', 'meta-port': portB, seed: `127.0.0.1:${portB}` })
-  await b.waitForLog((l) => l.msg === 'seed follows the leader', 'seed-b follows')
-  const list = [`127.0.0.1:${portA}`, `127.0.0.1:${portB}`]
+  const { seeds: [a, b], addresses: list } = await startSeedPair(t, { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS }, ['seed-a', 'seed-b'])
   const ids = Array.from({ length: 20 }, (_, i) => `spread-${i}`)
   const toA = ids.find((id) => spreadOrder(list, id)[0] === list[0])!
   const toB = ids.find((id) => spreadOrder(list, id)[0] === list[1])!
