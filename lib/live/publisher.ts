@@ -7,6 +7,7 @@
 import type { Logger } from '../core/log.js'
 import { createError } from '../core/errors.js'
 import type { RoutingTable } from '../core/node-state.js'
+import { signal } from '../core/signal.js'
 import { Rendezvous } from '../routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
 import { isChannel, isPublishId, PUBLISH_ID_MAX } from './channel.js'
@@ -40,12 +41,17 @@ export interface LivePublisher {
   close(): Promise<void>
 }
 
+/** A publish answered 5031 (moved: with `--live-replicas 2` the channel's home changed under it) is sent again to the home of the next table, at most this often. */
+const MOVED_RETRIES = 3
+
 export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
   const offset = opts.linkOffset ?? 2000
   const timeoutMs = opts.timeoutMs ?? 5000
   const maxMessage = opts.maxMessage ?? 64 * 1024
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   const links = new Map<string, { client: MetaClient; address: string }>()
+  /** Resolved (and replaced) by every table set: what a publish answered 5031 waits for. */
+  let nextTable = signal()
 
   function link(node: { id: string; address: string; port: number }): MetaClient {
     const address = `${node.address.includes(':') ? `[${node.address}]` : node.address}:${node.port + offset}`
@@ -63,6 +69,8 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
   return {
     setRouting(next) {
       table = new Rendezvous(next.nodes)
+      nextTable.resolve()
+      nextTable = signal()
       const ids = new Set(next.nodes.map((n) => n.id))
       for (const [id, l] of links) {
         if (ids.has(id)) continue
@@ -80,19 +88,28 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
       if (bytes > maxMessage) {
         throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: `message of ${bytes} bytes exceeds --live-max-message (${maxMessage} bytes)`, code: 4004, bytes, limit: maxMessage })
       }
-      const home = table?.pick(ch)
-      if (!home) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: 'no Live node in the routing table', code: 5030 })
-      const client = link(home)
-      if (!client.connected) {
-        await Promise.race([
-          new Promise<void>((resolve) => client.on('connected', resolve)),
-          new Promise<void>((_, reject) => setTimeout(() => reject(createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: `its home node ${home.id} is unreachable`, code: 5030 })), timeoutMs).unref()),
-        ])
+      for (let moves = 0; ; moves++) {
+        const home = table?.pick(ch)
+        if (!home) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: 'no Live node in the routing table', code: 5030 })
+        const tableSeen = nextTable.promise
+        const client = link(home)
+        if (!client.connected) {
+          await Promise.race([
+            new Promise<void>((resolve) => client.on('connected', resolve)),
+            new Promise<void>((_, reject) => setTimeout(() => reject(createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: `its home node ${home.id} is unreachable`, code: 5030 })), timeoutMs).unref()),
+          ])
+        }
+        const answer = await client.request<{ seq: number; ts: number } | { err: { code: number; message: string } }>('pub', { ch, data, ...(id !== undefined ? { id } : {}) }, timeoutMs)
+        if (!('err' in answer)) return answer
+        // The home node's own text as the reason.
+        if (answer.err.code !== 5031 || moves >= MOVED_RETRIES) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: answer.err.message, code: answer.err.code })
+        // Moved, told by the home itself: wait for this node's table to catch up (the seed's next push), unless it names another home already.
+        if (table?.pick(ch)?.id === home.id) {
+          let timer: NodeJS.Timeout | undefined
+          await Promise.race([tableSeen, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))])
+          clearTimeout(timer)
+        }
       }
-      const answer = await client.request<{ seq: number; ts: number } | { err: { code: number; message: string } }>('pub', { ch, data, ...(id !== undefined ? { id } : {}) }, timeoutMs)
-      // The home node's own text as the reason.
-      if ('err' in answer) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: answer.err.message, code: answer.err.code })
-      return answer
     },
     async close() {
       await Promise.all([...links.values()].map((l) => l.client.close()))

@@ -7,6 +7,7 @@
  * table for the region; a node the table does not list (yet) homes everything.
  */
 import type { RoutingTable } from '../../lib/core/node-state.js'
+import { signal } from '../../lib/core/signal.js'
 import { compilePatterns } from '../../lib/live/channel.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
@@ -33,13 +34,6 @@ const PRESENCE_COUNT_MS = 1000
  * difference: the members of a home that died leave.
  */
 const PRESENCE_SETTLE_MS = 1000
-
-/** A promise and its resolve (Node 20 has no Promise.withResolvers). */
-function signal(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void
-  const promise = new Promise<void>((r) => (resolve = r))
-  return { promise, resolve }
-}
 
 interface Local {
   home: string

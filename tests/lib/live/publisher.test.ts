@@ -1,8 +1,10 @@
 // Other nodes publish through lib/live/publisher.ts to the channel's home over the internal link; subscribers get it.
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { createLogger } from '../../../lib/core/log.js'
 import { createLivePublisher } from '../../../lib/live/publisher.js'
-import { SECRET, startNode } from '../../helpers/cluster.js'
+import { Rendezvous } from '../../../lib/routing/rendezvous.js'
+import { freePort, SECRET, startNode, type StartedNode } from '../../helpers/cluster.js'
 import { connectLive, token } from '../../helpers/live.js'
 
 t.test('publish through the link reaches a WebSocket subscriber; bad channels and empty tables are coded', async (t) => {
@@ -49,4 +51,44 @@ t.test('regression: a message over --live-max-message fails in the publisher, an
   t.match(frames, { seq: after.seq, data: { small: true } }, 'the subscriber got the small message only')
   t.equal(c.messages('jobs:big').length, 1)
   t.equal(after.seq, (sub['seq'] as number) + 1, 'the refused message took no sequence number (it was never stored)')
+})
+
+t.test('a publish answered 5031 (--live-replicas 2: sent to a node that is not the home) is sent again to the home of the next table', async (t) => {
+  const metaPort = await freePort()
+  const flags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
+  const seed = await startNode(t, 'seed', { ...flags, 'meta-port': metaPort, 'seed-grace': '0' })
+  t.teardown(() => seed.stop())
+  const nodes: { id: string; address: string; port: number; node: StartedNode }[] = []
+  for (const id of ['live-m1', 'live-m2']) {
+    const node = await startNode(t, 'live', { ...flags, 'live-replicas': 2, children: 1, 'node-id': id })
+    t.teardown(() => node.stop())
+    nodes.push({ id, address: '127.0.0.1', port: node.port, node })
+  }
+  for (const { node } of nodes) await node.waitForLog((l) => l.msg === 'live: routing table applied' && l['nodes'] === 2 && l['listed'] === true, 'both listed')
+  const table = new Rendezvous(nodes)
+  // A channel homed on live-m2: live-m1 is its backup and answers a publish sent to it 5031.
+  const ch = Array.from({ length: 100 }, (_, i) => `jobs:m${i}`).find((name) => table.pick(name)!.id === 'live-m2')!
+  const c = await connectLive(t, nodes[1]!.port, { token: token({ sub: ['jobs:*'] }) })
+  const ok = await c.call({ op: 'sub', ch })
+
+  const publisher = createLivePublisher({ secret: SECRET, id: 'app-moved', log: createLogger('silent', { role: 'test', node: 'test' }), timeoutMs: 10_000 })
+  t.teardown(() => publisher.close())
+  const entry = ({ id, address, port }: (typeof nodes)[number]) => ({ id, address, port })
+  publisher.setRouting({ region: 'us-1', version: 1, nodes: [entry(nodes[0]!)] })
+  // The first send reaches live-m1, which answers 5031; the publisher waits for its next table and sends it to live-m2.
+  let settled = false
+  const sent = publisher.publish(ch, { step: 1 }, 'moved-1').finally(() => (settled = true))
+  await sleep(500)
+  t.notOk(settled, 'still waiting for a newer table')
+  publisher.setRouting({ region: 'us-1', version: 2, nodes: nodes.map(entry) })
+  const answer = await sent
+  t.equal(answer.seq, (ok['seq'] as number) + 1, 'stored once, at the home')
+  t.match(await c.next((f) => f.op === 'msg', 'the message'), { ch, seq: answer.seq, data: { step: 1 } })
+
+  // A table that never catches up: after three sends answered 5031 the publish fails with the home's code.
+  const stale = createLivePublisher({ secret: SECRET, id: 'app-stale', log: createLogger('silent', { role: 'test', node: 'test' }), timeoutMs: 300 })
+  t.teardown(() => stale.close())
+  stale.setRouting({ region: 'us-1', version: 1, nodes: [entry(nodes[0]!)] })
+  await t.rejects(stale.publish(ch, { step: 2 }), { code: 'ESPRA_ERR_LIVE_PUBLISH', details: { code: 5031 } }, 'still moved after three retries')
+  t.equal(c.messages(ch).length, 1, 'nothing else stored')
 })
