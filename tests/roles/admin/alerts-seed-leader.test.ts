@@ -49,7 +49,9 @@ t.test('two seeds on PostgreSQL, the leader killed: one seed-leader alert that r
   t.equal(resolved.alert.id, opened.alert.id, 'the same incident')
   t.ok(resolved.alert.resolvedAt! - opened.alert.openedAt >= 3000, 'not before the quiet period')
   t.same(hook.taken().filter((n) => n.alert.rule === 'seed-leader').map((n) => n.event), ['opened', 'resolved'], 'one alert, one resolve')
-  t.match((await listAlerts(datastore)).alerts.find((a) => a.rule === 'seed-leader'), { state: 'resolved', details: { to: other } })
+  // The engine persists the record after it hands the notification to the sink (both asynchronous): wait for the write.
+  const record = await waitFor('the resolve recorded', async () => (await listAlerts(datastore)).alerts.find((a) => a.rule === 'seed-leader' && a.state === 'resolved'))
+  t.match(record, { state: 'resolved', details: { to: other } })
 })
 
 t.test('one embedded seed: no seed-leader alert, nothing recorded', async (t) => {
