@@ -11,7 +11,8 @@ import { compileGrant, deriveTokenKey, verifyToken, type Grant, type LiveAction 
 import type { ChildContext } from '../../lib/process/role.js'
 import { LiveError } from './errors.js'
 import { LiveCounters } from './counters.js'
-import type { Catchup, Gap, LiveMessage, Member } from './hub.js'
+import type { Catchup, Gap, LiveMessage } from './channel-history.js'
+import type { Member } from './hub.js'
 import type { ParentMessage } from './messages.js'
 
 /** Client-side msgpack: plain values, no records or extensions, so any msgpack library can read it. */

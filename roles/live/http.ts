@@ -10,7 +10,7 @@ import { answerLater, sendJson } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { subOkSeq, type Listener, type LiveChild } from './child.js'
 import { LiveError, liveErrorOf } from './errors.js'
-import { gapOf, type Gap, type LiveMessage } from './hub.js'
+import { gapOf, type Gap, type LiveMessage } from './channel-history.js'
 import { isFailure, type PresenceAnswer, type PubAnswer, type SubAnswer } from './messages.js'
 
 /** Channels one SSE stream may carry (its Last-Event-ID names a position in each). */

@@ -2,22 +2,16 @@
  * The home side of channels: for every channel homed on this node it holds
  * every message to the size limit (whatever path it came by: a child's
  * client, a peer on the internal link, the publisher), assigns sequence
- * numbers, keeps history bounded by count, age and bytes, tracks presence, and sends each
+ * numbers, keeps history bounded by count, age and bytes (the history
+ * itself: roles/live/channel-history.ts), tracks presence, and sends each
  * event once to every interested node (a "sink": this node itself or a peer
  * on the internal link). Lives in the node's parent process; single-threaded,
  * so every channel's order is the order `publish` is called in.
  */
 
 import { messageBytes } from '../../lib/live/message-size.js'
+import { emptyHistory, gapAt, page, store, storeReplica, trim, type Catchup, type ChannelHistory, type ChannelSnapshot, type HistoryLimits, type LiveMessage, type ReplicaMessage } from './channel-history.js'
 import { LiveError } from './errors.js'
-
-/** One message as stored and sent. */
-export interface LiveMessage {
-  readonly ch: string
-  readonly seq: number
-  readonly ts: number
-  readonly data: unknown
-}
 
 export interface Member {
   readonly user: string
@@ -35,83 +29,8 @@ export interface Sink {
   send(event: HubEvent): void
 }
 
-/**
- * Why messages a client asked for are gone (docs/live-protocol.md, "Gaps"):
- * older than --live-history-age, pushed out by --live-history-size or
- * --live-history-bytes, or never held by this home (the channel's earlier
- * home restarted, died or moved).
- */
-export type GapCause = 'expired' | 'overflow' | 'lost'
-
-/** The sequences a resume cannot get back: `from`..`to` inclusive, and why (the cause of `from`, the first one missing). */
-export interface Gap {
-  readonly from: number
-  readonly to: number
-  readonly cause: GapCause
-}
-
-/** The `gap` field of an answer that has one (frames and JSON bodies leave it out otherwise). */
-export const gapOf = (answer: { readonly gap?: Gap | undefined }): { gap?: Gap } => (answer.gap === undefined ? {} : { gap: answer.gap })
-
-/** Answer to a subscription or a history read. */
-export interface Catchup {
-  /** The channel's current (last assigned) sequence. */
-  seq: number
-  /** False when `since` is not covered by history: the client missed messages it cannot get back. */
-  recovered: boolean
-  /** With `recovered: false` after a `since`: what is missing and why. */
-  gap?: Gap
-  /** Messages after `since`, up to `seq`, in order (empty when not recovered or no `since`). */
-  messages: LiveMessage[]
-}
-
-/**
- * A channel's whole state as one holder sends it to another (replication,
- * roles/live/replication.ts): a backup being filled, or a new home taking
- * over. Every message held goes, with its publish id.
- */
-export interface ChannelSnapshot {
-  readonly seq: number
-  readonly base: number
-  readonly forgottenTo: number
-  readonly trimmed: readonly { to: number; cause: 'expired' | 'overflow' }[]
-  readonly messages: readonly ReplicaMessage[]
-}
-
-/** One message as a replica receives it: with its publish id, if any. */
-export interface ReplicaMessage {
-  readonly seq: number
-  readonly ts: number
-  readonly data: unknown
-  readonly id?: string
-}
-
-interface Channel {
-  seq: number
-  /**
-   * The last sequence every replica holds (--live-replicas): what subscribers,
-   * catch-ups and history reads see. Messages above it are stored, not yet sent.
-   */
-  committed: number
-  /** Messages stored above `committed`, in order: sent to sinks when committed. */
-  unsent: LiveMessage[]
-  /** The sequence the channel started at on this home: what is at or below it was never here. */
-  readonly base: number
-  /** What this home's earlier life of the channel (forgotten while idle) had numbered up to: all of it expired. */
-  readonly forgottenTo: number
-  /** Why trimmed messages went, as runs of one cause (oldest first, the last {@link TRIM_RUNS} kept). */
-  readonly trimmed: { to: number; cause: 'expired' | 'overflow' }[]
-  history: LiveMessage[]
-  /** The size of each message in `history` (same index), as {@link messageBytes} measured it. */
-  sizes: number[]
-  /** The publish id of each message in `history` (same index; null: none given). */
-  ids: (string | null)[]
-  /** Publish ids of the messages kept, and the message each named: a retried publish is answered with it. */
-  readonly published: Map<string, LiveMessage>
-  /** Index of the oldest kept message in `history` (a queue without O(n) shifts). */
-  head: number
-  /** Bytes of the messages kept (from `head` on). */
-  bytes: number
+/** A channel held here: its history (./channel-history.ts), and who is interested in it and present. */
+interface Channel extends ChannelHistory {
   /** Last publish, subscription or presence change (ms); idle channels are forgotten only after the history age. */
   touched: number
   readonly sinks: Set<Sink>
@@ -122,11 +41,7 @@ interface Channel {
   countSent: number
 }
 
-export interface HubOptions {
-  readonly historySize: number
-  readonly historyAgeMs: number
-  /** Bytes of messages one channel's history keeps at most (`--live-history-bytes`); the oldest go first. */
-  readonly historyBytes: number
+export interface HubOptions extends HistoryLimits {
   /** Largest message accepted, in bytes of its JSON text (`--live-max-message`); larger ones are refused with 4004. */
   readonly maxMessageBytes: number
   /** Channels whose presence is count-only (--live-presence-count-only); none when absent. */
@@ -137,18 +52,6 @@ export interface HubOptions {
 
 /** Presence answers list at most this many members (the count is always exact). */
 export const PRESENCE_LIST_LIMIT = 1000
-
-/** Runs of one trim cause kept per channel: a resume from further back is told the oldest run's cause. */
-const TRIM_RUNS = 32
-
-function trimmedBy(c: Channel, seq: number, cause: 'expired' | 'overflow'): void {
-  const last = c.trimmed.at(-1)
-  if (last?.cause === cause) last.to = seq
-  else {
-    c.trimmed.push({ to: seq, cause })
-    if (c.trimmed.length > TRIM_RUNS) c.trimmed.shift()
-  }
-}
 
 /** Forgotten channels whose last sequence is remembered (so a late resume is told `expired`, not `lost`); oldest forgotten first. */
 const FORGOTTEN_MAX = 100_000
@@ -184,32 +87,12 @@ export class Hub {
       // A channel this home forgot (idle, its history all expired) starts again above its old sequence: all of that expired.
       const forgottenTo = this.forgotten.get(ch) ?? 0
       this.forgotten.delete(ch)
-      c = { seq: base, committed: base, unsent: [], base, forgottenTo, trimmed: [], history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(), sinks: new Set(), members: new Map(),
+      c = { ...emptyHistory(base, base, forgottenTo, []), touched: this.now(), sinks: new Set(), members: new Map(),
         countOnly: this.opts.countOnly?.(ch) ?? false, countSent: 0,
       }
       this.channels.set(ch, c)
     }
     return c
-  }
-
-  private trim(c: Channel): void {
-    const oldest = this.now() - this.opts.historyAgeMs
-    while (c.head < c.history.length) {
-      const msg = c.history[c.head]!
-      if (msg.ts < oldest) trimmedBy(c, msg.seq, 'expired')
-      else if (c.history.length - c.head > this.opts.historySize || c.bytes > this.opts.historyBytes) trimmedBy(c, msg.seq, 'overflow')
-      else break
-      c.bytes -= c.sizes[c.head]!
-      const id = c.ids[c.head]
-      if (id != null) c.published.delete(id)
-      c.head++
-    }
-    if (c.head > 1024 && c.head * 2 > c.history.length) {
-      c.history = c.history.slice(c.head)
-      c.sizes = c.sizes.slice(c.head)
-      c.ids = c.ids.slice(c.head)
-      c.head = 0
-    }
   }
 
   /**
@@ -235,25 +118,14 @@ export class Hub {
     if (size > this.opts.maxMessageBytes) throw new LiveError('TOO_LARGE', `message of ${size} bytes exceeds --live-max-message (${this.opts.maxMessageBytes} bytes)`)
     const c = this.channel(ch)
     if (id !== undefined) {
-      this.trim(c)
+      trim(c, this.opts, this.now)
       const earlier = c.published.get(id)
       if (earlier !== undefined) return { msg: earlier, fresh: false }
     }
     const msg: LiveMessage = { ch, seq: ++c.seq, ts: this.now(), data }
-    this.store(c, msg, size, id)
+    store(c, msg, size, id, this.opts, this.now)
     c.unsent.push(msg)
     return { msg, fresh: true }
-  }
-
-  private store(c: Channel, msg: LiveMessage, size: number, id: string | undefined): void {
-    if (this.opts.historySize > 0 && this.opts.historyBytes > 0) {
-      c.history.push(msg)
-      c.sizes.push(size)
-      c.ids.push(id ?? null)
-      if (id !== undefined) c.published.set(id, msg)
-      c.bytes += size
-    } else trimmedBy(c, msg.seq, 'overflow')
-    this.trim(c)
   }
 
   /** Sends the channel's stored messages up to `seq` to its sinks, in order: every replica holds them. */
@@ -295,8 +167,8 @@ export class Hub {
   snapshot(ch: string, budget = Infinity): { snap: ChannelSnapshot; more: boolean } | undefined {
     const c = this.channels.get(ch)
     if (!c) return undefined
-    this.trim(c)
-    const { messages, more } = this.page(c, c.head, budget)
+    trim(c, this.opts, this.now)
+    const { messages, more } = page(c, c.head, budget)
     const seq = more ? messages.at(-1)!.seq : c.seq
     return { snap: { seq, base: c.base, forgottenTo: c.forgottenTo, trimmed: c.trimmed.map((r) => ({ ...r })), messages }, more }
   }
@@ -306,21 +178,7 @@ export class Hub {
     const c = this.channels.get(ch)
     if (!c || c.head >= c.history.length) return { messages: [], more: false }
     const first = c.history[c.head]!.seq
-    return this.page(c, c.head + Math.max(0, after - first + 1), budget)
-  }
-
-  private page(c: Channel, from: number, budget: number): { messages: ReplicaMessage[]; more: boolean } {
-    const messages: ReplicaMessage[] = []
-    let bytes = 0
-    let i = from
-    for (; i < c.history.length; i++) {
-      if (messages.length > 0 && bytes + c.sizes[i]! > budget) break
-      bytes += c.sizes[i]!
-      const m = c.history[i]!
-      const id = c.ids[i]
-      messages.push(id == null ? { seq: m.seq, ts: m.ts, data: m.data } : { seq: m.seq, ts: m.ts, data: m.data, id })
-    }
-    return { messages, more: i < c.history.length }
+    return page(c, c.head + Math.max(0, after - first + 1), budget)
   }
 
   /**
@@ -332,12 +190,11 @@ export class Hub {
     const old = this.channels.get(ch)
     this.forgotten.delete(ch)
     const c: Channel = {
-      seq: snap.seq, committed: snap.seq, unsent: [], base: snap.base, forgottenTo: snap.forgottenTo, trimmed: snap.trimmed.map((r) => ({ ...r })),
-      history: [], sizes: [], ids: [], published: new Map(), head: 0, bytes: 0, touched: this.now(),
+      ...emptyHistory(snap.seq, snap.base, snap.forgottenTo, snap.trimmed.map((r) => ({ ...r }))), touched: this.now(),
       sinks: old?.sinks ?? new Set(), members: old?.members ?? new Map(), countOnly: this.opts.countOnly?.(ch) ?? false, countSent: old?.countSent ?? 0,
     }
     this.channels.set(ch, c)
-    for (const m of snap.messages) this.store(c, { ch, seq: m.seq, ts: m.ts, data: m.data }, messageBytes(m.data) ?? 0, m.id)
+    for (const m of snap.messages) storeReplica(c, ch, m, this.opts, this.now)
   }
 
   /** A replica's next message: stored if it follows the last one held, else false (the replica needs the whole state again). */
@@ -346,7 +203,7 @@ export class Hub {
     if (!c || m.seq !== c.seq + 1) return false
     c.touched = this.now()
     c.seq = c.committed = m.seq
-    this.store(c, { ch, seq: m.seq, ts: m.ts, data: m.data }, messageBytes(m.data) ?? 0, m.id)
+    storeReplica(c, ch, m, this.opts, this.now)
     return true
   }
 
@@ -358,35 +215,23 @@ export class Hub {
   /** What a client that last saw `since` missed (no `since`: nothing, recovered). Only committed messages are seen. */
   catchup(ch: string, since: number | undefined, limit = Infinity): Catchup {
     const c = this.channel(ch)
-    this.trim(c)
+    trim(c, this.opts, this.now)
     const seq = c.committed
     if (since === undefined || since === seq) return { seq, recovered: true, messages: [] }
     const first = c.head < c.history.length ? c.history[c.head]!.seq : seq + 1
-    if (since > seq || since < first - 1) return { seq, recovered: false, gap: this.gap(c, since, Math.min(first, seq + 1)), messages: [] }
+    if (since > seq || since < first - 1) return { seq, recovered: false, gap: gapAt(c, since, Math.min(first, seq + 1)), messages: [] }
     const messages: LiveMessage[] = []
     // Sequences are contiguous within one home's history, so the start is an index.
     for (let i = c.head + (since - first + 1); i < c.history.length && messages.length < limit && c.history[i]!.seq <= seq; i++) messages.push(c.history[i]!)
     return { seq, recovered: true, messages }
   }
 
-  /**
-   * What a client at `since` cannot get back: `since + 1` up to the first
-   * message kept. A `since` above the sequence (an earlier home's, whose
-   * clock ran ahead of this one's) has nothing here to compare with: the
-   * gap is `since + 1` to `since` (unknown length), lost.
-   */
-  private gap(c: Channel, since: number, first: number): Gap {
-    if (since > c.committed) return { from: since + 1, to: since, cause: 'lost' }
-    const from = since + 1
-    const cause: GapCause = from <= c.base ? (from <= c.forgottenTo ? 'expired' : 'lost') : (c.trimmed.find((run) => run.to >= from)?.cause ?? 'expired')
-    return { from, to: first - 1, cause }
-  }
 
   /** A history read: after `since`, or without it the latest `limit` messages the home still keeps. */
   history(ch: string, since: number | undefined, limit: number): Catchup {
     if (since !== undefined) return this.catchup(ch, since, limit)
     const c = this.channel(ch)
-    this.trim(c)
+    trim(c, this.opts, this.now)
     let end = c.history.length
     while (end > c.head && c.history[end - 1]!.seq > c.committed) end--
     return { seq: c.committed, recovered: true, messages: c.history.slice(Math.max(c.head, end - limit), end) }
@@ -498,7 +343,7 @@ export class Hub {
   /** Drops channels with nothing left (no interest, members or history); their next message starts a new base. */
   sweep(): void {
     for (const [ch, c] of this.channels) {
-      this.trim(c)
+      trim(c, this.opts, this.now)
       this.forgetIfIdle(ch, c)
     }
   }

@@ -10,7 +10,8 @@ import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { encodeMessage } from '../../lib/transport/meta-frames.js'
 import { LiveError, liveErrorOf } from './errors.js'
-import type { ChannelSnapshot, Hub, HubEvent, Member, ReplicaMessage, Sink } from './hub.js'
+import type { ChannelSnapshot, ReplicaMessage } from './channel-history.js'
+import type { Hub, HubEvent, Member, Sink } from './hub.js'
 import type { Replication } from './replication.js'
 
 export interface HomeOps {

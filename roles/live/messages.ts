@@ -4,7 +4,8 @@
  * fail carry `{err: {code, message}}` with a Live code (roles/live/errors.ts)
  * rather than throwing, so the numeric code survives every hop.
  */
-import type { Catchup, Gap, HubEvent, Member } from './hub.js'
+import type { Catchup, Gap } from './channel-history.js'
+import type { HubEvent, Member } from './hub.js'
 
 export type ChildRequest =
   | { k: 'sub'; ch: string; since?: number }

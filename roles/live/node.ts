@@ -2,29 +2,28 @@
  * A Live node's parent: the node's hub. It homes channels (roles/live/hub.ts),
  * serves the internal link other nodes reach it on (the meta protocol's
  * framing and handshake: lib/transport/meta-server.ts), links to the homes of
- * the channels its children's clients use, and relays between those and its
- * children. Homes are picked by rendezvous hashing over the seed's routing
- * table for the region; a node the table does not list (yet) homes everything.
+ * the channels its children's clients use (roles/live/home-links.ts), and
+ * relays between those and its children (roles/live/local-channel.ts). Homes
+ * are picked by rendezvous hashing over the seed's routing table for the
+ * region; a node the table does not list (yet) homes everything.
  */
 import type { RoutingTable } from '../../lib/core/node-state.js'
 import { signal } from '../../lib/core/signal.js'
 import { compilePatterns } from '../../lib/live/channel.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
-import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import { startMetaServer } from '../../lib/transport/meta-server.js'
 import { gaugeFrom } from '../../lib/process/metric-sources.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
-import { LiveError, liveErrorOf } from './errors.js'
-import { Hub, type Catchup, type HubEvent, type LiveMessage, type Member, type Sink } from './hub.js'
+import type { Catchup } from './channel-history.js'
+import { liveErrorOf } from './errors.js'
+import { createHomeLinks, HOME_TIMEOUT_MS, type LinkRequest } from './home-links.js'
+import { Hub, type HubEvent, type Member, type Sink } from './hub.js'
+import { newLocalChannel, type LocalChannel as Local } from './local-channel.js'
 import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
-import { PresenceMirror } from './presence-mirror.js'
 import { Renewal } from './renewal.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
 import { Replication, type Owners } from './replication.js'
 
-const HOME_TIMEOUT_MS = 5000
-/** A request answered MOVED (the channel's home changed under it) is sent again to the home of the next table, at most this often. */
-const MOVED_RETRIES = 3
 const SWEEP_MS = 10_000
 /** Count-only channels' member counts go out at most this often (coalesced: one event per channel whatever the churn). */
 const PRESENCE_COUNT_MS = 1000
@@ -35,35 +34,6 @@ const PRESENCE_COUNT_MS = 1000
  */
 const PRESENCE_SETTLE_MS = 1000
 
-interface Local {
-  home: string
-  /** Last sequence relayed to the children (-1: none yet). Events at or below it are duplicates. */
-  lastSeq: number
-  readonly children: Set<number>
-  /** Subscriptions still waiting for the home's answer: the home's interest must not be dropped under them. */
-  pending: number
-  /**
-   * Messages relayed while subscriptions wait: a home's push can be handled
-   * before the continuation of the answer that came just ahead of it (one
-   * read, two frames), so the new child was not in `children` yet.
-   */
-  recent: LiveMessage[]
-  readonly users: Map<string, { member: Member; children: Set<number> }>
-  /** The channel's members as the home reported them: what this node's children were told. */
-  readonly presence: PresenceMirror
-  /** The pending settle after a home change. */
-  settle: NodeJS.Timeout | null
-  /** The renewal at the home in flight, if any: its messages wait for its answer (./renewal.ts). */
-  renewal: Renewal | null
-}
-
-interface Peer {
-  readonly client: MetaClient
-  readonly address: string
-  /** Aborted when the node leaves the routing table: requests still waiting for the link go to the new home. */
-  readonly left: AbortController
-}
-
 export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   const { config, log, children } = ctx
   const self = config.nodeId
@@ -72,14 +42,24 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     countOnly: compilePatterns(config.livePresenceCountOnly),
   })
   const local = new Map<string, Local>()
-  const peers = new Map<string, Peer>()
   gaugeFrom(ctx.metrics, 'espra_live_hub_channels', 'channels whose home is this node (history, sequence and presence kept here)', () => hub.size)
-  gaugeFrom(ctx.metrics, 'espra_live_hub_peers', 'other Live nodes this node keeps a link to (for channels homed there)', () => peers.size)
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   let listed = false
   let version = 0
   /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
   let nextTable = signal()
+  // Its callbacks reach homeOps, selfSink and the relay below: nothing calls them before startLiveNode has set those.
+  const links = createHomeLinks({
+    config, log,
+    answerHere: (op, body) => homeOps[op](selfSink, body),
+    homeOf, entry: (id) => table?.nodes.find((n) => n.id === id), nextTable: () => nextTable.promise,
+    onEvent: (event, from) => deliver(event, from),
+    onConnect: (home, request) => {
+      for (const [ch, l] of local) if (l.home === home && l.lastSeq >= 0) resubscribe(ch, l, request)
+    },
+  })
+  const { homeRequest, homeSend } = links
+  gaugeFrom(ctx.metrics, 'espra_live_hub_peers', 'other Live nodes this node keeps a link to (for channels homed there)', () => links.size)
 
   /** The first routing table, or HOME_TIMEOUT_MS without one (a node with no seed homes everything alone). */
   const firstTable = Promise.race([nextTable.promise, new Promise<void>((resolve) => setTimeout(resolve, HOME_TIMEOUT_MS).unref())])
@@ -91,11 +71,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         firstTable: () => firstTable,
         // A quarter of the link's frame limit: a transfer frame also carries its framing and msgpack's overhead.
         budget: Math.max(64 * 1024, Math.floor(config.maxFrame / 4)),
-        request: async (node, op, body) => {
-          const p = peer(node)
-          await connected(p)
-          return p.client.request(op, body, HOME_TIMEOUT_MS)
-        },
+        request: async (node, op, body) => links.requester(node)(op, body),
       })
     : undefined
   const homeOps: HomeOps = createHomeOps(hub, replication)
@@ -180,95 +156,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     )
   }
 
-  // ---- talking to a channel's home (this node or a peer) ----
-
-  function peer(id: string): Peer {
-    let p = peers.get(id)
-    if (p) return p
-    const entry = table?.nodes.find((n) => n.id === id)
-    if (!entry) throw new LiveError('UNAVAILABLE', `node ${id} is not in the routing table`)
-    const address = `${entry.address.includes(':') ? `[${entry.address}]` : entry.address}:${entry.port + config.liveLinkOffset}`
-    const client = createMetaClient({
-      seeds: [address], secret: config.secret, peer: { kind: 'node', id: self }, maxFrame: config.maxFrame, log, reconnect: true,
-      backoffMaxMs: 2000,
-      onPush: (op, body) => {
-        if (op === 'ev') deliver(body as HubEvent, id)
-      },
-      // After every (re)connect: renew this node's interest and members at that home, recovering what was missed.
-      onConnect: async (link) => {
-        for (const [ch, l] of local) if (l.home === id && l.lastSeq >= 0) resubscribe(ch, l, (op, body) => link.request(op, body, HOME_TIMEOUT_MS))
-      },
-    })
-    p = { client, address, left: new AbortController() }
-    peers.set(id, p)
-    return p
-  }
-
-  async function connected(p: Peer): Promise<void> {
-    if (p.client.connected) return
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new LiveError('UNAVAILABLE', `home link ${p.address} is down`)), HOME_TIMEOUT_MS)
-      const left = (): void => {
-        clearTimeout(timer)
-        reject(new LiveError('UNAVAILABLE', `home ${p.address} left the routing table`))
-      }
-      if (p.left.signal.aborted) return left()
-      p.left.signal.addEventListener('abort', left, { once: true })
-      p.client.on('connected', () => {
-        clearTimeout(timer)
-        p.left.signal.removeEventListener('abort', left)
-        resolve()
-      })
-    })
-  }
-
-  /**
-   * A request to the channel's home. Answered MOVED (replicas: the home changed while it was in flight), it is sent
-   * again to the home of the next routing table this node applies (a publish id makes a retried publish safe).
-   */
-  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again = true, moves = 0): Promise<T> {
-    const tableSeen = nextTable.promise
-    try {
-      return await sendHome<T>(home, op, body, again)
-    } catch (err) {
-      if (liveErrorOf(err).code !== 5031 || moves >= MOVED_RETRIES || typeof body['ch'] !== 'string') throw err
-      const ch = body['ch']
-      // Told by the home itself: wait for this node's table to catch up, unless it already names another home.
-      if (homeOf(ch) === home) {
-        let timer: NodeJS.Timeout | undefined
-        await Promise.race([tableSeen, new Promise<void>((resolve) => (timer = setTimeout(resolve, HOME_TIMEOUT_MS)))])
-        clearTimeout(timer)
-      }
-      return homeRequest<T>(homeOf(ch), op, body, again, moves + 1)
-    }
-  }
-
-  async function sendHome<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again: boolean): Promise<T> {
-    if (home === self) return (await homeOps[op](selfSink, body)) as T
-    const p = peer(home)
-    try {
-      await connected(p)
-    } catch (err) {
-      // The home left the table while its link was still connecting: nothing was sent, so the channel's new home
-      // is asked once (a Live node joining or leaving under load, e.g. a rolling restart, answered these 503).
-      if (again && p.left.signal.aborted && typeof body['ch'] === 'string') return homeRequest(homeOf(body['ch']), op, body, false)
-      throw err
-    }
-    const answer = await p.client.request<T | WireFailure>(op, body, HOME_TIMEOUT_MS)
-    if (isFailure(answer)) throw Object.assign(new LiveError('INTERNAL', answer.err.message), { code: answer.err.code })
-    return answer as T
-  }
-
-  function homeSend(home: string, op: 'unsub' | 'join' | 'leave', body: Record<string, unknown>): void {
-    if (home === self) homeOps[op](selfSink, body)
-    else peers.get(home)?.client.send(op, body)
-  }
-
   /**
    * Renews interest after a move or a reconnect; what cannot be recovered resets the children's subscribers. The
    * home's messages read before its answer wait for it, so the reset comes before the first message of a new sequence.
    */
-  function resubscribe(ch: string, l: Local, request: (op: string, body: unknown) => Promise<unknown>): void {
+  function resubscribe(ch: string, l: Local, request: LinkRequest): void {
     const home = l.home
     const earlier = l.renewal
     const renewal = (l.renewal = new Renewal(home, earlier?.home === home ? earlier.held : []))
@@ -328,7 +220,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   function localFor(ch: string): Local {
     let l = local.get(ch)
-    if (!l) local.set(ch, (l = { home: homeOf(ch), lastSeq: -1, children: new Set(), pending: 0, recent: [], users: new Map(), presence: new PresenceMirror(), settle: null, renewal: null }))
+    if (!l) local.set(ch, (l = newLocalChannel(homeOf(ch))))
     return l
   }
 
@@ -443,24 +335,13 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       if (home === self) resubscribe(ch, l, async (op, body) => homeOps[op as keyof HomeOps](selfSink, body as Record<string, unknown>))
       else {
         try {
-          const p = peer(home)
-          resubscribe(ch, l, async (op, body) => {
-            await connected(p)
-            return p.client.request(op, body, HOME_TIMEOUT_MS)
-          })
+          resubscribe(ch, l, links.requester(home))
         } catch (err) {
           log.warn({ ch, home, err: (err as Error).message }, 'live: new home unreachable')
         }
       }
     }
-    for (const [id, p] of peers) {
-      if (ids.has(id)) continue
-      peers.delete(id)
-      p.left.abort()
-      // Not destroy: a request already sent to a node that left the table (drained: it still answers through its
-      // grace) gets its answer; destroying the link answered it 503 UNAVAILABLE (seen in rolling restarts).
-      p.client.close().catch((err: unknown) => log.debug({ err, id }, 'live: closing the link to a node that left the table'))
-    }
+    links.dropLeft(ids)
     log.info({ version: next.version, nodes: next.nodes.length, listed, moved }, 'live: routing table applied')
   }
   ctx.onPush((push) => {
@@ -485,14 +366,14 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       for (const l of local.values()) if (l.settle) clearTimeout(l.settle)
       clearInterval(sweep)
       clearInterval(counts)
-      for (const p of peers.values()) p.client.destroy()
+      links.destroy()
       await link.close()
     },
     destroy(err) {
       replication?.close()
       clearInterval(sweep)
       clearInterval(counts)
-      for (const p of peers.values()) p.client.destroy()
+      links.destroy()
       link.destroy(err)
     },
   }

@@ -9,7 +9,7 @@
  * handled, and subscriptions of this node's children wait for it too (their
  * answers would otherwise move the relayed position past what is held).
  */
-import type { LiveMessage } from './hub.js'
+import type { LiveMessage } from './channel-history.js'
 
 export class Renewal {
   /** Messages from {@link home} read before its answer, in order. */

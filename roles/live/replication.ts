@@ -18,7 +18,8 @@
  */
 import type { Logger } from '../../lib/core/log.js'
 import { LiveError } from './errors.js'
-import type { ChannelSnapshot, Hub, LiveMessage, ReplicaMessage } from './hub.js'
+import type { ChannelSnapshot, LiveMessage, ReplicaMessage } from './channel-history.js'
+import type { Hub } from './hub.js'
 import { isFailure } from './messages.js'
 
 /** A channel's two holders under this node's routing table; backup null: none (one node, or --live-replicas 1). */

@@ -12,7 +12,7 @@ import type { WebSocket } from '../../lib/http/uws.js'
 import { isMap } from '../../lib/transport/meta-shapes.js'
 import { presenceTopic, subOkSeq, topic, type LiveChild } from './child.js'
 import { CLOSE, LiveError, liveErrorOf } from './errors.js'
-import { gapOf } from './hub.js'
+import { gapOf } from './channel-history.js'
 import { isFailure, type PresenceAnswer, type PubAnswer, type SubAnswer } from './messages.js'
 
 export const MSGPACK_PROTOCOL = 'espra.msgpack'
