@@ -24,17 +24,19 @@
  * empty directories in place.
  *
  * The on-disk format is in local-blob-sidecar.ts, the file-system calls in
- * local-blob-fs.ts.
+ * local-blob-fs.ts, where a key's files are (and the root's confinement) in
+ * local-blob-paths.ts.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { constants, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs'
+import { constants, renameSync, unlinkSync } from 'node:fs'
 import { chmod, copyFile, link, lstat, mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises'
-import { join, sep } from 'node:path'
+import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { createError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, type ByteRange, type PutOptions } from './blob-key.js'
 import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutFileOptions, PutResult, StagedPut } from './blob-store.js'
-import { closeFds, escapes, fsFailure, fsyncFd, isErrno, READ_FLAGS, syncDir, syncFile, withFile, writeSmallFile } from './local-blob-fs.js'
+import { closeFds, fsFailure, fsyncFd, isErrno, READ_FLAGS, syncDir, syncFile, withFile, writeSmallFile } from './local-blob-fs.js'
+import { ensureKeyDir, locateKey } from './local-blob-paths.js'
 import { info, META, previousData, readSidecar, walk, type Sidecar } from './local-blob-sidecar.js'
 
 /** A body that ends within this many bytes is written with synchronous calls (see writeSmallFile). */
@@ -97,7 +99,7 @@ class LocalBlobStore implements BlobStore {
     const opts = checkPutOptions(options)
     const segments = key.split('/')
     const name = segments.pop()!
-    const dir = await this.ensureDir(segments)
+    const dir = await ensureKeyDir(this.root, segments)
     const dataName = `${name}#d-${randomBytes(8).toString('hex')}`
     const dataPath = join(dir, dataName)
     let size = 0
@@ -158,7 +160,7 @@ class LocalBlobStore implements BlobStore {
     if (given !== undefined && !ETAG.test(given)) throw createError('ESPRA_ERR_STORAGE_INVALID', { field: 'etag', reason: 'must be 1 to 128 letters, digits, - or _' })
     const segments = key.split('/')
     const name = segments.pop()!
-    const dir = await this.ensureDir(segments)
+    const dir = await ensureKeyDir(this.root, segments)
     const dataName = `${name}#d-${randomBytes(8).toString('hex')}`
     const dataPath = join(dir, dataName)
     let size: number
@@ -275,7 +277,7 @@ class LocalBlobStore implements BlobStore {
     this.checkOpen()
     checkKey(key)
     const range = options.range === undefined ? null : checkRange(options.range)
-    const [dir, name] = await this.locate(key)
+    const [dir, name] = await locateKey(this.root, key)
     if (dir === null) return null
     // The sidecar may be replaced between reading it and opening its bytes: re-read it then.
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -307,7 +309,7 @@ class LocalBlobStore implements BlobStore {
   async head(key: string): Promise<BlobInfo | null> {
     this.checkOpen()
     checkKey(key)
-    const [dir, name] = await this.locate(key)
+    const [dir, name] = await locateKey(this.root, key)
     const sidecar = dir === null ? null : await readSidecar(dir, name)
     return sidecar === null ? null : info(sidecar)
   }
@@ -315,7 +317,7 @@ class LocalBlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     this.checkOpen()
     checkKey(key)
-    const [dir, name] = await this.locate(key)
+    const [dir, name] = await locateKey(this.root, key)
     const sidecar = dir === null ? null : await readSidecar(dir, name)
     if (dir === null || sidecar === null) return
     try {
@@ -331,7 +333,7 @@ class LocalBlobStore implements BlobStore {
     this.checkOpen()
     const p = checkPrefix(prefix)
     const base = p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : ''
-    const [dir] = base === '' ? [this.root] : await this.locate(`${base}/x`)
+    const [dir] = base === '' ? [this.root] : await locateKey(this.root, `${base}/x`)
     if (dir === null) return
     const keys: string[] = []
     await walk(dir, base, keys)
@@ -357,48 +359,5 @@ class LocalBlobStore implements BlobStore {
     const f = this.staged.get(staged)
     if (f === undefined || f.committed) throw createError('ESPRA_ERR_STORAGE_INVALID', { field: 'staged', reason: `must be a put staged in this local blob store and not yet committed or discarded (${staged.key} is not)`, key: staged.key })
     return f
-  }
-
-  /** The key's directory (null when it does not exist) and file name; refuses a directory reached through a symlink. */
-  private async locate(key: string): Promise<[string | null, string]> {
-    const slash = key.lastIndexOf('/')
-    const name = key.slice(slash + 1)
-    const dir = slash < 0 ? this.root : join(this.root, key.slice(0, slash))
-    let real: string
-    try {
-      real = await realpath(dir)
-    } catch (err) {
-      if (isErrno(err, 'ENOENT', 'ENOTDIR')) return [null, name]
-      throw fsFailure(err, `resolving ${key}`)
-    }
-    if (real !== dir) throw escapes(`the directory of ${key}`)
-    return [dir, name]
-  }
-
-  /** Creates the key's directories one at a time, refusing anything that is not a plain directory. */
-  private async ensureDir(segments: string[]): Promise<string> {
-    let dir = this.root
-    for (const segment of segments) {
-      dir = join(dir, segment)
-      // Synchronous: metadata calls the page cache answers, not thread-pool round trips. The lstat first: the directory
-      // is there nearly always, and a mkdir that fails EEXIST costs a thrown error on every put.
-      let st = lstatSync(dir, { throwIfNoEntry: false })
-      if (st === undefined) {
-        try {
-          mkdirSync(dir, { mode: 0o750 })
-        } catch (err) {
-          if (!isErrno(err, 'EEXIST')) throw fsFailure(err, `creating ${dir}`)
-        }
-        try {
-          st = lstatSync(dir)
-        } catch (err) {
-          throw fsFailure(err, `checking ${dir}`)
-        }
-      }
-      if (st.isSymbolicLink()) throw escapes(dir.slice(this.root.length + 1))
-      if (!st.isDirectory()) throw createError('ESPRA_ERR_STORAGE_FAILED', { store: 'local blob store', problem: `${dir} is not a directory` })
-    }
-    if (!(dir === this.root || dir.startsWith(this.root + sep))) throw escapes(dir)
-    return dir
   }
 }

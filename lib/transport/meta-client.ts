@@ -3,21 +3,16 @@
  * reachable seed, authenticates both ways, and (with `reconnect`) walks the
  * seed list round-robin with exponential backoff and jitter whenever the link
  * drops. `onConnect` runs after every (re)connect, so registration and
- * subscriptions are redone against whichever seed answers.
+ * subscriptions are redone against whichever seed answers. One attempt's
+ * handshake is lib/transport/meta-client-handshake.ts.
  */
-import { connect } from 'node:net'
 import { parseHostPort } from '../core/config-parsers.js'
 import { createError, EspraError } from '../core/errors.js'
 import type { Logger } from '../core/log.js'
-import { clientProof, deriveMetaKey, isNonce, META_VERSION, newNonce, proofMatches, serverProof } from './meta-auth.js'
-import { protocolError } from './meta-frames.js'
-import { MetaSession } from './meta-session.js'
+import { deriveMetaKey } from './meta-auth.js'
+import { handshakeWithSeed, type MetaPeerIdentity, type SeedTarget } from './meta-client-handshake.js'
+import type { MetaSession } from './meta-session.js'
 import { parseWelcomeLead, type WelcomeLead } from './meta-shapes.js'
-
-export interface MetaPeerIdentity {
-  kind: 'node' | 'admin'
-  id?: string
-}
 
 export interface MetaClientOptions {
   /** `host:port` list, IPv6 hosts in brackets; the first reachable one is used. */
@@ -98,7 +93,7 @@ class SeedLink implements MetaClient {
   readonly ready: Promise<void>
   private readonly opts: MetaClientOptions
   private readonly key: Buffer
-  private readonly targets: { address: string; host: string; port: number }[]
+  private readonly targets: SeedTarget[]
   private session: MetaSession<SeedLink> | null = null
   private linked = false
   /** Some link was open once (`reconnect: 'once-linked'` reconnects from then on). */
@@ -228,11 +223,11 @@ class SeedLink implements MetaClient {
     const errors = new Map<string, string>()
     let index = 0
     let failures = 0
-    let redirect: { address: string; host: string; port: number } | null = null
+    let redirect: SeedTarget | null = null
     // Some seed completed a handshake since the last link: the cluster is there, only its leader is not (yet).
     let seedAnswered = false
     while (!this.stopped) {
-      const target: { address: string; host: string; port: number } = redirect ?? this.targets[index]!
+      const target: SeedTarget = redirect ?? this.targets[index]!
       const redirected: boolean = redirect !== null
       redirect = null
       let session: MetaSession<SeedLink> | null = null
@@ -326,7 +321,7 @@ class SeedLink implements MetaClient {
   }
 
   /** Where a follower says the leader is, when that is somewhere else and parses. */
-  private leaderTarget(lead: WelcomeLead, from: string): { address: string; host: string; port: number } | null {
+  private leaderTarget(lead: WelcomeLead, from: string): SeedTarget | null {
     if (lead.address === null || lead.address === from) return null
     try {
       return { address: lead.address, ...parseHostPort(lead.address) }
@@ -335,44 +330,18 @@ class SeedLink implements MetaClient {
     }
   }
 
-  private async handshake(target: { address: string; host: string; port: number }): Promise<{ session: MetaSession<SeedLink>; welcome: Record<string, unknown> }> {
-    const ms = this.opts.handshakeTimeoutMs ?? 5000
-    const socket = connect({ host: target.host, port: target.port })
-    socket.setNoDelay(true)
-    socket.setKeepAlive(true, 10_000)
-    const session = new MetaSession<SeedLink>({
-      socket, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this, remote: target.address,
-      onMessage: (op, body, _ctx, epoch) => this.push(op, body, epoch, target.address),
+  private handshake(target: SeedTarget): Promise<{ session: MetaSession<SeedLink>; welcome: Record<string, unknown> }> {
+    return handshakeWithSeed<SeedLink>(target, {
+      key: this.key, peer: this.opts.peer, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this,
+      onMessage: (op, body, epoch) => this.push(op, body, epoch, target.address),
       maxEarlyFrames: EARLY_PUSHES_KEPT,
+      ...(this.opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: this.opts.handshakeTimeoutMs } : {}),
       ...(this.opts.requestTimeoutMs !== undefined ? { requestTimeoutMs: this.opts.requestTimeoutMs } : {}),
+      onConnecting: (session) => {
+        this.connecting = session
+        if (session !== null && this.stopped) session.destroy()
+      },
     })
-    this.connecting = session
-    if (this.stopped) session.destroy()
-    const timer = setTimeout(() => {
-      session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: `handshake with seed ${target.address}`, ms }))
-    }, ms)
-    try {
-      const hello = await session.nextFrame()
-      if (hello['t'] !== 'hello') throw protocolError(`seed sent '${String(hello['t'])}' instead of hello`)
-      if (hello['v'] !== META_VERSION) {
-        throw createError('ESPRA_ERR_META_VERSION', { who: 'the seed', version: String(hello['v']).slice(0, 16), supported: META_VERSION, seed: target.address })
-      }
-      const seedNonce = hello['nonce']
-      if (!isNonce(seedNonce)) throw protocolError('seed hello carries no valid nonce')
-      const nonce = newNonce()
-      const { kind, id } = this.opts.peer
-      session.writeValue({ t: 'auth', v: META_VERSION, nonce, proof: clientProof(this.key, seedNonce, nonce), peer: id === undefined ? { kind } : { kind, id } })
-      const welcome = await session.nextFrame()
-      if (welcome['t'] !== 'welcome') throw protocolError(`seed sent '${String(welcome['t'])}' instead of welcome`)
-      if (!proofMatches(serverProof(this.key, nonce, seedNonce), welcome['proof'])) {
-        throw createError('ESPRA_ERR_META_AUTH', { reason: `seed ${target.address} could not prove it knows the cluster secret`, seed: target.address })
-      }
-      session.open()
-      return { session, welcome }
-    } finally {
-      clearTimeout(timer)
-      this.connecting = null
-    }
   }
 
   /** Exponential backoff with equal jitter: the n-th failure waits in [d/2, d]. */
