@@ -116,6 +116,9 @@ export function buildProgram(rolesHelpText: string): Command {
   connectOptions(tasks.command('retry <id>').description('make a dead letter ready again with its attempts restored; prints its id'))
     .option(redisOption, redisDoc)
     .action(async (id: string, opts) => (await adminModules.tasks()).adminTasksRetry(id, opts))
+  connectOptions(tasks.command('rm <id>').description('delete a dead letter (never a ready or leased task); prints that it was deleted'))
+    .option(redisOption, redisDoc)
+    .action(async (id: string, opts) => (await adminModules.tasks()).adminTasksRm(id, opts))
 
   // admin mail: inbound handoffs (lib/cli/admin/mail-inbound.ts), then the outbound queue (lib/cli/admin/mail-out.ts).
   const mail = admin.command('mail').description('mail: inbound messages not handed to the app yet, and the outbound queue')

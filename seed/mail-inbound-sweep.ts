@@ -20,17 +20,13 @@
  * is taken with `consume` and put back when it turns out to name a later
  * message (a resend after the window took the key over meanwhile).
  *
- * The dead letter goes through the queue's own `retry` (there is no op that
- * deletes a task, and one would have to be built three times: embedded,
- * PostgreSQL, Redis): made ready once its record is gone, the next app node
- * to lease it finds no record and settles it done without running
- * `handleMail` (roles/app/mail-handoff.ts, `claimHandoff`), and a task done
- * is deleted. So it leaves `admin tasks --dead` at once and the queue when
- * an app node takes it (until then it counts as ready). Retried after the
- * record is deleted, never before: a dead letter made ready while its record
- * still names it would hand the message again. A pass cut short between the
- * two leaves the dead letter (nothing names it any more; a retry of it by
- * hand is settled the same way).
+ * The dead letter is deleted with the queue's `deleteDead`, after the
+ * record, never before: deleted while the record still names it, `admin mail
+ * inbound` would list a message whose handoff is gone. It leaves `admin tasks
+ * --dead` and the queue at once; no app node sees it. A pass cut short
+ * between the two leaves the dead letter (nothing names it any more: `admin
+ * tasks rm` deletes it; a retry of it by hand finds no record and is settled
+ * done without running `handleMail`, roles/app/mail-handoff.ts).
  *
  * Each pass reads one page of records (at most {@link SWEEP_PAGE}) from a
  * cursor that goes round the key space, and one page of dedupe records
@@ -59,7 +55,7 @@ export function mailSweepInterval(retentionMs: number, failedRetentionMs: number
 
 export interface InboundSweepOptions {
   readonly datastore: Datastore
-  readonly tasks: Pick<TaskQueue, 'deadLetters' | 'retry'>
+  readonly tasks: Pick<TaskQueue, 'deadLetters' | 'deleteDead'>
   readonly blobs: Pick<BlobStore, 'delete'>
   readonly retentionMs: number
   readonly failedRetentionMs: number
@@ -120,8 +116,8 @@ export function createInboundSweep(opts: InboundSweepOptions): InboundSweep {
     await (r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : opts.blobs.delete(r.raw.key))
     await dropDedupe(dedupeKey(r.messageId, r.raw.sha256, r.envelope.to), r.id)
     await datastore.delete(KIND, inboundRecordKey(r.id))
-    // False when it is no dead letter any more (retried by hand meanwhile): that run finds no record either.
-    if (deadLetter !== null) await opts.tasks.retry(deadLetter)
+    // False when it is no dead letter any more (retried or deleted by hand meanwhile): a retried one's run finds no record.
+    if (deadLetter !== null) await opts.tasks.deleteDead(deadLetter)
   }
 
   async function sweepRecords(t: number, windowMs: number): Promise<{ handled: number; failed: number }> {

@@ -8,7 +8,8 @@
  * holds up the datastore's writes (upload tokens, builds), and the
  * datastore's `maxDbs` budget is left alone. A record is written when a task
  * is enqueued, when an attempt fails (retry time or dead letter) and when it
- * is retried; it is deleted when done. lmdb-js batches the writes of one
+ * is retried; it is deleted when done or when an operator deletes the dead
+ * letter. lmdb-js batches the writes of one
  * tick into one transaction, and with `overlappingSync` (its default on
  * Linux) a write's promise resolves when that transaction is committed
  * (visible, and safe from a `kill -9`), before the disk has it: `enqueue`
@@ -247,6 +248,15 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
     await this.write(seq, { ...kept, a: 0, s: 'r' })
     this.ready.push(seq)
     this.serveWaiters()
+    return true
+  }
+
+  async deleteDead(id: string): Promise<boolean> {
+    this.checkOpen()
+    const seq = idNumber(id)
+    if (!this.dead.has(seq)) return false
+    this.dead.delete(seq)
+    await this.write(seq, null)
     return true
   }
 

@@ -3,7 +3,8 @@
  * the task queue the seed hosts (embedded or PostgreSQL). Every body is checked before the queue is
  * touched; a bad one is answered `ESPRA_ERR_META_BAD_REQUEST` with
  * `details.field`, and the connection stays up. `enqueue`, `lease`, `settle`
- * and `retry` take an op id (`opId`): applied once per id (seed/op-memory.ts).
+ * and `retry` take an op id (`opId`): applied once per id (seed/op-memory.ts);
+ * `deleteDead` needs none (a repeat answers `deleted: false`).
  */
 import { createError, EspraError } from '../lib/core/errors.js'
 import { DEFAULT_DEAD_LIMIT, MAX_BATCH, MAX_LEASE_MS, MAX_WAIT_MS, MIN_LEASE_MS } from '../lib/tasks/queue.js'
@@ -84,5 +85,7 @@ export function taskHandlers(queue: SeedTaskQueue, maxFrame: number, prefix = 't
       if (!(await once(`${prefix}.retry`, opIdOf(body), (opId) => queue.retry(id, opId)))) throw createError('ESPRA_ERR_TASK_NOT_FOUND', { id, hint: 'admin tasks --dead lists them' })
       return { id }
     })],
+    // No op id: a repeat finds no dead letter and answers `deleted: false`, changing nothing.
+    [`${prefix}.deleteDead`, op(async (body) => ({ deleted: await queue.deleteDead(checkId(body['id'])) }))],
   ]
 }

@@ -17,7 +17,10 @@
  * answer "lost" or "not found" for what the first did): each call draws an
  * op id once (lib/storage/op-id.ts) and every attempt carries it, so the
  * seed applies it once and a repeat gets the first answer. A lease that
- * waits is sent again for its `waitMs` on top of the window.
+ * waits is sent again for its `waitMs` on top of the window. `deleteDead`
+ * takes no op id: sent again, it changes nothing; but a resend whose first
+ * attempt did delete (its answer lost to the failover) answers false, so
+ * false means "no such dead letter now", not "nothing was deleted".
  */
 import { createError } from '../core/errors.js'
 import { DATASTORE_RETRY_WINDOW_MS } from '../storage/datastore-client.js'
@@ -86,6 +89,9 @@ export function createMetaTaskQueue(link: MetaRequester, prefix = 'tasks', optio
         if ((err as { code?: string }).code === 'ESPRA_ERR_TASK_NOT_FOUND') return false
         throw err
       }
+    },
+    async deleteDead(id) {
+      return (await call<{ deleted: boolean }>(`${prefix}.deleteDead`, { id }, undefined, windowMs)).deleted === true
     },
     async close() {
       resender.close()

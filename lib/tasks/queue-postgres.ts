@@ -197,6 +197,11 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       if (retried) readied()
       return retried
     },
+    // One statement, no op id: a repeat finds no dead letter and answers false.
+    async deleteDead(id: string) {
+      checkOpen()
+      return (await db.query(`DELETE FROM espra_tasks WHERE queue = $1 AND id = $2 AND state = 'x'`, [queue, id.slice(1)])).rowCount > 0
+    },
     async close() {
       if (closed) return
       closed = true

@@ -163,6 +163,11 @@ redis.call('HSET', tkey(ARGV[2]), 'a', 0)
 redis.call('HDEL', tkey(ARGV[2]), 'f')
 if redis.call('LPUSH', KEYS[1], ARGV[2]) == 1 then wake() end
 return 1`,
+  // ARGV: prefix, id → 1 when it was a dead letter (now gone with its hash)
+  espraTaskDeleteDead: `${HEAD}
+if redis.call('ZREM', KEYS[5], ARGV[2]) == 0 then return 0 end
+redis.call('DEL', tkey(ARGV[2]))
+return 1`,
 } as const
 
 type ScriptName = keyof typeof SCRIPTS
@@ -305,6 +310,9 @@ export function createRedisTaskQueue(opts: RedisTaskQueueOptions): TaskQueue {
     },
     async retry(id: string) {
       return num(await run('espraTaskRetry', id)) === 1
+    },
+    async deleteDead(id: string) {
+      return num(await run('espraTaskDeleteDead', id)) === 1
     },
     async close() {
       closed = true

@@ -12,7 +12,8 @@
  * each lease with `settle` (done, failed, released). A lease that is neither
  * extended nor settled in time expires: the task is ready again and the lost
  * lease counts as an attempt. Delivery is therefore at least once. A task
- * whose last attempt failed (or expired) is a dead letter until retried.
+ * whose last attempt failed (or expired) is a dead letter until retried
+ * (`retry`) or deleted (`deleteDead`).
  */
 import type { DeadPage, LeasedTask, LeaseRef, NewTask, Settlement, TaskCounts } from './task.js'
 
@@ -51,5 +52,12 @@ export interface TaskQueue {
   deadLetters(options?: { after?: string; limit?: number }): Promise<DeadPage>
   /** Makes a dead letter ready again with its attempts restored; false when there is no such dead letter. */
   retry(id: string): Promise<boolean>
+  /**
+   * Deletes a dead letter (its record and payload); false when there is no
+   * such dead letter (a ready, delayed or leased task is never deleted).
+   * Idempotent by itself: a repeat answers false and changes nothing, so it
+   * takes no op id.
+   */
+  deleteDead(id: string): Promise<boolean>
   close(): Promise<void>
 }

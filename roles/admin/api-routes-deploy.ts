@@ -14,7 +14,7 @@ import type { ApiDeps } from './api-deps.js'
 import { asBadRequest, badField, onlyFields, onlyQuery, optBoolean, optDurationText, optString, optStringList, pathParam, queryFlag, queryLimit, reqString, type Body } from './api-fields.js'
 import type { ApiRoute } from './api-router.js'
 import { listBuilds, readBuildStatus, startRollback } from '../../lib/cli/admin/builds.js'
-import { readTasks, retryTask } from '../../lib/cli/admin/tasks.js'
+import { deleteDeadTask, readTasks, retryTask } from '../../lib/cli/admin/tasks.js'
 import { mintLiveToken } from '../../lib/cli/admin/token.js'
 import { mintUpload } from '../../lib/cli/admin/upload-token.js'
 import { listVhosts, removeVhost, setVhost } from '../../lib/cli/admin/vhost.js'
@@ -131,6 +131,12 @@ export const DEPLOY_ROUTES: readonly Route[] = [
     method: 'POST', path: '/api/tasks/:id/retry', action: 'task.retry', acts: true,
     check: (c) => (noQuery(c.query), onlyFields(c.body, []), { target: pathParam(c.params['id']!, 'id', TASK_ID, 'a task id such as t42'), params: {} }),
     run: async (c, d) => ({ status: 200, body: await retryTask(d.link.tasks, c.params['id']!) }),
+  },
+  {
+    // Only a dead letter is deleted; the same role as retry (an operator).
+    method: 'DELETE', path: '/api/tasks/:id', action: 'task.delete', acts: true,
+    check: (c) => (noQuery(c.query), onlyFields(c.body, []), { target: pathParam(c.params['id']!, 'id', TASK_ID, 'a task id such as t42'), params: {} }),
+    run: async (c, d) => ({ status: 200, body: await deleteDeadTask(d.link.tasks, c.params['id']!) }),
   },
   {
     method: 'GET', path: '/api/vhosts', action: 'vhosts.read', acts: false,

@@ -64,7 +64,7 @@ function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown>
   return ctx.seedRequest(req.op, req.body)
 }
 
-/** The embedded task queue's ops an app child uses (enqueue, and consuming), and enqueueing outbound mail; never counts, dead letters or retries. */
+/** The embedded task queue's ops an app child uses (enqueue, and consuming), and enqueueing outbound mail; never counts, dead letters, retries or deletes. */
 const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue'])
 
 export async function startAppNode(ctx: ParentContext): Promise<Handle> {

@@ -124,6 +124,33 @@ export function taskQueueContract(t: Test, make: (t: Test) => Promise<TaskQueue>
     await q.close()
   })
 
+  t.test('deleteDead removes a dead letter and nothing else', async (t) => {
+    const q = await make(t)
+    const dead = await q.enqueue(newTask('dies', { n: 1 }, { attempts: 1 }))
+    const [d] = await q.lease({ max: 1, leaseMs: 10_000 })
+    t.same(await q.settle([{ id: dead, attempt: d!.attempt, result: 'failed', error: 'gone for good', retryInMs: 0 }]), [])
+    const leased = await q.enqueue(newTask('held', 2))
+    t.same((await q.lease({ max: 1, leaseMs: 10_000 })).map((x) => x.id), [leased])
+    const ready = await q.enqueue(newTask('waits', 3))
+    const before = { ready: 1, delayed: 0, leased: 1, dead: 1 }
+    t.same(await q.counts(), before)
+
+    t.equal(await q.deleteDead(ready), false, 'a ready task is no dead letter')
+    t.equal(await q.deleteDead(leased), false, 'a leased task is no dead letter')
+    t.equal(await q.deleteDead('t999999'), false, 'unknown id')
+    t.same(await q.counts(), before, 'nothing changed')
+
+    t.equal(await q.deleteDead(dead), true, 'the dead letter is deleted')
+    t.same(await q.counts(), { ready: 1, delayed: 0, leased: 1, dead: 0 }, 'gone from the counts')
+    t.same((await q.deadLetters()).tasks, [], 'gone from the dead letters')
+    t.equal(await q.deleteDead(dead), false, 'a repeat answers false')
+    t.equal(await q.retry(dead), false, 'and it cannot be retried')
+
+    t.same(await q.settle([{ id: leased, attempt: 1, result: 'done' }]), [], 'the leased task kept its lease')
+    t.same((await q.lease({ max: 5, leaseMs: 10_000 })).map((x) => x.id), [ready], 'the ready task is still there, alone')
+    await q.close()
+  })
+
   t.test('a released task comes back first and its attempt does not count', async (t) => {
     const q = await make(t)
     const a = await q.enqueue(newTask('a', 1))

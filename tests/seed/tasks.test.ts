@@ -44,11 +44,16 @@ t.test('every tasks.* body is checked; the connection stays up', async (t) => {
     ['tasks.dead', { limit: 5000 }, 'limit'],
     ['tasks.dead', { after: 7 }, 'after'],
     ['tasks.retry', { id: '../etc' }, 'id'],
+    ['tasks.deleteDead', { id: 't1; DROP TABLE espra_tasks' }, 'id'],
+    ['tasks.deleteDead', { id: 42 }, 'id'],
+    ['tasks.deleteDead', {}, 'id'],
+    ['mailq.deleteDead', { id: 'x1' }, 'id'],
   ]
   for (const [op, body, field] of bad) {
     await t.rejects(c.request(op, body), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, `${op} ${JSON.stringify(body).slice(0, 60)}: ${field}`)
   }
   await t.rejects(c.request('tasks.retry', { id: 't12345' }), { code: 'ESPRA_ERR_TASK_NOT_FOUND' }, 'retry of no dead letter')
+  t.same(await c.request('tasks.deleteDead', { id: 't12345' }), { deleted: false }, 'deleting no dead letter answers false')
   t.match(await c.request('ping', {}), { now: Number }, 'the connection is still up')
 })
 

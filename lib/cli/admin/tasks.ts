@@ -1,6 +1,6 @@
 /**
- * `espra-node admin tasks`: the task queue's counts and dead letters, and
- * `admin tasks retry <id>`. The queue is the seed's (over the meta port:
+ * `espra-node admin tasks`: the task queue's counts and dead letters,
+ * `admin tasks retry <id>` and `admin tasks rm <id>` (deletes a dead letter). The queue is the seed's (over the meta port:
  * embedded, or PostgreSQL when the seeds run on it; the seed's counts answer
  * says which), or Redis with `--redis` / ESPRA_REDIS (the URL the app nodes
  * run with). The output names the real backend.
@@ -66,6 +66,12 @@ export async function retryTask(queue: TaskQueue, id: string): Promise<{ id: str
   return { id }
 }
 
+/** Deletes dead letter `id`; `ESPRA_ERR_TASK_NOT_FOUND` when there is none (a ready or leased task is never deleted). */
+export async function deleteDeadTask(queue: TaskQueue, id: string): Promise<{ id: string; deleted: true }> {
+  if (!(await queue.deleteDead(id))) throw createError('ESPRA_ERR_TASK_NOT_FOUND', { id, hint: 'admin tasks --dead lists them; only a dead letter is deleted' })
+  return { id, deleted: true }
+}
+
 export async function adminTasks(opts: TaskOptions & { dead?: boolean; json?: boolean; limit?: string }): Promise<void> {
   const limit = Number(opts.limit ?? 100)
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--limit', reason: 'must be an integer from 1 to 1000' })
@@ -85,16 +91,32 @@ export async function adminTasks(opts: TaskOptions & { dead?: boolean; json?: bo
 }
 
 export async function adminTasksRetry(id: string, opts: TaskOptions): Promise<void> {
-  try {
-    checkId(id)
-  } catch (err) {
-    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '<id>', reason: (err as Error).message })
-  }
+  checkIdOption(id)
   const { queue, close } = await openQueue(opts)
   try {
     await retryTask(queue, id)
     process.stdout.write(`${id}\n`)
   } finally {
     await close()
+  }
+}
+
+export async function adminTasksRm(id: string, opts: TaskOptions): Promise<void> {
+  checkIdOption(id)
+  const { queue, close } = await openQueue(opts)
+  try {
+    await deleteDeadTask(queue, id)
+    process.stdout.write(`dead letter ${id} deleted\n`)
+  } finally {
+    await close()
+  }
+}
+
+/** A task id given on the command line, checked before anything is reached. */
+function checkIdOption(id: string): void {
+  try {
+    checkId(id)
+  } catch (err) {
+    throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '<id>', reason: (err as Error).message })
   }
 }

@@ -41,6 +41,41 @@ t.test('GET /api/tasks (?dead=1&limit=) and POST /api/tasks/:id/retry', async (t
   t.match(await latestAudit(2), [{ action: 'task.retry', target: id, outcome: 'ESPRA_ERR_TASK_NOT_FOUND' }, { action: 'task.retry', target: id, outcome: 'ok' }])
 })
 
+t.test('DELETE /api/tasks/:id deletes a dead letter, never a ready task', async (t) => {
+  const queue = createMetaTaskQueue(seedLink)
+  // The task the test above retried is ready: run it, so the leases below take only this test's tasks.
+  const left = await queue.lease({ max: 10, leaseMs: 10_000 })
+  t.same(await queue.settle(left.map((l) => ({ id: l.id, attempt: l.attempt, result: 'done' as const }))), [])
+  const id = await queue.enqueue(newTask('report.drop', { n: 2 }, { attempts: 1 }))
+  const [leased] = await queue.lease({ max: 1, leaseMs: 10_000 })
+  t.equal(leased!.id, id)
+  await queue.settle([{ id, attempt: 1, result: 'failed', error: 'boom', retryInMs: 0 }])
+  const ready = await queue.enqueue(newTask('report.keep', { n: 3 }))
+  const before = (await c.api('GET', '/api/tasks')).json.counts
+  const notDead = await c.api('DELETE', `/api/tasks/${ready}`)
+  t.equal(notDead.status, 404, 'a ready task is no dead letter')
+  t.equal(notDead.json.code, 'ESPRA_ERR_TASK_NOT_FOUND')
+  const deleted = await c.api('DELETE', `/api/tasks/${id}`)
+  t.equal(deleted.status, 200)
+  t.same(deleted.json, { id, deleted: true })
+  t.match((await c.api('GET', '/api/tasks')).json.counts, { ready: before.ready, dead: before.dead - 1 }, 'the dead letter went, the ready task stayed')
+  const again = await c.api('DELETE', `/api/tasks/${id}`)
+  t.equal(again.status, 404)
+  t.equal(again.json.code, 'ESPRA_ERR_TASK_NOT_FOUND')
+  t.match(await latestAudit(3), [
+    { action: 'task.delete', target: id, outcome: 'ESPRA_ERR_TASK_NOT_FOUND' }, { action: 'task.delete', target: id, outcome: 'ok' },
+    { action: 'task.delete', target: ready, outcome: 'ESPRA_ERR_TASK_NOT_FOUND' },
+  ])
+  const bad = await c.api('DELETE', '/api/tasks/x1')
+  t.equal(bad.status, 400, 'a malformed id')
+  t.equal(bad.json.code, 'ESPRA_ERR_ADMIN_BAD_REQUEST')
+  const viewer = await c.api('DELETE', `/api/tasks/${ready}`, { token: c.tokens.viewer })
+  t.equal(viewer.status, 403, 'a viewer may not delete, as it may not retry')
+  const [kept] = await queue.lease({ max: 1, leaseMs: 10_000 })
+  t.equal(kept?.id, ready, 'the ready task is still there')
+  await queue.settle([{ id: ready, attempt: 1, result: 'done' }])
+})
+
 t.test('PUT /api/vhosts, GET /api/vhosts[?host=], DELETE /api/vhosts', async (t) => {
   const sha = 'ab'.repeat(32)
   const missing = await c.api('PUT', '/api/vhosts', { body: { host: 'Example.TEST', path: '/index.html', file: `files/${sha}` } })
