@@ -295,6 +295,11 @@ export async function retryDead(db: Postgres, queue: string, id: string, opId: s
   )).rowCount > 0)
 }
 
+/** Deletes a dead letter; false when no such dead letter (a ready or leased task is never deleted). One statement, no op id: a repeat finds nothing and answers false. */
+export async function deleteDeadLetter(db: Postgres, queue: string, id: string): Promise<boolean> {
+  return (await db.query(`DELETE FROM espra_tasks WHERE queue = $1 AND id = $2 AND state = 'x'`, [queue, id.slice(1)])).rowCount > 0
+}
+
 /** A leased row as the queue answers it (the payload without a copy). */
 const leasedTask = (r: Pick<TaskRow, 'id' | 'name' | 'payload' | 'attempt' | 'attempts' | 'enqueued_at'>): LeasedTask => ({
   id: `t${r.id}`, name: r.name, payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength),

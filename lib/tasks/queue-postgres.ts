@@ -50,7 +50,7 @@ import type { Logger } from '../core/log.js'
 import type { Postgres } from '../storage/postgres.js'
 import { MAX_BATCH, type LeaseOptions, type TaskQueue } from './queue.js'
 import {
-  countTasks, deadLetterPage, extendLeases, insertTasks, leaseReady, releaseLeases, retryDead, settleLeases, sweepExpired,
+  countTasks, deadLetterPage, deleteDeadLetter, extendLeases, insertTasks, leaseReady, releaseLeases, retryDead, settleLeases, sweepExpired,
   type PendingInsert,
 } from './queue-postgres-statements.js'
 import { createLeaseWaiters } from './queue-postgres-waiters.js'
@@ -197,10 +197,9 @@ export function createPostgresTaskQueue({ db, queue, log, notifyAs, pollMs = POL
       if (retried) readied()
       return retried
     },
-    // One statement, no op id: a repeat finds no dead letter and answers false.
     async deleteDead(id: string) {
       checkOpen()
-      return (await db.query(`DELETE FROM espra_tasks WHERE queue = $1 AND id = $2 AND state = 'x'`, [queue, id.slice(1)])).rowCount > 0
+      return deleteDeadLetter(db, queue, id)
     },
     async close() {
       if (closed) return
