@@ -10,3 +10,9 @@ export function body(value: unknown): Record<string, unknown> {
   if (!isMap(value)) throw invalid('body', 'must be a map')
   return value
 }
+
+/** `build.commit`'s `pushId`: chosen by `admin push-build`, so it finds its build again after a failover. */
+export function checkPushId(raw: unknown): string {
+  if (typeof raw !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(raw)) throw invalid('pushId', 'must be 8 to 64 letters, digits, - or _')
+  return raw
+}

@@ -7,9 +7,12 @@
  * once, or nowhere; build-staging.ts), and the push of the current build to
  * every subscriber, also on subscribe so a node that (re)connects catches up.
  *
- * The blob uploads are in build-uploads.ts, where records, manifests and the
- * current build's id are kept in build-records.ts, the staging rounds in
- * build-staging.ts and canary deploys in canary-deploys.ts.
+ * The pieces: blob uploads in build-uploads.ts; records, manifests and the
+ * current build's id in build-records.ts; the staging rounds in
+ * build-staging.ts; the nodes' `build.staged` and `build.refused` in
+ * build-answers.ts, refusals outside a round in build-refusals.ts; how
+ * deploys ended in build-outcomes.ts; the builds nodes are told to drop in
+ * build-cancels.ts; canary deploys in canary-deploys.ts.
  */
 import {
   checkManifest, checkMessage, isBuildId, manifestKeyOf, manifestTotals,
@@ -23,11 +26,15 @@ import type { Datastore } from '../lib/storage/datastore.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage } from '../lib/transport/meta-frames.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
-import { body, invalid } from './build-input.js'
+import { body, checkPushId, invalid } from './build-input.js'
 import { createBuildRecords } from './build-records.js'
 import { createBuildUploads } from './build-uploads.js'
-import { createBuildStaging, type StageNode, type StageRound, type StageTarget } from './build-staging.js'
-import { MAX_CANCELLED, planResume } from './build-resume.js'
+import { createBuildStaging, type StageRound, type StageTarget } from './build-staging.js'
+import { planResume } from './build-resume.js'
+import { createBuildCancels } from './build-cancels.js'
+import { createBuildRefusals } from './build-refusals.js'
+import { createBuildAnswers } from './build-answers.js'
+import { createBuildOutcomes } from './build-outcomes.js'
 import { createCanaryDeploys } from './canary-deploys.js'
 import type { Registry } from './registry.js'
 
@@ -36,12 +43,6 @@ const STAGE_MARGIN_MS = 15_000
 const STAGED_ROLES = new Set(['app', 'fileserver'])
 /** How often a deploy waiting for the registry's grace to end looks again. */
 const GRACE_POLL_MS = 100
-
-/** `build.commit`'s `pushId`: chosen by `admin push-build`, so it finds its build again after a failover. */
-function checkPushId(raw: unknown): string {
-  if (typeof raw !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(raw)) throw invalid('pushId', 'must be 8 to 64 letters, digits, - or _')
-  return raw
-}
 
 export interface SeedBuildsOptions {
   readonly blobs: BlobStore
@@ -82,12 +83,13 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   let current: BuildPush | null = null
   /** The deploy to resume when the registry's grace ends (it shows `staging` meanwhile). */
   let pending: string | null = null
-  /**
-   * Builds staged nowhere on purpose (deploys refused, replaced, or left unfinished by a previous
-   * leader), newest last: a node that subscribes is told `build.cancel` for each, so one that left
-   * a round, or staged under a dead leader, drops what it holds. Bounded.
-   */
-  const cancelled: string[] = []
+  /** Builds staged nowhere on purpose: every subscriber now, and every one that subscribes later, drops them. */
+  const cancels = createBuildCancels((id) => {
+    if (closed) return
+    const frame = encodeMessage('build.cancel', { id })
+    for (const peer of subscribers) peer.session.sendEncoded(frame)
+  })
+  const cancel = (id: string, tell = true): void => cancels.cancel(id, tell)
   async function load(): Promise<void> {
     const all = await records.all()
     const n = all.reduce((max, r) => Math.max(max, Number(r.n) || 0), 0)
@@ -112,21 +114,9 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     log.info({ current: current?.id ?? null, builds: lastN, resumeAfterGrace: pending, cancelled: plan.cancel }, 'build store open')
   }
 
-  /** `id` is staged nowhere on purpose: every subscriber now, and every one that subscribes later, drops it. */
-  function cancel(id: string, tell = true): void {
-    const at = cancelled.indexOf(id)
-    if (at !== -1) cancelled.splice(at, 1)
-    cancelled.push(id)
-    if (cancelled.length > MAX_CANCELLED) cancelled.shift()
-    if (!tell || closed) return
-    const frame = encodeMessage('build.cancel', { id })
-    for (const peer of subscribers) peer.session.sendEncoded(frame)
-  }
-
   /** A deploy of `id` starts: nodes are no longer told to drop it. */
   function stagingStarts(id: string): void {
-    const at = cancelled.indexOf(id)
-    if (at !== -1) cancelled.splice(at, 1)
+    cancels.restage(id)
     if (pending === id) pending = null
   }
   await load()
@@ -225,14 +215,9 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     return out
   }
 
-  // How rounds ended, at once (their records are written after): build id → state, nodes and canary. Bounded.
-  const outcomes = new Map<string, { state: BuildState; stage: StageNode[]; canary?: CanaryState }>()
-  function setOutcome(id: string, outcome: { state: BuildState; stage: StageNode[]; canary?: CanaryState }): void {
-    outcomes.delete(id)
-    outcomes.set(id, outcome)
-    if (outcomes.size > 100) outcomes.delete(outcomes.keys().next().value!)
-    records.persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
-  }
+  // How rounds ended, at once (their records are written after): build-outcomes.ts.
+  const outcomes = createBuildOutcomes(records, log)
+  const setOutcome = outcomes.set
 
   const apps = (round: StageRound) => [...round.nodes.values()].filter((n) => n.role === 'app').map((n) => n.node).sort()
 
@@ -271,39 +256,11 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     setOutcome(id, { state: round.outcome === 'activated' ? 'live' : round.outcome === 'refused' ? 'refused' : 'replaced', stage: nodes })
   }
 
-  // Builds app nodes refused (init threw, files missing): build id → node id → why. Kept in memory:
-  // a refusal stands until that node serves the build or leaves the registry.
-  const refusals = new Map<string, Map<string, { code: string; message: string }>>()
+  // Builds app nodes refused outside a round: build-refusals.ts.
+  const refusals = createBuildRefusals()
 
-  async function refused(raw: unknown, peer: MetaPeer): Promise<Record<string, never>> {
-    const b = body(raw)
-    if (peer.nodeId === null) throw invalid('peer', 'must be a registered node')
-    if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
-    if (typeof b['code'] !== 'string' || !/^ESPRA_ERR_[A-Z_]{1,64}$/.test(b['code'])) throw invalid('code', 'must be an ESPRA_ERR_* code')
-    if (typeof b['message'] !== 'string') throw invalid('message', 'must be text')
-    canaries.refused(peer.nodeId, b['id'], b['code'], b['message'].slice(0, 500))
-    // A refusal while staging is that node's answer to the round; one later (a straight load) is kept here.
-    if (staging.asks(peer.nodeId, b['id'])) {
-      staging.answer(peer, b['id'], { state: 'refused', code: b['code'], message: b['message'].slice(0, 500) })
-      log.warn({ build: b['id'], node: peer.nodeId, code: b['code'] }, `build ${b['id']} refused by ${peer.nodeId} while staging: ${b['message'].slice(0, 500)}`)
-      return {}
-    }
-    let nodes = refusals.get(b['id'])
-    if (nodes === undefined) refusals.set(b['id'], (nodes = new Map()))
-    nodes.set(peer.nodeId, { code: b['code'], message: b['message'].slice(0, 500) })
-    log.warn({ build: b['id'], node: peer.nodeId, code: b['code'] }, `build ${b['id']} refused by ${peer.nodeId}: ${b['message'].slice(0, 500)}`)
-    return {}
-  }
-
-  async function staged(raw: unknown, peer: MetaPeer): Promise<Record<string, never>> {
-    const b = body(raw)
-    if (peer.kind !== 'node' || peer.nodeId === null) throw invalid('peer', 'must be a registered node')
-    if (!isBuildId(b['id'])) throw invalid('id', 'must be a build id such as b12')
-    // A canary staged the previous build again, to go back to it at once: nothing to answer.
-    if (canaries.standby(peer.nodeId, b['id'])) return {}
-    staging.answer(peer, b['id'], { state: 'staged' })
-    return {}
-  }
+  // `build.staged` and `build.refused`: build-answers.ts.
+  const answers = createBuildAnswers({ log, staging, canaries, refusals })
 
   /** A build's deploy as it stands: the round staging it, else its record. */
   async function status(raw: unknown): Promise<Record<string, unknown>> {
@@ -367,10 +324,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const all = await records.all()
     const running = new Map<string, string[]>()
     const live = new Map([...registry.records()].map((node) => [node.id, node]))
-    for (const [id, nodes] of refusals) {
-      for (const nodeId of nodes.keys()) if (live.get(nodeId)?.build === id || !live.has(nodeId)) nodes.delete(nodeId)
-      if (nodes.size === 0) refusals.delete(id)
-    }
+    refusals.prune(live)
     for (const node of live.values()) {
       if (node.build === null || node.link === null) continue
       let ids = running.get(node.build)
@@ -382,7 +336,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaries.running(r.id)?.stage ?? outcomes.get(r.id)?.stage ?? r.stage ?? []
       const canary = canaryOf(r)
       const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
-      const later = [...(refusals.get(r.id) ?? [])].map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
+      const later = refusals.of(r.id).map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
       return {
         id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes, ...(r.pushId !== undefined ? { pushId: r.pushId } : {}),
         current: r.id === current?.id, state: stateOf(r, round), nodes: (running.get(r.id) ?? []).sort(),
@@ -404,8 +358,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ['build.commit', commit],
       ['build.rollback', rollback],
       ['build.list', list],
-      ['build.refused', refused],
-      ['build.staged', staged],
+      ['build.refused', answers.refused],
+      ['build.staged', answers.staged],
       ['build.status', status],
       // After a reload under way (a seed that just took the lead reads the current build from the datastore).
       ['build.current', () => serial(async () => current ?? { id: null })],
@@ -419,7 +373,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
         if (current !== null) peer.session.sendEncoded(encodeMessage('build', current))
         // Builds it may hold staged from a round it left or a leader that died: dropped, unless staging again.
         const active = staging.active()?.push.id
-        for (const id of cancelled) if (id !== active && id !== pending) peer.session.sendEncoded(encodeMessage('build.cancel', { id }))
+        for (const id of cancels.ids()) if (id !== active && id !== pending) peer.session.sendEncoded(encodeMessage('build.cancel', { id }))
       })
     },
     peerClosed(peer) {

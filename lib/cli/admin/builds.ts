@@ -11,25 +11,23 @@
  *
  * A leader failover (several seeds on PostgreSQL, more than one in `--seed`)
  * does not stop a push: the link follows the leader, and what the dead leader did not answer is asked
- * of the next one ({@link LeaderCalls}). Uploads start again from
+ * of the next one (leader-calls.ts). Uploads start again from
  * `build.plan` (blobs already stored are not sent twice); a commit that got
  * no answer is looked up by the push's own id (`pushId`) and sent again only
- * when no record has it; the deploy is followed to its end on the new
- * leader, which resumes it (docs/postgres.md).
+ * when no record has it (push-build-upload.ts); the deploy is followed to
+ * its end on the new leader, which resumes it (docs/postgres.md).
  */
 import { randomBytes } from 'node:crypto'
-import { open } from 'node:fs/promises'
 import { CANARY_MAX_MS, CANARY_MIN_MS, formatFigures, pct, type CanaryPlan, type CanaryState } from '../../builds/canary.js'
 import type { BuildRecord, BuildStageNode } from '../../builds/manifest.js'
 import { createError, EspraError } from '../../core/errors.js'
 import type { MetaClient } from '../../transport/meta-client.js'
 import { connect, resolveTarget, type ConnectOptions } from './cli.js'
-import type { NodeView } from './format.js'
+import { formatBytes, type NodeView } from './format.js'
+import { LeaderCalls, REQUEST_TIMEOUT_MS } from './leader-calls.js'
 import { packDirectory } from './pack.js'
+import { commitOnce } from './push-build-upload.js'
 
-const REQUEST_TIMEOUT_MS = 30_000
-/** Chunk requests in flight at once: keeps the link busy without buffering a whole file. */
-const WINDOW = 8
 const POLL_MS = 200
 /** While a canary is watched, its figures so far are printed this often. */
 const CANARY_PROGRESS_MS = 10_000
@@ -59,54 +57,6 @@ export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 
 
 const say = (line: string) => process.stderr.write(`${line}\n`)
 
-/** What a request gets when the leader went away under it: asked again of the next leader. */
-const FAILOVER: ReadonlySet<string> = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_SEED_NOT_LEADER'])
-/** How long a push waits for a new leader after losing its own. */
-const FAILOVER_WAIT_MS = 60_000
-
-/**
- * Requests to the leader over a link that follows it (`connect(..., lasting)`): one that meets a
- * failover is asked again until a leader answers, at most {@link FAILOVER_WAIT_MS} after the loss.
- * Only for requests that are safe to send twice; `build.commit` is not (see {@link commitOnce}).
- */
-class LeaderCalls {
-  constructor(private readonly client: MetaClient) {}
-
-  async request<R>(op: string, body: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<R> {
-    let deadline: number | null = null
-    for (;;) {
-      try {
-        return await this.client.request<R>(op, body, timeoutMs)
-      } catch (err) {
-        if (!isFailover(err)) throw err
-        if (deadline === null) {
-          deadline = Date.now() + FAILOVER_WAIT_MS
-          say(`the leader went away (${(err as EspraError).code}); asking the next one`)
-        }
-        if (Date.now() > deadline) throw err
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS))
-      }
-    }
-  }
-}
-
-const isFailover = (err: unknown): boolean => {
-  const { code, details } = err as EspraError
-  return FAILOVER.has(code) && (details as { stopped?: unknown } | undefined)?.stopped !== true
-}
-
-function formatBytes(n: number): string {
-  return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 ** 2).toFixed(1)} MB`
-}
-
-function progress(done: number, total: number): void {
-  if (!process.stderr.isTTY) return
-  const width = 30
-  const filled = total === 0 ? width : Math.round((done / total) * width)
-  process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${total === 0 ? 100 : Math.floor((done / total) * 100)}% ${formatBytes(done)} / ${formatBytes(total)}`)
-  if (done >= total) process.stderr.write('\n')
-}
-
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
 /** `--canary <n|percent%>` and `--canary-time <duration>` into the plan `build.commit` carries; refused with one line (exit 2). */
@@ -134,30 +84,6 @@ function parseTimeout(raw: string | undefined): number {
   const m = /^(\d+)(ms|s|m)?$/.exec(raw ?? '60s')
   if (!m) throw createError('ESPRA_ERR_CONFIG_INVALID', { option: '--timeout', reason: 'must be a duration such as 30s or 2m' })
   return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 } as Record<string, number>)[m[2] ?? 'ms']!
-}
-
-/** Sends one file's bytes as `build.blob` chunks, up to {@link WINDOW} in flight. */
-async function uploadBlob(client: MetaClient, hash: string, path: string, chunkSize: number, onBytes: (n: number) => void): Promise<void> {
-  const fh = await open(path, 'r')
-  try {
-    const { size } = await fh.stat()
-    const inflight = new Set<Promise<unknown>>()
-    let offset = 0
-    do {
-      const chunk = Buffer.alloc(Math.min(chunkSize, size - offset))
-      const { bytesRead } = await fh.read(chunk, 0, chunk.length, offset)
-      if (bytesRead !== chunk.length) throw createError('ESPRA_ERR_BUILD_UPLOAD', { reason: `${path} changed while it was being sent`, path })
-      const last = offset + chunk.length >= size
-      const sent = client.request('build.blob', { hash, offset, chunk, last }, REQUEST_TIMEOUT_MS).then(() => onBytes(chunk.length))
-      inflight.add(sent)
-      void sent.finally(() => inflight.delete(sent)).catch(() => {})
-      offset += chunk.length
-      if (inflight.size >= WINDOW) await Promise.race(inflight)
-    } while (offset < size)
-    await Promise.all(inflight)
-  } finally {
-    await fh.close()
-  }
 }
 
 /** What `build.status` answers. */
@@ -257,59 +183,6 @@ async function finish(client: MetaClient | LeaderCalls, id: string, timeoutMs: n
     throw createError('ESPRA_ERR_BUILD_NOT_SERVED', {
       id, ms: timeoutMs, behind: names, nodes: behind.map((n) => n.id),
     })
-  }
-}
-
-type Packed = Awaited<ReturnType<typeof packDirectory>>
-
-/**
- * Sends the blobs the leader lacks (`build.plan`). A blob cut by a failover is not continued (the
- * new leader holds no part of it): the plan is asked again of the new leader and what it still
- * lacks is sent whole.
- */
-async function upload(client: MetaClient, calls: LeaderCalls, packed: Packed): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const plan = await calls.request<{ missing: string[]; chunkSize: number }>('build.plan', { manifest: packed.manifest })
-    const sizes = new Map(packed.manifest.files.map((f) => [f.hash, f.size]))
-    const total = plan.missing.reduce((n, h) => n + sizes.get(h)!, 0)
-    let done = 0
-    say(`${packed.manifest.files.length} files; sending ${plan.missing.length} new (${formatBytes(total)})`)
-    progress(0, total)
-    try {
-      for (const hash of plan.missing) {
-        await uploadBlob(client, hash, packed.sources.get(hash)!, plan.chunkSize, (n) => progress((done += n), total))
-      }
-      return
-    } catch (err) {
-      if (!isFailover(err) || attempt >= 3) throw err
-      say(`the leader went away during the upload (${(err as EspraError).code}); asking the next one what it lacks`)
-    }
-  }
-}
-
-interface Committed { id: string; files: number; bytes: number; uploadedBytes: number; staging: string[]; canary?: { nodes: string[]; timeMs: number } }
-
-/**
- * Uploads and commits once. A commit whose answer the failover swallowed may or may not have been
- * recorded: the new leader's `build.list` tells (the record carries `pushId`); when no record has it
- * the upload and the commit are done again. Null `staging` in the answer: found, not committed here.
- */
-async function commitOnce(client: MetaClient, calls: LeaderCalls, packed: Packed, body: Record<string, unknown>, pushId: string): Promise<Committed | { id: string; staging: null }> {
-  for (let attempt = 1; ; attempt++) {
-    await upload(client, calls, packed)
-    try {
-      // Straight on the link, never asked again blindly: a second commit would record a second build.
-      return await client.request<Committed>('build.commit', { ...body, pushId }, REQUEST_TIMEOUT_MS)
-    } catch (err) {
-      if (!isFailover(err) || attempt >= 3) throw err
-      const { builds } = await calls.request<{ builds: { id: string; pushId?: string }[] }>('build.list', { limit: 50 })
-      const found = builds.find((b) => b.pushId === pushId)
-      if (found !== undefined) {
-        say(`the leader went away before answering the commit; the new leader has it as build ${found.id}`)
-        return { id: found.id, staging: null }
-      }
-      say('the leader went away before the commit was recorded; sending it again to the new leader')
-    }
   }
 }
 

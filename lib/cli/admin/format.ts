@@ -102,3 +102,8 @@ export function formatDrainedAway(drains: readonly DrainedNode[]): string {
   if (away.length === 0) return ''
   return `drained, not registered (admin undrain, then start them): ${away.map((d) => `${d.id} (then ${d.then}, since ${new Date(d.at).toISOString()})`).join(', ')}`
 }
+
+/** A byte count for people: B, KB or MB. */
+export function formatBytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 ** 2).toFixed(1)} MB`
+}

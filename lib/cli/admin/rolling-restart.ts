@@ -31,6 +31,7 @@ import { REGION } from '../../transport/meta-shapes.js'
 import { connect, type ConnectOptions } from './cli.js'
 import { parseGrace } from './drain.js'
 import type { NodeView } from './format.js'
+import { FAILOVER } from './leader-calls.js'
 
 export interface RollingRestartFlags extends ConnectOptions {
   role?: string
@@ -58,8 +59,6 @@ export interface RollingRestartPlan {
 
 const NODES_TIMEOUT_MS = 5000
 const POLL_MS = 250
-/** A failover under way: the seed went away, or does not lead (yet). */
-const FAILOVER: ReadonlySet<string> = new Set(['ESPRA_ERR_META_CLOSED', 'ESPRA_ERR_SEED_NOT_LEADER'])
 /** Beyond the node's own deadline, how long the seed's answer may take to come back. */
 const ANSWER_SLACK_MS = 5000
 
@@ -124,6 +123,7 @@ const inElb = (node: NodeView): string => (node.elb === undefined ? '' : ', heal
  * on. A request that may have been applied by the old leader is asked again
  * only after `applied` (when given) found no sign of it; a reload asked twice
  * replaces the node's children twice, which costs time and loses nothing.
+ * The failover codes are leader-calls.ts's, shared with `admin push-build`.
  */
 class SeedCalls {
   /** Whether a request of this run met a failover. */
