@@ -7,7 +7,7 @@
 import type { Logger } from '../core/log.js'
 import { createError } from '../core/errors.js'
 import type { RoutingTable } from '../core/node-state.js'
-import { signal } from '../core/signal.js'
+import { signal, waitAtMost } from '../core/signal.js'
 import { Rendezvous } from '../routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
 import { isChannel, isPublishId, PUBLISH_ID_MAX } from './channel.js'
@@ -105,9 +105,7 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
         if (answer.err.code !== 5031 || moves >= MOVED_RETRIES) throw createError('ESPRA_ERR_LIVE_PUBLISH', { channel, reason: answer.err.message, code: answer.err.code })
         // Moved, told by the home itself: wait for this node's table to catch up (the seed's next push), unless it names another home already.
         if (table?.pick(ch)?.id === home.id) {
-          let timer: NodeJS.Timeout | undefined
-          await Promise.race([tableSeen, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))])
-          clearTimeout(timer)
+          await waitAtMost(tableSeen, timeoutMs)
         }
       }
     },

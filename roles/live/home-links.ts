@@ -7,6 +7,7 @@
  */
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
+import { waitAtMost } from '../../lib/core/signal.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import { LiveError, liveErrorOf } from './errors.js'
 import type { HubEvent } from './hub.js'
@@ -118,9 +119,7 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
       const ch = body['ch']
       // Told by the home itself: wait for this node's table to catch up, unless it already names another home.
       if (o.homeOf(ch) === home) {
-        let timer: NodeJS.Timeout | undefined
-        await Promise.race([tableSeen, new Promise<void>((resolve) => (timer = setTimeout(resolve, HOME_TIMEOUT_MS)))])
-        clearTimeout(timer)
+        await waitAtMost(tableSeen, HOME_TIMEOUT_MS)
       }
       return homeRequest<T>(o.homeOf(ch), op, body, again, moves + 1)
     }
