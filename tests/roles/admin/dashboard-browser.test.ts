@@ -2,7 +2,7 @@
 // node probing fast, a Live node and two proxies (one in another region). Log in with the operator token; see every
 // registered node, and a figure change on screen with no reload (SSE streams opened on the admin node raise its
 // connections); a hostile build message shown as text; roll back a build (cancel first, then confirm) and follow it to
-// live; kill a proxy, see its node-down alert and silence it from the page. Saves a screenshot of the overview
+// live; retry and delete dead letters; kill a proxy, see its node-down alert and silence it from the page. Saves a screenshot of the overview
 // (copied to docs/dashboard.png with ESPRA_DASHBOARD_SCREENSHOT=1).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
@@ -10,10 +10,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import t from 'tap'
+import { createMetaTaskQueue } from '../../../lib/tasks/queue-meta.js'
+import { newTask } from '../../../lib/tasks/task.js'
 import { FAST, startAdminApi } from '../../helpers/admin-api.js'
 import { HAVE_CHROMIUM, MISSING_CHROMIUM, launchBrowser } from '../../helpers/browser.js'
 import { SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { killHard } from '../../helpers/alert-cluster.js'
+import { client } from '../../helpers/seed.js'
 import { runCli } from '../../helpers/up.js'
 
 if (!HAVE_CHROMIUM) {
@@ -154,6 +157,39 @@ await t.test('builds: a hostile message is text; roll back after confirming', as
   await page.waitForSelector(`${row(one)} td:has-text("★")`)
   const audit = (await c.api('GET', '/api/audit?limit=5')).json.entries
   t.match(audit.find((e: { action: string }) => e.action === 'build.rollback'), { target: one, operator: 'ops', outcome: 'ok', status: 202 }, 'audited as the session\'s operator')
+})
+
+await t.test('tasks: retry one dead letter, delete another after confirming', async (t) => {
+  const seedLink = client(t, c.metaPort)
+  await seedLink.ready
+  const queue = createMetaTaskQueue(seedLink)
+  const kill = async (name: string): Promise<string> => {
+    const id = await queue.enqueue(newTask(name, { n: 1 }, { attempts: 1 }))
+    const [leased] = await queue.lease({ max: 1, leaseMs: 10_000 })
+    t.equal(leased!.id, id)
+    await queue.settle([{ id, attempt: 1, result: 'failed', error: 'boom <b>x</b>', retryInMs: 0 }])
+    return id
+  }
+  const [again, gone] = [await kill('report.again'), await kill('report.gone')]
+  await page.click('#nav a[href="#/tasks"]')
+  const row = (id: string) => `tr[data-task="${id}"]`
+  await page.waitForSelector(row(gone))
+  t.equal(await page.$$eval('main b', (els) => els.length), 0, 'the error shown as text')
+
+  await page.click(`${row(gone)} button.danger`)
+  await page.waitForSelector('dialog[open]')
+  t.match(await page.textContent('dialog[open] p'), `Delete dead letter ${gone} (report.gone)?`)
+  await page.click('#confirm-cancel')
+  t.match((await c.api('GET', '/api/tasks')).json.counts, { dead: 2 }, 'cancelled: nothing deleted')
+  await page.click(`${row(gone)} button.danger`)
+  await page.click('#confirm-ok')
+  await page.waitForSelector(row(gone), { state: 'detached' })
+  await page.click(`${row(again)} button:text-is("Retry")`)
+  await page.waitForSelector(row(again), { state: 'detached' })
+  t.match((await c.api('GET', '/api/tasks')).json.counts, { dead: 0, ready: 1 }, 'one deleted, one ready again')
+  const audit = (await c.api('GET', '/api/audit?limit=5')).json.entries as { action: string; target: string; outcome: string }[]
+  t.match(audit.find((e) => e.action === 'task.delete'), { target: gone, outcome: 'ok' })
+  t.match(audit.find((e) => e.action === 'task.retry'), { target: again, outcome: 'ok' })
 })
 
 await t.test('alerts: a killed node\'s alert, silenced from the page', async (t) => {
