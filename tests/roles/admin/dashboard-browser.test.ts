@@ -2,8 +2,8 @@
 // node probing fast, a Live node and two proxies (one in another region). Log in with the operator token; see every
 // registered node, and a figure change on screen with no reload (SSE streams opened on the admin node raise its
 // connections); a hostile build message shown as text; roll back a build (cancel first, then confirm) and follow it to
-// live; retry and delete dead letters; kill a proxy, see its node-down alert and silence it from the page. Saves a screenshot of the overview
-// (copied to docs/dashboard.png with ESPRA_DASHBOARD_SCREENSHOT=1).
+// live; retry one dead letter and delete another; kill a proxy, see its node-down alert and silence it from the page.
+// Saves a screenshot of the overview (copied to docs/dashboard.png with ESPRA_DASHBOARD_SCREENSHOT=1).
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
