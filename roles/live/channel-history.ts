@@ -19,10 +19,11 @@ export interface LiveMessage {
 /**
  * Why messages a client asked for are gone (docs/live-protocol.md, "Gaps"):
  * older than --live-history-age, pushed out by --live-history-size or
- * --live-history-bytes, or never held by this home (the channel's earlier
- * home restarted, died or moved).
+ * --live-history-bytes, never held by this home (the channel's earlier
+ * home restarted, died or moved), or pushed out of what a Live child keeps
+ * for a subscription waiting for its answer (roles/live/recent-messages.ts).
  */
-export type GapCause = 'expired' | 'overflow' | 'lost'
+export type GapCause = 'expired' | 'overflow' | 'lost' | 'dropped'
 
 /** The sequences a resume cannot get back: `from`..`to` inclusive, and why (the cause of `from`, the first one missing). */
 export interface Gap {

@@ -14,6 +14,7 @@ import { LiveCounters } from './counters.js'
 import type { Catchup, Gap, LiveMessage } from './channel-history.js'
 import type { Member } from './hub.js'
 import type { ParentMessage } from './messages.js'
+import { RecentMessages } from './recent-messages.js'
 
 /** Client-side msgpack: plain values, no records or extensions, so any msgpack library can read it. */
 export const clientPackr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
@@ -29,7 +30,7 @@ interface ChildChannel {
   holders: number
   /** Subscriptions waiting for the parent's answer, and the messages that reached this child meanwhile (see `answered`). */
   waiting: number
-  recent: LiveMessage[]
+  readonly recent: RecentMessages
   readonly listeners: Set<Listener>
   /** Presence members of this child's clients: user → connections. */
   readonly users: Map<string, number>
@@ -46,14 +47,16 @@ export interface LiveChild {
   hold(ch: string): void
   /**
    * The parent answered a subscription on `ch` (null: it failed or the client
-   * left): what to send the client, the answer's own messages and then those
-   * that reached this child after the answer's snapshot, before the client
-   * was subscribed (IPC events are emitted before the request's promise
-   * settles, so such a message was fanned out without it). Each seq once,
-   * in order; the client's `sub-ok` names the last one's seq at least
-   * ({@link subOkSeq}).
+   * left; `resumed`: the client gave `since`): what to send the client, the
+   * answer with its own messages and then those that reached this child after
+   * the answer's snapshot, before the client was subscribed (IPC events are
+   * emitted before the request's promise settles, so such a message was fanned
+   * out without it). Each seq once, in order; the client's `sub-ok` names the
+   * last one's seq at least ({@link subOkSeq}). More than {@link MAX_RECENT}
+   * of them in the wait: a gap of cause `dropped` (./recent-messages.ts).
    */
-  answered(ch: string, answer: Catchup | null): LiveMessage[]
+  answered(ch: string, answer: Catchup, resumed: boolean): Catchup
+  answered(ch: string, answer: null): null
   /** Drops one hold; the last one tells the parent this child no longer needs the channel. */
   release(ch: string): void
   listen(ch: string, listener: Listener): void
@@ -68,11 +71,11 @@ export interface LiveChild {
   channelStats(): { channels: number; subscriptions: number }
 }
 
-/** Messages kept for waiting subscriptions of one channel, at most (a burst while the parent answers). */
+/** Messages kept for waiting subscriptions of one channel, at least (a burst while the parent answers). */
 const MAX_RECENT = 10_000
 
 /** The `seq` of a subscription's `sub-ok`: the channel's, or the last message sent with it if later (the protocol: missed messages are at or below it). */
-export const subOkSeq = (answer: Catchup, messages: readonly LiveMessage[]): number => Math.max(answer.seq, messages.at(-1)?.seq ?? 0)
+export const subOkSeq = (answer: Catchup): number => Math.max(answer.seq, answer.messages.at(-1)?.seq ?? 0)
 
 export const topic = (mp: boolean, ch: string): string => (mp ? `m:${ch}` : `j:${ch}`)
 export const presenceTopic = (mp: boolean, ch: string): string => (mp ? `pm:${ch}` : `pj:${ch}`)
@@ -86,7 +89,7 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
 
   const channel = (ch: string): ChildChannel => {
     let c = channels.get(ch)
-    if (!c) channels.set(ch, (c = { holders: 0, waiting: 0, recent: [], listeners: new Set(), users: new Map() }))
+    if (!c) channels.set(ch, (c = { holders: 0, waiting: 0, recent: new RecentMessages(MAX_RECENT), listeners: new Set(), users: new Map() }))
     return c
   }
   const forget = (ch: string, c: ChildChannel): void => {
@@ -106,12 +109,22 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
     return json
   }
 
+  function answered(ch: string, answer: Catchup, resumed: boolean): Catchup
+  function answered(ch: string, answer: null): null
+  function answered(ch: string, answer: Catchup | null, resumed = false): Catchup | null {
+    const c = channels.get(ch)
+    if (!c) return answer
+    const merged = answer === null ? null : c.recent.merge(answer, resumed)
+    if (--c.waiting === 0) c.recent.clear()
+    return merged
+  }
+
   ctx.parent.onMessage((body) => {
     const ev = body as ParentMessage
     const c = channels.get(ev.ch)
     if (!c) return
     if (ev.k === 'msg') {
-      if (c.waiting > 0 && c.recent.length < MAX_RECENT) c.recent.push(ev)
+      if (c.waiting > 0) c.recent.push(ev)
       const json = fanout(ev.ch, topic, msgFrame(ev))
       counters.messages++
       counters.deliveries += app.numSubscribers(topic(false, ev.ch)) + app.numSubscribers(topic(true, ev.ch)) + c.listeners.size
@@ -146,15 +159,7 @@ export function createLiveChild(ctx: ChildContext): LiveChild {
       c.holders++
       c.waiting++
     },
-    answered(ch, answer) {
-      const c = channels.get(ch)
-      if (!c) return answer?.messages ?? []
-      // After the last message the answer carries: what reached this child up to there is in the answer already.
-      const upTo = answer === null ? 0 : Math.max(answer.seq, answer.messages.at(-1)?.seq ?? 0)
-      const later = answer === null ? [] : c.recent.filter((m) => m.seq > upTo)
-      if (--c.waiting === 0) c.recent = []
-      return answer === null ? [] : later.length === 0 ? answer.messages : [...answer.messages, ...later]
-    },
+    answered,
     release(ch) {
       const c = channels.get(ch)
       if (!c) return

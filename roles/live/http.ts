@@ -181,18 +181,22 @@ export function addHttp(live: LiveChild): { close(): void } {
         } catch (err) {
           answer = { err: { code: liveErrorOf(err).code, message: liveErrorOf(err).message } }
         }
-        const messages = live.answered(ch, closed || isFailure(answer) ? null : answer)
-        if (closed) return live.release(ch)
+        if (closed) {
+          live.answered(ch, null)
+          return live.release(ch)
+        }
         if (isFailure(answer)) {
+          live.answered(ch, null)
           live.release(ch)
           event({ op: 'err', ch, code: answer.err.code, message: answer.err.message, data: { op: 'sub' } })
           continue
         }
+        const merged = live.answered(ch, answer, since.has(ch))
         // The stream's position is the last message it has carried: `since` until the missed ones are out.
-        positions.set(ch, answer.recovered && since.has(ch) ? since.get(ch)! : answer.seq)
-        event({ op: 'sub-ok', ch, seq: subOkSeq(answer, messages), recovered: answer.recovered, ...gapOf(answer) })
-        for (const m of messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
-        positions.set(ch, Math.max(answer.seq, messages.at(-1)?.seq ?? 0))
+        positions.set(ch, merged.recovered && since.has(ch) ? since.get(ch)! : merged.seq)
+        event({ op: 'sub-ok', ch, seq: subOkSeq(merged), recovered: merged.recovered, ...gapOf(merged) })
+        for (const m of merged.messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
+        positions.set(ch, subOkSeq(merged))
         live.listen(ch, listener)
         joined.push(ch)
         live.release(ch)
@@ -241,15 +245,16 @@ export function addHttp(live: LiveChild): { close(): void } {
     live.hold(ch)
     ctx.parent.request<SubAnswer>({ k: 'sub', ch, ...(since !== undefined ? { since } : {}) }).then(
       (answer) => {
-        const messages = live.answered(ch, done || isFailure(answer) ? null : answer)
         if (done || isFailure(answer)) {
+          live.answered(ch, null)
           live.release(ch)
           if (isFailure(answer)) finish(null, failureError(answer))
           return
         }
-        if (!answer.recovered || messages.length > 0) {
+        const merged = live.answered(ch, answer, since !== undefined)
+        if (!merged.recovered || merged.messages.length > 0) {
           live.release(ch)
-          return finish({ ch, seq: Math.max(answer.seq, messages.at(-1)?.seq ?? 0), recovered: answer.recovered, ...gapOf(answer), messages: messages.map(live.msgFrame) })
+          return finish({ ch, seq: subOkSeq(merged), recovered: merged.recovered, ...gapOf(merged), messages: merged.messages.map(live.msgFrame) })
         }
         live.listen(ch, listener)
         listening = true

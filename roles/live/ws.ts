@@ -91,18 +91,22 @@ export function addWebSocket(live: LiveChild): { close(): void; reconnectSpread(
     live.hold(ch)
     ctx.parent.request<SubAnswer>({ k: 'sub', ch, ...(typeof since === 'number' ? { since } : {}) }).then(
       (answer) => {
-        const messages = live.answered(ch, conn.closed || conn.subs.get(ch) !== 'pending' || isFailure(answer) ? null : answer)
-        if (conn.closed || conn.subs.get(ch) !== 'pending') return live.release(ch)
+        if (conn.closed || conn.subs.get(ch) !== 'pending') {
+          live.answered(ch, null)
+          return live.release(ch)
+        }
         if (isFailure(answer)) {
+          live.answered(ch, null)
           conn.subs.delete(ch)
           live.release(ch)
           return fail(ws, Object.assign(new LiveError('INTERNAL', answer.err.message), { code: answer.err.code }), 'sub', id, ch)
         }
+        const merged = live.answered(ch, answer, typeof since === 'number')
         conn.subs.set(ch, 'on')
         // One synchronous step: the missed messages, then the topic; nothing can arrive in between.
         ws.cork(() => {
-          send(ws, { op: 'sub-ok', ch, seq: subOkSeq(answer, messages), recovered: answer.recovered, ...gapOf(answer), ...(id !== undefined ? { id } : {}) })
-          for (const m of messages) send(ws, live.msgFrame(m))
+          send(ws, { op: 'sub-ok', ch, seq: subOkSeq(merged), recovered: merged.recovered, ...gapOf(merged), ...(id !== undefined ? { id } : {}) })
+          for (const m of merged.messages) send(ws, live.msgFrame(m))
           ws.subscribe(topic(conn.mp, ch))
           if (conn.grant?.can('presence', ch)) ws.subscribe(presenceTopic(conn.mp, ch))
         })
