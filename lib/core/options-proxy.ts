@@ -45,12 +45,12 @@ export const PROXY_OPTIONS = [
   }),
   option({
     key: 'maxConnsPerAddress', flag: '--max-conns-per-address <n>', env: 'ESPRA_MAX_CONNS_PER_ADDRESS', defaultText: '1000',
-    doc: 'proxy: open connections one client address may hold per child process; more get 429 (0: no limit)',
+    doc: 'proxy: open connections one client address may hold on the node, all children together; more get 429 (0: no limit)',
     parse: integer(0, 10_000_000),
   }),
   option({
     key: 'maxRpsPerAddress', flag: '--max-rps-per-address <n>', env: 'ESPRA_MAX_RPS_PER_ADDRESS', defaultText: '0',
-    doc: 'proxy: requests per second one client address may send per child process (burst of the same size); more get 429 (0: no limit)',
+    doc: 'proxy: requests per second one client address may send to the node, all children together (burst of the same size); more get 429 (0: no limit)',
     parse: integer(0, 10_000_000),
   }),
   option({

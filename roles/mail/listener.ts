@@ -2,8 +2,9 @@
  * A mail child's listeners, on the two sockets its parent bound once and
  * every child shares (lib/process/shared-socket.ts): the node's HTTP port
  * answers `GET /_espra/health` (and 404 otherwise); the SMTP port takes
- * inbound mail (smtp.ts). Datastore and embedded-queue requests go to the
- * seed through the parent's link (role.ts relays them).
+ * inbound mail (smtp.ts). Datastore, embedded-queue and inbound-group
+ * requests go to the seed over the child's own link (child-seed-link.ts),
+ * through the parent's while that link is down (role.ts relays them).
  */
 import { createServer, type Server } from 'node:http'
 import { hostname } from 'node:os'
@@ -13,23 +14,15 @@ import { readTlsFiles } from '../../lib/core/tls-files.js'
 import type { Listener, ListenContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { createMetaTaskQueue, type MetaRequester } from '../../lib/tasks/queue-meta.js'
+import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
+import { createChildSeedLink } from './child-seed-link.js'
 import { InboundCounters } from './counters.js'
 import { createLimitsClient } from './limits-client.js'
 import { createMailVerifier, dnsResolver } from '../../lib/mail/mail-auth.js'
 import { createInboundStore } from './inbound-store.js'
 import { createRecipientCheck } from './recipient-check.js'
 import { createSmtpServer } from './smtp.js'
-
-/** What a child asks its parent to send to the seed. */
-export interface MailSeedRequest {
-  readonly t: 'mail-seed'
-  readonly op: string
-  readonly body: unknown
-}
-
-const SEED_TIMEOUT_MS = 10_000
 
 function listenOn(server: NetServer | Server, fd: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -44,9 +37,7 @@ function listenOn(server: NetServer | Server, fd: number): Promise<number> {
 
 export async function startMailListener(ctx: ListenContext): Promise<Listener> {
   const { config, log } = ctx
-  const seed: MetaRequester = {
-    request: <R>(op: string, body: unknown) => ctx.parent.request<R>({ t: 'mail-seed', op, body } satisfies MailSeedRequest, SEED_TIMEOUT_MS),
-  }
+  const seed = createChildSeedLink({ config, log, parent: ctx.parent, metrics: ctx.metrics })
   const blobs = await createBlobStore(blobStoreConfig(config))
   const datastore = createDatastoreClient(seed)
   // Redis with --redis (loaded only then), else the seed's embedded queue: the one the app nodes consume.
@@ -110,6 +101,7 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
     await new Promise<void>((resolve) => smtp.close(() => resolve()))
     await queue.close()
     await blobs.close()
+    await seed.close()
     return { cut: Math.min(open, inflight) }
   }
   return {
@@ -121,6 +113,7 @@ export async function startMailListener(ctx: ListenContext): Promise<Listener> {
       http.closeAllConnections()
       http.close()
       smtp.server.close()
+      seed.destroy()
       for (const c of (smtp as unknown as { connections: Set<{ close(): void }> }).connections) c.close()
     },
   }

@@ -11,12 +11,13 @@ import { isMap } from '../../lib/transport/meta-shapes.js'
 import { createError, EspraError } from '../../lib/core/errors.js'
 import { routeByTag, type TagHandlers } from '../../lib/process/ipc.js'
 import type { Role } from '../../lib/process/role.js'
-import { startMailListener, type MailSeedRequest } from './listener.js'
+import type { MailSeedRequest } from './child-seed-link.js'
+import { startMailListener } from './listener.js'
 import type { LimitsMessage, LimitsRequest } from './limits-client.js'
 import { startLimitsParent } from './limits-parent.js'
 import { startOutboundParent } from './outbound-parent.js'
 
-/** The seed ops a mail child may send through its parent: the datastore, the embedded queue's enqueue, a group of inbound messages, and the node list (app nodes to ask about recipients). */
+/** The seed ops a mail child may send through its parent while its own link (child-seed-link.ts) is down: the datastore, the embedded queue's enqueue, a group of inbound messages, and the node list (app nodes to ask about recipients). */
 const RELAYED = new Set(['ds.get', 'ds.put', 'ds.delete', 'ds.putIf', 'tasks.enqueue', 'mail.inbound.commit', 'nodes'])
 
 /** Child → parent requests. */

@@ -19,7 +19,7 @@ import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
 import type { ProxyCore } from './context.js'
 import { ProxyCounters } from './counters.js'
-import { createLimits } from './limits.js'
+import { createLimits, type Limits } from './limits.js'
 import { readProxyHeader } from './proxy-header.js'
 import { createHeadSpec, LIVE_MAX_HEADERS } from './request-head.js'
 import { compileRouteKeys } from './route-keys.js'
@@ -46,6 +46,8 @@ export interface ProxyOptions {
   health(): { status: number; body: Record<string, unknown> }
   /** The routing table to start with (the parent's latest), if any. */
   readonly routing: RoutingTable | null
+  /** Per-address limits (the node-wide ones: limits-client.ts); absent: this child's own counts only. */
+  readonly limits?: Limits
 }
 
 export interface Proxy {
@@ -120,7 +122,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
     maxHeaderSize: config.maxHeaderSize,
     headSpec: createHeadSpec(routeKeys.headerNames),
     routeKeys,
-    limits: createLimits(config.maxConnsPerAddress, config.maxRpsPerAddress),
+    limits: opts.limits ?? createLimits(config.maxConnsPerAddress, config.maxRpsPerAddress),
     trusted: createTrustedProxies(config.trustedProxies),
     answers,
     counters: new ProxyCounters({

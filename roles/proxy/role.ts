@@ -8,6 +8,9 @@
 import type { RoutingTable } from '../../lib/core/node-state.js'
 import type { Role } from '../../lib/process/role.js'
 import { startProxy } from './core.js'
+import { createLimits } from './limits.js'
+import { createLimitsClient } from './limits-client.js'
+import { startLimitsParent } from './limits-parent.js'
 
 function isRoutingTable(body: unknown): body is RoutingTable {
   const t = body as Partial<RoutingTable> | null
@@ -23,6 +26,8 @@ export const proxyRole: Role = {
   listenPorts: (config) => (config.tlsCert !== null ? [{ port: config.tlsPort, option: '--tls-port' }] : []),
   // Every (re)connect resubscribes; the seed answers with the current table at once.
   subscribe: (config) => ({ routing: config.region }),
+  // Per-address limits for the whole node: the parent sums what the children report (limits-parent.ts).
+  parent: (ctx) => Promise.resolve(startLimitsParent(ctx)),
   async listen(ctx) {
     // Tables pushed while the listener starts are kept, not lost: the latest one applies once it runs.
     let latest: RoutingTable | null = ctx.state().routing
@@ -36,7 +41,9 @@ export const proxyRole: Role = {
       apply?.(push.body)
     })
     const tlsFd = ctx.extraFds[0]
-    proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest }, { fd: ctx.fd }, tlsFd === undefined ? undefined : { fd: tlsFd })
+    const { maxConnsPerAddress: maxConns, maxRpsPerAddress: maxRps } = ctx.config
+    const limits = createLimitsClient({ parent: ctx.parent, local: createLimits(maxConns, maxRps), maxConns, maxRps })
+    proxy = await startProxy({ config: ctx.config, log: ctx.log, health: ctx.health, routing: latest, limits }, { fd: ctx.fd }, tlsFd === undefined ? undefined : { fd: tlsFd })
     proxy.registerMetrics(ctx.metrics)
     apply = (table) => proxy.setRouting(table)
     const now = latest ?? ctx.state().routing
