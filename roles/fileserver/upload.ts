@@ -1,13 +1,15 @@
 /**
  * `POST /upload` in a fileserver child: token-checked uploads. The token (an
  * `Authorization: Bearer` header or a `token` query parameter) is verified,
- * then consumed in the datastore (single use); the body, raw (its
+ * and checked unspent while the body arrives; the body, raw (its
  * `Content-Type` is the type, `X-Filename` optional) or a `multipart/form-data`
  * form with one file field, streams to `<data-dir>/uploads-tmp/` while sha256
  * and whirlpool are computed in the same pass; progress goes to the token's
  * Live channel (at most 4 events a second); then the upload pipeline
- * (upload-pipeline.ts, shared with tus) stores and records the file and the
- * client gets its record as JSON (202 when it was kept pending).
+ * (upload-pipeline.ts, shared with tus) stores the file, then spends the
+ * token and records the file in one transaction (single use: of two uploads
+ * with one token, one is recorded and the other refused), and the client
+ * gets its record as JSON (202 when it was kept pending).
  */
 import { createWriteStream } from 'node:fs'
 import { unlink } from 'node:fs/promises'
@@ -41,11 +43,27 @@ export function checkUploadToken(key: Buffer, token: string): UploadClaims {
   return verified.claims
 }
 
-/** Spends a token (its datastore record, atomically): 403 when it was used before, 503 when the seed is out of reach. */
+/** Spends a token (its datastore record, atomically): 403 when it was used before, 503 when the seed is out of reach. For tus, whose token is spent when the upload is created. */
 export async function spendUploadToken(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
   let record: Record<string, unknown> | null
   try {
     record = await uploads.datastore.consume('uploadTokens', claims.id)
+  } catch (err) {
+    throw createError('ESPRA_ERR_UPLOAD_UNAVAILABLE', { reason: (err as Error).message })
+  }
+  if (record === null) throw createError('ESPRA_ERR_UPLOAD_TOKEN_USED')
+}
+
+/**
+ * Whether a token is still unspent, asked while its body streams in (a
+ * `ds.get`, which changes nothing): a used token is refused within one round
+ * trip instead of after its whole body is stored. The token is spent, once,
+ * by `upload.commit` with the file's record (upload-commit.ts).
+ */
+export async function checkTokenUnspent(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
+  let record: Record<string, unknown> | null
+  try {
+    record = await uploads.datastore.get('uploadTokens', claims.id)
   } catch (err) {
     throw createError('ESPRA_ERR_UPLOAD_UNAVAILABLE', { reason: (err as Error).message })
   }
@@ -95,6 +113,8 @@ async function receive(body: Readable, contentType: string, filename: string | n
       if (file === null) reject(createError('ESPRA_ERR_UPLOAD_BAD_BODY', { reason: 'the form holds no file field' }))
       else file.then(resolve, reject)
     })
+    // A body stopped on purpose (a used token, the client gone) ends the form too: busboy would wait for more.
+    body.once('error', (err) => reject(err))
     body.pipe(parser)
   })
 }
@@ -125,13 +145,16 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
       body.drop()
       answerLater(res, () => sendJson(res, status, value))
     }
+    // Checked while the body streams (not before: one round trip less ahead of the bytes); a refusal stops it.
+    const unspent = checkTokenUnspent(uploads, claims)
+    unspent.catch((err: unknown) => body.stream.destroy(err as Error))
     try {
-      await spendUploadToken(uploads, claims)
       const digest = new Digest(claims.maxSize, claims.channel === undefined ? () => {} : createProgressThrottle(PROGRESS_INTERVAL_MS, (bytes) => {
         uploads.publish(claims.channel, { t: 'upload.progress', bytes, total: multipart ? null : declared })
       }))
       const got = await receive(body.stream, contentType, filename, claims, path, digest)
-      const { status, result } = await uploads.finish(path, got, claims)
+      await unspent
+      const { status, result } = await uploads.finish(path, got, { ...claims, token: claims.id })
       answer(status, result)
     } catch (err) {
       // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk.

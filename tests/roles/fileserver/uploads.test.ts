@@ -191,7 +191,7 @@ t.test('over-size → 413 with no partial file; wrong type → 415', async (t) =
   const tok = await mint({ maxSize: 100_000, types: ['image/png'] })
   const big = Buffer.alloc(150_000, 3)
   t.match(await raw(tok, 'image/png', big), { status: 413, body: { code: 'ESPRA_ERR_UPLOAD_TOO_LARGE' } }, 'declared too large')
-  // Chunked: the size shows only while streaming; the token is spent, the partial file deleted.
+  // Chunked: the size shows only while streaming; the token stays unspent, the partial file deleted.
   const streamed = await post('/upload', { authorization: `Bearer ${tok}`, 'content-type': 'image/png' },
     Array.from({ length: 15 }, () => Buffer.alloc(10_000, 4)))
   t.match(streamed, { status: 413, body: { code: 'ESPRA_ERR_UPLOAD_TOO_LARGE' } }, 'found too large while streaming')
