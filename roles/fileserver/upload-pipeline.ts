@@ -25,6 +25,7 @@ import type { Datastore } from '../../lib/storage/datastore.js'
 import type { FileChangeLink } from '../../lib/transport/files-changed.js'
 import type { UploadSeedRequest } from './upload-pending.js'
 import type { FileCounters } from './counters.js'
+import type { StreamedBlob } from './upload-stream.js'
 import { commitWithToken, createUploadCommitter } from './upload-commit.js'
 import { blobKeyOfUpload, fileRecord, isTransient, keepPending, storeBlob, storeFile, uploadDirs, urlOfUpload, type FileRecord, type UploadFile } from './upload-store.js'
 
@@ -101,6 +102,8 @@ export interface Received {
   readonly filename: string | null
   /** A gzip (level 9) of the bytes made while they arrived (compressible types; upload-gzip.ts): stored as it is, removed by `finish`. */
   readonly gzipPath?: string | null
+  /** The object sent to the blob store while the bytes arrived (S3; upload-stream.ts), moved to its key by `finish`. */
+  readonly streamed?: StreamedBlob | null
 }
 
 /** What the client is answered (and `upload.done` carries part of). */
@@ -263,9 +266,9 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
     const token = who.token ?? null
     let stored: { record: FileRecord; fresh: boolean } | null = null
     try {
-      if (token === null) stored = await storeFile(blobs, committer, path, file, got.gzipPath ?? null)
+      if (token === null) stored = await storeFile(blobs, committer, path, file, got.gzipPath ?? null, got.streamed ?? null)
       else {
-        await storeBlob(blobs, path, file, got.gzipPath ?? null)
+        await storeBlob(blobs, path, file, got.gzipPath ?? null, got.streamed ?? null)
         const record = fileRecord(file)
         // One seed round trip: the token spent and the record written in one transaction, fileservers told (upload-commit.ts).
         const done = await commitWithToken(committer, token, record)

@@ -15,7 +15,8 @@ import { join } from 'node:path'
 import { createGzip } from 'node:zlib'
 import { isCompressible } from '../../lib/builds/manifest.js'
 import type { NodeConfig } from '../../lib/core/config.js'
-import type { BlobStore } from '../../lib/storage/blob-store.js'
+import type { BlobStore, PutOptions } from '../../lib/storage/blob-store.js'
+import type { StreamedBlob } from './upload-stream.js'
 import { createError } from '../../lib/core/errors.js'
 import type { UploadCommitter } from './upload-commit.js'
 import { UPLOAD_GZIP_LEVEL } from './upload-gzip.js'
@@ -83,22 +84,30 @@ export function isTransient(err: unknown): boolean {
     code === 'ESPRA_ERR_SEED_UNREACHABLE' || code === 'ESPRA_ERR_IPC_TIMEOUT'
 }
 
+/** The blob-store options of an upload's object: type, gzip when compressible, hashes, size and what its answer under /f/ needs. */
+export function blobOptions(record: UploadFile): PutOptions {
+  return {
+    contentType: record.type,
+    ...(isCompressible(record.type) ? { contentEncoding: 'gzip' } : {}),
+    // inline and filename: what the answer under /f/ needs besides the type (the first upload of some bytes decides them).
+    metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size), ...uploadMetadata(record.inline === true, record.filename) },
+  }
+}
+
 /**
  * Stores the bytes at `path` under the record's key unless an object is
  * there already (content addressed: the same bytes; the first upload of
  * them keeps its metadata). `gzipped`: a gzip of them made while they
  * arrived (compressible types), stored as it is instead of compressing
- * `path` now.
+ * `path` now. `streamed`: the object sent to the store while the body
+ * arrived (S3, upload-stream.ts), moved to its key; the local file only
+ * when that stream was dropped.
  */
-export async function storeBlob(blobs: BlobStore, path: string, record: UploadFile, gzipped: string | null = null): Promise<void> {
+export async function storeBlob(blobs: BlobStore, path: string, record: UploadFile, gzipped: string | null = null, streamed: StreamedBlob | null = null): Promise<void> {
+  const options = blobOptions(record)
+  if (streamed !== null && (await streamed.finish(record.key, options))) return
   if ((await blobs.head(record.key)) !== null) return
   const gzip = isCompressible(record.type)
-  const options = {
-    contentType: record.type,
-    ...(gzip ? { contentEncoding: 'gzip' } : {}),
-    // inline and filename: what the answer under /f/ needs besides the type (the first upload of some bytes decides them).
-    metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size), ...uploadMetadata(record.inline === true, record.filename) },
-  }
   // Stored as received: the store takes the file itself (a local store links it, no second write), its sha256 as the version tag.
   if (gzip && gzipped !== null) await blobs.putFile(record.key, gzipped, options)
   else if (gzip) await blobs.put(record.key, createReadStream(path).pipe(createGzip({ level: UPLOAD_GZIP_LEVEL })), options)
@@ -114,8 +123,8 @@ export const fileRecord = (file: UploadFile): FileRecord => ({ ...file, encoding
  * always names stored bytes. Returns the record (the earlier one, not
  * fresh, when the same bytes were recorded before).
  */
-export async function storeFile(blobs: BlobStore, committer: UploadCommitter, path: string, file: UploadFile, gzipped: string | null = null): Promise<{ record: FileRecord; fresh: boolean }> {
-  await storeBlob(blobs, path, file, gzipped)
+export async function storeFile(blobs: BlobStore, committer: UploadCommitter, path: string, file: UploadFile, gzipped: string | null = null, streamed: StreamedBlob | null = null): Promise<{ record: FileRecord; fresh: boolean }> {
+  await storeBlob(blobs, path, file, gzipped, streamed)
   const full = fileRecord(file)
   const answer = await committer.commit(null, full)
   if (answer.used) throw createError('ESPRA_ERR_INTERNAL', { reason: 'upload.commit answered "token used" to a commit without a token' })

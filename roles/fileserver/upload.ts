@@ -25,6 +25,7 @@ import { deriveUploadKey, typeAllowed, verifyUploadToken, type UploadClaims } fr
 import { cleanName, createProgressThrottle, Digest, diskError, openBody, PROGRESS_INTERVAL_MS, type Received, type UploadPipeline } from './upload-pipeline.js'
 import { startGzipCopy } from './upload-gzip.js'
 import { tmpUploadPath } from './upload-store.js'
+import { startStreamedBlob, type StreamedBlob } from './upload-stream.js'
 
 /** Room for multipart boundaries and part headers beyond the file itself. */
 const MULTIPART_SLACK = 64 * 1024
@@ -71,20 +72,24 @@ export async function checkTokenUnspent(uploads: UploadPipeline, claims: UploadC
 }
 
 /** Streams the file of a raw or multipart body through `digest` into `path`. */
-async function receive(body: Readable, contentType: string, filename: string | null, claims: UploadClaims, path: string, digest: Digest): Promise<Received> {
+async function receive(body: Readable, contentType: string, filename: string | null, claims: UploadClaims, path: string, digest: Digest, stream: () => StreamedBlob | null, streams: StreamedBlob[]): Promise<Received> {
   const write = async (source: Readable, type: string, name: string | null): Promise<Received> => {
+    // On S3 the bytes as stored go to the store as they arrive (upload-stream.ts); the caller aborts it on failure.
+    const streamed = stream()
+    if (streamed !== null) streams.push(streamed)
     // A compressible type is gzipped on the way too (its `.gz` is removed with the received file, by the caller).
-    const gzip = isCompressible(type) ? startGzipCopy(path) : null
+    const gzip = isCompressible(type) ? startGzipCopy(path, streamed?.tee ?? null) : null
     const file = createWriteStream(path, { flags: 'wx' })
+    const toFile = gzip === null && streamed !== null ? [streamed.tee, file] as const : [file] as const
     try {
-      await (gzip === null ? pipeline(source, digest, file) : pipeline(source, digest, gzip.tee, file))
+      await (gzip === null ? pipeline(source, digest, ...toFile) : pipeline(source, digest, gzip.tee, file))
       await gzip?.done
     } catch (err) {
       // The gzip's file is settled (closed) before the caller removes it.
       await gzip?.done.catch(() => {})
       throw diskError(err)
     }
-    return { size: digest.size, ...(await digest.hashes()), type, filename: name, gzipPath: gzip?.path ?? null }
+    return { size: digest.size, ...(await digest.hashes()), type, filename: name, gzipPath: gzip?.path ?? null, streamed }
   }
   if (!/^multipart\/form-data/i.test(contentType)) return write(body, contentType.trim() || 'application/octet-stream', filename)
 
@@ -147,18 +152,20 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
     }
     // Checked while the body streams (not before: one round trip less ahead of the bytes); a refusal stops it.
     const unspent = checkTokenUnspent(uploads, claims)
+    const streams: StreamedBlob[] = []
     unspent.catch((err: unknown) => body.stream.destroy(err as Error))
     try {
       const digest = new Digest(claims.maxSize, claims.channel === undefined ? () => {} : createProgressThrottle(PROGRESS_INTERVAL_MS, (bytes) => {
         uploads.publish(claims.channel, { t: 'upload.progress', bytes, total: multipart ? null : declared })
       }))
-      const got = await receive(body.stream, contentType, filename, claims, path, digest)
+      const got = await receive(body.stream, contentType, filename, claims, path, digest, () => startStreamedBlob(uploads.blobs, ctx.config.nodeId), streams)
       await unspent
       const { status, result } = await uploads.finish(path, got, { ...claims, token: claims.id })
       answer(status, result)
     } catch (err) {
-      // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk.
+      // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk or in the store.
       body.drop()
+      for (const s of streams) void s.abort().catch(() => {})
       await Promise.all([unlink(path).catch(() => {}), unlink(`${path}.gz`).catch(() => {})])
       throw err
     }

@@ -205,6 +205,24 @@ t.test('over-size → 413 with no partial file; wrong type → 415', async (t) =
   t.same(tmpFiles(), [])
 })
 
+t.test('S3: a 12 MB body goes up in parts while it arrives and is moved to its key; nothing left under uploads-tmp/', async (t) => {
+  const { randomBytes } = await import('node:crypto')
+  const data = randomBytes(12 * 1024 * 1024)
+  const res = await post('/upload', { authorization: `Bearer ${await mint({ maxSize: 20 * 1024 ** 2 })}`, 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
+    Array.from({ length: 48 }, (_, i) => data.subarray(i * 256 * 1024, (i + 1) * 256 * 1024)))
+  t.equal(res.status, 200, JSON.stringify(res.body))
+  t.match(res.body, { sha256: sha256(data), size: data.length, encoding: null, pending: false })
+  const got = await blobs.get(`files/${sha256(data)}`)
+  const chunks: Buffer[] = []
+  for await (const c of got!.body) chunks.push(c as Buffer)
+  t.ok(Buffer.concat(chunks).equals(data), 'byte-exact')
+  t.match(got!.metadata, { sha256: sha256(data), size: String(data.length) }, 'the final metadata')
+  const left: string[] = []
+  for await (const e of blobs.list('uploads-tmp/')) left.push(e.key)
+  t.same(left, [], 'no temporary object left')
+  t.same(tmpFiles(), [])
+})
+
 t.test('disk full → 507, nothing recorded or stored (a 2 MB tmpfs as the data directory; needs mount rights)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'espra-uploads-full-'))
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
