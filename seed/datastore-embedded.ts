@@ -23,8 +23,8 @@ import { open, type Database, type RootDatabase } from 'lmdb'
 import { createError } from '../lib/core/errors.js'
 import type { Flushable } from './tasks-embedded.js'
 import {
-  check, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
-  type Datastore, type DatastoreEntry, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
+  check, checkConsumeAndInsert, DATASTORE_KINDS, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
+  type ConsumeAndInsert, type Datastore, type DatastoreEntry, type DatastoreEntryRef, type DatastoreRef, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
 } from '../lib/storage/datastore.js'
 
 export interface MigrationContext {
@@ -178,6 +178,25 @@ class LmdbDatastore implements EmbeddedDatastore {
       if (!matches(db.get(key) ?? null, match)) return false
       db.putSync(key, value)
       return true
+    }))
+  }
+
+  /** Both writes in one write transaction: serialised with every other write, all or nothing. */
+  async consumeAndInsert(take: DatastoreRef | null, insert: DatastoreEntryRef | null): Promise<ConsumeAndInsert> {
+    checkConsumeAndInsert(take, insert)
+    this.checkOpen()
+    const from = take === null ? null : this.kinds[take.kind]
+    const to = insert === null ? null : this.kinds[insert.kind]
+    return this.durable(await this.root.transaction((): ConsumeAndInsert => {
+      if (from !== null) {
+        if (from.get(take!.key) === undefined) return { taken: false, inserted: false, current: insert === null ? null : to!.get(insert.key) ?? null }
+        from.removeSync(take!.key)
+      }
+      if (to === null) return { taken: true, inserted: false, current: null }
+      const there = to.get(insert!.key)
+      if (there !== undefined) return { taken: true, inserted: false, current: there }
+      to.putSync(insert!.key, insert!.value)
+      return { taken: true, inserted: true, current: insert!.value }
     }))
   }
 

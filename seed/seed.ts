@@ -19,6 +19,7 @@ import { datastoreHandlers } from './datastore-ops.js'
 import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
 import { mailInboundHandlers } from './mail-inbound-ops.js'
+import { uploadHandlers } from './upload-ops.js'
 import { createInboundSweep, mailSweepInterval } from './mail-inbound-sweep.js'
 import { createOutboundSweep } from './mail-outbound-sweep.js'
 import { createSeedDrains } from './drains.js'
@@ -130,6 +131,13 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     return link
   }
 
+  /** Tells every subscribed fileserver that blob-store keys appeared or changed; how many were told. */
+  function pushFilesChanged(keys: readonly string[]): number {
+    const frame = encodeMessage('files.changed', { keys })
+    for (const peer of fileSubscribers) peer.session.sendEncoded(frame)
+    return fileSubscribers.size
+  }
+
   // node.reload (admin) and node.reloaded (the node's answer): rolling restarts.
   const nodeControl = createNodeControl({ registry, log, peers: () => server.peers })
 
@@ -198,11 +206,8 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
       if (wantsVhosts === true) vhosts.subscribe(peer)
       return {}
     }],
-    ['files.changed', (body) => {
-      const frame = encodeMessage('files.changed', parseFilesChanged(body))
-      for (const peer of fileSubscribers) peer.session.sendEncoded(frame)
-      return { subscribers: fileSubscribers.size }
-    }],
+    ['files.changed', (body) => ({ subscribers: pushFilesChanged(parseFilesChanged(body).keys) })],
+    ...uploadHandlers(datastore, pushFilesChanged, stores.once.datastore),
     ...builds.handlers,
     ...vhosts.handlers,
     ...maintenance.handlers,

@@ -8,7 +8,7 @@
  * `_RANGE` (416), `_UNAVAILABLE` (backend unreachable: retry later),
  * `_FAILED` (backend refused). A missing key is `null`, not an error.
  */
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import type { NodeConfig } from '../core/config.js'
 import type { ByteRange, PutOptions } from './blob-key.js'
 import type { S3BlobStoreOptions } from './s3-blob-store.js'
@@ -91,6 +91,17 @@ export interface BlobStore {
   commit(staged: readonly StagedPut[]): Promise<void>
   /** Removes staged puts, committed or not (local: an object put under the key again since is left alone; S3: the key is deleted). */
   discard(staged: readonly StagedPut[]): Promise<void>
+  /**
+   * Backends that gain from it (S3): an object written as its bytes arrive,
+   * under a temporary key (`tmpKey`), for a caller that learns the final
+   * key only at the end (content addressing). Write the bytes, `end()`,
+   * await `done`, then {@link moveStreamed}; on failure `abort()` (nothing
+   * is left). Absent on the local backend: its callers write a file and
+   * hand it to {@link putFile}, which links it.
+   */
+  openStream?(tmpKey: string): BlobStream
+  /** Moves a finished {@link openStream} object to `key` with its final options, on the server (no bytes pass through here), and removes `tmpKey`. */
+  moveStreamed?(tmpKey: string, key: string, size: number, options?: PutOptions): Promise<void>
   /** The object, or null when there is none. */
   get(key: string, options?: { range?: ByteRange }): Promise<BlobObject | null>
   head(key: string): Promise<BlobInfo | null>
@@ -103,6 +114,14 @@ export interface BlobStore {
    */
   list(prefix?: string): AsyncIterable<BlobListEntry>
   close(): Promise<void>
+}
+
+/** See {@link BlobStore.openStream}. */
+export interface BlobStream extends Writable {
+  readonly key: string
+  /** Settles once the object is whole under its temporary key; `parts`: multipart parts sent (0: one PUT). */
+  readonly done: Promise<{ readonly size: number; readonly parts: number }>
+  abort(): Promise<void>
 }
 
 export type BlobStoreConfig =

@@ -24,8 +24,8 @@ import { Packr } from 'msgpackr'
 import { createError } from '../core/errors.js'
 import { rowExpiresAt } from './app-tables.js'
 import {
-  check, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
-  type Datastore, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
+  check, checkConsumeAndInsert, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
+  type ConsumeAndInsert, type Datastore, type DatastoreEntryRef, type DatastoreRef, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
 } from './datastore.js'
 import { applyOnce, removeExpiredOps } from './postgres-ops.js'
 import type { PgQuery, Postgres } from './postgres.js'
@@ -57,7 +57,7 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
     return exp > 0 ? exp : null
   }
 
-  async function take(kind: DatastoreKind, key: string, q: PgQuery = db): Promise<DatastoreValue | null> {
+  async function removeReturning(kind: DatastoreKind, key: string, q: PgQuery = db): Promise<DatastoreValue | null> {
     target(kind, key)
     const { rows } = await q.query<{ value: Buffer }>('DELETE FROM espra_records WHERE kind = $1 AND key = $2 RETURNING value', [kind, key])
     return rows[0] === undefined ? null : decode(rows[0].value)
@@ -95,11 +95,11 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
       )
     },
     async delete(kind, key) {
-      return (await take(kind, key)) !== null
+      return (await removeReturning(kind, key)) !== null
     },
     async consume(kind: DatastoreKind, key: string, opId?: string) {
       target(kind, key)
-      return applyOnce(db, 'ds.consume', opId, (q) => take(kind, key, q))
+      return applyOnce(db, 'ds.consume', opId, (q) => removeReturning(kind, key, q))
     },
     async putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null, opId?: string) {
       target(kind, key)
@@ -108,6 +108,25 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
       const bytes = encode(value)
       const exp = expiry(kind, value)
       return applyOnce(db, 'ds.putIf', opId, (q) => putIf(q, kind, key, bytes, exp, match))
+    },
+    /** Both writes in one transaction (with its op id's record when given): all or nothing. */
+    async consumeAndInsert(take: DatastoreRef | null, insert: DatastoreEntryRef | null, opId?: string): Promise<ConsumeAndInsert> {
+      checkConsumeAndInsert(take, insert)
+      if (closed) throw createError('ESPRA_ERR_STORAGE_UNAVAILABLE', { store: 'datastore', problem: 'closed' })
+      const bytes = insert === null ? null : encode(insert.value)
+      const exp = insert === null ? null : expiry(insert.kind, insert.value)
+      const apply = async (tx: PgQuery): Promise<ConsumeAndInsert> => {
+        const read = async (): Promise<DatastoreValue | null> => {
+          const { rows } = await tx.query<{ value: Buffer }>('SELECT value FROM espra_records WHERE kind = $1 AND key = $2', [insert!.kind, insert!.key])
+          return rows[0] === undefined ? null : decode(rows[0].value)
+        }
+        if (take !== null && (await removeReturning(take.kind, take.key, tx)) === null) return { taken: false, inserted: false, current: insert === null ? null : await read() }
+        if (insert === null) return { taken: true, inserted: false, current: null }
+        // A concurrent insert of the same key makes this one wait for it, then do nothing; the read after sees it.
+        const written = await tx.query('INSERT INTO espra_records (kind, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (kind, key) DO NOTHING', [insert.kind, insert.key, bytes, exp])
+        return written.rowCount === 1 ? { taken: true, inserted: true, current: insert.value } : { taken: true, inserted: false, current: await read() }
+      }
+      return opId === undefined ? db.transaction(apply) : applyOnce(db, 'ds.consumeAndInsert', opId, apply)
     },
     async list(kind: DatastoreKind, options: ListOptions = {}): Promise<DatastorePage> {
       check(kindProblem(kind))

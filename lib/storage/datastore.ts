@@ -67,7 +67,51 @@ export interface Datastore {
    * `opId`: as for {@link Datastore.consume}.
    */
   putIf(kind: DatastoreKind, key: string, value: DatastoreValue, match: DatastoreMatch | null, opId?: string): Promise<boolean>
+  /**
+   * Two writes in one transaction (one upload's records: its token spent,
+   * its file recorded; seed/upload-ops.ts): consumes `take` when given, and
+   * only if that found a record (or none was asked for) inserts `insert`
+   * unless a record is there already, which is answered instead. Nothing is
+   * written when `take` finds nothing. `opId`: as for
+   * {@link Datastore.consume}. The seed's stores have it (embedded,
+   * PostgreSQL); the meta-port client has not (the seed op is its way).
+   */
+  consumeAndInsert?(take: DatastoreRef | null, insert: DatastoreEntryRef | null, opId?: string): Promise<ConsumeAndInsert>
   close(): Promise<void>
+}
+
+/** A record by kind and key. */
+export interface DatastoreRef {
+  readonly kind: DatastoreKind
+  readonly key: string
+}
+
+/** A record to write. */
+export interface DatastoreEntryRef extends DatastoreRef {
+  readonly value: DatastoreValue
+}
+
+/** What {@link Datastore.consumeAndInsert} did. */
+export interface ConsumeAndInsert {
+  /** `take` found a record and removed it (true when no `take` was asked for). */
+  readonly taken: boolean
+  /** `insert` was written (false when `take` found nothing, or a record was there). */
+  readonly inserted: boolean
+  /** The record under `insert`'s key now: the one written, or the one that was there; null when nothing was written and none is there. */
+  readonly current: DatastoreValue | null
+}
+
+/** Checks the two parts of a {@link Datastore.consumeAndInsert} (`ESPRA_ERR_DATASTORE_INVALID`). */
+export function checkConsumeAndInsert(take: DatastoreRef | null, insert: DatastoreEntryRef | null): void {
+  if (take !== null) {
+    check(kindProblem(take.kind))
+    check(keyProblem(take.key))
+  }
+  if (insert !== null) {
+    check(kindProblem(insert.kind))
+    check(keyProblem(insert.key))
+    check(valueProblem(insert.value))
+  }
 }
 
 /** Field → expected value for {@link Datastore.putIf}. */

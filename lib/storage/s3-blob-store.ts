@@ -20,7 +20,8 @@ import { createReadStream } from 'node:fs'
 import { PassThrough, Readable } from 'node:stream'
 import { createError, EspraError } from '../core/errors.js'
 import { checkKey, checkPrefix, checkPutOptions, checkRange, resolveRange, unsatisfiable, type ByteRange, type PutOptions } from './blob-key.js'
-import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, PutFileOptions, PutResult, StagedPut } from './blob-store.js'
+import type { BlobInfo, BlobListEntry, BlobObject, BlobStore, BlobStream, PutFileOptions, PutResult, StagedPut } from './blob-store.js'
+import { copyObject, S3StreamUpload } from './s3-multipart.js'
 
 export interface S3BlobStoreOptions {
   readonly bucket: string
@@ -192,6 +193,29 @@ class S3BlobStore implements BlobStore {
   async putFile(key: string, path: string, options?: PutFileOptions): Promise<PutResult> {
     const { etag: _ignored, ...opts } = options ?? {}
     return this.put(key, createReadStream(path), opts)
+  }
+
+  /** Multipart as the bytes arrive (s3-multipart.ts); a failure is mapped when `done` rejects. */
+  openStream(tmpKey: string): BlobStream {
+    checkKey(tmpKey)
+    const upload = new S3StreamUpload(this.client, this.bucket, tmpKey, this.partSize)
+    const done = upload.done.catch((err: unknown) => {
+      throw mapError(err, `put ${tmpKey}`)
+    })
+    done.catch(() => {})
+    return Object.assign(upload, { done }) as BlobStream
+  }
+
+  async moveStreamed(tmpKey: string, key: string, size: number, options?: PutOptions): Promise<void> {
+    checkKey(tmpKey)
+    checkKey(key)
+    const opts = checkPutOptions(options)
+    try {
+      await copyObject(this.client, this.bucket, tmpKey, key, size, opts)
+    } catch (err) {
+      throw mapError(err, `copy ${tmpKey} to ${key}`)
+    }
+    await this.delete(tmpKey).catch(() => {})
   }
 
   /** An S3 PUT is durable when it returns: staging is putting (each message of a group its own PUT, in parallel). */

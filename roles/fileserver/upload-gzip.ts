@@ -44,11 +44,13 @@ class Tee extends Transform {
   }
 }
 
-/** Starts the gzip copy of a body being received into `receivedPath`. */
-export function startGzipCopy(receivedPath: string): GzipCopy {
+/** Starts the gzip copy of a body being received into `receivedPath` (and through `through` on its way to `<path>.gz`). */
+export function startGzipCopy(receivedPath: string, through: Transform | null = null): GzipCopy {
   const path = `${receivedPath}.gz`
   const gzip = createGzip({ level: UPLOAD_GZIP_LEVEL })
-  const done = pipeline(gzip, createWriteStream(path, { flags: 'wx' }))
+  const file = createWriteStream(path, { flags: 'wx' })
+  // `through`: the gzip also goes to the blob store as it comes (upload-stream.ts).
+  const done = through === null ? pipeline(gzip, file) : pipeline(gzip, through, file)
   // Awaited by the caller once the body is in; a failure before that destroys the tee, and so the body's pipeline.
   done.catch(() => {})
   return { tee: new Tee(gzip), path, done }

@@ -16,8 +16,8 @@ import { readFile } from 'node:fs/promises'
 import { createError } from '../../lib/core/errors.js'
 import type { Handle, ParentContext } from '../../lib/process/role.js'
 import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.js'
-import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
-import { announceStored, dropPending, isTransient, listPending, storeFile, sweepUploadTmp, uploadDirs, type FileRecord } from './upload-store.js'
+import { createUploadCommitter } from './upload-commit.js'
+import { dropPending, isTransient, listPending, storeFile, sweepUploadTmp, uploadDirs, type UploadFile } from './upload-store.js'
 
 const MIN_BACKOFF_MS = 1000
 const MAX_BACKOFF_MS = 60_000
@@ -30,8 +30,8 @@ export interface UploadSeedRequest {
   timeoutMs: number
 }
 
-/** The seed ops a child may have relayed: token consume, file records, tus upload state, fileserver notification. */
-const RELAYED_OPS = new Set(['ds.get', 'ds.put', 'ds.consume', 'ds.putIf', 'files.changed'])
+/** The seed ops a child may have relayed: an upload's commit (token, record, notification), token checks, tus upload state. */
+const RELAYED_OPS = new Set(['ds.get', 'ds.put', 'ds.consume', 'ds.putIf', 'files.changed', 'upload.commit'])
 
 export interface PendingUploads extends Handle {
   /** Sends a child's `upload-seed` request to the seed over the node's link. */
@@ -55,7 +55,7 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
   const blobs = await createBlobStore(blobStoreConfig(config))
   // The node's own seed link: rejects with ESPRA_ERR_META_CLOSED while no seed is reachable (a transient failure here).
   const seed = { request: <R>(op: string, body: unknown, timeoutMs?: number) => ctx.seedRequest<R>(op, body, timeoutMs) }
-  const datastore = createDatastoreClient(seed)
+  const committer = createUploadCommitter(seed)
   const dir = uploadDirs(config).pending
   let pending = 0
   const setPending = (n: number): void => {
@@ -74,18 +74,18 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
     setPending(ids.length)
     for (const sha256 of ids) {
       if (closed) return false
-      let record: Omit<FileRecord, 'encoding' | 'storedAt'>
+      let record: UploadFile
       try {
-        record = JSON.parse(await readFile(join(dir, `${sha256}.json`), 'utf8')) as Omit<FileRecord, 'encoding' | 'storedAt'>
+        record = JSON.parse(await readFile(join(dir, `${sha256}.json`), 'utf8')) as UploadFile
       } catch (err) {
         log.error({ err, sha256 }, 'pending upload record unreadable; left in place')
         continue
       }
       try {
-        const { fresh } = await storeFile(blobs, datastore, join(dir, `${sha256}.bin`), record)
+        // Stored, then recorded and announced in one upload.commit (no token: it was spent when the file was kept).
+        await storeFile(blobs, committer, join(dir, `${sha256}.bin`), record)
         await dropPending(config, sha256)
         setPending(pending - 1)
-        if (fresh) announceStored(seed, record.key, (err) => log.warn({ err, key: record.key }, 'fileservers not told about a stored upload'))
         log.info({ sha256, key: record.key, size: record.size }, 'pending upload stored')
       } catch (err) {
         if (isTransient(err)) {
@@ -148,11 +148,13 @@ export async function startPendingUploads(ctx: ParentContext): Promise<PendingUp
     async close() {
       closed = true
       if (timer) clearTimeout(timer)
+      committer.close()
       await blobs.close()
     },
     destroy() {
       closed = true
       if (timer) clearTimeout(timer)
+      committer.close()
       void blobs.close()
     },
   }

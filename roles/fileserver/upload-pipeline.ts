@@ -25,7 +25,9 @@ import type { Datastore } from '../../lib/storage/datastore.js'
 import type { FileChangeLink } from '../../lib/transport/files-changed.js'
 import type { UploadSeedRequest } from './upload-pending.js'
 import type { FileCounters } from './counters.js'
-import { announceStored, blobKeyOfUpload, isTransient, keepPending, storeFile, uploadDirs, urlOfUpload, type FileRecord } from './upload-store.js'
+import type { StreamedBlob } from './upload-stream.js'
+import { commitWithToken, createUploadCommitter } from './upload-commit.js'
+import { blobKeyOfUpload, fileRecord, isTransient, keepPending, storeBlob, storeFile, uploadDirs, urlOfUpload, type FileRecord, type UploadFile } from './upload-store.js'
 
 /** Child → parent: a file was left pending; run the retry job now. */
 export type UploadToParent = { t: 'upload-pending' }
@@ -100,6 +102,8 @@ export interface Received {
   readonly filename: string | null
   /** A gzip (level 9) of the bytes made while they arrived (compressible types; upload-gzip.ts): stored as it is, removed by `finish`. */
   readonly gzipPath?: string | null
+  /** The object sent to the blob store while the bytes arrived (S3; upload-stream.ts), moved to its key by `finish`. */
+  readonly streamed?: StreamedBlob | null
 }
 
 /** What the client is answered (and `upload.done` carries part of). */
@@ -199,6 +203,8 @@ export interface UploadWho {
   readonly owner?: string | undefined
   readonly channel?: string | undefined
   readonly inline?: boolean | undefined
+  /** The upload token's id, spent with the record in one transaction (`POST /upload`); absent when it was spent before (tus). */
+  readonly token?: string | undefined
 }
 
 export interface UploadPipeline {
@@ -231,6 +237,7 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
       ctx.parent.request<R>({ t: 'upload-seed', op, body, timeoutMs } satisfies UploadSeedRequest, timeoutMs + 1000),
   }
   const datastore = createDatastoreClient(seed)
+  const committer = createUploadCommitter(seed)
   let publisher: LivePublisher | null = null
   const livePublisher = (): LivePublisher => {
     if (publisher === null) {
@@ -252,26 +259,34 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
   }
 
   async function finish(path: string, got: Received, who: UploadWho): Promise<{ status: 200 | 202; result: UploadResult }> {
-    const file: Omit<FileRecord, 'encoding' | 'storedAt'> = {
+    const file: UploadFile = {
       key: blobKeyOfUpload(got.sha256), size: got.size, sha256: got.sha256, whirlpool: got.whirlpool, type: got.type,
       filename: got.filename, owner: who.owner ?? null, ...(who.inline === true ? { inline: true } : {}),
     }
+    const token = who.token ?? null
     let stored: { record: FileRecord; fresh: boolean } | null = null
     try {
-      stored = await storeFile(blobs, datastore, path, file, got.gzipPath ?? null)
+      if (token === null) stored = await storeFile(blobs, committer, path, file, got.gzipPath ?? null, got.streamed ?? null)
+      else {
+        await storeBlob(blobs, path, file, got.gzipPath ?? null, got.streamed ?? null)
+        const record = fileRecord(file)
+        // One seed round trip: the token spent and the record written in one transaction, fileservers told (upload-commit.ts).
+        const done = await commitWithToken(committer, token, record)
+        stored = { record: done.record ?? record, fresh: done.fresh }
+      }
     } catch (err) {
       if (!isTransient(err)) {
         counters.uploads.failed++
         throw err
       }
+      // The store is out of reach: the token is spent now (so the answer below holds), the record once the bytes are stored.
+      if (token !== null) await commitWithToken(committer, token, null)
       log.warn({ err, sha256: file.sha256 }, 'upload kept pending: the store is out of reach')
       await keepPending(config, path, file)
       ctx.parent.send({ t: 'upload-pending' } satisfies UploadToParent)
     }
     await unlink(path).catch(() => {})
     if (got.gzipPath) await unlink(got.gzipPath).catch(() => {})
-    // Fileservers may have looked the key up (and missed) before: they drop their negative caches.
-    if (stored?.fresh) announceStored(seed, stored.record.key, (err) => log.warn({ err, key: file.key }, 'fileservers not told about a stored upload'))
     const result: UploadResult = stored === null
       ? { ...file, url: urlOfUpload(file.sha256), pending: true }
       : { ...stored.record, url: urlOfUpload(stored.record.sha256), pending: false, deduplicated: !stored.fresh }
@@ -283,10 +298,12 @@ export async function createUploadPipeline(ctx: ChildContext, counters: FileCoun
   return {
     blobs, datastore, seed, tmpDir, publish, finish,
     async close() {
+      committer.close()
       await publisher?.close()
       await blobs.close()
     },
     destroy() {
+      committer.close()
       void publisher?.close()
       void blobs.close()
     },

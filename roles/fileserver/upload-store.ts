@@ -1,7 +1,8 @@
 /**
  * Where a received upload goes: the blob store (`files/<sha256>`, gzip for
  * compressible types) and then its record in the datastore (`files` kind,
- * key: the sha256), in that order, so a record always names stored bytes.
+ * key: the sha256, written by the seed's `upload.commit`, upload-commit.ts),
+ * in that order, so a record always names stored bytes.
  * Content addressed: the same bytes are stored once. Used by the child that
  * received the upload and by the parent's retry job for pending ones
  * (upload-pending.ts), which keeps files whose store was unreachable in
@@ -14,9 +15,10 @@ import { join } from 'node:path'
 import { createGzip } from 'node:zlib'
 import { isCompressible } from '../../lib/builds/manifest.js'
 import type { NodeConfig } from '../../lib/core/config.js'
-import type { BlobStore } from '../../lib/storage/blob-store.js'
-import type { Datastore } from '../../lib/storage/datastore.js'
-import { notifyFileChanged, type FileChangeLink } from '../../lib/transport/files-changed.js'
+import type { BlobStore, PutOptions } from '../../lib/storage/blob-store.js'
+import type { StreamedBlob } from './upload-stream.js'
+import { createError } from '../../lib/core/errors.js'
+import type { UploadCommitter } from './upload-commit.js'
 import { UPLOAD_GZIP_LEVEL } from './upload-gzip.js'
 import { uploadMetadata } from './upload-headers.js'
 
@@ -34,6 +36,9 @@ export interface FileRecord {
   readonly inline?: boolean
   readonly storedAt: number
 }
+
+/** What is known of an upload before it is stored. */
+export type UploadFile = Omit<FileRecord, 'encoding' | 'storedAt'>
 
 export const blobKeyOfUpload = (sha256: string): string => `files/${sha256}`
 /** Where the fileserver will serve it (the `/f/` route of the S3-files work). */
@@ -72,11 +77,6 @@ export async function sweepUploadTmp(config: NodeConfig, pid: number | null): Pr
   return mine.length
 }
 
-/** Tells every fileserver (through the seed's `files.changed`) that `key` now exists, so negative caches forget it. */
-export function announceStored(seed: FileChangeLink, key: string, onError: (err: unknown) => void): void {
-  notifyFileChanged(seed, key).catch(onError)
-}
-
 /** Failures that mean "try again later": the blob store or the seed is out of reach. */
 export function isTransient(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code
@@ -84,38 +84,55 @@ export function isTransient(err: unknown): boolean {
     code === 'ESPRA_ERR_SEED_UNREACHABLE' || code === 'ESPRA_ERR_IPC_TIMEOUT'
 }
 
-/** The record, when the same bytes were stored before. */
-export async function existingFile(datastore: Datastore, sha256: string): Promise<FileRecord | null> {
-  return (await datastore.get('files', sha256)) as FileRecord | null
-}
-
-/**
- * Stores the bytes at `path` and records them; returns the record (the
- * earlier one, not fresh, when the bytes were there already). `gzipped`: a
- * gzip of them made while they arrived (compressible types), stored as it is
- * instead of compressing `path` now.
- */
-export async function storeFile(blobs: BlobStore, datastore: Datastore, path: string, record: Omit<FileRecord, 'encoding' | 'storedAt'>, gzipped: string | null = null): Promise<{ record: FileRecord; fresh: boolean }> {
-  const known = await existingFile(datastore, record.sha256)
-  if (known) return { record: known, fresh: false }
-  const gzip = isCompressible(record.type)
-  const options = {
+/** The blob-store options of an upload's object: type, gzip when compressible, hashes, size and what its answer under /f/ needs. */
+export function blobOptions(record: UploadFile): PutOptions {
+  return {
     contentType: record.type,
-    ...(gzip ? { contentEncoding: 'gzip' } : {}),
+    ...(isCompressible(record.type) ? { contentEncoding: 'gzip' } : {}),
     // inline and filename: what the answer under /f/ needs besides the type (the first upload of some bytes decides them).
     metadata: { sha256: record.sha256, whirlpool: record.whirlpool, size: String(record.size), ...uploadMetadata(record.inline === true, record.filename) },
   }
+}
+
+/**
+ * Stores the bytes at `path` under the record's key unless an object is
+ * there already (content addressed: the same bytes; the first upload of
+ * them keeps its metadata). `gzipped`: a gzip of them made while they
+ * arrived (compressible types), stored as it is instead of compressing
+ * `path` now. `streamed`: the object sent to the store while the body
+ * arrived (S3, upload-stream.ts), moved to its key; the local file only
+ * when that stream was dropped.
+ */
+export async function storeBlob(blobs: BlobStore, path: string, record: UploadFile, gzipped: string | null = null, streamed: StreamedBlob | null = null): Promise<void> {
+  const options = blobOptions(record)
+  if (streamed !== null && (await streamed.finish(record.key, options))) return
+  if ((await blobs.head(record.key)) !== null) return
+  const gzip = isCompressible(record.type)
   // Stored as received: the store takes the file itself (a local store links it, no second write), its sha256 as the version tag.
   if (gzip && gzipped !== null) await blobs.putFile(record.key, gzipped, options)
   else if (gzip) await blobs.put(record.key, createReadStream(path).pipe(createGzip({ level: UPLOAD_GZIP_LEVEL })), options)
   else await blobs.putFile(record.key, path, { ...options, etag: record.sha256 })
-  const full: FileRecord = { ...record, encoding: gzip ? 'gzip' : null, storedAt: Date.now() }
-  await datastore.put('files', record.sha256, { ...full })
-  return { record: full, fresh: true }
+}
+
+/** The record of stored bytes. */
+export const fileRecord = (file: UploadFile): FileRecord => ({ ...file, encoding: isCompressible(file.type) ? 'gzip' : null, storedAt: Date.now() })
+
+/**
+ * Stores and records an upload whose token is spent already (tus, the retry
+ * job): the bytes first, then the record in one `upload.commit`, so a record
+ * always names stored bytes. Returns the record (the earlier one, not
+ * fresh, when the same bytes were recorded before).
+ */
+export async function storeFile(blobs: BlobStore, committer: UploadCommitter, path: string, file: UploadFile, gzipped: string | null = null, streamed: StreamedBlob | null = null): Promise<{ record: FileRecord; fresh: boolean }> {
+  await storeBlob(blobs, path, file, gzipped, streamed)
+  const full = fileRecord(file)
+  const answer = await committer.commit(null, full)
+  if (answer.used) throw createError('ESPRA_ERR_INTERNAL', { reason: 'upload.commit answered "token used" to a commit without a token' })
+  return { record: answer.record ?? full, fresh: answer.fresh }
 }
 
 /** Moves a received file into the pending directory with its record; the parent's job stores it later. */
-export async function keepPending(config: NodeConfig, path: string, record: Omit<FileRecord, 'encoding' | 'storedAt'>): Promise<void> {
+export async function keepPending(config: NodeConfig, path: string, record: UploadFile): Promise<void> {
   const dir = uploadDirs(config).pending
   await mkdir(dir, { recursive: true })
   await rename(path, join(dir, `${record.sha256}.bin`))

@@ -1,13 +1,15 @@
 /**
  * `POST /upload` in a fileserver child: token-checked uploads. The token (an
  * `Authorization: Bearer` header or a `token` query parameter) is verified,
- * then consumed in the datastore (single use); the body, raw (its
+ * and checked unspent while the body arrives; the body, raw (its
  * `Content-Type` is the type, `X-Filename` optional) or a `multipart/form-data`
  * form with one file field, streams to `<data-dir>/uploads-tmp/` while sha256
  * and whirlpool are computed in the same pass; progress goes to the token's
  * Live channel (at most 4 events a second); then the upload pipeline
- * (upload-pipeline.ts, shared with tus) stores and records the file and the
- * client gets its record as JSON (202 when it was kept pending).
+ * (upload-pipeline.ts, shared with tus) stores the file, then spends the
+ * token and records the file in one transaction (single use: of two uploads
+ * with one token, one is recorded and the other refused), and the client
+ * gets its record as JSON (202 when it was kept pending).
  */
 import { createWriteStream } from 'node:fs'
 import { unlink } from 'node:fs/promises'
@@ -23,6 +25,7 @@ import { deriveUploadKey, typeAllowed, verifyUploadToken, type UploadClaims } fr
 import { cleanName, createProgressThrottle, Digest, diskError, openBody, PROGRESS_INTERVAL_MS, type Received, type UploadPipeline } from './upload-pipeline.js'
 import { startGzipCopy } from './upload-gzip.js'
 import { tmpUploadPath } from './upload-store.js'
+import { startStreamedBlob, type StreamedBlob } from './upload-stream.js'
 
 /** Room for multipart boundaries and part headers beyond the file itself. */
 const MULTIPART_SLACK = 64 * 1024
@@ -41,7 +44,7 @@ export function checkUploadToken(key: Buffer, token: string): UploadClaims {
   return verified.claims
 }
 
-/** Spends a token (its datastore record, atomically): 403 when it was used before, 503 when the seed is out of reach. */
+/** Spends a token (its datastore record, atomically): 403 when it was used before, 503 when the seed is out of reach. For tus, whose token is spent when the upload is created. */
 export async function spendUploadToken(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
   let record: Record<string, unknown> | null
   try {
@@ -52,21 +55,41 @@ export async function spendUploadToken(uploads: UploadPipeline, claims: UploadCl
   if (record === null) throw createError('ESPRA_ERR_UPLOAD_TOKEN_USED')
 }
 
+/**
+ * Whether a token is still unspent, asked while its body streams in (a
+ * `ds.get`, which changes nothing): a used token is refused within one round
+ * trip instead of after its whole body is stored. The token is spent, once,
+ * by `upload.commit` with the file's record (upload-commit.ts).
+ */
+export async function checkTokenUnspent(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
+  let record: Record<string, unknown> | null
+  try {
+    record = await uploads.datastore.get('uploadTokens', claims.id)
+  } catch (err) {
+    throw createError('ESPRA_ERR_UPLOAD_UNAVAILABLE', { reason: (err as Error).message })
+  }
+  if (record === null) throw createError('ESPRA_ERR_UPLOAD_TOKEN_USED')
+}
+
 /** Streams the file of a raw or multipart body through `digest` into `path`. */
-async function receive(body: Readable, contentType: string, filename: string | null, claims: UploadClaims, path: string, digest: Digest): Promise<Received> {
+async function receive(body: Readable, contentType: string, filename: string | null, claims: UploadClaims, path: string, digest: Digest, stream: () => StreamedBlob | null, streams: StreamedBlob[]): Promise<Received> {
   const write = async (source: Readable, type: string, name: string | null): Promise<Received> => {
+    // On S3 the bytes as stored go to the store as they arrive (upload-stream.ts); the caller aborts it on failure.
+    const streamed = stream()
+    if (streamed !== null) streams.push(streamed)
     // A compressible type is gzipped on the way too (its `.gz` is removed with the received file, by the caller).
-    const gzip = isCompressible(type) ? startGzipCopy(path) : null
+    const gzip = isCompressible(type) ? startGzipCopy(path, streamed?.tee ?? null) : null
     const file = createWriteStream(path, { flags: 'wx' })
+    const toFile = gzip === null && streamed !== null ? [streamed.tee, file] as const : [file] as const
     try {
-      await (gzip === null ? pipeline(source, digest, file) : pipeline(source, digest, gzip.tee, file))
+      await (gzip === null ? pipeline(source, digest, ...toFile) : pipeline(source, digest, gzip.tee, file))
       await gzip?.done
     } catch (err) {
       // The gzip's file is settled (closed) before the caller removes it.
       await gzip?.done.catch(() => {})
       throw diskError(err)
     }
-    return { size: digest.size, ...(await digest.hashes()), type, filename: name, gzipPath: gzip?.path ?? null }
+    return { size: digest.size, ...(await digest.hashes()), type, filename: name, gzipPath: gzip?.path ?? null, streamed }
   }
   if (!/^multipart\/form-data/i.test(contentType)) return write(body, contentType.trim() || 'application/octet-stream', filename)
 
@@ -95,6 +118,8 @@ async function receive(body: Readable, contentType: string, filename: string | n
       if (file === null) reject(createError('ESPRA_ERR_UPLOAD_BAD_BODY', { reason: 'the form holds no file field' }))
       else file.then(resolve, reject)
     })
+    // A body stopped on purpose (a used token, the client gone) ends the form too: busboy would wait for more.
+    body.once('error', (err) => reject(err))
     body.pipe(parser)
   })
 }
@@ -125,17 +150,22 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
       body.drop()
       answerLater(res, () => sendJson(res, status, value))
     }
+    // Checked while the body streams (not before: one round trip less ahead of the bytes); a refusal stops it.
+    const unspent = checkTokenUnspent(uploads, claims)
+    const streams: StreamedBlob[] = []
+    unspent.catch((err: unknown) => body.stream.destroy(err as Error))
     try {
-      await spendUploadToken(uploads, claims)
       const digest = new Digest(claims.maxSize, claims.channel === undefined ? () => {} : createProgressThrottle(PROGRESS_INTERVAL_MS, (bytes) => {
         uploads.publish(claims.channel, { t: 'upload.progress', bytes, total: multipart ? null : declared })
       }))
-      const got = await receive(body.stream, contentType, filename, claims, path, digest)
-      const { status, result } = await uploads.finish(path, got, claims)
+      const got = await receive(body.stream, contentType, filename, claims, path, digest, () => startStreamedBlob(uploads.blobs, ctx.config.nodeId), streams)
+      await unspent
+      const { status, result } = await uploads.finish(path, got, { ...claims, token: claims.id })
       answer(status, result)
     } catch (err) {
-      // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk.
+      // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk or in the store.
       body.drop()
+      for (const s of streams) void s.abort().catch(() => {})
       await Promise.all([unlink(path).catch(() => {}), unlink(`${path}.gz`).catch(() => {})])
       throw err
     }

@@ -113,3 +113,28 @@ t.test('a compressible type is gzipped while it arrives and stored from that gzi
   t.match(over, { status: 413, body: { code: 'ESPRA_ERR_UPLOAD_TOO_LARGE' } }, 'found too large while streaming')
   t.same(tmpFiles(), [], 'no partial file, no partial .gz')
 })
+
+t.test('one token, four uploads at once: one is recorded, three are refused 403; a used token is refused before its body is stored', async (t) => {
+  const tok = await mint()
+  const bodies = Array.from({ length: 4 }, () => randomBytes(512 * 1024))
+  const answers = await Promise.all(bodies.map((b) => upload(tok, b)))
+  t.same(answers.map((a) => a.status).sort(), [200, 403, 403, 403], JSON.stringify(answers.map((a) => a.body)))
+  for (const a of answers.filter((x) => x.status === 403)) t.equal(a.body['code'], 'ESPRA_ERR_UPLOAD_TOKEN_USED')
+  const recorded = await Promise.all(bodies.map((b) => datastore.get('files', sha256(b))))
+  t.equal(recorded.filter((r) => r !== null).length, 1, 'one record: the winner\'s')
+  t.equal(recorded.findIndex((r) => r !== null), answers.findIndex((a) => a.status === 200))
+
+  const late = randomBytes(3 * 1024 * 1024)
+  t.match(await upload(tok, late, 'application/octet-stream', true), { status: 403, body: { code: 'ESPRA_ERR_UPLOAD_TOKEN_USED' } }, 'used before')
+  t.equal(await blobs.head(`files/${sha256(late)}`), null, 'its bytes are not stored')
+  t.equal(await datastore.get('files', sha256(late)), null, 'nor recorded')
+  t.same(tmpFiles(), [])
+})
+
+t.test('an upload that fails leaves its token unspent: the same token then works', async (t) => {
+  const tok = await mint(1024 * 1024)
+  t.match(await upload(tok, randomBytes(2 * 1024 * 1024), 'application/octet-stream', true), { status: 413 })
+  const data = randomBytes(100_000)
+  t.match(await upload(tok, data), { status: 200, body: { sha256: sha256(data), deduplicated: false } })
+  t.match(await upload(tok, randomBytes(10)), { status: 403, body: { code: 'ESPRA_ERR_UPLOAD_TOKEN_USED' } }, 'then it is spent')
+})

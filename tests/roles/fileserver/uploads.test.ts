@@ -191,7 +191,7 @@ t.test('over-size → 413 with no partial file; wrong type → 415', async (t) =
   const tok = await mint({ maxSize: 100_000, types: ['image/png'] })
   const big = Buffer.alloc(150_000, 3)
   t.match(await raw(tok, 'image/png', big), { status: 413, body: { code: 'ESPRA_ERR_UPLOAD_TOO_LARGE' } }, 'declared too large')
-  // Chunked: the size shows only while streaming; the token is spent, the partial file deleted.
+  // Chunked: the size shows only while streaming; the token stays unspent, the partial file deleted.
   const streamed = await post('/upload', { authorization: `Bearer ${tok}`, 'content-type': 'image/png' },
     Array.from({ length: 15 }, () => Buffer.alloc(10_000, 4)))
   t.match(streamed, { status: 413, body: { code: 'ESPRA_ERR_UPLOAD_TOO_LARGE' } }, 'found too large while streaming')
@@ -202,6 +202,24 @@ t.test('over-size → 413 with no partial file; wrong type → 415', async (t) =
   t.match(await raw(typed, 'text/html', Buffer.from('<p>')), { status: 415, body: { code: 'ESPRA_ERR_UPLOAD_TYPE' } }, 'raw')
   const f = form('file', 'a.html', 'text/html', Buffer.from('<p>'))
   t.match(await post('/upload', { authorization: `Bearer ${typed}`, 'content-type': f.type }, [f.body]), { status: 415 }, 'multipart')
+  t.same(tmpFiles(), [])
+})
+
+t.test('S3: a 12 MB body goes up in parts while it arrives and is moved to its key; nothing left under uploads-tmp/', async (t) => {
+  const { randomBytes } = await import('node:crypto')
+  const data = randomBytes(12 * 1024 * 1024)
+  const res = await post('/upload', { authorization: `Bearer ${await mint({ maxSize: 20 * 1024 ** 2 })}`, 'content-type': 'application/octet-stream', 'content-length': String(data.length) },
+    Array.from({ length: 48 }, (_, i) => data.subarray(i * 256 * 1024, (i + 1) * 256 * 1024)))
+  t.equal(res.status, 200, JSON.stringify(res.body))
+  t.match(res.body, { sha256: sha256(data), size: data.length, encoding: null, pending: false })
+  const got = await blobs.get(`files/${sha256(data)}`)
+  const chunks: Buffer[] = []
+  for await (const c of got!.body) chunks.push(c as Buffer)
+  t.ok(Buffer.concat(chunks).equals(data), 'byte-exact')
+  t.match(got!.metadata, { sha256: sha256(data), size: String(data.length) }, 'the final metadata')
+  const left: string[] = []
+  for await (const e of blobs.list('uploads-tmp/')) left.push(e.key)
+  t.same(left, [], 'no temporary object left')
   t.same(tmpFiles(), [])
 })
 
