@@ -36,6 +36,9 @@ const PRESENCE_COUNT_MS = 1000
 const PRESENCE_SETTLE_MS = 1000
 /** A renewal at a home that failed is made again after this long (until it succeeds or the home changes). */
 const RENEW_RETRY_MS = 250
+/** A node that left the table this long ago may still be handing its channels over; a stopping one waits HANDOFF_MS for its own. */
+const LEFT_RECENTLY_MS = 15_000
+const HANDOFF_MS = 5000
 
 export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   const { config, log, children } = ctx
@@ -49,6 +52,8 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   let listed = false
   let version = 0
+  /** When a Live node last left the routing table (ms): its channels may be on their way to their new homes. */
+  let leftAt = 0
   /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
   let nextTable = signal()
   // Its callbacks reach homeOps, selfSink and the relay below: nothing calls them before startLiveNode has set those.
@@ -75,11 +80,13 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         // A quarter of the link's frame limit: a transfer frame also carries its framing and msgpack's overhead.
         budget: Math.max(64 * 1024, Math.floor(config.maxFrame / 4)),
         request: async (node, op, body) => links.requester(node)(op, body),
+        recentlyLeft: () => Date.now() - leftAt < LEFT_RECENTLY_MS,
       })
     : undefined
   const homeOps: HomeOps = createHomeOps(hub, replication)
   if (replication) {
     gaugeFrom(ctx.metrics, 'espra_live_replicated_messages', 'messages this node, as a channel\'s home, had acknowledged by the backup (a counter)', () => replication.replicated)
+    gaugeFrom(ctx.metrics, 'espra_live_handed_over_channels', 'channels this node took over whole from a Live node that left (drained or stopping; a counter)', () => replication.handover.taken)
     gaugeFrom(ctx.metrics, 'espra_live_replication_pending', 'publishes this node, as a channel\'s home, holds until its backup has them (replication lag, in messages)', () => replication.pending)
   }
 
@@ -101,7 +108,6 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   }
 
   // ---- events from homes to this node's children ----
-
   function deliver(event: HubEvent, from: string): void {
     const l = local.get(event.ch)
     if (!l || l.home !== from) return
@@ -113,13 +119,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       }
       if (event.seq <= l.lastSeq) return
       if (l.lastSeq >= 0 && event.seq > l.lastSeq + 1) {
-        // Within one home's life seqs grow by 1: what came in between never reached this node (its renewal there
-        // failed, or the home lost the channel). The children get it, or a reset with the gap, before this one.
+        // Seqs grow by 1 at one home: this node missed some. The children get them, or a reset with the gap, first.
         log.info({ ch: event.ch, home: from, last: l.lastSeq, seq: event.seq }, 'live: a seq jump from the home; renewing the channel there first')
         renew(event.ch, l)
         const { k: _k, ...message } = event
-        // renew() set a renewal (TypeScript still narrows l.renewal to null from the check above).
-        ;(l.renewal as Renewal | null)?.held.push(message)
+        ;(l.renewal as Renewal | null)?.held.push(message) // set by renew(); TypeScript narrowed it to null above
         return
       }
       l.lastSeq = event.seq
@@ -135,7 +139,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     for (const child of l.children) children.send(child, event)
   }
 
-  /** Asks the home for the channel's members (after a home change: what the children are told changed). */
+  // The home's members for the children (after a home change, the difference from what they were told).
   const snapshotPresence = createPresenceSnapshot({ log, children, current: (ch) => local.get(ch), isCountOnly: (ch) => hub.isCountOnly(ch), homeRequest: (home, op, body) => homeRequest(home, op, body) })
 
   /**
@@ -329,7 +333,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     if (next.region !== config.region) return
     const ids = new Set(next.nodes.map((n) => n.id))
     // Members on a node that left the table leave the channels homed here now, not when its link times out.
-    for (const n of table?.nodes ?? []) if (!ids.has(n.id) && n.id !== self) hub.dropNodeMembers(n.id)
+    for (const n of table?.nodes ?? []) {
+      if (ids.has(n.id)) continue
+      leftAt = Date.now()
+      if (n.id !== self) hub.dropNodeMembers(n.id)
+    }
     table = new Rendezvous(next.nodes)
     listed = next.nodes.some((n) => n.id === self)
     version = next.version
@@ -372,6 +380,9 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   return {
     async close() {
+      // Stopping: every channel held here goes to the home it has without this node (a drained node did it when it left the table).
+      const rest = new Rendezvous(table?.nodes.filter((n) => n.id !== self) ?? [])
+      await replication?.handover.handOff((ch) => rest.pick(ch)?.id ?? null, HANDOFF_MS)
       replication?.close()
       for (const l of local.values()) if (l.settle) clearTimeout(l.settle)
       clearInterval(sweep)
