@@ -115,6 +115,16 @@ export class Handover {
     return { seq: msg.seq }
   }
 
+  /**
+   * Resolves once a handover of the channel into this node is whole (at once when none is under way), or after `ms`
+   * (its sender went quiet: what came is kept). Until then the home numbers nothing: the rest would not follow.
+   */
+  async whole(ch: string, ms: number): Promise<void> {
+    const until = Date.now() + ms
+    while (this.from.has(ch) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20))
+    this.from.delete(ch)
+  }
+
   /** Resolves when a hand of the channel has been taken, or after `ms`. */
   wait(ch: string, ms: number): Promise<void> {
     return new Promise((resolve) => {

@@ -128,6 +128,7 @@ export class Replication {
    * state (or said it has none: the channel starts here).
    */
   async ready(ch: string): Promise<void> {
+    await this.handover.whole(ch, HAND_WAIT_MS)
     if (this.o.hub.has(ch)) return
     if (this.o.version() === 0) await this.o.firstTable()
     if (this.o.hub.has(ch)) return

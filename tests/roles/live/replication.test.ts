@@ -68,6 +68,18 @@ t.test('hand: a holder that left gives the channel to its home, which takes it o
   t.ok((notHome.call('hand', { ch: 'c', version: 8, snap: snap(10), last: true }, 'leaving') as { seq?: number }).seq, 'a sender with a newer table: taken (this node will learn it is the home)')
 })
 
+t.test('a home taking a handover in several frames numbers nothing before the last one', async (t) => {
+  const { call, replication, hub } = backupNode({ home: 'backup-node', backup: 'other' })
+  call('hand', { ch: 'c', version: 7, snap: snap(10, 3), last: false }, 'leaving')
+  let ready = false
+  const waiting = replication.ready('c').then(() => (ready = true))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.notOk(ready, 'still waiting for the rest of the handover')
+  call('hand', { ch: 'c', version: 7, msg: { seq: 11, ts: Date.now(), data: 'x' }, last: true }, 'leaving')
+  await waiting
+  t.equal(hub.positions('c')!.seq, 11, 'the whole state first')
+})
+
 t.test('malformed repl and fill bodies are refused with a precise error; only Live nodes may send them', async (t) => {
   const { call } = backupNode()
   const bad: [string, unknown, RegExp][] = [
