@@ -5,7 +5,7 @@
  * killed when the bench ends, fails or is interrupted.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -146,6 +146,9 @@ export async function startEspra(role: string, port: number, flags: Record<strin
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   started.push(proc)
+  // BENCH_LOG_DIR=<dir>: every node's log lines also go to <dir>/<role>-<port>-<pid>.log (to see what a miss was).
+  const logTo = process.env['BENCH_LOG_DIR'] ? createWriteStream(join(process.env['BENCH_LOG_DIR'], `${role}-${port}-${proc.pid}.log`)) : null
+  if (logTo) proc.stdout!.pipe(logTo)
   let stderr = ''
   let partial = ''
   const watchers = new Set<(line: Record<string, unknown>) => void>()

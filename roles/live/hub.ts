@@ -204,6 +204,8 @@ export class Hub {
     c.touched = this.now()
     c.seq = c.committed = m.seq
     storeReplica(c, ch, m, this.opts, this.now)
+    // Nodes that subscribed here (their table names this node the home before its own does) get it as it is held.
+    if (c.sinks.size > 0) this.emit(c, { k: 'msg', ch, seq: m.seq, ts: m.ts, data: m.data })
     return true
   }
 

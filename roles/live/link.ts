@@ -160,13 +160,15 @@ export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: st
       }
     })
   }
-  for (const op of ['repl', 'fill'] as const) {
+  for (const op of ['repl', 'fill', 'hand'] as const) {
     handlers.set(op, (body, peer) => {
       try {
         if (!replication) throw new LiveError('UNKNOWN_OP', `${op}: this node runs with --live-replicas 1`)
         if (!isMap(body)) throw new LiveError('BAD_FIELD', 'body must be a map')
         if (peer.kind !== 'node' || !peer.id) throw new LiveError('BAD_FIELD', `${op} is for Live nodes`)
-        const checked = replicaBody(body, op)
+        // A handover (./handover.ts) carries what a `repl` does: the state, or the next message.
+        const checked = replicaBody(body, op === 'fill' ? 'fill' : 'repl')
+        if (op === 'hand') return replication.handover.onHand(peer.id, checked)
         return op === 'repl' ? replication.onRepl(peer.id, checked) : replication.onFill(peer.id, checked)
       } catch (err) {
         const e = liveErrorOf(err)

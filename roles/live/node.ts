@@ -17,8 +17,9 @@ import type { Handle, ParentContext } from '../../lib/process/role.js'
 import type { Catchup } from './channel-history.js'
 import { liveErrorOf } from './errors.js'
 import { createHomeLinks, HOME_TIMEOUT_MS, type LinkRequest } from './home-links.js'
-import { Hub, type HubEvent, type Member, type Sink } from './hub.js'
+import { Hub, type HubEvent, type Sink } from './hub.js'
 import { newLocalChannel, type LocalChannel as Local } from './local-channel.js'
+import { createPresenceSnapshot } from './presence-snapshot.js'
 import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
 import { Renewal } from './renewal.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
@@ -33,6 +34,11 @@ const PRESENCE_COUNT_MS = 1000
  * difference: the members of a home that died leave.
  */
 const PRESENCE_SETTLE_MS = 1000
+/** A renewal at a home that failed is made again after this long (until it succeeds or the home changes). */
+const RENEW_RETRY_MS = 250
+/** A node that left the table this long ago may still be handing its channels over; a stopping one waits HANDOFF_MS for its own. */
+const LEFT_RECENTLY_MS = 15_000
+const HANDOFF_MS = 5000
 
 export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   const { config, log, children } = ctx
@@ -46,6 +52,8 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   let listed = false
   let version = 0
+  /** When a Live node last left the routing table (ms): its channels may be on their way to their new homes. */
+  let leftAt = 0
   /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
   let nextTable = signal()
   // Its callbacks reach homeOps, selfSink and the relay below: nothing calls them before startLiveNode has set those.
@@ -72,11 +80,13 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         // A quarter of the link's frame limit: a transfer frame also carries its framing and msgpack's overhead.
         budget: Math.max(64 * 1024, Math.floor(config.maxFrame / 4)),
         request: async (node, op, body) => links.requester(node)(op, body),
+        recentlyLeft: () => Date.now() - leftAt < LEFT_RECENTLY_MS,
       })
     : undefined
   const homeOps: HomeOps = createHomeOps(hub, replication)
   if (replication) {
     gaugeFrom(ctx.metrics, 'espra_live_replicated_messages', 'messages this node, as a channel\'s home, had acknowledged by the backup (a counter)', () => replication.replicated)
+    gaugeFrom(ctx.metrics, 'espra_live_handed_over_channels', 'channels this node took over whole from a Live node that left (drained or stopping; a counter)', () => replication.handover.taken)
     gaugeFrom(ctx.metrics, 'espra_live_replication_pending', 'publishes this node, as a channel\'s home, holds until its backup has them (replication lag, in messages)', () => replication.pending)
   }
 
@@ -98,7 +108,6 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   }
 
   // ---- events from homes to this node's children ----
-
   function deliver(event: HubEvent, from: string): void {
     const l = local.get(event.ch)
     if (!l || l.home !== from) return
@@ -109,6 +118,14 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         return
       }
       if (event.seq <= l.lastSeq) return
+      if (l.lastSeq >= 0 && event.seq > l.lastSeq + 1) {
+        // Seqs grow by 1 at one home: this node missed some. The children get them, or a reset with the gap, first.
+        log.info({ ch: event.ch, home: from, last: l.lastSeq, seq: event.seq }, 'live: a seq jump from the home; renewing the channel there first')
+        renew(event.ch, l)
+        const { k: _k, ...message } = event
+        ;(l.renewal as Renewal | null)?.held.push(message) // set by renew(); TypeScript narrowed it to null above
+        return
+      }
       l.lastSeq = event.seq
       if (l.pending > 0) {
         const { k: _k, ...message } = event
@@ -122,39 +139,8 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     for (const child of l.children) children.send(child, event)
   }
 
-  /**
-   * Asks the home for the channel's members. The first time, that is what the node knows; after a home change
-   * (`settle`), the difference from what the children were told is sent to them: the members of a dead home leave,
-   * and a count-only channel's subscribers get the new home's count.
-   */
-  function snapshotPresence(ch: string, l: Local, settle: boolean): void {
-    const home = l.home
-    if (hub.isCountOnly(ch)) {
-      if (settle) {
-        homeRequest<{ count: number }>(home, 'presence', { ch }).then(
-          ({ count }) => {
-            if (local.get(ch) === l && l.home === home) for (const child of l.children) children.send(child, { k: 'count', ch, count })
-          },
-          (err: unknown) => log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the count of a channel at its new home'),
-        )
-      }
-      return
-    }
-    if (!l.presence.startSnapshot()) return
-    homeRequest<{ count: number; members: Member[] }>(home, 'presence', { ch }).then(
-      ({ count, members }) => {
-        if (local.get(ch) !== l || l.home !== home) return l.presence.snapshotFailed()
-        const change = l.presence.snapshot(count, members)
-        if (!settle || !change) return
-        log.info({ ch, home, joins: change.joins.length, leaves: change.leaves.length }, 'live: presence settled after a home change')
-        for (const child of l.children) children.send(child, { k: 'presence', ch, ...change })
-      },
-      (err: unknown) => {
-        l.presence.snapshotFailed()
-        log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the members of a channel at its home')
-      },
-    )
-  }
+  // The home's members for the children (after a home change, the difference from what they were told).
+  const snapshotPresence = createPresenceSnapshot({ log, children, current: (ch) => local.get(ch), isCountOnly: (ch) => hub.isCountOnly(ch), homeRequest: (home, op, body) => homeRequest(home, op, body) })
 
   /**
    * Renews interest after a move or a reconnect; what cannot be recovered resets the children's subscribers. The
@@ -165,13 +151,25 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     const earlier = l.renewal
     const renewal = (l.renewal = new Renewal(home, earlier?.home === home ? earlier.held : []))
     earlier?.finish()
-    request('sub', l.lastSeq >= 0 ? { ch, since: l.lastSeq } : { ch }).then(
+    /**
+     * A renewal that failed is made again until it succeeds or is superseded (a new table, a reconnect, the channel
+     * released): ended, this node's children would wait for messages the home never sends it, and the next
+     * subscription here would move the relayed position past them (issue #16: seqs jumped with no gap reported).
+     */
+    const again = (): void => {
+      setTimeout(() => {
+        if (l.renewal !== renewal) return
+        if (local.get(ch) !== l || l.home !== home) return endRenewal(l, false)
+        attempt()
+      }, RENEW_RETRY_MS).unref()
+    }
+    const attempt = (): void => void request('sub', l.lastSeq >= 0 ? { ch, since: l.lastSeq } : { ch }).then(
       (answer) => {
         if (l.renewal !== renewal) return
         if (local.get(ch) !== l || l.home !== home) return endRenewal(l, false)
         if (isFailure(answer)) {
-          log.warn({ ch, home, code: answer.err.code, err: answer.err.message }, 'live: the home refused to renew a channel; retrying on the next link or routing change')
-          return endRenewal(l, true)
+          log.warn({ ch, home, code: answer.err.code, err: answer.err.message }, 'live: the home refused to renew a channel; renewing it again')
+          return again()
         }
         const c = answer as Catchup
         l.renewal = null
@@ -185,10 +183,27 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         for (const { member } of l.users.values()) homeSend(home, 'join', { ch, member })
       },
       (err: unknown) => {
-        if (l.renewal === renewal) endRenewal(l, true)
-        log.warn({ ch, home, err: (err as Error).message }, 'live: could not renew a channel at its home; retrying on the next link or routing change')
+        if (l.renewal !== renewal) return
+        log.warn({ ch, home, err: (err as Error).message }, 'live: could not renew a channel at its home; renewing it again')
+        again()
       },
     )
+    attempt()
+  }
+
+  /** Renews the channel at its current home (a seq jump, or subscribers here that missed messages). */
+  function renew(ch: string, l: Local): void {
+    try {
+      resubscribe(ch, l, requestAt(l.home))
+    } catch (err) {
+      log.warn({ ch, home: l.home, err: (err as Error).message }, 'live: new home unreachable')
+    }
+  }
+
+  /** Requests to `home` over its link, or answered here when it is this node; throws if the table does not list it. */
+  function requestAt(home: string): LinkRequest {
+    if (home === self) return async (op, body) => homeOps[op as keyof HomeOps](selfSink, body as Record<string, unknown>)
+    return links.requester(home)
   }
 
   /**
@@ -239,6 +254,12 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
             home = l.home
             answer = await homeRequest<Catchup>(home, 'sub', req.since === undefined ? { ch: req.ch } : { ch: req.ch, since: req.since })
             await renewed(l)
+            // The home is past what this node relayed: the children already subscribed missed messages (issue #16).
+            // They are caught up (or told the gap) first; moving the position past them would hide it.
+            if (home === l.home && l.lastSeq >= 0 && l.children.size > 0 && answer.seq > l.lastSeq) {
+              renew(req.ch, l)
+              await renewed(l)
+            }
             // The home changed meanwhile: the reset went to the children already subscribed (not to this one), so this
             // one asks the new home; the old one registered this node again, after the move's unsub.
             if (home !== l.home) homeSend(home, 'unsub', { ch: req.ch })
@@ -312,7 +333,11 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     if (next.region !== config.region) return
     const ids = new Set(next.nodes.map((n) => n.id))
     // Members on a node that left the table leave the channels homed here now, not when its link times out.
-    for (const n of table?.nodes ?? []) if (!ids.has(n.id) && n.id !== self) hub.dropNodeMembers(n.id)
+    for (const n of table?.nodes ?? []) {
+      if (ids.has(n.id)) continue
+      leftAt = Date.now()
+      if (n.id !== self) hub.dropNodeMembers(n.id)
+    }
     table = new Rendezvous(next.nodes)
     listed = next.nodes.some((n) => n.id === self)
     version = next.version
@@ -332,14 +357,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         l.settle = null
         if (local.get(ch) === l && l.home === home) snapshotPresence(ch, l, true)
       }, PRESENCE_SETTLE_MS).unref()
-      if (home === self) resubscribe(ch, l, async (op, body) => homeOps[op as keyof HomeOps](selfSink, body as Record<string, unknown>))
-      else {
-        try {
-          resubscribe(ch, l, links.requester(home))
-        } catch (err) {
-          log.warn({ ch, home, err: (err as Error).message }, 'live: new home unreachable')
-        }
-      }
+      renew(ch, l)
     }
     links.dropLeft(ids)
     log.info({ version: next.version, nodes: next.nodes.length, listed, moved }, 'live: routing table applied')
@@ -362,6 +380,9 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   return {
     async close() {
+      // Stopping: every channel held here goes to the home it has without this node (a drained node did it when it left the table).
+      const rest = new Rendezvous(table?.nodes.filter((n) => n.id !== self) ?? [])
+      await replication?.handover.handOff((ch) => rest.pick(ch)?.id ?? null, HANDOFF_MS)
       replication?.close()
       for (const l of local.values()) if (l.settle) clearTimeout(l.settle)
       clearInterval(sweep)

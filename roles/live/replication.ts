@@ -2,13 +2,11 @@
  * Replicated history (--live-replicas 2, docs/live-protocol.md, "Replication"):
  * each channel is held by its home and its backup, the first two Live nodes
  * of its rendezvous order. The home numbers a publish, sends it to the backup
- * (`repl`, pipelined in sequence order over the internal link) and only once
- * the backup holds it commits it: subscribers get it and the publisher its
- * answer. When the home dies the backup, first in the new order, holds the
- * whole history and goes on with the same sequence. A backup (or a home)
- * without the channel is filled with its whole state first: the home pushes
- * it to a new backup; a home that does not hold a channel pulls it from its
- * backup (`fill`) before it serves it.
+ * (`repl`, pipelined in order) and commits it once the backup holds it. When
+ * the home dies the backup holds the whole history and goes on with the same
+ * sequence. The home pushes the state to a new backup; a home that does not
+ * hold a channel pulls it from its backup (`fill`) before it serves it; a node
+ * that stops holding it hands it to the home (./handover.ts).
  *
  * Fencing: a node refuses `repl` from a node that is not the channel's home
  * in its routing table, and says which version that table has; a home told by
@@ -19,6 +17,7 @@
 import type { Logger } from '../../lib/core/log.js'
 import { LiveError } from './errors.js'
 import type { ChannelSnapshot, LiveMessage, ReplicaMessage } from './channel-history.js'
+import { Handover } from './handover.js'
 import type { Hub } from './hub.js'
 import { isFailure } from './messages.js'
 
@@ -44,7 +43,9 @@ export interface ReplicationOptions {
    */
   firstTable(): Promise<void>
   /** A request to another Live node over the internal link; rejects when the link fails or times out. */
-  request(node: string, op: 'repl' | 'fill', body: Record<string, unknown>): Promise<unknown>
+  request(node: string, op: 'repl' | 'fill' | 'hand', body: Record<string, unknown>): Promise<unknown>
+  /** Whether a Live node left the routing table lately: one of its channels may be on its way here (./handover.ts). */
+  recentlyLeft(): boolean
 }
 
 /** What a node answers a `repl` or `fill` it refuses (besides the error): its table's version and the channel's home in it. */
@@ -78,15 +79,27 @@ interface ChannelState {
 
 const NEED_STATE = 'needs the channel state'
 const RETRY_MS = 100
+/** How long a home that found a channel nowhere waits for its handover when a node left the table lately. */
+const HAND_WAIT_MS = 3000
 
 export class Replication {
   private readonly states = new Map<string, ChannelState>()
   /** Messages acknowledged by a backup (espra_live_replicated_messages). */
   replicated = 0
   private readonly o: ReplicationOptions
+  readonly handover: Handover
 
   constructor(opts: ReplicationOptions) {
     this.o = opts
+    this.handover = new Handover({
+      hub: opts.hub, self: opts.self, log: opts.log, budget: opts.budget, owners: opts.owners, version: opts.version,
+      request: (node, op, body) => opts.request(node, op, body),
+      taken: (ch) => {
+        const s = this.state(ch)
+        s.backup = null
+        this.sendAll(ch)
+      },
+    })
   }
 
   private state(ch: string): ChannelState {
@@ -115,14 +128,23 @@ export class Replication {
    * state (or said it has none: the channel starts here).
    */
   async ready(ch: string): Promise<void> {
+    await this.handover.whole(ch, HAND_WAIT_MS)
     if (this.o.hub.has(ch)) return
     if (this.o.version() === 0) await this.o.firstTable()
     if (this.o.hub.has(ch)) return
     const owners = this.assertHome(ch)
-    if (owners.backup === null) return
     const s = this.state(ch)
-    s.filling ??= this.fill(ch, owners.backup).finally(() => (s.filling = null))
+    s.filling ??= this.take(ch, owners.backup).finally(() => (s.filling = null))
     await s.filling
+  }
+
+  /**
+   * Fills the channel from its backup; found nowhere while a node left the table lately, it waits a little for that
+   * node's handover (it may have been the only holder: a rolling restart drains the next node right after one joined).
+   */
+  private async take(ch: string, backup: string | null): Promise<void> {
+    if (backup !== null) await this.fill(ch, backup)
+    if (!this.o.hub.has(ch) && this.o.recentlyLeft()) await this.handover.wait(ch, HAND_WAIT_MS)
   }
 
   private async fill(ch: string, backup: string): Promise<void> {
@@ -308,9 +330,26 @@ export class Replication {
         this.rejectAll(ch, new LiveError('MOVED', `this node is no longer the home of ${ch}; retry`))
         const s = this.states.get(ch)
         if (s) s.generation++
-      } else this.abandon(ch)
+      } else this.leave(ch, owners.home)
     }
     for (const [ch, s] of this.states) if (!this.o.hub.has(ch) && s.waiters.length === 0 && !s.filling) this.states.delete(ch)
+  }
+
+  /**
+   * Neither home nor backup any more: publishes waiting here are answered MOVED, and the channel is handed to its
+   * home (which takes it if it does not hold it yet) before this node forgets it.
+   */
+  private leave(ch: string, home: string): void {
+    if (this.handover.busy(ch)) return
+    this.rejectAll(ch, new LiveError('MOVED', `this node is no longer the home of ${ch}; retry`))
+    const s = this.states.get(ch)
+    if (s?.retry) clearTimeout(s.retry)
+    this.states.delete(ch)
+    if (home === this.o.self) return this.o.hub.drop(ch)
+    void this.handover.send(ch, home).then(() => {
+      const owners = this.o.owners(ch)
+      if (owners.home !== this.o.self && owners.backup !== this.o.self) this.o.hub.drop(ch)
+    })
   }
 
   /** The `repl` request from the channel's home: its whole state or its next message. */

@@ -13,7 +13,7 @@ const LIMITS = { historySize: 100, historyAgeMs: 60_000, historyBytes: 8 * 1024 
 function backupNode(owners: Owners = { home: 'home-node', backup: 'backup-node' }) {
   const hub = new Hub(LIMITS)
   const replication = new Replication({
-    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7, firstTable: () => Promise.resolve(),
+    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7, firstTable: () => Promise.resolve(), recentlyLeft: () => false,
     request: () => Promise.reject(new Error('no network in this test')),
   })
   const ops = createHomeOps(hub, replication)
@@ -54,6 +54,32 @@ t.test('fill: the state in pages to the home; a stale home\'s fill is refused, a
   t.ok(hub.has('c'))
 })
 
+t.test('hand: a holder that left gives the channel to its home, which takes it only when it does not hold it', async (t) => {
+  // This node is the home here (its table names it), at routing version 7.
+  const { hub, call } = backupNode({ home: 'backup-node', backup: 'other' })
+  t.same(call('hand', { ch: 'c', version: 7, snap: snap(10, 3), last: false }, 'leaving'), { seq: 10 }, 'not held: taken')
+  t.same(call('hand', { ch: 'c', version: 7, msg: { seq: 11, ts: Date.now(), data: 'x', id: 'p-1' }, last: true }, 'leaving'), { seq: 11 }, 'then the messages that did not fit')
+  t.same(hub.catchup('c', 7).messages.map((m) => m.seq), [8, 9, 10, 11], 'held in order, same sequence')
+  t.match(call('hand', { ch: 'c', version: 7, snap: snap(5, 1), last: true }, 'another'), { held: true, seq: 11 }, 'already held: kept as it is')
+  t.same(call('hand', { ch: 'c', version: 7, msg: { seq: 12, ts: 1, data: 'y' }, last: true }, 'another'), { held: true }, 'a message of a hand not taken: ignored')
+  t.equal(hub.positions('c')!.seq, 11)
+  const notHome = backupNode()
+  t.match(notHome.call('hand', { ch: 'c', version: 7, snap: snap(10), last: true }, 'leaving'), { err: { code: 5031 }, version: 7, home: 'home-node' }, 'a table as new as the sender\'s that names another home: refused')
+  t.ok((notHome.call('hand', { ch: 'c', version: 8, snap: snap(10), last: true }, 'leaving') as { seq?: number }).seq, 'a sender with a newer table: taken (this node will learn it is the home)')
+})
+
+t.test('a home taking a handover in several frames numbers nothing before the last one', async (t) => {
+  const { call, replication, hub } = backupNode({ home: 'backup-node', backup: 'other' })
+  call('hand', { ch: 'c', version: 7, snap: snap(10, 3), last: false }, 'leaving')
+  let ready = false
+  const waiting = replication.ready('c').then(() => (ready = true))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.notOk(ready, 'still waiting for the rest of the handover')
+  call('hand', { ch: 'c', version: 7, msg: { seq: 11, ts: Date.now(), data: 'x' }, last: true }, 'leaving')
+  await waiting
+  t.equal(hub.positions('c')!.seq, 11, 'the whole state first')
+})
+
 t.test('malformed repl and fill bodies are refused with a precise error; only Live nodes may send them', async (t) => {
   const { call } = backupNode()
   const bad: [string, unknown, RegExp][] = [
@@ -66,6 +92,7 @@ t.test('malformed repl and fill bodies are refused with a precise error; only Li
     ['repl', { ch: 'c', version: 7, snap: { seq: 1, base: 0, forgottenTo: 0, trimmed: [{ to: 1, cause: 'boom' }], messages: [] } }, /snap must be/],
     ['repl', { ch: 'c', version: 7, snap: { seq: 1, base: 0, forgottenTo: 0, trimmed: [], messages: 'x' } }, /snap must be/],
     ['fill', { ch: 'c', version: 7, after: 'x' }, /after must be an integer/],
+    ['hand', { ch: 'c', version: 7 }, /repl needs snap or msg/],
   ]
   for (const [op, body, message] of bad) t.match(call(op, body), { err: { code: op === 'repl' && typeof body !== 'object' ? 4003 : Number, message } }, `${op} ${JSON.stringify(body)}`)
   t.match(call('fill', { ch: 'c', version: 7 }, 'app-1', 'admin'), { err: { code: 4003, message: /for Live nodes/ } }, 'not a node: refused')

@@ -1,0 +1,53 @@
+/**
+ * A Live node asking a channel's home for its members (roles/live/node.ts):
+ * the first time, that is what the node knows; after a home change
+ * (`settle`), the difference from what the node's children were told is sent
+ * to them (./presence-mirror.ts): the members of a home that died leave, and
+ * a count-only channel's subscribers get the new home's count.
+ */
+import type { Logger } from '../../lib/core/log.js'
+import type { ChildrenChannel } from '../../lib/process/role.js'
+import type { Member } from './hub.js'
+import type { LocalChannel } from './local-channel.js'
+
+export interface PresenceSnapshotOptions {
+  readonly log: Logger
+  readonly children: ChildrenChannel
+  /** The channel's entry on this node now (another one, or none: the answer is stale). */
+  current(ch: string): LocalChannel | undefined
+  isCountOnly(ch: string): boolean
+  homeRequest<T>(home: string, op: 'presence', body: Record<string, unknown>): Promise<T>
+}
+
+export function createPresenceSnapshot(o: PresenceSnapshotOptions): (ch: string, l: LocalChannel, settle: boolean) => void {
+  const { log, children } = o
+  return (ch, l, settle) => {
+    const home = l.home
+    const stale = (): boolean => o.current(ch) !== l || l.home !== home
+    if (o.isCountOnly(ch)) {
+      if (settle) {
+        o.homeRequest<{ count: number }>(home, 'presence', { ch }).then(
+          ({ count }) => {
+            if (!stale()) for (const child of l.children) children.send(child, { k: 'count', ch, count })
+          },
+          (err: unknown) => log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the count of a channel at its new home'),
+        )
+      }
+      return
+    }
+    if (!l.presence.startSnapshot()) return
+    o.homeRequest<{ count: number; members: Member[] }>(home, 'presence', { ch }).then(
+      ({ count, members }) => {
+        if (stale()) return l.presence.snapshotFailed()
+        const change = l.presence.snapshot(count, members)
+        if (!settle || !change) return
+        log.info({ ch, home, joins: change.joins.length, leaves: change.leaves.length }, 'live: presence settled after a home change')
+        for (const child of l.children) children.send(child, { k: 'presence', ch, ...change })
+      },
+      (err: unknown) => {
+        l.presence.snapshotFailed()
+        log.warn({ ch, home, err: (err as Error).message }, 'live: could not read the members of a channel at its home')
+      },
+    )
+  }
+}
