@@ -12,13 +12,14 @@
  * build-staging.ts; the nodes' `build.staged` and `build.refused` in
  * build-answers.ts, refusals outside a round in build-refusals.ts; how
  * deploys ended in build-outcomes.ts; the builds nodes are told to drop in
- * build-cancels.ts; canary deploys in canary-deploys.ts.
+ * build-cancels.ts; canary deploys in canary-deploys.ts; `build.status` and
+ * `build.list` in build-reads.ts.
  */
 import {
   checkManifest, checkMessage, isBuildId, manifestKeyOf, manifestTotals,
-  type BuildPush, type BuildRecord, type BuildState,
+  type BuildPush, type BuildRecord,
 } from '../lib/builds/manifest.js'
-import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
+import { parseCanaryPlan } from '../lib/builds/canary.js'
 import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
@@ -36,6 +37,7 @@ import { createBuildRefusals } from './build-refusals.js'
 import { createBuildAnswers } from './build-answers.js'
 import { createBuildOutcomes } from './build-outcomes.js'
 import { createCanaryDeploys } from './canary-deploys.js'
+import { createBuildReads } from './build-reads.js'
 import type { Registry } from './registry.js'
 
 /** Staging waits `--init-timeout` plus this for every node: fetching and checking the files comes first. */
@@ -262,35 +264,6 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   // `build.staged` and `build.refused`: build-answers.ts.
   const answers = createBuildAnswers({ log, staging, canaries, refusals })
 
-  /** A build's deploy as it stands: the round staging it, else its record. */
-  async function status(raw: unknown): Promise<Record<string, unknown>> {
-    const id = body(raw)['id']
-    if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
-    const round = staging.active()
-    if (round?.push.id === id) {
-      return { id, state: 'staging', current: current?.id === id, nodes: [...round.nodes.values()], deadlineInMs: Math.max(0, round.deadline - Date.now()) }
-    }
-    if (pending === id) {
-      // Resumed when the registry's grace ends (nodes re-register meanwhile); the stages shown are the previous leader's.
-      const record = await records.record(id)
-      return { id, state: 'staging', current: false, nodes: record.stage ?? [], resumeAfterGrace: true }
-    }
-    const running = canaries.running(id)
-    if (running !== null) return { id, state: 'canary', current: false, nodes: running.stage, canary: running.state }
-    const record = await records.record(id)
-    const canary = canaryOf(record)
-    return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [], ...(canary ? { canary } : {}) }
-  }
-
-  /** A build's canary as it stands: the one running, else how it ended (null: deployed without one). */
-  const canaryOf = (record: BuildRecord): CanaryState | null =>
-    canaries.running(record.id)?.state ?? outcomes.get(record.id)?.canary ?? record.canary ?? null
-
-  /** A record still saying `staging` or `canary` with nothing running for it: the seed restarted mid-deploy. */
-  const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
-    round?.push.id === record.id || pending === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
-      ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
-
   /** Stages the pending deploy again on the nodes registered now, when nothing newer started meanwhile. */
   // `pending` stays set until the round starts or the deploy is dropped: `build.status` says `staging` throughout.
   async function resume(): Promise<void> {
@@ -318,35 +291,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     log.info({ build: id, nodes: [...round.nodes.keys()].sort() }, `build ${id} resumed: its deploy was unfinished when the previous leader stopped`)
   }
 
-  async function list(raw: unknown): Promise<Record<string, unknown>> {
-    const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
-    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000')
-    const all = await records.all()
-    const running = new Map<string, string[]>()
-    const live = new Map([...registry.records()].map((node) => [node.id, node]))
-    refusals.prune(live)
-    for (const node of live.values()) {
-      if (node.build === null || node.link === null) continue
-      let ids = running.get(node.build)
-      if (ids === undefined) running.set(node.build, (ids = []))
-      ids.push(node.id)
-    }
-    const round = staging.active()
-    const builds = all.slice(-limit).reverse().map((r) => {
-      const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaries.running(r.id)?.stage ?? outcomes.get(r.id)?.stage ?? r.stage ?? []
-      const canary = canaryOf(r)
-      const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
-      const later = refusals.of(r.id).map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
-      return {
-        id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes, ...(r.pushId !== undefined ? { pushId: r.pushId } : {}),
-        current: r.id === current?.id, state: stateOf(r, round), nodes: (running.get(r.id) ?? []).sort(),
-        refused: [...atStaging, ...later].sort((a, b) => a.node.localeCompare(b.node)),
-        stage: stage.map((n) => ({ ...n })),
-        canary,
-      }
-    })
-    return { current: current?.id ?? null, builds }
-  }
+  // `build.status` and `build.list`: build-reads.ts.
+  const reads = createBuildReads({ records, staging, canaries, outcomes, refusals, registry, current: () => current, pending: () => pending })
 
   return {
     handlers: [
@@ -357,10 +303,10 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ['build.blob', uploads.blob],
       ['build.commit', commit],
       ['build.rollback', rollback],
-      ['build.list', list],
+      ['build.list', reads.list],
       ['build.refused', answers.refused],
       ['build.staged', answers.staged],
-      ['build.status', status],
+      ['build.status', reads.status],
       // After a reload under way (a seed that just took the lead reads the current build from the datastore).
       ['build.current', () => serial(async () => current ?? { id: null })],
     ],
