@@ -27,6 +27,8 @@ export interface BuildReadsOptions {
   current(): BuildPush | null
   /** The deploy waiting for the registry's grace to end to be resumed (null: none). */
   pending(): string | null
+  /** When that deploy is a canary being watched: its canary as the previous leader recorded it. */
+  pendingCanary(): CanaryState | null
 }
 
 export interface BuildReads {
@@ -45,7 +47,7 @@ export function createBuildReads(opts: BuildReadsOptions): BuildReads {
 
   /** A record still saying `staging` or `canary` with nothing running for it: the seed restarted mid-deploy. */
   const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
-    round?.push.id === record.id || opts.pending() === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
+    round?.push.id === record.id ? 'staging' : opts.pending() === record.id ? (opts.pendingCanary() !== null ? 'canary' : 'staging') : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
       ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
 
   return {
@@ -60,6 +62,8 @@ export function createBuildReads(opts: BuildReadsOptions): BuildReads {
       if (opts.pending() === id) {
         // Resumed when the registry's grace ends (nodes re-register meanwhile); the stages shown are the previous leader's.
         const record = await records.record(id)
+        const canary = opts.pendingCanary()
+        if (canary !== null) return { id, state: 'canary', current: false, nodes: record.stage ?? [], canary, resumeAfterGrace: true }
         return { id, state: 'staging', current: false, nodes: record.stage ?? [], resumeAfterGrace: true }
       }
       const running = canaries.running(id)

@@ -19,7 +19,7 @@ import {
   checkManifest, checkMessage, isBuildId, manifestKeyOf, manifestTotals,
   type BuildPush, type BuildRecord,
 } from '../lib/builds/manifest.js'
-import { parseCanaryPlan } from '../lib/builds/canary.js'
+import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
 import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
@@ -31,7 +31,7 @@ import { body, checkPushId, invalid } from './build-input.js'
 import { createBuildRecords } from './build-records.js'
 import { createBuildUploads } from './build-uploads.js'
 import { createBuildStaging, type StageRound, type StageTarget } from './build-staging.js'
-import { planResume } from './build-resume.js'
+import { planOf, planResume } from './build-resume.js'
 import { createBuildCancels } from './build-cancels.js'
 import { createBuildRefusals } from './build-refusals.js'
 import { createBuildAnswers } from './build-answers.js'
@@ -83,8 +83,10 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
 
   let lastN = 0
   let current: BuildPush | null = null
-  /** The deploy to resume when the registry's grace ends (it shows `staging` meanwhile). */
+  /** The deploy to resume when the registry's grace ends (it shows `staging` meanwhile, or `canary`). */
   let pending: string | null = null
+  /** When `pending` is a canary being watched: its canaries keep serving its build meanwhile (they get it on subscribe). */
+  let pendingWatch: { push: BuildPush; canaries: ReadonlySet<string>; state: CanaryState } | null = null
   /** Builds staged nowhere on purpose: every subscriber now, and every one that subscribes later, drops them. */
   const cancels = createBuildCancels((id) => {
     if (closed) return
@@ -111,15 +113,38 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     // A deploy activated before its record said so is written `live` by the leader at the same moment.
     const unfinished = plan.resume ?? plan.activated
     pending = unfinished !== null && registry.inGrace ? unfinished.id : null
+    pendingWatch = null
+    const watched = plan.resume?.state === 'canary' && pending !== null ? plan.resume : null
+    if (watched?.canary !== undefined) {
+      try {
+        pendingWatch = { push: { id: watched.id, manifest: await records.manifest(watched.id) }, canaries: new Set(watched.canary.nodes), state: watched.canary }
+      } catch (err) {
+        log.error({ err, build: watched.id }, 'the canary build cannot be loaded; its canaries get the current build back')
+      }
+    }
     for (const id of [...plan.cancel].reverse()) cancel(id)
     if (plan.resume !== null && pending === null) cancel(plan.resume.id)
-    log.info({ current: current?.id ?? null, builds: lastN, resumeAfterGrace: pending, cancelled: plan.cancel }, 'build store open')
+    log.info({ current: current?.id ?? null, builds: lastN, resumeAfterGrace: pending, canaryResumed: pendingWatch !== null, cancelled: plan.cancel }, 'build store open')
   }
 
   /** A deploy of `id` starts: nodes are no longer told to drop it. */
   function stagingStarts(id: string): void {
     cancels.restage(id)
-    if (pending === id) pending = null
+    if (pending !== id) return
+    pending = null
+    pendingWatch = null
+  }
+
+  /** The pending deploy is over without being resumed: its canaries go back to the current build, and every node drops it. */
+  function dropPending(): void {
+    if (pending === null) return
+    if (pendingWatch !== null && current !== null && !closed) {
+      const frame = encodeMessage('build', current)
+      for (const node of pendingWatch.canaries) peerOf(node)?.session.sendEncoded(frame)
+    }
+    cancel(pending)
+    pending = null
+    pendingWatch = null
   }
   await load()
 
@@ -168,7 +193,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const at = Date.now()
     const record: BuildRecord = {
       id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging',
-      stagingAt: at, canaryPlanned: plan !== null, ...(pushId !== undefined ? { pushId } : {}),
+      stagingAt: at, canaryPlanned: plan !== null, ...(plan !== null ? { canaryPlan: plan } : {}), ...(pushId !== undefined ? { pushId } : {}),
     }
     await records.create(record, manifest)
     lastN = n
@@ -177,8 +202,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (plan !== null) canaries.planned(id, plan)
     canaries.replace()
     // A deploy waiting for the grace to end to be resumed is superseded by this one.
-    if (pending !== null) cancel(pending)
-    pending = null
+    dropPending()
     const round = staging.start({ id, manifest }, targets())
     const names = [...round.nodes.keys()].sort()
     return {
@@ -199,9 +223,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
     log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
     await records.startStaging(id)
-    if (pending !== null && pending !== id) cancel(pending)
+    if (pending !== id) dropPending()
     stagingStarts(id)
-    pending = null
     const round = staging.start({ id, manifest }, targets())
     return { id, staging: [...round.nodes.keys()].sort() }
   })
@@ -264,35 +287,41 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   // `build.staged` and `build.refused`: build-answers.ts.
   const answers = createBuildAnswers({ log, staging, canaries, refusals })
 
-  /** Stages the pending deploy again on the nodes registered now, when nothing newer started meanwhile. */
-  // `pending` stays set until the round starts or the deploy is dropped: `build.status` says `staging` throughout.
+  /**
+   * Stages the pending deploy again on the nodes registered now (its canary starts once staged), or
+   * goes on with the canary watch it was in, when nothing newer started meanwhile.
+   */
+  // `pending` stays set until the round or watch starts or the deploy is dropped: `build.status` says `staging` (`canary`) throughout.
   async function resume(): Promise<void> {
     const id = pending
     if (id === null || closed) return
-    const drop = () => {
-      if (pending === id) pending = null
-      cancel(id)
-    }
+    const drop = () => (pending === id ? dropPending() : cancel(id))
     if (!opts.isLeader() || staging.active() !== null) return drop()
     // Read again: a commit or a rollback may have come and gone during the grace.
     const all = await records.all()
     const plan = planResume(all, current?.id ?? null)
     if (plan.activated?.id === id) {
       log.info({ build: id }, `build ${id} was activated before its deploy was recorded as live`)
-      if (pending === id) pending = null
-      return setOutcome(id, { state: 'live', stage: [...(plan.activated.stage ?? [])].map((n) => ({ ...n })) })
+      stagingStarts(id)
+      // A canary that passed: made current only after its verdict.
+      const was = plan.activated.state === 'canary' ? plan.activated.canary : undefined
+      return setOutcome(id, { state: 'live', stage: [...(plan.activated.stage ?? [])].map((n) => ({ ...n })), ...(was !== undefined ? { canary: { ...was, verdict: 'passed' as const } } : {}) })
     }
-    if (plan.resume?.id !== id) return drop()
+    const record = plan.resume
+    if (record?.id !== id) return drop()
     const manifest = await records.manifest(id)
     if (closed || pending !== id || !opts.isLeader() || staging.active() !== null) return drop()
     canaries.replace()
     stagingStarts(id)
+    if (record.state === 'canary' && record.canary !== undefined) return canaries.resume({ id, manifest }, [...(record.stage ?? [])].map((n) => ({ ...n })), record.canary)
+    const canaryPlan = planOf(record)
+    if (canaryPlan !== null) canaries.planned(id, canaryPlan)
     const round = staging.start({ id, manifest }, targets())
-    log.info({ build: id, nodes: [...round.nodes.keys()].sort() }, `build ${id} resumed: its deploy was unfinished when the previous leader stopped`)
+    log.info({ build: id, nodes: [...round.nodes.keys()].sort(), canary: canaryPlan }, `build ${id} resumed: its deploy was unfinished when the previous leader stopped`)
   }
 
   // `build.status` and `build.list`: build-reads.ts.
-  const reads = createBuildReads({ records, staging, canaries, outcomes, refusals, registry, current: () => current, pending: () => pending })
+  const reads = createBuildReads({ records, staging, canaries, outcomes, refusals, registry, current: () => current, pending: () => pending, pendingCanary: () => pendingWatch?.state ?? null })
 
   return {
     handlers: [
@@ -316,7 +345,9 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       // After the current tick, so the `subscribe` answer goes out before the first push.
       queueMicrotask(() => {
         if (closed || !subscribers.has(peer)) return
-        if (current !== null) peer.session.sendEncoded(encodeMessage('build', current))
+        // A canary of a watch to resume keeps the canary build it serves (it gets the rest when the watch goes on).
+        const canary = pendingWatch !== null && peer.nodeId !== null && pendingWatch.canaries.has(peer.nodeId)
+        if (current !== null) peer.session.sendEncoded(encodeMessage('build', canary ? pendingWatch!.push : current))
         // Builds it may hold staged from a round it left or a leader that died: dropped, unless staging again.
         const active = staging.active()?.push.id
         for (const id of cancels.ids()) if (id !== active && id !== pending) peer.session.sendEncoded(encodeMessage('build.cancel', { id }))
@@ -331,7 +362,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     reload: () => serial(load),
     resumeStaging: () => serial(resume).catch((err: unknown) => {
       log.error({ err, build: pending }, 'the unfinished deploy could not be resumed; it shows abandoned')
-      pending = null
+      dropPending()
     }),
     close() {
       closed = true
