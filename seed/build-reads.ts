@@ -29,6 +29,11 @@ export interface BuildReadsOptions {
   pending(): string | null
   /** When that deploy is a canary being watched: its canary as the previous leader recorded it. */
   pendingCanary(): CanaryState | null
+  /**
+   * Settles once the records are loaded (a seed that just took the lead reads them again): until then a deploy
+   * the previous leader left would read `abandoned` instead of waiting to be resumed.
+   */
+  loaded(): Promise<void>
 }
 
 export interface BuildReads {
@@ -54,6 +59,7 @@ export function createBuildReads(opts: BuildReadsOptions): BuildReads {
     async status(raw) {
       const id = body(raw)['id']
       if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
+      await opts.loaded().catch(() => {})
       const current = opts.current()
       const round = staging.active()
       if (round?.push.id === id) {
@@ -76,6 +82,7 @@ export function createBuildReads(opts: BuildReadsOptions): BuildReads {
     async list(raw) {
       const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
       if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000')
+      await opts.loaded().catch(() => {})
       const all = await records.all()
       const current = opts.current()
       const running = new Map<string, string[]>()

@@ -16,7 +16,7 @@
  * `build.list` in build-reads.ts.
  */
 import {
-  checkManifest, checkMessage, isBuildId, manifestKeyOf, manifestTotals,
+  checkManifest, checkMessage, isBuildId, manifestTotals,
   type BuildPush, type BuildRecord,
 } from '../lib/builds/manifest.js'
 import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
@@ -28,7 +28,7 @@ import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage } from '../lib/transport/meta-frames.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
 import { body, checkPushId, invalid } from './build-input.js'
-import { createBuildRecords } from './build-records.js'
+import { createBuildRecords, newManifestKey, type FencedWrite } from './build-records.js'
 import { createBuildUploads } from './build-uploads.js'
 import { createBuildStaging, type StageRound, type StageTarget } from './build-staging.js'
 import { planOf, planResume } from './build-resume.js'
@@ -56,6 +56,8 @@ export interface SeedBuildsOptions {
   readonly initTimeoutMs: number
   /** Whether this seed leads now (only the leader resumes a deploy). */
   readonly isLeader: () => boolean
+  /** Several seeds on PostgreSQL: record writes fenced by this seed's lease epoch (build-records.ts). */
+  readonly fenced?: FencedWrite
 }
 
 export interface SeedBuilds {
@@ -76,7 +78,7 @@ export interface SeedBuilds {
 /** Opens the store: finds the last build number and loads the current build. */
 export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBuilds> {
   const { registry, log } = opts
-  const records = createBuildRecords(opts.blobs, opts.datastore)
+  const records = createBuildRecords(opts.blobs, opts.datastore, opts.fenced)
   const uploads = createBuildUploads(opts)
   const subscribers = new Set<MetaPeer>()
   let closed = false
@@ -147,6 +149,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     pendingWatch = null
   }
   await load()
+  /** The last load of the records (a seed that just took the lead reads them again): reads wait for it. */
+  let loaded: Promise<void> = Promise.resolve()
 
   // Commits and rollbacks run one at a time: numbers stay monotonic and `current` is what was pushed last.
   let queue: Promise<unknown> = Promise.resolve()
@@ -192,7 +196,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const id = `b${n}`
     const at = Date.now()
     const record: BuildRecord = {
-      id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging',
+      id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: newManifestKey(id), state: 'staging',
       stagingAt: at, canaryPlanned: plan !== null, ...(plan !== null ? { canaryPlan: plan } : {}), ...(pushId !== undefined ? { pushId } : {}),
     }
     await records.create(record, manifest)
@@ -321,7 +325,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   }
 
   // `build.status` and `build.list`: build-reads.ts.
-  const reads = createBuildReads({ records, staging, canaries, outcomes, refusals, registry, current: () => current, pending: () => pending, pendingCanary: () => pendingWatch?.state ?? null })
+  const reads = createBuildReads({ records, staging, canaries, outcomes, refusals, registry, current: () => current, pending: () => pending, pendingCanary: () => pendingWatch?.state ?? null, loaded: () => loaded })
 
   return {
     handlers: [
@@ -359,7 +363,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       subscribers.delete(peer)
       uploads.peerClosed(peer)
     },
-    reload: () => serial(load),
+    reload: () => (loaded = serial(load)),
     resumeStaging: () => serial(resume).catch((err: unknown) => {
       log.error({ err, build: pending }, 'the unfinished deploy could not be resumed; it shows abandoned')
       dropPending()
