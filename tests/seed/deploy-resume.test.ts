@@ -7,11 +7,13 @@
 // - A canary deploy killed while staging is staged again, then its canary runs on the planned share for the
 //   whole --canary-time and is promoted; one killed during its canary watch keeps its canary serving the
 //   build, and the new leader watches it for the rest of --canary-time, then promotes it. push-build exits 0.
+// - The leader and then its canary killed during the watch: the new leader fails the canary (it did not come
+//   back), the others drop the build, and push-build exits 1 with ESPRA_ERR_BUILD_CANARY_FAILED.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { admin, writeBuild } from '../helpers/app-cluster.js'
+import { admin, killHard, writeBuild } from '../helpers/app-cluster.js'
 import { get, health, startNode, startSeedPair, waitFor, type StartedNode } from '../helpers/cluster.js'
 import { startPostgres } from '../helpers/postgres.js'
 
@@ -158,4 +160,28 @@ t.test('the leader killed during a canary watch: the canary keeps serving, the n
   t.same(servedBuilds(c.apps[0]!), ['b1', 'b2'], 'the canary never went back to b1 during the failover')
   t.same(servedBuilds(c.apps[1]!), ['b1', 'b2'])
   for (const app of c.apps) t.match(await get(app.port, '/'), { status: 200, body: 'v2', headers: { 'x-espra-build': 'b2' } })
+})
+
+t.test('the leader and the canary killed during a canary watch: the new leader fails the canary, rolls back, and push-build says so', async (t) => {
+  const c = await startCluster(t)
+  await pushQuick(c, 'v1', 'b1')
+  for (const n of [...c.apps, c.fs]) await serving(n, 'b1')
+
+  const pushing = admin(['push-build', writeVersion('v2'), '--canary', '1', '--canary-time', '1h', '--seed', c.list])
+  await serving(c.apps[0]!, 'b2')
+  await waitFor('the fileserver staged b2', async () => (await get(c.fs.port, '/app/public/asset-v2.js')).status === 200, 30_000)
+  // The leader first: killed the other way round, the leader sees its canary leave and fails the canary itself.
+  c.leader.proc.kill('SIGKILL')
+  await killHard(c.apps[0]!)
+  await c.follower.waitForLog((l) => l.msg === 'seed leads the cluster', 'the other seed takes over', 20_000)
+  await c.follower.waitForLog((l) => /^canary of build b2 resumed/.test(String(l.msg)), 'the watch goes on', 30_000)
+  const r = await pushing
+  t.equal(r.code, 1, 'push-build does not claim the deploy went through')
+  t.match(r.stderr, /ESPRA_ERR_BUILD_CANARY_FAILED: build b2 failed its canary.*canary app-1 did not come back to the leader that took over/)
+  t.match(r.stderr, /build b2: the new leader goes on watching its canary once the nodes have re-registered/)
+  await waitFor('the fileserver dropped the staged b2', async () => (await get(c.fs.port, '/app/public/asset-v2.js')).status === 404, 30_000)
+  const listed = JSON.parse((await admin(['builds', '--json', '--seed', c.list])).stdout) as { id: string; state: string; current: boolean }[]
+  t.match(listed.slice(0, 2), [{ id: 'b2', state: 'canary-failed', current: false }, { id: 'b1', state: 'live', current: true }])
+  t.match(await get(c.apps[1]!.port, '/'), { status: 200, body: 'v1', headers: { 'x-espra-build': 'b1' } }, 'the other app node still serves b1')
+  t.same(servedBuilds(c.apps[1]!), ['b1'], 'and never served b2')
 })
