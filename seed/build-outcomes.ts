@@ -13,8 +13,8 @@ import type { StageNode } from './build-staging.js'
 export interface BuildOutcome { state: BuildState; stage: StageNode[]; canary?: CanaryState }
 
 export interface BuildOutcomes {
-  /** `id`'s deploy ended so: kept here and written to its record (a failed write is logged). */
-  set(id: string, outcome: BuildOutcome): void
+  /** `id`'s deploy ended so: kept here and written to its record; resolves once written, or the write failed (logged). */
+  set(id: string, outcome: BuildOutcome): Promise<void>
   get(id: string): BuildOutcome | undefined
 }
 
@@ -25,7 +25,7 @@ export function createBuildOutcomes(records: BuildRecords, log: Logger): BuildOu
       outcomes.delete(id)
       outcomes.set(id, outcome)
       if (outcomes.size > 100) outcomes.delete(outcomes.keys().next().value!)
-      records.persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
+      return records.persistState(id, outcome.state, outcome.stage, outcome.canary).catch((err: unknown) => log.error({ err, build: id }, 'could not record how the deploy ended'))
     },
     get: (id) => outcomes.get(id),
   }

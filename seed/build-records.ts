@@ -5,18 +5,23 @@
  * each build's manifest as JSON in the blob store under
  * `builds/<id>/manifest.json`.
  */
+import { randomBytes } from 'node:crypto'
 import { checkManifest, type BuildManifest, type BuildRecord, type BuildState } from '../lib/builds/manifest.js'
 import { readBlob } from '../lib/builds/blob-read.js'
 import type { CanaryState } from '../lib/builds/canary.js'
 import { createError } from '../lib/core/errors.js'
 import type { BlobStore } from '../lib/storage/blob-store.js'
-import { listAll, type Datastore } from '../lib/storage/datastore.js'
+import { listAll, type Datastore, type DatastoreValue } from '../lib/storage/datastore.js'
+import type { PostgresDatastore } from '../lib/storage/datastore-postgres.js'
 import type { StageNode } from './build-staging.js'
 
 const CURRENT_KEY = 'current'
 /** Nodes kept per build record (the record must stay far under the datastore's 64 KB value limit). */
 const MAX_STAGE_NODES = 200
 const recordKey = (n: number) => `build/${String(n).padStart(10, '0')}`
+
+/** Where a new commit's manifest goes in the blob store: a key of its own, named in its record (`manifestKey`). */
+export const newManifestKey = (id: string): string => `builds/${id}/manifest-${randomBytes(6).toString('hex')}.json`
 
 export interface BuildRecords {
   /** The highest build number recorded (0: none). */
@@ -37,13 +42,33 @@ export interface BuildRecords {
   setCurrent(id: string): Promise<void>
 }
 
-export function createBuildRecords(blobs: BlobStore, datastore: Datastore): BuildRecords {
+/**
+ * Writes one record of the `builds` kind only while this seed still leads under the epoch it leads with
+ * (PostgresDatastore.putFenced); false: refused, the epoch is stale.
+ */
+export type FencedWrite = (key: string, value: DatastoreValue) => Promise<boolean>
+
+/**
+ * With `fenced` (several seeds on PostgreSQL) every record write (a commit's record, a deploy's state, the
+ * current-build pointer) is refused once this seed's lease ran out or was taken over, with
+ * `ESPRA_ERR_SEED_NOT_LEADER`: a leader paused past its lease (SIGSTOP, a stalled disk) cannot write over
+ * what the new leader wrote. Each commit's manifest has a key of its own (`builds/<id>/manifest-<random>.json`,
+ * {@link newManifestKey}), so a late manifest write cannot replace another leader's manifest of that id either.
+ */
+export function createBuildRecords(blobs: BlobStore, datastore: Datastore, fenced?: FencedWrite): BuildRecords {
   // Record updates after a round: in order among themselves, never waiting behind a commit's uploads check.
   let recordQueue: Promise<unknown> = Promise.resolve()
   const serialRecord = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = recordQueue.then(fn)
     recordQueue = run.catch(() => {})
     return run
+  }
+
+  async function write(key: string, value: DatastoreValue): Promise<void> {
+    if (fenced === undefined) return datastore.put('builds', key, value)
+    if (!(await fenced(key, value))) {
+      throw createError('ESPRA_ERR_SEED_NOT_LEADER', { reason: `its lease ran out or was taken over before the build record ${key} was written (a stale epoch): the write was refused` })
+    }
   }
 
   async function record(id: string): Promise<BuildRecord> {
@@ -82,14 +107,14 @@ export function createBuildRecords(blobs: BlobStore, datastore: Datastore): Buil
     },
     async create(r, manifest) {
       await blobs.put(r.manifestKey, Buffer.from(JSON.stringify(manifest)), { contentType: 'application/json' })
-      await datastore.put('builds', recordKey(r.n), { ...r })
+      await write(recordKey(r.n), { ...r })
     },
     persistState(id, state, stage, canary) {
       return serialRecord(async () => {
         const key = recordKey(Number(id.slice(1)))
         const found = await datastore.get('builds', key)
         if (found === null) return
-        await datastore.put('builds', key, {
+        await write(key, {
           ...found, state, stage: stage.slice(0, MAX_STAGE_NODES).map((n) => ({ ...n })),
           ...(canary !== undefined ? { canary: canaryRecord(canary) } : {}),
         })
@@ -100,9 +125,21 @@ export function createBuildRecords(blobs: BlobStore, datastore: Datastore): Buil
         const key = recordKey(Number(id.slice(1)))
         const found = await datastore.get('builds', key)
         if (found === null) return
-        await datastore.put('builds', key, { ...found, state: 'staging', stage: [], stagingAt: Date.now(), canaryPlanned: false })
+        await write(key, { ...found, state: 'staging', stage: [], stagingAt: Date.now(), canaryPlanned: false })
       })
     },
-    setCurrent: (id) => serialRecord(() => datastore.put('builds', CURRENT_KEY, { id })),
+    setCurrent: (id) => serialRecord(() => write(CURRENT_KEY, { id })),
+  }
+}
+
+/**
+ * The fenced write of a seed named `holder` (several seeds on PostgreSQL): under the epoch it leads with at the
+ * moment of the write, refused at once when it does not lead (a paused leader notices on resuming), and by the
+ * database when the epoch went stale meanwhile.
+ */
+export function fenceBuildWrites(putFenced: PostgresDatastore['putFenced'], holder: string, leadership: () => { view(): { leader: boolean; epoch: number | null } }): FencedWrite {
+  return async (key, value) => {
+    const view = leadership().view()
+    return view.leader && view.epoch !== null && (await putFenced('builds', key, value, { holder, epoch: view.epoch }))
   }
 }

@@ -12,11 +12,12 @@
  * build-staging.ts; the nodes' `build.staged` and `build.refused` in
  * build-answers.ts, refusals outside a round in build-refusals.ts; how
  * deploys ended in build-outcomes.ts; the builds nodes are told to drop in
- * build-cancels.ts; canary deploys in canary-deploys.ts.
+ * build-cancels.ts; canary deploys in canary-deploys.ts; `build.status` and
+ * `build.list` in build-reads.ts.
  */
 import {
-  checkManifest, checkMessage, isBuildId, manifestKeyOf, manifestTotals,
-  type BuildPush, type BuildRecord, type BuildState,
+  checkManifest, checkMessage, isBuildId, manifestTotals,
+  type BuildPush, type BuildRecord,
 } from '../lib/builds/manifest.js'
 import { parseCanaryPlan, type CanaryState } from '../lib/builds/canary.js'
 import { createError } from '../lib/core/errors.js'
@@ -27,15 +28,16 @@ import type { MetaPeer } from '../lib/transport/meta-server.js'
 import { encodeMessage } from '../lib/transport/meta-frames.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
 import { body, checkPushId, invalid } from './build-input.js'
-import { createBuildRecords } from './build-records.js'
+import { createBuildRecords, newManifestKey, type FencedWrite } from './build-records.js'
 import { createBuildUploads } from './build-uploads.js'
 import { createBuildStaging, type StageRound, type StageTarget } from './build-staging.js'
-import { planResume } from './build-resume.js'
+import { planOf, planResume } from './build-resume.js'
 import { createBuildCancels } from './build-cancels.js'
 import { createBuildRefusals } from './build-refusals.js'
 import { createBuildAnswers } from './build-answers.js'
 import { createBuildOutcomes } from './build-outcomes.js'
 import { createCanaryDeploys } from './canary-deploys.js'
+import { createBuildReads } from './build-reads.js'
 import type { Registry } from './registry.js'
 
 /** Staging waits `--init-timeout` plus this for every node: fetching and checking the files comes first. */
@@ -54,6 +56,8 @@ export interface SeedBuildsOptions {
   readonly initTimeoutMs: number
   /** Whether this seed leads now (only the leader resumes a deploy). */
   readonly isLeader: () => boolean
+  /** Several seeds on PostgreSQL: record writes fenced by this seed's lease epoch (build-records.ts). */
+  readonly fenced?: FencedWrite
 }
 
 export interface SeedBuilds {
@@ -74,15 +78,17 @@ export interface SeedBuilds {
 /** Opens the store: finds the last build number and loads the current build. */
 export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBuilds> {
   const { registry, log } = opts
-  const records = createBuildRecords(opts.blobs, opts.datastore)
+  const records = createBuildRecords(opts.blobs, opts.datastore, opts.fenced)
   const uploads = createBuildUploads(opts)
   const subscribers = new Set<MetaPeer>()
   let closed = false
 
   let lastN = 0
   let current: BuildPush | null = null
-  /** The deploy to resume when the registry's grace ends (it shows `staging` meanwhile). */
+  /** The deploy to resume when the registry's grace ends (it shows `staging` meanwhile, or `canary`). */
   let pending: string | null = null
+  /** When `pending` is a canary being watched: its canaries keep serving its build meanwhile (they get it on subscribe). */
+  let pendingWatch: { push: BuildPush; canaries: ReadonlySet<string>; state: CanaryState } | null = null
   /** Builds staged nowhere on purpose: every subscriber now, and every one that subscribes later, drops them. */
   const cancels = createBuildCancels((id) => {
     if (closed) return
@@ -109,17 +115,42 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     // A deploy activated before its record said so is written `live` by the leader at the same moment.
     const unfinished = plan.resume ?? plan.activated
     pending = unfinished !== null && registry.inGrace ? unfinished.id : null
+    pendingWatch = null
+    const watched = plan.resume?.state === 'canary' && pending !== null ? plan.resume : null
+    if (watched?.canary !== undefined) {
+      try {
+        pendingWatch = { push: { id: watched.id, manifest: await records.manifest(watched.id) }, canaries: new Set(watched.canary.nodes), state: watched.canary }
+      } catch (err) {
+        log.error({ err, build: watched.id }, 'the canary build cannot be loaded; its canaries get the current build back')
+      }
+    }
     for (const id of [...plan.cancel].reverse()) cancel(id)
     if (plan.resume !== null && pending === null) cancel(plan.resume.id)
-    log.info({ current: current?.id ?? null, builds: lastN, resumeAfterGrace: pending, cancelled: plan.cancel }, 'build store open')
+    log.info({ current: current?.id ?? null, builds: lastN, resumeAfterGrace: pending, canaryResumed: pendingWatch !== null, cancelled: plan.cancel }, 'build store open')
   }
 
   /** A deploy of `id` starts: nodes are no longer told to drop it. */
   function stagingStarts(id: string): void {
     cancels.restage(id)
-    if (pending === id) pending = null
+    if (pending !== id) return
+    pending = null
+    pendingWatch = null
+  }
+
+  /** The pending deploy is over without being resumed: its canaries go back to the current build, and every node drops it. */
+  function dropPending(): void {
+    if (pending === null) return
+    if (pendingWatch !== null && current !== null && !closed) {
+      const frame = encodeMessage('build', current)
+      for (const node of pendingWatch.canaries) peerOf(node)?.session.sendEncoded(frame)
+    }
+    cancel(pending)
+    pending = null
+    pendingWatch = null
   }
   await load()
+  /** The last load of the records (a seed that just took the lead reads them again): reads wait for it. */
+  let loaded: Promise<void> = Promise.resolve()
 
   // Commits and rollbacks run one at a time: numbers stay monotonic and `current` is what was pushed last.
   let queue: Promise<unknown> = Promise.resolve()
@@ -165,8 +196,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     const id = `b${n}`
     const at = Date.now()
     const record: BuildRecord = {
-      id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: manifestKeyOf(id), state: 'staging',
-      stagingAt: at, canaryPlanned: plan !== null, ...(pushId !== undefined ? { pushId } : {}),
+      id, n, at, message, files: totals.files, bytes: totals.bytes, manifestKey: newManifestKey(id), state: 'staging',
+      stagingAt: at, canaryPlanned: plan !== null, ...(plan !== null ? { canaryPlan: plan } : {}), ...(pushId !== undefined ? { pushId } : {}),
     }
     await records.create(record, manifest)
     lastN = n
@@ -175,8 +206,7 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     if (plan !== null) canaries.planned(id, plan)
     canaries.replace()
     // A deploy waiting for the grace to end to be resumed is superseded by this one.
-    if (pending !== null) cancel(pending)
-    pending = null
+    dropPending()
     const round = staging.start({ id, manifest }, targets())
     const names = [...round.nodes.keys()].sort()
     return {
@@ -197,9 +227,8 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
     // whose init now fails (a dependency gone) is refused instead of taking the cluster down.
     log.info({ build: id, was: current?.id ?? null }, 'rollback: staging')
     await records.startStaging(id)
-    if (pending !== null && pending !== id) cancel(pending)
+    if (pending !== id) dropPending()
     stagingStarts(id)
-    pending = null
     const round = staging.start({ id, manifest }, targets())
     return { id, staging: [...round.nodes.keys()].sort() }
   })
@@ -262,91 +291,41 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
   // `build.staged` and `build.refused`: build-answers.ts.
   const answers = createBuildAnswers({ log, staging, canaries, refusals })
 
-  /** A build's deploy as it stands: the round staging it, else its record. */
-  async function status(raw: unknown): Promise<Record<string, unknown>> {
-    const id = body(raw)['id']
-    if (!isBuildId(id)) throw invalid('id', 'must be a build id such as b12')
-    const round = staging.active()
-    if (round?.push.id === id) {
-      return { id, state: 'staging', current: current?.id === id, nodes: [...round.nodes.values()], deadlineInMs: Math.max(0, round.deadline - Date.now()) }
-    }
-    if (pending === id) {
-      // Resumed when the registry's grace ends (nodes re-register meanwhile); the stages shown are the previous leader's.
-      const record = await records.record(id)
-      return { id, state: 'staging', current: false, nodes: record.stage ?? [], resumeAfterGrace: true }
-    }
-    const running = canaries.running(id)
-    if (running !== null) return { id, state: 'canary', current: false, nodes: running.stage, canary: running.state }
-    const record = await records.record(id)
-    const canary = canaryOf(record)
-    return { id, state: stateOf(record, null), current: current?.id === id, nodes: outcomes.get(id)?.stage ?? record.stage ?? [], ...(canary ? { canary } : {}) }
-  }
-
-  /** A build's canary as it stands: the one running, else how it ended (null: deployed without one). */
-  const canaryOf = (record: BuildRecord): CanaryState | null =>
-    canaries.running(record.id)?.state ?? outcomes.get(record.id)?.canary ?? record.canary ?? null
-
-  /** A record still saying `staging` or `canary` with nothing running for it: the seed restarted mid-deploy. */
-  const stateOf = (record: BuildRecord, round: StageRound | null): BuildState | 'abandoned' =>
-    round?.push.id === record.id || pending === record.id ? 'staging' : canaries.running(record.id) !== null ? 'canary' : outcomes.get(record.id)?.state
-      ?? (record.state === undefined ? 'live' : record.state === 'staging' || record.state === 'canary' ? 'abandoned' : record.state)
-
-  /** Stages the pending deploy again on the nodes registered now, when nothing newer started meanwhile. */
-  // `pending` stays set until the round starts or the deploy is dropped: `build.status` says `staging` throughout.
+  /**
+   * Stages the pending deploy again on the nodes registered now (its canary starts once staged), or
+   * goes on with the canary watch it was in, when nothing newer started meanwhile.
+   */
+  // `pending` stays set until the round or watch starts or the deploy is dropped: `build.status` says `staging` (`canary`) throughout.
   async function resume(): Promise<void> {
     const id = pending
     if (id === null || closed) return
-    const drop = () => {
-      if (pending === id) pending = null
-      cancel(id)
-    }
+    const drop = () => (pending === id ? dropPending() : cancel(id))
     if (!opts.isLeader() || staging.active() !== null) return drop()
     // Read again: a commit or a rollback may have come and gone during the grace.
     const all = await records.all()
     const plan = planResume(all, current?.id ?? null)
     if (plan.activated?.id === id) {
       log.info({ build: id }, `build ${id} was activated before its deploy was recorded as live`)
-      if (pending === id) pending = null
-      return setOutcome(id, { state: 'live', stage: [...(plan.activated.stage ?? [])].map((n) => ({ ...n })) })
+      stagingStarts(id)
+      // A canary that passed: made current only after its verdict.
+      const was = plan.activated.state === 'canary' ? plan.activated.canary : undefined
+      return setOutcome(id, { state: 'live', stage: [...(plan.activated.stage ?? [])].map((n) => ({ ...n })), ...(was !== undefined ? { canary: { ...was, verdict: 'passed' as const } } : {}) })
     }
-    if (plan.resume?.id !== id) return drop()
+    const record = plan.resume
+    if (record?.id !== id) return drop()
     const manifest = await records.manifest(id)
     if (closed || pending !== id || !opts.isLeader() || staging.active() !== null) return drop()
     canaries.replace()
     stagingStarts(id)
+    if (record.state === 'canary' && record.canary !== undefined) return canaries.resume({ id, manifest }, [...(record.stage ?? [])].map((n) => ({ ...n })), record.canary)
+    const canaryPlan = planOf(record)
+    if (canaryPlan !== null) canaries.planned(id, canaryPlan)
     const round = staging.start({ id, manifest }, targets())
-    log.info({ build: id, nodes: [...round.nodes.keys()].sort() }, `build ${id} resumed: its deploy was unfinished when the previous leader stopped`)
+    log.info({ build: id, nodes: [...round.nodes.keys()].sort(), canary: canaryPlan }, `build ${id} resumed: its deploy was unfinished when the previous leader stopped`)
   }
 
-  async function list(raw: unknown): Promise<Record<string, unknown>> {
-    const limit = raw === undefined ? 100 : body(raw)['limit'] ?? 100
-    if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit', 'must be an integer from 1 to 1000')
-    const all = await records.all()
-    const running = new Map<string, string[]>()
-    const live = new Map([...registry.records()].map((node) => [node.id, node]))
-    refusals.prune(live)
-    for (const node of live.values()) {
-      if (node.build === null || node.link === null) continue
-      let ids = running.get(node.build)
-      if (ids === undefined) running.set(node.build, (ids = []))
-      ids.push(node.id)
-    }
-    const round = staging.active()
-    const builds = all.slice(-limit).reverse().map((r) => {
-      const stage = round?.push.id === r.id ? [...round.nodes.values()] : canaries.running(r.id)?.stage ?? outcomes.get(r.id)?.stage ?? r.stage ?? []
-      const canary = canaryOf(r)
-      const atStaging = stage.filter((n) => n.state === 'refused').map((n) => ({ node: n.node, code: n.code!, message: n.message! }))
-      const later = refusals.of(r.id).map(([node, why]) => ({ node, ...why })).filter((x) => !atStaging.some((y) => y.node === x.node))
-      return {
-        id: r.id, at: r.at, message: r.message, files: r.files, bytes: r.bytes, ...(r.pushId !== undefined ? { pushId: r.pushId } : {}),
-        current: r.id === current?.id, state: stateOf(r, round), nodes: (running.get(r.id) ?? []).sort(),
-        refused: [...atStaging, ...later].sort((a, b) => a.node.localeCompare(b.node)),
-        stage: stage.map((n) => ({ ...n })),
-        canary,
-      }
-    })
-    return { current: current?.id ?? null, builds }
-  }
+  // `build.status` and `build.list`: build-reads.ts.
+  const reads = createBuildReads({ records, staging, canaries, outcomes, refusals, registry, current: () => current, pending: () => pending, pendingCanary: () => pendingWatch?.state ?? null, loaded: () => loaded })
 
   return {
     handlers: [
@@ -357,10 +336,10 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       ['build.blob', uploads.blob],
       ['build.commit', commit],
       ['build.rollback', rollback],
-      ['build.list', list],
+      ['build.list', reads.list],
       ['build.refused', answers.refused],
       ['build.staged', answers.staged],
-      ['build.status', status],
+      ['build.status', reads.status],
       // After a reload under way (a seed that just took the lead reads the current build from the datastore).
       ['build.current', () => serial(async () => current ?? { id: null })],
     ],
@@ -370,7 +349,9 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       // After the current tick, so the `subscribe` answer goes out before the first push.
       queueMicrotask(() => {
         if (closed || !subscribers.has(peer)) return
-        if (current !== null) peer.session.sendEncoded(encodeMessage('build', current))
+        // A canary of a watch to resume keeps the canary build it serves (it gets the rest when the watch goes on).
+        const canary = pendingWatch !== null && peer.nodeId !== null && pendingWatch.canaries.has(peer.nodeId)
+        if (current !== null) peer.session.sendEncoded(encodeMessage('build', canary ? pendingWatch!.push : current))
         // Builds it may hold staged from a round it left or a leader that died: dropped, unless staging again.
         const active = staging.active()?.push.id
         for (const id of cancels.ids()) if (id !== active && id !== pending) peer.session.sendEncoded(encodeMessage('build.cancel', { id }))
@@ -382,10 +363,10 @@ export async function createSeedBuilds(opts: SeedBuildsOptions): Promise<SeedBui
       subscribers.delete(peer)
       uploads.peerClosed(peer)
     },
-    reload: () => serial(load),
+    reload: () => (loaded = serial(load)),
     resumeStaging: () => serial(resume).catch((err: unknown) => {
       log.error({ err, build: pending }, 'the unfinished deploy could not be resumed; it shows abandoned')
-      pending = null
+      dropPending()
     }),
     close() {
       closed = true

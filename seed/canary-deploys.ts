@@ -9,11 +9,19 @@
  * other node of the round `build.cancel`. A newer push or rollback replaces
  * a running canary the same way. One canary at a time; the build store
  * records each outcome.
+ *
+ * The record is written before the nodes are told (at most
+ * {@link RECORD_FIRST_MS} later, the datastore away): a leader that dies
+ * after telling the canaries to serve the build leaves a record saying so,
+ * and one that dies after a verdict of failure leaves `canary-failed`, so a
+ * leader that takes over (`resume`) goes on with the watch exactly when the
+ * canaries may be serving the build, and never deploys a failed canary again.
  */
 import type { BuildPush } from '../lib/builds/manifest.js'
 import { canaryCount, type CanaryPlan, type CanaryState } from '../lib/builds/canary.js'
 import { createError } from '../lib/core/errors.js'
 import type { Logger } from '../lib/core/log.js'
+import { waitAtMost } from '../lib/core/signal.js'
 import type { StageNode, StageRound } from './build-staging.js'
 import { startCanaryWatch, type CanaryWatch } from './canary.js'
 import type { Registry } from './registry.js'
@@ -34,7 +42,8 @@ export interface CanaryDeploysOptions {
   pushTo(nodes: Iterable<string>, op: string, value: unknown): void
   /** The canary passed: the build becomes current everywhere. */
   activate(push: BuildPush): void
-  record(id: string, outcome: CanaryOutcome): void
+  /** Records how it stands; resolves once written (or the write failed: logged by the caller's store). */
+  record(id: string, outcome: CanaryOutcome): Promise<void>
 }
 
 export interface CanaryDeploys {
@@ -44,6 +53,12 @@ export interface CanaryDeploys {
   pick(plan: CanaryPlan, apps: readonly string[]): { canaries: string[]; baseline: string[] }
   /** Keeps a commit's plan until its round ends. */
   planned(id: string, plan: CanaryPlan): void
+  /**
+   * Goes on with a canary a previous leader was watching (its record: `state` `canary`): the canaries
+   * serve the build again (most still do), the standby is staged again, and the watch ends when it
+   * would have (build-resume.ts). A canary not registered now fails it at once.
+   */
+  resume(push: BuildPush, stage: StageNode[], was: CanaryState): void
   /** A staging round ended: true when this takes it over (activated, with a plan); its plan is forgotten either way. */
   roundDone(round: StageRound, stage: StageNode[]): boolean
   /** The running canary of `id` (null: none). */
@@ -65,6 +80,9 @@ interface Run {
   readonly stage: StageNode[]
   readonly watch: CanaryWatch
 }
+
+/** How long telling the nodes waits for the record (the datastore may be away: the canary does not wait for it). */
+export const RECORD_FIRST_MS = 2_000
 
 const noFigures = (nodes: readonly string[]) => ({ nodes: [...nodes], requests: 0, errors5xx: 0, errorRate: 0, crashes: 0, p99Ms: null })
 const appNodesOf = (round: StageRound) => [...round.nodes.values()].filter((n) => n.role === 'app' && n.state !== 'refused').map((n) => n.node).sort()
@@ -91,16 +109,51 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
       const state: CanaryState = {
         plan, nodes: [], startedAt: Date.now(), timeMs: plan.timeMs, verdict: 'failed', reasons: [reason], canary: noFigures([]), baseline: noFigures(baseline),
       }
-      return opts.record(id, { state: 'canary-failed', stage, canary: state })
+      void opts.record(id, { state: 'canary-failed', stage, canary: state })
+      return
     }
     const mine: Run = {
       push: round.push, previous, stage,
       watch: startCanaryWatch({ log, id, plan, canaries, baseline, view: (node) => opts.registry.view(node), onVerdict: (state) => done(mine, state) }),
     }
     run = mine
-    opts.pushTo(canaries, 'build', round.push)
+    // Recorded first: a leader taking over from here finds the canaries it must watch (or roll back).
+    void recordFirst(id, { state: 'canary', stage, canary: mine.watch.state() }).then(() => {
+      if (run !== mine) return
+      opts.pushTo(canaries, 'build', round.push)
+      opts.pushTo(canaries, 'build.stage', previous)
+    })
+  }
+
+  const recordFirst = (id: string, outcome: CanaryOutcome): Promise<void> => waitAtMost(opts.record(id, outcome), RECORD_FIRST_MS)
+
+  function resume(push: BuildPush, stage: StageNode[], was: CanaryState): void {
+    const { id } = push
+    const previous = opts.current()
+    const canaries = [...was.nodes]
+    const baseline = [...was.baseline.nodes]
+    if (previous === null) {
+      const reason = 'no current build to roll back to on the leader that took over'
+      log.warn({ build: id }, `canary of build ${id} not resumed: ${reason}; current nowhere`)
+      opts.pushTo(stage.map((n) => n.node), 'build.cancel', { id })
+      void opts.record(id, { state: 'canary-failed', stage, canary: { ...was, verdict: 'failed', reasons: [reason] } })
+      return
+    }
+    const mine: Run = {
+      push, previous, stage,
+      watch: startCanaryWatch({
+        log, id, plan: was.plan, canaries, baseline, startedAt: was.startedAt,
+        view: (node) => opts.registry.view(node), onVerdict: (state) => done(mine, state),
+      }),
+    }
+    run = mine
+    log.info({ build: id, canaries, baseline, startedAt: was.startedAt }, `canary of build ${id} resumed: watched until ${new Date(was.startedAt + was.timeMs).toISOString()}`)
+    opts.pushTo(canaries, 'build', push)
     opts.pushTo(canaries, 'build.stage', previous)
-    opts.record(id, { state: 'canary', stage, canary: mine.watch.state() })
+    for (const node of canaries) {
+      const view = opts.registry.view(node)
+      if (view === undefined || !view.connected) mine.watch.left(node, 'did not come back to the leader that took over')
+    }
   }
 
   /** The canaries go back to the build current everywhere else; every other node of the round drops the staged build. */
@@ -117,11 +170,12 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
     if (state.verdict === 'passed') {
       log.info({ build: id }, `canary of build ${id} passed: activating everywhere`)
       opts.activate(r.push)
-      return opts.record(id, { state: 'live', stage: r.stage, canary: state })
+      void opts.record(id, { state: 'live', stage: r.stage, canary: state })
+      return
     }
     log.warn({ build: id, previous: r.previous.id, canaries: r.watch.canaries }, `canary of build ${id} failed: canaries back to ${r.previous.id}, current nowhere`)
-    rollBack(r)
-    opts.record(id, { state: 'canary-failed', stage: r.stage, canary: state })
+    // Recorded first: a leader taking over never resumes a canary that failed.
+    void recordFirst(id, { state: 'canary-failed', stage: r.stage, canary: state }).then(() => rollBack(r))
   }
 
   return {
@@ -134,6 +188,7 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
       }
     },
     planned: (id, plan) => void plans.set(id, plan),
+    resume,
     roundDone(round, stage) {
       const plan = plans.get(round.push.id)
       plans.delete(round.push.id)
@@ -149,7 +204,7 @@ export function createCanaryDeploys(opts: CanaryDeploysOptions): CanaryDeploys {
       const state = r.watch.stop('replaced')
       log.warn({ build: r.push.id }, `canary of build ${r.push.id} replaced by a newer push or rollback: canaries back to ${r.previous.id}`)
       rollBack(r)
-      opts.record(r.push.id, { state: 'replaced', stage: r.stage, canary: state })
+      void opts.record(r.push.id, { state: 'replaced', stage: r.stage, canary: state })
     },
     refused(node, id, code, message) {
       // A canary that cannot load the build it was told to serve fails the canary at once.

@@ -23,6 +23,11 @@ export interface CanaryWatchOptions {
   readonly plan: CanaryPlan
   readonly canaries: readonly string[]
   readonly baseline: readonly string[]
+  /**
+   * When the watch began (default now): a watch a new leader goes on with keeps its start and ends
+   * at `startedAt + plan.timeMs` (at once when that has passed), judging what it samples from then.
+   */
+  readonly startedAt?: number
   /** A node as the registry sees it now (undefined: gone). */
   readonly view: (node: string) => NodeView | undefined
   /** Runs once, when the watch ends by its verdict (passed or failed); not after `stop`. */
@@ -36,8 +41,8 @@ export interface CanaryWatch {
   state(): CanaryState
   /** A canary refused the build (a child could not load it): fails the canary at once. */
   refused(node: string, code: string, message: string): void
-  /** A node's connection closed: a canary leaving fails the canary. */
-  left(node: string): void
+  /** A node's connection closed (or, `why`, it did not come back): a canary leaving fails the canary. */
+  left(node: string, why?: string): void
   /** Ends the watch without a verdict of its own (`replaced`, or the seed stops). */
   stop(verdict: 'replaced'): CanaryState
 }
@@ -74,7 +79,8 @@ export function startCanaryWatch(opts: CanaryWatchOptions): CanaryWatch {
   const { log, id } = opts
   const canarySet = new Set(opts.canaries)
   const tallies = new Map<string, NodeTally>([...opts.canaries, ...opts.baseline].map((n) => [n, { build: undefined, last: null, total: emptyTally() }]))
-  const startedAt = Date.now()
+  const startedAt = opts.startedAt ?? Date.now()
+  const restMs = Math.max(0, startedAt + opts.plan.timeMs - Date.now())
   const state: CanaryState = {
     plan: opts.plan, nodes: [...opts.canaries], startedAt, timeMs: opts.plan.timeMs, verdict: 'watching', reasons: [],
     canary: figuresOf(opts.canaries, emptyTally()), baseline: figuresOf(opts.baseline, emptyTally()),
@@ -129,9 +135,9 @@ export function startCanaryWatch(opts: CanaryWatchOptions): CanaryWatch {
     if (ended) return
     const reasons = judge(state.canary, state.baseline)
     end(reasons.length > 0 ? 'failed' : 'passed', reasons)
-  }, opts.plan.timeMs)
+  }, restMs)
   timer.unref()
-  log.info({ build: id, canaries: opts.canaries, baseline: opts.baseline, timeMs: opts.plan.timeMs }, `build ${id} current on canaries ${opts.canaries.join(', ')}: watching for ${opts.plan.timeMs} ms`)
+  log.info({ build: id, canaries: opts.canaries, baseline: opts.baseline, timeMs: opts.plan.timeMs, restMs }, `build ${id} current on canaries ${opts.canaries.join(', ')}: watching for ${restMs} ms`)
 
   return {
     id,
@@ -140,8 +146,8 @@ export function startCanaryWatch(opts: CanaryWatchOptions): CanaryWatch {
     refused(node, code, message) {
       if (canarySet.has(node)) fail([`canary ${node} refused the build: ${code} ${message}`])
     },
-    left(node) {
-      if (canarySet.has(node)) fail([`canary ${node} disconnected from the seed during the watch`])
+    left(node, why = 'disconnected from the seed during the watch') {
+      if (canarySet.has(node)) fail([`canary ${node} ${why}`])
     },
     stop(verdict) {
       end(verdict, [])

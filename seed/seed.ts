@@ -15,6 +15,7 @@ import { FILES_CHANGED_ALL, parseFilesChanged } from '../lib/transport/files-cha
 import { startMetaServer, type MetaPeer, type MetaServerOptions } from '../lib/transport/meta-server.js'
 import { blobStoreConfig, createBlobStore } from '../lib/storage/blob-store.js'
 import { createSeedBuilds } from './builds.js'
+import { fenceBuildWrites } from './build-records.js'
 import { datastoreHandlers } from './datastore-ops.js'
 import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
@@ -87,7 +88,9 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
   const registry = new Registry({ heartbeatTimeoutMs: config.heartbeatTimeout, graceMs: config.seedGrace, mayEvict: () => leadership.isLeader() })
   // App builds: bytes in the blob store (--blob-store), records in the datastore.
   const blobs = await createBlobStore(blobStoreConfig(config))
-  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout, isLeader: () => leadership.isLeader() }).catch(async (err: unknown) => {
+  const builds = await createSeedBuilds({ blobs, datastore, registry, log, maxFrame: config.maxFrame, initTimeoutMs: config.initTimeout, isLeader: () => leadership.isLeader(),
+    // Several seeds: a build record is written only under the epoch this seed leads with (a paused leader's late write is refused).
+    ...(stores.putFenced !== null ? { fenced: fenceBuildWrites(stores.putFenced, config.nodeId, () => leadership) } : {}) }).catch(async (err: unknown) => {
     registry.close()
     await Promise.all([blobs.close(), stores.close()])
     throw err

@@ -41,6 +41,8 @@ export interface SeedStores {
   readonly postgres: import('../lib/storage/postgres.js').Postgres | null
   /** One connection of its own for the leader lease, so a renewal never waits behind datastore ops in the pool; null when embedded. */
   readonly leaseDb: import('../lib/storage/postgres.js').Postgres | null
+  /** A datastore `put` fenced by the leader lease (PostgresDatastore.putFenced); null when embedded (one seed, always leading). */
+  readonly putFenced: import('../lib/storage/datastore-postgres.js').PostgresDatastore['putFenced'] | null
   /** Deletes app-table rows past their TTL (they already read as absent); how many went. */
   removeExpiredRows(now: number): Promise<number>
   close(): Promise<void>
@@ -60,6 +62,7 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     let removeExpiredRows: (now: number) => Promise<number>
     let postgres: import('../lib/storage/postgres.js').Postgres | null = null
     let leaseDb: import('../lib/storage/postgres.js').Postgres | null = null
+    let putFenced: SeedStores['putFenced'] = null
     if (isPostgres(config.datastore)) {
       const { openPostgres } = await import('../lib/storage/postgres.js')
       const { createPostgresDatastore } = await import('../lib/storage/datastore-postgres.js')
@@ -72,6 +75,7 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
       closers.push(pg.close)
       datastore = pg
       removeExpiredRows = (now) => pg.removeExpiredRows(now)
+      putFenced = (kind, key, value, fence) => pg.putFenced(kind, key, value, fence)
     } else {
       const { openEmbeddedDatastore } = await import('./datastore-embedded.js')
       const embedded = await openEmbeddedDatastore({ dir })
@@ -119,7 +123,7 @@ export async function openSeedStores(config: NodeConfig, log: Logger): Promise<S
     const where = isPostgres(config.datastore) ? maskPostgresUrl(config.datastore) : 'embedded'
     log.info({ datastore: where, tasks: appTasks.backend }, 'seed stores open')
     return {
-      datastore, appTasks, mailQueue, where, removeExpiredRows, postgres, leaseDb,
+      datastore, appTasks, mailQueue, where, removeExpiredRows, postgres, leaseDb, putFenced,
       once: {
         datastore: postgres !== null ? storeRemembers : createOpMemory(),
         // --datastore postgres with --tasks embedded keeps the queues in LMDB.

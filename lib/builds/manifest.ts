@@ -10,7 +10,7 @@
  * fileserver before loading).
  */
 import { createError, EspraError } from '../core/errors.js'
-import type { CanaryState } from './canary.js'
+import type { CanaryPlan, CanaryState } from './canary.js'
 
 export interface BuildFile {
   /** Relative, `/`-separated, no empty, `.` or `..` segments. */
@@ -60,12 +60,14 @@ export interface BuildRecord {
   /**
    * When its last deploy started (ms since the epoch; the commit, or a
    * rollback to it) and whether that deploy has a canary. A leader that takes
-   * over resumes the newest deploy left `staging` only when both are there
-   * (records written before resumable deploys lack them and stay abandoned),
-   * and never one with a canary (docs/postgres.md).
+   * over resumes the newest deploy left `staging` (or `canary`) only when both
+   * are there (records written before resumable deploys lack them and stay abandoned),
+   * with its canary only when the record also carries the plan (docs/postgres.md).
    */
   readonly stagingAt?: number
   readonly canaryPlanned?: boolean
+  /** A canary deploy's plan, written by the commit: a leader that takes over resumes the canary with it. */
+  readonly canaryPlan?: CanaryPlan
   /** The id `admin push-build` sent with its commit: after a failover it finds its build by it. */
   readonly pushId?: string
 }

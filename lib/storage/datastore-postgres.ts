@@ -27,6 +27,7 @@ import {
   check, checkConsumeAndInsert, DEFAULT_LIST_LIMIT, keyProblem, kindProblem, listProblem, matches, matchProblem, valueProblem,
   type ConsumeAndInsert, type Datastore, type DatastoreEntryRef, type DatastoreRef, type DatastoreKind, type DatastoreMatch, type DatastorePage, type DatastoreValue, type ListOptions,
 } from './datastore.js'
+import { NOW_MS } from './postgres-clock.js'
 import { applyOnce, removeExpiredOps } from './postgres-ops.js'
 import type { PgQuery, Postgres } from './postgres.js'
 
@@ -36,6 +37,13 @@ const packr = new Packr({ useRecords: false })
 export interface PostgresDatastore extends Datastore {
   /** Deletes app-table rows whose TTL passed before `now`, and op-id records past their time; how many went. */
   removeExpiredRows(now: number): Promise<number>
+  /**
+   * A `put` fenced by the leader lease (docs/postgres.md, "Several seeds"): written only while `holder` holds the
+   * lease (`espra_leader`) under `epoch` and it has not run out, in one statement that holds a share lock on the
+   * lease row until it commits, so a takeover waits for it and then reads it. False (nothing written): the epoch
+   * is stale, the write of a leader that was paused past its lease.
+   */
+  putFenced(kind: DatastoreKind, key: string, value: DatastoreValue, fence: { holder: string; epoch: number }): Promise<boolean>
 }
 
 const encode = (value: DatastoreValue): Buffer => packr.pack(value)
@@ -139,6 +147,17 @@ export function createPostgresDatastore(db: Postgres): PostgresDatastore {
       )
       const entries = rows.slice(0, limit).map((r) => ({ key: r.key, value: decode(r.value) }))
       return { entries, next: rows.length > limit ? entries.at(-1)!.key : null }
+    },
+    async putFenced(kind: DatastoreKind, key: string, value: DatastoreValue, fence: { holder: string; epoch: number }) {
+      target(kind, key)
+      check(valueProblem(value))
+      const { rowCount } = await db.query(
+        `WITH lease AS (SELECT 1 FROM espra_leader WHERE id = 1 AND holder = $5 AND epoch = $6 AND expires_at > ${NOW_MS} FOR SHARE)
+         INSERT INTO espra_records (kind, key, value, expires_at) SELECT $1, $2, $3, $4 FROM lease
+         ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at, version = espra_records.version + 1`,
+        [kind, key, encode(value), expiry(kind, value), fence.holder, fence.epoch],
+      )
+      return rowCount === 1
     },
     async removeExpiredRows(now: number) {
       if (closed) return 0

@@ -4,11 +4,16 @@
 // (or, when the big file went first, around the commit). The command follows the leader to the other seed,
 // asks it what it still lacks, commits there once, follows the deploy, and exits 0 with the build current
 // everywhere and recorded once.
+// The commit recorded by the leader whose answer was lost: push-build reaches the leader through a TCP proxy
+// that stops passing the seed's bytes back once push-build's `build.commit` went through it; the leader is
+// killed once it logged the commit (after its record was written). push-build finds the build on the new
+// leader by its push id, does not commit again (one record, with that push id), and exits 0 with the id.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { admin, writeBuild } from '../helpers/app-cluster.js'
 import { get, health, startNode, startSeedPair, waitFor } from '../helpers/cluster.js'
 import { startPostgres } from '../helpers/postgres.js'
@@ -46,4 +51,68 @@ t.test('the leader killed during push-build: the push finishes on the new leader
   const builds = JSON.parse((await admin(['builds', '--json', '--seed', list])).stdout) as { id: string; state: string; current: boolean; message: string }[]
   t.match(builds, [{ id: 'b1', state: 'live', current: true, message: 'through a failover' }])
   t.equal(builds.length, 1, 'recorded once')
+})
+
+/**
+ * A TCP proxy to `address` that passes everything until a client sends a frame holding `trigger`; from then on
+ * nothing that seed sends goes back on that connection. `sent` keeps what the client sent, as latin1.
+ */
+async function holdingProxy(t: Test, address: string, trigger: string): Promise<{ address: string; held: () => boolean; sent: () => string }> {
+  const [host, port] = address.split(':')
+  const sockets = new Set<Socket>()
+  let held = false
+  let sent = ''
+  const server = createServer((down) => {
+    const up = connect(Number(port), host)
+    sockets.add(down).add(up)
+    down.on('data', (d: Buffer) => {
+      sent += d.toString('latin1')
+      if (sent.includes(trigger)) held = true
+      up.write(d)
+    })
+    up.on('data', (d) => held || down.write(d))
+    const end = () => {
+      up.destroy()
+      down.destroy()
+    }
+    down.on('close', end).on('error', end)
+    up.on('close', end).on('error', end)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return { address: `127.0.0.1:${(server.address() as { port: number }).port}`, held: () => held, sent: () => sent }
+}
+
+t.test('the commit recorded by the leader, its answer lost and the leader killed: push-build does not commit twice, exit 0 with the id', async (t) => {
+  const url = await postgres.createDatabase()
+  const blobDir = mkdtempSync(join(tmpdir(), 'espra-push-failover-blobs-'))
+  const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, ...TIMINGS })
+  const node = { seed: addresses.join(','), 'blob-dir': blobDir, children: 1, ...TIMINGS }
+  const app = await startNode(t, 'app', { ...node, 'node-id': 'app-1', threads: 1 })
+  await waitFor('registered', async () => (await health(app.port)).body['seedConnected'] === true)
+
+  const proxy = await holdingProxy(t, addresses[0], 'build.commit')
+  const dir = writeBuild({ 'server/index.js': 'export function handle() { return "v1" }\n', 'public/index.html': '<!doctype html><title>v1</title>' })
+  // The proxy first: push-build links to the leader through it (the leader is seeds[0]).
+  const pushing = admin(['push-build', dir, '--message', 'answer lost', '--seed', `${proxy.address},${addresses[1]}`])
+  const committed = await seeds[0]!.waitForLog((l) => l.msg === 'build committed; staging', 'the leader recorded the commit', 60_000)
+  t.ok(proxy.held(), 'the commit went through the proxy, which holds back every answer since')
+  seeds[0]!.proc.kill('SIGKILL')
+
+  const r = await pushing
+  t.equal(r.code, 0, r.stderr)
+  t.equal(r.stdout, 'b1\n', 'the build id alone on stdout')
+  t.match(r.stderr, /the leader went away before answering the commit; the new leader has it as build b1/)
+  t.notMatch(r.stderr, /sending it again/, 'not committed again')
+  t.equal(committed['build'], 'b1')
+  const pushId = /pushId.([A-Za-z0-9_-]{16})/.exec(proxy.sent())?.[1]
+  t.ok(pushId, 'push-build sent a push id with its commit')
+  const builds = JSON.parse((await admin(['builds', '--json', '--seed', addresses[1]])).stdout) as { id: string; state: string; current: boolean; pushId?: string; message: string }[]
+  t.match(builds, [{ id: 'b1', state: 'live', current: true, message: 'answer lost', pushId }])
+  t.equal(builds.length, 1, 'one build recorded')
+  t.notOk(seeds[1]!.logs.some((l) => l.msg === 'build committed; staging'), 'the new leader committed nothing')
+  t.match(await get(app.port, '/'), { status: 200, body: 'v1', headers: { 'x-espra-build': 'b1' } })
 })

@@ -5,10 +5,11 @@
 //   and routed;
 // - two app nodes in an ELB target group (the real SDK against the local ELBv2 Query API server): the second node
 //   is drained only once the first is `healthy` in the target group again.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { NodeView, RoutingTable } from '../../lib/transport/meta-shapes.js'
 import { RESTART_EXIT_CODE } from '../../lib/transport/drain-order.js'
-import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../helpers/cluster.js'
+import { freePort, health, SECRET, startNode, waitFor } from '../helpers/cluster.js'
+import { managed } from '../helpers/managed-node.js'
 import { startFakeElb } from '../helpers/elbv2.js'
 import { LIVE_HOST, startHttpLoad, startLiveCheck } from '../helpers/reload-load.js'
 import { client } from '../helpers/seed.js'
@@ -16,32 +17,6 @@ import { runCli } from '../helpers/up.js'
 
 const FAST = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
 const ARN = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/app/50dc6c495c0c9188'
-
-interface Managed {
-  current(): StartedNode
-  /** Every process started, first to last. */
-  readonly starts: StartedNode[]
-  /** Exit codes seen, in order. */
-  readonly exits: (number | null)[]
-}
-
-/** `Restart=on-failure` + `RestartForceExitStatus=75` + `SuccessExitStatus=75`: a node that exits 75 (or fails) is started again with the same flags. */
-async function managed(t: Test, role: string, flags: Record<string, string | number>): Promise<Managed> {
-  const fixed = { ...flags, port: flags['port'] ?? (await freePort()), 'metrics-port': flags['metrics-port'] ?? (await freePort()) }
-  const m: Managed = { current: () => m.starts.at(-1)!, starts: [], exits: [] }
-  let stopping = false
-  t.teardown(() => void (stopping = true))
-  const start = async (): Promise<void> => {
-    const node = await startNode(t, role, fixed)
-    m.starts.push(node)
-    void node.exited.then(({ code }) => {
-      m.exits.push(code)
-      if (!stopping && code !== 0) setTimeout(() => void start(), 200)
-    })
-  }
-  await start()
-  return m
-}
 
 const cli = (seed: string, ...args: string[]) => runCli(['admin', ...args, '--seed', seed], { env: { ...process.env, ESPRA_SECRET: SECRET } })
 

@@ -23,9 +23,23 @@ t.test('a record of older code (no stagingAt, no canaryPlanned) stays abandoned,
   t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { canaryPlanned: undefined })], 'b1')), { resume: null, activated: null, cancel: ['b2'] })
 })
 
-t.test('a deploy with a canary is not resumed: staging or watching, its build is dropped', async (t) => {
-  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { canaryPlanned: true })], 'b1')), { resume: null, activated: null, cancel: ['b2'] })
-  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { state: 'canary', canaryPlanned: true })], 'b1')), { resume: null, activated: null, cancel: ['b2'] })
+const PLAN = { nodes: 1, timeMs: 60_000 }
+const figures = (nodes: string[]) => ({ nodes, requests: 0, errors5xx: 0, errorRate: 0, crashes: 0, p99Ms: null })
+const WATCH = { plan: PLAN, nodes: ['app-1'], startedAt: 5000, timeMs: 60_000, verdict: 'watching' as const, reasons: [], canary: figures(['app-1']), baseline: figures(['app-2']) }
+
+t.test('a canary deploy whose record carries its plan is resumed: still staging, or its canary watched', async (t) => {
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { canaryPlanned: true, canaryPlan: PLAN })], 'b1')), { resume: 'b2', activated: null, cancel: [] }, 'staging')
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { state: 'canary', canaryPlanned: true, canaryPlan: PLAN, canary: WATCH })], 'b1')), { resume: 'b2', activated: null, cancel: [] }, 'watching')
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { state: 'canary', canaryPlanned: true, canaryPlan: PLAN, canary: WATCH })], 'b2')), { resume: null, activated: 'b2', cancel: [] },
+    'passed and made current before its record said so: written live')
+})
+
+t.test('a canary deploy without a usable plan or watch in its record is not resumed: its build is dropped', async (t) => {
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { canaryPlanned: true })], 'b1')), { resume: null, activated: null, cancel: ['b2'] }, 'no plan (older code)')
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { state: 'canary', canaryPlanned: true })], 'b1')), { resume: null, activated: null, cancel: ['b2'] }, 'canary, no plan')
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { state: 'canary', canaryPlanned: true, canaryPlan: PLAN })], 'b1')), { resume: null, activated: null, cancel: ['b2'] }, 'canary, no watch recorded')
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { canaryPlanned: true, canaryPlan: { nodes: 0, timeMs: 1 } as never })], 'b1')), { resume: null, activated: null, cancel: ['b2'] }, 'a malformed plan')
+  t.same(ids(planResume([rec(1, { state: 'live' }), resumable(2, { state: 'canary', canaryPlanned: true, canaryPlan: PLAN, canary: { ...WATCH, nodes: [] } })], 'b1')), { resume: null, activated: null, cancel: ['b2'] }, 'a watch of no canaries')
 })
 
 t.test('superseded: an older record still says staging under a newer deploy; only the newest can be resumed', async (t) => {

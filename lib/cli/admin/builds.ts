@@ -42,7 +42,7 @@ export interface PushOptions extends ConnectOptions {
   canaryTime?: string
 }
 
-export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage' | 'canary' | 'stagingAt' | 'canaryPlanned'> {
+export interface BuildListEntry extends Omit<BuildRecord, 'n' | 'manifestKey' | 'state' | 'stage' | 'canary' | 'stagingAt' | 'canaryPlanned' | 'canaryPlan'> {
   current: boolean
   /** How its last deploy went (`abandoned`: the seed restarted while it was staging). */
   state: NonNullable<BuildRecord['state']> | 'abandoned'
@@ -93,7 +93,7 @@ export interface BuildStatus {
   current: boolean
   nodes: BuildStageNode[]
   canary?: CanaryState
-  /** A new leader stages it again once its registry's grace ends (nodes re-register meanwhile). */
+  /** A new leader stages it again (or goes on watching its canary) once its registry's grace ends (nodes re-register meanwhile). */
   resumeAfterGrace?: boolean
 }
 
@@ -130,7 +130,9 @@ async function finish(client: MetaClient | LeaderCalls, id: string, timeoutMs: n
     if (status.resumeAfterGrace === true && !resumeSaid) {
       resumeSaid = true
       told.clear()
-      say(`build ${id}: the new leader stages it again once the nodes have re-registered`)
+      say(status.state === 'canary'
+        ? `build ${id}: the new leader goes on watching its canary once the nodes have re-registered`
+        : `build ${id}: the new leader stages it again once the nodes have re-registered`)
     }
     for (const n of status.nodes) {
       if (told.get(n.node) === n.state || n.state === 'staging') continue
@@ -166,7 +168,7 @@ async function finish(client: MetaClient | LeaderCalls, id: string, timeoutMs: n
   }
   if (status.state === 'abandoned') {
     throw createError('ESPRA_ERR_BUILD_ABANDONED', {
-      id, reason: canary !== undefined || canaryPlanned ? 'its leader stopped during a canary deploy, which a new leader does not resume' : 'its leader stopped while it was staging and no seed resumed it',
+      id, reason: canary !== undefined || canaryPlanned ? 'its leader stopped during its canary deploy and no seed resumed it' : 'its leader stopped while it was staging and no seed resumed it',
     })
   }
   if (status.state !== 'live') {
