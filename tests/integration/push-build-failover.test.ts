@@ -10,12 +10,12 @@
 // leader by its push id, does not commit again (one record, with that push id), and exits 0 with the id.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { connect, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { admin, writeBuild } from '../helpers/app-cluster.js'
 import { get, health, startNode, startSeedPair, waitFor } from '../helpers/cluster.js'
+import { holdingProxy } from '../helpers/holding-proxy.js'
 import { startPostgres } from '../helpers/postgres.js'
 
 const postgres = await startPostgres(t)
@@ -53,38 +53,6 @@ t.test('the leader killed during push-build: the push finishes on the new leader
   t.equal(builds.length, 1, 'recorded once')
 })
 
-/**
- * A TCP proxy to `address` that passes everything until a client sends a frame holding `trigger`; from then on
- * nothing that seed sends goes back on that connection. `sent` keeps what the client sent, as latin1.
- */
-async function holdingProxy(t: Test, address: string, trigger: string): Promise<{ address: string; held: () => boolean; sent: () => string }> {
-  const [host, port] = address.split(':')
-  const sockets = new Set<Socket>()
-  let held = false
-  let sent = ''
-  const server = createServer((down) => {
-    const up = connect(Number(port), host)
-    sockets.add(down).add(up)
-    down.on('data', (d: Buffer) => {
-      sent += d.toString('latin1')
-      if (sent.includes(trigger)) held = true
-      up.write(d)
-    })
-    up.on('data', (d) => held || down.write(d))
-    const end = () => {
-      up.destroy()
-      down.destroy()
-    }
-    down.on('close', end).on('error', end)
-    up.on('close', end).on('error', end)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    server.close()
-  })
-  return { address: `127.0.0.1:${(server.address() as { port: number }).port}`, held: () => held, sent: () => sent }
-}
 
 t.test('the commit recorded by the leader, its answer lost and the leader killed: push-build does not commit twice, exit 0 with the id', async (t) => {
   const url = await postgres.createDatabase()

@@ -5,7 +5,6 @@
 // deterministic with a proxy that holds back the seed's answers, a consume committed on the leader whose answer
 // never came, its seed then killed: the resend to the survivor gets the value.
 import { mkdtempSync } from 'node:fs'
-import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -14,6 +13,7 @@ import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { openPostgres } from '../../lib/storage/postgres.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import { startSeedPair, type StartedNode } from '../helpers/cluster.js'
+import { holdingProxy } from '../helpers/holding-proxy.js'
 import { captureLog, SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { waitFor } from '../helpers/up.js'
@@ -141,30 +141,10 @@ t.test('a consume committed on the leader whose answer never arrived, its seed k
   const { seeds, addresses, url } = await twoSeeds(t)
   const db = await openPostgres({ url, max: 1, log: captureLog('silent').log })
   t.teardown(() => db.close())
-  // A proxy in front of each seed: passes everything, except that the seeds' bytes stop going back once `hold` is set.
-  let hold = false
-  const sockets = new Set<Socket>()
-  const proxies = await Promise.all(addresses.map(async (address) => {
-    const [host, port] = address.split(':')
-    const server = createServer((down) => {
-      const up = connect(Number(port), host)
-      sockets.add(down).add(up)
-      down.on('data', (d) => up.write(d))
-      up.on('data', (d) => hold || down.write(d))
-      const end = () => {
-        up.destroy()
-        down.destroy()
-      }
-      down.on('close', end).on('error', end)
-      up.on('close', end).on('error', end)
-    })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    t.teardown(() => {
-      for (const s of sockets) s.destroy()
-      server.close()
-    })
-    return `127.0.0.1:${(server.address() as { port: number }).port}`
-  }))
+  // A proxy in front of each seed: passes everything, except that the seeds' bytes stop going back while held.
+  const holding = await Promise.all(addresses.map((address) => holdingProxy(t, address)))
+  const proxies = holding.map((p) => p.address)
+  const hold = (on: boolean): void => holding.forEach((p) => p.hold(on))
   const link = createMetaClient({ seeds: proxies, secret: SECRET, peer: { kind: 'admin' }, maxFrame: 1024 * 1024, log: captureLog('silent').log, reconnect: true, backoffMaxMs: 300 })
   t.teardown(() => link.destroy())
   await link.ready
@@ -179,13 +159,13 @@ t.test('a consume committed on the leader whose answer never arrived, its seed k
   })
   await ds.put('uploadTokens', 'tok', { v: 42 })
 
-  hold = true
+  hold(true)
   const consumed = ds.consume('uploadTokens', 'tok')
   // Committed: its op id is in the table (written in the consume's own transaction), and the token is gone.
   await waitFor('the consume committed', async () => (await db.query(`SELECT 1 FROM espra_ops WHERE op = 'ds.consume'`)).rowCount === 1 || undefined)
   t.same((await db.query(`SELECT 1 FROM espra_records WHERE kind = 'uploadTokens' AND key = 'tok'`)).rows, [], 'the token is gone already')
   victim.proc.proc.kill('SIGKILL')
-  hold = false
+  hold(false)
   t.same(await consumed, { v: 42 }, 'the consume answers the value it took')
   t.ok(opIds.length >= 2, `sent again (${opIds.length} sends)`)
   t.equal(new Set(opIds).size, 1, 'with one op id')

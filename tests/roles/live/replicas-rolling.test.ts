@@ -8,10 +8,11 @@
 // every acknowledged message delivered to every subscriber of its channel, and no publish failed for good (an
 // attempt cut by a node closing its connections is sent again with its publish id).
 // LIVE_ROLL_LOGS=<dir> writes every node's log and every subscriber's frames there.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import WebSocket from 'ws'
-import { freePort, SECRET, startNode, type StartedNode } from '../../helpers/cluster.js'
+import { freePort, SECRET, startNode } from '../../helpers/cluster.js'
+import { managed, type Managed } from '../../helpers/managed-node.js'
 import { token } from '../../helpers/live.js'
 import { runCli } from '../../helpers/up.js'
 
@@ -20,30 +21,6 @@ const CHANNELS = Array.from({ length: 12 }, (_, i) => `roll:${i}`)
 const RATE_PER_S = 150
 const RETRY_FOR_MS = 15_000
 const tok = token({ sub: ['roll:*'], pub: ['roll:*'] })
-
-interface Managed {
-  current(): StartedNode
-  readonly starts: StartedNode[]
-  readonly exits: (number | null)[]
-}
-
-/** Started again (same flags and ports) when it exits 75 or fails, like the shipped systemd unit. */
-async function managed(t: Test, flags: Record<string, string | number>): Promise<Managed> {
-  const fixed = { ...flags, port: await freePort(), 'metrics-port': await freePort() }
-  const m: Managed = { current: () => m.starts.at(-1)!, starts: [], exits: [] }
-  let stopping = false
-  t.teardown(() => void (stopping = true))
-  const start = async (): Promise<void> => {
-    const node = await startNode(t, 'live', fixed)
-    m.starts.push(node)
-    void node.exited.then(({ code }) => {
-      m.exits.push(code)
-      if (!stopping && code !== 0) setTimeout(() => void start(), 100)
-    })
-  }
-  await start()
-  return m
-}
 
 type Frame = Record<string, unknown> & { op: string }
 
@@ -199,7 +176,7 @@ t.test('a rolling restart (restart mode) of three replicated Live nodes under pu
   const seed = `127.0.0.1:${metaPort}`
   await startNode(t, 'seed', { 'meta-port': metaPort, 'seed-grace': '0', ...FAST })
   const nodes: Managed[] = []
-  for (const id of ['live-a', 'live-b', 'live-c']) nodes.push(await managed(t, { seed, 'node-id': id, 'live-replicas': 2, children: 1, ...FAST }))
+  for (const id of ['live-a', 'live-b', 'live-c']) nodes.push(await managed(t, 'live', { seed, 'node-id': id, 'live-replicas': 2, children: 1, ...FAST }))
   for (const m of nodes) await m.current().waitForLog((l) => l.msg === 'live: routing table applied' && l['nodes'] === 3 && l['listed'] === true, 'all three listed', 20_000)
 
   const subs = CHANNELS.flatMap((ch) => nodes.map((_, k) => new Subscriber(ch, nodes, k)))
