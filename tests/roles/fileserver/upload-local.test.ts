@@ -61,6 +61,31 @@ function upload(tok: string, body: Buffer, type = 'application/octet-stream', ch
   })
 }
 
+/**
+ * Declares `size` bytes but sends only `sent` and waits for the answer: an
+ * answer that comes is one given before the body was whole. (Sending the
+ * rest races the server's close after an early answer: the client's write
+ * fails with EPIPE and Node's client drops the answer with the socket.)
+ */
+function uploadCut(tok: string, size: number, sent: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request({
+      host: '127.0.0.1', port: fs.port, method: 'POST', path: '/upload', agent: false,
+      headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => (text += d))
+      res.on('end', () => {
+        resolve({ status: res.statusCode!, body: JSON.parse(text) as Record<string, unknown> })
+        req.destroy()
+      })
+    })
+    req.on('error', reject)
+    req.write(randomBytes(sent))
+  })
+}
+
 t.test('a 9 MB body: both hashes right, the store holds the received bytes, nothing left in uploads-tmp; the same bytes again are deduplicated', async (t) => {
   const data = randomBytes(9 * 1024 * 1024)
   const res = await upload(await mint(), data)
@@ -124,11 +149,10 @@ t.test('one token, four uploads at once: one is recorded, three are refused 403;
   t.equal(recorded.filter((r) => r !== null).length, 1, 'one record: the winner\'s')
   t.equal(recorded.findIndex((r) => r !== null), answers.findIndex((a) => a.status === 200))
 
-  const late = randomBytes(3 * 1024 * 1024)
-  t.match(await upload(tok, late, 'application/octet-stream', true), { status: 403, body: { code: 'ESPRA_ERR_UPLOAD_TOKEN_USED' } }, 'used before')
-  t.equal(await blobs.head(`files/${sha256(late)}`), null, 'its bytes are not stored')
-  t.equal(await datastore.get('files', sha256(late)), null, 'nor recorded')
-  t.same(tmpFiles(), [])
+  const filesBefore = (await datastore.list('files', { limit: 1000 })).entries.length
+  t.match(await uploadCut(tok, 3 * 1024 * 1024, 256 * 1024), { status: 403, body: { code: 'ESPRA_ERR_UPLOAD_TOKEN_USED' } }, 'used before: refused with most of its body still to come')
+  t.equal((await datastore.list('files', { limit: 1000 })).entries.length, filesBefore, 'nothing recorded')
+  await waitFor('its partial file removed', async () => tmpFiles().length === 0 || undefined)
 })
 
 t.test('an upload that fails leaves its token unspent: the same token then works', async (t) => {
