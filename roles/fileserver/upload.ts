@@ -45,14 +45,8 @@ export function checkUploadToken(key: Buffer, token: string): UploadClaims {
 }
 
 /** Spends a token (its datastore record, atomically): 403 when it was used before, 503 when the seed is out of reach. For tus, whose token is spent when the upload is created. */
-export async function spendUploadToken(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
-  let record: Record<string, unknown> | null
-  try {
-    record = await uploads.datastore.consume('uploadTokens', claims.id)
-  } catch (err) {
-    throw createError('ESPRA_ERR_UPLOAD_UNAVAILABLE', { reason: (err as Error).message })
-  }
-  if (record === null) throw createError('ESPRA_ERR_UPLOAD_TOKEN_USED')
+export function spendUploadToken(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
+  return requireToken(uploads, claims, 'consume')
 }
 
 /**
@@ -61,10 +55,15 @@ export async function spendUploadToken(uploads: UploadPipeline, claims: UploadCl
  * trip instead of after its whole body is stored. The token is spent, once,
  * by `upload.commit` with the file's record (upload-commit.ts).
  */
-export async function checkTokenUnspent(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
+export function checkTokenUnspent(uploads: UploadPipeline, claims: UploadClaims): Promise<void> {
+  return requireToken(uploads, claims, 'get')
+}
+
+/** The token's record read (`get`) or taken (`consume`): 403 when it is gone, 503 when the seed is out of reach. */
+async function requireToken(uploads: UploadPipeline, claims: UploadClaims, how: 'get' | 'consume'): Promise<void> {
   let record: Record<string, unknown> | null
   try {
-    record = await uploads.datastore.get('uploadTokens', claims.id)
+    record = await uploads.datastore[how]('uploadTokens', claims.id)
   } catch (err) {
     throw createError('ESPRA_ERR_UPLOAD_UNAVAILABLE', { reason: (err as Error).message })
   }
