@@ -2,8 +2,10 @@
 // sequence jump. Seen in rolling restarts: a node joined as a channel's home, a relaying node's renewal there failed
 // (the new home could not fill from its backup yet), nothing renewed it again, and the next subscription on the
 // relaying node moved its position past what its earlier subscribers never got: they saw seq s, then s + k, with no
-// `recovered: false` before it. Forced here with SIGSTOP: the backup the new home must fill from is paused while the
-// home joins, so the fill, and with it the renewal, fails; then it is resumed.
+// `recovered: false` before it. Forced here with SIGSTOP: both holders of the channel are paused while its new home
+// joins (the backup it must fill from, and the old backup that would hand it over), so the fill, and with it the
+// renewal, fails; then they are resumed. The relaying node holds no copy: a holder hands its copy to the new home,
+// and the renewal, waiting for that handover, could succeed before anything failed.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
@@ -17,18 +19,19 @@ const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1 }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })
-const nodes: StartedNode[] = [a, b]
+const d = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-d' })
+const nodes: StartedNode[] = [a, b, d]
 t.teardown(async () => {
   for (const node of nodes) node.proc.kill('SIGCONT')
   await Promise.all(nodes.map((n) => n.stop()))
   await seed.stop()
 })
 const listed = (n: number) => (l: Record<string, unknown>) => l['msg'] === 'live: routing table applied' && l['nodes'] === n && l['listed'] === true
-for (const node of nodes) await node.waitForLog(listed(2), 'both listed', 20_000)
+for (const node of nodes) await node.waitForLog(listed(3), 'all three listed', 20_000)
 
-const three = new Rendezvous([{ id: 'live-a' }, { id: 'live-b' }, { id: 'live-c' }])
-/** Home c and backup b once c joins (home b, backup a before): a only relays it. */
-const ch = Array.from({ length: 500 }, (_, i) => `room:${i}`).find((n) => three.rank(n).map((x) => x.id).join() === 'live-c,live-b,live-a')!
+const four = new Rendezvous([{ id: 'live-a' }, { id: 'live-b' }, { id: 'live-c' }, { id: 'live-d' }])
+/** Home c and backup b once c joins (home b, backup d before): a only relays it, before and after. */
+const ch = Array.from({ length: 2000 }, (_, i) => `room:${i}`).find((n) => four.rank(n).map((x) => x.id).join() === 'live-c,live-b,live-d,live-a')!
 const tok = token({ sub: ['room:*'], pub: ['room:*'] })
 
 async function publish(client: LiveClient, id: string): Promise<Frame> {
@@ -45,20 +48,21 @@ t.test('a renewal that failed at a new home is renewed again: the subscribers al
   for (let i = 0; i < 5; i++) await publish(pubB, `before-${i}`)
   await waitFor('the first subscriber got the five', () => first.messages(ch).length === 5)
 
-  // The backup-to-be pauses; c joins and becomes the home: a's renewal at c waits for c's fill from b, which fails.
+  // Both holders pause; c joins and becomes the home: a's renewal at c waits for c's fill from b, which fails.
   const markA = a.logs.length
-  b.proc.kill('SIGSTOP')
+  const holders = [b, d]
+  for (const node of holders) node.proc.kill('SIGSTOP')
   let c: StartedNode
   try {
     c = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-c' })
     nodes.push(c)
-    await a.waitForLog(listed(3), 'a applied the table with c', 20_000)
+    await a.waitForLog(listed(4), 'a applied the table with c', 20_000)
     await waitFor('a gave up a renewal at c', () => a.logs.slice(markA).find((l) => /renew a channel/.test(l.msg)), 30_000)
   } finally {
-    b.proc.kill('SIGCONT')
+    for (const node of holders) node.proc.kill('SIGCONT')
   }
-  await c.waitForLog(listed(3), 'c listed', 20_000)
-  await b.waitForLog(listed(3), 'b applied the table with c', 20_000)
+  await c.waitForLog(listed(4), 'c listed', 20_000)
+  for (const node of holders) await node.waitForLog(listed(4), `${node === b ? 'b' : 'd'} applied the table with c`, 20_000)
 
   // Published at the home now (it fills from b and goes on with the same sequence), then someone new subscribes on a.
   const pubC = await connectLive(t, c.port, { token: tok })
