@@ -60,7 +60,7 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
     known?.client.destroy()
     const client = createMetaClient({
       seeds: [address], secret: opts.secret, peer: { kind: 'node', id: opts.id }, maxFrame: opts.maxFrame ?? 1024 ** 2,
-      log: opts.log, reconnect: true, backoffMaxMs: 2000, onPush: () => {},
+      log: opts.log, reconnect: true, backoffMaxMs: 2000, onPush: () => {}, label: `Live node ${node.id}`,
     })
     links.set(node.id, { client, address })
     return client

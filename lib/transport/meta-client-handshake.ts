@@ -42,11 +42,14 @@ export interface SeedHandshakeOptions<C> {
   readonly requestTimeoutMs?: number
   /** The session being set up as soon as it exists (so a close can destroy it), then null when the handshake ends either way. */
   readonly onConnecting: (session: MetaSession<C> | null) => void
+  /** What the other end is, in errors (`seed` by default). */
+  readonly label?: string
 }
 
 /** Connects to `target` and authenticates both ways; answers the open session and the seed's welcome. */
 export async function handshakeWithSeed<C>(target: SeedTarget, options: SeedHandshakeOptions<C>): Promise<{ session: MetaSession<C>; welcome: Record<string, unknown> }> {
   const ms = options.handshakeTimeoutMs ?? 5000
+  const label = options.label ?? 'seed'
   const socket = connect({ host: target.host, port: target.port })
   socket.setNoDelay(true)
   socket.setKeepAlive(true, 10_000)
@@ -58,23 +61,23 @@ export async function handshakeWithSeed<C>(target: SeedTarget, options: SeedHand
   })
   options.onConnecting(session)
   const timer = setTimeout(() => {
-    session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: `handshake with seed ${target.address}`, ms }))
+    session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: `handshake with ${label} ${target.address}`, ms }))
   }, ms)
   try {
     const hello = await session.nextFrame()
-    if (hello['t'] !== 'hello') throw protocolError(`seed sent '${String(hello['t'])}' instead of hello`)
+    if (hello['t'] !== 'hello') throw protocolError(`${label} sent '${String(hello['t'])}' instead of hello`)
     if (hello['v'] !== META_VERSION) {
-      throw createError('ESPRA_ERR_META_VERSION', { who: 'the seed', version: String(hello['v']).slice(0, 16), supported: META_VERSION, seed: target.address })
+      throw createError('ESPRA_ERR_META_VERSION', { who: `the ${label}`, version: String(hello['v']).slice(0, 16), supported: META_VERSION, seed: target.address })
     }
     const seedNonce = hello['nonce']
-    if (!isNonce(seedNonce)) throw protocolError('seed hello carries no valid nonce')
+    if (!isNonce(seedNonce)) throw protocolError(`${label} hello carries no valid nonce`)
     const nonce = newNonce()
     const { kind, id } = options.peer
     session.writeValue({ t: 'auth', v: META_VERSION, nonce, proof: clientProof(options.key, seedNonce, nonce), peer: id === undefined ? { kind } : { kind, id } })
     const welcome = await session.nextFrame()
-    if (welcome['t'] !== 'welcome') throw protocolError(`seed sent '${String(welcome['t'])}' instead of welcome`)
+    if (welcome['t'] !== 'welcome') throw protocolError(`${label} sent '${String(welcome['t'])}' instead of welcome`)
     if (!proofMatches(serverProof(options.key, nonce, seedNonce), welcome['proof'])) {
-      throw createError('ESPRA_ERR_META_AUTH', { reason: `seed ${target.address} could not prove it knows the cluster secret`, seed: target.address })
+      throw createError('ESPRA_ERR_META_AUTH', { reason: `${label} ${target.address} could not prove it knows the cluster secret`, seed: target.address })
     }
     session.open()
     return { session, welcome }

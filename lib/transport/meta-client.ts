@@ -50,6 +50,12 @@ export interface MetaClientOptions {
    * (once per attempt). On by default; false stays on whichever seed answered.
    */
   readonly followLeader?: boolean
+  /**
+   * What the other end is, in log lines and errors: `seed` by default; a
+   * Live node's link to another Live node says which (`Live node live-b`),
+   * so a stalled peer is not reported as a stalled seed.
+   */
+  readonly label?: string
 }
 
 export type MetaClientEvent = 'connected' | 'disconnected'
@@ -134,6 +140,15 @@ class SeedLink implements MetaClient {
 
   get connected(): boolean {
     return this.linked
+  }
+
+  private get label(): string {
+    return this.opts.label ?? 'seed'
+  }
+
+  /** `link: <label>` on log lines of a link to something other than a seed. */
+  private labelField(): { link?: string } {
+    return this.opts.label === undefined ? {} : { link: this.opts.label }
   }
 
   get seed(): string | null {
@@ -288,7 +303,7 @@ class SeedLink implements MetaClient {
   private async serve(session: MetaSession<SeedLink>, address: string): Promise<EspraError | null> {
     const closed = new Promise<EspraError | null>((resolve) => session.onClose(resolve))
     this.linked = true
-    this.opts.log.info({ seed: address }, 'meta link up')
+    this.opts.log.info({ seed: address, ...this.labelField() }, 'meta link up')
     this.settleReady()
     this.emit('connected')
     const keepAlive = this.opts.keepAliveMs ?? 5000
@@ -297,7 +312,7 @@ class SeedLink implements MetaClient {
     if (timer) clearInterval(timer)
     this.linked = false
     this.session = null
-    if (!this.stopped) this.opts.log.warn({ seed: address, code: reason?.code, reason: reason?.message ?? 'seed closed the connection' }, 'meta link down')
+    if (!this.stopped) this.opts.log.warn({ seed: address, ...this.labelField(), code: reason?.code, reason: reason?.message ?? `${this.label} closed the connection` }, 'meta link down')
     this.emit('disconnected')
     return reason
   }
@@ -314,7 +329,7 @@ class SeedLink implements MetaClient {
         () => (inFlight = false),
         (err: EspraError) => {
           inFlight = false
-          if (err.code === 'ESPRA_ERR_META_TIMEOUT') session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: 'a ping to the seed', ms: keepAliveMs }))
+          if (err.code === 'ESPRA_ERR_META_TIMEOUT') session.destroy(createError('ESPRA_ERR_META_TIMEOUT', { what: `a ping to the ${this.label}`, ms: keepAliveMs }))
         },
       )
     }, tick).unref()
@@ -332,7 +347,7 @@ class SeedLink implements MetaClient {
 
   private handshake(target: SeedTarget): Promise<{ session: MetaSession<SeedLink>; welcome: Record<string, unknown> }> {
     return handshakeWithSeed<SeedLink>(target, {
-      key: this.key, peer: this.opts.peer, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this,
+      key: this.key, peer: this.opts.peer, maxFrame: this.opts.maxFrame, log: this.opts.log, context: this, label: this.label,
       onMessage: (op, body, epoch) => this.push(op, body, epoch, target.address),
       maxEarlyFrames: EARLY_PUSHES_KEPT,
       ...(this.opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: this.opts.handshakeTimeoutMs } : {}),
@@ -369,7 +384,7 @@ class SeedLink implements MetaClient {
 
   // First failure of an outage is a warning; repeats are quieter so a long outage does not flood the log.
   private logFailure(seed: string, err: Error, failures: number): void {
-    const line = { seed, code: (err as EspraError).code, reason: err.message, failures }
+    const line = { seed, ...this.labelField(), code: (err as EspraError).code, reason: err.message, failures }
     if (failures === 1 || failures % 20 === 0) this.opts.log.warn(line, 'meta link attempt failed')
     else this.opts.log.debug(line, 'meta link attempt failed')
   }

@@ -74,7 +74,7 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
     const address = `${entry.address.includes(':') ? `[${entry.address}]` : entry.address}:${entry.port + config.liveLinkOffset}`
     const client = createMetaClient({
       seeds: [address], secret: config.secret, peer: { kind: 'node', id: self }, maxFrame: config.maxFrame, log, reconnect: true,
-      backoffMaxMs: 2000,
+      backoffMaxMs: 2000, label: `Live node ${id}`,
       onPush: (op, body) => {
         if (op === 'ev') o.onEvent(body as HubEvent, id)
       },

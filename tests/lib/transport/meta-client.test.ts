@@ -112,6 +112,23 @@ t.test('a seed that stops answering is noticed by the keep-alive ping', async (t
   await until(() => !c.connected, 2000, 'the link to drop')
 })
 
+t.test('a labelled link (a Live node to another) names its peer, not a seed, in its log lines and errors', async (t) => {
+  const key = deriveMetaKey(SECRET)
+  const port = await fakeSeed(t, (auth, seedNonce, socket) => {
+    socket.write(encodeFrame({ t: 'welcome', proof: serverProof(key, auth['nonce'] as Buffer, seedNonce) }))
+  })
+  const { log, lines } = captureLog('info')
+  const c = client(t, port, { keepAliveMs: 100, label: 'Live node live-b', log })
+  await c.ready
+  await until(() => !c.connected, 2000, 'the link to drop')
+  t.match(lines.find((l) => l.msg === 'meta link up'), { link: 'Live node live-b' })
+  t.match(lines.find((l) => l.msg === 'meta link down'), { link: 'Live node live-b', code: 'ESPRA_ERR_META_TIMEOUT', reason: /a ping to the Live node live-b did not finish/ })
+
+  const silent = await fakeSeed(t, () => {})
+  const err = (await client(t, silent, { label: 'Live node live-c', handshakeTimeoutMs: 200 }).ready.catch((e: EspraError) => e)) as EspraError
+  t.match(String(err.details?.['errors']), /handshake with Live node live-c 127\.0\.0\.1:\d+ did not finish/)
+})
+
 t.test('reconnects after the seed restarts and re-runs onConnect', async (t) => {
   const first = await startTestSeed(t)
   const port = first.port
