@@ -22,14 +22,35 @@
  * steps 1–3 are done the op waits for both LMDB environments (datastore and
  * queue) to be flushed to disk, once for the whole group, and then answers
  * (so the 250s it allows survive a power loss; seed/datastore-embedded.ts).
+ * Step 1 reads the committed state synchronously (no writer wait: a group
+ * holding the same dedupe key is waited for, below). On the embedded queue
+ * steps 2 and 3 are written at once, the queue's environment committing in
+ * parallel with the datastore's ({@link GatedEnqueue}): a new message's task
+ * is handed out only once its record and dedupe record have committed and
+ * the key was won; a copy that lost the key has its record and bytes
+ * deleted first, then its task, which was never handed out (a key taken
+ * over from an expired one: its task after, as before). One commit wait
+ * fewer (in-process, groups of 10, 4 in flight at load 10: 1,050–1,068 →
+ * 1,502–1,540 messages/s, group p50 27–30 → 20–23 ms; docs/benchmarks.md).
  * Step 4 starts after that flush and the answer does not wait for it: each
  * commit in the group's path is a wait for the writer (bench/mail-inbound,
  * 2026-12-03: 6, 113 and 105 ms on average for steps 1, 2 and 3–4 against
  * a 35 ms flush, at load 13), so one commit fewer is most of a round trip.
  *
- * So a crash leaves what it left before: between 2 and 3 a record without a
- * task, which the client's retry (it heard no 250) finds and queues; between
- * 3 and 4 (now also just after the answer) a record without its task's id,
+ * With steps 2 and 3 in parallel a crash may also leave a task without its
+ * record: it runs after the restart, finds no record and is settled without
+ * handing anything (roles/app/mail-handoff.ts); the client heard no 250 and
+ * retries. A copy that lost its dedupe key, killed before its record's
+ * deletion committed, would keep that record and its task (a second
+ * handoff), so only a key nobody else can win is gated: a new one (none
+ * read in step 1) is only created by this op, which holds it (with
+ * `--redis` mail nodes take the single ops and never this op); a key taken
+ * over from an expired one can be lost to the sweep, so its task is written
+ * only once the key is won, as before.
+ *
+ * Otherwise a crash leaves what it left before: between 2 and 3 a record
+ * without a task, which the client's retry (it heard no 250) finds and
+ * queues; between 3 and 4 (now also just after the answer) a record without its task's id,
  * whose handoff is queued again if the client retries; the app node claims
  * the record for the first task it runs (roles/app/mail-handoff.ts), and only
  * the task the record names hands the message, so it is handed once;
@@ -45,7 +66,7 @@ import { dedupeKey, inboundRawKey, inboundRecordKey, MAIL_TASK_ATTEMPTS, MAIL_TA
 import { handoffPayload, type InboundRecord } from '../lib/mail/inbound-record.js'
 import type { Datastore, DatastoreValue } from '../lib/storage/datastore.js'
 import type { TaskQueue } from '../lib/tasks/queue.js'
-import type { Flushable } from './tasks-embedded.js'
+import type { Flushable, GatedEnqueue } from './tasks-embedded.js'
 import { newTask, type NewTask } from '../lib/tasks/task.js'
 import type { MetaPeer } from '../lib/transport/meta-server.js'
 import type { RequestHandler } from '../lib/transport/meta-session.js'
@@ -67,9 +88,9 @@ function handoffTask(record: InboundRecord): NewTask {
  * ({@link Flushable}) is written through its unflushed view and flushed once
  * per group; another (PostgreSQL) is durable when each write resolves.
  */
-export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datastore>>, tasks: TaskQueue & Partial<Flushable<Pick<TaskQueue, 'enqueue'>>>, windowSeen: (ms: number) => void = () => undefined): [string, RequestHandler<MetaPeer>][] {
+export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datastore>>, tasks: TaskQueue & Partial<Flushable<Pick<TaskQueue, 'enqueue'> & Partial<GatedEnqueue>>>, windowSeen: (ms: number) => void = () => undefined): [string, RequestHandler<MetaPeer>][] {
   const datastore = store.unflushed?.() ?? store
-  const queue = tasks.unflushed?.() ?? tasks
+  const queue: Pick<TaskQueue, 'enqueue'> & Partial<GatedEnqueue> = tasks.unflushed?.() ?? tasks
   const flushed = () => Promise.all([store.flushed?.(), tasks.flushed?.()])
   /** Dedupe keys a group is writing now, and when that group is done. */
   const busy = new Map<string, Promise<void>>()
@@ -96,7 +117,7 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
     const tasks = [...records, ...unqueued].map(handoffTask)
 
     // 2. Records and dedupe records: older than the window (or its record gone), the dedupe key is taken over.
-    const taken = await Promise.all(fresh.map(async (i, n) => {
+    const written = fresh.map(async (i, n) => {
       const mine: DedupeRecord = { id: entries[i]!.id, at: entries[i]!.at }
       const bytes = entries[i]!.bytes
       const [, won] = await Promise.all([
@@ -105,14 +126,30 @@ export function mailInboundHandlers(store: Datastore & Partial<Flushable<Datasto
         bytes === undefined ? null : datastore.put(KIND, inboundRawKey(mine.id), { bytes }),
       ])
       return won
-    }))
-    // 3. The handoffs, new and unqueued firsts (a copy that lost its dedupe key: its record and bytes go).
-    const queued = await Promise.all(tasks.map((task, n) => (n < records.length && !taken[n] ? null : queue.enqueue(task))))
-    await Promise.all([...records, ...unqueued].map((r, n) =>
-      queued[n] === null ? Promise.all([datastore.delete(KIND, inboundRecordKey(r.id)), r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : null]) : null))
+    })
+    // A copy that lost its dedupe key: its record and bytes go.
+    const drop = (r: InboundRecord) => Promise.all([datastore.delete(KIND, inboundRecordKey(r.id)), r.raw.store === 'ds' ? datastore.delete(KIND, inboundRawKey(r.id)) : null])
+    const all = [...records, ...unqueued]
+    let taken: boolean[]
+    let queued: (string | null)[]
+    if (queue.enqueueWhen !== undefined) {
+      // 3. with 2: the tasks are written beside the records (the queue's environment commits in parallel) and handed
+      // out only once their records committed; a lost copy's record goes first, then its task (never handed).
+      const settled = written.map((w, n) => w.then(async (won) => (won ? true : (await drop(records[n]!), false))))
+      // Taking over an expired key can lose to the sweep dropping it (seed/mail-inbound-sweep.ts): that task is written once won.
+      const enqueued = tasks.map((task, n) => n >= records.length ? queue.enqueue(task)
+        : seen[fresh[n]!] === null ? queue.enqueueWhen!(task, settled[n]!)
+          : settled[n]!.then((won) => (won ? queue.enqueue(task) : null)))
+      ;[taken, queued] = await Promise.all([Promise.all(settled), Promise.all(enqueued)])
+    } else {
+      // 3. after 2: the handoffs, new (once their dedupe key is taken) and unqueued firsts.
+      taken = await Promise.all(written)
+      queued = await Promise.all(tasks.map((task, n) => (n < records.length && !taken[n] ? null : queue.enqueue(task))))
+      await Promise.all(all.map((r, n) => (queued[n] === null ? drop(r) : null)))
+    }
     // 4. Each record names its task, unless an app node already claimed it for the task it leased (roles/app/mail-handoff.ts):
     // whichever task the record names is the one that hands the message, the other is settled without running.
-    const note = () => Promise.all([...records, ...unqueued].map((r, n) =>
+    const note = () => Promise.all(all.map((r, n) =>
       queued[n] === null ? null : datastore.putIf(KIND, inboundRecordKey(r.id), { ...r, task: queued[n] } as unknown as DatastoreValue, { task: null })))
     fresh.forEach((i, n) => {
       results[i] = taken[n]

@@ -52,6 +52,20 @@ interface Waiter {
   readonly alive: () => boolean
 }
 
+/**
+ * An enqueue whose task is written at once but handed out only once `gate`
+ * resolves true (a caller's write in another environment committed); false
+ * or a rejection deletes the task unhanded. Resolves the task's id, or null
+ * when the gate said no. Its record and the caller's write commit in
+ * parallel, so one waits for one commit instead of two in a row; a crash in
+ * between leaves a task whose gate never opened: it runs after the restart,
+ * so its handler must tolerate that (the mail handoff skips a message with
+ * no record: roles/app/mail-handoff.ts).
+ */
+export interface GatedEnqueue {
+  enqueueWhen(task: NewTask, gate: Promise<boolean>): Promise<string | null>
+}
+
 /** Writes that resolve at commit, for a caller that waits for {@link Flushable.flushed} once before it answers (a group commit). */
 export interface Flushable<T> {
   /** The same store whose writes resolve once committed (visible), not yet flushed to disk. */
@@ -60,7 +74,7 @@ export interface Flushable<T> {
   flushed(): Promise<void>
 }
 
-export interface EmbeddedTaskQueue extends TaskQueue, Flushable<Pick<TaskQueue, 'enqueue'>> {
+export interface EmbeddedTaskQueue extends TaskQueue, Flushable<Pick<TaskQueue, 'enqueue'> & GatedEnqueue> {
   /** `alive`: whether the caller (a meta peer) is still there when a waiting lease is served. */
   lease(options: LeaseOptions, alive?: () => boolean): Promise<LeasedTask[]>
   /** The environment's file. */
@@ -125,8 +139,8 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
     return id
   }
 
-  unflushed(): Pick<TaskQueue, 'enqueue'> {
-    return { enqueue: (task) => this.enqueueCommitted(task) }
+  unflushed(): Pick<TaskQueue, 'enqueue'> & GatedEnqueue {
+    return { enqueue: (task) => this.enqueueCommitted(task), enqueueWhen: (task, gate) => this.enqueueWhen(task, gate) }
   }
 
   async flushed(): Promise<void> {
@@ -135,6 +149,26 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
 
   /** Enqueues once committed (handed out from then on; a power loss before the flush may take it back). */
   private async enqueueCommitted(task: NewTask): Promise<string> {
+    const [seq, record] = this.newRecord(task)
+    await this.tasks.put(seq, record)
+    return this.handOut(seq, record)
+  }
+
+  /** {@link GatedEnqueue.enqueueWhen}: nothing is handed out before both the task's commit and the gate. */
+  private async enqueueWhen(task: NewTask, gate: Promise<boolean>): Promise<string | null> {
+    const [seq, record] = this.newRecord(task)
+    const written = this.tasks.put(seq, record)
+    let open = false
+    try {
+      open = await gate
+    } finally {
+      await written
+      if (!open) await this.tasks.remove(seq)
+    }
+    return open ? this.handOut(seq, record) : null
+  }
+
+  private newRecord(task: NewTask): [number, TaskRecord] {
     this.checkOpen()
     const seq = ++this.seq
     if (seq > this.seqHigh) {
@@ -144,9 +178,12 @@ class LmdbTaskQueue implements EmbeddedTaskQueue {
     const t = this.now()
     const record: TaskRecord = { n: task.name, p: task.payload, a: 0, m: task.attempts, e: t, s: task.delay > 0 ? 'w' : 'r' }
     if (task.delay > 0) record.d = t + task.delay
-    await this.tasks.put(seq, record)
-    // In memory only once committed: nothing is handed out that a kill -9 could take back.
-    if (task.delay > 0) this.delayed.push([record.d!, seq])
+    return [seq, record]
+  }
+
+  /** In memory only once committed: nothing is handed out that a kill -9 could take back. */
+  private handOut(seq: number, record: TaskRecord): string {
+    if (record.d !== undefined) this.delayed.push([record.d, seq])
     else this.ready.push(seq)
     this.serveWaiters()
     return `t${seq}`

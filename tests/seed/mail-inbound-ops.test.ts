@@ -155,3 +155,27 @@ t.test('the bytes of a small message ride in its entry: written beside its recor
   t.equal(await datastore.get('mailInbound', inboundRawKey(blob.id)), null, 'nothing for a message in the blob store')
   t.equal((await queue.counts()).ready, 2)
 })
+
+t.test('a copy that loses its dedupe key to a write the op did not hold: its record and bytes go, its task is never handed, not even after a restart', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-inbound-ops-'))
+  const datastore = await openEmbeddedDatastore({ dir })
+  let queue = await openEmbeddedTaskQueue({ dir })
+  t.teardown(async () => {
+    await queue.close()
+    await datastore.close()
+  })
+  const handler = new Map(mailInboundHandlers(datastore, queue)).get('mail.inbound.commit')!
+  const bytes = Buffer.from('Subject: race\r\n\r\nx')
+  const e = entry('race@x')
+  const x = { ...e, raw: { ...e.raw, size: bytes.length, store: 'ds' as const }, bytes }
+  const answer = handler({ windowMs: 60_000, entries: [x] }, {} as MetaPeer) as Promise<{ results: unknown[] }>
+  // Written in the same tick as the op's first read, so before its compare-and-set (the sweep or another writer could do this).
+  await datastore.put('mailInbound', dedupeKey('race@x', x.raw.sha256, x.envelope.to), { id: 'someone-else', at: x.at })
+  t.match((await answer).results, [{ error: { code: 'ESPRA_ERR_MAIL_NOT_DURABLE' } }], 'no 250 for it')
+  t.equal(await datastore.get('mailInbound', inboundRecordKey(x.id)), null, 'its record went')
+  t.equal(await datastore.get('mailInbound', inboundRawKey(x.id)), null, 'its bytes went')
+  t.same(await queue.lease({ max: 10, leaseMs: 60_000, waitMs: 0 }), [], 'its task was never handed out')
+  await queue.close()
+  queue = await openEmbeddedTaskQueue({ dir })
+  t.same(await queue.lease({ max: 10, leaseMs: 60_000, waitMs: 0 }), [], 'nor is it there after a restart')
+})
