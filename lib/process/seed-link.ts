@@ -112,7 +112,12 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       if (subscription) await link.request('subscribe', subscription)
       // A node that routes and has no table yet asks for it outright (the subscription's push follows too).
       const region = subscription?.['routing']
-      if (typeof region === 'string' && opts.state().routing === null) opts.onPush('routing', await link.request('routing', { region }))
+      if (typeof region === 'string' && opts.state().routing === null) {
+        const table = await link.request('routing', { region })
+        // The subscription's push may come first, and the answer is then an older table (issue #16: a Live node that
+        // applied it thought itself unlisted and answered every publish 5031): it is used only while none has arrived.
+        if (opts.state().routing === null) opts.onPush('routing', table)
+      }
       log.info('registered with the seed')
     },
     onPush: (op, body) => opts.onPush(op, body),
