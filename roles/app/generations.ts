@@ -20,11 +20,11 @@ const WORKER_URL = new URL('./worker.js', import.meta.url)
 const DESTROY_GRACE_MS = 5000
 const RESPAWN_DELAY_MS = 1000
 /**
- * Each worker's two slot rings: more slots than requests a worker holds (5),
+ * Each worker's two slot rings: more slots than requests a worker holds (13),
  * so a request seldom finds its ring full (it then goes as a message), and
  * slots big enough for a request with a browser's headers and a small body.
  */
-const RING_SLOTS = 8
+const RING_SLOTS = 16
 const SLOT_BYTES = 8192
 
 export interface GenerationOptions {

@@ -29,6 +29,7 @@ import type { AppVisibleConfig, FromWorker, PlatformOp, TaskOutcome, ToWorker, W
 import { AHEAD, RequestQueue } from './request-queue.js'
 import { decodeResponse, encodeRequest } from './slot-codec.js'
 import { TaskSlots } from './task-slots.js'
+import { WakeBatch } from './wake-batch.js'
 
 export interface PoolOptions {
   readonly threads: number
@@ -119,6 +120,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     idle: (slot) => idle(slot),
   })
   const tasks = new TaskSlots(opts, { closing, send: (slot, task) => send(slot, { t: 'task', task }), terminate })
+  const wakes = new WakeBatch()
 
   /** Through the worker's request ring, or as a message when it does not fit (or the ring is full); the worker runs them in `seq` order. */
   function sendRequest(slot: Slot, job: Job): void {
@@ -126,8 +128,8 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     const buf = slot.requests.free()
     const length = buf === null ? -1 : encodeRequest(buf, { seq, id: job.id, cell: job.cell, req: job.req })
     if (length < 0) return send(slot, { t: 'req', seq, id: job.id, cell: job.cell, req: job.req })
-    // Only the first request since the worker went to sleep wakes it; it reads the others with it.
-    if (slot.requests.publish(length)) slot.requests.wake()
+    // Only the first request since the worker went to sleep wakes it, at the end of this turn; it reads the others with it.
+    if (slot.requests.publish(length)) wakes.add(slot.requests)
   }
 
   /** The whole responses in the worker's ring, in order; how many. */

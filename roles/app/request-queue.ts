@@ -14,11 +14,13 @@ import type { WireRequest } from './protocol.js'
 
 /**
  * Requests handed to a busy worker ahead of the one it runs: enough that a
- * worker seldom sleeps between requests under load (bench/app-dispatch, 2 × 2:
- * 4 gave about 11% more req/s than 1), few enough that little waits behind a
- * slow request (an idle worker takes them back when nothing is queued).
+ * worker seldom sleeps between requests under load, each sleep costing a
+ * wake-up each way (bench/app-dispatch: with the shared-memory rings, 12
+ * instead of 4 took the node's CPU per request from 77–110 µs to 64–71 µs,
+ * 1 × 1), few enough that little waits behind a slow request (an idle
+ * worker takes them back when nothing is queued).
  */
-export const AHEAD = 4
+export const AHEAD = 12
 
 export interface RequestQueueOptions {
   readonly queueSize: number

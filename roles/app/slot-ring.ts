@@ -82,9 +82,9 @@ export class SlotRing {
     return Atomics.compareExchange(this.counters, ASLEEP, 1, 0) === 1
   }
 
-  /** Writer: wakes the reader waiting in `sleep()`. */
-  wake(): void {
-    Atomics.notify(this.counters, TAIL)
+  /** Writer: wakes the reader waiting in `sleep()`; how many waiters woke (0 or 1). */
+  wake(): number {
+    return Atomics.notify(this.counters, TAIL)
   }
 
   /** Reader: the oldest unread entry (valid until `consume()`), or null when there is none. */

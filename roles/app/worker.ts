@@ -20,6 +20,7 @@ import { createAppCache } from './cache.js'
 import { ClaimGate } from './claim-gate.js'
 import { decodeRequest, encodeResponse, type SlotRequest } from './slot-codec.js'
 import { SlotRing } from './slot-ring.js'
+import { WakeBatch } from './wake-batch.js'
 import type { FromWorker, PlatformOp, ToWorker, WireRequest, WireTask, WorkerStart } from './protocol.js'
 
 const start = workerData as WorkerStart
@@ -29,6 +30,8 @@ const tokenKey = Buffer.from(start.tokenKey)
 const gate = new ClaimGate(start.gate)
 const requestRing = new SlotRing(start.requests, start.slotSize)
 const responseRing = new SlotRing(start.responses, start.slotSize)
+/** The main thread is woken once for the answers of one turn (a batch of requests run back to back). */
+const wakes = new WakeBatch()
 const encoder = new TextEncoder()
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 // Field values: visible ASCII, spaces and tabs, obs-text; never CR, LF or NUL (no header injection).
@@ -165,7 +168,7 @@ function writeResponse(id: number, status: number, headers: [string, string][], 
   const buf = responseRing.free()
   const length = buf === null ? -1 : encodeResponse(buf, { id, status, headers, body })
   if (length < 0) return false
-  if (responseRing.publish(length)) responseRing.wake()
+  if (responseRing.publish(length)) wakes.add(responseRing)
   return true
 }
 
