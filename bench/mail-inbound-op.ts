@@ -1,12 +1,12 @@
 /**
  * bench/mail-inbound-op.ts: the seed's `mail.inbound.commit` alone (issue #12), in this process, over real embedded
  * LMDB files (a fresh datastore and task queue under /var/tmp, on disk, flushed as the seed flushes them): groups of
- * 10 unique 10 KB messages whose bytes ride in the record, `--in-flight` groups at a time as several mail children
+ * `--group-size` unique 10 KB messages whose bytes ride in the record, `--in-flight` groups at a time as several mail children
  * send them. Prints messages/s and the group's p50/p99, with the load average. What `bench/mail-inbound` measures
  * end to end minus SMTP, the mail node and the link: when the `record` stage there is far above this op's latency,
  * the time goes outside the op.
  *
- * npx tsx bench/mail-inbound-op.ts [--groups 300] [--in-flight 4] [--rounds 3] [--against <checkout>]
+ * npx tsx bench/mail-inbound-op.ts [--groups 300] [--group-size 10] [--in-flight 4] [--rounds 3] [--against <checkout>]
  *
  * `--against` runs another checkout's seed code (its seed/ and lib/ sources, e.g. a worktree of main) in the same
  * run, the two alternating round by round, and prints both medians and their ratio.
@@ -20,7 +20,7 @@ helpFrom(import.meta.url)
 const GROUPS = arg('groups', 300)
 const IN_FLIGHT = arg('in-flight', 4)
 const ROUNDS = arg('rounds', 3)
-const GROUP_SIZE = 10
+const GROUP_SIZE = arg('group-size', 10)
 const BYTES = Buffer.alloc(10_240, 'x')
 
 interface Round { msgPerS: number; p50: number; p99: number }
