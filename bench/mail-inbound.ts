@@ -20,7 +20,9 @@
  * `ESPRA_MAIL_AUTH=false` in the environment turns it off), its lookups
  * answered by a DNS server in the bench process; Haraka runs no such plugin.
  * Both log at their default level (info). Without HARAKA (or when it does
- * not start) only espra rounds run.
+ * not start) only espra rounds run. `--no-app` starts no app node: messages
+ * are recorded and queued but never handed, so the seed serves only the
+ * intake (the handoffs' leases, reads and settles are the rest of its load).
  */
 import { spawn } from 'node:child_process'
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -39,10 +41,12 @@ const CHILDREN = arg('children', 2)
 const HARAKA = process.env['HARAKA'] ?? ''
 // --cpu-prof <dir>: every espra process (seed, mail parent and children, app) writes a V8 CPU profile there when the bench ends.
 const CPU_PROF = process.argv.includes('--cpu-prof') ? process.argv[process.argv.indexOf('--cpu-prof') + 1] ?? '' : ''
+const NO_APP = process.argv.includes('--no-app')
 if (process.argv.includes('--help')) {
-  console.log('npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>]\n' +
+  console.log('npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>] [--no-app]\n' +
     '  HARAKA=<Haraka package dir> runs Haraka (queue/discard) in alternating rounds; ESPRA_MAIL_AUTH=false turns verification off.\n' +
-    '  --cpu-prof <dir>: the espra processes write V8 CPU profiles (.cpuprofile) to <dir> at the end (they are stopped with SIGTERM).')
+    '  --cpu-prof <dir>: the espra processes write V8 CPU profiles (.cpuprofile) to <dir> at the end (they are stopped with SIGTERM).\n' +
+    '  --no-app: no app node; messages are recorded and queued, never handed (the seed serves the intake alone).')
   process.exit(0)
 }
 
@@ -137,14 +141,13 @@ async function startEspraMail(): Promise<{ port: number; pids: () => number[]; s
     // The bench is one client address sending as fast as it can: the per-address limits would (rightly) stop it.
     'smtp-max-conns-per-address': 0, 'smtp-max-messages-per-minute': 0, 'mail-dns-servers': dns.address,
   })
-  const app = await startRegistered('app', seed, { children: 1, threads: 1 })
-  const build = await pushBuild(seed, { 'server/index.js': APP }, 'mail bench')
-  await waitBuild(app, build)
+  const app = NO_APP ? null : await startRegistered('app', seed, { children: 1, threads: 1 })
+  if (app) await waitBuild(app, await pushBuild(seed, { 'server/index.js': APP }, 'mail bench'))
   if (CPU_PROF !== '') delete process.env['NODE_OPTIONS'], delete process.env['ESPRA_BENCH_CPU_PROF']
-  const groups = { 'mail parent': () => [mail.pid], 'mail children': () => mail.children(), seed: () => [seed.node.pid, ...descendants(seed.node.pid)], app: () => [app.pid, ...descendants(app.pid)] }
+  const groups = { 'mail parent': () => [mail.pid], 'mail children': () => mail.children(), seed: () => [seed.node.pid, ...descendants(seed.node.pid)], ...(app ? { app: () => [app.pid, ...descendants(app.pid)] } : {}) }
   // SIGTERM (a graceful stop) so that --cpu-prof profiles are written; the seed last.
   const stop = async () => {
-    for (const node of [mail, app, seed.node]) {
+    for (const node of app ? [mail, app, seed.node] : [mail, seed.node]) {
       try {
         process.kill(node.pid, 'SIGTERM')
       } catch {
