@@ -30,8 +30,9 @@
  * the key was won; a copy that lost the key has its record and bytes
  * deleted first, then its task, which was never handed out (a key taken
  * over from an expired one: its task after, as before). One commit wait
- * fewer (in-process, groups of 10, 4 in flight at load 10: 1,050–1,068 →
- * 1,502–1,540 messages/s, group p50 27–30 → 20–23 ms; docs/benchmarks.md).
+ * fewer (bench/mail-inbound-op against the sequential path: 1.07×, 1.29×
+ * and 0.97× the messages/s with 1, 2 and 4 groups of 10 in flight;
+ * docs/benchmarks.md).
  * Step 4 starts after that flush and the answer does not wait for it: each
  * commit in the group's path is a wait for the writer (bench/mail-inbound,
  * 2026-12-03: 6, 113 and 105 ms on average for steps 1, 2 and 3–4 against
