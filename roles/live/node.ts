@@ -327,10 +327,10 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     }
   })
 
-  // ---- routing (never backwards: the seed's answer to a registration can come after the newer push it caused) ----
+  // ---- routing ----
+
   function onRouting(next: RoutingTable): void {
     if (next.region !== config.region) return
-    if (next.version < version) return void log.info({ version: next.version, applied: version }, 'live: ignored a routing table older than the one applied')
     const ids = new Set(next.nodes.map((n) => n.id))
     // Members on a node that left the table leave the channels homed here now, not when its link times out.
     for (const n of table?.nodes ?? []) {
