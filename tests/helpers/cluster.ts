@@ -7,13 +7,15 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import type { Agent } from 'node:http'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { send, type HttpAnswer } from './http.js'
+import { freePort } from './ports.js'
 import { SECRET } from './meta.js'
 import { BIN, pidAlive, waitFor } from './up.js'
+
+export { freePort }
 
 export { pidAlive, SECRET, waitFor, type HttpAnswer }
 
@@ -38,18 +40,6 @@ export interface LogLine {
   child?: number
   childPid?: number
   [key: string]: unknown
-}
-
-/** A port nobody listens on right now (bound on port 0, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 export interface StartedNode {

@@ -4,39 +4,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
 import { UP_PORT_SPAN } from '../../lib/cli/up-ports.js'
+import { freePortBlock as freeBlock } from './ports.js'
 
 export const BIN = resolve(import.meta.dirname, '../../dist/bin/espra-node.js')
 export { ROLE_NAMES as ROLES } from '../../lib/core/config.js'
 import { ROLE_NAMES as ROLES, type RoleName } from '../../lib/core/config.js'
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const s = createServer()
-    s.once('error', () => done(false))
-    s.listen({ host: '127.0.0.1', port, exclusive: true }, () => s.close(() => done(true)))
-  })
-}
-
-/** Linux's default ephemeral range starts here: every outgoing connection and every port-0 bind takes a port above it. */
-const EPHEMERAL_FROM = 32_768
-
-/**
- * A base port B such that the whole range `up --port-base B` takes (B..B+UP_PORT_SPAN-1) is free, below the
- * ephemeral range: a block in it could be taken between this check and `up`'s bind by any test's outgoing
- * connection or freePort() (a full run once lost `outbound-up.test.ts` that way, EADDRINUSE on the proxy's port).
- */
-export async function freePortBlock(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * (EPHEMERAL_FROM - 20_000 - UP_PORT_SPAN))
-    const ports = [...Array(UP_PORT_SPAN).keys()].map((i) => base + i)
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base
-  }
-  throw new Error('no free port block found')
+/** A base port B such that the whole range `up --port-base B` takes (B..B+UP_PORT_SPAN-1) is free and claimed (./ports.ts). */
+export function freePortBlock(): Promise<number> {
+  return freeBlock(UP_PORT_SPAN)
 }
 
 export function pidAlive(pid: number): boolean {
