@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { send, type HttpAnswer } from './http.js'
-import { freePort } from './ports.js'
+import { freePort, freePortsAt } from './ports.js'
 import { SECRET } from './meta.js'
 import { BIN, pidAlive, waitFor } from './up.js'
 
@@ -66,7 +66,9 @@ export interface StartOptions {
  * are `--key=value`; `seed` defaults to an address nobody listens on.
  */
 export async function startNode(t: Test, role: string, flags: Record<string, string | number> = {}, opts: StartOptions = {}): Promise<StartedNode> {
-  const port = Number(flags['port'] ?? (await freePort()))
+  // A Live node also listens on its port plus --live-link-offset (2000 by default): claimed with it.
+  const linkOffset = role === 'live' ? [Number(flags['live-link-offset'] ?? 2000)] : []
+  const port = Number(flags['port'] ?? (await freePortsAt([0, ...linkOffset])))
   const metricsPort = Number(flags['metrics-port'] ?? (await freePort()))
   const all: Record<string, string | number> = {
     seed: `127.0.0.1:${await freePort()}`,

@@ -78,18 +78,19 @@ function bindable(port: number): Promise<boolean> {
   })
 }
 
-/** `span` consecutive ports, claimed for this process and free right now; returns the first. */
-export async function freePortBlock(span = 1): Promise<number> {
+/** A base port B with B + each offset free right now and claimed for this process. */
+export async function freePortsAt(offsets: readonly number[]): Promise<number> {
+  const span = Math.max(...offsets) + 1
   for (let attempt = 0; attempt < 200; attempt++) {
     const base = LOWEST + Math.floor(Math.random() * (HIGHEST - LOWEST + 2 - span))
-    const ports = [...Array(span).keys()].map((i) => base + i)
+    const ports = offsets.map((offset) => base + offset)
     if (!ports.every(claim)) continue
     if ((await Promise.all(ports.map(bindable))).every(Boolean)) return base
   }
-  throw new Error(`no free block of ${span} port(s) between ${LOWEST} and ${HIGHEST}`)
+  throw new Error(`no free ports at offsets ${offsets.join(', ')} between ${LOWEST} and ${HIGHEST}`)
 }
 
 /** A port nobody listens on right now, below the ephemeral range, claimed for this process. */
 export function freePort(): Promise<number> {
-  return freePortBlock(1)
+  return freePortsAt([0])
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
 import { UP_PORT_SPAN } from '../../lib/cli/up-ports.js'
-import { freePortBlock as freeBlock } from './ports.js'
+import { freePortsAt } from './ports.js'
 
 export const BIN = resolve(import.meta.dirname, '../../dist/bin/espra-node.js')
 export { ROLE_NAMES as ROLES } from '../../lib/core/config.js'
@@ -16,7 +16,7 @@ import { ROLE_NAMES as ROLES, type RoleName } from '../../lib/core/config.js'
 
 /** A base port B such that the whole range `up --port-base B` takes (B..B+UP_PORT_SPAN-1) is free and claimed (./ports.ts). */
 export function freePortBlock(): Promise<number> {
-  return freeBlock(UP_PORT_SPAN)
+  return freePortsAt([...Array(UP_PORT_SPAN).keys()])
 }
 
 export function pidAlive(pid: number): boolean {
