@@ -146,9 +146,9 @@ class SeedLink implements MetaClient {
     return this.opts.label ?? 'seed'
   }
 
-  /** `link: <label>` on log lines of a link to something other than a seed. */
-  private labelField(): { link?: string } {
-    return this.opts.label === undefined ? {} : { link: this.opts.label }
+  /** Whom a log line is about: `seed: <address>`, or `link: <label>, address` for a link to something other than a seed. */
+  private peerFields(address: string): { seed: string } | { link: string; address: string } {
+    return this.opts.label === undefined ? { seed: address } : { link: this.opts.label, address }
   }
 
   get seed(): string | null {
@@ -303,7 +303,7 @@ class SeedLink implements MetaClient {
   private async serve(session: MetaSession<SeedLink>, address: string): Promise<EspraError | null> {
     const closed = new Promise<EspraError | null>((resolve) => session.onClose(resolve))
     this.linked = true
-    this.opts.log.info({ seed: address, ...this.labelField() }, 'meta link up')
+    this.opts.log.info(this.peerFields(address), 'meta link up')
     this.settleReady()
     this.emit('connected')
     const keepAlive = this.opts.keepAliveMs ?? 5000
@@ -312,7 +312,7 @@ class SeedLink implements MetaClient {
     if (timer) clearInterval(timer)
     this.linked = false
     this.session = null
-    if (!this.stopped) this.opts.log.warn({ seed: address, ...this.labelField(), code: reason?.code, reason: reason?.message ?? `${this.label} closed the connection` }, 'meta link down')
+    if (!this.stopped) this.opts.log.warn({ ...this.peerFields(address), code: reason?.code, reason: reason?.message ?? `${this.label} closed the connection` }, 'meta link down')
     this.emit('disconnected')
     return reason
   }
@@ -383,8 +383,8 @@ class SeedLink implements MetaClient {
   }
 
   // First failure of an outage is a warning; repeats are quieter so a long outage does not flood the log.
-  private logFailure(seed: string, err: Error, failures: number): void {
-    const line = { seed, ...this.labelField(), code: (err as EspraError).code, reason: err.message, failures }
+  private logFailure(address: string, err: Error, failures: number): void {
+    const line = { ...this.peerFields(address), code: (err as EspraError).code, reason: err.message, failures }
     if (failures === 1 || failures % 20 === 0) this.opts.log.warn(line, 'meta link attempt failed')
     else this.opts.log.debug(line, 'meta link attempt failed')
   }

@@ -121,7 +121,8 @@ t.test('a labelled link (a Live node to another) names its peer, not a seed, in 
   const c = client(t, port, { keepAliveMs: 100, label: 'Live node live-b', log })
   await c.ready
   await until(() => !c.connected, 2000, 'the link to drop')
-  t.match(lines.find((l) => l.msg === 'meta link up'), { link: 'Live node live-b' })
+  t.match(lines.find((l) => l.msg === 'meta link up'), { link: 'Live node live-b', address: `127.0.0.1:${port}` })
+  t.notOk(lines.some((l) => 'seed' in l), 'no line calls the peer a seed')
   t.match(lines.find((l) => l.msg === 'meta link down'), { link: 'Live node live-b', code: 'ESPRA_ERR_META_TIMEOUT', reason: /a ping to the Live node live-b did not finish/ })
 
   const silent = await fakeSeed(t, () => {})
