@@ -23,6 +23,7 @@ import { createAnswerMeter, type AnswersReport } from './answer-meter.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
+import { createMailHandoffOps } from './mail-handoff-ops.js'
 import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../lib/mail/inbound-recipient.js'
 import { createSendMail } from './send-mail.js'
 import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
@@ -190,9 +191,10 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  const mailNotes = createMailOutcomeNotes(datastore, log)
+  const mailHandoff = createMailHandoffOps(seedLink, datastore)
+  const mailNotes = createMailOutcomeNotes(mailHandoff, log)
   const consumer = startTaskConsumer({
-    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, datastore, { log }),
+    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, mailHandoff, { log }),
     settled: (task, outcome) => {
       counters.taskSettled(outcome)
       mailNotes(task, outcome)
