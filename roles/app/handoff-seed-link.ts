@@ -7,6 +7,8 @@
  * then open nothing); until it is up, and whenever it is down, the ops go
  * through the parent as `app-seed` requests (node.ts relays them). The app's
  * other seed ops (tables, tasks, uploads) still go through the parent.
+ * `close()` lets the requests in flight (the last attempts' outcome notes)
+ * finish before it closes the link.
  */
 import type { ChildContext } from '../../lib/process/role.js'
 import { createChildSeedLink, type ChildSeedLink } from '../../lib/process/child-seed-link.js'
@@ -21,16 +23,22 @@ export interface HandoffSeedLink extends MetaRequester {
 export function createHandoffSeedLink(ctx: Pick<ChildContext, 'config' | 'log' | 'parent' | 'metrics'>): HandoffSeedLink {
   let link: ChildSeedLink | null = null
   let closed = false
+  const inFlight = new Set<Promise<unknown>>()
   const relay = (op: string, body: unknown): AppSeedRequest => ({ t: 'app-seed', op, body })
   return {
     request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R> {
       if (link === null && !closed) {
         link = createChildSeedLink({ config: ctx.config, log: ctx.log, parent: ctx.parent, metrics: ctx.metrics, role: 'app', carries: 'mail handoffs: claim and outcome', relay })
       }
-      return link === null ? ctx.parent.request<R>(relay(op, body), timeoutMs) : link.request<R>(op, body, timeoutMs)
+      const sent = link === null ? ctx.parent.request<R>(relay(op, body), timeoutMs) : link.request<R>(op, body, timeoutMs)
+      const settled = sent.then(() => undefined, () => undefined)
+      inFlight.add(settled)
+      void settled.then(() => inFlight.delete(settled))
+      return sent
     },
     async close() {
       closed = true
+      await Promise.all(inFlight)
       await link?.close()
     },
     destroy() {
