@@ -19,6 +19,7 @@ import { fenceBuildWrites } from './build-records.js'
 import { datastoreHandlers } from './datastore-ops.js'
 import { openSeedStores } from './stores.js'
 import { taskHandlers } from './tasks-ops.js'
+import { mailHandoffHandlers } from './mail-handoff-ops.js'
 import { mailInboundHandlers } from './mail-inbound-ops.js'
 import { uploadHandlers } from './upload-ops.js'
 import { createInboundSweep, mailSweepInterval } from './mail-inbound-sweep.js'
@@ -226,6 +227,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     ...taskOps.timed(taskHandlers(appTasks, config.maxFrame, 'tasks', stores.once.tasks)),
     ...taskOps.timed(taskHandlers(mailQueue, config.maxFrame, 'mailq', stores.once.tasks)),
     ...mailInboundHandlers(datastore, appTasks, (ms) => (widestWindow = Math.max(widestWindow, ms))),
+    ...datastoreOps.timed(mailHandoffHandlers(datastore)),
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([

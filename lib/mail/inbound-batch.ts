@@ -46,7 +46,8 @@ export type InboundResult =
   | { readonly id: string; readonly duplicate: boolean }
   | { readonly error: { readonly code: string; readonly message: string } }
 
-const ID = /^m[0-9a-z]{1,12}[0-9a-f]{12}$/
+/** A message id: `m`, its time in base 36, 12 hex digits (newMailId, inbound.ts). */
+export const MAIL_ID = /^m[0-9a-z]{1,12}[0-9a-f]{12}$/
 const SHA256 = /^[0-9a-f]{64}$/
 // Text of an envelope field: printable, no control characters (an address, a HELO name, a Message-ID).
 const TEXT = /^[^\x00-\x1f\x7f]*$/
@@ -96,7 +97,7 @@ function checkVerify(v: unknown, field: string): HandoffVerification | undefined
 
 function checkEntry(v: unknown, field: string, now: number): InboundEntry {
   if (!isMap(v)) throw bad(field, 'a map {id, raw, envelope, messageId, at, auth, verify?}')
-  if (typeof v['id'] !== 'string' || !ID.test(v['id'])) throw bad(`${field}.id`, 'a message id (m, its time in base 36, 12 hex digits)')
+  if (typeof v['id'] !== 'string' || !MAIL_ID.test(v['id'])) throw bad(`${field}.id`, 'a message id (m, its time in base 36, 12 hex digits)')
   const id = v['id']
   // Not before 2020, at most a day ahead of the seed's clock.
   const at = integer(v['at'], `${field}.at`, 1_577_836_800_000, now + 86_400_000)

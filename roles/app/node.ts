@@ -64,8 +64,11 @@ function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown>
   return ctx.seedRequest(req.op, req.body)
 }
 
-/** The embedded task queue's ops an app child uses (enqueue, and consuming), and enqueueing outbound mail; never counts, dead letters, retries or deletes. */
-const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue'])
+/**
+ * The embedded task queue's ops an app child uses (enqueue, and consuming), enqueueing outbound mail, and an inbound
+ * message's handoff (its claim and outcome: mail-handoff-ops.ts); never counts, dead letters, retries or deletes.
+ */
+const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue', 'mail.inbound.claim', 'mail.inbound.outcome'])
 
 export async function startAppNode(ctx: ParentContext): Promise<Handle> {
   let latest: BuildPush | null = null

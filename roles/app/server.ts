@@ -23,6 +23,8 @@ import { createAnswerMeter, type AnswersReport } from './answer-meter.js'
 import { createAppBuildSwitch } from './build-switch.js'
 import { createAppTaskQueue, startTaskConsumer } from './tasks.js'
 import { createMailOutcomeNotes, createMailPreparer } from './mail-handoff.js'
+import { createMailHandoffOps } from './mail-handoff-ops.js'
+import { createHandoffSeedLink } from './handoff-seed-link.js'
 import { ACCEPT_RECIPIENT_PATH, checkQuestion, SIGNATURE_HEADER } from '../../lib/mail/inbound-recipient.js'
 import { createSendMail } from './send-mail.js'
 import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
@@ -190,9 +192,12 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  const mailNotes = createMailOutcomeNotes(datastore, log)
+  // Mail handoffs over the child's own seed link, opened with the first one (handoff-seed-link.ts).
+  const handoffLink = createHandoffSeedLink(ctx)
+  const mailHandoff = createMailHandoffOps(handoffLink, datastore)
+  const mailNotes = createMailOutcomeNotes(mailHandoff, log)
   const consumer = startTaskConsumer({
-    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, datastore, { log }),
+    queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, mailHandoff, { log }),
     settled: (task, outcome) => {
       counters.taskSettled(outcome)
       mailNotes(task, outcome)
@@ -291,13 +296,14 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
       await pool.close()
       // Then the results of the tasks that ran go out, then what they used closes.
       await consumer.close()
-      await Promise.all([store.close(), publisher.close(), taskQueue.close(), mailQueue.close()])
+      await Promise.all([store.close(), publisher.close(), taskQueue.close(), mailQueue.close(), handoffLink.close()])
     },
     destroy() {
       stopTaking()
       pool.destroy()
       void taskQueue.close()
       void mailQueue.close()
+      handoffLink.destroy()
       void store.close()
       void publisher.close()
     },

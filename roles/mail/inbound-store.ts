@@ -30,7 +30,7 @@
  * crash between the task and that last write leaves the task unnamed: a
  * retry queues another, and only the task the record ends up naming hands
  * the message (the app node claims an unnamed record for the task it runs:
- * roles/app/mail-handoff.ts, `claimHandoff`).
+ * lib/mail/inbound-handoff.ts, `claimInbound`, which the seed runs for it).
  */
 import { pack } from 'msgpackr'
 import { fromWire, type EspraError } from '../../lib/core/errors.js'

@@ -16,7 +16,7 @@ import { blobStoreConfig, createBlobStore } from '../../lib/storage/blob-store.j
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import type { TaskQueue } from '../../lib/tasks/queue.js'
-import { createChildSeedLink } from './child-seed-link.js'
+import { createMailChildSeedLink } from './child-seed-link.js'
 import { InboundCounters } from './counters.js'
 import { createLimitsClient } from './limits-client.js'
 import { createMailVerifier, dnsResolver } from '../../lib/mail/mail-auth.js'
@@ -37,7 +37,7 @@ function listenOn(server: NetServer | Server, fd: number): Promise<number> {
 
 export async function startMailListener(ctx: ListenContext): Promise<Listener> {
   const { config, log } = ctx
-  const seed = createChildSeedLink({ config, log, parent: ctx.parent, metrics: ctx.metrics })
+  const seed = createMailChildSeedLink({ config, log, parent: ctx.parent, metrics: ctx.metrics })
   const blobs = await createBlobStore(blobStoreConfig(config))
   const datastore = createDatastoreClient(seed)
   // Redis with --redis (loaded only then), else the seed's embedded queue: the one the app nodes consume.

@@ -1,4 +1,4 @@
-// The app side of the mail handoff, over a real embedded datastore and a local blob store: which authentication
+// The app side of the mail handoff, over a real embedded datastore (the seed's claim op over it) and a local blob store: which authentication
 // results reach handleMail. A task that carries the mail node's results (`auth`: --mail-dmarc-reject, or a task
 // written by a previous version) hands them as they are; one that carries `verify` is verified here from the stored
 // raw message (DNS answered by a resolver function holding the test's records, or one that never answers); one
@@ -18,7 +18,10 @@ import type { DatastoreValue } from '../../../lib/storage/datastore.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { decodePayload, encodePayload, type LeasedTask } from '../../../lib/tasks/task.js'
 import { createMailPreparer } from '../../../roles/app/mail-handoff.js'
+import { createMailHandoffOps } from '../../../roles/app/mail-handoff-ops.js'
 import { openEmbeddedDatastore } from '../../../seed/datastore-embedded.js'
+import { mailHandoffHandlers } from '../../../seed/mail-handoff-ops.js'
+import type { MetaPeer } from '../../../lib/transport/meta-server.js'
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const records: Record<string, string> = {
@@ -74,11 +77,14 @@ async function setUp(t: Test) {
     const payload: AuthedMailTaskPayload = { id, raw: ref, envelope, receivedAt: at, auth: null, ...over }
     return { id: `t${n}`, name: MAIL_TASK_NAME, payload: encodePayload(payload), attempt: 1, attempts: 10, enqueuedAt: at }
   }
+  // The seed's ops, called as the meta server calls them.
+  const seedOps = new Map(mailHandoffHandlers(datastore))
+  const ops = createMailHandoffOps({ request: async <R>(op: string, body: unknown) => (await seedOps.get(op)!(body, {} as MetaPeer)) as R }, datastore)
   const unpack = new Packr({ useRecords: false, moreTypes: false })
   const log = createLogger('silent', { role: 'test', node: 't' })
   /** handleMail's message for `task`, its lookups answered by `resolver` (a fresh one counting into `asked` by default). */
   async function handed(task: LeasedTask, asked: string[], resolver = recordsResolver(asked)): Promise<AuthedInboundMessage> {
-    const prepared = await createMailPreparer(blobs, datastore, { log, resolver: () => resolver })(task)!
+    const prepared = await createMailPreparer(blobs, ops, { log, resolver: () => resolver })(task)!
     if ('skip' in prepared) throw new Error(`skipped: ${prepared.skip}`)
     return unpack.unpack(prepared.payload) as AuthedInboundMessage
   }

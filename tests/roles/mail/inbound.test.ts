@@ -10,6 +10,7 @@ import { admin, killHard, startAppCluster, writeBuild } from '../../helpers/app-
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { storedRaw } from './stored-raw.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { scrape } from '../../helpers/prom-text.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -204,6 +205,9 @@ t.test('inbound mail', async (t) => {
     const stored = await storedRaw(cluster)
     t.ok(stored.datastore.includes(smallId!) && !stored.blob.includes(smallId!), 'no file for the small one')
     t.ok(stored.blob.includes(bigId!) && !stored.datastore.includes(bigId!), 'a file for the big one, no datastore copy')
+    // The handoffs' claims and outcomes: over the app child's own seed link, once it is up (roles/app/handoff-seed-link.ts).
+    const viaLink = (await scrape(app!.metricsPort)).find('espra_app_seed_requests_total', { via: 'link' }).reduce((n, s) => n + s.value, 0)
+    t.ok(viaLink >= 1, `the app child sent handoff ops over its own seed link (${viaLink})`)
   })
 
   t.test('a build without handleMail fails the handoff, which is retried until a build has it', async (t) => {
