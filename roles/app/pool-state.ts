@@ -7,6 +7,7 @@ import type { Worker } from 'node:worker_threads'
 import type { ErrorCode } from '../../lib/core/errors.js'
 import type { BuildOnDisk } from './build-files.js'
 import type { ClaimGate } from './claim-gate.js'
+import type { DeadlineEntry } from './deadline-list.js'
 import type { SlotRing } from './slot-ring.js'
 import type { TaskOutcome, WireRequest, WireTask } from './protocol.js'
 
@@ -50,13 +51,12 @@ export interface Slot {
   gone: boolean
 }
 
-/** A request from its arrival to its answer. */
-export interface Job {
+/** A request from its arrival to its answer; its `--request-timeout` deadline is in the queue's DeadlineList (roles/app/deadline-list.ts). */
+export interface Job extends DeadlineEntry {
   /** Its offer to a worker: the id on the wire and in the gate (new at each offer, so a stale one never matches). */
   id: number
   readonly req: WireRequest
   readonly sink: ResponseSink
-  timer: NodeJS.Timeout | null
   /** The worker it was handed to (null: queued). */
   slot: Slot | null
   /** The cell of that worker's gate it was offered in. */

@@ -27,7 +27,7 @@ import { Generations } from './generations.js'
 import type { Job, ResponseSink, Slot } from './pool-state.js'
 import type { AppVisibleConfig, FromWorker, PlatformOp, TaskOutcome, ToWorker, WireRequest, WireTask } from './protocol.js'
 import { AHEAD, RequestQueue } from './request-queue.js'
-import { decodeResponse, encodeRequest } from './slot-codec.js'
+import { decodeResponse, encodeRequest, type SlotResponse } from './slot-codec.js'
 import { TaskSlots } from './task-slots.js'
 import { WakeBatch } from './wake-batch.js'
 
@@ -139,7 +139,7 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     for (let buf = ring.read(); buf !== null; buf = ring.read(), read++) {
       const res = decodeResponse(buf)
       ring.consume()
-      onMessage(slot, { t: 'res', ...res })
+      answered(slot, res)
     }
     return read
   }
@@ -171,6 +171,23 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
     tasks.start(slot)
   }
 
+  /** The request `id` the worker holds. By id, not by place: an answer through the ring may overtake the message of the one before it. */
+  function heldJob(slot: Slot, id: number): Job | undefined {
+    for (const job of slot.held) if (job.id === id) return job
+    return undefined
+  }
+
+  /** A whole response, from the ring or as a message: the last word on its request; the worker moves on to the next one it holds. */
+  function answered(slot: Slot, res: SlotResponse): void {
+    const job = heldJob(slot, res.id)
+    if (job === undefined) return
+    requests.release(slot, job)
+    if (job.done) return
+    requests.finish(job)
+    if (!job.sink.aborted) job.sink.whole(res.status, res.headers, res.body, slot.gen.build.id)
+    idle(slot)
+  }
+
   function onMessage(slot: Slot, msg: FromWorker): void {
     if (msg.t === 'task-done') {
       const job = slot.task
@@ -188,20 +205,16 @@ export function createWorkerPool(opts: PoolOptions): WorkerPool {
       )
       return
     }
-    if (msg.t !== 'res' && msg.t !== 'head' && msg.t !== 'chunk' && msg.t !== 'end' && msg.t !== 'error') return
-    // By id, not by place: an answer through the ring may overtake the message of the one before it.
-    const job = slot.held.find((held) => held.id === msg.id)
+    if (msg.t === 'res') return answered(slot, msg)
+    if (msg.t !== 'head' && msg.t !== 'chunk' && msg.t !== 'end' && msg.t !== 'error') return
+    const job = heldJob(slot, msg.id)
     if (job === undefined) return
     // The last message of a request: the worker moves on to the next one it holds.
-    if (msg.t === 'res' || msg.t === 'end' || msg.t === 'error') requests.release(slot, job)
+    if (msg.t === 'end' || msg.t === 'error') requests.release(slot, job)
     if (job.done) return
     const build = slot.gen.build.id
     const sink = job.sink
     switch (msg.t) {
-      case 'res':
-        requests.finish(job)
-        if (!sink.aborted) sink.whole(msg.status, msg.headers, msg.body, build)
-        return idle(slot)
       case 'head':
         if (!sink.aborted) sink.head(msg.status, msg.headers, build)
         return

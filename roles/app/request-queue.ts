@@ -9,6 +9,7 @@
 import type { ErrorCode } from '../../lib/core/errors.js'
 import type { Logger } from '../../lib/core/log.js'
 import { ClaimGate, OfferIds } from './claim-gate.js'
+import { DeadlineList } from './deadline-list.js'
 import { isFree, type Generation, type Job, type ResponseSink, type Slot } from './pool-state.js'
 import type { WireRequest } from './protocol.js'
 
@@ -46,11 +47,15 @@ export class RequestQueue {
   /** Requests handed ahead to a busy worker: they count against the queue's bound. */
   private ahead = 0
   private readonly ids = new OfferIds()
+  /** Every request not answered yet, oldest first, with one timer for all (not one each). */
+  private readonly deadlines: DeadlineList<Job>
   /** Since start: requests answered 504 for --request-timeout, refused 503 busy. */
   timeouts = 0
   refusedBusy = 0
 
-  constructor(private readonly opts: RequestQueueOptions, private readonly host: QueueHost) {}
+  constructor(private readonly opts: RequestQueueOptions, private readonly host: QueueHost) {
+    this.deadlines = new DeadlineList<Job>(opts.requestTimeoutMs, (job) => this.timeOut(job))
+  }
 
   /** Requests waiting: queued, or handed ahead and not started. */
   get length(): number {
@@ -64,8 +69,8 @@ export class RequestQueue {
       this.refusedBusy++
       return sink.fail('ESPRA_ERR_APP_BUSY', 'every app worker is busy and the request queue is full')
     }
-    const job: Job = { id: 0, req, sink, timer: null, slot: null, cell: 0, done: false }
-    job.timer = setTimeout(() => this.timeOut(job), this.opts.requestTimeoutMs)
+    const job: Job = { id: 0, req, sink, slot: null, cell: 0, done: false, deadline: 0, prev: null, next: null }
+    this.deadlines.add(job)
     this.waiting.push(job)
     this.pump()
   }
@@ -110,10 +115,10 @@ export class RequestQueue {
     this.pump()
   }
 
-  /** A request is answered (or failed): its timer stops. */
+  /** A request is answered (or failed): its deadline goes. */
   finish(job: Job): void {
     job.done = true
-    if (job.timer) clearTimeout(job.timer)
+    this.deadlines.remove(job)
   }
 
   fail(job: Job, code: ErrorCode, message: string): void {

@@ -6,10 +6,9 @@
  * workers) and tells the parent which build it serves or why it refused one.
  */
 import { createTrustedProxies, forwardedClient, plainAddress } from '../../lib/core/client-address.js'
-import { ERRORS, type ErrorCode } from '../../lib/core/errors.js'
 import { createLivePublisher } from '../../lib/live/publisher.js'
 import { deriveTokenKey } from '../../lib/live/token.js'
-import { answerLater, statusLine } from '../../lib/http/server.js'
+import { statusLine } from '../../lib/http/server.js'
 import type { HttpRequest, HttpResponse } from '../../lib/http/uws.js'
 import { followBuild, waitForFirstBuild } from '../../lib/process/follow-build.js'
 import type { ChildContext, ChildHandle } from '../../lib/process/role.js'
@@ -30,7 +29,7 @@ import { createSendMail } from './send-mail.js'
 import { openOutboundQueue } from '../../lib/mail/outbound-queue.js'
 import { AppCounters } from './counters.js'
 import { createWorkerPool, type WorkerPool } from './pool.js'
-import type { ResponseSink } from './pool-state.js'
+import { HttpSink, sendError } from './http-sink.js'
 import type { PlatformOp, WireRequest } from './protocol.js'
 
 /** Child → parent: the build this child serves, or one it refused. */
@@ -45,81 +44,25 @@ export interface AppSeedRequest {
 
 const SEED_TIMEOUT_MS = 10_000
 
-const RETRY_AFTER_S = '1'
 const decoder = new TextDecoder()
+/** The body of a request without one (the worker gets its own copy, from the ring or a message). */
+const NO_BODY = new Uint8Array(0)
 
-function sendError(res: HttpResponse, code: ErrorCode, message: string, extra: Record<string, unknown> = {}): void {
-  const status = ERRORS[code]?.status ?? 500
-  answerLater(res, () => {
-    res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json')
-    if (status === 503) res.writeHeader('Retry-After', RETRY_AFTER_S)
-    res.end(JSON.stringify({ code, message, ...extra }))
-  })
-}
+/** The object `headersOf` fills: uWS calls back synchronously, so this stands in for a closure per request. */
+const NOTHING: Record<string, string> = Object.freeze({}) as Record<string, string>
+let filling = NOTHING
 
-/** The sink a pool writes one request's answer into; every write is corked (answers arrive from worker messages). */
-interface RequestState {
-  aborted: boolean
-  /** A streamed chunk waiting for the socket to drain: told the client is gone if it aborts. */
-  waiting: (() => void) | null
-}
-
-/** Where a sink reports the status of the answer it starts (for the answer meter); `build` null for the platform's own errors. */
-type CountAnswer = (status: number, build: string | null) => void
-
-function sinkFor(res: HttpResponse, state: RequestState, count: CountAnswer): ResponseSink {
-  let started = false
-  const writeHead = (status: number, headers: [string, string][], build: string) => {
-    res.writeStatus(statusLine(status))
-    for (const [name, value] of headers) res.writeHeader(name, value)
-    res.writeHeader('X-Espra-Build', build)
-  }
-  return {
-    get aborted() {
-      return state.aborted
-    },
-    whole(status, headers, body, build) {
-      count(status, build)
-      answerLater(res, () => {
-        writeHead(status, headers, build)
-        res.end(body)
-      })
-    },
-    head(status, headers, build) {
-      count(status, build)
-      started = true
-      res.cork(() => writeHead(status, headers, build))
-    },
-    chunk(data, more) {
-      let written = false
-      res.cork(() => (written = res.write(data)))
-      if (written) return more(true)
-      // uWS keeps what it could not send; the producer waits until the socket drained.
-      state.waiting = () => more(false)
-      res.onWritable(() => {
-        state.waiting = null
-        more(!state.aborted)
-        return true
-      })
-    },
-    end() {
-      answerLater(res, () => res.end())
-    },
-    fail(code, message, extra) {
-      // A half-sent stream cannot become an error answer: cut it so the client sees the failure.
-      if (started) return void res.close()
-      count(ERRORS[code]?.status ?? 500, null)
-      sendError(res, code, message, extra)
-    },
-  }
+function addHeader(name: string, value: string): void {
+  const had = filling[name]
+  filling[name] = had === undefined ? value : `${had}${name === 'cookie' ? '; ' : ', '}${value}`
 }
 
 function headersOf(req: HttpRequest): Record<string, string> {
   const headers: Record<string, string> = {}
-  req.forEach((name, value) => {
-    const had = headers[name]
-    headers[name] = had === undefined ? value : `${had}${name === 'cookie' ? '; ' : ', '}${value}`
-  })
+  filling = headers
+  req.forEach(addHeader)
+  // Not the request's object any more (nothing is written to it after this).
+  filling = NOTHING
   return headers
 }
 
@@ -206,62 +149,50 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
 
   const trusted = createTrustedProxies(config.trustedProxies)
   const handler = (res: HttpResponse, req: HttpRequest): void => {
-    const state: RequestState = { aborted: false, waiting: null }
-    res.onAborted(() => {
-      state.aborted = true
-      const waiting = state.waiting
-      state.waiting = null
-      waiting?.()
-    })
+    // One object per request for its answer (roles/app/http-sink.ts), and one closure: uWS's onAborted.
+    const sink = new HttpSink(res, performance.now(), meter, pool)
+    res.onAborted(() => sink.abort())
     if (pool.build === null) return sendError(res, 'ESPRA_ERR_APP_NO_BUILD', 'no app build loaded yet')
     const query = req.getQuery() ?? ''
     const path = req.getUrl()
-    const partial = {
-      method: req.getMethod().toUpperCase(),
-      url: query === '' ? path : `${path}?${query}`,
-      path, query,
-      headers: headersOf(req),
-      // The client behind a trusted balancer (--trusted-proxies), the same rule as the proxy's: lib/core/client-address.ts.
-      address: forwardedClient(plainAddress(decoder.decode(res.getRemoteAddressAsText())), req.getHeader('x-forwarded-for') || undefined, trusted),
+    const method = req.getMethod().toUpperCase()
+    const headers = headersOf(req)
+    // The client behind a trusted balancer (--trusted-proxies), the same rule as the proxy's: lib/core/client-address.ts.
+    const address = forwardedClient(plainAddress(decoder.decode(res.getRemoteAddressAsText())), req.getHeader('x-forwarded-for') || undefined, trusted)
+    const url = query === '' ? path : `${path}?${query}`
+    const declared = Number(headers['content-length'] ?? 0)
+    if (declared > config.maxBody) return tooLarge(res)
+    if (method === 'GET' || method === 'HEAD' || (declared === 0 && headers['transfer-encoding'] === undefined)) {
+      return submit({ method, url, path, query, headers, body: NO_BODY, address }, sink)
     }
-    const declared = Number(partial.headers['content-length'] ?? 0)
-    if (declared > config.maxBody) {
-      res.cork(() => void res.writeStatus(statusLine(413)).writeHeader('Content-Type', 'application/json')
-        .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
-      return
-    }
-    const startedAt = performance.now()
-    const count: CountAnswer = (status, build) => {
-      const by = build ?? pool.build
-      if (by !== null) meter.answer(by, status, startedAt)
-    }
-    const submit = (body: Uint8Array) => {
-      // The mail node's question about a recipient (mail-handoff.ts has the rest): only signed by the cluster secret reaches the build.
-      if (partial.path === ACCEPT_RECIPIENT_PATH && (partial.method !== 'POST' || checkQuestion(config.secret, body, partial.headers[SIGNATURE_HEADER]) === null)) {
-        return sendError(res, 'ESPRA_ERR_MAIL_RECIPIENT_FORBIDDEN', `${ACCEPT_RECIPIENT_PATH} takes only signed requests from a mail node of this cluster`)
-      }
-      pool.submit({ ...partial, body } satisfies WireRequest, sinkFor(res, state, count))
-    }
-    if (partial.method === 'GET' || partial.method === 'HEAD' || (declared === 0 && partial.headers['transfer-encoding'] === undefined)) return submit(new Uint8Array(0))
     const chunks: Buffer[] = []
     let size = 0
     let over = false
     res.onData((chunk, isLast) => {
-      if (over || state.aborted) return
+      if (over || sink.aborted) return
       size += chunk.byteLength
       if (size > config.maxBody) {
         over = true
-        res.cork(() => void res.writeStatus(statusLine(413)).writeHeader('Content-Type', 'application/json')
-          .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
-        return
+        return tooLarge(res)
       }
       // uWS reuses the chunk's memory after this callback: copy it.
       chunks.push(Buffer.from(new Uint8Array(chunk).slice()))
       if (isLast) {
         const all = Buffer.concat(chunks, size)
-        submit(new Uint8Array(all.buffer, all.byteOffset, all.byteLength))
+        submit({ method, url, path, query, headers, body: new Uint8Array(all.buffer, all.byteOffset, all.byteLength), address }, sink)
       }
     })
+  }
+  const tooLarge = (res: HttpResponse): void => {
+    res.cork(() => void res.writeStatus(statusLine(413)).writeHeader('Content-Type', 'application/json')
+      .end(JSON.stringify({ code: 'ESPRA_ERR_APP_BODY_TOO_LARGE', message: `request body over ${config.maxBody} bytes` }), true))
+  }
+  const submit = (req: WireRequest, sink: HttpSink): void => {
+    // The mail node's question about a recipient (mail-handoff.ts has the rest): only signed by the cluster secret reaches the build.
+    if (req.path === ACCEPT_RECIPIENT_PATH && (req.method !== 'POST' || checkQuestion(config.secret, req.body, req.headers[SIGNATURE_HEADER]) === null)) {
+      return sendError(sink.res, 'ESPRA_ERR_MAIL_RECIPIENT_FORBIDDEN', `${ACCEPT_RECIPIENT_PATH} takes only signed requests from a mail node of this cluster`)
+    }
+    pool.submit(req, sink)
   }
   // Every path but /_espra/health. The child registers its own '/*' fallback (uWS aborts on a
   // pattern registered twice), so the app takes the same ground with these three.
