@@ -24,11 +24,11 @@
  * that failed for good, and for a kill the resume time p50/p99 from the kill
  * to each affected subscriber's first message after it. Targets: 0 lost, 0
  * duplicates, resume p99 <= 3 s, rolling restart 0 lost and 0 failed
- * publishes. Until Live replication lands, a kill loses the dead home's
- * history: MISSED is the expected answer there, counted, not hidden.
+ * publishes. With `--replicas 1` a kill loses the dead home's history:
+ * MISSED is the expected answer there, counted, not hidden.
  * Loopback only; stops by itself and kills everything it started.
  *
- *   npm run build && npx tsx bench/live-failover.ts [--subscribers 1000] [--channels 50] [--rate 2000] [--gap-seconds 60] [--no-second-kill] [--steady 5] [--settle 10] [--loaders 2] [--children 1] [--replicas 1]
+ *   npm run build && npx tsx bench/live-failover.ts [--subscribers 1000] [--channels 50] [--rate 2000] [--gap-seconds 60] [--no-second-kill] [--steady 5] [--settle 10] [--loaders 2] [--children 1] [--replicas 2]
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { Agent, request } from 'node:http'
@@ -49,8 +49,8 @@ const SETTLE_S = arg('settle', 10)
 const STEADY_S = arg('steady', 5)
 const LOADERS = arg('loaders', 2)
 const CHILDREN = arg('children', 1)
-/** `--live-replicas` of the Live nodes (2: each channel's backup takes over its history when its home is killed). */
-const REPLICAS = arg('replicas', 1)
+/** `--live-replicas` of the Live nodes (2, the product's default: each channel's backup takes over its history when its home is killed). */
+const REPLICAS = arg('replicas', 2)
 const SECOND_KILL = !process.argv.includes('--no-second-kill')
 const HOST = 'us-1.live.localhost'
 const LOAD = new URL('./live-failover-load.ts', import.meta.url).pathname

@@ -13,7 +13,7 @@
  * replication adds: each publish is answered and delivered once the
  * channel's backup, the other node, holds it).
  *
- *   npx tsc -p tsconfig.json && npx tsx bench/live-fanout.ts [--subscribers 10000] [--rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 1|2|1,2]
+ *   npx tsc -p tsconfig.json && npx tsx bench/live-fanout.ts [--subscribers 10000] [--rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 2|1|1,2] (2: the product's default)
  */
 import { Agent, request } from 'node:http'
 import { deriveTokenKey, mintToken } from '../lib/live/token.js'
@@ -29,7 +29,7 @@ const SECONDS = arg('seconds', 20)
 const LOADERS = arg('loaders', 2)
 const CHILDREN = arg('children', 2)
 const CH = 'bench:fanout'
-const REPLICAS = (textArg('replicas') ?? '1').split(',').map((v) => {
+const REPLICAS = (textArg('replicas') ?? '2').split(',').map((v) => {
   if (v !== '1' && v !== '2') throw new Error('--replicas must be 1, 2 or 1,2')
   return Number(v)
 })

@@ -60,9 +60,9 @@ export const LIVE_OPTIONS = [
     default: constant([]), parse: channelPatterns,
   }),
   option({
-    key: 'liveReplicas', flag: '--live-replicas <n>', env: 'ESPRA_LIVE_REPLICAS', defaultText: '1',
-    doc: 'live: nodes that hold each channel\'s history: 2 keeps it on its home and a backup (a publish is answered once both hold it; the backup takes over with the same sequence when the home dies); 1: the home only; the same on every node of a region',
-    details: 'live: nodes that hold each channel\'s history: `2` keeps it on its home and a backup, the first two Live nodes of its rendezvous order (a publish is answered once both hold it; the backup takes over with the same sequence when the home dies); `1`: the home only. The same on every node of a region ([live-protocol.md](live-protocol.md), "Replication")',
+    key: 'liveReplicas', flag: '--live-replicas <n>', env: 'ESPRA_LIVE_REPLICAS', defaultText: '2',
+    doc: 'live: nodes that hold each channel\'s history: 2 keeps it on its home and a backup while the region has two or more Live nodes (a publish is answered once both hold it; the backup takes over with the same sequence when the home dies); 1: the home only, its history lost with it; the same on every node of a region',
+    details: 'live: nodes that hold each channel\'s history: `2` keeps it on its home and a backup, the first two Live nodes of its rendezvous order (a publish is answered once both hold it; the backup takes over with the same sequence when the home dies); a region with one Live node has no backup and acknowledges at once. `1`: the home only, its history lost with it (the opt-out). The same on every node of a region ([live-protocol.md](live-protocol.md), "Replication")',
     parse: integer(1, 2),
   }),
   option({

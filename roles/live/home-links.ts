@@ -55,6 +55,8 @@ export interface HomeLinks {
   homeSend(home: string, op: 'unsub' | 'join' | 'leave', body: Record<string, unknown>): void
   /** Requests over the link to `node` once it is up; throws now if the table does not list the node. */
   requester(node: string): LinkRequest
+  /** Whether the link to `node` is up (undefined: this node keeps no link to it). */
+  linkUp(node: string): boolean | undefined
   /** Closes the links to the nodes not in `ids` (they left the routing table). */
   dropLeft(ids: ReadonlySet<string>): void
   /** Ends every link now. */
@@ -157,6 +159,7 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
         return p.client.request(op, body, HOME_TIMEOUT_MS)
       }
     },
+    linkUp: (node) => peers.get(node)?.client.connected,
     dropLeft(ids) {
       for (const [id, p] of peers) {
         if (ids.has(id)) continue

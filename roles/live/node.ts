@@ -19,7 +19,7 @@ import { liveErrorOf } from './errors.js'
 import { createHomeLinks, HOME_TIMEOUT_MS, type LinkRequest } from './home-links.js'
 import { Hub, type HubEvent, type Sink } from './hub.js'
 import { newLocalChannel, type LocalChannel as Local } from './local-channel.js'
-import { createPresenceSnapshot } from './presence-snapshot.js'
+import { createPresenceSettle, createPresenceSnapshot } from './presence-snapshot.js'
 import { isFailure, type ChildMessage, type ChildRequest, type WireFailure } from './messages.js'
 import { Renewal } from './renewal.js'
 import { createHomeOps, createLinkHandlers, type HomeOps } from './link.js'
@@ -29,9 +29,9 @@ const SWEEP_MS = 10_000
 /** Count-only channels' member counts go out at most this often (coalesced: one event per channel whatever the churn). */
 const PRESENCE_COUNT_MS = 1000
 /**
- * After a channel's home changes, the node compares the members it knew with the new home's this long after
- * (the other nodes have joined their members there by then: they apply the same routing push) and sends the
- * difference: the members of a home that died leave.
+ * After a channel's home changes, the node compares the members it knew with the new home's this long after its
+ * renewal there ended (the other nodes have joined their members there by then) and sends the difference: the
+ * members of a home that died leave.
  */
 const PRESENCE_SETTLE_MS = 1000
 /** A renewal at a home that failed is made again after this long (until it succeeds or the home changes). */
@@ -141,6 +141,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   // The home's members for the children (after a home change, the difference from what they were told).
   const snapshotPresence = createPresenceSnapshot({ log, children, current: (ch) => local.get(ch), isCountOnly: (ch) => hub.isCountOnly(ch), homeRequest: (home, op, body) => homeRequest(home, op, body) })
+  const settleAfter = createPresenceSettle(snapshotPresence, (ch) => local.get(ch), PRESENCE_SETTLE_MS)
 
   /**
    * Renews interest after a move or a reconnect; what cannot be recovered resets the children's subscribers. The
@@ -335,7 +336,8 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     // Members on a node that left the table leave the channels homed here now, not when its link times out.
     for (const n of table?.nodes ?? []) {
       if (ids.has(n.id)) continue
-      leftAt = Date.now()
+      // A node whose link is down (killed, crashed) hands nothing over: no home waits for its handover.
+      if (links.linkUp(n.id) !== false) leftAt = Date.now()
       if (n.id !== self) hub.dropNodeMembers(n.id)
     }
     table = new Rendezvous(next.nodes)
@@ -353,10 +355,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       endRenewal(l, false)
       l.home = home
       if (l.settle) clearTimeout(l.settle)
-      l.settle = setTimeout(() => {
-        l.settle = null
-        if (local.get(ch) === l && l.home === home) snapshotPresence(ch, l, true)
-      }, PRESENCE_SETTLE_MS).unref()
+      settleAfter(ch, l, home)
       renew(ch, l)
     }
     links.dropLeft(ids)

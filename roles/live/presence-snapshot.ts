@@ -3,7 +3,8 @@
  * the first time, that is what the node knows; after a home change
  * (`settle`), the difference from what the node's children were told is sent
  * to them (./presence-mirror.ts): the members of a home that died leave, and
- * a count-only channel's subscribers get the new home's count.
+ * a count-only channel's subscribers get the new home's count. The settle
+ * waits for this node's renewal at the new home (createPresenceSettle).
  */
 import type { Logger } from '../../lib/core/log.js'
 import type { ChildrenChannel } from '../../lib/process/role.js'
@@ -50,4 +51,23 @@ export function createPresenceSnapshot(o: PresenceSnapshotOptions): (ch: string,
       },
     )
   }
+}
+
+/**
+ * After a home change: the snapshot with `settle`, `ms` after this node's renewal at the new home ended (not after
+ * the table: a home may hold every renewal while it takes the channel over, a fill or a handover it waits for, and
+ * compared before the other nodes joined their members there, every member seemed to have left).
+ */
+export function createPresenceSettle(snapshot: (ch: string, l: LocalChannel, settle: boolean) => void, current: (ch: string) => LocalChannel | undefined, ms: number): (ch: string, l: LocalChannel, home: string) => void {
+  const settleAfter = (ch: string, l: LocalChannel, home: string): void => {
+    l.settle = setTimeout(() => {
+      l.settle = null
+      if (current(ch) !== l || l.home !== home) return
+      if (!l.renewal) return snapshot(ch, l, true)
+      void l.renewal.done.then(() => {
+        if (current(ch) === l && l.home === home && !l.settle) settleAfter(ch, l, home)
+      })
+    }, ms).unref()
+  }
+  return settleAfter
 }

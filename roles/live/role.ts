@@ -19,7 +19,6 @@ export const liveRole: Role = {
   summary: 'real-time: WebSocket, SSE and long-poll clients, channels, presence, notifications',
   notYet: [
     'file and cache invalidation and build updates through the hub (fileservers publish upload progress through lib/live/publisher.ts; invalidation and builds travel as seed pushes today)',
-    'replicated history by default: with the default --live-replicas 1 a channel\'s history is lost with its home node; --live-replicas 2 keeps a backup per channel and is opt-in (docs/live-protocol.md, "Replication")',
   ],
   forks: true,
   // Homes are picked over the region's routing table; every (re)connect resubscribes.
