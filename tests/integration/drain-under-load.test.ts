@@ -77,6 +77,7 @@ t.test('drain --then stop of a Live node under load through the proxy: 0 failed 
   t.same(await liveA.exited, { code: 0, signal: null }, 'live-a drained and stopped')
   const before = load.result.ok
   await waitFor('requests keep flowing to live-b', () => load.result.ok > before + 500)
+  await waitFor('every client told to reconnect has reconnected', () => tally.opened === 20 + tally.reconnectHints)
   const result = await load.stop()
   tally.stop()
 
@@ -85,6 +86,9 @@ t.test('drain --then stop of a Live node under load through the proxy: 0 failed 
   t.same(result.badStatus, {}, 'no request answered with another status')
   t.same(result.errors, {}, 'no request failed')
   t.equal(tally.failed, 0, 'no WebSocket upgrade failed')
-  t.equal(tally.reconnectHints, 20, 'each WebSocket client was told to reconnect once')
-  t.equal(tally.opened, 40, 'and each reconnected (to live-b)')
+  // Once each, unless a client's reconnect reached the proxy before the table without live-a did (it runs 50 ms
+  // after the hint, and the first hints come right after the drain order): live-a then took it again, and told
+  // it once more when it stopped (1 run in 4 at load average 12 had 22 hints).
+  t.ok(tally.reconnectHints >= 20 && tally.reconnectHints <= 25, `each WebSocket client was told to reconnect, once or (racing the table) twice: ${tally.reconnectHints}`)
+  t.equal(tally.opened, 20 + tally.reconnectHints, 'and each reconnected after each hint (to live-b once live-a stopped)')
 })
