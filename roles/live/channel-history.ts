@@ -43,7 +43,7 @@ export interface Catchup {
   recovered: boolean
   /** With `recovered: false` after a `since`: what is missing and why. */
   gap?: Gap
-  /** Messages after `since`, up to `seq`, in order (empty when not recovered or no `since`). */
+  /** Messages after `since` (after the gap when not recovered: the ones still held), up to `seq`, in order; empty with no `since`. */
   messages: LiveMessage[]
 }
 

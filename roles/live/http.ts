@@ -192,8 +192,9 @@ export function addHttp(live: LiveChild): { close(): void } {
           continue
         }
         const merged = live.answered(ch, answer, since.has(ch))
-        // The stream's position is the last message it has carried: `since` until the missed ones are out.
-        positions.set(ch, merged.recovered && since.has(ch) ? since.get(ch)! : merged.seq)
+        // The stream's position is the last message it has carried: the one before the missed ones until they are out
+        // (after a gap, the gap's end: the client backfills what the gap names).
+        positions.set(ch, merged.messages.length > 0 ? merged.messages[0]!.seq - 1 : subOkSeq(merged))
         event({ op: 'sub-ok', ch, seq: subOkSeq(merged), recovered: merged.recovered, ...gapOf(merged) })
         for (const m of merged.messages) listener.onMessage(m, JSON.stringify(live.msgFrame(m)))
         positions.set(ch, subOkSeq(merged))

@@ -220,12 +220,14 @@ export class Hub {
     trim(c, this.opts, this.now)
     const seq = c.committed
     if (since === undefined || since === seq) return { seq, recovered: true, messages: [] }
-    const first = c.head < c.history.length ? c.history[c.head]!.seq : seq + 1
-    if (since > seq || since < first - 1) return { seq, recovered: false, gap: gapAt(c, since, Math.min(first, seq + 1)), messages: [] }
+    const first = Math.min(c.head < c.history.length ? c.history[c.head]!.seq : seq + 1, seq + 1)
+    if (since > seq) return { seq, recovered: false, gap: gapAt(c, since, first), messages: [] }
+    // Past a gap, the messages still held after it follow as usual (docs/live-protocol.md, "Gaps").
+    const gap = since < first - 1 ? gapAt(c, since, first) : undefined
     const messages: LiveMessage[] = []
     // Sequences are contiguous within one home's history, so the start is an index.
-    for (let i = c.head + (since - first + 1); i < c.history.length && messages.length < limit && c.history[i]!.seq <= seq; i++) messages.push(c.history[i]!)
-    return { seq, recovered: true, messages }
+    for (let i = c.head + Math.max(since - first + 1, 0); i < c.history.length && messages.length < limit && c.history[i]!.seq <= seq; i++) messages.push(c.history[i]!)
+    return gap === undefined ? { seq, recovered: true, messages } : { seq, recovered: false, gap, messages }
   }
 
 

@@ -174,12 +174,12 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         }
         const c = answer as Catchup
         l.renewal = null
-        if (c.recovered) {
-          for (const m of c.messages) deliver({ k: 'msg', ...m }, home)
-        } else {
-          l.lastSeq = c.seq
-          for (const child of l.children) children.send(child, { k: 'reset', ch, seq: c.seq, ...(c.gap !== undefined ? { gap: c.gap } : {}) })
+        if (!c.recovered) {
+          // The reset is at the gap's end: the messages the home still holds after it follow (a new home's first ones).
+          l.lastSeq = c.messages.length > 0 ? c.messages[0]!.seq - 1 : c.seq
+          for (const child of l.children) children.send(child, { k: 'reset', ch, seq: l.lastSeq, ...(c.gap !== undefined ? { gap: c.gap } : {}) })
         }
+        for (const m of c.messages) deliver({ k: 'msg', ...m }, home)
         endRenewal(l, true, renewal)
         for (const { member } of l.users.values()) homeSend(home, 'join', { ch, member })
       },

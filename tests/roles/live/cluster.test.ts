@@ -95,6 +95,8 @@ t.test('kill -9 of a Live node: reconnects recover completely or say recovered:f
     } else {
       t.equal(ok['recovered'], false, `${ch} (home died): recovered:false, never a silent gap`)
       t.match(ok['gap'], { from: last.get(ch)! + 1, cause: 'lost' }, `${ch}: the gap starts after the last message seen, lost with its home`)
+      await again.next((f) => f.op === 'msg' && f['ch'] === ch && f['data'] === 'after', `${ch}: the new home's message after the gap`)
+      t.same(again.messages(ch).map((f) => f['seq']), [(ok['gap'] as { to: number }).to + 1], `${ch}: what the new home holds follows the gap, right after its end`)
     }
   }
 })

@@ -9,7 +9,8 @@ import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cl
 import { connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
-const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
+// A killed node leaves the table at once (its link closed); the timeout only must outlast a's pause below.
+const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '10s' }
 const liveFlags = { ...seedFlags, children: 1 }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 const nodes: StartedNode[] = []
@@ -45,19 +46,26 @@ function publishLoop(pub: LiveClient, ch: string): { acked: Frame[]; stop(): Pro
 }
 
 // One channel published through the relaying node a (its renewal reaches the new home before any new publish), one
-// through d, the new home (its publishes may start the new sequence before a's renewal arrives).
+// through d, the new home. a's parent is paused (SIGSTOP) across the loss until d has acknowledged publishes of
+// its new sequence, so a's renewal finds them held after the gap: they follow the reset (they were skipped silently,
+// the reset put at d's last sequence).
 t.test('home and backup killed at once under publishes: an exact lost gap, then every message after it', async (t) => {
   const sub = await connectLive(t, a.port, { token: tok })
   const start = new Map<string, number>()
   for (const ch of [viaA!, viaD!]) start.set(ch, (await sub.call({ op: 'sub', ch }))['seq'] as number)
   const loops = new Map([[viaA!, publishLoop(await connectLive(t, a.port, { token: tok }), viaA!)], [viaD!, publishLoop(await connectLive(t, d.port, { token: tok }), viaD!)]])
   await waitFor('20 messages of each before the kill', () => [viaA!, viaD!].every((ch) => sub.messages(ch).length >= 20), 20_000)
+  a.proc.kill('SIGSTOP')
+  t.teardown(() => a.proc.kill('SIGCONT'))
   for (const node of [h1, h2]) {
     node.proc.kill('SIGKILL')
     for (const pid of node.childPids()) process.kill(pid, 'SIGKILL')
   }
-  await a.waitForLog(listed(2), 'a applied the table without h1 and h2', 20_000)
   await d.waitForLog(listed(2), 'd applied the table without h1 and h2', 20_000)
+  const ackedBefore = loops.get(viaD!)!.acked.length
+  await waitFor('d acknowledged 5 publishes as the new home while a is paused', () => loops.get(viaD!)!.acked.length >= ackedBefore + 5, 20_000)
+  a.proc.kill('SIGCONT')
+  await a.waitForLog(listed(2), 'a applied the table without h1 and h2', 20_000)
   for (const ch of [viaA!, viaD!]) {
     const reset = await sub.next((f) => f.op === 'sub-ok' && f['ch'] === ch && f['id'] === undefined, `the reset of ${ch}`, 20_000)
     const resetAt = sub.frames.indexOf(reset)
