@@ -18,6 +18,12 @@ import { isFailure, type WireFailure } from './messages.js'
 export const HOME_TIMEOUT_MS = 5000
 /** A request answered MOVED (the channel's home changed under it) is sent again to the home of the next table, at most this often. */
 const MOVED_RETRIES = 3
+/**
+ * A request to a channel's home is answered within this, its MOVED retries, link waits and table waits included:
+ * before the child's 10 s wait for its parent ends, so the client hears 5030 rather than a timeout, and nothing is
+ * still being tried for it after that.
+ */
+export const FORWARD_DEADLINE_MS = 9000
 
 /** A request sent over one link (the home's answer, a failure included, as it came). */
 export type LinkRequest = (op: string, body: unknown) => Promise<unknown>
@@ -44,6 +50,8 @@ export interface HomeLinksOptions {
   onEvent(event: HubEvent, from: string): void
   /** After every (re)connect of the link to `home`: this node renews its interest and members there. */
   onConnect(home: string, request: LinkRequest): void
+  /** {@link FORWARD_DEADLINE_MS} unless given (tests). */
+  readonly forwardDeadlineMs?: number
 }
 
 export interface HomeLinks {
@@ -66,6 +74,7 @@ export interface HomeLinks {
 export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
   const { config, log } = o
   const self = config.nodeId
+  const forwardDeadlineMs = o.forwardDeadlineMs ?? FORWARD_DEADLINE_MS
   const peers = new Map<string, Peer>()
 
   function peer(id: string): Peer {
@@ -90,10 +99,10 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
     return p
   }
 
-  async function connected(p: Peer): Promise<void> {
+  async function connected(p: Peer, timeoutMs = HOME_TIMEOUT_MS): Promise<void> {
     if (p.client.connected) return
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new LiveError('UNAVAILABLE', `home link ${p.address} is down`)), HOME_TIMEOUT_MS)
+      const timer = setTimeout(() => reject(new LiveError('UNAVAILABLE', `home link ${p.address} is down`)), timeoutMs)
       const left = (): void => {
         clearTimeout(timer)
         reject(new LiveError('UNAVAILABLE', `home ${p.address} left the routing table`))
@@ -112,33 +121,35 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
    * A request to the channel's home. Answered MOVED (replicas: the home changed while it was in flight), it is sent
    * again to the home of the next routing table this node applies (a publish id makes a retried publish safe).
    */
-  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again = true, moves = 0): Promise<T> {
+  async function homeRequest<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again = true, moves = 0, deadline = Date.now() + forwardDeadlineMs): Promise<T> {
     const tableSeen = o.nextTable()
     try {
-      return await sendHome<T>(home, op, body, again)
+      return await sendHome<T>(home, op, body, again, deadline)
     } catch (err) {
       if (liveErrorOf(err).code !== 5031 || moves >= MOVED_RETRIES || typeof body['ch'] !== 'string') throw err
       const ch = body['ch']
       // Told by the home itself: wait for this node's table to catch up, unless it already names another home.
       if (o.homeOf(ch) === home) {
-        await waitAtMost(tableSeen, HOME_TIMEOUT_MS)
+        await waitAtMost(tableSeen, Math.min(HOME_TIMEOUT_MS, Math.max(0, deadline - Date.now())))
       }
-      return homeRequest<T>(o.homeOf(ch), op, body, again, moves + 1)
+      return homeRequest<T>(o.homeOf(ch), op, body, again, moves + 1, deadline)
     }
   }
 
-  async function sendHome<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again: boolean): Promise<T> {
+  async function sendHome<T>(home: string, op: keyof HomeOps, body: Record<string, unknown>, again: boolean, deadline: number): Promise<T> {
+    const left = Math.min(HOME_TIMEOUT_MS, deadline - Date.now())
+    if (left <= 0) throw new LiveError('UNAVAILABLE', `no answer from the home of ${String(body['ch'])} within ${forwardDeadlineMs} ms (its home changed meanwhile); retry`)
     if (home === self) return (await o.answerHere(op, body)) as T
     const p = peer(home)
     try {
-      await connected(p)
+      await connected(p, left)
     } catch (err) {
       // The home left the table while its link was still connecting: nothing was sent, so the channel's new home
       // is asked once (a Live node joining or leaving under load, e.g. a rolling restart, answered these 503).
-      if (again && p.left.signal.aborted && typeof body['ch'] === 'string') return homeRequest(o.homeOf(body['ch']), op, body, false)
+      if (again && p.left.signal.aborted && typeof body['ch'] === 'string') return homeRequest(o.homeOf(body['ch']), op, body, false, 0, deadline)
       throw err
     }
-    const answer = await p.client.request<T | WireFailure>(op, body, HOME_TIMEOUT_MS)
+    const answer = await p.client.request<T | WireFailure>(op, body, Math.max(1, Math.min(HOME_TIMEOUT_MS, deadline - Date.now())))
     if (isFailure(answer)) throw Object.assign(new LiveError('INTERNAL', answer.err.message), { code: answer.err.code })
     return answer as T
   }
