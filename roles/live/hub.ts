@@ -308,6 +308,22 @@ export class Hub {
     return { count: c?.members.size ?? 0, members }
   }
 
+  /**
+   * One page of the members for a node mirroring them (./presence-snapshot.ts): up to `limit` of the users after
+   * `after` in code-unit order, and whether more follow. Pages in that order stay whole while members come and go
+   * between them (the mirror applies the joins and leaves it hears meanwhile); none on a count-only channel.
+   */
+  presencePage(ch: string, after: string, limit = PRESENCE_LIST_LIMIT): { count: number; members: Member[]; more: boolean } {
+    const c = this.channels.get(ch)
+    if (!c || this.isCountOnly(ch)) return { count: c?.members.size ?? 0, members: [], more: false }
+    const users = [...c.members.keys()].filter((user) => user > after).sort()
+    const members = users.slice(0, limit).map((user) => {
+      const info = c.members.get(user)!.info
+      return info === undefined ? { user } : { user, info }
+    })
+    return { count: c.members.size, members, more: users.length > limit }
+  }
+
   /** A sink went away (peer link closed): drop its interest and its members. */
   dropSink(sink: Sink): void {
     for (const [ch, c] of this.channels) {

@@ -65,7 +65,13 @@ export function createHomeOps(hub: Hub, replication?: Replication): HomeOps {
       const limit = optionalSeq(body, 'limit') ?? MAX_HISTORY_LIMIT
       return hub.history(channel(body), optionalSeq(body, 'since'), Math.min(limit, MAX_HISTORY_LIMIT))
     },
-    presence: (_sink, body) => hub.presence(channel(body)),
+    presence: (_sink, body) => {
+      // With `after` (a user, '' for the first page): a page of the members for a node mirroring them.
+      const after = body['after']
+      if (after === undefined) return hub.presence(channel(body))
+      if (typeof after !== 'string') throw new LiveError('BAD_FIELD', 'after must be a user (a string; empty for the first page)')
+      return hub.presencePage(channel(body), after)
+    },
     join: (sink, body) => hub.join(sink, channel(body), member(body['member'])),
     leave: (sink, body) => {
       if (typeof body['user'] !== 'string') throw new LiveError('BAD_FIELD', 'user must be a string')

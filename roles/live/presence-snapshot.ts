@@ -20,8 +20,25 @@ export interface PresenceSnapshotOptions {
   homeRequest<T>(home: string, op: 'presence', body: Record<string, unknown>): Promise<T>
 }
 
+/** Members read past this many pages (a million) are not mirrored: the channel is too big to compare (make it count-only). */
+const MAX_PAGES = 1000
+
 export function createPresenceSnapshot(o: PresenceSnapshotOptions): (ch: string, l: LocalChannel, settle: boolean) => void {
   const { log, children } = o
+
+  /**
+   * Every member at the home, page by page (joins and leaves meanwhile reach the mirror as events). A home that
+   * does not page answers one list of at most 1000, and a count above it: the mirror then says it is too big.
+   */
+  async function readMembers(home: string, ch: string, stale: () => boolean): Promise<{ count: number; members: Member[] }> {
+    const members: Member[] = []
+    for (let page = 0; page < MAX_PAGES && !stale(); page++) {
+      const answer = await o.homeRequest<{ count: number; members: Member[]; more?: boolean }>(home, 'presence', { ch, after: members.at(-1)?.user ?? '' })
+      members.push(...answer.members)
+      if (answer.more !== true) return { count: answer.more === false ? members.length : answer.count, members }
+    }
+    return { count: members.length + 1, members }
+  }
   return (ch, l, settle) => {
     const home = l.home
     const stale = (): boolean => o.current(ch) !== l || l.home !== home
@@ -37,7 +54,7 @@ export function createPresenceSnapshot(o: PresenceSnapshotOptions): (ch: string,
       return
     }
     if (!l.presence.startSnapshot()) return
-    o.homeRequest<{ count: number; members: Member[] }>(home, 'presence', { ch }).then(
+    readMembers(home, ch, stale).then(
       ({ count, members }) => {
         if (stale()) return l.presence.snapshotFailed()
         const change = l.presence.snapshot(count, members)
