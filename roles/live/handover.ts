@@ -8,6 +8,12 @@
  * hold the channel yet and ignores it otherwise. Without it a rolling restart
  * lost channels: a node that had just joined as their home had not filled them
  * yet when the node that held them was drained next.
+ *
+ * A home that finds a channel nowhere while a node that left lately may still
+ * hand it over waits a little for it (roles/live/replication.ts). The leaver
+ * says when it has handed over everything (`handed`, once its handovers were
+ * answered), so the homes stop waiting for it at once: a new channel is not
+ * held up for seconds after every drain.
  */
 import type { Logger } from '../../lib/core/log.js'
 import type { ChannelSnapshot, ReplicaMessage } from './channel-history.js'
@@ -24,10 +30,13 @@ export interface HandoverOptions {
   readonly budget: number
   owners(ch: string): Owners
   version(): number
-  request(node: string, op: 'hand', body: Record<string, unknown>): Promise<unknown>
+  request(node: string, op: 'hand' | 'handed', body: Record<string, unknown>): Promise<unknown>
   /** A channel taken over whole from a holder that left: the home sends it to its backup. */
   taken(ch: string): void
 }
+
+/** A node that left is waited for this long at most, whether or not it says it handed everything over. */
+const LEAVER_MS = 15_000
 
 export class Handover {
   /** Channels this node is handing over now. */
@@ -37,6 +46,10 @@ export class Handover {
   private readonly waiters = new Map<string, Set<() => void>>()
   /** Channels taken over from a leaving holder (espra_live_handed_over_channels). */
   taken = 0
+  /** Nodes that left the table lately and may still hand channels over: when they left. */
+  private readonly leavers = new Map<string, number>()
+  /** Nodes that said they handed everything over: when. */
+  private readonly handedAt = new Map<string, number>()
   private readonly o: HandoverOptions
 
   constructor(opts: HandoverOptions) {
@@ -125,6 +138,33 @@ export class Handover {
     this.from.delete(ch)
   }
 
+  /** A node left the routing table with its link up (drained, stopping): it may hand channels over for a while. */
+  nodeLeft(node: string): void {
+    if (Date.now() - (this.handedAt.get(node) ?? 0) >= LEAVER_MS) this.leavers.set(node, Date.now())
+  }
+
+  /** Whether a node that left lately has not yet said it handed everything over. */
+  expecting(): boolean {
+    for (const [node, at] of this.leavers) if (Date.now() - at >= LEAVER_MS) this.leavers.delete(node)
+    return this.leavers.size > 0
+  }
+
+  /** `handed` from a node that left: nothing more comes from it; homes waiting only for it go on. */
+  onHanded(from: string): Record<string, never> {
+    this.o.log.info({ from, waitedFor: this.leavers.has(from) }, 'live: a node that left has handed all its channels over')
+    this.handedAt.set(from, Date.now())
+    for (const [node, at] of this.handedAt) if (Date.now() - at >= LEAVER_MS) this.handedAt.delete(node)
+    this.leavers.delete(from)
+    if (!this.expecting()) for (const set of this.waiters.values()) for (const wake of [...set]) wake()
+    return {}
+  }
+
+  /** Once every handover from here was answered: tells `nodes` that nothing more comes (best effort). */
+  async announce(nodes: readonly string[]): Promise<void> {
+    while (this.sending.size > 0) await Promise.all([...this.sending.values()])
+    await Promise.all(nodes.filter((n) => n !== this.o.self).map((n) => this.o.request(n, 'handed', {}).catch(() => undefined)))
+  }
+
   /** Resolves when a hand of the channel has been taken, or after `ms`. */
   wait(ch: string, ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -144,16 +184,13 @@ export class Handover {
 
   /**
    * A stopping node hands every channel it holds to the home it has once this node is gone (`successor`, null: no
-   * other node); resolves once every handover was answered, or after `timeoutMs`.
+   * other node), then tells `nodes` it is done; resolves once every handover was answered, or after `timeoutMs`.
    */
-  async handOff(successor: (ch: string) => string | null, timeoutMs: number): Promise<void> {
+  async handOff(successor: (ch: string) => string | null, nodes: readonly string[], timeoutMs: number): Promise<void> {
     for (const ch of this.o.hub.channelNames()) {
       const to = successor(ch)
       if (to !== null) void this.send(ch, to)
     }
-    const settled = (async () => {
-      while (this.sending.size > 0) await Promise.all([...this.sending.values()])
-    })()
-    await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())])
+    await Promise.race([this.announce(nodes), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())])
   }
 }

@@ -182,6 +182,12 @@ export function createLinkHandlers(ops: HomeOps, hub: Hub, onBadMessage: (op: st
       }
     })
   }
+  // A node that left the table handed everything over (./handover.ts): homes stop waiting for it.
+  handlers.set('handed', (_body, peer) => {
+    if (!replication) return { err: { code: new LiveError('UNKNOWN_OP').code, message: 'handed: this node runs with --live-replicas 1' } }
+    if (peer.kind !== 'node' || !peer.id) return { err: { code: new LiveError('BAD_FIELD').code, message: 'handed is for Live nodes' } }
+    return replication.handover.onHanded(peer.id)
+  })
   const messages = new Map<string, MessageHandler<MetaPeer>>()
   for (const op of MESSAGES) {
     messages.set(op, (body, peer) => {

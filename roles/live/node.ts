@@ -36,8 +36,7 @@ const PRESENCE_COUNT_MS = 1000
 const PRESENCE_SETTLE_MS = 1000
 /** A renewal at a home that failed is made again after this long (until it succeeds or the home changes). */
 const RENEW_RETRY_MS = 250
-/** A node that left the table this long ago may still be handing its channels over; a stopping one waits HANDOFF_MS for its own. */
-const LEFT_RECENTLY_MS = 15_000
+/** A stopping node waits this long at most for its handovers (./handover.ts) to be answered. */
 const HANDOFF_MS = 5000
 
 export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
@@ -52,8 +51,6 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
   let listed = false
   let version = 0
-  /** When a Live node last left the routing table (ms): its channels may be on their way to their new homes. */
-  let leftAt = 0
   /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
   let nextTable = signal()
   // Its callbacks reach homeOps, selfSink and the relay below: nothing calls them before startLiveNode has set those.
@@ -80,7 +77,6 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
         // A quarter of the link's frame limit: a transfer frame also carries its framing and msgpack's overhead.
         budget: Math.max(64 * 1024, Math.floor(config.maxFrame / 4)),
         request: async (node, op, body) => links.requester(node)(op, body),
-        recentlyLeft: () => Date.now() - leftAt < LEFT_RECENTLY_MS,
       })
     : undefined
   const homeOps: HomeOps = createHomeOps(hub, replication)
@@ -337,13 +333,16 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     for (const n of table?.nodes ?? []) {
       if (ids.has(n.id)) continue
       // A node whose link is down (killed, crashed) hands nothing over: no home waits for its handover.
-      if (links.linkUp(n.id) !== false) leftAt = Date.now()
+      if (links.linkUp(n.id) !== false) replication?.handover.nodeLeft(n.id)
       if (n.id !== self) hub.dropNodeMembers(n.id)
     }
     table = new Rendezvous(next.nodes)
+    const wasListed = listed
     listed = next.nodes.some((n) => n.id === self)
     version = next.version
     replication?.onTable()
+    // Taken out (drained): once the handovers onTable started were answered, the homes need not wait for more.
+    if (wasListed && !listed) void replication?.handover.announce(next.nodes.map((n) => n.id))
     nextTable.resolve()
     nextTable = signal()
     let moved = 0
@@ -381,7 +380,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     async close() {
       // Stopping: every channel held here goes to the home it has without this node (a drained node did it when it left the table).
       const rest = new Rendezvous(table?.nodes.filter((n) => n.id !== self) ?? [])
-      await replication?.handover.handOff((ch) => rest.pick(ch)?.id ?? null, HANDOFF_MS)
+      await replication?.handover.handOff((ch) => rest.pick(ch)?.id ?? null, rest.nodes.map((n) => n.id), HANDOFF_MS)
       replication?.close()
       for (const l of local.values()) if (l.settle) clearTimeout(l.settle)
       clearInterval(sweep)

@@ -43,9 +43,7 @@ export interface ReplicationOptions {
    */
   firstTable(): Promise<void>
   /** A request to another Live node over the internal link; rejects when the link fails or times out. */
-  request(node: string, op: 'repl' | 'fill' | 'hand', body: Record<string, unknown>): Promise<unknown>
-  /** Whether a Live node left the routing table lately: one of its channels may be on its way here (./handover.ts). */
-  recentlyLeft(): boolean
+  request(node: string, op: 'repl' | 'fill' | 'hand' | 'handed', body: Record<string, unknown>): Promise<unknown>
 }
 
 /** What a node answers a `repl` or `fill` it refuses (besides the error): its table's version and the channel's home in it. */
@@ -79,7 +77,7 @@ interface ChannelState {
 
 const NEED_STATE = 'needs the channel state'
 const RETRY_MS = 100
-/** How long a home that found a channel nowhere waits for its handover when a node left the table lately. */
+/** How long a home that found a channel nowhere waits for its handover while a node that left lately has not said it handed everything over. */
 const HAND_WAIT_MS = 3000
 
 export class Replication {
@@ -144,7 +142,7 @@ export class Replication {
    */
   private async take(ch: string, backup: string | null): Promise<void> {
     if (backup !== null) await this.fill(ch, backup)
-    if (!this.o.hub.has(ch) && this.o.recentlyLeft()) await this.handover.wait(ch, HAND_WAIT_MS)
+    if (!this.o.hub.has(ch) && this.handover.expecting()) await this.handover.wait(ch, HAND_WAIT_MS)
   }
 
   private async fill(ch: string, backup: string): Promise<void> {

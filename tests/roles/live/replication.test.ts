@@ -13,7 +13,7 @@ const LIMITS = { historySize: 100, historyAgeMs: 60_000, historyBytes: 8 * 1024 
 function backupNode(owners: Owners = { home: 'home-node', backup: 'backup-node' }) {
   const hub = new Hub(LIMITS)
   const replication = new Replication({
-    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7, firstTable: () => Promise.resolve(), recentlyLeft: () => false,
+    hub, self: 'backup-node', log: createLogger('silent', { role: 'live', node: 'backup-node' }), budget: 1024, owners: () => owners, version: () => 7, firstTable: () => Promise.resolve(),
     request: () => Promise.reject(new Error('no network in this test')),
   })
   const ops = createHomeOps(hub, replication)
@@ -98,4 +98,21 @@ t.test('malformed repl and fill bodies are refused with a precise error; only Li
   t.match(call('fill', { ch: 'c', version: 7 }, 'app-1', 'admin'), { err: { code: 4003, message: /for Live nodes/ } }, 'not a node: refused')
   const plain = createLinkHandlers(createHomeOps(new Hub(LIMITS)), new Hub(LIMITS), () => {})
   t.match(plain.handlers.get('repl')!({ ch: 'c' }, {} as MetaPeer), { err: { code: 4001, message: /--live-replicas 1/ } }, 'a node without replication: unknown op')
+})
+
+t.test('a home finding a channel nowhere waits for a node that left only until it says it handed everything over', async (t) => {
+  const { replication, call } = backupNode({ home: 'backup-node', backup: null })
+  replication.handover.nodeLeft('old-node')
+  t.ok(replication.handover.expecting(), 'a drained node left: its channels may be on their way')
+  let ready = false
+  const waiting = replication.ready('room:b').then(() => (ready = true))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.notOk(ready, 'a new channel waits for that node\'s handover')
+  t.same(call('handed', {}, 'someone-else', 'admin'), { err: { code: 4003, message: 'handed is for Live nodes' } })
+  t.notOk(ready)
+  t.same(call('handed', {}, 'old-node'), {})
+  await waiting
+  t.notOk(replication.handover.expecting(), 'it said it handed everything over: nothing more is waited for')
+  replication.handover.nodeLeft('old-node')
+  t.notOk(replication.handover.expecting(), 'nor when this node applies the table without it after the notice')
 })
