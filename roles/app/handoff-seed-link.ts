@@ -5,8 +5,10 @@
  * parent each handoff cost four IPC hops and two turns of the parent's event
  * loop. Opened with the first handoff (most app nodes never handle mail, and
  * then open nothing); until it is up, and whenever it is down, the ops go
- * through the parent as `app-seed` requests (node.ts relays them). The app's
- * other seed ops (tables, tasks, uploads) still go through the parent.
+ * through the parent as `app-seed` requests (node.ts relays them). Once open
+ * it carries the embedded task queue's ops too (the handoffs' lease and
+ * settle); the app's other seed ops (tables, uploads, the mail queue) still go
+ * through the parent.
  * `close()` lets the requests in flight (the last attempts' outcome notes)
  * finish before it closes the link.
  */
@@ -16,6 +18,8 @@ import type { MetaRequester } from '../../lib/transport/resend.js'
 import type { AppSeedRequest } from './server.js'
 
 export interface HandoffSeedLink extends MetaRequester {
+  /** Requests over this link once a handoff opened it, else through `other` (the task queue's lease and settle). */
+  orElse(other: MetaRequester): MetaRequester
   close(): Promise<void>
   destroy(): void
 }
@@ -25,7 +29,10 @@ export function createHandoffSeedLink(ctx: Pick<ChildContext, 'config' | 'log' |
   let closed = false
   const inFlight = new Set<Promise<unknown>>()
   const relay = (op: string, body: unknown): AppSeedRequest => ({ t: 'app-seed', op, body })
-  return {
+  const handoffLink: HandoffSeedLink = {
+    orElse(other) {
+      return { request: <R>(op: string, body: unknown, timeoutMs?: number) => (link !== null && !closed ? handoffLink.request<R>(op, body, timeoutMs) : other.request<R>(op, body, timeoutMs)) }
+    },
     request<R>(op: string, body: unknown, timeoutMs?: number): Promise<R> {
       if (link === null && !closed) {
         link = createChildSeedLink({ config: ctx.config, log: ctx.log, parent: ctx.parent, metrics: ctx.metrics, role: 'app', carries: 'mail handoffs: claim and outcome', relay })
@@ -46,4 +53,5 @@ export function createHandoffSeedLink(ctx: Pick<ChildContext, 'config' | 'log' |
       link?.destroy()
     },
   }
+  return handoffLink
 }

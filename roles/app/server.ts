@@ -71,20 +71,17 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const store = await createBlobStore(blobStoreConfig(config))
   const publisher = createLivePublisher({ secret: config.secret, id: `${config.nodeId}/${process.pid}`, log, linkOffset: config.liveLinkOffset, maxFrame: config.maxFrame, maxMessage: config.liveMaxMessage })
   let routingVersion = -1
-  // The app's tables and upload token records: datastore ops relayed by the parent over the node's seed link.
-  const datastore = createDatastoreClient({
-    request: <R>(op: string, body: unknown): Promise<R> =>
-      ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
-  })
+  // Seed ops relayed by the parent over the node's seed link: the app's tables, upload token records, the mail queue.
+  const viaParent = { request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS) }
+  // Mail handoffs over the child's own seed link, opened with the first one (handoff-seed-link.ts).
+  const handoffLink = createHandoffSeedLink(ctx)
+  const datastore = createDatastoreClient(viaParent)
   const tables = createAppTables(datastore)
   const uploadKey = deriveUploadKey(config.secret)
-  // The task queue: Redis with --redis, else the seed's embedded queue through the parent's seed link.
-  const taskQueue = await createAppTaskQueue(config, log, {
-    request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS),
-  })
-  const seedLink = { request: <R>(op: string, body: unknown): Promise<R> => ctx.parent.request<R>({ t: 'app-seed', op, body } satisfies AppSeedRequest, SEED_TIMEOUT_MS) }
+  // The task queue: Redis with --redis, else the seed's embedded queue: over the child's link once mail opened it.
+  const taskQueue = await createAppTaskQueue(config, log, handoffLink.orElse(viaParent))
   // ctx.sendMail: the outbound mail queue (Redis under its own prefix with --redis, else the seed's mailq).
-  const mailQueue = await openOutboundQueue(config.redis, log, seedLink)
+  const mailQueue = await openOutboundQueue(config.redis, log, viaParent)
   const sendMail = createSendMail({ config, log, blobs: store, datastore, queue: mailQueue, tasks: taskQueue })
   // What a worker's ctx asks the main thread for; arguments come from app code, so every one is checked by the callee.
   const platform: Record<PlatformOp, (...args: any[]) => Promise<unknown>> = {
@@ -135,8 +132,6 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  // Mail handoffs over the child's own seed link, opened with the first one (handoff-seed-link.ts).
-  const handoffLink = createHandoffSeedLink(ctx)
   const mailHandoff = createMailHandoffOps(handoffLink, datastore)
   const mailNotes = createMailOutcomeNotes(mailHandoff, log)
   const consumer = startTaskConsumer({
