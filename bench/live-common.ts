@@ -6,9 +6,9 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePortsAt } from '../tests/helpers/ports.js'
 
 export const BIN = new URL('../dist/bin/espra-node.js', import.meta.url).pathname
 export const LOAD = new URL('./live-load.ts', import.meta.url).pathname
@@ -63,21 +63,9 @@ export function guard(limitMs: number): NodeJS.Timeout {
   return timer
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((done) => {
-    const s = createServer()
-    s.once('error', () => done(false))
-    s.listen({ host: '127.0.0.1', port, exclusive: true }, () => s.close(() => done(true)))
-  })
-}
-
-/** A port p with p, p + 1000 (metrics) and p + 2000 (live link) free. */
-export async function freePorts(): Promise<number> {
-  for (let i = 0; i < 100; i++) {
-    const p = 20_000 + Math.floor(Math.random() * 20_000)
-    if ((await Promise.all([p, p + 1000, p + LINK_OFFSET].map(portFree))).every(Boolean)) return p
-  }
-  throw new Error('no free ports')
+/** A base port P with P, P + 1000 (metrics) and P + 2000 (Live link) free and claimed, below the ephemeral range (a node restarted by the bench binds them again later). */
+export function freePorts(): Promise<number> {
+  return freePortsAt([0, 1000, LINK_OFFSET])
 }
 
 export function descendants(pid: number): number[] {

@@ -55,6 +55,8 @@ const SECOND_KILL = !process.argv.includes('--no-second-kill')
 const HOST = 'us-1.live.localhost'
 const LOAD = new URL('./live-failover-load.ts', import.meta.url).pathname
 const RETRY_FOR_MS = 10_000
+/** A publish's answer is waited for this long at most (the proxy's own deadline for a forwarded request is longer). */
+const ANSWER_MS = 5_000
 
 const load = () => `load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`
 const pctOf = (values: number[], p: number) => {
@@ -92,7 +94,8 @@ async function main(): Promise<void> {
   for (const k of ids.keys()) await startLive(k)
   const inTable = (n: EspraNode, nodes: number) => n.waitForLog((l) => l['msg'] === 'live: routing table applied' && l['nodes'] === nodes && l['listed'] === true, `${nodes} nodes in the routing table`)
   for (const n of lives) await inTable(n!, 3)
-  const proxy = await startEspra('proxy', await freePorts(), { seed: seedAddr, children: 1, 'live-domain': 'localhost' })
+  // Every client of the bench comes from 127.0.0.1: the per-address connection limit (1,000 by default) would refuse them.
+  const proxy = await startEspra('proxy', await freePorts(), { seed: seedAddr, children: 1, 'live-domain': 'localhost', 'max-conns-per-address': 0 })
 
   // Publisher: through the proxy, keep-alive, publish id `fo-<i>`, sent again with the same id until acknowledged.
   const tok = mintToken(deriveTokenKey(BENCH_SECRET), { pub: ['failover:*'], ttlMs: 3_600_000 })
@@ -113,6 +116,8 @@ async function main(): Promise<void> {
       res.on('end', () => (res.statusCode === 200 ? (acked[i] = true) : retry(String(res.statusCode))))
     })
     req.on('error', (err) => retry((err as NodeJS.ErrnoException).code ?? err.message))
+    // A publish unanswered this long is sent again with its id (as a client would), so a hung request cannot hold one of the agent's sockets for good.
+    req.setTimeout(ANSWER_MS, () => req.destroy(Object.assign(new Error('no answer'), { code: 'timeout' })))
     req.end(body)
   }
   // The proxy has a routing table once a publish through it is acknowledged (index -1 is outside every tally).

@@ -32,6 +32,8 @@ export interface NodeChange {
   readonly node: Readonly<NodeRecord>
   readonly before: { readonly role: string; readonly region: string; readonly health: NodeHealth; readonly children: number } | null
   readonly removed: boolean
+  /** Why a removed node left: it said so (`deregistered`), or it went silent past the heartbeat timeout (`timeout`). */
+  readonly reason?: 'deregistered' | 'timeout'
 }
 
 /** A registry entry; `records()` hands these out read-only. */
@@ -227,12 +229,12 @@ export class Registry {
     for (const listener of this.graceListeners) listener()
   }
 
-  private remove(record: NodeRecord, reason: string): void {
+  private remove(record: NodeRecord, reason: 'deregistered' | 'timeout'): void {
     this.nodes.delete(record.id)
     this.unlink(record)
     record.link = null
     this.emit('left', record, reason)
-    this.changed(record, { role: record.role, region: record.region, health: record.health, children: record.children }, true)
+    this.changed(record, { role: record.role, region: record.region, health: record.health, children: record.children }, true, reason)
   }
 
   private emit(type: NodeEvent['type'], record: NodeRecord, reason?: string): void {
@@ -242,8 +244,9 @@ export class Registry {
     for (const listener of this.eventListeners) listener(event)
   }
 
-  private changed(node: NodeRecord, before: NodeChange['before'], removed: boolean): void {
-    for (const listener of this.changeListeners) listener({ node, before, removed })
+  private changed(node: NodeRecord, before: NodeChange['before'], removed: boolean, reason?: NodeChange['reason']): void {
+    const change: NodeChange = reason === undefined ? { node, before, removed } : { node, before, removed, reason }
+    for (const listener of this.changeListeners) listener(change)
   }
 
   // ---- the list ordered by seenAt ----

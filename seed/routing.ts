@@ -33,6 +33,8 @@ export class Routing {
   private flushQueued = false
   private lastVersion = 0
   private closed = false
+  /** Live nodes the seed lost (silent past the timeout, or their connection closed) and not yet named by a table. */
+  private readonly lost = new Map<string, string>()
   private readonly drained: (id: string) => boolean
 
   /** `drained`: nodes an operator took out (`admin drain`), left out whatever their health says. */
@@ -91,6 +93,10 @@ export class Routing {
 
   private noteChange(change: NodeChange): void {
     const { node, before } = change
+    if (node.role === 'live') {
+      if (change.reason === 'timeout' || (!change.removed && node.health === 'suspect')) this.lost.set(node.id, node.region)
+      else this.lost.delete(node.id)
+    }
     if (node.role === 'live') this.markDirty(node.region)
     if (before && before.role === 'live') this.markDirty(before.region)
   }
@@ -109,8 +115,10 @@ export class Routing {
     for (const region of this.dirty) {
       const nodes = this.compute(region)
       const previous = this.tables.get(region)
+      const lost = this.leftLost(region, previous?.nodes ?? [], nodes)
       if (previous && sameNodes(previous.nodes, nodes)) continue
       const table: RoutingTable = { region, version: this.nextVersion(), nodes }
+      if (lost.length > 0) table.lost = lost
       this.tables.set(region, table)
       if (!this.registry.inGrace && !this.closed) this.push(table)
     }
@@ -135,6 +143,17 @@ export class Routing {
       if (r.role === 'live' && r.region === region && servesTraffic(r) && !this.drained(r.id)) nodes.push({ id: r.id, address: r.address, port: r.port })
     }
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  /** The nodes of `before` not in `after` that the seed lost: they hand nothing over (roles/live/handover.ts). Forgets the region's lost nodes. */
+  private leftLost(region: string, before: RoutingTable['nodes'], after: RoutingTable['nodes']): string[] {
+    const lost: string[] = []
+    for (const [id, r] of this.lost) {
+      if (r !== region) continue
+      this.lost.delete(id)
+      if (before.some((n) => n.id === id) && !after.some((n) => n.id === id)) lost.push(id)
+    }
+    return lost
   }
 
   /** Milliseconds since the epoch, bumped when two changes share a millisecond. */

@@ -54,6 +54,8 @@ export interface RoutingTable {
   readonly region: string
   readonly version: number
   readonly nodes: readonly { readonly id: string; readonly address: string; readonly port: number }[]
+  /** Nodes of the previous table that the seed lost (not drained or stopped): they hand nothing over. */
+  readonly lost?: readonly string[]
 }
 
 /** One-way push from the seed, relayed by the parent to every child. */

@@ -124,6 +124,8 @@ export interface RoutingTable {
   /** Grows on every change, also across seed restarts (it is time-based). */
   version: number
   nodes: { id: string; address: string; port: number }[]
+  /** Nodes of the previous table that left it because the seed lost them (heartbeat timeout, connection closed), not drained or stopped. */
+  lost?: string[]
 }
 
 export type NodeEventType = 'joined' | 'left' | 'health'

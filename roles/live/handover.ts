@@ -138,9 +138,10 @@ export class Handover {
     this.from.delete(ch)
   }
 
-  /** A node left the routing table with its link up (drained, stopping): it may hand channels over for a while. */
-  nodeLeft(node: string): void {
-    if (Date.now() - (this.handedAt.get(node) ?? 0) >= LEAVER_MS) this.leavers.set(node, Date.now())
+  /** A node left the routing table; `mayHand`: drained or stopping with its link up, it may hand channels over for a while. */
+  nodeLeft(node: string, mayHand: boolean): void {
+    this.o.log.info({ node, handover: mayHand }, 'live: a node left the routing table')
+    if (mayHand && Date.now() - (this.handedAt.get(node) ?? 0) >= LEAVER_MS) this.leavers.set(node, Date.now())
   }
 
   /** Whether a node that left lately has not yet said it handed everything over. */

@@ -332,8 +332,9 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     // Members on a node that left the table leave the channels homed here now, not when its link times out.
     for (const n of table?.nodes ?? []) {
       if (ids.has(n.id)) continue
-      // A node whose link is down (killed, crashed) hands nothing over: no home waits for its handover.
-      if (links.linkUp(n.id) !== false) replication?.handover.nodeLeft(n.id)
+      // A node the seed lost (silent, as a frozen one whose link still looks up) or whose link is down hands nothing
+      // over: no home waits for its handover. A drained or stopping node may.
+      replication?.handover.nodeLeft(n.id, next.lost?.includes(n.id) !== true && links.linkUp(n.id) !== false)
       if (n.id !== self) hub.dropNodeMembers(n.id)
     }
     table = new Rendezvous(next.nodes)

@@ -105,3 +105,39 @@ t.test('unsubscribed on close: a closed proxy gets nothing and costs nothing', a
   await until(() => stay.tables.length === 2)
   t.equal(proxy.tables.length, 1)
 })
+
+t.test('a table names the nodes that left it because the seed lost them (silent, or their connection closed), not those drained or stopped', async (t) => {
+  const { port } = await startTestSeed(t, { heartbeatTimeout: 300 })
+  const proxy = await watcher(t, port, { routing: 'eu-1' })
+  const nodes = await Promise.all(['live-a', 'live-b', 'live-c', 'live-d'].map((id, i) => nodeClient(t, port, id, { region: 'eu-1', port: 9001 + i })))
+  const [a, b, c, d] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0], typeof nodes[0]]
+  await until(() => ids(proxy.tables.at(-1))?.length === 4, 2000, 'all four routed')
+  const next = async (what: string): Promise<RoutingTable> => {
+    const n = proxy.tables.length
+    await until(() => proxy.tables.length > n, 3000, what)
+    return proxy.tables.at(-1)!
+  }
+
+  a.setHealth('draining')
+  let table = await next('live-a drains')
+  t.same(ids(table), ['live-b', 'live-c', 'live-d'])
+  t.equal(table.lost, undefined, 'a draining node is not lost: it may hand its channels over')
+  b.stopHeartbeat()
+  const deregistered = next('live-b deregisters')
+  await b.request('deregister', {})
+  table = await deregistered
+  t.same(ids(table), ['live-c', 'live-d'])
+  t.equal(table.lost, undefined, 'a node that said it leaves is not lost')
+  c.stopHeartbeat()
+  table = await next('live-c is evicted')
+  t.same({ nodes: ids(table), lost: table.lost }, { nodes: ['live-d'], lost: ['live-c'] }, 'silent past the heartbeat timeout: lost')
+  await c.close()
+  d.stopHeartbeat()
+  const disconnected = next('live-d disconnects')
+  await d.close()
+  table = await disconnected
+  t.same({ nodes: ids(table), lost: table.lost }, { nodes: [], lost: ['live-d'] }, 'its connection closed: lost at once')
+  proxy.tables.forEach((x, i) => {
+    if (x.lost !== undefined) t.ok(x.lost.every((id) => ids(proxy.tables[i - 1])!.includes(id) && !ids(x)!.includes(id)), `table ${i} names only nodes that just left it`)
+  })
+})

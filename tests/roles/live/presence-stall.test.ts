@@ -51,6 +51,7 @@ t.test('SIGSTOP of a node: its members leave both kinds of channel once the seed
     watcher.next(() => left(watcher, homedOnB, 'alice'), 'alice leaves the channel homed on the stopped node', 30_000).then(() => seen.push(`home stopped ${Date.now() - stoppedAt} ms`)),
   ])
   t.comment(`from SIGSTOP to the leave seen on the other node: ${seen.join(', ')}`)
+  t.match(a.logs.find((l) => l.msg === 'live: a node left the routing table'), { node: 'live-b', handover: false }, 'the seed named the stopped node lost: no home waits for its handover')
   t.same((await watcher.call({ op: 'presence', ch: homedOnA }))['members'], [{ user: 'bob' }], 'only bob where the home is alive')
   t.same((await watcher.call({ op: 'presence', ch: homedOnB }))['members'], [{ user: 'bob' }], 'only bob at the new home')
   t.notOk(left(watcher, homedOnA, 'bob') || left(watcher, homedOnB, 'bob'), 'bob never left')

@@ -102,7 +102,9 @@ t.test('malformed repl and fill bodies are refused with a precise error; only Li
 
 t.test('a home finding a channel nowhere waits for a node that left only until it says it handed everything over', async (t) => {
   const { replication, call } = backupNode({ home: 'backup-node', backup: null })
-  replication.handover.nodeLeft('old-node')
+  replication.handover.nodeLeft('lost-node', false)
+  t.notOk(replication.handover.expecting(), 'a node the seed lost hands nothing over: nobody waits for it')
+  replication.handover.nodeLeft('old-node', true)
   t.ok(replication.handover.expecting(), 'a drained node left: its channels may be on their way')
   let ready = false
   const waiting = replication.ready('room:b').then(() => (ready = true))
@@ -113,6 +115,6 @@ t.test('a home finding a channel nowhere waits for a node that left only until i
   t.same(call('handed', {}, 'old-node'), {})
   await waiting
   t.notOk(replication.handover.expecting(), 'it said it handed everything over: nothing more is waited for')
-  replication.handover.nodeLeft('old-node')
+  replication.handover.nodeLeft('old-node', true)
   t.notOk(replication.handover.expecting(), 'nor when this node applies the table without it after the notice')
 })
