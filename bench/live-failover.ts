@@ -69,7 +69,7 @@ const verdict = (ok: boolean) => (ok ? 'ok' : 'MISSED')
 interface Phase { name: string; kind: 'steady' | 'kill' | 'rejoin' | 'rolling'; lo: number; hi: number; fromMs: number; toMs: number; failed: number }
 
 async function main(): Promise<void> {
-  const hard = guard((GAP_S + 2 * STEADY_S + 4 * SETTLE_S + 240) * 1000)
+  const hard = guard((GAP_S + 2 * STEADY_S + 4 * SETTLE_S + 360) * 1000)
   console.log(`${load()} before`)
   const meta = await freePorts()
   const seedAddr = `127.0.0.1:${meta}`
@@ -99,21 +99,27 @@ async function main(): Promise<void> {
 
   // Publisher: through the proxy, keep-alive, publish id `fo-<i>`, sent again with the same id until acknowledged.
   const tok = mintToken(deriveTokenKey(BENCH_SECRET), { pub: ['failover:*'], ttlMs: 3_600_000 })
-  const agent = new Agent({ keepAlive: true, maxSockets: 16 })
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 })
   const acked: boolean[] = []
+  /** Per publish: ms from its first attempt to its acknowledgement (time queued in the bench's agent included). */
+  const answerMs: number[] = []
+  const gaveUp = new Set<number>()
   let sent = 0
-  let failedFinal = 0
   const failures = new Map<string, number>()
   const post = (i: number, firstAt: number): void => {
     const body = JSON.stringify({ i })
     const retry = (why: string) => {
       failures.set(why, (failures.get(why) ?? 0) + 1)
       if (Date.now() - firstAt < RETRY_FOR_MS) setTimeout(() => post(i, firstAt), 200)
-      else failedFinal++
+      else gaveUp.add(i)
     }
     const req = request({ host: '127.0.0.1', port: proxy.port, method: 'POST', path: `/pub/${channelOf(i, CHANNELS)}`, agent, headers: { host: HOST, cookie: `espra_session=pub-${i % 16}`, authorization: `Bearer ${tok}`, 'idempotency-key': `fo-${i}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
       res.resume()
-      res.on('end', () => (res.statusCode === 200 ? (acked[i] = true) : retry(String(res.statusCode))))
+      res.on('end', () => {
+        if (res.statusCode !== 200) return retry(String(res.statusCode))
+        acked[i] = true
+        answerMs[i] = Date.now() - firstAt
+      })
     })
     req.on('error', (err) => retry((err as NodeJS.ErrnoException).code ?? err.message))
     // A publish unanswered this long is sent again with its id (as a client would), so a hung request cannot hold one of the agent's sockets for good.
@@ -197,8 +203,14 @@ async function main(): Promise<void> {
   begin('end', 'steady')
   phases.pop()
 
-  // Drain: every publish acknowledged or given up on, then 3 s for the last deliveries.
-  for (const until = Date.now() + RETRY_FOR_MS + 2000; acked.filter(Boolean).length + failedFinal < sent && Date.now() < until;) await sleep(200)
+  // Drain: every publish acknowledged or given up on (waited for while answers keep coming), then 3 s for the last deliveries.
+  const settled = () => acked.filter(Boolean).length + gaveUp.size
+  const drainLimit = Date.now() + 120_000
+  for (let until = Date.now() + RETRY_FOR_MS + 2000, before = settled(); settled() < sent && Date.now() < until; await sleep(200)) {
+    // A backlog still draining: wait on while it moves, 2 minutes at most.
+    if (settled() > before) until = Math.max(until, Math.min(Date.now() + 5000, drainLimit))
+    before = settled()
+  }
   await sleep(3000)
   const unacked: number[] = []
   for (let i = 0; i < sent; i++) if (!acked[i]) unacked.push(i)
@@ -210,21 +222,24 @@ async function main(): Promise<void> {
   agent.destroy()
 
   console.log('')
-  console.log(`published ${sent} (acknowledged ${sent - unacked.length}, failed for good ${unacked.length}; failed attempts ${JSON.stringify(Object.fromEntries(failures))}); subscribers reconnected ${tallies.reduce((s, t) => s + t.reconnects, 0)} times`)
+  console.log(`published ${sent} (acknowledged ${sent - unacked.length}, failed for good ${gaveUp.size}, unanswered at the end ${unacked.length - gaveUp.size}; failed attempts ${JSON.stringify(Object.fromEntries(failures))}); subscribers reconnected ${tallies.reduce((s, t) => s + t.reconnects, 0)} times`)
   const gaps = tallies.flatMap((t) => t.gaps)
   const resumes = tallies.flatMap((t) => t.resumes)
   for (const [p, ph] of phases.entries()) {
     const lost = tallies.reduce((s, t) => s + t.phases[p]!.lost, 0)
     const dups = tallies.reduce((s, t) => s + t.phases[p]!.duplicates, 0)
     const expected = tallies.reduce((s, t) => s + t.phases[p]!.expected, 0)
-    const failed = unacked.filter((i) => i >= ph.lo && i < ph.hi).length
+    const failed = [...gaveUp].filter((i) => i >= ph.lo && i < ph.hi).length
+    const unanswered = unacked.filter((i) => i >= ph.lo && i < ph.hi && !gaveUp.has(i)).length
+    const answers = answerMs.slice(ph.lo, ph.hi).filter((ms) => ms !== undefined)
     const inPhase = <T extends { atMs?: number; fromMs?: number }>(xs: T[]) => xs.filter((x) => (x.atMs ?? x.fromMs!) >= ph.fromMs && (x.atMs ?? x.fromMs!) < ph.toMs)
     const byCause = new Map<string, number>()
     for (const g of inPhase(gaps)) byCause.set(g.cause, (byCause.get(g.cause) ?? 0) + 1)
     const gapText = [...byCause].map(([c, n]) => `${n} ${c}`).join(', ') || 'none'
     console.log(`${ph.name} (${((ph.toMs - ph.fromMs) / 1000).toFixed(1)} s, publishes ${ph.lo}..${ph.hi - 1})`)
     console.log(`  lost ${lost} of ${expected} deliveries of acknowledged publishes, duplicates ${dups}   target 0 / 0   ${verdict(lost === 0 && dups === 0)}`)
-    console.log(`  gaps reported: ${gapText}; publishes failed for good ${failed}${ph.kind === 'rolling' ? `   target 0   ${verdict(failed === 0)}` : ''} (failed attempts, sent again: ${ph.failed})`)
+    console.log(`  gaps reported: ${gapText}; publishes failed for good ${failed}${ph.kind === 'rolling' ? `   target 0   ${verdict(failed === 0)}` : ''} (failed attempts, sent again: ${ph.failed}), unanswered at the end ${unanswered}`)
+    console.log(`  publish to acknowledgement p50 / p99 / max ${pctOf(answers, 50).toFixed(0)} / ${pctOf(answers, 99).toFixed(0)} / ${pctOf(answers, 100).toFixed(0)} ms (${answers.length} acknowledged; time queued in the publisher included)`)
     const hit = inPhase(resumes)
     if (ph.kind !== 'kill') {
       // No single moment to count from: each stall's own length.

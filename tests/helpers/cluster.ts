@@ -5,7 +5,7 @@
  * their coverage counts (see {@link COVERAGE}).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import type { Agent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -70,9 +70,11 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
   const linkOffset = role === 'live' ? [Number(flags['live-link-offset'] ?? 2000)] : []
   const port = Number(flags['port'] ?? (await freePortsAt([0, ...linkOffset])))
   const metricsPort = Number(flags['metrics-port'] ?? (await freePort()))
+  // A data directory of its own unless the test gives one; removed once the node has exited at teardown.
+  const ownDataDir = flags['data-dir'] === undefined ? mkdtempSync(join(tmpdir(), 'espra-node-test-')) : null
   const all: Record<string, string | number> = {
     seed: `127.0.0.1:${await freePort()}`,
-    'data-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-')),
+    ...(ownDataDir !== null ? { 'data-dir': ownDataDir } : {}),
     bind: '127.0.0.1',
     advertise: '127.0.0.1',
     ...flags,
@@ -132,6 +134,9 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
   t.teardown(async () => {
     if (COVERAGE) await node.stop(COVERAGE_STOP_MS)
     killAll()
+    if (ownDataDir === null) return
+    await exited
+    rmSync(ownDataDir, { recursive: true, force: true })
   })
   if (!opts.noWait) {
     await Promise.race([
