@@ -205,7 +205,7 @@ export function createSmtpServer(opts: SmtpOptions): SMTPServer {
 
   const options: SMTPServerOptions = {
     name: opts.hostname,
-    banner: 'espra-node ESMTP',
+    banner: 'espra-node', // the greeting: 220 <host> ESMTP espra-node
     size: opts.maxSize,
     authOptional: true,
     // Inbound MX: no AUTH. STARTTLS only with --smtp-tls-cert.
