@@ -21,7 +21,12 @@ const app = uws.App()
 app.ws('/ws', {
   idleTimeout: 120,
   message(ws, message) {
-    const frame = JSON.parse(Buffer.from(message).toString('utf8')) as { op?: string; ch?: string }
+    let frame: { op?: string; ch?: string }
+    try {
+      frame = JSON.parse(Buffer.from(message).toString('utf8')) as { op?: string; ch?: string }
+    } catch {
+      return
+    }
     if (frame.op !== 'sub' || typeof frame.ch !== 'string') return
     ws.subscribe(`j:${frame.ch}`)
     ws.send(JSON.stringify({ op: 'sub-ok', ch: frame.ch, seq: seqs.get(frame.ch) ?? 0, recovered: true }), false)
@@ -34,10 +39,16 @@ app.post('/pub/*', (res, req) => {
   res.onData((chunk, last) => {
     chunks.push(Buffer.from(chunk.slice(0)))
     if (!last) return
+    let data: unknown
+    try {
+      data = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    } catch {
+      return void res.cork(() => res.writeStatus('400 Bad Request').end())
+    }
     const seq = (seqs.get(ch) ?? 0) + 1
     seqs.set(ch, seq)
     const ts = Date.now()
-    app.publish(`j:${ch}`, JSON.stringify({ op: 'msg', ch, seq, ts, data: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown }), false)
+    app.publish(`j:${ch}`, JSON.stringify({ op: 'msg', ch, seq, ts, data }), false)
     res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'application/json').end(JSON.stringify({ ch, seq, ts })))
   })
 })
