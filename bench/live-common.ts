@@ -2,7 +2,9 @@
  * Shared by the benches that start nodes (live-*, files, upload, app-*): real
  * `espra-node` processes from dist (run `npx tsc -p tsconfig.json` first),
  * load processes, /proc readings, and a guarantee that everything started is
- * killed when the bench ends, fails or is interrupted.
+ * killed when the bench ends, fails or is interrupted. `BENCH_DIST=<dir>`
+ * starts the `espra-node` built in another tree instead (`<dir>/bin/espra-node.js`,
+ * e.g. main's dist, to compare a change against it with the same bench).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -10,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePortsAt } from '../tests/helpers/ports.js'
 
-export const BIN = new URL('../dist/bin/espra-node.js', import.meta.url).pathname
+export const BIN = process.env['BENCH_DIST'] ? join(process.env['BENCH_DIST'], 'bin/espra-node.js') : new URL('../dist/bin/espra-node.js', import.meta.url).pathname
 export const LOAD = new URL('./live-load.ts', import.meta.url).pathname
 export const BENCH_SECRET = 'bench-live-secret-0123456789abcdef'
 /** The internal link listens on the public port plus this (the default). */
