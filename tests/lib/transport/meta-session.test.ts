@@ -113,6 +113,47 @@ t.test('onMessage takes one-way ops missing from the table (client side)', async
   t.same(got, [['routing', { version: 1 }]])
 })
 
+t.test('the frames of one turn go out in one write', async (t) => {
+  const got: unknown[] = []
+  const { a } = await pair(t, { handlers: [['echo', (body) => body]], onMessage: (_op, body) => got.push(body) })
+  const socket = (a as unknown as { socket: Socket & { _writev(...args: unknown[]): void; _write(...args: unknown[]): void } }).socket
+  let writes = 0
+  for (const name of ['_write', '_writev'] as const) {
+    const original = socket[name].bind(socket)
+    socket[name] = (...args: unknown[]) => {
+      writes++
+      original(...args)
+    }
+  }
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => a.request('echo', { i })))
+  t.same(answers, Array.from({ length: 50 }, (_, i) => ({ i })), 'every answer, in order')
+  t.equal(writes, 1, '50 requests of one turn: one write')
+  for (let i = 0; i < 3; i++) a.send('note', { i })
+  await until(() => got.length === 3, 2000, 'the messages')
+  t.equal(writes, 2, 'three messages of one turn: one more write')
+})
+
+t.test('a peer that reads nothing is dropped once what waits for it passes the limit', async (t) => {
+  const [sa, sb] = await socketPair()
+  sb.pause()
+  const a = new MetaSession<string>({ socket: sa, maxFrame: 64 * 1024, maxBufferedBytes: 256 * 1024, log, context: 'a' })
+  let reason: EspraError | null | undefined
+  a.onClose((r) => (reason = r))
+  a.open()
+  t.teardown(() => {
+    a.destroy()
+    sb.destroy()
+  })
+  const pad = 'x'.repeat(60_000)
+  // The kernel's buffers take the first megabytes; past them the frames wait in the session until it gives up.
+  for (let i = 0; i < 2000 && reason === undefined; i++) {
+    a.send('fill', { pad })
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  t.match(reason, { code: 'ESPRA_ERR_META_SLOW_PEER' }, 'dropped as a slow peer')
+  t.equal(a.state, 'closed')
+})
+
 t.test('a request without an answer times out; closing rejects what is pending', async (t) => {
   const { a, b } = await pair(t, { handlers: [['never', () => new Promise(() => {})]] }, { requestTimeoutMs: 50 })
   t.match(await a.request('never', {}).catch((e: EspraError) => e), { code: 'ESPRA_ERR_META_TIMEOUT', details: { op: 'never' } })
