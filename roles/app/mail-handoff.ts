@@ -32,6 +32,9 @@ import { decodePayload, type LeasedTask } from '../../lib/tasks/task.js'
 import type { MailHandoffOps } from './mail-handoff-ops.js'
 import type { TaskOutcome } from './protocol.js'
 
+/** Resolvers kept per child (one per distinct DNS servers and timeout the tasks name). */
+const MAX_RESOLVERS = 8
+
 // The same encoding as task payloads (lib/tasks/task.ts), so the worker decodes it as any payload.
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -63,11 +66,36 @@ export interface MailPreparerOptions {
 /** For `espra.mail` tasks, the task with the parsed message as its payload (or `{skip}`: not this task's to hand); null for every other task. */
 export function createMailPreparer(blobs: BlobStore, ops: Pick<MailHandoffOps, 'claim'>, opts: MailPreparerOptions): (task: LeasedTask) => Promise<LeasedTask | { skip: string }> | null {
   const onError = (err: unknown) => opts.log.warn({ err }, 'mail authentication failed to run: results are temperror')
+  /**
+   * One resolver per set of DNS servers and timeout (in practice one: the mail nodes' settings), kept for the child's
+   * life: a resolver made per message cost a c-ares channel (and a read of resolv.conf) every time. It keeps answers
+   * 2 s (DNS_CACHE_MS, mail-auth.ts): a burst of mail from one sender asks the same SPF and DMARC names.
+   */
+  const resolvers = new Map<string, DNSResolver>()
+  const resolverFor = (verify: HandoffVerification, make: (servers: readonly string[], timeoutMs: number) => DNSResolver): DNSResolver => {
+    const key = `${verify.timeoutMs} ${verify.dnsServers.join(',')}`
+    let resolver = resolvers.get(key)
+    if (resolver === undefined) {
+      // Made before it is kept: servers it refuses throw here, and the verification says so (temperror) as before.
+      resolver = make(verify.dnsServers, verify.timeoutMs)
+      // Bounded: the settings come with each task; a cluster uses one or two.
+      if (resolvers.size >= MAX_RESOLVERS) resolvers.delete(resolvers.keys().next().value!)
+      resolvers.set(key, resolver)
+    }
+    return resolver
+  }
 
   async function verifyHere(stores: RawStores, payload: AuthedMailTaskPayload, verify: HandoffVerification): Promise<MailAuthResults> {
     // mailauth is loaded with the first message to verify, as mailparser is.
-    const { verifyStoredMessage } = await import('../../lib/mail/verify-stored.js')
-    return verifyStoredMessage(stores, payload, verify, { onError, ...(opts.resolver === undefined ? {} : { resolver: opts.resolver(verify) }) })
+    const [{ verifyStoredMessage }, { dnsResolver, DNS_CACHE_MS, unverified }] = await Promise.all([import('../../lib/mail/verify-stored.js'), import('../../lib/mail/mail-auth.js')])
+    let resolver: DNSResolver
+    try {
+      resolver = opts.resolver?.(verify) ?? resolverFor(verify, (servers, timeoutMs) => dnsResolver(servers, timeoutMs, DNS_CACHE_MS))
+    } catch (err) {
+      onError(err)
+      return unverified(`the DNS servers ${verify.dnsServers.join(', ')} are not usable: ${(err as Error)?.message ?? String(err)}`)
+    }
+    return verifyStoredMessage(stores, payload, verify, { onError, resolver })
   }
 
   return (task) => {

@@ -132,7 +132,7 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  const mailHandoff = createMailHandoffOps(handoffLink, datastore)
+  const mailHandoff = createMailHandoffOps(handoffLink, datastore, config.maxFrame)
   const mailNotes = createMailOutcomeNotes(mailHandoff, log)
   const consumer = startTaskConsumer({
     queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, mailHandoff, { log }),
