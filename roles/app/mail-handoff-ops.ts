@@ -4,7 +4,9 @@
  * (seed/mail-handoff-ops.ts). The claims of one turn of the event loop (the
  * tasks of one lease) go as one `mail.inbound.claims`, and the outcomes of
  * one turn as one `mail.inbound.outcomes`: one round trip each for the lot
- * instead of one per message, whose writes the seed commits together.
+ * instead of one per message, whose writes the seed commits together. On
+ * the seed's own queue an outcome carries its task's settlement too
+ * (`finish`), so the handoff's note and settle are one op, not two.
  * A seed of an earlier version answers `ESPRA_ERR_META_UNKNOWN_OP`: the
  * child then sends each as `mail.inbound.claim`/`mail.inbound.outcome`, and
  * for a seed that knows neither the same steps go as the single
@@ -18,6 +20,8 @@ import type { EspraError } from '../../lib/core/errors.js'
 import { claimInbound, claimsPerOp, MAX_OUTCOMES_PER_OP, noteInboundOutcome, type HandoffClaim, type HandoffOutcome } from '../../lib/mail/inbound-handoff.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
 import { DATASTORE_RETRY_WINDOW_MS } from '../../lib/storage/datastore-client.js'
+import { newOpId } from '../../lib/storage/op-id.js'
+import type { Settlement } from '../../lib/tasks/task.js'
 import { createResender, type MetaRequester } from '../../lib/transport/resend.js'
 
 export interface MailHandoffOps {
@@ -25,6 +29,17 @@ export interface MailHandoffOps {
   claim(id: string, task: string): Promise<HandoffClaim>
   /** Notes an attempt's outcome on the message's record; false when nothing was noted (the record is gone or names another task). */
   outcome(outcome: HandoffOutcome): Promise<boolean>
+  /**
+   * The same, and the attempt's task settled on the seed's queue in the same op (only for the seed's embedded or
+   * PostgreSQL queue). `settled` false: the seed could not take the settlement (a seed without the list ops): the
+   * caller settles the task itself; `lost`: settled too late, the task's lease had expired.
+   */
+  finish(outcome: HandoffOutcome, settlement: Settlement): Promise<{ noted: boolean; settled: boolean; lost: boolean }>
+}
+
+interface Finish {
+  readonly outcome: HandoffOutcome
+  readonly settlement?: Settlement
 }
 
 const unknownOp = (err: unknown) => (err as EspraError | null)?.code === 'ESPRA_ERR_META_UNKNOWN_OP'
@@ -75,9 +90,16 @@ export function createMailHandoffOps(seed: MetaRequester, datastore: Pick<Datast
     throw err
   })
   const claims = coalesce(claimsPerOp(maxFrame), async (list: { id: string; task: string }[]) => (await send<{ claims: HandoffClaim[] }>('mail.inbound.claims', { claims: list })).claims, claimOne)
-  const outcomes = coalesce(MAX_OUTCOMES_PER_OP, async (list: HandoffOutcome[]) => (await send<{ noted: boolean[] }>('mail.inbound.outcomes', { outcomes: list })).noted, outcomeOne)
+  // Outcomes with their settlements (`settle`, applied once per op id: the op is sent again over a link that dropped).
+  const outcomes = coalesce(MAX_OUTCOMES_PER_OP, async (list: Finish[]) => {
+    const results = list.flatMap((f) => (f.settlement === undefined ? [] : [f.settlement]))
+    const body = { outcomes: list.map((f) => f.outcome), ...(results.length === 0 ? {} : { settle: { results, opId: newOpId() } }) }
+    const { noted, lost = [] } = await send<{ noted: boolean[]; lost?: string[] }>('mail.inbound.outcomes', body)
+    return list.map((f, n) => ({ noted: noted[n]!, settled: f.settlement !== undefined, lost: f.settlement !== undefined && lost.includes(f.settlement.id) }))
+  }, async (f: Finish) => ({ noted: await outcomeOne(f.outcome), settled: false, lost: false }))
   return {
     claim: (id, task) => claims({ id, task }),
-    outcome: (outcome) => outcomes(outcome),
+    outcome: async (outcome) => (await outcomes({ outcome })).noted,
+    finish: (outcome, settlement) => outcomes({ outcome, settlement }),
   }
 }

@@ -28,7 +28,7 @@ import type { DNSResolver } from 'mailauth'
 import type { AuthedInboundMessage, AuthedMailTaskPayload, HandoffVerification, MailAuthResults } from '../../lib/mail/inbound-auth.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
-import { decodePayload, type LeasedTask } from '../../lib/tasks/task.js'
+import { decodePayload, type LeasedTask, type Settlement } from '../../lib/tasks/task.js'
 import type { MailHandoffOps } from './mail-handoff-ops.js'
 import type { TaskOutcome } from './protocol.js'
 
@@ -119,16 +119,36 @@ export function createMailPreparer(blobs: BlobStore, ops: Pick<MailHandoffOps, '
   }
 }
 
-/** Notes each `espra.mail` attempt's outcome on the message's record; other tasks are not its business. */
-export function createMailOutcomeNotes(ops: Pick<MailHandoffOps, 'outcome'>, log: Logger): (task: LeasedTask, outcome: TaskOutcome) => void {
-  return (task, outcome) => {
-    if (task.name !== MAIL_TASK_NAME || outcome.result === 'released') return
-    void (async () => {
-      const { id } = decodePayload(task.payload) as MailTaskPayload
-      const note = outcome.result === 'done'
-        ? { id, task: task.id, attempt: task.attempt, result: 'done' as const }
-        : { id, task: task.id, attempt: task.attempt, result: 'failed' as const, error: outcome.error }
-      await ops.outcome(note)
-    })().catch((err: unknown) => log.warn({ err, task: task.id }, `could not note the mail handoff's outcome on its record (admin mail inbound may show it pending)`))
+/**
+ * Notes each `espra.mail` attempt's outcome on the message's record; other tasks are not its business. With
+ * `settleHere` (the task queue is the seed's: embedded or PostgreSQL) the note carries the task's settlement, one
+ * seed op for both; the promise says whether the task was settled (else the consumer settles it as any task).
+ */
+export function createMailOutcomeNotes(ops: Pick<MailHandoffOps, 'outcome' | 'finish'>, log: Logger, settleHere = false): (task: LeasedTask, outcome: TaskOutcome, settlement: Settlement) => Promise<boolean> | undefined {
+  const warn = (err: unknown, task: LeasedTask) => log.warn({ err, task: task.id }, `could not note the mail handoff's outcome on its record (admin mail inbound may show it pending)`)
+  return (task, outcome, settlement) => {
+    if (task.name !== MAIL_TASK_NAME || outcome.result === 'released') return undefined
+    let id: string
+    try {
+      id = (decodePayload(task.payload) as MailTaskPayload).id
+    } catch (err) {
+      warn(err, task)
+      return undefined
+    }
+    const note = outcome.result === 'done'
+      ? { id, task: task.id, attempt: task.attempt, result: 'done' as const }
+      : { id, task: task.id, attempt: task.attempt, result: 'failed' as const, error: outcome.error }
+    if (!settleHere) {
+      ops.outcome(note).catch((err: unknown) => warn(err, task))
+      return undefined
+    }
+    return ops.finish(note, settlement).then(({ settled, lost }) => {
+      if (lost) log.warn({ lost: [task.id], count: 1 }, 'task leases expired before their results were reported: those tasks run again')
+      return settled
+    }, (err: unknown) => {
+      // Neither noted nor (as far as we know) settled: the consumer settles it; a settle the seed did apply answers "lost" then.
+      warn(err, task)
+      return false
+    })
   }
 }

@@ -12,6 +12,8 @@ import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { createMailHandoffOps, type MailHandoffOps } from '../../roles/app/mail-handoff-ops.js'
 import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
 import { mailHandoffHandlers } from '../../seed/mail-handoff-ops.js'
+import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
+import { newTask } from '../../lib/tasks/task.js'
 
 let n = 0
 type SeedKnows = 'batched' | 'single' | 'none'
@@ -19,8 +21,12 @@ type SeedKnows = 'batched' | 'single' | 'none'
 async function open(t: Test) {
   const dir = mkdtempSync(join(tmpdir(), 'espra-mail-handoff-ops-'))
   const datastore = await openEmbeddedDatastore({ dir })
-  t.teardown(() => datastore.close())
-  const handlers = new Map(mailHandoffHandlers(datastore))
+  const queue = await openEmbeddedTaskQueue({ dir })
+  t.teardown(async () => {
+    await queue.close()
+    await datastore.close()
+  })
+  const handlers = new Map(mailHandoffHandlers(datastore, { queue }))
   const sent: string[] = []
   const call = async (op: string, body: unknown) => {
     sent.push(op)
@@ -47,7 +53,7 @@ async function open(t: Test) {
     return record
   }
   const read = async (id: string) => (await datastore.get('mailInbound', inboundRecordKey(id))) as unknown as InboundRecord | null
-  return { datastore, call, client, recorded, read, sent }
+  return { datastore, queue, call, client, recorded, read, sent }
 }
 
 for (const seedKnowsOps of ['batched', 'single', 'none'] as const) {
@@ -113,6 +119,28 @@ t.test('the claims and outcomes of one turn are one request each; under a small 
   t.same(sent, ['mail.inbound.claim', 'mail.inbound.claim', 'mail.inbound.claim'], 'a seed without the batched ops: the single ops, and the batched one is not tried again')
 })
 
+t.test('an outcome with its settlement: noted and the task settled in one op; a seed without the list ops leaves the settle to the caller', async (t) => {
+  const { client, recorded, read, sent, queue } = await open(t)
+  const ops = client('batched')
+  await queue.enqueue(newTask('espra.mail', new Uint8Array([1]), { attempts: 3 }))
+  await queue.enqueue(newTask('espra.mail', new Uint8Array([2]), { attempts: 3 }))
+  const [a, b] = await queue.lease({ max: 2, leaseMs: 60_000 })
+  const ra = await recorded(a!.id)
+  const rb = await recorded(b!.id)
+  const finished = await Promise.all([
+    ops.finish({ id: ra.id, task: a!.id, attempt: 1, result: 'done' }, { id: a!.id, attempt: 1, result: 'done' }),
+    ops.finish({ id: rb.id, task: b!.id, attempt: 1, result: 'failed', error: 'boom' }, { id: b!.id, attempt: 1, result: 'failed', error: 'boom', retryInMs: 60_000 }),
+  ])
+  t.same(finished, [{ noted: true, settled: true, lost: false }, { noted: true, settled: true, lost: false }])
+  t.same(sent, ['mail.inbound.outcomes'], 'one op for both notes and both settlements')
+  t.match(await read(ra.id), { handledAt: Number })
+  t.match(await queue.counts(), { ready: 0, leased: 0, delayed: 1 }, 'the done task is gone, the failed one waits for its retry')
+  sent.length = 0
+  t.same(await ops.finish({ id: ra.id, task: a!.id, attempt: 1, result: 'done' }, { id: a!.id, attempt: 1, result: 'done' }), { noted: true, settled: true, lost: true }, 'a settlement past its lease: lost')
+  const old = client('single')
+  t.same(await old.finish({ id: ra.id, task: a!.id, attempt: 1, result: 'done' }, { id: a!.id, attempt: 1, result: 'done' }), { noted: true, settled: false, lost: false }, 'a seed without the list ops: noted, not settled')
+})
+
 t.test('bad bodies are refused naming the field, and nothing is written', async (t) => {
   const { call, recorded, read } = await open(t)
   const r = await recorded(null)
@@ -134,6 +162,9 @@ t.test('bad bodies are refused naming the field, and nothing is written', async 
     ['mail.inbound.claims', { claims: [7] }, 'claims.0'],
     ['mail.inbound.outcomes', { outcomes: [{ id: r.id, task: 't1', attempt: 1, result: 'done' }, { id: r.id, task: 't1', attempt: 0, result: 'done' }] }, 'outcomes.1.attempt'],
     ['mail.inbound.outcomes', 'x', 'body'],
+    ['mail.inbound.outcomes', { outcomes: [{ id: r.id, task: 't1', attempt: 1, result: 'done' }], settle: [] }, 'settle'],
+    ['mail.inbound.outcomes', { outcomes: [{ id: r.id, task: 't1', attempt: 1, result: 'done' }], settle: { results: [{ id: 't1', attempt: 1, result: 'maybe' }] } }, 'settle.results[0].result'],
+    ['mail.inbound.outcomes', { outcomes: [{ id: r.id, task: 't1', attempt: 1, result: 'done' }], settle: { results: [], opId: '!' } }, 'settle.opId'],
   ]
   for (const [op, body, field] of refused) {
     await t.rejects(Promise.resolve().then(() => call(op, body)), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field } }, `${op} ${JSON.stringify(body)}`)
