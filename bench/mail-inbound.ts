@@ -17,6 +17,10 @@
  * Each round also prints the CPU each process group used (100% = one core),
  * and the same as ms of CPU per accepted message, per group and in total.
  *
+ * The nodes run the `dist/` beside this file (bench/live-common.ts `BIN`). To
+ * measure another checkout (a worktree of main, built), copy this file into
+ * its `bench/` and run it there, alternating with this one.
+ *
  * espra verifies SPF, DKIM, DMARC and ARC of every message (its default;
  * `ESPRA_MAIL_AUTH=false` in the environment turns it off), its lookups
  * answered by a DNS server in the bench process; Haraka runs no such plugin.
@@ -47,7 +51,9 @@ if (process.argv.includes('--help')) {
   console.log('npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>] [--no-app]\n' +
     '  HARAKA=<Haraka package dir> runs Haraka (queue/discard) in alternating rounds; ESPRA_MAIL_AUTH=false turns verification off.\n' +
     '  --cpu-prof <dir>: the espra processes write V8 CPU profiles (.cpuprofile) to <dir> at the end (they are stopped with SIGTERM).\n' +
-    '  --no-app: no app node; messages are recorded and queued, never handed (the seed serves the intake alone).')
+    '  --no-app: no app node; messages are recorded and queued, never handed (the seed serves the intake alone).\n' +
+    '  Each round prints CPU per accepted message (ms) per process group. The nodes run the dist/ beside this file: to measure\n' +
+    '  another built checkout, copy this file into its bench/ and run it there.')
   process.exit(0)
 }
 
