@@ -14,7 +14,12 @@
  *   npm install --prefix /tmp/haraka Haraka
  *   HARAKA=/tmp/haraka/node_modules/Haraka npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>]
  *
- * Each round also prints the CPU each process group used (100% = one core).
+ * Each round also prints the CPU each process group used (100% = one core),
+ * and the same as ms of CPU per accepted message, per group and in total.
+ *
+ * The nodes run the `dist/` beside this file (bench/live-common.ts `BIN`). To
+ * measure another checkout (a worktree of main, built), copy this file into
+ * its `bench/` and run it there, alternating with this one.
  *
  * espra verifies SPF, DKIM, DMARC and ARC of every message (its default;
  * `ESPRA_MAIL_AUTH=false` in the environment turns it off), its lookups
@@ -46,7 +51,9 @@ if (process.argv.includes('--help')) {
   console.log('npx tsx bench/mail-inbound.ts [--clients 20] [--size 10240] [--duration 10] [--rounds 2] [--children 2] [--cpu-prof <dir>] [--no-app]\n' +
     '  HARAKA=<Haraka package dir> runs Haraka (queue/discard) in alternating rounds; ESPRA_MAIL_AUTH=false turns verification off.\n' +
     '  --cpu-prof <dir>: the espra processes write V8 CPU profiles (.cpuprofile) to <dir> at the end (they are stopped with SIGTERM).\n' +
-    '  --no-app: no app node; messages are recorded and queued, never handed (the seed serves the intake alone).')
+    '  --no-app: no app node; messages are recorded and queued, never handed (the seed serves the intake alone).\n' +
+    '  Each round prints CPU per accepted message (ms) per process group. The nodes run the dist/ beside this file: to measure\n' +
+    '  another built checkout, copy this file into its bench/ and run it there.')
   process.exit(0)
 }
 
@@ -63,6 +70,8 @@ interface Round {
   readonly p50Ms: number
   readonly rssMb: number
   readonly firstRefusal: string | null
+  /** CPU seconds of every server process over the round, in ms per accepted message. */
+  readonly serverCpuMs: number
 }
 
 /** One SMTP connection (tests/helpers/smtp-session.ts): commands one at a time, the last line of each reply. */
@@ -79,7 +88,7 @@ function message(client: number, n: number): Buffer {
 }
 
 /** CLIENTS clients for DURATION_S seconds; `pids` gives the server's processes for RSS. */
-async function round(port: number, pids: () => number[], groups: Readonly<Record<string, () => number[]>> = {}): Promise<Round & { cpu: string }> {
+async function round(port: number, pids: () => number[], groups: Readonly<Record<string, () => number[]>> = {}): Promise<Round & { cpu: string; cpuPerMsg: string }> {
   const cpuOf = () => Object.fromEntries(Object.entries({ bench: () => [process.pid], ...groups }).map(([k, f]) => [k, f().reduce((sum, pid) => sum + (cpuSeconds(pid) || 0), 0)]))
   const cpu0 = cpuOf()
   const latencies: number[] = []
@@ -122,8 +131,14 @@ async function round(port: number, pids: () => number[], groups: Readonly<Record
   latencies.sort((a, b) => a - b)
   const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? NaN
   const cpu1 = cpuOf()
-  const cpu = Object.keys(cpu1).map((k) => `${k} ${fmt(((cpu1[k]! - cpu0[k]!) / seconds) * 100)}%`).join(', ')
-  return { accepted: latencies.length, refused, perSecond: latencies.length / seconds, p99Ms: at(99), p50Ms: at(50), rssMb: peakKb / 1024, firstRefusal, cpu }
+  const used = Object.fromEntries(Object.keys(cpu1).map((k) => [k, cpu1[k]! - cpu0[k]!]))
+  const cpu = Object.entries(used).map(([k, s]) => `${k} ${fmt((s / seconds) * 100)}%`).join(', ')
+  // CPU per accepted message (ms), per server group and over them all (the bench's own process apart).
+  const server = Object.entries(used).filter(([k]) => k !== 'bench')
+  const perMsg = (s: number) => (latencies.length === 0 ? NaN : (s * 1000) / latencies.length)
+  const serverCpuMs = perMsg(server.reduce((sum, [, s]) => sum + s, 0))
+  const cpuPerMsg = [...server.map(([k, s]) => `${k} ${fmt(perMsg(s), 2)}`), ...(server.length > 1 ? [`total ${fmt(serverCpuMs, 2)}`] : [])].join(', ')
+  return { accepted: latencies.length, refused, perSecond: latencies.length / seconds, p99Ms: at(99), p50Ms: at(50), rssMb: peakKb / 1024, firstRefusal, cpu, cpuPerMsg, serverCpuMs }
 }
 
 async function startEspraMail(): Promise<{ port: number; pids: () => number[]; seedPid: number; stages: () => () => string; groups: Record<string, () => number[]>; stop(): Promise<void> }> {
@@ -226,6 +241,7 @@ for (let i = 0; i < ROUNDS; i++) {
     console.log(`round ${i + 1} ${who} (load ${load()}): ${fmt(r.perSecond)} msg/s, p50 ${fmt(r.p50Ms, 1)} ms, p99 ${fmt(r.p99Ms, 1)} ms, ${r.accepted} accepted, ${r.refused} refused${r.firstRefusal ? ` (first: ${r.firstRefusal})` : ''}, RSS ${fmt(r.rssMb)} MB${seed}`)
     if (stages !== null) console.log(`  stages after the end of DATA, ms p50/p99 (node's log): ${stages()}`)
     console.log(`  CPU (100% = one core): ${r.cpu}`)
+    console.log(`  CPU per accepted message (ms): ${r.cpuPerMsg}`)
   }
 }
 const median = (xs: number[]) => {
@@ -234,11 +250,11 @@ const median = (xs: number[]) => {
   return v.length % 2 === 1 ? v[Math.floor(mid)]! : (v[mid - 1]! + v[mid]!) / 2
 }
 console.log(`\n${CLIENTS} clients, ${fmt(SIZE)} byte messages, ${DURATION_S} s rounds × ${ROUNDS}, ${CHILDREN} server processes each${haraka ? `; Haraka ${haraka.version} (queue/discard)` : '; Haraka not run (set HARAKA)'}; medians of the rounds\n`)
-console.log('| server | msg/s | p99 end of DATA → 250 | p50 | peak RSS |\n|---|---|---|---|---|')
+console.log('| server | msg/s | p99 end of DATA → 250 | p50 | peak RSS | CPU per message |\n|---|---|---|---|---|---|')
 for (const who of ['espra', 'haraka']) {
   const rs = results.filter((x) => x.who === who).map((x) => x.r)
   if (rs.length === 0) continue
-  console.log(`| ${who} | ${fmt(median(rs.map((r) => r.perSecond)))} | ${fmt(median(rs.map((r) => r.p99Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.p50Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.rssMb)))} MB |`)
+  console.log(`| ${who} | ${fmt(median(rs.map((r) => r.perSecond)))} | ${fmt(median(rs.map((r) => r.p99Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.p50Ms)), 1)} ms | ${fmt(median(rs.map((r) => r.rssMb)))} MB | ${fmt(median(rs.map((r) => r.serverCpuMs)), 2)} ms |`)
 }
 if (CPU_PROF !== '') await espra.stop()
 killAll()

@@ -227,7 +227,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
     ...taskOps.timed(taskHandlers(appTasks, config.maxFrame, 'tasks', stores.once.tasks)),
     ...taskOps.timed(taskHandlers(mailQueue, config.maxFrame, 'mailq', stores.once.tasks)),
     ...mailInboundHandlers(datastore, appTasks, (ms) => (widestWindow = Math.max(widestWindow, ms))),
-    ...datastoreOps.timed(mailHandoffHandlers(datastore)),
+    ...datastoreOps.timed(mailHandoffHandlers(datastore, { queue: appTasks, once: stores.once.tasks })),
   ])
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([

@@ -11,7 +11,7 @@
 import { createError, type EspraError } from '../core/errors.js'
 import type { Datastore, DatastoreValue } from '../storage/datastore.js'
 import { TASK_ID } from '../tasks/task.js'
-import { inboundRawKey, inboundRecordKey } from './inbound.js'
+import { INLINE_INBOUND_BYTES, inboundRawKey, inboundRecordKey } from './inbound.js'
 import { MAIL_ID } from './inbound-batch.js'
 import { MAX_RECORD_ERROR, type InboundRecord } from './inbound-record.js'
 
@@ -85,29 +85,61 @@ function bad(field: string, allowed: string): EspraError {
   return createError('ESPRA_ERR_META_BAD_REQUEST', { field, reason: `must be ${allowed}` })
 }
 
-function checkIds(body: unknown, shape: string): { id: string; task: string } {
-  if (!isMap(body)) throw bad('body', `a map ${shape}`)
+/** `at`: where the map sits in the body (`claims.3.` for an entry of a batch; '' for a whole body). */
+function checkIds(body: unknown, shape: string, at = ''): { id: string; task: string } {
+  if (!isMap(body)) throw bad(at === '' ? 'body' : at.slice(0, -1), `a map ${shape}`)
   const { id, task } = body
-  if (typeof id !== 'string' || !MAIL_ID.test(id)) throw bad('id', 'a message id (m, its time in base 36, 12 hex digits)')
-  if (typeof task !== 'string' || !TASK_ID.test(task)) throw bad('task', 'a task id such as t42')
+  if (typeof id !== 'string' || !MAIL_ID.test(id)) throw bad(`${at}id`, 'a message id (m, its time in base 36, 12 hex digits)')
+  if (typeof task !== 'string' || !TASK_ID.test(task)) throw bad(`${at}task`, 'a task id such as t42')
   return { id, task }
 }
 
 /** Checks a `mail.inbound.claim` body `{id, task}`; throws `ESPRA_ERR_META_BAD_REQUEST` naming the bad field. */
-export function checkClaim(body: unknown): { id: string; task: string } {
-  return checkIds(body, '{id, task}')
+export function checkClaim(body: unknown, at = ''): { id: string; task: string } {
+  return checkIds(body, '{id, task}', at)
 }
 
 /** Checks a `mail.inbound.outcome` body; throws `ESPRA_ERR_META_BAD_REQUEST` naming the bad field. */
-export function checkOutcome(body: unknown): HandoffOutcome {
-  const { id, task } = checkIds(body, '{id, task, attempt, result, error?}')
+export function checkOutcome(body: unknown, at = ''): HandoffOutcome {
+  const { id, task } = checkIds(body, '{id, task, attempt, result, error?}', at)
   const { attempt, result, error } = body as Record<string, unknown>
-  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 1 || attempt > 1_000_000) throw bad('attempt', 'an integer from 1 to 1000000')
+  if (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt < 1 || attempt > 1_000_000) throw bad(`${at}attempt`, 'an integer from 1 to 1000000')
   if (result === 'done') {
-    if (error !== undefined) throw bad('error', "absent when result is 'done'")
+    if (error !== undefined) throw bad(`${at}error`, "absent when result is 'done'")
     return { id, task, attempt, result }
   }
-  if (result !== 'failed') throw bad('result', "'done' or 'failed'")
-  if (typeof error !== 'string') throw bad('error', "text when result is 'failed'")
+  if (result !== 'failed') throw bad(`${at}result`, "'done' or 'failed'")
+  if (typeof error !== 'string') throw bad(`${at}error`, "text when result is 'failed'")
   return { id, task, attempt, result, error: error.slice(0, MAX_RECORD_ERROR) }
+}
+
+/**
+ * Most claims in one `mail.inbound.claims`: each answer may carry up to
+ * 48 KB of raw bytes, so 16 fit a 1 MB frame (the default `--max-frame`;
+ * the sender takes fewer under a smaller one: {@link claimsPerOp}).
+ */
+export const MAX_CLAIMS_PER_OP = 16
+/** Most outcomes in one `mail.inbound.outcomes` (small: ids, counts and an error cut to 1,000 characters). */
+export const MAX_OUTCOMES_PER_OP = 256
+
+/** Claims per op that keep the answer within `maxFrame` (each may bring {@link INLINE_INBOUND_BYTES} of raw bytes). */
+export function claimsPerOp(maxFrame: number): number {
+  return Math.max(1, Math.min(MAX_CLAIMS_PER_OP, Math.floor((maxFrame - 64 * 1024) / (INLINE_INBOUND_BYTES + 1024))))
+}
+
+function checkList<T>(body: unknown, field: string, max: number, check: (entry: unknown, at: string) => T): T[] {
+  if (!isMap(body)) throw bad('body', `a map {${field}: [...]}`)
+  const list = body[field]
+  if (!Array.isArray(list) || list.length < 1 || list.length > max) throw bad(field, `a list of 1 to ${max} entries`)
+  return list.map((entry, n) => check(entry, `${field}.${n}.`))
+}
+
+/** Checks a `mail.inbound.claims` body `{claims: [{id, task}]}` (1 to {@link MAX_CLAIMS_PER_OP}); the bad field is named `claims.<n>.<field>`. */
+export function checkClaims(body: unknown): { id: string; task: string }[] {
+  return checkList(body, 'claims', MAX_CLAIMS_PER_OP, checkClaim)
+}
+
+/** Checks a `mail.inbound.outcomes` body `{outcomes: [...]}` (1 to {@link MAX_OUTCOMES_PER_OP}). */
+export function checkOutcomes(body: unknown): HandoffOutcome[] {
+  return checkList(body, 'outcomes', MAX_OUTCOMES_PER_OP, checkOutcome)
 }

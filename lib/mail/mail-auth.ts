@@ -76,11 +76,43 @@ export function summarize(r: AuthenticateResult): MailAuthResults {
   }
 }
 
-/** A resolver on the given DNS servers (`ip` or `ip:port`), or the system's when there are none; each lookup bounded. */
-export function dnsResolver(servers: readonly string[], timeoutMs: number): DNSResolver {
+/** How long a resolver made with a cache keeps an answer: a burst of mail from one sender asks the same few names. */
+export const DNS_CACHE_MS = 2000
+const DNS_CACHE_MAX = 1000
+/** Answers that are answers (no such name, no such record), kept like records; any other failure (a timeout, SERVFAIL) is asked again. */
+const CACHED_FAILURES = new Set(['ENOTFOUND', 'ENODATA'])
+
+type Answer = string[][] | string[]
+
+/**
+ * A resolver on the given DNS servers (`ip` or `ip:port`), or the system's when there are none; each lookup bounded.
+ * `cacheMs` > 0: each answer (and "no such name/record") is kept that long, at most 1,000 names, the oldest dropped
+ * first; the same question meanwhile is not sent again (a lookup in flight is shared). Each caller gets its own copy.
+ */
+export function dnsResolver(servers: readonly string[], timeoutMs: number, cacheMs = 0): DNSResolver {
   const resolver = new dns.Resolver({ timeout: Math.max(100, Math.min(timeoutMs, 5000)), tries: 2 })
   if (servers.length > 0) resolver.setServers([...servers])
-  return (name, rrtype) => (resolver.resolve as (n: string, t: string) => Promise<string[][] | string[]>)(name, rrtype)
+  const lookup = (name: string, rrtype: string) => (resolver.resolve as (n: string, t: string) => Promise<Answer>)(name, rrtype)
+  if (cacheMs <= 0) return lookup
+  const kept = new Map<string, { until: number; answer: Promise<Answer> }>()
+  const copy = (a: Answer): Answer => (a as unknown[]).map((x) => (Array.isArray(x) ? [...x] : x)) as Answer
+  return (name, rrtype) => {
+    const key = `${rrtype} ${name.toLowerCase()}`
+    const now = performance.now()
+    let entry = kept.get(key)
+    if (entry === undefined || entry.until <= now) {
+      kept.delete(key)
+      if (kept.size >= DNS_CACHE_MAX) kept.delete(kept.keys().next().value!)
+      const answer = lookup(name, rrtype)
+      const fresh = { until: now + cacheMs, answer }
+      kept.set(key, fresh)
+      answer.catch((err: unknown) => {
+        if (!CACHED_FAILURES.has((err as { code?: string })?.code ?? '') && kept.get(key) === fresh) kept.delete(key)
+      })
+      entry = fresh
+    }
+    return entry.answer.then(copy)
+  }
 }
 
 export function createMailVerifier(opts: { resolver: DNSResolver; timeoutMs: number; mta: string; onError?: (err: unknown) => void }): MailVerifier {

@@ -28,9 +28,12 @@ import type { DNSResolver } from 'mailauth'
 import type { AuthedInboundMessage, AuthedMailTaskPayload, HandoffVerification, MailAuthResults } from '../../lib/mail/inbound-auth.js'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
 import type { Datastore } from '../../lib/storage/datastore.js'
-import { decodePayload, type LeasedTask } from '../../lib/tasks/task.js'
+import { decodePayload, type LeasedTask, type Settlement } from '../../lib/tasks/task.js'
 import type { MailHandoffOps } from './mail-handoff-ops.js'
 import type { TaskOutcome } from './protocol.js'
+
+/** Resolvers kept per child (one per distinct DNS servers and timeout the tasks name). */
+const MAX_RESOLVERS = 8
 
 // The same encoding as task payloads (lib/tasks/task.ts), so the worker decodes it as any payload.
 const packr = new Packr({ useRecords: false, moreTypes: false })
@@ -63,11 +66,36 @@ export interface MailPreparerOptions {
 /** For `espra.mail` tasks, the task with the parsed message as its payload (or `{skip}`: not this task's to hand); null for every other task. */
 export function createMailPreparer(blobs: BlobStore, ops: Pick<MailHandoffOps, 'claim'>, opts: MailPreparerOptions): (task: LeasedTask) => Promise<LeasedTask | { skip: string }> | null {
   const onError = (err: unknown) => opts.log.warn({ err }, 'mail authentication failed to run: results are temperror')
+  /**
+   * One resolver per set of DNS servers and timeout (in practice one: the mail nodes' settings), kept for the child's
+   * life: a resolver made per message cost a c-ares channel (and a read of resolv.conf) every time. It keeps answers
+   * 2 s (DNS_CACHE_MS, mail-auth.ts): a burst of mail from one sender asks the same SPF and DMARC names.
+   */
+  const resolvers = new Map<string, DNSResolver>()
+  const resolverFor = (verify: HandoffVerification, make: (servers: readonly string[], timeoutMs: number) => DNSResolver): DNSResolver => {
+    const key = `${verify.timeoutMs} ${verify.dnsServers.join(',')}`
+    let resolver = resolvers.get(key)
+    if (resolver === undefined) {
+      // Made before it is kept: servers it refuses throw here, and the verification says so (temperror) as before.
+      resolver = make(verify.dnsServers, verify.timeoutMs)
+      // Bounded: the settings come with each task; a cluster uses one or two.
+      if (resolvers.size >= MAX_RESOLVERS) resolvers.delete(resolvers.keys().next().value!)
+      resolvers.set(key, resolver)
+    }
+    return resolver
+  }
 
   async function verifyHere(stores: RawStores, payload: AuthedMailTaskPayload, verify: HandoffVerification): Promise<MailAuthResults> {
     // mailauth is loaded with the first message to verify, as mailparser is.
-    const { verifyStoredMessage } = await import('../../lib/mail/verify-stored.js')
-    return verifyStoredMessage(stores, payload, verify, { onError, ...(opts.resolver === undefined ? {} : { resolver: opts.resolver(verify) }) })
+    const [{ verifyStoredMessage }, { dnsResolver, DNS_CACHE_MS, unverified }] = await Promise.all([import('../../lib/mail/verify-stored.js'), import('../../lib/mail/mail-auth.js')])
+    let resolver: DNSResolver
+    try {
+      resolver = opts.resolver?.(verify) ?? resolverFor(verify, (servers, timeoutMs) => dnsResolver(servers, timeoutMs, DNS_CACHE_MS))
+    } catch (err) {
+      onError(err)
+      return unverified(`the DNS servers ${verify.dnsServers.join(', ')} are not usable: ${(err as Error)?.message ?? String(err)}`)
+    }
+    return verifyStoredMessage(stores, payload, verify, { onError, resolver })
   }
 
   return (task) => {
@@ -91,16 +119,36 @@ export function createMailPreparer(blobs: BlobStore, ops: Pick<MailHandoffOps, '
   }
 }
 
-/** Notes each `espra.mail` attempt's outcome on the message's record; other tasks are not its business. */
-export function createMailOutcomeNotes(ops: Pick<MailHandoffOps, 'outcome'>, log: Logger): (task: LeasedTask, outcome: TaskOutcome) => void {
-  return (task, outcome) => {
-    if (task.name !== MAIL_TASK_NAME || outcome.result === 'released') return
-    void (async () => {
-      const { id } = decodePayload(task.payload) as MailTaskPayload
-      const note = outcome.result === 'done'
-        ? { id, task: task.id, attempt: task.attempt, result: 'done' as const }
-        : { id, task: task.id, attempt: task.attempt, result: 'failed' as const, error: outcome.error }
-      await ops.outcome(note)
-    })().catch((err: unknown) => log.warn({ err, task: task.id }, `could not note the mail handoff's outcome on its record (admin mail inbound may show it pending)`))
+/**
+ * Notes each `espra.mail` attempt's outcome on the message's record; other tasks are not its business. With
+ * `settleHere` (the task queue is the seed's: embedded or PostgreSQL) the note carries the task's settlement, one
+ * seed op for both; the promise says whether the task was settled (else the consumer settles it as any task).
+ */
+export function createMailOutcomeNotes(ops: Pick<MailHandoffOps, 'outcome' | 'finish'>, log: Logger, settleHere = false): (task: LeasedTask, outcome: TaskOutcome, settlement: Settlement) => Promise<boolean> | undefined {
+  const warn = (err: unknown, task: LeasedTask) => log.warn({ err, task: task.id }, `could not note the mail handoff's outcome on its record (admin mail inbound may show it pending)`)
+  return (task, outcome, settlement) => {
+    if (task.name !== MAIL_TASK_NAME || outcome.result === 'released') return undefined
+    let id: string
+    try {
+      id = (decodePayload(task.payload) as MailTaskPayload).id
+    } catch (err) {
+      warn(err, task)
+      return undefined
+    }
+    const note = outcome.result === 'done'
+      ? { id, task: task.id, attempt: task.attempt, result: 'done' as const }
+      : { id, task: task.id, attempt: task.attempt, result: 'failed' as const, error: outcome.error }
+    if (!settleHere) {
+      ops.outcome(note).catch((err: unknown) => warn(err, task))
+      return undefined
+    }
+    return ops.finish(note, settlement).then(({ settled, lost }) => {
+      if (lost) log.warn({ lost: [task.id], count: 1 }, 'task leases expired before their results were reported: those tasks run again')
+      return settled
+    }, (err: unknown) => {
+      // Neither noted nor (as far as we know) settled: the consumer settles it; a settle the seed did apply answers "lost" then.
+      warn(err, task)
+      return false
+    })
   }
 }

@@ -66,9 +66,9 @@ function relayTableOp(ctx: ParentContext, req: AppSeedRequest): Promise<unknown>
 
 /**
  * The embedded task queue's ops an app child uses (enqueue, and consuming), enqueueing outbound mail, and an inbound
- * message's handoff (its claim and outcome: mail-handoff-ops.ts); never counts, dead letters, retries or deletes.
+ * message's handoff (its claims and outcomes, one or several per op: mail-handoff-ops.ts); never counts, dead letters, retries or deletes.
  */
-const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue', 'mail.inbound.claim', 'mail.inbound.outcome'])
+const TASK_OPS = new Set(['tasks.enqueue', 'tasks.lease', 'tasks.extend', 'tasks.settle', 'mailq.enqueue', 'mail.inbound.claim', 'mail.inbound.outcome', 'mail.inbound.claims', 'mail.inbound.outcomes'])
 
 export async function startAppNode(ctx: ParentContext): Promise<Handle> {
   let latest: BuildPush | null = null

@@ -132,13 +132,14 @@ export async function startAppServer(ctx: ChildContext, childIndex: number): Pro
   const meter = createAnswerMeter()
   const reporter = setInterval(() => ctx.parent.send({ t: 'answers', load: meter.report(pool.build) } satisfies AnswersReport), config.heartbeatInterval)
   reporter.unref()
-  const mailHandoff = createMailHandoffOps(handoffLink, datastore)
-  const mailNotes = createMailOutcomeNotes(mailHandoff, log)
+  const mailHandoff = createMailHandoffOps(handoffLink, datastore, config.maxFrame)
+  // On the seed's queue (not --redis) a handoff's outcome note settles its task in the same op.
+  const mailNotes = createMailOutcomeNotes(mailHandoff, log, config.redis === null)
   const consumer = startTaskConsumer({
     queue: taskQueue, pool, log, concurrency: config.taskConcurrency, leaseMs: config.taskLease, backoffMs: config.taskBackoff, paused: () => ctx.state().draining, prepare: createMailPreparer(store, mailHandoff, { log }),
-    settled: (task, outcome) => {
+    settled: (task, outcome, settlement) => {
       counters.taskSettled(outcome)
-      mailNotes(task, outcome)
+      return mailNotes(task, outcome, settlement)
     },
   })
 

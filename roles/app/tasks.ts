@@ -47,8 +47,12 @@ export interface TaskConsumerOptions {
    * `{skip}`: the task is not run and is settled done (the mail handoff of a message another task hands, or one swept); the reason is logged.
    */
   readonly prepare?: (task: LeasedTask) => Promise<LeasedTask | { readonly skip: string }> | null
-  /** Told each task's outcome (not `released`) as it is settled (the mail handoff notes it on the message's record). */
-  readonly settled?: (task: LeasedTask, outcome: TaskOutcome) => void
+  /**
+   * Told each task's outcome (not `released`) as it is settled (the mail handoff notes it on the message's record).
+   * It may settle the task itself (the mail handoff, with its note: one seed op for both): a promise of true; false,
+   * a rejection or no promise leaves it to the consumer's batched settle.
+   */
+  readonly settled?: (task: LeasedTask, outcome: TaskOutcome, settlement: Settlement) => Promise<boolean> | undefined | void
 }
 
 export interface TaskConsumer {
@@ -80,6 +84,8 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
   /** Leased and not settled yet (queued in the pool or running). */
   const held = new Map<string, LeasedTask>()
   let outbox: Settlement[] = []
+  /** Settlements a `settled` hook is making itself (the mail handoff's, with its note); close() waits for them. */
+  const settling = new Set<Promise<void>>()
   let flushing: Promise<void> | null = null
   let stopped = false
   /** Average run time, from when a slot was free for the task to its outcome; a guess until tasks finish. */
@@ -94,8 +100,22 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
   const target = (): number =>
     concurrency + (avgMs < FAST_MS ? Math.min(MAX_AHEAD, concurrency * 64, Math.ceil((concurrency * AHEAD_MS) / Math.max(1, avgMs))) : 0)
 
+  function settleLater(settlement: Settlement): void {
+    outbox.push(settlement)
+    if (outbox.length === 1) setImmediate(flush)
+  }
+
   function finished(task: LeasedTask, started: number, outcome: TaskOutcome): void {
     held.delete(task.id)
+    if (outcome.result === 'failed') {
+      const last = task.attempt >= task.attempts
+      log.warn({ task: task.id, name: task.name, attempt: task.attempt, attempts: task.attempts, error: outcome.error },
+        last ? `task ${task.id} failed its last attempt: dead letter` : `task ${task.id} failed; retrying`)
+    }
+    const settlement: Settlement = outcome.result === 'failed'
+      ? { id: task.id, attempt: task.attempt, result: 'failed', error: outcome.error, retryInMs: backoff(opts.backoffMs, task.attempt) }
+      : { id: task.id, attempt: task.attempt, result: outcome.result }
+    let own: Promise<boolean> | undefined | void
     if (outcome.result !== 'released') {
       const now = performance.now()
       // It could start once leased and a slot was free: the oldest of the last `concurrency` finishes (slots all busy until then).
@@ -103,17 +123,14 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
       freed.push(now)
       if (freed.length > concurrency) freed.shift()
       avgMs = avgMs * 0.9 + (now - from) * 0.1
-      opts.settled?.(task, outcome)
+      own = opts.settled?.(task, outcome, settlement)
     }
-    if (outcome.result === 'failed') {
-      const last = task.attempt >= task.attempts
-      log.warn({ task: task.id, name: task.name, attempt: task.attempt, attempts: task.attempts, error: outcome.error },
-        last ? `task ${task.id} failed its last attempt: dead letter` : `task ${task.id} failed; retrying`)
-      outbox.push({ id: task.id, attempt: task.attempt, result: 'failed', error: outcome.error, retryInMs: backoff(opts.backoffMs, task.attempt) })
+    if (own instanceof Promise) {
+      const done: Promise<void> = own.then((settled) => (settled ? undefined : settleLater(settlement)), () => settleLater(settlement)).finally(() => settling.delete(done))
+      settling.add(done)
     } else {
-      outbox.push({ id: task.id, attempt: task.attempt, result: outcome.result })
+      settleLater(settlement)
     }
-    if (outbox.length === 1) setImmediate(flush)
     if (held.size <= target() / 2) signal()
   }
 
@@ -216,6 +233,8 @@ export function startTaskConsumer(opts: TaskConsumerOptions): TaskConsumer {
       stopped = true
       signal()
       await running
+      // The hooks' own settlements first: one that could not settle hands its task to the outbox.
+      while (settling.size > 0) await Promise.all(settling)
       flush()
       while (flushing !== null) await flushing
       clearInterval(renewal)

@@ -4,7 +4,8 @@ import { generateKeyPairSync } from 'node:crypto'
 import { Readable } from 'node:stream'
 import nodemailer from 'nodemailer'
 import t from 'tap'
-import { createMailVerifier, type VerifyInput } from '../../../lib/mail/mail-auth.js'
+import { createMailVerifier, dnsResolver, type VerifyInput } from '../../../lib/mail/mail-auth.js'
+import { startDnsServer } from '../../helpers/dns-server.js'
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const pub = publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
@@ -97,4 +98,30 @@ t.test('an abandoned message (the client left, the store failed) stops being rea
   t.equal(r.dkim.result, 'temperror', 'results at once, not after the 30 s timeout')
   t.ok(endless.destroyed, 'the input is destroyed')
   t.same(errors, [], 'nothing logged as a verification failure')
+})
+
+t.test('a resolver with a cache asks the DNS server once per name for the cache time; timeouts are not kept', async (t) => {
+  const dns = await startDnsServer({ 'sender.test': { txt: 'v=spf1 -all' } })
+  t.teardown(() => dns.close())
+  const cached = dnsResolver([dns.address], 2000, 300)
+  const first = await cached('sender.test', 'TXT')
+  t.same(first, [['v=spf1 -all']])
+  ;(first as string[][])[0]!.push('changed by a caller')
+  t.same(await Promise.all([cached('SENDER.test', 'TXT'), cached('sender.test', 'TXT')]), [[['v=spf1 -all']], [['v=spf1 -all']]], 'the same answer, each caller its own copy')
+  await t.rejects(cached('nowhere.test', 'TXT'), { code: 'ENOTFOUND' })
+  await t.rejects(cached('nowhere.test', 'TXT'), { code: 'ENOTFOUND' }, 'no such name: kept too')
+  t.same(dns.asked.filter((q) => /sender\.test|nowhere\.test/i.test(q)).length, 2, 'one question per name')
+  await new Promise((r) => setTimeout(r, 350))
+  await cached('sender.test', 'TXT')
+  t.equal(dns.asked.filter((q) => /sender\.test/i.test(q)).length, 2, 'asked again once the cache time passed')
+  const plain = dnsResolver([dns.address], 2000)
+  await plain('sender.test', 'TXT')
+  await plain('sender.test', 'TXT')
+  t.equal(dns.asked.filter((q) => /sender\.test/i.test(q)).length, 4, 'without a cache every lookup is a question')
+  dns.hold()
+  const hung = dnsResolver([dns.address], 100, 60_000)
+  await t.rejects(hung('late.test', 'TXT'), { code: 'ETIMEOUT' })
+  dns.release()
+  t.same(await hung('sender.test', 'TXT'), [['v=spf1 -all']])
+  await t.rejects(hung('late.test', 'TXT'), { code: 'ENOTFOUND' }, 'a timeout is not kept: the name is asked again')
 })
