@@ -61,13 +61,19 @@ function coalesce<A, R>(per: number, many: (args: A[]) => Promise<R[]>, one: (ar
   const flush = () => {
     const all = waiting
     waiting = []
+    const alone = (part: Waiting<A, R>[]) => {
+      for (const w of part) one(w.arg).then(w.resolve, w.reject)
+    }
     for (let i = 0; i < all.length; i += per) {
       const part = all.slice(i, i + per)
-      const sent = batched ? many(part.map((w) => w.arg)) : Promise.reject(Object.assign(new Error('not batched'), { code: 'ESPRA_ERR_META_UNKNOWN_OP' }))
-      sent.then((rs) => part.forEach((w, n) => w.resolve(rs[n]!)), (err: unknown) => {
+      if (!batched) {
+        alone(part)
+        continue
+      }
+      many(part.map((w) => w.arg)).then((rs) => part.forEach((w, n) => w.resolve(rs[n]!)), (err: unknown) => {
         if (!unknownOp(err)) return part.forEach((w) => w.reject(err))
         batched = false
-        for (const w of part) one(w.arg).then(w.resolve, w.reject)
+        alone(part)
       })
     }
   }
