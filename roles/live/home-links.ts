@@ -19,6 +19,12 @@ export const HOME_TIMEOUT_MS = 5000
 /** A request answered MOVED (the channel's home changed under it) is sent again to the home of the next table, at most this often. */
 const MOVED_RETRIES = 3
 /**
+ * Answered MOVED by the home this node's table names, a request waits for this node's next table at most this long
+ * (doubled on each retry) before it asks that home again: the home's own table may be the one behind (it applied the
+ * table that makes it the home a moment after this node), and then no newer table comes here.
+ */
+const MOVED_WAIT_MS = 200
+/**
  * A request to a channel's home is answered within this, its MOVED retries, link waits and table waits included:
  * before the child's 10 s wait for its parent ends, so the client hears 5030 rather than a timeout, and nothing is
  * still being tried for it after that.
@@ -128,9 +134,10 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
     } catch (err) {
       if (liveErrorOf(err).code !== 5031 || moves >= MOVED_RETRIES || typeof body['ch'] !== 'string') throw err
       const ch = body['ch']
-      // Told by the home itself: wait for this node's table to catch up, unless it already names another home.
+      // Told by the home itself: wait a little for this node's table to catch up (or the home's), unless it already
+      // names another home. Seen in a rolling restart: a publish held 5 s waiting for a table that never came here.
       if (o.homeOf(ch) === home) {
-        await waitAtMost(tableSeen, Math.min(HOME_TIMEOUT_MS, Math.max(0, deadline - Date.now())))
+        await waitAtMost(tableSeen, Math.min(MOVED_WAIT_MS * 2 ** moves, Math.max(0, deadline - Date.now())))
       }
       return homeRequest<T>(o.homeOf(ch), op, body, again, moves + 1, deadline)
     }
