@@ -135,8 +135,7 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
     if (COVERAGE) await node.stop(COVERAGE_STOP_MS)
     killAll()
     if (ownDataDir === null) return
-    await exited
-    rmSync(ownDataDir, { recursive: true, force: true })
+    void exited.then(() => rmSync(ownDataDir, { recursive: true, force: true }))
   })
   if (!opts.noWait) {
     await Promise.race([
