@@ -81,6 +81,8 @@ export class MetaSession<C = unknown> {
   private readonly opts: MetaSessionOptions<C>
   private readonly log: Logger
   private readonly maxBuffered: number
+  /** Frames of this turn are being gathered (the socket corked) for one write at its end. */
+  private gathering = false
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
   private inbox: Record<string, unknown>[] = []
@@ -249,8 +251,6 @@ export class MetaSession<C = unknown> {
     }
     return this.socket.write(frame)
   }
-
-  private gathering = false
 
   /** The end of the turn: the gathered frames go out; a peer that does not read what was sent is dropped. */
   private readonly flush = (): void => {
