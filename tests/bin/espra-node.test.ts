@@ -1,9 +1,9 @@
 import t from 'tap'
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { NODE_OPTIONS, ROLE_NAMES } from '../../lib/core/config.js'
 import { runCli } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const env = { ...process.env, ESPRA_SECRET: 'y'.repeat(32) }
 
@@ -42,7 +42,7 @@ t.test('bad values exit 2 with one line naming the option and what is allowed', 
 })
 
 t.test('--data-dir under a regular file: one line naming the option, exit 2 (up and a node)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bin-'))
+  const dir = testDir('espra-bin-')
   const file = join(dir, 'plain')
   writeFileSync(file, 'x')
   for (const args of [['up', '--data-dir', join(file, 'state')], ['config', 'check', '--role=live', `--data-dir=${join(file, 'state')}`]]) {
@@ -54,7 +54,7 @@ t.test('--data-dir under a regular file: one line naming the option, exit 2 (up 
 })
 
 t.test('a secret file open to other users is refused with the chmod to run; admin refuses it too', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bin-'))
+  const dir = testDir('espra-bin-')
   const secretFile = join(dir, 'secret')
   writeFileSync(secretFile, `${'z'.repeat(32)}\n`)
   chmodSync(secretFile, 0o644)

@@ -3,8 +3,7 @@
 // real PostgreSQL prints the counts, and a seed started on PostgreSQL reads everything back.
 // A non-empty target, a wrong password and an unreachable host each give one clear line.
 import { spawn } from 'node:child_process'
-import { cpSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync } from 'node:fs'
 import { join } from 'node:path'
 import { open } from 'lmdb'
 import t from 'tap'
@@ -18,10 +17,11 @@ import { SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { client, startTestSeed } from '../helpers/seed.js'
 import { BIN, runCli, waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const env: NodeJS.ProcessEnv = { ...process.env, ESPRA_SECRET: SECRET }
-const dataDir = mkdtempSync(join(tmpdir(), 'espra-copy-'))
+const dataDir = testDir('espra-copy-')
 
 // An embedded seed: the real binary, so "held open by a running seed" is another process, as in production.
 const metaPort = await freePort()
@@ -156,7 +156,7 @@ t.test('a wrong password and an unreachable host: one line each, no password', a
 })
 
 t.test('bad input: no store at --from, a --to that is not PostgreSQL, a missing flag', async (t) => {
-  const empty = mkdtempSync(join(tmpdir(), 'espra-copy-empty-'))
+  const empty = testDir('espra-copy-empty-')
   const none = await runCli(['datastore', 'copy', '--from', empty, '--to', postgres.url('x')], { env })
   t.equal(none.code, 2)
   t.match(none.stderr, `espra-node: --from: no embedded datastore at ${join(empty, 'seed', 'datastore.mdb')}`)
@@ -173,7 +173,7 @@ t.test('bad input: no store at --from, a --to that is not PostgreSQL, a missing 
 })
 
 t.test('a store written by a newer version is refused, and the target is left untouched', async (t) => {
-  const newer = mkdtempSync(join(tmpdir(), 'espra-copy-newer-'))
+  const newer = testDir('espra-copy-newer-')
   cpSync(join(dataDir, 'seed'), join(newer, 'seed'), { recursive: true })
   const root = open({ path: join(newer, 'seed', 'datastore.mdb'), maxDbs: 64, encoding: 'msgpack' })
   await root.openDB<number, string>({ name: 'meta', encoding: 'msgpack' }).put('schemaVersion', 99)

@@ -1,12 +1,12 @@
 // `espra-node up --datastore postgres://… --seeds 2` on a real PostgreSQL: both seeds up, one leads,
 // `kill -9` the leader and the other takes over while the cluster keeps answering through the proxy.
 // `--seeds` without a PostgreSQL datastore is refused with one line.
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { startPostgres } from '../helpers/postgres.js'
 import { runCli, startUp, waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 interface Health {
   ok: boolean
@@ -19,7 +19,7 @@ async function proxyHealth(port: number): Promise<{ status: number; body: Health
 }
 
 t.test('--seeds without a PostgreSQL datastore, or a bad --seeds / --datastore: one line, nothing started', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-up-seeds-'))
+  const dir = testDir('espra-up-seeds-')
   const env: NodeJS.ProcessEnv = { ...process.env, ESPRA_SECRET: '' }
   delete env['ESPRA_DATASTORE']
   const embedded = await runCli(['up', '--seeds', '2'], { cwd: dir, env })

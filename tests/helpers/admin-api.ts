@@ -2,13 +2,13 @@
  * A real seed and a real admin node (from dist: build first) with a tokens
  * file of three operators, and a small client for the admin API.
  */
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { adminTokenLine as tokensFileLine, newAdminToken } from '../../lib/core/options-admin.js'
 import { freePort, startNode, type StartedNode } from './cluster.js'
 import { send, type HttpAnswer } from './http.js'
+import { testDir } from './temp-dir.js'
 
 export const FAST = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
 
@@ -62,7 +62,7 @@ export async function startSeedProcess(t: Test, flags: Record<string, string | n
 
 export async function startAdminApi(t: Test, adminFlags: Record<string, string | number> = {}): Promise<AdminApiCluster> {
   const { seed, metaPort, seedAddress } = await startSeedProcess(t)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-admin-api-'))
+  const dir = testDir('espra-admin-api-')
   const tokens = { operator: newAdminToken(), viewer: newAdminToken(), second: newAdminToken() }
   const file = join(dir, 'admin-tokens')
   writeFileSync(file, `# test operators\n${tokensFileLine('ops', 'operator', tokens.operator)}\n${tokensFileLine('watcher', 'viewer', tokens.viewer)}\n${tokensFileLine('ops2', 'operator', tokens.second)}\n`)
@@ -76,7 +76,7 @@ export async function startAdminApi(t: Test, adminFlags: Record<string, string |
 
 /** An admin node (one child unless `flags` say) with the three test operators on a seed started elsewhere. */
 export async function startAdminOn(t: Test, seedAddress: string, flags: Record<string, string | number> = {}): Promise<Omit<AdminApiCluster, 'seed' | 'metaPort'>> {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-admin-api-'))
+  const dir = testDir('espra-admin-api-')
   const tokens = { operator: newAdminToken(), viewer: newAdminToken(), second: newAdminToken() }
   const file = join(dir, 'admin-tokens')
   writeFileSync(file, `${tokensFileLine('ops', 'operator', tokens.operator)}\n${tokensFileLine('watcher', 'viewer', tokens.viewer)}\n${tokensFileLine('ops2', 'operator', tokens.second)}\n`)

@@ -4,9 +4,8 @@
  * can answer 500 for a while), and the admin's datastore functions over a
  * test meta client. Everything is stopped at teardown.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import type { AlertNotification } from '../../lib/alerts/alert.js'
@@ -15,6 +14,7 @@ import type { Datastore } from '../../lib/storage/datastore.js'
 import type { NodeView } from '../../lib/transport/meta-shapes.js'
 import { freePort, pidAlive, startNode, waitFor, type StartedNode } from './cluster.js'
 import { client } from './seed.js'
+import { testDir } from './temp-dir.js'
 
 export const WEBHOOK_KEY = 'alert-webhook-key-0123456789'
 export const FAST = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
@@ -56,7 +56,7 @@ export async function startSeed(t: Test) {
 }
 
 export function keyFile(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-alert-key-'))
+  const dir = testDir('espra-alert-key-')
   const file = join(dir, 'webhook-key')
   writeFileSync(file, `${WEBHOOK_KEY}\n`, { mode: 0o600 })
   return file

@@ -3,16 +3,16 @@
  * directories and pushed with the real `admin push-build`, the admin CLI
  * with the cluster's secret, nodes killed at teardown (tests/helpers/cluster.ts).
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from './cluster.js'
 import { runCli } from './up.js'
+import { testDir } from './temp-dir.js'
 
 /** A build directory holding `files` (paths relative to the build root). */
 export function writeBuild(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-app-build-'))
+  const dir = testDir('espra-app-build-')
   for (const [path, content] of Object.entries(files)) {
     mkdirSync(join(dir, path, '..'), { recursive: true })
     writeFileSync(join(dir, path), content)
@@ -44,7 +44,7 @@ export interface AppCluster {
 export async function startAppCluster(t: Test, appFlags: Record<string, string | number> = {}, seedFlags: Record<string, string | number> = {}): Promise<AppCluster> {
   const metaPort = await freePort()
   const seedAddress = `127.0.0.1:${metaPort}`
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-app-blobs-'))
+  const blobDir = testDir('espra-app-blobs-')
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
   const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, ...seedFlags })
   let apps = 0

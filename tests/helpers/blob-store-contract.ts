@@ -4,11 +4,11 @@
  */
 import type { Test } from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync, existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import type { BlobStore } from '../../lib/storage/blob-store.js'
+import { testDir } from './temp-dir.js'
 
 export async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -210,7 +210,7 @@ export function blobStoreContract(t: Test, open: () => Promise<BlobStore>, optio
   })
 
   t.test('putFile stores a finished file byte-exact with its options and leaves the file in place', async (t) => {
-    const path = join(mkdtempSync(join(tmpdir(), 'espra-putfile-')), 'received')
+    const path = join(testDir('espra-putfile-'), 'received')
     const data = randomBytes(300_000)
     writeFileSync(path, data)
     const put = await store.putFile('files/taken', path, { contentType: 'image/png', metadata: { sha256: 'x' } })

@@ -3,11 +3,10 @@
  * browser): `.ci/run` installs it. Each call gets a fresh profile, closed and
  * removed at teardown.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync, rmSync } from 'node:fs'
 import { chromium, type BrowserContext } from 'playwright-core'
 import type { Test } from 'tap'
+import { testDir } from './temp-dir.js'
 
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium'
 // The flags that work on this machine kind: no sandbox as root, and nothing that phones out.
@@ -18,7 +17,7 @@ export const HAVE_CHROMIUM = existsSync(CHROMIUM)
 export const MISSING_CHROMIUM = `${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`
 
 export async function launchBrowser(t: Test): Promise<BrowserContext> {
-  const profile = mkdtempSync(join(tmpdir(), 'espra-chromium-'))
+  const profile = testDir('espra-chromium-')
   t.teardown(() => rmSync(profile, { recursive: true, force: true }))
   // launchPersistentContext: a fresh --user-data-dir of our own (plain launch() refuses that flag).
   const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })

@@ -5,15 +5,14 @@
  * their coverage counts (see {@link COVERAGE}).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import type { Agent } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Test } from 'tap'
 import { send, type HttpAnswer } from './http.js'
 import { freePort, freePortsAt } from './ports.js'
 import { SECRET } from './meta.js'
 import { BIN, pidAlive, waitFor } from './up.js'
+import { testDir } from './temp-dir.js'
 
 export { freePort }
 
@@ -71,7 +70,7 @@ export async function startNode(t: Test, role: string, flags: Record<string, str
   const port = Number(flags['port'] ?? (await freePortsAt([0, ...linkOffset])))
   const metricsPort = Number(flags['metrics-port'] ?? (await freePort()))
   // A data directory of its own unless the test gives one; removed once the node has exited at teardown.
-  const ownDataDir = flags['data-dir'] === undefined ? mkdtempSync(join(tmpdir(), 'espra-node-test-')) : null
+  const ownDataDir = flags['data-dir'] === undefined ? testDir('espra-node-test-') : null
   const all: Record<string, string | number> = {
     seed: `127.0.0.1:${await freePort()}`,
     ...(ownDataDir !== null ? { 'data-dir': ownDataDir } : {}),

@@ -5,11 +5,9 @@
  * through `direct` (not counted).
  */
 import { once } from 'node:events'
-import { mkdtempSync } from 'node:fs'
 import { createServer, request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import S3rver from 's3rver'
+import { testDir } from './temp-dir.js'
 
 export interface CountingS3 {
   readonly endpoint: string
@@ -26,7 +24,7 @@ export interface CountingS3 {
 export async function startCountingS3(bucket: string): Promise<CountingS3> {
   const s3 = new S3rver({
     address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
-    directory: mkdtempSync(join(tmpdir(), 'espra-s3rver-')), configureBuckets: [{ name: bucket }],
+    directory: testDir('espra-s3rver-'), configureBuckets: [{ name: bucket }],
   })
   const { port } = await s3.run()
   const seen = new Map<string, number>()

@@ -3,15 +3,14 @@
  * on a free port, and a raw TCP peer that speaks (or mangles) the protocol by
  * hand. Everything here uses real sockets.
  */
-import { mkdtempSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { FrameDecoder, encodeFrame } from '../../lib/codec/frame.js'
 import { loadConfig, type NodeConfig } from '../../lib/core/config.js'
 import { clientProof, deriveMetaKey, newNonce } from '../../lib/transport/meta-auth.js'
 import type { NodeInfo } from '../../lib/transport/meta-shapes.js'
+import { testDir } from './temp-dir.js'
 
 export const SECRET = 'test-cluster-secret-0123456789'
 
@@ -34,7 +33,7 @@ export function captureLog(level = 'debug'): { log: Logger; lines: LogLine[] } {
 /** A seed config bound to loopback on a free port (metaPort 0), with its own fresh data directory. */
 export function seedConfig(overrides: Partial<Record<keyof NodeConfig, unknown>> = {}): NodeConfig {
   const base = loadConfig({ flags: { role: 'seed', nodeId: 'seed-test' }, env: { ESPRA_SECRET: SECRET } })
-  const dataDir = mkdtempSync(join(tmpdir(), 'espra-seed-data-'))
+  const dataDir = testDir('espra-seed-data-')
   return Object.freeze({ ...base, metaPort: 0, bind: '127.0.0.1', dataDir, blobDir: join(dataDir, 'blobs'), ...overrides }) as NodeConfig
 }
 

@@ -11,12 +11,12 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, chownSync, existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pg from 'pg'
 import type { Test } from 'tap'
 import { freePort } from './cluster.js'
+import { testDir } from './temp-dir.js'
 
 export interface TestPostgres {
   readonly port: number
@@ -59,7 +59,7 @@ function run(bin: string, args: string[]): string {
 /** `t`: a tap test, or anything with `teardown` (benches stop it at exit). */
 export async function startPostgres(t: Pick<Test, 'teardown'>): Promise<TestPostgres> {
   const bin = postgresBin()
-  const dir = mkdtempSync(join(tmpdir(), 'espra-pg-'))
+  const dir = testDir('espra-pg-')
   const data = join(dir, 'data')
   const password = randomBytes(9).toString('base64url')
   const user = 'espra'

@@ -3,12 +3,12 @@
  * and always stops it (and everything it started) at teardown.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { resolve } from 'node:path'
 import type { Test } from 'tap'
 import { UP_PORT_SPAN } from '../../lib/cli/up-ports.js'
 import { freePortsAt } from './ports.js'
+import { testDir } from './temp-dir.js'
 
 export const BIN = resolve(import.meta.dirname, '../../dist/bin/espra-node.js')
 export { ROLE_NAMES as ROLES } from '../../lib/core/config.js'
@@ -75,7 +75,7 @@ export interface UpCluster {
 
 /** `espra-node up` in a temp dir (cwd), `--children 1` unless `defaults` (then up's own defaults). */
 export async function startUp(t: Test, extra: string[] = [], opts: { defaults?: boolean } = {}): Promise<UpCluster> {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-up-'))
+  const dir = testDir('espra-up-')
   const base = await freePortBlock()
   const proc = spawn(process.execPath, [BIN, 'up', '--port-base', String(base), ...(opts.defaults ? [] : ['--children', '1']), ...extra], {
     cwd: dir,

@@ -1,15 +1,15 @@
 // infra/ as an operator uses it: the systemd unit verifies, the EC2 user data is shellcheck-clean.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, readFileSync, rmSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { RESTART_EXIT_CODE } from '../../lib/transport/drain-order.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const INFRA = resolve(import.meta.dirname, '../../infra')
 
 t.test('systemd-analyze verify passes on the unit, as a template and as an instance', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-systemd-'))
+  const dir = testDir('espra-systemd-')
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   for (const name of ['espra-node@.service', 'espra-node@live.service']) {
     copyFileSync(join(INFRA, 'systemd/espra-node@.service'), join(dir, name))

@@ -1,7 +1,6 @@
 // A drained app node that stays up (`admin drain --then idle`): it leases no task, gives the tasks it leased but
 // has not started back to the queue at once, lets the running one finish, and takes tasks again once undrained.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { encodePayload } from '../../lib/tasks/task.js'
@@ -9,6 +8,7 @@ import { admin, startAppCluster, writeBuild } from '../helpers/app-cluster.js'
 import { waitFor } from '../helpers/cluster.js'
 import { sleep } from '../helpers/meta.js'
 import { client } from '../helpers/seed.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -41,7 +41,7 @@ t.test('drain --then idle of an app node: tasks not started go back to the queue
   const seed = client(t, Number(cluster.seedAddress.split(':')[1]))
   await seed.ready
   const counts = () => seed.request<Record<string, number>>('tasks.counts', {})
-  const dir = mkdtempSync(join(tmpdir(), 'espra-drain-tasks-'))
+  const dir = testDir('espra-drain-tasks-')
   for (let i = 0; i < 6; i++) await seed.request('tasks.enqueue', { name: 'slow', payload: encodePayload({ dir }) })
   // One task runs at a time (concurrency 1); the consumer leases the rest ahead.
   await waitFor('one started, the rest leased ahead', async () => runsOf(dir).length === 1 && (await counts())['leased'] === 6)

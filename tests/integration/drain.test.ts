@@ -1,15 +1,13 @@
 // `admin drain` / `admin undrain` against real processes: the ELB call order of a drain and an undrain (real SDK,
 // local ELBv2 Query API server), a drained node that is restarted comes back drained and out of routing, the order
 // survives a seed restart, undrain puts the node back, and the CLI refuses bad input with one precise line.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { NodeView, RoutingTable } from '../../lib/transport/meta-shapes.js'
 import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../helpers/cluster.js'
 import { startFakeElb } from '../helpers/elbv2.js'
 import { client } from '../helpers/seed.js'
 import { runCli } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const ARN = 'arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/live/50dc6c495c0c9188'
 const FAST = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
@@ -17,7 +15,7 @@ const FAST = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
 async function startSeed(t: Test, flags: Record<string, string | number> = {}) {
   const metaPort = await freePort()
   // One data directory for every start of this seed: the drain orders live there.
-  const seedFlags = { 'data-dir': mkdtempSync(join(tmpdir(), 'espra-drain-seed-')), 'meta-port': metaPort, port: await freePort(), 'metrics-port': await freePort(), 'seed-grace': '0', ...FAST, ...flags }
+  const seedFlags = { 'data-dir': testDir('espra-drain-seed-'), 'meta-port': metaPort, port: await freePort(), 'metrics-port': await freePort(), 'seed-grace': '0', ...FAST, ...flags }
   const seed = await startNode(t, 'seed', seedFlags)
   return { seed, seedFlags, metaPort, address: `127.0.0.1:${metaPort}` }
 }

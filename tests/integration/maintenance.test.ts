@@ -3,15 +3,13 @@
 // node answers 503 with the page (HTML or JSON) while it is on, except health checks and allow-listed clients (the
 // client named by X-Forwarded-For from the trusted 127.0.0.1); `--hosts` limits it; `off` and the expiry end it on
 // every node; a restarted node, a node that joins later and a restarted seed all keep it. Needs `npm run build`.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { admin } from '../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from '../helpers/cluster.js'
 import { send, type HttpAnswer } from '../helpers/http.js'
 import { FAST, HOST, raw, startBackend } from '../helpers/proxy-cluster.js'
 import { nodeClient } from '../helpers/seed.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 // Nodes started again inside a subtest belong to the whole file: they must outlive that subtest's teardown.
 const root = t
@@ -20,13 +18,13 @@ const MESSAGE = 'Database upgrade: back soon <promise>'
 
 const metaPort = await freePort()
 const seedAddress = `127.0.0.1:${metaPort}`
-const seedFlags = { 'meta-port': metaPort, port: await freePort(), 'metrics-port': await freePort(), 'data-dir': mkdtempSync(join(tmpdir(), 'espra-maint-seed-')), ...FAST }
+const seedFlags = { 'meta-port': metaPort, port: await freePort(), 'metrics-port': await freePort(), 'data-dir': testDir('espra-maint-seed-'), ...FAST }
 let seed = await startNode(t, 'seed', seedFlags)
 const backend = await startBackend(t, 'live-a')
 await nodeClient(t, metaPort, 'live-a', { role: 'live', port: backend.port, address: '127.0.0.1' })
 const common = { seed: seedAddress, children: 1, 'trusted-proxies': '127.0.0.1', ...FAST }
 const proxy = await startNode(t, 'proxy', { ...common, 'node-id': 'proxy-1' })
-const fsFlags = { ...common, 'node-id': 'fs-1', port: await freePort(), 'metrics-port': await freePort(), 'data-dir': mkdtempSync(join(tmpdir(), 'espra-maint-fs-')) }
+const fsFlags = { ...common, 'node-id': 'fs-1', port: await freePort(), 'metrics-port': await freePort(), 'data-dir': testDir('espra-maint-fs-') }
 let fileserver = await startNode(t, 'fileserver', fsFlags)
 const app = await startNode(t, 'app', { ...common, 'node-id': 'app-1' })
 for (const node of [proxy, fileserver, app]) await waitFor('registered', async () => (await health(node.port)).body['seedConnected'] === true)

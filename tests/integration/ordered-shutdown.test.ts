@@ -2,20 +2,18 @@
 // accepted finish, and only then closes the role's parts. An upload still streaming when the node gets SIGTERM needs the
 // blob store, the datastore and the progress publisher after the drain began; it must still be stored and recorded.
 import { createHash } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
 import { deriveUploadKey, mintUploadToken } from '../../lib/uploads/token.js'
 import { freePort, SECRET, startNode } from '../helpers/cluster.js'
 import { client } from '../helpers/seed.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const metaPort = await freePort()
 const fast = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '3s' }
-const blobDir = mkdtempSync(join(tmpdir(), 'espra-node-test-ordered-'))
+const blobDir = testDir('espra-node-test-ordered-')
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'seed-grace': '0' })
 const live = await startNode(t, 'live', { ...fast, 'node-id': 'live-os', children: 1 })
 const fs = await startNode(t, 'fileserver', { ...fast, 'node-id': 'fs-os', children: 1, 'blob-store': 'local', 'blob-dir': blobDir, 'drain-timeout': '20s' })

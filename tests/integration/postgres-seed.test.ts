@@ -1,9 +1,6 @@
 // A seed on PostgreSQL (a real server started here): start-up faults from the real binary,
 // migrations by two seeds at once, a restart that keeps everything, and the database going
 // away and coming back while the seed serves.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import pg from 'pg'
 import t from 'tap'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -16,12 +13,13 @@ import { captureLog, seedConfig } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { client, startTestSeed } from '../helpers/seed.js'
 import { runCli, waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const env = { ...process.env, ESPRA_SECRET: 'p'.repeat(32) }
 
 async function seedExit(datastore: string): Promise<{ code: number | null; stderr: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'espra-pg-seed-'))
+  const dataDir = testDir('espra-pg-seed-')
   const [metaPort, port, metricsPort] = [await freePort(), await freePort(), await freePort()]
   return runCli(['--role=seed', `--data-dir=${dataDir}`, `--meta-port=${metaPort}`, `--port=${port}`, `--metrics-port=${metricsPort}`, '--bind=127.0.0.1', `--datastore=${datastore}`], { env })
 }

@@ -9,21 +9,21 @@
 // killed once it logged the commit (after its record was written). push-build finds the build on the new
 // leader by its push id, does not commit again (one record, with that push id), and exits 0 with the id.
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { admin, writeBuild } from '../helpers/app-cluster.js'
 import { get, health, startNode, startSeedPair, waitFor } from '../helpers/cluster.js'
 import { holdingProxy } from '../helpers/holding-proxy.js'
 import { startPostgres } from '../helpers/postgres.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const TIMINGS = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s', 'seed-grace': '3s' }
 
 t.test('the leader killed during push-build: the push finishes on the new leader, exit 0, one build, current everywhere', async (t) => {
   const url = await postgres.createDatabase()
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-push-failover-blobs-'))
+  const blobDir = testDir('espra-push-failover-blobs-')
   const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, ...TIMINGS })
   const list = addresses.join(',')
   const node = { seed: list, 'blob-dir': blobDir, children: 1, ...TIMINGS }
@@ -56,7 +56,7 @@ t.test('the leader killed during push-build: the push finishes on the new leader
 
 t.test('the commit recorded by the leader, its answer lost and the leader killed: push-build does not commit twice, exit 0 with the id', async (t) => {
   const url = await postgres.createDatabase()
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-push-failover-blobs-'))
+  const blobDir = testDir('espra-push-failover-blobs-')
   const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, ...TIMINGS })
   const node = { seed: addresses.join(','), 'blob-dir': blobDir, children: 1, ...TIMINGS }
   const app = await startNode(t, 'app', { ...node, 'node-id': 'app-1', threads: 1 })

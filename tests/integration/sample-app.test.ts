@@ -5,13 +5,13 @@
 // with a one-time token, its progress bar follows the uploader's live channel, and the announcement of
 // the shared file is a background task run by an app worker.
 import { createHash } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { HAVE_CHROMIUM, launchBrowser, MISSING_CHROMIUM } from '../helpers/browser.js'
 import { get } from '../helpers/cluster.js'
 import { startUp } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 if (!HAVE_CHROMIUM) {
   t.fail(MISSING_CHROMIUM)
@@ -64,7 +64,7 @@ if (!HAVE_CHROMIUM) {
 
     // Ann shares a file: the progress bar completes, the task announces it to everyone.
     const bytes = Buffer.alloc(512 * 1024, 'espra sample upload\n')
-    const file = join(mkdtempSync(join(tmpdir(), 'espra-sample-')), 'notes.txt')
+    const file = join(testDir('espra-sample-'), 'notes.txt')
     writeFileSync(file, bytes)
     await ann.setInputFiles('#file', file)
     await ann.click('#upload button')

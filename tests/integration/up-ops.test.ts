@@ -3,11 +3,11 @@
 // documented range (checked before anything starts), and a node that dies started again.
 import t from 'tap'
 import { createServer, type Server } from 'node:net'
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { UP_PORT_SPAN } from '../../lib/cli/up-ports.js'
 import { childPids, freePortBlock, listeningPorts, pidAlive, ROLES, runCli, startUp, treeMemory, waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const GB = 1024 ** 3
 
@@ -62,7 +62,7 @@ t.test('up with its own defaults: one child per node, ready lines, under 1 GB, p
 
 t.test('up checks every port it will bind before starting anything; a taken one names --port-base', async (t) => {
   const base = await freePortBlock()
-  const dir = mkdtempSync(join(tmpdir(), 'espra-up-ports-'))
+  const dir = testDir('espra-up-ports-')
   // The Live link port (base+15): before, up bound it only when the live node started, as base+3+2000.
   const held: Server = await new Promise((resolve) => {
     const s = createServer()

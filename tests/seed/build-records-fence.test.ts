@@ -3,9 +3,6 @@
 // epoch 1) and writes its commit's record late, after another seed took the lease (epoch 2) and committed a build
 // of the same number. The database refuses the late write (ESPRA_ERR_SEED_NOT_LEADER); the new leader's record,
 // current pointer and manifest stay as they were. The same write under a lease still held goes through.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import type { BuildManifest, BuildRecord } from '../../lib/builds/manifest.js'
 import { createBlobStore } from '../../lib/storage/blob-store.js'
@@ -16,6 +13,7 @@ import { createBuildRecords, fenceBuildWrites, newManifestKey } from '../../seed
 import { captureLog } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const LEASE_MS = 400
@@ -29,7 +27,7 @@ t.test('a leader paused past its lease writes its build record late: refused by 
   const db = await openPostgres({ url: await postgres.createDatabase(), max: 4, log: captureLog('silent').log })
   t.teardown(() => db.close())
   const datastore = createPostgresDatastore(db)
-  const blobs = await createBlobStore({ kind: 'local', dir: mkdtempSync(join(tmpdir(), 'espra-fence-blobs-')) })
+  const blobs = await createBlobStore({ kind: 'local', dir: testDir('espra-fence-blobs-') })
   t.teardown(() => blobs.close())
 
   // Seed A leads under epoch 1, and keeps the view it had when it was paused.

@@ -2,13 +2,11 @@
 // resolves a write at commit): what the product answers on (mail 250, sendMail, upload complete, build push) must
 // survive a power loss, which a kill -9 test cannot show. Here: the order of a write's promise and the environment's
 // `flushed` promise, on real LMDB files; the unflushed view (a group commit's, flushed once) resolves first.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
 import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
 import { newTask } from '../../lib/tasks/task.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 /** Which of the write and the flush resolved first. */
 async function order(write: Promise<unknown>, flushed: Promise<unknown>): Promise<string[]> {
@@ -18,7 +16,7 @@ async function order(write: Promise<unknown>, flushed: Promise<unknown>): Promis
 }
 
 t.test('datastore: put, putIf and delete resolve after the flush; the unflushed view at commit', async (t) => {
-  const ds = await openEmbeddedDatastore({ dir: mkdtempSync(join(tmpdir(), 'espra-ds-flush-')) })
+  const ds = await openEmbeddedDatastore({ dir: testDir('espra-ds-flush-') })
   t.teardown(() => ds.close())
   for (let i = 0; i < 3; i++) {
     t.same(await order(ds.put('mailInbound', `a${i}`, { n: i }), ds.flushed()), ['flushed', 'write'], `put #${i}`)
@@ -32,7 +30,7 @@ t.test('datastore: put, putIf and delete resolve after the flush; the unflushed 
 })
 
 t.test('task queue: enqueue resolves after the flush; the unflushed view at commit', async (t) => {
-  const q = await openEmbeddedTaskQueue({ dir: mkdtempSync(join(tmpdir(), 'espra-q-flush-')) })
+  const q = await openEmbeddedTaskQueue({ dir: testDir('espra-q-flush-') })
   t.teardown(() => q.close())
   for (let i = 0; i < 3; i++) t.same(await order(q.enqueue(newTask('x', { i })), q.flushed()), ['flushed', 'write'], `enqueue #${i}`)
   t.same(await order(q.unflushed().enqueue(newTask('x', { i: 9 })), q.flushed()), ['write', 'flushed'], 'the unflushed view answers at commit')

@@ -1,11 +1,9 @@
 import t from 'tap'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { listAll, MAX_VALUE_BYTES, type DatastoreEntry } from '../../lib/storage/datastore.js'
 import { MIGRATIONS, openEmbeddedDatastore, type Migration } from '../../seed/datastore-embedded.js'
+import { testDir } from '../helpers/temp-dir.js'
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'espra-ds-'))
+const tmp = () => testDir('espra-ds-')
 
 t.test('records survive close and reopen', async (t) => {
   const dir = tmp()

@@ -9,13 +9,13 @@
 //   build, and the new leader watches it for the rest of --canary-time, then promotes it. push-build exits 0.
 // - The leader and then its canary killed during the watch: the new leader fails the canary (it did not come
 //   back), the others drop the build, and push-build exits 1 with ESPRA_ERR_BUILD_CANARY_FAILED.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { admin, killHard, writeBuild } from '../helpers/app-cluster.js'
 import { get, health, startNode, startSeedPair, waitFor, type StartedNode } from '../helpers/cluster.js'
 import { startPostgres } from '../helpers/postgres.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const TIMINGS = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s', 'seed-grace': '3s' }
@@ -45,7 +45,7 @@ interface Cluster {
 
 async function startCluster(t: Test): Promise<Cluster> {
   const url = await postgres.createDatabase()
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-resume-blobs-'))
+  const blobDir = testDir('espra-resume-blobs-')
   const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': '2000ms', 'blob-dir': blobDir, ...TIMINGS })
   const list = addresses.join(',')
   const node = { seed: list, 'blob-dir': blobDir, children: 1, ...TIMINGS }
@@ -74,7 +74,7 @@ t.test('the leader killed while a build stages: the new leader stages it again a
   await pushQuick(c, 'v1', 'b1')
   for (const n of [...c.apps, c.fs]) await serving(n, 'b1')
 
-  const gate = join(mkdtempSync(join(tmpdir(), 'espra-resume-gate-')), 'open')
+  const gate = join(testDir('espra-resume-gate-'), 'open')
   const pushing = admin(['push-build', writeVersion('v2', gate), '--message', 'held', '--seed', c.list])
   await killWhileStaging(c, 'b2')
   await c.follower.waitForLog((l) => /^build b2 resumed/.test(String(l.msg)), 'the new leader resumes b2', 30_000)
@@ -101,7 +101,7 @@ t.test('the leader killed while a canary deploy stages: the new leader stages it
   await pushQuick(c, 'v1', 'b1')
   for (const n of [...c.apps, c.fs]) await serving(n, 'b1')
 
-  const gate = join(mkdtempSync(join(tmpdir(), 'espra-resume-gate-')), 'open')
+  const gate = join(testDir('espra-resume-gate-'), 'open')
   const pushing = admin(['push-build', writeVersion('v2', gate), '--canary', '1', '--canary-time', '5s', '--seed', c.list])
   await killWhileStaging(c, 'b2')
   await c.follower.waitForLog((l) => /^build b2 resumed/.test(String(l.msg)), 'the new leader resumes b2', 30_000)

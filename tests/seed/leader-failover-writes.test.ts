@@ -4,9 +4,6 @@
 // are sent again with their op ids and applied once, each answered with the first attempt's answer; and, made
 // deterministic with a proxy that holds back the seed's answers, a consume committed on the leader whose answer
 // never came, its seed then killed: the resend to the survivor gets the value.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { EspraError } from '../../lib/core/errors.js'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -17,13 +14,14 @@ import { holdingProxy } from '../helpers/holding-proxy.js'
 import { captureLog, SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const LEASE_MS = 2000
 
 async function twoSeeds(t: Test): Promise<{ seeds: StartedNode[]; addresses: string[]; url: string }> {
   const url = await postgres.createDatabase()
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-failover-writes-blobs-'))
+  const blobDir = testDir('espra-failover-writes-blobs-')
   const { seeds, addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1 }, ['seed-a', 'seed-b'])
   return { seeds, addresses, url }
 }

@@ -1,8 +1,7 @@
 // Interchangeable seeds on one PostgreSQL (a real server started here) as real processes: the
 // leader killed with SIGKILL, then a leader paused (SIGSTOP) for twice its lease and resumed.
 // Nodes list both seeds and find the leader whichever they reach first.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { createDatastoreClient } from '../../lib/storage/datastore-client.js'
@@ -14,6 +13,7 @@ import { startNode, startSeedPair, type StartedNode } from '../helpers/cluster.j
 import { captureLog, SECRET } from '../helpers/meta.js'
 import { startPostgres } from '../helpers/postgres.js'
 import { runCli, waitFor } from '../helpers/up.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const LEASE_MS = 2000
@@ -29,7 +29,7 @@ interface Seeds {
 }
 
 async function twoSeeds(t: Test, url: string): Promise<Seeds> {
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-failover-blobs-'))
+  const blobDir = testDir('espra-failover-blobs-')
   const { seeds: [a, b], addresses } = await startSeedPair(t, { datastore: url, 'seed-lease': `${LEASE_MS}ms`, 'blob-dir': blobDir, children: 1, ...TIMINGS }, ['seed-a', 'seed-b'])
   // Nodes list the follower first: they must be sent on to the leader.
   return { a, b, addresses, list: [...addresses].reverse().join(','), blobDir }
@@ -79,7 +79,7 @@ t.test('leader killed with SIGKILL: the follower takes over with a higher epoch,
   t.match(before.find((n) => n.id !== first.id && n.role === 'seed'), { leader: false, epoch: first.epoch })
 
   // Written just before the kill: a build, an upload token, a table row, a task.
-  const buildDir = mkdtempSync(join(tmpdir(), 'espra-failover-build-'))
+  const buildDir = testDir('espra-failover-build-')
   mkdirSync(join(buildDir, 'public'))
   writeFileSync(join(buildDir, 'public', 'index.html'), '<h1>kept</h1>')
   const pushed = await cli('push-build', buildDir, '--message', 'before the kill', '--seed', seeds.list)

@@ -1,8 +1,5 @@
 // mail.inbound.claim(s) and mail.inbound.outcome(s) against the seed's real embedded datastore (LMDB in a temp directory),
 // and the app child's client of them over a seed that knows only the single ops, or none (the single ds ops, same results).
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { createError } from '../../lib/core/errors.js'
 import { inboundRawKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
@@ -14,12 +11,13 @@ import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
 import { mailHandoffHandlers } from '../../seed/mail-handoff-ops.js'
 import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
 import { newTask } from '../../lib/tasks/task.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 let n = 0
 type SeedKnows = 'batched' | 'single' | 'none'
 
 async function open(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-handoff-ops-'))
+  const dir = testDir('espra-mail-handoff-ops-')
   const datastore = await openEmbeddedDatastore({ dir })
   const queue = await openEmbeddedTaskQueue({ dir })
   t.teardown(async () => {

@@ -1,7 +1,4 @@
 // mail.inbound.commit against the seed's real embedded datastore and task queue (LMDB in a temp directory).
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { dedupeKey, inboundRawKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
 import type { InboundEntry } from '../../lib/mail/inbound-batch.js'
@@ -11,9 +8,10 @@ import type { MetaPeer } from '../../lib/transport/meta-server.js'
 import { openEmbeddedDatastore } from '../../seed/datastore-embedded.js'
 import { mailInboundHandlers } from '../../seed/mail-inbound-ops.js'
 import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 async function open(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-inbound-ops-'))
+  const dir = testDir('espra-mail-inbound-ops-')
   const datastore = await openEmbeddedDatastore({ dir })
   const queue = await openEmbeddedTaskQueue({ dir })
   t.teardown(async () => {
@@ -157,7 +155,7 @@ t.test('the bytes of a small message ride in its entry: written beside its recor
 })
 
 t.test('a copy that loses its dedupe key to a write the op did not hold: its record and bytes go, its task is never handed, not even after a restart', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-inbound-ops-'))
+  const dir = testDir('espra-mail-inbound-ops-')
   const datastore = await openEmbeddedDatastore({ dir })
   let queue = await openEmbeddedTaskQueue({ dir })
   t.teardown(async () => {

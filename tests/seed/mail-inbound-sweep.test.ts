@@ -1,7 +1,5 @@
 // The inbound mail sweep against the seed's real embedded datastore and task queue (LMDB) and a real local blob
 // store, messages recorded by the real mail.inbound.commit op; only the sweep's clock is moved forward.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { dedupeKey, inboundRawKey, inboundRecordKey, rawMailKey } from '../../lib/mail/inbound.js'
@@ -15,6 +13,7 @@ import { mailInboundHandlers } from '../../seed/mail-inbound-ops.js'
 import { createInboundSweep, mailSweepInterval } from '../../seed/mail-inbound-sweep.js'
 import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
 import { captureLog } from '../helpers/meta.js'
+import { testDir } from '../helpers/temp-dir.js'
 
 const HOUR = 3_600_000
 const WINDOW = 24 * HOUR
@@ -22,7 +21,7 @@ const RETENTION = 7 * 24 * HOUR
 const FAILED_RETENTION = 30 * 24 * HOUR
 
 async function open(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-sweep-'))
+  const dir = testDir('espra-mail-sweep-')
   const datastore = await openEmbeddedDatastore({ dir })
   const queue = await openEmbeddedTaskQueue({ dir })
   const blobs = await createLocalBlobStore(join(dir, 'blobs'))

@@ -1,13 +1,11 @@
 // The embedded queue's gated enqueue (seed/tasks-embedded.ts, GatedEnqueue): the task is written at once but handed out
 // only once its gate says yes; a gate that says no or fails deletes it, and nothing of it is handed, before or after a restart.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { decodePayload, newTask } from '../../lib/tasks/task.js'
 import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
+import { testDir } from '../helpers/temp-dir.js'
 
-const freshDir = () => mkdtempSync(join(tmpdir(), 'espra-tasks-gated-'))
+const freshDir = () => testDir('espra-tasks-gated-')
 const LEASE = { max: 10, leaseMs: 5000 }
 
 function gate() {

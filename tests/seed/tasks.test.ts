@@ -1,16 +1,14 @@
 // The seed's embedded task queue: the shared contract over the meta port (a real seed),
 // every tasks.* body checked, and durability across a restart.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { createMetaTaskQueue } from '../../lib/tasks/queue-meta.js'
 import { MAX_PAYLOAD_BYTES, newTask } from '../../lib/tasks/task.js'
 import { openEmbeddedTaskQueue } from '../../seed/tasks-embedded.js'
 import { client, startTestSeed } from '../helpers/seed.js'
 import { taskQueueContract } from '../helpers/task-queue-contract.js'
+import { testDir } from '../helpers/temp-dir.js'
 
-const freshDir = () => mkdtempSync(join(tmpdir(), 'espra-tasks-'))
+const freshDir = () => testDir('espra-tasks-')
 
 // The contract runs over the meta port: the ops in front of the queue and the queue itself (the restart test below opens it in process).
 t.test('over the meta port', async (t) => {

@@ -2,9 +2,6 @@
 // first and by state, silences are checked (matcher, mandatory expiry within 30 days, who) and listed, sink
 // states and probe histories read back.
 import t, { type Test } from 'tap'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { AlertRecord } from '../../../lib/alerts/alert.js'
 import { newAlertId } from '../../../lib/alerts/engine.js'
 import {
@@ -12,9 +9,10 @@ import {
   saveProbeHistory, saveSinkStatus,
 } from '../../../lib/alerts/store.js'
 import { openEmbeddedDatastore } from '../../../seed/datastore-embedded.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 async function store(t: Test) {
-  const ds = await openEmbeddedDatastore({ dir: mkdtempSync(join(tmpdir(), 'espra-alerts-ds-')) })
+  const ds = await openEmbeddedDatastore({ dir: testDir('espra-alerts-ds-') })
   t.teardown(() => ds.close())
   return ds
 }

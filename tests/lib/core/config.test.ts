@@ -1,12 +1,12 @@
 import t from 'tap'
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseDuration, parseHostPort, parseSize } from '../../../lib/core/config-parsers.js'
 import { defaultNodeId, loadConfig, NODE_OPTIONS, printable } from '../../../lib/core/config.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const SECRET = 'x'.repeat(32)
-const dir = mkdtempSync(join(tmpdir(), 'espra-config-'))
+const dir = testDir('espra-config-')
 const env = (extra: Record<string, string> = {}) => ({ ESPRA_SECRET: SECRET, ...extra })
 
 function configFile(data: unknown): string {

@@ -1,10 +1,10 @@
 // The alert options: defaults, lists of webhook URLs and addresses, the webhook key file read at load, and
 // bad values refused naming the option.
 import t from 'tap'
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadConfig } from '../../../lib/core/config.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const load = (flags: Record<string, unknown>, role = 'admin') => loadConfig({ flags: { role, ...flags }, env: { ESPRA_SECRET: 'test-cluster-secret-0123456789' } })
 
@@ -20,7 +20,7 @@ t.test('lists and the key file', async (t) => {
   const c = load({ alertWebhook: 'https://hooks.example.com/a?x=1, http://127.0.0.1:9/b', alertEmail: 'ops@example.com,oncall@example.org' })
   t.same(c.alertWebhook, ['https://hooks.example.com/a?x=1', 'http://127.0.0.1:9/b'])
   t.same(c.alertEmail, ['ops@example.com', 'oncall@example.org'])
-  const dir = mkdtempSync(join(tmpdir(), 'espra-alert-key-'))
+  const dir = testDir('espra-alert-key-')
   writeFileSync(join(dir, 'key'), 'webhook-key-0123456789\n')
   chmodSync(join(dir, 'key'), 0o600)
   t.equal(load({ alertWebhookSecretFile: join(dir, 'key') }).alertWebhookSecretFile, join(dir, 'key'))

@@ -1,15 +1,15 @@
 // A node's kept copy of the maintenance state: written on every change, read at start (so a restarted node answers
 // the page before it reaches the seed), ignored once expired or when it is not a state.
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { loadConfig, type NodeConfig } from '../../../lib/core/config.js'
 import { readMaintenanceFile, writeMaintenanceFile } from '../../../lib/process/maintenance-file.js'
 import { captureLog, SECRET } from '../../helpers/meta.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 function config(): NodeConfig {
-  const dataDir = mkdtempSync(join(tmpdir(), 'espra-maint-file-'))
+  const dataDir = testDir('espra-maint-file-')
   return loadConfig({ flags: { role: 'fileserver', nodeId: 'fs-7', dataDir }, env: { ESPRA_SECRET: SECRET } })
 }
 const state = (until: number) => ({ message: 'back soon', until, hosts: ['a.example'], allow: ['10.0.0.0/8'], at: Date.now() })

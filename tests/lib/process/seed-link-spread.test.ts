@@ -2,9 +2,6 @@
 // node's `ds.*` ops (and `tasks.*`/`mailq.*` when the queues are in the database) go to the seed its id picks, leader
 // or follower, while everything else goes to the leader; with embedded seeds (no leader elected, each its own store),
 // or `--tasks embedded` (each seed its own queues), they stay on the leader's link.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { loadConfig } from '../../../lib/core/config.js'
 import type { NodeState } from '../../../lib/core/node-state.js'
@@ -15,6 +12,7 @@ import { freePort, startNode, startSeedPair, waitFor, type StartedNode } from '.
 import { captureLog, SECRET } from '../../helpers/meta.js'
 import { startPostgres } from '../../helpers/postgres.js'
 import { scrape } from '../../helpers/prom-text.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const TIMINGS = { 'heartbeat-interval': '200ms', 'heartbeat-timeout': '3s', 'seed-grace': '0' }
 
@@ -31,7 +29,7 @@ async function taskOps(seed: StartedNode, queue: string, op: string): Promise<nu
 async function twoPostgresSeeds(t: Test, extra: Record<string, string> = {}): Promise<{ a: StartedNode; b: StartedNode; list: string[] }> {
   const postgres = await startPostgres(t)
   const url = await postgres.createDatabase('spread')
-  const { seeds: [a, b], addresses } = await startSeedPair(t, { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS, ...extra }, ['seed-a', 'seed-b'])
+  const { seeds: [a, b], addresses } = await startSeedPair(t, { datastore: url, 'blob-dir': testDir('espra-node-test-spread-'), ...TIMINGS, ...extra }, ['seed-a', 'seed-b'])
   return { a, b, list: addresses }
 }
 
@@ -76,7 +74,7 @@ async function tenPutsServedBy(l: SeedLink, seeds: StartedNode[], expect: Starte
 t.test('two seeds on PostgreSQL: each node puts through the seed its id picks, the follower included', async (t) => {
   const postgres = await startPostgres(t)
   const url = await postgres.createDatabase('spread')
-  const { seeds: [a, b], addresses: list } = await startSeedPair(t, { datastore: url, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-spread-')), ...TIMINGS }, ['seed-a', 'seed-b'])
+  const { seeds: [a, b], addresses: list } = await startSeedPair(t, { datastore: url, 'blob-dir': testDir('espra-node-test-spread-'), ...TIMINGS }, ['seed-a', 'seed-b'])
   const ids = Array.from({ length: 20 }, (_, i) => `spread-${i}`)
   const toA = ids.find((id) => spreadOrder(list, id)[0] === list[0])!
   const toB = ids.find((id) => spreadOrder(list, id)[0] === list[1])!

@@ -1,13 +1,11 @@
 // The app's tables over the real embedded datastore (LMDB in a temp dir); the clock is passed in.
 import t from 'tap'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createAppTables, isExpiredRow } from '../../../lib/storage/app-tables.js'
 import { openEmbeddedDatastore } from '../../../seed/datastore-embedded.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 t.test('rows, TTL, paging past expired rows, and the sweep', async (t) => {
-  const ds = await openEmbeddedDatastore({ dir: mkdtempSync(join(tmpdir(), 'espra-tables-')) })
+  const ds = await openEmbeddedDatastore({ dir: testDir('espra-tables-') })
   t.teardown(() => ds.close())
   let now = 1_000_000
   const tables = createAppTables(ds, () => now)

@@ -1,15 +1,13 @@
 // The S3 backend against a real S3-protocol server (s3rver) on a free port: the same contract as the local backend.
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
-import { mkdtempSync } from 'node:fs'
 import { createServer as createHttpServer, request } from 'node:http'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import S3rver from 's3rver'
 import { createBlobStore, type BlobStore } from '../../../lib/storage/blob-store.js'
 import { createS3BlobStore, type S3BlobStoreOptions } from '../../../lib/storage/s3-blob-store.js'
 import { blobStoreContract, randomStream, readAll, sha256 } from '../../helpers/blob-store-contract.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 
@@ -18,7 +16,7 @@ const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
 
 const server = new S3rver({
   address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
-  directory: mkdtempSync(join(tmpdir(), 'espra-s3rver-')), configureBuckets: [{ name: BUCKET }],
+  directory: testDir('espra-s3rver-'), configureBuckets: [{ name: BUCKET }],
 })
 const { port } = await server.run()
 t.teardown(() => server.close())

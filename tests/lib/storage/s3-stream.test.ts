@@ -5,19 +5,17 @@
 // a store that is down fails `done` with ESPRA_ERR_STORAGE_UNAVAILABLE.
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import S3rver from 's3rver'
 import t from 'tap'
 import { createS3BlobStore } from '../../../lib/storage/s3-blob-store.js'
 import { readAll } from '../../helpers/blob-store-contract.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 const BUCKET = 'espra-stream'
 const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' }
-const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, resetOnClose: true, directory: mkdtempSync(join(tmpdir(), 'espra-s3stream-')), configureBuckets: [{ name: BUCKET }] })
+const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, resetOnClose: true, directory: testDir('espra-s3stream-'), configureBuckets: [{ name: BUCKET }] })
 const { port } = await server.run()
 t.teardown(() => server.close())
 const blobs = createS3BlobStore({ bucket: BUCKET, region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, credentials })

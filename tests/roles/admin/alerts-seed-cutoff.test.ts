@@ -1,16 +1,14 @@
 // `seed-link` when no seed answers at all (docs/alerts.md, "No seed reachable"): the alert engine's lease is behind the
 // seeds, so no engine can run; the admin node says so itself, once, without an epoch, and resolves once a seed is back.
 // A real seed stopped with SIGKILL and started again on its data dir and meta port; a real webhook receiver.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
 import { FAST, killHard, startAdmin, webhookReceiver } from '../../helpers/alert-cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 t.test('no seed reachable: one seed-link from the admin node, then one resolve when the seed is back', async (t) => {
   const metaPort = await freePort()
-  const seedFlags = { 'meta-port': metaPort, 'seed-grace': '0', 'data-dir': mkdtempSync(join(tmpdir(), 'espra-node-test-cutoff-')), ...FAST }
+  const seedFlags = { 'meta-port': metaPort, 'seed-grace': '0', 'data-dir': testDir('espra-node-test-cutoff-'), ...FAST }
   const seed = await startNode(t, 'seed', seedFlags)
   const hook = await webhookReceiver(t)
   const admin = await startAdmin(t, `127.0.0.1:${metaPort}`, hook.url, { 'alert-lease': '1s', 'node-id': 'admin-cut' })

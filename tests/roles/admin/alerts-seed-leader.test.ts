@@ -2,9 +2,6 @@
 // admin node listing both; the leading seed killed with SIGKILL makes one seed-leader alert (from the old leader
 // to the new, with the new epoch) that resolves by itself after --alert-leader-quiet; one embedded seed never
 // alerts it (no lease, no epoch, nothing recorded).
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { listAlerts, listProbeHistories } from '../../../lib/alerts/store.js'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
@@ -13,6 +10,7 @@ import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cl
 import { FAST, killHard, seedView, startAdmin, startSeed, webhookReceiver } from '../../helpers/alert-cluster.js'
 import { startPostgres } from '../../helpers/postgres.js'
 import { client } from '../../helpers/seed.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 const QUIET = { 'alert-leader-quiet': '3s', 'alert-group-window': '0', 'alert-flap-half-life': '1s' }
@@ -20,7 +18,7 @@ const QUIET = { 'alert-leader-quiet': '3s', 'alert-group-window': '0', 'alert-fl
 t.test('two seeds on PostgreSQL, the leader killed: one seed-leader alert that resolves by itself', async (t) => {
   const url = await postgres.createDatabase()
   const ports = [await freePort(), await freePort()]
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-alert-leader-blobs-'))
+  const blobDir = testDir('espra-alert-leader-blobs-')
   const common = { datastore: url, 'seed-lease': '2s', 'blob-dir': blobDir, children: 1, 'seed-grace': '8s', ...FAST }
   const seeds: Record<string, StartedNode> = {}
   for (const [i, id] of ['seed-a', 'seed-b'].entries()) {

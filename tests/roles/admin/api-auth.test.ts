@@ -3,8 +3,7 @@
 // authentications from one address are 429 with Retry-After, even with a good token, until the window ends.
 // Then the tokens file itself: its format, a file open to other users refused like the cluster secret, and an
 // admin node without one refusing every call.
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { adminTokenLine, newAdminToken, parseAdminTokens, readAdminTokens } from '../../../lib/core/options-admin.js'
@@ -13,6 +12,7 @@ import { createTokenChecker } from '../../../roles/admin/api-auth.js'
 import { apiCall, startAdminApi } from '../../helpers/admin-api.js'
 import { startNode } from '../../helpers/cluster.js'
 import { waitFor } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const c = await startAdminApi(t, { 'admin-auth-failures': 10, 'admin-auth-window': '1h' })
 await waitFor('the admin node linked to the seed', async () => (await c.api('GET', '/api/nodes')).status === 200 || undefined)
@@ -80,7 +80,7 @@ t.test('the tokens file: format, duplicates, modes', async (t) => {
     [`a viewer ${'a'.repeat(64)}\nb operator ${'a'.repeat(64)}`, /line 2: two operators share one token/],
   ]
   for (const [text, message] of refusals) t.throws(() => parseAdminTokens(text, 'f'), { code: 'ESPRA_ERR_CONFIG_INVALID', message }, text)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-admin-tokens-'))
+  const dir = testDir('espra-admin-tokens-')
   const file = join(dir, 'admin-tokens')
   writeFileSync(file, `${line}\n`)
   chmodSync(file, 0o644)
@@ -113,7 +113,7 @@ t.test('an admin node without --admin-tokens-file refuses every call; a world-re
   const a = await apiCall(bare.port, 'GET', '/api/status', { token: c.tokens.operator })
   t.equal(a.status, 401)
   t.match(a.json.message, /no --admin-tokens-file: nobody may call its API/)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-admin-tokens-'))
+  const dir = testDir('espra-admin-tokens-')
   const file = join(dir, 'admin-tokens')
   writeFileSync(file, `${adminTokenLine('x', 'viewer', newAdminToken())}\n`, { mode: 0o644 })
   chmodSync(file, 0o644)

@@ -1,13 +1,13 @@
 // The admin API's cluster routes against a real seed, a real admin node and a real Live node: status, the node list
 // (the very objects of `admin nodes --json`), one node, drain and undrain, a rolling restart followed to its end, and
 // builds pushed with the CLI then rolled back over HTTP. Every action leaves its audit entry.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { FAST, startAdminApi } from '../../helpers/admin-api.js'
 import { SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { runCli } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const c = await startAdminApi(t)
 const live = await startNode(t, 'live', { seed: c.seedAddress, children: 1, 'node-id': 'live-api-1', ...FAST })
@@ -101,7 +101,7 @@ t.test('POST /api/rolling-restarts runs as a job; GET /api/rolling-restarts/:id 
 })
 
 t.test('GET /api/builds, POST /api/builds/:id/rollback and GET /api/builds/:id', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-api-build-'))
+  const dir = testDir('espra-api-build-')
   mkdirSync(join(dir, 'server'))
   writeFileSync(join(dir, 'server', 'main.js'), 'export default { fetch() { return new Response("one") } }\n')
   const first = await cli('push-build', dir, '--message', 'first')

@@ -2,8 +2,7 @@
 // with a blob directory, an app node, a fileserver and an admin node. Push a build from a directory picked in the
 // page (hashed in the browser, the missing files uploaded with a progress bar) and follow it to `live`; then the node
 // page's drain (confirmed) and undrain, and a rolling restart started from the page and followed to `done`.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import t from 'tap'
@@ -11,6 +10,7 @@ import { startAdminOn } from '../../helpers/admin-api.js'
 import { startAppCluster } from '../../helpers/app-cluster.js'
 import { HAVE_CHROMIUM, MISSING_CHROMIUM, launchBrowser } from '../../helpers/browser.js'
 import { get, waitFor } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 if (!HAVE_CHROMIUM) {
   t.fail(MISSING_CHROMIUM)
@@ -23,7 +23,7 @@ const fs = await cluster.startFileserver({ children: 1 })
 const c = await startAdminOn(t, cluster.seedAddress, { children: 1 })
 await waitFor('the admin API reaches the seed', async () => (await c.api('GET', '/api/builds')).status === 200 || undefined)
 
-const dir = mkdtempSync(join(tmpdir(), 'espra-dashboard-push-'))
+const dir = testDir('espra-dashboard-push-')
 const build = join(dir, 'mybuild')
 mkdirSync(join(build, 'server'), { recursive: true })
 mkdirSync(join(build, 'public'))

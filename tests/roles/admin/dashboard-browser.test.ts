@@ -4,9 +4,8 @@
 // connections); a hostile build message shown as text; roll back a build (cancel first, then confirm) and follow it to
 // live; retry one dead letter and delete another; kill a proxy, see its node-down alert and silence it from the page.
 // Saves a screenshot of the overview (copied to docs/dashboard.png with ESPRA_DASHBOARD_SCREENSHOT=1).
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Page } from 'playwright-core'
 import t from 'tap'
@@ -18,6 +17,7 @@ import { SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { killHard } from '../../helpers/alert-cluster.js'
 import { client } from '../../helpers/seed.js'
 import { runCli } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 if (!HAVE_CHROMIUM) {
   t.fail(MISSING_CHROMIUM)
@@ -40,7 +40,7 @@ const ids = await waitFor('five nodes registered and healthy', async () => {
   return ok.length === 5 ? ok.map((n) => n.id).sort() : undefined
 })
 const cli = (...args: string[]) => runCli(['admin', ...args, '--seed', c.seedAddress], { env: { ...process.env, ESPRA_SECRET: SECRET } })
-const buildDir = mkdtempSync(join(tmpdir(), 'espra-dashboard-build-'))
+const buildDir = testDir('espra-dashboard-build-')
 mkdirSync(join(buildDir, 'server'))
 writeFileSync(join(buildDir, 'server', 'main.js'), 'export default { fetch() { return new Response("one") } }\n')
 const first = await cli('push-build', buildDir, '--message', 'first build')
@@ -128,7 +128,7 @@ await t.test('the overview charts and a screenshot', async (t) => {
   t.ok(await page.$('#chart-rps canvas'), 'uPlot drew the requests/s chart')
   await page.setViewportSize({ width: 1360, height: 820 })
   await page.waitForTimeout(300)
-  const file = join(mkdtempSync(join(tmpdir(), 'espra-dashboard-shot-')), 'dashboard.png')
+  const file = join(testDir('espra-dashboard-shot-'), 'dashboard.png')
   await page.screenshot({ path: file })
   t.same([...readFileSync(file).subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG')
   if (process.env['ESPRA_DASHBOARD_SCREENSHOT'] === '1') copyFileSync(file, new URL('../../../docs/dashboard.png', import.meta.url))

@@ -1,13 +1,13 @@
 // The App role end to end with real processes: a seed, an app node (children with worker threads),
 // builds pushed with the real `admin push-build` CLI and loaded from the shared blob store.
-import { mkdtempSync, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { Agent } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { health, waitFor } from '../../helpers/cluster.js'
 import { sendForBytes } from '../../helpers/http.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 /** A request to the app node (a body goes with its Content-Length); the answer's body as bytes. */
 function fetch(port: number, path: string, opts: { method?: string; headers?: Record<string, string>; body?: Buffer | string; agent?: Agent | false } = {}) {
@@ -213,7 +213,7 @@ t.test('request contract, errors with ids, timeouts replace the worker, full que
 })
 
 t.test('build swap under load: no failed request, no mixed answer; a build whose init throws is refused', async (t) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'espra-app-data-'))
+  const dataDir = testDir('espra-app-data-')
   const { app, push, serving, seedAddress } = await startCluster(t, { children: 2, threads: 2, 'queue-size': 10000, 'request-timeout': '20s', 'data-dir': dataDir })
   const builds = async () => JSON.parse((await admin(['builds', '--json', '--seed', seedAddress])).stdout) as { id: string; nodes: string[]; refused: unknown[] }[]
   const port = app.port

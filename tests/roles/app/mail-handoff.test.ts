@@ -4,8 +4,6 @@
 // raw message (DNS answered by a resolver function holding the test's records, or one that never answers); one
 // with neither (--mail-auth false) hands null and looks nothing up.
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Packr } from 'msgpackr'
 import nodemailer from 'nodemailer'
@@ -22,6 +20,7 @@ import { createMailHandoffOps } from '../../../roles/app/mail-handoff-ops.js'
 import { openEmbeddedDatastore } from '../../../seed/datastore-embedded.js'
 import { mailHandoffHandlers } from '../../../seed/mail-handoff-ops.js'
 import type { MetaPeer } from '../../../lib/transport/meta-server.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const records: Record<string, string> = {
@@ -55,7 +54,7 @@ const MAIL_NODE_RESULTS: MailAuthResults = {
 }
 
 async function setUp(t: Test) {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-handoff-'))
+  const dir = testDir('espra-mail-handoff-')
   const datastore = await openEmbeddedDatastore({ dir: join(dir, 'ds') })
   const blobs = await createLocalBlobStore(join(dir, 'blobs'))
   t.teardown(async () => {

@@ -1,15 +1,15 @@
 // Regression: a `package.json` with "type": "commonjs" in a folder above the data directory (what
 // `npm init -y` writes, so `npx espra-node up` inside an ordinary project) made every build's
 // `export` a syntax error. Builds load as ES modules whatever surrounds the data directory.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { health, waitFor } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 t.test('a CommonJS package.json above the data directory: the build still loads as ES modules', async (t) => {
-  const project = mkdtempSync(join(tmpdir(), 'espra-cjs-project-'))
+  const project = testDir('espra-cjs-project-')
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'someones-project', version: '1.0.0', type: 'commonjs' }))
   const dataDir = join(project, 'state', '.espra')
   mkdirSync(dataDir, { recursive: true })

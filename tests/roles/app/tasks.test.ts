@@ -2,14 +2,13 @@
 // build that exports handleTask, tasks enqueued by the app's own requests (ctx.enqueue), retries and
 // dead letters seen through `admin tasks`, and `kill -9` of the app node in the middle of a task.
 import { readFileSync } from 'node:fs'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { admin, killHard, startAppCluster, writeBuild, type AppCluster } from '../../helpers/app-cluster.js'
 import { get, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { send } from '../../helpers/http.js'
 import { startRedis } from '../../helpers/redis.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -78,7 +77,7 @@ async function scenario(t: Test, redis: string | null, full: boolean): Promise<v
   let app = await cluster.startApp()
   await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
   await cluster.serving(app, 'b1')
-  const dir = mkdtempSync(join(tmpdir(), 'espra-task-runs-'))
+  const dir = testDir('espra-task-runs-')
 
   const ok = await enqueue(app, 'ok', { dir, n: 1 })
   t.match(ok, /^t\d+$/, 'ctx.enqueue resolves with the task id')

@@ -1,15 +1,15 @@
 // App builds end to end with real processes: admin push-build to a real seed, two fileserver nodes
 // (two children each) loading the build from the shared blob store and serving it under /app.
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { Agent } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import t from 'tap'
 import { rawGet, sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 import { runCli } from '../../helpers/up.js'
 import { freePort, health, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 type Answer = BytesAnswer
 
@@ -36,7 +36,7 @@ function writeBuild(dir: string, files: Record<string, string>): void {
 t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, rollback, atomic swap', async (t) => {
   const metaPort = await freePort()
   const seedAddress = `127.0.0.1:${metaPort}`
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-builds-blobs-'))
+  const blobDir = testDir('espra-builds-blobs-')
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
   const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast })
   const fs: StartedNode[] = []
@@ -59,7 +59,7 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
     'espra.json': JSON.stringify({ server: 'server/main.js', public: ['*.html', '*.js', 'css/**', 'live.txt'] }),
     'server/main.js': 'export const handle = () => "the server\'s source"\n',
   }
-  const dir1 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  const dir1 = testDir('espra-build-')
   writeBuild(dir1, files1)
   const push1 = await cli(['push-build', dir1, '--message', 'first', ...connectArgs])
   t.equal(push1.code, 0, push1.stderr)
@@ -146,7 +146,7 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   }
 
   // A second build changing one file: only that file's bytes travel.
-  const dir2 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  const dir2 = testDir('espra-build-')
   const files2 = { ...files1, 'live.txt': `build two ${'2'.repeat(7000)}` }
   writeBuild(dir2, files2)
   const push2 = await cli(['push-build', dir2, '--message', 'second', ...connectArgs])
@@ -209,14 +209,14 @@ t.test('push-build, serve, 304, encodings, HEAD, traversal, delta upload, list, 
   t.equal((await fetch(fs[1]!.port, '/app/live.txt')).body.toString(), files2['live.txt'])
 
   // Without a "public" list, only public/** is served; a malformed list is refused before anything is sent.
-  const dir3 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  const dir3 = testDir('espra-build-')
   writeBuild(dir3, { 'public/about.html': '<p>about</p>', 'index.html': 'not public', 'server/index.js': 'export const handle = () => "x"\n' })
   const push3 = await cli(['push-build', dir3, ...connectArgs])
   t.equal(push3.code, 0, push3.stderr)
   t.equal((await fetch(port, '/app/public/about.html')).body.toString(), '<p>about</p>')
   t.equal((await fetch(port, '/app/index.html')).status, 404, 'a root file is not public by default')
   t.equal((await fetch(port, '/app/server/index.js')).status, 404, 'the server code is not public')
-  const dir4 = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  const dir4 = testDir('espra-build-')
   writeBuild(dir4, { 'public/a.txt': 'a', 'espra.json': JSON.stringify({ public: ['../**'] }) })
   const push4 = await cli(['push-build', dir4, ...connectArgs])
   t.not(push4.code, 0)
@@ -231,10 +231,10 @@ t.test('push-build names the fileservers that cannot load the build, and the bui
   const seedAddress = `127.0.0.1:${metaPort}`
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
   // The fileserver's blob directory is not the seed's: it cannot load the build.
-  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-blobs-')) })
-  const node = await startNode(t, 'fileserver', { seed: seedAddress, children: 1, 'node-id': 'fs-lonely', ...fast, 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-blobs-')) })
+  const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'blob-dir': testDir('espra-blobs-') })
+  const node = await startNode(t, 'fileserver', { seed: seedAddress, children: 1, 'node-id': 'fs-lonely', ...fast, 'blob-dir': testDir('espra-blobs-') })
   await waitFor('registered', async () => (await health(node.port)).body['seedConnected'] === true)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-build-'))
+  const dir = testDir('espra-build-')
   writeBuild(dir, { 'public/index.html': 'hi' })
   const push = await cli(['push-build', dir, '--timeout', '1500ms', '--seed', seedAddress])
   t.equal(push.code, 1)

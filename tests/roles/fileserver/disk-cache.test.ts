@@ -1,6 +1,5 @@
 // The fileserver's disk cache on its own, over a real local blob store whose reads are counted.
-import { mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
@@ -9,12 +8,13 @@ import { openDiskCache } from '../../../roles/fileserver/disk-cache.js'
 import { createHotCache } from '../../../roles/fileserver/hot-cache.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import type { BlobStore } from '../../../lib/storage/blob-store.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const log = pino({ level: 'silent' })
 
 /** The real store, with every get counted per key (and optionally held until released). */
 async function countingStore(t: Test): Promise<{ store: BlobStore; raw: BlobStore; gets: Map<string, number>; hold: (on: boolean) => void }> {
-  const raw = await createLocalBlobStore(mkdtempSync(join(tmpdir(), 'espra-dc-blobs-')))
+  const raw = await createLocalBlobStore(testDir('espra-dc-blobs-'))
   t.teardown(() => raw.close())
   const gets = new Map<string, number>()
   let gate: Promise<void> | null = null
@@ -51,7 +51,7 @@ async function readBody(dir: string, key: string): Promise<string> {
 
 t.test('single flight, negative cache, changed during a fill', async (t) => {
   const { store, raw, gets, hold } = await countingStore(t)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-dc-'))
+  const dir = testDir('espra-dc-')
   const cache = await openDiskCache({ dir, maxBytes: 1024 ** 2, store, log })
   await raw.put('a.txt', Buffer.from('alpha'), { contentType: 'text/plain' })
   const results = await Promise.all(Array.from({ length: 200 }, () => cache.fill('a.txt')))
@@ -89,7 +89,7 @@ t.test('single flight, negative cache, changed during a fill', async (t) => {
 
 t.test('LRU eviction by last served, kept across a restart; leftovers cleaned at start', async (t) => {
   const { store, raw, gets } = await countingStore(t)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-dc-'))
+  const dir = testDir('espra-dc-')
   for (const k of ['k1', 'k2', 'k3', 'k4']) await raw.put(k, Buffer.alloc(900, k))
   let cache = await openDiskCache({ dir, maxBytes: 3500, store, log })
   for (const k of ['k1', 'k2', 'k3']) t.equal(await cache.fill(k), 'cached')
@@ -129,7 +129,7 @@ t.test('LRU eviction by last served, kept across a restart; leftovers cleaned at
 })
 
 t.test('a damaged or foreign cache file is a miss, never wrong bytes', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-dc-'))
+  const dir = testDir('espra-dc-')
   mkdirSync(join(dir, 'objects'))
   writeFileSync(join(dir, 'objects', cacheName('x')), 'espra-cache-1\n{"key":"other","size":3}\nabc')
   t.equal(await openCached(dir, 'x'), null, 'another key under this name')
@@ -141,7 +141,7 @@ t.test('a damaged or foreign cache file is a miss, never wrong bytes', async (t)
 
 t.test('hot cache: whole bodies of small objects in memory, bounded, forgotten on a change', async (t) => {
   const { store, raw } = await countingStore(t)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-dc-'))
+  const dir = testDir('espra-dc-')
   const cache = await openDiskCache({ dir, maxBytes: 1024 ** 2, store, log })
   for (const [key, size] of [['a', 400], ['b', 400], ['c', 400], ['big', 600]] as const) {
     await raw.put(key, Buffer.alloc(size, key), { contentType: 'text/plain' })

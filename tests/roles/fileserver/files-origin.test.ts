@@ -5,9 +5,8 @@
 // If-Modified-Since takes only valid dates, client errors are not error lines, a full cache disk still
 // serves, and temporary files of a node killed mid-upload are swept when it starts again.
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
 import t, { type Test } from 'tap'
@@ -17,8 +16,9 @@ import { deriveUploadKey, mintUploadToken, type UploadMintOptions } from '../../
 import { freePort, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 import { client } from '../../helpers/seed.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const blobDir = mkdtempSync(join(tmpdir(), 'espra-files-origin-blobs-'))
+const blobDir = testDir('espra-files-origin-blobs-')
 const metaPort = await freePort()
 const fast = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '2s', 'blob-dir': blobDir }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'seed-grace': '0' })
@@ -174,7 +174,7 @@ t.test('client errors (415, a bad form, a client gone) are info lines without st
 })
 
 t.test('a full cache disk: a 4 MB object is streamed from the blob store (a 2 MB tmpfs as the cache; needs mount rights)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-files-full-cache-'))
+  const dir = testDir('espra-files-full-cache-')
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
   if (mounted.status !== 0) return t.plan(0, `skipped: cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`)
   t.teardown(() => void spawnSync('umount', ['-l', dir]))
@@ -191,7 +191,7 @@ t.test('a full cache disk: a 4 MB object is streamed from the blob store (a 2 MB
 })
 
 t.test('kill -9 mid-upload: the temporary file is swept when the node starts again; a dead child\'s when it exits', async (t) => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'espra-files-killed-'))
+  const dataDir = testDir('espra-files-killed-')
   const tmp = join(dataDir, 'uploads-tmp')
   let node = await fileserver(t, { 'data-dir': dataDir, 'node-id': 'fs-killed' })
   const partial = async (target: StartedNode) => {

@@ -1,9 +1,6 @@
 // Fileserver metrics from real traffic: a seed and a fileserver (one child, so every lookup is this child's)
 // over a local blob store; uploads by outcome, cache hits by layer, misses, negative hits, the disk cache.
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
 import { deriveUploadKey, mintUploadToken } from '../../../lib/uploads/token.js'
@@ -11,8 +8,9 @@ import { freePort, SECRET, startNode } from '../../helpers/cluster.js'
 import { sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 import { answered, scrape, type PromText } from '../../helpers/prom-text.js'
 import { client } from '../../helpers/seed.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const blobDir = mkdtempSync(join(tmpdir(), 'espra-fs-metrics-blobs-'))
+const blobDir = testDir('espra-fs-metrics-blobs-')
 const metaPort = await freePort()
 const fast = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '2s', 'blob-dir': blobDir }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'seed-grace': '0' })

@@ -1,8 +1,7 @@
 // GET|HEAD /f/<key> end to end: a real seed and real fileserver nodes (2 children) on an S3 blob store
 // (s3rver behind a counting pass-through proxy, so every blob-store GET the nodes make is counted).
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { pino } from 'pino'
@@ -14,6 +13,7 @@ import { notifyFileChanged } from '../../../lib/transport/files-changed.js'
 import { freePort, SECRET, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { startCountingS3 } from '../../helpers/counting-s3.js'
 import { rawGet, sendForBytes, type BytesAnswer } from '../../helpers/http.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
@@ -53,7 +53,7 @@ async function fileserver(t: Test, flags: Record<string, string | number>): Prom
 // /f/ serves uploaded files only (files/<sha256>): each object of this test is stored under such a key, named by a word.
 const K = (name: string) => `files/${createHash('sha256').update(name).digest('hex')}`
 
-const cacheDir = mkdtempSync(join(tmpdir(), 'espra-files-cache-'))
+const cacheDir = testDir('espra-files-cache-')
 const text = 'hello from the blob store\n'.repeat(200)
 const bin = Buffer.alloc(300_000)
 for (let i = 0; i < bin.length; i++) bin[i] = (i * 31 + 7) & 0xff
@@ -176,7 +176,7 @@ t.test('the cache survives a restart', async (t) => {
 })
 
 t.test('eviction under --cache-max-bytes: least recently served first', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-files-small-cache-'))
+  const dir = testDir('espra-files-small-cache-')
   // Each cache file is its object plus a metadata line of about 300 bytes: two of three 1000-byte objects fit.
   const small = await fileserver(t, { 'cache-dir': dir, 'cache-max-bytes': 2800 })
   for (const k of ['ev/a', 'ev/b', 'ev/c']) await direct.put(K(k), Buffer.alloc(1000, k.slice(-1)))
@@ -211,7 +211,7 @@ t.test('eviction under --cache-max-bytes: least recently served first', async (t
 })
 
 t.test('the local blob store (the default under up) serves the same way', async (t) => {
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-files-local-'))
+  const blobDir = testDir('espra-files-local-')
   const local = await createLocalBlobStore(blobDir)
   t.teardown(() => local.close())
   await local.put(K('site/page.html'), Buffer.from('<p>local</p>'), { contentType: 'text/html' })

@@ -4,9 +4,8 @@
 // blob store, so an upload started on one fileserver is finished on the other.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import S3rver from 's3rver'
 import t from 'tap'
@@ -19,6 +18,7 @@ import { freePort, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 import { connectLive, token as liveToken } from '../../helpers/live.js'
 import { client } from '../../helpers/seed.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
@@ -26,7 +26,7 @@ process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
 
 const BUCKET = 'espra-tus'
 const s3Port = await freePort()
-const s3 = new S3rver({ address: '127.0.0.1', port: s3Port, silent: true, directory: mkdtempSync(join(tmpdir(), 'espra-tus-s3-')), configureBuckets: [{ name: BUCKET }] })
+const s3 = new S3rver({ address: '127.0.0.1', port: s3Port, silent: true, directory: testDir('espra-tus-s3-'), configureBuckets: [{ name: BUCKET }] })
 await s3.run()
 t.teardown(() => s3.close())
 const endpoint = `http://127.0.0.1:${s3Port}`
@@ -38,7 +38,7 @@ const fast = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'he
 const store = { 'blob-store': 's3', 's3-bucket': BUCKET, 's3-endpoint': endpoint }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'seed-grace': '0' })
 const live = await startNode(t, 'live', { ...fast, 'node-id': 'live-tus', children: 1 })
-const dirA = mkdtempSync(join(tmpdir(), 'espra-tus-a-'))
+const dirA = testDir('espra-tus-a-')
 const [a, b] = await Promise.all([
   startNode(t, 'fileserver', { ...fast, ...store, 'node-id': 'fs-tus-a', children: 1, 'data-dir': dirA }),
   startNode(t, 'fileserver', { ...fast, ...store, 'node-id': 'fs-tus-b', children: 1 }),
@@ -339,7 +339,7 @@ t.test('413: creation over the token size (token not spent); PATCH bodies past U
 })
 
 t.test('disk full → 507, nothing recorded (a 2 MB tmpfs as the data directory; needs mount rights)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-tus-full-'))
+  const dir = testDir('espra-tus-full-')
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
   if (mounted.status !== 0) return t.plan(0, `skipped: cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`)
   t.teardown(() => void spawnSync('umount', [dir]))

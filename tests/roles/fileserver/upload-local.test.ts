@@ -4,9 +4,8 @@
 // that goes away mid-body leaves no temporary file and no object; a compressible type gzipped on the way.
 import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readdirSync, statSync } from 'node:fs'
+import { readdirSync, statSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import t from 'tap'
@@ -16,11 +15,12 @@ import { deriveUploadKey, mintUploadToken } from '../../../lib/uploads/token.js'
 import { freePort, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { readAll } from '../../helpers/blob-store-contract.js'
 import { client } from '../../helpers/seed.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const metaPort = await freePort()
 const fast = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '2s' }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'seed-grace': '0' })
-const dataDir = mkdtempSync(join(tmpdir(), 'espra-upload-local-'))
+const dataDir = testDir('espra-upload-local-')
 const blobDir = join(dataDir, 'blobs')
 const fs = await startNode(t, 'fileserver', { ...fast, 'node-id': 'fs-local', children: 1, 'data-dir': dataDir, 'blob-dir': blobDir })
 t.teardown(async () => {

@@ -3,9 +3,8 @@
 // progress heard by a real WebSocket subscriber; the S3 server stopped and restarted for pending uploads.
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
 import { request } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import S3rver from 's3rver'
@@ -18,13 +17,14 @@ import { freePort, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { connectLive, token as liveToken } from '../../helpers/live.js'
 import { client } from '../../helpers/seed.js'
 import { BIN } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
 process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
 
 const BUCKET = 'espra-uploads'
-const s3Dir = mkdtempSync(join(tmpdir(), 'espra-uploads-s3-'))
+const s3Dir = testDir('espra-uploads-s3-')
 const s3Port = await freePort()
 const s3Options = { address: '127.0.0.1', port: s3Port, silent: true, resetOnClose: false, directory: s3Dir, configureBuckets: [{ name: BUCKET }] }
 let s3: S3rver | null = new S3rver(s3Options)
@@ -38,7 +38,7 @@ const metaPort = await freePort()
 const fast = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '2s' }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...fast, 'seed-grace': '0' })
 const live = await startNode(t, 'live', { ...fast, 'node-id': 'live-up', children: 1 })
-const fsDataDir = mkdtempSync(join(tmpdir(), 'espra-uploads-fs-'))
+const fsDataDir = testDir('espra-uploads-fs-')
 const fs = await startNode(t, 'fileserver', {
   ...fast, 'node-id': 'fs-up', children: 2, 'data-dir': fsDataDir, 'blob-store': 's3', 's3-bucket': BUCKET, 's3-endpoint': endpoint,
 })
@@ -224,7 +224,7 @@ t.test('S3: a 12 MB body goes up in parts while it arrives and is moved to its k
 })
 
 t.test('disk full → 507, nothing recorded or stored (a 2 MB tmpfs as the data directory; needs mount rights)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-uploads-full-'))
+  const dir = testDir('espra-uploads-full-')
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir])
   if (mounted.status !== 0) return t.plan(0, `skipped: cannot mount a tmpfs here: ${mounted.stderr.toString().trim()}`)
   t.teardown(() => void spawnSync('umount', [dir]))

@@ -2,9 +2,6 @@
 // server (s3rver); files uploaded with POST /upload, mapped with `admin vhost set|rm|ls`, fetched with a vhost
 // Host header. A mapping change reaches the children by the seed's vhosts.changed push, without a restart.
 import { createHash } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import S3rver from 's3rver'
 import t from 'tap'
@@ -14,6 +11,7 @@ import { freePort, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { rawGet, sendForBytes, type BytesAnswer } from '../../helpers/http.js'
 import { client } from '../../helpers/seed.js'
 import { runCli } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true'
 process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER'
@@ -22,7 +20,7 @@ process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER'
 const BUCKET = 'espra-vhosts-test'
 const s3 = new S3rver({
   address: '127.0.0.1', port: 0, silent: true, resetOnClose: true,
-  directory: mkdtempSync(join(tmpdir(), 'espra-s3rver-vhosts-')), configureBuckets: [{ name: BUCKET }],
+  directory: testDir('espra-s3rver-vhosts-'), configureBuckets: [{ name: BUCKET }],
 })
 const { port: s3Port } = await s3.run()
 t.teardown(() => s3.close())

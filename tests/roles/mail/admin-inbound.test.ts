@@ -1,12 +1,12 @@
 // `admin mail inbound [--failed] [--json]` and `retry <id>` on real processes: a seed, a mail node, then an app node
 // whose handleMail fails for some messages until they are dead letters, then a build that takes them.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const app = (failing: boolean) => `
 import { appendFileSync } from 'node:fs'
@@ -55,7 +55,7 @@ t.test('admin mail inbound lists what is not handed yet, and retry hands a faile
   t.equal(pendingRetry.code, 1)
   t.match(pendingRetry.stderr, /ESPRA_ERR_MAIL_NOT_FAILED.*is pending \(0 of 10 attempts\): it is retried by itself/, 'a pending message is not retried by hand')
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-admin-'))
+  const dir = testDir('espra-mail-admin-')
   const handled = (): string[] => {
     try {
       return readFileSync(join(dir, 'mail.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { id: string }).id)

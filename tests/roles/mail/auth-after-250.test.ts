@@ -4,14 +4,14 @@
 // verifies the stored message, again after an app node dies mid-verification, and with the lookups still hanging
 // past the mail node's --mail-auth-timeout handleMail gets temperror results.
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { killHard, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
 import { startDnsServer } from '../../helpers/dns-server.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -48,7 +48,7 @@ t.test('the 250 does not wait for DNS; handleMail gets the results the handoff v
   // The longest timeout: whatever waits for these lookups waits for them to be answered, not for the timeout.
   const patient = await mailNode('mail-1', '60s')
   const hasty = await mailNode('mail-2', '1s')
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-auth-after-'))
+  const dir = testDir('espra-mail-auth-after-')
   const app1 = await cluster.startApp({ 'app-settings': JSON.stringify({ dir }) })
   await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
   await cluster.serving(app1, 'b1')

@@ -5,8 +5,7 @@
 // refused 550 5.7.1 at the end of DATA, not before the lookups are answered, and nothing is stored; under p=none
 // it is taken with its results.
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
@@ -14,6 +13,7 @@ import { startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
 import { startDnsServer } from '../../helpers/dns-server.js'
 import { storedRaw } from './stored-raw.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -47,7 +47,7 @@ t.test('authentication results reach handleMail; DMARC p=reject failures refused
     'mail-auth-timeout': '60s',
   })
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true)
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-auth-'))
+  const dir = testDir('espra-mail-auth-')
   const app = await cluster.startApp({ 'app-settings': JSON.stringify({ dir }) })
   await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
   await cluster.serving(app, 'b1')

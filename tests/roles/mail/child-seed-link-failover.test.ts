@@ -2,15 +2,13 @@
 // PostgreSQL, a mail node with 2 children given both, the leader killed with SIGKILL. The children's links move to
 // the seed that takes the lead, the next message is recorded over one of them, and every message that got 250, before
 // and after, is in the records the survivor reads.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { admin, killHard } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, startSeedPair, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { startPostgres } from '../../helpers/postgres.js'
 import { scrape } from '../../helpers/prom-text.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const postgres = await startPostgres(t)
 
@@ -20,7 +18,7 @@ const sum = async (node: StartedNode, name: string, labels: Record<string, strin
 t.test('the children\'s links follow the leader when it dies', async (t) => {
   const url = await postgres.createDatabase()
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
-  const { seeds, addresses } = await startSeedPair(t, { ...fast, datastore: url, 'seed-lease': '2000ms', 'blob-dir': mkdtempSync(join(tmpdir(), 'espra-child-failover-')) }, ['seed-a', 'seed-b'])
+  const { seeds, addresses } = await startSeedPair(t, { ...fast, datastore: url, 'seed-lease': '2000ms', 'blob-dir': testDir('espra-child-failover-') }, ['seed-a', 'seed-b'])
   const smtpPort = await freePort()
   const mail = await startNode(t, 'mail', { ...fast, seed: addresses.join(','), 'node-id': 'mail-1', children: 2, 'smtp-port': smtpPort, 'mail-domains': 'example.test', 'mail-auth': 'false' })
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true, 30_000)

@@ -4,14 +4,12 @@
 // (the limit checks fail open after 1 s; the record cannot have gone through the parent). Then the seed is killed
 // with SIGKILL and started again on its data: the children's links come back and the next message is recorded over
 // them; every message that got 250 is in the seed's records.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { admin, killHard } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { scrape } from '../../helpers/prom-text.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const sum = async (node: StartedNode, name: string, labels: Record<string, string> = {}): Promise<number> =>
   (await scrape(node.metricsPort)).find(name, labels).reduce((n, s) => n + s.value, 0)
@@ -20,7 +18,7 @@ t.test('a mail child records over its own seed link, also after a seed restart',
   const metaPort = await freePort()
   const seedAddress = `127.0.0.1:${metaPort}`
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0' }
-  const seedFlags = { ...fast, 'meta-port': metaPort, 'data-dir': mkdtempSync(join(tmpdir(), 'espra-child-link-')) }
+  const seedFlags = { ...fast, 'meta-port': metaPort, 'data-dir': testDir('espra-child-link-') }
   let seed = await startNode(t, 'seed', seedFlags)
   const nodeLinks = () => sum(seed, 'espra_seed_meta_connections', { kind: 'node' })
   const before = await waitFor('the seed counts its own link', async () => ((await nodeLinks()) >= 1 ? nodeLinks() : undefined))

@@ -2,13 +2,13 @@
 // the mail node (parent and children) is killed while groups are in flight. Every message that got 250 must reach
 // handleMail after the restart, and a client's retry of every message that did not (the same bytes, Message-ID and
 // recipients) must be taken and handed, once. Real processes, nothing mocked.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { killHard, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
 import { openSmtp } from '../../helpers/smtp-session.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -108,7 +108,7 @@ t.test('kill -9 while groups are in flight: every 250 is handed; every retry of 
   }
   for (const messageId of lost250) t.equal(retried.get(messageId), accepted.get(messageId), `a retry after a lost 250 is answered with the first id (${messageId})`)
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-kill-'))
+  const dir = testDir('espra-mail-kill-')
   const app = await cluster.startApp({ 'app-settings': JSON.stringify({ dir }) })
   await cluster.push(writeBuild({ 'server/index.js': APP }), 'b1')
   await cluster.serving(app, 'b1')

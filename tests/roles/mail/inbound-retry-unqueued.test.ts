@@ -2,8 +2,7 @@
 // the record named its task, and died before it did): real processes; the crash is left as it leaves the record (its
 // task id written back to null). Each message is handed once: the record names one task and only that task runs
 // handleMail (roles/app/mail-handoff.ts); a task whose record is gone (swept) hands nothing.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
@@ -16,6 +15,7 @@ import { createMetaTaskQueue } from '../../../lib/tasks/queue-meta.js'
 import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const app = `
 import { appendFileSync } from 'node:fs'
@@ -66,7 +66,7 @@ t.test('retry of an unqueued message that was queued after all hands it once; so
   t.not(again.task, first[0]!.task, 'the record names the task queued now')
   t.equal((await queue.counts()).ready, 4, 'two handoffs of that message are queued')
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-unqueued-'))
+  const dir = testDir('espra-mail-unqueued-')
   const handled = (): string[] => {
     try {
       return readFileSync(join(dir, 'mail.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { id: string }).id)

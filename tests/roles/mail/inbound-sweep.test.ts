@@ -3,8 +3,7 @@
 // one message until it is a dead letter. Handled and failed messages go with their bytes (a datastore record for a
 // small one, a blob for a large one) and dedupe records, a failed one with its dead letter (deleted from the queue, so
 // no app node sees it again); a retry inside the window is still recognised.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
@@ -18,6 +17,7 @@ import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, SECRET, startNode, waitFor } from '../../helpers/cluster.js'
 import { scrape } from '../../helpers/prom-text.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const app = `
 import { appendFileSync } from 'node:fs'
@@ -61,7 +61,7 @@ t.test('handled and failed inbound messages are swept after their retention, byt
   t.ok(await blobs.head(bigRecord.raw.key), 'its blob is there')
   t.ok(await ds.get('mailInbound', inboundRawKey(good)), 'the small one: its bytes are a record')
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-mail-sweep-'))
+  const dir = testDir('espra-mail-sweep-')
   const handled = (): string[] => {
     try {
       return readFileSync(join(dir, 'mail.log'), 'utf8').trim().split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { id: string }).id)

@@ -1,8 +1,7 @@
 // Inbound mail through real processes: a seed, a mail node with its SMTP port shared by its children, nodemailer
 // (and a raw socket) as the client, and an app node whose build exports handleMail. Nothing is mocked.
-import { readFileSync, mkdtempSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
@@ -11,6 +10,7 @@ import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { storedRaw } from './stored-raw.js'
 import { freePort, health, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { scrape } from '../../helpers/prom-text.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -74,7 +74,7 @@ t.test('inbound mail', async (t) => {
   }
   let mail: StartedNode = await startNode(t, 'mail', mailFlags)
   let app: StartedNode | undefined
-  const appDir = mkdtempSync(join(tmpdir(), 'espra-mail-app-'))
+  const appDir = testDir('espra-mail-app-')
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true)
   const transport = () => nodemailer.createTransport({ host: '127.0.0.1', port: smtpPort, secure: false, ignoreTLS: true, pool: false })
 

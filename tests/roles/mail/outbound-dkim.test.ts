@@ -2,8 +2,7 @@
 // record `admin mail dkim-record` prints (given to mailauth's resolver). A missing key file, or one that is not an RSA
 // private key, stops the node at start with one line naming it.
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js'
 import t from 'tap'
@@ -11,8 +10,9 @@ import { admin, startAppCluster } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
 import { startReceiver } from '../../helpers/smtp-receiver.js'
 import { runCli } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'espra-dkim-'))
+const dir = testDir('espra-dkim-')
 const keyFile = join(dir, 'espra.test.pem')
 writeFileSync(keyFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
 

@@ -5,9 +5,8 @@
 // matches, or when the host's certificate is not valid for its name. testing: delivered, the mismatch logged. The
 // policy is fetched once per id (cached for max_age).
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { admin, startAppCluster } from '../../helpers/app-cluster.js'
@@ -18,8 +17,9 @@ import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
 import { createLogger } from '../../../lib/core/log.js'
 import type { OutRecord } from '../../../lib/mail/outbound-store.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'espra-mta-sts-'))
+const dir = testDir('espra-mta-sts-')
 const f = (name: string) => join(dir, name)
 const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' })
 ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=espra test CA', '-days', '1', '-keyout', f('ca.key'), '-out', f('ca.crt')])

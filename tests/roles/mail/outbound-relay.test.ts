@@ -1,7 +1,6 @@
 // Outbound mail through real processes: a seed, an app node whose build calls ctx.sendMail, a mail node delivering
 // through --smtp-relay to a real smtp-server this test starts (and answers as each case needs). Nothing is mocked.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { admin, startAppCluster, writeBuild } from '../../helpers/app-cluster.js'
@@ -12,6 +11,7 @@ import { createMetaClient } from '../../../lib/transport/meta-client.js'
 import { createDatastoreClient } from '../../../lib/storage/datastore-client.js'
 import { createLogger } from '../../../lib/core/log.js'
 import type { OutRecord } from '../../../lib/mail/outbound-store.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -45,7 +45,7 @@ t.test('outbound mail through a relay', async (t) => {
     'smtp-relay': `smtp://127.0.0.1:${receiver.port}`, 'mail-retry-base': '300ms', 'mail-retry-max': '1s', 'mail-hostname': 'mx.espra.test',
   })
   await waitFor('mail registered', async () => (await health(mail.port)).body['seedConnected'] === true)
-  const eventsDir = mkdtempSync(join(tmpdir(), 'espra-mail-events-'))
+  const eventsDir = testDir('espra-mail-events-')
   const app = await cluster.startApp({ children: 1, threads: 1, 'app-settings': JSON.stringify({ dir: eventsDir }) })
   const events = (): { message: string; type: string; rcpts?: string[]; detail?: string; messageId: string }[] => {
     try {

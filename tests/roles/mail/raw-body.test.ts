@@ -1,11 +1,9 @@
 // takeRawBody: held in memory up to the threshold, past it streamed whole into a staged put of a real local blob store.
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import t from 'tap'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { takeRawBody } from '../../../roles/mail/raw-body.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 async function readAll(body: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
@@ -14,7 +12,7 @@ async function readAll(body: Readable): Promise<Buffer> {
 }
 
 t.test('up to the threshold the bytes are held; past it they are staged whole, what was held first', async (t) => {
-  const blobs = await createLocalBlobStore(mkdtempSync(join(tmpdir(), 'espra-raw-body-')))
+  const blobs = await createLocalBlobStore(testDir('espra-raw-body-'))
   t.teardown(() => blobs.close())
   const stage = (rest: Readable) => blobs.stage('mail/in/x.eml', rest)
   const chunks = (n: number, size: number) => Readable.from(Array.from({ length: n }, (_, i) => Buffer.alloc(size, 97 + (i % 26))))
@@ -32,7 +30,7 @@ t.test('up to the threshold the bytes are held; past it they are staged whole, w
 })
 
 t.test('a body that fails rejects, held or streaming into the blob store', async (t) => {
-  const blobs = await createLocalBlobStore(mkdtempSync(join(tmpdir(), 'espra-raw-body-')))
+  const blobs = await createLocalBlobStore(testDir('espra-raw-body-'))
   t.teardown(() => blobs.close())
   const stage = (rest: Readable) => blobs.stage('mail/in/y.eml', rest)
   for (const sent of [10, 5000]) {

@@ -2,13 +2,13 @@
 // `admin mail send` printed an id for is there when the seed comes back on the same data directory (the embedded
 // datastore and queue answer a write once it is flushed, seed/datastore-embedded.ts; a power loss cannot be
 // simulated here, a kill -9 of the seed's host process can). Then an app node is started and every message is handed once.
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { admin, killHard, writeBuild } from '../../helpers/app-cluster.js'
 import { freePort, health, startNode, waitFor } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const APP = `
 import { appendFileSync } from 'node:fs'
@@ -30,8 +30,8 @@ const handled = (dir: string): string[] => {
 t.test('kill -9 of the seed right after its answers loses nothing', async (t) => {
   const metaPort = await freePort()
   const seedAddress = `127.0.0.1:${metaPort}`
-  const seedDir = mkdtempSync(join(tmpdir(), 'espra-seed-kill-'))
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-seed-kill-blobs-'))
+  const seedDir = testDir('espra-seed-kill-')
+  const blobDir = testDir('espra-seed-kill-blobs-')
   const fast = { 'heartbeat-interval': '100ms', 'heartbeat-timeout': '2s', 'seed-grace': '0', 'blob-dir': blobDir }
   const seedFlags = { 'meta-port': metaPort, 'data-dir': seedDir, ...fast }
   let seed = await startNode(t, 'seed', seedFlags)
@@ -57,7 +57,7 @@ t.test('kill -9 of the seed right after its answers loses nothing', async (t) =>
   t.equal(shown.code, 0, `the outbound message is still there: ${shown.stderr}`)
   t.match(shown.stdout, outId)
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-seed-kill-app-'))
+  const dir = testDir('espra-seed-kill-app-')
   const app = await startNode(t, 'app', { ...fast, seed: seedAddress, 'node-id': 'app-1', 'app-settings': JSON.stringify({ dir }) })
   await waitFor('app registered', async () => (await health(app.port)).body['seedConnected'] === true)
   const pushed = await admin(['push-build', writeBuild({ 'server/index.js': APP }), '--seed', seedAddress])

@@ -1,20 +1,19 @@
 // SIZE enforced while the data streams, on a real mail node with one child (so every message goes to the
 // child whose memory is measured). No seed is needed: an oversized message is refused before anything is recorded.
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 const vmRss = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024
 
 t.test('a 50 MB message against the 10 MB limit is refused 552, and memory does not grow per message', async (t) => {
   const smtpPort = await freePort()
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-mail-size-'))
+  const blobDir = testDir('espra-mail-size-')
   const mail = await startNode(t, 'mail', { children: 1, 'smtp-port': smtpPort, 'mail-domains': 'example.test', 'blob-dir': blobDir })
   const transport = () => nodemailer.createTransport({ host: '127.0.0.1', port: smtpPort, secure: false, ignoreTLS: true })
   const socket = net.connect(smtpPort, '127.0.0.1')

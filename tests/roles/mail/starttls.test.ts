@@ -1,15 +1,15 @@
 // STARTTLS on a real mail node (no seed needed for these replies): offered with --smtp-tls-cert, required with
 // --smtp-require-tls, and bad options stop the node at start naming the option.
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import t from 'tap'
 import { freePort, startNode } from '../../helpers/cluster.js'
 import { runCli } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'espra-smtp-tls-'))
+const dir = testDir('espra-smtp-tls-')
 const cert = join(dir, 'mx.crt')
 const key = join(dir, 'mx.key')
 execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=mx.example.test', '-addext', 'subjectAltName=DNS:mx.example.test', '-days', '1', '-keyout', key, '-out', cert], { stdio: 'ignore' })

@@ -2,17 +2,17 @@
 // names the client for the `ip` routing key, the per-address limits and the X-Forwarded-For a Live node gets;
 // from any other peer they are not believed. Real seed and proxy, stand-in Live nodes.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { RequestOptions } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { PROXY_V2_SIGNATURE } from '../../../lib/core/client-address.js'
 import { freePort, waitFor } from '../../helpers/cluster.js'
 import { send as sendRequest } from '../../helpers/http.js'
 import { cluster, HOST, send } from '../../helpers/proxy-cluster.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
 /** A PROXY v2 header (PROXY command, TCP over IPv4) naming `source` as the client. */
 function proxyV2(source: string): Buffer {
@@ -105,7 +105,7 @@ t.test('from a trusted balancer: X-Forwarded-For and PROXY v2 name the client; f
 
 /** Runs haproxy (Debian's) with `config` until teardown; resolves once it listens on `port`. */
 async function startHaproxy(t: Test, config: string, port: number): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'espra-haproxy-'))
+  const dir = testDir('espra-haproxy-')
   const file = join(dir, 'haproxy.cfg')
   writeFileSync(file, config)
   const proc = spawn('haproxy', ['-f', file, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -125,7 +125,7 @@ async function startHaproxy(t: Test, config: string, port: number): Promise<void
 // HAProxy is installed by tests/system-packages.sh (npm run test:fresh); without it this test fails, it does not skip.
 t.test('through a real HAProxy, both ways infra/haproxy/haproxy.cfg shows: X-Forwarded-For and send-proxy-v2 (plain and TLS ports)', async (t) => {
   t.equal(spawnSync('haproxy', ['-v']).status, 0, 'haproxy is installed (npm run test:fresh installs it)')
-  const dir = mkdtempSync(join(tmpdir(), 'espra-client-address-'))
+  const dir = testDir('espra-client-address-')
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const cert = join(dir, 'live.crt')
   const key = join(dir, 'live.key')

@@ -1,10 +1,9 @@
 // TLS termination at the proxy: HTTPS and wss to stand-in Live nodes, X-Forwarded-Proto https,
 // the 308 redirect from plain HTTP, and the start-up errors for bad certificate or key files.
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import type { RequestOptions } from 'node:http'
 import { request } from 'node:https'
-import { tmpdir } from 'node:os'
 import { connect as tcpConnect, createServer, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { join } from 'node:path'
@@ -14,8 +13,9 @@ import { freePort, pidAlive, startNode, waitFor } from '../../helpers/cluster.js
 import { send as sendRequest, type HttpAnswer } from '../../helpers/http.js'
 import { cluster, HOST, send } from '../../helpers/proxy-cluster.js'
 import { runCli } from '../../helpers/up.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'espra-tls-test-'))
+const dir = testDir('espra-tls-test-')
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
 /** A self-signed certificate for the live host, made with Debian's openssl. */
