@@ -14,20 +14,37 @@ type Register = (pattern: string, handler: Handler) => TemplatedApp
 
 const ROUTE_METHODS = ['get', 'post', 'put', 'del', 'patch', 'options', 'head', 'connect', 'trace', 'any'] as const
 
-/** Per-response bookkeeping kept on the response object itself (no side map to clean up). */
-const OPEN = Symbol('espra.open')
-const BODY = Symbol('espra.bodyStarted')
-const ABORT = Symbol('espra.onAborted')
-const START = Symbol('espra.start')
-const STATUS = Symbol('espra.statusClass')
-interface Tracked extends HttpResponse {
-  [OPEN]?: boolean
-  /** performance.now() when the handler began. */
-  [START]?: number
+/**
+ * A tracked response's own state, in the one field a {@link createHttpServer}
+ * app adds to each uWS response (no side map to clean up). One object of a
+ * fixed shape: setting a dozen methods and fields on every response instead
+ * cost map transitions per request on every role's hot path.
+ */
+const FLIGHT = Symbol('espra.flight')
+/** Set on a uWS response prototype once its methods are replaced (SSL and plain apps have their own). */
+const PATCHED = Symbol('espra.patched')
+
+/** What the shared response methods need of the server a response belongs to (several can live in one process). */
+interface Books {
+  draining: boolean
+  /** The response is over: `answered` when it was sent (not left by its client, nor upgraded). */
+  finish(flight: Flight, answered: boolean): void
+}
+
+class Flight {
+  open = true
   /** Status class of the answer: first digit of the status line minus 1 (0 for 1xx … 4 for 5xx); 1 (2xx) until written. */
-  [STATUS]?: number
-  [BODY]?: boolean
-  [ABORT]?: (() => void) | undefined
+  status = 1
+  bodyStarted = false
+  /** The handler's own `onAborted`, called after the server's bookkeeping. */
+  onAborted: (() => void) | undefined = undefined
+  /** `start`: performance.now() when the handler began. */
+  constructor(readonly books: Books, readonly start: number) {}
+}
+
+interface Tracked extends HttpResponse {
+  [FLIGHT]?: Flight
+  [PATCHED]?: true
 }
 
 export interface HttpServerStats {
@@ -91,9 +108,105 @@ export function sendJson(res: HttpResponse, status: number, body: unknown): void
  * safe; new code says what it means with this.
  */
 export function answerLater(res: HttpResponse, write: () => void): boolean {
-  if (!(res as Tracked)[OPEN]) return false
+  const flight = (res as Tracked)[FLIGHT]
+  if (flight === undefined || !flight.open) return false
   res.cork(write)
   return true
+}
+
+type Upgrade = (...args: unknown[]) => void
+
+// Streamed bodies cannot ask uWS to close, so while draining the header tells the client not to reuse the socket.
+function startBody(res: HttpResponse, flight: Flight): void {
+  if (flight.bodyStarted) return
+  flight.bodyStarted = true
+  if (flight.books.draining) res.writeHeader('Connection', 'close')
+}
+
+/**
+ * Replaces the methods of a uWS response prototype, once for all the
+ * responses it makes (the methods are shared, the state is each response's
+ * {@link Flight}). A response no tracked handler took (a WebSocket upgrade
+ * handler, an app not made by {@link createHttpServer}) has no flight and
+ * gets the native methods' behaviour.
+ */
+function patchResponses(proto: Tracked): void {
+  const native = {
+    end: proto.end, endWithoutBody: proto.endWithoutBody, write: proto.write, tryEnd: proto.tryEnd,
+    onAborted: proto.onAborted, cork: proto.cork, close: proto.close, writeStatus: proto.writeStatus, upgrade: (proto as unknown as { upgrade: Upgrade }).upgrade,
+  }
+  proto.writeStatus = function writeStatus(this: Tracked, status) {
+    // The class is the first digit: no parse per answer ('200 OK' → 1).
+    const flight = this[FLIGHT]
+    if (flight !== undefined && typeof status === 'string') flight.status = status.charCodeAt(0) - 49
+    return native.writeStatus.call(this, status)
+  }
+  proto.end = function end(this: Tracked, body, close) {
+    const flight = this[FLIGHT]
+    if (flight === undefined) return native.end.call(this, body, close)
+    try {
+      return native.end.call(this, body, close || flight.books.draining)
+    } finally {
+      flight.books.finish(flight, true)
+    }
+  }
+  proto.endWithoutBody = function endWithoutBody(this: Tracked, length, close) {
+    const flight = this[FLIGHT]
+    if (flight === undefined) return native.endWithoutBody.call(this, length, close)
+    try {
+      // This uWS mishandles its own length argument: undefined is sent as Content-Length: 2^63, and a length
+      // above 0 leaves the response unfinished, which stalls the kept-alive connection. So the length goes
+      // out as a header of ours and uWS is never given one. The client is told to close while draining
+      // (uWS cannot be asked to here); the drain closes what stays idle.
+      if (length !== undefined) this.writeHeader('Content-Length', String(length))
+      if (close || flight.books.draining) this.writeHeader('Connection', 'close')
+      return native.endWithoutBody.call(this)
+    } finally {
+      flight.books.finish(flight, true)
+    }
+  }
+  proto.write = function write(this: Tracked, chunk) {
+    const flight = this[FLIGHT]
+    if (flight !== undefined) startBody(this, flight)
+    return native.write.call(this, chunk)
+  }
+  proto.tryEnd = function tryEnd(this: Tracked, chunk, total) {
+    const flight = this[FLIGHT]
+    if (flight === undefined) return native.tryEnd.call(this, chunk, total)
+    startBody(this, flight)
+    const result = native.tryEnd.call(this, chunk, total)
+    if (result[1]) flight.books.finish(flight, true)
+    return result
+  }
+  // A response whose client left (or that already finished) must not be touched: uWS throws, and a throw in a
+  // promise callback ends the child. Answers written later all go through cork, so a closed response skips them.
+  proto.cork = function cork(this: Tracked, write) {
+    const flight = this[FLIGHT]
+    if (flight === undefined || flight.open) native.cork.call(this, write)
+    return this
+  }
+  proto.close = function close(this: Tracked) {
+    const flight = this[FLIGHT]
+    if (flight === undefined || flight.open) native.close.call(this)
+    return this
+  }
+  // The server's own abort handler is registered natively when the handler starts (see `wrap`); the handler's is kept and called after it.
+  proto.onAborted = function onAborted(this: Tracked, handler) {
+    const flight = this[FLIGHT]
+    if (flight === undefined) return native.onAborted.call(this, handler)
+    flight.onAborted = handler
+    return this
+  }
+  ;(proto as unknown as { upgrade: Upgrade }).upgrade = function upgrade(this: Tracked, ...args: unknown[]) {
+    const flight = this[FLIGHT]
+    if (flight === undefined) return native.upgrade.apply(this, args)
+    try {
+      native.upgrade.apply(this, args)
+    } finally {
+      flight.books.finish(flight, false)
+    }
+  }
+  proto[PATCHED] = true
 }
 
 /**
@@ -107,94 +220,29 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   let inflight = 0
   let tracked = 0
   let requests = 0
-  let draining = false
   let lastActivity = Date.now()
   let listenSocket: us_listen_socket | null = null
   let drained: Promise<{ cut: number }> | null = null
   const latency = new StatusLatency()
 
-  /** The response is over: `answered` when it was sent (not left by its client, nor upgraded). */
-  function finish(res: Tracked, answered: boolean): void {
-    if (!res[OPEN]) return
-    res[OPEN] = false
-    inflight--
-    if (answered) latency.recordClass(res[STATUS]!, performance.now() - res[START]!)
-    lastActivity = Date.now()
-  }
-
-  // The native methods, captured from the first response (they live on the shared native prototype).
-  // The replacements below are shared functions installed as own properties: no per-request closures
-  // but the abort one.
-  type Upgrade = (...args: unknown[]) => void
-  let base: Pick<HttpResponse, 'end' | 'endWithoutBody' | 'write' | 'tryEnd' | 'onAborted' | 'cork' | 'close' | 'writeStatus'> & { upgrade: Upgrade }
-  function writeStatus(this: Tracked, status: Parameters<HttpResponse['writeStatus']>[0]): HttpResponse {
-    // The class is the first digit: no parse per answer ('200 OK' → 1).
-    if (typeof status === 'string') this[STATUS] = status.charCodeAt(0) - 49
-    return base.writeStatus.call(this, status)
-  }
-  function end(this: Tracked, body?: Parameters<HttpResponse['end']>[0], close?: boolean): HttpResponse {
-    try {
-      return base.end.call(this, body, close || draining)
-    } finally {
-      finish(this, true)
-    }
-  }
-  function endWithoutBody(this: Tracked, length?: number, close?: boolean): HttpResponse {
-    try {
-      // This uWS mishandles its own length argument: undefined is sent as Content-Length: 2^63, and a length
-      // above 0 leaves the response unfinished, which stalls the kept-alive connection. So the length goes
-      // out as a header of ours and uWS is never given one. The client is told to close while draining
-      // (uWS cannot be asked to here); the drain closes what stays idle.
-      if (length !== undefined) this.writeHeader('Content-Length', String(length))
-      if (close || draining) this.writeHeader('Connection', 'close')
-      return base.endWithoutBody.call(this)
-    } finally {
-      finish(this, true)
-    }
-  }
-  // Streamed bodies cannot ask uWS to close, so while draining the header tells the client not to reuse the socket.
-  function startBody(res: Tracked): void {
-    if (res[BODY]) return
-    res[BODY] = true
-    if (draining) res.writeHeader('Connection', 'close')
-  }
-  function write(this: Tracked, chunk: Parameters<HttpResponse['write']>[0]): boolean {
-    startBody(this)
-    return base.write.call(this, chunk)
-  }
-  function tryEnd(this: Tracked, chunk: Parameters<HttpResponse['tryEnd']>[0], total: number): [boolean, boolean] {
-    startBody(this)
-    const result = base.tryEnd.call(this, chunk, total)
-    if (result[1]) finish(this, true)
-    return result
-  }
-  // A response whose client left (or that already finished) must not be touched: uWS throws, and a throw in a
-  // promise callback ends the child. Answers written later all go through cork, so a closed response skips them.
-  function cork(this: Tracked, write: () => void): HttpResponse {
-    if (this[OPEN]) base.cork.call(this, write)
-    return this
-  }
-  function close(this: Tracked): HttpResponse {
-    if (this[OPEN]) base.close.call(this)
-    return this
-  }
-  function onAborted(this: Tracked, handler: () => void): HttpResponse {
-    this[ABORT] = handler
-    return this
-  }
-  function upgrade(this: Tracked, ...args: unknown[]): void {
-    try {
-      base.upgrade.apply(this, args)
-    } finally {
-      finish(this, false)
-    }
+  // A data field, not a getter: every answer reads it.
+  const books: Books = {
+    draining: false,
+    finish(flight, answered) {
+      if (!flight.open) return
+      flight.open = false
+      inflight--
+      if (answered) latency.recordClass(flight.status, performance.now() - flight.start)
+      lastActivity = Date.now()
+    },
   }
 
   function fail(res: Tracked, err: unknown): void {
     onError(err)
-    if (!res[OPEN]) return
+    const flight = res[FLIGHT]!
+    if (!flight.open) return
     // A half-sent body cannot turn into an error answer: cut the connection so the client sees it failed.
-    if (res[BODY]) return void res.close()
+    if (flight.bodyStarted) return void res.close()
     const wire = toWire(err)
     const status = ERRORS[wire.code as ErrorCode]?.status ?? 500
     try {
@@ -208,29 +256,17 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   function wrap(handler: Handler): Handler {
     return (raw, req) => {
       const res = raw as Tracked
-      base ??= {
-        end: res.end, endWithoutBody: res.endWithoutBody, write: res.write, tryEnd: res.tryEnd,
-        onAborted: res.onAborted, cork: res.cork, close: res.close, writeStatus: res.writeStatus, upgrade: (res as unknown as { upgrade: Upgrade }).upgrade,
-      }
+      if (res[PATCHED] !== true) patchResponses(Object.getPrototypeOf(res) as Tracked)
       inflight++
       requests++
       lastActivity = Date.now()
-      res[OPEN] = true
-      res[START] = performance.now()
-      res[STATUS] = 1
-      res.end = end
-      res.writeStatus = writeStatus
-      res.endWithoutBody = endWithoutBody
-      res.write = write
-      res.tryEnd = tryEnd
-      res.cork = cork
-      res.close = close
-      ;(res as unknown as { upgrade: typeof upgrade }).upgrade = upgrade
-      base.onAborted.call(res, () => {
-        finish(res, false)
-        res[ABORT]?.()
+      const flight = new Flight(books, performance.now())
+      // Registered before the flight is set, so this reaches uWS's own onAborted (later calls keep the handler's).
+      res.onAborted(() => {
+        books.finish(flight, false)
+        flight.onAborted?.()
       })
-      res.onAborted = onAborted
+      res[FLIGHT] = flight
       try {
         const result = handler(res, req)
         if (result !== undefined) result.then(undefined, (err: unknown) => fail(res, err))
@@ -248,7 +284,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
   return {
     app,
     get draining() {
-      return draining
+      return books.draining
     },
     listen(host, port) {
       return new Promise((resolve, reject) => {
@@ -275,7 +311,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
     },
     drain({ timeoutMs, quietMs = 500 }) {
       if (drained) return drained
-      draining = true
+      books.draining = true
       // Close the listener first: clients told `Connection: close` then reconnect to the other listeners only.
       if (listenSocket) uws.us_listen_socket_close(listenSocket)
       listenSocket = null
@@ -297,7 +333,7 @@ export function createHttpServer(app: TemplatedApp, onError: (err: unknown) => v
       return drained
     },
     destroy() {
-      draining = true
+      books.draining = true
       listenSocket = null
       app.close()
     },

@@ -166,7 +166,12 @@ export class RequestQueue {
       if (job === undefined) break
       this.offer(slot, job)
     }
-    for (let depth = 1; depth <= AHEAD; depth++) {
+    if (this.waiting.length === 0) return
+    // From the shallowest busy worker on: depths no worker is at would each cost a pass over the workers for nothing
+    // (under load every worker holds several; this ran for every request and every answer).
+    let depth = AHEAD + 1
+    for (const slot of current.slots) if (slot.ready && !slot.gone && slot.held.length > 0 && slot.held.length < depth) depth = slot.held.length
+    for (; depth <= AHEAD; depth++) {
       for (const slot of current.slots) {
         if (this.waiting.length === 0) return
         if (!slot.ready || slot.gone || slot.held.length !== depth) continue

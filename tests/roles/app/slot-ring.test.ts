@@ -110,3 +110,21 @@ t.test('a whole response written into a slot reads back the same', async (t) => 
   writer.publish(encodeResponse(writer.free()!, { id: 10, status: 204, headers: [], body: new Uint8Array(0) }))
   t.same(decodeResponse(reader.read()!), { id: 10, status: 204, headers: [], body: new Uint8Array(0) }, 'empty body, no headers')
 })
+
+t.test('strings round-trip whether written as ASCII byte by byte or as UTF-8, at and past the short-string bound', async (t) => {
+  const writer = new SlotRing({ slots: 1, slotSize: 2048 })
+  const reader = new SlotRing(writer.buffer, 2048)
+  const texts = ['', 'GET', 'a'.repeat(63), 'b'.repeat(64), 'c'.repeat(65), 'ascii then wörld', 'x'.repeat(60) + 'é', '€', '😀 emoji', '\u007f\u0080', 'd'.repeat(300) + 'ü']
+  for (const text of texts) {
+    const req = { ...REQUEST, url: text, headers: { [`x-${text.length}`]: text } }
+    writer.publish(encodeRequest(writer.free()!, { seq: 1, id: 1, cell: 0, req }))
+    t.same(decodeRequest(reader.read()!).req, req, `${JSON.stringify(text.slice(0, 12))} (${text.length} units)`)
+    reader.consume()
+  }
+  // A slot exactly as large as a short ASCII entry needs takes it; one byte less refuses it.
+  const fits = (size: number) => encodeResponse(new SlotRing({ slots: 1, slotSize: size }).free()!, { id: 1, status: 200, headers: [['ab', 'cd']], body: new Uint8Array(0) })
+  const entry = 4 + 4 + 4 + (4 + 2) + (4 + 2) + 4
+  // A slot is its entry's length (4 bytes) and the entry.
+  t.equal(fits(4 + entry), entry)
+  t.equal(fits(4 + entry - 1), -1)
+})
