@@ -28,7 +28,7 @@
  * cached copy, since an upload may have replaced the object.
  */
 import { randomBytes } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, unlinkSync } from 'node:fs'
 import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Transform } from 'node:stream'
@@ -98,12 +98,19 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
 
   const misses = createMissCache()
 
-  function drop(name: string): void {
+  /** Forgets a cached copy; `now`: its file is gone when this returns (a changed object must not be read once more). */
+  function drop(name: string, now = false): void {
     const e = index.get(name)
     if (e === undefined) return
     index.delete(name)
     bytes -= e.size
-    unlink(objectPath(dir, name)).catch(() => {})
+    const path = objectPath(dir, name)
+    if (!now) return void unlink(path).catch(() => {})
+    try {
+      unlinkSync(path)
+    } catch {
+      // already gone
+    }
   }
 
   /** Evicts least recently served objects until `incoming` more bytes fit. */
@@ -198,7 +205,7 @@ export async function openDiskCache({ dir, maxBytes, store, log }: DiskCacheOpti
     },
     changed(keys, all = false) {
       misses.changed(keys, all)
-      for (const key of keys) drop(cacheName(key))
+      for (const key of keys) drop(cacheName(key), true)
     },
     stats: () => ({ objects: index.size, bytes, fetches, negative: misses.size, noSpace }),
     close: () => misses.settled(),
