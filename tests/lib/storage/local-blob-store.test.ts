@@ -6,8 +6,9 @@ import { join } from 'node:path'
 import { createBlobStore } from '../../../lib/storage/blob-store.js'
 import { createLocalBlobStore } from '../../../lib/storage/local-blob-store.js'
 import { blobStoreContract, readAll } from '../../helpers/blob-store-contract.js'
+import { testDir } from '../../helpers/temp-dir.js'
 
-const tmp = (name: string) => mkdtempSync(join(tmpdir(), `espra-blobs-${name}-`))
+const tmp = (name: string) => testDir(`espra-blobs-${name}-`)
 
 t.test('contract', async (t) => {
   blobStoreContract(t, () => createBlobStore({ kind: 'local', dir: join(tmp('contract'), 'blobs') }))
