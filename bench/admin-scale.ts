@@ -14,13 +14,13 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, request, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { adminTokenLine, newAdminToken } from '../lib/core/options-admin.js'
 import { arg, helpFrom, sleep } from './args.js'
 import { BENCH_REGION, BENCH_SECRET, type FromLoad, type SimNode, type ToLoad } from './seed-scale-workers.js'
+import { testDir } from '../tests/helpers/temp-dir.js'
 
 helpFrom(import.meta.url)
 
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   const [ready] = (await once(loader, 'message')) as [Extract<FromLoad, { type: 'ready' }>]
   console.log(`seed on 127.0.0.1:${seedPort}; ${ready.registered}/${N} simulated nodes registered${ready.failed ? ` (${ready.failed} failed)` : ''}`)
 
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-admin-'))
+  const dir = testDir('espra-bench-admin-')
   const token = newAdminToken()
   const tokens = join(dir, 'admin-tokens')
   writeFileSync(tokens, `${adminTokenLine('bench', 'operator', token)}\n`)

@@ -23,14 +23,14 @@ import { arg, helpFrom, sleep, textArg } from './args.js'
 import { descendants } from './live-common.js'
 import { formatMeasured, loadAverage, measureRounds, requireTools, type Measured, type Target } from './wrk.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createLogger } from '../lib/core/log.js'
 import { VERSION } from '../lib/core/version.js'
 import { createMetaClient } from '../lib/transport/meta-client.js'
+import { testDir } from '../tests/helpers/temp-dir.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const BIN = join(ROOT, 'dist/bin/espra-node.js')
@@ -92,7 +92,7 @@ async function waitHttp(port: number, host: string): Promise<void> {
 
 async function main(): Promise<void> {
   requireTools('wrk', 'haproxy')
-  const dir = mkdtempSync(join(tmpdir(), 'espra-bench-proxy-'))
+  const dir = testDir('espra-bench-proxy-')
   const [backendPort, metaPort, proxyPort, proxyMetrics, seedPort, seedMetrics, haproxyPort, pipePort, againstPort, againstMetrics] = await Promise.all(Array.from({ length: 10 }, freePort))
 
   // The backend: uWS hello world in its own process.

@@ -10,13 +10,11 @@
  * not a test (tests/integration/rolling-restart.test.ts is the test).
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { LIVE_HOST, startHttpLoad, startLiveCheck } from '../tests/helpers/reload-load.js'
 import { BIN, freePortBlock, runCli } from '../tests/helpers/up.js'
 import { ROLE_NAMES, type RoleName } from '../lib/core/config.js'
 import { arg, helpFrom, sleep } from './args.js'
+import { testDir } from '../tests/helpers/temp-dir.js'
 
 helpFrom(import.meta.url)
 
@@ -25,7 +23,7 @@ const children = arg('children', 1)
 const afterMs = arg('after', 2000)
 const steadyMs = arg('steady', 5000)
 
-const dir = mkdtempSync(join(tmpdir(), 'espra-bench-reload-'))
+const dir = testDir('espra-bench-reload-')
 const base = await freePortBlock()
 const port = (role: RoleName) => base + 1 + ROLE_NAMES.indexOf(role)
 const up = spawn(process.execPath, [BIN, 'up', '--port-base', String(base), '--children', String(children)], { cwd: dir, env: { ...process.env, ESPRA_SECRET: '' } })

@@ -12,13 +12,12 @@
  * (tests/integration/rolling-restart-mode.test.ts is the test).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { loadavg, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { loadavg } from 'node:os'
 import { LIVE_HOST, startHttpLoad, startLiveCheck } from '../tests/helpers/reload-load.js'
 import { BIN, runCli } from '../tests/helpers/up.js'
 import { arg, helpFrom, sleep } from './args.js'
+import { testDir } from '../tests/helpers/temp-dir.js'
 
 helpFrom(import.meta.url)
 
@@ -41,7 +40,7 @@ const freePort = (): Promise<number> => new Promise((resolve) => {
 async function node(role: string, flags: string[]): Promise<{ port: number; exits: (number | null)[] }> {
   const port = await freePort()
   const args = [BIN, `--role=${role}`, `--port=${port}`, `--metrics-port=${await freePort()}`, '--bind=127.0.0.1', '--advertise=127.0.0.1',
-    `--data-dir=${mkdtempSync(join(tmpdir(), 'espra-bench-restart-'))}`, '--log-level=warn', ...FAST, ...flags]
+    `--data-dir=${testDir('espra-bench-restart-')}`, '--log-level=warn', ...FAST, ...flags]
   const exits: (number | null)[] = []
   const start = (): void => {
     const p = spawn(process.execPath, args, { env: { ...process.env, ESPRA_SECRET: SECRET }, stdio: 'ignore' })

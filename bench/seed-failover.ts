@@ -16,9 +16,7 @@
  */
 import { spawn, fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { createLogger } from '../lib/core/log.js'
 import { createDatastoreClient, DATASTORE_RETRY_WINDOW_MS } from '../lib/storage/datastore-client.js'
 import { createMetaClient, type MetaClient } from '../lib/transport/meta-client.js'
@@ -27,6 +25,7 @@ import { freePort } from '../tests/helpers/cluster.js'
 import { startPostgres } from '../tests/helpers/postgres.js'
 import { arg, helpFrom, sleep } from './args.js'
 import { FAILOVER_REGION, FAILOVER_SECRET, type FromFailoverLoad, type ToFailoverLoad } from './seed-failover-workers.js'
+import { testDir } from '../tests/helpers/temp-dir.js'
 
 helpFrom(import.meta.url)
 
@@ -70,7 +69,7 @@ async function startSeedProc(i: number, url: string, blobDir: string): Promise<S
   const id = `seed-${String.fromCharCode(97 + i)}`
   const args = [BIN, '--role=seed', `--node-id=${id}`, `--meta-port=${port}`, `--port=${await freePort()}`, `--metrics-port=${await freePort()}`,
     '--bind=127.0.0.1', '--advertise=127.0.0.1', `--seed=127.0.0.1:${port}`, `--datastore=${url}`, `--blob-dir=${blobDir}`,
-    `--data-dir=${mkdtempSync(join(tmpdir(), 'espra-failover-seed-'))}`, '--log-level=info']
+    `--data-dir=${testDir('espra-failover-seed-')}`, '--log-level=info']
   const proc = spawn(process.execPath, args, { env: { ...process.env, ESPRA_SECRET: FAILOVER_SECRET }, stdio: ['ignore', 'pipe', 'inherit'] })
   children.push(proc)
   const lines: Record<string, unknown>[] = []
@@ -104,7 +103,7 @@ async function main(): Promise<void> {
   }, HARD_LIMIT_MS)
   const postgres = await startPostgres({ teardown: (fn: () => void) => void teardowns.push(fn) } as never)
   const url = await postgres.createDatabase('failover')
-  const blobDir = mkdtempSync(join(tmpdir(), 'espra-failover-blobs-'))
+  const blobDir = testDir('espra-failover-blobs-')
   const seeds: SeedProc[] = []
   for (let i = 0; i < SEEDS; i++) seeds.push(await startSeedProc(i, url, blobDir))
   const addresses = seeds.map((s) => s.address)

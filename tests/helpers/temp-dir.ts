@@ -10,10 +10,20 @@ import { join } from 'node:path'
 
 const made: string[] = []
 
+function removeAll(): void {
+  for (const dir of made) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 2 })
+    } catch {
+      // A process still writing there (killed by a later exit handler): the directory stays, the exit goes on.
+    }
+  }
+}
+
 /** A fresh directory `<os temp dir>/<prefix>XXXXXX`, gone when this process exits. */
 export function testDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
-  if (made.length === 0) process.once('exit', () => made.forEach((d) => rmSync(d, { recursive: true, force: true })))
+  if (made.length === 0) process.once('exit', removeAll)
   made.push(dir)
   return dir
 }
