@@ -15,6 +15,7 @@ t.test('failing files and points with their diagnostics; passing files and todo 
     '    not ok 3 - later # TODO', '    1..3', 'not ok 1 - a case', '1..1', '',
   ].join('\n'))
   writeFileSync(join(results, 'tests/roles/fine.test.ts.tap'), 'TAP version 14\nok 1 - fine\n1..1\n')
+  writeFileSync(join(results, 'tests/roles/todo.test.ts.tap'), 'TAP version 14\nnot ok 1 - not built yet # TODO\n1..1\n')
   const run = spawnSync('bash', [SCRIPT, results], { encoding: 'utf8' })
   t.equal(run.status, 0, run.stderr)
   t.match(run.stdout, /^## tests\/roles\/broken\.test\.ts\.tap$/m)
@@ -22,6 +23,7 @@ t.test('failing files and points with their diagnostics; passing files and todo 
   t.match(run.stdout, /not ok 1 - a case/)
   t.notMatch(run.stdout, /fine\.test/, 'a passing file is not named')
   t.notMatch(run.stdout, /TODO/, 'a todo point is not a failure')
+  t.notMatch(run.stdout, /todo\.test/, 'a file whose only failing points are todos is not named')
 })
 
 t.test('shellcheck passes on it', async (t) => {
