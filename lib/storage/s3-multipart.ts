@@ -66,8 +66,11 @@ export class S3StreamUpload extends Writable {
     void sent
   }
 
+  /** The last PutObject or CompleteMultipartUpload, once the stream has ended. */
+  private finishing: Promise<void> | null = null
+
   override _final(next: (err?: Error | null) => void): void {
-    this.finish().then((r) => {
+    this.finishing = this.finish().then((r) => {
       this.settle.resolve(r)
       next()
     }, (err: Error) => {
@@ -77,12 +80,18 @@ export class S3StreamUpload extends Writable {
   }
 
   override _destroy(err: Error | null, next: (err: Error | null) => void): void {
-    const failure = err ?? new Error('the upload was abandoned')
-    this.settle.reject(failure)
-    this.abortParts().finally(() => next(err))
+    this.abortParts().finally(() => {
+      this.settle.reject(err ?? new Error('the upload was abandoned'))
+      next(err)
+    })
   }
 
-  /** Stops the upload and removes what was sent (the multipart upload aborted). */
+  /**
+   * Stops the upload and removes the parts sent (the multipart upload
+   * aborted). Resolves once nothing more can land: a last write already
+   * sent (the stream had ended) is waited for, and when it made the object,
+   * `done` resolves and the caller deletes the object.
+   */
   async abort(): Promise<void> {
     this.destroy()
     await this.abortParts()
@@ -92,6 +101,7 @@ export class S3StreamUpload extends Writable {
   private completed = false
   private abortParts(): Promise<void> {
     this.aborted ??= (async () => {
+      await this.finishing
       // Also reached after a success (a Writable destroys itself once finished): nothing to abort then.
       if (this.uploadId === null || this.completed) return
       const id = await this.uploadId.catch(() => null)

@@ -63,15 +63,22 @@ export function startStreamedBlob(blobs: BlobStore, nodeId: string): StreamedBlo
   const tmpKey = `uploads-tmp/${nodeId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || 'node'}/${randomBytes(12).toString('hex')}`
   const stream = blobs.openStream(tmpKey)
   const tee = new StoreTee(stream)
+  async function abort(): Promise<void> {
+    // Waits for a last write already sent (the body had ended), so the delete comes after the object it made.
+    await stream.abort()
+    await blobs.delete(tmpKey).catch(() => {})
+  }
   return {
     tee,
+    abort,
     async finish(key, options) {
       let size: number
       try {
         if (tee.failed !== null) throw tee.failed
         size = (await stream.done).size
       } catch {
-        await stream.abort()
+        // A last write can fail at the client after the server made the object: that goes too.
+        await abort()
         return false
       }
       if ((await blobs.head(key)) !== null) {
@@ -85,10 +92,6 @@ export function startStreamedBlob(blobs: BlobStore, nodeId: string): StreamedBlo
         throw err
       }
       return true
-    },
-    async abort() {
-      await stream.abort()
-      await blobs.delete(tmpKey).catch(() => {})
     },
   }
 }

@@ -164,8 +164,7 @@ export function startUploads(ctx: ChildContext, uploads: UploadPipeline): void {
     } catch (err) {
       // Whatever is still coming is read and dropped, so the answer reaches the client; nothing partial stays on disk or in the store.
       body.drop()
-      for (const s of streams) void s.abort().catch(() => {})
-      await Promise.all([unlink(path).catch(() => {}), unlink(`${path}.gz`).catch(() => {})])
+      await Promise.all([...streams.map((s) => s.abort().catch(() => {})), unlink(path).catch(() => {}), unlink(`${path}.gz`).catch(() => {})])
       throw err
     }
   }

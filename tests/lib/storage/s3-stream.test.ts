@@ -2,6 +2,7 @@
 // against a real S3-protocol server (s3rver): a 12 MB body in 64 KB writes goes up as parts of 5, 5 and 2 MB
 // while it is written, then is moved on the server to its final key with its type, encoding and metadata,
 // byte-exact, the temporary key gone; a body under one part is one PUT; an aborted stream leaves no object;
+// an abort after the end waits for the last write already sent;
 // a store that is down fails `done` with ESPRA_ERR_STORAGE_UNAVAILABLE.
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
@@ -56,6 +57,19 @@ t.test('aborted after two parts: no object under either key', async (t) => {
   await stream.abort()
   await t.rejects(stream.done, 'done rejects')
   t.equal(await blobs.head('uploads-tmp/n1/c'), null)
+})
+
+t.test('aborted after it ended, its last write sent: abort waits for it, done says the object was made (the caller deletes it)', async (t) => {
+  for (const [name, size, parts] of [['one PUT', 1, 0], ['a multipart completion', 6 * 1024 * 1024, 1]] as const) {
+    const key = `uploads-tmp/n1/late-${parts}`
+    const stream = blobs.openStream!(key)
+    stream.end(randomBytes(size))
+    await new Promise(setImmediate) // the stream's end has sent its last request
+    await stream.abort()
+    t.same(await stream.done, { size, parts }, `${name}: done resolves`)
+    t.not(await blobs.head(key), null, `${name}: the object is there once abort returns, not later`)
+    await blobs.delete(key)
+  }
 })
 
 t.test('the store down: done fails as unavailable, nothing waits forever', async (t) => {

@@ -100,6 +100,11 @@ function cli(args: string[]): { code: number | null; stdout: string; stderr: str
 }
 
 const tmpFiles = () => readdirSync(join(fsDataDir, 'uploads-tmp'))
+async function tmpObjects(): Promise<string[]> {
+  const keys: string[] = []
+  for await (const e of blobs.list('uploads-tmp/')) keys.push(e.key)
+  return keys
+}
 const pendingFiles = () => { try { return readdirSync(join(fsDataDir, 'uploads-pending')) } catch { return [] } }
 
 t.test('raw upload with an admin upload-token: hashes, gzip in the store, record, progress on the live channel', async (t) => {
@@ -139,6 +144,7 @@ t.test('raw upload with an admin upload-token: hashes, gzip in the store, record
   const again = await raw(tok, 'text/plain', Buffer.from('x'))
   t.equal(again.status, 403, 'a used token is refused')
   t.equal(again.body['code'], 'ESPRA_ERR_UPLOAD_TOKEN_USED')
+  t.same(await tmpObjects(), [], 'the refused body left no temporary object in the store')
 })
 
 t.test('admin upload-token --inline: the token lets an active type be shown inline', async (t) => {
@@ -217,9 +223,7 @@ t.test('S3: a 12 MB body goes up in parts while it arrives and is moved to its k
   for await (const c of got!.body) chunks.push(c as Buffer)
   t.ok(Buffer.concat(chunks).equals(data), 'byte-exact')
   t.match(got!.metadata, { sha256: sha256(data), size: String(data.length) }, 'the final metadata')
-  const left: string[] = []
-  for await (const e of blobs.list('uploads-tmp/')) left.push(e.key)
-  t.same(left, [], 'no temporary object left')
+  t.same(await tmpObjects(), [], 'no temporary object left')
   t.same(tmpFiles(), [])
 })
 
