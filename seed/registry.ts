@@ -6,7 +6,7 @@
  * moves its record to the tail in O(1)), so one interval sweep only looks at
  * the head of the list, however many nodes there are. No timer per node.
  */
-import type { HeartbeatBody, NodeEvent, NodeHealth, NodeInfo, NodeLoad, NodeView } from '../lib/transport/meta-shapes.js'
+import { copyLivePeers, type HeartbeatBody, type LivePeer, type NodeEvent, type NodeHealth, type NodeInfo, type NodeLoad, type NodeView } from '../lib/transport/meta-shapes.js'
 
 /** The connection a node registered over; the registry closes it when the node is evicted or replaced. */
 export interface RegistryLink {
@@ -109,13 +109,15 @@ export class Registry {
     const before = { role: old.role, region: old.region, health: old.health, children: old.children }
     const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
     const previousLink = old.link
+    const peersMoved = !sameLivePeers(old.livePeers, info.livePeers)
     Object.assign(old, info)
     if (info.elb === undefined) delete old.elb
+    if (info.livePeers === undefined) delete old.livePeers
     old.link = link
     this.touch(old, now)
     if (previousLink && previousLink !== link) previousLink.close('replaced')
     if (before.health !== old.health) this.emit('health', old, previousLink === null ? 'reconnected' : undefined)
-    if (moved || before.health !== old.health || (before.children === 0) !== (old.children === 0)) this.changed(old, before, false)
+    if (moved || peersMoved || before.health !== old.health || (before.children === 0) !== (old.children === 0)) this.changed(old, before, false)
   }
 
   /** Applies a heartbeat from `link`; false when that link holds no registered node. */
@@ -141,12 +143,15 @@ export class Registry {
     else delete load.app
     if (body.elb !== undefined) record.elb = { state: body.elb.state, targetGroup: body.elb.targetGroup }
     else delete record.elb
+    const peersMoved = !sameLivePeers(record.livePeers, body.livePeers)
+    if (body.livePeers !== undefined) record.livePeers = copyLivePeers(body.livePeers)
+    else delete record.livePeers
     if (record.health !== body.health) {
       record.health = body.health
       this.emit('health', record)
       this.changed(record, before, false)
-    } else if ((before.children === 0) !== (body.children === 0)) {
-      // Whether any child serves decides if a degraded node is routed (seed/routing.ts).
+    } else if ((before.children === 0) !== (body.children === 0) || peersMoved) {
+      // Whether any child serves decides if a degraded node is routed, and its Live peers are listed (seed/routing.ts).
       this.changed(record, before, false)
     }
     return true
@@ -289,5 +294,12 @@ function toView(r: NodeRecord, now: number): NodeView {
     registeredAt: r.registeredAt,
     ...(r.smtpPort !== undefined ? { smtpPort: r.smtpPort } : {}),
     ...(r.elb !== undefined ? { elb: r.elb } : {}),
+    ...(r.livePeers !== undefined ? { livePeers: copyLivePeers(r.livePeers) } : {}),
   }
+}
+
+/** Whether two lists of Live peers are the same, in order. */
+export function sameLivePeers(a: readonly LivePeer[] | undefined, b: readonly LivePeer[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b
+  return a.length === b.length && a.every((p, i) => p.id === b[i]!.id && p.linkPort === b[i]!.linkPort)
 }

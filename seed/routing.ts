@@ -1,13 +1,14 @@
 /**
  * Per-region routing tables: the Live nodes of each region that serve
- * ({@link servesTraffic}), sorted by id, with a time-based version so it keeps growing across seed
+ * ({@link servesTraffic}), sorted by id, each with the children that home
+ * its channels when it runs `--live-homes children`, with a time-based version so it keeps growing across seed
  * restarts. A table is pushed to that region's subscribers only when its
  * node list changes; during the seed's start-up grace pushes are held and
  * each subscribed region's table is pushed once when the grace ends.
  */
 import { encodeMessage, type MessageFrame } from '../lib/transport/meta-frames.js'
-import type { RoutingTable } from '../lib/transport/meta-shapes.js'
-import type { NodeChange, Registry } from './registry.js'
+import { copyLivePeers, type RoutingTable } from '../lib/transport/meta-shapes.js'
+import { sameLivePeers, type NodeChange, type Registry } from './registry.js'
 
 /**
  * Whether a node's health lets it take traffic. `ok` does; `degraded` does
@@ -140,7 +141,8 @@ export class Routing {
   private compute(region: string): RoutingTable['nodes'] {
     const nodes: RoutingTable['nodes'] = []
     for (const r of this.registry.records()) {
-      if (r.role === 'live' && r.region === region && servesTraffic(r) && !this.drained(r.id)) nodes.push({ id: r.id, address: r.address, port: r.port })
+      if (r.role !== 'live' || r.region !== region || !servesTraffic(r) || this.drained(r.id)) continue
+      nodes.push({ id: r.id, address: r.address, port: r.port, ...(r.livePeers !== undefined ? { peers: copyLivePeers(r.livePeers) } : {}) })
     }
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }
@@ -168,7 +170,7 @@ function sameNodes(a: RoutingTable['nodes'], b: RoutingTable['nodes']): boolean 
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!
     const y = b[i]!
-    if (x.id !== y.id || x.address !== y.address || x.port !== y.port) return false
+    if (x.id !== y.id || x.address !== y.address || x.port !== y.port || !sameLivePeers(x.peers, y.peers)) return false
   }
   return true
 }

@@ -34,6 +34,8 @@ export interface NodeState {
    * lib/http/maintenance.ts.
    */
   readonly maintenance?: MaintenanceState | null
+  /** Live nodes run with `--live-homes children`: the children that home channels now, as register and heartbeats report them. */
+  readonly livePeers?: readonly LivePeer[]
 }
 
 /** Planned maintenance (docs/operations.md, "Planned maintenance"): the seed's record, datastore kind `cluster`, key `maintenance`. */
@@ -50,10 +52,24 @@ export interface MaintenanceState {
   readonly at: number
 }
 
+/** A Live child that homes channels as a peer of its own (`--live-homes children`; lib/transport/meta-shapes.ts). */
+export interface LivePeer {
+  readonly id: string
+  readonly linkPort: number
+}
+
+/** A Live node of a routing table; `peers`: its children that home channels (`--live-homes children`; absent: the node does). */
+export interface RoutingNode {
+  readonly id: string
+  readonly address: string
+  readonly port: number
+  readonly peers?: readonly LivePeer[]
+}
+
 export interface RoutingTable {
   readonly region: string
   readonly version: number
-  readonly nodes: readonly { readonly id: string; readonly address: string; readonly port: number }[]
+  readonly nodes: readonly RoutingNode[]
   /** Nodes of the previous table that the seed lost (not drained or stopped): they hand nothing over. */
   readonly lost?: readonly string[]
 }

@@ -1,5 +1,5 @@
 /** Live options: history bounds, long-poll, message and backpressure limits, public channels, the internal link. */
-import { constant, durationIn, integer, option, type OptionArea, parseSize } from './config-parsers.js'
+import { constant, durationIn, integer, oneOf, option, type OptionArea, parseSize } from './config-parsers.js'
 import { InvalidValue } from './errors.js'
 
 /** A comma-separated list (or a config file's array) of channel patterns. */
@@ -69,6 +69,12 @@ export const LIVE_OPTIONS = [
     key: 'liveLinkOffset', flag: '--live-link-offset <n>', env: 'ESPRA_LIVE_LINK_OFFSET', defaultText: '2000',
     doc: 'live: the internal link listens on the public port plus this; must be the same on every node of a region',
     parse: integer(1, 60_000),
+  }),
+  option({
+    key: 'liveHomes', flag: '--live-homes <where>', env: 'ESPRA_LIVE_HOMES', defaultText: 'node',
+    doc: 'live: what homes channels: node (the parent, one hub for its children) or children (each child a Live peer of its own: publishes, history and presence stay off the parent; links on the public port + --live-link-offset + 0 to 2 × --children − 1); nodes of a region may differ',
+    details: 'live: what homes channels (their history, sequence and presence). `node`: the parent, one hub its children reach over IPC. `children`: each child is a Live peer of its own, `<node>/<index>.<pid>` in the routing table, homing its share of the channels and linking straight to the other peers, so publishes, history reads and presence never cross the parent; its link listens on the public port + `--live-link-offset` + the child\'s index (a replacement started while the old child still runs takes index + `--children`). A replaced or crashed child is a new peer: with `--live-replicas 2` its channels\' backups take over, with 1 their history is lost. Nodes of a region may differ ([live-protocol.md](live-protocol.md), "Homes")',
+    parse: oneOf(['node', 'children'] as const),
   }),
   // ---- storage (nodes that store files and builds) ----,
 ] as const

@@ -1,13 +1,15 @@
 /**
  * Publishing to Live channels from any node (fileserver, app, seed, ...):
  * give it the region's routing table from the seed and it sends each publish
- * to the channel's home Live node over the internal link (authenticated with
- * the cluster secret), the same path a client's publish takes.
+ * to the channel's home (a Live node, or one of its children:
+ * lib/routing/live-peers.ts) over the internal link (authenticated with the
+ * cluster secret), the same path a client's publish takes.
  */
 import type { Logger } from '../core/log.js'
 import { createError } from '../core/errors.js'
 import type { RoutingTable } from '../core/node-state.js'
 import { signal, waitAtMost } from '../core/signal.js'
+import { linkAddress, livePeersOf, type LivePeerEntry } from '../routing/live-peers.js'
 import { Rendezvous } from '../routing/rendezvous.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
 import { isChannel, isPublishId, PUBLISH_ID_MAX } from './channel.js'
@@ -48,13 +50,13 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
   const offset = opts.linkOffset ?? 2000
   const timeoutMs = opts.timeoutMs ?? 5000
   const maxMessage = opts.maxMessage ?? 64 * 1024
-  let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
+  let table: Rendezvous<LivePeerEntry> | null = null
   const links = new Map<string, { client: MetaClient; address: string }>()
   /** Resolved (and replaced) by every table set: what a publish answered 5031 waits for. */
   let nextTable = signal()
 
-  function link(node: { id: string; address: string; port: number }): MetaClient {
-    const address = `${node.address.includes(':') ? `[${node.address}]` : node.address}:${node.port + offset}`
+  function link(node: LivePeerEntry): MetaClient {
+    const address = linkAddress(node)
     const known = links.get(node.id)
     if (known && known.address === address) return known.client
     known?.client.destroy()
@@ -68,10 +70,10 @@ export function createLivePublisher(opts: LivePublisherOptions): LivePublisher {
 
   return {
     setRouting(next) {
-      table = new Rendezvous(next.nodes)
+      table = new Rendezvous(livePeersOf(next.nodes, offset))
       nextTable.resolve()
       nextTable = signal()
-      const ids = new Set(next.nodes.map((n) => n.id))
+      const ids = new Set(table.nodes.map((n) => n.id))
       for (const [id, l] of links) {
         if (ids.has(id)) continue
         l.client.destroy()

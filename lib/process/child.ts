@@ -143,6 +143,7 @@ export async function runChild(roles: Readonly<Partial<Record<RoleName, Role>>>)
       roleHandle = await role.child?.({
         config,
         log,
+        index: init.index,
         app,
         state: () => state!,
         onPush: (listener) => void pushListeners.push(listener),

@@ -33,7 +33,7 @@ function sameState(a: NodeState, b: NodeState): boolean {
   return (
     a.draining === b.draining && a.childrenAlive === b.childrenAlive && a.childrenWanted === b.childrenWanted &&
     a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing && a.buildRefused === b.buildRefused &&
-    a.dependencies === b.dependencies && a.maintenance === b.maintenance &&
+    a.dependencies === b.dependencies && a.maintenance === b.maintenance && a.livePeers === b.livePeers &&
     a.crashLooping.join() === b.crashLooping.join()
   )
 }
@@ -81,6 +81,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
     }
     if (sameState(state, next)) return
     const before = healthWord(state)
+    const previous = state
     const previousBuild = state.build
     const previousAlive = state.childrenAlive
     state = Object.freeze(next)
@@ -95,6 +96,9 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
       link?.heartbeat()
     } else if (next.build !== previousBuild) {
       // `admin push-build` waits for this: tell the seed now, not at the next tick.
+      link?.heartbeat()
+    } else if (next.livePeers !== previous.livePeers) {
+      // Routing tables list the Live children that home channels: a new or replaced one is routed at once.
       link?.heartbeat()
     }
   }
@@ -186,6 +190,7 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
       setBuildRefused: (refused) => update({ buildRefused: refused }),
       setPendingUploads: (count) => void (pendingUploads = count),
       setAppLoad: (source) => void (appLoad = source),
+      setLivePeers: (peers) => update({ livePeers: peers === null ? undefined : Object.freeze(peers.map((p) => Object.freeze({ id: p.id, linkPort: p.linkPort }))) }),
       setDependency: (name, down) => {
         const deps = { ...state.dependencies }
         if (down === null) delete deps[name]

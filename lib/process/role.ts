@@ -6,7 +6,7 @@
 import type { Registry } from 'prom-client'
 import type { NodeConfig, RoleName } from '../core/config.js'
 import type { Logger } from '../core/log.js'
-import type { NodeState, SeedPush } from '../core/node-state.js'
+import type { LivePeer, NodeState, SeedPush } from '../core/node-state.js'
 import type { HttpServerStats } from '../http/server.js'
 import type { TemplatedApp } from '../http/uws.js'
 import type { AppLoad } from '../transport/meta-shapes.js'
@@ -25,6 +25,8 @@ export async function closeInReverse(handles: readonly Handle[]): Promise<void> 
 export interface ChildContext {
   readonly config: NodeConfig
   readonly log: Logger
+  /** This child's slot, 0 to `--children` − 1 (a replacement takes its predecessor's; both may run for a while). */
+  readonly index: number
   /** The child's uWS app; the role adds its routes before the child listens. */
   readonly app: TemplatedApp
   /** Current node state; replaced (never mutated) on every update from the parent. */
@@ -133,6 +135,8 @@ export interface ParentContext {
    * health checks list them under `dependencies`.
    */
   setDependency(name: string, down: string | null): void
+  /** Live nodes run with `--live-homes children`: the children that home channels now (null: the node does); register and heartbeats carry them to the seed's routing tables. */
+  setLivePeers(peers: readonly LivePeer[] | null): void
   /** A request to the seed over the node's link (e.g. `files.changed`); rejects while no seed is reachable. */
   seedRequest<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
   /** Children alive now (0 before they are forked). */

@@ -20,7 +20,7 @@ import type { NodeState } from '../core/node-state.js'
 import { VERSION } from '../core/version.js'
 import { healthWord } from '../http/health.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
-import type { ElbView, HeartbeatBody, NodeInfo, NodeLoad } from '../transport/meta-shapes.js'
+import type { ElbView, HeartbeatBody, LivePeer, NodeInfo, NodeLoad } from '../transport/meta-shapes.js'
 import type { Role } from './role.js'
 
 const DEREGISTER_TIMEOUT_MS = 2000
@@ -62,6 +62,10 @@ function ownMetaAddress(config: NodeConfig): string {
   return host.includes(':') ? `[${host}]:${config.metaPort}` : `${host}:${config.metaPort}`
 }
 
+function livePeersOf(state: NodeState): { livePeers?: LivePeer[] } {
+  return state.livePeers === undefined ? {} : { livePeers: state.livePeers.map((p) => ({ id: p.id, linkPort: p.linkPort })) }
+}
+
 export function createSeedLink(opts: SeedLinkOptions): SeedLink {
   const { config, role, log } = opts
   let deregistered = false
@@ -84,6 +88,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
       startedAt: opts.startedAt,
       ...(config.role === 'mail' ? { smtpPort: config.smtpPort } : {}),
       ...elbView(),
+      ...livePeersOf(state),
     }
   }
 
@@ -94,7 +99,7 @@ export function createSeedLink(opts: SeedLinkOptions): SeedLink {
 
   function heartbeatBody(): HeartbeatBody {
     const state = opts.state()
-    return { health: healthWord(state), children: state.childrenAlive, build: state.build, load: opts.load(), ...elbView() }
+    return { health: healthWord(state), children: state.childrenAlive, build: state.build, load: opts.load(), ...elbView(), ...livePeersOf(state) }
   }
 
   const client: MetaClient = createMetaClient({

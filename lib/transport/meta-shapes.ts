@@ -34,7 +34,36 @@ export interface NodeInfo {
   smtpPort?: number
   /** Nodes run with `--elb-target-group`: their place in it (absent: no target group). Heartbeats carry it too. */
   elb?: ElbView
+  /** Live nodes run with `--live-homes children`: the children that home channels now (absent: the node homes them). Heartbeats carry it too. */
+  livePeers?: LivePeer[]
 }
+
+/**
+ * A Live child that homes channels as a peer of its own (`--live-homes
+ * children`): its id `<node>/<index>.<pid>` (a new one for every process, so a
+ * replaced child is a new peer) and the port of its internal link.
+ */
+export interface LivePeer {
+  id: string
+  linkPort: number
+}
+
+/** Most Live peers one node may list (its children). */
+export const MAX_LIVE_PEERS = 256
+const LIVE_PEER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\/[0-9]{1,4}\.[0-9]{1,10}$/
+
+function livePeersProblem(list: unknown): string | null {
+  if (!Array.isArray(list) || list.length > MAX_LIVE_PEERS) return `an array of at most ${MAX_LIVE_PEERS} peers`
+  const ids = new Set<string>()
+  for (const p of list) {
+    if (!isMap(p) || !matches(p['id'], LIVE_PEER_ID) || !isInt(p['linkPort'], 1, 65535)) return '{id: "<node>/<index>.<pid>", linkPort} entries'
+    if (ids.has(p['id'])) return 'peers with distinct ids'
+    ids.add(p['id'])
+  }
+  return null
+}
+
+export const copyLivePeers = (list: readonly LivePeer[]): LivePeer[] => list.map((p) => ({ id: p.id, linkPort: p.linkPort }))
 
 export interface NodeLoad {
   connections: number
@@ -102,6 +131,8 @@ export interface HeartbeatBody {
   load: NodeLoad
   /** Only from nodes run with `--elb-target-group`. */
   elb?: ElbView
+  /** Only from Live nodes run with `--live-homes children`. */
+  livePeers?: LivePeer[]
 }
 
 /** A registry entry as `nodes` answers it and `event` pushes carry it. */
@@ -118,12 +149,20 @@ export interface NodeView extends Omit<NodeInfo, 'health'> {
   epoch?: number | null
 }
 
+/** A Live node of a routing table; `peers`: its children that home channels (`--live-homes children`; absent: the node does). */
+export interface RoutingNode {
+  id: string
+  address: string
+  port: number
+  peers?: LivePeer[]
+}
+
 /** The healthy Live nodes of one region, sorted by id. */
 export interface RoutingTable {
   region: string
   /** Grows on every change, also across seed restarts (it is time-based). */
   version: number
-  nodes: { id: string; address: string; port: number }[]
+  nodes: RoutingNode[]
   /** Nodes of the previous table that left it because the seed lost them (heartbeat timeout, connection closed), not drained or stopped. */
   lost?: string[]
 }
@@ -186,12 +225,15 @@ export function parseNodeInfo(body: unknown): NodeInfo {
   if (!isAmount(b['startedAt'])) throw bad('startedAt', 'ms since the epoch')
   if (b['smtpPort'] !== undefined && !isInt(b['smtpPort'], 1, 65535)) throw bad('smtpPort', 'an integer from 1 to 65535')
   if (b['elb'] !== undefined && !isElbView(b['elb'])) throw bad('elb', '{state, targetGroup}')
+  const peersProblem = b['livePeers'] === undefined ? null : livePeersProblem(b['livePeers'])
+  if (peersProblem !== null) throw bad('livePeers', peersProblem)
   return {
     id: b['id'], role: b['role'] as RoleName, region: b['region'], address: b['address'], port: b['port'],
     metricsPort: b['metricsPort'], pid: b['pid'], version: b['version'], children: b['children'],
     childrenWanted: b['childrenWanted'], build: b['build'], health: b['health'], startedAt: b['startedAt'],
     ...(b['smtpPort'] !== undefined ? { smtpPort: b['smtpPort'] as number } : {}),
     ...(isElbView(b['elb']) ? { elb: { state: b['elb'].state, targetGroup: b['elb'].targetGroup } } : {}),
+    ...(b['livePeers'] !== undefined ? { livePeers: copyLivePeers(b['livePeers'] as LivePeer[]) } : {}),
   }
 }
 
@@ -215,6 +257,10 @@ export function heartbeatProblem(body: unknown): string | null {
     if (problem !== null) return problem
   }
   if (body['elb'] !== undefined && !isElbView(body['elb'])) return 'heartbeat elb must be {state, targetGroup}'
+  if (body['livePeers'] !== undefined) {
+    const problem = livePeersProblem(body['livePeers'])
+    if (problem !== null) return `heartbeat livePeers must be ${problem}`
+  }
   if (load['app'] !== undefined) return appLoadProblem(load['app'])
   return null
 }

@@ -8,6 +8,7 @@
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { Logger } from '../../lib/core/log.js'
 import { waitAtMost } from '../../lib/core/signal.js'
+import { linkAddress, type LivePeerEntry } from '../../lib/routing/live-peers.js'
 import { createMetaClient, type MetaClient } from '../../lib/transport/meta-client.js'
 import { LiveError, liveErrorOf } from './errors.js'
 import type { HubEvent } from './hub.js'
@@ -44,12 +45,14 @@ interface Peer {
 export interface HomeLinksOptions {
   readonly config: NodeConfig
   readonly log: Logger
+  /** This peer's id (the node's, or its child's: lib/routing/live-peers.ts). */
+  readonly self: string
   /** The home's side of an op, on this node (the channel is homed here). */
   answerHere(op: keyof HomeOps, body: Record<string, unknown>): unknown
   /** The channel's home under this node's routing table. */
   homeOf(ch: string): string
   /** The routing table's entry for a node (undefined: not listed). */
-  entry(id: string): { readonly address: string; readonly port: number } | undefined
+  entry(id: string): Pick<LivePeerEntry, 'address' | 'linkPort'> | undefined
   /** Settles when the next routing table is applied: what a request answered MOVED waits for. */
   nextTable(): Promise<void>
   /** An event a peer home pushed. */
@@ -79,7 +82,7 @@ export interface HomeLinks {
 
 export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
   const { config, log } = o
-  const self = config.nodeId
+  const self = o.self
   const forwardDeadlineMs = o.forwardDeadlineMs ?? FORWARD_DEADLINE_MS
   const peers = new Map<string, Peer>()
 
@@ -88,7 +91,7 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
     if (p) return p
     const entry = o.entry(id)
     if (!entry) throw new LiveError('UNAVAILABLE', `node ${id} is not in the routing table`)
-    const address = `${entry.address.includes(':') ? `[${entry.address}]` : entry.address}:${entry.port + config.liveLinkOffset}`
+    const address = linkAddress(entry)
     const client = createMetaClient({
       seeds: [address], secret: config.secret, peer: { kind: 'node', id: self }, maxFrame: config.maxFrame, log, reconnect: true,
       backoffMaxMs: 2000, label: `Live node ${id}`,

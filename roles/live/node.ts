@@ -1,21 +1,30 @@
 /**
- * A Live node's parent: the node's hub. It homes channels (roles/live/hub.ts),
- * serves the internal link other nodes reach it on (the meta protocol's
- * framing and handshake: lib/transport/meta-server.ts), links to the homes of
- * the channels its children's clients use (roles/live/home-links.ts), and
- * relays between those and its children (roles/live/local-channel.ts). Homes
- * are picked by rendezvous hashing over the seed's routing table for the
- * region; a node the table does not list (yet) homes everything.
+ * A Live peer: a hub that homes channels (roles/live/hub.ts), serves the
+ * internal link other peers reach it on (the meta protocol's framing and
+ * handshake: lib/transport/meta-server.ts), links to the homes of the
+ * channels its clients use (roles/live/home-links.ts), and relays between
+ * those and its clients' processes (roles/live/local-channel.ts). It runs in
+ * a Live node's parent, whose children hold the clients (`--live-homes
+ * node`), or in every child, for its own clients through a loopback
+ * (`children`: ./loopback.ts). Homes are picked by rendezvous hashing over the
+ * peers of the seed's routing table for the region
+ * (lib/routing/live-peers.ts); a node the table does not list (yet) homes
+ * everything, a child waits for a table.
  */
-import type { RoutingTable } from '../../lib/core/node-state.js'
+import type { Registry } from 'prom-client'
+import type { NodeConfig } from '../../lib/core/config.js'
+import type { Logger } from '../../lib/core/log.js'
+import type { RoutingTable, SeedPush } from '../../lib/core/node-state.js'
+import type { EspraError } from '../../lib/core/errors.js'
 import { signal } from '../../lib/core/signal.js'
 import { compilePatterns } from '../../lib/live/channel.js'
+import { homeAndBackup, livePeersOf, type LivePeerEntry } from '../../lib/routing/live-peers.js'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import { startMetaServer } from '../../lib/transport/meta-server.js'
 import { gaugeFrom } from '../../lib/process/metric-sources.js'
-import type { Handle, ParentContext } from '../../lib/process/role.js'
+import type { ChildrenChannel, Handle } from '../../lib/process/role.js'
 import type { Catchup } from './channel-history.js'
-import { liveErrorOf } from './errors.js'
+import { LiveError, liveErrorOf } from './errors.js'
 import { createHomeLinks, HOME_TIMEOUT_MS, type LinkRequest } from './home-links.js'
 import { Hub, type HubEvent, type Sink } from './hub.js'
 import { newLocalChannel, type LocalChannel as Local } from './local-channel.js'
@@ -39,23 +48,45 @@ const RENEW_RETRY_MS = 250
 /** A stopping node waits this long at most for its handovers (./handover.ts) to be answered. */
 const HANDOFF_MS = 5000
 
-export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
-  const { config, log, children } = ctx
-  const self = config.nodeId
+/** What a Live peer runs on: a node's parent and its children, or one child and its own clients (./loopback.ts). */
+export interface LivePeerContext {
+  readonly config: NodeConfig
+  readonly log: Logger
+  /** The processes that hold the clients. */
+  readonly children: ChildrenChannel
+  readonly metrics: Registry
+  onPush(listener: (push: SeedPush) => void): void
+  /** This peer's id: the node id, or `<node>/<index>.<pid>` for a child (lib/routing/live-peers.ts). */
+  readonly self: string
+  /** Where its internal link may listen, tried in order: the first one free. */
+  readonly linkPorts: readonly number[]
+  /** The region's routing table when it starts (null: none yet); later ones come as pushes. */
+  readonly routing: RoutingTable | null
+  /** One of a node's children (`--live-homes children`): it never homes a channel alone, without a table that lists peers. */
+  readonly child: boolean
+}
+
+/** A started peer; `linkPort`: where its link listens. */
+export interface LivePeerHandle extends Handle {
+  readonly linkPort: number
+}
+
+export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandle> {
+  const { config, log, children, self } = ctx
   const hub = new Hub({
     historySize: config.liveHistorySize, historyAgeMs: config.liveHistoryAge, historyBytes: config.liveHistoryBytes, maxMessageBytes: config.liveMaxMessage,
     countOnly: compilePatterns(config.livePresenceCountOnly),
   })
   const local = new Map<string, Local>()
   gaugeFrom(ctx.metrics, 'espra_live_hub_channels', 'channels whose home is this node (history, sequence and presence kept here)', () => hub.size)
-  let table: Rendezvous<{ id: string; address: string; port: number }> | null = null
+  let table: Rendezvous<LivePeerEntry> | null = null
   let listed = false
   let version = 0
   /** Resolved (and replaced) by every routing table applied: what a request answered MOVED waits for. */
   let nextTable = signal()
   // Its callbacks reach homeOps, selfSink and the relay below: nothing calls them before startLiveNode has set those.
   const links = createHomeLinks({
-    config, log,
+    config, log, self,
     answerHere: (op, body) => homeOps[op](selfSink, body),
     homeOf, entry: (id) => table?.nodes.find((n) => n.id === id), nextTable: () => nextTable.promise,
     onEvent: (event, from) => deliver(event, from),
@@ -64,7 +95,7 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
     },
   })
   const { homeRequest, homeSend } = links
-  gaugeFrom(ctx.metrics, 'espra_live_hub_peers', 'other Live nodes this node keeps a link to (for channels homed there)', () => links.size)
+  gaugeFrom(ctx.metrics, 'espra_live_hub_peers', 'other Live peers this one keeps a link to (for channels homed there)', () => links.size)
 
   /** The first routing table, or HOME_TIMEOUT_MS without one (a node with no seed homes everything alone). */
   const firstTable = Promise.race([nextTable.promise, new Promise<void>((resolve) => setTimeout(resolve, HOME_TIMEOUT_MS).unref())])
@@ -89,18 +120,18 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
   /**
    * A node the table does not list homes every channel itself (no seed yet). With replicas, a node that is not
    * listed while others are (stopped and taken out, or drained) homes nothing: the listed homes hold the channels.
+   * A child homes nothing alone: its siblings would home the same channels apart.
    */
   function homeOf(ch: string): string {
-    if (listed && table) return table.pick(ch)!.id
-    return replicated && table && table.size > 0 ? table.pick(ch)!.id : self
+    if (table && table.size > 0 && (listed || replicated || ctx.child)) return table.pick(ch)!.id
+    if (ctx.child) throw new LiveError('UNAVAILABLE', 'no Live peer in the routing table yet: the seed lists this node\'s children once they have started')
+    return self
   }
 
   /** The channel's home and backup (the first two of its rendezvous order) under this node's table. */
   function owners(ch: string): Owners {
     if (!table || table.size === 0 || (!listed && !replicated)) return { home: self, backup: null }
-    if (table.size === 1) return { home: table.nodes[0]!.id, backup: null }
-    const [home, backup] = table.rank(ch)
-    return { home: home!.id, backup: backup!.id }
+    return homeAndBackup(table, ch)
   }
 
   // ---- events from homes to this node's children ----
@@ -328,26 +359,28 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
 
   function onRouting(next: RoutingTable): void {
     if (next.region !== config.region) return
-    const ids = new Set(next.nodes.map((n) => n.id))
+    const peers = livePeersOf(next.nodes, config.liveLinkOffset)
+    const ids = new Set(peers.map((n) => n.id))
     // Members on a node that left the table leave the channels homed here now, not when its link times out.
     for (const n of table?.nodes ?? []) {
       if (ids.has(n.id)) continue
       // A node the seed lost (silent, as a frozen one whose link still looks up) or whose link is down hands nothing
       // over: no home waits for its handover. A drained or stopping node may.
-      replication?.handover.nodeLeft(n.id, next.lost?.includes(n.id) !== true && links.linkUp(n.id) !== false)
+      replication?.handover.nodeLeft(n.id, next.lost?.includes(n.node) !== true && links.linkUp(n.id) !== false)
       if (n.id !== self) hub.dropNodeMembers(n.id)
     }
-    table = new Rendezvous(next.nodes)
+    table = new Rendezvous(peers)
     const wasListed = listed
-    listed = next.nodes.some((n) => n.id === self)
+    listed = ids.has(self)
     version = next.version
     replication?.onTable()
     // Taken out (drained): once the handovers onTable started were answered, the homes need not wait for more.
-    if (wasListed && !listed) void replication?.handover.announce(next.nodes.map((n) => n.id))
+    if (wasListed && !listed) void replication?.handover.announce([...ids])
     nextTable.resolve()
     nextTable = signal()
     let moved = 0
-    for (const [ch, l] of local) {
+    // A child with a table that lists no peer (their children still starting) keeps its channels' homes until one does.
+    for (const [ch, l] of ctx.child && peers.length === 0 ? [] : local) {
       const home = homeOf(ch)
       if (home === l.home) continue
       moved++
@@ -359,25 +392,27 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       renew(ch, l)
     }
     links.dropLeft(ids)
-    log.info({ version: next.version, nodes: next.nodes.length, listed, moved }, 'live: routing table applied')
+    log.info({ version: next.version, nodes: next.nodes.length, peers: peers.length, listed, moved }, 'live: routing table applied')
   }
   ctx.onPush((push) => {
     if (push.op === 'routing') onRouting(push.body as RoutingTable)
   })
+  if (ctx.routing) onRouting(ctx.routing)
 
   // ---- the internal link ----
 
   const linkOps = createLinkHandlers(homeOps, hub, (op, err) => log.warn({ op, code: err.code, reason: err.message }, 'live link: ignored a malformed message'), replication)
-  const link = await startMetaServer({
-    host: config.bind, port: config.port + config.liveLinkOffset, secret: config.secret, seedId: self,
+  const link = await listenOnFirst(ctx.linkPorts, (port) => startMetaServer({
+    host: config.bind, port, secret: config.secret, seedId: self,
     maxFrame: config.maxFrame, log, label: 'live link', ...linkOps,
-  })
+  }))
   const sweep = setInterval(() => hub.sweep(), SWEEP_MS)
   sweep.unref()
   const counts = setInterval(() => hub.flushCounts(), PRESENCE_COUNT_MS)
   counts.unref()
 
   return {
+    linkPort: link.port,
     async close() {
       // Stopping: every channel held here goes to the home it has without this node (a drained node did it when it left the table).
       const rest = new Rendezvous(table?.nodes.filter((n) => n.id !== self) ?? [])
@@ -396,5 +431,16 @@ export async function startLiveNode(ctx: ParentContext): Promise<Handle> {
       links.destroy()
       link.destroy(err)
     },
+  }
+}
+
+/** Starts `listen` on the first of `ports` that is free (a port in use moves on to the next; the last one's failure is thrown). */
+async function listenOnFirst<T>(ports: readonly number[], listen: (port: number) => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await listen(ports[i]!)
+    } catch (err) {
+      if (i === ports.length - 1 || (err as EspraError).details?.['reason'] !== 'EADDRINUSE') throw err
+    }
   }
 }

@@ -1,12 +1,16 @@
 /**
  * The live role: real-time clients (WebSocket, SSE, long-poll, HTTP) and
- * channels with ordered history, recovery and presence. The parent is the
- * node's hub (roles/live/node.ts); children hold the client connections.
+ * channels with ordered history, recovery and presence. Children hold the
+ * client connections; what homes the channels is `--live-homes`: the parent,
+ * the node's one hub (`node`, roles/live/node.ts), or every child, a Live
+ * peer of its own (`children`: ./child-peer.ts), the parent then only
+ * reporting its children's peers to the seed.
  * Protocol: docs/live-protocol.md.
  */
 import type { Role } from '../../lib/process/role.js'
 import { asDrainOrder } from '../../lib/transport/drain-order.js'
 import { createLiveChild } from './child.js'
+import { reportChildPeers, startChildPeer } from './child-peer.js'
 import { addHttp } from './http.js'
 import { startLiveNode } from './node.js'
 import { addWebSocket } from './ws.js'
@@ -23,9 +27,12 @@ export const liveRole: Role = {
   forks: true,
   // Homes are picked over the region's routing table; every (re)connect resubscribes.
   subscribe: (config) => ({ routing: config.region }),
-  parent: (ctx) => startLiveNode(ctx),
+  parent: (ctx) => ctx.config.liveHomes === 'children'
+    ? Promise.resolve(reportChildPeers(ctx))
+    : startLiveNode({ ...ctx, self: ctx.config.nodeId, linkPorts: [ctx.config.port + ctx.config.liveLinkOffset], routing: null, child: false }),
   async child(ctx) {
-    const live = createLiveChild(ctx)
+    const peer = ctx.config.liveHomes === 'children' ? await startChildPeer(ctx) : null
+    const live = createLiveChild(peer === null ? ctx : { ...ctx, parent: peer.clients })
     const ws = addWebSocket(live)
     const http = addHttp(live)
     live.counters.register(ctx.metrics, { ws: ws.open, channels: live.channelStats })
@@ -40,6 +47,17 @@ export const liveRole: Role = {
       ws.close()
       http.close()
     }
-    return { drain: end, close: async () => end(), destroy: end }
+    return {
+      drain: end,
+      async close() {
+        end()
+        // Its channels go to the homes they have without it (peer.close: out of the table first, then handed over).
+        await peer?.close()
+      },
+      destroy(err) {
+        end()
+        peer?.destroy(err)
+      },
+    }
   },
 }

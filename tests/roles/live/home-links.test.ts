@@ -9,6 +9,7 @@ import { captureLog } from '../../helpers/meta.js'
 function links(answerHere: HomeLinksOptions['answerHere'], nextTable: () => Promise<void>, forwardDeadlineMs?: number) {
   return createHomeLinks({
     config: { nodeId: 'live-a', liveLinkOffset: 2000 } as NodeConfig,
+    self: 'live-a',
     log: captureLog('silent').log,
     answerHere, nextTable,
     homeOf: () => 'live-a',

@@ -1,0 +1,127 @@
+// --live-homes children: two real Live nodes of two children each and a seed. Every child is a Live peer of its own,
+// `<node>/<index>.<pid>` in the routing table; channels are homed on all four, and every subscriber gets every message
+// of a channel in order, exactly once, whichever child its connection landed on and whichever node the publish came
+// through. A child killed with kill -9 is a peer lost: its channels' backups (--live-replicas 2) take over with the
+// same sequence, so a subscriber elsewhere misses nothing and a resume recovers; its replacement is a new peer.
+import t, { type Test } from 'tap'
+import { livePeersOf } from '../../../lib/routing/live-peers.js'
+import { Rendezvous } from '../../../lib/routing/rendezvous.js'
+import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
+import { connectLive, http, token, type LiveClient } from '../../helpers/live.js'
+
+const metaPort = await freePort()
+const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '10s' }
+const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
+const liveFlags = { ...seedFlags, 'live-homes': 'children', children: 2 }
+const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
+const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })
+t.teardown(async () => {
+  await Promise.all([a.stop(), b.stop()])
+  await seed.stop()
+})
+
+/** The peers a node's parent reported last, by pid: `<node>/<index>.<pid>`. */
+function peersOf(node: StartedNode): string[] {
+  const up = new Map<string, boolean>()
+  for (const l of node.logs) {
+    if (l.msg === 'live: a child homes channels') up.set(l['peer'] as string, true)
+    else if (typeof l['peer'] === 'string') up.delete(l['peer'])
+  }
+  return [...up.keys()]
+}
+const tableOf = (peers: string[]) => new Rendezvous(peers.map((id) => ({ id })))
+const allPeers = () => [...peersOf(a), ...peersOf(b)]
+await waitFor('two peers per node', () => peersOf(a).length === 2 && peersOf(b).length === 2, 20_000)
+for (const node of [a, b]) {
+  await waitFor('every child applied a table of four peers', () => new Set(node.logs.filter((l) => l.msg === 'live: routing table applied' && l['peers'] === 4 && l['listed'] === true).map((l) => l.pid)).size === 2, 20_000)
+}
+
+const CHANNELS = Array.from({ length: 16 }, (_, i) => `room:${i}`)
+const tok = token({ sub: ['room:*'], pub: ['room:*'] })
+
+function checkStream(t: Test, c: LiveClient, ch: string, from: number, count: number, label: string): void {
+  const seqs = c.messages(ch).map((f) => f['seq'] as number)
+  t.same(seqs, Array.from({ length: count }, (_, i) => from + 1 + i), `${label} ${ch}: ${count} messages, in order, once`)
+}
+
+t.test('the peers are the children, named by node, index and pid', async (t) => {
+  for (const node of [a, b]) {
+    const peers = peersOf(node).sort()
+    const id = node === a ? 'live-a' : 'live-b'
+    t.same(peers.map((p) => p.replace(/\.\d+$/, '')), [`${id}/0`, `${id}/1`])
+    t.same(peers.map((p) => Number(p.split('.').at(-1))).sort(), node.childPids().sort(), 'each peer is one child process')
+  }
+  const homes = tableOf(allPeers())
+  t.equal(new Set(CHANNELS.map((ch) => homes.pick(ch)!.id)).size, 4, 'channels are homed on all four children')
+  t.same(livePeersOf([{ id: 'n', address: '10.0.0.1', port: 8080, peers: [{ id: 'n/0.7', linkPort: 10080 }] }, { id: 'm', address: '::1', port: 8081 }], 2000),
+    [{ id: 'n/0.7', address: '10.0.0.1', linkPort: 10080, node: 'n' }, { id: 'm', address: '::1', linkPort: 10081, node: 'm' }], 'a node without peers is one peer, its parent')
+})
+
+t.test('ordering and exactly-once across nodes and children, publishes through both nodes', async (t) => {
+  const clients: LiveClient[] = []
+  // Several connections per node land on both of its children.
+  for (let i = 0; i < 3; i++) clients.push(await connectLive(t, a.port, { token: tok }), await connectLive(t, b.port, { token: tok, msgpack: i === 0 }))
+  const start = new Map<string, number>()
+  for (const c of clients) {
+    for (const ch of CHANNELS) {
+      const ok = await c.call({ op: 'sub', ch })
+      t.equal(ok.op, 'sub-ok')
+      const seen = start.get(ch)
+      if (seen === undefined) start.set(ch, ok['seq'] as number)
+      else t.equal(ok['seq'], seen, `${ch}: one sequence whatever the connection`)
+    }
+  }
+  const PER = 10
+  const pubs: Promise<unknown>[] = []
+  for (let i = 0; i < PER; i++) {
+    for (const ch of CHANNELS) {
+      pubs.push(http(a.port, 'POST', `/pub/${ch}`, { body: JSON.stringify({ i, via: 'a' }), token: tok }))
+      pubs.push(clients[1]!.call({ op: 'pub', ch, data: { i, via: 'b' } }))
+    }
+  }
+  await Promise.all(pubs)
+  for (const c of clients) await waitFor('every message', () => CHANNELS.every((ch) => c.messages(ch).length >= 2 * PER), 20_000)
+  for (const [n, c] of clients.entries()) for (const ch of CHANNELS) checkStream(t, c, ch, start.get(ch)!, 2 * PER, `client ${n}`)
+  const first = clients[0]!.messages('room:0').map((f) => JSON.stringify(f['data']))
+  for (const c of clients.slice(1)) t.same(c.messages('room:0').map((f) => JSON.stringify(f['data'])), first, 'the same order everywhere')
+  for (const c of clients) c.close()
+})
+
+t.test('kill -9 of a child that homes channels: the backups take over, nothing is lost; its replacement is a new peer', async (t) => {
+  const before = allPeers()
+  const homes = tableOf(before)
+  const victim = peersOf(b)[0]!
+  const victimPid = Number(victim.split('.').at(-1))
+  const theirs = CHANNELS.filter((ch) => homes.pick(ch)!.id === victim)
+  t.ok(theirs.length > 0, `${victim} homes some channels`)
+  const watcher = await connectLive(t, a.port, { token: tok })
+  const last = new Map<string, number>()
+  for (const ch of theirs) {
+    await watcher.call({ op: 'sub', ch })
+    const ack = await watcher.call({ op: 'pub', ch, data: 'before' })
+    t.equal(ack.op, 'ack')
+    last.set(ch, ack['seq'] as number)
+  }
+  await waitFor('the watcher saw every message', () => theirs.every((ch) => watcher.messages(ch).length === 1))
+  process.kill(victimPid, 'SIGKILL')
+  await b.waitForLog((l) => l.msg === 'live: a child that homed channels exited without handing them over: their backups take over' && l['peer'] === victim, 'the parent saw its child die')
+  for (const ch of theirs) {
+    const ack = await watcher.call({ op: 'pub', ch, data: 'after' })
+    t.equal(ack.op, 'ack', `${ch} publishes after the death`)
+    t.equal(ack['seq'], last.get(ch)! + 1, `${ch}: the backup goes on with the same sequence`)
+  }
+  await waitFor('the watcher saw the messages after', () => theirs.every((ch) => watcher.messages(ch).length === 2), 20_000)
+  for (const ch of theirs) t.same(watcher.messages(ch).map((f) => f['data']), ['before', 'after'], `${ch}: every message once, no reset`)
+  t.notOk(watcher.frames.some((f) => f.op === 'sub-ok' && f['recovered'] === false), 'no subscriber was reset')
+
+  const resumed = await connectLive(t, b.port, { token: tok })
+  for (const ch of theirs) {
+    const ok = await resumed.call({ op: 'sub', ch, since: last.get(ch)! - 1 })
+    t.equal(ok['recovered'], true, `${ch}: a resume from before the death recovers`)
+  }
+  await waitFor('the replacement child', () => peersOf(b).length === 2 && !peersOf(b).includes(victim), 20_000)
+  t.notOk(peersOf(b).includes(victim), 'the dead child is no peer any more')
+  t.ok(peersOf(b).some((p) => p.startsWith(victim.split('.')[0]!) && p !== victim), 'its replacement has the same index and a new pid')
+  watcher.close()
+  resumed.close()
+})
