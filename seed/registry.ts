@@ -144,8 +144,10 @@ export class Registry {
     if (body.elb !== undefined) record.elb = { state: body.elb.state, targetGroup: body.elb.targetGroup }
     else delete record.elb
     const peersMoved = !sameLivePeers(record.livePeers, body.livePeers)
-    if (body.livePeers !== undefined) record.livePeers = copyLivePeers(body.livePeers)
-    else delete record.livePeers
+    if (peersMoved) {
+      if (body.livePeers !== undefined) record.livePeers = copyLivePeers(body.livePeers)
+      else delete record.livePeers
+    }
     if (record.health !== body.health) {
       record.health = body.health
       this.emit('health', record)

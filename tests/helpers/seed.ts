@@ -5,7 +5,7 @@
 import type { Test } from 'tap'
 import type { NodeConfig } from '../../lib/core/config.js'
 import { createMetaClient, type MetaClient, type MetaClientOptions } from '../../lib/transport/meta-client.js'
-import type { NodeEvent, NodeInfo, RoutingTable } from '../../lib/transport/meta-shapes.js'
+import type { LivePeer, NodeEvent, NodeInfo, RoutingTable } from '../../lib/transport/meta-shapes.js'
 import { startSeed, type SeedHandle, type SeedOptions } from '../../seed/seed.js'
 import { captureLog, heartbeat, nodeInfo, SECRET, seedConfig, type LogLine } from './meta.js'
 
@@ -45,19 +45,20 @@ export async function nodeClient(
   id: string,
   info: Partial<NodeInfo> = {},
   opts: Partial<MetaClientOptions> & { everyMs?: number } = {},
-): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health'], children?: number): void }> {
-  const state = { health: info.health ?? ('ok' as NodeInfo['health']), children: info.children ?? 1 }
+): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health'], children?: number): void; setLivePeers(peers: LivePeer[] | undefined): void }> {
+  const state = { health: info.health ?? ('ok' as NodeInfo['health']), children: info.children ?? 1, livePeers: info.livePeers }
   const c = client(t, port, {
     peer: { kind: 'node', id },
     onConnect: async (link) => void (await link.request('register', nodeInfo(id, { ...info, health: state.health }))),
     ...opts,
   })
-  const timer = setInterval(() => c.send('heartbeat', heartbeat(state.health, state.children)), opts.everyMs ?? 50)
+  const timer = setInterval(() => c.send('heartbeat', { ...heartbeat(state.health, state.children), ...(state.livePeers ? { livePeers: state.livePeers } : {}) }), opts.everyMs ?? 50)
   t.teardown(() => clearInterval(timer))
   await c.ready
   return Object.assign(c, {
     stopHeartbeat: () => clearInterval(timer),
     setHealth: (health: NodeInfo['health'], children = state.children) => void Object.assign(state, { health, children }),
+    setLivePeers: (livePeers: LivePeer[] | undefined) => void (state.livePeers = livePeers),
   })
 }
 

@@ -141,3 +141,28 @@ t.test('a table names the nodes that left it because the seed lost them (silent,
     if (x.lost !== undefined) t.ok(x.lost.every((id) => ids(proxy.tables[i - 1])!.includes(id) && !ids(x)!.includes(id)), `table ${i} names only nodes that just left it`)
   })
 })
+
+t.test('--live-homes children: a table lists each node\'s Live peers as register and heartbeats report them; a change is pushed at once', async (t) => {
+  const { port } = await startTestSeed(t, { heartbeatTimeout: 2000 })
+  const proxy = await watcher(t, port, { routing: 'eu-1' })
+  const peers0 = [{ id: 'live-a/0.100', linkPort: 11001 }]
+  const a = await nodeClient(t, port, 'live-a', { region: 'eu-1', port: 9001, livePeers: peers0 })
+  await nodeClient(t, port, 'live-b', { region: 'eu-1', port: 9002 })
+  await until(() => ids(proxy.tables.at(-1))?.length === 2, 2000, 'both nodes routed')
+  t.same(proxy.tables.at(-1)!.nodes, [
+    { id: 'live-a', address: '127.0.0.1', port: 9001, peers: peers0 },
+    { id: 'live-b', address: '127.0.0.1', port: 9002 },
+  ], 'a node with peers lists them; one without homes channels itself')
+  const pushes = proxy.tables.length
+  await sleep(200)
+  t.equal(proxy.tables.length, pushes, 'heartbeats with the same peers push nothing')
+  // A child crashed and was replaced: a new pid, a new peer.
+  const peers1 = [{ id: 'live-a/0.101', linkPort: 11001 }, { id: 'live-a/1.102', linkPort: 11002 }]
+  a.setLivePeers(peers1)
+  await until(() => proxy.tables.length === pushes + 1, 2000, 'a push for the new peers')
+  t.same(proxy.tables.at(-1)!.nodes[0]!.peers, peers1)
+  a.setLivePeers([])
+  await until(() => proxy.tables.length === pushes + 2, 2000, 'a push when no child homes channels')
+  t.same(proxy.tables.at(-1)!.nodes[0], { id: 'live-a', address: '127.0.0.1', port: 9001, peers: [] }, 'listed with no peer: its parent homes nothing')
+  t.notOk((proxy.tables.at(-1)!.lost ?? []).includes('live-a'), 'a node whose peers change is not lost')
+})

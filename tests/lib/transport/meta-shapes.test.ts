@@ -1,6 +1,6 @@
 // The optional `elb` field of `register` and `heartbeat` bodies (a node's place in its ELB target group):
 // kept when well-formed, refused naming the field (register) or reported (heartbeat) when not. The optional
-// per-child figures of a heartbeat (`load.byChild`): checked the same way.
+// per-child figures of a heartbeat (`load.byChild`) and the Live peers of a node (`livePeers`): checked the same way.
 import t from 'tap'
 import { heartbeatProblem, parseNodeInfo } from '../../../lib/transport/meta-shapes.js'
 import { heartbeat, nodeInfo } from '../../helpers/meta.js'
@@ -39,4 +39,22 @@ t.test('heartbeat: load.byChild optional; each entry a slot, a pid and four figu
     t.equal(heartbeatProblem(withChildren([child({ [field]: -1 })])), 'heartbeat load.byChild figures must be non-negative numbers', field)
   }
   t.equal(heartbeatProblem(withChildren(Array.from({ length: 1025 }, (_, i) => child({ slot: i % 1024 })))), 'heartbeat load.byChild must be an array of at most 1024 children')
+})
+
+t.test('livePeers (register and heartbeat): each {id: "<node>/<index>.<pid>", linkPort}, distinct, at most 256; refused naming the field', async (t) => {
+  const peers = [{ id: 'live-a/0.4242', linkPort: 10080 }, { id: 'live-a/1.4243', linkPort: 10081 }]
+  t.same(parseNodeInfo({ ...nodeInfo('live-a', { role: 'live' }), livePeers: peers.map((p) => ({ ...p, extra: 1 })) }).livePeers, peers, 'unknown keys dropped')
+  t.notOk('livePeers' in parseNodeInfo(nodeInfo('live-a')), 'none sent, no field')
+  t.same(parseNodeInfo({ ...nodeInfo('live-a'), livePeers: [] }).livePeers, [], 'none up yet')
+  t.equal(heartbeatProblem({ ...heartbeat(), livePeers: peers }), null)
+  const malformed: unknown[] = [
+    'x', {}, [null], [{ id: 'live-a/0.1' }], [{ id: 'live-a/0.1', linkPort: 0 }], [{ id: 'live-a/0.1', linkPort: 70000 }],
+    [{ id: 'live-a', linkPort: 1 }], [{ id: 'live-a/x.1', linkPort: 1 }], [{ id: '../0.1', linkPort: 1 }], [{ id: `${'a'.repeat(65)}/0.1`, linkPort: 1 }],
+    [{ id: 'live-a/0.1', linkPort: 1 }, { id: 'live-a/0.1', linkPort: 2 }],
+    Array.from({ length: 257 }, (_, i) => ({ id: `live-a/${i}.${i}`, linkPort: 1000 + i })),
+  ]
+  for (const livePeers of malformed) {
+    t.throws(() => parseNodeInfo({ ...nodeInfo('live-a'), livePeers }), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'livePeers' } }, JSON.stringify(livePeers).slice(0, 80))
+    t.match(heartbeatProblem({ ...heartbeat(), livePeers }), /^heartbeat livePeers must be /, JSON.stringify(livePeers).slice(0, 80))
+  }
 })
