@@ -124,7 +124,7 @@ export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandl
    */
   function homeOf(ch: string): string {
     if (table && table.size > 0 && (listed || replicated || ctx.child)) return table.pick(ch)!.id
-    if (ctx.child) throw new LiveError('UNAVAILABLE', 'no Live peer in the routing table yet: the seed lists this node\'s children once they have started')
+    if (ctx.child) throw new LiveError('UNAVAILABLE', 'no Live peer to home the channel yet: with --live-homes children, homes come from the seed\'s routing table (none yet, or its children are still starting)')
     return self
   }
 

@@ -173,3 +173,14 @@ t.test('SIGHUP replaces every child of a node while publishes go on: each hands 
   watcher.close()
   publisher.close()
 })
+
+t.test('no seed: a child homes nothing alone (its siblings would home the same channels apart); requests get 5030', async (t) => {
+  const alone = await startNode(t, 'live', { 'live-homes': 'children', children: 2, seed: `127.0.0.1:${await freePort()}` })
+  t.teardown(() => alone.stop())
+  const c = await connectLive(t, alone.port, { token: tok })
+  for (const op of ['sub', 'pub'] as const) {
+    const answer = await c.call({ op, ch: 'room:1', ...(op === 'pub' ? { data: 1 } : {}) })
+    t.match(answer, { op: 'err', code: 5030, message: /homes come from the seed's routing table/ }, op)
+  }
+  c.close()
+})
