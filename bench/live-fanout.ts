@@ -19,6 +19,9 @@
  * `--replicas 1,2` runs each pair once per `--live-replicas` value and prints
  * the p99 of each against the first (what replication adds: each publish is
  * answered and delivered once the channel's backup, the other node, holds it).
+ * `--homes node,children` runs each pair once per `--live-homes` value (what
+ * homes the channels: the node's parent, or each child as a Live peer of its
+ * own: publishes and deliveries then never cross the parent).
  * `--floor` adds, per pair, a run against a plain uWS server in one process
  * (bench/live-fanout-floor.ts: the same frames to the same load processes,
  * no Live node around it): what the fan-out itself costs on this machine.
@@ -26,7 +29,7 @@
  * the publishing window to <dir> (bench/cpu-prof-window.cjs; one per process
  * and run, `<role>-<pid>.cpuprofile`, the pids printed with each run).
  *
- *   npm run build && npx tsx bench/live-fanout.ts [--runs 1000x100,5000x20 | --subscribers 10000 --rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 2|1|1,2] (2: the product's default) [--floor] [--cpu-prof <dir>]
+ *   npm run build && npx tsx bench/live-fanout.ts [--runs 1000x100,5000x20 | --subscribers 10000 --rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 2|1|1,2] (2: the product's default) [--homes node|children|node,children] (node: the default) [--floor] [--cpu-prof <dir>]
  */
 import { Agent, request } from 'node:http'
 import { cpus, loadavg } from 'node:os'
@@ -46,6 +49,10 @@ const CH = 'bench:fanout'
 const REPLICAS = (textArg('replicas') ?? '2').split(',').map((v) => {
   if (v !== '1' && v !== '2') throw new Error('--replicas must be 1, 2 or 1,2')
   return Number(v)
+})
+const HOMES = (textArg('homes') ?? 'node').split(',').map((v) => {
+  if (v !== 'node' && v !== 'children') throw new Error('--homes must be node, children or node,children')
+  return v
 })
 const CPU_PROF = textArg('cpu-prof')
 const FLOOR = process.argv.includes('--floor')
@@ -73,6 +80,8 @@ const RUNS = runsArg()
 interface Result extends Pair {
   /** --live-replicas, or 0 for the plain uWS floor. */
   replicas: number
+  /** --live-homes, or `-` for the floor. */
+  homes: string
   connected: number
   deliveredPerS: number
   p50: number
@@ -89,13 +98,15 @@ interface Result extends Pair {
 const load = () => loadavg().map((v) => v.toFixed(2)).join(' ')
 
 async function main(): Promise<void> {
-  const hard = guard((SECONDS + 150) * 1000 * (REPLICAS.length + (FLOOR ? 1 : 0)) * RUNS.length)
+  const hard = guard((SECONDS + 150) * 1000 * (REPLICAS.length * HOMES.length + (FLOOR ? 1 : 0)) * RUNS.length)
   console.log(`load average before: ${load()}`)
   const results: Result[] = []
   for (const run of RUNS) {
-    for (const replicas of REPLICAS) {
-      console.log(`--- ${run.subscribers} subscribers × ${run.rate} msgs/s, --live-replicas ${replicas}`)
-      results.push(await runOnce(run, await startLive(replicas)))
+    for (const homes of HOMES) {
+      for (const replicas of REPLICAS) {
+        console.log(`--- ${run.subscribers} subscribers × ${run.rate} msgs/s, --live-replicas ${replicas}, --live-homes ${homes}`)
+        results.push(await runOnce(run, await startLive(replicas, homes)))
+      }
     }
     if (FLOOR) {
       console.log(`--- ${run.subscribers} subscribers × ${run.rate} msgs/s, plain uWS (the floor: no Live node)`)
@@ -105,17 +116,17 @@ async function main(): Promise<void> {
   console.log('')
   console.log(`load average after: ${load()}`)
   console.log('')
-  console.log('| subscribers × msgs/s | replicas | deliveries/s | p50 / p99 ms | µs Live CPU per delivery (parents + children) | lost, bad |')
-  console.log('|---|---|---|---|---|---|')
+  console.log('| subscribers × msgs/s | replicas | homes | deliveries/s | p50 / p99 ms | µs Live CPU per delivery (parents + children) | lost, bad |')
+  console.log('|---|---|---|---|---|---|---|')
   for (const r of results) {
-    console.log(`| ${r.subscribers} × ${r.rate} | ${r.replicas === 0 ? 'plain uWS' : r.replicas} | ${Math.round(r.deliveredPerS)} | ${r.p50.toFixed(1)} / ${r.p99.toFixed(1)} | ${(r.parentUs + r.childUs).toFixed(2)} (${r.parentUs.toFixed(2)} + ${r.childUs.toFixed(2)}) | ${r.lost}, ${r.bad} |`)
+    console.log(`| ${r.subscribers} × ${r.rate} | ${r.replicas === 0 ? 'plain uWS' : r.replicas} | ${r.homes} | ${Math.round(r.deliveredPerS)} | ${r.p50.toFixed(1)} / ${r.p99.toFixed(1)} | ${(r.parentUs + r.childUs).toFixed(2)} (${r.parentUs.toFixed(2)} + ${r.childUs.toFixed(2)}) | ${r.lost}, ${r.bad} |`)
   }
   for (const r of results.filter((x) => x.subscribers === 1000 && x.rate === 100 && x.replicas > 0)) {
     const us = r.parentUs + r.childUs
-    console.log(`1000 × 100, replicas ${r.replicas}: p99 ${r.p99.toFixed(1)} ms (target <= ${TARGET_P99_MS}) ${r.p99 <= TARGET_P99_MS ? 'ok' : 'MISSED'}; ${us.toFixed(2)} µs Live CPU per delivery (target <= ${TARGET_US_PER_DELIVERY}) ${us <= TARGET_US_PER_DELIVERY ? 'ok' : 'MISSED'}`)
+    console.log(`1000 × 100, replicas ${r.replicas}, homes ${r.homes}: p99 ${r.p99.toFixed(1)} ms (target <= ${TARGET_P99_MS}) ${r.p99 <= TARGET_P99_MS ? 'ok' : 'MISSED'}; ${us.toFixed(2)} µs Live CPU per delivery (target <= ${TARGET_US_PER_DELIVERY}) ${us <= TARGET_US_PER_DELIVERY ? 'ok' : 'MISSED'}`)
   }
   for (const run of RUNS) {
-    const same = results.filter((r) => r.subscribers === run.subscribers && r.rate === run.rate && r.replicas > 0)
+    const same = results.filter((r) => r.subscribers === run.subscribers && r.rate === run.rate && r.replicas > 0 && r.homes === HOMES[0])
     if (same.length < 2) continue
     // Against the run with the fewest replicas, whatever order they ran in (`--replicas 2,1` runs the replicated one first).
     const byReplicas = [...same].sort((x, y) => x.replicas - y.replicas)
@@ -129,16 +140,18 @@ async function main(): Promise<void> {
 /** What a run measures: the ports subscribers and the publisher use, and the processes whose CPU counts. */
 interface Target {
   replicas: number
+  /** `--live-homes`, or `-` for the floor. */
+  homes: string
   ports: number[]
   parents: { pid: number; name: string }[]
   children: { pid: number; name: string }[]
 }
 
-async function startLive(replicas: number): Promise<Target> {
+async function startLive(replicas: number, homes: string): Promise<Target> {
   const meta = await freePorts()
   const seedFlags = { seed: `127.0.0.1:${meta}`, 'heartbeat-interval': '500ms' }
   const seed = await startEspra('seed', await freePorts(), { ...seedFlags, 'meta-port': meta, 'seed-grace': '0' })
-  const liveFlags = { ...seedFlags, children: CHILDREN, 'live-public': 'bench:*', 'live-replicas': replicas }
+  const liveFlags = { ...seedFlags, children: CHILDREN, 'live-public': 'bench:*', 'live-replicas': replicas, 'live-homes': homes }
   // With --cpu-prof, only the Live processes (and their children, which inherit the environment) load the profiler.
   const nodeOptions = process.env['NODE_OPTIONS']
   if (CPU_PROF !== undefined) {
@@ -151,10 +164,14 @@ async function startLive(replicas: number): Promise<Target> {
     else process.env['NODE_OPTIONS'] = nodeOptions
     delete process.env['ESPRA_BENCH_CPU_PROF_WINDOW']
   }
-  for (const n of lives) await n.waitForLog((l) => l['msg'] === 'live: routing table applied' && l['nodes'] === 2 && l['listed'] === true, 'both nodes in the routing table')
+  const applied = (l: Record<string, unknown>) => l['msg'] === 'live: routing table applied' && l['nodes'] === 2 && l['listed'] === true
+  for (const n of lives) {
+    if (homes === 'node') await n.waitForLog(applied, 'both nodes in the routing table')
+    else for (let c = 0; c < CHILDREN; c++) await n.waitForLog((l) => applied(l) && l['peers'] === 2 * CHILDREN && l['child'] === c, `child ${c}: every child of both nodes in the routing table`)
+  }
   console.log(`seed pid ${seed.pid}; live-a pid ${lives[0]!.pid} :${lives[0]!.port} children ${lives[0]!.children().join(',')}; live-b pid ${lives[1]!.pid} :${lives[1]!.port} children ${lives[1]!.children().join(',')}`)
   return {
-    replicas, ports: lives.map((n) => n.port),
+    replicas, homes, ports: lives.map((n) => n.port),
     parents: lives.map((n, k) => ({ pid: n.pid, name: `live-${'ab'[k]} parent` })),
     children: lives.flatMap((n, k) => n.children().map((pid, c) => ({ pid, name: `live-${'ab'[k]} child ${c}` }))),
   }
@@ -167,7 +184,7 @@ async function startFloor(): Promise<Target> {
   await nextMessage<{ type: 'listening' }>(server, 'listening')
   console.log(`plain uWS server pid ${server.pid} :${port}`)
   // Both "nodes" are the one server: the publisher alternates between the same port.
-  return { replicas: 0, ports: [port, port], parents: [], children: [{ pid: server.pid!, name: 'plain uWS' }] }
+  return { replicas: 0, homes: '-', ports: [port, port], parents: [], children: [{ pid: server.pid!, name: 'plain uWS' }] }
 }
 
 async function runOnce({ subscribers, rate }: Pair, target: Target): Promise<Result> {
@@ -300,7 +317,7 @@ async function runOnce({ subscribers, rate }: Pair, target: Target): Promise<Res
   await sleep(200)
   killAll()
   return {
-    subscribers, rate, replicas, connected, deliveredPerS: received / deliverS, p50, p99, lost, bad: outOfOrder + closed,
+    subscribers, rate, replicas, homes: target.homes, connected, deliveredPerS: received / deliverS, p50, p99, lost, bad: outOfOrder + closed,
     parentUs: perDelivery(parentS), childUs: perDelivery(childS), parentUsPerPub: (parentS * 1e6) / Math.max(1, acked),
   }
 }
