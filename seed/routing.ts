@@ -1,10 +1,11 @@
 /**
  * Per-region routing tables: the Live nodes of each region that serve
  * ({@link servesTraffic}), sorted by id, each with the children that home
- * its channels when it runs `--live-homes children`, with a time-based version so it keeps growing across seed
- * restarts. A table is pushed to that region's subscribers only when its
- * node list changes; during the seed's start-up grace pushes are held and
- * each subscribed region's table is pushed once when the grace ends.
+ * its channels when it runs `--live-homes children` (`peers`), with a
+ * time-based version so it keeps growing across seed restarts. A table is
+ * pushed to that region's subscribers only when its node list (or a node's
+ * peers) changes; during the seed's start-up grace pushes are held and each
+ * subscribed region's table is pushed once when the grace ends.
  */
 import { encodeMessage, type MessageFrame } from '../lib/transport/meta-frames.js'
 import { copyLivePeers, type RoutingTable } from '../lib/transport/meta-shapes.js'
