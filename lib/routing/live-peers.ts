@@ -7,8 +7,8 @@
  * (./rendezvous.ts), so every Live process and publisher that holds the same
  * table picks the same home.
  */
-import type { RoutingTable } from '../core/node-state.js'
-import type { Rendezvous } from './rendezvous.js'
+import type { RoutingNode, RoutingTable } from '../core/node-state.js'
+import { Rendezvous } from './rendezvous.js'
 
 export interface LivePeerEntry {
   /** The peer's id: the node id, or `<node>/<index>.<pid>` for a child. */
@@ -42,3 +42,24 @@ export function homeAndBackup(table: Rendezvous<LivePeerEntry>, ch: string): { h
 /** `host:port` of a peer's link, IPv6 addresses bracketed. */
 export const linkAddress = (peer: Pick<LivePeerEntry, 'address' | 'linkPort'>): string =>
   `${peer.address.includes(':') ? `[${peer.address}]` : peer.address}:${peer.linkPort}`
+
+/**
+ * The proxy's table: a key's Live node is the node of the peer a channel of
+ * that name is homed on (the node itself, or one of its children), so a
+ * client routed by its channel lands where the channel lives. With no node
+ * run with `--live-homes children` it picks what rendezvous over the nodes
+ * picks.
+ */
+export class NodesByHome<N extends RoutingNode> {
+  readonly nodes: readonly N[]
+  private readonly peers: Rendezvous<{ readonly id: string; readonly node: N }>
+
+  constructor(nodes: readonly N[]) {
+    this.nodes = nodes
+    this.peers = new Rendezvous(nodes.flatMap((node) => node.peers === undefined ? [{ id: node.id, node }] : node.peers.map((p) => ({ id: p.id, node }))))
+  }
+
+  pick(key: string): N | undefined {
+    return this.peers.pick(key)?.node
+  }
+}

@@ -7,7 +7,7 @@ import type { TrustedProxies } from '../../lib/core/client-address.js'
 import type { Logger } from '../../lib/core/log.js'
 import type { RoutingTable } from '../../lib/core/node-state.js'
 import type { Maintenance } from '../../lib/http/maintenance.js'
-import type { Rendezvous } from '../../lib/routing/rendezvous.js'
+import type { NodesByHome } from '../../lib/routing/live-peers.js'
 import type { ProxyCounters } from './counters.js'
 import type { Limits } from './limits.js'
 import type { HeadSpec } from './request-head.js'
@@ -20,7 +20,7 @@ export interface ProxyCore {
   /** Seconds since start, updated once a second: a cheap clock for idle checks. */
   tick: number
   draining: boolean
-  table: Rendezvous<RoutingNode> | null
+  table: NodesByHome<RoutingNode> | null
   /** Planned maintenance, compiled once per pushed state; null (the one check a request pays) while there is none. */
   maintenance: Maintenance | null
   readonly log: Logger

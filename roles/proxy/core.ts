@@ -1,8 +1,9 @@
 /**
  * The proxy of one child: a raw TCP listener (the node's shared public
- * socket), the routing table as a rendezvous table, the quick answers built
- * once, per-address limits, and the bookkeeping drain needs. Connections
- * (./connection.ts) do the per-request work.
+ * socket), the routing table as a rendezvous table over the Live homes
+ * (lib/routing/live-peers.ts), the quick answers built once, per-address
+ * limits, and the bookkeeping drain needs. Connections (./connection.ts) do
+ * the per-request work.
  */
 import { createServer, type Server, type Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
@@ -14,7 +15,7 @@ import type { MaintenanceState, RoutingTable } from '../../lib/core/node-state.j
 import { compileMaintenance } from '../../lib/http/maintenance.js'
 import type { Registry } from 'prom-client'
 import type { HttpServerStats } from '../../lib/http/server.js'
-import { Rendezvous } from '../../lib/routing/rendezvous.js'
+import { NodesByHome } from '../../lib/routing/live-peers.js'
 import { errorResponse, jsonResponse } from './answers.js'
 import { ClientConnection } from './connection.js'
 import type { ProxyCore } from './context.js'
@@ -159,7 +160,7 @@ export async function startProxy(opts: ProxyOptions, listen: ListenOn, tls?: Lis
 
   function setRouting(table: RoutingTable | null): void {
     const before = core.table
-    core.table = table === null ? null : new Rendezvous(table.nodes)
+    core.table = table === null ? null : new NodesByHome(table.nodes)
     if (before === null) return
     const kept = new Set(table?.nodes.map((n) => n.id) ?? [])
     const gone = before.nodes.filter((n) => !kept.has(n.id)).map((n) => n.id)

@@ -4,7 +4,6 @@
 // through. A child killed with kill -9 is a peer lost: its channels' backups (--live-replicas 2) take over with the
 // same sequence, so a subscriber elsewhere misses nothing and a resume recovers; its replacement is a new peer.
 import t, { type Test } from 'tap'
-import { livePeersOf } from '../../../lib/routing/live-peers.js'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { connectLive, http, token, type LiveClient } from '../../helpers/live.js'
@@ -54,8 +53,6 @@ t.test('the peers are the children, named by node, index and pid', async (t) => 
     t.same(peers.map((p) => p.replace(/\.\d+$/, '')), [`${id}/0`, `${id}/1`])
     t.same(peers.map((p) => Number(p.split('.').at(-1))).sort(), node.childPids().sort(), 'each peer is one child process')
   }
-  t.same(livePeersOf([{ id: 'n', address: '10.0.0.1', port: 8080, peers: [{ id: 'n/0.7', linkPort: 10080 }] }, { id: 'm', address: '::1', port: 8081 }], 2000),
-    [{ id: 'n/0.7', address: '10.0.0.1', linkPort: 10080, node: 'n' }, { id: 'm', address: '::1', linkPort: 10081, node: 'm' }], 'a node without peers is one peer, its parent')
 })
 
 t.test('ordering and exactly-once across nodes and children, publishes through both nodes', async (t) => {
