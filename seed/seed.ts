@@ -232,7 +232,7 @@ export async function startSeed({ config, log, meta = {}, metrics }: SeedOptions
 
   const messages = new Map<string, MessageHandler<MetaPeer>>([
     ['heartbeat', (body, peer) => {
-      const problem = heartbeatProblem(body)
+      const problem = heartbeatProblem(body, peer.nodeId)
       if (problem !== null) throw badRequest('heartbeat', problem.replace(/^heartbeat /, ''))
       // A heartbeat racing ahead of `register` after a reconnect is harmless: ignore it.
       if (peer.nodeId !== null) registry.heartbeat(peer.nodeId, linkOf(peer), body as HeartbeatBody)

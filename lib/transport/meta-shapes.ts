@@ -52,11 +52,13 @@ export interface LivePeer {
 export const MAX_LIVE_PEERS = 256
 const LIVE_PEER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\/[0-9]{1,4}\.[0-9]{1,10}$/
 
-function livePeersProblem(list: unknown): string | null {
+/** Why `list` is no node's Live peers (null: it is); `owner`: the node's id, which every peer id must start with (null: not known here). */
+function livePeersProblem(list: unknown, owner: string | null): string | null {
   if (!Array.isArray(list) || list.length > MAX_LIVE_PEERS) return `an array of at most ${MAX_LIVE_PEERS} peers`
   const ids = new Set<string>()
   for (const p of list) {
     if (!isMap(p) || !matches(p['id'], LIVE_PEER_ID) || !isInt(p['linkPort'], 1, 65535)) return '{id: "<node>/<index>.<pid>", linkPort} entries'
+    if (owner !== null && !p['id'].startsWith(`${owner}/`)) return `peers of this node (ids starting "${owner}/")`
     if (ids.has(p['id'])) return 'peers with distinct ids'
     ids.add(p['id'])
   }
@@ -225,7 +227,7 @@ export function parseNodeInfo(body: unknown): NodeInfo {
   if (!isAmount(b['startedAt'])) throw bad('startedAt', 'ms since the epoch')
   if (b['smtpPort'] !== undefined && !isInt(b['smtpPort'], 1, 65535)) throw bad('smtpPort', 'an integer from 1 to 65535')
   if (b['elb'] !== undefined && !isElbView(b['elb'])) throw bad('elb', '{state, targetGroup}')
-  const peersProblem = b['livePeers'] === undefined ? null : livePeersProblem(b['livePeers'])
+  const peersProblem = b['livePeers'] === undefined ? null : livePeersProblem(b['livePeers'], b['id'])
   if (peersProblem !== null) throw bad('livePeers', peersProblem)
   return {
     id: b['id'], role: b['role'] as RoleName, region: b['region'], address: b['address'], port: b['port'],
@@ -241,7 +243,7 @@ export function parseNodeInfo(body: unknown): NodeInfo {
  * Checks a heartbeat body in place, on the hot path: returns null when it is
  * valid, else a short reason. It allocates nothing for a valid body.
  */
-export function heartbeatProblem(body: unknown): string | null {
+export function heartbeatProblem(body: unknown, nodeId: string | null = null): string | null {
   if (!isMap(body)) return 'heartbeat body is not a map'
   if (!isHealth(body['health'])) return 'heartbeat health is invalid'
   if (!isInt(body['children'], 0, 1024)) return 'heartbeat children is invalid'
@@ -258,7 +260,7 @@ export function heartbeatProblem(body: unknown): string | null {
   }
   if (body['elb'] !== undefined && !isElbView(body['elb'])) return 'heartbeat elb must be {state, targetGroup}'
   if (body['livePeers'] !== undefined) {
-    const problem = livePeersProblem(body['livePeers'])
+    const problem = livePeersProblem(body['livePeers'], nodeId)
     if (problem !== null) return `heartbeat livePeers must be ${problem}`
   }
   if (load['app'] !== undefined) return appLoadProblem(load['app'])

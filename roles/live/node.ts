@@ -78,7 +78,7 @@ export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandl
     countOnly: compilePatterns(config.livePresenceCountOnly),
   })
   const local = new Map<string, Local>()
-  gaugeFrom(ctx.metrics, 'espra_live_hub_channels', 'channels whose home is this node (history, sequence and presence kept here)', () => hub.size)
+  gaugeFrom(ctx.metrics, 'espra_live_hub_channels', 'channels whose home is this Live peer, the node or (--live-homes children) this child (history, sequence and presence kept here)', () => hub.size)
   let table: Rendezvous<LivePeerEntry> | null = null
   let listed = false
   let version = 0
@@ -128,7 +128,7 @@ export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandl
     return self
   }
 
-  /** The channel's home and backup (the first two of its rendezvous order) under this node's table. */
+  /** The channel's home and backup under this peer's table (lib/routing/live-peers.ts). */
   function owners(ch: string): Owners {
     if (!table || table.size === 0 || (!listed && !replicated)) return { home: self, backup: null }
     return homeAndBackup(table, ch)

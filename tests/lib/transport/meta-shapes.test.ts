@@ -53,6 +53,8 @@ t.test('livePeers (register and heartbeat): each {id: "<node>/<index>.<pid>", li
     [{ id: 'live-a/0.1', linkPort: 1 }, { id: 'live-a/0.1', linkPort: 2 }],
     Array.from({ length: 257 }, (_, i) => ({ id: `live-a/${i}.${i}`, linkPort: 1000 + i })),
   ]
+  t.throws(() => parseNodeInfo({ ...nodeInfo('live-a'), livePeers: [{ id: 'live-b/0.1', linkPort: 1 }] }), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'livePeers', reason: 'must be peers of this node (ids starting "live-a/")' } }, 'another node\'s peer')
+  t.equal(heartbeatProblem({ ...heartbeat(), livePeers: [{ id: 'live-b/0.1', linkPort: 1 }] }, 'live-a'), 'heartbeat livePeers must be peers of this node (ids starting "live-a/")')
   for (const livePeers of malformed) {
     t.throws(() => parseNodeInfo({ ...nodeInfo('live-a'), livePeers }), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'livePeers' } }, JSON.stringify(livePeers).slice(0, 80))
     t.match(heartbeatProblem({ ...heartbeat(), livePeers }), /^heartbeat livePeers must be /, JSON.stringify(livePeers).slice(0, 80))
