@@ -9,7 +9,7 @@
  * | B | the seed's meta port |
  * | B+1 … B+7 | public ports: seed, proxy, live, fileserver, app, mail, admin |
  * | B+8 … B+14 | metrics ports, same order |
- * | B+15 | the Live node's internal link (`--live-link-offset` 12 on every node) |
+ * | B+15 | the Live node's internal link (`--live-link-offset` 12 on every node; `--live-homes node`) |
  * | B+16 | the mail node's SMTP port |
  *
  * Without it, the documented defaults: meta 7000, each role's default port,

@@ -142,6 +142,8 @@ export async function runUp(opts: UpOptions): Promise<void> {
     const args = [
       process.argv[1]!, `--role=${role}`, `--seed=${role === 'seed' ? seedAddrs[seed] : seedAddr}`, `--meta-port=${own.meta}`,
       `--port=${own.port}`, `--metrics-port=${own.metricsPort}`, `--live-link-offset=${ports.liveLinkOffset}`,
+      // The port plan holds one Live link port: the parent's (--live-homes children would take one per child).
+      ...(role === 'live' ? ['--live-homes=node'] : []),
       ...(role === 'seed' && seedCount > 1 ? [`--node-id=seed-${seed + 1}`] : []),
       `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
       `--secret-file=${secretFile}`, `--log-level=${opts.logLevel}`, `--children=${children}`,
