@@ -90,11 +90,11 @@ export function createHomeLinks(o: HomeLinksOptions): HomeLinks {
     let p = peers.get(id)
     if (p) return p
     const entry = o.entry(id)
-    if (!entry) throw new LiveError('UNAVAILABLE', `node ${id} is not in the routing table`)
+    if (!entry) throw new LiveError('UNAVAILABLE', `Live peer ${id} is not in the routing table`)
     const address = linkAddress(entry)
     const client = createMetaClient({
       seeds: [address], secret: config.secret, peer: { kind: 'node', id: self }, maxFrame: config.maxFrame, log, reconnect: true,
-      backoffMaxMs: 2000, label: `Live node ${id}`,
+      backoffMaxMs: 2000, label: `Live peer ${id}`,
       onPush: (op, body) => {
         if (op === 'ev') o.onEvent(body as HubEvent, id)
       },
