@@ -123,3 +123,38 @@ export function sse(t: Test, port: number, path: string, lastEventId?: string, e
     req.end()
   })
 }
+
+/**
+ * Subscribes every client to every channel (one sequence per channel, whatever the connection), publishes `per` messages to
+ * each channel over HTTP to `httpPort` and `per` through `clients[1]`, and checks that every client got every message of
+ * every channel in order, once, and the first channel's messages in the same order everywhere.
+ */
+export async function checkOrderedFanout(t: Test, clients: readonly LiveClient[], channels: readonly string[], httpPort: number, tok: string, per: number): Promise<void> {
+  const start = new Map<string, number>()
+  for (const c of clients) {
+    for (const ch of channels) {
+      const ok = await c.call({ op: 'sub', ch })
+      t.equal(ok.op, 'sub-ok')
+      const seen = start.get(ch)
+      if (seen === undefined) start.set(ch, ok['seq'] as number)
+      else t.equal(ok['seq'], seen, `${ch}: one sequence whatever the connection`)
+    }
+  }
+  const pubs: Promise<unknown>[] = []
+  for (let i = 0; i < per; i++) {
+    for (const ch of channels) {
+      pubs.push(http(httpPort, 'POST', `/pub/${ch}`, { body: JSON.stringify({ i, via: 'http' }), token: tok }))
+      pubs.push(clients[1]!.call({ op: 'pub', ch, data: { i, via: 'ws' } }))
+    }
+  }
+  await Promise.all(pubs)
+  for (const c of clients) await waitFor('every message', () => channels.every((ch) => c.messages(ch).length >= 2 * per), 20_000)
+  for (const [n, c] of clients.entries()) {
+    for (const ch of channels) {
+      const seqs = c.messages(ch).map((f) => f['seq'] as number)
+      t.same(seqs, Array.from({ length: 2 * per }, (_, i) => start.get(ch)! + 1 + i), `client ${n} ${ch}: ${2 * per} messages, in order, once`)
+    }
+  }
+  const order = (c: LiveClient) => c.messages(channels[0]!).map((f) => JSON.stringify(f['data']))
+  for (const c of clients.slice(1)) t.same(order(c), order(clients[0]!), `${channels[0]}: the same order on every connection`)
+}
