@@ -9,20 +9,41 @@
  * leaves before it hands its channels over; the parent reports its
  * children's peers to the seed (register and heartbeats), whose routing
  * tables list them (lib/routing/live-peers.ts). A child that exits without
- * leaving (a crash) drops out as soon as the parent sees it exit.
+ * leaving (a crash) drops out as soon as the parent sees it exit. Until the
+ * seed's first table, the parent gives its children a table of their own
+ * peers, so a node without a seed serves alone as with `--live-homes node`.
  */
-import type { LivePeer } from '../../lib/core/node-state.js'
+import type { NodeConfig } from '../../lib/core/config.js'
+import type { LivePeer, RoutingTable, SeedPush } from '../../lib/core/node-state.js'
 import type { ChildContext, Handle, ParentChannel, ParentContext } from '../../lib/process/role.js'
 import { createLoopback } from './loopback.js'
 import { startLiveNode } from './node.js'
 
 type PeerMessage = { k: 'peer'; id: string; linkPort: number } | { k: 'peer-left' }
+/** From the parent while it has no table from the seed: one of just this node and its children's peers. */
+interface LocalTable {
+  readonly k: 'local-table'
+  readonly table: RoutingTable
+}
+
+/** This node alone, its children its peers (version 0: any table from the seed is newer). */
+function localTable(config: NodeConfig, peers: readonly LivePeer[]): RoutingTable {
+  const address = config.bind === '0.0.0.0' || config.bind === '::' ? '127.0.0.1' : config.bind
+  return { region: config.region, version: 0, nodes: [{ id: config.nodeId, address, port: config.port, peers }] }
+}
 
 /** The parent's side: its children's peers, reported to the seed as they come and go. */
 export function reportChildPeers(ctx: ParentContext): Handle {
   const { log } = ctx
   const peers = new Map<number, LivePeer>()
-  const report = (): void => ctx.setLivePeers([...peers.values()].sort((a, b) => (a.id < b.id ? -1 : 1)))
+  let seeded = false
+  ctx.onPush((push) => void (seeded ||= push.op === 'routing'))
+  const report = (): void => {
+    const list = [...peers.values()].sort((a, b) => (a.id < b.id ? -1 : 1))
+    ctx.setLivePeers(list)
+    // Pushes and role messages share the children's IPC channel, in order: none of these follows the seed's table.
+    if (!seeded) ctx.children.broadcast({ k: 'local-table', table: localTable(ctx.config, list) } satisfies LocalTable)
+  }
   // Listed with no peers until a child is up: other nodes never take this node's parent for a home.
   report()
   ctx.children.onMessage((child, body) => {
@@ -61,9 +82,20 @@ export async function startChildPeer(ctx: ChildContext): Promise<ChildPeer> {
   const { config } = ctx
   const self = `${config.nodeId}/${ctx.index}.${process.pid}`
   const { parent: clients, children } = createLoopback()
+  // The seed's pushes, and the parent's local tables until the seed's first one.
+  const pushes: ((push: SeedPush) => void)[] = []
+  let seeded = ctx.state().routing !== null
+  ctx.onPush((push) => {
+    seeded ||= push.op === 'routing'
+    for (const l of pushes) l(push)
+  })
+  ctx.parent.onMessage((body) => {
+    const m = body as LocalTable
+    if (m.k === 'local-table' && !seeded) for (const l of pushes) l({ op: 'routing', body: m.table })
+  })
   const base = config.port + config.liveLinkOffset + ctx.index
   const node = await startLiveNode({
-    config, log: ctx.log, children, metrics: ctx.metrics, onPush: ctx.onPush,
+    config, log: ctx.log, children, metrics: ctx.metrics, onPush: (l) => void pushes.push(l),
     self, linkPorts: [base, base + config.children], routing: ctx.state().routing, child: true,
   })
   ctx.parent.send({ k: 'peer', id: self, linkPort: node.linkPort } satisfies PeerMessage)

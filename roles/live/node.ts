@@ -9,7 +9,7 @@
  * (`children`: ./loopback.ts). Homes are picked by rendezvous hashing over the
  * peers of the seed's routing table for the region
  * (lib/routing/live-peers.ts); a node the table does not list (yet) homes
- * everything, a child waits for a table.
+ * everything, a child only what its table gives it (./child-peer.ts).
  */
 import type { Registry } from 'prom-client'
 import type { NodeConfig } from '../../lib/core/config.js'
@@ -62,7 +62,7 @@ export interface LivePeerContext {
   readonly linkPorts: readonly number[]
   /** The region's routing table when it starts (null: none yet); later ones come as pushes. */
   readonly routing: RoutingTable | null
-  /** One of a node's children (`--live-homes children`): it never homes a channel alone, without a table that lists peers. */
+  /** One of a node's children (`--live-homes children`): it never homes a channel alone, without a table that lists peers (its siblings would home it too). */
   readonly child: boolean
 }
 
@@ -120,11 +120,11 @@ export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandl
   /**
    * A node the table does not list homes every channel itself (no seed yet). With replicas, a node that is not
    * listed while others are (stopped and taken out, or drained) homes nothing: the listed homes hold the channels.
-   * A child homes nothing alone: its siblings would home the same channels apart.
+   * A child homes nothing alone: its siblings would home the same channels apart (without a seed, its parent gives it a table).
    */
   function homeOf(ch: string): string {
     if (table && table.size > 0 && (listed || replicated || ctx.child)) return table.pick(ch)!.id
-    if (ctx.child) throw new LiveError('UNAVAILABLE', 'no Live peer to home the channel yet: with --live-homes children, homes come from the seed\'s routing table (none yet, or its children are still starting)')
+    if (ctx.child) throw new LiveError('UNAVAILABLE', 'no Live peer to home the channel yet: this node\'s children are still starting')
     return self
   }
 
