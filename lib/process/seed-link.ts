@@ -20,7 +20,7 @@ import type { NodeState } from '../core/node-state.js'
 import { VERSION } from '../core/version.js'
 import { healthWord } from '../http/health.js'
 import { createMetaClient, type MetaClient } from '../transport/meta-client.js'
-import type { ElbView, HeartbeatBody, LivePeer, NodeInfo, NodeLoad } from '../transport/meta-shapes.js'
+import { copyLivePeers, type ElbView, type HeartbeatBody, type LivePeer, type NodeInfo, type NodeLoad } from '../transport/meta-shapes.js'
 import type { Role } from './role.js'
 
 const DEREGISTER_TIMEOUT_MS = 2000
@@ -63,7 +63,7 @@ function ownMetaAddress(config: NodeConfig): string {
 }
 
 function livePeersOf(state: NodeState): { livePeers?: LivePeer[] } {
-  return state.livePeers === undefined ? {} : { livePeers: state.livePeers.map((p) => ({ id: p.id, linkPort: p.linkPort })) }
+  return state.livePeers === undefined ? {} : { livePeers: copyLivePeers(state.livePeers) }
 }
 
 export function createSeedLink(opts: SeedLinkOptions): SeedLink {

@@ -7,7 +7,7 @@
  * (./rendezvous.ts), so every Live process and publisher that holds the same
  * table picks the same home.
  */
-import type { RoutingNode, RoutingTable } from '../core/node-state.js'
+import type { LivePeer, RoutingNode, RoutingTable } from '../core/node-state.js'
 import { Rendezvous } from './rendezvous.js'
 
 export interface LivePeerEntry {
@@ -20,11 +20,12 @@ export interface LivePeerEntry {
   readonly node: string
 }
 
+/** The peers a node stands for: the children it lists, else itself, its link on `port + linkOffset`. */
+const peersOfNode = (n: RoutingNode, linkOffset: number): readonly LivePeer[] => n.peers ?? [{ id: n.id, linkPort: n.port + linkOffset }]
+
 /** The peers of `nodes`, in table order. */
 export function livePeersOf(nodes: RoutingTable['nodes'], linkOffset: number): LivePeerEntry[] {
-  return nodes.flatMap((n) => n.peers === undefined
-    ? [{ id: n.id, address: n.address, linkPort: n.port + linkOffset, node: n.id }]
-    : n.peers.map((p) => ({ id: p.id, address: n.address, linkPort: p.linkPort, node: n.id })))
+  return nodes.flatMap((n) => peersOfNode(n, linkOffset).map((p) => ({ id: p.id, address: n.address, linkPort: p.linkPort, node: n.id })))
 }
 
 /**
@@ -56,7 +57,7 @@ export class NodesByHome<N extends RoutingNode> {
 
   constructor(nodes: readonly N[]) {
     this.nodes = nodes
-    this.peers = new Rendezvous(nodes.flatMap((node) => node.peers === undefined ? [{ id: node.id, node }] : node.peers.map((p) => ({ id: p.id, node }))))
+    this.peers = new Rendezvous(nodes.flatMap((node) => peersOfNode(node, 0).map((p) => ({ id: p.id, node }))))
   }
 
   pick(key: string): N | undefined {

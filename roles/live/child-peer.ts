@@ -82,16 +82,14 @@ export async function startChildPeer(ctx: ChildContext): Promise<ChildPeer> {
   const { config } = ctx
   const self = `${config.nodeId}/${ctx.index}.${process.pid}`
   const { parent: clients, children } = createLoopback()
-  // The seed's pushes, and the parent's local tables until the seed's first one.
+  // The seed's pushes, and the parent's local tables (sent only before the seed's first table, which follows them on the same channel).
   const pushes: ((push: SeedPush) => void)[] = []
-  let seeded = ctx.state().routing !== null
   ctx.onPush((push) => {
-    seeded ||= push.op === 'routing'
     for (const l of pushes) l(push)
   })
   ctx.parent.onMessage((body) => {
     const m = body as LocalTable
-    if (m.k === 'local-table' && !seeded) for (const l of pushes) l({ op: 'routing', body: m.table })
+    if (m.k === 'local-table') for (const l of pushes) l({ op: 'routing', body: m.table })
   })
   const base = config.port + config.liveLinkOffset + ctx.index
   const node = await startLiveNode({
