@@ -4,13 +4,22 @@
  * minted with the test cluster secret.
  */
 import { request } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Packr } from 'msgpackr'
 import WebSocket from 'ws'
 import type { Test } from 'tap'
 import { deriveTokenKey, mintToken, type MintOptions } from '../../lib/live/token.js'
-import { SECRET, waitFor } from './cluster.js'
+import { SECRET, waitFor, type StartedNode } from './cluster.js'
 
 export type Frame = Record<string, unknown> & { op: string }
+
+/**
+ * Flags for Live nodes whose test picks channel homes by rendezvous over the
+ * node ids: with `--live-homes children` (the default) the homes are the
+ * children, `<node>/<index>.<pid>`, different every run. What children
+ * homes do is tested in tests/roles/live/child-homes*.test.ts.
+ */
+export const NODE_HOMES = { 'live-homes': 'node' } as const
 
 const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true })
 const key = deriveTokenKey(SECRET)
@@ -157,4 +166,39 @@ export async function checkOrderedFanout(t: Test, clients: readonly LiveClient[]
   }
   const order = (c: LiveClient) => c.messages(channels[0]!).map((f) => JSON.stringify(f['data']))
   for (const c of clients.slice(1)) t.same(order(c), order(clients[0]!), `${channels[0]}: the same order on every connection`)
+}
+
+/** Publishes `pub` frames with string ids every few ms until `stop` resolves; resolves every answer (ack or err) by id. */
+export async function publishUntil(client: LiveClient, ch: string, prefix: string, stop: Promise<unknown>): Promise<Map<string, Frame>> {
+  const sent: string[] = []
+  let done = false
+  void stop.then(() => (done = true))
+  for (let i = 0; !done; i++) {
+    const id = `${prefix}-${i}`
+    client.send({ op: 'pub', ch, data: id, id })
+    sent.push(id)
+    await sleep(3)
+  }
+  const answers = new Map<string, Frame>()
+  for (const id of sent) answers.set(id, await client.next((f) => f['id'] === id, `the answer to ${id}`, 30_000))
+  return answers
+}
+
+/** What every subscriber must see: contiguous sequences (one sequence, no epoch), each acknowledged message at its acknowledged seq. */
+export function checkStream(t: Test, frames: Frame[], acked: Frame[], label: string): void {
+  const got = frames.map((f) => f['seq'] as number)
+  t.ok(got.every((s, i) => i === 0 || s === got[i - 1]! + 1), `${label}: one contiguous sequence, in order, no message twice (${got.length} messages)`)
+  const bySeq = new Map(frames.map((f) => [f['seq'] as number, f['data']]))
+  const missing = acked.filter((ack) => bySeq.get(ack['seq'] as number) !== ack['id'])
+  t.same(missing, [], `${label}: every acknowledged message delivered at its acknowledged seq`)
+}
+
+/** The Live peers a node's parent reported last (`--live-homes children`), from its logs: `<node>/<index>.<pid>`. */
+export function childPeersOf(node: StartedNode): string[] {
+  const up = new Map<string, boolean>()
+  for (const l of node.logs) {
+    if (l.msg === 'live: a child homes channels') up.set(l['peer'] as string, true)
+    else if (typeof l['peer'] === 'string') up.delete(l['peer'])
+  }
+  return [...up.keys()]
 }

@@ -6,6 +6,7 @@ import WebSocket from 'ws'
 import { Rendezvous } from '../../lib/routing/rendezvous.js'
 import type { RoutingTable } from '../../lib/transport/meta-shapes.js'
 import { freePort, health, SECRET, startNode, waitFor } from '../helpers/cluster.js'
+import { NODE_HOMES } from '../helpers/live.js'
 import { startLoad } from '../helpers/load.js'
 import { runCli } from '../helpers/up.js'
 
@@ -60,8 +61,8 @@ t.test('drain --then stop of a Live node under load through the proxy: 0 failed 
   const metaPort = await freePort()
   const seed = `127.0.0.1:${metaPort}`
   await startNode(t, 'seed', { 'meta-port': metaPort, 'seed-grace': '0', ...FAST })
-  const liveA = await startNode(t, 'live', { seed, 'node-id': 'live-a', children: 1, 'live-public': 'pub:*', ...FAST })
-  await startNode(t, 'live', { seed, 'node-id': 'live-b', children: 1, 'live-public': 'pub:*', ...FAST })
+  const liveA = await startNode(t, 'live', { seed, 'node-id': 'live-a', children: 1, ...NODE_HOMES, 'live-public': 'pub:*', ...FAST })
+  await startNode(t, 'live', { seed, 'node-id': 'live-b', children: 1, ...NODE_HOMES, 'live-public': 'pub:*', ...FAST })
   const proxy = await startNode(t, 'proxy', { seed, children: 1, 'live-domain': 'localhost', 'route-keys': 'query:k', ...FAST })
   await waitFor('the proxy routes to both Live nodes', async () => ((await health(proxy.port)).body['routing'] as RoutingTable | null)?.nodes.length === 2)
 

@@ -6,8 +6,8 @@
 // child hands its channels over; a node without a seed serves alone, its children homing the channels among themselves.
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
-import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
-import { checkOrderedFanout, connectLive, token, type LiveClient } from '../../helpers/live.js'
+import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
+import { checkOrderedFanout, childPeersOf, connectLive, token, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '10s' }
@@ -20,18 +20,9 @@ t.teardown(async () => {
   await seed.stop()
 })
 
-/** The peers a node's parent reported last, by pid: `<node>/<index>.<pid>`. */
-function peersOf(node: StartedNode): string[] {
-  const up = new Map<string, boolean>()
-  for (const l of node.logs) {
-    if (l.msg === 'live: a child homes channels') up.set(l['peer'] as string, true)
-    else if (typeof l['peer'] === 'string') up.delete(l['peer'])
-  }
-  return [...up.keys()]
-}
 const tableOf = (peers: string[]) => new Rendezvous(peers.map((id) => ({ id })))
-const allPeers = () => [...peersOf(a), ...peersOf(b)]
-await waitFor('two peers per node', () => peersOf(a).length === 2 && peersOf(b).length === 2, 20_000)
+const allPeers = () => [...childPeersOf(a), ...childPeersOf(b)]
+await waitFor('two peers per node', () => childPeersOf(a).length === 2 && childPeersOf(b).length === 2, 20_000)
 for (const node of [a, b]) {
   await waitFor('every child applied a table of four peers', () => new Set(node.logs.filter((l) => l.msg === 'live: routing table applied' && l['peers'] === 4 && l['listed'] === true).map((l) => l.pid)).size === 2, 20_000)
 }
@@ -44,7 +35,7 @@ const tok = token({ sub: ['room:*'], pub: ['room:*'] })
 
 t.test('the peers are the children, named by node, index and pid', async (t) => {
   for (const node of [a, b]) {
-    const peers = peersOf(node).sort()
+    const peers = childPeersOf(node).sort()
     const id = node === a ? 'live-a' : 'live-b'
     t.same(peers.map((p) => p.replace(/\.\d+$/, '')), [`${id}/0`, `${id}/1`])
     t.same(peers.map((p) => Number(p.split('.').at(-1))).sort(), node.childPids().sort(), 'each peer is one child process')
@@ -62,7 +53,7 @@ t.test('ordering and exactly-once across nodes and children, publishes through b
 t.test('kill -9 of a child that homes channels: the backups take over, nothing is lost; its replacement is a new peer', async (t) => {
   const before = allPeers()
   const homes = tableOf(before)
-  const victim = peersOf(b)[0]!
+  const victim = childPeersOf(b)[0]!
   const victimPid = Number(victim.split('.').at(-1))
   const theirs = CHANNELS.filter((ch) => homes.pick(ch)!.id === victim)
   t.ok(theirs.length > 0, `${victim} homes some channels`)
@@ -91,21 +82,21 @@ t.test('kill -9 of a child that homes channels: the backups take over, nothing i
     const ok = await resumed.call({ op: 'sub', ch, since: last.get(ch)! - 1 })
     t.equal(ok['recovered'], true, `${ch}: a resume from before the death recovers`)
   }
-  await waitFor('the replacement child', () => peersOf(b).length === 2 && !peersOf(b).includes(victim), 20_000)
-  t.notOk(peersOf(b).includes(victim), 'the dead child is no peer any more')
-  t.ok(peersOf(b).some((p) => p.startsWith(victim.split('.')[0]!) && p !== victim), 'its replacement has the same index and a new pid')
+  await waitFor('the replacement child', () => childPeersOf(b).length === 2 && !childPeersOf(b).includes(victim), 20_000)
+  t.notOk(childPeersOf(b).includes(victim), 'the dead child is no peer any more')
+  t.ok(childPeersOf(b).some((p) => p.startsWith(victim.split('.')[0]!) && p !== victim), 'its replacement has the same index and a new pid')
   watcher.close()
   resumed.close()
 })
 
 t.test('SIGHUP replaces every child of a node while publishes go on: each hands its channels over, nothing is lost or reset', async (t) => {
   const homes = tableOf(allPeers())
-  const onB = CHANNELS.filter((ch) => peersOf(b).includes(homes.pick(ch)!.id))
+  const onB = CHANNELS.filter((ch) => childPeersOf(b).includes(homes.pick(ch)!.id))
   const watcher = await connectLive(t, a.port, { token: tok })
   const publisher = await connectLive(t, a.port, { token: tok })
   const start = new Map<string, number>()
   for (const ch of onB) start.set(ch, (await watcher.call({ op: 'sub', ch }))['seq'] as number)
-  const oldPeers = peersOf(b)
+  const oldPeers = childPeersOf(b)
   let stop = false
   const acked: Record<string, number[]> = Object.fromEntries(onB.map((ch) => [ch, []]))
   const publishing = (async () => {
@@ -129,7 +120,7 @@ t.test('SIGHUP replaces every child of a node while publishes go on: each hands 
   await waitFor('publishes before the reload', () => onB.every((ch) => acked[ch]!.length >= 3), 20_000)
   const logsBefore = b.logs.length
   b.proc.kill('SIGHUP')
-  await waitFor('both children replaced', () => peersOf(b).length === 2 && peersOf(b).every((p) => !oldPeers.includes(p)), 30_000)
+  await waitFor('both children replaced', () => childPeersOf(b).length === 2 && childPeersOf(b).every((p) => !oldPeers.includes(p)), 30_000)
   await waitFor('publishes after the reload', () => onB.every((ch) => acked[ch]!.length >= 20), 20_000)
   stop = true
   await publishing

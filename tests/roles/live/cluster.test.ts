@@ -4,14 +4,14 @@
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
-import { checkOrderedFanout, connectLive, token } from '../../helpers/live.js'
+import { NODE_HOMES, checkOrderedFanout, connectLive, token } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 // --live-replicas 1 on purpose: the kill -9 test pins what a home's death does without a backup (a new sequence and
 // a `lost` gap); with the default 2 the survivor holds the history (tests/roles/live/replicas.test.ts).
-const liveFlags = { ...seedFlags, 'live-replicas': 1, children: 2 }
+const liveFlags = { ...seedFlags, 'live-replicas': 1, children: 2, ...NODE_HOMES }
 const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })
 t.teardown(async () => {

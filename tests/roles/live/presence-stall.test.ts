@@ -5,11 +5,11 @@
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode } from '../../helpers/cluster.js'
-import { connectLive, token, type LiveClient } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, token, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, seed: `127.0.0.1:${metaPort}`, 'seed-grace': '0' })
-const flags = { seed: `127.0.0.1:${metaPort}`, children: 1 }
+const flags = { seed: `127.0.0.1:${metaPort}`, children: 1, ...NODE_HOMES }
 const a = await startNode(t, 'live', { ...flags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...flags, 'node-id': 'live-b' })
 const stopped: number[] = []

@@ -6,11 +6,11 @@
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, type StartedNode } from '../../helpers/cluster.js'
-import { connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, seed: `127.0.0.1:${metaPort}`, 'seed-grace': '0' })
-const flags = { seed: `127.0.0.1:${metaPort}`, children: 1, 'live-presence-count-only': 'crowd:*' }
+const flags = { seed: `127.0.0.1:${metaPort}`, children: 1, ...NODE_HOMES, 'live-presence-count-only': 'crowd:*' }
 const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((n) => startNode(t, 'live', { ...flags, 'node-id': `live-${n}` }))) as [StartedNode, StartedNode, StartedNode]
 t.teardown(async () => {
   await Promise.all([a, b, c].map((n) => n.stop()))

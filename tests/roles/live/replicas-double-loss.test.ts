@@ -6,12 +6,12 @@
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
-import { connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 // A killed node leaves the table at once (its link closed); the timeout only must outlast a's pause below.
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '10s' }
-const liveFlags = { ...seedFlags, children: 1 }
+const liveFlags = { ...seedFlags, children: 1, ...NODE_HOMES }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 const nodes: StartedNode[] = []
 for (const id of ['live-a', 'live-h1', 'live-h2', 'live-d']) nodes.push(await startNode(t, 'live', { ...liveFlags, 'node-id': id }))

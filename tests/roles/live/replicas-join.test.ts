@@ -4,11 +4,11 @@
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
-import { connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
-const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1 }
+const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1, ...NODE_HOMES }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })

@@ -8,11 +8,11 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
-import { connectLive, token, type Frame } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, token, type Frame } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '3s' }
-const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1 }
+const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1, ...NODE_HOMES }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })

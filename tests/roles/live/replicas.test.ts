@@ -2,15 +2,15 @@
 // message. kill -9 of the home with publishes up to that instant: the backup takes over with the same sequence and
 // every acknowledged message reaches the subscribers in order, once, recovered. A home stopped (SIGSTOP) long enough
 // to be taken out of the table and then resumed acknowledges no publish as the home it no longer is: no forked sequence.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
-import { connectLive, token, type Frame, type LiveClient } from '../../helpers/live.js'
+import { checkStream, connectLive, NODE_HOMES, publishUntil, token, type Frame, type LiveClient } from '../../helpers/live.js'
 
 const metaPort = await freePort()
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '1s' }
-const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1 }
+const liveFlags = { ...seedFlags, 'live-replicas': 2, children: 1, ...NODE_HOMES }
 const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, 'seed-grace': '0' })
 const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })
@@ -32,35 +32,10 @@ const tok = token({ sub: ['room:*'], pub: ['room:*'] })
 
 const seqs = (client: LiveClient, ch: string): number[] => client.messages(ch).map((f) => f['seq'] as number)
 
-/** Publishes `pub` frames with string ids every few ms until `stop` resolves; resolves every answer (ack or err) by id. */
-async function publishUntil(client: LiveClient, ch: string, prefix: string, stop: Promise<unknown>): Promise<Map<string, Frame>> {
-  const sent: string[] = []
-  let done = false
-  void stop.then(() => (done = true))
-  for (let i = 0; !done; i++) {
-    const id = `${prefix}-${i}`
-    client.send({ op: 'pub', ch, data: id, id })
-    sent.push(id)
-    await sleep(3)
-  }
-  const answers = new Map<string, Frame>()
-  for (const id of sent) answers.set(id, await client.next((f) => f['id'] === id, `the answer to ${id}`, 30_000))
-  return answers
-}
-
 /** A publish whose data is its (string) publish id, answered by that id. */
 async function publish(client: LiveClient, ch: string, id: string): Promise<Frame> {
   client.send({ op: 'pub', ch, data: id, id })
   return client.next((f) => f['id'] === id, `the answer to ${id}`, 20_000)
-}
-
-/** What every subscriber must see: contiguous sequences (one sequence, no epoch), each acknowledged message at its acknowledged seq. */
-function checkStream(t: Test, frames: Frame[], acked: Frame[], label: string): void {
-  const got = frames.map((f) => f['seq'] as number)
-  t.ok(got.every((s, i) => i === 0 || s === got[i - 1]! + 1), `${label}: one contiguous sequence, in order, no message twice (${got.length} messages)`)
-  const bySeq = new Map(frames.map((f) => [f['seq'] as number, f['data']]))
-  const missing = acked.filter((ack) => bySeq.get(ack['seq'] as number) !== ack['id'])
-  t.same(missing, [], `${label}: every acknowledged message delivered at its acknowledged seq`)
 }
 
 t.test('kill -9 of the home under publishes: the backup goes on with the same sequence; nothing acknowledged is lost', async (t) => {

@@ -6,7 +6,7 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
-import { connectLive, http, token, type Frame } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, http, token, type Frame } from '../../helpers/live.js'
 
 /** Long enough for a paused node not to be suspected by the seed while the test holds it. */
 const seedFlags = (metaPort: number) => ({ seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '10s' })
@@ -14,7 +14,7 @@ const seedFlags = (metaPort: number) => ({ seed: `127.0.0.1:${metaPort}`, 'heart
  * `--live-replicas 1` on purpose: the second test needs a home change that restarts the stream (a new sequence and a
  * reset), which is what a home's stop does without a backup; with the default 2 its backup goes on with the same sequence.
  */
-const liveFlags = (metaPort: number) => ({ ...seedFlags(metaPort), 'live-replicas': 1, children: 1 })
+const liveFlags = (metaPort: number) => ({ ...seedFlags(metaPort), 'live-replicas': 1, children: 1, ...NODE_HOMES })
 /** What the paused receiver's peer needs to have written its frames (not a measured threshold: a sequencing pause). */
 const FORWARD_MS = 500
 

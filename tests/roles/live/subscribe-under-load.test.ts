@@ -6,9 +6,9 @@
 import t, { type Test } from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
 import { freePort, startNode } from '../../helpers/cluster.js'
-import { connectLive, sse, token } from '../../helpers/live.js'
+import { NODE_HOMES, connectLive, sse, token } from '../../helpers/live.js'
 
-const FLAGS = { children: 1, 'live-public': 'busy:*', 'live-history-size': 5000 }
+const FLAGS = { children: 1, ...NODE_HOMES, 'live-public': 'busy:*', 'live-history-size': 5000 }
 
 /** Floods `ch` through `pubPort` while subscribers on `subPort` come and go; says which of them saw a gap. */
 async function subscribeUnderFlood(t: Test, pubPort: number, subPort: number, ch: string): Promise<string[]> {
