@@ -20,8 +20,8 @@
  * the p99 of each against the first (what replication adds: each publish is
  * answered and delivered once the channel's backup, the other node, holds it).
  * `--homes node,children` runs each pair once per `--live-homes` value (what
- * homes the channels: the node's parent, or each child as a Live peer of its
- * own: publishes and deliveries then never cross the parent).
+ * homes the channels: each child as a Live peer of its own, the default, so
+ * publishes and deliveries never cross the parent; or the node's parent).
  * `--floor` adds, per pair, a run against a plain uWS server in one process
  * (bench/live-fanout-floor.ts: the same frames to the same load processes,
  * no Live node around it): what the fan-out itself costs on this machine.
@@ -29,7 +29,7 @@
  * the publishing window to <dir> (bench/cpu-prof-window.cjs; one per process
  * and run, `<role>-<pid>.cpuprofile`, the pids printed with each run).
  *
- *   npm run build && npx tsx bench/live-fanout.ts [--runs 1000x100,5000x20 | --subscribers 10000 --rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 2|1|1,2] (2: the product's default) [--homes node|children|node,children] (node: the default) [--floor] [--cpu-prof <dir>]
+ *   npm run build && npx tsx bench/live-fanout.ts [--runs 1000x100,5000x20 | --subscribers 10000 --rate 100] [--seconds 20] [--loaders 2] [--children 2] [--replicas 2|1|1,2] (2: the product's default) [--homes children|node|node,children] (children: the product's default) [--floor] [--cpu-prof <dir>]
  */
 import { Agent, request } from 'node:http'
 import { cpus, loadavg } from 'node:os'
@@ -50,7 +50,7 @@ const REPLICAS = (textArg('replicas') ?? '2').split(',').map((v) => {
   if (v !== '1' && v !== '2') throw new Error('--replicas must be 1, 2 or 1,2')
   return Number(v)
 })
-const HOMES = (textArg('homes') ?? 'node').split(',').map((v) => {
+const HOMES = (textArg('homes') ?? 'children').split(',').map((v) => {
   if (v !== 'node' && v !== 'children') throw new Error('--homes must be node, children or node,children')
   return v
 })

@@ -142,7 +142,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
     const args = [
       process.argv[1]!, `--role=${role}`, `--seed=${role === 'seed' ? seedAddrs[seed] : seedAddr}`, `--meta-port=${own.meta}`,
       `--port=${own.port}`, `--metrics-port=${own.metricsPort}`, `--live-link-offset=${ports.liveLinkOffset}`,
-      // The port plan holds one Live link port: the parent's (--live-homes children would take one per child).
+      // The port plan holds one Live link port, the parent's: the default, --live-homes children, takes two per child.
       ...(role === 'live' ? ['--live-homes=node'] : []),
       ...(role === 'seed' && seedCount > 1 ? [`--node-id=seed-${seed + 1}`] : []),
       `--bind=${LOCAL}`, `--advertise=${LOCAL}`, `--data-dir=${dataDir}`,
