@@ -34,6 +34,8 @@ export interface NodeChange {
   readonly removed: boolean
   /** Why a removed node left: it said so (`deregistered`), or it went silent past the heartbeat timeout (`timeout`). */
   readonly reason?: 'deregistered' | 'timeout'
+  /** Live peers that left the node's list because they died (its `livePeersLost`): they hand nothing over. */
+  readonly lostPeers?: readonly string[]
 }
 
 /** A registry entry; `records()` hands these out read-only. */
@@ -92,8 +94,9 @@ export class Registry {
    * Adds or refreshes a node. When another link holds the id, the new one
    * wins and the old link is closed.
    */
-  register(info: NodeInfo, link: RegistryLink): void {
+  register(reported: NodeInfo, link: RegistryLink): void {
     const now = performance.now()
+    const { livePeersLost, ...info } = reported
     const old = this.nodes.get(info.id)
     if (old === undefined) {
       const record: NodeRecord = {
@@ -110,6 +113,7 @@ export class Registry {
     const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
     const previousLink = old.link
     const peersMoved = !sameLivePeers(old.livePeers, info.livePeers)
+    const lostPeers = peersMoved ? peersLost(old.livePeers, info.livePeers, livePeersLost) : []
     Object.assign(old, info)
     if (info.elb === undefined) delete old.elb
     if (info.livePeers === undefined) delete old.livePeers
@@ -117,7 +121,7 @@ export class Registry {
     this.touch(old, now)
     if (previousLink && previousLink !== link) previousLink.close('replaced')
     if (before.health !== old.health) this.emit('health', old, previousLink === null ? 'reconnected' : undefined)
-    if (moved || peersMoved || before.health !== old.health || (before.children === 0) !== (old.children === 0)) this.changed(old, before, false)
+    if (moved || peersMoved || before.health !== old.health || (before.children === 0) !== (old.children === 0)) this.changed(old, before, false, undefined, lostPeers)
   }
 
   /** Applies a heartbeat from `link`; false when that link holds no registered node. */
@@ -144,6 +148,7 @@ export class Registry {
     if (body.elb !== undefined) record.elb = { state: body.elb.state, targetGroup: body.elb.targetGroup }
     else delete record.elb
     const peersMoved = !sameLivePeers(record.livePeers, body.livePeers)
+    const lostPeers = peersMoved ? peersLost(record.livePeers, body.livePeers, body.livePeersLost) : []
     if (peersMoved) {
       if (body.livePeers !== undefined) record.livePeers = copyLivePeers(body.livePeers)
       else delete record.livePeers
@@ -151,10 +156,10 @@ export class Registry {
     if (record.health !== body.health) {
       record.health = body.health
       this.emit('health', record)
-      this.changed(record, before, false)
+      this.changed(record, before, false, undefined, lostPeers)
     } else if ((before.children === 0) !== (body.children === 0) || peersMoved) {
       // Whether any child serves decides if a degraded node is routed, and its Live peers are listed (seed/routing.ts).
-      this.changed(record, before, false)
+      this.changed(record, before, false, undefined, lostPeers)
     }
     return true
   }
@@ -251,8 +256,8 @@ export class Registry {
     for (const listener of this.eventListeners) listener(event)
   }
 
-  private changed(node: NodeRecord, before: NodeChange['before'], removed: boolean, reason?: NodeChange['reason']): void {
-    const change: NodeChange = reason === undefined ? { node, before, removed } : { node, before, removed, reason }
+  private changed(node: NodeRecord, before: NodeChange['before'], removed: boolean, reason?: NodeChange['reason'], lostPeers: readonly string[] = []): void {
+    const change: NodeChange = { node, before, removed, ...(reason !== undefined ? { reason } : {}), ...(lostPeers.length > 0 ? { lostPeers } : {}) }
     for (const listener of this.changeListeners) listener(change)
   }
 
@@ -301,6 +306,12 @@ function toView(r: NodeRecord, now: number): NodeView {
 }
 
 /** Whether two lists of Live peers are the same, in order. */
+/** The peers of `before` missing from `after` that the node reported lost (exited without handing their channels over). */
+function peersLost(before: readonly LivePeer[] | undefined, after: readonly LivePeer[] | undefined, reported: readonly string[] | undefined): string[] {
+  if (before === undefined || reported === undefined) return []
+  return before.filter((p) => reported.includes(p.id) && !after?.some((q) => q.id === p.id)).map((p) => p.id)
+}
+
 export function sameLivePeers(a: readonly LivePeer[] | undefined, b: readonly LivePeer[] | undefined): boolean {
   if (a === undefined || b === undefined) return a === b
   return a.length === b.length && a.every((p, i) => p.id === b[i]!.id && p.linkPort === b[i]!.linkPort)

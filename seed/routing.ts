@@ -35,7 +35,7 @@ export class Routing {
   private flushQueued = false
   private lastVersion = 0
   private closed = false
-  /** Live nodes the seed lost (silent past the timeout, or their connection closed) and not yet named by a table. */
+  /** Live nodes the seed lost (silent past the timeout, or their connection closed), and Live peers their node reported dead, not yet named by a table. */
   private readonly lost = new Map<string, string>()
   private readonly drained: (id: string) => boolean
 
@@ -98,6 +98,7 @@ export class Routing {
     if (node.role === 'live') {
       if (change.reason === 'timeout' || (!change.removed && node.health === 'suspect')) this.lost.set(node.id, node.region)
       else this.lost.delete(node.id)
+      for (const peer of change.lostPeers ?? []) this.lost.set(peer, node.region)
     }
     if (node.role === 'live') this.markDirty(node.region)
     if (before && before.role === 'live') this.markDirty(before.region)
@@ -148,13 +149,13 @@ export class Routing {
     return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }
 
-  /** The nodes of `before` not in `after` that the seed lost: they hand nothing over (roles/live/handover.ts). Forgets the region's lost nodes. */
+  /** The nodes and peers of `before` not in `after` that the seed lost: they hand nothing over (roles/live/handover.ts). Forgets the region's lost ones. */
   private leftLost(region: string, before: RoutingTable['nodes'], after: RoutingTable['nodes']): string[] {
     const lost: string[] = []
     for (const [id, r] of this.lost) {
       if (r !== region) continue
       this.lost.delete(id)
-      if (before.some((n) => n.id === id) && !after.some((n) => n.id === id)) lost.push(id)
+      if (lists(before, id) && !lists(after, id)) lost.push(id)
     }
     return lost
   }
@@ -165,6 +166,9 @@ export class Routing {
     return this.lastVersion
   }
 }
+
+/** Whether `id` is one of `nodes` or one of their Live peers. */
+const lists = (nodes: RoutingTable['nodes'], id: string): boolean => nodes.some((n) => n.id === id || n.peers?.some((p) => p.id === id) === true)
 
 function sameNodes(a: RoutingTable['nodes'], b: RoutingTable['nodes']): boolean {
   if (a.length !== b.length) return false

@@ -36,6 +36,8 @@ export interface NodeState {
   readonly maintenance?: MaintenanceState | null
   /** Live nodes run with `--live-homes children`: the children that home channels now, as register and heartbeats report them. */
   readonly livePeers?: readonly LivePeer[]
+  /** Of those, the latest that exited without handing their channels over (a crash): the seed names them lost in the next routing table. */
+  readonly livePeersLost?: readonly string[]
 }
 
 /** Planned maintenance (docs/operations.md, "Planned maintenance"): the seed's record, datastore kind `cluster`, key `maintenance`. */
@@ -70,7 +72,7 @@ export interface RoutingTable {
   readonly region: string
   readonly version: number
   readonly nodes: readonly RoutingNode[]
-  /** Nodes of the previous table that the seed lost (not drained or stopped): they hand nothing over. */
+  /** Nodes of the previous table that the seed lost (not drained or stopped), and Live peers their node reported dead: they hand nothing over. */
   readonly lost?: readonly string[]
 }
 

@@ -33,7 +33,7 @@ function sameState(a: NodeState, b: NodeState): boolean {
   return (
     a.draining === b.draining && a.childrenAlive === b.childrenAlive && a.childrenWanted === b.childrenWanted &&
     a.seedConnected === b.seedConnected && a.build === b.build && a.routing === b.routing && a.buildRefused === b.buildRefused &&
-    a.dependencies === b.dependencies && a.maintenance === b.maintenance && a.livePeers === b.livePeers &&
+    a.dependencies === b.dependencies && a.maintenance === b.maintenance && a.livePeers === b.livePeers && a.livePeersLost === b.livePeersLost &&
     a.crashLooping.join() === b.crashLooping.join()
   )
 }
@@ -190,7 +190,10 @@ export async function runNode(role: Role, config: NodeConfig): Promise<number> {
       setBuildRefused: (refused) => update({ buildRefused: refused }),
       setPendingUploads: (count) => void (pendingUploads = count),
       setAppLoad: (source) => void (appLoad = source),
-      setLivePeers: (peers) => update({ livePeers: peers === null ? undefined : Object.freeze(peers.map((p) => Object.freeze({ id: p.id, linkPort: p.linkPort }))) }),
+      setLivePeers: (peers, lost) => update({
+        livePeers: peers === null ? undefined : Object.freeze(peers.map((p) => Object.freeze({ id: p.id, linkPort: p.linkPort }))),
+        livePeersLost: lost === undefined || lost.length === 0 ? undefined : Object.freeze([...lost]),
+      }),
       setDependency: (name, down) => {
         const deps = { ...state.dependencies }
         if (down === null) delete deps[name]

@@ -135,8 +135,12 @@ export interface ParentContext {
    * health checks list them under `dependencies`.
    */
   setDependency(name: string, down: string | null): void
-  /** Live nodes run with `--live-homes children`: the children that home channels now (null: the node does); register and heartbeats carry them to the seed's routing tables. */
-  setLivePeers(peers: readonly LivePeer[] | null): void
+  /**
+   * Live nodes run with `--live-homes children`: the children that home channels now (null: the node does); register
+   * and heartbeats carry them to the seed's routing tables. `lost`: the latest peers that exited without handing their
+   * channels over, so no other peer waits for their handover.
+   */
+  setLivePeers(peers: readonly LivePeer[] | null, lost?: readonly string[]): void
   /** A request to the seed over the node's link (e.g. `files.changed`); rejects while no seed is reachable. */
   seedRequest<R>(op: string, body: unknown, timeoutMs?: number): Promise<R>
   /** Children alive now (0 before they are forked). */

@@ -62,8 +62,9 @@ function ownMetaAddress(config: NodeConfig): string {
   return host.includes(':') ? `[${host}]:${config.metaPort}` : `${host}:${config.metaPort}`
 }
 
-function livePeersOf(state: NodeState): { livePeers?: LivePeer[] } {
-  return state.livePeers === undefined ? {} : { livePeers: copyLivePeers(state.livePeers) }
+function livePeersOf(state: NodeState): { livePeers?: LivePeer[]; livePeersLost?: string[] } {
+  if (state.livePeers === undefined) return {}
+  return { livePeers: copyLivePeers(state.livePeers), ...(state.livePeersLost !== undefined ? { livePeersLost: [...state.livePeersLost] } : {}) }
 }
 
 export function createSeedLink(opts: SeedLinkOptions): SeedLink {

@@ -36,6 +36,8 @@ export interface NodeInfo {
   elb?: ElbView
   /** Live nodes run with `--live-homes children`: the children that home channels now (absent: the node homes them). Heartbeats carry it too. */
   livePeers?: LivePeer[]
+  /** With `livePeers`: the ids of the latest of this node's peers that exited without handing their channels over (a crash). Heartbeats carry it too. */
+  livePeersLost?: string[]
 }
 
 /**
@@ -66,6 +68,19 @@ function livePeersProblem(list: unknown, owner: string | null): string | null {
 }
 
 export const copyLivePeers = (list: readonly LivePeer[]): LivePeer[] => list.map((p) => ({ id: p.id, linkPort: p.linkPort }))
+
+/** Most ids of lost Live peers one node may report. */
+export const MAX_LIVE_PEERS_LOST = 16
+
+/** Why `list` is not the ids of a node's lost Live peers (null: it is). */
+function livePeersLostProblem(list: unknown, owner: string | null): string | null {
+  if (!Array.isArray(list) || list.length > MAX_LIVE_PEERS_LOST) return `an array of at most ${MAX_LIVE_PEERS_LOST} peer ids`
+  for (const id of list) {
+    if (!matches(id, LIVE_PEER_ID)) return 'peer ids "<node>/<index>.<pid>"'
+    if (owner !== null && !id.startsWith(`${owner}/`)) return `ids of this node's peers (starting "${owner}/")`
+  }
+  return null
+}
 
 export interface NodeLoad {
   connections: number
@@ -135,10 +150,11 @@ export interface HeartbeatBody {
   elb?: ElbView
   /** Only from Live nodes run with `--live-homes children`. */
   livePeers?: LivePeer[]
+  livePeersLost?: string[]
 }
 
 /** A registry entry as `nodes` answers it and `event` pushes carry it. */
-export interface NodeView extends Omit<NodeInfo, 'health'> {
+export interface NodeView extends Omit<NodeInfo, 'health' | 'livePeersLost'> {
   health: NodeHealth
   heartbeatAgeMs: number
   load: NodeLoad
@@ -165,7 +181,7 @@ export interface RoutingTable {
   /** Grows on every change, also across seed restarts (it is time-based). */
   version: number
   nodes: RoutingNode[]
-  /** Nodes of the previous table that left it because the seed lost them (heartbeat timeout, connection closed), not drained or stopped. */
+  /** Nodes of the previous table that left it because the seed lost them (heartbeat timeout, connection closed), not drained or stopped; and peers of the previous table their node reported lost (`livePeersLost`). */
   lost?: string[]
 }
 
@@ -229,6 +245,8 @@ export function parseNodeInfo(body: unknown): NodeInfo {
   if (b['elb'] !== undefined && !isElbView(b['elb'])) throw bad('elb', '{state, targetGroup}')
   const peersProblem = b['livePeers'] === undefined ? null : livePeersProblem(b['livePeers'], b['id'])
   if (peersProblem !== null) throw bad('livePeers', peersProblem)
+  const lostProblem = b['livePeersLost'] === undefined ? null : livePeersLostProblem(b['livePeersLost'], b['id'])
+  if (lostProblem !== null) throw bad('livePeersLost', lostProblem)
   return {
     id: b['id'], role: b['role'] as RoleName, region: b['region'], address: b['address'], port: b['port'],
     metricsPort: b['metricsPort'], pid: b['pid'], version: b['version'], children: b['children'],
@@ -236,6 +254,7 @@ export function parseNodeInfo(body: unknown): NodeInfo {
     ...(b['smtpPort'] !== undefined ? { smtpPort: b['smtpPort'] as number } : {}),
     ...(isElbView(b['elb']) ? { elb: { state: b['elb'].state, targetGroup: b['elb'].targetGroup } } : {}),
     ...(b['livePeers'] !== undefined ? { livePeers: copyLivePeers(b['livePeers'] as LivePeer[]) } : {}),
+    ...(b['livePeersLost'] !== undefined ? { livePeersLost: [...b['livePeersLost'] as string[]] } : {}),
   }
 }
 
@@ -262,6 +281,10 @@ export function heartbeatProblem(body: unknown, nodeId: string | null = null): s
   if (body['livePeers'] !== undefined) {
     const problem = livePeersProblem(body['livePeers'], nodeId)
     if (problem !== null) return `heartbeat livePeers must be ${problem}`
+  }
+  if (body['livePeersLost'] !== undefined) {
+    const problem = livePeersLostProblem(body['livePeersLost'], nodeId)
+    if (problem !== null) return `heartbeat livePeersLost must be ${problem}`
   }
   if (load['app'] !== undefined) return appLoadProblem(load['app'])
   return null

@@ -9,13 +9,16 @@
  * leaves before it hands its channels over; the parent reports its
  * children's peers to the seed (register and heartbeats), whose routing
  * tables list them (lib/routing/live-peers.ts). A child that exits without
- * leaving (a crash) drops out as soon as the parent sees it exit. Until the
- * seed's first table, the parent gives its children a table of their own
- * peers, so a node without a seed serves alone as with `--live-homes node`.
+ * leaving (a crash) drops out as soon as the parent sees it exit, reported
+ * lost (`livePeersLost`), so the seed's next table tells every peer not to
+ * wait for a handover from it. Until the seed's first table, the parent gives
+ * its children a table of their own peers, so a node without a seed serves
+ * alone as with `--live-homes node`.
  */
 import type { NodeConfig } from '../../lib/core/config.js'
 import type { LivePeer, RoutingTable, SeedPush } from '../../lib/core/node-state.js'
 import type { ChildContext, Handle, ParentChannel, ParentContext } from '../../lib/process/role.js'
+import { MAX_LIVE_PEERS_LOST } from '../../lib/transport/meta-shapes.js'
 import { createLoopback } from './loopback.js'
 import { startLiveNode } from './node.js'
 
@@ -36,11 +39,13 @@ function localTable(config: NodeConfig, peers: readonly LivePeer[]): RoutingTabl
 export function reportChildPeers(ctx: ParentContext): Handle {
   const { log } = ctx
   const peers = new Map<number, LivePeer>()
+  /** The latest peers that exited without leaving, newest last: the seed tells the others not to wait for their handover. */
+  const lost: string[] = []
   let seeded = false
   ctx.onPush((push) => void (seeded ||= push.op === 'routing'))
   const report = (): void => {
     const list = [...peers.values()].sort((a, b) => (a.id < b.id ? -1 : 1))
-    ctx.setLivePeers(list)
+    ctx.setLivePeers(list, lost)
     // Pushes and role messages share the children's IPC channel, in order: none of these follows the seed's table.
     if (!seeded) ctx.children.broadcast({ k: 'local-table', table: localTable(ctx.config, list) } satisfies LocalTable)
   }
@@ -64,6 +69,8 @@ export function reportChildPeers(ctx: ParentContext): Handle {
     if (peer === undefined) return
     log.warn({ peer: peer.id }, 'live: a child that homed channels exited without handing them over: their backups take over')
     peers.delete(child)
+    lost.push(peer.id)
+    if (lost.length > MAX_LIVE_PEERS_LOST) lost.shift()
     report()
   })
   return { close: async () => {}, destroy: () => {} }

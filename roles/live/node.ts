@@ -366,7 +366,8 @@ export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandl
       if (ids.has(n.id)) continue
       // A node the seed lost (silent, as a frozen one whose link still looks up) or whose link is down hands nothing
       // over: no home waits for its handover. A drained or stopping node may.
-      replication?.handover.nodeLeft(n.id, next.lost?.includes(n.node) !== true && links.linkUp(n.id) !== false)
+      const lost = next.lost !== undefined && (next.lost.includes(n.node) || next.lost.includes(n.id))
+      replication?.handover.nodeLeft(n.id, !lost && links.linkUp(n.id) !== false)
       if (n.id !== self) hub.dropNodeMembers(n.id)
     }
     table = new Rendezvous(peers)

@@ -45,20 +45,20 @@ export async function nodeClient(
   id: string,
   info: Partial<NodeInfo> = {},
   opts: Partial<MetaClientOptions> & { everyMs?: number } = {},
-): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health'], children?: number): void; setLivePeers(peers: LivePeer[] | undefined): void }> {
-  const state = { health: info.health ?? ('ok' as NodeInfo['health']), children: info.children ?? 1, livePeers: info.livePeers }
+): Promise<MetaClient & { stopHeartbeat(): void; setHealth(health: NodeInfo['health'], children?: number): void; setLivePeers(peers: LivePeer[] | undefined, lost?: string[]): void }> {
+  const state = { health: info.health ?? ('ok' as NodeInfo['health']), children: info.children ?? 1, livePeers: info.livePeers, livePeersLost: undefined as string[] | undefined }
   const c = client(t, port, {
     peer: { kind: 'node', id },
     onConnect: async (link) => void (await link.request('register', nodeInfo(id, { ...info, health: state.health }))),
     ...opts,
   })
-  const timer = setInterval(() => c.send('heartbeat', { ...heartbeat(state.health, state.children), ...(state.livePeers ? { livePeers: state.livePeers } : {}) }), opts.everyMs ?? 50)
+  const timer = setInterval(() => c.send('heartbeat', { ...heartbeat(state.health, state.children), ...(state.livePeers ? { livePeers: state.livePeers } : {}), ...(state.livePeersLost ? { livePeersLost: state.livePeersLost } : {}) }), opts.everyMs ?? 50)
   t.teardown(() => clearInterval(timer))
   await c.ready
   return Object.assign(c, {
     stopHeartbeat: () => clearInterval(timer),
     setHealth: (health: NodeInfo['health'], children = state.children) => void Object.assign(state, { health, children }),
-    setLivePeers: (livePeers: LivePeer[] | undefined) => void (state.livePeers = livePeers),
+    setLivePeers: (livePeers: LivePeer[] | undefined, lost?: string[]) => void Object.assign(state, { livePeers, livePeersLost: lost }),
   })
 }
 

@@ -165,4 +165,15 @@ t.test('--live-homes children: a table lists each node\'s Live peers as register
   await until(() => proxy.tables.length === pushes + 2, 2000, 'a push when no child homes channels')
   t.same(proxy.tables.at(-1)!.nodes[0], { id: 'live-a', address: '127.0.0.1', port: 9001, peers: [] }, 'listed with no peer: its parent homes nothing')
   t.notOk((proxy.tables.at(-1)!.lost ?? []).includes('live-a'), 'a node whose peers change is not lost')
+  t.equal(proxy.tables.filter((x) => x.lost !== undefined).length, 0, 'peers that left without being reported lost are named lost by no table')
+
+  // Two peers; one dies (reported lost), then the other leaves (not reported): only the first is named lost.
+  a.setLivePeers(peers1)
+  await until(() => proxy.tables.length === pushes + 3, 2000, 'a push for two peers')
+  a.setLivePeers([peers1[1]!], ['live-a/0.100', 'live-a/0.101'])
+  await until(() => proxy.tables.length === pushes + 4, 2000, 'a push without the dead peer')
+  t.same(proxy.tables.at(-1)!.lost, ['live-a/0.101'], 'the dead peer is named lost; a lost peer the table no longer held is not')
+  a.setLivePeers([], ['live-a/0.100', 'live-a/0.101'])
+  await until(() => proxy.tables.length === pushes + 5, 2000, 'a push without the peer that left')
+  t.notOk('lost' in proxy.tables.at(-1)!, 'a peer that left (drained, stopped) is not named lost')
 })

@@ -60,3 +60,16 @@ t.test('livePeers (register and heartbeat): each {id: "<node>/<index>.<pid>", li
     t.match(heartbeatProblem({ ...heartbeat(), livePeers }), /^heartbeat livePeers must be /, JSON.stringify(livePeers).slice(0, 80))
   }
 })
+
+t.test('livePeersLost (register and heartbeat): at most 16 ids of the node\'s own peers; refused naming the field', async (t) => {
+  const lost = ['live-a/0.4240', 'live-a/1.4241']
+  t.same(parseNodeInfo({ ...nodeInfo('live-a', { role: 'live' }), livePeers: [], livePeersLost: lost }).livePeersLost, lost)
+  t.notOk('livePeersLost' in parseNodeInfo({ ...nodeInfo('live-a'), livePeers: [] }), 'none sent, no field')
+  t.equal(heartbeatProblem({ ...heartbeat(), livePeers: [], livePeersLost: lost }, 'live-a'), null)
+  t.throws(() => parseNodeInfo({ ...nodeInfo('live-a'), livePeersLost: ['live-b/0.1'] }), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'livePeersLost', reason: 'must be ids of this node\'s peers (starting "live-a/")' } }, 'another node\'s peer')
+  t.equal(heartbeatProblem({ ...heartbeat(), livePeersLost: ['live-b/0.1'] }, 'live-a'), 'heartbeat livePeersLost must be ids of this node\'s peers (starting "live-a/")')
+  for (const livePeersLost of ['x', {}, [null], [1], ['live-a'], ['live-a/x.1'], [`${'a'.repeat(65)}/0.1`], Array.from({ length: 17 }, (_, i) => `live-a/${i}.${i}`)]) {
+    t.throws(() => parseNodeInfo({ ...nodeInfo('live-a'), livePeersLost }), { code: 'ESPRA_ERR_META_BAD_REQUEST', details: { field: 'livePeersLost' } }, JSON.stringify(livePeersLost).slice(0, 80))
+    t.match(heartbeatProblem({ ...heartbeat(), livePeersLost }), /^heartbeat livePeersLost must be /, JSON.stringify(livePeersLost).slice(0, 80))
+  }
+})

@@ -6,8 +6,9 @@
 // child hands its channels over; a node without a seed serves alone, its children homing the channels among themselves.
 import t from 'tap'
 import { Rendezvous } from '../../../lib/routing/rendezvous.js'
-import { freePort, startNode, waitFor } from '../../helpers/cluster.js'
+import { freePort, startNode, waitFor, type StartedNode } from '../../helpers/cluster.js'
 import { checkOrderedFanout, childPeersOf, connectLive, token, type LiveClient } from '../../helpers/live.js'
+import { watcher } from '../../helpers/seed.js'
 
 const metaPort = await freePort()
 const seedFlags = { seed: `127.0.0.1:${metaPort}`, 'heartbeat-interval': '200ms', 'heartbeat-timeout': '10s' }
@@ -15,6 +16,8 @@ const seed = await startNode(t, 'seed', { 'meta-port': metaPort, ...seedFlags, '
 const liveFlags = { ...seedFlags, 'live-homes': 'children', children: 2 }
 const a = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-a' })
 const b = await startNode(t, 'live', { ...liveFlags, 'node-id': 'live-b' })
+// The seed's routing tables as the Live nodes get them.
+const tables = (await watcher(t, metaPort, { routing: 'us-1' })).tables
 t.teardown(async () => {
   await Promise.all([a.stop(), b.stop()])
   await seed.stop()
@@ -68,6 +71,10 @@ t.test('kill -9 of a child that homes channels: the backups take over, nothing i
   await waitFor('the watcher saw every message', () => theirs.every((ch) => watcher.messages(ch).length === 1))
   process.kill(victimPid, 'SIGKILL')
   await b.waitForLog((l) => l.msg === 'live: a child that homed channels exited without handing them over: their backups take over' && l['peer'] === victim, 'the parent saw its child die')
+  await waitFor('a table names the dead child lost', () => tables.some((x) => x.lost?.includes(victim)), 20_000)
+  const leftTable = (node: StartedNode) => node.logs.filter((l) => l.msg === 'live: a node left the routing table' && l['node'] === victim)
+  await waitFor('both of a\'s children saw the dead child leave the table', () => leftTable(a).length === 2, 20_000)
+  t.same(leftTable(a).map((l) => l['handover']), [false, false], 'no peer waits for a handover from it')
   for (const ch of theirs) {
     const ack = await watcher.call({ op: 'pub', ch, data: 'after' })
     t.equal(ack.op, 'ack', `${ch} publishes after the death`)
@@ -132,6 +139,9 @@ t.test('SIGHUP replaces every child of a node while publishes go on: each hands 
   }
   t.notOk(watcher.frames.some((f) => f.op === 'sub-ok' && f['recovered'] === false), 'no subscriber was reset')
   t.notOk(b.logs.slice(logsBefore).some((l) => l.msg === 'live: a child that homed channels exited without handing them over: their backups take over'), 'every old child left the table before it exited')
+  t.notOk(tables.some((x) => x.lost?.some((id) => oldPeers.includes(id))), 'no table named a child that left lost')
+  const leaving = a.logs.filter((l) => l.msg === 'live: a node left the routing table' && oldPeers.includes(l['node'] as string))
+  t.ok(leaving.length > 0 && leaving.every((l) => l['handover'] === true), 'the peers wait for the handovers of the children that left')
   watcher.close()
   publisher.close()
 })
