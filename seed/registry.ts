@@ -305,13 +305,13 @@ function toView(r: NodeRecord, now: number): NodeView {
   }
 }
 
-/** Whether two lists of Live peers are the same, in order. */
 /** The peers of `before` missing from `after` that the node reported lost (exited without handing their channels over). */
 function peersLost(before: readonly LivePeer[] | undefined, after: readonly LivePeer[] | undefined, reported: readonly string[] | undefined): string[] {
   if (before === undefined || reported === undefined) return []
   return before.filter((p) => reported.includes(p.id) && !after?.some((q) => q.id === p.id)).map((p) => p.id)
 }
 
+/** Whether two lists of Live peers are the same, in order. */
 export function sameLivePeers(a: readonly LivePeer[] | undefined, b: readonly LivePeer[] | undefined): boolean {
   if (a === undefined || b === undefined) return a === b
   return a.length === b.length && a.every((p, i) => p.id === b[i]!.id && p.linkPort === b[i]!.linkPort)
