@@ -57,6 +57,8 @@ export interface MetaServerOptions {
   readonly welcome?: () => Record<string, unknown>
   /** Names the port in logs ('meta port'; Live nodes: 'live link'). */
   readonly label?: string
+  /** The option that sets the port, named when it cannot listen (default `--meta-port`). */
+  readonly option?: string
 }
 
 export interface MetaServer {
@@ -178,7 +180,7 @@ export async function startMetaServer(opts: MetaServerOptions): Promise<MetaServ
   const server: Server = createServer({ noDelay: true }, accept)
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
-      reject(createError('ESPRA_ERR_NODE_LISTEN', { option: 'meta port', host: opts.host, port: opts.port, reason: err.code ?? err.message }))
+      reject(createError('ESPRA_ERR_NODE_LISTEN', { option: opts.option ?? '--meta-port', host: opts.host, port: opts.port, reason: err.code ?? err.message }))
     })
     server.listen({ host: opts.host, port: opts.port }, resolve)
   })

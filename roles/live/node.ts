@@ -405,7 +405,7 @@ export async function startLiveNode(ctx: LivePeerContext): Promise<LivePeerHandl
   const linkOps = createLinkHandlers(homeOps, hub, (op, err) => log.warn({ op, code: err.code, reason: err.message }, 'live link: ignored a malformed message'), replication)
   const link = await listenOnFirst(ctx.linkPorts, (port) => startMetaServer({
     host: config.bind, port, secret: config.secret, seedId: self,
-    maxFrame: config.maxFrame, log, label: 'live link', ...linkOps,
+    maxFrame: config.maxFrame, log, label: 'live link', option: '--live-link-offset', ...linkOps,
   }))
   const sweep = setInterval(() => hub.sweep(), SWEEP_MS)
   sweep.unref()
