@@ -46,12 +46,13 @@ t.test('a proxy registers, subscribes, and its children show the routing table t
   const live = await startNode(t, 'live', { seed: seedAddress, children: 1, 'node-id': 'live-a', ...fast })
   const proxy = await startNode(t, 'proxy', { seed: seedAddress, children: 2, ...fast })
 
-  const table = await waitFor('the proxy health shows live-a in its routing table', async () => {
+  // Listed with no peer at first, then with its child, a Live peer of its own (--live-homes children, the default).
+  const table = await waitFor('the proxy health shows live-a and its child in its routing table', async () => {
     const h = await health(proxy.port)
-    const routing = h.body['routing'] as { version: number; nodes: { id: string; port: number }[] } | undefined
-    return routing?.nodes.some((n) => n.id === 'live-a') && routing
+    const routing = h.body['routing'] as { version: number; nodes: { id: string; port: number; peers?: unknown[] }[] } | undefined
+    return routing?.nodes.some((n) => n.id === 'live-a' && n.peers?.length === 1) && routing
   })
-  t.same(table.nodes, [{ id: 'live-a', address: '127.0.0.1', port: live.port }])
+  t.same(table.nodes, [{ id: 'live-a', address: '127.0.0.1', port: live.port, peers: [{ id: `live-a/0.${live.childPids()[0]}`, linkPort: live.port + 2000 }] }])
   t.equal((await health(proxy.port)).body['seedConnected'], true)
 
   // Stopping the live node deregisters it at once; the proxy hears the new table.
