@@ -34,7 +34,7 @@ export interface NodeChange {
   readonly removed: boolean
   /** Why a removed node left: it said so (`deregistered`), or it went silent past the heartbeat timeout (`timeout`). */
   readonly reason?: 'deregistered' | 'timeout'
-  /** Live peers that left the node's list because they died (its `livePeersLost`): they hand nothing over. */
+  /** With a change of the node's Live peers: those it reported dead (`livePeersLost`); seed/routing.ts names the ones that left its table. */
   readonly lostPeers?: readonly string[]
 }
 
@@ -113,7 +113,7 @@ export class Registry {
     const moved = old.address !== info.address || old.port !== info.port || old.role !== info.role || old.region !== info.region
     const previousLink = old.link
     const peersMoved = !sameLivePeers(old.livePeers, info.livePeers)
-    const lostPeers = peersMoved ? peersLost(old.livePeers, info.livePeers, livePeersLost) : []
+    const lostPeers = peersMoved ? livePeersLost ?? [] : []
     Object.assign(old, info)
     if (info.elb === undefined) delete old.elb
     if (info.livePeers === undefined) delete old.livePeers
@@ -148,7 +148,7 @@ export class Registry {
     if (body.elb !== undefined) record.elb = { state: body.elb.state, targetGroup: body.elb.targetGroup }
     else delete record.elb
     const peersMoved = !sameLivePeers(record.livePeers, body.livePeers)
-    const lostPeers = peersMoved ? peersLost(record.livePeers, body.livePeers, body.livePeersLost) : []
+    const lostPeers = peersMoved ? body.livePeersLost ?? [] : []
     if (peersMoved) {
       if (body.livePeers !== undefined) record.livePeers = copyLivePeers(body.livePeers)
       else delete record.livePeers
@@ -303,12 +303,6 @@ function toView(r: NodeRecord, now: number): NodeView {
     ...(r.elb !== undefined ? { elb: r.elb } : {}),
     ...(r.livePeers !== undefined ? { livePeers: copyLivePeers(r.livePeers) } : {}),
   }
-}
-
-/** The peers of `before` missing from `after` that the node reported lost (exited without handing their channels over). */
-function peersLost(before: readonly LivePeer[] | undefined, after: readonly LivePeer[] | undefined, reported: readonly string[] | undefined): string[] {
-  if (before === undefined || reported === undefined) return []
-  return before.filter((p) => reported.includes(p.id) && !after?.some((q) => q.id === p.id)).map((p) => p.id)
 }
 
 /** Whether two lists of Live peers are the same, in order. */
